@@ -1,0 +1,252 @@
+"""The ``ffcl-hw`` command: train, evaluate, compare and demo.
+
+Library code raises; this module is the only one that prints. Bad input (an unknown data
+set or algorithm, a malformed size, a missing or malformed model, an existing run) ends
+with status 2 and a message naming the bad value and what would be accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ffcl_hw.flows.compare import compare, markdown_table
+from ffcl_hw.flows.evaluate import evaluate_run
+from ffcl_hw.flows.train import train_run
+from ffcl_hw.presets import preset_for
+from ffcl_hw.progress import EpochBar
+from ffcl_hw.runs import RunError
+from golden.config import ALGORITHMS, ConfigError, ModelConfig, TrainConfig
+from golden.datasets import DatasetError, load_dataset, parse_dataset_spec
+from golden.modelio import ModelFileError
+
+__all__ = ["main"]
+
+#: Errors that mean "the input was wrong": reported without a traceback, status 2.
+_USER_ERRORS = (DatasetError, ConfigError, ModelFileError, RunError)
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or any(w < 1 for w in widths):
+        raise argparse.ArgumentTypeError(
+            f"invalid layer widths {text!r}: give positive integers separated by commas, "
+            "e.g. 64,64"
+        )
+    return widths
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
+def _dataset(text: str) -> str:
+    try:
+        return parse_dataset_spec(text)
+    except DatasetError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _add_data_options(parser: argparse.ArgumentParser, *, default: str | None) -> None:
+    parser.add_argument("--dataset", type=_dataset, default=default,
+                        help="digits (built in), mnist, fashion-mnist, or idx:DIR "
+                             "(a directory of standard IDX files)"
+                             + (f"; default {default}" if default else ""))
+    parser.add_argument("--resize", type=_positive, metavar="N",
+                        help="downsample images to N x N (e.g. 14 for MNIST)")
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--hidden", type=_hidden, metavar="N1,N2,...",
+                        help="hidden layer widths (default: 64,64 on digits, 256,256 else)")
+    parser.add_argument("--epochs", type=_positive)
+    parser.add_argument("--batch-size", type=_positive)
+    parser.add_argument("--lr", type=_positive_float, help="peak learning rate")
+    parser.add_argument("--theta", type=_positive_float,
+                        help="threshold per neuron (layer threshold theta * N_l)")
+    parser.add_argument("--seed", type=_non_negative, default=0)
+    parser.add_argument("--negatives", choices=("random", "hard"), default="random")
+    parser.add_argument("--schedule", choices=("simultaneous", "layerwise"),
+                        default="simultaneous")
+    parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    parser.add_argument("--scoring", choices=("skip-first", "all"), default="skip-first",
+                        help="FFL: score with all layers but the first (Hinton) or all")
+    parser.add_argument("--loops", type=_positive, metavar="T",
+                        help="FFCL iterations (default 3)")
+    parser.add_argument("--topology", choices=("adjacent", "top"), default="adjacent",
+                        help="FFCL feedback: from the layer above, or from the top to layer 1")
+    parser.add_argument("--feedback", choices=("state", "goodness"), default="state",
+                        help="FFCL: feedback into the forwarded state, or only into goodness "
+                             "(T = 2)")
+    parser.add_argument("--readout", choices=("sum", "last"), default="sum",
+                        help="FFCL: goodness summed over iterations, or the last only")
+    parser.add_argument("--loss-iterations", choices=("all", "last"), default="all",
+                        help="FFCL: train on every iteration's loss, or the last only")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ffcl-hw",
+        description="Forward-Forward (FFL, FFDL, FFCL) golden model and FPGA accelerator.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model and write RUN/model.npz and metrics.json")
+    _add_data_options(p, default="digits")
+    p.add_argument("--algo", choices=ALGORITHMS, default="ffcl")
+    _add_model_options(p)
+    p.add_argument("--out", type=Path, required=True, metavar="RUN")
+    p.add_argument("--force", action="store_true", help="replace an existing RUN")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("evaluate", help="test accuracy of a trained run")
+    p.add_argument("run", type=Path, metavar="RUN")
+    _add_data_options(p, default=None)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = sub.add_parser("compare", help="train FFL, FFDL and FFCL with the same budget")
+    _add_data_options(p, default="digits")
+    _add_model_options(p)
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.add_argument("--force", action="store_true", help="replace an existing DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("demo", help="the main job on the built-in digits data")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="RUN",
+                   help="where the demo run goes (replaced on every demo); default runs/demo")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _configs(args: argparse.Namespace, dataset, algo: str) -> tuple[ModelConfig, TrainConfig]:
+    """Model and training configuration of ``algo``: the preset, then the options."""
+    preset = preset_for(args.dataset, algo)
+    if args.loops is not None and algo != "ffcl" and args.command == "train":
+        raise ConfigError(f"--loops is FFCL's loop count; {algo.upper()} runs one pass "
+                          "(use --algo ffcl)")
+    loops = (args.loops or preset.loops) if algo == "ffcl" else 1
+    config = ModelConfig(
+        algo=algo, input_size=dataset.input_size, num_classes=dataset.num_classes,
+        hidden=args.hidden or preset.hidden, loops=loops, topology=args.topology,
+        feedback=args.feedback, readout=args.readout, scoring=args.scoring,
+        theta=args.theta or preset.theta,
+    )
+    train_config = TrainConfig(
+        epochs=args.epochs or preset.epochs, batch_size=args.batch_size or preset.batch_size,
+        lr=args.lr or preset.lr, seed=args.seed, negatives=args.negatives,
+        schedule=args.schedule, loss_iterations=args.loss_iterations,
+        optimizer=args.optimizer,
+    )
+    return config, train_config
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def _print_summary(metrics: dict, out: Path) -> None:
+    layers = ", ".join(_percent(a) for a in metrics["per_layer_test_accuracy"])
+    print(f"{metrics['algo'].upper()} on {metrics['dataset']}, hidden "
+          f"{'x'.join(map(str, metrics['hidden']))}"
+          + (f", T={metrics['loops']}" if metrics["algo"] == "ffcl" else ""))
+    print(f"  test accuracy      {_percent(metrics['test_accuracy'])}  (per layer: {layers})")
+    print(f"  MACs per inference {metrics['macs_per_inference']:,}  "
+          f"(+ {metrics['cost_per_inference']['scan_steps']:,} label-scan steps)")
+    print(f"  training time      {metrics['train_seconds']:.1f} s")
+    print(f"  written            {out / 'model.npz'}, {out / 'metrics.json'}")
+
+
+def _train(args: argparse.Namespace) -> int:
+    dataset = load_dataset(args.dataset, resize=args.resize)
+    config, train_config = _configs(args, dataset, args.algo)
+    run = train_run(dataset, config, train_config, args.out, resize=args.resize,
+                    force=args.force, callback=EpochBar(args.algo.upper(), quiet=args.quiet))
+    _print_summary(run.metrics, args.out)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    result = evaluate_run(args.run, dataset=args.dataset, resize=args.resize)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        layers = ", ".join(_percent(a) for a in result["per_layer_test_accuracy"])
+        print(f"{result['algo'].upper()} on {result['dataset']} ({result['test_samples']} test "
+              f"images): {_percent(result['test_accuracy'])} (per layer: {layers})")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    dataset = load_dataset(args.dataset, resize=args.resize)
+    # Validate every configuration before the first minute of training.
+    for algo in ALGORITHMS:
+        _configs(args, dataset, algo)
+    report = compare(dataset, lambda algo: _configs(args, dataset, algo), args.out,
+                     resize=args.resize, force=args.force,
+                     progress=lambda algo: EpochBar(algo.upper(), quiet=args.quiet))
+    print(markdown_table(report), end="")
+    print(f"\nwritten {args.out / 'compare.json'}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    print("ffcl-hw demo: FFCL on the built-in 8x8 digits (train and evaluate)")
+    # The demo is `train` with every default: the same code path users run by hand.
+    train_args = _build_parser().parse_args(
+        ["train", "--dataset", "digits", "--algo", "ffcl", "--out", str(args.out), "--force"]
+        + (["--quiet"] if args.quiet else [])
+    )
+    return _train(train_args)
+
+
+_COMMANDS = {"train": _train, "evaluate": _evaluate, "compare": _compare, "demo": _demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except _USER_ERRORS as error:
+        print(f"ffcl-hw {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ffcl-hw {args.command}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Default hyper-parameters per data set and algorithm.
+
+These are the settings ALGORITHM.md reports as known to work ("Settings known to work"):
+a low threshold matters most. Every value can be overridden on the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Preset", "preset_for"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Defaults for one (data set, algorithm) pair."""
+
+    hidden: tuple[int, ...]
+    epochs: int
+    batch_size: int
+    lr: float
+    theta: float
+    loops: int
+
+
+def preset_for(dataset: str, algo: str) -> Preset:
+    """The defaults for ``dataset`` (a data set spec) and ``algo``.
+
+    The 8x8 digits get a small, fast network; MNIST-sized data (MNIST, Fashion-MNIST and
+    any IDX directory) get two layers of 256 and Hinton's learning-rate regime.
+    """
+    loops = 3 if algo == "ffcl" else 1
+    if dataset == "digits":
+        # On digits FFL and FFDL did best at theta 0.5, FFCL at 0.25.
+        theta = 0.25 if algo == "ffcl" else 0.5
+        return Preset(hidden=(64, 64), epochs=120, batch_size=64, lr=1e-2, theta=theta,
+                      loops=loops)
+    return Preset(hidden=(256, 256), epochs=30, batch_size=100, lr=1e-3, theta=0.25,
+                  loops=loops)
