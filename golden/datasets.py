@@ -355,8 +355,8 @@ def _read_idx_dir(directory: Path, *, hint: str | None = None) -> dict[str, np.n
 def _build(name: str, arrays: dict[str, np.ndarray], pixel_max: int,
            resize: int | None) -> Dataset:
     """Validate raw images/labels of both splits and turn them into a :class:`Dataset`."""
-    splits = {}
-    image_shape = None
+    splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    image_shape: tuple[int, ...] | None = None
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if labels.ndim != 1:
@@ -378,10 +378,11 @@ def _build(name: str, arrays: dict[str, np.ndarray], pixel_max: int,
             )
         image_shape = images.shape[1:]
         splits[split] = (images, labels)
+    # Both splits were checked above, so image_shape is the shape of every image.
     assert image_shape is not None
 
     labels_all = [splits[s][1] for s in ("train", "test") if splits[s][1].size]
-    num_classes = int(max(int(y.max()) for y in labels_all)) + 1 if labels_all else 0
+    num_classes = max(int(y.max()) for y in labels_all) + 1 if labels_all else 0
     if num_classes < 2:
         raise DatasetError(
             f"{name}: labels give {num_classes} class(es) (largest label + 1); a "

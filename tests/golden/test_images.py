@@ -54,8 +54,8 @@ def test_resize_4x4_to_2x2_is_block_means() -> None:
 
 
 def test_resize_3x3_to_2x2_hand_example() -> None:
-    # A single bright centre pixel is shared equally: each output covers a quarter of it,
-    # i.e. (1/3 * 1/3) of the centre's weight (area 1/4 of a 2.25-pixel block).
+    # Each output block covers 1.5 x 1.5 pixels, a quarter of the centre pixel among them,
+    # so each output is 9 * (1/4) / 2.25 = 1.
     image = np.zeros((1, 3, 3))
     image[0, 1, 1] = 9.0
     np.testing.assert_allclose(resize_images(image, 2)[0], np.full((2, 2), 1.0), atol=1e-12)

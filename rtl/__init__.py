@@ -1,0 +1,1 @@
+"""Amaranth gateware of the Forward-Forward accelerator: one component per concept."""

@@ -1,0 +1,67 @@
+"""Argmax over the per-label scores, ties to the lowest label."""
+
+from __future__ import annotations
+
+from amaranth import Module, Signal, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.params import check_positive_int
+
+__all__ = ["Argmax"]
+
+
+class Argmax(wiring.Component):
+    """Walks the K scores one per cycle, keeping the first maximum.
+
+    A strictly-greater comparison keeps the earlier label on a tie, as golden.intformat's
+    argmax does. One comparator instead of a K-input tree: K cycles per inference is small
+    beside the matrix phases and keeps the wide comparison off the critical path.
+
+    Parameters
+    ----------
+    labels : int
+        K.
+    score_bits : int
+        Width of an unsigned score.
+
+    Members
+    -------
+    start : In(1)
+        Begin a search over ``scores`` (held stable until ``done``).
+    scores : In(ArrayLayout(unsigned(score_bits), labels))
+    done : Out(1)
+        High for one cycle when ``label`` is valid.
+    label : Out(range(labels))
+    """
+
+    def __init__(self, *, labels: int, score_bits: int) -> None:
+        self.labels = check_positive_int("Label count", labels, minimum=2)
+        self.score_bits = check_positive_int("Score width", score_bits)
+        super().__init__({
+            "start": In(1),
+            "scores": In(data.ArrayLayout(unsigned(score_bits), labels)),
+            "done": Out(1),
+            "label": Out(range(labels)),
+        })
+
+    @property
+    def cycles(self) -> int:
+        """Cycles from ``start`` to ``done``."""
+        return self.labels
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        index = Signal(range(self.labels + 1))
+        best = Signal(unsigned(self.score_bits))
+        busy = Signal()
+        m.d.sync += self.done.eq(0)
+        with m.If(self.start):
+            m.d.sync += [busy.eq(1), index.eq(1), best.eq(self.scores[0]), self.label.eq(0)]
+        with m.Elif(busy):
+            with m.If(self.scores[index] > best):
+                m.d.sync += [best.eq(self.scores[index]), self.label.eq(index)]
+            m.d.sync += index.eq(index + 1)
+            with m.If(index == self.labels - 1):
+                m.d.sync += [busy.eq(0), self.done.eq(1)]
+        return m

@@ -1,0 +1,112 @@
+"""The goodness-compute datapath: the single-pass label scan.
+
+For every neuron i of a layer and every candidate label k: h = max(pre_i + U[i, k], 0),
+score[k] += h^2. G label lanes work in parallel on one neuron; a layer with K labels takes
+ceil(K / G) groups per neuron. FFL's goodness of a pass (its layer's sum of squares, which
+the normaliser computes anyway) is added to one label's score through ``add``.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.params import check_positive_int
+
+__all__ = ["GoodnessDatapath"]
+
+
+class GoodnessDatapath(wiring.Component):
+    """Per-label score accumulators fed by G add/ReLU/square lanes.
+
+    Parameters
+    ----------
+    labels : int
+        K, the number of candidate labels (score registers).
+    lanes : int
+        G, labels processed per cycle.
+    state_bits : int
+        Width of the signed pre-activation.
+    weight_bits : int
+        Width of a signed label weight.
+    score_bits : int
+        Width of an unsigned score (derived so it cannot overflow).
+
+    Members
+    -------
+    clear : In(1)
+        Zero every score (start of an inference).
+    en : In(1)
+        ``pre``, ``u`` and ``group`` are valid this cycle.
+    pre : In(signed(state_bits))
+    u : In(ArrayLayout(signed(weight_bits), lanes))
+        U[i, group * G + q] for lane q (zero beyond K).
+    group : In(range(ceil(K / G)))
+    add : In(1)
+        Add ``add_value`` to ``score[add_label]`` (FFL); takes effect next cycle. Never
+        while scan squares are still arriving (the sequencer keeps them apart).
+    add_label : In(range(K))
+    add_value : In(unsigned(score_bits))
+    scores : Out(ArrayLayout(unsigned(score_bits), labels))
+        Valid ``latency`` cycles after the last element.
+    """
+
+    def __init__(self, *, labels: int, lanes: int, state_bits: int, weight_bits: int,
+                 score_bits: int) -> None:
+        self.labels = check_positive_int("Label count", labels, minimum=2)
+        self.lanes = check_positive_int("Label lane count", lanes)
+        if lanes > labels:
+            raise ValueError(f"Label lane count must be at most the label count {labels}, "
+                             f"not {lanes}")
+        self.state_bits = check_positive_int("State width", state_bits, minimum=2)
+        self.weight_bits = check_positive_int("Weight width", weight_bits, minimum=2)
+        self.score_bits = check_positive_int("Score width", score_bits)
+        super().__init__({
+            "clear": In(1),
+            "en": In(1),
+            "pre": In(signed(state_bits)),
+            "u": In(data.ArrayLayout(signed(weight_bits), lanes)),
+            "group": In(range(self.groups)),
+            "add": In(1),
+            "add_label": In(range(labels)),
+            "add_value": In(unsigned(score_bits)),
+            "scores": Out(data.ArrayLayout(unsigned(score_bits), labels)),
+        })
+
+    @property
+    def groups(self) -> int:
+        """ceil(K / G): label groups per neuron."""
+        return -(-self.labels // self.lanes)
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an element at the inputs to its square in ``scores``."""
+        return 3
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        h_bits = max(self.state_bits, self.weight_bits) + 1
+        valid = Signal(2)
+        group = [Signal(range(self.groups), name=f"group_{i}") for i in range(2)]
+        m.d.sync += [valid.eq(valid << 1 | self.en), group[0].eq(self.group),
+                     group[1].eq(group[0])]
+        for q in range(self.lanes):
+            z = Signal(signed(h_bits + 1), name=f"z_{q}")
+            h = Signal(unsigned(h_bits), name=f"h_{q}")
+            square = Signal(unsigned(2 * h_bits), name=f"square_{q}")
+            m.d.comb += z.eq(self.pre + self.u[q])
+            # ReLU, then square: each stage registered.
+            m.d.sync += [h.eq(Mux(z[-1], 0, z)), square.eq(h * h)]
+            for g in range(self.groups):
+                k = g * self.lanes + q
+                if k >= self.labels:
+                    continue
+                with m.If(self.clear):
+                    m.d.sync += self.scores[k].eq(0)
+                with m.Elif(valid[1] & (group[1] == g)):
+                    m.d.sync += self.scores[k].eq(self.scores[k] + square)
+        with m.If(self.add & ~self.clear):
+            m.d.sync += self.scores[self.add_label].eq(
+                self.scores[self.add_label] + self.add_value)
+        return m

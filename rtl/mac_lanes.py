@@ -1,0 +1,87 @@
+"""MAC lane array: P parallel multiply-accumulate lanes sharing one input element."""
+
+from __future__ import annotations
+
+from amaranth import Module, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.params import check_positive_int
+
+__all__ = ["MacLanes"]
+
+
+class MacLanes(wiring.Component):
+    """P lanes computing acc[p] += w[p] * x, one input element per cycle.
+
+    Each lane is a registered multiplier followed by an accumulator, the shape that maps
+    onto an iCE40 SB_MAC16 or an ECP5 MULT18X18D with the adder beside it.
+
+    Parameters
+    ----------
+    lanes : int
+        P, the number of lanes.
+    weight_bits : int
+        Width of a signed weight.
+    input_bits : int
+        Width of the unsigned input element (pixel or activation).
+    acc_bits : int
+        Width of each signed accumulator; the caller derives it so it cannot overflow.
+
+    Members
+    -------
+    en : In(1)
+        ``x`` and ``w`` hold a valid element this cycle.
+    first : In(1)
+        With ``en``: this element starts a new dot product (the accumulator restarts).
+    x : In(unsigned(input_bits))
+        The input element, broadcast to every lane.
+    w : In(ArrayLayout(signed(weight_bits), lanes))
+        One weight per lane.
+    load : In(1)
+        Load ``load_value`` into the accumulators (FFCL's cached layer-1 products).
+    load_value : In(ArrayLayout(signed(acc_bits), lanes))
+    acc : Out(ArrayLayout(signed(acc_bits), lanes))
+        The accumulators; an element given at cycle c is included from cycle c + latency.
+    """
+
+    def __init__(self, *, lanes: int, weight_bits: int, input_bits: int, acc_bits: int) -> None:
+        self.lanes = check_positive_int("Lane count", lanes)
+        self.weight_bits = check_positive_int("Weight width", weight_bits, minimum=2)
+        self.input_bits = check_positive_int("Input width", input_bits)
+        self.acc_bits = check_positive_int("Accumulator width", acc_bits, minimum=2)
+        acc_layout = data.ArrayLayout(signed(acc_bits), lanes)
+        super().__init__({
+            "en": In(1),
+            "first": In(1),
+            "x": In(unsigned(input_bits)),
+            "w": In(data.ArrayLayout(signed(weight_bits), lanes)),
+            "load": In(1),
+            "load_value": In(acc_layout),
+            "acc": Out(acc_layout),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an element at the inputs to its product in ``acc``."""
+        return 2
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        product_bits = self.weight_bits + self.input_bits + 1
+        valid = Signal()
+        restart = Signal()
+        m.d.sync += [valid.eq(self.en), restart.eq(self.en & self.first)]
+        for p in range(self.lanes):
+            # Registering the product keeps the multiplier and the adder in separate
+            # cycles: the DSP's own pipeline register.
+            product = Signal(signed(product_bits), name=f"product_{p}")
+            # Amaranth widens the unsigned x by a zero bit before a signed product.
+            m.d.sync += product.eq(self.w[p] * self.x)
+            with m.If(self.load):
+                m.d.sync += self.acc[p].eq(self.load_value[p])
+            with m.Elif(valid & restart):
+                m.d.sync += self.acc[p].eq(product)
+            with m.Elif(valid):
+                m.d.sync += self.acc[p].eq(self.acc[p] + product)
+        return m

@@ -1,0 +1,129 @@
+"""The integer length normaliser: reciprocal square root and the per-neuron scaler.
+
+W n(a) = (W a) / ||a||: the MAC lanes accumulate W a on raw integer activations, the
+:class:`Rsqrt` turns sum(a^2) into (r, sh) with 1/||a|| ~= r 2^-(Q + sh/2), and the
+:class:`Scaler` computes round_shift(acc * r, shift) once per output neuron. Both follow
+golden.intformat bit for bit.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.intformat import rsqrt_table
+from rtl.params import check_positive_int
+
+__all__ = ["Rsqrt", "Scaler"]
+
+
+class Rsqrt(wiring.Component):
+    """1/sqrt(sq) as a table look-up after an even normalising shift.
+
+    sh = bit_length(sq) - index_bits, rounded up to even and at least 0; the table is
+    addressed by sq >> sh. A zero ``sq`` gives r = 0.
+
+    Parameters
+    ----------
+    sq_bits : int
+        Width of the unsigned sum of squares.
+    index_bits, frac_bits : int
+        The table's index width and the precision Q of its entries.
+
+    Members
+    -------
+    sq : In(unsigned(sq_bits))
+    r : Out(unsigned(frac_bits + 1))
+        Valid ``latency`` cycles after ``sq``.
+    sh : Out(range(sq_bits + 2))
+        The even shift, aligned with ``r``.
+    """
+
+    def __init__(self, *, sq_bits: int, index_bits: int, frac_bits: int) -> None:
+        self.sq_bits = check_positive_int("Sum-of-squares width", sq_bits)
+        self.index_bits = check_positive_int("Table index width", index_bits, minimum=2)
+        self.frac_bits = check_positive_int("Table precision", frac_bits)
+        self.table = [int(v) for v in rsqrt_table(index_bits, frac_bits)]
+        super().__init__({
+            "sq": In(unsigned(sq_bits)),
+            "r": Out(unsigned(frac_bits + 1)),
+            "sh": Out(range(sq_bits + 2)),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from ``sq`` to ``r`` and ``sh``."""
+        return 1
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.rom = rom = memory.Memory(
+            shape=unsigned(self.frac_bits + 1), depth=len(self.table), init=self.table)
+        port = rom.read_port()
+        # bit_length by a priority encoder: the highest set bit wins.
+        length = Signal(range(self.sq_bits + 1))
+        for bit in range(self.sq_bits):
+            with m.If(self.sq[bit]):
+                m.d.comb += length.eq(bit + 1)
+        excess = Signal(range(self.sq_bits + 2))
+        m.d.comb += excess.eq(Mux(length > self.index_bits, length - self.index_bits, 0))
+        shift = Signal(range(self.sq_bits + 2))
+        m.d.comb += shift.eq(excess + excess[0])
+        m.d.comb += port.addr.eq(self.sq >> shift)
+        m.d.sync += self.sh.eq(shift)
+        m.d.comb += self.r.eq(port.data)
+        return m
+
+
+class Scaler(wiring.Component):
+    """round_shift(acc * r, shift): one multiply and a rounding right shift, pipelined.
+
+    round_shift(v, k) = (v + 2^(k-1)) >> k for k > 0, computed as
+    ((v >> (k-1)) + 1) >> 1, which is the same number and needs no wide constant adder.
+
+    Parameters
+    ----------
+    acc_bits : int
+        Width of the signed accumulator.
+    r_bits : int
+        Width of the unsigned reciprocal.
+    shift_bits : int
+        Width of the unsigned shift amount.
+
+    Members
+    -------
+    acc : In(signed(acc_bits))
+    r : In(unsigned(r_bits))
+    shift : In(unsigned(shift_bits))
+    out : Out(signed(acc_bits + r_bits + 1))
+        The scaled value, ``latency`` cycles after the inputs.
+    """
+
+    def __init__(self, *, acc_bits: int, r_bits: int, shift_bits: int) -> None:
+        self.acc_bits = check_positive_int("Accumulator width", acc_bits, minimum=2)
+        self.r_bits = check_positive_int("Reciprocal width", r_bits)
+        self.shift_bits = check_positive_int("Shift width", shift_bits)
+        super().__init__({
+            "acc": In(signed(acc_bits)),
+            "r": In(unsigned(r_bits)),
+            "shift": In(unsigned(shift_bits)),
+            "out": Out(signed(acc_bits + r_bits + 1)),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the inputs to ``out``."""
+        return 2
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        product = Signal(signed(self.acc_bits + self.r_bits + 1))
+        shift = Signal.like(self.shift)
+        m.d.sync += [product.eq(self.acc * self.r), shift.eq(self.shift)]
+        # shift - 1 wraps for shift = 0; that case takes the other arm of the Mux.
+        shift_less = Signal.like(shift)
+        halved = Signal.like(product)
+        m.d.comb += [shift_less.eq(shift - 1), halved.eq(product >> shift_less)]
+        m.d.sync += self.out.eq(Mux(shift == 0, product, (halved + 1) >> 1))
+        return m
