@@ -7,6 +7,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.params import check_positive_int
+from rtl.select import select
 
 __all__ = ["Argmax"]
 
@@ -59,8 +60,9 @@ class Argmax(wiring.Component):
         with m.If(self.start):
             m.d.sync += [busy.eq(1), index.eq(1), best.eq(self.scores[0]), self.label.eq(0)]
         with m.Elif(busy):
-            with m.If(self.scores[index] > best):
-                m.d.sync += [best.eq(self.scores[index]), self.label.eq(index)]
+            candidate = select([self.scores[k] for k in range(self.labels)], index)
+            with m.If(candidate > best):
+                m.d.sync += [best.eq(candidate), self.label.eq(index)]
             m.d.sync += index.eq(index + 1)
             with m.If(index == self.labels - 1):
                 m.d.sync += [busy.eq(0), self.done.eq(1)]

@@ -13,6 +13,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.params import check_positive_int
+from rtl.select import one_hot
 
 __all__ = ["GoodnessDatapath"]
 
@@ -42,7 +43,7 @@ class GoodnessDatapath(wiring.Component):
     pre : In(signed(state_bits))
     u : In(ArrayLayout(signed(weight_bits), lanes))
         U[i, group * G + q] for lane q (zero beyond K).
-    group : In(range(ceil(K / G)))
+    group : In(range(max(2, ceil(K / G))))
     add : In(1)
         Add ``add_value`` to ``score[add_label]`` (FFL); takes effect next cycle. Never
         while scan squares are still arriving (the sequencer keeps them apart).
@@ -67,7 +68,7 @@ class GoodnessDatapath(wiring.Component):
             "en": In(1),
             "pre": In(signed(state_bits)),
             "u": In(data.ArrayLayout(signed(weight_bits), lanes)),
-            "group": In(range(self.groups)),
+            "group": In(range(max(2, self.groups))),
             "add": In(1),
             "add_label": In(range(labels)),
             "add_value": In(unsigned(score_bits)),
@@ -88,7 +89,7 @@ class GoodnessDatapath(wiring.Component):
         m = Module()
         h_bits = max(self.state_bits, self.weight_bits) + 1
         valid = Signal(2)
-        group = [Signal(range(self.groups), name=f"group_{i}") for i in range(2)]
+        group = [Signal(range(max(2, self.groups)), name=f"group_{i}") for i in range(2)]
         m.d.sync += [valid.eq(valid << 1 | self.en), group[0].eq(self.group),
                      group[1].eq(group[0])]
         for q in range(self.lanes):
@@ -104,9 +105,10 @@ class GoodnessDatapath(wiring.Component):
                     continue
                 with m.If(self.clear):
                     m.d.sync += self.scores[k].eq(0)
-                with m.Elif(valid[1] & (group[1] == g)):
+                with m.Elif(valid[1] & one_hot(group[1], self.groups)[g]):
                     m.d.sync += self.scores[k].eq(self.scores[k] + square)
-        with m.If(self.add & ~self.clear):
-            m.d.sync += self.scores[self.add_label].eq(
-                self.scores[self.add_label] + self.add_value)
+        target = one_hot(self.add_label, self.labels)
+        for k in range(self.labels):
+            with m.If(self.add & ~self.clear & target[k]):
+                m.d.sync += self.scores[k].eq(self.scores[k] + self.add_value)
         return m

@@ -125,5 +125,5 @@ class Scaler(wiring.Component):
         shift_less = Signal.like(shift)
         halved = Signal.like(product)
         m.d.comb += [shift_less.eq(shift - 1), halved.eq(product >> shift_less)]
-        m.d.sync += self.out.eq(Mux(shift == 0, product, (halved + 1) >> 1))
+        m.d.sync += self.out.eq(Mux(shift.any(), (halved + 1) >> 1, product))
         return m

