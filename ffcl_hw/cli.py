@@ -1,4 +1,4 @@
-"""The ``ffcl-hw`` command: train, evaluate, compare and demo.
+"""The ``ffcl-hw`` command: train, evaluate, compare, quantize, export-verilog, sim, demo.
 
 Library code raises; this module is the only one that prints. Bad input (an unknown data
 set or algorithm, a malformed size, a missing or malformed model, an existing run) ends
@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ffcl_hw.flows.compare import compare, markdown_table
 from ffcl_hw.flows.evaluate import evaluate_run
+from ffcl_hw.flows.export import export_verilog
+from ffcl_hw.flows.quantize import INT_MODEL_FILE, quantize_run
+from ffcl_hw.flows.simulate import SIMULATORS, simulate_run
 from ffcl_hw.flows.train import train_run
 from ffcl_hw.presets import preset_for
 from ffcl_hw.progress import EpochBar
@@ -70,6 +73,19 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
     return value
+
+
+def _bits(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type for a width in ``low..high`` (IntFormat's accepted range)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a width in {low}..{high} bits")
+        return value
+    return parse
 
 
 def _dataset(text: str) -> str:
@@ -143,9 +159,39 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = sub.add_parser("quantize", help="integer model of a trained run: write "
+                       "RUN/model.int.npz, add integer accuracy to metrics.json")
+    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("--weight-bits", type=_bits(2, 16), default=8, metavar="B",
+                   help="width of W, U and V entries (default 8)")
+    p.add_argument("--state-bits", type=_bits(4, 24), default=16, metavar="B",
+                   help="width of pre-activations and biases (default 16)")
+    p.add_argument("--calibration", type=_positive, default=1000, metavar="N",
+                   help="training images that set the pre-activation range (default 1000)")
+
+    p = sub.add_parser("export-verilog", help="write the core's Verilog and a JSON "
+                       "description of its ports and parameters")
+    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("--lanes", type=_positive, default=8, metavar="P",
+                   help="MAC lanes (8 for iCE40 UP5K; default 8)")
+    p.add_argument("--label-lanes", type=_positive, metavar="G",
+                   help="labels the goodness datapath scans per cycle (default: all)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+
+    p = sub.add_parser("sim", help="simulate the core on test images against the golden "
+                       "integer model; write RUN/sim.json")
+    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("--simulator", choices=SIMULATORS, default="amaranth")
+    p.add_argument("--samples", type=_positive, default=20, metavar="N")
+    p.add_argument("--lanes", type=_positive, default=8, metavar="P")
+    p.add_argument("--waves", type=Path, metavar="FILE", help="write a VCD waveform")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
     p = sub.add_parser("demo", help="the main job on the built-in digits data")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="RUN",
                    help="where the demo run goes (replaced on every demo); default runs/demo")
+    p.add_argument("--samples", type=_positive, default=20, metavar="N",
+                   help="test images to simulate on the core (default 20)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -221,17 +267,89 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quantize(args: argparse.Namespace) -> int:
+    m = quantize_run(args.run, weight_bits=args.weight_bits, state_bits=args.state_bits,
+                     calibration=args.calibration)
+    f = m["int_format"]
+    layers = ", ".join(_percent(a) for a in m["int_per_layer_test_accuracy"])
+    print(f"{args.run / 'model.npz'} quantized, calibrated on {args.calibration} training "
+          "images; test split:")
+    print(f"  float test accuracy {_percent(m['float_test_accuracy'])}")
+    print(f"  int test accuracy   {_percent(m['int_test_accuracy'])}  (per layer: {layers})")
+    print(f"  formats   weights {f['weight_bits']} bits, state {f['state_bits']} bits "
+          f"(S = {f['frac_bits']} fractional), pixels 0..{f['input_max']}, rsqrt table "
+          f"{f['rsqrt_index_bits']}-bit index x {f['rsqrt_frac_bits']} fractional bits")
+    print(f"  widths    accumulator {f['acc_bits']}, sum of squares {f['sq_bits']}, "
+          f"score {f['score_bits']} bits")
+    print(f"  written   {args.run / INT_MODEL_FILE}, {args.run / 'metrics.json'}")
+    return 0
+
+
+def _export_verilog(args: argparse.Namespace) -> int:
+    d = export_verilog(args.run, lanes=args.lanes, out=args.out, label_lanes=args.label_lanes)
+    print(f"{d['top']}: {d['parameters']['lanes']} MAC lanes, "
+          f"{d['parameters']['label_lanes']} label lanes, {d['ops']} program operations")
+    print(f"  cycles per inference {d['cycles_per_inference']:,} "
+          f"(lane utilization {100 * d['lane_utilisation']:.1f}% of the matrix phases)")
+    print(f"  written {d['verilog']}, {args.out / (d['top'] + '.json')}")
+    return 0
+
+
+def _sim(args: argparse.Namespace) -> int:
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.samples, desc=f"sim ({args.simulator})", unit="image",
+                   file=sys.stderr, disable=None)
+    try:
+        report = simulate_run(args.run, simulator=args.simulator, samples=args.samples,
+                              lanes=args.lanes, waves=args.waves,
+                              progress=(lambda done: bar.update(1)) if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"{report['simulator']} simulation of the core, {report['lanes']} lanes, "
+          f"{report['samples']} test images")
+    if report["mismatches"]:
+        print(f"  MISMATCH with the golden integer model: {report['mismatches']} samples; "
+              f"first: {report['first_mismatch']}", file=sys.stderr)
+        print(f"  written {args.run / 'sim.json'}")
+        return 1
+    c = report["cycles_per_inference"]
+    print("  bit-exact with the golden integer model on every sample")
+    print(f"  accuracy          {_percent(report['accuracy'])}")
+    print(f"  cycles/inference  {c['mean']:,.0f} (min {c['min']:,}, max {c['max']:,}; "
+          f"formula {report['cycles_formula']:,})")
+    print(f"  lane utilization  {100 * report['lane_utilization']:.1f}% of the matrix phases "
+          f"({report['macs_per_inference']:,} MACs)")
+    print(f"  written           {args.run / 'sim.json'}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
-    print("ffcl-hw demo: FFCL on the built-in 8x8 digits (train and evaluate)")
-    # The demo is `train` with every default: the same code path users run by hand.
-    train_args = _build_parser().parse_args(
+    print("ffcl-hw demo: FFCL on the built-in 8x8 digits: train, quantize, simulate the core")
+    # The demo runs the same subcommands a user would, with every default.
+    steps = [
         ["train", "--dataset", "digits", "--algo", "ffcl", "--out", str(args.out), "--force"]
-        + (["--quiet"] if args.quiet else [])
-    )
-    return _train(train_args)
+        + (["--quiet"] if args.quiet else []),
+        ["quantize", str(args.out)],
+        ["sim", str(args.out), "--simulator", "amaranth", "--samples", str(args.samples)]
+        + (["--quiet"] if args.quiet else []),
+    ]
+    parser = _build_parser()
+    for argv in steps:
+        print(f"\n$ ffcl-hw {' '.join(argv)}")
+        step = parser.parse_args(argv)
+        status = _COMMANDS[step.command](step)
+        if status:
+            return status
+    return 0
 
 
-_COMMANDS = {"train": _train, "evaluate": _evaluate, "compare": _compare, "demo": _demo}
+_COMMANDS = {"train": _train, "evaluate": _evaluate, "compare": _compare,
+             "quantize": _quantize, "export-verilog": _export_verilog, "sim": _sim,
+             "demo": _demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

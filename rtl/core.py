@@ -130,6 +130,8 @@ class Core(wiring.Component):
         m.submodules.argmax = argmax = Argmax(labels=K, score_bits=w["score"])
 
         # -- memories -----------------------------------------------------------------
+        # Every depth is at least 2: a one-entry memory has a zero-width address, which
+        # Verilog spells [-1:0].
         m.submodules.op_rom = op_rom = memory.Memory(
             shape=layout, depth=len(prog.ops),
             init=[layout.const(vars(op)) for op in prog.ops])
@@ -139,23 +141,23 @@ class Core(wiring.Component):
         image_read, image_write = image_mem.read_port(), image_mem.write_port()
         weight_layout = data.ArrayLayout(signed(w["weight"]), P)
         m.submodules.weight_rom = weight_rom = memory.Memory(
-            shape=unsigned(P * w["weight"]), depth=max(1, len(prog.weight_words)),
+            shape=unsigned(P * w["weight"]), depth=max(2, len(prog.weight_words)),
             init=[_pack(word, w["weight"]) for word in prog.weight_words])
         weight_port = weight_rom.read_port()
         m.submodules.bias_rom = bias_rom = memory.Memory(
-            shape=signed(w["state"]), depth=total, init=prog.bias)
+            shape=signed(w["state"]), depth=max(2, total), init=prog.bias)
         bias_port = bias_rom.read_port()
         label_layout = data.ArrayLayout(signed(w["weight"]), G)
         m.submodules.label_rom = label_rom = memory.Memory(
-            shape=unsigned(G * w["weight"]), depth=max(1, len(prog.label_words)),
+            shape=unsigned(G * w["weight"]), depth=max(2, len(prog.label_words)),
             init=[_pack(word, w["weight"]) for word in prog.label_words])
         label_port = label_rom.read_port()
         m.submodules.pre_mem = pre_mem = memory.Memory(
-            shape=signed(w["state"]), depth=max(config.hidden), init=[])
+            shape=signed(w["state"]), depth=max(2, *config.hidden), init=[])
         pre_read, pre_write = pre_mem.read_port(), pre_mem.write_port()
         acc_layout = data.ArrayLayout(signed(w["acc"]), P)
         m.submodules.cache_mem = cache_mem = memory.Memory(
-            shape=acc_layout, depth=prog.cache_tiles, init=[])
+            shape=acc_layout, depth=max(2, prog.cache_tiles), init=[])
         cache_read, cache_write = cache_mem.read_port(), cache_mem.write_port()
 
         # -- sequencer state ----------------------------------------------------------

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from amaranth import Shape
 from amaranth.back import verilog
 from amaranth.lib import wiring
 
@@ -54,12 +55,8 @@ def describe_core(core: Core) -> dict[str, Any]:
         ports.append({
             "name": "__".join(str(part) for part in path),
             "direction": "input" if member.flow == wiring.In else "output",
-            "width": member.shape.size if hasattr(member.shape, "size") else
-            len(member.shape) if hasattr(member.shape, "__len__") else None,
+            "width": Shape.cast(member.shape).width,
         })
-    for port in ports:
-        if port["width"] is None:
-            port["width"] = 1
     config, fmt = core.model.config, core.model.fmt
     program = core.program
     result_layout = core.result.payload.shape()

@@ -1,0 +1,110 @@
+"""The simulate flow: the core on test images, checked against the golden integer model.
+
+A cycle count is reported only for a run whose golden check passed on every sample
+(CFU Playground's rule); a mismatch is reported with the first failing sample and field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ffcl_hw.flows.evaluate import load_run_dataset
+from ffcl_hw.flows.export import build_core
+from ffcl_hw.runs import RunError, write_json
+from golden.costs import inference_cost
+from golden.intmodel import IntResult
+from golden.modelio import load_model
+from sim.amaranth_sim import CoreResult, run_core
+
+__all__ = ["SIMULATORS", "Mismatch", "check_results", "simulate_run"]
+
+SIMULATORS = ("amaranth",)
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The first disagreement of one sample with the golden model."""
+
+    sample: int
+    field: str
+    hardware: Any
+    golden: Any
+
+    def __str__(self) -> str:
+        return (f"sample {self.sample}: {self.field} is {self.hardware} in the hardware, "
+                f"{self.golden} in the golden model")
+
+
+def check_results(results: list[CoreResult], golden: IntResult,
+                  expected_cycles: int) -> list[Mismatch]:
+    """Compare every record field by field: label, each score, cycle count."""
+    mismatches = []
+    for i, result in enumerate(results):
+        if result.label != int(golden.labels[i]):
+            mismatches.append(Mismatch(i, "label", result.label, int(golden.labels[i])))
+            continue
+        scores = [int(v) for v in golden.scores[i]]
+        wrong = [k for k, (a, b) in enumerate(zip(result.scores, scores, strict=True)) if a != b]
+        if wrong:
+            k = wrong[0]
+            mismatches.append(Mismatch(i, f"score[{k}]", result.scores[k], scores[k]))
+            continue
+        if result.cycles != expected_cycles:
+            mismatches.append(Mismatch(i, "cycles", result.cycles, expected_cycles))
+    return mismatches
+
+
+def simulate_run(run: Path, *, simulator: str = "amaranth", samples: int = 20, lanes: int = 8,
+                 waves: Path | None = None,
+                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Run ``samples`` test images through the core and write ``RUN/sim.json``.
+
+    Returns
+    -------
+    dict
+        The report written to ``sim.json``.
+    """
+    if simulator not in SIMULATORS:
+        raise RunError(f"--simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
+    if not isinstance(samples, int) or samples < 1:
+        raise RunError(f"--samples must be a positive integer, not {samples!r}")
+    core = build_core(run, lanes=lanes)
+    model = core.model
+    float_model = load_model(run / "model.npz")
+    data, _ = load_run_dataset(float_model, None, None)
+    if model.config != float_model.config:
+        raise RunError(f"{run / 'model.int.npz'} was quantized from another model than "
+                       f"{run / 'model.npz'}; run `ffcl-hw quantize {run}` again")
+    count = min(samples, data.n_test)
+    images = model.quantize_input(data.x_test[:count])
+    golden = model.run(images)
+    results = run_core(core, images, progress=progress, vcd=str(waves) if waves else None)
+    expected = core.cycles_per_inference()
+    mismatches = check_results(results, golden, expected)
+    cycles = np.array([r.cycles for r in results])
+    labels = np.array([r.label for r in results])
+    program = core.program
+    report: dict[str, Any] = {
+        "simulator": simulator,
+        "samples": count,
+        "lanes": lanes,
+        "mismatches": len(mismatches),
+        "first_mismatch": str(mismatches[0]) if mismatches else None,
+        "accuracy": float((labels == data.y_test[:count]).mean()),
+        "golden_int_accuracy": float((golden.labels == data.y_test[:count]).mean()),
+        # Cycle counts count only when every sample matched the golden model.
+        "cycles_per_inference": None if mismatches else {
+            "min": int(cycles.min()), "mean": float(cycles.mean()), "max": int(cycles.max())},
+        "cycles_formula": expected,
+        "mac_cycles": program.mac_cycles(),
+        "matrix_cycles": program.matrix_cycles(),
+        "lane_utilization": program.mac_cycles() / program.matrix_cycles(),
+        "macs_per_inference": inference_cost(model.config).macs,
+    }
+    write_json(run / "sim.json", report)
+    return report

@@ -1,0 +1,130 @@
+"""quantize -> export-verilog -> sim, end to end through the command line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ffcl_hw.cli import main
+from sim.lint import lint_verilog
+
+FAST = ["--epochs", "3", "--hidden", "12,10"]
+
+
+@pytest.fixture(scope="module", params=["ffl", "ffdl", "ffcl"])
+def quantized_run(request, tmp_path_factory):
+    run = tmp_path_factory.mktemp("hw") / request.param
+    extra = ["--loops", "2"] if request.param == "ffcl" else []
+    assert main(["train", "--algo", request.param, *FAST, *extra, "--out", str(run),
+                 "--quiet"]) == 0
+    assert main(["quantize", str(run)]) == 0
+    return run
+
+
+def test_export_verilog_writes_lint_clean_verilog_and_its_description(quantized_run, capsys,
+                                                                      tmp_path):
+    out = tmp_path / "v"
+    assert main(["export-verilog", str(quantized_run), "--lanes", "3", "--out", str(out)]) == 0
+    verilog = (out / "ffcl_core.v").read_text()
+    assert "module ffcl_core" in verilog
+    description = json.loads((out / "ffcl_core.json").read_text())
+    ports = {p["name"]: p for p in description["ports"]}
+    assert ports["image__payload"]["width"] == 5          # pixels 0..16
+    assert ports["image__payload"]["direction"] == "input"
+    assert ports["result__valid"]["direction"] == "output"
+    fields = {f["name"]: f for f in description["result_fields"]}
+    assert fields["cycles"]["width"] == 32
+    assert ports["result__payload"]["width"] == sum(f["width"] for f in fields.values())
+    assert description["parameters"]["lanes"] == 3
+    assert description["cycles_per_inference"] > 0
+    for port in description["ports"]:
+        assert f" {port['name']}" in verilog or f" {port['name']};" in verilog
+    status, messages = lint_verilog(out / "ffcl_core.v")
+    assert status == 0, messages
+    assert "%Warning" not in messages and "%Error" not in messages, messages
+
+
+def test_lint_still_reports_real_problems(tmp_path):
+    # The waivers must not hide a genuine truncation in the design.
+    bad = tmp_path / "bad.v"
+    bad.write_text("module bad(input [7:0] a, output [3:0] y);\n  assign y = a;\nendmodule\n")
+    status, messages = lint_verilog(bad)
+    assert status != 0 and "WIDTHTRUNC" in messages
+
+
+def test_sim_is_bit_exact_and_writes_its_report(quantized_run, capsys):
+    status = main(["sim", str(quantized_run), "--simulator", "amaranth", "--samples", "3",
+                   "--lanes", "2", "--quiet"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    report = json.loads((quantized_run / "sim.json").read_text())
+    assert report["simulator"] == "amaranth" and report["samples"] == 3
+    assert report["mismatches"] == 0
+    cycles = report["cycles_per_inference"]
+    assert cycles["min"] == cycles["max"] == report["cycles_formula"]
+    assert 0 <= report["accuracy"] <= 1
+    assert report["macs_per_inference"] > 0
+    assert "bit-exact" in out
+
+
+def test_sim_exits_non_zero_naming_the_first_mismatch(quantized_run, capsys, monkeypatch):
+    import golden.intmodel as intmodel
+
+    real_run = intmodel.IntModel.run
+
+    def off_by_one(self, images):
+        result = real_run(self, images)
+        result.scores[1, 2] += 1
+        return result
+
+    monkeypatch.setattr(intmodel.IntModel, "run", off_by_one)
+    status = main(["sim", str(quantized_run), "--samples", "2", "--lanes", "2", "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "sample 1: score[2]" in err
+    report = json.loads((quantized_run / "sim.json").read_text())
+    assert report["mismatches"] == 1 and report["cycles_per_inference"] is None
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["export-verilog", "{run}", "--lanes", "0", "--out", "x"], "not a positive integer"),
+    (["sim", "{run}", "--simulator", "modelsim"], "invalid choice: 'modelsim'"),
+    (["sim", "{run}", "--samples", "0"], "not a positive integer"),
+])
+def test_bad_hardware_options_exit_2(quantized_run, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main([a.format(run=quantized_run) for a in argv])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_hardware_flows_refuse_a_run_without_an_integer_model(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--algo", "ffdl", *FAST, "--out", str(run), "--quiet"]) == 0
+    assert main(["export-verilog", str(run), "--out", str(tmp_path / "v")]) == 2
+    assert "ffcl-hw quantize" in capsys.readouterr().err
+    assert main(["sim", str(run), "--quiet"]) == 2
+    assert "ffcl-hw quantize" in capsys.readouterr().err
+
+
+def test_sim_refuses_an_integer_model_from_another_run(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["train", "--algo", "ffdl", *FAST, "--out", str(a), "--quiet"]) == 0
+    assert main(["train", "--algo", "ffdl", "--epochs", "3", "--hidden", "8,8", "--out",
+                 str(b), "--quiet"]) == 0
+    assert main(["quantize", str(b)]) == 0
+    (a / "model.int.npz").write_bytes((b / "model.int.npz").read_bytes())
+    assert main(["sim", str(a), "--quiet"]) == 2
+    assert "quantized from another model" in capsys.readouterr().err
+
+
+def test_demo_trains_quantizes_and_simulates(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--samples", "2", "--quiet"]) == 0
+    run = tmp_path / "demo"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"int_test_accuracy", "float_test_accuracy"} <= set(metrics)
+    report = json.loads((run / "sim.json").read_text())
+    assert report["mismatches"] == 0 and report["samples"] == 2
+    assert np.isclose(report["lane_utilization"], 3072 / report["matrix_cycles"])

@@ -1,0 +1,145 @@
+"""The core against the golden integer model, bit for bit, in Amaranth's simulator.
+
+Every result record (label, every per-label score, cycle count) is compared with
+IntModel.run and with the closed-form cycle count of rtl.sequencer.Program.cycles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from ffcl_hw.flows.simulate import check_results
+from golden.config import ModelConfig, TrainConfig
+from golden.datasets import load_dataset
+from golden.intmodel import IntModel
+from golden.quantize import quantize
+from golden.training import train
+from rtl.core import Core
+from rtl.sequencer import build_program
+from sim.amaranth_sim import run_core
+from tests.golden.variants import make_config, random_params
+
+
+def _random_model(name: str, seed: int, **overrides) -> IntModel:
+    config = make_config(name, **overrides)
+    params = random_params(config, seed)
+    rng = np.random.default_rng(seed + 100)
+    return quantize(config, params, rng.uniform(0, 1, size=(64, config.input_size)),
+                    input_max=16)
+
+
+def _check(model: IntModel, images: np.ndarray, lanes: int, label_lanes=None) -> Core:
+    core = Core(model, lanes=lanes, label_lanes=label_lanes)
+    results = run_core(core, images)
+    golden = model.run(images)
+    mismatches = check_results(results, golden, core.cycles_per_inference())
+    assert not mismatches, [str(m) for m in mismatches[:3]]
+    assert len(results) == len(images)
+    return core
+
+
+# Layer widths 7, 5 and 6, 5, 4 are not multiples of 2, 3 or 8: partial tiles everywhere.
+@pytest.mark.parametrize("lanes", [1, 2, 3, 8])
+@pytest.mark.parametrize("name", ["ffl", "ffdl", "ffdl-3layers", "ffcl-adjacent-T3",
+                                  "ffcl-top-T2", "ffcl-last"])
+def test_core_matches_the_integer_model(name, lanes):
+    seed = 17 * lanes + len(name)
+    model = _random_model(name, seed)
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, model.fmt.input_max + 1, size=(3, model.config.input_size))
+    _check(model, images, lanes)
+
+
+@pytest.mark.parametrize(("name", "loops"), [("ffcl-adjacent-T3", 2), ("ffcl-adjacent-T3", 3),
+                                             ("ffcl-top-T2", 3)])
+@pytest.mark.parametrize("label_lanes", [1, 3])
+def test_loop_counts_and_label_lanes(name, loops, label_lanes):
+    config = dataclasses.replace(make_config(name), loops=loops)
+    params = random_params(config, 5)
+    model = quantize(config, params, np.random.default_rng(1).uniform(0, 1, (32, 9)),
+                     input_max=16)
+    images = np.random.default_rng(2).integers(0, 17, size=(2, 9))
+    _check(model, images, lanes=3, label_lanes=label_lanes)
+
+
+def _extreme_model(name: str) -> IntModel:
+    """Every weight at full magnitude (random signs), biases at the state extremes."""
+    model = _random_model(name, 3)
+    rng = np.random.default_rng(4)
+    wmax, smax = model.fmt.weight_max, model.fmt.act_max
+    for layer in model.layers:
+        layer.W = rng.choice([-wmax, wmax], size=layer.W.shape)
+        layer.b = rng.choice([-smax - 1, smax], size=layer.b.shape)
+        if layer.U is not None:
+            layer.U = rng.choice([-wmax, wmax], size=layer.U.shape)
+        if layer.V is not None:
+            layer.V = rng.choice([-wmax, wmax], size=layer.V.shape)
+    return model
+
+
+@pytest.mark.parametrize("name", ["ffl", "ffdl", "ffcl-adjacent-T3", "ffcl-top-T2"])
+def test_extremes_do_not_overflow(name):
+    # All-zero and all-maximum images on maximum-magnitude weights: the derived widths
+    # must hold every intermediate, and saturation must agree with the golden model.
+    for model in (_random_model(name, 9), _extreme_model(name)):
+        D, X = model.config.input_size, model.fmt.input_max
+        images = np.stack([np.zeros(D, dtype=np.int64), np.full(D, X)])
+        _check(model, images, lanes=3)
+
+
+@pytest.fixture(scope="module")
+def digits_model():
+    data = load_dataset("digits")
+    config = ModelConfig(algo="ffcl", input_size=64, num_classes=10, hidden=(64, 64),
+                         loops=3, theta=0.25)
+    result = train(config, TrainConfig(epochs=120, batch_size=64, lr=1e-2, seed=0),
+                   data.x_train, data.y_train)
+    model = quantize(config, result.params, data.x_train[:1000], input_max=data.pixel_max)
+    return model, data
+
+
+def test_core_matches_on_200_digits_test_images(digits_model):
+    # The demo configuration: FFCL 64x64, T = 3, 8 MAC lanes (about 3 minutes).
+    model, data = digits_model
+    images = model.quantize_input(data.x_test[:200])
+    _check(model, images, lanes=8)
+    accuracy = (model.run(images).labels == data.y_test[:200]).mean()
+    assert accuracy > 0.95
+
+
+def test_lanes_are_busy_at_least_80_percent_of_the_matrix_phases(digits_model):
+    program = build_program(digits_model[0], lanes=8)
+    # MAC cycles times lanes is exactly the cost model's multiply-accumulate count.
+    assert program.mac_cycles() * 8 == 64 * 64 + 3 * 64 * 64 + 2 * 64 * 64
+    assert program.mac_cycles() / program.matrix_cycles() >= 0.80
+
+
+def test_cycle_formula_in_closed_form_for_ffdl():
+    # docs/cycles.md, FFDL with L layers: per layer 3 + ceil(N/P) (n_in + 2) + N + 5,
+    # per scan 2 + N ceil(K/G) + 3, and 2 + K for the argmax.
+    model = _random_model("ffdl", 1)
+    P, K = 3, 4
+    program = build_program(model, lanes=P, label_lanes=2)
+    expected = 0
+    for n_in, n in ((9, 7), (7, 5)):
+        expected += 3 + -(-n // P) * (n_in + 2) + n + 5
+        expected += 2 + n * 2 + 3
+    expected += 2 + K
+    assert program.cycles() == expected
+
+
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"lanes": 0}, TypeError, "Lane count must be a positive integer, not 0"),
+    ({"lanes": 2, "label_lanes": 5}, ValueError, "at most the label count 4, not 5"),
+])
+def test_core_refuses_bad_parameters(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        Core(_random_model("ffdl", 1), **kwargs)
+
+
+def test_core_refuses_goodness_feedback_with_the_alternative():
+    with pytest.raises(ValueError, match="feedback 'state' only"):
+        Core(_random_model("ffcl-goodness", 1), lanes=2)
