@@ -1,0 +1,111 @@
+"""Rsqrt and Scaler against golden.intformat, one input per cycle, latency from the parts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from golden.intformat import round_shift, rsqrt, rsqrt_table, scale
+from rtl.normaliser import Rsqrt, Scaler
+from tests.rtl.helpers import run_pipeline, signed_range, unsigned_max
+
+SEED = 1618
+
+
+def rsqrt_inputs(sq_bits: int, rng: np.random.Generator) -> list[int]:
+    """0, 1, every power of two with its neighbours, everything up to 2**12, random rest."""
+    top = unsigned_max(sq_bits)
+    values = list(range(min(1 << 12, top) + 1))
+    for k in range(sq_bits + 1):
+        values += [(1 << k) - 1, 1 << k, (1 << k) + 1]
+    values += [int(v) for v in rng.integers(0, top, size=200, endpoint=True)]
+    values = [v for v in values if 0 <= v <= top]
+    # Twice: once in rising order, once shuffled, so that no output depends on the value
+    # before it.
+    return values + [int(v) for v in rng.permutation(values)]
+
+
+@pytest.mark.parametrize(("sq_bits", "index_bits", "frac_bits"), [
+    (24, 8, 12),     # IntFormat's default table on a 24-bit sum of squares
+    (20, 4, 4),      # the smallest table IntFormat allows
+    (13, 5, 7),      # odd index width: the shift's rounding to even matters
+    (40, 12, 20),    # the largest table and precision IntFormat allows
+    (6, 8, 10),      # a sum narrower than the table index: never shifted
+])
+def test_rsqrt_matches_golden(sq_bits: int, index_bits: int, frac_bits: int) -> None:
+    seed = SEED + sq_bits * 100 + index_bits
+    rng = np.random.default_rng(seed)
+    dut = Rsqrt(sq_bits=sq_bits, index_bits=index_bits, frac_bits=frac_bits)
+    sq = rsqrt_inputs(sq_bits, rng)
+    r_expected, sh_expected = rsqrt(np.array(sq), rsqrt_table(index_bits, frac_bits),
+                                    index_bits)
+    got = run_pipeline(dut, [{"sq": v} for v in sq], ("r", "sh"), dut.latency)
+    for v, out, r, sh in zip(sq, got, r_expected, sh_expected, strict=True):
+        assert (out["r"], out["sh"]) == (r, sh), (
+            f"seed {seed}: sq={v}: got r={out['r']} sh={out['sh']}, golden r={r} sh={sh}")
+
+
+def test_rsqrt_zero_gives_zero() -> None:
+    # A zero vector's products must normalise to zero, not to a table entry.
+    dut = Rsqrt(sq_bits=16, index_bits=8, frac_bits=12)
+    got = run_pipeline(dut, [{"sq": 0}, {"sq": 1}, {"sq": 0}], ("r", "sh"), dut.latency)
+    assert got == [{"r": 0, "sh": 0}, {"r": 1 << 12, "sh": 0}, {"r": 0, "sh": 0}]
+
+
+def scaler_inputs(acc_bits: int, r_bits: int, shift_bits: int, rng: np.random.Generator,
+                  count: int) -> list[dict[str, int]]:
+    """Random (acc, r, shift) with the extremes, shift 0 and exact halves over-represented."""
+    acc_low, acc_high = signed_range(acc_bits)
+    r_max, shift_max = unsigned_max(r_bits), unsigned_max(shift_bits)
+    inputs = []
+    # The corners: both ends of acc against the largest r, zero and one, at every shift.
+    for shift in range(shift_max + 1):
+        for acc in (acc_low, acc_high, -1, 0, 1):
+            for r in (0, 1, r_max):
+                inputs.append({"acc": acc, "r": r, "shift": shift})
+    # Exact halves, where rounding half up decides: +-(2m + 1) 2**(k-1) with r = 1, so
+    # -2.5 must round to -2 and 2.5 to 3.
+    for shift in range(1, min(shift_max, acc_bits - 2) + 1):
+        for m in (0, 1, 2):
+            half = (2 * m + 1) << (shift - 1)
+            if half <= acc_high:
+                inputs += [{"acc": half, "r": 1, "shift": shift},
+                           {"acc": -half, "r": 1, "shift": shift}]
+    for _ in range(count):
+        acc = int(rng.choice([acc_low, acc_high])) if rng.random() < 0.1 else \
+            int(rng.integers(acc_low, acc_high, endpoint=True))
+        r = r_max if rng.random() < 0.1 else int(rng.integers(0, r_max, endpoint=True))
+        # Shift 0 is its own arm of the hardware's Mux: a quarter of the samples.
+        shift = 0 if rng.random() < 0.25 else int(rng.integers(0, shift_max, endpoint=True))
+        inputs.append({"acc": acc, "r": r, "shift": shift})
+    return inputs
+
+
+@pytest.mark.parametrize(("acc_bits", "r_bits", "shift_bits"), [
+    (24, 13, 5),     # a layer's accumulator against IntFormat's default rsqrt precision
+    (8, 4, 3),
+    (2, 1, 1),       # the narrowest the component accepts
+    (32, 21, 6),     # shifts up to 63: far beyond the product's width
+])
+def test_scaler_matches_golden(acc_bits: int, r_bits: int, shift_bits: int) -> None:
+    seed = SEED + acc_bits * 100 + r_bits
+    rng = np.random.default_rng(seed)
+    dut = Scaler(acc_bits=acc_bits, r_bits=r_bits, shift_bits=shift_bits)
+    inputs = scaler_inputs(acc_bits, r_bits, shift_bits, rng, count=400)
+    acc = np.array([i["acc"] for i in inputs])
+    r = np.array([i["r"] for i in inputs])
+    shift = np.array([i["shift"] for i in inputs])
+    expected = scale(acc, r, shift)
+    # scale is round_shift of the exact product; the two golden functions must agree.
+    np.testing.assert_array_equal(expected, round_shift(acc * r, shift))
+    got = run_pipeline(dut, inputs, ("out",), dut.latency)
+    for given, out, want in zip(inputs, got, expected, strict=True):
+        assert out["out"] == want, f"seed {seed}: {given}: got {out['out']}, golden {want}"
+
+
+def test_scaler_shift_zero_passes_product() -> None:
+    # round_shift(v, 0) = v: no rounding constant may sneak in when shift - 1 wraps.
+    dut = Scaler(acc_bits=8, r_bits=4, shift_bits=3)
+    inputs = [{"acc": a, "r": 15, "shift": 0} for a in (-128, -1, 0, 1, 127)]
+    got = run_pipeline(dut, inputs, ("out",), dut.latency)
+    assert [g["out"] for g in got] == [-1920, -15, 0, 15, 1905]
