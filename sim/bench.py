@@ -1,0 +1,289 @@
+"""cocotb bench of the exported core, checked against the golden integer model.
+
+The structure follows cocotb's matrix_multiplier example and Forencich's benches: a
+``TB`` with clock, reset, a stream driver for images and a stream monitor for results;
+a model fed from the *monitored* image transfers (not from what the test meant to send);
+an in-order checker whose error count must end at zero; every scenario crossed with
+no-idle, idle and back-pressure patterns. Everything comes from environment variables
+set by :mod:`sim.runner`:
+
+- FFCL_MODEL: the integer model file; FFCL_CORE: the core's JSON (lanes, result fields)
+- FFCL_IMAGES: a .npy of integer images; FFCL_SAMPLES: how many to use
+- FFCL_SEED: seed of the random scenarios (logged); FFCL_REPORT: where ``run_samples``
+  writes its per-sample results
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Iterator
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, Event, ReadOnly, RisingEdge, with_timeout
+
+from golden.intmodelio import load_int_model
+from rtl.sequencer import build_program
+
+# Idle / back-pressure patterns, cycled: 1 = offer (driver) or accept (sink) this cycle.
+PATTERNS: dict[str, list[int]] = {
+    "none": [1],
+    "idle": [1, 1, 0, 1, 0, 0, 1, 0],
+    "backpressure": [1, 0, 0, 1, 1, 0, 0, 0, 1],
+}
+
+
+def _pattern(name: str) -> Iterator[int]:
+    return itertools.cycle(PATTERNS[name])
+
+
+class TB:
+    """Clock, reset, image driver, image and result monitors, model and checker."""
+
+    def __init__(self, dut) -> None:
+        self.dut = dut
+        self.log = dut._log
+        with open(os.environ["FFCL_CORE"]) as stream:
+            self.core = json.load(stream)
+        self.model = load_int_model(os.environ["FFCL_MODEL"]).model
+        # The expected cycle count comes from the closed form for the lane counts the
+        # design was built with, not from a number the export wrote down.
+        program = build_program(self.model, lanes=self.core["lanes"],
+                                label_lanes=self.core["label_lanes"])
+        self.expected_cycles = program.cycles()
+        self.D = self.model.config.input_size
+        self.K = self.model.config.num_classes
+        self.fields = self.core["result_fields"]
+        self.expected: deque[tuple[int, tuple[int, ...], int]] = deque()
+        self.pixels: list[int] = []
+        self.results: list[tuple[int, tuple[int, ...], int]] = []
+        self.errors = 0
+        self.first_error: str | None = None
+        self.checked = 0
+        self.sink_pattern = _pattern("none")
+        self.target = 0
+        self.done = Event()
+        self._tasks = []
+
+    # -- set-up ------------------------------------------------------------------------
+    async def start(self, *, sink: str = "none") -> None:
+        """Start the clock and the monitors, and reset the design."""
+        self.sink_pattern = _pattern(sink)
+        cocotb.start_soon(Clock(self.dut.clk, 10, unit="ns").start())
+        self.dut.image__valid.value = 0
+        self.dut.image__payload.value = 0
+        self.dut.result__ready.value = next(self.sink_pattern)
+        await self.reset()
+        self._tasks = [cocotb.start_soon(self._monitor_images()),
+                       cocotb.start_soon(self._monitor_results())]
+
+    async def reset(self, cycles: int = 3) -> None:
+        """Hold reset; whatever was in flight is forgotten by the model too."""
+        self.dut.rst.value = 1
+        await ClockCycles(self.dut.clk, cycles)
+        self.dut.rst.value = 0
+        self.pixels.clear()
+        self.expected.clear()
+
+    # -- driver ------------------------------------------------------------------------
+    async def send(self, image: np.ndarray, *, idle: str = "none") -> None:
+        """Drive one image's pixels, pausing where the idle pattern says."""
+        pattern = _pattern(idle)
+        for value in image:
+            while not next(pattern):
+                self.dut.image__valid.value = 0
+                await RisingEdge(self.dut.clk)
+            self.dut.image__payload.value = int(value)
+            self.dut.image__valid.value = 1
+            while True:
+                await ReadOnly()
+                if self.dut.image__ready.value:
+                    await RisingEdge(self.dut.clk)
+                    break
+                # The core is busy for thousands of cycles: sleep until it is ready
+                # instead of polling every cycle.
+                await RisingEdge(self.dut.image__ready)
+        self.dut.image__valid.value = 0
+
+    # -- monitors ----------------------------------------------------------------------
+    async def _monitor_images(self) -> None:
+        # The model sees only pixels that really crossed the interface. Settled values of
+        # a cycle first, then the edge that makes the transfer, so a monitor started in
+        # the driver's first cycle sees its first pixel. While no pixel is offered the
+        # monitor sleeps (waking every cycle would make the bench, not the simulator, the
+        # bottleneck).
+        while True:
+            await ReadOnly()
+            if self.dut.rst.value or not self.dut.image__valid.value:
+                await RisingEdge(self.dut.image__valid)
+                continue
+            if not self.dut.image__ready.value:
+                await RisingEdge(self.dut.image__ready)
+                continue
+            if self.dut.image__ready.value:
+                self.pixels.append(int(self.dut.image__payload.value))
+                if len(self.pixels) == self.D:
+                    golden = self.model.run(np.array([self.pixels], dtype=np.int64))
+                    self.expected.append((int(golden.labels[0]),
+                                          tuple(int(v) for v in golden.scores[0]),
+                                          self.expected_cycles))
+                    self.pixels = []
+            await RisingEdge(self.dut.clk)
+
+    def _field(self, word: int, name: str) -> int:
+        field = self.fields[name]
+        return (word >> field["offset"]) & ((1 << field["width"]) - 1)
+
+    async def _monitor_results(self) -> None:
+        # ready follows the back-pressure pattern, one step per cycle while a result is
+        # offered; between results the monitor sleeps until valid rises.
+        score_bits = self.fields["scores"]["width"] // self.K
+        while True:
+            await ReadOnly()
+            if self.dut.rst.value or not self.dut.result__valid.value:
+                await RisingEdge(self.dut.result__valid)
+                continue
+            if self.dut.result__ready.value:
+                word = self.dut.result__payload.value.to_unsigned()
+                scores_word = self._field(word, "scores")
+                result = (self._field(word, "label"),
+                          tuple((scores_word >> (k * score_bits)) & ((1 << score_bits) - 1)
+                                for k in range(self.K)),
+                          self._field(word, "cycles"))
+                self.results.append(result)
+                self._check(result)
+            await RisingEdge(self.dut.clk)
+            self.dut.result__ready.value = next(self.sink_pattern)
+
+    # -- checker -----------------------------------------------------------------------
+    def _check(self, result: tuple[int, tuple[int, ...], int]) -> None:
+        index = self.checked
+        self.checked += 1
+        if self.checked >= self.target:
+            self.done.set()
+        if not self.expected:
+            self._error(f"sample {index}: a result arrived that no image asked for")
+            return
+        label, scores, cycles = self.expected.popleft()
+        if result[0] != label:
+            self._error(f"sample {index}: label is {result[0]} in the hardware, {label} "
+                        "in the golden model")
+        elif result[1] != scores:
+            k = next(k for k in range(self.K) if result[1][k] != scores[k])
+            self._error(f"sample {index}: score[{k}] is {result[1][k]} in the hardware, "
+                        f"{scores[k]} in the golden model")
+        elif result[2] != cycles:
+            self._error(f"sample {index}: cycles is {result[2]} in the hardware, {cycles} "
+                        "by the closed-form count")
+
+    def _error(self, message: str) -> None:
+        self.errors += 1
+        if self.first_error is None:
+            self.first_error = message
+        self.log.error(message)
+
+    async def wait_results(self, count: int) -> None:
+        """Wait until ``count`` results have been checked (with a generous timeout)."""
+        self.target = count
+        if self.checked < count:
+            self.done.clear()
+            cycles = (count + 2) * (self.expected_cycles + 20 * self.D) * 4 + 1000
+            await with_timeout(self.done.wait(), cycles * 10, "ns")
+
+    async def finish(self) -> None:
+        """The checker must end with no error, nothing expected and nothing pending."""
+        await ClockCycles(self.dut.clk, 20)
+        assert self.errors == 0, self.first_error
+        assert not self.expected, f"{len(self.expected)} results never arrived"
+        await ReadOnly()
+        assert not self.dut.result__valid.value, "an unexpected result is pending"
+
+
+def _images() -> np.ndarray:
+    images = np.load(os.environ["FFCL_IMAGES"])
+    count = int(os.environ.get("FFCL_SAMPLES", len(images)))
+    return images[:count]
+
+
+def _seed() -> int:
+    return int(os.environ.get("FFCL_SEED", "0"))
+
+
+async def _run(dut, images: np.ndarray, idle: str, sink: str) -> TB:
+    tb = TB(dut)
+    await tb.start(sink=sink)
+    # Back to back, no reset between images.
+    for image in images:
+        await tb.send(image, idle=idle)
+    await tb.wait_results(len(images))
+    await tb.finish()
+    return tb
+
+
+@cocotb.test()
+async def run_samples(dut) -> None:
+    """The images of FFCL_IMAGES, no idle cycles; per-sample results to FFCL_REPORT."""
+    images = _images()
+    start = time.perf_counter()
+    tb = TB(dut)
+    await tb.start()
+    step = max(1, len(images) // 10)
+    for i, image in enumerate(images):
+        await tb.send(image)
+        if (i + 1) % step == 0 or i + 1 == len(images):
+            tb.log.info("sent %d/%d images, %d checked, %d errors", i + 1, len(images),
+                        tb.checked, tb.errors)
+    await tb.wait_results(len(images))
+    seconds = time.perf_counter() - start
+    report = {"samples": len(images), "errors": tb.errors, "first_error": tb.first_error,
+              "labels": [r[0] for r in tb.results], "cycles": [r[2] for r in tb.results],
+              "scores": [list(r[1]) for r in tb.results], "seconds": seconds}
+    with open(os.environ["FFCL_REPORT"], "w") as stream:
+        json.dump(report, stream)
+    await tb.finish()
+
+
+@cocotb.test()
+@cocotb.parametrize(idle=["none", "idle"], sink=["none", "backpressure"])
+async def real_images(dut, idle: str, sink: str) -> None:
+    """Data-set images, back to back, under each idle and back-pressure pattern."""
+    await _run(dut, _images(), idle, sink)
+
+
+@cocotb.test()
+@cocotb.parametrize(idle=["none", "idle"], sink=["none", "backpressure"])
+async def random_images(dut, idle: str, sink: str) -> None:
+    """Seeded random images (the seed is logged; FFCL_SEED sets it)."""
+    seed = _seed()
+    dut._log.info("random images with seed %d (FFCL_SEED)", seed)
+    tb_model = load_int_model(os.environ["FFCL_MODEL"]).model
+    rng = np.random.default_rng(seed)
+    count = min(4, len(_images())) or 4
+    images = rng.integers(0, tb_model.fmt.input_max + 1,
+                          size=(count, tb_model.config.input_size))
+    # Corner images ride along: all zero and all maximum.
+    images = np.vstack([images, np.zeros_like(images[:1]),
+                        np.full_like(images[:1], tb_model.fmt.input_max)])
+    await _run(dut, images, idle, sink)
+
+
+@cocotb.test()
+async def reset_mid_inference(dut) -> None:
+    """Reset halfway through an inference; the inferences after it are all correct."""
+    images = _images()
+    tb = TB(dut)
+    await tb.start()
+    await tb.send(images[0])
+    await ClockCycles(dut.clk, tb.expected_cycles // 2)
+    assert tb.checked == 0, "the first inference finished before the reset"
+    await tb.reset()
+    again = images[: min(3, len(images))]
+    for image in again:
+        await tb.send(image)
+    await tb.wait_results(len(again))
+    await tb.finish()

