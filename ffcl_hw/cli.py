@@ -181,10 +181,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sim", help="simulate the core on test images against the golden "
                        "integer model; write RUN/sim.json")
     p.add_argument("run", type=Path, metavar="RUN")
-    p.add_argument("--simulator", choices=SIMULATORS, default="amaranth")
+    p.add_argument("--simulator", choices=SIMULATORS, default="verilator",
+                   help="verilator (default) and icarus run the exported Verilog under "
+                        "cocotb; amaranth runs the design in Amaranth's own simulator")
     p.add_argument("--samples", type=_positive, default=20, metavar="N")
     p.add_argument("--lanes", type=_positive, default=8, metavar="P")
-    p.add_argument("--waves", type=Path, metavar="FILE", help="write a VCD waveform")
+    p.add_argument("--waves", type=Path, metavar="FILE",
+                   help="write a waveform: FST for verilator and icarus, VCD for amaranth")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("demo", help="the main job on the built-in digits data")
@@ -323,18 +326,21 @@ def _sim(args: argparse.Namespace) -> int:
           f"formula {report['cycles_formula']:,})")
     print(f"  lane utilization  {100 * report['lane_utilization']:.1f}% of the matrix phases "
           f"({report['macs_per_inference']:,} MACs)")
+    print(f"  simulation speed  {report['inferences_per_second']:.1f} inferences/s "
+          f"(after a {report['build_seconds']:.1f} s build)")
     print(f"  written           {args.run / 'sim.json'}")
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    print("ffcl-hw demo: FFCL on the built-in 8x8 digits: train, quantize, simulate the core")
+    print("ffcl-hw demo: FFCL on the built-in 8x8 digits: train, quantize, simulate the "
+          "core's Verilog with cocotb")
     # The demo runs the same subcommands a user would, with every default.
     steps = [
         ["train", "--dataset", "digits", "--algo", "ffcl", "--out", str(args.out), "--force"]
         + (["--quiet"] if args.quiet else []),
         ["quantize", str(args.out)],
-        ["sim", str(args.out), "--simulator", "amaranth", "--samples", str(args.samples)]
+        ["sim", str(args.out), "--simulator", "verilator", "--samples", str(args.samples)]
         + (["--quiet"] if args.quiet else []),
     ]
     parser = _build_parser()

@@ -12,7 +12,9 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ __all__ = ["SIMULATORS", "BenchRun", "BuiltCore", "available_simulators", "build
 SIMULATORS = ("verilator", "icarus")
 TOP = "ffcl_core"
 BENCH_MODULE = "sim.bench"
+_PROGRESS = re.compile(r"sent (\d+)/\d+ images")
 
 
 def available_simulators() -> list[str]:
@@ -143,8 +146,21 @@ class BenchRun:
     log: Path
 
 
+def _follow_progress(log: Path, progress: Callable[[int], None], stop: threading.Event) -> None:
+    """Report the bench's "sent N/M images" log lines as they appear."""
+    done = 0
+    while not stop.wait(0.2):
+        if not log.exists():
+            continue
+        found = _PROGRESS.findall(log.read_text(errors="replace"))
+        if found and int(found[-1]) > done:
+            done = int(found[-1])
+            progress(done)
+
+
 def run_bench(built: BuiltCore, images: np.ndarray, *, testcase: str | None = None,
-              seed: int = 0, samples: int | None = None, name: str = "run") -> BenchRun:
+              seed: int = 0, samples: int | None = None, name: str = "run",
+              progress: Callable[[int], None] | None = None) -> BenchRun:
     """Run the cocotb bench (all scenarios, or ``testcase``) on ``images``.
 
     Parameters
@@ -160,6 +176,8 @@ def run_bench(built: BuiltCore, images: np.ndarray, *, testcase: str | None = No
         Images per scenario (default: all of ``images``).
     name : str
         Distinguishes the report and log files of runs in the same build folder.
+    progress : callable, optional
+        Called with the number of images sent so far, from a watcher thread.
     """
     from cocotb_tools.runner import get_results
 
@@ -176,20 +194,35 @@ def run_bench(built: BuiltCore, images: np.ndarray, *, testcase: str | None = No
         "FFCL_SEED": str(seed),
         "FFCL_SAMPLES": str(samples if samples is not None else len(images)),
     }
+    log = work / "sim.log"
+    log.unlink(missing_ok=True)
+    stop = threading.Event()
+    watcher = None
+    if progress is not None:
+        watcher = threading.Thread(target=_follow_progress, args=(log, progress, stop),
+                                   daemon=True)
+        watcher.start()
     saved = dict(os.environ)
     os.environ.update(_environment(built.simulator))
     start = time.perf_counter()
+    results = work / "results.xml"
     try:
-        results = built.runner.test(test_module=BENCH_MODULE, hdl_toplevel=TOP,
-                              build_dir=built.build_dir, test_dir=work,
-                              testcase=testcase, extra_env=env, waves=built.waves,
-                              results_xml=str(work / "results.xml"),
-                              log_file=work / "sim.log")
+        built.runner.test(test_module=BENCH_MODULE, hdl_toplevel=TOP,
+                          build_dir=built.build_dir, test_dir=work, testcase=testcase,
+                          extra_env=env, waves=built.waves, results_xml=str(results),
+                          log_file=log)
+    except SystemExit:
+        # Under pytest the runner exits on a failed scenario; the results file still
+        # says which, and the caller decides what a failure means.
+        if not results.exists():
+            raise RuntimeError(f"the {built.simulator} simulation failed; see {log}") from None
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        stop.set()
+        if watcher is not None:
+            watcher.join()
     seconds = time.perf_counter() - start
-    tests, failed = get_results(Path(results))
+    tests, failed = get_results(results)
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    return BenchRun(tests=tests, failed=failed, report=report, seconds=seconds,
-                    log=work / "sim.log")
+    return BenchRun(tests=tests, failed=failed, report=report, seconds=seconds, log=log)

@@ -6,6 +6,8 @@ A cycle count is reported only for a run whose golden check passed on every samp
 
 from __future__ import annotations
 
+import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,9 @@ from sim.amaranth_sim import CoreResult, run_core
 
 __all__ = ["SIMULATORS", "Mismatch", "check_results", "simulate_run"]
 
-SIMULATORS = ("amaranth",)
+SIMULATORS = ("verilator", "icarus", "amaranth")
+#: The waveform format each simulator writes.
+WAVE_SUFFIX = {"verilator": ".fst", "icarus": ".fst", "amaranth": ".vcd"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,36 @@ def check_results(results: list[CoreResult], golden: IntResult,
     return mismatches
 
 
+def _run_cocotb(core, simulator: str, images: np.ndarray, run: Path, waves: Path | None,
+                progress: Callable[[int], None] | None) -> tuple[list[CoreResult], float]:
+    """Build (or reuse) the Verilog simulation and run the bench's ``run_samples`` test."""
+    from sim.runner import build_core as build_simulation
+    from sim.runner import run_bench
+    from sim.tools import ToolMissing
+
+    start = time.perf_counter()
+    try:
+        built = build_simulation(core, simulator, run / "sim_build", waves=waves is not None)
+    except ToolMissing as error:
+        raise RunError(str(error)) from None
+    build_seconds = time.perf_counter() - start
+    bench = run_bench(built, images, testcase="run_samples", name="ffcl-hw-sim",
+                      progress=progress)
+    report = bench.report
+    if not report:
+        raise RunError(f"the {simulator} simulation ended without a report; see {bench.log}")
+    results = [CoreResult(label=label, scores=tuple(scores), cycles=cycles)
+               for label, scores, cycles in zip(report["labels"], report["scores"],
+                                                 report["cycles"], strict=True)]
+    if waves is not None:
+        dumps = sorted(built.build_dir.rglob("*.fst")) + sorted(built.build_dir.rglob("*.vcd"))
+        if not dumps:
+            raise RunError(f"the {simulator} simulation wrote no waveform in {built.build_dir}")
+        waves.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(max(dumps, key=lambda p: p.stat().st_mtime), waves)
+    return results, build_seconds
+
+
 def simulate_run(run: Path, *, simulator: str = "amaranth", samples: int = 20, lanes: int = 8,
                  waves: Path | None = None,
                  progress: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -71,6 +105,9 @@ def simulate_run(run: Path, *, simulator: str = "amaranth", samples: int = 20, l
     """
     if simulator not in SIMULATORS:
         raise RunError(f"--simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
+    if waves is not None and waves.suffix != WAVE_SUFFIX[simulator]:
+        raise RunError(f"{simulator} writes {WAVE_SUFFIX[simulator][1:].upper()} waveforms; "
+                       f"name the --waves file *{WAVE_SUFFIX[simulator]}, not {waves.name}")
     if not isinstance(samples, int) or samples < 1:
         raise RunError(f"--samples must be a positive integer, not {samples!r}")
     core = build_core(run, lanes=lanes)
@@ -83,7 +120,13 @@ def simulate_run(run: Path, *, simulator: str = "amaranth", samples: int = 20, l
     count = min(samples, data.n_test)
     images = model.quantize_input(data.x_test[:count])
     golden = model.run(images)
-    results = run_core(core, images, progress=progress, vcd=str(waves) if waves else None)
+    start = time.perf_counter()
+    if simulator == "amaranth":
+        results = run_core(core, images, progress=progress, vcd=str(waves) if waves else None)
+        build_seconds = 0.0
+    else:
+        results, build_seconds = _run_cocotb(core, simulator, images, run, waves, progress)
+    seconds = time.perf_counter() - start - build_seconds
     expected = core.cycles_per_inference()
     mismatches = check_results(results, golden, expected)
     cycles = np.array([r.cycles for r in results])
@@ -105,6 +148,9 @@ def simulate_run(run: Path, *, simulator: str = "amaranth", samples: int = 20, l
         "matrix_cycles": program.matrix_cycles(),
         "lane_utilization": program.mac_cycles() / program.matrix_cycles(),
         "macs_per_inference": inference_cost(model.config).macs,
+        "build_seconds": round(build_seconds, 3),
+        "simulation_seconds": round(seconds, 3),
+        "inferences_per_second": count / seconds if seconds > 0 else None,
     }
     write_json(run / "sim.json", report)
     return report

@@ -9,6 +9,7 @@ import pytest
 
 from ffcl_hw.cli import main
 from sim.lint import lint_verilog
+from sim.runner import available_simulators
 
 FAST = ["--epochs", "3", "--hidden", "12,10"]
 
@@ -54,13 +55,17 @@ def test_lint_still_reports_real_problems(tmp_path):
     assert status != 0 and "WIDTHTRUNC" in messages
 
 
-def test_sim_is_bit_exact_and_writes_its_report(quantized_run, capsys):
-    status = main(["sim", str(quantized_run), "--simulator", "amaranth", "--samples", "3",
-                   "--lanes", "2", "--quiet"])
+@pytest.mark.parametrize("simulator", ["amaranth", *available_simulators()])
+def test_sim_is_bit_exact_and_writes_its_report(quantized_run, capsys, simulator, tmp_path):
+    waves = tmp_path / ("w.vcd" if simulator == "amaranth" else "w.fst")
+    status = main(["sim", str(quantized_run), "--simulator", simulator, "--samples", "3",
+                   "--lanes", "2", "--quiet", "--waves", str(waves)])
     out = capsys.readouterr().out
     assert status == 0, out
+    assert waves.stat().st_size > 1000
     report = json.loads((quantized_run / "sim.json").read_text())
-    assert report["simulator"] == "amaranth" and report["samples"] == 3
+    assert report["simulator"] == simulator and report["samples"] == 3
+    assert report["inferences_per_second"] > 0
     assert report["mismatches"] == 0
     cycles = report["cycles_per_inference"]
     assert cycles["min"] == cycles["max"] == report["cycles_formula"]
@@ -80,7 +85,8 @@ def test_sim_exits_non_zero_naming_the_first_mismatch(quantized_run, capsys, mon
         return result
 
     monkeypatch.setattr(intmodel.IntModel, "run", off_by_one)
-    status = main(["sim", str(quantized_run), "--samples", "2", "--lanes", "2", "--quiet"])
+    status = main(["sim", str(quantized_run), "--simulator", "amaranth", "--samples", "2",
+                   "--lanes", "2", "--quiet"])
     err = capsys.readouterr().err
     assert status == 1
     assert "sample 1: score[2]" in err
@@ -98,6 +104,12 @@ def test_bad_hardware_options_exit_2(quantized_run, capsys, argv, message):
         main([a.format(run=quantized_run) for a in argv])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_sim_names_the_waveform_format_it_writes(quantized_run, capsys):
+    assert main(["sim", str(quantized_run), "--simulator", "verilator", "--waves", "x.vcd",
+                 "--quiet"]) == 2
+    assert "verilator writes FST waveforms" in capsys.readouterr().err
 
 
 def test_hardware_flows_refuse_a_run_without_an_integer_model(tmp_path, capsys):

@@ -1,0 +1,112 @@
+"""The exported Verilog under cocotb, on every simulator this machine has.
+
+Each (simulator, configuration) is built once in its own folder under build/cocotb and
+reused by later runs. One bench run covers every scenario of sim/bench.py: data-set or
+random images, each crossed with no-idle / idle / back-pressure patterns, back-to-back
+inferences without reset, and a reset in the middle of an inference.
+
+Environment: FFCL_SEED seeds the random weights and images (default 0; logged);
+FFCL_SIM_SAMPLES sets the images per scenario for long runs (default 3).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from golden.config import ModelConfig, TrainConfig
+from golden.datasets import load_dataset
+from golden.quantize import quantize
+from golden.training import train
+from rtl.core import Core
+from sim.runner import available_simulators, build_core, run_bench
+from tests.golden.variants import make_config, random_params
+
+BUILD_ROOT = Path(__file__).resolve().parents[2] / "build" / "cocotb"
+SEED = int(os.environ.get("FFCL_SEED", "0"))
+SAMPLES = int(os.environ.get("FFCL_SIM_SAMPLES", "3"))
+SIMULATORS = available_simulators()
+
+# (variant, MAC lanes, label lanes): FFL, FFDL and FFCL with both topologies, lane counts
+# that do not divide the layer widths, and a label datapath narrower than K.
+CONFIGS = {
+    "ffl-p3": ("ffl", 3, None),
+    "ffdl-p2": ("ffdl-3layers", 2, None),
+    "ffcl-adjacent-T3-p3": ("ffcl-adjacent-T3", 3, 2),
+    "ffcl-top-T2-p8": ("ffcl-top-T2", 8, None),
+}
+
+
+def _random_model(variant: str, seed: int):
+    config = make_config(variant)
+    rng = np.random.default_rng(seed)
+    return quantize(config, random_params(config, seed), rng.uniform(0, 1, (64, 9)),
+                    input_max=16)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_dataset("digits")
+    config = ModelConfig(algo="ffcl", input_size=64, num_classes=10, hidden=(32, 32),
+                         loops=2, theta=0.25)
+    params = train(config, TrainConfig(epochs=30, batch_size=64, lr=1e-2, seed=SEED),
+                   data.x_train, data.y_train).params
+    model = quantize(config, params, data.x_train[:500], input_max=data.pixel_max)
+    return model, model.quantize_input(data.x_test[:SAMPLES])
+
+
+def _run(simulator: str, core: Core, images: np.ndarray, name: str) -> None:
+    built = build_core(core, simulator, BUILD_ROOT / name)
+    bench = run_bench(built, images, seed=SEED, samples=len(images))
+    assert bench.tests >= 10, f"only {bench.tests} scenarios ran; see {bench.log}"
+    assert bench.failed == 0, (f"{bench.failed} of {bench.tests} scenarios failed "
+                               f"(FFCL_SEED={SEED}); see {bench.log}")
+
+
+pytestmark = pytest.mark.skipif(not SIMULATORS, reason="no cocotb simulator installed")
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_random_weights_on_every_scenario(simulator, config):
+    variant, lanes, label_lanes = CONFIGS[config]
+    model = _random_model(variant, SEED + len(config))
+    rng = np.random.default_rng(SEED)
+    images = rng.integers(0, model.fmt.input_max + 1, size=(SAMPLES, model.config.input_size))
+    core = Core(model, lanes=lanes, label_lanes=label_lanes)
+    _run(simulator, core, images, f"{config}-seed{SEED}")
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_digits_test_images_on_every_scenario(simulator, digits):
+    model, images = digits
+    _run(simulator, Core(model, lanes=8), images, f"digits-ffcl-p8-seed{SEED}")
+
+
+def test_icarus_is_installed_in_ci():
+    # .ci/run installs Icarus; a CI run without it would silently test one simulator.
+    if os.environ.get("CI"):
+        assert "icarus" in SIMULATORS, "CI must run both simulators (apt-get install iverilog)"
+    assert "verilator" in SIMULATORS
+
+
+@pytest.mark.skipif("verilator" not in SIMULATORS, reason="Verilator not installed")
+def test_the_bench_fails_when_hardware_and_model_disagree():
+    # The checker must be able to fail: give the bench a golden model whose last label
+    # weights differ from the ones baked into the hardware.
+    from golden.intmodelio import load_int_model, save_int_model
+
+    model = _random_model("ffdl-3layers", SEED + 1)
+    core = Core(model, lanes=2)
+    images = np.random.default_rng(SEED).integers(0, 17, size=(2, 9))
+    built = build_core(core, "verilator", BUILD_ROOT / f"tamper-seed{SEED}")
+    tampered = load_int_model(built.model_file).model
+    tampered.layers[-1].U[:, 0] += 1
+    save_int_model(built.model_file, tampered)
+    bench = run_bench(built, images, testcase="run_samples", samples=2)
+    assert bench.failed == 1
+    assert bench.report["errors"] == 2
+    assert "score[0]" in bench.report["first_error"]
