@@ -39,9 +39,16 @@ from rtl.sequencer import (
     op_layout,
 )
 
-__all__ = ["Core", "result_layout"]
+__all__ = ["LOAD_TARGETS", "WEIGHT_MEMORIES", "Core", "load_layout", "load_words",
+           "memory_images", "result_layout"]
 
 CYCLE_BITS = 32
+
+#: Where the weights live: "rom" (block RAM initialised from the model) or "loadable"
+#: (the same block RAM, initialised, and writable through the ``load`` port while idle).
+WEIGHT_MEMORIES = ("rom", "loadable")
+#: Codes of the memories the ``load`` port writes (nonzero: see rtl.select).
+LOAD_TARGETS = {"ops": 1, "weights": 2, "bias": 3, "labels": 4}
 
 
 def result_layout(labels: int, score_bits: int) -> data.StructLayout:
@@ -51,6 +58,34 @@ def result_layout(labels: int, score_bits: int) -> data.StructLayout:
         "scores": data.ArrayLayout(unsigned(score_bits), labels),
         "cycles": unsigned(CYCLE_BITS),
     })
+
+
+def memory_images(program: Program) -> dict[str, list[int]]:
+    """The words of every model-dependent memory, as the core stores them."""
+    w = program.widths
+    layout = op_layout(program)
+    return {
+        "ops": [int(layout.const(vars(op)).as_value().value) for op in program.ops],
+        "weights": [_pack(word, w["weight"]) for word in program.weight_words],
+        "bias": [v & ((1 << w["state"]) - 1) for v in program.bias],
+        "labels": [_pack(word, w["weight"]) for word in program.label_words],
+    }
+
+
+def load_layout(program: Program) -> data.StructLayout:
+    """One write of the ``load`` port: which memory, which word, the word."""
+    images = memory_images(program)
+    widths = [op_layout(program).size, program.lanes * program.widths["weight"],
+              program.widths["state"], program.label_lanes * program.widths["weight"]]
+    depth = max(2, *(len(words) for words in images.values()))
+    return data.StructLayout({"target": 3, "addr": range(depth), "data": max(widths)})
+
+
+def load_words(program: Program) -> list[tuple[int, int, int]]:
+    """(target, address, word) writes that load a whole model through ``load``."""
+    return [(LOAD_TARGETS[name], addr, word)
+            for name, words in memory_images(program).items()
+            for addr, word in enumerate(words)]
 
 
 def _pack(values: list[int], bits: int) -> int:
@@ -72,6 +107,11 @@ class Core(wiring.Component):
         P, MAC lanes.
     label_lanes : int, optional
         G, labels the goodness datapath scans per cycle (default: all K).
+    weights : {"rom", "loadable"}
+        Memory mapping of the model: block RAM initialised from the model, or the same
+        memories also writable at run time through ``load`` (a board without initialised
+        RAM loads them over its host link). A loaded model must have the same
+        configuration and formats as ``model``, which sets the widths.
 
     Members
     -------
@@ -81,25 +121,57 @@ class Core(wiring.Component):
         One record per image.
     busy : Out(1)
         An inference is being computed.
+    load : In(stream.Signature(load_layout(program)))
+        Only with ``weights="loadable"``: memory writes (:func:`load_words`), accepted
+        while no inference runs.
     """
 
-    def __init__(self, model: IntModel, *, lanes: int, label_lanes: int | None = None) -> None:
+    def __init__(self, model: IntModel, *, lanes: int, label_lanes: int | None = None,
+                 weights: str = "rom") -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
+        if weights not in WEIGHT_MEMORIES:
+            raise ValueError(f"Weight memory must be one of {', '.join(WEIGHT_MEMORIES)}, "
+                             f"not {weights!r}")
         self.program: Program = build_program(model, lanes=lanes, label_lanes=label_lanes)
         self.model = model
+        self.weights = weights
         w = self.program.widths
         K = model.config.num_classes
-        super().__init__({
+        members = {
             "image": In(stream.Signature(unsigned(w["input"]))),
             "result": Out(stream.Signature(result_layout(K, w["score"]))),
             "busy": Out(1),
-        })
+        }
+        if weights == "loadable":
+            members["load"] = In(stream.Signature(load_layout(self.program)))
+        super().__init__(members)
 
     @property
     def lanes(self) -> int:
         """P, the number of MAC lanes."""
         return self.program.lanes
+
+    def load_words_for(self, model: IntModel) -> list[tuple[int, int, int]]:
+        """The ``load`` writes that replace this core's model with ``model``.
+
+        Raises
+        ------
+        ValueError
+            If ``model`` needs other widths or memory sizes than the core was built for;
+            the message names the first difference.
+        """
+        other = build_program(model, lanes=self.program.lanes,
+                              label_lanes=self.program.label_lanes)
+        if model.config != self.model.config:
+            raise ValueError("the model to load has another configuration than the core's")
+        for name, width in self.program.widths.items():
+            if other.widths[name] > width:
+                raise ValueError(f"the model to load needs {other.widths[name]} {name} bits; "
+                                 f"the core has {width}")
+        if op_layout(other).size != op_layout(self.program).size:
+            raise ValueError("the model to load needs a wider sequencer program")
+        return load_words(other)
 
     def cycles_per_inference(self) -> int:
         """The closed-form cycle count of one inference (what the counter reports)."""
@@ -132,9 +204,9 @@ class Core(wiring.Component):
         # -- memories -----------------------------------------------------------------
         # Every depth is at least 2: a one-entry memory has a zero-width address, which
         # Verilog spells [-1:0].
+        images = memory_images(prog)
         m.submodules.op_rom = op_rom = memory.Memory(
-            shape=layout, depth=len(prog.ops),
-            init=[layout.const(vars(op)) for op in prog.ops])
+            shape=unsigned(layout.size), depth=max(2, len(prog.ops)), init=images["ops"])
         op_port = op_rom.read_port()
         m.submodules.image_mem = image_mem = memory.Memory(
             shape=unsigned(w["input"]), depth=D, init=[])
@@ -142,15 +214,15 @@ class Core(wiring.Component):
         weight_layout = data.ArrayLayout(signed(w["weight"]), P)
         m.submodules.weight_rom = weight_rom = memory.Memory(
             shape=unsigned(P * w["weight"]), depth=max(2, len(prog.weight_words)),
-            init=[_pack(word, w["weight"]) for word in prog.weight_words])
+            init=images["weights"])
         weight_port = weight_rom.read_port()
         m.submodules.bias_rom = bias_rom = memory.Memory(
-            shape=signed(w["state"]), depth=max(2, total), init=prog.bias)
+            shape=unsigned(w["state"]), depth=max(2, total), init=images["bias"])
         bias_port = bias_rom.read_port()
         label_layout = data.ArrayLayout(signed(w["weight"]), G)
         m.submodules.label_rom = label_rom = memory.Memory(
             shape=unsigned(G * w["weight"]), depth=max(2, len(prog.label_words)),
-            init=[_pack(word, w["weight"]) for word in prog.label_words])
+            init=images["labels"])
         label_port = label_rom.read_port()
         m.submodules.pre_mem = pre_mem = memory.Memory(
             shape=signed(w["state"]), depth=max(2, *config.hidden), init=[])
@@ -159,6 +231,21 @@ class Core(wiring.Component):
         m.submodules.cache_mem = cache_mem = memory.Memory(
             shape=acc_layout, depth=max(2, prog.cache_tiles), init=[])
         cache_read, cache_write = cache_mem.read_port(), cache_mem.write_port()
+
+        # -- run-time loading of the model (weights="loadable") ------------------------
+        load_ready = Signal()
+        if self.weights == "loadable":
+            load = self.load
+            m.d.comb += load.ready.eq(load_ready)
+            fire = load.valid & load_ready
+            for name, mem in (("ops", op_rom), ("weights", weight_rom), ("bias", bias_rom),
+                              ("labels", label_rom)):
+                port = mem.write_port()
+                m.d.comb += [
+                    port.addr.eq(load.payload.addr[:len(port.addr)]),
+                    port.data.eq(load.payload.data[:len(port.data)]),
+                    port.en.eq(fire & (load.payload.target == LOAD_TARGETS[name])),
+                ]
 
         # -- sequencer state ----------------------------------------------------------
         op = Signal(layout)
@@ -338,7 +425,8 @@ class Core(wiring.Component):
 
         with m.FSM(name="sequencer"):
             with m.State("IDLE"):
-                m.d.comb += self.image.ready.eq(1)
+                # Model loads are accepted only between inferences.
+                m.d.comb += [self.image.ready.eq(1), load_ready.eq(1)]
                 with m.If(self.image.valid):
                     m.d.comb += image_write.en.eq(1)
                     m.d.sync += pixel.eq(pixel + 1)

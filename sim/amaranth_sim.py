@@ -29,7 +29,8 @@ class CoreResult:
 
 
 def run_core(core: Core, images: np.ndarray, *, progress: Callable[[int], None] | None = None,
-             vcd: str | None = None) -> list[CoreResult]:
+             vcd: str | None = None,
+             load: list[tuple[int, int, int]] | None = None) -> list[CoreResult]:
     """Classify ``images`` (shape (n, D), integers 0..X) on ``core`` in simulation.
 
     Images are sent back to back without reset, as a host would; the result stream is
@@ -45,6 +46,9 @@ def run_core(core: Core, images: np.ndarray, *, progress: Callable[[int], None] 
         Called with the number of images done after each one.
     vcd : str, optional
         Write a waveform (VCD) of the whole run to this path.
+    load : list of (target, address, word), optional
+        Memory writes sent through the core's ``load`` port before the first image
+        (:func:`rtl.core.load_words`); needs a core built with ``weights="loadable"``.
     """
     K = core.model.config.num_classes
     results: list[CoreResult] = []
@@ -53,6 +57,12 @@ def run_core(core: Core, images: np.ndarray, *, progress: Callable[[int], None] 
 
     async def testbench(ctx) -> None:
         ctx.set(core.result.ready, 1)
+        for target, addr, word in load or []:
+            ctx.set(core.load.payload, {"target": target, "addr": addr, "data": word})
+            ctx.set(core.load.valid, 1)
+            await ctx.tick().until(core.load.ready)
+        if load:
+            ctx.set(core.load.valid, 0)
         for image in images:
             for value in image:
                 ctx.set(core.image.payload, int(value))

@@ -97,6 +97,8 @@ def build_core(core: Core, simulator: str, root: Path, *, waves: bool = False) -
         raise ToolMissing("Icarus Verilog is not installed; `sudo apt-get install iverilog`")
     from cocotb_tools.runner import get_runner
 
+    # Absolute paths: the simulator runs in its own working folder.
+    root = Path(root).resolve()
     text = verilog.convert(core, name=TOP)
     if simulator == "icarus":
         text = _icarus_time_zero(text)

@@ -76,8 +76,11 @@ def _run_cocotb(core, simulator: str, images: np.ndarray, run: Path, waves: Path
     except ToolMissing as error:
         raise RunError(str(error)) from None
     build_seconds = time.perf_counter() - start
-    bench = run_bench(built, images, testcase="run_samples", name="ffcl-hw-sim",
-                      progress=progress)
+    try:
+        bench = run_bench(built, images, testcase="run_samples", name="ffcl-hw-sim",
+                          progress=progress)
+    except RuntimeError as error:
+        raise RunError(str(error)) from None
     report = bench.report
     if not report:
         raise RunError(f"the {simulator} simulation ended without a report; see {bench.log}")

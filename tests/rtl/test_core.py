@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The core against the golden integer model, bit for bit, in Amaranth's simulator.
 
 Every result record (label, every per-label score, cycle count) is compared with
@@ -143,3 +144,33 @@ def test_core_refuses_bad_parameters(kwargs, error, message):
 def test_core_refuses_goodness_feedback_with_the_alternative():
     with pytest.raises(ValueError, match="feedback 'state' only"):
         Core(_random_model("ffcl-goodness", 1), lanes=2)
+
+
+def test_a_loadable_core_runs_the_model_loaded_at_run_time():
+    # Weights in writable block RAM: the core is built with model A and then loaded with
+    # model B (same formats and exponents, other integers) through the load port.
+    model_a = _random_model("ffcl-adjacent-T3", 21)
+    model_b = dataclasses.replace(model_a, layers=[dataclasses.replace(layer)
+                                                   for layer in model_a.layers])
+    rng = np.random.default_rng(22)
+    wmax = model_a.fmt.weight_max
+    for layer in model_b.layers:
+        layer.W = rng.integers(-wmax, wmax + 1, size=layer.W.shape)
+        layer.U = rng.integers(-wmax, wmax + 1, size=layer.U.shape)
+        if layer.V is not None:
+            layer.V = rng.integers(-wmax, wmax + 1, size=layer.V.shape)
+        layer.b = rng.integers(-200, 200, size=layer.b.shape)
+    core = Core(model_a, lanes=3, weights="loadable")
+    images = rng.integers(0, 17, size=(3, 9))
+    results = run_core(core, images, load=core.load_words_for(model_b))
+    golden_b = model_b.run(images)
+    assert not check_results(results, golden_b, core.cycles_per_inference())
+    assert [r.scores for r in results] != [tuple(s) for s in model_a.run(images).scores]
+
+
+def test_a_model_that_needs_other_widths_cannot_be_loaded():
+    core = Core(_random_model("ffdl", 1), lanes=2, weights="loadable")
+    with pytest.raises(ValueError, match="another configuration"):
+        core.load_words_for(_random_model("ffl", 1))
+    with pytest.raises(ValueError, match="Weight memory must be one of rom, loadable"):
+        Core(_random_model("ffdl", 1), lanes=2, weights="spram")
