@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 from golden.config import ConfigError, ModelConfig
 from golden.intformat import IntFormat
 from golden.intmodel import IntLayer, IntModel
-from golden.modelio import ModelFileError
+from golden.modelio import ModelFileError, write_npz
 from golden.params import expected_shapes
 
 __all__ = [
@@ -116,14 +115,7 @@ def save_int_model(path: str | os.PathLike[str], model: IntModel, *,
     }
     arrays = _arrays(model)
     arrays[_META_KEY] = np.array(json.dumps(meta))
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            np.savez(stream, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_npz(path, arrays)
 
 
 def _read_meta(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, Any]:

@@ -22,7 +22,8 @@ import numpy as np
 from golden.config import ConfigError, ModelConfig, TrainConfig
 from golden.params import Parameters
 
-__all__ = ["FORMAT_VERSION", "ModelFileError", "SavedModel", "load_model", "save_model"]
+__all__ = ["FORMAT_VERSION", "ModelFileError", "SavedModel", "load_model", "save_model",
+           "write_npz"]
 
 #: Bumped whenever the layout of a model file changes incompatibly.
 FORMAT_VERSION = 1
@@ -54,6 +55,12 @@ def save_model(path: str | os.PathLike[str], model: SavedModel) -> None:
     }
     arrays = model.params.to_arrays()
     arrays[_META_KEY] = np.array(json.dumps(meta))
+    write_npz(path, arrays)
+
+
+def write_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` through a temporary file and a rename: never a half-written file."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as stream:

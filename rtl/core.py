@@ -418,6 +418,13 @@ class Core(wiring.Component):
                 m.d.sync += column.eq(0)
                 m.next = "MAC_DRAIN"
 
+        def wait_then(state: str, cycles: int) -> None:
+            """Stay ``cycles`` cycles (counted in ``column`` from 0), then go to ``state``."""
+            m.d.sync += column.eq(column + 1)
+            with m.If(column == cycles - 1):
+                m.d.sync += column.eq(0)
+                m.next = state
+
         def start_tile_pass(feedback: bool):
             """Point the weight address at this tile's rows for the pass."""
             m.d.sync += [weight_addr.eq(fb_tile_base if feedback else ff_tile_base),
@@ -483,11 +490,8 @@ class Core(wiring.Component):
 
             with m.State("MAC_DRAIN"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(column == 1):
-                    m.d.sync += [lane.eq(0), column.eq(0)]
-                    m.next = "SWEEP"
-                with m.Else():
-                    m.d.sync += column.eq(column + 1)
+                m.d.sync += lane.eq(0)
+                wait_then("SWEEP", 2)
 
             with m.State("CACHE_LOAD"):
                 m.d.comb += self.busy.eq(1)
@@ -522,9 +526,7 @@ class Core(wiring.Component):
 
             with m.State("SWEEP_DRAIN"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += column.eq(column + 1)
-                with m.If(column == 3):
-                    m.next = "FINISH"
+                wait_then("FINISH", 4)
 
             with m.State("FINISH"):
                 m.d.comb += self.busy.eq(1)
@@ -552,9 +554,7 @@ class Core(wiring.Component):
 
             with m.State("SCAN_DRAIN"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += column.eq(column + 1)
-                with m.If(column == 2):
-                    m.next = "FETCH"
+                wait_then("FETCH", 3)
 
             with m.State("ARGMAX"):
                 m.d.comb += self.busy.eq(1)
