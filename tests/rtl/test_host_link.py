@@ -1,0 +1,393 @@
+# amaranth: UnusedElaboratable=no
+"""The host link end to end in Amaranth's simulator.
+
+The host library (ffcl_hw.hostlink) encodes every frame; the testbench puts its bytes on
+``rx`` at the UART's bit time, decodes ``tx`` back into bytes and parses them with the
+host library's FrameReader. Every RESULT is compared bit for bit with the golden model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.sim import Simulator
+
+from ffcl_hw.hostlink import Device, FrameReader, HostLinkError, crc8, encode_frame
+from golden.intmodel import IntModel
+from rtl.core import Core
+from rtl.host_link import (
+    CMD_IDENT,
+    CMD_IMAGE,
+    CMD_LOAD,
+    ERR_COMMAND,
+    ERR_CRC,
+    ERR_LENGTH,
+    ERR_LOAD,
+    REPLY_ERROR,
+    REPLY_IDENT,
+    REPLY_LOAD,
+    REPLY_RESULT,
+    HostLink,
+    LinkIdentity,
+    link_identity,
+)
+from sim.lint import lint_verilog
+from tests.rtl.helpers import PERIOD
+from tests.rtl.test_core import _random_model
+
+DIVISOR = 4
+TIMEOUT_BITS = 24
+
+
+@dataclasses.dataclass
+class Step:
+    """Bytes for the line, after ``gap_bits`` idle bit times, and the replies they earn;
+    then ``settle_bits`` of idle line in which an unexpected extra reply would show."""
+
+    data: bytes
+    replies: int = 1
+    gap_bits: int = 2
+    settle_bits: int = 30
+
+
+def exchange(link: HostLink, steps: list[Step]) -> list[list[tuple[int, bytes]]]:
+    """Play ``steps`` on the link's rx; returns the frames received after each step."""
+    reader = FrameReader()
+    received: list[tuple[int, bytes]] = []
+    per_step: list[list[tuple[int, bytes]]] = []
+    sim = Simulator(link)
+    sim.add_clock(PERIOD)
+
+    async def monitor(ctx) -> None:
+        # A UART receiver in Python: find the start bit, sample every bit in its middle.
+        while True:
+            await ctx.tick()
+            if ctx.get(link.tx):
+                continue
+            await ctx.tick().repeat(DIVISOR // 2)
+            assert ctx.get(link.tx) == 0, "start bit too short"
+            value = 0
+            for i in range(8):
+                await ctx.tick().repeat(DIVISOR)
+                value |= ctx.get(link.tx) << i
+            await ctx.tick().repeat(DIVISOR)
+            assert ctx.get(link.tx) == 1, "framing error on tx"
+            received.extend(reader.frames(bytes([value])))
+
+    async def driver(ctx) -> None:
+        ctx.set(link.rx, 1)
+        for step in steps:
+            await ctx.tick().repeat(step.gap_bits * DIVISOR)
+            before = len(received)
+            for byte in step.data:
+                for bit in [0, *((byte >> i) & 1 for i in range(8)), 1]:
+                    ctx.set(link.rx, bit)
+                    await ctx.tick().repeat(DIVISOR)
+            # Generous: a reply of up to 64 bytes and an inference of up to 4000 cycles.
+            for _ in range(64 * 10 * DIVISOR + 4000):
+                if len(received) >= before + step.replies:
+                    break
+                await ctx.tick()
+            if step.settle_bits:
+                await ctx.tick().repeat(step.settle_bits * DIVISOR)
+            per_step.append(received[before:])
+
+    sim.add_testbench(monitor, background=True)
+    sim.add_testbench(driver)
+    sim.run()
+    assert reader.skipped == 0, "noise on tx"
+    return per_step
+
+
+def result_of(identity: LinkIdentity, payload: bytes) -> tuple[int, list[int], int]:
+    n = identity.score_bytes
+    assert len(payload) == identity.result_size
+    scores = [int.from_bytes(payload[1 + k * n:1 + (k + 1) * n], "little")
+              for k in range(identity.labels)]
+    return payload[0], scores, int.from_bytes(payload[-4:], "little")
+
+
+def image_frame(image) -> bytes:
+    return encode_frame(CMD_IMAGE, bytes(int(p) for p in image))
+
+
+def assert_golden(core: Core, model: IntModel, images, replies) -> None:
+    """Every reply is a RESULT equal to the golden model's label, scores and cycles."""
+    golden = model.run(np.asarray(images))
+    identity = link_identity(model, lanes=core.lanes, label_lanes=core.program.label_lanes)
+    assert len(replies) == len(images)
+    for i, (cmd, payload) in enumerate(replies):
+        assert cmd == REPLY_RESULT
+        label, scores, cycles = result_of(identity, payload)
+        assert label == golden.labels[i]
+        assert scores == [int(s) for s in golden.scores[i]]
+        assert cycles == core.cycles_per_inference()
+
+
+@pytest.fixture(scope="module")
+def model() -> IntModel:
+    return _random_model("ffcl-adjacent-T3", 21)
+
+
+def images_for(model: IntModel, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, model.fmt.input_max + 1, size=(n, model.config.input_size))
+
+
+@pytest.mark.parametrize("name", ["ffdl", "ffcl-adjacent-T3"])
+def test_ident_reports_the_identity_and_images_match_the_golden_model(name):
+    model = _random_model(name, 5)
+    core = Core(model, lanes=3)
+    link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS)
+    images = images_for(model, 2, 7)
+    replies = exchange(link, [Step(encode_frame(CMD_IDENT)),
+                              *(Step(image_frame(image)) for image in images)])
+    assert replies[0] == [(REPLY_IDENT, link.identity.to_bytes())]
+    assert LinkIdentity.from_bytes(replies[0][0][1]) == link.identity
+    assert link.identity == link_identity(model, lanes=3)
+    assert_golden(core, model, images, [r[0] for r in replies[1:]])
+
+
+def _corrupt_crc(frame: bytes) -> bytes:
+    return frame[:-1] + bytes([frame[-1] ^ 0x01])
+
+
+def _raw(cmd: int, length: int, payload: bytes) -> bytes:
+    """A frame with a length field that disagrees with its payload, but a good crc."""
+    body = bytes([cmd]) + length.to_bytes(2, "little") + payload
+    return bytes([0xA5]) + body + bytes([crc8(body)])
+
+
+# Each bad frame gets exactly one ERROR reply with its code, and the next IMAGE works.
+BAD_FRAMES = {
+    "crc": (lambda m: _corrupt_crc(image_frame([1] * m.config.input_size)), ERR_CRC),
+    "payload-bit-flip": (lambda m: image_frame([1] * m.config.input_size)[:6] + b"\x7f"
+                         + image_frame([1] * m.config.input_size)[7:], ERR_CRC),
+    "unknown-command": (lambda m: encode_frame(0x07, b"\x00\x01"), ERR_COMMAND),
+    "reply-code-as-command": (lambda m: encode_frame(0x81), ERR_COMMAND),
+    "image-too-short": (lambda m: encode_frame(CMD_IMAGE, bytes(m.config.input_size - 1)),
+                        ERR_LENGTH),
+    "image-too-long": (lambda m: encode_frame(CMD_IMAGE, bytes(m.config.input_size + 1)),
+                       ERR_LENGTH),
+    "ident-with-payload": (lambda m: encode_frame(CMD_IDENT, b"\x00"), ERR_LENGTH),
+    "load-on-rom-core": (lambda m: encode_frame(CMD_LOAD, bytes(12)), ERR_LOAD),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FRAMES))
+def test_a_bad_frame_gets_its_error_code_and_the_link_stays_usable(case, model):
+    make, code = BAD_FRAMES[case]
+    core = Core(model, lanes=3)
+    link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS)
+    images = images_for(model, 1, 3)
+    replies = exchange(link, [Step(make(model)), Step(image_frame(images[0]))])
+    assert replies[0] == [(REPLY_ERROR, bytes([code]))]
+    assert_golden(core, model, images, replies[1])
+
+
+@pytest.mark.parametrize(("cut", "noise"), [(1, b""), (3, b""), (8, b""), (13, b""),
+                                            (0, b"\x00\x13\xff"), (6, b"\xa5")])
+def test_a_truncated_frame_is_dropped_after_the_idle_timeout(cut, noise, model):
+    # The host stops mid-frame (or sends noise), stays quiet for longer than the
+    # timeout, then sends a good frame: no reply to the fragment, the right one to it.
+    core = Core(model, lanes=3)
+    link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS)
+    images = images_for(model, 1, 4)
+    fragment = noise + image_frame(images[0])[:cut]
+    replies = exchange(link, [Step(fragment, replies=0),
+                              Step(image_frame(images[0]), gap_bits=TIMEOUT_BITS + 11)])
+    assert replies[0] == []
+    assert_golden(core, model, images, replies[1])
+
+
+@pytest.mark.parametrize(("gap_bits", "kept"), [(2, True), (TIMEOUT_BITS - 1, True),
+                                               (TIMEOUT_BITS + 1, False)])
+def test_the_timeout_counts_silence_between_the_bytes_of_a_frame(gap_bits, kept):
+    # A pause inside a frame: below the timeout the frame continues and is answered;
+    # above it the parser has started over, so the rest of the frame is noise.
+    model = _random_model("ffdl", 2)
+    core = Core(model, lanes=2)
+    link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS)
+    images = images_for(model, 2, 5)
+    frame = image_frame(images[0])
+    replies = exchange(link, [Step(frame[:5], replies=0, settle_bits=0),
+                              Step(frame[5:], gap_bits=gap_bits, replies=int(kept)),
+                              Step(image_frame(images[1]), gap_bits=TIMEOUT_BITS + 1)])
+    assert replies[0] == []
+    if kept:
+        assert_golden(core, model, images[:1], replies[1])
+    else:
+        assert replies[1] == []
+    assert_golden(core, model, images[1:], replies[2])
+
+
+def _other_model(model_a: IntModel, seed: int) -> IntModel:
+    """Same configuration and formats, other integers (as test_core's loadable test)."""
+    model_b = dataclasses.replace(model_a, layers=[dataclasses.replace(layer)
+                                                   for layer in model_a.layers])
+    rng = np.random.default_rng(seed)
+    wmax = model_a.fmt.weight_max
+    for layer in model_b.layers:
+        layer.W = rng.integers(-wmax, wmax + 1, size=layer.W.shape)
+        layer.U = rng.integers(-wmax, wmax + 1, size=layer.U.shape)
+        if layer.V is not None:
+            layer.V = rng.integers(-wmax, wmax + 1, size=layer.V.shape)
+        layer.b = rng.integers(-200, 200, size=layer.b.shape)
+    return model_b
+
+
+def load_frame(link: HostLink, target: int, addr: int, word: int) -> bytes:
+    n = link.identity.load_data_bytes
+    return encode_frame(CMD_LOAD, bytes([target]) + addr.to_bytes(2, "little")
+                        + word.to_bytes(n, "little"))
+
+
+def test_load_frames_replace_the_model_of_a_loadable_core():
+    model_a = _random_model("ffdl", 21)
+    model_b = _other_model(model_a, 22)
+    core = Core(model_a, lanes=8, weights="loadable")
+    link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS)
+    writes = core.load_words_for(model_b)
+    images = images_for(model_a, 2, 23)
+    replies = exchange(link, [*(Step(load_frame(link, *w), settle_bits=0) for w in writes),
+                              *(Step(image_frame(image)) for image in images)])
+    assert all(r == [(REPLY_LOAD, b"")] for r in replies[:len(writes)])
+    assert_golden(core, model_b, images, [r[0] for r in replies[len(writes):]])
+    # The test can fail: model A's scores differ on these images.
+    assert [list(s) for s in model_a.run(images).scores] != \
+        [list(s) for s in model_b.run(images).scores]
+
+
+@pytest.mark.parametrize(("case", "code"), [("target-0", ERR_LOAD), ("target-5", ERR_LOAD),
+                                            ("address-beyond", ERR_LOAD),
+                                            ("bad-crc", ERR_CRC), ("short", ERR_LENGTH)])
+def test_a_refused_load_leaves_the_weights_alone(case, code):
+    model_a = _random_model("ffdl", 21)
+    model_b = _other_model(model_a, 22)
+    core = Core(model_a, lanes=3, weights="loadable")
+    link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS)
+    # A write that would change the model (the first weight word of model B).
+    target, addr, word = next(w for w in core.load_words_for(model_b) if w[0] == 2)
+    frame = {
+        "target-0": load_frame(link, 0, addr, word),
+        "target-5": load_frame(link, 5, addr, word),
+        "address-beyond": load_frame(link, target, 0xFFFF, word),
+        "bad-crc": _corrupt_crc(load_frame(link, target, addr, word)),
+        # The payload one byte short, with a correct crc.
+        "short": encode_frame(CMD_LOAD, load_frame(link, target, addr, word)[4:-2]),
+    }[case]
+    images = images_for(model_a, 1, 24)
+    replies = exchange(link, [Step(frame), Step(image_frame(images[0]))])
+    assert replies[0] == [(REPLY_ERROR, bytes([code]))]
+    assert_golden(core, model_a, images, replies[1])
+
+
+@pytest.mark.parametrize("weights", ["rom", "loadable"])
+def test_the_host_link_exports_lint_clean_verilog(weights, tmp_path):
+    core = Core(_random_model("ffcl-adjacent-T3", 1), lanes=2, weights=weights)
+    path = tmp_path / "host_link.v"
+    path.write_text(verilog.convert(HostLink(core, divisor=4), name="host_link"))
+    status, messages = lint_verilog(Path(path))
+    assert status == 0, messages
+    assert "%Warning" not in messages and "%Error" not in messages, messages
+
+
+def test_host_link_refuses_bad_parameters():
+    model = _random_model("ffdl", 1)
+    with pytest.raises(ValueError, match="^Divisor must be an integer of at least 4, not 2$"):
+        HostLink(Core(model, lanes=2), divisor=2)
+    with pytest.raises(ValueError, match="Timeout must be an integer of at least 20"):
+        HostLink(Core(model, lanes=2), divisor=4, timeout_bits=5)
+    with pytest.raises(TypeError, match="Core must be an rtl.core.Core"):
+        HostLink(model, divisor=4)
+    wide = dataclasses.replace(model, fmt=dataclasses.replace(model.fmt, input_max=300))
+    with pytest.raises(ValueError, match="Pixels must be at most 8 bits for the host link, "
+                                         "not 9"):
+        HostLink(Core(wide, lanes=2), divisor=4)
+
+
+class SimulatedBoard:
+    """A port (``write``/``read``) whose far end is the HostLink in Amaranth's simulator,
+    so that :class:`ffcl_hw.hostlink.Device` itself can be tested against the gateware.
+
+    ``read`` runs the simulation until the bytes have come out of ``tx`` or a budget of
+    cycles has passed (then it returns fewer bytes, as a serial port's timeout does).
+    """
+
+    def __init__(self, link: HostLink, *, budget_cycles: int = 20_000) -> None:
+        self.budget_cycles = budget_cycles
+        self._to_line: list[int] = []
+        self._from_line = bytearray()
+        self._cycles = 0
+        self.sim = Simulator(link)
+        self.sim.add_clock(PERIOD)
+
+        async def driver(ctx) -> None:
+            ctx.set(link.rx, 1)
+            while True:
+                if not self._to_line:
+                    await ctx.tick()
+                    continue
+                byte = self._to_line.pop(0)
+                for bit in [0, *((byte >> i) & 1 for i in range(8)), 1]:
+                    ctx.set(link.rx, bit)
+                    await ctx.tick().repeat(DIVISOR)
+
+        async def monitor(ctx) -> None:
+            while True:
+                await ctx.tick()
+                if ctx.get(link.tx):
+                    continue
+                await ctx.tick().repeat(DIVISOR // 2)
+                value = 0
+                for i in range(8):
+                    await ctx.tick().repeat(DIVISOR)
+                    value |= ctx.get(link.tx) << i
+                await ctx.tick().repeat(DIVISOR)
+                self._from_line.append(value)
+
+        self.sim.add_testbench(driver, background=True)
+        self.sim.add_testbench(monitor, background=True)
+
+    def write(self, data: bytes) -> int:
+        self._to_line.extend(data)
+        return len(data)
+
+    def read(self, size: int) -> bytes:
+        spent = 0
+        while len(self._from_line) < size and spent < self.budget_cycles:
+            self._cycles += 64
+            spent += 64
+            self.sim.run_until(self._cycles * PERIOD)
+        out = bytes(self._from_line[:size])
+        del self._from_line[:size]
+        return out
+
+
+def test_the_host_library_drives_the_simulated_board():
+    # ffcl_hw.hostlink.Device end to end: check the identity, classify, load another
+    # model, classify with it; every result bit for bit against the golden model.
+    model_a = _random_model("ffdl", 31)
+    model_b = _other_model(model_a, 32)
+    core = Core(model_a, lanes=8, weights="loadable")
+    device = Device(SimulatedBoard(HostLink(core, divisor=DIVISOR,
+                                            timeout_bits=TIMEOUT_BITS)))
+    assert device.check(model_a, lanes=8).loadable
+    images = images_for(model_a, 2, 33)
+    # The load must be visible: the two models disagree on these images.
+    assert (model_a.run(images).scores != model_b.run(images).scores).any()
+    for model in (model_a, model_b):
+        if model is model_b:
+            assert device.load_model(core.load_words_for(model_b)) == 45
+        golden = model.run(images)
+        for i, image in enumerate(images):
+            label, scores, cycles = device.classify(image)
+            assert label == golden.labels[i]
+            assert scores == [int(s) for s in golden.scores[i]]
+            assert cycles == core.cycles_per_inference()
+    with pytest.raises(HostLinkError, match="device has lanes = 8, the model needs 3"):
+        device.check(model_a, lanes=3)
