@@ -35,8 +35,8 @@ def check_destination(path: Path, *, force: bool) -> None:
         raise RunError(f"{path} already exists; pass --force to replace it or choose "
                        "another --out")
     parent = path.resolve().parent
-    if not parent.is_dir():
-        raise RunError(f"the folder {parent} that would hold {path.name} does not exist")
+    if parent.exists() and not parent.is_dir():
+        raise RunError(f"{parent} is not a folder, so it cannot hold {path.name}")
 
 
 @contextlib.contextmanager
@@ -47,6 +47,8 @@ def staged_run(path: Path, *, force: bool) -> Iterator[Path]:
     """
     check_destination(path, force=force)
     parent = path.resolve().parent
+    # Like `mkdir -p`: `--out runs/demo` works on a fresh checkout without runs/.
+    parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".staging", dir=parent))
     try:
         yield staging

@@ -165,3 +165,17 @@ def test_demo_trains_an_accurate_ffcl_model_on_digits(tmp_path, capsys):
     assert metrics["test_accuracy"] >= 0.96
     # The demo replaces its own previous output.
     assert _run(capsys, "demo", "--out", str(tmp_path / "demo"), "--quiet")[0] == 0
+
+
+def test_train_creates_missing_parent_folders(tmp_path, capsys):
+    # `ffcl-hw demo` writes runs/demo; a fresh checkout has no runs/ folder.
+    run = tmp_path / "runs" / "nested" / "run"
+    assert _run(capsys, "train", *FAST, "--out", str(run), "--quiet")[0] == 0
+    assert (run / "model.npz").is_file()
+
+
+def test_a_file_in_the_way_of_the_run_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "runs").write_text("not a folder")
+    status, _, err = _run(capsys, "train", *FAST, "--out", str(tmp_path / "runs" / "r"),
+                          "--quiet")
+    assert status == 2 and "is not a folder" in err
