@@ -37,3 +37,22 @@ def random_params(config: ModelConfig, seed: int, scale: float = 0.6) -> Paramet
     arrays = {name: rng.normal(0, scale, size=shape)
               for name, shape in expected_shapes(config).items()}
     return Parameters.from_arrays(config, arrays)
+
+
+
+def reweighted(model, seed: int):
+    """The integer ``model`` with other random integers: same configuration, formats and
+    exponents, so a core built for one can load the other at run time."""
+    import dataclasses
+
+    other = dataclasses.replace(model, layers=[dataclasses.replace(layer)
+                                               for layer in model.layers])
+    rng = np.random.default_rng(seed)
+    wmax = model.fmt.weight_max
+    for layer in other.layers:
+        layer.W = rng.integers(-wmax, wmax + 1, size=layer.W.shape)
+        layer.U = rng.integers(-wmax, wmax + 1, size=layer.U.shape)
+        if layer.V is not None:
+            layer.V = rng.integers(-wmax, wmax + 1, size=layer.V.shape)
+        layer.b = rng.integers(-200, 200, size=layer.b.shape)
+    return other

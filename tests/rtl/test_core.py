@@ -21,7 +21,7 @@ from golden.training import train
 from rtl.core import Core
 from rtl.sequencer import build_program
 from sim.amaranth_sim import run_core
-from tests.golden.variants import make_config, random_params
+from tests.golden.variants import make_config, random_params, reweighted
 
 
 def _random_model(name: str, seed: int, **overrides) -> IntModel:
@@ -150,16 +150,8 @@ def test_a_loadable_core_runs_the_model_loaded_at_run_time():
     # Weights in writable block RAM: the core is built with model A and then loaded with
     # model B (same formats and exponents, other integers) through the load port.
     model_a = _random_model("ffcl-adjacent-T3", 21)
-    model_b = dataclasses.replace(model_a, layers=[dataclasses.replace(layer)
-                                                   for layer in model_a.layers])
+    model_b = reweighted(model_a, 22)
     rng = np.random.default_rng(22)
-    wmax = model_a.fmt.weight_max
-    for layer in model_b.layers:
-        layer.W = rng.integers(-wmax, wmax + 1, size=layer.W.shape)
-        layer.U = rng.integers(-wmax, wmax + 1, size=layer.U.shape)
-        if layer.V is not None:
-            layer.V = rng.integers(-wmax, wmax + 1, size=layer.V.shape)
-        layer.b = rng.integers(-200, 200, size=layer.b.shape)
     core = Core(model_a, lanes=3, weights="loadable")
     images = rng.integers(0, 17, size=(3, 9))
     results = run_core(core, images, load=core.load_words_for(model_b))

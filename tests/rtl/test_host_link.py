@@ -36,6 +36,7 @@ from rtl.host_link import (
     link_identity,
 )
 from sim.lint import lint_verilog
+from tests.golden.variants import reweighted
 from tests.rtl.helpers import PERIOD
 from tests.rtl.test_core import _random_model
 
@@ -226,18 +227,8 @@ def test_the_timeout_counts_silence_between_the_bytes_of_a_frame(gap_bits, kept)
 
 
 def _other_model(model_a: IntModel, seed: int) -> IntModel:
-    """Same configuration and formats, other integers (as test_core's loadable test)."""
-    model_b = dataclasses.replace(model_a, layers=[dataclasses.replace(layer)
-                                                   for layer in model_a.layers])
-    rng = np.random.default_rng(seed)
-    wmax = model_a.fmt.weight_max
-    for layer in model_b.layers:
-        layer.W = rng.integers(-wmax, wmax + 1, size=layer.W.shape)
-        layer.U = rng.integers(-wmax, wmax + 1, size=layer.U.shape)
-        if layer.V is not None:
-            layer.V = rng.integers(-wmax, wmax + 1, size=layer.V.shape)
-        layer.b = rng.integers(-200, 200, size=layer.b.shape)
-    return model_b
+    """Same configuration and formats, other integers."""
+    return reweighted(model_a, seed)
 
 
 def load_frame(link: HostLink, target: int, addr: int, word: int) -> bytes:
