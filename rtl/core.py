@@ -209,7 +209,7 @@ class Core(wiring.Component):
             shape=unsigned(layout.size), depth=max(2, len(prog.ops)), init=images["ops"])
         op_port = op_rom.read_port()
         m.submodules.image_mem = image_mem = memory.Memory(
-            shape=unsigned(w["input"]), depth=D, init=[])
+            shape=unsigned(w["input"]), depth=max(2, D), init=[])
         image_read, image_write = image_mem.read_port(), image_mem.write_port()
         weight_layout = data.ArrayLayout(signed(w["weight"]), P)
         m.submodules.weight_rom = weight_rom = memory.Memory(
