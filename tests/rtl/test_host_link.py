@@ -55,6 +55,34 @@ class Step:
     settle_bits: int = 30
 
 
+
+async def send_byte(ctx, line, byte: int) -> None:
+    """Drive one 8N1 byte onto ``line``, one bit per DIVISOR cycles."""
+    for bit in [0, *((byte >> i) & 1 for i in range(8)), 1]:
+        ctx.set(line, bit)
+        await ctx.tick().repeat(DIVISOR)
+
+
+async def receive_byte(ctx, line) -> int:
+    """A UART receiver in Python: wait for the start bit, sample every bit in its middle.
+
+    Checks the start bit at its middle and the stop bit, so a malformed frame on the
+    device's tx line fails the test.
+    """
+    while True:
+        await ctx.tick()
+        if not ctx.get(line):
+            break
+    await ctx.tick().repeat(DIVISOR // 2)
+    assert ctx.get(line) == 0, "start bit too short"
+    value = 0
+    for i in range(8):
+        await ctx.tick().repeat(DIVISOR)
+        value |= ctx.get(line) << i
+    await ctx.tick().repeat(DIVISOR)
+    assert ctx.get(line) == 1, "framing error on tx"
+    return value
+
 def exchange(link: HostLink, steps: list[Step]) -> list[list[tuple[int, bytes]]]:
     """Play ``steps`` on the link's rx; returns the frames received after each step."""
     reader = FrameReader()
@@ -64,20 +92,8 @@ def exchange(link: HostLink, steps: list[Step]) -> list[list[tuple[int, bytes]]]
     sim.add_clock(PERIOD)
 
     async def monitor(ctx) -> None:
-        # A UART receiver in Python: find the start bit, sample every bit in its middle.
         while True:
-            await ctx.tick()
-            if ctx.get(link.tx):
-                continue
-            await ctx.tick().repeat(DIVISOR // 2)
-            assert ctx.get(link.tx) == 0, "start bit too short"
-            value = 0
-            for i in range(8):
-                await ctx.tick().repeat(DIVISOR)
-                value |= ctx.get(link.tx) << i
-            await ctx.tick().repeat(DIVISOR)
-            assert ctx.get(link.tx) == 1, "framing error on tx"
-            received.extend(reader.frames(bytes([value])))
+            received.extend(reader.frames(bytes([await receive_byte(ctx, link.tx)])))
 
     async def driver(ctx) -> None:
         ctx.set(link.rx, 1)
@@ -85,9 +101,7 @@ def exchange(link: HostLink, steps: list[Step]) -> list[list[tuple[int, bytes]]]
             await ctx.tick().repeat(step.gap_bits * DIVISOR)
             before = len(received)
             for byte in step.data:
-                for bit in [0, *((byte >> i) & 1 for i in range(8)), 1]:
-                    ctx.set(link.rx, bit)
-                    await ctx.tick().repeat(DIVISOR)
+                await send_byte(ctx, link.rx, byte)
             # Generous: a reply of up to 64 bytes and an inference of up to 4000 cycles.
             for _ in range(64 * 10 * DIVISOR + 4000):
                 if len(received) >= before + step.replies:
@@ -323,23 +337,11 @@ class SimulatedBoard:
                 if not self._to_line:
                     await ctx.tick()
                     continue
-                byte = self._to_line.pop(0)
-                for bit in [0, *((byte >> i) & 1 for i in range(8)), 1]:
-                    ctx.set(link.rx, bit)
-                    await ctx.tick().repeat(DIVISOR)
+                await send_byte(ctx, link.rx, self._to_line.pop(0))
 
         async def monitor(ctx) -> None:
             while True:
-                await ctx.tick()
-                if ctx.get(link.tx):
-                    continue
-                await ctx.tick().repeat(DIVISOR // 2)
-                value = 0
-                for i in range(8):
-                    await ctx.tick().repeat(DIVISOR)
-                    value |= ctx.get(link.tx) << i
-                await ctx.tick().repeat(DIVISOR)
-                self._from_line.append(value)
+                self._from_line.append(await receive_byte(ctx, link.tx))
 
         self.sim.add_testbench(driver, background=True)
         self.sim.add_testbench(monitor, background=True)
