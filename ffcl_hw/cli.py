@@ -305,7 +305,7 @@ def _export_verilog(args: argparse.Namespace) -> int:
     print(f"{d['top']}: {d['parameters']['lanes']} MAC lanes, "
           f"{d['parameters']['label_lanes']} label lanes, {d['ops']} program operations")
     print(f"  cycles per inference {d['cycles_per_inference']:,} "
-          f"(lane utilization {100 * d['lane_utilisation']:.1f}% of the matrix phases)")
+          f"(lane utilization {100 * d['lane_utilization']:.1f}% of the matrix phases)")
     print(f"  written {d['verilog']}, {args.out / (d['top'] + '.json')}")
     return 0
 

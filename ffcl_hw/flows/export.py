@@ -77,7 +77,7 @@ def describe_core(core: Core) -> dict[str, Any]:
         "cycles_per_inference": program.cycles(),
         "mac_cycles": program.mac_cycles(),
         "matrix_cycles": program.matrix_cycles(),
-        "lane_utilisation": program.mac_cycles() / program.matrix_cycles(),
+        "lane_utilization": program.mac_cycles() / program.matrix_cycles(),
         "macs_per_inference": inference_cost(config).macs,
         "ops": len(program.ops),
     }
