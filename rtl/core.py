@@ -7,13 +7,18 @@ and a state machine that executes the program of :mod:`rtl.sequencer`:
     IDLE/LOAD -> (FETCH -> DECODE -> op)* -> ARGMAX -> RESULT -> IDLE
 
 A ``LAYER`` op walks the tiles of P neurons. Per tile: the feed-forward pass (MAC over the
-input, or the cached layer-1 products), its sweep, and for a layer that hears the loop the
-feedback pass and its sweep. A sweep scales one accumulator per cycle; its pipeline
-(scaler, bias, saturation, buffer writes, sum of squares) drains while the next pass
-already runs. A ``SCAN`` op streams (pre, U row) pairs into the goodness datapath.
+input; skipped for FFCL's layer 1 after the first iteration, whose scaled W_1 x products
+are kept) and, for a layer that hears the loop, the feedback pass. The passes run back to
+back: when a pass's last product reaches the accumulators, the sweep takes them (lane 0
+directly, the others into a shadow bank) and scales one per cycle while the lanes already
+accumulate the next pass. Its pipeline (scaler, bias, saturation, buffer writes, sum of
+squares) writes only the op's output layer, which no pass of the same op reads. A pass
+whose products would arrive before the sweep of the previous pass is done holds its last
+element. A ``SCAN`` op streams (pre, U row) pairs into the goodness datapath.
 
 The cycle counter starts when the last pixel is accepted and stops when the result is
-offered; its closed form is :meth:`rtl.sequencer.Program.cycles`.
+offered; its closed form is :meth:`rtl.sequencer.Program.cycles`. The ``phase`` output
+says what each counted cycle is for (:data:`rtl.sequencer.PHASES`).
 """
 
 from __future__ import annotations
@@ -31,9 +36,14 @@ from rtl.normaliser import Rsqrt, Scaler
 from rtl.select import is_zero, one_hot, select
 from rtl.sequencer import (
     LAYER,
+    MAC_DRAIN,
+    PHASE_BITS,
+    PHASES,
     SCAN,
+    SCAN_DRAIN,
     SRC_CACHE,
     SRC_IMAGE,
+    SWEEP_DRAIN,
     Program,
     build_program,
     op_layout,
@@ -120,7 +130,9 @@ class Core(wiring.Component):
     result : Out(stream.Signature(result_layout(K, score_bits)))
         One record per image.
     busy : Out(1)
-        An inference is being computed.
+        An inference is being computed (the cycle counter counts this cycle).
+    phase : Out(PHASE_BITS)
+        What this cycle is for: a code of :data:`rtl.sequencer.PHASES` while busy, else 0.
     load : In(stream.Signature(load_layout(program)))
         Only with ``weights="loadable"``: memory writes (:func:`load_words`), accepted
         while no inference runs.
@@ -142,6 +154,7 @@ class Core(wiring.Component):
             "image": In(stream.Signature(unsigned(w["input"]))),
             "result": Out(stream.Signature(result_layout(K, w["score"]))),
             "busy": Out(1),
+            "phase": Out(PHASE_BITS),
         }
         if weights == "loadable":
             members["load"] = In(stream.Signature(load_layout(self.program)))
@@ -227,10 +240,6 @@ class Core(wiring.Component):
         m.submodules.pre_mem = pre_mem = memory.Memory(
             shape=signed(w["state"]), depth=max(2, *config.hidden), init=[])
         pre_read, pre_write = pre_mem.read_port(), pre_mem.write_port()
-        acc_layout = data.ArrayLayout(signed(w["acc"]), P)
-        m.submodules.cache_mem = cache_mem = memory.Memory(
-            shape=acc_layout, depth=max(2, prog.cache_tiles), init=[])
-        cache_read, cache_write = cache_mem.read_port(), cache_mem.write_port()
 
         # -- run-time loading of the model (weights="loadable") ------------------------
         load_ready = Signal()
@@ -252,21 +261,20 @@ class Core(wiring.Component):
         op_index = Signal(range(len(prog.ops) + 1))
         cycles = Signal(CYCLE_BITS)
         pixel = Signal(range(D + 1))
-        column = Signal(range(max(D + K, max(config.hidden)) + 1))
+        column = Signal(range(max(D + K, max(config.hidden)) + MAC_DRAIN + P + SWEEP_DRAIN))
         tile_out = Signal(range(total + P + 1))       # first neuron of the tile (in layer)
         remaining = Signal(range(max(config.hidden) + 1))
-        lane = Signal(range(P + 1))
         ff_tile_base = Signal(range(len(prog.weight_words) + max(D + K, total) + 1))
         fb_tile_base = Signal.like(ff_tile_base)
         weight_addr = Signal.like(ff_tile_base)
-        tile_index = Signal(range(prog.cache_tiles + 1))
         feedback_pass = Signal()
         sq_acc = Signal(unsigned(w["sq"]))
         sq_regs = [[Signal(unsigned(w["sq"]), name=f"sq_b{b}_l{i}") for i in range(L)]
                    for b in range(2)]
-        partial = Signal(data.ArrayLayout(signed(w["acc"] + w["r"] + 1), P))
         valid_lanes = Signal(range(P + 1))
         m.d.comb += valid_lanes.eq(Mux(remaining < P, remaining, P))
+        phase = self.phase
+        m.d.comb += self.busy.eq(phase.any())
 
         def sq_of(bank, layer):
             """The stored sum of squares of ``layer`` in ``bank``."""
@@ -308,46 +316,96 @@ class Core(wiring.Component):
             weight_port.addr.eq(weight_addr),
         ]
 
-        # -- sweep pipeline: issue (p) -> scaler (2) -> add/saturate (1) -> write (1) --
+        # -- hand-over: a pass's last element -> its accumulators -> the sweep ----------
+        # The last element issued in cycle c is in the accumulators in cycle
+        # c + 1 + latency (memory read, then the lanes); the next pass's first element,
+        # issued from c + 1 on, restarts them only at the end of that cycle.
+        assert lanes.latency == MAC_DRAIN, "sequencer.MAC_DRAIN must follow the lanes"
+        tag_layout = data.StructLayout({
+            "valid": 1, "fb": 1, "final": 1,
+            "neuron": range(max(config.hidden) + P), "count": range(P + 1)})
+        issue_tag = Signal(tag_layout)
+        tags = [Signal(tag_layout, name=f"tag_{i}") for i in range(1 + lanes.latency)]
+        m.d.sync += tags[0].eq(issue_tag)
+        m.d.sync += [tags[i].eq(tags[i - 1]) for i in range(1, len(tags))]
+        capture = tags[-1]
+        # Cycles until the sweep has taken its last accumulator, counting handed-over
+        # passes still on their way: a pass may issue its last element only if the sweep
+        # is free when that element's products arrive.
+        sweep_busy = Signal(range(P + MAC_DRAIN + 1))
+        with m.If(issue_tag.valid):
+            m.d.sync += sweep_busy.eq(issue_tag.count + MAC_DRAIN)
+        with m.Elif(sweep_busy.any()):
+            m.d.sync += sweep_busy.eq(sweep_busy - 1)
+        sweep_free = sweep_busy <= MAC_DRAIN + 1
+
+        # -- the sweep: lane 0 straight from the lanes, the others from a shadow bank --
+        # The shadow is a shift register, so every sweep cycle reads its head: no P-way
+        # multiplexer on the accumulators.
+        shadow = [Signal(signed(w["acc"]), name=f"shadow_{p}") for p in range(P - 1)]
+        sweep_left = Signal(range(P))
+        sweep_next = Signal(range(max(config.hidden) + P))
+        sweep_fb_r = Signal()
+        sweep_final_r = Signal()
         sweep = Signal()
         sweep_final = Signal()
         sweep_fb = Signal()
-        sweep_lane = Signal(range(max(2, P)))
         sweep_neuron = Signal(range(max(config.hidden) + P))
-        sel_acc = Signal(signed(w["acc"]))
-        m.d.comb += sel_acc.eq(select([lanes.acc[p] for p in range(P)], lane))
+        sweep_acc = Signal(signed(w["acc"]))
+        with m.If(capture.valid):
+            m.d.comb += [sweep.eq(1), sweep_acc.eq(lanes.acc[0]), sweep_fb.eq(capture.fb),
+                         sweep_final.eq(capture.final), sweep_neuron.eq(capture.neuron)]
+            m.d.sync += [shadow[p].eq(lanes.acc[p + 1]) for p in range(P - 1)]
+            m.d.sync += [sweep_left.eq(capture.count - 1), sweep_next.eq(capture.neuron + 1),
+                         sweep_fb_r.eq(capture.fb), sweep_final_r.eq(capture.final)]
+        with m.Elif(sweep_left.any()):
+            m.d.comb += [sweep.eq(1), sweep_acc.eq(shadow[0] if shadow else 0),
+                         sweep_fb.eq(sweep_fb_r), sweep_final.eq(sweep_final_r),
+                         sweep_neuron.eq(sweep_next)]
+            m.d.sync += [shadow[p].eq(shadow[p + 1]) for p in range(P - 2)]
+            m.d.sync += [sweep_left.eq(sweep_left - 1), sweep_next.eq(sweep_next + 1)]
+
+        # -- sweep pipeline: issue (p) -> scaler (2) -> add/saturate (1) -> write (1) --
         m.d.comb += [
-            scaler.acc.eq(sel_acc),
-            scaler.r.eq(Mux(feedback_pass, rsqrt_fb.r, ff_r)),
-            scaler.shift.eq(Mux(feedback_pass, fb_shift, ff_shift)),
+            scaler.acc.eq(sweep_acc),
+            scaler.r.eq(Mux(sweep_fb, rsqrt_fb.r, ff_r)),
+            scaler.shift.eq(Mux(sweep_fb, fb_shift, ff_shift)),
             bias_port.addr.eq(op.out_off + sweep_neuron),
         ]
         pipe = [dict(valid=Signal(name=f"sw_valid_{i}"), final=Signal(name=f"sw_final_{i}"),
                      fb=Signal(name=f"sw_fb_{i}"),
-                     lane=Signal(range(max(2, P)), name=f"sw_lane_{i}"),
                      neuron=Signal(range(max(config.hidden) + P), name=f"sw_neuron_{i}"))
                 for i in range(4)]
         m.d.sync += [pipe[0][k].eq(v) for k, v in (("valid", sweep), ("final", sweep_final),
-                                                    ("fb", sweep_fb), ("lane", sweep_lane),
-                                                    ("neuron", sweep_neuron))]
+                                                    ("fb", sweep_fb), ("neuron", sweep_neuron))]
         for i in range(1, 4):
             m.d.sync += [pipe[i][k].eq(pipe[i - 1][k]) for k in pipe[i]]
         bias_delayed = Signal(signed(w["state"]))
         m.d.sync += bias_delayed.eq(bias_port.data)
         # Stage 2 (pipe[1]): scaler output valid.
         scaled = scaler.out
+        # A feed-forward sweep keeps each neuron's scaled products for the feedback sweep
+        # of the same tile; layer 1's stay from the first iteration for the later ones.
         lane_partial = Signal.like(scaled)
-        m.d.comb += lane_partial.eq(select([partial[p] for p in range(P)], pipe[1]["lane"]))
+        if prog.partial_entries:
+            m.submodules.partial_mem = partial_mem = memory.Memory(
+                shape=signed(len(scaled)), depth=max(2, prog.partial_entries), init=[])
+            partial_write = partial_mem.write_port()
+            # Transparent: with one-lane tiles the feedback sweep reads a neuron in the
+            # cycle its feed-forward value is written.
+            partial_read = partial_mem.read_port(transparent_for=(partial_write,))
+            m.d.comb += [
+                partial_read.addr.eq(op.out_off + pipe[0]["neuron"]),
+                lane_partial.eq(partial_read.data),
+                partial_write.en.eq(pipe[1]["valid"] & ~pipe[1]["fb"]),
+                partial_write.addr.eq(op.out_off + pipe[1]["neuron"]),
+                partial_write.data.eq(scaled),
+            ]
         state_bits = w["state"]
         s_max, s_min = (1 << (state_bits - 1)) - 1, -(1 << (state_bits - 1))
         total_sum = Signal(signed(len(scaled) + 2))
         m.d.comb += total_sum.eq(Mux(pipe[1]["fb"], lane_partial, 0) + scaled + bias_delayed)
         s_value = Signal(signed(state_bits))
-        with m.If(pipe[1]["valid"] & ~pipe[1]["final"]):
-            target = one_hot(pipe[1]["lane"], P)
-            for p in range(P):
-                with m.If(target[p]):
-                    m.d.sync += partial[p].eq(scaled)
         m.d.sync += s_value.eq(Mux(total_sum > s_max, s_max,
                                    Mux(total_sum < s_min, s_min, total_sum)))
         # Stage 3 (pipe[2]): write pre-activation and activation, square.
@@ -411,24 +469,15 @@ class Core(wiring.Component):
                 buffer.read_addr.eq(Mux(feedback, op.fb_off, op.in_off) + column),
             ]
 
-        def advance_column(n_in) -> None:
-            """Next element; after the last one, let the products reach the lanes."""
-            m.d.sync += [column.eq(column + 1), weight_addr.eq(weight_addr + 1)]
-            with m.If(column == n_in - 1):
-                m.d.sync += column.eq(0)
-                m.next = "MAC_DRAIN"
-
-        def wait_then(state: str, cycles: int) -> None:
+        def wait_then(state: str, cycles) -> None:
             """Stay ``cycles`` cycles (counted in ``column`` from 0), then go to ``state``."""
             m.d.sync += column.eq(column + 1)
             with m.If(column == cycles - 1):
                 m.d.sync += column.eq(0)
                 m.next = state
 
-        def start_tile_pass(feedback: bool):
-            """Point the weight address at this tile's rows for the pass."""
-            m.d.sync += [weight_addr.eq(fb_tile_base if feedback else ff_tile_base),
-                         column.eq(0), feedback_pass.eq(int(feedback))]
+        def set_phase(name: str) -> None:
+            m.d.comb += phase.eq(PHASES[name])
 
         with m.FSM(name="sequencer"):
             with m.State("IDLE"):
@@ -444,92 +493,78 @@ class Core(wiring.Component):
                         m.next = "FETCH"
 
             with m.State("FETCH"):
-                m.d.comb += self.busy.eq(1)
+                set_phase("control")
                 m.d.comb += op_port.addr.eq(op_index)
                 m.next = "DECODE"
 
             with m.State("DECODE"):
-                m.d.comb += self.busy.eq(1)
+                set_phase("control")
                 # The ROM's word for op_index is out: latch it and dispatch.
                 m.d.sync += [op.eq(op_port.data), op_index.eq(op_index + 1)]
                 opd = layout(op_port.data)
                 m.d.comb += clear_sq.eq(1)
-                m.d.sync += [tile_out.eq(0), remaining.eq(opd.n_out), tile_index.eq(0),
+                cached = opd.ff_src == SRC_CACHE
+                m.d.sync += [tile_out.eq(0), remaining.eq(opd.n_out),
                              ff_tile_base.eq(opd.ff_wbase), fb_tile_base.eq(opd.fb_wbase),
-                             scan_neuron.eq(0), scan_group.eq(0), label_addr.eq(opd.u_base)]
+                             scan_neuron.eq(0), scan_group.eq(0), label_addr.eq(opd.u_base),
+                             # The first pass: feed-forward, or feedback on cached products.
+                             weight_addr.eq(Mux(cached, opd.fb_wbase, opd.ff_wbase)),
+                             feedback_pass.eq(cached), column.eq(0)]
                 with m.If(opd.kind == LAYER):
-                    m.next = "PREP"
+                    m.next = "PREP" if prog.prep else "MAC"
                 with m.Elif(opd.kind == SCAN):
                     m.next = "SCAN"
                 with m.Else():
                     m.d.comb += argmax.start.eq(1)
                     m.next = "ARGMAX"
 
-            with m.State("PREP"):
-                m.d.comb += self.busy.eq(1)
-                # One cycle for the reciprocal square roots of the op's inputs.
-                start_tile_pass(False)
-                m.next = "PASS"
-
-            with m.State("PASS"):
-                m.d.comb += self.busy.eq(1)
-                # Choose how this tile's feed-forward products arrive.
-                with m.If(op.ff_src == SRC_CACHE):
-                    m.d.comb += cache_read.addr.eq(tile_index)
-                    m.next = "CACHE_LOAD"
-                with m.Else():
-                    m.next = "MAC"
-                    issue_element(feedback=False)
-                    advance_column(op.ff_n_in)
+            if prog.prep:
+                with m.State("PREP"):
+                    set_phase("normalisation")
+                    # The reciprocal square roots of the op's inputs settle.
+                    wait_then("MAC", prog.prep)
 
             with m.State("MAC"):
-                m.d.comb += self.busy.eq(1)
                 n_in = Mux(feedback_pass, op.fb_n_in, op.ff_n_in)
-                issue_element(feedback=feedback_pass)
-                advance_column(n_in)
-
-            with m.State("MAC_DRAIN"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += lane.eq(0)
-                wait_then("SWEEP", 2)
-
-            with m.State("CACHE_LOAD"):
-                m.d.comb += self.busy.eq(1)
-                m.d.comb += [lanes.load.eq(1), lanes.load_value.eq(cache_read.data)]
-                m.d.sync += lane.eq(0)
-                m.next = "SWEEP"
-
-            with m.State("SWEEP"):
-                m.d.comb += self.busy.eq(1)
-                final = feedback_pass | ~op.fb_en
-                m.d.comb += [sweep.eq(1), sweep_final.eq(final), sweep_fb.eq(feedback_pass),
-                             sweep_lane.eq(lane), sweep_neuron.eq(tile_out + lane)]
-                with m.If(is_zero(lane) & ~feedback_pass & op.cache_write):
-                    m.d.comb += [cache_write.en.eq(1), cache_write.addr.eq(tile_index),
-                                 cache_write.data.eq(lanes.acc)]
-                m.d.sync += lane.eq(lane + 1)
-                with m.If(lane == valid_lanes - 1):
-                    with m.If(~final):
-                        start_tile_pass(True)
-                        m.next = "MAC"
-                    with m.Elif(remaining > P):
-                        m.d.sync += [tile_out.eq(tile_out + P), remaining.eq(remaining - P),
-                                     tile_index.eq(tile_index + 1),
-                                     ff_tile_base.eq(ff_tile_base + op.ff_n_in),
-                                     fb_tile_base.eq(fb_tile_base + op.fb_n_in),
-                                     weight_addr.eq(ff_tile_base + op.ff_n_in),
-                                     column.eq(0), feedback_pass.eq(0)]
-                        m.next = "PASS"
-                    with m.Else():
+                last = column == n_in - 1
+                with m.If(last & ~sweep_free):
+                    # Hold the last element: its products would reach the accumulators
+                    # before the sweep has taken the previous pass's.
+                    set_phase("normalisation")
+                with m.Else():
+                    m.d.comb += phase.eq(Mux(feedback_pass, PHASES["loop_feedback"],
+                                             PHASES["matrix_vector"]))
+                    issue_element(feedback=feedback_pass)
+                    m.d.sync += [column.eq(column + 1), weight_addr.eq(weight_addr + 1)]
+                    with m.If(last):
+                        final = feedback_pass | ~op.fb_en
+                        cached = op.ff_src == SRC_CACHE
+                        m.d.comb += [issue_tag.valid.eq(1), issue_tag.fb.eq(feedback_pass),
+                                     issue_tag.final.eq(final),
+                                     issue_tag.neuron.eq(tile_out),
+                                     issue_tag.count.eq(valid_lanes)]
                         m.d.sync += column.eq(0)
-                        m.next = "SWEEP_DRAIN"
+                        with m.If(~final):
+                            # This tile's feedback pass follows its feed-forward pass.
+                            m.d.sync += [weight_addr.eq(fb_tile_base), feedback_pass.eq(1)]
+                        with m.Elif(remaining > P):
+                            next_ff = ff_tile_base + op.ff_n_in
+                            next_fb = fb_tile_base + op.fb_n_in
+                            m.d.sync += [tile_out.eq(tile_out + P), remaining.eq(remaining - P),
+                                         ff_tile_base.eq(next_ff), fb_tile_base.eq(next_fb),
+                                         weight_addr.eq(Mux(cached, next_fb, next_ff)),
+                                         feedback_pass.eq(cached)]
+                        with m.Else():
+                            m.next = "TAIL"
 
-            with m.State("SWEEP_DRAIN"):
-                m.d.comb += self.busy.eq(1)
-                wait_then("FINISH", 4)
+            with m.State("TAIL"):
+                set_phase("normalisation")
+                # The last products reach the accumulators, the sweep scales the last tile
+                # and its pipeline drains into the buffers and the sum of squares.
+                wait_then("FINISH", MAC_DRAIN + valid_lanes + SWEEP_DRAIN)
 
             with m.State("FINISH"):
-                m.d.comb += self.busy.eq(1)
+                set_phase("normalisation")
                 layer_hot = one_hot(op.layer, L)
                 for b in range(2):
                     for i in range(L):
@@ -541,7 +576,7 @@ class Core(wiring.Component):
                 m.next = "FETCH"
 
             with m.State("SCAN"):
-                m.d.comb += self.busy.eq(1)
+                set_phase("label_scan")
                 m.d.comb += [scan_issue.eq(1), pre_read.addr.eq(scan_neuron)]
                 m.d.sync += label_addr.eq(label_addr + 1)
                 with m.If(scan_group == prog.groups - 1 if prog.groups > 1 else 1):
@@ -553,11 +588,11 @@ class Core(wiring.Component):
                     m.d.sync += scan_group.eq(scan_group + 1)
 
             with m.State("SCAN_DRAIN"):
-                m.d.comb += self.busy.eq(1)
-                wait_then("FETCH", 3)
+                set_phase("label_scan")
+                wait_then("FETCH", SCAN_DRAIN)
 
             with m.State("ARGMAX"):
-                m.d.comb += self.busy.eq(1)
+                set_phase("control")
                 with m.If(argmax.done):
                     m.next = "RESULT"
 
@@ -566,8 +601,8 @@ class Core(wiring.Component):
                 with m.If(self.result.ready):
                     m.next = "IDLE"
 
-        # Counting happens in every state but IDLE and RESULT (each says so itself: asking
-        # the FSM whether it is in IDLE, state 0, lowers to a lint-unclean NOT).
+        # Counting happens in every state but IDLE and RESULT, the ones without a phase
+        # (asking the FSM whether it is in IDLE, state 0, lowers to a lint-unclean NOT).
         with m.If(self.busy):
             m.d.sync += cycles.eq(cycles + 1)
         return m

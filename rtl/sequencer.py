@@ -1,31 +1,36 @@
+# amaranth: UnusedElaboratable=no
 """The sequencer's program: the operations one inference walks, and their memory images.
 
 An inference is a short list of operations fixed at elaboration from the integer model:
 
 - ``LAYER``: compute one layer at one iteration (FFL: at one candidate label), tile by
-  tile of P neurons. Each tile runs a feed-forward pass (MAC over the layer's input, or,
-  for FFCL's layer 1 after the first iteration, a load of the cached W_1 x products) and,
+  tile of P neurons. Each tile runs a feed-forward pass (MAC over the layer's input) and,
   when the layer hears the loop, a feedback pass over the other bank of the loop-feedback
-  buffer; each pass ends with a sweep that scales the P accumulators one per cycle.
+  buffer. Every pass hands its P accumulators to the sweep, which scales them one per
+  cycle while the lanes already run the next pass. FFCL's layer 1 after the first
+  iteration skips its feed-forward pass: the scaled W_1 x products of the first iteration
+  are kept per neuron and reused.
 - ``SCAN``: the label scan of one layer (FFDL/FFCL), every read iteration.
 - ``DONE``: argmax and the result.
 
 The core's state machine executes these from a small ROM; this module also computes the
-closed-form cycle count of the whole program (docs/cycles.md), which tests compare with
-the hardware counter.
+closed-form cycle count of the whole program and of each phase (docs/cycles.md), which
+tests compare with the hardware counter and the core's ``phase`` output.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from amaranth import unsigned
 from amaranth.lib import data
 
 from golden.intmodel import IntModel
+from rtl.normaliser import Rsqrt
 from rtl.params import check_positive_int
 
-__all__ = ["LAYER", "SCAN", "DONE", "Op", "Program", "build_program"]
+__all__ = ["DONE", "LAYER", "PHASES", "PHASE_BITS", "SCAN", "Op", "Program", "build_program"]
 
 # Nonzero codes: a comparison with zero lowers to a lint-unclean logical NOT.
 LAYER, SCAN, DONE = 1, 2, 3
@@ -35,13 +40,25 @@ SRC_IMAGE, SRC_ACT, SRC_CACHE = 1, 2, 3
 
 # Fixed costs of the core's state machine, in cycles (see docs/cycles.md).
 FETCH_DECODE = 2      # FETCH (op ROM address), DECODE (latch the op)
-LAYER_PREP = 1        # PREP: the reciprocal square roots of the op's inputs settle
-MAC_DRAIN = 2         # a MAC pass's last element reaches the accumulators
-CACHE_LOAD = 2        # read the cached products of a tile and load the accumulators
+MAC_DRAIN = 2         # after a pass's last element, until its products are all accumulated
 SWEEP_DRAIN = 4       # the last scaled neuron reaches the buffers and sum of squares
 LAYER_FINISH = 1      # store the layer's sum of squares (FFL: add it to a score)
 SCAN_DRAIN = 3        # the last square reaches the score registers
 
+#: Codes of the core's ``phase`` output, one per kind of counted cycle (0: not counted,
+#: the core is idle or offering its result). Nonzero: see rtl.select.
+#:
+#: - ``matrix_vector``: a feed-forward MAC pass takes an element
+#: - ``loop_feedback``: a feedback MAC pass takes an element (FFCL)
+#: - ``normalisation``: the lanes wait for the normaliser: a pass held until the sweep
+#:   of the previous one can take its accumulators, the reciprocal square roots settling
+#:   before a layer (when they take longer than the first pass), the last sweep of a
+#:   layer draining, storing its sum of squares (and FFL's score update)
+#: - ``label_scan``: the goodness datapath scans a layer (SCAN)
+#: - ``control``: fetching and decoding an op, the argmax
+PHASES = {"matrix_vector": 1, "loop_feedback": 2, "normalisation": 3, "label_scan": 4,
+          "control": 5}
+PHASE_BITS = 3
 
 @dataclass(frozen=True)
 class Op:
@@ -65,7 +82,6 @@ class Op:
     fb_shift: int = 0
     fb_off: int = 0
     out_off: int = 0
-    cache_write: int = 0
     ffl_add: int = 0
     u_base: int = 0
 
@@ -82,7 +98,7 @@ class Program:
     bias: list[int]                        # per neuron (all layers): state_bits signed
     label_words: list[list[int]]           # per word: G signed label weights
     layer_offsets: list[int]
-    cache_tiles: int
+    prep: int = 0                          # cycles between DECODE and a layer's first pass
     widths: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -90,26 +106,67 @@ class Program:
         """ceil(K / G): label groups per neuron in the scan."""
         return -(-self.model.config.num_classes // self.label_lanes)
 
+    @property
+    def partial_entries(self) -> int:
+        """Entries of the core's memory of scaled feed-forward products (one per neuron
+        of every layer; none when no layer hears the loop)."""
+        if any(op.kind == LAYER and op.fb_en for op in self.ops):
+            return sum(self.model.config.hidden)
+        return 0
+
     def tiles(self, n: int) -> int:
         """ceil(n / P)."""
         return -(-n // self.lanes)
 
+    def passes(self, op: Op) -> list[tuple[int, int, bool]]:
+        """The MAC passes of a ``LAYER`` op in order: (elements, neurons swept, feedback).
+
+        Per tile of P neurons (the last one may be narrower): the feed-forward pass unless
+        the op reuses cached products, then the feedback pass when the layer hears the
+        loop.
+        """
+        passes = []
+        for tile in range(self.tiles(op.n_out)):
+            swept = min(self.lanes, op.n_out - tile * self.lanes)
+            if op.ff_src != SRC_CACHE:
+                passes.append((op.ff_n_in, swept, False))
+            if op.fb_en:
+                passes.append((op.fb_n_in, swept, True))
+        return passes
+
     # -- the closed-form cycle count ----------------------------------------------------
-    def op_cycles(self, op: Op) -> int:
-        """Cycles the core spends on ``op`` (docs/cycles.md)."""
+    def op_phases(self, op: Op) -> dict[str, int]:
+        """Cycles the core spends on ``op``, per phase of :data:`PHASES` (docs/cycles.md)."""
+        counts = dict.fromkeys(PHASES, 0)
+        counts["control"] = FETCH_DECODE
         if op.kind == DONE:
             # DECODE starts the argmax, which takes one cycle per label.
-            return FETCH_DECODE + self.model.config.num_classes
-        if op.kind == SCAN:
-            return FETCH_DECODE + op.n_out * self.groups + SCAN_DRAIN
-        ff = CACHE_LOAD if op.ff_src == SRC_CACHE else op.ff_n_in + MAC_DRAIN
-        fb = op.fb_n_in + MAC_DRAIN if op.fb_en else 0
-        passes = 2 if op.fb_en else 1
-        tiles = self.tiles(op.n_out)
-        # Every tile pays for its passes; the sweeps together touch every neuron once per
-        # pass.
-        return (FETCH_DECODE + LAYER_PREP + tiles * (ff + fb) + passes * op.n_out
-                + SWEEP_DRAIN + LAYER_FINISH)
+            counts["control"] += self.model.config.num_classes
+        elif op.kind == SCAN:
+            counts["label_scan"] = op.n_out * self.groups + SCAN_DRAIN
+        else:
+            passes = self.passes(op)
+            for elements, _, feedback in passes:
+                counts["loop_feedback" if feedback else "matrix_vector"] += elements
+            # A pass's last element waits until the sweep of the previous pass has taken
+            # its last accumulator: a pass shorter than the previous tile is stretched.
+            held = sum(max(0, before[1] - after[0]) for before, after in pairwise(passes))
+            counts["normalisation"] = (self.prep + held + MAC_DRAIN + passes[-1][1]
+                                       + SWEEP_DRAIN + LAYER_FINISH)
+        return counts
+
+    def op_cycles(self, op: Op) -> int:
+        """Cycles the core spends on ``op`` (docs/cycles.md)."""
+        return sum(self.op_phases(op).values())
+
+    def phase_cycles(self) -> dict[str, int]:
+        """Cycles of one inference per phase of :data:`PHASES`; they add up to
+        :meth:`cycles`, and the core's ``phase`` output shows the same split."""
+        totals = dict.fromkeys(PHASES, 0)
+        for op in self.ops:
+            for name, count in self.op_phases(op).items():
+                totals[name] += count
+        return totals
 
     def cycles(self) -> int:
         """Cycles of one inference, from the last pixel accepted to the result."""
@@ -117,17 +174,14 @@ class Program:
 
     def mac_cycles(self) -> int:
         """Cycles in which the MAC lanes take a new element (the matrix-vector work)."""
-        return sum(self.tiles(op.n_out) * ((op.ff_n_in if op.ff_src != SRC_CACHE else 0)
-                                           + (op.fb_n_in if op.fb_en else 0))
-                   for op in self.ops if op.kind == LAYER)
+        phases = self.phase_cycles()
+        return phases["matrix_vector"] + phases["loop_feedback"]
 
     def matrix_cycles(self) -> int:
-        """Cycles of the matrix-vector phases: MAC passes, their drains and sweeps."""
-        total = 0
-        for op in self.ops:
-            if op.kind == LAYER:
-                total += self.op_cycles(op) - FETCH_DECODE - LAYER_PREP - LAYER_FINISH
-        return total
+        """Cycles of the matrix-vector phases: the LAYER ops without their fetch, decode,
+        prep and finish (MAC passes, held passes and the last sweep's drain)."""
+        return sum(self.op_cycles(op) - FETCH_DECODE - self.prep - LAYER_FINISH
+                   for op in self.ops if op.kind == LAYER)
 
 
 def _pack_rows(matrix, lanes: int) -> list[list[int]]:
@@ -196,7 +250,10 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
     def layer_op(i: int, t: int, label: int = 0) -> Op:
         layer = model.layers[i]
         source = config.feedback_source(i)
-        cached = config.algo == "ffcl" and i == 0 and t > 0
+        # Layer 1's feed-forward products are the same at every iteration: from the
+        # second on they are reused, scaled, from the first (only for a layer that hears
+        # the loop, whose feedback pass then gives the sweep its accumulators).
+        cached = config.algo == "ffcl" and i == 0 and t > 0 and source is not None
         return Op(
             kind=LAYER, layer=i, n_out=config.hidden[i], bank=t % 2,
             ff_src=SRC_CACHE if cached else (SRC_IMAGE if i == 0 else SRC_ACT),
@@ -211,7 +268,6 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
             fb_shift=model.shift(layer.v_exp) if layer.v_exp is not None else 0,
             fb_off=offsets[source] if source is not None else 0,
             out_off=offsets[i],
-            cache_write=int(config.algo == "ffcl" and i == 0 and t == 0),
             ffl_add=int(config.algo == "ffl" and i in config.scoring_layers()),
         )
 
@@ -243,10 +299,15 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
     # The largest shift: the biggest constant plus half the largest normalising shift.
     max_const = max([op.ff_shift for op in ops] + [op.fb_shift for op in ops] + [0])
     widths["shift"] = (max_const + (widths["sq"] + 1) // 2 + 1).bit_length()
+    # The reciprocal square roots of a layer's inputs settle from the cycle after DECODE;
+    # the first sweep comes MAC_DRAIN + 1 cycles after the first pass starts at the
+    # earliest, so only a slower table needs extra cycles before the pass.
+    rsqrt = Rsqrt(sq_bits=widths["sq"], index_bits=fmt.rsqrt_index_bits,
+                  frac_bits=fmt.rsqrt_frac_bits)
+    prep = max(0, rsqrt.latency - (MAC_DRAIN + 1))
     return Program(model=model, lanes=lanes, label_lanes=label_lanes, ops=ops,
                    weight_words=weight_words, bias=bias, label_words=label_words,
-                   layer_offsets=offsets, cache_tiles=-(-config.hidden[0] // lanes),
-                   widths=widths)
+                   layer_offsets=offsets, prep=prep, widths=widths)
 
 
 def op_layout(program: Program) -> data.StructLayout:
@@ -277,7 +338,6 @@ def op_layout(program: Program) -> data.StructLayout:
         "fb_shift": r(1 << program.widths["shift"]),
         "fb_off": r(sum(config.hidden)),
         "out_off": r(sum(config.hidden)),
-        "cache_write": 1,
         "ffl_add": 1,
         "u_base": r(max(1, len(program.label_words))),
     })

@@ -3,11 +3,13 @@
 This is the fast-to-start path (no Verilog, no compiler): the testbench streams each
 image's pixels into the core, waits for the result record and collects it. Checking
 against the golden model is the caller's business (:mod:`ffcl_hw.flows.simulate` and the
-tests), so that one driver serves both.
+tests), so that one driver serves both. A second process counts, for every inference, the
+cycles the core's ``phase`` output spends on each phase.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,17 +17,20 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from rtl.core import Core
+from rtl.sequencer import PHASES
 
 __all__ = ["CoreResult", "run_core"]
 
 
 @dataclass(frozen=True)
 class CoreResult:
-    """One result record as the hardware reported it."""
+    """One result record as the hardware reported it, and the cycles of its inference
+    per phase (:data:`rtl.sequencer.PHASES`) as the ``phase`` output showed them."""
 
     label: int
     scores: tuple[int, ...]
     cycles: int
+    phase_cycles: dict[str, int] | None = None
 
 
 def run_core(core: Core, images: np.ndarray, *, progress: Callable[[int], None] | None = None,
@@ -52,8 +57,21 @@ def run_core(core: Core, images: np.ndarray, *, progress: Callable[[int], None] 
     """
     K = core.model.config.num_classes
     results: list[CoreResult] = []
+    # Phase counts of finished inferences, in order; an inference finishes when the phase
+    # returns to 0 (the result is offered), in the same cycle its record appears.
+    names = {code: name for name, code in PHASES.items()}
+    finished: list[dict[str, int]] = []
     sim = Simulator(core)
     sim.add_clock(1e-8)
+
+    async def count_phases(ctx) -> None:
+        counts = dict.fromkeys(PHASES, 0)
+        async for _, _, phase in ctx.tick().sample(core.phase):
+            if phase:
+                counts[names[phase]] += 1
+            elif any(counts.values()):
+                finished.append(counts)
+                counts = dict.fromkeys(PHASES, 0)
 
     async def testbench(ctx) -> None:
         ctx.set(core.result.ready, 1)
@@ -75,11 +93,18 @@ def run_core(core: Core, images: np.ndarray, *, progress: Callable[[int], None] 
                                       cycles=int(payload.cycles)))
             if progress is not None:
                 progress(len(results))
+        # One more cycle, so the phase process has seen the last result's too.
+        await ctx.tick()
 
     sim.add_testbench(testbench)
+    sim.add_process(count_phases)
     if vcd:
         with sim.write_vcd(vcd):
             sim.run()
     else:
         sim.run()
-    return results
+    if len(finished) != len(results):
+        raise RuntimeError(f"the phase output showed {len(finished)} inferences for "
+                           f"{len(results)} results")
+    return [dataclasses.replace(result, phase_cycles=phases)
+            for result, phases in zip(results, finished, strict=True)]

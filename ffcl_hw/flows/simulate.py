@@ -39,15 +39,17 @@ class Mismatch:
     field: str
     hardware: Any
     golden: Any
+    reference: str = "in the golden model"
 
     def __str__(self) -> str:
         return (f"sample {self.sample}: {self.field} is {self.hardware} in the hardware, "
-                f"{self.golden} in the golden model")
+                f"{self.golden} {self.reference}")
 
 
-def check_results(results: list[CoreResult], golden: IntResult,
-                  expected_cycles: int) -> list[Mismatch]:
-    """Compare every record field by field: label, each score, cycle count."""
+def check_results(results: list[CoreResult], golden: IntResult, expected_cycles: int,
+                  expected_phases: dict[str, int] | None = None) -> list[Mismatch]:
+    """Compare every record field by field: label, each score, cycle count, and (where
+    both are known) the cycles of each phase."""
     mismatches = []
     for i, result in enumerate(results):
         if result.label != int(golden.labels[i]):
@@ -60,7 +62,17 @@ def check_results(results: list[CoreResult], golden: IntResult,
             mismatches.append(Mismatch(i, f"score[{k}]", result.scores[k], scores[k]))
             continue
         if result.cycles != expected_cycles:
-            mismatches.append(Mismatch(i, "cycles", result.cycles, expected_cycles))
+            mismatches.append(Mismatch(i, "cycles", result.cycles, expected_cycles,
+                                       "by the closed-form count"))
+            continue
+        if expected_phases is not None and result.phase_cycles is not None:
+            wrong = [name for name, count in expected_phases.items()
+                     if result.phase_cycles.get(name) != count]
+            if wrong:
+                name = wrong[0]
+                mismatches.append(Mismatch(i, f"phase_cycles[{name}]",
+                                           result.phase_cycles.get(name),
+                                           expected_phases[name], "by the closed-form count"))
     return mismatches
 
 
