@@ -338,6 +338,8 @@ def _sim(args: argparse.Namespace) -> int:
           f"formula {report['cycles_formula']:,})")
     print(f"  lane utilization  {100 * report['lane_utilization']:.1f}% of the matrix phases "
           f"({report['macs_per_inference']:,} MACs)")
+    print("  cycles per phase  " + ", ".join(f"{name.replace('_', ' ')} {count:,}" for name, count
+                                            in report["phase_cycles"].items()))
     print(f"  simulation speed  {report['inferences_per_second']:.1f} inferences/s "
           f"(after a {report['build_seconds']:.1f} s build)")
     print(f"  written           {args.run / 'sim.json'}")

@@ -4,13 +4,15 @@ The structure follows cocotb's matrix_multiplier example and Forencich's benches
 ``TB`` with clock, reset, a stream driver for images and a stream monitor for results;
 a model fed from the *monitored* image transfers (not from what the test meant to send);
 an in-order checker whose error count must end at zero; every scenario crossed with
-no-idle, idle and back-pressure patterns. Everything comes from environment variables
-set by :mod:`sim.runner`:
+no-idle, idle and back-pressure patterns. A phase monitor counts, per inference, the
+cycles the core's ``phase`` output spends on each phase; the checker compares them with
+the closed form (:meth:`rtl.sequencer.Program.phase_cycles`). Everything comes from
+environment variables set by :mod:`sim.runner`:
 
 - FFCL_MODEL: the integer model file; FFCL_CORE: the core's JSON (lanes, result fields)
 - FFCL_IMAGES: a .npy of integer images; FFCL_SAMPLES: how many to use
 - FFCL_SEED: seed of the random scenarios (logged); FFCL_REPORT: where ``run_samples``
-  writes its per-sample results
+  writes its per-sample results (label, scores, cycles, cycles per phase)
 """
 
 from __future__ import annotations
@@ -26,9 +28,13 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, Event, ReadOnly, RisingEdge, with_timeout
+from cocotb.utils import get_sim_time
 
 from golden.intmodelio import load_int_model
-from rtl.sequencer import build_program
+from rtl.sequencer import PHASES, build_program
+
+#: The clock period in nanoseconds.
+PERIOD_NS = 10
 
 # Idle / back-pressure patterns, cycled: 1 = offer (driver) or accept (sink) this cycle.
 PATTERNS: dict[str, list[int]] = {
@@ -56,6 +62,10 @@ class TB:
         program = build_program(self.model, lanes=self.core["lanes"],
                                 label_lanes=self.core["label_lanes"])
         self.expected_cycles = program.cycles()
+        self.expected_phases = program.phase_cycles()
+        # Cycles per phase of every inference the phase output showed, in order.
+        self.phase_records: list[dict[str, int]] = []
+        self.phases_checked = False
         self.D = self.model.config.input_size
         self.K = self.model.config.num_classes
         self.fields = self.core["result_fields"]
@@ -74,13 +84,14 @@ class TB:
     async def start(self, *, sink: str = "none") -> None:
         """Start the clock and the monitors, and reset the design."""
         self.sink_pattern = _pattern(sink)
-        cocotb.start_soon(Clock(self.dut.clk, 10, unit="ns").start())
+        cocotb.start_soon(Clock(self.dut.clk, PERIOD_NS, unit="ns").start())
         self.dut.image__valid.value = 0
         self.dut.image__payload.value = 0
         self.dut.result__ready.value = next(self.sink_pattern)
         await self.reset()
         self._tasks = [cocotb.start_soon(self._monitor_images()),
-                       cocotb.start_soon(self._monitor_results())]
+                       cocotb.start_soon(self._monitor_results()),
+                       cocotb.start_soon(self._monitor_phases())]
 
     async def reset(self, cycles: int = 3) -> None:
         """Hold reset; whatever was in flight is forgotten by the model too."""
@@ -134,6 +145,31 @@ class TB:
                                           self.expected_cycles))
                     self.pixels = []
             await RisingEdge(self.dut.clk)
+
+    async def _monitor_phases(self) -> None:
+        # The phase changes a few times per layer, not every cycle: the monitor wakes on
+        # each change and charges the time since the last one to the phase that held.
+        # Changes happen at clock edges, so the times are whole periods. An inference
+        # ends when the phase returns to 0 (the result is offered); one cut short by a
+        # reset is dropped.
+        names = {code: name for name, code in PHASES.items()}
+        counts = dict.fromkeys(PHASES, 0)
+        current, since = 0, round(get_sim_time("ns"))
+        while True:
+            await self.dut.phase.value_change
+            await ReadOnly()
+            now = round(get_sim_time("ns"))
+            if current:
+                elapsed, rest = divmod(now - since, PERIOD_NS)
+                if rest:
+                    self._error(f"the phase changed {rest} ns off a clock edge")
+                name = names.get(current, f"unknown phase {current}")
+                counts[name] = counts.get(name, 0) + elapsed
+            current, since = int(self.dut.phase.value), now
+            if not current:
+                if any(counts.values()) and not self.dut.rst.value:
+                    self.phase_records.append(counts)
+                counts = dict.fromkeys(PHASES, 0)
 
     def _field(self, word: int, name: str) -> int:
         field = self.fields[name]
@@ -195,9 +231,26 @@ class TB:
             cycles = (count + 2) * (self.expected_cycles + 20 * self.D) * 4 + 1000
             await with_timeout(self.done.wait(), cycles * 10, "ns")
 
+    def check_phases(self) -> None:
+        """Every inference's cycles per phase must match the closed form (checked once)."""
+        if self.phases_checked:
+            return
+        self.phases_checked = True
+        if len(self.phase_records) != len(self.results):
+            self._error(f"the phase output showed {len(self.phase_records)} inferences for "
+                        f"{len(self.results)} results")
+        for index, counts in enumerate(self.phase_records):
+            if counts != self.expected_phases:
+                name = next(n for n in self.expected_phases | counts
+                            if counts.get(n) != self.expected_phases.get(n))
+                self._error(f"sample {index}: phase_cycles[{name}] is {counts.get(name)} in "
+                            f"the hardware, {self.expected_phases.get(name)} by the "
+                            "closed-form count")
+
     async def finish(self) -> None:
         """The checker must end with no error, nothing expected and nothing pending."""
         await ClockCycles(self.dut.clk, 20)
+        self.check_phases()
         assert self.errors == 0, self.first_error
         assert not self.expected, f"{len(self.expected)} results never arrived"
         await ReadOnly()
@@ -240,9 +293,13 @@ async def run_samples(dut) -> None:
                         tb.checked, tb.errors)
     await tb.wait_results(len(images))
     seconds = time.perf_counter() - start
+    # The last inference's phase record is written at the edge its result appeared.
+    await ClockCycles(dut.clk, 2)
+    tb.check_phases()
     report = {"samples": len(images), "errors": tb.errors, "first_error": tb.first_error,
               "labels": [r[0] for r in tb.results], "cycles": [r[2] for r in tb.results],
-              "scores": [list(r[1]) for r in tb.results], "seconds": seconds}
+              "scores": [list(r[1]) for r in tb.results],
+              "phase_cycles": tb.phase_records, "seconds": seconds}
     with open(os.environ["FFCL_REPORT"], "w") as stream:
         json.dump(report, stream)
     await tb.finish()

@@ -97,9 +97,14 @@ def _run_cocotb(core, simulator: str, images: np.ndarray, run: Path, waves: Path
     report = bench.report
     if not report:
         raise RunError(f"the {simulator} simulation ended without a report; see {bench.log}")
-    results = [CoreResult(label=label, scores=tuple(scores), cycles=cycles)
-               for label, scores, cycles in zip(report["labels"], report["scores"],
-                                                 report["cycles"], strict=True)]
+    phases = report.get("phase_cycles") or [None] * len(report["labels"])
+    if len(phases) != len(report["labels"]):
+        raise RunError(f"the {simulator} simulation's phase output showed {len(phases)} "
+                       f"inferences for {len(report['labels'])} results; see {bench.log}")
+    results = [CoreResult(label=label, scores=tuple(scores), cycles=cycles,
+                          phase_cycles=phase_cycles)
+               for label, scores, cycles, phase_cycles in zip(
+                   report["labels"], report["scores"], report["cycles"], phases, strict=True)]
     if waves is not None:
         dumps = sorted(built.build_dir.rglob("*.fst")) + sorted(built.build_dir.rglob("*.vcd"))
         if not dumps:
@@ -145,10 +150,13 @@ def simulate_run(run: Path, *, simulator: str = "amaranth", samples: int = 20, l
         results, build_seconds = _run_cocotb(core, simulator, images, run, waves, progress)
     seconds = time.perf_counter() - start - build_seconds
     expected = core.cycles_per_inference()
-    mismatches = check_results(results, golden, expected)
+    program = core.program
+    expected_phases = program.phase_cycles()
+    mismatches = check_results(results, golden, expected, expected_phases)
+    if not mismatches and any(r.phase_cycles is None for r in results):
+        raise RunError(f"the {simulator} simulation reported no cycles per phase")
     cycles = np.array([r.cycles for r in results])
     labels = np.array([r.label for r in results])
-    program = core.program
     report: dict[str, Any] = {
         "simulator": simulator,
         "samples": count,
@@ -161,6 +169,10 @@ def simulate_run(run: Path, *, simulator: str = "amaranth", samples: int = 20, l
         "cycles_per_inference": None if mismatches else {
             "min": int(cycles.min()), "mean": float(cycles.mean()), "max": int(cycles.max())},
         "cycles_formula": expected,
+        # Cycles per phase from the core's phase output, the same on every sample (each
+        # is checked against the closed form), and the closed form itself.
+        "phase_cycles": None if mismatches else results[0].phase_cycles,
+        "phase_cycles_formula": expected_phases,
         "mac_cycles": program.mac_cycles(),
         "matrix_cycles": program.matrix_cycles(),
         "lane_utilization": program.mac_cycles() / program.matrix_cycles(),

@@ -162,7 +162,7 @@ def _memory_shapes(program: Program) -> dict[str, dict[str, tuple[int, int, int]
             "image": (1, config.input_size, w["input"]),
             "feedback_buffer": (1, 2 * sum(config.hidden), w["act"]),
             "pre_activations": (1, max(config.hidden), w["state"]),
-            "layer1_cache": (1, program.cache_tiles, program.lanes * w["acc"]),
+            "partials": (1, program.partial_entries, w["acc"] + w["r"] + 1),
             "rsqrt_tables": (2, 1 << fmt.rsqrt_index_bits, fmt.rsqrt_frac_bits + 1),
         },
     }

@@ -130,8 +130,8 @@ def test_pll_refuses_impossible_frequencies(calculator, f_in, f_out, message):
     ("icebreaker", (64, (32, 32)), 4, 1, "rom", None),
     # Every label lane squares in its own multiplier: 8 + 2 + 10 + 1 > 8.
     ("icebreaker", (64, (32, 32)), 8, None, "rom", "needs 21 multipliers"),
-    # 64x64 needs only 112,035 model bits of the 122,880, but 37 whole blocks of 30.
-    ("icebreaker", (64, (64, 64)), 2, 1, "rom", "estimated 37 block RAMs"),
+    # 64x64 needs only 112,035 model bits of the 122,880, but 36 whole blocks of 30.
+    ("icebreaker", (64, (64, 64)), 2, 1, "rom", "estimated 36 block RAMs"),
     ("ulx3s-25f", (64, (64, 64)), 8, None, "rom", None),
     # 784-128-128: too big for UP5K block RAM, small enough once SPRAM may hold it.
     ("icebreaker", (784, (128, 128)), 2, 1, "rom", "bits of block RAM"),

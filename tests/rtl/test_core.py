@@ -149,7 +149,7 @@ def test_lanes_are_busy_at_least_97_percent_of_the_matrix_phases(digits_model):
 
 def test_cycle_formula_in_closed_form_for_ffdl():
     # docs/cycles.md, FFDL with L layers and n_in >= P: per layer
-    # 2 + ceil(N/P) n_in + 2 + n_last + 4 + 1, per scan 2 + N ceil(K/G) + 3, and 2 + K for
+    # 9 + ceil(N/P) n_in + n_last, per scan 2 + N ceil(K/G) + 3, and 2 + K for
     # the argmax.
     model = _random_model("ffdl", 1)
     P, K = 3, 4

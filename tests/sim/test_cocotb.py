@@ -31,17 +31,23 @@ SAMPLES = int(os.environ.get("FFCL_SIM_SAMPLES", "3"))
 SIMULATORS = available_simulators()
 
 # (variant, MAC lanes, label lanes): FFL, FFDL and FFCL with both topologies, lane counts
-# that do not divide the layer widths, and a label datapath narrower than K.
+# that do not divide the layer widths, and a label datapath narrower than K. A variant is
+# a name of tests/golden/variants.py or a dict of ModelConfig fields.
 CONFIGS = {
     "ffl-p3": ("ffl", 3, None),
     "ffdl-p2": ("ffdl-3layers", 2, None),
     "ffcl-adjacent-T3-p3": ("ffcl-adjacent-T3", 3, 2),
     "ffcl-top-T2-p8": ("ffcl-top-T2", 8, None),
+    # Passes shorter than the tile before them: the sweep holds them (docs/cycles.md).
+    "ffcl-held-p8": ({"algo": "ffcl", "hidden": (5, 12, 3), "loops": 3}, 8, None),
 }
 
 
-def _random_model(variant: str, seed: int):
-    config = make_config(variant)
+def _random_model(variant: str | dict, seed: int):
+    if isinstance(variant, dict):
+        config = ModelConfig(input_size=9, num_classes=4, theta=0.5, **variant)
+    else:
+        config = make_config(variant)
     rng = np.random.default_rng(seed)
     return quantize(config, random_params(config, seed), rng.uniform(0, 1, (64, 9)),
                     input_max=16)
@@ -110,3 +116,27 @@ def test_the_bench_fails_when_hardware_and_model_disagree():
     assert bench.failed == 1
     assert bench.report["errors"] == 2
     assert "score[0]" in bench.report["first_error"]
+
+
+@pytest.mark.skipif("verilator" not in SIMULATORS, reason="Verilator not installed")
+def test_the_bench_fails_when_phases_disagree_with_the_closed_form():
+    # The phase check must be able to fail too: tell the bench the design has one lane
+    # more than it has, so its closed form (cycles and phases) is another program's.
+    import json
+
+    model = _random_model("ffdl-3layers", SEED + 1)
+    core = Core(model, lanes=2)
+    images = np.random.default_rng(SEED).integers(0, 17, size=(2, 9))
+    built = build_core(core, "verilator", BUILD_ROOT / f"tamper-phases-seed{SEED}")
+    description = built.build_dir / "core.json"
+    saved = description.read_text()
+    try:
+        description.write_text(json.dumps(json.loads(saved) | {"lanes": 3}))
+        bench = run_bench(built, images, testcase="run_samples", samples=2)
+    finally:
+        description.write_text(saved)
+    assert bench.failed == 1
+    # Per sample one cycle-count error, and one phase error.
+    assert bench.report["errors"] == 4
+    assert "phase_cycles[" in bench.log.read_text()
+    assert len(bench.report["phase_cycles"]) == 2
