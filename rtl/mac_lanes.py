@@ -38,9 +38,6 @@ class MacLanes(wiring.Component):
         The input element, broadcast to every lane.
     w : In(ArrayLayout(signed(weight_bits), lanes))
         One weight per lane.
-    load : In(1)
-        Load ``load_value`` into the accumulators (FFCL's cached layer-1 products).
-    load_value : In(ArrayLayout(signed(acc_bits), lanes))
     acc : Out(ArrayLayout(signed(acc_bits), lanes))
         The accumulators; an element given at cycle c is included from cycle c + latency.
     """
@@ -50,15 +47,12 @@ class MacLanes(wiring.Component):
         self.weight_bits = check_positive_int("Weight width", weight_bits, minimum=2)
         self.input_bits = check_positive_int("Input width", input_bits)
         self.acc_bits = check_positive_int("Accumulator width", acc_bits, minimum=2)
-        acc_layout = data.ArrayLayout(signed(acc_bits), lanes)
         super().__init__({
             "en": In(1),
             "first": In(1),
             "x": In(unsigned(input_bits)),
             "w": In(data.ArrayLayout(signed(weight_bits), lanes)),
-            "load": In(1),
-            "load_value": In(acc_layout),
-            "acc": Out(acc_layout),
+            "acc": Out(data.ArrayLayout(signed(acc_bits), lanes)),
         })
 
     @property
@@ -78,9 +72,7 @@ class MacLanes(wiring.Component):
             product = Signal(signed(product_bits), name=f"product_{p}")
             # Amaranth widens the unsigned x by a zero bit before a signed product.
             m.d.sync += product.eq(self.w[p] * self.x)
-            with m.If(self.load):
-                m.d.sync += self.acc[p].eq(self.load_value[p])
-            with m.Elif(valid & restart):
+            with m.If(valid & restart):
                 m.d.sync += self.acc[p].eq(product)
             with m.Elif(valid):
                 m.d.sync += self.acc[p].eq(self.acc[p] + product)

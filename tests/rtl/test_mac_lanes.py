@@ -23,17 +23,13 @@ class Step:
     first: int
     x: int
     w: tuple[int, ...]
-    load: int = 0
-    load_value: tuple[int, ...] | None = None
 
 
 class MacModel:
     """The accumulators as MacLanes documents them, one ``step`` per clock cycle.
 
     An element given with ``en`` at cycle c reaches ``acc`` at c + ``latency``: it replaces
-    the accumulator when given with ``first`` and adds to it otherwise. ``load`` at cycle c
-    sets ``acc`` to ``load_value`` at c + 1; an element reaching ``acc`` in that same cycle
-    is discarded (``load`` has priority in the hardware, the sequencer never overlaps them).
+    the accumulator when given with ``first`` and adds to it otherwise.
     """
 
     def __init__(self, lanes: int, latency: int, acc_bits: int) -> None:
@@ -46,10 +42,7 @@ class MacModel:
         """Advance one cycle; return ``acc`` as it reads after the clock edge."""
         self.pipe.append((step.first, [w * step.x for w in step.w]) if step.en else None)
         landing = self.pipe.popleft()
-        if step.load:
-            assert step.load_value is not None
-            self.acc = list(step.load_value)
-        elif landing is not None:
+        if landing is not None:
             first, products = landing
             if first:
                 self.acc = products
@@ -80,8 +73,6 @@ def run_mac(dut: MacLanes, steps: list[Step], seed: int) -> list[list[int]]:
             ctx.set(dut.first, step.first)
             ctx.set(dut.x, step.x)
             ctx.set(dut.w, list(step.w))
-            ctx.set(dut.load, step.load)
-            ctx.set(dut.load_value, list(step.load_value or (0,) * dut.lanes))
             expected = model.step(step)
             await ctx.tick()
             got = get_array(ctx, dut.acc, dut.lanes)
@@ -95,8 +86,8 @@ def run_mac(dut: MacLanes, steps: list[Step], seed: int) -> list[list[int]]:
 
 
 def random_steps(rng: np.random.Generator, cycles: int, lanes: int, weight_bits: int,
-                 input_bits: int, load_limit: int) -> list[Step]:
-    """A stream with gaps, restarts, loads, garbage on idle cycles and extreme values."""
+                 input_bits: int) -> list[Step]:
+    """A stream with gaps, restarts, garbage on idle cycles and extreme values."""
     w_low, w_high = signed_range(weight_bits)
     x_max = unsigned_max(input_bits)
     steps = []
@@ -108,15 +99,10 @@ def random_steps(rng: np.random.Generator, cycles: int, lanes: int, weight_bits:
         else:
             x = int(rng.integers(0, x_max, endpoint=True))
             w = tuple(int(v) for v in rng.integers(w_low, w_high, size=lanes, endpoint=True))
-        load = int(rng.random() < 0.05)
-        load_value = tuple(int(v) for v in rng.choice(
-            [-load_limit, load_limit, *rng.integers(-load_limit, load_limit, size=4)],
-            size=lanes))
         steps.append(Step(
             # About a third of the cycles are gaps; first and the data still toggle there
             # and must be ignored.
-            en=int(rng.random() < 0.7), first=int(rng.random() < 0.15), x=x, w=w,
-            load=load, load_value=load_value))
+            en=int(rng.random() < 0.7), first=int(rng.random() < 0.15), x=x, w=w))
     return steps
 
 
@@ -126,15 +112,14 @@ def test_random_stream(lanes: int, weight_bits: int, input_bits: int) -> None:
     seed = SEED + 1000 * lanes + 10 * weight_bits + input_bits
     rng = np.random.default_rng(seed)
     cycles = 300
-    # Bound on |acc|: a loaded value plus every element of the stream at the extremes.
+    # Bound on |acc|: every element of the stream at the extremes.
     bound = cycles * (1 << (weight_bits - 1)) * unsigned_max(input_bits)
-    acc_bits = signed_bits(2 * bound)
+    acc_bits = signed_bits(bound)
     dut = MacLanes(lanes=lanes, weight_bits=weight_bits, input_bits=input_bits,
                    acc_bits=acc_bits)
-    steps = random_steps(rng, cycles, lanes, weight_bits, input_bits, load_limit=bound)
+    steps = random_steps(rng, cycles, lanes, weight_bits, input_bits)
     # The stream must actually exercise what it claims to.
     assert sum(s.en and s.first for s in steps) > 5
-    assert sum(s.load for s in steps) > 3
     assert sum(not s.en for s in steps) > 30
     run_mac(dut, steps, seed)
 
@@ -168,21 +153,6 @@ def test_restart_back_to_back(lanes: int) -> None:
         steps.append(Step(en=1, first=int(i % 3 == 0), x=int(rng.integers(0, 255)), w=w))
     dut = MacLanes(lanes=lanes, weight_bits=8, input_bits=8, acc_bits=signed_bits(3 * 128 * 255))
     run_mac(dut, steps, SEED + lanes)
-
-
-@pytest.mark.parametrize("lanes", [1, 3])
-def test_load_then_accumulate(lanes: int) -> None:
-    # FFCL's cached products: load a value, then add elements without `first`, the first
-    # of them given in the same cycle as `load`.
-    low, high = signed_range(16)
-    values = tuple([low, high, 1][:lanes])
-    w = (-128, 127, 5)[:lanes]
-    steps = [Step(en=1, first=0, x=255, w=w, load=1, load_value=values),
-             Step(en=1, first=0, x=255, w=w), Step(en=0, first=0, x=0, w=w),
-             Step(en=1, first=0, x=1, w=w)]
-    dut = MacLanes(lanes=lanes, weight_bits=8, input_bits=8, acc_bits=18)
-    final = run_mac(dut, steps, seed=0)[-1]
-    assert final == [v + wi * (255 + 255 + 1) for v, wi in zip(values, w, strict=True)]
 
 
 @pytest.mark.parametrize(("lanes", "weight_bits", "input_bits", "n_in"), [
