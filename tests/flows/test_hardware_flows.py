@@ -69,6 +69,11 @@ def test_sim_is_bit_exact_and_writes_its_report(quantized_run, capsys, simulator
     assert report["mismatches"] == 0
     cycles = report["cycles_per_inference"]
     assert cycles["min"] == cycles["max"] == report["cycles_formula"]
+    # Cycles per phase from the core's phase output: the closed form, adding up to it.
+    assert report["phase_cycles"] == report["phase_cycles_formula"]
+    assert sum(report["phase_cycles"].values()) == report["cycles_formula"]
+    assert report["phase_cycles"]["matrix_vector"] > 0
+    assert "cycles per phase  matrix vector" in out
     assert 0 <= report["accuracy"] <= 1
     assert report["macs_per_inference"] > 0
     assert "bit-exact" in out
