@@ -320,7 +320,9 @@ class Core(wiring.Component):
         # The last element issued in cycle c is in the accumulators in cycle
         # c + 1 + latency (memory read, then the lanes); the next pass's first element,
         # issued from c + 1 on, restarts them only at the end of that cycle.
-        assert lanes.latency == MAC_DRAIN, "sequencer.MAC_DRAIN must follow the lanes"
+        if lanes.latency != MAC_DRAIN:
+            raise RuntimeError(f"rtl.sequencer.MAC_DRAIN is {MAC_DRAIN}, but the MAC lanes' "
+                               f"latency is {lanes.latency}; the closed form must follow it")
         tag_layout = data.StructLayout({
             "valid": 1, "fb": 1, "final": 1,
             "neuron": range(max(config.hidden) + P), "count": range(P + 1)})
