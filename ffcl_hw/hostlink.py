@@ -41,13 +41,18 @@ from rtl.host_link import (
 )
 from rtl.sequencer import build_program
 
-__all__ = ["Device", "FrameReader", "HostLinkError", "Port", "crc8", "encode_frame"]
+__all__ = ["Device", "FrameReader", "HostLinkError", "HostLinkTimeout", "Port", "crc8",
+           "encode_frame"]
 
 MAX_PAYLOAD = 0xFFFF
 
 
 class HostLinkError(RuntimeError):
     """The device did not answer as the protocol says; the message says how."""
+
+
+class HostLinkTimeout(HostLinkError):
+    """No (complete) reply before the port's timeout: the device is silent."""
 
 
 class Port(Protocol):
@@ -159,7 +164,7 @@ class Device:
         while (frame := self._reader.next_frame()) is None:
             data = self.port.read(1)
             if not data:
-                raise HostLinkError(f"no reply to {what} before the port's timeout")
+                raise HostLinkTimeout(f"no reply to {what} before the port's timeout")
             self._reader.feed(data)
         return frame
 
