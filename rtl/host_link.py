@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import enum, memory, wiring
@@ -327,6 +328,8 @@ class HostLink(wiring.Component):
                 raise ValueError(f"{name} must be at most {limit} for the host link, "
                                  f"not {value}")
         self.core = core
+        #: The core has two banks: a load writes the one not in use.
+        self.banked = getattr(core, "banks", 1) == 2
         self.identity = dataclasses.replace(
             link_identity(core.model, lanes=program.lanes, label_lanes=program.label_lanes,
                           loadable=core.weights == "loadable"),
@@ -341,8 +344,7 @@ class HostLink(wiring.Component):
         """Payload bytes of a LOAD frame: target, address (2), data."""
         return 3 + self.identity.load_data_bytes
 
-    def _load_command(self, m, answer, cmd, length, load_regs, load_ok, loading, model_ok,
-                      running, weights_sum, state) -> None:
+    def _load_command(self, m, answer, cmd, length, load_regs, load_ok, t, state) -> None:
         """After the crc byte of a LOAD_BEGIN, LOAD or LOAD_COMMIT: check, then act."""
         with m.If(cmd == CMD_LOAD_BEGIN):
             with m.If(length != LOAD_BEGIN_SIZE):
@@ -351,14 +353,16 @@ class HostLink(wiring.Component):
                 # Weights of another configuration: refused before anything is written.
                 answer(_Reply.ERROR, ERR_MODEL)
             with m.Else():
-                # From here until a good commit the memories hold no complete model.
-                m.d.sync += [loading.eq(1), model_ok.eq(0), running.eq(CHECKSUM_INIT),
-                             weights_sum.eq(Cat(*load_regs[4:8]))]
+                m.d.sync += [t.loading.eq(1), t.running.eq(CHECKSUM_INIT),
+                             t.announced.eq(Cat(*load_regs[4:8]))]
+                if not self.banked:
+                    # One bank: from here until a good commit it holds no complete model.
+                    m.d.sync += t.model_ok.eq(0)
                 answer(_Reply.BEGIN)
         with m.Elif(cmd == CMD_LOAD):
             with m.If(length != self.load_size):
                 answer(_Reply.ERROR, ERR_LENGTH)
-            with m.Elif(~loading):
+            with m.Elif(~t.loading):
                 answer(_Reply.ERROR, ERR_SEQUENCE)
             with m.Elif(~load_ok):
                 answer(_Reply.ERROR, ERR_LOAD)
@@ -367,14 +371,17 @@ class HostLink(wiring.Component):
         with m.Else():
             with m.If(~is_zero(length)):
                 answer(_Reply.ERROR, ERR_LENGTH)
-            with m.Elif(~loading):
+            with m.Elif(~t.loading):
                 answer(_Reply.ERROR, ERR_SEQUENCE)
-            with m.Elif(running != weights_sum):
-                # A write lost, added or changed: the transaction is void.
-                m.d.sync += loading.eq(0)
+            with m.Elif(t.running != t.announced):
+                # A write lost, added or changed: the transaction is void (with two banks
+                # the model in use stays in use).
+                m.d.sync += t.loading.eq(0)
                 answer(_Reply.ERROR, ERR_CHECKSUM)
             with m.Else():
-                m.d.sync += [loading.eq(0), model_ok.eq(1)]
+                m.d.sync += [t.loading.eq(0), t.model_ok.eq(1), t.weights_sum.eq(t.announced)]
+                if self.banked:
+                    m.d.sync += t.bank.eq(~t.bank)
                 answer(_Reply.COMMIT)
 
     def elaborate(self, platform) -> Module:
@@ -440,14 +447,20 @@ class HostLink(wiring.Component):
             ]
 
         # -- the load transaction -------------------------------------------------------
-        # Whether the memories hold a complete model, and that model's checksum: set at
-        # configuration like the memories themselves, so a reset does not forget that a
-        # failed load left them half written.
+        # Whether the memories hold a complete model, that model's checksum and (two
+        # banks) which bank holds it: set at configuration like the memories themselves,
+        # so a reset does not forget that a failed load left a bank half written.
         model_ok = Signal(init=int(ident.model_loaded), reset_less=True)
         weights_sum = Signal(32, init=ident.weights_checksum, reset_less=True)
+        bank = Signal(reset_less=True)
+        if self.banked:
+            m.d.comb += core.bank.eq(bank)
         loading = Signal()                 # between a good LOAD_BEGIN and LOAD_COMMIT
+        announced = Signal(32)             # LOAD_BEGIN's checksum
         running = Signal(32)               # CRC-32 of the writes made in this transaction
         pending = Signal(32)               # ... and of the LOAD frame being received
+        transaction = SimpleNamespace(model_ok=model_ok, weights_sum=weights_sum, bank=bank,
+                                      loading=loading, announced=announced, running=running)
 
         # -- the result record, latched for the reply -----------------------------------
         result = Signal(result_layout(K, ident.score_bits))
@@ -566,7 +579,7 @@ class HostLink(wiring.Component):
                             answer(_Reply.ERROR, ERR_LOAD)
                         else:
                             self._load_command(m, answer, cmd, length, load_regs, load_ok,
-                                               loading, model_ok, running, weights_sum, state)
+                                               transaction, state)
                     with m.Else():
                         answer(_Reply.ERROR, ERR_COMMAND)
 

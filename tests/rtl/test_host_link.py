@@ -300,23 +300,33 @@ def _changed_writes(core: Core, model: IntModel) -> list[tuple[int, int, int]]:
     return [w for w in core.load_words_for(model) if w not in built_in]
 
 
+#: In an expected reply list: a RESULT equal to model A's for the image.
+RESULT_A = "result-a"
+
+
 def _transaction(case: str, link: HostLink, writes, images):
-    """(steps, expected replies, model the final image must match: "a", "b" or None)."""
+    """(steps, expected replies, model the final image must match: "a", "b" or None).
+
+    With one bank a failed or open transaction leaves no model to classify with; with two
+    the model in use stays in use (RESULT_A where one bank answers error 8).
+    """
     image = image_frame(images[0])
     loads = [Step(load_frame(link, *w), settle_bits=0) for w in writes]
     acks = [ACK_LOAD] * len(writes)
     begin = Step(begin_frame(link, writes))
+    none = "a" if link.banked else None
+    refused = RESULT_A if link.banked else error(ERR_NO_MODEL)
     if case == "good":
         return [begin, *loads, Step(COMMIT), Step(image)], [ACK_BEGIN, *acks, ACK_COMMIT], "b"
     if case == "a-write-lost":
         return ([begin, *loads[:-1], Step(COMMIT), Step(image)],
-                [ACK_BEGIN, *acks[:-1], error(ERR_CHECKSUM), error(ERR_NO_MODEL)], None)
+                [ACK_BEGIN, *acks[:-1], error(ERR_CHECKSUM)], none)
     if case == "a-write-twice":
         return ([begin, *loads, loads[0], Step(COMMIT), Step(image)],
-                [ACK_BEGIN, *acks, ACK_LOAD, error(ERR_CHECKSUM), error(ERR_NO_MODEL)], None)
+                [ACK_BEGIN, *acks, ACK_LOAD, error(ERR_CHECKSUM)], none)
     if case == "image-while-loading":
         return ([begin, *loads[:1], Step(image), *loads[1:], Step(COMMIT), Step(image)],
-                [ACK_BEGIN, ACK_LOAD, error(ERR_NO_MODEL), *acks[1:], ACK_COMMIT], "b")
+                [ACK_BEGIN, ACK_LOAD, refused, *acks[1:], ACK_COMMIT], "b")
     if case == "retry-after-bad-crc":
         bad = Step(_corrupt_crc(load_frame(link, *writes[0])))
         return ([begin, bad, *loads, Step(COMMIT), Step(image)],
@@ -333,8 +343,7 @@ def _transaction(case: str, link: HostLink, writes, images):
                 [error(ERR_LENGTH)], "a")
     if case == "commit-with-payload":
         return ([begin, Step(encode_frame(CMD_LOAD_COMMIT, b"\x00")), Step(COMMIT), Step(image)],
-                [ACK_BEGIN, error(ERR_LENGTH), error(ERR_CHECKSUM), error(ERR_NO_MODEL)],
-                None)
+                [ACK_BEGIN, error(ERR_LENGTH), error(ERR_CHECKSUM)], none)
     raise ValueError(case)
 
 
@@ -343,17 +352,25 @@ TRANSACTIONS = ["good", "a-write-lost", "a-write-twice", "image-while-loading",
                 "begin-too-short", "commit-with-payload"]
 
 
+@pytest.mark.parametrize("banks", [1, 2])
 @pytest.mark.parametrize("case", TRANSACTIONS)
-def test_a_load_transaction_commits_only_with_the_whole_model_checksum(case, two_models):
+def test_a_load_transaction_commits_only_with_the_whole_model_checksum(case, banks, two_models):
     model_a, model_b, images = two_models
-    core = Core(model_a, lanes=8, weights="loadable")
+    core = Core(model_a, lanes=8, weights="loadable", banks=banks)
     link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS)
     writes = _changed_writes(core, model_b)
     steps, expected, final = _transaction(case, link, writes, images)
     steps.append(Step(encode_frame(CMD_IDENT)))
     replies = exchange(link, steps)
-    assert replies[:len(expected)] == expected
-    if final is not None:
+    for i, want in enumerate(expected):
+        if want == RESULT_A:
+            assert_golden(core, model_a, images, replies[i])
+        else:
+            assert replies[i] == want, f"reply {i}"
+    # The image after the transaction: the model in use, or refused for want of one.
+    if final is None:
+        assert replies[-2] == error(ERR_NO_MODEL)
+    else:
         assert_golden(core, {"a": model_a, "b": model_b}[final], images, replies[-2])
     # IDENT says whether a complete model is loaded, and whose checksum it has.
     identity = LinkIdentity.from_bytes(replies[-1][0][1])
@@ -361,6 +378,35 @@ def test_a_load_transaction_commits_only_with_the_whole_model_checksum(case, two
     if final is not None:
         chosen = writes if final == "b" else load_words(core.program)
         assert identity.weights_checksum == load_checksum(chosen, identity.load_data_bytes)
+
+
+def test_two_banks_switch_on_every_good_commit(two_models):
+    # A, then B loaded into bank 1, then A loaded again into bank 0: each commit switches
+    # to the bank just written, and a failed load between them changes nothing.
+    model_a, model_b, images = two_models
+    core = Core(model_a, lanes=8, weights="loadable", banks=2)
+    link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS)
+    # B differs from A in its biases only: each load writes those words (into a bank that
+    # started as A), so the test takes seconds. Reading the wrong bank shows as A for B.
+    to_b = _changed_writes(core, model_b)
+    built_in = load_words(core.program)
+    to_a = [w for w in built_in if (w[0], w[1]) in {(t, a) for t, a, _ in to_b}]
+
+    def load(writes, *, lose_one=False):
+        sent = writes[:-1] if lose_one else writes
+        return [Step(begin_frame(link, writes)),
+                *(Step(load_frame(link, *w), settle_bits=0) for w in sent), Step(COMMIT)]
+
+    steps = [*load(to_b), Step(image_frame(images[0])), *load(to_a, lose_one=True),
+             Step(image_frame(images[0])), *load(to_a), Step(image_frame(images[0]))]
+    replies = exchange(link, steps)
+    n_b, n_a = len(to_b) + 2, len(to_a) + 2
+    assert replies[n_b - 1] == ACK_COMMIT
+    assert_golden(core, model_b, images, replies[n_b])
+    assert replies[n_b + n_a - 1] == error(ERR_CHECKSUM)
+    assert_golden(core, model_b, images, replies[n_b + n_a])
+    assert replies[-2] == ACK_COMMIT
+    assert_golden(core, model_a, images, replies[-1])
 
 
 def test_a_board_with_empty_memories_refuses_images_until_a_load_commits(two_models):
@@ -403,9 +449,9 @@ def test_a_refused_load_leaves_the_weights_alone(case, code, two_models):
     assert_golden(core, model_a, images, replies[3])
 
 
-@pytest.mark.parametrize("weights", ["rom", "loadable"])
-def test_the_host_link_exports_lint_clean_verilog(weights, tmp_path):
-    core = Core(_random_model("ffcl-adjacent-T3", 1), lanes=2, weights=weights)
+@pytest.mark.parametrize(("weights", "banks"), [("rom", 1), ("loadable", 1), ("loadable", 2)])
+def test_the_host_link_exports_lint_clean_verilog(weights, banks, tmp_path):
+    core = Core(_random_model("ffcl-adjacent-T3", 1), lanes=2, weights=weights, banks=banks)
     path = tmp_path / "host_link.v"
     path.write_text(verilog.convert(HostLink(core, divisor=4), name="host_link"))
     status, messages = lint_verilog(Path(path))

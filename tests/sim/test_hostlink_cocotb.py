@@ -1,9 +1,12 @@
 """The host library end to end against the host link's Verilog, under cocotb + Verilator.
 
 The cocotb side is :mod:`tests.sim.hostlink_tb`; this builds ``HostLink(Core(A,
-weights="loadable"))`` with :mod:`sim.runner` (one build folder per Verilog hash under
-build/cocotb) and hands the bench model B (A's configuration, other weights) to load at
-run time and model C (another configuration) whose load must be refused.
+weights="loadable", banks=...))`` with :mod:`sim.runner` (one build folder per Verilog hash
+under build/cocotb) and hands the bench model B (A's configuration, other weights) to load
+at run time and model C (another configuration) whose load must be refused. The default
+run builds the two-bank core (everything the one-bank core does, and a failed load keeps
+the model in use); the one-bank core's Verilog is opt-in (``pytest -m slow``): its
+protocol differences are covered in Amaranth's simulator (tests/rtl/test_host_link.py).
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ SCENARIOS = 5
 
 
 @pytest.mark.skipif("verilator" not in available_simulators(), reason="Verilator missing")
-def test_the_host_library_drives_the_host_link_verilog(tmp_path):
+@pytest.mark.parametrize("banks", [2, pytest.param(1, marks=pytest.mark.slow)])
+def test_the_host_library_drives_the_host_link_verilog(banks, tmp_path):
     model_a = _random_model("ffcl-adjacent-T3", 40 + SEED)
     model_b = reweighted(model_a, 41 + SEED)
     model_c = _random_model("ffdl", 42 + SEED)
-    core = Core(model_a, lanes=3, label_lanes=2, weights="loadable")
+    core = Core(model_a, lanes=3, label_lanes=2, weights="loadable", banks=banks)
     top = HostLink(core, **LINK)
     built = build_core(core, "verilator", BUILD_ROOT / "host-link", top=top,
                        toplevel="ffcl_host_link")
@@ -43,9 +47,10 @@ def test_the_host_library_drives_the_host_link_verilog(tmp_path):
     save_int_model(tmp_path / "c.int.npz", model_c)
     rng = np.random.default_rng(SEED)
     images = rng.integers(0, model_a.fmt.input_max + 1, size=(SAMPLES, model_a.config.input_size))
-    bench = run_bench(built, images, module="tests.sim.hostlink_tb", name=f"link-seed{SEED}",
-                      seed=SEED, env={"FFCL_LINK": json.dumps(LINK),
-                                      "FFCL_LOAD_MODEL": str(tmp_path / "b.int.npz"),
-                                      "FFCL_OTHER_MODEL": str(tmp_path / "c.int.npz")})
+    env = {"FFCL_LINK": json.dumps({**LINK, "banks": banks}),
+           "FFCL_LOAD_MODEL": str(tmp_path / "b.int.npz"),
+           "FFCL_OTHER_MODEL": str(tmp_path / "c.int.npz")}
+    bench = run_bench(built, images, module="tests.sim.hostlink_tb",
+                      name=f"link-banks{banks}-seed{SEED}", seed=SEED, env=env)
     assert bench.tests == SCENARIOS, f"{bench.tests} scenarios ran; see {bench.log}"
     assert bench.failed == 0, f"{bench.failed} of {bench.tests} failed; see {bench.log}"
