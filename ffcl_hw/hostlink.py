@@ -2,8 +2,9 @@
 
 Frames are encoded and parsed here; :class:`Device` speaks the protocol over any port
 object with ``write(bytes)`` and ``read(n)``, such as ``serial.Serial(port, 115200,
-timeout=1)`` from pyserial or a test double. The frame constants and the identity (what
-the IDENT reply carries) come from :mod:`rtl.host_link`, so both ends share one definition.
+timeout=1)`` from pyserial or a test double. The frame constants, the identity (what
+the IDENT reply carries) and the whole-model checksum of a load come from
+:mod:`rtl.host_link`, so both ends share one definition.
 """
 
 from __future__ import annotations

@@ -285,8 +285,9 @@ async def bad_frames_are_refused_and_the_weights_stay(dut) -> None:
             "bad crc": (_corrupt_crc(encode_frame(CMD_IMAGE, image)), ERR_CRC),
             "bad crc on a load": (_corrupt_crc(encode_frame(CMD_LOAD, weight_write)), ERR_CRC),
             "image too short": (encode_frame(CMD_IMAGE, image[:-1]), ERR_LENGTH),
-            "length field beyond the payload": (_raw(CMD_IMAGE, D - 1, image[:-1])[:-1]
-                                                + image[-1:] + b"\x00", ERR_CRC),
+            # The length field one short: the last pixel is read as the crc byte.
+            "length field one short": (_raw(CMD_IMAGE, D - 1, image[:-1])[:-1] + image[-1:],
+                                       ERR_CRC),
             "load too long": (encode_frame(CMD_LOAD, weight_write + b"\x00"), ERR_LENGTH),
         }
         for name, (frame, code) in cases.items():
