@@ -38,8 +38,8 @@ from rtl.host_link import (
     load_checksum,
     load_data_bytes,
     load_payload,
-    model_hash,
 )
+from rtl.host_link import model_hash as hash_of_model
 from rtl.sequencer import build_program
 
 __all__ = ["Device", "FrameReader", "HostLinkError", "HostLinkTimeout", "Port", "crc8",
@@ -274,7 +274,7 @@ class Device:
             program = model.program if isinstance(model, Core) else build_program(
                 model, lanes=ident.lanes, label_lanes=ident.label_lanes)
             writes, n_model = load_words(program), load_data_bytes(program)
-            announced = _hash(int_model)
+            announced = hash_of_model(int_model)
         else:
             writes, n_model = list(model), n
             announced = ident.model_hash if model_hash is None else model_hash
@@ -293,5 +293,3 @@ class Device:
                                              weights_checksum=checksum)
         return len(writes)
 
-
-_hash = model_hash
