@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ffcl_hw.flows.board_run import BOARD_FILE, board_run
 from ffcl_hw.flows.compare import compare, markdown_table
 from ffcl_hw.flows.evaluate import evaluate_run
 from ffcl_hw.flows.export import export_verilog
@@ -202,6 +203,22 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-lanes", type=_positive, metavar="G",
                    help="labels scanned per cycle (default: all)")
 
+    p = sub.add_parser("run", help="classify test images on a board over its UART host link "
+                       "and check them against the golden integer model; write RUN/board.json")
+    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("--port", required=True, metavar="PORT",
+                   help="serial port (/dev/ttyUSB1, COM3) or a pyserial URL (socket://host:port)")
+    p.add_argument("--samples", type=_positive, default=100, metavar="N",
+                   help="test images to classify (default 100)")
+    p.add_argument("--baud", type=_positive, default=115_200,
+                   help="the link's rate, as the bitstream was built (default 115200)")
+    p.add_argument("--load", action="store_true",
+                   help="load the run's weights over the link first (boards whose weight "
+                        "memories start empty, e.g. iCE40 SPRAM)")
+    p.add_argument("--timeout", type=_positive_float, default=2.0, metavar="S",
+                   help="seconds to wait for each byte of a reply (default 2)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
     p = sub.add_parser("demo", help="the main job on the built-in digits data")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="RUN",
                    help="where the demo run goes (replaced on every demo); default runs/demo")
@@ -359,6 +376,44 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.samples, desc="board", unit="image", file=sys.stderr,
+                   disable=None)
+    try:
+        r = board_run(args.run, port=args.port, samples=args.samples, baud=args.baud,
+                      load=args.load, timeout=args.timeout,
+                      progress=(lambda done: bar.update(1)) if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    d = r["device"]
+    print(f"board on {r['port']}: {d['lanes']} MAC lanes, {d['label_lanes']} label lanes, "
+          f"model hash 0x{d['model_hash']:08X}, {r['samples']} test images")
+    if r["loaded"]:
+        print(f"  weights loaded    in {r['load_seconds']:.2f} s (checksum "
+              f"0x{d['weights_checksum']:08X})")
+    if r["mismatches"]:
+        print(f"  MISMATCH with the golden integer model: {r['mismatches']} samples; "
+              f"first: {r['first_mismatch']}", file=sys.stderr)
+        print(f"  agreement with the golden model {_percent(r['agreement'])}")
+        print(f"  written {args.run / BOARD_FILE}")
+        return 1
+    c = r["cycles_per_inference"]
+    print("  bit-exact with the golden integer model on every sample")
+    print(f"  accuracy          {_percent(r['accuracy'])} (golden integer model "
+          f"{_percent(r['golden_int_accuracy'])})")
+    print(f"  cycles/inference  {c['mean']:,.0f} (min {c['min']:,}, max {c['max']:,}; "
+          f"formula {r['cycles_formula']:,})")
+    print(f"  over the link     {r['inferences_per_second']:.1f} inferences/s at "
+          f"{r['baud']} baud")
+    print(f"  written           {args.run / BOARD_FILE}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     print("ffcl-hw demo: FFCL on the built-in 8x8 digits: train, quantize, simulate the "
           "core's Verilog with cocotb")
@@ -382,7 +437,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 _COMMANDS = {"train": _train, "evaluate": _evaluate, "compare": _compare,
              "quantize": _quantize, "export-verilog": _export_verilog, "sim": _sim,
-             "synth": _synth,
+             "synth": _synth, "run": _run,
              "demo": _demo}
 
 

@@ -2,12 +2,14 @@
 
 Frames are encoded and parsed here; :class:`Device` speaks the protocol over any port
 object with ``write(bytes)`` and ``read(n)``, such as ``serial.Serial(port, 115200,
-timeout=1)`` from pyserial or a test double. The frame constants and the identity (what
-the IDENT reply carries) come from :mod:`rtl.host_link`, so both ends share one definition.
+timeout=1)`` from pyserial or a test double. The frame constants, the identity (what
+the IDENT reply carries) and the whole-model checksum of a load come from
+:mod:`rtl.host_link`, so both ends share one definition.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
@@ -19,25 +21,39 @@ from rtl.host_link import (
     CMD_IDENT,
     CMD_IMAGE,
     CMD_LOAD,
+    CMD_LOAD_BEGIN,
+    CMD_LOAD_COMMIT,
     ERROR_MESSAGES,
     PROTOCOL_VERSION,
     REPLY_ERROR,
     REPLY_IDENT,
     REPLY_LOAD,
+    REPLY_LOAD_BEGIN,
+    REPLY_LOAD_COMMIT,
     REPLY_RESULT,
     SYNC,
     LinkIdentity,
     crc8_step,
     link_identity,
+    load_checksum,
+    load_data_bytes,
+    load_payload,
 )
+from rtl.host_link import model_hash as hash_of_model
+from rtl.sequencer import build_program
 
-__all__ = ["Device", "FrameReader", "HostLinkError", "Port", "crc8", "encode_frame"]
+__all__ = ["Device", "FrameReader", "HostLinkError", "HostLinkTimeout", "Port", "crc8",
+           "encode_frame"]
 
 MAX_PAYLOAD = 0xFFFF
 
 
 class HostLinkError(RuntimeError):
     """The device did not answer as the protocol says; the message says how."""
+
+
+class HostLinkTimeout(HostLinkError):
+    """No (complete) reply before the port's timeout: the device is silent."""
 
 
 class Port(Protocol):
@@ -149,7 +165,7 @@ class Device:
         while (frame := self._reader.next_frame()) is None:
             data = self.port.read(1)
             if not data:
-                raise HostLinkError(f"no reply to {what} before the port's timeout")
+                raise HostLinkTimeout(f"no reply to {what} before the port's timeout")
             self._reader.feed(data)
         return frame
 
@@ -169,13 +185,15 @@ class Device:
     def identify(self) -> LinkIdentity:
         """Ask the device what it is (IDENT)."""
         reply = self._transact(CMD_IDENT, b"", REPLY_IDENT, "IDENT")
+        if reply[:1] != bytes([PROTOCOL_VERSION]):
+            version = reply[0] if reply else "none"
+            raise HostLinkError(f"device speaks protocol version {version}; this host speaks "
+                                f"{PROTOCOL_VERSION} (rebuild the bitstream from this "
+                                "version of ffcl-hw)")
         try:
             identity = LinkIdentity.from_bytes(reply)
         except ValueError as error:
             raise HostLinkError(f"malformed IDENT reply: {error}") from None
-        if identity.version != PROTOCOL_VERSION:
-            raise HostLinkError(f"device speaks protocol version {identity.version}; this "
-                                f"host speaks {PROTOCOL_VERSION}")
         self._identity = identity
         return identity
 
@@ -217,24 +235,61 @@ class Device:
                   for k in range(ident.labels)]
         return reply[0], scores, int.from_bytes(reply[-4:], "little")
 
-    def load_model(self, core_or_program_words: Core | Iterable[tuple[int, int, int]]) -> int:
-        """Write a model into a loadable core: a Core's own model (:func:`load_words`)
-        or a list of (target, address, word) writes (:meth:`Core.load_words_for`).
+    def load_model(self, model: IntModel | Core | Iterable[tuple[int, int, int]], *,
+                   model_hash: int | None = None) -> int:
+        """Load a model into a loadable core in one transaction (docs/host-link.md):
+        LOAD_BEGIN with the model's hash and whole-model checksum, one acknowledged LOAD
+        frame per memory write, LOAD_COMMIT.
 
-        Returns the number of writes; each is acknowledged before the next is sent.
+        Parameters
+        ----------
+        model : IntModel, Core or iterable of (target, address, word)
+            An integer model (its writes for the device's lane counts), a Core (its own
+            model, :func:`rtl.core.load_words`) or the writes themselves
+            (:meth:`Core.load_words_for`).
+        model_hash : int, optional
+            Only with writes: the hash to announce (default: the device's own).
+
+        Returns
+        -------
+        int
+            The number of writes.
+
+        Raises
+        ------
+        HostLinkError
+            If the device is not loadable or refuses a frame; in particular error 5 for
+            weights of another configuration (nothing written, the old model kept) and
+            error 7 when the checksum does not match at the commit (then the device
+            refuses images until a load commits).
         """
         ident = self.identity
         if not ident.loadable:
             raise HostLinkError("device's core is not loadable (built with weights='rom')")
-        if isinstance(core_or_program_words, Core):
-            writes = load_words(core_or_program_words.program)
-        else:
-            writes = list(core_or_program_words)
         n = ident.load_data_bytes
+        if isinstance(model, IntModel | Core):
+            if model_hash is not None:
+                raise ValueError("model_hash is given only with a list of writes")
+            int_model = model if isinstance(model, IntModel) else model.model
+            program = model.program if isinstance(model, Core) else build_program(
+                model, lanes=ident.lanes, label_lanes=ident.label_lanes)
+            writes, n_model = load_words(program), load_data_bytes(program)
+            announced = hash_of_model(int_model)
+        else:
+            writes, n_model = list(model), n
+            announced = ident.model_hash if model_hash is None else model_hash
+        checksum = load_checksum(writes, n_model)
+        self._transact(CMD_LOAD_BEGIN, announced.to_bytes(4, "little")
+                       + checksum.to_bytes(4, "little"), REPLY_LOAD_BEGIN, "LOAD_BEGIN")
+        # The device checked the hash: a model of its own configuration has its widths.
+        if n_model != n:
+            raise HostLinkError(f"the model's load words have {n_model} bytes, the "
+                                f"device's {n}")
         for target, addr, word in writes:
-            if not 0 <= word < 1 << (8 * n):
-                raise ValueError(f"load word {word} does not fit the device's {n} bytes")
-            payload = bytes([target]) + addr.to_bytes(2, "little") + word.to_bytes(n, "little")
-            self._transact(CMD_LOAD, payload, REPLY_LOAD, f"LOAD of target {target} "
-                                                          f"address {addr}")
+            self._transact(CMD_LOAD, load_payload(target, addr, word, n), REPLY_LOAD,
+                           f"LOAD of target {target} address {addr}")
+        self._transact(CMD_LOAD_COMMIT, b"", REPLY_LOAD_COMMIT, "LOAD_COMMIT")
+        self._identity = dataclasses.replace(ident, model_loaded=True,
+                                             weights_checksum=checksum)
         return len(writes)
+

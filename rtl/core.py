@@ -23,7 +23,9 @@ says what each counted cycle is for (:data:`rtl.sequencer.PHASES`).
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from types import SimpleNamespace
+
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -122,6 +124,11 @@ class Core(wiring.Component):
         memories also writable at run time through ``load`` (a board without initialised
         RAM loads them over its host link). A loaded model must have the same
         configuration and formats as ``model``, which sets the widths.
+    banks : {1, 2}
+        Copies of every model memory (ops, weights, bias, labels). With 2 (loadable
+        only) inferences read the bank ``bank`` selects and ``load`` writes the other, so
+        a host link can load a whole model while the old one stays in use and switch on
+        a good commit. Each memory is twice as deep; the bank is the address's lowest bit.
 
     Members
     -------
@@ -136,18 +143,26 @@ class Core(wiring.Component):
     load : In(stream.Signature(load_layout(program)))
         Only with ``weights="loadable"``: memory writes (:func:`load_words`), accepted
         while no inference runs.
+    bank : In(1)
+        Only with ``banks=2``: the bank inferences read (``load`` writes the other).
     """
 
     def __init__(self, model: IntModel, *, lanes: int, label_lanes: int | None = None,
-                 weights: str = "rom") -> None:
+                 weights: str = "rom", banks: int = 1) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if weights not in WEIGHT_MEMORIES:
             raise ValueError(f"Weight memory must be one of {', '.join(WEIGHT_MEMORIES)}, "
                              f"not {weights!r}")
+        if banks not in (1, 2) or isinstance(banks, bool):
+            raise ValueError(f"Weight banks must be 1 or 2, not {banks!r}")
+        if banks == 2 and weights != "loadable":
+            raise ValueError(f"Two weight banks need weights='loadable' (loads write the "
+                             f"second bank), not {weights!r}")
         self.program: Program = build_program(model, lanes=lanes, label_lanes=label_lanes)
         self.model = model
         self.weights = weights
+        self.banks = banks
         w = self.program.widths
         K = model.config.num_classes
         members = {
@@ -158,6 +173,8 @@ class Core(wiring.Component):
         }
         if weights == "loadable":
             members["load"] = In(stream.Signature(load_layout(self.program)))
+        if banks == 2:
+            members["bank"] = In(1)
         super().__init__(members)
 
     @property
@@ -190,6 +207,24 @@ class Core(wiring.Component):
         """The closed-form cycle count of one inference (what the counter reports)."""
         return self.program.cycles()
 
+    def _model_memory(self, words: list[int], depth: int) -> dict:
+        """Depth and contents of a model memory: with two banks each word is stored
+        twice, bank b of word a at address 2a + b."""
+        return {"depth": max(2, depth) * self.banks,
+                "init": [word for word in words for _ in range(self.banks)]}
+
+    def _model_read_port(self, m: Module, mem: memory.Memory, name: str):
+        """A read port of a model memory whose ``addr`` is the word address; with two
+        banks the bank bit below it comes from ``bank``."""
+        # Named after the caller's variable, as a read port made there would be.
+        port = mem.read_port(src_loc_at=1)
+        if self.banks == 1:
+            return port
+        view = SimpleNamespace(addr=Signal(len(port.addr) - 1, name=f"{name}_word"),
+                               data=port.data)
+        m.d.comb += port.addr.eq(Cat(self.bank, view.addr))
+        return view
+
     def elaborate(self, platform) -> Module:
         m = Module()
         prog, model = self.program, self.model
@@ -219,24 +254,24 @@ class Core(wiring.Component):
         # Verilog spells [-1:0].
         images = memory_images(prog)
         m.submodules.op_rom = op_rom = memory.Memory(
-            shape=unsigned(layout.size), depth=max(2, len(prog.ops)), init=images["ops"])
-        op_port = op_rom.read_port()
+            shape=unsigned(layout.size), **self._model_memory(images["ops"], len(prog.ops)))
+        op_port = self._model_read_port(m, op_rom, "op")
         m.submodules.image_mem = image_mem = memory.Memory(
             shape=unsigned(w["input"]), depth=max(2, D), init=[])
         image_read, image_write = image_mem.read_port(), image_mem.write_port()
         weight_layout = data.ArrayLayout(signed(w["weight"]), P)
         m.submodules.weight_rom = weight_rom = memory.Memory(
-            shape=unsigned(P * w["weight"]), depth=max(2, len(prog.weight_words)),
-            init=images["weights"])
-        weight_port = weight_rom.read_port()
+            shape=unsigned(P * w["weight"]),
+            **self._model_memory(images["weights"], len(prog.weight_words)))
+        weight_port = self._model_read_port(m, weight_rom, "weight")
         m.submodules.bias_rom = bias_rom = memory.Memory(
-            shape=unsigned(w["state"]), depth=max(2, total), init=images["bias"])
-        bias_port = bias_rom.read_port()
+            shape=unsigned(w["state"]), **self._model_memory(images["bias"], total))
+        bias_port = self._model_read_port(m, bias_rom, "bias")
         label_layout = data.ArrayLayout(signed(w["weight"]), G)
         m.submodules.label_rom = label_rom = memory.Memory(
-            shape=unsigned(G * w["weight"]), depth=max(2, len(prog.label_words)),
-            init=images["labels"])
-        label_port = label_rom.read_port()
+            shape=unsigned(G * w["weight"]),
+            **self._model_memory(images["labels"], len(prog.label_words)))
+        label_port = self._model_read_port(m, label_rom, "label")
         m.submodules.pre_mem = pre_mem = memory.Memory(
             shape=signed(w["state"]), depth=max(2, *config.hidden), init=[])
         pre_read, pre_write = pre_mem.read_port(), pre_mem.write_port()
@@ -250,8 +285,11 @@ class Core(wiring.Component):
             for name, mem in (("ops", op_rom), ("weights", weight_rom), ("bias", bias_rom),
                               ("labels", label_rom)):
                 port = mem.write_port()
+                # Two banks: loads write the bank that inferences do not read.
+                address = load.payload.addr if self.banks == 1 else \
+                    Cat(~self.bank, load.payload.addr)
                 m.d.comb += [
-                    port.addr.eq(load.payload.addr[:len(port.addr)]),
+                    port.addr.eq(address[:len(port.addr)]),
                     port.data.eq(load.payload.data[:len(port.data)]),
                     port.en.eq(fire & (load.payload.target == LOAD_TARGETS[name])),
                 ]

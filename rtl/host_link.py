@@ -5,48 +5,69 @@ docs/host-link.md is the protocol, byte by byte. In short, every frame both ways
     0xA5, cmd, length (2 bytes, little-endian), payload (length bytes), crc
 
 with crc = CRC-8 (polynomial 0x07, init 0, no reflection, no final xor) over cmd, the
-length bytes and the payload. The host sends IDENT, IMAGE or LOAD; the device answers each
-frame with exactly one reply (IDENT, RESULT, LOAD acknowledge or ERROR). Nothing of a frame
-reaches the core before its crc has checked out: an image is buffered and streamed into the
-core afterwards, a memory write is held in registers until then.
+length bytes and the payload. The host sends IDENT, IMAGE, or a load transaction
+(LOAD_BEGIN with the model's hash and a CRC-32 over all its writes, LOAD frames, one memory
+write each, and LOAD_COMMIT); the device answers each frame with exactly one reply (IDENT,
+RESULT, an acknowledge or ERROR). Nothing of a frame reaches the core before its crc has
+checked out: an image is buffered and streamed into the core afterwards, a memory write is
+held in registers until then. From LOAD_BEGIN until a LOAD_COMMIT whose checksum matches
+every write made, the device holds no complete model and refuses images.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.intmodel import IntModel
-from rtl.core import LOAD_TARGETS, Core, load_layout, memory_images, result_layout
+from rtl.core import LOAD_TARGETS, Core, load_layout, load_words, memory_images, result_layout
 from rtl.select import is_zero, select
 from rtl.sequencer import build_program
 from rtl.uart import UartRx, UartTx, check_divisor
 
 __all__ = [
-    "CMD_IDENT", "CMD_IMAGE", "CMD_LOAD", "ERR_CRC", "ERR_COMMAND", "ERR_LENGTH", "ERR_LOAD",
-    "ERROR_MESSAGES", "PROTOCOL_VERSION", "REPLY_ERROR", "REPLY_IDENT", "REPLY_LOAD",
-    "REPLY_RESULT", "SYNC", "HostLink", "LinkIdentity", "crc8_step", "link_identity",
+    "CHECKSUM_INIT", "CMD_IDENT", "CMD_IMAGE", "CMD_LOAD", "CMD_LOAD_BEGIN",
+    "CMD_LOAD_COMMIT", "ERR_CHECKSUM", "ERR_COMMAND", "ERR_CRC", "ERR_LENGTH", "ERR_LOAD",
+    "ERR_MODEL", "ERR_NO_MODEL", "ERR_SEQUENCE", "ERROR_MESSAGES", "LOAD_BEGIN_SIZE",
+    "PROTOCOL_VERSION", "REPLY_ERROR", "REPLY_IDENT", "REPLY_LOAD", "REPLY_LOAD_BEGIN",
+    "REPLY_LOAD_COMMIT", "REPLY_RESULT", "SYNC", "HostLink", "LinkIdentity", "crc8_step",
+    "crc32_step", "link_identity", "load_checksum", "load_data_bytes", "load_payload",
     "model_hash",
 ]
 
 SYNC = 0xA5
-PROTOCOL_VERSION = 1
-CMD_IDENT, CMD_IMAGE, CMD_LOAD = 0x01, 0x02, 0x03
+PROTOCOL_VERSION = 2
+CMD_IDENT, CMD_IMAGE, CMD_LOAD, CMD_LOAD_BEGIN, CMD_LOAD_COMMIT = 0x01, 0x02, 0x03, 0x04, 0x05
 REPLY_IDENT, REPLY_RESULT, REPLY_LOAD, REPLY_ERROR = 0x81, 0x82, 0x83, 0xEE
+REPLY_LOAD_BEGIN, REPLY_LOAD_COMMIT = 0x84, 0x85
 ERR_CRC, ERR_COMMAND, ERR_LENGTH, ERR_LOAD = 1, 2, 3, 4
+ERR_MODEL, ERR_SEQUENCE, ERR_CHECKSUM, ERR_NO_MODEL = 5, 6, 7, 8
 ERROR_MESSAGES = {
     ERR_CRC: "bad crc",
     ERR_COMMAND: "unknown command",
     ERR_LENGTH: "wrong payload length for the command",
     ERR_LOAD: "load not supported by this core, or bad target/address",
+    ERR_MODEL: "the weights are for another model configuration or formats (model hash "
+               "differs); nothing was changed",
+    ERR_SEQUENCE: "LOAD or LOAD_COMMIT outside a load transaction (send LOAD_BEGIN first)",
+    ERR_CHECKSUM: "the whole-model checksum does not match the writes made; the load is "
+                  "void and images are refused until a load commits",
+    ERR_NO_MODEL: "no complete model in the memories (a load is open or failed); load one",
 }
+#: Payload bytes of LOAD_BEGIN: model hash (4), whole-model checksum (4).
+LOAD_BEGIN_SIZE = 8
 
 _CRC_POLY = 0x07
+_CRC32_POLY = 0x04C11DB7
+#: Initial value of the whole-model checksum (CRC-32/MPEG-2).
+CHECKSUM_INIT = 0xFFFFFFFF
 
 
 def crc8_step(crc: int, byte: int) -> int:
@@ -57,19 +78,55 @@ def crc8_step(crc: int, byte: int) -> int:
     return crc
 
 
+def crc32_step(crc: int, byte: int) -> int:
+    """One byte of CRC-32/MPEG-2 (polynomial 0x04C11DB7, MSB first, no reflection, no
+    final xor; start from :data:`CHECKSUM_INIT`): the software reference."""
+    crc ^= byte << 24
+    for _ in range(8):
+        crc = ((crc << 1) ^ _CRC32_POLY) & 0xFFFFFFFF if crc >> 31 else (crc << 1) & 0xFFFFFFFF
+    return crc
+
+
+def _xor_tree(taps: list[Value]) -> Value:
+    acc = taps[0]
+    for tap in taps[1:]:
+        acc = acc ^ tap
+    return acc
+
+
+def _crc_update(step, bits: int, crc: Value, byte: Value) -> Value:
+    """``step`` (crc8_step or crc32_step) in gates: a CRC without final xor is linear over
+    GF(2) in (crc, byte), so each output bit is the XOR of the input bits whose unit
+    vectors set it."""
+    crc_columns = [step(1 << i, 0) for i in range(bits)]
+    byte_columns = [step(0, 1 << i) for i in range(8)]
+    out = []
+    for j in range(bits):
+        taps = [crc[i] for i in range(bits) if crc_columns[i] >> j & 1] + \
+            [byte[i] for i in range(8) if byte_columns[i] >> j & 1]
+        out.append(_xor_tree(taps))
+    return Cat(*out)
+
+
 def _crc8_update(crc: Value, byte: Value) -> Value:
-    """crc8_step in gates: a CRC without final xor is linear over GF(2), so each output
-    bit is the XOR of the input bits (crc ^ byte) whose unit vectors set it."""
-    v = crc ^ byte
-    columns = [crc8_step(0, 1 << i) for i in range(8)]
-    bits = []
-    for j in range(8):
-        taps = [v[i] for i in range(8) if columns[i] >> j & 1]
-        acc = taps[0]
-        for tap in taps[1:]:
-            acc = acc ^ tap
-        bits.append(acc)
-    return Cat(*bits)
+    return _crc_update(crc8_step, 8, crc, byte)
+
+
+def load_payload(target: int, addr: int, word: int, data_bytes: int) -> bytes:
+    """The payload of one LOAD frame: target, address (LE16), word (``data_bytes``, LE)."""
+    if not 0 <= word < 1 << (8 * data_bytes):
+        raise ValueError(f"load word {word} does not fit the device's {data_bytes} bytes")
+    return bytes([target]) + addr.to_bytes(2, "little") + word.to_bytes(data_bytes, "little")
+
+
+def load_checksum(writes, data_bytes: int) -> int:
+    """The whole-model checksum of a load: CRC-32/MPEG-2 over the LOAD payloads of
+    ``writes`` ((target, address, word) triples), concatenated in the order sent."""
+    crc = CHECKSUM_INIT
+    for target, addr, word in writes:
+        for byte in load_payload(target, addr, word, data_bytes):
+            crc = crc32_step(crc, byte)
+    return crc
 
 
 def model_hash(model: IntModel) -> int:
@@ -104,6 +161,13 @@ class LinkIdentity:
         Bytes of a LOAD frame's data field (0 when not loadable).
     model_hash : int
         :func:`model_hash` of the model the core was built for.
+    model_loaded : bool
+        The memories hold a complete model: the one built in, or the last load that
+        committed. False while a load transaction is open, after one failed, and on a
+        board whose weight memories start empty, until a load commits.
+    weights_checksum : int
+        :func:`load_checksum` of the model in the memories: of the built-in model until a
+        load commits, then the committed load's (meaningful only when ``model_loaded``).
     """
 
     version: int
@@ -116,9 +180,11 @@ class LinkIdentity:
     loadable: bool
     load_data_bytes: int
     model_hash: int
+    model_loaded: bool = True
+    weights_checksum: int = 0
 
     #: Bytes of the IDENT reply payload.
-    SIZE = 14
+    SIZE = 19
 
     @property
     def score_bytes(self) -> int:
@@ -135,7 +201,8 @@ class LinkIdentity:
         return bytes([self.version, self.labels, *self.input_size.to_bytes(2, "little"),
                       self.lanes, self.label_lanes, self.input_bits, self.score_bits,
                       int(self.loadable), self.load_data_bytes,
-                      *self.model_hash.to_bytes(4, "little")])
+                      *self.model_hash.to_bytes(4, "little"), int(self.model_loaded),
+                      *self.weights_checksum.to_bytes(4, "little")])
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> LinkIdentity:
@@ -146,24 +213,34 @@ class LinkIdentity:
                    input_size=int.from_bytes(payload[2:4], "little"), lanes=payload[4],
                    label_lanes=payload[5], input_bits=payload[6], score_bits=payload[7],
                    loadable=bool(payload[8]), load_data_bytes=payload[9],
-                   model_hash=int.from_bytes(payload[10:14], "little"))
+                   model_hash=int.from_bytes(payload[10:14], "little"),
+                   model_loaded=bool(payload[14]),
+                   weights_checksum=int.from_bytes(payload[15:19], "little"))
 
 
 def _load_data_bits(program) -> int:
     return load_layout(program)["data"].width
 
 
+def load_data_bytes(program) -> int:
+    """Bytes of a LOAD frame's data field for a core running ``program``."""
+    return -(-_load_data_bits(program) // 8)
+
+
 def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None,
                   loadable: bool = False) -> LinkIdentity:
-    """The identity a :class:`HostLink` over ``Core(model, lanes=..., ...)`` reports."""
+    """The identity a :class:`HostLink` over ``Core(model, lanes=..., ...)`` reports
+    after configuration (with the built-in model in its memories)."""
     program = build_program(model, lanes=lanes, label_lanes=label_lanes)
+    data_bytes = load_data_bytes(program)
     return LinkIdentity(
         version=PROTOCOL_VERSION, labels=model.config.num_classes,
         input_size=model.config.input_size, lanes=program.lanes,
         label_lanes=program.label_lanes, input_bits=program.widths["input"],
         score_bits=program.widths["score"], loadable=loadable,
-        load_data_bytes=-(-_load_data_bits(program) // 8) if loadable else 0,
-        model_hash=model_hash(model))
+        load_data_bytes=data_bytes if loadable else 0,
+        model_hash=model_hash(model),
+        weights_checksum=load_checksum(load_words(program), data_bytes))
 
 
 def _equals(value: Value, constant: int) -> Value:
@@ -191,6 +268,8 @@ class _Reply(enum.Enum, shape=3):
     RESULT = 2
     ACK = 3
     ERROR = 4
+    BEGIN = 5
+    COMMIT = 6
 
 
 class HostLink(wiring.Component):
@@ -206,6 +285,10 @@ class HostLink(wiring.Component):
     timeout_bits : int
         Idle timeout in bit times: a frame whose next byte does not start within this time
         is abandoned and the parser waits for 0xA5 again. At least 20 (two byte times).
+    initialised : bool
+        The core's weight memories hold its model from configuration (block RAM with
+        initial contents). False for memories that configuration leaves empty (iCE40
+        SPRAM): then the device refuses images until a load commits.
 
     Members
     -------
@@ -220,7 +303,8 @@ class HostLink(wiring.Component):
         What the IDENT reply reports.
     """
 
-    def __init__(self, core: Core, *, divisor: int, timeout_bits: int = 200) -> None:
+    def __init__(self, core: Core, *, divisor: int, timeout_bits: int = 200,
+                 initialised: bool = True) -> None:
         if not isinstance(core, Core):
             raise TypeError(f"Core must be an rtl.core.Core, not {core!r}")
         self.divisor = check_divisor(divisor)
@@ -229,6 +313,8 @@ class HostLink(wiring.Component):
             raise ValueError(f"Timeout must be an integer of at least 20 bit times, "
                              f"not {timeout_bits!r}")
         self.timeout_bits = timeout_bits
+        if not isinstance(initialised, bool):
+            raise TypeError(f"Initialised must be a bool, not {initialised!r}")
         program = core.program
         if program.widths["input"] > 8:
             raise ValueError(f"Pixels must be at most 8 bits for the host link, not "
@@ -242,15 +328,61 @@ class HostLink(wiring.Component):
                 raise ValueError(f"{name} must be at most {limit} for the host link, "
                                  f"not {value}")
         self.core = core
-        self.identity = link_identity(core.model, lanes=program.lanes,
-                                      label_lanes=program.label_lanes,
-                                      loadable=core.weights == "loadable")
+        #: The core has two banks: a load writes the one not in use.
+        self.banked = getattr(core, "banks", 1) == 2
+        self.identity = dataclasses.replace(
+            link_identity(core.model, lanes=program.lanes, label_lanes=program.label_lanes,
+                          loadable=core.weights == "loadable"),
+            model_loaded=initialised)
+        if not initialised and not self.identity.loadable:
+            raise ValueError("A core whose memories start empty must be loadable "
+                             "(weights='loadable')")
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
 
     @property
     def load_size(self) -> int:
         """Payload bytes of a LOAD frame: target, address (2), data."""
         return 3 + self.identity.load_data_bytes
+
+    def _load_command(self, m, answer, cmd, length, load_regs, load_ok, t, state) -> None:
+        """After the crc byte of a LOAD_BEGIN, LOAD or LOAD_COMMIT: check, then act."""
+        with m.If(cmd == CMD_LOAD_BEGIN):
+            with m.If(length != LOAD_BEGIN_SIZE):
+                answer(_Reply.ERROR, ERR_LENGTH)
+            with m.Elif(Cat(*load_regs[:4]) != self.identity.model_hash):
+                # Weights of another configuration: refused before anything is written.
+                answer(_Reply.ERROR, ERR_MODEL)
+            with m.Else():
+                m.d.sync += [t.loading.eq(1), t.running.eq(CHECKSUM_INIT),
+                             t.announced.eq(Cat(*load_regs[4:8]))]
+                if not self.banked:
+                    # One bank: from here until a good commit it holds no complete model.
+                    m.d.sync += t.model_ok.eq(0)
+                answer(_Reply.BEGIN)
+        with m.Elif(cmd == CMD_LOAD):
+            with m.If(length != self.load_size):
+                answer(_Reply.ERROR, ERR_LENGTH)
+            with m.Elif(~t.loading):
+                answer(_Reply.ERROR, ERR_SEQUENCE)
+            with m.Elif(~load_ok):
+                answer(_Reply.ERROR, ERR_LOAD)
+            with m.Else():
+                m.d.sync += state.eq(_State.LOAD)
+        with m.Else():
+            with m.If(~is_zero(length)):
+                answer(_Reply.ERROR, ERR_LENGTH)
+            with m.Elif(~t.loading):
+                answer(_Reply.ERROR, ERR_SEQUENCE)
+            with m.Elif(t.running != t.announced):
+                # A write lost, added or changed: the transaction is void (with two banks
+                # the model in use stays in use).
+                m.d.sync += t.loading.eq(0)
+                answer(_Reply.ERROR, ERR_CHECKSUM)
+            with m.Else():
+                m.d.sync += [t.loading.eq(0), t.model_ok.eq(1), t.weights_sum.eq(t.announced)]
+                if self.banked:
+                    m.d.sync += t.bank.eq(~t.bank)
+                answer(_Reply.COMMIT)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -295,9 +427,11 @@ class HostLink(wiring.Component):
                      image_write.data.eq(byte[:len(image_write.data)]),
                      core.image.payload.eq(image_read.data)]
 
-        # -- the LOAD payload: target, addr, data, held until the crc is known ----------
+        # -- the LOAD payload (target, addr, data) or LOAD_BEGIN's (model hash, checksum),
+        # held until the crc is known -------------------------------------------------
         loadable = ident.loadable
-        load_regs = [Signal(8, name=f"load_byte_{i}") for i in range(self.load_size)]
+        load_regs = [Signal(8, name=f"load_byte_{i}")
+                     for i in range(max(self.load_size, LOAD_BEGIN_SIZE) if loadable else 0)]
         load_ok = Const(0, 1)
         if loadable:
             layout = load_layout(core.program)
@@ -309,8 +443,24 @@ class HostLink(wiring.Component):
             m.d.comb += [
                 core.load.payload.target.eq(target[:layout["target"].width]),
                 core.load.payload.addr.eq(address[:layout["addr"].width]),
-                core.load.payload.data.eq(Cat(*load_regs[3:])[:data_bits]),
+                core.load.payload.data.eq(Cat(*load_regs[3:self.load_size])[:data_bits]),
             ]
+
+        # -- the load transaction -------------------------------------------------------
+        # Whether the memories hold a complete model, that model's checksum and (two
+        # banks) which bank holds it: set at configuration like the memories themselves,
+        # so a reset does not forget that a failed load left a bank half written.
+        model_ok = Signal(init=int(ident.model_loaded), reset_less=True)
+        weights_sum = Signal(32, init=ident.weights_checksum, reset_less=True)
+        bank = Signal(reset_less=True)
+        if self.banked:
+            m.d.comb += core.bank.eq(bank)
+        loading = Signal()                 # between a good LOAD_BEGIN and LOAD_COMMIT
+        announced = Signal(32)             # LOAD_BEGIN's checksum
+        running = Signal(32)               # CRC-32 of the writes made in this transaction
+        pending = Signal(32)               # ... and of the LOAD frame being received
+        transaction = SimpleNamespace(model_ok=model_ok, weights_sum=weights_sum, bank=bank,
+                                      loading=loading, announced=announced, running=running)
 
         # -- the result record, latched for the reply -----------------------------------
         result = Signal(result_layout(K, ident.score_bits))
@@ -329,10 +479,14 @@ class HostLink(wiring.Component):
             scores += [score[8 * j:min(8 * j + 8, score_bits)] for j in range(ident.score_bytes)]
         cycles = result.cycles
         frames = {
-            _Reply.IDENT: frame(REPLY_IDENT, [Const(b, 8) for b in ident.to_bytes()]),
+            _Reply.IDENT: frame(REPLY_IDENT, [
+                *(Const(b, 8) for b in ident.to_bytes()[:14]), Cat(model_ok, Const(0, 7)),
+                *(weights_sum[8 * j:8 * j + 8] for j in range(4))]),
             _Reply.RESULT: frame(REPLY_RESULT, [result.label, *scores,
                                                 *(cycles[8 * j:8 * j + 8] for j in range(4))]),
             _Reply.ACK: frame(REPLY_LOAD, []),
+            _Reply.BEGIN: frame(REPLY_LOAD_BEGIN, []),
+            _Reply.COMMIT: frame(REPLY_LOAD_COMMIT, []),
             _Reply.ERROR: frame(REPLY_ERROR, [error_code]),
         }
         reply = Signal(_Reply, init=_Reply.ERROR)
@@ -377,6 +531,8 @@ class HostLink(wiring.Component):
                 m.d.comb += [urx.data.ready.eq(1), mid_frame.eq(1)]
                 with m.If(got):
                     m.d.sync += [length[8:].eq(byte), crc.eq(crc_next), count.eq(0)]
+                    if loadable:
+                        m.d.sync += pending.eq(running)
                     # An empty payload goes straight to the crc byte.
                     m.d.sync += state.eq(Mux(is_zero(Cat(length[:8], byte)), _State.CRC,
                                              _State.PAYLOAD))
@@ -389,9 +545,13 @@ class HostLink(wiring.Component):
                     # after the crc, so that the whole frame is consumed first.
                     m.d.comb += image_write.en.eq((cmd == CMD_IMAGE) & (count < D))
                     if loadable:
+                        is_load = cmd == CMD_LOAD
                         for i, reg in enumerate(load_regs):
-                            with m.If((cmd == CMD_LOAD) & _equals(count, i)):
+                            with m.If((is_load | (cmd == CMD_LOAD_BEGIN)) & _equals(count, i)):
                                 m.d.sync += reg.eq(byte)
+                        # The checksum this write would make; it counts once acknowledged.
+                        with m.If(is_load):
+                            m.d.sync += pending.eq(_crc_update(crc32_step, 32, pending, byte))
                     with m.If(count + 1 == length):
                         m.d.sync += state.eq(_State.CRC)
 
@@ -406,20 +566,20 @@ class HostLink(wiring.Component):
                         with m.Else():
                             answer(_Reply.ERROR, ERR_LENGTH)
                     with m.Elif(cmd == CMD_IMAGE):
-                        with m.If(length == D):
-                            m.d.sync += state.eq(_State.PRIME)
-                        with m.Else():
+                        with m.If(length != D):
                             answer(_Reply.ERROR, ERR_LENGTH)
-                    with m.Elif(cmd == CMD_LOAD):
+                        with m.Elif(~model_ok):
+                            # Never an inference with a half-loaded mix of two models.
+                            answer(_Reply.ERROR, ERR_NO_MODEL)
+                        with m.Else():
+                            m.d.sync += state.eq(_State.PRIME)
+                    with m.Elif((cmd == CMD_LOAD) | (cmd == CMD_LOAD_BEGIN) |
+                                (cmd == CMD_LOAD_COMMIT)):
                         if not loadable:
                             answer(_Reply.ERROR, ERR_LOAD)
                         else:
-                            with m.If(length != self.load_size):
-                                answer(_Reply.ERROR, ERR_LENGTH)
-                            with m.Elif(~load_ok):
-                                answer(_Reply.ERROR, ERR_LOAD)
-                            with m.Else():
-                                m.d.sync += state.eq(_State.LOAD)
+                            self._load_command(m, answer, cmd, length, load_regs, load_ok,
+                                               transaction, state)
                     with m.Else():
                         answer(_Reply.ERROR, ERR_COMMAND)
 
@@ -448,6 +608,7 @@ class HostLink(wiring.Component):
                 if loadable:
                     m.d.comb += core.load.valid.eq(1)
                     with m.If(core.load.ready):
+                        m.d.sync += running.eq(pending)
                         answer(_Reply.ACK)
 
             with m.Case(_State.SEND):

@@ -3,7 +3,9 @@
 Each hardware configuration (the Verilog text) is built once, in its own folder named
 after a hash of the Verilog, and reused: Verilator rebuilds an unchanged design in well
 under a second. The bench (:mod:`sim.bench`) gets everything it needs through environment
-variables, so one compiled simulator serves every scenario.
+variables, so one compiled simulator serves every scenario. The top need not be the core
+itself: any component that contains it (the host link, for instance) can be exported
+under its own top-level name and driven by another cocotb test module.
 """
 
 from __future__ import annotations
@@ -81,10 +83,16 @@ class BuiltCore:
     description: dict[str, Any]
     waves: bool
     runner: Any = None   # the cocotb runner that built it (it remembers the sources)
+    toplevel: str = TOP
 
 
-def build_core(core: Core, simulator: str, root: Path, *, waves: bool = False) -> BuiltCore:
+def build_core(core: Core, simulator: str, root: Path, *, waves: bool = False,
+               top: Any = None, toplevel: str = TOP) -> BuiltCore:
     """Export ``core`` and compile it for ``simulator`` under ``root`` (reused if built).
+
+    ``top`` is the component exported as the Verilog top, named ``toplevel``: by default
+    the core itself; otherwise a component that contains ``core`` (such as
+    ``HostLink(core)``). The model file and ``core.json`` always describe ``core``.
 
     Raises
     ------
@@ -99,13 +107,13 @@ def build_core(core: Core, simulator: str, root: Path, *, waves: bool = False) -
 
     # Absolute paths: the simulator runs in its own working folder.
     root = Path(root).resolve()
-    text = verilog.convert(core, name=TOP)
+    text = verilog.convert(core if top is None else top, name=toplevel)
     if simulator == "icarus":
         text = _icarus_time_zero(text)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     build_dir = root / f"{simulator}-{digest}{'-waves' if waves else ''}"
     build_dir.mkdir(parents=True, exist_ok=True)
-    source = build_dir / f"{TOP}.v"
+    source = build_dir / f"{toplevel}.v"
     if not source.exists() or source.read_text() != text:
         source.write_text(text)
     model_file = build_dir / "model.int.npz"
@@ -126,7 +134,7 @@ def build_core(core: Core, simulator: str, root: Path, *, waves: bool = False) -
     saved = dict(os.environ)
     os.environ.update(_environment(simulator))
     try:
-        runner.build(sources=[source], hdl_toplevel=TOP, build_dir=build_dir,
+        runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
                      timescale=("1ns", "1ps"), build_args=args, waves=waves, always=False,
                      log_file=build_dir / "build.log")
     finally:
@@ -134,7 +142,7 @@ def build_core(core: Core, simulator: str, root: Path, *, waves: bool = False) -
         os.environ.update(saved)
     return BuiltCore(simulator=simulator, build_dir=build_dir, verilog=source,
                      model_file=model_file, description=description, waves=waves,
-                     runner=runner)
+                     runner=runner, toplevel=toplevel)
 
 
 @dataclass
@@ -162,7 +170,8 @@ def _follow_progress(log: Path, progress: Callable[[int], None], stop: threading
 
 def run_bench(built: BuiltCore, images: np.ndarray, *, testcase: str | None = None,
               seed: int = 0, samples: int | None = None, name: str = "run",
-              progress: Callable[[int], None] | None = None) -> BenchRun:
+              progress: Callable[[int], None] | None = None, module: str = BENCH_MODULE,
+              env: dict[str, str] | None = None) -> BenchRun:
     """Run the cocotb bench (all scenarios, or ``testcase``) on ``images``.
 
     Parameters
@@ -180,6 +189,10 @@ def run_bench(built: BuiltCore, images: np.ndarray, *, testcase: str | None = No
         Distinguishes the report and log files of runs in the same build folder.
     progress : callable, optional
         Called with the number of images sent so far, from a watcher thread.
+    module : str
+        The cocotb test module (default :mod:`sim.bench`, the core's bench).
+    env : dict, optional
+        More environment variables for ``module``.
     """
     from cocotb_tools.runner import get_results
 
@@ -195,6 +208,7 @@ def run_bench(built: BuiltCore, images: np.ndarray, *, testcase: str | None = No
         "FFCL_REPORT": str(report_path),
         "FFCL_SEED": str(seed),
         "FFCL_SAMPLES": str(samples if samples is not None else len(images)),
+        **(env or {}),
     }
     log = work / "sim.log"
     log.unlink(missing_ok=True)
@@ -209,7 +223,7 @@ def run_bench(built: BuiltCore, images: np.ndarray, *, testcase: str | None = No
     start = time.perf_counter()
     results = work / "results.xml"
     try:
-        built.runner.test(test_module=BENCH_MODULE, hdl_toplevel=TOP,
+        built.runner.test(test_module=module, hdl_toplevel=built.toplevel,
                           build_dir=built.build_dir, test_dir=work, testcase=testcase,
                           extra_env=env, waves=built.waves, results_xml=str(results),
                           log_file=log)

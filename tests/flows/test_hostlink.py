@@ -11,14 +11,22 @@ import pytest
 from ffcl_hw.hostlink import Device, FrameReader, HostLinkError, crc8, encode_frame
 from rtl.core import Core, load_words
 from rtl.host_link import (
+    CHECKSUM_INIT,
     CMD_IDENT,
     CMD_IMAGE,
     CMD_LOAD,
+    CMD_LOAD_BEGIN,
+    CMD_LOAD_COMMIT,
     REPLY_ERROR,
     REPLY_IDENT,
     REPLY_LOAD,
+    REPLY_LOAD_BEGIN,
+    REPLY_LOAD_COMMIT,
     REPLY_RESULT,
+    LinkIdentity,
+    crc32_step,
     link_identity,
+    load_checksum,
     model_hash,
 )
 from tests.rtl.test_core import _random_model
@@ -150,7 +158,8 @@ def test_identify_parses_the_ident_reply(model):
     ({"labels": 5}, "device has labels = 5, the model needs 4"),
     ({"input_size": 10}, "device has input_size = 10, the model needs 9"),
     ({"model_hash": 0x12345678}, "device has model_hash = 0x12345678, the model needs 0x"),
-    ({"version": 2}, "protocol version 2"),
+    ({"version": 1}, "device speaks protocol version 1; this host speaks 2"),
+    ({"version": 3}, "protocol version 3"),
 ])
 def test_check_names_the_first_difference(model, changes, message):
     device = Device(ScriptedPort([_ident(model, **changes)]))
@@ -208,17 +217,46 @@ def test_classify_refuses_images_the_device_cannot_take(model, image, message):
         device.classify(image)
 
 
-def test_load_model_sends_one_acknowledged_frame_per_write(model):
+@pytest.mark.parametrize(("data", "crc"), [
+    (b"123456789", 0x0376E6E7),    # the catalogue check value of CRC-32/MPEG-2
+    (b"", 0xFFFFFFFF),
+    (b"\x00", 0x4E08BFB4),
+])
+def test_crc32_matches_known_vectors(data, crc):
+    value = CHECKSUM_INIT
+    for byte in data:
+        value = crc32_step(value, byte)
+    assert value == crc
+
+
+def test_the_ident_payload_round_trips():
+    identity = dataclasses.replace(link_identity(_random_model("ffdl", 3), lanes=2),
+                                   model_loaded=False, weights_checksum=0xDEADBEEF)
+    assert len(identity.to_bytes()) == LinkIdentity.SIZE == 19
+    assert LinkIdentity.from_bytes(identity.to_bytes()) == identity
+
+
+def test_load_model_sends_one_transaction(model):
     core = Core(model, lanes=2, weights="loadable")
     identity = link_identity(model, lanes=2, loadable=True)
     writes = load_words(core.program)
     ident = encode_frame(REPLY_IDENT, identity.to_bytes())
-    port = ScriptedPort([ident] + [encode_frame(REPLY_LOAD)] * len(writes))
-    assert Device(port).load_model(core) == len(writes)
+    port = ScriptedPort([ident, encode_frame(REPLY_LOAD_BEGIN)]
+                        + [encode_frame(REPLY_LOAD)] * len(writes)
+                        + [encode_frame(REPLY_LOAD_COMMIT)])
+    device = Device(port)
+    # An IntModel and the Core holding it give the same frames.
+    assert device.load_model(model) == len(writes)
     n = identity.load_data_bytes
-    for (target, addr, word), frame in zip(writes, port.written[1:], strict=True):
+    checksum = load_checksum(writes, n)
+    assert checksum == identity.weights_checksum
+    assert port.written[1] == encode_frame(CMD_LOAD_BEGIN, model_hash(model).to_bytes(4, "little")
+                                           + checksum.to_bytes(4, "little"))
+    for (target, addr, word), frame in zip(writes, port.written[2:-1], strict=True):
         assert frame == encode_frame(CMD_LOAD, bytes([target]) + addr.to_bytes(2, "little")
                                      + word.to_bytes(n, "little"))
+    assert port.written[-1] == encode_frame(CMD_LOAD_COMMIT)
+    assert device.identity.weights_checksum == checksum and device.identity.model_loaded
 
 
 def test_load_model_refuses_a_rom_device_and_reports_a_refused_write(model):
@@ -226,7 +264,15 @@ def test_load_model_refuses_a_rom_device_and_reports_a_refused_write(model):
         Device(ScriptedPort([_ident(model)])).load_model([(1, 0, 0)])
     identity = link_identity(model, lanes=2, loadable=True)
     port = ScriptedPort([encode_frame(REPLY_IDENT, identity.to_bytes()),
-                         encode_frame(REPLY_LOAD), encode_frame(REPLY_ERROR, b"\x04")])
+                         encode_frame(REPLY_LOAD_BEGIN), encode_frame(REPLY_LOAD),
+                         encode_frame(REPLY_ERROR, b"\x04")])
     with pytest.raises(HostLinkError, match="LOAD of target 2 address 1: error 4"):
         Device(port).load_model([(2, 0, 1), (2, 1, 1), (2, 2, 1)])
-    assert len(port.written) == 3
+    assert len(port.written) == 4
+    port = ScriptedPort([encode_frame(REPLY_IDENT, identity.to_bytes()),
+                         encode_frame(REPLY_ERROR, b"\x05")])
+    with pytest.raises(HostLinkError, match="refused LOAD_BEGIN: error 5 .*another model"):
+        Device(port).load_model([(2, 0, 1)], model_hash=1)
+    with pytest.raises(ValueError, match="load word 256 does not fit the device's 1 bytes"):
+        Device(ScriptedPort([encode_frame(REPLY_IDENT, dataclasses.replace(
+            identity, load_data_bytes=1).to_bytes())])).load_model([(2, 0, 256)])

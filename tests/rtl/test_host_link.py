@@ -18,22 +18,31 @@ from amaranth.sim import Simulator
 
 from ffcl_hw.hostlink import Device, FrameReader, HostLinkError, crc8, encode_frame
 from golden.intmodel import IntModel
-from rtl.core import Core
+from rtl.core import Core, load_words
 from rtl.host_link import (
     CMD_IDENT,
     CMD_IMAGE,
     CMD_LOAD,
+    CMD_LOAD_BEGIN,
+    CMD_LOAD_COMMIT,
+    ERR_CHECKSUM,
     ERR_COMMAND,
     ERR_CRC,
     ERR_LENGTH,
     ERR_LOAD,
+    ERR_MODEL,
+    ERR_NO_MODEL,
+    ERR_SEQUENCE,
     REPLY_ERROR,
     REPLY_IDENT,
     REPLY_LOAD,
+    REPLY_LOAD_BEGIN,
+    REPLY_LOAD_COMMIT,
     REPLY_RESULT,
     HostLink,
     LinkIdentity,
     link_identity,
+    load_checksum,
 )
 from sim.lint import lint_verilog
 from tests.golden.variants import reweighted
@@ -190,6 +199,8 @@ BAD_FRAMES = {
                        ERR_LENGTH),
     "ident-with-payload": (lambda m: encode_frame(CMD_IDENT, b"\x00"), ERR_LENGTH),
     "load-on-rom-core": (lambda m: encode_frame(CMD_LOAD, bytes(12)), ERR_LOAD),
+    "load-begin-on-rom-core": (lambda m: encode_frame(CMD_LOAD_BEGIN, bytes(8)), ERR_LOAD),
+    "load-commit-on-rom-core": (lambda m: encode_frame(CMD_LOAD_COMMIT), ERR_LOAD),
 }
 
 
@@ -251,28 +262,174 @@ def load_frame(link: HostLink, target: int, addr: int, word: int) -> bytes:
                         + word.to_bytes(n, "little"))
 
 
-def test_load_frames_replace_the_model_of_a_loadable_core():
+def begin_frame(link: HostLink, writes, *, model_hash: int | None = None) -> bytes:
+    """LOAD_BEGIN announcing ``writes`` (the link's own model hash unless given)."""
+    announced = link.identity.model_hash if model_hash is None else model_hash
+    checksum = load_checksum(writes, link.identity.load_data_bytes)
+    return encode_frame(CMD_LOAD_BEGIN, announced.to_bytes(4, "little")
+                        + checksum.to_bytes(4, "little"))
+
+
+COMMIT = encode_frame(CMD_LOAD_COMMIT)
+ACK_BEGIN, ACK_LOAD, ACK_COMMIT = ([(code, b"")] for code in (REPLY_LOAD_BEGIN, REPLY_LOAD,
+                                                              REPLY_LOAD_COMMIT))
+
+
+def error(code: int) -> list[tuple[int, bytes]]:
+    return [(REPLY_ERROR, bytes([code]))]
+
+
+@pytest.fixture(scope="module")
+def two_models():
+    # B is A with other biases only, so that a whole load of B is a few writes (the bias
+    # memory) and each transaction below takes seconds, not a minute, in this simulator.
     model_a = _random_model("ffdl", 21)
-    model_b = _other_model(model_a, 22)
-    core = Core(model_a, lanes=8, weights="loadable")
+    other = _other_model(model_a, 22)
+    model_b = dataclasses.replace(model_a, layers=[
+        dataclasses.replace(layer, b=new.b) for layer, new in zip(model_a.layers, other.layers,
+                                                                   strict=True)])
+    images = images_for(model_a, 1, 23)
+    # Every load below must be visible: the two models disagree on the image.
+    assert (model_a.run(images).scores != model_b.run(images).scores).any()
+    return model_a, model_b, images
+
+
+def _changed_writes(core: Core, model: IntModel) -> list[tuple[int, int, int]]:
+    """The writes of ``model`` that differ from the core's built-in model."""
+    built_in = set(load_words(core.program))
+    return [w for w in core.load_words_for(model) if w not in built_in]
+
+
+#: In an expected reply list: a RESULT equal to model A's for the image.
+RESULT_A = "result-a"
+
+
+def _transaction(case: str, link: HostLink, writes, images):
+    """(steps, expected replies, model the final image must match: "a", "b" or None).
+
+    With one bank a failed or open transaction leaves no model to classify with; with two
+    the model in use stays in use (RESULT_A where one bank answers error 8).
+    """
+    image = image_frame(images[0])
+    loads = [Step(load_frame(link, *w), settle_bits=0) for w in writes]
+    acks = [ACK_LOAD] * len(writes)
+    begin = Step(begin_frame(link, writes))
+    none = "a" if link.banked else None
+    refused = RESULT_A if link.banked else error(ERR_NO_MODEL)
+    if case == "good":
+        return [begin, *loads, Step(COMMIT), Step(image)], [ACK_BEGIN, *acks, ACK_COMMIT], "b"
+    if case == "a-write-lost":
+        return ([begin, *loads[:-1], Step(COMMIT), Step(image)],
+                [ACK_BEGIN, *acks[:-1], error(ERR_CHECKSUM)], none)
+    if case == "a-write-twice":
+        return ([begin, *loads, loads[0], Step(COMMIT), Step(image)],
+                [ACK_BEGIN, *acks, ACK_LOAD, error(ERR_CHECKSUM)], none)
+    if case == "image-while-loading":
+        return ([begin, *loads[:1], Step(image), *loads[1:], Step(COMMIT), Step(image)],
+                [ACK_BEGIN, ACK_LOAD, refused, *acks[1:], ACK_COMMIT], "b")
+    if case == "retry-after-bad-crc":
+        bad = Step(_corrupt_crc(load_frame(link, *writes[0])))
+        return ([begin, bad, *loads, Step(COMMIT), Step(image)],
+                [ACK_BEGIN, error(ERR_CRC), *acks, ACK_COMMIT], "b")
+    if case == "another-configuration":
+        # Refused before anything is written: the old model stays and is still used.
+        other = Step(begin_frame(link, writes, model_hash=link.identity.model_hash ^ 1))
+        return [other, Step(image)], [error(ERR_MODEL)], "a"
+    if case == "load-without-begin":
+        return ([loads[0], Step(COMMIT), Step(image)],
+                [error(ERR_SEQUENCE), error(ERR_SEQUENCE)], "a")
+    if case == "begin-too-short":
+        return ([Step(encode_frame(CMD_LOAD_BEGIN, bytes(7))), Step(image)],
+                [error(ERR_LENGTH)], "a")
+    if case == "commit-with-payload":
+        return ([begin, Step(encode_frame(CMD_LOAD_COMMIT, b"\x00")), Step(COMMIT), Step(image)],
+                [ACK_BEGIN, error(ERR_LENGTH), error(ERR_CHECKSUM)], none)
+    raise ValueError(case)
+
+
+TRANSACTIONS = ["good", "a-write-lost", "a-write-twice", "image-while-loading",
+                "retry-after-bad-crc", "another-configuration", "load-without-begin",
+                "begin-too-short", "commit-with-payload"]
+
+
+@pytest.mark.parametrize("banks", [1, 2])
+@pytest.mark.parametrize("case", TRANSACTIONS)
+def test_a_load_transaction_commits_only_with_the_whole_model_checksum(case, banks, two_models):
+    model_a, model_b, images = two_models
+    core = Core(model_a, lanes=8, weights="loadable", banks=banks)
     link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS)
-    writes = core.load_words_for(model_b)
-    images = images_for(model_a, 2, 23)
-    replies = exchange(link, [*(Step(load_frame(link, *w), settle_bits=0) for w in writes),
-                              *(Step(image_frame(image)) for image in images)])
-    assert all(r == [(REPLY_LOAD, b"")] for r in replies[:len(writes)])
-    assert_golden(core, model_b, images, [r[0] for r in replies[len(writes):]])
-    # The test can fail: model A's scores differ on these images.
-    assert [list(s) for s in model_a.run(images).scores] != \
-        [list(s) for s in model_b.run(images).scores]
+    writes = _changed_writes(core, model_b)
+    steps, expected, final = _transaction(case, link, writes, images)
+    steps.append(Step(encode_frame(CMD_IDENT)))
+    replies = exchange(link, steps)
+    for i, want in enumerate(expected):
+        if want == RESULT_A:
+            assert_golden(core, model_a, images, replies[i])
+        else:
+            assert replies[i] == want, f"reply {i}"
+    # The image after the transaction: the model in use, or refused for want of one.
+    if final is None:
+        assert replies[-2] == error(ERR_NO_MODEL)
+    else:
+        assert_golden(core, {"a": model_a, "b": model_b}[final], images, replies[-2])
+    # IDENT says whether a complete model is loaded, and whose checksum it has.
+    identity = LinkIdentity.from_bytes(replies[-1][0][1])
+    assert identity.model_loaded == (final is not None)
+    if final is not None:
+        chosen = writes if final == "b" else load_words(core.program)
+        assert identity.weights_checksum == load_checksum(chosen, identity.load_data_bytes)
+
+
+def test_two_banks_switch_on_every_good_commit(two_models):
+    # A, then B loaded into bank 1, then A loaded again into bank 0: each commit switches
+    # to the bank just written, and a failed load between them changes nothing.
+    model_a, model_b, images = two_models
+    core = Core(model_a, lanes=8, weights="loadable", banks=2)
+    link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS)
+    # B differs from A in its biases only: each load writes those words (into a bank that
+    # started as A), so the test takes seconds. Reading the wrong bank shows as A for B.
+    to_b = _changed_writes(core, model_b)
+    built_in = load_words(core.program)
+    to_a = [w for w in built_in if (w[0], w[1]) in {(t, a) for t, a, _ in to_b}]
+
+    def load(writes, *, lose_one=False):
+        sent = writes[:-1] if lose_one else writes
+        return [Step(begin_frame(link, writes)),
+                *(Step(load_frame(link, *w), settle_bits=0) for w in sent), Step(COMMIT)]
+
+    steps = [*load(to_b), Step(image_frame(images[0])), *load(to_a, lose_one=True),
+             Step(image_frame(images[0])), *load(to_a), Step(image_frame(images[0]))]
+    replies = exchange(link, steps)
+    n_b, n_a = len(to_b) + 2, len(to_a) + 2
+    assert replies[n_b - 1] == ACK_COMMIT
+    assert_golden(core, model_b, images, replies[n_b])
+    assert replies[n_b + n_a - 1] == error(ERR_CHECKSUM)
+    assert_golden(core, model_b, images, replies[n_b + n_a])
+    assert replies[-2] == ACK_COMMIT
+    assert_golden(core, model_a, images, replies[-1])
+
+
+def test_a_board_with_empty_memories_refuses_images_until_a_load_commits(two_models):
+    model_a, model_b, images = two_models
+    core = Core(model_a, lanes=8, weights="loadable")
+    link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS, initialised=False)
+    assert not link.identity.model_loaded
+    writes = _changed_writes(core, model_b)
+    replies = exchange(link, [Step(encode_frame(CMD_IDENT)), Step(image_frame(images[0])),
+                              Step(begin_frame(link, writes)),
+                              *(Step(load_frame(link, *w), settle_bits=0) for w in writes),
+                              Step(COMMIT), Step(image_frame(images[0]))])
+    assert not LinkIdentity.from_bytes(replies[0][0][1]).model_loaded
+    assert replies[1] == error(ERR_NO_MODEL)
+    assert replies[-2] == ACK_COMMIT
+    assert_golden(core, model_b, images, replies[-1])
 
 
 @pytest.mark.parametrize(("case", "code"), [("target-0", ERR_LOAD), ("target-5", ERR_LOAD),
                                             ("address-beyond", ERR_LOAD),
                                             ("bad-crc", ERR_CRC), ("short", ERR_LENGTH)])
-def test_a_refused_load_leaves_the_weights_alone(case, code):
-    model_a = _random_model("ffdl", 21)
-    model_b = _other_model(model_a, 22)
+def test_a_refused_load_leaves_the_weights_alone(case, code, two_models):
+    model_a, model_b, images = two_models
     core = Core(model_a, lanes=3, weights="loadable")
     link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS)
     # A write that would change the model (the first weight word of model B).
@@ -285,15 +442,16 @@ def test_a_refused_load_leaves_the_weights_alone(case, code):
         # The payload one byte short, with a correct crc.
         "short": encode_frame(CMD_LOAD, load_frame(link, target, addr, word)[4:-2]),
     }[case]
-    images = images_for(model_a, 1, 24)
-    replies = exchange(link, [Step(frame), Step(image_frame(images[0]))])
-    assert replies[0] == [(REPLY_ERROR, bytes([code]))]
-    assert_golden(core, model_a, images, replies[1])
+    # In a transaction of no writes: the refused frame must neither write nor count.
+    replies = exchange(link, [Step(begin_frame(link, [])), Step(frame), Step(COMMIT),
+                              Step(image_frame(images[0]))])
+    assert replies[:3] == [ACK_BEGIN, error(code), ACK_COMMIT]
+    assert_golden(core, model_a, images, replies[3])
 
 
-@pytest.mark.parametrize("weights", ["rom", "loadable"])
-def test_the_host_link_exports_lint_clean_verilog(weights, tmp_path):
-    core = Core(_random_model("ffcl-adjacent-T3", 1), lanes=2, weights=weights)
+@pytest.mark.parametrize(("weights", "banks"), [("rom", 1), ("loadable", 1), ("loadable", 2)])
+def test_the_host_link_exports_lint_clean_verilog(weights, banks, tmp_path):
+    core = Core(_random_model("ffcl-adjacent-T3", 1), lanes=2, weights=weights, banks=banks)
     path = tmp_path / "host_link.v"
     path.write_text(verilog.convert(HostLink(core, divisor=4), name="host_link"))
     status, messages = lint_verilog(Path(path))

@@ -1,0 +1,230 @@
+"""A board double for `ffcl-hw run`: the host link protocol in Python on the golden model.
+
+:class:`EmulatedBoard` answers frames as docs/host-link.md says a HostLink does, with
+``IntModel.run`` in place of the core (the RTL's equality with it is what the rtl and sim
+tests show). :func:`serve_pty` puts it behind a pseudo-terminal, a real serial device path
+for pyserial; :func:`serve_socket` behind a ``socket://`` URL. A board that never answers
+is ``EmulatedBoard(None)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import select
+import socket
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+
+from ffcl_hw.hostlink import FrameReader, HostLinkError, encode_frame
+from golden.intmodel import IntModel
+from rtl.core import LOAD_TARGETS, load_words
+from rtl.host_link import (
+    CHECKSUM_INIT,
+    CMD_IDENT,
+    CMD_IMAGE,
+    CMD_LOAD,
+    CMD_LOAD_BEGIN,
+    CMD_LOAD_COMMIT,
+    ERR_CHECKSUM,
+    ERR_COMMAND,
+    ERR_CRC,
+    ERR_LENGTH,
+    ERR_LOAD,
+    ERR_MODEL,
+    ERR_NO_MODEL,
+    ERR_SEQUENCE,
+    LOAD_BEGIN_SIZE,
+    REPLY_ERROR,
+    REPLY_IDENT,
+    REPLY_LOAD,
+    REPLY_LOAD_BEGIN,
+    REPLY_LOAD_COMMIT,
+    REPLY_RESULT,
+    crc32_step,
+    link_identity,
+    load_checksum,
+    load_data_bytes,
+)
+from rtl.sequencer import build_program
+
+
+class EmulatedBoard:
+    """Bytes in, reply bytes out, as a board with ``model`` built in would answer.
+
+    Parameters
+    ----------
+    model : IntModel or None
+        The built-in model; None makes a silent board that answers nothing.
+    lanes, label_lanes : int
+        The core's P and G.
+    loadable, initialised : bool
+        As ``Core(weights="loadable")`` and ``HostLink(initialised=...)``.
+    known : list of IntModel
+        Models a load may bring (a load is recognised by its checksum).
+    faulty : bool
+        Add 1 to the score of label 0 of every second image (a broken board).
+    """
+
+    def __init__(self, model: IntModel | None, *, lanes: int = 2, label_lanes: int | None = None,
+                 loadable: bool = True, initialised: bool = True,
+                 known: tuple[IntModel, ...] = (), faulty: bool = False) -> None:
+        self.faulty = faulty
+        self.images = 0
+        self.reader = FrameReader()
+        self.received = 0
+        if model is None:
+            return
+        self.identity = dataclasses.replace(
+            link_identity(model, lanes=lanes, label_lanes=label_lanes, loadable=loadable),
+            model_loaded=initialised)
+        self.program = build_program(model, lanes=lanes, label_lanes=label_lanes)
+        self.n = load_data_bytes(self.program)
+        self.by_checksum = {
+            load_checksum(load_words(build_program(m, lanes=lanes, label_lanes=label_lanes)),
+                          self.n): m for m in (model, *known)}
+        self.model = model if initialised else None
+        self.loading = False
+        self.running = self.announced = 0
+
+    def receive(self, data: bytes) -> bytes:
+        """Feed bytes from the host; returns the replies now due."""
+        self.received += len(data)
+        if not hasattr(self, "identity"):
+            return b""
+        self.reader.feed(data)
+        out = b""
+        while True:
+            try:
+                frame = self.reader.next_frame()
+            except HostLinkError:
+                out += self._error(ERR_CRC)
+                continue
+            if frame is None:
+                return out
+            out += self._answer(*frame)
+
+    @staticmethod
+    def _error(code: int) -> bytes:
+        return encode_frame(REPLY_ERROR, bytes([code]))
+
+    def _answer(self, cmd: int, payload: bytes) -> bytes:
+        ident = self.identity
+        if cmd == CMD_IDENT:
+            if payload:
+                return self._error(ERR_LENGTH)
+            now = dataclasses.replace(ident, model_loaded=self.model is not None,
+                                      weights_checksum=self.announced or ident.weights_checksum)
+            return encode_frame(REPLY_IDENT, now.to_bytes())
+        if cmd == CMD_IMAGE:
+            if len(payload) != ident.input_size:
+                return self._error(ERR_LENGTH)
+            if self.model is None:
+                return self._error(ERR_NO_MODEL)
+            result = self.model.run(np.frombuffer(payload, dtype=np.uint8)[None].astype(int))
+            self.images += 1
+            if self.faulty and self.images % 2 == 0:
+                result.scores[0, 0] += 1
+            scores = b"".join(int(s).to_bytes(ident.score_bytes, "little")
+                              for s in result.scores[0])
+            return encode_frame(REPLY_RESULT, bytes([int(result.labels[0])]) + scores
+                                + self.program.cycles().to_bytes(4, "little"))
+        if cmd not in (CMD_LOAD, CMD_LOAD_BEGIN, CMD_LOAD_COMMIT):
+            return self._error(ERR_COMMAND)
+        if not ident.loadable:
+            return self._error(ERR_LOAD)
+        if cmd == CMD_LOAD_BEGIN:
+            if len(payload) != LOAD_BEGIN_SIZE:
+                return self._error(ERR_LENGTH)
+            if int.from_bytes(payload[:4], "little") != ident.model_hash:
+                return self._error(ERR_MODEL)
+            self.loading, self.model, self.running = True, None, CHECKSUM_INIT
+            self.announced = int.from_bytes(payload[4:], "little")
+            return encode_frame(REPLY_LOAD_BEGIN)
+        if cmd == CMD_LOAD:
+            if len(payload) != 3 + self.n:
+                return self._error(ERR_LENGTH)
+            if not self.loading:
+                return self._error(ERR_SEQUENCE)
+            if payload[0] not in LOAD_TARGETS.values():
+                return self._error(ERR_LOAD)
+            for byte in payload:
+                self.running = crc32_step(self.running, byte)
+            return encode_frame(REPLY_LOAD)
+        if payload:
+            return self._error(ERR_LENGTH)
+        if not self.loading:
+            return self._error(ERR_SEQUENCE)
+        self.loading = False
+        if self.running != self.announced:
+            return self._error(ERR_CHECKSUM)
+        self.model = self.by_checksum[self.announced]
+        return encode_frame(REPLY_LOAD_COMMIT)
+
+
+@contextlib.contextmanager
+def serve_pty(board: EmulatedBoard) -> Iterator[str]:
+    """Yield the path of a pseudo-terminal whose far end is ``board``."""
+    master, slave = os.openpty()
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                try:
+                    data = os.read(master, 4096)
+                except OSError:
+                    return
+                reply = board.receive(data)
+                if reply:
+                    os.write(master, reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield os.ttyname(slave)
+    finally:
+        stop.set()
+        thread.join()
+        os.close(master)
+        os.close(slave)
+
+
+@contextlib.contextmanager
+def serve_socket(board: EmulatedBoard) -> Iterator[str]:
+    """Yield a pyserial ``socket://`` URL whose far end is ``board``."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.05)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(0.05)
+                while not stop.is_set():
+                    try:
+                        data = conn.recv(4096)
+                    except TimeoutError:
+                        continue
+                    if not data:
+                        break
+                    reply = board.receive(data)
+                    if reply:
+                        conn.sendall(reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"socket://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        server.close()

@@ -1,0 +1,358 @@
+"""cocotb: the host library end to end against the host link's exported Verilog.
+
+The design is ``HostLink(Core(model A, weights="loadable"))`` exported as the top (its
+``rx``/``tx`` pins and the clock and reset of its ``sync`` domain; the board top adds only
+the PLL, which Verilator cannot simulate, a reset-until-lock and one more synchroniser).
+A cocotb UART driver puts bytes on ``rx`` and a monitor reads ``tx`` back, both at the
+link's bit time; :class:`SimulatedSerial` gives them pyserial's ``write``/``read``, so
+that the unchanged, blocking :class:`ffcl_hw.hostlink.Device` runs in a thread started by
+:func:`cocotb.task.bridge` and each port call comes back into the simulation through
+:func:`cocotb.task.resume`. Every RESULT is checked against ``IntModel.run`` of the model
+the device holds at that moment, field by field, and the cycle count against the closed
+form.
+
+Set by :mod:`tests.sim.test_hostlink_cocotb` through :mod:`sim.runner`:
+
+- FFCL_MODEL (model A, in the hardware), FFCL_CORE (lanes), FFCL_IMAGES, FFCL_SAMPLES
+- FFCL_LINK: JSON ``{"divisor": ..., "timeout_bits": ..., "banks": ...}`` of the HostLink
+  and the core's model memories (with 2 banks a failed load keeps the model in use)
+- FFCL_LOAD_MODEL: model B (A's configuration, other weights) to load over the link
+- FFCL_OTHER_MODEL: model C, another configuration, whose load must be refused
+
+This module imports ffcl_hw, so it lives under tests/ (sim/ may not import ffcl_hw).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.queue import Queue
+from cocotb.task import bridge, resume
+from cocotb.triggers import ClockCycles, FallingEdge
+
+from ffcl_hw.hostlink import Device, FrameReader, HostLinkError, crc8, encode_frame
+from golden.intmodel import IntModel
+from golden.intmodelio import load_int_model
+from rtl.core import LOAD_TARGETS, load_words
+from rtl.host_link import (
+    CMD_IMAGE,
+    CMD_LOAD,
+    CMD_LOAD_BEGIN,
+    CMD_LOAD_COMMIT,
+    ERR_CHECKSUM,
+    ERR_CRC,
+    ERR_LENGTH,
+    ERR_MODEL,
+    ERR_NO_MODEL,
+    REPLY_ERROR,
+    REPLY_LOAD,
+    REPLY_LOAD_BEGIN,
+    link_identity,
+    load_checksum,
+    load_payload,
+)
+from rtl.sequencer import build_program
+
+CLOCK_NS = 10
+
+
+class UartLine:
+    """A cocotb UART at the design's bit time: a driver into ``rx``, a monitor on ``tx``.
+
+    The monitor checks the start bit at its middle and the stop bit, so a malformed byte
+    from the design fails the test.
+    """
+
+    def __init__(self, dut, *, divisor: int) -> None:
+        self.dut = dut
+        self.divisor = divisor
+        self.received: deque[int] = deque()
+        self._queue: Queue[int] = Queue()
+        self.sending = False
+
+    def start(self) -> None:
+        cocotb.start_soon(self._drive())
+        cocotb.start_soon(self._monitor())
+
+    def send(self, data: bytes) -> None:
+        for byte in data:
+            self._queue.put_nowait(byte)
+        self.sending = True
+
+    async def _drive(self) -> None:
+        while True:
+            byte = await self._queue.get()
+            for bit in [0, *((byte >> i) & 1 for i in range(8)), 1]:
+                self.dut.rx.value = bit
+                await ClockCycles(self.dut.clk, self.divisor)
+            self.sending = not self._queue.empty()
+
+    async def _monitor(self) -> None:
+        clk, tx = self.dut.clk, self.dut.tx
+        while True:
+            await FallingEdge(tx)
+            await ClockCycles(clk, self.divisor // 2)
+            assert tx.value == 0, "start bit on tx shorter than half a bit"
+            value = 0
+            for i in range(8):
+                await ClockCycles(clk, self.divisor)
+                value |= int(tx.value) << i
+            await ClockCycles(clk, self.divisor)
+            assert tx.value == 1, "framing error on tx: stop bit low"
+            self.received.append(value)
+
+
+class SimulatedSerial:
+    """pyserial's ``write``/``read`` over a :class:`UartLine`, for code in a bridge thread.
+
+    ``write`` queues the bytes and returns, as an OS serial driver does. ``read(n)`` lets
+    the simulation run until ``n`` bytes have arrived or, once everything written has gone
+    out, ``timeout_cycles`` have passed; then it returns what it has, as a port whose
+    timeout expired does.
+    """
+
+    def __init__(self, line: UartLine, *, timeout_cycles: int) -> None:
+        self.line = line
+        self.timeout_cycles = timeout_cycles
+
+    def write(self, data: bytes) -> int:
+        return resume(self._write)(bytes(data))
+
+    def read(self, size: int = 1) -> bytes:
+        return resume(self._read)(size)
+
+    def idle(self, bits: int) -> None:
+        """Leave the line quiet for ``bits`` bit times (after what is queued)."""
+        resume(self._idle)(bits)
+
+    async def _write(self, data: bytes) -> int:
+        self.line.send(data)
+        return len(data)
+
+    async def _read(self, size: int) -> bytes:
+        line, waited = self.line, 0
+        while len(line.received) < size and (line.sending or waited < self.timeout_cycles):
+            await ClockCycles(line.dut.clk, line.divisor)
+            if not line.sending:
+                waited += line.divisor
+        return bytes(line.received.popleft() for _ in range(min(size, len(line.received))))
+
+    async def _idle(self, bits: int) -> None:
+        while self.line.sending:
+            await ClockCycles(self.line.dut.clk, self.line.divisor)
+        await ClockCycles(self.line.dut.clk, bits * self.line.divisor)
+
+
+class LinkBench:
+    """Clock, reset, the UART line, the port and a :class:`Device` on it."""
+
+    def __init__(self, dut) -> None:
+        self.dut = dut
+        self.log = dut._log
+        with open(os.environ["FFCL_CORE"]) as stream:
+            core = json.load(stream)
+        self.link = json.loads(os.environ["FFCL_LINK"])
+        self.lanes, self.label_lanes = core["lanes"], core["label_lanes"]
+        self.model_a = load_int_model(os.environ["FFCL_MODEL"]).model
+        self.model_b = load_int_model(os.environ["FFCL_LOAD_MODEL"]).model
+        self.model_c = load_int_model(os.environ["FFCL_OTHER_MODEL"]).model
+        samples = int(os.environ["FFCL_SAMPLES"])
+        self.images = np.load(os.environ["FFCL_IMAGES"])[:samples]
+        self.program = build_program(self.model_a, lanes=self.lanes,
+                                     label_lanes=self.label_lanes)
+        self.line = UartLine(dut, divisor=self.link["divisor"])
+        # A read waits for an inference and a reply of up to 64 bytes.
+        self.port = SimulatedSerial(
+            self.line, timeout_cycles=self.program.cycles() + 64 * 10 * self.link["divisor"])
+        self.device = Device(self.port)
+
+    async def start(self) -> LinkBench:
+        self.dut.rx.value = 1
+        cocotb.start_soon(Clock(self.dut.clk, CLOCK_NS, unit="ns").start())
+        await self.reset()
+        self.line.start()
+        return self
+
+    async def reset(self) -> None:
+        self.dut.rst.value = 1
+        await ClockCycles(self.dut.clk, 3)
+        self.dut.rst.value = 0
+        await ClockCycles(self.dut.clk, 2)
+
+    # -- blocking helpers, for the bridge thread --------------------------------------
+    def classify_and_check(self, model: IntModel, images: np.ndarray) -> None:
+        """Classify ``images`` through Device; label, every score and cycles must match."""
+        golden = model.run(images)
+        for i, image in enumerate(images):
+            label, scores, cycles = self.device.classify(image)
+            want = (int(golden.labels[i]), [int(s) for s in golden.scores[i]])
+            assert (label, scores) == want, \
+                f"image {i}: device ({label}, {scores}), golden {want}"
+            assert cycles == self.program.cycles(), \
+                f"image {i}: {cycles} cycles, closed form {self.program.cycles()}"
+
+    def raw_exchange(self, data: bytes, *, replies: int = 1) -> list[tuple[int, bytes]]:
+        """Send raw bytes and read ``replies`` frames (fewer if the port times out)."""
+        self.port.write(data)
+        reader, frames = FrameReader(), []
+        while len(frames) < replies:
+            byte = self.port.read(1)
+            if not byte:
+                break
+            frames += reader.frames(byte)
+        return frames
+
+    def load(self, model: IntModel) -> None:
+        self.device.load_model(model)
+
+    def images_differ(self, first: IntModel, second: IntModel) -> None:
+        # A scenario that says "the weights are still B" means something only if A and B
+        # disagree on its images.
+        assert (first.run(self.images).scores != second.run(self.images).scores).any(), \
+            "the two models agree on every image; choose other seeds"
+
+
+@cocotb.test()
+async def identify(dut) -> None:
+    tb = await LinkBench(dut).start()
+
+    def scenario() -> None:
+        expected = link_identity(tb.model_a, lanes=tb.lanes, label_lanes=tb.label_lanes,
+                                 loadable=True)
+        identity = tb.device.identify()
+        assert identity == expected, f"{identity} != {expected}"
+        assert tb.device.check(tb.model_a, lanes=tb.lanes, label_lanes=tb.label_lanes)
+        try:
+            tb.device.check(tb.model_a, lanes=tb.lanes + 1, label_lanes=tb.label_lanes)
+        except HostLinkError as error:
+            assert "lanes" in str(error), error
+        else:
+            raise AssertionError("check() accepted a wrong lane count")
+
+    await bridge(scenario)()
+
+
+@cocotb.test()
+async def images_bit_exact(dut) -> None:
+    tb = await LinkBench(dut).start()
+    # Whatever an earlier test loaded, start from the elaborated model A.
+    await bridge(lambda: (tb.load(tb.model_a), tb.classify_and_check(tb.model_a, tb.images)))()
+
+
+@cocotb.test()
+async def load_another_model_at_run_time(dut) -> None:
+    tb = await LinkBench(dut).start()
+
+    def scenario() -> None:
+        tb.images_differ(tb.model_a, tb.model_b)
+        tb.load(tb.model_a)
+        tb.classify_and_check(tb.model_a, tb.images[:1])
+        tb.load(tb.model_b)
+        tb.classify_and_check(tb.model_b, tb.images)
+
+    await bridge(scenario)()
+
+
+def _corrupt_crc(frame: bytes) -> bytes:
+    return frame[:-1] + bytes([frame[-1] ^ 0x01])
+
+
+def _raw(cmd: int, length: int, payload: bytes) -> bytes:
+    """A frame whose length field disagrees with its payload, with a good crc."""
+    body = bytes([cmd]) + length.to_bytes(2, "little") + payload
+    return bytes([0xA5]) + body + bytes([crc8(body)])
+
+
+@cocotb.test()
+async def bad_frames_are_refused_and_the_weights_stay(dut) -> None:
+    tb = await LinkBench(dut).start()
+    timeout_bits = tb.link["timeout_bits"]
+
+    def scenario() -> None:
+        tb.images_differ(tb.model_a, tb.model_b)
+        # Load B first: afterwards every answer must still be B's, not the elaborated A's.
+        tb.load(tb.model_b)
+        image = bytes(int(p) for p in tb.images[0])
+        D = len(image)
+        n = tb.device.identity.load_data_bytes
+        weight_write = bytes([LOAD_TARGETS["weights"], 0, 0]) + bytes([0x55] * n)
+        cases = {
+            "bad crc": (_corrupt_crc(encode_frame(CMD_IMAGE, image)), ERR_CRC),
+            "bad crc on a load": (_corrupt_crc(encode_frame(CMD_LOAD, weight_write)), ERR_CRC),
+            "image too short": (encode_frame(CMD_IMAGE, image[:-1]), ERR_LENGTH),
+            # The length field one short: the last pixel is read as the crc byte.
+            "length field one short": (_raw(CMD_IMAGE, D - 1, image[:-1])[:-1] + image[-1:],
+                                       ERR_CRC),
+            "load too long": (encode_frame(CMD_LOAD, weight_write + b"\x00"), ERR_LENGTH),
+        }
+        for name, (frame, code) in cases.items():
+            replies = tb.raw_exchange(frame)
+            assert replies == [(REPLY_ERROR, bytes([code]))], f"{name}: {replies}"
+            tb.classify_and_check(tb.model_b, tb.images[:1])
+        # A truncated frame gets no reply; after the idle timeout the next frame works.
+        for cut in (1, 4, 7):
+            assert tb.raw_exchange(encode_frame(CMD_IMAGE, image)[:cut], replies=0) == []
+            tb.port.idle(timeout_bits + 2)
+            tb.classify_and_check(tb.model_b, tb.images[:1])
+        # Weights of another configuration are refused before anything is written.
+        try:
+            tb.load(tb.model_c)
+        except HostLinkError as error:
+            assert f"error {ERR_MODEL}" in str(error), error
+        else:
+            raise AssertionError("the device accepted a model of another configuration")
+        tb.classify_and_check(tb.model_b, tb.images)
+
+    await bridge(scenario)()
+
+
+@cocotb.test()
+async def a_failed_load_is_void(dut) -> None:
+    tb = await LinkBench(dut).start()
+    banked = tb.link["banks"] == 2
+
+    def scenario() -> None:
+        tb.images_differ(tb.model_a, tb.model_b)
+        tb.load(tb.model_b)
+        before = tb.device.identify()
+        assert before.model_loaded
+        # A transaction that loses one write: the commit fails on the whole-model checksum.
+        identity = tb.device.identity
+        program = build_program(tb.model_a, lanes=tb.lanes, label_lanes=tb.label_lanes)
+        writes = load_words(program)
+        n = identity.load_data_bytes
+        begin = identity.model_hash.to_bytes(4, "little") + \
+            load_checksum(writes, n).to_bytes(4, "little")
+        assert tb.raw_exchange(encode_frame(CMD_LOAD_BEGIN, begin)) == [(REPLY_LOAD_BEGIN, b"")]
+        for write in writes[:-1]:
+            assert tb.raw_exchange(encode_frame(CMD_LOAD, load_payload(*write, n))) == \
+                [(REPLY_LOAD, b"")]
+        assert tb.raw_exchange(encode_frame(CMD_LOAD_COMMIT)) == \
+            [(REPLY_ERROR, bytes([ERR_CHECKSUM]))]
+        # One bank: it holds a mix of A and B now, and no image may be classified with
+        # it, not even after a reset (the flag lives, like the memories, through resets).
+        # Two banks: the mix is in the bank not in use; B stays in use, also after a reset.
+        for reset in (False, True):
+            if reset:
+                resume(tb.reset)()
+            if banked:
+                assert tb.device.identify() == before
+                tb.classify_and_check(tb.model_b, tb.images)
+                continue
+            assert not tb.device.identify().model_loaded
+            try:
+                tb.device.classify(tb.images[0])
+            except HostLinkError as error:
+                assert f"error {ERR_NO_MODEL}" in str(error), error
+            else:
+                raise AssertionError("the device classified an image with a half-loaded model")
+        tb.load(tb.model_b)
+        assert tb.device.identify().model_loaded
+        tb.classify_and_check(tb.model_b, tb.images)
+
+    await bridge(scenario)()
