@@ -358,11 +358,10 @@ def _ffl_body(model: IntModel) -> str:
 
 
 def _loop_body(model: IntModel) -> str:
-    """FFDL (one pass) and FFCL (T iterations with feedback)."""
+    """FFDL (one pass) and FFCL with state feedback (T iterations)."""
     config = model.config
     L, T = config.num_layers, config.loops
     ffcl = config.algo == "ffcl"
-    goodness_mode = ffcl and config.feedback == "goodness"
     sources = sorted({config.feedback_source(i) for i in range(L)} - {None})
     nmax = max(config.hidden)
     out = [
@@ -424,14 +423,7 @@ def _loop_body(model: IntModel) -> str:
             ]
         f = "(t > 0 ? F[i] : 0)" if src is not None else None
         out.append(f"{indent}for (int i = 0; i < MODEL_N{n}; i++) {{")
-        if goodness_mode and f is not None:
-            out += [
-                f"{indent}    /* feedback goodness: s = saturate(P + b), "
-                "pre = saturate(s + F) */",
-                f"{indent}    const state_t s = saturate({ff}[i] + B{n}[i]);",
-                f"{indent}    pre[i] = saturate((int64_t)s + {f});",
-            ]
-        elif f is not None:
+        if f is not None:
             out += [
                 f"{indent}    /* feedback state: s = pre = saturate(P + F + b) */",
                 f"{indent}    const state_t s = saturate({ff}[i] + {f} + B{n}[i]);",
@@ -462,6 +454,88 @@ def _loop_body(model: IntModel) -> str:
     return "\n".join(out)
 
 
+def _goodness_body(model: IntModel) -> str:
+    """FFCL with feedback "goodness" (T = 2), doing the accelerator's work only.
+
+    The forwarded states never hear feedback, so iteration 2 forwards exactly iteration 1's
+    states; it differs only in the goodness of the layers that receive feedback. One forward
+    pass, the feedback products once, and a rescan of the receiving layers give the same
+    goodness as two full iterations (golden/costs.py counts the same work).
+    """
+    config = model.config
+    L = config.num_layers
+    total = config.readout == "sum"
+    receivers = [i for i in range(L) if config.feedback_source(i) is not None]
+    sources = sorted({config.feedback_source(i) for i in receivers})
+    kept = [i for i in range(L) if i + 1 < L or i in sources]
+    nmax = max(config.hidden)
+    out = [
+        "int model_infer(const pixel_t x[MODEL_D], int64_t goodness[MODEL_L][MODEL_K],",
+        "                int64_t scores[MODEL_K])",
+        "{",
+        "    /* FFCL, feedback goodness, T = 2. The forwarded states s_l never hear feedback,",
+        "     * so iteration 2 forwards exactly iteration 1's states (FFDL's) and differs only",
+        "     * in pre = saturate(s + F) of the layers that hear feedback: one forward pass,",
+        "     * the feedback products once, and a rescan of those layers. */",
+    ]
+    out += [f"    state_t a{i + 1}[MODEL_N{i + 1}];" for i in kept]
+    out += [f"    state_t s{i + 1}[MODEL_N{i + 1}];  /* s_{i + 1}, for its iteration-2 pre */"
+            for i in receivers]
+    out += [
+        f"    int64_t P[{nmax}];",
+        f"    state_t pre[{nmax}];",
+        "    for (int l = 0; l < MODEL_L; l++)",
+        "        for (int k = 0; k < MODEL_K; k++)",
+        "            goodness[l][k] = 0;",
+        "",
+        "    /* ---- Iteration 1: the forward pass; pre = s (a^(0) = 0 gives F = 0) ---- */",
+    ]
+    for i in range(L):
+        n = i + 1
+        out.append(f"    /* -- Layer {n} -- */")
+        if i == 0:
+            out.append("    product_pixels(&W1[0][0], MODEL_N1, MODEL_D, x, SHIFT_W1, P);")
+        else:
+            out.append(f"    product_normalised(&W{n}[0][0], MODEL_N{n}, MODEL_N{n - 1}, "
+                       f"a{n - 1}, SHIFT_W{n}, P);")
+        out += [
+            f"    for (int i = 0; i < MODEL_N{n}; i++) {{",
+            "        /* s = saturate(P + b), a = max(s, 0) */",
+            f"        const state_t s = saturate(P[i] + B{n}[i]);",
+            "        pre[i] = s;",
+        ]
+        if i in receivers:
+            out.append(f"        s{n}[i] = s;")
+        if i in kept:
+            out.append(f"        a{n}[i] = s > 0 ? s : 0;")
+        out.append("    }")
+        if i not in receivers:
+            why = ("read twice (readout sum): iteration 2's goodness of this layer is "
+                   "iteration 1's" if total else "iteration 2's goodness of this layer is "
+                   "iteration 1's (readout last)")
+            out.append(f"    /* Scan, {why} */")
+            out.append(f"    label_scan(pre, &U{n}T[0][0], MODEL_N{n}, goodness[{i}]);")
+            if total:
+                out += ["    for (int k = 0; k < MODEL_K; k++)",
+                        f"        goodness[{i}][k] *= 2;"]
+        elif total:
+            out += ["    /* Scan of iteration 1 (readout sum) */",
+                    f"    label_scan(pre, &U{n}T[0][0], MODEL_N{n}, goodness[{i}]);"]
+    out.append("")
+    out.append("    /* ---- Iteration 2: the layers that hear feedback ---- */")
+    for i in receivers:
+        n, src = i + 1, config.feedback_source(i) + 1
+        out += [
+            f"    /* -- Layer {n}: F = P(V_{n}, v_{n}, a_{src}^(1)), pre = saturate(s + F) -- */",
+            f"    product_normalised(&V{n}[0][0], MODEL_N{n}, MODEL_N{src}, a{src}, "
+            f"SHIFT_V{n}, P);",
+            f"    for (int i = 0; i < MODEL_N{n}; i++)",
+            f"        pre[i] = saturate((int64_t)s{n}[i] + P[i]);",
+            f"    label_scan(pre, &U{n}T[0][0], MODEL_N{n}, goodness[{i}]);",
+        ]
+    return "\n".join(out)
+
+
 def generate_c(model: IntModel) -> str:
     """C source of ``model``'s inference, bit-exact with :meth:`IntModel.run`.
 
@@ -489,7 +563,13 @@ def generate_c(model: IntModel) -> str:
         raise TypeError(f"model must be an IntModel, not {type(model).__name__}")
     model.check()
     types = c_types(model)
-    body = _ffl_body(model) if model.config.algo == "ffl" else _loop_body(model)
+    config = model.config
+    if config.algo == "ffl":
+        body = _ffl_body(model)
+    elif config.algo == "ffcl" and config.feedback == "goodness":
+        body = _goodness_body(model)
+    else:
+        body = _loop_body(model)
     parts = [
         _header(model, types),
         "/* ---- Weights (\"Number formats\") ------------------------------------------- */",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,13 +93,14 @@ _PAGE = 0x1000
 _TIMEOUT_S = 600
 
 
-def _build(model: IntModel, folder: Path, opt: str) -> tuple[str, list[str], Path]:
+def _build(model: IntModel, folder: Path, opt: str,
+           extra: Sequence[str]) -> tuple[str, list[str], Path]:
     path = find_compiler(CROSS_COMPILER)
     (folder / "model.c").write_text(generate_c(model))
     (folder / "rv32_harness.c").write_text(HARNESS)
     (folder / "crt0.S").write_text(CRT0)
     (folder / "rv32.ld").write_text(LINKER_SCRIPT)
-    flags = [*RV32_FLAGS, opt]
+    flags = [*RV32_FLAGS, opt, *extra]
     compile_c(path, [*flags, "-T", "rv32.ld", "-o", "model.elf", "crt0.S", "rv32_harness.c",
                      "-lgcc"], cwd=folder)
     return path, flags, folder / "model.elf"
@@ -151,7 +153,7 @@ class _Machine:
 
 
 def measure_rv32im(model: IntModel, images: np.ndarray, *, opt: str = "-O2",
-                   method: str = "block",
+                   method: str = "block", flags: Sequence[str] = (),
                    build_dir: str | Path | None = None) -> dict[str, Any]:
     """Run the model's C on RV32IM in Unicorn: check it bit-exact, count instructions.
 
@@ -166,6 +168,8 @@ def measure_rv32im(model: IntModel, images: np.ndarray, *, opt: str = "-O2",
         Optimisation level: ``-O2`` (the reference), ``-O3`` or ``-Os``.
     method : {"block", "code"}
         How instructions are counted (module docstring).
+    flags : sequence of str
+        Extra compiler flags (e.g. ``("-funroll-loops",)``), recorded in the result.
     build_dir : path, optional
         Where to write the sources and model.elf (kept); default a temporary folder.
 
@@ -200,7 +204,7 @@ def measure_rv32im(model: IntModel, images: np.ndarray, *, opt: str = "-O2",
     with tempfile.TemporaryDirectory(prefix="ffcl-rv32im-") as tmp:
         folder = Path(build_dir) if build_dir is not None else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        path, flags, elf_path = _build(model, folder, opt)
+        path, flags, elf_path = _build(model, folder, opt, [str(f) for f in flags])
         elf = Elf32(elf_path)
     if elf.machine != 243:
         raise RuntimeError(f"{elf_path} is not a RISC-V program (e_machine {elf.machine})")

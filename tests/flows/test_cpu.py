@@ -29,6 +29,7 @@ from ffcl_hw.cpu import rv32im as rv32im_module
 from ffcl_hw.cpu.check import check_against_golden
 from ffcl_hw.cpu.csource import c_types
 from ffcl_hw.cpu.toolchain import CROSS_COMPILER, find_compiler
+from golden.config import ModelConfig
 from golden.intmodel import IntLayer, IntModel
 from golden.quantize import quantize
 from tests.golden.variants import VARIANTS, make_config, random_params, reweighted
@@ -45,11 +46,23 @@ needs_cross = pytest.mark.skipif(
 # a 64-bit accumulator and 64-bit scan terms.
 FORMATS = {"w8s16": (8, 16), "w4s8": (4, 8), "w12s20": (12, 20)}
 
+# Feedback "goodness" has its own C (one forward pass and a rescan): both readouts and both
+# topologies, beside VARIANTS' ffcl-goodness (adjacent, sum).
+EXTRA = {
+    "ffcl-goodness-last": dict(algo="ffcl", hidden=(7, 5), loops=2, feedback="goodness",
+                               readout="last"),
+    "ffcl-goodness-top-3layers": dict(algo="ffcl", hidden=(6, 5, 4), loops=2,
+                                      feedback="goodness", topology="top"),
+    "ffcl-goodness-last-top": dict(algo="ffcl", hidden=(6, 5, 4), loops=2,
+                                   feedback="goodness", readout="last", topology="top"),
+}
+
 
 def _model(name: str, *, seed: int = 7, formats: str = "w8s16", input_max: int = 16,
            weights: str = "quantized") -> IntModel:
     weight_bits, state_bits = FORMATS[formats]
-    config = make_config(name)
+    config = (make_config(name) if name in VARIANTS
+              else ModelConfig(input_size=9, num_classes=4, **EXTRA[name]))
     rng = np.random.default_rng(seed)
     model = quantize(config, random_params(config, seed), rng.random((64, config.input_size)),
                      input_max=input_max, weight_bits=weight_bits, state_bits=state_bits)
@@ -83,11 +96,12 @@ def _images(model: IntModel, *, seed: int = 9, n: int = 12) -> np.ndarray:
 
 # (variant, formats, weights, input_max): every variant at the default formats, then the
 # other formats and the extreme weights on a spread of variants.
-CASES = [(name, "w8s16", "quantized", 16) for name in sorted(VARIANTS)] + [
+CASES = [(name, "w8s16", "quantized", 16) for name in [*sorted(VARIANTS), *EXTRA]] + [
     ("ffl", "w4s8", "quantized", 16),
     ("ffcl-adjacent-T3", "w4s8", "signs", 16),
     ("ffdl-3layers", "w12s20", "quantized", 16),
     ("ffcl-goodness", "w12s20", "signs", 16),
+    ("ffcl-goodness-last-top", "w4s8", "signs", 16),
     ("ffcl-top-T2", "w8s16", "positive", 16),
     ("ffl-3layers", "w8s16", "signs", 255),
     ("ffcl-last", "w8s16", "quantized", 1000),
