@@ -7,6 +7,7 @@ images in one call (the model's intended use; per inference = call time / n) and
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from typing import Any
@@ -83,6 +84,7 @@ def measure_numpy(model: IntModel, images: np.ndarray, *, min_seconds: float = 2
     return {
         "what": "NumPy golden model (golden/intmodel.py IntModel.run)",
         "numpy": np.__version__,
+        "python": platform.python_version(),
         "method": (f"batched: IntModel.run on all {n} images in one call, {batch_rounds} calls "
                    f"per measurement; single: one image per call, {single_rounds} calls per "
                    f"measurement; {repeats} measurements of each (time.perf_counter_ns), "

@@ -8,6 +8,7 @@ result is caught and named, a missing compiler says how to install it.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shutil
 
@@ -306,3 +307,24 @@ def test_a_refused_model_is_refused_before_compiling():
                                                             frac_bits=30))
     with pytest.raises(ValueError, match="scaler shift .* is negative"):
         generate_c(bad)
+
+
+@needs_gcc
+def test_the_module_command_prints_every_cpu_row(tmp_path, capsys):
+    from ffcl_hw.cpu.__main__ import main
+    from golden.intmodelio import save_int_model
+
+    # A small random FFDL model on the digits' shape, saved as a run.
+    config = ModelConfig(algo="ffdl", input_size=64, num_classes=10, hidden=(8, 6))
+    rng = np.random.default_rng(0)
+    model = quantize(config, random_params(config, 0), rng.random((32, 64)), input_max=16)
+    save_int_model(tmp_path / "model.int.npz", model, data={"dataset": "digits"})
+    assert main([str(tmp_path), "--images", "3", "--rv32-images", "1", "--seconds",
+                 "0.01"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["host_c"]) == {"-O2", "-O3"}
+    assert report["numpy"]["images"] == 3
+    if HAVE_CROSS:
+        assert report["rv32im"]["images"] == 1
+    else:
+        assert "apt-get install gcc-riscv64-unknown-elf" in report["rv32im"]["skipped"]
