@@ -193,7 +193,7 @@ def _parse(stdout: str) -> tuple[list[tuple[int, float, int]], str, bool]:
 
 
 def measure_host_c(model: IntModel, images: np.ndarray, *, opt: str = "-O2",
-                   min_seconds: float = 2.0, repeats: int = 5, compiler: str = "gcc",
+                   min_seconds: float = 2.0, repeats: int = 10, compiler: str = "gcc",
                    flags: Sequence[str] = (), build_dir: str | Path | None = None,
                    cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
     """Compile the model's C for the host, check it bit-exact and time it.
