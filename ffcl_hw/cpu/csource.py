@@ -413,10 +413,11 @@ def _loop_body(model: IntModel) -> str:
         if src is not None:
             s = src + 1
             out += [
-                f"{indent}/* Feedback F = P(V_{n}, v_{n}, a_{s}^(t-1)); at t = 1, a^(0) = 0 "
-                "normalises to",
-                f"{indent} * zero, so F = 0 and the product is skipped (as the accelerator "
-                "does). */",
+                f"{indent}/* Feedback F = P(V_{n}, v_{n}, a_{s} of the previous iteration). "
+                "In the first",
+                f"{indent} * (t == 0), a^(0) = 0 normalises to zero: F = 0, and the product "
+                "is skipped",
+                f"{indent} * (as the accelerator does). */",
                 f"{indent}if (t > 0)",
                 f"{indent}    product_normalised(&V{n}[0][0], MODEL_N{n}, MODEL_N{s}, prev{s}, "
                 f"SHIFT_V{n}, F);",
