@@ -3,6 +3,11 @@
 Two figures, because NumPy's cost is mostly per call, not per image: ``batched`` runs all
 images in one call (the model's intended use; per inference = call time / n) and
 ``single`` calls it once per image (what one inference at a time costs).
+
+The BLAS library behind NumPy's matrix products is limited to one thread by default (via
+threadpoolctl, which scikit-learn installs), like the single-threaded C baselines: on a
+shared machine, BLAS threads that wait for busy cores made the batched figure for 450
+images up to three times slower than one thread.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import time
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from ffcl_hw.cpu.check import check_images
 from ffcl_hw.cpu.clock import nominal_clock
@@ -41,7 +47,8 @@ def _time(step, count: int, min_seconds: float, repeats: int) -> tuple[list[floa
 
 
 def measure_numpy(model: IntModel, images: np.ndarray, *, min_seconds: float = 2.0,
-                  repeats: int = 5, cpuinfo: str = "/proc/cpuinfo") -> dict[str, Any]:
+                  repeats: int = 5, blas_threads: int | None = 1,
+                  cpuinfo: str = "/proc/cpuinfo") -> dict[str, Any]:
     """Time ``IntModel.run`` on ``images``, batched and one image per call.
 
     Parameters
@@ -53,6 +60,8 @@ def measure_numpy(model: IntModel, images: np.ndarray, *, min_seconds: float = 2
         Time spent on each of the two figures (split over ``repeats``), > 0.
     repeats : int
         Measurements per figure; the fastest is reported, the median beside it.
+    blas_threads : int or None
+        Threads the BLAS library may use; None leaves its default.
 
     Returns
     -------
@@ -74,8 +83,14 @@ def measure_numpy(model: IntModel, images: np.ndarray, *, min_seconds: float = 2
         model.run(singles[state["i"]])
         state["i"] = (state["i"] + 1) % n
 
-    batched, batch_rounds = _time(lambda: model.run(x_q), n, min_seconds, repeats)
-    single, single_rounds = _time(one, 1, min_seconds, repeats)
+    if blas_threads is not None and (isinstance(blas_threads, bool)
+                                     or not isinstance(blas_threads, int) or blas_threads < 1):
+        raise ValueError(f"blas_threads must be a positive integer or None, not {blas_threads!r}")
+    with threadpool_limits(limits=blas_threads, user_api="blas"):
+        blas = [f"{pool['internal_api']} {pool['version']}, {pool['num_threads']} thread(s)"
+                for pool in threadpool_info() if pool["user_api"] == "blas"]
+        batched, batch_rounds = _time(lambda: model.run(x_q), n, min_seconds, repeats)
+        single, single_rounds = _time(one, 1, min_seconds, repeats)
     clock = nominal_clock(cpuinfo)
 
     def cycles(ns: float) -> float | None:
@@ -85,6 +100,7 @@ def measure_numpy(model: IntModel, images: np.ndarray, *, min_seconds: float = 2
         "what": "NumPy golden model (golden/intmodel.py IntModel.run)",
         "numpy": np.__version__,
         "python": platform.python_version(),
+        "blas": "; ".join(blas) or "none found by threadpoolctl",
         "method": (f"batched: IntModel.run on all {n} images in one call, {batch_rounds} calls "
                    f"per measurement; single: one image per call, {single_rounds} calls per "
                    f"measurement; {repeats} measurements of each (time.perf_counter_ns), "

@@ -299,6 +299,10 @@ def test_numpy_timing_reports_batched_and_single():
     result = measure_numpy(model, _images(model), min_seconds=0.01, repeats=2)
     assert 0 < result["ns_per_inference_batched"] < result["ns_per_inference_single"]
     assert "batched" in result["method"] and "single" in result["method"]
+    assert "1 thread(s)" in result["blas"] or result["blas"] == "none found by threadpoolctl"
+    with pytest.raises(ValueError, match="blas_threads must be a positive integer or None, "
+                       "not 0"):
+        measure_numpy(model, _images(model), blas_threads=0)
 
 
 def test_a_refused_model_is_refused_before_compiling():
