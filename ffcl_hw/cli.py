@@ -1,4 +1,5 @@
-"""The ``ffcl-hw`` command: train, evaluate, compare, quantize, export-verilog, sim, demo.
+"""The ``ffcl-hw`` command: train, evaluate, compare, quantize, export-verilog, sim, synth,
+run, bench, demo.
 
 Library code raises; this module is the only one that prints. Bad input (an unknown data
 set or algorithm, a malformed size, a missing or malformed model, an existing run) ends
@@ -13,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ffcl_hw.flows.bench import bench_run
 from ffcl_hw.flows.board_run import BOARD_FILE, board_run
 from ffcl_hw.flows.compare import compare, markdown_table
 from ffcl_hw.flows.evaluate import evaluate_run
@@ -219,6 +221,25 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for each byte of a reply (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = sub.add_parser("bench", help="accelerator cycles per inference against host C, "
+                       "NumPy and RV32IM; write RUN/bench.json, RUN/bench.md, RUN/bench/*.png")
+    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("--board", choices=BOARD_NAMES,
+                   help="latency at the Fmax of RUN/synth/BOARD/report.json (and that "
+                        "build's lane counts)")
+    p.add_argument("--samples", type=_positive, default=20, metavar="N",
+                   help="test images through the RTL in Verilator (default 20)")
+    p.add_argument("--cpu-samples", type=_positive, default=50, metavar="N",
+                   help="test images the host C and NumPy timings use (default 50)")
+    p.add_argument("--rv32im-samples", type=_positive, default=3, metavar="N",
+                   help="test images run in the RV32IM simulator (default 3)")
+    p.add_argument("--cpu-seconds", type=_positive_float, default=2.0, metavar="S",
+                   help="timed seconds per host C build and for NumPy (default 2)")
+    p.add_argument("--lanes", type=_positive, default=8, metavar="P")
+    p.add_argument("--label-lanes", type=_positive, metavar="G",
+                   help="labels scanned per cycle (default: all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
     p = sub.add_parser("demo", help="the main job on the built-in digits data")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="RUN",
                    help="where the demo run goes (replaced on every demo); default runs/demo")
@@ -414,15 +435,39 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.samples, desc="bench: RTL in verilator", unit="image",
+                   file=sys.stderr, disable=None)
+    try:
+        report = bench_run(args.run, board=args.board, samples=args.samples, lanes=args.lanes,
+                           label_lanes=args.label_lanes, cpu_samples=args.cpu_samples,
+                           rv32im_samples=args.rv32im_samples, cpu_seconds=args.cpu_seconds,
+                           progress=(lambda done: bar.update(1)) if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    print((args.run / "bench.md").read_text())
+    print(f"written {args.run / 'bench.json'}, {args.run / 'bench.md'}, "
+          + ", ".join(report["plots"]))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     print("ffcl-hw demo: FFCL on the built-in 8x8 digits: train, quantize, simulate the "
-          "core's Verilog with cocotb")
+          "core's Verilog with cocotb, compare its cycles with CPUs")
     # The demo runs the same subcommands a user would, with every default.
     steps = [
         ["train", "--dataset", "digits", "--algo", "ffcl", "--out", str(args.out), "--force"]
         + (["--quiet"] if args.quiet else []),
         ["quantize", str(args.out)],
         ["sim", str(args.out), "--simulator", "verilator", "--samples", str(args.samples)]
+        + (["--quiet"] if args.quiet else []),
+        # The comparison users asked for: the same model on the accelerator and on CPUs.
+        ["bench", str(args.out), "--samples", str(args.samples)]
         + (["--quiet"] if args.quiet else []),
     ]
     parser = _build_parser()
@@ -437,7 +482,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 _COMMANDS = {"train": _train, "evaluate": _evaluate, "compare": _compare,
              "quantize": _quantize, "export-verilog": _export_verilog, "sim": _sim,
-             "synth": _synth, "run": _run,
+             "synth": _synth, "run": _run, "bench": _bench,
              "demo": _demo}
 
 

@@ -115,9 +115,13 @@ def _run_cocotb(core, simulator: str, images: np.ndarray, run: Path, waves: Path
 
 
 def simulate_run(run: Path, *, simulator: str = "amaranth", samples: int = 20, lanes: int = 8,
-                 waves: Path | None = None,
-                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+                 label_lanes: int | None = None, waves: Path | None = None,
+                 progress: Callable[[int], None] | None = None,
+                 write: bool = True) -> dict[str, Any]:
     """Run ``samples`` test images through the core and write ``RUN/sim.json``.
+
+    ``write=False`` only returns the report (the bench measures without replacing the
+    run's ``sim.json``).
 
     Returns
     -------
@@ -137,7 +141,7 @@ def simulate_run(run: Path, *, simulator: str = "amaranth", samples: int = 20, l
         raise RunError(f"{run / 'model.int.npz'} was quantized from another model than "
                        f"{run / 'model.npz'}; run `ffcl-hw quantize {run}` again")
     data, _ = load_run_dataset(float_model, None, None)
-    core = build_core(run, lanes=lanes)
+    core = build_core(run, lanes=lanes, label_lanes=label_lanes)
     model = core.model
     count = min(samples, data.n_test)
     images = model.quantize_input(data.x_test[:count])
@@ -161,6 +165,7 @@ def simulate_run(run: Path, *, simulator: str = "amaranth", samples: int = 20, l
         "simulator": simulator,
         "samples": count,
         "lanes": lanes,
+        "label_lanes": core.program.label_lanes,
         "mismatches": len(mismatches),
         "first_mismatch": str(mismatches[0]) if mismatches else None,
         "accuracy": float((labels == data.y_test[:count]).mean()),
@@ -181,5 +186,6 @@ def simulate_run(run: Path, *, simulator: str = "amaranth", samples: int = 20, l
         "simulation_seconds": round(seconds, 3),
         "inferences_per_second": count / seconds if seconds > 0 else None,
     }
-    write_json(run / "sim.json", report)
+    if write:
+        write_json(run / "sim.json", report)
     return report
