@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,8 @@ def plot_report(report: dict[str, Any], folder: Path) -> list[Path]:
     ax.bar([b[0] for b in bars], [b[1] for b in bars],
            color=["tab:green", "tab:gray"] + ["tab:blue"] * (len(bars) - 2))
     ax.set_yscale("log")
+    # Start the log axis at a power of ten, so bar heights compare honestly.
+    ax.set_ylim(bottom=10 ** math.floor(math.log10(min(b[1] for b in bars))))
     ax.set_ylabel("cycles (instructions) per inference")
     ax.set_title("Accelerator against CPUs")
     for i, (_, value) in enumerate(bars):
