@@ -78,6 +78,7 @@ def describe_core(core: Core) -> dict[str, Any]:
         "mac_cycles": program.mac_cycles(),
         "matrix_cycles": program.matrix_cycles(),
         "lane_utilization": program.mac_cycles() / program.matrix_cycles(),
+        "phase_cycles": program.phase_cycles(),
         "macs_per_inference": inference_cost(config).macs,
         "ops": len(program.ops),
     }

@@ -40,6 +40,7 @@ def test_export_verilog_writes_lint_clean_verilog_and_its_description(quantized_
     assert ports["result__payload"]["width"] == sum(f["width"] for f in fields.values())
     assert description["parameters"]["lanes"] == 3
     assert description["cycles_per_inference"] > 0
+    assert sum(description["phase_cycles"].values()) == description["cycles_per_inference"]
     for port in description["ports"]:
         assert f" {port['name']}" in verilog or f" {port['name']};" in verilog
     status, messages = lint_verilog(out / "ffcl_core.v")
