@@ -51,17 +51,22 @@ class Rsqrt(wiring.Component):
             "sh": Out(range(sq_bits + 2)),
         })
 
+    #: Cycles from ``sq`` to ``r`` and ``sh``: the priority encoder and the table look-up
+    #: sit in separate cycles (on iCE40 the two together were the core's slowest path).
+    LATENCY = 2
+
     @property
     def latency(self) -> int:
-        """Cycles from ``sq`` to ``r`` and ``sh``."""
-        return 1
+        """Cycles from ``sq`` to ``r`` and ``sh`` (:attr:`LATENCY`)."""
+        return self.LATENCY
 
     def elaborate(self, platform) -> Module:
         m = Module()
         m.submodules.rom = rom = memory.Memory(
             shape=unsigned(self.frac_bits + 1), depth=len(self.table), init=self.table)
         port = rom.read_port()
-        # bit_length by a priority encoder: the highest set bit wins.
+        # Stage 1: bit_length by a priority encoder (the highest set bit wins), the even
+        # shift, and the input held beside it.
         length = Signal(range(self.sq_bits + 1))
         for bit in range(self.sq_bits):
             with m.If(self.sq[bit]):
@@ -69,8 +74,11 @@ class Rsqrt(wiring.Component):
         excess = Signal(range(self.sq_bits + 2))
         m.d.comb += excess.eq(Mux(length > self.index_bits, length - self.index_bits, 0))
         shift = Signal(range(self.sq_bits + 2))
-        m.d.comb += shift.eq(excess + excess[0])
-        m.d.comb += port.addr.eq(self.sq >> shift)
+        sq = Signal.like(self.sq)
+        m.d.sync += [shift.eq(excess + excess[0]), sq.eq(self.sq)]
+        # Stage 2: the table, addressed by the normalised input (the read port's register
+        # is the stage's).
+        m.d.comb += port.addr.eq(sq >> shift)
         m.d.sync += self.sh.eq(shift)
         m.d.comb += self.r.eq(port.data)
         return m

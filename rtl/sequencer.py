@@ -35,7 +35,11 @@ SRC_IMAGE, SRC_ACT, SRC_CACHE = 1, 2, 3
 
 # Fixed costs of the core's state machine, in cycles (see docs/cycles.md).
 FETCH_DECODE = 2      # FETCH (op ROM address), DECODE (latch the op)
-LAYER_PREP = 1        # PREP: the reciprocal square roots of the op's inputs settle
+# PREP: the op's sums of squares enter the Rsqrt units. Their results are first used by
+# the first sweep, which comes LAYER_PREP + 2 cycles after PREP begins at the earliest
+# (PASS, then CACHE_LOAD), so one cycle covers an Rsqrt latency of up to 3; rtl.core
+# checks Rsqrt.LATENCY against this bound.
+LAYER_PREP = 1
 MAC_DRAIN = 2         # a MAC pass's last element reaches the accumulators
 CACHE_LOAD = 2        # read the cached products of a tile and load the accumulators
 SWEEP_DRAIN = 4       # the last scaled neuron reaches the buffers and sum of squares
