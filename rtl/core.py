@@ -31,6 +31,7 @@ from rtl.normaliser import Rsqrt, Scaler
 from rtl.select import is_zero, one_hot, select
 from rtl.sequencer import (
     LAYER,
+    LAYER_PREP,
     SCAN,
     SRC_CACHE,
     SRC_IMAGE,
@@ -38,15 +39,17 @@ from rtl.sequencer import (
     build_program,
     op_layout,
 )
+from rtl.weight_store import WeightStore
 
 __all__ = ["LOAD_TARGETS", "WEIGHT_MEMORIES", "Core", "load_layout", "load_words",
            "memory_images", "result_layout"]
 
 CYCLE_BITS = 32
 
-#: Where the weights live: "rom" (block RAM initialised from the model) or "loadable"
-#: (the same block RAM, initialised, and writable through the ``load`` port while idle).
-WEIGHT_MEMORIES = ("rom", "loadable")
+#: Where the weights live: "rom" (block RAM initialised from the model), "loadable"
+#: (the same block RAM, initialised, and writable through the ``load`` port while idle) or
+#: "spram" (iCE40 UP5K SPRAM: uninitialised, loaded through ``load``; rtl.weight_store).
+WEIGHT_MEMORIES = ("rom", "loadable", "spram")
 #: Codes of the memories the ``load`` port writes (nonzero: see rtl.select).
 LOAD_TARGETS = {"ops": 1, "weights": 2, "bias": 3, "labels": 4}
 
@@ -107,11 +110,16 @@ class Core(wiring.Component):
         P, MAC lanes.
     label_lanes : int, optional
         G, labels the goodness datapath scans per cycle (default: all K).
-    weights : {"rom", "loadable"}
+    weights : {"rom", "loadable", "spram"}
         Memory mapping of the model: block RAM initialised from the model, or the same
-        memories also writable at run time through ``load`` (a board without initialised
-        RAM loads them over its host link). A loaded model must have the same
-        configuration and formats as ``model``, which sets the widths.
+        memories also writable at run time through ``load``, or ``"spram"``: loadable, with
+        the weight words in iCE40 SPRAM (:class:`rtl.weight_store.WeightStore`), which is
+        not initialised at configuration. A ``"spram"`` core classifies with whatever the
+        SPRAM holds until the weights are loaded: the board must load them over its host
+        link first; its program (ops) is a ROM, so it loads only models with the same
+        program (``load_words_for`` checks; writes to the program are ignored). A loaded
+        model must have the same configuration and formats as ``model``, which sets the
+        widths.
 
     Members
     -------
@@ -122,8 +130,8 @@ class Core(wiring.Component):
     busy : Out(1)
         An inference is being computed.
     load : In(stream.Signature(load_layout(program)))
-        Only with ``weights="loadable"``: memory writes (:func:`load_words`), accepted
-        while no inference runs.
+        Only with ``weights="loadable"`` or ``"spram"``: memory writes
+        (:func:`load_words`), accepted while no inference runs.
     """
 
     def __init__(self, model: IntModel, *, lanes: int, label_lanes: int | None = None,
@@ -143,7 +151,7 @@ class Core(wiring.Component):
             "result": Out(stream.Signature(result_layout(K, w["score"]))),
             "busy": Out(1),
         }
-        if weights == "loadable":
+        if weights != "rom":
             members["load"] = In(stream.Signature(load_layout(self.program)))
         super().__init__(members)
 
@@ -171,6 +179,12 @@ class Core(wiring.Component):
                                  f"the core has {width}")
         if op_layout(other).size != op_layout(self.program).size:
             raise ValueError("the model to load needs a wider sequencer program")
+        if self.weights == "spram":
+            # The program stays in its ROM (see elaborate).
+            if memory_images(other)["ops"] != memory_images(self.program)["ops"]:
+                raise ValueError("the model to load needs another sequencer program, and "
+                                 "an SPRAM core's program is fixed when it is built")
+            return [w for w in load_words(other) if w[0] != LOAD_TARGETS["ops"]]
         return load_words(other)
 
     def cycles_per_inference(self) -> int:
@@ -193,6 +207,10 @@ class Core(wiring.Component):
             sq_bits=w["sq"], index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits)
         m.submodules.rsqrt_fb = rsqrt_fb = Rsqrt(
             sq_bits=w["sq"], index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits)
+        # PREP, PASS and CACHE_LOAD hide the reciprocal's pipeline (rtl.sequencer).
+        if rsqrt_ff.latency > LAYER_PREP + 2:
+            raise AssertionError(f"Rsqrt latency {rsqrt_ff.latency} exceeds the "
+                                 f"{LAYER_PREP + 2} cycles before the first sweep")
         m.submodules.scaler = scaler = Scaler(acc_bits=w["acc"], r_bits=w["r"],
                                               shift_bits=w["shift"])
         m.submodules.buffer = buffer = FeedbackBuffer(depth=total, width=w["act"])
@@ -212,10 +230,12 @@ class Core(wiring.Component):
             shape=unsigned(w["input"]), depth=max(2, D), init=[])
         image_read, image_write = image_mem.read_port(), image_mem.write_port()
         weight_layout = data.ArrayLayout(signed(w["weight"]), P)
-        m.submodules.weight_rom = weight_rom = memory.Memory(
-            shape=unsigned(P * w["weight"]), depth=max(2, len(prog.weight_words)),
-            init=images["weights"])
-        weight_port = weight_rom.read_port()
+        spram = self.weights == "spram"
+        m.submodules.weight_store = weight_store = WeightStore(
+            width=P * w["weight"], depth=max(2, len(prog.weight_words)),
+            kind="spram" if spram else "bram", init=[] if spram else images["weights"],
+            writable=self.weights != "rom")
+        weight_port = weight_store.read
         m.submodules.bias_rom = bias_rom = memory.Memory(
             shape=unsigned(w["state"]), depth=max(2, total), init=images["bias"])
         bias_port = bias_rom.read_port()
@@ -232,15 +252,19 @@ class Core(wiring.Component):
             shape=acc_layout, depth=max(2, prog.cache_tiles), init=[])
         cache_read, cache_write = cache_mem.read_port(), cache_mem.write_port()
 
-        # -- run-time loading of the model (weights="loadable") ------------------------
+        # -- run-time loading of the model (weights="loadable" or "spram") -------------
         load_ready = Signal()
-        if self.weights == "loadable":
+        if self.weights != "rom":
             load = self.load
             m.d.comb += load.ready.eq(load_ready)
             fire = load.valid & load_ready
-            for name, mem in (("ops", op_rom), ("weights", weight_rom), ("bias", bias_rom),
-                              ("labels", label_rom)):
-                port = mem.write_port()
+            writable = [("weights", weight_store), ("bias", bias_rom), ("labels", label_rom)]
+            # An SPRAM core (iCE40) keeps its few-word program in a ROM: written at run
+            # time it would become flip-flops, iCE40 having no distributed RAM.
+            if self.weights != "spram":
+                writable.append(("ops", op_rom))
+            for name, mem in writable:
+                port = mem.write if mem is weight_store else mem.write_port()
                 m.d.comb += [
                     port.addr.eq(load.payload.addr[:len(port.addr)]),
                     port.data.eq(load.payload.data[:len(port.data)]),

@@ -92,6 +92,7 @@ class GoodnessDatapath(wiring.Component):
         group = [Signal(range(max(2, self.groups)), name=f"group_{i}") for i in range(2)]
         m.d.sync += [valid.eq(valid << 1 | self.en), group[0].eq(self.group),
                      group[1].eq(group[0])]
+        squares = []
         for q in range(self.lanes):
             z = Signal(signed(h_bits + 1), name=f"z_{q}")
             h = Signal(unsigned(h_bits), name=f"h_{q}")
@@ -99,16 +100,19 @@ class GoodnessDatapath(wiring.Component):
             m.d.comb += z.eq(self.pre + self.u[q])
             # ReLU, then square: each stage registered.
             m.d.sync += [h.eq(Mux(z[-1], 0, z)), square.eq(h * h)]
-            for g in range(self.groups):
-                k = g * self.lanes + q
-                if k >= self.labels:
-                    continue
-                with m.If(self.clear):
-                    m.d.sync += self.scores[k].eq(0)
-                with m.Elif(valid[1] & one_hot(group[1], self.groups)[g]):
-                    m.d.sync += self.scores[k].eq(self.scores[k] + square)
+            squares.append(square)
+        # One adder per score serves both the scan's squares and FFL's ``add`` (the
+        # sequencer never asks for both in one cycle; ``add`` would win): on iCE40 the
+        # score adders are a good part of the logic.
+        group_hot = one_hot(group[1], self.groups)
         target = one_hot(self.add_label, self.labels)
         for k in range(self.labels):
-            with m.If(self.add & ~self.clear & target[k]):
-                m.d.sync += self.scores[k].eq(self.scores[k] + self.add_value)
+            g, q = divmod(k, self.lanes)
+            scanned = valid[1] & group_hot[g]
+            added = self.add & target[k]
+            with m.If(self.clear):
+                m.d.sync += self.scores[k].eq(0)
+            with m.Elif(scanned | added):
+                m.d.sync += self.scores[k].eq(
+                    self.scores[k] + Mux(added, self.add_value, squares[q]))
         return m

@@ -244,7 +244,7 @@ class HostLink(wiring.Component):
         self.core = core
         self.identity = link_identity(core.model, lanes=program.lanes,
                                       label_lanes=program.label_lanes,
-                                      loadable=core.weights == "loadable")
+                                      loadable=core.weights != "rom")
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
 
     @property
@@ -336,7 +336,8 @@ class HostLink(wiring.Component):
             _Reply.ERROR: frame(REPLY_ERROR, [error_code]),
         }
         reply = Signal(_Reply, init=_Reply.ERROR)
-        send_index = Signal(range(max(len(f) for f in frames.values()) + 1))
+        # Up to one past the crc byte's index, the frame's length.
+        send_index = Signal(range(max(len(f) for f in frames.values()) + 2))
         send_crc = Signal(8)
         body = Const(0, 8)
         last = Const(0, 8)
@@ -345,11 +346,19 @@ class HostLink(wiring.Component):
             # The crc goes out at index len(items), right after the frame's last byte.
             last = Mux(reply == kind, len(items), last)
         is_last = Signal()
+        m.d.comb += is_last.eq(send_index == last)
+        # The reply goes out through a one-byte register: the byte for send_index is
+        # fetched in one cycle and handed to the UART from the register, and the crc
+        # absorbs the registered byte when the UART takes it. The frame multiplexer and the
+        # crc are thus in separate cycles (together they were the iCE40 build's slowest
+        # path); the UART needs many cycles per byte anyway.
         out_byte = Signal(8)
-        m.d.comb += [is_last.eq(send_index == last), out_byte.eq(Mux(is_last, send_crc, body))]
+        out_full = Signal()               # out_byte holds the next byte to send
+        out_first = Signal()              # ... which is the sync byte (not in the crc)
+        out_last = Signal()               # ... which is the crc byte
 
         def answer(kind: _Reply, code: int | None = None) -> None:
-            m.d.sync += [reply.eq(kind), send_index.eq(0), send_crc.eq(0),
+            m.d.sync += [reply.eq(kind), send_index.eq(0), send_crc.eq(0), out_full.eq(0),
                          state.eq(_State.SEND)]
             if code is not None:
                 m.d.sync += error_code.eq(code)
@@ -451,14 +460,20 @@ class HostLink(wiring.Component):
                         answer(_Reply.ACK)
 
             with m.Case(_State.SEND):
-                m.d.comb += [utx.data.valid.eq(1), utx.data.payload.eq(out_byte)]
-                with m.If(utx.data.ready):
-                    m.d.sync += send_index.eq(send_index + 1)
-                    # The crc covers everything after the sync byte and before itself.
-                    with m.If(~is_zero(send_index) & ~is_last):
-                        m.d.sync += send_crc.eq(_crc8_update(send_crc, out_byte))
-                    with m.If(is_last):
-                        m.d.sync += state.eq(_State.SYNC)
+                with m.If(~out_full):
+                    # Fetch the next byte; the crc byte is the crc of all before it.
+                    m.d.sync += [out_byte.eq(Mux(is_last, send_crc, body)), out_full.eq(1),
+                                 out_first.eq(is_zero(send_index)), out_last.eq(is_last),
+                                 send_index.eq(send_index + 1)]
+                with m.Else():
+                    m.d.comb += [utx.data.valid.eq(1), utx.data.payload.eq(out_byte)]
+                    with m.If(utx.data.ready):
+                        m.d.sync += out_full.eq(0)
+                        # The crc covers everything after the sync byte and before itself.
+                        with m.If(~out_first & ~out_last):
+                            m.d.sync += send_crc.eq(_crc8_update(send_crc, out_byte))
+                        with m.If(out_last):
+                            m.d.sync += state.eq(_State.SYNC)
 
         with m.If(timed_out):
             m.d.sync += state.eq(_State.SYNC)
