@@ -269,6 +269,9 @@ class HostLink(wiring.Component):
         cmd = Signal(8)
         length = Signal(16)
         count = Signal(16)
+        # length - 1, computed once per frame: the payload's end is then an equality test,
+        # not an increment and a compare in one cycle (an iCE40 critical path).
+        last_count = Signal(16)
         crc = Signal(8)
         crc_next = _crc8_update(crc, byte)
 
@@ -386,7 +389,8 @@ class HostLink(wiring.Component):
             with m.Case(_State.LEN_HI):
                 m.d.comb += [urx.data.ready.eq(1), mid_frame.eq(1)]
                 with m.If(got):
-                    m.d.sync += [length[8:].eq(byte), crc.eq(crc_next), count.eq(0)]
+                    m.d.sync += [length[8:].eq(byte), crc.eq(crc_next), count.eq(0),
+                                 last_count.eq(Cat(length[:8], byte) - 1)]
                     # An empty payload goes straight to the crc byte.
                     m.d.sync += state.eq(Mux(is_zero(Cat(length[:8], byte)), _State.CRC,
                                              _State.PAYLOAD))
@@ -402,7 +406,7 @@ class HostLink(wiring.Component):
                         for i, reg in enumerate(load_regs):
                             with m.If((cmd == CMD_LOAD) & _equals(count, i)):
                                 m.d.sync += reg.eq(byte)
-                    with m.If(count + 1 == length):
+                    with m.If(count == last_count):
                         m.d.sync += state.eq(_State.CRC)
 
             with m.Case(_State.CRC):
