@@ -139,11 +139,14 @@ class Scaler(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         product = Signal(signed(self.acc_bits + self.r_bits + 1))
-        shift = Signal.like(self.shift)
-        m.d.sync += [product.eq(self.acc * self.r), shift.eq(self.shift)]
-        # shift - 1 wraps for shift = 0; that case takes the other arm of the Mux.
-        shift_less = Signal.like(shift)
+        # shift - 1 and whether shift is nonzero are prepared beside the product, so the
+        # second stage is only the shift, the increment and the choice. shift - 1 wraps
+        # for shift = 0; that case takes the other arm of the Mux.
+        shift_less = Signal.like(self.shift)
+        rounding = Signal()
+        m.d.sync += [product.eq(self.acc * self.r), shift_less.eq(self.shift - 1),
+                     rounding.eq(self.shift.any())]
         halved = Signal.like(product)
-        m.d.comb += [shift_less.eq(shift - 1), halved.eq(product >> shift_less)]
-        m.d.sync += self.out.eq(Mux(shift.any(), (halved + 1) >> 1, product))
+        m.d.comb += halved.eq(product >> shift_less)
+        m.d.sync += self.out.eq(Mux(rounding, (halved + 1) >> 1, product))
         return m
