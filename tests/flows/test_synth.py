@@ -305,6 +305,9 @@ def test_synth_table_has_a_row_per_build_and_names_its_command(tmp_path):
                  meets=True)
     _fake_report(tmp_path / "r2" / "synth" / "icebreaker", board="icebreaker", fmax=20.0,
                  meets=False)
+    # The run's metrics name the data set and the integer model's accuracy.
+    (tmp_path / "r1" / "metrics.json").write_text(json.dumps(
+        {"dataset": "mnist", "resize": 14, "int_test_accuracy": 0.91224}))
     out = tmp_path / "docs" / "synthesis.md"
     assert main(["synth-table", str(tmp_path / "r1"), str(tmp_path / "r2"), "--out",
                  str(out)]) == 0
@@ -312,12 +315,15 @@ def test_synth_table_has_a_row_per_build_and_names_its_command(tmp_path):
     rows = [line for line in page.splitlines() if line.startswith("| ") and "iCE40" in line]
     assert len(rows) == 2
     assert "| 31.5 | yes |" in rows[0] and "| 20.0 | **no** |" in rows[1]
-    assert "5,000 / 5,280 (95%)" in rows[0] and "FFCL 64-32-32 T=3" in rows[0]
+    assert "5,000 / 5,280 (95%)" in rows[0]
+    assert "| mnist 14x14: FFCL 64-32-32 T=3 | 91.22 |" in rows[0]
+    assert "| FFCL 64-32-32 T=3 | - |" in rows[1]
     # 3000 cycles at 30 MHz; no time for a build that misses its clock.
     assert "3,000 / 100 µs" in rows[0] and "3,000 / -" in rows[1]
     assert f"ffcl-hw synth-table {tmp_path / 'r1'}" in page
     assert "ffcl-hw synth runs/x --board icebreaker --lanes 4 --label-lanes 1 --freq 30 " \
         "--seed 3" in page
+    assert "slowest path `a_reg` -> `b_reg` (40.1 ns)" in page
 
 
 def test_synth_table_refuses_a_folder_without_reports(tmp_path, capsys):
