@@ -21,7 +21,7 @@ from ffcl_hw.flows.evaluate import evaluate_run
 from ffcl_hw.flows.export import export_verilog
 from ffcl_hw.flows.quantize import INT_MODEL_FILE, quantize_run
 from ffcl_hw.flows.simulate import SIMULATORS, simulate_run
-from ffcl_hw.flows.synth import synth_run
+from ffcl_hw.flows.synth import find_reports, synth_run, synthesis_table
 from ffcl_hw.flows.train import train_run
 from ffcl_hw.presets import preset_for
 from ffcl_hw.progress import EpochBar
@@ -30,6 +30,7 @@ from golden.config import ALGORITHMS, ConfigError, ModelConfig, TrainConfig
 from golden.datasets import DatasetError, load_dataset, parse_dataset_spec
 from golden.modelio import ModelFileError
 from rtl.board import BOARDS
+from rtl.core import WEIGHT_MEMORIES
 
 __all__ = ["main"]
 
@@ -204,6 +205,16 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lanes", type=_positive, default=8, metavar="P")
     p.add_argument("--label-lanes", type=_positive, metavar="G",
                    help="labels scanned per cycle (default: all)")
+    p.add_argument("--weights", choices=WEIGHT_MEMORIES,
+                   help="where the weights live (default: spram on icebreaker, loaded over "
+                        "the host link before classifying; rom elsewhere)")
+
+    p = sub.add_parser("synth-table", help="a Markdown table of every synthesis report's "
+                       "Fmax and utilisation")
+    p.add_argument("paths", type=Path, nargs="+", metavar="RUN|REPORT",
+                   help="run folders (all of RUN/synth/*/report.json) or report.json files")
+    p.add_argument("--out", type=Path, metavar="FILE", help="write the page here (default: "
+                   "print it)")
 
     p = sub.add_parser("run", help="classify test images on a board over its UART host link "
                        "and check them against the golden integer model; write RUN/board.json")
@@ -386,7 +397,7 @@ def _sim(args: argparse.Namespace) -> int:
 
 def _synth(args: argparse.Namespace) -> int:
     r = synth_run(args.run, board=args.board, freq_mhz=args.freq, seed=args.seed,
-                  lanes=args.lanes, label_lanes=args.label_lanes)
+                  lanes=args.lanes, label_lanes=args.label_lanes, weights=args.weights)
     verdict = "meets" if r["meets_timing"] else "does NOT meet"
     print(f"{r['board']} ({r['device']}): Fmax {r['fmax_mhz']:.1f} MHz, {verdict} the "
           f"{r['clock_mhz']:.2f} MHz clock")
@@ -394,6 +405,23 @@ def _synth(args: argparse.Namespace) -> int:
         print(f"  {name:14s} {use['used']:6,} / {use['available']:,}")
     print(f"  bitstream      {r['bitstream']}")
     print(f"  written        {r['report']}")
+    if r["weights"] == "spram":
+        print("  note           weights in SPRAM: load them over the host link before "
+              "classifying")
+    return 0
+
+
+def _synth_table(args: argparse.Namespace) -> int:
+    command = "ffcl-hw synth-table " + " ".join(map(str, args.paths))
+    if args.out is not None:
+        command += f" --out {args.out}"
+    page = synthesis_table(find_reports(args.paths), command=command)
+    if args.out is None:
+        print(page, end="")
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(page)
+    print(f"written {args.out}")
     return 0
 
 
@@ -482,7 +510,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 _COMMANDS = {"train": _train, "evaluate": _evaluate, "compare": _compare,
              "quantize": _quantize, "export-verilog": _export_verilog, "sim": _sim,
-             "synth": _synth, "run": _run, "bench": _bench,
+             "synth": _synth, "synth-table": _synth_table, "run": _run, "bench": _bench,
              "demo": _demo}
 
 

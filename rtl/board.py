@@ -21,8 +21,8 @@ from amaranth.lib import wiring
 from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["BOARDS", "Board", "BoardTop", "Ecp5Pll", "Ice40Pll", "board_info", "ecp5_pll",
-           "ice40_pll", "plan_pll"]
+__all__ = ["BOARDS", "Board", "BoardTop", "Ecp5Pll", "Ice40Pll", "SynthesisTarget",
+           "board_info", "ecp5_pll", "ice40_pll", "plan_pll"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,25 @@ BOARDS: dict[str, Board] = {
     "ulx3s-45f": _ulx3s("45", 43848, 72, 108),
     "ulx3s-85f": _ulx3s("85", 83640, 156, 208),
 }
+
+
+@dataclass(frozen=True)
+class SynthesisTarget:
+    """The ``platform`` a synthesis flow elaborates for: which FPGA family's primitives
+    components may instantiate (:class:`rtl.weight_store.WeightStore` maps onto iCE40
+    SPRAM only when elaborated for ``family="ice40"``). Elaborated without one (simulation,
+    the Verilog for cocotb), every component uses portable Amaranth constructs.
+
+    Attributes
+    ----------
+    family : {"ice40", "ecp5"}
+    """
+
+    family: str
+
+    def __post_init__(self) -> None:
+        if self.family not in ("ice40", "ecp5"):
+            raise ValueError(f"Family must be one of ice40, ecp5, not {self.family!r}")
 
 
 def board_info(board: str) -> Board:

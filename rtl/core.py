@@ -50,15 +50,17 @@ from rtl.sequencer import (
     build_program,
     op_layout,
 )
+from rtl.weight_store import WeightStore
 
 __all__ = ["LOAD_TARGETS", "WEIGHT_MEMORIES", "Core", "load_layout", "load_words",
            "memory_images", "result_layout"]
 
 CYCLE_BITS = 32
 
-#: Where the weights live: "rom" (block RAM initialised from the model) or "loadable"
-#: (the same block RAM, initialised, and writable through the ``load`` port while idle).
-WEIGHT_MEMORIES = ("rom", "loadable")
+#: Where the weights live: "rom" (block RAM initialised from the model), "loadable"
+#: (the same block RAM, initialised, and writable through the ``load`` port while idle) or
+#: "spram" (iCE40 UP5K SPRAM: uninitialised, loaded through ``load``; rtl.weight_store).
+WEIGHT_MEMORIES = ("rom", "loadable", "spram")
 #: Codes of the memories the ``load`` port writes (nonzero: see rtl.select).
 LOAD_TARGETS = {"ops": 1, "weights": 2, "bias": 3, "labels": 4}
 
@@ -119,11 +121,16 @@ class Core(wiring.Component):
         P, MAC lanes.
     label_lanes : int, optional
         G, labels the goodness datapath scans per cycle (default: all K).
-    weights : {"rom", "loadable"}
+    weights : {"rom", "loadable", "spram"}
         Memory mapping of the model: block RAM initialised from the model, or the same
-        memories also writable at run time through ``load`` (a board without initialised
-        RAM loads them over its host link). A loaded model must have the same
-        configuration and formats as ``model``, which sets the widths.
+        memories also writable at run time through ``load``, or ``"spram"``: loadable, with
+        the weight words in iCE40 SPRAM (:class:`rtl.weight_store.WeightStore`), which is
+        not initialised at configuration. A ``"spram"`` core classifies with whatever the
+        SPRAM holds until the weights are loaded: the board must load them over its host
+        link first; its program (ops) is a ROM, so it loads only models with the same
+        program (``load_words_for`` checks; writes to the program are ignored). A loaded
+        model must have the same configuration and formats as ``model``, which sets the
+        widths.
     banks : {1, 2}
         Copies of every model memory (ops, weights, bias, labels). With 2 (loadable
         only) inferences read the bank ``bank`` selects and ``load`` writes the other, so
@@ -141,8 +148,8 @@ class Core(wiring.Component):
     phase : Out(PHASE_BITS)
         What this cycle is for: a code of :data:`rtl.sequencer.PHASES` while busy, else 0.
     load : In(stream.Signature(load_layout(program)))
-        Only with ``weights="loadable"``: memory writes (:func:`load_words`), accepted
-        while no inference runs.
+        Only with ``weights="loadable"`` or ``"spram"``: memory writes
+        (:func:`load_words`), accepted while no inference runs.
     bank : In(1)
         Only with ``banks=2``: the bank inferences read (``load`` writes the other).
     """
@@ -171,7 +178,7 @@ class Core(wiring.Component):
             "busy": Out(1),
             "phase": Out(PHASE_BITS),
         }
-        if weights == "loadable":
+        if weights != "rom":
             members["load"] = In(stream.Signature(load_layout(self.program)))
         if banks == 2:
             members["bank"] = In(1)
@@ -201,6 +208,12 @@ class Core(wiring.Component):
                                  f"the core has {width}")
         if op_layout(other).size != op_layout(self.program).size:
             raise ValueError("the model to load needs a wider sequencer program")
+        if self.weights == "spram":
+            # The program stays in its ROM (see elaborate).
+            if memory_images(other)["ops"] != memory_images(self.program)["ops"]:
+                raise ValueError("the model to load needs another sequencer program, and "
+                                 "an SPRAM core's program is fixed when it is built")
+            return [w for w in load_words(other) if w[0] != LOAD_TARGETS["ops"]]
         return load_words(other)
 
     def cycles_per_inference(self) -> int:
@@ -260,10 +273,16 @@ class Core(wiring.Component):
             shape=unsigned(w["input"]), depth=max(2, D), init=[])
         image_read, image_write = image_mem.read_port(), image_mem.write_port()
         weight_layout = data.ArrayLayout(signed(w["weight"]), P)
-        m.submodules.weight_rom = weight_rom = memory.Memory(
-            shape=unsigned(P * w["weight"]),
-            **self._model_memory(images["weights"], len(prog.weight_words)))
-        weight_port = self._model_read_port(m, weight_rom, "weight")
+        if self.weights == "spram":
+            m.submodules.weight_store = weight_store = WeightStore(
+                width=P * w["weight"], depth=max(2, len(prog.weight_words)), kind="spram",
+                init=[], writable=True)
+            weight_port = weight_store.read
+        else:
+            m.submodules.weight_rom = weight_store = memory.Memory(
+                shape=unsigned(P * w["weight"]),
+                **self._model_memory(images["weights"], len(prog.weight_words)))
+            weight_port = self._model_read_port(m, weight_store, "weight")
         m.submodules.bias_rom = bias_rom = memory.Memory(
             shape=unsigned(w["state"]), **self._model_memory(images["bias"], total))
         bias_port = self._model_read_port(m, bias_rom, "bias")
@@ -276,15 +295,19 @@ class Core(wiring.Component):
             shape=signed(w["state"]), depth=max(2, *config.hidden), init=[])
         pre_read, pre_write = pre_mem.read_port(), pre_mem.write_port()
 
-        # -- run-time loading of the model (weights="loadable") ------------------------
+        # -- run-time loading of the model (weights="loadable" or "spram") -------------
         load_ready = Signal()
-        if self.weights == "loadable":
+        if self.weights != "rom":
             load = self.load
             m.d.comb += load.ready.eq(load_ready)
             fire = load.valid & load_ready
-            for name, mem in (("ops", op_rom), ("weights", weight_rom), ("bias", bias_rom),
-                              ("labels", label_rom)):
-                port = mem.write_port()
+            writable = [("weights", weight_store), ("bias", bias_rom), ("labels", label_rom)]
+            # An SPRAM core (iCE40) keeps its few-word program in a ROM: written at run
+            # time it would become flip-flops, iCE40 having no distributed RAM.
+            if self.weights != "spram":
+                writable.append(("ops", op_rom))
+            for name, mem in writable:
+                port = mem.write if isinstance(mem, WeightStore) else mem.write_port()
                 # Two banks: loads write the bank that inferences do not read.
                 address = load.payload.addr if self.banks == 1 else \
                     Cat(~self.bank, load.payload.addr)

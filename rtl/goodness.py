@@ -92,6 +92,8 @@ class GoodnessDatapath(wiring.Component):
         group = [Signal(range(max(2, self.groups)), name=f"group_{i}") for i in range(2)]
         m.d.sync += [valid.eq(valid << 1 | self.en), group[0].eq(self.group),
                      group[1].eq(group[0])]
+        target = one_hot(self.add_label, self.labels)
+        addends = []
         for q in range(self.lanes):
             z = Signal(signed(h_bits + 1), name=f"z_{q}")
             h = Signal(unsigned(h_bits), name=f"h_{q}")
@@ -99,16 +101,17 @@ class GoodnessDatapath(wiring.Component):
             m.d.comb += z.eq(self.pre + self.u[q])
             # ReLU, then square: each stage registered.
             m.d.sync += [h.eq(Mux(z[-1], 0, z)), square.eq(h * h)]
-            for g in range(self.groups):
-                k = g * self.lanes + q
-                if k >= self.labels:
-                    continue
-                with m.If(self.clear):
-                    m.d.sync += self.scores[k].eq(0)
-                with m.Elif(valid[1] & one_hot(group[1], self.groups)[g]):
-                    m.d.sync += self.scores[k].eq(self.scores[k] + square)
-        target = one_hot(self.add_label, self.labels)
+            # The lane's scores add either its square or FFL's ``add_value`` (the sequencer
+            # never asks for both in one cycle; ``add`` would win): one multiplexer per
+            # lane, and one adder per score, keep the logic small on iCE40.
+            addend = Signal(unsigned(max(self.score_bits, 2 * h_bits)), name=f"addend_{q}")
+            m.d.comb += addend.eq(Mux(self.add, self.add_value, square))
+            addends.append(addend)
+        group_hot = one_hot(group[1], self.groups)
         for k in range(self.labels):
-            with m.If(self.add & ~self.clear & target[k]):
-                m.d.sync += self.scores[k].eq(self.scores[k] + self.add_value)
+            g, q = divmod(k, self.lanes)
+            with m.If(self.clear):
+                m.d.sync += self.scores[k].eq(0)
+            with m.Elif(Mux(self.add, target[k], valid[1] & group_hot[g])):
+                m.d.sync += self.scores[k].eq(self.scores[k] + addends[q])
         return m

@@ -27,7 +27,7 @@ from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.intmodel import IntModel
-from rtl.core import LOAD_TARGETS, Core, load_layout, load_words, memory_images, result_layout
+from rtl.core import LOAD_TARGETS, Core, load_layout, load_words, memory_images
 from rtl.select import is_zero, select
 from rtl.sequencer import build_program
 from rtl.uart import UartRx, UartTx, check_divisor
@@ -332,11 +332,11 @@ class HostLink(wiring.Component):
         self.banked = getattr(core, "banks", 1) == 2
         self.identity = dataclasses.replace(
             link_identity(core.model, lanes=program.lanes, label_lanes=program.label_lanes,
-                          loadable=core.weights == "loadable"),
+                          loadable=core.weights != "rom"),
             model_loaded=initialised)
         if not initialised and not self.identity.loadable:
             raise ValueError("A core whose memories start empty must be loadable "
-                             "(weights='loadable')")
+                             "(weights='loadable' or 'spram')")
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
 
     @property
@@ -401,6 +401,9 @@ class HostLink(wiring.Component):
         cmd = Signal(8)
         length = Signal(16)
         count = Signal(16)
+        # length - 1, computed once per frame: the payload's end is then an equality test,
+        # not an increment and a compare in one cycle (an iCE40 critical path).
+        last_count = Signal(16)
         crc = Signal(8)
         crc_next = _crc8_update(crc, byte)
 
@@ -462,8 +465,9 @@ class HostLink(wiring.Component):
         transaction = SimpleNamespace(model_ok=model_ok, weights_sum=weights_sum, bank=bank,
                                       loading=loading, announced=announced, running=running)
 
-        # -- the result record, latched for the reply -----------------------------------
-        result = Signal(result_layout(K, ident.score_bits))
+        # -- the result record: the core holds it until the reply has gone out -----------
+        # (a copy here would cost ~430 flip-flops, a tenth of an iCE40 UP5K)
+        result = core.result.payload
 
         # -- the reply frames, byte by byte (the crc byte is computed as they go out) ----
         def frame(code: int, payload: list) -> list:
@@ -490,7 +494,8 @@ class HostLink(wiring.Component):
             _Reply.ERROR: frame(REPLY_ERROR, [error_code]),
         }
         reply = Signal(_Reply, init=_Reply.ERROR)
-        send_index = Signal(range(max(len(f) for f in frames.values()) + 1))
+        # Up to one past the crc byte's index, the frame's length.
+        send_index = Signal(range(max(len(f) for f in frames.values()) + 2))
         send_crc = Signal(8)
         body = Const(0, 8)
         last = Const(0, 8)
@@ -499,11 +504,19 @@ class HostLink(wiring.Component):
             # The crc goes out at index len(items), right after the frame's last byte.
             last = Mux(reply == kind, len(items), last)
         is_last = Signal()
+        m.d.comb += is_last.eq(send_index == last)
+        # The reply goes out through a one-byte register: the byte for send_index is
+        # fetched in one cycle and handed to the UART from the register, and the crc
+        # absorbs the registered byte when the UART takes it. The frame multiplexer and the
+        # crc are thus in separate cycles (together they were the iCE40 build's slowest
+        # path); the UART needs many cycles per byte anyway.
         out_byte = Signal(8)
-        m.d.comb += [is_last.eq(send_index == last), out_byte.eq(Mux(is_last, send_crc, body))]
+        out_full = Signal()               # out_byte holds the next byte to send
+        out_first = Signal()              # ... which is the sync byte (not in the crc)
+        out_last = Signal()               # ... which is the crc byte
 
         def answer(kind: _Reply, code: int | None = None) -> None:
-            m.d.sync += [reply.eq(kind), send_index.eq(0), send_crc.eq(0),
+            m.d.sync += [reply.eq(kind), send_index.eq(0), send_crc.eq(0), out_full.eq(0),
                          state.eq(_State.SEND)]
             if code is not None:
                 m.d.sync += error_code.eq(code)
@@ -530,7 +543,8 @@ class HostLink(wiring.Component):
             with m.Case(_State.LEN_HI):
                 m.d.comb += [urx.data.ready.eq(1), mid_frame.eq(1)]
                 with m.If(got):
-                    m.d.sync += [length[8:].eq(byte), crc.eq(crc_next), count.eq(0)]
+                    m.d.sync += [length[8:].eq(byte), crc.eq(crc_next), count.eq(0),
+                                 last_count.eq(Cat(length[:8], byte) - 1)]
                     if loadable:
                         m.d.sync += pending.eq(running)
                     # An empty payload goes straight to the crc byte.
@@ -552,7 +566,7 @@ class HostLink(wiring.Component):
                         # The checksum this write would make; it counts once acknowledged.
                         with m.If(is_load):
                             m.d.sync += pending.eq(_crc_update(crc32_step, 32, pending, byte))
-                    with m.If(count + 1 == length):
+                    with m.If(count == last_count):
                         m.d.sync += state.eq(_State.CRC)
 
             with m.Case(_State.CRC):
@@ -599,9 +613,8 @@ class HostLink(wiring.Component):
                         m.d.sync += state.eq(_State.RESULT)
 
             with m.Case(_State.RESULT):
-                m.d.comb += core.result.ready.eq(1)
+                # Answer from the core's record; it is taken only once sent (SEND).
                 with m.If(core.result.valid):
-                    m.d.sync += result.eq(core.result.payload)
                     answer(_Reply.RESULT)
 
             with m.Case(_State.LOAD):
@@ -612,14 +625,22 @@ class HostLink(wiring.Component):
                         answer(_Reply.ACK)
 
             with m.Case(_State.SEND):
-                m.d.comb += [utx.data.valid.eq(1), utx.data.payload.eq(out_byte)]
-                with m.If(utx.data.ready):
-                    m.d.sync += send_index.eq(send_index + 1)
-                    # The crc covers everything after the sync byte and before itself.
-                    with m.If(~is_zero(send_index) & ~is_last):
-                        m.d.sync += send_crc.eq(_crc8_update(send_crc, out_byte))
-                    with m.If(is_last):
-                        m.d.sync += state.eq(_State.SYNC)
+                with m.If(~out_full):
+                    # Fetch the next byte; the crc byte is the crc of all before it.
+                    m.d.sync += [out_byte.eq(Mux(is_last, send_crc, body)), out_full.eq(1),
+                                 out_first.eq(is_zero(send_index)), out_last.eq(is_last),
+                                 send_index.eq(send_index + 1)]
+                with m.Else():
+                    m.d.comb += [utx.data.valid.eq(1), utx.data.payload.eq(out_byte)]
+                    with m.If(utx.data.ready):
+                        m.d.sync += out_full.eq(0)
+                        # The crc covers everything after the sync byte and before itself.
+                        with m.If(~out_first & ~out_last):
+                            m.d.sync += send_crc.eq(_crc8_update(send_crc, out_byte))
+                        with m.If(out_last):
+                            m.d.sync += state.eq(_State.SYNC)
+                            # The record has been sent: the core may drop it now.
+                            m.d.comb += core.result.ready.eq(reply == _Reply.RESULT)
 
         with m.If(timed_out):
             m.d.sync += state.eq(_State.SYNC)

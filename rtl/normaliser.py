@@ -8,7 +8,7 @@ golden.intformat bit for bit.
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -51,29 +51,49 @@ class Rsqrt(wiring.Component):
             "sh": Out(range(sq_bits + 2)),
         })
 
+    #: Cycles from ``sq`` to ``r`` and ``sh``: bit_length, then the normalising shift, then
+    #: the table look-up, each in its own cycle (on iCE40 all three in one cycle were the
+    #: core's slowest path).
+    LATENCY = 3
+
     @property
     def latency(self) -> int:
-        """Cycles from ``sq`` to ``r`` and ``sh``."""
-        return 1
+        """Cycles from ``sq`` to ``r`` and ``sh`` (:attr:`LATENCY`)."""
+        return self.LATENCY
 
     def elaborate(self, platform) -> Module:
         m = Module()
         m.submodules.rom = rom = memory.Memory(
             shape=unsigned(self.frac_bits + 1), depth=len(self.table), init=self.table)
         port = rom.read_port()
-        # bit_length by a priority encoder: the highest set bit wins.
+        # Stage 1: bit_length(sq), by a tree of halves (log2(sq_bits) multiplexers deep).
         length = Signal(range(self.sq_bits + 1))
-        for bit in range(self.sq_bits):
-            with m.If(self.sq[bit]):
-                m.d.comb += length.eq(bit + 1)
+        sq = Signal.like(self.sq)
+        m.d.sync += [length.eq(_bit_length(self.sq)), sq.eq(self.sq)]
+        # Stage 2: the even shift and the table address sq >> shift (index_bits wide by
+        # construction).
         excess = Signal(range(self.sq_bits + 2))
         m.d.comb += excess.eq(Mux(length > self.index_bits, length - self.index_bits, 0))
         shift = Signal(range(self.sq_bits + 2))
         m.d.comb += shift.eq(excess + excess[0])
-        m.d.comb += port.addr.eq(self.sq >> shift)
-        m.d.sync += self.sh.eq(shift)
-        m.d.comb += self.r.eq(port.data)
+        addr = Signal.like(port.addr)
+        early_sh = Signal.like(self.sh)
+        m.d.sync += [addr.eq(sq >> shift), early_sh.eq(shift)]
+        # Stage 3: the table (the read port's register is the stage's); sh waits for it.
+        m.d.comb += [port.addr.eq(addr), self.r.eq(port.data)]
+        m.d.sync += self.sh.eq(early_sh)
         return m
+
+
+def _bit_length(value: Value) -> Value:
+    """bit_length of an unsigned value: the upper half's plus the lower half's width if
+    the upper half is nonzero, else the lower half's (a priority encoder as a tree)."""
+    width = len(value)
+    if width == 1:
+        return value
+    low_width = 1 << ((width - 1).bit_length() - 1)     # a power of two below width
+    high = value[low_width:]
+    return Mux(high.any(), _bit_length(high) + low_width, _bit_length(value[:low_width]))
 
 
 class Scaler(wiring.Component):
@@ -119,11 +139,14 @@ class Scaler(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         product = Signal(signed(self.acc_bits + self.r_bits + 1))
-        shift = Signal.like(self.shift)
-        m.d.sync += [product.eq(self.acc * self.r), shift.eq(self.shift)]
-        # shift - 1 wraps for shift = 0; that case takes the other arm of the Mux.
-        shift_less = Signal.like(shift)
+        # shift - 1 and whether shift is nonzero are prepared beside the product, so the
+        # second stage is only the shift, the increment and the choice. shift - 1 wraps
+        # for shift = 0; that case takes the other arm of the Mux.
+        shift_less = Signal.like(self.shift)
+        rounding = Signal()
+        m.d.sync += [product.eq(self.acc * self.r), shift_less.eq(self.shift - 1),
+                     rounding.eq(self.shift.any())]
         halved = Signal.like(product)
-        m.d.comb += [shift_less.eq(shift - 1), halved.eq(product >> shift_less)]
-        m.d.sync += self.out.eq(Mux(shift.any(), (halved + 1) >> 1, product))
+        m.d.comb += halved.eq(product >> shift_less)
+        m.d.sync += self.out.eq(Mux(rounding, (halved + 1) >> 1, product))
         return m

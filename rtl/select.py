@@ -23,12 +23,22 @@ def one_hot(index: Value, count: int) -> Value:
 
 
 def select(items: list, index: Value) -> Value:
-    """``items[index]`` as a chain of multiplexers on a one-hot decode of ``index``.
+    """``items[index]`` as a balanced tree of 2:1 multiplexers on the bits of ``index``.
 
-    An index beyond the list selects ``items[0]``.
+    An index beyond the list selects ``items[0]``. The tree is ceil(log2(len(items)))
+    multiplexers deep; a chain of one multiplexer per item was the slowest path of the
+    iCE40 builds (55 levels for a RESULT reply's bytes).
     """
-    hot = one_hot(index, len(items))
-    result = items[0]
-    for i in range(1, len(items)):
-        result = Mux(hot[i], items[i], result)
+    bits = max(1, (len(items) - 1).bit_length())
+    level = list(items) + [items[0]] * ((1 << bits) - len(items))
+    for b in range(bits):
+        if b < len(index):
+            level = [Mux(index[b], level[i + 1], level[i]) for i in range(0, len(level), 2)]
+        else:
+            # The index has no such bit: it is 0.
+            level = level[0::2]
+    result = level[0]
+    if len(index) > bits and len(items) < (1 << len(index)):
+        # Indices from 2^bits up select items[0], as the padding below 2^bits does.
+        result = Mux(index[bits:].any(), items[0], result)
     return result

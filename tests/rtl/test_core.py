@@ -216,5 +216,6 @@ def test_a_model_that_needs_other_widths_cannot_be_loaded():
     core = Core(_random_model("ffdl", 1), lanes=2, weights="loadable")
     with pytest.raises(ValueError, match="another configuration"):
         core.load_words_for(_random_model("ffl", 1))
-    with pytest.raises(ValueError, match="Weight memory must be one of rom, loadable"):
-        Core(_random_model("ffdl", 1), lanes=2, weights="spram")
+    with pytest.raises(ValueError, match="Weight memory must be one of rom, loadable, spram, "
+                                         "not 'flash'"):
+        Core(_random_model("ffdl", 1), lanes=2, weights="flash")

@@ -1,0 +1,97 @@
+"""The weight store: block RAM or SPRAM behind one read port, and a core whose weights
+live in (simulated) SPRAM and arrive through the load port."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+
+from ffcl_hw.flows.simulate import check_results
+from rtl.board import SynthesisTarget
+from rtl.core import Core
+from rtl.weight_store import WeightStore, spram_blocks
+from sim.amaranth_sim import run_core
+from tests.rtl.helpers import simulate
+from tests.rtl.test_core import _random_model
+
+
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    (dict(width=64, depth=16, kind="flash"), ValueError,
+     "Weight store kind must be one of bram, spram, not 'flash'"),
+    (dict(width=64, depth=1, kind="bram"), TypeError,
+     "Weight store depth must be an integer of at least 2, not 1"),
+    (dict(width=64, depth=4, kind="spram", init=[1]), ValueError, "cannot be initialised"),
+    (dict(width=64, depth=2, kind="bram", init=[1, 2, 3]), ValueError, "at most 2 words"),
+    (dict(width=80, depth=16, kind="spram"), ValueError, "at most 64 bits"),
+    (dict(width=16, depth=16385, kind="spram"), ValueError, "at most 16384 words"),
+])
+def test_weight_store_refuses_bad_parameters(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        WeightStore(**kwargs)
+
+
+@pytest.mark.parametrize(("width", "blocks"), [(64, 4), (48, 3), (17, 2), (8, 1)])
+def test_spram_blocks_side_by_side(width, blocks):
+    assert spram_blocks(width=width, depth=1536) == blocks
+
+
+@pytest.mark.parametrize("kind", ["bram", "spram"])
+def test_written_words_read_back_one_cycle_later(kind):
+    dut = WeightStore(width=64, depth=8, kind=kind, writable=True)
+    words = [(0x0123_4567_89AB_CDEF * (i + 1)) & (2**64 - 1) for i in range(8)]
+
+    async def bench(ctx):
+        for addr, word in enumerate(words):
+            ctx.set(dut.write.en, 1)
+            ctx.set(dut.write.addr, addr)
+            ctx.set(dut.write.data, word)
+            await ctx.tick()
+        ctx.set(dut.write.en, 0)
+        for addr in reversed(range(8)):
+            ctx.set(dut.read.addr, addr)
+            await ctx.tick()
+            assert ctx.get(dut.read.data) == words[addr]
+
+    simulate(dut, bench)
+
+
+def test_a_bram_store_starts_with_its_initial_words():
+    dut = WeightStore(width=8, depth=4, kind="bram", init=[5, 6, 7, 8])
+
+    async def bench(ctx):
+        for addr in (3, 0, 2):
+            ctx.set(dut.read.addr, addr)
+            await ctx.tick()
+            assert ctx.get(dut.read.data) == 5 + addr
+
+    simulate(dut, bench)
+
+
+def test_spram_becomes_sb_spram256ka_only_for_ice40_synthesis():
+    def convert(platform):
+        dut = WeightStore(width=64, depth=1536, kind="spram")
+        return verilog.convert(dut, name="store", platform=platform)
+
+    assert convert(SynthesisTarget(family="ice40")).count("SB_SPRAM256KA ") == 4
+    for platform in (None, SynthesisTarget(family="ecp5")):
+        assert "SB_SPRAM256KA" not in convert(platform)
+
+
+def test_an_spram_core_runs_the_model_loaded_over_the_load_port():
+    # SPRAM comes up empty: the whole model is loaded before the first image, and the
+    # results are the integer model's, bit for bit.
+    model = _random_model("ffcl-adjacent-T3", 31)
+    core = Core(model, lanes=3, weights="spram")
+    images = np.random.default_rng(31).integers(0, 17, size=(3, 9))
+    results = run_core(core, images, load=core.load_words_for(model))
+    assert not check_results(results, model.run(images), core.cycles_per_inference())
+
+
+def test_an_spram_core_without_its_weights_gives_other_results():
+    # The test above can fail: without the load the weights are zero in simulation.
+    model = _random_model("ffcl-adjacent-T3", 31)
+    core = Core(model, lanes=3, weights="spram")
+    images = np.random.default_rng(31).integers(0, 17, size=(3, 9))
+    results = run_core(core, images)
+    assert check_results(results, model.run(images), core.cycles_per_inference())
