@@ -149,9 +149,8 @@ def _accelerator(run: Path, model: IntModel, *, samples: int, lanes: int,
         "latency_us": None,
     }
     if synth is not None and synth.get("fmax_mhz"):
-        core = synth.get("core") or {}
-        same = core.get("lanes", lanes) == lanes and \
-            core.get("label_lanes", program.label_lanes) == program.label_lanes
+        same = synth.get("lanes", lanes) == lanes and \
+            synth.get("label_lanes", program.label_lanes) == program.label_lanes
         result.update({
             "fmax_mhz": synth["fmax_mhz"],
             "clock_mhz": synth.get("clock_mhz"),
@@ -237,10 +236,10 @@ def bench_run(run: Path, *, board: str | None = None, samples: int = 20, lanes: 
     if not (run / "model.int.npz").exists():
         raise RunError(f"{run} has no integer model; run `ffcl-hw quantize {run}` first")
     synth = _synth_report(run, board)
-    if synth is not None and synth.get("core"):
+    if synth is not None and "lanes" in synth:
         # Measure the configuration that was synthesized.
-        lanes = synth["core"].get("lanes", lanes)
-        label_lanes = synth["core"].get("label_lanes", label_lanes)
+        lanes = synth["lanes"]
+        label_lanes = synth.get("label_lanes", label_lanes)
     float_model = load_model(run / "model.npz")
     model = load_int_model(run / "model.int.npz").model
     if model.config != float_model.config:

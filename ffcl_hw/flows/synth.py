@@ -602,7 +602,9 @@ def synth_run(run: Path, *, board: str, freq_mhz: float | None = None, seed: int
     check_fit(core, board)
     out_dir = run / "synth" / board
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    report = synth(lambda hz: HostLink(core, divisor=max(4, round(hz / BAUD))),
+    # SPRAM starts empty: the link refuses images until a load has committed.
+    report = synth(lambda hz: HostLink(core, divisor=max(4, round(hz / BAUD)),
+                                       initialised=weights != "spram"),
                    board=board, freq_mhz=freq_mhz, seed=seed, out_dir=out_dir, fit=core)
     config = saved.model.config
     report.update({
