@@ -407,7 +407,7 @@ def _synth(args: argparse.Namespace) -> int:
     print(f"  written        {r['report']}")
     if r["weights"] == "spram":
         print("  note           weights in SPRAM: load them over the host link before "
-              "classifying")
+              f"classifying (ffcl-hw run {args.run} --port PORT --load)")
     return 0
 
 

@@ -27,7 +27,8 @@ def _n(value: float | int | None, digits: int = 0) -> str:
 def _cpu_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rows = []
     acc = report["accelerator"]
-    where = f"{acc['lanes']} MAC lanes, {acc['label_lanes']} label lanes"
+    where = (f"{acc['lanes']} MAC lanes, {acc['label_lanes']} label "
+             f"lane{'s' if acc['label_lanes'] > 1 else ''}")
     rows.append((f"accelerator ({where})", "cycles", _n(acc["cycles_per_inference"]),
                  f"RTL cycle counter in Verilator; {acc['golden_check']}"))
     rows.append(("accelerator, ideal", "cycles", _n(acc["ideal_cycles"]),
@@ -75,7 +76,7 @@ def markdown_report(report: dict[str, Any]) -> str:
               f"{_n(s['vs_host_c_cycles'], 2)} |"]
     if s.get("vs_host_c_time"):
         lines.append(f"| host C {s['host_c_build']} time / accelerator time at Fmax | "
-                     f"{_n(s['vs_host_c_time'], 2)} |")
+                     f"{s['vs_host_c_time']:.3g} |")
     acc = report["accelerator"]
     phases = acc.get("phase_cycles")
     if phases:
