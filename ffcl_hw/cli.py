@@ -9,9 +9,10 @@ with status 2 and a message naming the bad value and what would be accepted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from ffcl_hw.flows.bench import bench_run
@@ -359,20 +360,24 @@ def _export_verilog(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sim(args: argparse.Namespace) -> int:
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
+@contextlib.contextmanager
+def _image_progress(args: argparse.Namespace, desc: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar over ``args.samples`` images (none with ``--quiet``); yields the
+    flows' ``progress`` callback."""
+    if args.quiet:
+        yield None
+        return
+    from tqdm import tqdm
 
-        bar = tqdm(total=args.samples, desc=f"sim ({args.simulator})", unit="image",
-                   file=sys.stderr, disable=None)
-    try:
+    with tqdm(total=args.samples, desc=desc, unit="image", file=sys.stderr,
+              disable=None) as bar:
+        yield lambda done: bar.update(1)
+
+
+def _sim(args: argparse.Namespace) -> int:
+    with _image_progress(args, f"sim ({args.simulator})") as progress:
         report = simulate_run(args.run, simulator=args.simulator, samples=args.samples,
-                              lanes=args.lanes, waves=args.waves,
-                              progress=(lambda done: bar.update(1)) if bar else None)
-    finally:
-        if bar is not None:
-            bar.close()
+                              lanes=args.lanes, waves=args.waves, progress=progress)
     print(f"{report['simulator']} simulation of the core, {report['lanes']} lanes, "
           f"{report['samples']} test images")
     if report["mismatches"]:
@@ -426,19 +431,9 @@ def _synth_table(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(total=args.samples, desc="board", unit="image", file=sys.stderr,
-                   disable=None)
-    try:
+    with _image_progress(args, "board") as progress:
         r = board_run(args.run, port=args.port, samples=args.samples, baud=args.baud,
-                      load=args.load, timeout=args.timeout,
-                      progress=(lambda done: bar.update(1)) if bar else None)
-    finally:
-        if bar is not None:
-            bar.close()
+                      load=args.load, timeout=args.timeout, progress=progress)
     d = r["device"]
     print(f"board on {r['port']}: {d['lanes']} MAC lanes, {d['label_lanes']} label lanes, "
           f"model hash 0x{d['model_hash']:08X}, {r['samples']} test images")
@@ -464,20 +459,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(total=args.samples, desc="bench: RTL in verilator", unit="image",
-                   file=sys.stderr, disable=None)
-    try:
+    with _image_progress(args, "bench: RTL in verilator") as progress:
         report = bench_run(args.run, board=args.board, samples=args.samples, lanes=args.lanes,
                            label_lanes=args.label_lanes, cpu_samples=args.cpu_samples,
                            rv32im_samples=args.rv32im_samples, cpu_seconds=args.cpu_seconds,
-                           progress=(lambda done: bar.update(1)) if bar else None)
-    finally:
-        if bar is not None:
-            bar.close()
+                           progress=progress)
     print((args.run / "bench.md").read_text())
     print(f"written {args.run / 'bench.json'}, {args.run / 'bench.md'}, "
           + ", ".join(report["plots"]))

@@ -39,13 +39,12 @@ import numpy as np
 from ffcl_hw import cpu
 from ffcl_hw.flows.bench_report import markdown_report, plot_report
 from ffcl_hw.flows.evaluate import load_run_dataset
+from ffcl_hw.flows.quantize import load_quantized_run
 from ffcl_hw.flows.simulate import simulate_run
 from ffcl_hw.runs import RunError, write_json
 from golden.config import ModelConfig
 from golden.costs import inference_cost
 from golden.intmodel import IntModel
-from golden.intmodelio import load_int_model
-from golden.modelio import load_model
 from golden.params import init_parameters
 from golden.quantize import quantize
 from rtl.board import BOARDS
@@ -240,11 +239,7 @@ def bench_run(run: Path, *, board: str | None = None, samples: int = 20, lanes: 
         # Measure the configuration that was synthesized.
         lanes = synth["lanes"]
         label_lanes = synth.get("label_lanes", label_lanes)
-    float_model = load_model(run / "model.npz")
-    model = load_int_model(run / "model.int.npz").model
-    if model.config != float_model.config:
-        raise RunError(f"{run / 'model.int.npz'} was quantized from another model than "
-                       f"{run / 'model.npz'}; run `ffcl-hw quantize {run}` again")
+    float_model, model = load_quantized_run(run)
     data, _ = load_run_dataset(float_model, None, None)
     images = model.quantize_input(data.x_test[:cpu_samples])
 

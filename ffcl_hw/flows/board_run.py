@@ -18,12 +18,11 @@ from typing import Any
 import numpy as np
 
 from ffcl_hw.flows.evaluate import load_run_dataset
+from ffcl_hw.flows.quantize import load_quantized_run
 from ffcl_hw.flows.simulate import check_results
 from ffcl_hw.flows.synth import BAUD
 from ffcl_hw.hostlink import Device, HostLinkError, HostLinkTimeout, Port
 from ffcl_hw.runs import RunError, write_json
-from golden.intmodelio import load_int_model
-from golden.modelio import load_model
 from rtl.host_link import LinkIdentity, link_identity
 from rtl.sequencer import build_program
 from sim.amaranth_sim import CoreResult
@@ -142,11 +141,7 @@ def board_run(run: Path, *, port: str, samples: int = 100, baud: int = BAUD,
             raise RunError(f"{name} must be a positive integer, not {value!r}")
     if not timeout > 0:
         raise RunError(f"--timeout must be a positive number of seconds, not {timeout!r}")
-    float_model = load_model(run / "model.npz")
-    model = load_int_model(run / "model.int.npz").model
-    if model.config != float_model.config:
-        raise RunError(f"{run / 'model.int.npz'} was quantized from another model than "
-                       f"{run / 'model.npz'}; run `ffcl-hw quantize {run}` again")
+    float_model, model = load_quantized_run(run)
     data, _ = load_run_dataset(float_model, None, None)
     count = min(samples, data.n_test)
     images = model.quantize_input(data.x_test[:count])

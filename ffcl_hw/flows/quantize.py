@@ -19,10 +19,10 @@ from golden.evaluate import evaluate
 from golden.intformat import argmax
 from golden.intmodel import IntModel
 from golden.intmodelio import load_int_model, save_int_model
-from golden.modelio import load_model
+from golden.modelio import SavedModel, load_model
 from golden.quantize import quantize
 
-__all__ = ["INT_MODEL_FILE", "format_summary", "quantize_run"]
+__all__ = ["INT_MODEL_FILE", "format_summary", "load_quantized_run", "quantize_run"]
 
 #: Where :func:`quantize_run` writes the integer model inside a run.
 INT_MODEL_FILE = "model.int.npz"
@@ -46,6 +46,25 @@ def format_summary(model: IntModel) -> dict[str, Any]:
         "sq_bits": model.sq_bits(),
         "score_bits": model.score_bits(),
     }
+
+
+def load_quantized_run(run: Path) -> tuple[SavedModel, IntModel]:
+    """The float model of ``run`` and the integer model quantized from it.
+
+    Raises
+    ------
+    RunError
+        If ``model.int.npz`` was quantized from another model than ``model.npz``.
+    ModelFileError
+        If either file is missing or malformed.
+    """
+    float_model = load_model(run / "model.npz")
+    model = load_int_model(run / INT_MODEL_FILE).model
+    # Check the pair of model files before anything is built from them.
+    if model.config != float_model.config:
+        raise RunError(f"{run / INT_MODEL_FILE} was quantized from another model than "
+                       f"{run / 'model.npz'}; run `ffcl-hw quantize {run}` again")
+    return float_model, model
 
 
 def _read_metrics(path: Path) -> dict[str, Any]:

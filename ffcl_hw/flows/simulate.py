@@ -17,11 +17,10 @@ import numpy as np
 
 from ffcl_hw.flows.evaluate import load_run_dataset
 from ffcl_hw.flows.export import build_core
+from ffcl_hw.flows.quantize import load_quantized_run
 from ffcl_hw.runs import RunError, write_json
 from golden.costs import inference_cost
 from golden.intmodel import IntResult
-from golden.intmodelio import load_int_model
-from golden.modelio import load_model
 from sim.amaranth_sim import CoreResult, run_core
 
 __all__ = ["SIMULATORS", "Mismatch", "check_results", "simulate_run"]
@@ -135,11 +134,7 @@ def simulate_run(run: Path, *, simulator: str = "amaranth", samples: int = 20, l
                        f"name the --waves file *{WAVE_SUFFIX[simulator]}, not {waves.name}")
     if not isinstance(samples, int) or samples < 1:
         raise RunError(f"--samples must be a positive integer, not {samples!r}")
-    float_model = load_model(run / "model.npz")
-    # Check the pair of model files before elaborating anything from them.
-    if load_int_model(run / "model.int.npz").model.config != float_model.config:
-        raise RunError(f"{run / 'model.int.npz'} was quantized from another model than "
-                       f"{run / 'model.npz'}; run `ffcl-hw quantize {run}` again")
+    float_model, _ = load_quantized_run(run)
     data, _ = load_run_dataset(float_model, None, None)
     core = build_core(run, lanes=lanes, label_lanes=label_lanes)
     model = core.model
