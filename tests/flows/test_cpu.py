@@ -31,9 +31,9 @@ from ffcl_hw.cpu.check import check_against_golden
 from ffcl_hw.cpu.csource import c_types
 from ffcl_hw.cpu.toolchain import CROSS_COMPILER, find_compiler
 from golden.config import ModelConfig
-from golden.intmodel import IntLayer, IntModel
+from golden.intmodel import IntModel
 from golden.quantize import quantize
-from tests.golden.variants import VARIANTS, make_config, random_params, reweighted
+from tests.golden.variants import VARIANTS, extreme, make_config, random_params, reweighted
 
 HAVE_GCC = shutil.which("gcc") is not None
 HAVE_CROSS = shutil.which(CROSS_COMPILER) is not None
@@ -71,20 +71,7 @@ def _model(name: str, *, seed: int = 7, formats: str = "w8s16", input_max: int =
         return model
     # Every weight at +-wmax and every bias at a state extreme: saturation everywhere, and
     # with all-positive weights every label ties (argmax must pick the lowest).
-    wmax, limit = model.fmt.weight_max, 1 << (model.fmt.state_bits - 1)
-
-    def fill(array, low, high):
-        if array is None:
-            return None
-        if weights == "positive":
-            return np.full_like(array, high)
-        return rng.choice([low, high], size=array.shape).astype(np.int64)
-
-    layers = [IntLayer(W=fill(layer.W, -wmax, wmax), w_exp=layer.w_exp,
-                       b=fill(layer.b, -limit, limit - 1), U=fill(layer.U, -wmax, wmax),
-                       V=fill(layer.V, -wmax, wmax), v_exp=layer.v_exp)
-              for layer in model.layers]
-    return IntModel(config=model.config, fmt=model.fmt, layers=layers)
+    return extreme(model, weights, rng)
 
 
 def _images(model: IntModel, *, seed: int = 9, n: int = 12) -> np.ndarray:

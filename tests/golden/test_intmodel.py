@@ -20,7 +20,7 @@ from golden.config import ModelConfig
 from golden.intformat import IntFormat
 from golden.intmodel import IntLayer, IntModel
 from golden.quantize import quantize
-from tests.golden.variants import VARIANTS, make_config, random_params
+from tests.golden.variants import VARIANTS, extreme, make_config, random_params
 
 X = 16
 
@@ -156,23 +156,7 @@ def _images(model: IntModel, seed: int, n: int = 20) -> np.ndarray:
 
 def _extreme(model: IntModel, kind: str, seed: int) -> IntModel:
     """Every W/U/V entry at +-weight_max and every bias at a state extreme."""
-    rng = np.random.default_rng(seed)
-    wmax, limit = model.fmt.weight_max, 1 << (model.fmt.state_bits - 1)
-
-    def fill(array, low, high):
-        if array is None:
-            return None
-        if kind == "positive":
-            return np.full_like(array, high)
-        if kind == "negative":
-            return np.full_like(array, low)
-        return rng.choice([low, high], size=array.shape).astype(np.int64)
-
-    layers = [IntLayer(W=fill(layer.W, -wmax, wmax), w_exp=layer.w_exp,
-                       b=fill(layer.b, -limit, limit - 1), U=fill(layer.U, -wmax, wmax),
-                       V=fill(layer.V, -wmax, wmax), v_exp=layer.v_exp)
-              for layer in model.layers]
-    return IntModel(config=model.config, fmt=model.fmt, layers=layers)
+    return extreme(model, kind, np.random.default_rng(seed))
 
 
 FORMATS = {"w8s16": (8, 16), "w4s8": (4, 8), "w12s20": (12, 20)}

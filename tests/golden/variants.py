@@ -56,3 +56,28 @@ def reweighted(model, seed: int):
             layer.V = rng.integers(-wmax, wmax + 1, size=layer.V.shape)
         layer.b = rng.integers(-200, 200, size=layer.b.shape)
     return other
+
+
+def extreme(model, kind: str, rng: np.random.Generator):
+    """The integer ``model`` with every W/U/V entry at +-weight_max and every bias at a
+    state extreme: ``kind`` "positive" (all at the maximum: every label ties),
+    "negative" (all at the minimum) or anything else (each drawn from the two by ``rng``).
+    """
+    from golden.intmodel import IntLayer, IntModel
+
+    wmax, limit = model.fmt.weight_max, 1 << (model.fmt.state_bits - 1)
+
+    def fill(array, low, high):
+        if array is None:
+            return None
+        if kind == "positive":
+            return np.full_like(array, high)
+        if kind == "negative":
+            return np.full_like(array, low)
+        return rng.choice([low, high], size=array.shape).astype(np.int64)
+
+    layers = [IntLayer(W=fill(layer.W, -wmax, wmax), w_exp=layer.w_exp,
+                       b=fill(layer.b, -limit, limit - 1), U=fill(layer.U, -wmax, wmax),
+                       V=fill(layer.V, -wmax, wmax), v_exp=layer.v_exp)
+              for layer in model.layers]
+    return IntModel(config=model.config, fmt=model.fmt, layers=layers)
