@@ -14,7 +14,10 @@ directly, the others into a shadow bank) and scales one per cycle while the lane
 accumulate the next pass. Its pipeline (scaler, bias, saturation, buffer writes, sum of
 squares) writes only the op's output layer, which no pass of the same op reads. A pass
 whose products would arrive before the sweep of the previous pass is done holds its last
-element. A ``SCAN`` op streams (pre, U row) pairs into the goodness datapath.
+element. With shared multipliers (iCE40: no DSPs beyond the lanes) the scaler and the
+activation square borrow lanes 0-2 instead, and the next pass waits until the sweep is
+done with them; the label scan squares on lanes 0..G-1. A ``SCAN`` op streams (pre, U
+row) pairs into the goodness datapath.
 
 The cycle counter starts when the last pixel is accepted and stops when the result is
 offered; its closed form is :meth:`rtl.sequencer.Program.cycles`. The ``phase`` output
@@ -34,7 +37,7 @@ from rtl.argmax import Argmax
 from rtl.feedback_buffer import FeedbackBuffer
 from rtl.goodness import GoodnessDatapath
 from rtl.mac_lanes import MacLanes
-from rtl.normaliser import Rsqrt, Scaler
+from rtl.normaliser import Rsqrt, Scaler, SplitScaler
 from rtl.select import is_zero, one_hot, select
 from rtl.sequencer import (
     LAYER,
@@ -42,10 +45,10 @@ from rtl.sequencer import (
     PHASE_BITS,
     PHASES,
     SCAN,
-    SCAN_DRAIN,
+    SIDE_BITS,
+    SIDE_LATENCY,
     SRC_CACHE,
     SRC_IMAGE,
-    SWEEP_DRAIN,
     Program,
     build_program,
     op_layout,
@@ -136,6 +139,11 @@ class Core(wiring.Component):
         only) inferences read the bank ``bank`` selects and ``load`` writes the other, so
         a host link can load a whole model while the old one stays in use and switch on
         a good commit. Each memory is twice as deep; the bank is the address's lowest bit.
+    shared : bool
+        The scaler, the activation square and the label scan's squares borrow the MAC
+        lanes' multipliers (:func:`rtl.sequencer.build_program`), so the core needs no
+        multiplier beyond its P lanes (what fits 8 lanes into the 8 SB_MAC16 of an iCE40
+        UP5K); the sweep no longer overlaps the next pass. Default False.
 
     Members
     -------
@@ -155,7 +163,7 @@ class Core(wiring.Component):
     """
 
     def __init__(self, model: IntModel, *, lanes: int, label_lanes: int | None = None,
-                 weights: str = "rom", banks: int = 1) -> None:
+                 weights: str = "rom", banks: int = 1, shared: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if weights not in WEIGHT_MEMORIES:
@@ -166,7 +174,8 @@ class Core(wiring.Component):
         if banks == 2 and weights != "loadable":
             raise ValueError(f"Two weight banks need weights='loadable' (loads write the "
                              f"second bank), not {weights!r}")
-        self.program: Program = build_program(model, lanes=lanes, label_lanes=label_lanes)
+        self.program: Program = build_program(model, lanes=lanes, label_lanes=label_lanes,
+                                              shared=shared)
         self.model = model
         self.weights = weights
         self.banks = banks
@@ -199,7 +208,7 @@ class Core(wiring.Component):
             the message names the first difference.
         """
         other = build_program(model, lanes=self.program.lanes,
-                              label_lanes=self.program.label_lanes)
+                              label_lanes=self.program.label_lanes, shared=self.program.shared)
         if model.config != self.model.config:
             raise ValueError("the model to load has another configuration than the core's")
         for name, width in self.program.widths.items():
@@ -248,18 +257,27 @@ class Core(wiring.Component):
         layout = op_layout(prog)
 
         # -- units --------------------------------------------------------------------
-        m.submodules.lanes = lanes = MacLanes(lanes=P, weight_bits=w["weight"],
-                                              input_bits=w["mac_input"], acc_bits=w["acc"])
+        shared = prog.shared
+        # Shared: lanes 0 and 1 scale, lane 2 squares activations, lanes 0..G-1 scan.
+        m.submodules.lanes = lanes = MacLanes(
+            lanes=P, weight_bits=w["weight"], input_bits=w["mac_input"], acc_bits=w["acc"],
+            shared_lanes=max(3, G) if shared else 0, side_bits=SIDE_BITS)
         m.submodules.rsqrt_ff = rsqrt_ff = Rsqrt(
             sq_bits=w["sq"], index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits)
         m.submodules.rsqrt_fb = rsqrt_fb = Rsqrt(
             sq_bits=w["sq"], index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits)
-        m.submodules.scaler = scaler = Scaler(acc_bits=w["acc"], r_bits=w["r"],
-                                              shift_bits=w["shift"])
+        if shared:
+            m.submodules.scaler = scaler = SplitScaler(
+                acc_bits=w["acc"], r_bits=w["r"], shift_bits=w["shift"],
+                operand_bits=SIDE_BITS, product_latency=lanes.side_latency)
+        else:
+            m.submodules.scaler = scaler = Scaler(acc_bits=w["acc"], r_bits=w["r"],
+                                                  shift_bits=w["shift"])
         m.submodules.buffer = buffer = FeedbackBuffer(depth=total, width=w["act"])
         m.submodules.goodness = goodness = GoodnessDatapath(
             labels=K, lanes=G, state_bits=w["state"], weight_bits=w["weight"],
-            score_bits=w["score"])
+            score_bits=w["score"], product_latency=lanes.side_latency if shared else None,
+            operand_bits=SIDE_BITS)
         m.submodules.argmax = argmax = Argmax(labels=K, score_bits=w["score"])
 
         # -- memories -----------------------------------------------------------------
@@ -322,13 +340,15 @@ class Core(wiring.Component):
         op_index = Signal(range(len(prog.ops) + 1))
         cycles = Signal(CYCLE_BITS)
         pixel = Signal(range(D + 1))
-        column = Signal(range(max(D + K, max(config.hidden)) + MAC_DRAIN + P + SWEEP_DRAIN))
+        column = Signal(range(max(D + K, max(config.hidden)) + MAC_DRAIN + P
+                              + prog.sweep_drain))
         tile_out = Signal(range(total + P + 1))       # first neuron of the tile (in layer)
         remaining = Signal(range(max(config.hidden) + 1))
         ff_tile_base = Signal(range(len(prog.weight_words) + max(D + K, total) + 1))
         fb_tile_base = Signal.like(ff_tile_base)
         weight_addr = Signal.like(ff_tile_base)
         feedback_pass = Signal()
+        gap = Signal(range(MAC_DRAIN + P + prog.scale_latency + 1))
         sq_acc = Signal(unsigned(w["sq"]))
         sq_regs = [[Signal(unsigned(w["sq"]), name=f"sq_b{b}_l{i}") for i in range(L)]
                    for b in range(2)]
@@ -381,9 +401,15 @@ class Core(wiring.Component):
         # The last element issued in cycle c is in the accumulators in cycle
         # c + 1 + latency (memory read, then the lanes); the next pass's first element,
         # issued from c + 1 on, restarts them only at the end of that cycle.
-        if lanes.latency != MAC_DRAIN:
-            raise RuntimeError(f"rtl.sequencer.MAC_DRAIN is {MAC_DRAIN}, but the MAC lanes' "
-                               f"latency is {lanes.latency}; the closed form must follow it")
+        # The closed form (rtl.sequencer) encodes the units' latencies: keep them equal.
+        for what, closed, unit in (
+                ("MAC_DRAIN", MAC_DRAIN, lanes.latency),
+                ("SIDE_LATENCY", SIDE_LATENCY, lanes.side_latency),
+                ("Program.scale_latency", prog.scale_latency, scaler.latency),
+                ("Program.scan_drain", prog.scan_drain, goodness.latency)):
+            if closed != unit:
+                raise RuntimeError(f"rtl.sequencer's {what} is {closed}, but the unit's "
+                                   f"latency is {unit}; the closed form must follow it")
         tag_layout = data.StructLayout({
             "valid": 1, "fb": 1, "final": 1,
             "neuron": range(max(config.hidden) + P), "count": range(P + 1)})
@@ -428,7 +454,8 @@ class Core(wiring.Component):
             m.d.sync += [shadow[p].eq(shadow[p + 1]) for p in range(P - 2)]
             m.d.sync += [sweep_left.eq(sweep_left - 1), sweep_next.eq(sweep_next + 1)]
 
-        # -- sweep pipeline: issue (p) -> scaler (2) -> add/saturate (1) -> write (1) --
+        # -- sweep pipeline: issue -> scaler (S + 1) -> add/saturate (1) -> write (1) --
+        S = scaler.latency - 1            # the pipe stage at which the scaled value is out
         m.d.comb += [
             scaler.acc.eq(sweep_acc),
             scaler.r.eq(Mux(sweep_fb, rsqrt_fb.r, ff_r)),
@@ -438,14 +465,18 @@ class Core(wiring.Component):
         pipe = [dict(valid=Signal(name=f"sw_valid_{i}"), final=Signal(name=f"sw_final_{i}"),
                      fb=Signal(name=f"sw_fb_{i}"),
                      neuron=Signal(range(max(config.hidden) + P), name=f"sw_neuron_{i}"))
-                for i in range(4)]
+                for i in range(S + 3)]
         m.d.sync += [pipe[0][k].eq(v) for k, v in (("valid", sweep), ("final", sweep_final),
                                                     ("fb", sweep_fb), ("neuron", sweep_neuron))]
-        for i in range(1, 4):
+        for i in range(1, S + 3):
             m.d.sync += [pipe[i][k].eq(pipe[i - 1][k]) for k in pipe[i]]
-        bias_delayed = Signal(signed(w["state"]))
-        m.d.sync += bias_delayed.eq(bias_port.data)
-        # Stage 2 (pipe[1]): scaler output valid.
+        # The bias (read in the sweep cycle) waits for the scaled value.
+        bias_delayed = bias_port.data
+        for i in range(S):
+            delayed = Signal(signed(w["state"]), name=f"bias_{i}")
+            m.d.sync += delayed.eq(bias_delayed)
+            bias_delayed = delayed
+        # Stage S + 1 (pipe[S]): scaler output valid.
         scaled = scaler.out
         # A feed-forward sweep keeps each neuron's scaled products for the feedback sweep
         # of the same tile; layer 1's stay from the first iteration for the later ones.
@@ -458,35 +489,55 @@ class Core(wiring.Component):
             # cycle its feed-forward value is written.
             partial_read = partial_mem.read_port(transparent_for=(partial_write,))
             m.d.comb += [
-                partial_read.addr.eq(op.out_off + pipe[0]["neuron"]),
+                partial_read.addr.eq(op.out_off + pipe[S - 1]["neuron"]),
                 lane_partial.eq(partial_read.data),
-                partial_write.en.eq(pipe[1]["valid"] & ~pipe[1]["fb"]),
-                partial_write.addr.eq(op.out_off + pipe[1]["neuron"]),
+                partial_write.en.eq(pipe[S]["valid"] & ~pipe[S]["fb"]),
+                partial_write.addr.eq(op.out_off + pipe[S]["neuron"]),
                 partial_write.data.eq(scaled),
             ]
         state_bits = w["state"]
         s_max, s_min = (1 << (state_bits - 1)) - 1, -(1 << (state_bits - 1))
         total_sum = Signal(signed(len(scaled) + 2))
-        m.d.comb += total_sum.eq(Mux(pipe[1]["fb"], lane_partial, 0) + scaled + bias_delayed)
+        m.d.comb += total_sum.eq(Mux(pipe[S]["fb"], lane_partial, 0) + scaled + bias_delayed)
         s_value = Signal(signed(state_bits))
         m.d.sync += s_value.eq(Mux(total_sum > s_max, s_max,
                                    Mux(total_sum < s_min, s_min, total_sum)))
-        # Stage 3 (pipe[2]): write pre-activation and activation, square.
+        # Stage S + 2 (pipe[S + 1]): write pre-activation and activation, square.
         activation = Signal(unsigned(w["act"]))
         m.d.comb += activation.eq(Mux(s_value[-1], 0, s_value))
-        write_now = pipe[2]["valid"] & pipe[2]["final"]
+        write_now = pipe[S + 1]["valid"] & pipe[S + 1]["final"]
         m.d.comb += [
             pre_write.en.eq(write_now),
-            pre_write.addr.eq(pipe[2]["neuron"]),
+            pre_write.addr.eq(pipe[S + 1]["neuron"]),
             pre_write.data.eq(s_value),
             buffer.write_en.eq(write_now),
             buffer.write_bank.eq(op.bank),
-            buffer.write_addr.eq(op.out_off + pipe[2]["neuron"]),
+            buffer.write_addr.eq(op.out_off + pipe[S + 1]["neuron"]),
             buffer.write_data.eq(activation),
         ]
         square = Signal(unsigned(2 * w["act"]))
         square_valid = Signal()
-        m.d.sync += [square.eq(activation * activation), square_valid.eq(write_now)]
+        scanning = Signal()
+        if shared:
+            # The sweep's products: lanes 0 and 1 scale, lane 2 squares; in a scan the
+            # goodness datapath has lanes 0..G-1. Operands count only while no element
+            # is given to the lanes, which the sequencer guarantees during both.
+            sweep_operands = [(scaler.lo, scaler.factor), (scaler.hi, scaler.factor),
+                              (activation, activation)]
+            for p in range(lanes.shared_lanes):
+                a, b = sweep_operands[p] if p < 3 else (0, 0)
+                if p < G:
+                    a = Mux(scanning, goodness.factor[p], a)
+                    b = Mux(scanning, goodness.factor[p], b)
+                m.d.comb += [lanes.a[p].eq(a), lanes.b[p].eq(b)]
+            m.d.comb += [scaler.lo_product.eq(lanes.side[0]),
+                         scaler.hi_product.eq(lanes.side[1])]
+            if G:
+                m.d.comb += [goodness.product[q].eq(lanes.side[q]) for q in range(G)]
+            m.d.comb += square.eq(lanes.side[2])
+            m.d.sync += square_valid.eq(write_now)
+        else:
+            m.d.sync += [square.eq(activation * activation), square_valid.eq(write_now)]
         clear_sq = Signal()
         with m.If(clear_sq):
             m.d.sync += sq_acc.eq(0)
@@ -607,6 +658,10 @@ class Core(wiring.Component):
                                      issue_tag.neuron.eq(tile_out),
                                      issue_tag.count.eq(valid_lanes)]
                         m.d.sync += column.eq(0)
+                        if shared:
+                            # The next pass waits while the sweep borrows the lanes.
+                            m.d.sync += gap.eq(prog.pass_gap(0) + valid_lanes)
+                            m.next = "GAP"
                         with m.If(~final):
                             # This tile's feedback pass follows its feed-forward pass.
                             m.d.sync += [weight_addr.eq(fb_tile_base), feedback_pass.eq(1)]
@@ -620,11 +675,16 @@ class Core(wiring.Component):
                         with m.Else():
                             m.next = "TAIL"
 
+            if shared:
+                with m.State("GAP"):
+                    set_phase("normalisation")
+                    wait_then("MAC", gap)
+
             with m.State("TAIL"):
                 set_phase("normalisation")
                 # The last products reach the accumulators, the sweep scales the last tile
                 # and its pipeline drains into the buffers and the sum of squares.
-                wait_then("FINISH", MAC_DRAIN + valid_lanes + SWEEP_DRAIN)
+                wait_then("FINISH", MAC_DRAIN + valid_lanes + prog.sweep_drain)
 
             with m.State("FINISH"):
                 set_phase("normalisation")
@@ -640,7 +700,7 @@ class Core(wiring.Component):
 
             with m.State("SCAN"):
                 set_phase("label_scan")
-                m.d.comb += [scan_issue.eq(1), pre_read.addr.eq(scan_neuron)]
+                m.d.comb += [scan_issue.eq(1), scanning.eq(1), pre_read.addr.eq(scan_neuron)]
                 m.d.sync += label_addr.eq(label_addr + 1)
                 with m.If(scan_group == prog.groups - 1 if prog.groups > 1 else 1):
                     m.d.sync += [scan_group.eq(0), scan_neuron.eq(scan_neuron + 1)]
@@ -652,7 +712,8 @@ class Core(wiring.Component):
 
             with m.State("SCAN_DRAIN"):
                 set_phase("label_scan")
-                wait_then("FETCH", SCAN_DRAIN)
+                m.d.comb += scanning.eq(1)
+                wait_then("FETCH", prog.scan_drain)
 
             with m.State("ARGMAX"):
                 set_phase("control")

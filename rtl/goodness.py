@@ -2,8 +2,10 @@
 
 For every neuron i of a layer and every candidate label k: h = max(pre_i + U[i, k], 0),
 score[k] += h^2. G label lanes work in parallel on one neuron; a layer with K labels takes
-ceil(K / G) groups per neuron. FFL's goodness of a pass (its layer's sum of squares, which
-the normaliser computes anyway) is added to one label's score through ``add``.
+ceil(K / G) groups per neuron. The squares use multipliers of their own, or borrow the
+MAC lanes' (``product_latency``), which are idle during a scan. FFL's goodness of a pass
+(its layer's sum of squares, which the normaliser computes anyway) is added to one label's
+score through ``add``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,14 @@ class GoodnessDatapath(wiring.Component):
         Width of a signed label weight.
     score_bits : int
         Width of an unsigned score (derived so it cannot overflow).
+    product_latency : int, optional
+        Borrow the squares' multipliers: lane q puts ``factor[q]`` out and gets
+        ``factor[q]^2`` back in ``product[q]`` this many cycles later (default: the lanes
+        have multipliers of their own). h = 2 f + e with f = h >> 1 and e = h & 1, so
+        h^2 = 4 f^2 + e (4 f + 1) needs only the square of f, which fits a signed
+        ``operand_bits`` input when state and weight widths are at most ``operand_bits``.
+    operand_bits : int, optional
+        Width of a borrowed multiplier's signed input (default 16, SB_MAC16).
 
     Members
     -------
@@ -51,10 +61,15 @@ class GoodnessDatapath(wiring.Component):
     add_value : In(unsigned(score_bits))
     scores : Out(ArrayLayout(unsigned(score_bits), labels))
         Valid ``latency`` cycles after the last element.
+    factor : Out(ArrayLayout(signed(operand_bits), lanes))
+        Only with ``product_latency``: what lane q needs squared.
+    product : In(ArrayLayout(signed(2 * operand_bits), lanes))
+        Only with ``product_latency``: ``factor[q]`` squared, ``product_latency`` later.
     """
 
     def __init__(self, *, labels: int, lanes: int, state_bits: int, weight_bits: int,
-                 score_bits: int) -> None:
+                 score_bits: int, product_latency: int | None = None,
+                 operand_bits: int = 16) -> None:
         self.labels = check_positive_int("Label count", labels, minimum=2)
         self.lanes = check_positive_int("Label lane count", lanes)
         if lanes > labels:
@@ -63,7 +78,9 @@ class GoodnessDatapath(wiring.Component):
         self.state_bits = check_positive_int("State width", state_bits, minimum=2)
         self.weight_bits = check_positive_int("Weight width", weight_bits, minimum=2)
         self.score_bits = check_positive_int("Score width", score_bits)
-        super().__init__({
+        self.product_latency = product_latency
+        self.operand_bits = check_positive_int("Operand width", operand_bits, minimum=2)
+        members = {
             "clear": In(1),
             "en": In(1),
             "pre": In(signed(state_bits)),
@@ -73,7 +90,18 @@ class GoodnessDatapath(wiring.Component):
             "add_label": In(range(labels)),
             "add_value": In(unsigned(score_bits)),
             "scores": Out(data.ArrayLayout(unsigned(score_bits), labels)),
-        })
+        }
+        if product_latency is not None:
+            check_positive_int("Product latency", product_latency)
+            if max(state_bits, weight_bits) > operand_bits:
+                raise ValueError(f"Borrowed {operand_bits}-bit multipliers square states "
+                                 f"and weights of at most {operand_bits} bits, not "
+                                 f"{max(state_bits, weight_bits)}")
+            members.update({
+                "factor": Out(data.ArrayLayout(signed(operand_bits), lanes)),
+                "product": In(data.ArrayLayout(signed(2 * operand_bits), lanes)),
+            })
+        super().__init__(members)
 
     @property
     def groups(self) -> int:
@@ -82,16 +110,19 @@ class GoodnessDatapath(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from an element at the inputs to its square in ``scores``."""
-        return 3
+        """Cycles from an element at the inputs to its square in ``scores``: the ReLU,
+        the square (borrowed: the product, then 4 f^2 + e (4 f + 1)), the score."""
+        return 3 if self.product_latency is None else self.product_latency + 3
 
     def elaborate(self, platform) -> Module:
         m = Module()
         h_bits = max(self.state_bits, self.weight_bits) + 1
-        valid = Signal(2)
-        group = [Signal(range(max(2, self.groups)), name=f"group_{i}") for i in range(2)]
-        m.d.sync += [valid.eq(valid << 1 | self.en), group[0].eq(self.group),
-                     group[1].eq(group[0])]
+        # Elements travel latency - 1 cycles before their square reaches the scores.
+        depth = self.latency - 1
+        valid = Signal(depth)
+        group = [Signal(range(max(2, self.groups)), name=f"group_{i}") for i in range(depth)]
+        m.d.sync += [valid.eq(valid << 1 | self.en), group[0].eq(self.group)]
+        m.d.sync += [group[i].eq(group[i - 1]) for i in range(1, depth)]
         target = one_hot(self.add_label, self.labels)
         addends = []
         for q in range(self.lanes):
@@ -100,18 +131,35 @@ class GoodnessDatapath(wiring.Component):
             square = Signal(unsigned(2 * h_bits), name=f"square_{q}")
             m.d.comb += z.eq(self.pre + self.u[q])
             # ReLU, then square: each stage registered.
-            m.d.sync += [h.eq(Mux(z[-1], 0, z)), square.eq(h * h)]
+            m.d.sync += h.eq(Mux(z[-1], 0, z))
+            if self.product_latency is None:
+                m.d.sync += square.eq(h * h)
+            else:
+                m.d.sync += square.eq(self._borrowed_square(m, q, h))
             # The lane's scores add either its square or FFL's ``add_value`` (the sequencer
             # never asks for both in one cycle; ``add`` would win): one multiplexer per
             # lane, and one adder per score, keep the logic small on iCE40.
             addend = Signal(unsigned(max(self.score_bits, 2 * h_bits)), name=f"addend_{q}")
             m.d.comb += addend.eq(Mux(self.add, self.add_value, square))
             addends.append(addend)
-        group_hot = one_hot(group[1], self.groups)
+        group_hot = one_hot(group[-1], self.groups)
         for k in range(self.labels):
             g, q = divmod(k, self.lanes)
             with m.If(self.clear):
                 m.d.sync += self.scores[k].eq(0)
-            with m.Elif(Mux(self.add, target[k], valid[1] & group_hot[g])):
+            with m.Elif(Mux(self.add, target[k], valid[-1] & group_hot[g])):
                 m.d.sync += self.scores[k].eq(self.scores[k] + addends[q])
         return m
+
+    def _borrowed_square(self, m: Module, q: int, h):
+        """h^2 from the borrowed product f^2, f = h >> 1: 4 f^2 + e (4 f + 1)."""
+        f, e = h[1:], h[0]
+        m.d.comb += self.factor[q].eq(f)
+        # The odd part waits beside the product.
+        odd = Signal(unsigned(len(h) + 2), name=f"odd_{q}")
+        m.d.sync += odd.eq(Mux(e, (f << 2) + 1, 0))
+        for i in range(1, self.product_latency):
+            delayed = Signal.like(odd, name=f"odd_{q}_{i}")
+            m.d.sync += delayed.eq(odd)
+            odd = delayed
+        return (self.product[q].as_unsigned() << 2) + odd

@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from golden.intformat import rsqrt_table
 from rtl.params import check_positive_int
 
-__all__ = ["Rsqrt", "Scaler"]
+__all__ = ["Rsqrt", "Scaler", "SplitScaler"]
 
 
 class Rsqrt(wiring.Component):
@@ -139,14 +139,96 @@ class Scaler(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         product = Signal(signed(self.acc_bits + self.r_bits + 1))
-        # shift - 1 and whether shift is nonzero are prepared beside the product, so the
-        # second stage is only the shift, the increment and the choice. shift - 1 wraps
-        # for shift = 0; that case takes the other arm of the Mux.
-        shift_less = Signal.like(self.shift)
-        rounding = Signal()
-        m.d.sync += [product.eq(self.acc * self.r), shift_less.eq(self.shift - 1),
-                     rounding.eq(self.shift.any())]
-        halved = Signal.like(product)
-        m.d.comb += halved.eq(product >> shift_less)
-        m.d.sync += self.out.eq(Mux(rounding, (halved + 1) >> 1, product))
+        m.d.sync += product.eq(self.acc * self.r)
+        _round_shift_stage(m, product, self.shift, self.out)
+        return m
+
+
+def _round_shift_stage(m: Module, product, shift, out) -> None:
+    """Register ``out`` = round_shift(``product``, shift) one cycle after ``product``
+    (registered by the caller in the cycle ``shift`` is given) is ready."""
+    # shift - 1 and whether shift is nonzero are prepared beside the product, so the
+    # second stage is only the shift, the increment and the choice. shift - 1 wraps for
+    # shift = 0; that case takes the other arm of the Mux.
+    shift_less = Signal.like(shift, name="shift_less")
+    rounding = Signal(name="rounding")
+    m.d.sync += [shift_less.eq(shift - 1), rounding.eq(shift.any())]
+    halved = Signal.like(product, name="halved")
+    m.d.comb += halved.eq(product >> shift_less)
+    m.d.sync += out.eq(Mux(rounding, (halved + 1) >> 1, product))
+
+
+class SplitScaler(wiring.Component):
+    """round_shift(acc * r, shift) on two borrowed multipliers, pipelined.
+
+    The accumulator is split as acc = hi 2^s + lo (lo unsigned, s = ``operand_bits`` - 1
+    bits; hi signed), so both halves and r fit signed ``operand_bits`` multiplier
+    inputs. The caller multiplies ``lo * factor`` and ``hi * factor`` (on iCE40: two MAC
+    lanes' SB_MAC16 while the lanes are idle) and returns the products
+    ``product_latency`` cycles later; the scaler adds them, (hi r) 2^s + lo r = acc r
+    exactly, and rounds as :class:`Scaler` does.
+
+    Parameters
+    ----------
+    acc_bits, r_bits, shift_bits : int
+        As for :class:`Scaler`; acc_bits at most 2 ``operand_bits`` - 1 and r_bits below
+        ``operand_bits``.
+    operand_bits : int
+        Width of a signed multiplier input (16 for SB_MAC16).
+    product_latency : int
+        Cycles from ``lo``/``hi``/``factor`` to ``lo_product``/``hi_product``.
+
+    Members
+    -------
+    acc, r, shift : In
+        As for :class:`Scaler`.
+    lo, hi, factor : Out(signed(operand_bits))
+        The multiplier inputs, combinational from ``acc`` and ``r``.
+    lo_product, hi_product : In(signed(2 * operand_bits))
+    out : Out(signed(acc_bits + r_bits + 1))
+        The scaled value, ``latency`` cycles after the inputs.
+    """
+
+    def __init__(self, *, acc_bits: int, r_bits: int, shift_bits: int, operand_bits: int,
+                 product_latency: int) -> None:
+        self.acc_bits = check_positive_int("Accumulator width", acc_bits, minimum=2)
+        self.r_bits = check_positive_int("Reciprocal width", r_bits)
+        self.shift_bits = check_positive_int("Shift width", shift_bits)
+        self.operand_bits = check_positive_int("Operand width", operand_bits, minimum=2)
+        self.product_latency = check_positive_int("Product latency", product_latency)
+        if acc_bits > 2 * operand_bits - 1 or r_bits >= operand_bits:
+            raise ValueError(f"A {acc_bits}-bit accumulator times a {r_bits}-bit "
+                             f"reciprocal does not split onto {operand_bits}-bit signed "
+                             f"multipliers (at most {2 * operand_bits - 1} and "
+                             f"{operand_bits - 1} bits)")
+        operand = signed(operand_bits)
+        super().__init__({
+            "acc": In(signed(acc_bits)),
+            "r": In(unsigned(r_bits)),
+            "shift": In(unsigned(shift_bits)),
+            "lo": Out(operand), "hi": Out(operand), "factor": Out(operand),
+            "lo_product": In(signed(2 * operand_bits)),
+            "hi_product": In(signed(2 * operand_bits)),
+            "out": Out(signed(acc_bits + r_bits + 1)),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the inputs to ``out``: the products, their sum, the rounding."""
+        return self.product_latency + 2
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        split = self.operand_bits - 1
+        m.d.comb += [self.lo.eq(self.acc[:split]), self.hi.eq(self.acc[split:].as_signed()),
+                     self.factor.eq(self.r)]
+        # The shift travels beside the products.
+        shift = self.shift
+        for i in range(self.product_latency):
+            delayed = Signal.like(self.shift, name=f"shift_{i}")
+            m.d.sync += delayed.eq(shift)
+            shift = delayed
+        product = Signal(signed(self.acc_bits + self.r_bits + 1))
+        m.d.sync += product.eq((self.hi_product << split) + self.lo_product)
+        _round_shift_stage(m, product, shift, self.out)
         return m

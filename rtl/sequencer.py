@@ -7,7 +7,8 @@ An inference is a short list of operations fixed at elaboration from the integer
   tile of P neurons. Each tile runs a feed-forward pass (MAC over the layer's input) and,
   when the layer hears the loop, a feedback pass over the other bank of the loop-feedback
   buffer. Every pass hands its P accumulators to the sweep, which scales them one per
-  cycle while the lanes already run the next pass. FFCL's layer 1 after the first
+  cycle while the lanes already run the next pass (with shared multipliers, the sweep
+  borrows the lanes' multipliers, so the next pass waits for it). FFCL's layer 1 after the first
   iteration skips its feed-forward pass: the scaled W_1 x products of the first iteration
   are kept per neuron and reused.
 - ``SCAN``: the label scan of one layer (FFDL/FFCL), every read iteration.
@@ -41,9 +42,10 @@ SRC_IMAGE, SRC_ACT, SRC_CACHE = 1, 2, 3
 # Fixed costs of the core's state machine, in cycles (see docs/cycles.md).
 FETCH_DECODE = 2      # FETCH (op ROM address), DECODE (latch the op)
 MAC_DRAIN = 2         # after a pass's last element, until its products are all accumulated
-SWEEP_DRAIN = 4       # the last scaled neuron reaches the buffers and sum of squares
+SCALE_LATENCY = 2     # the scaler with its own multiplier: product, rounding
+SIDE_LATENCY = 1      # a multiplier borrowed from a MAC lane: operands to product
 LAYER_FINISH = 1      # store the layer's sum of squares (FFL: add it to a score)
-SCAN_DRAIN = 3        # the last square reaches the score registers
+SCAN_LATENCY = 3      # goodness with its own multipliers: ReLU, square, score
 
 #: Codes of the core's ``phase`` output, one per kind of counted cycle (0: not counted,
 #: the core is idle or offering its result). Nonzero: see rtl.select.
@@ -100,6 +102,31 @@ class Program:
     layer_offsets: list[int]
     prep: int = 0                          # cycles between DECODE and a layer's first pass
     widths: dict[str, int] = field(default_factory=dict)
+    shared: bool = False                   # scaler and squares borrow the MAC lanes' multipliers
+
+    @property
+    def scale_latency(self) -> int:
+        """Cycles from a swept accumulator to its scaled value (rtl.normaliser: Scaler,
+        or SplitScaler, whose products come from the lanes)."""
+        return SCALE_LATENCY + (SIDE_LATENCY if self.shared else 0)
+
+    @property
+    def sweep_drain(self) -> int:
+        """Cycles from the last swept accumulator until its square is in the layer's sum
+        of squares: the scaler, bias and saturation, the square, the sum."""
+        return self.scale_latency + 2
+
+    @property
+    def scan_drain(self) -> int:
+        """Cycles from the last scanned element until its square is in the scores."""
+        return SCAN_LATENCY + (SIDE_LATENCY if self.shared else 0)
+
+    def pass_gap(self, swept: int) -> int:
+        """Shared multipliers only: cycles between a pass's last element and the next
+        pass's first, while the sweep of ``swept`` neurons borrows the lanes (the last
+        activation square takes its lane's multiplier the cycle before the next pass's
+        first element reaches the lanes)."""
+        return MAC_DRAIN + swept + self.scale_latency
 
     @property
     def groups(self) -> int:
@@ -143,16 +170,22 @@ class Program:
             # DECODE starts the argmax, which takes one cycle per label.
             counts["control"] += self.model.config.num_classes
         elif op.kind == SCAN:
-            counts["label_scan"] = op.n_out * self.groups + SCAN_DRAIN
+            counts["label_scan"] = op.n_out * self.groups + self.scan_drain
         else:
             passes = self.passes(op)
             for elements, _, feedback in passes:
                 counts["loop_feedback" if feedback else "matrix_vector"] += elements
-            # A pass's last element waits until the sweep of the previous pass has taken
-            # its last accumulator: a pass shorter than the previous tile is stretched.
-            held = sum(max(0, before[1] - after[0]) for before, after in pairwise(passes))
+            if self.shared:
+                # Every pass but the last waits for its sweep to give the lanes back.
+                held = sum(self.pass_gap(swept) for _, swept, _ in passes[:-1])
+            else:
+                # A pass's last element waits until the sweep of the previous pass has
+                # taken its last accumulator: a pass shorter than the previous tile is
+                # stretched.
+                held = sum(max(0, before[1] - after[0])
+                           for before, after in pairwise(passes))
             counts["normalisation"] = (self.prep + held + MAC_DRAIN + passes[-1][1]
-                                       + SWEEP_DRAIN + LAYER_FINISH)
+                                       + self.sweep_drain + LAYER_FINISH)
         return counts
 
     def op_cycles(self, op: Op) -> int:
@@ -195,7 +228,8 @@ def _pack_rows(matrix, lanes: int) -> list[list[int]]:
     return words
 
 
-def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None) -> Program:
+def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None,
+                  shared: bool = False) -> Program:
     """The program and memory images of ``model`` on ``lanes`` MAC lanes.
 
     Parameters
@@ -206,12 +240,18 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
         P, MAC lanes.
     label_lanes : int, optional
         G, labels scanned per cycle; default every label (K).
+    shared : bool
+        The scaler, the activation square and the G goodness squares borrow the MAC
+        lanes' 16 x 16 multipliers (lanes 0 and 1 scale, lane 2 squares, lanes 0..G-1
+        scan): the core then needs no multipliers beyond the lanes, at the cost of the
+        overlap of sweep and next pass. Needs P >= 3, G <= P and widths that fit.
 
     Raises
     ------
     ValueError
         For a configuration the hardware does not implement (FFCL feedback into
-        goodness), naming the alternative.
+        goodness), naming the alternative; with ``shared``, for too few lanes or values
+        too wide for the lanes' multipliers.
     """
     config = model.config
     check_positive_int("Lane count", lanes)
@@ -305,9 +345,35 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
     rsqrt = Rsqrt(sq_bits=widths["sq"], index_bits=fmt.rsqrt_index_bits,
                   frac_bits=fmt.rsqrt_frac_bits)
     prep = max(0, rsqrt.latency - (MAC_DRAIN + 1))
+    if not isinstance(shared, bool):
+        raise TypeError(f"Shared multipliers must be True or False, not {shared!r}")
+    if shared:
+        _check_shared(lanes, label_lanes, widths)
     return Program(model=model, lanes=lanes, label_lanes=label_lanes, ops=ops,
                    weight_words=weight_words, bias=bias, label_words=label_words,
-                   layer_offsets=offsets, prep=prep, widths=widths)
+                   layer_offsets=offsets, prep=prep, widths=widths, shared=shared)
+
+
+#: Width of a MAC lane multiplier's signed inputs when other units borrow it (SB_MAC16).
+SIDE_BITS = 16
+
+
+def _check_shared(lanes: int, label_lanes: int, widths: dict[str, int]) -> None:
+    """Raise ValueError unless the scaler and squares can borrow the lanes' multipliers."""
+    if lanes < 3:
+        raise ValueError(f"shared multipliers need at least 3 MAC lanes (two scale, one "
+                         f"squares), not {lanes}; use more lanes or dedicated multipliers")
+    if label_lanes > lanes:
+        raise ValueError(f"shared multipliers scan on the MAC lanes: {label_lanes} label "
+                         f"lanes need as many MAC lanes, the core has {lanes}")
+    # Largest width each use allows (SplitScaler, GoodnessDatapath, MacLanes).
+    limits = {"weight": SIDE_BITS, "state": SIDE_BITS, "mac_input": SIDE_BITS - 1,
+              "acc": 2 * SIDE_BITS - 1, "r": SIDE_BITS - 1}
+    for name, limit in limits.items():
+        if widths[name] > limit:
+            raise ValueError(f"shared multipliers take {SIDE_BITS}-bit signed inputs: the "
+                             f"model's {name} width {widths[name]} exceeds {limit}; use "
+                             f"dedicated multipliers")
 
 
 def op_layout(program: Program) -> data.StructLayout:

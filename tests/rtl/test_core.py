@@ -34,8 +34,9 @@ def _random_model(name: str, seed: int, **overrides) -> IntModel:
                     input_max=16)
 
 
-def _check(model: IntModel, images: np.ndarray, lanes: int, label_lanes=None) -> Core:
-    core = Core(model, lanes=lanes, label_lanes=label_lanes)
+def _check(model: IntModel, images: np.ndarray, lanes: int, label_lanes=None,
+           shared: bool = False) -> Core:
+    core = Core(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
     results = run_core(core, images)
     golden = model.run(images)
     phases = core.program.phase_cycles()
@@ -219,3 +220,81 @@ def test_a_model_that_needs_other_widths_cannot_be_loaded():
     with pytest.raises(ValueError, match="Weight memory must be one of rom, loadable, spram, "
                                          "not 'flash'"):
         Core(_random_model("ffdl", 1), lanes=2, weights="flash")
+
+
+# -- shared multipliers: the scaler and the squares on the MAC lanes (the iCE40 mapping) --
+
+@pytest.mark.parametrize(("lanes", "label_lanes"), [(3, 1), (3, 3), (8, 4)])
+@pytest.mark.parametrize("name", ["ffl", "ffdl", "ffdl-3layers", "ffcl-adjacent-T3",
+                                  "ffcl-top-T2", "ffcl-last"])
+def test_shared_multipliers_match_the_integer_model(name, lanes, label_lanes):
+    seed = 13 * lanes + len(name)
+    model = _random_model(name, seed)
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, model.fmt.input_max + 1, size=(3, model.config.input_size))
+    _check(model, images, lanes, label_lanes, shared=True)
+
+
+@pytest.mark.parametrize(("hidden", "lanes"), HELD)
+def test_shared_multipliers_wait_for_the_sweep_between_passes(hidden, lanes):
+    # The passes that the overlapped core holds: here every pass but a layer's last
+    # waits for its sweep instead, MAC_DRAIN + swept + scale latency cycles.
+    config = ModelConfig(algo="ffcl", input_size=9, num_classes=4, hidden=hidden, loops=3,
+                         theta=0.5)
+    rng = np.random.default_rng(len(hidden) + lanes)
+    model = quantize(config, random_params(config, lanes), rng.uniform(0, 1, (64, 9)),
+                     input_max=16)
+    shared = build_program(model, lanes=lanes, label_lanes=3, shared=True)
+    overlapped = build_program(model, lanes=lanes)
+    gaps = sum(shared.pass_gap(swept) for op in shared.ops if op.kind == LAYER
+               for _, swept, _ in shared.passes(op)[:-1])
+    assert shared.mac_cycles() == overlapped.mac_cycles()
+    assert gaps > 0
+    _check(model, rng.integers(0, 17, size=(3, 9)), lanes, label_lanes=3, shared=True)
+
+
+@pytest.mark.parametrize("name", ["ffl", "ffdl", "ffcl-adjacent-T3", "ffcl-top-T2"])
+def test_shared_multipliers_hold_the_extremes(name):
+    # Full-magnitude weights and state-extreme biases: the widest accumulators, the
+    # largest h = pre + U (above 2^15, so h^2 needs the odd part) and saturated states.
+    for model in (_random_model(name, 9), _extreme_model(name)):
+        D, X = model.config.input_size, model.fmt.input_max
+        images = np.stack([np.zeros(D, dtype=np.int64), np.full(D, X)])
+        _check(model, images, lanes=3, label_lanes=3, shared=True)
+
+
+def test_shared_multipliers_on_digits_test_images(digits_model):
+    # The iCEBreaker configuration: 8 lanes whose multipliers also scale and square.
+    model, data = digits_model
+    images = model.quantize_input(data.x_test[:20])
+    core = _check(model, images, lanes=8, label_lanes=5, shared=True)
+    # docs/cycles.md: 72 passes of 8 neurons, each but a layer op's last followed by a
+    # gap of 2 + 8 + 3 cycles; the scan 2 ceil(10 / 5) = 2 groups per neuron.
+    program = core.program
+    assert program.mac_cycles() == build_program(model, lanes=8).mac_cycles() == 3072
+    assert program.phase_cycles()["normalisation"] == 6 * (7 * 13 + 2 + 8 + 5 + 1)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"lanes": 2}, "at least 3 MAC lanes"),
+    ({"lanes": 3, "label_lanes": 4}, "4 label lanes need as many MAC lanes"),
+    ({"lanes": 3, "shared": 1}, None),
+])
+def test_shared_multipliers_refuse_what_they_cannot_do(kwargs, message):
+    kwargs = {"shared": True, **kwargs}
+    model = _random_model("ffdl", 1)
+    if message is None:
+        with pytest.raises(TypeError, match="Shared multipliers must be True or False"):
+            Core(model, **kwargs)
+    else:
+        with pytest.raises(ValueError, match=message):
+            Core(model, **kwargs)
+
+
+def test_shared_multipliers_refuse_values_wider_than_the_lanes_multipliers():
+    config = make_config("ffdl")
+    model = quantize(config, random_params(config, 1),
+                     np.random.default_rng(1).uniform(0, 1, (16, 9)), input_max=16,
+                     state_bits=20)
+    with pytest.raises(ValueError, match="state width 20 exceeds 16; use dedicated"):
+        Core(model, lanes=3, label_lanes=1, shared=True)

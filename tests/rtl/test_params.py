@@ -15,16 +15,19 @@ from rtl.argmax import Argmax
 from rtl.feedback_buffer import FeedbackBuffer
 from rtl.goodness import GoodnessDatapath
 from rtl.mac_lanes import MacLanes
-from rtl.normaliser import Rsqrt, Scaler
+from rtl.normaliser import Rsqrt, Scaler, SplitScaler
 from rtl.params import check_positive_int
 
 # The smallest parameters each component accepts; every refusal below changes one of them.
 MINIMAL: dict[type, dict[str, Any]] = {
-    MacLanes: {"lanes": 1, "weight_bits": 2, "input_bits": 1, "acc_bits": 2},
+    MacLanes: {"lanes": 1, "weight_bits": 2, "input_bits": 1, "acc_bits": 2,
+               "shared_lanes": 0, "side_bits": 2},
     Rsqrt: {"sq_bits": 1, "index_bits": 2, "frac_bits": 1},
     Scaler: {"acc_bits": 2, "r_bits": 1, "shift_bits": 1},
+    SplitScaler: {"acc_bits": 2, "r_bits": 1, "shift_bits": 1, "operand_bits": 2,
+                  "product_latency": 1},
     GoodnessDatapath: {"labels": 2, "lanes": 1, "state_bits": 2, "weight_bits": 2,
-                       "score_bits": 1},
+                       "score_bits": 1, "product_latency": 1, "operand_bits": 2},
     Argmax: {"labels": 2, "score_bits": 1},
     FeedbackBuffer: {"depth": 1, "width": 1},
 }
@@ -41,6 +44,27 @@ REFUSALS: list[tuple[type, dict[str, Any], type[Exception], str]] = [
     (MacLanes, {"input_bits": 0}, TypeError, "Input width must be a positive integer, not 0"),
     (MacLanes, {"acc_bits": 1}, TypeError,
      "Accumulator width must be an integer of at least 2, not 1"),
+    (MacLanes, {"shared_lanes": -1}, TypeError,
+     "Shared lane count must be an integer of at least 0, not -1"),
+    (MacLanes, {"shared_lanes": 2}, ValueError,
+     "Shared lane count must be at most the lane count 1, not 2"),
+    (MacLanes, {"side_bits": 1}, TypeError,
+     "Side operand width must be an integer of at least 2, not 1"),
+    (MacLanes, {"shared_lanes": 1, "input_bits": 2}, ValueError,
+     "Shared lanes multiply 2-bit signed operands: weights of 2 bits and inputs of 2 bits "
+     "do not fit (at most 2 and 1)"),
+    (SplitScaler, {"acc_bits": 1}, TypeError,
+     "Accumulator width must be an integer of at least 2, not 1"),
+    (SplitScaler, {"r_bits": 0}, TypeError, "Reciprocal width must be a positive integer, not 0"),
+    (SplitScaler, {"shift_bits": 0}, TypeError,
+     "Shift width must be a positive integer, not 0"),
+    (SplitScaler, {"operand_bits": 1}, TypeError,
+     "Operand width must be an integer of at least 2, not 1"),
+    (SplitScaler, {"product_latency": 0}, TypeError,
+     "Product latency must be a positive integer, not 0"),
+    (SplitScaler, {"acc_bits": 4}, ValueError,
+     "A 4-bit accumulator times a 1-bit reciprocal does not split onto 2-bit signed "
+     "multipliers (at most 3 and 1 bits)"),
     (Rsqrt, {"sq_bits": 0}, TypeError,
      "Sum-of-squares width must be a positive integer, not 0"),
     (Rsqrt, {"index_bits": 1}, TypeError,
@@ -64,6 +88,12 @@ REFUSALS: list[tuple[type, dict[str, Any], type[Exception], str]] = [
      "Weight width must be an integer of at least 2, not 1"),
     (GoodnessDatapath, {"score_bits": 0}, TypeError,
      "Score width must be a positive integer, not 0"),
+    (GoodnessDatapath, {"product_latency": 0}, TypeError,
+     "Product latency must be a positive integer, not 0"),
+    (GoodnessDatapath, {"operand_bits": 1}, TypeError,
+     "Operand width must be an integer of at least 2, not 1"),
+    (GoodnessDatapath, {"state_bits": 3}, ValueError,
+     "Borrowed 2-bit multipliers square states and weights of at most 2 bits, not 3"),
     (Argmax, {"labels": 1}, TypeError, "Label count must be an integer of at least 2, not 1"),
     (Argmax, {"score_bits": 0}, TypeError, "Score width must be a positive integer, not 0"),
     (FeedbackBuffer, {"depth": 0}, TypeError, "Buffer depth must be a positive integer, not 0"),
