@@ -22,7 +22,7 @@ from ffcl_hw.flows.evaluate import evaluate_run
 from ffcl_hw.flows.export import export_verilog
 from ffcl_hw.flows.quantize import INT_MODEL_FILE, quantize_run
 from ffcl_hw.flows.simulate import SIMULATORS, simulate_run
-from ffcl_hw.flows.synth import find_reports, synth_run, synthesis_table
+from ffcl_hw.flows.synth import MULTIPLIERS, find_reports, synth_run, synthesis_table
 from ffcl_hw.flows.train import train_run
 from ffcl_hw.presets import preset_for
 from ffcl_hw.progress import EpochBar
@@ -138,6 +138,13 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="FFCL: train on every iteration's loss, or the last only")
 
 
+def _multipliers_option(parser: argparse.ArgumentParser, when: str = "") -> None:
+    parser.add_argument("--multipliers", choices=MULTIPLIERS, default="dedicated",
+                        help="shared: the scaler and the squares borrow the MAC lanes' "
+                             "multipliers, as synthesized for iCE40 (default dedicated"
+                             + (f"; {when}" if when else "") + ")")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ffcl-hw",
@@ -182,6 +189,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="MAC lanes (8 for iCE40 UP5K; default 8)")
     p.add_argument("--label-lanes", type=_positive, metavar="G",
                    help="labels the goodness datapath scans per cycle (default: all)")
+    _multipliers_option(p)
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
 
     p = sub.add_parser("sim", help="simulate the core on test images against the golden "
@@ -192,6 +200,9 @@ def _build_parser() -> argparse.ArgumentParser:
                         "cocotb; amaranth runs the design in Amaranth's own simulator")
     p.add_argument("--samples", type=_positive, default=20, metavar="N")
     p.add_argument("--lanes", type=_positive, default=8, metavar="P")
+    p.add_argument("--label-lanes", type=_positive, metavar="G",
+                   help="labels the goodness datapath scans per cycle (default: all)")
+    _multipliers_option(p)
     p.add_argument("--waves", type=Path, metavar="FILE",
                    help="write a waveform: FST for verilator and icarus, VCD for amaranth")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -209,6 +220,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=WEIGHT_MEMORIES,
                    help="where the weights live (default: spram on icebreaker, loaded over "
                         "the host link before classifying; rom elsewhere)")
+    p.add_argument("--multipliers", choices=MULTIPLIERS,
+                   help="shared: the scaler and the squares borrow the MAC lanes' "
+                        "multipliers (default on iCE40: 8 lanes fit the UP5K's 8 DSPs; the "
+                        "sweep no longer overlaps the next pass); dedicated: their own "
+                        "(default on ECP5)")
 
     p = sub.add_parser("synth-table", help="a Markdown table of every synthesis report's "
                        "Fmax and utilisation")
@@ -250,6 +266,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lanes", type=_positive, default=8, metavar="P")
     p.add_argument("--label-lanes", type=_positive, metavar="G",
                    help="labels scanned per cycle (default: all)")
+    _multipliers_option(p, "without --board (a board's build says)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("demo", help="the main job on the built-in digits data")
@@ -351,7 +368,8 @@ def _quantize(args: argparse.Namespace) -> int:
 
 
 def _export_verilog(args: argparse.Namespace) -> int:
-    d = export_verilog(args.run, lanes=args.lanes, out=args.out, label_lanes=args.label_lanes)
+    d = export_verilog(args.run, lanes=args.lanes, out=args.out, label_lanes=args.label_lanes,
+                       shared=args.multipliers == "shared")
     print(f"{d['top']}: {d['parameters']['lanes']} MAC lanes, "
           f"{d['parameters']['label_lanes']} label lanes, {d['ops']} program operations")
     print(f"  cycles per inference {d['cycles_per_inference']:,} "
@@ -377,7 +395,9 @@ def _image_progress(args: argparse.Namespace, desc: str) -> Iterator[Callable[[i
 def _sim(args: argparse.Namespace) -> int:
     with _image_progress(args, f"sim ({args.simulator})") as progress:
         report = simulate_run(args.run, simulator=args.simulator, samples=args.samples,
-                              lanes=args.lanes, waves=args.waves, progress=progress)
+                              lanes=args.lanes, label_lanes=args.label_lanes,
+                              shared=args.multipliers == "shared", waves=args.waves,
+                              progress=progress)
     print(f"{report['simulator']} simulation of the core, {report['lanes']} lanes, "
           f"{report['samples']} test images")
     if report["mismatches"]:
@@ -402,10 +422,14 @@ def _sim(args: argparse.Namespace) -> int:
 
 def _synth(args: argparse.Namespace) -> int:
     r = synth_run(args.run, board=args.board, freq_mhz=args.freq, seed=args.seed,
-                  lanes=args.lanes, label_lanes=args.label_lanes, weights=args.weights)
+                  lanes=args.lanes, label_lanes=args.label_lanes, weights=args.weights,
+                  multipliers=args.multipliers)
     verdict = "meets" if r["meets_timing"] else "does NOT meet"
     print(f"{r['board']} ({r['device']}): Fmax {r['fmax_mhz']:.1f} MHz, {verdict} the "
           f"{r['clock_mhz']:.2f} MHz clock")
+    print(f"  core           {r['lanes']} MAC lanes, {r['label_lanes']} label lanes, "
+          f"{r['multipliers']} multipliers, {r['cycles_per_inference']:,} cycles per "
+          "inference")
     for name, use in r["utilization"].items():
         print(f"  {name:14s} {use['used']:6,} / {use['available']:,}")
     print(f"  bitstream      {r['bitstream']}")
@@ -461,7 +485,8 @@ def _run(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     with _image_progress(args, "bench: RTL in verilator") as progress:
         report = bench_run(args.run, board=args.board, samples=args.samples, lanes=args.lanes,
-                           label_lanes=args.label_lanes, cpu_samples=args.cpu_samples,
+                           label_lanes=args.label_lanes,
+                           shared=args.multipliers == "shared", cpu_samples=args.cpu_samples,
                            rv32im_samples=args.rv32im_samples, cpu_seconds=args.cpu_seconds,
                            progress=progress)
     print((args.run / "bench.md").read_text())

@@ -272,7 +272,7 @@ class Device:
                 raise ValueError("model_hash is given only with a list of writes")
             int_model = model if isinstance(model, IntModel) else model.model
             program = model.program if isinstance(model, Core) else build_program(
-                model, lanes=ident.lanes, label_lanes=ident.label_lanes)
+                model, lanes=ident.lanes, label_lanes=ident.label_lanes, shared=ident.shared)
             writes, n_model = load_words(program), load_data_bytes(program)
             announced = hash_of_model(int_model)
         else:

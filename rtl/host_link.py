@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 SYNC = 0xA5
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 CMD_IDENT, CMD_IMAGE, CMD_LOAD, CMD_LOAD_BEGIN, CMD_LOAD_COMMIT = 0x01, 0x02, 0x03, 0x04, 0x05
 REPLY_IDENT, REPLY_RESULT, REPLY_LOAD, REPLY_ERROR = 0x81, 0x82, 0x83, 0xEE
 REPLY_LOAD_BEGIN, REPLY_LOAD_COMMIT = 0x84, 0x85
@@ -168,6 +168,9 @@ class LinkIdentity:
     weights_checksum : int
         :func:`load_checksum` of the model in the memories: of the built-in model until a
         load commits, then the committed load's (meaningful only when ``model_loaded``).
+    shared : bool
+        The core's scaler and squares borrow the MAC lanes' multipliers
+        (``Core(shared=True)``), which sets its cycle count's closed form.
     """
 
     version: int
@@ -182,6 +185,7 @@ class LinkIdentity:
     model_hash: int
     model_loaded: bool = True
     weights_checksum: int = 0
+    shared: bool = False
 
     #: Bytes of the IDENT reply payload.
     SIZE = 19
@@ -200,7 +204,7 @@ class LinkIdentity:
         """The IDENT reply payload (docs/host-link.md)."""
         return bytes([self.version, self.labels, *self.input_size.to_bytes(2, "little"),
                       self.lanes, self.label_lanes, self.input_bits, self.score_bits,
-                      int(self.loadable), self.load_data_bytes,
+                      int(self.loadable) | int(self.shared) << 1, self.load_data_bytes,
                       *self.model_hash.to_bytes(4, "little"), int(self.model_loaded),
                       *self.weights_checksum.to_bytes(4, "little")])
 
@@ -212,7 +216,8 @@ class LinkIdentity:
         return cls(version=payload[0], labels=payload[1],
                    input_size=int.from_bytes(payload[2:4], "little"), lanes=payload[4],
                    label_lanes=payload[5], input_bits=payload[6], score_bits=payload[7],
-                   loadable=bool(payload[8]), load_data_bytes=payload[9],
+                   loadable=bool(payload[8] & 1), shared=bool(payload[8] & 2),
+                   load_data_bytes=payload[9],
                    model_hash=int.from_bytes(payload[10:14], "little"),
                    model_loaded=bool(payload[14]),
                    weights_checksum=int.from_bytes(payload[15:19], "little"))
@@ -228,10 +233,10 @@ def load_data_bytes(program) -> int:
 
 
 def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None,
-                  loadable: bool = False) -> LinkIdentity:
+                  loadable: bool = False, shared: bool = False) -> LinkIdentity:
     """The identity a :class:`HostLink` over ``Core(model, lanes=..., ...)`` reports
     after configuration (with the built-in model in its memories)."""
-    program = build_program(model, lanes=lanes, label_lanes=label_lanes)
+    program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
     data_bytes = load_data_bytes(program)
     return LinkIdentity(
         version=PROTOCOL_VERSION, labels=model.config.num_classes,
@@ -240,7 +245,7 @@ def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None
         score_bits=program.widths["score"], loadable=loadable,
         load_data_bytes=data_bytes if loadable else 0,
         model_hash=model_hash(model),
-        weights_checksum=load_checksum(load_words(program), data_bytes))
+        weights_checksum=load_checksum(load_words(program), data_bytes), shared=shared)
 
 
 def _equals(value: Value, constant: int) -> Value:
@@ -332,7 +337,7 @@ class HostLink(wiring.Component):
         self.banked = getattr(core, "banks", 1) == 2
         self.identity = dataclasses.replace(
             link_identity(core.model, lanes=program.lanes, label_lanes=program.label_lanes,
-                          loadable=core.weights != "rom"),
+                          loadable=core.weights != "rom", shared=program.shared),
             model_loaded=initialised)
         if not initialised and not self.identity.loadable:
             raise ValueError("A core whose memories start empty must be loadable "

@@ -60,7 +60,8 @@ class TB:
         # The expected cycle count comes from the closed form for the lane counts the
         # design was built with, not from a number the export wrote down.
         program = build_program(self.model, lanes=self.core["lanes"],
-                                label_lanes=self.core["label_lanes"])
+                                label_lanes=self.core["label_lanes"],
+                                shared=self.core["shared"])
         self.expected_cycles = program.cycles()
         self.expected_phases = program.phase_cycles()
         # Cycles per phase of every inference the phase output showed, in order.

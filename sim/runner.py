@@ -122,6 +122,7 @@ def build_core(core: Core, simulator: str, root: Path, *, waves: bool = False,
     description = {
         "lanes": program.lanes,
         "label_lanes": program.label_lanes,
+        "shared": program.shared,
         "cycles_per_inference": program.cycles(),
         "result_fields": {name: {"offset": field.offset, "width": field.width}
                           for name, field in core.result.payload.shape()},

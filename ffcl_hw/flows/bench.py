@@ -113,15 +113,16 @@ def variant_models(model: IntModel, calibration: np.ndarray, *,
 
 
 def _accelerator(run: Path, model: IntModel, *, samples: int, lanes: int,
-                 label_lanes: int | None, synth: dict[str, Any] | None, board: str | None,
-                 progress: Callable[[int], None] | None) -> dict[str, Any]:
+                 label_lanes: int | None, shared: bool, synth: dict[str, Any] | None,
+                 board: str | None, progress: Callable[[int], None] | None) -> dict[str, Any]:
     """Cycles of the exact RTL in Verilator, checked against the golden model."""
     sim = simulate_run(run, simulator="verilator", samples=samples, lanes=lanes,
-                       label_lanes=label_lanes, progress=progress, write=False)
+                       label_lanes=label_lanes, shared=shared, progress=progress,
+                       write=False)
     if sim["mismatches"]:
         raise RunError(f"the accelerator disagrees with the golden model "
                        f"({sim['first_mismatch']}); no cycle count is reported")
-    program = build_program(model, lanes=lanes, label_lanes=label_lanes)
+    program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
     cycles = sim["cycles_per_inference"]["max"]
     macs = inference_cost(model.config).macs
     ideal = math.ceil(macs / lanes)
@@ -131,6 +132,7 @@ def _accelerator(run: Path, model: IntModel, *, samples: int, lanes: int,
         "golden_check": f"passed on {sim['samples']} of {sim['samples']} images",
         "lanes": lanes,
         "label_lanes": program.label_lanes,
+        "shared_multipliers": shared,
         "cycles_per_inference": cycles,
         "cycles_closed_form": program.cycles(),
         "ideal_cycles": ideal,
@@ -149,7 +151,8 @@ def _accelerator(run: Path, model: IntModel, *, samples: int, lanes: int,
     }
     if synth is not None and synth.get("fmax_mhz"):
         same = synth.get("lanes", lanes) == lanes and \
-            synth.get("label_lanes", program.label_lanes) == program.label_lanes
+            synth.get("label_lanes", program.label_lanes) == program.label_lanes and \
+            (synth.get("multipliers") == "shared") == shared
         result.update({
             "fmax_mhz": synth["fmax_mhz"],
             "clock_mhz": synth.get("clock_mhz"),
@@ -166,10 +169,11 @@ def _accelerator(run: Path, model: IntModel, *, samples: int, lanes: int,
 
 
 def _variants(models: dict[str, IntModel], images: np.ndarray, *, lanes: int,
-              label_lanes: int | None, rv32im: bool, build: Path) -> list[dict[str, Any]]:
+              label_lanes: int | None, shared: bool, rv32im: bool,
+              build: Path) -> list[dict[str, Any]]:
     rows = []
     for algo, model in models.items():
-        program = build_program(model, lanes=lanes, label_lanes=label_lanes)
+        program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
         cost = inference_cost(model.config)
         row: dict[str, Any] = {
             "algo": algo,
@@ -195,8 +199,8 @@ def _variants(models: dict[str, IntModel], images: np.ndarray, *, lanes: int,
 
 
 def bench_run(run: Path, *, board: str | None = None, samples: int = 20, lanes: int = 8,
-              label_lanes: int | None = None, cpu_samples: int = 50, rv32im_samples: int = 3,
-              cpu_seconds: float = 2.0,
+              label_lanes: int | None = None, shared: bool = False, cpu_samples: int = 50,
+              rv32im_samples: int = 3, cpu_seconds: float = 2.0,
               progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Measure ``run``'s model on the accelerator and the CPUs; write the bench files.
 
@@ -205,8 +209,11 @@ def bench_run(run: Path, *, board: str | None = None, samples: int = 20, lanes: 
     run : Path
         A quantized run (``model.npz`` and ``model.int.npz``).
     board : str, optional
-        Take the latency from ``RUN/synth/BOARD/report.json``, and the lane counts of
-        that build when it records them.
+        Take the latency from ``RUN/synth/BOARD/report.json``, and the lane counts and
+        multiplier mapping of that build when it records them.
+    lanes, label_lanes, shared : optional
+        The core's configuration when no board report gives it (``shared``: the scaler
+        and squares borrow the lanes' multipliers).
     samples : int
         Test images through the RTL (each checked against the golden model).
     cpu_samples, rv32im_samples : int
@@ -239,6 +246,7 @@ def bench_run(run: Path, *, board: str | None = None, samples: int = 20, lanes: 
         # Measure the configuration that was synthesized.
         lanes = synth["lanes"]
         label_lanes = synth.get("label_lanes", label_lanes)
+        shared = synth.get("multipliers") == "shared"
     float_model, model = load_quantized_run(run)
     data, _ = load_run_dataset(float_model, None, None)
     images = model.quantize_input(data.x_test[:cpu_samples])
@@ -251,8 +259,8 @@ def bench_run(run: Path, *, board: str | None = None, samples: int = 20, lanes: 
                     "cores": os.cpu_count()},
     }
     report["accelerator"] = _accelerator(run, model, samples=samples, lanes=lanes,
-                                         label_lanes=label_lanes, synth=synth, board=board,
-                                         progress=progress)
+                                         label_lanes=label_lanes, shared=shared, synth=synth,
+                                         board=board, progress=progress)
     parent = run.resolve().parent
     build = Path(tempfile.mkdtemp(prefix=f".{run.name}.bench.", dir=parent))
     try:
@@ -276,8 +284,8 @@ def bench_run(run: Path, *, board: str | None = None, samples: int = 20, lanes: 
             raise RunError(f"RV32IM: {error}") from None
         models = variant_models(model, data.x_train[:200])
         report["variants"] = _variants(models, images[:1], lanes=lanes,
-                                       label_lanes=label_lanes, rv32im=has_rv32im,
-                                       build=build)
+                                       label_lanes=label_lanes, shared=shared,
+                                       rv32im=has_rv32im, build=build)
     finally:
         shutil.rmtree(build, ignore_errors=True)
     report["speedup"] = _speedups(report)

@@ -28,7 +28,9 @@ def _cpu_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rows = []
     acc = report["accelerator"]
     where = (f"{acc['lanes']} MAC lanes, {acc['label_lanes']} label "
-             f"lane{'s' if acc['label_lanes'] > 1 else ''}")
+             f"lane{'s' if acc['label_lanes'] > 1 else ''}"
+             + (", scaler and squares on the lanes' multipliers"
+                if acc.get("shared_multipliers") else ""))
     rows.append((f"accelerator ({where})", "cycles", _n(acc["cycles_per_inference"]),
                  f"RTL cycle counter in Verilator; {acc['golden_check']}"))
     rows.append(("accelerator, ideal", "cycles", _n(acc["ideal_cycles"]),

@@ -76,7 +76,7 @@ def _check_model(device: Device, identity: LinkIdentity, model, run: Path, port:
     """The device's identity once it holds ``model``; RunError naming what differs."""
     try:
         expected = link_identity(model, lanes=identity.lanes, label_lanes=identity.label_lanes,
-                                 loadable=identity.loadable)
+                                 loadable=identity.loadable, shared=identity.shared)
         device.check(model, lanes=identity.lanes, label_lanes=identity.label_lanes)
     except (HostLinkError, ValueError) as error:
         raise RunError(f"the device on {port} holds another model than {run}: {error}. "
@@ -172,7 +172,8 @@ def board_run(run: Path, *, port: str, samples: int = 100, baud: int = BAUD,
         if hasattr(serial_port, "close"):
             serial_port.close()
 
-    program = build_program(model, lanes=identity.lanes, label_lanes=identity.label_lanes)
+    program = build_program(model, lanes=identity.lanes, label_lanes=identity.label_lanes,
+                            shared=identity.shared)
     expected = program.cycles()
     mismatches = check_results(results, golden, expected)
     labels = np.array([r.label for r in results])

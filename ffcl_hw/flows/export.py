@@ -23,8 +23,10 @@ __all__ = ["TOP_NAME", "build_core", "describe_core", "export_verilog"]
 TOP_NAME = "ffcl_core"
 
 
-def build_core(run: Path, *, lanes: int, label_lanes: int | None = None) -> Core:
-    """Elaborate-ready core for the integer model of ``run``.
+def build_core(run: Path, *, lanes: int, label_lanes: int | None = None,
+               shared: bool = False) -> Core:
+    """Elaborate-ready core for the integer model of ``run`` (``shared``: the scaler and
+    the squares borrow the lanes' multipliers, as on iCE40).
 
     Raises
     ------
@@ -35,7 +37,7 @@ def build_core(run: Path, *, lanes: int, label_lanes: int | None = None) -> Core
         raise RunError(f"--lanes must be a positive integer, not {lanes!r}")
     saved = load_int_model(run / "model.int.npz")
     try:
-        return Core(saved.model, lanes=lanes, label_lanes=label_lanes)
+        return Core(saved.model, lanes=lanes, label_lanes=label_lanes, shared=shared)
     except (TypeError, ValueError) as error:
         raise RunError(str(error)) from None
 
@@ -70,6 +72,7 @@ def describe_core(core: Core) -> dict[str, Any]:
         "parameters": {
             "lanes": program.lanes,
             "label_lanes": program.label_lanes,
+            "shared_multipliers": program.shared,
             "widths": program.widths,
         },
         "model": config.to_dict(),
@@ -96,7 +99,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def export_verilog(run: Path, *, lanes: int, out: Path,
-                   label_lanes: int | None = None) -> dict[str, Any]:
+                   label_lanes: int | None = None, shared: bool = False) -> dict[str, Any]:
     """Write ``out/ffcl_core.v`` and ``out/ffcl_core.json`` for the model of ``run``.
 
     Returns
@@ -104,7 +107,7 @@ def export_verilog(run: Path, *, lanes: int, out: Path,
     dict
         The description written to the JSON file, with the Verilog path added.
     """
-    core = build_core(run, lanes=lanes, label_lanes=label_lanes)
+    core = build_core(run, lanes=lanes, label_lanes=label_lanes, shared=shared)
     description = describe_core(core)
     text = verilog.convert(core, name=TOP_NAME)
     out.mkdir(parents=True, exist_ok=True)

@@ -114,7 +114,8 @@ def _run_cocotb(core, simulator: str, images: np.ndarray, run: Path, waves: Path
 
 
 def simulate_run(run: Path, *, simulator: str = "amaranth", samples: int = 20, lanes: int = 8,
-                 label_lanes: int | None = None, waves: Path | None = None,
+                 label_lanes: int | None = None, shared: bool = False,
+                 waves: Path | None = None,
                  progress: Callable[[int], None] | None = None,
                  write: bool = True) -> dict[str, Any]:
     """Run ``samples`` test images through the core and write ``RUN/sim.json``.
@@ -136,7 +137,7 @@ def simulate_run(run: Path, *, simulator: str = "amaranth", samples: int = 20, l
         raise RunError(f"--samples must be a positive integer, not {samples!r}")
     float_model, _ = load_quantized_run(run)
     data, _ = load_run_dataset(float_model, None, None)
-    core = build_core(run, lanes=lanes, label_lanes=label_lanes)
+    core = build_core(run, lanes=lanes, label_lanes=label_lanes, shared=shared)
     model = core.model
     count = min(samples, data.n_test)
     images = model.quantize_input(data.x_test[:count])
@@ -161,6 +162,7 @@ def simulate_run(run: Path, *, simulator: str = "amaranth", samples: int = 20, l
         "samples": count,
         "lanes": lanes,
         "label_lanes": core.program.label_lanes,
+        "shared_multipliers": shared,
         "mismatches": len(mismatches),
         "first_mismatch": str(mismatches[0]) if mismatches else None,
         "accuracy": float((labels == data.y_test[:count]).mean()),

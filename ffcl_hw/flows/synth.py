@@ -32,15 +32,18 @@ from ffcl_hw.runs import RunError
 from golden.intmodel import IntModel
 from rtl.board import BoardTop, SynthesisTarget, board_info, plan_pll
 from rtl.core import WEIGHT_MEMORIES, Core, memory_images
-from rtl.sequencer import Program, build_program, op_layout
+from rtl.sequencer import SIDE_BITS, Program, build_program, op_layout
 from rtl.weight_store import SPRAM_DEPTH, SPRAM_WIDTH, spram_blocks
 
-__all__ = ["CONSTRAINTS", "TOP_NAME", "FitError", "SynthError", "block_ram_estimate", "check_fit",
-           "default_weights", "find_reports", "multipliers_needed", "netlist_cells", "synth",
-           "synth_run", "synthesis_table"]
+__all__ = ["CONSTRAINTS", "MULTIPLIERS", "TOP_NAME", "FitError", "SynthError",
+           "block_ram_estimate", "check_fit", "default_multipliers", "default_weights",
+           "find_reports", "multipliers_needed", "netlist_cells", "synth", "synth_run",
+           "synthesis_table"]
 
 #: Module name of the synthesised board top.
 TOP_NAME = "ffcl_top"
+#: How the core maps its products: multipliers of their own, or borrowed from the lanes.
+MULTIPLIERS = ("dedicated", "shared")
 #: The constraint files (one per board family), at the top of the repository.
 CONSTRAINTS = Path(__file__).resolve().parents[2] / "constraints"
 
@@ -100,14 +103,15 @@ class FitError(RunError):
 # -- fitting ---------------------------------------------------------------------------
 
 def _program_of(model_or_core: IntModel | Core, lanes: int | None,
-                label_lanes: int | None, weights: str | None) -> tuple[Program, str]:
+                label_lanes: int | None, weights: str | None,
+                shared: bool) -> tuple[Program, str]:
     if isinstance(model_or_core, Core):
         return model_or_core.program, weights or model_or_core.weights
     if isinstance(model_or_core, IntModel):
         if lanes is None:
             raise TypeError("check_fit needs lanes= for an IntModel (a Core knows its own)")
-        return build_program(model_or_core, lanes=lanes, label_lanes=label_lanes), \
-            weights or "rom"
+        return build_program(model_or_core, lanes=lanes, label_lanes=label_lanes,
+                             shared=shared), weights or "rom"
     raise TypeError(f"Expected a golden.intmodel.IntModel or an rtl.core.Core, "
                     f"not {model_or_core!r}")
 
@@ -124,10 +128,14 @@ def multipliers_needed(program: Program, family: str) -> dict[str, int]:
     Counts the products the RTL writes (rtl/mac_lanes.py, normaliser.py, goodness.py,
     core.py) with their operand widths as Yosys sees them: an unsigned operand of a signed
     product gains a sign bit. Each product takes one multiplier per pair of operand chunks
-    (16 bits on iCE40 SB_MAC16, 18 on ECP5 MULT18X18D).
+    (16 bits on iCE40 SB_MAC16, 18 on ECP5 MULT18X18D). With shared multipliers
+    (``program.shared``) every lane is one 16 x 16 product and nothing else multiplies.
     """
     tile = {"ice40": 16, "ecp5": 18}[family]
     w = program.widths
+    if program.shared:
+        return {"mac_lanes": program.lanes * _chunks(SIDE_BITS, tile) ** 2, "scaler": 0,
+                "goodness_squares": 0, "activation_square": 0}
 
     def cost(a: int, b: int) -> int:
         if a + b < _DSP_MIN_PRODUCT[family]:
@@ -207,8 +215,17 @@ def default_weights(board: str) -> str:
     return "spram" if board_info(board).spram_bits else "rom"
 
 
+def default_multipliers(board: str) -> str:
+    """How a flow maps the core's products on ``board``: ``"shared"`` on iCE40 (the
+    scaler and the squares borrow the MAC lanes' SB_MAC16, so 8 lanes fit the UP5K's 8),
+    ``"dedicated"`` on ECP5 (multipliers to spare, and the sweep overlaps the next pass).
+    """
+    return "shared" if board_info(board).family == "ice40" else "dedicated"
+
+
 def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None = None,
-              label_lanes: int | None = None, weights: str | None = None) -> dict[str, Any]:
+              label_lanes: int | None = None, weights: str | None = None,
+              shared: bool = False) -> dict[str, Any]:
     """Refuse a model that cannot fit ``board``; return what it needs.
 
     Parameters
@@ -221,6 +238,9 @@ def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None =
         Overrides the core's memory mapping (default for a model: ``"rom"``). ``"spram"``
         puts the weight words in SPRAM (UP5K only), the other model memories stay in
         block RAM.
+    shared : bool
+        For a model: the core's scaler and squares borrow the lanes' multipliers
+        (``Core(shared=True)``); a core knows its own.
 
     Returns
     -------
@@ -238,7 +258,7 @@ def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None =
         (also in its ``needs``).
     """
     info = board_info(board)
-    program, mapping = _program_of(model_or_core, lanes, label_lanes, weights)
+    program, mapping = _program_of(model_or_core, lanes, label_lanes, weights, shared)
     if mapping not in WEIGHT_MEMORIES:
         raise ValueError(f"Weight memory must be one of {', '.join(WEIGHT_MEMORIES)}, "
                          f"not {mapping!r}")
@@ -276,8 +296,11 @@ def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None =
     m = needs["multipliers"]
     if m["needed"] > m["available"]:
         detail = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in mults.items() if v)
+        hint = "use fewer --lanes or label lanes"
+        if not program.shared:
+            hint += " (or --multipliers shared: the scaler and squares borrow the lanes')"
         problems.append(f"it needs {m['needed']} multipliers ({detail}) and {info.name} has "
-                        f"{m['available']}; use fewer --lanes or label lanes")
+                        f"{m['available']}; {hint}")
     b = needs["memory_bits"]
     if b["needed"] > b["available"]:
         detail = ", ".join(f"{k} {v:,}" for k, v in in_bram.items())
@@ -578,25 +601,31 @@ BAUD = 115_200
 
 def synth_run(run: Path, *, board: str, freq_mhz: float | None = None, seed: int = 1,
               lanes: int = 8, label_lanes: int | None = None,
-              weights: str | None = None) -> dict[str, Any]:
+              weights: str | None = None, multipliers: str | None = None) -> dict[str, Any]:
     """Synthesize ``RUN``'s integer model with its host link into ``RUN/synth/BOARD``.
 
     ``weights`` is the core's weight mapping (default :func:`default_weights`: SPRAM on
-    iCEBreaker, so the board must load the weights over the link before it classifies).
-    The fit check runs before any tool; the report gains ``report`` (its own path),
-    ``run``, ``model`` (algorithm and shape), ``lanes``, ``label_lanes``, ``weights`` and
-    ``cycles_per_inference``.
+    iCEBreaker, so the board must load the weights over the link before it classifies);
+    ``multipliers`` is ``"dedicated"`` or ``"shared"`` (default
+    :func:`default_multipliers`: shared on iCE40). The fit check runs before any tool;
+    the report gains ``report`` (its own path), ``run``, ``model`` (algorithm and shape),
+    ``lanes``, ``label_lanes``, ``weights``, ``multipliers`` and ``cycles_per_inference``.
     """
     from golden.intmodelio import load_int_model
     from rtl.host_link import HostLink
 
     board_info(board)
     weights = weights if weights is not None else default_weights(board)
+    multipliers = multipliers if multipliers is not None else default_multipliers(board)
+    if multipliers not in MULTIPLIERS:
+        raise RunError(f"--multipliers must be one of {', '.join(MULTIPLIERS)}, not "
+                       f"{multipliers!r}")
     if not isinstance(lanes, int) or lanes < 1:
         raise RunError(f"--lanes must be a positive integer, not {lanes!r}")
     saved = load_int_model(run / "model.int.npz")
     try:
-        core = Core(saved.model, lanes=lanes, label_lanes=label_lanes, weights=weights)
+        core = Core(saved.model, lanes=lanes, label_lanes=label_lanes, weights=weights,
+                    shared=multipliers == "shared")
     except (TypeError, ValueError) as error:
         raise RunError(str(error)) from None
     check_fit(core, board)
@@ -612,7 +641,8 @@ def synth_run(run: Path, *, board: str, freq_mhz: float | None = None, seed: int
         "model": {"algo": config.algo, "shape": [config.input_size, *config.hidden],
                   "labels": config.num_classes, "loops": config.loops},
         "lanes": core.program.lanes, "label_lanes": core.program.label_lanes,
-        "weights": weights, "cycles_per_inference": core.program.cycles(),
+        "weights": weights, "multipliers": multipliers,
+        "cycles_per_inference": core.program.cycles(),
     })
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     report["report"] = str(out_dir / "report.json")
@@ -656,6 +686,8 @@ def _build_command(report: dict[str, Any]) -> str:
                f"{report['target_mhz']:g} --seed {report['seed']}")
     if report["weights"] != default_weights(report["board"]):
         command += f" --weights {report['weights']}"
+    if report.get("multipliers", "dedicated") != default_multipliers(report["board"]):
+        command += f" --multipliers {report.get('multipliers', 'dedicated')}"
     return command
 
 
@@ -705,7 +737,8 @@ def synthesis_table(reports: list[Path], *, command: str) -> str:
         rows.append([
             str(i), f"{r['board']} ({r['device']})", shape, accuracy, str(r.get("lanes", "?")),
             str(r.get("label_lanes", "?")), r.get("weights", "?"),
-            f"{r['clock_mhz']:.2f}", "-" if fmax is None else f"{fmax:.1f}",
+            r.get("multipliers", "dedicated"), f"{r['clock_mhz']:.2f}",
+            "-" if fmax is None else f"{fmax:.1f}",
             "yes" if r["meets_timing"] else "**no**",
             _used(r, "logic_cells"), _used(r, "multipliers"), _used(r, "block_ram"),
             _used(r, "spram"), speed])
@@ -714,7 +747,7 @@ def synthesis_table(reports: list[Path], *, command: str) -> str:
                 f"`{_net_name(path_note['to'])}` ({path_note['ns']:.1f} ns)"
                 if path_note else "")
         notes.append(f"{i}. `{_build_command(r)}`{slow}")
-    header = ["#", "board", "model", "int acc %", "P", "G", "weights", "clock MHz",
+    header = ["#", "board", "model", "int acc %", "P", "G", "weights", "products", "clock MHz",
               "Fmax MHz", "meets", "logic cells", "multipliers", "block RAM", "SPRAM",
               "cycles / time per inference"]
     lines = [
@@ -723,9 +756,10 @@ def synthesis_table(reports: list[Path], *, command: str) -> str:
         f"Generated by `{command}` from the builds' `report.json` files; do not edit by "
         "hand. Fmax is nextpnr's for the design clock (seeded placement: another seed "
         "moves it by a few percent); logic cells are iCE40 LCs or ECP5 LUT4s; P is the MAC "
-        "lanes, G the label lanes; int acc is the integer model's test accuracy (the "
-        "run's metrics.json); the time per inference is at the build's clock and only "
-        "given when that clock is met.",
+        "lanes, G the label lanes; products says whether the scaler and the squares have "
+        "multipliers of their own (dedicated) or borrow the MAC lanes' (shared); int acc "
+        "is the integer model's test accuracy (the run's metrics.json); the time per "
+        "inference is at the build's clock and only given when that clock is met.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",

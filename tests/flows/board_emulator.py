@@ -61,8 +61,9 @@ class EmulatedBoard:
         The built-in model; None makes a silent board that answers nothing.
     lanes, label_lanes : int
         The core's P and G.
-    loadable, initialised : bool
-        As ``Core(weights="loadable")`` and ``HostLink(initialised=...)``.
+    loadable, initialised, shared : bool
+        As ``Core(weights="loadable")``, ``HostLink(initialised=...)`` and
+        ``Core(shared=True)`` (the cycle count of a core on borrowed multipliers).
     known : list of IntModel
         Models a load may bring (a load is recognised by its checksum).
     faulty : bool
@@ -71,7 +72,8 @@ class EmulatedBoard:
 
     def __init__(self, model: IntModel | None, *, lanes: int = 2, label_lanes: int | None = None,
                  loadable: bool = True, initialised: bool = True,
-                 known: tuple[IntModel, ...] = (), faulty: bool = False) -> None:
+                 known: tuple[IntModel, ...] = (), faulty: bool = False,
+                 shared: bool = False) -> None:
         self.faulty = faulty
         self.images = 0
         self.reader = FrameReader()
@@ -79,9 +81,10 @@ class EmulatedBoard:
         if model is None:
             return
         self.identity = dataclasses.replace(
-            link_identity(model, lanes=lanes, label_lanes=label_lanes, loadable=loadable),
+            link_identity(model, lanes=lanes, label_lanes=label_lanes, loadable=loadable,
+                          shared=shared),
             model_loaded=initialised)
-        self.program = build_program(model, lanes=lanes, label_lanes=label_lanes)
+        self.program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
         self.n = load_data_bytes(self.program)
         self.by_checksum = {
             load_checksum(load_words(build_program(m, lanes=lanes, label_lanes=label_lanes)),

@@ -150,9 +150,11 @@ def test_board_latency_comes_from_the_synthesis_report(benched):
     run, _ = benched
     report_path = run / "synth" / "ulx3s-25f" / "report.json"
     report_path.parent.mkdir(parents=True)
-    # The build had 4 MAC lanes and 2 label lanes: the bench measures that core.
+    # The build had 4 MAC lanes, 2 label lanes and shared multipliers: the bench measures
+    # that core.
     report_path.write_text(json.dumps({"fmax_mhz": 50.0, "clock_mhz": 40.0,
-                                       "meets_timing": True, "lanes": 4, "label_lanes": 2}))
+                                       "meets_timing": True, "lanes": 4, "label_lanes": 2,
+                                       "multipliers": "shared"}))
     try:
         report = bench_run(run, board="ulx3s-25f", samples=1, lanes=4, cpu_samples=2,
                            cpu_seconds=0.1, rv32im_samples=1)
@@ -160,6 +162,11 @@ def test_board_latency_comes_from_the_synthesis_report(benched):
         report_path.unlink()
     acc = report["accelerator"]
     assert (acc["lanes"], acc["label_lanes"]) == (4, 2) and acc["synthesis_matches_lanes"]
+    assert acc["shared_multipliers"]
+    assert acc["cycles_per_inference"] == acc["cycles_closed_form"] == build_program(
+        load_int_model(run / "model.int.npz").model, lanes=4, label_lanes=2,
+        shared=True).cycles()
+    assert "scaler and squares on the lanes' multipliers" in (run / "bench.md").read_text()
     assert acc["latency_us"] == pytest.approx(acc["cycles_per_inference"] / 50.0)
     assert acc["latency_at_clock_us"] == pytest.approx(acc["cycles_per_inference"] / 40.0)
 

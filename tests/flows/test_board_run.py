@@ -57,6 +57,19 @@ def test_run_classifies_bit_exactly_and_writes_board_json(run, model, serve, cap
     assert board.images == 6
 
 
+def test_run_expects_the_cycle_count_of_a_core_on_shared_multipliers(run, model):
+    # IDENT's flags say the core borrows its lanes' multipliers (the iCEBreaker build):
+    # the expected cycle count is that core's closed form, not the overlapped core's.
+    board = EmulatedBoard(model, lanes=3, label_lanes=1, shared=True)
+    with serve_pty(board) as port:
+        assert _run(run, port) == 0
+    report = json.loads((run / "board.json").read_text())
+    assert report["device"]["shared"] is True
+    overlapped = EmulatedBoard(model, lanes=3, label_lanes=1).program.cycles()
+    assert report["cycles_formula"] == board.program.cycles() != overlapped
+    assert report["cycles_per_inference"]["mean"] == board.program.cycles()
+
+
 def _test_images(run):
     from ffcl_hw.flows.evaluate import load_run_dataset
     from golden.modelio import load_model

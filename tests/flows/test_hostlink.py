@@ -158,8 +158,8 @@ def test_identify_parses_the_ident_reply(model):
     ({"labels": 5}, "device has labels = 5, the model needs 4"),
     ({"input_size": 10}, "device has input_size = 10, the model needs 9"),
     ({"model_hash": 0x12345678}, "device has model_hash = 0x12345678, the model needs 0x"),
-    ({"version": 1}, "device speaks protocol version 1; this host speaks 2"),
-    ({"version": 3}, "protocol version 3"),
+    ({"version": 2}, "device speaks protocol version 2; this host speaks 3"),
+    ({"version": 4}, "protocol version 4"),
 ])
 def test_check_names_the_first_difference(model, changes, message):
     device = Device(ScriptedPort([_ident(model, **changes)]))

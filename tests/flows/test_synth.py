@@ -158,6 +158,20 @@ def test_fit_check_table(board, shape, lanes, label_lanes, weights, refusal):
         assert refusal in str(refused.value)
 
 
+def test_shared_multipliers_fit_eight_lanes_on_icebreaker():
+    # The digits FFCL network with 8 lanes and 1 label lane: 8 + 2 + 1 + 1 multipliers
+    # with dedicated ones (the message points at shared), exactly the 8 lanes shared.
+    model = _model(64, (64, 64))
+    with pytest.raises(FitError, match="needs 12 multipliers .* --multipliers shared"):
+        check_fit(model, "icebreaker", lanes=8, label_lanes=1, weights="spram")
+    needs = check_fit(model, "icebreaker", lanes=8, label_lanes=1, weights="spram",
+                      shared=True)
+    assert needs["multipliers"]["needed"] == 8
+    assert needs["multipliers"]["detail"] == {"mac_lanes": 8, "scaler": 0,
+                                              "goodness_squares": 0, "activation_square": 0}
+    assert needs["spram"]["needed"] == 4
+
+
 def test_mnist_model_is_refused_for_icebreaker_with_the_numbers():
     model = _model(784, (512, 512))
     core = Core(model, lanes=8)
@@ -228,14 +242,17 @@ REPORT_KEYS = {"board", "device", "target_mhz", "clock_mhz", "pll", "fmax_mhz", 
 
 # About 45 s each on a 2-core machine (yosys 8-16 s, nextpnr 25-31 s): in the default run.
 @needs_yowasp
-@pytest.mark.parametrize(("board", "mhz", "dsp_cell", "weights"), [
-    ("icebreaker", 30, "SB_MAC16", "spram"),
-    ("ulx3s-25f", 50, "MULT18X18D", "rom"),
+@pytest.mark.parametrize(("board", "mhz", "dsp_cell", "weights", "lanes", "shared"), [
+    # iCE40 as the flow builds it: the scaler and the squares on 3 lanes' SB_MAC16.
+    ("icebreaker", 30, "SB_MAC16", "spram", 3, True),
+    ("ulx3s-25f", 50, "MULT18X18D", "rom", 2, False),
 ])
-def test_smoke_synthesis_of_a_small_core(board, mhz, dsp_cell, weights, tmp_path):
+def test_smoke_synthesis_of_a_small_core(board, mhz, dsp_cell, weights, lanes, shared,
+                                         tmp_path):
     model = _random_model("ffcl-adjacent-T3", 3)
     out = tmp_path / "out"
-    report = synth(lambda hz: _StandIn(Core(model, lanes=2, label_lanes=2, weights=weights)),
+    report = synth(lambda hz: _StandIn(Core(model, lanes=lanes, label_lanes=2,
+                                            weights=weights, shared=shared)),
                    board=board, freq_mhz=mhz, seed=1, out_dir=out)
     assert set(report) >= REPORT_KEYS
     assert json.loads((out / "report.json").read_text()) == report
@@ -251,11 +268,15 @@ def test_smoke_synthesis_of_a_small_core(board, mhz, dsp_cell, weights, tmp_path
     assert used["multipliers"]["used"] > 0
     assert used["multipliers"]["used"] == in_netlist == report["netlist_cells"][dsp_cell]
     assert in_netlist == report["fit"]["multipliers"]["needed"]
+    if shared:
+        # Nothing multiplies beside the lanes: the borrowed products share their DSPs.
+        assert in_netlist == lanes
     # So does the block RAM estimate, and on iCE40 the weights are in SPRAM blocks.
     assert used["block_ram"]["used"] == report["fit"]["block_rams"]["needed"]
     if weights == "spram":
+        # 3 lanes x 8 bits: two SPRAMs side by side.
         assert report["netlist_cells"]["SB_SPRAM256KA"] == used["spram"]["used"] \
-            == report["fit"]["spram"]["needed"] == 1
+            == report["fit"]["spram"]["needed"] == 2
     assert used["multipliers"]["available"] == BOARDS[board].multipliers
     bitstream = Path(report["bitstream"])
     assert bitstream.parent == out and bitstream.stat().st_size > 0

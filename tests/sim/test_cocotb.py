@@ -30,9 +30,10 @@ SEED = int(os.environ.get("FFCL_SEED", "0"))
 SAMPLES = int(os.environ.get("FFCL_SIM_SAMPLES", "3"))
 SIMULATORS = available_simulators()
 
-# (variant, MAC lanes, label lanes): FFL, FFDL and FFCL with both topologies, lane counts
-# that do not divide the layer widths, and a label datapath narrower than K. A variant is
-# a name of tests/golden/variants.py or a dict of ModelConfig fields.
+# (variant, MAC lanes, label lanes[, shared]): FFL, FFDL and FFCL with both topologies, lane
+# counts that do not divide the layer widths, and a label datapath narrower than K; shared:
+# the scaler and squares on the lanes' multipliers (the iCE40 mapping). A variant is a
+# name of tests/golden/variants.py or a dict of ModelConfig fields.
 CONFIGS = {
     "ffl-p3": ("ffl", 3, None),
     "ffdl-p2": ("ffdl-3layers", 2, None),
@@ -40,6 +41,7 @@ CONFIGS = {
     "ffcl-top-T2-p8": ("ffcl-top-T2", 8, None),
     # Passes shorter than the tile before them: the sweep holds them (docs/cycles.md).
     "ffcl-held-p8": ({"algo": "ffcl", "hidden": (5, 12, 3), "loops": 3}, 8, None),
+    "ffcl-held-p8-shared": ({"algo": "ffcl", "hidden": (5, 12, 3), "loops": 3}, 8, 3, True),
 }
 
 
@@ -78,11 +80,11 @@ pytestmark = pytest.mark.skipif(not SIMULATORS, reason="no cocotb simulator inst
 @pytest.mark.parametrize("simulator", SIMULATORS)
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_random_weights_on_every_scenario(simulator, config):
-    variant, lanes, label_lanes = CONFIGS[config]
+    variant, lanes, label_lanes, *shared = CONFIGS[config]
     model = _random_model(variant, SEED + len(config))
     rng = np.random.default_rng(SEED)
     images = rng.integers(0, model.fmt.input_max + 1, size=(SAMPLES, model.config.input_size))
-    core = Core(model, lanes=lanes, label_lanes=label_lanes)
+    core = Core(model, lanes=lanes, label_lanes=label_lanes, shared=bool(shared))
     _run(simulator, core, images, f"{config}-seed{SEED}")
 
 
