@@ -428,7 +428,12 @@ class Core(wiring.Component):
             m.d.sync += [shadow[p].eq(shadow[p + 1]) for p in range(P - 2)]
             m.d.sync += [sweep_left.eq(sweep_left - 1), sweep_next.eq(sweep_next + 1)]
 
-        # -- sweep pipeline: issue (p) -> scaler (2) -> add/saturate (1) -> write (1) --
+        # -- sweep pipeline: issue (p) -> scaler (S) -> offset, sum, saturate (3) -> write
+        S = scaler.latency
+        SUM_STAGES = 3
+        if S + SUM_STAGES + 1 != SWEEP_DRAIN:
+            raise RuntimeError(f"rtl.sequencer.SWEEP_DRAIN is {SWEEP_DRAIN}, but the "
+                               f"scaler's latency is {S}; the closed form must follow it")
         m.d.comb += [
             scaler.acc.eq(sweep_acc),
             scaler.r.eq(Mux(sweep_fb, rsqrt_fb.r, ff_r)),
@@ -438,15 +443,18 @@ class Core(wiring.Component):
         pipe = [dict(valid=Signal(name=f"sw_valid_{i}"), final=Signal(name=f"sw_final_{i}"),
                      fb=Signal(name=f"sw_fb_{i}"),
                      neuron=Signal(range(max(config.hidden) + P), name=f"sw_neuron_{i}"))
-                for i in range(4)]
+                for i in range(S + SUM_STAGES)]
         m.d.sync += [pipe[0][k].eq(v) for k, v in (("valid", sweep), ("final", sweep_final),
                                                     ("fb", sweep_fb), ("neuron", sweep_neuron))]
-        for i in range(1, 4):
+        for i in range(1, len(pipe)):
             m.d.sync += [pipe[i][k].eq(pipe[i - 1][k]) for k in pipe[i]]
-        bias_delayed = Signal(signed(w["state"]))
-        m.d.sync += bias_delayed.eq(bias_port.data)
-        # Stage 2 (pipe[1]): scaler output valid.
+        # The bias is read with the sweep and waits for the scaler.
+        bias_delayed = [Signal(signed(w["state"]), name=f"bias_{i}") for i in range(S - 1)]
+        m.d.sync += bias_delayed[0].eq(bias_port.data)
+        m.d.sync += [bias_delayed[i].eq(bias_delayed[i - 1]) for i in range(1, S - 1)]
+        # Stage S (pipe[S - 1]): scaler output valid.
         scaled = scaler.out
+        scaled_stage = pipe[S - 1]
         # A feed-forward sweep keeps each neuron's scaled products for the feedback sweep
         # of the same tile; layer 1's stay from the first iteration for the later ones.
         lane_partial = Signal.like(scaled)
@@ -458,30 +466,38 @@ class Core(wiring.Component):
             # cycle its feed-forward value is written.
             partial_read = partial_mem.read_port(transparent_for=(partial_write,))
             m.d.comb += [
-                partial_read.addr.eq(op.out_off + pipe[0]["neuron"]),
+                partial_read.addr.eq(op.out_off + pipe[S - 2]["neuron"]),
                 lane_partial.eq(partial_read.data),
-                partial_write.en.eq(pipe[1]["valid"] & ~pipe[1]["fb"]),
-                partial_write.addr.eq(op.out_off + pipe[1]["neuron"]),
+                partial_write.en.eq(scaled_stage["valid"] & ~scaled_stage["fb"]),
+                partial_write.addr.eq(op.out_off + scaled_stage["neuron"]),
                 partial_write.data.eq(scaled),
             ]
+        # Stage S + 1: the kept feed-forward part (a block RAM read) and the bias are
+        # added beside the scaled value; stage S + 2: their sum; stage S + 3: saturation.
+        # In one cycle, the read, the three-way add and the saturation were the
+        # ULX3S-25F build's slowest path once the scaler was pipelined.
         state_bits = w["state"]
         s_max, s_min = (1 << (state_bits - 1)) - 1, -(1 << (state_bits - 1))
-        total_sum = Signal(signed(len(scaled) + 2))
-        m.d.comb += total_sum.eq(Mux(pipe[1]["fb"], lane_partial, 0) + scaled + bias_delayed)
+        offset = Signal(signed(max(len(scaled), state_bits) + 1))
+        scaled_d = Signal.like(scaled)
+        m.d.sync += [offset.eq(Mux(scaled_stage["fb"], lane_partial, 0) + bias_delayed[-1]),
+                     scaled_d.eq(scaled)]
+        total_sum = Signal(signed(len(offset) + 1))
+        m.d.sync += total_sum.eq(offset + scaled_d)
         s_value = Signal(signed(state_bits))
         m.d.sync += s_value.eq(Mux(total_sum > s_max, s_max,
                                    Mux(total_sum < s_min, s_min, total_sum)))
-        # Stage 3 (pipe[2]): write pre-activation and activation, square.
+        # Stage S + 3 (pipe[-1]): write pre-activation and activation, square.
         activation = Signal(unsigned(w["act"]))
         m.d.comb += activation.eq(Mux(s_value[-1], 0, s_value))
-        write_now = pipe[2]["valid"] & pipe[2]["final"]
+        write_now = pipe[-1]["valid"] & pipe[-1]["final"]
         m.d.comb += [
             pre_write.en.eq(write_now),
-            pre_write.addr.eq(pipe[2]["neuron"]),
+            pre_write.addr.eq(pipe[-1]["neuron"]),
             pre_write.data.eq(s_value),
             buffer.write_en.eq(write_now),
             buffer.write_bank.eq(op.bank),
-            buffer.write_addr.eq(op.out_off + pipe[2]["neuron"]),
+            buffer.write_addr.eq(op.out_off + pipe[-1]["neuron"]),
             buffer.write_data.eq(activation),
         ]
         square = Signal(unsigned(2 * w["act"]))

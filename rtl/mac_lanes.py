@@ -14,8 +14,13 @@ __all__ = ["MacLanes"]
 class MacLanes(wiring.Component):
     """P lanes computing acc[p] += w[p] * x, one input element per cycle.
 
-    Each lane is a registered multiplier followed by an accumulator, the shape that maps
-    onto an iCE40 SB_MAC16 or an ECP5 MULT18X18D with the adder beside it.
+    Each lane is a multiplier with registered inputs and output followed by an
+    accumulator, the shape that maps onto an iCE40 SB_MAC16 or an ECP5 MULT18X18D with the
+    adder beside it. The input registers take the block RAM reads and the multiplexer
+    that chooses ``x`` off the multiplier's path: on the ULX3S-85F with 86 lanes, a block
+    RAM read broadcast through that multiplexer into the multipliers in one cycle was the
+    slowest path (30 ns). ``x`` is registered once per group of :attr:`GROUP` lanes,
+    so no single register drives every multiplier.
 
     Parameters
     ----------
@@ -55,23 +60,39 @@ class MacLanes(wiring.Component):
             "acc": Out(data.ArrayLayout(signed(acc_bits), lanes)),
         })
 
+    #: Cycles from an element at the inputs to its product in ``acc``: the input
+    #: registers, the product register, the accumulator.
+    LATENCY = 3
+    #: Lanes sharing one copy of the ``x`` register.
+    GROUP = 8
+
     @property
     def latency(self) -> int:
-        """Cycles from an element at the inputs to its product in ``acc``."""
-        return 2
+        """Cycles from an element at the inputs to its product in ``acc`` (:attr:`LATENCY`)."""
+        return self.LATENCY
 
     def elaborate(self, platform) -> Module:
         m = Module()
         product_bits = self.weight_bits + self.input_bits + 1
+        # en and first follow the element: input registers, then the product register.
+        en = Signal()
+        first = Signal()
         valid = Signal()
         restart = Signal()
-        m.d.sync += [valid.eq(self.en), restart.eq(self.en & self.first)]
+        m.d.sync += [en.eq(self.en), first.eq(self.en & self.first),
+                     valid.eq(en), restart.eq(first)]
+        # One x register per group of lanes; ``keep`` stops Yosys merging the copies.
+        xs = [Signal.like(self.x, name=f"x_{g}", attrs={"keep": 1})
+              for g in range(-(-self.lanes // self.GROUP))]
+        m.d.sync += [x.eq(self.x) for x in xs]
         for p in range(self.lanes):
+            w = Signal(signed(self.weight_bits), name=f"w_{p}")
+            m.d.sync += w.eq(self.w[p])
             # Registering the product keeps the multiplier and the adder in separate
             # cycles: the DSP's own pipeline register.
             product = Signal(signed(product_bits), name=f"product_{p}")
             # Amaranth widens the unsigned x by a zero bit before a signed product.
-            m.d.sync += product.eq(self.w[p] * self.x)
+            m.d.sync += product.eq(w * xs[p // self.GROUP])
             with m.If(valid & restart):
                 m.d.sync += self.acc[p].eq(product)
             with m.Elif(valid):

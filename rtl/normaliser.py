@@ -131,22 +131,32 @@ class Scaler(wiring.Component):
             "out": Out(signed(acc_bits + r_bits + 1)),
         })
 
+    #: Cycles from the inputs to ``out``: input registers, the product, the rounding
+    #: shift. The input registers keep the multiplexers and memories that feed the
+    #: Scaler (the reciprocal tables, the accumulators) off the multiplier's path; without
+    #: them a table read into the product was the ULX3S-25F build's slowest path.
+    LATENCY = 3
+
     @property
     def latency(self) -> int:
-        """Cycles from the inputs to ``out``."""
-        return 2
+        """Cycles from the inputs to ``out`` (:attr:`LATENCY`)."""
+        return self.LATENCY
 
     def elaborate(self, platform) -> Module:
         m = Module()
+        acc = Signal.like(self.acc)
+        r = Signal.like(self.r)
+        # shift - 1 and whether shift is nonzero are prepared at the inputs, so the last
+        # stage is only the shift, the increment and the choice. shift - 1 wraps for
+        # shift = 0; that case takes the other arm of the Mux.
+        shift_less = [Signal.like(self.shift, name=f"shift_less_{i}") for i in range(2)]
+        rounding = [Signal(name=f"rounding_{i}") for i in range(2)]
+        m.d.sync += [acc.eq(self.acc), r.eq(self.r), shift_less[0].eq(self.shift - 1),
+                     rounding[0].eq(self.shift.any())]
         product = Signal(signed(self.acc_bits + self.r_bits + 1))
-        # shift - 1 and whether shift is nonzero are prepared beside the product, so the
-        # second stage is only the shift, the increment and the choice. shift - 1 wraps
-        # for shift = 0; that case takes the other arm of the Mux.
-        shift_less = Signal.like(self.shift)
-        rounding = Signal()
-        m.d.sync += [product.eq(self.acc * self.r), shift_less.eq(self.shift - 1),
-                     rounding.eq(self.shift.any())]
+        m.d.sync += [product.eq(acc * r), shift_less[1].eq(shift_less[0]),
+                     rounding[1].eq(rounding[0])]
         halved = Signal.like(product)
-        m.d.comb += halved.eq(product >> shift_less)
-        m.d.sync += self.out.eq(Mux(rounding, (halved + 1) >> 1, product))
+        m.d.comb += halved.eq(product >> shift_less[1])
+        m.d.sync += self.out.eq(Mux(rounding[1], (halved + 1) >> 1, product))
         return m

@@ -27,7 +27,8 @@ from amaranth import unsigned
 from amaranth.lib import data
 
 from golden.intmodel import IntModel
-from rtl.normaliser import Rsqrt
+from rtl.mac_lanes import MacLanes
+from rtl.normaliser import Rsqrt, Scaler
 from rtl.params import check_positive_int
 
 __all__ = ["DONE", "LAYER", "PHASES", "PHASE_BITS", "SCAN", "Op", "Program", "build_program"]
@@ -38,10 +39,14 @@ LAYER, SCAN, DONE = 1, 2, 3
 # Source of a layer's feature input.
 SRC_IMAGE, SRC_ACT, SRC_CACHE = 1, 2, 3
 
-# Fixed costs of the core's state machine, in cycles (see docs/cycles.md).
+# Fixed costs of the core's state machine, in cycles (see docs/cycles.md); the pipeline
+# depths follow the units' latencies, which the core checks.
 FETCH_DECODE = 2      # FETCH (op ROM address), DECODE (latch the op)
-MAC_DRAIN = 2         # after a pass's last element, until its products are all accumulated
-SWEEP_DRAIN = 4       # the last scaled neuron reaches the buffers and sum of squares
+# After a pass's last element is read from memory, until its products are all accumulated.
+MAC_DRAIN = MacLanes.LATENCY
+# The last scaled neuron reaches the buffers and the sum of squares: the scaler, then
+# offset (kept feed-forward part + bias), sum, saturate, and write/square.
+SWEEP_DRAIN = Scaler.LATENCY + 4
 LAYER_FINISH = 1      # store the layer's sum of squares (FFL: add it to a score)
 SCAN_DRAIN = 3        # the last square reaches the score registers
 
