@@ -53,17 +53,28 @@ class Argmax(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
+        # Two stages per score: a register takes the next candidate from the K-way select
+        # while the comparator looks at the one selected the cycle before, so the select
+        # and the wide comparison are never in one cycle (together they were the slowest
+        # path of the iCE40 builds). ``start`` loads scores[1] as the first candidate, so
+        # the search still takes K cycles.
         index = Signal(range(self.labels + 1))
         best = Signal(unsigned(self.score_bits))
+        candidate = Signal(unsigned(self.score_bits))
+        candidate_label = Signal(range(self.labels))
         busy = Signal()
         m.d.sync += self.done.eq(0)
         with m.If(self.start):
-            m.d.sync += [busy.eq(1), index.eq(1), best.eq(self.scores[0]), self.label.eq(0)]
+            m.d.sync += [busy.eq(1), index.eq(2), best.eq(self.scores[0]), self.label.eq(0),
+                         candidate.eq(self.scores[1]), candidate_label.eq(1)]
         with m.Elif(busy):
-            candidate = select([self.scores[k] for k in range(self.labels)], index)
+            # Beyond the last label select() gives scores[0], which is never compared.
+            m.d.sync += [candidate.eq(select([self.scores[k] for k in range(self.labels)],
+                                             index)),
+                         candidate_label.eq(index[:len(candidate_label)]),
+                         index.eq(index + 1)]
             with m.If(candidate > best):
-                m.d.sync += [best.eq(candidate), self.label.eq(index)]
-            m.d.sync += index.eq(index + 1)
-            with m.If(index == self.labels - 1):
+                m.d.sync += [best.eq(candidate), self.label.eq(candidate_label)]
+            with m.If(candidate_label == self.labels - 1):
                 m.d.sync += [busy.eq(0), self.done.eq(1)]
         return m

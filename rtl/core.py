@@ -49,6 +49,7 @@ from rtl.sequencer import (
     SIDE_LATENCY,
     SRC_CACHE,
     SRC_IMAGE,
+    SUM_STAGES,
     Program,
     build_program,
     op_layout,
@@ -261,7 +262,10 @@ class Core(wiring.Component):
         # Shared: lanes 0 and 1 scale, lane 2 squares activations, lanes 0..G-1 scan.
         m.submodules.lanes = lanes = MacLanes(
             lanes=P, weight_bits=w["weight"], input_bits=w["mac_input"], acc_bits=w["acc"],
-            shared_lanes=max(3, G) if shared else 0, side_bits=SIDE_BITS)
+            shared_lanes=max(3, G) if shared else 0, side_bits=SIDE_BITS,
+            # Shared: passes never follow back to back (GAP), so the other lanes may clear
+            # ahead and keep their accumulators in the DSPs.
+            clear_ahead=shared)
         m.submodules.rsqrt_ff = rsqrt_ff = Rsqrt(
             sq_bits=w["sq"], index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits)
         m.submodules.rsqrt_fb = rsqrt_fb = Rsqrt(
@@ -348,7 +352,7 @@ class Core(wiring.Component):
         fb_tile_base = Signal.like(ff_tile_base)
         weight_addr = Signal.like(ff_tile_base)
         feedback_pass = Signal()
-        gap = Signal(range(MAC_DRAIN + P + prog.scale_latency + 1))
+        gap = Signal(range(prog.pass_gap(P) + 1))
         sq_acc = Signal(unsigned(w["sq"]))
         sq_regs = [[Signal(unsigned(w["sq"]), name=f"sq_b{b}_l{i}") for i in range(L)]
                    for b in range(2)]
@@ -454,8 +458,8 @@ class Core(wiring.Component):
             m.d.sync += [shadow[p].eq(shadow[p + 1]) for p in range(P - 2)]
             m.d.sync += [sweep_left.eq(sweep_left - 1), sweep_next.eq(sweep_next + 1)]
 
-        # -- sweep pipeline: issue -> scaler (S + 1) -> add/saturate (1) -> write (1) --
-        S = scaler.latency - 1            # the pipe stage at which the scaled value is out
+        # -- sweep pipeline: issue (p) -> scaler (S) -> offset, sum, saturate (3) -> write
+        S = scaler.latency
         m.d.comb += [
             scaler.acc.eq(sweep_acc),
             scaler.r.eq(Mux(sweep_fb, rsqrt_fb.r, ff_r)),
@@ -465,19 +469,18 @@ class Core(wiring.Component):
         pipe = [dict(valid=Signal(name=f"sw_valid_{i}"), final=Signal(name=f"sw_final_{i}"),
                      fb=Signal(name=f"sw_fb_{i}"),
                      neuron=Signal(range(max(config.hidden) + P), name=f"sw_neuron_{i}"))
-                for i in range(S + 3)]
+                for i in range(S + SUM_STAGES)]
         m.d.sync += [pipe[0][k].eq(v) for k, v in (("valid", sweep), ("final", sweep_final),
                                                     ("fb", sweep_fb), ("neuron", sweep_neuron))]
-        for i in range(1, S + 3):
+        for i in range(1, len(pipe)):
             m.d.sync += [pipe[i][k].eq(pipe[i - 1][k]) for k in pipe[i]]
-        # The bias (read in the sweep cycle) waits for the scaled value.
-        bias_delayed = bias_port.data
-        for i in range(S):
-            delayed = Signal(signed(w["state"]), name=f"bias_{i}")
-            m.d.sync += delayed.eq(bias_delayed)
-            bias_delayed = delayed
-        # Stage S + 1 (pipe[S]): scaler output valid.
+        # The bias is read with the sweep and waits for the scaler.
+        bias_delayed = [Signal(signed(w["state"]), name=f"bias_{i}") for i in range(S - 1)]
+        m.d.sync += bias_delayed[0].eq(bias_port.data)
+        m.d.sync += [bias_delayed[i].eq(bias_delayed[i - 1]) for i in range(1, S - 1)]
+        # Stage S (pipe[S - 1]): scaler output valid.
         scaled = scaler.out
+        scaled_stage = pipe[S - 1]
         # A feed-forward sweep keeps each neuron's scaled products for the feedback sweep
         # of the same tile; layer 1's stay from the first iteration for the later ones.
         lane_partial = Signal.like(scaled)
@@ -489,30 +492,38 @@ class Core(wiring.Component):
             # cycle its feed-forward value is written.
             partial_read = partial_mem.read_port(transparent_for=(partial_write,))
             m.d.comb += [
-                partial_read.addr.eq(op.out_off + pipe[S - 1]["neuron"]),
+                partial_read.addr.eq(op.out_off + pipe[S - 2]["neuron"]),
                 lane_partial.eq(partial_read.data),
-                partial_write.en.eq(pipe[S]["valid"] & ~pipe[S]["fb"]),
-                partial_write.addr.eq(op.out_off + pipe[S]["neuron"]),
+                partial_write.en.eq(scaled_stage["valid"] & ~scaled_stage["fb"]),
+                partial_write.addr.eq(op.out_off + scaled_stage["neuron"]),
                 partial_write.data.eq(scaled),
             ]
+        # Stage S + 1: the kept feed-forward part (a block RAM read) and the bias are
+        # added beside the scaled value; stage S + 2: their sum; stage S + 3: saturation.
+        # In one cycle, the read, the three-way add and the saturation were the
+        # ULX3S-25F build's slowest path once the scaler was pipelined.
         state_bits = w["state"]
         s_max, s_min = (1 << (state_bits - 1)) - 1, -(1 << (state_bits - 1))
-        total_sum = Signal(signed(len(scaled) + 2))
-        m.d.comb += total_sum.eq(Mux(pipe[S]["fb"], lane_partial, 0) + scaled + bias_delayed)
+        offset = Signal(signed(max(len(scaled), state_bits) + 1))
+        scaled_d = Signal.like(scaled)
+        m.d.sync += [offset.eq(Mux(scaled_stage["fb"], lane_partial, 0) + bias_delayed[-1]),
+                     scaled_d.eq(scaled)]
+        total_sum = Signal(signed(len(offset) + 1))
+        m.d.sync += total_sum.eq(offset + scaled_d)
         s_value = Signal(signed(state_bits))
         m.d.sync += s_value.eq(Mux(total_sum > s_max, s_max,
                                    Mux(total_sum < s_min, s_min, total_sum)))
-        # Stage S + 2 (pipe[S + 1]): write pre-activation and activation, square.
+        # Stage S + 3 (pipe[-1]): write pre-activation and activation, square.
         activation = Signal(unsigned(w["act"]))
         m.d.comb += activation.eq(Mux(s_value[-1], 0, s_value))
-        write_now = pipe[S + 1]["valid"] & pipe[S + 1]["final"]
+        write_now = pipe[-1]["valid"] & pipe[-1]["final"]
         m.d.comb += [
             pre_write.en.eq(write_now),
-            pre_write.addr.eq(pipe[S + 1]["neuron"]),
+            pre_write.addr.eq(pipe[-1]["neuron"]),
             pre_write.data.eq(s_value),
             buffer.write_en.eq(write_now),
             buffer.write_bank.eq(op.bank),
-            buffer.write_addr.eq(op.out_off + pipe[S + 1]["neuron"]),
+            buffer.write_addr.eq(op.out_off + pipe[-1]["neuron"]),
             buffer.write_data.eq(activation),
         ]
         square = Signal(unsigned(2 * w["act"]))
@@ -531,11 +542,16 @@ class Core(wiring.Component):
                     b = Mux(scanning, goodness.factor[p], b)
                 m.d.comb += [lanes.a[p].eq(a), lanes.b[p].eq(b)]
             m.d.comb += [scaler.lo_product.eq(lanes.side[0]),
-                         scaler.hi_product.eq(lanes.side[1])]
-            if G:
-                m.d.comb += [goodness.product[q].eq(lanes.side[q]) for q in range(G)]
-            m.d.comb += square.eq(lanes.side[2])
-            m.d.sync += square_valid.eq(write_now)
+                         scaler.hi_product.eq(lanes.side[1]),
+                         square.eq(lanes.side[2])]
+            m.d.comb += [goodness.product[q].eq(lanes.side[q]) for q in range(G)]
+            # The square's valid bit travels beside the borrowed multiplier.
+            valid = write_now
+            for i in range(lanes.side_latency):
+                delayed = Signal(name=f"square_valid_{i}")
+                m.d.sync += delayed.eq(valid)
+                valid = delayed
+            m.d.comb += square_valid.eq(valid)
         else:
             m.d.sync += [square.eq(activation * activation), square_valid.eq(write_now)]
         clear_sq = Signal()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -14,8 +14,13 @@ __all__ = ["MacLanes"]
 class MacLanes(wiring.Component):
     """P lanes computing acc[p] += w[p] * x, one input element per cycle.
 
-    Each lane is a registered multiplier followed by an accumulator, the shape that maps
-    onto an iCE40 SB_MAC16 or an ECP5 MULT18X18D with the adder beside it.
+    Each lane is a multiplier with registered inputs and output followed by an
+    accumulator, the shape that maps onto an iCE40 SB_MAC16 or an ECP5 MULT18X18D with the
+    adder beside it. The input registers take the block RAM reads and the multiplexer
+    that chooses ``x`` off the multiplier's path: on the ULX3S-85F with 86 lanes, a block
+    RAM read broadcast through that multiplexer into the multipliers in one cycle was the
+    slowest path (30 ns). ``x`` is registered once per group of :attr:`GROUP` lanes,
+    so no single register drives every multiplier.
 
     Parameters
     ----------
@@ -37,6 +42,12 @@ class MacLanes(wiring.Component):
         Width of the signed side operands (default 16, an SB_MAC16 input). A shared lane
         multiplies ``side_bits`` by ``side_bits``, so ``weight_bits`` must be at most
         ``side_bits`` and ``input_bits`` below it.
+    clear_ahead : bool, optional
+        The caller leaves at least one cycle without a product before every element given
+        with ``first``: the other lanes' accumulators then clear in the cycle before the
+        first product instead of choosing between restart and sum, the pattern Yosys
+        folds into an iCE40 SB_MAC16's own accumulator (about 30 logic cells a lane).
+        Default False.
 
     Members
     -------
@@ -57,13 +68,17 @@ class MacLanes(wiring.Component):
     """
 
     def __init__(self, *, lanes: int, weight_bits: int, input_bits: int, acc_bits: int,
-                 shared_lanes: int = 0, side_bits: int = 16) -> None:
+                 shared_lanes: int = 0, side_bits: int = 16,
+                 clear_ahead: bool = False) -> None:
         self.lanes = check_positive_int("Lane count", lanes)
         self.weight_bits = check_positive_int("Weight width", weight_bits, minimum=2)
         self.input_bits = check_positive_int("Input width", input_bits)
         self.acc_bits = check_positive_int("Accumulator width", acc_bits, minimum=2)
         self.shared_lanes = check_positive_int("Shared lane count", shared_lanes, minimum=0)
         self.side_bits = check_positive_int("Side operand width", side_bits, minimum=2)
+        if not isinstance(clear_ahead, bool):
+            raise TypeError(f"Clear ahead must be True or False, not {clear_ahead!r}")
+        self.clear_ahead = clear_ahead
         if shared_lanes > lanes:
             raise ValueError(f"Shared lane count must be at most the lane count {lanes}, "
                              f"not {shared_lanes}")
@@ -86,38 +101,79 @@ class MacLanes(wiring.Component):
             })
         super().__init__(members)
 
+    #: Cycles from an element at the inputs to its product in ``acc``: the input
+    #: registers, the product register, the accumulator.
+    LATENCY = 3
+    #: Cycles from side operands to their product: the input registers, the product.
+    SIDE_LATENCY = LATENCY - 1
+    #: Lanes sharing one copy of the ``x`` register.
+    GROUP = 8
+
     @property
     def latency(self) -> int:
-        """Cycles from an element at the inputs to its product in ``acc``."""
-        return 2
+        """Cycles from an element at the inputs to its product in ``acc`` (:attr:`LATENCY`)."""
+        return self.LATENCY
 
     @property
     def side_latency(self) -> int:
-        """Cycles from side operands at ``a``/``b`` to their product in ``side``."""
-        return 1
+        """Cycles from side operands at ``a``/``b`` to their product in ``side``
+        (:attr:`SIDE_LATENCY`)."""
+        return self.SIDE_LATENCY
 
     def elaborate(self, platform) -> Module:
         m = Module()
+        # The unsigned x becomes a signed operand one bit wider, and the product register
+        # is exactly as wide as the product of the two: Yosys moves the register and the
+        # accumulator into an SB_MAC16 only when no bit is repeated or dropped.
+        product_bits = self.weight_bits + self.input_bits + 1
+        # en and first follow the element: input registers, then the product register.
+        en = Signal()
+        first = Signal()
         valid = Signal()
         restart = Signal()
-        m.d.sync += [valid.eq(self.en), restart.eq(self.en & self.first)]
+        m.d.sync += [en.eq(self.en), first.eq(self.en & self.first),
+                     valid.eq(en), restart.eq(first)]
+        # One x register per group of lanes; ``keep`` stops Yosys merging the copies.
+        xs = [Signal.like(self.x, name=f"x_{g}", attrs={"keep": 1}, reset_less=True)
+              for g in range(-(-self.lanes // self.GROUP))]
+        m.d.sync += [x.eq(self.x) for x in xs]
+        # The datapath registers have no reset (what they hold before the first element
+        # is never used): a register with a reset cannot move into an SB_MAC16.
+        accs = [Signal(signed(self.acc_bits), name=f"acc_{p}", reset_less=True)
+                for p in range(self.lanes)]
+        m.d.comb += [self.acc[p].eq(accs[p]) for p in range(self.lanes)]
         for p in range(self.lanes):
+            acc = accs[p]
             # Registering the product keeps the multiplier and the adder in separate
             # cycles: the DSP's own pipeline register.
             if p < self.shared_lanes:
                 # One multiplier, two users: the MAC element when there is one, else the
-                # side operands. The multiplexers sit in front of the DSP's inputs.
-                product = Signal(signed(2 * self.side_bits), name=f"product_{p}")
-                m.d.sync += product.eq(Mux(self.en, self.w[p], self.a[p])
-                                       * Mux(self.en, self.x, self.b[p]))
+                # side operands. The multiplexers sit in front of the input registers.
+                w = Signal(signed(self.side_bits), name=f"w_{p}", reset_less=True)
+                x = Signal(signed(self.side_bits), name=f"x_lane_{p}", reset_less=True)
+                m.d.sync += [w.eq(Mux(self.en, self.w[p], self.a[p])),
+                             x.eq(Mux(self.en, self.x, self.b[p]))]
+                product = Signal(signed(2 * self.side_bits), name=f"product_{p}",
+                                 reset_less=True)
                 m.d.comb += self.side[p].eq(product)
             else:
-                product = Signal(signed(self.weight_bits + self.input_bits + 1),
-                                 name=f"product_{p}")
-                # Amaranth widens the unsigned x by a zero bit before a signed product.
-                m.d.sync += product.eq(self.w[p] * self.x)
-            with m.If(valid & restart):
-                m.d.sync += self.acc[p].eq(product)
-            with m.Elif(valid):
-                m.d.sync += self.acc[p].eq(self.acc[p] + product)
+                w = Signal(signed(self.weight_bits), name=f"w_{p}", reset_less=True)
+                m.d.sync += w.eq(self.w[p])
+                x = Cat(xs[p // self.GROUP], 0).as_signed()
+                product = Signal(signed(product_bits), name=f"product_{p}", reset_less=True)
+            m.d.sync += product.eq(w * x)
+            if self.clear_ahead and p >= self.shared_lanes:
+                # Cleared while the first product is in the product register (no other
+                # product lands then), then always a sum.
+                # The sum at the accumulator's width: a wider one, sliced after the
+                # multiplexer, keeps Yosys from folding the adder into the DSP.
+                total = Signal.like(acc, name=f"sum_{p}")
+                m.d.comb += total.eq(acc + product)
+                with m.If(valid | first):
+                    m.d.sync += acc.eq(Mux(first, 0, total))
+            else:
+                with m.If(valid & restart):
+                    m.d.sync += acc.eq(product)
+                with m.Elif(valid):
+                    m.d.sync += acc.eq(acc + product)
         return m

@@ -15,7 +15,10 @@ from amaranth.lib.wiring import In, Out
 from golden.intformat import rsqrt_table
 from rtl.params import check_positive_int
 
-__all__ = ["Rsqrt", "Scaler", "SplitScaler"]
+__all__ = ["ROUND_STAGES", "Rsqrt", "Scaler", "SplitScaler"]
+
+#: Cycles of the rounding shift after a product (:func:`_round_shift_stages`).
+ROUND_STAGES = 2
 
 
 class Rsqrt(wiring.Component):
@@ -100,7 +103,8 @@ class Scaler(wiring.Component):
     """round_shift(acc * r, shift): one multiply and a rounding right shift, pipelined.
 
     round_shift(v, k) = (v + 2^(k-1)) >> k for k > 0, computed as
-    ((v >> (k-1)) + 1) >> 1, which is the same number and needs no wide constant adder.
+    ((2 v >> k) + 1) >> 1, which is the same number for every k >= 0 and needs no wide
+    constant adder.
 
     Parameters
     ----------
@@ -131,31 +135,44 @@ class Scaler(wiring.Component):
             "out": Out(signed(acc_bits + r_bits + 1)),
         })
 
+    #: Cycles from the inputs to ``out``: input registers, the product, the rounding
+    #: shift (:data:`ROUND_STAGES`). The input registers keep the multiplexers and
+    #: memories that feed the Scaler (the reciprocal tables, the accumulators) off the
+    #: multiplier's path; without them a table read into the product was the ULX3S-25F
+    #: build's slowest path.
+    LATENCY = 2 + ROUND_STAGES
+
     @property
     def latency(self) -> int:
-        """Cycles from the inputs to ``out``."""
-        return 2
+        """Cycles from the inputs to ``out`` (:attr:`LATENCY`)."""
+        return self.LATENCY
 
     def elaborate(self, platform) -> Module:
         m = Module()
+        acc = Signal.like(self.acc)
+        r = Signal.like(self.r)
+        shift = Signal.like(self.shift)
+        m.d.sync += [acc.eq(self.acc), r.eq(self.r), shift.eq(self.shift)]
         product = Signal(signed(self.acc_bits + self.r_bits + 1))
-        m.d.sync += product.eq(self.acc * self.r)
-        _round_shift_stage(m, product, self.shift, self.out)
+        m.d.sync += product.eq(acc * r)
+        _round_shift_stages(m, product, shift, self.out)
         return m
 
 
-def _round_shift_stage(m: Module, product, shift, out) -> None:
-    """Register ``out`` = round_shift(``product``, shift) one cycle after ``product``
-    (registered by the caller in the cycle ``shift`` is given) is ready."""
-    # shift - 1 and whether shift is nonzero are prepared beside the product, so the
-    # second stage is only the shift, the increment and the choice. shift - 1 wraps for
-    # shift = 0; that case takes the other arm of the Mux.
-    shift_less = Signal.like(shift, name="shift_less")
-    rounding = Signal(name="rounding")
-    m.d.sync += [shift_less.eq(shift - 1), rounding.eq(shift.any())]
-    halved = Signal.like(product, name="halved")
-    m.d.comb += halved.eq(product >> shift_less)
-    m.d.sync += out.eq(Mux(rounding, (halved + 1) >> 1, product))
+def _round_shift_stages(m: Module, product, shift, out) -> None:
+    """Register ``out`` = round_shift(``product``, shift) :data:`ROUND_STAGES` cycles
+    after the caller registers ``product`` in the cycle ``shift`` is given."""
+    # round_shift(v, k) = ((2 v >> k) + 1) >> 1 for every k >= 0 (k = 0: (2 v + 1) >> 1 =
+    # v), so no choice between a rounded and an unshifted value, and no copy of the
+    # product, is needed. The shift, then the increment, each in a cycle of its own (both
+    # in one cycle were the iCE40 builds' slowest path).
+    shift_d = Signal.like(shift, name="shift_d")
+    m.d.sync += shift_d.eq(shift)
+    doubled = Signal(signed(len(product) + 1), name="doubled")
+    m.d.comb += doubled.eq(product << 1)
+    halved = Signal.like(doubled, name="halved")
+    m.d.sync += halved.eq(doubled >> shift_d)
+    m.d.sync += out.eq((halved + 1) >> 1)
 
 
 class SplitScaler(wiring.Component):
@@ -212,10 +229,16 @@ class SplitScaler(wiring.Component):
             "out": Out(signed(acc_bits + r_bits + 1)),
         })
 
+    @staticmethod
+    def latency_for(product_latency: int) -> int:
+        """Cycles from the inputs to ``out`` with products ``product_latency`` cycles
+        away: the products, their sum, the rounding."""
+        return product_latency + 1 + ROUND_STAGES
+
     @property
     def latency(self) -> int:
-        """Cycles from the inputs to ``out``: the products, their sum, the rounding."""
-        return self.product_latency + 2
+        """Cycles from the inputs to ``out`` (:meth:`latency_for`)."""
+        return self.latency_for(self.product_latency)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -230,5 +253,5 @@ class SplitScaler(wiring.Component):
             shift = delayed
         product = Signal(signed(self.acc_bits + self.r_bits + 1))
         m.d.sync += product.eq((self.hi_product << split) + self.lo_product)
-        _round_shift_stage(m, product, shift, self.out)
+        _round_shift_stages(m, product, shift, self.out)
         return m

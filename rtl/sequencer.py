@@ -28,7 +28,8 @@ from amaranth import unsigned
 from amaranth.lib import data
 
 from golden.intmodel import IntModel
-from rtl.normaliser import Rsqrt
+from rtl.mac_lanes import MacLanes
+from rtl.normaliser import Rsqrt, Scaler, SplitScaler
 from rtl.params import check_positive_int
 
 __all__ = ["DONE", "LAYER", "PHASES", "PHASE_BITS", "SCAN", "Op", "Program", "build_program"]
@@ -39,11 +40,16 @@ LAYER, SCAN, DONE = 1, 2, 3
 # Source of a layer's feature input.
 SRC_IMAGE, SRC_ACT, SRC_CACHE = 1, 2, 3
 
-# Fixed costs of the core's state machine, in cycles (see docs/cycles.md).
+# Fixed costs of the core's state machine, in cycles (see docs/cycles.md); the pipeline
+# depths follow the units' latencies, which the core checks.
 FETCH_DECODE = 2      # FETCH (op ROM address), DECODE (latch the op)
-MAC_DRAIN = 2         # after a pass's last element, until its products are all accumulated
-SCALE_LATENCY = 2     # the scaler with its own multiplier: product, rounding
-SIDE_LATENCY = 1      # a multiplier borrowed from a MAC lane: operands to product
+# After a pass's last element is read from memory, until its products are all accumulated.
+MAC_DRAIN = MacLanes.LATENCY
+#: Cycles from side operands to their product on a lane lent to other units.
+SIDE_LATENCY = MacLanes.SIDE_LATENCY
+# The sweep after the scaler: offset (kept feed-forward part + bias), sum, saturate; then
+# the write and the activation's square.
+SUM_STAGES = 3
 LAYER_FINISH = 1      # store the layer's sum of squares (FFL: add it to a score)
 SCAN_LATENCY = 3      # goodness with its own multipliers: ReLU, square, score
 
@@ -108,13 +114,19 @@ class Program:
     def scale_latency(self) -> int:
         """Cycles from a swept accumulator to its scaled value (rtl.normaliser: Scaler,
         or SplitScaler, whose products come from the lanes)."""
-        return SCALE_LATENCY + (SIDE_LATENCY if self.shared else 0)
+        return (SplitScaler.latency_for(SIDE_LATENCY) if self.shared else Scaler.LATENCY)
+
+    @property
+    def square_latency(self) -> int:
+        """Cycles from an activation to its square: a register of its own, or the
+        borrowed lane's."""
+        return SIDE_LATENCY if self.shared else 1
 
     @property
     def sweep_drain(self) -> int:
         """Cycles from the last swept accumulator until its square is in the layer's sum
-        of squares: the scaler, bias and saturation, the square, the sum."""
-        return self.scale_latency + 2
+        of squares: the scaler, offset, sum, saturation, the square, the sum."""
+        return self.scale_latency + SUM_STAGES + self.square_latency
 
     @property
     def scan_drain(self) -> int:
@@ -124,9 +136,9 @@ class Program:
     def pass_gap(self, swept: int) -> int:
         """Shared multipliers only: cycles between a pass's last element and the next
         pass's first, while the sweep of ``swept`` neurons borrows the lanes (the last
-        activation square takes its lane's multiplier the cycle before the next pass's
+        activation square takes its lane's multiplier in the cycle before the next pass's
         first element reaches the lanes)."""
-        return MAC_DRAIN + swept + self.scale_latency
+        return MAC_DRAIN + swept + self.scale_latency + SUM_STAGES - 1
 
     @property
     def groups(self) -> int:
