@@ -427,7 +427,8 @@ def _synth(args: argparse.Namespace) -> int:
     verdict = "meets" if r["meets_timing"] else "does NOT meet"
     print(f"{r['board']} ({r['device']}): Fmax {r['fmax_mhz']:.1f} MHz, {verdict} the "
           f"{r['clock_mhz']:.2f} MHz clock")
-    print(f"  core           {r['lanes']} MAC lanes, {r['label_lanes']} label lanes, "
+    print(f"  core           {r['lanes']} MAC lanes, {r['label_lanes']} label "
+          f"lane{'s' if r['label_lanes'] > 1 else ''}, "
           f"{r['multipliers']} multipliers, {r['cycles_per_inference']:,} cycles per "
           "inference")
     for name, use in r["utilization"].items():

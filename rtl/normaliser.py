@@ -54,10 +54,11 @@ class Rsqrt(wiring.Component):
             "sh": Out(range(sq_bits + 2)),
         })
 
-    #: Cycles from ``sq`` to ``r`` and ``sh``: bit_length, then the normalising shift, then
-    #: the table look-up, each in its own cycle (on iCE40 all three in one cycle were the
-    #: core's slowest path).
-    LATENCY = 3
+    #: Cycles from ``sq`` to ``r`` and ``sh``: an input register (the caller's multiplexer
+    #: of stored sums stays out of the next stage), bit_length, then the normalising
+    #: shift, then the table look-up, each in its own cycle (on iCE40 the three in one
+    #: cycle were the core's slowest path, and then the multiplexer and bit_length).
+    LATENCY = 4
 
     @property
     def latency(self) -> int:
@@ -70,9 +71,11 @@ class Rsqrt(wiring.Component):
             shape=unsigned(self.frac_bits + 1), depth=len(self.table), init=self.table)
         port = rom.read_port()
         # Stage 1: bit_length(sq), by a tree of halves (log2(sq_bits) multiplexers deep).
+        given = Signal.like(self.sq)
+        m.d.sync += given.eq(self.sq)
         length = Signal(range(self.sq_bits + 1))
         sq = Signal.like(self.sq)
-        m.d.sync += [length.eq(_bit_length(self.sq)), sq.eq(self.sq)]
+        m.d.sync += [length.eq(_bit_length(given)), sq.eq(given)]
         # Stage 2: the even shift and the table address sq >> shift (index_bits wide by
         # construction).
         excess = Signal(range(self.sq_bits + 2))
