@@ -8,7 +8,13 @@ from amaranth.lib.wiring import In, Out
 
 from rtl.params import check_positive_int
 
-__all__ = ["MacLanes"]
+__all__ = ["REPLICA_PREFIX", "MacLanes"]
+
+#: Name prefix of the submodules that hold one group's copy of the broadcast registers.
+#: Yosys merges identical registers, which would leave one copy driving every lane; the
+#: synthesis flow keeps the hierarchy of modules with this prefix (``keep_hierarchy``),
+#: and registers in different modules are never merged.
+REPLICA_PREFIX = "replica_"
 
 
 class MacLanes(wiring.Component):
@@ -19,8 +25,8 @@ class MacLanes(wiring.Component):
     adder beside it. The input registers take the block RAM reads and the multiplexer
     that chooses ``x`` off the multiplier's path: on the ULX3S-85F with 86 lanes, a block
     RAM read broadcast through that multiplexer into the multipliers in one cycle was the
-    slowest path (30 ns). ``x`` is registered once per group of :attr:`GROUP` lanes,
-    so no single register drives every multiplier.
+    slowest path (30 ns). ``x``, and the enables that follow it, are registered once per
+    group of :attr:`GROUP` lanes, so no single register drives every multiplier.
 
     Parameters
     ----------
@@ -63,8 +69,9 @@ class MacLanes(wiring.Component):
     #: Cycles from an element at the inputs to its product in ``acc``: the input
     #: registers, the product register, the accumulator.
     LATENCY = 3
-    #: Lanes sharing one copy of the ``x`` register.
-    GROUP = 8
+    #: Lanes sharing one copy of the ``x`` register (one register driving all 86 lanes
+    #: of the ULX3S-85F build took 15 ns to route).
+    GROUP = 4
 
     @property
     def latency(self) -> int:
@@ -74,27 +81,49 @@ class MacLanes(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         product_bits = self.weight_bits + self.input_bits + 1
-        # en and first follow the element: input registers, then the product register.
-        en = Signal()
-        first = Signal()
-        valid = Signal()
-        restart = Signal()
-        m.d.sync += [en.eq(self.en), first.eq(self.en & self.first),
-                     valid.eq(en), restart.eq(first)]
-        # One x register per group of lanes; ``keep`` stops Yosys merging the copies.
-        xs = [Signal.like(self.x, name=f"x_{g}", attrs={"keep": 1})
-              for g in range(-(-self.lanes // self.GROUP))]
-        m.d.sync += [x.eq(self.x) for x in xs]
+        groups = []
+        for g in range(-(-self.lanes // self.GROUP)):
+            m.submodules[f"{REPLICA_PREFIX}{g}"] = group = _Broadcast(input_bits=self.input_bits)
+            m.d.comb += [group.x_in.eq(self.x), group.en.eq(self.en),
+                         group.first.eq(self.first)]
+            groups.append(group)
         for p in range(self.lanes):
+            group = groups[p // self.GROUP]
             w = Signal(signed(self.weight_bits), name=f"w_{p}")
             m.d.sync += w.eq(self.w[p])
             # Registering the product keeps the multiplier and the adder in separate
             # cycles: the DSP's own pipeline register.
             product = Signal(signed(product_bits), name=f"product_{p}")
             # Amaranth widens the unsigned x by a zero bit before a signed product.
-            m.d.sync += product.eq(w * xs[p // self.GROUP])
-            with m.If(valid & restart):
+            m.d.sync += product.eq(w * group.x)
+            with m.If(group.valid & group.restart):
                 m.d.sync += self.acc[p].eq(product)
-            with m.Elif(valid):
+            with m.Elif(group.valid):
                 m.d.sync += self.acc[p].eq(self.acc[p] + product)
+        return m
+
+
+class _Broadcast(wiring.Component):
+    """One group's copy of what every lane hears: ``x`` registered once (beside the
+    weights' registers), ``en`` and ``first`` registered twice (beside the product)."""
+
+    def __init__(self, *, input_bits: int) -> None:
+        super().__init__({
+            "x_in": In(unsigned(input_bits)),
+            "en": In(1),
+            "first": In(1),
+            "x": Out(unsigned(input_bits)),
+            "valid": Out(1),
+            "restart": Out(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        en = Signal()
+        first = Signal()
+        # x needs no reset: products of elements without en are never accumulated.
+        x = Signal.like(self.x, reset_less=True)
+        m.d.sync += [x.eq(self.x_in), en.eq(self.en), first.eq(self.en & self.first),
+                     self.valid.eq(en), self.restart.eq(first)]
+        m.d.comb += self.x.eq(x)
         return m
