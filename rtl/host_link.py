@@ -266,6 +266,7 @@ class _State(enum.Enum, shape=4):
     RESULT = 9        # wait for the core's result record
     LOAD = 10         # one memory write -> core
     SEND = 11         # the reply frame -> UART
+    DECIDE = 12       # act on a frame whose crc byte has been compared
 
 
 class _Reply(enum.Enum, shape=3):
@@ -411,6 +412,7 @@ class HostLink(wiring.Component):
         last_count = Signal(16)
         crc = Signal(8)
         crc_next = _crc8_update(crc, byte)
+        crc_ok = Signal()
 
         # -- idle timeout: a frame that stops mid-way must not swallow the next one ------
         timeout_cycles = self.timeout_bits * self.divisor
@@ -505,7 +507,12 @@ class HostLink(wiring.Component):
         body = Const(0, 8)
         last = Const(0, 8)
         for kind, items in frames.items():
-            body = Mux(reply == kind, select(items, send_index), body)
+            # Each frame's byte at send_index is picked into a register, and the reply's
+            # own is chosen a cycle later: the byte select and the choice of frame in one
+            # cycle were the iCE40 build's slowest path.
+            picked = Signal(8, name=f"picked_{kind.name.lower()}")
+            m.d.sync += picked.eq(select(items, send_index))
+            body = Mux(reply == kind, picked, body)
             # The crc goes out at index len(items), right after the frame's last byte.
             last = Mux(reply == kind, len(items), last)
         is_last = Signal()
@@ -519,10 +526,11 @@ class HostLink(wiring.Component):
         out_full = Signal()               # out_byte holds the next byte to send
         out_first = Signal()              # ... which is the sync byte (not in the crc)
         out_last = Signal()               # ... which is the crc byte
+        picking = Signal()                # the picked bytes are for send_index now
 
         def answer(kind: _Reply, code: int | None = None) -> None:
             m.d.sync += [reply.eq(kind), send_index.eq(0), send_crc.eq(0), out_full.eq(0),
-                         state.eq(_State.SEND)]
+                         picking.eq(0), state.eq(_State.SEND)]
             if code is not None:
                 m.d.sync += error_code.eq(code)
 
@@ -577,30 +585,36 @@ class HostLink(wiring.Component):
             with m.Case(_State.CRC):
                 m.d.comb += [urx.data.ready.eq(1), mid_frame.eq(1)]
                 with m.If(got):
-                    with m.If(byte != crc):
-                        answer(_Reply.ERROR, ERR_CRC)
-                    with m.Elif(cmd == CMD_IDENT):
-                        with m.If(is_zero(length)):
-                            answer(_Reply.IDENT)
-                        with m.Else():
-                            answer(_Reply.ERROR, ERR_LENGTH)
-                    with m.Elif(cmd == CMD_IMAGE):
-                        with m.If(length != D):
-                            answer(_Reply.ERROR, ERR_LENGTH)
-                        with m.Elif(~model_ok):
-                            # Never an inference with a half-loaded mix of two models.
-                            answer(_Reply.ERROR, ERR_NO_MODEL)
-                        with m.Else():
-                            m.d.sync += state.eq(_State.PRIME)
-                    with m.Elif((cmd == CMD_LOAD) | (cmd == CMD_LOAD_BEGIN) |
-                                (cmd == CMD_LOAD_COMMIT)):
-                        if not loadable:
-                            answer(_Reply.ERROR, ERR_LOAD)
-                        else:
-                            self._load_command(m, answer, cmd, length, load_regs, load_ok,
-                                               transaction, state)
+                    # Compared here, acted on in the next cycle: the comparison and the
+                    # command's decision tree in one cycle were the iCE40 build's slowest
+                    # path (the next byte is a UART frame away).
+                    m.d.sync += [crc_ok.eq(byte == crc), state.eq(_State.DECIDE)]
+
+            with m.Case(_State.DECIDE):
+                with m.If(~crc_ok):
+                    answer(_Reply.ERROR, ERR_CRC)
+                with m.Elif(cmd == CMD_IDENT):
+                    with m.If(is_zero(length)):
+                        answer(_Reply.IDENT)
                     with m.Else():
-                        answer(_Reply.ERROR, ERR_COMMAND)
+                        answer(_Reply.ERROR, ERR_LENGTH)
+                with m.Elif(cmd == CMD_IMAGE):
+                    with m.If(length != D):
+                        answer(_Reply.ERROR, ERR_LENGTH)
+                    with m.Elif(~model_ok):
+                        # Never an inference with a half-loaded mix of two models.
+                        answer(_Reply.ERROR, ERR_NO_MODEL)
+                    with m.Else():
+                        m.d.sync += state.eq(_State.PRIME)
+                with m.Elif((cmd == CMD_LOAD) | (cmd == CMD_LOAD_BEGIN) |
+                            (cmd == CMD_LOAD_COMMIT)):
+                    if not loadable:
+                        answer(_Reply.ERROR, ERR_LOAD)
+                    else:
+                        self._load_command(m, answer, cmd, length, load_regs, load_ok,
+                                           transaction, state)
+                with m.Else():
+                    answer(_Reply.ERROR, ERR_COMMAND)
 
             with m.Case(_State.PRIME):
                 # The buffer's read port has one cycle of latency: fetch pixel 0 first.
@@ -630,11 +644,14 @@ class HostLink(wiring.Component):
                         answer(_Reply.ACK)
 
             with m.Case(_State.SEND):
-                with m.If(~out_full):
+                with m.If(~out_full & ~picking):
+                    # The picked registers take send_index's bytes.
+                    m.d.sync += picking.eq(1)
+                with m.Elif(~out_full):
                     # Fetch the next byte; the crc byte is the crc of all before it.
                     m.d.sync += [out_byte.eq(Mux(is_last, send_crc, body)), out_full.eq(1),
                                  out_first.eq(is_zero(send_index)), out_last.eq(is_last),
-                                 send_index.eq(send_index + 1)]
+                                 send_index.eq(send_index + 1), picking.eq(0)]
                 with m.Else():
                     m.d.comb += [utx.data.valid.eq(1), utx.data.payload.eq(out_byte)]
                     with m.If(utx.data.ready):
