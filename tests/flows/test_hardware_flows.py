@@ -48,6 +48,22 @@ def test_export_verilog_writes_lint_clean_verilog_and_its_description(quantized_
     assert "%Warning" not in messages and "%Error" not in messages, messages
 
 
+def test_export_verilog_of_a_core_on_shared_multipliers(quantized_run, capsys, tmp_path):
+    # The iCE40 mapping: lint-clean too, and its description says which core it is.
+    out = tmp_path / "v"
+    assert main(["export-verilog", str(quantized_run), "--lanes", "3", "--label-lanes", "2",
+                 "--multipliers", "shared", "--out", str(out)]) == 0
+    description = json.loads((out / "ffcl_core.json").read_text())
+    assert description["parameters"]["shared_multipliers"] is True
+    dedicated = main(["export-verilog", str(quantized_run), "--lanes", "3", "--label-lanes",
+                      "2", "--out", str(tmp_path / "d")])
+    assert dedicated == 0
+    other = json.loads((tmp_path / "d" / "ffcl_core.json").read_text())
+    assert description["cycles_per_inference"] > other["cycles_per_inference"]
+    status, messages = lint_verilog(out / "ffcl_core.v")
+    assert status == 0 and "%Warning" not in messages, messages
+
+
 def test_lint_still_reports_real_problems(tmp_path):
     # The waivers must not hide a genuine truncation in the design.
     bad = tmp_path / "bad.v"
