@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from ffcl_hw.flows.board_run import BOARD_FILE, board_run
 from ffcl_hw.flows.compare import compare, markdown_table
 from ffcl_hw.flows.evaluate import evaluate_run
 from ffcl_hw.flows.export import export_verilog
+from ffcl_hw.flows.floorplan import FLOORPLAN_MIN_LANES
 from ffcl_hw.flows.quantize import INT_MODEL_FILE, quantize_run
 from ffcl_hw.flows.simulate import SIMULATORS, simulate_run
 from ffcl_hw.flows.synth import MULTIPLIERS, find_reports, synth_run, synthesis_table
@@ -225,6 +227,12 @@ def _build_parser() -> argparse.ArgumentParser:
                         "multipliers (default on iCE40: 8 lanes fit the UP5K's 8 DSPs; the "
                         "sweep no longer overlaps the next pass); dedicated: their own "
                         "(default on ECP5)")
+    p.add_argument("--banks", type=int, choices=(1, 2), default=1,
+                   help="2 (with --weights loadable): two copies of the model memories, so "
+                        "a failed load over the host link keeps the model in use")
+    p.add_argument("--floorplan", choices=("auto", "on", "off"), default="auto",
+                   help="on ECP5, pin the MAC lanes and their weight block RAMs side by side "
+                        f"(auto: for {FLOORPLAN_MIN_LANES} lanes or more)")
 
     p = sub.add_parser("synth-table", help="a Markdown table of every synthesis report's "
                        "Fmax and utilisation")
@@ -423,7 +431,8 @@ def _sim(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     r = synth_run(args.run, board=args.board, freq_mhz=args.freq, seed=args.seed,
                   lanes=args.lanes, label_lanes=args.label_lanes, weights=args.weights,
-                  multipliers=args.multipliers)
+                  multipliers=args.multipliers, banks=args.banks,
+                  floorplan={"auto": None, "on": True, "off": False}[args.floorplan])
     verdict = "meets" if r["meets_timing"] else "does NOT meet"
     print(f"{r['board']} ({r['device']}): Fmax {r['fmax_mhz']:.1f} MHz, {verdict} the "
           f"{r['clock_mhz']:.2f} MHz clock")
@@ -433,6 +442,12 @@ def _synth(args: argparse.Namespace) -> int:
           "inference")
     for name, use in r["utilization"].items():
         print(f"  {name:14s} {use['used']:6,} / {use['available']:,}")
+    if r["floorplan"]:
+        print(f"  floorplan      {r['floorplan']['lanes']} lanes pinned beside their "
+              f"{r['floorplan']['block_rams']} weight block RAMs")
+    slow = r["critical_path"]
+    if slow:
+        print(f"  slowest path   {slow['from']} -> {slow['to']} ({slow['ns']:.1f} ns)")
     print(f"  bitstream      {r['bitstream']}")
     print(f"  written        {r['report']}")
     if r["weights"] == "spram":
@@ -530,6 +545,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
     parser = _build_parser()
     args = parser.parse_args(argv)
+    # A termination request (a timeout, a closed terminal) unwinds like Ctrl-C, so the
+    # flows' cleanup runs: the tool is stopped and its staging folder is not left behind.
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         return _COMMANDS[args.command](args)
     except _USER_ERRORS as error:
@@ -538,6 +556,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ffcl-hw {args.command}: interrupted; nothing was written", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ and a state machine that executes the program of :mod:`rtl.sequencer`:
 A ``LAYER`` op walks the tiles of P neurons. Per tile: the feed-forward pass (MAC over the
 input; skipped for FFCL's layer 1 after the first iteration, whose scaled W_1 x products
 are kept) and, for a layer that hears the loop, the feedback pass. The passes run back to
-back: when a pass's last product reaches the accumulators, the sweep takes them (lane 0
-directly, the others into a shadow bank) and scales one per cycle while the lanes already
+back: an element reaches the lanes through the operand stage (a register beside the
+memories, so the block RAM read and the route to every lane group are cycles of their
+own), and when a pass's last product reaches the accumulators, the lanes' shift-out bank
+takes the sums and the sweep scales them one per cycle while the lanes already
 accumulate the next pass. Its pipeline (scaler, bias, saturation, buffer writes, sum of
 squares) writes only the op's output layer, which no pass of the same op reads. A pass
 whose products would arrive before the sweep of the previous pass is done holds its last
@@ -42,6 +44,7 @@ from rtl.select import is_zero, one_hot, select
 from rtl.sequencer import (
     LAYER,
     MAC_DRAIN,
+    OPERAND_STAGES,
     PHASE_BITS,
     PHASES,
     SCAN,
@@ -50,11 +53,12 @@ from rtl.sequencer import (
     SRC_CACHE,
     SRC_IMAGE,
     SUM_STAGES,
+    SWEEP_SPACING,
     Program,
     build_program,
     op_layout,
 )
-from rtl.weight_store import WeightStore
+from rtl.weight_store import WeightStore, bram_slices
 
 __all__ = ["LOAD_TARGETS", "WEIGHT_MEMORIES", "Core", "load_layout", "load_words",
            "memory_images", "result_layout"]
@@ -226,6 +230,14 @@ class Core(wiring.Component):
             return [w for w in load_words(other) if w[0] != LOAD_TARGETS["ops"]]
         return load_words(other)
 
+    def weight_slices(self, family: str) -> list[int]:
+        """Widths of the block RAM slices the weight store is cut into when elaborated
+        for ``family`` (:func:`rtl.weight_store.bram_slices`); none for SPRAM weights."""
+        if self.weights == "spram":
+            return []
+        depth = self._model_memory([], len(self.program.weight_words))["depth"]
+        return bram_slices(family, depth=depth, width=self.lanes * self.program.widths["weight"])
+
     def cycles_per_inference(self) -> int:
         """The closed-form cycle count of one inference (what the counter reports)."""
         return self.program.cycles()
@@ -236,11 +248,12 @@ class Core(wiring.Component):
         return {"depth": max(2, depth) * self.banks,
                 "init": [word for word in words for _ in range(self.banks)]}
 
-    def _model_read_port(self, m: Module, mem: memory.Memory, name: str):
-        """A read port of a model memory whose ``addr`` is the word address; with two
-        banks the bank bit below it comes from ``bank``."""
+    def _model_read_port(self, m: Module, mem, name: str):
+        """A read port of a model memory (a Memory, or the ``read`` port of a
+        WeightStore) whose ``addr`` is the word address; with two banks the bank bit
+        below it comes from ``bank``."""
         # Named after the caller's variable, as a read port made there would be.
-        port = mem.read_port(src_loc_at=1)
+        port = mem.read_port(src_loc_at=1) if isinstance(mem, memory.Memory) else mem
         if self.banks == 1:
             return port
         view = SimpleNamespace(addr=Signal(len(port.addr) - 1, name=f"{name}_word"),
@@ -301,10 +314,11 @@ class Core(wiring.Component):
                 init=[], writable=True)
             weight_port = weight_store.read
         else:
-            m.submodules.weight_rom = weight_store = memory.Memory(
-                shape=unsigned(P * w["weight"]),
-                **self._model_memory(images["weights"], len(prog.weight_words)))
-            weight_port = self._model_read_port(m, weight_store, "weight")
+            contents = self._model_memory(images["weights"], len(prog.weight_words))
+            m.submodules.weight_rom = weight_store = WeightStore(
+                width=P * w["weight"], depth=contents["depth"], kind="bram",
+                init=contents["init"], writable=self.weights == "loadable")
+            weight_port = self._model_read_port(m, weight_store.read, "weight")
         m.submodules.bias_rom = bias_rom = memory.Memory(
             shape=unsigned(w["state"]), **self._model_memory(images["bias"], total))
         bias_port = self._model_read_port(m, bias_rom, "bias")
@@ -378,7 +392,7 @@ class Core(wiring.Component):
         ff_shift = op.ff_shift + Mux(first_layer, 0, rsqrt_ff.sh >> 1)
         fb_shift = op.fb_shift + (rsqrt_fb.sh >> 1)
 
-        # -- MAC issue -> lanes (one cycle of memory latency) --------------------------
+        # -- MAC issue -> lanes (memory read, then the operand stage) ------------------
         issue = Signal()
         issue_first = Signal()
         issue_label = Signal()
@@ -393,21 +407,32 @@ class Core(wiring.Component):
                      stage_label.eq(issue_label), stage_hit.eq(issue_hit),
                      stage_from_image.eq(issue_from_image)]
         pixel_value = Mux(stage_label, Mux(stage_hit, fmt.input_max, 0), image_read.data)
+        # The operand stage: the chosen element registered beside the memories, so the
+        # block RAM read and the choice are a cycle apart from the route to every lane
+        # group. The weight store's address copies take the same cycle (its latency 2).
+        operand_valid, operand_first = Signal(), Signal()
+        operand = Signal(unsigned(w["mac_input"]), reset_less=True)
+        m.d.sync += [operand_valid.eq(stage_valid), operand_first.eq(stage_first),
+                     operand.eq(Mux(stage_from_image, pixel_value, buffer.read_data))]
         m.d.comb += [
-            lanes.en.eq(stage_valid),
-            lanes.first.eq(stage_first),
-            lanes.x.eq(Mux(stage_from_image, pixel_value, buffer.read_data)),
+            lanes.en.eq(operand_valid),
+            lanes.first.eq(operand_first),
+            lanes.x.eq(operand),
             lanes.w.eq(weight_layout(weight_port.data)),
             weight_port.addr.eq(weight_addr),
         ]
 
         # -- hand-over: a pass's last element -> its accumulators -> the sweep ----------
         # The last element issued in cycle c is in the accumulators in cycle
-        # c + 1 + latency (memory read, then the lanes); the next pass's first element,
-        # issued from c + 1 on, restarts them only at the end of that cycle.
+        # c + 1 + MAC_DRAIN (memory read, operand stage, the lanes); the next pass's first
+        # element, issued from c + 1 on, restarts them only at the end of that cycle.
         # The closed form (rtl.sequencer) encodes the units' latencies: keep them equal.
+        if weight_store.latency != 1 + OPERAND_STAGES:
+            raise RuntimeError(f"rtl.sequencer's OPERAND_STAGES is {OPERAND_STAGES}, but the "
+                               f"weight store's latency is {weight_store.latency}; it must "
+                               f"be one memory read plus the operand stages")
         for what, closed, unit in (
-                ("MAC_DRAIN", MAC_DRAIN, lanes.latency),
+                ("MAC_DRAIN", MAC_DRAIN, OPERAND_STAGES + lanes.latency),
                 ("SIDE_LATENCY", SIDE_LATENCY, lanes.side_latency),
                 ("Program.scale_latency", prog.scale_latency, scaler.latency),
                 ("Program.scan_drain", prog.scan_drain, goodness.latency)):
@@ -418,24 +443,26 @@ class Core(wiring.Component):
             "valid": 1, "fb": 1, "final": 1,
             "neuron": range(max(config.hidden) + P), "count": range(P + 1)})
         issue_tag = Signal(tag_layout)
-        tags = [Signal(tag_layout, name=f"tag_{i}") for i in range(1 + lanes.latency)]
+        tags = [Signal(tag_layout, name=f"tag_{i}") for i in range(1 + MAC_DRAIN)]
         m.d.sync += tags[0].eq(issue_tag)
         m.d.sync += [tags[i].eq(tags[i - 1]) for i in range(1, len(tags))]
+        # The tag of a pass's last element reaches the lanes with the element (the memory
+        # read and the operand stage), and the sweep with its sums, when the lanes'
+        # shift-out gives lane 0's.
+        m.d.comb += lanes.last.eq(tags[OPERAND_STAGES].valid)
         capture = tags[-1]
         # Cycles until the sweep has taken its last accumulator, counting handed-over
         # passes still on their way: a pass may issue its last element only if the sweep
         # is free when that element's products arrive.
-        sweep_busy = Signal(range(P + MAC_DRAIN + 1))
+        sweep_busy = Signal(range(max(P, SWEEP_SPACING) + MAC_DRAIN + 1))
         with m.If(issue_tag.valid):
-            m.d.sync += sweep_busy.eq(issue_tag.count + MAC_DRAIN)
+            m.d.sync += sweep_busy.eq(Mux(issue_tag.count < SWEEP_SPACING, SWEEP_SPACING,
+                                          issue_tag.count) + MAC_DRAIN)
         with m.Elif(sweep_busy.any()):
             m.d.sync += sweep_busy.eq(sweep_busy - 1)
         sweep_free = sweep_busy <= MAC_DRAIN + 1
 
-        # -- the sweep: lane 0 straight from the lanes, the others from a shadow bank --
-        # The shadow is a shift register, so every sweep cycle reads its head: no P-way
-        # multiplexer on the accumulators.
-        shadow = [Signal(signed(w["acc"]), name=f"shadow_{p}") for p in range(P - 1)]
+        # -- the sweep: the lanes' shift-out gives one finished sum per cycle ----------
         sweep_left = Signal(range(P))
         sweep_next = Signal(range(max(config.hidden) + P))
         sweep_fb_r = Signal()
@@ -445,17 +472,15 @@ class Core(wiring.Component):
         sweep_fb = Signal()
         sweep_neuron = Signal(range(max(config.hidden) + P))
         sweep_acc = Signal(signed(w["acc"]))
+        m.d.comb += sweep_acc.eq(lanes.out)
         with m.If(capture.valid):
-            m.d.comb += [sweep.eq(1), sweep_acc.eq(lanes.acc[0]), sweep_fb.eq(capture.fb),
-                         sweep_final.eq(capture.final), sweep_neuron.eq(capture.neuron)]
-            m.d.sync += [shadow[p].eq(lanes.acc[p + 1]) for p in range(P - 1)]
+            m.d.comb += [sweep.eq(1), sweep_fb.eq(capture.fb), sweep_final.eq(capture.final),
+                         sweep_neuron.eq(capture.neuron)]
             m.d.sync += [sweep_left.eq(capture.count - 1), sweep_next.eq(capture.neuron + 1),
                          sweep_fb_r.eq(capture.fb), sweep_final_r.eq(capture.final)]
         with m.Elif(sweep_left.any()):
-            m.d.comb += [sweep.eq(1), sweep_acc.eq(shadow[0] if shadow else 0),
-                         sweep_fb.eq(sweep_fb_r), sweep_final.eq(sweep_final_r),
+            m.d.comb += [sweep.eq(1), sweep_fb.eq(sweep_fb_r), sweep_final.eq(sweep_final_r),
                          sweep_neuron.eq(sweep_next)]
-            m.d.sync += [shadow[p].eq(shadow[p + 1]) for p in range(P - 2)]
             m.d.sync += [sweep_left.eq(sweep_left - 1), sweep_next.eq(sweep_next + 1)]
 
         # -- sweep pipeline: issue (p) -> scaler (S) -> offset, sum, saturate (3) -> write
@@ -483,21 +508,22 @@ class Core(wiring.Component):
         scaled_stage = pipe[S - 1]
         # A feed-forward sweep keeps each neuron's scaled products for the feedback sweep
         # of the same tile; layer 1's stay from the first iteration for the later ones.
-        lane_partial = Signal.like(scaled)
+        lane_partial = Signal.like(scaled, reset_less=True)
         if prog.partial_entries:
             m.submodules.partial_mem = partial_mem = memory.Memory(
                 shape=signed(len(scaled)), depth=max(2, prog.partial_entries), init=[])
             partial_write = partial_mem.write_port()
-            # Transparent: with one-lane tiles the feedback sweep reads a neuron in the
-            # cycle its feed-forward value is written.
+            # Transparent: the feedback sweep may read a neuron in the cycle its
+            # feed-forward value is written (SWEEP_SPACING). The read is registered: a
+            # block RAM read into the add below was the slowest path of the ECP5 builds.
             partial_read = partial_mem.read_port(transparent_for=(partial_write,))
             m.d.comb += [
-                partial_read.addr.eq(op.out_off + pipe[S - 2]["neuron"]),
-                lane_partial.eq(partial_read.data),
+                partial_read.addr.eq(op.out_off + pipe[S - 3]["neuron"]),
                 partial_write.en.eq(scaled_stage["valid"] & ~scaled_stage["fb"]),
                 partial_write.addr.eq(op.out_off + scaled_stage["neuron"]),
                 partial_write.data.eq(scaled),
             ]
+            m.d.sync += lane_partial.eq(partial_read.data)
         # Stage S + 1: the kept feed-forward part (a block RAM read) and the bias are
         # added beside the scaled value; stage S + 2: their sum; stage S + 3: saturation.
         # In one cycle, the read, the three-way add and the saturation were the
@@ -588,8 +614,18 @@ class Core(wiring.Component):
         # -- the state machine --------------------------------------------------------
         m.d.comb += [image_write.addr.eq(pixel), image_write.data.eq(self.image.payload)]
 
+        # The input element's addresses follow the column in every cycle, whether the
+        # MAC state issues it or holds it (a held element is read again): the decision
+        # to hold stays off the address path, which it was the slowest path of on the
+        # ULX3S-85F build.
+        m.d.comb += [
+            image_read.addr.eq(column),
+            buffer.read_bank.eq(Mux(feedback_pass, ~op.bank, op.bank)),
+            buffer.read_addr.eq(Mux(feedback_pass, op.fb_off, op.in_off) + column),
+        ]
+
         def issue_element(feedback) -> None:
-            """Drive one MAC element's memory addresses and its pipeline tags."""
+            """Give one MAC element its pipeline tags (its addresses are driven above)."""
             from_image = (op.ff_src == SRC_IMAGE) & ~feedback
             m.d.comb += [
                 issue.eq(1),
@@ -597,9 +633,6 @@ class Core(wiring.Component):
                 issue_from_image.eq(from_image),
                 issue_label.eq(from_image & op.label_block & (column >= D)),
                 issue_hit.eq(column - D == op.label),
-                image_read.addr.eq(column),
-                buffer.read_bank.eq(Mux(feedback, ~op.bank, op.bank)),
-                buffer.read_addr.eq(Mux(feedback, op.fb_off, op.in_off) + column),
             ]
 
         def wait_then(state: str, cycles) -> None:

@@ -350,12 +350,12 @@ class HostLink(wiring.Component):
         """Payload bytes of a LOAD frame: target, address (2), data."""
         return 3 + self.identity.load_data_bytes
 
-    def _load_command(self, m, answer, cmd, length, load_regs, load_ok, t, state) -> None:
+    def _load_command(self, m, answer, flags, load_regs, t, state) -> None:
         """After the crc byte of a LOAD_BEGIN, LOAD or LOAD_COMMIT: check, then act."""
-        with m.If(cmd == CMD_LOAD_BEGIN):
-            with m.If(length != LOAD_BEGIN_SIZE):
+        with m.If(flags.begin):
+            with m.If(~flags.begin_length):
                 answer(_Reply.ERROR, ERR_LENGTH)
-            with m.Elif(Cat(*load_regs[:4]) != self.identity.model_hash):
+            with m.Elif(~flags.model_hash):
                 # Weights of another configuration: refused before anything is written.
                 answer(_Reply.ERROR, ERR_MODEL)
             with m.Else():
@@ -365,21 +365,21 @@ class HostLink(wiring.Component):
                     # One bank: from here until a good commit it holds no complete model.
                     m.d.sync += t.model_ok.eq(0)
                 answer(_Reply.BEGIN)
-        with m.Elif(cmd == CMD_LOAD):
-            with m.If(length != self.load_size):
+        with m.Elif(flags.load):
+            with m.If(~flags.load_length):
                 answer(_Reply.ERROR, ERR_LENGTH)
             with m.Elif(~t.loading):
                 answer(_Reply.ERROR, ERR_SEQUENCE)
-            with m.Elif(~load_ok):
+            with m.Elif(~flags.load_ok):
                 answer(_Reply.ERROR, ERR_LOAD)
             with m.Else():
                 m.d.sync += state.eq(_State.LOAD)
         with m.Else():
-            with m.If(~is_zero(length)):
+            with m.If(~flags.no_payload):
                 answer(_Reply.ERROR, ERR_LENGTH)
             with m.Elif(~t.loading):
                 answer(_Reply.ERROR, ERR_SEQUENCE)
-            with m.Elif(t.running != t.announced):
+            with m.Elif(~flags.checksum):
                 # A write lost, added or changed: the transaction is void (with two banks
                 # the model in use stays in use).
                 m.d.sync += t.loading.eq(0)
@@ -534,6 +534,32 @@ class HostLink(wiring.Component):
             if code is not None:
                 m.d.sync += error_code.eq(code)
 
+        # -- what the command's decision looks at, registered every cycle ---------------
+        # The fields are stable from the payload's last byte on, a UART byte before the
+        # decision: the comparisons of the command, the length, the model hash and the
+        # checksums are made a cycle ahead, so the decision tree sees single bits (with
+        # the comparisons, it and the answer's registers were the iCE40 build's slowest
+        # path).
+        flags = SimpleNamespace(**{name: Signal(name=f"flag_{name}") for name in (
+            "ident", "image", "begin", "load", "load_family", "no_payload", "image_length",
+            "begin_length", "load_length", "model_hash", "checksum", "load_ok")})
+        m.d.sync += [
+            flags.ident.eq(cmd == CMD_IDENT),
+            flags.image.eq(cmd == CMD_IMAGE),
+            flags.begin.eq(cmd == CMD_LOAD_BEGIN),
+            flags.load.eq(cmd == CMD_LOAD),
+            flags.load_family.eq((cmd == CMD_LOAD) | (cmd == CMD_LOAD_BEGIN) |
+                                 (cmd == CMD_LOAD_COMMIT)),
+            flags.no_payload.eq(is_zero(length)),
+            flags.image_length.eq(length == D),
+            flags.begin_length.eq(length == LOAD_BEGIN_SIZE),
+            flags.load_length.eq(length == self.load_size),
+            flags.load_ok.eq(load_ok),
+        ]
+        if loadable:
+            m.d.sync += [flags.model_hash.eq(Cat(*load_regs[:4]) == ident.model_hash),
+                         flags.checksum.eq(running == announced)]
+
         # -- the parser and sequencer --------------------------------------------------
         with m.Switch(state):
             with m.Case(_State.SYNC):
@@ -593,26 +619,24 @@ class HostLink(wiring.Component):
             with m.Case(_State.DECIDE):
                 with m.If(~crc_ok):
                     answer(_Reply.ERROR, ERR_CRC)
-                with m.Elif(cmd == CMD_IDENT):
-                    with m.If(is_zero(length)):
+                with m.Elif(flags.ident):
+                    with m.If(flags.no_payload):
                         answer(_Reply.IDENT)
                     with m.Else():
                         answer(_Reply.ERROR, ERR_LENGTH)
-                with m.Elif(cmd == CMD_IMAGE):
-                    with m.If(length != D):
+                with m.Elif(flags.image):
+                    with m.If(~flags.image_length):
                         answer(_Reply.ERROR, ERR_LENGTH)
                     with m.Elif(~model_ok):
                         # Never an inference with a half-loaded mix of two models.
                         answer(_Reply.ERROR, ERR_NO_MODEL)
                     with m.Else():
                         m.d.sync += state.eq(_State.PRIME)
-                with m.Elif((cmd == CMD_LOAD) | (cmd == CMD_LOAD_BEGIN) |
-                            (cmd == CMD_LOAD_COMMIT)):
+                with m.Elif(flags.load_family):
                     if not loadable:
                         answer(_Reply.ERROR, ERR_LOAD)
                     else:
-                        self._load_command(m, answer, cmd, length, load_regs, load_ok,
-                                           transaction, state)
+                        self._load_command(m, answer, flags, load_regs, transaction, state)
                 with m.Else():
                     answer(_Reply.ERROR, ERR_COMMAND)
 

@@ -1,4 +1,5 @@
-"""MAC lane array: P parallel multiply-accumulate lanes sharing one input element."""
+"""MAC lane array: P parallel multiply-accumulate lanes sharing one input element, and
+the shift-out bank that hands their finished sums to the sweep one per cycle."""
 
 from __future__ import annotations
 
@@ -7,14 +8,9 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.params import check_positive_int
+from rtl.replica import REPLICA_PREFIX
 
-__all__ = ["REPLICA_PREFIX", "MacLanes"]
-
-#: Name prefix of the submodules that hold one group's copy of the broadcast registers.
-#: Yosys merges identical registers, which would leave one copy driving every lane; the
-#: synthesis flow keeps the hierarchy of modules with this prefix (``keep_hierarchy``),
-#: and registers in different modules are never merged.
-REPLICA_PREFIX = "replica_"
+__all__ = ["MacLanes"]
 
 
 class MacLanes(wiring.Component):
@@ -27,6 +23,14 @@ class MacLanes(wiring.Component):
     RAM read broadcast through that multiplexer into the multipliers in one cycle was the
     slowest path (30 ns). ``x``, and the enables that follow it, are registered once per
     group of :attr:`GROUP` lanes, so no single register drives every multiplier.
+
+    Finished sums leave through ``out``: an element given with ``last`` ends every lane's
+    dot product, and ``latency`` cycles later ``out`` is lane 0's sum while the other
+    lanes' sums enter the shift-out bank, which moves them down one lane per cycle (lane p
+    in ``out`` p cycles later). The accumulators are free for the next dot products at
+    once. The bank shifts in every cycle it does not load, and its load is the group's own
+    copy of ``last``: no signal reaches every one of its registers (on the ULX3S-85F,
+    a load and a shift enable each driving 2,600 registers were the most congested nets).
 
     Parameters
     ----------
@@ -61,12 +65,17 @@ class MacLanes(wiring.Component):
         ``x`` and ``w`` hold a valid element this cycle.
     first : In(1)
         With ``en``: this element starts a new dot product (the accumulator restarts).
+    last : In(1)
+        With ``en``: this element ends the dot products; their sums come out of ``out``.
     x : In(unsigned(input_bits))
         The input element, broadcast to every lane.
     w : In(ArrayLayout(signed(weight_bits), lanes))
         One weight per lane.
     acc : Out(ArrayLayout(signed(acc_bits), lanes))
         The accumulators; an element given at cycle c is included from cycle c + latency.
+    out : Out(signed(acc_bits))
+        The shift-out: lane p's finished sum ``latency + p`` cycles after the element
+        given with ``last`` (lane 0's is ``acc[0]`` of that cycle).
     a, b : In(ArrayLayout(signed(side_bits), shared_lanes))
         Only with shared lanes: the side operands, used in cycles without ``en``.
     side : Out(ArrayLayout(signed(2 * side_bits), shared_lanes))
@@ -95,9 +104,11 @@ class MacLanes(wiring.Component):
         members = {
             "en": In(1),
             "first": In(1),
+            "last": In(1),
             "x": In(unsigned(input_bits)),
             "w": In(data.ArrayLayout(signed(weight_bits), lanes)),
             "acc": Out(data.ArrayLayout(signed(acc_bits), lanes)),
+            "out": Out(signed(acc_bits)),
         }
         if shared_lanes:
             operands = data.ArrayLayout(signed(side_bits), shared_lanes)
@@ -137,7 +148,7 @@ class MacLanes(wiring.Component):
         for g in range(-(-self.lanes // self.GROUP)):
             m.submodules[f"{REPLICA_PREFIX}{g}"] = group = _Broadcast(input_bits=self.input_bits)
             m.d.comb += [group.x_in.eq(self.x), group.en.eq(self.en),
-                         group.first.eq(self.first)]
+                         group.first.eq(self.first), group.last.eq(self.last)]
             groups.append(group)
         # The datapath registers have no reset (what they hold before the first element
         # is never used): a register with a reset cannot move into an SB_MAC16.
@@ -180,23 +191,36 @@ class MacLanes(wiring.Component):
                     m.d.sync += acc.eq(product)
                 with m.Elif(valid):
                     m.d.sync += acc.eq(acc + product)
+        # The shift-out bank: entry p takes lane p + 1's sum when that lane's group sees
+        # the sums finished, and otherwise its upper neighbour's entry. Its registers
+        # need no reset: entries are only read after a load.
+        bank = [Signal(signed(self.acc_bits), name=f"shift_{p}", reset_less=True)
+                for p in range(self.lanes - 1)]
+        for p, entry in enumerate(bank):
+            above = bank[p + 1] if p + 1 < len(bank) else 0
+            m.d.sync += entry.eq(Mux(groups[(p + 1) // self.GROUP].done, accs[p + 1], above))
+        m.d.comb += self.out.eq(Mux(groups[0].done, accs[0], bank[0] if bank else 0))
         return m
 
 
 class _Broadcast(wiring.Component):
     """One group's copy of what every lane hears: ``x`` registered once (beside the
     weights' registers) with ``first_now`` (an element with ``first`` is in the input
-    registers), ``en`` and ``first`` registered twice (beside the product)."""
+    registers), ``en`` and ``first`` registered twice (beside the product), and ``last``
+    three times: ``done`` is high in the cycle the group's accumulators hold the finished
+    sums."""
 
     def __init__(self, *, input_bits: int) -> None:
         super().__init__({
             "x_in": In(unsigned(input_bits)),
             "en": In(1),
             "first": In(1),
+            "last": In(1),
             "x": Out(unsigned(input_bits)),
             "first_now": Out(1),
             "valid": Out(1),
             "restart": Out(1),
+            "done": Out(1),
         })
 
     def elaborate(self, platform) -> Module:
@@ -207,4 +231,8 @@ class _Broadcast(wiring.Component):
         m.d.sync += [x.eq(self.x_in), en.eq(self.en), self.first_now.eq(self.en & self.first),
                      self.valid.eq(en), self.restart.eq(self.first_now)]
         m.d.comb += self.x.eq(x)
+        # The last element in the input registers, its product, its sum.
+        last_now, last_product = Signal(), Signal()
+        m.d.sync += [last_now.eq(self.en & self.last), last_product.eq(last_now),
+                     self.done.eq(last_product)]
         return m

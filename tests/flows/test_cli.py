@@ -179,3 +179,15 @@ def test_a_file_in_the_way_of_the_run_folder_is_refused(tmp_path, capsys):
     status, _, err = _run(capsys, "train", *FAST, "--out", str(tmp_path / "runs" / "r"),
                           "--quiet")
     assert status == 2 and "is not a folder" in err
+
+
+def test_synth_refuses_two_banks_without_loadable_weights(capsys, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--algo", "ffdl", *FAST, "--out", str(run), "--quiet"]) == 0
+    assert main(["quantize", str(run)]) == 0
+    capsys.readouterr()
+    # Refused before any tool runs: nothing is written under RUN/synth.
+    assert main(["synth", str(run), "--board", "ulx3s-25f", "--banks", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "Two weight banks need weights='loadable'" in err
+    assert not (run / "synth").exists() or not any((run / "synth").iterdir())

@@ -251,9 +251,10 @@ def test_smoke_synthesis_of_a_small_core(board, mhz, dsp_cell, weights, lanes, s
                                          tmp_path):
     model = _random_model("ffcl-adjacent-T3", 3)
     out = tmp_path / "out"
+    # The floorplan asked for (2 lanes get none by default): on ECP5 its sites must exist.
     report = synth(lambda hz: _StandIn(Core(model, lanes=lanes, label_lanes=2,
                                             weights=weights, shared=shared)),
-                   board=board, freq_mhz=mhz, seed=1, out_dir=out)
+                   board=board, freq_mhz=mhz, seed=1, out_dir=out, floorplan=True)
     assert set(report) >= REPORT_KEYS
     assert json.loads((out / "report.json").read_text()) == report
     assert report["board"] == board and report["device"] == BOARDS[board].device
@@ -271,6 +272,12 @@ def test_smoke_synthesis_of_a_small_core(board, mhz, dsp_cell, weights, lanes, s
     if shared:
         # Nothing multiplies beside the lanes: the borrowed products share their DSPs.
         assert in_netlist == lanes
+    if BOARDS[board].family == "ecp5":
+        # Every lane's multiplier was pinned to its floorplan site (the names exist on
+        # the part, or nextpnr would have stopped).
+        assert report["floorplan"]["lanes"] == report["floorplan"]["multipliers"] == lanes
+    else:
+        assert report["floorplan"] is None
     # So does the block RAM estimate, and on iCE40 the weights are in SPRAM blocks.
     assert used["block_ram"]["used"] == report["fit"]["block_rams"]["needed"]
     if weights == "spram":
@@ -301,7 +308,7 @@ def test_a_failing_tool_names_itself_and_its_log(tmp_path):
 
 # -- the table of builds ------------------------------------------------------------------
 
-def _fake_report(path: Path, *, board: str, fmax: float, meets: bool) -> Path:
+def _fake_report(path: Path, *, board: str, fmax: float, meets: bool, **extra) -> Path:
     report = {
         "board": board, "device": BOARDS[board].device, "target_mhz": 30.0,
         "clock_mhz": 30.0, "fmax_mhz": fmax, "meets_timing": meets, "seed": 3,
@@ -313,6 +320,7 @@ def _fake_report(path: Path, *, board: str, fmax: float, meets: bool) -> Path:
         "run": "runs/x", "model": {"algo": "ffcl", "shape": [64, 32, 32], "labels": 10,
                                    "loops": 3},
         "lanes": 4, "label_lanes": 1, "weights": "spram", "cycles_per_inference": 3000,
+        **extra,
     }
     path.mkdir(parents=True)
     (path / "report.json").write_text(json.dumps(report))
@@ -347,8 +355,86 @@ def test_synth_table_has_a_row_per_build_and_names_its_command(tmp_path):
     assert "slowest path `a_reg` -> `b_reg` (40.1 ns)" in page
 
 
+def test_synth_table_says_whether_the_lanes_were_pinned(tmp_path):
+    from ffcl_hw.cli import main
+
+    pinned = {"lanes": 86, "multipliers": 86, "block_rams": 172}
+    for name, floorplan in (("fp", pinned), ("placer", None)):
+        _fake_report(tmp_path / name / "synth" / "ulx3s-85f", board="ulx3s-85f", fmax=80.0,
+                     meets=True, weights="rom", multipliers="dedicated", floorplan=floorplan,
+                     lanes=86)
+    _fake_report(tmp_path / "small" / "synth" / "ulx3s-25f", board="ulx3s-25f", fmax=74.0,
+                 meets=False, weights="rom", multipliers="dedicated", lanes=8,
+                 floorplan={"lanes": 8, "multipliers": 8, "block_rams": 8})
+    out = tmp_path / "page.md"
+    assert main(["synth-table", str(tmp_path / "fp"), str(tmp_path / "placer"),
+                 str(tmp_path / "small"), "--out", str(out)]) == 0
+    page = out.read_text()
+    rows = [line for line in page.splitlines() if line.startswith("| ") and "LFE5U" in line]
+    assert "| dedicated | 86 lanes pinned | 3 |" in rows[0]
+    assert "| dedicated | placer | 3 |" in rows[1]
+    # The build without the floorplan names the flag that turned it off (86 lanes are
+    # floorplanned by default); a small array pinned names the flag that turned it on.
+    commands = [line for line in page.splitlines() if line.startswith(("1. ", "2. "))]
+    assert "--floorplan" not in commands[0] and "--floorplan off" in commands[1]
+    assert "--floorplan on" in next(line for line in page.splitlines()
+                                    if line.startswith("3. "))
+
+
 def test_synth_table_refuses_a_folder_without_reports(tmp_path, capsys):
     from ffcl_hw.cli import main
 
     assert main(["synth-table", str(tmp_path)]) == 2
     assert "holds no synthesis report" in capsys.readouterr().err
+
+
+@needs_yowasp
+def test_a_terminated_synth_leaves_no_staging_folder(tmp_path):
+    # SIGTERM (a CI timeout, a closed terminal) unwinds like Ctrl-C: the tool is stopped
+    # and the half-built folder is kept only as RUN/synth/BOARD.failed, never as a
+    # hidden staging folder; the command exits 130.
+    import signal
+    import subprocess
+    import time
+
+    from ffcl_hw.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--algo", "ffdl", "--epochs", "1", "--hidden", "8,8", "--out",
+                 str(run), "--quiet"]) == 0
+    assert main(["quantize", str(run)]) == 0
+    synth_dir = run / "synth"
+    command = [sys.executable, "-m", "ffcl_hw.cli", "synth", str(run), "--board",
+               "ulx3s-25f", "--lanes", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Wait until the flow has started a tool (the staging folder exists), then stop it.
+    deadline = time.monotonic() + 60
+    while not list(synth_dir.glob(".ulx3s-25f.staging-*")):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the synthesis never started"
+        time.sleep(0.2)
+    time.sleep(1)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert b"interrupted" in err
+    assert sorted(p.name for p in synth_dir.iterdir()) == ["ulx3s-25f.failed"]
+
+
+def test_two_banks_are_counted_by_the_fit_check():
+    # 196-128-128 with 8 lanes fits the ULX3S-25F's 56 block RAMs once (41), not twice
+    # (78): the refusal says so and names the alternative.
+    model = _model(196, (128, 128))
+    one = check_fit(model, "ulx3s-25f", lanes=8, label_lanes=1, weights="loadable")
+    assert one["banks"] == 1 and one["block_rams"]["needed"] <= 56
+    with pytest.raises(FitError, match="two banks of its model memories does not fit "
+                                       "ulx3s-25f") as refused:
+        check_fit(model, "ulx3s-25f", lanes=8, label_lanes=1, weights="loadable", banks=2)
+    needs = refused.value.needs
+    assert needs["banks"] == 2
+    assert needs["memory_bits"]["needed"] == 2 * one["memory_bits"]["needed"]
+    assert needs["block_rams"]["needed"] > 56
+    assert "--banks 1" in str(refused.value)
+    # A core knows its banks.
+    core = Core(_model(64, (32, 32)), lanes=4, weights="loadable", banks=2)
+    assert check_fit(core, "ulx3s-25f")["banks"] == 2

@@ -21,7 +21,7 @@ from golden.intmodel import IntModel
 from golden.quantize import quantize
 from golden.training import train
 from rtl.core import Core
-from rtl.sequencer import LAYER, MAC_DRAIN, SRC_IMAGE, build_program
+from rtl.sequencer import LAYER, MAC_DRAIN, SRC_CACHE, SRC_IMAGE, build_program
 from sim.amaranth_sim import run_core
 from tests.golden.variants import make_config, random_params, reweighted
 
@@ -146,17 +146,17 @@ def test_lanes_are_busy_at_least_96_percent_of_the_matrix_phases(digits_model):
     # MAC cycles times lanes is exactly the cost model's multiply-accumulate count.
     assert program.mac_cycles() * 8 == 64 * 64 + 3 * 64 * 64 + 2 * 64 * 64
     # Per layer op: 512 MAC cycles, then the last tile's drain, sweep and sweep pipeline:
-    # 3 + 8 + 8 cycles with the pipelined lanes and scaler.
-    assert (MAC_DRAIN, program.sweep_drain) == (3, 8)
-    assert program.matrix_cycles() == 6 * (512 + 19)
-    # 3,072 / 3,186 = 96.4% (97.3% before the pipelining for the FPGA clocks: 3,072 / 3,156).
-    assert program.mac_cycles() / program.matrix_cycles() >= 0.964
+    # 4 + 8 + 8 cycles with the operand stage and the pipelined lanes and scaler.
+    assert (MAC_DRAIN, program.sweep_drain) == (4, 8)
+    assert program.matrix_cycles() == 6 * (512 + 20)
+    # 3,072 / 3,192 = 96.2% (97.3% before the pipelining for the FPGA clocks: 3,072 / 3,156).
+    assert program.mac_cycles() / program.matrix_cycles() >= 0.962
 
 
 def test_cycle_formula_in_closed_form_for_ffdl():
     # docs/cycles.md, FFDL with L layers and n_in >= P: per layer
     # 2 + MAC_DRAIN + sweep drain + 1 + ceil(N/P) n_in + n_last, per scan
-    # 2 + N ceil(K/G) + 3, and 2 + K for the argmax.
+    # 2 + N ceil(K/G) + 4 (the scan drain), and 2 + K for the argmax.
     model = _random_model("ffdl", 1)
     P, K = 3, 4
     program = build_program(model, lanes=P, label_lanes=2)
@@ -165,8 +165,9 @@ def test_cycle_formula_in_closed_form_for_ffdl():
         tiles = -(-n // P)
         expected += (2 + tiles * n_in + MAC_DRAIN + (n - (tiles - 1) * P)
                      + program.sweep_drain + 1)
-        expected += 2 + n * 2 + 3
+        expected += 2 + n * 2 + 4
     expected += 2 + K
+    assert program.scan_drain == 4
     assert program.cycles() == expected
     assert sum(program.phase_cycles().values()) == expected
 
@@ -274,12 +275,14 @@ def test_shared_multipliers_on_digits_test_images(digits_model):
     images = model.quantize_input(data.x_test[:20])
     core = _check(model, images, lanes=8, label_lanes=5, shared=True)
     # docs/cycles.md: 48 passes of 8 neurons, each but a layer op's last followed by a
-    # gap of MAC_DRAIN + 8 + scale latency + 2 = 3 + 8 + 5 + 2 cycles, the last by
-    # MAC_DRAIN + 8 + sweep drain (5 + 3 + 2) + 1.
+    # gap of the lanes' latency + 8 + scale latency + 2 = 3 + 8 + 5 + 2 cycles (the
+    # operand stage delays both passes alike), the last by MAC_DRAIN + 8 + sweep drain
+    # (5 + 3 + 2) + 1 = 4 + 8 + 10 + 1.
     program = core.program
     assert program.mac_cycles() == build_program(model, lanes=8).mac_cycles() == 3072
     assert (program.scale_latency, program.sweep_drain) == (5, 10)
-    assert program.phase_cycles()["normalisation"] == 6 * (7 * 18 + 3 + 8 + 10 + 1)
+    assert program.pass_gap(8) == 18
+    assert program.phase_cycles()["normalisation"] == 6 * (7 * 18 + 4 + 8 + 10 + 1)
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -305,3 +308,23 @@ def test_shared_multipliers_refuse_values_wider_than_the_lanes_multipliers():
                      state_bits=20)
     with pytest.raises(ValueError, match="state width 20 exceeds 16; use dedicated"):
         Core(model, lanes=3, label_lanes=1, shared=True)
+
+
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_a_one_neuron_feedback_source_keeps_its_sweeps_apart(lanes):
+    # Layer 2 (3 neurons) of an adjacent FFCL hears layer 3 of 1 neuron, and computes its
+    # feed-forward and feedback passes in the same op (layer 1 reuses its kept products,
+    # so it never does): the feedback passes are one element long, and with one-neuron
+    # tiles (one lane) a neuron's feedback sweep would follow its feed-forward sweep by
+    # one cycle, before the kept part it reads two cycles ahead is written.
+    # SWEEP_SPACING holds such a pass, and the closed form counts the held cycle.
+    config = ModelConfig(algo="ffcl", hidden=(4, 3, 1), loops=3, input_size=9,
+                         num_classes=4, theta=0.5)
+    params = random_params(config, 5)
+    model = quantize(config, params, np.random.default_rng(6).uniform(0, 1, size=(64, 9)),
+                     input_max=16)
+    program = build_program(model, lanes=lanes)
+    assert any(op.kind == LAYER and op.fb_en and op.fb_n_in == 1 and op.ff_src != SRC_CACHE
+               for op in program.ops)
+    images = np.random.default_rng(7).integers(0, 17, size=(3, 9))
+    _check(model, images, lanes)

@@ -10,7 +10,7 @@ import pytest
 
 from golden.intformat import signed_bits
 from rtl.mac_lanes import MacLanes
-from tests.rtl.helpers import get_array, signed_range, simulate, unsigned_max
+from tests.rtl.helpers import PERIOD, get_array, signed_range, simulate, unsigned_max
 
 SEED = 20240611
 
@@ -175,3 +175,47 @@ def test_derived_width_does_not_overflow(lanes: int, weight_bits: int, input_bit
     final = run_mac(dut, steps, seed=0)[-1]
     # The exact sums, the even lanes at the most negative value the bound allows.
     assert final == [wi * n_in * x_max for wi in w]
+
+
+@pytest.mark.parametrize(("lanes", "gap"), [(1, 0), (5, 0), (8, 0), (9, 3), (22, 1)])
+def test_finished_sums_shift_out_one_lane_per_cycle(lanes: int, gap: int) -> None:
+    # Dot products back to back (or with idle cycles between them): `latency` cycles after
+    # the element given with `last`, `out` is lane 0's sum, then lane 1's, ... while the
+    # accumulators already hold the next dot product's first products. Lane counts above
+    # MacLanes.GROUP put the bank's loads in several groups.
+    rng = np.random.default_rng(SEED + 7 * lanes + gap)
+    acc_bits = signed_bits(64 * 128 * 255)
+    dut = MacLanes(lanes=lanes, weight_bits=8, input_bits=8, acc_bits=acc_bits)
+    schedule: list[dict[str, object]] = []
+    sums: list[list[int]] = []
+    for _ in range(6):
+        # At least `lanes` elements, so the previous sums are out before the next ones.
+        length = int(rng.integers(lanes, lanes + 6, endpoint=True))
+        total = [0] * lanes
+        for i in range(length):
+            x = int(rng.integers(0, 255, endpoint=True))
+            w = [int(v) for v in rng.integers(-128, 127, size=lanes, endpoint=True)]
+            total = [t + wi * x for t, wi in zip(total, w, strict=True)]
+            schedule.append(dict(en=1, first=int(i == 0), last=int(i == length - 1), x=x, w=w))
+        sums.append(total)
+        # Idle cycles carry garbage, including `last`, which must be ignored without en.
+        schedule += [dict(en=0, first=1, last=1, x=255, w=[-128] * lanes)] * gap
+    schedule += [dict(en=0, first=0, last=0, x=0, w=[0] * lanes)] * (dut.latency + lanes)
+    ends = [c for c, step in enumerate(schedule) if step["en"] and step["last"]]
+    expected = {end + dut.latency + p: sums[k][p]
+                for k, end in enumerate(ends) for p in range(lanes)}
+    seen: dict[int, int] = {}
+
+    async def testbench(ctx) -> None:
+        for cycle, step in enumerate(schedule):
+            for name, value in step.items():
+                ctx.set(getattr(dut, name), value)
+            # `out` is combinational from registers: read before the edge ends the cycle.
+            await ctx.delay(PERIOD / 4)
+            if cycle in expected:
+                seen[cycle] = ctx.get(dut.out)
+            await ctx.tick()
+
+    simulate(dut, testbench)
+    assert seen == expected
+    assert len(expected) == 6 * lanes

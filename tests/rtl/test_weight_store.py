@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from amaranth.back import verilog
+from amaranth.hdl import Fragment
 
 from ffcl_hw.flows.simulate import check_results
 from rtl.board import SynthesisTarget
 from rtl.core import Core
-from rtl.weight_store import WeightStore, spram_blocks
+from rtl.weight_store import WeightStore, bram_slices, spram_blocks
 from sim.amaranth_sim import run_core
 from tests.rtl.helpers import simulate
 from tests.rtl.test_core import _random_model
@@ -37,7 +38,7 @@ def test_spram_blocks_side_by_side(width, blocks):
 
 
 @pytest.mark.parametrize("kind", ["bram", "spram"])
-def test_written_words_read_back_one_cycle_later(kind):
+def test_written_words_read_back_two_cycles_later(kind):
     dut = WeightStore(width=64, depth=8, kind=kind, writable=True)
     words = [(0x0123_4567_89AB_CDEF * (i + 1)) & (2**64 - 1) for i in range(8)]
 
@@ -51,6 +52,9 @@ def test_written_words_read_back_one_cycle_later(kind):
         for addr in reversed(range(8)):
             ctx.set(dut.read.addr, addr)
             await ctx.tick()
+            # Not yet: the address is registered before the memory reads it.
+            assert dut.latency == 2
+            await ctx.tick()
             assert ctx.get(dut.read.data) == words[addr]
 
     simulate(dut, bench)
@@ -62,10 +66,65 @@ def test_a_bram_store_starts_with_its_initial_words():
     async def bench(ctx):
         for addr in (3, 0, 2):
             ctx.set(dut.read.addr, addr)
-            await ctx.tick()
+            await ctx.tick().repeat(dut.latency)
             assert ctx.get(dut.read.data) == 5 + addr
 
     simulate(dut, bench)
+
+
+@pytest.mark.parametrize(("family", "depth", "width", "slices"), [
+    # One block deep in the widest configuration that holds every word: the ULX3S-85F's
+    # MNIST weights on 86 lanes in 4096 x 4, the digits' on 8 lanes in 2048 x 9 (8-bit
+    # slices, not seven of 9 bits and one of 1).
+    ("ecp5", 3888, 688, [4] * 172),
+    ("ecp5", 1536, 64, [8] * 8),
+    ("ecp5", 512, 70, [35, 35]),
+    ("ecp5", 513, 37, [13, 12, 12]),
+    # Deeper than any configuration: the deepest one's width.
+    ("ecp5", 20000, 3, [1, 1, 1]),
+    # iCE40 keeps Yosys's packing.
+    ("ice40", 1536, 64, [64]),
+])
+def test_bram_slices_are_one_block_deep(family, depth, width, slices):
+    assert bram_slices(family, depth=depth, width=width) == slices
+
+
+def test_bram_slices_refuse_an_unknown_family():
+    with pytest.raises(ValueError, match="family must be one of ice40, ecp5, not 'gowin'"):
+        bram_slices("gowin", depth=16, width=8)
+
+
+@pytest.mark.parametrize("writable", [False, True])
+def test_a_sliced_store_reads_the_same_words(writable):
+    # Elaborated for ECP5 the store is 8 memories of 9 bits (2048 deep); in simulation it
+    # must read exactly the words of the whole-word memory, and take writes the same way.
+    rng = np.random.default_rng(5)
+    words = [int(v) for v in rng.integers(0, 2**62, size=2000)] + [2**70 - 1]
+    dut = WeightStore(width=71, depth=2001, kind="bram", init=words, writable=writable)
+    fragment = Fragment.get(dut, SynthesisTarget(family="ecp5"))
+    # 8 slices and one copy of the read address (16 slices share a copy).
+    names = sorted(name for _, name, _ in fragment.subfragments)
+    assert names == ["replica_0", *(f"slice_{i}" for i in range(8))]
+    replaced = {7: 2**71 - 1, 2000: 0x55 << 60}
+
+    async def bench(ctx):
+        for addr in (0, 1999, 2000, 7, 1024):
+            ctx.set(dut.read.addr, addr)
+            await ctx.tick().repeat(dut.latency)
+            assert ctx.get(dut.read.data) == words[addr], addr
+        if writable:
+            for addr, word in replaced.items():
+                ctx.set(dut.write.en, 1)
+                ctx.set(dut.write.addr, addr)
+                ctx.set(dut.write.data, word)
+                await ctx.tick()
+            ctx.set(dut.write.en, 0)
+            for addr, word in replaced.items():
+                ctx.set(dut.read.addr, addr)
+                await ctx.tick().repeat(dut.latency)
+                assert ctx.get(dut.read.data) == word, addr
+
+    simulate(fragment, bench)
 
 
 def test_spram_becomes_sb_spram256ka_only_for_ice40_synthesis():
