@@ -685,6 +685,11 @@ def synth_run(run: Path, *, board: str, freq_mhz: float | None = None, seed: int
                        f"{multipliers!r}")
     if not isinstance(lanes, int) or lanes < 1:
         raise RunError(f"--lanes must be a positive integer, not {lanes!r}")
+    if banks not in (1, 2):
+        raise RunError(f"--banks must be 1 or 2, not {banks!r}")
+    if banks == 2 and weights != "loadable":
+        raise RunError(f"--banks 2 needs --weights loadable (loads write the second bank), "
+                       f"not --weights {weights}")
     saved = load_int_model(run / "model.int.npz")
     try:
         core = Core(saved.model, lanes=lanes, label_lanes=label_lanes, weights=weights,

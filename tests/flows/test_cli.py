@@ -189,5 +189,6 @@ def test_synth_refuses_two_banks_without_loadable_weights(capsys, tmp_path):
     # Refused before any tool runs: nothing is written under RUN/synth.
     assert main(["synth", str(run), "--board", "ulx3s-25f", "--banks", "2"]) == 2
     err = capsys.readouterr().err
-    assert "Two weight banks need weights='loadable'" in err
+    assert "--banks 2 needs --weights loadable (loads write the second bank), not " \
+        "--weights rom" in err
     assert not (run / "synth").exists() or not any((run / "synth").iterdir())

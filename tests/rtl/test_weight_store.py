@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The weight store: block RAM or SPRAM behind one read port, and a core whose weights
 live in (simulated) SPRAM and arrive through the load port."""
 
