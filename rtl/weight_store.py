@@ -29,6 +29,8 @@ idle, when it reads nothing.
 
 from __future__ import annotations
 
+from itertools import accumulate
+
 from amaranth import ClockSignal, Instance, Module, Mux, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
@@ -110,7 +112,7 @@ def bram_slices(family: str, *, depth: int, width: int) -> list[int]:
 
 
 class WeightStore(wiring.Component):
-    """``depth`` words of ``width`` bits, read with one cycle of latency.
+    """``depth`` words of ``width`` bits, read with two cycles of latency.
 
     Parameters
     ----------
@@ -170,22 +172,22 @@ class WeightStore(wiring.Component):
         """Cycles from ``read.addr`` to ``read.data`` (:attr:`LATENCY`)."""
         return self.LATENCY
 
-    def _read_address(self, m: Module, copy: int):
-        """The registered read address, copy ``copy`` (each in a module of its own)."""
-        name = f"{REPLICA_PREFIX}{copy}"
-        if name not in self._copies:
-            m.submodules[name] = self._copies[name] = RegisterCopy(width=len(self.read.addr))
-            m.d.comb += self._copies[name].d.eq(self.read.addr)
-        return self._copies[name].q
+    def _read_addresses(self, m: Module, count: int) -> list:
+        """``count`` copies of the registered read address, each in a module of its own."""
+        copies = []
+        for i in range(count):
+            m.submodules[f"{REPLICA_PREFIX}{i}"] = copy = RegisterCopy(width=len(self.read.addr))
+            m.d.comb += copy.d.eq(self.read.addr)
+            copies.append(copy.q)
+        return copies
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        self._copies: dict[str, RegisterCopy] = {}
         if self.kind == "spram" and getattr(platform, "family", None) == "ice40":
             # One address for both directions: writes happen only while nothing is read.
             addr = Signal(14)
-            m.d.comb += addr.eq(Mux(self.write.en, self.write.addr,
-                                    self._read_address(m, 0)))
+            [read_addr] = self._read_addresses(m, 1)
+            m.d.comb += addr.eq(Mux(self.write.en, self.write.addr, read_addr))
             for i in range(self.blocks):
                 lo, hi = i * SPRAM_WIDTH, min((i + 1) * SPRAM_WIDTH, self.width)
                 data_in, data_out = Signal(SPRAM_WIDTH, name=f"din_{i}"), \
@@ -204,13 +206,15 @@ class WeightStore(wiring.Component):
         # Simulation and Verilog for cocotb: one memory (the slices behave the same).
         slices = (bram_slices(family, depth=self.depth, width=self.width)
                   if family in BRAM_SHAPES else [self.width])
-        for i, bits in enumerate(slices):
-            lo, mask = sum(slices[:i]), (1 << bits) - 1
+        read_addrs = self._read_addresses(m, -(-len(slices) // SLICES_PER_COPY))
+        for i, (lo, bits) in enumerate(zip(accumulate([0, *slices[:-1]]), slices,
+                                           strict=True)):
+            mask = (1 << bits) - 1
             m.submodules[f"slice_{i}"] = mem = memory.Memory(
                 shape=unsigned(bits), depth=self.depth,
                 init=[(word >> lo) & mask for word in self.init])
             read = mem.read_port()
-            m.d.comb += [read.addr.eq(self._read_address(m, i // SLICES_PER_COPY)),
+            m.d.comb += [read.addr.eq(read_addrs[i // SLICES_PER_COPY]),
                          self.read.data[lo:lo + bits].eq(read.data)]
             if self.writable:
                 write = mem.write_port()

@@ -209,11 +209,11 @@ def block_ram_estimate(program: Program, family: str, *, weights: str = "rom",
             # The weight store is cut into slices one block deep (rtl.weight_store).
             parts = (bram_slices(family, depth=max(2, depth), width=width)
                      if name == "weights" else [width])
+            rom = group == "model" or name == "rsqrt_tables"
+            measure, least = _BRAM_ROM_MIN[family]
             total = 0
             for bits in parts:
                 n = _blocks(depth, bits, family)
-                rom = group == "model" or name == "rsqrt_tables"
-                measure, least = _BRAM_ROM_MIN[family]
                 size = depth if measure == "depth" else depth * bits
                 if (size >= least if rom
                         else depth * bits >= _BRAM_RAM_BITS_PER_BLOCK[family] * n):
@@ -471,9 +471,8 @@ def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, boa
     out_dir : Path
         Receives the design Yosys read (``ffcl_top.il``, Yosys RTLIL, for a design
         factory; ``ffcl_top.v`` for Verilog input), ``ffcl_top.json`` (netlist), nextpnr's
-        ``nextpnr.json``
-        report, the bitstream (``ffcl_top.bin`` / ``ffcl_top.bit``), a log per tool and
-        ``report.json``. Replaced as a whole on success.
+        ``nextpnr.json`` report, the bitstream (``ffcl_top.bin`` / ``ffcl_top.bit``), a
+        log per tool and ``report.json``. Replaced as a whole on success.
     fit : IntModel or Core, optional
         What :func:`check_fit` checks; by default the core found in the design (the
         design itself or its ``core`` member). Nothing is checked for Verilog input
