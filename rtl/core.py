@@ -2,7 +2,7 @@
 
 The core holds the weights (memory initial contents from the integer model), the MAC
 lanes, the normaliser, the loop-feedback buffers, the goodness datapath and the argmax,
-and a state machine that executes the program of :mod:`rtl.sequencer`:
+and a state machine that executes the program of :mod:`rtl.program`:
 
     IDLE/LOAD -> (FETCH -> DECODE -> op)* -> ARGMAX -> RESULT -> IDLE
 
@@ -22,8 +22,8 @@ done with them; the label scan squares on lanes 0..G-1. A ``SCAN`` op streams (p
 row) pairs into the goodness datapath.
 
 The cycle counter starts when the last pixel is accepted and stops when the result is
-offered; its closed form is :meth:`rtl.sequencer.Program.cycles`. The ``phase`` output
-says what each counted cycle is for (:data:`rtl.sequencer.PHASES`).
+offered; its closed form is :meth:`rtl.program.Program.cycles`. The ``phase`` output
+says what each counted cycle is for (:data:`rtl.program.PHASES`).
 """
 
 from __future__ import annotations
@@ -40,8 +40,7 @@ from rtl.feedback_buffer import FeedbackBuffer
 from rtl.goodness import GoodnessDatapath
 from rtl.mac_lanes import MacLanes
 from rtl.normaliser import Rsqrt, Scaler, SplitScaler
-from rtl.select import is_zero, one_hot, select
-from rtl.sequencer import (
+from rtl.program import (
     LAYER,
     MAC_DRAIN,
     OPERAND_STAGES,
@@ -58,6 +57,7 @@ from rtl.sequencer import (
     build_program,
     op_layout,
 )
+from rtl.select import is_zero, one_hot, select
 from rtl.weight_store import WeightStore, bram_slices
 
 __all__ = ["LOAD_TARGETS", "WEIGHT_MEMORIES", "Core", "load_layout", "load_words",
@@ -146,7 +146,7 @@ class Core(wiring.Component):
         a good commit. Each memory is twice as deep; the bank is the address's lowest bit.
     shared : bool
         The scaler, the activation square and the label scan's squares borrow the MAC
-        lanes' multipliers (:func:`rtl.sequencer.build_program`), so the core needs no
+        lanes' multipliers (:func:`rtl.program.build_program`), so the core needs no
         multiplier beyond its P lanes (what fits 8 lanes into the 8 SB_MAC16 of an iCE40
         UP5K); the sweep no longer overlaps the next pass. Default False.
 
@@ -159,7 +159,7 @@ class Core(wiring.Component):
     busy : Out(1)
         An inference is being computed (the cycle counter counts this cycle).
     phase : Out(PHASE_BITS)
-        What this cycle is for: a code of :data:`rtl.sequencer.PHASES` while busy, else 0.
+        What this cycle is for: a code of :data:`rtl.program.PHASES` while busy, else 0.
     load : In(stream.Signature(load_layout(program)))
         Only with ``weights="loadable"`` or ``"spram"``: memory writes
         (:func:`load_words`), accepted while no inference runs.
@@ -426,9 +426,9 @@ class Core(wiring.Component):
         # The last element issued in cycle c is in the accumulators in cycle
         # c + 1 + MAC_DRAIN (memory read, operand stage, the lanes); the next pass's first
         # element, issued from c + 1 on, restarts them only at the end of that cycle.
-        # The closed form (rtl.sequencer) encodes the units' latencies: keep them equal.
+        # The closed form (rtl.program) encodes the units' latencies: keep them equal.
         if weight_store.latency != 1 + OPERAND_STAGES:
-            raise RuntimeError(f"rtl.sequencer's OPERAND_STAGES is {OPERAND_STAGES}, but the "
+            raise RuntimeError(f"rtl.program's OPERAND_STAGES is {OPERAND_STAGES}, but the "
                                f"weight store's latency is {weight_store.latency}; it must "
                                f"be one memory read plus the operand stages")
         for what, closed, unit in (
@@ -437,7 +437,7 @@ class Core(wiring.Component):
                 ("Program.scale_latency", prog.scale_latency, scaler.latency),
                 ("Program.scan_drain", prog.scan_drain, goodness.latency)):
             if closed != unit:
-                raise RuntimeError(f"rtl.sequencer's {what} is {closed}, but the unit's "
+                raise RuntimeError(f"rtl.program's {what} is {closed}, but the unit's "
                                    f"latency is {unit}; the closed form must follow it")
         tag_layout = data.StructLayout({
             "valid": 1, "fb": 1, "final": 1,

@@ -28,8 +28,8 @@ from amaranth.lib.wiring import In, Out
 
 from golden.intmodel import IntModel
 from rtl.core import LOAD_TARGETS, Core, load_layout, load_words, memory_images
+from rtl.program import build_program
 from rtl.select import is_zero, select
-from rtl.sequencer import build_program
 from rtl.uart import UartRx, UartTx, check_divisor
 
 __all__ = [

@@ -17,7 +17,7 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from rtl.core import Core
-from rtl.sequencer import PHASES
+from rtl.program import PHASES
 
 __all__ = ["CoreResult", "run_core"]
 
@@ -25,7 +25,7 @@ __all__ = ["CoreResult", "run_core"]
 @dataclass(frozen=True)
 class CoreResult:
     """One result record as the hardware reported it, and the cycles of its inference
-    per phase (:data:`rtl.sequencer.PHASES`) as the ``phase`` output showed them."""
+    per phase (:data:`rtl.program.PHASES`) as the ``phase`` output showed them."""
 
     label: int
     scores: tuple[int, ...]

@@ -2,7 +2,7 @@
 
 Each hardware configuration (the Verilog text) is built once, in its own folder named
 after a hash of the Verilog, and reused: Verilator rebuilds an unchanged design in well
-under a second. The bench (:mod:`sim.bench`) gets everything it needs through environment
+under a second. The bench (:mod:`sim.testbench`) gets everything it needs through environment
 variables, so one compiled simulator serves every scenario. The top need not be the core
 itself: any component that contains it (the host link, for instance) can be exported
 under its own top-level name and driven by another cocotb test module.
@@ -28,12 +28,12 @@ from golden.intmodelio import save_int_model
 from rtl.core import Core
 from sim.tools import ToolMissing, icarus_available, verilator_env
 
-__all__ = ["SIMULATORS", "BenchRun", "BuiltCore", "available_simulators", "build_core",
-           "run_bench"]
+__all__ = ["SIMULATORS", "TestbenchRun", "BuiltCore", "available_simulators", "build_core",
+           "run_testbench"]
 
 SIMULATORS = ("verilator", "icarus")
 TOP = "ffcl_core"
-BENCH_MODULE = "sim.bench"
+TESTBENCH_MODULE = "sim.testbench"
 _PROGRESS = re.compile(r"sent (\d+)/\d+ images")
 
 
@@ -147,7 +147,7 @@ def build_core(core: Core, simulator: str, root: Path, *, waves: bool = False,
 
 
 @dataclass
-class BenchRun:
+class TestbenchRun:
     """What one run of the bench reported."""
 
     tests: int
@@ -169,10 +169,10 @@ def _follow_progress(log: Path, progress: Callable[[int], None], stop: threading
             progress(done)
 
 
-def run_bench(built: BuiltCore, images: np.ndarray, *, testcase: str | None = None,
+def run_testbench(built: BuiltCore, images: np.ndarray, *, testcase: str | None = None,
               seed: int = 0, samples: int | None = None, name: str = "run",
-              progress: Callable[[int], None] | None = None, module: str = BENCH_MODULE,
-              env: dict[str, str] | None = None) -> BenchRun:
+              progress: Callable[[int], None] | None = None, module: str = TESTBENCH_MODULE,
+              env: dict[str, str] | None = None) -> TestbenchRun:
     """Run the cocotb bench (all scenarios, or ``testcase``) on ``images``.
 
     Parameters
@@ -181,7 +181,7 @@ def run_bench(built: BuiltCore, images: np.ndarray, *, testcase: str | None = No
     images : ndarray, shape (n, D)
         Integer images for the scenarios that use real data.
     testcase : str, optional
-        One cocotb test of :mod:`sim.bench`; default every test.
+        One cocotb test of :mod:`sim.testbench`; default every test.
     seed : int
         Seed of the random scenarios (logged by the bench).
     samples : int, optional
@@ -191,7 +191,7 @@ def run_bench(built: BuiltCore, images: np.ndarray, *, testcase: str | None = No
     progress : callable, optional
         Called with the number of images sent so far, from a watcher thread.
     module : str
-        The cocotb test module (default :mod:`sim.bench`, the core's bench).
+        The cocotb test module (default :mod:`sim.testbench`, the core's bench).
     env : dict, optional
         More environment variables for ``module``.
     """
@@ -242,4 +242,4 @@ def run_bench(built: BuiltCore, images: np.ndarray, *, testcase: str | None = No
     seconds = time.perf_counter() - start
     tests, failed = get_results(results)
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    return BenchRun(tests=tests, failed=failed, report=report, seconds=seconds, log=log)
+    return TestbenchRun(tests=tests, failed=failed, report=report, seconds=seconds, log=log)

@@ -48,7 +48,7 @@ from golden.intmodel import IntModel
 from golden.params import init_parameters
 from golden.quantize import quantize
 from rtl.board import BOARDS
-from rtl.sequencer import build_program
+from rtl.program import build_program
 
 __all__ = ["BENCH_FILES", "bench_run", "variant_models"]
 

@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from ffcl_hw.device import Device, HostLinkError, HostLinkTimeout, Port
 from ffcl_hw.flows.evaluate import load_run_dataset
 from ffcl_hw.flows.quantize import load_quantized_run
 from ffcl_hw.flows.simulate import check_results
 from ffcl_hw.flows.synth import BAUD
-from ffcl_hw.hostlink import Device, HostLinkError, HostLinkTimeout, Port
 from ffcl_hw.runs import RunError, write_json
 from rtl.host_link import LinkIdentity, link_identity
-from rtl.sequencer import build_program
+from rtl.program import build_program
 from sim.amaranth_sim import CoreResult
 
 __all__ = ["BOARD_FILE", "board_run", "open_port"]

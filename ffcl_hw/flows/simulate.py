@@ -79,7 +79,7 @@ def _run_cocotb(core, simulator: str, images: np.ndarray, run: Path, waves: Path
                 progress: Callable[[int], None] | None) -> tuple[list[CoreResult], float]:
     """Build (or reuse) the Verilog simulation and run the bench's ``run_samples`` test."""
     from sim.runner import build_core as build_simulation
-    from sim.runner import run_bench
+    from sim.runner import run_testbench
     from sim.tools import ToolMissing
 
     start = time.perf_counter()
@@ -89,7 +89,7 @@ def _run_cocotb(core, simulator: str, images: np.ndarray, run: Path, waves: Path
         raise RunError(str(error)) from None
     build_seconds = time.perf_counter() - start
     try:
-        bench = run_bench(built, images, testcase="run_samples", name="ffcl-hw-sim",
+        bench = run_testbench(built, images, testcase="run_samples", name="ffcl-hw-sim",
                           progress=progress)
     except RuntimeError as error:
         raise RunError(str(error)) from None

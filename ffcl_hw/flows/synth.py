@@ -33,8 +33,8 @@ from ffcl_hw.runs import RunError
 from golden.intmodel import IntModel
 from rtl.board import BoardTop, SynthesisTarget, board_info, plan_pll
 from rtl.core import WEIGHT_MEMORIES, Core, memory_images
+from rtl.program import SIDE_BITS, Program, build_program, op_layout
 from rtl.replica import REPLICA_PREFIX
-from rtl.sequencer import SIDE_BITS, Program, build_program, op_layout
 from rtl.weight_store import (
     BRAM_SHAPES,
     SPRAM_DEPTH,

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ffcl_hw.hostlink import FrameReader, HostLinkError, encode_frame
+from ffcl_hw.device import FrameReader, HostLinkError, encode_frame
 from golden.intmodel import IntModel
 from rtl.core import LOAD_TARGETS, load_words
 from rtl.host_link import (
@@ -49,7 +49,7 @@ from rtl.host_link import (
     load_checksum,
     load_data_bytes,
 )
-from rtl.sequencer import build_program
+from rtl.program import build_program
 
 
 class EmulatedBoard:

@@ -14,7 +14,7 @@ from ffcl_hw.flows.bench import bench_run
 from ffcl_hw.runs import RunError
 from golden.costs import inference_cost
 from golden.intmodelio import load_int_model
-from rtl.sequencer import build_program
+from rtl.program import build_program
 from sim.runner import available_simulators
 
 pytestmark = pytest.mark.skipif("verilator" not in available_simulators(),

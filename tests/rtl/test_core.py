@@ -2,7 +2,7 @@
 """The core against the golden integer model, bit for bit, in Amaranth's simulator.
 
 Every result record (label, every per-label score, cycle count) is compared with
-IntModel.run and with the closed-form cycle count of rtl.sequencer.Program.cycles, and the
+IntModel.run and with the closed-form cycle count of rtl.program.Program.cycles, and the
 cycles the core's ``phase`` output spent on each phase with Program.phase_cycles.
 """
 
@@ -21,7 +21,7 @@ from golden.intmodel import IntModel
 from golden.quantize import quantize
 from golden.training import train
 from rtl.core import Core
-from rtl.sequencer import LAYER, MAC_DRAIN, SRC_CACHE, SRC_IMAGE, build_program
+from rtl.program import LAYER, MAC_DRAIN, SRC_CACHE, SRC_IMAGE, build_program
 from sim.amaranth_sim import run_core
 from tests.golden.variants import make_config, random_params, reweighted
 

@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """The host link end to end in Amaranth's simulator.
 
-The host library (ffcl_hw.hostlink) encodes every frame; the testbench puts its bytes on
+The host library (ffcl_hw.device) encodes every frame; the testbench puts its bytes on
 ``rx`` at the UART's bit time, decodes ``tx`` back into bytes and parses them with the
 host library's FrameReader. Every RESULT is compared bit for bit with the golden model.
 """
@@ -16,7 +16,7 @@ import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
-from ffcl_hw.hostlink import Device, FrameReader, HostLinkError, crc8, encode_frame
+from ffcl_hw.device import Device, FrameReader, HostLinkError, crc8, encode_frame
 from golden.intmodel import IntModel
 from rtl.core import Core, load_words
 from rtl.host_link import (
@@ -475,7 +475,7 @@ def test_host_link_refuses_bad_parameters():
 
 class SimulatedBoard:
     """A port (``write``/``read``) whose far end is the HostLink in Amaranth's simulator,
-    so that :class:`ffcl_hw.hostlink.Device` itself can be tested against the gateware.
+    so that :class:`ffcl_hw.device.Device` itself can be tested against the gateware.
 
     ``read`` runs the simulation until the bytes have come out of ``tx`` or a budget of
     cycles has passed (then it returns fewer bytes, as a serial port's timeout does).
@@ -520,7 +520,7 @@ class SimulatedBoard:
 
 
 def test_the_host_library_drives_the_simulated_board():
-    # ffcl_hw.hostlink.Device end to end: check the identity, classify, load another
+    # ffcl_hw.device.Device end to end: check the identity, classify, load another
     # model, classify with it; every result bit for bit against the golden model.
     model_a = _random_model("ffdl", 31)
     model_b = _other_model(model_a, 32)

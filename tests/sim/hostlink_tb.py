@@ -5,7 +5,7 @@ The design is ``HostLink(Core(model A, weights="loadable"))`` exported as the to
 the PLL, which Verilator cannot simulate, a reset-until-lock and one more synchroniser).
 A cocotb UART driver puts bytes on ``rx`` and a monitor reads ``tx`` back, both at the
 link's bit time; :class:`SimulatedSerial` gives them pyserial's ``write``/``read``, so
-that the unchanged, blocking :class:`ffcl_hw.hostlink.Device` runs in a thread started by
+that the unchanged, blocking :class:`ffcl_hw.device.Device` runs in a thread started by
 :func:`cocotb.task.bridge` and each port call comes back into the simulation through
 :func:`cocotb.task.resume`. Every RESULT is checked against ``IntModel.run`` of the model
 the device holds at that moment, field by field, and the cycle count against the closed
@@ -35,7 +35,7 @@ from cocotb.queue import Queue
 from cocotb.task import bridge, resume
 from cocotb.triggers import ClockCycles, FallingEdge
 
-from ffcl_hw.hostlink import Device, FrameReader, HostLinkError, crc8, encode_frame
+from ffcl_hw.device import Device, FrameReader, HostLinkError, crc8, encode_frame
 from golden.intmodel import IntModel
 from golden.intmodelio import load_int_model
 from rtl.core import LOAD_TARGETS, load_words
@@ -56,7 +56,7 @@ from rtl.host_link import (
     load_checksum,
     load_payload,
 )
-from rtl.sequencer import build_program
+from rtl.program import build_program
 
 CLOCK_NS = 10
 

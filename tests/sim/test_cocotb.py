@@ -1,7 +1,7 @@
 """The exported Verilog under cocotb, on every simulator this machine has.
 
 Each (simulator, configuration) is built once in its own folder under build/cocotb and
-reused by later runs. One bench run covers every scenario of sim/bench.py: data-set or
+reused by later runs. One bench run covers every scenario of sim/testbench.py: data-set or
 random images, each crossed with no-idle / idle / back-pressure patterns, back-to-back
 inferences without reset, and a reset in the middle of an inference.
 
@@ -22,7 +22,7 @@ from golden.datasets import load_dataset
 from golden.quantize import quantize
 from golden.training import train
 from rtl.core import Core
-from sim.runner import available_simulators, build_core, run_bench
+from sim.runner import available_simulators, build_core, run_testbench
 from tests.golden.variants import make_config, random_params
 
 BUILD_ROOT = Path(__file__).resolve().parents[2] / "build" / "cocotb"
@@ -68,7 +68,7 @@ def digits():
 
 def _run(simulator: str, core: Core, images: np.ndarray, name: str) -> None:
     built = build_core(core, simulator, BUILD_ROOT / name)
-    bench = run_bench(built, images, seed=SEED, samples=len(images))
+    bench = run_testbench(built, images, seed=SEED, samples=len(images))
     assert bench.tests >= 10, f"only {bench.tests} scenarios ran; see {bench.log}"
     assert bench.failed == 0, (f"{bench.failed} of {bench.tests} scenarios failed "
                                f"(FFCL_SEED={SEED}); see {bench.log}")
@@ -114,7 +114,7 @@ def test_the_bench_fails_when_hardware_and_model_disagree():
     tampered = load_int_model(built.model_file).model
     tampered.layers[-1].U[:, 0] += 1
     save_int_model(built.model_file, tampered)
-    bench = run_bench(built, images, testcase="run_samples", samples=2)
+    bench = run_testbench(built, images, testcase="run_samples", samples=2)
     assert bench.failed == 1
     assert bench.report["errors"] == 2
     assert "score[0]" in bench.report["first_error"]
@@ -134,7 +134,7 @@ def test_the_bench_fails_when_phases_disagree_with_the_closed_form():
     saved = description.read_text()
     try:
         description.write_text(json.dumps(json.loads(saved) | {"lanes": 3}))
-        bench = run_bench(built, images, testcase="run_samples", samples=2)
+        bench = run_testbench(built, images, testcase="run_samples", samples=2)
     finally:
         description.write_text(saved)
     assert bench.failed == 1

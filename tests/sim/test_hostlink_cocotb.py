@@ -21,7 +21,7 @@ import pytest
 from golden.intmodelio import save_int_model
 from rtl.core import Core
 from rtl.host_link import HostLink
-from sim.runner import available_simulators, build_core, run_bench
+from sim.runner import available_simulators, build_core, run_testbench
 from tests.golden.variants import reweighted
 from tests.rtl.test_core import _random_model
 
@@ -50,7 +50,7 @@ def test_the_host_library_drives_the_host_link_verilog(banks, tmp_path):
     env = {"FFCL_LINK": json.dumps({**LINK, "banks": banks}),
            "FFCL_LOAD_MODEL": str(tmp_path / "b.int.npz"),
            "FFCL_OTHER_MODEL": str(tmp_path / "c.int.npz")}
-    bench = run_bench(built, images, module="tests.sim.hostlink_tb",
+    bench = run_testbench(built, images, module="tests.sim.hostlink_tb",
                       name=f"link-banks{banks}-seed{SEED}", seed=SEED, env=env)
     assert bench.tests == SCENARIOS, f"{bench.tests} scenarios ran; see {bench.log}"
     assert bench.failed == 0, f"{bench.failed} of {bench.tests} failed; see {bench.log}"

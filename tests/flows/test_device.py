@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from ffcl_hw.hostlink import Device, FrameReader, HostLinkError, crc8, encode_frame
+from ffcl_hw.device import Device, FrameReader, HostLinkError, crc8, encode_frame
 from rtl.core import Core, load_words
 from rtl.host_link import (
     CHECKSUM_INIT,

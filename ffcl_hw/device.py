@@ -40,7 +40,7 @@ from rtl.host_link import (
     load_payload,
 )
 from rtl.host_link import model_hash as hash_of_model
-from rtl.sequencer import build_program
+from rtl.program import build_program
 
 __all__ = ["Device", "FrameReader", "HostLinkError", "HostLinkTimeout", "Port", "crc8",
            "encode_frame"]

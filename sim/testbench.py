@@ -6,7 +6,7 @@ a model fed from the *monitored* image transfers (not from what the test meant t
 an in-order checker whose error count must end at zero; every scenario crossed with
 no-idle, idle and back-pressure patterns. A phase monitor counts, per inference, the
 cycles the core's ``phase`` output spends on each phase; the checker compares them with
-the closed form (:meth:`rtl.sequencer.Program.phase_cycles`). Everything comes from
+the closed form (:meth:`rtl.program.Program.phase_cycles`). Everything comes from
 environment variables set by :mod:`sim.runner`:
 
 - FFCL_MODEL: the integer model file; FFCL_CORE: the core's JSON (lanes, result fields)
@@ -31,7 +31,7 @@ from cocotb.triggers import ClockCycles, Event, ReadOnly, RisingEdge, with_timeo
 from cocotb.utils import get_sim_time
 
 from golden.intmodelio import load_int_model
-from rtl.sequencer import PHASES, build_program
+from rtl.program import PHASES, build_program
 
 #: The clock period in nanoseconds.
 PERIOD_NS = 10
