@@ -85,8 +85,9 @@ def rsqrt(sq: np.ndarray, table: np.ndarray, index_bits: int) -> tuple[np.ndarra
     """Integer reciprocal square root: 1/sqrt(sq) ~= r * 2**-(Q + sh/2).
 
     ``sq`` is reduced by an even right shift ``sh`` to a mantissa m = sq >> sh of at most
-    ``index_bits`` bits (at least ``index_bits - 2`` when shifted), and r = table[m]. A
-    zero vector has sq = 0 and gets r = 0, so its normalised product is zero.
+    ``index_bits`` bits (at least ``index_bits - 1``, m >= 2**(index_bits - 2), when
+    shifted), and r = table[m]. A zero vector has sq = 0 and gets r = 0, so its normalised
+    product is zero.
 
     Returns
     -------
@@ -132,7 +133,14 @@ class IntFormat:
     input_max : int
         X: input pixels are integers 0..X standing for x = pixel / X.
     rsqrt_index_bits, rsqrt_frac_bits : int
-        Size and precision of the normaliser's table (:func:`rsqrt_table`).
+        Size and precision of the normaliser's table (:func:`rsqrt_table`); k = index bits
+        may be at most 2 Q + 2 (Q = frac bits), so that no entry of the table is 0.
+
+    Raises
+    ------
+    ValueError
+        If a field is out of its range or the table would hold a 0 entry; the message
+        names the fields and the accepted values.
     """
 
     weight_bits: int = 8
@@ -149,6 +157,17 @@ class IntFormat:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise ValueError(f"{name} must be an integer in {low}..{high}, not {value!r}")
+        # T[m] = floor(2^Q / sqrt(m) + 1/2) is 0 for m > 4^(Q+1): a non-zero vector would
+        # normalise to zero. The largest index 2^k - 1 stays <= 4^(Q+1) iff k <= 2Q + 2,
+        # which only Q = 4 with k = 11 or 12 breaks within the ranges above.
+        k, q = self.rsqrt_index_bits, self.rsqrt_frac_bits
+        if k > 2 * q + 2:
+            raise ValueError(
+                f"rsqrt_index_bits {k} with rsqrt_frac_bits {q} makes reciprocal table "
+                f"entries 0 (T[m] = 0 for m > 4**(rsqrt_frac_bits + 1) = {4 ** (q + 1)}); "
+                f"rsqrt_index_bits must be at most 2 * rsqrt_frac_bits + 2 = {2 * q + 2}, "
+                f"or rsqrt_frac_bits at least {(k - 1) // 2}"
+            )
 
     @property
     def weight_max(self) -> int:

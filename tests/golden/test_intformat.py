@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -190,6 +191,40 @@ def test_int_format_refuses_out_of_range_fields(field, value, message):
     fields = {"frac_bits": 5, "input_max": 16, field: value}
     with pytest.raises(ValueError, match=message):
         IntFormat(**fields)
+
+
+@pytest.mark.parametrize("index_bits", [11, 12])
+def test_int_format_refuses_a_table_with_zero_entries(index_bits):
+    # Q = 4: T[m] = 0 for m > 4^(Q+1) = 1024, so the top entries of an 11- or 12-bit
+    # table would be 0 and a non-zero vector would normalise to zero.
+    assert rsqrt_table(index_bits, 4)[-1] == 0
+    message = (f"rsqrt_index_bits {index_bits} with rsqrt_frac_bits 4 makes reciprocal "
+               "table entries 0 (T[m] = 0 for m > 4**(rsqrt_frac_bits + 1) = 1024); "
+               "rsqrt_index_bits must be at most 2 * rsqrt_frac_bits + 2 = 10, or "
+               "rsqrt_frac_bits at least 5")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        IntFormat(frac_bits=5, input_max=16, rsqrt_index_bits=index_bits, rsqrt_frac_bits=4)
+
+
+@pytest.mark.parametrize(("index_bits", "frac_bits"), [(10, 4), (12, 5)])
+def test_int_format_accepts_the_largest_tables_without_zero_entries(index_bits, frac_bits):
+    # k = 2Q + 2, and Q = 5 for k = 12: T[2^k - 1] rounds up to 1, not down to 0.
+    fmt = IntFormat(frac_bits=5, input_max=16, rsqrt_index_bits=index_bits,
+                    rsqrt_frac_bits=frac_bits)
+    assert fmt.table[1:].min() == 1
+
+
+def test_int_format_accepts_exactly_the_tables_without_zero_entries():
+    # Every (k, Q) of the fields' ranges: accepted iff T[1..2^k-1] holds no 0.
+    for index_bits in range(4, 13):
+        for frac_bits in range(4, 21):
+            fields = {"frac_bits": 5, "input_max": 16, "rsqrt_index_bits": index_bits,
+                      "rsqrt_frac_bits": frac_bits}
+            if rsqrt_table(index_bits, frac_bits)[1:].min() > 0:
+                IntFormat(**fields)
+            else:
+                with pytest.raises(ValueError, match="makes reciprocal table entries 0"):
+                    IntFormat(**fields)
 
 
 def test_int_format_derived_facts_and_round_trip():
