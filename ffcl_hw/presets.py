@@ -1,6 +1,6 @@
 """Default hyper-parameters per data set and algorithm.
 
-These are the settings ALGORITHM.md reports as known to work ("Settings known to work"):
+These are the settings of docs/algorithm.md ("Default settings"):
 a low threshold matters most. Every value can be overridden on the command line.
 """
 

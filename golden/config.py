@@ -1,4 +1,4 @@
-"""The configuration of a Forward-Forward network: every choice of ALGORITHM.md, named.
+"""The configuration of a Forward-Forward network: every choice of docs/algorithm.md, named.
 
 A :class:`ModelConfig` describes the architecture and the inference-time choices of one
 network; a :class:`TrainConfig` describes how it is trained. Both validate every field on
@@ -203,7 +203,7 @@ class ModelConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """How a network is trained (ALGORITHM.md, "Common parts").
+    """How a network is trained (docs/algorithm.md, "Common parts").
 
     Parameters
     ----------

@@ -10,7 +10,7 @@ Three kinds of work are counted separately, because they run on different hardwa
   square-accumulate per element of the normalised vector (its squared norm) plus one
   scaling multiply per output neuron of the product that consumes it (W n(a) = (W a)/||a||).
 
-Variants (ALGORITHM.md):
+Variants (docs/algorithm.md):
 
 - FFL: K full passes, the label as layer 1's extra input block of K columns, so layer 1
   costs N_1 (D + K) MACs per pass. ``fair=True`` counts the FFL that computes W_1 x once and

@@ -3,7 +3,7 @@
 Everything a layer needs for its goodness and for its own local gradient is recorded in
 a :class:`LayerStep`: its feature input ``u``, its feedback input ``f``, and its
 label-free goodness pre-activation. The goodness of label k is then
-``sum(ReLU(pre + U[:, k])**2)``: the single-pass label scan of ALGORITHM.md.
+``sum(ReLU(pre + U[:, k])**2)``: the single-pass label scan of docs/algorithm.md.
 
 FFDL and FFCL forward label-free features, so one trace serves every label. FFL forwards
 the label through layer 1, so it needs one trace per label (K passes at inference).

