@@ -9,8 +9,9 @@ An :class:`IntModel` holds integer weights and the :class:`~golden.intformat.Int
   block of K columns whose input is X for the candidate label and 0 otherwise.
 - Layers above, and feedback: acc = W a on the raw integer activations, then
   s = round_shift(acc * r, sh/2 + Q + e - S), with (r, sh) = rsqrt(sum a^2): the
-  normalisation W n(a) = (W a) / ||a|| done once per output neuron. Layer 1 uses r = 2^Q,
-  sh = 0. Feed-forward and feedback products are scaled separately, then added.
+  normalisation W n(a) = (W a) / ||a|| done once per output neuron. Only W_1 x uses
+  r = 2^Q, sh = 0 (layer 1's feedback product is normalised like every other). Feed-forward
+  and feedback products are scaled separately, then added.
 - s = saturate(s_ff + s_fb + b) (state feedback) and a = max(s, 0); with goodness
   feedback, s = saturate(s_ff + b) is forwarded and pre = saturate(s + s_fb) scanned.
 - Label scan: g(k) = sum_i max(pre_i + U[i, k], 0)^2; FFL: g = sum_i max(s_i, 0)^2.
