@@ -246,7 +246,12 @@ class SplitScaler(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         split = self.operand_bits - 1
-        m.d.comb += [self.lo.eq(self.acc[:split]), self.hi.eq(self.acc[split:].as_signed()),
+        # An accumulator no wider than lo is sign-extended first: hi is then its sign
+        # (0 or -1), and lo its low bits in two's complement (a small model's 13-bit
+        # accumulator has no bits above the split at all).
+        acc = Signal(signed(max(self.acc_bits, split + 1)))
+        m.d.comb += acc.eq(self.acc)
+        m.d.comb += [self.lo.eq(acc[:split]), self.hi.eq(acc[split:].as_signed()),
                      self.factor.eq(self.r)]
         # The shift travels beside the products.
         shift = self.shift

@@ -41,7 +41,8 @@ class UartRx(wiring.Component):
     ``divisor`` cycles). A start bit that is high again at its middle is a glitch and
     ignored. A stop bit that is low is a framing error: the byte is dropped and ``error``
     pulses for one cycle. The output holds one byte; a byte completed while the previous
-    one is still unaccepted replaces it (the protocol above never lets that happen).
+    one is still unaccepted is dropped the same way (an overrun: the offered byte stays
+    as it is until taken, as the stream contract requires).
 
     Parameters
     ----------
@@ -55,7 +56,7 @@ class UartRx(wiring.Component):
     data : Out(stream.Signature(8))
         Received bytes.
     error : Out(1)
-        One-cycle pulse per framing error.
+        One-cycle pulse per framing error or overrun (a byte lost).
     busy : Out(1)
         A frame is being received (from the synchronised start edge to the middle of the
         stop bit); a link's idle timeout counts only while this is low.
@@ -114,9 +115,12 @@ class UartRx(wiring.Component):
                 with m.If(is_zero(timer)):
                     # Back to IDLE at the middle of the stop bit: the line is high until
                     # the next start bit, so no edge is missed.
-                    with m.If(line):
+                    with m.If(line & (~valid | self.data.ready)):
                         m.d.sync += [byte.eq(shift), valid.eq(1)]
                     with m.Else():
+                        # A framing error, or an overrun: the byte before is still
+                        # offered, and a stream's payload must not change while it is
+                        # (sim.properties proves it); the new byte is dropped instead.
                         m.d.comb += self.error.eq(1)
                     m.d.sync += state.eq(_RxState.IDLE)
         return m

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 from golden.intformat import round_shift, rsqrt, rsqrt_table, scale
-from rtl.normaliser import Rsqrt, Scaler
+from rtl.normaliser import Rsqrt, Scaler, SplitScaler
 from tests.rtl.helpers import run_pipeline, signed_range, unsigned_max
 
 SEED = 1618
@@ -109,3 +112,51 @@ def test_scaler_shift_zero_passes_product() -> None:
     inputs = [{"acc": a, "r": 15, "shift": 0} for a in (-128, -1, 0, 1, 127)]
     got = run_pipeline(dut, inputs, ("out",), dut.latency)
     assert [g["out"] for g in got] == [-1920, -15, 0, 15, 1905]
+
+
+class _SplitScalerWithMultipliers(wiring.Component):
+    """SplitScaler with its two borrowed multipliers: products registered
+    ``product_latency`` times, as the MAC lanes' side ports deliver them."""
+
+    def __init__(self, **kwargs) -> None:
+        self.scaler = SplitScaler(**kwargs)
+        members = self.scaler.signature.members
+        super().__init__({"acc": In(members["acc"].shape), "r": In(members["r"].shape),
+                          "shift": In(members["shift"].shape),
+                          "out": Out(members["out"].shape)})
+
+    @property
+    def latency(self) -> int:
+        return self.scaler.latency
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.scaler = scaler = self.scaler
+        m.d.comb += [scaler.acc.eq(self.acc), scaler.r.eq(self.r),
+                     scaler.shift.eq(self.shift), self.out.eq(scaler.out)]
+        lo, hi = scaler.lo * scaler.factor, scaler.hi * scaler.factor
+        for _ in range(scaler.product_latency):
+            lo_d, hi_d = Signal.like(scaler.lo_product), Signal.like(scaler.hi_product)
+            m.d.sync += [lo_d.eq(lo), hi_d.eq(hi)]
+            lo, hi = lo_d, hi_d
+        m.d.comb += [scaler.lo_product.eq(lo), scaler.hi_product.eq(hi)]
+        return m
+
+
+@pytest.mark.parametrize(("acc_bits", "r_bits", "shift_bits", "operand_bits"), [
+    (13, 13, 5, 16),   # narrower than the split (15 bits): hi is only the sign
+    (15, 13, 5, 16),   # exactly the split
+    (16, 13, 5, 16),   # one bit above it
+    (31, 15, 6, 16),   # the widest that splits onto 16-bit multipliers
+])
+def test_split_scaler_matches_golden(acc_bits, r_bits, shift_bits, operand_bits) -> None:
+    seed = SEED + acc_bits
+    rng = np.random.default_rng(seed)
+    dut = _SplitScalerWithMultipliers(acc_bits=acc_bits, r_bits=r_bits, shift_bits=shift_bits,
+                                      operand_bits=operand_bits, product_latency=3)
+    inputs = scaler_inputs(acc_bits, r_bits, shift_bits, rng, count=200)
+    expected = scale(np.array([i["acc"] for i in inputs]), np.array([i["r"] for i in inputs]),
+                     np.array([i["shift"] for i in inputs]))
+    got = run_pipeline(dut, inputs, ("out",), dut.latency)
+    for given, out, want in zip(inputs, got, expected, strict=True):
+        assert out["out"] == want, f"seed {seed}: {given}: got {out['out']}, golden {want}"

@@ -104,6 +104,31 @@ def test_a_framing_error_drops_the_byte_and_pulses_error(frames, expected, error
     assert errors == error_pulses
 
 
+def test_an_overrun_keeps_the_offered_byte_and_drops_the_new_one():
+    # The sink takes nothing while two frames arrive: the first byte must stay offered
+    # unchanged (the stream contract), the second is lost with an error pulse.
+    divisor = 6
+    dut = UartRx(divisor=divisor)
+    offered: list[int] = []
+    errors = 0
+
+    async def testbench(ctx) -> None:
+        nonlocal errors
+        line = [1] * 3
+        for byte in (0x3C, 0xC3):
+            line += [b for b in _line_bits(byte, 1) for _ in range(divisor)] + [1] * divisor
+        for level in line + [1] * 2 * divisor:
+            ctx.set(dut.rx, level)
+            errors += ctx.get(dut.error)
+            if ctx.get(dut.data.valid):
+                offered.append(ctx.get(dut.data.payload))
+            await ctx.tick()
+
+    simulate(dut, testbench)
+    assert offered and set(offered) == {0x3C}
+    assert errors == 1
+
+
 def test_a_glitch_shorter_than_half_a_bit_is_not_a_start_bit():
     divisor = 8
     dut = UartRx(divisor=divisor)
