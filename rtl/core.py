@@ -28,9 +28,7 @@ says what each counted cycle is for (:data:`rtl.program.PHASES`).
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,6 +37,16 @@ from rtl.argmax import Argmax
 from rtl.feedback_buffer import FeedbackBuffer
 from rtl.goodness import GoodnessDatapath
 from rtl.mac_lanes import MacLanes
+from rtl.model_memory import (
+    LOAD_TARGETS,
+    WEIGHT_MEMORIES,
+    ModelMemory,
+    check_mapping,
+    load_layout,
+    load_words,
+    memory_images,
+    model_memory_depth,
+)
 from rtl.normaliser import Rsqrt, Scaler, SplitScaler
 from rtl.program import (
     LAYER,
@@ -58,20 +66,12 @@ from rtl.program import (
     op_layout,
 )
 from rtl.select import is_zero, one_hot, select
-from rtl.weight_store import WeightStore, bram_slices
+from rtl.weight_store import bram_slices
 
 __all__ = ["LOAD_TARGETS", "WEIGHT_MEMORIES", "Core", "load_layout", "load_words",
            "memory_images", "result_layout"]
 
 CYCLE_BITS = 32
-
-#: Where the weights live: "rom" (block RAM initialised from the model), "loadable"
-#: (the same block RAM, initialised, and writable through the ``load`` port while idle) or
-#: "spram" (iCE40 UP5K SPRAM: uninitialised, loaded through ``load``; rtl.weight_store).
-WEIGHT_MEMORIES = ("rom", "loadable", "spram")
-#: Codes of the memories the ``load`` port writes (nonzero: see rtl.select).
-LOAD_TARGETS = {"ops": 1, "weights": 2, "bias": 3, "labels": 4}
-
 
 def result_layout(labels: int, score_bits: int) -> data.StructLayout:
     """The result record: predicted label, every label's score, cycles of the inference."""
@@ -80,42 +80,6 @@ def result_layout(labels: int, score_bits: int) -> data.StructLayout:
         "scores": data.ArrayLayout(unsigned(score_bits), labels),
         "cycles": unsigned(CYCLE_BITS),
     })
-
-
-def memory_images(program: Program) -> dict[str, list[int]]:
-    """The words of every model-dependent memory, as the core stores them."""
-    w = program.widths
-    layout = op_layout(program)
-    return {
-        "ops": [int(layout.const(vars(op)).as_value().value) for op in program.ops],
-        "weights": [_pack(word, w["weight"]) for word in program.weight_words],
-        "bias": [v & ((1 << w["state"]) - 1) for v in program.bias],
-        "labels": [_pack(word, w["weight"]) for word in program.label_words],
-    }
-
-
-def load_layout(program: Program) -> data.StructLayout:
-    """One write of the ``load`` port: which memory, which word, the word."""
-    images = memory_images(program)
-    widths = [op_layout(program).size, program.lanes * program.widths["weight"],
-              program.widths["state"], program.label_lanes * program.widths["weight"]]
-    depth = max(2, *(len(words) for words in images.values()))
-    return data.StructLayout({"target": 3, "addr": range(depth), "data": max(widths)})
-
-
-def load_words(program: Program) -> list[tuple[int, int, int]]:
-    """(target, address, word) writes that load a whole model through ``load``."""
-    return [(LOAD_TARGETS[name], addr, word)
-            for name, words in memory_images(program).items()
-            for addr, word in enumerate(words)]
-
-
-def _pack(values: list[int], bits: int) -> int:
-    """Little-endian concatenation of two's complement fields."""
-    word = 0
-    for i, v in enumerate(values):
-        word |= (v & ((1 << bits) - 1)) << (i * bits)
-    return word
 
 
 class Core(wiring.Component):
@@ -171,14 +135,7 @@ class Core(wiring.Component):
                  weights: str = "rom", banks: int = 1, shared: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
-        if weights not in WEIGHT_MEMORIES:
-            raise ValueError(f"Weight memory must be one of {', '.join(WEIGHT_MEMORIES)}, "
-                             f"not {weights!r}")
-        if banks not in (1, 2) or isinstance(banks, bool):
-            raise ValueError(f"Weight banks must be 1 or 2, not {banks!r}")
-        if banks == 2 and weights != "loadable":
-            raise ValueError(f"Two weight banks need weights='loadable' (loads write the "
-                             f"second bank), not {weights!r}")
+        check_mapping(weights, banks)
         self.program: Program = build_program(model, lanes=lanes, label_lanes=label_lanes,
                                               shared=shared)
         self.model = model
@@ -235,31 +192,12 @@ class Core(wiring.Component):
         for ``family`` (:func:`rtl.weight_store.bram_slices`); none for SPRAM weights."""
         if self.weights == "spram":
             return []
-        depth = self._model_memory([], len(self.program.weight_words))["depth"]
+        depth = model_memory_depth(len(self.program.weight_words), self.banks)
         return bram_slices(family, depth=depth, width=self.lanes * self.program.widths["weight"])
 
     def cycles_per_inference(self) -> int:
         """The closed-form cycle count of one inference (what the counter reports)."""
         return self.program.cycles()
-
-    def _model_memory(self, words: list[int], depth: int) -> dict:
-        """Depth and contents of a model memory: with two banks each word is stored
-        twice, bank b of word a at address 2a + b."""
-        return {"depth": max(2, depth) * self.banks,
-                "init": [word for word in words for _ in range(self.banks)]}
-
-    def _model_read_port(self, m: Module, mem, name: str):
-        """A read port of a model memory (a Memory, or the ``read`` port of a
-        WeightStore) whose ``addr`` is the word address; with two banks the bank bit
-        below it comes from ``bank``."""
-        # Named after the caller's variable, as a read port made there would be.
-        port = mem.read_port(src_loc_at=1) if isinstance(mem, memory.Memory) else mem
-        if self.banks == 1:
-            return port
-        view = SimpleNamespace(addr=Signal(len(port.addr) - 1, name=f"{name}_word"),
-                               data=port.data)
-        m.d.comb += port.addr.eq(Cat(self.bank, view.addr))
-        return view
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -300,58 +238,23 @@ class Core(wiring.Component):
         # -- memories -----------------------------------------------------------------
         # Every depth is at least 2: a one-entry memory has a zero-width address, which
         # Verilog spells [-1:0].
-        images = memory_images(prog)
-        m.submodules.op_rom = op_rom = memory.Memory(
-            shape=unsigned(layout.size), **self._model_memory(images["ops"], len(prog.ops)))
-        op_port = self._model_read_port(m, op_rom, "op")
+        m.submodules.memories = memories = ModelMemory(prog, weights=self.weights,
+                                                       banks=self.banks)
+        if self.weights != "rom":
+            wiring.connect(m, wiring.flipped(self.load), memories.load)
+        if self.banks == 2:
+            m.d.comb += memories.bank.eq(self.bank)
+        op_port, weight_port = memories.ops, memories.weights
+        bias_port, label_port = memories.bias, memories.labels
+        load_ready = memories.accept if self.weights != "rom" else Signal()
         m.submodules.image_mem = image_mem = memory.Memory(
             shape=unsigned(w["input"]), depth=max(2, D), init=[])
         image_read, image_write = image_mem.read_port(), image_mem.write_port()
         weight_layout = data.ArrayLayout(signed(w["weight"]), P)
-        if self.weights == "spram":
-            m.submodules.weight_store = weight_store = WeightStore(
-                width=P * w["weight"], depth=max(2, len(prog.weight_words)), kind="spram",
-                init=[], writable=True)
-            weight_port = weight_store.read
-        else:
-            contents = self._model_memory(images["weights"], len(prog.weight_words))
-            m.submodules.weight_rom = weight_store = WeightStore(
-                width=P * w["weight"], depth=contents["depth"], kind="bram",
-                init=contents["init"], writable=self.weights == "loadable")
-            weight_port = self._model_read_port(m, weight_store.read, "weight")
-        m.submodules.bias_rom = bias_rom = memory.Memory(
-            shape=unsigned(w["state"]), **self._model_memory(images["bias"], total))
-        bias_port = self._model_read_port(m, bias_rom, "bias")
         label_layout = data.ArrayLayout(signed(w["weight"]), G)
-        m.submodules.label_rom = label_rom = memory.Memory(
-            shape=unsigned(G * w["weight"]),
-            **self._model_memory(images["labels"], len(prog.label_words)))
-        label_port = self._model_read_port(m, label_rom, "label")
         m.submodules.pre_mem = pre_mem = memory.Memory(
             shape=signed(w["state"]), depth=max(2, *config.hidden), init=[])
         pre_read, pre_write = pre_mem.read_port(), pre_mem.write_port()
-
-        # -- run-time loading of the model (weights="loadable" or "spram") -------------
-        load_ready = Signal()
-        if self.weights != "rom":
-            load = self.load
-            m.d.comb += load.ready.eq(load_ready)
-            fire = load.valid & load_ready
-            writable = [("weights", weight_store), ("bias", bias_rom), ("labels", label_rom)]
-            # An SPRAM core (iCE40) keeps its few-word program in a ROM: written at run
-            # time it would become flip-flops, iCE40 having no distributed RAM.
-            if self.weights != "spram":
-                writable.append(("ops", op_rom))
-            for name, mem in writable:
-                port = mem.write if isinstance(mem, WeightStore) else mem.write_port()
-                # Two banks: loads write the bank that inferences do not read.
-                address = load.payload.addr if self.banks == 1 else \
-                    Cat(~self.bank, load.payload.addr)
-                m.d.comb += [
-                    port.addr.eq(address[:len(port.addr)]),
-                    port.data.eq(load.payload.data[:len(port.data)]),
-                    port.en.eq(fire & (load.payload.target == LOAD_TARGETS[name])),
-                ]
 
         # -- sequencer state ----------------------------------------------------------
         op = Signal(layout)
@@ -427,9 +330,9 @@ class Core(wiring.Component):
         # c + 1 + MAC_DRAIN (memory read, operand stage, the lanes); the next pass's first
         # element, issued from c + 1 on, restarts them only at the end of that cycle.
         # The closed form (rtl.program) encodes the units' latencies: keep them equal.
-        if weight_store.latency != 1 + OPERAND_STAGES:
+        if memories.weight_latency != 1 + OPERAND_STAGES:
             raise RuntimeError(f"rtl.program's OPERAND_STAGES is {OPERAND_STAGES}, but the "
-                               f"weight store's latency is {weight_store.latency}; it must "
+                               f"weight store's latency is {memories.weight_latency}; it must "
                                f"be one memory read plus the operand stages")
         for what, closed, unit in (
                 ("MAC_DRAIN", MAC_DRAIN, OPERAND_STAGES + lanes.latency),
