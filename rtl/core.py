@@ -47,7 +47,7 @@ from rtl.model_memory import (
     memory_images,
     model_memory_depth,
 )
-from rtl.normaliser import Rsqrt, Scaler, SplitScaler
+from rtl.normaliser import Rsqrt
 from rtl.program import (
     LAYER,
     MAC_DRAIN,
@@ -59,13 +59,12 @@ from rtl.program import (
     SIDE_LATENCY,
     SRC_CACHE,
     SRC_IMAGE,
-    SUM_STAGES,
-    SWEEP_SPACING,
     Program,
     build_program,
     op_layout,
 )
 from rtl.select import is_zero, one_hot, select
+from rtl.sweep import SHARED_OPERANDS, Sweep, tag_layout
 from rtl.weight_store import bram_slices
 
 __all__ = ["LOAD_TARGETS", "WEIGHT_MEMORIES", "Core", "load_layout", "load_words",
@@ -221,13 +220,8 @@ class Core(wiring.Component):
             sq_bits=w["sq"], index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits)
         m.submodules.rsqrt_fb = rsqrt_fb = Rsqrt(
             sq_bits=w["sq"], index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits)
-        if shared:
-            m.submodules.scaler = scaler = SplitScaler(
-                acc_bits=w["acc"], r_bits=w["r"], shift_bits=w["shift"],
-                operand_bits=SIDE_BITS, product_latency=lanes.side_latency)
-        else:
-            m.submodules.scaler = scaler = Scaler(acc_bits=w["acc"], r_bits=w["r"],
-                                                  shift_bits=w["shift"])
+        m.submodules.sweep = sweep = Sweep(
+            prog, product_latency=lanes.side_latency if shared else None)
         m.submodules.buffer = buffer = FeedbackBuffer(depth=total, width=w["act"])
         m.submodules.goodness = goodness = GoodnessDatapath(
             labels=K, lanes=G, state_bits=w["state"], weight_bits=w["weight"],
@@ -245,7 +239,7 @@ class Core(wiring.Component):
         if self.banks == 2:
             m.d.comb += memories.bank.eq(self.bank)
         op_port, weight_port = memories.ops, memories.weights
-        bias_port, label_port = memories.bias, memories.labels
+        label_port = memories.labels
         load_ready = memories.accept if self.weights != "rom" else Signal()
         m.submodules.image_mem = image_mem = memory.Memory(
             shape=unsigned(w["input"]), depth=max(2, D), init=[])
@@ -270,7 +264,7 @@ class Core(wiring.Component):
         weight_addr = Signal.like(ff_tile_base)
         feedback_pass = Signal()
         gap = Signal(range(prog.pass_gap(P) + 1))
-        sq_acc = Signal(unsigned(w["sq"]))
+        sq_acc = sweep.sq
         sq_regs = [[Signal(unsigned(w["sq"]), name=f"sq_b{b}_l{i}") for i in range(L)]
                    for b in range(2)]
         valid_lanes = Signal(range(P + 1))
@@ -326,9 +320,6 @@ class Core(wiring.Component):
         ]
 
         # -- hand-over: a pass's last element -> its accumulators -> the sweep ----------
-        # The last element issued in cycle c is in the accumulators in cycle
-        # c + 1 + MAC_DRAIN (memory read, operand stage, the lanes); the next pass's first
-        # element, issued from c + 1 on, restarts them only at the end of that cycle.
         # The closed form (rtl.program) encodes the units' latencies: keep them equal.
         if memories.weight_latency != 1 + OPERAND_STAGES:
             raise RuntimeError(f"rtl.program's OPERAND_STAGES is {OPERAND_STAGES}, but the "
@@ -337,160 +328,43 @@ class Core(wiring.Component):
         for what, closed, unit in (
                 ("MAC_DRAIN", MAC_DRAIN, OPERAND_STAGES + lanes.latency),
                 ("SIDE_LATENCY", SIDE_LATENCY, lanes.side_latency),
-                ("Program.scale_latency", prog.scale_latency, scaler.latency),
+                ("Program.scale_latency", prog.scale_latency, sweep.scale_latency),
+                ("Program.sweep_drain", prog.sweep_drain, sweep.latency),
                 ("Program.scan_drain", prog.scan_drain, goodness.latency)):
             if closed != unit:
                 raise RuntimeError(f"rtl.program's {what} is {closed}, but the unit's "
                                    f"latency is {unit}; the closed form must follow it")
-        tag_layout = data.StructLayout({
-            "valid": 1, "fb": 1, "final": 1,
-            "neuron": range(max(config.hidden) + P), "count": range(P + 1)})
-        issue_tag = Signal(tag_layout)
-        tags = [Signal(tag_layout, name=f"tag_{i}") for i in range(1 + MAC_DRAIN)]
-        m.d.sync += tags[0].eq(issue_tag)
-        m.d.sync += [tags[i].eq(tags[i - 1]) for i in range(1, len(tags))]
-        # The tag of a pass's last element reaches the lanes with the element (the memory
-        # read and the operand stage), and the sweep with its sums, when the lanes'
-        # shift-out gives lane 0's.
-        m.d.comb += lanes.last.eq(tags[OPERAND_STAGES].valid)
-        capture = tags[-1]
-        # Cycles until the sweep has taken its last accumulator, counting handed-over
-        # passes still on their way: a pass may issue its last element only if the sweep
-        # is free when that element's products arrive.
-        sweep_busy = Signal(range(max(P, SWEEP_SPACING) + MAC_DRAIN + 1))
-        with m.If(issue_tag.valid):
-            m.d.sync += sweep_busy.eq(Mux(issue_tag.count < SWEEP_SPACING, SWEEP_SPACING,
-                                          issue_tag.count) + MAC_DRAIN)
-        with m.Elif(sweep_busy.any()):
-            m.d.sync += sweep_busy.eq(sweep_busy - 1)
-        sweep_free = sweep_busy <= MAC_DRAIN + 1
+        issue_tag = Signal(tag_layout(prog))
+        m.d.comb += [sweep.tag.eq(issue_tag), lanes.last.eq(sweep.last),
+                     sweep.acc.eq(lanes.out)]
+        sweep_free = sweep.free
 
-        # -- the sweep: the lanes' shift-out gives one finished sum per cycle ----------
-        sweep_left = Signal(range(P))
-        sweep_next = Signal(range(max(config.hidden) + P))
-        sweep_fb_r = Signal()
-        sweep_final_r = Signal()
-        sweep = Signal()
-        sweep_final = Signal()
-        sweep_fb = Signal()
-        sweep_neuron = Signal(range(max(config.hidden) + P))
-        sweep_acc = Signal(signed(w["acc"]))
-        m.d.comb += sweep_acc.eq(lanes.out)
-        with m.If(capture.valid):
-            m.d.comb += [sweep.eq(1), sweep_fb.eq(capture.fb), sweep_final.eq(capture.final),
-                         sweep_neuron.eq(capture.neuron)]
-            m.d.sync += [sweep_left.eq(capture.count - 1), sweep_next.eq(capture.neuron + 1),
-                         sweep_fb_r.eq(capture.fb), sweep_final_r.eq(capture.final)]
-        with m.Elif(sweep_left.any()):
-            m.d.comb += [sweep.eq(1), sweep_fb.eq(sweep_fb_r), sweep_final.eq(sweep_final_r),
-                         sweep_neuron.eq(sweep_next)]
-            m.d.sync += [sweep_left.eq(sweep_left - 1), sweep_next.eq(sweep_next + 1)]
-
-        # -- sweep pipeline: issue (p) -> scaler (S) -> offset, sum, saturate (3) -> write
-        S = scaler.latency
+        # -- the sweep: scale, offset, saturate, write, square -------------------------
         m.d.comb += [
-            scaler.acc.eq(sweep_acc),
-            scaler.r.eq(Mux(sweep_fb, rsqrt_fb.r, ff_r)),
-            scaler.shift.eq(Mux(sweep_fb, fb_shift, ff_shift)),
-            bias_port.addr.eq(op.out_off + sweep_neuron),
+            sweep.ff_r.eq(ff_r), sweep.ff_shift.eq(ff_shift),
+            sweep.fb_r.eq(rsqrt_fb.r), sweep.fb_shift.eq(fb_shift),
+            sweep.out_off.eq(op.out_off), sweep.bank.eq(op.bank),
+            buffer.write_en.eq(sweep.buffer.en),
+            buffer.write_bank.eq(sweep.buffer.bank),
+            buffer.write_addr.eq(sweep.buffer.addr),
+            buffer.write_data.eq(sweep.buffer.data),
         ]
-        pipe = [dict(valid=Signal(name=f"sw_valid_{i}"), final=Signal(name=f"sw_final_{i}"),
-                     fb=Signal(name=f"sw_fb_{i}"),
-                     neuron=Signal(range(max(config.hidden) + P), name=f"sw_neuron_{i}"))
-                for i in range(S + SUM_STAGES)]
-        m.d.sync += [pipe[0][k].eq(v) for k, v in (("valid", sweep), ("final", sweep_final),
-                                                    ("fb", sweep_fb), ("neuron", sweep_neuron))]
-        for i in range(1, len(pipe)):
-            m.d.sync += [pipe[i][k].eq(pipe[i - 1][k]) for k in pipe[i]]
-        # The bias is read with the sweep and waits for the scaler.
-        bias_delayed = [Signal(signed(w["state"]), name=f"bias_{i}") for i in range(S - 1)]
-        m.d.sync += bias_delayed[0].eq(bias_port.data)
-        m.d.sync += [bias_delayed[i].eq(bias_delayed[i - 1]) for i in range(1, S - 1)]
-        # Stage S (pipe[S - 1]): scaler output valid.
-        scaled = scaler.out
-        scaled_stage = pipe[S - 1]
-        # A feed-forward sweep keeps each neuron's scaled products for the feedback sweep
-        # of the same tile; layer 1's stay from the first iteration for the later ones.
-        lane_partial = Signal.like(scaled, reset_less=True)
-        if prog.partial_entries:
-            m.submodules.partial_mem = partial_mem = memory.Memory(
-                shape=signed(len(scaled)), depth=max(2, prog.partial_entries), init=[])
-            partial_write = partial_mem.write_port()
-            # Transparent: the feedback sweep may read a neuron in the cycle its
-            # feed-forward value is written (SWEEP_SPACING). The read is registered: a
-            # block RAM read into the add below was the slowest path of the ECP5 builds.
-            partial_read = partial_mem.read_port(transparent_for=(partial_write,))
-            m.d.comb += [
-                partial_read.addr.eq(op.out_off + pipe[S - 3]["neuron"]),
-                partial_write.en.eq(scaled_stage["valid"] & ~scaled_stage["fb"]),
-                partial_write.addr.eq(op.out_off + scaled_stage["neuron"]),
-                partial_write.data.eq(scaled),
-            ]
-            m.d.sync += lane_partial.eq(partial_read.data)
-        # Stage S + 1: the kept feed-forward part (a block RAM read) and the bias are
-        # added beside the scaled value; stage S + 2: their sum; stage S + 3: saturation.
-        # In one cycle, the read, the three-way add and the saturation were the
-        # ULX3S-25F build's slowest path once the scaler was pipelined.
-        state_bits = w["state"]
-        s_max, s_min = (1 << (state_bits - 1)) - 1, -(1 << (state_bits - 1))
-        offset = Signal(signed(max(len(scaled), state_bits) + 1))
-        scaled_d = Signal.like(scaled)
-        m.d.sync += [offset.eq(Mux(scaled_stage["fb"], lane_partial, 0) + bias_delayed[-1]),
-                     scaled_d.eq(scaled)]
-        total_sum = Signal(signed(len(offset) + 1))
-        m.d.sync += total_sum.eq(offset + scaled_d)
-        s_value = Signal(signed(state_bits))
-        m.d.sync += s_value.eq(Mux(total_sum > s_max, s_max,
-                                   Mux(total_sum < s_min, s_min, total_sum)))
-        # The ReLU beside the saturation, so the square's multiplier reads a register
-        # (the ReLU's multiplexer in front of it was the next slowest path on ECP5).
-        activation = Signal(unsigned(w["act"]))
-        m.d.sync += activation.eq(Mux(total_sum[-1], 0, Mux(total_sum > s_max, s_max,
-                                                             total_sum)))
-        # Stage S + 3 (pipe[-1]): write pre-activation and activation, square.
-        write_now = pipe[-1]["valid"] & pipe[-1]["final"]
-        m.d.comb += [
-            pre_write.en.eq(write_now),
-            pre_write.addr.eq(pipe[-1]["neuron"]),
-            pre_write.data.eq(s_value),
-            buffer.write_en.eq(write_now),
-            buffer.write_bank.eq(op.bank),
-            buffer.write_addr.eq(op.out_off + pipe[-1]["neuron"]),
-            buffer.write_data.eq(activation),
-        ]
-        square = Signal(unsigned(2 * w["act"]))
-        square_valid = Signal()
+        wiring.connect(m, memories.bias, sweep.bias)
+        wiring.connect(m, sweep.pre, pre_write)
         scanning = Signal()
         if shared:
-            # The sweep's products: lanes 0 and 1 scale, lane 2 squares; in a scan the
-            # goodness datapath has lanes 0..G-1. Operands count only while no element
-            # is given to the lanes, which the sequencer guarantees during both.
-            sweep_operands = [(scaler.lo, scaler.factor), (scaler.hi, scaler.factor),
-                              (activation, activation)]
+            # The borrowed lanes: the sweep's operands (lanes 0-2); in a scan the goodness
+            # datapath has lanes 0..G-1. Operands count only while no element is given
+            # to the lanes, which the sequencer guarantees during both.
             for p in range(lanes.shared_lanes):
-                a, b = sweep_operands[p] if p < 3 else (0, 0)
+                a, b = (sweep.a[p], sweep.b[p]) if p < SHARED_OPERANDS else (0, 0)
                 if p < G:
                     a = Mux(scanning, goodness.factor[p], a)
                     b = Mux(scanning, goodness.factor[p], b)
                 m.d.comb += [lanes.a[p].eq(a), lanes.b[p].eq(b)]
-            m.d.comb += [scaler.lo_product.eq(lanes.side[0]),
-                         scaler.hi_product.eq(lanes.side[1]),
-                         square.eq(lanes.side[2])]
+            m.d.comb += [sweep.product[p].eq(lanes.side[p]) for p in range(SHARED_OPERANDS)]
             m.d.comb += [goodness.product[q].eq(lanes.side[q]) for q in range(G)]
-            # The square's valid bit travels beside the borrowed multiplier.
-            valid = write_now
-            for i in range(lanes.side_latency):
-                delayed = Signal(name=f"square_valid_{i}")
-                m.d.sync += delayed.eq(valid)
-                valid = delayed
-            m.d.comb += square_valid.eq(valid)
-        else:
-            m.d.sync += [square.eq(activation * activation), square_valid.eq(write_now)]
-        clear_sq = Signal()
-        with m.If(clear_sq):
-            m.d.sync += sq_acc.eq(0)
-        with m.Elif(square_valid):
-            m.d.sync += sq_acc.eq(sq_acc + square)
+        clear_sq = sweep.clear_sq
 
         # -- scan issue -> goodness datapath ------------------------------------------
         scan_issue = Signal()
