@@ -33,10 +33,12 @@ row) pairs into the goodness datapath.
 
 The cycle counter starts when the last pixel is accepted and stops when the result is
 offered; its closed form is :meth:`rtl.program.Program.cycles`. The ``phase`` output
-says what each counted cycle is for (:data:`rtl.program.PHASES`).
+says what each counted cycle is for (:class:`rtl.protocol.Phase`).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
@@ -65,6 +67,7 @@ from rtl.program import (
     SIDE_BITS,
     SIDE_LATENCY,
     Program,
+    Widths,
     build_program,
     op_layout,
 )
@@ -127,7 +130,8 @@ class Core(wiring.Component):
     busy : Out(1)
         An inference is being computed (the cycle counter counts this cycle).
     phase : Out(PHASE_BITS)
-        What this cycle is for: a code of :data:`rtl.program.PHASES` while busy, else 0.
+        What this cycle is for: a :class:`rtl.protocol.Phase` code (``IDLE``, 0, while
+        not busy); :data:`rtl.program.PHASES` names them.
     load : In(stream.Signature(load_layout(program)))
         Only with ``weights="loadable"`` or ``"spram"``: memory writes
         (:func:`load_words`), accepted while no inference runs.
@@ -148,8 +152,8 @@ class Core(wiring.Component):
         w = self.program.widths
         K = model.config.num_classes
         members = {
-            "image": In(stream.Signature(unsigned(w["input"]))),
-            "result": Out(stream.Signature(result_layout(K, w["score"]))),
+            "image": In(stream.Signature(unsigned(w.input))),
+            "result": Out(stream.Signature(result_layout(K, w.score))),
             "busy": Out(1),
             "phase": Out(PHASE_BITS),
         }
@@ -177,10 +181,11 @@ class Core(wiring.Component):
                               label_lanes=self.program.label_lanes, shared=self.program.shared)
         if model.config != self.model.config:
             raise ValueError("the model to load has another configuration than the core's")
-        for name, width in self.program.widths.items():
-            if other.widths[name] > width:
-                raise ValueError(f"the model to load needs {other.widths[name]} {name} bits; "
-                                 f"the core has {width}")
+        for field in dataclasses.fields(Widths):
+            name, width = field.name, getattr(self.program.widths, field.name)
+            if getattr(other.widths, name) > width:
+                raise ValueError(f"the model to load needs {getattr(other.widths, name)} "
+                                 f"{name} bits; the core has {width}")
         if op_layout(other).size != op_layout(self.program).size:
             raise ValueError("the model to load needs a wider sequencer program")
         if self.weights == "spram":
@@ -197,7 +202,7 @@ class Core(wiring.Component):
         if self.weights == "spram":
             return []
         depth = model_memory_depth(len(self.program.weight_words), self.banks)
-        return bram_slices(family, depth=depth, width=self.lanes * self.program.widths["weight"])
+        return bram_slices(family, depth=depth, width=self.lanes * self.program.widths.weight)
 
     def cycles_per_inference(self) -> int:
         """The closed-form cycle count of one inference (what the counter reports)."""
@@ -214,32 +219,32 @@ class Core(wiring.Component):
         shared = prog.shared
         # Shared: lanes 0 and 1 scale, lane 2 squares activations, lanes 0..G-1 scan.
         m.submodules.lanes = lanes = MacLanes(
-            lanes=P, weight_bits=w["weight"], input_bits=w["mac_input"], acc_bits=w["acc"],
+            lanes=P, weight_bits=w.weight, input_bits=w.mac_input, acc_bits=w.acc,
             shared_lanes=max(3, G) if shared else 0, side_bits=SIDE_BITS,
             # Shared: passes never follow back to back (GAP), so the other lanes may clear
             # ahead and keep their accumulators in the DSPs.
             clear_ahead=shared)
         m.submodules.rsqrt_ff = rsqrt_ff = Rsqrt(
-            sq_bits=w["sq"], index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits)
+            sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits)
         m.submodules.rsqrt_fb = rsqrt_fb = Rsqrt(
-            sq_bits=w["sq"], index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits)
+            sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits)
         m.submodules.sweep = sweep = Sweep(
             prog, product_latency=lanes.side_latency if shared else None)
-        m.submodules.buffer = buffer = FeedbackBuffer(depth=total, width=w["act"])
+        m.submodules.buffer = buffer = FeedbackBuffer(depth=total, width=w.act)
         m.submodules.goodness = goodness = GoodnessDatapath(
-            labels=K, lanes=G, state_bits=w["state"], weight_bits=w["weight"],
-            score_bits=w["score"], product_latency=lanes.side_latency if shared else None,
+            labels=K, lanes=G, state_bits=w.state, weight_bits=w.weight,
+            score_bits=w.score, product_latency=lanes.side_latency if shared else None,
             operand_bits=SIDE_BITS)
-        m.submodules.argmax = argmax = Argmax(labels=K, score_bits=w["score"])
+        m.submodules.argmax = argmax = Argmax(labels=K, score_bits=w.score)
         m.submodules.sequencer = seq = Sequencer(prog)
         m.submodules.memories = memories = ModelMemory(prog, weights=self.weights,
                                                        banks=self.banks)
         # Every depth is at least 2: a one-entry memory has a zero-width address, which
         # Verilog spells [-1:0].
         m.submodules.image_mem = image_mem = memory.Memory(
-            shape=unsigned(w["input"]), depth=max(2, D), init=[])
+            shape=unsigned(w.input), depth=max(2, D), init=[])
         m.submodules.pre_mem = pre_mem = memory.Memory(
-            shape=signed(w["state"]), depth=max(2, *config.hidden), init=[])
+            shape=signed(w.state), depth=max(2, *config.hidden), init=[])
         self._check_latencies(memories, lanes, sweep, goodness)
 
         # -- the sequencer: image in, model loads, program, result out -------------------
@@ -254,7 +259,7 @@ class Core(wiring.Component):
         op = seq.op
         m.d.comb += [self.phase.eq(seq.phase), self.busy.eq(seq.busy),
                      self.result.valid.eq(seq.done.valid), seq.done.ready.eq(self.result.ready)]
-        result = Signal(result_layout(K, w["score"]))
+        result = Signal(result_layout(K, w.score))
         m.d.comb += [self.result.payload.eq(result), result.scores.eq(goodness.scores),
                      result.label.eq(argmax.label), result.cycles.eq(seq.done.payload)]
 
@@ -296,7 +301,7 @@ class Core(wiring.Component):
             m.d.comb += [goodness.product[q].eq(lanes.side[q]) for q in range(G)]
 
         # -- scan issue -> goodness datapath -> argmax ---------------------------------
-        label_layout = data.ArrayLayout(signed(w["weight"]), G)
+        label_layout = data.ArrayLayout(signed(w.weight), G)
         pre_read = pre_mem.read_port()
         scan_valid = Signal()
         scan_group_d = Signal.like(seq.scan_group)
@@ -346,7 +351,7 @@ class Core(wiring.Component):
         fmt, w = self.model.fmt, self.program.widths
         op = seq.op
         image_read = image_mem.read_port()
-        weight_layout = data.ArrayLayout(signed(w["weight"]), self.program.lanes)
+        weight_layout = data.ArrayLayout(signed(w.weight), self.program.lanes)
         # The input element's addresses follow the column in every cycle, whether the
         # MAC state issues it or holds it (a held element is read again): the decision
         # to hold stays off the address path, which it was the slowest path of on the
@@ -370,7 +375,7 @@ class Core(wiring.Component):
         # block RAM read and the choice are a cycle apart from the route to every lane
         # group. The weight store's address copies take the same cycle (its latency 2).
         operand_valid, operand_first = Signal(), Signal()
-        operand = Signal(unsigned(w["mac_input"]), reset_less=True)
+        operand = Signal(unsigned(w.mac_input), reset_less=True)
         m.d.sync += [operand_valid.eq(stage_valid), operand_first.eq(stage_first),
                      operand.eq(Mux(stage_from_image, pixel_value, buffer.read_data))]
         m.d.comb += [

@@ -43,17 +43,17 @@ def memory_images(program: Program) -> dict[str, list[int]]:
     layout = op_layout(program)
     return {
         "ops": [int(layout.const(vars(op)).as_value().value) for op in program.ops],
-        "weights": [_pack(word, w["weight"]) for word in program.weight_words],
-        "bias": [v & ((1 << w["state"]) - 1) for v in program.bias],
-        "labels": [_pack(word, w["weight"]) for word in program.label_words],
+        "weights": [_pack(word, w.weight) for word in program.weight_words],
+        "bias": [v & ((1 << w.state) - 1) for v in program.bias],
+        "labels": [_pack(word, w.weight) for word in program.label_words],
     }
 
 
 def load_layout(program: Program) -> data.StructLayout:
     """One write of the ``load`` port: which memory, which word, the word."""
     images = memory_images(program)
-    widths = [op_layout(program).size, program.lanes * program.widths["weight"],
-              program.widths["state"], program.label_lanes * program.widths["weight"]]
+    widths = [op_layout(program).size, program.lanes * program.widths.weight,
+              program.widths.state, program.label_lanes * program.widths.weight]
     depth = max(2, *(len(words) for words in images.values()))
     return data.StructLayout({"target": 3, "addr": range(depth), "data": max(widths)})
 
@@ -106,6 +106,8 @@ class ModelMemory(wiring.Component):
     ----------
     mapping : str
         ``weights`` (the member of that name is the weights' read port).
+    word_bits : dict of str to int
+        Bits per word of each memory (ops, weights, bias, labels).
 
     Members
     -------
@@ -135,9 +137,9 @@ class ModelMemory(wiring.Component):
         self.program, self.mapping, self.banks = program, weights, banks
         self.images = memory_images(program)
         w = program.widths
-        self.widths = {"ops": op_layout(program).size,
-                       "weights": program.lanes * w["weight"], "bias": w["state"],
-                       "labels": program.label_lanes * w["weight"]}
+        self.word_bits = {"ops": op_layout(program).size,
+                       "weights": program.lanes * w.weight, "bias": w.state,
+                       "labels": program.label_lanes * w.weight}
         self.words = {"ops": len(program.ops), "weights": len(program.weight_words),
                       "bias": sum(program.model.config.hidden),
                       "labels": len(program.label_words)}
@@ -145,13 +147,13 @@ class ModelMemory(wiring.Component):
         def read(name: str) -> wiring.Signature:
             return memory.ReadPort.Signature(
                 addr_width=Shape.cast(range(max(2, self.words[name]))).width,
-                shape=unsigned(self.widths[name]))
+                shape=unsigned(self.word_bits[name]))
 
         members = {
             "ops": Out(read("ops")),
             "weights": In(wiring.Signature({
                 "addr": Out(range(max(2, self.words["weights"]))),
-                "data": In(unsigned(self.widths["weights"]))})),
+                "data": In(unsigned(self.word_bits["weights"]))})),
             "bias": Out(read("bias")),
             "labels": Out(read("labels")),
         }
@@ -186,7 +188,7 @@ class ModelMemory(wiring.Component):
         for name, submodule in (("ops", "op_rom"), ("bias", "bias_rom"),
                                 ("labels", "label_rom")):
             m.submodules[submodule] = mem = memory.Memory(
-                shape=unsigned(self.widths[name]), depth=self.depth(name),
+                shape=unsigned(self.word_bits[name]), depth=self.depth(name),
                 init=self._init(name))
             port, read = getattr(self, name), mem.read_port()
             m.d.comb += [read.en.eq(port.en), read.addr.eq(self._address(port.addr, bank)),
@@ -194,12 +196,12 @@ class ModelMemory(wiring.Component):
             memories[name] = mem
         if self.mapping == "spram":
             m.submodules.weight_store = store = WeightStore(
-                width=self.widths["weights"], depth=self.depth("weights"), kind="spram",
+                width=self.word_bits["weights"], depth=self.depth("weights"), kind="spram",
                 init=[], writable=True)
         else:
             # Named as before the split: the ECP5 floorplan finds its slices by this name.
             m.submodules.weight_rom = store = WeightStore(
-                width=self.widths["weights"], depth=self.depth("weights"), kind="bram",
+                width=self.word_bits["weights"], depth=self.depth("weights"), kind="bram",
                 init=self._init("weights"), writable=self.mapping == "loadable")
         m.d.comb += [store.read.addr.eq(self._address(self.weights.addr, bank)),
                      self.weights.data.eq(store.read.data)]

@@ -27,14 +27,13 @@ from amaranth.lib.wiring import In, Out
 from rtl.program import (
     LAYER,
     MAC_DRAIN,
-    PHASE_BITS,
-    PHASES,
     SCAN,
     SRC_CACHE,
     SRC_IMAGE,
     Program,
     op_layout,
 )
+from rtl.protocol import Phase
 from rtl.select import is_zero, one_hot, select
 from rtl.sweep import tag_layout
 
@@ -102,8 +101,9 @@ class Sequencer(wiring.Component):
         The program ROM (read in FETCH, latched in DECODE).
     op : Out(op_layout(program))
         The op being executed.
-    phase : Out(PHASE_BITS)
-        What this cycle is for (:data:`rtl.program.PHASES`); 0 in IDLE and RESULT.
+    phase : Out(Phase)
+        What this cycle is for (:class:`rtl.protocol.Phase`); ``IDLE`` in the IDLE and
+        RESULT states.
     busy : Out(1)
         ``phase`` is not 0: the cycle counter counts this cycle.
     done : Out(stream.Signature(unsigned(CYCLE_BITS)))
@@ -157,14 +157,14 @@ class Sequencer(wiring.Component):
                              + program.sweep_drain)
         self._weight_addr = range(len(program.weight_words) + max(D + K, total) + 1)
         super().__init__({
-            "image": In(stream.Signature(unsigned(w["input"]))),
+            "image": In(stream.Signature(unsigned(w.input))),
             "image_write": In(memory.WritePort.Signature(addr_width=_addr_width(D),
-                                                         shape=unsigned(w["input"]))),
+                                                         shape=unsigned(w.input))),
             "accept_load": Out(1),
             "ops": In(memory.ReadPort.Signature(addr_width=_addr_width(len(program.ops)),
                                                 shape=unsigned(layout.size))),
             "op": Out(layout),
-            "phase": Out(PHASE_BITS),
+            "phase": Out(Phase),
             "busy": Out(1),
             "done": Out(stream.Signature(unsigned(CYCLE_BITS))),
             "column": Out(self._column),
@@ -174,12 +174,12 @@ class Sequencer(wiring.Component):
             "tag": Out(tag_layout(program)),
             "free": In(1),
             "clear_sq": Out(1),
-            "sq": In(unsigned(w["sq"])),
-            "ff_sq": Out(unsigned(w["sq"])),
-            "fb_sq": Out(unsigned(w["sq"])),
+            "sq": In(unsigned(w.sq)),
+            "ff_sq": Out(unsigned(w.sq)),
+            "fb_sq": Out(unsigned(w.sq)),
             "clear_scores": Out(1),
             "add_score": Out(data.StructLayout({"en": 1, "label": range(K),
-                                                "value": unsigned(w["score"])})),
+                                                "value": unsigned(w.score)})),
             "start_argmax": Out(1),
             "argmax_done": In(1),
             "scan_issue": Out(1),
@@ -208,7 +208,7 @@ class Sequencer(wiring.Component):
             weight_addr=self.weight_addr,
             feedback_pass=self.feedback,
             gap=Signal(range(prog.pass_gap(P) + 1)),
-            sq_regs=[[Signal(unsigned(w["sq"]), name=f"sq_b{b}_l{i}") for i in range(L)]
+            sq_regs=[[Signal(unsigned(w.sq), name=f"sq_b{b}_l{i}") for i in range(L)]
                      for b in range(2)],
             valid_lanes=Signal(range(P + 1)),
             scan_group=self.scan_group,
@@ -216,7 +216,7 @@ class Sequencer(wiring.Component):
             label_addr=self.label_addr,
         )
         m.d.comb += r.valid_lanes.eq(Mux(r.remaining < P, r.remaining, P))
-        m.d.comb += self.busy.eq(self.phase.any())
+        m.d.comb += self.busy.eq(self.phase.as_value().any())
 
         def sq_of(bank, layer):
             """The stored sum of squares of ``layer`` in ``bank``."""
@@ -244,8 +244,8 @@ class Sequencer(wiring.Component):
             m.d.sync += r.cycles.eq(r.cycles + 1)
         return m
 
-    def _set_phase(self, m: Module, name: str) -> None:
-        m.d.comb += self.phase.eq(PHASES[name])
+    def _set_phase(self, m: Module, phase: Phase) -> None:
+        m.d.comb += self.phase.eq(phase)
 
     def _wait_then(self, m: Module, r: _Registers, state: str, cycles) -> None:
         """Stay ``cycles`` cycles (counted in ``column`` from 0), then go to ``state``."""
@@ -271,12 +271,12 @@ class Sequencer(wiring.Component):
                     m.next = "FETCH"
 
         with m.State("FETCH"):
-            self._set_phase(m, "control")
+            self._set_phase(m, Phase.CONTROL)
             m.d.comb += self.ops.addr.eq(r.op_index)
             m.next = "DECODE"
 
         with m.State("DECODE"):
-            self._set_phase(m, "control")
+            self._set_phase(m, Phase.CONTROL)
             # The ROM's word for op_index is out: latch it and dispatch.
             m.d.sync += [op.eq(self.ops.data), r.op_index.eq(r.op_index + 1)]
             opd = layout(self.ops.data)
@@ -314,7 +314,7 @@ class Sequencer(wiring.Component):
         prog, op = self.program, self.op
         if prog.prep:
             with m.State("PREP"):
-                self._set_phase(m, "normalisation")
+                self._set_phase(m, Phase.NORMALISATION)
                 # The reciprocal square roots of the op's inputs settle.
                 self._wait_then(m, r, "MAC", prog.prep)
 
@@ -324,10 +324,10 @@ class Sequencer(wiring.Component):
             with m.If(last & ~self.free):
                 # Hold the last element: its products would reach the accumulators
                 # before the sweep has taken the previous pass's.
-                self._set_phase(m, "normalisation")
+                self._set_phase(m, Phase.NORMALISATION)
             with m.Else():
-                m.d.comb += self.phase.eq(Mux(r.feedback_pass, PHASES["loop_feedback"],
-                                              PHASES["matrix_vector"]))
+                m.d.comb += self.phase.eq(Mux(r.feedback_pass, Phase.LOOP_FEEDBACK,
+                                              Phase.MATRIX_VECTOR))
                 self._issue_element(m, r)
                 m.d.sync += [r.column.eq(r.column + 1), r.weight_addr.eq(r.weight_addr + 1)]
                 with m.If(last):
@@ -335,17 +335,17 @@ class Sequencer(wiring.Component):
 
         if prog.shared:
             with m.State("GAP"):
-                self._set_phase(m, "normalisation")
+                self._set_phase(m, Phase.NORMALISATION)
                 self._wait_then(m, r, "MAC", r.gap)
 
         with m.State("TAIL"):
-            self._set_phase(m, "normalisation")
+            self._set_phase(m, Phase.NORMALISATION)
             # The last products reach the accumulators, the sweep scales the last tile
             # and its pipeline drains into the buffers and the sum of squares.
             self._wait_then(m, r, "FINISH", MAC_DRAIN + r.valid_lanes + prog.sweep_drain)
 
         with m.State("FINISH"):
-            self._set_phase(m, "normalisation")
+            self._set_phase(m, Phase.NORMALISATION)
             layer_hot = one_hot(op.layer, prog.model.config.num_layers)
             for b in range(2):
                 for i in range(prog.model.config.num_layers):
@@ -387,7 +387,7 @@ class Sequencer(wiring.Component):
         """A SCAN op (SCAN, SCAN_DRAIN), the DONE op's ARGMAX, and RESULT."""
         prog, op = self.program, self.op
         with m.State("SCAN"):
-            self._set_phase(m, "label_scan")
+            self._set_phase(m, Phase.LABEL_SCAN)
             m.d.comb += [self.scan_issue.eq(1), self.scanning.eq(1),
                          self.pre_addr.eq(r.scan_neuron)]
             m.d.sync += r.label_addr.eq(r.label_addr + 1)
@@ -400,12 +400,12 @@ class Sequencer(wiring.Component):
                 m.d.sync += r.scan_group.eq(r.scan_group + 1)
 
         with m.State("SCAN_DRAIN"):
-            self._set_phase(m, "label_scan")
+            self._set_phase(m, Phase.LABEL_SCAN)
             m.d.comb += self.scanning.eq(1)
             self._wait_then(m, r, "FETCH", prog.scan_drain)
 
         with m.State("ARGMAX"):
-            self._set_phase(m, "control")
+            self._set_phase(m, Phase.CONTROL)
             with m.If(self.argmax_done):
                 m.next = "RESULT"
 

@@ -105,22 +105,22 @@ class Sweep(wiring.Component):
             "tag": In(tag_layout(program)),
             "last": Out(1),
             "free": Out(1),
-            "acc": In(signed(w["acc"])),
-            "ff_r": In(unsigned(w["r"])), "fb_r": In(unsigned(w["r"])),
-            "ff_shift": In(unsigned(w["shift"])), "fb_shift": In(unsigned(w["shift"])),
+            "acc": In(signed(w.acc)),
+            "ff_r": In(unsigned(w.r)), "fb_r": In(unsigned(w.r)),
+            "ff_shift": In(unsigned(w.shift)), "fb_shift": In(unsigned(w.shift)),
             "out_off": In(op_layout(program)["out_off"].shape),
             "bank": In(1),
             "bias": In(memory.ReadPort.Signature(
                 addr_width=Shape.cast(range(max(2, total))).width,
-                shape=unsigned(w["state"]))),
+                shape=unsigned(w.state))),
             "pre": In(memory.WritePort.Signature(
                 addr_width=Shape.cast(range(max(2, *config.hidden))).width,
-                shape=signed(w["state"]))),
+                shape=signed(w.state))),
             "buffer": Out(wiring.Signature({
                 "en": Out(1), "bank": Out(1), "addr": Out(range(total)),
-                "data": Out(unsigned(w["act"]))})),
+                "data": Out(unsigned(w.act))})),
             "clear_sq": In(1),
-            "sq": Out(unsigned(w["sq"])),
+            "sq": Out(unsigned(w.sq)),
         }
         if program.shared:
             operands = data.ArrayLayout(signed(SIDE_BITS), SHARED_OPERANDS)
@@ -180,11 +180,11 @@ class Sweep(wiring.Component):
         shared = prog.shared
         if shared:
             m.submodules.scaler = scaler = SplitScaler(
-                acc_bits=w["acc"], r_bits=w["r"], shift_bits=w["shift"],
+                acc_bits=w.acc, r_bits=w.r, shift_bits=w.shift,
                 operand_bits=SIDE_BITS, product_latency=self.product_latency)
         else:
-            m.submodules.scaler = scaler = Scaler(acc_bits=w["acc"], r_bits=w["r"],
-                                                  shift_bits=w["shift"])
+            m.submodules.scaler = scaler = Scaler(acc_bits=w.acc, r_bits=w.r,
+                                                  shift_bits=w.shift)
         capture = self._hand_over(m)
 
         # -- the sweep: the lanes' shift-out gives one finished sum per cycle ----------
@@ -196,7 +196,7 @@ class Sweep(wiring.Component):
         sweep_final = Signal()
         sweep_fb = Signal()
         sweep_neuron = Signal(range(max(config.hidden) + P))
-        sweep_acc = Signal(signed(w["acc"]))
+        sweep_acc = Signal(signed(w.acc))
         m.d.comb += sweep_acc.eq(self.acc)
         with m.If(capture.valid):
             m.d.comb += [sweep_valid.eq(1), sweep_fb.eq(capture.fb), sweep_final.eq(capture.final),
@@ -225,7 +225,7 @@ class Sweep(wiring.Component):
         for i in range(1, len(pipe)):
             m.d.sync += [pipe[i][k].eq(pipe[i - 1][k]) for k in pipe[i]]
         # The bias is read with the sweep and waits for the scaler.
-        bias_delayed = [Signal(signed(w["state"]), name=f"bias_{i}") for i in range(S - 1)]
+        bias_delayed = [Signal(signed(w.state), name=f"bias_{i}") for i in range(S - 1)]
         m.d.sync += bias_delayed[0].eq(self.bias.data)
         m.d.sync += [bias_delayed[i].eq(bias_delayed[i - 1]) for i in range(1, S - 1)]
         # Stage S (pipe[S - 1]): scaler output valid.
@@ -253,7 +253,7 @@ class Sweep(wiring.Component):
         # added beside the scaled value; stage S + 2: their sum; stage S + 3: saturation.
         # In one cycle, the read, the three-way add and the saturation were the
         # ULX3S-25F build's slowest path once the scaler was pipelined.
-        state_bits = w["state"]
+        state_bits = w.state
         s_max, s_min = (1 << (state_bits - 1)) - 1, -(1 << (state_bits - 1))
         offset = Signal(signed(max(len(scaled), state_bits) + 1))
         scaled_d = Signal.like(scaled)
@@ -266,7 +266,7 @@ class Sweep(wiring.Component):
                                    Mux(total_sum < s_min, s_min, total_sum)))
         # The ReLU beside the saturation, so the square's multiplier reads a register
         # (the ReLU's multiplexer in front of it was the next slowest path on ECP5).
-        activation = Signal(unsigned(w["act"]))
+        activation = Signal(unsigned(w.act))
         m.d.sync += activation.eq(Mux(total_sum[-1], 0, Mux(total_sum > s_max, s_max,
                                                              total_sum)))
         # Stage S + 3 (pipe[-1]): write pre-activation and activation, square.
@@ -286,7 +286,7 @@ class Sweep(wiring.Component):
     def _square(self, m: Module, scaler, activation: Signal, write_now) -> None:
         """The activation's square into ``sq``; with shared multipliers the borrowed
         lanes' operands (scaler and square) and products."""
-        square = Signal(unsigned(2 * self.program.widths["act"]))
+        square = Signal(unsigned(2 * self.program.widths.act))
         square_valid = Signal()
         if self.program.shared:
             # The sweep's products: lanes 0 and 1 scale, lane 2 squares.

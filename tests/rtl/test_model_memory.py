@@ -26,7 +26,7 @@ def program():
 
 def _other(program, name: str, addr: int) -> int:
     """A word unlike the model's at ``addr`` (and unlike every other written word)."""
-    bits = ModelMemory(program, weights="loadable").widths[name]
+    bits = ModelMemory(program, weights="loadable").word_bits[name]
     return (memory_images(program)[name][addr] ^ (0x5A5A5A5A5A5A5A5A * (addr + 3))
             ^ (1 << (bits - 1))) & ((1 << bits) - 1) or 1
 
@@ -107,7 +107,7 @@ def test_reads_see_bank_bank_and_loads_write_the_other(program):
 def test_a_load_writes_only_its_target_and_only_when_taken(program, target):
     dut = ModelMemory(program, weights="loadable")
     images = memory_images(program)
-    assert dut.load.payload.shape().size >= max(dut.widths.values())
+    assert dut.load.payload.shape().size >= max(dut.word_bits.values())
 
     async def bench(ctx):
         # Offered but not accepted (the core is busy), and accepted but not offered:
@@ -130,7 +130,7 @@ def test_a_full_width_word_is_written_whole(program):
     # Every bit of the widest memory's word: a write port narrower than the word, or a
     # data field cut short, loses the top bits.
     dut = ModelMemory(program, weights="loadable")
-    ones = (1 << dut.widths["weights"]) - 1
+    ones = (1 << dut.word_bits["weights"]) - 1
 
     async def bench(ctx):
         await _write(ctx, dut, "weights", 1, ones)

@@ -16,8 +16,6 @@ from rtl.sequencer import Sequencer
 from tests.rtl.helpers import simulate
 from tests.rtl.test_core import _random_model
 
-NAMES = {code: name for name, code in PHASES.items()}
-
 
 class _Bench(Elaboratable):
     """The sequencer with its program ROM and image memory."""
@@ -34,7 +32,7 @@ class _Bench(Elaboratable):
             init=memory_images(self.program)["ops"])
         wiring.connect(m, ops.read_port(), dut.ops)
         m.submodules.image = image = memory.Memory(
-            shape=unsigned(self.program.widths["input"]),
+            shape=unsigned(self.program.widths.input),
             depth=max(2, self.program.model.config.input_size), init=[])
         wiring.connect(m, dut.image_write, image.write_port())
         return m
@@ -71,13 +69,14 @@ def _run(program, *, free=lambda cycle: 1, argmax_cycles: int | None = None) -> 
             ctx.set(dut.free, free(cycle))
             # A sum of squares that says when it was stored.
             ctx.set(dut.sq, 1000 + cycle)
-            phase = ctx.get(dut.phase)
+            # Every cycle until the result has a phase, named as rtl.program.PHASES does.
+            phase = ctx.get(dut.phase).name.lower()
             op = ctx.get(dut.op)
-            seen["trace"].append((NAMES[phase], op.kind, op.layer, op.bank, op.fb_src,
+            seen["trace"].append((phase, op.kind, op.layer, op.bank, op.fb_src,
                                   op.fb_en, ctx.get(dut.ff_sq), ctx.get(dut.fb_sq),
                                   ctx.get(dut.element.valid)))
-            assert phase and ctx.get(dut.busy)
-            seen["phases"][NAMES[phase]] += 1
+            assert phase in PHASES and ctx.get(dut.busy)
+            seen["phases"][phase] += 1
             element = ctx.get(dut.element)
             if element.valid:
                 pass_elements += 1

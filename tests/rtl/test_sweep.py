@@ -30,10 +30,10 @@ class _Bench(Elaboratable):
         m.submodules.dut = dut = self.dut
         w = self.program.widths
         m.submodules.bias = bias = memory.Memory(
-            shape=signed(w["state"]), depth=max(2, len(self.bias)), init=self.bias)
+            shape=signed(w.state), depth=max(2, len(self.bias)), init=self.bias)
         wiring.connect(m, bias.read_port(), dut.bias)
         m.submodules.pre = pre = memory.Memory(
-            shape=signed(w["state"]), depth=max(2, *self.program.model.config.hidden),
+            shape=signed(w.state), depth=max(2, *self.program.model.config.hidden),
             init=[])
         wiring.connect(m, dut.pre, pre.write_port())
         if self.program.shared:
@@ -56,7 +56,7 @@ def _program(shared: bool):
 
 def _expected(program, scaled: list[int], bias: list[int]) -> tuple[list[int], list[int]]:
     """Pre-activations (saturated) and activations (ReLU) of scaled sums plus biases."""
-    bits = program.widths["state"]
+    bits = program.widths.state
     s_max, s_min = (1 << (bits - 1)) - 1, -(1 << (bits - 1))
     pre = [max(s_min, min(s_max, v + b)) for v, b in zip(scaled, bias, strict=True)]
     return pre, [max(0, v) for v in pre]
@@ -98,11 +98,11 @@ def test_a_final_sweep_writes_scaled_biased_saturated_values_and_sums_squares(sh
     w = program.widths
     rng = np.random.default_rng(3 + shared)
     count, neuron, out_off = 3, 1, 2
-    bias = [int(v) for v in rng.integers(-(1 << (w["state"] - 1)), 1 << (w["state"] - 1),
+    bias = [int(v) for v in rng.integers(-(1 << (w.state - 1)), 1 << (w.state - 1),
                                          size=sum(program.model.config.hidden))]
     # Large sums saturate both ways; small ones land inside.
-    accs = [(1 << (w["acc"] - 1)) - 1, -(1 << (w["acc"] - 1)), 37]
-    r, shift = (1 << (w["r"] - 1)) + 5, 4
+    accs = [(1 << (w.acc - 1)) - 1, -(1 << (w.acc - 1)), 37]
+    r, shift = (1 << (w.r - 1)) + 5, 4
     start = 1 + MAC_DRAIN           # the tag is registered, then waits for the lanes
     steps = {0: {**_tag(neuron, count), "ff_r": r, "ff_shift": shift, "out_off": out_off,
                  "bank": 1, "fb_r": 0, "fb_shift": 0},
@@ -150,7 +150,7 @@ def test_a_feedback_sweep_adds_the_kept_feed_forward_part():
     count, neuron, out_off = 2, 0, 3
     ff_acc, fb_acc = [100, -300], [-7, 900]
     start = 1 + MAC_DRAIN
-    context = {"ff_r": 1 << (w["r"] - 1), "ff_shift": 2, "fb_r": (1 << (w["r"] - 1)) + 1,
+    context = {"ff_r": 1 << (w.r - 1), "ff_shift": 2, "fb_r": (1 << (w.r - 1)) + 1,
                "fb_shift": 3, "out_off": out_off, "bank": 0}
     steps = {0: {**_tag(neuron, count, final=0), **context},
              count: _tag(neuron, count, fb=1, final=1), count + 1: {"tag": {"valid": 0}}}
