@@ -1,10 +1,20 @@
 """The accelerator core: image stream in, result record out.
 
-The core holds the weights (memory initial contents from the integer model), the MAC
-lanes, the normaliser, the loop-feedback buffers, the goodness datapath and the argmax,
-and a state machine that executes the program of :mod:`rtl.program`:
+The core is the composition of its units, connected where their ports meet:
 
-    IDLE/LOAD -> (FETCH -> DECODE -> op)* -> ARGMAX -> RESULT -> IDLE
+- :class:`rtl.model_memory.ModelMemory`: the program, weights, biases and label weights
+  (ROM, loadable or SPRAM, one or two banks), behind read ports and the ``load`` port;
+- :class:`rtl.sequencer.Sequencer`: the state machine that executes the program of
+  :mod:`rtl.program`, ``IDLE/LOAD -> (FETCH -> DECODE -> op)* -> ARGMAX -> RESULT``;
+- the operand stage (here): the sequencer's element, read from the image memory or the
+  loop-feedback buffer, registered on its way to the lanes;
+- :class:`rtl.mac_lanes.MacLanes`, :class:`rtl.sweep.Sweep` (scaler, bias, saturation,
+  buffer writes, sum of squares), the reciprocal square roots
+  (:class:`rtl.normaliser.Rsqrt`), the loop-feedback buffer, the goodness datapath and
+  the argmax.
+
+Each unit states its latency; the core checks them against the closed form of
+:mod:`rtl.program` where they meet (:meth:`Core._check_latencies`).
 
 A ``LAYER`` op walks the tiles of P neurons. Per tile: the feed-forward pass (MAC over the
 input; skipped for FFCL's layer 1 after the first iteration, whose scaled W_1 x products
@@ -23,14 +33,14 @@ row) pairs into the goodness datapath.
 
 The cycle counter starts when the last pixel is accepted and stops when the result is
 offered; its closed form is :meth:`rtl.program.Program.cycles`. The ``phase`` output
-says what each counted cycle is for (:data:`rtl.program.PHASES`).
+says what each counted cycle is for (:class:`rtl.protocol.Phase`).
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import dataclasses
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,38 +49,35 @@ from rtl.argmax import Argmax
 from rtl.feedback_buffer import FeedbackBuffer
 from rtl.goodness import GoodnessDatapath
 from rtl.mac_lanes import MacLanes
-from rtl.normaliser import Rsqrt, Scaler, SplitScaler
+from rtl.model_memory import (
+    LOAD_TARGETS,
+    WEIGHT_MEMORIES,
+    ModelMemory,
+    check_mapping,
+    load_layout,
+    load_words,
+    memory_images,
+    model_memory_depth,
+)
+from rtl.normaliser import Rsqrt
 from rtl.program import (
-    LAYER,
     MAC_DRAIN,
     OPERAND_STAGES,
     PHASE_BITS,
-    PHASES,
-    SCAN,
     SIDE_BITS,
     SIDE_LATENCY,
-    SRC_CACHE,
-    SRC_IMAGE,
-    SUM_STAGES,
-    SWEEP_SPACING,
     Program,
+    Widths,
     build_program,
     op_layout,
 )
-from rtl.select import is_zero, one_hot, select
-from rtl.weight_store import WeightStore, bram_slices
+from rtl.select import is_zero
+from rtl.sequencer import CYCLE_BITS, Sequencer
+from rtl.sweep import SHARED_OPERANDS, Sweep
+from rtl.weight_store import bram_slices
 
 __all__ = ["LOAD_TARGETS", "WEIGHT_MEMORIES", "Core", "load_layout", "load_words",
            "memory_images", "result_layout"]
-
-CYCLE_BITS = 32
-
-#: Where the weights live: "rom" (block RAM initialised from the model), "loadable"
-#: (the same block RAM, initialised, and writable through the ``load`` port while idle) or
-#: "spram" (iCE40 UP5K SPRAM: uninitialised, loaded through ``load``; rtl.weight_store).
-WEIGHT_MEMORIES = ("rom", "loadable", "spram")
-#: Codes of the memories the ``load`` port writes (nonzero: see rtl.select).
-LOAD_TARGETS = {"ops": 1, "weights": 2, "bias": 3, "labels": 4}
 
 
 def result_layout(labels: int, score_bits: int) -> data.StructLayout:
@@ -80,42 +87,6 @@ def result_layout(labels: int, score_bits: int) -> data.StructLayout:
         "scores": data.ArrayLayout(unsigned(score_bits), labels),
         "cycles": unsigned(CYCLE_BITS),
     })
-
-
-def memory_images(program: Program) -> dict[str, list[int]]:
-    """The words of every model-dependent memory, as the core stores them."""
-    w = program.widths
-    layout = op_layout(program)
-    return {
-        "ops": [int(layout.const(vars(op)).as_value().value) for op in program.ops],
-        "weights": [_pack(word, w["weight"]) for word in program.weight_words],
-        "bias": [v & ((1 << w["state"]) - 1) for v in program.bias],
-        "labels": [_pack(word, w["weight"]) for word in program.label_words],
-    }
-
-
-def load_layout(program: Program) -> data.StructLayout:
-    """One write of the ``load`` port: which memory, which word, the word."""
-    images = memory_images(program)
-    widths = [op_layout(program).size, program.lanes * program.widths["weight"],
-              program.widths["state"], program.label_lanes * program.widths["weight"]]
-    depth = max(2, *(len(words) for words in images.values()))
-    return data.StructLayout({"target": 3, "addr": range(depth), "data": max(widths)})
-
-
-def load_words(program: Program) -> list[tuple[int, int, int]]:
-    """(target, address, word) writes that load a whole model through ``load``."""
-    return [(LOAD_TARGETS[name], addr, word)
-            for name, words in memory_images(program).items()
-            for addr, word in enumerate(words)]
-
-
-def _pack(values: list[int], bits: int) -> int:
-    """Little-endian concatenation of two's complement fields."""
-    word = 0
-    for i, v in enumerate(values):
-        word |= (v & ((1 << bits) - 1)) << (i * bits)
-    return word
 
 
 class Core(wiring.Component):
@@ -159,7 +130,8 @@ class Core(wiring.Component):
     busy : Out(1)
         An inference is being computed (the cycle counter counts this cycle).
     phase : Out(PHASE_BITS)
-        What this cycle is for: a code of :data:`rtl.program.PHASES` while busy, else 0.
+        What this cycle is for: a :class:`rtl.protocol.Phase` code (``IDLE``, 0, while
+        not busy); :data:`rtl.program.PHASES` names them.
     load : In(stream.Signature(load_layout(program)))
         Only with ``weights="loadable"`` or ``"spram"``: memory writes
         (:func:`load_words`), accepted while no inference runs.
@@ -171,14 +143,7 @@ class Core(wiring.Component):
                  weights: str = "rom", banks: int = 1, shared: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
-        if weights not in WEIGHT_MEMORIES:
-            raise ValueError(f"Weight memory must be one of {', '.join(WEIGHT_MEMORIES)}, "
-                             f"not {weights!r}")
-        if banks not in (1, 2) or isinstance(banks, bool):
-            raise ValueError(f"Weight banks must be 1 or 2, not {banks!r}")
-        if banks == 2 and weights != "loadable":
-            raise ValueError(f"Two weight banks need weights='loadable' (loads write the "
-                             f"second bank), not {weights!r}")
+        check_mapping(weights, banks)
         self.program: Program = build_program(model, lanes=lanes, label_lanes=label_lanes,
                                               shared=shared)
         self.model = model
@@ -187,8 +152,8 @@ class Core(wiring.Component):
         w = self.program.widths
         K = model.config.num_classes
         members = {
-            "image": In(stream.Signature(unsigned(w["input"]))),
-            "result": Out(stream.Signature(result_layout(K, w["score"]))),
+            "image": In(stream.Signature(unsigned(w.input))),
+            "result": Out(stream.Signature(result_layout(K, w.score))),
             "busy": Out(1),
             "phase": Out(PHASE_BITS),
         }
@@ -216,10 +181,11 @@ class Core(wiring.Component):
                               label_lanes=self.program.label_lanes, shared=self.program.shared)
         if model.config != self.model.config:
             raise ValueError("the model to load has another configuration than the core's")
-        for name, width in self.program.widths.items():
-            if other.widths[name] > width:
-                raise ValueError(f"the model to load needs {other.widths[name]} {name} bits; "
-                                 f"the core has {width}")
+        for field in dataclasses.fields(Widths):
+            name, width = field.name, getattr(self.program.widths, field.name)
+            if getattr(other.widths, name) > width:
+                raise ValueError(f"the model to load needs {getattr(other.widths, name)} "
+                                 f"{name} bits; the core has {width}")
         if op_layout(other).size != op_layout(self.program).size:
             raise ValueError("the model to load needs a wider sequencer program")
         if self.weights == "spram":
@@ -235,550 +201,186 @@ class Core(wiring.Component):
         for ``family`` (:func:`rtl.weight_store.bram_slices`); none for SPRAM weights."""
         if self.weights == "spram":
             return []
-        depth = self._model_memory([], len(self.program.weight_words))["depth"]
-        return bram_slices(family, depth=depth, width=self.lanes * self.program.widths["weight"])
+        depth = model_memory_depth(len(self.program.weight_words), self.banks)
+        return bram_slices(family, depth=depth, width=self.lanes * self.program.widths.weight)
 
     def cycles_per_inference(self) -> int:
         """The closed-form cycle count of one inference (what the counter reports)."""
         return self.program.cycles()
 
-    def _model_memory(self, words: list[int], depth: int) -> dict:
-        """Depth and contents of a model memory: with two banks each word is stored
-        twice, bank b of word a at address 2a + b."""
-        return {"depth": max(2, depth) * self.banks,
-                "init": [word for word in words for _ in range(self.banks)]}
-
-    def _model_read_port(self, m: Module, mem, name: str):
-        """A read port of a model memory (a Memory, or the ``read`` port of a
-        WeightStore) whose ``addr`` is the word address; with two banks the bank bit
-        below it comes from ``bank``."""
-        # Named after the caller's variable, as a read port made there would be.
-        port = mem.read_port(src_loc_at=1) if isinstance(mem, memory.Memory) else mem
-        if self.banks == 1:
-            return port
-        view = SimpleNamespace(addr=Signal(len(port.addr) - 1, name=f"{name}_word"),
-                               data=port.data)
-        m.d.comb += port.addr.eq(Cat(self.bank, view.addr))
-        return view
-
     def elaborate(self, platform) -> Module:
         m = Module()
         prog, model = self.program, self.model
         config, fmt, w = model.config, model.fmt, prog.widths
-        P, G, K, D, L = prog.lanes, prog.label_lanes, config.num_classes, config.input_size, \
-            config.num_layers
+        P, G, K, D = prog.lanes, prog.label_lanes, config.num_classes, config.input_size
         total = sum(config.hidden)
-        layout = op_layout(prog)
 
         # -- units --------------------------------------------------------------------
         shared = prog.shared
         # Shared: lanes 0 and 1 scale, lane 2 squares activations, lanes 0..G-1 scan.
         m.submodules.lanes = lanes = MacLanes(
-            lanes=P, weight_bits=w["weight"], input_bits=w["mac_input"], acc_bits=w["acc"],
+            lanes=P, weight_bits=w.weight, input_bits=w.mac_input, acc_bits=w.acc,
             shared_lanes=max(3, G) if shared else 0, side_bits=SIDE_BITS,
             # Shared: passes never follow back to back (GAP), so the other lanes may clear
             # ahead and keep their accumulators in the DSPs.
             clear_ahead=shared)
         m.submodules.rsqrt_ff = rsqrt_ff = Rsqrt(
-            sq_bits=w["sq"], index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits)
+            sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits)
         m.submodules.rsqrt_fb = rsqrt_fb = Rsqrt(
-            sq_bits=w["sq"], index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits)
-        if shared:
-            m.submodules.scaler = scaler = SplitScaler(
-                acc_bits=w["acc"], r_bits=w["r"], shift_bits=w["shift"],
-                operand_bits=SIDE_BITS, product_latency=lanes.side_latency)
-        else:
-            m.submodules.scaler = scaler = Scaler(acc_bits=w["acc"], r_bits=w["r"],
-                                                  shift_bits=w["shift"])
-        m.submodules.buffer = buffer = FeedbackBuffer(depth=total, width=w["act"])
+            sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits)
+        m.submodules.sweep = sweep = Sweep(
+            prog, product_latency=lanes.side_latency if shared else None)
+        m.submodules.buffer = buffer = FeedbackBuffer(depth=total, width=w.act)
         m.submodules.goodness = goodness = GoodnessDatapath(
-            labels=K, lanes=G, state_bits=w["state"], weight_bits=w["weight"],
-            score_bits=w["score"], product_latency=lanes.side_latency if shared else None,
+            labels=K, lanes=G, state_bits=w.state, weight_bits=w.weight,
+            score_bits=w.score, product_latency=lanes.side_latency if shared else None,
             operand_bits=SIDE_BITS)
-        m.submodules.argmax = argmax = Argmax(labels=K, score_bits=w["score"])
-
-        # -- memories -----------------------------------------------------------------
+        m.submodules.argmax = argmax = Argmax(labels=K, score_bits=w.score)
+        m.submodules.sequencer = seq = Sequencer(prog)
+        m.submodules.memories = memories = ModelMemory(prog, weights=self.weights,
+                                                       banks=self.banks)
         # Every depth is at least 2: a one-entry memory has a zero-width address, which
         # Verilog spells [-1:0].
-        images = memory_images(prog)
-        m.submodules.op_rom = op_rom = memory.Memory(
-            shape=unsigned(layout.size), **self._model_memory(images["ops"], len(prog.ops)))
-        op_port = self._model_read_port(m, op_rom, "op")
         m.submodules.image_mem = image_mem = memory.Memory(
-            shape=unsigned(w["input"]), depth=max(2, D), init=[])
-        image_read, image_write = image_mem.read_port(), image_mem.write_port()
-        weight_layout = data.ArrayLayout(signed(w["weight"]), P)
-        if self.weights == "spram":
-            m.submodules.weight_store = weight_store = WeightStore(
-                width=P * w["weight"], depth=max(2, len(prog.weight_words)), kind="spram",
-                init=[], writable=True)
-            weight_port = weight_store.read
-        else:
-            contents = self._model_memory(images["weights"], len(prog.weight_words))
-            m.submodules.weight_rom = weight_store = WeightStore(
-                width=P * w["weight"], depth=contents["depth"], kind="bram",
-                init=contents["init"], writable=self.weights == "loadable")
-            weight_port = self._model_read_port(m, weight_store.read, "weight")
-        m.submodules.bias_rom = bias_rom = memory.Memory(
-            shape=unsigned(w["state"]), **self._model_memory(images["bias"], total))
-        bias_port = self._model_read_port(m, bias_rom, "bias")
-        label_layout = data.ArrayLayout(signed(w["weight"]), G)
-        m.submodules.label_rom = label_rom = memory.Memory(
-            shape=unsigned(G * w["weight"]),
-            **self._model_memory(images["labels"], len(prog.label_words)))
-        label_port = self._model_read_port(m, label_rom, "label")
+            shape=unsigned(w.input), depth=max(2, D), init=[])
         m.submodules.pre_mem = pre_mem = memory.Memory(
-            shape=signed(w["state"]), depth=max(2, *config.hidden), init=[])
-        pre_read, pre_write = pre_mem.read_port(), pre_mem.write_port()
+            shape=signed(w.state), depth=max(2, *config.hidden), init=[])
+        self._check_latencies(memories, lanes, sweep, goodness)
 
-        # -- run-time loading of the model (weights="loadable" or "spram") -------------
-        load_ready = Signal()
+        # -- the sequencer: image in, model loads, program, result out -------------------
+        wiring.connect(m, wiring.flipped(self.image), seq.image)
+        wiring.connect(m, seq.image_write, image_mem.write_port())
+        wiring.connect(m, memories.ops, seq.ops)
         if self.weights != "rom":
-            load = self.load
-            m.d.comb += load.ready.eq(load_ready)
-            fire = load.valid & load_ready
-            writable = [("weights", weight_store), ("bias", bias_rom), ("labels", label_rom)]
-            # An SPRAM core (iCE40) keeps its few-word program in a ROM: written at run
-            # time it would become flip-flops, iCE40 having no distributed RAM.
-            if self.weights != "spram":
-                writable.append(("ops", op_rom))
-            for name, mem in writable:
-                port = mem.write if isinstance(mem, WeightStore) else mem.write_port()
-                # Two banks: loads write the bank that inferences do not read.
-                address = load.payload.addr if self.banks == 1 else \
-                    Cat(~self.bank, load.payload.addr)
-                m.d.comb += [
-                    port.addr.eq(address[:len(port.addr)]),
-                    port.data.eq(load.payload.data[:len(port.data)]),
-                    port.en.eq(fire & (load.payload.target == LOAD_TARGETS[name])),
-                ]
-
-        # -- sequencer state ----------------------------------------------------------
-        op = Signal(layout)
-        op_index = Signal(range(len(prog.ops) + 1))
-        cycles = Signal(CYCLE_BITS)
-        pixel = Signal(range(D + 1))
-        column = Signal(range(max(D + K, max(config.hidden)) + MAC_DRAIN + P
-                              + prog.sweep_drain))
-        tile_out = Signal(range(total + P + 1))       # first neuron of the tile (in layer)
-        remaining = Signal(range(max(config.hidden) + 1))
-        ff_tile_base = Signal(range(len(prog.weight_words) + max(D + K, total) + 1))
-        fb_tile_base = Signal.like(ff_tile_base)
-        weight_addr = Signal.like(ff_tile_base)
-        feedback_pass = Signal()
-        gap = Signal(range(prog.pass_gap(P) + 1))
-        sq_acc = Signal(unsigned(w["sq"]))
-        sq_regs = [[Signal(unsigned(w["sq"]), name=f"sq_b{b}_l{i}") for i in range(L)]
-                   for b in range(2)]
-        valid_lanes = Signal(range(P + 1))
-        m.d.comb += valid_lanes.eq(Mux(remaining < P, remaining, P))
-        phase = self.phase
-        m.d.comb += self.busy.eq(phase.any())
-
-        def sq_of(bank, layer):
-            """The stored sum of squares of ``layer`` in ``bank``."""
-            per_bank = [select(sq_regs[b], layer) for b in range(2)]
-            return Mux(bank, per_bank[1], per_bank[0])
-
-        first_layer = is_zero(op.layer)
-        # The reciprocals of the op's inputs: stable for the whole op (sq changes only in
-        # FINISH), so the units' registered outputs are used directly.
-        m.d.comb += [
-            rsqrt_ff.sq.eq(Mux(first_layer, 0, sq_of(op.bank, (op.layer - 1)[:len(op.layer)]))),
-            rsqrt_fb.sq.eq(sq_of(~op.bank, op.fb_src)),
-        ]
-        unit_r = 1 << fmt.rsqrt_frac_bits
-        ff_r = Mux(first_layer, unit_r, rsqrt_ff.r)
-        ff_shift = op.ff_shift + Mux(first_layer, 0, rsqrt_ff.sh >> 1)
-        fb_shift = op.fb_shift + (rsqrt_fb.sh >> 1)
+            wiring.connect(m, wiring.flipped(self.load), memories.load)
+            m.d.comb += memories.accept.eq(seq.accept_load)
+        if self.banks == 2:
+            m.d.comb += memories.bank.eq(self.bank)
+        op = seq.op
+        m.d.comb += [self.phase.eq(seq.phase), self.busy.eq(seq.busy),
+                     self.result.valid.eq(seq.done.valid), seq.done.ready.eq(self.result.ready)]
+        result = Signal(result_layout(K, w.score))
+        m.d.comb += [self.result.payload.eq(result), result.scores.eq(goodness.scores),
+                     result.label.eq(argmax.label), result.cycles.eq(seq.done.payload)]
 
         # -- MAC issue -> lanes (memory read, then the operand stage) ------------------
-        issue = Signal()
-        issue_first = Signal()
-        issue_label = Signal()
-        issue_hit = Signal()
-        issue_from_image = Signal()
+        self._operand_stage(m, seq, lanes, memories, image_mem, buffer)
+
+        # -- the sweep: the lanes' sums -> scale, offset, saturate, write, square --------
+        # The reciprocals of the op's inputs: stable for the whole op (sq changes only in
+        # FINISH), so the units' registered outputs are used directly.
+        first_layer = is_zero(op.layer)
+        unit_r = 1 << fmt.rsqrt_frac_bits
+        m.d.comb += [
+            rsqrt_ff.sq.eq(seq.ff_sq), rsqrt_fb.sq.eq(seq.fb_sq),
+            sweep.ff_r.eq(Mux(first_layer, unit_r, rsqrt_ff.r)),
+            sweep.ff_shift.eq(op.ff_shift + Mux(first_layer, 0, rsqrt_ff.sh >> 1)),
+            sweep.fb_r.eq(rsqrt_fb.r), sweep.fb_shift.eq(op.fb_shift + (rsqrt_fb.sh >> 1)),
+            sweep.out_off.eq(op.out_off), sweep.bank.eq(op.bank),
+            sweep.tag.eq(seq.tag), seq.free.eq(sweep.free),
+            lanes.last.eq(sweep.last), sweep.acc.eq(lanes.out),
+            sweep.clear_sq.eq(seq.clear_sq), seq.sq.eq(sweep.sq),
+            buffer.write_en.eq(sweep.buffer.en),
+            buffer.write_bank.eq(sweep.buffer.bank),
+            buffer.write_addr.eq(sweep.buffer.addr),
+            buffer.write_data.eq(sweep.buffer.data),
+        ]
+        wiring.connect(m, memories.bias, sweep.bias)
+        wiring.connect(m, sweep.pre, pre_mem.write_port())
+        if shared:
+            # The borrowed lanes: the sweep's operands (lanes 0-2); in a scan the goodness
+            # datapath has lanes 0..G-1. Operands count only while no element is given
+            # to the lanes, which the sequencer guarantees during both.
+            for p in range(lanes.shared_lanes):
+                a, b = (sweep.a[p], sweep.b[p]) if p < SHARED_OPERANDS else (0, 0)
+                if p < G:
+                    a = Mux(seq.scanning, goodness.factor[p], a)
+                    b = Mux(seq.scanning, goodness.factor[p], b)
+                m.d.comb += [lanes.a[p].eq(a), lanes.b[p].eq(b)]
+            m.d.comb += [sweep.product[p].eq(lanes.side[p]) for p in range(SHARED_OPERANDS)]
+            m.d.comb += [goodness.product[q].eq(lanes.side[q]) for q in range(G)]
+
+        # -- scan issue -> goodness datapath -> argmax ---------------------------------
+        label_layout = data.ArrayLayout(signed(w.weight), G)
+        pre_read = pre_mem.read_port()
+        scan_valid = Signal()
+        scan_group_d = Signal.like(seq.scan_group)
+        m.d.sync += [scan_valid.eq(seq.scan_issue), scan_group_d.eq(seq.scan_group)]
+        m.d.comb += [
+            pre_read.addr.eq(seq.pre_addr),
+            memories.labels.addr.eq(seq.label_addr),
+            goodness.clear.eq(seq.clear_scores),
+            goodness.add.eq(seq.add_score.en),
+            goodness.add_label.eq(seq.add_score.label),
+            goodness.add_value.eq(seq.add_score.value),
+            goodness.en.eq(scan_valid),
+            goodness.pre.eq(pre_read.data),
+            goodness.u.eq(label_layout(memories.labels.data)),
+            goodness.group.eq(scan_group_d),
+            argmax.scores.eq(goodness.scores),
+            argmax.start.eq(seq.start_argmax),
+            seq.argmax_done.eq(argmax.done),
+        ]
+        return m
+
+    def _check_latencies(self, memories: ModelMemory, lanes: MacLanes, sweep: Sweep,
+                         goodness: GoodnessDatapath) -> None:
+        """Raise RuntimeError unless the closed form (rtl.program) follows the units."""
+        prog = self.program
+        # The last element issued in cycle c is in the accumulators in cycle
+        # c + 1 + MAC_DRAIN (memory read, operand stage, the lanes): the sequencer's
+        # waits and the sweep's hand-over count on it.
+        if memories.weight_latency != 1 + OPERAND_STAGES:
+            raise RuntimeError(f"rtl.program's OPERAND_STAGES is {OPERAND_STAGES}, but the "
+                               f"weight store's latency is {memories.weight_latency}; it must "
+                               f"be one memory read plus the operand stages")
+        for what, closed, unit in (
+                ("MAC_DRAIN", MAC_DRAIN, OPERAND_STAGES + lanes.latency),
+                ("SIDE_LATENCY", SIDE_LATENCY, lanes.side_latency),
+                ("Program.scale_latency", prog.scale_latency, sweep.scale_latency),
+                ("Program.sweep_drain", prog.sweep_drain, sweep.latency),
+                ("Program.scan_drain", prog.scan_drain, goodness.latency)):
+            if closed != unit:
+                raise RuntimeError(f"rtl.program's {what} is {closed}, but the unit's "
+                                   f"latency is {unit}; the closed form must follow it")
+
+    def _operand_stage(self, m: Module, seq: Sequencer, lanes: MacLanes,
+                       memories: ModelMemory, image_mem: memory.Memory,
+                       buffer: FeedbackBuffer) -> None:
+        """The sequencer's element, read from memory, registered, to the lanes."""
+        fmt, w = self.model.fmt, self.program.widths
+        op = seq.op
+        image_read = image_mem.read_port()
+        weight_layout = data.ArrayLayout(signed(w.weight), self.program.lanes)
+        # The input element's addresses follow the column in every cycle, whether the
+        # MAC state issues it or holds it (a held element is read again): the decision
+        # to hold stays off the address path, which it was the slowest path of on the
+        # ULX3S-85F build.
+        m.d.comb += [
+            image_read.addr.eq(seq.column),
+            buffer.read_bank.eq(Mux(seq.feedback, ~op.bank, op.bank)),
+            buffer.read_addr.eq(Mux(seq.feedback, op.fb_off, op.in_off) + seq.column),
+            memories.weights.addr.eq(seq.weight_addr),
+        ]
         stage_valid = Signal()
         stage_first = Signal()
         stage_label = Signal()
         stage_hit = Signal()
         stage_from_image = Signal()
-        m.d.sync += [stage_valid.eq(issue), stage_first.eq(issue_first),
-                     stage_label.eq(issue_label), stage_hit.eq(issue_hit),
-                     stage_from_image.eq(issue_from_image)]
+        m.d.sync += [stage_valid.eq(seq.element.valid), stage_first.eq(seq.element.first),
+                     stage_label.eq(seq.element.label), stage_hit.eq(seq.element.hit),
+                     stage_from_image.eq(seq.element.from_image)]
         pixel_value = Mux(stage_label, Mux(stage_hit, fmt.input_max, 0), image_read.data)
         # The operand stage: the chosen element registered beside the memories, so the
         # block RAM read and the choice are a cycle apart from the route to every lane
         # group. The weight store's address copies take the same cycle (its latency 2).
         operand_valid, operand_first = Signal(), Signal()
-        operand = Signal(unsigned(w["mac_input"]), reset_less=True)
+        operand = Signal(unsigned(w.mac_input), reset_less=True)
         m.d.sync += [operand_valid.eq(stage_valid), operand_first.eq(stage_first),
                      operand.eq(Mux(stage_from_image, pixel_value, buffer.read_data))]
         m.d.comb += [
             lanes.en.eq(operand_valid),
             lanes.first.eq(operand_first),
             lanes.x.eq(operand),
-            lanes.w.eq(weight_layout(weight_port.data)),
-            weight_port.addr.eq(weight_addr),
+            lanes.w.eq(weight_layout(memories.weights.data)),
         ]
-
-        # -- hand-over: a pass's last element -> its accumulators -> the sweep ----------
-        # The last element issued in cycle c is in the accumulators in cycle
-        # c + 1 + MAC_DRAIN (memory read, operand stage, the lanes); the next pass's first
-        # element, issued from c + 1 on, restarts them only at the end of that cycle.
-        # The closed form (rtl.program) encodes the units' latencies: keep them equal.
-        if weight_store.latency != 1 + OPERAND_STAGES:
-            raise RuntimeError(f"rtl.program's OPERAND_STAGES is {OPERAND_STAGES}, but the "
-                               f"weight store's latency is {weight_store.latency}; it must "
-                               f"be one memory read plus the operand stages")
-        for what, closed, unit in (
-                ("MAC_DRAIN", MAC_DRAIN, OPERAND_STAGES + lanes.latency),
-                ("SIDE_LATENCY", SIDE_LATENCY, lanes.side_latency),
-                ("Program.scale_latency", prog.scale_latency, scaler.latency),
-                ("Program.scan_drain", prog.scan_drain, goodness.latency)):
-            if closed != unit:
-                raise RuntimeError(f"rtl.program's {what} is {closed}, but the unit's "
-                                   f"latency is {unit}; the closed form must follow it")
-        tag_layout = data.StructLayout({
-            "valid": 1, "fb": 1, "final": 1,
-            "neuron": range(max(config.hidden) + P), "count": range(P + 1)})
-        issue_tag = Signal(tag_layout)
-        tags = [Signal(tag_layout, name=f"tag_{i}") for i in range(1 + MAC_DRAIN)]
-        m.d.sync += tags[0].eq(issue_tag)
-        m.d.sync += [tags[i].eq(tags[i - 1]) for i in range(1, len(tags))]
-        # The tag of a pass's last element reaches the lanes with the element (the memory
-        # read and the operand stage), and the sweep with its sums, when the lanes'
-        # shift-out gives lane 0's.
-        m.d.comb += lanes.last.eq(tags[OPERAND_STAGES].valid)
-        capture = tags[-1]
-        # Cycles until the sweep has taken its last accumulator, counting handed-over
-        # passes still on their way: a pass may issue its last element only if the sweep
-        # is free when that element's products arrive.
-        sweep_busy = Signal(range(max(P, SWEEP_SPACING) + MAC_DRAIN + 1))
-        with m.If(issue_tag.valid):
-            m.d.sync += sweep_busy.eq(Mux(issue_tag.count < SWEEP_SPACING, SWEEP_SPACING,
-                                          issue_tag.count) + MAC_DRAIN)
-        with m.Elif(sweep_busy.any()):
-            m.d.sync += sweep_busy.eq(sweep_busy - 1)
-        sweep_free = sweep_busy <= MAC_DRAIN + 1
-
-        # -- the sweep: the lanes' shift-out gives one finished sum per cycle ----------
-        sweep_left = Signal(range(P))
-        sweep_next = Signal(range(max(config.hidden) + P))
-        sweep_fb_r = Signal()
-        sweep_final_r = Signal()
-        sweep = Signal()
-        sweep_final = Signal()
-        sweep_fb = Signal()
-        sweep_neuron = Signal(range(max(config.hidden) + P))
-        sweep_acc = Signal(signed(w["acc"]))
-        m.d.comb += sweep_acc.eq(lanes.out)
-        with m.If(capture.valid):
-            m.d.comb += [sweep.eq(1), sweep_fb.eq(capture.fb), sweep_final.eq(capture.final),
-                         sweep_neuron.eq(capture.neuron)]
-            m.d.sync += [sweep_left.eq(capture.count - 1), sweep_next.eq(capture.neuron + 1),
-                         sweep_fb_r.eq(capture.fb), sweep_final_r.eq(capture.final)]
-        with m.Elif(sweep_left.any()):
-            m.d.comb += [sweep.eq(1), sweep_fb.eq(sweep_fb_r), sweep_final.eq(sweep_final_r),
-                         sweep_neuron.eq(sweep_next)]
-            m.d.sync += [sweep_left.eq(sweep_left - 1), sweep_next.eq(sweep_next + 1)]
-
-        # -- sweep pipeline: issue (p) -> scaler (S) -> offset, sum, saturate (3) -> write
-        S = scaler.latency
-        m.d.comb += [
-            scaler.acc.eq(sweep_acc),
-            scaler.r.eq(Mux(sweep_fb, rsqrt_fb.r, ff_r)),
-            scaler.shift.eq(Mux(sweep_fb, fb_shift, ff_shift)),
-            bias_port.addr.eq(op.out_off + sweep_neuron),
-        ]
-        pipe = [dict(valid=Signal(name=f"sw_valid_{i}"), final=Signal(name=f"sw_final_{i}"),
-                     fb=Signal(name=f"sw_fb_{i}"),
-                     neuron=Signal(range(max(config.hidden) + P), name=f"sw_neuron_{i}"))
-                for i in range(S + SUM_STAGES)]
-        m.d.sync += [pipe[0][k].eq(v) for k, v in (("valid", sweep), ("final", sweep_final),
-                                                    ("fb", sweep_fb), ("neuron", sweep_neuron))]
-        for i in range(1, len(pipe)):
-            m.d.sync += [pipe[i][k].eq(pipe[i - 1][k]) for k in pipe[i]]
-        # The bias is read with the sweep and waits for the scaler.
-        bias_delayed = [Signal(signed(w["state"]), name=f"bias_{i}") for i in range(S - 1)]
-        m.d.sync += bias_delayed[0].eq(bias_port.data)
-        m.d.sync += [bias_delayed[i].eq(bias_delayed[i - 1]) for i in range(1, S - 1)]
-        # Stage S (pipe[S - 1]): scaler output valid.
-        scaled = scaler.out
-        scaled_stage = pipe[S - 1]
-        # A feed-forward sweep keeps each neuron's scaled products for the feedback sweep
-        # of the same tile; layer 1's stay from the first iteration for the later ones.
-        lane_partial = Signal.like(scaled, reset_less=True)
-        if prog.partial_entries:
-            m.submodules.partial_mem = partial_mem = memory.Memory(
-                shape=signed(len(scaled)), depth=max(2, prog.partial_entries), init=[])
-            partial_write = partial_mem.write_port()
-            # Transparent: the feedback sweep may read a neuron in the cycle its
-            # feed-forward value is written (SWEEP_SPACING). The read is registered: a
-            # block RAM read into the add below was the slowest path of the ECP5 builds.
-            partial_read = partial_mem.read_port(transparent_for=(partial_write,))
-            m.d.comb += [
-                partial_read.addr.eq(op.out_off + pipe[S - 3]["neuron"]),
-                partial_write.en.eq(scaled_stage["valid"] & ~scaled_stage["fb"]),
-                partial_write.addr.eq(op.out_off + scaled_stage["neuron"]),
-                partial_write.data.eq(scaled),
-            ]
-            m.d.sync += lane_partial.eq(partial_read.data)
-        # Stage S + 1: the kept feed-forward part (a block RAM read) and the bias are
-        # added beside the scaled value; stage S + 2: their sum; stage S + 3: saturation.
-        # In one cycle, the read, the three-way add and the saturation were the
-        # ULX3S-25F build's slowest path once the scaler was pipelined.
-        state_bits = w["state"]
-        s_max, s_min = (1 << (state_bits - 1)) - 1, -(1 << (state_bits - 1))
-        offset = Signal(signed(max(len(scaled), state_bits) + 1))
-        scaled_d = Signal.like(scaled)
-        m.d.sync += [offset.eq(Mux(scaled_stage["fb"], lane_partial, 0) + bias_delayed[-1]),
-                     scaled_d.eq(scaled)]
-        total_sum = Signal(signed(len(offset) + 1))
-        m.d.sync += total_sum.eq(offset + scaled_d)
-        s_value = Signal(signed(state_bits))
-        m.d.sync += s_value.eq(Mux(total_sum > s_max, s_max,
-                                   Mux(total_sum < s_min, s_min, total_sum)))
-        # The ReLU beside the saturation, so the square's multiplier reads a register
-        # (the ReLU's multiplexer in front of it was the next slowest path on ECP5).
-        activation = Signal(unsigned(w["act"]))
-        m.d.sync += activation.eq(Mux(total_sum[-1], 0, Mux(total_sum > s_max, s_max,
-                                                             total_sum)))
-        # Stage S + 3 (pipe[-1]): write pre-activation and activation, square.
-        write_now = pipe[-1]["valid"] & pipe[-1]["final"]
-        m.d.comb += [
-            pre_write.en.eq(write_now),
-            pre_write.addr.eq(pipe[-1]["neuron"]),
-            pre_write.data.eq(s_value),
-            buffer.write_en.eq(write_now),
-            buffer.write_bank.eq(op.bank),
-            buffer.write_addr.eq(op.out_off + pipe[-1]["neuron"]),
-            buffer.write_data.eq(activation),
-        ]
-        square = Signal(unsigned(2 * w["act"]))
-        square_valid = Signal()
-        scanning = Signal()
-        if shared:
-            # The sweep's products: lanes 0 and 1 scale, lane 2 squares; in a scan the
-            # goodness datapath has lanes 0..G-1. Operands count only while no element
-            # is given to the lanes, which the sequencer guarantees during both.
-            sweep_operands = [(scaler.lo, scaler.factor), (scaler.hi, scaler.factor),
-                              (activation, activation)]
-            for p in range(lanes.shared_lanes):
-                a, b = sweep_operands[p] if p < 3 else (0, 0)
-                if p < G:
-                    a = Mux(scanning, goodness.factor[p], a)
-                    b = Mux(scanning, goodness.factor[p], b)
-                m.d.comb += [lanes.a[p].eq(a), lanes.b[p].eq(b)]
-            m.d.comb += [scaler.lo_product.eq(lanes.side[0]),
-                         scaler.hi_product.eq(lanes.side[1]),
-                         square.eq(lanes.side[2])]
-            m.d.comb += [goodness.product[q].eq(lanes.side[q]) for q in range(G)]
-            # The square's valid bit travels beside the borrowed multiplier.
-            valid = write_now
-            for i in range(lanes.side_latency):
-                delayed = Signal(name=f"square_valid_{i}")
-                m.d.sync += delayed.eq(valid)
-                valid = delayed
-            m.d.comb += square_valid.eq(valid)
-        else:
-            m.d.sync += [square.eq(activation * activation), square_valid.eq(write_now)]
-        clear_sq = Signal()
-        with m.If(clear_sq):
-            m.d.sync += sq_acc.eq(0)
-        with m.Elif(square_valid):
-            m.d.sync += sq_acc.eq(sq_acc + square)
-
-        # -- scan issue -> goodness datapath ------------------------------------------
-        scan_issue = Signal()
-        scan_group = Signal(range(max(2, prog.groups)))
-        scan_neuron = Signal(range(max(config.hidden) + 1))
-        label_addr = Signal(range(max(1, len(prog.label_words)) + 1))
-        scan_valid = Signal()
-        scan_group_d = Signal.like(scan_group)
-        m.d.sync += [scan_valid.eq(scan_issue), scan_group_d.eq(scan_group)]
-        m.d.comb += [
-            goodness.en.eq(scan_valid),
-            goodness.pre.eq(pre_read.data),
-            goodness.u.eq(label_layout(label_port.data)),
-            goodness.group.eq(scan_group_d),
-            label_port.addr.eq(label_addr),
-            argmax.scores.eq(goodness.scores),
-        ]
-
-        # -- results ------------------------------------------------------------------
-        result = Signal(result_layout(K, w["score"]))
-        m.d.comb += [self.result.payload.eq(result), result.scores.eq(goodness.scores),
-                     result.label.eq(argmax.label), result.cycles.eq(cycles)]
-
-        # -- the state machine --------------------------------------------------------
-        m.d.comb += [image_write.addr.eq(pixel), image_write.data.eq(self.image.payload)]
-
-        # The input element's addresses follow the column in every cycle, whether the
-        # MAC state issues it or holds it (a held element is read again): the decision
-        # to hold stays off the address path, which it was the slowest path of on the
-        # ULX3S-85F build.
-        m.d.comb += [
-            image_read.addr.eq(column),
-            buffer.read_bank.eq(Mux(feedback_pass, ~op.bank, op.bank)),
-            buffer.read_addr.eq(Mux(feedback_pass, op.fb_off, op.in_off) + column),
-        ]
-
-        def issue_element(feedback) -> None:
-            """Give one MAC element its pipeline tags (its addresses are driven above)."""
-            from_image = (op.ff_src == SRC_IMAGE) & ~feedback
-            m.d.comb += [
-                issue.eq(1),
-                issue_first.eq(is_zero(column)),
-                issue_from_image.eq(from_image),
-                issue_label.eq(from_image & op.label_block & (column >= D)),
-                issue_hit.eq(column - D == op.label),
-            ]
-
-        def wait_then(state: str, cycles) -> None:
-            """Stay ``cycles`` cycles (counted in ``column`` from 0), then go to ``state``."""
-            m.d.sync += column.eq(column + 1)
-            with m.If(column == cycles - 1):
-                m.d.sync += column.eq(0)
-                m.next = state
-
-        def set_phase(name: str) -> None:
-            m.d.comb += phase.eq(PHASES[name])
-
-        with m.FSM(name="sequencer"):
-            with m.State("IDLE"):
-                # Model loads are accepted only between inferences.
-                m.d.comb += [self.image.ready.eq(1), load_ready.eq(1)]
-                with m.If(self.image.valid):
-                    m.d.comb += image_write.en.eq(1)
-                    m.d.sync += pixel.eq(pixel + 1)
-                    with m.If(pixel == D - 1):
-                        # The whole image is in: the inference starts now.
-                        m.d.sync += [pixel.eq(0), op_index.eq(0), cycles.eq(0)]
-                        m.d.comb += goodness.clear.eq(1)
-                        m.next = "FETCH"
-
-            with m.State("FETCH"):
-                set_phase("control")
-                m.d.comb += op_port.addr.eq(op_index)
-                m.next = "DECODE"
-
-            with m.State("DECODE"):
-                set_phase("control")
-                # The ROM's word for op_index is out: latch it and dispatch.
-                m.d.sync += [op.eq(op_port.data), op_index.eq(op_index + 1)]
-                opd = layout(op_port.data)
-                m.d.comb += clear_sq.eq(1)
-                cached = opd.ff_src == SRC_CACHE
-                m.d.sync += [tile_out.eq(0), remaining.eq(opd.n_out),
-                             ff_tile_base.eq(opd.ff_wbase), fb_tile_base.eq(opd.fb_wbase),
-                             scan_neuron.eq(0), scan_group.eq(0), label_addr.eq(opd.u_base),
-                             # The first pass: feed-forward, or feedback on cached products.
-                             weight_addr.eq(Mux(cached, opd.fb_wbase, opd.ff_wbase)),
-                             feedback_pass.eq(cached), column.eq(0)]
-                with m.If(opd.kind == LAYER):
-                    m.next = "PREP" if prog.prep else "MAC"
-                with m.Elif(opd.kind == SCAN):
-                    m.next = "SCAN"
-                with m.Else():
-                    m.d.comb += argmax.start.eq(1)
-                    m.next = "ARGMAX"
-
-            if prog.prep:
-                with m.State("PREP"):
-                    set_phase("normalisation")
-                    # The reciprocal square roots of the op's inputs settle.
-                    wait_then("MAC", prog.prep)
-
-            with m.State("MAC"):
-                n_in = Mux(feedback_pass, op.fb_n_in, op.ff_n_in)
-                last = column == n_in - 1
-                with m.If(last & ~sweep_free):
-                    # Hold the last element: its products would reach the accumulators
-                    # before the sweep has taken the previous pass's.
-                    set_phase("normalisation")
-                with m.Else():
-                    m.d.comb += phase.eq(Mux(feedback_pass, PHASES["loop_feedback"],
-                                             PHASES["matrix_vector"]))
-                    issue_element(feedback=feedback_pass)
-                    m.d.sync += [column.eq(column + 1), weight_addr.eq(weight_addr + 1)]
-                    with m.If(last):
-                        final = feedback_pass | ~op.fb_en
-                        cached = op.ff_src == SRC_CACHE
-                        m.d.comb += [issue_tag.valid.eq(1), issue_tag.fb.eq(feedback_pass),
-                                     issue_tag.final.eq(final),
-                                     issue_tag.neuron.eq(tile_out),
-                                     issue_tag.count.eq(valid_lanes)]
-                        m.d.sync += column.eq(0)
-                        if shared:
-                            # The next pass waits while the sweep borrows the lanes.
-                            m.d.sync += gap.eq(prog.pass_gap(0) + valid_lanes)
-                            m.next = "GAP"
-                        with m.If(~final):
-                            # This tile's feedback pass follows its feed-forward pass.
-                            m.d.sync += [weight_addr.eq(fb_tile_base), feedback_pass.eq(1)]
-                        with m.Elif(remaining > P):
-                            next_ff = ff_tile_base + op.ff_n_in
-                            next_fb = fb_tile_base + op.fb_n_in
-                            m.d.sync += [tile_out.eq(tile_out + P), remaining.eq(remaining - P),
-                                         ff_tile_base.eq(next_ff), fb_tile_base.eq(next_fb),
-                                         weight_addr.eq(Mux(cached, next_fb, next_ff)),
-                                         feedback_pass.eq(cached)]
-                        with m.Else():
-                            m.next = "TAIL"
-
-            if shared:
-                with m.State("GAP"):
-                    set_phase("normalisation")
-                    wait_then("MAC", gap)
-
-            with m.State("TAIL"):
-                set_phase("normalisation")
-                # The last products reach the accumulators, the sweep scales the last tile
-                # and its pipeline drains into the buffers and the sum of squares.
-                wait_then("FINISH", MAC_DRAIN + valid_lanes + prog.sweep_drain)
-
-            with m.State("FINISH"):
-                set_phase("normalisation")
-                layer_hot = one_hot(op.layer, L)
-                for b in range(2):
-                    for i in range(L):
-                        with m.If((op.bank if b else ~op.bank) & layer_hot[i]):
-                            m.d.sync += sq_regs[b][i].eq(sq_acc)
-                with m.If(op.ffl_add):
-                    m.d.comb += [goodness.add.eq(1), goodness.add_label.eq(op.label),
-                                 goodness.add_value.eq(sq_acc)]
-                m.next = "FETCH"
-
-            with m.State("SCAN"):
-                set_phase("label_scan")
-                m.d.comb += [scan_issue.eq(1), scanning.eq(1), pre_read.addr.eq(scan_neuron)]
-                m.d.sync += label_addr.eq(label_addr + 1)
-                with m.If(scan_group == prog.groups - 1 if prog.groups > 1 else 1):
-                    m.d.sync += [scan_group.eq(0), scan_neuron.eq(scan_neuron + 1)]
-                    with m.If(scan_neuron == op.n_out - 1):
-                        m.d.sync += column.eq(0)
-                        m.next = "SCAN_DRAIN"
-                with m.Else():
-                    m.d.sync += scan_group.eq(scan_group + 1)
-
-            with m.State("SCAN_DRAIN"):
-                set_phase("label_scan")
-                m.d.comb += scanning.eq(1)
-                wait_then("FETCH", prog.scan_drain)
-
-            with m.State("ARGMAX"):
-                set_phase("control")
-                with m.If(argmax.done):
-                    m.next = "RESULT"
-
-            with m.State("RESULT"):
-                m.d.comb += self.result.valid.eq(1)
-                with m.If(self.result.ready):
-                    m.next = "IDLE"
-
-        # Counting happens in every state but IDLE and RESULT, the ones without a phase
-        # (asking the FSM whether it is in IDLE, state 0, lowers to a lint-unclean NOT).
-        with m.If(self.busy):
-            m.d.sync += cycles.eq(cycles + 1)
-        return m

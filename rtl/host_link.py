@@ -241,8 +241,8 @@ def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None
     return LinkIdentity(
         version=PROTOCOL_VERSION, labels=model.config.num_classes,
         input_size=model.config.input_size, lanes=program.lanes,
-        label_lanes=program.label_lanes, input_bits=program.widths["input"],
-        score_bits=program.widths["score"], loadable=loadable,
+        label_lanes=program.label_lanes, input_bits=program.widths.input,
+        score_bits=program.widths.score, loadable=loadable,
         load_data_bytes=data_bytes if loadable else 0,
         model_hash=model_hash(model),
         weights_checksum=load_checksum(load_words(program), data_bytes), shared=shared)
@@ -322,9 +322,9 @@ class HostLink(wiring.Component):
         if not isinstance(initialised, bool):
             raise TypeError(f"Initialised must be a bool, not {initialised!r}")
         program = core.program
-        if program.widths["input"] > 8:
+        if program.widths.input > 8:
             raise ValueError(f"Pixels must be at most 8 bits for the host link, not "
-                             f"{program.widths['input']}")
+                             f"{program.widths.input}")
         config = core.model.config
         for name, value, limit in (("Label count", config.num_classes, 255),
                                    ("Lane count", program.lanes, 255),

@@ -21,22 +21,23 @@ tests compare with the hardware counter and the core's ``phase`` output.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import pairwise
 
-from amaranth import unsigned
+from amaranth import Shape, unsigned
 from amaranth.lib import data
 
 from golden.intmodel import IntModel
 from rtl.mac_lanes import MacLanes
 from rtl.normaliser import Rsqrt, Scaler, SplitScaler
 from rtl.params import check_positive_int
+from rtl.protocol import OpKind, Phase
 
 __all__ = ["DONE", "LAYER", "OPERAND_STAGES", "PHASES", "PHASE_BITS", "SCAN", "Op", "Program",
-           "build_program"]
+           "Widths", "build_program"]
 
-# Nonzero codes: a comparison with zero lowers to a lint-unclean logical NOT.
-LAYER, SCAN, DONE = 1, 2, 3
+#: The op kinds (:class:`rtl.protocol.OpKind`) by their short names.
+LAYER, SCAN, DONE = OpKind.LAYER, OpKind.SCAN, OpKind.DONE
 
 # Source of a layer's feature input.
 SRC_IMAGE, SRC_ACT, SRC_CACHE = 1, 2, 3
@@ -64,26 +65,53 @@ SWEEP_SPACING = 2
 LAYER_FINISH = 1      # store the layer's sum of squares (FFL: add it to a score)
 SCAN_LATENCY = 4      # goodness with its own multipliers: inputs, ReLU, square, score
 
-#: Codes of the core's ``phase`` output, one per kind of counted cycle (0: not counted,
-#: the core is idle or offering its result). Nonzero: see rtl.select.
-#:
-#: - ``matrix_vector``: a feed-forward MAC pass takes an element
-#: - ``loop_feedback``: a feedback MAC pass takes an element (FFCL)
-#: - ``normalisation``: the lanes wait for the normaliser: a pass held until the sweep
-#:   of the previous one can take its accumulators, the reciprocal square roots settling
-#:   before a layer (when they take longer than the first pass), the last sweep of a
-#:   layer draining, storing its sum of squares (and FFL's score update)
-#: - ``label_scan``: the goodness datapath scans a layer (SCAN)
-#: - ``control``: fetching and decoding an op, the argmax
-PHASES = {"matrix_vector": 1, "loop_feedback": 2, "normalisation": 3, "label_scan": 4,
-          "control": 5}
-PHASE_BITS = 3
+#: Codes of the core's ``phase`` output by name, one per kind of counted cycle
+#: (:class:`rtl.protocol.Phase`, whose ``IDLE``, 0, is not counted: the core is idle or
+#: offering its result): ``matrix_vector``, ``loop_feedback``, ``normalisation``,
+#: ``label_scan``, ``control``.
+PHASES = {phase.name.lower(): phase.value for phase in Phase if phase is not Phase.IDLE}
+PHASE_BITS = Shape.cast(Phase).width
+
+
+@dataclass(frozen=True)
+class Widths:
+    """Bit widths of the core's values, derived from the model's formats.
+
+    Attributes
+    ----------
+    weight, state, act, input : int
+        A signed weight, a signed pre-activation, an unsigned activation, a pixel.
+    mac_input : int
+        The unsigned MAC input element (pixel or activation).
+    acc : int
+        A signed accumulator that cannot overflow.
+    sq : int
+        A layer's sum of squared activations.
+    score : int
+        A label's goodness score.
+    r : int
+        An unsigned reciprocal square root (frac bits + 1).
+    shift : int
+        The scaler's right shift (constant plus half the normalising shift).
+    """
+
+    weight: int
+    state: int
+    act: int
+    input: int
+    mac_input: int
+    acc: int
+    sq: int
+    score: int
+    r: int
+    shift: int
+
 
 @dataclass(frozen=True)
 class Op:
     """One operation of the program (field meanings in :func:`op_layout`)."""
 
-    kind: int
+    kind: OpKind
     layer: int = 0
     n_out: int = 0
     bank: int = 0
@@ -117,8 +145,8 @@ class Program:
     bias: list[int]                        # per neuron (all layers): state_bits signed
     label_words: list[list[int]]           # per word: G signed label weights
     layer_offsets: list[int]
+    widths: Widths
     prep: int = 0                          # cycles between DECODE and a layer's first pass
-    widths: dict[str, int] = field(default_factory=dict)
     shared: bool = False                   # scaler and squares borrow the MAC lanes' multipliers
 
     @property
@@ -350,24 +378,25 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
                                   u_base=u_base[i]))
     ops.append(Op(kind=DONE))
     fmt = model.fmt
-    widths = {
-        "weight": fmt.weight_bits,
-        "state": fmt.state_bits,
-        "act": fmt.act_bits,
-        "input": fmt.input_bits,
-        "mac_input": max(fmt.input_bits, fmt.act_bits),
-        "acc": model.max_acc_bits(),
-        "sq": model.sq_bits(),
-        "score": model.score_bits(),
-        "r": fmt.rsqrt_frac_bits + 1,
-    }
+    sq_bits = model.sq_bits()
     # The largest shift: the biggest constant plus half the largest normalising shift.
     max_const = max([op.ff_shift for op in ops] + [op.fb_shift for op in ops] + [0])
-    widths["shift"] = (max_const + (widths["sq"] + 1) // 2 + 1).bit_length()
+    widths = Widths(
+        weight=fmt.weight_bits,
+        state=fmt.state_bits,
+        act=fmt.act_bits,
+        input=fmt.input_bits,
+        mac_input=max(fmt.input_bits, fmt.act_bits),
+        acc=model.max_acc_bits(),
+        sq=sq_bits,
+        score=model.score_bits(),
+        r=fmt.rsqrt_frac_bits + 1,
+        shift=(max_const + (sq_bits + 1) // 2 + 1).bit_length(),
+    )
     # The reciprocal square roots of a layer's inputs settle from the cycle after DECODE;
     # the first sweep comes MAC_DRAIN + 1 cycles after the first pass starts at the
     # earliest, so only a slower table needs extra cycles before the pass.
-    rsqrt = Rsqrt(sq_bits=widths["sq"], index_bits=fmt.rsqrt_index_bits,
+    rsqrt = Rsqrt(sq_bits=widths.sq, index_bits=fmt.rsqrt_index_bits,
                   frac_bits=fmt.rsqrt_frac_bits)
     prep = max(0, rsqrt.latency - (MAC_DRAIN + 1))
     if not isinstance(shared, bool):
@@ -376,14 +405,14 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
         _check_shared(lanes, label_lanes, widths)
     return Program(model=model, lanes=lanes, label_lanes=label_lanes, ops=ops,
                    weight_words=weight_words, bias=bias, label_words=label_words,
-                   layer_offsets=offsets, prep=prep, widths=widths, shared=shared)
+                   layer_offsets=offsets, widths=widths, prep=prep, shared=shared)
 
 
 #: Width of a MAC lane multiplier's signed inputs when other units borrow it (SB_MAC16).
 SIDE_BITS = 16
 
 
-def _check_shared(lanes: int, label_lanes: int, widths: dict[str, int]) -> None:
+def _check_shared(lanes: int, label_lanes: int, widths: Widths) -> None:
     """Raise ValueError unless the scaler and squares can borrow the lanes' multipliers."""
     if lanes < 3:
         raise ValueError(f"shared multipliers need at least 3 MAC lanes (two scale, one "
@@ -395,9 +424,9 @@ def _check_shared(lanes: int, label_lanes: int, widths: dict[str, int]) -> None:
     limits = {"weight": SIDE_BITS, "state": SIDE_BITS, "mac_input": SIDE_BITS - 1,
               "acc": 2 * SIDE_BITS - 1, "r": SIDE_BITS - 1}
     for name, limit in limits.items():
-        if widths[name] > limit:
+        if getattr(widths, name) > limit:
             raise ValueError(f"shared multipliers take {SIDE_BITS}-bit signed inputs: the "
-                             f"model's {name} width {widths[name]} exceeds {limit}; use "
+                             f"model's {name} width {getattr(widths, name)} exceeds {limit}; use "
                              f"dedicated multipliers")
 
 
@@ -411,14 +440,14 @@ def op_layout(program: Program) -> data.StructLayout:
     max_n = max(max(config.hidden), config.input_size + config.num_classes)
     words = max(1, len(program.weight_words))
     return data.StructLayout({
-        "kind": 2,
+        "kind": OpKind,
         "layer": r(config.num_layers),
         "n_out": r(max_n),
         "bank": 1,
         "ff_src": 2,
         "ff_n_in": r(max_n),
         "ff_wbase": r(words),
-        "ff_shift": r(program.widths and (1 << program.widths["shift"])),
+        "ff_shift": r(1 << program.widths.shift),
         "in_off": r(sum(config.hidden)),
         "label_block": 1,
         "label": r(config.num_classes),
@@ -426,7 +455,7 @@ def op_layout(program: Program) -> data.StructLayout:
         "fb_src": r(config.num_layers),
         "fb_n_in": r(max_n),
         "fb_wbase": r(words),
-        "fb_shift": r(1 << program.widths["shift"]),
+        "fb_shift": r(1 << program.widths.shift),
         "fb_off": r(sum(config.hidden)),
         "out_off": r(sum(config.hidden)),
         "ffl_add": 1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -73,7 +74,7 @@ def describe_core(core: Core) -> dict[str, Any]:
             "lanes": program.lanes,
             "label_lanes": program.label_lanes,
             "shared_multipliers": program.shared,
-            "widths": program.widths,
+            "widths": dataclasses.asdict(program.widths),
         },
         "model": config.to_dict(),
         "format": fmt.to_dict(),

@@ -147,16 +147,16 @@ def multipliers_needed(program: Program, family: str) -> dict[str, int]:
             return 0
         return _chunks(a, tile) * _chunks(b, tile)
 
-    h_bits = max(w["state"], w["weight"]) + 1
+    h_bits = max(w.state, w.weight) + 1
     return {
         # Signed weight times the unsigned element widened by a sign bit.
-        "mac_lanes": program.lanes * cost(w["weight"], w["mac_input"] + 1),
+        "mac_lanes": program.lanes * cost(w.weight, w.mac_input + 1),
         # Signed accumulator times the unsigned reciprocal widened by a sign bit.
-        "scaler": cost(w["acc"], w["r"] + 1),
+        "scaler": cost(w.acc, w.r + 1),
         # The label scan's squares of unsigned ReLU outputs, one per label lane.
         "goodness_squares": program.label_lanes * cost(h_bits, h_bits),
         # The activation's square for the normaliser's sum of squares.
-        "activation_square": cost(w["act"], w["act"]),
+        "activation_square": cost(w.act, w.act),
     }
 
 
@@ -170,16 +170,16 @@ def _memory_shapes(program: Program,
     fmt = program.model.fmt
     return {
         "model": {
-            "weights": (1, banks * len(images["weights"]), program.lanes * w["weight"]),
-            "labels": (1, banks * len(images["labels"]), program.label_lanes * w["weight"]),
-            "bias": (1, banks * len(images["bias"]), w["state"]),
+            "weights": (1, banks * len(images["weights"]), program.lanes * w.weight),
+            "labels": (1, banks * len(images["labels"]), program.label_lanes * w.weight),
+            "bias": (1, banks * len(images["bias"]), w.state),
             "ops": (1, banks * len(images["ops"]), op_layout(program).size),
         },
         "working": {
-            "image": (1, config.input_size, w["input"]),
-            "feedback_buffer": (1, 2 * sum(config.hidden), w["act"]),
-            "pre_activations": (1, max(config.hidden), w["state"]),
-            "partials": (1, program.partial_entries, w["acc"] + w["r"] + 1),
+            "image": (1, config.input_size, w.input),
+            "feedback_buffer": (1, 2 * sum(config.hidden), w.act),
+            "pre_activations": (1, max(config.hidden), w.state),
+            "partials": (1, program.partial_entries, w.acc + w.r + 1),
             "rsqrt_tables": (2, 1 << fmt.rsqrt_index_bits, fmt.rsqrt_frac_bits + 1),
         },
     }
@@ -573,7 +573,7 @@ def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, boa
             program = core.program
             pinned = apply_floorplan(
                 stage / f"{TOP_NAME}.json", grid=ECP5_GRIDS[info.nextpnr_device],
-                lanes=program.lanes, weight_bits=program.widths["weight"],
+                lanes=program.lanes, weight_bits=program.widths.weight,
                 slices=core.weight_slices(info.family), top=TOP_NAME)
 
         # -- nextpnr ----------------------------------------------------------------

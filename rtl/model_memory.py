@@ -1,0 +1,229 @@
+"""The model memories: the program (ops), the weights, the biases and the label weights.
+
+One place knows how the model is stored; the rest of the core sees read ports only:
+
+- ``weights="rom"``: block RAM initialised from the model (the bitstream holds it);
+- ``"loadable"``: the same memories, also written at run time through ``load``;
+- ``"spram"``: the weight words in iCE40 SPRAM (:class:`rtl.weight_store.WeightStore`),
+  uninitialised, so they arrive through ``load``; the program stays a ROM;
+- ``banks=2`` (loadable only): every memory holds two copies, bank b of word a at address
+  2a + b; reads see bank ``bank`` and loads write the other, so a host link can load a
+  whole model while the old one stays in use.
+
+Every depth is at least 2: a one-entry memory has a zero-width address, which Verilog
+spells [-1:0].
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Shape, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.program import Program, op_layout
+from rtl.weight_store import WeightStore
+
+__all__ = ["LOAD_TARGETS", "READ_LATENCY", "WEIGHT_MEMORIES", "ModelMemory", "check_mapping",
+           "load_layout", "load_words", "memory_images", "model_memory_depth"]
+
+#: Where the weights live: "rom" (block RAM initialised from the model), "loadable"
+#: (the same block RAM, initialised, and writable through the ``load`` port while idle) or
+#: "spram" (iCE40 UP5K SPRAM: uninitialised, loaded through ``load``; rtl.weight_store).
+WEIGHT_MEMORIES = ("rom", "loadable", "spram")
+#: Codes of the memories the ``load`` port writes (nonzero: see rtl.select).
+LOAD_TARGETS = {"ops": 1, "weights": 2, "bias": 3, "labels": 4}
+#: Cycles from a read port's ``addr`` to its ``data`` (ops, bias, labels): the memory's
+#: synchronous read. The weights take :attr:`ModelMemory.weight_latency`.
+READ_LATENCY = 1
+
+
+def memory_images(program: Program) -> dict[str, list[int]]:
+    """The words of every model-dependent memory, as the core stores them."""
+    w = program.widths
+    layout = op_layout(program)
+    return {
+        "ops": [int(layout.const(vars(op)).as_value().value) for op in program.ops],
+        "weights": [_pack(word, w.weight) for word in program.weight_words],
+        "bias": [v & ((1 << w.state) - 1) for v in program.bias],
+        "labels": [_pack(word, w.weight) for word in program.label_words],
+    }
+
+
+def load_layout(program: Program) -> data.StructLayout:
+    """One write of the ``load`` port: which memory, which word, the word."""
+    images = memory_images(program)
+    widths = [op_layout(program).size, program.lanes * program.widths.weight,
+              program.widths.state, program.label_lanes * program.widths.weight]
+    depth = max(2, *(len(words) for words in images.values()))
+    return data.StructLayout({"target": 3, "addr": range(depth), "data": max(widths)})
+
+
+def load_words(program: Program) -> list[tuple[int, int, int]]:
+    """(target, address, word) writes that load a whole model through ``load``."""
+    return [(LOAD_TARGETS[name], addr, word)
+            for name, words in memory_images(program).items()
+            for addr, word in enumerate(words)]
+
+
+def model_memory_depth(words: int, banks: int) -> int:
+    """Entries of a model memory of ``words`` words in ``banks`` banks."""
+    return max(2, words) * banks
+
+
+def _pack(values: list[int], bits: int) -> int:
+    """Little-endian concatenation of two's complement fields."""
+    word = 0
+    for i, v in enumerate(values):
+        word |= (v & ((1 << bits) - 1)) << (i * bits)
+    return word
+
+
+def check_mapping(weights: object, banks: object) -> None:
+    """Raise ValueError for a mapping :class:`ModelMemory` does not implement."""
+    if weights not in WEIGHT_MEMORIES:
+        raise ValueError(f"Weight memory must be one of {', '.join(WEIGHT_MEMORIES)}, "
+                         f"not {weights!r}")
+    if banks not in (1, 2) or isinstance(banks, bool):
+        raise ValueError(f"Weight banks must be 1 or 2, not {banks!r}")
+    if banks == 2 and weights != "loadable":
+        raise ValueError(f"Two weight banks need weights='loadable' (loads write the "
+                         f"second bank), not {weights!r}")
+
+
+class ModelMemory(wiring.Component):
+    """The program, weights, biases and label weights of one model, behind read ports.
+
+    Parameters
+    ----------
+    program : Program
+        What the memories hold (:func:`memory_images`) and their widths.
+    weights : {"rom", "loadable", "spram"}
+        The mapping (module docstring).
+    banks : {1, 2}
+        Copies of every memory (2: ``"loadable"`` only).
+
+    Attributes
+    ----------
+    mapping : str
+        ``weights`` (the member of that name is the weights' read port).
+    word_bits : dict of str to int
+        Bits per word of each memory (ops, weights, bias, labels).
+
+    Members
+    -------
+    ops : Out(memory.ReadPort.Signature(addr_width=..., shape=unsigned(op_layout.size)))
+        The program, one op per word; ``data`` follows ``addr`` by :data:`READ_LATENCY`.
+    weights : In(wiring.Signature({"addr": Out(range(words)), "data": In(unsigned(P w))}))
+        The weight words (:class:`rtl.weight_store.WeightStore`'s read port); ``data``
+        follows ``addr`` by :attr:`weight_latency`.
+    bias : Out(memory.ReadPort.Signature(addr_width=..., shape=unsigned(state_bits)))
+        One bias per neuron of every layer.
+    labels : Out(memory.ReadPort.Signature(addr_width=..., shape=unsigned(G w)))
+        The label weights, G per word.
+    load : In(stream.Signature(load_layout(program)))
+        Not with ``"rom"``: a write of the memory ``target`` names (:data:`LOAD_TARGETS`)
+        at word ``addr``, taken in a cycle with ``valid`` and ``ready``. ``"spram"``
+        ignores writes to the program.
+    accept : In(1)
+        Not with ``"rom"``: ``load.ready`` (the core accepts loads only while idle).
+    bank : In(1)
+        Only with ``banks=2``: the bank reads see; loads write the other.
+    """
+
+    def __init__(self, program: Program, *, weights: str, banks: int = 1) -> None:
+        if not isinstance(program, Program):
+            raise TypeError(f"Program must be an rtl.program.Program, not {program!r}")
+        check_mapping(weights, banks)
+        self.program, self.mapping, self.banks = program, weights, banks
+        self.images = memory_images(program)
+        w = program.widths
+        self.word_bits = {"ops": op_layout(program).size,
+                       "weights": program.lanes * w.weight, "bias": w.state,
+                       "labels": program.label_lanes * w.weight}
+        self.words = {"ops": len(program.ops), "weights": len(program.weight_words),
+                      "bias": sum(program.model.config.hidden),
+                      "labels": len(program.label_words)}
+
+        def read(name: str) -> wiring.Signature:
+            return memory.ReadPort.Signature(
+                addr_width=Shape.cast(range(max(2, self.words[name]))).width,
+                shape=unsigned(self.word_bits[name]))
+
+        members = {
+            "ops": Out(read("ops")),
+            "weights": In(wiring.Signature({
+                "addr": Out(range(max(2, self.words["weights"]))),
+                "data": In(unsigned(self.word_bits["weights"]))})),
+            "bias": Out(read("bias")),
+            "labels": Out(read("labels")),
+        }
+        if weights != "rom":
+            members["load"] = In(stream.Signature(load_layout(program)))
+            members["accept"] = In(1)
+        if banks == 2:
+            members["bank"] = In(1)
+        super().__init__(members)
+
+    @property
+    def weight_latency(self) -> int:
+        """Cycles from ``weights.addr`` to ``weights.data`` (the weight store's)."""
+        return WeightStore.LATENCY
+
+    def depth(self, name: str) -> int:
+        """Entries of memory ``name`` (one of :data:`LOAD_TARGETS`), every bank."""
+        return model_memory_depth(self.words[name], self.banks)
+
+    def _init(self, name: str) -> list[int]:
+        """Initial contents of memory ``name``: with two banks each word twice."""
+        return [word for word in self.images[name] for _ in range(self.banks)]
+
+    def _address(self, word, bank):
+        """The memory address of ``word`` in ``bank`` (the bank is the lowest bit)."""
+        return word if self.banks == 1 else Cat(bank, word)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        bank = self.bank if self.banks == 2 else None
+        memories = {}
+        for name, submodule in (("ops", "op_rom"), ("bias", "bias_rom"),
+                                ("labels", "label_rom")):
+            m.submodules[submodule] = mem = memory.Memory(
+                shape=unsigned(self.word_bits[name]), depth=self.depth(name),
+                init=self._init(name))
+            port, read = getattr(self, name), mem.read_port()
+            m.d.comb += [read.en.eq(port.en), read.addr.eq(self._address(port.addr, bank)),
+                         port.data.eq(read.data)]
+            memories[name] = mem
+        if self.mapping == "spram":
+            m.submodules.weight_store = store = WeightStore(
+                width=self.word_bits["weights"], depth=self.depth("weights"), kind="spram",
+                init=[], writable=True)
+        else:
+            # Named as before the split: the ECP5 floorplan finds its slices by this name.
+            m.submodules.weight_rom = store = WeightStore(
+                width=self.word_bits["weights"], depth=self.depth("weights"), kind="bram",
+                init=self._init("weights"), writable=self.mapping == "loadable")
+        m.d.comb += [store.read.addr.eq(self._address(self.weights.addr, bank)),
+                     self.weights.data.eq(store.read.data)]
+        if self.mapping == "rom":
+            return m
+
+        # -- run-time loading -----------------------------------------------------------
+        load = self.load
+        m.d.comb += load.ready.eq(self.accept)
+        fire = load.valid & self.accept
+        writable = [("weights", store.write), ("bias", memories["bias"].write_port()),
+                    ("labels", memories["labels"].write_port())]
+        # An SPRAM core (iCE40) keeps its few-word program in a ROM: written at run
+        # time it would become flip-flops, iCE40 having no distributed RAM.
+        if self.mapping != "spram":
+            writable.append(("ops", memories["ops"].write_port()))
+        # Two banks: loads write the bank that inferences do not read.
+        address = self._address(load.payload.addr, ~bank if bank is not None else None)
+        for name, port in writable:
+            m.d.comb += [
+                port.addr.eq(address[:len(port.addr)]),
+                port.data.eq(load.payload.data[:len(port.data)]),
+                port.en.eq(fire & (load.payload.target == LOAD_TARGETS[name])),
+            ]
+        return m

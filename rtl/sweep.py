@@ -1,0 +1,311 @@
+"""The sweep: a MAC pass's finished sums, one per cycle, made into the layer's outputs.
+
+When a pass's last element has been issued, its tag (which neurons, feed-forward or
+feedback, final or not) travels beside the element to the lanes (``last``) and then to
+the lanes' shift-out, which gives one finished sum per cycle. The sweep pipeline takes
+each one through
+
+    scaler (S) -> offset (kept feed-forward part + bias), sum, saturation (3) -> write
+
+into the pre-activation memory and the loop-feedback buffer, and the activation's square
+into the layer's sum of squares. It writes only the op's output layer, which no pass of
+the same op reads, so the lanes accumulate the next pass meanwhile; a pass whose products
+would arrive before the sweep has taken the previous pass's is held (``free``). With
+shared multipliers the scaler and the square borrow lanes 0-2 (``a``, ``b``,
+``product``).
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.normaliser import Scaler, SplitScaler
+from rtl.program import (
+    MAC_DRAIN,
+    OPERAND_STAGES,
+    SIDE_BITS,
+    SUM_STAGES,
+    SWEEP_SPACING,
+    Program,
+    op_layout,
+)
+
+__all__ = ["SHARED_OPERANDS", "Sweep", "tag_layout"]
+
+#: Lanes the sweep borrows with shared multipliers: 0 and 1 scale, 2 squares.
+SHARED_OPERANDS = 3
+
+
+def tag_layout(program: Program) -> data.StructLayout:
+    """The tag of a pass's last element: the neurons its sums are for."""
+    P = program.lanes
+    return data.StructLayout({
+        "valid": 1, "fb": 1, "final": 1,
+        "neuron": range(max(program.model.config.hidden) + P), "count": range(P + 1)})
+
+
+class Sweep(wiring.Component):
+    """Scale, offset, saturate and store a pass's sums; sum the activations' squares.
+
+    Parameters
+    ----------
+    program : Program
+        Widths, lanes, layer sizes and whether multipliers are shared.
+    product_latency : int, optional
+        Only with shared multipliers: cycles from ``a``, ``b`` to ``product``.
+
+    Members
+    -------
+    tag : In(tag_layout(program))
+        With ``valid``: the last element of a pass is issued this cycle; ``count`` sums
+        for neurons ``neuron``... of the op's output layer, feedback pass ``fb``, the
+        tile's last pass ``final`` (only a final sweep writes).
+    last : Out(1)
+        To the lanes: the element given to them this cycle ends a pass.
+    free : Out(1)
+        A pass may issue its last element now: its products will find the sweep free.
+    acc : In(signed(acc_bits))
+        The lanes' shift-out.
+    ff_r, fb_r : In(unsigned(r_bits))
+        The reciprocal square root of the op's feed-forward and feedback input.
+    ff_shift, fb_shift : In(unsigned(shift_bits))
+        Their right shifts (constant and normalising).
+    out_off : In(op_layout(program)["out_off"].shape)
+        First neuron of the op's output layer in the buffers.
+    bank : In(1)
+        The loop-feedback buffer bank the op writes.
+    bias : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(state_bits)))
+        The bias memory (read one cycle after the address).
+    pre : In(memory.WritePort.Signature(addr_width=..., shape=signed(state_bits)))
+        The layer's pre-activations, for the label scan.
+    buffer : Out(wiring.Signature({"en", "bank", "addr", "data": Out}))
+        The activations, into the loop-feedback buffer.
+    clear_sq : In(1)
+        Restart the sum of squares (an op starts).
+    sq : Out(unsigned(sq_bits))
+        The sum of the squared activations written since ``clear_sq``.
+    a, b : Out(ArrayLayout(signed(16), 3))
+        Only with shared multipliers: operands for lanes 0-2 (lane 2 squares).
+    product : In(ArrayLayout(signed(32), 3))
+        Only with shared multipliers: ``a[p] * b[p]``, ``product_latency`` cycles later.
+    """
+
+    def __init__(self, program: Program, *, product_latency: int | None = None) -> None:
+        if not isinstance(program, Program):
+            raise TypeError(f"Program must be an rtl.program.Program, not {program!r}")
+        if program.shared != (product_latency is not None):
+            raise ValueError(f"A product latency is needed exactly with shared multipliers "
+                             f"(shared={program.shared}), not {product_latency!r}")
+        self.program, self.product_latency = program, product_latency
+        w, config = program.widths, program.model.config
+        total = sum(config.hidden)
+        members = {
+            "tag": In(tag_layout(program)),
+            "last": Out(1),
+            "free": Out(1),
+            "acc": In(signed(w.acc)),
+            "ff_r": In(unsigned(w.r)), "fb_r": In(unsigned(w.r)),
+            "ff_shift": In(unsigned(w.shift)), "fb_shift": In(unsigned(w.shift)),
+            "out_off": In(op_layout(program)["out_off"].shape),
+            "bank": In(1),
+            "bias": In(memory.ReadPort.Signature(
+                addr_width=Shape.cast(range(max(2, total))).width,
+                shape=unsigned(w.state))),
+            "pre": In(memory.WritePort.Signature(
+                addr_width=Shape.cast(range(max(2, *config.hidden))).width,
+                shape=signed(w.state))),
+            "buffer": Out(wiring.Signature({
+                "en": Out(1), "bank": Out(1), "addr": Out(range(total)),
+                "data": Out(unsigned(w.act))})),
+            "clear_sq": In(1),
+            "sq": Out(unsigned(w.sq)),
+        }
+        if program.shared:
+            operands = data.ArrayLayout(signed(SIDE_BITS), SHARED_OPERANDS)
+            members.update({
+                "a": Out(operands), "b": Out(operands),
+                "product": In(data.ArrayLayout(signed(2 * SIDE_BITS), SHARED_OPERANDS))})
+        super().__init__(members)
+
+    @property
+    def scale_latency(self) -> int:
+        """Cycles from a swept sum to its scaled value (the scaler's)."""
+        if self.program.shared:
+            return SplitScaler.latency_for(self.product_latency)
+        return Scaler.LATENCY
+
+    @property
+    def square_latency(self) -> int:
+        """Cycles from an activation to its square (a register, or the borrowed lane)."""
+        return self.product_latency if self.program.shared else 1
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the last swept sum until its square is in ``sq``: the scaler,
+        offset, sum, saturation, the square."""
+        return self.scale_latency + SUM_STAGES + self.square_latency
+
+    def _hand_over(self, m: Module) -> data.View:
+        """The tags' way to the lanes and the shift-out; ``free``. Returns the tag that
+        reaches the sweep with its pass's first sum."""
+        P = self.program.lanes
+        # The last element issued in cycle c is in the accumulators in cycle
+        # c + 1 + MAC_DRAIN (memory read, operand stage, the lanes); the next pass's first
+        # element, issued from c + 1 on, restarts them only at the end of that cycle.
+        tags = [Signal(tag_layout(self.program), name=f"tag_{i}") for i in range(1 + MAC_DRAIN)]
+        m.d.sync += tags[0].eq(self.tag)
+        m.d.sync += [tags[i].eq(tags[i - 1]) for i in range(1, len(tags))]
+        # The tag of a pass's last element reaches the lanes with the element (the memory
+        # read and the operand stage), and the sweep with its sums, when the lanes'
+        # shift-out gives lane 0's.
+        m.d.comb += self.last.eq(tags[OPERAND_STAGES].valid)
+        # Cycles until the sweep has taken its last accumulator, counting handed-over
+        # passes still on their way: a pass may issue its last element only if the sweep
+        # is free when that element's products arrive.
+        sweep_busy = Signal(range(max(P, SWEEP_SPACING) + MAC_DRAIN + 1))
+        with m.If(self.tag.valid):
+            m.d.sync += sweep_busy.eq(Mux(self.tag.count < SWEEP_SPACING, SWEEP_SPACING,
+                                          self.tag.count) + MAC_DRAIN)
+        with m.Elif(sweep_busy.any()):
+            m.d.sync += sweep_busy.eq(sweep_busy - 1)
+        m.d.comb += self.free.eq(sweep_busy <= MAC_DRAIN + 1)
+        return tags[-1]
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        prog, w = self.program, self.program.widths
+        config, P = prog.model.config, prog.lanes
+        shared = prog.shared
+        if shared:
+            m.submodules.scaler = scaler = SplitScaler(
+                acc_bits=w.acc, r_bits=w.r, shift_bits=w.shift,
+                operand_bits=SIDE_BITS, product_latency=self.product_latency)
+        else:
+            m.submodules.scaler = scaler = Scaler(acc_bits=w.acc, r_bits=w.r,
+                                                  shift_bits=w.shift)
+        capture = self._hand_over(m)
+
+        # -- the sweep: the lanes' shift-out gives one finished sum per cycle ----------
+        sweep_left = Signal(range(P))
+        sweep_next = Signal(range(max(config.hidden) + P))
+        sweep_fb_r = Signal()
+        sweep_final_r = Signal()
+        sweep_valid = Signal()
+        sweep_final = Signal()
+        sweep_fb = Signal()
+        sweep_neuron = Signal(range(max(config.hidden) + P))
+        sweep_acc = Signal(signed(w.acc))
+        m.d.comb += sweep_acc.eq(self.acc)
+        with m.If(capture.valid):
+            m.d.comb += [sweep_valid.eq(1), sweep_fb.eq(capture.fb), sweep_final.eq(capture.final),
+                         sweep_neuron.eq(capture.neuron)]
+            m.d.sync += [sweep_left.eq(capture.count - 1), sweep_next.eq(capture.neuron + 1),
+                         sweep_fb_r.eq(capture.fb), sweep_final_r.eq(capture.final)]
+        with m.Elif(sweep_left.any()):
+            m.d.comb += [sweep_valid.eq(1), sweep_fb.eq(sweep_fb_r), sweep_final.eq(sweep_final_r),
+                         sweep_neuron.eq(sweep_next)]
+            m.d.sync += [sweep_left.eq(sweep_left - 1), sweep_next.eq(sweep_next + 1)]
+
+        # -- sweep pipeline: issue (p) -> scaler (S) -> offset, sum, saturate (3) -> write
+        S = scaler.latency
+        m.d.comb += [
+            scaler.acc.eq(sweep_acc),
+            scaler.r.eq(Mux(sweep_fb, self.fb_r, self.ff_r)),
+            scaler.shift.eq(Mux(sweep_fb, self.fb_shift, self.ff_shift)),
+            self.bias.addr.eq(self.out_off + sweep_neuron),
+        ]
+        pipe = [dict(valid=Signal(name=f"sw_valid_{i}"), final=Signal(name=f"sw_final_{i}"),
+                     fb=Signal(name=f"sw_fb_{i}"),
+                     neuron=Signal(range(max(config.hidden) + P), name=f"sw_neuron_{i}"))
+                for i in range(S + SUM_STAGES)]
+        m.d.sync += [pipe[0][k].eq(v) for k, v in (("valid", sweep_valid), ("final", sweep_final),
+                                                    ("fb", sweep_fb), ("neuron", sweep_neuron))]
+        for i in range(1, len(pipe)):
+            m.d.sync += [pipe[i][k].eq(pipe[i - 1][k]) for k in pipe[i]]
+        # The bias is read with the sweep and waits for the scaler.
+        bias_delayed = [Signal(signed(w.state), name=f"bias_{i}") for i in range(S - 1)]
+        m.d.sync += bias_delayed[0].eq(self.bias.data)
+        m.d.sync += [bias_delayed[i].eq(bias_delayed[i - 1]) for i in range(1, S - 1)]
+        # Stage S (pipe[S - 1]): scaler output valid.
+        scaled = scaler.out
+        scaled_stage = pipe[S - 1]
+        # A feed-forward sweep keeps each neuron's scaled products for the feedback sweep
+        # of the same tile; layer 1's stay from the first iteration for the later ones.
+        lane_partial = Signal.like(scaled, reset_less=True)
+        if prog.partial_entries:
+            m.submodules.partial_mem = partial_mem = memory.Memory(
+                shape=signed(len(scaled)), depth=max(2, prog.partial_entries), init=[])
+            partial_write = partial_mem.write_port()
+            # Transparent: the feedback sweep may read a neuron in the cycle its
+            # feed-forward value is written (SWEEP_SPACING). The read is registered: a
+            # block RAM read into the add below was the slowest path of the ECP5 builds.
+            partial_read = partial_mem.read_port(transparent_for=(partial_write,))
+            m.d.comb += [
+                partial_read.addr.eq(self.out_off + pipe[S - 3]["neuron"]),
+                partial_write.en.eq(scaled_stage["valid"] & ~scaled_stage["fb"]),
+                partial_write.addr.eq(self.out_off + scaled_stage["neuron"]),
+                partial_write.data.eq(scaled),
+            ]
+            m.d.sync += lane_partial.eq(partial_read.data)
+        # Stage S + 1: the kept feed-forward part (a block RAM read) and the bias are
+        # added beside the scaled value; stage S + 2: their sum; stage S + 3: saturation.
+        # In one cycle, the read, the three-way add and the saturation were the
+        # ULX3S-25F build's slowest path once the scaler was pipelined.
+        state_bits = w.state
+        s_max, s_min = (1 << (state_bits - 1)) - 1, -(1 << (state_bits - 1))
+        offset = Signal(signed(max(len(scaled), state_bits) + 1))
+        scaled_d = Signal.like(scaled)
+        m.d.sync += [offset.eq(Mux(scaled_stage["fb"], lane_partial, 0) + bias_delayed[-1]),
+                     scaled_d.eq(scaled)]
+        total_sum = Signal(signed(len(offset) + 1))
+        m.d.sync += total_sum.eq(offset + scaled_d)
+        s_value = Signal(signed(state_bits))
+        m.d.sync += s_value.eq(Mux(total_sum > s_max, s_max,
+                                   Mux(total_sum < s_min, s_min, total_sum)))
+        # The ReLU beside the saturation, so the square's multiplier reads a register
+        # (the ReLU's multiplexer in front of it was the next slowest path on ECP5).
+        activation = Signal(unsigned(w.act))
+        m.d.sync += activation.eq(Mux(total_sum[-1], 0, Mux(total_sum > s_max, s_max,
+                                                             total_sum)))
+        # Stage S + 3 (pipe[-1]): write pre-activation and activation, square.
+        write_now = pipe[-1]["valid"] & pipe[-1]["final"]
+        m.d.comb += [
+            self.pre.en.eq(write_now),
+            self.pre.addr.eq(pipe[-1]["neuron"]),
+            self.pre.data.eq(s_value),
+            self.buffer.en.eq(write_now),
+            self.buffer.bank.eq(self.bank),
+            self.buffer.addr.eq(self.out_off + pipe[-1]["neuron"]),
+            self.buffer.data.eq(activation),
+        ]
+        self._square(m, scaler, activation, write_now)
+        return m
+
+    def _square(self, m: Module, scaler, activation: Signal, write_now) -> None:
+        """The activation's square into ``sq``; with shared multipliers the borrowed
+        lanes' operands (scaler and square) and products."""
+        square = Signal(unsigned(2 * self.program.widths.act))
+        square_valid = Signal()
+        if self.program.shared:
+            # The sweep's products: lanes 0 and 1 scale, lane 2 squares.
+            for p, (a, b) in enumerate([(scaler.lo, scaler.factor), (scaler.hi, scaler.factor),
+                                        (activation, activation)]):
+                m.d.comb += [self.a[p].eq(a), self.b[p].eq(b)]
+            m.d.comb += [scaler.lo_product.eq(self.product[0]),
+                         scaler.hi_product.eq(self.product[1]),
+                         square.eq(self.product[2])]
+            # The square's valid bit travels beside the borrowed multiplier.
+            valid = write_now
+            for i in range(self.product_latency):
+                delayed = Signal(name=f"square_valid_{i}")
+                m.d.sync += delayed.eq(valid)
+                valid = delayed
+            m.d.comb += square_valid.eq(valid)
+        else:
+            m.d.sync += [square.eq(activation * activation), square_valid.eq(write_now)]
+        with m.If(self.clear_sq):
+            m.d.sync += self.sq.eq(0)
+        with m.Elif(square_valid):
+            m.d.sync += self.sq.eq(self.sq + square)
