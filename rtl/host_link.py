@@ -29,40 +29,14 @@ from amaranth.lib.wiring import In, Out
 from golden.intmodel import IntModel
 from rtl.core import LOAD_TARGETS, Core, load_layout, load_words, memory_images
 from rtl.program import build_program
+from rtl.protocol import LOAD_BEGIN_SIZE, PROTOCOL_VERSION, SYNC, Command, ErrorCode, Reply
 from rtl.select import is_zero, select
 from rtl.uart import UartRx, UartTx, check_divisor
 
 __all__ = [
-    "CHECKSUM_INIT", "CMD_IDENT", "CMD_IMAGE", "CMD_LOAD", "CMD_LOAD_BEGIN",
-    "CMD_LOAD_COMMIT", "ERR_CHECKSUM", "ERR_COMMAND", "ERR_CRC", "ERR_LENGTH", "ERR_LOAD",
-    "ERR_MODEL", "ERR_NO_MODEL", "ERR_SEQUENCE", "ERROR_MESSAGES", "LOAD_BEGIN_SIZE",
-    "PROTOCOL_VERSION", "REPLY_ERROR", "REPLY_IDENT", "REPLY_LOAD", "REPLY_LOAD_BEGIN",
-    "REPLY_LOAD_COMMIT", "REPLY_RESULT", "SYNC", "HostLink", "LinkIdentity", "crc8_step",
-    "crc32_step", "link_identity", "load_checksum", "load_data_bytes", "load_payload",
-    "model_hash",
+    "CHECKSUM_INIT", "HostLink", "LinkIdentity", "crc8_step", "crc32_step", "link_identity",
+    "load_checksum", "load_data_bytes", "load_payload", "model_hash",
 ]
-
-SYNC = 0xA5
-PROTOCOL_VERSION = 3
-CMD_IDENT, CMD_IMAGE, CMD_LOAD, CMD_LOAD_BEGIN, CMD_LOAD_COMMIT = 0x01, 0x02, 0x03, 0x04, 0x05
-REPLY_IDENT, REPLY_RESULT, REPLY_LOAD, REPLY_ERROR = 0x81, 0x82, 0x83, 0xEE
-REPLY_LOAD_BEGIN, REPLY_LOAD_COMMIT = 0x84, 0x85
-ERR_CRC, ERR_COMMAND, ERR_LENGTH, ERR_LOAD = 1, 2, 3, 4
-ERR_MODEL, ERR_SEQUENCE, ERR_CHECKSUM, ERR_NO_MODEL = 5, 6, 7, 8
-ERROR_MESSAGES = {
-    ERR_CRC: "bad crc",
-    ERR_COMMAND: "unknown command",
-    ERR_LENGTH: "wrong payload length for the command",
-    ERR_LOAD: "load not supported by this core, or bad target/address",
-    ERR_MODEL: "the weights are for another model configuration or formats (model hash "
-               "differs); nothing was changed",
-    ERR_SEQUENCE: "LOAD or LOAD_COMMIT outside a load transaction (send LOAD_BEGIN first)",
-    ERR_CHECKSUM: "the whole-model checksum does not match the writes made; the load is "
-                  "void and images are refused until a load commits",
-    ERR_NO_MODEL: "no complete model in the memories (a load is open or failed); load one",
-}
-#: Payload bytes of LOAD_BEGIN: model hash (4), whole-model checksum (4).
-LOAD_BEGIN_SIZE = 8
 
 _CRC_POLY = 0x07
 _CRC32_POLY = 0x04C11DB7
@@ -354,10 +328,10 @@ class HostLink(wiring.Component):
         """After the crc byte of a LOAD_BEGIN, LOAD or LOAD_COMMIT: check, then act."""
         with m.If(flags.begin):
             with m.If(~flags.begin_length):
-                answer(_Reply.ERROR, ERR_LENGTH)
+                answer(_Reply.ERROR, ErrorCode.LENGTH)
             with m.Elif(~flags.model_hash):
                 # Weights of another configuration: refused before anything is written.
-                answer(_Reply.ERROR, ERR_MODEL)
+                answer(_Reply.ERROR, ErrorCode.MODEL)
             with m.Else():
                 m.d.sync += [t.loading.eq(1), t.running.eq(CHECKSUM_INIT),
                              t.announced.eq(Cat(*load_regs[4:8]))]
@@ -367,23 +341,23 @@ class HostLink(wiring.Component):
                 answer(_Reply.BEGIN)
         with m.Elif(flags.load):
             with m.If(~flags.load_length):
-                answer(_Reply.ERROR, ERR_LENGTH)
+                answer(_Reply.ERROR, ErrorCode.LENGTH)
             with m.Elif(~t.loading):
-                answer(_Reply.ERROR, ERR_SEQUENCE)
+                answer(_Reply.ERROR, ErrorCode.SEQUENCE)
             with m.Elif(~flags.load_ok):
-                answer(_Reply.ERROR, ERR_LOAD)
+                answer(_Reply.ERROR, ErrorCode.LOAD)
             with m.Else():
                 m.d.sync += state.eq(_State.LOAD)
         with m.Else():
             with m.If(~flags.no_payload):
-                answer(_Reply.ERROR, ERR_LENGTH)
+                answer(_Reply.ERROR, ErrorCode.LENGTH)
             with m.Elif(~t.loading):
-                answer(_Reply.ERROR, ERR_SEQUENCE)
+                answer(_Reply.ERROR, ErrorCode.SEQUENCE)
             with m.Elif(~flags.checksum):
                 # A write lost, added or changed: the transaction is void (with two banks
                 # the model in use stays in use).
                 m.d.sync += t.loading.eq(0)
-                answer(_Reply.ERROR, ERR_CHECKSUM)
+                answer(_Reply.ERROR, ErrorCode.CHECKSUM)
             with m.Else():
                 m.d.sync += [t.loading.eq(0), t.model_ok.eq(1), t.weights_sum.eq(t.announced)]
                 if self.banked:
@@ -490,15 +464,15 @@ class HostLink(wiring.Component):
             scores += [score[8 * j:min(8 * j + 8, score_bits)] for j in range(ident.score_bytes)]
         cycles = result.cycles
         frames = {
-            _Reply.IDENT: frame(REPLY_IDENT, [
+            _Reply.IDENT: frame(Reply.IDENT, [
                 *(Const(b, 8) for b in ident.to_bytes()[:14]), Cat(model_ok, Const(0, 7)),
                 *(weights_sum[8 * j:8 * j + 8] for j in range(4))]),
-            _Reply.RESULT: frame(REPLY_RESULT, [result.label, *scores,
+            _Reply.RESULT: frame(Reply.RESULT, [result.label, *scores,
                                                 *(cycles[8 * j:8 * j + 8] for j in range(4))]),
-            _Reply.ACK: frame(REPLY_LOAD, []),
-            _Reply.BEGIN: frame(REPLY_LOAD_BEGIN, []),
-            _Reply.COMMIT: frame(REPLY_LOAD_COMMIT, []),
-            _Reply.ERROR: frame(REPLY_ERROR, [error_code]),
+            _Reply.ACK: frame(Reply.LOAD, []),
+            _Reply.BEGIN: frame(Reply.LOAD_BEGIN, []),
+            _Reply.COMMIT: frame(Reply.LOAD_COMMIT, []),
+            _Reply.ERROR: frame(Reply.ERROR, [error_code]),
         }
         reply = Signal(_Reply, init=_Reply.ERROR)
         # Up to one past the crc byte's index, the frame's length.
@@ -544,12 +518,12 @@ class HostLink(wiring.Component):
             "ident", "image", "begin", "load", "load_family", "no_payload", "image_length",
             "begin_length", "load_length", "model_hash", "checksum", "load_ok")})
         m.d.sync += [
-            flags.ident.eq(cmd == CMD_IDENT),
-            flags.image.eq(cmd == CMD_IMAGE),
-            flags.begin.eq(cmd == CMD_LOAD_BEGIN),
-            flags.load.eq(cmd == CMD_LOAD),
-            flags.load_family.eq((cmd == CMD_LOAD) | (cmd == CMD_LOAD_BEGIN) |
-                                 (cmd == CMD_LOAD_COMMIT)),
+            flags.ident.eq(cmd == Command.IDENT),
+            flags.image.eq(cmd == Command.IMAGE),
+            flags.begin.eq(cmd == Command.LOAD_BEGIN),
+            flags.load.eq(cmd == Command.LOAD),
+            flags.load_family.eq((cmd == Command.LOAD) | (cmd == Command.LOAD_BEGIN) |
+                                 (cmd == Command.LOAD_COMMIT)),
             flags.no_payload.eq(is_zero(length)),
             flags.image_length.eq(length == D),
             flags.begin_length.eq(length == LOAD_BEGIN_SIZE),
@@ -596,11 +570,11 @@ class HostLink(wiring.Component):
                     m.d.sync += [count.eq(count + 1), crc.eq(crc_next)]
                     # Store what the command could use; a wrong length is refused later,
                     # after the crc, so that the whole frame is consumed first.
-                    m.d.comb += image_write.en.eq((cmd == CMD_IMAGE) & (count < D))
+                    m.d.comb += image_write.en.eq((cmd == Command.IMAGE) & (count < D))
                     if loadable:
-                        is_load = cmd == CMD_LOAD
+                        is_load = cmd == Command.LOAD
                         for i, reg in enumerate(load_regs):
-                            with m.If((is_load | (cmd == CMD_LOAD_BEGIN)) & _equals(count, i)):
+                            with m.If((is_load | (cmd == Command.LOAD_BEGIN)) & _equals(count, i)):
                                 m.d.sync += reg.eq(byte)
                         # The checksum this write would make; it counts once acknowledged.
                         with m.If(is_load):
@@ -618,27 +592,27 @@ class HostLink(wiring.Component):
 
             with m.Case(_State.DECIDE):
                 with m.If(~crc_ok):
-                    answer(_Reply.ERROR, ERR_CRC)
+                    answer(_Reply.ERROR, ErrorCode.CRC)
                 with m.Elif(flags.ident):
                     with m.If(flags.no_payload):
                         answer(_Reply.IDENT)
                     with m.Else():
-                        answer(_Reply.ERROR, ERR_LENGTH)
+                        answer(_Reply.ERROR, ErrorCode.LENGTH)
                 with m.Elif(flags.image):
                     with m.If(~flags.image_length):
-                        answer(_Reply.ERROR, ERR_LENGTH)
+                        answer(_Reply.ERROR, ErrorCode.LENGTH)
                     with m.Elif(~model_ok):
                         # Never an inference with a half-loaded mix of two models.
-                        answer(_Reply.ERROR, ERR_NO_MODEL)
+                        answer(_Reply.ERROR, ErrorCode.NO_MODEL)
                     with m.Else():
                         m.d.sync += state.eq(_State.PRIME)
                 with m.Elif(flags.load_family):
                     if not loadable:
-                        answer(_Reply.ERROR, ERR_LOAD)
+                        answer(_Reply.ERROR, ErrorCode.LOAD)
                     else:
                         self._load_command(m, answer, flags, load_regs, transaction, state)
                 with m.Else():
-                    answer(_Reply.ERROR, ERR_COMMAND)
+                    answer(_Reply.ERROR, ErrorCode.COMMAND)
 
             with m.Case(_State.PRIME):
                 # The buffer's read port has one cycle of latency: fetch pixel 0 first.
