@@ -19,7 +19,6 @@ from golden.intmodel import IntModel
 from rtl.core import Core, load_words
 from rtl.host_link import (
     LinkIdentity,
-    crc8_step,
     link_identity,
     load_checksum,
     load_data_bytes,
@@ -27,7 +26,7 @@ from rtl.host_link import (
 )
 from rtl.host_link import model_hash as hash_of_model
 from rtl.program import build_program
-from rtl.protocol import PROTOCOL_VERSION, SYNC, Command, ErrorCode, Reply
+from rtl.protocol import FRAME_CRC, PROTOCOL_VERSION, SYNC, Command, ErrorCode, Reply
 
 __all__ = ["Device", "FrameReader", "HostLinkError", "HostLinkTimeout", "Port", "crc8",
            "encode_frame"]
@@ -52,11 +51,9 @@ class Port(Protocol):
 
 
 def crc8(data: bytes | Iterable[int]) -> int:
-    """CRC-8, polynomial 0x07, init 0x00, no reflection, no final xor."""
-    crc = 0
-    for byte in data:
-        crc = crc8_step(crc, byte)
-    return crc
+    """The frame crc: CRC-8, polynomial 0x07, init 0x00, no reflection, no final xor
+    (:data:`rtl.protocol.FRAME_CRC`, the library's CRC-8/SMBus)."""
+    return FRAME_CRC.compute(bytes(data))
 
 
 def encode_frame(cmd: int, payload: bytes = b"") -> bytes:

@@ -23,14 +23,12 @@ from ffcl_hw.device import FrameReader, HostLinkError, encode_frame
 from golden.intmodel import IntModel
 from rtl.core import LOAD_TARGETS, load_words
 from rtl.host_link import (
-    CHECKSUM_INIT,
-    crc32_step,
     link_identity,
     load_checksum,
     load_data_bytes,
 )
 from rtl.program import build_program
-from rtl.protocol import LOAD_BEGIN_SIZE, Command, ErrorCode, Reply
+from rtl.protocol import LOAD_BEGIN_SIZE, LOAD_CHECKSUM, Command, ErrorCode, Reply
 
 
 class EmulatedBoard:
@@ -72,7 +70,7 @@ class EmulatedBoard:
                           self.n): m for m in (model, *known)}
         self.model = model if initialised else None
         self.loading = False
-        self.running = self.announced = 0
+        self.written, self.announced = b"", 0
 
     def receive(self, data: bytes) -> bytes:
         """Feed bytes from the host; returns the replies now due."""
@@ -125,7 +123,7 @@ class EmulatedBoard:
                 return self._error(ErrorCode.LENGTH)
             if int.from_bytes(payload[:4], "little") != ident.model_hash:
                 return self._error(ErrorCode.MODEL)
-            self.loading, self.model, self.running = True, None, CHECKSUM_INIT
+            self.loading, self.model, self.written = True, None, b""
             self.announced = int.from_bytes(payload[4:], "little")
             return encode_frame(Reply.LOAD_BEGIN)
         if cmd == Command.LOAD:
@@ -135,15 +133,15 @@ class EmulatedBoard:
                 return self._error(ErrorCode.SEQUENCE)
             if payload[0] not in LOAD_TARGETS.values():
                 return self._error(ErrorCode.LOAD)
-            for byte in payload:
-                self.running = crc32_step(self.running, byte)
+            self.written += payload
             return encode_frame(Reply.LOAD)
         if payload:
             return self._error(ErrorCode.LENGTH)
         if not self.loading:
             return self._error(ErrorCode.SEQUENCE)
         self.loading = False
-        if self.running != self.announced:
+        # The checksum of the writes made, as the device keeps it, from the reference.
+        if LOAD_CHECKSUM.compute(self.written) != self.announced:
             return self._error(ErrorCode.CHECKSUM)
         self.model = self.by_checksum[self.announced]
         return encode_frame(Reply.LOAD_COMMIT)

@@ -11,14 +11,12 @@ import pytest
 from ffcl_hw.device import Device, FrameReader, HostLinkError, crc8, encode_frame
 from rtl.core import Core, load_words
 from rtl.host_link import (
-    CHECKSUM_INIT,
     LinkIdentity,
-    crc32_step,
     link_identity,
     load_checksum,
     model_hash,
 )
-from rtl.protocol import Command, Reply
+from rtl.protocol import LOAD_CHECKSUM, Command, Reply
 from tests.rtl.test_core import _random_model
 
 
@@ -213,10 +211,7 @@ def test_classify_refuses_images_the_device_cannot_take(model, image, message):
     (b"\x00", 0x4E08BFB4),
 ])
 def test_crc32_matches_known_vectors(data, crc):
-    value = CHECKSUM_INIT
-    for byte in data:
-        value = crc32_step(value, byte)
-    assert value == crc
+    assert LOAD_CHECKSUM.compute(data) == crc
 
 
 def test_the_ident_payload_round_trips():
