@@ -324,6 +324,8 @@ class HostLink(wiring.Component):
             flags.image_length.eq(frame.length == D),
         ]
 
+        # The serialiser is idle whenever the link answers (the link waits for each reply
+        # to go out, in SEND), so its request's ready need not be looked at.
         def answer(kind, code=0) -> None:
             m.d.comb += [replies.request.valid.eq(1), replies.request.payload.reply.eq(kind),
                          replies.request.payload.error.eq(code)]

@@ -48,10 +48,10 @@ def expected_frame(kind: ReplyFrame, *, error: int, record: dict, model_ok: int,
     return encode_frame(kind.code)
 
 
-def serialise(requests, *, pauses: str, seed: int = 0):
-    """Send each (kind, error) request after the previous reply's ``done``; returns the
-    bytes taken, the per-reply byte counts at ``done``, and the cycles with
-    result.ready."""
+def serialise(requests, *, pauses: str, seed: int = 0, back_to_back: bool = False):
+    """Send each (kind, error) request, held until taken, after the previous reply's
+    ``done`` (or at once: ``back_to_back``); returns the bytes taken, the byte counts at
+    each ``done`` and at each result.ready, and any byte that changed while on offer."""
     dut = ReplySerialiser(IDENTITY, LAYOUT)
     rng = random.Random(seed)
     sent = bytearray()
@@ -87,15 +87,23 @@ def serialise(requests, *, pauses: str, seed: int = 0):
         for kind, error in requests:
             ctx.set(dut.request.valid, 1)
             ctx.set(dut.request.payload, {"reply": kind, "error": error})
-            await ctx.tick()
-            ctx.set(dut.request.valid, 0)
-            done = len(at_done)
-            for _ in range(20_000):
+            while True:
+                taken = ctx.get(dut.request.ready)
                 await ctx.tick()
-                if len(at_done) > done:
+                if taken:
                     break
-            # Long enough for a serialiser that does not stop to send another byte.
-            await ctx.tick().repeat(20)
+            ctx.set(dut.request.valid, 0)
+            if not back_to_back:
+                await until_done(ctx, len(at_done) + 1)
+        await until_done(ctx, len(requests))
+
+    async def until_done(ctx, count: int) -> None:
+        for _ in range(20_000):
+            if len(at_done) >= count:
+                break
+            await ctx.tick()
+        # Long enough for a serialiser that does not stop to send another byte.
+        await ctx.tick().repeat(20)
 
     sim = Simulator(dut)
     sim.add_clock(PERIOD)
@@ -105,12 +113,14 @@ def serialise(requests, *, pauses: str, seed: int = 0):
     return bytes(sent), at_done, result_taken, unstable
 
 
+@pytest.mark.parametrize("back_to_back", [False, True])
 @pytest.mark.parametrize("pauses", ["none", "often"])
-def test_every_reply_frame_goes_out_byte_for_byte(pauses):
+def test_every_reply_frame_goes_out_byte_for_byte(pauses, back_to_back):
     requests = [(ReplyFrame.IDENT, 0), (ReplyFrame.RESULT, 0), (ReplyFrame.LOAD, 0),
                 (ReplyFrame.LOAD_BEGIN, 0), (ReplyFrame.LOAD_COMMIT, 0),
                 *((ReplyFrame.ERROR, code) for code in ErrorCode)]
-    sent, at_done, result_taken, unstable = serialise(requests, pauses=pauses, seed=3)
+    sent, at_done, result_taken, unstable = serialise(requests, pauses=pauses, seed=3,
+                                                      back_to_back=back_to_back)
     frames = [expected_frame(kind, error=error, record=result_record(3), model_ok=1,
                              checksum=0xCAFE_F00D) for kind, error in requests]
     assert sent == b"".join(frames)
