@@ -182,6 +182,14 @@ _FLAGS = data.StructLayout({name: 1 for name in (
 class HostLink(wiring.Component):
     """A UART host link around one :class:`~rtl.core.Core` (docs/host-link.md).
 
+    The UART receiver feeds a :class:`~rtl.frame_parser.FrameParser`; IMAGE payloads
+    wait in an image buffer, LOAD and LOAD_BEGIN payloads in the
+    :class:`~rtl.load_transaction.LoadTransaction` (loadable cores only), until the frame's
+    crc has checked out. Then the link decides: an ERROR, IDENT or load reply at once, or an
+    inference (the buffer streamed into the core) or a memory write first. Every reply goes
+    out through the :class:`~rtl.reply_serialiser.ReplySerialiser` and the UART
+    transmitter, and the parser takes the next frame once it has.
+
     Parameters
     ----------
     core : Core
@@ -208,6 +216,10 @@ class HostLink(wiring.Component):
     ----------
     identity : LinkIdentity
         What the IDENT reply reports.
+    banked : bool
+        The core has two banks (a load writes the one not in use).
+    load_size : int
+        Payload bytes of a LOAD frame.
     """
 
     def __init__(self, core: Core, *, divisor: int, timeout_bits: int = 200,
@@ -262,7 +274,7 @@ class HostLink(wiring.Component):
         # The core holds its result record until the reply has gone out (a copy here would
         # cost ~430 flip-flops, a tenth of an iCE40 UP5K).
         m.submodules.replies = replies = ReplySerialiser(
-            ident, result_layout=core.result.payload.shape())
+            identity=ident, result_layout=core.result.payload.shape())
         m.submodules.core = core
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), parser.rx_busy.eq(urx.busy)]
         wiring.connect(m, urx.data, parser.rx)

@@ -82,6 +82,9 @@ class LoadTransaction(wiring.Component):
 
     def __init__(self, program, *, model_hash: int, checksum: int, model_loaded: bool,
                  banked: bool) -> None:
+        for name, value in (("Model hash", model_hash), ("Checksum", checksum)):
+            if not isinstance(value, int) or not 0 <= value < 1 << 32:
+                raise ValueError(f"{name} must be a 32-bit unsigned integer, not {value!r}")
         self.program = program
         self.model_hash = model_hash
         self.initial_checksum = checksum

@@ -72,7 +72,9 @@ class ReplySerialiser(wiring.Component):
         Pulses as the reply's last (crc) byte is taken.
     """
 
-    def __init__(self, identity, result_layout: data.StructLayout) -> None:
+    def __init__(self, *, identity, result_layout: data.StructLayout) -> None:
+        if not isinstance(result_layout, data.StructLayout):
+            raise TypeError(f"Result layout must be a data.StructLayout, not {result_layout!r}")
         self.identity = identity
         self.result_layout = result_layout
         super().__init__({

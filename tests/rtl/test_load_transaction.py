@@ -166,3 +166,10 @@ def test_a_second_begin_starts_the_transaction_again():
                    *(load(w) for w in WRITES[1:]), COMMIT], banked=True)
     assert result[-1][0] == ACK_COMMIT
     assert result[-1][2] == (1, load_checksum(WRITES[1:], N), 1)
+
+
+def test_load_transaction_refuses_a_hash_wider_than_32_bits():
+    with pytest.raises(ValueError, match="^Model hash must be a 32-bit unsigned integer, "
+                                         "not 4294967296$"):
+        LoadTransaction(PROGRAM, model_hash=1 << 32, checksum=0, model_loaded=True,
+                        banked=False)

@@ -52,7 +52,7 @@ def serialise(requests, *, pauses: str, seed: int = 0, back_to_back: bool = Fals
     """Send each (kind, error) request, held until taken, after the previous reply's
     ``done`` (or at once: ``back_to_back``); returns the bytes taken, the byte counts at
     each ``done`` and at each result.ready, and any byte that changed while on offer."""
-    dut = ReplySerialiser(IDENTITY, LAYOUT)
+    dut = ReplySerialiser(identity=IDENTITY, result_layout=LAYOUT)
     rng = random.Random(seed)
     sent = bytearray()
     at_done: list[int] = []
@@ -141,3 +141,8 @@ def test_the_serialiser_idles_after_a_reply():
 
 def test_reply_frame_codes_are_the_protocols():
     assert {kind.code for kind in ReplyFrame} == set(Reply)
+
+
+def test_reply_serialiser_refuses_a_layout_that_is_not_a_struct():
+    with pytest.raises(TypeError, match="^Result layout must be a data.StructLayout, not 8$"):
+        ReplySerialiser(identity=IDENTITY, result_layout=8)
