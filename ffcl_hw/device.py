@@ -2,8 +2,8 @@
 
 Frames are encoded and parsed here; :class:`Device` speaks the protocol over any port
 object with ``write(bytes)`` and ``read(n)``, such as ``serial.Serial(port, 115200,
-timeout=1)`` from pyserial or a test double. The frame constants, the identity (what
-the IDENT reply carries) and the whole-model checksum of a load come from
+timeout=1)`` from pyserial or a test double. The wire codes come from :mod:`rtl.protocol`,
+the identity (what the IDENT reply carries) and the whole-model checksum of a load from
 :mod:`rtl.host_link`, so both ends share one definition.
 """
 
@@ -18,22 +18,7 @@ import numpy as np
 from golden.intmodel import IntModel
 from rtl.core import Core, load_words
 from rtl.host_link import (
-    CMD_IDENT,
-    CMD_IMAGE,
-    CMD_LOAD,
-    CMD_LOAD_BEGIN,
-    CMD_LOAD_COMMIT,
-    ERROR_MESSAGES,
-    PROTOCOL_VERSION,
-    REPLY_ERROR,
-    REPLY_IDENT,
-    REPLY_LOAD,
-    REPLY_LOAD_BEGIN,
-    REPLY_LOAD_COMMIT,
-    REPLY_RESULT,
-    SYNC,
     LinkIdentity,
-    crc8_step,
     link_identity,
     load_checksum,
     load_data_bytes,
@@ -41,6 +26,7 @@ from rtl.host_link import (
 )
 from rtl.host_link import model_hash as hash_of_model
 from rtl.program import build_program
+from rtl.protocol import FRAME_CRC, PROTOCOL_VERSION, SYNC, Command, ErrorCode, Reply
 
 __all__ = ["Device", "FrameReader", "HostLinkError", "HostLinkTimeout", "Port", "crc8",
            "encode_frame"]
@@ -65,11 +51,9 @@ class Port(Protocol):
 
 
 def crc8(data: bytes | Iterable[int]) -> int:
-    """CRC-8, polynomial 0x07, init 0x00, no reflection, no final xor."""
-    crc = 0
-    for byte in data:
-        crc = crc8_step(crc, byte)
-    return crc
+    """The frame crc: CRC-8, polynomial 0x07, init 0x00, no reflection, no final xor
+    (:data:`rtl.protocol.FRAME_CRC`, the library's CRC-8/SMBus)."""
+    return FRAME_CRC.compute(bytes(data))
 
 
 def encode_frame(cmd: int, payload: bytes = b"") -> bytes:
@@ -172,9 +156,12 @@ class Device:
     def _transact(self, cmd: int, payload: bytes, expect: int, what: str) -> bytes:
         self.port.write(encode_frame(cmd, payload))
         code, reply = self._receive(what)
-        if code == REPLY_ERROR:
+        if code == Reply.ERROR:
             err = reply[0] if len(reply) == 1 else None
-            reason = ERROR_MESSAGES.get(err, "unknown error code")
+            try:
+                reason = ErrorCode(err).message
+            except ValueError:
+                reason = "unknown error code"
             raise HostLinkError(f"device refused {what}: error {err} ({reason})")
         if code != expect:
             raise HostLinkError(f"device answered {what} with reply 0x{code:02X}, "
@@ -184,7 +171,7 @@ class Device:
     # -- commands ------------------------------------------------------------------
     def identify(self) -> LinkIdentity:
         """Ask the device what it is (IDENT)."""
-        reply = self._transact(CMD_IDENT, b"", REPLY_IDENT, "IDENT")
+        reply = self._transact(Command.IDENT, b"", Reply.IDENT, "IDENT")
         if reply[:1] != bytes([PROTOCOL_VERSION]):
             version = reply[0] if reply else "none"
             raise HostLinkError(f"device speaks protocol version {version}; this host speaks "
@@ -226,7 +213,7 @@ class Device:
         top = (1 << ident.input_bits) - 1
         if pixels.size and (pixels.min() < 0 or pixels.max() > top):
             raise ValueError(f"pixels must lie in 0..{top}, not {pixels.min()}..{pixels.max()}")
-        reply = self._transact(CMD_IMAGE, bytes(int(p) for p in pixels), REPLY_RESULT, "IMAGE")
+        reply = self._transact(Command.IMAGE, bytes(int(p) for p in pixels), Reply.RESULT, "IMAGE")
         if len(reply) != ident.result_size:
             raise HostLinkError(f"RESULT reply has {len(reply)} bytes, expected "
                                 f"{ident.result_size}")
@@ -279,16 +266,16 @@ class Device:
             writes, n_model = list(model), n
             announced = ident.model_hash if model_hash is None else model_hash
         checksum = load_checksum(writes, n_model)
-        self._transact(CMD_LOAD_BEGIN, announced.to_bytes(4, "little")
-                       + checksum.to_bytes(4, "little"), REPLY_LOAD_BEGIN, "LOAD_BEGIN")
+        self._transact(Command.LOAD_BEGIN, announced.to_bytes(4, "little")
+                       + checksum.to_bytes(4, "little"), Reply.LOAD_BEGIN, "LOAD_BEGIN")
         # The device checked the hash: a model of its own configuration has its widths.
         if n_model != n:
             raise HostLinkError(f"the model's load words have {n_model} bytes, the "
                                 f"device's {n}")
         for target, addr, word in writes:
-            self._transact(CMD_LOAD, load_payload(target, addr, word, n), REPLY_LOAD,
+            self._transact(Command.LOAD, load_payload(target, addr, word, n), Reply.LOAD,
                            f"LOAD of target {target} address {addr}")
-        self._transact(CMD_LOAD_COMMIT, b"", REPLY_LOAD_COMMIT, "LOAD_COMMIT")
+        self._transact(Command.LOAD_COMMIT, b"", Reply.LOAD_COMMIT, "LOAD_COMMIT")
         self._identity = dataclasses.replace(ident, model_loaded=True,
                                              weights_checksum=checksum)
         return len(writes)

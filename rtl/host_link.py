@@ -20,97 +20,25 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
-from types import SimpleNamespace
 
-from amaranth import Cat, Const, Module, Mux, Signal, Value
-from amaranth.lib import enum, memory, wiring
+from amaranth import Module, Mux, Signal
+from amaranth.lib import data, enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.intmodel import IntModel
-from rtl.core import LOAD_TARGETS, Core, load_layout, load_words, memory_images
+from rtl.core import Core, load_words
+from rtl.frame_parser import FrameParser
+from rtl.load_transaction import LoadTransaction, load_data_bytes
 from rtl.program import build_program
-from rtl.select import is_zero, select
+from rtl.protocol import LOAD_CHECKSUM, PROTOCOL_VERSION, Command, ErrorCode
+from rtl.reply_serialiser import ReplyFrame, ReplySerialiser
+from rtl.select import equals, is_zero
 from rtl.uart import UartRx, UartTx, check_divisor
 
 __all__ = [
-    "CHECKSUM_INIT", "CMD_IDENT", "CMD_IMAGE", "CMD_LOAD", "CMD_LOAD_BEGIN",
-    "CMD_LOAD_COMMIT", "ERR_CHECKSUM", "ERR_COMMAND", "ERR_CRC", "ERR_LENGTH", "ERR_LOAD",
-    "ERR_MODEL", "ERR_NO_MODEL", "ERR_SEQUENCE", "ERROR_MESSAGES", "LOAD_BEGIN_SIZE",
-    "PROTOCOL_VERSION", "REPLY_ERROR", "REPLY_IDENT", "REPLY_LOAD", "REPLY_LOAD_BEGIN",
-    "REPLY_LOAD_COMMIT", "REPLY_RESULT", "SYNC", "HostLink", "LinkIdentity", "crc8_step",
-    "crc32_step", "link_identity", "load_checksum", "load_data_bytes", "load_payload",
-    "model_hash",
+    "HostLink", "LinkIdentity", "link_identity", "load_checksum", "load_data_bytes",
+    "load_payload", "model_hash",
 ]
-
-SYNC = 0xA5
-PROTOCOL_VERSION = 3
-CMD_IDENT, CMD_IMAGE, CMD_LOAD, CMD_LOAD_BEGIN, CMD_LOAD_COMMIT = 0x01, 0x02, 0x03, 0x04, 0x05
-REPLY_IDENT, REPLY_RESULT, REPLY_LOAD, REPLY_ERROR = 0x81, 0x82, 0x83, 0xEE
-REPLY_LOAD_BEGIN, REPLY_LOAD_COMMIT = 0x84, 0x85
-ERR_CRC, ERR_COMMAND, ERR_LENGTH, ERR_LOAD = 1, 2, 3, 4
-ERR_MODEL, ERR_SEQUENCE, ERR_CHECKSUM, ERR_NO_MODEL = 5, 6, 7, 8
-ERROR_MESSAGES = {
-    ERR_CRC: "bad crc",
-    ERR_COMMAND: "unknown command",
-    ERR_LENGTH: "wrong payload length for the command",
-    ERR_LOAD: "load not supported by this core, or bad target/address",
-    ERR_MODEL: "the weights are for another model configuration or formats (model hash "
-               "differs); nothing was changed",
-    ERR_SEQUENCE: "LOAD or LOAD_COMMIT outside a load transaction (send LOAD_BEGIN first)",
-    ERR_CHECKSUM: "the whole-model checksum does not match the writes made; the load is "
-                  "void and images are refused until a load commits",
-    ERR_NO_MODEL: "no complete model in the memories (a load is open or failed); load one",
-}
-#: Payload bytes of LOAD_BEGIN: model hash (4), whole-model checksum (4).
-LOAD_BEGIN_SIZE = 8
-
-_CRC_POLY = 0x07
-_CRC32_POLY = 0x04C11DB7
-#: Initial value of the whole-model checksum (CRC-32/MPEG-2).
-CHECKSUM_INIT = 0xFFFFFFFF
-
-
-def crc8_step(crc: int, byte: int) -> int:
-    """One byte of CRC-8 (polynomial 0x07, MSB first): the software reference."""
-    crc ^= byte
-    for _ in range(8):
-        crc = ((crc << 1) ^ _CRC_POLY) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
-    return crc
-
-
-def crc32_step(crc: int, byte: int) -> int:
-    """One byte of CRC-32/MPEG-2 (polynomial 0x04C11DB7, MSB first, no reflection, no
-    final xor; start from :data:`CHECKSUM_INIT`): the software reference."""
-    crc ^= byte << 24
-    for _ in range(8):
-        crc = ((crc << 1) ^ _CRC32_POLY) & 0xFFFFFFFF if crc >> 31 else (crc << 1) & 0xFFFFFFFF
-    return crc
-
-
-def _xor_tree(taps: list[Value]) -> Value:
-    acc = taps[0]
-    for tap in taps[1:]:
-        acc = acc ^ tap
-    return acc
-
-
-def _crc_update(step, bits: int, crc: Value, byte: Value) -> Value:
-    """``step`` (crc8_step or crc32_step) in gates: a CRC without final xor is linear over
-    GF(2) in (crc, byte), so each output bit is the XOR of the input bits whose unit
-    vectors set it."""
-    crc_columns = [step(1 << i, 0) for i in range(bits)]
-    byte_columns = [step(0, 1 << i) for i in range(8)]
-    out = []
-    for j in range(bits):
-        taps = [crc[i] for i in range(bits) if crc_columns[i] >> j & 1] + \
-            [byte[i] for i in range(8) if byte_columns[i] >> j & 1]
-        out.append(_xor_tree(taps))
-    return Cat(*out)
-
-
-def _crc8_update(crc: Value, byte: Value) -> Value:
-    return _crc_update(crc8_step, 8, crc, byte)
-
 
 def load_payload(target: int, addr: int, word: int, data_bytes: int) -> bytes:
     """The payload of one LOAD frame: target, address (LE16), word (``data_bytes``, LE)."""
@@ -122,11 +50,8 @@ def load_payload(target: int, addr: int, word: int, data_bytes: int) -> bytes:
 def load_checksum(writes, data_bytes: int) -> int:
     """The whole-model checksum of a load: CRC-32/MPEG-2 over the LOAD payloads of
     ``writes`` ((target, address, word) triples), concatenated in the order sent."""
-    crc = CHECKSUM_INIT
-    for target, addr, word in writes:
-        for byte in load_payload(target, addr, word, data_bytes):
-            crc = crc32_step(crc, byte)
-    return crc
+    return LOAD_CHECKSUM.compute(b"".join(load_payload(target, addr, word, data_bytes)
+                                          for target, addr, word in writes))
 
 
 def model_hash(model: IntModel) -> int:
@@ -223,15 +148,6 @@ class LinkIdentity:
                    weights_checksum=int.from_bytes(payload[15:19], "little"))
 
 
-def _load_data_bits(program) -> int:
-    return load_layout(program)["data"].width
-
-
-def load_data_bytes(program) -> int:
-    """Bytes of a LOAD frame's data field for a core running ``program``."""
-    return -(-_load_data_bits(program) // 8)
-
-
 def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None,
                   loadable: bool = False, shared: bool = False) -> LinkIdentity:
     """The identity a :class:`HostLink` over ``Core(model, lanes=..., ...)`` reports
@@ -248,38 +164,31 @@ def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None
         weights_checksum=load_checksum(load_words(program), data_bytes), shared=shared)
 
 
-def _equals(value: Value, constant: int) -> Value:
-    """``value == constant``, lint-clean for 0 (see rtl.select)."""
-    return is_zero(value) if constant == 0 else value == constant
+class _Step(enum.Enum, shape=3):
+    # No step is 0: a test for 0 lowers to a lint-unclean multi-bit NOT (rtl.select).
+    IDLE = 1          # the parser takes a frame; once it has one, decide (see _sequence)
+    PRIME = 2         # first read of the image buffer
+    STREAM = 3        # buffered pixels -> core
+    RESULT = 4        # wait for the core's result record
+    LOAD = 5          # one memory write -> core
+    SEND = 6          # the reply frame -> UART
 
 
-class _State(enum.Enum, shape=4):
-    # No state is 0: a test for 0 lowers to a lint-unclean multi-bit NOT (rtl.select).
-    SYNC = 1          # discard bytes until 0xA5
-    CMD = 2
-    LEN_LO = 3
-    LEN_HI = 4
-    PAYLOAD = 5
-    CRC = 6           # the frame's last byte: check it, then act or answer ERROR
-    PRIME = 7         # first read of the image buffer
-    STREAM = 8        # buffered pixels -> core
-    RESULT = 9        # wait for the core's result record
-    LOAD = 10         # one memory write -> core
-    SEND = 11         # the reply frame -> UART
-    DECIDE = 12       # act on a frame whose crc byte has been compared
-
-
-class _Reply(enum.Enum, shape=3):
-    IDENT = 1
-    RESULT = 2
-    ACK = 3
-    ERROR = 4
-    BEGIN = 5
-    COMMIT = 6
+#: The link's own decision flags (the load commands' are the transaction's).
+_FLAGS = data.StructLayout({name: 1 for name in (
+    "ident", "image", "load_family", "no_payload", "image_length")})
 
 
 class HostLink(wiring.Component):
     """A UART host link around one :class:`~rtl.core.Core` (docs/host-link.md).
+
+    The UART receiver feeds a :class:`~rtl.frame_parser.FrameParser`; IMAGE payloads
+    wait in an image buffer, LOAD and LOAD_BEGIN payloads in the
+    :class:`~rtl.load_transaction.LoadTransaction` (loadable cores only), until the frame's
+    crc has checked out. Then the link decides: an ERROR, IDENT or load reply at once, or an
+    inference (the buffer streamed into the core) or a memory write first. Every reply goes
+    out through the :class:`~rtl.reply_serialiser.ReplySerialiser` and the UART
+    transmitter, and the parser takes the next frame once it has.
 
     Parameters
     ----------
@@ -307,6 +216,10 @@ class HostLink(wiring.Component):
     ----------
     identity : LinkIdentity
         What the IDENT reply reports.
+    banked : bool
+        The core has two banks (a load writes the one not in use).
+    load_size : int
+        Payload bytes of a LOAD frame.
     """
 
     def __init__(self, core: Core, *, divisor: int, timeout_bits: int = 200,
@@ -350,344 +263,147 @@ class HostLink(wiring.Component):
         """Payload bytes of a LOAD frame: target, address (2), data."""
         return 3 + self.identity.load_data_bytes
 
-    def _load_command(self, m, answer, flags, load_regs, t, state) -> None:
-        """After the crc byte of a LOAD_BEGIN, LOAD or LOAD_COMMIT: check, then act."""
-        with m.If(flags.begin):
-            with m.If(~flags.begin_length):
-                answer(_Reply.ERROR, ERR_LENGTH)
-            with m.Elif(~flags.model_hash):
-                # Weights of another configuration: refused before anything is written.
-                answer(_Reply.ERROR, ERR_MODEL)
-            with m.Else():
-                m.d.sync += [t.loading.eq(1), t.running.eq(CHECKSUM_INIT),
-                             t.announced.eq(Cat(*load_regs[4:8]))]
-                if not self.banked:
-                    # One bank: from here until a good commit it holds no complete model.
-                    m.d.sync += t.model_ok.eq(0)
-                answer(_Reply.BEGIN)
-        with m.Elif(flags.load):
-            with m.If(~flags.load_length):
-                answer(_Reply.ERROR, ERR_LENGTH)
-            with m.Elif(~t.loading):
-                answer(_Reply.ERROR, ERR_SEQUENCE)
-            with m.Elif(~flags.load_ok):
-                answer(_Reply.ERROR, ERR_LOAD)
-            with m.Else():
-                m.d.sync += state.eq(_State.LOAD)
-        with m.Else():
-            with m.If(~flags.no_payload):
-                answer(_Reply.ERROR, ERR_LENGTH)
-            with m.Elif(~t.loading):
-                answer(_Reply.ERROR, ERR_SEQUENCE)
-            with m.Elif(~flags.checksum):
-                # A write lost, added or changed: the transaction is void (with two banks
-                # the model in use stays in use).
-                m.d.sync += t.loading.eq(0)
-                answer(_Reply.ERROR, ERR_CHECKSUM)
-            with m.Else():
-                m.d.sync += [t.loading.eq(0), t.model_ok.eq(1), t.weights_sum.eq(t.announced)]
-                if self.banked:
-                    m.d.sync += t.bank.eq(~t.bank)
-                answer(_Reply.COMMIT)
 
     def elaborate(self, platform) -> Module:
         m = Module()
         core, ident = self.core, self.identity
-        D, K = ident.input_size, ident.labels
         m.submodules.uart_rx = urx = UartRx(divisor=self.divisor)
         m.submodules.uart_tx = utx = UartTx(divisor=self.divisor)
+        m.submodules.parser = parser = FrameParser(
+            timeout_cycles=self.timeout_bits * self.divisor)
+        # The core holds its result record until the reply has gone out (a copy here would
+        # cost ~430 flip-flops, a tenth of an iCE40 UP5K).
+        m.submodules.replies = replies = ReplySerialiser(
+            identity=ident, result_layout=core.result.payload.shape())
         m.submodules.core = core
-        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
+        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), parser.rx_busy.eq(urx.busy)]
+        wiring.connect(m, urx.data, parser.rx)
+        wiring.connect(m, replies.tx, utx.data)
+        wiring.connect(m, core.result, replies.result)
 
-        state = Signal(_State, init=_State.SYNC)
-        byte = urx.data.payload
-        got = Signal()                     # a byte is taken from the receiver this cycle
-        m.d.comb += got.eq(urx.data.valid & urx.data.ready)
+        # -- the load transaction, if the core takes loads -------------------------------
+        load = None
+        if ident.loadable:
+            m.submodules.transaction = load = LoadTransaction(
+                core.program, model_hash=ident.model_hash, checksum=ident.weights_checksum,
+                model_loaded=ident.model_loaded, banked=self.banked)
+            wiring.connect(m, parser.payload, load.payload)
+            m.d.comb += [load.cmd.eq(parser.frame.payload.cmd),
+                         load.length.eq(parser.frame.payload.length),
+                         load.header.eq(parser.header), core.load.payload.eq(load.write),
+                         replies.model_ok.eq(load.model_ok),
+                         replies.checksum.eq(load.checksum)]
+            if self.banked:
+                m.d.comb += core.bank.eq(load.bank)
+        else:
+            m.d.comb += [replies.model_ok.eq(1), replies.checksum.eq(ident.weights_checksum)]
+        self._sequence(m, parser, replies, load)
+        return m
 
-        cmd = Signal(8)
-        length = Signal(16)
-        count = Signal(16)
-        # length - 1, computed once per frame: the payload's end is then an equality test,
-        # not an increment and a compare in one cycle (an iCE40 critical path).
-        last_count = Signal(16)
-        crc = Signal(8)
-        crc_next = _crc8_update(crc, byte)
-        crc_ok = Signal()
-
-        # -- idle timeout: a frame that stops mid-way must not swallow the next one ------
-        timeout_cycles = self.timeout_bits * self.divisor
-        mid_frame = Signal()
-        quiet = Signal(range(timeout_cycles))
-        timed_out = Signal()
-        # Only silence counts: the time from the middle of a byte's stop bit to the next
-        # start edge, so that the rule does not depend on the byte time.
-        silent = mid_frame & ~urx.busy & ~urx.data.valid
-        with m.If(silent):
-            m.d.sync += quiet.eq(quiet + 1)
-        with m.Else():
-            m.d.sync += quiet.eq(0)
-        m.d.comb += timed_out.eq(silent & (quiet == timeout_cycles - 1))
+    def _sequence(self, m: Module, parser: FrameParser, replies: ReplySerialiser,
+                  load: LoadTransaction | None) -> None:
+        """What a complete frame makes the link do: answer it, or run an image through
+        the core, or make a memory write, then answer."""
+        core, D = self.core, self.identity.input_size
+        frame = parser.frame.payload
+        step = Signal(_Step, init=_Step.IDLE)
 
         # -- the image buffer: pixels wait here until the crc is known -------------------
         m.submodules.image_buffer = image_mem = memory.Memory(
             shape=len(core.image.payload), depth=max(2, D), init=[])
         image_write, image_read = image_mem.write_port(), image_mem.read_port()
         pixel = Signal(range(D + 1))
-        m.d.comb += [image_write.addr.eq(count[:len(image_write.addr)]),
-                     image_write.data.eq(byte[:len(image_write.data)]),
+        index = parser.payload.payload.index
+        m.d.comb += [image_write.addr.eq(index[:len(image_write.addr)]),
+                     image_write.data.eq(parser.payload.payload.data[:len(image_write.data)]),
+                     image_write.en.eq(parser.payload.valid & (frame.cmd == Command.IMAGE)
+                                       & (index < D)),
                      core.image.payload.eq(image_read.data)]
 
-        # -- the LOAD payload (target, addr, data) or LOAD_BEGIN's (model hash, checksum),
-        # held until the crc is known -------------------------------------------------
-        loadable = ident.loadable
-        load_regs = [Signal(8, name=f"load_byte_{i}")
-                     for i in range(max(self.load_size, LOAD_BEGIN_SIZE) if loadable else 0)]
-        load_ok = Const(0, 1)
-        if loadable:
-            layout = load_layout(core.program)
-            depth = max(2, *(len(words) for words in memory_images(core.program).values()))
-            target, address = load_regs[0], Cat(load_regs[1], load_regs[2])
-            data_bits = _load_data_bits(core.program)
-            load_ok = ~is_zero(target) & (target <= max(LOAD_TARGETS.values())) & \
-                (address < depth)
-            m.d.comb += [
-                core.load.payload.target.eq(target[:layout["target"].width]),
-                core.load.payload.addr.eq(address[:layout["addr"].width]),
-                core.load.payload.data.eq(Cat(*load_regs[3:self.load_size])[:data_bits]),
-            ]
-
-        # -- the load transaction -------------------------------------------------------
-        # Whether the memories hold a complete model, that model's checksum and (two
-        # banks) which bank holds it: set at configuration like the memories themselves,
-        # so a reset does not forget that a failed load left a bank half written.
-        model_ok = Signal(init=int(ident.model_loaded), reset_less=True)
-        weights_sum = Signal(32, init=ident.weights_checksum, reset_less=True)
-        bank = Signal(reset_less=True)
-        if self.banked:
-            m.d.comb += core.bank.eq(bank)
-        loading = Signal()                 # between a good LOAD_BEGIN and LOAD_COMMIT
-        announced = Signal(32)             # LOAD_BEGIN's checksum
-        running = Signal(32)               # CRC-32 of the writes made in this transaction
-        pending = Signal(32)               # ... and of the LOAD frame being received
-        transaction = SimpleNamespace(model_ok=model_ok, weights_sum=weights_sum, bank=bank,
-                                      loading=loading, announced=announced, running=running)
-
-        # -- the result record: the core holds it until the reply has gone out -----------
-        # (a copy here would cost ~430 flip-flops, a tenth of an iCE40 UP5K)
-        result = core.result.payload
-
-        # -- the reply frames, byte by byte (the crc byte is computed as they go out) ----
-        def frame(code: int, payload: list) -> list:
-            n = len(payload)
-            return [Const(SYNC, 8), Const(code, 8), Const(n & 0xFF, 8), Const(n >> 8, 8),
-                    *payload]
-
-        error_code = Signal(8)
-        score_bits = ident.score_bits
-        scores = []
-        for k in range(K):
-            score = result.scores[k]
-            scores += [score[8 * j:min(8 * j + 8, score_bits)] for j in range(ident.score_bytes)]
-        cycles = result.cycles
-        frames = {
-            _Reply.IDENT: frame(REPLY_IDENT, [
-                *(Const(b, 8) for b in ident.to_bytes()[:14]), Cat(model_ok, Const(0, 7)),
-                *(weights_sum[8 * j:8 * j + 8] for j in range(4))]),
-            _Reply.RESULT: frame(REPLY_RESULT, [result.label, *scores,
-                                                *(cycles[8 * j:8 * j + 8] for j in range(4))]),
-            _Reply.ACK: frame(REPLY_LOAD, []),
-            _Reply.BEGIN: frame(REPLY_LOAD_BEGIN, []),
-            _Reply.COMMIT: frame(REPLY_LOAD_COMMIT, []),
-            _Reply.ERROR: frame(REPLY_ERROR, [error_code]),
-        }
-        reply = Signal(_Reply, init=_Reply.ERROR)
-        # Up to one past the crc byte's index, the frame's length.
-        send_index = Signal(range(max(len(f) for f in frames.values()) + 2))
-        send_crc = Signal(8)
-        body = Const(0, 8)
-        last = Const(0, 8)
-        for kind, items in frames.items():
-            # Each frame's byte at send_index is picked into a register, and the reply's
-            # own is chosen a cycle later: the byte select and the choice of frame in one
-            # cycle were the iCE40 build's slowest path.
-            picked = Signal(8, name=f"picked_{kind.name.lower()}")
-            m.d.sync += picked.eq(select(items, send_index))
-            body = Mux(reply == kind, picked, body)
-            # The crc goes out at index len(items), right after the frame's last byte.
-            last = Mux(reply == kind, len(items), last)
-        is_last = Signal()
-        m.d.comb += is_last.eq(send_index == last)
-        # The reply goes out through a one-byte register: the byte for send_index is
-        # fetched in one cycle and handed to the UART from the register, and the crc
-        # absorbs the registered byte when the UART takes it. The frame multiplexer and the
-        # crc are thus in separate cycles (together they were the iCE40 build's slowest
-        # path); the UART needs many cycles per byte anyway.
-        out_byte = Signal(8)
-        out_full = Signal()               # out_byte holds the next byte to send
-        out_first = Signal()              # ... which is the sync byte (not in the crc)
-        out_last = Signal()               # ... which is the crc byte
-        picking = Signal()                # the picked bytes are for send_index now
-
-        def answer(kind: _Reply, code: int | None = None) -> None:
-            m.d.sync += [reply.eq(kind), send_index.eq(0), send_crc.eq(0), out_full.eq(0),
-                         picking.eq(0), state.eq(_State.SEND)]
-            if code is not None:
-                m.d.sync += error_code.eq(code)
-
-        # -- what the command's decision looks at, registered every cycle ---------------
+        # -- what the decision looks at, registered every cycle --------------------------
         # The fields are stable from the payload's last byte on, a UART byte before the
-        # decision: the comparisons of the command, the length, the model hash and the
-        # checksums are made a cycle ahead, so the decision tree sees single bits (with
-        # the comparisons, it and the answer's registers were the iCE40 build's slowest
-        # path).
-        flags = SimpleNamespace(**{name: Signal(name=f"flag_{name}") for name in (
-            "ident", "image", "begin", "load", "load_family", "no_payload", "image_length",
-            "begin_length", "load_length", "model_hash", "checksum", "load_ok")})
+        # decision: the comparisons are made a cycle ahead, so the decision tree sees
+        # single bits (with the comparisons, it and the answer's registers were the iCE40
+        # build's slowest path). The load commands' own are the transaction's.
+        flags = Signal(_FLAGS, name="flag")
+        cmd = frame.cmd
         m.d.sync += [
-            flags.ident.eq(cmd == CMD_IDENT),
-            flags.image.eq(cmd == CMD_IMAGE),
-            flags.begin.eq(cmd == CMD_LOAD_BEGIN),
-            flags.load.eq(cmd == CMD_LOAD),
-            flags.load_family.eq((cmd == CMD_LOAD) | (cmd == CMD_LOAD_BEGIN) |
-                                 (cmd == CMD_LOAD_COMMIT)),
-            flags.no_payload.eq(is_zero(length)),
-            flags.image_length.eq(length == D),
-            flags.begin_length.eq(length == LOAD_BEGIN_SIZE),
-            flags.load_length.eq(length == self.load_size),
-            flags.load_ok.eq(load_ok),
+            flags.ident.eq(cmd == Command.IDENT),
+            flags.image.eq(cmd == Command.IMAGE),
+            flags.load_family.eq((cmd == Command.LOAD) | (cmd == Command.LOAD_BEGIN) |
+                                 (cmd == Command.LOAD_COMMIT)),
+            flags.no_payload.eq(is_zero(frame.length)),
+            flags.image_length.eq(frame.length == D),
         ]
-        if loadable:
-            m.d.sync += [flags.model_hash.eq(Cat(*load_regs[:4]) == ident.model_hash),
-                         flags.checksum.eq(running == announced)]
 
-        # -- the parser and sequencer --------------------------------------------------
-        with m.Switch(state):
-            with m.Case(_State.SYNC):
-                m.d.comb += urx.data.ready.eq(1)
-                # Anything but the sync byte between frames is noise.
-                with m.If(got & (byte == SYNC)):
-                    m.d.sync += [crc.eq(0), state.eq(_State.CMD)]
+        # The serialiser is idle whenever the link answers (the link waits for each reply
+        # to go out, in SEND), so its request's ready need not be looked at.
+        def answer(kind, code=0) -> None:
+            m.d.comb += [replies.request.valid.eq(1), replies.request.payload.reply.eq(kind),
+                         replies.request.payload.error.eq(code)]
+            m.d.sync += step.eq(_Step.SEND)
 
-            with m.Case(_State.CMD):
-                m.d.comb += [urx.data.ready.eq(1), mid_frame.eq(1)]
-                with m.If(got):
-                    m.d.sync += [cmd.eq(byte), crc.eq(crc_next), state.eq(_State.LEN_LO)]
-
-            with m.Case(_State.LEN_LO):
-                m.d.comb += [urx.data.ready.eq(1), mid_frame.eq(1)]
-                with m.If(got):
-                    m.d.sync += [length[:8].eq(byte), crc.eq(crc_next),
-                                 state.eq(_State.LEN_HI)]
-
-            with m.Case(_State.LEN_HI):
-                m.d.comb += [urx.data.ready.eq(1), mid_frame.eq(1)]
-                with m.If(got):
-                    m.d.sync += [length[8:].eq(byte), crc.eq(crc_next), count.eq(0),
-                                 last_count.eq(Cat(length[:8], byte) - 1)]
-                    if loadable:
-                        m.d.sync += pending.eq(running)
-                    # An empty payload goes straight to the crc byte.
-                    m.d.sync += state.eq(Mux(is_zero(Cat(length[:8], byte)), _State.CRC,
-                                             _State.PAYLOAD))
-
-            with m.Case(_State.PAYLOAD):
-                m.d.comb += [urx.data.ready.eq(1), mid_frame.eq(1)]
-                with m.If(got):
-                    m.d.sync += [count.eq(count + 1), crc.eq(crc_next)]
-                    # Store what the command could use; a wrong length is refused later,
-                    # after the crc, so that the whole frame is consumed first.
-                    m.d.comb += image_write.en.eq((cmd == CMD_IMAGE) & (count < D))
-                    if loadable:
-                        is_load = cmd == CMD_LOAD
-                        for i, reg in enumerate(load_regs):
-                            with m.If((is_load | (cmd == CMD_LOAD_BEGIN)) & _equals(count, i)):
-                                m.d.sync += reg.eq(byte)
-                        # The checksum this write would make; it counts once acknowledged.
-                        with m.If(is_load):
-                            m.d.sync += pending.eq(_crc_update(crc32_step, 32, pending, byte))
-                    with m.If(count == last_count):
-                        m.d.sync += state.eq(_State.CRC)
-
-            with m.Case(_State.CRC):
-                m.d.comb += [urx.data.ready.eq(1), mid_frame.eq(1)]
-                with m.If(got):
-                    # Compared here, acted on in the next cycle: the comparison and the
-                    # command's decision tree in one cycle were the iCE40 build's slowest
-                    # path (the next byte is a UART frame away).
-                    m.d.sync += [crc_ok.eq(byte == crc), state.eq(_State.DECIDE)]
-
-            with m.Case(_State.DECIDE):
-                with m.If(~crc_ok):
-                    answer(_Reply.ERROR, ERR_CRC)
-                with m.Elif(flags.ident):
-                    with m.If(flags.no_payload):
-                        answer(_Reply.IDENT)
+        model_ok = replies.model_ok
+        with m.Switch(step):
+            with m.Case(_Step.IDLE):
+                # A frame whose crc byte has been compared a cycle ago.
+                with m.If(parser.frame.valid):
+                    with m.If(~frame.crc_ok):
+                        answer(ReplyFrame.ERROR, ErrorCode.CRC)
+                    with m.Elif(flags.ident):
+                        with m.If(flags.no_payload):
+                            answer(ReplyFrame.IDENT)
+                        with m.Else():
+                            answer(ReplyFrame.ERROR, ErrorCode.LENGTH)
+                    with m.Elif(flags.image):
+                        with m.If(~flags.image_length):
+                            answer(ReplyFrame.ERROR, ErrorCode.LENGTH)
+                        with m.Elif(~model_ok):
+                            # Never an inference with a half-loaded mix of two models.
+                            answer(ReplyFrame.ERROR, ErrorCode.NO_MODEL)
+                        with m.Else():
+                            m.d.sync += step.eq(_Step.PRIME)
+                    with m.Elif(flags.load_family):
+                        if load is None:
+                            answer(ReplyFrame.ERROR, ErrorCode.LOAD)
+                        else:
+                            m.d.comb += load.decide.eq(1)
+                            with m.If(load.verdict.write):
+                                m.d.sync += step.eq(_Step.LOAD)
+                            with m.Else():
+                                answer(load.verdict.reply, load.verdict.error)
                     with m.Else():
-                        answer(_Reply.ERROR, ERR_LENGTH)
-                with m.Elif(flags.image):
-                    with m.If(~flags.image_length):
-                        answer(_Reply.ERROR, ERR_LENGTH)
-                    with m.Elif(~model_ok):
-                        # Never an inference with a half-loaded mix of two models.
-                        answer(_Reply.ERROR, ERR_NO_MODEL)
-                    with m.Else():
-                        m.d.sync += state.eq(_State.PRIME)
-                with m.Elif(flags.load_family):
-                    if not loadable:
-                        answer(_Reply.ERROR, ERR_LOAD)
-                    else:
-                        self._load_command(m, answer, flags, load_regs, transaction, state)
-                with m.Else():
-                    answer(_Reply.ERROR, ERR_COMMAND)
+                        answer(ReplyFrame.ERROR, ErrorCode.COMMAND)
 
-            with m.Case(_State.PRIME):
+            with m.Case(_Step.PRIME):
                 # The buffer's read port has one cycle of latency: fetch pixel 0 first.
                 m.d.comb += image_read.addr.eq(0)
-                m.d.sync += [pixel.eq(0), state.eq(_State.STREAM)]
+                m.d.sync += [pixel.eq(0), step.eq(_Step.STREAM)]
 
-            with m.Case(_State.STREAM):
+            with m.Case(_Step.STREAM):
                 m.d.comb += core.image.valid.eq(1)
                 # Keep the read one pixel ahead whenever the core takes one.
                 m.d.comb += image_read.addr.eq(
                     Mux(core.image.ready, pixel + 1, pixel)[:len(image_read.addr)])
                 with m.If(core.image.ready):
                     m.d.sync += pixel.eq(pixel + 1)
-                    with m.If(_equals(pixel, D - 1)):
-                        m.d.sync += state.eq(_State.RESULT)
+                    with m.If(equals(pixel, D - 1)):
+                        m.d.sync += step.eq(_Step.RESULT)
 
-            with m.Case(_State.RESULT):
-                # Answer from the core's record; it is taken only once sent (SEND).
+            with m.Case(_Step.RESULT):
+                # Answer from the core's record; it is taken only once sent.
                 with m.If(core.result.valid):
-                    answer(_Reply.RESULT)
+                    answer(ReplyFrame.RESULT)
 
-            with m.Case(_State.LOAD):
-                if loadable:
+            with m.Case(_Step.LOAD):
+                if load is not None:
                     m.d.comb += core.load.valid.eq(1)
                     with m.If(core.load.ready):
-                        m.d.sync += running.eq(pending)
-                        answer(_Reply.ACK)
+                        m.d.comb += load.written.eq(1)
+                        answer(ReplyFrame.LOAD)
 
-            with m.Case(_State.SEND):
-                with m.If(~out_full & ~picking):
-                    # The picked registers take send_index's bytes.
-                    m.d.sync += picking.eq(1)
-                with m.Elif(~out_full):
-                    # Fetch the next byte; the crc byte is the crc of all before it.
-                    m.d.sync += [out_byte.eq(Mux(is_last, send_crc, body)), out_full.eq(1),
-                                 out_first.eq(is_zero(send_index)), out_last.eq(is_last),
-                                 send_index.eq(send_index + 1), picking.eq(0)]
-                with m.Else():
-                    m.d.comb += [utx.data.valid.eq(1), utx.data.payload.eq(out_byte)]
-                    with m.If(utx.data.ready):
-                        m.d.sync += out_full.eq(0)
-                        # The crc covers everything after the sync byte and before itself.
-                        with m.If(~out_first & ~out_last):
-                            m.d.sync += send_crc.eq(_crc8_update(send_crc, out_byte))
-                        with m.If(out_last):
-                            m.d.sync += state.eq(_State.SYNC)
-                            # The record has been sent: the core may drop it now.
-                            m.d.comb += core.result.ready.eq(reply == _Reply.RESULT)
-
-        with m.If(timed_out):
-            m.d.sync += state.eq(_State.SYNC)
-        return m
+            with m.Case(_Step.SEND):
+                with m.If(replies.done):
+                    # The frame has been answered: the parser may take the next.
+                    m.d.comb += parser.frame.ready.eq(1)
+                    m.d.sync += step.eq(_Step.IDLE)

@@ -1,10 +1,94 @@
-"""Wire codes that gateware, host and tests share, as enums with hardware shapes."""
+"""Wire codes shared by the gateware, the host library and the tests.
+
+One definition of every code that crosses a wire or a module boundary: the host link's
+frames (docs/host-link.md) and, below them, the core's op kinds and phases. The enums are
+:mod:`amaranth.lib.enum` enums with a shape, so the gateware compares and assigns them as
+hardware values, and ``IntEnum`` subclasses, so the host writes them as bytes
+(``bytes([Command.IDENT])``) and reads a received byte back with ``Command(byte)``.
+"""
 
 from __future__ import annotations
 
-from amaranth.lib import enum
+from amaranth.lib import crc, enum
 
-__all__ = ["OpKind", "Phase"]
+__all__ = [
+    "FRAME_CRC", "LOAD_BEGIN_SIZE", "LOAD_CHECKSUM", "PROTOCOL_VERSION", "SYNC", "Command",
+    "ErrorCode", "OpKind", "Phase", "Reply",
+]
+
+# -- the host link ------------------------------------------------------------------------
+
+#: The byte every frame starts with, both ways; not covered by the frame's crc.
+SYNC = 0xA5
+#: What IDENT's first payload byte says. 2 had no flags in byte 8; 1 had no load
+#: transaction and a 14-byte IDENT.
+PROTOCOL_VERSION = 3
+#: Payload bytes of LOAD_BEGIN: model hash (4), whole-model checksum (4).
+LOAD_BEGIN_SIZE = 8
+
+#: The crc byte closing every frame: CRC-8/SMBus (polynomial 0x07, init 0, no reflection,
+#: no final xor) over cmd, the two length bytes and the payload, a byte at a time.
+#: ``FRAME_CRC.compute(data)`` is the reference; check value 0xF4 for b"123456789".
+FRAME_CRC = crc.catalog.CRC8_SMBUS(data_width=8)
+#: The whole-model checksum of a load transaction: CRC-32/MPEG-2 (polynomial 0x04C11DB7,
+#: init 0xFFFFFFFF, no reflection, no final xor) over the LOAD payloads in the order sent.
+#: Check value 0x0376E6E7 for b"123456789".
+LOAD_CHECKSUM = crc.catalog.CRC32_MPEG_2(data_width=8)
+
+
+class Command(enum.IntEnum, shape=8):
+    """A frame's ``cmd`` byte from the host."""
+
+    IDENT = 0x01           #: empty payload; answered by Reply.IDENT
+    IMAGE = 0x02           #: D pixels, one byte each; answered by Reply.RESULT
+    LOAD = 0x03            #: target (1), address (2), data; one memory write
+    LOAD_BEGIN = 0x04      #: model hash (4), checksum (4): opens a load transaction
+    LOAD_COMMIT = 0x05     #: empty: closes it if the checksum matches every write
+
+
+class Reply(enum.IntEnum, shape=8):
+    """A frame's ``cmd`` byte from the device: exactly one per complete frame received."""
+
+    IDENT = 0x81           #: the identity (rtl.host_link.LinkIdentity.to_bytes)
+    RESULT = 0x82          #: label, K scores, cycles
+    LOAD = 0x83            #: the write has been made
+    LOAD_BEGIN = 0x84      #: a load transaction is open
+    LOAD_COMMIT = 0x85     #: the checksum matched; the loaded model is in use
+    ERROR = 0xEE           #: one byte, an ErrorCode
+
+
+class ErrorCode(enum.IntEnum, shape=8):
+    """The payload byte of an ERROR reply. :attr:`message` says what it means."""
+
+    CRC = 1
+    COMMAND = 2
+    LENGTH = 3
+    LOAD = 4
+    MODEL = 5
+    SEQUENCE = 6
+    CHECKSUM = 7
+    NO_MODEL = 8
+
+    @property
+    def message(self) -> str:
+        """What the device refused and why, for a host's error message."""
+        return _MESSAGES[self]
+
+
+_MESSAGES = {
+    ErrorCode.CRC: "bad crc",
+    ErrorCode.COMMAND: "unknown command",
+    ErrorCode.LENGTH: "wrong payload length for the command",
+    ErrorCode.LOAD: "load not supported by this core, or bad target/address",
+    ErrorCode.MODEL: "the weights are for another model configuration or formats (model "
+                     "hash differs); nothing was changed",
+    ErrorCode.SEQUENCE: "LOAD or LOAD_COMMIT outside a load transaction (send LOAD_BEGIN "
+                        "first)",
+    ErrorCode.CHECKSUM: "the whole-model checksum does not match the writes made; the load "
+                        "is void and images are refused until a load commits",
+    ErrorCode.NO_MODEL: "no complete model in the memories (a load is open or failed); "
+                        "load one",
+}
 
 
 # -- the core: op kinds and phases ---------------------------------------------------

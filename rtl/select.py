@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from amaranth import Const, Mux, Value
 
-__all__ = ["is_zero", "one_hot", "select"]
+__all__ = ["equals", "is_zero", "one_hot", "select"]
 
 
 def is_zero(value: Value) -> Value:
     """``value == 0`` as a NOR reduction."""
     return ~value.any()
+
+
+def equals(value: Value, constant: int) -> Value:
+    """``value == constant``, lint-clean for 0."""
+    return is_zero(value) if constant == 0 else value == constant
 
 
 def one_hot(index: Value, count: int) -> Value:

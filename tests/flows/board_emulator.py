@@ -23,33 +23,12 @@ from ffcl_hw.device import FrameReader, HostLinkError, encode_frame
 from golden.intmodel import IntModel
 from rtl.core import LOAD_TARGETS, load_words
 from rtl.host_link import (
-    CHECKSUM_INIT,
-    CMD_IDENT,
-    CMD_IMAGE,
-    CMD_LOAD,
-    CMD_LOAD_BEGIN,
-    CMD_LOAD_COMMIT,
-    ERR_CHECKSUM,
-    ERR_COMMAND,
-    ERR_CRC,
-    ERR_LENGTH,
-    ERR_LOAD,
-    ERR_MODEL,
-    ERR_NO_MODEL,
-    ERR_SEQUENCE,
-    LOAD_BEGIN_SIZE,
-    REPLY_ERROR,
-    REPLY_IDENT,
-    REPLY_LOAD,
-    REPLY_LOAD_BEGIN,
-    REPLY_LOAD_COMMIT,
-    REPLY_RESULT,
-    crc32_step,
     link_identity,
     load_checksum,
     load_data_bytes,
 )
 from rtl.program import build_program
+from rtl.protocol import LOAD_BEGIN_SIZE, LOAD_CHECKSUM, Command, ErrorCode, Reply
 
 
 class EmulatedBoard:
@@ -91,7 +70,7 @@ class EmulatedBoard:
                           self.n): m for m in (model, *known)}
         self.model = model if initialised else None
         self.loading = False
-        self.running = self.announced = 0
+        self.written, self.announced = b"", 0
 
     def receive(self, data: bytes) -> bytes:
         """Feed bytes from the host; returns the replies now due."""
@@ -104,7 +83,7 @@ class EmulatedBoard:
             try:
                 frame = self.reader.next_frame()
             except HostLinkError:
-                out += self._error(ERR_CRC)
+                out += self._error(ErrorCode.CRC)
                 continue
             if frame is None:
                 return out
@@ -112,60 +91,60 @@ class EmulatedBoard:
 
     @staticmethod
     def _error(code: int) -> bytes:
-        return encode_frame(REPLY_ERROR, bytes([code]))
+        return encode_frame(Reply.ERROR, bytes([code]))
 
     def _answer(self, cmd: int, payload: bytes) -> bytes:
         ident = self.identity
-        if cmd == CMD_IDENT:
+        if cmd == Command.IDENT:
             if payload:
-                return self._error(ERR_LENGTH)
+                return self._error(ErrorCode.LENGTH)
             now = dataclasses.replace(ident, model_loaded=self.model is not None,
                                       weights_checksum=self.announced or ident.weights_checksum)
-            return encode_frame(REPLY_IDENT, now.to_bytes())
-        if cmd == CMD_IMAGE:
+            return encode_frame(Reply.IDENT, now.to_bytes())
+        if cmd == Command.IMAGE:
             if len(payload) != ident.input_size:
-                return self._error(ERR_LENGTH)
+                return self._error(ErrorCode.LENGTH)
             if self.model is None:
-                return self._error(ERR_NO_MODEL)
+                return self._error(ErrorCode.NO_MODEL)
             result = self.model.run(np.frombuffer(payload, dtype=np.uint8)[None].astype(int))
             self.images += 1
             if self.faulty and self.images % 2 == 0:
                 result.scores[0, 0] += 1
             scores = b"".join(int(s).to_bytes(ident.score_bytes, "little")
                               for s in result.scores[0])
-            return encode_frame(REPLY_RESULT, bytes([int(result.labels[0])]) + scores
+            return encode_frame(Reply.RESULT, bytes([int(result.labels[0])]) + scores
                                 + self.program.cycles().to_bytes(4, "little"))
-        if cmd not in (CMD_LOAD, CMD_LOAD_BEGIN, CMD_LOAD_COMMIT):
-            return self._error(ERR_COMMAND)
+        if cmd not in (Command.LOAD, Command.LOAD_BEGIN, Command.LOAD_COMMIT):
+            return self._error(ErrorCode.COMMAND)
         if not ident.loadable:
-            return self._error(ERR_LOAD)
-        if cmd == CMD_LOAD_BEGIN:
+            return self._error(ErrorCode.LOAD)
+        if cmd == Command.LOAD_BEGIN:
             if len(payload) != LOAD_BEGIN_SIZE:
-                return self._error(ERR_LENGTH)
+                return self._error(ErrorCode.LENGTH)
             if int.from_bytes(payload[:4], "little") != ident.model_hash:
-                return self._error(ERR_MODEL)
-            self.loading, self.model, self.running = True, None, CHECKSUM_INIT
+                return self._error(ErrorCode.MODEL)
+            self.loading, self.model, self.written = True, None, b""
             self.announced = int.from_bytes(payload[4:], "little")
-            return encode_frame(REPLY_LOAD_BEGIN)
-        if cmd == CMD_LOAD:
+            return encode_frame(Reply.LOAD_BEGIN)
+        if cmd == Command.LOAD:
             if len(payload) != 3 + self.n:
-                return self._error(ERR_LENGTH)
+                return self._error(ErrorCode.LENGTH)
             if not self.loading:
-                return self._error(ERR_SEQUENCE)
+                return self._error(ErrorCode.SEQUENCE)
             if payload[0] not in LOAD_TARGETS.values():
-                return self._error(ERR_LOAD)
-            for byte in payload:
-                self.running = crc32_step(self.running, byte)
-            return encode_frame(REPLY_LOAD)
+                return self._error(ErrorCode.LOAD)
+            self.written += payload
+            return encode_frame(Reply.LOAD)
         if payload:
-            return self._error(ERR_LENGTH)
+            return self._error(ErrorCode.LENGTH)
         if not self.loading:
-            return self._error(ERR_SEQUENCE)
+            return self._error(ErrorCode.SEQUENCE)
         self.loading = False
-        if self.running != self.announced:
-            return self._error(ERR_CHECKSUM)
+        # The checksum of the writes made, as the device keeps it, from the reference.
+        if LOAD_CHECKSUM.compute(self.written) != self.announced:
+            return self._error(ErrorCode.CHECKSUM)
         self.model = self.by_checksum[self.announced]
-        return encode_frame(REPLY_LOAD_COMMIT)
+        return encode_frame(Reply.LOAD_COMMIT)
 
 
 @contextlib.contextmanager

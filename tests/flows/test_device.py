@@ -11,24 +11,12 @@ import pytest
 from ffcl_hw.device import Device, FrameReader, HostLinkError, crc8, encode_frame
 from rtl.core import Core, load_words
 from rtl.host_link import (
-    CHECKSUM_INIT,
-    CMD_IDENT,
-    CMD_IMAGE,
-    CMD_LOAD,
-    CMD_LOAD_BEGIN,
-    CMD_LOAD_COMMIT,
-    REPLY_ERROR,
-    REPLY_IDENT,
-    REPLY_LOAD,
-    REPLY_LOAD_BEGIN,
-    REPLY_LOAD_COMMIT,
-    REPLY_RESULT,
     LinkIdentity,
-    crc32_step,
     link_identity,
     load_checksum,
     model_hash,
 )
+from rtl.protocol import LOAD_CHECKSUM, Command, Reply
 from tests.rtl.test_core import _random_model
 
 
@@ -141,7 +129,7 @@ def model():
 
 def _ident(model, **changes) -> bytes:
     identity = dataclasses.replace(link_identity(model, lanes=2), **changes)
-    return encode_frame(REPLY_IDENT, identity.to_bytes())
+    return encode_frame(Reply.IDENT, identity.to_bytes())
 
 
 def test_identify_parses_the_ident_reply(model):
@@ -149,7 +137,7 @@ def test_identify_parses_the_ident_reply(model):
     identity = Device(port).identify()
     assert identity == link_identity(model, lanes=2)
     assert identity.model_hash == model_hash(model)
-    assert port.written == [encode_frame(CMD_IDENT)]
+    assert port.written == [encode_frame(Command.IDENT)]
 
 
 @pytest.mark.parametrize(("changes", "message"), [
@@ -181,7 +169,7 @@ def _result_frame(identity, label, scores, cycles) -> bytes:
     n = identity.score_bytes
     payload = bytes([label]) + b"".join(s.to_bytes(n, "little") for s in scores) + \
         cycles.to_bytes(4, "little")
-    return encode_frame(REPLY_RESULT, payload)
+    return encode_frame(Reply.RESULT, payload)
 
 
 def test_classify_sends_the_pixels_and_decodes_the_result(model):
@@ -190,16 +178,16 @@ def test_classify_sends_the_pixels_and_decodes_the_result(model):
     port = ScriptedPort([_ident(model), _result_frame(identity, 1, scores, 123456)])
     image = np.arange(9) % 17
     assert Device(port).classify(image) == (1, scores, 123456)
-    assert port.written[1] == encode_frame(CMD_IMAGE, bytes(int(p) for p in image))
+    assert port.written[1] == encode_frame(Command.IMAGE, bytes(int(p) for p in image))
 
 
 @pytest.mark.parametrize(("answer", "message"), [
-    (encode_frame(REPLY_ERROR, b"\x01"), r"device refused IMAGE: error 1 \(bad crc\)"),
-    (encode_frame(REPLY_ERROR, b"\x03"), r"error 3 \(wrong payload length"),
-    (encode_frame(REPLY_LOAD), "answered IMAGE with reply 0x83, expected 0x82"),
-    (encode_frame(REPLY_RESULT, b"\x00"), "RESULT reply has 1 bytes"),
+    (encode_frame(Reply.ERROR, b"\x01"), r"device refused IMAGE: error 1 \(bad crc\)"),
+    (encode_frame(Reply.ERROR, b"\x03"), r"error 3 \(wrong payload length"),
+    (encode_frame(Reply.LOAD), "answered IMAGE with reply 0x83, expected 0x82"),
+    (encode_frame(Reply.RESULT, b"\x00"), "RESULT reply has 1 bytes"),
     (b"", "no reply to IMAGE before the port's timeout"),
-    (encode_frame(REPLY_RESULT, b"\x00")[:-1] + b"\x00", "bad crc"),
+    (encode_frame(Reply.RESULT, b"\x00")[:-1] + b"\x00", "bad crc"),
 ])
 def test_classify_raises_on_a_bad_answer(model, answer, message):
     device = Device(ScriptedPort([_ident(model), answer]))
@@ -223,10 +211,7 @@ def test_classify_refuses_images_the_device_cannot_take(model, image, message):
     (b"\x00", 0x4E08BFB4),
 ])
 def test_crc32_matches_known_vectors(data, crc):
-    value = CHECKSUM_INIT
-    for byte in data:
-        value = crc32_step(value, byte)
-    assert value == crc
+    assert LOAD_CHECKSUM.compute(data) == crc
 
 
 def test_the_ident_payload_round_trips():
@@ -240,22 +225,23 @@ def test_load_model_sends_one_transaction(model):
     core = Core(model, lanes=2, weights="loadable")
     identity = link_identity(model, lanes=2, loadable=True)
     writes = load_words(core.program)
-    ident = encode_frame(REPLY_IDENT, identity.to_bytes())
-    port = ScriptedPort([ident, encode_frame(REPLY_LOAD_BEGIN)]
-                        + [encode_frame(REPLY_LOAD)] * len(writes)
-                        + [encode_frame(REPLY_LOAD_COMMIT)])
+    ident = encode_frame(Reply.IDENT, identity.to_bytes())
+    port = ScriptedPort([ident, encode_frame(Reply.LOAD_BEGIN)]
+                        + [encode_frame(Reply.LOAD)] * len(writes)
+                        + [encode_frame(Reply.LOAD_COMMIT)])
     device = Device(port)
     # An IntModel and the Core holding it give the same frames.
     assert device.load_model(model) == len(writes)
     n = identity.load_data_bytes
     checksum = load_checksum(writes, n)
     assert checksum == identity.weights_checksum
-    assert port.written[1] == encode_frame(CMD_LOAD_BEGIN, model_hash(model).to_bytes(4, "little")
+    assert port.written[1] == encode_frame(Command.LOAD_BEGIN,
+                                           model_hash(model).to_bytes(4, "little")
                                            + checksum.to_bytes(4, "little"))
     for (target, addr, word), frame in zip(writes, port.written[2:-1], strict=True):
-        assert frame == encode_frame(CMD_LOAD, bytes([target]) + addr.to_bytes(2, "little")
+        assert frame == encode_frame(Command.LOAD, bytes([target]) + addr.to_bytes(2, "little")
                                      + word.to_bytes(n, "little"))
-    assert port.written[-1] == encode_frame(CMD_LOAD_COMMIT)
+    assert port.written[-1] == encode_frame(Command.LOAD_COMMIT)
     assert device.identity.weights_checksum == checksum and device.identity.model_loaded
 
 
@@ -263,16 +249,16 @@ def test_load_model_refuses_a_rom_device_and_reports_a_refused_write(model):
     with pytest.raises(HostLinkError, match="not loadable"):
         Device(ScriptedPort([_ident(model)])).load_model([(1, 0, 0)])
     identity = link_identity(model, lanes=2, loadable=True)
-    port = ScriptedPort([encode_frame(REPLY_IDENT, identity.to_bytes()),
-                         encode_frame(REPLY_LOAD_BEGIN), encode_frame(REPLY_LOAD),
-                         encode_frame(REPLY_ERROR, b"\x04")])
+    port = ScriptedPort([encode_frame(Reply.IDENT, identity.to_bytes()),
+                         encode_frame(Reply.LOAD_BEGIN), encode_frame(Reply.LOAD),
+                         encode_frame(Reply.ERROR, b"\x04")])
     with pytest.raises(HostLinkError, match="LOAD of target 2 address 1: error 4"):
         Device(port).load_model([(2, 0, 1), (2, 1, 1), (2, 2, 1)])
     assert len(port.written) == 4
-    port = ScriptedPort([encode_frame(REPLY_IDENT, identity.to_bytes()),
-                         encode_frame(REPLY_ERROR, b"\x05")])
+    port = ScriptedPort([encode_frame(Reply.IDENT, identity.to_bytes()),
+                         encode_frame(Reply.ERROR, b"\x05")])
     with pytest.raises(HostLinkError, match="refused LOAD_BEGIN: error 5 .*another model"):
         Device(port).load_model([(2, 0, 1)], model_hash=1)
     with pytest.raises(ValueError, match="load word 256 does not fit the device's 1 bytes"):
-        Device(ScriptedPort([encode_frame(REPLY_IDENT, dataclasses.replace(
+        Device(ScriptedPort([encode_frame(Reply.IDENT, dataclasses.replace(
             identity, load_data_bytes=1).to_bytes())])).load_model([(2, 0, 256)])

@@ -19,31 +19,8 @@ from amaranth.sim import Simulator
 from ffcl_hw.device import Device, FrameReader, HostLinkError, crc8, encode_frame
 from golden.intmodel import IntModel
 from rtl.core import Core, load_words
-from rtl.host_link import (
-    CMD_IDENT,
-    CMD_IMAGE,
-    CMD_LOAD,
-    CMD_LOAD_BEGIN,
-    CMD_LOAD_COMMIT,
-    ERR_CHECKSUM,
-    ERR_COMMAND,
-    ERR_CRC,
-    ERR_LENGTH,
-    ERR_LOAD,
-    ERR_MODEL,
-    ERR_NO_MODEL,
-    ERR_SEQUENCE,
-    REPLY_ERROR,
-    REPLY_IDENT,
-    REPLY_LOAD,
-    REPLY_LOAD_BEGIN,
-    REPLY_LOAD_COMMIT,
-    REPLY_RESULT,
-    HostLink,
-    LinkIdentity,
-    link_identity,
-    load_checksum,
-)
+from rtl.host_link import HostLink, LinkIdentity, link_identity, load_checksum
+from rtl.protocol import Command, ErrorCode, Reply
 from sim.lint import lint_verilog
 from tests.golden.variants import reweighted
 from tests.rtl.helpers import PERIOD
@@ -136,7 +113,7 @@ def result_of(identity: LinkIdentity, payload: bytes) -> tuple[int, list[int], i
 
 
 def image_frame(image) -> bytes:
-    return encode_frame(CMD_IMAGE, bytes(int(p) for p in image))
+    return encode_frame(Command.IMAGE, bytes(int(p) for p in image))
 
 
 def assert_golden(core: Core, model: IntModel, images, replies) -> None:
@@ -145,7 +122,7 @@ def assert_golden(core: Core, model: IntModel, images, replies) -> None:
     identity = link_identity(model, lanes=core.lanes, label_lanes=core.program.label_lanes)
     assert len(replies) == len(images)
     for i, (cmd, payload) in enumerate(replies):
-        assert cmd == REPLY_RESULT
+        assert cmd == Reply.RESULT
         label, scores, cycles = result_of(identity, payload)
         assert label == golden.labels[i]
         assert scores == [int(s) for s in golden.scores[i]]
@@ -168,9 +145,9 @@ def test_ident_reports_the_identity_and_images_match_the_golden_model(name):
     core = Core(model, lanes=3)
     link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS)
     images = images_for(model, 2, 7)
-    replies = exchange(link, [Step(encode_frame(CMD_IDENT)),
+    replies = exchange(link, [Step(encode_frame(Command.IDENT)),
                               *(Step(image_frame(image)) for image in images)])
-    assert replies[0] == [(REPLY_IDENT, link.identity.to_bytes())]
+    assert replies[0] == [(Reply.IDENT, link.identity.to_bytes())]
     assert LinkIdentity.from_bytes(replies[0][0][1]) == link.identity
     assert link.identity == link_identity(model, lanes=3)
     assert_golden(core, model, images, [r[0] for r in replies[1:]])
@@ -188,19 +165,20 @@ def _raw(cmd: int, length: int, payload: bytes) -> bytes:
 
 # Each bad frame gets exactly one ERROR reply with its code, and the next IMAGE works.
 BAD_FRAMES = {
-    "crc": (lambda m: _corrupt_crc(image_frame([1] * m.config.input_size)), ERR_CRC),
+    "crc": (lambda m: _corrupt_crc(image_frame([1] * m.config.input_size)), ErrorCode.CRC),
     "payload-bit-flip": (lambda m: image_frame([1] * m.config.input_size)[:6] + b"\x7f"
-                         + image_frame([1] * m.config.input_size)[7:], ERR_CRC),
-    "unknown-command": (lambda m: encode_frame(0x07, b"\x00\x01"), ERR_COMMAND),
-    "reply-code-as-command": (lambda m: encode_frame(0x81), ERR_COMMAND),
-    "image-too-short": (lambda m: encode_frame(CMD_IMAGE, bytes(m.config.input_size - 1)),
-                        ERR_LENGTH),
-    "image-too-long": (lambda m: encode_frame(CMD_IMAGE, bytes(m.config.input_size + 1)),
-                       ERR_LENGTH),
-    "ident-with-payload": (lambda m: encode_frame(CMD_IDENT, b"\x00"), ERR_LENGTH),
-    "load-on-rom-core": (lambda m: encode_frame(CMD_LOAD, bytes(12)), ERR_LOAD),
-    "load-begin-on-rom-core": (lambda m: encode_frame(CMD_LOAD_BEGIN, bytes(8)), ERR_LOAD),
-    "load-commit-on-rom-core": (lambda m: encode_frame(CMD_LOAD_COMMIT), ERR_LOAD),
+                         + image_frame([1] * m.config.input_size)[7:], ErrorCode.CRC),
+    "unknown-command": (lambda m: encode_frame(0x07, b"\x00\x01"), ErrorCode.COMMAND),
+    "reply-code-as-command": (lambda m: encode_frame(0x81), ErrorCode.COMMAND),
+    "image-too-short": (lambda m: encode_frame(Command.IMAGE, bytes(m.config.input_size - 1)),
+                        ErrorCode.LENGTH),
+    "image-too-long": (lambda m: encode_frame(Command.IMAGE, bytes(m.config.input_size + 1)),
+                       ErrorCode.LENGTH),
+    "ident-with-payload": (lambda m: encode_frame(Command.IDENT, b"\x00"), ErrorCode.LENGTH),
+    "load-on-rom-core": (lambda m: encode_frame(Command.LOAD, bytes(12)), ErrorCode.LOAD),
+    "load-begin-on-rom-core": (lambda m: encode_frame(Command.LOAD_BEGIN, bytes(8)),
+                               ErrorCode.LOAD),
+    "load-commit-on-rom-core": (lambda m: encode_frame(Command.LOAD_COMMIT), ErrorCode.LOAD),
 }
 
 
@@ -211,7 +189,7 @@ def test_a_bad_frame_gets_its_error_code_and_the_link_stays_usable(case, model):
     link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS)
     images = images_for(model, 1, 3)
     replies = exchange(link, [Step(make(model)), Step(image_frame(images[0]))])
-    assert replies[0] == [(REPLY_ERROR, bytes([code]))]
+    assert replies[0] == [(Reply.ERROR, bytes([code]))]
     assert_golden(core, model, images, replies[1])
 
 
@@ -258,7 +236,7 @@ def _other_model(model_a: IntModel, seed: int) -> IntModel:
 
 def load_frame(link: HostLink, target: int, addr: int, word: int) -> bytes:
     n = link.identity.load_data_bytes
-    return encode_frame(CMD_LOAD, bytes([target]) + addr.to_bytes(2, "little")
+    return encode_frame(Command.LOAD, bytes([target]) + addr.to_bytes(2, "little")
                         + word.to_bytes(n, "little"))
 
 
@@ -266,17 +244,17 @@ def begin_frame(link: HostLink, writes, *, model_hash: int | None = None) -> byt
     """LOAD_BEGIN announcing ``writes`` (the link's own model hash unless given)."""
     announced = link.identity.model_hash if model_hash is None else model_hash
     checksum = load_checksum(writes, link.identity.load_data_bytes)
-    return encode_frame(CMD_LOAD_BEGIN, announced.to_bytes(4, "little")
+    return encode_frame(Command.LOAD_BEGIN, announced.to_bytes(4, "little")
                         + checksum.to_bytes(4, "little"))
 
 
-COMMIT = encode_frame(CMD_LOAD_COMMIT)
-ACK_BEGIN, ACK_LOAD, ACK_COMMIT = ([(code, b"")] for code in (REPLY_LOAD_BEGIN, REPLY_LOAD,
-                                                              REPLY_LOAD_COMMIT))
+COMMIT = encode_frame(Command.LOAD_COMMIT)
+ACK_BEGIN, ACK_LOAD, ACK_COMMIT = ([(code, b"")] for code in (Reply.LOAD_BEGIN, Reply.LOAD,
+                                                              Reply.LOAD_COMMIT))
 
 
 def error(code: int) -> list[tuple[int, bytes]]:
-    return [(REPLY_ERROR, bytes([code]))]
+    return [(Reply.ERROR, bytes([code]))]
 
 
 @pytest.fixture(scope="module")
@@ -315,35 +293,36 @@ def _transaction(case: str, link: HostLink, writes, images):
     acks = [ACK_LOAD] * len(writes)
     begin = Step(begin_frame(link, writes))
     none = "a" if link.banked else None
-    refused = RESULT_A if link.banked else error(ERR_NO_MODEL)
+    refused = RESULT_A if link.banked else error(ErrorCode.NO_MODEL)
     if case == "good":
         return [begin, *loads, Step(COMMIT), Step(image)], [ACK_BEGIN, *acks, ACK_COMMIT], "b"
     if case == "a-write-lost":
         return ([begin, *loads[:-1], Step(COMMIT), Step(image)],
-                [ACK_BEGIN, *acks[:-1], error(ERR_CHECKSUM)], none)
+                [ACK_BEGIN, *acks[:-1], error(ErrorCode.CHECKSUM)], none)
     if case == "a-write-twice":
         return ([begin, *loads, loads[0], Step(COMMIT), Step(image)],
-                [ACK_BEGIN, *acks, ACK_LOAD, error(ERR_CHECKSUM)], none)
+                [ACK_BEGIN, *acks, ACK_LOAD, error(ErrorCode.CHECKSUM)], none)
     if case == "image-while-loading":
         return ([begin, *loads[:1], Step(image), *loads[1:], Step(COMMIT), Step(image)],
                 [ACK_BEGIN, ACK_LOAD, refused, *acks[1:], ACK_COMMIT], "b")
     if case == "retry-after-bad-crc":
         bad = Step(_corrupt_crc(load_frame(link, *writes[0])))
         return ([begin, bad, *loads, Step(COMMIT), Step(image)],
-                [ACK_BEGIN, error(ERR_CRC), *acks, ACK_COMMIT], "b")
+                [ACK_BEGIN, error(ErrorCode.CRC), *acks, ACK_COMMIT], "b")
     if case == "another-configuration":
         # Refused before anything is written: the old model stays and is still used.
         other = Step(begin_frame(link, writes, model_hash=link.identity.model_hash ^ 1))
-        return [other, Step(image)], [error(ERR_MODEL)], "a"
+        return [other, Step(image)], [error(ErrorCode.MODEL)], "a"
     if case == "load-without-begin":
         return ([loads[0], Step(COMMIT), Step(image)],
-                [error(ERR_SEQUENCE), error(ERR_SEQUENCE)], "a")
+                [error(ErrorCode.SEQUENCE), error(ErrorCode.SEQUENCE)], "a")
     if case == "begin-too-short":
-        return ([Step(encode_frame(CMD_LOAD_BEGIN, bytes(7))), Step(image)],
-                [error(ERR_LENGTH)], "a")
+        return ([Step(encode_frame(Command.LOAD_BEGIN, bytes(7))), Step(image)],
+                [error(ErrorCode.LENGTH)], "a")
     if case == "commit-with-payload":
-        return ([begin, Step(encode_frame(CMD_LOAD_COMMIT, b"\x00")), Step(COMMIT), Step(image)],
-                [ACK_BEGIN, error(ERR_LENGTH), error(ERR_CHECKSUM)], none)
+        return ([begin, Step(encode_frame(Command.LOAD_COMMIT, b"\x00")), Step(COMMIT),
+                 Step(image)],
+                [ACK_BEGIN, error(ErrorCode.LENGTH), error(ErrorCode.CHECKSUM)], none)
     raise ValueError(case)
 
 
@@ -360,7 +339,7 @@ def test_a_load_transaction_commits_only_with_the_whole_model_checksum(case, ban
     link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS)
     writes = _changed_writes(core, model_b)
     steps, expected, final = _transaction(case, link, writes, images)
-    steps.append(Step(encode_frame(CMD_IDENT)))
+    steps.append(Step(encode_frame(Command.IDENT)))
     replies = exchange(link, steps)
     for i, want in enumerate(expected):
         if want == RESULT_A:
@@ -369,7 +348,7 @@ def test_a_load_transaction_commits_only_with_the_whole_model_checksum(case, ban
             assert replies[i] == want, f"reply {i}"
     # The image after the transaction: the model in use, or refused for want of one.
     if final is None:
-        assert replies[-2] == error(ERR_NO_MODEL)
+        assert replies[-2] == error(ErrorCode.NO_MODEL)
     else:
         assert_golden(core, {"a": model_a, "b": model_b}[final], images, replies[-2])
     # IDENT says whether a complete model is loaded, and whose checksum it has.
@@ -403,7 +382,7 @@ def test_two_banks_switch_on_every_good_commit(two_models):
     n_b, n_a = len(to_b) + 2, len(to_a) + 2
     assert replies[n_b - 1] == ACK_COMMIT
     assert_golden(core, model_b, images, replies[n_b])
-    assert replies[n_b + n_a - 1] == error(ERR_CHECKSUM)
+    assert replies[n_b + n_a - 1] == error(ErrorCode.CHECKSUM)
     assert_golden(core, model_b, images, replies[n_b + n_a])
     assert replies[-2] == ACK_COMMIT
     assert_golden(core, model_a, images, replies[-1])
@@ -415,19 +394,21 @@ def test_a_board_with_empty_memories_refuses_images_until_a_load_commits(two_mod
     link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS, initialised=False)
     assert not link.identity.model_loaded
     writes = _changed_writes(core, model_b)
-    replies = exchange(link, [Step(encode_frame(CMD_IDENT)), Step(image_frame(images[0])),
+    replies = exchange(link, [Step(encode_frame(Command.IDENT)), Step(image_frame(images[0])),
                               Step(begin_frame(link, writes)),
                               *(Step(load_frame(link, *w), settle_bits=0) for w in writes),
                               Step(COMMIT), Step(image_frame(images[0]))])
     assert not LinkIdentity.from_bytes(replies[0][0][1]).model_loaded
-    assert replies[1] == error(ERR_NO_MODEL)
+    assert replies[1] == error(ErrorCode.NO_MODEL)
     assert replies[-2] == ACK_COMMIT
     assert_golden(core, model_b, images, replies[-1])
 
 
-@pytest.mark.parametrize(("case", "code"), [("target-0", ERR_LOAD), ("target-5", ERR_LOAD),
-                                            ("address-beyond", ERR_LOAD),
-                                            ("bad-crc", ERR_CRC), ("short", ERR_LENGTH)])
+@pytest.mark.parametrize(("case", "code"), [("target-0", ErrorCode.LOAD),
+                                            ("target-5", ErrorCode.LOAD),
+                                            ("address-beyond", ErrorCode.LOAD),
+                                            ("bad-crc", ErrorCode.CRC),
+                                            ("short", ErrorCode.LENGTH)])
 def test_a_refused_load_leaves_the_weights_alone(case, code, two_models):
     model_a, model_b, images = two_models
     core = Core(model_a, lanes=3, weights="loadable")
@@ -440,7 +421,7 @@ def test_a_refused_load_leaves_the_weights_alone(case, code, two_models):
         "address-beyond": load_frame(link, target, 0xFFFF, word),
         "bad-crc": _corrupt_crc(load_frame(link, target, addr, word)),
         # The payload one byte short, with a correct crc.
-        "short": encode_frame(CMD_LOAD, load_frame(link, target, addr, word)[4:-2]),
+        "short": encode_frame(Command.LOAD, load_frame(link, target, addr, word)[4:-2]),
     }[case]
     # In a transaction of no writes: the refused frame must neither write nor count.
     replies = exchange(link, [Step(begin_frame(link, [])), Step(frame), Step(COMMIT),

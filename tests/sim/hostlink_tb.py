@@ -39,24 +39,9 @@ from ffcl_hw.device import Device, FrameReader, HostLinkError, crc8, encode_fram
 from golden.intmodel import IntModel
 from golden.intmodelio import load_int_model
 from rtl.core import LOAD_TARGETS, load_words
-from rtl.host_link import (
-    CMD_IMAGE,
-    CMD_LOAD,
-    CMD_LOAD_BEGIN,
-    CMD_LOAD_COMMIT,
-    ERR_CHECKSUM,
-    ERR_CRC,
-    ERR_LENGTH,
-    ERR_MODEL,
-    ERR_NO_MODEL,
-    REPLY_ERROR,
-    REPLY_LOAD,
-    REPLY_LOAD_BEGIN,
-    link_identity,
-    load_checksum,
-    load_payload,
-)
+from rtl.host_link import link_identity, load_checksum, load_payload
 from rtl.program import build_program
+from rtl.protocol import Command, ErrorCode, Reply
 
 CLOCK_NS = 10
 
@@ -282,28 +267,29 @@ async def bad_frames_are_refused_and_the_weights_stay(dut) -> None:
         n = tb.device.identity.load_data_bytes
         weight_write = bytes([LOAD_TARGETS["weights"], 0, 0]) + bytes([0x55] * n)
         cases = {
-            "bad crc": (_corrupt_crc(encode_frame(CMD_IMAGE, image)), ERR_CRC),
-            "bad crc on a load": (_corrupt_crc(encode_frame(CMD_LOAD, weight_write)), ERR_CRC),
-            "image too short": (encode_frame(CMD_IMAGE, image[:-1]), ERR_LENGTH),
+            "bad crc": (_corrupt_crc(encode_frame(Command.IMAGE, image)), ErrorCode.CRC),
+            "bad crc on a load": (_corrupt_crc(encode_frame(Command.LOAD, weight_write)),
+                                  ErrorCode.CRC),
+            "image too short": (encode_frame(Command.IMAGE, image[:-1]), ErrorCode.LENGTH),
             # The length field one short: the last pixel is read as the crc byte.
-            "length field one short": (_raw(CMD_IMAGE, D - 1, image[:-1])[:-1] + image[-1:],
-                                       ERR_CRC),
-            "load too long": (encode_frame(CMD_LOAD, weight_write + b"\x00"), ERR_LENGTH),
+            "length field one short": (_raw(Command.IMAGE, D - 1, image[:-1])[:-1] + image[-1:],
+                                       ErrorCode.CRC),
+            "load too long": (encode_frame(Command.LOAD, weight_write + b"\x00"), ErrorCode.LENGTH),
         }
         for name, (frame, code) in cases.items():
             replies = tb.raw_exchange(frame)
-            assert replies == [(REPLY_ERROR, bytes([code]))], f"{name}: {replies}"
+            assert replies == [(Reply.ERROR, bytes([code]))], f"{name}: {replies}"
             tb.classify_and_check(tb.model_b, tb.images[:1])
         # A truncated frame gets no reply; after the idle timeout the next frame works.
         for cut in (1, 4, 7):
-            assert tb.raw_exchange(encode_frame(CMD_IMAGE, image)[:cut], replies=0) == []
+            assert tb.raw_exchange(encode_frame(Command.IMAGE, image)[:cut], replies=0) == []
             tb.port.idle(timeout_bits + 2)
             tb.classify_and_check(tb.model_b, tb.images[:1])
         # Weights of another configuration are refused before anything is written.
         try:
             tb.load(tb.model_c)
         except HostLinkError as error:
-            assert f"error {ERR_MODEL}" in str(error), error
+            assert f"error {ErrorCode.MODEL}" in str(error), error
         else:
             raise AssertionError("the device accepted a model of another configuration")
         tb.classify_and_check(tb.model_b, tb.images)
@@ -328,12 +314,12 @@ async def a_failed_load_is_void(dut) -> None:
         n = identity.load_data_bytes
         begin = identity.model_hash.to_bytes(4, "little") + \
             load_checksum(writes, n).to_bytes(4, "little")
-        assert tb.raw_exchange(encode_frame(CMD_LOAD_BEGIN, begin)) == [(REPLY_LOAD_BEGIN, b"")]
+        assert tb.raw_exchange(encode_frame(Command.LOAD_BEGIN, begin)) == [(Reply.LOAD_BEGIN, b"")]
         for write in writes[:-1]:
-            assert tb.raw_exchange(encode_frame(CMD_LOAD, load_payload(*write, n))) == \
-                [(REPLY_LOAD, b"")]
-        assert tb.raw_exchange(encode_frame(CMD_LOAD_COMMIT)) == \
-            [(REPLY_ERROR, bytes([ERR_CHECKSUM]))]
+            assert tb.raw_exchange(encode_frame(Command.LOAD, load_payload(*write, n))) == \
+                [(Reply.LOAD, b"")]
+        assert tb.raw_exchange(encode_frame(Command.LOAD_COMMIT)) == \
+            [(Reply.ERROR, bytes([ErrorCode.CHECKSUM]))]
         # One bank: it holds a mix of A and B now, and no image may be classified with
         # it, not even after a reset (the flag lives, like the memories, through resets).
         # Two banks: the mix is in the bank not in use; B stays in use, also after a reset.
@@ -348,7 +334,7 @@ async def a_failed_load_is_void(dut) -> None:
             try:
                 tb.device.classify(tb.images[0])
             except HostLinkError as error:
-                assert f"error {ERR_NO_MODEL}" in str(error), error
+                assert f"error {ErrorCode.NO_MODEL}" in str(error), error
             else:
                 raise AssertionError("the device classified an image with a half-loaded model")
         tb.load(tb.model_b)

@@ -1,0 +1,217 @@
+"""The host link's load transaction: LOAD_BEGIN, LOAD frames, LOAD_COMMIT.
+
+docs/host-link.md describes it. LOAD_BEGIN carries the model hash (refused unless it is the
+core's) and a CRC-32 over every write to come; each LOAD frame is one memory write, counted
+in a running checksum once it is made; LOAD_COMMIT closes the transaction if the two
+checksums agree, and only then does the device hold a complete model again (with two
+banks: switches to the bank just written).
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.core import LOAD_TARGETS, load_layout, memory_images
+from rtl.crc_tree import crc_tree
+from rtl.frame_parser import PAYLOAD_LAYOUT
+from rtl.protocol import LOAD_BEGIN_SIZE, LOAD_CHECKSUM, Command, ErrorCode
+from rtl.reply_serialiser import ReplyFrame
+from rtl.select import equals, is_zero
+
+__all__ = ["VERDICT_LAYOUT", "LoadTransaction", "load_data_bytes"]
+
+#: What the transaction would do with the load command in hand: the reply (with its
+#: error code) or, for a LOAD that checks out, ``write`` (the reply follows the write).
+VERDICT_LAYOUT = data.StructLayout({"reply": ReplyFrame, "error": 8, "write": 1})
+
+
+def load_data_bytes(program) -> int:
+    """Bytes of a LOAD frame's data field for a core running ``program``."""
+    return -(-load_layout(program)["data"].width // 8)
+
+
+class LoadTransaction(wiring.Component):
+    """The state of a load: model hash check, running CRC-32, model flag, bank.
+
+    The payload of a LOAD or LOAD_BEGIN frame is held in registers as it arrives; nothing
+    is acted on before the link says the frame's crc checked out (``decide``). From then
+    on ``verdict`` says what to answer; a LOAD that checks out is written through ``write``
+    and counts in the running checksum when ``written`` pulses.
+
+    Parameters
+    ----------
+    program : rtl.program.Program
+        The core's program: the load port's layout and memory depths.
+    model_hash : int
+        The core's :func:`rtl.host_link.model_hash`; LOAD_BEGIN must announce it.
+    checksum : int
+        The whole-model checksum of the model the memories hold at configuration.
+    model_loaded : bool
+        The memories hold a complete model at configuration.
+    banked : bool
+        The core has two banks: a load writes the one not in use, and a good commit
+        switches to it (one bank: the model is gone from LOAD_BEGIN until a good commit).
+
+    Members
+    -------
+    cmd : In(8)
+        The frame's command, from its byte on.
+    length : In(16)
+        The frame's length field, from its bytes on.
+    header : In(1)
+        A frame's header is complete: its payload (if any) follows.
+    payload : In(stream.Signature(PAYLOAD_LAYOUT, always_ready=True))
+        The frame's payload bytes.
+    decide : In(1)
+        Act on the frame (a load command whose crc checked out) as ``verdict`` says.
+    verdict : Out(VERDICT_LAYOUT)
+        The answer to the frame in hand, from the cycle after its crc byte on.
+    write : Out(load_layout(program))
+        The held LOAD's memory write.
+    written : In(1)
+        The write has been made: it counts in the running checksum.
+    model_ok : Out(1)
+        The memories hold a complete model.
+    checksum : Out(32)
+        The whole-model checksum of that model.
+    bank : Out(1)
+        The bank in use (two banks).
+    """
+
+    def __init__(self, program, *, model_hash: int, checksum: int, model_loaded: bool,
+                 banked: bool) -> None:
+        for name, value in (("Model hash", model_hash), ("Checksum", checksum)):
+            if not isinstance(value, int) or not 0 <= value < 1 << 32:
+                raise ValueError(f"{name} must be a 32-bit unsigned integer, not {value!r}")
+        self.program = program
+        self.model_hash = model_hash
+        self.initial_checksum = checksum
+        self.model_loaded = model_loaded
+        self.banked = banked
+        super().__init__({
+            "cmd": In(8), "length": In(16), "header": In(1),
+            "payload": In(stream.Signature(PAYLOAD_LAYOUT, always_ready=True)),
+            "decide": In(1), "verdict": Out(VERDICT_LAYOUT),
+            "write": Out(load_layout(program)), "written": In(1),
+            "model_ok": Out(1), "checksum": Out(32), "bank": Out(1),
+        })
+
+    @property
+    def load_size(self) -> int:
+        """Payload bytes of a LOAD frame: target, address (2), data."""
+        return 3 + load_data_bytes(self.program)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        # -- the LOAD payload (target, addr, data) or LOAD_BEGIN's (model hash, checksum),
+        # held until the crc is known -------------------------------------------------
+        regs = [Signal(8, name=f"load_byte_{i}")
+                for i in range(max(self.load_size, LOAD_BEGIN_SIZE))]
+        depth = max(2, *(len(words) for words in memory_images(self.program).values()))
+        target, address = regs[0], Cat(regs[1], regs[2])
+        layout = load_layout(self.program)
+        m.d.comb += [
+            self.write.target.eq(target[:layout["target"].width]),
+            self.write.addr.eq(address[:layout["addr"].width]),
+            self.write.data.eq(Cat(*regs[3:self.load_size])[:layout["data"].width]),
+        ]
+        is_load = self.cmd == Command.LOAD
+        byte = self.payload.payload
+        for i, reg in enumerate(regs):
+            with m.If(self.payload.valid & (is_load | (self.cmd == Command.LOAD_BEGIN))
+                      & equals(byte.index, i)):
+                m.d.sync += reg.eq(byte.data)
+
+        # -- the transaction ----------------------------------------------------------
+        # Whether the memories hold a complete model, that model's checksum and (two
+        # banks) which bank holds it: set at configuration like the memories themselves,
+        # so a reset does not forget that a failed load left a bank half written.
+        model_ok = Signal(init=int(self.model_loaded), reset_less=True)
+        weights_sum = Signal(32, init=self.initial_checksum, reset_less=True)
+        bank = Signal(reset_less=True)
+        m.d.comb += [self.model_ok.eq(model_ok), self.checksum.eq(weights_sum),
+                     self.bank.eq(bank)]
+        loading = Signal()                 # between a good LOAD_BEGIN and LOAD_COMMIT
+        announced = Signal(32)             # LOAD_BEGIN's checksum
+        running = Signal(32)               # CRC-32 of the writes made in this transaction
+        pending = Signal(32)               # ... and of the LOAD frame being received
+        with m.If(self.header):
+            m.d.sync += pending.eq(running)
+        with m.If(self.payload.valid & is_load):
+            # The checksum this write would make; it counts once the write is made.
+            m.d.sync += pending.eq(crc_tree(LOAD_CHECKSUM, pending, byte.data))
+        with m.If(self.written):
+            m.d.sync += running.eq(pending)
+
+        # -- what the verdict looks at, registered every cycle --------------------------
+        # The fields are stable from the payload's last byte on, a UART byte before the
+        # decision: the comparisons of the command, the length, the model hash and the
+        # checksums are made a cycle ahead, so the decision tree sees single bits (with
+        # the comparisons, it and the answer's registers were the iCE40 build's slowest
+        # path).
+        begin, load, no_payload = Signal(), Signal(), Signal()
+        begin_length, load_length, load_ok = Signal(), Signal(), Signal()
+        hash_ok, checksum_ok = Signal(), Signal()
+        m.d.sync += [
+            begin.eq(self.cmd == Command.LOAD_BEGIN),
+            load.eq(is_load),
+            no_payload.eq(is_zero(self.length)),
+            begin_length.eq(self.length == LOAD_BEGIN_SIZE),
+            load_length.eq(self.length == self.load_size),
+            load_ok.eq(~is_zero(target) & (target <= max(LOAD_TARGETS.values()))
+                       & (address < depth)),
+            hash_ok.eq(Cat(*regs[:4]) == self.model_hash),
+            checksum_ok.eq(running == announced),
+        ]
+
+        # -- the verdict, and on ``decide`` the transaction's next state -----------------
+        verdict = self.verdict
+
+        def refuse(code: ErrorCode) -> None:
+            m.d.comb += [verdict.reply.eq(ReplyFrame.ERROR), verdict.error.eq(code)]
+
+        with m.If(begin):
+            with m.If(~begin_length):
+                refuse(ErrorCode.LENGTH)
+            with m.Elif(~hash_ok):
+                # Weights of another configuration: refused before anything is written.
+                refuse(ErrorCode.MODEL)
+            with m.Else():
+                m.d.comb += verdict.reply.eq(ReplyFrame.LOAD_BEGIN)
+                with m.If(self.decide):
+                    m.d.sync += [loading.eq(1), running.eq(LOAD_CHECKSUM.algorithm.initial_crc),
+                                 announced.eq(Cat(*regs[4:8]))]
+                    if not self.banked:
+                        # One bank: from here until a good commit it holds no complete model.
+                        m.d.sync += model_ok.eq(0)
+        with m.Elif(load):
+            with m.If(~load_length):
+                refuse(ErrorCode.LENGTH)
+            with m.Elif(~loading):
+                refuse(ErrorCode.SEQUENCE)
+            with m.Elif(~load_ok):
+                refuse(ErrorCode.LOAD)
+            with m.Else():
+                m.d.comb += [verdict.reply.eq(ReplyFrame.LOAD), verdict.write.eq(1)]
+        with m.Else():
+            with m.If(~no_payload):
+                refuse(ErrorCode.LENGTH)
+            with m.Elif(~loading):
+                refuse(ErrorCode.SEQUENCE)
+            with m.Elif(~checksum_ok):
+                # A write lost, added or changed: the transaction is void (with two banks
+                # the model in use stays in use).
+                refuse(ErrorCode.CHECKSUM)
+                with m.If(self.decide):
+                    m.d.sync += loading.eq(0)
+            with m.Else():
+                m.d.comb += verdict.reply.eq(ReplyFrame.LOAD_COMMIT)
+                with m.If(self.decide):
+                    m.d.sync += [loading.eq(0), model_ok.eq(1), weights_sum.eq(announced)]
+                    if self.banked:
+                        m.d.sync += bank.eq(~bank)
+        return m
+
+

@@ -1,0 +1,175 @@
+"""The host link's sending side: one reply frame, byte by byte, into the UART transmitter.
+
+A reply is ``0xA5, code, length (LE16), payload, crc`` (docs/host-link.md); its bytes are
+picked from constants (the identity), the load transaction's registers and the core's
+result record, and its crc is computed as they go out.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.crc_tree import crc_tree
+from rtl.protocol import FRAME_CRC, SYNC, Reply
+from rtl.select import is_zero, select
+
+__all__ = ["REQUEST_LAYOUT", "ReplyFrame", "ReplySerialiser"]
+
+
+class ReplyFrame(enum.Enum, shape=3):
+    """Which reply frame to send; the wire code is :meth:`code`."""
+
+    # No member is 0: a test for 0 lowers to a lint-unclean multi-bit NOT (rtl.select).
+    IDENT = 1
+    RESULT = 2
+    LOAD = 3
+    ERROR = 4
+    LOAD_BEGIN = 5
+    LOAD_COMMIT = 6
+
+    @property
+    def code(self) -> Reply:
+        """The frame's ``cmd`` byte on the wire."""
+        return Reply[self.name]
+
+
+#: A reply to send: which frame, and for an ERROR its :class:`rtl.protocol.ErrorCode`.
+REQUEST_LAYOUT = data.StructLayout({"reply": ReplyFrame, "error": 8})
+
+
+class ReplySerialiser(wiring.Component):
+    """One reply frame at a time out through a UART transmitter's byte stream.
+
+    A request is taken once the previous reply is out. An IDENT reply reports
+    ``identity`` with the model flag and checksum of the moment; a RESULT reply the record
+    on ``result``, which is taken (``result.ready``) as its last byte goes out, so the
+    core holds it until then.
+
+    Parameters
+    ----------
+    identity : rtl.host_link.LinkIdentity
+        What IDENT reports, but for its model-loaded flag and weights checksum (from
+        ``model_ok`` and ``checksum``).
+    result_layout : data.StructLayout
+        The core's result record (``label``, ``scores``, ``cycles``).
+
+    Members
+    -------
+    request : In(stream.Signature(REQUEST_LAYOUT))
+        Starts a reply; ready while no reply is going out (from the cycle after
+        :attr:`done`).
+    model_ok : In(1)
+        IDENT's "model loaded" flag.
+    checksum : In(32)
+        IDENT's weights checksum.
+    result : In(stream.Signature(result_layout))
+        The record a RESULT reply reports; taken when that reply's crc byte is.
+    tx : Out(stream.Signature(8))
+        Bytes to the UART transmitter; a byte stays on offer until ``tx.ready``.
+    done : Out(1)
+        Pulses as the reply's last (crc) byte is taken.
+    """
+
+    def __init__(self, *, identity, result_layout: data.StructLayout) -> None:
+        if not isinstance(result_layout, data.StructLayout):
+            raise TypeError(f"Result layout must be a data.StructLayout, not {result_layout!r}")
+        self.identity = identity
+        self.result_layout = result_layout
+        super().__init__({
+            "request": In(stream.Signature(REQUEST_LAYOUT)),
+            "model_ok": In(1),
+            "checksum": In(32),
+            "result": In(stream.Signature(result_layout)),
+            "tx": Out(stream.Signature(8)),
+            "done": Out(1),
+        })
+
+    def _frames(self, error_code) -> dict:
+        """Each reply frame's bytes but the crc, as 8-bit values."""
+        def frame(code: int, payload: list) -> list:
+            n = len(payload)
+            return [Const(SYNC, 8), Const(code, 8), Const(n & 0xFF, 8), Const(n >> 8, 8),
+                    *payload]
+
+        ident, result = self.identity, self.result.payload
+        scores = []
+        for k in range(ident.labels):
+            score = result.scores[k]
+            scores += [score[8 * j:min(8 * j + 8, ident.score_bits)]
+                       for j in range(ident.score_bytes)]
+        words = {"cycles": result.cycles, "checksum": self.checksum}
+        le = {name: [word[8 * j:8 * j + 8] for j in range(4)] for name, word in words.items()}
+        return {
+            ReplyFrame.IDENT: frame(Reply.IDENT, [
+                *(Const(b, 8) for b in ident.to_bytes()[:14]), Cat(self.model_ok, Const(0, 7)),
+                *le["checksum"]]),
+            ReplyFrame.RESULT: frame(Reply.RESULT, [result.label, *scores, *le["cycles"]]),
+            ReplyFrame.LOAD: frame(Reply.LOAD, []),
+            ReplyFrame.LOAD_BEGIN: frame(Reply.LOAD_BEGIN, []),
+            ReplyFrame.LOAD_COMMIT: frame(Reply.LOAD_COMMIT, []),
+            ReplyFrame.ERROR: frame(Reply.ERROR, [error_code]),
+        }
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        reply = Signal(ReplyFrame, init=ReplyFrame.ERROR)
+        error_code = Signal(8)
+        frames = self._frames(error_code)
+        # Up to one past the crc byte's index, the frame's length.
+        send_index = Signal(range(max(len(f) for f in frames.values()) + 2))
+        send_crc = Signal(8)
+        body = Const(0, 8)
+        last = Const(0, 8)
+        for kind, items in frames.items():
+            # Each frame's byte at send_index is picked into a register, and the reply's
+            # own is chosen a cycle later: the byte select and the choice of frame in one
+            # cycle were the iCE40 build's slowest path.
+            picked = Signal(8, name=f"picked_{kind.name.lower()}")
+            m.d.sync += picked.eq(select(items, send_index))
+            body = Mux(reply == kind, picked, body)
+            # The crc goes out at index len(items), right after the frame's last byte.
+            last = Mux(reply == kind, len(items), last)
+        is_last = Signal()
+        m.d.comb += is_last.eq(send_index == last)
+        # The reply goes out through a one-byte register: the byte for send_index is
+        # fetched in one cycle and handed to the UART from the register, and the crc
+        # absorbs the registered byte when the UART takes it. The frame multiplexer and the
+        # crc are thus in separate cycles (together they were the iCE40 build's slowest
+        # path); the UART needs many cycles per byte anyway.
+        out_byte = Signal(8)
+        out_full = Signal()               # out_byte holds the next byte to send
+        out_first = Signal()              # ... which is the sync byte (not in the crc)
+        # ... which is the crc byte; once it is taken (out_full low) the serialiser idles.
+        out_last = Signal(init=1)
+        picking = Signal()                # the picked bytes are for send_index now
+
+        with m.If(out_last & ~out_full):
+            # Idle: the last reply is out; a request starts the next. (Taking a request
+            # only here, rather than before everything else, saved 5 LUT4s.)
+            m.d.comb += self.request.ready.eq(1)
+            with m.If(self.request.valid):
+                m.d.sync += [reply.eq(self.request.payload.reply),
+                             error_code.eq(self.request.payload.error), send_index.eq(0),
+                             send_crc.eq(0), out_full.eq(0), out_last.eq(0), picking.eq(0)]
+        with m.Elif(~out_full & ~picking):
+            # The picked registers take send_index's bytes.
+            m.d.sync += picking.eq(1)
+        with m.Elif(~out_full):
+            # Fetch the next byte; the crc byte is the crc of all before it.
+            m.d.sync += [out_byte.eq(Mux(is_last, send_crc, body)), out_full.eq(1),
+                         out_first.eq(is_zero(send_index)), out_last.eq(is_last),
+                         send_index.eq(send_index + 1), picking.eq(0)]
+        with m.Else():
+            m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(out_byte)]
+            with m.If(self.tx.ready):
+                m.d.sync += out_full.eq(0)
+                # The crc covers everything after the sync byte and before itself.
+                with m.If(~out_first & ~out_last):
+                    m.d.sync += send_crc.eq(crc_tree(FRAME_CRC, send_crc, out_byte))
+                with m.If(out_last):
+                    m.d.comb += self.done.eq(1)
+                    # The record has been sent: the core may drop it now.
+                    m.d.comb += self.result.ready.eq(reply == ReplyFrame.RESULT)
+        return m
