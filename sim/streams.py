@@ -128,8 +128,7 @@ def _read(handle: Any) -> int:
 
 
 class _Stream:
-    def __init__(self, dut: Any, name: str, clock: Any, *, reset: Any = None,
-                 pause: Iterable[bool] | None = None) -> None:
+    def __init__(self, dut: Any, name: str, clock: Any, *, reset: Any = None) -> None:
         self.dut = dut
         self.name = name
         self.clock = clock
@@ -138,18 +137,20 @@ class _Stream:
         self.payload = stream_signal(dut, name, "payload")
         self.valid = stream_signal(dut, name, "valid")
         self.ready = stream_signal(dut, name, "ready")
-        self.set_pause(pause)
-
-    def set_pause(self, pause: Iterable[bool] | None) -> None:
-        """Use ``pause`` from now on (``None``: never pause)."""
-        self.pause = NO_PAUSE if pause is None else pause
-        self._pause = iter(self.pause)
 
     def _in_reset(self) -> bool:
         return self.reset is not None and _high(self.reset)
 
 
-class StreamSource(_Stream):
+class _Paused:
+    # Source and sink: the side that decides when to move.
+    def set_pause(self, pause: Iterable[bool] | None) -> None:
+        """Use ``pause`` from now on (``None``: never pause)."""
+        self.pause = NO_PAUSE if pause is None else pause
+        self._pause = iter(self.pause)
+
+
+class StreamSource(_Stream, _Paused):
     """Drives a stream into the design: ``valid`` held until ``ready``, payload stable.
 
     ``send`` queues payloads; one coroutine offers them in order. Before each offer it
@@ -176,7 +177,8 @@ class StreamSource(_Stream):
 
     def __init__(self, dut: Any, name: str, clock: Any, *, reset: Any = None,
                  pause: Iterable[bool] | None = None) -> None:
-        super().__init__(dut, name, clock, reset=reset, pause=pause)
+        super().__init__(dut, name, clock, reset=reset)
+        self.set_pause(pause)
         self.sent = 0
         self._queue: deque[int] = deque()
         self._queued = Event()
@@ -277,19 +279,17 @@ class StreamMonitor(_Stream):
     """
 
     def __init__(self, dut: Any, name: str, clock: Any, *, reset: Any = None,
-                 callback: Callable[[int], None] | None = None,
-                 pause: Iterable[bool] | None = None) -> None:
-        super().__init__(dut, name, clock, reset=reset, pause=pause)
+                 callback: Callable[[int], None] | None = None) -> None:
+        super().__init__(dut, name, clock, reset=reset)
+        self._watch(callback)
+
+    def _watch(self, callback: Callable[[int], None] | None) -> None:
         self.callback = callback
         self.received = 0
         self.violations: list[str] = []
         self._queue: deque[int] = deque()
         self._arrived = Event()
-        self._start()
         self._task = cocotb.start_soon(self._run())
-
-    def _start(self) -> None:
-        pass
 
     # -- collected transfers -----------------------------------------------------------
     def count(self) -> int:
@@ -367,7 +367,7 @@ class StreamMonitor(_Stream):
             await self._while_held()
 
 
-class StreamSink(StreamMonitor):
+class StreamSink(StreamMonitor, _Paused):
     """Takes a stream out of the design: drives ``ready`` by a pause pattern, collects
     the transfers and checks the stream rules like :class:`StreamMonitor`.
 
@@ -382,8 +382,13 @@ class StreamSink(StreamMonitor):
         Back-pressure pattern: ``True`` holds ``ready`` low for the cycle.
     """
 
-    def _start(self) -> None:
+    def __init__(self, dut: Any, name: str, clock: Any, *, reset: Any = None,
+                 pause: Iterable[bool] | None = None,
+                 callback: Callable[[int], None] | None = None) -> None:
+        _Stream.__init__(self, dut, name, clock, reset=reset)
+        self.set_pause(pause)
         self.ready.value = int(not next(self._pause))
+        self._watch(callback)
 
     async def _while_held(self) -> None:
         await RisingEdge(self.clock)
