@@ -156,7 +156,8 @@ class StreamSource(_Stream, _Paused):
     ``send`` queues payloads; one coroutine offers them in order. Before each offer it
     takes a step of the pause pattern and, while that says pause, leaves ``valid`` low
     for the cycle; once offered, a payload stays on the port until a clock edge with
-    ``ready`` high takes it. ``clear`` (called on reset) drops what is queued.
+    ``ready`` high takes it. ``clear`` (call it with the design's reset) drops what is
+    queued and the offer in flight.
 
     Parameters
     ----------
@@ -173,6 +174,8 @@ class StreamSource(_Stream, _Paused):
     -------
     sent : int
         Payloads transferred so far.
+    pause : iterable of bool
+        The idle pattern in use (:meth:`set_pause` changes it).
     """
 
     def __init__(self, dut: Any, name: str, clock: Any, *, reset: Any = None,
@@ -372,7 +375,8 @@ class StreamSink(StreamMonitor, _Paused):
     the transfers and checks the stream rules like :class:`StreamMonitor`.
 
     ``ready`` takes one step of the pattern per cycle while a payload is offered, and keeps
-    its value between offers.
+    its value between offers. Members as for :class:`StreamMonitor`, and ``pause``, the
+    back-pressure pattern in use (:meth:`set_pause` changes it).
 
     Parameters
     ----------
