@@ -3,8 +3,8 @@
 8N1 framing (one start bit, eight data bits LSB first, one stop bit), one bit every
 ``divisor`` clock cycles: the bit time of :class:`rtl.uart` with the same divisor.
 :class:`UartSource` drives a design's receive pin, :class:`UartSink` reads its transmit pin
-(checking each start bit at its middle and each stop bit, so a malformed byte from the
-design fails the test), and :class:`SimulatedSerial` gives them pyserial's blocking
+(checking each start bit at its middle and each stop bit, so that a malformed byte from
+the design is caught), and :class:`SimulatedSerial` gives them pyserial's blocking
 ``write``/``read`` for host code running in a :func:`cocotb.task.bridge` thread.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import cocotb
 from cocotb.queue import Queue
 from cocotb.task import resume
-from cocotb.triggers import ClockCycles, Event, FallingEdge
+from cocotb.triggers import ClockCycles, Event, FallingEdge, RisingEdge
 
 __all__ = ["SimulatedSerial", "UartSink", "UartSource"]
 
@@ -79,20 +79,33 @@ class UartSource:
 class UartSink:
     """Reads the bytes the design sends on ``pin`` (its ``tx``).
 
+    Each start bit is checked at its middle and each stop bit; a frame that fails is
+    dropped and recorded in ``errors`` and, if ``strict``, fails the test at once.
+
     Members
     -------
     divisor : int
     received : deque of int
         Bytes read and not yet taken, oldest first.
+    errors : list of str
+        Malformed frames, in order.
     """
 
-    def __init__(self, pin: Any, clock: Any, *, divisor: int) -> None:
+    def __init__(self, pin: Any, clock: Any, *, divisor: int, strict: bool = True) -> None:
         _check_divisor(divisor)
         self.pin = pin
         self.clock = clock
         self.divisor = divisor
+        self.strict = strict
         self.received: deque[int] = deque()
+        self.errors: list[str] = []
         self._task = cocotb.start_soon(self._run())
+
+    def _error(self, message: str) -> None:
+        self.errors.append(message)
+        self.pin._log.error(message)
+        if self.strict:
+            raise AssertionError(message)
 
     def count(self) -> int:
         return len(self.received)
@@ -107,13 +120,19 @@ class UartSink:
             await FallingEdge(pin)
             # The middle of the start bit, then the middle of each following bit.
             await ClockCycles(clock, self.divisor // 2)
-            assert pin.value == 0, "start bit on the line shorter than half a bit"
+            if pin.value != 0:
+                self._error(f"{pin._name}: start bit shorter than half a bit")
+                continue
             value = 0
             for i in range(8):
                 await ClockCycles(clock, self.divisor)
                 value |= int(pin.value) << i
             await ClockCycles(clock, self.divisor)
-            assert pin.value == 1, "framing error on the line: stop bit low"
+            if pin.value != 1:
+                self._error(f"{pin._name}: framing error, stop bit low after {value:#04x}")
+                # Resynchronise on the next falling edge once the line is idle again.
+                await RisingEdge(pin)
+                continue
             self.received.append(value)
 
 
