@@ -1,11 +1,18 @@
-"""Building the exported core for Verilator or Icarus and running the cocotb bench on it.
+"""Building exported Verilog for Verilator or Icarus and running cocotb benches on it.
 
 Each hardware configuration (the Verilog text) is built once, in its own folder named
 after a hash of the Verilog, and reused: Verilator rebuilds an unchanged design in well
 under a second. The bench (:mod:`sim.testbench`) gets everything it needs through environment
 variables, so one compiled simulator serves every scenario. The top need not be the core
 itself: any component that contains it (the host link, for instance) can be exported
-under its own top-level name and driven by another cocotb test module.
+under its own top-level name and driven by another cocotb test module
+(:func:`build_design` and :func:`run_tests` take any component and test module).
+
+A build folder belongs to one process at a time: builds and runs write into it, so
+concurrent pytest-xdist workers each use their own root (tests/sim/conftest.py). Under
+pytest, cocotb's runner ends a run with failed tests by ``sys.exit``; :func:`run_tests`
+turns that into counts and leaves the log (``sim.log`` beside the results) to name the
+failure.
 """
 
 from __future__ import annotations
