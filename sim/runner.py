@@ -1,11 +1,18 @@
-"""Building the exported core for Verilator or Icarus and running the cocotb bench on it.
+"""Building exported Verilog for Verilator or Icarus and running cocotb benches on it.
 
 Each hardware configuration (the Verilog text) is built once, in its own folder named
 after a hash of the Verilog, and reused: Verilator rebuilds an unchanged design in well
 under a second. The bench (:mod:`sim.testbench`) gets everything it needs through environment
 variables, so one compiled simulator serves every scenario. The top need not be the core
 itself: any component that contains it (the host link, for instance) can be exported
-under its own top-level name and driven by another cocotb test module.
+under its own top-level name and driven by another cocotb test module
+(:func:`build_design` and :func:`run_tests` take any component and test module).
+
+A build folder belongs to one process at a time: builds and runs write into it, so
+concurrent pytest-xdist workers each use their own root (tests/sim/conftest.py). Under
+pytest, cocotb's runner ends a run with failed tests by ``sys.exit``; :func:`run_tests`
+turns that into counts and leaves the log (``sim.log`` beside the results) to name the
+failure.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +35,8 @@ from golden.intmodelio import save_int_model
 from rtl.core import Core
 from sim.tools import ToolMissing, icarus_available, verilator_env
 
-__all__ = ["SIMULATORS", "TestbenchRun", "BuiltCore", "available_simulators", "build_core",
-           "run_testbench"]
+__all__ = ["SIMULATORS", "BuiltCore", "BuiltDesign", "TestbenchRun", "available_simulators",
+           "build_core", "build_design", "run_testbench", "run_tests"]
 
 SIMULATORS = ("verilator", "icarus")
 TOP = "ffcl_core"
@@ -73,26 +80,29 @@ def _icarus_time_zero(text: str) -> str:
 
 
 @dataclass
-class BuiltCore:
-    """A compiled simulation of one core configuration."""
+class BuiltDesign:
+    """A compiled simulation of one exported design."""
 
     simulator: str
     build_dir: Path
     verilog: Path
-    model_file: Path
-    description: dict[str, Any]
     waves: bool
     runner: Any = None   # the cocotb runner that built it (it remembers the sources)
     toplevel: str = TOP
 
 
-def build_core(core: Core, simulator: str, root: Path, *, waves: bool = False,
-               top: Any = None, toplevel: str = TOP) -> BuiltCore:
-    """Export ``core`` and compile it for ``simulator`` under ``root`` (reused if built).
+@dataclass
+class BuiltCore(BuiltDesign):
+    """A compiled simulation of one core configuration, with its model and description."""
 
-    ``top`` is the component exported as the Verilog top, named ``toplevel``: by default
-    the core itself; otherwise a component that contains ``core`` (such as
-    ``HostLink(core)``). The model file and ``core.json`` always describe ``core``.
+    model_file: Path = Path()
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+def build_design(top: Any, simulator: str, root: Path, *, toplevel: str,
+                 waves: bool = False) -> BuiltDesign:
+    """Export the component ``top`` as ``toplevel`` and compile it for ``simulator`` under
+    ``root``, in a folder named after the Verilog's hash (reused if already built).
 
     Raises
     ------
@@ -107,7 +117,7 @@ def build_core(core: Core, simulator: str, root: Path, *, waves: bool = False,
 
     # Absolute paths: the simulator runs in its own working folder.
     root = Path(root).resolve()
-    text = verilog.convert(core if top is None else top, name=toplevel)
+    text = verilog.convert(top, name=toplevel)
     if simulator == "icarus":
         text = _icarus_time_zero(text)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -116,20 +126,6 @@ def build_core(core: Core, simulator: str, root: Path, *, waves: bool = False,
     source = build_dir / f"{toplevel}.v"
     if not source.exists() or source.read_text() != text:
         source.write_text(text)
-    model_file = build_dir / "model.int.npz"
-    save_int_model(model_file, core.model)
-    program = core.program
-    description = {
-        "lanes": program.lanes,
-        "label_lanes": program.label_lanes,
-        "shared": program.shared,
-        "cycles_per_inference": program.cycles(),
-        "result_fields": {name: {"offset": field.offset, "width": field.width}
-                          for name, field in core.result.payload.shape()},
-        "input_size": core.model.config.input_size,
-        "num_classes": core.model.config.num_classes,
-    }
-    (build_dir / "core.json").write_text(json.dumps(description, indent=2))
     args = ["-Wno-fatal"] if simulator == "verilator" else []
     runner = get_runner(simulator)
     saved = dict(os.environ)
@@ -141,9 +137,41 @@ def build_core(core: Core, simulator: str, root: Path, *, waves: bool = False,
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    return BuiltCore(simulator=simulator, build_dir=build_dir, verilog=source,
-                     model_file=model_file, description=description, waves=waves,
-                     runner=runner, toplevel=toplevel)
+    return BuiltDesign(simulator=simulator, build_dir=build_dir, verilog=source, waves=waves,
+                       runner=runner, toplevel=toplevel)
+
+
+def build_core(core: Core, simulator: str, root: Path, *, waves: bool = False,
+               top: Any = None, toplevel: str = TOP) -> BuiltCore:
+    """Export ``core`` and compile it for ``simulator`` under ``root`` (reused if built).
+
+    ``top`` is the component exported as the Verilog top, named ``toplevel``: by default
+    the core itself; otherwise a component that contains ``core`` (such as
+    ``HostLink(core)``). The model file and ``core.json`` beside the build describe
+    ``core``; the bench reads them (:func:`run_testbench`).
+
+    Raises
+    ------
+    ToolMissing
+        If the simulator is not installed (the message says how to get it).
+    """
+    built = build_design(core if top is None else top, simulator, root, toplevel=toplevel,
+                         waves=waves)
+    model_file = built.build_dir / "model.int.npz"
+    save_int_model(model_file, core.model)
+    program = core.program
+    description = {
+        "lanes": program.lanes,
+        "label_lanes": program.label_lanes,
+        "shared": program.shared,
+        "cycles_per_inference": program.cycles(),
+        "result_fields": {name: {"offset": part.offset, "width": part.width}
+                          for name, part in core.result.payload.shape()},
+        "input_size": core.model.config.input_size,
+        "num_classes": core.model.config.num_classes,
+    }
+    (built.build_dir / "core.json").write_text(json.dumps(description, indent=2))
+    return BuiltCore(**vars(built), model_file=model_file, description=description)
 
 
 @dataclass
@@ -170,9 +198,10 @@ def _follow_progress(log: Path, progress: Callable[[int], None], stop: threading
 
 
 def run_testbench(built: BuiltCore, images: np.ndarray, *, testcase: str | None = None,
-              seed: int = 0, samples: int | None = None, name: str = "run",
-              progress: Callable[[int], None] | None = None, module: str = TESTBENCH_MODULE,
-              env: dict[str, str] | None = None) -> TestbenchRun:
+                  seed: int = 0, samples: int | None = None, name: str = "run",
+                  progress: Callable[[int], None] | None = None,
+                  module: str = TESTBENCH_MODULE,
+                  env: dict[str, str] | None = None) -> TestbenchRun:
     """Run the cocotb bench (all scenarios, or ``testcase``) on ``images``.
 
     Parameters
@@ -181,7 +210,7 @@ def run_testbench(built: BuiltCore, images: np.ndarray, *, testcase: str | None 
     images : ndarray, shape (n, D)
         Integer images for the scenarios that use real data.
     testcase : str, optional
-        One cocotb test of :mod:`sim.testbench`; default every test.
+        One cocotb test of ``module``; default every test.
     seed : int
         Seed of the random scenarios (logged by the bench).
     samples : int, optional
@@ -193,10 +222,9 @@ def run_testbench(built: BuiltCore, images: np.ndarray, *, testcase: str | None 
     module : str
         The cocotb test module (default :mod:`sim.testbench`, the core's bench).
     env : dict, optional
-        More environment variables for ``module``.
+        More environment variables for ``module``; they override the ones set here
+        (FFCL_MODEL, FFCL_CORE... a test may hand the bench another model).
     """
-    from cocotb_tools.runner import get_results
-
     work = built.build_dir / name
     work.mkdir(exist_ok=True)
     np.save(work / "images.npy", np.asarray(images, dtype=np.int64))
@@ -211,8 +239,35 @@ def run_testbench(built: BuiltCore, images: np.ndarray, *, testcase: str | None 
         "FFCL_SAMPLES": str(samples if samples is not None else len(images)),
         **(env or {}),
     }
+    run = run_tests(built, module, name=name, testcase=testcase, env=env, progress=progress)
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    return TestbenchRun(tests=run.tests, failed=run.failed, report=report,
+                        seconds=run.seconds, log=run.log)
+
+
+def run_tests(built: BuiltDesign, module: str, *, name: str = "run",
+              testcase: str | None = None, env: dict[str, str] | None = None,
+              progress: Callable[[int], None] | None = None) -> TestbenchRun:
+    """Run the cocotb tests of ``module`` (all, or ``testcase``) on a built design.
+
+    The run's files (``sim.log``, ``results.xml``, whatever the tests write) go to the
+    folder ``name`` in the build folder. ``env`` is handed to the tests; ``progress`` as
+    for :func:`run_testbench`. A failed test is a count in the result, not an exception:
+    the caller decides what a failure means.
+
+    Raises
+    ------
+    RuntimeError
+        If the simulation ended without a results file (it crashed before the tests ran).
+    """
+    from cocotb_tools.runner import get_results
+
+    work = built.build_dir / name
+    work.mkdir(exist_ok=True)
     log = work / "sim.log"
     log.unlink(missing_ok=True)
+    results = work / "results.xml"
+    results.unlink(missing_ok=True)
     stop = threading.Event()
     watcher = None
     if progress is not None:
@@ -222,15 +277,18 @@ def run_testbench(built: BuiltCore, images: np.ndarray, *, testcase: str | None 
     saved = dict(os.environ)
     os.environ.update(_environment(built.simulator))
     start = time.perf_counter()
-    results = work / "results.xml"
     try:
         built.runner.test(test_module=module, hdl_toplevel=built.toplevel,
                           build_dir=built.build_dir, test_dir=work, testcase=testcase,
-                          extra_env=env, waves=built.waves, results_xml=str(results),
+                          extra_env=env or {}, waves=built.waves, results_xml=str(results),
                           log_file=log)
     except SystemExit:
-        # Under pytest the runner exits on a failed scenario; the results file still
-        # says which, and the caller decides what a failure means.
+        # Under pytest (PYTEST_CURRENT_TEST set, as in every xdist worker too) the runner
+        # exits on a failed test; the results file still says which.
+        if not results.exists():
+            raise RuntimeError(f"the {built.simulator} simulation failed; see {log}") from None
+    except RuntimeError:
+        # The runner raises this when the simulator process itself failed.
         if not results.exists():
             raise RuntimeError(f"the {built.simulator} simulation failed; see {log}") from None
     finally:
@@ -241,5 +299,4 @@ def run_testbench(built: BuiltCore, images: np.ndarray, *, testcase: str | None 
             watcher.join()
     seconds = time.perf_counter() - start
     tests, failed = get_results(results)
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    return TestbenchRun(tests=tests, failed=failed, report=report, seconds=seconds, log=log)
+    return TestbenchRun(tests=tests, failed=failed, report={}, seconds=seconds, log=log)

@@ -1,10 +1,12 @@
 """cocotb bench of the exported core, checked against the golden integer model.
 
 The structure follows cocotb's matrix_multiplier example and Forencich's benches: a
-``TB`` with clock, reset, a stream driver for images and a stream monitor for results;
-a model fed from the *monitored* image transfers (not from what the test meant to send);
-an in-order checker whose error count must end at zero; every scenario crossed with
-no-idle, idle and back-pressure patterns. A phase monitor counts, per inference, the
+``TB`` with clock, reset, an image :class:`~sim.streams.StreamSource`, a
+:class:`~sim.streams.StreamMonitor` on the same port and a result
+:class:`~sim.streams.StreamSink`; a model fed from the *monitored* image transfers (not
+from what the test meant to send); an in-order checker whose error count must end at zero;
+the stream rules checked on both ports; every scenario crossed with no-idle, idle and
+back-pressure patterns (:data:`sim.streams.PAUSES`). A phase monitor counts, per inference, the
 cycles the core's ``phase`` output spends on each phase; the checker compares them with
 the closed form (:meth:`rtl.program.Program.phase_cycles`). Everything comes from
 environment variables set by :mod:`sim.runner`:
@@ -17,39 +19,27 @@ environment variables set by :mod:`sim.runner`:
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import time
 from collections import deque
-from collections.abc import Iterator
 
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, Event, ReadOnly, RisingEdge, with_timeout
+from cocotb.triggers import ClockCycles, Event, ReadOnly, with_timeout
 from cocotb.utils import get_sim_time
 
 from golden.intmodelio import load_int_model
 from rtl.program import PHASES, build_program
+from sim.streams import PAUSES, StreamMonitor, StreamSink, StreamSource
 
 #: The clock period in nanoseconds.
 PERIOD_NS = 10
 
-# Idle / back-pressure patterns, cycled: 1 = offer (driver) or accept (sink) this cycle.
-PATTERNS: dict[str, list[int]] = {
-    "none": [1],
-    "idle": [1, 1, 0, 1, 0, 0, 1, 0],
-    "backpressure": [1, 0, 0, 1, 1, 0, 0, 0, 1],
-}
-
-
-def _pattern(name: str) -> Iterator[int]:
-    return itertools.cycle(PATTERNS[name])
-
 
 class TB:
-    """Clock, reset, image driver, image and result monitors, model and checker."""
+    """Clock, reset, image source and monitor, result sink, phase monitor, model, checker."""
 
     def __init__(self, dut) -> None:
         self.dut = dut
@@ -70,82 +60,59 @@ class TB:
         self.D = self.model.config.input_size
         self.K = self.model.config.num_classes
         self.fields = self.core["result_fields"]
+        self.score_bits = self.fields["scores"]["width"] // self.K
         self.expected: deque[tuple[int, tuple[int, ...], int]] = deque()
         self.pixels: list[int] = []
         self.results: list[tuple[int, tuple[int, ...], int]] = []
         self.errors = 0
         self.first_error: str | None = None
         self.checked = 0
-        self.sink_pattern = _pattern("none")
         self.target = 0
         self.done = Event()
-        self._tasks = []
+        self.source: StreamSource | None = None
 
     # -- set-up ------------------------------------------------------------------------
-    async def start(self, *, sink: str = "none") -> None:
-        """Start the clock and the monitors, and reset the design."""
-        self.sink_pattern = _pattern(sink)
-        cocotb.start_soon(Clock(self.dut.clk, PERIOD_NS, unit="ns").start())
-        self.dut.image__valid.value = 0
-        self.dut.image__payload.value = 0
-        self.dut.result__ready.value = next(self.sink_pattern)
+    async def start(self, *, idle: str = "none", sink: str = "none") -> None:
+        """Start the clock, the source, sink and monitors, and reset the design.
+
+        ``idle`` and ``sink`` name the source's idle and the sink's back-pressure
+        patterns (:data:`sim.streams.PAUSES`).
+        """
+        dut = self.dut
+        cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
+        dut.rst.value = 1
+        self.source = StreamSource(dut, "image", dut.clk, reset=dut.rst, pause=PAUSES[idle])
+        # The model sees only pixels that really crossed the interface.
+        self.image_monitor = StreamMonitor(dut, "image", dut.clk, reset=dut.rst,
+                                           callback=self._on_pixel)
+        self.sink = StreamSink(dut, "result", dut.clk, reset=dut.rst, pause=PAUSES[sink],
+                               callback=self._on_result)
         await self.reset()
-        self._tasks = [cocotb.start_soon(self._monitor_images()),
-                       cocotb.start_soon(self._monitor_results()),
-                       cocotb.start_soon(self._monitor_phases())]
+        cocotb.start_soon(self._monitor_phases())
 
     async def reset(self, cycles: int = 3) -> None:
-        """Hold reset; whatever was in flight is forgotten by the model too."""
+        """Hold reset; whatever was in flight is forgotten by the source and model too."""
         self.dut.rst.value = 1
+        self.source.clear()
         await ClockCycles(self.dut.clk, cycles)
         self.dut.rst.value = 0
         self.pixels.clear()
         self.expected.clear()
 
-    # -- driver ------------------------------------------------------------------------
-    async def send(self, image: np.ndarray, *, idle: str = "none") -> None:
-        """Drive one image's pixels, pausing where the idle pattern says."""
-        pattern = _pattern(idle)
-        for value in image:
-            while not next(pattern):
-                self.dut.image__valid.value = 0
-                await RisingEdge(self.dut.clk)
-            self.dut.image__payload.value = int(value)
-            self.dut.image__valid.value = 1
-            while True:
-                await ReadOnly()
-                if self.dut.image__ready.value:
-                    await RisingEdge(self.dut.clk)
-                    break
-                # The core is busy for thousands of cycles: sleep until it is ready
-                # instead of polling every cycle.
-                await RisingEdge(self.dut.image__ready)
-        self.dut.image__valid.value = 0
+    # -- stimulus ----------------------------------------------------------------------
+    async def send(self, image: np.ndarray) -> None:
+        """Drive one image's pixels (by the source's idle pattern) until all are taken."""
+        await self.source.send(int(value) for value in image)
 
     # -- monitors ----------------------------------------------------------------------
-    async def _monitor_images(self) -> None:
-        # The model sees only pixels that really crossed the interface. Settled values of
-        # a cycle first, then the edge that makes the transfer, so a monitor started in
-        # the driver's first cycle sees its first pixel. While no pixel is offered the
-        # monitor sleeps (waking every cycle would make the bench, not the simulator, the
-        # bottleneck).
-        while True:
-            await ReadOnly()
-            if self.dut.rst.value or not self.dut.image__valid.value:
-                await RisingEdge(self.dut.image__valid)
-                continue
-            if not self.dut.image__ready.value:
-                await RisingEdge(self.dut.image__ready)
-                continue
-            if self.dut.image__ready.value:
-                self.pixels.append(int(self.dut.image__payload.value))
-                if len(self.pixels) == self.D:
-                    golden = self.model.run(np.array([self.pixels], dtype=np.int64))
-                    self.expected.append((int(golden.labels[0]),
-                                          tuple(int(v) for v in golden.scores[0]),
-                                          self.expected_cycles))
-                    self.pixels = []
-            await RisingEdge(self.dut.clk)
+    def _on_pixel(self, pixel: int) -> None:
+        self.pixels.append(pixel)
+        if len(self.pixels) == self.D:
+            golden = self.model.run(np.array([self.pixels], dtype=np.int64))
+            self.expected.append((int(golden.labels[0]),
+                                  tuple(int(v) for v in golden.scores[0]),
+                                  self.expected_cycles))
+            self.pixels = []
 
     async def _monitor_phases(self) -> None:
         # The phase changes a few times per layer, not every cycle: the monitor wakes on
@@ -176,26 +143,14 @@ class TB:
         field = self.fields[name]
         return (word >> field["offset"]) & ((1 << field["width"]) - 1)
 
-    async def _monitor_results(self) -> None:
-        # ready follows the back-pressure pattern, one step per cycle while a result is
-        # offered; between results the monitor sleeps until valid rises.
-        score_bits = self.fields["scores"]["width"] // self.K
-        while True:
-            await ReadOnly()
-            if self.dut.rst.value or not self.dut.result__valid.value:
-                await RisingEdge(self.dut.result__valid)
-                continue
-            if self.dut.result__ready.value:
-                word = self.dut.result__payload.value.to_unsigned()
-                scores_word = self._field(word, "scores")
-                result = (self._field(word, "label"),
-                          tuple((scores_word >> (k * score_bits)) & ((1 << score_bits) - 1)
-                                for k in range(self.K)),
-                          self._field(word, "cycles"))
-                self.results.append(result)
-                self._check(result)
-            await RisingEdge(self.dut.clk)
-            self.dut.result__ready.value = next(self.sink_pattern)
+    def _on_result(self, word: int) -> None:
+        scores_word = self._field(word, "scores")
+        bits = self.score_bits
+        result = (self._field(word, "label"),
+                  tuple((scores_word >> (k * bits)) & ((1 << bits) - 1) for k in range(self.K)),
+                  self._field(word, "cycles"))
+        self.results.append(result)
+        self._check(result)
 
     # -- checker -----------------------------------------------------------------------
     def _check(self, result: tuple[int, tuple[int, ...], int]) -> None:
@@ -249,10 +204,17 @@ class TB:
                             "closed-form count")
 
     async def finish(self) -> None:
-        """The checker must end with no error, nothing expected and nothing pending."""
+        """The checker must end with no error, nothing expected and nothing pending, and
+        both streams must have kept the stream rules."""
         await ClockCycles(self.dut.clk, 20)
         self.check_phases()
         assert self.errors == 0, self.first_error
+        violations = self.image_monitor.violations + self.sink.violations
+        assert not violations, violations[0]
+        # The source's own count of transfers against the monitor's: a source that took a
+        # pixel as sent without ready would count more.
+        assert self.source.sent == self.image_monitor.received, \
+            f"the source sent {self.source.sent} pixels, {self.image_monitor.received} crossed"
         assert not self.expected, f"{len(self.expected)} results never arrived"
         await ReadOnly()
         assert not self.dut.result__valid.value, "an unexpected result is pending"
@@ -270,10 +232,10 @@ def _seed() -> int:
 
 async def _run(dut, images: np.ndarray, idle: str, sink: str) -> TB:
     tb = TB(dut)
-    await tb.start(sink=sink)
+    await tb.start(idle=idle, sink=sink)
     # Back to back, no reset between images.
     for image in images:
-        await tb.send(image, idle=idle)
+        await tb.send(image)
     await tb.wait_results(len(images))
     await tb.finish()
     return tb

@@ -1,9 +1,10 @@
 """The exported Verilog under cocotb, on every simulator this machine has.
 
-Each (simulator, configuration) is built once in its own folder under build/cocotb and
-reused by later runs. One bench run covers every scenario of sim/testbench.py: data-set or
-random images, each crossed with no-idle / idle / back-pressure patterns, back-to-back
-inferences without reset, and a reset in the middle of an inference.
+Each (simulator, configuration) is built once in its own folder under
+build/cocotb/<xdist worker> and reused by later runs. One bench run covers every scenario
+of sim/testbench.py: data-set or random images, each crossed with no-idle / idle /
+back-pressure patterns, back-to-back inferences without reset, and a reset in the middle
+of an inference.
 
 Environment: FFCL_SEED seeds the random weights and images (default 0; logged);
 FFCL_SIM_SAMPLES sets the images per scenario for long runs (default 3).
@@ -25,7 +26,6 @@ from rtl.core import Core
 from sim.runner import available_simulators, build_core, run_testbench
 from tests.golden.variants import make_config, random_params
 
-BUILD_ROOT = Path(__file__).resolve().parents[2] / "build" / "cocotb"
 SEED = int(os.environ.get("FFCL_SEED", "0"))
 SAMPLES = int(os.environ.get("FFCL_SIM_SAMPLES", "3"))
 SIMULATORS = available_simulators()
@@ -66,8 +66,8 @@ def digits():
     return model, model.quantize_input(data.x_test[:SAMPLES])
 
 
-def _run(simulator: str, core: Core, images: np.ndarray, name: str) -> None:
-    built = build_core(core, simulator, BUILD_ROOT / name)
+def _run(simulator: str, core: Core, images: np.ndarray, root: Path) -> None:
+    built = build_core(core, simulator, root)
     bench = run_testbench(built, images, seed=SEED, samples=len(images))
     assert bench.tests >= 10, f"only {bench.tests} scenarios ran; see {bench.log}"
     assert bench.failed == 0, (f"{bench.failed} of {bench.tests} scenarios failed "
@@ -79,19 +79,19 @@ pytestmark = pytest.mark.skipif(not SIMULATORS, reason="no cocotb simulator inst
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
 @pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_random_weights_on_every_scenario(simulator, config):
+def test_random_weights_on_every_scenario(simulator, config, build_root):
     variant, lanes, label_lanes, *shared = CONFIGS[config]
     model = _random_model(variant, SEED + len(config))
     rng = np.random.default_rng(SEED)
     images = rng.integers(0, model.fmt.input_max + 1, size=(SAMPLES, model.config.input_size))
     core = Core(model, lanes=lanes, label_lanes=label_lanes, shared=bool(shared))
-    _run(simulator, core, images, f"{config}-seed{SEED}")
+    _run(simulator, core, images, build_root / f"{config}-seed{SEED}")
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
-def test_digits_test_images_on_every_scenario(simulator, digits):
+def test_digits_test_images_on_every_scenario(simulator, digits, build_root):
     model, images = digits
-    _run(simulator, Core(model, lanes=8), images, f"digits-ffcl-p8-seed{SEED}")
+    _run(simulator, Core(model, lanes=8), images, build_root / f"digits-ffcl-p8-seed{SEED}")
 
 
 def test_icarus_is_installed_in_ci():
@@ -102,26 +102,28 @@ def test_icarus_is_installed_in_ci():
 
 
 @pytest.mark.skipif("verilator" not in SIMULATORS, reason="Verilator not installed")
-def test_the_bench_fails_when_hardware_and_model_disagree():
+def test_the_bench_fails_when_hardware_and_model_disagree(build_root, tmp_path):
     # The checker must be able to fail: give the bench a golden model whose last label
-    # weights differ from the ones baked into the hardware.
+    # weights differ from the ones baked into the hardware (a copy: the build folder's
+    # own files stay as built, for the next test that reuses it).
     from golden.intmodelio import load_int_model, save_int_model
 
     model = _random_model("ffdl-3layers", SEED + 1)
     core = Core(model, lanes=2)
     images = np.random.default_rng(SEED).integers(0, 17, size=(2, 9))
-    built = build_core(core, "verilator", BUILD_ROOT / f"tamper-seed{SEED}")
+    built = build_core(core, "verilator", build_root / f"tamper-seed{SEED}")
     tampered = load_int_model(built.model_file).model
     tampered.layers[-1].U[:, 0] += 1
-    save_int_model(built.model_file, tampered)
-    bench = run_testbench(built, images, testcase="run_samples", samples=2)
+    save_int_model(tmp_path / "tampered.int.npz", tampered)
+    bench = run_testbench(built, images, testcase="run_samples", samples=2, name="tampered",
+                          env={"FFCL_MODEL": str(tmp_path / "tampered.int.npz")})
     assert bench.failed == 1
     assert bench.report["errors"] == 2
     assert "score[0]" in bench.report["first_error"]
 
 
 @pytest.mark.skipif("verilator" not in SIMULATORS, reason="Verilator not installed")
-def test_the_bench_fails_when_phases_disagree_with_the_closed_form():
+def test_the_bench_fails_when_phases_disagree_with_the_closed_form(build_root, tmp_path):
     # The phase check must be able to fail too: tell the bench the design has one lane
     # more than it has, so its closed form (cycles and phases) is another program's.
     import json
@@ -129,14 +131,11 @@ def test_the_bench_fails_when_phases_disagree_with_the_closed_form():
     model = _random_model("ffdl-3layers", SEED + 1)
     core = Core(model, lanes=2)
     images = np.random.default_rng(SEED).integers(0, 17, size=(2, 9))
-    built = build_core(core, "verilator", BUILD_ROOT / f"tamper-phases-seed{SEED}")
-    description = built.build_dir / "core.json"
-    saved = description.read_text()
-    try:
-        description.write_text(json.dumps(json.loads(saved) | {"lanes": 3}))
-        bench = run_testbench(built, images, testcase="run_samples", samples=2)
-    finally:
-        description.write_text(saved)
+    built = build_core(core, "verilator", build_root / f"tamper-seed{SEED}")
+    description = tmp_path / "core.json"
+    description.write_text(json.dumps(built.description | {"lanes": 3}))
+    bench = run_testbench(built, images, testcase="run_samples", samples=2,
+                          name="tampered-phases", env={"FFCL_CORE": str(description)})
     assert bench.failed == 1
     # Per sample one cycle-count error, and one phase error.
     assert bench.report["errors"] == 4

@@ -1,8 +1,9 @@
 """The host library end to end against the host link's Verilog, under cocotb + Verilator.
 
-The cocotb side is :mod:`tests.sim.hostlink_tb`; this builds ``HostLink(Core(A,
+The cocotb side is :mod:`sim.hostlink_testbench`; this builds ``HostLink(Core(A,
 weights="loadable", banks=...))`` with :mod:`sim.runner` (one build folder per Verilog hash
-under build/cocotb) and hands the bench model B (A's configuration, other weights) to load
+under build/cocotb/<xdist worker>), names the host library it drives (ffcl_hw.device) and
+hands the bench model B (A's configuration, other weights) to load
 at run time and model C (another configuration) whose load must be refused. The default
 run builds the two-bank core (everything the one-bank core does, and a failed load keeps
 the model in use); the one-bank core's Verilog is opt-in (``pytest -m slow``): its
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +25,6 @@ from sim.runner import available_simulators, build_core, run_testbench
 from tests.golden.variants import reweighted
 from tests.rtl.test_core import _random_model
 
-BUILD_ROOT = Path(__file__).resolve().parents[2] / "build" / "cocotb"
 SEED = int(os.environ.get("FFCL_SEED", "0"))
 SAMPLES = int(os.environ.get("FFCL_SIM_SAMPLES", "3"))
 #: Small divisor and timeout: the line runs at the UART's real bit timing, just few cycles.
@@ -35,13 +34,13 @@ SCENARIOS = 5
 
 @pytest.mark.skipif("verilator" not in available_simulators(), reason="Verilator missing")
 @pytest.mark.parametrize("banks", [2, pytest.param(1, marks=pytest.mark.slow)])
-def test_the_host_library_drives_the_host_link_verilog(banks, tmp_path):
+def test_the_host_library_drives_the_host_link_verilog(banks, tmp_path, build_root):
     model_a = _random_model("ffcl-adjacent-T3", 40 + SEED)
     model_b = reweighted(model_a, 41 + SEED)
     model_c = _random_model("ffdl", 42 + SEED)
     core = Core(model_a, lanes=3, label_lanes=2, weights="loadable", banks=banks)
     top = HostLink(core, **LINK)
-    built = build_core(core, "verilator", BUILD_ROOT / "host-link", top=top,
+    built = build_core(core, "verilator", build_root / "host-link", top=top,
                        toplevel="ffcl_host_link")
     save_int_model(tmp_path / "b.int.npz", model_b)
     save_int_model(tmp_path / "c.int.npz", model_c)
@@ -49,8 +48,9 @@ def test_the_host_library_drives_the_host_link_verilog(banks, tmp_path):
     images = rng.integers(0, model_a.fmt.input_max + 1, size=(SAMPLES, model_a.config.input_size))
     env = {"FFCL_LINK": json.dumps({**LINK, "banks": banks}),
            "FFCL_LOAD_MODEL": str(tmp_path / "b.int.npz"),
-           "FFCL_OTHER_MODEL": str(tmp_path / "c.int.npz")}
-    bench = run_testbench(built, images, module="tests.sim.hostlink_tb",
-                      name=f"link-banks{banks}-seed{SEED}", seed=SEED, env=env)
+           "FFCL_OTHER_MODEL": str(tmp_path / "c.int.npz"),
+           "FFCL_HOST_LIBRARY": "ffcl_hw.device"}
+    bench = run_testbench(built, images, module="sim.hostlink_testbench",
+                          name=f"link-banks{banks}-seed{SEED}", seed=SEED, env=env)
     assert bench.tests == SCENARIOS, f"{bench.tests} scenarios ran; see {bench.log}"
     assert bench.failed == 0, f"{bench.failed} of {bench.tests} failed; see {bench.log}"

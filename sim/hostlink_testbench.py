@@ -1,140 +1,57 @@
-"""cocotb: the host library end to end against the host link's exported Verilog.
+"""cocotb: a host library end to end against the host link's exported Verilog.
 
 The design is ``HostLink(Core(model A, weights="loadable"))`` exported as the top (its
 ``rx``/``tx`` pins and the clock and reset of its ``sync`` domain; the board top adds only
 the PLL, which Verilator cannot simulate, a reset-until-lock and one more synchroniser).
-A cocotb UART driver puts bytes on ``rx`` and a monitor reads ``tx`` back, both at the
-link's bit time; :class:`SimulatedSerial` gives them pyserial's ``write``/``read``, so
-that the unchanged, blocking :class:`ffcl_hw.device.Device` runs in a thread started by
-:func:`cocotb.task.bridge` and each port call comes back into the simulation through
-:func:`cocotb.task.resume`. Every RESULT is checked against ``IntModel.run`` of the model
-the device holds at that moment, field by field, and the cycle count against the closed
-form.
+A UART source (:mod:`sim.uart`) puts bytes on ``rx`` and a sink reads ``tx`` back, both at
+the link's bit time; :class:`~sim.uart.SimulatedSerial` gives them pyserial's
+``write``/``read``, so that the host library's unchanged, blocking ``Device`` runs in a
+thread started by :func:`cocotb.task.bridge` and each port call comes back into the
+simulation through :func:`cocotb.task.resume`. Every RESULT is checked against
+``IntModel.run`` of the model the device holds at that moment, field by field, and the
+cycle count against the closed form.
 
-Set by :mod:`tests.sim.test_hostlink_cocotb` through :mod:`sim.runner`:
+Set by tests/sim/test_hostlink_cocotb.py through :mod:`sim.runner`:
 
+- FFCL_HOST_LIBRARY: the module of the host library under test (``ffcl_hw.device``): its
+  ``Device``, ``HostLinkError``, ``FrameReader``, ``encode_frame`` and ``crc8``. The
+  runner names it, so that sim/ does not import the floor above it.
 - FFCL_MODEL (model A, in the hardware), FFCL_CORE (lanes), FFCL_IMAGES, FFCL_SAMPLES
 - FFCL_LINK: JSON ``{"divisor": ..., "timeout_bits": ..., "banks": ...}`` of the HostLink
   and the core's model memories (with 2 banks a failed load keeps the model in use)
 - FFCL_LOAD_MODEL: model B (A's configuration, other weights) to load over the link
 - FFCL_OTHER_MODEL: model C, another configuration, whose load must be refused
-
-This module imports ffcl_hw, so it lives under tests/ (sim/ may not import ffcl_hw).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
-from collections import deque
 
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.queue import Queue
 from cocotb.task import bridge, resume
-from cocotb.triggers import ClockCycles, FallingEdge
+from cocotb.triggers import ClockCycles
 
-from ffcl_hw.device import Device, FrameReader, HostLinkError, crc8, encode_frame
 from golden.intmodel import IntModel
 from golden.intmodelio import load_int_model
 from rtl.core import LOAD_TARGETS, load_words
 from rtl.host_link import link_identity, load_checksum, load_payload
 from rtl.program import build_program
 from rtl.protocol import Command, ErrorCode, Reply
+from sim.uart import SimulatedSerial, UartSink, UartSource
 
 CLOCK_NS = 10
 
-
-class UartLine:
-    """A cocotb UART at the design's bit time: a driver into ``rx``, a monitor on ``tx``.
-
-    The monitor checks the start bit at its middle and the stop bit, so a malformed byte
-    from the design fails the test.
-    """
-
-    def __init__(self, dut, *, divisor: int) -> None:
-        self.dut = dut
-        self.divisor = divisor
-        self.received: deque[int] = deque()
-        self._queue: Queue[int] = Queue()
-        self.sending = False
-
-    def start(self) -> None:
-        cocotb.start_soon(self._drive())
-        cocotb.start_soon(self._monitor())
-
-    def send(self, data: bytes) -> None:
-        for byte in data:
-            self._queue.put_nowait(byte)
-        self.sending = True
-
-    async def _drive(self) -> None:
-        while True:
-            byte = await self._queue.get()
-            for bit in [0, *((byte >> i) & 1 for i in range(8)), 1]:
-                self.dut.rx.value = bit
-                await ClockCycles(self.dut.clk, self.divisor)
-            self.sending = not self._queue.empty()
-
-    async def _monitor(self) -> None:
-        clk, tx = self.dut.clk, self.dut.tx
-        while True:
-            await FallingEdge(tx)
-            await ClockCycles(clk, self.divisor // 2)
-            assert tx.value == 0, "start bit on tx shorter than half a bit"
-            value = 0
-            for i in range(8):
-                await ClockCycles(clk, self.divisor)
-                value |= int(tx.value) << i
-            await ClockCycles(clk, self.divisor)
-            assert tx.value == 1, "framing error on tx: stop bit low"
-            self.received.append(value)
-
-
-class SimulatedSerial:
-    """pyserial's ``write``/``read`` over a :class:`UartLine`, for code in a bridge thread.
-
-    ``write`` queues the bytes and returns, as an OS serial driver does. ``read(n)`` lets
-    the simulation run until ``n`` bytes have arrived or, once everything written has gone
-    out, ``timeout_cycles`` have passed; then it returns what it has, as a port whose
-    timeout expired does.
-    """
-
-    def __init__(self, line: UartLine, *, timeout_cycles: int) -> None:
-        self.line = line
-        self.timeout_cycles = timeout_cycles
-
-    def write(self, data: bytes) -> int:
-        return resume(self._write)(bytes(data))
-
-    def read(self, size: int = 1) -> bytes:
-        return resume(self._read)(size)
-
-    def idle(self, bits: int) -> None:
-        """Leave the line quiet for ``bits`` bit times (after what is queued)."""
-        resume(self._idle)(bits)
-
-    async def _write(self, data: bytes) -> int:
-        self.line.send(data)
-        return len(data)
-
-    async def _read(self, size: int) -> bytes:
-        line, waited = self.line, 0
-        while len(line.received) < size and (line.sending or waited < self.timeout_cycles):
-            await ClockCycles(line.dut.clk, line.divisor)
-            if not line.sending:
-                waited += line.divisor
-        return bytes(line.received.popleft() for _ in range(min(size, len(line.received))))
-
-    async def _idle(self, bits: int) -> None:
-        while self.line.sending:
-            await ClockCycles(self.line.dut.clk, self.line.divisor)
-        await ClockCycles(self.line.dut.clk, bits * self.line.divisor)
+_host = importlib.import_module(os.environ["FFCL_HOST_LIBRARY"])
+Device, FrameReader, HostLinkError = _host.Device, _host.FrameReader, _host.HostLinkError
+crc8, encode_frame = _host.crc8, _host.encode_frame
 
 
 class LinkBench:
-    """Clock, reset, the UART line, the port and a :class:`Device` on it."""
+    """Clock, reset, the UART source and sink, the port and a ``Device`` on it."""
 
     def __init__(self, dut) -> None:
         self.dut = dut
@@ -150,17 +67,19 @@ class LinkBench:
         self.images = np.load(os.environ["FFCL_IMAGES"])[:samples]
         self.program = build_program(self.model_a, lanes=self.lanes,
                                      label_lanes=self.label_lanes)
-        self.line = UartLine(dut, divisor=self.link["divisor"])
-        # A read waits for an inference and a reply of up to 64 bytes.
-        self.port = SimulatedSerial(
-            self.line, timeout_cycles=self.program.cycles() + 64 * 10 * self.link["divisor"])
-        self.device = Device(self.port)
 
     async def start(self) -> LinkBench:
+        divisor = self.link["divisor"]
         self.dut.rx.value = 1
         cocotb.start_soon(Clock(self.dut.clk, CLOCK_NS, unit="ns").start())
         await self.reset()
-        self.line.start()
+        # Started after the reset, so that tx's first rise is not read as a byte.
+        source = UartSource(self.dut.rx, self.dut.clk, divisor=divisor)
+        sink = UartSink(self.dut.tx, self.dut.clk, divisor=divisor)
+        # A read waits for an inference and a reply of up to 64 bytes.
+        self.port = SimulatedSerial(source, sink,
+                                    timeout_cycles=self.program.cycles() + 64 * 10 * divisor)
+        self.device = Device(self.port)
         return self
 
     async def reset(self) -> None:

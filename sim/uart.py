@@ -1,0 +1,188 @@
+"""cocotb UART driver and monitor at a design's bit time, and a pyserial-like port on them.
+
+8N1 framing (one start bit, eight data bits LSB first, one stop bit), one bit every
+``divisor`` clock cycles: the bit time of :class:`rtl.uart` with the same divisor.
+:class:`UartSource` drives a design's receive pin, :class:`UartSink` reads its transmit pin
+(checking each start bit at its middle and each stop bit, so that a malformed byte from
+the design is caught), and :class:`SimulatedSerial` gives them pyserial's blocking
+``write``/``read`` for host code running in a :func:`cocotb.task.bridge` thread.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import cocotb
+from cocotb.queue import Queue
+from cocotb.task import resume
+from cocotb.triggers import ClockCycles, Event, FallingEdge, RisingEdge
+
+__all__ = ["SimulatedSerial", "UartSink", "UartSource"]
+
+
+def _check_divisor(divisor: int) -> None:
+    if not isinstance(divisor, int) or divisor < 2:
+        raise ValueError(f"UART divisor must be an integer of at least 2, not {divisor!r}")
+
+
+class UartSource:
+    """Drives bytes onto ``pin`` (the design's ``rx``); the line idles high.
+
+    Members
+    -------
+    divisor : int
+        Clock cycles per bit.
+    clock : cocotb handle
+    """
+
+    def __init__(self, pin: Any, clock: Any, *, divisor: int) -> None:
+        _check_divisor(divisor)
+        self.pin = pin
+        self.clock = clock
+        self.divisor = divisor
+        self._queue: Queue[int] = Queue()
+        self._idle = Event()
+        self._idle.set()
+        self.pin.value = 1
+        self._task = cocotb.start_soon(self._run())
+
+    def write_nowait(self, data: bytes) -> None:
+        """Queue ``data``; it goes out byte after byte, without gaps."""
+        for byte in data:
+            self._queue.put_nowait(byte)
+        if data:
+            self._idle.clear()
+
+    async def write(self, data: bytes) -> None:
+        """Queue ``data`` and wait until its last stop bit has ended."""
+        self.write_nowait(data)
+        await self._idle.wait()
+
+    def idle(self) -> bool:
+        """Whether everything queued has gone out."""
+        return self._idle.is_set()
+
+    async def wait(self) -> None:
+        await self._idle.wait()
+
+    async def _run(self) -> None:
+        while True:
+            byte = await self._queue.get()
+            for bit in [0, *((byte >> i) & 1 for i in range(8)), 1]:
+                self.pin.value = bit
+                await ClockCycles(self.clock, self.divisor)
+            if self._queue.empty():
+                self._idle.set()
+
+
+class UartSink:
+    """Reads the bytes the design sends on ``pin`` (its ``tx``).
+
+    Each start bit is checked at its middle and each stop bit; a frame that fails is
+    dropped and recorded in ``errors`` and, if ``strict``, fails the test at once.
+
+    Members
+    -------
+    divisor : int
+    received : deque of int
+        Bytes read and not yet taken, oldest first.
+    errors : list of str
+        Malformed frames, in order.
+    """
+
+    def __init__(self, pin: Any, clock: Any, *, divisor: int, strict: bool = True) -> None:
+        _check_divisor(divisor)
+        self.pin = pin
+        self.clock = clock
+        self.divisor = divisor
+        self.strict = strict
+        self.received: deque[int] = deque()
+        self.errors: list[str] = []
+        self._task = cocotb.start_soon(self._run())
+
+    def _error(self, message: str) -> None:
+        self.errors.append(message)
+        self.pin._log.error(message)
+        if self.strict:
+            raise AssertionError(message)
+
+    def count(self) -> int:
+        return len(self.received)
+
+    def read_nowait(self, size: int) -> bytes:
+        """Up to ``size`` of the bytes received, oldest first."""
+        return bytes(self.received.popleft() for _ in range(min(size, len(self.received))))
+
+    async def _run(self) -> None:
+        clock, pin = self.clock, self.pin
+        while True:
+            await FallingEdge(pin)
+            # The middle of the start bit, then the middle of each following bit.
+            await ClockCycles(clock, self.divisor // 2)
+            if pin.value != 0:
+                self._error(f"{pin._name}: start bit shorter than half a bit")
+                continue
+            value = 0
+            for i in range(8):
+                await ClockCycles(clock, self.divisor)
+                value |= int(pin.value) << i
+            await ClockCycles(clock, self.divisor)
+            if pin.value != 1:
+                self._error(f"{pin._name}: framing error, stop bit low after {value:#04x}")
+                # Resynchronise on the next falling edge once the line is idle again.
+                await RisingEdge(pin)
+                continue
+            self.received.append(value)
+
+
+class SimulatedSerial:
+    """pyserial's ``write``/``read`` over a UART source and sink, for code in a
+    :func:`cocotb.task.bridge` thread.
+
+    ``write`` queues the bytes and returns, as an OS serial driver does. ``read(n)`` lets
+    the simulation run until ``n`` bytes have arrived or, once everything written has gone
+    out, ``timeout_cycles`` have passed; then it returns what it has, as a port whose
+    timeout expired does.
+
+    Members
+    -------
+    source : UartSource
+    sink : UartSink
+    timeout_cycles : int
+    """
+
+    def __init__(self, source: UartSource, sink: UartSink, *, timeout_cycles: int) -> None:
+        if source.divisor != sink.divisor:
+            raise ValueError(f"UART source and sink must share a divisor, not "
+                             f"{source.divisor} and {sink.divisor}")
+        self.source = source
+        self.sink = sink
+        self.timeout_cycles = timeout_cycles
+
+    def write(self, data: bytes) -> int:
+        return resume(self._write)(bytes(data))
+
+    def read(self, size: int = 1) -> bytes:
+        return resume(self._read)(size)
+
+    def idle(self, bits: int) -> None:
+        """Leave the line quiet for ``bits`` bit times (after what is queued)."""
+        resume(self._idle)(bits)
+
+    async def _write(self, data: bytes) -> int:
+        self.source.write_nowait(data)
+        return len(data)
+
+    async def _read(self, size: int) -> bytes:
+        source, sink, waited = self.source, self.sink, 0
+        bit = source.divisor
+        while sink.count() < size and (not source.idle() or waited < self.timeout_cycles):
+            await ClockCycles(source.clock, bit)
+            if source.idle():
+                waited += bit
+        return sink.read_nowait(size)
+
+    async def _idle(self, bits: int) -> None:
+        await self.source.wait()
+        await ClockCycles(self.source.clock, bits * self.source.divisor)
