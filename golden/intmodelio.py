@@ -8,9 +8,9 @@ calibration) and a ``source``: where the model came from, ``{"quantized_from": {
 ...}}`` (the :func:`~golden.modelio.model_digest` of the float model it was quantized from,
 with whatever else identifies that model's run) or ``{"trained": {...}}`` (trained as an
 integer model, paired with no float model). Files written before the source was recorded
-have none (``SavedIntModel.source`` is ``None``). The arrays are stored in the smallest of int8/int16/int32 that holds the
-format's range, so the dtype follows from the format and not from the values; reading
-converts them to int64.
+have none (``SavedIntModel.source`` is ``None``). The arrays are stored in the smallest
+of int8/int16/int32 that holds the format's range, so the dtype follows from the format
+and not from the values; reading converts them to int64.
 
 Unlike a float model (:mod:`golden.modelio`), FFL's layer 1 W has D + K columns (the
 label block is folded in, divided by X like the pixels) and FFL has no U arrays. Reading

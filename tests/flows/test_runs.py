@@ -130,7 +130,9 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path, capsys):
     (leftover / "model.npz").write_bytes(b"half")
     status, _, err = _run(capsys, "train", *FAST, "--out", tmp_path / "run")
     assert status == 0
-    assert f"took over the lock {lock} of pid {pid}, which no longer runs" in err
+    assert f"took over the lock {lock}: its writer (pid {pid}, `ffcl-hw train --out run`) " \
+        "no longer runs" in err
+    assert f"removed {leftover}, left by an interrupted run" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
