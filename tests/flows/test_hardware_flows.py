@@ -151,7 +151,8 @@ def test_sim_refuses_an_integer_model_from_another_run(tmp_path, capsys):
     assert main(["quantize", str(b)]) == 0
     (a / "model.int.npz").write_bytes((b / "model.int.npz").read_bytes())
     assert main(["sim", str(a), "--quiet"]) == 2
-    assert "quantized from another model" in capsys.readouterr().err
+    assert f"{a / 'model.int.npz'} was quantized from the float model of {b.resolve()}" \
+        in capsys.readouterr().err
 
 
 def test_demo_trains_quantizes_and_simulates(tmp_path, capsys):
