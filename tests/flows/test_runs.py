@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +18,8 @@ from ffcl_hw.cli import main
 from ffcl_hw.runs import RunError, is_run_folder, staged_run
 
 FAST = ["--epochs", "2", "--hidden", "8", "--algo", "ffdl", "--quiet"]
+#: The checkout under test, so that `python -m ffcl_hw.cli` imports this code.
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(capsys, *argv):
@@ -95,6 +100,31 @@ def test_a_second_writer_to_the_same_out_is_refused(tmp_path, capsys):
     # The first writer's run is the one in place, and the second left nothing.
     assert sorted(p.name for p in run.iterdir()) == ["metrics.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new"]
+
+
+def test_two_commands_into_one_out_across_processes(tmp_path):
+    # The user's case: a long `train --out new` in one terminal, the same in another.
+    run = tmp_path / "new"
+    argv = [sys.executable, "-m", "ffcl_hw.cli", "train", "--epochs", "100000", "--hidden",
+            "8", "--quiet", "--out", str(run)]
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd=REPO)
+    try:
+        lock = tmp_path / ".new.lock"
+        deadline = time.monotonic() + 120
+        while not (lock.exists() and lock.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert json.loads(lock.read_text())["pid"] == first.pid
+        second = subprocess.run(argv[:-2] + ["--force", "--out", str(run)],
+                                capture_output=True, text=True, cwd=REPO)
+        assert second.returncode == 2
+        assert f"(pid {first.pid}, `ffcl-hw train --epochs 100000" in second.stderr
+    finally:
+        # Stopped like a closed terminal: the first cleans up after itself.
+        first.send_signal(signal.SIGTERM)
+        _, err = first.communicate(timeout=120)
+    assert first.returncode == 130, err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_two_trains_into_one_new_out_the_second_is_refused(tmp_path, capsys, monkeypatch):
@@ -195,6 +225,15 @@ def test_an_unwritable_parent_is_refused_up_front(tmp_path, capsys):
     finally:
         locked.chmod(0o700)
     assert status == 2 and "cannot write" in err and "test accuracy" not in out
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_a_folder_that_cannot_be_made_is_refused_up_front(capsys):
+    # No one, not even root, makes folders in /proc.
+    status, out, err = _run(capsys, "train", *FAST, "--out", "/proc/ffcl-hw-test/run")
+    assert status == 2, err
+    assert "cannot write /proc/ffcl-hw-test" in err and "choose another --out" in err
+    assert "test accuracy" not in out
 
 
 def test_the_library_refuses_the_same(tmp_path, monkeypatch):
