@@ -44,15 +44,22 @@ def _interrupts_deferred(interrupted: list[int]) -> Iterator[None]:
     An exception raised wherever the signal lands would leave the simulator's coroutines
     suspended mid-step; closing them later fails ("Exception ignored ... RuntimeError:
     aclose(): asynchronous generator is already running"). The testbench instead checks
-    the note between images and ends, and the caller raises ``KeyboardInterrupt``.
+    the note between images and ends, and the caller raises ``KeyboardInterrupt``. A
+    second signal, from a user who will not wait for the image in flight, stops at once.
     """
     if threading.current_thread() is not threading.main_thread():
         # Signal handlers can only be set in the main thread; elsewhere nothing changes.
         yield
         return
+
+    def note(signum: int, frame: object) -> None:
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(signum)
+
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     for signum in previous:
-        signal.signal(signum, lambda signum, frame: interrupted.append(signum))
+        signal.signal(signum, note)
     try:
         yield
     finally:
