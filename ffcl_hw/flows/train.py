@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ffcl_hw.runs import RunError, staged_run, write_json
 from golden.config import ModelConfig, TrainConfig
 from golden.costs import inference_cost
@@ -61,8 +63,11 @@ def train_run(
     """
     with staged_run(out, force=force) as staging:
         try:
-            result = train(config, train_config, dataset.x_train, dataset.y_train,
-                           callback=callback)
+            # Overflow on the way to a NaN loss is reported once, by the error below,
+            # rather than as a screen of NumPy warnings.
+            with np.errstate(over="ignore", invalid="ignore"):
+                result = train(config, train_config, dataset.x_train, dataset.y_train,
+                               callback=callback)
         except TrainingDiverged as error:
             raise RunError(f"training diverged in epoch {error.epoch} of {error.epochs}: the "
                            f"loss became {error.loss}; lower --lr (now {train_config.lr:g}) "
