@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
+import math
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -78,8 +80,9 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    # float() takes "inf" and "nan"; a learning rate of infinity trains a model of NaNs.
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite positive number")
     return value
 
 
@@ -548,6 +551,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A termination request (a timeout, a closed terminal) unwinds like Ctrl-C, so the
     # flows' cleanup runs: the tool is stopped and its staging folder is not left behind.
     previous = signal.signal(signal.SIGTERM, _terminated)
+    # The flows' notes (a stale lock taken over) reach the user as the command's own.
+    notes = logging.StreamHandler(sys.stderr)
+    notes.setFormatter(logging.Formatter(f"ffcl-hw {args.command}: note: %(message)s"))
+    logger = logging.getLogger("ffcl_hw")
+    logger.addHandler(notes)
     try:
         return _COMMANDS[args.command](args)
     except _USER_ERRORS as error:
@@ -557,6 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ffcl-hw {args.command}: interrupted; nothing was written", file=sys.stderr)
         return 130
     finally:
+        logger.removeHandler(notes)
         signal.signal(signal.SIGTERM, previous)
 
 

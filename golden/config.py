@@ -9,6 +9,7 @@ refused with a message that says which value is wrong and what would be accepted
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,8 +60,10 @@ def _check_positive_int(name: str, value: object) -> None:
 
 
 def _check_positive_float(name: str, value: object) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-        raise ConfigError(f"{name} must be a positive number, not {value!r}")
+    # Infinity passes `> 0` and trains a model of NaNs, so it is refused with NaN.
+    if (not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0
+            or not math.isfinite(value)):
+        raise ConfigError(f"{name} must be a finite positive number, not {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

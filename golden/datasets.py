@@ -233,7 +233,8 @@ def load_dataset(spec: str, *, resize: int | None = None) -> Dataset:
     ------
     DatasetError
         If the spec or ``resize`` is invalid, the data is missing (the message says how
-        to install or supply it), or the files are malformed or inconsistent.
+        to install or supply it), the files are malformed or inconsistent, or a split
+        has no images.
     """
     name = parse_dataset_spec(spec)
     if resize is not None:
@@ -370,6 +371,11 @@ def _build(name: str, arrays: dict[str, np.ndarray], pixel_max: int,
             raise DatasetError(
                 f"{name}: {images.shape[0]} {split} images but {labels.shape[0]} {split} "
                 "labels; the counts must match"
+            )
+        if images.shape[0] == 0:
+            raise DatasetError(
+                f"{name}: the {split} split has no images ({IDX_FILES[split + '_images']}); "
+                "a data set needs at least one training and one test image"
             )
         if image_shape is not None and images.shape[1:] != image_shape:
             raise DatasetError(

@@ -3,10 +3,14 @@
 The file holds the integer arrays ``W1``, ``b1``, ``U1``, ``V1``, ... and one ``__meta__``
 entry: a JSON document with the format version, ``"kind": "ffcl-hw integer model"``, the
 :class:`~golden.config.ModelConfig`, the :class:`~golden.intformat.IntFormat`, each
-layer's exponents (``w_exp``, ``v_exp``) and a ``data`` description (data set, resize,
-calibration). The arrays are stored in the smallest of int8/int16/int32 that holds the
-format's range, so the dtype follows from the format and not from the values; reading
-converts them to int64.
+layer's exponents (``w_exp``, ``v_exp``), a ``data`` description (data set, resize,
+calibration) and a ``source``: where the model came from, ``{"quantized_from": {"digest":
+...}}`` (the :func:`~golden.modelio.model_digest` of the float model it was quantized from,
+with whatever else identifies that model's run) or ``{"trained": {...}}`` (trained as an
+integer model, paired with no float model). Files written before the source was recorded
+have none (``SavedIntModel.source`` is ``None``). The arrays are stored in the smallest
+of int8/int16/int32 that holds the format's range, so the dtype follows from the format
+and not from the values; reading converts them to int64.
 
 Unlike a float model (:mod:`golden.modelio`), FFL's layer 1 W has D + K columns (the
 label block is folded in, divided by X like the pixels) and FFL has no U arrays. Reading
@@ -35,6 +39,7 @@ from golden.params import expected_shapes
 __all__ = [
     "INT_FORMAT_VERSION",
     "INT_MODEL_KIND",
+    "SOURCE_KINDS",
     "SavedIntModel",
     "expected_int_shapes",
     "load_int_model",
@@ -47,14 +52,20 @@ INT_FORMAT_VERSION = 1
 INT_MODEL_KIND = "ffcl-hw integer model"
 _META_KEY = "__meta__"
 _HINT = "quantize a run with `ffcl-hw quantize RUN`"
+#: The kinds of ``source`` an integer model may record: quantized from a float model
+#: (whose digest it names) or trained as an integer model.
+SOURCE_KINDS = ("quantized_from", "trained")
+_DIGEST_DIGITS = 64
 
 
 @dataclass
 class SavedIntModel:
-    """An integer model as stored: the model and where its data came from."""
+    """An integer model as stored: the model, where its data came from and where the model
+    came from (``source``: one key of :data:`SOURCE_KINDS`, or ``None`` in older files)."""
 
     model: IntModel
     data: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] | None = None
 
 
 def expected_int_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -91,7 +102,8 @@ def _arrays(model: IntModel) -> dict[str, np.ndarray]:
 
 
 def save_int_model(path: str | os.PathLike[str], model: IntModel, *,
-                   data: dict[str, Any] | None = None) -> None:
+                   data: dict[str, Any] | None = None,
+                   source: dict[str, Any] | None = None) -> None:
     """Write ``model`` to ``path`` atomically (temporary file, then rename).
 
     Parameters
@@ -103,8 +115,18 @@ def save_int_model(path: str | os.PathLike[str], model: IntModel, *,
         smallest integer type that holds the format, and :func:`load_int_model` checks).
     data : dict, optional
         JSON-ready description of the data (data set, resize, calibration images).
+    source : dict, optional
+        Where the model came from: ``{"quantized_from": {"digest": ..., ...}}`` or
+        ``{"trained": {...}}`` (JSON-ready; checked as :func:`load_int_model` reads it).
+
+    Raises
+    ------
+    ModelFileError
+        If ``source`` is not one that :func:`load_int_model` would accept.
     """
     path = Path(path)
+    if source is not None:
+        _check_source(path, source)
     meta = {
         "format_version": INT_FORMAT_VERSION,
         "kind": INT_MODEL_KIND,
@@ -113,6 +135,8 @@ def save_int_model(path: str | os.PathLike[str], model: IntModel, *,
         "layers": [{"w_exp": layer.w_exp, "v_exp": layer.v_exp} for layer in model.layers],
         "data": data or {},
     }
+    if source is not None:
+        meta["source"] = source
     arrays = _arrays(model)
     arrays[_META_KEY] = np.array(json.dumps(meta))
     write_npz(path, arrays)
@@ -144,6 +168,27 @@ def _read_meta(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
             f"this ffcl-hw reads version {INT_FORMAT_VERSION}"
         )
     return meta
+
+
+def _check_source(path: Path, source: object) -> dict[str, Any]:
+    """``source`` if it names one kind of :data:`SOURCE_KINDS` with an object, and a
+    ``quantized_from`` names the float model's digest."""
+    if (not isinstance(source, dict) or len(source) != 1
+            or next(iter(source)) not in SOURCE_KINDS):
+        raise ModelFileError(f"{path}: source must be an object with one of "
+                             f"{', '.join(SOURCE_KINDS)}, not {source!r}")
+    kind, origin = next(iter(source.items()))
+    if not isinstance(origin, dict):
+        raise ModelFileError(f"{path}: source {kind} must be an object, not {origin!r}")
+    if kind == "quantized_from":
+        digest = origin.get("digest")
+        if (not isinstance(digest, str) or len(digest) != _DIGEST_DIGITS
+                or any(c not in "0123456789abcdef" for c in digest)):
+            raise ModelFileError(
+                f"{path}: source quantized_from needs the float model's digest "
+                f"({_DIGEST_DIGITS} hexadecimal digits), not {digest!r}"
+            )
+    return source
 
 
 def _exponent(path: Path, value: object, what: str) -> int:
@@ -251,6 +296,9 @@ def load_int_model(path: str | os.PathLike[str]) -> SavedIntModel:
     data = meta.get("data") or {}
     if not isinstance(data, dict):
         raise ModelFileError(f"{path}: the data description must be an object, not {data!r}")
+    source = meta.get("source")
+    if source is not None:
+        _check_source(path, source)
 
     def get(name: str) -> np.ndarray | None:
         return arrays[name].astype(np.int64) if name in arrays else None
@@ -265,4 +313,4 @@ def load_int_model(path: str | os.PathLike[str]) -> SavedIntModel:
         model.check()
     except ValueError as error:
         raise ModelFileError(f"{path}: {error}") from None
-    return SavedIntModel(model=model, data=data)
+    return SavedIntModel(model=model, data=data, source=source)

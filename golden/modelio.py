@@ -9,6 +9,7 @@ temporary file so a failure leaves no half-written model behind.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -22,12 +23,13 @@ import numpy as np
 from golden.config import ConfigError, ModelConfig, TrainConfig
 from golden.params import Parameters
 
-__all__ = ["FORMAT_VERSION", "ModelFileError", "SavedModel", "load_model", "save_model",
-           "write_npz"]
+__all__ = ["FORMAT_VERSION", "ModelFileError", "SavedModel", "load_model", "model_digest",
+           "save_model", "write_npz"]
 
 #: Bumped whenever the layout of a model file changes incompatibly.
 FORMAT_VERSION = 1
 _META_KEY = "__meta__"
+_RETRAIN = "train the model again with `ffcl-hw train --out RUN`"
 
 
 class ModelFileError(ValueError):
@@ -42,6 +44,25 @@ class SavedModel:
     params: Parameters
     train_config: TrainConfig | None = None
     data: dict[str, Any] = field(default_factory=dict)
+
+
+def model_digest(model: SavedModel) -> str:
+    """The SHA-256 (64 hexadecimal digits) of ``model``'s configuration and weights.
+
+    Two models have the same digest exactly when they compute the same thing: the same
+    :class:`ModelConfig` and the same arrays (name, dtype, shape and every bit). How and on
+    what the model was trained (``train_config``, ``data``) is left out. An integer model
+    records the digest of the float model it was quantized from, so that commands pairing
+    the two can tell a model of another run with the same configuration.
+    """
+    digest = hashlib.sha256()
+    digest.update(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    for name, array in sorted(model.params.to_arrays().items()):
+        array = np.ascontiguousarray(array)
+        # Name, dtype and shape first, so equal bytes under another name or shape differ.
+        digest.update(f"\0{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def save_model(path: str | os.PathLike[str], model: SavedModel) -> None:
@@ -82,9 +103,7 @@ def load_model(path: str | os.PathLike[str]) -> SavedModel:
     """
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(
-            f"no model file at {path}; train one with `ffcl-hw train --out RUN`"
-        )
+        raise ModelFileError(f"no model file at {path}; train one with `ffcl-hw train --out RUN`")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
@@ -105,11 +124,14 @@ def load_model(path: str | os.PathLike[str]) -> SavedModel:
     try:
         config = ModelConfig.from_dict(meta["model"])
         train_config = None if meta.get("train") is None else TrainConfig.from_dict(meta["train"])
-        params = Parameters.from_arrays(config, arrays)
     except (KeyError, TypeError) as error:
         raise ModelFileError(f"{path}: malformed configuration ({error})") from None
     except ConfigError as error:
         raise ModelFileError(f"{path}: {error}") from None
+    try:
+        params = Parameters.from_arrays(config, arrays)
+    except (ConfigError, TypeError) as error:
+        raise ModelFileError(f"{path}: {error}; {_RETRAIN}") from None
     data = meta.get("data") or {}
     if not isinstance(data, dict):
         raise ModelFileError(f"{path}: the data description must be an object, not {data!r}")

@@ -65,7 +65,8 @@ class Parameters:
         Raises
         ------
         ConfigError
-            If an array is missing, unexpected, or of the wrong shape for ``config``.
+            If an array is missing, unexpected, of the wrong shape for ``config``, not
+            floating-point, or holds NaN or infinity.
         """
         expected = expected_shapes(config)
         missing = sorted(set(expected) - set(arrays))
@@ -85,6 +86,12 @@ class Parameters:
                 raise ConfigError(
                     f"weight array {name} has shape {tuple(arrays[name].shape)}, "
                     f"but the configuration needs {shape}"
+                )
+            if not np.issubdtype(arrays[name].dtype, np.floating):
+                raise ConfigError(
+                    f"weight array {name} has dtype {arrays[name].dtype}; a float model "
+                    "stores floating-point weights (an integer model is read from "
+                    "model.int.npz)"
                 )
             if not np.all(np.isfinite(arrays[name])):
                 raise ConfigError(f"weight array {name} holds NaN or infinite values")

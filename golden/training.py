@@ -9,6 +9,7 @@ fixed order, so the same seed gives the same model.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,10 +22,30 @@ from golden.network import goodness_all_labels
 from golden.optim import learning_rate, make_optimizer
 from golden.params import Parameters, init_parameters
 
-__all__ = ["EpochRecord", "TrainResult", "draw_negatives", "train"]
+__all__ = ["EpochRecord", "TrainResult", "TrainingDiverged", "draw_negatives", "train"]
 
 #: ``callback(epoch_done, epochs_total, mean_loss)`` after every epoch.
 ProgressCallback = Callable[[int, int, float], None]
+
+
+class TrainingDiverged(ArithmeticError):
+    """The loss became NaN or infinite: the steps were too large for the arithmetic.
+
+    Attributes
+    ----------
+    epoch : int
+        The 1-based epoch (counted over every stage) in which it happened.
+    loss : float
+        The non-finite loss.
+    lr : float
+        That epoch's learning rate.
+    """
+
+    def __init__(self, epoch: int, epochs: int, loss: float, lr: float) -> None:
+        super().__init__(f"the loss became {loss} in epoch {epoch} of {epochs} (learning "
+                         f"rate {lr:g}): training diverged; lower the learning rate or the "
+                         "threshold")
+        self.epoch, self.epochs, self.loss, self.lr = epoch, epochs, loss, lr
 
 
 @dataclass
@@ -105,6 +126,12 @@ def train(
     Returns
     -------
     TrainResult
+
+    Raises
+    ------
+    TrainingDiverged
+        As soon as a batch's loss is NaN or infinite (the weights then are too), or if
+        the last steps left a weight that is.
     """
     if x.ndim != 2 or x.shape[1] != config.input_size:
         raise ValueError(
@@ -154,6 +181,9 @@ def train(
                 for layer, grad in enumerate(grads):
                     if grad is None:
                         continue
+                    if not math.isfinite(grad.loss):
+                        # Every later step would only spread the NaN: stop here.
+                        raise TrainingDiverged(done + 1, total, grad.loss, lr)
                     layer_loss[layer] += grad.loss
                     for kind in ("W", "b", "U", "V"):
                         g = getattr(grad, kind)
@@ -168,5 +198,7 @@ def train(
             done += 1
             if callback is not None:
                 callback(done, total, record.loss)
+    if not all(np.isfinite(params.get(kind, layer)).all() for kind, layer in params.names()):
+        raise TrainingDiverged(total, total, float("nan"), lr)
     result.seconds = time.perf_counter() - start
     return result

@@ -9,8 +9,12 @@ cycles the core's ``phase`` output spends on each phase.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +35,52 @@ class CoreResult:
     scores: tuple[int, ...]
     cycles: int
     phase_cycles: dict[str, int] | None = None
+
+
+@contextlib.contextmanager
+def _interrupts_deferred(interrupted: list[int]) -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into a note in ``interrupted`` while the block runs.
+
+    An exception raised wherever the signal lands would leave the simulator's coroutines
+    suspended mid-step; closing them later fails ("Exception ignored ... RuntimeError:
+    aclose(): asynchronous generator is already running"). The testbench instead checks
+    the note between images and ends, and the caller raises ``KeyboardInterrupt``. A
+    second signal, from a user who will not wait for the image in flight, stops at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        # Signal handlers can only be set in the main thread; elsewhere nothing changes.
+        yield
+        return
+
+    def note(signum: int, frame: object) -> None:
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(signum)
+
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, note)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def _wide_integers() -> Iterator[None]:
+    """Lift Python's limit on converting integers to decimal text while the block runs.
+
+    Amaranth's simulator compiles every signal's mask into Python source as a decimal
+    literal; a core of many lanes has signals of thousands of bits (the lanes' shift-out
+    bank), whose masks pass the default 4300 digits.
+    """
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        yield
+    finally:
+        sys.set_int_max_str_digits(limit)
 
 
 def run_core(core: Core, images: np.ndarray, *, progress: Callable[[int], None] | None = None,
@@ -54,6 +104,11 @@ def run_core(core: Core, images: np.ndarray, *, progress: Callable[[int], None] 
     load : list of (target, address, word), optional
         Memory writes sent through the core's ``load`` port before the first image
         (:func:`rtl.core.load_words`); needs a core built with ``weights="loadable"``.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        After Ctrl-C (or SIGTERM): the simulation ends after the image in flight.
     """
     K = core.model.config.num_classes
     results: list[CoreResult] = []
@@ -61,7 +116,9 @@ def run_core(core: Core, images: np.ndarray, *, progress: Callable[[int], None] 
     # returns to 0 (the result is offered), in the same cycle its record appears.
     names = {code: name for name, code in PHASES.items()}
     finished: list[dict[str, int]] = []
-    sim = Simulator(core)
+    with _wide_integers():
+        # The simulator compiles the design here, and signals again as they are added.
+        sim = Simulator(core)
     sim.add_clock(1e-8)
 
     async def count_phases(ctx) -> None:
@@ -73,6 +130,8 @@ def run_core(core: Core, images: np.ndarray, *, progress: Callable[[int], None] 
                 finished.append(counts)
                 counts = dict.fromkeys(PHASES, 0)
 
+    interrupted: list[int] = []
+
     async def testbench(ctx) -> None:
         ctx.set(core.result.ready, 1)
         for target, addr, word in load or []:
@@ -82,6 +141,10 @@ def run_core(core: Core, images: np.ndarray, *, progress: Callable[[int], None] 
         if load:
             ctx.set(core.load.valid, 0)
         for image in images:
+            if interrupted:
+                # Ctrl-C: end here, between images, so that the simulator unwinds with
+                # no coroutine suspended inside it (see _interrupts_deferred).
+                return
             for value in image:
                 ctx.set(core.image.payload, int(value))
                 ctx.set(core.image.valid, 1)
@@ -98,11 +161,14 @@ def run_core(core: Core, images: np.ndarray, *, progress: Callable[[int], None] 
 
     sim.add_testbench(testbench)
     sim.add_process(count_phases)
-    if vcd:
-        with sim.write_vcd(vcd):
+    with _interrupts_deferred(interrupted), _wide_integers():
+        if vcd:
+            with sim.write_vcd(vcd):
+                sim.run()
+        else:
             sim.run()
-    else:
-        sim.run()
+    if interrupted:
+        raise KeyboardInterrupt
     if len(finished) != len(results):
         raise RuntimeError(f"the phase output showed {len(finished)} inferences for "
                            f"{len(results)} results")

@@ -13,9 +13,9 @@ from amaranth import Shape
 from amaranth.back import verilog
 from amaranth.lib import wiring
 
-from ffcl_hw.runs import RunError
+from ffcl_hw.flows.quantize import load_run_int_model
+from ffcl_hw.runs import RunError, check_output_folder
 from golden.costs import inference_cost
-from golden.intmodelio import load_int_model
 from rtl.core import Core
 
 __all__ = ["TOP_NAME", "build_core", "describe_core", "export_verilog"]
@@ -32,13 +32,22 @@ def build_core(run: Path, *, lanes: int, label_lanes: int | None = None,
     Raises
     ------
     RunError
-        If the lane counts are impossible or the model is one the RTL does not implement.
+        If the lane counts are impossible (or more lanes than the widest layer has
+        neurons), the model is one the RTL does not implement, or the integer model is
+        of another float model than the run's (:func:`load_run_int_model`).
     """
     if not isinstance(lanes, int) or lanes < 1:
         raise RunError(f"--lanes must be a positive integer, not {lanes!r}")
-    saved = load_int_model(run / "model.int.npz")
+    model = load_run_int_model(run).model
+    widest = max(model.config.hidden)
+    if lanes > widest:
+        # Lane p computes neurons p, p + P, ...: beyond the widest layer a lane never
+        # works, and a thousand idle lanes only make the simulation crawl.
+        raise RunError(f"--lanes {lanes} is more than the widest layer's {widest} neurons, "
+                       f"so {lanes - widest} lanes would never compute; use --lanes "
+                       f"{widest} or fewer")
     try:
-        return Core(saved.model, lanes=lanes, label_lanes=label_lanes, shared=shared)
+        return Core(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
     except (TypeError, ValueError) as error:
         raise RunError(str(error)) from None
 
@@ -107,11 +116,21 @@ def export_verilog(run: Path, *, lanes: int, out: Path,
     -------
     dict
         The description written to the JSON file, with the Verilog path added.
+
+    Raises
+    ------
+    RunError
+        If ``out`` cannot be a folder (it or a folder above it is a file, or it cannot be
+        made), or :func:`build_core` refuses the run; checked before anything is written.
     """
+    check_output_folder(out)
     core = build_core(run, lanes=lanes, label_lanes=label_lanes, shared=shared)
     description = describe_core(core)
     text = verilog.convert(core, name=TOP_NAME)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunError(f"cannot write {out}: {error.strerror}; choose another --out") from None
     _write_atomic(out / f"{TOP_NAME}.v", text)
     description["verilog"] = str(out / f"{TOP_NAME}.v")
     _write_atomic(out / f"{TOP_NAME}.json", json.dumps(description, indent=2) + "\n")

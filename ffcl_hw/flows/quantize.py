@@ -18,11 +18,12 @@ from ffcl_hw.runs import RunError, write_json
 from golden.evaluate import evaluate
 from golden.intformat import argmax
 from golden.intmodel import IntModel
-from golden.intmodelio import load_int_model, save_int_model
-from golden.modelio import SavedModel, load_model
+from golden.intmodelio import SavedIntModel, load_int_model, save_int_model
+from golden.modelio import SavedModel, load_model, model_digest
 from golden.quantize import quantize
 
-__all__ = ["INT_MODEL_FILE", "format_summary", "load_quantized_run", "quantize_run"]
+__all__ = ["INT_MODEL_FILE", "format_summary", "load_quantized_run", "load_run_int_model",
+           "quantize_run"]
 
 #: Where :func:`quantize_run` writes the integer model inside a run.
 INT_MODEL_FILE = "model.int.npz"
@@ -48,8 +49,52 @@ def format_summary(model: IntModel) -> dict[str, Any]:
     }
 
 
+def _trained_with(seed: int | None) -> str:
+    return "of unknown seed" if seed is None else f"trained with seed {seed}"
+
+
+def load_run_int_model(run: Path) -> SavedIntModel:
+    """The integer model of ``run``, checked to belong to the run's float model.
+
+    A model quantized from a float model must come from ``RUN/model.npz`` itself: the
+    digest it records (:func:`golden.modelio.model_digest`) must be that file's, or a
+    model of another run with the same configuration (another seed) would pass. A model
+    trained as an integer model (source ``trained``) pairs with no float model. A model
+    that records no source (written by an older ffcl-hw) is refused: nothing tells
+    which float model it came from.
+
+    Raises
+    ------
+    RunError
+        If the integer model is of another float model, or does not say which.
+    ModelFileError
+        If a file is missing or malformed.
+    """
+    path = run / INT_MODEL_FILE
+    saved = load_int_model(path)
+    source = saved.source
+    fix = f"run `ffcl-hw quantize {run}` again"
+    if source is None:
+        raise RunError(f"{path} does not record the float model it was quantized from "
+                       f"(it was written by an older ffcl-hw); {fix}")
+    if "quantized_from" not in source:
+        return saved
+    origin = source["quantized_from"]
+    float_model = load_model(run / "model.npz")
+    digest = model_digest(float_model)
+    if origin["digest"] != digest:
+        seed = None if float_model.train_config is None else float_model.train_config.seed
+        raise RunError(
+            f"{path} was quantized from the float model of {origin.get('run', 'another run')}"
+            f" ({_trained_with(origin.get('seed'))}, digest {origin['digest'][:12]}), not "
+            f"from {run / 'model.npz'} ({_trained_with(seed)}, digest {digest[:12]}); {fix}"
+        )
+    return saved
+
+
 def load_quantized_run(run: Path) -> tuple[SavedModel, IntModel]:
-    """The float model of ``run`` and the integer model quantized from it.
+    """The float model of ``run`` and the integer model quantized from it
+    (:func:`load_run_int_model`).
 
     Raises
     ------
@@ -58,12 +103,9 @@ def load_quantized_run(run: Path) -> tuple[SavedModel, IntModel]:
     ModelFileError
         If either file is missing or malformed.
     """
-    float_model = load_model(run / "model.npz")
-    model = load_int_model(run / INT_MODEL_FILE).model
     # Check the pair of model files before anything is built from them.
-    if model.config != float_model.config:
-        raise RunError(f"{run / INT_MODEL_FILE} was quantized from another model than "
-                       f"{run / 'model.npz'}; run `ffcl-hw quantize {run}` again")
+    model = load_run_int_model(run).model
+    float_model = load_model(run / "model.npz")
     return float_model, model
 
 
@@ -136,7 +178,12 @@ def quantize_run(run: Path, *, weight_bits: int = 8, state_bits: int = 16,
         n_calibration = min(calibration, data.n_train)
         save_int_model(partial, int_model, data={
             "dataset": data.name, "resize": resize, "calibration_images": n_calibration,
-        })
+        }, source={"quantized_from": {
+            # The digest pairs the two files; the rest says where the model came from
+            # when a copied integer model meets another run's float model.
+            "digest": model_digest(saved), "run": str(run.resolve()),
+            "seed": None if saved.train_config is None else saved.train_config.seed,
+        }})
         # Measure the model as read back from the file, so the numbers describe the file.
         stored = load_int_model(partial).model
         result = stored.run(stored.quantize_input(data.x_test))

@@ -673,7 +673,7 @@ def synth_run(run: Path, *, board: str, freq_mhz: float | None = None, seed: int
     ``lanes``, ``label_lanes``, ``weights``, ``multipliers``, ``banks`` and
     ``cycles_per_inference``.
     """
-    from golden.intmodelio import load_int_model
+    from ffcl_hw.flows.quantize import load_run_int_model
     from rtl.host_link import HostLink
 
     board_info(board)
@@ -689,7 +689,7 @@ def synth_run(run: Path, *, board: str, freq_mhz: float | None = None, seed: int
     if banks == 2 and weights != "loadable":
         raise RunError(f"--banks 2 needs --weights loadable (loads write the second bank), "
                        f"not --weights {weights}")
-    saved = load_int_model(run / "model.int.npz")
+    saved = load_run_int_model(run)
     try:
         core = Core(saved.model, lanes=lanes, label_lanes=label_lanes, weights=weights,
                     shared=multipliers == "shared", banks=banks)

@@ -7,13 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ffcl_hw.runs import staged_run, write_json
+import numpy as np
+
+from ffcl_hw.runs import RunError, staged_run, write_json
 from golden.config import ModelConfig, TrainConfig
 from golden.costs import inference_cost
 from golden.datasets import Dataset
 from golden.evaluate import evaluate
 from golden.modelio import SavedModel, save_model
-from golden.training import ProgressCallback, train
+from golden.training import ProgressCallback, TrainingDiverged, train
 
 __all__ = ["TrainedRun", "cost_summary", "train_run"]
 
@@ -52,9 +54,25 @@ def train_run(
     -------
     TrainedRun
         The saved model and the metrics written to ``out/metrics.json``.
+
+    Raises
+    ------
+    RunError
+        If ``out`` cannot be written (:func:`~ffcl_hw.runs.staged_run`), or training
+        diverged (nothing is written then).
     """
     with staged_run(out, force=force) as staging:
-        result = train(config, train_config, dataset.x_train, dataset.y_train, callback=callback)
+        try:
+            # Overflow on the way to a NaN loss is reported once, by the error below,
+            # rather than as a screen of NumPy warnings.
+            with np.errstate(over="ignore", invalid="ignore"):
+                result = train(config, train_config, dataset.x_train, dataset.y_train,
+                               callback=callback)
+        except TrainingDiverged as error:
+            raise RunError(f"training diverged in epoch {error.epoch} of {error.epochs}: the "
+                           f"loss became {error.loss}; lower --lr (now {train_config.lr:g}) "
+                           f"or --theta (now {config.theta:g}); no model was written"
+                           ) from None
         start = time.perf_counter()
         test = evaluate(config, result.params, dataset.x_test, dataset.y_test)
         eval_seconds = time.perf_counter() - start

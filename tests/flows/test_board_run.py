@@ -149,7 +149,8 @@ def test_run_exits_1_naming_the_first_mismatch(run, model, capsys):
 @pytest.mark.parametrize(("argv", "message"), [
     (["--samples", "0"], "not a positive integer"),
     (["--baud", "x"], "not a positive integer"),
-    (["--timeout", "0"], "not a positive number"),
+    (["--timeout", "0"], "not a finite positive number"),
+    (["--timeout", "inf"], "not a finite positive number"),
 ])
 def test_run_refuses_bad_options(run, argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

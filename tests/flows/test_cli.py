@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -90,6 +91,12 @@ def test_a_failed_training_leaves_nothing_behind(tmp_path, capsys, monkeypatch):
     (["train", "--resize", "0", "--out", "x"], "not a positive integer"),
     (["train", "--topology", "ring", "--out", "x"], "ring.*adjacent.*top"),
     (["compare", "--dataset", "idx", "--out", "x"], "idx"),
+    # Non-finite hyper-parameters are refused when parsed, not trained into a NaN model.
+    (["train", "--lr", "inf", "--out", "x"], "'inf' is not a finite positive number"),
+    (["train", "--theta", "inf", "--out", "x"], "'inf' is not a finite positive number"),
+    (["train", "--lr", "1e400", "--out", "x"], "'1e400' is not a finite positive number"),
+    (["train", "--theta", "nan", "--out", "x"], "'nan' is not a finite positive number"),
+    (["compare", "--lr", "Infinity", "--out", "x"], "'Infinity' is not a finite positive"),
 ])
 def test_bad_options_exit_2_naming_the_value_and_the_choices(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -192,3 +199,55 @@ def test_synth_refuses_two_banks_without_loadable_weights(capsys, tmp_path):
     assert "--banks 2 needs --weights loadable (loads write the second bank), not " \
         "--weights rom" in err
     assert not (run / "synth").exists() or not any((run / "synth").iterdir())
+
+
+def test_training_that_diverges_stops_and_writes_no_model(tmp_path, capsys):
+    # A finite learning rate large enough to overflow float32 in the first steps.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        status, out, err = _run(capsys, "train", *FAST, "--lr", "1e38", "--out",
+                                str(tmp_path / "run"), "--quiet")
+    assert status == 2, err
+    assert "training diverged in epoch 1" in err and "lower --lr (now 1e+38)" in err
+    # The message, not a screen of NumPy overflow warnings.
+    assert [w.message for w in caught if issubclass(w.category, RuntimeWarning)] == []
+    assert "test accuracy" not in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def _idx_folder(path, *, test_images):
+    from golden.idx import write_idx
+
+    rng = np.random.default_rng(0)
+    path.mkdir()
+    write_idx(path / "train-images-idx3-ubyte", rng.integers(0, 256, (30, 4, 4), np.uint8))
+    write_idx(path / "train-labels-idx1-ubyte", (np.arange(30) % 3).astype(np.uint8))
+    write_idx(path / "t10k-images-idx3-ubyte",
+              rng.integers(0, 256, (test_images, 4, 4), np.uint8))
+    write_idx(path / "t10k-labels-idx1-ubyte", (np.arange(test_images) % 3).astype(np.uint8))
+    return path
+
+
+def test_an_idx_folder_without_test_images_is_refused_before_training(tmp_path, capsys):
+    data = _idx_folder(tmp_path / "data", test_images=0)
+    status, _, err = _run(capsys, "train", *FAST, "--dataset", f"idx:{data}", "--out",
+                          str(tmp_path / "run"), "--quiet")
+    assert status == 2
+    assert "the test split has no images" in err and "t10k-images-idx3-ubyte" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_float_model_of_integer_arrays_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _run(capsys, "train", *FAST, "--algo", "ffdl", "--out", str(run), "--quiet")[0] == 0
+    with np.load(run / "model.npz") as archive:
+        arrays = {name: (archive[name] if name == "__meta__"
+                         else np.round(archive[name] * 10).astype(np.int64))
+                  for name in archive.files}
+    np.savez(run / "model.npz", **arrays)
+    for command in ("evaluate", "quantize"):
+        status, _, err = _run(capsys, command, str(run))
+        assert status == 2, err
+        assert "array W1 has dtype int64" in err and "floating-point" in err
+        assert "ffcl-hw train" in err
+    assert not (run / "model.int.npz").exists()

@@ -151,7 +151,8 @@ def test_sim_refuses_an_integer_model_from_another_run(tmp_path, capsys):
     assert main(["quantize", str(b)]) == 0
     (a / "model.int.npz").write_bytes((b / "model.int.npz").read_bytes())
     assert main(["sim", str(a), "--quiet"]) == 2
-    assert "quantized from another model" in capsys.readouterr().err
+    assert f"{a / 'model.int.npz'} was quantized from the float model of {b.resolve()}" \
+        in capsys.readouterr().err
 
 
 def test_demo_trains_quantizes_and_simulates(tmp_path, capsys):
@@ -177,3 +178,90 @@ def test_synth_refuses_an_unknown_board(quantized_run, capsys):
         main(["synth", str(quantized_run), "--board", "de10"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'de10'" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """One quantized FFDL run (hidden 12,10) for the refusals that need no algorithm sweep."""
+    run = tmp_path_factory.mktemp("small") / "ffdl"
+    assert main(["train", "--algo", "ffdl", *FAST, "--out", str(run), "--quiet"]) == 0
+    assert main(["quantize", str(run)]) == 0
+    return run
+
+
+def test_export_verilog_refuses_an_out_that_is_a_file(small_run, tmp_path, capsys):
+    for out in (tmp_path / "file", tmp_path / "file" / "below"):
+        (tmp_path / "file").write_text("mine")
+        assert main(["export-verilog", str(small_run), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"{tmp_path / 'file'} is a file, not a folder" in err
+        assert "choose another --out" in err
+        assert (tmp_path / "file").read_text() == "mine"
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+@pytest.mark.parametrize("command", ["sim", "export-verilog"])
+def test_more_lanes_than_the_widest_layer_are_refused(small_run, tmp_path, capsys, command):
+    extra = ["--simulator", "amaranth", "--quiet"] if command == "sim" else [
+        "--out", str(tmp_path / "v")]
+    assert main([command, str(small_run), "--lanes", "1000", *extra]) == 2
+    err = capsys.readouterr().err
+    assert "--lanes 1000 is more than the widest layer's 12 neurons" in err
+    assert "use --lanes 12 or fewer" in err
+    assert not (tmp_path / "v").exists()
+
+
+def test_the_amaranth_simulator_takes_a_core_of_wide_signals():
+    # 160 lanes: the lanes' shift-out bank is a signal of thousands of bits, whose mask
+    # has more decimal digits than Python converts by default (4300; 640 here, the least
+    # it may be set to, so that a small core shows it).
+    import sys
+
+    from golden.quantize import quantize
+    from rtl.core import Core
+    from sim.amaranth_sim import run_core
+    from tests.golden.variants import make_config, random_params
+
+    config = make_config("ffdl", num_classes=3)
+    config = type(config)(**{**config.to_dict(), "hidden": (160,)})
+    rng = np.random.default_rng(0)
+    model = quantize(config, random_params(config, 1), rng.random((32, 9)), input_max=16)
+    images = model.quantize_input(rng.random((1, 9)))
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(640)
+    try:
+        result, = run_core(Core(model, lanes=160), images)
+        assert sys.get_int_max_str_digits() == 640
+    finally:
+        sys.set_int_max_str_digits(limit)
+    golden = model.run(images)
+    assert result.label == int(golden.labels[0])
+    assert list(result.scores) == [int(v) for v in golden.scores[0]]
+
+
+def test_ctrl_c_in_the_amaranth_simulation_stops_it_cleanly(small_run, monkeypatch):
+    import gc
+    import os
+    import signal
+    import sys
+    import threading
+
+    from ffcl_hw.flows.simulate import simulate_run
+
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    done_images = []
+
+    def progress(done):
+        done_images.append(done)
+        if done == 1:
+            # Ctrl-C lands at whatever the simulator is doing a moment later.
+            threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+    (small_run / "sim.json").unlink(missing_ok=True)
+    with pytest.raises(KeyboardInterrupt):
+        simulate_run(small_run, simulator="amaranth", samples=200, lanes=2,
+                     progress=progress)
+    gc.collect()
+    assert unraisable == []
+    assert len(done_images) < 200 and not (small_run / "sim.json").exists()

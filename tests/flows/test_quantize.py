@@ -11,8 +11,8 @@ import pytest
 
 from ffcl_hw.cli import main
 from golden.datasets import load_dataset
-from golden.intmodelio import load_int_model
-from golden.modelio import ModelFileError
+from golden.intmodelio import load_int_model, save_int_model
+from golden.modelio import ModelFileError, load_model, model_digest
 
 FAST = ["--epochs", "3", "--hidden", "16,16", "--quiet"]
 ADDED = {"int_test_accuracy", "float_test_accuracy", "int_per_layer_test_accuracy",
@@ -163,3 +163,82 @@ def test_a_float_model_is_refused_where_an_int_model_is_expected(run_of, capsys)
     with pytest.raises(ModelFileError, match="float model file"):
         load_int_model(run / "model.int.npz")
     assert np.load(run / "model.npz")["W1"].dtype.kind == "f"
+
+
+# -- model identity: an integer model belongs to the float model it was quantized from ---
+
+def test_the_int_model_records_the_float_model_it_was_quantized_from(run_of, capsys):
+    run = run_of("ffcl")
+    assert _run(capsys, "quantize", run)[0] == 0
+    source = load_int_model(run / "model.int.npz").source
+    assert set(source) == {"quantized_from"}
+    origin = source["quantized_from"]
+    assert origin["digest"] == model_digest(load_model(run / "model.npz"))
+    assert origin["run"] == str(run.resolve()) and origin["seed"] == 0
+
+
+@pytest.fixture
+def swapped(run_of, tmp_path, capsys):
+    """Run ``ffdl`` (seed 0) holding the integer model of a run of the same shape trained
+    with seed 1: what copying ``model.int.npz`` between runs gives."""
+    run = run_of("ffdl")
+    other = tmp_path / "other"
+    assert _run(capsys, "train", *FAST, "--algo", "ffdl", "--seed", "1", "--out", other)[0] == 0
+    assert _run(capsys, "quantize", run)[0] == 0
+    assert _run(capsys, "quantize", other)[0] == 0
+    shutil.copy(other / "model.int.npz", run / "model.int.npz")
+    (run / "sim.json").write_text('{"kept": true}\n')
+    return run, other
+
+
+@pytest.mark.parametrize("argv", [
+    ["sim", "{run}", "--simulator", "amaranth", "--samples", "1", "--quiet"],
+    ["export-verilog", "{run}", "--out", "{tmp}/verilog"],
+    ["synth", "{run}", "--board", "ulx3s-25f"],
+    ["run", "{run}", "--port", "{tmp}/no-such-port", "--quiet"],
+    ["bench", "{run}", "--quiet"],
+])
+def test_every_pairing_command_refuses_an_int_model_of_another_run(swapped, tmp_path, capsys,
+                                                                   argv):
+    run, other = swapped
+    status, _, err = _run(capsys, *[a.format(run=run, tmp=tmp_path) for a in argv])
+    assert status == 2, err
+    # Which run each model came from, and the fix.
+    assert f"{run / 'model.int.npz'} was quantized from the float model of {other.resolve()}" \
+        in err
+    assert "trained with seed 1" in err and "seed 0" in err
+    assert f"`ffcl-hw quantize {run}`" in err
+    assert (run / "sim.json").read_text() == '{"kept": true}\n'
+    assert not (tmp_path / "verilog").exists() and not (run / "synth").exists()
+    assert not (run / "bench.json").exists() and not (run / "board.json").exists()
+
+
+def test_an_int_model_that_does_not_say_where_it_came_from_is_refused(run_of, capsys, tmp_path):
+    # An integer model written before models recorded their source.
+    run = run_of("ffdl")
+    assert _run(capsys, "quantize", run)[0] == 0
+    with np.load(run / "model.int.npz") as archive:
+        arrays = dict(archive)
+    meta = json.loads(str(arrays["__meta__"]))
+    del meta["source"]
+    arrays["__meta__"] = np.array(json.dumps(meta))
+    np.savez(run / "model.int.npz", **arrays)
+    for argv in (["sim", run, "--simulator", "amaranth", "--quiet"],
+                 ["export-verilog", run, "--out", tmp_path / "v"]):
+        status, _, err = _run(capsys, *argv)
+        assert status == 2
+        assert "does not record the float model it was quantized from" in err
+        assert f"run `ffcl-hw quantize {run}` again" in err
+
+
+def test_a_trained_int_model_needs_no_float_model(run_of, tmp_path, capsys):
+    # An integer model trained as such (not quantized) pairs with no float model.
+    run = run_of("ffdl")
+    assert _run(capsys, "quantize", run)[0] == 0
+    saved = load_int_model(run / "model.int.npz")
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    save_int_model(alone / "model.int.npz", saved.model, data=saved.data,
+                   source={"trained": {"seed": 0}})
+    assert _run(capsys, "export-verilog", alone, "--out", tmp_path / "v")[0] == 0
+    assert (tmp_path / "v" / "ffcl_core.v").is_file()

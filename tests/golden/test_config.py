@@ -21,7 +21,9 @@ BASE = dict(algo="ffdl", input_size=64, num_classes=10, hidden=(64, 64))
     ({"algo": "ffcl", "loops": 3, "feedback": "goodness"}, "loops .T. = 2 only, not 3"),
     ({"topology": "ring"}, "topology must be one of adjacent, top, not 'ring'"),
     ({"readout": "max"}, "readout must be one of sum, last"),
-    ({"theta": 0}, "theta must be a positive number, not 0"),
+    ({"theta": 0}, "theta must be a finite positive number, not 0"),
+    ({"theta": float("inf")}, "theta must be a finite positive number, not inf"),
+    ({"theta": float("nan")}, "theta must be a finite positive number, not nan"),
 ])
 def test_model_config_refuses(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -30,7 +32,9 @@ def test_model_config_refuses(changes, message):
 
 @pytest.mark.parametrize(("changes", "message"), [
     ({"epochs": 0}, "epochs must be a positive integer, not 0"),
-    ({"lr": -1.0}, "lr must be a positive number, not -1.0"),
+    ({"lr": -1.0}, "lr must be a finite positive number, not -1.0"),
+    ({"lr": float("inf")}, "lr must be a finite positive number, not inf"),
+    ({"init_gain": float("nan")}, "init_gain must be a finite positive number, not nan"),
     ({"seed": -3}, "seed must be a non-negative integer, not -3"),
     ({"negatives": "soft"}, "negatives must be one of random, hard, not 'soft'"),
     ({"schedule": "greedy"}, "schedule must be one of simultaneous, layerwise"),

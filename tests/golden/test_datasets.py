@@ -303,6 +303,17 @@ MISMATCHES = {
         _with(train_labels=np.zeros(5, dtype=np.uint8), test_labels=np.zeros(3, dtype=np.uint8)),
         r"labels give 1 class\(es\) .* needs at least 2",
     ),
+    "no-test-images": (
+        _with(test_images=np.zeros((0, SIDE, SIDE), dtype=np.uint8),
+              test_labels=np.zeros(0, dtype=np.uint8)),
+        r"the test split has no images \(t10k-images-idx3-ubyte\); a data set needs at "
+        r"least one training and one test image",
+    ),
+    "no-train-images": (
+        _with(train_images=np.zeros((0, SIDE, SIDE), dtype=np.uint8),
+              train_labels=np.zeros(0, dtype=np.uint8)),
+        r"the train split has no images \(train-images-idx3-ubyte\)",
+    ),
 }
 
 

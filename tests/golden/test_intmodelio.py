@@ -133,6 +133,16 @@ CASES = [
      r"b1 holds 40000, outside the 16-bit state range -32768..32767"),
     ("ffdl", lambda a, m: (a, _set(m, "layers", 1, "w_exp", -40)),
      "layer 2 W: scaler shift -.* is negative"),
+    ("ffdl", lambda a, m: (a, {**m, "source": "run a"}),
+     r"source must be an object with one of quantized_from, trained, not 'run a'"),
+    ("ffdl", lambda a, m: (a, {**m, "source": {"quantized_from": {}, "trained": {}}}),
+     r"source must be an object with one of quantized_from, trained"),
+    ("ffdl", lambda a, m: (a, {**m, "source": {"copied": {}}}),
+     r"source must be an object with one of quantized_from, trained, not \{'copied'"),
+    ("ffdl", lambda a, m: (a, {**m, "source": {"quantized_from": {"digest": 7}}}),
+     r"source quantized_from needs the float model's digest \(64 hexadecimal digits\)"),
+    ("ffdl", lambda a, m: (a, {**m, "source": {"trained": "yes"}}),
+     r"source trained must be an object, not 'yes'"),
 ]
 
 
@@ -162,3 +172,13 @@ def test_missing_non_npz_and_float_model_files(tmp_path):
     save_model(tmp_path / "model.npz", SavedModel(config=config, params=random_params(config, 0)))
     with pytest.raises(ModelFileError, match="model.npz is a float model file, not an integer"):
         load_int_model(tmp_path / "model.npz")
+
+
+@pytest.mark.parametrize("source", [
+    None,
+    {"quantized_from": {"digest": "ab" * 32, "run": "/runs/d", "seed": 3}},
+    {"trained": {"seed": 1, "epochs": 20}},
+])
+def test_the_source_of_an_integer_model_round_trips(tmp_path, source):
+    save_int_model(tmp_path / "m.npz", _model("ffdl"), source=source)
+    assert load_int_model(tmp_path / "m.npz").source == source

@@ -153,3 +153,19 @@ def test_train_refuses_data_that_does_not_fit_the_network(field, value, message)
     data[field] = value
     with pytest.raises(ValueError, match=message):
         train(config, TrainConfig(epochs=1), data["x"], data["y"])
+
+
+def test_training_that_diverges_stops_at_the_first_non_finite_loss():
+    from golden.training import TrainingDiverged
+
+    x, y = _toy_data()
+    config = make_config("ffdl", num_classes=4)
+    epochs_seen = []
+    message = r"the loss became (nan|inf) in epoch [12] of 5 \(learning rate 1e\+38\)"
+    with np.errstate(over="ignore", invalid="ignore"), \
+            pytest.raises(TrainingDiverged, match=message) as info:
+        train(config, TrainConfig(epochs=5, batch_size=20, lr=1e38, seed=0), x, y,
+              dtype=np.float32, callback=lambda done, total, loss: epochs_seen.append(done))
+    assert not np.isfinite(info.value.loss)
+    # Stopped inside the epoch it diverged in: no later epoch was reported as finished.
+    assert epochs_seen == list(range(1, info.value.epoch))
