@@ -190,13 +190,19 @@ def render(panel: dict[str, Any], out: Path) -> None:
         for i, line in enumerate(box.spec.get("lines", [])):
             ax.text(box.x + box.w / 2, top + (i + 0.5) * _ROW, line, fontsize=9,
                     ha="center", va="center", zorder=5, family="monospace")
+        # A frame port's label may be moved along its stub ({name, y, dx}), off a line
+        # that passes by or off the frame's own border.
+        shift = {port["name"]: port.get("dx", 0.0)
+                 for port in box.spec.get("inputs", []) + box.spec.get("outputs", [])
+                 if isinstance(port, dict)}
         for name, (px, py, side) in box.ports.items():
             inward = side == "in"
             # Port labels sit inside the box, next to their edge (a frame's on its stub,
             # outside, where no line arrives); a small triangle on the edge points the
             # way the data goes.
             if frame:
-                ax.text(px + (-_STUB / 2 if inward else _STUB / 2), py - 0.07, name,
+                ax.text(px + (-_STUB / 2 if inward else _STUB / 2) + shift.get(name, 0.0),
+                        py - 0.07, name,
                         fontsize=9.5, family="monospace", ha="center", va="bottom", zorder=5)
             else:
                 ax.text(px + (0.14 if inward else -0.14), py, name, fontsize=9.5,
