@@ -391,9 +391,10 @@ def default_seeds(board: str) -> int:
     """Placement seeds a flow tries on ``board``: 4 on iCE40, 2 on ECP5.
 
     iCE40 builds fill the UP5K (97-98% of its logic cells), where the seed moves Fmax by
-    a tenth (digits: 28.9 to 32.4 MHz), and place in half a minute. The ULX3S-85F build
-    places in about 4 minutes and takes a core while it does: 2 seeds run side by side on
-    a 2-core machine in the time of one.
+    up to a tenth (the digits core with 2 label lanes: 30.1, 32.2, 32.5, 32.5 MHz at
+    seeds 1-4), so two rounds of two placements are worth their time. The ULX3S-85F
+    build places in about 4 minutes and takes a core while it does: 2 seeds run side by
+    side on a 2-core machine in the time of one.
     """
     return 4 if board_info(board).family == "ice40" else 2
 
