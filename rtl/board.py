@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from amaranth import ClockDomain, Elaboratable, Instance, Module, Signal
+from amaranth import ClockDomain, Instance, Module, Signal
 from amaranth.build import TemplatedPlatform
-from amaranth.lib import io
+from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_25F_Platform, ULX3S_45F_Platform, ULX3S_85F_Platform
@@ -329,7 +329,7 @@ def plan_pll(board: str, freq_mhz: float | None = None) -> Ice40Pll | Ecp5Pll:
 
 # -- the top ---------------------------------------------------------------------------
 
-class BoardTop(Elaboratable):
+class BoardTop(wiring.Component):
     """A design with a UART on a board: PLL, reset until lock, pins from the platform.
 
     Parameters
@@ -350,6 +350,8 @@ class BoardTop(Elaboratable):
     - the board's :attr:`Board.status_leds`: lit once the PLL has locked, while tx is low
       (sending), while rx is low (receiving); the platform knows which are active low;
     - the board's :attr:`Board.tie_high` pins, driven high.
+
+    Its signature is empty: every port is a pin the platform gives it.
     """
 
     def __init__(self, design, *, board: str, freq_mhz: float | None = None) -> None:
@@ -359,6 +361,7 @@ class BoardTop(Elaboratable):
                 raise TypeError(f"Design must have rx and tx members (a UART), not {design!r}")
         self.design = design
         self.pll = plan_pll(board, freq_mhz)
+        super().__init__({})
 
     @property
     def freq_hz(self) -> float:
