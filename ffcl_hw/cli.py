@@ -218,10 +218,22 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--board", choices=BOARD_NAMES, required=True)
     p.add_argument("--freq", type=_positive_float, metavar="MHZ",
                    help="target clock (default: the board's)")
-    p.add_argument("--seed", type=_non_negative, default=1, help="nextpnr placement seed")
-    p.add_argument("--lanes", type=_positive, default=8, metavar="P")
+    p.add_argument("--seed", type=_non_negative, default=1,
+                   help="first nextpnr placement seed (default 1)")
+    p.add_argument("--seeds", type=_positive, metavar="N",
+                   help="placement seeds to try, from --seed on; the fastest is kept "
+                        "(default: 4 on iCE40, 2 on ECP5)")
+    p.add_argument("--workers", type=_positive, default=2, metavar="N",
+                   help="local worker processes for the seeds (default 2)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the placements on the Dask cluster at ADDRESS "
+                        "(tcp://host:8786; its workers must see RUN at the same path; "
+                        "needs pip install \"ffcl-hw[dask]\")")
+    p.add_argument("--lanes", type=_positive, metavar="P",
+                   help="MAC lanes (default: the fewest cycles per inference that fit "
+                        "the board's multipliers and RAM)")
     p.add_argument("--label-lanes", type=_positive, metavar="G",
-                   help="labels scanned per cycle (default: all)")
+                   help="labels scanned per cycle (default: chosen with the lanes)")
     p.add_argument("--weights", choices=WEIGHT_MEMORIES,
                    help="where the weights live (default: spram on icebreaker, loaded over "
                         "the host link before classifying; rom elsewhere)")
@@ -433,12 +445,20 @@ def _sim(args: argparse.Namespace) -> int:
 
 def _synth(args: argparse.Namespace) -> int:
     r = synth_run(args.run, board=args.board, freq_mhz=args.freq, seed=args.seed,
+                  seeds=args.seeds, workers=args.workers, scheduler=args.scheduler,
                   lanes=args.lanes, label_lanes=args.label_lanes, weights=args.weights,
                   multipliers=args.multipliers, banks=args.banks,
                   floorplan={"auto": None, "on": True, "off": False}[args.floorplan])
+    if r["chosen"]["options"]:
+        chosen = ", ".join(f"{k.replace('_', ' ')} {v}"
+                           for k, v in r["chosen"]["options"].items())
+        print(f"chosen for {r['board']}: {chosen} ({r['chosen']['why']})")
     verdict = "meets" if r["meets_timing"] else "does NOT meet"
-    print(f"{r['board']} ({r['device']}): Fmax {r['fmax_mhz']:.1f} MHz, {verdict} the "
-          f"{r['clock_mhz']:.2f} MHz clock")
+    print(f"{r['board']} ({r['device']}): Fmax {r['fmax_mhz']:.1f} MHz at seed {r['seed']}, "
+          f"{verdict} the {r['clock_mhz']:.2f} MHz clock")
+    seeds = ", ".join(f"{s['seed']}: {s['fmax_mhz']:.1f}" for s in r["seeds"]
+                      if s["fmax_mhz"] is not None)
+    print(f"  seeds          {seeds} MHz (kept {r['seed']})")
     print(f"  core           {r['lanes']} MAC lanes, {r['label_lanes']} label "
           f"lane{'s' if r['label_lanes'] > 1 else ''}, "
           f"{r['multipliers']} multipliers, {r['cycles_per_inference']:,} cycles per "

@@ -1,10 +1,16 @@
-"""The board top: PLL, reset synchroniser and pins around a design with a UART.
+"""The boards: their platforms, the facts the fit check needs, and the board top.
+
+Each supported board is one :class:`Board` entry of :data:`BOARDS`: the amaranth-boards
+platform class that knows its pins (oscillator, UART, LEDs), part, package and the
+toolchain templates (Yosys, nextpnr, the packer), beside the few facts about the part
+that a fit check needs and the platform does not hold (hard multipliers, block RAM and
+SPRAM bits, logic cells) and the clock a flow aims for by default.
 
 :class:`BoardTop` wraps any elaboratable that has ``rx`` (In(1)) and ``tx`` (Out(1))
-members, normally :class:`rtl.host_link.HostLink`. It brings the board oscillator to the
-requested clock with the family's PLL primitive (iCE40 ``SB_PLL40_PAD``, ECP5 ``EHXPLLL``),
-holds the design in reset until the PLL locks, and names its ports exactly as the
-constraint files in ``constraints/`` do.
+members, normally :class:`rtl.host_link.HostLink`. Elaborated for its board's platform,
+it requests the oscillator, the UART and the LEDs from it, brings the oscillator to the
+requested clock with the family's PLL primitive (iCE40 ``SB_PLL40_PAD``, ECP5
+``EHXPLLL``) and holds the design in reset until the PLL locks.
 
 The PLL parameters are computed here, by the same searches as Project IceStorm's
 ``icepll`` and Project Trellis' ``ecppll``, so a flow needs neither tool and can report
@@ -16,123 +22,144 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from amaranth import ClockDomain, Const, Instance, Module, Signal
-from amaranth.lib import wiring
+from amaranth import ClockDomain, Instance, Module, Signal
+from amaranth.build import TemplatedPlatform
+from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
-from amaranth.lib.wiring import In, Out
+from amaranth_boards.icebreaker import ICEBreakerPlatform
+from amaranth_boards.ulx3s import ULX3S_25F_Platform, ULX3S_45F_Platform, ULX3S_85F_Platform
 
-__all__ = ["BOARDS", "Board", "BoardTop", "Ecp5Pll", "Ice40Pll", "SynthesisTarget",
-           "board_info", "ecp5_pll", "ice40_pll", "plan_pll"]
+__all__ = ["BOARDS", "Board", "BoardTop", "Ecp5Pll", "Ice40Pll", "board_info", "ecp5_pll",
+           "fpga_family", "ice40_pll", "plan_pll"]
+
+#: FPGA families a flow can build for, as :func:`fpga_family` names them.
+FAMILIES = ("ice40", "ecp5")
+
+
+def fpga_family(platform) -> str | None:
+    """The FPGA family ``platform`` builds for, ``"ice40"`` or ``"ecp5"``; None for no
+    platform (Amaranth's simulator, the Verilog for cocotb) or any other family.
+
+    Components that map onto a family's primitives (:class:`rtl.weight_store.WeightStore`:
+    SPRAM on iCE40, block RAM slices on ECP5) ask this rather than the platform's own
+    ``family`` attribute, which Amaranth spells ``"iCE40"`` for SiliconBlue parts.
+    """
+    family = str(getattr(platform, "family", "") or "").lower()
+    return family if family in FAMILIES else None
 
 
 @dataclass(frozen=True)
 class Board:
-    """Facts about one supported board.
+    """One supported board: its amaranth-boards platform and the facts about its part
+    that the fit check needs.
 
     Attributes
     ----------
     name : str
         The name flows and the CLI use.
-    family : {"ice40", "ecp5"}
-    device : str
-        The part, as its vendor names it.
-    nextpnr_device : str
-        nextpnr's device flag without dashes ("up5k", "25k", ...).
-    package : str
-        nextpnr's package name.
-    speed : int or None
-        ECP5 speed grade (None on iCE40).
-    clock_mhz : float
-        The board oscillator.
+    platform : type
+        The amaranth-boards platform class: pins, part, package, speed grade, the
+        oscillator's frequency and the toolchain templates.
     default_mhz : float
         The core clock a flow aims for when not told otherwise.
     logic_cells : int
         iCE40 logic cells (LUT4 + FF) or ECP5 LUT4s.
     multipliers : int
         Hard multipliers: iCE40 SB_MAC16 (16x16) or ECP5 MULT18X18D (18x18).
-    multiplier_bits : int
-        Operand width of one hard multiplier.
     bram_bits : int
         Block RAM initialised at configuration (iCE40 EBR, ECP5 DP16KD).
     spram_bits : int
         Single-port RAM that comes up uninitialised (iCE40 UP5K SPRAM), 0 elsewhere.
+    status_leds : tuple of (str, int)
+        Platform LED resources lit while the PLL is locked, while the board sends and
+        while it receives (as many as the board has, in that order).
+    tie_high : tuple of (str, int, str)
+        Platform pins (resource, number, subsignal) driven high: on ULX3S the ESP32's
+        GPIO0, so that the ESP32 cannot reset the FPGA.
+    max_label_lanes : int or None
+        Most label lanes a flow chooses by default where logic, not multipliers, limits
+        them (iCEBreaker: the digits core with 2 label lanes takes 5,162 of the UP5K's
+        5,280 logic cells, docs/synthesis.md); None: as many as the multipliers allow.
     constraints : str
-        The constraint file under ``constraints/``.
-    clock_port, rx_port, tx_port : str
-        Top-level port names, as the constraint file spells them (the UART ports from the
-        FPGA's point of view: it receives on ``rx_port``).
-    led_ports : tuple of (str, int)
-        LED ports and their widths.
-    leds_active_low : bool
-    tie_high : tuple of str
-        Outputs held high (ULX3S: the ESP32's GPIO0, so it cannot reset the FPGA).
+        The constraint file under ``constraints/`` for people using other flows (the
+        synthesis flow writes its own from the platform; a test checks that they agree).
+
+    Properties give what the platform knows: :attr:`family`, :attr:`device`,
+    :attr:`package`, :attr:`speed`, :attr:`clock_mhz`, :attr:`nextpnr_device`.
     """
 
     name: str
-    family: str
-    device: str
-    nextpnr_device: str
-    package: str
-    speed: int | None
-    clock_mhz: float
+    platform: type[TemplatedPlatform]
     default_mhz: float
     logic_cells: int
     multipliers: int
-    multiplier_bits: int
     bram_bits: int
-    spram_bits: int
+    status_leds: tuple[tuple[str, int], ...]
     constraints: str
-    clock_port: str
-    rx_port: str
-    tx_port: str
-    led_ports: tuple[tuple[str, int], ...]
-    leds_active_low: bool
-    tie_high: tuple[str, ...] = ()
+    spram_bits: int = 0
+    tie_high: tuple[tuple[str, int, str], ...] = ()
+    max_label_lanes: int | None = None
+
+    def make_platform(self) -> TemplatedPlatform:
+        """A fresh platform (a platform prepares one design only)."""
+        return self.platform()
+
+    @property
+    def family(self) -> str:
+        """``"ice40"`` or ``"ecp5"``."""
+        return fpga_family(self.platform())
+
+    @property
+    def device(self) -> str:
+        """The part, as its vendor names it (``iCE40UP5K``, ``LFE5U-85F``)."""
+        return self.platform.device
+
+    @property
+    def package(self) -> str:
+        """The package, as the platform names it (``SG48``, ``BG381``)."""
+        return self.platform.package
+
+    @property
+    def speed(self) -> int | None:
+        """The ECP5 speed grade; None on iCE40."""
+        speed = getattr(self.platform, "speed", None)
+        return int(speed) if speed is not None else None
+
+    @property
+    def clock_mhz(self) -> float:
+        """The oscillator the platform's default clock resource names."""
+        return self.platform().default_clk_frequency / 1e6
+
+    @property
+    def nextpnr_device(self) -> str:
+        """nextpnr's device flag without dashes (``up5k``, ``85k``)."""
+        return self.platform._nextpnr_device_options[self.device].lstrip("-")
 
 
-def _ulx3s(size: str, luts: int, multipliers: int, brams: int) -> Board:
+def _ulx3s(size: str, platform: type[TemplatedPlatform], luts: int, multipliers: int,
+           brams: int) -> Board:
     return Board(
-        name=f"ulx3s-{size}f", family="ecp5", device=f"LFE5U-{size}F",
-        nextpnr_device=f"{size}k", package="CABGA381", speed=6, clock_mhz=25.0,
-        default_mhz=50.0, logic_cells=luts, multipliers=multipliers, multiplier_bits=18,
-        bram_bits=brams * 18 * 1024, spram_bits=0, constraints="ulx3s.lpf",
-        clock_port="clk_25mhz", rx_port="ftdi_txd", tx_port="ftdi_rxd",
-        led_ports=(("led", 8),), leds_active_low=False, tie_high=("wifi_gpio0",))
+        name=f"ulx3s-{size}f", platform=platform, default_mhz=75.0, logic_cells=luts,
+        multipliers=multipliers, bram_bits=brams * 18 * 1024, constraints="ulx3s.lpf",
+        status_leds=(("led", 0), ("led", 1), ("led", 2)), tie_high=(("esp32", 0, "gpio0"),))
 
 
 #: Every supported board. Multiplier, RAM and cell counts are the ones nextpnr's
 #: utilisation report gives for the part (ICESTORM_LC/DSP/RAM/SPRAM; TRELLIS_COMB,
-#: MULT18X18D, DP16KD).
+#: MULT18X18D, DP16KD). A new board is one entry: its amaranth-boards platform class and
+#: these counts (an ECP5 part the lane floorplan should pin also needs its site grid in
+#: ffcl_hw.flows.floorplan.ECP5_GRIDS).
 BOARDS: dict[str, Board] = {
     "icebreaker": Board(
-        name="icebreaker", family="ice40", device="iCE40UP5K", nextpnr_device="up5k",
-        package="sg48", speed=None, clock_mhz=12.0, default_mhz=30.0, logic_cells=5280,
-        multipliers=8, multiplier_bits=16, bram_bits=30 * 4096, spram_bits=4 * 16384 * 16,
-        constraints="icebreaker.pcf", clock_port="clk12", rx_port="rx", tx_port="tx",
-        led_ports=(("led_r", 1), ("led_g", 1)), leds_active_low=True),
-    "ulx3s-25f": _ulx3s("25", 24288, 28, 56),
-    "ulx3s-45f": _ulx3s("45", 43848, 72, 108),
-    "ulx3s-85f": _ulx3s("85", 83640, 156, 208),
+        name="icebreaker", platform=ICEBreakerPlatform, default_mhz=30.0, logic_cells=5280,
+        multipliers=8, bram_bits=30 * 4096, spram_bits=4 * 16384 * 16,
+        constraints="icebreaker.pcf", status_leds=(("led_g", 0), ("led_r", 0)),
+        max_label_lanes=2),
+    # 75 MHz: the clock every ULX3S build of docs/synthesis.md was measured against.
+    "ulx3s-25f": _ulx3s("25", ULX3S_25F_Platform, 24288, 28, 56),
+    "ulx3s-45f": _ulx3s("45", ULX3S_45F_Platform, 43848, 72, 108),
+    "ulx3s-85f": _ulx3s("85", ULX3S_85F_Platform, 83640, 156, 208),
 }
-
-
-@dataclass(frozen=True)
-class SynthesisTarget:
-    """The ``platform`` a synthesis flow elaborates for: which FPGA family's primitives
-    components may instantiate (:class:`rtl.weight_store.WeightStore` maps onto iCE40
-    SPRAM only when elaborated for ``family="ice40"``). Elaborated without one (simulation,
-    the Verilog for cocotb), every component uses portable Amaranth constructs.
-
-    Attributes
-    ----------
-    family : {"ice40", "ecp5"}
-    """
-
-    family: str
-
-    def __post_init__(self) -> None:
-        if self.family not in ("ice40", "ecp5"):
-            raise ValueError(f"Family must be one of ice40, ecp5, not {self.family!r}")
 
 
 def board_info(board: str) -> Board:
@@ -303,7 +330,7 @@ def plan_pll(board: str, freq_mhz: float | None = None) -> Ice40Pll | Ecp5Pll:
 # -- the top ---------------------------------------------------------------------------
 
 class BoardTop(wiring.Component):
-    """A design with a UART on a board: PLL, reset until lock, pins.
+    """A design with a UART on a board: PLL, reset until lock, pins from the platform.
 
     Parameters
     ----------
@@ -316,21 +343,15 @@ class BoardTop(wiring.Component):
         The requested clock; default the board's ``default_mhz``. :attr:`pll` says what
         the PLL achieves.
 
-    Members
-    -------
-    <clock_port> : In(1)
-        The board oscillator (``clk12`` on iCEBreaker, ``clk_25mhz`` on ULX3S).
-    <rx_port> : In(1)
-        UART into the FPGA (``rx``; ULX3S ``ftdi_txd``, named from the FTDI side).
-    <tx_port> : Out(1)
-        UART out of the FPGA (``tx``; ULX3S ``ftdi_rxd``).
-    <led ports> : Out(width)
-        LED 0 lit once the PLL has locked, LED 1 while tx is low (sending), LED 2 (ULX3S)
-        while rx is low (receiving); iCEBreaker: ``led_g`` locked, ``led_r`` sending.
-    <tie_high> : Out(1)
-        ULX3S ``wifi_gpio0``, held high.
+    Elaborated for the board's platform (:meth:`Board.make_platform`), it requests:
 
-    Every port is named as in the board's file under ``constraints/``.
+    - the platform's default clock (the oscillator) for the PLL;
+    - ``uart`` 0: ``rx`` into the FPGA, ``tx`` out of it;
+    - the board's :attr:`Board.status_leds`: lit once the PLL has locked, while tx is low
+      (sending), while rx is low (receiving); the platform knows which are active low;
+    - the board's :attr:`Board.tie_high` pins, driven high.
+
+    Its signature is empty: every port is a pin the platform gives it.
     """
 
     def __init__(self, design, *, board: str, freq_mhz: float | None = None) -> None:
@@ -340,29 +361,18 @@ class BoardTop(wiring.Component):
                 raise TypeError(f"Design must have rx and tx members (a UART), not {design!r}")
         self.design = design
         self.pll = plan_pll(board, freq_mhz)
-        info = self.info
-        members = {info.clock_port: In(1), info.rx_port: In(1), info.tx_port: Out(1)}
-        members.update({name: Out(width) for name, width in info.led_ports})
-        members.update({name: Out(1) for name in info.tie_high})
-        super().__init__(members)
+        super().__init__({})
 
     @property
     def freq_hz(self) -> float:
         """The clock the design runs at (what the PLL achieves), in Hz."""
         return self.pll.achieved_mhz * 1e6
 
-    def port_names(self) -> list[str]:
-        """Top-level port names as the synthesised netlist spells them (buses bit by bit)."""
-        names = []
-        for name, member in self.signature.members.items():
-            width = member.shape.width if hasattr(member.shape, "width") else int(member.shape)
-            names += [name] if width == 1 else [f"{name}[{i}]" for i in range(width)]
-        return names
-
-    def _pll(self, m: Module, clk_in: Signal, clk_out: Signal, locked: Signal) -> None:
+    def _pll(self, m: Module, clk_in, clk_out: Signal, locked: Signal) -> None:
         pll, info = self.pll, self.info
         if info.family == "ice40":
-            # SB_PLL40_PAD: the oscillator's pin (35 on iCEBreaker) is the PLL's own pad.
+            # SB_PLL40_PAD: the oscillator's pin (35 on iCEBreaker) is the PLL's own pad,
+            # so the pin is taken without a buffer.
             m.submodules.pll = Instance(
                 "SB_PLL40_PAD",
                 p_FEEDBACK_PATH="SIMPLE",
@@ -391,35 +401,50 @@ class BoardTop(wiring.Component):
                 o_CLKOP=clk_out, o_LOCK=locked)
 
     def elaborate(self, platform) -> Module:
-        m = Module()
         info = self.info
-        ports = {name: getattr(self, name) for name in self.signature.members}
+        if fpga_family(platform) != info.family or platform.device != info.device:
+            raise ValueError(f"BoardTop for {info.name} must be elaborated for its platform "
+                             f"({info.platform.__name__}), not {platform!r}")
+        m = Module()
 
-        # The sync domain is defined here, so the exported top has no clk/rst ports: the
-        # PLL output clocks everything inside.
+        # The sync domain is defined here, so the platform adds no clock domain of its
+        # own: the PLL output clocks everything inside.
         m.domains.sync = cd_sync = ClockDomain("sync")
         clk, locked = Signal(), Signal()
-        self._pll(m, ports[info.clock_port], clk, locked)
+        # Every pin is taken unbuffered (dir="-") and buffered here with amaranth.lib.io,
+        # which the platform maps onto its family's I/O cells (SB_IO, IB/OB).
+        clk_pin = platform.request(platform.default_clk, dir="-")
+        if info.family == "ice40":
+            # SB_PLL40_PAD: the oscillator's pin (35 on iCEBreaker) is the PLL's own pad,
+            # so the pin goes to the PLL without a buffer.
+            clk_in = clk_pin.io
+        else:
+            m.submodules.clk_buffer = clk_buffer = io.Buffer("i", clk_pin)
+            clk_in = clk_buffer.i
+        self._pll(m, clk_in, clk, locked)
         m.d.comb += cd_sync.clk.eq(clk)
         # Reset asserts at once while the PLL is unlocked and releases on a clock edge,
         # so no flip-flop leaves reset with a metastable neighbour.
         m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
 
+        # Only rx and tx of the UART become ports (ULX3S also wires the modem lines).
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx_buffer = tx = io.Buffer("o", uart.tx)
         m.submodules.design = design = self.design
         # The UART line is asynchronous to the PLL clock; idle is high, so the
         # synchroniser starts high and reset does not make it send a false start bit.
-        m.submodules.rx_sync = FFSynchronizer(ports[info.rx_port], design.rx, init=1,
-                                              reset_less=True)
-        m.d.comb += ports[info.tx_port].eq(design.tx)
+        m.submodules.rx_sync = FFSynchronizer(rx.i, design.rx, init=1, reset_less=True)
+        m.d.comb += tx.o.eq(design.tx)
 
         status = [locked, ~design.tx, ~design.rx]
-        leds = [bit for name, width in info.led_ports for bit in ports[name]]
-        if info.family == "ice40":
-            # iCEBreaker: green for locked, red while sending.
-            leds = [ports["led_g"], ports["led_r"]]
-        for i, led in enumerate(leds):
-            value = status[i] if i < len(status) else Const(0, 1)
-            m.d.comb += led.eq(~value if info.leds_active_low else value)
-        for name in info.tie_high:
-            m.d.comb += ports[name].eq(1)
+        for (name, number), value in zip(info.status_leds, status, strict=False):
+            # The platform's pin says whether the LED is active low (iCEBreaker's are).
+            m.submodules[f"{name}_{number}"] = led = io.Buffer(
+                "o", platform.request(name, number, dir="-"))
+            m.d.comb += led.o.eq(value)
+        for name, number, subsignal in info.tie_high:
+            pins = platform.request(name, number, dir="-")
+            m.submodules[f"{name}_{subsignal}"] = pin = io.Buffer("o", getattr(pins, subsignal))
+            m.d.comb += pin.o.eq(1)
         return m

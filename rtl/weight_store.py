@@ -5,11 +5,11 @@ register, then the memory's own read; and an optional write port for run-time lo
 
 - ``"bram"``: :class:`amaranth.lib.memory.Memory` initialised from the model; Yosys puts
   it in block RAM (iCE40 EBR, ECP5 DP16KD), which the bitstream initialises. Elaborated
-  for ECP5 synthesis (a platform whose ``family`` is ``"ecp5"``) the word is cut into
-  slices as wide as a block is in the shallowest configuration that holds every word
-  (:func:`bram_slices`): each slice is then one block deep and its outputs go straight
-  to the MAC lanes. Left to itself, Yosys packed the ULX3S-85F's 3,888 x 688
-  weights two configurations to a block and chose between them with a multiplexer per
+  for ECP5 synthesis (:func:`rtl.board.fpga_family` of the platform is ``"ecp5"``) the
+  word is cut into slices as wide as a block is in the shallowest configuration that
+  holds every word (:func:`bram_slices`): each slice is then one block deep and its
+  outputs go straight to the MAC lanes. Left to itself, Yosys packed the ULX3S-85F's
+  3,888 x 688 weights two configurations to a block and chose between them with a multiplexer per
   bit, whose select, driving 688 of them, was one of the build's most congested nets.
   The read address is registered in copies (:class:`rtl.replica.RegisterCopy`), one per
   :data:`SLICES_PER_COPY` slices: one register driving all 172 blocks' addresses took
@@ -18,7 +18,7 @@ register, then the memory's own read; and an optional write port for run-time lo
   deliver 64 bits a cycle, exactly the 8 int8 weights 8 MAC lanes consume. SPRAM is not
   initialised at configuration, so this mapping is always writable and starts empty: the
   board loads the weights through its host link. Elaborated for iCE40 synthesis (a
-  platform whose ``family`` is ``"ice40"``, see :class:`rtl.board.SynthesisTarget`) it
+  platform for which :func:`rtl.board.fpga_family` gives ``"ice40"``, e.g. iCEBreaker's) it
   instantiates ``SB_SPRAM256KA``; elaborated anywhere else (Amaranth's simulator, the
   Verilog for cocotb) it is an uninitialised :class:`~amaranth.lib.memory.Memory` with
   the same timing, so the tests load weights and check results bit for bit.
@@ -35,6 +35,7 @@ from amaranth import ClockSignal, Instance, Module, Mux, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from rtl.board import fpga_family
 from rtl.params import check_positive_int
 from rtl.replica import REPLICA_PREFIX, RegisterCopy
 
@@ -183,7 +184,7 @@ class WeightStore(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        if self.kind == "spram" and getattr(platform, "family", None) == "ice40":
+        if self.kind == "spram" and fpga_family(platform) == "ice40":
             # One address for both directions: writes happen only while nothing is read.
             addr = Signal(14)
             [read_addr] = self._read_addresses(m, 1)
@@ -202,7 +203,7 @@ class WeightStore(wiring.Component):
                     i_STANDBY=0, i_SLEEP=0, i_POWEROFF=1,
                     o_DATAOUT=data_out)
             return m
-        family = getattr(platform, "family", None)
+        family = fpga_family(platform)
         # Simulation and Verilog for cocotb: one memory (the slices behave the same).
         slices = (bram_slices(family, depth=self.depth, width=self.width)
                   if family in BRAM_SHAPES else [self.width])

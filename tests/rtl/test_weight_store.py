@@ -10,7 +10,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Fragment
 
 from ffcl_hw.flows.simulate import check_results
-from rtl.board import SynthesisTarget
+from rtl.board import BOARDS
 from rtl.core import Core
 from rtl.weight_store import WeightStore, bram_slices, spram_blocks
 from sim.amaranth_sim import run_core
@@ -102,7 +102,7 @@ def test_a_sliced_store_reads_the_same_words(writable):
     rng = np.random.default_rng(5)
     words = [int(v) for v in rng.integers(0, 2**62, size=2000)] + [2**70 - 1]
     dut = WeightStore(width=71, depth=2001, kind="bram", init=words, writable=writable)
-    fragment = Fragment.get(dut, SynthesisTarget(family="ecp5"))
+    fragment = Fragment.get(dut, BOARDS["ulx3s-25f"].make_platform())
     # 8 slices and one copy of the read address (16 slices share a copy).
     names = sorted(name for _, name, _ in fragment.subfragments)
     assert names == ["replica_0", *(f"slice_{i}" for i in range(8))]
@@ -133,8 +133,8 @@ def test_spram_becomes_sb_spram256ka_only_for_ice40_synthesis():
         dut = WeightStore(width=64, depth=1536, kind="spram")
         return verilog.convert(dut, name="store", platform=platform)
 
-    assert convert(SynthesisTarget(family="ice40")).count("SB_SPRAM256KA ") == 4
-    for platform in (None, SynthesisTarget(family="ecp5")):
+    assert convert(BOARDS["icebreaker"].make_platform()).count("SB_SPRAM256KA ") == 4
+    for platform in (None, BOARDS["ulx3s-85f"].make_platform()):
         assert "SB_SPRAM256KA" not in convert(platform)
 
 

