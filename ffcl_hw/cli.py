@@ -26,11 +26,13 @@ from ffcl_hw.flows.quantize import INT_MODEL_FILE, quantize_run
 from ffcl_hw.flows.simulate import SIMULATORS, simulate_run
 from ffcl_hw.flows.synth import MULTIPLIERS, find_reports, synth_run, synthesis_table
 from ffcl_hw.flows.train import train_run
-from ffcl_hw.presets import preset_for
+from ffcl_hw.flows.train_int import init_from_run, seed_model, train_int_run
+from ffcl_hw.presets import int_preset_for, preset_for
 from ffcl_hw.progress import EpochBar
 from ffcl_hw.runs import RunError
 from golden.config import ALGORITHMS, ConfigError, ModelConfig, TrainConfig
 from golden.datasets import DatasetError, load_dataset, parse_dataset_spec
+from golden.inttrain import TrainRule
 from golden.modelio import ModelFileError
 from rtl.board import BOARDS
 from rtl.core import WEIGHT_MEMORIES
@@ -140,6 +142,43 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="FFCL: train on every iteration's loss, or the last only")
 
 
+def _lr_steps(text: str) -> tuple[int, ...]:
+    try:
+        steps = tuple(int(part) for part in text.split(",")) if text else ()
+    except ValueError:
+        steps = (-1,)
+    if any(step < 0 for step in steps):
+        raise argparse.ArgumentTypeError(
+            f"invalid epochs {text!r}: give 0-based epoch numbers separated by commas, e.g. 8,12")
+    return steps
+
+
+def _add_int_train_options(parser: argparse.ArgumentParser) -> None:
+    """``train --arith int``: the on-chip learning rule (docs/integer-training.md)."""
+    group = parser.add_argument_group("integer training (--arith int)")
+    group.add_argument("--arith", choices=("float", "int"), default="float",
+                       help="float: Adam/SGD in NumPy (default); int: the on-chip rule")
+    group.add_argument("--init", type=Path, metavar="RUN",
+                       help="start from RUN/model.int.npz (its configuration) instead of "
+                            "seeded weights")
+    group.add_argument("--lr-shift", type=_non_negative, metavar="L",
+                       help="learning rate 2^-L (default: 5 on digits, 6 else)")
+    group.add_argument("--lr-steps", type=_lr_steps, metavar="E1,E2,...",
+                       help="0-based epochs where L grows by one (default: half and three "
+                            "quarters of the epochs; '' for none)")
+    group.add_argument("--store-bits", type=_bits(2, 24), default=16, metavar="B",
+                       help="width of a stored weight (default 16)")
+    group.add_argument("--weight-bits", type=_bits(2, 16), default=8, metavar="B",
+                       help="forward weight width: the top bits of the stored ones (default 8)")
+    group.add_argument("--state-bits", type=_bits(4, 24), default=16, metavar="B",
+                       help="state width (default 16)")
+    group.add_argument("--frac-bits", type=int, metavar="S",
+                       help="fractional bits of states, biases and U (default: from the "
+                            "initial label weights)")
+    group.add_argument("--rounding", choices=("stochastic", "nearest"), default="stochastic")
+    group.add_argument("--sigmoid", choices=("table", "piecewise"), default="table")
+
+
 def _multipliers_option(parser: argparse.ArgumentParser, when: str = "") -> None:
     parser.add_argument("--multipliers", choices=MULTIPLIERS, default="dedicated",
                         help="shared: the scaler and the squares borrow the MAC lanes' "
@@ -158,6 +197,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_data_options(p, default="digits")
     p.add_argument("--algo", choices=ALGORITHMS, default="ffcl")
     _add_model_options(p)
+    _add_int_train_options(p)
     p.add_argument("--out", type=Path, required=True, metavar="RUN")
     p.add_argument("--force", action="store_true", help="replace an existing RUN")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -326,10 +366,55 @@ def _print_summary(metrics: dict, out: Path) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset, resize=args.resize)
+    if args.arith == "int":
+        return _train_int(args, dataset)
+    if args.init is not None:
+        raise ConfigError("--init continues an integer model: use it with --arith int")
     config, train_config = _configs(args, dataset, args.algo)
     run = train_run(dataset, config, train_config, args.out, resize=args.resize,
                     force=args.force, callback=EpochBar(args.algo.upper(), quiet=args.quiet))
     _print_summary(run.metrics, args.out)
+    return 0
+
+
+def _train_int(args: argparse.Namespace, dataset) -> int:
+    preset = int_preset_for(args.dataset)
+    if args.init is not None:
+        model = init_from_run(args.init, dataset)
+        config = model.config
+    else:
+        config, _ = _configs(args, dataset, args.algo)
+        model = seed_model(dataset, config, resize=args.resize, seed=args.seed,
+                           weight_bits=args.weight_bits, state_bits=args.state_bits,
+                           frac_bits=args.frac_bits)
+    epochs = args.epochs or preset.epochs
+    steps = args.lr_steps if args.lr_steps is not None else (epochs // 2, 3 * epochs // 4)
+    try:
+        rule = TrainRule(epochs=epochs, lr_shift=preset.lr_shift if args.lr_shift is None
+                         else args.lr_shift, lr_steps=steps, store_bits=args.store_bits,
+                         rounding=args.rounding, sigmoid=args.sigmoid,
+                         loss_iterations=args.loss_iterations, seed=args.seed)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    run = train_int_run(dataset, model, rule, args.out, resize=args.resize, init=args.init,
+                        force=args.force,
+                        callback=EpochBar(config.algo.upper() + " int", quiet=args.quiet))
+    m = run.metrics
+    print(f"{config.algo.upper()} on {m['dataset']}, hidden "
+          f"{'x'.join(map(str, config.hidden))}"
+          + (f", T={config.loops}" if config.algo == "ffcl" else "")
+          + ", integer training (docs/integer-training.md)"
+          + (f" from {args.init}" if args.init else ""))
+    layers = ", ".join(_percent(a) for a in m["int_per_layer_test_accuracy"])
+    print(f"  int test accuracy  {_percent(m['int_test_accuracy'])}  (per layer: {layers}; "
+          f"before training {_percent(m['initial_int_test_accuracy'])})")
+    print(f"  rule               lr 2^-{rule.lr_shift} (steps at epochs "
+          f"{', '.join(map(str, rule.lr_steps)) or 'none'}), {rule.store_bits}-bit stored / "
+          f"{model.fmt.weight_bits}-bit forward weights, {rule.rounding} rounding, "
+          f"{rule.sigmoid} sigmoid")
+    print(f"  training time      {m['train_seconds']:.1f} s")
+    print(f"  written            {args.out / 'model.int.npz'}, {args.out / 'model.npz'}, "
+          f"{args.out / 'metrics.json'}")
     return 0
 
 
