@@ -484,13 +484,18 @@ class IntTrainResult:
 
 
 def train_int(model: IntModel, rule: TrainRule, x_q: np.ndarray, y: np.ndarray, *,
-              callback: Callable[[int, int, float], None] | None = None) -> IntTrainResult:
+              callback: Callable[[int, int, float], None] | None = None,
+              fast: bool | None = None) -> IntTrainResult:
     """Train ``model`` with the rule on integer images ``x_q`` (n, D) and labels ``y``.
 
     The sample order of epoch e is the e-th ``permutation(n)`` of
     ``numpy.random.default_rng(seed)`` (a host-side choice: the hardware trains on the
-    samples in the order it receives them).
+    samples in the order it receives them). ``fast``: use the compiled path
+    (:mod:`golden.inttrain_fast`, equal bit for bit); ``None`` uses it when a C compiler
+    works, ``False`` runs the NumPy reference.
     """
+    from golden import inttrain_fast
+
     config = model.config
     x_q = np.asarray(x_q, dtype=np.int64)
     y = np.asarray(y, dtype=np.int64)
@@ -502,6 +507,8 @@ def train_int(model: IntModel, rule: TrainRule, x_q: np.ndarray, y: np.ndarray, 
         raise ValueError(f"pixels must lie in 0..{model.fmt.input_max}")
     if y.size and (y.min() < 0 or y.max() >= config.num_classes):
         raise ValueError(f"labels must lie in 0..{config.num_classes - 1}")
+    if fast is None:
+        fast = inttrain_fast.available()
     start = time.perf_counter()
     trainer = IntTrainer(model, rule)
     order_rng = np.random.default_rng(rule.seed)
@@ -509,9 +516,13 @@ def train_int(model: IntModel, rule: TrainRule, x_q: np.ndarray, y: np.ndarray, 
     for epoch in range(rule.epochs):
         t0 = time.perf_counter()
         lam = rule.lr_shift_at(epoch)
-        total = np.zeros(config.num_layers)
-        for n in order_rng.permutation(x_q.shape[0]):
-            total += trainer.train_sample(x_q[n], int(y[n]), lam)
+        order = order_rng.permutation(x_q.shape[0])
+        if fast:
+            total = inttrain_fast.train_samples(trainer, x_q, y, order, lam)
+        else:
+            total = np.zeros(config.num_layers)
+            for n in order:
+                total += trainer.train_sample(x_q[n], int(y[n]), lam)
         result.history.append(EpochLog(epoch=epoch, lr_shift=lam,
                                        layer_loss=(total / max(1, x_q.shape[0])).tolist(),
                                        seconds=time.perf_counter() - t0))
