@@ -162,7 +162,7 @@ def _add_int_train_options(parser: argparse.ArgumentParser) -> None:
                        help="start from RUN/model.int.npz (its configuration) instead of "
                             "seeded weights")
     group.add_argument("--lr-shift", type=_non_negative, metavar="L",
-                       help="learning rate 2^-L (default: 5 on digits, 6 else)")
+                       help="learning rate 2^-L (default: 6 on digits, 7 else)")
     group.add_argument("--lr-steps", type=_lr_steps, metavar="E1,E2,...",
                        help="0-based epochs where L grows by one (default: half and three "
                             "quarters of the epochs; '' for none)")
@@ -213,6 +213,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.add_argument("--force", action="store_true", help="replace an existing DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--with-int", action="store_true",
+                   help="also train FFDL and FFCL with the on-chip integer rule "
+                        "(train --arith int defaults) into DIR/ALGO-int")
 
     p = sub.add_parser("quantize", help="integer model of a trained run: write "
                        "RUN/model.int.npz, add integer accuracy to metrics.json")
@@ -434,9 +437,21 @@ def _compare(args: argparse.Namespace) -> int:
     # Validate every configuration before the first minute of training.
     for algo in ALGORITHMS:
         _configs(args, dataset, algo)
+
+    def int_run(algo: str, folder: Path) -> dict:
+        config, _ = _configs(args, dataset, algo)
+        preset = int_preset_for(args.dataset)
+        model = seed_model(dataset, config, resize=args.resize, seed=args.seed, weight_bits=8,
+                           state_bits=16, frac_bits=None)
+        rule = TrainRule(epochs=preset.epochs, lr_shift=preset.lr_shift,
+                         lr_steps=(preset.epochs // 2, 3 * preset.epochs // 4), seed=args.seed)
+        return train_int_run(dataset, model, rule, folder, resize=args.resize,
+                             callback=EpochBar(algo.upper() + " int", quiet=args.quiet)).metrics
+
     report = compare(dataset, lambda algo: _configs(args, dataset, algo), args.out,
                      resize=args.resize, force=args.force,
-                     progress=lambda algo: EpochBar(algo.upper(), quiet=args.quiet))
+                     progress=lambda algo: EpochBar(algo.upper(), quiet=args.quiet),
+                     int_runs=int_run if args.with_int else None)
     print(markdown_table(report), end="")
     print(f"\nwritten {args.out / 'compare.json'}")
     return 0
@@ -598,7 +613,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     print("ffcl-hw demo: FFCL on the built-in 8x8 digits: train, quantize, simulate the "
-          "core's Verilog with cocotb, compare its cycles with CPUs")
+          "core's Verilog with cocotb, compare its cycles with CPUs, then train it with the "
+          "on-chip integer rule")
     # The demo runs the same subcommands a user would, with every default.
     steps = [
         ["train", "--dataset", "digits", "--algo", "ffcl", "--out", str(args.out), "--force"]
@@ -608,6 +624,10 @@ def _demo(args: argparse.Namespace) -> int:
         + (["--quiet"] if args.quiet else []),
         # The comparison users asked for: the same model on the accelerator and on CPUs.
         ["bench", str(args.out), "--samples", str(args.samples)]
+        + (["--quiet"] if args.quiet else []),
+        # Training as the chip would do it: the integer rule, sample by sample.
+        ["train", "--arith", "int", "--dataset", "digits", "--algo", "ffcl", "--out",
+         str(args.out.with_name(args.out.name + "-int")), "--force"]
         + (["--quiet"] if args.quiet else []),
     ]
     parser = _build_parser()

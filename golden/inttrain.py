@@ -437,9 +437,11 @@ def initial_model(config: ModelConfig, x_train: np.ndarray, *, input_max: int, s
     ``seed``). Each weight array gets the exponent that puts its largest value at
     wmax / 2^headroom_bits (room to grow); V (zero at the start) gets the exponent of
     a W of a layer with normalised inputs of the same shape. S is the largest value with
-    max|U| 2^S <= wmax / 2^headroom_bits and S <= state_bits - 6 (pre-activations up to
-    32), unless ``frac_bits`` is given.
+    max|U| 2^S <= wmax and S <= state_bits - 6 (pre-activations up to 32), unless
+    ``frac_bits`` is given.
     """
+    if config.algo == "ffl":
+        raise ValueError("integer training supports FFDL and FFCL, not FFL")
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[0])
     x = np.asarray(x_train, dtype=np.float64)
     params = init_parameters(config, rng, input_sq_norm=float(np.einsum("ij,ij->i", x, x).mean()),
@@ -447,8 +449,10 @@ def initial_model(config: ModelConfig, x_train: np.ndarray, *, input_max: int, s
     wmax = (1 << (weight_bits - 1)) - 1
     room = wmax / (1 << headroom_bits)
     if frac_bits is None:
+        # U gets no headroom: S sets the resolution of every state, and one more bit of
+        # it trained better on digits than room for U to grow (README, "On-chip training").
         frac_bits = min(state_bits - 6,
-                        min(_exponent(float(np.abs(U).max()), room) for U in params.U))
+                        min(_exponent(float(np.abs(U).max()), wmax) for U in params.U))
     fmt = IntFormat(weight_bits=weight_bits, state_bits=state_bits, frac_bits=frac_bits,
                     input_max=input_max)
 
