@@ -456,3 +456,16 @@ def test_digits_training_learns() -> None:
     accuracy = (result.model.run(model.quantize_input(data.x_test)).labels == data.y_test).mean()
     assert accuracy > 0.85
     assert result.history[-1].loss < result.history[0].loss
+
+
+def test_float_twin_with_the_same_schedule_learns() -> None:
+    from golden.datasets import load_dataset
+    from golden.evaluate import evaluate
+    from golden.float_sgd import train_float_sgd
+
+    data = load_dataset("digits")
+    config = ModelConfig(algo="ffdl", input_size=64, num_classes=10, hidden=(16,), theta=0.5)
+    params, losses, _ = train_float_sgd(config, TrainRule(epochs=2, lr_shift=6),
+                                        data.x_train[:400], data.y_train[:400])
+    assert evaluate(config, params, data.x_test, data.y_test).accuracy > 0.6
+    assert losses[1] < losses[0]
