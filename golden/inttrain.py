@@ -430,13 +430,15 @@ def _exponent(max_abs: float, limit: int) -> int:
 
 def initial_model(config: ModelConfig, x_train: np.ndarray, *, input_max: int, seed: int,
                   weight_bits: int = 8, state_bits: int = 16,
-                  frac_bits: int | None = None, headroom_bits: int = 2) -> IntModel:
+                  frac_bits: int | None = None, headroom_bits: int = 0) -> IntModel:
     """Integer starting weights from a seed: the float initialisation, quantized.
 
     The float weights come from :func:`golden.params.init_parameters` (seeded with
-    ``seed``). Each weight array gets the exponent that puts its largest value at
-    wmax / 2^headroom_bits (room to grow); V (zero at the start) gets the exponent of
-    a W of a layer with normalised inputs of the same shape. S is the largest value with
+    ``seed``). Each weight array gets the largest exponent that keeps its largest value
+    within wmax / 2^headroom_bits (the weights of the digits and MNIST runs stayed below
+    their initial maximum, so no headroom is the default: every bit is resolution); V
+    (zero at the start) gets the exponent whose range is one standard deviation
+    sqrt(2 theta) of a W for unit-norm inputs (feedback starts small). S is the largest value with
     max|U| 2^S <= wmax and S <= state_bits - 6 (pre-activations up to 32), unless
     ``frac_bits`` is given.
     """
@@ -467,9 +469,8 @@ def initial_model(config: ModelConfig, x_train: np.ndarray, *, input_max: int, s
                        U=to_int(params.U[i], frac_bits))
         source = config.feedback_source(i)
         if source is not None:
-            # sigma of a W for unit-norm inputs (golden/params.py), its largest value ~4 sigma.
-            sigma = math.sqrt(2.0 * config.theta)
-            lay.v_exp = _exponent(4 * sigma, room)
+            # sigma of a W for unit-norm inputs (golden/params.py): the range of V.
+            lay.v_exp = _exponent(math.sqrt(2.0 * config.theta), wmax)
             lay.V = np.zeros((config.hidden[i], config.hidden[source]), np.int64)
         layers.append(lay)
     model = IntModel(config=config, fmt=fmt, layers=layers)
