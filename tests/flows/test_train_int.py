@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from ffcl_hw.cli import main
 from ffcl_hw.flows.quantize import load_quantized_run
@@ -89,3 +90,24 @@ def test_compare_puts_the_integer_rule_beside_the_float_models(tmp_path, capsys)
                      ("ffdl", "int"), ("ffcl", "int")]
     assert "| FFDL, int rule |" in stdout and "| FFCL, int rule |" in stdout
     assert (out / "ffcl-int" / "model.int.npz").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("algo", "extra", "target"), [
+    ("ffdl", [], 0.97), ("ffcl", ["--loops", "2"], 0.97),
+])
+def test_digits_reaches_the_target_with_the_defaults(tmp_path, capsys, algo, extra, target):
+    run = tmp_path / "run"
+    assert _run(capsys, "train", "--arith", "int", "--algo", algo, *extra, "--quiet",
+                "--out", str(run))[0] == 0
+    assert json.loads((run / "metrics.json").read_text())["int_test_accuracy"] >= target
+
+
+@pytest.mark.slow
+def test_mnist_14x14_reaches_95_percent(tmp_path, capsys):
+    # The iCEBreaker size: 196-64-64, 15 epochs (about 10 minutes on a busy 2-core machine).
+    pytest.importorskip("pureml")
+    run = tmp_path / "run"
+    assert _run(capsys, "train", "--arith", "int", "--dataset", "mnist", "--resize", "14",
+                "--hidden", "64,64", "--algo", "ffdl", "--quiet", "--out", str(run))[0] == 0
+    assert json.loads((run / "metrics.json").read_text())["int_test_accuracy"] >= 0.95
