@@ -26,7 +26,12 @@ from ffcl_hw.flows.quantize import INT_MODEL_FILE, quantize_run
 from ffcl_hw.flows.simulate import SIMULATORS, simulate_run
 from ffcl_hw.flows.synth import MULTIPLIERS, find_reports, synth_run, synthesis_table
 from ffcl_hw.flows.train import train_run
-from ffcl_hw.flows.train_int import init_from_run, seed_model, train_int_run
+from ffcl_hw.flows.train_int import (
+    init_from_run,
+    seed_model,
+    train_float_sgd_run,
+    train_int_run,
+)
 from ffcl_hw.presets import int_preset_for, preset_for
 from ffcl_hw.progress import EpochBar
 from ffcl_hw.runs import RunError
@@ -156,8 +161,9 @@ def _lr_steps(text: str) -> tuple[int, ...]:
 def _add_int_train_options(parser: argparse.ArgumentParser) -> None:
     """``train --arith int``: the on-chip learning rule (docs/integer-training.md)."""
     group = parser.add_argument_group("integer training (--arith int)")
-    group.add_argument("--arith", choices=("float", "int"), default="float",
-                       help="float: Adam/SGD in NumPy (default); int: the on-chip rule")
+    group.add_argument("--arith", choices=("float", "int", "float-sgd"), default="float",
+                       help="float: Adam/SGD in NumPy (default); int: the on-chip rule; "
+                            "float-sgd: the rule's float twin (batch 1, same schedule)")
     group.add_argument("--init", type=Path, metavar="RUN",
                        help="start from RUN/model.int.npz (its configuration) instead of "
                             "seeded weights")
@@ -369,7 +375,7 @@ def _print_summary(metrics: dict, out: Path) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset, resize=args.resize)
-    if args.arith == "int":
+    if args.arith in ("int", "float-sgd"):
         return _train_int(args, dataset)
     if args.init is not None:
         raise ConfigError("--init continues an integer model: use it with --arith int")
@@ -382,14 +388,18 @@ def _train(args: argparse.Namespace) -> int:
 
 def _train_int(args: argparse.Namespace, dataset) -> int:
     preset = int_preset_for(args.dataset)
+    if args.arith == "float-sgd" and args.init is not None:
+        raise ConfigError("--init continues an integer model: use it with --arith int")
     if args.init is not None:
         model = init_from_run(args.init, dataset)
         config = model.config
     else:
         config, _ = _configs(args, dataset, args.algo)
-        model = seed_model(dataset, config, resize=args.resize, seed=args.seed,
-                           weight_bits=args.weight_bits, state_bits=args.state_bits,
-                           frac_bits=args.frac_bits)
+        if args.arith == "float-sgd" and config.algo == "ffl":
+            raise ConfigError("--arith float-sgd is the integer rule's twin: FFDL and FFCL only")
+        model = None if args.arith == "float-sgd" else seed_model(
+            dataset, config, resize=args.resize, seed=args.seed, weight_bits=args.weight_bits,
+            state_bits=args.state_bits, frac_bits=args.frac_bits)
     epochs = args.epochs or preset.epochs
     steps = args.lr_steps if args.lr_steps is not None else (epochs // 2, 3 * epochs // 4)
     try:
@@ -399,6 +409,14 @@ def _train_int(args: argparse.Namespace, dataset) -> int:
                          loss_iterations=args.loss_iterations, seed=args.seed)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    if model is None:
+        m = train_float_sgd_run(dataset, config, rule, args.out, resize=args.resize,
+                                force=args.force)
+        print(f"{config.algo.upper()} on {m['dataset']}: float per-sample SGD with the "
+              f"integer rule's schedule: test accuracy {_percent(m['test_accuracy'])} "
+              f"({m['train_seconds']:.1f} s); written {args.out / 'model.npz'}, "
+              f"{args.out / 'metrics.json'}")
+        return 0
     run = train_int_run(dataset, model, rule, args.out, resize=args.resize, init=args.init,
                         force=args.force,
                         callback=EpochBar(config.algo.upper() + " int", quiet=args.quiet))

@@ -33,7 +33,8 @@ from golden.inttrain import TrainRule, initial_model, train_int
 from golden.modelio import SavedModel, save_model
 from golden.params import Parameters
 
-__all__ = ["RESIZED_INPUT_MAX", "dequantize", "init_from_run", "train_int_run"]
+__all__ = ["RESIZED_INPUT_MAX", "dequantize", "init_from_run", "seed_model",
+           "train_float_sgd_run", "train_int_run"]
 
 #: Integer full scale of resized pixels (as ``ffcl-hw quantize``).
 RESIZED_INPUT_MAX = 255
@@ -164,3 +165,34 @@ def seed_model(dataset: Dataset, config, *, resize: int | None, seed: int, weigh
                              frac_bits=frac_bits)
     except ValueError as error:
         raise RunError(f"integer training: {error}") from None
+
+
+def train_float_sgd_run(dataset: Dataset, config, rule: TrainRule, out: Path, *,
+                        resize: int | None = None, force: bool = False) -> dict[str, Any]:
+    """The rule's float twin (:mod:`golden.float_sgd`): writes ``model.npz`` and metrics.
+
+    ``train --arith float-sgd``: the baseline the integer rule is measured against (same
+    initial weights, sample order, batch size 1 and learning-rate schedule, in float64).
+    """
+    from golden.float_sgd import train_float_sgd
+
+    with staged_run(out, force=force) as staging:
+        params, losses, seconds = train_float_sgd(config, rule, dataset.x_train,
+                                                  dataset.y_train)
+        test = evaluate(config, params, dataset.x_test, dataset.y_test)
+        cost = cost_summary(config)
+        metrics: dict[str, Any] = {
+            "dataset": dataset.name, "resize": resize, "arith": "float-sgd",
+            "algo": config.algo, "hidden": list(config.hidden), "loops": config.loops,
+            "test_accuracy": test.accuracy,
+            "per_layer_test_accuracy": test.per_layer_accuracy,
+            "all_layers_test_accuracy": test.all_layers_accuracy,
+            "test_samples": test.samples, "macs_per_inference": cost["macs"],
+            "cost_per_inference": cost, "parameters": params.count(),
+            "train_seconds": round(seconds, 3), "loss_history": [round(v, 6) for v in losses],
+            "model": config.to_dict(), "rule": rule.to_dict(),
+        }
+        save_model(staging / "model.npz", SavedModel(
+            config=config, params=params, data={"dataset": dataset.name, "resize": resize}))
+        write_json(staging / "metrics.json", metrics)
+    return metrics

@@ -111,3 +111,15 @@ def test_mnist_14x14_reaches_95_percent(tmp_path, capsys):
     assert _run(capsys, "train", "--arith", "int", "--dataset", "mnist", "--resize", "14",
                 "--hidden", "64,64", "--algo", "ffdl", "--quiet", "--out", str(run))[0] == 0
     assert json.loads((run / "metrics.json").read_text())["int_test_accuracy"] >= 0.95
+
+
+def test_float_twin_writes_a_float_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    status, out, _ = _run(capsys, "train", "--arith", "float-sgd", "--algo", "ffdl", *FAST,
+                          "--out", str(run))
+    assert status == 0 and "float per-sample SGD" in out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["arith"] == "float-sgd" and len(metrics["loss_history"]) == 3
+    assert metrics["rule"]["lr_shift"] == 6 and metrics["test_accuracy"] > 0.5
+    status, out, _ = _run(capsys, "evaluate", str(run), "--json")
+    assert status == 0 and json.loads(out)["test_accuracy"] == metrics["test_accuracy"]
