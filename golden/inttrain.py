@@ -49,7 +49,10 @@ __all__ = [
     "IntTrainer",
     "TrainRule",
     "initial_model",
+    "input_frac_bits",
+    "shift_round",
     "sigmoid_table",
+    "threshold",
     "train_int",
 ]
 
