@@ -3,8 +3,9 @@
 :func:`train_samples` runs the same rule as :meth:`golden.inttrain.IntTrainer.train_sample`
 over many samples in C, in place on the trainer's arrays and generator states.
 tests/golden/test_inttrain_fast.py holds the two equal bit for bit. The C file is
-compiled once with the system C compiler (``cc -O2``) into the user's cache folder;
-:func:`available` says whether that worked, and the NumPy reference is used otherwise.
+compiled once with the system C compiler (``cc -O3 -march=native``, else ``-O2``) into
+the user's cache folder; :func:`available` says whether that worked, and the NumPy
+reference is used otherwise.
 """
 
 from __future__ import annotations
@@ -47,18 +48,24 @@ def _library() -> ctypes.CDLL | None:
     if compiler is None:
         return None
     source = _SOURCE.read_bytes()
-    digest = hashlib.sha256(source).hexdigest()[:16]
-    target = _cache_dir() / f"inttrain-{digest}.so"
-    if not target.exists():
+    # -O3 -march=native ran an MNIST sample 4.7 times faster than -O2 (0.20 against
+    # 0.95 ms of CPU), with the same result; plain -O2 is the fallback.
+    for flags in (["-O3", "-march=native"], ["-O2"]):
+        digest = hashlib.sha256(source + " ".join(flags).encode()).hexdigest()[:16]
+        target = _cache_dir() / f"inttrain-{digest}.so"
+        if target.exists():
+            break
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             out = Path(tmp) / target.name
             result = subprocess.run(
-                [compiler, "-O2", "-shared", "-fPIC", "-o", str(out), str(_SOURCE), "-lm"],
+                [compiler, *flags, "-shared", "-fPIC", "-o", str(out), str(_SOURCE), "-lm"],
                 capture_output=True, text=True, check=False)
-            if result.returncode != 0:
-                return None
-            os.replace(out, target)
+            if result.returncode == 0:
+                os.replace(out, target)
+                break
+    else:
+        return None
     lib = ctypes.CDLL(str(target))
     lib.train_samples.restype = ctypes.c_int
     lib.train_samples.argtypes = [ctypes.POINTER(_Net), _P64, _P64, _P64, ctypes.c_int64,
