@@ -181,6 +181,8 @@ def _add_int_train_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--frac-bits", type=int, metavar="S",
                        help="fractional bits of states, biases and U (default: from the "
                             "initial label weights)")
+    group.add_argument("--upper-lr-boost", type=_non_negative, default=0, metavar="B",
+                       help="layers 2..L learn with 2^-(L - B) (default 0)")
     group.add_argument("--rounding", choices=("stochastic", "nearest"), default="stochastic")
     group.add_argument("--sigmoid", choices=("table", "piecewise"), default="table")
 
@@ -406,7 +408,8 @@ def _train_int(args: argparse.Namespace, dataset) -> int:
         rule = TrainRule(epochs=epochs, lr_shift=preset.lr_shift if args.lr_shift is None
                          else args.lr_shift, lr_steps=steps, store_bits=args.store_bits,
                          rounding=args.rounding, sigmoid=args.sigmoid,
-                         loss_iterations=args.loss_iterations, seed=args.seed)
+                         loss_iterations=args.loss_iterations, seed=args.seed,
+                         upper_lr_boost=args.upper_lr_boost)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     if model is None:

@@ -12,7 +12,7 @@ typedef uint64_t u64;
 
 typedef struct {
     int L, T, K, D, goodness_mode, loss_last, nearest, f;
-    int state_bits, S, Q, rsq_k, P1, lam;
+    int state_bits, S, Q, rsq_k, P1, lam, boost;
     const int *hidden, *src, *w_exp, *v_exp;
     i64 **Wc, **bc, **Uc, **Vc; /* stored */
     i64 **W, **b, **U, **V;     /* forward: stored >> f */
@@ -134,7 +134,7 @@ static double update(const Net *net, Scratch *w, int l, const i64 *u, int n_in, 
     int n_cols = n_in + (fb ? n_src : 0) + 3;
     for (int c = 0; c < n_cols; c++) w->kappa[c] = word(lfsr);
     for (int i = 0; i < N; i++) w->rho[i] = word(lfsr);
-    int base = net->lam + 8 - 1 - f - z;
+    int base = net->lam - (l > 0 ? net->boost : 0) + 8 - 1 - f - z;
     int P = l == 0 ? net->P1 : 14;
     int kW = base + net->S + P - net->w_exp[l];
     int kV = fb ? base + net->S + 14 - net->v_exp[l] : 0;

@@ -124,6 +124,9 @@ class TrainRule:
         FFCL: update after every iteration, or after the last only.
     seed : int
         Seeds both generators and the sample order.
+    upper_lr_boost : int
+        Layers 2..L learn with 2^-(lambda - upper_lr_boost): their inputs are unit vectors,
+        layer 1's are images with a larger norm, so the same lambda moves them less.
     """
 
     epochs: int
@@ -134,12 +137,14 @@ class TrainRule:
     sigmoid: str = "table"
     loss_iterations: str = "all"
     seed: int = 0
+    upper_lr_boost: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.lr_steps, list):
             object.__setattr__(self, "lr_steps", tuple(self.lr_steps))
         for name, low, high in (("epochs", 1, 1 << 30), ("lr_shift", 0, 40),
-                                ("store_bits", 2, 24), ("seed", 0, 1 << 63)):
+                                ("store_bits", 2, 24), ("seed", 0, 1 << 63),
+                                ("upper_lr_boost", 0, 16)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise ValueError(f"{name} must be an integer in {low}..{high}, not {value!r}")
@@ -162,6 +167,7 @@ class TrainRule:
             "epochs": self.epochs, "lr_shift": self.lr_shift, "lr_steps": list(self.lr_steps),
             "store_bits": self.store_bits, "rounding": self.rounding, "sigmoid": self.sigmoid,
             "loss_iterations": self.loss_iterations, "seed": self.seed,
+            "upper_lr_boost": self.upper_lr_boost,
             "sigmoid_index_bits": SIGMOID_INDEX_BITS,
             "sigmoid_input_frac_bits": SIGMOID_INPUT_FRAC_BITS,
             "sigmoid_frac_bits": SIGMOID_FRAC_BITS, "norm_frac_bits": NORM_FRAC_BITS,
@@ -280,6 +286,8 @@ class IntTrainer:
     def base_shifts(self, layer: int, lr_shift: int) -> dict[str, int]:
         """k + z of every array of ``layer`` (the update shift is this minus z)."""
         fmt, lay, f = self.model.fmt, self.model.layers[layer], self.fine_bits
+        if layer > 0:
+            lr_shift -= self.rule.upper_lr_boost
         common = lr_shift + SIGMOID_FRAC_BITS - 1 - f
         shifts = {"W": common + fmt.frac_bits + input_frac_bits(fmt, layer) - lay.w_exp,
                   "b": common, "U": common}

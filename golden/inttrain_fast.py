@@ -30,7 +30,7 @@ _P64 = ctypes.POINTER(ctypes.c_int64)
 class _Net(ctypes.Structure):
     _fields_ = [(name, ctypes.c_int) for name in (
         "L", "T", "K", "D", "goodness_mode", "loss_last", "nearest", "f", "state_bits", "S",
-        "Q", "rsq_k", "P1", "lam")] + [
+        "Q", "rsq_k", "P1", "lam", "boost")] + [
         (name, ctypes.POINTER(ctypes.c_int)) for name in ("hidden", "src", "w_exp", "v_exp")] + [
         (name, ctypes.POINTER(_P64)) for name in ("Wc", "bc", "Uc", "Vc", "W", "b", "U", "V")] + [
         (name, _P64) for name in ("theta", "sig", "rsq")] + [
@@ -132,7 +132,7 @@ def train_samples(trainer, x_q: np.ndarray, y: np.ndarray, order: np.ndarray,
         loss_last=int(rule.loss_iterations == "last"), nearest=int(rule.rounding == "nearest"),
         f=trainer.fine_bits, state_bits=fmt.state_bits, S=fmt.frac_bits,
         Q=fmt.rsqrt_frac_bits, rsq_k=fmt.rsqrt_index_bits, P1=input_frac_bits(fmt, 0),
-        lam=lr_shift,
+        lam=lr_shift, boost=rule.upper_lr_boost,
         hidden=arr(list(config.hidden), ctypes.c_int), src=arr(src, ctypes.c_int),
         w_exp=arr([lay.w_exp for lay in model.layers], ctypes.c_int),
         v_exp=arr([lay.v_exp or 0 for lay in model.layers], ctypes.c_int),

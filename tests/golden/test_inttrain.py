@@ -44,6 +44,7 @@ RULES = {
     "piecewise": dict(sigmoid="piecewise"),
     "f0": dict(store_bits=8),
     "store12-fast": dict(store_bits=12, lr_shift=1),
+    "boost": dict(upper_lr_boost=2),
 }
 D, K, X = 6, 3, 16
 
@@ -181,7 +182,7 @@ class Reference:
         kv = [] if vf is None else [self.word("rng") for _ in vf]
         kb, kp, kn = self.word("rng"), self.word("rng"), self.word("rng")
         rho = [self.word("rng") for _ in d]
-        base = lam + 8 - 1 - f - z
+        base = lam - (self.rule.upper_lr_boost if i > 0 else 0) + 8 - 1 - f - z
         P1 = 2 * (fmt.input_max - 1).bit_length() if i == 0 else 14
         k_w = base + S + P1 - L["w_exp"]
         k_v = None if vf is None else base + S + 14 - L["v_exp"]
