@@ -37,7 +37,7 @@ from ffcl_hw.progress import EpochBar
 from ffcl_hw.runs import RunError
 from golden.config import ALGORITHMS, ConfigError, ModelConfig, TrainConfig
 from golden.datasets import DatasetError, load_dataset, parse_dataset_spec
-from golden.inttrain import TrainRule
+from golden.inttrain import TrainRule, default_lr_shift
 from golden.modelio import ModelFileError
 from rtl.board import BOARDS
 from rtl.core import WEIGHT_MEMORIES
@@ -168,7 +168,8 @@ def _add_int_train_options(parser: argparse.ArgumentParser) -> None:
                        help="start from RUN/model.int.npz (its configuration) instead of "
                             "seeded weights")
     group.add_argument("--lr-shift", type=_non_negative, metavar="L",
-                       help="learning rate 2^-L (default: 6 on digits, 7 else)")
+                       help="learning rate 2^-L (default: 3 + floor(log2(mean squared "
+                            "image norm)): 6 on digits, 7 on MNIST 14x14, 9 on MNIST)")
     group.add_argument("--lr-steps", type=_lr_steps, metavar="E1,E2,...",
                        help="0-based epochs where L grows by one (default: half and three "
                             "quarters of the epochs; '' for none)")
@@ -405,8 +406,9 @@ def _train_int(args: argparse.Namespace, dataset) -> int:
     epochs = args.epochs or preset.epochs
     steps = args.lr_steps if args.lr_steps is not None else (epochs // 2, 3 * epochs // 4)
     try:
-        rule = TrainRule(epochs=epochs, lr_shift=preset.lr_shift if args.lr_shift is None
-                         else args.lr_shift, lr_steps=steps, store_bits=args.store_bits,
+        rule = TrainRule(epochs=epochs, lr_shift=default_lr_shift(dataset.x_train)
+                         if args.lr_shift is None else args.lr_shift, lr_steps=steps,
+                         store_bits=args.store_bits,
                          rounding=args.rounding, sigmoid=args.sigmoid,
                          loss_iterations=args.loss_iterations, seed=args.seed,
                          upper_lr_boost=args.upper_lr_boost)
@@ -464,7 +466,7 @@ def _compare(args: argparse.Namespace) -> int:
         preset = int_preset_for(args.dataset)
         model = seed_model(dataset, config, resize=args.resize, seed=args.seed, weight_bits=8,
                            state_bits=16, frac_bits=None)
-        rule = TrainRule(epochs=preset.epochs, lr_shift=preset.lr_shift,
+        rule = TrainRule(epochs=preset.epochs, lr_shift=default_lr_shift(dataset.x_train),
                          lr_steps=(preset.epochs // 2, 3 * preset.epochs // 4), seed=args.seed)
         return train_int_run(dataset, model, rule, folder, resize=args.resize,
                              callback=EpochBar(algo.upper() + " int", quiet=args.quiet)).metrics

@@ -41,19 +41,17 @@ def preset_for(dataset: str, algo: str) -> Preset:
 
 @dataclass(frozen=True)
 class IntPreset:
-    """Defaults of ``train --arith int`` (the on-chip rule) for one data set."""
+    """Defaults of ``train --arith int`` (the on-chip rule) for one data set.
+
+    The learning rate is not here: it follows from the images
+    (:func:`golden.inttrain.default_lr_shift`).
+    """
 
     epochs: int
-    lr_shift: int
 
 
 def int_preset_for(dataset: str) -> IntPreset:
-    """Integer-training defaults: per-sample SGD needs fewer epochs than Adam on batches.
-
-    On digits a learning rate of 2^-6 did best of 2^-4..2^-6 (2^-4 diverged, 2^-5 left
-    layer 2 weak) over 30 epochs (README, "On-chip training"); MNIST-sized data take 2^-7
-    (45 times more samples per epoch) for 15 epochs.
-    """
+    """Integer-training defaults: per-sample SGD needs fewer epochs than Adam on batches."""
     if dataset == "digits":
-        return IntPreset(epochs=30, lr_shift=6)
-    return IntPreset(epochs=15, lr_shift=7)
+        return IntPreset(epochs=30)
+    return IntPreset(epochs=15)

@@ -48,6 +48,7 @@ __all__ = [
     "IntTrainResult",
     "IntTrainer",
     "TrainRule",
+    "default_lr_shift",
     "initial_model",
     "input_frac_bits",
     "shift_round",
@@ -433,6 +434,18 @@ class IntTrainer:
                     losses[i] += self._update(i, u, f, pre, y, y_neg, lr_shift)
             prev = current
         return losses
+
+
+def default_lr_shift(x_train: np.ndarray) -> int:
+    """lambda_0 = 3 + floor(log2(mean ||x||^2)) over the training images (pixels in 0..1).
+
+    Layer 1's step grows with the squared norm of its input. Measured points (README, "On-chip
+    training"): digits (mean 15) did best at 6, MNIST 14x14 (19) trained at 7, and 7 was
+    too large for MNIST (88) and Fashion-MNIST (162), whose loss fell only after the
+    schedule had raised lambda to 8 and 9.
+    """
+    x = np.asarray(x_train, dtype=np.float64)
+    return 3 + math.floor(math.log2(float(np.einsum("ij,ij->i", x, x).mean())))
 
 
 def _exponent(max_abs: float, limit: int) -> int:
