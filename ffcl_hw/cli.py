@@ -28,11 +28,18 @@ from ffcl_hw.flows.quantize import INT_MODEL_FILE, quantize_run
 from ffcl_hw.flows.simulate import SIMULATORS, simulate_run
 from ffcl_hw.flows.synth import MULTIPLIERS, find_reports, synth_run, synthesis_table
 from ffcl_hw.flows.train import train_run
-from ffcl_hw.presets import preset_for
+from ffcl_hw.flows.train_int import (
+    init_from_run,
+    seed_model,
+    train_float_sgd_run,
+    train_int_run,
+)
+from ffcl_hw.presets import int_preset_for, preset_for
 from ffcl_hw.progress import EpochBar
 from ffcl_hw.runs import RunError
 from golden.config import ALGORITHMS, ConfigError, ModelConfig, TrainConfig
 from golden.datasets import DatasetError, load_dataset, parse_dataset_spec
+from golden.inttrain import TrainRule, default_lr_shift
 from golden.modelio import ModelFileError
 from rtl.board import BOARDS
 from rtl.core import WEIGHT_MEMORIES
@@ -143,6 +150,47 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="FFCL: train on every iteration's loss, or the last only")
 
 
+def _lr_steps(text: str) -> tuple[int, ...]:
+    try:
+        steps = tuple(int(part) for part in text.split(",")) if text else ()
+    except ValueError:
+        steps = (-1,)
+    if any(step < 0 for step in steps):
+        raise argparse.ArgumentTypeError(
+            f"invalid epochs {text!r}: give 0-based epoch numbers separated by commas, e.g. 8,12")
+    return steps
+
+
+def _add_int_train_options(parser: argparse.ArgumentParser) -> None:
+    """``train --arith int``: the on-chip learning rule (docs/integer-training.md)."""
+    group = parser.add_argument_group("integer training (--arith int)")
+    group.add_argument("--arith", choices=("float", "int", "float-sgd"), default="float",
+                       help="float: Adam/SGD in NumPy (default); int: the on-chip rule; "
+                            "float-sgd: the rule's float twin (batch 1, same schedule)")
+    group.add_argument("--init", type=Path, metavar="RUN",
+                       help="start from RUN/model.int.npz (its configuration) instead of "
+                            "seeded weights")
+    group.add_argument("--lr-shift", type=_non_negative, metavar="L",
+                       help="learning rate 2^-L (default: 3 + floor(log2(mean squared "
+                            "image norm)): 6 on digits, 7 on MNIST 14x14, 9 on MNIST)")
+    group.add_argument("--lr-steps", type=_lr_steps, metavar="E1,E2,...",
+                       help="0-based epochs where L grows by one (default: half and three "
+                            "quarters of the epochs; '' for none)")
+    group.add_argument("--store-bits", type=_bits(2, 24), default=16, metavar="B",
+                       help="width of a stored weight (default 16)")
+    group.add_argument("--weight-bits", type=_bits(2, 16), default=8, metavar="B",
+                       help="forward weight width: the top bits of the stored ones (default 8)")
+    group.add_argument("--state-bits", type=_bits(4, 24), default=16, metavar="B",
+                       help="state width (default 16)")
+    group.add_argument("--frac-bits", type=int, metavar="S",
+                       help="fractional bits of states, biases and U (default: from the "
+                            "initial label weights)")
+    group.add_argument("--upper-lr-boost", type=_non_negative, default=0, metavar="B",
+                       help="layers 2..L learn with 2^-(L - B) (default 0)")
+    group.add_argument("--rounding", choices=("stochastic", "nearest"), default="stochastic")
+    group.add_argument("--sigmoid", choices=("table", "piecewise"), default="table")
+
+
 def _multipliers_option(parser: argparse.ArgumentParser, when: str = "") -> None:
     parser.add_argument("--multipliers", choices=MULTIPLIERS, default="dedicated",
                         help="shared: the scaler and the squares borrow the MAC lanes' "
@@ -161,6 +209,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_data_options(p, default="digits")
     p.add_argument("--algo", choices=ALGORITHMS, default="ffcl")
     _add_model_options(p)
+    _add_int_train_options(p)
     p.add_argument("--out", type=Path, required=True, metavar="RUN")
     p.add_argument("--force", action="store_true", help="replace an existing RUN")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -176,6 +225,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.add_argument("--force", action="store_true", help="replace an existing DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--with-int", action="store_true",
+                   help="also train FFDL and FFCL with the on-chip integer rule "
+                        "(train --arith int defaults) into DIR/ALGO-int")
 
     p = sub.add_parser("quantize", help="integer model of a trained run: write "
                        "RUN/model.int.npz, add integer accuracy to metrics.json")
@@ -341,10 +393,69 @@ def _print_summary(metrics: dict, out: Path) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset, resize=args.resize)
+    if args.arith in ("int", "float-sgd"):
+        return _train_int(args, dataset)
+    if args.init is not None:
+        raise ConfigError("--init continues an integer model: use it with --arith int")
     config, train_config = _configs(args, dataset, args.algo)
     run = train_run(dataset, config, train_config, args.out, resize=args.resize,
                     force=args.force, callback=EpochBar(args.algo.upper(), quiet=args.quiet))
     _print_summary(run.metrics, args.out)
+    return 0
+
+
+def _train_int(args: argparse.Namespace, dataset) -> int:
+    preset = int_preset_for(args.dataset)
+    if args.arith == "float-sgd" and args.init is not None:
+        raise ConfigError("--init continues an integer model: use it with --arith int")
+    if args.init is not None:
+        model = init_from_run(args.init, dataset)
+        config = model.config
+    else:
+        config, _ = _configs(args, dataset, args.algo)
+        if args.arith == "float-sgd" and config.algo == "ffl":
+            raise ConfigError("--arith float-sgd is the integer rule's twin: FFDL and FFCL only")
+        model = None if args.arith == "float-sgd" else seed_model(
+            dataset, config, resize=args.resize, seed=args.seed, weight_bits=args.weight_bits,
+            state_bits=args.state_bits, frac_bits=args.frac_bits)
+    epochs = args.epochs or preset.epochs
+    steps = args.lr_steps if args.lr_steps is not None else (epochs // 2, 3 * epochs // 4)
+    try:
+        rule = TrainRule(epochs=epochs, lr_shift=default_lr_shift(dataset.x_train)
+                         if args.lr_shift is None else args.lr_shift, lr_steps=steps,
+                         store_bits=args.store_bits,
+                         rounding=args.rounding, sigmoid=args.sigmoid,
+                         loss_iterations=args.loss_iterations, seed=args.seed,
+                         upper_lr_boost=args.upper_lr_boost)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    if model is None:
+        m = train_float_sgd_run(dataset, config, rule, args.out, resize=args.resize,
+                                force=args.force)
+        print(f"{config.algo.upper()} on {m['dataset']}: float per-sample SGD with the "
+              f"integer rule's schedule: test accuracy {_percent(m['test_accuracy'])} "
+              f"({m['train_seconds']:.1f} s); written {args.out / 'model.npz'}, "
+              f"{args.out / 'metrics.json'}")
+        return 0
+    run = train_int_run(dataset, model, rule, args.out, resize=args.resize, init=args.init,
+                        force=args.force,
+                        callback=EpochBar(config.algo.upper() + " int", quiet=args.quiet))
+    m = run.metrics
+    print(f"{config.algo.upper()} on {m['dataset']}, hidden "
+          f"{'x'.join(map(str, config.hidden))}"
+          + (f", T={config.loops}" if config.algo == "ffcl" else "")
+          + ", integer training (docs/integer-training.md)"
+          + (f" from {args.init}" if args.init else ""))
+    layers = ", ".join(_percent(a) for a in m["int_per_layer_test_accuracy"])
+    print(f"  int test accuracy  {_percent(m['int_test_accuracy'])}  (per layer: {layers}; "
+          f"before training {_percent(m['initial_int_test_accuracy'])})")
+    print(f"  rule               lr 2^-{rule.lr_shift} (steps at epochs "
+          f"{', '.join(map(str, rule.lr_steps)) or 'none'}), {rule.store_bits}-bit stored / "
+          f"{model.fmt.weight_bits}-bit forward weights, {rule.rounding} rounding, "
+          f"{rule.sigmoid} sigmoid")
+    print(f"  training time      {m['train_seconds']:.1f} s")
+    print(f"  written            {args.out / 'model.int.npz'}, {args.out / 'model.npz'}, "
+          f"{args.out / 'metrics.json'}")
     return 0
 
 
@@ -364,9 +475,21 @@ def _compare(args: argparse.Namespace) -> int:
     # Validate every configuration before the first minute of training.
     for algo in ALGORITHMS:
         _configs(args, dataset, algo)
+
+    def int_run(algo: str, folder: Path) -> dict:
+        config, _ = _configs(args, dataset, algo)
+        preset = int_preset_for(args.dataset)
+        model = seed_model(dataset, config, resize=args.resize, seed=args.seed, weight_bits=8,
+                           state_bits=16, frac_bits=None)
+        rule = TrainRule(epochs=preset.epochs, lr_shift=default_lr_shift(dataset.x_train),
+                         lr_steps=(preset.epochs // 2, 3 * preset.epochs // 4), seed=args.seed)
+        return train_int_run(dataset, model, rule, folder, resize=args.resize,
+                             callback=EpochBar(algo.upper() + " int", quiet=args.quiet)).metrics
+
     report = compare(dataset, lambda algo: _configs(args, dataset, algo), args.out,
                      resize=args.resize, force=args.force,
-                     progress=lambda algo: EpochBar(algo.upper(), quiet=args.quiet))
+                     progress=lambda algo: EpochBar(algo.upper(), quiet=args.quiet),
+                     int_runs=int_run if args.with_int else None)
     print(markdown_table(report), end="")
     print(f"\nwritten {args.out / 'compare.json'}")
     return 0
@@ -536,7 +659,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     print("ffcl-hw demo: FFCL on the built-in 8x8 digits: train, quantize, simulate the "
-          "core's Verilog with cocotb, compare its cycles with CPUs")
+          "core's Verilog with cocotb, compare its cycles with CPUs, then train it with the "
+          "on-chip integer rule")
     # The demo runs the same subcommands a user would, with every default.
     steps = [
         ["train", "--dataset", "digits", "--algo", "ffcl", "--out", str(args.out), "--force"]
@@ -546,6 +670,10 @@ def _demo(args: argparse.Namespace) -> int:
         + (["--quiet"] if args.quiet else []),
         # The comparison users asked for: the same model on the accelerator and on CPUs.
         ["bench", str(args.out), "--samples", str(args.samples)]
+        + (["--quiet"] if args.quiet else []),
+        # Training as the chip would do it: the integer rule, sample by sample.
+        ["train", "--arith", "int", "--dataset", "digits", "--algo", "ffcl", "--out",
+         str(args.out.with_name(args.out.name + "-int")), "--force"]
         + (["--quiet"] if args.quiet else []),
     ]
     parser = _build_parser()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Preset", "preset_for"]
+__all__ = ["IntPreset", "Preset", "int_preset_for", "preset_for"]
 
 
 @dataclass(frozen=True)
@@ -37,3 +37,21 @@ def preset_for(dataset: str, algo: str) -> Preset:
                       loops=loops)
     return Preset(hidden=(256, 256), epochs=30, batch_size=100, lr=1e-3, theta=0.25,
                   loops=loops)
+
+
+@dataclass(frozen=True)
+class IntPreset:
+    """Defaults of ``train --arith int`` (the on-chip rule) for one data set.
+
+    The learning rate is not here: it follows from the images
+    (:func:`golden.inttrain.default_lr_shift`).
+    """
+
+    epochs: int
+
+
+def int_preset_for(dataset: str) -> IntPreset:
+    """Integer-training defaults: per-sample SGD needs fewer epochs than Adam on batches."""
+    if dataset == "digits":
+        return IntPreset(epochs=30)
+    return IntPreset(epochs=15)

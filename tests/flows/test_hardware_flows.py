@@ -163,6 +163,9 @@ def test_demo_trains_quantizes_and_simulates(tmp_path, capsys):
     report = json.loads((run / "sim.json").read_text())
     assert report["mismatches"] == 0 and report["samples"] == 2
     assert np.isclose(report["lane_utilization"], 3072 / report["matrix_cycles"])
+    # The demo's last step trains the same network with the on-chip integer rule.
+    trained = json.loads((tmp_path / "demo-int" / "metrics.json").read_text())
+    assert trained["arith"] == "int" and trained["int_test_accuracy"] >= 0.96
 
 
 def test_synth_refuses_a_design_that_does_not_fit_before_any_tool_runs(quantized_run, capsys):
