@@ -11,13 +11,18 @@ are added, so the widest that fits is the fastest.
 The multipliers are the board's default mode first (shared on iCE40, where the UP5K's 8
 SB_MAC16 are all lanes; dedicated on ECP5), the other if nothing fits that way; label
 lanes are capped by :attr:`rtl.board.Board.max_label_lanes` where logic limits them.
-Options the user gave are kept as given.
+On ECP5 the chooser skips lane counts above :data:`UNPINNED_ECP5_LANES` and below the
+floorplan's :data:`~ffcl_hw.flows.floorplan.FLOORPLAN_MIN_LANES`: without the floorplan
+the broadcast to that many lanes' multipliers missed the 75 MHz clock (digits on the
+ULX3S-25F: 13 lanes 67.2 / 74.3 MHz at seeds 1 / 2, 8 lanes 70.2 / 75.7 MHz, docs/
+synthesis.md). Options the user gave are kept as given.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ffcl_hw.flows.floorplan import FLOORPLAN_MIN_LANES
 from ffcl_hw.flows.synth import (
     MULTIPLIERS,
     FitError,
@@ -30,7 +35,10 @@ from golden.intmodel import IntModel
 from rtl.board import board_info
 from rtl.program import build_program
 
-__all__ = ["CoreChoice", "choose_core", "lane_candidates"]
+__all__ = ["UNPINNED_ECP5_LANES", "CoreChoice", "choose_core", "lane_candidates"]
+
+#: The most MAC lanes the chooser gives an ECP5 core placed without the lane floorplan.
+UNPINNED_ECP5_LANES = 8
 
 
 @dataclass(frozen=True)
@@ -99,8 +107,9 @@ def choose_core(model: IntModel, board: str, *, lanes: int | None = None,
     first = default_multipliers(board)
     modes = [multipliers] if multipliers is not None else [
         first, *(m for m in MULTIPLIERS if m != first)]
-    lane_options = [lanes] if lanes is not None else lane_candidates(
-        list(config.hidden), info.multipliers)
+    lane_options = [lanes] if lanes is not None else [
+        p for p in lane_candidates(list(config.hidden), info.multipliers)
+        if info.family != "ecp5" or p <= UNPINNED_ECP5_LANES or p >= FLOORPLAN_MIN_LANES]
     cap = info.max_label_lanes or config.num_classes
     label_options = [label_lanes] if label_lanes is not None else lane_candidates(
         [config.num_classes], cap)

@@ -44,6 +44,17 @@ def test_the_85f_gets_the_widest_array_its_block_ram_holds():
         check_fit(model, "ulx3s-85f", lanes=128, label_lanes=10)
 
 
+def test_an_unpinned_ecp5_core_gets_at_most_eight_lanes():
+    # Digits on the 25F: 13 lanes would fit the multipliers and take the fewest cycles,
+    # but missed 75 MHz without the floorplan; 8 met it.
+    model = _model(64, (64, 64))
+    choice = choose_core(model, "ulx3s-25f")
+    assert (choice.lanes, choice.label_lanes, choice.multipliers) == (8, 10, "dedicated")
+    check_fit(model, "ulx3s-25f", lanes=13, label_lanes=10)
+    # Given, 13 lanes are built as asked.
+    assert choose_core(model, "ulx3s-25f", lanes=13).lanes == 13
+
+
 def test_a_given_option_is_kept_and_the_rest_chosen_around_it():
     model = _model(64, (64, 64))
     choice = choose_core(model, "ulx3s-25f", lanes=4)
