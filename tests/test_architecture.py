@@ -52,11 +52,12 @@ STEPS = [(panel["name"], spec) for panel in PANELS for spec in panel.get("compon
 OMITTED = {entry["class"] for entry in DESCRIPTION.get("omit", [])}
 
 
-def _designs() -> list[wiring.Component]:
+def _designs() -> list[tuple[wiring.Component, object]]:
     """Small designs that between them contain every gateware component the pictures draw:
     a block-RAM core with dedicated multipliers, and an iCEBreaker top around the host link
-    around a loadable two-bank core with shared multipliers."""
-    from rtl.board import BoardTop
+    around a loadable two-bank core with shared multipliers; each with the platform it is
+    elaborated for (the board top takes its pins from the board's platform)."""
+    from rtl.board import BoardTop, board_info
     from rtl.core import Core
     from rtl.host_link import HostLink
 
@@ -65,7 +66,9 @@ def _designs() -> list[wiring.Component]:
     model = quantize(config, random_params(config, 0),
                      rng.uniform(0, 1, size=(16, config.input_size)), input_max=16)
     loadable = Core(model, lanes=4, label_lanes=2, shared=True, weights="loadable", banks=2)
-    return [Core(model, lanes=2), BoardTop(HostLink(loadable, divisor=4), board="icebreaker")]
+    return [(Core(model, lanes=2), None),
+            (BoardTop(HostLink(loadable, divisor=4), board="icebreaker"),
+             board_info("icebreaker").make_platform())]
 
 
 @functools.cache
@@ -81,8 +84,8 @@ def _instances() -> dict[str, list[wiring.Component]]:
         for sub, _name, _src_loc in fragment.subfragments:
             walk(sub)
 
-    for design in _designs():
-        walk(Fragment.get(design, None))
+    for design, platform in _designs():
+        walk(Fragment.get(design, platform))
     return found
 
 
@@ -143,6 +146,19 @@ def test_every_drawn_component_and_port_exists(panel, spec):
         pytest.fail(message)
     assert isinstance(cls, type) and issubclass(cls, wiring.Component), \
         f"{spec['class']} is not a wiring.Component"
+    if "pins" in spec:
+        # A board top's ports are the board's pins, which it requests from its platform
+        # (rtl.board): each drawn port must be a resource, or a subsignal of one, there.
+        from rtl.board import board_info
+
+        platform = board_info(spec["pins"]).platform
+        names = {r.name for r in platform.resources} | {
+            io.name for r in platform.resources for io in r.ios if hasattr(io, "name")}
+        ports = ARCH.port_names(spec.get("inputs", []) + spec.get("outputs", []))
+        missing = [port for port in ports if port not in names]
+        assert not missing, (f"{spec['class']} ({panel} panel): {platform.__name__} has no "
+                             f"pin {', '.join(missing)}")
+        return
     instances = _instances().get(spec["class"], [])
     assert instances, (f"{spec['class']} exists but the test's designs contain no instance "
                        "of it: add a configuration to _designs() that uses it")
