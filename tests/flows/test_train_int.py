@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ffcl_hw.cli import main
-from ffcl_hw.flows.quantize import load_quantized_run
+from ffcl_hw.flows.quantize import load_quantized_run, load_run_int_model
 from golden.datasets import load_dataset
 from golden.intmodelio import load_int_model
 
@@ -38,6 +38,11 @@ def test_int_training_writes_a_run_the_other_commands_accept(tmp_path, capsys):
     # sim, bench and run read the pair of model files through load_quantized_run.
     saved, int_model = load_quantized_run(run)
     assert saved.config == int_model.config
+    # It says it was trained, not quantized: the commands that pair a float model with
+    # an integer one (sim, export-verilog, synth) take it without a float digest.
+    source = load_int_model(run / "model.int.npz").source
+    assert source["trained"]["rule"]["epochs"] == 3 and "quantized_from" not in source
+    assert load_run_int_model(run).model.config == int_model.config
     status, out, _ = _run(capsys, "evaluate", str(run), "--json")
     assert status == 0
     assert abs(json.loads(out)["test_accuracy"] - metrics["dequantized_test_accuracy"]) < 1e-12
