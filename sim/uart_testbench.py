@@ -58,29 +58,37 @@ def _frames(count: int) -> int:
     return (count + 2) * 10 * _divisor()
 
 
+class _ErrorCount:
+    """Counts the cycles in which the receiver's ``rx_error`` pulses.
+
+    Sampled at the clock, as the link reads it: under Icarus the combinational pulse
+    glitches between edges, which an edge trigger would count.
+    """
+
+    def __init__(self, dut) -> None:
+        self.count = 0
+        self._dut = dut
+        cocotb.start_soon(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await RisingEdge(self._dut.clk)
+            self.count += int(self._dut.rx_error.value)
+
+
 @cocotb.test()
 async def uart_source_into_the_gateware_receiver(dut) -> None:
     """Bytes from the UART source come out of UartRx unchanged, none lost, no error."""
     await _start(dut)
     data = _data(dut)
-    errors = 0
-
-    async def count_errors() -> None:
-        nonlocal errors
-        while True:
-            # Sampled at the clock, as the link reads it: under Icarus the combinational
-            # pulse glitches between edges, which an edge trigger would count.
-            await RisingEdge(dut.clk)
-            errors += int(dut.rx_error.value)
-
-    cocotb.start_soon(count_errors())
+    errors = _ErrorCount(dut)
     sink = StreamSink(dut, "received", dut.clk, reset=dut.rst)
     source = UartSource(dut.rx, dut.clk, divisor=_divisor())
     await with_timeout(source.write(data), _frames(len(data)) * PERIOD_NS, "ns")
     await ClockCycles(dut.clk, 2 * _divisor())
     got = bytes(sink.recv_nowait() for _ in range(sink.count()))
     assert got == data, f"UartRx received {got.hex()}, the source sent {data.hex()}"
-    assert errors == 0, f"UartRx reported {errors} framing errors"
+    assert errors.count == 0, f"UartRx reported {errors.count} framing errors"
     assert not sink.violations, sink.violations
 
 
@@ -111,17 +119,7 @@ async def a_low_stop_bit_is_caught(dut) -> None:
     # The UART sink listens on rx, where the frames are driven; it must not stop the test.
     checker = UartSink(dut.rx, dut.clk, divisor=divisor, strict=False)
     sink = StreamSink(dut, "received", dut.clk, reset=dut.rst)
-    errors = 0
-
-    async def count_errors() -> None:
-        nonlocal errors
-        while True:
-            # Sampled at the clock, as the link reads it: under Icarus the combinational
-            # pulse glitches between edges, which an edge trigger would count.
-            await RisingEdge(dut.clk)
-            errors += int(dut.rx_error.value)
-
-    cocotb.start_soon(count_errors())
+    errors = _ErrorCount(dut)
     # 0xA5, LSB first, then a stop bit that is low, then the line idle again.
     for bit in [0, *((0xA5 >> i) & 1 for i in range(8)), 0]:
         dut.rx.value = bit
@@ -129,7 +127,8 @@ async def a_low_stop_bit_is_caught(dut) -> None:
     dut.rx.value = 1
     await ClockCycles(dut.clk, 3 * divisor)
     assert len(checker.errors) == 1 and "stop bit low" in checker.errors[0], checker.errors
-    assert errors == 1, f"UartRx reported {errors} framing errors for one bad frame"
+    assert errors.count == 1, \
+        f"UartRx reported {errors.count} framing errors for one bad frame"
     assert sink.count() == 0, "the byte of a frame with a low stop bit arrived"
     # A good frame afterwards is read by both.
     source = UartSource(dut.rx, dut.clk, divisor=divisor)
