@@ -56,6 +56,7 @@ __all__ = [
     "shift_round",
     "sigmoid_index",
     "sigmoid_table",
+    "stored_limits",
     "threshold",
     "train_int",
     "update_step",
@@ -200,6 +201,15 @@ def input_frac_bits(fmt: IntFormat, layer: int) -> int:
     return 2 * _bits(fmt.input_max - 1) if layer == 0 else NORM_FRAC_BITS
 
 
+def stored_limits(fmt: IntFormat, store_bits: int) -> dict[str, tuple[int, int]]:
+    """The stored range (low, high) of every array: W, U, V keep -wmax <= c >> f <= wmax,
+    b keeps c >> f a state_bits-bit state (f = store_bits - weight_bits)."""
+    f, wmax = store_bits - fmt.weight_bits, fmt.weight_max
+    weights = (-wmax << f, ((wmax + 1) << f) - 1)
+    top = 1 << (fmt.state_bits - 1 + f)
+    return {"W": weights, "U": weights, "V": weights, "b": (-top, top - 1)}
+
+
 def sigmoid_index(margin: int, frac_bits: int) -> int:
     """index(m) = clamp((m >> (2S - 4)) + 128, 0, 255): the table entry of a margin with
     2S fractional bits."""
@@ -318,7 +328,6 @@ class IntTrainer:
         self.rule = rule
         self.fine_bits = f = rule.store_bits - fmt.weight_bits
         half = (1 << f) >> 1
-        wmax = fmt.weight_max
         layers = [IntLayer(W=lay.W.copy(), w_exp=lay.w_exp, b=lay.b.copy(), U=lay.U.copy(),
                            V=None if lay.V is None else lay.V.copy(), v_exp=lay.v_exp)
                   for lay in model.layers]
@@ -332,9 +341,7 @@ class IntTrainer:
             self.stored.append(arrays)
         # Stored ranges: forward = stored >> f stays in -wmax..wmax (W, U, V) and in the
         # state range (b).
-        self.limits = {"W": (-wmax << f, ((wmax + 1) << f) - 1),
-                       "b": (-(1 << (fmt.state_bits - 1 + f)), (1 << (fmt.state_bits - 1 + f)) - 1)}
-        self.limits["U"] = self.limits["V"] = self.limits["W"]
+        self.limits = stored_limits(fmt, rule.store_bits)
         self.table = sigmoid_table(rule.sigmoid)
         self.thresholds = [threshold(config, fmt, i) for i in range(config.num_layers)]
         self.rounding_lfsr = Lfsr(rule.seed)
