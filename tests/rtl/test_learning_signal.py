@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 
 from golden.config import ModelConfig
 from golden.intformat import IntFormat
@@ -218,6 +219,7 @@ def test_extremes_reach_the_widths() -> None:
 def test_for_model_derives_the_spec_widths() -> None:
     model = digits_like_model()
     dut = LearningSignalUnit.for_model(model)
+    Fragment.get(dut, None)     # and it elaborates
     # docs/integer-training.md, "Widths", with B_w = 8, B_s = 16: h 16 bits, sigma h 24,
     # z 0..10.
     assert (dut.h_bits, dut.largest_bits, dut.z_max) == (16, 24, 10)
