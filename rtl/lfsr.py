@@ -77,6 +77,12 @@ class WordGenerator(wiring.Component):
         Seed the generator with ``seed`` (takes precedence over a transfer in the same
         cycle; the word offered in that cycle is discarded).
     seed : In(unsigned(seed_bits))
+    restore : In(1)
+        Offer ``restore_word`` as the next word from the next cycle on, and continue the
+        sequence from it (a word is the whole state, so an earlier ``payload`` captured by
+        the consumer rewinds the generator: the update replays the column words kappa for
+        every tile). ``load`` takes precedence.
+    restore_word : In(unsigned(32))
     """
 
     #: Cycles from ``load`` to the first word's ``valid``: the chunk sum, the fold, the
@@ -98,6 +104,8 @@ class WordGenerator(wiring.Component):
             "words": Out(stream.Signature(unsigned(LFSR_WIDTH))),
             "load": In(1),
             "seed": In(unsigned(seed_bits)),
+            "restore": In(1),
+            "restore_word": In(unsigned(LFSR_WIDTH)),
         })
 
     @property
@@ -136,6 +144,8 @@ class WordGenerator(wiring.Component):
 
         with m.If(self.load):
             m.d.sync += [valid.eq(0), loading.eq(self.LOAD_LATENCY - 1)]
+        with m.Elif(self.restore):
+            m.d.sync += [word.eq(self.restore_word), valid.eq(1), loading.eq(0)]
         with m.Elif(loading != 0):
             m.d.sync += loading.eq(loading - 1)
             with m.If(loading == 1):

@@ -180,6 +180,34 @@ def test_load_seeds_like_golden(seed_bits: int, offset: int) -> None:
     assert got == [golden_words(seed, offset, 3) for seed in seeds]
 
 
+def test_restore_replays_the_sequence() -> None:
+    # Capture the offered word, take 5 words, restore it: the same words follow, and the
+    # sequence goes on past them as golden's does (the replay of kappa for every tile).
+    dut = WordGenerator(offset=0, reset_seed=11)
+    taken: list[int] = []
+
+    async def testbench(ctx) -> None:
+        ctx.set(dut.words.ready, 1)
+        saved = ctx.get(dut.words.payload)
+        for _ in range(5):
+            taken.append(ctx.get(dut.words.payload))
+            await ctx.tick()
+        ctx.set(dut.words.ready, 0)
+        ctx.set(dut.restore, 1)
+        ctx.set(dut.restore_word, saved)
+        await ctx.tick()
+        ctx.set(dut.restore, 0)
+        ctx.set(dut.words.ready, 1)
+        for _ in range(8):
+            assert ctx.get(dut.words.valid)
+            taken.append(ctx.get(dut.words.payload))
+            await ctx.tick()
+
+    simulate(dut, testbench)
+    want = [int(w) for w in Lfsr(11).words(8)]
+    assert taken == want[:5] + want
+
+
 def test_parameters_are_validated() -> None:
     with pytest.raises(TypeError,
                        match=r"^Seed offset must be an integer in 0\.\.4294967295, not -1$"):
