@@ -150,10 +150,16 @@ class UpdateLane(wiring.Component):
     #: Stages after the product: p + R, the shift, the saturation, the add and clamp.
     STAGES = 4
 
+    @classmethod
+    def latency_for(cls, product_latency: int | None = None) -> int:
+        """Cycles from an entry to its new value with a product ``product_latency`` cycles
+        away (None: the lane's own multiplier, 2: input and product registers)."""
+        return (product_latency or 2) + cls.STAGES
+
     @property
     def latency(self) -> int:
         """Cycles from an entry at the inputs to its new value in ``out``."""
-        return (self.product_latency or 2) + self.STAGES
+        return self.latency_for(self.product_latency)
 
     def elaborate(self, platform) -> Module:
         m = Module()
