@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.intformat import signed_bits
 from golden.intmodel import IntModel
-from golden.inttrain import DELTA_BITS, NORM_FRAC_BITS, TrainRule, stored_limits
+from golden.inttrain import DELTA_BITS, NORM_FRAC_BITS, IntTrainer, TrainRule
 from golden.lfsr import LFSR_WIDTH
 from rtl.params import check_positive_int
 
@@ -71,6 +71,7 @@ class UpdateLane(wiring.Component):
     rho, kappa : In(unsigned(32))
         The generator words of the entry's row and column.
     k : In(signed(shift_bits))
+        In ``min_shift``..``max_shift`` (outside it the result is undefined).
     select : In(range(len(limits)))
         Which stored range the entry saturates to.
     valid : Out(1)
@@ -141,11 +142,19 @@ class UpdateLane(wiring.Component):
                   product_latency: int | None = None) -> UpdateLane:
         """A lane for every array of ``model`` trained with ``rule``: W/U/V's range
         (``select`` 0) and b's (``select`` 1, see :data:`STORED_KINDS`), inputs as wide
-        as a pixel or a normalised input (15 bits)."""
-        limits = stored_limits(model.fmt, rule.store_bits)
+        as a pixel or a normalised input (15 bits), and shifts only over the range the
+        rule's k takes in this run (every layer and array, lambda of the first and the
+        last epoch, z from 0 to its largest), so the shifters are no wider than needed."""
+        trainer = IntTrainer(model, rule)
+        bases = [k for epoch in (0, rule.epochs - 1)
+                 for layer in range(len(model.layers))
+                 for k in trainer.base_shifts(layer, rule.lr_shift_at(epoch)).values()]
+        limits = trainer.limits
         return cls(limits=[limits[kind] for kind in STORED_KINDS],
                    input_bits=max(model.fmt.input_bits, NORM_FRAC_BITS + 1),
-                   rounding=rule.rounding, product_latency=product_latency)
+                   rounding=rule.rounding, product_latency=product_latency,
+                   min_shift=min(0, min(bases) - trainer.max_block_shift),
+                   max_shift=max(1, max(bases)))
 
     #: Stages after the product: p + R, the shift, the saturation, the add and clamp.
     STAGES = 4
@@ -183,27 +192,28 @@ class UpdateLane(wiring.Component):
             return value
 
         # Everything else travels beside the product; R is formed in the cycle before
-        # the product arrives (one k-bit mask or one bit, and a 32-bit add).
+        # the product arrives (a k-bit mask or one bit, and a max_shift-bit add: R never
+        # has more bits than the largest k, so the words' upper bits are not carried).
         en = delayed(self.en, product_latency, "en")
         c = delayed(self.c, product_latency, "c")
         select = delayed(self.select, product_latency, "select")
         k_early = delayed(self.k, product_latency - 1, "k")
-        rho = delayed(self.rho, product_latency - 1, "rho")
-        kappa = delayed(self.kappa, product_latency - 1, "kappa")
+        rho = delayed(self.rho[:self.max_shift], product_latency - 1, "rho")
+        kappa = delayed(self.kappa[:self.max_shift], product_latency - 1, "kappa")
         k = Signal.like(self.k)
-        rounding_bits = Signal(LFSR_WIDTH)
+        rounding_bits = Signal(self.max_shift)
         m.d.sync += k.eq(k_early)
-        positions = range(LFSR_WIDTH)
+        positions = range(self.max_shift)
         if self.rounding == "stochastic":
-            word = Signal(LFSR_WIDTH)
+            word = Signal(self.max_shift)
             m.d.comb += word.eq(rho + kappa)
             # Bit i is kept while i < k (no bit for k <= 0).
-            m.d.sync += rounding_bits.eq(sum((word[i] & (k_early > i)) << i for i in positions))
+            m.d.sync += rounding_bits.eq(Cat(*(word[i] & (k_early > i) for i in positions)))
         else:
-            m.d.sync += rounding_bits.eq(sum((k_early == i + 1) << i for i in positions))
+            m.d.sync += rounding_bits.eq(Cat(*(k_early == i + 1 for i in positions)))
 
         # Stage 1: q = p + R.
-        total = Signal(signed(max(self.product_bits, LFSR_WIDTH + 1) + 1))
+        total = Signal(signed(max(self.product_bits, self.max_shift + 1) + 1))
         k1, c1, select1, en1 = Signal.like(k), Signal.like(c), Signal.like(select), Signal()
         m.d.sync += [total.eq(product + rounding_bits), k1.eq(k), c1.eq(c),
                      select1.eq(select), en1.eq(en)]

@@ -10,11 +10,14 @@ import itertools
 import numpy as np
 import pytest
 from amaranth import Module, Signal
+from amaranth.hdl import Fragment
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from golden.config import ModelConfig
 from golden.intformat import IntFormat
-from golden.inttrain import DELTA_BITS, stored_limits, update_step
+from golden.intmodel import IntLayer, IntModel
+from golden.inttrain import DELTA_BITS, IntTrainer, TrainRule, stored_limits, update_step
 from golden.lfsr import LFSR_WIDTH
 from rtl.update_lane import UpdateLane
 from tests.rtl.helpers import run_pipeline
@@ -191,3 +194,24 @@ def test_parameters_are_validated() -> None:
     with pytest.raises(ValueError, match=r"^A borrowed multiplier takes 16-bit signed "
                                          r"operands: errors of 16 bits and inputs of 16 bits"):
         UpdateLane(limits=[(0, 3)], input_bits=16, product_latency=2)
+
+
+def test_for_model_covers_every_shift_of_the_run() -> None:
+    # Digits-sized FFCL model: every k = base - z of every layer, array, epoch (lambda
+    # grows at the steps) and z lies in the lane's range, and the range is no wider.
+    config = ModelConfig(algo="ffcl", input_size=16, num_classes=4, theta=0.25,
+                         hidden=(8, 6), loops=2)
+    layers = [IntLayer(W=np.ones((8, 16), np.int64), w_exp=7, b=np.zeros(8, np.int64),
+                       U=np.ones((8, 4), np.int64), V=np.ones((8, 6), np.int64), v_exp=9),
+              IntLayer(W=np.ones((6, 8), np.int64), w_exp=8, b=np.zeros(6, np.int64),
+                       U=np.ones((6, 4), np.int64))]
+    model = IntModel(config=config, fmt=FORMAT, layers=layers)
+    rule = TrainRule(epochs=10, lr_shift=5, lr_steps=(3, 6, 9))
+    lane = UpdateLane.for_model(model, rule)
+    Fragment.get(lane, None)    # and it elaborates
+    trainer = IntTrainer(model, rule)
+    used = {base - z for epoch in range(rule.epochs) for layer in range(2)
+            for base in trainer.base_shifts(layer, rule.lr_shift_at(epoch)).values()
+            for z in range(trainer.max_block_shift + 1)}
+    assert (lane.min_shift, lane.max_shift) == (min(used), max(used))
+    assert lane.latency == UpdateLane.latency_for(None)
