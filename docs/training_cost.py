@@ -37,6 +37,8 @@ def designs() -> dict:
     limits = [stored_limits(fmt, 16)[kind] for kind in STORED_KINDS]
     return {
         "WordGenerator": lambda: WordGenerator(offset=0),
+        "WordGenerator without seeding (replay)": lambda: WordGenerator(offset=0,
+                                                                        seed_bits=0),
         "LearningSignalUnit (64 neurons)": lambda: LearningSignalUnit(
             state_bits=16, weight_bits=8, frac_bits=5, theta_bits=20, depth=64),
         "UpdateLane, k -32..32": lambda: UpdateLane(limits=limits, input_bits=15),

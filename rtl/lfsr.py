@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from functools import reduce
 
-from amaranth import Cat, Const, Module, Signal, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -65,18 +65,21 @@ class WordGenerator(wiring.Component):
         Added to the seed: 0 for the rounding generator,
         :data:`golden.inttrain.LABEL_SEED_OFFSET` for the label generator.
     seed_bits : int, optional
-        Width of the ``seed`` input (default 64, the rule's seeds go up to 2^63).
+        Width of the ``seed`` input (default 64, the rule's seeds go up to 2^63); 0 for a
+        generator without ``load`` and ``seed`` (the replay generator, which is only
+        restored: the seeding's adders are a quarter of the generator's logic).
     reset_seed : int, optional
-        The seed the generator holds after reset (default 0).
+        The seed (0..2^64 - 1) the generator holds after reset (default 0).
 
     Members
     -------
     words : Out(stream.Signature(unsigned(32)))
         The words, in the order the generator produces them.
     load : In(1)
-        Seed the generator with ``seed`` (takes precedence over a transfer in the same
-        cycle; the word offered in that cycle is discarded).
+        Only with ``seed_bits``: seed the generator with ``seed`` (takes precedence over
+        a transfer in the same cycle; the word offered in that cycle is discarded).
     seed : In(unsigned(seed_bits))
+        Only with ``seed_bits``.
     restore : In(1)
         Offer ``restore_word`` as the next word from the next cycle on, and continue the
         sequence from it (a word is the whole state, so an earlier ``payload`` captured by
@@ -90,23 +93,21 @@ class WordGenerator(wiring.Component):
     LOAD_LATENCY = 3
 
     def __init__(self, *, offset: int, seed_bits: int = 64, reset_seed: int = 0) -> None:
-        self.seed_bits = check_positive_int("Seed width", seed_bits)
+        self.seed_bits = check_positive_int("Seed width", seed_bits, minimum=0)
         if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset < 1 << 32:
             raise TypeError(f"Seed offset must be an integer in 0..{(1 << 32) - 1}, "
                             f"not {offset!r}")
         if (not isinstance(reset_seed, int) or isinstance(reset_seed, bool)
-                or not 0 <= reset_seed < 1 << seed_bits):
-            raise TypeError(f"Reset seed must be an integer in 0..{(1 << seed_bits) - 1}, "
+                or not 0 <= reset_seed < 1 << 64):
+            raise TypeError(f"Reset seed must be an integer in 0..{(1 << 64) - 1}, "
                             f"not {reset_seed!r}")
         self.offset = offset
         self.reset_seed = reset_seed
-        super().__init__({
-            "words": Out(stream.Signature(unsigned(LFSR_WIDTH))),
-            "load": In(1),
-            "seed": In(unsigned(seed_bits)),
-            "restore": In(1),
-            "restore_word": In(unsigned(LFSR_WIDTH)),
-        })
+        members = {"words": Out(stream.Signature(unsigned(LFSR_WIDTH)))}
+        if seed_bits:
+            members.update({"load": In(1), "seed": In(unsigned(seed_bits))})
+        members.update({"restore": In(1), "restore_word": In(unsigned(LFSR_WIDTH))})
+        super().__init__(members)
 
     @property
     def load_latency(self) -> int:
@@ -129,6 +130,13 @@ class WordGenerator(wiring.Component):
         word = Signal(unsigned(LFSR_WIDTH), init=first.word())
         valid = Signal(init=1)
         m.d.comb += [self.words.payload.eq(word), self.words.valid.eq(valid)]
+        take = self.words.valid & self.words.ready
+        if not self.seed_bits:
+            with m.If(self.restore):
+                m.d.sync += [word.eq(self.restore_word), valid.eq(1)]
+            with m.Elif(take):
+                m.d.sync += word.eq(next_word(word))
+            return m
 
         # The seeding, one register per step. (seed + offset) mod M as the sum of the
         # 32-bit chunks of seed and offset, which is below (chunks + 1) 2^32.
@@ -141,6 +149,9 @@ class WordGenerator(wiring.Component):
         m.d.sync += chunk_sum.eq(sum(chunks, self.offset))
         # folded < M + chunks + 1 is one subtraction of M from its residue.
         m.d.sync += state.eq(1 + (folded - (folded >= _PERIOD) * _PERIOD)[:LFSR_WIDTH])
+        # One network for both uses: the first word of a seed, the word after a word.
+        following = Signal(unsigned(LFSR_WIDTH))
+        m.d.comb += following.eq(next_word(Mux(loading == 1, state, word)))
 
         with m.If(self.load):
             m.d.sync += [valid.eq(0), loading.eq(self.LOAD_LATENCY - 1)]
@@ -149,7 +160,7 @@ class WordGenerator(wiring.Component):
         with m.Elif(loading != 0):
             m.d.sync += loading.eq(loading - 1)
             with m.If(loading == 1):
-                m.d.sync += [word.eq(next_word(state)), valid.eq(1)]
-        with m.Elif(self.words.valid & self.words.ready):
-            m.d.sync += word.eq(next_word(word))
+                m.d.sync += [word.eq(following), valid.eq(1)]
+        with m.Elif(take):
+            m.d.sync += word.eq(following)
         return m

@@ -180,10 +180,11 @@ def test_load_seeds_like_golden(seed_bits: int, offset: int) -> None:
     assert got == [golden_words(seed, offset, 3) for seed in seeds]
 
 
-def test_restore_replays_the_sequence() -> None:
+@pytest.mark.parametrize("seed_bits", [64, 0], ids=["seedable", "replay_only"])
+def test_restore_replays_the_sequence(seed_bits: int) -> None:
     # Capture the offered word, take 5 words, restore it: the same words follow, and the
     # sequence goes on past them as golden's does (the replay of kappa for every tile).
-    dut = WordGenerator(offset=0, reset_seed=11)
+    dut = WordGenerator(offset=0, reset_seed=11, seed_bits=seed_bits)
     taken: list[int] = []
 
     async def testbench(ctx) -> None:
@@ -212,10 +213,12 @@ def test_parameters_are_validated() -> None:
     with pytest.raises(TypeError,
                        match=r"^Seed offset must be an integer in 0\.\.4294967295, not -1$"):
         WordGenerator(offset=-1)
-    with pytest.raises(TypeError, match=r"^Seed width must be a positive integer, not 0$"):
-        WordGenerator(offset=0, seed_bits=0)
-    with pytest.raises(TypeError, match=r"^Reset seed must be an integer in 0\.\.255, not 256$"):
-        WordGenerator(offset=0, seed_bits=8, reset_seed=256)
+    with pytest.raises(TypeError, match=r"^Seed width must be an integer of at least 0, "
+                                        r"not -1$"):
+        WordGenerator(offset=0, seed_bits=-1)
+    with pytest.raises(TypeError, match=r"^Reset seed must be an integer in "
+                                        r"0\.\.18446744073709551615, not -1$"):
+        WordGenerator(offset=0, reset_seed=-1)
 
 
 # -- mutants: each must make one of the checks above fail ----------------------------------

@@ -40,7 +40,7 @@ class _Engine(wiring.Component):
         super().__init__({})
         self.labels = WordGenerator(offset=LABEL_SEED_OFFSET, reset_seed=rule.seed)
         self.words = WordGenerator(offset=0, reset_seed=rule.seed)
-        self.replay = WordGenerator(offset=0)
+        self.replay = WordGenerator(offset=0, seed_bits=0)
         self.signal = LearningSignalUnit.for_model(model, sigmoid=rule.sigmoid)
         self.lanes = [UpdateLane.for_model(model, rule) for _ in range(lanes)]
 
