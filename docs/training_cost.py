@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from amaranth import Signal, Value  # noqa: E402
 from amaranth.back import rtlil  # noqa: E402
 
 from golden.intformat import IntFormat  # noqa: E402
@@ -41,6 +42,9 @@ def designs() -> dict:
                                                                         seed_bits=0),
         "LearningSignalUnit (64 neurons)": lambda: LearningSignalUnit(
             state_bits=16, weight_bits=8, frac_bits=5, theta_bits=20, depth=64),
+        "LearningSignalUnit, borrowed multipliers": lambda: LearningSignalUnit(
+            state_bits=16, weight_bits=8, frac_bits=5, theta_bits=20, depth=64,
+            product_latency=2),
         "UpdateLane, k -32..32": lambda: UpdateLane(limits=limits, input_bits=15),
         "UpdateLane, k -5..22": lambda: UpdateLane(limits=limits, input_bits=15,
                                                     min_shift=-5, max_shift=22),
@@ -60,7 +64,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, make in designs().items():
             il = Path(tmp) / "design.il"
-            il.write_text(rtlil.convert(make(), name="top"))
+            design = make()
+            # Every signal of the signature is a port (an always-ready stream's constant
+            # ready is not a signal; a payload is a view of one).
+            ports = [Value.cast(value) for _, _, value in design.signature.flatten(design)
+                     if isinstance(Value.cast(value), Signal)]
+            il.write_text(rtlil.convert(design, name="top", ports=ports))
             row = [name]
             for family, cells in CELLS.items():
                 synth = "synth_ice40 -dsp" if family == "ice40" else "synth_ecp5"

@@ -6,7 +6,7 @@ For each board configuration: the inference cycles (``Program.cycles``), the for
 passes of a training sample (the program's LAYER ops, with FFCL's layer-1 cache
 disabled: the rule recomputes W_1 x at every iteration, its weights may have changed),
 and the update of every layer in the closed form of the design note, with the units'
-latencies read from the components (``LearningSignalUnit.GAP``, ``UpdateLane.latency``,
+latencies read from the components (``LearningSignalUnit.gap_for``, ``UpdateLane.latency``,
 ``WeightStore.LATENCY``, ``OPERAND_STAGES``). Nothing here is measured on hardware: the
 training engine is not built yet; this is the design's arithmetic.
 """
@@ -24,7 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from golden.config import ModelConfig  # noqa: E402
 from golden.inttrain import initial_model  # noqa: E402
 from rtl.learning_signal import LearningSignalUnit  # noqa: E402
-from rtl.program import FETCH_DECODE, LAYER, OPERAND_STAGES, SRC_CACHE, SRC_IMAGE, build_program  # noqa: E402
+from rtl.program import (  # noqa: E402
+    FETCH_DECODE,
+    LAYER,
+    OPERAND_STAGES,
+    SIDE_LATENCY,
+    SRC_CACHE,
+    SRC_IMAGE,
+    build_program,
+)
 from rtl.update_lane import UpdateLane  # noqa: E402
 from rtl.weight_store import SPRAM_WIDTH, WeightStore  # noqa: E402
 
@@ -61,7 +69,8 @@ def estimate(config: ModelConfig, input_max: int, lanes: int, shared: bool, memo
     model = initial_model(config, x, input_max=input_max, seed=0)
     program = build_program(model, lanes=lanes, label_lanes=config.num_classes if not shared
                             else 2, shared=shared)
-    gap = LearningSignalUnit.GAP
+    # With shared multipliers the learning signal borrows the lanes' too.
+    gap = LearningSignalUnit.gap_for(SIDE_LATENCY if shared else None)
     forward = update = busy = rmw = 0
     t = -1
     for op in program.ops:
@@ -124,7 +133,8 @@ def largest_fit(e: dict[str, float]) -> int:
 
 def main() -> None:
     print(f"RMW drain {RMW_DRAIN} cycles, learning-signal gap {LearningSignalUnit.GAP} "
-          f"cycles, stored weights 16 bits")
+          f"cycles ({LearningSignalUnit.gap_for(SIDE_LATENCY)} with borrowed multipliers), "
+          f"stored weights 16 bits")
     print("| model | P | memory | inference | training: forward | update | total "
           "| update-pass lane utilisation |")
     print("|---|---|---|---|---|---|---|---|")

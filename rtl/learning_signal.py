@@ -71,7 +71,17 @@ class LearningSignalUnit(wiring.Component):
     the next update's last neuron.
 
     Cycles of an update of N neurons without stalls: N to take the neurons (one per
-    cycle), :attr:`GAP` from the last neuron taken to the first error offered, N errors.
+    cycle), :attr:`gap` from the last neuron taken to the first error offered, N errors.
+
+    With ``product_latency`` the unit has no multiplier of its own (iCE40: the MAC lanes'
+    SB_MAC16 lend theirs, idle while the unit works): two multipliers receive ``a[q]`` and
+    ``b[q]`` and return their product ``product_latency`` cycles later, for the squares
+    of h+ and h- in the scan, sigma times the maxima, then sigma+ h+ and sigma- h- in the
+    second pass. h can exceed a signed 16-bit input (amax + wmax = 2^15 + 126), so the
+    unit multiplies f = h >> 1 and adds the odd part: h^2 = 4 f^2 + e (4 f + 1),
+    sigma h = 2 sigma f + e sigma, e = h & 1 (the goodness datapath's form). The errors
+    then leave without back-pressure (``errors`` is always ready: the engine writes them
+    into a memory), since borrowed multipliers cannot be stalled.
 
     Parameters
     ----------
@@ -88,25 +98,37 @@ class LearningSignalUnit(wiring.Component):
         The most neurons of a layer (the buffer's entries).
     sigmoid : {"table", "piecewise"}, optional
         The rule's sigmoid (default "table").
+    product_latency : int, optional
+        Borrow two multipliers with this latency (default: the unit's own).
+    operand_bits : int, optional
+        Width of a borrowed multiplier's signed inputs (default 16, SB_MAC16).
 
     Members
     -------
     neurons : In(stream.Signature(neuron_layout(state_bits, weight_bits)))
     theta : In(unsigned(theta_bits))
     errors : Out(stream.Signature(error_layout()))
+        Always ready with ``product_latency``.
     z : Out(range(z_max + 1))
         The block exponent.
     g_pos, g_neg : Out(unsigned(g_bits))
     sigma_pos, sigma_neg : Out(unsigned(SIGMOID_FRAC_BITS + 1))
+    a, b : Out(ArrayLayout(signed(operand_bits), 2))
+        Only with ``product_latency``: the operands of the two borrowed multipliers.
+    product : In(ArrayLayout(signed(2 * operand_bits), 2))
+        Only with ``product_latency``: ``a[q] * b[q]``, ``product_latency`` cycles later.
     """
 
-    #: Cycles from the last neuron's transfer to the first error's ``valid``: the
-    #: neuron's h, its square, its sum (the drain), the table index, the table read,
-    #: sigma times the maxima, z, then the buffer read, sigma h, the rounding shift, d.
+    #: Cycles from the last neuron's transfer to the first error's ``valid`` with the
+    #: unit's own multipliers: the neuron's h, its square, its sum (the drain), the table
+    #: index, the table read, sigma times the maxima, z, then the buffer read, sigma h,
+    #: the rounding shift, d. Borrowed multipliers add their latency to each of the three
+    #: products (:meth:`gap_for`).
     GAP = 3 + 4 + 4
 
     def __init__(self, *, state_bits: int, weight_bits: int, frac_bits: int,
-                 theta_bits: int, depth: int, sigmoid: str = "table") -> None:
+                 theta_bits: int, depth: int, sigmoid: str = "table",
+                 product_latency: int | None = None, operand_bits: int = 16) -> None:
         self.state_bits = check_positive_int("State width", state_bits, minimum=2)
         self.weight_bits = check_positive_int("Weight width", weight_bits, minimum=2)
         self.frac_bits = check_positive_int("Fractional bits", frac_bits, minimum=2)
@@ -123,19 +145,35 @@ class LearningSignalUnit(wiring.Component):
         self.g_bits = unsigned_bits(depth * self.h_max ** 2)
         self.largest_bits = unsigned_bits((1 << SIGMOID_FRAC_BITS) * self.h_max)
         self.z_max = max(0, self.largest_bits - DELTA_BITS)
-        super().__init__({
+        if product_latency is not None:
+            check_positive_int("Product latency", product_latency)
+            check_positive_int("Operand width", operand_bits, minimum=2)
+            if self.h_bits > operand_bits or SIGMOID_FRAC_BITS + 1 >= operand_bits:
+                raise ValueError(f"Borrowed multipliers take {operand_bits}-bit signed "
+                                 f"operands: h of {self.h_bits} bits does not fit as h >> 1 "
+                                 f"(at most {operand_bits} bits)")
+        self.product_latency = product_latency
+        self.operand_bits = operand_bits
+        members = {
             "neurons": In(stream.Signature(neuron_layout(state_bits, weight_bits))),
             "theta": In(unsigned(theta_bits)),
-            "errors": Out(stream.Signature(error_layout())),
+            "errors": Out(stream.Signature(error_layout(),
+                                           always_ready=product_latency is not None)),
             "z": Out(range(self.z_max + 1)),
             "g_pos": Out(unsigned(self.g_bits)),
             "g_neg": Out(unsigned(self.g_bits)),
             "sigma_pos": Out(unsigned(SIGMOID_FRAC_BITS + 1)),
             "sigma_neg": Out(unsigned(SIGMOID_FRAC_BITS + 1)),
-        })
+        }
+        if product_latency is not None:
+            operands = data.ArrayLayout(signed(operand_bits), 2)
+            members.update({"a": Out(operands), "b": Out(operands),
+                            "product": In(data.ArrayLayout(signed(2 * operand_bits), 2))})
+        super().__init__(members)
 
     @classmethod
-    def for_model(cls, model: IntModel, *, sigmoid: str = "table") -> LearningSignalUnit:
+    def for_model(cls, model: IntModel, *, sigmoid: str = "table",
+                  product_latency: int | None = None) -> LearningSignalUnit:
         """The unit for every layer of ``model``: widths from its formats (the spec's width
         table), Theta wide enough for every layer, a buffer for the widest layer."""
         fmt, config = model.fmt, model.config
@@ -143,12 +181,19 @@ class LearningSignalUnit(wiring.Component):
                          for i in range(config.num_layers))
         return cls(state_bits=fmt.state_bits, weight_bits=fmt.weight_bits,
                    frac_bits=fmt.frac_bits, theta_bits=theta_bits,
-                   depth=max(config.hidden), sigmoid=sigmoid)
+                   depth=max(config.hidden), sigmoid=sigmoid,
+                   product_latency=product_latency)
+
+    @classmethod
+    def gap_for(cls, product_latency: int | None = None) -> int:
+        """Cycles from the last neuron taken to the first error offered, with own
+        multipliers (None) or borrowed ones of ``product_latency``."""
+        return cls.GAP + 3 * (product_latency or 0)
 
     @property
     def gap(self) -> int:
-        """Cycles from the last neuron taken to the first error offered (:attr:`GAP`)."""
-        return self.GAP
+        """Cycles from the last neuron taken to the first error offered (:meth:`gap_for`)."""
+        return self.gap_for(self.product_latency)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -182,8 +227,20 @@ class LearningSignalUnit(wiring.Component):
                      write.data.neg.eq(h_neg), write.en.eq(h_valid)]
         sq_pos, sq_neg = Signal(2 * self.h_bits), Signal(2 * self.h_bits)
         sq_valid, sq_last = Signal(), Signal()
-        m.d.sync += [sq_pos.eq(h_pos * h_pos), sq_neg.eq(h_neg * h_neg),
-                     sq_valid.eq(h_valid), sq_last.eq(h_last)]
+        latency = self.product_latency
+        if latency is None:
+            m.d.sync += [sq_pos.eq(h_pos * h_pos), sq_neg.eq(h_neg * h_neg),
+                         sq_valid.eq(h_valid), sq_last.eq(h_last)]
+        else:
+            # h^2 = 4 f^2 + e (4 f + 1): the borrowed multiplier squares f = h >> 1.
+            odd_pos, odd_neg = _delayed(m, h_pos[0], latency), _delayed(m, h_neg[0], latency)
+            half_pos = _delayed(m, h_pos >> 1, latency)
+            half_neg = _delayed(m, h_neg >> 1, latency)
+            m.d.sync += [
+                sq_pos.eq((self.product[0] << 2) + Mux(odd_pos, (half_pos << 2) + 1, 0)),
+                sq_neg.eq((self.product[1] << 2) + Mux(odd_neg, (half_neg << 2) + 1, 0)),
+                sq_valid.eq(_delayed(m, h_valid, latency)),
+                sq_last.eq(_delayed(m, h_last, latency))]
         with m.If(h_valid):
             m.d.sync += [top_pos.eq(Mux(h_pos > top_pos, h_pos, top_pos)),
                          top_neg.eq(Mux(h_neg > top_neg, h_neg, top_neg))]
@@ -201,6 +258,7 @@ class LearningSignalUnit(wiring.Component):
         largest_neg = Signal(self.largest_bits)
         z = Signal.like(self.z)
         m.d.comb += self.z.eq(z)
+        held = Signal(range((self.product_latency or 1) + 1))
         if self.sigmoid == "table":
             m.submodules.table = table = memory.Memory(
                 shape=sigma_shape, depth=1 << SIGMOID_INDEX_BITS,
@@ -227,12 +285,25 @@ class LearningSignalUnit(wiring.Component):
                              phase.eq(_Phase.LOOKUP)]
             with m.Case(_Phase.LOOKUP):
                 # The ROM's read register (or the piecewise form's) fills in this cycle.
-                m.d.sync += phase.eq(_Phase.PRODUCT)
+                m.d.sync += [phase.eq(_Phase.PRODUCT), held.eq(0)]
             with m.Case(_Phase.PRODUCT):
-                m.d.sync += [sigma_pos.eq(table_pos), sigma_neg.eq(table_neg),
-                             largest_pos.eq(table_pos * top_pos),
-                             largest_neg.eq(table_neg * top_neg),
-                             phase.eq(_Phase.EXPONENT)]
+                if latency is None:
+                    m.d.sync += [sigma_pos.eq(table_pos), sigma_neg.eq(table_neg),
+                                 largest_pos.eq(table_pos * top_pos),
+                                 largest_neg.eq(table_neg * top_neg),
+                                 phase.eq(_Phase.EXPONENT)]
+                else:
+                    # The operands wait in the borrowed multipliers for their products;
+                    # sigma h = 2 sigma f + e sigma.
+                    m.d.sync += held.eq(held + 1)
+                    with m.If(held == latency):
+                        m.d.sync += [
+                            sigma_pos.eq(table_pos), sigma_neg.eq(table_neg),
+                            largest_pos.eq((self.product[0] << 1)
+                                           + Mux(top_pos[0], table_pos, 0)),
+                            largest_neg.eq((self.product[1] << 1)
+                                           + Mux(top_neg[0], table_neg, 0)),
+                            phase.eq(_Phase.EXPONENT)]
             with m.Case(_Phase.EXPONENT):
                 largest = Mux(largest_pos > largest_neg, largest_pos, largest_neg)
                 # z = max(0, bits(M) - 14) = the number of j < z_max with M >= 2^(14 + j):
@@ -244,7 +315,7 @@ class LearningSignalUnit(wiring.Component):
         # -- second pass: the errors, through a pipeline that stalls as a whole ----------
         # Every stage moves when the output register is empty or taken, so valid never
         # depends on ready and the buffer's read port holds its data while stalled.
-        advance = ~self.errors.valid | self.errors.ready
+        advance = 1 if latency is not None else ~self.errors.valid | self.errors.ready
         issued = Signal.like(count)
         issue = (phase == _Phase.ERRORS) & (issued != count)
         read_valid, read_last = Signal(), Signal()
@@ -256,6 +327,31 @@ class LearningSignalUnit(wiring.Component):
         dp, dn = Signal(error_shape), Signal(error_shape)
         error_valid, error_last = Signal(), Signal()
         out = self.errors.payload
+        if latency is None:
+            scaled_pos = sigma_pos * read.data.pos
+            scaled_neg = sigma_neg * read.data.neg
+            scaled_valid, scaled_last = read_valid, read_last
+        else:
+            # Without stalls (errors always ready) the borrowed products and what travels
+            # beside them are plain delay lines.
+            scaled_pos = (self.product[0] << 1) + Mux(
+                _delayed(m, read.data.pos[0], latency), sigma_pos, 0)
+            scaled_neg = (self.product[1] << 1) + Mux(
+                _delayed(m, read.data.neg[0], latency), sigma_neg, 0)
+            scaled_valid = _delayed(m, read_valid, latency)
+            scaled_last = _delayed(m, read_last, latency)
+            # The borrowed multipliers' operands, by phase: the squares in the scan,
+            # sigma times the maxima, then sigma times each neuron's h.
+            for q, (h_now, top, table, sigma, stored) in enumerate((
+                    (h_pos, top_pos, table_pos, sigma_pos, read.data.pos),
+                    (h_neg, top_neg, table_neg, sigma_neg, read.data.neg))):
+                with m.Switch(phase):
+                    with m.Case(_Phase.PRODUCT):
+                        m.d.comb += [self.a[q].eq(table), self.b[q].eq(top >> 1)]
+                    with m.Case(_Phase.ERRORS):
+                        m.d.comb += [self.a[q].eq(sigma), self.b[q].eq(stored >> 1)]
+                    with m.Default():
+                        m.d.comb += [self.a[q].eq(h_now >> 1), self.b[q].eq(h_now >> 1)]
         with m.If(advance):
             with m.If(issue):
                 m.d.sync += issued.eq(issued + 1)
@@ -263,15 +359,16 @@ class LearningSignalUnit(wiring.Component):
                 read_valid.eq(issue), read_last.eq(issue & (issued == count - 1)),
                 # dp is round_shift(-(sigma+ h+), z): the negation comes before the
                 # rounding (half up is not symmetric).
-                product_pos.eq(-(sigma_pos * read.data.pos)),
-                product_neg.eq(sigma_neg * read.data.neg),
-                product_valid.eq(read_valid), product_last.eq(read_last),
+                product_pos.eq(-scaled_pos), product_neg.eq(scaled_neg),
+                product_valid.eq(scaled_valid), product_last.eq(scaled_last),
                 dp.eq(_round_shift(product_pos, z)), dn.eq(_round_shift(product_neg, z)),
                 error_valid.eq(product_valid), error_last.eq(product_last),
                 out.dp.eq(dp), out.dn.eq(dn), out.d.eq(dp + dn), out.last.eq(error_last),
                 self.errors.valid.eq(error_valid),
             ]
-        with m.If(self.errors.valid & self.errors.ready & out.last):
+        taken = self.errors.valid if latency is not None else \
+            self.errors.valid & self.errors.ready
+        with m.If(taken & out.last):
             # The update is over: clear what the next scan accumulates.
             m.d.sync += [phase.eq(_Phase.SCAN), count.eq(0), issued.eq(0),
                          g_pos.eq(0), g_neg.eq(0), top_pos.eq(0), top_neg.eq(0)]
@@ -300,3 +397,12 @@ def _round_shift(value, shift):
     """round_shift(value, shift) = ((2 value >> shift) + 1) >> 1 for every shift >= 0
     (the Scaler's form: no choice between a rounded and an unshifted value)."""
     return (((value << 1) >> shift) + 1) >> 1
+
+
+def _delayed(m: Module, value, cycles: int):
+    """``value`` through ``cycles`` registers."""
+    for _ in range(cycles):
+        register = Signal.like(value) if isinstance(value, Signal) else Signal(len(value))
+        m.d.sync += register.eq(value)
+        value = register
+    return value

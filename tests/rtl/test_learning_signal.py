@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from amaranth import Elaboratable, Module, Signal, signed
 from amaranth.hdl import Fragment
 
 from golden.config import ModelConfig
@@ -39,7 +40,9 @@ def run_updates(dut: LearningSignalUnit, updates: list[Update], rng: np.random.G
                 idle: float, stall: float) -> list[dict]:
     """Drive every update (input idle with probability ``idle``, output not ready with
     probability ``stall``); return per update what the unit gave, with the cycles from
-    the last neuron taken to the first error offered."""
+    the last neuron taken to the first error offered. A unit with borrowed multipliers
+    gets them from :class:`_WithMultipliers`."""
+    borrowed = dut.product_latency is not None
     results: list[dict] = []
 
     async def testbench(ctx) -> None:
@@ -64,7 +67,10 @@ def run_updates(dut: LearningSignalUnit, updates: list[Update], rng: np.random.G
             got = {"dp": [], "dn": [], "d": [], "first": None}
             while True:
                 ready = rng.random() >= stall
-                ctx.set(dut.errors.ready, ready)
+                if borrowed:
+                    ready = True     # always ready: no back-pressure to give
+                else:
+                    ctx.set(dut.errors.ready, ready)
                 assert not ctx.get(dut.neurons.ready), "took a neuron while giving errors"
                 if ctx.get(dut.errors.valid):
                     if got["first"] is None:
@@ -82,10 +88,11 @@ def run_updates(dut: LearningSignalUnit, updates: list[Update], rng: np.random.G
                 await ctx.tick()
                 cycle += 1
                 assert cycle < 100 * (n + 20) * len(updates), "the unit stopped"
-            ctx.set(dut.errors.ready, 0)
+            if not borrowed:
+                ctx.set(dut.errors.ready, 0)
             results.append(got)
 
-    simulate(dut, testbench)
+    simulate(_WithMultipliers(dut) if borrowed else dut, testbench)
     return results
 
 
@@ -167,19 +174,45 @@ CONFIGS = {
     "narrow_s2": dict(model=dict(state_bits=8, weight_bits=3, frac_bits=2), sigmoid="table"),
     # Wide states: h beyond 16 bits, z up to 12.
     "wide": dict(model=dict(state_bits=20, weight_bits=12, frac_bits=9), sigmoid="piecewise"),
+    # Borrowed multipliers (iCE40): h up to 2^15 + 126 goes through them as h >> 1.
+    "borrowed_2": dict(model=dict(), sigmoid="table", product_latency=2),
+    "borrowed_1_narrow": dict(model=dict(state_bits=8, weight_bits=3, frac_bits=2),
+                              sigmoid="piecewise", product_latency=1),
 }
 
 
 def make_dut(name: str) -> LearningSignalUnit:
     spec = CONFIGS[name]
     return LearningSignalUnit.for_model(digits_like_model(**spec["model"]),
-                                        sigmoid=spec["sigmoid"])
+                                        sigmoid=spec["sigmoid"],
+                                        product_latency=spec.get("product_latency"))
+
+
+class _WithMultipliers(Elaboratable):
+    """The unit with two multipliers outside it that answer ``product_latency`` cycles
+    later, as the MAC lanes' side ports do (the testbench drives the unit's own ports)."""
+
+    def __init__(self, unit: LearningSignalUnit) -> None:
+        self.unit = unit
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.unit = unit = self.unit
+        for q in range(2):
+            product = unit.a[q] * unit.b[q]
+            for i in range(unit.product_latency):
+                register = Signal(signed(2 * unit.operand_bits), name=f"product_{q}_{i}")
+                m.d.sync += register.eq(product)
+                product = register
+            m.d.comb += unit.product[q].eq(product)
+        return m
 
 
 @pytest.mark.parametrize(("idle", "stall"), [(0.0, 0.0), (0.3, 0.5)],
                          ids=["streaming", "idle_and_back_pressure"])
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_random_updates_match_golden(name: str, idle: float, stall: float) -> None:
+    # (Borrowed multipliers make the errors always ready: stall is then ignored.)
     seed = SEED + sorted(CONFIGS).index(name) * 10 + int(stall > 0)
     rng = np.random.default_rng(seed)
     dut = make_dut(name)
@@ -191,11 +224,12 @@ def test_random_updates_match_golden(name: str, idle: float, stall: float) -> No
         assert {r["first"] for r in results} == {dut.gap}
 
 
-def test_extremes_reach_the_widths() -> None:
+@pytest.mark.parametrize("name", ["model_table", "borrowed_2"])
+def test_extremes_reach_the_widths(name: str) -> None:
     # h = H on every neuron (z at its largest), h = 2^15 - 1 with sigma = 256 (sigma h =
     # 2^23 - 256: dn rounds up to the error's top, 2^14), all h zero (z = 0, no error),
     # one neuron, and full layers.
-    dut = make_dut("model_table")
+    dut = make_dut(name)
     amax, wmax = (1 << (dut.state_bits - 1)) - 1, (1 << (dut.weight_bits - 1)) - 1
     n = dut.depth
     full = np.full(n, amax, dtype=np.int64)
@@ -207,6 +241,13 @@ def test_extremes_reach_the_widths() -> None:
         Update(pre=full, u_pos=zero + wmax, u_neg=zero, theta=(1 << dut.theta_bits) - 1),
         Update(pre=np.array([amax]), u_pos=np.array([wmax]), u_neg=np.array([-wmax]),
                theta=0),
+        # sigma = 255 and max h = 65 (odd): 255 x 65 = 16575 >= 2^14 > 255 x 64, so the
+        # odd part of sigma h decides z (1, not 0); once from each side (S = 6: the
+        # margin 21125 or 21000 is table index 210).
+        Update(pre=np.full(5, 65), u_pos=np.full(5, -65), u_neg=np.zeros(5, np.int64),
+               theta=0),
+        Update(pre=np.full(5, 65), u_pos=np.zeros(5, np.int64), u_neg=np.full(5, -65),
+               theta=21125 + 21000),
     ]
     results = run_updates(dut, updates, np.random.default_rng(SEED), 0.0, 0.0)
     check(dut, updates, results, SEED)
@@ -214,6 +255,8 @@ def test_extremes_reach_the_widths() -> None:
     assert wants[0].z == dut.z_max
     assert wants[1].dn.max() == 1 << 14
     assert wants[2].z == 0 and not wants[2].d.any()
+    assert [(w.sigma_neg, w.z) for w in wants[5:6]] == [(255, 1)]
+    assert [(w.sigma_pos, w.z) for w in wants[6:7]] == [(255, 1)]
 
 
 def test_for_model_derives_the_spec_widths() -> None:
@@ -238,3 +281,6 @@ def test_parameters_are_validated() -> None:
     with pytest.raises(ValueError, match=r"^Sigmoid must be one of table, piecewise, "
                                          r"not 'hard'$"):
         LearningSignalUnit(**base, sigmoid="hard")
+    with pytest.raises(ValueError, match=r"^Borrowed multipliers take 16-bit signed operands: "
+                                         r"h of 20 bits does not fit"):
+        LearningSignalUnit(**{**base, "state_bits": 20}, product_latency=2)
