@@ -254,10 +254,66 @@ def _build_jobs(jobs: int) -> Iterator[None]:
         runner.MAX_PARALLEL_BUILD_JOBS = saved
 
 
+#: Verilator's run-time library objects: the same for every design built with the same
+#: options (the generated makefiles say which), about half of a small core's build.
+_RUNTIME_OBJECTS = "verilated*.o"
+_MAKEFILES = ("Vtop.mk", "Vtop_classes.mk")
+
+
+@contextlib.contextmanager
+def _shared_runtime(cache: Path) -> Iterator[None]:
+    """Let Verilator builds started in the block reuse the run-time library objects kept
+    in ``cache``: copied in after Verilator wrote the makefiles and before ``make``, so
+    that make finds them newer than their sources and only links them.
+
+    The first build fills the cache (:func:`_fill_runtime`) with its objects and its
+    makefiles; a later build whose makefiles differ from those (other options, another
+    Verilator) would mix objects of two configurations, and is refused there.
+    """
+    import cocotb_tools.runner as runner
+
+    original = runner.Verilator._build_command
+    objects = sorted(cache.glob(_RUNTIME_OBJECTS))
+
+    def build_command(self):
+        commands = list(original(self))
+        if objects:
+            commands.insert(1, ["cp", *map(str, objects), str(self.build_dir)])
+        return commands
+
+    runner.Verilator._build_command = build_command
+    try:
+        yield
+    finally:
+        runner.Verilator._build_command = original
+
+
+def _fill_runtime(cache: Path, build_dir: Path) -> None:
+    """Keep ``build_dir``'s run-time objects in ``cache`` if it has none yet; check that a
+    build that used them had the same makefiles.
+
+    Raises
+    ------
+    RuntimeError
+        If the makefiles differ from the ones the cached objects were built with.
+    """
+    if sorted(cache.glob(_RUNTIME_OBJECTS)):
+        for name in _MAKEFILES:
+            if (cache / name).read_bytes() != (build_dir / name).read_bytes():
+                raise RuntimeError(f"{build_dir / name} differs from the one the shared "
+                                   f"Verilator run-time objects in {cache} were built with; "
+                                   "delete that folder and build again")
+        return
+    cache.mkdir(parents=True, exist_ok=True)
+    for path in [*build_dir.glob(_RUNTIME_OBJECTS), *(build_dir / n for n in _MAKEFILES)]:
+        shutil.copy(path, cache / path.name)
+
+
 def run_case(case: Case, root: Path, *, simulator: str = "verilator", build_jobs: int = 1,
              keep: bool = False) -> CaseResult:
     """Build ``case``'s core under ``root`` and run its images through the regression
     bench; the build folder is removed afterwards unless the case failed or ``keep``.
+    Verilator builds share their run-time library objects through ``root/runtime``.
 
     Raises
     ------
@@ -268,8 +324,11 @@ def run_case(case: Case, root: Path, *, simulator: str = "verilator", build_jobs
 
     core = case.core()
     start = time.perf_counter()
-    with _build_jobs(build_jobs):
+    runtime = Path(root).resolve() / "runtime"
+    with _build_jobs(build_jobs), _shared_runtime(runtime):
         built = build_core(core, simulator, root)
+    if simulator == "verilator":
+        _fill_runtime(runtime, built.build_dir)
     build_seconds = time.perf_counter() - start
     name = f"regress-{case.seed}-{case.index}"
     work = built.build_dir / name
