@@ -118,3 +118,39 @@ def test_the_full_regression_is_bit_exact(tmp_path, build_root):
     assert totals["inferences"] == CONFIGS * INFERENCES
     assert not totals["failed_configs"], totals["failed_configs"][:3]
     assert summary.mismatches == 0
+
+
+def test_the_command_refuses_bad_input(tmp_path, capsys):
+    from ffcl_hw.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["regress", "--only", "-1"])
+    assert exit_info.value.code == 2
+    assert "'-1' is not a non-negative integer" in capsys.readouterr().err
+    assert main(["regress", "--out", str(tmp_path)]) == 2
+    assert f"--out {tmp_path} is a folder" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_command_names_the_replay_of_a_failed_case(tmp_path, capsys, monkeypatch):
+    # A case that failed (here a stand-in for the simulation): exit 1, the totals count
+    # its mismatches, and the replay command runs that case alone.
+    import sim.regression
+    from ffcl_hw.cli import main
+    from sim.regression import CaseResult
+
+    def failed(case, root, **kwargs):
+        return CaseResult(case=case.describe(), inferences=3, mismatches=2, passed=False,
+                          first_error="inference 1: cycles is 9 in the hardware, 8",
+                          cycles_per_inference=8, build_seconds=0, sim_seconds=0, log="x")
+
+    monkeypatch.setattr(sim.regression, "run_case", failed)
+    out = tmp_path / "summary.json"
+    assert main(["regress", "--seed", "4", "--only", "2", "--inferences", "3",
+                 "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "FAILED (2 mismatches): inference 1: cycles is 9" in captured.out
+    assert "replay: ffcl-hw regress --seed 4 --only 2 --inferences 3" in captured.err
+    totals = json.loads(out.read_text())
+    assert (totals["configs"], totals["inferences"], totals["mismatches"]) == (1, 3, 2)
+    assert totals["failed_configs"][0]["index"] == 2
