@@ -255,9 +255,24 @@ def _build_jobs(jobs: int) -> Iterator[None]:
 
 
 #: Verilator's run-time library objects: the same for every design built with the same
-#: options (the generated makefiles say which), about half of a small core's build.
+#: options, about half of a small core's build.
 _RUNTIME_OBJECTS = "verilated*.o"
-_MAKEFILES = ("Vtop.mk", "Vtop_classes.mk")
+_RUNTIME_KEY = "makefile-key.txt"
+
+
+def _runtime_key(build_dir: Path) -> str:
+    """What the run-time objects of ``build_dir`` depend on: the compiler flags (the
+    whole of ``Vtop.mk``) and which run-time files there are (the ``VM_GLOBAL_*`` lists of
+    ``Vtop_classes.mk``; the rest of that file lists the design's own files)."""
+    lines, keep = [], False
+    for line in (build_dir / "Vtop_classes.mk").read_text().splitlines():
+        if line.startswith("VM_GLOBAL_"):
+            keep = True
+        elif not line.startswith(" "):
+            keep = False
+        if keep:
+            lines.append(line)
+    return (build_dir / "Vtop.mk").read_text() + "\n".join(lines)
 
 
 @contextlib.contextmanager
@@ -266,9 +281,9 @@ def _shared_runtime(cache: Path) -> Iterator[None]:
     in ``cache``: copied in after Verilator wrote the makefiles and before ``make``, so
     that make finds them newer than their sources and only links them.
 
-    The first build fills the cache (:func:`_fill_runtime`) with its objects and its
-    makefiles; a later build whose makefiles differ from those (other options, another
-    Verilator) would mix objects of two configurations, and is refused there.
+    The first build fills the cache (:func:`_fill_runtime`) with its objects and what
+    they depend on; a later build that would need other objects (other options, another
+    Verilator) is refused there.
     """
     import cocotb_tools.runner as runner
 
@@ -290,23 +305,24 @@ def _shared_runtime(cache: Path) -> Iterator[None]:
 
 def _fill_runtime(cache: Path, build_dir: Path) -> None:
     """Keep ``build_dir``'s run-time objects in ``cache`` if it has none yet; check that a
-    build that used them had the same makefiles.
+    build that used them needed the same ones.
 
     Raises
     ------
     RuntimeError
-        If the makefiles differ from the ones the cached objects were built with.
+        If the build's flags or run-time files differ from the cached objects' ones.
     """
+    key = _runtime_key(build_dir)
     if sorted(cache.glob(_RUNTIME_OBJECTS)):
-        for name in _MAKEFILES:
-            if (cache / name).read_bytes() != (build_dir / name).read_bytes():
-                raise RuntimeError(f"{build_dir / name} differs from the one the shared "
-                                   f"Verilator run-time objects in {cache} were built with; "
-                                   "delete that folder and build again")
+        if (cache / _RUNTIME_KEY).read_text() != key:
+            raise RuntimeError(f"{build_dir} was built with other flags or run-time files "
+                               f"than the shared Verilator run-time objects in {cache}; "
+                               "delete that folder and build again")
         return
     cache.mkdir(parents=True, exist_ok=True)
-    for path in [*build_dir.glob(_RUNTIME_OBJECTS), *(build_dir / n for n in _MAKEFILES)]:
+    for path in build_dir.glob(_RUNTIME_OBJECTS):
         shutil.copy(path, cache / path.name)
+    (cache / _RUNTIME_KEY).write_text(key)
 
 
 def run_case(case: Case, root: Path, *, simulator: str = "verilator", build_jobs: int = 1,
