@@ -288,7 +288,8 @@ def _shared_runtime(cache: Path) -> Iterator[None]:
     import cocotb_tools.runner as runner
 
     original = runner.Verilator._build_command
-    objects = sorted(cache.glob(_RUNTIME_OBJECTS))
+    # The key is written last: without it the cache is incomplete.
+    objects = sorted(cache.glob(_RUNTIME_OBJECTS)) if (cache / _RUNTIME_KEY).exists() else []
 
     def build_command(self):
         commands = list(original(self))
@@ -313,7 +314,7 @@ def _fill_runtime(cache: Path, build_dir: Path) -> None:
         If the build's flags or run-time files differ from the cached objects' ones.
     """
     key = _runtime_key(build_dir)
-    if sorted(cache.glob(_RUNTIME_OBJECTS)):
+    if (cache / _RUNTIME_KEY).exists():
         if (cache / _RUNTIME_KEY).read_text() != key:
             raise RuntimeError(f"{build_dir} was built with other flags or run-time files "
                                f"than the shared Verilator run-time objects in {cache}; "
