@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from golden.intmodel import IntModel
-from rtl.core import Core, load_words
+from rtl.core import LOAD_TARGETS, Core, load_words
 from rtl.host_link import (
     LinkIdentity,
     link_identity,
@@ -244,6 +244,10 @@ class Device:
 
         Raises
         ------
+        ValueError
+            If a write's target is not one of :data:`rtl.core.LOAD_TARGETS` or its
+            address is at or beyond that memory's depth (IDENT's ``depths``), which the
+            device would refuse with error 4 or 9; nothing is sent.
         HostLinkError
             If the device is not loadable or refuses a frame; in particular error 5 for
             weights of another configuration (nothing written, the old model kept) and
@@ -265,6 +269,7 @@ class Device:
         else:
             writes, n_model = list(model), n
             announced = ident.model_hash if model_hash is None else model_hash
+        _check_writes(writes, ident)
         checksum = load_checksum(writes, n_model)
         self._transact(Command.LOAD_BEGIN, announced.to_bytes(4, "little")
                        + checksum.to_bytes(4, "little"), Reply.LOAD_BEGIN, "LOAD_BEGIN")
@@ -280,3 +285,17 @@ class Device:
                                              weights_checksum=checksum)
         return len(writes)
 
+
+
+def _check_writes(writes: Sequence[tuple[int, int, int]], identity: LinkIdentity) -> None:
+    """Refuse, before anything is sent, a write the device would refuse for its target
+    or address (error 4 or 9)."""
+    names = {code: name for name, code in LOAD_TARGETS.items()}
+    for i, (target, addr, _) in enumerate(writes):
+        if target not in names:
+            raise ValueError(f"write {i}: target {target} is not one of "
+                             f"{sorted(names)} ({', '.join(LOAD_TARGETS)})")
+        depth = identity.depths[target - 1]
+        if not 0 <= addr < depth:
+            raise ValueError(f"write {i}: address {addr} is beyond the device's "
+                             f"{names[target]} memory of {depth} words (0..{depth - 1})")

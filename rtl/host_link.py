@@ -26,7 +26,7 @@ from amaranth.lib import data, enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.intmodel import IntModel
-from rtl.core import Core, load_words
+from rtl.core import LOAD_TARGETS, Core, load_depths, load_words
 from rtl.frame_parser import FrameParser
 from rtl.load_transaction import LoadTransaction, load_data_bytes
 from rtl.program import build_program
@@ -96,6 +96,10 @@ class LinkIdentity:
     shared : bool
         The core's scaler and squares borrow the MAC lanes' multipliers
         (``Core(shared=True)``), which sets its cycle count's closed form.
+    depths : tuple of int
+        Words a LOAD may write in each memory, in target order (ops, weights, bias,
+        labels; :func:`rtl.core.load_depths`): a LOAD at ``depth`` or beyond is refused
+        with error 9. All 0 when not loadable.
     """
 
     version: int
@@ -111,9 +115,10 @@ class LinkIdentity:
     model_loaded: bool = True
     weights_checksum: int = 0
     shared: bool = False
+    depths: tuple[int, ...] = (0,) * len(LOAD_TARGETS)
 
     #: Bytes of the IDENT reply payload.
-    SIZE = 19
+    SIZE = 19 + 2 * len(LOAD_TARGETS)
 
     @property
     def score_bytes(self) -> int:
@@ -131,7 +136,8 @@ class LinkIdentity:
                       self.lanes, self.label_lanes, self.input_bits, self.score_bits,
                       int(self.loadable) | int(self.shared) << 1, self.load_data_bytes,
                       *self.model_hash.to_bytes(4, "little"), int(self.model_loaded),
-                      *self.weights_checksum.to_bytes(4, "little")])
+                      *self.weights_checksum.to_bytes(4, "little"),
+                      *b"".join(d.to_bytes(2, "little") for d in self.depths)])
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> LinkIdentity:
@@ -145,7 +151,9 @@ class LinkIdentity:
                    load_data_bytes=payload[9],
                    model_hash=int.from_bytes(payload[10:14], "little"),
                    model_loaded=bool(payload[14]),
-                   weights_checksum=int.from_bytes(payload[15:19], "little"))
+                   weights_checksum=int.from_bytes(payload[15:19], "little"),
+                   depths=tuple(int.from_bytes(payload[i:i + 2], "little")
+                                for i in range(19, cls.SIZE, 2)))
 
 
 def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None,
@@ -161,7 +169,8 @@ def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None
         score_bits=program.widths.score, loadable=loadable,
         load_data_bytes=data_bytes if loadable else 0,
         model_hash=model_hash(model),
-        weights_checksum=load_checksum(load_words(program), data_bytes), shared=shared)
+        weights_checksum=load_checksum(load_words(program), data_bytes), shared=shared,
+        depths=tuple(load_depths(program).values()) if loadable else (0,) * len(LOAD_TARGETS))
 
 
 class _Step(enum.Enum, shape=3):

@@ -20,9 +20,9 @@ __all__ = [
 
 #: The byte every frame starts with, both ways; not covered by the frame's crc.
 SYNC = 0xA5
-#: What IDENT's first payload byte says. 2 had no flags in byte 8; 1 had no load
-#: transaction and a 14-byte IDENT.
-PROTOCOL_VERSION = 3
+#: What IDENT's first payload byte says. 3 had no memory depths in IDENT (and no error 9);
+#: 2 had no flags in byte 8; 1 had no load transaction and a 14-byte IDENT.
+PROTOCOL_VERSION = 4
 #: Payload bytes of LOAD_BEGIN: model hash (4), whole-model checksum (4).
 LOAD_BEGIN_SIZE = 8
 
@@ -68,6 +68,7 @@ class ErrorCode(enum.IntEnum, shape=8):
     SEQUENCE = 6
     CHECKSUM = 7
     NO_MODEL = 8
+    ADDRESS = 9
 
     @property
     def message(self) -> str:
@@ -79,7 +80,7 @@ _MESSAGES = {
     ErrorCode.CRC: "bad crc",
     ErrorCode.COMMAND: "unknown command",
     ErrorCode.LENGTH: "wrong payload length for the command",
-    ErrorCode.LOAD: "load not supported by this core, or bad target/address",
+    ErrorCode.LOAD: "load not supported by this core, or a target outside 1..4",
     ErrorCode.MODEL: "the weights are for another model configuration or formats (model "
                      "hash differs); nothing was changed",
     ErrorCode.SEQUENCE: "LOAD or LOAD_COMMIT outside a load transaction (send LOAD_BEGIN "
@@ -88,6 +89,8 @@ _MESSAGES = {
                         "is void and images are refused until a load commits",
     ErrorCode.NO_MODEL: "no complete model in the memories (a load is open or failed); "
                         "load one",
+    ErrorCode.ADDRESS: "LOAD address beyond the target memory's depth (IDENT's depths); "
+                       "nothing was written",
 }
 
 

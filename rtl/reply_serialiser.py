@@ -94,6 +94,7 @@ class ReplySerialiser(wiring.Component):
                     *payload]
 
         ident, result = self.identity, self.result.payload
+        constant = ident.to_bytes()
         scores = []
         for k in range(ident.labels):
             score = result.scores[k]
@@ -103,8 +104,8 @@ class ReplySerialiser(wiring.Component):
         le = {name: [word[8 * j:8 * j + 8] for j in range(4)] for name, word in words.items()}
         return {
             ReplyFrame.IDENT: frame(Reply.IDENT, [
-                *(Const(b, 8) for b in ident.to_bytes()[:14]), Cat(self.model_ok, Const(0, 7)),
-                *le["checksum"]]),
+                *(Const(b, 8) for b in constant[:14]), Cat(self.model_ok, Const(0, 7)),
+                *le["checksum"], *(Const(b, 8) for b in constant[19:])]),
             ReplyFrame.RESULT: frame(Reply.RESULT, [result.label, *scores, *le["cycles"]]),
             ReplyFrame.LOAD: frame(Reply.LOAD, []),
             ReplyFrame.LOAD_BEGIN: frame(Reply.LOAD_BEGIN, []),

@@ -133,6 +133,8 @@ class EmulatedBoard:
                 return self._error(ErrorCode.SEQUENCE)
             if payload[0] not in LOAD_TARGETS.values():
                 return self._error(ErrorCode.LOAD)
+            if int.from_bytes(payload[1:3], "little") >= ident.depths[payload[0] - 1]:
+                return self._error(ErrorCode.ADDRESS)
             self.written += payload
             return encode_frame(Reply.LOAD)
         if payload:

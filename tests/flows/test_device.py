@@ -14,9 +14,11 @@ from rtl.host_link import (
     LinkIdentity,
     link_identity,
     load_checksum,
+    load_payload,
     model_hash,
 )
-from rtl.protocol import LOAD_CHECKSUM, Command, Reply
+from rtl.protocol import LOAD_CHECKSUM, PROTOCOL_VERSION, Command, ErrorCode, Reply
+from tests.flows.board_emulator import EmulatedBoard
 from tests.rtl.test_core import _random_model
 
 
@@ -146,8 +148,8 @@ def test_identify_parses_the_ident_reply(model):
     ({"labels": 5}, "device has labels = 5, the model needs 4"),
     ({"input_size": 10}, "device has input_size = 10, the model needs 9"),
     ({"model_hash": 0x12345678}, "device has model_hash = 0x12345678, the model needs 0x"),
-    ({"version": 2}, "device speaks protocol version 2; this host speaks 3"),
-    ({"version": 4}, "protocol version 4"),
+    ({"version": 2}, f"device speaks protocol version 2; this host speaks {PROTOCOL_VERSION}"),
+    ({"version": PROTOCOL_VERSION + 1}, f"protocol version {PROTOCOL_VERSION + 1}"),
 ])
 def test_check_names_the_first_difference(model, changes, message):
     device = Device(ScriptedPort([_ident(model, **changes)]))
@@ -217,7 +219,7 @@ def test_crc32_matches_known_vectors(data, crc):
 def test_the_ident_payload_round_trips():
     identity = dataclasses.replace(link_identity(_random_model("ffdl", 3), lanes=2),
                                    model_loaded=False, weights_checksum=0xDEADBEEF)
-    assert len(identity.to_bytes()) == LinkIdentity.SIZE == 19
+    assert len(identity.to_bytes()) == LinkIdentity.SIZE == 27
     assert LinkIdentity.from_bytes(identity.to_bytes()) == identity
 
 
@@ -262,3 +264,41 @@ def test_load_model_refuses_a_rom_device_and_reports_a_refused_write(model):
     with pytest.raises(ValueError, match="load word 256 does not fit the device's 1 bytes"):
         Device(ScriptedPort([encode_frame(Reply.IDENT, dataclasses.replace(
             identity, load_data_bytes=1).to_bytes())])).load_model([(2, 0, 256)])
+
+
+@pytest.mark.parametrize(("write", "message"), [
+    ((1, 4, 0), None),
+    ((1, 5, 0), r"write 1: address 5 is beyond the device's ops memory of 5 words \(0..4\)"),
+    ((4, 12, 0), "address 12 is beyond the device's labels memory of 12 words"),
+    ((5, 0, 0), r"write 1: target 5 is not one of \[1, 2, 3, 4\]"),
+])
+def test_load_model_refuses_a_write_beyond_a_memory_before_sending_anything(write, message):
+    model = _random_model("ffdl", 41)
+    identity = link_identity(model, lanes=2, loadable=True)
+    assert identity.depths == (5, 57, 12, 12)
+    port = ScriptedPort([encode_frame(Reply.IDENT, identity.to_bytes()),
+                         encode_frame(Reply.LOAD_BEGIN), *[encode_frame(Reply.LOAD)] * 2,
+                         encode_frame(Reply.LOAD_COMMIT)])
+    device = Device(port)
+    device.identify()
+    if message is None:
+        assert device.load_model([(2, 0, 0), write]) == 2
+        return
+    with pytest.raises(ValueError, match=message):
+        device.load_model([(2, 0, 0), write])
+    assert len(port.written) == 1
+
+
+@pytest.mark.parametrize("target", [1, 2, 3, 4])
+def test_the_board_double_refuses_a_load_at_the_target_memorys_depth(target):
+    model = _random_model("ffdl", 41)
+    board = EmulatedBoard(model, lanes=2)
+    depth = board.identity.depths[target - 1]
+    n = board.identity.load_data_bytes
+    begin = board.identity.model_hash.to_bytes(4, "little") + bytes(4)
+    assert FrameReader().frames(board.receive(encode_frame(Command.LOAD_BEGIN, begin))) == \
+        [(Reply.LOAD_BEGIN, b"")]
+    for addr, reply in ((depth - 1, (Reply.LOAD, b"")),
+                        (depth, (Reply.ERROR, bytes([ErrorCode.ADDRESS])))):
+        frame = encode_frame(Command.LOAD, load_payload(target, addr, 0, n))
+        assert FrameReader().frames(board.receive(frame)) == [reply]
