@@ -2,10 +2,11 @@
 
 docs/host-link.md is the protocol, byte by byte. In short, every frame both ways is
 
-    0xA5, cmd, length (2 bytes, little-endian), payload (length bytes), crc
+    0xA5, cmd, tag, length (2 bytes, little-endian), payload (length bytes), crc
 
-with crc = CRC-8 (polynomial 0x07, init 0, no reflection, no final xor) over cmd, the
-length bytes and the payload. The host sends IDENT, IMAGE, or a load transaction
+with crc = CRC-8 (polynomial 0x07, init 0, no reflection, no final xor) over cmd, tag, the
+length bytes and the payload. A reply carries its command's tag, so that a host never takes
+a late reply for the answer to a later command. The host sends IDENT, IMAGE, or a load transaction
 (LOAD_BEGIN with the model's hash and a CRC-32 over all its writes, LOAD frames, one memory
 write each, and LOAD_COMMIT); the device answers each frame with exactly one reply (IDENT,
 RESULT, an acknowledge or ERROR). Nothing of a frame reaches the core before its crc has
@@ -285,7 +286,8 @@ class HostLink(wiring.Component):
         m.submodules.replies = replies = ReplySerialiser(
             identity=ident, result_layout=core.result.payload.shape())
         m.submodules.core = core
-        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), parser.rx_busy.eq(urx.busy)]
+        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), parser.rx_busy.eq(urx.busy),
+                     replies.tag.eq(parser.frame.payload.tag)]
         wiring.connect(m, urx.data, parser.rx)
         wiring.connect(m, replies.tx, utx.data)
         wiring.connect(m, core.result, replies.result)

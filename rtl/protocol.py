@@ -20,14 +20,15 @@ __all__ = [
 
 #: The byte every frame starts with, both ways; not covered by the frame's crc.
 SYNC = 0xA5
-#: What IDENT's first payload byte says. 3 had no memory depths in IDENT (and no error 9);
-#: 2 had no flags in byte 8; 1 had no load transaction and a 14-byte IDENT.
-PROTOCOL_VERSION = 4
+#: What IDENT's first payload byte says. 4 had no tag byte in the frame header; 3 had no
+#: memory depths in IDENT (and no error 9); 2 had no flags in byte 8; 1 had no load
+#: transaction and a 14-byte IDENT.
+PROTOCOL_VERSION = 5
 #: Payload bytes of LOAD_BEGIN: model hash (4), whole-model checksum (4).
 LOAD_BEGIN_SIZE = 8
 
 #: The crc byte closing every frame: CRC-8/SMBus (polynomial 0x07, init 0, no reflection,
-#: no final xor) over cmd, the two length bytes and the payload, a byte at a time.
+#: no final xor) over cmd, tag, the two length bytes and the payload, a byte at a time.
 #: ``FRAME_CRC.compute(data)`` is the reference; check value 0xF4 for b"123456789".
 FRAME_CRC = crc.catalog.CRC8_SMBUS(data_width=8)
 #: The whole-model checksum of a load transaction: CRC-32/MPEG-2 (polynomial 0x04C11DB7,

@@ -57,6 +57,7 @@ class EmulatedBoard:
         self.images = 0
         self.reader = FrameReader()
         self.received = 0
+        self.tag = 0
         if model is None:
             return
         self.identity = dataclasses.replace(
@@ -87,11 +88,15 @@ class EmulatedBoard:
                 continue
             if frame is None:
                 return out
-            out += self._answer(*frame)
+            self.tag = frame.tag
+            out += self._answer(frame.cmd, frame.payload)
 
-    @staticmethod
-    def _error(code: int) -> bytes:
-        return encode_frame(Reply.ERROR, bytes([code]))
+    def _reply(self, code: int, payload: bytes = b"") -> bytes:
+        # Every reply echoes the tag of the command it answers.
+        return encode_frame(code, payload, tag=self.tag)
+
+    def _error(self, code: int) -> bytes:
+        return self._reply(Reply.ERROR, bytes([code]))
 
     def _answer(self, cmd: int, payload: bytes) -> bytes:
         ident = self.identity
@@ -100,7 +105,7 @@ class EmulatedBoard:
                 return self._error(ErrorCode.LENGTH)
             now = dataclasses.replace(ident, model_loaded=self.model is not None,
                                       weights_checksum=self.announced or ident.weights_checksum)
-            return encode_frame(Reply.IDENT, now.to_bytes())
+            return self._reply(Reply.IDENT, now.to_bytes())
         if cmd == Command.IMAGE:
             if len(payload) != ident.input_size:
                 return self._error(ErrorCode.LENGTH)
@@ -112,7 +117,7 @@ class EmulatedBoard:
                 result.scores[0, 0] += 1
             scores = b"".join(int(s).to_bytes(ident.score_bytes, "little")
                               for s in result.scores[0])
-            return encode_frame(Reply.RESULT, bytes([int(result.labels[0])]) + scores
+            return self._reply(Reply.RESULT, bytes([int(result.labels[0])]) + scores
                                 + self.program.cycles().to_bytes(4, "little"))
         if cmd not in (Command.LOAD, Command.LOAD_BEGIN, Command.LOAD_COMMIT):
             return self._error(ErrorCode.COMMAND)
@@ -125,7 +130,7 @@ class EmulatedBoard:
                 return self._error(ErrorCode.MODEL)
             self.loading, self.model, self.written = True, None, b""
             self.announced = int.from_bytes(payload[4:], "little")
-            return encode_frame(Reply.LOAD_BEGIN)
+            return self._reply(Reply.LOAD_BEGIN)
         if cmd == Command.LOAD:
             if len(payload) != 3 + self.n:
                 return self._error(ErrorCode.LENGTH)
@@ -136,7 +141,7 @@ class EmulatedBoard:
             if int.from_bytes(payload[1:3], "little") >= ident.depths[payload[0] - 1]:
                 return self._error(ErrorCode.ADDRESS)
             self.written += payload
-            return encode_frame(Reply.LOAD)
+            return self._reply(Reply.LOAD)
         if payload:
             return self._error(ErrorCode.LENGTH)
         if not self.loading:
@@ -146,7 +151,7 @@ class EmulatedBoard:
         if LOAD_CHECKSUM.compute(self.written) != self.announced:
             return self._error(ErrorCode.CHECKSUM)
         self.model = self.by_checksum[self.announced]
-        return encode_frame(Reply.LOAD_COMMIT)
+        return self._reply(Reply.LOAD_COMMIT)
 
 
 @contextlib.contextmanager
