@@ -101,7 +101,8 @@ class LinkBench:
                 f"image {i}: {cycles} cycles, closed form {self.program.cycles()}"
 
     def raw_exchange(self, data: bytes, *, replies: int = 1) -> list[tuple[int, bytes]]:
-        """Send raw bytes and read ``replies`` frames (fewer if the port times out)."""
+        """Send raw bytes and read ``replies`` (cmd, payload) frames (fewer if the port
+        times out); every reply must carry tag 0, the raw frames' tag."""
         self.port.write(data)
         reader, frames = FrameReader(), []
         while len(frames) < replies:
@@ -109,7 +110,8 @@ class LinkBench:
             if not byte:
                 break
             frames += reader.frames(byte)
-        return frames
+        assert all(frame.tag == 0 for frame in frames), frames
+        return [(frame.cmd, frame.payload) for frame in frames]
 
     def load(self, model: IntModel) -> None:
         self.device.load_model(model)
@@ -168,7 +170,7 @@ def _corrupt_crc(frame: bytes) -> bytes:
 
 def _raw(cmd: int, length: int, payload: bytes) -> bytes:
     """A frame whose length field disagrees with its payload, with a good crc."""
-    body = bytes([cmd]) + length.to_bytes(2, "little") + payload
+    body = bytes([cmd, 0]) + length.to_bytes(2, "little") + payload
     return bytes([0xA5]) + body + bytes([crc8(body)])
 
 

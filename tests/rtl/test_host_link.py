@@ -16,7 +16,14 @@ import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
-from ffcl_hw.device import Device, FrameReader, HostLinkError, crc8, encode_frame
+from ffcl_hw.device import (
+    Device,
+    FrameReader,
+    HostLinkError,
+    HostLinkTimeout,
+    crc8,
+    encode_frame,
+)
 from golden.intmodel import IntModel
 from rtl.core import Core, load_words
 from rtl.host_link import HostLink, LinkIdentity, link_identity, load_checksum
@@ -79,7 +86,8 @@ def exchange(link: HostLink, steps: list[Step]) -> list[list[tuple[int, bytes]]]
 
     async def monitor(ctx) -> None:
         while True:
-            received.extend(reader.frames(bytes([await receive_byte(ctx, link.tx)])))
+            received.extend((frame.cmd, frame.payload) for frame in
+                            reader.frames(bytes([await receive_byte(ctx, link.tx)])))
 
     async def driver(ctx) -> None:
         ctx.set(link.rx, 1)
@@ -159,7 +167,7 @@ def _corrupt_crc(frame: bytes) -> bytes:
 
 def _raw(cmd: int, length: int, payload: bytes) -> bytes:
     """A frame with a length field that disagrees with its payload, but a good crc."""
-    body = bytes([cmd]) + length.to_bytes(2, "little") + payload
+    body = bytes([cmd, 0]) + length.to_bytes(2, "little") + payload
     return bytes([0xA5]) + body + bytes([crc8(body)])
 
 
@@ -406,7 +414,8 @@ def test_a_board_with_empty_memories_refuses_images_until_a_load_commits(two_mod
 
 @pytest.mark.parametrize(("case", "code"), [("target-0", ErrorCode.LOAD),
                                             ("target-5", ErrorCode.LOAD),
-                                            ("address-beyond", ErrorCode.LOAD),
+                                            ("address-beyond", ErrorCode.ADDRESS),
+                                            ("ops-address-8-of-5", ErrorCode.ADDRESS),
                                             ("bad-crc", ErrorCode.CRC),
                                             ("short", ErrorCode.LENGTH)])
 def test_a_refused_load_leaves_the_weights_alone(case, code, two_models):
@@ -419,10 +428,14 @@ def test_a_refused_load_leaves_the_weights_alone(case, code, two_models):
         "target-0": load_frame(link, 0, addr, word),
         "target-5": load_frame(link, 5, addr, word),
         "address-beyond": load_frame(link, target, 0xFFFF, word),
+        # The issue's case: inside the largest memory's range, past the program's 5
+        # ops; the ops memory keeps 3 address bits, so it would overwrite op 0.
+        "ops-address-8-of-5": load_frame(link, 1, 8, word),
         "bad-crc": _corrupt_crc(load_frame(link, target, addr, word)),
         # The payload one byte short, with a correct crc.
-        "short": encode_frame(Command.LOAD, load_frame(link, target, addr, word)[4:-2]),
+        "short": encode_frame(Command.LOAD, load_frame(link, target, addr, word)[5:-2]),
     }[case]
+    assert link.identity.depths[0] == 5
     # In a transaction of no writes: the refused frame must neither write nor count.
     replies = exchange(link, [Step(begin_frame(link, [])), Step(frame), Step(COMMIT),
                               Step(image_frame(images[0]))])
@@ -523,3 +536,24 @@ def test_the_host_library_drives_the_simulated_board():
             assert cycles == core.cycles_per_inference()
     with pytest.raises(HostLinkError, match="device has lanes = 8, the model needs 3"):
         device.check(model_a, lanes=3)
+
+
+def test_after_a_read_timeout_the_next_result_is_the_next_images():
+    # The issue's failure on the gateware: the host's read times out before the RESULT
+    # of image 0 is out; classify(image 1) must answer for image 1, not image 0.
+    model = _random_model("ffdl", 31)
+    core = Core(model, lanes=8)
+    board = SimulatedBoard(HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS))
+    device = Device(board)
+    device.identify()
+    images = images_for(model, 2, 34)
+    golden = model.run(images)
+    assert (golden.scores[0] != golden.scores[1]).any()
+    board.budget_cycles = 200            # shorter than an inference and its reply
+    with pytest.raises(HostLinkTimeout):
+        device.classify(images[0])
+    board.budget_cycles = 20_000
+    label, scores, _ = device.classify(images[1])
+    assert (label, scores) == (golden.labels[1], [int(s) for s in golden.scores[1]])
+    # The late RESULT of image 0 was read and dropped while resynchronising.
+    assert device.drained == 6 + device.identity.result_size
