@@ -27,7 +27,6 @@ from golden.intmodel import IntModel
 from rtl.core import LOAD_TARGETS, load_words
 from rtl.host_link import (
     link_identity,
-    load_checksum,
     load_data_bytes,
 )
 from rtl.program import build_program
@@ -86,14 +85,21 @@ class EmulatedBoard:
             model_loaded=initialised)
         self.program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
         self.n = load_data_bytes(self.program)
-        self.by_checksum = {
-            load_checksum(load_words(build_program(m, lanes=lanes, label_lanes=label_lanes,
-                                                   shared=shared)), self.n): m
-            for m in (model, *known)}
+        # The model memories as (target, address) -> word, one dict per bank; a commit
+        # puts in use the known model whose words the bank holds.
+        self.known = [(m, self._words(m, lanes, label_lanes, shared)) for m in (model, *known)]
+        built_in = dict(self.known[0][1]) if initialised else {}
+        self.memory = [dict(built_in) for _ in range(banks)]
+        self.bank = 0
         self.model = model if initialised else None
         self.weights_checksum = self.identity.weights_checksum
         self.loading = False
         self.written, self.announced = b"", 0
+
+    @staticmethod
+    def _words(model: IntModel, lanes, label_lanes, shared) -> dict[tuple[int, int], int]:
+        program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
+        return {(target, addr): word for target, addr, word in load_words(program)}
 
     # -- the line ------------------------------------------------------------------
     def receive(self, data: bytes) -> bytes:
@@ -183,6 +189,10 @@ class EmulatedBoard:
             if int.from_bytes(payload[1:3], "little") >= ident.depths[payload[0] - 1]:
                 return self._error(ErrorCode.ADDRESS)
             self.written += payload
+            # Two banks: the write goes to the bank not in use.
+            bank = 1 - self.bank if self.banked else 0
+            addr = int.from_bytes(payload[1:3], "little")
+            self.memory[bank][payload[0], addr] = int.from_bytes(payload[3:], "little")
             return self._reply(Reply.LOAD)
         if payload:
             return self._error(ErrorCode.LENGTH)
@@ -192,7 +202,14 @@ class EmulatedBoard:
         # The checksum of the writes made, as the device keeps it, from the reference.
         if LOAD_CHECKSUM.compute(self.written) != self.announced:
             return self._error(ErrorCode.CHECKSUM)
-        self.model = self.by_checksum[self.announced]
+        if self.banked:
+            self.bank = 1 - self.bank
+        held = self.memory[self.bank]
+        models = [m for m, words in self.known if words == held]
+        if not models:
+            raise ValueError("the double knows no model with the words committed; pass it "
+                             "in known=")
+        self.model = models[0]
         self.weights_checksum = self.announced
         return self._reply(Reply.LOAD_COMMIT)
 
