@@ -6,9 +6,9 @@ The link-level proofs use :class:`sim.link_harness.LinkHarness`: free bytes in (
 sequence, under the stream contract the UART receiver keeps), free acceptance of the
 reply bytes, a free core. Each harness is shown to fail on a copy of the source with the
 bug it is for (:func:`sim.formal.module_variant`). A counterexample that needs a load
-transaction opened first is two frames long (about 44 cycles, half a minute of solver
-time); the default run's mutants start with the transaction open (``_OPEN``), one frame
-(about 12 cycles), and the full-length ones are ``slow``.
+transaction opened first is two frames and a reply long (49 cycles, 35 s of solver time);
+the default run's mutants start with the transaction open (``_OPEN``), one frame (16
+cycles, 8 s), and the full-length ones are ``slow``.
 """
 
 from __future__ import annotations
