@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from golden.intmodel import IntModel
-from rtl.core import Core, load_words
+from rtl.core import LOAD_TARGETS, Core, load_words
 from rtl.host_link import (
     LinkIdentity,
     link_identity,
@@ -28,8 +28,8 @@ from rtl.host_link import model_hash as hash_of_model
 from rtl.program import build_program
 from rtl.protocol import FRAME_CRC, PROTOCOL_VERSION, SYNC, Command, ErrorCode, Reply
 
-__all__ = ["Device", "FrameReader", "HostLinkError", "HostLinkTimeout", "Port", "crc8",
-           "encode_frame"]
+__all__ = ["Device", "Frame", "FrameReader", "HostLinkError", "HostLinkTimeout", "Port",
+           "crc8", "encode_frame"]
 
 MAX_PAYLOAD = 0xFFFF
 
@@ -56,19 +56,29 @@ def crc8(data: bytes | Iterable[int]) -> int:
     return FRAME_CRC.compute(bytes(data))
 
 
-def encode_frame(cmd: int, payload: bytes = b"") -> bytes:
-    """``0xA5, cmd, length (LE16), payload, crc8(cmd, length, payload)``."""
-    if not isinstance(cmd, int) or not 0 <= cmd <= 0xFF:
-        raise ValueError(f"command must be a byte 0..255, not {cmd!r}")
+def encode_frame(cmd: int, payload: bytes = b"", *, tag: int = 0) -> bytes:
+    """``0xA5, cmd, tag, length (LE16), payload, crc8(cmd, tag, length, payload)``."""
+    for name, value in (("command", cmd), ("tag", tag)):
+        if not isinstance(value, int) or not 0 <= value <= 0xFF:
+            raise ValueError(f"{name} must be a byte 0..255, not {value!r}")
     payload = bytes(payload)
     if len(payload) > MAX_PAYLOAD:
         raise ValueError(f"payload must be at most {MAX_PAYLOAD} bytes, not {len(payload)}")
-    body = bytes([cmd]) + len(payload).to_bytes(2, "little") + payload
+    body = bytes([cmd, tag]) + len(payload).to_bytes(2, "little") + payload
     return bytes([SYNC]) + body + bytes([crc8(body)])
 
 
+class Frame(NamedTuple):
+    """A frame as :class:`FrameReader` parses it."""
+
+    cmd: int
+    tag: int
+    payload: bytes
+
+
 class FrameReader:
-    """Incremental frame parser: bytes in (any split), (cmd, payload) frames out.
+    """Incremental frame parser: bytes in (any split), :class:`Frame` (cmd, tag, payload)
+    out.
 
     Bytes before a 0xA5 are skipped. A candidate frame whose crc does not match raises
     :class:`HostLinkError` from :meth:`next_frame`; only its 0xA5 is dropped, so parsing
@@ -90,7 +100,7 @@ class FrameReader:
         """Append received bytes."""
         self._buffer += data
 
-    def next_frame(self) -> tuple[int, bytes] | None:
+    def next_frame(self) -> Frame | None:
         """The next complete frame, or None if more bytes are needed."""
         buf = self._buffer
         while True:
@@ -101,26 +111,32 @@ class FrameReader:
                 return None
             self.skipped += start
             del buf[:start]
-            if len(buf) < 4:
+            if len(buf) < 5:
                 return None
-            length = int.from_bytes(buf[2:4], "little")
+            length = int.from_bytes(buf[3:5], "little")
             if length > self.max_length:
                 del buf[:1]
                 self.skipped += 1
                 continue
-            if len(buf) < 5 + length:
+            if len(buf) < 6 + length:
                 return None
-            cmd, payload, crc = buf[1], bytes(buf[4:4 + length]), buf[4 + length]
-            expected = crc8(buf[1:4 + length])
+            cmd, tag, payload, crc = buf[1], buf[2], bytes(buf[5:5 + length]), buf[5 + length]
+            expected = crc8(buf[1:5 + length])
             if crc != expected:
                 del buf[:1]
                 self.skipped += 1
                 raise HostLinkError(f"reply frame with a bad crc: got 0x{crc:02X}, "
                                     f"computed 0x{expected:02X} (command 0x{cmd:02X})")
-            del buf[:5 + length]
-            return cmd, payload
+            del buf[:6 + length]
+            return Frame(cmd, tag, payload)
 
-    def frames(self, data: bytes = b"") -> list[tuple[int, bytes]]:
+    def clear(self) -> int:
+        """Forget the bytes received and not yet parsed; returns how many."""
+        count = len(self._buffer)
+        self._buffer.clear()
+        return count
+
+    def frames(self, data: bytes = b"") -> list[Frame]:
         """Feed ``data`` and return every frame now complete (raises on a bad crc)."""
         self.feed(data)
         out = []
@@ -129,41 +145,89 @@ class FrameReader:
         return out
 
 
+#: Device errors that say the line garbled a frame (its crc, its command or its length):
+#: what follows it on the line may be a fragment, so the host resynchronises.
+_LINE_ERRORS = (ErrorCode.CRC, ErrorCode.COMMAND, ErrorCode.LENGTH)
+
+
 class Device:
     """A board running :class:`rtl.host_link.HostLink`, over ``port``.
+
+    Every command carries a tag (a counter, one byte) and only a reply with that tag is
+    taken as its answer: a reply with another tag is a late answer to an earlier command
+    (whose read timed out) and is skipped (counted in :attr:`stale`). After a timeout, a
+    reply frame that does not parse, or an ERROR that says the line garbled the frame
+    (error 1, 2 or 3), the next command first drains the line: it reads until the port
+    times out with nothing, which also leaves the device's receiver quiet for as long,
+    so that it abandons any frame it had started (its idle timeout, docs/host-link.md).
+    The port's timeout must therefore be longer than the device's idle timeout
+    (``timeout_bits`` bit times: 1.7 ms at 115200 baud by default).
 
     Parameters
     ----------
     port : Port
         Anything with ``write(bytes)`` and ``read(n)``; ``read`` returning fewer bytes
         than asked (``b""``) means the port's timeout passed.
+
+    Attributes
+    ----------
+    stale : int
+        Replies skipped because their tag was not the command's.
+    drained : int
+        Bytes read and dropped while resynchronising.
     """
 
     def __init__(self, port: Port) -> None:
         self.port = port
         self._reader = FrameReader()
         self._identity: LinkIdentity | None = None
+        self._tag = 0
+        self._resync = False
+        self.stale = 0
+        self.drained = 0
 
     # -- transport -----------------------------------------------------------------
-    def _receive(self, what: str) -> tuple[int, bytes]:
-        while (frame := self._reader.next_frame()) is None:
-            data = self.port.read(1)
-            if not data:
-                raise HostLinkTimeout(f"no reply to {what} before the port's timeout")
-            self._reader.feed(data)
-        return frame
+    def _drain(self) -> None:
+        """Read until the line is quiet for a whole port timeout, dropping it all."""
+        self.drained += self._reader.clear()
+        while data := self.port.read(256):
+            self.drained += len(data)
+        self._resync = False
+
+    def _receive(self, what: str, tag: int) -> Frame:
+        while True:
+            while (frame := self._reader.next_frame()) is None:
+                data = self.port.read(1)
+                if not data:
+                    raise HostLinkTimeout(f"no reply to {what} before the port's timeout")
+                self._reader.feed(data)
+            if frame.tag == tag:
+                return frame
+            # A late reply to an earlier command: never the answer to this one.
+            self.stale += 1
 
     def _transact(self, cmd: int, payload: bytes, expect: int, what: str) -> bytes:
-        self.port.write(encode_frame(cmd, payload))
-        code, reply = self._receive(what)
+        if self._resync:
+            self._drain()
+        self._tag = tag = (self._tag + 1) & 0xFF
+        self.port.write(encode_frame(cmd, payload, tag=tag))
+        try:
+            code, _, reply = self._receive(what, tag)
+        except HostLinkError:
+            # A timeout or a reply that does not parse: the rest of it, or the late
+            # reply itself, may still come.
+            self._resync = True
+            raise
         if code == Reply.ERROR:
             err = reply[0] if len(reply) == 1 else None
             try:
                 reason = ErrorCode(err).message
             except ValueError:
                 reason = "unknown error code"
+            self._resync = err in _LINE_ERRORS
             raise HostLinkError(f"device refused {what}: error {err} ({reason})")
         if code != expect:
+            self._resync = True
             raise HostLinkError(f"device answered {what} with reply 0x{code:02X}, "
                                 f"expected 0x{expect:02X}")
         return reply
@@ -244,6 +308,10 @@ class Device:
 
         Raises
         ------
+        ValueError
+            If a write's target is not one of :data:`rtl.core.LOAD_TARGETS` or its
+            address is at or beyond that memory's depth (IDENT's ``depths``), which the
+            device would refuse with error 4 or 9; nothing is sent.
         HostLinkError
             If the device is not loadable or refuses a frame; in particular error 5 for
             weights of another configuration (nothing written, the old model kept) and
@@ -265,6 +333,7 @@ class Device:
         else:
             writes, n_model = list(model), n
             announced = ident.model_hash if model_hash is None else model_hash
+        _check_writes(writes, ident)
         checksum = load_checksum(writes, n_model)
         self._transact(Command.LOAD_BEGIN, announced.to_bytes(4, "little")
                        + checksum.to_bytes(4, "little"), Reply.LOAD_BEGIN, "LOAD_BEGIN")
@@ -280,3 +349,17 @@ class Device:
                                              weights_checksum=checksum)
         return len(writes)
 
+
+
+def _check_writes(writes: Sequence[tuple[int, int, int]], identity: LinkIdentity) -> None:
+    """Refuse, before anything is sent, a write the device would refuse for its target
+    or address (error 4 or 9)."""
+    names = {code: name for name, code in LOAD_TARGETS.items()}
+    for i, (target, addr, _) in enumerate(writes):
+        if target not in names:
+            raise ValueError(f"write {i}: target {target} is not one of "
+                             f"{sorted(names)} ({', '.join(LOAD_TARGETS)})")
+        depth = identity.depths[target - 1]
+        if not 0 <= addr < depth:
+            raise ValueError(f"write {i}: address {addr} is beyond the device's "
+                             f"{names[target]} memory of {depth} words (0..{depth - 1})")

@@ -54,6 +54,7 @@ from rtl.model_memory import (
     WEIGHT_MEMORIES,
     ModelMemory,
     check_mapping,
+    load_depths,
     load_layout,
     load_words,
     memory_images,
@@ -76,7 +77,7 @@ from rtl.sequencer import CYCLE_BITS, Sequencer
 from rtl.sweep import SHARED_OPERANDS, Sweep
 from rtl.weight_store import bram_slices
 
-__all__ = ["LOAD_TARGETS", "WEIGHT_MEMORIES", "Core", "load_layout", "load_words",
+__all__ = ["LOAD_TARGETS", "WEIGHT_MEMORIES", "Core", "load_depths", "load_layout", "load_words",
            "memory_images", "result_layout"]
 
 

@@ -1,6 +1,6 @@
 """The host link's receiving side: bytes from the UART receiver into frames.
 
-A frame is ``0xA5, cmd, length (LE16), payload, crc`` (docs/host-link.md); the parser
+A frame is ``0xA5, cmd, tag, length (LE16), payload, crc`` (docs/host-link.md); the parser
 checks the crc, passes the payload bytes on as they arrive, and gives up on a frame whose
 next byte does not start within the idle timeout.
 """
@@ -17,26 +17,27 @@ from rtl.select import is_zero
 
 __all__ = ["FRAME_LAYOUT", "PAYLOAD_LAYOUT", "FrameParser"]
 
-#: What the parser says of a frame: its command, its length field, and whether its crc
-#: byte matched.
-FRAME_LAYOUT = data.StructLayout({"cmd": 8, "length": 16, "crc_ok": 1})
+#: What the parser says of a frame: its command, its tag (which the reply echoes), its
+#: length field, and whether its crc byte matched.
+FRAME_LAYOUT = data.StructLayout({"cmd": 8, "tag": 8, "length": 16, "crc_ok": 1})
 #: One payload byte and its index in the payload.
 PAYLOAD_LAYOUT = data.StructLayout({"data": 8, "index": 16})
 
 
-class _State(enum.Enum, shape=3):
+class _State(enum.Enum, shape=4):
     # No state is 0: a test for 0 lowers to a lint-unclean multi-bit NOT (rtl.select).
     SYNC = 1          # discard bytes until 0xA5
     CMD = 2
-    LEN_LO = 3
-    LEN_HI = 4
-    PAYLOAD = 5
-    CRC = 6           # the frame's last byte: compare it with the crc
-    HELD = 7          # a complete frame, until the link has answered it
+    TAG = 3           # the host's tag for this command, echoed by its reply
+    LEN_LO = 4
+    LEN_HI = 5
+    PAYLOAD = 6
+    CRC = 7           # the frame's last byte: compare it with the crc
+    HELD = 8          # a complete frame, until the link has answered it
 
 
 class FrameParser(wiring.Component):
-    """Frames from a byte stream: sync byte, cmd, length, payload, crc, idle timeout.
+    """Frames from a byte stream: sync byte, cmd, tag, length, payload, crc, idle timeout.
 
     Bytes other than 0xA5 between frames are discarded. From a frame's crc byte until
     ``frame.ready`` the parser takes no bytes (they wait in the UART receiver, where a
@@ -64,8 +65,9 @@ class FrameParser(wiring.Component):
     frame : Out(stream.Signature(FRAME_LAYOUT))
         A complete frame, valid from the cycle after its crc byte until ``ready`` (the
         link has answered it), when the parser goes back to waiting for 0xA5.
-        ``payload.cmd`` and ``payload.length`` are registers that hold from their bytes
-        on, ahead of ``valid``: the link compares them a cycle before it decides.
+        ``payload.cmd``, ``payload.tag`` and ``payload.length`` are registers that hold
+        from their bytes on, ahead of ``valid``: the link compares them a cycle before it
+        decides, and the reply echoes the tag.
     """
 
     def __init__(self, *, timeout_cycles: int) -> None:
@@ -88,7 +90,8 @@ class FrameParser(wiring.Component):
         byte = self.rx.payload
         got = Signal()                     # a byte is taken from the receiver this cycle
         m.d.comb += got.eq(self.rx.valid & self.rx.ready)
-        cmd, length = self.frame.payload.cmd, self.frame.payload.length
+        cmd, tag, length = (self.frame.payload.cmd, self.frame.payload.tag,
+                            self.frame.payload.length)
         count = self.payload.payload.index
         # length - 1, computed once per frame: the payload's end is then an equality test,
         # not an increment and a compare in one cycle (an iCE40 critical path).
@@ -121,7 +124,12 @@ class FrameParser(wiring.Component):
             with m.Case(_State.CMD):
                 m.d.comb += [self.rx.ready.eq(1), mid_frame.eq(1)]
                 with m.If(got):
-                    m.d.sync += [cmd.eq(byte), crc.eq(crc_next), state.eq(_State.LEN_LO)]
+                    m.d.sync += [cmd.eq(byte), crc.eq(crc_next), state.eq(_State.TAG)]
+
+            with m.Case(_State.TAG):
+                m.d.comb += [self.rx.ready.eq(1), mid_frame.eq(1)]
+                with m.If(got):
+                    m.d.sync += [tag.eq(byte), crc.eq(crc_next), state.eq(_State.LEN_LO)]
 
             with m.Case(_State.LEN_LO):
                 m.d.comb += [self.rx.ready.eq(1), mid_frame.eq(1)]

@@ -2,10 +2,11 @@
 
 docs/host-link.md is the protocol, byte by byte. In short, every frame both ways is
 
-    0xA5, cmd, length (2 bytes, little-endian), payload (length bytes), crc
+    0xA5, cmd, tag, length (2 bytes, little-endian), payload (length bytes), crc
 
-with crc = CRC-8 (polynomial 0x07, init 0, no reflection, no final xor) over cmd, the
-length bytes and the payload. The host sends IDENT, IMAGE, or a load transaction
+with crc = CRC-8 (polynomial 0x07, init 0, no reflection, no final xor) over cmd, tag, the
+length bytes and the payload. A reply carries its command's tag, so that a host never takes
+a late reply for the answer to a later command. The host sends IDENT, IMAGE, or a load transaction
 (LOAD_BEGIN with the model's hash and a CRC-32 over all its writes, LOAD frames, one memory
 write each, and LOAD_COMMIT); the device answers each frame with exactly one reply (IDENT,
 RESULT, an acknowledge or ERROR). Nothing of a frame reaches the core before its crc has
@@ -26,7 +27,7 @@ from amaranth.lib import data, enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.intmodel import IntModel
-from rtl.core import Core, load_words
+from rtl.core import LOAD_TARGETS, Core, load_depths, load_words
 from rtl.frame_parser import FrameParser
 from rtl.load_transaction import LoadTransaction, load_data_bytes
 from rtl.program import build_program
@@ -96,6 +97,10 @@ class LinkIdentity:
     shared : bool
         The core's scaler and squares borrow the MAC lanes' multipliers
         (``Core(shared=True)``), which sets its cycle count's closed form.
+    depths : tuple of int
+        Words a LOAD may write in each memory, in target order (ops, weights, bias,
+        labels; :func:`rtl.core.load_depths`): a LOAD at ``depth`` or beyond is refused
+        with error 9. All 0 when not loadable.
     """
 
     version: int
@@ -111,9 +116,10 @@ class LinkIdentity:
     model_loaded: bool = True
     weights_checksum: int = 0
     shared: bool = False
+    depths: tuple[int, ...] = (0,) * len(LOAD_TARGETS)
 
     #: Bytes of the IDENT reply payload.
-    SIZE = 19
+    SIZE = 19 + 2 * len(LOAD_TARGETS)
 
     @property
     def score_bytes(self) -> int:
@@ -131,7 +137,8 @@ class LinkIdentity:
                       self.lanes, self.label_lanes, self.input_bits, self.score_bits,
                       int(self.loadable) | int(self.shared) << 1, self.load_data_bytes,
                       *self.model_hash.to_bytes(4, "little"), int(self.model_loaded),
-                      *self.weights_checksum.to_bytes(4, "little")])
+                      *self.weights_checksum.to_bytes(4, "little"),
+                      *b"".join(d.to_bytes(2, "little") for d in self.depths)])
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> LinkIdentity:
@@ -145,7 +152,9 @@ class LinkIdentity:
                    load_data_bytes=payload[9],
                    model_hash=int.from_bytes(payload[10:14], "little"),
                    model_loaded=bool(payload[14]),
-                   weights_checksum=int.from_bytes(payload[15:19], "little"))
+                   weights_checksum=int.from_bytes(payload[15:19], "little"),
+                   depths=tuple(int.from_bytes(payload[i:i + 2], "little")
+                                for i in range(19, cls.SIZE, 2)))
 
 
 def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None,
@@ -161,7 +170,8 @@ def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None
         score_bits=program.widths.score, loadable=loadable,
         load_data_bytes=data_bytes if loadable else 0,
         model_hash=model_hash(model),
-        weights_checksum=load_checksum(load_words(program), data_bytes), shared=shared)
+        weights_checksum=load_checksum(load_words(program), data_bytes), shared=shared,
+        depths=tuple(load_depths(program).values()) if loadable else (0,) * len(LOAD_TARGETS))
 
 
 class _Step(enum.Enum, shape=3):
@@ -276,7 +286,8 @@ class HostLink(wiring.Component):
         m.submodules.replies = replies = ReplySerialiser(
             identity=ident, result_layout=core.result.payload.shape())
         m.submodules.core = core
-        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), parser.rx_busy.eq(urx.busy)]
+        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), parser.rx_busy.eq(urx.busy),
+                     replies.tag.eq(parser.frame.payload.tag)]
         wiring.connect(m, urx.data, parser.rx)
         wiring.connect(m, replies.tx, utx.data)
         wiring.connect(m, core.result, replies.result)

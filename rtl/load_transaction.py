@@ -13,7 +13,7 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from rtl.core import LOAD_TARGETS, load_layout, memory_images
+from rtl.core import LOAD_TARGETS, load_depths, load_layout
 from rtl.crc_tree import crc_tree
 from rtl.frame_parser import PAYLOAD_LAYOUT
 from rtl.protocol import LOAD_BEGIN_SIZE, LOAD_CHECKSUM, Command, ErrorCode
@@ -109,7 +109,6 @@ class LoadTransaction(wiring.Component):
         # held until the crc is known -------------------------------------------------
         regs = [Signal(8, name=f"load_byte_{i}")
                 for i in range(max(self.load_size, LOAD_BEGIN_SIZE))]
-        depth = max(2, *(len(words) for words in memory_images(self.program).values()))
         target, address = regs[0], Cat(regs[1], regs[2])
         layout = load_layout(self.program)
         m.d.comb += [
@@ -152,7 +151,7 @@ class LoadTransaction(wiring.Component):
         # the comparisons, it and the answer's registers were the iCE40 build's slowest
         # path).
         begin, load, no_payload = Signal(), Signal(), Signal()
-        begin_length, load_length, load_ok = Signal(), Signal(), Signal()
+        begin_length, load_length, target_ok, address_ok = Signal(), Signal(), Signal(), Signal()
         hash_ok, checksum_ok = Signal(), Signal()
         m.d.sync += [
             begin.eq(self.cmd == Command.LOAD_BEGIN),
@@ -160,8 +159,13 @@ class LoadTransaction(wiring.Component):
             no_payload.eq(is_zero(self.length)),
             begin_length.eq(self.length == LOAD_BEGIN_SIZE),
             load_length.eq(self.length == self.load_size),
-            load_ok.eq(~is_zero(target) & (target <= max(LOAD_TARGETS.values()))
-                       & (address < depth)),
+            target_ok.eq(~is_zero(target) & (target <= max(LOAD_TARGETS.values()))),
+            # Each memory's own bound, all 16 address bits compared: a write beyond it
+            # would otherwise land on a low word of a shallower memory (its address
+            # port keeps only the bits it has), e.g. ops address 8 of 5 on op 0.
+            address_ok.eq(Cat(*((target == code) & (address < depth)
+                                for code, depth in load_depths(self.program).items()
+                                if depth)).any()),
             hash_ok.eq(Cat(*regs[:4]) == self.model_hash),
             checksum_ok.eq(running == announced),
         ]
@@ -191,8 +195,10 @@ class LoadTransaction(wiring.Component):
                 refuse(ErrorCode.LENGTH)
             with m.Elif(~loading):
                 refuse(ErrorCode.SEQUENCE)
-            with m.Elif(~load_ok):
+            with m.Elif(~target_ok):
                 refuse(ErrorCode.LOAD)
+            with m.Elif(~address_ok):
+                refuse(ErrorCode.ADDRESS)
             with m.Else():
                 m.d.comb += [verdict.reply.eq(ReplyFrame.LOAD), verdict.write.eq(1)]
         with m.Else():

@@ -24,7 +24,7 @@ from rtl.program import Program, op_layout
 from rtl.weight_store import WeightStore
 
 __all__ = ["LOAD_TARGETS", "READ_LATENCY", "WEIGHT_MEMORIES", "ModelMemory", "check_mapping",
-           "load_layout", "load_words", "memory_images", "model_memory_depth"]
+           "load_depths", "load_layout", "load_words", "memory_images", "model_memory_depth"]
 
 #: Where the weights live: "rom" (block RAM initialised from the model), "loadable"
 #: (the same block RAM, initialised, and writable through the ``load`` port while idle) or
@@ -63,6 +63,14 @@ def load_words(program: Program) -> list[tuple[int, int, int]]:
     return [(LOAD_TARGETS[name], addr, word)
             for name, words in memory_images(program).items()
             for addr, word in enumerate(words)]
+
+
+def load_depths(program: Program) -> dict[int, int]:
+    """Words a load may write in each memory, by target code (:data:`LOAD_TARGETS`): the
+    model's word count there, so addresses ``0 .. depth - 1`` are valid. A memory's own
+    depth is at least 2 (and doubled with two banks), but a word beyond the model's is
+    read by nothing, and a LOAD there is refused rather than wrapped."""
+    return {LOAD_TARGETS[name]: len(words) for name, words in memory_images(program).items()}
 
 
 def model_memory_depth(words: int, banks: int) -> int:

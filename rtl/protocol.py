@@ -20,14 +20,15 @@ __all__ = [
 
 #: The byte every frame starts with, both ways; not covered by the frame's crc.
 SYNC = 0xA5
-#: What IDENT's first payload byte says. 2 had no flags in byte 8; 1 had no load
+#: What IDENT's first payload byte says. 4 had no tag byte in the frame header; 3 had no
+#: memory depths in IDENT (and no error 9); 2 had no flags in byte 8; 1 had no load
 #: transaction and a 14-byte IDENT.
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 5
 #: Payload bytes of LOAD_BEGIN: model hash (4), whole-model checksum (4).
 LOAD_BEGIN_SIZE = 8
 
 #: The crc byte closing every frame: CRC-8/SMBus (polynomial 0x07, init 0, no reflection,
-#: no final xor) over cmd, the two length bytes and the payload, a byte at a time.
+#: no final xor) over cmd, tag, the two length bytes and the payload, a byte at a time.
 #: ``FRAME_CRC.compute(data)`` is the reference; check value 0xF4 for b"123456789".
 FRAME_CRC = crc.catalog.CRC8_SMBUS(data_width=8)
 #: The whole-model checksum of a load transaction: CRC-32/MPEG-2 (polynomial 0x04C11DB7,
@@ -68,6 +69,7 @@ class ErrorCode(enum.IntEnum, shape=8):
     SEQUENCE = 6
     CHECKSUM = 7
     NO_MODEL = 8
+    ADDRESS = 9
 
     @property
     def message(self) -> str:
@@ -79,7 +81,7 @@ _MESSAGES = {
     ErrorCode.CRC: "bad crc",
     ErrorCode.COMMAND: "unknown command",
     ErrorCode.LENGTH: "wrong payload length for the command",
-    ErrorCode.LOAD: "load not supported by this core, or bad target/address",
+    ErrorCode.LOAD: "load not supported by this core, or a target outside 1..4",
     ErrorCode.MODEL: "the weights are for another model configuration or formats (model "
                      "hash differs); nothing was changed",
     ErrorCode.SEQUENCE: "LOAD or LOAD_COMMIT outside a load transaction (send LOAD_BEGIN "
@@ -88,6 +90,8 @@ _MESSAGES = {
                         "is void and images are refused until a load commits",
     ErrorCode.NO_MODEL: "no complete model in the memories (a load is open or failed); "
                         "load one",
+    ErrorCode.ADDRESS: "LOAD address beyond the target memory's depth (IDENT's depths); "
+                       "nothing was written",
 }
 
 

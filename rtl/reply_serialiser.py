@@ -1,8 +1,8 @@
 """The host link's sending side: one reply frame, byte by byte, into the UART transmitter.
 
-A reply is ``0xA5, code, length (LE16), payload, crc`` (docs/host-link.md); its bytes are
-picked from constants (the identity), the load transaction's registers and the core's
-result record, and its crc is computed as they go out.
+A reply is ``0xA5, code, tag, length (LE16), payload, crc`` (docs/host-link.md), its tag
+the command's; its bytes are picked from constants (the identity), the load transaction's
+registers and the core's result record, and its crc is computed as they go out.
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ class ReplySerialiser(wiring.Component):
     request : In(stream.Signature(REQUEST_LAYOUT))
         Starts a reply; ready while no reply is going out (from the cycle after
         :attr:`done`).
+    tag : In(8)
+        The tag of the command being answered; the reply echoes it (held by the parser
+        until the reply is out).
     model_ok : In(1)
         IDENT's "model loaded" flag.
     checksum : In(32)
@@ -79,6 +82,7 @@ class ReplySerialiser(wiring.Component):
         self.result_layout = result_layout
         super().__init__({
             "request": In(stream.Signature(REQUEST_LAYOUT)),
+            "tag": In(8),
             "model_ok": In(1),
             "checksum": In(32),
             "result": In(stream.Signature(result_layout)),
@@ -90,10 +94,11 @@ class ReplySerialiser(wiring.Component):
         """Each reply frame's bytes but the crc, as 8-bit values."""
         def frame(code: int, payload: list) -> list:
             n = len(payload)
-            return [Const(SYNC, 8), Const(code, 8), Const(n & 0xFF, 8), Const(n >> 8, 8),
-                    *payload]
+            return [Const(SYNC, 8), Const(code, 8), self.tag, Const(n & 0xFF, 8),
+                    Const(n >> 8, 8), *payload]
 
         ident, result = self.identity, self.result.payload
+        constant = ident.to_bytes()
         scores = []
         for k in range(ident.labels):
             score = result.scores[k]
@@ -103,8 +108,8 @@ class ReplySerialiser(wiring.Component):
         le = {name: [word[8 * j:8 * j + 8] for j in range(4)] for name, word in words.items()}
         return {
             ReplyFrame.IDENT: frame(Reply.IDENT, [
-                *(Const(b, 8) for b in ident.to_bytes()[:14]), Cat(self.model_ok, Const(0, 7)),
-                *le["checksum"]]),
+                *(Const(b, 8) for b in constant[:14]), Cat(self.model_ok, Const(0, 7)),
+                *le["checksum"], *(Const(b, 8) for b in constant[19:])]),
             ReplyFrame.RESULT: frame(Reply.RESULT, [result.label, *scores, *le["cycles"]]),
             ReplyFrame.LOAD: frame(Reply.LOAD, []),
             ReplyFrame.LOAD_BEGIN: frame(Reply.LOAD_BEGIN, []),

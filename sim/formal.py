@@ -12,23 +12,39 @@ Two kinds of check, both on the design as Amaranth writes it (RTLIL):
   through logic alone, with no flip-flop between them: a stream whose ``valid`` is in the
   combinational fan-out of its ``ready`` breaks the stream contract (valid must never
   depend on ready).
+
+Harnesses that state a property of a part deep inside a design (the host link's parser,
+its load transaction's registers, the write enables of the core's memories) elaborate the
+design first (``Fragment.get``) and find those signals in it by name
+(:func:`internal_signal`, :func:`memory_write_ports`); :func:`module_variant` loads a
+copy of a source module, optionally with a text replacement, so a harness can put free
+inputs in place of a submodule and a test can seed a bug.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
 import os
 import shutil
 import subprocess
 import sys
 import time
+import types
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.back import rtlil
+from amaranth.hdl import Const, Fragment, Signal, Value
+from amaranth.hdl._ir import PortDirection
+from amaranth.hdl._mem import MemoryInstance
+from amaranth.lib import wiring
 
 from sim.tools import ToolMissing
 
-__all__ = ["ProofResult", "combinational_fanout", "prove", "solver_env"]
+__all__ = ["ProofResult", "combinational_fanout", "internal_signal", "memory_write_ports",
+           "module_variant", "prove", "solver_env"]
 
 #: Flip-flop cell types once Yosys has unmapped every register (``async2sync; dffunmap``).
 _REGISTERS = "$dff,$ff"
@@ -70,6 +86,22 @@ def _tool(name: str) -> str:
         raise ToolMissing(f"{name} is not installed; `pip install -e .` installs it with "
                           f"ffcl-hw's dependencies")
     return found
+
+
+def _rtlil(design) -> str:
+    """RTLIL of a component, its ports named as Amaranth names them (``rx__valid``).
+
+    Like ``rtlil.convert``, but a member that is a constant (the ``ready`` of an
+    ``always_ready`` stream) is left out rather than refused as a port.
+    """
+    ports = {}
+    for path, member, value in design.signature.flatten(design):
+        value = Value.cast(value)
+        if isinstance(value, Const):
+            continue
+        direction = PortDirection.Input if member.flow == wiring.In else PortDirection.Output
+        ports["__".join(map(str, path))] = (value, direction)
+    return rtlil.convert(design, ports=ports)
 
 
 _warmed_up = False
@@ -128,7 +160,7 @@ def prove(harness, *, name: str, depth: int, folder: Path, mode: str = "bmc",
     folder.mkdir(parents=True, exist_ok=True)
     env = solver_env(folder)
     design = folder / f"{name}.il"
-    design.write_text(rtlil.convert(harness))
+    design.write_text(_rtlil(harness))
     (folder / f"{name}.sby").write_text(
         f"[options]\nmode {mode}\ndepth {depth}\n\n"
         f"[engines]\nsmtbmc boolector\n\n"
@@ -166,7 +198,7 @@ def combinational_fanout(design, *, source: str, sinks: list[str],
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"cone_{source}"
-    (folder / f"{stem}.il").write_text(rtlil.convert(design))
+    (folder / f"{stem}.il").write_text(_rtlil(design))
     found = folder / f"{stem}.txt"
     found.unlink(missing_ok=True)
     # The selection stack: the cone, then the sinks united, then their intersection.
@@ -183,3 +215,74 @@ def combinational_fanout(design, *, source: str, sinks: list[str],
     hits = {line.strip().split("/", 1)[-1] for line in found.read_text().splitlines()
             if line.strip()}
     return [sink for sink in sinks if sink in hits]
+
+
+_variants = itertools.count()
+
+
+def module_variant(name: str, replace: Mapping[str, str] | None = None) -> types.ModuleType:
+    """A fresh copy of the module ``name``, each ``old`` text of ``replace`` replaced by
+    its ``new`` one (a seeded bug), imported under a name of its own.
+
+    The copy's globals can be set without touching the module everyone else imports (a
+    harness puts free inputs in place of a submodule's class). Each ``old`` must occur
+    exactly once, so a mutant whose source moved on fails loudly instead of testing the
+    unmutated code.
+    """
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise ValueError(f"No module {name!r} to copy")
+    source = Path(spec.origin).read_text()
+    for old, new in (replace or {}).items():
+        count = source.count(old)
+        if count != 1:
+            raise ValueError(f"{name} holds {old!r} {count} times, not once")
+        source = source.replace(old, new)
+    copy_name = f"{name}__variant{next(_variants)}"
+    module = types.ModuleType(copy_name)
+    module.__file__ = spec.origin
+    # Dataclasses look their module up in sys.modules.
+    sys.modules[copy_name] = module
+    exec(compile(source, spec.origin, "exec"), module.__dict__)
+    return module
+
+
+def _fragment_at(fragment: Fragment, path: tuple[str, ...]) -> Fragment:
+    for name in path:
+        fragment = fragment.find_subfragment(name)
+    return fragment
+
+
+def internal_signal(fragment: Fragment, name: str, *, path: tuple[str, ...] = ()) -> Signal:
+    """The signal called ``name`` that the subfragment at ``path`` of an elaborated
+    ``fragment`` assigns or reads (a register of a submodule, which no port shows).
+
+    A harness may read it: Amaranth allows reading a signal anywhere, only driving it is
+    the owner's. Raises ``LookupError`` unless exactly one signal has that name there.
+    """
+    found = {}
+    for statements in _fragment_at(fragment, path).statements.values():
+        for statement in statements:
+            for signal in (*statement._lhs_signals(), *statement._rhs_signals()):
+                if signal.name == name:
+                    found[id(signal)] = signal
+    if len(found) != 1:
+        where = ".".join(path) or "the top"
+        raise LookupError(f"{len(found)} signals named {name!r} in {where}, not one")
+    return next(iter(found.values()))
+
+
+def memory_write_ports(fragment: Fragment, *, path: tuple[str, ...] = ()) -> dict[str, list]:
+    """Every memory write port under the subfragment at ``path``, by the memory's
+    hierarchical name: each port's ``_addr``, ``_data`` and ``_en`` are the values that
+    reach the memory."""
+    ports: dict[str, list] = {}
+
+    def visit(frag: Fragment, prefix: str) -> None:
+        if isinstance(frag, MemoryInstance) and frag._write_ports:
+            ports[prefix] = list(frag._write_ports)
+        for sub, sub_name, _ in frag.subfragments:
+            visit(sub, f"{prefix}.{sub_name}" if prefix else str(sub_name))
+
+    visit(_fragment_at(fragment, path), ".".join(path))
+    return ports

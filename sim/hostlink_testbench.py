@@ -25,6 +25,7 @@ Set by tests/sim/test_hostlink_cocotb.py through :mod:`sim.runner`:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -38,15 +39,17 @@ from cocotb.triggers import ClockCycles
 from golden.intmodel import IntModel
 from golden.intmodelio import load_int_model
 from rtl.core import LOAD_TARGETS, load_words
-from rtl.host_link import link_identity, load_checksum, load_payload
+from rtl.host_link import LinkIdentity, link_identity, load_checksum, load_payload
 from rtl.program import build_program
 from rtl.protocol import Command, ErrorCode, Reply
+from sim.link_faults import FAULTS, LinkCase, check_replies, fault_table, late_reply
 from sim.uart import SimulatedSerial, UartSink, UartSource
 
 CLOCK_NS = 10
 
 _host = importlib.import_module(os.environ["FFCL_HOST_LIBRARY"])
 Device, FrameReader, HostLinkError = _host.Device, _host.FrameReader, _host.HostLinkError
+HostLinkTimeout = _host.HostLinkTimeout
 crc8, encode_frame = _host.crc8, _host.encode_frame
 
 
@@ -74,13 +77,20 @@ class LinkBench:
         cocotb.start_soon(Clock(self.dut.clk, CLOCK_NS, unit="ns").start())
         await self.reset()
         # Started after the reset, so that tx's first rise is not read as a byte.
-        source = UartSource(self.dut.rx, self.dut.clk, divisor=divisor)
-        sink = UartSink(self.dut.tx, self.dut.clk, divisor=divisor)
+        self.source = source = UartSource(self.dut.rx, self.dut.clk, divisor=divisor,
+                                          period_ns=CLOCK_NS)
+        self.sink = sink = UartSink(self.dut.tx, self.dut.clk, divisor=divisor,
+                                    period_ns=CLOCK_NS)
         # A read waits for an inference and a reply of up to 64 bytes.
         self.port = SimulatedSerial(source, sink,
                                     timeout_cycles=self.program.cycles() + 64 * 10 * divisor)
         self.device = Device(self.port)
         return self
+
+    async def send(self, send) -> None:
+        """Queue a fault-table step's bytes (sim.link_faults.Send) on the line."""
+        self.source.write_nowait(send.data, skew=send.skew,
+                                 framing_error_at=send.framing_error_at)
 
     async def reset(self) -> None:
         self.dut.rst.value = 1
@@ -101,7 +111,8 @@ class LinkBench:
                 f"image {i}: {cycles} cycles, closed form {self.program.cycles()}"
 
     def raw_exchange(self, data: bytes, *, replies: int = 1) -> list[tuple[int, bytes]]:
-        """Send raw bytes and read ``replies`` frames (fewer if the port times out)."""
+        """Send raw bytes and read ``replies`` (cmd, payload) frames (fewer if the port
+        times out); every reply must carry tag 0, the raw frames' tag."""
         self.port.write(data)
         reader, frames = FrameReader(), []
         while len(frames) < replies:
@@ -109,9 +120,11 @@ class LinkBench:
             if not byte:
                 break
             frames += reader.frames(byte)
-        return frames
+        assert all(frame.tag == 0 for frame in frames), frames
+        return [(frame.cmd, frame.payload) for frame in frames]
 
     def load(self, model: IntModel) -> None:
+        _BANKS_WRITTEN.append(True)
         self.device.load_model(model)
 
     def images_differ(self, first: IntModel, second: IntModel) -> None:
@@ -137,6 +150,116 @@ async def identify(dut) -> None:
             assert "lanes" in str(error), error
         else:
             raise AssertionError("check() accepted a wrong lane count")
+
+    await bridge(scenario)()
+
+
+# -- the fault table (sim/link_faults.py), one cocotb test per row ---------------------
+# Defined before the tests that load other models, so that the rows find A built into
+# both banks, as they expect, without a load of their own (cocotb runs tests in order).
+
+def _fault_case(tb: LinkBench) -> tuple[LinkCase, dict]:
+    """The rows' device: model A built in, B = the bench's load model (its writes that
+    differ from A's), the first two images; the golden records of A and B."""
+    identity = link_identity(tb.model_a, lanes=tb.lanes, label_lanes=tb.label_lanes,
+                             loadable=True)
+    built_in = load_words(tb.program)
+    program_b = build_program(tb.model_b, lanes=tb.lanes, label_lanes=tb.label_lanes)
+    to_b = [w for w in load_words(program_b) if w not in set(built_in)]
+    images = tb.images[:2]
+    golden = {}
+    for name, model in (("a", tb.model_a), ("b", tb.model_b)):
+        run = model.run(images)
+        golden[name] = [(int(run.labels[i]), [int(v) for v in run.scores[i]],
+                         tb.program.cycles()) for i in range(len(images))]
+    case = LinkCase(identity=identity, images=[bytes(int(p) for p in im) for im in images],
+                    to_b=to_b, built_in=built_in, banked=tb.link["banks"] == 2,
+                    timeout_bits=tb.link["timeout_bits"])
+    return case, golden
+
+
+#: Weights checksums IDENT reported after a row whose end classified with A: a commit of
+#: A's own words (the depth row) leaves A in use under another checksum.
+_A_AFTER: set[int] = set()
+#: Something may have written a bank since configuration (a load, or the interrupted
+#: one): the bank not in use may not hold A.
+_BANKS_WRITTEN: list[bool] = []
+
+
+def _hold_a(tb: LinkBench, *, every_bank: bool) -> None:
+    """Put A in use (earlier tests load other models, and a reset keeps the memories);
+    with ``every_bank``, in the bank not in use too (a row that commits switches to it).
+    Each load costs about 200 000 cycles, so only when IDENT says it is needed."""
+    checksum = link_identity(tb.model_a, lanes=tb.lanes, label_lanes=tb.label_lanes,
+                             loadable=True).weights_checksum
+    identity = tb.device.identify()
+    if not identity.model_loaded or identity.weights_checksum not in {checksum, *_A_AFTER}:
+        tb.load(tb.model_a)
+    if every_bank and tb.link["banks"] == 2 and _BANKS_WRITTEN:
+        tb.load(tb.model_a)
+
+
+def _play(tb: LinkBench, fault) -> None:
+    case, golden = _fault_case(tb)
+    tb.port.idle(tb.link["timeout_bits"] + 2)
+    tb.sink.skew = fault.host_skew
+    reader, steps = FrameReader(), []
+    for send, expected in fault.steps:
+        tb.port.idle(send.gap_bits)
+        resume(tb.send)(send)
+        # The replies the step expects (the line stays quiet only for the next step's
+        # gap: a fragment must still be there for it); a reply that should not have come
+        # shows in a later step's, or after the last.
+        frames = []
+        while len(frames) < len(expected):
+            byte = tb.port.read(1)
+            if not byte:
+                break
+            frames += reader.frames(byte)
+        steps.append(frames)
+    while byte := tb.port.read(1):
+        steps[-1] += reader.frames(byte)
+    tb.sink.skew = 0.0
+    for i, ((_, expected), frames) in enumerate(zip(fault.steps, steps, strict=True)):
+        check_replies(f"{fault.name}, step {i}", expected, frames,
+                      identity=case.identity, golden=golden)
+    if fault.steps[-1][1][0].result == "a":
+        _A_AFTER.add(LinkIdentity.from_bytes(steps[-2][0][2]).weights_checksum)
+
+
+@cocotb.test()
+@cocotb.parametrize(name=FAULTS)
+async def fault(dut, name: str) -> None:
+    tb = await LinkBench(dut).start()
+
+    def scenario() -> None:
+        # The one row that commits a load switches banks (two banks): A in both first.
+        _hold_a(tb, every_bank=name == "LOAD at depth - 1 and at depth")
+        if name == "load interrupted halfway":
+            _BANKS_WRITTEN.append(True)
+        case, _ = _fault_case(tb)
+        _play(tb, next(f for f in fault_table(case) if f.name == name))
+
+    await bridge(scenario)()
+
+
+@cocotb.test()
+async def late_reply_is_never_taken_for_the_next(dut) -> None:
+    tb = await LinkBench(dut).start()
+
+    def scenario() -> None:
+        _hold_a(tb, every_bank=False)
+        case, golden = _fault_case(tb)
+        normal = tb.port.timeout_cycles
+
+        @contextlib.contextmanager
+        def short_reads():
+            tb.port.timeout_cycles = 4 * tb.link["divisor"]
+            yield
+            tb.port.timeout_cycles = normal
+
+        late_reply(Device(tb.port), case.images, [g[:2] for g in golden["a"]],
+                   short_reads=short_reads, timeout_error=HostLinkTimeout)
 
     await bridge(scenario)()
 
@@ -168,7 +291,7 @@ def _corrupt_crc(frame: bytes) -> bytes:
 
 def _raw(cmd: int, length: int, payload: bytes) -> bytes:
     """A frame whose length field disagrees with its payload, with a good crc."""
-    body = bytes([cmd]) + length.to_bytes(2, "little") + payload
+    body = bytes([cmd, 0]) + length.to_bytes(2, "little") + payload
     return bytes([0xA5]) + body + bytes([crc8(body)])
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import cocotb
 from cocotb.queue import Queue
 from cocotb.task import resume
-from cocotb.triggers import ClockCycles, Event, FallingEdge, RisingEdge
+from cocotb.triggers import ClockCycles, Event, FallingEdge, RisingEdge, Timer
 
 __all__ = ["SimulatedSerial", "UartSink", "UartSource"]
 
@@ -36,21 +36,31 @@ class UartSource:
     clock : cocotb handle
     """
 
-    def __init__(self, pin: Any, clock: Any, *, divisor: int) -> None:
+    def __init__(self, pin: Any, clock: Any, *, divisor: int,
+                 period_ns: float | None = None) -> None:
         _check_divisor(divisor)
         self.pin = pin
         self.clock = clock
         self.divisor = divisor
-        self._queue: Queue[int] = Queue()
+        self.period_ns = period_ns
+        self._queue: Queue[tuple[int, float, bool]] = Queue()
         self._idle = Event()
         self._idle.set()
         self.pin.value = 1
         self._task = cocotb.start_soon(self._run())
 
-    def write_nowait(self, data: bytes) -> None:
-        """Queue ``data``; it goes out byte after byte, without gaps."""
-        for byte in data:
-            self._queue.put_nowait(byte)
+    def write_nowait(self, data: bytes, *, skew: float = 0.0,
+                     framing_error_at: int | None = None) -> None:
+        """Queue ``data``; it goes out byte after byte, without gaps.
+
+        ``skew``: each bit lasts ``1 + skew`` bit times (a sender that fast or slow;
+        needs ``period_ns``). ``framing_error_at``: that byte's stop bit is low, and two
+        idle bits follow it so that a receiver finds the next start bit.
+        """
+        if skew and self.period_ns is None:
+            raise ValueError("a skewed UART source needs the clock's period_ns")
+        for i, byte in enumerate(data):
+            self._queue.put_nowait((byte, skew, i == framing_error_at))
         if data:
             self._idle.clear()
 
@@ -68,12 +78,22 @@ class UartSource:
 
     async def _run(self) -> None:
         while True:
-            byte = await self._queue.get()
-            for bit in [0, *((byte >> i) & 1 for i in range(8)), 1]:
+            byte, skew, bad = await self._queue.get()
+            for bit in [0, *((byte >> i) & 1 for i in range(8)), int(not bad)]:
                 self.pin.value = bit
-                await ClockCycles(self.clock, self.divisor)
+                await self._bit(skew)
+            if bad:
+                self.pin.value = 1
+                await self._bit(skew)
+                await self._bit(skew)
             if self._queue.empty():
                 self._idle.set()
+
+    async def _bit(self, skew: float) -> None:
+        if skew:
+            await Timer(round(self.divisor * self.period_ns * 1000 * (1 + skew)), unit="ps")
+        else:
+            await ClockCycles(self.clock, self.divisor)
 
 
 class UartSink:
@@ -91,12 +111,17 @@ class UartSink:
         Malformed frames, in order.
     """
 
-    def __init__(self, pin: Any, clock: Any, *, divisor: int, strict: bool = True) -> None:
+    def __init__(self, pin: Any, clock: Any, *, divisor: int, strict: bool = True,
+                 period_ns: float | None = None) -> None:
         _check_divisor(divisor)
         self.pin = pin
         self.clock = clock
         self.divisor = divisor
         self.strict = strict
+        self.period_ns = period_ns
+        #: The receiver's bit time is ``1 + skew`` of the divisor's (reading a
+        #: transmitter that is that much fast or slow; needs ``period_ns``).
+        self.skew = 0.0
         self.received: deque[int] = deque()
         self.errors: list[str] = []
         self._task = cocotb.start_soon(self._run())
@@ -114,20 +139,30 @@ class UartSink:
         """Up to ``size`` of the bytes received, oldest first."""
         return bytes(self.received.popleft() for _ in range(min(size, len(self.received))))
 
+    async def _wait(self, bits: float, skew: float) -> None:
+        """``bits`` of this receiver's bit times (whole clock cycles when not skewed)."""
+        if not skew:
+            await ClockCycles(self.clock, int(self.divisor * bits))
+            return
+        if self.period_ns is None:
+            raise ValueError("a skewed UART sink needs the clock's period_ns")
+        await Timer(round(self.divisor * self.period_ns * 1000 * (1 + skew) * bits), unit="ps")
+
     async def _run(self) -> None:
-        clock, pin = self.clock, self.pin
+        pin = self.pin
         while True:
             await FallingEdge(pin)
+            skew = self.skew
             # The middle of the start bit, then the middle of each following bit.
-            await ClockCycles(clock, self.divisor // 2)
+            await self._wait(0.5, skew)
             if pin.value != 0:
                 self._error(f"{pin._name}: start bit shorter than half a bit")
                 continue
             value = 0
             for i in range(8):
-                await ClockCycles(clock, self.divisor)
+                await self._wait(1, skew)
                 value |= int(pin.value) << i
-            await ClockCycles(clock, self.divisor)
+            await self._wait(1, skew)
             if pin.value != 1:
                 self._error(f"{pin._name}: framing error, stop bit low after {value:#04x}")
                 # Resynchronise on the next falling edge once the line is idle again.

@@ -2,9 +2,11 @@
 
 :class:`EmulatedBoard` answers frames as docs/host-link.md says a HostLink does, with
 ``IntModel.run`` in place of the core (the RTL's equality with it is what the rtl and sim
-tests show). :func:`serve_pty` puts it behind a pseudo-terminal, a real serial device path
-for pyserial; :func:`serve_socket` behind a ``socket://`` URL. A board that never answers
-is ``EmulatedBoard(None)``.
+tests show), and parses them byte by byte as the RTL does, idle timeout included: the
+fault table (sim/link_faults.py) gets the same answers from it as from the gateware.
+:func:`serve_pty` puts it behind a pseudo-terminal, a real serial device path for
+pyserial; :func:`serve_socket` behind a ``socket://`` URL. A board that never answers is
+``EmulatedBoard(None)``.
 """
 
 from __future__ import annotations
@@ -15,24 +17,33 @@ import os
 import select
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
 
-from ffcl_hw.device import FrameReader, HostLinkError, encode_frame
+from ffcl_hw.device import crc8, encode_frame
 from golden.intmodel import IntModel
 from rtl.core import LOAD_TARGETS, load_words
 from rtl.host_link import (
     link_identity,
-    load_checksum,
     load_data_bytes,
 )
 from rtl.program import build_program
-from rtl.protocol import LOAD_BEGIN_SIZE, LOAD_CHECKSUM, Command, ErrorCode, Reply
+from rtl.protocol import LOAD_BEGIN_SIZE, LOAD_CHECKSUM, SYNC, Command, ErrorCode, Reply
 
 
 class EmulatedBoard:
     """Bytes in, reply bytes out, as a board with ``model`` built in would answer.
+
+    The frames are parsed byte by byte as :class:`rtl.frame_parser.FrameParser` does
+    (sync byte, cmd, tag, length, exactly ``length`` payload bytes, crc), so that every
+    fault gets the RTL's answer: a length field one too long takes the next byte as
+    payload and waits, a frame that stops mid-way is abandoned after ``timeout_bits`` of
+    silence (:meth:`idle`), a byte with a framing error is dropped (:meth:`framing_error`).
+    What it cannot model is time: it answers at once, so it never loses a byte that
+    arrives while the hardware would still be computing or replying (the protocol has the
+    host wait for each reply), and it has no baud rate.
 
     Parameters
     ----------
@@ -43,6 +54,11 @@ class EmulatedBoard:
     loadable, initialised, shared : bool
         As ``Core(weights="loadable")``, ``HostLink(initialised=...)`` and
         ``Core(shared=True)`` (the cycle count of a core on borrowed multipliers).
+    banks : {1, 2}
+        As ``Core(banks=...)``: with two, a load writes the bank not in use, so the model
+        in use stays in use until a good commit (and after a failed one).
+    timeout_bits : int
+        The idle timeout, as ``HostLink(timeout_bits=...)``.
     known : list of IntModel
         Models a load may bring (a load is recognised by its checksum).
     faulty : bool
@@ -52,11 +68,15 @@ class EmulatedBoard:
     def __init__(self, model: IntModel | None, *, lanes: int = 2, label_lanes: int | None = None,
                  loadable: bool = True, initialised: bool = True,
                  known: tuple[IntModel, ...] = (), faulty: bool = False,
-                 shared: bool = False) -> None:
+                 shared: bool = False, banks: int = 1, timeout_bits: int = 200) -> None:
         self.faulty = faulty
         self.images = 0
-        self.reader = FrameReader()
         self.received = 0
+        self.timeout_bits = timeout_bits
+        self.banked = banks == 2
+        # The parser's state: the bytes of the frame so far (from cmd on), or None
+        # between frames (waiting for the sync byte).
+        self._frame: bytearray | None = None
         if model is None:
             return
         self.identity = dataclasses.replace(
@@ -65,33 +85,63 @@ class EmulatedBoard:
             model_loaded=initialised)
         self.program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
         self.n = load_data_bytes(self.program)
-        self.by_checksum = {
-            load_checksum(load_words(build_program(m, lanes=lanes, label_lanes=label_lanes)),
-                          self.n): m for m in (model, *known)}
+        # The model memories as (target, address) -> word, one dict per bank; a commit
+        # puts in use the known model whose words the bank holds.
+        self.known = [(m, self._words(m, lanes, label_lanes, shared)) for m in (model, *known)]
+        built_in = dict(self.known[0][1]) if initialised else {}
+        self.memory = [dict(built_in) for _ in range(banks)]
+        self.bank = 0
         self.model = model if initialised else None
+        self.weights_checksum = self.identity.weights_checksum
         self.loading = False
         self.written, self.announced = b"", 0
 
+    @staticmethod
+    def _words(model: IntModel, lanes, label_lanes, shared) -> dict[tuple[int, int], int]:
+        program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
+        return {(target, addr): word for target, addr, word in load_words(program)}
+
+    # -- the line ------------------------------------------------------------------
     def receive(self, data: bytes) -> bytes:
-        """Feed bytes from the host; returns the replies now due."""
+        """Feed bytes from the host, back to back; returns the replies now due."""
         self.received += len(data)
         if not hasattr(self, "identity"):
             return b""
-        self.reader.feed(data)
-        out = b""
-        while True:
-            try:
-                frame = self.reader.next_frame()
-            except HostLinkError:
-                out += self._error(ErrorCode.CRC)
-                continue
-            if frame is None:
-                return out
-            out += self._answer(*frame)
+        return b"".join(self._byte(byte) for byte in data)
 
-    @staticmethod
-    def _error(code: int) -> bytes:
-        return encode_frame(Reply.ERROR, bytes([code]))
+    def idle(self, bits: float) -> None:
+        """The line was quiet for ``bits`` bit times: a frame under way is abandoned if
+        that is the idle timeout or more, without a reply."""
+        if bits >= self.timeout_bits:
+            self._frame = None
+
+    def framing_error(self) -> None:
+        """A byte arrived with its stop bit low: the UART drops it, the parser never
+        sees it (the frame goes on with the next byte)."""
+
+    def _byte(self, byte: int) -> bytes:
+        if self._frame is None:
+            # Between frames, anything but the sync byte is noise.
+            if byte == SYNC:
+                self._frame = bytearray()
+            return b""
+        frame = self._frame
+        frame.append(byte)
+        if len(frame) < 4 or len(frame) < 5 + int.from_bytes(frame[2:4], "little"):
+            return b""
+        # The crc byte: exactly `length` payload bytes after the header, whatever follows.
+        self._frame = None
+        self.tag = frame[1]
+        if crc8(frame[:-1]) != frame[-1]:
+            return self._error(ErrorCode.CRC)
+        return self._answer(frame[0], bytes(frame[4:-1]))
+
+    def _reply(self, code: int, payload: bytes = b"") -> bytes:
+        # Every reply echoes the tag of the command it answers.
+        return encode_frame(code, payload, tag=self.tag)
+
+    def _error(self, code: int) -> bytes:
+        return self._reply(Reply.ERROR, bytes([code]))
 
     def _answer(self, cmd: int, payload: bytes) -> bytes:
         ident = self.identity
@@ -99,8 +149,8 @@ class EmulatedBoard:
             if payload:
                 return self._error(ErrorCode.LENGTH)
             now = dataclasses.replace(ident, model_loaded=self.model is not None,
-                                      weights_checksum=self.announced or ident.weights_checksum)
-            return encode_frame(Reply.IDENT, now.to_bytes())
+                                      weights_checksum=self.weights_checksum)
+            return self._reply(Reply.IDENT, now.to_bytes())
         if cmd == Command.IMAGE:
             if len(payload) != ident.input_size:
                 return self._error(ErrorCode.LENGTH)
@@ -112,7 +162,7 @@ class EmulatedBoard:
                 result.scores[0, 0] += 1
             scores = b"".join(int(s).to_bytes(ident.score_bytes, "little")
                               for s in result.scores[0])
-            return encode_frame(Reply.RESULT, bytes([int(result.labels[0])]) + scores
+            return self._reply(Reply.RESULT, bytes([int(result.labels[0])]) + scores
                                 + self.program.cycles().to_bytes(4, "little"))
         if cmd not in (Command.LOAD, Command.LOAD_BEGIN, Command.LOAD_COMMIT):
             return self._error(ErrorCode.COMMAND)
@@ -123,9 +173,12 @@ class EmulatedBoard:
                 return self._error(ErrorCode.LENGTH)
             if int.from_bytes(payload[:4], "little") != ident.model_hash:
                 return self._error(ErrorCode.MODEL)
-            self.loading, self.model, self.written = True, None, b""
+            self.loading, self.written = True, b""
+            if not self.banked:
+                # One bank: from here until a good commit it holds no complete model.
+                self.model = None
             self.announced = int.from_bytes(payload[4:], "little")
-            return encode_frame(Reply.LOAD_BEGIN)
+            return self._reply(Reply.LOAD_BEGIN)
         if cmd == Command.LOAD:
             if len(payload) != 3 + self.n:
                 return self._error(ErrorCode.LENGTH)
@@ -133,8 +186,14 @@ class EmulatedBoard:
                 return self._error(ErrorCode.SEQUENCE)
             if payload[0] not in LOAD_TARGETS.values():
                 return self._error(ErrorCode.LOAD)
+            if int.from_bytes(payload[1:3], "little") >= ident.depths[payload[0] - 1]:
+                return self._error(ErrorCode.ADDRESS)
             self.written += payload
-            return encode_frame(Reply.LOAD)
+            # Two banks: the write goes to the bank not in use.
+            bank = 1 - self.bank if self.banked else 0
+            addr = int.from_bytes(payload[1:3], "little")
+            self.memory[bank][payload[0], addr] = int.from_bytes(payload[3:], "little")
+            return self._reply(Reply.LOAD)
         if payload:
             return self._error(ErrorCode.LENGTH)
         if not self.loading:
@@ -143,17 +202,27 @@ class EmulatedBoard:
         # The checksum of the writes made, as the device keeps it, from the reference.
         if LOAD_CHECKSUM.compute(self.written) != self.announced:
             return self._error(ErrorCode.CHECKSUM)
-        self.model = self.by_checksum[self.announced]
-        return encode_frame(Reply.LOAD_COMMIT)
+        if self.banked:
+            self.bank = 1 - self.bank
+        held = self.memory[self.bank]
+        models = [m for m, words in self.known if words == held]
+        if not models:
+            raise ValueError("the double knows no model with the words committed; pass it "
+                             "in known=")
+        self.model = models[0]
+        self.weights_checksum = self.announced
+        return self._reply(Reply.LOAD_COMMIT)
 
 
 @contextlib.contextmanager
-def serve_pty(board: EmulatedBoard) -> Iterator[str]:
-    """Yield the path of a pseudo-terminal whose far end is ``board``."""
+def serve_pty(board: EmulatedBoard, *, baud: int = 115200) -> Iterator[str]:
+    """Yield the path of a pseudo-terminal whose far end is ``board`` (the time between
+    two reads counts as silence on a line of ``baud``, for the idle timeout)."""
     master, slave = os.openpty()
     stop = threading.Event()
 
     def serve() -> None:
+        last = time.monotonic()
         while not stop.is_set():
             ready, _, _ = select.select([master], [], [], 0.05)
             if ready:
@@ -161,6 +230,9 @@ def serve_pty(board: EmulatedBoard) -> Iterator[str]:
                     data = os.read(master, 4096)
                 except OSError:
                     return
+                now = time.monotonic()
+                board.idle((now - last) * baud)
+                last = now
                 reply = board.receive(data)
                 if reply:
                     os.write(master, reply)
@@ -177,8 +249,9 @@ def serve_pty(board: EmulatedBoard) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def serve_socket(board: EmulatedBoard) -> Iterator[str]:
-    """Yield a pyserial ``socket://`` URL whose far end is ``board``."""
+def serve_socket(board: EmulatedBoard, *, baud: int = 115200) -> Iterator[str]:
+    """Yield a pyserial ``socket://`` URL whose far end is ``board`` (silence between
+    reads counted as on a line of ``baud``)."""
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(0.05)
     stop = threading.Event()
@@ -191,6 +264,7 @@ def serve_socket(board: EmulatedBoard) -> Iterator[str]:
                 continue
             with conn:
                 conn.settimeout(0.05)
+                last = time.monotonic()
                 while not stop.is_set():
                     try:
                         data = conn.recv(4096)
@@ -198,6 +272,9 @@ def serve_socket(board: EmulatedBoard) -> Iterator[str]:
                         continue
                     if not data:
                         break
+                    now = time.monotonic()
+                    board.idle((now - last) * baud)
+                    last = now
                     reply = board.receive(data)
                     if reply:
                         conn.sendall(reply)

@@ -11,7 +11,9 @@ import json
 import pytest
 
 from ffcl_hw.cli import main
+from ffcl_hw.device import encode_frame
 from golden.intmodelio import load_int_model
+from rtl.protocol import Command
 from tests.flows.board_emulator import EmulatedBoard, serve_pty, serve_socket
 from tests.golden.variants import reweighted
 from tests.rtl.test_core import _random_model
@@ -122,7 +124,7 @@ def test_run_reports_a_silent_device(run, capsys):
         assert _run(run, port) == 2
     err = capsys.readouterr().err
     assert f"no answer from a device on {port} at 115200 baud within 0.5 s (asked twice)" in err
-    assert board.received == 2 * 5        # two IDENT frames arrived
+    assert board.received == 2 * len(encode_frame(Command.IDENT))        # two IDENT frames arrived
 
 
 def test_run_reports_a_port_that_does_not_exist(run, capsys):

@@ -21,7 +21,7 @@ from amaranth.lib.wiring import Out
 from golden.quantize import quantize
 from rtl.core import Core
 from rtl.uart import UartRx
-from sim.formal import combinational_fanout, prove
+from sim.formal import combinational_fanout, memory_write_ports, module_variant, prove
 from sim.properties import StreamContract
 from tests.golden.variants import make_config, random_params
 
@@ -35,11 +35,25 @@ def _tiny_model(algo: str = "ffdl", hidden=(2,), loops: int = 1):
                     np.random.default_rng(0).uniform(0, 1, (16, 2)), input_max=16)
 
 
-def _loads_only_while_idle(m: Module, core: Core) -> None:
+def _loads_only_while_idle(m: Module, core: Core, fragment) -> None:
     # The load port takes a write only between inferences: never while the cycle
     # counter runs, never while a result is offered.
     m.d.comb += [Assert(~(core.load.ready & core.busy)),
                  Assert(~(core.load.ready & core.result.valid))]
+    # The same on the memories themselves: a write enable of a model memory fires only
+    # in a cycle the load port takes a write, while idle, and (two banks) only into the
+    # bank inferences do not read (the bank is the address's lowest bit).
+    ports = memory_write_ports(fragment, path=("memories",))
+    written = {name.split(".")[1] for name in ports}
+    assert written == ({"bias_rom", "label_rom", "weight_store"} if core.weights == "spram"
+                       else {"op_rom", "bias_rom", "label_rom", "weight_rom"}), written
+    for memory_ports in ports.values():
+        for port in memory_ports:
+            with m.If(port._en.any()):
+                m.d.comb += Assert(core.load.valid & core.load.ready & ~core.busy
+                                   & ~core.result.valid)
+                if core.banks == 2:
+                    m.d.comb += Assert(port._addr[0] != core.bank)
 
 
 @pytest.fixture
@@ -65,6 +79,47 @@ def test_the_core_keeps_its_stream_contracts_and_loads_only_while_idle(name, wor
                              extra=_loads_only_while_idle)
     result = prove(harness, name=f"core_{name}", depth=16, mode="prove", folder=work)
     assert result.passed, f"{result.status}: see {result.log}"
+
+
+#: Deeper configurations: two layers, and FFCL (feedback loops). About 20 s each, as the
+#: one-layer ones: opt-in only to keep the default run's share of formal time down.
+DEEP_CORES = {
+    "ffdl-2layer-p2-two-banks": dict(model=dict(hidden=(2, 2)), lanes=2,
+                                     weights="loadable", banks=2),
+    "ffcl-2layer-T2-p2-loadable": dict(model=dict(algo="ffcl", hidden=(2, 2), loops=2),
+                                       lanes=2, weights="loadable"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(DEEP_CORES))
+def test_deeper_cores_keep_their_contracts_and_load_only_while_idle(name, work):
+    spec = dict(DEEP_CORES[name])
+    core = Core(_tiny_model(**spec.pop("model")), **spec)
+    harness = StreamContract(core, inputs=["image", "load"], outputs=["result"],
+                             extra=_loads_only_while_idle)
+    result = prove(harness, name=f"core_{name}", depth=16, mode="prove", folder=work)
+    assert result.passed, f"{result.status}: see {result.log}"
+
+
+MEMORY_BUGS = {
+    # The write enables ignore whether the core accepts loads (busy or not).
+    "write-while-busy": {"fire = load.valid & self.accept": "fire = load.valid"},
+    # Loads write the bank inferences read.
+    "write-active-bank": {"~bank if bank is not None": "bank if bank is not None"},
+}
+
+
+@pytest.mark.parametrize("bug", list(MEMORY_BUGS))
+def test_the_memory_write_harness_catches(bug, work):
+    core_module = module_variant("rtl.core")
+    core_module.ModelMemory = module_variant("rtl.model_memory",
+                                             MEMORY_BUGS[bug]).ModelMemory
+    core = core_module.Core(_tiny_model(), lanes=1, weights="loadable", banks=2)
+    harness = StreamContract(core, inputs=["image", "load"], outputs=["result"],
+                             extra=_loads_only_while_idle)
+    result = prove(harness, name=f"core_{bug}", depth=8, folder=work)
+    assert result.status == "FAIL", f"{result.status}: see {result.log}"
 
 
 def test_the_core_result_valid_never_depends_on_ready(work):

@@ -38,6 +38,7 @@ class Harness:
         self.dut = dut
         self.release = release
         self.frames: list[tuple[int, int, bool]] = []
+        self.tags: list[int] = []
         self.payloads: list[list[tuple[int, int]]] = [[]]
         self.headers = 0
         self.refused = 0          # cycles a byte waited while the parser held a frame
@@ -56,6 +57,7 @@ class Harness:
                 held += 1
                 if held == 1:
                     self.frames.append((frame.cmd, frame.length, bool(frame.crc_ok)))
+                    self.tags.append(frame.tag)
                     self.payloads.append([])
                 ctx.set(dut.frame.ready, held > self.release)
             else:
@@ -102,9 +104,11 @@ def run(data_steps: list[tuple[bytes, int]], *, release: int = 2,
 def test_a_frame_comes_out_with_its_fields_and_every_payload_byte(length):
     rng = random.Random(length)
     payload = bytes(rng.randrange(256) for _ in range(length))
-    harness = run([(encode_frame(Command.IMAGE, payload), 0),
-                   (encode_frame(Command.IDENT), 5)])
+    # The first tag is the sync byte's value: a header field, not a frame start.
+    harness = run([(encode_frame(Command.IMAGE, payload, tag=SYNC), 0),
+                   (encode_frame(Command.IDENT, tag=length % 256), 5)])
     assert harness.frames == [(Command.IMAGE, length, True), (Command.IDENT, 0, True)]
+    assert harness.tags == [SYNC, length % 256]
     assert harness.payloads[0] == list(enumerate(payload))
     assert harness.payloads[1] == []
     assert harness.headers == 2
@@ -125,7 +129,7 @@ def test_the_payload_ends_where_the_length_field_says(offset):
     # timeout, unanswered. A parser that ends a byte early or late shows here.
     payload = bytes(range(10, 16))
     length = len(payload) + offset
-    body = bytes([Command.IMAGE]) + length.to_bytes(2, "little") + payload
+    body = bytes([Command.IMAGE, 0]) + length.to_bytes(2, "little") + payload
     frame = bytes([SYNC]) + body + bytes([crc8(body)])
     after = encode_frame(Command.IDENT)
     harness = run([(frame, 0), (after, 2 * TIMEOUT)])

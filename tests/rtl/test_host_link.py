@@ -16,7 +16,13 @@ import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
-from ffcl_hw.device import Device, FrameReader, HostLinkError, crc8, encode_frame
+from ffcl_hw.device import (
+    Device,
+    FrameReader,
+    HostLinkError,
+    crc8,
+    encode_frame,
+)
 from golden.intmodel import IntModel
 from rtl.core import Core, load_words
 from rtl.host_link import HostLink, LinkIdentity, link_identity, load_checksum
@@ -79,7 +85,8 @@ def exchange(link: HostLink, steps: list[Step]) -> list[list[tuple[int, bytes]]]
 
     async def monitor(ctx) -> None:
         while True:
-            received.extend(reader.frames(bytes([await receive_byte(ctx, link.tx)])))
+            received.extend((frame.cmd, frame.payload) for frame in
+                            reader.frames(bytes([await receive_byte(ctx, link.tx)])))
 
     async def driver(ctx) -> None:
         ctx.set(link.rx, 1)
@@ -159,7 +166,7 @@ def _corrupt_crc(frame: bytes) -> bytes:
 
 def _raw(cmd: int, length: int, payload: bytes) -> bytes:
     """A frame with a length field that disagrees with its payload, but a good crc."""
-    body = bytes([cmd]) + length.to_bytes(2, "little") + payload
+    body = bytes([cmd, 0]) + length.to_bytes(2, "little") + payload
     return bytes([0xA5]) + body + bytes([crc8(body)])
 
 
@@ -406,7 +413,8 @@ def test_a_board_with_empty_memories_refuses_images_until_a_load_commits(two_mod
 
 @pytest.mark.parametrize(("case", "code"), [("target-0", ErrorCode.LOAD),
                                             ("target-5", ErrorCode.LOAD),
-                                            ("address-beyond", ErrorCode.LOAD),
+                                            ("address-beyond", ErrorCode.ADDRESS),
+                                            ("ops-address-8-of-5", ErrorCode.ADDRESS),
                                             ("bad-crc", ErrorCode.CRC),
                                             ("short", ErrorCode.LENGTH)])
 def test_a_refused_load_leaves_the_weights_alone(case, code, two_models):
@@ -419,10 +427,14 @@ def test_a_refused_load_leaves_the_weights_alone(case, code, two_models):
         "target-0": load_frame(link, 0, addr, word),
         "target-5": load_frame(link, 5, addr, word),
         "address-beyond": load_frame(link, target, 0xFFFF, word),
+        # The issue's case: inside the largest memory's range, past the program's 5
+        # ops; the ops memory keeps 3 address bits, so it would overwrite op 0.
+        "ops-address-8-of-5": load_frame(link, 1, 8, word),
         "bad-crc": _corrupt_crc(load_frame(link, target, addr, word)),
         # The payload one byte short, with a correct crc.
-        "short": encode_frame(Command.LOAD, load_frame(link, target, addr, word)[4:-2]),
+        "short": encode_frame(Command.LOAD, load_frame(link, target, addr, word)[5:-2]),
     }[case]
+    assert link.identity.depths[0] == 5
     # In a transaction of no writes: the refused frame must neither write nor count.
     replies = exchange(link, [Step(begin_frame(link, [])), Step(frame), Step(COMMIT),
                               Step(image_frame(images[0]))])

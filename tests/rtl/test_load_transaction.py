@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from amaranth.sim import Simulator
 
-from rtl.core import Core, load_words
+from rtl.core import LOAD_TARGETS, Core, load_depths, load_words
 from rtl.host_link import load_checksum, load_payload, model_hash
 from rtl.load_transaction import LoadTransaction, load_data_bytes
 from rtl.protocol import Command, ErrorCode
@@ -149,7 +149,7 @@ def test_another_models_hash_is_refused_before_anything_changes():
     ((Command.LOAD, load_payload(*WRITES[0], N) + b"\x00"), ErrorCode.LENGTH),
     ((Command.LOAD, load_payload(0, 0, 0, N)), ErrorCode.LOAD),
     ((Command.LOAD, load_payload(5, 0, 0, N)), ErrorCode.LOAD),
-    ((Command.LOAD, load_payload(2, 0xFFFF, 0, N)), ErrorCode.LOAD),
+    ((Command.LOAD, load_payload(2, 0xFFFF, 0, N)), ErrorCode.ADDRESS),
     ((Command.LOAD_COMMIT, b"\x00"), ErrorCode.LENGTH),
 ])
 def test_a_refused_frame_inside_a_transaction_neither_writes_nor_counts(frame, code):
@@ -159,6 +159,19 @@ def test_a_refused_frame_inside_a_transaction_neither_writes_nor_counts(frame, c
     result = play([begin(WRITES), loads[0], frame, *loads[1:], COMMIT], banked=True)
     assert result[2][0] == error(code)
     assert result[-1][0] == ACK_COMMIT
+
+
+@pytest.mark.parametrize("target", sorted(LOAD_TARGETS.values()))
+def test_a_load_at_the_target_memorys_depth_is_refused(target):
+    # The last word of each memory is written; the word after it (inside the largest
+    # memory's range, so the address field takes it) is refused with error 9 and does
+    # not count, so the commit of the one good write still matches.
+    depth = load_depths(PROGRAM)[target]
+    assert depth < max(load_depths(PROGRAM).values()) or target == 2
+    last, beyond = (target, depth - 1, 1), (target, depth, 1)
+    result = play([begin([last]), load(last), load(beyond), COMMIT], banked=False)
+    assert [r[0] for r in result] == [ACK_BEGIN, WRITE, error(ErrorCode.ADDRESS), ACK_COMMIT]
+    assert result[1][1] == last
 
 
 def test_a_second_begin_starts_the_transaction_again():

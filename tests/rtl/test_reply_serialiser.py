@@ -24,6 +24,9 @@ from tests.rtl.test_core import _random_model
 
 IDENTITY = link_identity(_random_model("ffdl", 7), lanes=2, loadable=True)
 LAYOUT = result_layout(IDENTITY.labels, IDENTITY.score_bits)
+#: The command's tag every reply must echo (the sync byte's value: it is a header field,
+#: not a frame start, and a serialiser sending a constant shows).
+TAG = 0xA5
 
 
 def result_record(seed: int) -> dict:
@@ -38,14 +41,14 @@ def expected_frame(kind: ReplyFrame, *, error: int, record: dict, model_ok: int,
     if kind == ReplyFrame.IDENT:
         ident = dataclasses.replace(IDENTITY, model_loaded=bool(model_ok),
                                     weights_checksum=checksum)
-        return encode_frame(Reply.IDENT, ident.to_bytes())
+        return encode_frame(Reply.IDENT, ident.to_bytes(), tag=TAG)
     if kind == ReplyFrame.RESULT:
         scores = b"".join(s.to_bytes(IDENTITY.score_bytes, "little") for s in record["scores"])
         return encode_frame(Reply.RESULT, bytes([record["label"]]) + scores
-                            + record["cycles"].to_bytes(4, "little"))
+                            + record["cycles"].to_bytes(4, "little"), tag=TAG)
     if kind == ReplyFrame.ERROR:
-        return encode_frame(Reply.ERROR, bytes([error]))
-    return encode_frame(kind.code)
+        return encode_frame(Reply.ERROR, bytes([error]), tag=TAG)
+    return encode_frame(kind.code, tag=TAG)
 
 
 def serialise(requests, *, pauses: str, seed: int = 0, back_to_back: bool = False):
@@ -80,6 +83,7 @@ def serialise(requests, *, pauses: str, seed: int = 0, back_to_back: bool = Fals
             await ctx.tick()
 
     async def source(ctx) -> None:
+        ctx.set(dut.tag, TAG)
         ctx.set(dut.model_ok, 1)
         ctx.set(dut.checksum, 0xCAFE_F00D)
         ctx.set(dut.result.valid, 1)
@@ -136,7 +140,7 @@ def test_every_reply_frame_goes_out_byte_for_byte(pauses, back_to_back):
 def test_the_serialiser_idles_after_a_reply():
     # Nothing more comes out after the last reply: no byte without a request.
     sent, at_done, _, _ = serialise([(ReplyFrame.LOAD, 0)], pauses="none")
-    assert sent == encode_frame(Reply.LOAD) and len(at_done) == 1
+    assert sent == encode_frame(Reply.LOAD, tag=TAG) and len(at_done) == 1
 
 
 def test_reply_frame_codes_are_the_protocols():
