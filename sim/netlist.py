@@ -30,8 +30,8 @@ from sim.runner import BuiltDesign
 from sim.tools import ToolMissing, icarus_available, yosys_share
 
 __all__ = ["CELLS", "FAMILIES", "HARNESS_TOP", "OWN_MODELS", "NetlistPins", "build_netlist",
-           "build_mult18x18d_probe", "cell_counts", "cell_sources", "harness_verilog",
-           "mult18x18d_probe_verilog"]
+           "build_probe", "cell_counts", "cell_sources", "dp16kd_probe_verilog",
+           "harness_verilog", "mult18x18d_probe_verilog"]
 
 FAMILIES = ("ice40", "ecp5")
 #: The harness's module name (sim/cells/pll.v names it to reach the bench's reset).
@@ -92,29 +92,61 @@ def harness_verilog(top: str, pins: NetlistPins) -> str:
     ])
 
 
+def _probe_verilog(cell: str, module: str, inputs: dict[str, tuple[str, int]],
+                   outputs: dict[str, tuple[str, int]],
+                   parameters: dict[str, str] | None = None) -> str:
+    """A module ``module`` giving one ``cell`` vector ports: each entry ``vector: (port
+    prefix, width)`` joins the cell's bit ports PREFIX0..PREFIXn-1 (width 0: a one-bit
+    port named PREFIX). ``parameters`` maps the cell's parameters to Verilog literals."""
+    def ports(table: dict[str, tuple[str, int]]) -> list[str]:
+        return [f"[{width - 1}:0] {vector}" if width else vector
+                for vector, (_, width) in table.items()]
+
+    def connections(table: dict[str, tuple[str, int]]) -> list[str]:
+        return [f".{prefix}{i}({vector}[{i}])" if width else f".{prefix}({vector})"
+                for vector, (prefix, width) in table.items() for i in range(max(width, 1))]
+
+    header = ", ".join([*(f"input {p}" for p in ports(inputs)),
+                        *(f"output {p}" for p in ports(outputs))])
+    passed = ", ".join(f".{name}({value})" for name, value in (parameters or {}).items())
+    return "\n".join([
+        "`timescale 1ns / 1ps",
+        f"module {module} ({header});",
+        f"    {cell} {'#(' + passed + ') ' if passed else ''}dut (",
+        "        " + ",\n        ".join(connections(inputs) + connections(outputs)) + ");",
+        "endmodule",
+        ""])
+
+
 def mult18x18d_probe_verilog() -> str:
     """A module ``mult18x18d_probe`` giving one MULT18X18D vector ports (``a``, ``b``,
     ``c``, ``sria``, ``srib`` of 18 bits, ``signed_a``, ``signed_b``, ``source_a``,
     ``source_b``; ``p`` of 36 bits, ``signed_p``, ``roa``, ``rob``, ``roc``, ``sroa``,
-    ``srob``), for testing the model (sim/cell_testbench.py)."""
-    def bits(port: str, vector: str, width: int) -> list[str]:
-        return [f".{port}{i}({vector}[{i}])" for i in range(width)]
-    connections = [*bits("A", "a", 18), *bits("B", "b", 18), *bits("C", "c", 18),
-                   *bits("SRIA", "sria", 18), *bits("SRIB", "srib", 18),
-                   *bits("P", "p", 36), *bits("ROA", "roa", 18), *bits("ROB", "rob", 18),
-                   *bits("ROC", "roc", 18), *bits("SROA", "sroa", 18),
-                   *bits("SROB", "srob", 18),
-                   ".SIGNEDA(signed_a)", ".SIGNEDB(signed_b)", ".SOURCEA(source_a)",
-                   ".SOURCEB(source_b)", ".SIGNEDP(signed_p)"]
-    return "\n".join([
-        "`timescale 1ns / 1ps",
-        "module mult18x18d_probe (",
-        "    input [17:0] a, b, c, sria, srib,",
-        "    input signed_a, signed_b, source_a, source_b,",
-        "    output [35:0] p, output [17:0] roa, rob, roc, sroa, srob, output signed_p);",
-        "    MULT18X18D dut (" + ",\n        ".join(connections) + ");",
-        "endmodule",
-        ""])
+    ``srob``), for testing the model (sim/mult18x18d_testbench.py)."""
+    operands = {name: (name.upper(), 18) for name in ("a", "b", "c", "sria", "srib")}
+    controls = {"signed_a": ("SIGNEDA", 0), "signed_b": ("SIGNEDB", 0),
+                "source_a": ("SOURCEA", 0), "source_b": ("SOURCEB", 0)}
+    outputs = {"p": ("P", 36), "signed_p": ("SIGNEDP", 0),
+               **{name: (name.upper(), 18) for name in ("roa", "rob", "roc", "sroa", "srob")}}
+    return _probe_verilog("MULT18X18D", "mult18x18d_probe", operands | controls, outputs)
+
+
+def dp16kd_probe_verilog(parameters: dict[str, str]) -> str:
+    """A module ``dp16kd_probe`` giving one DP16KD, configured by ``parameters`` (name:
+    Verilog literal), vector ports per port x in {a, b}: ``di_x`` (18 bits), ``ad_x``
+    (14), ``cs_x`` (3), ``ce_x``, ``oce_x``, ``we_x``, ``rst_x``, ``do_x`` (18), and one
+    ``clk`` for both."""
+    inputs, outputs = {"clk": ("CLKA", 0)}, {}
+    for x in "ab":
+        X = x.upper()
+        inputs |= {f"di_{x}": (f"DI{X}", 18), f"ad_{x}": (f"AD{X}", 14),
+                   f"cs_{x}": (f"CS{X}", 3), f"ce_{x}": (f"CE{X}", 0),
+                   f"oce_{x}": (f"OCE{X}", 0), f"we_{x}": (f"WE{X}", 0),
+                   f"rst_{x}": (f"RST{X}", 0)}
+        outputs[f"do_{x}"] = (f"DO{X}", 18)
+    text = _probe_verilog("DP16KD", "dp16kd_probe", inputs, outputs, parameters)
+    # One clock drives both ports.
+    return text.replace(".CLKA(clk)", ".CLKA(clk), .CLKB(clk)")
 
 
 def _inline_includes(path: Path, seen: set[Path]) -> str:
@@ -223,22 +255,23 @@ def build_netlist(netlist: Path, *, family: str, top: str, pins: NetlistPins, ro
                        waves=waves, runner=runner, toplevel=HARNESS_TOP)
 
 
-def build_mult18x18d_probe(root: Path, *, model: Path | None = None) -> BuiltDesign:
-    """Compile ``mult18x18d_probe`` around a MULT18X18D model (default this project's,
-    ``sim/cells/mult18x18d.v``) under Icarus, for :mod:`sim.cell_testbench`."""
+def build_probe(probe: str, toplevel: str, model: Path, root: Path) -> BuiltDesign:
+    """Compile a probe module (:func:`mult18x18d_probe_verilog`,
+    :func:`dp16kd_probe_verilog`) around a cell ``model`` file under Icarus, in a folder
+    under ``root`` named after both, for the cell benches
+    (:mod:`sim.mult18x18d_testbench`, :mod:`sim.dp16kd_testbench`)."""
     if not icarus_available():
         raise ToolMissing("Icarus Verilog is not installed; `sudo apt-get install iverilog`")
     from cocotb_tools.runner import get_runner
 
-    model = Path(model or CELLS / "mult18x18d.v").resolve()
-    probe = mult18x18d_probe_verilog()
+    model = Path(model).resolve()
     digest = hashlib.sha256(probe.encode() + model.read_bytes()).hexdigest()[:16]
-    build_dir = Path(root).resolve() / f"icarus-mult18x18d-{digest}"
+    build_dir = Path(root).resolve() / f"icarus-{toplevel}-{digest}"
     build_dir.mkdir(parents=True, exist_ok=True)
-    source = build_dir / "mult18x18d_probe.v"
+    source = build_dir / f"{toplevel}.v"
     source.write_text(probe)
     runner = get_runner("icarus")
-    runner.build(sources=[source, model], hdl_toplevel="mult18x18d_probe", build_dir=build_dir,
+    runner.build(sources=[source, model], hdl_toplevel=toplevel, build_dir=build_dir,
                  timescale=("1ns", "1ps"), always=False, log_file=build_dir / "build.log")
     return BuiltDesign(simulator="icarus", build_dir=build_dir, verilog=source, waves=False,
-                       runner=runner, toplevel="mult18x18d_probe")
+                       runner=runner, toplevel=toplevel)

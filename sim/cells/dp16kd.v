@@ -4,7 +4,8 @@
 // Written from Lattice's ECP5 memory usage guide (FPGA-TN-02204, formerly TN1264): a true
 // dual-port 18 Kbit block RAM. Each port's DATA_WIDTH is 18 (1,024 words, address
 // AD[13:4], AD[1:0] the byte enables of a write: AD[0] bits 8:0, AD[1] bits 17:9) or 9
-// (2,048 words, address AD[13:3]); a port reads and writes on the rising edge of its
+// (2,048 words, address AD[13:3]), or both are 36 (one write and one read port, see
+// WIDE below); a port reads and writes on the rising edge of its
 // clock (CLKxMUX "INV": the falling edge) while CE is high and CS[2:0] equals
 // CSDECODE; during a write its output keeps its value (WRITEMODE "NORMAL"), shows the
 // new word ("WRITETHROUGH") or the old one ("READBEFOREWRITE"); RST clears the output
@@ -106,6 +107,12 @@ module DP16KD (
     parameter INITVAL_3E = 320'h0;
     parameter INITVAL_3F = 320'h0;
 
+    // DATA_WIDTH 36 on both ports: the pseudo dual-port mode (PDPW16KD's), 512 words of
+    // 36 bits; port A writes {DIB, DIA} at AD[13:5] with byte enables AD[3:0], port B
+    // reads {DOB, DOA} from AD[13:5]. Word r is the 18-bit words 2r (DIA/DOA) and
+    // 2r + 1 (DIB/DOB), as Yosys lays out INITVAL (share/lattice/brams_map_16kd.v).
+    localparam WIDE = DATA_WIDTH_A == 36 && DATA_WIDTH_B == 36;
+
     // The 18,432 bits, as 1,024 words of 18.
     reg [17:0] mem [0:1023];
 
@@ -116,13 +123,14 @@ module DP16KD (
     endtask
 
     function [2:0] csdecode(input [8*5-1:0] text);  // "0bXYZ"
-        csdecode = {text[16] == "1", text[8] == "1", text[0] == "1"};
+        csdecode = {text[23:16] == "1", text[15:8] == "1", text[7:0] == "1"};
     endfunction
 
     initial begin
-        if (!(DATA_WIDTH_A == 18 || DATA_WIDTH_A == 9) || !(DATA_WIDTH_B == 18 || DATA_WIDTH_B == 9)) begin
-            $display("DP16KD %m: only DATA_WIDTH 18 and 9 are modelled, not %0d / %0d",
-                     DATA_WIDTH_A, DATA_WIDTH_B);
+        if (!(WIDE || (DATA_WIDTH_A == 18 || DATA_WIDTH_A == 9)
+                      && (DATA_WIDTH_B == 18 || DATA_WIDTH_B == 9))) begin
+            $display("DP16KD %m: only DATA_WIDTH 18 and 9, or 36 on both ports, are ",
+                     "modelled, not %0d / %0d", DATA_WIDTH_A, DATA_WIDTH_B);
             $finish(1);
         end
         load_initval(8'h00, INITVAL_00);
@@ -231,7 +239,7 @@ module DP16KD (
         if (async_reset_a) begin
             latch_a <= 18'd0;
         end else begin
-            if (CEA && cs_a && WEA)
+            if (!WIDE && CEA && cs_a && WEA)
                 write(DATA_WIDTH_A, ad_a, di_a);
             // The output: reset (not gated by CE), else what the write mode says
             // during a write, else the addressed word.
@@ -253,7 +261,7 @@ module DP16KD (
         else if (OCEA)
             out_a <= latch_a;
     end
-    assign {DOA17, DOA16, DOA15, DOA14, DOA13, DOA12, DOA11, DOA10, DOA9, DOA8, DOA7, DOA6, DOA5, DOA4, DOA3, DOA2, DOA1, DOA0} = REGMODE_A == "OUTREG" ? out_a : latch_a;
+    assign {DOA17, DOA16, DOA15, DOA14, DOA13, DOA12, DOA11, DOA10, DOA9, DOA8, DOA7, DOA6, DOA5, DOA4, DOA3, DOA2, DOA1, DOA0} = WIDE ? wide_out[17:0] : REGMODE_A == "OUTREG" ? out_a : latch_a;
 
     // -- port B ----------------------------------------------------------------------
     wire [17:0] di_b = {DIB17, DIB16, DIB15, DIB14, DIB13, DIB12, DIB11, DIB10, DIB9, DIB8, DIB7, DIB6, DIB5, DIB4, DIB3, DIB2, DIB1, DIB0};
@@ -267,7 +275,7 @@ module DP16KD (
         if (async_reset_b) begin
             latch_b <= 18'd0;
         end else begin
-            if (CEB && cs_b && WEB)
+            if (!WIDE && CEB && cs_b && WEB)
                 write(DATA_WIDTH_B, ad_b, di_b);
             // The output: reset (not gated by CE), else what the write mode says
             // during a write, else the addressed word.
@@ -289,5 +297,27 @@ module DP16KD (
         else if (OCEB)
             out_b <= latch_b;
     end
-    assign {DOB17, DOB16, DOB15, DOB14, DOB13, DOB12, DOB11, DOB10, DOB9, DOB8, DOB7, DOB6, DOB5, DOB4, DOB3, DOB2, DOB1, DOB0} = REGMODE_B == "OUTREG" ? out_b : latch_b;
+    assign {DOB17, DOB16, DOB15, DOB14, DOB13, DOB12, DOB11, DOB10, DOB9, DOB8, DOB7, DOB6, DOB5, DOB4, DOB3, DOB2, DOB1, DOB0} = WIDE ? wide_out[35:18] : REGMODE_B == "OUTREG" ? out_b : latch_b;
+
+    // -- the 36-bit mode -------------------------------------------------------------
+    reg [35:0] wide_latch = 36'd0, wide_reg = 36'd0;
+    wire [9:0] wide_w = {ad_a[13:5], 1'b0}, wide_r = {ad_b[13:5], 1'b0};
+    wire [35:0] wide_out = REGMODE_B == "OUTREG" ? wide_reg : wide_latch;
+    always @(posedge clk_a)
+        if (WIDE && CEA && cs_a && WEA) begin
+            if (ad_a[0]) mem[wide_w][8:0] <= di_a[8:0];
+            if (ad_a[1]) mem[wide_w][17:9] <= di_a[17:9];
+            if (ad_a[2]) mem[wide_w + 1][8:0] <= di_b[8:0];
+            if (ad_a[3]) mem[wide_w + 1][17:9] <= di_b[17:9];
+        end
+    always @(posedge clk_b or posedge async_reset_b) begin
+        if (async_reset_b || (RESETMODE == "SYNC" && RSTB))
+            wide_latch <= 36'd0;
+        else if (CEB && cs_b)
+            wide_latch <= {mem[wide_r + 1], mem[wide_r]};
+        if (async_reset_b || (RESETMODE == "SYNC" && RSTB))
+            wide_reg <= 36'd0;
+        else if (OCEB)
+            wide_reg <= wide_latch;
+    end
 endmodule

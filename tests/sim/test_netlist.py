@@ -16,6 +16,7 @@ opt-in, an SPRAM write mask that leaves each word's top nibble unwritten.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -30,7 +31,7 @@ from golden.config import ModelConfig
 from golden.quantize import quantize
 from rtl.core import Core
 from rtl.weight_store import spram_blocks
-from sim.netlist import CELLS, build_mult18x18d_probe
+from sim.netlist import CELLS, build_probe, dp16kd_probe_verilog, mult18x18d_probe_verilog
 from sim.runner import run_tests
 from sim.tools import icarus_available
 from tests.golden.variants import random_params
@@ -166,14 +167,73 @@ def test_a_wrong_mult18x18d_model_fails_the_ecp5_netlist(ecp5, tmp_path):
     assert bench["errors"] > 0 and "golden" in bench["first_error"]
 
 
-# -- the MULT18X18D model itself -------------------------------------------------------
+# -- this project's cell models themselves ----------------------------------------------
 
 def test_the_mult18x18d_model_multiplies_as_lattice_documents(build_root, tmp_path):
-    built = build_mult18x18d_probe(build_root / "netlist")
-    run = run_tests(built, "sim.cell_testbench", env={"FFCL_SEED": str(SEED)})
+    probe = mult18x18d_probe_verilog()
+    built = build_probe(probe, "mult18x18d_probe", CELLS / "mult18x18d.v", build_root / "cells")
+    run = run_tests(built, "sim.mult18x18d_testbench", env={"FFCL_SEED": str(SEED)})
     assert (run.tests, run.failed) == (3, 0), f"see {run.log}"
     # The same bench fails a model with a plausible bug.
     mutant = _mutant((CELLS / "mult18x18d.v").read_text(), MULT_B_UNSIGNED,
                      tmp_path / "mult18x18d.v")
-    run = run_tests(build_mult18x18d_probe(tmp_path, model=mutant), "sim.cell_testbench")
+    run = run_tests(build_probe(probe, "mult18x18d_probe", mutant, tmp_path),
+                    "sim.mult18x18d_testbench")
     assert run.failed >= 2, f"see {run.log}"
+
+
+def _dp16kd_config(a: tuple, b: tuple, resetmode: str) -> dict:
+    rng = np.random.default_rng(SEED)
+    ports = {x: dict(zip(("width", "regmode", "writemode", "csdecode"), spec, strict=True))
+             for x, spec in (("a", a), ("b", b))}
+    return {**ports, "resetmode": resetmode,
+            "init": [int(v) for v in rng.integers(0, 1 << 18, size=32)]}
+
+
+def _dp16kd_parameters(config: dict) -> dict[str, str]:
+    parameters = {"RESETMODE": f'"{config["resetmode"]}"'}
+    for x in "ab":
+        port = config[x]
+        parameters |= {f"DATA_WIDTH_{x.upper()}": str(port["width"]),
+                       f"REGMODE_{x.upper()}": f'"{port["regmode"]}"',
+                       f"WRITEMODE_{x.upper()}": f'"{port["writemode"]}"',
+                       f"CSDECODE_{x.upper()}": f'"{port["csdecode"]}"'}
+    for index in range(2):
+        words = config["init"][index * 16:(index + 1) * 16]
+        value = sum(word << (20 * i) for i, word in enumerate(words))
+        parameters[f"INITVAL_{index:02X}"] = f"320'h{value:080x}"
+    return parameters
+
+
+#: DP16KD configurations: (width, regmode, writemode, csdecode) per port, resetmode. The
+#: first is how Yosys maps the core's ROMs (both ports x18, READBEFOREWRITE, ASYNC).
+DP16KD_CONFIGS = {
+    "yosys-rom": (("18", "NOREG", "READBEFOREWRITE", "0b000"),
+                  ("18", "NOREG", "READBEFOREWRITE", "0b000"), "ASYNC"),
+    "x18-x9-outreg": (("18", "NOREG", "NORMAL", "0b000"),
+                      ("9", "OUTREG", "WRITETHROUGH", "0b101"), "SYNC"),
+    # How Yosys maps 36-bit weight slices: A writes, B reads 36 bits.
+    "x36": (("36", "NOREG", "NORMAL", "0b000"), ("36", "NOREG", "NORMAL", "0b000"), "ASYNC"),
+    "x36-outreg": (("36", "NOREG", "NORMAL", "0b011"), ("36", "OUTREG", "NORMAL", "0b110"),
+                   "SYNC"),
+}
+#: A DP16KD model with one plausible bug: the x18 byte enables swapped.
+DP16KD_BYTES_SWAPPED = ("if (ad[0]) mem[ad[13:4]][8:0] <= data[8:0];",
+                        "if (ad[1]) mem[ad[13:4]][8:0] <= data[8:0];")
+
+
+@pytest.mark.parametrize("name", sorted(DP16KD_CONFIGS))
+def test_the_dp16kd_model_behaves_as_lattice_documents(name, build_root, tmp_path):
+    a, b, resetmode = DP16KD_CONFIGS[name]
+    config = _dp16kd_config((int(a[0]), *a[1:]), (int(b[0]), *b[1:]), resetmode)
+    probe = dp16kd_probe_verilog(_dp16kd_parameters(config))
+    env = {"FFCL_SEED": str(SEED), "FFCL_DP16KD": json.dumps(config)}
+    built = build_probe(probe, "dp16kd_probe", CELLS / "dp16kd.v", build_root / "cells")
+    run = run_tests(built, "sim.dp16kd_testbench", env=env)
+    assert (run.tests, run.failed) == (2, 0), f"see {run.log}"
+    if name == "x18-x9-outreg":
+        mutant = _mutant((CELLS / "dp16kd.v").read_text(), DP16KD_BYTES_SWAPPED,
+                         tmp_path / "dp16kd.v")
+        run = run_tests(build_probe(probe, "dp16kd_probe", mutant, tmp_path),
+                        "sim.dp16kd_testbench", env=env)
+        assert run.failed == 1, f"see {run.log}"
