@@ -10,6 +10,8 @@ those models are this project's own, in ``sim/cells/`` (:data:`OWN_MODELS`):
 - ``mult18x18d.v``: ECP5 MULT18X18D, written from Lattice's sysDSP usage guide for the
   configuration Yosys instantiates (combinational, operands signed or not per
   SIGNEDA/SIGNEDB); other configurations stop the simulation at time zero;
+- ``dp16kd.v``: ECP5 DP16KD, from Lattice's memory usage guide: x18 with byte enables,
+  x9, and the 36-bit pseudo dual-port mode Yosys maps wide ROM slices to;
 - ``pll.v``: SB_PLL40_PAD and EHXPLLL pass the bench's clock through and report lock
   while the bench's ``rst`` is low (the board top's reset synchroniser then releases the
   design, as on the board when the PLL locks).
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from sim.runner import BuiltDesign
@@ -44,9 +47,9 @@ OWN_MODELS = {
     "ecp5": {"pll.v": ("SB_PLL40_PAD", "EHXPLLL"), "mult18x18d.v": ("MULT18X18D",),
              "dp16kd.v": ("DP16KD",)},
 }
-#: Cells cut from Yosys's libraries for Icarus 11, which cannot parse them: nextpnr's packed
-#: ECP5 cells (TRELLIS_COMB's elaboration-time ``$error``), absent from a netlist
-#: written after synthesis.
+#: Cells cut from Yosys's libraries because Icarus 11 cannot parse them: nextpnr's packed
+#: TRELLIS_COMB (its elaboration-time ``$error``), which no netlist written after
+#: synthesis holds.
 _CUT = {"ice40": (), "ecp5": ("TRELLIS_COMB",)}
 
 #: Macros for the cell libraries. Icarus 11 cannot parse the default values Yosys's iCE40
@@ -55,6 +58,7 @@ _CUT = {"ice40": (), "ecp5": ("TRELLIS_COMB",)}
 _DEFINES = {"ice40": {"NO_ICE40_DEFAULT_ASSIGNMENTS": 1}, "ecp5": {}}
 
 
+@dataclass(frozen=True, kw_only=True)
 class NetlistPins:
     """The netlist top's ports the harness connects: the clock pin, the UART's two pins.
 
@@ -65,14 +69,15 @@ class NetlistPins:
         ``uart_0__tx__io``, as amaranth-boards names a requested pin).
     """
 
-    def __init__(self, *, clk: str, rx: str, tx: str) -> None:
-        for name, port in (("clk", clk), ("rx", rx), ("tx", tx)):
+    clk: str
+    rx: str
+    tx: str
+
+    def __post_init__(self) -> None:
+        for name in ("clk", "rx", "tx"):
+            port = getattr(self, name)
             if not isinstance(port, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", port):
                 raise ValueError(f"Pin {name} must be a Verilog identifier, not {port!r}")
-        self.clk, self.rx, self.tx = clk, rx, tx
-
-    def as_dict(self) -> dict[str, str]:
-        return {"clk": self.clk, "rx": self.rx, "tx": self.tx}
 
 
 def harness_verilog(top: str, pins: NetlistPins) -> str:
