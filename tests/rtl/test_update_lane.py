@@ -1,0 +1,217 @@
+# amaranth: UnusedElaboratable=no
+"""UpdateLane against golden.inttrain.update_step and stored_limits: every shift of the
+spec's range crossed with the extremes of every operand, random entries, both rounding
+modes, both stored ranges, an own and a borrowed multiplier."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from amaranth import Module, Signal
+from amaranth.hdl import Fragment
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.config import ModelConfig
+from golden.intformat import IntFormat
+from golden.intmodel import IntLayer, IntModel
+from golden.inttrain import DELTA_BITS, IntTrainer, TrainRule, stored_limits, update_step
+from golden.lfsr import LFSR_WIDTH
+from rtl.update_lane import UpdateLane
+from tests.rtl.helpers import run_pipeline
+
+SEED = 1414
+TOP_WORD = (1 << LFSR_WIDTH) - 1
+#: The spec's formats by default: B_w = 8, B_s = 16, B_m = 16 (f = 8), pixels 0..16.
+FORMAT = IntFormat(weight_bits=8, state_bits=16, frac_bits=6, input_max=16)
+
+
+def golden_new(lane: UpdateLane, entry: dict[str, int]) -> int:
+    p = np.array([-entry["d"] * entry["v"]], dtype=np.int64)
+    step = update_step(p, np.array([entry["rho"]], dtype=np.uint64),
+                       np.uint64(entry["kappa"]), entry["k"], lane.rounding)
+    low, high = lane.limits[entry["select"]]
+    return int(np.clip(entry["c"] + step[0], low, high))
+
+
+def corner_entries(lane: UpdateLane, rng: np.random.Generator) -> list[dict[str, int]]:
+    """Every k in the lane's range crossed with: d at +-2^14, +-1 and 0; v at 0, 1 and its
+    top; c at both ends of its range and in the middle; words 0, all ones and random."""
+    v_top = (1 << lane.input_bits) - 1
+    d_top = 1 << DELTA_BITS
+    entries = []
+    for k in range(lane.min_shift, lane.max_shift + 1):
+        for select, (low, high) in enumerate(lane.limits):
+            combos = itertools.product((-d_top, -1, 0, 1, d_top), (0, 1, v_top),
+                                       (low, high, (low + high) // 2))
+            for d, v, c in combos:
+                rho, kappa = (int(w) for w in rng.choice(
+                    [0, TOP_WORD, int(rng.integers(0, TOP_WORD + 1))], size=2))
+                entries.append({"en": 1, "c": c, "d": d, "v": v, "rho": rho,
+                                "kappa": kappa, "k": k, "select": select})
+    return entries
+
+
+def random_entries(lane: UpdateLane, rng: np.random.Generator,
+                   count: int) -> list[dict[str, int]]:
+    """Random entries with the stored value near the end its step moves it to (where the
+    saturation decides) a third of the time, small k (no saturation) a third."""
+    v_top = (1 << lane.input_bits) - 1
+    d_top = 1 << DELTA_BITS
+    entries = []
+    for _ in range(count):
+        select = int(rng.integers(len(lane.limits)))
+        low, high = lane.limits[select]
+        d = int(rng.integers(-d_top, d_top + 1))
+        v = int(rng.integers(0, v_top + 1))
+        kind = rng.integers(3)
+        if kind == 0:
+            k = int(rng.integers(lane.min_shift, lane.max_shift + 1))
+            c = int(rng.integers(low, high + 1))
+        elif kind == 1:
+            k = int(rng.integers(-4, 12))
+            c = int(high - rng.integers(0, 64) if d < 0 else low + rng.integers(0, 64))
+        else:
+            k = int(rng.integers(8, 24))
+            c = int(rng.integers(low, high + 1))
+        entries.append({"en": 1, "c": c, "d": d, "v": v,
+                        "rho": int(rng.integers(0, TOP_WORD + 1)),
+                        "kappa": int(rng.integers(0, TOP_WORD + 1)), "k": k,
+                        "select": select})
+    return entries
+
+
+class _BorrowedMultiplier(wiring.Component):
+    """The lane with a multiplier outside it that answers ``product_latency`` later, as
+    the MAC lanes' side ports do."""
+
+    def __init__(self, lane: UpdateLane) -> None:
+        self.lane = lane
+        self.latency = lane.latency
+        self.limits, self.rounding = lane.limits, lane.rounding
+        self.input_bits, self.min_shift, self.max_shift = (lane.input_bits, lane.min_shift,
+                                                           lane.max_shift)
+        members = {name: In(port.shape()) for name, port in (
+            ("en", lane.en), ("c", lane.c), ("d", lane.d), ("v", lane.v), ("rho", lane.rho),
+            ("kappa", lane.kappa), ("k", lane.k), ("select", lane.select))}
+        members.update({"valid": Out(1), "out": Out(lane.out.shape())})
+        super().__init__(members)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.lane = lane = self.lane
+        for name in ("en", "c", "d", "v", "rho", "kappa", "k", "select"):
+            m.d.comb += getattr(lane, name).eq(getattr(self, name))
+        m.d.comb += [self.valid.eq(lane.valid), self.out.eq(lane.out)]
+        product = lane.a * lane.b
+        for i in range(lane.product_latency):
+            reg = Signal.like(lane.product, name=f"borrowed_{i}")
+            m.d.sync += reg.eq(product)
+            product = reg
+        m.d.comb += lane.product.eq(product)
+        return m
+
+
+def make_lane(rounding: str, borrowed: bool, store_bits: int = 16):
+    limits = stored_limits(FORMAT, store_bits)
+    lane = UpdateLane(limits=[limits["W"], limits["b"]], input_bits=15, rounding=rounding,
+                      product_latency=2 if borrowed else None)
+    return _BorrowedMultiplier(lane) if borrowed else lane
+
+
+def check(lane, entries: list[dict[str, int]], seed: int) -> None:
+    got = run_pipeline(lane, entries, ("valid", "out"), lane.latency)
+    for entry, out in zip(entries, got, strict=True):
+        want = golden_new(lane, entry)
+        assert out == {"valid": 1, "out": want}, f"seed {seed}: {entry}: got {out}, golden {want}"
+
+
+@pytest.mark.parametrize("borrowed", [False, True], ids=["own", "borrowed"])
+@pytest.mark.parametrize("rounding", ["stochastic", "nearest"])
+def test_every_shift_at_the_extremes_matches_golden(rounding: str, borrowed: bool) -> None:
+    seed = SEED + 2 * borrowed + (rounding == "nearest")
+    rng = np.random.default_rng(seed)
+    lane = make_lane(rounding, borrowed)
+    check(lane, corner_entries(lane, rng), seed)
+
+
+@pytest.mark.parametrize("store_bits", [8, 12, 16])
+@pytest.mark.parametrize("rounding", ["stochastic", "nearest"])
+def test_random_entries_match_golden(rounding: str, store_bits: int) -> None:
+    seed = SEED + store_bits * 10 + (rounding == "nearest")
+    rng = np.random.default_rng(seed)
+    lane = make_lane(rounding, False, store_bits)
+    check(lane, random_entries(lane, rng, 1000), seed)
+
+
+def test_saturates_both_sides_and_stochastic_rounding_is_unbiased() -> None:
+    lane = make_lane("stochastic", False)
+    (w_low, w_high), (b_low, b_high) = lane.limits
+    d_top = 1 << DELTA_BITS
+    entries = [
+        # k = -32: any non-zero product is far past either bound.
+        {"c": 0, "d": -1, "v": 1, "k": -32, "select": 0},
+        {"c": 0, "d": 1, "v": 1, "k": -32, "select": 0},
+        {"c": 0, "d": -d_top, "v": (1 << 15) - 1, "k": -32, "select": 1},
+        {"c": 0, "d": d_top, "v": (1 << 15) - 1, "k": -32, "select": 1},
+        # At the range's ends a step outwards saturates, inwards moves.
+        {"c": w_high, "d": -1, "v": 1, "k": 0, "select": 0},
+        {"c": w_low, "d": 1, "v": 1, "k": 0, "select": 0},
+        {"c": w_high, "d": 1, "v": 1, "k": 0, "select": 0},
+        {"c": b_high, "d": -1, "v": 1, "k": 0, "select": 1},
+        {"c": b_low, "d": 1, "v": 1, "k": 0, "select": 1},
+    ]
+    for entry in entries:
+        entry.update(en=1, rho=0, kappa=0)
+    got = [o["out"] for o in run_pipeline(lane, entries, ("valid", "out"), lane.latency)]
+    assert got == [w_high, w_low, b_high, b_low, w_high, w_low, w_high - 1, b_high, b_low]
+    # The mean step of p = -3, k = 2 over every R in 0..3 is -3/4 exactly.
+    entries = [{"en": 1, "c": 0, "d": 3, "v": 1, "rho": r, "kappa": 0, "k": 2, "select": 0}
+               for r in range(4)]
+    got = [o["out"] for o in run_pipeline(lane, entries, ("out",), lane.latency)]
+    assert sum(got) == -3
+
+
+def test_valid_follows_en() -> None:
+    lane = make_lane("nearest", False)
+    entries = [{"en": e, "c": 5, "d": 1, "v": 1, "rho": 0, "kappa": 0, "k": 0, "select": 0}
+               for e in (1, 0, 0, 1, 1, 0)]
+    got = run_pipeline(lane, entries, ("valid",), lane.latency)
+    assert [g["valid"] for g in got] == [1, 0, 0, 1, 1, 0]
+
+
+def test_parameters_are_validated() -> None:
+    with pytest.raises(ValueError, match=r"^Limits must be a non-empty sequence"):
+        UpdateLane(limits=[(3, 2)], input_bits=8)
+    with pytest.raises(ValueError, match=r"^Rounding must be one of stochastic, nearest, "
+                                         r"not 'down'$"):
+        UpdateLane(limits=[(0, 3)], input_bits=8, rounding="down")
+    with pytest.raises(TypeError, match=r"^Largest shift must be an integer in 1\.\.32, "
+                                        r"not 33$"):
+        UpdateLane(limits=[(0, 3)], input_bits=8, max_shift=33)
+    with pytest.raises(ValueError, match=r"^A borrowed multiplier takes 16-bit signed "
+                                         r"operands: errors of 16 bits and inputs of 16 bits"):
+        UpdateLane(limits=[(0, 3)], input_bits=16, product_latency=2)
+
+
+def test_for_model_covers_every_shift_of_the_run() -> None:
+    # Digits-sized FFCL model: every k = base - z of every layer, array, epoch (lambda
+    # grows at the steps) and z lies in the lane's range, and the range is no wider.
+    config = ModelConfig(algo="ffcl", input_size=16, num_classes=4, theta=0.25,
+                         hidden=(8, 6), loops=2)
+    layers = [IntLayer(W=np.ones((8, 16), np.int64), w_exp=7, b=np.zeros(8, np.int64),
+                       U=np.ones((8, 4), np.int64), V=np.ones((8, 6), np.int64), v_exp=9),
+              IntLayer(W=np.ones((6, 8), np.int64), w_exp=8, b=np.zeros(6, np.int64),
+                       U=np.ones((6, 4), np.int64))]
+    model = IntModel(config=config, fmt=FORMAT, layers=layers)
+    rule = TrainRule(epochs=10, lr_shift=5, lr_steps=(3, 6, 9))
+    lane = UpdateLane.for_model(model, rule)
+    Fragment.get(lane, None)    # and it elaborates
+    trainer = IntTrainer(model, rule)
+    used = {base - z for epoch in range(rule.epochs) for layer in range(2)
+            for base in trainer.base_shifts(layer, rule.lr_shift_at(epoch)).values()
+            for z in range(trainer.max_block_shift + 1)}
+    assert (lane.min_shift, lane.max_shift) == (min(used), max(used))
+    assert lane.latency == UpdateLane.latency_for(None)
