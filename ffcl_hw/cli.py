@@ -252,14 +252,27 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sim", help="simulate the core on test images against the golden "
                        "integer model; write RUN/sim.json")
     p.add_argument("run", type=Path, metavar="RUN")
-    p.add_argument("--simulator", choices=SIMULATORS, default="verilator",
+    p.add_argument("--simulator", choices=SIMULATORS,
                    help="verilator (default) and icarus run the exported Verilog under "
                         "cocotb; amaranth runs the design in Amaranth's own simulator")
+    p.add_argument("--netlist", choices=BOARD_NAMES, metavar="BOARD",
+                   help="instead: synthesise the board's design as `synth` does and "
+                        "simulate its gate-level netlist with the vendor cell models under "
+                        "cocotb + Icarus, loading loadable weights over the host link "
+                        f"({', '.join(BOARD_NAMES)})")
     p.add_argument("--samples", type=_positive, default=20, metavar="N")
-    p.add_argument("--lanes", type=_positive, default=8, metavar="P")
+    p.add_argument("--lanes", type=_positive, metavar="P",
+                   help="MAC lanes (default 8; with --netlist the board's choice)")
     p.add_argument("--label-lanes", type=_positive, metavar="G",
-                   help="labels the goodness datapath scans per cycle (default: all)")
-    _multipliers_option(p)
+                   help="labels the goodness datapath scans per cycle (default: all; with "
+                        "--netlist the board's choice)")
+    p.add_argument("--multipliers", choices=MULTIPLIERS,
+                   help="shared: the scaler and the squares borrow the MAC lanes' "
+                        "multipliers, as synthesized for iCE40 (default dedicated; with "
+                        "--netlist the board's choice)")
+    p.add_argument("--weights", choices=WEIGHT_MEMORIES,
+                   help="with --netlist: where the weights live (default: the board's "
+                        "choice, spram on icebreaker)")
     p.add_argument("--waves", type=Path, metavar="FILE",
                    help="write a waveform: FST for verilator and icarus, VCD for amaranth")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -555,14 +568,42 @@ def _image_progress(args: argparse.Namespace, desc: str) -> Iterator[Callable[[i
         yield lambda done: bar.update(1)
 
 
+def _sim_netlist(args: argparse.Namespace) -> dict:
+    from ffcl_hw.flows.netlist import netlist_sim_run
+
+    for option in ("simulator", "waves"):
+        if getattr(args, option) is not None:
+            raise RunError(f"--{option} does not go with --netlist (the netlist simulates "
+                           f"under Icarus, without a waveform); leave out --{option}")
+    with _image_progress(args, f"sim (netlist-{args.netlist})") as progress:
+        report = netlist_sim_run(args.run, board=args.netlist, samples=args.samples,
+                                 lanes=args.lanes, label_lanes=args.label_lanes,
+                                 multipliers=args.multipliers, weights=args.weights,
+                                 progress=progress)
+    cells = ", ".join(f"{count} {cell}" for cell, count in report["netlist"]["cells"].items()
+                      if count)
+    load = (f"; weights loaded over the host link in {report['load_cycles']:,} cycles"
+            if report["load_cycles"] is not None else "")
+    print(f"gate-level simulation of the {args.netlist} netlist ({cells}), "
+          f"{report['lanes']} lanes, {report['weights']} weights{load}")
+    return report
+
+
 def _sim(args: argparse.Namespace) -> int:
-    with _image_progress(args, f"sim ({args.simulator})") as progress:
-        report = simulate_run(args.run, simulator=args.simulator, samples=args.samples,
-                              lanes=args.lanes, label_lanes=args.label_lanes,
-                              shared=args.multipliers == "shared", waves=args.waves,
-                              progress=progress)
-    print(f"{report['simulator']} simulation of the core, {report['lanes']} lanes, "
-          f"{report['samples']} test images")
+    if args.netlist is not None:
+        report = _sim_netlist(args)
+    else:
+        if args.weights is not None:
+            raise RunError("--weights goes with --netlist BOARD only (the exported core "
+                           "holds its weights in block RAM)")
+        simulator = args.simulator or "verilator"
+        with _image_progress(args, f"sim ({simulator})") as progress:
+            report = simulate_run(args.run, simulator=simulator, samples=args.samples,
+                                  lanes=args.lanes or 8, label_lanes=args.label_lanes,
+                                  shared=args.multipliers == "shared", waves=args.waves,
+                                  progress=progress)
+        print(f"{report['simulator']} simulation of the core, {report['lanes']} lanes, "
+              f"{report['samples']} test images")
     if report["mismatches"]:
         print(f"  MISMATCH with the golden integer model: {report['mismatches']} samples; "
               f"first: {report['first_mismatch']}", file=sys.stderr)
@@ -575,10 +616,17 @@ def _sim(args: argparse.Namespace) -> int:
           f"formula {report['cycles_formula']:,})")
     print(f"  lane utilization  {100 * report['lane_utilization']:.1f}% of the matrix phases "
           f"({report['macs_per_inference']:,} MACs)")
-    print("  cycles per phase  " + ", ".join(f"{name.replace('_', ' ')} {count:,}" for name, count
-                                            in report["phase_cycles"].items()))
-    print(f"  simulation speed  {report['inferences_per_second']:.1f} inferences/s "
-          f"(after a {report['build_seconds']:.1f} s build)")
+    if report["phase_cycles"] is not None:
+        print("  cycles per phase  " + ", ".join(f"{name.replace('_', ' ')} {count:,}"
+                                                for name, count in report["phase_cycles"].items()))
+    if "sim_cycles" in report:
+        # Gate level: the load and the UART frames take most of the cycles.
+        print(f"  simulation        {report['sim_cycles']:,} cycles in "
+              f"{report['simulation_seconds']:.0f} s, after {report['synth_seconds']:.1f} s "
+              f"of synthesis and a {report['build_seconds']:.1f} s build")
+    else:
+        print(f"  simulation speed  {report['inferences_per_second']:.1f} inferences/s "
+              f"(after a {report['build_seconds']:.1f} s build)")
     print(f"  written           {args.run / 'sim.json'}")
     return 0
 

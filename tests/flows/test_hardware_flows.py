@@ -268,3 +268,76 @@ def test_ctrl_c_in_the_amaranth_simulation_stops_it_cleanly(small_run, monkeypat
     gc.collect()
     assert unraisable == []
     assert len(done_images) < 200 and not (small_run / "sim.json").exists()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--netlist", "icebreaker", "--simulator", "icarus"],
+     "--simulator does not go with --netlist"),
+    (["--netlist", "ulx3s-25f", "--waves", "w.fst"], "--waves does not go with --netlist"),
+    (["--weights", "rom"], "--weights goes with --netlist BOARD only"),
+])
+def test_sim_refuses_options_the_netlist_simulation_does_not_take(small_run, capsys, argv,
+                                                                  message):
+    (small_run / "sim.json").unlink(missing_ok=True)
+    assert main(["sim", str(small_run), *argv, "--quiet"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (small_run / "sim.json").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """FFL on 4x4 digits with one hidden layer of 4: a netlist that simulates in seconds."""
+    run = tmp_path_factory.mktemp("tiny") / "ffl"
+    assert main(["train", "--algo", "ffl", "--resize", "4", "--hidden", "4", "--epochs", "2",
+                 "--out", str(run), "--quiet"]) == 0
+    assert main(["quantize", str(run)]) == 0
+    return run
+
+
+@pytest.mark.skipif("icarus" not in available_simulators(), reason="Icarus missing")
+def test_sim_netlist_simulates_the_ulx3s_netlist_bit_exact(tiny_run, capsys):
+    # The ULX3S's weights are in DP16KD initialised by the bitstream: no load, so the
+    # shortest gate-level run through the command line (iCE40 with its SPRAM load:
+    # tests/sim/test_netlist.py, and opt-in below).
+    assert main(["sim", str(tiny_run), "--netlist", "ulx3s-25f", "--samples", "2",
+                 "--quiet"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    report = json.loads((tiny_run / "sim.json").read_text())
+    assert report["simulator"] == "netlist-ulx3s-25f" and report["samples"] == 2
+    assert report["mismatches"] == 0 and report["load_cycles"] is None
+    assert report["cycles_per_inference"]["max"] == report["cycles_formula"]
+    assert report["phase_cycles"] is None
+    assert report["netlist"]["cells"]["MULT18X18D"] > 0
+    assert report["weights"] == "rom" and report["netlist"]["divisor"] == 4
+    assert "gate-level simulation of the ulx3s-25f netlist" in out and "bit-exact" in out
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """FFCL 64-16-16, T=2 on the digits: the opt-in gate-level runs' model."""
+    run = tmp_path_factory.mktemp("digits") / "ffcl"
+    assert main(["train", "--algo", "ffcl", "--hidden", "16,16", "--loops", "2", "--epochs",
+                 "20", "--out", str(run), "--quiet"]) == 0
+    assert main(["quantize", str(run)]) == 0
+    return run
+
+
+# About 5 minutes of CPU on iCE40 (393 LOAD writes: the weights into SPRAM over the link),
+# under a minute on ECP5, plus 20-60 s of synthesis each.
+@pytest.mark.slow
+@pytest.mark.skipif("icarus" not in available_simulators(), reason="Icarus missing")
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s-25f"])
+def test_sim_netlist_on_digits_test_images(digits_run, board, capsys):
+    assert main(["sim", str(digits_run), "--netlist", board, "--samples", "5",
+                 "--quiet"]) == 0, capsys.readouterr().err
+    report = json.loads((digits_run / "sim.json").read_text())
+    assert report["simulator"] == f"netlist-{board}" and report["samples"] == 5
+    assert report["mismatches"] == 0
+    if board == "icebreaker":
+        assert report["weights"] == "spram" and report["load_cycles"] > 0
+        assert report["netlist"]["cells"]["SB_SPRAM256KA"] == 4
+        assert report["netlist"]["cells"]["SB_MAC16"] == report["lanes"] == 8
+        assert "weights loaded over the host link" in capsys.readouterr().out
+    else:
+        assert report["netlist"]["cells"]["MULT18X18D"] > 0
+        assert report["netlist"]["cells"]["DP16KD"] > 0

@@ -1,0 +1,286 @@
+"""Gate-level simulation of a board's netlist: ``ffcl-hw sim RUN --netlist BOARD``.
+
+What is simulated: the board top ``ffcl-hw synth RUN --board BOARD`` builds (the same
+core choice, :func:`ffcl_hw.flows.choose.choose_core`; PLL, reset synchroniser, pin
+buffers and ``HostLink(Core)``), through the same build plan (the board's amaranth-boards
+platform, the same Yosys script with the same overrides: ``synth_ice40 -dsp`` or
+``synth_ecp5``), written out by Yosys as a Verilog netlist of vendor cells after
+synthesis, and simulated under cocotb + Icarus with the cell models Yosys ships and this
+project's own where Yosys has only a black box (:mod:`sim.netlist`). The host library's
+``Device`` drives the UART pins: on the iCEBreaker it loads the weights into SPRAM over
+the link first, as on the board.
+
+How it differs from the bitstream's netlist, and only there:
+
+- the UART bit time is :data:`SIM_DIVISOR` clock cycles, not clock / 115,200 (about 260
+  at 30 MHz): the line rate is a constant of the design, and at the board's rate loading
+  the weights would take millions of gate-level cycles. The receiver, transmitter and
+  framing are the same logic with a smaller counter;
+- the PLL is simulated as a wire (its models are black boxes) that locks when the
+  bench's reset ends; the design is clocked by the bench;
+- the ECP5 lane floorplan (nextpnr BEL attributes, no logic) is not applied;
+- the netlist is the one after synthesis, not after place and route: nextpnr packs the
+  same cells into logic tiles and routes them without changing their function, and its
+  own timing analysis, not a simulation, says whether the routed design meets the clock.
+  The simulation is functional (zero delay).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ffcl_hw.flows.evaluate import load_run_dataset
+from ffcl_hw.flows.quantize import load_quantized_run
+from ffcl_hw.flows.simulate import check_results
+from ffcl_hw.flows.synth import TOP_NAME, check_fit, prepare_build
+from ffcl_hw.flows.toolchain import run_step, toolchain_env
+from ffcl_hw.runs import RunError, write_json
+from golden.costs import inference_cost
+from rtl.board import BOARDS, BoardTop, board_info
+from rtl.core import Core
+from rtl.host_link import HostLink
+from sim.amaranth_sim import CoreResult
+
+__all__ = ["SIM_DIVISOR", "VENDOR_CELLS", "netlist_sim_run", "simulate_netlist",
+           "synth_netlist"]
+
+#: The UART bit time of the simulated design, in clock cycles (the least rtl.uart takes).
+SIM_DIVISOR = 4
+#: The hard cells each family's netlist is checked for, and counted in the report.
+VENDOR_CELLS = {
+    "ice40": ("SB_MAC16", "SB_SPRAM256KA", "SB_RAM40_4K", "SB_PLL40_PAD", "SB_IO"),
+    "ecp5": ("MULT18X18D", "DP16KD", "PDPW16KD", "TRELLIS_DPR16X4", "EHXPLLL", "TRELLIS_IO"),
+}
+NETLIST = f"{TOP_NAME}_netlist.v"
+
+
+def _pins(board: str, netlist_json: Path) -> dict[str, str]:
+    """The netlist top's clock and UART ports, as the platform names requested pins."""
+    platform = board_info(board).make_platform()
+    pins = {"clk": f"{platform.default_clk}_0__io", "rx": "uart_0__rx__io",
+            "tx": "uart_0__tx__io"}
+    ports = json.loads(netlist_json.read_text())["modules"][TOP_NAME]["ports"]
+    missing = [port for port in pins.values() if port not in ports]
+    if missing:
+        raise RunError(f"the {board} netlist has no port {', '.join(missing)} (it has "
+                       f"{', '.join(sorted(ports))}); the platform names pins otherwise")
+    return pins
+
+
+def synth_netlist(core: Core, *, board: str, out_dir: Path,
+                  divisor: int = SIM_DIVISOR) -> dict[str, Any]:
+    """Synthesise ``BoardTop(HostLink(core))`` for ``board`` into a Verilog netlist.
+
+    The platform's build plan (:func:`ffcl_hw.flows.synth.prepare_build`) goes to
+    ``out_dir``; its Yosys step writes ``ffcl_top.json``, which a second Yosys call turns
+    into ``ffcl_top_netlist.v`` (``read_json; write_verilog -noattr``), leaving the plan's
+    script as the synth flow runs it. Unchanged RTLIL and script reuse the netlist already
+    in ``out_dir``.
+
+    Returns
+    -------
+    dict
+        ``netlist`` (path), ``pins`` (clk, rx, tx port names), ``cells`` (the family's
+        :data:`VENDOR_CELLS` counted in the netlist), ``divisor``, ``clock_mhz`` (what
+        the bitstream's PLL gives; the simulation runs at the bench's clock),
+        ``yosys_seconds`` (0 when reused), ``reused``.
+    """
+    from sim.netlist import cell_counts
+
+    info = board_info(board)
+    check_fit(core, board)
+    top = BoardTop(HostLink(core, divisor=divisor, initialised=core.weights != "spram"),
+                   board=board)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stage = out_dir / "plan"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    (yosys, _, _), _ = prepare_build(top, stage)
+    netlist = out_dir / NETLIST
+    inputs = (f"{TOP_NAME}.il", f"{TOP_NAME}.ys")
+    reused = netlist.exists() and all(
+        (out_dir / name).exists() and (out_dir / name).read_bytes() == (stage / name).read_bytes()
+        for name in inputs)
+    seconds = 0.0
+    if not reused:
+        netlist.unlink(missing_ok=True)
+        for path in stage.iterdir():
+            path.replace(out_dir / path.name)
+        env = toolchain_env()
+        seconds = run_step(yosys, out_dir, "yosys.log", env)
+        # The netlist as Verilog, from the JSON the plan's script wrote (YoWASP tools see
+        # only their working folder: relative names).
+        run_step(["yosys", "-q", "-p",
+                  f"read_json {TOP_NAME}.json; write_verilog -noattr {NETLIST}.tmp"],
+                 out_dir, "write_verilog.log", env)
+        (out_dir / f"{NETLIST}.tmp").replace(netlist)
+    shutil.rmtree(stage, ignore_errors=True)
+    return {"netlist": str(netlist), "pins": _pins(board, out_dir / f"{TOP_NAME}.json"),
+            "cells": cell_counts(netlist, VENDOR_CELLS[info.family]), "divisor": divisor,
+            "clock_mhz": top.pll.achieved_mhz, "yosys_seconds": round(seconds, 2),
+            "reused": reused}
+
+
+def simulate_netlist(synthesised: dict[str, Any], core: Core, images: np.ndarray, *,
+                     board: str, root: Path, models: dict[str, Path] | None = None,
+                     progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Run the netlist bench (:mod:`sim.netlist_testbench`) on a :func:`synth_netlist`
+    result: load ``core``'s model over the host link if its weights are loadable, then
+    classify ``images``.
+
+    Returns
+    -------
+    dict
+        The bench's report (``labels``, ``scores``, ``cycles`` per image classified,
+        ``errors`` and ``first_error`` against the golden model, ``load_cycles``,
+        ``sim_cycles``), with ``tests``/``failed`` (cocotb's counts), ``log``,
+        ``build_seconds`` and ``simulation_seconds``.
+
+    Raises
+    ------
+    RunError
+        If Icarus is missing or the simulation crashed before its test ran.
+    """
+    from golden.intmodelio import save_int_model
+    from sim.netlist import NetlistPins, build_netlist
+    from sim.runner import run_tests
+    from sim.tools import ToolMissing
+
+    start = time.perf_counter()
+    try:
+        built = build_netlist(Path(synthesised["netlist"]), family=board_info(board).family,
+                              top=TOP_NAME, pins=NetlistPins(**synthesised["pins"]),
+                              root=root, models=models)
+    except ToolMissing as error:
+        raise RunError(str(error)) from None
+    build_seconds = time.perf_counter() - start
+    work = built.build_dir / "run"
+    work.mkdir(exist_ok=True)
+    save_int_model(work / "model.int.npz", core.model)
+    program = core.program
+    (work / "core.json").write_text(json.dumps(
+        {"lanes": program.lanes, "label_lanes": program.label_lanes, "shared": program.shared}))
+    np.save(work / "images.npy", np.asarray(images, dtype=np.int64))
+    report_file = work / "report.json"
+    report_file.unlink(missing_ok=True)
+    env = {"FFCL_HOST_LIBRARY": "ffcl_hw.device", "FFCL_MODEL": str(work / "model.int.npz"),
+           "FFCL_CORE": str(work / "core.json"), "FFCL_IMAGES": str(work / "images.npy"),
+           "FFCL_SAMPLES": str(len(images)), "FFCL_REPORT": str(report_file),
+           "FFCL_LINK": json.dumps({"divisor": synthesised["divisor"],
+                                    "load": core.weights != "rom",
+                                    "empty": core.weights == "spram"})}
+    start = time.perf_counter()
+    try:
+        run = run_tests(built, "sim.netlist_testbench", name="run", env=env, progress=progress)
+    except RuntimeError as error:
+        raise RunError(str(error)) from None
+    bench = json.loads(report_file.read_text()) if report_file.exists() else {
+        "labels": [], "scores": [], "cycles": [], "errors": None, "first_error": None,
+        "load_cycles": None, "sim_cycles": None}
+    bench.update(tests=run.tests, failed=run.failed, log=str(run.log),
+                 build_seconds=build_seconds,
+                 simulation_seconds=time.perf_counter() - start)
+    return bench
+
+
+def netlist_sim_run(run: Path, *, board: str, samples: int = 20, lanes: int | None = None,
+                    label_lanes: int | None = None, multipliers: str | None = None,
+                    weights: str | None = None, models: dict[str, Path] | None = None,
+                    progress: Callable[[int], None] | None = None,
+                    write: bool = True) -> dict[str, Any]:
+    """Synthesise ``RUN``'s board design and simulate its netlist on ``samples`` test
+    images through the host link; write ``RUN/sim.json``.
+
+    Options left out are chosen as ``ffcl-hw synth`` chooses them for ``board``. Loadable
+    weights (``spram``, ``loadable``) are loaded over the link before the first image.
+    The netlist and the simulation's build live in ``RUN/netlist/BOARD``. ``models``
+    replaces one of the project's own cell models (:data:`sim.netlist.OWN_MODELS`), for
+    tests that show a wrong model is caught.
+
+    Returns
+    -------
+    dict
+        The report written to ``sim.json``: what :func:`ffcl_hw.flows.simulate.simulate_run`
+        writes (``phase_cycles`` is None: the phase output is not a pin), with
+        ``"simulator": "netlist-BOARD"``, ``board``, ``weights``, ``multipliers``,
+        ``netlist`` (path, cells, pins, UART divisor), ``load_cycles`` (None without a
+        load), ``synth_seconds`` and ``sim_cycles``.
+    """
+    from ffcl_hw.flows.choose import choose_core
+
+    if board not in BOARDS:
+        raise RunError(f"--netlist must be one of {', '.join(BOARDS)}, not {board!r}")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise RunError(f"--samples must be a positive integer, not {samples!r}")
+    float_model, model = load_quantized_run(run)
+    data, _ = load_run_dataset(float_model, None, None)
+    choice = choose_core(model, board, lanes=lanes, label_lanes=label_lanes,
+                         multipliers=multipliers, weights=weights)
+    try:
+        core = Core(model, lanes=choice.lanes, label_lanes=choice.label_lanes,
+                    weights=choice.weights, shared=choice.multipliers == "shared")
+    except (TypeError, ValueError) as error:
+        raise RunError(str(error)) from None
+    folder = run / "netlist" / board
+    start = time.perf_counter()
+    synthesised = synth_netlist(core, board=board, out_dir=folder)
+    synth_seconds = time.perf_counter() - start
+
+    count = min(samples, data.n_test)
+    images = model.quantize_input(data.x_test[:count])
+    golden = model.run(images)
+    bench = simulate_netlist(synthesised, core, images, board=board, root=folder / "sim",
+                             models=models, progress=progress)
+    if len(bench["labels"]) != count:
+        detail = f": {bench['first_error']}" if bench.get("first_error") else ""
+        raise RunError(f"the {board} netlist simulation classified {len(bench['labels'])} "
+                       f"of {count} images{detail}; see {bench['log']}")
+    results = [CoreResult(label=label, scores=tuple(scores), cycles=cycles, phase_cycles=None)
+               for label, scores, cycles in zip(bench["labels"], bench["scores"],
+                                                bench["cycles"], strict=True)]
+    program = core.program
+    mismatches = check_results(results, golden, program.cycles())
+    cycles = np.array([r.cycles for r in results])
+    labels = np.array([r.label for r in results])
+    report: dict[str, Any] = {
+        "simulator": f"netlist-{board}",
+        "samples": count,
+        "lanes": program.lanes,
+        "label_lanes": program.label_lanes,
+        "shared_multipliers": program.shared,
+        "mismatches": len(mismatches),
+        "first_mismatch": str(mismatches[0]) if mismatches else None,
+        "accuracy": float((labels == data.y_test[:count]).mean()),
+        "golden_int_accuracy": float((golden.labels == data.y_test[:count]).mean()),
+        "cycles_per_inference": None if mismatches else {
+            "min": int(cycles.min()), "mean": float(cycles.mean()), "max": int(cycles.max())},
+        "cycles_formula": program.cycles(),
+        # The core's phase output is not a pin of the board top.
+        "phase_cycles": None,
+        "phase_cycles_formula": program.phase_cycles(),
+        "mac_cycles": program.mac_cycles(),
+        "matrix_cycles": program.matrix_cycles(),
+        "lane_utilization": program.mac_cycles() / program.matrix_cycles(),
+        "macs_per_inference": inference_cost(model.config).macs,
+        "board": board,
+        "weights": core.weights,
+        "multipliers": choice.multipliers,
+        "netlist": {key: synthesised[key] for key in ("netlist", "cells", "pins", "divisor")},
+        "load_cycles": bench.get("load_cycles"),
+        "sim_cycles": bench.get("sim_cycles"),
+        "synth_seconds": round(synth_seconds, 3),
+        "build_seconds": round(bench["build_seconds"], 3),
+        "simulation_seconds": round(bench["simulation_seconds"], 3),
+        "inferences_per_second": count / bench["simulation_seconds"],
+    }
+    if write:
+        write_json(run / "sim.json", report)
+    return report
