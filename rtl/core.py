@@ -77,7 +77,7 @@ from rtl.sweep import SHARED_OPERANDS, Sweep
 from rtl.weight_store import bram_slices
 
 __all__ = ["LOAD_TARGETS", "WEIGHT_MEMORIES", "Core", "load_layout", "load_words",
-           "memory_images", "result_layout"]
+           "memory_images", "observe_signature", "result_layout"]
 
 
 def result_layout(labels: int, score_bits: int) -> data.StructLayout:
@@ -86,6 +86,17 @@ def result_layout(labels: int, score_bits: int) -> data.StructLayout:
         "label": range(labels),
         "scores": data.ArrayLayout(unsigned(score_bits), labels),
         "cycles": unsigned(CYCLE_BITS),
+    })
+
+
+def observe_signature(program: Program) -> wiring.Signature:
+    """The ``observe`` port of a core built with ``observe=True`` (see :class:`Core`)."""
+    config, w = program.model.config, program.widths
+    return wiring.Signature({
+        "scan": Out(1), "layer": Out(range(max(2, config.num_layers))),
+        "neuron": Out(range(max(2, *config.hidden))), "pre": Out(signed(w.state)),
+        "act": Out(1), "act_addr": Out(range(max(2, sum(config.hidden)))),
+        "act_data": Out(unsigned(w.act)),
     })
 
 
@@ -137,10 +148,18 @@ class Core(wiring.Component):
         (:func:`load_words`), accepted while no inference runs.
     bank : In(1)
         Only with ``banks=2``: the bank inferences read (``load`` writes the other).
+    observe : Out(observe_signature(program))
+        Only with ``observe=True``: what the forward pass computes, as it is computed
+        (the training core, :mod:`rtl.training_core`, keeps what its update needs):
+        ``scan`` marks a cycle in which the label scan takes neuron ``neuron`` of layer
+        ``layer`` with pre-activation ``pre`` (label group 0 only); ``act`` one in which
+        the sweep writes activation ``act_data`` at ``act_addr`` (the layer's offset
+        plus the neuron) of the loop-feedback buffer.
     """
 
     def __init__(self, model: IntModel, *, lanes: int, label_lanes: int | None = None,
-                 weights: str = "rom", banks: int = 1, shared: bool = False) -> None:
+                 weights: str = "rom", banks: int = 1, shared: bool = False,
+                 observe: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         check_mapping(weights, banks)
@@ -161,6 +180,11 @@ class Core(wiring.Component):
             members["load"] = In(stream.Signature(load_layout(self.program)))
         if banks == 2:
             members["bank"] = In(1)
+        if not isinstance(observe, bool):
+            raise TypeError(f"Observe must be True or False, not {observe!r}")
+        self.observe_enabled = observe
+        if observe:
+            members["observe"] = Out(observe_signature(self.program))
         super().__init__(members)
 
     @property
@@ -321,6 +345,16 @@ class Core(wiring.Component):
             argmax.start.eq(seq.start_argmax),
             seq.argmax_done.eq(argmax.done),
         ]
+        if self.observe_enabled:
+            neuron_d = Signal.like(seq.pre_addr)
+            m.d.sync += neuron_d.eq(seq.pre_addr)
+            m.d.comb += [
+                self.observe.scan.eq(scan_valid & is_zero(scan_group_d)),
+                self.observe.layer.eq(op.layer), self.observe.neuron.eq(neuron_d),
+                self.observe.pre.eq(pre_read.data),
+                self.observe.act.eq(sweep.buffer.en), self.observe.act_addr.eq(sweep.buffer.addr),
+                self.observe.act_data.eq(sweep.buffer.data),
+            ]
         return m
 
     def _check_latencies(self, memories: ModelMemory, lanes: MacLanes, sweep: Sweep,

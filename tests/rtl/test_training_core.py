@@ -1,0 +1,128 @@
+# amaranth: UnusedElaboratable=no
+"""The training core against IntTrainer, sample by sample, in Amaranth's simulator.
+
+After every training sample every stored W, b, U (fine bits included) and both
+generators must equal the golden trainer's; classifying afterwards must equal the golden
+IntModel of the trained weights; the cycle counter must equal the closed form.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from golden.config import ModelConfig
+from golden.intformat import IntFormat
+from golden.intmodel import IntLayer, IntModel
+from golden.inttrain import IntTrainer, TrainRule
+from golden.lfsr import Lfsr
+from rtl.training_core import TrainingCore
+from tests.rtl.helpers import simulate
+
+SEED = 2024
+D, K, X = 9, 4, 16
+
+
+def make_model(config: ModelConfig, seed: int) -> IntModel:
+    fmt = IntFormat(weight_bits=8, state_bits=16, frac_bits=6, input_max=X)
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i, n in enumerate(config.hidden):
+        n_in = config.input_size if i == 0 else config.hidden[i - 1]
+        layers.append(IntLayer(W=rng.integers(-40, 41, (n, n_in)), w_exp=7 if i == 0 else 8,
+                               b=rng.integers(-300, 300, n), U=rng.integers(-40, 41, (n, K))))
+    model = IntModel(config=config, fmt=fmt, layers=layers)
+    model.check()
+    return model
+
+
+def _next_word(lfsr: Lfsr) -> int:
+    """The word a generator in ``lfsr``'s state offers next (without advancing it)."""
+    copy = Lfsr(0)
+    copy.state = lfsr.state
+    return copy.word()
+
+
+def read_stored(ctx, dut: TrainingCore, trainer: IntTrainer) -> list[dict]:
+    """The stored arrays as the core holds them, shaped like IntTrainer.stored."""
+    images = {}
+    for name, mem in (("W", dut.stored_w), ("b", dut.stored_b), ("U", dut.stored_u)):
+        images[name] = [int(ctx.get(mem.data[a])) for a in range(mem.depth)]
+    expected = dut.stored_images(trainer.stored)
+    return images, expected
+
+
+def run_samples(dut: TrainingCore, trainer: IntTrainer, samples, *, check_every=True,
+                classify=()):
+    """Feed ``samples`` (x, y) for training, then ``classify`` images (train 0).
+
+    Returns the cycles of every training sample and the labels of the classified ones.
+    Compares the stored memories and generators with ``trainer`` after every sample.
+    """
+    lam = dut.lr_shift
+    cycles, labels = [], []
+
+    async def feed(ctx, x, y, train):
+        for pixel in x:
+            ctx.set(dut.samples.payload, {"pixel": int(pixel), "label": y, "train": train})
+            ctx.set(dut.samples.valid, 1)
+            await ctx.tick().until(dut.samples.ready)
+        ctx.set(dut.samples.valid, 0)
+        ctx.set(dut.done.ready, 1)
+        await ctx.tick().until(dut.done.valid)
+        ctx.set(dut.done.ready, 0)
+        return ctx.get(dut.done.payload)
+
+    async def testbench(ctx):
+        for number, (x, y) in enumerate(samples):
+            record = await feed(ctx, x, int(y), 1)
+            trainer.train_sample(x, int(y), lam)
+            cycles.append(int(record.cycles))
+            if check_every or number == len(samples) - 1:
+                images, expected = read_stored(ctx, dut, trainer)
+                for name in images:
+                    assert images[name][:len(expected[name])] == expected[name], \
+                        f"sample {number}: stored {name}"
+                assert (ctx.get(dut.words_gen.words.payload)
+                        == _next_word(trainer.rounding_lfsr)), f"sample {number}: rounding"
+                assert (ctx.get(dut.labels_gen.words.payload)
+                        == _next_word(trainer.label_lfsr)), f"sample {number}: labels"
+        for x in classify:
+            record = await feed(ctx, x, 0, 0)
+            labels.append(int(record.label))
+
+    simulate(dut, testbench)
+    return cycles, labels
+
+
+CASES = {
+    # one layer, one lane
+    "one_layer_p1": (dict(hidden=(5,)), dict(), 1),
+    # two layers of 7 and 5 on 3 lanes (ragged tiles), stochastic, table
+    "two_layers_p3": (dict(hidden=(7, 5)), dict(), 3),
+    # nearest rounding, piecewise sigmoid, B_m = 12 with saturation (lr_shift 0)
+    "two_layers_p3_b12": (dict(hidden=(4, 5)),
+                          dict(store_bits=12, lr_shift=0, rounding="nearest",
+                               sigmoid="piecewise"), 3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_training_core_trains_like_the_golden_trainer(name):
+    fields, rule_fields, lanes = CASES[name]
+    config = ModelConfig(algo="ffdl", input_size=D, num_classes=K, theta=0.5, **fields)
+    model = make_model(config, SEED + len(name))
+    rule = TrainRule(epochs=1, seed=7, **{"lr_shift": 4, **rule_fields})
+    trainer = IntTrainer(model, rule)
+    dut = TrainingCore(model, rule, lanes=lanes)
+    rng = np.random.default_rng(SEED)
+    samples = [(rng.integers(0, X + 1, D).astype(np.int64), int(rng.integers(0, K)))
+               for _ in range(3)]
+    test_images = rng.integers(0, X + 1, (3, D)).astype(np.int64)
+    cycles, labels = run_samples(dut, trainer, samples, classify=test_images)
+    # Inference after training: the golden IntModel of the trained weights.
+    assert labels == trainer.model.run(test_images).labels.tolist()
+    start = IntTrainer(make_model(config, SEED + len(name)), rule).stored
+    assert any(not np.array_equal(a[key], b[key])
+               for a, b in zip(trainer.stored, start, strict=True) for key in a)
+    assert cycles == [dut.training_cycles()] * len(cycles)
