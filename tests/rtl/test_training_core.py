@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth.sim import Simulator
 
 from golden.config import ModelConfig
+from golden.datasets import load_dataset
 from golden.intformat import IntFormat
 from golden.intmodel import IntLayer, IntModel
-from golden.inttrain import IntTrainer, TrainRule
+from golden.inttrain import IntTrainer, TrainRule, default_lr_shift, initial_model
 from golden.lfsr import Lfsr
 from rtl.training_core import TrainingCore
-from tests.rtl.helpers import simulate
+from tests.rtl.helpers import PERIOD, simulate
 
 SEED = 2024
 D, K, X = 9, 4, 16
@@ -126,3 +128,66 @@ def test_training_core_trains_like_the_golden_trainer(name):
     assert any(not np.array_equal(a[key], b[key])
                for a, b in zip(trainer.stored, start, strict=True) for key in a)
     assert cycles == [dut.training_cycles()] * len(cycles)
+
+
+def _stream(dut: TrainingCore, trainer: IntTrainer, samples, classify):
+    """The samples back to back on ``samples`` (the next one offered while the core still
+    updates: it must wait), the records taken by a second testbench, which compares the
+    stored memories and both generators with ``trainer`` after every training sample."""
+    lam = dut.lr_shift
+    cycles, labels = [], []
+    stream = [(x, int(y), 1) for x, y in samples] + [(x, 0, 0) for x in classify]
+
+    async def producer(ctx):
+        for x, y, train in stream:
+            for pixel in x:
+                ctx.set(dut.samples.payload, {"pixel": int(pixel), "label": y, "train": train})
+                ctx.set(dut.samples.valid, 1)
+                await ctx.tick().until(dut.samples.ready)
+        ctx.set(dut.samples.valid, 0)
+
+    async def consumer(ctx):
+        ctx.set(dut.done.ready, 1)
+        for number, (x, y, train) in enumerate(stream):
+            await ctx.tick().until(dut.done.valid)
+            record = ctx.get(dut.done.payload)
+            if not train:
+                labels.append(int(record.label))
+                continue
+            # The record is offered before it is taken: the memories hold the update.
+            trainer.train_sample(x, y, lam)
+            cycles.append(int(record.cycles))
+            images, expected = read_stored(ctx, dut, trainer)
+            for name in images:
+                assert images[name][:len(expected[name])] == expected[name], \
+                    f"sample {number}: stored {name}"
+            assert (ctx.get(dut.words_gen.words.payload)
+                    == _next_word(trainer.rounding_lfsr)), f"sample {number}: rounding"
+            assert (ctx.get(dut.labels_gen.words.payload)
+                    == _next_word(trainer.label_lfsr)), f"sample {number}: labels"
+
+    sim = Simulator(dut)
+    sim.add_clock(PERIOD)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    return cycles, labels
+
+
+@pytest.mark.parametrize("samples", [24, pytest.param(200, marks=pytest.mark.slow)])
+def test_training_core_on_digits_samples(samples):
+    # A small digits net (64-10-7 FFDL, 3 lanes: 10 and 7 are not multiples of 3),
+    # initialised as `ffcl-hw train --int` does, with digits' learning rate.
+    data = load_dataset("digits")
+    config = ModelConfig(algo="ffdl", input_size=64, num_classes=10, hidden=(10, 7),
+                         theta=0.5)
+    model = initial_model(config, data.x_train, input_max=data.pixel_max, seed=0)
+    rule = TrainRule(epochs=1, lr_shift=default_lr_shift(data.x_train), seed=5)
+    trainer = IntTrainer(model, rule)
+    dut = TrainingCore(model, rule, lanes=3)
+    x_q = model.quantize_input(data.x_train[:samples])
+    test_q = model.quantize_input(data.x_test[:8])
+    cycles, labels = _stream(dut, trainer, list(zip(x_q, data.y_train[:samples],
+                                                    strict=True)), test_q)
+    assert labels == trainer.model.run(test_q).labels.tolist()
+    assert cycles == [dut.training_cycles()] * samples
