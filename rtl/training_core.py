@@ -21,17 +21,18 @@ multipliers and block-RAM-style memories. Per sample (image + label on ``samples
    generator restored to kappa^W_1 at every tile, P :class:`rtl.update_lane.UpdateLane`
    read-modify-writing one stored word of P weights per cycle; then b and U's two
    columns, neuron by neuron, through three more lanes (v = 1).
+3. The ``done`` record is offered; meanwhile ``read`` reads the stored words back.
 
-Structure. The stored weights (B_m bits, biases B_s + f) live in this core's own
-writable memories (``stored_w``, ``stored_b``, ``stored_u``), laid out as the core's
-(word j of tile tau holds W[tau P + p, j] in lane p). Every update write also sends the
-top bits (c >> f) of the word to the inference core's ``load`` port, so the forward
-memories hold exactly the forward weights ``stored >> f`` and the inference datapath
-is composed, not copied. The price is memory: the forward bits are kept twice (B_w + B_m
-bits per entry instead of B_m), and the pixels, pre-activations and activations are
-kept a second time beside the core's own memories. Widening the core's memories to B_m
-with a top-bits slice on the read, and giving the update engine their read ports while
-the core idles, removes both; docs/training-engine.md lists it as remaining work.
+Structure. The stored weights (B_m bits, biases B_s + f) live in the inference core's
+own memories: built with ``store_bits`` the core's weight, bias and label memories hold
+stored words (a weight word is P x B_m bits), its forward pass reads the top bits of each
+field (c >> f, a slice: nothing else in the inference datapath changes), and its
+``store`` port lends this engine the three read ports while the core idles; the engine
+writes the updated words through the core's ``load`` port. So the datapath and the
+weights are the core's, not copies. What is kept twice: the pixels, the
+pre-activations and the activations, which this core copies from the ``observe`` port
+into buffers of its own (reading the core's image, pre-activation and feedback memories
+through their ports instead is listed in docs/training-engine.md as remaining work).
 
 The cycle counter runs from the last pixel's transfer to the ``done`` record being
 offered; :meth:`TrainingCore.training_cycles` is its closed form.
@@ -58,8 +59,13 @@ from rtl.params import check_positive_int
 from rtl.program import _pack_rows
 from rtl.sequencer import CYCLE_BITS
 from rtl.update_lane import STORED_KINDS, UpdateLane
+from rtl.weight_store import WeightStore
 
-__all__ = ["TrainingCore", "done_layout", "sample_layout"]
+__all__ = ["READ_LATENCY", "TrainingCore", "done_layout", "sample_layout"]
+
+#: Cycles from ``read`` to ``read_data`` (the weight store's latency; bias and label
+#: words wait a cycle to match).
+READ_LATENCY = 2
 
 
 def sample_layout(input_bits: int, labels: int) -> data.StructLayout:
@@ -98,9 +104,8 @@ class TrainingCore(wiring.Component):
 
     Attributes
     ----------
-    stored_w, stored_b, stored_u : amaranth.lib.memory.Memory
-        The stored weights (words as :meth:`stored_images` gives them), for read-back
-        by a testbench until the core has a read-back port.
+    core : rtl.core.Core
+        The inference core, with stored weights (``store_bits``).
     labels_gen, words_gen : rtl.lfsr.WordGenerator
         The label and rounding generators (their ``words.payload`` is the next word).
 
@@ -113,6 +118,12 @@ class TrainingCore(wiring.Component):
         One record per sample, after its updates.
     busy : Out(1)
         A sample is being processed (the cycle counter counts this cycle).
+    read : In(wiring.Signature({"target": Out(3), "addr": Out(range(words))}))
+        Read-back of the stored words while ``done`` is offered: ``target`` a
+        :data:`rtl.core.LOAD_TARGETS` code of weights, bias or labels, ``addr`` the word.
+    read_data : Out(unsigned(...))
+        The word, :data:`READ_LATENCY` cycles after its ``read`` (as
+        :meth:`stored_images` packs it).
     """
 
     def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int) -> None:
@@ -126,28 +137,26 @@ class TrainingCore(wiring.Component):
         check_positive_int("Lane count", lanes)
         self.trainer = trainer = IntTrainer(model, rule)
         self.model, self.rule, self.lanes = model, rule, lanes
-        self.core = Core(model, lanes=lanes, weights="loadable", observe=True)
+        self.core = Core(model, lanes=lanes, weights="loadable", observe=True,
+                         store_bits=rule.store_bits)
         self.fine = trainer.fine_bits
         self.lr_shift = rule.lr_shift_at(0)
         fmt = model.fmt
         if fmt.rsqrt_frac_bits > NORM_FRAC_BITS + 30:
             raise ValueError("rsqrt_frac_bits too large for the v scaler")
         K = model.config.num_classes
+        prog = self.core.program
+        read_words = max(2, len(prog.weight_words), sum(model.config.hidden))
+        read_bits = max(lanes, K) * prog.stored_weight_bits + prog.stored_bias_bits
         super().__init__({
             "samples": In(stream.Signature(sample_layout(fmt.input_bits, K))),
             "done": Out(stream.Signature(done_layout(K))),
             "busy": Out(1),
+            "read": In(wiring.Signature({"target": Out(3), "addr": Out(range(read_words))})),
+            "read_data": Out(unsigned(read_bits)),
         })
         self.labels_gen = WordGenerator(offset=LABEL_SEED_OFFSET, reset_seed=rule.seed)
         self.words_gen = WordGenerator(offset=0, reset_seed=rule.seed)
-        images = self.stored_images(trainer.stored)
-        w = self.widths
-        self.stored_w = memory.Memory(shape=unsigned(lanes * w["stored"]),
-                                      depth=max(2, len(images["W"])), init=images["W"])
-        self.stored_b = memory.Memory(shape=unsigned(w["bias"]),
-                                      depth=max(2, len(images["b"])), init=images["b"])
-        self.stored_u = memory.Memory(shape=unsigned(K * w["stored"]),
-                                      depth=max(2, len(images["U"])), init=images["U"])
 
     @property
     def widths(self) -> dict[str, int]:
@@ -174,7 +183,8 @@ class TrainingCore(wiring.Component):
         taken, LABEL (1), then per layer: WORDS (n_in + 3 + N words), SCAN and ERRORS
         (2 N + the unit's gap), for a layer above the first SQUARES (n_in + 2), RSQRT
         (its latency + 1) and SCALE (n_in + the scaler's latency + 2), per tile TILE
-        (P + 2), PASS (n_in) and DRAIN (lane latency + 2), and BU (2 N + lane latency + 3).
+        (P + 2), PASS (n_in) and DRAIN (weight store latency 2 + lane latency + 1), and BU
+        (2 N + lane latency + 3).
         """
         config, P = self.model.config, self.lanes
         lane_latency = UpdateLane.latency_for(None)
@@ -185,7 +195,7 @@ class TrainingCore(wiring.Component):
             words = n_in + 3 + n
             signal = 2 * n + LearningSignalUnit.GAP
             vprep = 0 if i == 0 else (n_in + 2) + Rsqrt.LATENCY + 1 + (n_in + Scaler.LATENCY + 2)
-            wpass = tiles * ((P + 2) + n_in + lane_latency + 2)
+            wpass = tiles * ((P + 2) + n_in + WeightStore.LATENCY + lane_latency + 1)
             bu = 2 * n + lane_latency + 3
             total += words + signal + vprep + wpass + bu
         return total
@@ -201,6 +211,7 @@ class TrainingCore(wiring.Component):
         prog = self.core.program
         ff_base = [op.ff_wbase for op in prog.ops if op.kind.name == "LAYER"]
         B_m, f = rule.store_bits, self.fine
+        wb = self.widths
 
         m.submodules.core = core = self.core
         m.submodules.labels_gen = labels_gen = self.labels_gen
@@ -215,12 +226,10 @@ class TrainingCore(wiring.Component):
         m.submodules.lane_un = lane_un = UpdateLane.for_model(model, rule)
         lat = lanes[0].latency
 
-        m.submodules.stored_w = self.stored_w
-        m.submodules.stored_b = self.stored_b
-        m.submodules.stored_u = self.stored_u
-        w_read, w_write = self.stored_w.read_port(), self.stored_w.write_port()
-        b_read, b_write = self.stored_b.read_port(), self.stored_b.write_port()
-        u_read, u_write = self.stored_u.read_port(), self.stored_u.write_port()
+        store = core.store
+        claim = Signal()
+        m.d.comb += store.claim.eq(claim)
+        # The engine reads the stored words from the result on (the core idles).
 
         # Kept from the forward pass: pixels, pre-activations, activations.
         m.submodules.image_buf = image_buf = memory.Memory(
@@ -315,19 +324,33 @@ class TrainingCore(wiring.Component):
             """c >> f of a stored field as a forward field of ``bits`` bits."""
             return (value.as_signed() >> f)[:bits]
 
+        # Read-back while a record is offered: the stored words, READ_LATENCY cycles on
+        # (bias and label words, read in one cycle, wait a cycle).
+        target_1, target_2 = Signal.like(self.read.target), Signal.like(self.read.target)
+        small_word = Signal.like(self.read_data)
+        m.d.sync += [target_1.eq(self.read.target), target_2.eq(target_1),
+                     small_word.eq(Mux(target_1 == LOAD_TARGETS["bias"], store.bias_data,
+                                       store.label_data))]
+        m.d.comb += self.read_data.eq(Mux(target_2 == LOAD_TARGETS["weights"],
+                                          store.weight_data, small_word))
+
         # -- W pass pipeline: issue (address) -> data + lanes -> lat -> write --------------
         pass_issue = Signal()
-        pass_addr = Signal.like(w_read.addr)
-        m.d.comb += [w_read.addr.eq(pass_addr), v_r.addr.eq(count), image_r.addr.eq(count)]
-        in_lane = Signal()
-        in_addr = Signal.like(pass_addr)
-        in_kappa = Signal(32)
-        m.d.sync += [in_lane.eq(pass_issue), in_addr.eq(pass_addr),
-                     in_kappa.eq(replay.words.payload)]
-        v_value = Mux(layer == 0, image_r.data, v_r.data)
+        pass_addr = Signal.like(store.weight_addr)
+        m.d.comb += [store.weight_addr.eq(pass_addr), v_r.addr.eq(count), image_r.addr.eq(count)]
+        # The weight store answers in WeightStore.LATENCY (2) cycles, the v and image
+        # buffers in one: their data waits a cycle in v_value.
+        in_lane, issued_1 = Signal(), Signal()
+        in_addr, addr_1 = Signal.like(pass_addr), Signal.like(pass_addr)
+        in_kappa, kappa_1 = Signal(32), Signal(32)
+        v_value = Signal(lanes[0].v.shape())
+        m.d.sync += [issued_1.eq(pass_issue), in_lane.eq(issued_1),
+                     addr_1.eq(pass_addr), in_addr.eq(addr_1),
+                     kappa_1.eq(replay.words.payload), in_kappa.eq(kappa_1),
+                     v_value.eq(Mux(layer == 0, image_r.data, v_r.data))]
         for p, lane in enumerate(lanes):
             m.d.comb += [lane.en.eq(in_lane),
-                         lane.c.eq(w_read.data[p * B_m:(p + 1) * B_m].as_signed()),
+                         lane.c.eq(store.weight_data[p * B_m:(p + 1) * B_m].as_signed()),
                          lane.d.eq(shadow_d[p]), lane.v.eq(v_value), lane.rho.eq(shadow_rho[p]),
                          lane.kappa.eq(in_kappa), lane.k.eq(k_w),
                          lane.select.eq(STORED_KINDS.index("W"))]
@@ -343,61 +366,55 @@ class TrainingCore(wiring.Component):
         live_pipe = Signal(P)
         live_now = Cat(tile * P + p < n_out for p in range(P))
         pipe = live_now
-        for i in range(lat + 1):
+        for i in range(lat + 2):
             reg = Signal(P, name=f"live_{i}")
             m.d.sync += reg.eq(pipe)
             pipe = reg
         m.d.comb += live_pipe.eq(pipe)
         m.d.comb += live.eq(live_pipe)
         new_word = Cat(Mux(live[p], lanes[p].out, 0)[:B_m] for p in range(P))
-        top_word = Cat(Mux(live[p], top(lanes[p].out, fmt.weight_bits), 0) for p in range(P))
         with m.If(lanes[0].valid):
-            m.d.comb += [w_write.en.eq(1), w_write.addr.eq(out_addr), w_write.data.eq(new_word),
-                         load_valid.eq(1), load_target.eq(LOAD_TARGETS["weights"]),
-                         load_addr.eq(out_addr), load_data.eq(top_word)]
+            m.d.comb += [load_valid.eq(1), load_target.eq(LOAD_TARGETS["weights"]),
+                         load_addr.eq(out_addr), load_data.eq(new_word)]
 
         # -- b and U pipeline: one neuron every other cycle ------------------------------
         bu_issue = Signal()
         bu_addr = Signal(range(max(2, total)))
-        m.d.comb += [b_read.addr.eq(bu_addr), u_read.addr.eq(bu_addr)]
+        m.d.comb += store.bias_addr.eq(bu_addr)
         bu_in = Signal()
         bu_in_addr = Signal.like(bu_addr)
         m.d.sync += [bu_in.eq(bu_issue), bu_in_addr.eq(bu_addr)]
-        u_fields = [u_read.data[q * B_m:(q + 1) * B_m].as_signed() for q in range(K)]
+        u_fields = [store.label_data[q * B_m:(q + 1) * B_m].as_signed() for q in range(K)]
         u_field = Array(u_fields)
-        common = [(lane_b, err_r.data.d, kappa_b, k_b, "b", b_read.data.as_signed()),
+        common = [(lane_b, err_r.data.d, kappa_b, k_b, "b", store.bias_data.as_signed()),
                   (lane_up, err_r.data.dp, kappa_pos, k_u, "W", u_field[y]),
                   (lane_un, err_r.data.dn, kappa_neg, k_u, "W", u_field[y_neg])]
         for lane, d_value, kappa, k, kind, c in common:
             m.d.comb += [lane.en.eq(bu_in), lane.c.eq(c), lane.d.eq(d_value), lane.v.eq(1),
                          lane.rho.eq(rho_r.data), lane.kappa.eq(kappa), lane.k.eq(k),
                          lane.select.eq(STORED_KINDS.index(kind))]
-        u_old, bu_out_addr = u_read.data, bu_in_addr
+        u_old, bu_out_addr = store.label_data, bu_in_addr
         for i in range(lat):
-            reg_u = Signal.like(u_read.data, name=f"u_old_{i}")
+            reg_u = Signal.like(store.label_data, name=f"u_old_{i}")
             reg_a = Signal.like(bu_addr, name=f"bu_addr_{i}")
             m.d.sync += [reg_u.eq(u_old), reg_a.eq(bu_out_addr)]
             u_old, bu_out_addr = reg_u, reg_a
         new_u = Cat(Mux(y == q, lane_up.out, Mux(y_neg == q, lane_un.out,
                                                   u_old[q * B_m:(q + 1) * B_m].as_signed()))[:B_m]
                     for q in range(K))
-        # The label word's top bits go to the core one cycle after the bias's.
+        # The label word goes to the memory one cycle after the bias (one write a cycle).
         u_pending = Signal()
         u_pending_addr = Signal.like(bu_addr)
-        u_pending_top = Signal(K * fmt.weight_bits)
+        u_pending_word = Signal.like(store.label_data)
         m.d.sync += u_pending.eq(0)
         with m.If(lane_b.valid):
-            m.d.comb += [b_write.en.eq(1), b_write.addr.eq(bu_out_addr),
-                         b_write.data.eq(lane_b.out), u_write.en.eq(1),
-                         u_write.addr.eq(bu_out_addr), u_write.data.eq(new_u),
-                         load_valid.eq(1), load_target.eq(LOAD_TARGETS["bias"]),
-                         load_addr.eq(bu_out_addr), load_data.eq(top(lane_b.out, fmt.state_bits))]
+            m.d.comb += [load_valid.eq(1), load_target.eq(LOAD_TARGETS["bias"]),
+                         load_addr.eq(bu_out_addr), load_data.eq(lane_b.out[:wb["bias"]])]
             m.d.sync += [u_pending.eq(1), u_pending_addr.eq(bu_out_addr),
-                         u_pending_top.eq(Cat(top(new_u[q * B_m:(q + 1) * B_m], fmt.weight_bits)
-                                              for q in range(K)))]
+                         u_pending_word.eq(new_u)]
         with m.If(u_pending):
             m.d.comb += [load_valid.eq(1), load_target.eq(LOAD_TARGETS["labels"]),
-                         load_addr.eq(u_pending_addr), load_data.eq(u_pending_top)]
+                         load_addr.eq(u_pending_addr), load_data.eq(u_pending_word)]
 
         # -- v of a layer above the first: round_shift(a r, sh/2 + Q - 14) ---------------
         m.submodules.rsqrt = rsqrt = Rsqrt(sq_bits=prog.widths.sq,
@@ -426,8 +443,8 @@ class TrainingCore(wiring.Component):
 
         # -- error buffer and the signal's neuron stream ---------------------------------
         neuron_valid, neuron_last = Signal(), Signal()
-        m.d.comb += [pre_r.addr.eq(off + count), u_read.addr.eq(Mux(bu_issue | bu_in, bu_addr,
-                                                                    off + count))]
+        m.d.comb += [pre_r.addr.eq(off + count),
+                     store.label_addr.eq(Mux(bu_issue | bu_in, bu_addr, off + count))]
         m.d.comb += [signal.neurons.valid.eq(neuron_valid),
                      signal.neurons.payload.pre.eq(pre_r.data),
                      signal.neurons.payload.u_pos.eq(top(u_field[y], fmt.weight_bits)),
@@ -451,7 +468,7 @@ class TrainingCore(wiring.Component):
         record = self.done.payload
         m.d.comb += [record.label.eq(predicted), record.wrong.eq(y_neg), record.cycles.eq(cycles)]
         m.d.comb += core.result.ready.eq(0)
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("SAMPLE"):
                 m.d.comb += [core.image.valid.eq(self.samples.valid),
                              core.image.payload.eq(self.samples.payload.pixel),
@@ -553,7 +570,7 @@ class TrainingCore(wiring.Component):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.sync += drain.eq(drain + 1)
-                with m.If(drain == lat + 1):
+                with m.If(drain == lat + 2):
                     m.d.sync += tile.eq(tile + 1)
                     m.next = "TILE"
                     with m.If(tile == tiles - 1):
@@ -572,6 +589,10 @@ class TrainingCore(wiring.Component):
                         m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += self.done.valid.eq(1)
+                m.d.comb += [store.weight_addr.eq(self.read.addr),
+                             store.bias_addr.eq(self.read.addr),
+                             store.label_addr.eq(self.read.addr)]
                 with m.If(self.done.ready):
                     m.next = "SAMPLE"
+        m.d.comb += claim.eq(~fsm.ongoing("SAMPLE") & ~fsm.ongoing("INFER"))
         return m

@@ -18,7 +18,8 @@ from golden.intformat import IntFormat
 from golden.intmodel import IntLayer, IntModel
 from golden.inttrain import IntTrainer, TrainRule, default_lr_shift, initial_model
 from golden.lfsr import Lfsr
-from rtl.training_core import TrainingCore
+from rtl.core import LOAD_TARGETS, Core, memory_images
+from rtl.training_core import READ_LATENCY, TrainingCore
 from tests.rtl.helpers import PERIOD, simulate
 
 SEED = 2024
@@ -45,17 +46,37 @@ def _next_word(lfsr: Lfsr) -> int:
     return copy.word()
 
 
-def read_stored(ctx, dut: TrainingCore, trainer: IntTrainer) -> list[dict]:
-    """The stored arrays as the core holds them, shaped like IntTrainer.stored."""
-    images = {}
-    for name, mem in (("W", dut.stored_w), ("b", dut.stored_b), ("U", dut.stored_u)):
-        images[name] = [int(ctx.get(mem.data[a])) for a in range(mem.depth)]
+async def read_stored(ctx, dut: TrainingCore) -> dict[str, list[int]]:
+    """Every stored word through the read-back port (while ``done`` is offered)."""
+    images = dut.stored_images(dut.trainer.stored)   # only for the word counts
+    words = {}
+    for name, target in (("W", LOAD_TARGETS["weights"]), ("b", LOAD_TARGETS["bias"]),
+                         ("U", LOAD_TARGETS["labels"])):
+        count = len(images[name])
+        got = []
+        for t in range(count + READ_LATENCY):
+            if t < count:
+                ctx.set(dut.read.target, target)
+                ctx.set(dut.read.addr, t)
+            await ctx.tick()
+            if t >= READ_LATENCY - 1 and len(got) < count:
+                got.append(int(ctx.get(dut.read_data)))
+        words[name] = got
+    return words
+
+
+async def check_stored(ctx, dut: TrainingCore, trainer: IntTrainer, where: str) -> None:
+    """The stored words and both generators' next words equal ``trainer``'s."""
     expected = dut.stored_images(trainer.stored)
-    return images, expected
+    for name, words in (await read_stored(ctx, dut)).items():
+        assert words == expected[name], f"{where}: stored {name}"
+    assert (ctx.get(dut.words_gen.words.payload)
+            == _next_word(trainer.rounding_lfsr)), f"{where}: rounding generator"
+    assert (ctx.get(dut.labels_gen.words.payload)
+            == _next_word(trainer.label_lfsr)), f"{where}: label generator"
 
 
-def run_samples(dut: TrainingCore, trainer: IntTrainer, samples, *, check_every=True,
-                classify=()):
+def run_samples(dut: TrainingCore, trainer: IntTrainer, samples, *, classify=()):
     """Feed ``samples`` (x, y) for training, then ``classify`` images (train 0).
 
     Returns the cycles of every training sample and the labels of the classified ones.
@@ -70,25 +91,23 @@ def run_samples(dut: TrainingCore, trainer: IntTrainer, samples, *, check_every=
             ctx.set(dut.samples.valid, 1)
             await ctx.tick().until(dut.samples.ready)
         ctx.set(dut.samples.valid, 0)
-        ctx.set(dut.done.ready, 1)
         await ctx.tick().until(dut.done.valid)
-        ctx.set(dut.done.ready, 0)
-        return ctx.get(dut.done.payload)
+        record = ctx.get(dut.done.payload)
+        if not train:
+            ctx.set(dut.done.ready, 1)
+            await ctx.tick()
+            ctx.set(dut.done.ready, 0)
+        return record
 
     async def testbench(ctx):
         for number, (x, y) in enumerate(samples):
             record = await feed(ctx, x, int(y), 1)
             trainer.train_sample(x, int(y), lam)
             cycles.append(int(record.cycles))
-            if check_every or number == len(samples) - 1:
-                images, expected = read_stored(ctx, dut, trainer)
-                for name in images:
-                    assert images[name][:len(expected[name])] == expected[name], \
-                        f"sample {number}: stored {name}"
-                assert (ctx.get(dut.words_gen.words.payload)
-                        == _next_word(trainer.rounding_lfsr)), f"sample {number}: rounding"
-                assert (ctx.get(dut.labels_gen.words.payload)
-                        == _next_word(trainer.label_lfsr)), f"sample {number}: labels"
+            await check_stored(ctx, dut, trainer, f"sample {number}")
+            ctx.set(dut.done.ready, 1)
+            await ctx.tick()
+            ctx.set(dut.done.ready, 0)
         for x in classify:
             record = await feed(ctx, x, 0, 0)
             labels.append(int(record.label))
@@ -147,24 +166,22 @@ def _stream(dut: TrainingCore, trainer: IntTrainer, samples, classify):
         ctx.set(dut.samples.valid, 0)
 
     async def consumer(ctx):
-        ctx.set(dut.done.ready, 1)
         for number, (x, y, train) in enumerate(stream):
             await ctx.tick().until(dut.done.valid)
             record = ctx.get(dut.done.payload)
             if not train:
                 labels.append(int(record.label))
+                ctx.set(dut.done.ready, 1)
+                await ctx.tick()
+                ctx.set(dut.done.ready, 0)
                 continue
-            # The record is offered before it is taken: the memories hold the update.
+            # The record is offered until it is taken: the memories hold the update.
             trainer.train_sample(x, y, lam)
             cycles.append(int(record.cycles))
-            images, expected = read_stored(ctx, dut, trainer)
-            for name in images:
-                assert images[name][:len(expected[name])] == expected[name], \
-                    f"sample {number}: stored {name}"
-            assert (ctx.get(dut.words_gen.words.payload)
-                    == _next_word(trainer.rounding_lfsr)), f"sample {number}: rounding"
-            assert (ctx.get(dut.labels_gen.words.payload)
-                    == _next_word(trainer.label_lfsr)), f"sample {number}: labels"
+            await check_stored(ctx, dut, trainer, f"sample {number}")
+            ctx.set(dut.done.ready, 1)
+            await ctx.tick()
+            ctx.set(dut.done.ready, 0)
 
     sim = Simulator(dut)
     sim.add_clock(PERIOD)
@@ -191,3 +208,34 @@ def test_training_core_on_digits_samples(samples):
                                                     strict=True)), test_q)
     assert labels == trainer.model.run(test_q).labels.tolist()
     assert cycles == [dut.training_cycles()] * samples
+
+
+def test_training_core_and_stored_core_refuse_what_they_cannot_do():
+    fmt_model = make_model(ModelConfig(algo="ffdl", input_size=D, num_classes=K,
+                                       hidden=(3,)), SEED)
+    for kwargs, message in (
+            (dict(store_bits=7), "at least the forward weight width 8"),
+            (dict(store_bits=True), "at least the forward weight width 8"),
+            (dict(store_bits=12, weights="rom"), "weights='loadable' and one bank"),
+            (dict(store_bits=12, weights="loadable", banks=2), "weights='loadable' and one bank")):
+        with pytest.raises(ValueError, match=message):
+            Core(fmt_model, lanes=2, **kwargs)
+    ffcl = make_model(ModelConfig(algo="ffcl", input_size=D, num_classes=K, hidden=(3, 2),
+                                  loops=2), SEED)
+    with pytest.raises(ValueError, match="trains FFDL models, not FFCL"):
+        TrainingCore(ffcl, TrainRule(epochs=1), lanes=2)
+    with pytest.raises(TypeError, match="Rule must be a golden.inttrain.TrainRule"):
+        TrainingCore(fmt_model, {"epochs": 1}, lanes=2)
+
+
+def test_a_stored_core_starts_at_the_middle_of_every_forward_code():
+    # The memory images of a core with stored weights are IntTrainer's starting words.
+    model = make_model(ModelConfig(algo="ffdl", input_size=D, num_classes=K, hidden=(5, 4)),
+                       SEED)
+    rule = TrainRule(epochs=1, store_bits=13)
+    dut = TrainingCore(model, rule, lanes=3)
+    images = memory_images(dut.core.program)
+    expected = dut.stored_images(IntTrainer(model, rule).stored)
+    assert images["weights"] == expected["W"]
+    assert images["bias"] == expected["b"]
+    assert images["labels"] == expected["U"]
