@@ -226,10 +226,11 @@ class TrainingCore(wiring.Component):
         m.submodules.lane_un = lane_un = UpdateLane.for_model(model, rule)
         lat = lanes[0].latency
 
+        # The engine claims the core's stored-word read ports from the result on, when the
+        # core idles (it is offered no pixels until the record is taken).
         store = core.store
         claim = Signal()
         m.d.comb += store.claim.eq(claim)
-        # The engine reads the stored words from the result on (the core idles).
 
         # Kept from the forward pass: pixels, pre-activations, activations.
         m.submodules.image_buf = image_buf = memory.Memory(
@@ -311,7 +312,9 @@ class TrainingCore(wiring.Component):
         shadow_rho = Array(Signal(32, name=f"shadow_rho_{p}") for p in range(P))
         drain = Signal(range(lat + 16))
 
-        # -- core load port: the top bits of every word the update writes ----------------
+        # -- core load port: every stored word the update writes. Its ready is high
+        # whenever the core idles, which it does from the result to the next pixel, so a
+        # write never waits (the tests read every word back after every sample).
         load = core.load
         load_target = Signal(3)
         load_addr = Signal.like(load.payload.addr)
