@@ -31,6 +31,11 @@ activation square borrow lanes 0-2 instead, and the next pass waits until the sw
 done with them; the label scan squares on lanes 0..G-1. A ``SCAN`` op streams (pre, U
 row) pairs into the goodness datapath.
 
+Built with ``store_bits`` (the training core, :mod:`rtl.training_core`), the weight, bias
+and label memories hold the trainer's stored words, B_m bits a weight, and the forward
+pass reads the top bits of each field (c >> f): a slice on the memories' outputs, nothing
+else changes.
+
 The cycle counter starts when the last pixel is accepted and stops when the result is
 offered; its closed form is :meth:`rtl.program.Program.cycles`. The ``phase`` output
 says what each counted cycle is for (:class:`rtl.protocol.Phase`).
@@ -77,7 +82,7 @@ from rtl.sweep import SHARED_OPERANDS, Sweep
 from rtl.weight_store import bram_slices
 
 __all__ = ["LOAD_TARGETS", "WEIGHT_MEMORIES", "Core", "load_layout", "load_words",
-           "memory_images", "observe_signature", "result_layout"]
+           "memory_images", "observe_signature", "result_layout", "store_signature"]
 
 
 def result_layout(labels: int, score_bits: int) -> data.StructLayout:
