@@ -102,6 +102,8 @@ def run_samples(dut: TrainingCore, trainer: IntTrainer, samples, *, classify=())
     async def testbench(ctx):
         for number, (x, y) in enumerate(samples):
             record = await feed(ctx, x, int(y), 1)
+            # The forward pass read the top bits of the weights before this update.
+            assert record.label == trainer.model.run(x[None]).labels[0], f"sample {number}"
             trainer.train_sample(x, int(y), lam)
             cycles.append(int(record.cycles))
             await check_stored(ctx, dut, trainer, f"sample {number}")
@@ -176,6 +178,7 @@ def _stream(dut: TrainingCore, trainer: IntTrainer, samples, classify):
                 ctx.set(dut.done.ready, 0)
                 continue
             # The record is offered until it is taken: the memories hold the update.
+            assert record.label == trainer.model.run(x[None]).labels[0], f"sample {number}"
             trainer.train_sample(x, y, lam)
             cycles.append(int(record.cycles))
             await check_stored(ctx, dut, trainer, f"sample {number}")
