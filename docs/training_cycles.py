@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from golden.config import ModelConfig  # noqa: E402
-from golden.inttrain import initial_model  # noqa: E402
+from golden.inttrain import TrainRule, initial_model  # noqa: E402
 from rtl.learning_signal import LearningSignalUnit  # noqa: E402
 from rtl.program import (  # noqa: E402
     FETCH_DECODE,
@@ -33,6 +33,7 @@ from rtl.program import (  # noqa: E402
     SRC_IMAGE,
     build_program,
 )
+from rtl.training_core import TrainingCore  # noqa: E402
 from rtl.update_lane import UpdateLane  # noqa: E402
 from rtl.weight_store import SPRAM_WIDTH, WeightStore  # noqa: E402
 
@@ -160,6 +161,22 @@ def main() -> None:
     for store_bits, lanes in ((16, 8), (12, 8), (8, 8), (16, 2), (8, 4)):
         print(f"  B_m = {store_bits:2d}, P = {lanes}: "
               f"{min(1.0, SPRAM_BITS_PER_CYCLE / (2 * lanes * store_bits)):.0%}")
+    print()
+    print("The built slice (rtl.training_core, FFDL, dedicated multipliers, block RAM): its "
+          "counter's closed form, TrainingCore.training_cycles (tests/rtl/test_training_core.py "
+          "compares it with the counter)")
+    print("| model | P | inference | training sample | design estimate above |")
+    print("|---|---|---|---|---|")
+    for hidden, lanes in (((10, 7), 3), ((64, 64), 8)):
+        config = ModelConfig(algo="ffdl", input_size=64, num_classes=10, hidden=hidden,
+                             theta=0.25)
+        model = initial_model(config, np.random.default_rng(0).random((50, 64)),
+                              input_max=16, seed=0)
+        core = TrainingCore(model, TrainRule(epochs=1, lr_shift=6), lanes=lanes)
+        design = estimate(config, 16, lanes, False, "bram")["total"] if lanes == 8 else None
+        print(f"| digits FFDL 64-{'-'.join(map(str, hidden))} | {lanes} | "
+              f"{core.core.program.cycles():,} | {core.training_cycles():,} | "
+              f"{'' if design is None else f'{design:,}'} |")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,11 @@ activation square borrow lanes 0-2 instead, and the next pass waits until the sw
 done with them; the label scan squares on lanes 0..G-1. A ``SCAN`` op streams (pre, U
 row) pairs into the goodness datapath.
 
+Built with ``store_bits`` (the training core, :mod:`rtl.training_core`), the weight, bias
+and label memories hold the trainer's stored words, B_m bits a weight, and the forward
+pass reads the top bits of each field (c >> f): a slice on the memories' outputs, nothing
+else changes.
+
 The cycle counter starts when the last pixel is accepted and stops when the result is
 offered; its closed form is :meth:`rtl.program.Program.cycles`. The ``phase`` output
 says what each counted cycle is for (:class:`rtl.protocol.Phase`).
@@ -40,7 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -78,7 +83,7 @@ from rtl.sweep import SHARED_OPERANDS, Sweep
 from rtl.weight_store import bram_slices
 
 __all__ = ["LOAD_TARGETS", "WEIGHT_MEMORIES", "Core", "load_depths", "load_layout", "load_words",
-           "memory_images", "result_layout"]
+           "memory_images", "observe_signature", "result_layout", "store_signature"]
 
 
 def result_layout(labels: int, score_bits: int) -> data.StructLayout:
@@ -87,6 +92,38 @@ def result_layout(labels: int, score_bits: int) -> data.StructLayout:
         "label": range(labels),
         "scores": data.ArrayLayout(unsigned(score_bits), labels),
         "cycles": unsigned(CYCLE_BITS),
+    })
+
+
+def store_signature(program: Program) -> wiring.Signature:
+    """The ``store`` port of a core with stored weights, as its user (the training
+    engine) sees it: while ``claim`` is high the weight, bias and label memories' read
+    ports take the engine's addresses (data: the whole stored words, after the weight
+    store's latency for weights, one cycle for biases and labels)."""
+    config = program.model.config
+
+    def address(words: int) -> range:
+        return range(max(2, words))
+
+    return wiring.Signature({
+        "claim": Out(1),
+        "weight_addr": Out(address(len(program.weight_words))),
+        "weight_data": In(unsigned(program.lanes * program.stored_weight_bits)),
+        "bias_addr": Out(address(sum(config.hidden))),
+        "bias_data": In(unsigned(program.stored_bias_bits)),
+        "label_addr": Out(address(len(program.label_words))),
+        "label_data": In(unsigned(program.label_lanes * program.stored_weight_bits)),
+    })
+
+
+def observe_signature(program: Program) -> wiring.Signature:
+    """The ``observe`` port of a core built with ``observe=True`` (see :class:`Core`)."""
+    config, w = program.model.config, program.widths
+    return wiring.Signature({
+        "scan": Out(1), "layer": Out(range(max(2, config.num_layers))),
+        "neuron": Out(range(max(2, *config.hidden))), "pre": Out(signed(w.state)),
+        "act": Out(1), "act_addr": Out(range(max(2, sum(config.hidden)))),
+        "act_data": Out(unsigned(w.act)),
     })
 
 
@@ -121,6 +158,13 @@ class Core(wiring.Component):
         lanes' multipliers (:func:`rtl.program.build_program`), so the core needs no
         multiplier beyond its P lanes (what fits 8 lanes into the 8 SB_MAC16 of an iCE40
         UP5K); the sweep no longer overlaps the next pass. Default False.
+    store_bits : int, optional
+        B_m: the memories hold stored weights of B_m bits (biases B_s + B_m - B_w), as
+        a trainer starts them from ``model`` (:func:`rtl.program.build_program`'s
+        ``fine_bits``), and the forward pass reads their top B_w (B_s) bits. Needs
+        ``weights="loadable"`` and one bank. Default: the forward width, no ``store``.
+    observe : bool
+        Add the ``observe`` port (default False).
 
     Members
     -------
@@ -138,15 +182,38 @@ class Core(wiring.Component):
         (:func:`load_words`), accepted while no inference runs.
     bank : In(1)
         Only with ``banks=2``: the bank inferences read (``load`` writes the other).
+    store : In(store_signature(program))
+        Only with ``store_bits``: the training engine's read access to the stored words
+        while the core idles (``load`` writes them).
+    observe : Out(observe_signature(program))
+        Only with ``observe=True``: what the forward pass computes, as it is computed
+        (the training core, :mod:`rtl.training_core`, keeps what its update needs):
+        ``scan`` marks a cycle in which the label scan takes neuron ``neuron`` of layer
+        ``layer`` with pre-activation ``pre`` (label group 0 only); ``act`` one in which
+        the sweep writes activation ``act_data`` at ``act_addr`` (the layer's offset
+        plus the neuron) of the loop-feedback buffer.
     """
 
     def __init__(self, model: IntModel, *, lanes: int, label_lanes: int | None = None,
-                 weights: str = "rom", banks: int = 1, shared: bool = False) -> None:
+                 weights: str = "rom", banks: int = 1, shared: bool = False,
+                 observe: bool = False, store_bits: int | None = None) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         check_mapping(weights, banks)
+        fine_bits = 0
+        if store_bits is not None:
+            B_w = model.fmt.weight_bits
+            if (not isinstance(store_bits, int) or isinstance(store_bits, bool)
+                    or store_bits < B_w):
+                raise ValueError(f"Stored weight width must be an integer of at least the "
+                                 f"forward weight width {B_w}, not {store_bits!r}")
+            if weights != "loadable" or banks != 1:
+                raise ValueError("Stored weights need weights='loadable' and one bank (the "
+                                 "training engine writes them through load)")
+            fine_bits = store_bits - B_w
         self.program: Program = build_program(model, lanes=lanes, label_lanes=label_lanes,
-                                              shared=shared)
+                                              shared=shared, fine_bits=fine_bits)
+        self.store_bits = store_bits
         self.model = model
         self.weights = weights
         self.banks = banks
@@ -162,6 +229,13 @@ class Core(wiring.Component):
             members["load"] = In(stream.Signature(load_layout(self.program)))
         if banks == 2:
             members["bank"] = In(1)
+        if not isinstance(observe, bool):
+            raise TypeError(f"Observe must be True or False, not {observe!r}")
+        self.observe_enabled = observe
+        if observe:
+            members["observe"] = Out(observe_signature(self.program))
+        if store_bits is not None:
+            members["store"] = In(store_signature(self.program))
         super().__init__(members)
 
     @property
@@ -179,7 +253,8 @@ class Core(wiring.Component):
             the message names the first difference.
         """
         other = build_program(model, lanes=self.program.lanes,
-                              label_lanes=self.program.label_lanes, shared=self.program.shared)
+                              label_lanes=self.program.label_lanes, shared=self.program.shared,
+                              fine_bits=self.program.fine_bits)
         if model.config != self.model.config:
             raise ValueError("the model to load has another configuration than the core's")
         for field in dataclasses.fields(Widths):
@@ -203,7 +278,8 @@ class Core(wiring.Component):
         if self.weights == "spram":
             return []
         depth = model_memory_depth(len(self.program.weight_words), self.banks)
-        return bram_slices(family, depth=depth, width=self.lanes * self.program.widths.weight)
+        return bram_slices(family, depth=depth,
+                           width=self.lanes * self.program.stored_weight_bits)
 
     def cycles_per_inference(self) -> int:
         """The closed-form cycle count of one inference (what the counter reports)."""
@@ -286,7 +362,20 @@ class Core(wiring.Component):
             buffer.write_addr.eq(sweep.buffer.addr),
             buffer.write_data.eq(sweep.buffer.data),
         ]
-        wiring.connect(m, memories.bias, sweep.bias)
+        f = prog.fine_bits
+        store = self.store if self.store_bits is not None else None
+        if store is None:
+            wiring.connect(m, memories.bias, sweep.bias)
+        else:
+            # The forward pass reads the top bits of the stored words; the training engine
+            # claims the read ports while the core idles.
+            m.d.comb += [memories.bias.en.eq(1),
+                         memories.bias.addr.eq(Mux(store.claim, store.bias_addr,
+                                                   sweep.bias.addr)),
+                         sweep.bias.data.eq(memories.bias.data[f:]),
+                         store.bias_data.eq(memories.bias.data),
+                         store.weight_data.eq(memories.weights.data),
+                         store.label_data.eq(memories.labels.data)]
         wiring.connect(m, sweep.pre, pre_mem.write_port())
         if shared:
             # The borrowed lanes: the sweep's operands (lanes 0-2); in a scan the goodness
@@ -302,26 +391,36 @@ class Core(wiring.Component):
             m.d.comb += [goodness.product[q].eq(lanes.side[q]) for q in range(G)]
 
         # -- scan issue -> goodness datapath -> argmax ---------------------------------
-        label_layout = data.ArrayLayout(signed(w.weight), G)
         pre_read = pre_mem.read_port()
         scan_valid = Signal()
         scan_group_d = Signal.like(seq.scan_group)
         m.d.sync += [scan_valid.eq(seq.scan_issue), scan_group_d.eq(seq.scan_group)]
         m.d.comb += [
             pre_read.addr.eq(seq.pre_addr),
-            memories.labels.addr.eq(seq.label_addr),
+            memories.labels.addr.eq(seq.label_addr if store is None
+                                    else Mux(store.claim, store.label_addr, seq.label_addr)),
             goodness.clear.eq(seq.clear_scores),
             goodness.add.eq(seq.add_score.en),
             goodness.add_label.eq(seq.add_score.label),
             goodness.add_value.eq(seq.add_score.value),
             goodness.en.eq(scan_valid),
             goodness.pre.eq(pre_read.data),
-            goodness.u.eq(label_layout(memories.labels.data)),
+            goodness.u.eq(self._top_fields(memories.labels.data, G)),
             goodness.group.eq(scan_group_d),
             argmax.scores.eq(goodness.scores),
             argmax.start.eq(seq.start_argmax),
             seq.argmax_done.eq(argmax.done),
         ]
+        if self.observe_enabled:
+            neuron_d = Signal.like(seq.pre_addr)
+            m.d.sync += neuron_d.eq(seq.pre_addr)
+            m.d.comb += [
+                self.observe.scan.eq(scan_valid & is_zero(scan_group_d)),
+                self.observe.layer.eq(op.layer), self.observe.neuron.eq(neuron_d),
+                self.observe.pre.eq(pre_read.data),
+                self.observe.act.eq(sweep.buffer.en), self.observe.act_addr.eq(sweep.buffer.addr),
+                self.observe.act_data.eq(sweep.buffer.data),
+            ]
         return m
 
     def _check_latencies(self, memories: ModelMemory, lanes: MacLanes, sweep: Sweep,
@@ -352,7 +451,6 @@ class Core(wiring.Component):
         fmt, w = self.model.fmt, self.program.widths
         op = seq.op
         image_read = image_mem.read_port()
-        weight_layout = data.ArrayLayout(signed(w.weight), self.program.lanes)
         # The input element's addresses follow the column in every cycle, whether the
         # MAC state issues it or holds it (a held element is read again): the decision
         # to hold stays off the address path, which it was the slowest path of on the
@@ -361,7 +459,9 @@ class Core(wiring.Component):
             image_read.addr.eq(seq.column),
             buffer.read_bank.eq(Mux(seq.feedback, ~op.bank, op.bank)),
             buffer.read_addr.eq(Mux(seq.feedback, op.fb_off, op.in_off) + seq.column),
-            memories.weights.addr.eq(seq.weight_addr),
+            memories.weights.addr.eq(seq.weight_addr if self.store_bits is None
+                                     else Mux(self.store.claim, self.store.weight_addr,
+                                              seq.weight_addr)),
         ]
         stage_valid = Signal()
         stage_first = Signal()
@@ -383,5 +483,13 @@ class Core(wiring.Component):
             lanes.en.eq(operand_valid),
             lanes.first.eq(operand_first),
             lanes.x.eq(operand),
-            lanes.w.eq(weight_layout(memories.weights.data)),
+            lanes.w.eq(self._top_fields(memories.weights.data, self.program.lanes)),
         ]
+
+    def _top_fields(self, word, count: int):
+        """The forward fields of a memory word of ``count`` stored fields: the top
+        ``weight`` bits (c >> f) of each."""
+        prog = self.program
+        stored, f = prog.stored_weight_bits, prog.fine_bits
+        layout = data.ArrayLayout(signed(prog.widths.weight), count)
+        return layout(Cat(word[i * stored + f:(i + 1) * stored] for i in range(count)))

@@ -39,21 +39,20 @@ READ_LATENCY = 1
 
 def memory_images(program: Program) -> dict[str, list[int]]:
     """The words of every model-dependent memory, as the core stores them."""
-    w = program.widths
     layout = op_layout(program)
     return {
         "ops": [int(layout.const(vars(op)).as_value().value) for op in program.ops],
-        "weights": [_pack(word, w.weight) for word in program.weight_words],
-        "bias": [v & ((1 << w.state) - 1) for v in program.bias],
-        "labels": [_pack(word, w.weight) for word in program.label_words],
+        "weights": [_pack(word, program.stored_weight_bits) for word in program.weight_words],
+        "bias": [v & ((1 << program.stored_bias_bits) - 1) for v in program.bias],
+        "labels": [_pack(word, program.stored_weight_bits) for word in program.label_words],
     }
 
 
 def load_layout(program: Program) -> data.StructLayout:
     """One write of the ``load`` port: which memory, which word, the word."""
     images = memory_images(program)
-    widths = [op_layout(program).size, program.lanes * program.widths.weight,
-              program.widths.state, program.label_lanes * program.widths.weight]
+    widths = [op_layout(program).size, program.lanes * program.stored_weight_bits,
+              program.stored_bias_bits, program.label_lanes * program.stored_weight_bits]
     depth = max(2, *(len(words) for words in images.values()))
     return data.StructLayout({"target": 3, "addr": range(depth), "data": max(widths)})
 
@@ -144,10 +143,10 @@ class ModelMemory(wiring.Component):
         check_mapping(weights, banks)
         self.program, self.mapping, self.banks = program, weights, banks
         self.images = memory_images(program)
-        w = program.widths
         self.word_bits = {"ops": op_layout(program).size,
-                       "weights": program.lanes * w.weight, "bias": w.state,
-                       "labels": program.label_lanes * w.weight}
+                          "weights": program.lanes * program.stored_weight_bits,
+                          "bias": program.stored_bias_bits,
+                          "labels": program.label_lanes * program.stored_weight_bits}
         self.words = {"ops": len(program.ops), "weights": len(program.weight_words),
                       "bias": sum(program.model.config.hidden),
                       "labels": len(program.label_words)}

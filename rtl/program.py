@@ -141,13 +141,26 @@ class Program:
     lanes: int
     label_lanes: int
     ops: list[Op]
-    weight_words: list[list[int]]          # per word: P signed weights
-    bias: list[int]                        # per neuron (all layers): state_bits signed
-    label_words: list[list[int]]           # per word: G signed label weights
+    weight_words: list[list[int]]          # per word: P signed (stored) weights
+    bias: list[int]                        # per neuron (all layers): signed (stored) biases
+    label_words: list[list[int]]           # per word: G signed (stored) label weights
     layer_offsets: list[int]
     widths: Widths
     prep: int = 0                          # cycles between DECODE and a layer's first pass
     shared: bool = False                   # scaler and squares borrow the MAC lanes' multipliers
+    #: f: the memories hold stored weights of weight + f bits (biases state + f) and the
+    #: forward pass reads their top bits (c >> f); 0 for an inference-only core.
+    fine_bits: int = 0
+
+    @property
+    def stored_weight_bits(self) -> int:
+        """Bits of a weight or label weight in the memories (B_w + f)."""
+        return self.widths.weight + self.fine_bits
+
+    @property
+    def stored_bias_bits(self) -> int:
+        """Bits of a bias in the memory (B_s + f)."""
+        return self.widths.state + self.fine_bits
 
     @property
     def scale_latency(self) -> int:
@@ -282,7 +295,7 @@ def _pack_rows(matrix, lanes: int) -> list[list[int]]:
 
 
 def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None,
-                  shared: bool = False) -> Program:
+                  shared: bool = False, fine_bits: int = 0) -> Program:
     """The program and memory images of ``model`` on ``lanes`` MAC lanes.
 
     Parameters
@@ -298,6 +311,10 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
         lanes' 16 x 16 multipliers (lanes 0 and 1 scale, lane 2 squares, lanes 0..G-1
         scan): the core then needs no multipliers beyond the lanes, at the cost of the
         overlap of sweep and next pass. Needs P >= 3, G <= P and widths that fit.
+    fine_bits : int
+        f: the memory images hold the stored weights a trainer starts from, (w << f) +
+        2^(f-1) for every weight, label weight and bias (w with f = 0, the default), and
+        the forward pass reads their top bits (:attr:`Program.fine_bits`).
 
     Raises
     ------
@@ -317,15 +334,23 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
     if config.algo == "ffcl" and config.feedback == "goodness":
         raise ValueError("the RTL core implements FFCL with feedback 'state' only; "
                          "feedback 'goodness' runs in the golden models")
+    check_positive_int("Fine bit count", fine_bits, minimum=0)
+    half = (1 << fine_bits) >> 1
+
+    def stored(values):
+        """A trainer's starting stored values of forward ``values`` (rule.md: the middle
+        of the forward code)."""
+        return (values << fine_bits) + half
+
     offsets = [sum(config.hidden[:i]) for i in range(config.num_layers)]
     weight_words: list[list[int]] = []
     ff_base, fb_base = [], []
     for layer in model.layers:
         ff_base.append(len(weight_words))
-        weight_words += _pack_rows(layer.W, lanes)
+        weight_words += _pack_rows(stored(layer.W), lanes)
         fb_base.append(len(weight_words))
         if layer.V is not None:
-            weight_words += _pack_rows(layer.V, lanes)
+            weight_words += _pack_rows(stored(layer.V), lanes)
     groups = -(-K // label_lanes)
     label_words: list[list[int]] = []
     u_base = []
@@ -335,10 +360,10 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
             continue
         for i in range(layer.U.shape[0]):
             for g in range(groups):
-                label_words.append([int(layer.U[i, g * label_lanes + q])
+                label_words.append([int(stored(layer.U[i, g * label_lanes + q]))
                                     if g * label_lanes + q < K else 0
                                     for q in range(label_lanes)])
-    bias = [int(v) for layer in model.layers for v in layer.b]
+    bias = [int(stored(v)) for layer in model.layers for v in layer.b]
 
     def layer_op(i: int, t: int, label: int = 0) -> Op:
         layer = model.layers[i]
@@ -405,7 +430,8 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
         _check_shared(lanes, label_lanes, widths)
     return Program(model=model, lanes=lanes, label_lanes=label_lanes, ops=ops,
                    weight_words=weight_words, bias=bias, label_words=label_words,
-                   layer_offsets=offsets, widths=widths, prep=prep, shared=shared)
+                   layer_offsets=offsets, widths=widths, prep=prep, shared=shared,
+                   fine_bits=fine_bits)
 
 
 #: Width of a MAC lane multiplier's signed inputs when other units borrow it (SB_MAC16).

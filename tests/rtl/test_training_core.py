@@ -1,0 +1,244 @@
+# amaranth: UnusedElaboratable=no
+"""The training core against IntTrainer, sample by sample, in Amaranth's simulator.
+
+After every training sample every stored W, b, U (fine bits included) and both
+generators must equal the golden trainer's; classifying afterwards must equal the golden
+IntModel of the trained weights; the cycle counter must equal the closed form.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from golden.config import ModelConfig
+from golden.datasets import load_dataset
+from golden.intformat import IntFormat
+from golden.intmodel import IntLayer, IntModel
+from golden.inttrain import IntTrainer, TrainRule, default_lr_shift, initial_model
+from golden.lfsr import Lfsr
+from rtl.core import LOAD_TARGETS, Core, memory_images
+from rtl.training_core import READ_LATENCY, TrainingCore
+from tests.rtl.helpers import PERIOD, simulate
+
+SEED = 2024
+D, K, X = 9, 4, 16
+
+
+def make_model(config: ModelConfig, seed: int) -> IntModel:
+    fmt = IntFormat(weight_bits=8, state_bits=16, frac_bits=6, input_max=X)
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i, n in enumerate(config.hidden):
+        n_in = config.input_size if i == 0 else config.hidden[i - 1]
+        layers.append(IntLayer(W=rng.integers(-40, 41, (n, n_in)), w_exp=7 if i == 0 else 8,
+                               b=rng.integers(-300, 300, n), U=rng.integers(-40, 41, (n, K))))
+    model = IntModel(config=config, fmt=fmt, layers=layers)
+    model.check()
+    return model
+
+
+def _next_word(lfsr: Lfsr) -> int:
+    """The word a generator in ``lfsr``'s state offers next (without advancing it)."""
+    copy = Lfsr(0)
+    copy.state = lfsr.state
+    return copy.word()
+
+
+async def read_stored(ctx, dut: TrainingCore) -> dict[str, list[int]]:
+    """Every stored word through the read-back port (while ``done`` is offered)."""
+    images = dut.stored_images(dut.trainer.stored)   # only for the word counts
+    words = {}
+    for name, target in (("W", LOAD_TARGETS["weights"]), ("b", LOAD_TARGETS["bias"]),
+                         ("U", LOAD_TARGETS["labels"])):
+        count = len(images[name])
+        got = []
+        for t in range(count + READ_LATENCY):
+            if t < count:
+                ctx.set(dut.read.target, target)
+                ctx.set(dut.read.addr, t)
+            await ctx.tick()
+            if t >= READ_LATENCY - 1 and len(got) < count:
+                got.append(int(ctx.get(dut.read_data)))
+        words[name] = got
+    return words
+
+
+async def check_stored(ctx, dut: TrainingCore, trainer: IntTrainer, where: str) -> None:
+    """The stored words and both generators' next words equal ``trainer``'s."""
+    expected = dut.stored_images(trainer.stored)
+    for name, words in (await read_stored(ctx, dut)).items():
+        assert words == expected[name], f"{where}: stored {name}"
+    assert (ctx.get(dut.words_gen.words.payload)
+            == _next_word(trainer.rounding_lfsr)), f"{where}: rounding generator"
+    assert (ctx.get(dut.labels_gen.words.payload)
+            == _next_word(trainer.label_lfsr)), f"{where}: label generator"
+
+
+def run_samples(dut: TrainingCore, trainer: IntTrainer, samples, *, classify=()):
+    """Feed ``samples`` (x, y) for training, then ``classify`` images (train 0).
+
+    Returns the cycles of every training sample and the labels of the classified ones.
+    Compares the stored memories and generators with ``trainer`` after every sample.
+    """
+    lam = dut.lr_shift
+    cycles, labels = [], []
+
+    async def feed(ctx, x, y, train):
+        for pixel in x:
+            ctx.set(dut.samples.payload, {"pixel": int(pixel), "label": y, "train": train})
+            ctx.set(dut.samples.valid, 1)
+            await ctx.tick().until(dut.samples.ready)
+        ctx.set(dut.samples.valid, 0)
+        await ctx.tick().until(dut.done.valid)
+        record = ctx.get(dut.done.payload)
+        if not train:
+            ctx.set(dut.done.ready, 1)
+            await ctx.tick()
+            ctx.set(dut.done.ready, 0)
+        return record
+
+    async def testbench(ctx):
+        for number, (x, y) in enumerate(samples):
+            record = await feed(ctx, x, int(y), 1)
+            # The forward pass read the top bits of the weights before this update.
+            assert record.label == trainer.model.run(x[None]).labels[0], f"sample {number}"
+            trainer.train_sample(x, int(y), lam)
+            cycles.append(int(record.cycles))
+            await check_stored(ctx, dut, trainer, f"sample {number}")
+            ctx.set(dut.done.ready, 1)
+            await ctx.tick()
+            ctx.set(dut.done.ready, 0)
+        for x in classify:
+            record = await feed(ctx, x, 0, 0)
+            labels.append(int(record.label))
+
+    simulate(dut, testbench)
+    return cycles, labels
+
+
+CASES = {
+    # one layer, one lane
+    "one_layer_p1": (dict(hidden=(5,)), dict(), 1),
+    # two layers of 7 and 5 on 3 lanes (ragged tiles), stochastic, table
+    "two_layers_p3": (dict(hidden=(7, 5)), dict(), 3),
+    # nearest rounding, piecewise sigmoid, B_m = 12 with saturation (lr_shift 0)
+    "two_layers_p3_b12": (dict(hidden=(4, 5)),
+                          dict(store_bits=12, lr_shift=0, rounding="nearest",
+                               sigmoid="piecewise"), 3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_training_core_trains_like_the_golden_trainer(name):
+    fields, rule_fields, lanes = CASES[name]
+    config = ModelConfig(algo="ffdl", input_size=D, num_classes=K, theta=0.5, **fields)
+    model = make_model(config, SEED + len(name))
+    rule = TrainRule(epochs=1, seed=7, **{"lr_shift": 4, **rule_fields})
+    trainer = IntTrainer(model, rule)
+    dut = TrainingCore(model, rule, lanes=lanes)
+    rng = np.random.default_rng(SEED)
+    samples = [(rng.integers(0, X + 1, D).astype(np.int64), int(rng.integers(0, K)))
+               for _ in range(3)]
+    test_images = rng.integers(0, X + 1, (3, D)).astype(np.int64)
+    cycles, labels = run_samples(dut, trainer, samples, classify=test_images)
+    # Inference after training: the golden IntModel of the trained weights.
+    assert labels == trainer.model.run(test_images).labels.tolist()
+    start = IntTrainer(make_model(config, SEED + len(name)), rule).stored
+    assert any(not np.array_equal(a[key], b[key])
+               for a, b in zip(trainer.stored, start, strict=True) for key in a)
+    assert cycles == [dut.training_cycles()] * len(cycles)
+
+
+def _stream(dut: TrainingCore, trainer: IntTrainer, samples, classify):
+    """The samples back to back on ``samples`` (the next one offered while the core still
+    updates: it must wait), the records taken by a second testbench, which compares the
+    stored memories and both generators with ``trainer`` after every training sample."""
+    lam = dut.lr_shift
+    cycles, labels = [], []
+    stream = [(x, int(y), 1) for x, y in samples] + [(x, 0, 0) for x in classify]
+
+    async def producer(ctx):
+        for x, y, train in stream:
+            for pixel in x:
+                ctx.set(dut.samples.payload, {"pixel": int(pixel), "label": y, "train": train})
+                ctx.set(dut.samples.valid, 1)
+                await ctx.tick().until(dut.samples.ready)
+        ctx.set(dut.samples.valid, 0)
+
+    async def consumer(ctx):
+        for number, (x, y, train) in enumerate(stream):
+            await ctx.tick().until(dut.done.valid)
+            record = ctx.get(dut.done.payload)
+            if not train:
+                labels.append(int(record.label))
+                ctx.set(dut.done.ready, 1)
+                await ctx.tick()
+                ctx.set(dut.done.ready, 0)
+                continue
+            # The record is offered until it is taken: the memories hold the update.
+            assert record.label == trainer.model.run(x[None]).labels[0], f"sample {number}"
+            trainer.train_sample(x, y, lam)
+            cycles.append(int(record.cycles))
+            await check_stored(ctx, dut, trainer, f"sample {number}")
+            ctx.set(dut.done.ready, 1)
+            await ctx.tick()
+            ctx.set(dut.done.ready, 0)
+
+    sim = Simulator(dut)
+    sim.add_clock(PERIOD)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    return cycles, labels
+
+
+@pytest.mark.parametrize("samples", [24, pytest.param(200, marks=pytest.mark.slow)])
+def test_training_core_on_digits_samples(samples):
+    # A small digits net (64-10-7 FFDL, 3 lanes: 10 and 7 are not multiples of 3),
+    # initialised as `ffcl-hw train --int` does, with digits' learning rate.
+    data = load_dataset("digits")
+    config = ModelConfig(algo="ffdl", input_size=64, num_classes=10, hidden=(10, 7),
+                         theta=0.5)
+    model = initial_model(config, data.x_train, input_max=data.pixel_max, seed=0)
+    rule = TrainRule(epochs=1, lr_shift=default_lr_shift(data.x_train), seed=5)
+    trainer = IntTrainer(model, rule)
+    dut = TrainingCore(model, rule, lanes=3)
+    x_q = model.quantize_input(data.x_train[:samples])
+    test_q = model.quantize_input(data.x_test[:8])
+    cycles, labels = _stream(dut, trainer, list(zip(x_q, data.y_train[:samples],
+                                                    strict=True)), test_q)
+    assert labels == trainer.model.run(test_q).labels.tolist()
+    assert cycles == [dut.training_cycles()] * samples
+
+
+def test_training_core_and_stored_core_refuse_what_they_cannot_do():
+    fmt_model = make_model(ModelConfig(algo="ffdl", input_size=D, num_classes=K,
+                                       hidden=(3,)), SEED)
+    for kwargs, message in (
+            (dict(store_bits=7), "at least the forward weight width 8"),
+            (dict(store_bits=True), "at least the forward weight width 8"),
+            (dict(store_bits=12, weights="rom"), "weights='loadable' and one bank"),
+            (dict(store_bits=12, weights="loadable", banks=2), "weights='loadable' and one bank")):
+        with pytest.raises(ValueError, match=message):
+            Core(fmt_model, lanes=2, **kwargs)
+    ffcl = make_model(ModelConfig(algo="ffcl", input_size=D, num_classes=K, hidden=(3, 2),
+                                  loops=2), SEED)
+    with pytest.raises(ValueError, match="trains FFDL models, not FFCL"):
+        TrainingCore(ffcl, TrainRule(epochs=1), lanes=2)
+    with pytest.raises(TypeError, match="Rule must be a golden.inttrain.TrainRule"):
+        TrainingCore(fmt_model, {"epochs": 1}, lanes=2)
+
+
+def test_a_stored_core_starts_at_the_middle_of_every_forward_code():
+    # The memory images of a core with stored weights are IntTrainer's starting words.
+    model = make_model(ModelConfig(algo="ffdl", input_size=D, num_classes=K, hidden=(5, 4)),
+                       SEED)
+    rule = TrainRule(epochs=1, store_bits=13)
+    dut = TrainingCore(model, rule, lanes=3)
+    images = memory_images(dut.core.program)
+    expected = dut.stored_images(IntTrainer(model, rule).stored)
+    assert images["weights"] == expected["W"]
+    assert images["bias"] == expected["b"]
+    assert images["labels"] == expected["U"]
