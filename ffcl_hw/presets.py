@@ -51,7 +51,10 @@ class IntPreset:
 
 
 def int_preset_for(dataset: str) -> IntPreset:
-    """Integer-training defaults: per-sample SGD needs fewer epochs than Adam on batches."""
-    if dataset == "digits":
-        return IntPreset(epochs=30)
-    return IntPreset(epochs=15)
+    """Integer-training defaults: 30 epochs, as many as Adam gets on MNIST-sized data.
+
+    MNIST 784-256-256 FFDL reached 97.35 % in 15 epochs and 97.56 % in 30 (lr 2^-9), Fashion-MNIST
+    87.28 % in 30 (2^-10): the issue's targets need the 30 (README, "On-chip training: the
+    integer rule"). Digits had 30 already.
+    """
+    return IntPreset(epochs=30)
