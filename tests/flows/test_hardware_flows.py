@@ -294,6 +294,9 @@ def tiny_run(tmp_path_factory):
     return run
 
 
+# Slow (about a minute with its synthesis): tests/sim/test_netlist.py runs both boards'
+# netlists in the default run; this one checks the command line around them.
+@pytest.mark.slow
 @pytest.mark.skipif("icarus" not in available_simulators(), reason="Icarus missing")
 def test_sim_netlist_simulates_the_ulx3s_netlist_bit_exact(tiny_run, capsys):
     # The ULX3S's weights are in DP16KD initialised by the bitstream: no load, so the
