@@ -34,7 +34,7 @@ from rtl.params import check_positive_int
 from rtl.protocol import OpKind, Phase
 
 __all__ = ["DONE", "LAYER", "OPERAND_STAGES", "PHASES", "PHASE_BITS", "SCAN", "Op", "Program",
-           "Widths", "build_program"]
+           "Widths", "build_program", "pack_rows"]
 
 #: The op kinds (:class:`rtl.protocol.OpKind`) by their short names.
 LAYER, SCAN, DONE = OpKind.LAYER, OpKind.SCAN, OpKind.DONE
@@ -283,8 +283,12 @@ class Program:
                    for op in self.ops if op.kind == LAYER)
 
 
-def _pack_rows(matrix, lanes: int) -> list[list[int]]:
-    """Tile-major words: word j * n_in + c holds M[j P + p, c] for p < P (0 beyond N)."""
+def pack_rows(matrix, lanes: int) -> list[list[int]]:
+    """Tile-major words: word j * n_in + c holds M[j P + p, c] for p < P (0 beyond N).
+
+    The layout the weight memories hold and the MAC lanes read; the training core writes
+    its stored words in the same order.
+    """
     n_out, n_in = matrix.shape
     words = []
     for tile in range(-(-n_out // lanes)):
@@ -347,10 +351,10 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
     ff_base, fb_base = [], []
     for layer in model.layers:
         ff_base.append(len(weight_words))
-        weight_words += _pack_rows(stored(layer.W), lanes)
+        weight_words += pack_rows(stored(layer.W), lanes)
         fb_base.append(len(weight_words))
         if layer.V is not None:
-            weight_words += _pack_rows(stored(layer.V), lanes)
+            weight_words += pack_rows(stored(layer.V), lanes)
     groups = -(-K // label_lanes)
     label_words: list[list[int]] = []
     u_base = []

@@ -56,7 +56,7 @@ from rtl.learning_signal import LearningSignalUnit
 from rtl.lfsr import WordGenerator
 from rtl.normaliser import Rsqrt, Scaler
 from rtl.params import check_positive_int
-from rtl.program import _pack_rows
+from rtl.program import pack_rows
 from rtl.sequencer import CYCLE_BITS
 from rtl.update_lane import STORED_KINDS, UpdateLane
 from rtl.weight_store import WeightStore
@@ -169,7 +169,7 @@ class TrainingCore(wiring.Component):
         w = self.widths
         words = {"W": [], "b": [], "U": []}
         for layer in stored:
-            words["W"] += [_pack(row, w["stored"]) for row in _pack_rows(layer["W"], self.lanes)]
+            words["W"] += [_pack(row, w["stored"]) for row in pack_rows(layer["W"], self.lanes)]
             words["b"] += [int(v) & ((1 << w["bias"]) - 1) for v in layer["b"]]
             words["U"] += [_pack(row, w["stored"]) for row in layer["U"]]
         return words
