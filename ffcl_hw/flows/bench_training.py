@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The bench's training rows: one integer training sample on the accelerator and on CPUs.
 
 - ``cycles_per_sample``: the closed form of the training core's cycle counter,
