@@ -124,3 +124,23 @@ def test_the_table_shows_the_training_rows():
     assert "| accelerator (design) at 30.0 MHz | samples/s | 30,000 | target |" in text
     assert "| RV32IM | instructions | skipped | no cross compiler |" in text
     assert "| RV32IM instructions / training core cycles | n/a |" in text
+
+
+def test_an_ffl_run_gets_rows_that_say_why_not(tmp_path):
+    from golden.config import ModelConfig
+    from golden.intformat import IntFormat
+    from golden.intmodel import IntLayer, IntModel
+
+    config = ModelConfig(algo="ffl", input_size=D, num_classes=K, hidden=(4,))
+    model = IntModel(config=config, fmt=IntFormat(frac_bits=6, input_max=X), layers=[
+        IntLayer(W=np.zeros((4, D + K), np.int64), w_exp=0, b=np.zeros(4, np.int64))])
+    x = np.zeros((2, D), np.int64)
+    t = bench_training(tmp_path, model, x, np.zeros(2, np.int64), x_train_float=x + 0.5,
+                       lanes=3, label_lanes=None, shared=False, board=None, synth=None,
+                       rv32im_samples=1, cpu_samples=2, cpu_seconds=0.01,
+                       build=tmp_path / "build")
+    assert "FFL" in t["not_available"] and t["cycles_per_sample"] is None
+    assert training_speedups(t) == {"training_vs_rv32im_instructions": None,
+                                    "training_design_vs_rv32im_instructions": None}
+    assert "| all | | not available | the integer rule cannot train this model" in \
+        "\n".join(_training_lines(t, training_speedups(t)))
