@@ -27,6 +27,7 @@ from amaranth.lib import data, enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.intmodel import IntModel
+from golden.inttrain import TrainRule
 from rtl.core import LOAD_TARGETS, Core, load_depths, load_words
 from rtl.frame_parser import FrameParser
 from rtl.load_transaction import LoadTransaction, load_data_bytes
@@ -38,7 +39,7 @@ from rtl.uart import UartRx, UartTx, check_divisor
 
 __all__ = [
     "HostLink", "LinkIdentity", "link_identity", "load_checksum", "load_data_bytes",
-    "load_payload", "model_hash",
+    "load_payload", "model_hash", "read_bytes",
 ]
 
 def load_payload(target: int, addr: int, word: int, data_bytes: int) -> bytes:
@@ -98,9 +99,23 @@ class LinkIdentity:
         The core's scaler and squares borrow the MAC lanes' multipliers
         (``Core(shared=True)``), which sets its cycle count's closed form.
     depths : tuple of int
-        Words a LOAD may write in each memory, in target order (ops, weights, bias,
-        labels; :func:`rtl.core.load_depths`): a LOAD at ``depth`` or beyond is refused
-        with error 9. All 0 when not loadable.
+        Words in each memory, in target order (ops, weights, bias, labels;
+        :func:`rtl.core.load_depths`): a LOAD or READ at ``depth`` or beyond is refused
+        with error 9. All 0 when the core neither loads nor trains.
+    trains : bool
+        The bitstream trains (a :class:`rtl.training_core.TrainingCore`): TRAIN and READ
+        are accepted.
+    stored_bits, stored_bias_bits : int
+        Widths of a stored weight (W, U) and a stored bias on a training core (0 otherwise).
+    train_block : int
+        Most samples one TRAIN frame may carry (0 when not training).
+    read_bytes : int
+        Bytes of each word in a READ reply (0 when not training).
+    lr_shift : int
+        The lambda the gateware trains with, :data:`rtl.protocol.ANY_LR_SHIFT` when it
+        takes any (0 when not training).
+    trained : int
+        Samples trained since configuration or the last committed load (mod 2^32).
     """
 
     version: int
@@ -117,9 +132,34 @@ class LinkIdentity:
     weights_checksum: int = 0
     shared: bool = False
     depths: tuple[int, ...] = (0,) * len(LOAD_TARGETS)
+    trains: bool = False
+    stored_bits: int = 0
+    stored_bias_bits: int = 0
+    train_block: int = 0
+    read_bytes: int = 0
+    lr_shift: int = 0
+    trained: int = 0
 
     #: Bytes of the IDENT reply payload.
-    SIZE = 19 + 2 * len(LOAD_TARGETS)
+    SIZE = 19 + 2 * len(LOAD_TARGETS) + 9
+
+    def __post_init__(self) -> None:
+        # Every field has the bytes docs/host-link.md gives it; a value that does not
+        # fit is refused here by name, not by int.to_bytes's OverflowError.
+        names = {code: name for name, code in LOAD_TARGETS.items()}
+        for target, depth in enumerate(self.depths, start=1):
+            if not 0 <= depth <= 0xFFFF:
+                raise ValueError(
+                    f"the {names[target]} memory has {depth} words, more than the host "
+                    f"link's 16-bit addresses reach (65535): build the core with more lanes "
+                    f"(fewer, wider words)")
+        for name, limit in (("input_size", 0xFFFF), ("labels", 0xFF), ("lanes", 0xFF),
+                            ("label_lanes", 0xFF), ("train_block", 0xFF),
+                            ("read_bytes", 0xFF), ("lr_shift", 0xFF),
+                            ("trained", 0xFFFFFFFF)):
+            value = getattr(self, name)
+            if not 0 <= value <= limit:
+                raise ValueError(f"IDENT's {name} must lie in 0..{limit}, not {value}")
 
     @property
     def score_bytes(self) -> int:
@@ -131,38 +171,62 @@ class LinkIdentity:
         """Bytes of a RESULT reply payload: label, K scores, cycles."""
         return 1 + self.labels * self.score_bytes + 4
 
+    @property
+    def flags(self) -> int:
+        """Byte 8: bit 0 loadable, bit 1 shared multipliers, bit 2 trains."""
+        return int(self.loadable) | int(self.shared) << 1 | int(self.trains) << 2
+
     def to_bytes(self) -> bytes:
         """The IDENT reply payload (docs/host-link.md)."""
         return bytes([self.version, self.labels, *self.input_size.to_bytes(2, "little"),
                       self.lanes, self.label_lanes, self.input_bits, self.score_bits,
-                      int(self.loadable) | int(self.shared) << 1, self.load_data_bytes,
+                      self.flags, self.load_data_bytes,
                       *self.model_hash.to_bytes(4, "little"), int(self.model_loaded),
                       *self.weights_checksum.to_bytes(4, "little"),
-                      *b"".join(d.to_bytes(2, "little") for d in self.depths)])
+                      *b"".join(d.to_bytes(2, "little") for d in self.depths),
+                      self.stored_bits, self.stored_bias_bits, self.train_block,
+                      self.read_bytes, self.lr_shift, *self.trained.to_bytes(4, "little")])
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> LinkIdentity:
         """Parse an IDENT reply payload; ValueError if its size is not :attr:`SIZE`."""
         if len(payload) != cls.SIZE:
             raise ValueError(f"an IDENT payload has {cls.SIZE} bytes, not {len(payload)}")
+        end = 19 + 2 * len(LOAD_TARGETS)
         return cls(version=payload[0], labels=payload[1],
                    input_size=int.from_bytes(payload[2:4], "little"), lanes=payload[4],
                    label_lanes=payload[5], input_bits=payload[6], score_bits=payload[7],
                    loadable=bool(payload[8] & 1), shared=bool(payload[8] & 2),
-                   load_data_bytes=payload[9],
+                   trains=bool(payload[8] & 4), load_data_bytes=payload[9],
                    model_hash=int.from_bytes(payload[10:14], "little"),
                    model_loaded=bool(payload[14]),
                    weights_checksum=int.from_bytes(payload[15:19], "little"),
                    depths=tuple(int.from_bytes(payload[i:i + 2], "little")
-                                for i in range(19, cls.SIZE, 2)))
+                                for i in range(19, end, 2)),
+                   stored_bits=payload[end], stored_bias_bits=payload[end + 1],
+                   train_block=payload[end + 2], read_bytes=payload[end + 3],
+                   lr_shift=payload[end + 4],
+                   trained=int.from_bytes(payload[end + 5:end + 9], "little"))
 
 
 def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None,
-                  loadable: bool = False, shared: bool = False) -> LinkIdentity:
-    """The identity a :class:`HostLink` over ``Core(model, lanes=..., ...)`` reports
-    after configuration (with the built-in model in its memories)."""
-    program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
+                  loadable: bool = False, shared: bool = False,
+                  rule: TrainRule | None = None, train_block: int = 0,
+                  lr_shift: int | None = None) -> LinkIdentity:
+    """The identity a :class:`HostLink` over ``Core(model, lanes=..., ...)`` (or, with
+    ``rule``, over ``TrainingCore(model, rule, lanes=...)`` taking ``train_block``
+    samples a frame and training with ``lr_shift``, default the rule's first lambda)
+    reports after configuration (with the built-in model in its memories)."""
+    fine = 0 if rule is None else rule.store_bits - model.fmt.weight_bits
+    program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared,
+                            fine_bits=fine)
     data_bytes = load_data_bytes(program)
+    training = {}
+    if rule is not None:
+        training = dict(trains=True, stored_bits=program.stored_weight_bits,
+                        stored_bias_bits=program.stored_bias_bits, train_block=train_block,
+                        read_bytes=read_bytes(program),
+                        lr_shift=rule.lr_shift_at(0) if lr_shift is None else lr_shift)
     return LinkIdentity(
         version=PROTOCOL_VERSION, labels=model.config.num_classes,
         input_size=model.config.input_size, lanes=program.lanes,
@@ -171,7 +235,17 @@ def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None
         load_data_bytes=data_bytes if loadable else 0,
         model_hash=model_hash(model),
         weights_checksum=load_checksum(load_words(program), data_bytes), shared=shared,
-        depths=tuple(load_depths(program).values()) if loadable else (0,) * len(LOAD_TARGETS))
+        depths=(tuple(load_depths(program).values()) if loadable or rule is not None
+                else (0,) * len(LOAD_TARGETS)),
+        **training)
+
+
+def read_bytes(program) -> int:
+    """Bytes of a word in a READ reply: the widest stored memory's word (weights, bias,
+    labels), little-endian, bits above the memory's own width 0."""
+    widths = (program.lanes * program.stored_weight_bits, program.stored_bias_bits,
+              program.label_lanes * program.stored_weight_bits)
+    return -(-max(widths) // 8)
 
 
 class _Step(enum.Enum, shape=3):
