@@ -47,7 +47,7 @@ from rtl.training_core import READ_LATENCY, TrainingCore
 from rtl.uart import UartRx, UartTx, check_divisor
 
 __all__ = [
-    "HostLink", "LinkIdentity", "fixed_lr_shift", "link_identity", "load_checksum",
+    "HostLink", "LinkIdentity", "check_depths", "fixed_lr_shift", "link_identity", "load_checksum",
     "load_data_bytes", "load_payload", "model_hash", "read_bytes",
 ]
 
@@ -55,6 +55,8 @@ def load_payload(target: int, addr: int, word: int, data_bytes: int) -> bytes:
     """The payload of one LOAD frame: target, address (LE16), word (``data_bytes``, LE)."""
     if not 0 <= word < 1 << (8 * data_bytes):
         raise ValueError(f"load word {word} does not fit the device's {data_bytes} bytes")
+    if not 0 <= addr <= 0xFFFF:
+        raise ValueError(f"load address {addr} does not fit the link's 16-bit addresses")
     return bytes([target]) + addr.to_bytes(2, "little") + word.to_bytes(data_bytes, "little")
 
 
@@ -155,13 +157,7 @@ class LinkIdentity:
     def __post_init__(self) -> None:
         # Every field has the bytes docs/host-link.md gives it; a value that does not
         # fit is refused here by name, not by int.to_bytes's OverflowError.
-        names = {code: name for name, code in LOAD_TARGETS.items()}
-        for target, depth in enumerate(self.depths, start=1):
-            if not 0 <= depth <= 0xFFFF:
-                raise ValueError(
-                    f"the {names[target]} memory has {depth} words, more than the host "
-                    f"link's 16-bit addresses reach (65535): build the core with more lanes "
-                    f"(fewer, wider words)")
+        check_depths(self.depths)
         for name, limit in (("input_size", 0xFFFF), ("labels", 0xFF), ("lanes", 0xFF),
                             ("label_lanes", 0xFF), ("train_block", 0xFF),
                             ("read_bytes", 0xFF), ("lr_shift", 0xFF),
@@ -218,6 +214,18 @@ class LinkIdentity:
                    trained=int.from_bytes(payload[end + 5:end + 9], "little"))
 
 
+def check_depths(depths) -> None:
+    """Refuse, by name, a memory of more words than the link's 16-bit addresses reach
+    (``depths`` in target order, as IDENT carries them)."""
+    names = {code: name for name, code in LOAD_TARGETS.items()}
+    for target, depth in enumerate(depths, start=1):
+        if not 0 <= depth <= 0xFFFF:
+            raise ValueError(
+                f"the {names[target]} memory has {depth} words, more than the host link's "
+                f"16-bit addresses reach (65535): build the core with more lanes (fewer, "
+                f"wider words)")
+
+
 def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None,
                   loadable: bool = False, shared: bool = False,
                   rule: TrainRule | None = None, train_block: int = 0,
@@ -230,6 +238,7 @@ def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None
     program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared,
                             fine_bits=fine)
     data_bytes = load_data_bytes(program)
+    check_depths(tuple(load_depths(program).values()))
     training = {}
     if rule is not None:
         training = dict(trains=True, stored_bits=program.stored_weight_bits,

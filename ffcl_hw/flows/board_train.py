@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The board training flow: a run's training set trained on a board, the model read back.
 
 ``ffcl-hw run RUN --port PORT --train [--epochs N]`` trains a board whose bitstream holds

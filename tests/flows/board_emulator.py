@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """A board double for `ffcl-hw run`: the host link protocol in Python on the golden model.
 
 :class:`EmulatedBoard` answers frames as docs/host-link.md says a HostLink does, with

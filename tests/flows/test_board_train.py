@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """`ffcl-hw run --train` and `--read` against the training board double on a pseudo-terminal.
 
 The double (tests/flows/board_emulator.py with a rule) answers TRAIN and READ from

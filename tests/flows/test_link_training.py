@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """TRAIN and READ through the host library against the board double (IntTrainer).
 
 The double answers as docs/host-link.md says a HostLink over a TrainingCore does; the RTL
@@ -119,10 +120,14 @@ def _corrupt(frame: bytes) -> bytes:
     return frame[:-1] + bytes([frame[-1] ^ 1])
 
 
-def test_refused_train_frames_change_nothing(model):
+# Two banks: the model in use stays in use during a load, so only the open transaction
+# refuses TRAIN (one bank: the model is gone from LOAD_BEGIN on).
+@pytest.mark.parametrize("banks", [1, 2])
+def test_refused_train_frames_change_nothing(model, banks):
     # Each refusal in the order the gateware checks them; after all of them the
     # memories and generators are the starting ones.
-    board = EmulatedBoard(model, lanes=3, loadable=True, rule=RULE, train_block=2)
+    board = EmulatedBoard(model, lanes=3, loadable=True, rule=RULE, train_block=2,
+                          banks=banks)
     start = board.stored_words()
     x, y = samples(3)
     lam = RULE.lr_shift

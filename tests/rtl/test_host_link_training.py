@@ -19,7 +19,7 @@ from ffcl_hw.device import Device, FrameReader, HostLinkError, encode_frame
 from golden.config import ModelConfig
 from golden.inttrain import IntTrainer, TrainRule
 from golden.lfsr import Lfsr, draw_negative
-from rtl.core import LOAD_TARGETS
+from rtl.core import LOAD_TARGETS, Core
 from rtl.host_link import HostLink, LinkIdentity, link_identity
 from rtl.protocol import Command, ErrorCode, Reply
 from rtl.training_core import TrainingCore
@@ -133,3 +133,13 @@ def test_the_link_ident_refuses_a_block_it_cannot_hold(model):
         Device(BoardPort(EmulatedBoard(model, lanes=LANES))).read_model(model)
     assert LinkIdentity.from_bytes(link_identity(model, lanes=LANES, rule=RULE,
                                                  train_block=BLOCK).to_bytes()).trains
+
+
+def test_a_memory_deeper_than_the_links_addresses_is_refused_by_name():
+    # 784 x 90 weights on one lane: 70,560 words, beyond LOAD's and READ's 16-bit
+    # addresses and IDENT's depth field (it used to end in int.to_bytes's OverflowError).
+    deep = make_model(ModelConfig(algo="ffdl", input_size=784, num_classes=K, hidden=(90,),
+                                  theta=0.5), 3)
+    with pytest.raises(ValueError, match="the weights memory has 70560 words, more than the "
+                                         "host link's 16-bit addresses reach"):
+        HostLink(Core(deep, lanes=1, weights="loadable"), divisor=DIVISOR)
