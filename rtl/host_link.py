@@ -347,6 +347,10 @@ class HostLink(wiring.Component):
         What the IDENT reply reports.
     training : bool
         The core is a TrainingCore.
+    inner : Core
+        The inference core: ``core`` itself, or the training core's ``core``.
+    train_block : int
+        Most samples a TRAIN frame may carry.
     banked : bool
         The core has two banks (a load writes the one not in use).
     load_size : int
