@@ -68,7 +68,7 @@ def train_frame(lam: int, x, y) -> bytes:
         bytes([int(yi)]) + bytes(int(p) for p in xi) for xi, yi in zip(x, y, strict=True)))
 
 
-# About 100 s of Amaranth simulation (some 700 reply bytes at the bit time): opt-in; the
+# 52 to 104 s of Amaranth simulation (some 700 reply bytes at the bit time): opt-in; the
 # default run checks the same through the UART pins under Verilator (tests/sim).
 @pytest.mark.slow
 def test_the_link_trains_like_the_golden_trainer_and_reads_the_model_back(model):
