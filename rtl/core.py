@@ -122,7 +122,7 @@ def observe_signature(program: Program) -> wiring.Signature:
     return wiring.Signature({
         "scan": Out(1), "layer": Out(range(max(2, config.num_layers))),
         "neuron": Out(range(max(2, *config.hidden))), "pre": Out(signed(w.state)),
-        "act": Out(1), "act_addr": Out(range(max(2, sum(config.hidden)))),
+        "act": Out(1), "act_bank": Out(1), "act_addr": Out(range(max(2, sum(config.hidden)))),
         "act_data": Out(unsigned(w.act)),
     })
 
@@ -191,7 +191,8 @@ class Core(wiring.Component):
         ``scan`` marks a cycle in which the label scan takes neuron ``neuron`` of layer
         ``layer`` with pre-activation ``pre`` (label group 0 only); ``act`` one in which
         the sweep writes activation ``act_data`` at ``act_addr`` (the layer's offset
-        plus the neuron) of the loop-feedback buffer.
+        plus the neuron) of bank ``act_bank`` (the iteration's, t mod 2) of the
+        loop-feedback buffer.
     """
 
     def __init__(self, model: IntModel, *, lanes: int, label_lanes: int | None = None,
@@ -418,7 +419,8 @@ class Core(wiring.Component):
                 self.observe.scan.eq(scan_valid & is_zero(scan_group_d)),
                 self.observe.layer.eq(op.layer), self.observe.neuron.eq(neuron_d),
                 self.observe.pre.eq(pre_read.data),
-                self.observe.act.eq(sweep.buffer.en), self.observe.act_addr.eq(sweep.buffer.addr),
+                self.observe.act.eq(sweep.buffer.en), self.observe.act_bank.eq(sweep.buffer.bank),
+                self.observe.act_addr.eq(sweep.buffer.addr),
                 self.observe.act_data.eq(sweep.buffer.data),
             ]
         return m

@@ -136,9 +136,12 @@ class TrainingCore(wiring.Component):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
             raise TypeError(f"Rule must be a golden.inttrain.TrainRule, not {rule!r}")
-        if model.config.algo != "ffdl":
-            raise ValueError(f"the training core trains FFDL models, not "
-                             f"{model.config.algo.upper()} (FFCL's iterations are not built yet)")
+        if model.config.algo not in ("ffdl", "ffcl"):
+            raise ValueError(f"the training core trains FFDL and FFCL models, not "
+                             f"{model.config.algo.upper()}")
+        if model.config.algo == "ffcl" and rule.loss_iterations != "last":
+            raise ValueError("the training core trains FFCL with loss_iterations='last' only "
+                             "(updates between iterations are not built yet)")
         check_positive_int("Lane count", lanes)
         self.trainer = trainer = IntTrainer(model, rule)
         self.model, self.rule, self.lanes = model, rule, lanes
@@ -149,8 +152,8 @@ class TrainingCore(wiring.Component):
         fmt, config = model.fmt, model.config
         hidden = config.hidden
         n_ins = [config.input_size] + list(hidden[:-1])
-        n_src = [0 if config.feedback_source(i) is None else hidden[config.feedback_source(i)]
-                 for i in range(config.num_layers)]
+        self.sources = [config.feedback_source(i) for i in range(config.num_layers)]
+        self.n_src = n_src = [0 if s is None else hidden[s] for s in self.sources]
         #: v buffer: the v of a layer's inputs above the first, then its feedback's.
         self.v_depth = max((n_ins[i] if i else 0) + n_src[i] for i in range(config.num_layers))
         # The steps of a layer update, in order (docs/training-engine.md).
@@ -158,7 +161,7 @@ class TrainingCore(wiring.Component):
                                  max_rows=max(hidden))
         self.scan = ErrorScan(model, store_bits=rule.store_bits, sigmoid=rule.sigmoid)
         self.scaler = InputScaler(fmt, sq_bits=self.core.program.widths.sq,
-                                  activations=sum(hidden), max_inputs=max(2, self.v_depth))
+                                  activations=2 * sum(hidden), max_inputs=max(2, self.v_depth))
         self.weight_pass = WeightPass(model, rule, lanes=lanes,
                                       words=len(self.core.program.weight_words))
         self.bias_label = BiasLabelPass(model, rule)
@@ -187,7 +190,11 @@ class TrainingCore(wiring.Component):
         w = self.widths
         words = {"W": [], "b": [], "U": []}
         for layer in stored:
-            words["W"] += [_pack(row, w["stored"]) for row in pack_rows(layer["W"], self.lanes)]
+            # The weight memory holds each layer's W words, then its V words.
+            for name in ("W", "V"):
+                if name in layer:
+                    words["W"] += [_pack(row, w["stored"])
+                                   for row in pack_rows(layer[name], self.lanes)]
             words["b"] += [int(v) & ((1 << w["bias"]) - 1) for v in layer["b"]]
             words["U"] += [_pack(row, w["stored"]) for row in layer["U"]]
         return words
@@ -198,20 +205,25 @@ class TrainingCore(wiring.Component):
         has cycles otherwise; the core then waits for it in LABEL).
 
         The inference (:meth:`rtl.program.Program.cycles`) and the cycle its result is
-        taken, LABEL (1), then per layer: WORDS (n_in + 3 + N words), SCAN and ERRORS
-        (2 N + the unit's gap), for a layer above the first SQUARES (n_in + 2), RSQRT
-        (its latency + 1) and SCALE (n_in + the scaler's latency + 2), per tile TILE
-        (P + 2), PASS (n_in) and DRAIN (weight store latency 2 + lane latency + 1), and BU
-        (2 N + lane latency + 3).
+        taken, LABEL (1), then per layer: WORDS (n_in + N_src + 3 + N words), SCAN and
+        ERRORS (2 N + the unit's gap), for a layer above the first the v of its inputs
+        and for one that hears the loop the v of its feedback (each
+        :meth:`rtl.input_scaler.InputScaler.cycles`: SQUARES n + 2, RSQRT its latency + 1,
+        SCALE n + the scaler's latency + 2), per tile TILE (P + 2), PASS (n_in + N_src)
+        and DRAIN (weight store latency 2 + lane latency + 1), and BU (2 N + lane latency
+        + 3). FFCL (loss_iterations 'last'): the whole program of T iterations, then one
+        update per layer.
         """
         config = self.model.config
         total = self.core.program.cycles() + 1 + 1
         for i, n in enumerate(config.hidden):
             n_in = config.input_size if i == 0 else config.hidden[i - 1]
-            total += n_in + 3 + n                                  # WORDS
+            n_src = self.n_src[i]
+            total += n_in + n_src + 3 + n                          # WORDS
             total += ErrorScan.cycles(n)                           # SIGNAL
             total += 0 if i == 0 else InputScaler.cycles(n_in)     # SCALE
-            total += self.weight_pass.cycles(n, n_in)              # WPASS
+            total += 0 if not n_src else InputScaler.cycles(n_src)  # SCALE_FB
+            total += self.weight_pass.cycles(n, n_in + n_src)      # WPASS
             total += self.bias_label.cycles(n)                     # BU
         return total
 
@@ -236,7 +248,8 @@ class TrainingCore(wiring.Component):
         m.d.comb += [ports["v_r"].addr.eq(wpass.v.addr), wpass.v.data.eq(ports["v_r"].data)]
         state = {"layer": Signal(range(max(2, self.model.config.num_layers))),
                  "y": Signal(range(self.model.config.num_classes)),
-                 "y_neg": Signal(range(self.model.config.num_classes))}
+                 "y_neg": Signal(range(self.model.config.num_classes)),
+                 "feedback": Signal()}
         self._layer_inputs(m, state)
         # Shared read ports: the error and rho buffers (W pass, then the b/U pass), the
         # core's stored words (the passes, the scan's labels, then the read-back).
@@ -283,7 +296,8 @@ class TrainingCore(wiring.Component):
         mems = {
             "image": memory.Memory(shape=unsigned(fmt.input_bits), depth=max(2, D), init=[]),
             "pre": memory.Memory(shape=signed(fmt.state_bits), depth=max(2, total), init=[]),
-            "act": memory.Memory(shape=unsigned(fmt.act_bits), depth=max(2, total), init=[]),
+            # Both banks of the loop-feedback buffer: iteration T's and T - 1's.
+            "act": memory.Memory(shape=unsigned(fmt.act_bits), depth=2 * total, init=[]),
             "v": memory.Memory(shape=unsigned(V_BITS), depth=max(2, self.v_depth), init=[]),
             "err": memory.Memory(shape=error_entry_layout(), depth=max(2, *hidden), init=[]),
             "rho": memory.Memory(shape=unsigned(32), depth=max(2, *hidden), init=[]),
@@ -299,7 +313,8 @@ class TrainingCore(wiring.Component):
             pre_w.en.eq(obs.scan),
             pre_w.addr.eq(Array(Const(o) for o in offsets)[obs.layer] + obs.neuron),
             pre_w.data.eq(obs.pre),
-            act_w.en.eq(obs.act), act_w.addr.eq(obs.act_addr), act_w.data.eq(obs.act_data),
+            act_w.en.eq(obs.act), act_w.addr.eq(obs.act_addr + Mux(obs.act_bank, total, 0)),
+            act_w.data.eq(obs.act_data),
         ]
         # The pixels are kept as they pass (_sequence drives the image write).
         self._image_w = ports["image_w"]
@@ -313,8 +328,7 @@ class TrainingCore(wiring.Component):
         layer = state["layer"]
         offsets = [sum(hidden[:i]) for i in range(L)]
         n_ins = [config.input_size] + list(hidden[:-1])
-        n_src = [0 if config.feedback_source(i) is None else hidden[config.feedback_source(i)]
-                 for i in range(L)]
+        n_src = self.n_src
         ops = [op for op in self.core.program.ops if op.kind.name == "LAYER"][:L]
 
         def table(values, shape=None):
@@ -327,6 +341,9 @@ class TrainingCore(wiring.Component):
             return table([b.get(name, 0) for b in bases], signed(12)) - z
 
         words, scan, scaler = self.words, self.scan, self.scaler
+        total, T = sum(hidden), config.loops
+        bank_last, bank_prev = ((T - 1) % 2) * total, (T % 2) * total
+        feedback = state["feedback"]
         wpass, bias_label = self.weight_pass, self.bias_label
         m.d.comb += [
             words.columns.eq(table([n + s for n, s in zip(n_ins, n_src, strict=True)])),
@@ -334,8 +351,14 @@ class TrainingCore(wiring.Component):
             scan.neurons.eq(table(hidden)), scan.base.eq(table(offsets)),
             scan.theta.eq(table(trainer.thresholds)),
             scan.y.eq(state["y"]), scan.y_neg.eq(state["y_neg"]),
-            scaler.count.eq(table(n_ins)), scaler.source.eq(table([0] + offsets[:-1])),
-            scaler.dest.eq(0),
+            # v of the inputs (iteration T's activations, bank (T - 1) mod 2), then of the
+            # feedback (iteration T - 1's, the other bank) after them.
+            scaler.count.eq(Mux(feedback, table(n_src), table(n_ins))),
+            scaler.source.eq(Mux(feedback,
+                                 table([bank_prev + (offsets[s] if s is not None else 0)
+                                        for s in self.sources]),
+                                 table([bank_last] + [bank_last + o for o in offsets[:-1]]))),
+            scaler.dest.eq(Mux(feedback, table([0] + n_ins[1:]), 0)),
             wpass.tiles.eq(table([-(-n // P) for n in hidden])), wpass.neurons.eq(table(hidden)),
             wpass.ff_columns.eq(table(n_ins)), wpass.fb_columns.eq(table(n_src)),
             wpass.ff_base.eq(table([op.ff_wbase for op in ops])),
@@ -388,8 +411,6 @@ class TrainingCore(wiring.Component):
         m.d.comb += [record.label.eq(predicted), record.wrong.eq(y_neg), record.cycles.eq(cycles)]
         m.d.comb += core.result.ready.eq(0)
         image_w, samples = self._image_w, self.samples
-        steps = [("WORDS", self.words), ("SIGNAL", self.scan), ("SCALE", self.scaler),
-                 ("WPASS", self.weight_pass), ("BU", self.bias_label)]
         with m.FSM() as fsm:
             with m.State("SAMPLE"):
                 m.d.comb += [core.image.valid.eq(samples.valid),
@@ -420,23 +441,45 @@ class TrainingCore(wiring.Component):
                         m.d.sync += counting.eq(0)
                         m.next = "DONE"
             # Per layer: each step runs while its state lasts and ends with its ``done``.
-            for i, (name, step) in enumerate(steps):
-                with m.State(name):
-                    m.d.comb += step.run.eq(1)
-                    with m.If(step.done):
-                        if name == "SIGNAL":
-                            # Layer 1's v are the pixels: no scaling.
-                            m.next = "SCALE" if L > 1 else "WPASS"
-                            with m.If(layer == 0):
-                                m.next = "WPASS"
-                        elif name == "BU":
-                            m.d.sync += layer.eq(layer + 1)
-                            m.next = "WORDS"
-                            with m.If(layer == L - 1):
-                                m.d.sync += counting.eq(0)
-                                m.next = "DONE"
-                        else:
-                            m.next = steps[i + 1][0]
+            # Layer 1's v of the inputs are the pixels (no SCALE); SCALE_FB only for a
+            # layer that hears the loop.
+            has_src = Array(Const(s is not None) for s in self.sources)[layer]
+            after_scale = Mux(has_src, 1, 0)
+            with m.State("WORDS"):
+                m.d.comb += self.words.run.eq(1)
+                with m.If(self.words.done):
+                    m.next = "SIGNAL"
+            with m.State("SIGNAL"):
+                m.d.comb += self.scan.run.eq(1)
+                with m.If(self.scan.done):
+                    with m.If(layer != 0):
+                        m.next = "SCALE"
+                    with m.Elif(after_scale):
+                        m.next = "SCALE_FB"
+                    with m.Else():
+                        m.next = "WPASS"
+            with m.State("SCALE"):
+                m.d.comb += self.scaler.run.eq(1)
+                with m.If(self.scaler.done):
+                    m.next = "WPASS"
+                    with m.If(after_scale):
+                        m.next = "SCALE_FB"
+            with m.State("SCALE_FB"):
+                m.d.comb += [self.scaler.run.eq(1), state["feedback"].eq(1)]
+                with m.If(self.scaler.done):
+                    m.next = "WPASS"
+            with m.State("WPASS"):
+                m.d.comb += self.weight_pass.run.eq(1)
+                with m.If(self.weight_pass.done):
+                    m.next = "BU"
+            with m.State("BU"):
+                m.d.comb += self.bias_label.run.eq(1)
+                with m.If(self.bias_label.done):
+                    m.d.sync += layer.eq(layer + 1)
+                    m.next = "WORDS"
+                    with m.If(layer == L - 1):
+                        m.d.sync += counting.eq(0)
+                        m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += [self.done.valid.eq(1), reading.eq(1)]
                 with m.If(self.done.ready):

@@ -177,7 +177,9 @@ class WeightPass(wiring.Component):
         feedback = count >= ff
         m.d.comb += [self.weights.addr.eq(Mux(feedback, self.fb_base + tile * fb + count - ff,
                                               self.ff_base + tile * ff + count)),
-                     self.v.addr.eq(count), self.image.addr.eq(count)]
+                     # Layer 1's feedback v start the v buffer (its inputs are the pixels).
+                     self.v.addr.eq(Mux(self.first_layer, count - ff, count)),
+                     self.image.addr.eq(count)]
         issued_1, in_lane = Signal(), Signal()
         addr_1, in_addr = Signal.like(self.weights.addr), Signal.like(self.weights.addr)
         fb_1, in_fb, image_1 = Signal(), Signal(), Signal()

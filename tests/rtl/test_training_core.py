@@ -32,8 +32,13 @@ def make_model(config: ModelConfig, seed: int) -> IntModel:
     layers = []
     for i, n in enumerate(config.hidden):
         n_in = config.input_size if i == 0 else config.hidden[i - 1]
-        layers.append(IntLayer(W=rng.integers(-40, 41, (n, n_in)), w_exp=7 if i == 0 else 8,
-                               b=rng.integers(-300, 300, n), U=rng.integers(-40, 41, (n, K))))
+        layer = IntLayer(W=rng.integers(-40, 41, (n, n_in)), w_exp=7 if i == 0 else 8,
+                         b=rng.integers(-300, 300, n), U=rng.integers(-40, 41, (n, K)))
+        source = config.feedback_source(i)
+        if source is not None:
+            layer.V = rng.integers(-40, 41, (n, config.hidden[source]))
+            layer.v_exp = 8
+        layers.append(layer)
     model = IntModel(config=config, fmt=fmt, layers=layers)
     model.check()
     return model
@@ -130,10 +135,30 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+#: FFCL (the rule's loss_iterations 'last': T iterations, then one update per layer, its
+#: V pass reading v of iteration T - 1's activations of the feedback source).
+FFCL_CASES = {
+    # adjacent, T = 2, two layers of 5 and 4 on 3 lanes
+    "ffcl_adjacent_t2_p3": (dict(hidden=(5, 4), loops=2, topology="adjacent"), dict(), 3),
+    # top (layer 1 hears layer 3), T = 3, on 1 lane
+    "ffcl_top_t3_p1": (dict(hidden=(3, 4, 2), loops=3, topology="top"), dict(), 1),
+    # adjacent, T = 3, three layers on 8 lanes (two with feedback), nearest, B_m 12
+    "ffcl_adjacent_t3_p8": (dict(hidden=(6, 9, 3), loops=3, topology="adjacent"),
+                            dict(store_bits=12, rounding="nearest"), 8),
+    # top, T = 2, on 2 lanes, the piecewise sigmoid (the core builds feedback 'state'
+    # only: 'goodness' runs in the golden models)
+    "ffcl_top_t2_p2": (dict(hidden=(3, 5), loops=2, topology="top"),
+                       dict(sigmoid="piecewise"), 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES) + sorted(FFCL_CASES))
 def test_training_core_trains_like_the_golden_trainer(name):
-    fields, rule_fields, lanes = CASES[name]
-    config = ModelConfig(algo="ffdl", input_size=D, num_classes=K, theta=0.5, **fields)
+    fields, rule_fields, lanes = CASES[name] if name in CASES else FFCL_CASES[name]
+    algo = "ffcl" if name in FFCL_CASES else "ffdl"
+    if algo == "ffcl":
+        rule_fields = {"loss_iterations": "last", **rule_fields}
+    config = ModelConfig(algo=algo, input_size=D, num_classes=K, theta=0.5, **fields)
     model = make_model(config, SEED + len(name))
     rule = TrainRule(epochs=1, seed=7, **{"lr_shift": 4, **rule_fields})
     trainer = IntTrainer(model, rule)
@@ -225,7 +250,7 @@ def test_training_core_and_stored_core_refuse_what_they_cannot_do():
             Core(fmt_model, lanes=2, **kwargs)
     ffcl = make_model(ModelConfig(algo="ffcl", input_size=D, num_classes=K, hidden=(3, 2),
                                   loops=2), SEED)
-    with pytest.raises(ValueError, match="trains FFDL models, not FFCL"):
+    with pytest.raises(ValueError, match="FFCL with loss_iterations='last' only"):
         TrainingCore(ffcl, TrainRule(epochs=1), lanes=2)
     with pytest.raises(TypeError, match="Rule must be a golden.inttrain.TrainRule"):
         TrainingCore(fmt_model, {"epochs": 1}, lanes=2)
