@@ -9,7 +9,7 @@ the forward pass's table) and one scaled value per activation
 
 from __future__ import annotations
 
-from amaranth import Module, Shape, Signal, unsigned
+from amaranth import Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -51,6 +51,8 @@ class InputScaler(wiring.Component):
         The first of them in the activation buffer.
     dest : In(range(max_inputs))
         Where v of the first goes in the v buffer.
+    zero : In(1)
+        The activations are taken as 0 (v = n(0) = 0: the feedback of iteration 1).
     act : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(act_bits)))
         The activation buffer (read one cycle after the address).
     v : In(memory.WritePort.Signature(addr_width=..., shape=unsigned(15)))
@@ -73,6 +75,7 @@ class InputScaler(wiring.Component):
             "count": In(range(max_inputs + 1)),
             "source": In(range(max(2, activations))),
             "dest": In(range(max(2, max_inputs))),
+            "zero": In(1),
             "act": In(memory.ReadPort.Signature(
                 addr_width=Shape.cast(range(max(2, activations))).width,
                 shape=unsigned(fmt.act_bits))),
@@ -99,9 +102,10 @@ class InputScaler(wiring.Component):
         count = Signal(range(self.max_inputs + max(Rsqrt.LATENCY, Scaler.LATENCY) + 3))
         n = self.count
         sq = Signal(self.sq_bits)
+        a = Mux(self.zero, 0, self.act.data)
         m.d.comb += [rsqrt.sq.eq(sq), scaler.r.eq(rsqrt.r),
                      scaler.shift.eq((rsqrt.sh >> 1) + fmt.rsqrt_frac_bits - NORM_FRAC_BITS + e),
-                     scaler.acc.eq(self.act.data << e),
+                     scaler.acc.eq(a << e),
                      self.act.addr.eq(self.source + count)]
         # act_valid: the activation read last cycle is in act.data now.
         act_valid = Signal()
@@ -121,7 +125,7 @@ class InputScaler(wiring.Component):
                 with m.If(self.run):
                     m.d.sync += [act_valid.eq(count < n), count.eq(count + 1)]
                     with m.If(act_valid):
-                        m.d.sync += sq.eq(sq + self.act.data * self.act.data)
+                        m.d.sync += sq.eq(sq + a * a)
                     with m.If(count == n + 1):
                         m.d.sync += count.eq(0)
                         m.next = "RSQRT"

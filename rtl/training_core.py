@@ -129,6 +129,12 @@ class TrainingCore(wiring.Component):
     read_data : Out(unsigned(...))
         The word, :data:`READ_LATENCY` cycles after its ``read`` (as
         :meth:`stored_images` packs it).
+    lr_shift_in : In(range(lambda_last + 1), init=lambda_0)
+        lambda (the learning rate 2^-lambda), sampled with the last pixel of a sample
+        (in the cycle it is transferred) and used for all of that sample's updates.
+        The core is built for the rule's schedule, lambda_0 = ``rule.lr_shift_at(0)``
+        to lambda_last = ``rule.lr_shift_at(epochs - 1)`` (:attr:`lr_range`); a value
+        outside is clamped to it.
     """
 
     def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int) -> None:
@@ -139,16 +145,22 @@ class TrainingCore(wiring.Component):
         if model.config.algo not in ("ffdl", "ffcl"):
             raise ValueError(f"the training core trains FFDL and FFCL models, not "
                              f"{model.config.algo.upper()}")
-        if model.config.algo == "ffcl" and rule.loss_iterations != "last":
-            raise ValueError("the training core trains FFCL with loss_iterations='last' only "
-                             "(updates between iterations are not built yet)")
         check_positive_int("Lane count", lanes)
         self.trainer = trainer = IntTrainer(model, rule)
         self.model, self.rule, self.lanes = model, rule, lanes
+        config = model.config
+        #: Iterations updated: every one (loss_iterations 'all'), or only the last.
+        self.trained_iterations = (config.loops if rule.loss_iterations == "all" else 1)
+        # Layer 1's cached W_1 x is stale once W_1 changed within the sample.
         self.core = Core(model, lanes=lanes, weights="loadable", observe=True,
-                         store_bits=rule.store_bits)
+                         store_bits=rule.store_bits,
+                         layer1_cache=self.trained_iterations == 1)
         self.fine = trainer.fine_bits
+        #: lambda of the first epoch: the ``lr_shift_in`` port's reset value.
         self.lr_shift = rule.lr_shift_at(0)
+        #: The lambdas of the rule's schedule (it only grows): the update lanes' shifters
+        #: are built for k over exactly these (UpdateLane.for_model).
+        self.lr_range = (rule.lr_shift_at(0), rule.lr_shift_at(rule.epochs - 1))
         fmt, config = model.fmt, model.config
         hidden = config.hidden
         n_ins = [config.input_size] + list(hidden[:-1])
@@ -175,6 +187,7 @@ class TrainingCore(wiring.Component):
             "busy": Out(1),
             "read": In(wiring.Signature({"target": Out(3), "addr": Out(range(read_words))})),
             "read_data": Out(unsigned(read_bits)),
+            "lr_shift_in": In(range(self.lr_range[1] + 1), init=self.lr_range[0]),
         })
         self.labels_gen = WordGenerator(offset=LABEL_SEED_OFFSET, reset_seed=rule.seed)
         self.words_gen = WordGenerator(offset=0, reset_seed=rule.seed)
@@ -211,21 +224,26 @@ class TrainingCore(wiring.Component):
         :meth:`rtl.input_scaler.InputScaler.cycles`: SQUARES n + 2, RSQRT its latency + 1,
         SCALE n + the scaler's latency + 2), per tile TILE (P + 2), PASS (n_in + N_src)
         and DRAIN (weight store latency 2 + lane latency + 1), and BU (2 N + lane latency
-        + 3). FFCL (loss_iterations 'last'): the whole program of T iterations, then one
-        update per layer.
+        + 3). FFCL with loss_iterations 'last': the whole program of T iterations, then
+        one update per layer; with 'all', the program without layer 1's cache, held before
+        each iteration t + 1 for iteration t's updates (2 cycles more each: the held
+        FETCH and LABEL), the last iteration's after the result.
         """
         config = self.model.config
-        total = self.core.program.cycles() + 1 + 1
+        update = 0
         for i, n in enumerate(config.hidden):
             n_in = config.input_size if i == 0 else config.hidden[i - 1]
             n_src = self.n_src[i]
-            total += n_in + n_src + 3 + n                          # WORDS
-            total += ErrorScan.cycles(n)                           # SIGNAL
-            total += 0 if i == 0 else InputScaler.cycles(n_in)     # SCALE
-            total += 0 if not n_src else InputScaler.cycles(n_src)  # SCALE_FB
-            total += self.weight_pass.cycles(n, n_in + n_src)      # WPASS
-            total += self.bias_label.cycles(n)                     # BU
-        return total
+            update += n_in + n_src + 3 + n                          # WORDS
+            update += ErrorScan.cycles(n)                           # SIGNAL
+            update += 0 if i == 0 else InputScaler.cycles(n_in)     # SCALE
+            update += 0 if not n_src else InputScaler.cycles(n_src)  # SCALE_FB
+            update += self.weight_pass.cycles(n, n_in + n_src)      # WPASS
+            update += self.bias_label.cycles(n)                     # BU
+        # Between iterations: the cycle the sequencer is held in FETCH, LABEL, the
+        # updates, and the cycle the engine lets it go.
+        between = (self.trained_iterations - 1) * (update + 2)
+        return self.core.program.cycles() + 1 + 1 + update + between
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -249,7 +267,9 @@ class TrainingCore(wiring.Component):
         state = {"layer": Signal(range(max(2, self.model.config.num_layers))),
                  "y": Signal(range(self.model.config.num_classes)),
                  "y_neg": Signal(range(self.model.config.num_classes)),
-                 "feedback": Signal()}
+                 "feedback": Signal(),
+                 "iteration": Signal(range(max(2, self.model.config.loops))),
+                 "lam": Signal(range(self.lr_range[1] + 1), init=self.lr_range[0])}
         self._layer_inputs(m, state)
         # Shared read ports: the error and rho buffers (W pass, then the b/U pass), the
         # core's stored words (the passes, the scan's labels, then the read-back).
@@ -272,8 +292,8 @@ class TrainingCore(wiring.Component):
             bias_label.labels.data.eq(store.label_data), scan.labels.data.eq(store.label_data),
         ]
         # Every updated word goes through the core's load port. Its ready is high
-        # whenever the core idles, which it does from the result to the next pixel, so a
-        # write never waits (the tests read every word back after every sample).
+        # whenever the core idles or is held, which it is from LABEL (which waits for
+        # ready) until the updates end: the engine offers no pixel and holds the core.
         load = core.load.payload
         m.d.comb += core.load.valid.eq(wpass.write.valid | bias_label.write.valid)
         with m.If(wpass.write.valid):
@@ -309,10 +329,11 @@ class TrainingCore(wiring.Component):
         obs = self.core.observe
         offsets = [sum(hidden[:i]) for i in range(config.num_layers)]
         pre_w, act_w = ports["pre_w"], ports["act_w"]
+        # Every iteration's pre-activations as the sweep writes them (scanned or not).
         m.d.comb += [
-            pre_w.en.eq(obs.scan),
-            pre_w.addr.eq(Array(Const(o) for o in offsets)[obs.layer] + obs.neuron),
-            pre_w.data.eq(obs.pre),
+            pre_w.en.eq(obs.pre_write),
+            pre_w.addr.eq(Array(Const(o) for o in offsets)[obs.layer] + obs.pre_addr),
+            pre_w.data.eq(obs.pre_data),
             act_w.en.eq(obs.act), act_w.addr.eq(obs.act_addr + Mux(obs.act_bank, total, 0)),
             act_w.data.eq(obs.act_data),
         ]
@@ -334,15 +355,20 @@ class TrainingCore(wiring.Component):
         def table(values, shape=None):
             return Array(Const(v, shape) if shape is not None else Const(v) for v in values)[layer]
 
-        bases = [trainer.base_shifts(i, self.lr_shift) for i in range(L)]
+        # k = base(lambda_0) + (lambda - lambda_0) - z: every base shift grows with lambda.
+        low = self.lr_range[0]
+        bases = [trainer.base_shifts(i, low) for i in range(L)]
         z = self.scan.z
 
         def k(name):
-            return table([b.get(name, 0) for b in bases], signed(12)) - z
+            return table([b.get(name, 0) for b in bases], signed(12)) + (state["lam"] - low) - z
 
         words, scan, scaler = self.words, self.scan, self.scaler
-        total, T = sum(hidden), config.loops
-        bank_last, bank_prev = ((T - 1) % 2) * total, (T % 2) * total
+        total = sum(hidden)
+        # Iteration t's activations are in bank t mod 2, t - 1's in the other.
+        iteration = state["iteration"]
+        bank_last = Mux(iteration[0], total, 0)
+        bank_prev = Mux(iteration[0], 0, total)
         feedback = state["feedback"]
         wpass, bias_label = self.weight_pass, self.bias_label
         m.d.comb += [
@@ -355,10 +381,12 @@ class TrainingCore(wiring.Component):
             # feedback (iteration T - 1's, the other bank) after them.
             scaler.count.eq(Mux(feedback, table(n_src), table(n_ins))),
             scaler.source.eq(Mux(feedback,
-                                 table([bank_prev + (offsets[s] if s is not None else 0)
-                                        for s in self.sources]),
-                                 table([bank_last] + [bank_last + o for o in offsets[:-1]]))),
+                                 bank_prev + table([offsets[s] if s is not None else 0
+                                                    for s in self.sources]),
+                                 bank_last + table([0] + offsets[:-1]))),
             scaler.dest.eq(Mux(feedback, table([0] + n_ins[1:]), 0)),
+            # Iteration 1 hears n(0) = 0 (the golden trainer's prev starts at zeros).
+            scaler.zero.eq(feedback & (iteration == 0)),
             wpass.tiles.eq(table([-(-n // P) for n in hidden])), wpass.neurons.eq(table(hidden)),
             wpass.ff_columns.eq(table(n_ins)), wpass.fb_columns.eq(table(n_src)),
             wpass.ff_base.eq(table([op.ff_wbase for op in ops])),
@@ -390,6 +418,20 @@ class TrainingCore(wiring.Component):
         core, config = self.core, self.model.config
         K, D, L = config.num_classes, config.input_size, config.num_layers
         layer, y, y_neg = state["layer"], state["y"], state["y_neg"]
+        iteration, T = state["iteration"], config.loops
+        # Updates between iterations: the sequencer is held before the first op of
+        # iteration t + 1 while iteration t's updates run (loss_iterations 'all').
+        first_ops = [i for i, op in enumerate(core.program.ops)
+                     if op.kind.name == "LAYER" and op.layer == 0]
+        obs = core.observe
+        at_boundary = Signal()
+        if self.trained_iterations > 1:
+            boundary = Array(Const(i) for i in first_ops[1:])[iteration]
+            m.d.comb += at_boundary.eq(obs.fetch & (obs.op_index == boundary)
+                                       & (iteration < T - 1))
+        low, high = self.lr_range
+        lam_in = Mux(self.lr_shift_in < low, low,
+                     Mux(self.lr_shift_in > high, high, self.lr_shift_in))
         cycles, counting = Signal(CYCLE_BITS), Signal()
         with m.If(counting):
             m.d.sync += cycles.eq(cycles + 1)
@@ -423,17 +465,25 @@ class TrainingCore(wiring.Component):
                     with m.If(pixel == D - 1):
                         m.d.sync += [pixel.eq(0), y.eq(samples.payload.label),
                                      train.eq(samples.payload.train),
+                                     iteration.eq(T - self.trained_iterations),
+                                     state["lam"].eq(lam_in),
                                      draw_pending.eq(samples.payload.train),
                                      cycles.eq(0), counting.eq(1)]
                         m.next = "INFER"
             with m.State("INFER"):
+                with m.If(train & at_boundary):
+                    # Iteration t's forward pass is done: update before t + 1.
+                    m.d.comb += core.store.hold.eq(1)
+                    m.next = "LABEL"
                 with m.If(core.result.valid):
                     m.d.comb += core.result.ready.eq(1)
                     m.d.sync += predicted.eq(core.result.payload.label)
                     m.next = "LABEL"
             with m.State("LABEL"):
-                # y' = (y + 1 + r) mod K once the draw is in.
-                with m.If(~draw_pending):
+                # y' = (y + 1 + r) mod K once the draw is in; the updates start once the
+                # core takes loads (idle, or held between iterations: it then stays
+                # ready until the engine lets it go, so no write of a pass is refused).
+                with m.If(~draw_pending & core.load.ready):
                     wrong = y + 1 + draw_r
                     m.d.sync += [y_neg.eq(Mux(wrong >= K, wrong - K, wrong)), layer.eq(0)]
                     m.next = "WORDS"
@@ -478,12 +528,19 @@ class TrainingCore(wiring.Component):
                     m.d.sync += layer.eq(layer + 1)
                     m.next = "WORDS"
                     with m.If(layer == L - 1):
-                        m.d.sync += counting.eq(0)
-                        m.next = "DONE"
+                        m.d.sync += iteration.eq(iteration + 1)
+                        m.next = "INFER"
+                        with m.If(iteration == T - 1):
+                            m.d.sync += counting.eq(0)
+                            m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += [self.done.valid.eq(1), reading.eq(1)]
                 with m.If(self.done.ready):
                     m.next = "SAMPLE"
-        # The engine claims the core's stored-word read ports from the result on, when
-        # the core idles (it is offered no pixels until the record is taken).
-        m.d.comb += core.store.claim.eq(~fsm.ongoing("SAMPLE") & ~fsm.ongoing("INFER"))
+        # The engine claims the core's stored-word read ports from the result on, or from
+        # a hold between iterations, when the core idles (it is offered no pixels until
+        # the record is taken, and holds its next op until the updates are done).
+        updating = ~fsm.ongoing("SAMPLE") & ~fsm.ongoing("INFER")
+        m.d.comb += core.store.claim.eq(updating)
+        with m.If(updating & ~core.result.valid & ~fsm.ongoing("DONE")):
+            m.d.comb += core.store.hold.eq(1)
