@@ -218,11 +218,12 @@ class TrainingCore(wiring.Component):
         has cycles otherwise; the core then waits for it in LABEL).
 
         The inference (:meth:`rtl.program.Program.cycles`) and the cycle its result is
-        taken, LABEL (1), then per layer: WORDS (n_in + N_src + 3 + N words), SCAN and
-        ERRORS (2 N + the unit's gap), for a layer above the first the v of its inputs
-        and for one that hears the loop the v of its feedback (each
-        :meth:`rtl.input_scaler.InputScaler.cycles`: SQUARES n + 2, RSQRT its latency + 1,
-        SCALE n + the scaler's latency + 2), per tile TILE (P + 2), PASS (n_in + N_src)
+        taken, LABEL (1), then per layer: PREPARE, the longest of three steps side by
+        side: WORDS (n_in + N_src + 3 + N words), SCAN and ERRORS (2 N + the unit's
+        gap), and for a layer above the first the v of its inputs then for one that hears
+        the loop the v of its feedback (each :meth:`rtl.input_scaler.InputScaler.cycles`:
+        SQUARES n + 2, RSQRT its latency + 1, SCALE n + the scaler's latency + 2); per
+        tile TILE (P + 2), PASS (n_in + N_src)
         and DRAIN (weight store latency 2 + lane latency + 1), and BU (2 N + lane latency
         + 3). FFCL with loss_iterations 'last': the whole program of T iterations, then
         one update per layer; with 'all', the program without layer 1's cache, held before
@@ -234,10 +235,10 @@ class TrainingCore(wiring.Component):
         for i, n in enumerate(config.hidden):
             n_in = config.input_size if i == 0 else config.hidden[i - 1]
             n_src = self.n_src[i]
-            update += n_in + n_src + 3 + n                          # WORDS
-            update += ErrorScan.cycles(n)                           # SIGNAL
-            update += 0 if i == 0 else InputScaler.cycles(n_in)     # SCALE
-            update += 0 if not n_src else InputScaler.cycles(n_src)  # SCALE_FB
+            words = n_in + n_src + 3 + n
+            v = ((InputScaler.cycles(n_in) if i else 0)
+                 + (InputScaler.cycles(n_src) if n_src else 0))
+            update += max(words, ErrorScan.cycles(n), v)             # PREPARE
             update += self.weight_pass.cycles(n, n_in + n_src)      # WPASS
             update += self.bias_label.cycles(n)                     # BU
         # Between iterations: the cycle the sequencer is held in FETCH, LABEL, the
@@ -412,6 +413,42 @@ class TrainingCore(wiring.Component):
         m.d.comb += self.read_data.eq(Mux(target_2 == LOAD_TARGETS["weights"],
                                           store.weight_data, small_word))
 
+    def _prepare_state(self, m: Module, state: dict, done_flags) -> None:
+        """PREPARE: the steps before a layer's passes, side by side (each reads and writes
+        its own buffers): UpdateWords, ErrorScan, and InputScaler for the v of the inputs
+        (above layer 1) then of the feedback (a layer that hears the loop). Each runs
+        once; the state ends in the cycle the last of them is done. ``done_flags``:
+        :meth:`_prepare_flags`'s registers."""
+        layer = state["layer"]
+        has_src = Array(Const(s is not None) for s in self.sources)
+        words_done, scan_done, v_step = done_flags
+        words, scan, scaler = self.words, self.scan, self.scaler
+        with m.State("PREPARE"):
+            v_last = (v_step == 1) | ~has_src[layer]
+            m.d.comb += [words.run.eq(~words_done), scan.run.eq(~scan_done),
+                         scaler.run.eq(v_step != 2), state["feedback"].eq(v_step == 1)]
+            with m.If(words.done):
+                m.d.sync += words_done.eq(1)
+            with m.If(scan.done):
+                m.d.sync += scan_done.eq(1)
+            with m.If(scaler.done):
+                m.d.sync += v_step.eq(Mux(v_last, 2, 1))
+            with m.If((words_done | words.done) & (scan_done | scan.done)
+                      & ((v_step == 2) | (scaler.done & v_last))):
+                m.next = "WPASS"
+
+    def _prepare_flags(self, m: Module, prepare: Signal, prepare_layer: Signal):
+        """PREPARE's registers, set up when ``prepare`` says the state starts next cycle
+        for layer ``prepare_layer``: words done, signal done, and the v step (0 the
+        inputs', 1 the feedback's, 2 none left)."""
+        has_src = Array(Const(s is not None) for s in self.sources)
+        words_done, scan_done, v_step = Signal(), Signal(), Signal(range(3))
+        with m.If(prepare):
+            m.d.sync += [words_done.eq(0), scan_done.eq(0),
+                         v_step.eq(Mux(prepare_layer != 0, 0,
+                                       Mux(has_src[prepare_layer], 1, 2)))]
+        return words_done, scan_done, v_step
+
     def _sequence(self, m: Module, state: dict, reading: Signal) -> None:
         """The sample's state machine: pixels in, the inference, the wrong label, then
         per layer the steps (words, learning signal, v, W pass, b/U pass), the record."""
@@ -449,6 +486,9 @@ class TrainingCore(wiring.Component):
             with m.If(r < K - 1):
                 m.d.sync += [draw_pending.eq(0), draw_r.eq(r)]
 
+        # PREPARE starts next cycle, for layer prepare_layer (0 from LABEL).
+        prepare, prepare_layer = Signal(), Signal.like(layer)
+        done_flags = self._prepare_flags(m, prepare, prepare_layer)
         record = self.done.payload
         m.d.comb += [record.label.eq(predicted), record.wrong.eq(y_neg), record.cycles.eq(cycles)]
         m.d.comb += core.result.ready.eq(0)
@@ -486,38 +526,14 @@ class TrainingCore(wiring.Component):
                 with m.If(~draw_pending & core.load.ready):
                     wrong = y + 1 + draw_r
                     m.d.sync += [y_neg.eq(Mux(wrong >= K, wrong - K, wrong)), layer.eq(0)]
-                    m.next = "WORDS"
+                    m.d.comb += prepare.eq(1)
+                    m.next = "PREPARE"
                     with m.If(~train):
                         m.d.sync += counting.eq(0)
                         m.next = "DONE"
-            # Per layer: each step runs while its state lasts and ends with its ``done``.
-            # Layer 1's v of the inputs are the pixels (no SCALE); SCALE_FB only for a
-            # layer that hears the loop.
-            has_src = Array(Const(s is not None) for s in self.sources)[layer]
-            after_scale = Mux(has_src, 1, 0)
-            with m.State("WORDS"):
-                m.d.comb += self.words.run.eq(1)
-                with m.If(self.words.done):
-                    m.next = "SIGNAL"
-            with m.State("SIGNAL"):
-                m.d.comb += self.scan.run.eq(1)
-                with m.If(self.scan.done):
-                    with m.If(layer != 0):
-                        m.next = "SCALE"
-                    with m.Elif(after_scale):
-                        m.next = "SCALE_FB"
-                    with m.Else():
-                        m.next = "WPASS"
-            with m.State("SCALE"):
-                m.d.comb += self.scaler.run.eq(1)
-                with m.If(self.scaler.done):
-                    m.next = "WPASS"
-                    with m.If(after_scale):
-                        m.next = "SCALE_FB"
-            with m.State("SCALE_FB"):
-                m.d.comb += [self.scaler.run.eq(1), state["feedback"].eq(1)]
-                with m.If(self.scaler.done):
-                    m.next = "WPASS"
+            # Per layer: PREPARE (words, learning signal and v side by side), the W/V
+            # pass, the b/U pass.
+            self._prepare_state(m, state, done_flags)
             with m.State("WPASS"):
                 m.d.comb += self.weight_pass.run.eq(1)
                 with m.If(self.weight_pass.done):
@@ -526,7 +542,8 @@ class TrainingCore(wiring.Component):
                 m.d.comb += self.bias_label.run.eq(1)
                 with m.If(self.bias_label.done):
                     m.d.sync += layer.eq(layer + 1)
-                    m.next = "WORDS"
+                    m.d.comb += [prepare.eq(1), prepare_layer.eq(layer + 1)]
+                    m.next = "PREPARE"
                     with m.If(layer == L - 1):
                         m.d.sync += iteration.eq(iteration + 1)
                         m.next = "INFER"
