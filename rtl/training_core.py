@@ -1,26 +1,32 @@
 # amaranth: UnusedElaboratable=no
 """The training core: labelled samples in, the integer rule's updates of every weight.
 
-The first end-to-end slice of docs/training-engine.md, for FFDL with dedicated
-multipliers and block-RAM-style memories. Per sample (image + label on ``samples``):
+docs/training-engine.md's engine for FFDL and FFCL (feedback into the state, both
+topologies), with dedicated multipliers and block-RAM-style memories. Per sample (image
++ label on ``samples``, lambda on ``lr_shift_in``):
 
 1. The pixels go to the inference :class:`rtl.core.Core` (a submodule, unchanged in its
-   datapath), which runs its whole program: with T = 1, every layer's forward pass reads
-   the weights from before the sample's updates, as the rule says (the layer above at
-   iteration t reads a_l computed before layer l's update). Its ``observe`` port shows
-   the pre-activations (in the label scan) and the activations (the sweep's writes),
-   which this core keeps; it keeps the pixels as they pass. Meanwhile the label
-   generator draws y' by rejection.
-2. After the result (whose record and cycle count the ``done`` record carries), layer
-   by layer in rule order: the rounding generator's words of the update (kappa^W_1 kept,
-   kappa^b, kappa^+, kappa^- in registers, rho into the rho buffer, the other kappa^W
-   dropped); the :class:`rtl.learning_signal.LearningSignalUnit` scan (pre, U[i, y],
-   U[i, y'] top bits) and its errors into the error buffer; for layers above the first
-   the normalised inputs v (sum of squares, :class:`rtl.normaliser.Rsqrt`,
-   :class:`rtl.normaliser.Scaler`) into the v buffer; the W pass tile by tile, the replay
-   generator restored to kappa^W_1 at every tile, P :class:`rtl.update_lane.UpdateLane`
-   read-modify-writing one stored word of P weights per cycle; then b and U's two
-   columns, neuron by neuron, through three more lanes (v = 1).
+   datapath), which runs its program. Within an iteration no forward pass reads a weight
+   that the same iteration's updates change (the layer above at iteration t reads a_l
+   computed before layer l's update), so iteration t's forward passes run first and its
+   updates follow, layer by layer: after the result for the last (or only) iteration;
+   with FFCL's loss_iterations 'all', also for every earlier one, the core held before
+   its next iteration's first op (``store.hold``) and built without layer 1's cache. Its
+   ``observe`` port shows the sweep's pre-activation and activation writes (with their
+   loop bank), which this core keeps; it keeps the pixels as they pass. Meanwhile the
+   label generator draws y' by rejection.
+2. Per layer, in rule order: PREPARE, three steps side by side: the rounding
+   generator's words of the update (kappa^W_1 kept, kappa^b, kappa^+, kappa^- in
+   registers, rho into the rho buffer, the other kappa^W and kappa^V dropped); the
+   :class:`rtl.learning_signal.LearningSignalUnit` scan (pre, U[i, y], U[i, y'] top
+   bits) and its errors into the error buffer; the normalised inputs v (sum of squares,
+   :class:`rtl.normaliser.Rsqrt`, :class:`rtl.normaliser.Scaler`) of a layer above the
+   first, then of the feedback of a layer that hears the loop (iteration t - 1's
+   activations; zero at t = 1), into the v buffer. Then the W and V pass tile by tile,
+   the replay generator restored to kappa^W_1 at every tile, P
+   :class:`rtl.update_lane.UpdateLane` read-modify-writing one stored word of P weights
+   per cycle; then b and U's two columns, neuron by neuron, through three more lanes
+   (v = 1).
 3. The ``done`` record is offered; meanwhile ``read`` reads the stored words back.
 
 Structure. The steps of a layer update are components of their own, each named after
@@ -94,16 +100,17 @@ def _pack(values, bits: int) -> int:
 
 
 class TrainingCore(wiring.Component):
-    """An FFDL core that trains on chip with the integer rule (module docstring).
+    """An FFDL or FFCL core that trains on chip with the integer rule (module docstring).
 
     Parameters
     ----------
     model : IntModel
-        The starting forward model (FFDL); the stored weights start as
-        :class:`golden.inttrain.IntTrainer`'s do.
+        The starting forward model (FFDL, or FFCL with feedback 'state'); the stored
+        weights start as :class:`golden.inttrain.IntTrainer`'s do.
     rule : TrainRule
-        The rule; the core trains with lambda of the first epoch (``lr_shift_at(0)``)
-        and starts both generators from ``rule.seed``.
+        The rule: stored widths, rounding, sigmoid, the iterations trained; lambda is
+        ``lr_shift_in`` within the schedule's range; both generators start from
+        ``rule.seed``.
     lanes : int
         P: MAC lanes of the inference core and update lanes of the W pass.
 
@@ -111,6 +118,12 @@ class TrainingCore(wiring.Component):
     ----------
     core : rtl.core.Core
         The inference core, with stored weights (``store_bits``).
+    trained_iterations : int
+        Iterations updated per sample: T with loss_iterations 'all', else 1.
+    lr_shift : int
+        lambda_0, ``lr_shift_in``'s reset value.
+    lr_range : tuple of int
+        (lambda_0, lambda of the last epoch): what ``lr_shift_in`` is clamped to.
     labels_gen, words_gen : rtl.lfsr.WordGenerator
         The label and rounding generators (their ``words.payload`` is the next word).
 
