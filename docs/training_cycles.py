@@ -7,8 +7,9 @@ passes of a training sample (the program's LAYER ops, with FFCL's layer-1 cache
 disabled: the rule recomputes W_1 x at every iteration, its weights may have changed),
 and the update of every layer in the closed form of the design note, with the units'
 latencies read from the components (``LearningSignalUnit.gap_for``, ``UpdateLane.latency``,
-``WeightStore.LATENCY``, ``OPERAND_STAGES``). Nothing here is measured on hardware: the
-training engine is not built yet; this is the design's arithmetic.
+``WeightStore.LATENCY``, ``OPERAND_STAGES``): the design's arithmetic. The last table is
+the built training core's closed form (``TrainingCore.training_cycles``), which the tests
+check against its counter in simulation; nothing here is measured on a board.
 """
 
 from __future__ import annotations
