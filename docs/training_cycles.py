@@ -8,9 +8,9 @@ disabled: the rule recomputes W_1 x at every iteration, its weights may have cha
 and the update of every layer in the closed form of the design note, with the units'
 latencies read from the components (``LearningSignalUnit.gap_for``, ``UpdateLane.latency``,
 ``WeightStore.LATENCY``, ``OPERAND_STAGES``): :func:`rtl.training_estimate.estimate_training`,
-which ``ffcl-hw bench`` also reports as the training row's ideal cycles. Nothing here is
-measured on hardware: this is the design's arithmetic (the last table is the built
-slice's closed form).
+which ``ffcl-hw bench`` also reports as the training row's ideal cycles. The last table is
+the built training core's closed form (``TrainingCore.training_cycles``), which the tests
+check against its counter in simulation; nothing here is measured on a board.
 """
 
 from __future__ import annotations
@@ -104,21 +104,27 @@ def main() -> None:
         print(f"  B_m = {store_bits:2d}, P = {lanes}: "
               f"{min(1.0, SPRAM_BITS_PER_CYCLE / (2 * lanes * store_bits)):.0%}")
     print()
-    print("The built slice (rtl.training_core, FFDL, dedicated multipliers, block RAM): its "
-          "counter's closed form, TrainingCore.training_cycles (tests/rtl/test_training_core.py "
-          "compares it with the counter)")
+    print("The built training core (rtl.training_core, dedicated multipliers, block RAM): "
+          "its counter's closed form, TrainingCore.training_cycles "
+          "(tests/rtl/test_training_core.py compares it with the counter)")
     print("| model | P | inference | training sample | design estimate above |")
     print("|---|---|---|---|---|")
-    for hidden, lanes in (((10, 7), 3), ((64, 64), 8)):
-        config = ModelConfig(algo="ffdl", input_size=64, num_classes=10, hidden=hidden,
-                             theta=0.25)
+    rows = [("ffdl", (10, 7), 3, 1, "all"), ("ffdl", (64, 64), 8, 1, "all"),
+            ("ffcl", (64, 64), 8, 3, "last"), ("ffcl", (64, 64), 8, 3, "all")]
+    for algo, hidden, lanes, loops, iterations in rows:
+        config = ModelConfig(algo=algo, input_size=64, num_classes=10, hidden=hidden,
+                             theta=0.25, loops=loops)
         model = initial_model(config, np.random.default_rng(0).random((50, 64)),
                               input_max=16, seed=0)
-        core = TrainingCore(model, TrainRule(epochs=1, lr_shift=6), lanes=lanes)
-        design = estimate(config, 16, lanes, False, "bram")["total"] if lanes == 8 else None
-        print(f"| digits FFDL 64-{'-'.join(map(str, hidden))} | {lanes} | "
-              f"{core.core.program.cycles():,} | {core.training_cycles():,} | "
-              f"{'' if design is None else f'{design:,}'} |")
+        core = TrainingCore(model, TrainRule(epochs=1, lr_shift=6, loss_iterations=iterations),
+                            lanes=lanes)
+        design = (estimate(config, 16, lanes, False, "bram")["total"]
+                  if lanes == 8 and iterations == "all" else None)
+        name = f"digits {algo.upper()} 64-{'-'.join(map(str, hidden))}"
+        if algo == "ffcl":
+            name += f" T={loops}, loss_iterations {iterations}"
+        print(f"| {name} | {lanes} | {core.core.program.cycles():,} | "
+              f"{core.training_cycles():,} | {'' if design is None else f'{design:,}'} |")
 
 
 if __name__ == "__main__":

@@ -99,7 +99,9 @@ def store_signature(program: Program) -> wiring.Signature:
     """The ``store`` port of a core with stored weights, as its user (the training
     engine) sees it: while ``claim`` is high the weight, bias and label memories' read
     ports take the engine's addresses (data: the whole stored words, after the weight
-    store's latency for weights, one cycle for biases and labels)."""
+    store's latency for weights, one cycle for biases and labels); while ``hold`` is
+    high the sequencer waits before its next op (``observe.fetch``), the core idles and
+    ``load`` is accepted."""
     config = program.model.config
 
     def address(words: int) -> range:
@@ -113,6 +115,7 @@ def store_signature(program: Program) -> wiring.Signature:
         "bias_data": In(unsigned(program.stored_bias_bits)),
         "label_addr": Out(address(len(program.label_words))),
         "label_data": In(unsigned(program.label_lanes * program.stored_weight_bits)),
+        "hold": Out(1),
     })
 
 
@@ -122,8 +125,11 @@ def observe_signature(program: Program) -> wiring.Signature:
     return wiring.Signature({
         "scan": Out(1), "layer": Out(range(max(2, config.num_layers))),
         "neuron": Out(range(max(2, *config.hidden))), "pre": Out(signed(w.state)),
-        "act": Out(1), "act_addr": Out(range(max(2, sum(config.hidden)))),
+        "act": Out(1), "act_bank": Out(1), "act_addr": Out(range(max(2, sum(config.hidden)))),
         "act_data": Out(unsigned(w.act)),
+        "pre_write": Out(1), "pre_addr": Out(range(max(2, *config.hidden))),
+        "pre_data": Out(signed(w.state)),
+        "fetch": Out(1), "op_index": Out(range(len(program.ops) + 1)),
     })
 
 
@@ -165,6 +171,9 @@ class Core(wiring.Component):
         ``weights="loadable"`` and one bank. Default: the forward width, no ``store``.
     observe : bool
         Add the ``observe`` port (default False).
+    layer1_cache : bool
+        FFCL: reuse layer 1's first-iteration products (default True; see
+        :func:`rtl.program.build_program`).
 
     Members
     -------
@@ -191,12 +200,17 @@ class Core(wiring.Component):
         ``scan`` marks a cycle in which the label scan takes neuron ``neuron`` of layer
         ``layer`` with pre-activation ``pre`` (label group 0 only); ``act`` one in which
         the sweep writes activation ``act_data`` at ``act_addr`` (the layer's offset
-        plus the neuron) of the loop-feedback buffer.
+        plus the neuron) of bank ``act_bank`` (the iteration's, t mod 2) of the
+        loop-feedback buffer; ``pre_write`` one in which the sweep writes the
+        pre-activation ``pre_data`` of neuron ``pre_addr`` of layer ``layer`` (every
+        iteration, scanned or not); ``fetch`` one in which the sequencer fetches op
+        ``op_index`` (it waits there while ``store.hold`` is high).
     """
 
     def __init__(self, model: IntModel, *, lanes: int, label_lanes: int | None = None,
                  weights: str = "rom", banks: int = 1, shared: bool = False,
-                 observe: bool = False, store_bits: int | None = None) -> None:
+                 observe: bool = False, store_bits: int | None = None,
+                 layer1_cache: bool = True) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         check_mapping(weights, banks)
@@ -212,7 +226,8 @@ class Core(wiring.Component):
                                  "training engine writes them through load)")
             fine_bits = store_bits - B_w
         self.program: Program = build_program(model, lanes=lanes, label_lanes=label_lanes,
-                                              shared=shared, fine_bits=fine_bits)
+                                              shared=shared, fine_bits=fine_bits,
+                                              layer1_cache=layer1_cache)
         self.store_bits = store_bits
         self.model = model
         self.weights = weights
@@ -254,7 +269,8 @@ class Core(wiring.Component):
         """
         other = build_program(model, lanes=self.program.lanes,
                               label_lanes=self.program.label_lanes, shared=self.program.shared,
-                              fine_bits=self.program.fine_bits)
+                              fine_bits=self.program.fine_bits,
+                              layer1_cache=self.program.layer1_cache)
         if model.config != self.model.config:
             raise ValueError("the model to load has another configuration than the core's")
         for field in dataclasses.fields(Widths):
@@ -375,7 +391,8 @@ class Core(wiring.Component):
                          sweep.bias.data.eq(memories.bias.data[f:]),
                          store.bias_data.eq(memories.bias.data),
                          store.weight_data.eq(memories.weights.data),
-                         store.label_data.eq(memories.labels.data)]
+                         store.label_data.eq(memories.labels.data),
+                         seq.hold.eq(store.hold)]
         wiring.connect(m, sweep.pre, pre_mem.write_port())
         if shared:
             # The borrowed lanes: the sweep's operands (lanes 0-2); in a scan the goodness
@@ -418,7 +435,11 @@ class Core(wiring.Component):
                 self.observe.scan.eq(scan_valid & is_zero(scan_group_d)),
                 self.observe.layer.eq(op.layer), self.observe.neuron.eq(neuron_d),
                 self.observe.pre.eq(pre_read.data),
-                self.observe.act.eq(sweep.buffer.en), self.observe.act_addr.eq(sweep.buffer.addr),
+                self.observe.act.eq(sweep.buffer.en), self.observe.act_bank.eq(sweep.buffer.bank),
+                self.observe.act_addr.eq(sweep.buffer.addr),
+                self.observe.pre_write.eq(sweep.pre.en), self.observe.pre_addr.eq(sweep.pre.addr),
+                self.observe.pre_data.eq(sweep.pre.data),
+                self.observe.fetch.eq(seq.fetch), self.observe.op_index.eq(seq.op_index),
                 self.observe.act_data.eq(sweep.buffer.data),
             ]
         return m

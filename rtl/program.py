@@ -151,6 +151,7 @@ class Program:
     #: f: the memories hold stored weights of weight + f bits (biases state + f) and the
     #: forward pass reads their top bits (c >> f); 0 for an inference-only core.
     fine_bits: int = 0
+    layer1_cache: bool = True              # FFCL layer 1 reuses its first W_1 x
 
     @property
     def stored_weight_bits(self) -> int:
@@ -299,7 +300,8 @@ def pack_rows(matrix, lanes: int) -> list[list[int]]:
 
 
 def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None,
-                  shared: bool = False, fine_bits: int = 0) -> Program:
+                  shared: bool = False, fine_bits: int = 0,
+                  layer1_cache: bool = True) -> Program:
     """The program and memory images of ``model`` on ``lanes`` MAC lanes.
 
     Parameters
@@ -319,6 +321,10 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
         f: the memory images hold the stored weights a trainer starts from, (w << f) +
         2^(f-1) for every weight, label weight and bias (w with f = 0, the default), and
         the forward pass reads their top bits (:attr:`Program.fine_bits`).
+    layer1_cache : bool
+        FFCL: layer 1 reuses its first iteration's scaled W_1 x products (default True).
+        False when W_1 changes between iterations (training with every iteration's
+        loss): every iteration then runs layer 1's feed-forward pass.
 
     Raises
     ------
@@ -339,6 +345,8 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
         raise ValueError("the RTL core implements FFCL with feedback 'state' only; "
                          "feedback 'goodness' runs in the golden models")
     check_positive_int("Fine bit count", fine_bits, minimum=0)
+    if not isinstance(layer1_cache, bool):
+        raise TypeError(f"Layer 1 cache must be True or False, not {layer1_cache!r}")
     half = (1 << fine_bits) >> 1
 
     def stored(values):
@@ -375,7 +383,8 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
         # Layer 1's feed-forward products are the same at every iteration: from the
         # second on they are reused, scaled, from the first (only for a layer that hears
         # the loop, whose feedback pass then gives the sweep its accumulators).
-        cached = config.algo == "ffcl" and i == 0 and t > 0 and source is not None
+        cached = (config.algo == "ffcl" and i == 0 and t > 0 and source is not None
+                  and layer1_cache)
         return Op(
             kind=LAYER, layer=i, n_out=config.hidden[i], bank=t % 2,
             ff_src=SRC_CACHE if cached else (SRC_IMAGE if i == 0 else SRC_ACT),
@@ -435,7 +444,7 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
     return Program(model=model, lanes=lanes, label_lanes=label_lanes, ops=ops,
                    weight_words=weight_words, bias=bias, label_words=label_words,
                    layer_offsets=offsets, widths=widths, prep=prep, shared=shared,
-                   fine_bits=fine_bits)
+                   fine_bits=fine_bits, layer1_cache=layer1_cache)
 
 
 #: Width of a MAC lane multiplier's signed inputs when other units borrow it (SB_MAC16).

@@ -96,7 +96,14 @@ class Sequencer(wiring.Component):
     image_write : In(memory.WritePort.Signature(...))
         Into the image memory, pixel by pixel.
     accept_load : Out(1)
-        Idle: model loads may be written.
+        Idle or held: model loads may be written.
+    hold : In(1)
+        Stay in FETCH (before the op ``op_index``) while high: the training engine
+        updates the weights between iterations. Loads are accepted meanwhile.
+    fetch : Out(1)
+        FETCH: op ``op_index`` is fetched this cycle (unless held).
+    op_index : Out(range(len(ops) + 1))
+        The next op to execute.
     ops : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(op_layout.size)))
         The program ROM (read in FETCH, latched in DECODE).
     op : Out(op_layout(program))
@@ -161,6 +168,9 @@ class Sequencer(wiring.Component):
             "image_write": In(memory.WritePort.Signature(addr_width=_addr_width(D),
                                                          shape=unsigned(w.input))),
             "accept_load": Out(1),
+            "hold": In(1),
+            "fetch": Out(1),
+            "op_index": Out(range(len(program.ops) + 1)),
             "ops": In(memory.ReadPort.Signature(addr_width=_addr_width(len(program.ops)),
                                                 shape=unsigned(layout.size))),
             "op": Out(layout),
@@ -197,7 +207,7 @@ class Sequencer(wiring.Component):
         total = sum(config.hidden)
         op = self.op
         r = _Registers(
-            op_index=Signal(range(len(prog.ops) + 1)),
+            op_index=self.op_index,
             cycles=self.done.payload,
             pixel=Signal(range(D + 1)),
             column=self.column,
@@ -272,8 +282,12 @@ class Sequencer(wiring.Component):
 
         with m.State("FETCH"):
             self._set_phase(m, Phase.CONTROL)
-            m.d.comb += self.ops.addr.eq(r.op_index)
-            m.next = "DECODE"
+            m.d.comb += [self.ops.addr.eq(r.op_index), self.fetch.eq(1)]
+            with m.If(self.hold):
+                # Between two ops nothing is in flight: the weights may change.
+                m.d.comb += self.accept_load.eq(1)
+            with m.Else():
+                m.next = "DECODE"
 
         with m.State("DECODE"):
             self._set_phase(m, Phase.CONTROL)

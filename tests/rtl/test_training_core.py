@@ -32,8 +32,13 @@ def make_model(config: ModelConfig, seed: int) -> IntModel:
     layers = []
     for i, n in enumerate(config.hidden):
         n_in = config.input_size if i == 0 else config.hidden[i - 1]
-        layers.append(IntLayer(W=rng.integers(-40, 41, (n, n_in)), w_exp=7 if i == 0 else 8,
-                               b=rng.integers(-300, 300, n), U=rng.integers(-40, 41, (n, K))))
+        layer = IntLayer(W=rng.integers(-40, 41, (n, n_in)), w_exp=7 if i == 0 else 8,
+                         b=rng.integers(-300, 300, n), U=rng.integers(-40, 41, (n, K)))
+        source = config.feedback_source(i)
+        if source is not None:
+            layer.V = rng.integers(-40, 41, (n, config.hidden[source]))
+            layer.v_exp = 8
+        layers.append(layer)
     model = IntModel(config=config, fmt=fmt, layers=layers)
     model.check()
     return model
@@ -76,21 +81,32 @@ async def check_stored(ctx, dut: TrainingCore, trainer: IntTrainer, where: str) 
             == _next_word(trainer.label_lfsr)), f"{where}: label generator"
 
 
-def run_samples(dut: TrainingCore, trainer: IntTrainer, samples, *, classify=()):
+def run_samples(dut: TrainingCore, trainer: IntTrainer, samples, *, classify=(),
+                lambdas=None):
     """Feed ``samples`` (x, y) for training, then ``classify`` images (train 0).
 
+    ``lambdas``: per sample, (the value set on ``lr_shift_in`` with its pixels, the lambda
+    the golden trainer takes); the port changes to another value right after the last
+    pixel, which the sample must not see. Default: lambda_0 throughout.
     Returns the cycles of every training sample and the labels of the classified ones.
     Compares the stored memories and generators with ``trainer`` after every sample.
     """
-    lam = dut.lr_shift
+    if lambdas is None:
+        lambdas = [(dut.lr_shift, dut.lr_shift)] * len(samples)
     cycles, labels = [], []
 
-    async def feed(ctx, x, y, train):
+    async def feed(ctx, x, y, train, lam=None):
+        if lam is not None:
+            ctx.set(dut.lr_shift_in, lam)
         for pixel in x:
             ctx.set(dut.samples.payload, {"pixel": int(pixel), "label": y, "train": train})
             ctx.set(dut.samples.valid, 1)
             await ctx.tick().until(dut.samples.ready)
         ctx.set(dut.samples.valid, 0)
+        if lam is not None:
+            # Sampled with the last pixel: a change now is the next sample's.
+            low, high = dut.lr_range
+            ctx.set(dut.lr_shift_in, high if lam <= low else low)
         await ctx.tick().until(dut.done.valid)
         record = ctx.get(dut.done.payload)
         if not train:
@@ -100,10 +116,12 @@ def run_samples(dut: TrainingCore, trainer: IntTrainer, samples, *, classify=())
         return record
 
     async def testbench(ctx):
-        for number, (x, y) in enumerate(samples):
-            record = await feed(ctx, x, int(y), 1)
-            # The forward pass read the top bits of the weights before this update.
-            assert record.label == trainer.model.run(x[None]).labels[0], f"sample {number}"
+        for number, ((x, y), (lam_set, lam)) in enumerate(zip(samples, lambdas, strict=True)):
+            record = await feed(ctx, x, int(y), 1, lam_set)
+            # The forward pass read the top bits of the weights before this update (with
+            # every iteration trained, iterations after the first see the updates).
+            if dut.trained_iterations == 1:
+                assert record.label == trainer.model.run(x[None]).labels[0], f"sample {number}"
             trainer.train_sample(x, int(y), lam)
             cycles.append(int(record.cycles))
             await check_stored(ctx, dut, trainer, f"sample {number}")
@@ -130,10 +148,35 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+#: FFCL (the rule's loss_iterations 'last': T iterations, then one update per layer, its
+#: V pass reading v of iteration T - 1's activations of the feedback source).
+FFCL_CASES = {
+    # every iteration trained (loss_iterations 'all'): updates between the iterations
+    "ffcl_all_adjacent_t2_p3": (dict(hidden=(5, 4), loops=2, topology="adjacent"),
+                                dict(loss_iterations="all"), 3),
+    "ffcl_all_top_t3_p2": (dict(hidden=(4, 3, 5), loops=3, topology="top"),
+                           dict(loss_iterations="all"), 2),
+    # adjacent, T = 2, two layers of 5 and 4 on 3 lanes
+    "ffcl_adjacent_t2_p3": (dict(hidden=(5, 4), loops=2, topology="adjacent"), dict(), 3),
+    # top (layer 1 hears layer 3), T = 3, on 1 lane
+    "ffcl_top_t3_p1": (dict(hidden=(3, 4, 2), loops=3, topology="top"), dict(), 1),
+    # adjacent, T = 3, three layers on 8 lanes (two with feedback), nearest, B_m 12
+    "ffcl_adjacent_t3_p8": (dict(hidden=(6, 9, 3), loops=3, topology="adjacent"),
+                            dict(store_bits=12, rounding="nearest"), 8),
+    # top, T = 2, on 2 lanes, the piecewise sigmoid (the core builds feedback 'state'
+    # only: 'goodness' runs in the golden models)
+    "ffcl_top_t2_p2": (dict(hidden=(3, 5), loops=2, topology="top"),
+                       dict(sigmoid="piecewise"), 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES) + sorted(FFCL_CASES))
 def test_training_core_trains_like_the_golden_trainer(name):
-    fields, rule_fields, lanes = CASES[name]
-    config = ModelConfig(algo="ffdl", input_size=D, num_classes=K, theta=0.5, **fields)
+    fields, rule_fields, lanes = CASES[name] if name in CASES else FFCL_CASES[name]
+    algo = "ffcl" if name in FFCL_CASES else "ffdl"
+    if algo == "ffcl":
+        rule_fields = {"loss_iterations": "last", **rule_fields}
+    config = ModelConfig(algo=algo, input_size=D, num_classes=K, theta=0.5, **fields)
     model = make_model(config, SEED + len(name))
     rule = TrainRule(epochs=1, seed=7, **{"lr_shift": 4, **rule_fields})
     trainer = IntTrainer(model, rule)
@@ -178,7 +221,8 @@ def _stream(dut: TrainingCore, trainer: IntTrainer, samples, classify):
                 ctx.set(dut.done.ready, 0)
                 continue
             # The record is offered until it is taken: the memories hold the update.
-            assert record.label == trainer.model.run(x[None]).labels[0], f"sample {number}"
+            if dut.trained_iterations == 1:
+                assert record.label == trainer.model.run(x[None]).labels[0], f"sample {number}"
             trainer.train_sample(x, y, lam)
             cycles.append(int(record.cycles))
             await check_stored(ctx, dut, trainer, f"sample {number}")
@@ -194,13 +238,17 @@ def _stream(dut: TrainingCore, trainer: IntTrainer, samples, classify):
     return cycles, labels
 
 
-@pytest.mark.parametrize("samples", [24, pytest.param(200, marks=pytest.mark.slow)])
-def test_training_core_on_digits_samples(samples):
-    # A small digits net (64-10-7 FFDL, 3 lanes: 10 and 7 are not multiples of 3),
-    # initialised as `ffcl-hw train --int` does, with digits' learning rate.
+@pytest.mark.parametrize("algo, samples", [
+    ("ffdl", 24), pytest.param("ffdl", 200, marks=pytest.mark.slow),
+    pytest.param("ffcl", 200, marks=pytest.mark.slow)])
+def test_training_core_on_digits_samples(algo, samples):
+    # A small digits net (64-10-7, 3 lanes: 10 and 7 are not multiples of 3),
+    # initialised as `ffcl-hw train --int` does, with digits' learning rate; FFCL with
+    # T = 2, adjacent feedback and every iteration trained.
     data = load_dataset("digits")
-    config = ModelConfig(algo="ffdl", input_size=64, num_classes=10, hidden=(10, 7),
-                         theta=0.5)
+    loops = dict(loops=2) if algo == "ffcl" else {}
+    config = ModelConfig(algo=algo, input_size=64, num_classes=10, hidden=(10, 7),
+                         theta=0.5, **loops)
     model = initial_model(config, data.x_train, input_max=data.pixel_max, seed=0)
     rule = TrainRule(epochs=1, lr_shift=default_lr_shift(data.x_train), seed=5)
     trainer = IntTrainer(model, rule)
@@ -213,6 +261,77 @@ def test_training_core_on_digits_samples(samples):
     assert cycles == [dut.training_cycles()] * samples
 
 
+def test_lambda_is_taken_per_sample_at_run_time():
+    # The rule's schedule lambda 3..5 (epochs 0, 1, 2); the core takes lambda with each
+    # sample's last pixel: changes between samples equal IntTrainer with that lambda,
+    # values outside the schedule are clamped to it (the shifters are built for it).
+    config = ModelConfig(algo="ffdl", input_size=D, num_classes=K, theta=0.5, hidden=(4, 3))
+    model = make_model(config, SEED + 1)
+    rule = TrainRule(epochs=3, lr_shift=3, lr_steps=(1, 2), seed=3)
+    trainer = IntTrainer(model, rule)
+    dut = TrainingCore(model, rule, lanes=2)
+    assert dut.lr_range == (3, 5)
+    rng = np.random.default_rng(SEED + 2)
+    samples = [(rng.integers(0, X + 1, D).astype(np.int64), int(rng.integers(0, K)))
+               for _ in range(5)]
+    lambdas = [(5, 5), (3, 3), (4, 4), (7, 5), (0, 3)]
+    cycles, _ = run_samples(dut, trainer, samples, lambdas=lambdas)
+    assert cycles == [dut.training_cycles()] * len(samples)
+
+
+@pytest.mark.parametrize("offer_at", [1, 40, 150])
+def test_a_sample_offered_while_the_core_updates_changes_nothing_until_taken(offer_at):
+    # FFCL with every iteration trained (the core is held between iterations): a second
+    # sample is offered ``offer_at`` cycles after the first one's last pixel, during its
+    # forward pass or its updates, and kept offered. Nothing of it is taken until the
+    # first record is; the first sample's weights and counter are as if it had not been
+    # offered, and the second then trains as usual.
+    config = ModelConfig(algo="ffcl", input_size=D, num_classes=K, theta=0.5, hidden=(3, 4),
+                         loops=2)
+    model = make_model(config, SEED + 3)
+    rule = TrainRule(epochs=1, lr_shift=4, seed=1)
+    trainer = IntTrainer(model, rule)
+    dut = TrainingCore(model, rule, lanes=2)
+    rng = np.random.default_rng(SEED + 4)
+    (x1, x2), (y1, y2) = rng.integers(0, X + 1, (2, D)), (1, 3)
+    lam = dut.lr_shift
+
+    async def testbench(ctx):
+        for pixel in x1:
+            ctx.set(dut.samples.payload, {"pixel": int(pixel), "label": y1, "train": 1})
+            ctx.set(dut.samples.valid, 1)
+            await ctx.tick().until(dut.samples.ready)
+        ctx.set(dut.samples.valid, 0)
+        for _ in range(offer_at):
+            await ctx.tick()
+        ctx.set(dut.samples.payload, {"pixel": int(x2[0]), "label": y2, "train": 1})
+        ctx.set(dut.samples.valid, 1)
+        for _ in range(dut.training_cycles()):
+            if ctx.get(dut.done.valid):
+                break
+            assert not ctx.get(dut.samples.ready), "a pixel was taken during the sample"
+            await ctx.tick()
+        assert ctx.get(dut.done.valid), "no record after the closed form's cycles"
+        record = ctx.get(dut.done.payload)
+        assert int(record.cycles) == dut.training_cycles()
+        trainer.train_sample(x1, y1, lam)
+        await check_stored(ctx, dut, trainer, "first sample")
+        ctx.set(dut.done.ready, 1)
+        await ctx.tick()
+        ctx.set(dut.done.ready, 0)
+        for pixel in x2:
+            ctx.set(dut.samples.payload, {"pixel": int(pixel), "label": y2, "train": 1})
+            ctx.set(dut.samples.valid, 1)
+            await ctx.tick().until(dut.samples.ready)
+        ctx.set(dut.samples.valid, 0)
+        await ctx.tick().until(dut.done.valid)
+        assert int(ctx.get(dut.done.payload).cycles) == dut.training_cycles()
+        trainer.train_sample(x2, y2, lam)
+        await check_stored(ctx, dut, trainer, "second sample")
+
+    simulate(dut, testbench)
+
+
 def test_training_core_and_stored_core_refuse_what_they_cannot_do():
     fmt_model = make_model(ModelConfig(algo="ffdl", input_size=D, num_classes=K,
                                        hidden=(3,)), SEED)
@@ -223,10 +342,10 @@ def test_training_core_and_stored_core_refuse_what_they_cannot_do():
             (dict(store_bits=12, weights="loadable", banks=2), "weights='loadable' and one bank")):
         with pytest.raises(ValueError, match=message):
             Core(fmt_model, lanes=2, **kwargs)
-    ffcl = make_model(ModelConfig(algo="ffcl", input_size=D, num_classes=K, hidden=(3, 2),
-                                  loops=2), SEED)
-    with pytest.raises(ValueError, match="trains FFDL models, not FFCL"):
-        TrainingCore(ffcl, TrainRule(epochs=1), lanes=2)
+    goodness = make_model(ModelConfig(algo="ffcl", input_size=D, num_classes=K, hidden=(3, 2),
+                                      loops=2, feedback="goodness"), SEED)
+    with pytest.raises(ValueError, match="FFCL with feedback 'state' only"):
+        TrainingCore(goodness, TrainRule(epochs=1), lanes=2)
     with pytest.raises(TypeError, match="Rule must be a golden.inttrain.TrainRule"):
         TrainingCore(fmt_model, {"epochs": 1}, lanes=2)
 

@@ -1,0 +1,158 @@
+"""The learning signal of one layer update: its neurons scanned, their errors buffered.
+
+Steps 1-5 of docs/integer-training.md through :class:`rtl.learning_signal.LearningSignalUnit`:
+the layer's pre-activations (from the pre-activation buffer) and the forward fields of
+U[i, y] and U[i, y'] (the top bits of the stored label words) stream in, one neuron per
+cycle; the unit's errors (d, dp, dn per neuron) go into the error buffer, which the
+update passes read. The block exponent z is kept for the update shifts k = k + z - z.
+"""
+
+from __future__ import annotations
+
+from amaranth import Array, Module, Shape, Signal, signed, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.intmodel import IntModel
+from golden.inttrain import DELTA_BITS, SIGMOID_FRAC_BITS, threshold
+from rtl.learning_signal import LearningSignalUnit
+from rtl.params import check_positive_int
+
+__all__ = ["ErrorScan", "error_entry_layout", "stored_field"]
+
+
+def error_entry_layout() -> data.StructLayout:
+    """One neuron's errors in the error buffer (16-bit signed multiplier inputs)."""
+    return data.StructLayout({"d": signed(16), "dp": signed(16), "dn": signed(16)})
+
+
+def stored_field(word, index: int, stored_bits: int):
+    """Field ``index`` of a memory word of ``stored_bits``-bit stored fields, signed."""
+    return word[index * stored_bits:(index + 1) * stored_bits].as_signed()
+
+
+class ErrorScan(wiring.Component):
+    """Scans one layer's neurons into the learning-signal unit and buffers the errors.
+
+    Parameters
+    ----------
+    model : IntModel
+        The model (FFDL or FFCL): formats, layers and labels.
+    store_bits : int
+        B_m, the width of a stored label weight (its top ``weight_bits`` are U).
+    sigmoid : {"table", "piecewise"}
+        The rule's sigmoid.
+
+    Its :class:`rtl.learning_signal.LearningSignalUnit` (own multipliers) is a submodule.
+
+    Members
+    -------
+    run : In(1)
+        Held high while the step runs: N cycles of scan, then one per error.
+    done : Out(1)
+        The last error is written this cycle.
+    neurons : In(range(N_max + 1))
+        The layer's N, stable while ``run``.
+    base : In(range(sum N))
+        The layer's first neuron in the pre-activation buffer and the label memory.
+    theta : In(unsigned(theta_bits))
+        The layer's Theta.
+    y, y_neg : In(range(K))
+        The true and the wrong label.
+    pre : In(memory.ReadPort.Signature(addr_width=..., shape=signed(state_bits)))
+        The pre-activation buffer (read one cycle after the address).
+    labels : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(K * B_m)))
+        The stored label words, one per neuron (read one cycle after the address).
+    errors : In(memory.WritePort.Signature(addr_width=..., shape=error_entry_layout()))
+        The error buffer: neuron i of the layer at address i.
+    z : Out(range(z_max + 1))
+        The block exponent of the last step, held until the next.
+    """
+
+    def __init__(self, model: IntModel, *, store_bits: int, sigmoid: str) -> None:
+        if not isinstance(model, IntModel):
+            raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
+        self.store_bits = check_positive_int("Stored weight width", store_bits,
+                                             minimum=model.fmt.weight_bits)
+        self.model = model
+        if sigmoid not in ("table", "piecewise"):
+            raise ValueError(f"Sigmoid must be 'table' or 'piecewise', not {sigmoid!r}")
+        self.sigmoid = sigmoid
+        config, fmt = model.config, model.fmt
+        # LearningSignalUnit.for_model's widths: Theta of every layer, z up to its largest.
+        h_max = (1 << (fmt.state_bits - 1)) - 1 + fmt.weight_max
+        self.z_max = max(0, ((1 << SIGMOID_FRAC_BITS) * h_max).bit_length() - DELTA_BITS)
+        theta_bits = max(threshold(config, fmt, i) for i in range(config.num_layers)).bit_length()
+        K, hidden = config.num_classes, config.hidden
+
+        def width(depth: int) -> int:
+            return Shape.cast(range(max(2, depth))).width
+
+        super().__init__({
+            "run": In(1), "done": Out(1),
+            "neurons": In(range(max(hidden) + 1)),
+            "base": In(range(max(2, sum(hidden)))),
+            "theta": In(unsigned(max(1, theta_bits))),
+            "y": In(range(K)), "y_neg": In(range(K)),
+            "pre": In(memory.ReadPort.Signature(addr_width=width(sum(hidden)),
+                                                shape=signed(fmt.state_bits))),
+            "labels": In(memory.ReadPort.Signature(addr_width=width(sum(hidden)),
+                                                   shape=unsigned(K * store_bits))),
+            "errors": In(memory.WritePort.Signature(addr_width=width(max(hidden)),
+                                                    shape=error_entry_layout())),
+            "z": Out(range(self.z_max + 1)),
+        })
+
+    @staticmethod
+    def cycles(neurons: int) -> int:
+        """Cycles of the step for a layer of ``neurons``: the scan, the unit's gap, the
+        errors (:attr:`rtl.learning_signal.LearningSignalUnit.GAP`)."""
+        return 2 * neurons + LearningSignalUnit.GAP
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        fmt, K = self.model.fmt, self.model.config.num_classes
+        B_m, f = self.store_bits, self.store_bits - fmt.weight_bits
+        m.submodules.signal = signal = LearningSignalUnit.for_model(self.model,
+                                                                    sigmoid=self.sigmoid)
+        count = Signal(range(max(self.model.config.hidden) + 1))
+        neurons = self.neurons
+        u_field = Array(stored_field(self.labels.data, q, B_m) for q in range(K))
+
+        def top(value):
+            # c >> f of a stored field: the forward U the learning signal sees.
+            return (value >> f)[:fmt.weight_bits]
+
+        neuron_valid, neuron_last = Signal(), Signal()
+        m.d.comb += [
+            signal.theta.eq(self.theta),
+            self.pre.addr.eq(self.base + count), self.labels.addr.eq(self.base + count),
+            signal.neurons.valid.eq(neuron_valid),
+            signal.neurons.payload.pre.eq(self.pre.data),
+            signal.neurons.payload.u_pos.eq(top(u_field[self.y])),
+            signal.neurons.payload.u_neg.eq(top(u_field[self.y_neg])),
+            signal.neurons.payload.last.eq(neuron_last),
+            self.errors.addr.eq(count),
+            self.errors.data.d.eq(signal.errors.payload.d),
+            self.errors.data.dp.eq(signal.errors.payload.dp),
+            self.errors.data.dn.eq(signal.errors.payload.dn),
+        ]
+        m.d.sync += [neuron_valid.eq(0), neuron_last.eq(0)]
+        with m.FSM():
+            with m.State("SCAN"):
+                # Neuron ``count``: pre and U read now, offered to the unit next cycle.
+                with m.If(self.run):
+                    m.d.sync += [neuron_valid.eq(1), neuron_last.eq(count == neurons - 1),
+                                 count.eq(count + 1)]
+                    with m.If(count == neurons - 1):
+                        m.d.sync += count.eq(0)
+                        m.next = "ERRORS"
+            with m.State("ERRORS"):
+                m.d.comb += [signal.errors.ready.eq(1), self.errors.en.eq(signal.errors.valid)]
+                with m.If(signal.errors.valid):
+                    m.d.sync += [count.eq(count + 1), self.z.eq(signal.z)]
+                    with m.If(count == neurons - 1):
+                        m.d.sync += count.eq(0)
+                        m.d.comb += self.done.eq(1)
+                        m.next = "SCAN"
+        return m

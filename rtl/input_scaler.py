@@ -1,0 +1,145 @@
+"""The normalised inputs v of an update: v_j = round_shift(a_j r, sh/2 + Q - 14).
+
+Above layer 1 the update multiplies the errors by n(a), the input activations scaled to
+unit norm with NORM_FRAC_BITS fractional bits (``IntTrainer._normalised``): the sum of
+squares of the activations, its reciprocal square root (:class:`rtl.normaliser.Rsqrt`,
+the forward pass's table) and one scaled value per activation
+(:class:`rtl.normaliser.Scaler`) into the v buffer, which the update passes read.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Shape, Signal, unsigned
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.intformat import IntFormat
+from golden.inttrain import NORM_FRAC_BITS
+from rtl.normaliser import Rsqrt, Scaler
+from rtl.params import check_positive_int
+
+__all__ = ["InputScaler"]
+
+#: Width of a normalised input: v <= 2^14 (1 + 0.98 %) fits 15 bits unsigned.
+V_BITS = 15
+
+
+class InputScaler(wiring.Component):
+    """Reads ``count`` activations twice: their squares summed, then each one scaled.
+
+    Parameters
+    ----------
+    fmt : IntFormat
+        The model's formats (activation width, the reciprocal square root's table).
+    sq_bits : int
+        Width of the sum of squares (the forward program's ``widths.sq``).
+    activations : int
+        Depth of the activation buffer (sum of N).
+    max_inputs : int
+        The most activations of one step (depth of the v buffer).
+
+    Members
+    -------
+    run : In(1)
+        Held high while the step runs: SQUARES (count + 2), RSQRT (Rsqrt latency + 1)
+        and SCALE (count + Scaler latency + 2) cycles.
+    done : Out(1)
+        The step's last cycle (every v is written).
+    count : In(range(max_inputs + 1))
+        The activations to normalise, stable while ``run``.
+    source : In(range(activations))
+        The first of them in the activation buffer.
+    dest : In(range(max_inputs))
+        Where v of the first goes in the v buffer.
+    zero : In(1)
+        The activations are taken as 0 (v = n(0) = 0: the feedback of iteration 1).
+    act : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(act_bits)))
+        The activation buffer (read one cycle after the address).
+    v : In(memory.WritePort.Signature(addr_width=..., shape=unsigned(15)))
+        The v buffer.
+    """
+
+    def __init__(self, fmt: IntFormat, *, sq_bits: int, activations: int,
+                 max_inputs: int) -> None:
+        if not isinstance(fmt, IntFormat):
+            raise TypeError(f"Format must be a golden.intformat.IntFormat, not {fmt!r}")
+        if fmt.rsqrt_frac_bits > NORM_FRAC_BITS + 30:
+            raise ValueError(f"rsqrt_frac_bits ({fmt.rsqrt_frac_bits}) must be at most "
+                             f"{NORM_FRAC_BITS + 30} for the v scaler")
+        self.fmt = fmt
+        self.sq_bits = check_positive_int("Sum of squares width", sq_bits)
+        self.activations = check_positive_int("Activation count", activations)
+        self.max_inputs = check_positive_int("Input count", max_inputs)
+        super().__init__({
+            "run": In(1), "done": Out(1),
+            "count": In(range(max_inputs + 1)),
+            "source": In(range(max(2, activations))),
+            "dest": In(range(max(2, max_inputs))),
+            "zero": In(1),
+            "act": In(memory.ReadPort.Signature(
+                addr_width=Shape.cast(range(max(2, activations))).width,
+                shape=unsigned(fmt.act_bits))),
+            "v": In(memory.WritePort.Signature(
+                addr_width=Shape.cast(range(max(2, max_inputs))).width,
+                shape=unsigned(V_BITS))),
+        })
+
+    @staticmethod
+    def cycles(count: int) -> int:
+        """Cycles of one step over ``count`` activations."""
+        return (count + 2) + (Rsqrt.LATENCY + 1) + (count + Scaler.LATENCY + 2)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        fmt = self.fmt
+        m.submodules.rsqrt = rsqrt = Rsqrt(sq_bits=self.sq_bits,
+                                           index_bits=fmt.rsqrt_index_bits,
+                                           frac_bits=fmt.rsqrt_frac_bits)
+        # A shift below zero is a left shift: pre-shift a by e and add e to the shift.
+        e = max(0, NORM_FRAC_BITS - fmt.rsqrt_frac_bits)
+        m.submodules.scaler = scaler = Scaler(acc_bits=fmt.act_bits + e + 1,
+                                              r_bits=fmt.rsqrt_frac_bits + 1, shift_bits=7)
+        count = Signal(range(self.max_inputs + max(Rsqrt.LATENCY, Scaler.LATENCY) + 3))
+        n = self.count
+        sq = Signal(self.sq_bits)
+        a = Mux(self.zero, 0, self.act.data)
+        m.d.comb += [rsqrt.sq.eq(sq), scaler.r.eq(rsqrt.r),
+                     scaler.shift.eq((rsqrt.sh >> 1) + fmt.rsqrt_frac_bits - NORM_FRAC_BITS + e),
+                     scaler.acc.eq(a << e),
+                     self.act.addr.eq(self.source + count)]
+        # act_valid: the activation read last cycle is in act.data now.
+        act_valid = Signal()
+        v_index = Signal.like(count)
+        m.d.sync += act_valid.eq(0)
+        v_valid, v_addr = act_valid, v_index
+        for i in range(Scaler.LATENCY):
+            rv, ra = Signal(name=f"v_valid_{i}"), Signal.like(v_index, name=f"v_addr_{i}")
+            m.d.sync += [rv.eq(v_valid), ra.eq(v_addr)]
+            v_valid, v_addr = rv, ra
+        scaling = Signal()
+        m.d.comb += [self.v.en.eq(v_valid & scaling), self.v.addr.eq(self.dest + v_addr),
+                     self.v.data.eq(scaler.out)]
+        with m.FSM():
+            with m.State("SQUARES"):
+                # Read a_j (count), square it a cycle later.
+                with m.If(self.run):
+                    m.d.sync += [act_valid.eq(count < n), count.eq(count + 1)]
+                    with m.If(act_valid):
+                        m.d.sync += sq.eq(sq + a * a)
+                    with m.If(count == n + 1):
+                        m.d.sync += count.eq(0)
+                        m.next = "RSQRT"
+            with m.State("RSQRT"):
+                m.d.sync += count.eq(count + 1)
+                with m.If(count == Rsqrt.LATENCY):
+                    m.d.sync += count.eq(0)
+                    m.next = "SCALE"
+            with m.State("SCALE"):
+                m.d.comb += scaling.eq(1)
+                m.d.sync += [act_valid.eq(count < n), v_index.eq(count), count.eq(count + 1)]
+                with m.If(count == n + Scaler.LATENCY + 1):
+                    # Every v is written; the next step sums afresh.
+                    m.d.sync += [count.eq(0), sq.eq(0)]
+                    m.d.comb += self.done.eq(1)
+                    m.next = "SQUARES"
+        return m

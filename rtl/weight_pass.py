@@ -1,0 +1,238 @@
+"""The W and V passes of a layer update: P update lanes read-modify-writing stored words.
+
+docs/training-engine.md ("UPDATE"): the weight words are laid out as the forward pass
+reads them (word j of tile tau holds W[tau P + p, j] for lane p, ``pack_rows``), so a
+pass walks them tile by tile. Per tile: the d and rho of the tile's P neurons go into
+shadow registers (lane p keeps neuron tau P + p's for the whole tile), the replay
+generator is restored to kappa^W_1, then every column of the tile is one stored word of
+P entries: read, updated by P :class:`rtl.update_lane.UpdateLane` with v_j and kappa_j
+broadcast, and written back :attr:`WeightPass.WRITE_DELAY` cycles after its read. The
+feed-forward columns (W, v from the image for layer 1, else from the v buffer) come
+first, then the feedback columns (V, v of the feedback source), as the golden trainer
+draws their kappa: the replay continues from kappa^W_n_in to kappa^V_1.
+"""
+
+from __future__ import annotations
+
+from amaranth import Array, Cat, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.intmodel import IntModel
+from golden.inttrain import TrainRule
+from golden.lfsr import LFSR_WIDTH
+from rtl.error_scan import error_entry_layout
+from rtl.input_scaler import V_BITS
+from rtl.lfsr import WordGenerator
+from rtl.params import check_positive_int
+from rtl.update_lane import STORED_KINDS, UpdateLane
+from rtl.weight_store import WeightStore
+
+__all__ = ["SHIFT_SHAPE", "WeightPass"]
+
+#: An update shift k as the passes take it: every k an UpdateLane accepts (-64..32).
+SHIFT_SHAPE = signed(8)
+
+
+def _width(depth: int) -> int:
+    return Shape.cast(range(max(2, depth))).width
+
+
+class WeightPass(wiring.Component):
+    """The W (and V) update passes of one layer, tile by tile.
+
+    Parameters
+    ----------
+    model : IntModel
+        The model: formats, layer sizes (the widest layer, the most columns).
+    rule : TrainRule
+        The rule (rounding, stored widths, the shifts the lanes are built for).
+    lanes : int
+        P, update lanes (the MAC lanes of the forward pass: one word holds P weights).
+    words : int
+        Weight words of the weight memory.
+
+    The P :class:`rtl.update_lane.UpdateLane` and the replay generator (a
+    :class:`rtl.lfsr.WordGenerator` without seeding, ``restore``d to kappa^W_1 at every
+    tile) are its submodules.
+
+    Members
+    -------
+    run : In(1)
+        Held high while the step runs: per tile P + 2 (shadow load), columns (the pass)
+        and the drain (:attr:`DRAIN` cycles).
+    done : Out(1)
+        The last tile's drain ends this cycle (its last word is written).
+    tiles, neurons : In(...)
+        ceil(N / P) and N of the layer; lanes beyond N write their entry's old 0 (padding).
+    ff_columns, fb_columns : In(range(max_columns + 1))
+        n_in and N_src (0 without feedback).
+    ff_base, fb_base : In(range(words))
+        The first W and V word of the layer.
+    k_ff, k_fb : In(signed(...))
+        The update shifts k of W and V (z applied).
+    first : In(unsigned(32))
+        kappa^W_1 of the update.
+    first_layer : In(1)
+        v of the feed-forward columns are the pixels (``image``), not the v buffer.
+    errors : In(memory.ReadPort.Signature(addr_width=..., shape=error_entry_layout()))
+    rho : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(32)))
+        The error and rho buffers (neuron i at i), read one cycle after the address.
+    image : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(input_bits)))
+    v : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(15)))
+        The pixels and the v buffer (column j at j, the feedback's after n_in).
+    weights : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(P * B_m)))
+        The stored weight words, read :data:`rtl.weight_store.WeightStore.LATENCY`
+        cycles after the address.
+    write : Out(wiring.Signature({"valid", "addr", "data": Out}))
+        An updated word to store (the core's load port).
+    """
+
+    def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int, words: int) -> None:
+        if not isinstance(model, IntModel):
+            raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
+        if not isinstance(rule, TrainRule):
+            raise TypeError(f"Rule must be a golden.inttrain.TrainRule, not {rule!r}")
+        self.model, self.rule = model, rule
+        self.P = check_positive_int("Lane count", lanes)
+        self.words = check_positive_int("Weight word count", words)
+        config, fmt = model.config, model.fmt
+        hidden = config.hidden
+        self.max_columns = max(config.input_size, *hidden)
+        k_shape = SHIFT_SHAPE
+        word_bits = lanes * rule.store_bits
+        super().__init__({
+            "run": In(1), "done": Out(1),
+            "tiles": In(range(-(-max(hidden) // lanes) + 1)),
+            "neurons": In(range(max(hidden) + 1)),
+            "ff_columns": In(range(self.max_columns + 1)),
+            "fb_columns": In(range(self.max_columns + 1)),
+            "ff_base": In(range(max(2, words))), "fb_base": In(range(max(2, words))),
+            "k_ff": In(k_shape), "k_fb": In(k_shape),
+            "first": In(LFSR_WIDTH),
+            "first_layer": In(1),
+            "errors": In(memory.ReadPort.Signature(addr_width=_width(max(hidden)),
+                                                   shape=error_entry_layout())),
+            "rho": In(memory.ReadPort.Signature(addr_width=_width(max(hidden)),
+                                                shape=unsigned(LFSR_WIDTH))),
+            "image": In(memory.ReadPort.Signature(addr_width=_width(config.input_size),
+                                                  shape=unsigned(fmt.input_bits))),
+            "v": In(memory.ReadPort.Signature(addr_width=_width(2 * self.max_columns),
+                                              shape=unsigned(V_BITS))),
+            "weights": In(memory.ReadPort.Signature(addr_width=_width(words),
+                                                    shape=unsigned(word_bits))),
+            "write": Out(wiring.Signature({"valid": Out(1), "addr": Out(range(max(2, words))),
+                                           "data": Out(unsigned(word_bits))})),
+        })
+
+    @property
+    def lane_latency(self) -> int:
+        """Cycles of an update lane (:attr:`rtl.update_lane.UpdateLane.latency`)."""
+        return UpdateLane.latency_for(None)
+
+    @property
+    def write_delay(self) -> int:
+        """Cycles from a word's read address to its write: the weight store's latency,
+        the lanes' input stage and the lane."""
+        return WeightStore.LATENCY + self.lane_latency
+
+    @property
+    def drain(self) -> int:
+        """Cycles after a tile's last read until the next tile may start."""
+        return self.write_delay + 1
+
+    def cycles(self, neurons: int, columns: int) -> int:
+        """Cycles of the step for a layer of ``neurons`` over ``columns`` columns."""
+        tiles = -(-neurons // self.P)
+        return tiles * ((self.P + 2) + columns + self.drain)
+
+    def elaborate(self, platform) -> Module:  # noqa: C901 (pipeline registers)
+        m = Module()
+        P, B_m = self.P, self.rule.store_bits
+        m.submodules.replay = replay = WordGenerator(offset=0, seed_bits=0)
+        lanes = [UpdateLane.for_model(self.model, self.rule) for _ in range(P)]
+        for p, lane in enumerate(lanes):
+            m.submodules[f"lane_{p}"] = lane
+        lat = self.lane_latency
+        count = Signal(range(2 * self.max_columns + 1))
+        issued = Signal(range(P + 2))
+        tile = Signal(range(max(2, -(-max(self.model.config.hidden) // P) + 1)))
+        drain = Signal(range(lat + 16))
+        ff, fb = self.ff_columns, self.fb_columns
+        shadow_d = Array(Signal(signed(16), name=f"shadow_d_{p}") for p in range(P))
+        shadow_rho = Array(Signal(LFSR_WIDTH, name=f"shadow_rho_{p}") for p in range(P))
+
+        # Shadow registers: d and rho of the tile's neurons, one lane per cycle.
+        shadow_index, shadow_take = Signal.like(issued), Signal()
+        m.d.sync += [shadow_take.eq(0), shadow_index.eq(issued)]
+        with m.If(shadow_take):
+            m.d.sync += [shadow_d[shadow_index].eq(self.errors.data.d),
+                         shadow_rho[shadow_index].eq(self.rho.data)]
+        m.d.comb += [self.errors.addr.eq(tile * P + issued), self.rho.addr.eq(tile * P + issued)]
+
+        # Issue (address) -> data + lanes -> lat -> write. The weight store answers in
+        # WeightStore.LATENCY (2) cycles, the v and image buffers in one: their data
+        # waits a cycle in v_value; the column kind (W or V) travels with the address.
+        issue = Signal()
+        feedback = count >= ff
+        m.d.comb += [self.weights.addr.eq(Mux(feedback, self.fb_base + tile * fb + count - ff,
+                                              self.ff_base + tile * ff + count)),
+                     # Layer 1's feedback v start the v buffer (its inputs are the pixels).
+                     self.v.addr.eq(Mux(self.first_layer, count - ff, count)),
+                     self.image.addr.eq(count)]
+        issued_1, in_lane = Signal(), Signal()
+        addr_1, in_addr = Signal.like(self.weights.addr), Signal.like(self.weights.addr)
+        fb_1, in_fb, image_1 = Signal(), Signal(), Signal()
+        kappa_1, in_kappa = Signal(LFSR_WIDTH), Signal(LFSR_WIDTH)
+        v_value = Signal(lanes[0].v.shape())
+        m.d.sync += [issued_1.eq(issue), in_lane.eq(issued_1),
+                     addr_1.eq(self.weights.addr), in_addr.eq(addr_1),
+                     fb_1.eq(feedback), in_fb.eq(fb_1),
+                     image_1.eq(self.first_layer & ~feedback),
+                     kappa_1.eq(replay.words.payload), in_kappa.eq(kappa_1),
+                     v_value.eq(Mux(image_1, self.image.data, self.v.data))]
+        for p, lane in enumerate(lanes):
+            m.d.comb += [lane.en.eq(in_lane),
+                         lane.c.eq(self.weights.data[p * B_m:(p + 1) * B_m].as_signed()),
+                         lane.d.eq(shadow_d[p]), lane.v.eq(v_value), lane.rho.eq(shadow_rho[p]),
+                         lane.kappa.eq(in_kappa), lane.k.eq(Mux(in_fb, self.k_fb, self.k_ff)),
+                         lane.select.eq(STORED_KINDS.index("W"))]
+        out_addr = in_addr
+        for i in range(lat):
+            reg = Signal.like(in_addr, name=f"w_addr_{i}")
+            m.d.sync += reg.eq(out_addr)
+            out_addr = reg
+        # Lanes beyond the layer's last neuron keep the padding 0.
+        live = Cat(tile * P + p < self.neurons for p in range(P))
+        for i in range(lat + 2):
+            reg = Signal(P, name=f"live_{i}")
+            m.d.sync += reg.eq(live)
+            live = reg
+        m.d.comb += [self.write.valid.eq(lanes[0].valid), self.write.addr.eq(out_addr),
+                     self.write.data.eq(Cat(Mux(live[p], lanes[p].out, 0)[:B_m]
+                                            for p in range(P)))]
+
+        with m.FSM():
+            with m.State("TILE"):
+                # Shadow d and rho of the tile's lanes, one per cycle; rewind the replay.
+                with m.If(self.run):
+                    m.d.comb += [replay.restore.eq(1), replay.restore_word.eq(self.first)]
+                    m.d.sync += [issued.eq(issued + 1), shadow_take.eq(issued < P)]
+                    with m.If(issued == P + 1):
+                        m.d.sync += [issued.eq(0), count.eq(0)]
+                        m.next = "PASS"
+            with m.State("PASS"):
+                m.d.comb += [issue.eq(1), replay.words.ready.eq(1)]
+                m.d.sync += count.eq(count + 1)
+                with m.If(count == ff + fb - 1):
+                    m.d.sync += [count.eq(0), drain.eq(0)]
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.sync += drain.eq(drain + 1)
+                with m.If(drain == self.drain - 1):
+                    m.d.sync += tile.eq(tile + 1)
+                    m.next = "TILE"
+                    with m.If(tile == self.tiles - 1):
+                        m.d.sync += tile.eq(0)
+                        m.d.comb += self.done.eq(1)
+        return m
