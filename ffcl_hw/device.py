@@ -27,7 +27,6 @@ from rtl.host_link import (
 from rtl.host_link import model_hash as hash_of_model
 from rtl.program import build_program
 from rtl.protocol import (
-    ANY_LR_SHIFT,
     FRAME_CRC,
     PROTOCOL_VERSION,
     SYNC,
@@ -39,7 +38,7 @@ from rtl.protocol import (
 from rtl.stored_words import STORED_MEMORIES, forward_model, unpack_stored
 
 __all__ = ["Device", "Frame", "FrameReader", "HostLinkError", "HostLinkTimeout", "Port",
-           "TrainRecord", "crc8", "encode_frame"]
+           "TrainRecord", "crc8", "encode_frame", "lambdas"]
 
 MAX_PAYLOAD = 0xFFFF
 
@@ -167,6 +166,12 @@ class FrameReader:
 #: what follows it on the line may be a fragment, so the host resynchronises.
 _LINE_ERRORS = (ErrorCode.CRC, ErrorCode.COMMAND, ErrorCode.LENGTH)
 
+
+
+def lambdas(identity: LinkIdentity) -> str:
+    """The lambdas a training device takes, as IDENT says (``4`` or ``4..6``)."""
+    first, last = identity.lr_first, identity.lr_last
+    return str(first) if first == last else f"{first}..{last}"
 
 class Device:
     """A board running :class:`rtl.host_link.HostLink`, over ``port``.
@@ -408,12 +413,12 @@ class Device:
             raise ValueError(f"pixels must lie in 0..{top}, not {pixels.min()}..{pixels.max()}")
         if any(not 0 <= y < ident.labels for y in labels):
             raise ValueError(f"labels must lie in 0..{ident.labels - 1}")
-        if not isinstance(lr_shift, int) or not 0 <= lr_shift < ANY_LR_SHIFT:
-            raise ValueError(f"lr_shift must be an integer in 0..{ANY_LR_SHIFT - 1}, "
+        if not isinstance(lr_shift, int) or not 0 <= lr_shift <= 0xFF:
+            raise ValueError(f"lr_shift must be an integer in 0..255 (one byte), "
                              f"not {lr_shift!r}")
-        if ident.lr_shift not in (ANY_LR_SHIFT, lr_shift):
-            raise ValueError(f"the device trains with lambda {ident.lr_shift} only (its "
-                             f"gateware has no lambda input), not {lr_shift}")
+        if not ident.lr_first <= lr_shift <= ident.lr_last:
+            raise ValueError(f"the device trains with lambda {lambdas(ident)} only (the "
+                             f"schedule its bitstream was built for), not {lr_shift}")
         records: list[TrainRecord] = []
         block = max(1, ident.train_block)
         for start in range(0, len(labels), block):

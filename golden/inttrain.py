@@ -167,6 +167,12 @@ class TrainRule:
         """lambda at 0-based ``epoch``."""
         return self.lr_shift + sum(1 for step in self.lr_steps if step <= epoch)
 
+    @property
+    def lr_range(self) -> tuple[int, int]:
+        """(lambda of the first epoch, lambda of the last): the schedule only grows, so
+        every lambda of the rule lies in this range."""
+        return self.lr_shift_at(0), self.lr_shift_at(self.epochs - 1)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields and the fixed constants of the rule."""
         return {

@@ -33,7 +33,6 @@ from rtl.frame_parser import FrameParser
 from rtl.load_transaction import LoadTransaction, load_data_bytes
 from rtl.program import build_program
 from rtl.protocol import (
-    ANY_LR_SHIFT,
     LOAD_CHECKSUM,
     PROTOCOL_VERSION,
     READ_SIZE,
@@ -47,7 +46,7 @@ from rtl.training_core import READ_LATENCY, TrainingCore
 from rtl.uart import UartRx, UartTx, check_divisor
 
 __all__ = [
-    "HostLink", "LinkIdentity", "check_depths", "fixed_lr_shift", "link_identity", "load_checksum",
+    "HostLink", "LinkIdentity", "check_depths", "link_identity", "load_checksum",
     "load_data_bytes", "load_payload", "model_hash", "read_bytes",
 ]
 
@@ -122,9 +121,11 @@ class LinkIdentity:
         Most samples one TRAIN frame may carry (0 when not training).
     read_bytes : int
         Bytes of each word in a READ reply (0 when not training).
-    lr_shift : int
-        The lambda the gateware trains with, :data:`rtl.protocol.ANY_LR_SHIFT` when it
-        takes any (0 when not training).
+    lr_first, lr_last : int
+        The lambdas the gateware trains with: a TRAIN frame's lambda must lie in
+        ``lr_first..lr_last`` (the rule's schedule, ``lr_shift_at(0)`` to
+        ``lr_shift_at(epochs - 1)``, which the update lanes' shifters are built for);
+        0 when not training.
     trained : int
         Samples trained since configuration or the last committed load (mod 2^32).
     """
@@ -148,11 +149,12 @@ class LinkIdentity:
     stored_bias_bits: int = 0
     train_block: int = 0
     read_bytes: int = 0
-    lr_shift: int = 0
+    lr_first: int = 0
+    lr_last: int = 0
     trained: int = 0
 
     #: Bytes of the IDENT reply payload.
-    SIZE = 19 + 2 * len(LOAD_TARGETS) + 9
+    SIZE = 19 + 2 * len(LOAD_TARGETS) + 10
 
     def __post_init__(self) -> None:
         # Every field has the bytes docs/host-link.md gives it; a value that does not
@@ -160,7 +162,7 @@ class LinkIdentity:
         check_depths(self.depths)
         for name, limit in (("input_size", 0xFFFF), ("labels", 0xFF), ("lanes", 0xFF),
                             ("label_lanes", 0xFF), ("train_block", 0xFF),
-                            ("read_bytes", 0xFF), ("lr_shift", 0xFF),
+                            ("read_bytes", 0xFF), ("lr_first", 0xFF), ("lr_last", 0xFF),
                             ("trained", 0xFFFFFFFF)):
             value = getattr(self, name)
             if not 0 <= value <= limit:
@@ -190,7 +192,8 @@ class LinkIdentity:
                       *self.weights_checksum.to_bytes(4, "little"),
                       *b"".join(d.to_bytes(2, "little") for d in self.depths),
                       self.stored_bits, self.stored_bias_bits, self.train_block,
-                      self.read_bytes, self.lr_shift, *self.trained.to_bytes(4, "little")])
+                      self.read_bytes, self.lr_first, self.lr_last,
+                      *self.trained.to_bytes(4, "little")])
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> LinkIdentity:
@@ -210,8 +213,8 @@ class LinkIdentity:
                                 for i in range(19, end, 2)),
                    stored_bits=payload[end], stored_bias_bits=payload[end + 1],
                    train_block=payload[end + 2], read_bytes=payload[end + 3],
-                   lr_shift=payload[end + 4],
-                   trained=int.from_bytes(payload[end + 5:end + 9], "little"))
+                   lr_first=payload[end + 4], lr_last=payload[end + 5],
+                   trained=int.from_bytes(payload[end + 6:end + 10], "little"))
 
 
 def check_depths(depths) -> None:
@@ -228,12 +231,11 @@ def check_depths(depths) -> None:
 
 def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None,
                   loadable: bool = False, shared: bool = False,
-                  rule: TrainRule | None = None, train_block: int = 0,
-                  lr_shift: int | None = None) -> LinkIdentity:
+                  rule: TrainRule | None = None, train_block: int = 0) -> LinkIdentity:
     """The identity a :class:`HostLink` over ``Core(model, lanes=..., ...)`` (or, with
     ``rule``, over ``TrainingCore(model, rule, lanes=...)`` taking ``train_block``
-    samples a frame and training with ``lr_shift``, default the rule's first lambda)
-    reports after configuration (with the built-in model in its memories)."""
+    samples a frame, with any lambda of the rule's schedule) reports after configuration
+    (with the built-in model in its memories)."""
     fine = 0 if rule is None else rule.store_bits - model.fmt.weight_bits
     program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared,
                             fine_bits=fine)
@@ -244,7 +246,7 @@ def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None
         training = dict(trains=True, stored_bits=program.stored_weight_bits,
                         stored_bias_bits=program.stored_bias_bits, train_block=train_block,
                         read_bytes=read_bytes(program),
-                        lr_shift=rule.lr_shift_at(0) if lr_shift is None else lr_shift)
+                        lr_first=rule.lr_range[0], lr_last=rule.lr_range[1])
     return LinkIdentity(
         version=PROTOCOL_VERSION, labels=model.config.num_classes,
         input_size=model.config.input_size, lanes=program.lanes,
@@ -289,16 +291,6 @@ _FLAGS = data.StructLayout({name: 1 for name in (
 
 #: A TRAIN reply's record of one sample, as the record buffer holds it.
 _RECORD = data.StructLayout({"label": 8, "wrong": 8, "cycles": 32})
-
-
-def fixed_lr_shift(core: TrainingCore) -> int | None:
-    """The lambda ``core`` trains with, or None when it takes any.
-
-    MERGE: TrainingCore has no lambda input yet and trains with ``rule.lr_shift_at(0)``;
-    the link refuses TRAIN frames with another lambda (error 11). Once TrainingCore has
-    its ``lr_shift`` input, return None here and drive it in :meth:`HostLink._lambda`.
-    """
-    return core.rule.lr_shift_at(0)
 
 
 class HostLink(wiring.Component):
@@ -395,9 +387,7 @@ class HostLink(wiring.Component):
         self.banked = getattr(inner, "banks", 1) == 2
         training = {}
         if self.training:
-            fixed = fixed_lr_shift(core)
-            training = dict(rule=core.rule, train_block=train_block,
-                            lr_shift=ANY_LR_SHIFT if fixed is None else fixed)
+            training = dict(rule=core.rule, train_block=train_block)
         # LinkIdentity refuses, by name, a memory deeper than the 16-bit addresses.
         self.identity = dataclasses.replace(
             link_identity(inner.model, lanes=program.lanes, label_lanes=program.label_lanes,
@@ -458,15 +448,14 @@ class HostLink(wiring.Component):
         return m
 
     def _lambda(self, m: Module, lam: Signal) -> Signal:
-        """Whether the training core can train with lambda ``lam`` (and, MERGE, where
-        its lambda input is driven); see :func:`fixed_lr_shift`."""
+        """Drive the training core's lambda input with a TRAIN frame's ``lam``; whether
+        it lies in the schedule's range (IDENT's ``lr_first..lr_last``). The core would
+        clamp a lambda outside it, training with another rate than the host asked for,
+        so the link refuses such a frame (error 11) instead."""
+        first, last = self.core.lr_range
         accepted = Signal()
-        fixed = fixed_lr_shift(self.core)
-        if fixed is None:
-            # MERGE: m.d.comb += self.core.lr_shift.eq(lam)
-            m.d.comb += accepted.eq(1)
-        else:
-            m.d.comb += accepted.eq(lam == fixed)
+        m.d.comb += [self.core.lr_shift_in.eq(lam),
+                     accepted.eq((lam >= first) & (lam <= last))]
         return accepted
 
     def _sequence(self, m: Module, parser: FrameParser, replies: ReplySerialiser,

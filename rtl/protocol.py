@@ -12,7 +12,7 @@ from __future__ import annotations
 from amaranth.lib import crc, enum
 
 __all__ = [
-    "ANY_LR_SHIFT", "FRAME_CRC", "LOAD_BEGIN_SIZE", "LOAD_CHECKSUM", "PROTOCOL_VERSION",
+    "FRAME_CRC", "LOAD_BEGIN_SIZE", "LOAD_CHECKSUM", "PROTOCOL_VERSION",
     "READ_SIZE", "SYNC", "TRAIN_RECORD_SIZE", "Command",
     "ErrorCode", "OpKind", "Phase", "Reply",
 ]
@@ -32,8 +32,6 @@ READ_SIZE = 5
 #: Bytes of one sample's record in a TRAIN reply: predicted label (1), wrong label (1),
 #: cycles (4).
 TRAIN_RECORD_SIZE = 6
-#: IDENT's lambda byte on a core that takes any lambda (its ``lr_shift`` port).
-ANY_LR_SHIFT = 0xFF
 
 #: The crc byte closing every frame: CRC-8/SMBus (polynomial 0x07, init 0, no reflection,
 #: no final xor) over cmd, tag, the two length bytes and the payload, a byte at a time.
@@ -109,8 +107,8 @@ _MESSAGES = {
                        "READ of no words or of a memory it cannot read; nothing was written",
     ErrorCode.TRAIN: "TRAIN or READ on a bitstream that does not train (IDENT's trains "
                      "flag is 0); build it with the training core",
-    ErrorCode.LAMBDA: "TRAIN with another lambda than the one the gateware trains with "
-                      "(IDENT's lr_shift); nothing was trained",
+    ErrorCode.LAMBDA: "TRAIN with a lambda outside the schedule the gateware was built for "
+                      "(IDENT's lr_first..lr_last); nothing was trained",
     ErrorCode.LABEL: "TRAIN with a label outside 0..K-1; nothing was trained",
 }
 

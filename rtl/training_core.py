@@ -173,7 +173,7 @@ class TrainingCore(wiring.Component):
         self.lr_shift = rule.lr_shift_at(0)
         #: The lambdas of the rule's schedule (it only grows): the update lanes' shifters
         #: are built for k over exactly these (UpdateLane.for_model).
-        self.lr_range = (rule.lr_shift_at(0), rule.lr_shift_at(rule.epochs - 1))
+        self.lr_range = rule.lr_range
         fmt, config = model.fmt, model.config
         hidden = config.hidden
         n_ins = [config.input_size] + list(hidden[:-1])

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ffcl_hw.device import Device, HostLinkError, Port
+from ffcl_hw.device import Device, HostLinkError, Port, lambdas
 from ffcl_hw.flows.board_run import _identify, open_port
 from ffcl_hw.flows.evaluate import load_run_dataset
 from ffcl_hw.flows.quantize import INT_MODEL_FILE, load_quantized_run
@@ -46,7 +46,6 @@ from golden.inttrain import IntTrainer, TrainRule, default_lr_shift
 from golden.lfsr import Lfsr, draw_negative
 from golden.modelio import SavedModel, save_model
 from rtl.host_link import LinkIdentity, link_identity
-from rtl.protocol import ANY_LR_SHIFT
 
 __all__ = ["BOARD_TRAIN_FILE", "TRAINABLE", "board_read", "board_train", "run_rule"]
 
@@ -159,14 +158,14 @@ def board_train(run: Path, *, port: str, epochs: int = 1, baud: int = BAUD,
                            f"{run}'s rule {rule.store_bits}: build the bitstream with the "
                            "run's rule")
         schedule = [rule.lr_shift_at(e) for e in range(epochs)]
-        if identity.lr_shift != ANY_LR_SHIFT:
-            for epoch, lam in enumerate(schedule):
-                if lam != identity.lr_shift:
-                    raise RunError(
-                        f"the device on {port} trains with lambda {identity.lr_shift} only "
-                        f"(its training core has no lambda input); {run}'s schedule needs "
-                        f"{lam} at epoch {epoch + 1}. Pass --epochs {epoch} or fewer, or "
-                        "build the bitstream with the lambda input")
+        for epoch, lam in enumerate(schedule):
+            if not identity.lr_first <= lam <= identity.lr_last:
+                raise RunError(
+                    f"the device on {port} trains with lambda {lambdas(identity)} only (the "
+                    f"schedule its bitstream was built for); {run}'s schedule needs {lam} at "
+                    f"epoch {epoch + 1}. "
+                    + (f"Pass --epochs {epoch} or fewer, or build" if epoch else "Build")
+                    + " the bitstream with the run's rule")
         if identity.trained:
             raise RunError(f"the device on {port} has trained {identity.trained} samples "
                            "since it was configured: its weights and generators are no longer "

@@ -34,7 +34,6 @@ from rtl.host_link import (
 )
 from rtl.program import build_program
 from rtl.protocol import (
-    ANY_LR_SHIFT,
     LOAD_BEGIN_SIZE,
     LOAD_CHECKSUM,
     READ_SIZE,
@@ -83,17 +82,13 @@ class EmulatedBoard:
         :meth:`rtl.training_core.TrainingCore.training_cycles` (FFDL; 0 otherwise).
     train_block : int
         Most samples a TRAIN frame may carry.
-    lr_shift : int, optional
-        The lambda the training gateware takes (default the rule's first;
-        :data:`rtl.protocol.ANY_LR_SHIFT`: any, as with TrainingCore's lambda input).
     """
 
     def __init__(self, model: IntModel | None, *, lanes: int = 2, label_lanes: int | None = None,
                  loadable: bool = True, initialised: bool = True,
                  known: tuple[IntModel, ...] = (), faulty: bool = False,
                  shared: bool = False, banks: int = 1, timeout_bits: int = 200,
-                 rule: TrainRule | None = None, train_block: int = 4,
-                 lr_shift: int | None = None) -> None:
+                 rule: TrainRule | None = None, train_block: int = 4) -> None:
         self.faulty = faulty
         self.images = 0
         self.received = 0
@@ -106,8 +101,7 @@ class EmulatedBoard:
             return
         self.identity = dataclasses.replace(
             link_identity(model, lanes=lanes, label_lanes=label_lanes, loadable=loadable,
-                          shared=shared, rule=rule, train_block=train_block if rule else 0,
-                          lr_shift=lr_shift),
+                          shared=shared, rule=rule, train_block=train_block if rule else 0),
             model_loaded=initialised)
         self.program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
         self.trainer = None if rule is None else IntTrainer(model, rule)
@@ -263,7 +257,7 @@ class EmulatedBoard:
         if self.model is None or self.loading:
             return self._error(ErrorCode.NO_MODEL)
         lam = payload[0]
-        if ident.lr_shift not in (ANY_LR_SHIFT, lam):
+        if not ident.lr_first <= lam <= ident.lr_last:
             return self._error(ErrorCode.LAMBDA)
         samples = [payload[1 + i * (D + 1):1 + (i + 1) * (D + 1)] for i in range(n)]
         if any(sample[0] >= ident.labels for sample in samples):

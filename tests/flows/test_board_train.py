@@ -9,6 +9,7 @@ it with pyserial exactly as it opens a real board.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 
 import numpy as np
@@ -19,7 +20,6 @@ from ffcl_hw.flows.board_train import run_rule
 from golden.datasets import load_dataset
 from golden.intmodelio import load_int_model
 from golden.inttrain import train_int
-from rtl.protocol import ANY_LR_SHIFT
 from tests.flows.board_emulator import EmulatedBoard, serve_pty
 
 LANES = 3
@@ -39,8 +39,10 @@ def model(run):
     return load_int_model(run / "model.int.npz").model
 
 
-def _board(run, model, epochs=1, **kwargs) -> EmulatedBoard:
+def _board(run, model, epochs=1, lr_shift=None, **kwargs) -> EmulatedBoard:
     rule = run_rule(run, epochs, load_dataset("digits").x_train)
+    if lr_shift is not None:
+        rule = dataclasses.replace(rule, lr_shift=lr_shift)
     return EmulatedBoard(model, lanes=LANES, loadable=False, rule=rule, **kwargs)
 
 
@@ -49,7 +51,7 @@ def _cli(run, port, *extra) -> int:
 
 
 def test_train_and_read_give_train_ints_model(run, model, tmp_path, capsys):
-    board = _board(run, model, lr_shift=ANY_LR_SHIFT)
+    board = _board(run, model)
     out = tmp_path / "from-board"
     with serve_pty(board) as port:
         assert _cli(run, port, "--train", "--read", "--out", str(out)) == 0
@@ -87,7 +89,7 @@ def test_read_alone_saves_the_boards_model(run, model, tmp_path, capsys):
 
 @pytest.mark.parametrize(("case", "message"), [
     ("inference board", "does not train: its bitstream holds the inference core only"),
-    ("lambda", "trains with lambda 3 only (its training core has no lambda input)"),
+    ("lambda", "trains with lambda 3 only (the schedule its bitstream was built for)"),
     ("trained", "has trained 1 samples since it was configured"),
     ("faulty", None),
 ])

@@ -18,7 +18,7 @@ from golden.config import ModelConfig
 from golden.inttrain import IntTrainer, TrainRule
 from rtl.core import LOAD_TARGETS
 from rtl.host_link import LinkIdentity, link_identity, model_hash
-from rtl.protocol import ANY_LR_SHIFT, Command, ErrorCode, Reply
+from rtl.protocol import Command, ErrorCode, Reply
 from rtl.stored_words import forward_model, stored_words, unpack_stored
 from rtl.training_core import TrainingCore
 from tests.flows.board_emulator import EmulatedBoard
@@ -177,12 +177,16 @@ def test_device_refuses_what_the_gateware_would_before_sending(model):
         device.train(x, y, 5)
     with pytest.raises(ValueError, match="labels must lie in 0..3"):
         device.train(x, [0, K], 4)
-    any_board = EmulatedBoard(model, lanes=3, loadable=False, rule=RULE, lr_shift=ANY_LR_SHIFT)
-    trainer = IntTrainer(model, RULE)
+    # A bitstream built for a two-epoch schedule (lambda 4, then 5) takes both.
+    rule = dataclasses.replace(RULE, epochs=2, lr_steps=(1,))
+    any_board = EmulatedBoard(model, lanes=3, loadable=False, rule=rule)
+    with pytest.raises(ValueError, match=r"trains with lambda 4\.\.5 only"):
+        Device(BoardPort(any_board)).train(x, y, 6)
+    trainer = IntTrainer(model, rule)
     for xi, yi in zip(x, y, strict=True):
-        trainer.train_sample(xi, int(yi), 6)
+        trainer.train_sample(xi, int(yi), 5)
     device = Device(BoardPort(any_board))
-    device.train(x, y, 6)
+    device.train(x, y, 5)
     assert all(np.array_equal(a["W"], b["W"])
                for a, b in zip(device.read_model(model)[1], trainer.stored, strict=True))
 
@@ -190,7 +194,8 @@ def test_device_refuses_what_the_gateware_would_before_sending(model):
 def test_the_training_ident_round_trips_and_refuses_what_does_not_fit(model):
     identity = dataclasses.replace(
         link_identity(model, lanes=3, rule=RULE, train_block=4), trained=123456)
-    assert identity.trains and identity.stored_bits == 16 and identity.lr_shift == 4
+    assert identity.trains and identity.stored_bits == 16
+    assert (identity.lr_first, identity.lr_last) == (4, 4)
     assert LinkIdentity.from_bytes(identity.to_bytes()) == identity
     with pytest.raises(ValueError, match="weights memory has 70000 words, more than the host "
                                          "link's 16-bit addresses"):
