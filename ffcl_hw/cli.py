@@ -34,6 +34,12 @@ from ffcl_hw.flows.train_int import (
     train_float_sgd_run,
     train_int_run,
 )
+from ffcl_hw.flows.train_sim import (
+    FULL_CHECK_SAMPLES,
+    LONG_RUN_CHECK_EVERY,
+    TRAIN_SIM_FILE,
+    train_sim_run,
+)
 from ffcl_hw.presets import int_preset_for, preset_for
 from ffcl_hw.progress import EpochBar
 from ffcl_hw.runs import RunError
@@ -275,6 +281,14 @@ def _build_parser() -> argparse.ArgumentParser:
                         "choice, spram on icebreaker)")
     p.add_argument("--waves", type=Path, metavar="FILE",
                    help="write a waveform: FST for verilator and icarus, VCD for amaranth")
+    p.add_argument("--train", action="store_true",
+                   help="instead: train the simulated training core on the first N training "
+                        "samples (epoch 0's order) from RUN/model.int.npz, every stored "
+                        "weight checked against the golden trainer; write RUN/train_sim.json")
+    p.add_argument("--check-every", type=_positive, metavar="K",
+                   help="with --train: compare every stored word after every K-th sample and "
+                        f"the last (default: every sample up to {FULL_CHECK_SAMPLES} samples, "
+                        f"else every {LONG_RUN_CHECK_EVERY})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("synth", help="synthesize the core with its UART host link for a "
@@ -589,7 +603,68 @@ def _sim_netlist(args: argparse.Namespace) -> dict:
     return report
 
 
+def _sim_train(args: argparse.Namespace) -> int:
+    """``sim --train``: the training core learns in simulation (:mod:`ffcl_hw.flows.train_sim`)."""
+    for option, why in (("netlist", "the netlist simulation classifies only"),
+                        ("label_lanes", "the training core scans every label at once"),
+                        ("multipliers", "the training core has dedicated multipliers"),
+                        ("weights", "the training core holds its weights in block RAM"),
+                        ("waves", "the training simulation writes no waveform")):
+        if getattr(args, option) is not None:
+            name = "--" + option.replace("_", "-")
+            raise RunError(f"{name} does not go with --train ({why}); leave out {name}")
+    simulator = args.simulator or "verilator"
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.samples, desc=f"sim --train ({simulator})", unit="sample",
+                   file=sys.stderr, disable=None)
+
+    def progress(done: int) -> None:
+        bar.n = done
+        bar.refresh()
+
+    try:
+        r = train_sim_run(args.run, simulator=simulator, samples=args.samples,
+                          check_every=args.check_every, lanes=args.lanes or 8,
+                          progress=None if bar is None else progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"{simulator} simulation of the training core, {r['lanes']} lanes, "
+          f"{r['samples']} training samples from {args.run / INT_MODEL_FILE}")
+    rule = r["rule"]
+    print(f"  rule              {r['rule_source']}: lr 2^-{r['lr_shift']}, "
+          f"{rule['store_bits']}-bit stored weights, {rule['rounding']} rounding, "
+          f"{rule['sigmoid']} sigmoid, seed {rule['seed']}")
+    written = f"  written           {args.run / TRAIN_SIM_FILE}"
+    if r["mismatch"]:
+        print(f"  MISMATCH with the golden trainer after {r['samples_trained']} samples: "
+              f"{r['mismatch']}", file=sys.stderr)
+        print(written)
+        return 1
+    c = r["cycles_per_sample"]
+    every = ("after every sample" if r["check_every"] == 1
+             else f"after every {r['check_every']} samples and the last")
+    print(f"  bit-exact with the golden trainer: every stored word {every} "
+          f"({r['checked_samples']} checks), every record")
+    print(f"  test accuracy     {_percent(r['test_accuracy'])} trained by the simulated chip "
+          f"(golden trainer {_percent(r['golden_test_accuracy'])}; before "
+          f"{_percent(r['initial_test_accuracy'])})")
+    print(f"  cycles/sample     {c['mean']:,.0f} (min {c['min']:,}, max {c['max']:,}; "
+          f"formula {r['cycles_formula']:,})")
+    print(f"  simulation        {r['wall_seconds']:.1f} s, {r['samples_per_second']:.1f} "
+          f"samples/s (after a {r['build_seconds']:.1f} s build)")
+    print(written)
+    return 0
+
+
 def _sim(args: argparse.Namespace) -> int:
+    if args.train:
+        return _sim_train(args)
+    if args.check_every is not None:
+        raise RunError("--check-every goes with --train only; add --train or leave it out")
     if args.netlist is not None:
         report = _sim_netlist(args)
     else:
