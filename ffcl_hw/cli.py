@@ -54,6 +54,11 @@ __all__ = ["main"]
 
 BOARD_NAMES = tuple(BOARDS)
 
+#: Training samples the demo's simulated training core learns from (its fixed budget),
+#: and the simulator it runs in.
+DEMO_TRAIN_SAMPLES = 100
+DEMO_TRAIN_SIMULATOR = "verilator"
+
 #: Errors that mean "the input was wrong": reported without a traceback, status 2.
 _USER_ERRORS = (DatasetError, ConfigError, ModelFileError, RunError)
 
@@ -393,6 +398,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="where the demo run goes (replaced on every demo); default runs/demo")
     p.add_argument("--samples", type=_positive, default=20, metavar="N",
                    help="test images to simulate on the core (default 20)")
+    p.add_argument("--train-samples", type=_non_negative, default=DEMO_TRAIN_SAMPLES,
+                   metavar="N", help="training samples the simulated training core learns "
+                   f"from in the last step (default {DEMO_TRAIN_SAMPLES}; 0 leaves it out)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -640,8 +648,9 @@ def _sim_train(args: argparse.Namespace) -> int:
           f"{rule['sigmoid']} sigmoid, seed {rule['seed']}")
     written = f"  written           {args.run / TRAIN_SIM_FILE}"
     if r["mismatch"]:
-        print(f"  MISMATCH with the golden trainer after {r['samples_trained']} samples: "
-              f"{r['mismatch']}", file=sys.stderr)
+        trained = r["samples_trained"]
+        print(f"  MISMATCH with the golden trainer after {trained} sample"
+              f"{'s' if trained != 1 else ''}: {r['mismatch']}", file=sys.stderr)
         print(written)
         return 1
     c = r["cycles_per_sample"]
@@ -654,7 +663,7 @@ def _sim_train(args: argparse.Namespace) -> int:
           f"{_percent(r['initial_test_accuracy'])})")
     print(f"  cycles/sample     {c['mean']:,.0f} (min {c['min']:,}, max {c['max']:,}; "
           f"formula {r['cycles_formula']:,})")
-    print(f"  simulation        {r['wall_seconds']:.1f} s, {r['samples_per_second']:.1f} "
+    print(f"  simulation        {r['wall_seconds']:.1f} s, {r['samples_per_second']:.3g} "
           f"samples/s (after a {r['build_seconds']:.1f} s build)")
     print(written)
     return 0
@@ -800,7 +809,11 @@ def _bench(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     print("ffcl-hw demo: FFCL on the built-in 8x8 digits: train, quantize, simulate the "
           "core's Verilog with cocotb, compare its cycles with CPUs, then train it with the "
-          "on-chip integer rule")
+          "on-chip integer rule, and let the simulated training core learn")
+    int_run = args.out.with_name(args.out.name + "-int")
+    # The training core trains FFDL only so far (rtl/training_core.py): the chip's step
+    # continues an FFDL digits model trained with the rule, as a deployed model would.
+    chip_run = args.out.with_name(args.out.name + "-ffdl-int")
     # The demo runs the same subcommands a user would, with every default.
     steps = [
         ["train", "--dataset", "digits", "--algo", "ffcl", "--out", str(args.out), "--force"]
@@ -813,9 +826,18 @@ def _demo(args: argparse.Namespace) -> int:
         + (["--quiet"] if args.quiet else []),
         # Training as the chip would do it: the integer rule, sample by sample.
         ["train", "--arith", "int", "--dataset", "digits", "--algo", "ffcl", "--out",
-         str(args.out.with_name(args.out.name + "-int")), "--force"]
+         str(int_run), "--force"]
         + (["--quiet"] if args.quiet else []),
+        # Training on the chip: the training core's Verilog in Verilator learns from a
+        # fixed budget of samples, every stored weight checked against the golden trainer.
+        ["train", "--arith", "int", "--dataset", "digits", "--algo", "ffdl", "--out",
+         str(chip_run), "--force"]
+        + (["--quiet"] if args.quiet else []),
+        ["sim", str(chip_run), "--train", "--simulator", DEMO_TRAIN_SIMULATOR, "--samples",
+         str(args.train_samples)] + (["--quiet"] if args.quiet else []),
     ]
+    if not args.train_samples:
+        steps = steps[:-2]
     parser = _build_parser()
     for argv in steps:
         print(f"\n$ ffcl-hw {' '.join(argv)}")

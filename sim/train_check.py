@@ -230,7 +230,7 @@ class TrainingChecker:
             _signed(got >> (q * bits), bits), _signed(want >> (q * bits), bits),
             words=count,
             detail=f"words 0x{got:0{digits}x} and 0x{want:0{digits}x}; {count} stored "
-                   f"word{'s' if count > 1 else ''} differ")
+                   f"word{'s differ' if count > 1 else ' differs'}")
 
     def finish(self) -> TrainingRun:
         """The run so far, with its wall time."""

@@ -123,13 +123,13 @@ def test_a_wrong_stored_word_exits_1_naming_sample_memory_address_and_values(
     status, out, err = _sim_train(capsys, tiny_int_run, "--simulator", "amaranth",
                                   "--samples", "2")
     assert status == 1
-    message = err.split("MISMATCH with the golden trainer after 1 samples: ")[1]
+    message = err.split("MISMATCH with the golden trainer after 1 sample: ")[1]
     found = re.match(rf"sample 0: {re.escape(where)} is (-?\d+) in the hardware, (-?\d+) in "
                      "the golden trainer", message)
     assert found, message
     # The golden value is the hardware's plus the seeded step (no saturation here).
     assert int(found[2]) == int(found[1]) + 1, message
-    assert "1 stored word differ" in message
+    assert message.endswith("; 1 stored word differs)\n"), message
     report = json.loads((tiny_int_run / "train_sim.json").read_text())
     assert report["weight_mismatches"] == 1 and report["mismatch"] == message.strip()
     assert report["test_accuracy"] is None and report["cycles_per_sample"] is None
