@@ -135,6 +135,11 @@ class TrainingChecker:
             raise TypeError(f"Core must be a rtl.training_core.TrainingCore, not {core!r}")
         self.core = core
         self.trainer = IntTrainer(core.model, core.rule)
+        stored = set(core.stored_images(self.trainer.stored))
+        if stored != set(READ_TARGETS):
+            # A memory the read-back does not know (FFCL's V) must not go unchecked.
+            raise ValueError(f"the checker reads back {', '.join(READ_TARGETS)}; this core "
+                             f"stores {', '.join(sorted(stored))}")
         self.lr_shift = core.lr_shift
         self.expected_cycles = core.training_cycles()
         self.points = set(check_points(samples, check_every))

@@ -26,12 +26,19 @@ import os
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge, with_timeout
+from cocotb.triggers import (
+    ClockCycles,
+    FallingEdge,
+    ReadOnly,
+    RisingEdge,
+    SimTimeoutError,
+    with_timeout,
+)
 
 from golden.intmodelio import load_int_model
 from golden.inttrain import TrainRule
 from rtl.training_core import READ_LATENCY, TrainingCore, done_layout, sample_layout
-from sim.train_check import TrainingChecker
+from sim.train_check import TrainingChecker, TrainMismatch
 
 #: The clock period in nanoseconds.
 PERIOD_NS = 10
@@ -98,12 +105,22 @@ class TB:
                     break
         dut.samples__valid.value = 0
 
+    @property
+    def timeout(self) -> int:
+        """Cycles to wait for a record before calling the core hung."""
+        return 4 * self.checker.expected_cycles + 1000
+
     async def record(self) -> tuple[int, int, int]:
-        """Sleep until the ``done`` record appears; return its fields."""
+        """Sleep until the ``done`` record appears; return its fields.
+
+        Raises
+        ------
+        SimTimeoutError
+            If none appears within :attr:`timeout` cycles.
+        """
         dut = self.dut
-        timeout = 4 * self.checker.expected_cycles + 1000
         if not dut.done__valid.value:
-            await with_timeout(RisingEdge(dut.done__valid), timeout * PERIOD_NS, "ns")
+            await with_timeout(RisingEdge(dut.done__valid), self.timeout * PERIOD_NS, "ns")
         await FallingEdge(dut.clk)
         word = int(dut.done__payload.value)
         return tuple(self._done_field(word, name) for name in ("label", "wrong", "cycles"))
@@ -141,7 +158,14 @@ async def train_samples(dut) -> None:
     step = max(1, count // 20)
     for i, (image, label) in enumerate(zip(tb.images, tb.labels, strict=True)):
         await tb.send(image, int(label))
-        mismatch = checker.record(i, image, int(label), *await tb.record())
+        try:
+            mismatch = checker.record(i, image, int(label), *await tb.record())
+        except SimTimeoutError:
+            # A hung core is a mismatch of the counter: reported like one, exit 1.
+            mismatch = checker.run.mismatch = TrainMismatch(
+                i, "cycles", tb.timeout, checker.expected_cycles,
+                "by the closed form (TrainingCore.training_cycles)",
+                detail=f"no done record within {tb.timeout} cycles of the last pixel")
         if mismatch is None and checker.due(i):
             mismatch = checker.compare(i, await tb.read_back())
         if mismatch is not None:

@@ -25,11 +25,13 @@ from typing import Any
 import numpy as np
 
 from ffcl_hw.flows.evaluate import load_run_dataset
-from ffcl_hw.flows.quantize import load_quantized_run, load_run_int_model
+from ffcl_hw.flows.quantize import load_run_int_model
+from ffcl_hw.flows.simulate import SIMULATORS
 from ffcl_hw.presets import int_preset_for
 from ffcl_hw.runs import RunError, write_json
 from golden.intmodel import IntModel
 from golden.inttrain import TrainRule, default_lr_shift
+from golden.modelio import load_model
 from rtl.training_core import TrainingCore
 from sim.amaranth_sim import run_training
 from sim.train_check import TrainingChecker, TrainingRun
@@ -45,7 +47,6 @@ TOP_NAME = "ffcl_training_core"
 FULL_CHECK_SAMPLES = 200
 #: Longer runs compare them after every this-many samples and after the last.
 LONG_RUN_CHECK_EVERY = 100
-SIMULATORS = ("verilator", "icarus", "amaranth")
 
 
 def default_check_every(samples: int) -> int:
@@ -76,8 +77,7 @@ def train_order(rule: TrainRule, n_train: int) -> np.ndarray:
 def _model_and_rule(run: Path) -> tuple[IntModel, TrainRule, str, Any]:
     """The starting model, the rule, where the rule came from, and the data set."""
     saved = load_run_int_model(run)
-    float_model, _ = load_quantized_run(run)
-    data, _ = load_run_dataset(float_model, None, None)
+    data, _ = load_run_dataset(load_model(run / "model.npz"), None, None)
     try:
         if "trained" in saved.source:
             return (saved.model, _recorded_rule(saved.source),
