@@ -158,20 +158,20 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
         raise RunError(f"--lanes {lanes} is more than the widest layer's {widest} neurons, "
                        f"so {lanes - widest} lanes would never update; use --lanes "
                        f"{widest} or fewer")
+    check_every = check_every or default_check_every(samples)
     try:
         core = TrainingCore(model, rule, lanes=lanes)
+        checker = TrainingChecker(core, check_every=check_every, samples=samples)
     except ValueError as error:
         fix = ("; simulate training on an FFDL run (e.g. `ffcl-hw train --arith int --algo "
                "ffdl`)" if model.config.algo != "ffdl" else "")
         raise RunError(f"--train: {error}{fix}") from None
-    check_every = check_every or default_check_every(samples)
     order = train_order(rule, data.n_train)[:samples]
     images = model.quantize_input(data.x_train[order]).astype(np.int64)
     labels = data.y_train[order].astype(np.int64)
 
     start = time.perf_counter()
     if simulator == "amaranth":
-        checker = TrainingChecker(core, check_every=check_every, samples=samples)
         result = run_training(core, checker, images, labels, progress=progress)
         build_seconds = 0.0
     else:
@@ -201,7 +201,6 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
     if mismatch is None:
         # Cycle counts and accuracies count only when every check passed.
         x_test = model.quantize_input(data.x_test)
-        checker = TrainingChecker(core, check_every=check_every, samples=samples)
         trained = checker.model_from_words(result.words)
         golden = checker.model_from_words(result.golden_words)
         cycles = np.array([r[2] for r in result.records])

@@ -242,3 +242,15 @@ def test_verilator_trains_a_full_digits_epoch_bit_exact(tmp_path, capsys):
     assert report["checked_samples"] == 14          # every 100th and the last
     assert report["test_accuracy"] == report["golden_test_accuracy"]
     print(out)
+
+
+def test_a_stored_memory_the_read_back_does_not_know_is_refused(tiny_int_run, monkeypatch):
+    # FFCL's V, once the core stores it, must be read back and checked, not skipped.
+    images = TrainingCore.stored_images
+    monkeypatch.setattr(TrainingCore, "stored_images",
+                        lambda self, stored: {**images(self, stored), "V": []})
+    core = TrainingCore(load_int_model(tiny_int_run / "model.int.npz").model,
+                        TrainRule(epochs=1), lanes=3)
+    with pytest.raises(ValueError, match="the checker reads back W, b, U; this core stores "
+                                         "U, V, W, b"):
+        TrainingChecker(core, check_every=1, samples=1)
