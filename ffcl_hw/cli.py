@@ -356,8 +356,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for each byte of a reply (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("bench", help="accelerator cycles per inference against host C, "
-                       "NumPy and RV32IM; write RUN/bench.json, RUN/bench.md, RUN/bench/*.png")
+    p = sub.add_parser("bench", help="accelerator cycles per inference and per training "
+                       "sample against host C, NumPy and RV32IM; write RUN/bench.json, "
+                       "RUN/bench.md, RUN/bench/*.png")
     p.add_argument("run", type=Path, metavar="RUN")
     p.add_argument("--board", choices=BOARD_NAMES,
                    help="latency at the Fmax of RUN/synth/BOARD/report.json (and that "
@@ -365,9 +366,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=_positive, default=20, metavar="N",
                    help="test images through the RTL in Verilator (default 20)")
     p.add_argument("--cpu-samples", type=_positive, default=50, metavar="N",
-                   help="test images the host C and NumPy timings use (default 50)")
+                   help="test images the host C and NumPy timings use, and training "
+                        "samples the host's training step is timed on (default 50)")
     p.add_argument("--rv32im-samples", type=_positive, default=3, metavar="N",
-                   help="test images run in the RV32IM simulator (default 3)")
+                   help="test images run in the RV32IM simulator, and training samples "
+                        "trained there (default 3)")
     p.add_argument("--cpu-seconds", type=_positive_float, default=2.0, metavar="S",
                    help="timed seconds per host C build and for NumPy (default 2)")
     p.add_argument("--lanes", type=_positive, default=8, metavar="P")
