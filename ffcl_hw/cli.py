@@ -35,6 +35,12 @@ from ffcl_hw.flows.train_int import (
     train_float_sgd_run,
     train_int_run,
 )
+from ffcl_hw.flows.train_sim import (
+    FULL_CHECK_SAMPLES,
+    LONG_RUN_CHECK_EVERY,
+    TRAIN_SIM_FILE,
+    train_sim_run,
+)
 from ffcl_hw.presets import int_preset_for, preset_for
 from ffcl_hw.progress import EpochBar
 from ffcl_hw.runs import RunError
@@ -48,6 +54,11 @@ from rtl.core import WEIGHT_MEMORIES
 __all__ = ["main"]
 
 BOARD_NAMES = tuple(BOARDS)
+
+#: Training samples the demo's simulated training core learns from (its fixed budget),
+#: and the simulator it runs in.
+DEMO_TRAIN_SAMPLES = 100
+DEMO_TRAIN_SIMULATOR = "verilator"
 
 #: Errors that mean "the input was wrong": reported without a traceback, status 2.
 _USER_ERRORS = (DatasetError, ConfigError, ModelFileError, RunError)
@@ -276,6 +287,14 @@ def _build_parser() -> argparse.ArgumentParser:
                         "choice, spram on icebreaker)")
     p.add_argument("--waves", type=Path, metavar="FILE",
                    help="write a waveform: FST for verilator and icarus, VCD for amaranth")
+    p.add_argument("--train", action="store_true",
+                   help="instead: train the simulated training core on the first N training "
+                        "samples (epoch 0's order) from RUN/model.int.npz, every stored "
+                        "weight checked against the golden trainer; write RUN/train_sim.json")
+    p.add_argument("--check-every", type=_positive, metavar="K",
+                   help="with --train: compare every stored word after every K-th sample and "
+                        f"the last (default: every sample up to {FULL_CHECK_SAMPLES} samples, "
+                        f"else every {LONG_RUN_CHECK_EVERY})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("synth", help="synthesize the core with its UART host link for a "
@@ -395,6 +414,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="where the demo run goes (replaced on every demo); default runs/demo")
     p.add_argument("--samples", type=_positive, default=20, metavar="N",
                    help="test images to simulate on the core (default 20)")
+    p.add_argument("--train-samples", type=_non_negative, default=DEMO_TRAIN_SAMPLES,
+                   metavar="N", help="training samples the simulated training core learns "
+                   f"from in the last step (default {DEMO_TRAIN_SAMPLES}; 0 leaves it out)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -605,7 +627,69 @@ def _sim_netlist(args: argparse.Namespace) -> dict:
     return report
 
 
+def _sim_train(args: argparse.Namespace) -> int:
+    """``sim --train``: the training core learns in simulation (:mod:`ffcl_hw.flows.train_sim`)."""
+    for option, why in (("netlist", "the netlist simulation classifies only"),
+                        ("label_lanes", "the training core scans every label at once"),
+                        ("multipliers", "the training core has dedicated multipliers"),
+                        ("weights", "the training core holds its weights in block RAM"),
+                        ("waves", "the training simulation writes no waveform")):
+        if getattr(args, option) is not None:
+            name = "--" + option.replace("_", "-")
+            raise RunError(f"{name} does not go with --train ({why}); leave out {name}")
+    simulator = args.simulator or "verilator"
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.samples, desc=f"sim --train ({simulator})", unit="sample",
+                   file=sys.stderr, disable=None)
+
+    def progress(done: int) -> None:
+        bar.n = done
+        bar.refresh()
+
+    try:
+        r = train_sim_run(args.run, simulator=simulator, samples=args.samples,
+                          check_every=args.check_every, lanes=args.lanes or 8,
+                          progress=None if bar is None else progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"{simulator} simulation of the training core, {r['lanes']} lanes, "
+          f"{r['samples']} training samples from {args.run / INT_MODEL_FILE}")
+    rule = r["rule"]
+    print(f"  rule              {r['rule_source']}: lr 2^-{r['lr_shift']}, "
+          f"{rule['store_bits']}-bit stored weights, {rule['rounding']} rounding, "
+          f"{rule['sigmoid']} sigmoid, seed {rule['seed']}")
+    written = f"  written           {args.run / TRAIN_SIM_FILE}"
+    if r["mismatch"]:
+        trained = r["samples_trained"]
+        print(f"  MISMATCH with the golden trainer after {trained} sample"
+              f"{'s' if trained != 1 else ''}: {r['mismatch']}", file=sys.stderr)
+        print(written)
+        return 1
+    c = r["cycles_per_sample"]
+    every = ("after every sample" if r["check_every"] == 1
+             else f"after every {r['check_every']} samples and the last")
+    print(f"  bit-exact with the golden trainer: every stored word {every} "
+          f"({r['checked_samples']} checks), every record")
+    print(f"  test accuracy     {_percent(r['test_accuracy'])} trained by the simulated chip "
+          f"(golden trainer {_percent(r['golden_test_accuracy'])}; before "
+          f"{_percent(r['initial_test_accuracy'])})")
+    print(f"  cycles/sample     {c['mean']:,.0f} (min {c['min']:,}, max {c['max']:,}; "
+          f"formula {r['cycles_formula']:,})")
+    print(f"  simulation        {r['wall_seconds']:.1f} s, {r['samples_per_second']:.3g} "
+          f"samples/s (after a {r['build_seconds']:.1f} s build)")
+    print(written)
+    return 0
+
+
 def _sim(args: argparse.Namespace) -> int:
+    if args.train:
+        return _sim_train(args)
+    if args.check_every is not None:
+        raise RunError("--check-every goes with --train only; add --train or leave it out")
     if args.netlist is not None:
         report = _sim_netlist(args)
     else:
@@ -791,7 +875,11 @@ def _bench(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     print("ffcl-hw demo: FFCL on the built-in 8x8 digits: train, quantize, simulate the "
           "core's Verilog with cocotb, compare its cycles with CPUs, then train it with the "
-          "on-chip integer rule")
+          "on-chip integer rule, and let the simulated training core learn")
+    int_run = args.out.with_name(args.out.name + "-int")
+    # The training core trains FFDL only so far (rtl/training_core.py): the chip's step
+    # continues an FFDL digits model trained with the rule, as a deployed model would.
+    chip_run = args.out.with_name(args.out.name + "-ffdl-int")
     # The demo runs the same subcommands a user would, with every default.
     steps = [
         ["train", "--dataset", "digits", "--algo", "ffcl", "--out", str(args.out), "--force"]
@@ -804,9 +892,18 @@ def _demo(args: argparse.Namespace) -> int:
         + (["--quiet"] if args.quiet else []),
         # Training as the chip would do it: the integer rule, sample by sample.
         ["train", "--arith", "int", "--dataset", "digits", "--algo", "ffcl", "--out",
-         str(args.out.with_name(args.out.name + "-int")), "--force"]
+         str(int_run), "--force"]
         + (["--quiet"] if args.quiet else []),
+        # Training on the chip: the training core's Verilog in Verilator learns from a
+        # fixed budget of samples, every stored weight checked against the golden trainer.
+        ["train", "--arith", "int", "--dataset", "digits", "--algo", "ffdl", "--out",
+         str(chip_run), "--force"]
+        + (["--quiet"] if args.quiet else []),
+        ["sim", str(chip_run), "--train", "--simulator", DEMO_TRAIN_SIMULATOR, "--samples",
+         str(args.train_samples)] + (["--quiet"] if args.quiet else []),
     ]
+    if not args.train_samples:
+        steps = steps[:-2]
     parser = _build_parser()
     for argv in steps:
         print(f"\n$ ffcl-hw {' '.join(argv)}")

@@ -5,6 +5,10 @@ image's pixels into the core, waits for the result record and collects it. Check
 against the golden model is the caller's business (:mod:`ffcl_hw.flows.simulate` and the
 tests), so that one driver serves both. A second process counts, for every inference, the
 cycles the core's ``phase`` output spends on each phase.
+
+:func:`run_training` drives the training core the same way, sample by sample, and hands
+each record and read-back to a :class:`sim.train_check.TrainingChecker` (the one the cocotb
+bench :mod:`sim.train_testbench` uses too).
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from amaranth.sim import Simulator
 
 from rtl.core import Core
 from rtl.program import PHASES
+from rtl.training_core import READ_LATENCY, TrainingCore
+from sim.train_check import TrainingChecker, TrainingRun
 
-__all__ = ["CoreResult", "run_core"]
+__all__ = ["CoreResult", "run_core", "run_training"]
 
 
 @dataclass(frozen=True)
@@ -174,3 +180,71 @@ def run_core(core: Core, images: np.ndarray, *, progress: Callable[[int], None] 
                            f"{len(results)} results")
     return [dataclasses.replace(result, phase_cycles=phases)
             for result, phases in zip(results, finished, strict=True)]
+
+
+def run_training(core: TrainingCore, checker: TrainingChecker, images: np.ndarray,
+                 labels: np.ndarray, *, progress: Callable[[int], None] | None = None,
+                 vcd: str | None = None) -> TrainingRun:
+    """Train ``core`` on ``images`` (shape (n, D)) with ``labels`` in simulation.
+
+    Each sample's record goes to ``checker`` (which trains the golden trainer on it), and
+    at its check points every stored word is read back through ``read`` while the record
+    is offered. The run stops at the first mismatch (``checker.run.mismatch``).
+
+    Raises
+    ------
+    KeyboardInterrupt
+        After Ctrl-C (or SIGTERM): the simulation ends after the sample in flight.
+    """
+    with _wide_integers():
+        sim = Simulator(core)
+    sim.add_clock(1e-8)
+    interrupted: list[int] = []
+
+    async def read_back(ctx) -> dict[str, list[int]]:
+        words = {}
+        for name, target, count in checker.read_plan():
+            ctx.set(core.read.target, target)
+            got = []
+            for t in range(count + READ_LATENCY - 1):
+                if t < count:
+                    ctx.set(core.read.addr, t)
+                await ctx.tick()
+                if t >= READ_LATENCY - 1:
+                    got.append(int(ctx.get(core.read_data)))
+            words[name] = got
+        return words
+
+    async def testbench(ctx) -> None:
+        for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+            if interrupted:
+                return
+            for pixel in image:
+                ctx.set(core.samples.payload, {"pixel": int(pixel), "label": int(label),
+                                               "train": 1})
+                ctx.set(core.samples.valid, 1)
+                await ctx.tick().until(core.samples.ready)
+            ctx.set(core.samples.valid, 0)
+            record, = await ctx.tick().sample(core.done.payload).until(core.done.valid)
+            mismatch = checker.record(i, image, int(label), int(record.label),
+                                      int(record.wrong), int(record.cycles))
+            if mismatch is None and checker.due(i):
+                mismatch = checker.compare(i, await read_back(ctx))
+            if mismatch is not None:
+                return
+            ctx.set(core.done.ready, 1)
+            await ctx.tick()
+            ctx.set(core.done.ready, 0)
+            if progress is not None:
+                progress(i + 1)
+
+    sim.add_testbench(testbench)
+    with _interrupts_deferred(interrupted), _wide_integers():
+        if vcd:
+            with sim.write_vcd(vcd):
+                sim.run()
+        else:
+            sim.run()
+    if interrupted:
+        raise KeyboardInterrupt
+    return checker.finish()

@@ -41,7 +41,8 @@ __all__ = ["SIMULATORS", "BuiltCore", "BuiltDesign", "TestbenchRun", "available_
 SIMULATORS = ("verilator", "icarus")
 TOP = "ffcl_core"
 TESTBENCH_MODULE = "sim.testbench"
-_PROGRESS = re.compile(r"sent (\d+)/\d+ images")
+#: The benches' progress lines: "sent N/M images" (the core), "trained N/M samples".
+_PROGRESS = re.compile(r"(?:sent|trained) (\d+)/\d+ (?:images|samples)")
 
 
 def available_simulators() -> list[str]:
@@ -186,7 +187,7 @@ class TestbenchRun:
 
 
 def _follow_progress(log: Path, progress: Callable[[int], None], stop: threading.Event) -> None:
-    """Report the bench's "sent N/M images" log lines as they appear."""
+    """Report the bench's progress lines (:data:`_PROGRESS`) as they appear."""
     done = 0
     while not stop.wait(0.2):
         if not log.exists():

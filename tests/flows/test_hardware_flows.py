@@ -155,8 +155,13 @@ def test_sim_refuses_an_integer_model_from_another_run(tmp_path, capsys):
         in capsys.readouterr().err
 
 
-def test_demo_trains_quantizes_and_simulates(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--samples", "2", "--quiet"]) == 0
+def test_demo_trains_quantizes_and_simulates(tmp_path, capsys, monkeypatch):
+    # The simulated training core's Verilator build takes one to two minutes: the default
+    # run has the demo's last step train one sample in Amaranth's simulator instead
+    # (test_demo_trains_on_the_simulated_chip_in_verilator runs it as shipped).
+    monkeypatch.setattr("ffcl_hw.cli.DEMO_TRAIN_SIMULATOR", "amaranth")
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--samples", "2", "--quiet",
+                 "--train-samples", "1"]) == 0
     run = tmp_path / "demo"
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"int_test_accuracy", "float_test_accuracy"} <= set(metrics)
@@ -166,6 +171,21 @@ def test_demo_trains_quantizes_and_simulates(tmp_path, capsys):
     # The demo's last step trains the same network with the on-chip integer rule.
     trained = json.loads((tmp_path / "demo-int" / "metrics.json").read_text())
     assert trained["arith"] == "int" and trained["int_test_accuracy"] >= 0.96
+    # Then the simulated training core continues an FFDL model trained with the rule.
+    chip = json.loads((tmp_path / "demo-ffdl-int" / "train_sim.json").read_text())
+    assert chip["samples"] == 1 and chip["mismatch"] is None
+    assert chip["test_accuracy"] == chip["golden_test_accuracy"] >= 0.9
+    assert "test accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_demo_trains_on_the_simulated_chip_in_verilator(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--samples", "2", "--quiet",
+                 "--train-samples", "5"]) == 0
+    chip = json.loads((tmp_path / "demo-ffdl-int" / "train_sim.json").read_text())
+    assert chip["simulator"] == "verilator" and chip["samples"] == 5
+    assert chip["mismatch"] is None
+    assert chip["test_accuracy"] == chip["golden_test_accuracy"]
 
 
 def test_synth_refuses_a_design_that_does_not_fit_before_any_tool_runs(quantized_run, capsys):

@@ -1,0 +1,216 @@
+# amaranth: UnusedElaboratable=no
+"""The training simulation flow: the training core learns, checked against the golden trainer.
+
+``ffcl-hw sim RUN --train`` trains the simulated :class:`rtl.training_core.TrainingCore`
+on the first N training samples of the run's data set, in the order
+:func:`golden.inttrain.train_int` takes them in epoch 0 (its order generator, seeded with
+the rule's seed), starting from ``RUN/model.int.npz``. The rule is the one an integer run
+recorded (``train --arith int``); a quantized float run gets the defaults of
+``train --arith int`` (:func:`default_rule`). After every ``check_every``-th sample and
+the last, every stored word read back through the core's ``read`` port must equal
+:class:`golden.inttrain.IntTrainer`'s; every sample's ``done`` record must carry the
+golden predicted label and wrong label, and its cycle count the closed form. The first
+mismatch ends the run. ``RUN/train_sim.json`` is written (atomically) either way.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ffcl_hw.flows.evaluate import load_run_dataset
+from ffcl_hw.flows.quantize import load_run_int_model
+from ffcl_hw.flows.simulate import SIMULATORS
+from ffcl_hw.presets import int_preset_for
+from ffcl_hw.runs import RunError, write_json
+from golden.intmodel import IntModel
+from golden.inttrain import TrainRule, default_lr_shift
+from golden.modelio import load_model
+from rtl.training_core import TrainingCore
+from sim.amaranth_sim import run_training
+from sim.train_check import TrainingChecker, TrainingRun
+
+__all__ = ["FULL_CHECK_SAMPLES", "LONG_RUN_CHECK_EVERY", "TRAIN_SIM_FILE", "TOP_NAME",
+           "default_check_every", "default_rule", "train_order", "train_sim_run"]
+
+#: Where the report goes inside the run.
+TRAIN_SIM_FILE = "train_sim.json"
+#: The training core's Verilog module name.
+TOP_NAME = "ffcl_training_core"
+#: Runs up to this many samples compare every stored word after every sample by default.
+FULL_CHECK_SAMPLES = 200
+#: Longer runs compare them after every this-many samples and after the last.
+LONG_RUN_CHECK_EVERY = 100
+
+
+def default_check_every(samples: int) -> int:
+    """Every sample up to :data:`FULL_CHECK_SAMPLES` samples, else every
+    :data:`LONG_RUN_CHECK_EVERY` (and the last, always)."""
+    return 1 if samples <= FULL_CHECK_SAMPLES else LONG_RUN_CHECK_EVERY
+
+
+def default_rule(x_train: np.ndarray, dataset: str) -> TrainRule:
+    """The rule ``train --arith int`` uses by default on ``dataset``: the int preset's
+    epochs, lambda_0 from the images, steps at half and three quarters, seed 0."""
+    epochs = int_preset_for(dataset).epochs
+    return TrainRule(epochs=epochs, lr_shift=default_lr_shift(x_train),
+                     lr_steps=(epochs // 2, 3 * epochs // 4))
+
+
+def _recorded_rule(source: dict[str, Any]) -> TrainRule:
+    recorded = source["trained"]["rule"]
+    names = {f.name for f in fields(TrainRule)}
+    return TrainRule(**{k: v for k, v in recorded.items() if k in names})
+
+
+def train_order(rule: TrainRule, n_train: int) -> np.ndarray:
+    """The training set's order in epoch 0 of :func:`golden.inttrain.train_int`."""
+    return np.random.default_rng(rule.seed).permutation(n_train)
+
+
+def _model_and_rule(run: Path) -> tuple[IntModel, TrainRule, str, Any]:
+    """The starting model, the rule, where the rule came from, and the data set."""
+    saved = load_run_int_model(run)
+    data, _ = load_run_dataset(load_model(run / "model.npz"), None, None)
+    try:
+        if "trained" in saved.source:
+            return (saved.model, _recorded_rule(saved.source),
+                    "the rule this integer run was trained with", data)
+        return (saved.model, default_rule(data.x_train, data.name),
+                "the default rule of `train --arith int` (a quantized float run)", data)
+    except ValueError as error:
+        raise RunError(f"{run / 'model.int.npz'}: {error}") from None
+
+
+def _simulate_cocotb(core: TrainingCore, simulator: str, run: Path, rule: TrainRule,
+                     images: np.ndarray, labels: np.ndarray, check_every: int,
+                     progress: Callable[[int], None] | None) -> tuple[TrainingRun, float]:
+    """Build (or reuse) the core's Verilog simulation and run the training bench."""
+    from golden.intmodelio import save_int_model
+    from sim.runner import build_design, run_tests
+    from sim.tools import ToolMissing
+
+    start = time.perf_counter()
+    try:
+        built = build_design(core, simulator, run / "sim_build", toplevel=TOP_NAME)
+    except ToolMissing as error:
+        raise RunError(str(error)) from None
+    build_seconds = time.perf_counter() - start
+    work = built.build_dir / "ffcl-hw-train-sim"
+    work.mkdir(exist_ok=True)
+    save_int_model(work / "model.int.npz", core.model)
+    np.save(work / "images.npy", images)
+    np.save(work / "labels.npy", labels)
+    setup = {"rule": {f.name: getattr(rule, f.name) for f in fields(TrainRule)},
+             "lanes": core.lanes, "check_every": check_every}
+    (work / "train.json").write_text(json.dumps(setup))
+    report = work / "report.json"
+    report.unlink(missing_ok=True)
+    env = {"FFCL_MODEL": str(work / "model.int.npz"), "FFCL_TRAIN": str(work / "train.json"),
+           "FFCL_IMAGES": str(work / "images.npy"), "FFCL_LABELS": str(work / "labels.npy"),
+           "FFCL_REPORT": str(report)}
+    try:
+        bench = run_tests(built, "sim.train_testbench", name="ffcl-hw-train-sim",
+                          testcase="train_samples", env=env, progress=progress)
+    except RuntimeError as error:
+        raise RunError(str(error)) from None
+    if not report.exists():
+        raise RunError(f"the {simulator} simulation ended without a report; see {bench.log}")
+    return TrainingRun.from_json(json.loads(report.read_text())), build_seconds
+
+
+def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
+                  check_every: int | None = None, lanes: int = 8,
+                  progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Train the simulated core on ``samples`` training samples; write ``RUN/train_sim.json``.
+
+    Returns
+    -------
+    dict
+        The report written (``mismatch`` is ``None`` when every check passed).
+
+    Raises
+    ------
+    RunError
+        Bad input (simulator, sample count, interval, lanes; a model the training core
+        cannot train), checked before anything is simulated.
+    """
+    if simulator not in SIMULATORS:
+        raise RunError(f"--simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise RunError(f"--samples must be a positive integer, not {samples!r}")
+    if check_every is not None and (not isinstance(check_every, int) or check_every < 1):
+        raise RunError(f"--check-every must be a positive integer, not {check_every!r}")
+    if not isinstance(lanes, int) or lanes < 1:
+        raise RunError(f"--lanes must be a positive integer, not {lanes!r}")
+    model, rule, rule_source, data = _model_and_rule(run)
+    if samples > data.n_train:
+        raise RunError(f"--samples {samples} is more than the {data.n_train} training "
+                       f"samples of {data.name}; use --samples {data.n_train} or fewer")
+    widest = max(model.config.hidden)
+    if lanes > widest:
+        raise RunError(f"--lanes {lanes} is more than the widest layer's {widest} neurons, "
+                       f"so {lanes - widest} lanes would never update; use --lanes "
+                       f"{widest} or fewer")
+    check_every = check_every or default_check_every(samples)
+    try:
+        core = TrainingCore(model, rule, lanes=lanes)
+        checker = TrainingChecker(core, check_every=check_every, samples=samples)
+    except ValueError as error:
+        fix = ("; simulate training on an FFDL run (e.g. `ffcl-hw train --arith int --algo "
+               "ffdl`)" if model.config.algo != "ffdl" else "")
+        raise RunError(f"--train: {error}{fix}") from None
+    order = train_order(rule, data.n_train)[:samples]
+    images = model.quantize_input(data.x_train[order]).astype(np.int64)
+    labels = data.y_train[order].astype(np.int64)
+
+    start = time.perf_counter()
+    if simulator == "amaranth":
+        result = run_training(core, checker, images, labels, progress=progress)
+        build_seconds = 0.0
+    else:
+        result, build_seconds = _simulate_cocotb(core, simulator, run, rule, images, labels,
+                                                 check_every, progress)
+    seconds = time.perf_counter() - start - build_seconds
+    mismatch = result.mismatch
+    report: dict[str, Any] = {
+        "simulator": simulator,
+        "samples": samples,
+        "samples_trained": len(result.records),
+        "check_every": check_every,
+        "checked_samples": len(result.checked),
+        "lanes": lanes,
+        "rule": rule.to_dict(),
+        "rule_source": rule_source,
+        "lr_shift": core.lr_shift,
+        "weight_mismatches": 0 if mismatch is None else mismatch.words,
+        "mismatch": None if mismatch is None else str(mismatch),
+        "cycles_per_sample": None, "cycles_formula": core.training_cycles(),
+        "test_accuracy": None, "golden_test_accuracy": None,
+        "initial_test_accuracy": None,
+        "build_seconds": round(build_seconds, 3),
+        "wall_seconds": round(seconds, 3),
+        "samples_per_second": None,
+    }
+    if mismatch is None:
+        # Cycle counts and accuracies count only when every check passed.
+        x_test = model.quantize_input(data.x_test)
+        trained = checker.model_from_words(result.words)
+        golden = checker.model_from_words(result.golden_words)
+        cycles = np.array([r[2] for r in result.records])
+        report.update({
+            "cycles_per_sample": {"min": int(cycles.min()), "mean": float(cycles.mean()),
+                                  "max": int(cycles.max())},
+            "test_accuracy": float((trained.run(x_test).labels == data.y_test).mean()),
+            "golden_test_accuracy": float((golden.run(x_test).labels == data.y_test).mean()),
+            "initial_test_accuracy": float((model.run(x_test).labels == data.y_test).mean()),
+            "samples_per_second": samples / seconds if seconds > 0 else None,
+        })
+    write_json(run / TRAIN_SIM_FILE, report)
+    return report

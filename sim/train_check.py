@@ -1,0 +1,269 @@
+# amaranth: UnusedElaboratable=no
+"""The golden side of a simulated training run: IntTrainer sample by sample, and the checks.
+
+Every simulator that drives :class:`rtl.training_core.TrainingCore` (Amaranth's, and the
+cocotb bench :mod:`sim.train_testbench` under Verilator or Icarus) feeds the same
+:class:`TrainingChecker`: the ``done`` record of each training sample is compared with the
+golden trainer before it trains on the sample (the predicted label of the weights before
+the update, the wrong label its label generator draws) and the cycle count with the closed
+form (:meth:`TrainingCore.training_cycles`); at the check points every stored word read
+back through ``read`` is compared with the golden trainer's
+(:meth:`TrainingCore.stored_images`). The first disagreement is a :class:`TrainMismatch`
+naming the sample, the memory and layer, the address and both values.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from golden.intmodel import IntLayer, IntModel
+from golden.inttrain import IntTrainer
+from golden.lfsr import Lfsr, draw_negative
+from rtl.core import LOAD_TARGETS
+from rtl.training_core import TrainingCore
+
+__all__ = ["READ_TARGETS", "TrainMismatch", "TrainingChecker", "TrainingRun", "check_points"]
+
+#: The ``read`` port's target code of each stored memory, in read-back order.
+READ_TARGETS = {"W": LOAD_TARGETS["weights"], "b": LOAD_TARGETS["bias"],
+                "U": LOAD_TARGETS["labels"]}
+
+
+def check_points(samples: int, check_every: int) -> list[int]:
+    """The 0-based samples after which every stored word is compared: every
+    ``check_every``-th, and always the last."""
+    if not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"Sample count must be a positive integer, not {samples!r}")
+    if not isinstance(check_every, int) or check_every < 1:
+        raise ValueError(f"Check interval must be a positive integer, not {check_every!r}")
+    points = list(range(check_every - 1, samples, check_every))
+    if not points or points[-1] != samples - 1:
+        points.append(samples - 1)
+    return points
+
+
+@dataclass(frozen=True)
+class TrainMismatch:
+    """The first disagreement of the simulated core with the golden trainer.
+
+    ``what`` names the field (``predicted label``, ``wrong label``, ``cycles``) or the
+    stored entry (memory, layer, address, entry); ``words`` is how many stored words
+    differed at that check (0 for a record field).
+    """
+
+    sample: int
+    what: str
+    hardware: int
+    golden: int
+    reference: str = "in the golden trainer"
+    words: int = 0
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return (f"sample {self.sample}: {self.what} is {self.hardware} in the hardware, "
+                f"{self.golden} {self.reference}" + (f" ({self.detail})" if self.detail else ""))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sample": self.sample, "what": self.what, "hardware": self.hardware,
+                "golden": self.golden, "reference": self.reference, "words": self.words,
+                "detail": self.detail}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainMismatch:
+        return cls(**data)
+
+
+@dataclass
+class TrainingRun:
+    """What a simulator reported: one ``(label, wrong, cycles)`` record per sample, the
+    samples checked word by word, the first mismatch (the run stops there), and the
+    hardware's and the golden trainer's stored words at the last check."""
+
+    records: list[tuple[int, int, int]] = field(default_factory=list)
+    checked: list[int] = field(default_factory=list)
+    mismatch: TrainMismatch | None = None
+    words: dict[str, list[int]] | None = None
+    golden_words: dict[str, list[int]] | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"records": [list(r) for r in self.records], "checked": self.checked,
+                "mismatch": None if self.mismatch is None else self.mismatch.to_json(),
+                "words": self.words, "golden_words": self.golden_words,
+                "seconds": self.seconds}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainingRun:
+        mismatch = data["mismatch"]
+        return cls(records=[tuple(r) for r in data["records"]], checked=data["checked"],
+                   mismatch=None if mismatch is None else TrainMismatch.from_json(mismatch),
+                   words=data["words"], golden_words=data["golden_words"],
+                   seconds=data["seconds"])
+
+
+def _signed(value: int, bits: int) -> int:
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+class TrainingChecker:
+    """The golden trainer beside a simulated :class:`TrainingCore`, and its checks.
+
+    Parameters
+    ----------
+    core : TrainingCore
+        The core being simulated (only its parameters are used: model, rule, lanes).
+    check_every : int
+        Compare every stored word after every ``check_every``-th sample and the last.
+    samples : int
+        How many samples the run trains on.
+
+    Attributes
+    ----------
+    trainer : IntTrainer
+        The golden trainer, trained on the samples recorded so far.
+    run : TrainingRun
+        What the simulation reported so far.
+    """
+
+    def __init__(self, core: TrainingCore, *, check_every: int, samples: int) -> None:
+        if not isinstance(core, TrainingCore):
+            raise TypeError(f"Core must be a rtl.training_core.TrainingCore, not {core!r}")
+        self.core = core
+        self.trainer = IntTrainer(core.model, core.rule)
+        stored = set(core.stored_images(self.trainer.stored))
+        if stored != set(READ_TARGETS):
+            # A memory the read-back does not know (FFCL's V) must not go unchecked.
+            raise ValueError(f"the checker reads back {', '.join(READ_TARGETS)}; this core "
+                             f"stores {', '.join(sorted(stored))}")
+        self.lr_shift = core.lr_shift
+        self.expected_cycles = core.training_cycles()
+        self.points = set(check_points(samples, check_every))
+        self.run = TrainingRun()
+        self._start = time.perf_counter()
+        config, P = core.model.config, core.lanes
+        # Words per layer of each memory, in the order stored_images concatenates them.
+        self._layer_words = {
+            "W": [-(-n // P) * (config.input_size if i == 0 else config.hidden[i - 1])
+                  for i, n in enumerate(config.hidden)],
+            "b": list(config.hidden), "U": list(config.hidden)}
+
+    # -- what to read ------------------------------------------------------------------
+    def read_plan(self) -> list[tuple[str, int, int]]:
+        """``(memory, read target code, words)`` of every stored memory."""
+        return [(name, READ_TARGETS[name], sum(self._layer_words[name]))
+                for name in READ_TARGETS]
+
+    def due(self, sample: int) -> bool:
+        """Whether the stored words are compared after ``sample`` (0-based)."""
+        return sample in self.points
+
+    # -- checks ------------------------------------------------------------------------
+    def record(self, sample: int, x: np.ndarray, y: int, label: int, wrong: int,
+               cycles: int) -> TrainMismatch | None:
+        """Check the ``done`` record of training sample ``sample`` (image ``x``, label
+        ``y``), then train the golden trainer on it."""
+        trainer = self.trainer
+        self.run.records.append((int(label), int(wrong), int(cycles)))
+        x = np.asarray(x, dtype=np.int64)
+        predicted = int(trainer.model.run(x[None]).labels[0])
+        # The wrong label the trainer is about to draw, from a copy of its generator.
+        copy = Lfsr(0)
+        copy.state = trainer.label_lfsr.state
+        drawn = draw_negative(copy, int(y), trainer.model.config.num_classes)
+        trainer.train_sample(x, int(y), self.lr_shift)
+        mismatch = None
+        if label != predicted:
+            mismatch = TrainMismatch(sample, "predicted label (weights before the update)",
+                                     int(label), predicted)
+        elif wrong != drawn:
+            mismatch = TrainMismatch(sample, "wrong label drawn", int(wrong), drawn)
+        elif cycles != self.expected_cycles:
+            mismatch = TrainMismatch(sample, "cycles", int(cycles), self.expected_cycles,
+                                     "by the closed form (TrainingCore.training_cycles)")
+        self.run.mismatch = mismatch
+        return mismatch
+
+    def compare(self, sample: int, words: dict[str, list[int]]) -> TrainMismatch | None:
+        """Compare the stored words read back after ``sample`` with the golden trainer's."""
+        expected = self.core.stored_images(self.trainer.stored)
+        self.run.checked.append(sample)
+        self.run.words = {name: [int(w) for w in words[name]] for name in READ_TARGETS}
+        self.run.golden_words = {name: expected[name] for name in READ_TARGETS}
+        wrong = [(name, address) for name in READ_TARGETS
+                 for address, (got, want) in enumerate(zip(words[name], expected[name],
+                                                           strict=True)) if got != want]
+        if not wrong:
+            return None
+        name, address = wrong[0]
+        mismatch = self._entry_mismatch(sample, name, address, int(words[name][address]),
+                                        expected[name][address], len(wrong))
+        self.run.mismatch = mismatch
+        return mismatch
+
+    def _entry_mismatch(self, sample: int, name: str, address: int, got: int, want: int,
+                        count: int) -> TrainMismatch:
+        """The first differing entry of a stored word, named by layer and index."""
+        config, P = self.core.model.config, self.core.lanes
+        layer, local = 0, address
+        while local >= self._layer_words[name][layer]:
+            local -= self._layer_words[name][layer]
+            layer += 1
+        widths = self.core.widths
+        if name == "b":
+            entry, bits, fields = f"b[{local}]", widths["bias"], 1
+        else:
+            bits = widths["stored"]
+            fields = P if name == "W" else config.num_classes
+        mask = (1 << bits) - 1
+        q = next(q for q in range(fields)
+                 if (got >> (q * bits)) & mask != (want >> (q * bits)) & mask)
+        if name == "W":
+            n_in = config.input_size if layer == 0 else config.hidden[layer - 1]
+            entry = f"W[{local // n_in * P + q}, {local % n_in}] (lane {q})"
+        elif name == "U":
+            entry = f"U[{local}, {q}]"
+        digits = -(-fields * bits // 4)
+        return TrainMismatch(
+            sample,
+            f"stored {name} of layer {layer + 1} at address {address} (word {local} of the "
+            f"layer), entry {entry},",
+            _signed(got >> (q * bits), bits), _signed(want >> (q * bits), bits),
+            words=count,
+            detail=f"words 0x{got:0{digits}x} and 0x{want:0{digits}x}; {count} stored "
+                   f"word{'s differ' if count > 1 else ' differs'}")
+
+    def finish(self) -> TrainingRun:
+        """The run so far, with its wall time."""
+        self.run.seconds = time.perf_counter() - self._start
+        return self.run
+
+    # -- the model the words hold ------------------------------------------------------
+    def model_from_words(self, words: dict[str, list[int]]) -> IntModel:
+        """The forward model (top bits of the stored entries) that ``words`` hold."""
+        model, P, f = self.core.model, self.core.lanes, self.core.fine
+        config, widths = model.config, self.core.widths
+        K, B = config.num_classes, widths["stored"]
+        starts = {name: np.cumsum([0, *counts]) for name, counts in self._layer_words.items()}
+        layers = []
+        for i, (lay, n) in enumerate(zip(model.layers, config.hidden, strict=True)):
+            n_in = config.input_size if i == 0 else config.hidden[i - 1]
+            w_words = words["W"][starts["W"][i]:starts["W"][i + 1]]
+            W = np.zeros((n, n_in), dtype=np.int64)
+            for a, word in enumerate(w_words):
+                tile, c = divmod(a, n_in)
+                for p in range(P):
+                    if tile * P + p < n:
+                        W[tile * P + p, c] = _signed(word >> (p * B), B)
+            b = np.array([_signed(w, widths["bias"])
+                          for w in words["b"][starts["b"][i]:starts["b"][i + 1]]], np.int64)
+            U = np.array([[_signed(w >> (q * B), B) for q in range(K)]
+                          for w in words["U"][starts["U"][i]:starts["U"][i + 1]]], np.int64)
+            layers.append(IntLayer(W=W >> f, w_exp=lay.w_exp, b=b >> f, U=U >> f))
+        result = IntModel(config=config, fmt=model.fmt, layers=layers)
+        result.check()
+        return result

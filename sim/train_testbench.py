@@ -1,0 +1,180 @@
+# amaranth: UnusedElaboratable=no
+"""cocotb bench of the exported training core, checked against the golden trainer.
+
+Drives :class:`rtl.training_core.TrainingCore`'s Verilog through its ports: the pixels of
+each labelled sample into ``samples`` (the label and ``train`` with the last), the ``done``
+record taken when it appears, and at the check points every stored word read back through
+``read``/``read_data`` while the record is offered. The golden side is
+:class:`sim.train_check.TrainingChecker`, the same one the Amaranth simulation uses; the
+run stops at the first mismatch. Python runs per cycle only while pixels or read-back
+addresses move: the bench sleeps on ``done__valid`` through the thousands of cycles of
+the updates, so Verilator sets the pace.
+
+Everything comes from environment variables set by :mod:`ffcl_hw.flows.train_sim`:
+
+- FFCL_MODEL: the starting integer model; FFCL_TRAIN: a JSON of the rule, lanes and
+  check interval
+- FFCL_IMAGES, FFCL_LABELS: .npy files of the training samples in the order to train
+- FFCL_REPORT: where ``train_samples`` writes the :class:`sim.train_check.TrainingRun`
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import (
+    ClockCycles,
+    FallingEdge,
+    ReadOnly,
+    RisingEdge,
+    SimTimeoutError,
+    with_timeout,
+)
+
+from golden.intmodelio import load_int_model
+from golden.inttrain import TrainRule
+from rtl.training_core import READ_LATENCY, TrainingCore, done_layout, sample_layout
+from sim.train_check import TrainingChecker, TrainMismatch
+
+#: The clock period in nanoseconds.
+PERIOD_NS = 10
+
+
+def _fields(layout) -> dict[str, tuple[int, int]]:
+    """``name: (offset, width)`` of a struct layout's fields (the flat Verilog port)."""
+    return {name: (part.offset, part.width) for name, part in layout}
+
+
+class TB:
+    """Clock, reset, the sample driver, the record and read-back port, the checker."""
+
+    def __init__(self, dut) -> None:
+        self.dut = dut
+        with open(os.environ["FFCL_TRAIN"]) as stream:
+            setup = json.load(stream)
+        model = load_int_model(os.environ["FFCL_MODEL"]).model
+        rule = TrainRule(**setup["rule"])
+        # The core object is only a description here (no elaboration): widths, read
+        # layout and the closed form of the counter.
+        self.core = TrainingCore(model, rule, lanes=setup["lanes"])
+        self.images = np.load(os.environ["FFCL_IMAGES"])
+        self.labels = np.load(os.environ["FFCL_LABELS"])
+        self.checker = TrainingChecker(self.core, check_every=setup["check_every"],
+                                       samples=len(self.images))
+        config = model.config
+        self.sample_fields = _fields(sample_layout(model.fmt.input_bits, config.num_classes))
+        self.done_fields = _fields(done_layout(config.num_classes))
+
+    async def start(self) -> None:
+        dut = self.dut
+        cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
+        dut.rst.value = 1
+        dut.samples__valid.value = 0
+        dut.done__ready.value = 0
+        dut.read__target.value = 0
+        dut.read__addr.value = 0
+        await ClockCycles(dut.clk, 3)
+        dut.rst.value = 0
+        await FallingEdge(dut.clk)
+
+    def _sample_word(self, pixel: int, label: int) -> int:
+        word = int(pixel) << self.sample_fields["pixel"][0]
+        word |= label << self.sample_fields["label"][0]
+        return word | 1 << self.sample_fields["train"][0]
+
+    def _done_field(self, word: int, name: str) -> int:
+        offset, width = self.done_fields[name]
+        return (word >> offset) & ((1 << width) - 1)
+
+    async def send(self, image: np.ndarray, label: int) -> None:
+        """Offer the pixels on falling edges; each moves at the rising edge that sees
+        ``ready`` (read once the inputs have settled)."""
+        dut = self.dut
+        dut.samples__valid.value = 1
+        for pixel in image:
+            dut.samples__payload.value = self._sample_word(pixel, label)
+            while True:
+                await ReadOnly()
+                taken = bool(dut.samples__ready.value)
+                await FallingEdge(dut.clk)
+                if taken:
+                    break
+        dut.samples__valid.value = 0
+
+    @property
+    def timeout(self) -> int:
+        """Cycles to wait for a record before calling the core hung."""
+        return 4 * self.checker.expected_cycles + 1000
+
+    async def record(self) -> tuple[int, int, int]:
+        """Sleep until the ``done`` record appears; return its fields.
+
+        Raises
+        ------
+        SimTimeoutError
+            If none appears within :attr:`timeout` cycles.
+        """
+        dut = self.dut
+        if not dut.done__valid.value:
+            await with_timeout(RisingEdge(dut.done__valid), self.timeout * PERIOD_NS, "ns")
+        await FallingEdge(dut.clk)
+        word = int(dut.done__payload.value)
+        return tuple(self._done_field(word, name) for name in ("label", "wrong", "cycles"))
+
+    async def read_back(self) -> dict[str, list[int]]:
+        """Every stored word through ``read`` (one address a cycle, READ_LATENCY deep)."""
+        dut = self.dut
+        words = {}
+        for name, target, count in self.checker.read_plan():
+            dut.read__target.value = target
+            got = []
+            for t in range(count + READ_LATENCY - 1):
+                if t < count:
+                    dut.read__addr.value = t
+                await FallingEdge(dut.clk)
+                if t >= READ_LATENCY - 1:
+                    got.append(int(dut.read_data.value))
+            words[name] = got
+        return words
+
+    async def take(self) -> None:
+        """Take the record: the core goes back to waiting for pixels."""
+        self.dut.done__ready.value = 1
+        await FallingEdge(self.dut.clk)
+        self.dut.done__ready.value = 0
+
+
+@cocotb.test()
+async def train_samples(dut) -> None:
+    """Train on FFCL_IMAGES/FFCL_LABELS, checking as FFCL_TRAIN says; report to FFCL_REPORT."""
+    tb = TB(dut)
+    await tb.start()
+    checker = tb.checker
+    count = len(tb.images)
+    step = max(1, count // 20)
+    for i, (image, label) in enumerate(zip(tb.images, tb.labels, strict=True)):
+        await tb.send(image, int(label))
+        try:
+            mismatch = checker.record(i, image, int(label), *await tb.record())
+        except SimTimeoutError:
+            # A hung core is a mismatch of the counter: reported like one, exit 1.
+            mismatch = checker.run.mismatch = TrainMismatch(
+                i, "cycles", tb.timeout, checker.expected_cycles,
+                "by the closed form (TrainingCore.training_cycles)",
+                detail=f"no done record within {tb.timeout} cycles of the last pixel")
+        if mismatch is None and checker.due(i):
+            mismatch = checker.compare(i, await tb.read_back())
+        if mismatch is not None:
+            dut._log.error(str(mismatch))
+            break
+        await tb.take()
+        if (i + 1) % step == 0 or i + 1 == count:
+            dut._log.info("trained %d/%d samples", i + 1, count)
+    run = checker.finish()
+    with open(os.environ["FFCL_REPORT"], "w") as stream:
+        json.dump(run.to_json(), stream)
+    assert run.mismatch is None, str(run.mismatch)

@@ -1,0 +1,256 @@
+# amaranth: UnusedElaboratable=no
+"""``ffcl-hw sim RUN --train``: the simulated training core against the golden trainer."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+import sim.train_check
+from ffcl_hw.cli import main
+from ffcl_hw.flows.train_sim import train_order
+from golden.datasets import load_dataset
+from golden.intmodelio import load_int_model
+from golden.inttrain import IntTrainer, TrainRule, train_int
+from rtl.training_core import TrainingCore
+from sim.runner import available_simulators
+from sim.train_check import TrainingChecker, check_points
+
+#: A tiny FFDL net on digits: its training core simulates a sample in a few hundred cycles.
+TINY = ["--hidden", "6,5", "--epochs", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def tiny_int_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("trainsim") / "ffdl-int"
+    assert main(["train", "--arith", "int", "--algo", "ffdl", *TINY, "--out", str(run)]) == 0
+    return run
+
+
+def _sim_train(capsys, run, *argv, lanes=3):
+    """``sim RUN --train`` on ``lanes`` lanes: (status, out, err); argparse's exit too."""
+    (run / "train_sim.json").unlink(missing_ok=True)
+    try:
+        status = main(["sim", str(run), "--train", "--lanes", str(lanes), "--quiet", *argv])
+    except SystemExit as exit:
+        status = exit.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_amaranth_trains_bit_exact_in_train_int_order(tiny_int_run, capsys, monkeypatch):
+    # The samples the golden side trains on, in order, with their lambda...
+    seen = []
+    train_sample = IntTrainer.train_sample
+
+    def spy(self, x, y, lr_shift):
+        seen.append((np.array(x), int(y), lr_shift))
+        if len(seen) > limit:
+            raise StopIteration
+        return train_sample(self, x, y, lr_shift)
+
+    limit = 3
+    monkeypatch.setattr(IntTrainer, "train_sample", spy)
+    status, out, _ = _sim_train(capsys, tiny_int_run, "--simulator", "amaranth", "--samples",
+                                "3")
+    assert status == 0, out
+    assert "the rule this integer run was trained with" in out
+    assert "every stored word after every sample (3 checks)" in out
+    flow, seen[:] = list(seen), []
+    # ... are the first three train_int takes in its first epoch (its own order generator).
+    saved = load_int_model(tiny_int_run / "model.int.npz")
+    rule = TrainRule(**{k: v for k, v in saved.source["trained"]["rule"].items()
+                        if k in TrainRule.__dataclass_fields__})
+    data = load_dataset("digits")
+    limit = 2
+    with pytest.raises(StopIteration):
+        train_int(saved.model, rule, saved.model.quantize_input(data.x_train), data.y_train,
+                  fast=False)
+    assert len(flow) == 3
+    for (x_a, y_a, lam_a), (x_b, y_b, lam_b) in zip(flow, seen, strict=True):
+        assert np.array_equal(x_a, x_b) and y_a == y_b and lam_a == lam_b
+
+    report = json.loads((tiny_int_run / "train_sim.json").read_text())
+    assert report["samples"] == report["samples_trained"] == report["checked_samples"] == 3
+    assert report["weight_mismatches"] == 0 and report["mismatch"] is None
+    c = report["cycles_per_sample"]
+    assert c["min"] == c["max"] == report["cycles_formula"] > 0
+    assert report["test_accuracy"] == report["golden_test_accuracy"]
+    assert report["simulator"] == "amaranth" and report["wall_seconds"] > 0
+
+
+def test_check_points_are_every_kth_sample_and_the_last():
+    assert check_points(5, 1) == [0, 1, 2, 3, 4]
+    assert check_points(250, 100) == [99, 199, 249]
+    assert check_points(200, 100) == [99, 199]
+    assert check_points(3, 10) == [2]
+    with pytest.raises(ValueError, match="Check interval must be a positive integer, not 0"):
+        check_points(3, 0)
+
+
+def _perturb(name, layer, index):
+    """An IntTrainer whose stored ``name`` of ``layer`` starts one fine step off at
+    ``index`` (the forward bits unchanged, so only the stored word can tell)."""
+    class Seeded(IntTrainer):
+        def __init__(self, model, rule):
+            super().__init__(model, rule)
+            self.stored[layer][name][index] += 1
+    return Seeded
+
+
+# (memory, layer, index) -> the address and entry the message must name. The tiny net on
+# 3 lanes: layer 1 W is 2 tiles x 64 words, layer 2 W starts at 128 (tile 1 of W[4, 3] is
+# word 6 + 3 of the layer: lane 1); b and U have one word per neuron (layer 2 from 6).
+MISMATCHES = {
+    "W1": (("W", 0, (0, 0)), "stored W of layer 1 at address 0 (word 0 of the layer), "
+                             "entry W[0, 0] (lane 0),"),
+    "W2": (("W", 1, (4, 3)), "stored W of layer 2 at address 137 (word 9 of the layer), "
+                             "entry W[4, 3] (lane 1),"),
+    "b2": (("b", 1, 2), "stored b of layer 2 at address 8 (word 2 of the layer), entry b[2],"),
+    "U1": (("U", 0, (3, 7)), "stored U of layer 1 at address 3 (word 3 of the layer), "
+                             "entry U[3, 7],"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISMATCHES))
+def test_a_wrong_stored_word_exits_1_naming_sample_memory_address_and_values(
+        tiny_int_run, capsys, monkeypatch, case):
+    (name, layer, index), where = MISMATCHES[case]
+    monkeypatch.setattr(sim.train_check, "IntTrainer", _perturb(name, layer, index))
+    status, out, err = _sim_train(capsys, tiny_int_run, "--simulator", "amaranth",
+                                  "--samples", "2")
+    assert status == 1
+    message = err.split("MISMATCH with the golden trainer after 1 sample: ")[1]
+    found = re.match(rf"sample 0: {re.escape(where)} is (-?\d+) in the hardware, (-?\d+) in "
+                     "the golden trainer", message)
+    assert found, message
+    # The golden value is the hardware's plus the seeded step (no saturation here).
+    assert int(found[2]) == int(found[1]) + 1, message
+    assert message.endswith("; 1 stored word differs)\n"), message
+    report = json.loads((tiny_int_run / "train_sim.json").read_text())
+    assert report["weight_mismatches"] == 1 and report["mismatch"] == message.strip()
+    assert report["test_accuracy"] is None and report["cycles_per_sample"] is None
+
+
+def test_a_wrong_cycle_count_exits_1(tiny_int_run, capsys, monkeypatch):
+    formula = TrainingCore.training_cycles
+    monkeypatch.setattr(TrainingCore, "training_cycles", lambda self: formula(self) + 1)
+    status, _, err = _sim_train(capsys, tiny_int_run, "--simulator", "amaranth",
+                                "--samples", "2")
+    assert status == 1
+    assert "sample 0: cycles is 604 in the hardware, 605 by the closed form" in err
+
+
+def test_the_checker_names_a_wrong_record(tiny_int_run):
+    saved = load_int_model(tiny_int_run / "model.int.npz")
+    core = TrainingCore(saved.model, TrainRule(epochs=1), lanes=3)
+    checker = TrainingChecker(core, check_every=1, samples=2)
+    x = np.zeros(64, dtype=np.int64)
+    label = int(saved.model.run(x[None]).labels[0])
+    mismatch = checker.record(0, x, 1, (label + 1) % 10, 0, 0)
+    assert str(mismatch).startswith(f"sample 0: predicted label (weights before the update) "
+                                    f"is {(label + 1) % 10} in the hardware, {label} in")
+
+
+@pytest.fixture(scope="module")
+def ffcl_int_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("trainsim") / "ffcl-int"
+    assert main(["train", "--arith", "int", "--algo", "ffcl", "--loops", "2", *TINY,
+                 "--out", str(run)]) == 0
+    return run
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--samples", "0"], "'0' is not a positive integer"),
+    (["--samples", "1348"], "--samples 1348 is more than the 1347 training samples of "
+                            "digits; use --samples 1347 or fewer"),
+    (["--simulator", "modelsim"], "invalid choice: 'modelsim'"),
+    (["--netlist", "icebreaker"], "--netlist does not go with --train"),
+    (["--multipliers", "shared"], "--multipliers does not go with --train"),
+    (["--lanes", "7", "--simulator", "amaranth"], "--lanes 7 is more than the widest "
+                                                  "layer's 6 neurons"),
+])
+def test_bad_input_exits_2_and_writes_nothing(tiny_int_run, capsys, argv, message):
+    status, _, err = _sim_train(capsys, tiny_int_run, *argv)
+    assert status == 2 and message in err
+    assert not (tiny_int_run / "train_sim.json").exists()
+
+
+def test_an_ffcl_run_is_refused_while_the_core_trains_ffdl_only(ffcl_int_run, capsys):
+    status, _, err = _sim_train(capsys, ffcl_int_run, "--simulator", "amaranth",
+                                "--samples", "2")
+    if status == 0:
+        pytest.skip("the training core trains FFCL now")
+    assert status == 2
+    assert "trains FFDL models, not FFCL" in err and "simulate training on an FFDL run" in err
+    assert not (ffcl_int_run / "train_sim.json").exists()
+
+
+def test_check_every_needs_train(tiny_int_run, capsys):
+    assert main(["sim", str(tiny_int_run), "--check-every", "2", "--quiet"]) == 2
+    assert "--check-every goes with --train only" in capsys.readouterr().err
+
+
+def test_a_quantized_float_run_trains_with_the_default_rule(tmp_path, capsys):
+    run = tmp_path / "ffdl"
+    assert main(["train", "--algo", "ffdl", "--hidden", "6,5", "--epochs", "1", "--out",
+                 str(run), "--quiet"]) == 0
+    assert main(["quantize", str(run)]) == 0
+    status, out, _ = _sim_train(capsys, run, "--simulator", "amaranth", "--samples", "2")
+    assert status == 0, out
+    assert "the default rule of `train --arith int` (a quantized float run)" in out
+    report = json.loads((run / "train_sim.json").read_text())
+    assert report["rule"]["seed"] == 0 and report["rule"]["epochs"] == 30
+    assert report["test_accuracy"] == report["golden_test_accuracy"]
+
+
+def test_train_order_is_train_ints_first_epoch():
+    rule = TrainRule(epochs=1, seed=3)
+    assert np.array_equal(train_order(rule, 10), np.random.default_rng(3).permutation(10))
+
+
+@pytest.mark.parametrize("simulator", [
+    pytest.param("icarus", marks=pytest.mark.skipif("icarus" not in available_simulators(),
+                                                    reason="Icarus missing")),
+    pytest.param("verilator", marks=pytest.mark.slow),
+])
+def test_the_verilog_trains_bit_exact_under_cocotb(tiny_int_run, capsys, simulator):
+    # Verilator's build of the training core takes one to two minutes: opt-in.
+    status, out, err = _sim_train(capsys, tiny_int_run, "--simulator", simulator,
+                                  "--samples", "2")
+    assert status == 0, out + err
+    report = json.loads((tiny_int_run / "train_sim.json").read_text())
+    assert report["simulator"] == simulator and report["checked_samples"] == 2
+    assert report["cycles_per_sample"]["max"] == report["cycles_formula"]
+    assert report["test_accuracy"] == report["golden_test_accuracy"]
+
+
+@pytest.mark.slow
+def test_verilator_trains_a_full_digits_epoch_bit_exact(tmp_path, capsys):
+    # Issue 14's proof: one epoch (1,347 samples) of a digits FFDL 64-64 run on 8 lanes.
+    run = tmp_path / "digits-ffdl"
+    assert main(["train", "--arith", "int", "--algo", "ffdl", "--out", str(run),
+                 "--quiet"]) == 0
+    status, out, err = _sim_train(capsys, run, "--simulator", "verilator", "--samples",
+                                  "1347", lanes=8)
+    assert status == 0, out + err
+    report = json.loads((run / "train_sim.json").read_text())
+    assert report["samples_trained"] == 1347 and report["weight_mismatches"] == 0
+    assert report["checked_samples"] == 14          # every 100th and the last
+    assert report["test_accuracy"] == report["golden_test_accuracy"]
+    print(out)
+
+
+def test_a_stored_memory_the_read_back_does_not_know_is_refused(tiny_int_run, monkeypatch):
+    # FFCL's V, once the core stores it, must be read back and checked, not skipped.
+    images = TrainingCore.stored_images
+    monkeypatch.setattr(TrainingCore, "stored_images",
+                        lambda self, stored: {**images(self, stored), "V": []})
+    core = TrainingCore(load_int_model(tiny_int_run / "model.int.npz").model,
+                        TrainRule(epochs=1), lanes=3)
+    with pytest.raises(ValueError, match="the checker reads back W, b, U; this core stores "
+                                         "U, V, W, b"):
+        TrainingChecker(core, check_every=1, samples=1)
