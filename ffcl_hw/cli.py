@@ -65,21 +65,22 @@ def _hidden(text: str) -> tuple[int, ...]:
     return widths
 
 
-def _integer_at_least(minimum: int, what: str) -> Callable[[str], int]:
-    """An argparse type for an integer of at least ``minimum``, named ``what`` in errors."""
+def _integer_in(low: int, high: int | None, what: str) -> Callable[[str], int]:
+    """An argparse type for an integer in ``low..high`` (``high`` None: no upper bound),
+    named ``what`` in errors."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            value = minimum - 1
-        if value < minimum:
+            value = low - 1
+        if value < low or (high is not None and value > high):
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
         return value
     return parse
 
 
-_positive = _integer_at_least(1, "a positive integer")
-_non_negative = _integer_at_least(0, "a non-negative integer")
+_positive = _integer_in(1, None, "a positive integer")
+_non_negative = _integer_in(0, None, "a non-negative integer")
 
 
 def _positive_float(text: str) -> float:
@@ -95,15 +96,7 @@ def _positive_float(text: str) -> float:
 
 def _bits(low: int, high: int) -> Callable[[str], int]:
     """An argparse type for a width in ``low..high`` (IntFormat's accepted range)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a width in {low}..{high} bits")
-        return value
-    return parse
+    return _integer_in(low, high, f"a width in {low}..{high} bits")
 
 
 def _dataset(text: str) -> str:
