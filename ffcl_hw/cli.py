@@ -154,6 +154,12 @@ def _lr_steps(text: str) -> tuple[int, ...]:
     return steps
 
 
+def _default_lr_steps(epochs: int) -> tuple[int, int]:
+    """``train --arith int``'s learning-rate steps without ``--lr-steps`` (and compare
+    --with-int's): at half and three quarters of the epochs."""
+    return (epochs // 2, 3 * epochs // 4)
+
+
 def _add_int_train_options(parser: argparse.ArgumentParser) -> None:
     """``train --arith int``: the on-chip learning rule (docs/integer-training.md)."""
     group = parser.add_argument_group("integer training (--arith int)")
@@ -442,7 +448,7 @@ def _train_int(args: argparse.Namespace, dataset) -> int:
             dataset, config, resize=args.resize, seed=args.seed, weight_bits=args.weight_bits,
             state_bits=args.state_bits, frac_bits=args.frac_bits)
     epochs = args.epochs or preset.epochs
-    steps = args.lr_steps if args.lr_steps is not None else (epochs // 2, 3 * epochs // 4)
+    steps = args.lr_steps if args.lr_steps is not None else _default_lr_steps(epochs)
     try:
         rule = TrainRule(epochs=epochs, lr_shift=default_lr_shift(dataset.x_train)
                          if args.lr_shift is None else args.lr_shift, lr_steps=steps,
@@ -505,7 +511,7 @@ def _compare(args: argparse.Namespace) -> int:
         model = seed_model(dataset, config, resize=args.resize, seed=args.seed, weight_bits=8,
                            state_bits=16, frac_bits=None)
         rule = TrainRule(epochs=preset.epochs, lr_shift=default_lr_shift(dataset.x_train),
-                         lr_steps=(preset.epochs // 2, 3 * preset.epochs // 4), seed=args.seed)
+                         lr_steps=_default_lr_steps(preset.epochs), seed=args.seed)
         return train_int_run(dataset, model, rule, folder, resize=args.resize,
                              callback=EpochBar(algo.upper() + " int", quiet=args.quiet)).metrics
 
