@@ -7,13 +7,14 @@ passes of a training sample (the program's LAYER ops, with FFCL's layer-1 cache
 disabled: the rule recomputes W_1 x at every iteration, its weights may have changed),
 and the update of every layer in the closed form of the design note, with the units'
 latencies read from the components (``LearningSignalUnit.gap_for``, ``UpdateLane.latency``,
-``WeightStore.LATENCY``, ``OPERAND_STAGES``). Nothing here is measured on hardware: the
-training engine is not built yet; this is the design's arithmetic.
+``WeightStore.LATENCY``, ``OPERAND_STAGES``): :func:`rtl.training_estimate.estimate_training`,
+which ``ffcl-hw bench`` also reports as the training row's ideal cycles. Nothing here is
+measured on hardware: this is the design's arithmetic (the last table is the built
+slice's closed form).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -24,24 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from golden.config import ModelConfig  # noqa: E402
 from golden.inttrain import TrainRule, initial_model  # noqa: E402
 from rtl.learning_signal import LearningSignalUnit  # noqa: E402
-from rtl.program import (  # noqa: E402
-    FETCH_DECODE,
-    LAYER,
-    OPERAND_STAGES,
-    SIDE_LATENCY,
-    SRC_CACHE,
-    SRC_IMAGE,
-    build_program,
-)
+from rtl.program import SIDE_LATENCY  # noqa: E402
 from rtl.training_core import TrainingCore  # noqa: E402
-from rtl.update_lane import UpdateLane  # noqa: E402
-from rtl.weight_store import SPRAM_WIDTH, WeightStore  # noqa: E402
+from rtl.training_estimate import RMW_DRAIN, SPRAM_BITS_PER_CYCLE, estimate_training  # noqa: E402
+from rtl.weight_store import SPRAM_WIDTH  # noqa: E402
 
-#: Cycles from the last read of an update pass to its write: the weight store's read,
-#: the operand register, the update lane (own multiplier or a MAC lane's: both 6).
-RMW_DRAIN = WeightStore.LATENCY + OPERAND_STAGES + UpdateLane.latency_for(None)
-#: iCE40 UP5K: four SB_SPRAM256KA side by side, one 16-bit access each per cycle.
-SPRAM_BITS_PER_CYCLE = 4 * SPRAM_WIDTH
 #: Bits of the memory the weights live in: UP5K SPRAM (4 x 256 Kb), ECP5-85F block RAM
 #: (208 DP16KD of 18 Kb); the boards' other memories (EBR, distributed RAM) are left out.
 MEMORY_BITS = {"spram": 4 * 16384 * SPRAM_WIDTH, "bram": 208 * 18432}
@@ -65,64 +53,18 @@ CONFIGS = [
 
 def estimate(config: ModelConfig, input_max: int, lanes: int, shared: bool, memory: str,
              store_bits: int = 16) -> dict[str, float]:
+    """rtl.training_estimate.estimate_training on seeded weights of ``config`` (the
+    cycles do not depend on the weights), with every label scanned per cycle (2 with
+    shared multipliers), and the memory it lives in."""
     rng = np.random.default_rng(0)
     x = rng.random((16, config.input_size))
     model = initial_model(config, x, input_max=input_max, seed=0)
-    program = build_program(model, lanes=lanes, label_lanes=config.num_classes if not shared
-                            else 2, shared=shared)
-    # With shared multipliers the learning signal borrows the lanes' too.
-    gap = LearningSignalUnit.gap_for(SIDE_LATENCY if shared else None)
-    forward = update = busy = rmw = 0
-    t = -1
-    for op in program.ops:
-        if op.kind != LAYER:
-            continue
-        if op.layer == 0:
-            t += 1
-        if op.ff_src == SRC_CACHE:
-            # The rule recomputes layer 1's feed-forward product at every iteration.
-            op = dataclasses.replace(op, ff_src=SRC_IMAGE, ff_n_in=config.input_size)
-        forward += program.op_cycles(op)
-        n, n_in = op.n_out, config.input_size if op.layer == 0 else config.hidden[op.layer - 1]
-        source = config.feedback_source(op.layer)
-        n_src = 0 if source is None else config.hidden[source]
-        tiles = program.tiles(n)
-        # The learning signal (scan, sigma, z, errors), and the normalised inputs v through
-        # the scaler (layers above the first, and V's): overlapped with dedicated
-        # multipliers, after it when the scaler borrows the lanes.
-        # The scan reads U[i, y] and U[i, y'] from the label memory, G labels a word: two
-        # reads per neuron unless every label is in one word (G = K).
-        reads = 1 if program.groups == 1 else 2
-        signal = reads * n + n + gap
-        norm = (0 if op.layer == 0 else n_in) + n_src
-        norm_cycles = norm + program.scale_latency if norm else 0
-        prep = signal + norm_cycles if shared else max(signal, norm_cycles)
-        words = tiles * (n_in + n_src)
-        if memory == "bram":
-            # Dual port: one word read and one written per cycle.
-            pass_cycles = words
-        else:
-            # Single-port SPRAM: every weight read and written once, 64 bits a cycle.
-            weights_per_access = SPRAM_BITS_PER_CYCLE // store_bits
-            pass_cycles = 2 * -(-tiles * lanes // weights_per_access) * (n_in + n_src)
-        # b and U (one word per neuron, v = 1, no multiplier) run beside the W pass on
-        # their own memories' ports; they only count if longer.
-        small = max(0, 2 * n - pass_cycles)
-        layer_update = FETCH_DECODE + prep + pass_cycles + small + RMW_DRAIN
-        update += layer_update
-        rmw += pass_cycles + RMW_DRAIN
-        busy += n * (n_in + n_src)
-    total = forward + update + 1
-    fmt = model.fmt
-    f = store_bits - fmt.weight_bits
-    entries = sum(lay.W.size + lay.U.size + (0 if lay.V is None else lay.V.size)
-                  for lay in model.layers)
-    biases = sum(config.hidden)
-    return {"stored_bits": entries * store_bits + biases * (fmt.state_bits + f),
-            "forward_bits": entries * fmt.weight_bits + biases * fmt.state_bits,
-            "memory_bits": MEMORY_BITS[memory], "inference": program.cycles(),
-            "forward": forward, "update": update, "total": total,
-            "utilisation": busy / (lanes * rmw)}
+    e = estimate_training(model, lanes=lanes, label_lanes=2 if shared else config.num_classes,
+                          shared=shared, memory=memory, store_bits=store_bits)
+    return {"stored_bits": e.stored_bits, "forward_bits": e.forward_bits,
+            "memory_bits": MEMORY_BITS[memory], "inference": e.inference,
+            "forward": e.forward, "update": e.update, "total": e.total,
+            "utilisation": e.utilisation}
 
 
 def largest_fit(e: dict[str, float]) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ffcl_hw.flows.bench import bench_run
 from ffcl_hw.flows.board_run import BOARD_FILE, board_run
+from ffcl_hw.flows.board_train import BOARD_TRAIN_FILE, board_read, board_train
 from ffcl_hw.flows.compare import compare, markdown_table
 from ffcl_hw.flows.evaluate import evaluate_run
 from ffcl_hw.flows.export import export_verilog
@@ -321,7 +322,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    "print it)")
 
     p = sub.add_parser("run", help="classify test images on a board over its UART host link "
-                       "and check them against the golden integer model; write RUN/board.json")
+                       "and check them against the golden integer model; write RUN/board.json "
+                       "(--train: train a training bitstream; --read: save its model)")
     p.add_argument("run", type=Path, metavar="RUN")
     p.add_argument("--port", required=True, metavar="PORT",
                    help="serial port (/dev/ttyUSB1, COM3) or a pyserial URL (socket://host:port)")
@@ -334,10 +336,22 @@ def _build_parser() -> argparse.ArgumentParser:
                         "memories start empty, e.g. iCE40 SPRAM)")
     p.add_argument("--timeout", type=_positive_float, default=2.0, metavar="S",
                    help="seconds to wait for each byte of a reply (default 2)")
+    p.add_argument("--train", action="store_true",
+                   help="instead of classifying: train the board (a training bitstream) on "
+                        "RUN's training set in train_int's order and lambda schedule, check "
+                        "it against the golden trainer; write RUN/board_train.json")
+    p.add_argument("--epochs", type=_integer_in(1, None, "a positive number of epochs"),
+                   metavar="N", help="with --train: epochs (default 1)")
+    p.add_argument("--read", action="store_true",
+                   help="save the model the board holds (after --train, if given) as an "
+                        "integer run")
+    p.add_argument("--out", type=Path, metavar="NEW",
+                   help="with --read: the new run folder (default RUN-board beside RUN)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("bench", help="accelerator cycles per inference against host C, "
-                       "NumPy and RV32IM; write RUN/bench.json, RUN/bench.md, RUN/bench/*.png")
+    p = sub.add_parser("bench", help="accelerator cycles per inference and per training "
+                       "sample against host C, NumPy and RV32IM; write RUN/bench.json, "
+                       "RUN/bench.md, RUN/bench/*.png")
     p.add_argument("run", type=Path, metavar="RUN")
     p.add_argument("--board", choices=BOARD_NAMES,
                    help="latency at the Fmax of RUN/synth/BOARD/report.json (and that "
@@ -345,9 +359,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=_positive, default=20, metavar="N",
                    help="test images through the RTL in Verilator (default 20)")
     p.add_argument("--cpu-samples", type=_positive, default=50, metavar="N",
-                   help="test images the host C and NumPy timings use (default 50)")
+                   help="test images the host C and NumPy timings use, and training "
+                        "samples the host's training step is timed on (default 50)")
     p.add_argument("--rv32im-samples", type=_positive, default=3, metavar="N",
-                   help="test images run in the RV32IM simulator (default 3)")
+                   help="test images run in the RV32IM simulator, and training samples "
+                        "trained there (default 3)")
     p.add_argument("--cpu-seconds", type=_positive_float, default=2.0, metavar="S",
                    help="timed seconds per host C build and for NumPy (default 2)")
     p.add_argument("--lanes", type=_positive, default=8, metavar="P")
@@ -680,7 +696,57 @@ def _synth_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_training(args: argparse.Namespace) -> int:
+    if args.load:
+        raise RunError("--load goes without --train and --read: a training bitstream takes "
+                       "no loads yet (it starts from the model it was built with)")
+    kept: dict = {}
+    status = 0
+    if args.train:
+        with contextlib.ExitStack() as stack:
+            progress = None
+            if not args.quiet:
+                from tqdm import tqdm
+
+                bar = stack.enter_context(tqdm(desc="train on board", unit="sample",
+                                               file=sys.stderr, disable=None))
+                progress = lambda done: bar.update(done - bar.n)  # noqa: E731
+            r = board_train(args.run, port=args.port, epochs=args.epochs or 1, baud=args.baud,
+                            timeout=args.timeout, progress=progress, keep=kept)
+        print(f"board on {r['port']}: trained {r['samples']} samples in {r['epochs']} epochs "
+              f"(lambda {', '.join(map(str, r['lr_shifts']))})")
+        if r["mismatches"] or not r["model_equal"]:
+            print(f"  MISMATCH with the golden trainer: {r['mismatches']} records; "
+                  f"first: {r['first_mismatch'] or r['first_difference']}", file=sys.stderr)
+            status = 1
+        else:
+            c = r["cycles_per_sample"]
+            print("  every record and every stored word equal the golden trainer's")
+            formula = (f"; formula {r['cycles_formula']:,}" if r["cycles_formula"] is not None
+                       else "")
+            print(f"  cycles/sample     {c['mean']:,.0f} (min {c['min']:,}, max "
+                  f"{c['max']:,}{formula})")
+        print(f"  accuracy          {_percent(r['accuracy'])} (golden trainer "
+              f"{_percent(r['golden_int_accuracy'])})")
+        print(f"  over the link     {r['samples_per_second']:.1f} samples/s at {r['baud']} baud")
+        print(f"  written           {args.run / BOARD_TRAIN_FILE}")
+    if args.read:
+        m = board_read(args.run, port=args.port, out=args.out, baud=args.baud,
+                       timeout=args.timeout, kept=kept or None)
+        out = args.out or args.run.parent / f"{args.run.name}-board"
+        print(f"board's model ({m['samples_trained_on_board']} samples trained on it): test "
+              f"accuracy {_percent(m['test_accuracy'])}; written {out / INT_MODEL_FILE}, "
+              f"{out / 'model.npz'}, {out / 'metrics.json'}")
+    return status
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.epochs is not None and not args.train:
+        raise RunError("--epochs goes with --train")
+    if args.out is not None and not args.read:
+        raise RunError("--out goes with --read")
+    if args.train or args.read:
+        return _run_training(args)
     with _image_progress(args, "board") as progress:
         r = board_run(args.run, port=args.port, samples=args.samples, baud=args.baud,
                       load=args.load, timeout=args.timeout, progress=progress)

@@ -26,10 +26,20 @@ from rtl.host_link import (
 )
 from rtl.host_link import model_hash as hash_of_model
 from rtl.program import build_program
-from rtl.protocol import FRAME_CRC, PROTOCOL_VERSION, SYNC, Command, ErrorCode, Reply
+from rtl.protocol import (
+    ANY_LR_SHIFT,
+    FRAME_CRC,
+    PROTOCOL_VERSION,
+    SYNC,
+    TRAIN_RECORD_SIZE,
+    Command,
+    ErrorCode,
+    Reply,
+)
+from rtl.stored_words import STORED_MEMORIES, forward_model, unpack_stored
 
 __all__ = ["Device", "Frame", "FrameReader", "HostLinkError", "HostLinkTimeout", "Port",
-           "crc8", "encode_frame"]
+           "TrainRecord", "crc8", "encode_frame"]
 
 MAX_PAYLOAD = 0xFFFF
 
@@ -66,6 +76,14 @@ def encode_frame(cmd: int, payload: bytes = b"", *, tag: int = 0) -> bytes:
         raise ValueError(f"payload must be at most {MAX_PAYLOAD} bytes, not {len(payload)}")
     body = bytes([cmd, tag]) + len(payload).to_bytes(2, "little") + payload
     return bytes([SYNC]) + body + bytes([crc8(body)])
+
+
+class TrainRecord(NamedTuple):
+    """One trained sample as the TRAIN reply reports it."""
+
+    label: int      #: the label the model predicted before the sample's update
+    wrong: int      #: the wrong label the device's generator drew
+    cycles: int     #: the core's cycles from the sample's last pixel to its record
 
 
 class Frame(NamedTuple):
@@ -349,6 +367,137 @@ class Device:
                                              weights_checksum=checksum)
         return len(writes)
 
+
+    # -- training ---------------------------------------------------------------------
+    def _training_identity(self) -> LinkIdentity:
+        ident = self.identity
+        if not ident.trains:
+            raise HostLinkError("the device's bitstream does not train (IDENT's trains flag "
+                                "is 0); build it with the training core")
+        return ident
+
+    def train(self, images: Sequence[Sequence[int]] | np.ndarray, labels: Sequence[int],
+              lr_shift: int) -> list[TrainRecord]:
+        """Train the device on ``images`` with their ``labels``, in order, at learning
+        rate 2^-``lr_shift``: TRAIN frames of up to IDENT's ``train_block`` samples.
+
+        Returns
+        -------
+        list of TrainRecord
+            Per sample, the prediction before its update, the wrong label drawn and the
+            cycles.
+
+        Raises
+        ------
+        ValueError
+            If an image, label or lambda cannot be sent (nothing is sent): pixels that do
+            not fit, labels outside 0..K-1, a lambda outside 0..254 or other than the one
+            the device trains with (IDENT's ``lr_shift``, unless it takes any).
+        HostLinkError
+            If the device does not train or refuses a frame; the samples of earlier frames
+            have been trained.
+        """
+        ident = self._training_identity()
+        pixels = np.asarray(images, dtype=np.int64).reshape(-1, ident.input_size) \
+            if np.size(images) else np.zeros((0, ident.input_size), np.int64)
+        labels = [int(y) for y in labels]
+        if len(labels) != len(pixels):
+            raise ValueError(f"{len(pixels)} images but {len(labels)} labels")
+        top = (1 << ident.input_bits) - 1
+        if pixels.size and (pixels.min() < 0 or pixels.max() > top):
+            raise ValueError(f"pixels must lie in 0..{top}, not {pixels.min()}..{pixels.max()}")
+        if any(not 0 <= y < ident.labels for y in labels):
+            raise ValueError(f"labels must lie in 0..{ident.labels - 1}")
+        if not isinstance(lr_shift, int) or not 0 <= lr_shift < ANY_LR_SHIFT:
+            raise ValueError(f"lr_shift must be an integer in 0..{ANY_LR_SHIFT - 1}, "
+                             f"not {lr_shift!r}")
+        if ident.lr_shift not in (ANY_LR_SHIFT, lr_shift):
+            raise ValueError(f"the device trains with lambda {ident.lr_shift} only (its "
+                             f"gateware has no lambda input), not {lr_shift}")
+        records: list[TrainRecord] = []
+        block = max(1, ident.train_block)
+        for start in range(0, len(labels), block):
+            chunk = range(start, min(start + block, len(labels)))
+            payload = bytes([lr_shift]) + b"".join(
+                bytes([labels[i]]) + bytes(int(p) for p in pixels[i]) for i in chunk)
+            what = f"TRAIN of samples {chunk.start}..{chunk.stop - 1}"
+            reply = self._transact(Command.TRAIN, payload, Reply.TRAIN, what)
+            if len(reply) != TRAIN_RECORD_SIZE * len(chunk):
+                self._resync = True
+                raise HostLinkError(f"TRAIN reply has {len(reply)} bytes, expected "
+                                    f"{TRAIN_RECORD_SIZE * len(chunk)}")
+            for i in range(len(chunk)):
+                r = reply[TRAIN_RECORD_SIZE * i:TRAIN_RECORD_SIZE * (i + 1)]
+                records.append(TrainRecord(r[0], r[1], int.from_bytes(r[2:6], "little")))
+        self._identity = dataclasses.replace(
+            ident, trained=(ident.trained + len(labels)) & 0xFFFFFFFF)
+        return records
+
+    def read_words(self, target: int, addr: int, count: int) -> list[int]:
+        """``count`` stored words of memory ``target`` (a :data:`rtl.core.LOAD_TARGETS`
+        code: weights, bias or labels) from ``addr`` on, in READ frames of at most 65535
+        bytes.
+
+        Raises
+        ------
+        ValueError
+            If the words lie beyond the memory (IDENT's depths) or the target cannot be
+            read (ops); nothing is sent.
+        """
+        ident = self._training_identity()
+        names = {code: name for name, code in LOAD_TARGETS.items()}
+        readable = {LOAD_TARGETS[name]: name for name in STORED_MEMORIES.values()}
+        if target not in readable:
+            raise ValueError(f"target {target} cannot be read; READ takes "
+                             + ", ".join(f"{code} ({name})" for code, name in readable.items()))
+        depth = ident.depths[target - 1]
+        if not (0 <= addr and count >= 0 and addr + count <= depth):
+            raise ValueError(f"words {addr}..{addr + count - 1} lie beyond the device's "
+                             f"{names[target]} memory of {depth} words")
+        n = ident.read_bytes
+        most = MAX_PAYLOAD // n
+        words: list[int] = []
+        while count:
+            take = min(count, most)
+            payload = (bytes([target]) + addr.to_bytes(2, "little")
+                       + take.to_bytes(2, "little"))
+            reply = self._transact(Command.READ, payload, Reply.READ,
+                                   f"READ of {names[target]} words {addr}..{addr + take - 1}")
+            if len(reply) != n * take:
+                self._resync = True
+                raise HostLinkError(f"READ reply has {len(reply)} bytes, expected {n * take}")
+            words += [int.from_bytes(reply[i * n:(i + 1) * n], "little") for i in range(take)]
+            addr += take
+            count -= take
+        return words
+
+    def read_model(self, model: IntModel) -> tuple[IntModel, list[dict]]:
+        """The model the device holds now, for ``model``'s configuration, formats and
+        exponents: every stored word read back and reassembled.
+
+        Returns
+        -------
+        (IntModel, list of dict)
+            The forward model (the stored weights' top bits) and the stored arrays per
+            layer (``W``, ``b``, ``U``, as :class:`golden.inttrain.IntTrainer` keeps them).
+        """
+        ident = self._training_identity()
+        if hash_of_model(model) != ident.model_hash:
+            raise HostLinkError(f"the device holds another configuration than the model "
+                                f"(model hash 0x{ident.model_hash:08X}, the model's "
+                                f"0x{hash_of_model(model):08X})")
+        words = {}
+        for name, memory in STORED_MEMORIES.items():
+            target = LOAD_TARGETS[memory]
+            words[name] = self.read_words(target, 0, ident.depths[target - 1])
+        try:
+            stored = unpack_stored(words, model, lanes=ident.lanes,
+                                   store_bits=ident.stored_bits,
+                                   bias_bits=ident.stored_bias_bits)
+        except ValueError as error:
+            raise HostLinkError(f"the device's memories do not hold this configuration: "
+                                f"{error}") from None
+        return forward_model(model, stored, store_bits=ident.stored_bits), stored
 
 
 def _check_writes(writes: Sequence[tuple[int, int, int]], identity: LinkIdentity) -> None:

@@ -1,10 +1,18 @@
 /* The integer training rule of docs/integer-training.md in C: the fast path of
  * golden/inttrain.py. It must stay equal to the NumPy reference bit for bit
- * (tests/golden/test_inttrain_fast.py); the document is the specification of both. */
-#include <math.h>
+ * (tests/golden/test_inttrain_fast.py); the document is the specification of both.
+ *
+ * Two builds share the rule. The host library (golden/inttrain_fast.py) adds the float
+ * local loss and train_samples, which allocates its own buffers. With
+ * INTTRAIN_FREESTANDING defined (the training rows of `ffcl-hw bench`, on RV32IM and on
+ * the host: ffcl_hw/cpu/training.py) only the rule is left: <stdint.h>, no libc, no
+ * floating point; the caller carves the buffers of train_sample from its own memory
+ * with work_init. */
 #include <stdint.h>
+#ifndef INTTRAIN_FREESTANDING
+#include <math.h>
 #include <stdlib.h>
-#include <string.h>
+#endif
 
 typedef int64_t i64;
 typedef uint32_t u32;
@@ -87,16 +95,47 @@ static i64 step(const Net *net, i64 p, u32 rho, u32 kappa, int k) {
 
 static i64 clampi(i64 v, i64 lo, i64 hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
-static double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
-
-/* Scratch buffers of one call. */
+/* The buffers of train_sample, all of them vectors of at most `width` = max(D, N_l). */
 typedef struct {
-    i64 *hp, *hn, *dp, *dn, *d, *vw, *vf;
-    u32 *kappa, *rho;
-} Scratch;
+    int width;
+    i64 *hp, *hn, *dp, *dn, *d, *vw, *vf; /* one update's h, errors and inputs v */
+    i64 *act;                             /* two banks of L activation vectors */
+    i64 *pre, *s, *sff, *sfb;             /* one layer's forward pass */
+    u32 *kappa, *rho;                     /* one update's rounding words */
+    i64 g_pos, g_neg;                     /* goodness of the last update (the loss) */
+#ifndef INTTRAIN_FREESTANDING
+    double *loss;                         /* NULL, or each layer's local loss, added */
+#endif
+} Work;
 
-static double update(const Net *net, Scratch *w, int l, const i64 *u, int n_in, const i64 *fb,
-                     int n_src, const i64 *pre, int y, int yn, u32 *lfsr) {
+/* Sizes of the two buffers work_init carves: i64 words and u32 words. kappa takes up to
+ * two widths + 3 (W's and V's columns, b, U+, U-), rho one width behind it. */
+#define WORK_I64(width, L) ((long)(width) * (11 + 2 * (long)(L)))
+#define WORK_U32(width) ((long)(width) * 3 + 8)
+
+int work_width(const Net *net) {
+    int width = net->D;
+    for (int l = 0; l < net->L; l++)
+        if (net->hidden[l] > width) width = net->hidden[l];
+    return width;
+}
+
+void work_init(const Net *net, Work *w, i64 *mem, u32 *words) {
+    int n = w->width = work_width(net);
+    i64 *p = mem;
+    i64 **vectors[] = {&w->hp, &w->hn, &w->dp, &w->dn, &w->d, &w->vw, &w->vf,
+                       &w->pre, &w->s, &w->sff, &w->sfb};
+    for (unsigned v = 0; v < sizeof vectors / sizeof vectors[0]; v++, p += n) *vectors[v] = p;
+    w->act = p;
+    w->kappa = words;
+    w->rho = words + 2 * n + 4;
+#ifndef INTTRAIN_FREESTANDING
+    w->loss = NULL;
+#endif
+}
+
+static void update(const Net *net, Work *w, int l, const i64 *u, int n_in, const i64 *fb,
+                   int n_src, const i64 *pre, int y, int yn, u32 *lfsr) {
     int N = net->hidden[l], K = net->K, f = net->f;
     const i64 *U = net->U[l];
     i64 gp = 0, gn = 0, mp = 0, mn = 0;
@@ -120,7 +159,7 @@ static double update(const Net *net, Scratch *w, int l, const i64 *u, int n_in, 
         w->d[i] = w->dp[i] + w->dn[i];
     }
     if (l == 0) {
-        memcpy(w->vw, u, sizeof(i64) * n_in);
+        for (int j = 0; j < n_in; j++) w->vw[j] = u[j];
     } else {
         i64 r; int sh;
         norm(net, u, n_in, &r, &sh);
@@ -172,8 +211,8 @@ static double update(const Net *net, Scratch *w, int l, const i64 *u, int n_in, 
         net->Uc[l][i * K + yn] = c;
         net->U[l][i * K + yn] = c >> f;
     }
-    double scale = ldexp(1.0, -2 * net->S);
-    return softplus((double)(theta - gp) * scale) + softplus((double)(gn - theta) * scale);
+    w->g_pos = gp;
+    w->g_neg = gn;
 }
 
 static int draw_negative(u32 *lfsr, int y, int K) {
@@ -186,62 +225,83 @@ static int draw_negative(u32 *lfsr, int y, int K) {
     return wrong >= K ? wrong - K : wrong;
 }
 
+#ifndef INTTRAIN_FREESTANDING
+static double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+
+/* The float local loss of a layer's update, for the host's reports only. */
+static double local_loss(const Net *net, int l, i64 gp, i64 gn) {
+    double scale = ldexp(1.0, -2 * net->S);
+    i64 theta = net->theta[l];
+    return softplus((double)(theta - gp) * scale) + softplus((double)(gn - theta) * scale);
+}
+
+#endif
+
+/* One sample (image xs of D pixels, class label), in the rule's order: draw y', then
+ * for t = 1..T and l = 1..L the forward pass of layer l and, if iteration t is trained,
+ * its update at once. Only the weights and the two generators' states change. */
+void train_sample(Net *net, Work *w, const i64 *xs, int label, u32 *lfsr_round,
+                  u32 *lfsr_label) {
+    int L = net->L, width = w->width;
+    int yn = draw_negative(lfsr_label, label, net->K);
+    /* Bank `prev` holds a^(t-1) (zero before the first iteration), the other a^(t). */
+    int prev = 0;
+    for (long j = 0; j < (long)width * L; j++) w->act[j] = 0;
+    for (int t = 0; t < net->T; t++) {
+        int trained = !net->loss_last || t == net->T - 1;
+        i64 *before = w->act + (long)width * L * prev, *now = w->act + (long)width * L * !prev;
+        for (int l = 0; l < L; l++) {
+            int N = net->hidden[l];
+            int n_in = l == 0 ? net->D : net->hidden[l - 1];
+            const i64 *u = l == 0 ? xs : now + (long)width * (l - 1);
+            int srcl = net->src[l];
+            const i64 *fb = srcl >= 0 ? before + (long)width * srcl : 0;
+            int n_src = srcl >= 0 ? net->hidden[srcl] : 0;
+            i64 *s = w->s, *pre = w->pre, *a = now + (long)width * l;
+            product(net, net->W[l], N, n_in, u, net->w_exp[l], l > 0, w->sff);
+            if (fb) product(net, net->V[l], N, n_src, fb, net->v_exp[l], 1, w->sfb);
+            for (int i = 0; i < N; i++) {
+                i64 fbv = fb ? w->sfb[i] : 0;
+                if (net->goodness_mode) {
+                    s[i] = sat(net, w->sff[i] + net->b[l][i]);
+                    pre[i] = sat(net, s[i] + fbv);
+                } else {
+                    s[i] = pre[i] = sat(net, w->sff[i] + fbv + net->b[l][i]);
+                }
+                a[i] = s[i] > 0 ? s[i] : 0;
+            }
+            if (trained) {
+                update(net, w, l, u, n_in, fb, n_src, pre, label, yn, lfsr_round);
+#ifndef INTTRAIN_FREESTANDING
+                if (w->loss) w->loss[l] += local_loss(net, l, w->g_pos, w->g_neg);
+#endif
+            }
+        }
+        prev = !prev;
+    }
+}
+
+#ifndef INTTRAIN_FREESTANDING
 /* Train on samples order[0..n) of x (rows of D pixels); adds each layer's loss to loss[]. */
 int train_samples(Net *net, const i64 *x, const i64 *y, const i64 *order, i64 n,
                   u32 *lfsr_round, u32 *lfsr_label, double *loss) {
-    int L = net->L, wmax_width = net->D;
-    for (int l = 0; l < L; l++)
-        if (net->hidden[l] > wmax_width) wmax_width = net->hidden[l];
-    Scratch w;
-    i64 *buf = calloc((size_t)wmax_width * 7 + 8, sizeof(i64));
-    u32 *wbuf = calloc((size_t)wmax_width * 3 + 8, sizeof(u32)); /* kappa: up to 2 widths + 3 */
-    i64 **prev = calloc(L, sizeof(i64 *)), **cur = calloc(L, sizeof(i64 *));
-    i64 *act = calloc((size_t)wmax_width * 2 * L, sizeof(i64));
-    i64 *pre = calloc(wmax_width, sizeof(i64)), *s = calloc(wmax_width, sizeof(i64));
-    i64 *sff = calloc(wmax_width, sizeof(i64)), *sfb = calloc(wmax_width, sizeof(i64));
-    if (!buf || !wbuf || !prev || !cur || !act || !pre || !s || !sff || !sfb) return -1;
-    w.hp = buf; w.hn = buf + wmax_width; w.dp = buf + 2 * wmax_width;
-    w.dn = buf + 3 * wmax_width; w.d = buf + 4 * wmax_width; w.vw = buf + 5 * wmax_width;
-    w.vf = buf + 6 * wmax_width;
-    w.kappa = wbuf; w.rho = wbuf + 2 * wmax_width + 4;
-    for (int l = 0; l < L; l++) {
-        prev[l] = act + (size_t)wmax_width * l;
-        cur[l] = act + (size_t)wmax_width * (L + l);
+    Work w;
+    int width = work_width(net);
+    i64 *mem = calloc((size_t)WORK_I64(width, net->L), sizeof(i64));
+    u32 *words = calloc((size_t)WORK_U32(width), sizeof(u32));
+    if (!mem || !words) {
+        free(mem);
+        free(words);
+        return -1;
     }
+    work_init(net, &w, mem, words);
+    w.loss = loss;
     for (i64 q = 0; q < n; q++) {
         i64 m = order[q];
-        const i64 *xs = x + m * net->D;
-        int label = (int)y[m];
-        int yn = draw_negative(lfsr_label, label, net->K);
-        for (int l = 0; l < L; l++) memset(prev[l], 0, sizeof(i64) * wmax_width);
-        for (int t = 0; t < net->T; t++) {
-            int trained = !net->loss_last || t == net->T - 1;
-            for (int l = 0; l < L; l++) {
-                int N = net->hidden[l];
-                int n_in = l == 0 ? net->D : net->hidden[l - 1];
-                const i64 *u = l == 0 ? xs : cur[l - 1];
-                int srcl = net->src[l];
-                const i64 *fb = srcl >= 0 ? prev[srcl] : NULL;
-                int n_src = srcl >= 0 ? net->hidden[srcl] : 0;
-                product(net, net->W[l], N, n_in, u, net->w_exp[l], l > 0, sff);
-                if (fb) product(net, net->V[l], N, n_src, fb, net->v_exp[l], 1, sfb);
-                for (int i = 0; i < N; i++) {
-                    i64 fbv = fb ? sfb[i] : 0;
-                    if (net->goodness_mode) {
-                        s[i] = sat(net, sff[i] + net->b[l][i]);
-                        pre[i] = sat(net, s[i] + fbv);
-                    } else {
-                        s[i] = pre[i] = sat(net, sff[i] + fbv + net->b[l][i]);
-                    }
-                    cur[l][i] = s[i] > 0 ? s[i] : 0;
-                }
-                if (trained)
-                    loss[l] += update(net, &w, l, u, n_in, fb, n_src, pre, label, yn, lfsr_round);
-            }
-            i64 **tmp = prev; prev = cur; cur = tmp;
-        }
+        train_sample(net, &w, x + m * net->D, (int)y[m], lfsr_round, lfsr_label);
     }
-    free(buf); free(wbuf); free(prev); free(cur); free(act); free(pre); free(s); free(sff);
-    free(sfb);
+    free(mem);
+    free(words);
     return 0;
 }
+#endif

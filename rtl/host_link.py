@@ -22,29 +22,41 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from amaranth import Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.intmodel import IntModel
+from golden.inttrain import TrainRule
 from rtl.core import LOAD_TARGETS, Core, load_depths, load_words
 from rtl.frame_parser import FrameParser
 from rtl.load_transaction import LoadTransaction, load_data_bytes
 from rtl.program import build_program
-from rtl.protocol import LOAD_CHECKSUM, PROTOCOL_VERSION, Command, ErrorCode
+from rtl.protocol import (
+    ANY_LR_SHIFT,
+    LOAD_CHECKSUM,
+    PROTOCOL_VERSION,
+    READ_SIZE,
+    Command,
+    ErrorCode,
+)
 from rtl.reply_serialiser import ReplyFrame, ReplySerialiser
 from rtl.select import equals, is_zero
+from rtl.stored_words import STORED_MEMORIES
+from rtl.training_core import READ_LATENCY, TrainingCore
 from rtl.uart import UartRx, UartTx, check_divisor
 
 __all__ = [
-    "HostLink", "LinkIdentity", "link_identity", "load_checksum", "load_data_bytes",
-    "load_payload", "model_hash",
+    "HostLink", "LinkIdentity", "check_depths", "fixed_lr_shift", "link_identity", "load_checksum",
+    "load_data_bytes", "load_payload", "model_hash", "read_bytes",
 ]
 
 def load_payload(target: int, addr: int, word: int, data_bytes: int) -> bytes:
     """The payload of one LOAD frame: target, address (LE16), word (``data_bytes``, LE)."""
     if not 0 <= word < 1 << (8 * data_bytes):
         raise ValueError(f"load word {word} does not fit the device's {data_bytes} bytes")
+    if not 0 <= addr <= 0xFFFF:
+        raise ValueError(f"load address {addr} does not fit the link's 16-bit addresses")
     return bytes([target]) + addr.to_bytes(2, "little") + word.to_bytes(data_bytes, "little")
 
 
@@ -98,9 +110,23 @@ class LinkIdentity:
         The core's scaler and squares borrow the MAC lanes' multipliers
         (``Core(shared=True)``), which sets its cycle count's closed form.
     depths : tuple of int
-        Words a LOAD may write in each memory, in target order (ops, weights, bias,
-        labels; :func:`rtl.core.load_depths`): a LOAD at ``depth`` or beyond is refused
-        with error 9. All 0 when not loadable.
+        Words in each memory, in target order (ops, weights, bias, labels;
+        :func:`rtl.core.load_depths`): a LOAD or READ at ``depth`` or beyond is refused
+        with error 9. All 0 when the core neither loads nor trains.
+    trains : bool
+        The bitstream trains (a :class:`rtl.training_core.TrainingCore`): TRAIN and READ
+        are accepted.
+    stored_bits, stored_bias_bits : int
+        Widths of a stored weight (W, U) and a stored bias on a training core (0 otherwise).
+    train_block : int
+        Most samples one TRAIN frame may carry (0 when not training).
+    read_bytes : int
+        Bytes of each word in a READ reply (0 when not training).
+    lr_shift : int
+        The lambda the gateware trains with, :data:`rtl.protocol.ANY_LR_SHIFT` when it
+        takes any (0 when not training).
+    trained : int
+        Samples trained since configuration or the last committed load (mod 2^32).
     """
 
     version: int
@@ -117,9 +143,28 @@ class LinkIdentity:
     weights_checksum: int = 0
     shared: bool = False
     depths: tuple[int, ...] = (0,) * len(LOAD_TARGETS)
+    trains: bool = False
+    stored_bits: int = 0
+    stored_bias_bits: int = 0
+    train_block: int = 0
+    read_bytes: int = 0
+    lr_shift: int = 0
+    trained: int = 0
 
     #: Bytes of the IDENT reply payload.
-    SIZE = 19 + 2 * len(LOAD_TARGETS)
+    SIZE = 19 + 2 * len(LOAD_TARGETS) + 9
+
+    def __post_init__(self) -> None:
+        # Every field has the bytes docs/host-link.md gives it; a value that does not
+        # fit is refused here by name, not by int.to_bytes's OverflowError.
+        check_depths(self.depths)
+        for name, limit in (("input_size", 0xFFFF), ("labels", 0xFF), ("lanes", 0xFF),
+                            ("label_lanes", 0xFF), ("train_block", 0xFF),
+                            ("read_bytes", 0xFF), ("lr_shift", 0xFF),
+                            ("trained", 0xFFFFFFFF)):
+            value = getattr(self, name)
+            if not 0 <= value <= limit:
+                raise ValueError(f"IDENT's {name} must lie in 0..{limit}, not {value}")
 
     @property
     def score_bytes(self) -> int:
@@ -131,38 +176,75 @@ class LinkIdentity:
         """Bytes of a RESULT reply payload: label, K scores, cycles."""
         return 1 + self.labels * self.score_bytes + 4
 
+    @property
+    def flags(self) -> int:
+        """Byte 8: bit 0 loadable, bit 1 shared multipliers, bit 2 trains."""
+        return int(self.loadable) | int(self.shared) << 1 | int(self.trains) << 2
+
     def to_bytes(self) -> bytes:
         """The IDENT reply payload (docs/host-link.md)."""
         return bytes([self.version, self.labels, *self.input_size.to_bytes(2, "little"),
                       self.lanes, self.label_lanes, self.input_bits, self.score_bits,
-                      int(self.loadable) | int(self.shared) << 1, self.load_data_bytes,
+                      self.flags, self.load_data_bytes,
                       *self.model_hash.to_bytes(4, "little"), int(self.model_loaded),
                       *self.weights_checksum.to_bytes(4, "little"),
-                      *b"".join(d.to_bytes(2, "little") for d in self.depths)])
+                      *b"".join(d.to_bytes(2, "little") for d in self.depths),
+                      self.stored_bits, self.stored_bias_bits, self.train_block,
+                      self.read_bytes, self.lr_shift, *self.trained.to_bytes(4, "little")])
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> LinkIdentity:
         """Parse an IDENT reply payload; ValueError if its size is not :attr:`SIZE`."""
         if len(payload) != cls.SIZE:
             raise ValueError(f"an IDENT payload has {cls.SIZE} bytes, not {len(payload)}")
+        end = 19 + 2 * len(LOAD_TARGETS)
         return cls(version=payload[0], labels=payload[1],
                    input_size=int.from_bytes(payload[2:4], "little"), lanes=payload[4],
                    label_lanes=payload[5], input_bits=payload[6], score_bits=payload[7],
                    loadable=bool(payload[8] & 1), shared=bool(payload[8] & 2),
-                   load_data_bytes=payload[9],
+                   trains=bool(payload[8] & 4), load_data_bytes=payload[9],
                    model_hash=int.from_bytes(payload[10:14], "little"),
                    model_loaded=bool(payload[14]),
                    weights_checksum=int.from_bytes(payload[15:19], "little"),
                    depths=tuple(int.from_bytes(payload[i:i + 2], "little")
-                                for i in range(19, cls.SIZE, 2)))
+                                for i in range(19, end, 2)),
+                   stored_bits=payload[end], stored_bias_bits=payload[end + 1],
+                   train_block=payload[end + 2], read_bytes=payload[end + 3],
+                   lr_shift=payload[end + 4],
+                   trained=int.from_bytes(payload[end + 5:end + 9], "little"))
+
+
+def check_depths(depths) -> None:
+    """Refuse, by name, a memory of more words than the link's 16-bit addresses reach
+    (``depths`` in target order, as IDENT carries them)."""
+    names = {code: name for name, code in LOAD_TARGETS.items()}
+    for target, depth in enumerate(depths, start=1):
+        if not 0 <= depth <= 0xFFFF:
+            raise ValueError(
+                f"the {names[target]} memory has {depth} words, more than the host link's "
+                f"16-bit addresses reach (65535): build the core with more lanes (fewer, "
+                f"wider words)")
 
 
 def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None,
-                  loadable: bool = False, shared: bool = False) -> LinkIdentity:
-    """The identity a :class:`HostLink` over ``Core(model, lanes=..., ...)`` reports
-    after configuration (with the built-in model in its memories)."""
-    program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
+                  loadable: bool = False, shared: bool = False,
+                  rule: TrainRule | None = None, train_block: int = 0,
+                  lr_shift: int | None = None) -> LinkIdentity:
+    """The identity a :class:`HostLink` over ``Core(model, lanes=..., ...)`` (or, with
+    ``rule``, over ``TrainingCore(model, rule, lanes=...)`` taking ``train_block``
+    samples a frame and training with ``lr_shift``, default the rule's first lambda)
+    reports after configuration (with the built-in model in its memories)."""
+    fine = 0 if rule is None else rule.store_bits - model.fmt.weight_bits
+    program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared,
+                            fine_bits=fine)
     data_bytes = load_data_bytes(program)
+    check_depths(tuple(load_depths(program).values()))
+    training = {}
+    if rule is not None:
+        training = dict(trains=True, stored_bits=program.stored_weight_bits,
+                        stored_bias_bits=program.stored_bias_bits, train_block=train_block,
+                        read_bytes=read_bytes(program),
+                        lr_shift=rule.lr_shift_at(0) if lr_shift is None else lr_shift)
     return LinkIdentity(
         version=PROTOCOL_VERSION, labels=model.config.num_classes,
         input_size=model.config.input_size, lanes=program.lanes,
@@ -171,10 +253,20 @@ def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None
         load_data_bytes=data_bytes if loadable else 0,
         model_hash=model_hash(model),
         weights_checksum=load_checksum(load_words(program), data_bytes), shared=shared,
-        depths=tuple(load_depths(program).values()) if loadable else (0,) * len(LOAD_TARGETS))
+        depths=(tuple(load_depths(program).values()) if loadable or rule is not None
+                else (0,) * len(LOAD_TARGETS)),
+        **training)
 
 
-class _Step(enum.Enum, shape=3):
+def read_bytes(program) -> int:
+    """Bytes of a word in a READ reply: the widest stored memory's word (weights, bias,
+    labels), little-endian, bits above the memory's own width 0."""
+    widths = (program.lanes * program.stored_weight_bits, program.stored_bias_bits,
+              program.label_lanes * program.stored_weight_bits)
+    return -(-max(widths) // 8)
+
+
+class _Step(enum.Enum, shape=4):
     # No step is 0: a test for 0 lowers to a lint-unclean multi-bit NOT (rtl.select).
     IDLE = 1          # the parser takes a frame; once it has one, decide (see _sequence)
     PRIME = 2         # first read of the image buffer
@@ -182,29 +274,53 @@ class _Step(enum.Enum, shape=3):
     RESULT = 4        # wait for the core's result record
     LOAD = 5          # one memory write -> core
     SEND = 6          # the reply frame -> UART
+    TRAIN_PRIME = 7   # read a buffered sample's label
+    TRAIN_LABEL = 8   # keep it; read the sample's first pixel
+    TRAIN_STREAM = 9  # its pixels -> the training core
+    TRAIN_DONE = 10   # its record -> the record buffer; then the next sample or the reply
+    READ_PRIME = 11   # a classify-only sample of zeros: the training core serves reads
+    READ_WAIT = 12    # ... while it offers that sample's record
 
 
 #: The link's own decision flags (the load commands' are the transaction's).
 _FLAGS = data.StructLayout({name: 1 for name in (
-    "ident", "image", "load_family", "no_payload", "image_length")})
+    "ident", "image", "load_family", "no_payload", "image_length", "train", "read",
+    "train_length", "read_length", "read_range", "read_fits")})
+
+#: A TRAIN reply's record of one sample, as the record buffer holds it.
+_RECORD = data.StructLayout({"label": 8, "wrong": 8, "cycles": 32})
+
+
+def fixed_lr_shift(core: TrainingCore) -> int | None:
+    """The lambda ``core`` trains with, or None when it takes any.
+
+    MERGE: TrainingCore has no lambda input yet and trains with ``rule.lr_shift_at(0)``;
+    the link refuses TRAIN frames with another lambda (error 11). Once TrainingCore has
+    its ``lr_shift`` input, return None here and drive it in :meth:`HostLink._lambda`.
+    """
+    return core.rule.lr_shift_at(0)
 
 
 class HostLink(wiring.Component):
-    """A UART host link around one :class:`~rtl.core.Core` (docs/host-link.md).
+    """A UART host link around one core (docs/host-link.md).
 
-    The UART receiver feeds a :class:`~rtl.frame_parser.FrameParser`; IMAGE payloads
-    wait in an image buffer, LOAD and LOAD_BEGIN payloads in the
+    The UART receiver feeds a :class:`~rtl.frame_parser.FrameParser`; IMAGE and TRAIN
+    payloads wait in a sample buffer, LOAD and LOAD_BEGIN payloads in the
     :class:`~rtl.load_transaction.LoadTransaction` (loadable cores only), until the frame's
     crc has checked out. Then the link decides: an ERROR, IDENT or load reply at once, or an
-    inference (the buffer streamed into the core) or a memory write first. Every reply goes
-    out through the :class:`~rtl.reply_serialiser.ReplySerialiser` and the UART
+    inference (the buffer streamed into the core), a memory write, or (a training core)
+    the buffered samples trained one after the other or stored words read, first. Every
+    reply goes out through the :class:`~rtl.reply_serialiser.ReplySerialiser` and the UART
     transmitter, and the parser takes the next frame once it has.
 
     Parameters
     ----------
-    core : Core
+    core : Core or TrainingCore
         The core to serve; it becomes a submodule. Its pixels must be at most 8 bits, its
         K, P and G at most 255 and D at most 65535 (they are bytes of the IDENT reply).
+        A :class:`~rtl.training_core.TrainingCore` adds TRAIN and READ; its memories are
+        written by its own updates only (it has no host write port yet, so LOAD gets
+        error 4).
     divisor : int
         Clock cycles per UART bit, at least 4.
     timeout_bits : int
@@ -214,6 +330,9 @@ class HostLink(wiring.Component):
         The core's weight memories hold its model from configuration (block RAM with
         initial contents). False for memories that configuration leaves empty (iCE40
         SPRAM): then the device refuses images until a load commits.
+    train_block : int
+        A training core: the most samples one TRAIN frame may carry, 1..255 (the sample
+        buffer holds ``train_block * (D + 1)`` bytes).
 
     Members
     -------
@@ -226,16 +345,23 @@ class HostLink(wiring.Component):
     ----------
     identity : LinkIdentity
         What the IDENT reply reports.
+    training : bool
+        The core is a TrainingCore.
+    inner : Core
+        The inference core: ``core`` itself, or the training core's ``core``.
+    train_block : int
+        Most samples a TRAIN frame may carry.
     banked : bool
         The core has two banks (a load writes the one not in use).
     load_size : int
         Payload bytes of a LOAD frame.
     """
 
-    def __init__(self, core: Core, *, divisor: int, timeout_bits: int = 200,
-                 initialised: bool = True) -> None:
-        if not isinstance(core, Core):
-            raise TypeError(f"Core must be an rtl.core.Core, not {core!r}")
+    def __init__(self, core: Core | TrainingCore, *, divisor: int, timeout_bits: int = 200,
+                 initialised: bool = True, train_block: int = 4) -> None:
+        if not isinstance(core, Core | TrainingCore):
+            raise TypeError(f"Core must be an rtl.core.Core or an rtl.training_core."
+                            f"TrainingCore, not {core!r}")
         self.divisor = check_divisor(divisor)
         if (not isinstance(timeout_bits, int) or isinstance(timeout_bits, bool)
                 or timeout_bits < 20):
@@ -244,11 +370,17 @@ class HostLink(wiring.Component):
         self.timeout_bits = timeout_bits
         if not isinstance(initialised, bool):
             raise TypeError(f"Initialised must be a bool, not {initialised!r}")
-        program = core.program
+        if (not isinstance(train_block, int) or isinstance(train_block, bool)
+                or not 1 <= train_block <= 255):
+            raise ValueError(f"Train block must be an integer in 1..255 samples, "
+                             f"not {train_block!r}")
+        self.training = isinstance(core, TrainingCore)
+        inner = core.core if self.training else core
+        program = inner.program
         if program.widths.input > 8:
             raise ValueError(f"Pixels must be at most 8 bits for the host link, not "
                              f"{program.widths.input}")
-        config = core.model.config
+        config = inner.model.config
         for name, value, limit in (("Label count", config.num_classes, 255),
                                    ("Lane count", program.lanes, 255),
                                    ("Label lane count", program.label_lanes, 255),
@@ -257,11 +389,20 @@ class HostLink(wiring.Component):
                 raise ValueError(f"{name} must be at most {limit} for the host link, "
                                  f"not {value}")
         self.core = core
+        self.inner = inner
+        self.train_block = train_block
         #: The core has two banks: a load writes the one not in use.
-        self.banked = getattr(core, "banks", 1) == 2
+        self.banked = getattr(inner, "banks", 1) == 2
+        training = {}
+        if self.training:
+            fixed = fixed_lr_shift(core)
+            training = dict(rule=core.rule, train_block=train_block,
+                            lr_shift=ANY_LR_SHIFT if fixed is None else fixed)
+        # LinkIdentity refuses, by name, a memory deeper than the 16-bit addresses.
         self.identity = dataclasses.replace(
-            link_identity(core.model, lanes=program.lanes, label_lanes=program.label_lanes,
-                          loadable=core.weights != "rom", shared=program.shared),
+            link_identity(inner.model, lanes=program.lanes, label_lanes=program.label_lanes,
+                          loadable=inner.weights != "rom" and not self.training,
+                          shared=program.shared, **training),
             model_loaded=initialised)
         if not initialised and not self.identity.loadable:
             raise ValueError("A core whose memories start empty must be loadable "
@@ -273,10 +414,9 @@ class HostLink(wiring.Component):
         """Payload bytes of a LOAD frame: target, address (2), data."""
         return 3 + self.identity.load_data_bytes
 
-
     def elaborate(self, platform) -> Module:
         m = Module()
-        core, ident = self.core, self.identity
+        core, inner, ident = self.core, self.inner, self.identity
         m.submodules.uart_rx = urx = UartRx(divisor=self.divisor)
         m.submodules.uart_tx = utx = UartTx(divisor=self.divisor)
         m.submodules.parser = parser = FrameParser(
@@ -284,19 +424,25 @@ class HostLink(wiring.Component):
         # The core holds its result record until the reply has gone out (a copy here would
         # cost ~430 flip-flops, a tenth of an iCE40 UP5K).
         m.submodules.replies = replies = ReplySerialiser(
-            identity=ident, result_layout=core.result.payload.shape())
+            identity=ident, result_layout=inner.result.payload.shape())
         m.submodules.core = core
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), parser.rx_busy.eq(urx.busy),
                      replies.tag.eq(parser.frame.payload.tag)]
         wiring.connect(m, urx.data, parser.rx)
         wiring.connect(m, replies.tx, utx.data)
-        wiring.connect(m, core.result, replies.result)
+        if self.training:
+            # The training core takes its inference core's record itself, and holds its
+            # own (``done``) until the link takes it after the reply: the inference
+            # core's result registers keep the scores until the next sample.
+            m.d.comb += replies.result.payload.eq(inner.result.payload)
+        else:
+            wiring.connect(m, core.result, replies.result)
 
         # -- the load transaction, if the core takes loads -------------------------------
         load = None
         if ident.loadable:
             m.submodules.transaction = load = LoadTransaction(
-                core.program, model_hash=ident.model_hash, checksum=ident.weights_checksum,
+                inner.program, model_hash=ident.model_hash, checksum=ident.weights_checksum,
                 model_loaded=ident.model_loaded, banked=self.banked)
             wiring.connect(m, parser.payload, load.payload)
             m.d.comb += [load.cmd.eq(parser.frame.payload.cmd),
@@ -311,25 +457,74 @@ class HostLink(wiring.Component):
         self._sequence(m, parser, replies, load)
         return m
 
+    def _lambda(self, m: Module, lam: Signal) -> Signal:
+        """Whether the training core can train with lambda ``lam`` (and, MERGE, where
+        its lambda input is driven); see :func:`fixed_lr_shift`."""
+        accepted = Signal()
+        fixed = fixed_lr_shift(self.core)
+        if fixed is None:
+            # MERGE: m.d.comb += self.core.lr_shift.eq(lam)
+            m.d.comb += accepted.eq(1)
+        else:
+            m.d.comb += accepted.eq(lam == fixed)
+        return accepted
+
     def _sequence(self, m: Module, parser: FrameParser, replies: ReplySerialiser,
                   load: LoadTransaction | None) -> None:
         """What a complete frame makes the link do: answer it, or run an image through
-        the core, or make a memory write, then answer."""
-        core, D = self.core, self.identity.input_size
+        the core, or make a memory write, or train or read (a training core), then
+        answer."""
+        core, D, K = self.core, self.identity.input_size, self.identity.labels
+        training, B = self.training, self.train_block
         frame = parser.frame.payload
         step = Signal(_Step, init=_Step.IDLE)
+        pixels_in = core.samples if training else core.image
 
-        # -- the image buffer: pixels wait here until the crc is known -------------------
-        m.submodules.image_buffer = image_mem = memory.Memory(
-            shape=len(core.image.payload), depth=max(2, D), init=[])
+        # -- the sample buffer: pixels (IMAGE) or labelled samples (TRAIN) wait here
+        # until the crc is known -------------------------------------------------------
+        depth = max(2, D, B * (D + 1) if training else 0)
+        m.submodules.image_buffer = image_mem = memory.Memory(shape=8, depth=depth, init=[])
         image_write, image_read = image_mem.write_port(), image_mem.read_port()
         pixel = Signal(range(D + 1))
         index = parser.payload.payload.index
-        m.d.comb += [image_write.addr.eq(index[:len(image_write.addr)]),
-                     image_write.data.eq(parser.payload.payload.data[:len(image_write.data)]),
-                     image_write.en.eq(parser.payload.valid & (frame.cmd == Command.IMAGE)
-                                       & (index < D)),
-                     core.image.payload.eq(image_read.data)]
+        byte = parser.payload.payload.data
+        cmd = frame.cmd
+        is_image = cmd == Command.IMAGE
+        is_train = (cmd == Command.TRAIN) if training else Const(0)
+        m.d.comb += [image_write.data.eq(byte),
+                     image_write.en.eq(parser.payload.valid & (
+                         (is_image & (index < D))
+                         | (is_train & ~is_zero(index) & (index <= B * (D + 1))))),
+                     image_write.addr.eq(Mux(is_train, index - 1, index)[:len(image_write.addr)])]
+        if training:
+            m.d.comb += pixels_in.payload.pixel.eq(image_read.data)
+        else:
+            m.d.comb += pixels_in.payload.eq(image_read.data)
+
+        # -- a TRAIN payload as it arrives: lambda, then per sample a label and D pixels;
+        # how many samples, and whether a label is out of range ---------------------------
+        lam = Signal(8)
+        t_pos = Signal(range(D + 1))        # the byte's place in its sample (0: the label)
+        t_count = Signal(range(B + 2))      # samples begun, up to B + 1 (too many)
+        bad_label = Signal()
+        # -- a READ payload: target, address, count ---------------------------------------
+        r_regs = [Signal(8, name=f"read_byte_{i}") for i in range(READ_SIZE)]
+        r_target, r_addr, r_count = r_regs[0], Cat(r_regs[1], r_regs[2]), Cat(r_regs[3], r_regs[4])
+        if training:
+            with m.If(parser.header):
+                m.d.sync += [t_pos.eq(0), t_count.eq(0), bad_label.eq(0)]
+            with m.If(parser.payload.valid & is_train):
+                with m.If(is_zero(index)):
+                    m.d.sync += lam.eq(byte)
+                with m.Else():
+                    m.d.sync += t_pos.eq(Mux(t_pos == D, 0, t_pos + 1))
+                    with m.If(is_zero(t_pos)):
+                        m.d.sync += t_count.eq(Mux(t_count == B + 1, t_count, t_count + 1))
+                        with m.If(byte >= K):
+                            m.d.sync += bad_label.eq(1)
+            for i, reg in enumerate(r_regs):
+                with m.If(parser.payload.valid & (cmd == Command.READ) & equals(index, i)):
+                    m.d.sync += reg.eq(byte)
 
         # -- what the decision looks at, registered every cycle --------------------------
         # The fields are stable from the payload's last byte on, a UART byte before the
@@ -337,15 +532,28 @@ class HostLink(wiring.Component):
         # single bits (with the comparisons, it and the answer's registers were the iCE40
         # build's slowest path). The load commands' own are the transaction's.
         flags = Signal(_FLAGS, name="flag")
-        cmd = frame.cmd
+        read_bytes = self.identity.read_bytes
         m.d.sync += [
             flags.ident.eq(cmd == Command.IDENT),
-            flags.image.eq(cmd == Command.IMAGE),
+            flags.image.eq(is_image),
             flags.load_family.eq((cmd == Command.LOAD) | (cmd == Command.LOAD_BEGIN) |
                                  (cmd == Command.LOAD_COMMIT)),
             flags.no_payload.eq(is_zero(frame.length)),
             flags.image_length.eq(frame.length == D),
+            flags.train.eq(cmd == Command.TRAIN),
+            flags.read.eq(cmd == Command.READ),
         ]
+        if training:
+            readable = [LOAD_TARGETS[name] for name in STORED_MEMORIES.values()]
+            m.d.sync += [
+                # 1 + n (D + 1) bytes with 1 <= n <= B: the last sample is whole.
+                flags.train_length.eq(is_zero(t_pos) & ~is_zero(t_count) & (t_count <= B)),
+                flags.read_length.eq(frame.length == READ_SIZE),
+                flags.read_range.eq(~is_zero(r_count) & Cat(*(
+                    (r_target == code) & (r_addr + r_count <= self.identity.depths[code - 1])
+                    for code in readable)).any()),
+                flags.read_fits.eq(r_count <= 0xFFFF // read_bytes),
+            ]
 
         # The serialiser is idle whenever the link answers (the link waits for each reply
         # to go out, in SEND), so its request's ready need not be looked at.
@@ -353,6 +561,64 @@ class HostLink(wiring.Component):
             m.d.comb += [replies.request.valid.eq(1), replies.request.payload.reply.eq(kind),
                          replies.request.payload.error.eq(code)]
             m.d.sync += step.eq(_Step.SEND)
+
+        # -- training: the record buffer, the samples-trained count and the body stream
+        # of the TRAIN and READ replies ----------------------------------------------------
+        if training:
+            lam_ok = self._lambda(m, lam)
+            m.submodules.records = record_mem = memory.Memory(shape=_RECORD, depth=max(2, B),
+                                                              init=[])
+            record_write, record_read = record_mem.write_port(), record_mem.read_port()
+            # Samples trained since configuration: kept through a reset, like the memories.
+            trained = Signal(32, reset_less=True)
+            m.d.comb += replies.trained.eq(trained)
+            t_sample = Signal(range(max(2, B)))
+            t_label = Signal(8)
+            raddr = Signal.like(image_write.addr)
+            done = core.done
+            m.d.comb += [record_write.addr.eq(t_sample),
+                         record_write.data.label.eq(done.payload.label),
+                         record_write.data.wrong.eq(done.payload.wrong),
+                         record_write.data.cycles.eq(done.payload.cycles)]
+            # The body: words (records, or stored words through the core's read port) a
+            # byte at a time, least significant first.
+            body_read = Signal()              # stored words, not records
+            fetching, shifting = Signal(), Signal()
+            body_addr, words_left = Signal(16), Signal(16)
+            word_bytes = max(_RECORD.size // 8, read_bytes)
+            body_word = Signal(8 * word_bytes)
+            bytes_left = Signal(range(word_bytes + 1))
+            wait = Signal(range(READ_LATENCY + 1))
+            read_length = Signal(16)
+            m.d.sync += read_length.eq(r_count * read_bytes)
+            m.d.comb += [core.read.target.eq(r_target), core.read.addr.eq(body_addr),
+                         record_read.addr.eq(body_addr)]
+            with m.If(fetching):
+                # The address is held: the word is there READ_LATENCY cycles on (a
+                # record one cycle on).
+                m.d.sync += wait.eq(wait + 1)
+                with m.If(wait == READ_LATENCY):
+                    m.d.sync += [
+                        body_word.eq(Mux(body_read, core.read_data, record_read.data)),
+                        bytes_left.eq(Mux(body_read, read_bytes, _RECORD.size // 8)),
+                        fetching.eq(0), shifting.eq(1), wait.eq(0)]
+            with m.If(shifting):
+                m.d.comb += [replies.body.valid.eq(1), replies.body.payload.eq(body_word[:8])]
+                with m.If(replies.body.ready):
+                    m.d.sync += [body_word.eq(body_word >> 8), bytes_left.eq(bytes_left - 1)]
+                    with m.If(bytes_left == 1):
+                        m.d.sync += [shifting.eq(0), body_addr.eq(body_addr + 1),
+                                     words_left.eq(words_left - 1),
+                                     fetching.eq(words_left != 1)]
+
+            body_length = Signal(16)
+            m.d.comb += replies.body_length.eq(body_length)
+
+            def answer_body(kind, *, read: bool, first, count, length) -> None:
+                answer(kind)
+                m.d.sync += [body_length.eq(length), body_read.eq(int(read)),
+                             body_addr.eq(first), words_left.eq(count), fetching.eq(1),
+                             wait.eq(0)]
 
         model_ok = replies.model_ok
         with m.Switch(step):
@@ -383,6 +649,35 @@ class HostLink(wiring.Component):
                                 m.d.sync += step.eq(_Step.LOAD)
                             with m.Else():
                                 answer(load.verdict.reply, load.verdict.error)
+                    with m.Elif(flags.train):
+                        if not training:
+                            answer(ReplyFrame.ERROR, ErrorCode.TRAIN)
+                        else:
+                            with m.If(~flags.train_length):
+                                answer(ReplyFrame.ERROR, ErrorCode.LENGTH)
+                            with m.Elif(~model_ok):
+                                answer(ReplyFrame.ERROR, ErrorCode.NO_MODEL)
+                            with m.Elif(~lam_ok):
+                                answer(ReplyFrame.ERROR, ErrorCode.LAMBDA)
+                            with m.Elif(bad_label):
+                                answer(ReplyFrame.ERROR, ErrorCode.LABEL)
+                            with m.Else():
+                                m.d.sync += [step.eq(_Step.TRAIN_PRIME), raddr.eq(0),
+                                             t_sample.eq(0)]
+                    with m.Elif(flags.read):
+                        if not training:
+                            answer(ReplyFrame.ERROR, ErrorCode.TRAIN)
+                        else:
+                            with m.If(~flags.read_length):
+                                answer(ReplyFrame.ERROR, ErrorCode.LENGTH)
+                            with m.Elif(~model_ok):
+                                answer(ReplyFrame.ERROR, ErrorCode.NO_MODEL)
+                            with m.Elif(~flags.read_range):
+                                answer(ReplyFrame.ERROR, ErrorCode.ADDRESS)
+                            with m.Elif(~flags.read_fits):
+                                answer(ReplyFrame.ERROR, ErrorCode.LENGTH)
+                            with m.Else():
+                                m.d.sync += [step.eq(_Step.READ_PRIME), pixel.eq(0)]
                     with m.Else():
                         answer(ReplyFrame.ERROR, ErrorCode.COMMAND)
 
@@ -392,18 +687,19 @@ class HostLink(wiring.Component):
                 m.d.sync += [pixel.eq(0), step.eq(_Step.STREAM)]
 
             with m.Case(_Step.STREAM):
-                m.d.comb += core.image.valid.eq(1)
+                # A training core classifies only (its ``train`` bit 0).
+                m.d.comb += pixels_in.valid.eq(1)
                 # Keep the read one pixel ahead whenever the core takes one.
                 m.d.comb += image_read.addr.eq(
-                    Mux(core.image.ready, pixel + 1, pixel)[:len(image_read.addr)])
-                with m.If(core.image.ready):
+                    Mux(pixels_in.ready, pixel + 1, pixel)[:len(image_read.addr)])
+                with m.If(pixels_in.ready):
                     m.d.sync += pixel.eq(pixel + 1)
                     with m.If(equals(pixel, D - 1)):
                         m.d.sync += step.eq(_Step.RESULT)
 
             with m.Case(_Step.RESULT):
                 # Answer from the core's record; it is taken only once sent.
-                with m.If(core.result.valid):
+                with m.If(core.done.valid if training else core.result.valid):
                     answer(ReplyFrame.RESULT)
 
             with m.Case(_Step.LOAD):
@@ -413,8 +709,57 @@ class HostLink(wiring.Component):
                         m.d.comb += load.written.eq(1)
                         answer(ReplyFrame.LOAD)
 
+            if training:
+                with m.Case(_Step.TRAIN_PRIME):
+                    # Sample t_sample starts at raddr with its label.
+                    m.d.comb += image_read.addr.eq(raddr)
+                    m.d.sync += step.eq(_Step.TRAIN_LABEL)
+
+                with m.Case(_Step.TRAIN_LABEL):
+                    m.d.comb += image_read.addr.eq(raddr + 1)
+                    m.d.sync += [t_label.eq(image_read.data), raddr.eq(raddr + 1),
+                                 pixel.eq(0), step.eq(_Step.TRAIN_STREAM)]
+
+                with m.Case(_Step.TRAIN_STREAM):
+                    m.d.comb += [pixels_in.valid.eq(1), pixels_in.payload.label.eq(t_label),
+                                 pixels_in.payload.train.eq(1),
+                                 image_read.addr.eq(Mux(pixels_in.ready, raddr + 1, raddr))]
+                    with m.If(pixels_in.ready):
+                        # After the last pixel raddr is the next sample's label.
+                        m.d.sync += [pixel.eq(pixel + 1), raddr.eq(raddr + 1)]
+                        with m.If(equals(pixel, D - 1)):
+                            m.d.sync += step.eq(_Step.TRAIN_DONE)
+
+                with m.Case(_Step.TRAIN_DONE):
+                    # The sample's updates are made once its record is offered.
+                    with m.If(done.valid):
+                        m.d.comb += [done.ready.eq(1), record_write.en.eq(1)]
+                        m.d.sync += [trained.eq(trained + 1), t_sample.eq(t_sample + 1),
+                                     step.eq(_Step.TRAIN_PRIME)]
+                        with m.If(t_sample == t_count - 1):
+                            answer_body(ReplyFrame.TRAIN, read=False, first=0, count=t_count,
+                                        length=t_count * (_RECORD.size // 8))
+
+                with m.Case(_Step.READ_PRIME):
+                    # Classify whatever the buffer holds (a sample that does not train
+                    # changes nothing): the training core serves reads while it offers
+                    # that sample's record.
+                    m.d.comb += pixels_in.valid.eq(1)
+                    with m.If(pixels_in.ready):
+                        m.d.sync += pixel.eq(pixel + 1)
+                        with m.If(equals(pixel, D - 1)):
+                            m.d.sync += step.eq(_Step.READ_WAIT)
+
+                with m.Case(_Step.READ_WAIT):
+                    with m.If(done.valid):
+                        answer_body(ReplyFrame.READ, read=True, first=r_addr, count=r_count,
+                                    length=read_length)
+
             with m.Case(_Step.SEND):
                 with m.If(replies.done):
                     # The frame has been answered: the parser may take the next.
                     m.d.comb += parser.frame.ready.eq(1)
                     m.d.sync += step.eq(_Step.IDLE)
+                    if training:
+                        # A RESULT's or READ's record, held while the reply went out.
+                        m.d.comb += core.done.ready.eq(core.done.valid)

@@ -12,7 +12,8 @@ from __future__ import annotations
 from amaranth.lib import crc, enum
 
 __all__ = [
-    "FRAME_CRC", "LOAD_BEGIN_SIZE", "LOAD_CHECKSUM", "PROTOCOL_VERSION", "SYNC", "Command",
+    "ANY_LR_SHIFT", "FRAME_CRC", "LOAD_BEGIN_SIZE", "LOAD_CHECKSUM", "PROTOCOL_VERSION",
+    "READ_SIZE", "SYNC", "TRAIN_RECORD_SIZE", "Command",
     "ErrorCode", "OpKind", "Phase", "Reply",
 ]
 
@@ -20,12 +21,19 @@ __all__ = [
 
 #: The byte every frame starts with, both ways; not covered by the frame's crc.
 SYNC = 0xA5
-#: What IDENT's first payload byte says. 4 had no tag byte in the frame header; 3 had no
-#: memory depths in IDENT (and no error 9); 2 had no flags in byte 8; 1 had no load
-#: transaction and a 14-byte IDENT.
-PROTOCOL_VERSION = 5
+#: What IDENT's first payload byte says. 5 had no TRAIN and READ and a 27-byte IDENT; 4
+#: had no tag byte in the frame header; 3 had no memory depths in IDENT (and no error 9);
+#: 2 had no flags in byte 8; 1 had no load transaction and a 14-byte IDENT.
+PROTOCOL_VERSION = 6
 #: Payload bytes of LOAD_BEGIN: model hash (4), whole-model checksum (4).
 LOAD_BEGIN_SIZE = 8
+#: Payload bytes of READ: target (1), first address (2), word count (2).
+READ_SIZE = 5
+#: Bytes of one sample's record in a TRAIN reply: predicted label (1), wrong label (1),
+#: cycles (4).
+TRAIN_RECORD_SIZE = 6
+#: IDENT's lambda byte on a core that takes any lambda (its ``lr_shift`` port).
+ANY_LR_SHIFT = 0xFF
 
 #: The crc byte closing every frame: CRC-8/SMBus (polynomial 0x07, init 0, no reflection,
 #: no final xor) over cmd, tag, the two length bytes and the payload, a byte at a time.
@@ -45,6 +53,8 @@ class Command(enum.IntEnum, shape=8):
     LOAD = 0x03            #: target (1), address (2), data; one memory write
     LOAD_BEGIN = 0x04      #: model hash (4), checksum (4): opens a load transaction
     LOAD_COMMIT = 0x05     #: empty: closes it if the checksum matches every write
+    TRAIN = 0x06           #: lambda (1), then per sample label (1) and D pixels
+    READ = 0x07            #: target (1), address (2), count (2): stored words back
 
 
 class Reply(enum.IntEnum, shape=8):
@@ -55,6 +65,8 @@ class Reply(enum.IntEnum, shape=8):
     LOAD = 0x83            #: the write has been made
     LOAD_BEGIN = 0x84      #: a load transaction is open
     LOAD_COMMIT = 0x85     #: the checksum matched; the loaded model is in use
+    TRAIN = 0x86           #: per sample: predicted label, wrong label, cycles
+    READ = 0x87            #: the words, ``read_bytes`` each (IDENT), little-endian
     ERROR = 0xEE           #: one byte, an ErrorCode
 
 
@@ -70,6 +82,9 @@ class ErrorCode(enum.IntEnum, shape=8):
     CHECKSUM = 7
     NO_MODEL = 8
     ADDRESS = 9
+    TRAIN = 10
+    LAMBDA = 11
+    LABEL = 12
 
     @property
     def message(self) -> str:
@@ -88,10 +103,15 @@ _MESSAGES = {
                         "first)",
     ErrorCode.CHECKSUM: "the whole-model checksum does not match the writes made; the load "
                         "is void and images are refused until a load commits",
-    ErrorCode.NO_MODEL: "no complete model in the memories (a load is open or failed); "
-                        "load one",
-    ErrorCode.ADDRESS: "LOAD address beyond the target memory's depth (IDENT's depths); "
-                       "nothing was written",
+    ErrorCode.NO_MODEL: "no complete model in the memories (a load is open or failed; "
+                        "TRAIN and READ also wait for an open load to commit); load one",
+    ErrorCode.ADDRESS: "LOAD or READ beyond the target memory's depth (IDENT's depths), or a "
+                       "READ of no words or of a memory it cannot read; nothing was written",
+    ErrorCode.TRAIN: "TRAIN or READ on a bitstream that does not train (IDENT's trains "
+                     "flag is 0); build it with the training core",
+    ErrorCode.LAMBDA: "TRAIN with another lambda than the one the gateware trains with "
+                      "(IDENT's lr_shift); nothing was trained",
+    ErrorCode.LABEL: "TRAIN with a label outside 0..K-1; nothing was trained",
 }
 
 

@@ -2,7 +2,8 @@
 
 A reply is ``0xA5, code, tag, length (LE16), payload, crc`` (docs/host-link.md), its tag
 the command's; its bytes are picked from constants (the identity), the load transaction's
-registers and the core's result record, and its crc is computed as they go out.
+registers and the core's result record, or (TRAIN and READ replies, whose length varies)
+taken from a byte stream, and its crc is computed as they go out.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from rtl.crc_tree import crc_tree
 from rtl.protocol import FRAME_CRC, SYNC, Reply
 from rtl.select import is_zero, select
 
-__all__ = ["REQUEST_LAYOUT", "ReplyFrame", "ReplySerialiser"]
+__all__ = ["HEADER_SIZE", "REQUEST_LAYOUT", "STREAMED", "ReplyFrame", "ReplySerialiser"]
 
 
 def _reply_frame_body(namespace) -> None:
@@ -40,6 +41,10 @@ ReplyFrame = types.new_class("ReplyFrame", (enum.Enum,),
 
 #: A reply to send: which frame, and for an ERROR its :class:`rtl.protocol.ErrorCode`.
 REQUEST_LAYOUT = data.StructLayout({"reply": ReplyFrame, "error": 8})
+#: The replies whose payload comes from the ``body`` stream (``body_length`` bytes).
+STREAMED = (ReplyFrame.TRAIN, ReplyFrame.READ)
+#: Bytes of a frame before its payload: sync, code, tag, length (2).
+HEADER_SIZE = 5
 
 
 class ReplySerialiser(wiring.Component):
@@ -48,7 +53,8 @@ class ReplySerialiser(wiring.Component):
     A request is taken once the previous reply is out. An IDENT reply reports
     ``identity`` with the model flag and checksum of the moment; a RESULT reply the record
     on ``result``, which is taken (``result.ready``) as its last byte goes out, so the
-    core holds it until then.
+    core holds it until then. A TRAIN or READ reply's payload is ``body_length`` bytes
+    taken from ``body`` in order.
 
     Parameters
     ----------
@@ -70,6 +76,12 @@ class ReplySerialiser(wiring.Component):
         IDENT's "model loaded" flag.
     checksum : In(32)
         IDENT's weights checksum.
+    trained : In(32)
+        IDENT's count of samples trained.
+    body : In(stream.Signature(8))
+        The payload bytes of a TRAIN or READ reply, in order.
+    body_length : In(16)
+        Their count, from the cycle after the request until the reply is out.
     result : In(stream.Signature(result_layout))
         The record a RESULT reply reports; taken when that reply's crc byte is.
     tx : Out(stream.Signature(8))
@@ -88,6 +100,9 @@ class ReplySerialiser(wiring.Component):
             "tag": In(8),
             "model_ok": In(1),
             "checksum": In(32),
+            "trained": In(32),
+            "body": In(stream.Signature(8)),
+            "body_length": In(16),
             "result": In(stream.Signature(result_layout)),
             "tx": Out(stream.Signature(8)),
             "done": Out(1),
@@ -107,29 +122,37 @@ class ReplySerialiser(wiring.Component):
             score = result.scores[k]
             scores += [score[8 * j:min(8 * j + 8, ident.score_bits)]
                        for j in range(ident.score_bytes)]
-        words = {"cycles": result.cycles, "checksum": self.checksum}
+        words = {"cycles": result.cycles, "checksum": self.checksum, "trained": self.trained}
         le = {name: [word[8 * j:8 * j + 8] for j in range(4)] for name, word in words.items()}
+
+        def streamed(code: int) -> list:
+            # The header only: the payload follows from the body stream.
+            return [Const(SYNC, 8), Const(code, 8), self.tag, self.body_length[:8],
+                    self.body_length[8:]]
+
         payloads = {
             ReplyFrame.IDENT: [
                 *(Const(b, 8) for b in constant[:14]), Cat(self.model_ok, Const(0, 7)),
-                *le["checksum"], *(Const(b, 8) for b in constant[19:])],
+                *le["checksum"], *(Const(b, 8) for b in constant[19:-4]), *le["trained"]],
             ReplyFrame.RESULT: [result.label, *scores, *le["cycles"]],
             ReplyFrame.LOAD: [],
             ReplyFrame.LOAD_BEGIN: [],
             ReplyFrame.LOAD_COMMIT: [],
             ReplyFrame.ERROR: [error_code],
         }
-        return {kind: frame(kind.code, payload) for kind, payload in payloads.items()}
+        return {**{kind: frame(kind.code, payload) for kind, payload in payloads.items()},
+                **{kind: streamed(kind.code) for kind in STREAMED}}
 
     def elaborate(self, platform) -> Module:
         m = Module()
         reply = Signal(ReplyFrame, init=ReplyFrame.ERROR)
         error_code = Signal(8)
         frames = self._frames(error_code)
-        # Up to one past the crc byte's index, the frame's length.
-        send_index = Signal(range(max(len(f) for f in frames.values()) + 2))
+        # Up to one past the crc byte's index, the frame's length (a streamed payload may
+        # have 65535 bytes).
+        send_index = Signal(range(max(len(f) for f in frames.values()) + 0x10000 + 2))
         send_crc = Signal(8)
-        body = Const(0, 8)
+        chosen = Const(0, 8)
         last = Const(0, 8)
         for kind, items in frames.items():
             # Each frame's byte at send_index is picked into a register, and the reply's
@@ -137,11 +160,16 @@ class ReplySerialiser(wiring.Component):
             # cycle were the iCE40 build's slowest path.
             picked = Signal(8, name=f"picked_{kind.name.lower()}")
             m.d.sync += picked.eq(select(items, send_index))
-            body = Mux(reply == kind, picked, body)
+            chosen = Mux(reply == kind, picked, chosen)
             # The crc goes out at index len(items), right after the frame's last byte.
-            last = Mux(reply == kind, len(items), last)
+            size = len(items) + self.body_length if kind in STREAMED else len(items)
+            last = Mux(reply == kind, size, last)
         is_last = Signal()
         m.d.comb += is_last.eq(send_index == last)
+        # A streamed reply's payload bytes come from ``body``, not from the picked ones.
+        from_body = Signal()
+        m.d.comb += from_body.eq(((reply == ReplyFrame.TRAIN) | (reply == ReplyFrame.READ))
+                                 & (send_index >= HEADER_SIZE) & ~is_last)
         # The reply goes out through a one-byte register: the byte for send_index is
         # fetched in one cycle and handed to the UART from the register, and the crc
         # absorbs the registered byte when the UART takes it. The frame multiplexer and the
@@ -165,9 +193,15 @@ class ReplySerialiser(wiring.Component):
         with m.Elif(~out_full & ~picking):
             # The picked registers take send_index's bytes.
             m.d.sync += picking.eq(1)
+        with m.Elif(~out_full & from_body):
+            # A payload byte of a TRAIN or READ reply, once its source offers it.
+            m.d.comb += self.body.ready.eq(1)
+            with m.If(self.body.valid):
+                m.d.sync += [out_byte.eq(self.body.payload), out_full.eq(1), out_first.eq(0),
+                             out_last.eq(0), send_index.eq(send_index + 1), picking.eq(0)]
         with m.Elif(~out_full):
             # Fetch the next byte; the crc byte is the crc of all before it.
-            m.d.sync += [out_byte.eq(Mux(is_last, send_crc, body)), out_full.eq(1),
+            m.d.sync += [out_byte.eq(Mux(is_last, send_crc, chosen)), out_full.eq(1),
                          out_first.eq(is_zero(send_index)), out_last.eq(is_last),
                          send_index.eq(send_index + 1), picking.eq(0)]
         with m.Else():

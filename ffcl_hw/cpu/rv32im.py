@@ -34,7 +34,8 @@ from ffcl_hw.cpu.toolchain import CROSS_COMPILER, compile_c, compiler_version, f
 from golden.costs import inference_cost
 from golden.intmodel import IntModel
 
-__all__ = ["COUNT_METHODS", "CRT0", "HARNESS", "LINKER_SCRIPT", "RV32_FLAGS", "measure_rv32im"]
+__all__ = ["COUNT_METHODS", "CRT0", "HARNESS", "LINKER_SCRIPT", "RV32_FLAGS", "Machine",
+           "measure_rv32im"]
 
 #: Flags of every RV32IM build (the optimisation level is added separately).
 RV32_FLAGS = ("-march=rv32im", "-mabi=ilp32", "-ffreestanding", "-nostdlib", "-std=c11")
@@ -106,10 +107,14 @@ def _build(model: IntModel, folder: Path, opt: str,
     return path, flags, folder / "model.elf"
 
 
-class _Machine:
-    """Unicorn with the program loaded and an instruction counter."""
+class Machine:
+    """Unicorn with a bare-metal program loaded and an instruction counter.
 
-    def __init__(self, elf: Elf32, method: str):
+    :meth:`call` runs one function of the program (by address) to its return, with a
+    fresh stack, and counts the instructions it retires (``method``: module docstring).
+    """
+
+    def __init__(self, elf: Elf32, method: str, *, timeout_s: float = _TIMEOUT_S):
         import unicorn
         from unicorn import riscv_const
 
@@ -123,7 +128,7 @@ class _Machine:
         for segment in elf.segments:
             self.uc.mem_write(segment.address, segment.data)
         self.stack_top, self.halt = top, elf.symbol("_halt")
-        self.entry = elf.symbol("model_infer")
+        self.timeout_s = timeout_s
         self.count = 0
         if method == "block":
             self.uc.hook_add(unicorn.UC_HOOK_BLOCK, self._block)
@@ -136,19 +141,20 @@ class _Machine:
     def _code(self, uc, address, size, user_data):
         self.count += 4
 
-    def call(self, a0: int, a1: int, a2: int) -> tuple[int, int]:
-        """model_infer(a0, a1, a2): the return value and the instructions retired."""
+    def call(self, entry: int, a0: int = 0, a1: int = 0, a2: int = 0) -> tuple[int, int]:
+        """The function at ``entry`` with arguments a0..a2: its return value (a0) and the
+        instructions retired, in bytes (4 per instruction)."""
         rc = self.rc
         for reg, value in ((rc.UC_RISCV_REG_SP, self.stack_top), (rc.UC_RISCV_REG_RA, self.halt),
                            (rc.UC_RISCV_REG_A0, a0), (rc.UC_RISCV_REG_A1, a1),
                            (rc.UC_RISCV_REG_A2, a2)):
             self.uc.reg_write(reg, value)
         self.count = 0
-        self.uc.emu_start(self.entry, self.halt, timeout=_TIMEOUT_S * 1_000_000)
+        self.uc.emu_start(entry, self.halt, timeout=int(self.timeout_s * 1_000_000))
         pc = self.uc.reg_read(rc.UC_RISCV_REG_PC)
         if pc != self.halt:
-            raise RuntimeError(f"model_infer did not return in the simulator (stopped at "
-                               f"pc {pc:#x}, not _halt {self.halt:#x})")
+            raise RuntimeError(f"the function at {entry:#x} did not return in the simulator "
+                               f"(stopped at pc {pc:#x}, not _halt {self.halt:#x})")
         return self.uc.reg_read(rc.UC_RISCV_REG_A0), self.count
 
 
@@ -209,7 +215,8 @@ def measure_rv32im(model: IntModel, images: np.ndarray, *, opt: str = "-O2",
     if elf.machine != 243:
         raise RuntimeError(f"{elf_path} is not a RISC-V program (e_machine {elf.machine})")
     text_bytes = elf.symbol("__text_end") - elf.symbol("__text_start")
-    machine = _Machine(elf, method)
+    machine = Machine(elf, method)
+    entry = elf.symbol("model_infer")
     image_at = elf.symbol("harness_image")
     goodness_at, scores_at = elf.symbol("harness_goodness"), elf.symbol("harness_scores")
     labels = np.zeros(n, dtype=np.int64)
@@ -219,7 +226,7 @@ def measure_rv32im(model: IntModel, images: np.ndarray, *, opt: str = "-O2",
     start = time.perf_counter()
     for i in range(n):
         machine.uc.mem_write(image_at, x_q[i].astype(pixel).tobytes())
-        label, count = machine.call(image_at, goodness_at, scores_at)
+        label, count = machine.call(entry, image_at, goodness_at, scores_at)
         labels[i] = np.int32(np.uint32(label))
         goodness[i] = np.frombuffer(machine.uc.mem_read(goodness_at, 8 * L * K),
                                     dtype="<i8").reshape(L, K)

@@ -17,6 +17,9 @@ What is measured (docs/bench.md says how each figure is obtained):
 - ``variants``: FFL, FFDL and FFCL of the same shape: MACs, accelerator cycles (closed
   form, which the tests hold equal to the hardware counter for every variant) and RV32IM
   instructions, to show the saving of the single-pass label scan.
+- ``training``: one sample of the integer learning rule: the training core's cycles
+  (closed form), the design's, and the same C step on RV32IM and the host, checked
+  against the golden trainer (:mod:`ffcl_hw.flows.bench_training`).
 
 Everything lands in ``RUN/bench.json``, ``RUN/bench.md`` and ``RUN/bench/*.png``, written
 all at once.
@@ -38,6 +41,7 @@ import numpy as np
 
 from ffcl_hw import cpu
 from ffcl_hw.flows.bench_report import markdown_report, plot_report
+from ffcl_hw.flows.bench_training import bench_training, training_speedups
 from ffcl_hw.flows.evaluate import load_run_dataset
 from ffcl_hw.flows.quantize import load_quantized_run
 from ffcl_hw.flows.simulate import simulate_run
@@ -217,7 +221,9 @@ def bench_run(run: Path, *, board: str | None = None, samples: int = 20, lanes: 
     samples : int
         Test images through the RTL (each checked against the golden model).
     cpu_samples, rv32im_samples : int
-        Test images the host C and NumPy timings and the RV32IM counts run on.
+        Test images the host C and NumPy timings and the RV32IM counts run on; for the
+        training rows, the first training samples the host step is timed on and the
+        RV32IM step trains on (each checked against the golden trainer).
     cpu_seconds : float
         Timed seconds per host C build and for NumPy.
 
@@ -286,6 +292,12 @@ def bench_run(run: Path, *, board: str | None = None, samples: int = 20, lanes: 
         report["variants"] = _variants(models, images[:1], lanes=lanes,
                                        label_lanes=label_lanes, shared=shared,
                                        rv32im=has_rv32im, build=build)
+        n_train = max(cpu_samples, rv32im_samples)
+        report["training"] = bench_training(
+            run, model, model.quantize_input(data.x_train[:n_train]), data.y_train[:n_train],
+            x_train_float=data.x_train, lanes=lanes, label_lanes=label_lanes, shared=shared,
+            board=board, synth=synth, rv32im_samples=rv32im_samples,
+            cpu_samples=cpu_samples, cpu_seconds=cpu_seconds, build=build)
     finally:
         shutil.rmtree(build, ignore_errors=True)
     report["speedup"] = _speedups(report)
@@ -321,4 +333,5 @@ def _speedups(report: dict[str, Any]) -> dict[str, Any]:
     latency = report["accelerator"].get("latency_us")
     if latency:
         speedup["vs_host_c_time"] = best["ns_per_inference"] / 1000 / latency
+    speedup.update(training_speedups(report["training"]))
     return speedup

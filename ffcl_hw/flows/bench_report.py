@@ -60,6 +60,59 @@ def _cpu_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def _training_lines(training: dict[str, Any] | None, speedup: dict[str, Any]) -> list[str]:
+    """The training table: one sample of the integer rule on each target."""
+    if training is None:
+        return []
+    lines = ["| training target | unit | per sample | how |", "|---|---|---|---|"]
+    if "not_available" in training:
+        return lines + [f"| all | | not available | {training['not_available']} |", ""]
+    acc, design = training["accelerator"], training["design"]
+    if acc["cycles_per_sample"] is None:
+        lines.append(f"| accelerator (training core) | cycles | not available | "
+                     f"{acc['not_available']} |")
+    else:
+        lines.append(f"| accelerator (training core, {acc['lanes']} lanes) | cycles | "
+                     f"{_n(acc['cycles_per_sample'])} | closed form of its counter "
+                     f"(TrainingCore.training_cycles); W-pass lane utilisation "
+                     f"{100 * acc['lane_utilization']:.1f}% |")
+    if design["cycles_per_sample"] is None:
+        lines.append(f"| accelerator, design | cycles | not available | "
+                     f"{design['not_available']} |")
+    else:
+        lines.append(f"| accelerator, design ({design['lanes']} lanes"
+                     f"{', shared multipliers' if design['shared_multipliers'] else ''}, "
+                     f"{design['memory'].upper()}) | cycles | "
+                     f"{_n(design['cycles_per_sample'])} | docs/training-engine.md's steps "
+                     f"overlapped (not built); update-pass lane utilisation "
+                     f"{100 * design['lane_utilization']:.1f}% |")
+    if training.get("clock_mhz"):
+        for key, what in (("samples_per_second", "training core"),
+                          ("design_samples_per_second", "design")):
+            if training.get(key):
+                lines.append(f"| accelerator ({what}) at {training['clock_mhz']:.1f} MHz | "
+                             f"samples/s | {_n(training[key])} | {training['clock_source']} |")
+    rv = training["rv32im"]
+    if "skipped" in rv:
+        lines.append(f"| RV32IM | instructions | skipped | {rv['skipped']} |")
+    else:
+        lines.append(f"| RV32IM | instructions | {_n(rv['instructions_per_sample'])} | "
+                     f"golden/inttrain.c, {rv['compiler']} {rv['opt']}, {rv['simulator']}; "
+                     f"bit-exact with IntTrainer after each of {rv['samples']} samples; "
+                     f"{rv['instructions_per_update']:.1f} per weight update |")
+    host = training["host_c"]
+    lines.append(f"| host C {' '.join(host['flags'][1:])} | ns | {_n(host['ns_per_sample'])} | "
+                 f"{host['compiler']}; fastest of {host['repeats']} timings; bit-exact |")
+    lines += ["", "| training speedup | x |", "|---|---|",
+              "| RV32IM instructions / training core cycles | "
+              f"{_n(speedup.get('training_vs_rv32im_instructions'), 1)} |",
+              "| RV32IM instructions / design cycles | "
+              f"{_n(speedup.get('training_design_vs_rv32im_instructions'), 1)} |",
+              "", f"Training samples: the run's first training images, in order; rule from "
+              f"{training['rule_source']}.", ""]
+    return lines
+
+
 def markdown_report(report: dict[str, Any]) -> str:
     """The bench as Markdown: per-inference costs, speedups, phases and variants."""
     model = report["model"]
@@ -99,6 +152,7 @@ def markdown_report(report: dict[str, Any]) -> str:
     lines += ["", "Variants other than the run's own use untrained weights of the same shape "
               "(counts do not depend on weight values); their accelerator cycles are the "
               "closed form, which the tests hold equal to the RTL counter.", ""]
+    lines += _training_lines(report.get("training"), s)
     return "\n".join(lines)
 
 

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """A board double for `ffcl-hw run`: the host link protocol in Python on the golden model.
 
 :class:`EmulatedBoard` answers frames as docs/host-link.md says a HostLink does, with
@@ -24,13 +25,25 @@ import numpy as np
 
 from ffcl_hw.device import crc8, encode_frame
 from golden.intmodel import IntModel
+from golden.inttrain import IntTrainer, TrainRule
+from golden.lfsr import Lfsr, draw_negative
 from rtl.core import LOAD_TARGETS, load_words
 from rtl.host_link import (
     link_identity,
     load_data_bytes,
 )
 from rtl.program import build_program
-from rtl.protocol import LOAD_BEGIN_SIZE, LOAD_CHECKSUM, SYNC, Command, ErrorCode, Reply
+from rtl.protocol import (
+    ANY_LR_SHIFT,
+    LOAD_BEGIN_SIZE,
+    LOAD_CHECKSUM,
+    READ_SIZE,
+    SYNC,
+    Command,
+    ErrorCode,
+    Reply,
+)
+from rtl.stored_words import STORED_MEMORIES, stored_words
 
 
 class EmulatedBoard:
@@ -63,12 +76,24 @@ class EmulatedBoard:
         Models a load may bring (a load is recognised by its checksum).
     faulty : bool
         Add 1 to the score of label 0 of every second image (a broken board).
+    rule : TrainRule, optional
+        A training board (``HostLink(TrainingCore(model, rule, lanes=...))``): TRAIN and
+        READ answered from :class:`golden.inttrain.IntTrainer`, its stored words packed
+        as the core's memories hold them; each record's cycles are the closed form
+        :meth:`rtl.training_core.TrainingCore.training_cycles` (FFDL; 0 otherwise).
+    train_block : int
+        Most samples a TRAIN frame may carry.
+    lr_shift : int, optional
+        The lambda the training gateware takes (default the rule's first;
+        :data:`rtl.protocol.ANY_LR_SHIFT`: any, as with TrainingCore's lambda input).
     """
 
     def __init__(self, model: IntModel | None, *, lanes: int = 2, label_lanes: int | None = None,
                  loadable: bool = True, initialised: bool = True,
                  known: tuple[IntModel, ...] = (), faulty: bool = False,
-                 shared: bool = False, banks: int = 1, timeout_bits: int = 200) -> None:
+                 shared: bool = False, banks: int = 1, timeout_bits: int = 200,
+                 rule: TrainRule | None = None, train_block: int = 4,
+                 lr_shift: int | None = None) -> None:
         self.faulty = faulty
         self.images = 0
         self.received = 0
@@ -81,9 +106,19 @@ class EmulatedBoard:
             return
         self.identity = dataclasses.replace(
             link_identity(model, lanes=lanes, label_lanes=label_lanes, loadable=loadable,
-                          shared=shared),
+                          shared=shared, rule=rule, train_block=train_block if rule else 0,
+                          lr_shift=lr_shift),
             model_loaded=initialised)
         self.program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
+        self.trainer = None if rule is None else IntTrainer(model, rule)
+        self.trained = 0
+        if rule is not None:
+            from rtl.training_core import TrainingCore
+
+            self.train_cycles = (TrainingCore(model, rule, lanes=lanes).training_cycles()
+                                 if model.config.algo == "ffdl" else 0)
+            # The forward model the trainer keeps current is what IMAGE classifies with.
+            model = self.trainer.model
         self.n = load_data_bytes(self.program)
         # The model memories as (target, address) -> word, one dict per bank; a commit
         # puts in use the known model whose words the bank holds.
@@ -149,7 +184,8 @@ class EmulatedBoard:
             if payload:
                 return self._error(ErrorCode.LENGTH)
             now = dataclasses.replace(ident, model_loaded=self.model is not None,
-                                      weights_checksum=self.weights_checksum)
+                                      weights_checksum=self.weights_checksum,
+                                      trained=self.trained & 0xFFFFFFFF)
             return self._reply(Reply.IDENT, now.to_bytes())
         if cmd == Command.IMAGE:
             if len(payload) != ident.input_size:
@@ -164,6 +200,10 @@ class EmulatedBoard:
                               for s in result.scores[0])
             return self._reply(Reply.RESULT, bytes([int(result.labels[0])]) + scores
                                 + self.program.cycles().to_bytes(4, "little"))
+        if cmd in (Command.TRAIN, Command.READ):
+            if self.trainer is None:
+                return self._error(ErrorCode.TRAIN)
+            return self._train(payload) if cmd == Command.TRAIN else self._read(payload)
         if cmd not in (Command.LOAD, Command.LOAD_BEGIN, Command.LOAD_COMMIT):
             return self._error(ErrorCode.COMMAND)
         if not ident.loadable:
@@ -211,7 +251,61 @@ class EmulatedBoard:
                              "in known=")
         self.model = models[0]
         self.weights_checksum = self.announced
+        self.trained = 0
         return self._reply(Reply.LOAD_COMMIT)
+
+    # -- training (the checks in the gateware's order) -------------------------------
+    def _train(self, payload: bytes) -> bytes:
+        ident, D = self.identity, self.identity.input_size
+        n, rest = divmod(len(payload) - 1, D + 1)
+        if len(payload) < 1 or rest or not 1 <= n <= ident.train_block:
+            return self._error(ErrorCode.LENGTH)
+        if self.model is None or self.loading:
+            return self._error(ErrorCode.NO_MODEL)
+        lam = payload[0]
+        if ident.lr_shift not in (ANY_LR_SHIFT, lam):
+            return self._error(ErrorCode.LAMBDA)
+        samples = [payload[1 + i * (D + 1):1 + (i + 1) * (D + 1)] for i in range(n)]
+        if any(sample[0] >= ident.labels for sample in samples):
+            return self._error(ErrorCode.LABEL)
+        records = b""
+        trainer = self.trainer
+        for sample in samples:
+            x = np.frombuffer(sample[1:], dtype=np.uint8).astype(np.int64)
+            y = sample[0]
+            predicted = int(trainer.model.run(x[None]).labels[0])
+            # The wrong label the trainer is about to draw, from a copy of its generator.
+            peek = Lfsr(0)
+            peek.state = trainer.label_lfsr.state
+            wrong = draw_negative(peek, y, ident.labels)
+            trainer.train_sample(x, y, lam)
+            self.trained += 1
+            records += bytes([predicted, wrong]) + self.train_cycles.to_bytes(4, "little")
+        return self._reply(Reply.TRAIN, records)
+
+    def stored_words(self) -> dict[str, list[int]]:
+        """The words of the stored W, b and U memories now."""
+        ident = self.identity
+        return stored_words(self.trainer.stored, lanes=ident.lanes,
+                            store_bits=ident.stored_bits, bias_bits=ident.stored_bias_bits)
+
+    def _read(self, payload: bytes) -> bytes:
+        ident = self.identity
+        if len(payload) != READ_SIZE:
+            return self._error(ErrorCode.LENGTH)
+        if self.model is None or self.loading:
+            return self._error(ErrorCode.NO_MODEL)
+        target = payload[0]
+        addr, count = (int.from_bytes(payload[i:i + 2], "little") for i in (1, 3))
+        names = {LOAD_TARGETS[memory]: name for name, memory in STORED_MEMORIES.items()}
+        if (target not in names or count == 0
+                or addr + count > ident.depths[target - 1]):
+            return self._error(ErrorCode.ADDRESS)
+        if count * ident.read_bytes > 0xFFFF:
+            return self._error(ErrorCode.LENGTH)
+        words = self.stored_words()[names[target]][addr:addr + count]
+        return self._reply(Reply.READ, b"".join(w.to_bytes(ident.read_bytes, "little")
+                                                for w in words))
 
 
 @contextlib.contextmanager

@@ -10,11 +10,13 @@ import pytest
 from ffcl_hw import cpu
 from ffcl_hw.cli import main
 from ffcl_hw.flows import bench as bench_flow
+from ffcl_hw.flows import bench_training as bench_training_flow
 from ffcl_hw.flows.bench import bench_run
 from ffcl_hw.runs import RunError
 from golden.costs import inference_cost
 from golden.intmodelio import load_int_model
 from rtl.program import build_program
+from rtl.training_estimate import estimate_training
 from sim.runner import available_simulators
 
 pytestmark = pytest.mark.skipif("verilator" not in available_simulators(),
@@ -86,6 +88,34 @@ def test_variants_compare_the_three_algorithms_of_the_same_shape(benched):
     assert rows["ffcl"]["loops"] == 2
 
 
+def test_training_rows_of_an_ffcl_run(benched):
+    run, report = benched
+    training, speedup = report["training"], report["speedup"]
+    for key in ("cycles_per_sample", "ideal_cycles", "lane_utilization",
+                "rv32im_instructions_per_sample", "host_ns_per_sample", "samples_per_second"):
+        assert key in training
+    model = load_int_model(run / "model.int.npz").model
+    # The design's figure for the measured configuration (no board: block RAM).
+    assert training["ideal_cycles"] == estimate_training(
+        model, lanes=4, label_lanes=None, shared=False, memory="bram").total
+    rv = training["rv32im"]
+    assert rv["golden_check"].startswith("passed") and rv["samples"] == 2
+    assert training["rv32im_instructions_per_sample"] == rv["instructions_per_sample"]
+    assert training["host_ns_per_sample"] == training["host_c"]["ns_per_sample"] > 0
+    table = (run / "bench.md").read_text()
+    if training["cycles_per_sample"] is None:
+        # The training core is FFDL-only: the row says so, the bench does not fail.
+        assert "FFCL" in training["accelerator"]["not_available"]
+        assert speedup["training_vs_rv32im_instructions"] is None
+        assert "| accelerator (training core) | cycles | not available |" in table
+    else:
+        assert speedup["training_vs_rv32im_instructions"] == pytest.approx(
+            rv["instructions_per_sample"] / training["cycles_per_sample"])
+    assert speedup["training_design_vs_rv32im_instructions"] == pytest.approx(
+        rv["instructions_per_sample"] / training["ideal_cycles"])
+    assert training["samples_per_second"] is None     # no --board: no clock
+
+
 def test_outputs_are_a_table_and_real_plots(benched):
     run, report = benched
     table = (run / "bench.md").read_text()
@@ -120,10 +150,14 @@ def test_a_missing_rv32im_compiler_skips_the_row_with_the_how_to(benched, monkey
                                        "`apt-get install gcc-riscv64-unknown-elf`")
 
     monkeypatch.setattr(cpu, "measure_rv32im", missing)
+    monkeypatch.setattr(bench_training_flow, "measure_training_rv32im", missing)
     report = bench_run(run, samples=1, lanes=4, cpu_samples=2, cpu_seconds=0.1)
     assert "apt-get install gcc-riscv64-unknown-elf" in report["rv32im"]["skipped"]
     assert all(row["rv32im_instructions"] is None for row in report["variants"])
     assert report["speedup"]["vs_rv32im_instructions"] is None
+    assert "apt-get install" in report["training"]["rv32im"]["skipped"]
+    assert report["training"]["rv32im_instructions_per_sample"] is None
+    assert report["speedup"]["training_design_vs_rv32im_instructions"] is None
 
 
 @pytest.mark.parametrize(("setup", "argv", "message"), [
@@ -169,6 +203,12 @@ def test_board_latency_comes_from_the_synthesis_report(benched):
     assert "scaler and squares on the lanes' multipliers" in (run / "bench.md").read_text()
     assert acc["latency_us"] == pytest.approx(acc["cycles_per_inference"] / 50.0)
     assert acc["latency_at_clock_us"] == pytest.approx(acc["cycles_per_inference"] / 40.0)
+    # Training: the design for that build (ECP5: block RAM), per second at its Fmax.
+    training = report["training"]
+    assert training["design"]["shared_multipliers"] and training["design"]["label_lanes"] == 2
+    assert training["design"]["memory"] == "bram" and training["clock_mhz"] == 50.0
+    assert training["design_samples_per_second"] == pytest.approx(
+        50e6 / training["ideal_cycles"])
 
 
 def test_a_malformed_synthesis_report_is_refused(benched):

@@ -262,7 +262,7 @@ def test_crc32_matches_known_vectors(data, crc):
 def test_the_ident_payload_round_trips():
     identity = dataclasses.replace(link_identity(_random_model("ffdl", 3), lanes=2),
                                    model_loaded=False, weights_checksum=0xDEADBEEF)
-    assert len(identity.to_bytes()) == LinkIdentity.SIZE == 27
+    assert len(identity.to_bytes()) == LinkIdentity.SIZE == 36
     assert LinkIdentity.from_bytes(identity.to_bytes()) == identity
 
 

@@ -326,7 +326,7 @@ LINK_BUGS = {
         **_OPEN, "(target == code) & (address < depth)": "(target == code) & (regs[1] < depth)"}}),
     # The image stream advances whether the core takes the pixel or not.
     "image-moves-while-held": ("streams", 1, {"rtl.host_link": {
-        "                with m.If(core.image.ready):\n"
+        "                with m.If(pixels_in.ready):\n"
         "                    m.d.sync += pixel.eq(pixel + 1)":
         "                with m.If(1):\n"
         "                    m.d.sync += pixel.eq(pixel + 1)"}}),

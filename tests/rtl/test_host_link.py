@@ -175,7 +175,7 @@ BAD_FRAMES = {
     "crc": (lambda m: _corrupt_crc(image_frame([1] * m.config.input_size)), ErrorCode.CRC),
     "payload-bit-flip": (lambda m: image_frame([1] * m.config.input_size)[:6] + b"\x7f"
                          + image_frame([1] * m.config.input_size)[7:], ErrorCode.CRC),
-    "unknown-command": (lambda m: encode_frame(0x07, b"\x00\x01"), ErrorCode.COMMAND),
+    "unknown-command": (lambda m: encode_frame(0x08, b"\x00\x01"), ErrorCode.COMMAND),
     "reply-code-as-command": (lambda m: encode_frame(0x81), ErrorCode.COMMAND),
     "image-too-short": (lambda m: encode_frame(Command.IMAGE, bytes(m.config.input_size - 1)),
                         ErrorCode.LENGTH),
@@ -186,6 +186,9 @@ BAD_FRAMES = {
     "load-begin-on-rom-core": (lambda m: encode_frame(Command.LOAD_BEGIN, bytes(8)),
                                ErrorCode.LOAD),
     "load-commit-on-rom-core": (lambda m: encode_frame(Command.LOAD_COMMIT), ErrorCode.LOAD),
+    # Whatever their length: the core does not train.
+    "train-on-inference-core": (lambda m: encode_frame(Command.TRAIN, bytes(3)), ErrorCode.TRAIN),
+    "read-on-inference-core": (lambda m: encode_frame(Command.READ, bytes(5)), ErrorCode.TRAIN),
 }
 
 

@@ -18,13 +18,23 @@ import os
 import numpy as np
 import pytest
 
+from golden.config import ModelConfig
 from golden.intmodelio import save_int_model
+from golden.inttrain import TrainRule
 from rtl.core import Core
 from rtl.host_link import HostLink
+from rtl.training_core import TrainingCore
 from sim.link_faults import FAULTS
-from sim.runner import available_simulators, build_core, run_testbench
+from sim.runner import (
+    available_simulators,
+    build_core,
+    build_design,
+    run_testbench,
+    run_tests,
+)
 from tests.golden.variants import reweighted
 from tests.rtl.test_core import _random_model
+from tests.rtl.test_training_core import D, K, make_model
 
 SEED = int(os.environ.get("FFCL_SEED", "0"))
 SAMPLES = int(os.environ.get("FFCL_SIM_SAMPLES", "3"))
@@ -58,3 +68,22 @@ def test_the_host_library_drives_the_host_link_verilog(banks, tmp_path, build_ro
                           name=f"link-banks{banks}-seed{SEED}", seed=SEED, env=env)
     assert bench.tests == SCENARIOS, f"{bench.tests} scenarios ran; see {bench.log}"
     assert bench.failed == 0, f"{bench.failed} of {bench.tests} failed; see {bench.log}"
+
+
+@pytest.mark.skipif("verilator" not in available_simulators(), reason="Verilator missing")
+def test_the_host_library_trains_the_training_link_verilog(tmp_path, build_root):
+    # A tiny FFDL model (9-7-5, K = 4) on 3 lanes: ragged tiles; TRAIN frames of 2.
+    model = make_model(ModelConfig(algo="ffdl", input_size=D, num_classes=K, hidden=(7, 5),
+                                   theta=0.5), 11 + SEED)
+    rule = TrainRule(epochs=1, lr_shift=4, seed=7 + SEED)
+    top = HostLink(TrainingCore(model, rule, lanes=3), train_block=2, **LINK)
+    built = build_design(top, "verilator", build_root / "host-link-training",
+                         toplevel="ffcl_host_link_training")
+    save_int_model(tmp_path / "model.int.npz", model)
+    setup = {"model": str(tmp_path / "model.int.npz"),
+             "rule": {"epochs": 1, "lr_shift": rule.lr_shift, "seed": rule.seed},
+             "lanes": 3, "block": 2, "seed": SEED, **LINK}
+    run = run_tests(built, "sim.hostlink_training_testbench", name=f"train-seed{SEED}",
+                    env={"FFCL_TRAIN": json.dumps(setup), "FFCL_HOST_LIBRARY": "ffcl_hw.device"})
+    assert run.tests == 1, f"{run.tests} tests ran; see {run.log}"
+    assert run.failed == 0, f"see {run.log}"

@@ -1,0 +1,205 @@
+# amaranth: UnusedElaboratable=no
+"""The bench's training rows: one integer training sample on the accelerator and on CPUs.
+
+- ``cycles_per_sample``: the closed form of the training core's cycle counter,
+  ``TrainingCore(model, rule, lanes=P).training_cycles()`` (tests/rtl/test_training_core.py
+  holds it equal to the counter; the bench does not simulate the training core). The
+  core is the first slice of docs/training-engine.md: dedicated multipliers, block-RAM
+  style memories, its steps one after another. A model it cannot train yet (FFCL today)
+  gets ``None`` and the reason.
+- ``ideal_cycles``: the design's figure for the run's configuration and board memory
+  (:func:`rtl.training_estimate.estimate_training`: the steps overlapped as designed).
+- ``lane_utilization``: the slice's W passes, busy lane-cycles over lane-cycles (each
+  tile's shadow load, pass and drain); the design's in ``design.lane_utilization``.
+- ``rv32im_instructions_per_sample`` and ``host_ns_per_sample``: the same integer step
+  (golden/inttrain.c) on RV32IM and on the host, checked against ``IntTrainer``
+  (:mod:`ffcl_hw.cpu.training`).
+- ``samples_per_second``: at the Fmax of the run's synthesis report for the board (the
+  inference build: the training core has not been synthesized), else at the board's
+  target clock, labelled as such.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ffcl_hw import cpu
+from ffcl_hw.cpu.training import measure_training_host, measure_training_rv32im
+from ffcl_hw.runs import RunError
+from golden.intmodel import IntModel
+from golden.inttrain import IntTrainer, TrainRule, default_lr_shift
+from rtl.board import BOARDS
+from rtl.training_estimate import estimate_training
+from rtl.update_lane import UpdateLane
+from rtl.weight_store import WeightStore
+
+__all__ = ["bench_training", "run_rule", "slice_lane_utilization", "training_speedups"]
+
+#: A CPU baseline failed in a way the user must hear about (not a skipped row).
+_CPU_ERRORS = (cpu.GoldenMismatch, cpu.CompileError, cpu.CompilerMissing)
+
+
+def run_rule(run: Path, x_train: np.ndarray) -> tuple[TrainRule, str]:
+    """The rule the bench trains with, and where it came from.
+
+    An integer-trained run records its rule in ``metrics.json``; any other run gets the
+    defaults of ``train --arith int`` (lambda from :func:`default_lr_shift` of the
+    training images, pixels 0..1).
+    """
+    metrics = run / "metrics.json"
+    recorded = None
+    if metrics.exists():
+        try:
+            recorded = json.loads(metrics.read_text()).get("rule")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            recorded = None
+    if isinstance(recorded, dict):
+        names = {f.name for f in dataclasses.fields(TrainRule)}
+        try:
+            return (TrainRule(**{k: v for k, v in recorded.items() if k in names}),
+                    f"the run's rule ({metrics})")
+        except (TypeError, ValueError):
+            pass
+    return (TrainRule(epochs=1, lr_shift=default_lr_shift(x_train)),
+            "train --arith int's defaults (lambda from the training images)")
+
+
+def slice_lane_utilization(model: IntModel, lanes: int) -> float:
+    """Busy lane-cycles over lane-cycles of the slice's W passes: per tile the shadow load
+    (P + 2), the pass (n_in) and the drain (weight store + update lane + 1), the terms of
+    ``TrainingCore.training_cycles``; N n_in entries updated per layer."""
+    config = model.config
+    busy = lane_cycles = 0
+    for i, n in enumerate(config.hidden):
+        n_in = config.input_size if i == 0 else config.hidden[i - 1]
+        tiles = -(-n // lanes)
+        busy += n * n_in
+        lane_cycles += lanes * tiles * ((lanes + 2) + n_in + WeightStore.LATENCY
+                                        + UpdateLane.latency_for(None) + 1)
+    return busy / lane_cycles
+
+
+def _clock(run: Path, board: str | None, synth: dict[str, Any] | None) -> tuple[float | None,
+                                                                                str]:
+    if board is None:
+        return None, "no --board: no clock to convert cycles to time"
+    if synth is not None and synth.get("fmax_mhz"):
+        return float(synth["fmax_mhz"]), (f"the Fmax of {run / 'synth' / board / 'report.json'}"
+                                          " (the inference build; the training core has not "
+                                          "been synthesized)")
+    mhz = BOARDS[board].default_mhz
+    return mhz, (f"{board}'s target clock {mhz:g} MHz (no synthesis report: run `ffcl-hw "
+                 f"synth {run} --board {board}` for its Fmax)")
+
+
+def _accelerator(model: IntModel, rule: TrainRule, lanes: int) -> dict[str, Any]:
+    from rtl.training_core import TrainingCore
+
+    try:
+        core = TrainingCore(model, rule, lanes=lanes)
+    except ValueError as error:
+        return {"cycles_per_sample": None, "lane_utilization": None,
+                "not_available": f"the training core cannot train this model yet: {error}"}
+    return {
+        "cycles_per_sample": core.training_cycles(),
+        "lane_utilization": slice_lane_utilization(model, lanes),
+        "lanes": lanes,
+        "how": "TrainingCore(model, rule, lanes=P).training_cycles(): the closed form of the "
+               "training core's counter, which tests/rtl/test_training_core.py holds equal to "
+               "it; the slice of docs/training-engine.md (dedicated multipliers, block-RAM "
+               "style memories, every label per cycle, steps not overlapped); not simulated "
+               "here",
+    }
+
+
+def _design(model: IntModel, rule: TrainRule, *, lanes: int, label_lanes: int | None,
+            shared: bool, memory: str) -> dict[str, Any]:
+    try:
+        e = estimate_training(model, lanes=lanes, label_lanes=label_lanes, shared=shared,
+                              memory=memory, store_bits=rule.store_bits)
+    except ValueError as error:
+        return {"cycles_per_sample": None, "not_available": str(error)}
+    return {"cycles_per_sample": e.total, "forward_cycles": e.forward,
+            "update_cycles": e.update, "inference_cycles": e.inference,
+            "lane_utilization": e.utilisation, "memory": memory, "lanes": lanes,
+            "label_lanes": label_lanes, "shared_multipliers": shared,
+            "how": "rtl.training_estimate.estimate_training: docs/training-engine.md's "
+                   "cycles per sample with the steps overlapped as designed (arithmetic "
+                   "from the inference program and the components' latencies, not built)"}
+
+
+def bench_training(run: Path, model: IntModel, x_train: np.ndarray, y_train: np.ndarray, *,
+                   x_train_float: np.ndarray, lanes: int, label_lanes: int | None,
+                   shared: bool, board: str | None, synth: dict[str, Any] | None,
+                   rv32im_samples: int, cpu_samples: int, cpu_seconds: float,
+                   build: Path) -> dict[str, Any]:
+    """The ``training`` section of ``bench.json`` (module docstring).
+
+    ``x_train``, ``y_train``: integer training images and labels (the first
+    ``rv32im_samples`` are trained on RV32IM, ``cpu_samples`` timed on the host);
+    ``x_train_float``: the same in 0..1, for the default learning rate.
+
+    Raises
+    ------
+    RunError
+        If a CPU baseline disagrees with the golden trainer or fails to compile.
+    """
+    rule, rule_source = run_rule(run, x_train_float)
+    section: dict[str, Any] = {
+        "rule": rule.to_dict(), "rule_source": rule_source,
+        "cycles_per_sample": None, "ideal_cycles": None, "lane_utilization": None,
+        "rv32im_instructions_per_sample": None, "host_ns_per_sample": None,
+        "clock_mhz": None, "samples_per_second": None, "design_samples_per_second": None,
+    }
+    try:
+        IntTrainer(model, rule)
+    except ValueError as error:
+        section["not_available"] = f"the integer rule cannot train this model: {error}"
+        return section
+    memory = "spram" if board is not None and BOARDS[board].spram_bits else "bram"
+    accelerator = _accelerator(model, rule, lanes)
+    design = _design(model, rule, lanes=lanes, label_lanes=label_lanes, shared=shared,
+                     memory=memory)
+    section.update(accelerator=accelerator, design=design,
+                   cycles_per_sample=accelerator["cycles_per_sample"],
+                   ideal_cycles=design["cycles_per_sample"],
+                   lane_utilization=accelerator["lane_utilization"])
+    n = min(rv32im_samples, x_train.shape[0])
+    try:
+        section["rv32im"] = measure_training_rv32im(model, rule, x_train[:n], y_train[:n],
+                                                    build_dir=build / "rv32im-train")
+        section["rv32im_instructions_per_sample"] = \
+            section["rv32im"]["instructions_per_sample"]
+    except cpu.CrossCompilerMissing as error:
+        section["rv32im"] = {"skipped": str(error)}
+    except _CPU_ERRORS as error:
+        raise RunError(f"RV32IM training step: {error}") from None
+    m = min(cpu_samples, x_train.shape[0])
+    try:
+        section["host_c"] = measure_training_host(
+            model, rule, x_train[:m], y_train[:m], check_samples=min(n, m),
+            min_seconds=cpu_seconds, build_dir=build / "host-train")
+        section["host_ns_per_sample"] = section["host_c"]["ns_per_sample"]
+    except _CPU_ERRORS as error:
+        raise RunError(f"host C training step: {error}") from None
+    mhz, source = _clock(run, board, synth)
+    section["clock_mhz"], section["clock_source"] = mhz, source
+    if mhz is not None:
+        for key, cycles in (("samples_per_second", section["cycles_per_sample"]),
+                            ("design_samples_per_second", section["ideal_cycles"])):
+            section[key] = mhz * 1e6 / cycles if cycles else None
+    return section
+
+
+def training_speedups(training: dict[str, Any]) -> dict[str, Any]:
+    """RV32IM instructions over the accelerator's cycles per training sample: the
+    training core's closed form and the design's figure (None where either is missing)."""
+    rv = training.get("rv32im_instructions_per_sample")
+    cycles, ideal = training.get("cycles_per_sample"), training.get("ideal_cycles")
+    return {"training_vs_rv32im_instructions": rv / cycles if rv and cycles else None,
+            "training_design_vs_rv32im_instructions": rv / ideal if rv and ideal else None}

@@ -1,0 +1,312 @@
+# amaranth: UnusedElaboratable=no
+"""The board training flow: a run's training set trained on a board, the model read back.
+
+``ffcl-hw run RUN --port PORT --train [--epochs N]`` trains a board whose bitstream holds
+a :class:`rtl.training_core.TrainingCore` on RUN's training set in golden ``train_int``'s
+order (epoch e: the e-th ``permutation(n)`` of ``default_rng(rule.seed)``) and lambda
+schedule (``rule.lr_shift_at(e)``), with :class:`golden.inttrain.IntTrainer` running
+alongside on the host: every TRAIN record (prediction before the update, wrong label) is
+checked against it, and at the end every stored word read back must equal the trainer's.
+From a freshly configured board (IDENT: nothing trained, the run's weights), the board's
+model is then train_int's for the same seed and epochs. ``RUN/board_train.json`` holds the
+report. ``--read [--out NEW]`` saves the model the board holds as an integer run (the
+forward weights in ``model.int.npz`` with their provenance, its dequantized twin
+``model.npz`` and ``metrics.json``), so that ``evaluate``, ``sim`` and ``bench`` take it.
+
+The rule is the run's (``metrics.json``'s ``rule``, written by ``train --arith int``) with
+``epochs`` from ``--epochs``; a quantized float run has none, and gets the rule ``train
+--arith int`` would use by default (``lr_shift`` from :func:`golden.inttrain.default_lr_shift`,
+steps at half and three quarters of the epochs, seed 0). The bitstream must have been
+built with the same rule: IDENT's stored width and lambda are checked; the generators'
+seed, the rounding and the sigmoid are not in IDENT, and a difference shows as a record
+that differs from the trainer's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ffcl_hw.device import Device, HostLinkError, Port
+from ffcl_hw.flows.board_run import _identify, open_port
+from ffcl_hw.flows.evaluate import load_run_dataset
+from ffcl_hw.flows.quantize import INT_MODEL_FILE, load_quantized_run
+from ffcl_hw.flows.synth import BAUD
+from ffcl_hw.flows.train_int import dequantize
+from ffcl_hw.runs import RunError, staged_run, write_json
+from golden.intmodel import IntModel
+from golden.intmodelio import save_int_model
+from golden.inttrain import IntTrainer, TrainRule, default_lr_shift
+from golden.lfsr import Lfsr, draw_negative
+from golden.modelio import SavedModel, save_model
+from rtl.host_link import LinkIdentity, link_identity
+from rtl.protocol import ANY_LR_SHIFT
+
+__all__ = ["BOARD_TRAIN_FILE", "TRAINABLE", "board_read", "board_train", "run_rule"]
+
+#: What ``--train`` writes into the run folder.
+BOARD_TRAIN_FILE = "board_train.json"
+#: The algorithms the training core trains (rtl.training_core: FFCL's iterations are not
+#: built yet).
+TRAINABLE = ("ffdl",)
+
+
+def run_rule(run: Path, epochs: int, x_train: np.ndarray) -> TrainRule:
+    """The rule ``run`` was (or would by default be) trained with, for ``epochs`` epochs."""
+    path = run / "metrics.json"
+    stored = None
+    if path.exists():
+        try:
+            stored = json.loads(path.read_text()).get("rule")
+        except (OSError, json.JSONDecodeError, AttributeError) as error:
+            raise RunError(f"{path} is not readable JSON ({error})") from None
+    try:
+        if stored is None:
+            return TrainRule(epochs=epochs, lr_shift=default_lr_shift(x_train),
+                             lr_steps=(epochs // 2, 3 * epochs // 4))
+        fields = ("lr_shift", "lr_steps", "store_bits", "rounding", "sigmoid",
+                  "loss_iterations", "seed", "upper_lr_boost")
+        return TrainRule(epochs=epochs, **{k: stored[k] for k in fields if k in stored})
+    except (ValueError, TypeError) as error:
+        raise RunError(f"{path}: the run's rule cannot be used: {error}") from None
+
+
+def _connect(port: str, baud: int, timeout: float,
+             connect: Callable[[str], Port] | None) -> Port:
+    serial_port = (connect or (lambda p: open_port(p, baud=baud, timeout=timeout)))(port)
+    if hasattr(serial_port, "reset_input_buffer"):
+        serial_port.reset_input_buffer()
+    return serial_port
+
+
+def _training_board(device: Device, port: str, baud: int, timeout: float, model: IntModel,
+                    run: Path) -> LinkIdentity:
+    identity = _identify(device, port, baud, timeout, idle_seconds=200 * 10 / baud)
+    if not identity.trains:
+        raise RunError(f"the device on {port} does not train: its bitstream holds the "
+                       "inference core only (IDENT's trains flag is 0). Build and flash a "
+                       "bitstream with the training core")
+    try:
+        device.check(model, lanes=identity.lanes, label_lanes=identity.label_lanes)
+    except HostLinkError as error:
+        raise RunError(f"the device on {port} holds another model than {run}: {error}. "
+                       "Build and flash this run's training bitstream") from None
+    return identity
+
+
+def _first_difference(got: list[dict], want: list[dict]) -> str | None:
+    for layer, (g, w) in enumerate(zip(got, want, strict=True)):
+        for name in ("W", "b", "U"):
+            where = np.argwhere(g[name] != w[name])
+            if where.size:
+                index = tuple(int(i) for i in where[0])
+                return (f"layer {layer + 1} stored {name}{list(index)} is {int(g[name][index])} "
+                        f"on the board, {int(w[name][index])} in the golden trainer")
+    return None
+
+
+def board_train(run: Path, *, port: str, epochs: int = 1, baud: int = BAUD,
+                timeout: float = 2.0, connect: Callable[[str], Port] | None = None,
+                progress: Callable[[int], None] | None = None,
+                keep: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train the board at ``port`` on ``run``'s training set for ``epochs`` epochs and
+    write ``RUN/board_train.json`` (module docstring).
+
+    Parameters
+    ----------
+    keep : dict, optional
+        Filled with ``model`` (the forward model read back), ``stored``, ``identity`` and
+        ``rule``, for :func:`board_read` after training.
+
+    Returns
+    -------
+    dict
+        The report: ``mismatches`` (records that differ from the golden trainer's),
+        ``first_mismatch``, ``model_equal`` (every stored word read back equals the
+        trainer's), ``first_difference``, ``cycles_per_sample``, ``accuracy`` ...
+
+    Raises
+    ------
+    RunError
+        For a bad ``epochs``, a model the training core cannot train (FFCL), a board that
+        does not train, holds another model, has trained since it was configured, or
+        takes another stored width or lambda than the rule's; the message says the fix.
+    """
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise RunError(f"--epochs must be a positive integer, not {epochs!r}")
+    float_model, model = load_quantized_run(run)
+    if model.config.algo not in TRAINABLE:
+        raise RunError(f"{run} is an {model.config.algo.upper()} model; the training core "
+                       f"trains {', '.join(a.upper() for a in TRAINABLE)} only so far "
+                       "(rtl.training_core: FFCL's iterations are not built yet)")
+    data, _ = load_run_dataset(float_model, None, None)
+    rule = run_rule(run, epochs, data.x_train)
+    x_train = model.quantize_input(data.x_train)
+    y_train = np.asarray(data.y_train, dtype=np.int64)
+
+    serial_port = _connect(port, baud, timeout, connect)
+    try:
+        device = Device(serial_port)
+        identity = _training_board(device, port, baud, timeout, model, run)
+        if identity.stored_bits != rule.store_bits:
+            raise RunError(f"the device on {port} stores {identity.stored_bits}-bit weights, "
+                           f"{run}'s rule {rule.store_bits}: build the bitstream with the "
+                           "run's rule")
+        schedule = [rule.lr_shift_at(e) for e in range(epochs)]
+        if identity.lr_shift != ANY_LR_SHIFT:
+            for epoch, lam in enumerate(schedule):
+                if lam != identity.lr_shift:
+                    raise RunError(
+                        f"the device on {port} trains with lambda {identity.lr_shift} only "
+                        f"(its training core has no lambda input); {run}'s schedule needs "
+                        f"{lam} at epoch {epoch + 1}. Pass --epochs {epoch} or fewer, or "
+                        "build the bitstream with the lambda input")
+        if identity.trained:
+            raise RunError(f"the device on {port} has trained {identity.trained} samples "
+                           "since it was configured: its weights and generators are no longer "
+                           f"{run}'s starting point. Configure the FPGA again (flash the "
+                           "bitstream) to train from the run's model")
+        expected = link_identity(model, lanes=identity.lanes, label_lanes=identity.label_lanes,
+                                 rule=rule, train_block=identity.train_block)
+        if identity.weights_checksum != expected.weights_checksum:
+            raise RunError(f"the device on {port} holds other weights than {run} (weights "
+                           f"checksum 0x{identity.weights_checksum:08X}, the run's stored "
+                           f"words 0x{expected.weights_checksum:08X}); flash this run's "
+                           "training bitstream")
+        trainer = IntTrainer(model, rule)
+        order_rng = np.random.default_rng(rule.seed)
+        block = max(1, identity.train_block)
+        mismatches, cycles, done = [], [], 0
+        start = time.perf_counter()
+        for epoch, lam in enumerate(schedule):
+            order = order_rng.permutation(len(y_train))
+            for first in range(0, len(order), block):
+                if mismatches:
+                    # Once the board has parted from the trainer, what follows tells nothing.
+                    break
+                chunk = order[first:first + block]
+                try:
+                    records = device.train(x_train[chunk], y_train[chunk], lam)
+                except (HostLinkError, ValueError) as error:
+                    raise RunError(f"epoch {epoch + 1}, samples {first}..{first + len(chunk) - 1}"
+                                   f": {error}") from None
+                for n, record in zip(chunk, records, strict=True):
+                    peek = Lfsr(0)
+                    peek.state = trainer.label_lfsr.state
+                    want = (int(trainer.model.run(x_train[n][None]).labels[0]),
+                            draw_negative(peek, int(y_train[n]), model.config.num_classes))
+                    if (record.label, record.wrong) != want:
+                        mismatches.append(f"epoch {epoch + 1} sample {done} (training image "
+                                          f"{n}): prediction {record.label}, wrong label "
+                                          f"{record.wrong} on the board; {want[0]}, {want[1]} "
+                                          "in the golden trainer")
+                    trainer.train_sample(x_train[n], int(y_train[n]), lam)
+                    cycles.append(record.cycles)
+                    done += 1
+                if progress is not None:
+                    progress(done)
+        seconds = time.perf_counter() - start
+        try:
+            forward, stored = device.read_model(model)
+        except HostLinkError as error:
+            raise RunError(f"reading the trained model back from {port}: {error}") from None
+        identity = device.identify()
+    finally:
+        if hasattr(serial_port, "close"):
+            serial_port.close()
+
+    difference = _first_difference(stored, trainer.stored)
+    x_test = model.quantize_input(data.x_test)
+    accuracy = float((forward.run(x_test).labels == data.y_test).mean())
+    golden_accuracy = float((trainer.model.run(x_test).labels == data.y_test).mean())
+    closed_form = None
+    if model.config.algo == "ffdl":
+        from rtl.training_core import TrainingCore
+
+        closed_form = TrainingCore(model, rule, lanes=identity.lanes).training_cycles()
+    c = np.array(cycles)
+    report: dict[str, Any] = {
+        "port": port, "baud": baud, "epochs": epochs, "samples": done,
+        "lr_shifts": schedule, "rule": rule.to_dict(), "device": dataclasses.asdict(identity),
+        # Training stops at the block of the first record that differs.
+        "mismatches": len(mismatches),
+        "first_mismatch": mismatches[0] if mismatches else None,
+        "model_equal": difference is None, "first_difference": difference,
+        "accuracy": accuracy, "golden_int_accuracy": golden_accuracy,
+        # Cycle counts count only when every record and word matched the golden trainer.
+        "cycles_per_sample": None if mismatches or difference else {
+            "min": int(c.min()), "mean": float(c.mean()), "max": int(c.max())},
+        "cycles_formula": closed_form,
+        "seconds": round(seconds, 3),
+        "samples_per_second": done / seconds if seconds > 0 else None,
+    }
+    write_json(run / BOARD_TRAIN_FILE, report)
+    if keep is not None:
+        keep.update(model=forward, stored=stored, identity=identity, rule=rule)
+    return report
+
+
+def board_read(run: Path, *, port: str, out: Path | None = None, baud: int = BAUD,
+               timeout: float = 2.0, connect: Callable[[str], Port] | None = None,
+               kept: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Save the model the board at ``port`` holds as the integer run ``out`` (default
+    ``RUN-board`` beside RUN); ``kept`` is :func:`board_train`'s, to save without reading
+    again.
+
+    Returns
+    -------
+    dict
+        The new run's metrics.
+
+    Raises
+    ------
+    RunError
+        If the board does not train or holds another configuration, or ``out`` exists.
+    """
+    float_model, model = load_quantized_run(run)
+    out = run.parent / f"{run.name}-board" if out is None else out
+    data, resize = load_run_dataset(float_model, None, None)
+    if kept is None:
+        serial_port = _connect(port, baud, timeout, connect)
+        try:
+            device = Device(serial_port)
+            identity = _training_board(device, port, baud, timeout, model, run)
+            try:
+                forward, _ = device.read_model(model)
+            except HostLinkError as error:
+                raise RunError(f"reading the model from {port}: {error}") from None
+        finally:
+            if hasattr(serial_port, "close"):
+                serial_port.close()
+    else:
+        forward, identity = kept["model"], kept["identity"]
+    config = model.config
+    x_test = model.quantize_input(data.x_test)
+    with staged_run(out, force=False) as staging:
+        source = {"trained": {"on_board": {"port": port, "samples_trained": identity.trained,
+                                           "model_hash": identity.model_hash,
+                                           "stored_bits": identity.stored_bits},
+                              "dataset": data.name, "init": str(run)}}
+        save_int_model(staging / INT_MODEL_FILE, forward,
+                       data={"dataset": data.name, "resize": resize, "calibration_images": 0},
+                       source=source)
+        save_model(staging / "model.npz", SavedModel(
+            config=config, params=dequantize(forward),
+            data={"dataset": data.name, "resize": resize}))
+        accuracy = float((forward.run(x_test).labels == data.y_test).mean())
+        metrics = {"dataset": data.name, "resize": resize, "arith": "int",
+                   "algo": config.algo, "hidden": list(config.hidden), "loops": config.loops,
+                   "test_accuracy": accuracy, "int_test_accuracy": accuracy,
+                   "init": str(run), "read_from_board": port,
+                   "samples_trained_on_board": identity.trained,
+                   "test_samples": int(len(data.y_test)), "model": config.to_dict()}
+        if kept is not None:
+            metrics["rule"] = kept["rule"].to_dict()
+        write_json(staging / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,93 @@
+"""The stored words of a training core: the integer trainer's arrays packed as its
+memories hold them, and back.
+
+A :class:`rtl.training_core.TrainingCore` keeps every weight with the rule's fine bits
+(``store_bits`` wide, biases ``state_bits + f``): its weight memory holds W tile-major,
+P fields a word (:func:`rtl.program.pack_rows`), its bias memory one bias a word and its
+label memory one row of U (K fields) a word, layer after layer from address 0. The host
+reads them back over the link (READ, docs/host-link.md) and reassembles the trainer's
+arrays with :func:`unpack_stored`; :func:`forward_model` is the model they stand for
+(the top bits, ``stored >> f``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from golden.intmodel import IntLayer, IntModel
+from rtl.program import pack_rows
+
+__all__ = ["STORED_MEMORIES", "forward_model", "stored_words", "unpack_stored"]
+
+#: The stored arrays and the load target name of the memory that holds each.
+STORED_MEMORIES = {"W": "weights", "b": "bias", "U": "labels"}
+
+
+def _pack(values, bits: int) -> int:
+    word = 0
+    for i, v in enumerate(values):
+        word |= (int(v) & ((1 << bits) - 1)) << (i * bits)
+    return word
+
+
+def _field(word: int, index: int, bits: int) -> int:
+    value = (word >> (index * bits)) & ((1 << bits) - 1)
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+def stored_words(stored: list[dict], *, lanes: int, store_bits: int,
+                 bias_bits: int) -> dict[str, list[int]]:
+    """The words of the W, b and U memories for IntTrainer-style ``stored`` arrays."""
+    words: dict[str, list[int]] = {"W": [], "b": [], "U": []}
+    for layer in stored:
+        words["W"] += [_pack(row, store_bits) for row in pack_rows(layer["W"], lanes)]
+        words["b"] += [int(v) & ((1 << bias_bits) - 1) for v in layer["b"]]
+        words["U"] += [_pack(row, store_bits) for row in layer["U"]]
+    return words
+
+
+def unpack_stored(words: dict[str, list[int]], model: IntModel, *, lanes: int,
+                  store_bits: int, bias_bits: int) -> list[dict]:
+    """IntTrainer-style stored arrays from the memories' ``words`` (:func:`stored_words`'s
+    inverse) for ``model``'s configuration.
+
+    Raises
+    ------
+    ValueError
+        If a memory has another number of words than the configuration needs.
+    """
+    config = model.config
+    K = config.num_classes
+    n_ins = [config.input_size, *config.hidden[:-1]]
+    tiles = [-(-n // lanes) for n in config.hidden]
+    need = {"W": sum(t * n_in for t, n_in in zip(tiles, n_ins, strict=True)),
+            "b": sum(config.hidden), "U": sum(config.hidden)}
+    for name, count in need.items():
+        if len(words[name]) != count:
+            raise ValueError(f"the {STORED_MEMORIES[name]} memory of this configuration has "
+                             f"{count} words, not {len(words[name])}")
+    stored, w_at, n_at = [], 0, 0
+    for n, n_in, t in zip(config.hidden, n_ins, tiles, strict=True):
+        W = np.zeros((n, n_in), dtype=np.int64)
+        for tile in range(t):
+            for c in range(n_in):
+                word = words["W"][w_at + tile * n_in + c]
+                for p in range(min(lanes, n - tile * lanes)):
+                    W[tile * lanes + p, c] = _field(word, p, store_bits)
+        b = np.array([_field(v, 0, bias_bits) for v in words["b"][n_at:n_at + n]], np.int64)
+        U = np.array([[_field(v, q, store_bits) for q in range(K)]
+                      for v in words["U"][n_at:n_at + n]], np.int64).reshape(n, K)
+        stored.append({"W": W, "b": b, "U": U})
+        w_at += t * n_in
+        n_at += n
+    return stored
+
+
+def forward_model(model: IntModel, stored: list[dict], *, store_bits: int) -> IntModel:
+    """The forward model ``stored`` stands for: ``model``'s configuration, formats and
+    exponents with every array the top bits of its stored one (``stored >> f``)."""
+    f = store_bits - model.fmt.weight_bits
+    layers = [IntLayer(W=st["W"] >> f, w_exp=lay.w_exp, b=st["b"] >> f, U=st["U"] >> f,
+                       V=None if "V" not in st else st["V"] >> f, v_exp=lay.v_exp)
+              for lay, st in zip(model.layers, stored, strict=True)]
+    return IntModel(config=model.config, fmt=model.fmt, layers=layers)

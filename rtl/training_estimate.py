@@ -1,0 +1,150 @@
+# amaranth: UnusedElaboratable=no
+"""The design's training cycles per sample (docs/training-engine.md, "Cycles per sample").
+
+What the training engine needs per sample once its steps overlap as designed, from the
+real inference program (:func:`rtl.program.build_program`) and the latencies the
+components declare (:class:`rtl.learning_signal.LearningSignalUnit`,
+:class:`rtl.update_lane.UpdateLane`, :class:`rtl.weight_store.WeightStore`). It is
+arithmetic, not a measurement: the built slice (:class:`rtl.training_core.TrainingCore`)
+runs its steps one after another and has its own closed form,
+``TrainingCore.training_cycles()``, which its tests hold equal to its counter.
+
+``python docs/training_cycles.py`` prints the design's table; ``ffcl-hw bench`` reports
+:attr:`TrainingEstimate.total` as the training row's ``ideal_cycles``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from golden.intmodel import IntModel
+from rtl.learning_signal import LearningSignalUnit
+from rtl.program import (
+    FETCH_DECODE,
+    LAYER,
+    OPERAND_STAGES,
+    SIDE_LATENCY,
+    SRC_CACHE,
+    SRC_IMAGE,
+    build_program,
+)
+from rtl.update_lane import UpdateLane
+from rtl.weight_store import SPRAM_WIDTH, WeightStore
+
+__all__ = ["MEMORY_KINDS", "RMW_DRAIN", "SPRAM_BITS_PER_CYCLE", "TrainingEstimate",
+           "estimate_training"]
+
+#: Cycles from the last read of an update pass to its write: the weight store's read,
+#: the operand register, the update lane (own multiplier or a MAC lane's: both 6).
+RMW_DRAIN = WeightStore.LATENCY + OPERAND_STAGES + UpdateLane.latency_for(None)
+#: iCE40 UP5K: four SB_SPRAM256KA side by side, one 16-bit access each per cycle.
+SPRAM_BITS_PER_CYCLE = 4 * SPRAM_WIDTH
+#: Where the stored weights live: dual-port block RAM (one word read and one written per
+#: cycle) or the UP5K's single-port SPRAM (64 bits a cycle, one direction).
+MEMORY_KINDS = ("bram", "spram")
+
+
+@dataclass(frozen=True)
+class TrainingEstimate:
+    """The design's cycles of one training sample.
+
+    Attributes
+    ----------
+    inference : int
+        ``Program.cycles()`` of the inference program (with its label scans).
+    forward : int
+        The LAYER ops of a training sample (FFCL without the layer-1 cache: the rule
+        recomputes W_1 x at every iteration, its weights may have changed).
+    update : int
+        Every trained layer's update: learning signal, v, the read-modify-write passes.
+    total : int
+        forward + update + 1 (the result).
+    utilisation : float
+        Busy lane-cycles over lane-cycles of the update passes (drains included).
+    stored_bits, forward_bits : int
+        The model's stored (B_m-bit weights, B_s + f-bit biases) and forward (B_w, B_s)
+        sizes.
+    """
+
+    inference: int
+    forward: int
+    update: int
+    total: int
+    utilisation: float
+    stored_bits: int
+    forward_bits: int
+
+
+def estimate_training(model: IntModel, *, lanes: int, label_lanes: int | None = None,
+                      shared: bool = False, memory: str = "bram",
+                      store_bits: int = 16) -> TrainingEstimate:
+    """The design's cycles per training sample of ``model`` (module docstring).
+
+    Parameters
+    ----------
+    model : IntModel
+        FFDL or FFCL (every iteration trained).
+    lanes, label_lanes, shared
+        The core's configuration, as :func:`rtl.program.build_program` takes it.
+    memory : {"bram", "spram"}
+        Where the stored weights live (:data:`MEMORY_KINDS`).
+    store_bits : int
+        B_m, the width of a stored weight.
+
+    Raises
+    ------
+    ValueError
+        For an unknown memory kind, or a configuration ``build_program`` refuses.
+    """
+    if memory not in MEMORY_KINDS:
+        raise ValueError(f"Memory must be one of {', '.join(MEMORY_KINDS)}, not {memory!r}")
+    config = model.config
+    program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
+    # With shared multipliers the learning signal borrows the lanes' too.
+    gap = LearningSignalUnit.gap_for(SIDE_LATENCY if shared else None)
+    forward = update = busy = rmw = 0
+    for op in program.ops:
+        if op.kind != LAYER:
+            continue
+        if op.ff_src == SRC_CACHE:
+            # The rule recomputes layer 1's feed-forward product at every iteration.
+            op = dataclasses.replace(op, ff_src=SRC_IMAGE, ff_n_in=config.input_size)
+        forward += program.op_cycles(op)
+        n, n_in = op.n_out, config.input_size if op.layer == 0 else config.hidden[op.layer - 1]
+        source = config.feedback_source(op.layer)
+        n_src = 0 if source is None else config.hidden[source]
+        tiles = program.tiles(n)
+        # The learning signal (scan, sigma, z, errors), and the normalised inputs v through
+        # the scaler (layers above the first, and V's): overlapped with dedicated
+        # multipliers, after it when the scaler borrows the lanes.
+        # The scan reads U[i, y] and U[i, y'] from the label memory, G labels a word: two
+        # reads per neuron unless every label is in one word (G = K).
+        reads = 1 if program.groups == 1 else 2
+        signal = reads * n + n + gap
+        norm = (0 if op.layer == 0 else n_in) + n_src
+        norm_cycles = norm + program.scale_latency if norm else 0
+        prep = signal + norm_cycles if shared else max(signal, norm_cycles)
+        words = tiles * (n_in + n_src)
+        if memory == "bram":
+            # Dual port: one word read and one written per cycle.
+            pass_cycles = words
+        else:
+            # Single-port SPRAM: every weight read and written once, 64 bits a cycle.
+            weights_per_access = SPRAM_BITS_PER_CYCLE // store_bits
+            pass_cycles = 2 * -(-tiles * lanes // weights_per_access) * (n_in + n_src)
+        # b and U (one word per neuron, v = 1, no multiplier) run beside the W pass on
+        # their own memories' ports; they only count if longer.
+        small = max(0, 2 * n - pass_cycles)
+        update += FETCH_DECODE + prep + pass_cycles + small + RMW_DRAIN
+        rmw += pass_cycles + RMW_DRAIN
+        busy += n * (n_in + n_src)
+    fmt = model.fmt
+    f = store_bits - fmt.weight_bits
+    entries = sum(lay.W.size + lay.U.size + (0 if lay.V is None else lay.V.size)
+                  for lay in model.layers)
+    biases = sum(config.hidden)
+    return TrainingEstimate(inference=program.cycles(), forward=forward, update=update,
+                            total=forward + update + 1, utilisation=busy / (lanes * rmw),
+                            stored_bits=entries * store_bits + biases * (fmt.state_bits + f),
+                            forward_bits=entries * fmt.weight_bits + biases * fmt.state_bits)

@@ -1,0 +1,146 @@
+"""The bench's training rows (ffcl_hw.flows.bench_training), without the Verilator part.
+
+The accelerator's figure is the training core's closed form (FFDL), the ideal the
+design's estimate for the board's memory, samples/s at the synthesized Fmax or the
+board's target clock, and an FFCL run gets its rows with the accelerator marked not
+available (the training core is FFDL-only) instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from ffcl_hw.cpu.toolchain import CROSS_COMPILER
+from ffcl_hw.flows.bench_report import _training_lines
+from ffcl_hw.flows.bench_training import (
+    bench_training,
+    run_rule,
+    slice_lane_utilization,
+    training_speedups,
+)
+from golden.inttrain import TrainRule
+from rtl.training_core import TrainingCore
+from rtl.training_estimate import estimate_training
+from tests.golden.test_inttrain import D, K, X, _random_model
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on PATH"),
+    pytest.mark.skipif(shutil.which(CROSS_COMPILER) is None,
+                       reason=f"{CROSS_COMPILER} is not on PATH"),
+]
+
+
+def _bench(tmp_path, name: str, *, lanes: int = 3, board: str | None = None,
+           synth: dict | None = None, shared: bool = False):
+    run = tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, X + 1, (4, D))
+    y = rng.integers(0, K, 4)
+    model = _random_model(name, seed=11)
+    section = bench_training(run, model, x, y, x_train_float=x / X, lanes=lanes,
+                             label_lanes=None, shared=shared, board=board, synth=synth,
+                             rv32im_samples=2, cpu_samples=4, cpu_seconds=0.02,
+                             build=tmp_path / "build")
+    return model, section
+
+
+def test_ffdl_rows_are_the_closed_form_and_the_design(tmp_path):
+    model, t = _bench(tmp_path, "ffdl", board="icebreaker")
+    # A run without a recorded rule trains with train --arith int's defaults.
+    assert t["rule_source"].startswith("train --arith int's defaults")
+    rule = TrainRule(epochs=1, lr_shift=t["rule"]["lr_shift"])
+    assert rule.to_dict() == t["rule"]
+    # The training core's counter, in closed form, for the run's lanes.
+    assert t["cycles_per_sample"] == TrainingCore(model, rule, lanes=3).training_cycles()
+    assert t["accelerator"]["lanes"] == 3
+    # The design's figure for the iCEBreaker's memory (single-port SPRAM).
+    design = estimate_training(model, lanes=3, label_lanes=None, shared=False,
+                               memory="spram", store_bits=rule.store_bits)
+    assert t["ideal_cycles"] == design.total and t["design"]["memory"] == "spram"
+    assert t["design"]["lane_utilization"] == design.utilisation
+    assert t["lane_utilization"] == slice_lane_utilization(model, 3)
+    # W passes of 5x6 and 4x5 entries on 3 lanes: 2 tiles each of (3 + 2) + n_in + 9.
+    assert slice_lane_utilization(model, 3) == (5 * 6 + 4 * 5) / (3 * (2 * 20 + 2 * 19))
+    # No synthesis report: the board's target clock, said so.
+    assert t["clock_mhz"] == 30.0 and "target clock" in t["clock_source"]
+    assert t["samples_per_second"] == pytest.approx(30e6 / t["cycles_per_sample"])
+    assert t["design_samples_per_second"] == pytest.approx(30e6 / t["ideal_cycles"])
+    # The CPU rows are the checked measurements.
+    assert t["rv32im"]["golden_check"].startswith("passed") and t["rv32im"]["samples"] == 2
+    assert t["rv32im_instructions_per_sample"] == t["rv32im"]["instructions_per_sample"]
+    assert t["host_ns_per_sample"] == t["host_c"]["ns_per_sample"] > 0
+    speedup = training_speedups(t)
+    assert speedup["training_vs_rv32im_instructions"] == pytest.approx(
+        t["rv32im_instructions_per_sample"] / t["cycles_per_sample"])
+    assert speedup["training_design_vs_rv32im_instructions"] == pytest.approx(
+        t["rv32im_instructions_per_sample"] / t["ideal_cycles"])
+
+
+def test_samples_per_second_use_the_synthesized_fmax(tmp_path):
+    _, t = _bench(tmp_path, "ffdl", board="ulx3s-85f", synth={"fmax_mhz": 80.0})
+    assert t["clock_mhz"] == 80.0 and "Fmax" in t["clock_source"]
+    assert t["design"]["memory"] == "bram"
+    assert t["samples_per_second"] == pytest.approx(80e6 / t["cycles_per_sample"])
+
+
+def test_an_ffcl_run_gets_its_rows_with_the_accelerator_not_available(tmp_path):
+    _, t = _bench(tmp_path, "ffcl-adjacent-T2")
+    if "not_available" not in t["accelerator"]:
+        pytest.skip("the training core trains FFCL now: its closed form is the figure")
+    assert t["cycles_per_sample"] is None and t["lane_utilization"] is None
+    assert "FFCL" in t["accelerator"]["not_available"]
+    assert t["ideal_cycles"] > 0 and t["rv32im_instructions_per_sample"] > 0
+    assert t["clock_mhz"] is None and t["samples_per_second"] is None
+    speedup = training_speedups(t)
+    assert speedup["training_vs_rv32im_instructions"] is None
+    assert speedup["training_design_vs_rv32im_instructions"] > 0
+
+
+def test_the_run_s_own_rule_is_used(tmp_path):
+    rule = TrainRule(epochs=3, lr_shift=5, rounding="nearest", seed=7)
+    (tmp_path / "metrics.json").write_text(json.dumps({"rule": rule.to_dict()}))
+    got, source = run_rule(tmp_path, np.zeros((2, D)))
+    assert got == rule and "metrics.json" in source
+
+
+def test_the_table_shows_the_training_rows():
+    training = {"rule_source": "x", "accelerator": {"cycles_per_sample": None,
+                                                     "not_available": "FFCL not built"},
+                "design": {"cycles_per_sample": 1000, "lanes": 8, "shared_multipliers": True,
+                           "memory": "spram", "lane_utilization": 0.25},
+                "clock_mhz": 30.0, "clock_source": "target", "samples_per_second": None,
+                "design_samples_per_second": 30000.0,
+                "rv32im": {"skipped": "no cross compiler"},
+                "host_c": {"flags": ["-std=c11", "-O3", "-march=native"], "ns_per_sample": 5.0,
+                           "compiler": "gcc", "repeats": 10}}
+    text = "\n".join(_training_lines(training, training_speedups(training)))
+    assert "| accelerator (training core) | cycles | not available | FFCL not built |" in text
+    assert "SPRAM) | cycles | 1,000 |" in text and "lane utilisation 25.0%" in text
+    assert "| accelerator (design) at 30.0 MHz | samples/s | 30,000 | target |" in text
+    assert "| RV32IM | instructions | skipped | no cross compiler |" in text
+    assert "| RV32IM instructions / training core cycles | n/a |" in text
+
+
+def test_an_ffl_run_gets_rows_that_say_why_not(tmp_path):
+    from golden.config import ModelConfig
+    from golden.intformat import IntFormat
+    from golden.intmodel import IntLayer, IntModel
+
+    config = ModelConfig(algo="ffl", input_size=D, num_classes=K, hidden=(4,))
+    model = IntModel(config=config, fmt=IntFormat(frac_bits=6, input_max=X), layers=[
+        IntLayer(W=np.zeros((4, D + K), np.int64), w_exp=0, b=np.zeros(4, np.int64))])
+    x = np.zeros((2, D), np.int64)
+    t = bench_training(tmp_path, model, x, np.zeros(2, np.int64), x_train_float=x + 0.5,
+                       lanes=3, label_lanes=None, shared=False, board=None, synth=None,
+                       rv32im_samples=1, cpu_samples=2, cpu_seconds=0.01,
+                       build=tmp_path / "build")
+    assert "FFL" in t["not_available"] and t["cycles_per_sample"] is None
+    assert training_speedups(t) == {"training_vs_rv32im_instructions": None,
+                                    "training_design_vs_rv32im_instructions": None}
+    assert "| all | | not available | the integer rule cannot train this model" in \
+        "\n".join(_training_lines(t, training_speedups(t)))

@@ -1,0 +1,145 @@
+# amaranth: UnusedElaboratable=no
+"""The host link over a training core in Amaranth's simulator, driven by the host library.
+
+``Device.train`` and ``Device.read_model`` against ``HostLink(TrainingCore(...))``: every
+TRAIN record (prediction before the update, wrong label, cycles) and every stored word read
+back equal :class:`golden.inttrain.IntTrainer`'s; images are classified with the trained
+weights; refused frames (bad crc, another lambda, a label out of range, too many samples,
+a READ beyond a memory) change nothing. The same runs through the UART pins of the
+exported Verilog under Verilator in tests/sim/test_hostlink_cocotb.py (in the default
+run; this end-to-end one is opt-in, ``pytest -m slow``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ffcl_hw.device import Device, FrameReader, HostLinkError, encode_frame
+from golden.config import ModelConfig
+from golden.inttrain import IntTrainer, TrainRule
+from golden.lfsr import Lfsr, draw_negative
+from rtl.core import LOAD_TARGETS, Core
+from rtl.host_link import HostLink, LinkIdentity, link_identity
+from rtl.protocol import Command, ErrorCode, Reply
+from rtl.training_core import TrainingCore
+from tests.rtl.test_host_link import DIVISOR, TIMEOUT_BITS, SimulatedBoard
+from tests.rtl.test_training_core import D, K, X, make_model
+
+RULE = TrainRule(epochs=1, lr_shift=4, seed=7)
+LANES, BLOCK = 3, 2
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_model(ModelConfig(algo="ffdl", input_size=D, num_classes=K, hidden=(7, 5),
+                                  theta=0.5), 11)
+
+
+def golden_records(trainer: IntTrainer, x, y, lam: int) -> list[tuple[int, int]]:
+    """(prediction before the update, wrong label) per sample, training ``trainer``."""
+    out = []
+    for xi, yi in zip(x, y, strict=True):
+        peek = Lfsr(0)
+        peek.state = trainer.label_lfsr.state
+        out.append((int(trainer.model.run(xi[None]).labels[0]),
+                    draw_negative(peek, int(yi), K)))
+        trainer.train_sample(xi, int(yi), lam)
+    return out
+
+
+def assert_stored(device: Device, model, trainer: IntTrainer) -> None:
+    forward, stored = device.read_model(model)
+    for layer, (got, want) in enumerate(zip(stored, trainer.stored, strict=True)):
+        for name in ("W", "b", "U"):
+            assert np.array_equal(got[name], want[name]), f"layer {layer} {name}"
+
+
+def exchange(port: SimulatedBoard, frame: bytes) -> list[tuple[int, bytes]]:
+    port.write(frame)
+    reader, frames = FrameReader(), []
+    while not frames and (byte := port.read(1)):
+        frames += reader.frames(byte)
+    return [(f.cmd, f.payload) for f in frames]
+
+
+def train_frame(lam: int, x, y) -> bytes:
+    return encode_frame(Command.TRAIN, bytes([lam]) + b"".join(
+        bytes([int(yi)]) + bytes(int(p) for p in xi) for xi, yi in zip(x, y, strict=True)))
+
+
+# 52 to 104 s of Amaranth simulation (some 700 reply bytes at the bit time): opt-in; the
+# default run checks the same through the UART pins under Verilator (tests/sim).
+@pytest.mark.slow
+def test_the_link_trains_like_the_golden_trainer_and_reads_the_model_back(model):
+    core = TrainingCore(model, RULE, lanes=LANES)
+    link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS, train_block=BLOCK)
+    port = SimulatedBoard(link, budget_cycles=40_000)
+    device = Device(port)
+    assert device.identify() == link_identity(model, lanes=LANES, rule=RULE,
+                                              train_block=BLOCK)
+    assert link.identity.trains and not link.identity.loadable
+    rng = np.random.default_rng(5)
+    x, y = rng.integers(0, X + 1, (3, D)), rng.integers(0, K, 3)
+    trainer = IntTrainer(model, RULE)
+    expected = golden_records(trainer, x, y, RULE.lr_shift)
+    # Three samples in frames of two and one.
+    records = device.train(x, y, RULE.lr_shift)
+    assert [(r.label, r.wrong) for r in records] == expected
+    assert [r.cycles for r in records] == [core.training_cycles()] * 3
+    assert_stored(device, model, trainer)
+    assert device.identify().trained == 3
+    # Images are classified with the trained weights, the scores and cycles the core's.
+    image = rng.integers(0, X + 1, D)
+    label, scores, cycles = device.classify(image)
+    golden = trainer.model.run(image[None])
+    assert (label, scores) == (int(golden.labels[0]), [int(s) for s in golden.scores[0]])
+    assert cycles == core.core.cycles_per_inference()
+
+    # Refused frames change nothing: no weight, no generator (the next sample's
+    # records and the read-back still follow the golden trainer).
+    lam = RULE.lr_shift
+    for frame, code in (
+            (train_frame(lam, x[:1], y[:1])[:-1] + b"\x00", ErrorCode.CRC),
+            (train_frame(lam + 1, x[:1], y[:1]), ErrorCode.LAMBDA),
+            (train_frame(lam, x[:2], [0, K]), ErrorCode.LABEL),
+            (train_frame(lam, np.vstack([x, x[:1]])[:3], [0, 1, 2]), ErrorCode.LENGTH),
+            (encode_frame(Command.TRAIN, bytes([lam]) + bytes(D)), ErrorCode.LENGTH),
+            (encode_frame(Command.READ, bytes([LOAD_TARGETS["bias"], 12, 0, 1, 0])),
+             ErrorCode.ADDRESS),
+            (encode_frame(Command.READ, bytes([LOAD_TARGETS["bias"], 0, 0, 0, 0])),
+             ErrorCode.ADDRESS),
+            (encode_frame(Command.READ, bytes([LOAD_TARGETS["ops"], 0, 0, 1, 0])),
+             ErrorCode.ADDRESS),
+            (encode_frame(Command.LOAD_BEGIN, bytes(8)), ErrorCode.LOAD)):
+        # Each frame is whole (a crc error too): the device waits for the next 0xA5.
+        got = exchange(port, frame)
+        assert got == [(Reply.ERROR, bytes([code]))], (code, got)
+    bias = device.read_words(LOAD_TARGETS["bias"], 11, 1)
+    assert bias == device.read_words(LOAD_TARGETS["bias"], 11, 1)
+    expected = golden_records(trainer, x[:1], y[:1], lam)
+    assert [(r.label, r.wrong) for r in device.train(x[:1], y[:1], lam)] == expected
+    assert_stored(device, model, trainer)
+
+
+def test_the_link_ident_refuses_a_block_it_cannot_hold(model):
+    core = TrainingCore(model, RULE, lanes=LANES)
+    for block in (0, 256, True):
+        with pytest.raises(ValueError, match="Train block must be an integer in 1..255"):
+            HostLink(core, divisor=DIVISOR, train_block=block)
+    with pytest.raises(HostLinkError, match="does not train"):
+        from tests.flows.board_emulator import EmulatedBoard
+        from tests.flows.test_link_training import BoardPort
+        Device(BoardPort(EmulatedBoard(model, lanes=LANES))).read_model(model)
+    assert LinkIdentity.from_bytes(link_identity(model, lanes=LANES, rule=RULE,
+                                                 train_block=BLOCK).to_bytes()).trains
+
+
+def test_a_memory_deeper_than_the_links_addresses_is_refused_by_name():
+    # 784 x 90 weights on one lane: 70,560 words, beyond LOAD's and READ's 16-bit
+    # addresses and IDENT's depth field (it used to end in int.to_bytes's OverflowError).
+    deep = make_model(ModelConfig(algo="ffdl", input_size=784, num_classes=K, hidden=(90,),
+                                  theta=0.5), 3)
+    with pytest.raises(ValueError, match="the weights memory has 70560 words, more than the "
+                                         "host link's 16-bit addresses reach"):
+        HostLink(Core(deep, lanes=1, weights="loadable"), divisor=DIVISOR)
