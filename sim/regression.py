@@ -254,83 +254,12 @@ def _build_jobs(jobs: int) -> Iterator[None]:
         runner.MAX_PARALLEL_BUILD_JOBS = saved
 
 
-#: Verilator's run-time library objects: the same for every design built with the same
-#: options, about half of a small core's build.
-_RUNTIME_OBJECTS = "verilated*.o"
-_RUNTIME_KEY = "makefile-key.txt"
-
-
-def _runtime_key(build_dir: Path) -> str:
-    """What the run-time objects of ``build_dir`` depend on: the compiler flags (the
-    whole of ``Vtop.mk``) and which run-time files there are (the ``VM_GLOBAL_*`` lists of
-    ``Vtop_classes.mk``; the rest of that file lists the design's own files)."""
-    lines, keep = [], False
-    for line in (build_dir / "Vtop_classes.mk").read_text().splitlines():
-        if line.startswith("VM_GLOBAL_"):
-            keep = True
-        elif not line.startswith(" "):
-            keep = False
-        if keep:
-            lines.append(line)
-    return (build_dir / "Vtop.mk").read_text() + "\n".join(lines)
-
-
-@contextlib.contextmanager
-def _shared_runtime(cache: Path) -> Iterator[None]:
-    """Let Verilator builds started in the block reuse the run-time library objects kept
-    in ``cache``: copied in after Verilator wrote the makefiles and before ``make``, so
-    that make finds them newer than their sources and only links them.
-
-    The first build fills the cache (:func:`_fill_runtime`) with its objects and what
-    they depend on; a later build that would need other objects (other options, another
-    Verilator) is refused there.
-    """
-    import cocotb_tools.runner as runner
-
-    original = runner.Verilator._build_command
-    # The key is written last: without it the cache is incomplete.
-    objects = sorted(cache.glob(_RUNTIME_OBJECTS)) if (cache / _RUNTIME_KEY).exists() else []
-
-    def build_command(self):
-        commands = list(original(self))
-        if objects:
-            commands.insert(1, ["cp", *map(str, objects), str(self.build_dir)])
-        return commands
-
-    runner.Verilator._build_command = build_command
-    try:
-        yield
-    finally:
-        runner.Verilator._build_command = original
-
-
-def _fill_runtime(cache: Path, build_dir: Path) -> None:
-    """Keep ``build_dir``'s run-time objects in ``cache`` if it has none yet; check that a
-    build that used them needed the same ones.
-
-    Raises
-    ------
-    RuntimeError
-        If the build's flags or run-time files differ from the cached objects' ones.
-    """
-    key = _runtime_key(build_dir)
-    if (cache / _RUNTIME_KEY).exists():
-        if (cache / _RUNTIME_KEY).read_text() != key:
-            raise RuntimeError(f"{build_dir} was built with other flags or run-time files "
-                               f"than the shared Verilator run-time objects in {cache}; "
-                               "delete that folder and build again")
-        return
-    cache.mkdir(parents=True, exist_ok=True)
-    for path in build_dir.glob(_RUNTIME_OBJECTS):
-        shutil.copy(path, cache / path.name)
-    (cache / _RUNTIME_KEY).write_text(key)
-
-
 def run_case(case: Case, root: Path, *, simulator: str = "verilator", build_jobs: int = 1,
              keep: bool = False) -> CaseResult:
     """Build ``case``'s core under ``root`` and run its images through the regression
     bench; the build folder is removed afterwards unless the case failed or ``keep``.
-    Verilator builds share their run-time library objects through ``root/runtime``.
+    Verilator builds share their run-time library objects, as every build does
+    (:class:`sim.runner.SharedRuntime`).
 
     Raises
     ------
@@ -341,11 +270,8 @@ def run_case(case: Case, root: Path, *, simulator: str = "verilator", build_jobs
 
     core = case.core()
     start = time.perf_counter()
-    runtime = Path(root).resolve() / "runtime"
-    with _build_jobs(build_jobs), _shared_runtime(runtime):
+    with _build_jobs(build_jobs):
         built = build_core(core, simulator, root)
-    if simulator == "verilator":
-        _fill_runtime(runtime, built.build_dir)
     build_seconds = time.perf_counter() - start
     name = f"regress-{case.seed}-{case.index}"
     work = built.build_dir / name

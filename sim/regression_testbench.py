@@ -17,7 +17,8 @@ count) and adds what a random configuration may need before its images:
   source cycle and a refused result (:class:`sim.streams.RandomPause`, seeded from
   FFCL_SEED).
 
-Per-sample results go to FFCL_REPORT as in :func:`sim.testbench.run_samples`.
+Per-sample results go to FFCL_REPORT as in :func:`sim.testbench.run_samples` (both end with
+:func:`sim.testbench.run_and_report`).
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ import os
 import time
 
 import cocotb
-from cocotb.triggers import ClockCycles, with_timeout
+from cocotb.triggers import with_timeout
 
 from sim.streams import RandomPause, StreamSource
-from sim.testbench import PERIOD_NS, TB, _images, _seed
+from sim.testbench import PERIOD_NS, TB, _images, _seed, run_and_report
 
 __all__ = ["random_configuration"]
 
@@ -66,20 +67,4 @@ async def random_configuration(dut) -> None:
             await _load(tb, json.load(stream), RandomPause(pauses["idle"], seed=seed + 2))
     if "FFCL_BANK" in os.environ:
         dut.bank.value = int(os.environ["FFCL_BANK"])
-    step = max(1, len(images) // 10)
-    for i, image in enumerate(images):
-        await tb.send(image)
-        if (i + 1) % step == 0 or i + 1 == len(images):
-            tb.log.info("sent %d/%d images, %d checked, %d errors", i + 1, len(images),
-                        tb.checked, tb.errors)
-    await tb.wait_results(len(images))
-    seconds = time.perf_counter() - start
-    # The last inference's phase record is written at the edge its result appeared.
-    await ClockCycles(dut.clk, 2)
-    tb.check_phases()
-    report = {"samples": len(images), "errors": tb.errors, "first_error": tb.first_error,
-              "labels": [r[0] for r in tb.results], "cycles": [r[2] for r in tb.results],
-              "scores": [list(r[1]) for r in tb.results], "seconds": seconds}
-    with open(os.environ["FFCL_REPORT"], "w") as stream:
-        json.dump(report, stream)
-    await tb.finish()
+    await run_and_report(tb, images, start=start)

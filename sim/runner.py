@@ -8,6 +8,11 @@ itself: any component that contains it (the host link, for instance) can be expo
 under its own top-level name and driven by another cocotb test module
 (:func:`build_design` and :func:`run_tests` take any component and test module).
 
+Verilator's run-time library objects (``verilated*.o``, about half of a small design's
+first build) are the same for every design built with the same Verilator, compiler and
+options: every Verilator build shares them through :func:`verilator_runtime_cache`, a
+folder per such combination (:class:`SharedRuntime`).
+
 A build folder belongs to one process at a time: builds and runs write into it, so
 concurrent pytest-xdist workers each use their own root (tests/sim/conftest.py). Under
 pytest, cocotb's runner ends a run with failed tests by ``sys.exit``; :func:`run_tests`
@@ -21,10 +26,13 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +43,17 @@ from golden.intmodelio import save_int_model
 from rtl.core import Core
 from sim.tools import ToolMissing, icarus_available, verilator_env
 
-__all__ = ["SIMULATORS", "BuiltCore", "BuiltDesign", "TestbenchRun", "available_simulators",
-           "build_core", "build_design", "run_testbench", "run_tests"]
+__all__ = ["RUNTIME_CACHE_VARIABLE", "SIMULATORS", "BuiltCore", "BuiltDesign", "SharedRuntime",
+           "TestbenchRun", "available_simulators", "build_core", "build_design", "run_testbench",
+           "run_tests", "verilator_runtime_cache"]
 
 SIMULATORS = ("verilator", "icarus")
 TOP = "ffcl_core"
 TESTBENCH_MODULE = "sim.testbench"
 #: The benches' progress lines: "sent N/M images" (the core), "trained N/M samples".
 _PROGRESS = re.compile(r"(?:sent|trained) (\d+)/\d+ (?:images|samples)")
+#: Where Verilator builds share their run-time objects (:func:`verilator_runtime_cache`).
+RUNTIME_CACHE_VARIABLE = "FFCL_VERILATOR_CACHE"
 
 
 def available_simulators() -> list[str]:
@@ -78,6 +89,160 @@ def _icarus_time_zero(text: str) -> str:
     pattern = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\S+)\s+= 0;$", re.MULTILINE)
     return pattern.sub(lambda m: f"{m.group(0)}\n{m.group(1)}initial #1 {m.group(2)} = 1;",
                        text)
+
+
+def verilator_runtime_cache() -> Path | None:
+    """The folder in which Verilator builds share their run-time library objects:
+    ``$FFCL_VERILATOR_CACHE`` (set but empty: no sharing), else ``ffcl-hw/verilator-runtime``
+    in the user's cache folder (``$XDG_CACHE_HOME``, by default ``~/.cache``)."""
+    value = os.environ.get(RUNTIME_CACHE_VARIABLE)
+    if value is not None:
+        return Path(value).resolve() if value else None
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") \
+        / "ffcl-hw" / "verilator-runtime"
+
+
+#: Verilator's run-time library objects, in a build folder and in the cache.
+_RUNTIME_OBJECTS = "verilated*.o"
+#: Beside the cached objects: what Verilator's makefiles said they were built with.
+_RUNTIME_FLAGS = "flags.txt"
+#: Environment variables that reach the compiler of the run-time objects through make.
+_COMPILER_VARIABLES = ("CXXFLAGS", "CPPFLAGS", "USER_CPPFLAGS", "OPT", "OPT_FAST",
+                       "OPT_SLOW", "OPT_GLOBAL", "OBJCACHE", "MAKEFLAGS")
+#: Makefile variables that describe the design, not how the run-time objects are built
+#: (its classes; its folder, as a path relative to the build folder; whether its files are
+#: compiled one by one).
+_DESIGN_VARIABLES = {"VM_CLASSES_FAST", "VM_CLASSES_SLOW", "VM_SUPPORT_FAST",
+                     "VM_SUPPORT_SLOW", "VM_USER_DIR", "VM_PARALLEL_BUILDS"}
+
+
+def _runtime_flags(build_dir: Path) -> str:
+    """What the run-time objects of ``build_dir`` were built with, as Verilator's makefiles
+    say: every variable of ``Vtop.mk`` and ``Vtop_classes.mk`` (compiler switches, the
+    run-time file lists ``VM_GLOBAL_*``) but those that describe the design itself."""
+    blocks: dict[str, list[str]] = {}
+    name = None
+    for makefile in ("Vtop.mk", "Vtop_classes.mk"):
+        for line in (build_dir / makefile).read_text().splitlines():
+            assignment = re.match(r"(\w+)\s*[+?:]?=", line)
+            if assignment:
+                name = assignment.group(1)
+                blocks.setdefault(name, []).append(line)
+            elif name is not None and line.startswith(" "):
+                # A continuation line of a multi-line list.
+                blocks[name].append(line)
+            else:
+                name = None
+    return "\n".join("\n".join(lines) for name, lines in sorted(blocks.items())
+                     if name not in _DESIGN_VARIABLES) + "\n"
+
+
+def _runtime_folder(cache: Path, command: list[str], design: set[str]) -> Path:
+    """The folder of ``cache`` for the run-time objects that the Verilator ``command``
+    leads to, named after a hash of everything they depend on that is known before the
+    build: the Verilator package, the command's options (``design``, the arguments that
+    name the design's sources, top and folder, left out), the compiler and the environment
+    variables make passes to it."""
+    compiler = shutil.which("c++")
+    stat = os.stat(compiler) if compiler else None
+    try:
+        verilator = metadata.version("verilator")
+    except metadata.PackageNotFoundError:
+        verilator = None
+    inputs = {
+        "verilator": [verilator, shutil.which(command[0])],
+        "options": [arg for arg in command if arg not in design],
+        "compiler": [os.path.realpath(compiler), stat.st_size, stat.st_mtime_ns]
+        if compiler else None,
+        "environment": {name: os.environ.get(name) for name in _COMPILER_VARIABLES},
+    }
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+    return cache / digest
+
+
+class SharedRuntime:
+    """Verilator's run-time library objects shared between the builds of one cache folder.
+
+    :meth:`attach` makes a cocotb Verilator runner copy the objects kept for its options
+    into its build folder after Verilator has written the makefiles and before ``make``
+    (make finds them newer than ``Vtop.mk`` and only links them); :meth:`keep`, after the
+    build, keeps a new folder's objects for the builds to come, or checks that a build
+    that took kept objects needed the same ones. Kept objects appear whole or not at all
+    (written aside and renamed), so concurrent processes may share a cache.
+
+    The copy is a command added to the runner's private ``_build_command`` (cocotb 2.1
+    has no hook between Verilator and make); cocotb is pinned in pyproject.toml.
+
+    Parameters
+    ----------
+    cache : Path
+        The cache folder (:func:`verilator_runtime_cache`).
+    build_dir : Path
+        The build's folder.
+    design : set of str
+        Arguments of the Verilator command that name this design (its sources, top and
+        build folder): left out of the objects' key.
+
+    Members
+    -------
+    folder : Path or None
+        The cache's folder for this build's options, once the runner made its commands.
+    reused : bool
+        The build copied kept objects instead of compiling them.
+    """
+
+    def __init__(self, cache: Path, build_dir: Path, design: set[str]) -> None:
+        self.cache = Path(cache)
+        self.build_dir = Path(build_dir)
+        self.design = set(design)
+        self.folder: Path | None = None
+        self.reused = False
+
+    def attach(self, runner: Any) -> None:
+        """Make ``runner`` (a ``cocotb_tools.runner.Verilator``) build with the kept
+        objects, if there are any for its options and its build folder has none yet."""
+        original = runner._build_command
+
+        def build_command() -> list:
+            commands = list(original())
+            self.folder = _runtime_folder(self.cache, commands[0], self.design)
+            objects = sorted(self.folder.glob(_RUNTIME_OBJECTS))
+            # A folder that has its objects (a rebuild) keeps them: make has nothing to do.
+            self.reused = bool(objects) and not any(self.build_dir.glob(_RUNTIME_OBJECTS))
+            if self.reused:
+                commands.insert(1, ["cp", *map(str, objects), str(self.build_dir)])
+            return commands
+
+        runner._build_command = build_command
+
+    def keep(self) -> None:
+        """After the build: keep its objects if the cache has none for its options; check
+        that kept objects it took were built with the flags its makefiles name.
+
+        Raises
+        ------
+        RuntimeError
+            If the build took kept objects built with other flags or run-time files.
+        """
+        if self.folder is None:
+            return
+        flags = _runtime_flags(self.build_dir)
+        if self.folder.is_dir():
+            if self.reused and (self.folder / _RUNTIME_FLAGS).read_text() != flags:
+                raise RuntimeError(f"{self.build_dir} was built with other flags or run-time "
+                                   f"files than the shared Verilator run-time objects in "
+                                   f"{self.folder}; delete that folder and build again")
+            return
+        aside = self.folder.with_name(f".{self.folder.name}-{uuid.uuid4().hex}")
+        aside.mkdir(parents=True)
+        for path in self.build_dir.glob(_RUNTIME_OBJECTS):
+            shutil.copy(path, aside / path.name)
+        (aside / _RUNTIME_FLAGS).write_text(flags)
+        try:
+            aside.rename(self.folder)
+        except OSError:
+            # Another process kept the same objects first.
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 @dataclass
@@ -131,10 +296,17 @@ def build_design(top: Any, simulator: str, root: Path, *, toplevel: str,
     runner = get_runner(simulator)
     saved = dict(os.environ)
     os.environ.update(_environment(simulator))
+    shared = None
+    cache = verilator_runtime_cache()
+    if simulator == "verilator" and cache is not None:
+        shared = SharedRuntime(cache, build_dir, {str(source), str(build_dir), toplevel})
+        shared.attach(runner)
     try:
         runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
                      timescale=("1ns", "1ps"), build_args=args, waves=waves, always=False,
                      log_file=build_dir / "build.log")
+        if shared is not None:
+            shared.keep()
     finally:
         os.environ.clear()
         os.environ.update(saved)

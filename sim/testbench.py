@@ -14,7 +14,8 @@ environment variables set by :mod:`sim.runner`:
 - FFCL_MODEL: the integer model file; FFCL_CORE: the core's JSON (lanes, result fields)
 - FFCL_IMAGES: a .npy of integer images; FFCL_SAMPLES: how many to use
 - FFCL_SEED: seed of the random scenarios (logged); FFCL_REPORT: where ``run_samples``
-  writes its per-sample results (label, scores, cycles, cycles per phase)
+  (through :func:`run_and_report`) writes its per-sample results (label, scores, cycles,
+  cycles per phase)
 """
 
 from __future__ import annotations
@@ -241,13 +242,13 @@ async def _run(dut, images: np.ndarray, idle: str, sink: str) -> TB:
     return tb
 
 
-@cocotb.test()
-async def run_samples(dut) -> None:
-    """The images of FFCL_IMAGES, no idle cycles; per-sample results to FFCL_REPORT."""
-    images = _images()
-    start = time.perf_counter()
-    tb = TB(dut)
-    await tb.start()
+async def run_and_report(tb: TB, images: np.ndarray, *, start: float) -> None:
+    """Send ``images`` back to back, logging progress ("sent N/M images", which
+    :mod:`sim.runner` follows); wait for every result; write the per-sample results to
+    FFCL_REPORT; end with :meth:`TB.finish`'s checks.
+
+    ``start`` is the ``time.perf_counter()`` the report's ``seconds`` count from.
+    """
     step = max(1, len(images) // 10)
     for i, image in enumerate(images):
         await tb.send(image)
@@ -257,7 +258,7 @@ async def run_samples(dut) -> None:
     await tb.wait_results(len(images))
     seconds = time.perf_counter() - start
     # The last inference's phase record is written at the edge its result appeared.
-    await ClockCycles(dut.clk, 2)
+    await ClockCycles(tb.dut.clk, 2)
     tb.check_phases()
     report = {"samples": len(images), "errors": tb.errors, "first_error": tb.first_error,
               "labels": [r[0] for r in tb.results], "cycles": [r[2] for r in tb.results],
@@ -266,6 +267,16 @@ async def run_samples(dut) -> None:
     with open(os.environ["FFCL_REPORT"], "w") as stream:
         json.dump(report, stream)
     await tb.finish()
+
+
+@cocotb.test()
+async def run_samples(dut) -> None:
+    """The images of FFCL_IMAGES, no idle cycles; per-sample results to FFCL_REPORT."""
+    images = _images()
+    start = time.perf_counter()
+    tb = TB(dut)
+    await tb.start()
+    await run_and_report(tb, images, start=start)
 
 
 @cocotb.test()

