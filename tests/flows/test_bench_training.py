@@ -2,8 +2,7 @@
 
 The accelerator's figure is the training core's closed form (FFDL), the ideal the
 design's estimate for the board's memory, samples/s at the synthesized Fmax or the
-board's target clock, and an FFCL run gets its rows with the accelerator marked not
-available (the training core is FFDL-only) instead of failing.
+board's target clock, for FFDL and FFCL runs; an FFL run gets rows that say why not.
 """
 
 from __future__ import annotations
@@ -88,17 +87,15 @@ def test_samples_per_second_use_the_synthesized_fmax(tmp_path):
     assert t["samples_per_second"] == pytest.approx(80e6 / t["cycles_per_sample"])
 
 
-def test_an_ffcl_run_gets_its_rows_with_the_accelerator_not_available(tmp_path):
-    _, t = _bench(tmp_path, "ffcl-adjacent-T2")
-    if "not_available" not in t["accelerator"]:
-        pytest.skip("the training core trains FFCL now: its closed form is the figure")
-    assert t["cycles_per_sample"] is None and t["lane_utilization"] is None
-    assert "FFCL" in t["accelerator"]["not_available"]
+def test_an_ffcl_run_gets_the_training_core_s_closed_form(tmp_path):
+    model, t = _bench(tmp_path, "ffcl-adjacent-T2")
+    rule = TrainRule(epochs=1, lr_shift=t["rule"]["lr_shift"])
+    assert "not_available" not in t["accelerator"]
+    assert t["cycles_per_sample"] == TrainingCore(model, rule, lanes=3).training_cycles()
     assert t["ideal_cycles"] > 0 and t["rv32im_instructions_per_sample"] > 0
-    assert t["clock_mhz"] is None and t["samples_per_second"] is None
     speedup = training_speedups(t)
-    assert speedup["training_vs_rv32im_instructions"] is None
-    assert speedup["training_design_vs_rv32im_instructions"] > 0
+    assert speedup["training_vs_rv32im_instructions"] == pytest.approx(
+        t["rv32im_instructions_per_sample"] / t["cycles_per_sample"])
 
 
 def test_the_run_s_own_rule_is_used(tmp_path):
