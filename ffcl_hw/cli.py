@@ -294,6 +294,10 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="with --train: compare every stored word after every K-th sample and "
                         f"the last (default: every sample up to {FULL_CHECK_SAMPLES} samples, "
                         f"else every {LONG_RUN_CHECK_EVERY})")
+    p.add_argument("--lr-shift", type=int, metavar="L",
+                   help="with --train: lambda (learning rate 2^-L) of every sample, within "
+                        "the rule's first to last epoch's (default: the last epoch's, to "
+                        "continue a trained model at the rate it converged at)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("synth", help="synthesize the core with its UART host link for a "
@@ -651,14 +655,16 @@ def _sim_train(args: argparse.Namespace) -> int:
     try:
         r = train_sim_run(args.run, simulator=simulator, samples=args.samples,
                           check_every=args.check_every, lanes=args.lanes or 8,
-                          progress=None if bar is None else progress)
+                          lr_shift=args.lr_shift, progress=None if bar is None else progress)
     finally:
         if bar is not None:
             bar.close()
     print(f"{simulator} simulation of the training core, {r['lanes']} lanes, "
           f"{r['samples']} training samples from {args.run / INT_MODEL_FILE}")
     rule = r["rule"]
-    print(f"  rule              {r['rule_source']}: lr 2^-{r['lr_shift']}, "
+    low, high = r["lr_range"]
+    print(f"  rule              {r['rule_source']}: lr 2^-{r['lr_shift']} (range 2^-{low}.."
+          f"2^-{high}), "
           f"{rule['store_bits']}-bit stored weights, {rule['rounding']} rounding, "
           f"{rule['sigmoid']} sigmoid, seed {rule['seed']}")
     written = f"  written           {args.run / TRAIN_SIM_FILE}"
@@ -687,8 +693,10 @@ def _sim_train(args: argparse.Namespace) -> int:
 def _sim(args: argparse.Namespace) -> int:
     if args.train:
         return _sim_train(args)
-    if args.check_every is not None:
-        raise RunError("--check-every goes with --train only; add --train or leave it out")
+    for option in ("check_every", "lr_shift"):
+        if getattr(args, option) is not None:
+            name = "--" + option.replace("_", "-")
+            raise RunError(f"{name} goes with --train only; add --train or leave it out")
     if args.netlist is not None:
         report = _sim_netlist(args)
     else:
