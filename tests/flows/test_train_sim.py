@@ -254,13 +254,15 @@ def test_train_order_is_train_ints_first_epoch():
                                                     reason="Icarus missing")),
     pytest.param("verilator", marks=pytest.mark.slow),
 ])
-def test_the_verilog_trains_bit_exact_under_cocotb(tiny_int_run, capsys, simulator):
-    # Verilator's build of the training core takes one to two minutes: opt-in.
-    status, out, err = _sim_train(capsys, tiny_int_run, "--simulator", simulator,
+def test_the_verilog_trains_bit_exact_under_cocotb(ffcl_int_run, capsys, simulator):
+    # Verilator's build of the training core takes one to two minutes: opt-in. FFCL at
+    # its last epoch's lambda: the bench drives lr_shift_in and reads V back.
+    status, out, err = _sim_train(capsys, ffcl_int_run, "--simulator", simulator,
                                   "--samples", "2")
     assert status == 0, out + err
-    report = json.loads((tiny_int_run / "train_sim.json").read_text())
+    report = json.loads((ffcl_int_run / "train_sim.json").read_text())
     assert report["simulator"] == simulator and report["checked_samples"] == 2
+    assert report["lr_shift"] == _lr_range(ffcl_int_run)[1]
     assert report["cycles_per_sample"]["max"] == report["cycles_formula"]
     assert report["test_accuracy"] == report["golden_test_accuracy"]
 
@@ -291,3 +293,24 @@ def test_a_stored_memory_the_read_back_does_not_know_is_refused(tiny_int_run, mo
     with pytest.raises(ValueError, match="the checker reads back W, b, U; this core stores "
                                          "U, V, W, b"):
         TrainingChecker(core, check_every=1, samples=1)
+
+
+def test_the_model_rebuilt_from_the_words_is_the_golden_trainers(ffcl_int_run):
+    # The accuracy of the chip-trained model is measured on this rebuild: every array,
+    # V included, must be the trained one (not the starting one).
+    saved = load_int_model(ffcl_int_run / "model.int.npz")
+    rule = TrainRule(**{k: v for k, v in saved.source["trained"]["rule"].items()
+                        if k in TrainRule.__dataclass_fields__})
+    core = TrainingCore(saved.model, rule, lanes=3)
+    checker = TrainingChecker(core, check_every=1, samples=1)
+    trainer = IntTrainer(saved.model, rule)
+    data = load_dataset("digits")
+    for x, y in zip(saved.model.quantize_input(data.x_train[:3]), data.y_train[:3],
+                    strict=True):
+        trainer.train_sample(x.astype(np.int64), int(y), rule.lr_range[1])
+    rebuilt = checker.model_from_words(core.stored_images(trainer.stored))
+    for got, want in zip(rebuilt.layers, trainer.model.layers, strict=True):
+        for name in ("W", "b", "U", "V"):
+            assert np.array_equal(getattr(got, name), getattr(want, name)), name
+        assert got.v_exp == want.v_exp
+    assert not np.array_equal(trainer.model.layers[0].V, saved.model.layers[0].V)
