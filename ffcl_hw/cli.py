@@ -883,10 +883,9 @@ def _demo(args: argparse.Namespace) -> int:
     print("ffcl-hw demo: FFCL on the built-in 8x8 digits: train, quantize, simulate the "
           "core's Verilog with cocotb, compare its cycles with CPUs, then train it with the "
           "on-chip integer rule, and let the simulated training core learn")
+    # The integer-trained FFCL run; the simulated training core then continues it, as a
+    # deployed model would be (at its last epoch's lambda: `sim --train`'s default).
     int_run = args.out.with_name(args.out.name + "-int")
-    # The training core trains FFDL only so far (rtl/training_core.py): the chip's step
-    # continues an FFDL digits model trained with the rule, as a deployed model would.
-    chip_run = args.out.with_name(args.out.name + "-ffdl-int")
     # The demo runs the same subcommands a user would, with every default.
     steps = [
         ["train", "--dataset", "digits", "--algo", "ffcl", "--out", str(args.out), "--force"]
@@ -901,16 +900,14 @@ def _demo(args: argparse.Namespace) -> int:
         ["train", "--arith", "int", "--dataset", "digits", "--algo", "ffcl", "--out",
          str(int_run), "--force"]
         + (["--quiet"] if args.quiet else []),
-        # Training on the chip: the training core's Verilog in Verilator learns from a
-        # fixed budget of samples, every stored weight checked against the golden trainer.
-        ["train", "--arith", "int", "--dataset", "digits", "--algo", "ffdl", "--out",
-         str(chip_run), "--force"]
-        + (["--quiet"] if args.quiet else []),
-        ["sim", str(chip_run), "--train", "--simulator", DEMO_TRAIN_SIMULATOR, "--samples",
+        # Training on the chip: the training core's Verilog in Verilator continues that
+        # run for a fixed budget of samples, every stored weight checked against the
+        # golden trainer.
+        ["sim", str(int_run), "--train", "--simulator", DEMO_TRAIN_SIMULATOR, "--samples",
          str(args.train_samples)] + (["--quiet"] if args.quiet else []),
     ]
     if not args.train_samples:
-        steps = steps[:-2]
+        steps = steps[:-1]
     parser = _build_parser()
     for argv in steps:
         print(f"\n$ ffcl-hw {' '.join(argv)}")

@@ -138,7 +138,8 @@ class TrainingCore(wiring.Component):
         A sample is being processed (the cycle counter counts this cycle).
     read : In(wiring.Signature({"target": Out(3), "addr": Out(range(words))}))
         Read-back of the stored words while ``done`` is offered: ``target`` a
-        :data:`rtl.core.LOAD_TARGETS` code of weights, bias or labels, ``addr`` the word.
+        :data:`rtl.core.LOAD_TARGETS` code of weights (each layer's W words, then its V
+        words: FFCL's V is read back with this target), bias or labels, ``addr`` the word.
     read_data : Out(unsigned(...))
         The word, :data:`READ_LATENCY` cycles after its ``read`` (as
         :meth:`stored_images` packs it).
