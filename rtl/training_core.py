@@ -86,8 +86,10 @@ def sample_layout(input_bits: int, labels: int) -> data.StructLayout:
 
 
 def done_layout(labels: int) -> data.StructLayout:
-    """Per sample: the inference's predicted label (weights before the update), the wrong
-    label drawn (training samples) and the cycles from the last pixel to this record."""
+    """Per sample: the inference's predicted label (weights before the update; with
+    updates between iterations, FFCL loss_iterations 'all', iteration t + 1 runs on the
+    weights iteration t updated), the wrong label drawn (training samples) and the cycles
+    from the last pixel to this record."""
     return data.StructLayout({"label": range(labels), "wrong": range(labels),
                               "cycles": unsigned(CYCLE_BITS)})
 

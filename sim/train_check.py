@@ -14,12 +14,14 @@ naming the sample, the memory and layer, the address and both values.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from golden.intformat import argmax
 from golden.intmodel import IntLayer, IntModel
 from golden.inttrain import IntTrainer
 from golden.lfsr import Lfsr, draw_negative
@@ -197,7 +199,9 @@ class TrainingChecker:
         trainer = self.trainer
         self.run.records.append((int(label), int(wrong), int(cycles)))
         x = np.asarray(x, dtype=np.int64)
-        predicted = int(trainer.model.run(x[None]).labels[0])
+        between = self.core.trained_iterations > 1
+        predicted = (self._training_pass_label(x, int(y)) if between
+                     else int(trainer.model.run(x[None]).labels[0]))
         # The wrong label the trainer is about to draw, from a copy of its generator.
         copy = Lfsr(0)
         copy.state = trainer.label_lfsr.state
@@ -205,8 +209,10 @@ class TrainingChecker:
         trainer.train_sample(x, int(y), self.lr_shift)
         mismatch = None
         if label != predicted:
-            mismatch = TrainMismatch(sample, "predicted label (weights before the update)",
-                                     int(label), predicted)
+            mismatch = TrainMismatch(
+                sample, "predicted label (" + ("the training pass, updated between iterations"
+                                               if between else "weights before the update")
+                + ")", int(label), predicted)
         elif wrong != drawn:
             mismatch = TrainMismatch(sample, "wrong label drawn", int(wrong), drawn)
         elif cycles != self.expected_cycles:
@@ -214,6 +220,34 @@ class TrainingChecker:
                                      "by the closed form (TrainingCore.training_cycles)")
         self.run.mismatch = mismatch
         return mismatch
+
+    def _training_pass_label(self, x: np.ndarray, y: int) -> int:
+        """The label the core reports when it updates between iterations (FFCL,
+        loss_iterations 'all'): iteration t + 1 runs on the weights iteration t updated,
+        so the scans read states (and U) of partly updated weights, not the weights
+        before the sample. The golden trainer's own steps on a copy of it: each
+        iteration's forward pass and scans, then (all but the last) its updates."""
+        trainer = copy.deepcopy(self.trainer)
+        model, config = trainer.model, trainer.model.config
+        y_neg = draw_negative(trainer.label_lfsr, y, config.num_classes)
+        goodness = np.zeros((config.num_layers, config.num_classes), dtype=np.int64)
+        prev = [np.zeros(n, dtype=np.int64) for n in config.hidden]
+        for t in range(config.loops):
+            current: list[np.ndarray] = []
+            for i in range(config.num_layers):
+                u = x if i == 0 else current[i - 1]
+                source = config.feedback_source(i)
+                f = None if source is None else prev[source]
+                s, pre = trainer._forward(i, u, f)
+                current.append(np.maximum(s, 0))
+                if config.readout == "sum" or t == config.loops - 1:
+                    goodness[i] += model._scan(pre[None], model.layers[i].U)[0]
+                if t < config.loops - 1:
+                    # The last iteration's updates come after the result.
+                    trainer._update(i, u, f, pre, y, y_neg, self.lr_shift)
+            prev = current
+        scores = goodness[list(config.scoring_layers())].sum(axis=0)
+        return int(argmax(scores[None])[0])
 
     def compare(self, sample: int, words: dict[str, list[int]]) -> TrainMismatch | None:
         """Compare the stored words read back after ``sample`` with the golden trainer's."""
