@@ -294,6 +294,10 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="with --train: compare every stored word after every K-th sample and "
                         f"the last (default: every sample up to {FULL_CHECK_SAMPLES} samples, "
                         f"else every {LONG_RUN_CHECK_EVERY})")
+    p.add_argument("--lr-shift", type=int, metavar="L",
+                   help="with --train: lambda (learning rate 2^-L) of every sample, within "
+                        "the rule's first to last epoch's (default: the last epoch's, to "
+                        "continue a trained model at the rate it converged at)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("synth", help="synthesize the core with its UART host link for a "
@@ -651,14 +655,16 @@ def _sim_train(args: argparse.Namespace) -> int:
     try:
         r = train_sim_run(args.run, simulator=simulator, samples=args.samples,
                           check_every=args.check_every, lanes=args.lanes or 8,
-                          progress=None if bar is None else progress)
+                          lr_shift=args.lr_shift, progress=None if bar is None else progress)
     finally:
         if bar is not None:
             bar.close()
     print(f"{simulator} simulation of the training core, {r['lanes']} lanes, "
           f"{r['samples']} training samples from {args.run / INT_MODEL_FILE}")
     rule = r["rule"]
-    print(f"  rule              {r['rule_source']}: lr 2^-{r['lr_shift']}, "
+    low, high = r["lr_range"]
+    print(f"  rule              {r['rule_source']}: lr 2^-{r['lr_shift']} (range 2^-{low}.."
+          f"2^-{high}), "
           f"{rule['store_bits']}-bit stored weights, {rule['rounding']} rounding, "
           f"{rule['sigmoid']} sigmoid, seed {rule['seed']}")
     written = f"  written           {args.run / TRAIN_SIM_FILE}"
@@ -687,8 +693,10 @@ def _sim_train(args: argparse.Namespace) -> int:
 def _sim(args: argparse.Namespace) -> int:
     if args.train:
         return _sim_train(args)
-    if args.check_every is not None:
-        raise RunError("--check-every goes with --train only; add --train or leave it out")
+    for option in ("check_every", "lr_shift"):
+        if getattr(args, option) is not None:
+            name = "--" + option.replace("_", "-")
+            raise RunError(f"{name} goes with --train only; add --train or leave it out")
     if args.netlist is not None:
         report = _sim_netlist(args)
     else:
@@ -875,10 +883,9 @@ def _demo(args: argparse.Namespace) -> int:
     print("ffcl-hw demo: FFCL on the built-in 8x8 digits: train, quantize, simulate the "
           "core's Verilog with cocotb, compare its cycles with CPUs, then train it with the "
           "on-chip integer rule, and let the simulated training core learn")
+    # The integer-trained FFCL run; the simulated training core then continues it, as a
+    # deployed model would be (at its last epoch's lambda: `sim --train`'s default).
     int_run = args.out.with_name(args.out.name + "-int")
-    # The training core trains FFDL only so far (rtl/training_core.py): the chip's step
-    # continues an FFDL digits model trained with the rule, as a deployed model would.
-    chip_run = args.out.with_name(args.out.name + "-ffdl-int")
     # The demo runs the same subcommands a user would, with every default.
     steps = [
         ["train", "--dataset", "digits", "--algo", "ffcl", "--out", str(args.out), "--force"]
@@ -893,16 +900,14 @@ def _demo(args: argparse.Namespace) -> int:
         ["train", "--arith", "int", "--dataset", "digits", "--algo", "ffcl", "--out",
          str(int_run), "--force"]
         + (["--quiet"] if args.quiet else []),
-        # Training on the chip: the training core's Verilog in Verilator learns from a
-        # fixed budget of samples, every stored weight checked against the golden trainer.
-        ["train", "--arith", "int", "--dataset", "digits", "--algo", "ffdl", "--out",
-         str(chip_run), "--force"]
-        + (["--quiet"] if args.quiet else []),
-        ["sim", str(chip_run), "--train", "--simulator", DEMO_TRAIN_SIMULATOR, "--samples",
+        # Training on the chip: the training core's Verilog in Verilator continues that
+        # run for a fixed budget of samples, every stored weight checked against the
+        # golden trainer.
+        ["sim", str(int_run), "--train", "--simulator", DEMO_TRAIN_SIMULATOR, "--samples",
          str(args.train_samples)] + (["--quiet"] if args.quiet else []),
     ]
     if not args.train_samples:
-        steps = steps[:-2]
+        steps = steps[:-1]
     parser = _build_parser()
     for argv in steps:
         print(f"\n$ ffcl-hw {' '.join(argv)}")

@@ -86,8 +86,10 @@ def sample_layout(input_bits: int, labels: int) -> data.StructLayout:
 
 
 def done_layout(labels: int) -> data.StructLayout:
-    """Per sample: the inference's predicted label (weights before the update), the wrong
-    label drawn (training samples) and the cycles from the last pixel to this record."""
+    """Per sample: the inference's predicted label (weights before the update; with
+    updates between iterations, FFCL loss_iterations 'all', iteration t + 1 runs on the
+    weights iteration t updated), the wrong label drawn (training samples) and the cycles
+    from the last pixel to this record."""
     return data.StructLayout({"label": range(labels), "wrong": range(labels),
                               "cycles": unsigned(CYCLE_BITS)})
 
@@ -138,7 +140,8 @@ class TrainingCore(wiring.Component):
         A sample is being processed (the cycle counter counts this cycle).
     read : In(wiring.Signature({"target": Out(3), "addr": Out(range(words))}))
         Read-back of the stored words while ``done`` is offered: ``target`` a
-        :data:`rtl.core.LOAD_TARGETS` code of weights, bias or labels, ``addr`` the word.
+        :data:`rtl.core.LOAD_TARGETS` code of weights (each layer's W words, then its V
+        words: FFCL's V is read back with this target), bias or labels, ``addr`` the word.
     read_data : Out(unsigned(...))
         The word, :data:`READ_LATENCY` cycles after its ``read`` (as
         :meth:`stored_images` packs it).

@@ -216,6 +216,8 @@ def run_training(core: TrainingCore, checker: TrainingChecker, images: np.ndarra
         return words
 
     async def testbench(ctx) -> None:
+        # lambda for every sample (sampled with each last pixel).
+        ctx.set(core.lr_shift_in, checker.lr_shift)
         for i, (image, label) in enumerate(zip(images, labels, strict=True)):
             if interrupted:
                 return

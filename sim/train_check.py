@@ -14,12 +14,14 @@ naming the sample, the memory and layer, the address and both values.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from golden.intformat import argmax
 from golden.intmodel import IntLayer, IntModel
 from golden.inttrain import IntTrainer
 from golden.lfsr import Lfsr, draw_negative
@@ -28,7 +30,8 @@ from rtl.training_core import TrainingCore
 
 __all__ = ["READ_TARGETS", "TrainMismatch", "TrainingChecker", "TrainingRun", "check_points"]
 
-#: The ``read`` port's target code of each stored memory, in read-back order.
+#: The ``read`` port's target code of each stored memory, in read-back order. The weight
+#: memory holds each layer's W words, then (FFCL) its V words: "W" reads both.
 READ_TARGETS = {"W": LOAD_TARGETS["weights"], "b": LOAD_TARGETS["bias"],
                 "U": LOAD_TARGETS["labels"]}
 
@@ -110,6 +113,18 @@ def _signed(value: int, bits: int) -> int:
     return value - (1 << bits) if value >> (bits - 1) else value
 
 
+def _unpack_rows(words: list[int], rows: int, columns: int, lanes: int,
+                 bits: int) -> np.ndarray:
+    """The matrix :func:`rtl.program.pack_rows` packed into ``words`` (fields of ``bits``)."""
+    matrix = np.zeros((rows, columns), dtype=np.int64)
+    for a, word in enumerate(words):
+        tile, c = divmod(a, columns)
+        for p in range(lanes):
+            if tile * lanes + p < rows:
+                matrix[tile * lanes + p, c] = _signed(word >> (p * bits), bits)
+    return matrix
+
+
 class TrainingChecker:
     """The golden trainer beside a simulated :class:`TrainingCore`, and its checks.
 
@@ -121,6 +136,9 @@ class TrainingChecker:
         Compare every stored word after every ``check_every``-th sample and the last.
     samples : int
         How many samples the run trains on.
+    lr_shift : int, optional
+        lambda of every sample (what the driver puts on ``lr_shift_in``); within
+        ``core.lr_range`` (the core clamps what lies outside). Default: ``core.lr_shift``.
 
     Attributes
     ----------
@@ -130,9 +148,16 @@ class TrainingChecker:
         What the simulation reported so far.
     """
 
-    def __init__(self, core: TrainingCore, *, check_every: int, samples: int) -> None:
+    def __init__(self, core: TrainingCore, *, check_every: int, samples: int,
+                 lr_shift: int | None = None) -> None:
         if not isinstance(core, TrainingCore):
             raise TypeError(f"Core must be a rtl.training_core.TrainingCore, not {core!r}")
+        low, high = core.lr_range
+        lr_shift = core.lr_shift if lr_shift is None else lr_shift
+        if (not isinstance(lr_shift, int) or isinstance(lr_shift, bool)
+                or not low <= lr_shift <= high):
+            raise ValueError(f"lambda must be an integer from {low} to {high} (the core's "
+                             f"lr_range), not {lr_shift!r}")
         self.core = core
         self.trainer = IntTrainer(core.model, core.rule)
         stored = set(core.stored_images(self.trainer.stored))
@@ -140,16 +165,20 @@ class TrainingChecker:
             # A memory the read-back does not know (FFCL's V) must not go unchecked.
             raise ValueError(f"the checker reads back {', '.join(READ_TARGETS)}; this core "
                              f"stores {', '.join(sorted(stored))}")
-        self.lr_shift = core.lr_shift
+        #: lambda of every sample: the driver's ``lr_shift_in``, the golden trainer's too.
+        self.lr_shift = lr_shift
         self.expected_cycles = core.training_cycles()
         self.points = set(check_points(samples, check_every))
         self.run = TrainingRun()
         self._start = time.perf_counter()
         config, P = core.model.config, core.lanes
+        #: Per layer, the weight memory's W words (its V words follow, FFCL).
+        self._ff_words = [-(-n // P) * (config.input_size if i == 0 else config.hidden[i - 1])
+                          for i, n in enumerate(config.hidden)]
         # Words per layer of each memory, in the order stored_images concatenates them.
         self._layer_words = {
-            "W": [-(-n // P) * (config.input_size if i == 0 else config.hidden[i - 1])
-                  for i, n in enumerate(config.hidden)],
+            "W": [ff + -(-n // P) * s for ff, n, s in zip(self._ff_words, config.hidden,
+                                                           core.n_src, strict=True)],
             "b": list(config.hidden), "U": list(config.hidden)}
 
     # -- what to read ------------------------------------------------------------------
@@ -170,7 +199,9 @@ class TrainingChecker:
         trainer = self.trainer
         self.run.records.append((int(label), int(wrong), int(cycles)))
         x = np.asarray(x, dtype=np.int64)
-        predicted = int(trainer.model.run(x[None]).labels[0])
+        between = self.core.trained_iterations > 1
+        predicted = (self._training_pass_label(x, int(y)) if between
+                     else int(trainer.model.run(x[None]).labels[0]))
         # The wrong label the trainer is about to draw, from a copy of its generator.
         copy = Lfsr(0)
         copy.state = trainer.label_lfsr.state
@@ -178,8 +209,10 @@ class TrainingChecker:
         trainer.train_sample(x, int(y), self.lr_shift)
         mismatch = None
         if label != predicted:
-            mismatch = TrainMismatch(sample, "predicted label (weights before the update)",
-                                     int(label), predicted)
+            mismatch = TrainMismatch(
+                sample, "predicted label (" + ("the training pass, updated between iterations"
+                                               if between else "weights before the update")
+                + ")", int(label), predicted)
         elif wrong != drawn:
             mismatch = TrainMismatch(sample, "wrong label drawn", int(wrong), drawn)
         elif cycles != self.expected_cycles:
@@ -187,6 +220,34 @@ class TrainingChecker:
                                      "by the closed form (TrainingCore.training_cycles)")
         self.run.mismatch = mismatch
         return mismatch
+
+    def _training_pass_label(self, x: np.ndarray, y: int) -> int:
+        """The label the core reports when it updates between iterations (FFCL,
+        loss_iterations 'all'): iteration t + 1 runs on the weights iteration t updated,
+        so the scans read states (and U) of partly updated weights, not the weights
+        before the sample. The golden trainer's own steps on a copy of it: each
+        iteration's forward pass and scans, then (all but the last) its updates."""
+        trainer = copy.deepcopy(self.trainer)
+        model, config = trainer.model, trainer.model.config
+        y_neg = draw_negative(trainer.label_lfsr, y, config.num_classes)
+        goodness = np.zeros((config.num_layers, config.num_classes), dtype=np.int64)
+        prev = [np.zeros(n, dtype=np.int64) for n in config.hidden]
+        for t in range(config.loops):
+            current: list[np.ndarray] = []
+            for i in range(config.num_layers):
+                u = x if i == 0 else current[i - 1]
+                source = config.feedback_source(i)
+                f = None if source is None else prev[source]
+                s, pre = trainer._forward(i, u, f)
+                current.append(np.maximum(s, 0))
+                if config.readout == "sum" or t == config.loops - 1:
+                    goodness[i] += model._scan(pre[None], model.layers[i].U)[0]
+                if t < config.loops - 1:
+                    # The last iteration's updates come after the result.
+                    trainer._update(i, u, f, pre, y, y_neg, self.lr_shift)
+            prev = current
+        scores = goodness[list(config.scoring_layers())].sum(axis=0)
+        return int(argmax(scores[None])[0])
 
     def compare(self, sample: int, words: dict[str, list[int]]) -> TrainMismatch | None:
         """Compare the stored words read back after ``sample`` with the golden trainer's."""
@@ -214,6 +275,10 @@ class TrainingChecker:
             local -= self._layer_words[name][layer]
             layer += 1
         widths = self.core.widths
+        memory = name
+        if name == "W" and local >= self._ff_words[layer]:
+            # The layer's V words follow its W words in the weight memory.
+            memory, local = "V", local - self._ff_words[layer]
         if name == "b":
             entry, bits, fields = f"b[{local}]", widths["bias"], 1
         else:
@@ -222,16 +287,17 @@ class TrainingChecker:
         mask = (1 << bits) - 1
         q = next(q for q in range(fields)
                  if (got >> (q * bits)) & mask != (want >> (q * bits)) & mask)
-        if name == "W":
-            n_in = config.input_size if layer == 0 else config.hidden[layer - 1]
-            entry = f"W[{local // n_in * P + q}, {local % n_in}] (lane {q})"
+        if memory in ("W", "V"):
+            n_in = ((config.input_size if layer == 0 else config.hidden[layer - 1])
+                    if memory == "W" else self.core.n_src[layer])
+            entry = f"{memory}[{local // n_in * P + q}, {local % n_in}] (lane {q})"
         elif name == "U":
             entry = f"U[{local}, {q}]"
         digits = -(-fields * bits // 4)
         return TrainMismatch(
             sample,
-            f"stored {name} of layer {layer + 1} at address {address} (word {local} of the "
-            f"layer), entry {entry},",
+            f"stored {memory} of layer {layer + 1} at address {address} (word {local} of the "
+            f"layer's {memory}), entry {entry},",
             _signed(got >> (q * bits), bits), _signed(want >> (q * bits), bits),
             words=count,
             detail=f"words 0x{got:0{digits}x} and 0x{want:0{digits}x}; {count} stored "
@@ -253,17 +319,16 @@ class TrainingChecker:
         for i, (lay, n) in enumerate(zip(model.layers, config.hidden, strict=True)):
             n_in = config.input_size if i == 0 else config.hidden[i - 1]
             w_words = words["W"][starts["W"][i]:starts["W"][i + 1]]
-            W = np.zeros((n, n_in), dtype=np.int64)
-            for a, word in enumerate(w_words):
-                tile, c = divmod(a, n_in)
-                for p in range(P):
-                    if tile * P + p < n:
-                        W[tile * P + p, c] = _signed(word >> (p * B), B)
+            ff = self._ff_words[i]
+            W = _unpack_rows(w_words[:ff], n, n_in, P, B)
+            n_src = self.core.n_src[i]
+            V = _unpack_rows(w_words[ff:], n, n_src, P, B) if n_src else None
             b = np.array([_signed(w, widths["bias"])
                           for w in words["b"][starts["b"][i]:starts["b"][i + 1]]], np.int64)
             U = np.array([[_signed(w >> (q * B), B) for q in range(K)]
                           for w in words["U"][starts["U"][i]:starts["U"][i + 1]]], np.int64)
-            layers.append(IntLayer(W=W >> f, w_exp=lay.w_exp, b=b >> f, U=U >> f))
+            layers.append(IntLayer(W=W >> f, w_exp=lay.w_exp, b=b >> f, U=U >> f,
+                                   V=None if V is None else V >> f, v_exp=lay.v_exp))
         result = IntModel(config=config, fmt=model.fmt, layers=layers)
         result.check()
         return result

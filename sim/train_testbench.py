@@ -12,8 +12,8 @@ the updates, so Verilator sets the pace.
 
 Everything comes from environment variables set by :mod:`ffcl_hw.flows.train_sim`:
 
-- FFCL_MODEL: the starting integer model; FFCL_TRAIN: a JSON of the rule, lanes and
-  check interval
+- FFCL_MODEL: the starting integer model; FFCL_TRAIN: a JSON of the rule, lanes, check
+  interval and lambda (``lr_shift``, driven on ``lr_shift_in``)
 - FFCL_IMAGES, FFCL_LABELS: .npy files of the training samples in the order to train
 - FFCL_REPORT: where ``train_samples`` writes the :class:`sim.train_check.TrainingRun`
 """
@@ -64,7 +64,7 @@ class TB:
         self.images = np.load(os.environ["FFCL_IMAGES"])
         self.labels = np.load(os.environ["FFCL_LABELS"])
         self.checker = TrainingChecker(self.core, check_every=setup["check_every"],
-                                       samples=len(self.images))
+                                       samples=len(self.images), lr_shift=setup["lr_shift"])
         config = model.config
         self.sample_fields = _fields(sample_layout(model.fmt.input_bits, config.num_classes))
         self.done_fields = _fields(done_layout(config.num_classes))
@@ -77,6 +77,8 @@ class TB:
         dut.done__ready.value = 0
         dut.read__target.value = 0
         dut.read__addr.value = 0
+        # Driven throughout: an undriven input is X under Icarus.
+        dut.lr_shift_in.value = self.checker.lr_shift
         await ClockCycles(dut.clk, 3)
         dut.rst.value = 0
         await FallingEdge(dut.clk)

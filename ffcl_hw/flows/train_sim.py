@@ -7,10 +7,15 @@ on the first N training samples of the run's data set, in the order
 the rule's seed), starting from ``RUN/model.int.npz``. The rule is the one an integer run
 recorded (``train --arith int``); a quantized float run gets the defaults of
 ``train --arith int`` (:func:`default_rule`). After every ``check_every``-th sample and
-the last, every stored word read back through the core's ``read`` port must equal
+the last, every stored word (W, V, b, U) read back through the core's ``read`` port must equal
 :class:`golden.inttrain.IntTrainer`'s; every sample's ``done`` record must carry the
 golden predicted label and wrong label, and its cycle count the closed form. The first
 mismatch ends the run. ``RUN/train_sim.json`` is written (atomically) either way.
+
+lambda (``lr_shift_in``, the same for the golden trainer) is ``--lr-shift`` within the
+core's range (:attr:`TrainingCore.lr_range`: the rule's first to last epoch's), by default
+the last epoch's (:func:`default_lr_shift_for`): the run continues a deployed model, which
+its first epoch's larger rate would shake out of its minimum.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ from sim.amaranth_sim import run_training
 from sim.train_check import TrainingChecker, TrainingRun
 
 __all__ = ["FULL_CHECK_SAMPLES", "LONG_RUN_CHECK_EVERY", "TRAIN_SIM_FILE", "TOP_NAME",
-           "default_check_every", "default_rule", "train_order", "train_sim_run"]
+           "default_check_every", "default_lr_shift_for", "default_rule", "train_order",
+           "train_sim_run"]
 
 #: Where the report goes inside the run.
 TRAIN_SIM_FILE = "train_sim.json"
@@ -61,6 +67,16 @@ def default_rule(x_train: np.ndarray, dataset: str) -> TrainRule:
     epochs = int_preset_for(dataset).epochs
     return TrainRule(epochs=epochs, lr_shift=default_lr_shift(x_train),
                      lr_steps=(epochs // 2, 3 * epochs // 4))
+
+
+def default_lr_shift_for(rule: TrainRule) -> int:
+    """lambda of ``sim --train`` without ``--lr-shift``: the rule's last epoch's.
+
+    Continuing a trained model at its first epoch's lambda undoes much of its training
+    (a digits FFDL 64-64 int run, 97.78 %, falls to 90.89 % over one epoch at 2^-6; see
+    docs/training-engine.md); its last epoch's is the rate it converged at.
+    """
+    return rule.lr_range[1]
 
 
 def _recorded_rule(source: dict[str, Any]) -> TrainRule:
@@ -89,7 +105,7 @@ def _model_and_rule(run: Path) -> tuple[IntModel, TrainRule, str, Any]:
 
 
 def _simulate_cocotb(core: TrainingCore, simulator: str, run: Path, rule: TrainRule,
-                     images: np.ndarray, labels: np.ndarray, check_every: int,
+                     lr_shift: int, images: np.ndarray, labels: np.ndarray, check_every: int,
                      progress: Callable[[int], None] | None) -> tuple[TrainingRun, float]:
     """Build (or reuse) the core's Verilog simulation and run the training bench."""
     from golden.intmodelio import save_int_model
@@ -108,7 +124,7 @@ def _simulate_cocotb(core: TrainingCore, simulator: str, run: Path, rule: TrainR
     np.save(work / "images.npy", images)
     np.save(work / "labels.npy", labels)
     setup = {"rule": {f.name: getattr(rule, f.name) for f in fields(TrainRule)},
-             "lanes": core.lanes, "check_every": check_every}
+             "lanes": core.lanes, "check_every": check_every, "lr_shift": lr_shift}
     (work / "train.json").write_text(json.dumps(setup))
     report = work / "report.json"
     report.unlink(missing_ok=True)
@@ -127,8 +143,11 @@ def _simulate_cocotb(core: TrainingCore, simulator: str, run: Path, rule: TrainR
 
 def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
                   check_every: int | None = None, lanes: int = 8,
+                  lr_shift: int | None = None,
                   progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Train the simulated core on ``samples`` training samples; write ``RUN/train_sim.json``.
+
+    ``lr_shift`` is lambda for every sample (default :func:`default_lr_shift_for`).
 
     Returns
     -------
@@ -138,8 +157,9 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
     Raises
     ------
     RunError
-        Bad input (simulator, sample count, interval, lanes; a model the training core
-        cannot train), checked before anything is simulated.
+        Bad input (simulator, sample count, interval, lanes, lambda outside the core's
+        range; a model the training core cannot train), checked before anything is
+        simulated.
     """
     if simulator not in SIMULATORS:
         raise RunError(f"--simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
@@ -159,13 +179,20 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
                        f"so {lanes - widest} lanes would never update; use --lanes "
                        f"{widest} or fewer")
     check_every = check_every or default_check_every(samples)
+    low, high = rule.lr_range
+    if lr_shift is None:
+        lr_shift = default_lr_shift_for(rule)
+    elif (not isinstance(lr_shift, int) or isinstance(lr_shift, bool)
+          or not low <= lr_shift <= high):
+        raise RunError(f"--lr-shift {lr_shift} is outside the training core's range "
+                       f"{low}..{high} (lambda of the rule's first to last epoch); use "
+                       f"--lr-shift {low} to {high}")
     try:
         core = TrainingCore(model, rule, lanes=lanes)
-        checker = TrainingChecker(core, check_every=check_every, samples=samples)
+        checker = TrainingChecker(core, check_every=check_every, samples=samples,
+                                  lr_shift=lr_shift)
     except ValueError as error:
-        fix = ("; simulate training on an FFDL run (e.g. `ffcl-hw train --arith int --algo "
-               "ffdl`)" if model.config.algo != "ffdl" else "")
-        raise RunError(f"--train: {error}{fix}") from None
+        raise RunError(f"--train: {error}") from None
     order = train_order(rule, data.n_train)[:samples]
     images = model.quantize_input(data.x_train[order]).astype(np.int64)
     labels = data.y_train[order].astype(np.int64)
@@ -175,8 +202,8 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
         result = run_training(core, checker, images, labels, progress=progress)
         build_seconds = 0.0
     else:
-        result, build_seconds = _simulate_cocotb(core, simulator, run, rule, images, labels,
-                                                 check_every, progress)
+        result, build_seconds = _simulate_cocotb(core, simulator, run, rule, lr_shift,
+                                                 images, labels, check_every, progress)
     seconds = time.perf_counter() - start - build_seconds
     mismatch = result.mismatch
     report: dict[str, Any] = {
@@ -188,7 +215,8 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
         "lanes": lanes,
         "rule": rule.to_dict(),
         "rule_source": rule_source,
-        "lr_shift": core.lr_shift,
+        "lr_shift": lr_shift,
+        "lr_range": list(core.lr_range),
         "weight_mismatches": 0 if mismatch is None else mismatch.words,
         "mismatch": None if mismatch is None else str(mismatch),
         "cycles_per_sample": None, "cycles_formula": core.training_cycles(),

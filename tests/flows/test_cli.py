@@ -172,7 +172,7 @@ def test_demo_trains_an_accurate_ffcl_model_on_digits(tmp_path, capsys):
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["algo"] == "ffcl" and metrics["loops"] == 3
     assert metrics["test_accuracy"] >= 0.96
-    assert not (tmp_path / "demo-ffdl-int").exists()
+    assert not (tmp_path / "demo-int" / "train_sim.json").exists()
     # The demo replaces its own previous output.
     assert _run(capsys, "demo", "--out", str(tmp_path / "demo"), "--quiet",
                 "--train-samples", "0")[0] == 0

@@ -171,9 +171,10 @@ def test_demo_trains_quantizes_and_simulates(tmp_path, capsys, monkeypatch):
     # The demo's last step trains the same network with the on-chip integer rule.
     trained = json.loads((tmp_path / "demo-int" / "metrics.json").read_text())
     assert trained["arith"] == "int" and trained["int_test_accuracy"] >= 0.96
-    # Then the simulated training core continues an FFDL model trained with the rule.
-    chip = json.loads((tmp_path / "demo-ffdl-int" / "train_sim.json").read_text())
+    # Then the simulated training core continues that FFCL run.
+    chip = json.loads((tmp_path / "demo-int" / "train_sim.json").read_text())
     assert chip["samples"] == 1 and chip["mismatch"] is None
+    assert chip["lr_shift"] == chip["lr_range"][1]
     assert chip["test_accuracy"] == chip["golden_test_accuracy"] >= 0.9
     assert "test accuracy" in capsys.readouterr().out
 
@@ -182,7 +183,7 @@ def test_demo_trains_quantizes_and_simulates(tmp_path, capsys, monkeypatch):
 def test_demo_trains_on_the_simulated_chip_in_verilator(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--samples", "2", "--quiet",
                  "--train-samples", "5"]) == 0
-    chip = json.loads((tmp_path / "demo-ffdl-int" / "train_sim.json").read_text())
+    chip = json.loads((tmp_path / "demo-int" / "train_sim.json").read_text())
     assert chip["simulator"] == "verilator" and chip["samples"] == 5
     assert chip["mismatch"] is None
     assert chip["test_accuracy"] == chip["golden_test_accuracy"]

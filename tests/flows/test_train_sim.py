@@ -105,12 +105,12 @@ def _perturb(name, layer, index):
 # 3 lanes: layer 1 W is 2 tiles x 64 words, layer 2 W starts at 128 (tile 1 of W[4, 3] is
 # word 6 + 3 of the layer: lane 1); b and U have one word per neuron (layer 2 from 6).
 MISMATCHES = {
-    "W1": (("W", 0, (0, 0)), "stored W of layer 1 at address 0 (word 0 of the layer), "
+    "W1": (("W", 0, (0, 0)), "stored W of layer 1 at address 0 (word 0 of the layer's W), "
                              "entry W[0, 0] (lane 0),"),
-    "W2": (("W", 1, (4, 3)), "stored W of layer 2 at address 137 (word 9 of the layer), "
+    "W2": (("W", 1, (4, 3)), "stored W of layer 2 at address 137 (word 9 of the layer's W), "
                              "entry W[4, 3] (lane 1),"),
-    "b2": (("b", 1, 2), "stored b of layer 2 at address 8 (word 2 of the layer), entry b[2],"),
-    "U1": (("U", 0, (3, 7)), "stored U of layer 1 at address 3 (word 3 of the layer), "
+    "b2": (("b", 1, 2), "stored b of layer 2 at address 8 (word 2 of the layer's b), entry b[2],"),
+    "U1": (("U", 0, (3, 7)), "stored U of layer 1 at address 3 (word 3 of the layer's U), "
                              "entry U[3, 7],"),
 }
 
@@ -141,7 +141,7 @@ def test_a_wrong_cycle_count_exits_1(tiny_int_run, capsys, monkeypatch):
     status, _, err = _sim_train(capsys, tiny_int_run, "--simulator", "amaranth",
                                 "--samples", "2")
     assert status == 1
-    assert "sample 0: cycles is 604 in the hardware, 605 by the closed form" in err
+    assert "sample 0: cycles is 546 in the hardware, 547 by the closed form" in err
 
 
 def test_the_checker_names_a_wrong_record(tiny_int_run):
@@ -157,10 +157,17 @@ def test_the_checker_names_a_wrong_record(tiny_int_run):
 
 @pytest.fixture(scope="module")
 def ffcl_int_run(tmp_path_factory):
+    # Two epochs, lambda one step up in the second: the core's range has two lambdas.
     run = tmp_path_factory.mktemp("trainsim") / "ffcl-int"
     assert main(["train", "--arith", "int", "--algo", "ffcl", "--loops", "2", *TINY,
-                 "--out", str(run)]) == 0
+                 "--epochs", "2", "--lr-steps", "1", "--out", str(run)]) == 0
     return run
+
+
+def _lr_range(run):
+    rule = load_int_model(run / "model.int.npz").source["trained"]["rule"]
+    return TrainRule(**{k: v for k, v in rule.items()
+                        if k in TrainRule.__dataclass_fields__}).lr_range
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -179,19 +186,49 @@ def test_bad_input_exits_2_and_writes_nothing(tiny_int_run, capsys, argv, messag
     assert not (tiny_int_run / "train_sim.json").exists()
 
 
-def test_an_ffcl_run_is_refused_while_the_core_trains_ffdl_only(ffcl_int_run, capsys):
+def test_ffcl_trains_bit_exact_at_the_last_epochs_lambda_by_default(ffcl_int_run, capsys):
+    # FFCL T = 2 (V read back with W) at a lambda other than the first: the driver must
+    # put it on lr_shift_in (the core resets to the first) and the golden side use it.
+    low, high = _lr_range(ffcl_int_run)
+    assert high == low + 1
+    status, out, err = _sim_train(capsys, ffcl_int_run, "--simulator", "amaranth",
+                                  "--samples", "2")
+    assert status == 0, out + err
+    assert f"lr 2^-{high} (range 2^-{low}..2^-{high})" in out
+    report = json.loads((ffcl_int_run / "train_sim.json").read_text())
+    assert report["lr_shift"] == high and report["checked_samples"] == 2
+    assert report["weight_mismatches"] == 0
+    assert report["cycles_per_sample"]["max"] == report["cycles_formula"]
+    assert report["test_accuracy"] == report["golden_test_accuracy"]
+
+
+def test_a_wrong_stored_v_word_is_named(ffcl_int_run, capsys, monkeypatch):
+    # Layer 1 hears layer 2 (5 neurons) through V: on 3 lanes, its 2 tiles x 64 W words
+    # come first, then V[4, 2] is tile 1, column 2: word 5 + 2 of its V, address 135.
+    monkeypatch.setattr(sim.train_check, "IntTrainer", _perturb("V", 0, (4, 2)))
+    status, out, err = _sim_train(capsys, ffcl_int_run, "--simulator", "amaranth",
+                                  "--samples", "1", "--lr-shift", str(_lr_range(ffcl_int_run)[0]))
+    assert status == 1, out
+    assert ("sample 0: stored V of layer 1 at address 135 (word 7 of the layer's V), entry "
+            "V[4, 2] (lane 1),") in err
+
+
+@pytest.mark.parametrize("offset", [-1, 2])
+def test_a_lambda_outside_the_cores_range_exits_2(ffcl_int_run, capsys, offset):
+    low, high = _lr_range(ffcl_int_run)
+    lam = low + offset if offset < 0 else high + offset - 1
     status, _, err = _sim_train(capsys, ffcl_int_run, "--simulator", "amaranth",
-                                "--samples", "2")
-    if status == 0:
-        pytest.skip("the training core trains FFCL now")
+                                "--samples", "1", "--lr-shift", str(lam))
     assert status == 2
-    assert "trains FFDL models, not FFCL" in err and "simulate training on an FFDL run" in err
+    assert (f"--lr-shift {lam} is outside the training core's range {low}..{high} (lambda "
+            f"of the rule's first to last epoch); use --lr-shift {low} to {high}") in err
     assert not (ffcl_int_run / "train_sim.json").exists()
 
 
-def test_check_every_needs_train(tiny_int_run, capsys):
-    assert main(["sim", str(tiny_int_run), "--check-every", "2", "--quiet"]) == 2
-    assert "--check-every goes with --train only" in capsys.readouterr().err
+@pytest.mark.parametrize("option", ["--check-every", "--lr-shift"])
+def test_train_options_need_train(tiny_int_run, capsys, option):
+    assert main(["sim", str(tiny_int_run), option, "2", "--quiet"]) == 2
+    assert f"{option} goes with --train only" in capsys.readouterr().err
 
 
 def test_a_quantized_float_run_trains_with_the_default_rule(tmp_path, capsys):
@@ -217,13 +254,15 @@ def test_train_order_is_train_ints_first_epoch():
                                                     reason="Icarus missing")),
     pytest.param("verilator", marks=pytest.mark.slow),
 ])
-def test_the_verilog_trains_bit_exact_under_cocotb(tiny_int_run, capsys, simulator):
-    # Verilator's build of the training core takes one to two minutes: opt-in.
-    status, out, err = _sim_train(capsys, tiny_int_run, "--simulator", simulator,
+def test_the_verilog_trains_bit_exact_under_cocotb(ffcl_int_run, capsys, simulator):
+    # Verilator's build of the training core takes one to two minutes: opt-in. FFCL at
+    # its last epoch's lambda: the bench drives lr_shift_in and reads V back.
+    status, out, err = _sim_train(capsys, ffcl_int_run, "--simulator", simulator,
                                   "--samples", "2")
     assert status == 0, out + err
-    report = json.loads((tiny_int_run / "train_sim.json").read_text())
+    report = json.loads((ffcl_int_run / "train_sim.json").read_text())
     assert report["simulator"] == simulator and report["checked_samples"] == 2
+    assert report["lr_shift"] == _lr_range(ffcl_int_run)[1]
     assert report["cycles_per_sample"]["max"] == report["cycles_formula"]
     assert report["test_accuracy"] == report["golden_test_accuracy"]
 
@@ -254,3 +293,46 @@ def test_a_stored_memory_the_read_back_does_not_know_is_refused(tiny_int_run, mo
     with pytest.raises(ValueError, match="the checker reads back W, b, U; this core stores "
                                          "U, V, W, b"):
         TrainingChecker(core, check_every=1, samples=1)
+
+
+def test_the_model_rebuilt_from_the_words_is_the_golden_trainers(ffcl_int_run):
+    # The accuracy of the chip-trained model is measured on this rebuild: every array,
+    # V included, must be the trained one (not the starting one).
+    saved = load_int_model(ffcl_int_run / "model.int.npz")
+    rule = TrainRule(**{k: v for k, v in saved.source["trained"]["rule"].items()
+                        if k in TrainRule.__dataclass_fields__})
+    core = TrainingCore(saved.model, rule, lanes=3)
+    checker = TrainingChecker(core, check_every=1, samples=1)
+    trainer = IntTrainer(saved.model, rule)
+    data = load_dataset("digits")
+    for x, y in zip(saved.model.quantize_input(data.x_train[:3]), data.y_train[:3],
+                    strict=True):
+        trainer.train_sample(x.astype(np.int64), int(y), rule.lr_range[1])
+    rebuilt = checker.model_from_words(core.stored_images(trainer.stored))
+    for got, want in zip(rebuilt.layers, trainer.model.layers, strict=True):
+        for name in ("W", "b", "U", "V"):
+            assert np.array_equal(getattr(got, name), getattr(want, name)), name
+        assert got.v_exp == want.v_exp
+    assert not np.array_equal(trainer.model.layers[0].V, saved.model.layers[0].V)
+
+
+def test_ffcl_labels_come_from_the_training_pass(ffcl_int_run, capsys):
+    # With every iteration trained, iteration 2 runs on the weights iteration 1 updated:
+    # the core's label is that pass's. At the first epoch's lambda, sample 1's differs
+    # from the label of the weights before the sample (5), so a checker expecting that
+    # one fails here.
+    low, _ = _lr_range(ffcl_int_run)
+    saved = load_int_model(ffcl_int_run / "model.int.npz")
+    rule = TrainRule(**{k: v for k, v in saved.source["trained"]["rule"].items()
+                        if k in TrainRule.__dataclass_fields__})
+    checker = TrainingChecker(TrainingCore(saved.model, rule, lanes=3), check_every=1,
+                              samples=2, lr_shift=low)
+    order = train_order(rule, 1347)[:2]
+    data = load_dataset("digits")
+    x = saved.model.quantize_input(data.x_train[order]).astype(np.int64)
+    checker.trainer.train_sample(x[0], int(data.y_train[order[0]]), low)
+    before = int(checker.trainer.model.run(x[1][None]).labels[0])
+    assert checker._training_pass_label(x[1], int(data.y_train[order[1]])) != before
+    status, out, err = _sim_train(capsys, ffcl_int_run, "--simulator", "amaranth",
+                                  "--samples", "2", "--lr-shift", str(low))
+    assert status == 0, out + err
