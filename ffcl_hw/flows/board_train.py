@@ -51,8 +51,9 @@ __all__ = ["BOARD_TRAIN_FILE", "TRAINABLE", "board_read", "board_train", "run_ru
 
 #: What ``--train`` writes into the run folder.
 BOARD_TRAIN_FILE = "board_train.json"
-#: The algorithms the training core trains (rtl.training_core: FFCL's iterations are not
-#: built yet).
+#: The algorithms ``--train`` takes: the training core trains FFCL too, but this flow's
+#: record check (and the board double) do not yet model the label an FFCL core reports
+#: when it updates between iterations (sim.train_check does).
 TRAINABLE = ("ffdl",)
 
 
@@ -141,9 +142,10 @@ def board_train(run: Path, *, port: str, epochs: int = 1, baud: int = BAUD,
         raise RunError(f"--epochs must be a positive integer, not {epochs!r}")
     float_model, model = load_quantized_run(run)
     if model.config.algo not in TRAINABLE:
-        raise RunError(f"{run} is an {model.config.algo.upper()} model; the training core "
-                       f"trains {', '.join(a.upper() for a in TRAINABLE)} only so far "
-                       "(rtl.training_core: FFCL's iterations are not built yet)")
+        raise RunError(f"{run} is an {model.config.algo.upper()} model; training over the "
+                       f"host link takes {', '.join(a.upper() for a in TRAINABLE)} runs only "
+                       "so far (use `ffcl-hw sim RUN --train` to train an FFCL run on the "
+                       "simulated core)")
     data, _ = load_run_dataset(float_model, None, None)
     rule = run_rule(run, epochs, data.x_train)
     x_train = model.quantize_input(data.x_train)

@@ -130,4 +130,4 @@ def test_an_ffcl_run_is_refused_while_the_core_trains_ffdl_only(tmp_path, capsys
     assert main(["train", "--arith", "int", "--algo", "ffcl", "--loops", "2", "--epochs", "1",
                  "--hidden", "6,6", "--quiet", "--out", str(run)]) == 0
     assert _cli(run, "/dev/null-port", "--train") == 2
-    assert "trains FFDL only so far" in capsys.readouterr().err
+    assert "takes FFDL runs only so far" in capsys.readouterr().err
