@@ -20,9 +20,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -293,6 +295,29 @@ _FLAGS = data.StructLayout({name: 1 for name in (
 _RECORD = data.StructLayout({"label": 8, "wrong": 8, "cycles": 32})
 
 
+@dataclass
+class _Train:
+    """The signals the link's TRAIN and READ handling share between
+    :meth:`HostLink._capture` (the payload's fields), :meth:`HostLink._reply_body` (the
+    record buffer and the reply body, which sets the rest) and
+    :meth:`HostLink._training_steps`."""
+
+    lam: Signal
+    t_pos: Signal
+    t_count: Signal
+    bad_label: Signal
+    r_target: Value
+    r_addr: Value
+    r_count: Value
+    record_write: Any = None
+    trained: Signal | None = None
+    t_sample: Signal | None = None
+    t_label: Signal | None = None
+    raddr: Signal | None = None
+    read_length: Signal | None = None
+    answer_body: Callable[..., None] | None = None
+
+
 class HostLink(wiring.Component):
     """A UART host link around one core (docs/host-link.md).
 
@@ -463,7 +488,7 @@ class HostLink(wiring.Component):
         """What a complete frame makes the link do: answer it, or run an image through
         the core, or make a memory write, or train or read (a training core), then
         answer."""
-        core, D, K = self.core, self.identity.input_size, self.identity.labels
+        core, D = self.core, self.identity.input_size
         training, B = self.training, self.train_block
         frame = parser.frame.payload
         step = Signal(_Step, init=_Step.IDLE)
@@ -490,59 +515,8 @@ class HostLink(wiring.Component):
         else:
             m.d.comb += pixels_in.payload.eq(image_read.data)
 
-        # -- a TRAIN payload as it arrives: lambda, then per sample a label and D pixels;
-        # how many samples, and whether a label is out of range ---------------------------
-        lam = Signal(8)
-        t_pos = Signal(range(D + 1))        # the byte's place in its sample (0: the label)
-        t_count = Signal(range(B + 2))      # samples begun, up to B + 1 (too many)
-        bad_label = Signal()
-        # -- a READ payload: target, address, count ---------------------------------------
-        r_regs = [Signal(8, name=f"read_byte_{i}") for i in range(READ_SIZE)]
-        r_target, r_addr, r_count = r_regs[0], Cat(r_regs[1], r_regs[2]), Cat(r_regs[3], r_regs[4])
-        if training:
-            with m.If(parser.header):
-                m.d.sync += [t_pos.eq(0), t_count.eq(0), bad_label.eq(0)]
-            with m.If(parser.payload.valid & is_train):
-                with m.If(is_zero(index)):
-                    m.d.sync += lam.eq(byte)
-                with m.Else():
-                    m.d.sync += t_pos.eq(Mux(t_pos == D, 0, t_pos + 1))
-                    with m.If(is_zero(t_pos)):
-                        m.d.sync += t_count.eq(Mux(t_count == B + 1, t_count, t_count + 1))
-                        with m.If(byte >= K):
-                            m.d.sync += bad_label.eq(1)
-            for i, reg in enumerate(r_regs):
-                with m.If(parser.payload.valid & (cmd == Command.READ) & equals(index, i)):
-                    m.d.sync += reg.eq(byte)
-
-        # -- what the decision looks at, registered every cycle --------------------------
-        # The fields are stable from the payload's last byte on, a UART byte before the
-        # decision: the comparisons are made a cycle ahead, so the decision tree sees
-        # single bits (with the comparisons, it and the answer's registers were the iCE40
-        # build's slowest path). The load commands' own are the transaction's.
-        flags = Signal(_FLAGS, name="flag")
-        read_bytes = self.identity.read_bytes
-        m.d.sync += [
-            flags.ident.eq(cmd == Command.IDENT),
-            flags.image.eq(is_image),
-            flags.load_family.eq((cmd == Command.LOAD) | (cmd == Command.LOAD_BEGIN) |
-                                 (cmd == Command.LOAD_COMMIT)),
-            flags.no_payload.eq(is_zero(frame.length)),
-            flags.image_length.eq(frame.length == D),
-            flags.train.eq(cmd == Command.TRAIN),
-            flags.read.eq(cmd == Command.READ),
-        ]
-        if training:
-            readable = [LOAD_TARGETS[name] for name in STORED_MEMORIES.values()]
-            m.d.sync += [
-                # 1 + n (D + 1) bytes with 1 <= n <= B: the last sample is whole.
-                flags.train_length.eq(is_zero(t_pos) & ~is_zero(t_count) & (t_count <= B)),
-                flags.read_length.eq(frame.length == READ_SIZE),
-                flags.read_range.eq(~is_zero(r_count) & Cat(*(
-                    (r_target == code) & (r_addr + r_count <= self.identity.depths[code - 1])
-                    for code in readable)).any()),
-                flags.read_fits.eq(r_count <= 0xFFFF // read_bytes),
-            ]
+        tr = self._capture(m, parser, is_train, cmd)
+        flags = self._flags(m, cmd, frame, is_image, tr)
 
         # The serialiser is idle whenever the link answers (the link waits for each reply
         # to go out, in SEND), so its request's ready need not be looked at.
@@ -551,63 +525,9 @@ class HostLink(wiring.Component):
                          replies.request.payload.error.eq(code)]
             m.d.sync += step.eq(_Step.SEND)
 
-        # -- training: the record buffer, the samples-trained count and the body stream
-        # of the TRAIN and READ replies ----------------------------------------------------
         if training:
-            lam_ok = self._lambda(m, lam)
-            m.submodules.records = record_mem = memory.Memory(shape=_RECORD, depth=max(2, B),
-                                                              init=[])
-            record_write, record_read = record_mem.write_port(), record_mem.read_port()
-            # Samples trained since configuration: kept through a reset, like the memories.
-            trained = Signal(32, reset_less=True)
-            m.d.comb += replies.trained.eq(trained)
-            t_sample = Signal(range(max(2, B)))
-            t_label = Signal(8)
-            raddr = Signal.like(image_write.addr)
-            done = core.done
-            m.d.comb += [record_write.addr.eq(t_sample),
-                         record_write.data.label.eq(done.payload.label),
-                         record_write.data.wrong.eq(done.payload.wrong),
-                         record_write.data.cycles.eq(done.payload.cycles)]
-            # The body: words (records, or stored words through the core's read port) a
-            # byte at a time, least significant first.
-            body_read = Signal()              # stored words, not records
-            fetching, shifting = Signal(), Signal()
-            body_addr, words_left = Signal(16), Signal(16)
-            word_bytes = max(_RECORD.size // 8, read_bytes)
-            body_word = Signal(8 * word_bytes)
-            bytes_left = Signal(range(word_bytes + 1))
-            wait = Signal(range(READ_LATENCY + 1))
-            read_length = Signal(16)
-            m.d.sync += read_length.eq(r_count * read_bytes)
-            m.d.comb += [core.read.target.eq(r_target), core.read.addr.eq(body_addr),
-                         record_read.addr.eq(body_addr)]
-            with m.If(fetching):
-                # The address is held: the word is there READ_LATENCY cycles on (a
-                # record one cycle on).
-                m.d.sync += wait.eq(wait + 1)
-                with m.If(wait == READ_LATENCY):
-                    m.d.sync += [
-                        body_word.eq(Mux(body_read, core.read_data, record_read.data)),
-                        bytes_left.eq(Mux(body_read, read_bytes, _RECORD.size // 8)),
-                        fetching.eq(0), shifting.eq(1), wait.eq(0)]
-            with m.If(shifting):
-                m.d.comb += [replies.body.valid.eq(1), replies.body.payload.eq(body_word[:8])]
-                with m.If(replies.body.ready):
-                    m.d.sync += [body_word.eq(body_word >> 8), bytes_left.eq(bytes_left - 1)]
-                    with m.If(bytes_left == 1):
-                        m.d.sync += [shifting.eq(0), body_addr.eq(body_addr + 1),
-                                     words_left.eq(words_left - 1),
-                                     fetching.eq(words_left != 1)]
-
-            body_length = Signal(16)
-            m.d.comb += replies.body_length.eq(body_length)
-
-            def answer_body(kind, *, read: bool, first, count, length) -> None:
-                answer(kind)
-                m.d.sync += [body_length.eq(length), body_read.eq(int(read)),
-                             body_addr.eq(first), words_left.eq(count), fetching.eq(1),
-                             wait.eq(0)]
+            lam_ok = self._lambda(m, tr.lam)
+            self._reply_body(m, replies, answer, image_write, tr)
 
         model_ok = replies.model_ok
         with m.Switch(step):
@@ -648,11 +568,11 @@ class HostLink(wiring.Component):
                                 answer(ReplyFrame.ERROR, ErrorCode.NO_MODEL)
                             with m.Elif(~lam_ok):
                                 answer(ReplyFrame.ERROR, ErrorCode.LAMBDA)
-                            with m.Elif(bad_label):
+                            with m.Elif(tr.bad_label):
                                 answer(ReplyFrame.ERROR, ErrorCode.LABEL)
                             with m.Else():
-                                m.d.sync += [step.eq(_Step.TRAIN_PRIME), raddr.eq(0),
-                                             t_sample.eq(0)]
+                                m.d.sync += [step.eq(_Step.TRAIN_PRIME), tr.raddr.eq(0),
+                                             tr.t_sample.eq(0)]
                     with m.Elif(flags.read):
                         if not training:
                             answer(ReplyFrame.ERROR, ErrorCode.TRAIN)
@@ -699,50 +619,7 @@ class HostLink(wiring.Component):
                         answer(ReplyFrame.LOAD)
 
             if training:
-                with m.Case(_Step.TRAIN_PRIME):
-                    # Sample t_sample starts at raddr with its label.
-                    m.d.comb += image_read.addr.eq(raddr)
-                    m.d.sync += step.eq(_Step.TRAIN_LABEL)
-
-                with m.Case(_Step.TRAIN_LABEL):
-                    m.d.comb += image_read.addr.eq(raddr + 1)
-                    m.d.sync += [t_label.eq(image_read.data), raddr.eq(raddr + 1),
-                                 pixel.eq(0), step.eq(_Step.TRAIN_STREAM)]
-
-                with m.Case(_Step.TRAIN_STREAM):
-                    m.d.comb += [pixels_in.valid.eq(1), pixels_in.payload.label.eq(t_label),
-                                 pixels_in.payload.train.eq(1),
-                                 image_read.addr.eq(Mux(pixels_in.ready, raddr + 1, raddr))]
-                    with m.If(pixels_in.ready):
-                        # After the last pixel raddr is the next sample's label.
-                        m.d.sync += [pixel.eq(pixel + 1), raddr.eq(raddr + 1)]
-                        with m.If(equals(pixel, D - 1)):
-                            m.d.sync += step.eq(_Step.TRAIN_DONE)
-
-                with m.Case(_Step.TRAIN_DONE):
-                    # The sample's updates are made once its record is offered.
-                    with m.If(done.valid):
-                        m.d.comb += [done.ready.eq(1), record_write.en.eq(1)]
-                        m.d.sync += [trained.eq(trained + 1), t_sample.eq(t_sample + 1),
-                                     step.eq(_Step.TRAIN_PRIME)]
-                        with m.If(t_sample == t_count - 1):
-                            answer_body(ReplyFrame.TRAIN, read=False, first=0, count=t_count,
-                                        length=t_count * (_RECORD.size // 8))
-
-                with m.Case(_Step.READ_PRIME):
-                    # Classify whatever the buffer holds (a sample that does not train
-                    # changes nothing): the training core serves reads while it offers
-                    # that sample's record.
-                    m.d.comb += pixels_in.valid.eq(1)
-                    with m.If(pixels_in.ready):
-                        m.d.sync += pixel.eq(pixel + 1)
-                        with m.If(equals(pixel, D - 1)):
-                            m.d.sync += step.eq(_Step.READ_WAIT)
-
-                with m.Case(_Step.READ_WAIT):
-                    with m.If(done.valid):
-                        answer_body(ReplyFrame.READ, read=True, first=r_addr, count=r_count,
-                                    length=read_length)
+                self._training_steps(m, step, pixels_in, image_read, pixel, tr)
 
             with m.Case(_Step.SEND):
                 with m.If(replies.done):
@@ -752,3 +629,191 @@ class HostLink(wiring.Component):
                     if training:
                         # A RESULT's or READ's record, held while the reply went out.
                         m.d.comb += core.done.ready.eq(core.done.valid)
+
+    def _capture(self, m: Module, parser: FrameParser, is_train, cmd) -> _Train:
+        """The fields of a TRAIN or READ payload as its bytes arrive (training cores)."""
+        D, K, B = self.identity.input_size, self.identity.labels, self.train_block
+        index = parser.payload.payload.index
+        byte = parser.payload.payload.data
+        # -- a TRAIN payload as it arrives: lambda, then per sample a label and D pixels;
+        # how many samples, and whether a label is out of range ---------------------------
+        lam = Signal(8)
+        t_pos = Signal(range(D + 1))        # the byte's place in its sample (0: the label)
+        t_count = Signal(range(B + 2))      # samples begun, up to B + 1 (too many)
+        bad_label = Signal()
+        # -- a READ payload: target, address, count ---------------------------------------
+        r_regs = [Signal(8, name=f"read_byte_{i}") for i in range(READ_SIZE)]
+        tr = _Train(lam=lam, t_pos=t_pos, t_count=t_count, bad_label=bad_label,
+                    r_target=r_regs[0], r_addr=Cat(r_regs[1], r_regs[2]),
+                    r_count=Cat(r_regs[3], r_regs[4]))
+        if not self.training:
+            return tr
+        with m.If(parser.header):
+            m.d.sync += [t_pos.eq(0), t_count.eq(0), bad_label.eq(0)]
+        with m.If(parser.payload.valid & is_train):
+            with m.If(is_zero(index)):
+                m.d.sync += lam.eq(byte)
+            with m.Else():
+                m.d.sync += t_pos.eq(Mux(t_pos == D, 0, t_pos + 1))
+                with m.If(is_zero(t_pos)):
+                    m.d.sync += t_count.eq(Mux(t_count == B + 1, t_count, t_count + 1))
+                    with m.If(byte >= K):
+                        m.d.sync += bad_label.eq(1)
+        for i, reg in enumerate(r_regs):
+            with m.If(parser.payload.valid & (cmd == Command.READ) & equals(index, i)):
+                m.d.sync += reg.eq(byte)
+        return tr
+
+    def _flags(self, m: Module, cmd, frame, is_image, tr: _Train) -> Signal:
+        """What the decision looks at, registered every cycle (:data:`_FLAGS`)."""
+        D, B = self.identity.input_size, self.train_block
+        t_pos, t_count = tr.t_pos, tr.t_count
+        r_target, r_addr, r_count = tr.r_target, tr.r_addr, tr.r_count
+        # -- what the decision looks at, registered every cycle --------------------------
+        # The fields are stable from the payload's last byte on, a UART byte before the
+        # decision: the comparisons are made a cycle ahead, so the decision tree sees
+        # single bits (with the comparisons, it and the answer's registers were the iCE40
+        # build's slowest path). The load commands' own are the transaction's.
+        flags = Signal(_FLAGS, name="flag")
+        read_bytes = self.identity.read_bytes
+        m.d.sync += [
+            flags.ident.eq(cmd == Command.IDENT),
+            flags.image.eq(is_image),
+            flags.load_family.eq((cmd == Command.LOAD) | (cmd == Command.LOAD_BEGIN) |
+                                 (cmd == Command.LOAD_COMMIT)),
+            flags.no_payload.eq(is_zero(frame.length)),
+            flags.image_length.eq(frame.length == D),
+            flags.train.eq(cmd == Command.TRAIN),
+            flags.read.eq(cmd == Command.READ),
+        ]
+        if self.training:
+            readable = [LOAD_TARGETS[name] for name in STORED_MEMORIES.values()]
+            m.d.sync += [
+                # 1 + n (D + 1) bytes with 1 <= n <= B: the last sample is whole.
+                flags.train_length.eq(is_zero(t_pos) & ~is_zero(t_count) & (t_count <= B)),
+                flags.read_length.eq(frame.length == READ_SIZE),
+                flags.read_range.eq(~is_zero(r_count) & Cat(*(
+                    (r_target == code) & (r_addr + r_count <= self.identity.depths[code - 1])
+                    for code in readable)).any()),
+                flags.read_fits.eq(r_count <= 0xFFFF // read_bytes),
+            ]
+        return flags
+
+    def _reply_body(self, m: Module, replies: ReplySerialiser, answer, image_write,
+                    tr: _Train) -> None:
+        """The record buffer, the samples-trained count and the body stream of the TRAIN
+        and READ replies; sets the rest of ``tr``."""
+        core, B = self.core, self.train_block
+        read_bytes = self.identity.read_bytes
+        r_target, r_count = tr.r_target, tr.r_count
+        m.submodules.records = record_mem = memory.Memory(shape=_RECORD, depth=max(2, B),
+                                                          init=[])
+        record_write, record_read = record_mem.write_port(), record_mem.read_port()
+        # Samples trained since configuration: kept through a reset, like the memories.
+        trained = Signal(32, reset_less=True)
+        m.d.comb += replies.trained.eq(trained)
+        t_sample = Signal(range(max(2, B)))
+        t_label = Signal(8)
+        raddr = Signal.like(image_write.addr)
+        done = core.done
+        m.d.comb += [record_write.addr.eq(t_sample),
+                     record_write.data.label.eq(done.payload.label),
+                     record_write.data.wrong.eq(done.payload.wrong),
+                     record_write.data.cycles.eq(done.payload.cycles)]
+        # The body: words (records, or stored words through the core's read port) a
+        # byte at a time, least significant first.
+        body_read = Signal()              # stored words, not records
+        fetching, shifting = Signal(), Signal()
+        body_addr, words_left = Signal(16), Signal(16)
+        word_bytes = max(_RECORD.size // 8, read_bytes)
+        body_word = Signal(8 * word_bytes)
+        bytes_left = Signal(range(word_bytes + 1))
+        wait = Signal(range(READ_LATENCY + 1))
+        read_length = Signal(16)
+        m.d.sync += read_length.eq(r_count * read_bytes)
+        m.d.comb += [core.read.target.eq(r_target), core.read.addr.eq(body_addr),
+                     record_read.addr.eq(body_addr)]
+        with m.If(fetching):
+            # The address is held: the word is there READ_LATENCY cycles on (a
+            # record one cycle on).
+            m.d.sync += wait.eq(wait + 1)
+            with m.If(wait == READ_LATENCY):
+                m.d.sync += [
+                    body_word.eq(Mux(body_read, core.read_data, record_read.data)),
+                    bytes_left.eq(Mux(body_read, read_bytes, _RECORD.size // 8)),
+                    fetching.eq(0), shifting.eq(1), wait.eq(0)]
+        with m.If(shifting):
+            m.d.comb += [replies.body.valid.eq(1), replies.body.payload.eq(body_word[:8])]
+            with m.If(replies.body.ready):
+                m.d.sync += [body_word.eq(body_word >> 8), bytes_left.eq(bytes_left - 1)]
+                with m.If(bytes_left == 1):
+                    m.d.sync += [shifting.eq(0), body_addr.eq(body_addr + 1),
+                                 words_left.eq(words_left - 1),
+                                 fetching.eq(words_left != 1)]
+
+        body_length = Signal(16)
+        m.d.comb += replies.body_length.eq(body_length)
+
+        def answer_body(kind, *, read: bool, first, count, length) -> None:
+            answer(kind)
+            m.d.sync += [body_length.eq(length), body_read.eq(int(read)),
+                         body_addr.eq(first), words_left.eq(count), fetching.eq(1),
+                         wait.eq(0)]
+
+        tr.record_write, tr.trained, tr.t_sample = record_write, trained, t_sample
+        tr.t_label, tr.raddr, tr.read_length = t_label, raddr, read_length
+        tr.answer_body = answer_body
+
+    def _training_steps(self, m: Module, step: Signal, pixels_in, image_read, pixel: Signal,
+                        tr: _Train) -> None:
+        """The steps of a TRAIN (the buffered samples one after the other) and of a READ
+        (a sample classified, then the stored words streamed): cases of
+        :meth:`_sequence`'s switch."""
+        D, done = self.identity.input_size, self.core.done
+        raddr, t_label, t_sample, t_count = tr.raddr, tr.t_label, tr.t_sample, tr.t_count
+        record_write, trained, answer_body = tr.record_write, tr.trained, tr.answer_body
+        r_addr, r_count, read_length = tr.r_addr, tr.r_count, tr.read_length
+        with m.Case(_Step.TRAIN_PRIME):
+            # Sample t_sample starts at raddr with its label.
+            m.d.comb += image_read.addr.eq(raddr)
+            m.d.sync += step.eq(_Step.TRAIN_LABEL)
+
+        with m.Case(_Step.TRAIN_LABEL):
+            m.d.comb += image_read.addr.eq(raddr + 1)
+            m.d.sync += [t_label.eq(image_read.data), raddr.eq(raddr + 1),
+                         pixel.eq(0), step.eq(_Step.TRAIN_STREAM)]
+
+        with m.Case(_Step.TRAIN_STREAM):
+            m.d.comb += [pixels_in.valid.eq(1), pixels_in.payload.label.eq(t_label),
+                         pixels_in.payload.train.eq(1),
+                         image_read.addr.eq(Mux(pixels_in.ready, raddr + 1, raddr))]
+            with m.If(pixels_in.ready):
+                # After the last pixel raddr is the next sample's label.
+                m.d.sync += [pixel.eq(pixel + 1), raddr.eq(raddr + 1)]
+                with m.If(equals(pixel, D - 1)):
+                    m.d.sync += step.eq(_Step.TRAIN_DONE)
+
+        with m.Case(_Step.TRAIN_DONE):
+            # The sample's updates are made once its record is offered.
+            with m.If(done.valid):
+                m.d.comb += [done.ready.eq(1), record_write.en.eq(1)]
+                m.d.sync += [trained.eq(trained + 1), t_sample.eq(t_sample + 1),
+                             step.eq(_Step.TRAIN_PRIME)]
+                with m.If(t_sample == t_count - 1):
+                    answer_body(ReplyFrame.TRAIN, read=False, first=0, count=t_count,
+                                length=t_count * (_RECORD.size // 8))
+
+        with m.Case(_Step.READ_PRIME):
+            # Classify whatever the buffer holds (a sample that does not train
+            # changes nothing): the training core serves reads while it offers
+            # that sample's record.
+            m.d.comb += pixels_in.valid.eq(1)
+            with m.If(pixels_in.ready):
+                m.d.sync += pixel.eq(pixel + 1)
+                with m.If(equals(pixel, D - 1)):
+                    m.d.sync += step.eq(_Step.READ_WAIT)
+
+        with m.Case(_Step.READ_WAIT):
+            with m.If(done.valid):
+                answer_body(ReplyFrame.READ, read=True, first=r_addr, count=r_count,
+                            length=read_length)
