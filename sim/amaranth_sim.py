@@ -89,6 +89,19 @@ def _wide_integers() -> Iterator[None]:
         sys.set_int_max_str_digits(limit)
 
 
+def _run(sim: Simulator, vcd, interrupted: list[int]) -> None:
+    """Run ``sim`` to its end (writing ``vcd`` if given) with SIGINT/SIGTERM deferred;
+    KeyboardInterrupt afterwards if one came (the testbenches stop at the next sample)."""
+    with _interrupts_deferred(interrupted), _wide_integers():
+        if vcd:
+            with sim.write_vcd(vcd):
+                sim.run()
+        else:
+            sim.run()
+    if interrupted:
+        raise KeyboardInterrupt
+
+
 def run_core(core: Core, images: np.ndarray, *, progress: Callable[[int], None] | None = None,
              vcd: str | None = None,
              load: list[tuple[int, int, int]] | None = None) -> list[CoreResult]:
@@ -167,14 +180,7 @@ def run_core(core: Core, images: np.ndarray, *, progress: Callable[[int], None] 
 
     sim.add_testbench(testbench)
     sim.add_process(count_phases)
-    with _interrupts_deferred(interrupted), _wide_integers():
-        if vcd:
-            with sim.write_vcd(vcd):
-                sim.run()
-        else:
-            sim.run()
-    if interrupted:
-        raise KeyboardInterrupt
+    _run(sim, vcd, interrupted)
     if len(finished) != len(results):
         raise RuntimeError(f"the phase output showed {len(finished)} inferences for "
                            f"{len(results)} results")
@@ -241,12 +247,5 @@ def run_training(core: TrainingCore, checker: TrainingChecker, images: np.ndarra
                 progress(i + 1)
 
     sim.add_testbench(testbench)
-    with _interrupts_deferred(interrupted), _wide_integers():
-        if vcd:
-            with sim.write_vcd(vcd):
-                sim.run()
-        else:
-            sim.run()
-    if interrupted:
-        raise KeyboardInterrupt
+    _run(sim, vcd, interrupted)
     return checker.finish()

@@ -27,7 +27,7 @@ from ffcl_hw.cpu.toolchain import compile_c, compiler_version, find_compiler
 from golden.costs import inference_cost
 from golden.intmodel import IntModel
 
-__all__ = ["HOST_HARNESS", "OPT_LEVELS", "measure_host_c"]
+__all__ = ["HOST_HARNESS", "OPT_LEVELS", "check_timing", "measure_host_c"]
 
 #: Optimisation levels :func:`measure_host_c` accepts.
 OPT_LEVELS = ("-O0", "-O1", "-O2", "-O3", "-Os")
@@ -192,6 +192,16 @@ def _parse(stdout: str) -> tuple[list[tuple[int, float, int]], str, bool]:
     return measurements, status, available
 
 
+def check_timing(min_seconds: float, repeats: int) -> None:
+    """Refuse, by name, a timed host measurement's ``min_seconds`` or ``repeats`` that
+    is not a positive number / integer."""
+    if isinstance(min_seconds, bool) or not isinstance(min_seconds, int | float) \
+            or not min_seconds > 0:
+        raise ValueError(f"min_seconds must be a positive number, not {min_seconds!r}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, not {repeats!r}")
+
+
 def measure_host_c(model: IntModel, images: np.ndarray, *, opt: str = "-O2",
                    min_seconds: float = 2.0, repeats: int = 10, compiler: str = "gcc",
                    flags: Sequence[str] = (), build_dir: str | Path | None = None,
@@ -244,11 +254,7 @@ def measure_host_c(model: IntModel, images: np.ndarray, *, opt: str = "-O2",
     """
     if opt not in OPT_LEVELS:
         raise ValueError(f"opt must be one of {', '.join(OPT_LEVELS)}, not {opt!r}")
-    if isinstance(min_seconds, bool) or not isinstance(min_seconds, int | float) \
-            or not min_seconds > 0:
-        raise ValueError(f"min_seconds must be a positive number, not {min_seconds!r}")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a positive integer, not {repeats!r}")
+    check_timing(min_seconds, repeats)
     flags = [str(flag) for flag in flags]
     x_q = check_images(model, images)
     golden = model.run(x_q)

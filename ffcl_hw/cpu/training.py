@@ -41,6 +41,7 @@ import numpy as np
 from ffcl_hw.cpu.check import GoldenMismatch
 from ffcl_hw.cpu.clock import nominal_clock
 from ffcl_hw.cpu.elf32 import Elf32
+from ffcl_hw.cpu.host import check_timing
 from ffcl_hw.cpu.rv32im import COUNT_METHODS, CRT0, LINKER_SCRIPT, RV32_FLAGS, Machine
 from ffcl_hw.cpu.toolchain import CROSS_COMPILER, compile_c, compiler_version, find_compiler
 from golden.intmodel import IntModel
@@ -353,6 +354,16 @@ def _samples(model: IntModel, images: np.ndarray, labels: np.ndarray) -> tuple[n
     return x.astype(np.int64), y.astype(np.int64)
 
 
+def _start(model: IntModel, rule: TrainRule, lr_shift: int | None
+           ) -> tuple[IntTrainer, int, list[StateArray], np.ndarray]:
+    """The golden trainer both measurements check against, the lambda they train with
+    (default the rule's first), the state layout and the starting state."""
+    golden = IntTrainer(model, rule)
+    layout = state_layout(golden)
+    return (golden, rule.lr_shift_at(0) if lr_shift is None else lr_shift, layout,
+            _state(golden, layout))
+
+
 def _write_sources(folder: Path, trainer: IntTrainer, lr_shift: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(RULE_SOURCE, folder / "inttrain.c")
@@ -402,10 +413,7 @@ def measure_training_rv32im(model: IntModel, rule: TrainRule, images: np.ndarray
     if method not in COUNT_METHODS:
         raise ValueError(f"method must be one of {', '.join(COUNT_METHODS)}, not {method!r}")
     x, y = _samples(model, images, labels)
-    golden = IntTrainer(model, rule)
-    lam = rule.lr_shift_at(0) if lr_shift is None else lr_shift
-    layout = state_layout(golden)
-    start_state = _state(golden, layout)
+    golden, lam, layout, start_state = _start(model, rule, lr_shift)
     path = find_compiler(CROSS_COMPILER)
     import unicorn
 
@@ -497,16 +505,9 @@ def measure_training_host(model: IntModel, rule: TrainRule, images: np.ndarray,
             or not 1 <= check_samples <= x.shape[0]:
         raise ValueError(f"check_samples must be an integer in 1..{x.shape[0]}, "
                          f"not {check_samples!r}")
-    if isinstance(min_seconds, bool) or not isinstance(min_seconds, int | float) \
-            or not min_seconds > 0:
-        raise ValueError(f"min_seconds must be a positive number, not {min_seconds!r}")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a positive integer, not {repeats!r}")
+    check_timing(min_seconds, repeats)
     flags = [str(flag) for flag in flags]
-    golden = IntTrainer(model, rule)
-    lam = rule.lr_shift_at(0) if lr_shift is None else lr_shift
-    layout = state_layout(golden)
-    start_state = _state(golden, layout)
+    golden, lam, layout, start_state = _start(model, rule, lr_shift)
     path = find_compiler(compiler)
     with tempfile.TemporaryDirectory(prefix="ffcl-host-train-") as tmp:
         folder = Path(build_dir) if build_dir is not None else Path(tmp)
