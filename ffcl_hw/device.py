@@ -80,7 +80,7 @@ def encode_frame(cmd: int, payload: bytes = b"", *, tag: int = 0) -> bytes:
 class TrainRecord(NamedTuple):
     """One trained sample as the TRAIN reply reports it."""
 
-    label: int      #: the label the model predicted before the sample's update
+    label: int      #: the label of the training pass (golden.inttrain.SampleResult)
     wrong: int      #: the wrong label the device's generator drew
     cycles: int     #: the core's cycles from the sample's last pixel to its record
 
@@ -389,8 +389,9 @@ class Device:
         Returns
         -------
         list of TrainRecord
-            Per sample, the prediction before its update, the wrong label drawn and the
-            cycles.
+            Per sample, the label of its training pass (the prediction of the weights
+            before its update, but for FFCL trained at every iteration), the wrong label
+            drawn and the cycles.
 
         Raises
         ------
@@ -484,7 +485,8 @@ class Device:
         -------
         (IntModel, list of dict)
             The forward model (the stored weights' top bits) and the stored arrays per
-            layer (``W``, ``b``, ``U``, as :class:`golden.inttrain.IntTrainer` keeps them).
+            layer (``W``, ``b``, ``U`` and FFCL's ``V``, as :class:`golden.inttrain.IntTrainer`
+            keeps them).
         """
         ident = self._training_identity()
         if hash_of_model(model) != ident.model_hash:

@@ -15,6 +15,9 @@ sample (image x, true label y):
    ``(-d_i v_j + R_ij) >> k`` (a rank-1 update through 16 x 16 multipliers), with the
    stochastic rounding bits R_ij = (rho_i + kappa_j) mod 2^k from the rounding
    generator, and saturates to its range.
+4. The label of the training pass: the goodness of every label, scanned in these forward
+   passes (each before its layer's update) and read out as inference does, gives the
+   label the chip reports for the sample (:class:`SampleResult`).
 
 Nothing is kept from one layer, iteration or sample to the next but the weights and the
 two generators' states.
@@ -32,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from golden.config import ModelConfig
-from golden.intformat import IntFormat, round_shift, rsqrt, saturate, signed_bits
+from golden.intformat import IntFormat, argmax, round_shift, rsqrt, saturate, signed_bits
 from golden.intmodel import IntLayer, IntModel
 from golden.lfsr import Lfsr, draw_negative
 from golden.params import init_parameters
@@ -48,6 +51,7 @@ __all__ = [
     "IntTrainResult",
     "IntTrainer",
     "LearningSignal",
+    "SampleResult",
     "TrainRule",
     "default_lr_shift",
     "initial_model",
@@ -280,6 +284,28 @@ def update_step(p: np.ndarray, r_row: np.ndarray, r_col: np.ndarray | int, k: in
     return (p + r) >> k
 
 
+@dataclass(frozen=True)
+class SampleResult:
+    """What :meth:`IntTrainer.train_sample` did with one sample.
+
+    Attributes
+    ----------
+    label : int
+        The label of the training pass: the argmax of the goodness its forward passes
+        scanned, each before its layer's update (docs/integer-training.md, "One sample").
+        The weights before the sample give the same label (``IntModel.run``) for FFDL and
+        FFCL with loss_iterations 'last', not with 'all'. The chip reports this label.
+    wrong : int
+        y', the wrong label the label generator drew.
+    layer_loss : list of float
+        The float local loss of every layer, summed over the trained iterations.
+    """
+
+    label: int
+    wrong: int
+    layer_loss: list[float]
+
+
 @dataclass
 class EpochLog:
     """One epoch: its lambda and the mean local loss of every layer (float, for reports)."""
@@ -474,16 +500,23 @@ class IntTrainer:
         return float(np.logaddexp(0, (theta - g_pos) * scale)
                      + np.logaddexp(0, (g_neg - theta) * scale))
 
-    def train_sample(self, x_q: np.ndarray, y: int, lr_shift: int) -> list[float]:
+    def train_sample(self, x_q: np.ndarray, y: int, lr_shift: int) -> SampleResult:
         """One sample: draw the wrong label, run and update every layer (rule order).
 
-        Returns the float local loss of every layer (summed over trained iterations).
+        Returns
+        -------
+        SampleResult
+            The label of the training pass (what the chip reports: the label scans of
+            the forward passes this loop runs, each before its layer's update), the wrong
+            label drawn and the float local loss of every layer (summed over trained
+            iterations).
         """
-        config = self.model.config
+        config, model = self.model.config, self.model
         y = int(y)
         y_neg = draw_negative(self.label_lfsr, y, config.num_classes)
         x_q = np.asarray(x_q, dtype=np.int64)
         losses = [0.0] * config.num_layers
+        goodness = np.zeros((config.num_layers, config.num_classes), dtype=np.int64)
         prev = [np.zeros(n, dtype=np.int64) for n in config.hidden]
         for t in range(config.loops):
             trained = self.rule.loss_iterations == "all" or t == config.loops - 1
@@ -494,10 +527,15 @@ class IntTrainer:
                 f = None if source is None else prev[source]
                 s, pre = self._forward(i, u, f)
                 current.append(np.maximum(s, 0))
+                if config.readout == "sum" or t == config.loops - 1:
+                    # Scanned before the update: with 'all', iteration t + 1 reads the
+                    # weights iteration t updated, so this is not IntModel.run's label.
+                    goodness[i] += model._scan(pre[None], model.layers[i].U)[0]
                 if trained:
                     losses[i] += self._update(i, u, f, pre, y, y_neg, lr_shift)
             prev = current
-        return losses
+        scores = goodness[list(config.scoring_layers())].sum(axis=0)
+        return SampleResult(label=int(argmax(scores)), wrong=y_neg, layer_loss=losses)
 
 
 def default_lr_shift(x_train: np.ndarray) -> int:
@@ -615,7 +653,7 @@ def train_int(model: IntModel, rule: TrainRule, x_q: np.ndarray, y: np.ndarray, 
         else:
             total = np.zeros(config.num_layers)
             for n in order:
-                total += trainer.train_sample(x_q[n], int(y[n]), lam)
+                total += trainer.train_sample(x_q[n], int(y[n]), lam).layer_loss
         result.history.append(EpochLog(epoch=epoch, lr_shift=lam,
                                        layer_loss=(total / max(1, x_q.shape[0])).tolist(),
                                        seconds=time.perf_counter() - t0))

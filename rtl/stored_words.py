@@ -3,8 +3,9 @@ memories hold them, and back.
 
 A :class:`rtl.training_core.TrainingCore` keeps every weight with the rule's fine bits
 (``store_bits`` wide, biases ``state_bits + f``): its weight memory holds W tile-major,
-P fields a word (:func:`rtl.program.pack_rows`), its bias memory one bias a word and its
-label memory one row of U (K fields) a word, layer after layer from address 0. The host
+P fields a word (:func:`rtl.program.pack_rows`), then for an FFCL layer that hears the
+loop its V the same way, its bias memory one bias a word and its label memory one row of
+U (K fields) a word, layer after layer from address 0. The host
 reads them back over the link (READ, docs/host-link.md) and reassembles the trainer's
 arrays with :func:`unpack_stored`; :func:`forward_model` is the model they stand for
 (the top bits, ``stored >> f``).
@@ -19,7 +20,8 @@ from rtl.program import pack_rows
 
 __all__ = ["STORED_MEMORIES", "forward_model", "stored_words", "unpack_stored"]
 
-#: The stored arrays and the load target name of the memory that holds each.
+#: The stored memories by the name of their words (the weight memory's "W" words hold
+#: FFCL's V too) and the load target name of each.
 STORED_MEMORIES = {"W": "weights", "b": "bias", "U": "labels"}
 
 
@@ -37,10 +39,13 @@ def _field(word: int, index: int, bits: int) -> int:
 
 def stored_words(stored: list[dict], *, lanes: int, store_bits: int,
                  bias_bits: int) -> dict[str, list[int]]:
-    """The words of the W, b and U memories for IntTrainer-style ``stored`` arrays."""
+    """The words of the W (each layer's W, then its V), b and U memories for
+    IntTrainer-style ``stored`` arrays."""
     words: dict[str, list[int]] = {"W": [], "b": [], "U": []}
     for layer in stored:
-        words["W"] += [_pack(row, store_bits) for row in pack_rows(layer["W"], lanes)]
+        for name in ("W", "V"):
+            if name in layer:
+                words["W"] += [_pack(row, store_bits) for row in pack_rows(layer[name], lanes)]
         words["b"] += [int(v) & ((1 << bias_bits) - 1) for v in layer["b"]]
         words["U"] += [_pack(row, store_bits) for row in layer["U"]]
     return words
@@ -59,26 +64,39 @@ def unpack_stored(words: dict[str, list[int]], model: IntModel, *, lanes: int,
     config = model.config
     K = config.num_classes
     n_ins = [config.input_size, *config.hidden[:-1]]
+    n_srcs = [0 if (source := config.feedback_source(i)) is None else config.hidden[source]
+              for i in range(config.num_layers)]
     tiles = [-(-n // lanes) for n in config.hidden]
-    need = {"W": sum(t * n_in for t, n_in in zip(tiles, n_ins, strict=True)),
+    need = {"W": sum(t * (n_in + n_src)
+                     for t, n_in, n_src in zip(tiles, n_ins, n_srcs, strict=True)),
             "b": sum(config.hidden), "U": sum(config.hidden)}
     for name, count in need.items():
         if len(words[name]) != count:
             raise ValueError(f"the {STORED_MEMORIES[name]} memory of this configuration has "
                              f"{count} words, not {len(words[name])}")
-    stored, w_at, n_at = [], 0, 0
-    for n, n_in, t in zip(config.hidden, n_ins, tiles, strict=True):
-        W = np.zeros((n, n_in), dtype=np.int64)
-        for tile in range(t):
-            for c in range(n_in):
-                word = words["W"][w_at + tile * n_in + c]
+
+    def rows(at: int, n: int, columns: int) -> np.ndarray:
+        # The tile-major words of an n x columns array from address ``at`` on.
+        matrix = np.zeros((n, columns), dtype=np.int64)
+        for tile in range(-(-n // lanes)):
+            for c in range(columns):
+                word = words["W"][at + tile * columns + c]
                 for p in range(min(lanes, n - tile * lanes)):
-                    W[tile * lanes + p, c] = _field(word, p, store_bits)
-        b = np.array([_field(v, 0, bias_bits) for v in words["b"][n_at:n_at + n]], np.int64)
-        U = np.array([[_field(v, q, store_bits) for q in range(K)]
-                      for v in words["U"][n_at:n_at + n]], np.int64).reshape(n, K)
-        stored.append({"W": W, "b": b, "U": U})
-        w_at += t * n_in
+                    matrix[tile * lanes + p, c] = _field(word, p, store_bits)
+        return matrix
+
+    stored, w_at, n_at = [], 0, 0
+    for n, n_in, n_src, t in zip(config.hidden, n_ins, n_srcs, tiles, strict=True):
+        layer = {"W": rows(w_at, n, n_in)}
+        if n_src:
+            # The layer's V words follow its W words.
+            layer["V"] = rows(w_at + t * n_in, n, n_src)
+        layer["b"] = np.array([_field(v, 0, bias_bits) for v in words["b"][n_at:n_at + n]],
+                              np.int64)
+        layer["U"] = np.array([[_field(v, q, store_bits) for q in range(K)]
+                               for v in words["U"][n_at:n_at + n]], np.int64).reshape(n, K)
+        stored.append(layer)
+        w_at += t * (n_in + n_src)
         n_at += n
     return stored
 

@@ -3,9 +3,9 @@
 
 Every simulator that drives :class:`rtl.training_core.TrainingCore` (Amaranth's, and the
 cocotb bench :mod:`sim.train_testbench` under Verilator or Icarus) feeds the same
-:class:`TrainingChecker`: the ``done`` record of each training sample is compared with the
-golden trainer before it trains on the sample (the predicted label of the weights before
-the update, the wrong label its label generator draws) and the cycle count with the closed
+:class:`TrainingChecker`: the ``done`` record of each training sample is compared with
+what the golden trainer reports when it trains on the sample (the label of its training
+pass, the wrong label its label generator drew) and the cycle count with the closed
 form (:meth:`TrainingCore.training_cycles`); at the check points every stored word read
 back through ``read`` is compared with the golden trainer's
 (:meth:`TrainingCore.stored_images`). The first disagreement is a :class:`TrainMismatch`
@@ -14,17 +14,14 @@ naming the sample, the memory and layer, the address and both values.
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from golden.intformat import argmax
 from golden.intmodel import IntLayer, IntModel
 from golden.inttrain import IntTrainer
-from golden.lfsr import Lfsr, draw_negative
 from rtl.core import LOAD_TARGETS
 from rtl.training_core import TrainingCore
 
@@ -194,60 +191,28 @@ class TrainingChecker:
     # -- checks ------------------------------------------------------------------------
     def record(self, sample: int, x: np.ndarray, y: int, label: int, wrong: int,
                cycles: int) -> TrainMismatch | None:
-        """Check the ``done`` record of training sample ``sample`` (image ``x``, label
-        ``y``), then train the golden trainer on it."""
-        trainer = self.trainer
+        """Train the golden trainer on training sample ``sample`` (image ``x``, label
+        ``y``) and check the sample's ``done`` record against what it reports
+        (:class:`golden.inttrain.SampleResult`: the label of the training pass, the wrong
+        label drawn) and the cycles against the closed form."""
         self.run.records.append((int(label), int(wrong), int(cycles)))
-        x = np.asarray(x, dtype=np.int64)
-        between = self.core.trained_iterations > 1
-        predicted = (self._training_pass_label(x, int(y)) if between
-                     else int(trainer.model.run(x[None]).labels[0]))
-        # The wrong label the trainer is about to draw, from a copy of its generator.
-        copy = Lfsr(0)
-        copy.state = trainer.label_lfsr.state
-        drawn = draw_negative(copy, int(y), trainer.model.config.num_classes)
-        trainer.train_sample(x, int(y), self.lr_shift)
+        result = self.trainer.train_sample(np.asarray(x, dtype=np.int64), int(y),
+                                           self.lr_shift)
         mismatch = None
-        if label != predicted:
-            mismatch = TrainMismatch(
-                sample, "predicted label (" + ("the training pass, updated between iterations"
-                                               if between else "weights before the update")
-                + ")", int(label), predicted)
-        elif wrong != drawn:
-            mismatch = TrainMismatch(sample, "wrong label drawn", int(wrong), drawn)
+        if label != result.label:
+            # Say which weights the label stands for: FFCL trained at every iteration
+            # reads, from iteration 2 on, the weights the previous iteration updated.
+            weights = ("the training pass, updated between iterations"
+                       if self.core.trained_iterations > 1 else "weights before the update")
+            mismatch = TrainMismatch(sample, f"predicted label ({weights})", int(label),
+                                     result.label)
+        elif wrong != result.wrong:
+            mismatch = TrainMismatch(sample, "wrong label drawn", int(wrong), result.wrong)
         elif cycles != self.expected_cycles:
             mismatch = TrainMismatch(sample, "cycles", int(cycles), self.expected_cycles,
                                      "by the closed form (TrainingCore.training_cycles)")
         self.run.mismatch = mismatch
         return mismatch
-
-    def _training_pass_label(self, x: np.ndarray, y: int) -> int:
-        """The label the core reports when it updates between iterations (FFCL,
-        loss_iterations 'all'): iteration t + 1 runs on the weights iteration t updated,
-        so the scans read states (and U) of partly updated weights, not the weights
-        before the sample. The golden trainer's own steps on a copy of it: each
-        iteration's forward pass and scans, then (all but the last) its updates."""
-        trainer = copy.deepcopy(self.trainer)
-        model, config = trainer.model, trainer.model.config
-        y_neg = draw_negative(trainer.label_lfsr, y, config.num_classes)
-        goodness = np.zeros((config.num_layers, config.num_classes), dtype=np.int64)
-        prev = [np.zeros(n, dtype=np.int64) for n in config.hidden]
-        for t in range(config.loops):
-            current: list[np.ndarray] = []
-            for i in range(config.num_layers):
-                u = x if i == 0 else current[i - 1]
-                source = config.feedback_source(i)
-                f = None if source is None else prev[source]
-                s, pre = trainer._forward(i, u, f)
-                current.append(np.maximum(s, 0))
-                if config.readout == "sum" or t == config.loops - 1:
-                    goodness[i] += model._scan(pre[None], model.layers[i].U)[0]
-                if t < config.loops - 1:
-                    # The last iteration's updates come after the result.
-                    trainer._update(i, u, f, pre, y, y_neg, self.lr_shift)
-            prev = current
-        scores = goodness[list(config.scoring_layers())].sum(axis=0)
-        return int(argmax(scores[None])[0])
 
     def compare(self, sample: int, words: dict[str, list[int]]) -> TrainMismatch | None:
         """Compare the stored words read back after ``sample`` with the golden trainer's."""

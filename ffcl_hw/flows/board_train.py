@@ -5,8 +5,10 @@
 a :class:`rtl.training_core.TrainingCore` on RUN's training set in golden ``train_int``'s
 order (epoch e: the e-th ``permutation(n)`` of ``default_rng(rule.seed)``) and lambda
 schedule (``rule.lr_shift_at(e)``), with :class:`golden.inttrain.IntTrainer` running
-alongside on the host: every TRAIN record (prediction before the update, wrong label) is
-checked against it, and at the end every stored word read back must equal the trainer's.
+alongside on the host: every TRAIN record (the label of the training pass, the wrong
+label) is checked against what the trainer reports for the sample
+(:class:`golden.inttrain.SampleResult`), and at the end every stored word read back (W,
+FFCL's V, b, U) must equal the trainer's.
 From a freshly configured board (IDENT: nothing trained, the run's weights), the board's
 model is then train_int's for the same seed and epochs. ``RUN/board_train.json`` holds the
 report. ``--read [--out NEW]`` saves the model the board holds as an integer run (the
@@ -43,7 +45,6 @@ from ffcl_hw.runs import RunError, staged_run, write_json
 from golden.intmodel import IntModel
 from golden.intmodelio import save_int_model
 from golden.inttrain import IntTrainer, TrainRule, default_lr_shift
-from golden.lfsr import Lfsr, draw_negative
 from golden.modelio import SavedModel, save_model
 from rtl.host_link import LinkIdentity, link_identity
 
@@ -51,10 +52,9 @@ __all__ = ["BOARD_TRAIN_FILE", "TRAINABLE", "board_read", "board_train", "run_ru
 
 #: What ``--train`` writes into the run folder.
 BOARD_TRAIN_FILE = "board_train.json"
-#: The algorithms ``--train`` takes: the training core trains FFCL too, but this flow's
-#: record check (and the board double) do not yet model the label an FFCL core reports
-#: when it updates between iterations (sim.train_check does).
-TRAINABLE = ("ffdl",)
+#: The algorithms ``--train`` takes: those the training core trains (FFL's two labels
+#: need two forward passes and two updates; the integer rule does not train it).
+TRAINABLE = ("ffdl", "ffcl")
 
 
 def run_rule(run: Path, epochs: int, x_train: np.ndarray) -> TrainRule:
@@ -102,7 +102,9 @@ def _training_board(device: Device, port: str, baud: int, timeout: float, model:
 
 def _first_difference(got: list[dict], want: list[dict]) -> str | None:
     for layer, (g, w) in enumerate(zip(got, want, strict=True)):
-        for name in ("W", "b", "U"):
+        for name in ("W", "V", "b", "U"):
+            if name not in w:
+                continue
             where = np.argwhere(g[name] != w[name])
             if where.size:
                 index = tuple(int(i) for i in where[0])
@@ -134,7 +136,7 @@ def board_train(run: Path, *, port: str, epochs: int = 1, baud: int = BAUD,
     Raises
     ------
     RunError
-        For a bad ``epochs``, a model the training core cannot train (FFCL), a board that
+        For a bad ``epochs``, a model the training core cannot train (FFL), a board that
         does not train, holds another model, has trained since it was configured, or
         takes another stored width or lambda than the rule's; the message says the fix.
     """
@@ -143,9 +145,9 @@ def board_train(run: Path, *, port: str, epochs: int = 1, baud: int = BAUD,
     float_model, model = load_quantized_run(run)
     if model.config.algo not in TRAINABLE:
         raise RunError(f"{run} is an {model.config.algo.upper()} model; training over the "
-                       f"host link takes {', '.join(a.upper() for a in TRAINABLE)} runs only "
-                       "so far (use `ffcl-hw sim RUN --train` to train an FFCL run on the "
-                       "simulated core)")
+                       f"host link takes {' and '.join(a.upper() for a in TRAINABLE)} runs "
+                       "(the integer rule trains those): train one with `ffcl-hw train "
+                       "--arith int --algo ffdl|ffcl`")
     data, _ = load_run_dataset(float_model, None, None)
     rule = run_rule(run, epochs, data.x_train)
     x_train = model.quantize_input(data.x_train)
@@ -198,16 +200,12 @@ def board_train(run: Path, *, port: str, epochs: int = 1, baud: int = BAUD,
                     raise RunError(f"epoch {epoch + 1}, samples {first}..{first + len(chunk) - 1}"
                                    f": {error}") from None
                 for n, record in zip(chunk, records, strict=True):
-                    peek = Lfsr(0)
-                    peek.state = trainer.label_lfsr.state
-                    want = (int(trainer.model.run(x_train[n][None]).labels[0]),
-                            draw_negative(peek, int(y_train[n]), model.config.num_classes))
-                    if (record.label, record.wrong) != want:
+                    result = trainer.train_sample(x_train[n], int(y_train[n]), lam)
+                    if (record.label, record.wrong) != (result.label, result.wrong):
                         mismatches.append(f"epoch {epoch + 1} sample {done} (training image "
                                           f"{n}): prediction {record.label}, wrong label "
-                                          f"{record.wrong} on the board; {want[0]}, {want[1]} "
-                                          "in the golden trainer")
-                    trainer.train_sample(x_train[n], int(y_train[n]), lam)
+                                          f"{record.wrong} on the board; {result.label}, "
+                                          f"{result.wrong} in the golden trainer")
                     cycles.append(record.cycles)
                     done += 1
                 if progress is not None:
@@ -226,11 +224,9 @@ def board_train(run: Path, *, port: str, epochs: int = 1, baud: int = BAUD,
     x_test = model.quantize_input(data.x_test)
     accuracy = float((forward.run(x_test).labels == data.y_test).mean())
     golden_accuracy = float((trainer.model.run(x_test).labels == data.y_test).mean())
-    closed_form = None
-    if model.config.algo == "ffdl":
-        from rtl.training_core import TrainingCore
+    from rtl.training_core import TrainingCore
 
-        closed_form = TrainingCore(model, rule, lanes=identity.lanes).training_cycles()
+    closed_form = TrainingCore(model, rule, lanes=identity.lanes).training_cycles()
     c = np.array(cycles)
     report: dict[str, Any] = {
         "port": port, "baud": baud, "epochs": epochs, "samples": done,

@@ -26,7 +26,6 @@ import numpy as np
 from ffcl_hw.device import crc8, encode_frame
 from golden.intmodel import IntModel
 from golden.inttrain import IntTrainer, TrainRule
-from golden.lfsr import Lfsr, draw_negative
 from rtl.core import LOAD_TARGETS, load_words
 from rtl.host_link import (
     link_identity,
@@ -78,8 +77,10 @@ class EmulatedBoard:
     rule : TrainRule, optional
         A training board (``HostLink(TrainingCore(model, rule, lanes=...))``): TRAIN and
         READ answered from :class:`golden.inttrain.IntTrainer`, its stored words packed
-        as the core's memories hold them; each record's cycles are the closed form
-        :meth:`rtl.training_core.TrainingCore.training_cycles` (FFDL; 0 otherwise).
+        as the core's memories hold them; each record carries the trainer's report for
+        the sample (:class:`golden.inttrain.SampleResult`: the label of the training pass,
+        the wrong label) and the closed form
+        :meth:`rtl.training_core.TrainingCore.training_cycles` as its cycles.
     train_block : int
         Most samples a TRAIN frame may carry.
     """
@@ -109,8 +110,7 @@ class EmulatedBoard:
         if rule is not None:
             from rtl.training_core import TrainingCore
 
-            self.train_cycles = (TrainingCore(model, rule, lanes=lanes).training_cycles()
-                                 if model.config.algo == "ffdl" else 0)
+            self.train_cycles = TrainingCore(model, rule, lanes=lanes).training_cycles()
             # The forward model the trainer keeps current is what IMAGE classifies with.
             model = self.trainer.model
         self.n = load_data_bytes(self.program)
@@ -267,18 +267,14 @@ class EmulatedBoard:
         for sample in samples:
             x = np.frombuffer(sample[1:], dtype=np.uint8).astype(np.int64)
             y = sample[0]
-            predicted = int(trainer.model.run(x[None]).labels[0])
-            # The wrong label the trainer is about to draw, from a copy of its generator.
-            peek = Lfsr(0)
-            peek.state = trainer.label_lfsr.state
-            wrong = draw_negative(peek, y, ident.labels)
-            trainer.train_sample(x, y, lam)
+            result = trainer.train_sample(x, y, lam)
             self.trained += 1
-            records += bytes([predicted, wrong]) + self.train_cycles.to_bytes(4, "little")
+            records += (bytes([result.label, result.wrong])
+                        + self.train_cycles.to_bytes(4, "little"))
         return self._reply(Reply.TRAIN, records)
 
     def stored_words(self) -> dict[str, list[int]]:
-        """The words of the stored W, b and U memories now."""
+        """The words of the stored W (with FFCL's V), b and U memories now."""
         ident = self.identity
         return stored_words(self.trainer.stored, lanes=ident.lanes,
                             store_bits=ident.stored_bits, bias_bits=ident.stored_bias_bits)

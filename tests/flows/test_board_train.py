@@ -125,9 +125,72 @@ def test_bad_options_are_refused_before_anything_is_sent(run, tmp_path, capsys):
         assert message in capsys.readouterr().err
 
 
-def test_an_ffcl_run_is_refused_while_the_core_trains_ffdl_only(tmp_path, capsys):
-    run = tmp_path / "ffcl"
-    assert main(["train", "--arith", "int", "--algo", "ffcl", "--loops", "2", "--epochs", "1",
-                 "--hidden", "6,6", "--quiet", "--out", str(run)]) == 0
+@pytest.fixture(scope="module")
+def ffcl_run(tmp_path_factory):
+    # FFCL T = 2 trained at every iteration (the rule's default): the tiny case of
+    # tests/flows/test_train_sim.py -k training_pass, whose second sample's label on the
+    # board is its training pass's, not the one of the weights before the sample.
+    run = tmp_path_factory.mktemp("board_train") / "ffcl"
+    assert main(["train", "--arith", "int", "--algo", "ffcl", "--loops", "2", "--hidden",
+                 "6,5", "--epochs", "2", "--lr-steps", "1", "--quiet", "--out", str(run)]) == 0
+    return run
+
+
+def test_an_ffcl_run_trains_on_the_board_as_the_golden_trainer(ffcl_run, capsys):
+    model = load_int_model(ffcl_run / "model.int.npz").model
+    board = _board(ffcl_run, model)
+    assert board.trainer.rule.loss_iterations == "all"
+    with serve_pty(board) as port:
+        assert _cli(ffcl_run, port, "--train") == 0
+    assert "every record and every stored word equal the golden trainer's" in \
+        capsys.readouterr().out
+    report = json.loads((ffcl_run / "board_train.json").read_text())
+    data = load_dataset("digits")
+    rule = run_rule(ffcl_run, 1, data.x_train)
+    golden = train_int(model, rule, model.quantize_input(data.x_train), data.y_train)
+    assert report["samples"] == len(data.y_train) == board.trained
+    assert report["mismatches"] == 0 and report["model_equal"]
+    assert report["cycles_per_sample"]["mean"] == report["cycles_formula"] == board.train_cycles
+    # The board's V (layer 1 hears layer 2) is train_int's: the double ran the same rule.
+    got, want = board.trainer.stored[0], golden.trainer.stored[0]
+    assert np.array_equal(got["V"], want["V"])
+    assert report["accuracy"] == report["golden_int_accuracy"]
+
+
+@pytest.mark.parametrize("wrong", ["label of the weights before the sample", "V"])
+def test_an_ffcl_board_that_parts_from_the_trainer_is_caught(ffcl_run, wrong, capsys):
+    model = load_int_model(ffcl_run / "model.int.npz").model
+    board = _board(ffcl_run, model)
+    trainer = board.trainer
+    train_sample = trainer.train_sample
+    if wrong == "V":
+        # One fine step off in a stored V entry: only the read-back can see it.
+        trainer.stored[0]["V"][0, 0] += 1
+    else:
+        # A core whose record reports the weights before the sample (as for FFDL).
+        def before_update(x, y, lam):
+            label = int(trainer.model.run(x[None]).labels[0])
+            return dataclasses.replace(train_sample(x, y, lam), label=label)
+
+        trainer.train_sample = before_update
+    with serve_pty(board) as port:
+        assert _cli(ffcl_run, port, "--train") == 1
+    assert "MISMATCH with the golden trainer" in capsys.readouterr().err
+    report = json.loads((ffcl_run / "board_train.json").read_text())
+    if wrong == "V":
+        assert report["mismatches"] == 0
+        assert report["first_difference"].startswith("layer 1 stored V[0, 0] is ")
+    else:
+        # The tiny case's second sample: training stops at its block.
+        assert report["first_mismatch"].startswith("epoch 1 sample 1 ")
+        assert report["samples"] == board.identity.train_block
+
+
+def test_an_ffl_run_is_refused(tmp_path, capsys):
+    run = tmp_path / "ffl"
+    assert main(["train", "--algo", "ffl", "--hidden", "6", "--epochs", "1", "--quiet",
+                 "--out", str(run)]) == 0
+    assert main(["quantize", str(run)]) == 0
     assert _cli(run, "/dev/null-port", "--train") == 2
-    assert "takes FFDL runs only so far" in capsys.readouterr().err
+    assert ("is an FFL model; training over the host link takes FFDL and FFCL runs"
+            in capsys.readouterr().err)

@@ -48,6 +48,16 @@ def model():
                                   theta=0.5), 11)
 
 
+#: FFCL, T = 2, layer 1 hearing layer 2 (its V follows its W in the weight memory).
+FFCL = ModelConfig(algo="ffcl", input_size=D, num_classes=K, hidden=(5, 4), loops=2,
+                   topology="top", theta=0.5)
+
+
+@pytest.fixture(params=["ffdl", "ffcl"])
+def any_model(request, model):
+    return model if request.param == "ffdl" else make_model(FFCL, 12)
+
+
 def samples(n: int, seed: int = 3):
     rng = np.random.default_rng(seed)
     return rng.integers(0, X + 1, (n, D)), rng.integers(0, K, n)
@@ -58,40 +68,49 @@ def replies(board: EmulatedBoard, frame: bytes):
 
 
 @pytest.mark.parametrize("block", [1, 2, 4])
-def test_train_then_read_back_equals_the_golden_trainer(model, block):
+def test_train_then_read_back_equals_the_golden_trainer(any_model, block):
+    model = any_model
     board = EmulatedBoard(model, lanes=3, loadable=False, rule=RULE, train_block=block)
     device = Device(BoardPort(board))
     x, y = samples(5)
     trainer = IntTrainer(model, RULE)
-    golden = []
-    for xi, yi in zip(x, y, strict=True):
-        predicted = int(trainer.model.run(xi[None]).labels[0])
-        trainer.train_sample(xi, int(yi), RULE.lr_shift)
-        golden.append(predicted)
+    golden = [trainer.train_sample(xi, int(yi), RULE.lr_shift)
+              for xi, yi in zip(x, y, strict=True)]
     records = device.train(x, y, RULE.lr_shift)
-    assert [r.label for r in records] == golden
+    assert [(r.label, r.wrong) for r in records] == [(g.label, g.wrong) for g in golden]
     assert all(r.wrong != yi for r, yi in zip(records, y, strict=True))
     assert {r.cycles for r in records} == {TrainingCore(model, RULE, lanes=3).training_cycles()}
     forward, stored = device.read_model(model)
     for got, want in zip(stored, trainer.stored, strict=True):
-        for name in ("W", "b", "U"):
+        # FFCL's V is read back with W (the weight memory holds both).
+        assert set(got) == set(want)
+        for name in want:
             assert np.array_equal(got[name], want[name]), name
     assert forward.run(x).labels.tolist() == trainer.model.run(x).labels.tolist()
     assert device.identify().trained == 5
 
 
-def test_stored_words_are_the_training_cores_and_unpack_back(model):
+def test_stored_words_are_the_training_cores_and_unpack_back(any_model):
+    model = any_model
     trainer = IntTrainer(model, RULE)
+    # Trained a little, so that no array is its starting one (V starts at random here).
+    for xi, yi in zip(*samples(2), strict=True):
+        trainer.train_sample(xi, int(yi), RULE.lr_shift)
     core = TrainingCore(model, RULE, lanes=3)
     words = stored_words(trainer.stored, lanes=3, store_bits=RULE.store_bits,
                          bias_bits=core.widths["bias"])
     assert words == core.stored_images(trainer.stored)
     back = unpack_stored(words, model, lanes=3, store_bits=RULE.store_bits,
                          bias_bits=core.widths["bias"])
+    assert [set(a) for a in back] == [set(b) for b in trainer.stored]
     assert all(np.array_equal(a[k], b[k]) for a, b in zip(back, trainer.stored, strict=True)
-               for k in ("W", "b", "U"))
-    assert forward_model(model, back, store_bits=RULE.store_bits).run(
-        samples(4)[0]).labels.tolist() == model.run(samples(4)[0]).labels.tolist()
+               for k in b)
+    forward = forward_model(model, back, store_bits=RULE.store_bits)
+    for got, want in zip(forward.layers, trainer.model.layers, strict=True):
+        for name in ("W", "b", "U", "V"):
+            assert np.array_equal(getattr(got, name), getattr(want, name)), name
+    assert forward.run(samples(4)[0]).labels.tolist() == \
+        trainer.model.run(samples(4)[0]).labels.tolist()
     with pytest.raises(ValueError, match="weights memory of this configuration has"):
         unpack_stored({**words, "W": words["W"][:-1]}, model, lanes=3,
                       store_bits=RULE.store_bits, bias_bits=core.widths["bias"])

@@ -318,21 +318,20 @@ def test_the_model_rebuilt_from_the_words_is_the_golden_trainers(ffcl_int_run):
 
 def test_ffcl_labels_come_from_the_training_pass(ffcl_int_run, capsys):
     # With every iteration trained, iteration 2 runs on the weights iteration 1 updated:
-    # the core's label is that pass's. At the first epoch's lambda, sample 1's differs
-    # from the label of the weights before the sample (5), so a checker expecting that
-    # one fails here.
+    # the core's label is that pass's, which the golden trainer reports. At the first
+    # epoch's lambda, sample 1's differs from the label of the weights before the sample
+    # (5), so a checker expecting that one fails here.
     low, _ = _lr_range(ffcl_int_run)
     saved = load_int_model(ffcl_int_run / "model.int.npz")
     rule = TrainRule(**{k: v for k, v in saved.source["trained"]["rule"].items()
                         if k in TrainRule.__dataclass_fields__})
-    checker = TrainingChecker(TrainingCore(saved.model, rule, lanes=3), check_every=1,
-                              samples=2, lr_shift=low)
+    trainer = IntTrainer(saved.model, rule)
     order = train_order(rule, 1347)[:2]
     data = load_dataset("digits")
     x = saved.model.quantize_input(data.x_train[order]).astype(np.int64)
-    checker.trainer.train_sample(x[0], int(data.y_train[order[0]]), low)
-    before = int(checker.trainer.model.run(x[1][None]).labels[0])
-    assert checker._training_pass_label(x[1], int(data.y_train[order[1]])) != before
+    trainer.train_sample(x[0], int(data.y_train[order[0]]), low)
+    before = int(trainer.model.run(x[1][None]).labels[0])
+    assert trainer.train_sample(x[1], int(data.y_train[order[1]]), low).label != before
     status, out, err = _sim_train(capsys, ffcl_int_run, "--simulator", "amaranth",
                                   "--samples", "2", "--lr-shift", str(low))
     assert status == 0, out + err

@@ -122,7 +122,8 @@ class Reference:
         return min(max(128 + math.floor(64 * mid + Fraction(1, 2)), 0), 256)
 
     # -- the rule --------------------------------------------------------------------
-    def sample(self, x: list[int], y: int, lam: int) -> None:
+    def sample(self, x: list[int], y: int, lam: int) -> tuple[int, int]:
+        """Train on one sample; returns (the label of the training pass, y')."""
         cfg = self.config
         b = (K - 2).bit_length()
         while True:
@@ -132,8 +133,10 @@ class Reference:
         yn = (y + 1 + r) % K
         assert yn != y
         prev = [[0] * n for n in cfg.hidden]
+        scores = [0] * K
         for t in range(cfg.loops):
             trained = self.rule.loss_iterations == "all" or t == cfg.loops - 1
+            read = cfg.readout == "sum" or t == cfg.loops - 1
             cur = []
             for i, L in enumerate(self.layers):
                 u = x if i == 0 else cur[i - 1]
@@ -148,9 +151,15 @@ class Reference:
                 else:
                     s = pre = [self.sat(a + c + d) for a, c, d in zip(p, q, bf, strict=True)]
                 cur.append([max(v, 0) for v in s])
+                if read and i in cfg.scoring_layers():
+                    # The label scan reads U before this layer's update.
+                    for k in range(K):
+                        scores[k] += sum(max(p + self.fwd(row[k]), 0) ** 2
+                                         for p, row in zip(pre, L["U"], strict=True))
                 if trained:
                     self.update(i, u, fb, pre, y, yn, lam)
             prev = cur
+        return scores.index(max(scores)), yn
 
     def update(self, i, u, fb, pre, y, yn, lam):
         fmt, L, f = self.fmt, self.layers[i], self.f
@@ -254,13 +263,55 @@ def test_samples_match_the_python_int_reference(name: str, rule_name: str) -> No
         x = rng.integers(0, X + 1, D)
         y = int(rng.integers(0, K))
         before = [a.copy() for a in trainer.stored[0].values()]
-        trainer.train_sample(x, y, rule.lr_shift)
-        ref.sample([int(v) for v in x], y, rule.lr_shift)
+        result = trainer.train_sample(x, y, rule.lr_shift)
+        assert (result.label, result.wrong) == ref.sample([int(v) for v in x], y, rule.lr_shift)
         _compare(trainer, ref)
         changed |= any(not np.array_equal(a, b)
                        for a, b in zip(before, trainer.stored[0].values(), strict=True))
     # The comparison means something only if the weights moved.
     assert changed
+
+
+@pytest.mark.parametrize("name", sorted(TRAIN_VARIANTS))
+def test_without_updates_between_iterations_the_label_is_the_models_before_the_sample(
+        name: str) -> None:
+    # FFDL (one iteration) and FFCL 'last': every forward pass of a sample reads the
+    # weights the sample started with, so the label reported is IntModel.run's on them.
+    model = _random_model(name, seed=6)
+    rule = TrainRule(epochs=1, lr_shift=4, seed=3, loss_iterations="last")
+    trainer = IntTrainer(model, rule)
+    rng = np.random.default_rng(5)
+    labels = set()
+    for _ in range(12):
+        x, y = rng.integers(0, X + 1, D), int(rng.integers(0, K))
+        before = int(trainer.model.run(x[None]).labels[0])
+        label_lfsr = Lfsr(0)
+        label_lfsr.state = trainer.label_lfsr.state
+        result = trainer.train_sample(x, y, rule.lr_shift)
+        assert (result.label, result.wrong) == (before, draw_negative(label_lfsr, y, K))
+        labels.add(result.label)
+    # More than one label: a constant would not pass for the model's.
+    assert len(labels) > 1
+
+
+@pytest.mark.parametrize("name", ["ffcl-adjacent-T2", "ffcl-top-T3", "ffcl-goodness"])
+def test_with_every_iteration_trained_the_label_is_the_training_passs(name: str) -> None:
+    # loss_iterations 'all': iteration t + 1 runs on the weights iteration t updated, so
+    # the label reported (the Python-int reference's) is not always the one of the
+    # weights before the sample; these samples include such cases.
+    model = _random_model(name, seed=2)
+    rule = TrainRule(epochs=1, lr_shift=4, seed=3)
+    trainer, ref = IntTrainer(model, rule), Reference(model, rule)
+    rng = np.random.default_rng(5)
+    differ = 0
+    for _ in range(40):
+        x, y = rng.integers(0, X + 1, D), int(rng.integers(0, K))
+        before = int(trainer.model.run(x[None]).labels[0])
+        result = trainer.train_sample(x, y, rule.lr_shift)
+        assert (result.label, result.wrong) == ref.sample([int(v) for v in x], y,
+                                                          rule.lr_shift)
+        differ += result.label != before
+    assert differ >= 3
 
 
 @pytest.mark.parametrize("name", ["ffdl", "ffcl-adjacent-T3", "ffcl-goodness"])

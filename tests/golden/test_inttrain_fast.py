@@ -30,7 +30,7 @@ def test_fast_path_equals_the_reference(name: str, rule_name: str) -> None:
     order = rng.permutation(12)
     losses = np.zeros(model.config.num_layers)
     for n in order:
-        losses += slow.train_sample(x[n], int(y[n]), rule.lr_shift)
+        losses += slow.train_sample(x[n], int(y[n]), rule.lr_shift).layer_loss
     fast_losses = inttrain_fast.train_samples(fast, x, y, order, rule.lr_shift)
     assert _state(fast) == _state(slow)
     np.testing.assert_allclose(fast_losses, losses, rtol=1e-12)

@@ -118,11 +118,12 @@ def run_samples(dut: TrainingCore, trainer: IntTrainer, samples, *, classify=(),
     async def testbench(ctx):
         for number, ((x, y), (lam_set, lam)) in enumerate(zip(samples, lambdas, strict=True)):
             record = await feed(ctx, x, int(y), 1, lam_set)
-            # The forward pass read the top bits of the weights before this update (with
-            # every iteration trained, iterations after the first see the updates).
-            if dut.trained_iterations == 1:
-                assert record.label == trainer.model.run(x[None]).labels[0], f"sample {number}"
-            trainer.train_sample(x, int(y), lam)
+            # The record is the golden trainer's report: the label of the training pass
+            # (with every iteration trained, iterations after the first see the updates)
+            # and the wrong label drawn.
+            result = trainer.train_sample(x, int(y), lam)
+            assert (record.label, record.wrong) == (result.label, result.wrong), \
+                f"sample {number}"
             cycles.append(int(record.cycles))
             await check_stored(ctx, dut, trainer, f"sample {number}")
             ctx.set(dut.done.ready, 1)
@@ -221,9 +222,9 @@ def _stream(dut: TrainingCore, trainer: IntTrainer, samples, classify):
                 ctx.set(dut.done.ready, 0)
                 continue
             # The record is offered until it is taken: the memories hold the update.
-            if dut.trained_iterations == 1:
-                assert record.label == trainer.model.run(x[None]).labels[0], f"sample {number}"
-            trainer.train_sample(x, y, lam)
+            result = trainer.train_sample(x, y, lam)
+            assert (record.label, record.wrong) == (result.label, result.wrong), \
+                f"sample {number}"
             cycles.append(int(record.cycles))
             await check_stored(ctx, dut, trainer, f"sample {number}")
             ctx.set(dut.done.ready, 1)

@@ -70,20 +70,34 @@ def test_the_host_library_drives_the_host_link_verilog(banks, tmp_path, build_ro
     assert bench.failed == 0, f"{bench.failed} of {bench.tests} failed; see {bench.log}"
 
 
+#: The training link's models: a tiny FFDL (9-7-5, K = 4) and an FFCL T = 2 whose layer 1
+#: hears layer 2 (V read back with W), trained at every iteration (the rule's default:
+#: records carry the training pass's label), both on 3 lanes (ragged tiles).
+TRAINING_MODELS = {
+    "ffdl": ModelConfig(algo="ffdl", input_size=D, num_classes=K, hidden=(7, 5), theta=0.5),
+    "ffcl": ModelConfig(algo="ffcl", input_size=D, num_classes=K, hidden=(5, 4), loops=2,
+                        topology="top", theta=0.5),
+}
+
+
 @pytest.mark.skipif("verilator" not in available_simulators(), reason="Verilator missing")
-def test_the_host_library_trains_the_training_link_verilog(tmp_path, build_root):
-    # A tiny FFDL model (9-7-5, K = 4) on 3 lanes: ragged tiles; TRAIN frames of 2.
-    model = make_model(ModelConfig(algo="ffdl", input_size=D, num_classes=K, hidden=(7, 5),
-                                   theta=0.5), 11 + SEED)
+# FFCL's first run took 106 s here, its Verilator build included (13 s with the build
+# reused; FFDL's first run 62 s): opt-in; the default run checks FFCL over the link on
+# the board double (tests/flows/test_link_training.py, test_board_train.py).
+@pytest.mark.parametrize("algo", ["ffdl", pytest.param("ffcl", marks=pytest.mark.slow)])
+def test_the_host_library_trains_the_training_link_verilog(algo, tmp_path, build_root):
+    # TRAIN frames of 2 samples.
+    model = make_model(TRAINING_MODELS[algo], 11 + SEED)
     rule = TrainRule(epochs=1, lr_shift=4, seed=7 + SEED)
     top = HostLink(TrainingCore(model, rule, lanes=3), train_block=2, **LINK)
-    built = build_design(top, "verilator", build_root / "host-link-training",
+    folder = "host-link-training" + ("" if algo == "ffdl" else f"-{algo}")
+    built = build_design(top, "verilator", build_root / folder,
                          toplevel="ffcl_host_link_training")
     save_int_model(tmp_path / "model.int.npz", model)
     setup = {"model": str(tmp_path / "model.int.npz"),
              "rule": {"epochs": 1, "lr_shift": rule.lr_shift, "seed": rule.seed},
              "lanes": 3, "block": 2, "seed": SEED, **LINK}
-    run = run_tests(built, "sim.hostlink_training_testbench", name=f"train-seed{SEED}",
+    run = run_tests(built, "sim.hostlink_training_testbench", name=f"train-{algo}-seed{SEED}",
                     env={"FFCL_TRAIN": json.dumps(setup), "FFCL_HOST_LIBRARY": "ffcl_hw.device"})
     assert run.tests == 1, f"{run.tests} tests ran; see {run.log}"
     assert run.failed == 0, f"see {run.log}"
