@@ -23,6 +23,7 @@ from ffcl_hw.flows.synth import (
     TOP_NAME,
     FitError,
     SynthError,
+    _memory_shapes,
     check_fit,
     netlist_cells,
     synth,
@@ -526,3 +527,86 @@ def test_two_banks_are_counted_by_the_fit_check():
     # A core knows its banks.
     core = Core(_model(64, (32, 32)), lanes=4, weights="loadable", banks=2)
     assert check_fit(core, "ulx3s-25f")["banks"] == 2
+
+
+# -- the training core ---------------------------------------------------------------------
+
+def _digits_training_core(lanes: int = 8, store_bits: int = 16):
+    from golden.inttrain import TrainRule, initial_model
+    from rtl.training_core import TrainingCore
+
+    config = ModelConfig(algo="ffdl", input_size=64, num_classes=10, hidden=(64, 64),
+                         theta=0.25)
+    model = initial_model(config, np.random.default_rng(0).random((50, 64)) * 16,
+                          input_max=16, seed=0)
+    rule = TrainRule(epochs=30, lr_shift=6, lr_steps=(15, 22), store_bits=store_bits)
+    return TrainingCore(model, rule, lanes=lanes)
+
+
+def test_a_storing_core_counts_its_stored_words():
+    # The fit check must count the words the memories hold: 16-bit stored weights (and
+    # 24-bit biases), not the 8 bits the forward pass reads. Counting w.weight gave half.
+    model = _model(64, (32, 32))
+    plain = Core(model, lanes=4, weights="loadable")
+    storing = Core(model, lanes=4, weights="loadable", store_bits=16)
+    shapes = {core: _memory_shapes(core.program)["model"] for core in (plain, storing)}
+    assert shapes[plain]["weights"][2] == 4 * 8 and shapes[storing]["weights"][2] == 4 * 16
+    assert shapes[storing]["labels"][2] == 10 * 16
+    assert shapes[storing]["bias"][2] == 16 + 8
+    assert (check_fit(storing, "ulx3s-85f")["memory_bits"]["detail"]["weights"]
+            == 2 * check_fit(plain, "ulx3s-85f")["memory_bits"]["detail"]["weights"])
+
+
+def test_the_fit_check_counts_the_training_engine():
+    core = _digits_training_core()
+    needs = check_fit(core, "ulx3s-85f")
+    training = needs["training"]
+    # The engine's units (Yosys: 8 + 3 update lanes, 6 in the learning signal, the input
+    # scaler's square and scaler) beside the inference core's 21.
+    assert training["multipliers"] == {"update_lanes": 8, "pass_addresses": 0,
+                                       "bias_label_lanes": 3, "learning_signal": 6,
+                                       "input_scaler": 2}
+    assert needs["multipliers"]["needed"] == 21 + 19 == 40
+    assert needs["multipliers"]["detail"]["update_lanes"] == 8
+    # Its buffers and tables in block RAM, and the core's stored words (8 weight blocks of
+    # 16-bit entries where the inference core needs 4).
+    assert training["block_rams"] == {"pre_buffer": 1, "act_buffer": 1, "rho_buffer": 1,
+                                      "h_buffer": 1, "sigmoid_table": 1, "rsqrt_table": 1}
+    assert needs["block_rams"]["detail"]["weights"] == 8
+    assert needs["block_rams"]["needed"] == 23
+    # What learning costs, without a second build.
+    assert training["inference_core"] == {"multipliers": 21, "block_rams": 10,
+                                          "memory_bits": 78_349}
+
+
+def test_no_training_core_fits_the_icebreaker():
+    with pytest.raises(FitError) as refused:
+        check_fit(_digits_training_core(), "icebreaker")
+    message = str(refused.value)
+    assert "needs 41 multipliers" in message and "icebreaker has 8" in message
+    assert "the training engine alone takes 20" in message and "ulx3s-85f" in message
+    # One lane is still too many: the engine's own units exceed the UP5K's 8.
+    with pytest.raises(FitError, match="training engine alone takes 13"):
+        check_fit(_digits_training_core(lanes=1), "icebreaker")
+
+
+def test_mnist_training_is_refused_for_its_stored_weights_with_the_fix():
+    from golden.inttrain import TrainRule, initial_model
+    from rtl.training_core import TrainingCore
+
+    config = ModelConfig(algo="ffdl", input_size=784, num_classes=10, hidden=(256, 256),
+                         theta=0.25)
+    model = initial_model(config, np.random.default_rng(0).random((20, 784)) * 16,
+                          input_max=16, seed=0)
+    core = TrainingCore(model, TrainRule(epochs=2, lr_shift=6, lr_steps=(1,)), lanes=8)
+    with pytest.raises(FitError) as refused:
+        check_fit(core, "ulx3s-85f")
+    message, needs = str(refused.value), refused.value.needs
+    # 16-bit stored weights: 114 % of the 85F's block RAM bits.
+    assert needs["memory_bits"]["needed"] == 4_354_708
+    assert round(100 * needs["memory_bits"]["needed"] / needs["memory_bits"]["available"]) \
+        == 114
+    assert "need 4,354,708 bits" in message and "3,833,856 bits of block RAM" in message
+    assert "--store-bits 12" in message and "train --arith int" in message
+    # The inference core of the same model fits: only the stored words overflow.
+    assert needs["training"]["inference_core"]["memory_bits"] < 3_833_856
