@@ -891,7 +891,10 @@ def _build_command(report: dict[str, Any]) -> str:
     command = f"ffcl-hw synth {report['run']} --board {board}"
     if report["target_mhz"] != board_info(board).default_mhz:
         command += f" --freq {report['target_mhz']:g}"
-    for option in ("lanes", "label_lanes"):
+    training = "training" in report
+    if training:
+        command += " --train"
+    for option in ("lanes",) if training else ("lanes", "label_lanes"):
         if option not in chosen:
             command += f" --{option.replace('_', '-')} {report[option]}"
     # Reports from before the sweep placed one seed.
@@ -900,6 +903,9 @@ def _build_command(report: dict[str, Any]) -> str:
         command += f" --seed {min(seeds)}"
     if len(seeds) != default_seeds(board):
         command += f" --seeds {len(seeds)}"
+    if training:
+        # The training build fixes the rest (ffcl_hw.flows.synth_training).
+        return command
     if "weights" not in chosen and report["weights"] != default_weights(board):
         command += f" --weights {report['weights']}"
     multipliers = report.get("multipliers", "dedicated")
