@@ -19,9 +19,10 @@ __all__ = ["MemoryShape", "Product"]
 class Product:
     """One ``a * b`` the RTL writes, with its operands' widths as Yosys sees them.
 
-    An unsigned operand of a signed product counts with the sign bit Amaranth gives it;
-    a product of a constant operand is not declared (Yosys turns it into adds and shifts,
-    or a power of two into wiring).
+    An unsigned operand of a signed product counts with the sign bit Amaranth gives it.
+    A constant operand counts too, with its bits (Yosys maps ``tile * 3`` to a DSP like
+    any product), except a power of two, which is wiring, and a multiplexer of one
+    value, which Yosys folds into a constant.
 
     Attributes
     ----------
