@@ -28,6 +28,7 @@ from ffcl_hw.flows.floorplan import FLOORPLAN_MIN_LANES
 from ffcl_hw.flows.quantize import INT_MODEL_FILE, quantize_run
 from ffcl_hw.flows.simulate import SIMULATORS, simulate_run
 from ffcl_hw.flows.synth import MULTIPLIERS, find_reports, synth_run, synthesis_table
+from ffcl_hw.flows.synth_training import synth_training_run
 from ffcl_hw.flows.train import train_run
 from ffcl_hw.flows.train_int import (
     init_from_run,
@@ -317,9 +318,14 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="run the placements on the Dask cluster at ADDRESS "
                         "(tcp://host:8786; its workers must see RUN at the same path; "
                         "needs pip install \"ffcl-hw[dask]\")")
+    p.add_argument("--train", action="store_true",
+                   help="build the training core (FFDL or FFCL runs: the model and rule "
+                        "sim --train uses) into RUN/synth/BOARD-train; the fit check counts "
+                        "its training engine")
     p.add_argument("--lanes", type=_positive, metavar="P",
                    help="MAC lanes (default: the fewest cycles per inference that fit "
-                        "the board's multipliers and RAM)")
+                        "the board's multipliers and RAM; with --train 8, capped at the "
+                        "widest layer)")
     p.add_argument("--label-lanes", type=_positive, metavar="G",
                    help="labels scanned per cycle (default: chosen with the lanes)")
     p.add_argument("--weights", choices=WEIGHT_MEMORIES,
@@ -738,12 +744,40 @@ def _sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _synth_train(args: argparse.Namespace) -> int:
+    """``synth --train``: the training bitstream (:mod:`ffcl_hw.flows.synth_training`)."""
+    for option, given, why in (
+            ("label-lanes", args.label_lanes is not None,
+             "the training core scans every label at once"),
+            ("weights", args.weights is not None,
+             "the training core holds its weights in writable block RAM"),
+            ("multipliers", args.multipliers is not None,
+             "the training core has dedicated multipliers"),
+            ("banks", args.banks != 1, "the training core has one bank"),
+            ("floorplan", args.floorplan != "auto",
+             "the floorplan pins the inference core's lanes; it is off for training")):
+        if given:
+            raise RunError(f"--{option} does not go with --train ({why}); leave out "
+                           f"--{option}")
+    r = synth_training_run(args.run, board=args.board, lanes=args.lanes, freq_mhz=args.freq,
+                           seed=args.seed, seeds=args.seeds, workers=args.workers,
+                           scheduler=args.scheduler)
+    return _print_synth(args, r)
+
+
 def _synth(args: argparse.Namespace) -> int:
+    if args.train:
+        return _synth_train(args)
     r = synth_run(args.run, board=args.board, freq_mhz=args.freq, seed=args.seed,
                   seeds=args.seeds, workers=args.workers, scheduler=args.scheduler,
                   lanes=args.lanes, label_lanes=args.label_lanes, weights=args.weights,
                   multipliers=args.multipliers, banks=args.banks,
                   floorplan={"auto": None, "on": True, "off": False}[args.floorplan])
+    return _print_synth(args, r)
+
+
+def _print_synth(args: argparse.Namespace, r: dict) -> int:
+    """What ``synth`` prints about a build's report (inference or training)."""
     if r["chosen"]["options"]:
         chosen = ", ".join(f"{k.replace('_', ' ')} {v}"
                            for k, v in r["chosen"]["options"].items())
@@ -766,9 +800,23 @@ def _synth(args: argparse.Namespace) -> int:
     slow = r["critical_path"]
     if slow:
         print(f"  slowest path   {slow['from']} -> {slow['to']} ({slow['ns']:.1f} ns)")
+    training = r.get("training")
+    if training is not None:
+        fit, rate = training["fit"], training["samples_per_second"]
+        engine_mults = sum(fit["multipliers"].values())
+        engine_blocks = sum(fit["block_rams"].values())
+        inference = fit["inference_core"]
+        print(f"  training       {training['cycles_per_sample']:,} cycles per sample"
+              + (f", {rate:,.0f} samples/s at the Fmax" if rate else "")
+              + f"; rule: {training['rule']['source']}, "
+              f"{training['rule']['store_bits']}-bit stored weights")
+        print(f"  learning adds  {engine_mults} multipliers and {engine_blocks} block RAMs "
+              f"for the engine (the fit check), to an inference-only core of "
+              f"{inference['multipliers']} multipliers and {inference['block_rams']} block "
+              f"RAMs ({inference['memory_bits']:,} model bits) with the same lanes")
     print(f"  bitstream      {r['bitstream']}")
     print(f"  written        {r['report']}")
-    if r["weights"] == "spram":
+    if r["weights"] == "spram" and training is None:
         print("  note           weights in SPRAM: load them over the host link before "
               f"classifying (ffcl-hw run {args.run} --port PORT --load)")
     return 0

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The b and U pass of a layer update: one neuron's bias and two label weights per step.
 
 After the weight passes, every neuron i of the layer moves b_i by step(-d_i, rho_i +
@@ -17,6 +18,7 @@ from golden.intmodel import IntModel
 from golden.inttrain import TrainRule
 from golden.lfsr import LFSR_WIDTH
 from rtl.error_scan import error_entry_layout, stored_field
+from rtl.resources import Product
 from rtl.update_lane import STORED_KINDS, UpdateLane
 from rtl.weight_pass import SHIFT_SHAPE
 
@@ -94,6 +96,13 @@ class BiasLabelPass(wiring.Component):
                 "valid": Out(1), "label": Out(1), "addr": Out(range(max(2, sum(hidden)))),
                 "data": Out(unsigned(max(label_bits, self.bias_bits)))})),
         })
+        # Made here, not in elaborate, so the fit check can ask them what they need.
+        self.lanes = tuple(UpdateLane.for_model(model, rule) for _ in range(3))
+
+    def products(self) -> list[Product]:
+        """The three lanes' multipliers: v = 1 reaches each through its input register,
+        which starts at 0, so Yosys keeps the product (3 multipliers on both families)."""
+        return [product for lane in self.lanes for product in lane.products()]
 
     @property
     def drain(self) -> int:
@@ -108,8 +117,7 @@ class BiasLabelPass(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         K, B_m = self.model.config.num_classes, self.rule.store_bits
-        lane_b, lane_pos, lane_neg = (UpdateLane.for_model(self.model, self.rule)
-                                      for _ in range(3))
+        lane_b, lane_pos, lane_neg = self.lanes
         for name, lane in (("lane_b", lane_b), ("lane_up", lane_pos), ("lane_un", lane_neg)):
             m.submodules[name] = lane
         lat = lane_b.latency

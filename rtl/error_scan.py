@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The learning signal of one layer update: its neurons scanned, their errors buffered.
 
 Steps 1-5 of docs/integer-training.md through :class:`rtl.learning_signal.LearningSignalUnit`:
@@ -17,6 +18,7 @@ from golden.intmodel import IntModel
 from golden.inttrain import DELTA_BITS, SIGMOID_FRAC_BITS, threshold
 from rtl.learning_signal import LearningSignalUnit
 from rtl.params import check_positive_int
+from rtl.resources import MemoryShape, Product
 
 __all__ = ["ErrorScan", "error_entry_layout", "stored_field"]
 
@@ -108,6 +110,16 @@ class ErrorScan(wiring.Component):
                                                     shape=error_entry_layout())),
             "z": Out(range(self.z_max + 1)),
         })
+        # Made here, not in elaborate, so the fit check can ask it what it needs.
+        self.signal = LearningSignalUnit.for_model(model, sigmoid=sigmoid)
+
+    def products(self) -> list[Product]:
+        """The learning-signal unit's multipliers (:meth:`LearningSignalUnit.products`)."""
+        return self.signal.products()
+
+    def memories(self) -> list[MemoryShape]:
+        """The learning-signal unit's h buffer and sigmoid table."""
+        return self.signal.memories()
 
     @staticmethod
     def cycles(neurons: int) -> int:
@@ -119,8 +131,7 @@ class ErrorScan(wiring.Component):
         m = Module()
         fmt, K = self.model.fmt, self.model.config.num_classes
         B_m, f = self.store_bits, self.store_bits - fmt.weight_bits
-        m.submodules.signal = signal = LearningSignalUnit.for_model(self.model,
-                                                                    sigmoid=self.sigmoid)
+        m.submodules.signal = signal = self.signal
         count = Signal(range(max(self.model.config.hidden) + 1))
         neurons = self.neurons
         u_field = Array(stored_field(self.labels.data, q, B_m) for q in range(K))

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The normalised inputs v of an update: v_j = round_shift(a_j r, sh/2 + Q - 14).
 
 Above layer 1 the update multiplies the errors by n(a), the input activations scaled to
@@ -17,6 +18,7 @@ from golden.intformat import IntFormat
 from golden.inttrain import NORM_FRAC_BITS
 from rtl.normaliser import Rsqrt, Scaler
 from rtl.params import check_positive_int
+from rtl.resources import MemoryShape, Product
 
 __all__ = ["InputScaler"]
 
@@ -86,23 +88,36 @@ class InputScaler(wiring.Component):
                 addr_width=Shape.cast(range(max(2, max_inputs))).width,
                 shape=unsigned(V_BITS))),
         })
+        # Made here, not in elaborate, so the fit check can ask them what they need.
+        self.rsqrt = Rsqrt(sq_bits=sq_bits, index_bits=fmt.rsqrt_index_bits,
+                           frac_bits=fmt.rsqrt_frac_bits)
+        # A shift below zero is a left shift: pre-shift a by e and add e to the shift.
+        self._pre_shift = e = max(0, NORM_FRAC_BITS - fmt.rsqrt_frac_bits)
+        self.scaler = Scaler(acc_bits=fmt.act_bits + e + 1, r_bits=fmt.rsqrt_frac_bits + 1,
+                             shift_bits=7)
 
     @staticmethod
     def cycles(count: int) -> int:
         """Cycles of one step over ``count`` activations."""
         return (count + 2 + SQUARE_STAGES) + (Rsqrt.LATENCY + 1) + (count + Scaler.LATENCY + 2)
 
+    def products(self) -> list[Product]:
+        """The square a * a of the sum of squares, and the scaler's product."""
+        act = self.fmt.act_bits
+        return [Product("square", act, act), *self.scaler.products()]
+
+    def memories(self) -> list[MemoryShape]:
+        """The reciprocal square root's table."""
+        return self.rsqrt.memories()
+
     def elaborate(self, platform) -> Module:
         m = Module()
         fmt = self.fmt
-        m.submodules.rsqrt = rsqrt = Rsqrt(sq_bits=self.sq_bits,
-                                           index_bits=fmt.rsqrt_index_bits,
-                                           frac_bits=fmt.rsqrt_frac_bits)
-        # A shift below zero is a left shift: pre-shift a by e and add e to the shift.
-        e = max(0, NORM_FRAC_BITS - fmt.rsqrt_frac_bits)
-        m.submodules.scaler = scaler = Scaler(acc_bits=fmt.act_bits + e + 1,
-                                              r_bits=fmt.rsqrt_frac_bits + 1, shift_bits=7)
-        count = Signal(range(self.max_inputs + max(Rsqrt.LATENCY, Scaler.LATENCY, SQUARE_STAGES) + 3))
+        m.submodules.rsqrt = rsqrt = self.rsqrt
+        e = self._pre_shift
+        m.submodules.scaler = scaler = self.scaler
+        count = Signal(range(self.max_inputs + max(Rsqrt.LATENCY, Scaler.LATENCY,
+                                                       SQUARE_STAGES) + 3))
         n = self.count
         sq = Signal(self.sq_bits)
         a = Mux(self.zero, 0, self.act.data)

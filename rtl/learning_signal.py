@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The learning signal of a layer's update: steps 1-5 of docs/integer-training.md.
 
 From the pre-activations of a layer, streamed by neuron with the two label columns
@@ -31,6 +32,7 @@ from golden.inttrain import (
     threshold,
 )
 from rtl.params import check_positive_int
+from rtl.resources import MemoryShape, Product
 
 __all__ = ["SIGMOIDS", "LearningSignalUnit", "error_layout", "neuron_layout"]
 
@@ -189,6 +191,25 @@ class LearningSignalUnit(wiring.Component):
         """Cycles from the last neuron taken to the first error offered, with own
         multipliers (None) or borrowed ones of ``product_latency``."""
         return cls.GAP + 3 * (product_latency or 0)
+
+    def products(self) -> list[Product]:
+        """The unit's own multipliers (none with borrowed ones): the squares of h+ and
+        h-, sigma times the largest h (for z) and sigma times h, each twice."""
+        if self.product_latency is not None:
+            return []
+        sigma_bits = SIGMOID_FRAC_BITS + 1
+        return 2 * [Product("square", self.h_bits, self.h_bits),
+                    Product("sigma_largest", sigma_bits, self.h_bits),
+                    Product("sigma_h", sigma_bits, self.h_bits)]
+
+    def memories(self) -> list[MemoryShape]:
+        """The h buffer (h+ and h- of every neuron) and, with the table sigmoid, its table
+        (read for sigma+ and sigma- at once)."""
+        shapes = [MemoryShape("h_buffer", self.depth, 2 * self.h_bits)]
+        if self.sigmoid == "table":
+            shapes.append(MemoryShape("sigmoid_table", 1 << SIGMOID_INDEX_BITS,
+                                      SIGMOID_FRAC_BITS + 1, rom=True, read_ports=2))
+        return shapes
 
     @property
     def gap(self) -> int:

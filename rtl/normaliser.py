@@ -14,6 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.intformat import rsqrt_table
 from rtl.params import check_positive_int
+from rtl.resources import MemoryShape, Product
 
 __all__ = ["ROUND_STAGES", "Rsqrt", "Scaler", "SplitScaler"]
 
@@ -64,6 +65,10 @@ class Rsqrt(wiring.Component):
     def latency(self) -> int:
         """Cycles from ``sq`` to ``r`` and ``sh`` (:attr:`LATENCY`)."""
         return self.LATENCY
+
+    def memories(self) -> list[MemoryShape]:
+        """The reciprocal square root table."""
+        return [MemoryShape("rsqrt_table", len(self.table), self.frac_bits + 1, rom=True)]
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -149,6 +154,10 @@ class Scaler(wiring.Component):
     def latency(self) -> int:
         """Cycles from the inputs to ``out`` (:attr:`LATENCY`)."""
         return self.LATENCY
+
+    def products(self) -> list[Product]:
+        """acc times r (the unsigned reciprocal widened by a sign bit)."""
+        return [Product("scaler", self.acc_bits, self.r_bits + 1)]
 
     def elaborate(self, platform) -> Module:
         m = Module()

@@ -55,7 +55,7 @@ offered; :meth:`TrainingCore.training_cycles` is its closed form.
 
 from __future__ import annotations
 
-from amaranth import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -68,6 +68,7 @@ from rtl.input_scaler import V_BITS, InputScaler
 from rtl.lfsr import WordGenerator
 from rtl.params import check_positive_int
 from rtl.program import pack_rows
+from rtl.resources import MemoryShape, Product
 from rtl.sequencer import CYCLE_BITS
 from rtl.update_words import UpdateWords
 from rtl.weight_pass import WeightPass
@@ -324,21 +325,46 @@ class TrainingCore(wiring.Component):
         self._sequence(m, state, reading)
         return m
 
+    def _buffer_shapes(self) -> dict:
+        """(shape, depth) of the engine's own memories (:meth:`_buffers`)."""
+        config, fmt = self.model.config, self.model.fmt
+        D, hidden, total = config.input_size, config.hidden, sum(config.hidden)
+        return {
+            "image": (unsigned(fmt.input_bits), max(2, D)),
+            "pre": (signed(fmt.state_bits), max(2, total)),
+            # Both banks of the loop-feedback buffer: iteration T's and T - 1's.
+            "act": (unsigned(fmt.act_bits), 2 * total),
+            "v": (unsigned(V_BITS), max(2, self.v_depth)),
+            "err": (error_entry_layout(), max(2, *hidden)),
+            "rho": (unsigned(32), max(2, *hidden)),
+        }
+
+    def products(self) -> dict[str, list[Product]]:
+        """What the training engine multiplies, by unit, beside the inference core's
+        products (``core``; counted by :func:`ffcl_hw.flows.synth.multipliers_needed`)."""
+        passes = self.weight_pass.products()
+        return {"update_lanes": [p for p in passes if p.unit != "address"],
+                "pass_addresses": [p for p in passes if p.unit == "address"],
+                "bias_label_lanes": self.bias_label.products(),
+                "learning_signal": self.scan.products(),
+                "input_scaler": self.scaler.products()}
+
+    def memories(self) -> list[MemoryShape]:
+        """The training engine's memories, beside the inference core's: its buffers, the
+        learning-signal unit's and the input scaler's table. The stored weights are the
+        core's own memories (wider words: ``Program.stored_weight_bits``)."""
+        shapes = [MemoryShape(f"{name}_buffer", depth, Shape.cast(shape).width)
+                  for name, (shape, depth) in self._buffer_shapes().items()]
+        return shapes + self.scan.memories() + self.scaler.memories()
+
     def _buffers(self, m: Module) -> dict:
         """The engine's memories and their ports: what it keeps from the forward pass
         (pixels, pre-activations, activations, filled from the ``observe`` port) and its
         buffers (errors, rho words, v)."""
-        config, fmt = self.model.config, self.model.fmt
-        D, hidden, total = config.input_size, config.hidden, sum(config.hidden)
-        mems = {
-            "image": memory.Memory(shape=unsigned(fmt.input_bits), depth=max(2, D), init=[]),
-            "pre": memory.Memory(shape=signed(fmt.state_bits), depth=max(2, total), init=[]),
-            # Both banks of the loop-feedback buffer: iteration T's and T - 1's.
-            "act": memory.Memory(shape=unsigned(fmt.act_bits), depth=2 * total, init=[]),
-            "v": memory.Memory(shape=unsigned(V_BITS), depth=max(2, self.v_depth), init=[]),
-            "err": memory.Memory(shape=error_entry_layout(), depth=max(2, *hidden), init=[]),
-            "rho": memory.Memory(shape=unsigned(32), depth=max(2, *hidden), init=[]),
-        }
+        config = self.model.config
+        hidden, total = config.hidden, sum(config.hidden)
+        mems = {name: memory.Memory(shape=shape, depth=depth, init=[])
+                for name, (shape, depth) in self._buffer_shapes().items()}
         ports = {}
         for name, mem in mems.items():
             m.submodules[f"{name}_buf"] = mem

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The update of one stored entry: step 9 of docs/integer-training.md in a pipelined lane.
 
     c' = clamp(c + step(-d v, R, k), low, high),  R = (rho + kappa) mod 2^k
@@ -22,6 +23,7 @@ from golden.intmodel import IntModel
 from golden.inttrain import DELTA_BITS, NORM_FRAC_BITS, IntTrainer, TrainRule
 from golden.lfsr import LFSR_WIDTH
 from rtl.params import check_positive_int
+from rtl.resources import Product
 
 __all__ = ["ROUNDINGS", "STORED_KINDS", "UpdateLane"]
 
@@ -164,6 +166,13 @@ class UpdateLane(wiring.Component):
         """Cycles from an entry to its new value with a product ``product_latency`` cycles
         away (None: the lane's own multiplier, 2: input and product registers)."""
         return (product_latency or 2) + cls.STAGES
+
+    def products(self) -> list[Product]:
+        """The lane's own multiplier, -d v (signed error times the unsigned input widened
+        by a sign bit); none with a borrowed one."""
+        if self.product_latency is not None:
+            return []
+        return [Product("update_lane", self.error_bits, self.input_bits + 1)]
 
     @property
     def latency(self) -> int:

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The W and V passes of a layer update: P update lanes read-modify-writing stored words.
 
 docs/training-engine.md ("UPDATE"): the weight words are laid out as the forward pass
@@ -25,6 +26,7 @@ from rtl.error_scan import error_entry_layout
 from rtl.input_scaler import V_BITS
 from rtl.lfsr import WordGenerator
 from rtl.params import check_positive_int
+from rtl.resources import Product
 from rtl.update_lane import STORED_KINDS, UpdateLane
 from rtl.weight_store import WeightStore
 
@@ -124,6 +126,28 @@ class WeightPass(wiring.Component):
             "write": Out(wiring.Signature({"valid": Out(1), "addr": Out(range(max(2, words))),
                                            "data": Out(unsigned(word_bits))})),
         })
+        # Made here, not in elaborate, so the fit check can ask them what they need.
+        self.replay = WordGenerator(offset=0, seed_bits=0)
+        self.lanes = [UpdateLane.for_model(model, rule) for _ in range(lanes)]
+
+    def products(self) -> list[Product]:
+        """The P lanes' multipliers and the passes' address products: the tile times the
+        layer's column count, W's or V's (variable only if the layers' counts differ; the
+        two are the arms of one multiplexer, which Yosys' ``share`` maps to one
+        multiplier), and the tile times P for the error and rho addresses (wiring if P
+        is a power of two)."""
+        config = self.model.config
+        hidden = config.hidden
+        tile_bits = Shape.cast(range(max(2, -(-max(hidden) // self.P) + 1))).width
+        n_ins = [config.input_size, *hidden[:-1]]
+        sources = [config.feedback_source(i) for i in range(config.num_layers)]
+        n_src = [0 if s is None else hidden[s] for s in sources]
+        varying = [max(counts) for counts in (n_ins, n_src) if len(set(counts)) > 1]
+        addresses = ([Product("address", tile_bits, max(varying).bit_length())]
+                     if varying else [])
+        if self.P & (self.P - 1):
+            addresses.append(Product("address", tile_bits, self.P.bit_length()))
+        return [product for lane in self.lanes for product in lane.products()] + addresses
 
     @property
     def lane_latency(self) -> int:
@@ -149,8 +173,8 @@ class WeightPass(wiring.Component):
     def elaborate(self, platform) -> Module:  # noqa: C901 (pipeline registers)
         m = Module()
         P, B_m = self.P, self.rule.store_bits
-        m.submodules.replay = replay = WordGenerator(offset=0, seed_bits=0)
-        lanes = [UpdateLane.for_model(self.model, self.rule) for _ in range(P)]
+        m.submodules.replay = replay = self.replay
+        lanes = self.lanes
         for p, lane in enumerate(lanes):
             m.submodules[f"lane_{p}"] = lane
         lat = self.lane_latency

@@ -14,9 +14,10 @@
 - ``rv32im_instructions_per_sample`` and ``host_ns_per_sample``: the same integer step
   (golden/inttrain.c) on RV32IM and on the host, checked against ``IntTrainer``
   (:mod:`ffcl_hw.cpu.training`).
-- ``samples_per_second``: at the Fmax of the run's synthesis report for the board (the
-  inference build: the training core has not been synthesized), else at the board's
-  target clock, labelled as such.
+- ``samples_per_second``: at the Fmax of the run's training build for the board
+  (``RUN/synth/BOARD-train/report.json``, ``ffcl-hw synth RUN --board BOARD --train``),
+  else of its inference build (``RUN/synth/BOARD/report.json``), else at the board's
+  target clock; ``clock_source`` says which (and ``clock_report`` the file).
 """
 
 from __future__ import annotations
@@ -84,14 +85,30 @@ def slice_lane_utilization(model: IntModel, lanes: int) -> float:
     return busy / lane_cycles
 
 
+def _training_build(run: Path, board: str) -> tuple[Path, dict[str, Any]] | None:
+    """The training build's report for ``board`` (``synth --train``), if it has an Fmax."""
+    from ffcl_hw.flows.synth_training import training_folder
+
+    path = training_folder(run, board) / "report.json"
+    if not path.is_file():
+        return None
+    report = json.loads(path.read_text())
+    return (path, report) if report.get("fmax_mhz") else None
+
+
 def _clock(run: Path, board: str | None, synth: dict[str, Any] | None) -> tuple[float | None,
                                                                                 str]:
     if board is None:
         return None, "no --board: no clock to convert cycles to time"
+    trained = _training_build(run, board)
+    if trained is not None:
+        path, report = trained
+        return float(report["fmax_mhz"]), (f"the Fmax of {path} (the training build, "
+                                           f"{report['lanes']} lanes)")
     if synth is not None and synth.get("fmax_mhz"):
         return float(synth["fmax_mhz"]), (f"the Fmax of {run / 'synth' / board / 'report.json'}"
-                                          " (the inference build; the training core has not "
-                                          "been synthesized)")
+                                          " (the inference build; no training build: run "
+                                          f"`ffcl-hw synth {run} --board {board} --train`)")
     mhz = BOARDS[board].default_mhz
     return mhz, (f"{board}'s target clock {mhz:g} MHz (no synthesis report: run `ffcl-hw "
                  f"synth {run} --board {board}` for its Fmax)")
@@ -189,6 +206,11 @@ def bench_training(run: Path, model: IntModel, x_train: np.ndarray, y_train: np.
         raise RunError(f"host C training step: {error}") from None
     mhz, source = _clock(run, board, synth)
     section["clock_mhz"], section["clock_source"] = mhz, source
+    trained = _training_build(run, board) if board is not None else None
+    section["clock_report"] = (str(trained[0]) if trained is not None
+                               else str(run / "synth" / board / "report.json")
+                               if board is not None and synth is not None
+                               and synth.get("fmax_mhz") else None)
     if mhz is not None:
         for key, cycles in (("samples_per_second", section["cycles_per_sample"]),
                             ("design_samples_per_second", section["ideal_cycles"])):

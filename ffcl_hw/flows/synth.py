@@ -45,6 +45,8 @@ from rtl.board import BoardTop, board_info, plan_pll
 from rtl.core import WEIGHT_MEMORIES, Core, memory_images
 from rtl.program import SIDE_BITS, Program, build_program, op_layout
 from rtl.replica import REPLICA_PREFIX
+from rtl.resources import MemoryShape
+from rtl.training_core import TrainingCore
 from rtl.weight_store import (
     BRAM_SHAPES,
     SPRAM_DEPTH,
@@ -107,9 +109,11 @@ class FitError(RunError):
 
 # -- fitting ---------------------------------------------------------------------------
 
-def _program_of(model_or_core: IntModel | Core, lanes: int | None,
+def _program_of(model_or_core: IntModel | Core | TrainingCore, lanes: int | None,
                 label_lanes: int | None, weights: str | None,
                 shared: bool, banks: int | None) -> tuple[Program, str, int]:
+    if isinstance(model_or_core, TrainingCore):
+        return model_or_core.core.program, model_or_core.core.weights, 1
     if isinstance(model_or_core, Core):
         return (model_or_core.program, weights or model_or_core.weights,
                 banks or model_or_core.banks)
@@ -118,14 +122,23 @@ def _program_of(model_or_core: IntModel | Core, lanes: int | None,
             raise TypeError("check_fit needs lanes= for an IntModel (a Core knows its own)")
         return build_program(model_or_core, lanes=lanes, label_lanes=label_lanes,
                              shared=shared), weights or "rom", banks or 1
-    raise TypeError(f"Expected a golden.intmodel.IntModel or an rtl.core.Core, "
-                    f"not {model_or_core!r}")
+    raise TypeError(f"Expected a golden.intmodel.IntModel, an rtl.core.Core or an "
+                    f"rtl.training_core.TrainingCore, not {model_or_core!r}")
 
 
 def _chunks(bits: int, tile: int) -> int:
     """Operand chunks Yosys' mul2dsp cuts ``bits`` into; a 1-bit remainder goes to LUTs."""
     full, rest = divmod(bits, tile)
     return full + (1 if rest >= _DSP_MIN_OPERAND else 0)
+
+
+def _dsp_cost(a: int, b: int, family: str) -> int:
+    """Hard multipliers Yosys maps an a x b product to on ``family``: one per pair of
+    operand chunks, none below the DSP's minimum widths."""
+    tile = {"ice40": 16, "ecp5": 18}[family]
+    if a + b < _DSP_MIN_PRODUCT[family]:
+        return 0
+    return _chunks(a, tile) * _chunks(b, tile)
 
 
 def multipliers_needed(program: Program, family: str) -> dict[str, int]:
@@ -144,9 +157,7 @@ def multipliers_needed(program: Program, family: str) -> dict[str, int]:
                 "goodness_squares": 0, "activation_square": 0}
 
     def cost(a: int, b: int) -> int:
-        if a + b < _DSP_MIN_PRODUCT[family]:
-            return 0
-        return _chunks(a, tile) * _chunks(b, tile)
+        return _dsp_cost(a, b, family)
 
     h_bits = max(w.state, w.weight) + 1
     return {
@@ -161,19 +172,39 @@ def multipliers_needed(program: Program, family: str) -> dict[str, int]:
     }
 
 
+def _training_needs(core: TrainingCore, family: str) -> dict[str, Any]:
+    """The training engine's multipliers and block RAMs, and the inference-only core's
+    with the same lanes (what learning costs)."""
+    inference = build_program(core.model, lanes=core.lanes)
+    in_bram = sum(count * depth * width for count, depth, width
+                  in _memory_shapes(inference)["model"].values())
+    return {
+        "multipliers": training_multipliers(core, family),
+        "block_rams": training_block_rams(core, family),
+        "inference_core": {
+            "multipliers": sum(multipliers_needed(inference, family).values()),
+            "block_rams": sum(block_ram_estimate(inference, family,
+                                                 weights="loadable").values()),
+            "memory_bits": in_bram},
+    }
+
+
 def _memory_shapes(program: Program,
                    banks: int = 1) -> dict[str, dict[str, tuple[int, int, int]]]:
     """(count, depth, width) of every memory of the core: model memories (initialised at
     configuration; with two banks each twice as deep) and working ones, as rtl/core.py
-    declares them."""
+    declares them. The model memories hold stored words: B_m-bit weights and
+    (B_s + f)-bit biases in a training core's (``Program.stored_weight_bits``,
+    ``stored_bias_bits``), the forward widths otherwise."""
     w, config = program.widths, program.model.config
     images = memory_images(program)
     fmt = program.model.fmt
+    weight_bits, bias_bits = program.stored_weight_bits, program.stored_bias_bits
     return {
         "model": {
-            "weights": (1, banks * len(images["weights"]), program.lanes * w.weight),
-            "labels": (1, banks * len(images["labels"]), program.label_lanes * w.weight),
-            "bias": (1, banks * len(images["bias"]), w.state),
+            "weights": (1, banks * len(images["weights"]), program.lanes * weight_bits),
+            "labels": (1, banks * len(images["labels"]), program.label_lanes * weight_bits),
+            "bias": (1, banks * len(images["bias"]), bias_bits),
             "ops": (1, banks * len(images["ops"]), op_layout(program).size),
         },
         "working": {
@@ -224,6 +255,76 @@ def block_ram_estimate(program: Program, family: str, *, weights: str = "rom",
     return blocks
 
 
+#: Yosys' memory_libmap costs on each family (share/lattice/brams_16kd.txt,
+#: lutrams_trellis.txt, share/ice40/brams.txt): a block RAM cell, its (width, address
+#: bits) configurations per kind with the read ports each replica serves, a distributed
+#: RAM cell (ECP5 TRELLIS_DPR16X4: 16 x 4, one asynchronous read port).
+_LIBMAP = {
+    "ecp5": {"block": 128, "distributed": 4,
+             "kinds": ((((1, 14), (2, 13), (4, 12), (9, 11), (18, 10)), 2),
+                       (((36, 9),), 1))},
+    "ice40": {"block": 64, "distributed": None,
+              "kinds": ((((2, 11), (4, 10), (8, 9), (16, 8)), 1),)},
+}
+# memory_libmap's weights (FACTOR_MUX, FACTOR_DEMUX, FACTOR_EMU) and the emulation
+# scores it gave this project's memories (Yosys 0.70, `debug memory_libmap`): a ROM's
+# read port 1 each, a RAM's synchronous read on distributed RAM 1, a RAM in block RAM 7.
+_MUX, _DEMUX, _EMU = 0.5, 0.5, 2
+_EMU_RAM = {"distributed": 1, "block": 7}
+
+
+def mapped_blocks(shape: MemoryShape, family: str) -> int:
+    """Block RAMs Yosys' ``memory_libmap`` gives one memory of ``shape`` on ``family``.
+
+    Its cost model, for memories with one (or no) write port and whole-word writes: soft
+    logic costs a bit per RAM bit and a sixteenth per ROM bit; a block RAM or distributed
+    RAM configuration costs its cells, plus half a point per bit of read multiplexer and
+    write decoder beyond the first block deep, plus the emulation it needs; the
+    cheapest wins, logic on a tie, then distributed RAM. Checked against the netlists of
+    the training engine's memories (tests/sim/test_netlist.py); the inference core's
+    memories keep :func:`block_ram_estimate`'s observed rules.
+    """
+    lib = _LIBMAP[family]
+    depth, width, reads = shape.depth, shape.width, shape.read_ports
+    best, blocks = depth * width * (1 / 16 if shape.rom else 1), 0
+
+    def extra(multiple: int, emulation: int) -> float:
+        demux = multiple if multiple > 1 and not shape.rom else 0
+        return (_MUX * (multiple - 1) * width * reads + _DEMUX * demux + _EMU * emulation)
+
+    if lib["distributed"] and not shape.rom:
+        deep = -(-depth // 16)
+        cost = (lib["distributed"] * deep * -(-width // 4) * reads
+                + extra(deep, _EMU_RAM["distributed"]))
+        if cost < best:
+            best = cost
+    emulation = reads if shape.rom else _EMU_RAM["block"]
+    for configurations, ports in lib["kinds"]:
+        replicas = -(-reads // (ports if shape.rom else max(1, ports - 1)))
+        for unit, address_bits in configurations:
+            deep = -(-depth // (1 << address_bits))
+            cells = deep * -(-width // unit) * replicas
+            cost = lib["block"] * cells + extra(deep, emulation)
+            if cost < best:
+                best, blocks = cost, cells
+    return blocks
+
+
+def training_multipliers(core: TrainingCore, family: str) -> dict[str, int]:
+    """Hard multipliers the training engine adds to its inference core on ``family``, unit
+    by unit, from the products its components declare (:meth:`TrainingCore.products`)."""
+    return {unit: sum(_dsp_cost(p.a_bits, p.b_bits, family) for p in products)
+            for unit, products in core.products().items()}
+
+
+def training_block_rams(core: TrainingCore, family: str) -> dict[str, int]:
+    """Block RAMs of the training engine's own memories (:meth:`TrainingCore.memories`),
+    memory by memory (:func:`mapped_blocks`); those in soft logic or distributed RAM
+    are left out."""
+    blocks = {shape.name: mapped_blocks(shape, family) for shape in core.memories()}
+    return {name: n for name, n in blocks.items() if n}
+
+
 def default_weights(board: str) -> str:
     """The weight mapping a flow uses on ``board``: ``"spram"`` where the part has SPRAM
     (iCE40 UP5K: weights loaded over the host link), else ``"rom"`` (block RAM
@@ -239,15 +340,18 @@ def default_multipliers(board: str) -> str:
     return "shared" if board_info(board).family == "ice40" else "dedicated"
 
 
-def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None = None,
+def check_fit(model_or_core: IntModel | Core | TrainingCore, board: str, *,
+              lanes: int | None = None,
               label_lanes: int | None = None, weights: str | None = None,
               shared: bool = False, banks: int | None = None) -> dict[str, Any]:
     """Refuse a model that cannot fit ``board``; return what it needs.
 
     Parameters
     ----------
-    model_or_core : IntModel or Core
-        A core, or an integer model with ``lanes`` (and ``label_lanes``) to build one.
+    model_or_core : IntModel, Core or TrainingCore
+        A core, or an integer model with ``lanes`` (and ``label_lanes``) to build one. A
+        training core counts its inference core (stored words: B_m-bit weights) and its
+        training engine (:meth:`TrainingCore.products`, :meth:`TrainingCore.memories`).
     board : str
         One of :data:`rtl.board.BOARDS`.
     weights : {"rom", "loadable", "spram"}, optional
@@ -268,7 +372,15 @@ def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None =
         ``block_rams`` (the memories Yosys puts in block RAM, in whole blocks) and
         ``spram`` (SB_SPRAM256KA blocks of the weight words), each with ``needed``,
         ``available`` and a per-unit ``detail``; ``working_memory_bits`` (image, buffers,
-        caches, tables), ``weights`` (the mapping) and ``banks``.
+        caches, tables), ``weights`` (the mapping) and ``banks``. For a training core
+        ``multipliers`` and ``block_rams`` include the engine's units (their names in
+        ``detail``; the engine's memories prefixed ``training_``), and ``training``
+        holds the engine's own counts (``multipliers``, ``block_rams``) and
+        ``inference_core``: the multipliers, block RAMs and model memory bits of the
+        inference-only core with the same lanes (``Core(weights="loadable")``), so the
+        cost of learning is known without a second build. The host link around a core is
+        not counted: its training frames add two multipliers (the READ and record
+        lengths) and its buffers (Yosys, the digits build on ECP5).
 
     Raises
     ------
@@ -290,6 +402,11 @@ def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None =
     in_bram = {k: v for k, v in memory["model"].items()
                if not (k == "weights" and mapping == "spram")}
     blocks = block_ram_estimate(program, info.family, weights=mapping, banks=banks)
+    training = None
+    if isinstance(model_or_core, TrainingCore):
+        training = _training_needs(model_or_core, info.family)
+        mults = {**mults, **training["multipliers"]}
+        blocks = {**blocks, **{f"training_{k}": v for k, v in training["block_rams"].items()}}
     block_bits = 4096 if info.family == "ice40" else 18 * 1024
     spram_available = info.spram_bits // (SPRAM_DEPTH * SPRAM_WIDTH)
     problems = []
@@ -314,11 +431,19 @@ def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None =
         "spram": {"needed": spram_needed, "available": spram_available,
                   "detail": {"weights": spram_needed}},
     }
+    if training is not None:
+        needs["training"] = training
     m = needs["multipliers"]
     if m["needed"] > m["available"]:
         detail = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in mults.items() if v)
         hint = "use fewer --lanes or label lanes"
-        if not program.shared:
+        if training is not None:
+            engine = sum(training["multipliers"].values())
+            hint = (f"the training engine alone takes {engine} (update lanes, learning "
+                    f"signal, input scaler), beside the inference core's "
+                    f"{m['needed'] - engine}: train on a board with more multipliers "
+                    f"(ECP5: ulx3s-25f has 28, ulx3s-85f 156) or with fewer --lanes")
+        elif not program.shared:
             hint += " (or --multipliers shared: the scaler and squares borrow the lanes')"
         problems.append(f"it needs {m['needed']} multipliers ({detail}) and {info.name} has "
                         f"{m['available']}; {hint}")
@@ -341,10 +466,19 @@ def check_fit(model_or_core: IntModel | Core, board: str, *, lanes: int | None =
         detail = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in blocks.items())
         problems.append(f"its memories take an estimated {r['needed']} block RAMs ({detail}) "
                         f"and {info.name} has {r['available']}")
+    if training is not None and (b["needed"] > b["available"] or r["needed"] > r["available"]):
+        stored = program.stored_weight_bits
+        problems.append(f"its stored weights are {stored} bits each (the rule's B_m; "
+                        f"{program.widths.weight} are read by the forward pass): train the run "
+                        f"with a smaller stored width (ffcl-hw train --arith int "
+                        f"--store-bits {max(program.widths.weight, stored - 4)}), or fewer "
+                        f"or narrower layers")
     if problems:
         config = program.model.config
         shape = "-".join(str(n) for n in (config.input_size, *config.hidden))
         copies = " and two banks of its model memories" if banks == 2 else ""
+        if training is not None:
+            copies = " trained on chip (its training core)"
         if banks == 2 and (b["needed"] > b["available"] or r["needed"] > r["available"]):
             problems.append("one bank (--banks 1) needs half the model memory, at the cost "
                             "of refusing images after a failed load")
@@ -757,7 +891,10 @@ def _build_command(report: dict[str, Any]) -> str:
     command = f"ffcl-hw synth {report['run']} --board {board}"
     if report["target_mhz"] != board_info(board).default_mhz:
         command += f" --freq {report['target_mhz']:g}"
-    for option in ("lanes", "label_lanes"):
+    training = "training" in report
+    if training:
+        command += " --train"
+    for option in ("lanes",) if training else ("lanes", "label_lanes"):
         if option not in chosen:
             command += f" --{option.replace('_', '-')} {report[option]}"
     # Reports from before the sweep placed one seed.
@@ -766,6 +903,9 @@ def _build_command(report: dict[str, Any]) -> str:
         command += f" --seed {min(seeds)}"
     if len(seeds) != default_seeds(board):
         command += f" --seeds {len(seeds)}"
+    if training:
+        # The training build fixes the rest (ffcl_hw.flows.synth_training).
+        return command
     if "weights" not in chosen and report["weights"] != default_weights(board):
         command += f" --weights {report['weights']}"
     multipliers = report.get("multipliers", "dedicated")

@@ -42,8 +42,8 @@ from sim.amaranth_sim import run_training
 from sim.train_check import TrainingChecker, TrainingRun
 
 __all__ = ["FULL_CHECK_SAMPLES", "LONG_RUN_CHECK_EVERY", "TRAIN_SIM_FILE", "TOP_NAME",
-           "default_check_every", "default_lr_shift_for", "default_rule", "train_order",
-           "train_sim_run"]
+           "default_check_every", "default_lr_shift_for", "default_rule", "model_and_rule",
+           "train_order", "train_sim_run"]
 
 #: Where the report goes inside the run.
 TRAIN_SIM_FILE = "train_sim.json"
@@ -90,8 +90,10 @@ def train_order(rule: TrainRule, n_train: int) -> np.ndarray:
     return np.random.default_rng(rule.seed).permutation(n_train)
 
 
-def _model_and_rule(run: Path) -> tuple[IntModel, TrainRule, str, Any]:
-    """The starting model, the rule, where the rule came from, and the data set."""
+def model_and_rule(run: Path) -> tuple[IntModel, TrainRule, str, Any]:
+    """The starting model, the rule, where the rule came from, and the data set: what
+    ``sim --train`` trains and ``synth --train`` builds (the rule an integer run recorded,
+    else ``train --arith int``'s default rule for the data set)."""
     saved = load_run_int_model(run)
     data, _ = load_run_dataset(load_model(run / "model.npz"), None, None)
     try:
@@ -169,7 +171,7 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
         raise RunError(f"--check-every must be a positive integer, not {check_every!r}")
     if not isinstance(lanes, int) or lanes < 1:
         raise RunError(f"--lanes must be a positive integer, not {lanes!r}")
-    model, rule, rule_source, data = _model_and_rule(run)
+    model, rule, rule_source, data = model_and_rule(run)
     if samples > data.n_train:
         raise RunError(f"--samples {samples} is more than the {data.n_train} training "
                        f"samples of {data.name}; use --samples {data.n_train} or fewer")

@@ -83,8 +83,20 @@ def test_ffdl_rows_are_the_closed_form_and_the_design(tmp_path):
 def test_samples_per_second_use_the_synthesized_fmax(tmp_path):
     _, t = _bench(tmp_path, "ffdl", board="ulx3s-85f", synth={"fmax_mhz": 80.0})
     assert t["clock_mhz"] == 80.0 and "Fmax" in t["clock_source"]
+    assert "the inference build; no training build" in t["clock_source"]
     assert t["design"]["memory"] == "bram"
     assert t["samples_per_second"] == pytest.approx(80e6 / t["cycles_per_sample"])
+
+
+def test_samples_per_second_prefer_the_training_build_s_fmax(tmp_path):
+    # A training build (synth --train) beside the inference build: its Fmax, named.
+    report = tmp_path / "run" / "synth" / "ulx3s-85f-train" / "report.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps({"fmax_mhz": 61.5, "lanes": 3}))
+    _, t = _bench(tmp_path, "ffdl", board="ulx3s-85f", synth={"fmax_mhz": 80.0})
+    assert t["clock_mhz"] == 61.5 and "the training build, 3 lanes" in t["clock_source"]
+    assert t["clock_report"] == str(report)
+    assert t["samples_per_second"] == pytest.approx(61.5e6 / t["cycles_per_sample"])
 
 
 def test_an_ffcl_run_gets_the_training_core_s_closed_form(tmp_path):

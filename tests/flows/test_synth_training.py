@@ -1,0 +1,100 @@
+# amaranth: UnusedElaboratable=no
+"""``ffcl-hw synth RUN --train``: refusals before any tool, and the flow's report on the
+stand-in toolchain (tests/flows/fake_toolchain.py; the real tools are exercised by
+tests/flows/test_synth.py's Yosys cell counts of a training core)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ffcl_hw.cli import main
+from ffcl_hw.flows.synth import find_reports, synthesis_table
+from ffcl_hw.flows.synth_training import synth_training_run, training_folder
+from rtl.training_core import TrainingCore
+from tests.flows.fake_toolchain import FMAX
+from tests.flows.test_sweep import fake_tools  # noqa: F401 (a fixture)
+
+#: A tiny FFDL net on digits, trained with the integer rule.
+TINY = ["--hidden", "6,5", "--epochs", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def int_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("synthtrain") / "ffdl-int"
+    assert main(["train", "--arith", "int", "--algo", "ffdl", *TINY, "--out", str(run)]) == 0
+    return run
+
+
+def _nothing_written(run) -> bool:
+    return not (run / "synth").exists() or not any((run / "synth").iterdir())
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    # Every training core is too big for the UP5K's 8 multipliers.
+    (["--board", "icebreaker"], "multipliers (mac lanes"),
+    (["--board", "icebreaker", "--lanes", "1"], "the training engine alone takes 13"),
+    (["--board", "ulx3s-85f", "--weights", "rom"], "--weights does not go with --train"),
+    (["--board", "ulx3s-85f", "--label-lanes", "2"], "--label-lanes does not go with --train"),
+    (["--board", "ulx3s-85f", "--multipliers", "shared"],
+     "--multipliers does not go with --train"),
+    (["--board", "ulx3s-85f", "--banks", "2"], "--banks does not go with --train"),
+    (["--board", "ulx3s-85f", "--floorplan", "on"], "--floorplan does not go with --train"),
+])
+def test_refusals_exit_2_before_any_tool(int_run, capsys, argv, message):
+    capsys.readouterr()
+    assert main(["synth", str(int_run), "--train", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    if "icebreaker" in argv:
+        assert "icebreaker has 8" in err and "ulx3s-85f" in err
+    assert _nothing_written(int_run)
+
+
+def test_an_ffl_run_is_refused_for_training(tmp_path, capsys):
+    run = tmp_path / "ffl"
+    assert main(["train", "--algo", "ffl", *TINY, "--out", str(run)]) == 0
+    assert main(["quantize", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["synth", str(run), "--board", "ulx3s-85f", "--train"]) == 2
+    err = capsys.readouterr().err
+    assert "FFL run: the training core trains FFDL and FFCL models" in err
+    assert "without --train" in err
+    assert _nothing_written(run)
+
+
+@pytest.mark.usefixtures("fake_tools")
+def test_the_training_build_reports_the_engine_and_the_cost_of_learning(int_run):
+    report = synth_training_run(int_run, board="ulx3s-85f", seeds=1)
+    out = training_folder(int_run, "ulx3s-85f")
+    assert out == int_run / "synth" / "ulx3s-85f-train"
+    saved = json.loads((out / "report.json").read_text())
+    assert saved == json.loads(json.dumps({k: v for k, v in report.items() if k != "report"}))
+    # The default 8 lanes, capped at the widest layer (6 neurons), and said so.
+    assert report["lanes"] == 6 and report["chosen"]["options"] == {"lanes": 6}
+    assert "capped at the widest layer (6 neurons)" in report["chosen"]["why"]
+    training = report["training"]
+    model, rule = _model_and_rule_of(int_run)
+    core = TrainingCore(model, rule, lanes=6)
+    assert training["cycles_per_sample"] == core.training_cycles()
+    assert training["samples_per_second"] == round(FMAX[1] * 1e6 / core.training_cycles(), 1)
+    assert training["rule"]["store_bits"] == rule.store_bits
+    assert "trained with" in training["rule"]["source"]
+    # The engine's counts and the inference-only core's, from the fit check.
+    assert training["fit"] == report["fit"]["training"]
+    assert sum(training["fit"]["multipliers"].values()) > 0
+    assert training["fit"]["inference_core"]["multipliers"] \
+        == report["fit"]["multipliers"]["needed"] - sum(training["fit"]["multipliers"].values())
+    assert report["floorplan"] is None
+    # synth-table finds it beside an inference build and names the command.
+    assert find_reports([int_run]) == [out / "report.json"]
+    page = synthesis_table(find_reports([int_run]), command="ffcl-hw synth-table RUN")
+    assert f"`ffcl-hw synth {int_run} --board ulx3s-85f --train --seeds 1`" in page
+
+
+def _model_and_rule_of(run):
+    from ffcl_hw.flows.train_sim import model_and_rule
+
+    model, rule, _, _ = model_and_rule(run)
+    return model, rule
