@@ -123,10 +123,12 @@ class LearningSignalUnit(wiring.Component):
 
     #: Cycles from the last neuron's transfer to the first error's ``valid`` with the
     #: unit's own multipliers: the neuron's h, its square, its sum (the drain), the table
-    #: index, the table read, sigma times the maxima, z, then the buffer read, sigma h,
-    #: the rounding shift, d. Borrowed multipliers add their latency to each of the three
-    #: products (:meth:`gap_for`).
-    GAP = 3 + 4 + 4
+    #: index, the table read, sigma times the maxima, z, then the buffer read, the held
+    #: h (the buffer's output registered before its product: a block RAM's output is
+    #: slow on ECP5, 5.8 ns, and this path held the training build to 65 MHz), sigma h,
+    #: the rounding shift, d. Borrowed multipliers hold their operands themselves: no
+    #: held h, their latency added to each of the three products (:meth:`gap_for`).
+    GAP = 3 + 4 + 5
 
     def __init__(self, *, state_bits: int, weight_bits: int, frac_bits: int,
                  theta_bits: int, depth: int, sigmoid: str = "table",
@@ -190,7 +192,9 @@ class LearningSignalUnit(wiring.Component):
     def gap_for(cls, product_latency: int | None = None) -> int:
         """Cycles from the last neuron taken to the first error offered, with own
         multipliers (None) or borrowed ones of ``product_latency``."""
-        return cls.GAP + 3 * (product_latency or 0)
+        if product_latency is None:
+            return cls.GAP
+        return cls.GAP - 1 + 3 * product_latency
 
     def products(self) -> list[Product]:
         """The unit's own multipliers (none with borrowed ones): the squares of h+ and
@@ -349,9 +353,14 @@ class LearningSignalUnit(wiring.Component):
         error_valid, error_last = Signal(), Signal()
         out = self.errors.payload
         if latency is None:
-            scaled_pos = sigma_pos * read.data.pos
-            scaled_neg = sigma_neg * read.data.neg
-            scaled_valid, scaled_last = read_valid, read_last
+            held = Signal.like(read.data)
+            held_valid, held_last = Signal(), Signal()
+            with m.If(advance):
+                m.d.sync += [held.eq(read.data), held_valid.eq(read_valid),
+                             held_last.eq(read_last)]
+            scaled_pos = sigma_pos * held.pos
+            scaled_neg = sigma_neg * held.neg
+            scaled_valid, scaled_last = held_valid, held_last
         else:
             # Without stalls (errors always ready) the borrowed products and what travels
             # beside them are plain delay lines.
