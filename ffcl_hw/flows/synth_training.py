@@ -25,11 +25,16 @@ from ffcl_hw.runs import RunError
 from golden.inttrain import TrainRule
 from rtl.board import board_info
 
-__all__ = ["DEFAULT_TRAINING_LANES", "synth_training_run", "training_folder"]
+__all__ = ["DEFAULT_TRAINING_LANES", "TRAINING_ROUTER", "synth_training_run",
+           "training_folder"]
 
 #: Update lanes of a training build unless ``--lanes`` (capped at the widest layer): the
 #: ECP5 builds so far (docs/training-engine.md) use 8.
 DEFAULT_TRAINING_LANES = 8
+#: nextpnr's router for a training build on ECP5: router2 (the flow's default there) did
+#: not converge on the digits 8-lane training core in 31 minutes (its overused wires grew
+#: again after the 40th iteration); router1 routed it in about 7 (docs/training-engine.md).
+TRAINING_ROUTER = "router1"
 
 
 def training_folder(run: Path, board: str) -> Path:
@@ -103,7 +108,7 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
     report = synth(lambda hz: HostLink(core, divisor=max(4, round(hz / BAUD))),
                    board=board, freq_mhz=freq_mhz, seed=seed, seeds=seeds, out_dir=out_dir,
                    fit=core, floorplan=False, executor=executor, scheduler=scheduler,
-                   workers=workers)
+                   workers=workers, router=TRAINING_ROUTER)
     program = core.core.program
     cycles = core.training_cycles()
     fmax = report["fmax_mhz"]

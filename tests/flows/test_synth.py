@@ -26,6 +26,7 @@ from ffcl_hw.flows.synth import (
     FitError,
     SynthError,
     _memory_shapes,
+    _overrides,
     check_fit,
     netlist_cells,
     synth,
@@ -680,3 +681,20 @@ def test_the_digits_training_fit_check_equals_yosys_cells(family, board, lanes, 
     missed = 7 if family == "ice40" else 0
     assert cells[bram] == needs["block_rams"]["needed"] + missed
     assert engine == (14 if family == "ice40" else 6)
+
+
+@pytest.mark.parametrize(("family", "router", "expected"), [
+    ("ecp5", None, "--router router2"), ("ecp5", "router1", "--router router1"),
+    ("ice40", None, None), ("ice40", "router2", "--router router2")])
+def test_the_router_is_the_familys_unless_chosen(family, router, expected):
+    options = _overrides(family, 75.0, router)["nextpnr_opts"]
+    if expected is None:
+        assert "--router" not in options
+    else:
+        assert options.count("--router") == 1 and expected in options
+
+
+def test_an_unknown_router_is_refused_before_any_tool(tmp_path):
+    with pytest.raises(ValueError, match="Router must be one of router1, router2, not 'router3'"):
+        synth(lambda hz: None, board="ulx3s-85f", out_dir=tmp_path / "out", router="router3")
+    assert not (tmp_path / "out").exists()

@@ -87,6 +87,10 @@ def test_the_training_build_reports_the_engine_and_the_cost_of_learning(int_run)
     assert training["fit"]["inference_core"]["multipliers"] \
         == report["fit"]["multipliers"]["needed"] - sum(training["fit"]["multipliers"].values())
     assert report["floorplan"] is None
+    # Routed with router1 (router2, the ECP5 default, did not converge on a training core).
+    nextpnr = next(c for c in json.loads((out / "build_ffcl_top.json").read_text())["commands"]
+                   if "nextpnr" in c[0])
+    assert nextpnr[nextpnr.index("--router") + 1] == "router1" and "router2" not in nextpnr
     # synth-table finds it beside an inference build and names the command.
     assert find_reports([int_run]) == [out / "report.json"]
     page = synthesis_table(find_reports([int_run]), command="ffcl-hw synth-table RUN")
