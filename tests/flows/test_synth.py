@@ -640,9 +640,8 @@ def _small_training_core(algo: str):
     from golden.inttrain import TrainRule, initial_model
     from rtl.training_core import TrainingCore
 
-    # Layers of different widths on 3 lanes: the passes' address products are real
-    # multipliers (tile x columns, tile x 3), which a power-of-two lane count and equal
-    # layers hide.
+    # 3 lanes: the error and rho addresses' tile x 3 is a real multiplier, which a
+    # power-of-two lane count hides (the weight addresses are running sums).
     config = ModelConfig(algo=algo, input_size=7, num_classes=4, hidden=(5, 3), theta=0.25,
                          loops=2 if algo == "ffcl" else 1)
     model = initial_model(config, np.random.default_rng(0).random((20, 7)) * 16,
@@ -655,8 +654,8 @@ def test_the_training_fit_check_equals_yosys_cells_on_ecp5(tmp_path):
     core = _small_training_core("ffdl")
     needs = check_fit(core, "ulx3s-25f")
     cells = _yosys_cells(core, "ecp5", tmp_path)
-    assert cells["MULT18X18D"] == needs["multipliers"]["needed"] == 26
-    assert needs["training"]["multipliers"]["pass_addresses"] == 2
+    assert cells["MULT18X18D"] == needs["multipliers"]["needed"] == 25
+    assert needs["training"]["multipliers"]["pass_addresses"] == 1
     assert cells["DP16KD"] == needs["block_rams"]["needed"] == 4
 
 
