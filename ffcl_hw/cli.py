@@ -311,7 +311,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="first nextpnr placement seed (default 1)")
     p.add_argument("--seeds", type=_positive, metavar="N",
                    help="placement seeds to try, from --seed on; the fastest is kept "
-                        "(default: 4 on iCE40, 2 on ECP5)")
+                        "(default: 4 on iCE40, 2 on ECP5, 1 with --train)")
     p.add_argument("--workers", type=_positive, default=2, metavar="N",
                    help="local worker processes for the seeds (default 2)")
     p.add_argument("--scheduler", metavar="ADDRESS",

@@ -22,6 +22,12 @@ from rtl.resources import MemoryShape, Product
 
 __all__ = ["ErrorScan", "error_entry_layout", "stored_field"]
 
+#: Registers between the reads of a neuron (its pre-activation, its label words) and the
+#: learning-signal unit: one, so the block RAMs' outputs (5.8 ns clock-to-out on ECP5
+#: without their output register) and the label select do not share a cycle with the
+#: unit's adders (that path held the 2-lane training build to 59.9 MHz on the ULX3S-85F).
+SCAN_STAGES = 1
+
 
 def error_entry_layout() -> data.StructLayout:
     """One neuron's errors in the error buffer (16-bit signed multiplier inputs)."""
@@ -119,7 +125,7 @@ class ErrorScan(wiring.Component):
     def cycles(neurons: int) -> int:
         """Cycles of the step for a layer of ``neurons``: the scan, the unit's gap, the
         errors (:attr:`rtl.learning_signal.LearningSignalUnit.GAP`)."""
-        return 2 * neurons + LearningSignalUnit.GAP
+        return 2 * neurons + LearningSignalUnit.GAP + SCAN_STAGES
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -134,26 +140,34 @@ class ErrorScan(wiring.Component):
             # c >> f of a stored field: the forward U the learning signal sees.
             return (value >> f)[:fmt.weight_bits]
 
+        # read_*: the neuron read last cycle is in the ports' data now; neuron_*: it is
+        # in the registers the unit takes (SCAN_STAGES).
+        read_valid, read_last = Signal(), Signal()
         neuron_valid, neuron_last = Signal(), Signal()
+        pre = Signal.like(self.pre.data)
+        u_pos, u_neg = Signal(fmt.weight_bits), Signal(fmt.weight_bits)
+        m.d.sync += [pre.eq(self.pre.data), u_pos.eq(top(u_field[self.y])),
+                     u_neg.eq(top(u_field[self.y_neg])),
+                     neuron_valid.eq(read_valid), neuron_last.eq(read_last)]
         m.d.comb += [
             signal.theta.eq(self.theta),
             self.pre.addr.eq(self.base + count), self.labels.addr.eq(self.base + count),
             signal.neurons.valid.eq(neuron_valid),
-            signal.neurons.payload.pre.eq(self.pre.data),
-            signal.neurons.payload.u_pos.eq(top(u_field[self.y])),
-            signal.neurons.payload.u_neg.eq(top(u_field[self.y_neg])),
+            signal.neurons.payload.pre.eq(pre),
+            signal.neurons.payload.u_pos.eq(u_pos.as_signed()),
+            signal.neurons.payload.u_neg.eq(u_neg.as_signed()),
             signal.neurons.payload.last.eq(neuron_last),
             self.errors.addr.eq(count),
             self.errors.data.d.eq(signal.errors.payload.d),
             self.errors.data.dp.eq(signal.errors.payload.dp),
             self.errors.data.dn.eq(signal.errors.payload.dn),
         ]
-        m.d.sync += [neuron_valid.eq(0), neuron_last.eq(0)]
+        m.d.sync += [read_valid.eq(0), read_last.eq(0)]
         with m.FSM():
             with m.State("SCAN"):
-                # Neuron ``count``: pre and U read now, offered to the unit next cycle.
+                # Neuron ``count``: pre and U read now, offered to the unit two cycles later.
                 with m.If(self.run):
-                    m.d.sync += [neuron_valid.eq(1), neuron_last.eq(count == neurons - 1),
+                    m.d.sync += [read_valid.eq(1), read_last.eq(count == neurons - 1),
                                  count.eq(count + 1)]
                     with m.If(count == neurons - 1):
                         m.d.sync += count.eq(0)

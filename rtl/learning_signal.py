@@ -123,10 +123,16 @@ class LearningSignalUnit(wiring.Component):
 
     #: Cycles from the last neuron's transfer to the first error's ``valid`` with the
     #: unit's own multipliers: the neuron's h, its square, its sum (the drain), the table
-    #: index, the table read, sigma times the maxima, z, then the buffer read, sigma h,
-    #: the rounding shift, d. Borrowed multipliers add their latency to each of the three
-    #: products (:meth:`gap_for`).
-    GAP = 3 + 4 + 4
+    #: index, the table read, sigma held, sigma times the maxima, z, then the buffer
+    #: read, h held, sigma h, the rounding shift, d. The two held values
+    #: (:data:`OWN_HOLDS`) keep a block RAM's output (the table, the buffer: 5.8 ns
+    #: clock-to-out on ECP5 without their output register) out of a multiplier's cycle:
+    #: these paths held the training build to 65 MHz. Borrowed multipliers register
+    #: their operands themselves and add their latency to each of the three products
+    #: instead (:meth:`gap_for`).
+    GAP = 3 + 5 + 5
+    #: The cycles of :data:`GAP` only the unit's own multipliers take (sigma and h held).
+    OWN_HOLDS = 2
 
     def __init__(self, *, state_bits: int, weight_bits: int, frac_bits: int,
                  theta_bits: int, depth: int, sigmoid: str = "table",
@@ -190,7 +196,9 @@ class LearningSignalUnit(wiring.Component):
     def gap_for(cls, product_latency: int | None = None) -> int:
         """Cycles from the last neuron taken to the first error offered, with own
         multipliers (None) or borrowed ones of ``product_latency``."""
-        return cls.GAP + 3 * (product_latency or 0)
+        if product_latency is None:
+            return cls.GAP
+        return cls.GAP - cls.OWN_HOLDS + 3 * product_latency
 
     def products(self) -> list[Product]:
         """The unit's own multipliers (none with borrowed ones): the squares of h+ and
@@ -309,10 +317,13 @@ class LearningSignalUnit(wiring.Component):
                 m.d.sync += [phase.eq(_Phase.PRODUCT), held.eq(0)]
             with m.Case(_Phase.PRODUCT):
                 if latency is None:
+                    # sigma is held a cycle before its products (GAP).
                     m.d.sync += [sigma_pos.eq(table_pos), sigma_neg.eq(table_neg),
-                                 largest_pos.eq(table_pos * top_pos),
-                                 largest_neg.eq(table_neg * top_neg),
-                                 phase.eq(_Phase.EXPONENT)]
+                                 held.eq(held + 1)]
+                    with m.If(held == 1):
+                        m.d.sync += [largest_pos.eq(sigma_pos * top_pos),
+                                     largest_neg.eq(sigma_neg * top_neg),
+                                     phase.eq(_Phase.EXPONENT)]
                 else:
                     # The operands wait in the borrowed multipliers for their products;
                     # sigma h = 2 sigma f + e sigma.
@@ -349,9 +360,15 @@ class LearningSignalUnit(wiring.Component):
         error_valid, error_last = Signal(), Signal()
         out = self.errors.payload
         if latency is None:
-            scaled_pos = sigma_pos * read.data.pos
-            scaled_neg = sigma_neg * read.data.neg
-            scaled_valid, scaled_last = read_valid, read_last
+            # h is held a cycle before its product (GAP).
+            h_held = Signal.like(read.data)
+            h_held_valid, h_held_last = Signal(), Signal()
+            with m.If(advance):
+                m.d.sync += [h_held.eq(read.data), h_held_valid.eq(read_valid),
+                             h_held_last.eq(read_last)]
+            scaled_pos = sigma_pos * h_held.pos
+            scaled_neg = sigma_neg * h_held.neg
+            scaled_valid, scaled_last = h_held_valid, h_held_last
         else:
             # Without stalls (errors always ready) the borrowed products and what travels
             # beside them are plain delay lines.

@@ -239,7 +239,7 @@ class TrainingCore(wiring.Component):
         side: WORDS (n_in + N_src + 3 + N words), SCAN and ERRORS (2 N + the unit's
         gap), and for a layer above the first the v of its inputs then for one that hears
         the loop the v of its feedback (each :meth:`rtl.input_scaler.InputScaler.cycles`:
-        SQUARES n + 2, RSQRT its latency + 1, SCALE n + the scaler's latency + 2); per
+        SQUARES n + 4, RSQRT its latency + 1, SCALE n + the scaler's latency + 2); per
         tile TILE (P + 2), PASS (n_in + N_src)
         and DRAIN (weight store latency 2 + lane latency + 1), and BU (2 N + lane latency
         + 3). FFCL with loss_iterations 'last': the whole program of T iterations, then

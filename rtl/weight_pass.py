@@ -131,20 +131,11 @@ class WeightPass(wiring.Component):
         self.lanes = [UpdateLane.for_model(model, rule) for _ in range(lanes)]
 
     def products(self) -> list[Product]:
-        """The P lanes' multipliers and the passes' address products: the tile times the
-        layer's column count, W's or V's (variable only if the layers' counts differ; the
-        two are the arms of one multiplexer, which Yosys' ``share`` maps to one
-        multiplier), and the tile times P for the error and rho addresses (wiring if P
-        is a power of two)."""
-        config = self.model.config
-        hidden = config.hidden
+        """The P lanes' multipliers and the tile times P of the error and rho addresses
+        (wiring if P is a power of two; the weight addresses are running sums)."""
+        hidden = self.model.config.hidden
         tile_bits = Shape.cast(range(max(2, -(-max(hidden) // self.P) + 1))).width
-        n_ins = [config.input_size, *hidden[:-1]]
-        sources = [config.feedback_source(i) for i in range(config.num_layers)]
-        n_src = [0 if s is None else hidden[s] for s in sources]
-        varying = [max(counts) for counts in (n_ins, n_src) if len(set(counts)) > 1]
-        addresses = ([Product("address", tile_bits, max(varying).bit_length())]
-                     if varying else [])
+        addresses = []
         if self.P & (self.P - 1):
             addresses.append(Product("address", tile_bits, self.P.bit_length()))
         return [product for lane in self.lanes for product in lane.products()] + addresses
@@ -199,8 +190,15 @@ class WeightPass(wiring.Component):
         # waits a cycle in v_value; the column kind (W or V) travels with the address.
         issue = Signal()
         feedback = count >= ff
-        m.d.comb += [self.weights.addr.eq(Mux(feedback, self.fb_base + tile * fb + count - ff,
-                                              self.ff_base + tile * ff + count)),
+        # The tile's first W word and its first V word less ff, as running sums registered
+        # during TILE (P + 2 cycles before the first read): tile x column count in the
+        # address held the FFCL training build to 69.9 MHz (a multiplier and two adders
+        # before the weight memory's address register).
+        ff_offset, fb_offset = Signal.like(self.weights.addr), Signal.like(self.weights.addr)
+        ff_row, fb_row = Signal.like(self.weights.addr), Signal.like(self.weights.addr)
+        m.d.sync += [ff_row.eq(self.ff_base + ff_offset),
+                     fb_row.eq(self.fb_base + fb_offset - ff)]
+        m.d.comb += [self.weights.addr.eq(Mux(feedback, fb_row + count, ff_row + count)),
                      # Layer 1's feedback v start the v buffer (its inputs are the pixels).
                      self.v.addr.eq(Mux(self.first_layer, count - ff, count)),
                      self.image.addr.eq(count)]
@@ -254,9 +252,10 @@ class WeightPass(wiring.Component):
             with m.State("DRAIN"):
                 m.d.sync += drain.eq(drain + 1)
                 with m.If(drain == self.drain - 1):
-                    m.d.sync += tile.eq(tile + 1)
+                    m.d.sync += [tile.eq(tile + 1), ff_offset.eq(ff_offset + ff),
+                                 fb_offset.eq(fb_offset + fb)]
                     m.next = "TILE"
                     with m.If(tile == self.tiles - 1):
-                        m.d.sync += tile.eq(0)
+                        m.d.sync += [tile.eq(0), ff_offset.eq(0), fb_offset.eq(0)]
                         m.d.comb += self.done.eq(1)
         return m

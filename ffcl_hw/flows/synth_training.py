@@ -25,11 +25,21 @@ from ffcl_hw.runs import RunError
 from golden.inttrain import TrainRule
 from rtl.board import board_info
 
-__all__ = ["DEFAULT_TRAINING_LANES", "synth_training_run", "training_folder"]
+__all__ = ["DEFAULT_TRAINING_LANES", "TRAINING_ROUTER", "TRAINING_SEEDS",
+           "synth_training_run", "training_folder"]
 
 #: Update lanes of a training build unless ``--lanes`` (capped at the widest layer): the
 #: ECP5 builds so far (docs/training-engine.md) use 8.
 DEFAULT_TRAINING_LANES = 8
+#: nextpnr's router for a training build on ECP5: router2 (the flow's default there) did
+#: not converge on the digits 8-lane training core in 31 minutes (its overused wires grew
+#: again after the 40th iteration); router1 routed it in about 7 (docs/training-engine.md).
+TRAINING_ROUTER = "router1"
+#: Placement seeds of a training build unless ``--seeds``: one, since a sweep waits for its
+#: slowest seed and router1's time varies with the placement. On the digits FFDL 8-lane
+#: core, seed 1 routed in 6 minutes and seed 2 had not converged after 22 (its queue
+#: growing again).
+TRAINING_SEEDS = 1
 
 
 def training_folder(run: Path, board: str) -> Path:
@@ -49,8 +59,9 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
         P, the MAC lanes and update lanes (default :data:`DEFAULT_TRAINING_LANES`, capped
         at the widest layer; recorded under ``chosen``).
     freq_mhz, seed, seeds, executor, scheduler, workers
-        As :func:`ffcl_hw.flows.synth.synth`. The lane floorplan is off (it pins the
-        inference core's lane sites, not the engine's).
+        As :func:`ffcl_hw.flows.synth.synth`, but ``seeds`` defaults to
+        :data:`TRAINING_SEEDS`. The lane floorplan is off (it pins the inference core's
+        lane sites, not the engine's); nextpnr routes with :data:`TRAINING_ROUTER`.
 
     Returns
     -------
@@ -101,9 +112,10 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
     out_dir = training_folder(run, board)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     report = synth(lambda hz: HostLink(core, divisor=max(4, round(hz / BAUD))),
-                   board=board, freq_mhz=freq_mhz, seed=seed, seeds=seeds, out_dir=out_dir,
+                   board=board, freq_mhz=freq_mhz, seed=seed,
+                   seeds=TRAINING_SEEDS if seeds is None else seeds, out_dir=out_dir,
                    fit=core, floorplan=False, executor=executor, scheduler=scheduler,
-                   workers=workers)
+                   workers=workers, router=TRAINING_ROUTER)
     program = core.core.program
     cycles = core.training_cycles()
     fmax = report["fmax_mhz"]

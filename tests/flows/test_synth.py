@@ -26,6 +26,7 @@ from ffcl_hw.flows.synth import (
     FitError,
     SynthError,
     _memory_shapes,
+    _overrides,
     check_fit,
     netlist_cells,
     synth,
@@ -639,9 +640,8 @@ def _small_training_core(algo: str):
     from golden.inttrain import TrainRule, initial_model
     from rtl.training_core import TrainingCore
 
-    # Layers of different widths on 3 lanes: the passes' address products are real
-    # multipliers (tile x columns, tile x 3), which a power-of-two lane count and equal
-    # layers hide.
+    # 3 lanes: the error and rho addresses' tile x 3 is a real multiplier, which a
+    # power-of-two lane count hides (the weight addresses are running sums).
     config = ModelConfig(algo=algo, input_size=7, num_classes=4, hidden=(5, 3), theta=0.25,
                          loops=2 if algo == "ffcl" else 1)
     model = initial_model(config, np.random.default_rng(0).random((20, 7)) * 16,
@@ -654,8 +654,8 @@ def test_the_training_fit_check_equals_yosys_cells_on_ecp5(tmp_path):
     core = _small_training_core("ffdl")
     needs = check_fit(core, "ulx3s-25f")
     cells = _yosys_cells(core, "ecp5", tmp_path)
-    assert cells["MULT18X18D"] == needs["multipliers"]["needed"] == 26
-    assert needs["training"]["multipliers"]["pass_addresses"] == 2
+    assert cells["MULT18X18D"] == needs["multipliers"]["needed"] == 25
+    assert needs["training"]["multipliers"]["pass_addresses"] == 1
     assert cells["DP16KD"] == needs["block_rams"]["needed"] == 4
 
 
@@ -680,3 +680,20 @@ def test_the_digits_training_fit_check_equals_yosys_cells(family, board, lanes, 
     missed = 7 if family == "ice40" else 0
     assert cells[bram] == needs["block_rams"]["needed"] + missed
     assert engine == (14 if family == "ice40" else 6)
+
+
+@pytest.mark.parametrize(("family", "router", "expected"), [
+    ("ecp5", None, "--router router2"), ("ecp5", "router1", "--router router1"),
+    ("ice40", None, None), ("ice40", "router2", "--router router2")])
+def test_the_router_is_the_familys_unless_chosen(family, router, expected):
+    options = _overrides(family, 75.0, router)["nextpnr_opts"]
+    if expected is None:
+        assert "--router" not in options
+    else:
+        assert options.count("--router") == 1 and expected in options
+
+
+def test_an_unknown_router_is_refused_before_any_tool(tmp_path):
+    with pytest.raises(ValueError, match="Router must be one of router1, router2, not 'router3'"):
+        synth(lambda hz: None, board="ulx3s-85f", out_dir=tmp_path / "out", router="router3")
+    assert not (tmp_path / "out").exists()

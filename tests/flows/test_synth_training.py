@@ -66,7 +66,9 @@ def test_an_ffl_run_is_refused_for_training(tmp_path, capsys):
 
 @pytest.mark.usefixtures("fake_tools")
 def test_the_training_build_reports_the_engine_and_the_cost_of_learning(int_run):
-    report = synth_training_run(int_run, board="ulx3s-85f", seeds=1)
+    report = synth_training_run(int_run, board="ulx3s-85f")
+    # One placement seed unless asked (a sweep waits for its slowest router1 run).
+    assert [s["seed"] for s in report["seeds"]] == [1]
     out = training_folder(int_run, "ulx3s-85f")
     assert out == int_run / "synth" / "ulx3s-85f-train"
     saved = json.loads((out / "report.json").read_text())
@@ -87,6 +89,10 @@ def test_the_training_build_reports_the_engine_and_the_cost_of_learning(int_run)
     assert training["fit"]["inference_core"]["multipliers"] \
         == report["fit"]["multipliers"]["needed"] - sum(training["fit"]["multipliers"].values())
     assert report["floorplan"] is None
+    # Routed with router1 (router2, the ECP5 default, did not converge on a training core).
+    nextpnr = next(c for c in json.loads((out / "build_ffcl_top.json").read_text())["commands"]
+                   if "nextpnr" in c[0])
+    assert nextpnr[nextpnr.index("--router") + 1] == "router1" and "router2" not in nextpnr
     # synth-table finds it beside an inference build and names the command.
     assert find_reports([int_run]) == [out / "report.json"]
     page = synthesis_table(find_reports([int_run]), command="ffcl-hw synth-table RUN")
