@@ -17,6 +17,8 @@ pass reads them back in neuron order.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -227,19 +229,30 @@ class LearningSignalUnit(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         h_shape = unsigned(self.h_bits)
-        sigma_shape = unsigned(SIGMOID_FRAC_BITS + 1)
         m.submodules.buffer = buffer = memory.Memory(
             shape=data.StructLayout({"pos": h_shape, "neg": h_shape}), depth=self.depth,
             init=[])
         write, read = buffer.write_port(), buffer.read_port()
-
+        # What the three stages share: the phase, the neurons counted, the goodness, the
+        # maxima and each neuron's h (scan), sigma and z (between the passes).
         phase = Signal(_Phase)
         count = Signal(range(self.depth + 1))      # neurons of this update so far
         g_pos, g_neg = Signal(self.g_bits), Signal(self.g_bits)
         top_pos, top_neg = Signal(h_shape), Signal(h_shape)
         m.d.comb += [self.g_pos.eq(g_pos), self.g_neg.eq(g_neg)]
+        shared = SimpleNamespace(phase=phase, count=count, g=(g_pos, g_neg),
+                                 top=(top_pos, top_neg))
+        self._scan(m, shared, write)
+        self._signal(m, shared)
+        self._errors(m, shared, read)
+        return m
 
-        # -- first pass: h, its square and the running maximum, the goodness ------------
+    def _scan(self, m: Module, shared: SimpleNamespace, write) -> None:
+        """First pass: h, its square and the running maximum, the goodness; sets
+        ``shared.take``, ``shared.h`` and ``shared.sq_last``."""
+        phase, count = shared.phase, shared.count
+        (g_pos, g_neg), (top_pos, top_neg) = shared.g, shared.top
+        h_shape = unsigned(self.h_bits)
         take = self.neurons.valid & self.neurons.ready
         m.d.comb += self.neurons.ready.eq(phase == _Phase.SCAN)
         given = self.neurons.payload
@@ -275,8 +288,16 @@ class LearningSignalUnit(wiring.Component):
                          top_neg.eq(Mux(h_neg > top_neg, h_neg, top_neg))]
         with m.If(sq_valid):
             m.d.sync += [g_pos.eq(g_pos + sq_pos), g_neg.eq(g_neg + sq_neg)]
+        shared.take, shared.h, shared.sq_last = take, (h_pos, h_neg), sq_last
 
-        # -- between the passes: sigma, M and z ----------------------------------------
+    def _signal(self, m: Module, shared: SimpleNamespace) -> None:
+        """Between the passes: the phases from the scan to the errors, sigma, the maxima's
+        products and z; sets ``shared.sigma``, ``shared.table`` and ``shared.z``."""
+        phase, take, sq_last = shared.phase, shared.take, shared.sq_last
+        given = self.neurons.payload
+        (g_pos, g_neg), (top_pos, top_neg) = shared.g, shared.top
+        sigma_shape = unsigned(SIGMOID_FRAC_BITS + 1)
+        latency = self.product_latency
         margin_bits = max(self.theta_bits, self.g_bits) + 1
         margin_pos, margin_neg = Signal(signed(margin_bits)), Signal(signed(margin_bits))
         m.d.comb += [margin_pos.eq(self.theta - g_pos), margin_neg.eq(g_neg - self.theta)]
@@ -343,8 +364,17 @@ class LearningSignalUnit(wiring.Component):
                 m.d.sync += [z.eq(sum(largest[DELTA_BITS + j:].any()
                                       for j in range(self.z_max))),
                              phase.eq(_Phase.ERRORS)]
+        shared.sigma, shared.table, shared.z = ((sigma_pos, sigma_neg),
+                                                (table_pos, table_neg), z)
 
-        # -- second pass: the errors, through a pipeline that stalls as a whole ----------
+    def _errors(self, m: Module, shared: SimpleNamespace, read) -> None:
+        """Second pass: the errors, through a pipeline that stalls as a whole; at the
+        last error taken, clears what the next scan accumulates."""
+        phase, count, z = shared.phase, shared.count, shared.z
+        (g_pos, g_neg), (top_pos, top_neg) = shared.g, shared.top
+        (h_pos, h_neg), (sigma_pos, sigma_neg) = shared.h, shared.sigma
+        table_pos, table_neg = shared.table
+        latency = self.product_latency
         # Every stage moves when the output register is empty or taken, so valid never
         # depends on ready and the buffer's read port holds its data while stalled.
         advance = 1 if latency is not None else ~self.errors.valid | self.errors.ready
@@ -410,7 +440,6 @@ class LearningSignalUnit(wiring.Component):
             # The update is over: clear what the next scan accumulates.
             m.d.sync += [phase.eq(_Phase.SCAN), count.eq(0), issued.eq(0),
                          g_pos.eq(0), g_neg.eq(0), top_pos.eq(0), top_neg.eq(0)]
-        return m
 
 
 def _index(margin, frac_bits: int):
