@@ -1,6 +1,20 @@
-"""Collection rules of the flow tests."""
+"""Collection rules and shared runs of the flow tests."""
 
 import pytest
+
+from ffcl_hw.cli import main
+
+#: A tiny FFDL net on digits: its training core simulates a sample in a few hundred
+#: cycles and synthesises in seconds.
+TINY = ["--hidden", "6,5", "--epochs", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def tiny_int_run(tmp_path_factory):
+    """TINY trained with the integer rule (``train --arith int``), one per test module."""
+    run = tmp_path_factory.mktemp("tiny") / "ffdl-int"
+    assert main(["train", "--arith", "int", "--algo", "ffdl", *TINY, "--out", str(run)]) == 0
+    return run
 
 #: `sim` through the command line on a compiled simulator is checked on every data path
 #: for FFCL (its feedback makes it the widest program); FFL and FFDL on Verilator and

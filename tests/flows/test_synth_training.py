@@ -13,18 +13,14 @@ from ffcl_hw.cli import main
 from ffcl_hw.flows.synth import find_reports, synthesis_table
 from ffcl_hw.flows.synth_training import synth_training_run, training_folder
 from rtl.training_core import TrainingCore
+from tests.flows.conftest import TINY
 from tests.flows.fake_toolchain import FMAX
 from tests.flows.test_sweep import fake_tools  # noqa: F401 (a fixture)
 
-#: A tiny FFDL net on digits, trained with the integer rule.
-TINY = ["--hidden", "6,5", "--epochs", "1", "--quiet"]
-
 
 @pytest.fixture(scope="module")
-def int_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("synthtrain") / "ffdl-int"
-    assert main(["train", "--arith", "int", "--algo", "ffdl", *TINY, "--out", str(run)]) == 0
-    return run
+def int_run(tiny_int_run):
+    return tiny_int_run
 
 
 def _nothing_written(run) -> bool:

@@ -18,16 +18,7 @@ from golden.inttrain import IntTrainer, TrainRule, train_int
 from rtl.training_core import TrainingCore
 from sim.runner import available_simulators
 from sim.train_check import TrainingChecker, check_points
-
-#: A tiny FFDL net on digits: its training core simulates a sample in a few hundred cycles.
-TINY = ["--hidden", "6,5", "--epochs", "1", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def tiny_int_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("trainsim") / "ffdl-int"
-    assert main(["train", "--arith", "int", "--algo", "ffdl", *TINY, "--out", str(run)]) == 0
-    return run
+from tests.flows.conftest import TINY
 
 
 def _sim_train(capsys, run, *argv, lanes=3):
