@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The bench's training rows (ffcl_hw.flows.bench_training), without the Verilator part.
 
 The accelerator's figure is the training core's closed form (FFDL), the ideal the
