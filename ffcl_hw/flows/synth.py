@@ -56,10 +56,9 @@ from rtl.weight_store import (
 )
 
 __all__ = ["CONSTRAINTS", "MULTIPLIERS", "TOP_NAME", "FitError", "SynthError",
-           "block_ram_estimate", "check_fit", "default_multipliers", "default_seeds",
-           "default_weights", "find_reports", "multipliers_needed", "netlist_cells",
-           "prepare_build", "synth",
-           "synth_run", "synthesis_table"]
+           "block_ram_estimate", "check_fit", "check_lanes_option", "default_multipliers",
+           "default_seeds", "default_weights", "find_reports", "multipliers_needed",
+           "netlist_cells", "prepare_build", "synth", "synth_run", "synthesis_table"]
 
 #: Module name of the synthesised board top.
 TOP_NAME = "ffcl_top"
@@ -798,6 +797,13 @@ def synth(design_factory: Callable[[float], Any], *, board: str,
 BAUD = 115_200
 
 
+def check_lanes_option(lanes: int | None) -> None:
+    """Refuse a ``--lanes`` that is given but not a positive integer (a bool included)."""
+    if lanes is not None and (isinstance(lanes, bool) or not isinstance(lanes, int)
+                              or lanes < 1):
+        raise RunError(f"--lanes must be a positive integer, not {lanes!r}")
+
+
 def synth_run(run: Path, *, board: str, freq_mhz: float | None = None, seed: int = 1,
               seeds: int | None = None, lanes: int | None = None,
               label_lanes: int | None = None, weights: str | None = None,
@@ -823,9 +829,7 @@ def synth_run(run: Path, *, board: str, freq_mhz: float | None = None, seed: int
     from rtl.host_link import HostLink
 
     board_info(board)
-    if lanes is not None and (isinstance(lanes, bool) or not isinstance(lanes, int)
-                              or lanes < 1):
-        raise RunError(f"--lanes must be a positive integer, not {lanes!r}")
+    check_lanes_option(lanes)
     if banks not in (1, 2):
         raise RunError(f"--banks must be 1 or 2, not {banks!r}")
     if banks == 2 and weights != "loadable":

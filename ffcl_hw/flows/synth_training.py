@@ -20,7 +20,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from ffcl_hw.flows.synth import BAUD, check_fit, synth
+from ffcl_hw.flows.synth import BAUD, check_fit, check_lanes_option, synth
 from ffcl_hw.runs import RunError
 from golden.inttrain import TrainRule
 from rtl.board import board_info
@@ -86,9 +86,7 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
     from rtl.training_core import TrainingCore
 
     board_info(board)
-    if lanes is not None and (isinstance(lanes, bool) or not isinstance(lanes, int)
-                              or lanes < 1):
-        raise RunError(f"--lanes must be a positive integer, not {lanes!r}")
+    check_lanes_option(lanes)
     model, rule, rule_source, _ = model_and_rule(Path(run))
     config = model.config
     if config.algo not in ("ffdl", "ffcl"):
