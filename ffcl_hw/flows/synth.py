@@ -470,8 +470,8 @@ def check_fit(model_or_core: IntModel | Core | TrainingCore, board: str, *,
         problems.append(f"its stored weights are {stored} bits each (the rule's B_m; "
                         f"{program.widths.weight} are read by the forward pass): train the run "
                         f"with a smaller stored width (ffcl-hw train --arith int "
-                        f"--store-bits {max(program.widths.weight, stored - 4)}), or fewer "
-                        f"or narrower layers")
+                        f"--store-bits B, B >= {program.widths.weight}), or fewer or "
+                        f"narrower layers")
     if problems:
         config = program.model.config
         shape = "-".join(str(n) for n in (config.input_size, *config.hidden))

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import Executor
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from ffcl_hw.flows.synth import BAUD, check_fit, check_lanes_option, synth
+from ffcl_hw.flows.synth import BAUD, FitError, check_fit, check_lanes_option, synth
 from ffcl_hw.runs import RunError
 from golden.inttrain import TrainRule
 from rtl.board import board_info
 
 __all__ = ["DEFAULT_TRAINING_LANES", "TRAINING_ROUTER", "TRAINING_SEEDS",
-           "synth_training_run", "training_folder"]
+           "choose_training_core", "synth_training_run", "training_lane_candidates",
+           "training_folder"]
 
 #: Update lanes of a training build unless ``--lanes`` (capped at the widest layer): the
 #: ECP5 builds so far (docs/training-engine.md) use 8.
@@ -40,6 +41,66 @@ TRAINING_ROUTER = "router1"
 #: core, seed 1 routed in 6 minutes and seed 2 had not converged after 22 (its queue
 #: growing again).
 TRAINING_SEEDS = 1
+
+
+def training_lane_candidates(widest: int) -> list[int]:
+    """The lane counts a training build tries, in order, when ``--lanes`` is not given:
+    :data:`DEFAULT_TRAINING_LANES` (capped at the ``widest`` layer), then wider up to
+    twice it, then narrower down to one.
+
+    Wider first because the weight memory's depth, tiles x columns words, decides the
+    block RAMs in powers of two: MNIST 784-256-256 on 8 lanes is 33,280 words, just past
+    2^15, and Yosys maps it to three deep columns of blocks; on 9 lanes it is 30,160 and
+    takes two. Narrower lanes need fewer multipliers.
+    """
+    first = min(DEFAULT_TRAINING_LANES, widest)
+    wider = range(first + 1, min(2 * DEFAULT_TRAINING_LANES, widest) + 1)
+    return [first, *wider, *range(first - 1, 0, -1)]
+
+
+def choose_training_core(model, rule: TrainRule, board: str, lanes: int | None = None):
+    """The training core for ``board`` and :func:`ffcl_hw.flows.synth.check_fit`'s needs:
+    with ``lanes`` that many, else the first of :func:`training_lane_candidates` that fits.
+
+    Raises
+    ------
+    FitError
+        Nothing fits: the refusal of ``lanes`` (or of the default lane count). When block
+        RAM is what overflows, the message adds the largest stored width
+        (``--store-bits``) that fits with the lane counts tried, or says that none does.
+    """
+    from rtl.training_core import TrainingCore
+
+    candidates = [lanes] if lanes else training_lane_candidates(max(model.config.hidden))
+    refusal = None
+    for count in candidates:
+        core = TrainingCore(model, rule, lanes=count)
+        try:
+            return core, check_fit(core, board)
+        except FitError as error:
+            refusal = refusal or error
+    needs = refusal.needs
+    tried = "" if lanes else f". No lane count from 1 to {max(candidates)} fits either"
+    if not any(needs[kind]["needed"] > needs[kind]["available"]
+               for kind in ("memory_bits", "block_rams")):
+        raise FitError(f"{refusal}{tried}", needs) from None
+    # The stored width is what training adds to the weights: find the largest that fits
+    # (B_m >= B_w, the forward pass's width, is the rule's floor), first with at least
+    # half the first count's lanes (MNIST 784-256-256 on the 85F: 11 bits fit on 1 lane
+    # only, 10 on 9 lanes), then with any.
+    widths = range(rule.store_bits - 1, model.fmt.weight_bits - 1, -1)
+    for counts in ([c for c in candidates if 2 * c >= candidates[0]], candidates):
+        for store_bits in widths:
+            smaller = replace(rule, store_bits=store_bits)
+            for count in counts:
+                try:
+                    check_fit(TrainingCore(model, smaller, lanes=count), board)
+                except FitError:
+                    continue
+                raise FitError(f"{refusal}{tried}. Trained with --store-bits {store_bits} "
+                               f"the core fits on {count} lanes", needs) from None
+    raise FitError(f"{refusal}{tried}. No stored width from {rule.store_bits} down to the "
+                   f"forward pass's {model.fmt.weight_bits} bits fits either", needs) from None
 
 
 def training_folder(run: Path, board: str) -> Path:
@@ -56,8 +117,10 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
     Parameters
     ----------
     lanes : int, optional
-        P, the MAC lanes and update lanes (default :data:`DEFAULT_TRAINING_LANES`, capped
-        at the widest layer; recorded under ``chosen``).
+        P, the MAC lanes and update lanes. Default: the first of
+        :func:`training_lane_candidates` whose core fits the board
+        (:data:`DEFAULT_TRAINING_LANES`, capped at the widest layer, unless it does not
+        fit); recorded under ``chosen``.
     freq_mhz, seed, seeds, executor, scheduler, workers
         As :func:`ffcl_hw.flows.synth.synth`, but ``seeds`` defaults to
         :data:`TRAINING_SEEDS`. The lane floorplan is off (it pins the inference core's
@@ -83,7 +146,6 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
     """
     from ffcl_hw.flows.train_sim import model_and_rule
     from rtl.host_link import HostLink
-    from rtl.training_core import TrainingCore
 
     board_info(board)
     check_lanes_option(lanes)
@@ -94,19 +156,23 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
                        f"FFDL and FFCL models (train one with ffcl-hw train --arith int "
                        f"--algo ffdl or --algo ffcl), or synthesise this one for inference "
                        f"without --train")
+    try:
+        core, needs = choose_training_core(model, rule, board, lanes)
+    except (TypeError, ValueError) as error:
+        raise RunError(str(error)) from None
     chosen: dict[str, Any] = {}
     why = []
     if lanes is None:
-        lanes = min(DEFAULT_TRAINING_LANES, max(config.hidden))
-        chosen["lanes"] = lanes
-        why.append(f"{lanes} lanes: the default {DEFAULT_TRAINING_LANES}"
-                   + (f", capped at the widest layer ({max(config.hidden)} neurons)"
-                      if lanes < DEFAULT_TRAINING_LANES else ""))
-    try:
-        core = TrainingCore(model, rule, lanes=lanes)
-    except (TypeError, ValueError) as error:
-        raise RunError(str(error)) from None
-    needs = check_fit(core, board)
+        lanes = chosen["lanes"] = core.lanes
+        default = min(DEFAULT_TRAINING_LANES, max(config.hidden))
+        if lanes != default:
+            why.append(f"{lanes} lanes: the first count from {default} (the default "
+                       f"{DEFAULT_TRAINING_LANES}, capped at the widest layer) whose "
+                       f"training core fits {board}")
+        else:
+            why.append(f"{lanes} lanes: the default {DEFAULT_TRAINING_LANES}"
+                       + (f", capped at the widest layer ({max(config.hidden)} neurons)"
+                          if lanes < DEFAULT_TRAINING_LANES else ""))
     out_dir = training_folder(run, board)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     report = synth(lambda hz: HostLink(core, divisor=max(4, round(hz / BAUD))),

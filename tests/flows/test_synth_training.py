@@ -6,12 +6,18 @@ tests/flows/test_synth.py's Yosys cell counts of a training core)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from ffcl_hw.cli import main
-from ffcl_hw.flows.synth import find_reports, synthesis_table
-from ffcl_hw.flows.synth_training import synth_training_run, training_folder
+from ffcl_hw.flows.synth import FitError, find_reports, synthesis_table
+from ffcl_hw.flows.synth_training import (
+    choose_training_core,
+    synth_training_run,
+    training_folder,
+    training_lane_candidates,
+)
 from rtl.training_core import TrainingCore
 from tests.flows.conftest import TINY
 from tests.flows.fake_toolchain import FMAX
@@ -45,6 +51,10 @@ def test_refusals_exit_2_before_any_tool(int_run, capsys, argv, message):
     assert message in err
     if "icebreaker" in argv:
         assert "icebreaker has 8" in err and "ulx3s-85f" in err
+        # Without --lanes every lane count was tried; the block RAM fits, so the stored
+        # width is not the problem and no other is offered.
+        assert ("No lane count from 1 to 6 fits either" in err) == ("--lanes" not in argv)
+        assert "--store-bits" not in err
     assert _nothing_written(int_run)
 
 
@@ -100,3 +110,61 @@ def _model_and_rule_of(run):
 
     model, rule, _, _ = model_and_rule(run)
     return model, rule
+
+
+def _mnist_256(store_bits: int):
+    import numpy as np
+
+    from golden.config import ModelConfig
+    from golden.inttrain import TrainRule, initial_model
+
+    config = ModelConfig(algo="ffdl", input_size=784, num_classes=10, hidden=(256, 256),
+                         theta=0.25)
+    model = initial_model(config, np.random.default_rng(0).random((20, 784)) * 16,
+                          input_max=16, seed=0)
+    return model, TrainRule(epochs=2, lr_shift=6, lr_steps=(1,), store_bits=store_bits)
+
+
+def test_the_lane_candidates_start_at_the_default_then_wider_then_narrower():
+    assert training_lane_candidates(256) == [8, *range(9, 17), *range(7, 0, -1)]
+    assert training_lane_candidates(10) == [8, 9, 10, 7, 6, 5, 4, 3, 2, 1]
+    assert training_lane_candidates(6) == [6, 5, 4, 3, 2, 1]
+
+
+def test_the_default_lanes_move_to_a_count_whose_weights_fit():
+    # MNIST 784-256-256 at B_m = 10: on 8 lanes the weight memory is 33,280 words, past
+    # 2^15, and takes 3 deep columns of block RAMs (259 of 208); on 9 lanes 30,160 words,
+    # 2 columns (199).
+    model, rule = _mnist_256(10)
+    with pytest.raises(FitError, match="estimated 259 block RAMs"):
+        choose_training_core(model, rule, "ulx3s-85f", 8)
+    core, needs = choose_training_core(model, rule, "ulx3s-85f")
+    assert core.lanes == 9 and needs["block_rams"]["needed"] == 199
+
+
+def test_a_stored_width_that_fits_on_the_given_lanes_is_named():
+    # MNIST 784-256-256 at B_m = 12 on 4 lanes: 11 and 10 bits overflow too, 9 fit.
+    model, rule = _mnist_256(12)
+    with pytest.raises(FitError) as refused:
+        choose_training_core(model, rule, "ulx3s-85f", 4)
+    message = str(refused.value)
+    assert message.startswith("The FFDL model 784-256-256 with 4 lanes trained on chip")
+    # Only the given count was tried, and nothing is said of the others.
+    assert "No lane count" not in message
+    assert message.endswith("Trained with --store-bits 9 the core fits on 4 lanes")
+
+
+@pytest.mark.slow
+def test_a_stored_width_that_fits_nowhere_names_one_that_does():
+    # B_m = 12 fits no lane count from 1 to 16; 11 fits on fewer than 4 lanes only (the
+    # default then builds one), 10 on 9: the message names the width that keeps at least
+    # half the default lanes. About 30 fit checks of an MNIST core (45 s on a busy machine).
+    model, rule = _mnist_256(12)
+    with pytest.raises(FitError) as refused:
+        choose_training_core(model, rule, "ulx3s-85f")
+    message = str(refused.value)
+    assert message.startswith("The FFDL model 784-256-256 with 8 lanes trained on chip")
+    assert "No lane count from 1 to 16 fits either" in message
+    assert message.endswith("Trained with --store-bits 10 the core fits on 9 lanes")
+    narrow, _ = choose_training_core(model, replace(rule, store_bits=11), "ulx3s-85f")
+    assert narrow.lanes < 4
