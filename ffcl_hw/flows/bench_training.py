@@ -15,7 +15,8 @@
   (golden/inttrain.c) on RV32IM and on the host, checked against ``IntTrainer``
   (:mod:`ffcl_hw.cpu.training`).
 - ``samples_per_second``: at the Fmax of the run's training build for the board
-  (``RUN/synth/BOARD-train/report.json``, ``ffcl-hw synth RUN --board BOARD --train``),
+  (``RUN/synth/BOARD-train/report.json``, ``ffcl-hw synth RUN --board BOARD --train``;
+  the training rows then take that build's lanes),
   else of its inference build (``RUN/synth/BOARD/report.json``), else at the board's
   target clock; ``clock_source`` says which (and ``clock_report`` the file).
 """
@@ -179,6 +180,11 @@ def bench_training(run: Path, model: IntModel, x_train: np.ndarray, y_train: np.
         section["not_available"] = f"the integer rule cannot train this model: {error}"
         return section
     memory = "spram" if board is not None and BOARDS[board].spram_bits else "bram"
+    trained = _training_build(run, board) if board is not None else None
+    if trained is not None:
+        # The training build chose its own lanes (synth --train may widen them for the
+        # block RAM): its cycles are the ones its Fmax turns into samples per second.
+        lanes = trained[1]["lanes"]
     accelerator = _accelerator(model, rule, lanes)
     design = _design(model, rule, lanes=lanes, label_lanes=label_lanes, shared=shared,
                      memory=memory)
@@ -206,7 +212,6 @@ def bench_training(run: Path, model: IntModel, x_train: np.ndarray, y_train: np.
         raise RunError(f"host C training step: {error}") from None
     mhz, source = _clock(run, board, synth)
     section["clock_mhz"], section["clock_source"] = mhz, source
-    trained = _training_build(run, board) if board is not None else None
     section["clock_report"] = (str(trained[0]) if trained is not None
                                else str(run / "synth" / board / "report.json")
                                if board is not None and synth is not None

@@ -93,10 +93,15 @@ def test_samples_per_second_prefer_the_training_build_s_fmax(tmp_path):
     # A training build (synth --train) beside the inference build: its Fmax, named.
     report = tmp_path / "run" / "synth" / "ulx3s-85f-train" / "report.json"
     report.parent.mkdir(parents=True)
-    report.write_text(json.dumps({"fmax_mhz": 61.5, "lanes": 3}))
-    _, t = _bench(tmp_path, "ffdl", board="ulx3s-85f", synth={"fmax_mhz": 80.0})
-    assert t["clock_mhz"] == 61.5 and "the training build, 3 lanes" in t["clock_source"]
+    report.write_text(json.dumps({"fmax_mhz": 61.5, "lanes": 2}))
+    model, t = _bench(tmp_path, "ffdl", board="ulx3s-85f", synth={"fmax_mhz": 80.0})
+    assert t["clock_mhz"] == 61.5 and "the training build, 2 lanes" in t["clock_source"]
     assert t["clock_report"] == str(report)
+    # The rows take the training build's lanes (2), not the bench's (3): its cycles are
+    # what its Fmax turns into samples per second.
+    rule = TrainRule(epochs=1, lr_shift=t["rule"]["lr_shift"])
+    assert t["accelerator"]["lanes"] == t["design"]["lanes"] == 2
+    assert t["cycles_per_sample"] == TrainingCore(model, rule, lanes=2).training_cycles()
     assert t["samples_per_second"] == pytest.approx(61.5e6 / t["cycles_per_sample"])
 
 
