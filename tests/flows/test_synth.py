@@ -564,12 +564,13 @@ def test_the_fit_check_counts_the_training_engine():
     core = _digits_training_core()
     needs = check_fit(core, "ulx3s-85f")
     training = needs["training"]
-    # The engine's units (Yosys: 8 + 3 update lanes, 6 in the learning signal, the input
-    # scaler's square and scaler) beside the inference core's 21.
+    # The engine's units (Yosys: 8 update lanes, 6 in the learning signal, the input
+    # scaler's square and scaler; the b/U lanes multiply by nothing) beside the inference
+    # core's 21.
     assert training["multipliers"] == {"update_lanes": 8, "pass_addresses": 0,
-                                       "bias_label_lanes": 3, "learning_signal": 6,
+                                       "bias_label_lanes": 0, "learning_signal": 6,
                                        "input_scaler": 2}
-    assert needs["multipliers"]["needed"] == 21 + 19 == 40
+    assert needs["multipliers"]["needed"] == 21 + 16 == 37
     assert needs["multipliers"]["detail"]["update_lanes"] == 8
     # Its buffers and tables in block RAM, and the core's stored words (8 weight blocks of
     # 16-bit entries where the inference core needs 4).
@@ -586,10 +587,10 @@ def test_no_training_core_fits_the_icebreaker():
     with pytest.raises(FitError) as refused:
         check_fit(_digits_training_core(), "icebreaker")
     message = str(refused.value)
-    assert "needs 41 multipliers" in message and "icebreaker has 8" in message
-    assert "the training engine alone takes 20" in message and "ulx3s-85f" in message
+    assert "needs 38 multipliers" in message and "icebreaker has 8" in message
+    assert "the training engine alone takes 17" in message and "ulx3s-85f" in message
     # One lane is still too many: the engine's own units exceed the UP5K's 8.
-    with pytest.raises(FitError, match="training engine alone takes 13"):
+    with pytest.raises(FitError, match="training engine alone takes 10"):
         check_fit(_digits_training_core(lanes=1), "icebreaker")
 
 
@@ -654,7 +655,7 @@ def test_the_training_fit_check_equals_yosys_cells_on_ecp5(tmp_path):
     core = _small_training_core("ffdl")
     needs = check_fit(core, "ulx3s-25f")
     cells = _yosys_cells(core, "ecp5", tmp_path)
-    assert cells["MULT18X18D"] == needs["multipliers"]["needed"] == 25
+    assert cells["MULT18X18D"] == needs["multipliers"]["needed"] == 22
     assert needs["training"]["multipliers"]["pass_addresses"] == 1
     assert cells["DP16KD"] == needs["block_rams"]["needed"] == 4
 
