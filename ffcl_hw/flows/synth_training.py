@@ -50,7 +50,8 @@ def training_folder(run: Path, board: str) -> Path:
 def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
                        freq_mhz: float | None = None, seed: int = 1,
                        seeds: int | None = None, executor: Executor | None = None,
-                       scheduler: str | None = None, workers: int = 2) -> dict[str, Any]:
+                       scheduler: str | None = None, workers: int = 2,
+                       multipliers: str = "shared") -> dict[str, Any]:
     """Synthesise ``RUN``'s model as a training bitstream into ``RUN/synth/BOARD-train``.
 
     Parameters
@@ -58,6 +59,10 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
     lanes : int, optional
         P, the MAC lanes and update lanes (default :data:`DEFAULT_TRAINING_LANES`, capped
         at the widest layer; recorded under ``chosen``).
+    multipliers : {"shared", "dedicated"}, optional
+        Where the W and V passes' update lanes multiply
+        (:class:`rtl.training_core.TrainingCore`): the MAC lanes' multipliers (default)
+        or their own.
     freq_mhz, seed, seeds, executor, scheduler, workers
         As :func:`ffcl_hw.flows.synth.synth`, but ``seeds`` defaults to
         :data:`TRAINING_SEEDS`. The lane floorplan is off (it pins the inference core's
@@ -68,7 +73,8 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
     dict
         :func:`ffcl_hw.flows.synth.synth`'s report with ``report``, ``run``, ``model``,
         ``lanes``, ``label_lanes``, ``weights``, ``multipliers``, ``banks``,
-        ``cycles_per_inference``, ``chosen`` and ``training``: ``lanes``,
+        ``cycles_per_inference``, ``chosen`` and ``training``: ``lanes``, ``multipliers``
+        (the update lanes'),
         ``cycles_per_sample`` (:meth:`rtl.training_core.TrainingCore.training_cycles`),
         ``samples_per_second`` at the Fmax (None without one), ``rule`` (its fields and
         where it came from) and ``fit`` (:func:`check_fit`'s ``training`` part: the
@@ -103,7 +109,7 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
                    + (f", capped at the widest layer ({max(config.hidden)} neurons)"
                       if lanes < DEFAULT_TRAINING_LANES else ""))
     try:
-        core = TrainingCore(model, rule, lanes=lanes)
+        core = TrainingCore(model, rule, lanes=lanes, multipliers=multipliers)
     except (TypeError, ValueError) as error:
         raise RunError(str(error)) from None
     needs = check_fit(core, board)
@@ -127,6 +133,7 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
         "chosen": {"options": chosen, "why": "; ".join(why)},
         "training": {
             "lanes": lanes,
+            "multipliers": multipliers,
             "cycles_per_sample": cycles,
             "samples_per_second": (round(fmax * 1e6 / cycles, 1) if fmax else None),
             "rule": {**{f.name: getattr(rule, f.name) for f in fields(TrainRule)},
