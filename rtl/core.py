@@ -235,6 +235,11 @@ class Core(wiring.Component):
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         check_mapping(weights, banks)
+        if not isinstance(lend, bool):
+            raise TypeError(f"Lend must be True or False, not {lend!r}")
+        if lend and shared:
+            raise ValueError("A core with shared multipliers cannot lend its lanes (the sweep "
+                             "and the label scan borrow them): build it with shared=False")
         fine_bits = 0
         if store_bits is not None:
             B_w = model.fmt.weight_bits
@@ -272,11 +277,6 @@ class Core(wiring.Component):
             members["observe"] = Out(observe_signature(self.program))
         if store_bits is not None:
             members["store"] = In(store_signature(self.program))
-        if not isinstance(lend, bool):
-            raise TypeError(f"Lend must be True or False, not {lend!r}")
-        if lend and shared:
-            raise ValueError("A core with shared multipliers cannot lend its lanes (the sweep "
-                             "and the label scan borrow them): build it with shared=False")
         self.lend_enabled = lend
         if lend:
             members["lend"] = In(lend_signature(self.program.lanes))
