@@ -446,8 +446,10 @@ def check_fit(model_or_core: IntModel | Core | TrainingCore, board: str, *,
         hint = "use fewer --lanes or label lanes"
         if training is not None:
             engine = sum(training["multipliers"].values())
-            hint = (f"the training engine alone takes {engine} (update lanes, learning "
-                    f"signal, input scaler), beside the inference core's "
+            units = ", ".join(f"{k.replace('_', ' ')} {v}"
+                              for k, v in training["multipliers"].items() if v)
+            hint = (f"the training engine alone takes {engine} ({units}), beside the "
+                    f"inference core's "
                     f"{m['needed'] - engine}: train on a board with more multipliers "
                     f"(ECP5: ulx3s-25f has 28, ulx3s-85f 156) or with fewer --lanes")
             if model_or_core.multipliers == "dedicated":
