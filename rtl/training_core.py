@@ -125,6 +125,12 @@ class TrainingCore(wiring.Component):
         (``Core(lend=True)``, :data:`rtl.program.SIDE_LATENCY` cycles; the W and V
         passes run only while the core idles or is held, so no cycle has two users).
         ``"dedicated"``: a multiplier per update lane. Cycles are the same.
+    signal_multipliers : {"dedicated", "shared"}, optional
+        ``"shared"`` (with ``multipliers="shared"`` and at least 2 lanes): the learning
+        signal's unit borrows MAC lanes 0 and 1 too (its scan runs in PREPARE, the W pass
+        after it, both while the core idles or is held), 6 MULT18X18D fewer on ECP5 and
+        2 L = 4 more cycles per scan (``LearningSignalUnit.gap_for``), which the closed
+        form follows. Default ``"dedicated"``: its own.
 
     Attributes
     ----------
@@ -164,7 +170,7 @@ class TrainingCore(wiring.Component):
     """
 
     def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int,
-                 multipliers: str = "shared") -> None:
+                 multipliers: str = "shared", signal_multipliers: str = "dedicated") -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -176,7 +182,14 @@ class TrainingCore(wiring.Component):
         if multipliers not in MULTIPLIERS:
             raise ValueError(f"Multipliers must be one of {', '.join(MULTIPLIERS)}, "
                              f"not {multipliers!r}")
-        self.multipliers = multipliers
+        if signal_multipliers not in MULTIPLIERS:
+            raise ValueError(f"Signal multipliers must be one of {', '.join(MULTIPLIERS)}, "
+                             f"not {signal_multipliers!r}")
+        if signal_multipliers == "shared" and (multipliers != "shared" or lanes < 2):
+            raise ValueError(f"The learning signal borrows MAC lanes 0 and 1: it needs "
+                             f"multipliers='shared' and at least 2 lanes, not "
+                             f"{multipliers!r} and {lanes}")
+        self.multipliers, self.signal_multipliers = multipliers, signal_multipliers
         shared = multipliers == "shared"
         self.trainer = trainer = IntTrainer(model, rule)
         self.model, self.rule, self.lanes = model, rule, lanes
@@ -203,7 +216,9 @@ class TrainingCore(wiring.Component):
         # The steps of a layer update, in order (docs/training-engine.md).
         self.words = UpdateWords(max_columns=max(n + s for n, s in zip(n_ins, n_src, strict=True)),
                                  max_rows=max(hidden))
-        self.scan = ErrorScan(model, store_bits=rule.store_bits, sigmoid=rule.sigmoid)
+        self.scan = ErrorScan(model, store_bits=rule.store_bits, sigmoid=rule.sigmoid,
+                              product_latency=(SIDE_LATENCY if signal_multipliers == "shared"
+                                               else None))
         self.scaler = InputScaler(fmt, sq_bits=self.core.program.widths.sq,
                                   activations=2 * sum(hidden), max_inputs=max(2, self.v_depth))
         self.weight_pass = WeightPass(model, rule, lanes=lanes,
@@ -272,7 +287,7 @@ class TrainingCore(wiring.Component):
             words = n_in + n_src + 3 + n
             v = ((InputScaler.cycles(n_in) if i else 0)
                  + (InputScaler.cycles(n_src) if n_src else 0))
-            update += max(words, ErrorScan.cycles(n), v)             # PREPARE
+            update += max(words, self.scan.cycles(n), v)            # PREPARE
             update += self.weight_pass.cycles(n, n_in + n_src)      # WPASS
             update += self.bias_label.cycles(n)                     # BU
         # Between iterations: the cycle the sequencer is held in FETCH, LABEL, the
@@ -305,6 +320,14 @@ class TrainingCore(wiring.Component):
             # element while the engine's operands count (rtl.core.Core's lend port).
             m.d.comb += [core.lend.a.eq(wpass.a), core.lend.b.eq(wpass.b),
                          wpass.product.eq(core.lend.product)]
+            if self.signal_multipliers == "shared":
+                # The learning signal on lanes 0 and 1: its scan runs in PREPARE, the W
+                # pass (run) after it, so the two never need a lane in the same cycle.
+                for q in range(2):
+                    m.d.comb += [
+                        core.lend.a[q].eq(Mux(wpass.run, wpass.a[q], scan.a[q])),
+                        core.lend.b[q].eq(Mux(wpass.run, wpass.b[q], scan.b[q])),
+                        scan.product[q].eq(core.lend.product[q])]
         state = {"layer": Signal(range(max(2, self.model.config.num_layers))),
                  "y": Signal(range(self.model.config.num_classes)),
                  "y_neg": Signal(range(self.model.config.num_classes)),

