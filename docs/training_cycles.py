@@ -104,11 +104,14 @@ def main() -> None:
         print(f"  B_m = {store_bits:2d}, P = {lanes}: "
               f"{min(1.0, SPRAM_BITS_PER_CYCLE / (2 * lanes * store_bits)):.0%}")
     print()
-    print("The built training core (rtl.training_core, dedicated multipliers, block RAM): "
-          "its counter's closed form, TrainingCore.training_cycles "
-          "(tests/rtl/test_training_core.py compares it with the counter)")
-    print("| model | P | inference | training sample | design estimate above |")
-    print("|---|---|---|---|---|")
+    print("The built training core (rtl.training_core, block RAM; the update lanes on the "
+          "MAC lanes' multipliers or their own, the same cycles): its counter's closed form, "
+          "TrainingCore.training_cycles (tests/rtl/test_training_core.py compares it with "
+          "the counter); with the learning signal on MAC lanes 0 and 1 too "
+          "(signal_multipliers='shared')")
+    print("| model | P | inference | training sample | signal on the lanes "
+          "| design estimate above |")
+    print("|---|---|---|---|---|---|")
     rows = [("ffdl", (10, 7), 3, 1, "all"), ("ffdl", (64, 64), 8, 1, "all"),
             ("ffcl", (64, 64), 8, 3, "last"), ("ffcl", (64, 64), 8, 3, "all")]
     for algo, hidden, lanes, loops, iterations in rows:
@@ -116,15 +119,17 @@ def main() -> None:
                              theta=0.25, loops=loops)
         model = initial_model(config, np.random.default_rng(0).random((50, 64)),
                               input_max=16, seed=0)
-        core = TrainingCore(model, TrainRule(epochs=1, lr_shift=6, loss_iterations=iterations),
-                            lanes=lanes)
+        rule = TrainRule(epochs=1, lr_shift=6, loss_iterations=iterations)
+        core = TrainingCore(model, rule, lanes=lanes)
+        signal = TrainingCore(model, rule, lanes=lanes, signal_multipliers="shared")
         design = (estimate(config, 16, lanes, False, "bram")["total"]
                   if lanes == 8 and iterations == "all" else None)
         name = f"digits {algo.upper()} 64-{'-'.join(map(str, hidden))}"
         if algo == "ffcl":
             name += f" T={loops}, loss_iterations {iterations}"
         print(f"| {name} | {lanes} | {core.core.program.cycles():,} | "
-              f"{core.training_cycles():,} | {'' if design is None else f'{design:,}'} |")
+              f"{core.training_cycles():,} | {signal.training_cycles():,} | "
+              f"{'' if design is None else f'{design:,}'} |")
 
 
 if __name__ == "__main__":

@@ -281,7 +281,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--multipliers", choices=MULTIPLIERS,
                    help="shared: the scaler and the squares borrow the MAC lanes' "
                         "multipliers, as synthesized for iCE40 (default dedicated; with "
-                        "--netlist the board's choice)")
+                        "--netlist the board's choice). With --train: where the update lanes "
+                        "multiply, shared (default: the MAC lanes') or dedicated")
     p.add_argument("--weights", choices=WEIGHT_MEMORIES,
                    help="with --netlist: where the weights live (default: the board's "
                         "choice, spram on icebreaker)")
@@ -335,7 +336,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="shared: the scaler and the squares borrow the MAC lanes' "
                         "multipliers (default on iCE40: 8 lanes fit the UP5K's 8 DSPs; the "
                         "sweep no longer overlaps the next pass); dedicated: their own "
-                        "(default on ECP5)")
+                        "(default on ECP5). With --train: where the update lanes multiply, "
+                        "shared (default: the MAC lanes', idle while the weights update) "
+                        "or dedicated")
     p.add_argument("--banks", type=int, choices=(1, 2), default=1,
                    help="2 (with --weights loadable): two copies of the model memories, so "
                         "a failed load over the host link keeps the model in use")
@@ -640,7 +643,6 @@ def _sim_train(args: argparse.Namespace) -> int:
     """``sim --train``: the training core learns in simulation (:mod:`ffcl_hw.flows.train_sim`)."""
     for option, why in (("netlist", "the netlist simulation classifies only"),
                         ("label_lanes", "the training core scans every label at once"),
-                        ("multipliers", "the training core has dedicated multipliers"),
                         ("weights", "the training core holds its weights in block RAM"),
                         ("waves", "the training simulation writes no waveform")):
         if getattr(args, option) is not None:
@@ -661,12 +663,14 @@ def _sim_train(args: argparse.Namespace) -> int:
     try:
         r = train_sim_run(args.run, simulator=simulator, samples=args.samples,
                           check_every=args.check_every, lanes=args.lanes or 8,
-                          lr_shift=args.lr_shift, progress=None if bar is None else progress)
+                          lr_shift=args.lr_shift, multipliers=args.multipliers or "shared",
+                          progress=None if bar is None else progress)
     finally:
         if bar is not None:
             bar.close()
-    print(f"{simulator} simulation of the training core, {r['lanes']} lanes, "
-          f"{r['samples']} training samples from {args.run / INT_MODEL_FILE}")
+    print(f"{simulator} simulation of the training core, {r['lanes']} lanes (update lanes on "
+          f"{r['multipliers']} multipliers), {r['samples']} training samples from "
+          f"{args.run / INT_MODEL_FILE}")
     rule = r["rule"]
     low, high = r["lr_range"]
     print(f"  rule              {r['rule_source']}: lr 2^-{r['lr_shift']} (range 2^-{low}.."
@@ -751,8 +755,6 @@ def _synth_train(args: argparse.Namespace) -> int:
              "the training core scans every label at once"),
             ("weights", args.weights is not None,
              "the training core holds its weights in writable block RAM"),
-            ("multipliers", args.multipliers is not None,
-             "the training core has dedicated multipliers"),
             ("banks", args.banks != 1, "the training core has one bank"),
             ("floorplan", args.floorplan != "auto",
              "the floorplan pins the inference core's lanes; it is off for training")):
@@ -761,7 +763,7 @@ def _synth_train(args: argparse.Namespace) -> int:
                            f"--{option}")
     r = synth_training_run(args.run, board=args.board, lanes=args.lanes, freq_mhz=args.freq,
                            seed=args.seed, seeds=args.seeds, workers=args.workers,
-                           scheduler=args.scheduler)
+                           scheduler=args.scheduler, multipliers=args.multipliers or "shared")
     return _print_synth(args, r)
 
 
@@ -809,7 +811,8 @@ def _print_synth(args: argparse.Namespace, r: dict) -> int:
         print(f"  training       {training['cycles_per_sample']:,} cycles per sample"
               + (f", {rate:,.0f} samples/s at the Fmax" if rate else "")
               + f"; rule: {training['rule']['source']}, "
-              f"{training['rule']['store_bits']}-bit stored weights")
+              f"{training['rule']['store_bits']}-bit stored weights; update lanes on "
+              f"{training.get('multipliers', 'dedicated')} multipliers")
         print(f"  learning adds  {engine_mults} multipliers and {engine_blocks} block RAMs "
               f"for the engine (the fit check), to an inference-only core of "
               f"{inference['multipliers']} multipliers and {inference['block_rams']} block "

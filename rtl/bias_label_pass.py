@@ -97,11 +97,13 @@ class BiasLabelPass(wiring.Component):
                 "data": Out(unsigned(max(label_bits, self.bias_bits)))})),
         })
         # Made here, not in elaborate, so the fit check can ask them what they need.
-        self.lanes = tuple(UpdateLane.for_model(model, rule) for _ in range(3))
+        # v = 1: lanes without a multiplier (a constant 1 behind an input register that
+        # resets to 0 kept one each, 3 MULT18X18D on ECP5).
+        self.lanes = tuple(UpdateLane.for_model(model, rule, unit_input=True)
+                           for _ in range(3))
 
     def products(self) -> list[Product]:
-        """The three lanes' multipliers: v = 1 reaches each through its input register,
-        which starts at 0, so Yosys keeps the product (3 multipliers on both families)."""
+        """The three lanes' multipliers: none (unit inputs, ``UpdateLane(unit_input=True)``)."""
         return [product for lane in self.lanes for product in lane.products()]
 
     @property
@@ -138,7 +140,7 @@ class BiasLabelPass(wiring.Component):
                 (lane_b, errors.d, self.kappa_b, self.k_b, "b", self.bias.data.as_signed()),
                 (lane_pos, errors.dp, self.kappa_pos, self.k_u, "W", u_field[y]),
                 (lane_neg, errors.dn, self.kappa_neg, self.k_u, "W", u_field[y_neg])):
-            m.d.comb += [lane.en.eq(in_lane), lane.c.eq(c), lane.d.eq(d), lane.v.eq(1),
+            m.d.comb += [lane.en.eq(in_lane), lane.c.eq(c), lane.d.eq(d),
                          lane.rho.eq(self.rho.data), lane.kappa.eq(kappa), lane.k.eq(k),
                          lane.select.eq(STORED_KINDS.index(kind))]
         u_old, out_addr = self.labels.data, in_addr

@@ -82,8 +82,9 @@ from rtl.sequencer import CYCLE_BITS, Sequencer
 from rtl.sweep import SHARED_OPERANDS, Sweep
 from rtl.weight_store import bram_slices
 
-__all__ = ["LOAD_TARGETS", "WEIGHT_MEMORIES", "Core", "load_depths", "load_layout", "load_words",
-           "memory_images", "observe_signature", "result_layout", "store_signature"]
+__all__ = ["LOAD_TARGETS", "WEIGHT_MEMORIES", "Core", "lend_signature", "load_depths",
+           "load_layout", "load_words", "memory_images", "observe_signature", "result_layout",
+           "store_signature"]
 
 
 def result_layout(labels: int, score_bits: int) -> data.StructLayout:
@@ -116,6 +117,18 @@ def store_signature(program: Program) -> wiring.Signature:
         "label_addr": Out(address(len(program.label_words))),
         "label_data": In(unsigned(program.label_lanes * program.stored_weight_bits)),
         "hold": Out(1),
+    })
+
+
+def lend_signature(lanes: int) -> wiring.Signature:
+    """The ``lend`` port of a core built with ``lend=True``, as its user (the training
+    engine's update lanes) sees it: lane p multiplies ``a[p]`` by ``b[p]`` in every cycle
+    the core gives it no element, and the product is in ``product[p]``
+    :data:`rtl.program.SIDE_LATENCY` cycles later (``MacLanes``' side ports)."""
+    operands = data.ArrayLayout(signed(SIDE_BITS), lanes)
+    return wiring.Signature({
+        "a": Out(operands), "b": Out(operands),
+        "product": In(data.ArrayLayout(signed(2 * SIDE_BITS), lanes)),
     })
 
 
@@ -174,6 +187,12 @@ class Core(wiring.Component):
     layer1_cache : bool
         FFCL: reuse layer 1's first-iteration products (default True; see
         :func:`rtl.program.build_program`).
+    lend : bool
+        Add the ``lend`` port: every MAC lane's multiplier takes the port's operands in
+        the cycles it is given no element (``MacLanes(shared_lanes=P)``; each lane then
+        multiplies 16 x 16, still one DSP). For the training engine's update lanes, which
+        only run while the core idles or is held. Not with ``shared`` (the sweep and the
+        label scan already borrow lanes 0..max(3, G) - 1). Default False.
 
     Members
     -------
@@ -194,6 +213,8 @@ class Core(wiring.Component):
     store : In(store_signature(program))
         Only with ``store_bits``: the training engine's read access to the stored words
         while the core idles (``load`` writes them).
+    lend : In(lend_signature(P))
+        Only with ``lend=True``: the lanes' multipliers for another unit's operands.
     observe : Out(observe_signature(program))
         Only with ``observe=True``: what the forward pass computes, as it is computed
         (the training core, :mod:`rtl.training_core`, keeps what its update needs):
@@ -210,10 +231,15 @@ class Core(wiring.Component):
     def __init__(self, model: IntModel, *, lanes: int, label_lanes: int | None = None,
                  weights: str = "rom", banks: int = 1, shared: bool = False,
                  observe: bool = False, store_bits: int | None = None,
-                 layer1_cache: bool = True) -> None:
+                 layer1_cache: bool = True, lend: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         check_mapping(weights, banks)
+        if not isinstance(lend, bool):
+            raise TypeError(f"Lend must be True or False, not {lend!r}")
+        if lend and shared:
+            raise ValueError("A core with shared multipliers cannot lend its lanes (the sweep "
+                             "and the label scan borrow them): build it with shared=False")
         fine_bits = 0
         if store_bits is not None:
             B_w = model.fmt.weight_bits
@@ -251,6 +277,9 @@ class Core(wiring.Component):
             members["observe"] = Out(observe_signature(self.program))
         if store_bits is not None:
             members["store"] = In(store_signature(self.program))
+        self.lend_enabled = lend
+        if lend:
+            members["lend"] = In(lend_signature(self.program.lanes))
         super().__init__(members)
 
     @property
@@ -313,7 +342,8 @@ class Core(wiring.Component):
         # Shared: lanes 0 and 1 scale, lane 2 squares activations, lanes 0..G-1 scan.
         m.submodules.lanes = lanes = MacLanes(
             lanes=P, weight_bits=w.weight, input_bits=w.mac_input, acc_bits=w.acc,
-            shared_lanes=max(3, G) if shared else 0, side_bits=SIDE_BITS,
+            shared_lanes=P if self.lend_enabled else max(3, G) if shared else 0,
+            side_bits=SIDE_BITS,
             # Shared: passes never follow back to back (GAP), so the other lanes may clear
             # ahead and keep their accumulators in the DSPs.
             clear_ahead=shared)
@@ -406,6 +436,15 @@ class Core(wiring.Component):
                 m.d.comb += [lanes.a[p].eq(a), lanes.b[p].eq(b)]
             m.d.comb += [sweep.product[p].eq(lanes.side[p]) for p in range(SHARED_OPERANDS)]
             m.d.comb += [goodness.product[q].eq(lanes.side[q]) for q in range(G)]
+
+        if self.lend_enabled:
+            # Every lane's multiplier, for the training engine. MacLanes takes the side
+            # operands only in cycles without an element, and the engine gives them only
+            # while this core idles or is held before an op (the W pass runs between the
+            # result, or the hold, and the next sample's first element): no cycle has two
+            # users, and the engine's operands need no gate here.
+            m.d.comb += [lanes.a.eq(self.lend.a), lanes.b.eq(self.lend.b),
+                         self.lend.product.eq(lanes.side)]
 
         # -- scan issue -> goodness datapath -> argmax ---------------------------------
         pre_read = pre_mem.read_port()

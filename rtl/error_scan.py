@@ -50,8 +50,11 @@ class ErrorScan(wiring.Component):
         B_m, the width of a stored label weight (its top ``weight_bits`` are U).
     sigmoid : {"table", "piecewise"}
         The rule's sigmoid.
+    product_latency : int, optional
+        The unit borrows two multipliers (``a``/``b``/``product``) that answer this many
+        cycles later, which lengthens its gap (:meth:`cycles`). Default: its own.
 
-    Its :class:`rtl.learning_signal.LearningSignalUnit` (own multipliers) is a submodule.
+    Its :class:`rtl.learning_signal.LearningSignalUnit` is a submodule.
 
     Members
     -------
@@ -75,9 +78,14 @@ class ErrorScan(wiring.Component):
         The error buffer: neuron i of the layer at address i.
     z : Out(range(z_max + 1))
         The block exponent of the last step, held until the next.
+    a, b : Out(ArrayLayout(signed(16), 2))
+        Only with ``product_latency``: the borrowed multipliers' operands.
+    product : In(ArrayLayout(signed(32), 2))
+        Only with ``product_latency``: ``a[q] * b[q]``, ``product_latency`` cycles later.
     """
 
-    def __init__(self, model: IntModel, *, store_bits: int, sigmoid: str) -> None:
+    def __init__(self, model: IntModel, *, store_bits: int, sigmoid: str,
+                 product_latency: int | None = None) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         self.store_bits = check_positive_int("Stored weight width", store_bits,
@@ -96,6 +104,14 @@ class ErrorScan(wiring.Component):
         def width(depth: int) -> int:
             return Shape.cast(range(max(2, depth))).width
 
+        # Made here, not in elaborate, so the fit check can ask it what it needs.
+        self.signal = signal = LearningSignalUnit.for_model(model, sigmoid=sigmoid,
+                                                            product_latency=product_latency)
+        self.product_latency = product_latency
+        borrowed = {}
+        if product_latency is not None:
+            # The unit's own ports, passed through in the same directions.
+            borrowed = {name: signal.signature.members[name] for name in ("a", "b", "product")}
         super().__init__({
             "run": In(1), "done": Out(1),
             "neurons": In(range(max(hidden) + 1)),
@@ -109,9 +125,8 @@ class ErrorScan(wiring.Component):
             "errors": In(memory.WritePort.Signature(addr_width=width(max(hidden)),
                                                     shape=error_entry_layout())),
             "z": Out(range(self.z_max + 1)),
+            **borrowed,
         })
-        # Made here, not in elaborate, so the fit check can ask it what it needs.
-        self.signal = LearningSignalUnit.for_model(model, sigmoid=sigmoid)
 
     def products(self) -> list[Product]:
         """The learning-signal unit's multipliers (:meth:`LearningSignalUnit.products`)."""
@@ -121,17 +136,20 @@ class ErrorScan(wiring.Component):
         """The learning-signal unit's h buffer and sigmoid table."""
         return self.signal.memories()
 
-    @staticmethod
-    def cycles(neurons: int) -> int:
+    def cycles(self, neurons: int) -> int:
         """Cycles of the step for a layer of ``neurons``: the scan, the unit's gap, the
-        errors (:attr:`rtl.learning_signal.LearningSignalUnit.GAP`)."""
-        return 2 * neurons + LearningSignalUnit.GAP + SCAN_STAGES
+        errors (:attr:`rtl.learning_signal.LearningSignalUnit.gap`: 13, or 11 + 3 L with
+        borrowed multipliers of latency L)."""
+        return 2 * neurons + self.signal.gap + SCAN_STAGES
 
     def elaborate(self, platform) -> Module:
         m = Module()
         fmt, K = self.model.fmt, self.model.config.num_classes
         B_m, f = self.store_bits, self.store_bits - fmt.weight_bits
         m.submodules.signal = signal = self.signal
+        if self.product_latency is not None:
+            m.d.comb += [self.a.eq(signal.a), self.b.eq(signal.b),
+                         signal.product.eq(self.product)]
         count = Signal(range(max(self.model.config.hidden) + 1))
         neurons = self.neurons
         u_field = Array(stored_field(self.labels.data, q, B_m) for q in range(K))
@@ -173,7 +191,11 @@ class ErrorScan(wiring.Component):
                         m.d.sync += count.eq(0)
                         m.next = "ERRORS"
             with m.State("ERRORS"):
-                m.d.comb += [signal.errors.ready.eq(1), self.errors.en.eq(signal.errors.valid)]
+                # With borrowed multipliers the errors are always taken (the unit cannot
+                # stall them); they come only after the last neuron, in this state.
+                if self.product_latency is None:
+                    m.d.comb += signal.errors.ready.eq(1)
+                m.d.comb += self.errors.en.eq(signal.errors.valid)
                 with m.If(signal.errors.valid):
                     m.d.sync += [count.eq(count + 1), self.z.eq(signal.z)]
                     with m.If(count == neurons - 1):

@@ -67,13 +67,17 @@ from rtl.error_scan import ErrorScan, error_entry_layout
 from rtl.input_scaler import V_BITS, InputScaler
 from rtl.lfsr import WordGenerator
 from rtl.params import check_positive_int
-from rtl.program import pack_rows
+from rtl.program import SIDE_BITS, SIDE_LATENCY, pack_rows
 from rtl.resources import MemoryShape, Product
 from rtl.sequencer import CYCLE_BITS
 from rtl.update_words import UpdateWords
 from rtl.weight_pass import WeightPass
 
-__all__ = ["READ_LATENCY", "TrainingCore", "done_layout", "sample_layout"]
+__all__ = ["MULTIPLIERS", "READ_LATENCY", "TrainingCore", "done_layout", "sample_layout"]
+
+#: Where the W and V passes' update lanes multiply: the MAC lanes' multipliers, which
+#: idle while the passes run, or one of their own each.
+MULTIPLIERS = ("shared", "dedicated")
 
 #: Cycles from ``read`` to ``read_data`` (the weight store's latency; bias and label
 #: words wait a cycle to match).
@@ -116,6 +120,17 @@ class TrainingCore(wiring.Component):
         ``rule.seed``.
     lanes : int
         P: MAC lanes of the inference core and update lanes of the W pass.
+    multipliers : {"shared", "dedicated"}, optional
+        ``"shared"`` (default): update lane p borrows MAC lane p's multiplier
+        (``Core(lend=True)``, :data:`rtl.program.SIDE_LATENCY` cycles; the W and V
+        passes run only while the core idles or is held, so no cycle has two users).
+        ``"dedicated"``: a multiplier per update lane. Cycles are the same.
+    signal_multipliers : {"dedicated", "shared"}, optional
+        ``"shared"`` (with ``multipliers="shared"`` and at least 2 lanes): the learning
+        signal's unit borrows MAC lanes 0 and 1 too (its scan runs in PREPARE, the W pass
+        after it, both while the core idles or is held), 6 MULT18X18D fewer on ECP5 and
+        2 L = 4 more cycles per scan (``LearningSignalUnit.gap_for``), which the closed
+        form follows. Default ``"dedicated"``: its own.
 
     Attributes
     ----------
@@ -154,7 +169,8 @@ class TrainingCore(wiring.Component):
         outside is clamped to it.
     """
 
-    def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int) -> None:
+    def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int,
+                 multipliers: str = "shared", signal_multipliers: str = "dedicated") -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -163,6 +179,18 @@ class TrainingCore(wiring.Component):
             raise ValueError(f"the training core trains FFDL and FFCL models, not "
                              f"{model.config.algo.upper()}")
         check_positive_int("Lane count", lanes)
+        if multipliers not in MULTIPLIERS:
+            raise ValueError(f"Multipliers must be one of {', '.join(MULTIPLIERS)}, "
+                             f"not {multipliers!r}")
+        if signal_multipliers not in MULTIPLIERS:
+            raise ValueError(f"Signal multipliers must be one of {', '.join(MULTIPLIERS)}, "
+                             f"not {signal_multipliers!r}")
+        if signal_multipliers == "shared" and (multipliers != "shared" or lanes < 2):
+            raise ValueError(f"The learning signal borrows MAC lanes 0 and 1: it needs "
+                             f"multipliers='shared' and at least 2 lanes, not "
+                             f"{multipliers!r} and {lanes}")
+        self.multipliers, self.signal_multipliers = multipliers, signal_multipliers
+        shared = multipliers == "shared"
         self.trainer = trainer = IntTrainer(model, rule)
         self.model, self.rule, self.lanes = model, rule, lanes
         config = model.config
@@ -171,7 +199,7 @@ class TrainingCore(wiring.Component):
         # Layer 1's cached W_1 x is stale once W_1 changed within the sample.
         self.core = Core(model, lanes=lanes, weights="loadable", observe=True,
                          store_bits=rule.store_bits,
-                         layer1_cache=self.trained_iterations == 1)
+                         layer1_cache=self.trained_iterations == 1, lend=shared)
         self.fine = trainer.fine_bits
         #: lambda of the first epoch: the ``lr_shift_in`` port's reset value.
         self.lr_shift = rule.lr_shift_at(0)
@@ -188,11 +216,15 @@ class TrainingCore(wiring.Component):
         # The steps of a layer update, in order (docs/training-engine.md).
         self.words = UpdateWords(max_columns=max(n + s for n, s in zip(n_ins, n_src, strict=True)),
                                  max_rows=max(hidden))
-        self.scan = ErrorScan(model, store_bits=rule.store_bits, sigmoid=rule.sigmoid)
+        self.scan = ErrorScan(model, store_bits=rule.store_bits, sigmoid=rule.sigmoid,
+                              product_latency=(SIDE_LATENCY if signal_multipliers == "shared"
+                                               else None))
         self.scaler = InputScaler(fmt, sq_bits=self.core.program.widths.sq,
                                   activations=2 * sum(hidden), max_inputs=max(2, self.v_depth))
         self.weight_pass = WeightPass(model, rule, lanes=lanes,
-                                      words=len(self.core.program.weight_words))
+                                      words=len(self.core.program.weight_words),
+                                      product_latency=SIDE_LATENCY if shared else None,
+                                      operand_bits=SIDE_BITS)
         self.bias_label = BiasLabelPass(model, rule)
         K = model.config.num_classes
         prog = self.core.program
@@ -255,7 +287,7 @@ class TrainingCore(wiring.Component):
             words = n_in + n_src + 3 + n
             v = ((InputScaler.cycles(n_in) if i else 0)
                  + (InputScaler.cycles(n_src) if n_src else 0))
-            update += max(words, ErrorScan.cycles(n), v)             # PREPARE
+            update += max(words, self.scan.cycles(n), v)            # PREPARE
             update += self.weight_pass.cycles(n, n_in + n_src)      # WPASS
             update += self.bias_label.cycles(n)                     # BU
         # Between iterations: the cycle the sequencer is held in FETCH, LABEL, the
@@ -282,6 +314,20 @@ class TrainingCore(wiring.Component):
         wiring.connect(m, ports["v_w"], scaler.v)
         wiring.connect(m, ports["image_r"], wpass.image)
         m.d.comb += [ports["v_r"].addr.eq(wpass.v.addr), wpass.v.data.eq(ports["v_r"].data)]
+        if self.multipliers == "shared":
+            # Update lane p on MAC lane p: the pass runs only in WPASS, while the core
+            # idles (after its result) or is held before an op, so the lanes are given no
+            # element while the engine's operands count (rtl.core.Core's lend port).
+            m.d.comb += [core.lend.a.eq(wpass.a), core.lend.b.eq(wpass.b),
+                         wpass.product.eq(core.lend.product)]
+            if self.signal_multipliers == "shared":
+                # The learning signal on lanes 0 and 1: its scan runs in PREPARE, the W
+                # pass (run) after it, so the two never need a lane in the same cycle.
+                for q in range(2):
+                    m.d.comb += [
+                        core.lend.a[q].eq(Mux(wpass.run, wpass.a[q], scan.a[q])),
+                        core.lend.b[q].eq(Mux(wpass.run, wpass.b[q], scan.b[q])),
+                        scan.product[q].eq(core.lend.product[q])]
         state = {"layer": Signal(range(max(2, self.model.config.num_layers))),
                  "y": Signal(range(self.model.config.num_classes)),
                  "y_neg": Signal(range(self.model.config.num_classes)),

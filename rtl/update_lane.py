@@ -38,8 +38,9 @@ class UpdateLane(wiring.Component):
 
     One entry per cycle; its new value leaves ``latency`` cycles later with ``valid``.
     The pipeline: the input registers and the product -d v (own multiplier), or the
-    product borrowed through ``a``/``b``/``product``; R beside it; p + R; the shift;
-    the saturation to the stored width + 1; the add and the clamp.
+    product borrowed through ``a``/``b``/``product``, or -d itself for a unit input
+    (v = 1, no multiplier: b and U); R beside it; p + R; the shift; the saturation to
+    the stored width + 1; the add and the clamp.
 
     Parameters
     ----------
@@ -48,6 +49,10 @@ class UpdateLane(wiring.Component):
         signed width that holds them all.
     input_bits : int
         Width of the unsigned v (pixels for layer 1, normalised inputs above; 1 for b, U).
+    unit_input : bool, optional
+        v = 1 always (b and U): no ``v`` port and no multiplier; -d is carried through
+        as many registers as the own multiplier's input and product registers, so the
+        latency is the same. Default False.
     error_bits : int, optional
         Width of the signed d (default DELTA_BITS + 2 = 16); |d| <= 2^(error_bits - 2),
         so -d fits too.
@@ -70,6 +75,7 @@ class UpdateLane(wiring.Component):
         Its stored value.
     d : In(signed(error_bits))
     v : In(unsigned(input_bits))
+        Not with ``unit_input``.
     rho, kappa : In(unsigned(32))
         The generator words of the entry's row and column.
     k : In(signed(shift_bits))
@@ -88,7 +94,8 @@ class UpdateLane(wiring.Component):
     def __init__(self, *, limits: Sequence[tuple[int, int]], input_bits: int,
                  error_bits: int = DELTA_BITS + 2, rounding: str = "stochastic",
                  min_shift: int = -LFSR_WIDTH, max_shift: int = LFSR_WIDTH,
-                 product_latency: int | None = None, operand_bits: int = 16) -> None:
+                 product_latency: int | None = None, operand_bits: int = 16,
+                 unit_input: bool = False) -> None:
         limits = tuple(tuple(pair) for pair in limits)
         if not limits or any(len(pair) != 2 or not all(isinstance(x, int) for x in pair)
                              or pair[0] > pair[1] for pair in limits):
@@ -118,6 +125,12 @@ class UpdateLane(wiring.Component):
                                  f"operands: errors of {error_bits} bits and inputs of "
                                  f"{input_bits} bits do not fit (at most {operand_bits} and "
                                  f"{operand_bits - 1})")
+        if not isinstance(unit_input, bool):
+            raise TypeError(f"Unit input must be True or False, not {unit_input!r}")
+        if unit_input and product_latency is not None:
+            raise ValueError("A unit input multiplies nothing: product_latency must be None "
+                             "with unit_input=True")
+        self.unit_input = unit_input
         self.product_latency = product_latency
         self.operand_bits = operand_bits
         #: The product -d v: signed, the error's width plus the input's.
@@ -126,7 +139,6 @@ class UpdateLane(wiring.Component):
             "en": In(1),
             "c": In(signed(self.stored_bits)),
             "d": In(signed(error_bits)),
-            "v": In(unsigned(input_bits)),
             "rho": In(unsigned(LFSR_WIDTH)),
             "kappa": In(unsigned(LFSR_WIDTH)),
             "k": In(signed(self.shift_bits)),
@@ -134,6 +146,8 @@ class UpdateLane(wiring.Component):
             "valid": Out(1),
             "out": Out(signed(self.stored_bits)),
         }
+        if not unit_input:
+            members["v"] = In(unsigned(input_bits))
         if product_latency is not None:
             members.update({"a": Out(signed(operand_bits)), "b": Out(signed(operand_bits)),
                             "product": In(signed(2 * operand_bits))})
@@ -141,20 +155,23 @@ class UpdateLane(wiring.Component):
 
     @classmethod
     def for_model(cls, model: IntModel, rule: TrainRule, *,
-                  product_latency: int | None = None) -> UpdateLane:
+                  product_latency: int | None = None, unit_input: bool = False) -> UpdateLane:
         """A lane for every array of ``model`` trained with ``rule``: W/U/V's range
         (``select`` 0) and b's (``select`` 1, see :data:`STORED_KINDS`), inputs as wide
         as a pixel or a normalised input (15 bits), and shifts only over the range the
         rule's k takes in this run (every layer and array, lambda of the first and the
-        last epoch, z from 0 to its largest), so the shifters are no wider than needed."""
+        last epoch, z from 0 to its largest), so the shifters are no wider than needed.
+        With ``unit_input`` (b and U) the input is 1 bit and there is no multiplier."""
         trainer = IntTrainer(model, rule)
         bases = [k for epoch in (0, rule.epochs - 1)
                  for layer in range(len(model.layers))
                  for k in trainer.base_shifts(layer, rule.lr_shift_at(epoch)).values()]
         limits = trainer.limits
         return cls(limits=[limits[kind] for kind in STORED_KINDS],
-                   input_bits=max(model.fmt.input_bits, NORM_FRAC_BITS + 1),
+                   input_bits=1 if unit_input else max(model.fmt.input_bits,
+                                                        NORM_FRAC_BITS + 1),
                    rounding=rule.rounding, product_latency=product_latency,
+                   unit_input=unit_input,
                    min_shift=min(0, min(bases) - trainer.max_block_shift),
                    max_shift=max(1, max(bases)))
 
@@ -169,8 +186,8 @@ class UpdateLane(wiring.Component):
 
     def products(self) -> list[Product]:
         """The lane's own multiplier, -d v (signed error times the unsigned input widened
-        by a sign bit); none with a borrowed one."""
-        if self.product_latency is not None:
+        by a sign bit); none with a borrowed one or a unit input."""
+        if self.product_latency is not None or self.unit_input:
             return []
         return [Product("update_lane", self.error_bits, self.input_bits + 1)]
 
@@ -186,7 +203,13 @@ class UpdateLane(wiring.Component):
         negated = Signal(signed(self.error_bits))
         m.d.comb += negated.eq(-self.d)
         product = Signal(signed(self.product_bits))
-        if self.product_latency is None:
+        if self.unit_input:
+            # p = -d: the registers the multiplier's input and product would take, and
+            # nothing that multiplies (a constant v = 1 behind a register with a reset is
+            # still a multiplier to Yosys).
+            a = Signal.like(negated)
+            m.d.sync += [a.eq(negated), product.eq(a)]
+        elif self.product_latency is None:
             a, b = Signal.like(negated), Signal.like(self.v)
             m.d.sync += [a.eq(negated), b.eq(self.v)]
             m.d.sync += product.eq(a * b)

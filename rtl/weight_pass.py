@@ -16,7 +16,7 @@ draws their kappa: the replay continues from kappa^W_n_in to kappa^V_1.
 from __future__ import annotations
 
 from amaranth import Array, Cat, Module, Mux, Shape, Signal, signed, unsigned
-from amaranth.lib import memory, wiring
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.intmodel import IntModel
@@ -53,6 +53,12 @@ class WeightPass(wiring.Component):
         P, update lanes (the MAC lanes of the forward pass: one word holds P weights).
     words : int
         Weight words of the weight memory.
+    product_latency : int, optional
+        The update lanes borrow multipliers (the MAC lanes', ``rtl.core.Core(lend=True)``)
+        through ``a``/``b``/``product``, answering this many cycles later; every delay of
+        the pass follows :attr:`lane_latency`. Default: a multiplier per lane.
+    operand_bits : int, optional
+        A borrowed multiplier's signed operand width (default 16).
 
     The P :class:`rtl.update_lane.UpdateLane` and the replay generator (a
     :class:`rtl.lfsr.WordGenerator` without seeding, ``restore``d to kappa^W_1 at every
@@ -88,9 +94,14 @@ class WeightPass(wiring.Component):
         cycles after the address.
     write : Out(wiring.Signature({"valid", "addr", "data": Out}))
         An updated word to store (the core's load port).
+    a, b : Out(ArrayLayout(signed(operand_bits), P))
+        Only with ``product_latency``: lane p's multiplier operands (-d, v).
+    product : In(ArrayLayout(signed(2 * operand_bits), P))
+        Only with ``product_latency``: ``a[p] * b[p]``, ``product_latency`` cycles later.
     """
 
-    def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int, words: int) -> None:
+    def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int, words: int,
+                 product_latency: int | None = None, operand_bits: int = 16) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -103,6 +114,16 @@ class WeightPass(wiring.Component):
         self.max_columns = max(config.input_size, *hidden)
         k_shape = SHIFT_SHAPE
         word_bits = lanes * rule.store_bits
+        # Made here, not in elaborate, so the fit check can ask them what they need (and
+        # the lanes validate the borrowed multiplier's widths).
+        self.lanes = [UpdateLane.for_model(model, rule, product_latency=product_latency)
+                      for _ in range(lanes)]
+        self.product_latency = product_latency
+        borrowed = {}
+        if product_latency is not None:
+            operands = data.ArrayLayout(signed(operand_bits), lanes)
+            borrowed = {"a": Out(operands), "b": Out(operands),
+                        "product": In(data.ArrayLayout(signed(2 * operand_bits), lanes))}
         super().__init__({
             "run": In(1), "done": Out(1),
             "tiles": In(range(-(-max(hidden) // lanes) + 1)),
@@ -125,14 +146,14 @@ class WeightPass(wiring.Component):
                                                     shape=unsigned(word_bits))),
             "write": Out(wiring.Signature({"valid": Out(1), "addr": Out(range(max(2, words))),
                                            "data": Out(unsigned(word_bits))})),
+            **borrowed,
         })
-        # Made here, not in elaborate, so the fit check can ask them what they need.
         self.replay = WordGenerator(offset=0, seed_bits=0)
-        self.lanes = [UpdateLane.for_model(model, rule) for _ in range(lanes)]
 
     def products(self) -> list[Product]:
-        """The P lanes' multipliers and the tile times P of the error and rho addresses
-        (wiring if P is a power of two; the weight addresses are running sums)."""
+        """The P lanes' multipliers (none when borrowed) and the tile times P of the error
+        and rho addresses (wiring if P is a power of two; the weight addresses are running
+        sums)."""
         hidden = self.model.config.hidden
         tile_bits = Shape.cast(range(max(2, -(-max(hidden) // self.P) + 1))).width
         addresses = []
@@ -142,8 +163,9 @@ class WeightPass(wiring.Component):
 
     @property
     def lane_latency(self) -> int:
-        """Cycles of an update lane (:attr:`rtl.update_lane.UpdateLane.latency`)."""
-        return UpdateLane.latency_for(None)
+        """Cycles of an update lane (:attr:`rtl.update_lane.UpdateLane.latency`, with the
+        borrowed multiplier's latency if any)."""
+        return UpdateLane.latency_for(self.product_latency)
 
     @property
     def write_delay(self) -> int:
@@ -168,6 +190,9 @@ class WeightPass(wiring.Component):
         lanes = self.lanes
         for p, lane in enumerate(lanes):
             m.submodules[f"lane_{p}"] = lane
+            if self.product_latency is not None:
+                m.d.comb += [self.a[p].eq(lane.a), self.b[p].eq(lane.b),
+                             lane.product.eq(self.product[p])]
         lat = self.lane_latency
         count = Signal(range(2 * self.max_columns + 1))
         issued = Signal(range(P + 2))

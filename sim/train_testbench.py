@@ -60,7 +60,8 @@ class TB:
         rule = TrainRule(**setup["rule"])
         # The core object is only a description here (no elaboration): widths, read
         # layout and the closed form of the counter.
-        self.core = TrainingCore(model, rule, lanes=setup["lanes"])
+        self.core = TrainingCore(model, rule, lanes=setup["lanes"],
+                                 multipliers=setup["multipliers"])
         self.images = np.load(os.environ["FFCL_IMAGES"])
         self.labels = np.load(os.environ["FFCL_LABELS"])
         self.checker = TrainingChecker(self.core, check_every=setup["check_every"],

@@ -4,9 +4,9 @@
 - ``cycles_per_sample``: the closed form of the training core's cycle counter,
   ``TrainingCore(model, rule, lanes=P).training_cycles()`` (tests/rtl/test_training_core.py
   holds it equal to the counter; the bench does not simulate the training core). The
-  core is the first slice of docs/training-engine.md: dedicated multipliers, block-RAM
-  style memories, its steps one after another. A model it cannot train yet (FFCL today)
-  gets ``None`` and the reason.
+  core is the first slice of docs/training-engine.md: update lanes on the MAC lanes'
+  multipliers (the same cycles as their own), block-RAM style memories, its steps one
+  after another. A model it cannot train yet (FFCL today) gets ``None`` and the reason.
 - ``ideal_cycles``: the design's figure for the run's configuration and board memory
   (:func:`rtl.training_estimate.estimate_training`: the steps overlapped as designed).
 - ``lane_utilization``: the slice's W passes, busy lane-cycles over lane-cycles (each
@@ -129,9 +129,9 @@ def _accelerator(model: IntModel, rule: TrainRule, lanes: int) -> dict[str, Any]
         "lanes": lanes,
         "how": "TrainingCore(model, rule, lanes=P).training_cycles(): the closed form of the "
                "training core's counter, which tests/rtl/test_training_core.py holds equal to "
-               "it; the slice of docs/training-engine.md (dedicated multipliers, block-RAM "
-               "style memories, every label per cycle, steps not overlapped); not simulated "
-               "here",
+               "it; the slice of docs/training-engine.md (update lanes on the MAC lanes' "
+               "multipliers, block-RAM style memories, every label per cycle, steps not "
+               "overlapped); not simulated here",
     }
 
 

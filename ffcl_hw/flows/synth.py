@@ -140,7 +140,7 @@ def _dsp_cost(a: int, b: int, family: str) -> int:
     return _chunks(a, tile) * _chunks(b, tile)
 
 
-def multipliers_needed(program: Program, family: str) -> dict[str, int]:
+def multipliers_needed(program: Program, family: str, *, lent: bool = False) -> dict[str, int]:
     """Hard multipliers the core of ``program`` takes on ``family``, unit by unit.
 
     Counts the products the RTL writes (rtl/mac_lanes.py, normaliser.py, goodness.py,
@@ -148,9 +148,12 @@ def multipliers_needed(program: Program, family: str) -> dict[str, int]:
     product gains a sign bit. Each product takes one multiplier per pair of operand chunks
     (16 bits on iCE40 SB_MAC16, 18 on ECP5 MULT18X18D). With shared multipliers
     (``program.shared``) every lane is one 16 x 16 product and nothing else multiplies.
+    A core that lends its lanes (``lent``: ``Core(lend=True)``, a training core with
+    shared multipliers) has 16 x 16 lanes too, beside its own scaler and squares.
     """
     tile = {"ice40": 16, "ecp5": 18}[family]
     w = program.widths
+    lane_cost = _chunks(SIDE_BITS, tile) ** 2
     if program.shared:
         return {"mac_lanes": program.lanes * _chunks(SIDE_BITS, tile) ** 2, "scaler": 0,
                 "goodness_squares": 0, "activation_square": 0}
@@ -161,7 +164,8 @@ def multipliers_needed(program: Program, family: str) -> dict[str, int]:
     h_bits = max(w.state, w.weight) + 1
     return {
         # Signed weight times the unsigned element widened by a sign bit.
-        "mac_lanes": program.lanes * cost(w.weight, w.mac_input + 1),
+        "mac_lanes": program.lanes * (lane_cost if lent
+                                      else cost(w.weight, w.mac_input + 1)),
         # Signed accumulator times the unsigned reciprocal widened by a sign bit.
         "scaler": cost(w.acc, w.r + 1),
         # The label scan's squares of unsigned ReLU outputs, one per label lane.
@@ -178,6 +182,8 @@ def _training_needs(core: TrainingCore, family: str) -> dict[str, Any]:
     in_bram = sum(count * depth * width for count, depth, width
                   in _memory_shapes(inference)["model"].values())
     return {
+        # Where the update lanes multiply (TrainingCore's multipliers: shared, dedicated).
+        "update_multipliers": core.multipliers,
         "multipliers": training_multipliers(core, family),
         "block_rams": training_block_rams(core, family),
         "inference_core": {
@@ -393,7 +399,9 @@ def check_fit(model_or_core: IntModel | Core | TrainingCore, board: str, *,
     if mapping not in WEIGHT_MEMORIES:
         raise ValueError(f"Weight memory must be one of {', '.join(WEIGHT_MEMORIES)}, "
                          f"not {mapping!r}")
-    mults = multipliers_needed(program, info.family)
+    core = (model_or_core.core if isinstance(model_or_core, TrainingCore) else model_or_core)
+    mults = multipliers_needed(program, info.family,
+                               lent=isinstance(core, Core) and core.lend_enabled)
     shapes = _memory_shapes(program, banks)
     memory = {group: {name: count * depth * width
                       for name, (count, depth, width) in group_shapes.items()}
@@ -438,10 +446,14 @@ def check_fit(model_or_core: IntModel | Core | TrainingCore, board: str, *,
         hint = "use fewer --lanes or label lanes"
         if training is not None:
             engine = sum(training["multipliers"].values())
-            hint = (f"the training engine alone takes {engine} (update lanes, learning "
-                    f"signal, input scaler), beside the inference core's "
+            units = ", ".join(f"{k.replace('_', ' ')} {v}"
+                              for k, v in training["multipliers"].items() if v)
+            hint = (f"the training engine alone takes {engine} ({units}), beside the "
+                    f"inference core's "
                     f"{m['needed'] - engine}: train on a board with more multipliers "
                     f"(ECP5: ulx3s-25f has 28, ulx3s-85f 156) or with fewer --lanes")
+            if model_or_core.multipliers == "dedicated":
+                hint += " (or --multipliers shared: the update lanes borrow the MAC lanes')"
         elif not program.shared:
             hint += " (or --multipliers shared: the scaler and squares borrow the lanes')"
         problems.append(f"it needs {m['needed']} multipliers ({detail}) and {info.name} has "
@@ -921,7 +933,11 @@ def _build_command(report: dict[str, Any]) -> str:
     if len(seeds) != default_seeds(board):
         command += f" --seeds {len(seeds)}"
     if training:
-        # The training build fixes the rest (ffcl_hw.flows.synth_training).
+        # The training build fixes the rest (ffcl_hw.flows.synth_training) but where the
+        # update lanes multiply (reports from before the option: dedicated).
+        update = report["training"].get("multipliers", "dedicated")
+        if update != "shared":
+            command += f" --multipliers {update}"
         return command
     if "weights" not in chosen and report["weights"] != default_weights(board):
         command += f" --weights {report['weights']}"

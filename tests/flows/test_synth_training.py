@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 
 from ffcl_hw.cli import main
-from ffcl_hw.flows.synth import FitError, find_reports, synthesis_table
+from ffcl_hw.flows.synth import FitError, _build_command, find_reports, synthesis_table
 from ffcl_hw.flows.synth_training import (
     choose_training_core,
     synth_training_run,
@@ -36,11 +36,11 @@ def _nothing_written(run) -> bool:
 @pytest.mark.parametrize(("argv", "message"), [
     # Every training core is too big for the UP5K's 8 multipliers.
     (["--board", "icebreaker"], "multipliers (mac lanes"),
-    (["--board", "icebreaker", "--lanes", "1"], "the training engine alone takes 13"),
+    (["--board", "icebreaker", "--lanes", "1"], "the training engine alone takes 9"),
+    (["--board", "icebreaker", "--lanes", "1", "--multipliers", "dedicated"],
+     "the training engine alone takes 10"),
     (["--board", "ulx3s-85f", "--weights", "rom"], "--weights does not go with --train"),
     (["--board", "ulx3s-85f", "--label-lanes", "2"], "--label-lanes does not go with --train"),
-    (["--board", "ulx3s-85f", "--multipliers", "shared"],
-     "--multipliers does not go with --train"),
     (["--board", "ulx3s-85f", "--banks", "2"], "--banks does not go with --train"),
     (["--board", "ulx3s-85f", "--floorplan", "on"], "--floorplan does not go with --train"),
 ])
@@ -55,6 +55,8 @@ def test_refusals_exit_2_before_any_tool(int_run, capsys, argv, message):
         # width is not the problem and no other is offered.
         assert ("No lane count from 1 to 6 fits either" in err) == ("--lanes" not in argv)
         assert "--store-bits" not in err
+        # Only a dedicated build is told it could borrow the MAC lanes' multipliers.
+        assert ("--multipliers shared" in err) == ("dedicated" in argv)
     assert _nothing_written(int_run)
 
 
@@ -83,6 +85,10 @@ def test_the_training_build_reports_the_engine_and_the_cost_of_learning(int_run)
     assert report["lanes"] == 6 and report["chosen"]["options"] == {"lanes": 6}
     assert "capped at the widest layer (6 neurons)" in report["chosen"]["why"]
     training = report["training"]
+    # The update lanes on the MAC lanes' multipliers unless asked.
+    assert training["multipliers"] == "shared"
+    assert training["fit"]["update_multipliers"] == "shared"
+    assert training["fit"]["multipliers"]["update_lanes"] == 0
     model, rule = _model_and_rule_of(int_run)
     core = TrainingCore(model, rule, lanes=6)
     assert training["cycles_per_sample"] == core.training_cycles()
@@ -103,6 +109,9 @@ def test_the_training_build_reports_the_engine_and_the_cost_of_learning(int_run)
     assert find_reports([int_run]) == [out / "report.json"]
     page = synthesis_table(find_reports([int_run]), command="ffcl-hw synth-table RUN")
     assert f"`ffcl-hw synth {int_run} --board ulx3s-85f --train --seeds 1`" in page
+    # A dedicated build's command says so (shared is the default, left out).
+    dedicated = {**saved, "training": {**saved["training"], "multipliers": "dedicated"}}
+    assert _build_command(dedicated).endswith("--train --seeds 1 --multipliers dedicated")
 
 
 def _model_and_rule_of(run):

@@ -169,7 +169,7 @@ def _lr_range(run):
                             "digits; use --samples 1347 or fewer"),
     (["--simulator", "modelsim"], "invalid choice: 'modelsim'"),
     (["--netlist", "icebreaker"], "--netlist does not go with --train"),
-    (["--multipliers", "shared"], "--multipliers does not go with --train"),
+    (["--multipliers", "banana"], "invalid choice: 'banana'"),
     (["--lanes", "7", "--simulator", "amaranth"], "--lanes 7 is more than the widest "
                                                   "layer's 6 neurons"),
 ])
@@ -179,16 +179,22 @@ def test_bad_input_exits_2_and_writes_nothing(tiny_int_run, capsys, argv, messag
     assert not (tiny_int_run / "train_sim.json").exists()
 
 
-def test_ffcl_trains_bit_exact_at_the_last_epochs_lambda_by_default(ffcl_int_run, capsys):
+@pytest.mark.parametrize("multipliers", [None, "dedicated"])
+def test_ffcl_trains_bit_exact_at_the_last_epochs_lambda_by_default(ffcl_int_run, capsys,
+                                                                     multipliers):
     # FFCL T = 2 (V read back with W) at a lambda other than the first: the driver must
     # put it on lr_shift_in (the core resets to the first) and the golden side use it.
+    # The update lanes on the MAC lanes' multipliers (default) or their own.
     low, high = _lr_range(ffcl_int_run)
     assert high == low + 1
+    option = [] if multipliers is None else ["--multipliers", multipliers]
     status, out, err = _sim_train(capsys, ffcl_int_run, "--simulator", "amaranth",
-                                  "--samples", "2")
+                                  "--samples", "2", *option)
     assert status == 0, out + err
     assert f"lr 2^-{high} (range 2^-{low}..2^-{high})" in out
+    assert f"update lanes on {multipliers or 'shared'} multipliers" in out
     report = json.loads((ffcl_int_run / "train_sim.json").read_text())
+    assert report["multipliers"] == (multipliers or "shared")
     assert report["lr_shift"] == high and report["checked_samples"] == 2
     assert report["weight_mismatches"] == 0
     assert report["cycles_per_sample"]["max"] == report["cycles_formula"]

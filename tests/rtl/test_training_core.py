@@ -171,8 +171,17 @@ FFCL_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES) + sorted(FFCL_CASES))
-def test_training_core_trains_like_the_golden_trainer(name):
+#: The cases also run with a multiplier per update lane (the default borrows the MAC
+#: lanes'), and with the learning signal on MAC lanes 0 and 1 too: one FFDL and one FFCL
+#: case with updates between iterations.
+OTHER_MULTIPLIER_CASES = ("two_layers_p3", "ffcl_all_adjacent_t2_p3")
+
+
+@pytest.mark.parametrize(("name", "multipliers"),
+                         [(name, "shared") for name in sorted(CASES) + sorted(FFCL_CASES)]
+                         + [(name, setting) for name in OTHER_MULTIPLIER_CASES
+                            for setting in ("dedicated", "signal")])
+def test_training_core_trains_like_the_golden_trainer(name, multipliers):
     fields, rule_fields, lanes = CASES[name] if name in CASES else FFCL_CASES[name]
     algo = "ffcl" if name in FFCL_CASES else "ffdl"
     if algo == "ffcl":
@@ -181,7 +190,9 @@ def test_training_core_trains_like_the_golden_trainer(name):
     model = make_model(config, SEED + len(name))
     rule = TrainRule(epochs=1, seed=7, **{"lr_shift": 4, **rule_fields})
     trainer = IntTrainer(model, rule)
-    dut = TrainingCore(model, rule, lanes=lanes)
+    signal = "shared" if multipliers == "signal" else "dedicated"
+    dut = TrainingCore(model, rule, lanes=lanes, signal_multipliers=signal,
+                       multipliers="shared" if multipliers == "signal" else multipliers)
     rng = np.random.default_rng(SEED)
     samples = [(rng.integers(0, X + 1, D).astype(np.int64), int(rng.integers(0, K)))
                for _ in range(3)]
@@ -193,6 +204,14 @@ def test_training_core_trains_like_the_golden_trainer(name):
     assert any(not np.array_equal(a[key], b[key])
                for a, b in zip(trainer.stored, start, strict=True) for key in a)
     assert cycles == [dut.training_cycles()] * len(cycles)
+    # Borrowed or own, the update lanes take the same cycles: one closed form; the
+    # learning signal's borrowed multipliers add 2 L = 4 cycles to each scan.
+    other = TrainingCore(model, rule, lanes=lanes,
+                         multipliers="dedicated" if multipliers == "shared" else "shared")
+    if multipliers == "signal":
+        assert dut.scan.cycles(4) == other.scan.cycles(4) + 4
+    else:
+        assert other.training_cycles() == dut.training_cycles()
 
 
 def _stream(dut: TrainingCore, trainer: IntTrainer, samples, classify):
@@ -349,6 +368,44 @@ def test_training_core_and_stored_core_refuse_what_they_cannot_do():
         TrainingCore(goodness, TrainRule(epochs=1), lanes=2)
     with pytest.raises(TypeError, match="Rule must be a golden.inttrain.TrainRule"):
         TrainingCore(fmt_model, {"epochs": 1}, lanes=2)
+    with pytest.raises(ValueError, match=r"^Multipliers must be one of shared, dedicated, "
+                                         r"not 'own'$"):
+        TrainingCore(fmt_model, TrainRule(epochs=1), lanes=2, multipliers="own")
+    with pytest.raises(ValueError, match=r"^A core with shared multipliers cannot lend its "
+                                         r"lanes"):
+        Core(fmt_model, lanes=3, shared=True, lend=True)
+    with pytest.raises(TypeError, match=r"^Lend must be True or False, not 1$"):
+        Core(fmt_model, lanes=2, lend=1)
+    with pytest.raises(ValueError, match=r"^Signal multipliers must be one of shared, "
+                                         r"dedicated, not 'own'$"):
+        TrainingCore(fmt_model, TrainRule(epochs=1), lanes=2, signal_multipliers="own")
+    for kwargs, given in ((dict(lanes=1), "'shared' and 1"),
+                          (dict(lanes=2, multipliers="dedicated"), "'dedicated' and 2")):
+        with pytest.raises(ValueError, match=r"^The learning signal borrows MAC lanes 0 and "
+                                             r"1: it needs multipliers='shared' and at least "
+                                             rf"2 lanes, not {given}$"):
+            TrainingCore(fmt_model, TrainRule(epochs=1), signal_multipliers="shared",
+                         **kwargs)
+
+
+def test_shared_update_lanes_borrow_the_mac_lanes_multipliers():
+    # Shared (the default): the P update lanes have no multiplier of their own and the
+    # core lends all P lanes; the b/U lanes never had one to borrow (v = 1). A core not
+    # asked to lend keeps its ports (the inference builds' netlists).
+    model = make_model(ModelConfig(algo="ffdl", input_size=D, num_classes=K, hidden=(5, 4)),
+                       SEED)
+    shared = TrainingCore(model, TrainRule(epochs=1), lanes=3)
+    dedicated = TrainingCore(model, TrainRule(epochs=1), lanes=3, multipliers="dedicated")
+    assert shared.multipliers == "shared" and shared.core.lend_enabled
+    assert shared.products()["update_lanes"] == []
+    assert len(dedicated.products()["update_lanes"]) == 3
+    assert shared.products()["bias_label_lanes"] == dedicated.products()["bias_label_lanes"] == []
+    assert not dedicated.core.lend_enabled and not hasattr(dedicated.core, "lend")
+    assert not hasattr(Core(model, lanes=3), "lend")
+    # The learning signal keeps its multipliers unless asked to borrow lanes 0 and 1.
+    assert len(shared.products()["learning_signal"]) == 6
+    signal = TrainingCore(model, TrainRule(epochs=1), lanes=3, signal_multipliers="shared")
+    assert signal.products()["learning_signal"] == []
 
 
 def test_a_stored_core_starts_at_the_middle_of_every_forward_code():

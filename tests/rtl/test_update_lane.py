@@ -29,7 +29,8 @@ FORMAT = IntFormat(weight_bits=8, state_bits=16, frac_bits=6, input_max=16)
 
 
 def golden_new(lane: UpdateLane, entry: dict[str, int]) -> int:
-    p = np.array([-entry["d"] * entry["v"]], dtype=np.int64)
+    # A unit-input lane has no v port: v = 1.
+    p = np.array([-entry["d"] * entry.get("v", 1)], dtype=np.int64)
     step = update_step(p, np.array([entry["rho"]], dtype=np.uint64),
                        np.uint64(entry["kappa"]), entry["k"], lane.rounding)
     low, high = lane.limits[entry["select"]]
@@ -137,6 +138,23 @@ def test_every_shift_at_the_extremes_matches_golden(rounding: str, borrowed: boo
     check(lane, corner_entries(lane, rng), seed)
 
 
+@pytest.mark.parametrize("rounding", ["stochastic", "nearest"])
+def test_unit_input_matches_golden_with_v_one(rounding: str) -> None:
+    # b and U (BiasLabelPass): no multiplier, the same latency as an own multiplier, and
+    # every shift at the extremes plus random entries as update_step with v = 1.
+    seed = SEED + 7 + (rounding == "nearest")
+    rng = np.random.default_rng(seed)
+    limits = stored_limits(FORMAT, 16)
+    lane = UpdateLane(limits=[limits["W"], limits["b"]], input_bits=1, rounding=rounding,
+                      unit_input=True)
+    assert lane.latency == UpdateLane.latency_for(None)
+    assert lane.products() == [] and not hasattr(lane, "v")
+    entries = corner_entries(lane, rng) + random_entries(lane, rng, 500)
+    for entry in entries:
+        del entry["v"]
+    check(lane, entries, seed)
+
+
 @pytest.mark.parametrize("store_bits", [8, 12, 16])
 @pytest.mark.parametrize("rounding", ["stochastic", "nearest"])
 def test_random_entries_match_golden(rounding: str, store_bits: int) -> None:
@@ -194,6 +212,11 @@ def test_parameters_are_validated() -> None:
     with pytest.raises(ValueError, match=r"^A borrowed multiplier takes 16-bit signed "
                                          r"operands: errors of 16 bits and inputs of 16 bits"):
         UpdateLane(limits=[(0, 3)], input_bits=16, product_latency=2)
+    with pytest.raises(ValueError, match=r"^A unit input multiplies nothing: product_latency "
+                                         r"must be None with unit_input=True$"):
+        UpdateLane(limits=[(0, 3)], input_bits=1, product_latency=2, unit_input=True)
+    with pytest.raises(TypeError, match=r"^Unit input must be True or False, not 1$"):
+        UpdateLane(limits=[(0, 3)], input_bits=1, unit_input=1)
 
 
 def test_for_model_covers_every_shift_of_the_run() -> None:
