@@ -13,11 +13,7 @@ register, then the memory's own read; and an optional write port for run-time lo
   bit, whose select, driving 688 of them, was one of the build's most congested nets.
   The read address is registered in copies (:class:`rtl.replica.RegisterCopy`), one per
   :data:`SLICES_PER_COPY` slices: one register driving all 172 blocks' addresses took
-  20 ns to route across the ULX3S-85F. A store deeper than a block's deepest shape
-  (16,384 words on ECP5; MNIST 784-256-256's training store on 9 lanes has 30,160) cuts
-  each slice into block-deep parts instead, read at the unregistered address and
-  registered at each part's output (``WeightStore._elaborate_deep``): the same two
-  cycles, without the block's slow clock-to-out on the way across the die.
+  20 ns to route across the ULX3S-85F.
 - ``"spram"``: the iCE40 UP5K's single-port RAMs, 16K x 16 bits each, side by side: four
   deliver 64 bits a cycle, exactly the 8 int8 weights 8 MAC lanes consume. SPRAM is not
   initialised at configuration, so this mapping is always writable and starts empty: the
@@ -35,7 +31,7 @@ from __future__ import annotations
 
 from itertools import accumulate
 
-from amaranth import Array, ClockSignal, Instance, Module, Mux, Signal, unsigned
+from amaranth import ClockSignal, Instance, Module, Mux, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -186,44 +182,6 @@ class WeightStore(wiring.Component):
             copies.append(copy.q)
         return copies
 
-    def _elaborate_deep(self, m: Module, slices: list[int], block_depth: int) -> Module:
-        """A store deeper than one block in its deepest configuration: each slice in
-        parts of ``block_depth`` words, read at the unregistered address and registered
-        at each part's output, the part chosen after the registers.
-
-        The same two cycles, with the register on the other side of the memory: a block
-        RAM's output (DP16KD clock-to-out 5.8 ns without its own register) crossing the
-        die to the MAC lanes and through the parts' multiplexer held the ULX3S-85F's MNIST
-        784-256-256 training build (30,160 words in 2 x 90 blocks) to 61.5 MHz."""
-        low_bits = (block_depth - 1).bit_length()
-        parts = -(-self.depth // block_depth)
-        # The part a word lives in, delayed beside the read and the output register.
-        part = Signal(range(parts), name="part")
-        part_read = Signal.like(part, name="part_read")
-        m.d.sync += [part_read.eq(self.read.addr[low_bits:]), part.eq(part_read)]
-        for i, (lo, bits) in enumerate(zip(accumulate([0, *slices[:-1]]), slices,
-                                           strict=True)):
-            mask = (1 << bits) - 1
-            held = []
-            for j in range(parts):
-                words = self.init[j * block_depth:(j + 1) * block_depth]
-                m.submodules[f"slice_{i}_part_{j}"] = mem = memory.Memory(
-                    shape=unsigned(bits), depth=min(block_depth, self.depth - j * block_depth),
-                    init=[(word >> lo) & mask for word in words])
-                read = mem.read_port()
-                out = Signal(bits, name=f"held_{i}_{j}", reset_less=True)
-                m.d.comb += read.addr.eq(self.read.addr[:len(read.addr)])
-                m.d.sync += out.eq(read.data)
-                held.append(out)
-                if self.writable:
-                    write = mem.write_port()
-                    m.d.comb += [write.addr.eq(self.write.addr[:len(write.addr)]),
-                                 write.data.eq(self.write.data[lo:lo + bits]),
-                                 write.en.eq(self.write.en
-                                             & (self.write.addr[low_bits:] == j))]
-            m.d.comb += self.read.data[lo:lo + bits].eq(Array(held)[part])
-        return m
-
     def elaborate(self, platform) -> Module:
         m = Module()
         if self.kind == "spram" and fpga_family(platform) == "ice40":
@@ -249,8 +207,6 @@ class WeightStore(wiring.Component):
         # Simulation and Verilog for cocotb: one memory (the slices behave the same).
         slices = (bram_slices(family, depth=self.depth, width=self.width)
                   if family in BRAM_SHAPES else [self.width])
-        if family in SLICED_FAMILIES and self.depth > BRAM_SHAPES[family][-1][0]:
-            return self._elaborate_deep(m, slices, BRAM_SHAPES[family][-1][0])
         read_addrs = self._read_addresses(m, -(-len(slices) // SLICES_PER_COPY))
         for i, (lo, bits) in enumerate(zip(accumulate([0, *slices[:-1]]), slices,
                                            strict=True)):

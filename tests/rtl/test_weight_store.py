@@ -128,45 +128,6 @@ def test_a_sliced_store_reads_the_same_words(writable):
     simulate(fragment, bench)
 
 
-@pytest.mark.parametrize("writable", [False, True])
-def test_a_store_deeper_than_a_block_reads_every_cycle_across_its_parts(writable):
-    # Past 16,384 words (an ECP5 block's deepest shape) each 1-bit slice is two memories,
-    # read at the unregistered address and registered at their outputs, the part chosen
-    # after the registers. A new address every cycle, hopping between the parts, catches a
-    # part select a cycle early or late and a write that reaches the wrong part.
-    depth = 16384 + 40
-    rng = np.random.default_rng(6)
-    words = [int(v) for v in rng.integers(0, 8, size=depth)]
-    dut = WeightStore(width=3, depth=depth, kind="bram", init=words, writable=writable)
-    fragment = Fragment.get(dut, BOARDS["ulx3s-85f"].make_platform())
-    names = sorted(name for _, name, _ in fragment.subfragments)
-    assert names == sorted(f"slice_{i}_part_{j}" for i in range(3) for j in range(2))
-    addresses = [0, 16384, 16383, depth - 1, 5, 16390, 16390, 1, 16384 + 7, 7]
-    replaced = {7: 0b101, 16384 + 7: 0b010}
-
-    async def stream(ctx, expected):
-        seen = []
-        for addr in [*addresses, *[0] * dut.latency]:
-            ctx.set(dut.read.addr, addr)
-            await ctx.tick()
-            seen.append(ctx.get(dut.read.data))
-        # The word of the address set latency cycles before.
-        assert seen[dut.latency - 1:-1] == [expected[a] for a in addresses]
-
-    async def bench(ctx):
-        await stream(ctx, words)
-        if writable:
-            for addr, word in replaced.items():
-                ctx.set(dut.write.en, 1)
-                ctx.set(dut.write.addr, addr)
-                ctx.set(dut.write.data, word)
-                await ctx.tick()
-            ctx.set(dut.write.en, 0)
-            await stream(ctx, {**dict(enumerate(words)), **replaced})
-
-    simulate(fragment, bench)
-
-
 def test_spram_becomes_sb_spram256ka_only_for_ice40_synthesis():
     def convert(platform):
         dut = WeightStore(width=64, depth=1536, kind="spram")
