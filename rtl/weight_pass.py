@@ -240,26 +240,27 @@ class WeightPass(wiring.Component):
         fb_1, in_fb, image_1 = Signal(), Signal(), Signal()
         kappa_1, in_kappa = Signal(LFSR_WIDTH), Signal(LFSR_WIDTH)
         v_value = Signal(lanes[0].v.shape())
+        v_late = v_value
         if self.weight_latency == WeightStore.LATENCY:
             m.d.sync += [issued_1.eq(issue), in_lane.eq(issued_1),
                          addr_1.eq(self.weights.addr), in_addr.eq(addr_1),
                          fb_1.eq(feedback), in_fb.eq(fb_1),
-                         kappa_1.eq(replay.words.payload), in_kappa.eq(kappa_1)]
+                         image_1.eq(self.first_layer & ~feedback),
+                         kappa_1.eq(replay.words.payload), in_kappa.eq(kappa_1),
+                         v_value.eq(Mux(image_1, self.image.data, self.v.data))]
         else:
             # A deep store's word comes a cycle later: so do its column's companions.
             issued_2, addr_2 = Signal(), Signal.like(self.weights.addr)
             fb_2, kappa_2 = Signal(), Signal(LFSR_WIDTH)
+            v_late = Signal.like(v_value, name="v_late")
             m.d.sync += [issued_1.eq(issue), issued_2.eq(issued_1), in_lane.eq(issued_2),
                          addr_1.eq(self.weights.addr), addr_2.eq(addr_1), in_addr.eq(addr_2),
                          fb_1.eq(feedback), fb_2.eq(fb_1), in_fb.eq(fb_2),
+                         image_1.eq(self.first_layer & ~feedback),
                          kappa_1.eq(replay.words.payload), kappa_2.eq(kappa_1),
-                         in_kappa.eq(kappa_2)]
-        m.d.sync += [image_1.eq(self.first_layer & ~feedback),
-                     v_value.eq(Mux(image_1, self.image.data, self.v.data))]
-        v_late = v_value
-        if self.weight_latency != WeightStore.LATENCY:
-            v_late = Signal.like(v_value, name="v_late")
-            m.d.sync += v_late.eq(v_value)
+                         in_kappa.eq(kappa_2),
+                         v_value.eq(Mux(image_1, self.image.data, self.v.data)),
+                         v_late.eq(v_value)]
         for p, lane in enumerate(lanes):
             m.d.comb += [lane.en.eq(in_lane),
                          lane.c.eq(self.weights.data[p * B_m:(p + 1) * B_m].as_signed()),

@@ -265,14 +265,21 @@ class WeightStore(wiring.Component):
         return m
 
     def _parts(self, m: Module, slices: list[int], read_addrs: list) -> None:
-        """The slices of a deep store, each a module ``slice_I`` of memories ``part_J``
-        (words J x PART_DEPTH on) with registered outputs, chosen by the part number
-        delayed as long as the read (the floorplan's ``weight_rom.slice_I.`` still
-        names the slice's blocks)."""
+        """The slices of a deep store, each a module ``replica_slice_I`` of memories
+        ``part_J`` (words J x PART_DEPTH on) with registered outputs, chosen by the part
+        number delayed as long as the read.
+
+        Each slice keeps its own module in synthesis (:data:`REPLICA_PREFIX`): flattened
+        into the top, Yosys 0.70's ABC9 failed an internal assertion (``GetSize(conn.first)
+        == GetSize(conn.second)`` in ABC_OPS_REINTEGRATE) on the MNIST 784-256-256
+        training build, and each slice's select registers stay its own. The ECP5
+        floorplan (``ffcl_hw.flows.floorplan``, cores of many lanes, whose stores are one
+        block deep) does not see the blocks of kept modules.
+        """
         parts = -(-self.depth // PART_DEPTH)
         for i, (lo, bits) in enumerate(zip(accumulate([0, *slices[:-1]]), slices,
                                            strict=True)):
-            m.submodules[f"slice_{i}"] = part_module = Module()
+            m.submodules[f"{REPLICA_PREFIX}slice_{i}"] = part_module = Module()
             addr = read_addrs[i // SLICES_PER_COPY]
             mask = (1 << bits) - 1
             # The part of the word being read: with the memory's read, then with its

@@ -186,7 +186,7 @@ def test_a_deep_store_reads_a_new_word_every_cycle_across_its_parts(platform):
     fragment = (Fragment.get(dut, BOARDS[platform].make_platform()) if platform else dut)
     if platform:
         names = sorted(name for _, name, _ in fragment.subfragments)
-        assert names == ["replica_0", "slice_0", "slice_1", "slice_2"]
+        assert names == ["replica_0", *(f"replica_slice_{i}" for i in range(3))]
     reads = [0, depth - 1, 1, PART_DEPTH, PART_DEPTH - 1, depth - 2, 5, PART_DEPTH + 1,
              PART_DEPTH + 1, 2, depth - 1]
     # Both parts' same local address 3 with different words: only the part tells them apart.
