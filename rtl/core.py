@@ -538,9 +538,10 @@ class Core(wiring.Component):
         operand_valid, operand_first = stage_valid, stage_first
         operand = Mux(stage_from_image, pixel_value, buffer.read_data)
         for i in range(self.program.operand_stages):
-            valid, first = Signal(), Signal()
-            value = Signal(unsigned(w.mac_input), reset_less=True,
-                           name=f"operand_{i}" if i else "operand")
+            suffix = f"_{i}" if i else ""
+            valid = Signal(name=f"operand_valid{suffix}")
+            first = Signal(name=f"operand_first{suffix}")
+            value = Signal(unsigned(w.mac_input), reset_less=True, name=f"operand{suffix}")
             m.d.sync += [valid.eq(operand_valid), first.eq(operand_first), value.eq(operand)]
             operand_valid, operand_first, operand = valid, first, value
         m.d.comb += [
