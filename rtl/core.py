@@ -67,8 +67,6 @@ from rtl.model_memory import (
 )
 from rtl.normaliser import Rsqrt
 from rtl.program import (
-    MAC_DRAIN,
-    OPERAND_STAGES,
     PHASE_BITS,
     SIDE_BITS,
     SIDE_LATENCY,
@@ -488,14 +486,14 @@ class Core(wiring.Component):
         """Raise RuntimeError unless the closed form (rtl.program) follows the units."""
         prog = self.program
         # The last element issued in cycle c is in the accumulators in cycle
-        # c + 1 + MAC_DRAIN (memory read, operand stage, the lanes): the sequencer's
+        # c + 1 + mac_drain (memory read, operand stages, the lanes): the sequencer's
         # waits and the sweep's hand-over count on it.
-        if memories.weight_latency != 1 + OPERAND_STAGES:
-            raise RuntimeError(f"rtl.program's OPERAND_STAGES is {OPERAND_STAGES}, but the "
+        if memories.weight_latency != 1 + prog.operand_stages:
+            raise RuntimeError(f"Program.operand_stages is {prog.operand_stages}, but the "
                                f"weight store's latency is {memories.weight_latency}; it must "
                                f"be one memory read plus the operand stages")
         for what, closed, unit in (
-                ("MAC_DRAIN", MAC_DRAIN, OPERAND_STAGES + lanes.latency),
+                ("Program.mac_drain", prog.mac_drain, prog.operand_stages + lanes.latency),
                 ("SIDE_LATENCY", SIDE_LATENCY, lanes.side_latency),
                 ("Program.scale_latency", prog.scale_latency, sweep.scale_latency),
                 ("Program.sweep_drain", prog.sweep_drain, sweep.latency),
@@ -535,10 +533,17 @@ class Core(wiring.Component):
         # The operand stage: the chosen element registered beside the memories, so the
         # block RAM read and the choice are a cycle apart from the route to every lane
         # group. The weight store's address copies take the same cycle (its latency 2).
-        operand_valid, operand_first = Signal(), Signal()
-        operand = Signal(unsigned(w.mac_input), reset_less=True)
-        m.d.sync += [operand_valid.eq(stage_valid), operand_first.eq(stage_first),
-                     operand.eq(Mux(stage_from_image, pixel_value, buffer.read_data))]
+        # A deep weight store registers its parts' outputs too (latency 3): the element
+        # takes a second stage to meet its weight.
+        operand_valid, operand_first = stage_valid, stage_first
+        operand = Mux(stage_from_image, pixel_value, buffer.read_data)
+        for i in range(self.program.operand_stages):
+            suffix = f"_{i}" if i else ""
+            valid = Signal(name=f"operand_valid{suffix}")
+            first = Signal(name=f"operand_first{suffix}")
+            value = Signal(unsigned(w.mac_input), reset_less=True, name=f"operand{suffix}")
+            m.d.sync += [valid.eq(operand_valid), first.eq(operand_first), value.eq(operand)]
+            operand_valid, operand_first, operand = valid, first, value
         m.d.comb += [
             lanes.en.eq(operand_valid),
             lanes.first.eq(operand_first),

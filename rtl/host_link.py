@@ -44,7 +44,7 @@ from rtl.protocol import (
 from rtl.reply_serialiser import ReplyFrame, ReplySerialiser
 from rtl.select import equals, is_zero
 from rtl.stored_words import STORED_MEMORIES
-from rtl.training_core import READ_LATENCY, TrainingCore
+from rtl.training_core import TrainingCore
 from rtl.uart import UartRx, UartTx, check_divisor
 
 __all__ = [
@@ -728,16 +728,17 @@ class HostLink(wiring.Component):
         word_bytes = max(_RECORD.size // 8, read_bytes)
         body_word = Signal(8 * word_bytes)
         bytes_left = Signal(range(word_bytes + 1))
-        wait = Signal(range(READ_LATENCY + 1))
+        read_latency = core.read_latency
+        wait = Signal(range(read_latency + 1))
         read_length = Signal(16)
         m.d.sync += read_length.eq(r_count * read_bytes)
         m.d.comb += [core.read.target.eq(r_target), core.read.addr.eq(body_addr),
                      record_read.addr.eq(body_addr)]
         with m.If(fetching):
-            # The address is held: the word is there READ_LATENCY cycles on (a
+            # The address is held: the word is there read_latency cycles on (a
             # record one cycle on).
             m.d.sync += wait.eq(wait + 1)
-            with m.If(wait == READ_LATENCY):
+            with m.If(wait == read_latency):
                 m.d.sync += [
                     body_word.eq(Mux(body_read, core.read_data, record_read.data)),
                     bytes_left.eq(Mux(body_read, read_bytes, _RECORD.size // 8)),

@@ -173,8 +173,10 @@ class ModelMemory(wiring.Component):
 
     @property
     def weight_latency(self) -> int:
-        """Cycles from ``weights.addr`` to ``weights.data`` (the weight store's)."""
-        return WeightStore.LATENCY
+        """Cycles from ``weights.addr`` to ``weights.data`` (the weight store's: the
+        program's :attr:`rtl.program.Program.weight_latency`, from the model's word count;
+        two banks of a model of 8,193 to 16,384 words keep 2 and Yosys's multiplexer)."""
+        return self.program.weight_latency
 
     def depth(self, name: str) -> int:
         """Entries of memory ``name`` (one of :data:`LOAD_TARGETS`), every bank."""
@@ -209,7 +211,8 @@ class ModelMemory(wiring.Component):
             # Named as before the split: the ECP5 floorplan finds its slices by this name.
             m.submodules.weight_rom = store = WeightStore(
                 width=self.word_bits["weights"], depth=self.depth("weights"), kind="bram",
-                init=self._init("weights"), writable=self.mapping == "loadable")
+                init=self._init("weights"), writable=self.mapping == "loadable",
+                latency=self.weight_latency)
         m.d.comb += [store.read.addr.eq(self._address(self.weights.addr, bank)),
                      self.weights.data.eq(store.read.data)]
         if self.mapping == "rom":

@@ -32,6 +32,7 @@ from rtl.mac_lanes import MacLanes
 from rtl.normaliser import Rsqrt, Scaler, SplitScaler
 from rtl.params import check_positive_int
 from rtl.protocol import OpKind, Phase
+from rtl.weight_store import weight_store_latency
 
 __all__ = ["DONE", "LAYER", "OPERAND_STAGES", "PHASES", "PHASE_BITS", "SCAN", "Op", "Program",
            "Widths", "build_program", "pack_rows"]
@@ -48,9 +49,12 @@ FETCH_DECODE = 2      # FETCH (op ROM address), DECODE (latch the op)
 #: Registers between the memories' outputs and the lanes: the input element (pixel, label
 #: or activation, chosen) and, in the weight store, the read address's copies. The
 #: element then has a cycle to reach the lane groups across the part, and no register
-#: drives every weight block RAM's address (each took 12-20 ns on the ULX3S-85F).
+#: drives every weight block RAM's address (each took 12-20 ns on the ULX3S-85F). A
+#: weight store deeper than one block RAM takes a cycle more (its parts' output
+#: registers), and so does the element: :attr:`Program.operand_stages` is the model's.
 OPERAND_STAGES = 1
-# After a pass's last element is read from memory, until its products are all accumulated.
+#: After a pass's last element is read from memory, until its products are all
+#: accumulated (:attr:`Program.mac_drain` is the model's).
 MAC_DRAIN = OPERAND_STAGES + MacLanes.LATENCY
 #: Cycles from side operands to their product on a lane lent to other units.
 SIDE_LATENCY = MacLanes.SIDE_LATENCY
@@ -154,6 +158,25 @@ class Program:
     layer1_cache: bool = True              # FFCL layer 1 reuses its first W_1 x
 
     @property
+    def weight_latency(self) -> int:
+        """Cycles from the weight store's address to its word
+        (:func:`rtl.weight_store.weight_store_latency` of the word count): 2, or 3 for a
+        store deeper than one block RAM."""
+        return weight_store_latency(max(2, len(self.weight_words)))
+
+    @property
+    def operand_stages(self) -> int:
+        """Registers between the memories' outputs and the lanes
+        (:data:`OPERAND_STAGES`, one more beside a deep weight store)."""
+        return self.weight_latency - 1
+
+    @property
+    def mac_drain(self) -> int:
+        """Cycles from a pass's last element read until its products are all accumulated:
+        the operand stages and the lanes (:data:`MAC_DRAIN` for a store one block deep)."""
+        return self.operand_stages + MacLanes.LATENCY
+
+    @property
     def stored_weight_bits(self) -> int:
         """Bits of a weight or label weight in the memories (B_w + f)."""
         return self.widths.weight + self.fine_bits
@@ -251,7 +274,7 @@ class Program:
                 # stretched.
                 held = sum(max(0, max(before[1], SWEEP_SPACING) - after[0])
                            for before, after in pairwise(passes))
-            counts["normalisation"] = (self.prep + held + MAC_DRAIN + passes[-1][1]
+            counts["normalisation"] = (self.prep + held + self.mac_drain + passes[-1][1]
                                        + self.sweep_drain + LAYER_FINISH)
         return counts
 
@@ -432,11 +455,12 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
         shift=(max_const + (sq_bits + 1) // 2 + 1).bit_length(),
     )
     # The reciprocal square roots of a layer's inputs settle from the cycle after DECODE;
-    # the first sweep comes MAC_DRAIN + 1 cycles after the first pass starts at the
+    # the first sweep comes mac_drain + 1 cycles after the first pass starts at the
     # earliest, so only a slower table needs extra cycles before the pass.
     rsqrt = Rsqrt(sq_bits=widths.sq, index_bits=fmt.rsqrt_index_bits,
                   frac_bits=fmt.rsqrt_frac_bits)
-    prep = max(0, rsqrt.latency - (MAC_DRAIN + 1))
+    mac_drain = weight_store_latency(max(2, len(weight_words))) - 1 + MacLanes.LATENCY
+    prep = max(0, rsqrt.latency - (mac_drain + 1))
     if not isinstance(shared, bool):
         raise TypeError(f"Shared multipliers must be True or False, not {shared!r}")
     if shared:

@@ -26,7 +26,6 @@ from amaranth.lib.wiring import In, Out
 
 from rtl.program import (
     LAYER,
-    MAC_DRAIN,
     SCAN,
     SRC_CACHE,
     SRC_IMAGE,
@@ -160,7 +159,7 @@ class Sequencer(wiring.Component):
         P, K, D = program.lanes, config.num_classes, config.input_size
         total = sum(config.hidden)
         layout = op_layout(program)
-        self._column = range(max(D + K, max(config.hidden)) + MAC_DRAIN + P
+        self._column = range(max(D + K, max(config.hidden)) + program.mac_drain + P
                              + program.sweep_drain)
         self._weight_addr = range(len(program.weight_words) + max(D + K, total) + 1)
         super().__init__({
@@ -356,7 +355,7 @@ class Sequencer(wiring.Component):
             self._set_phase(m, Phase.NORMALISATION)
             # The last products reach the accumulators, the sweep scales the last tile
             # and its pipeline drains into the buffers and the sum of squares.
-            self._wait_then(m, r, "FINISH", MAC_DRAIN + r.valid_lanes + prog.sweep_drain)
+            self._wait_then(m, r, "FINISH", prog.mac_drain + r.valid_lanes + prog.sweep_drain)
 
         with m.State("FINISH"):
             self._set_phase(m, Phase.NORMALISATION)

@@ -23,8 +23,6 @@ from amaranth.lib.wiring import In, Out
 
 from rtl.normaliser import Scaler, SplitScaler
 from rtl.program import (
-    MAC_DRAIN,
-    OPERAND_STAGES,
     SIDE_BITS,
     SUM_STAGES,
     SWEEP_SPACING,
@@ -150,27 +148,27 @@ class Sweep(wiring.Component):
     def _hand_over(self, m: Module) -> data.View:
         """The tags' way to the lanes and the shift-out; ``free``. Returns the tag that
         reaches the sweep with its pass's first sum."""
-        P = self.program.lanes
+        P, drain = self.program.lanes, self.program.mac_drain
         # The last element issued in cycle c is in the accumulators in cycle
-        # c + 1 + MAC_DRAIN (memory read, operand stage, the lanes); the next pass's first
+        # c + 1 + mac_drain (memory read, operand stages, the lanes); the next pass's first
         # element, issued from c + 1 on, restarts them only at the end of that cycle.
-        tags = [Signal(tag_layout(self.program), name=f"tag_{i}") for i in range(1 + MAC_DRAIN)]
+        tags = [Signal(tag_layout(self.program), name=f"tag_{i}") for i in range(1 + drain)]
         m.d.sync += tags[0].eq(self.tag)
         m.d.sync += [tags[i].eq(tags[i - 1]) for i in range(1, len(tags))]
         # The tag of a pass's last element reaches the lanes with the element (the memory
         # read and the operand stage), and the sweep with its sums, when the lanes'
         # shift-out gives lane 0's.
-        m.d.comb += self.last.eq(tags[OPERAND_STAGES].valid)
+        m.d.comb += self.last.eq(tags[self.program.operand_stages].valid)
         # Cycles until the sweep has taken its last accumulator, counting handed-over
         # passes still on their way: a pass may issue its last element only if the sweep
         # is free when that element's products arrive.
-        sweep_busy = Signal(range(max(P, SWEEP_SPACING) + MAC_DRAIN + 1))
+        sweep_busy = Signal(range(max(P, SWEEP_SPACING) + drain + 1))
         with m.If(self.tag.valid):
             m.d.sync += sweep_busy.eq(Mux(self.tag.count < SWEEP_SPACING, SWEEP_SPACING,
-                                          self.tag.count) + MAC_DRAIN)
+                                          self.tag.count) + drain)
         with m.Elif(sweep_busy.any()):
             m.d.sync += sweep_busy.eq(sweep_busy - 1)
-        m.d.comb += self.free.eq(sweep_busy <= MAC_DRAIN + 1)
+        m.d.comb += self.free.eq(sweep_busy <= drain + 1)
         return tags[-1]
 
     def elaborate(self, platform) -> Module:

@@ -79,8 +79,9 @@ __all__ = ["MULTIPLIERS", "READ_LATENCY", "TrainingCore", "done_layout", "sample
 #: idle while the passes run, or one of their own each.
 MULTIPLIERS = ("shared", "dedicated")
 
-#: Cycles from ``read`` to ``read_data`` (the weight store's latency; bias and label
-#: words wait a cycle to match).
+#: Cycles from ``read`` to ``read_data`` of a core whose weight store is one block RAM
+#: deep (the store's latency; bias and label words wait a cycle to match).
+#: :attr:`TrainingCore.read_latency` is the core's (3 for a deep store).
 READ_LATENCY = 2
 
 
@@ -159,7 +160,7 @@ class TrainingCore(wiring.Component):
         :data:`rtl.core.LOAD_TARGETS` code of weights (each layer's W words, then its V
         words: FFCL's V is read back with this target), bias or labels, ``addr`` the word.
     read_data : Out(unsigned(...))
-        The word, :data:`READ_LATENCY` cycles after its ``read`` (as
+        The word, :attr:`read_latency` cycles after its ``read`` (as
         :meth:`stored_images` packs it).
     lr_shift_in : In(range(lambda_last + 1), init=lambda_0)
         lambda (the learning rate 2^-lambda), sampled with the last pixel of a sample
@@ -224,7 +225,8 @@ class TrainingCore(wiring.Component):
         self.weight_pass = WeightPass(model, rule, lanes=lanes,
                                       words=len(self.core.program.weight_words),
                                       product_latency=SIDE_LATENCY if shared else None,
-                                      operand_bits=SIDE_BITS)
+                                      operand_bits=SIDE_BITS,
+                                      weight_latency=self.core.program.weight_latency)
         self.bias_label = BiasLabelPass(model, rule)
         K = model.config.num_classes
         prog = self.core.program
@@ -261,6 +263,12 @@ class TrainingCore(wiring.Component):
             words["U"] += [_pack(row, w["stored"]) for row in layer["U"]]
         return words
 
+    @property
+    def read_latency(self) -> int:
+        """Cycles from ``read`` to ``read_data``: the weight store's
+        (:attr:`rtl.program.Program.weight_latency`, :data:`READ_LATENCY` unless deep)."""
+        return self.core.program.weight_latency
+
     def training_cycles(self) -> int:
         """Closed form of the counter for a training sample whose wrong label is drawn
         before the inference's result (the draw needs more rejections than the inference
@@ -272,9 +280,9 @@ class TrainingCore(wiring.Component):
         gap), and for a layer above the first the v of its inputs then for one that hears
         the loop the v of its feedback (each :meth:`rtl.input_scaler.InputScaler.cycles`:
         SQUARES n + 4, RSQRT its latency + 1, SCALE n + the scaler's latency + 2); per
-        tile TILE (P + 2), PASS (n_in + N_src)
-        and DRAIN (weight store latency 2 + lane latency + 1), and BU (2 N + lane latency
-        + 3). FFCL with loss_iterations 'last': the whole program of T iterations, then
+        tile TILE (P + 2), PASS (n_in + N_src) and DRAIN (the weight store's latency, 2 or
+        3 deep, + lane latency + 1), and BU (2 N + lane latency + 3). FFCL with
+        loss_iterations 'last': the whole program of T iterations, then
         one update per layer; with 'all', the program without layer 1's cache, held before
         each iteration t + 1 for iteration t's updates (2 cycles more each: the held
         FETCH and LABEL), the last iteration's after the result.
@@ -488,16 +496,22 @@ class TrainingCore(wiring.Component):
         ]
 
     def _read_back(self, m: Module) -> None:
-        """``read_data``: the stored words, READ_LATENCY cycles after ``read`` (bias and
-        label words, read in one cycle, wait a cycle)."""
+        """``read_data``: the stored words, :attr:`read_latency` cycles after ``read``
+        (bias and label words, read in one cycle, wait to match)."""
         store = self.core.store
         target_1, target_2 = Signal.like(self.read.target), Signal.like(self.read.target)
         small_word = Signal.like(self.read_data)
         m.d.sync += [target_1.eq(self.read.target), target_2.eq(target_1),
                      small_word.eq(Mux(target_1 == LOAD_TARGETS["bias"], store.bias_data,
                                        store.label_data))]
-        m.d.comb += self.read_data.eq(Mux(target_2 == LOAD_TARGETS["weights"],
-                                          store.weight_data, small_word))
+        target, small = target_2, small_word
+        for i in range(self.read_latency - READ_LATENCY):
+            late_target = Signal.like(self.read.target, name=f"target_late_{i}")
+            late_word = Signal.like(self.read_data, name=f"small_late_{i}")
+            m.d.sync += [late_target.eq(target), late_word.eq(small)]
+            target, small = late_target, late_word
+        m.d.comb += self.read_data.eq(Mux(target == LOAD_TARGETS["weights"],
+                                          store.weight_data, small))
 
     def _prepare_state(self, m: Module, state: dict, done_flags) -> None:
         """PREPARE: the steps before a layer's passes, side by side (each reads and writes

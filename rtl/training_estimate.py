@@ -36,7 +36,8 @@ __all__ = ["MEMORY_KINDS", "RMW_DRAIN", "SPRAM_BITS_PER_CYCLE", "TrainingEstimat
            "estimate_training"]
 
 #: Cycles from the last read of an update pass to its write: the weight store's read,
-#: the operand register, the update lane (own multiplier or a MAC lane's: both 6).
+#: the operand register, the update lane (own multiplier or a MAC lane's: both 6). A
+#: store deeper than one block RAM reads a cycle later (Program.weight_latency).
 RMW_DRAIN = WeightStore.LATENCY + OPERAND_STAGES + UpdateLane.latency_for(None)
 #: iCE40 UP5K: four SB_SPRAM256KA side by side, one 16-bit access each per cycle.
 SPRAM_BITS_PER_CYCLE = 4 * SPRAM_WIDTH
@@ -103,6 +104,7 @@ def estimate_training(model: IntModel, *, lanes: int, label_lanes: int | None = 
     program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
     # With shared multipliers the learning signal borrows the lanes' too.
     gap = LearningSignalUnit.gap_for(SIDE_LATENCY if shared else None)
+    rmw_drain = RMW_DRAIN + program.weight_latency - WeightStore.LATENCY
     forward = update = busy = rmw = 0
     for op in program.ops:
         if op.kind != LAYER:
@@ -136,8 +138,8 @@ def estimate_training(model: IntModel, *, lanes: int, label_lanes: int | None = 
         # b and U (one word per neuron, v = 1, no multiplier) run beside the W pass on
         # their own memories' ports; they only count if longer.
         small = max(0, 2 * n - pass_cycles)
-        update += FETCH_DECODE + prep + pass_cycles + small + RMW_DRAIN
-        rmw += pass_cycles + RMW_DRAIN
+        update += FETCH_DECODE + prep + pass_cycles + small + rmw_drain
+        rmw += pass_cycles + rmw_drain
         busy += n * (n_in + n_src)
     fmt = model.fmt
     f = store_bits - fmt.weight_bits

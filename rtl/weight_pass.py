@@ -59,6 +59,10 @@ class WeightPass(wiring.Component):
         the pass follows :attr:`lane_latency`. Default: a multiplier per lane.
     operand_bits : int, optional
         A borrowed multiplier's signed operand width (default 16).
+    weight_latency : {2, 3}, optional
+        Cycles from ``weights.addr`` to ``weights.data``: the weight store's latency
+        (:attr:`rtl.program.Program.weight_latency`; default
+        :data:`rtl.weight_store.WeightStore.LATENCY`).
 
     The P :class:`rtl.update_lane.UpdateLane` and the replay generator (a
     :class:`rtl.lfsr.WordGenerator` without seeding, ``restore``d to kappa^W_1 at every
@@ -90,8 +94,7 @@ class WeightPass(wiring.Component):
     v : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(15)))
         The pixels and the v buffer (column j at j, the feedback's after n_in).
     weights : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(P * B_m)))
-        The stored weight words, read :data:`rtl.weight_store.WeightStore.LATENCY`
-        cycles after the address.
+        The stored weight words, read ``weight_latency`` cycles after the address.
     write : Out(wiring.Signature({"valid", "addr", "data": Out}))
         An updated word to store (the core's load port).
     a, b : Out(ArrayLayout(signed(operand_bits), P))
@@ -101,7 +104,8 @@ class WeightPass(wiring.Component):
     """
 
     def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int, words: int,
-                 product_latency: int | None = None, operand_bits: int = 16) -> None:
+                 product_latency: int | None = None, operand_bits: int = 16,
+                 weight_latency: int = WeightStore.LATENCY) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -109,6 +113,11 @@ class WeightPass(wiring.Component):
         self.model, self.rule = model, rule
         self.P = check_positive_int("Lane count", lanes)
         self.words = check_positive_int("Weight word count", words)
+        if weight_latency not in (WeightStore.LATENCY, WeightStore.DEEP_LATENCY) \
+                or isinstance(weight_latency, bool):
+            raise ValueError(f"Weight latency must be {WeightStore.LATENCY} or "
+                             f"{WeightStore.DEEP_LATENCY}, not {weight_latency!r}")
+        self.weight_latency = weight_latency
         config, fmt = model.config, model.fmt
         hidden = config.hidden
         self.max_columns = max(config.input_size, *hidden)
@@ -165,7 +174,7 @@ class WeightPass(wiring.Component):
     def write_delay(self) -> int:
         """Cycles from a word's read address to its write: the weight store's latency,
         the lanes' input stage and the lane."""
-        return WeightStore.LATENCY + self.lane_latency
+        return self.weight_latency + self.lane_latency
 
     @property
     def drain(self) -> int:
@@ -209,8 +218,9 @@ class WeightPass(wiring.Component):
         m.d.comb += [self.errors.addr.eq(first + issued), self.rho.addr.eq(first + issued)]
 
         # Issue (address) -> data + lanes -> lat -> write. The weight store answers in
-        # WeightStore.LATENCY (2) cycles, the v and image buffers in one: their data
-        # waits a cycle in v_value; the column kind (W or V) travels with the address.
+        # weight_latency (2, or 3 deep) cycles, the v and image buffers in one: their
+        # data waits in v_value (and v_late); the column kind (W or V) travels with the
+        # address.
         issue = Signal()
         feedback = count >= ff
         # The tile's first W word and its first V word less ff, as running sums registered
@@ -230,16 +240,31 @@ class WeightPass(wiring.Component):
         fb_1, in_fb, image_1 = Signal(), Signal(), Signal()
         kappa_1, in_kappa = Signal(LFSR_WIDTH), Signal(LFSR_WIDTH)
         v_value = Signal(lanes[0].v.shape())
-        m.d.sync += [issued_1.eq(issue), in_lane.eq(issued_1),
-                     addr_1.eq(self.weights.addr), in_addr.eq(addr_1),
-                     fb_1.eq(feedback), in_fb.eq(fb_1),
-                     image_1.eq(self.first_layer & ~feedback),
-                     kappa_1.eq(replay.words.payload), in_kappa.eq(kappa_1),
-                     v_value.eq(Mux(image_1, self.image.data, self.v.data))]
+        v_late = v_value
+        if self.weight_latency == WeightStore.LATENCY:
+            m.d.sync += [issued_1.eq(issue), in_lane.eq(issued_1),
+                         addr_1.eq(self.weights.addr), in_addr.eq(addr_1),
+                         fb_1.eq(feedback), in_fb.eq(fb_1),
+                         image_1.eq(self.first_layer & ~feedback),
+                         kappa_1.eq(replay.words.payload), in_kappa.eq(kappa_1),
+                         v_value.eq(Mux(image_1, self.image.data, self.v.data))]
+        else:
+            # A deep store's word comes a cycle later: so do its column's companions.
+            issued_2, addr_2 = Signal(), Signal.like(self.weights.addr)
+            fb_2, kappa_2 = Signal(), Signal(LFSR_WIDTH)
+            v_late = Signal.like(v_value, name="v_late")
+            m.d.sync += [issued_1.eq(issue), issued_2.eq(issued_1), in_lane.eq(issued_2),
+                         addr_1.eq(self.weights.addr), addr_2.eq(addr_1), in_addr.eq(addr_2),
+                         fb_1.eq(feedback), fb_2.eq(fb_1), in_fb.eq(fb_2),
+                         image_1.eq(self.first_layer & ~feedback),
+                         kappa_1.eq(replay.words.payload), kappa_2.eq(kappa_1),
+                         in_kappa.eq(kappa_2),
+                         v_value.eq(Mux(image_1, self.image.data, self.v.data)),
+                         v_late.eq(v_value)]
         for p, lane in enumerate(lanes):
             m.d.comb += [lane.en.eq(in_lane),
                          lane.c.eq(self.weights.data[p * B_m:(p + 1) * B_m].as_signed()),
-                         lane.d.eq(shadow_d[p]), lane.v.eq(v_value), lane.rho.eq(shadow_rho[p]),
+                         lane.d.eq(shadow_d[p]), lane.v.eq(v_late), lane.rho.eq(shadow_rho[p]),
                          lane.kappa.eq(in_kappa), lane.k.eq(Mux(in_fb, self.k_fb, self.k_ff)),
                          lane.select.eq(STORED_KINDS.index("W"))]
         out_addr = in_addr

@@ -1,7 +1,8 @@
 """The weight store: the core's widest memory, one word of P weights per address.
 
 Two mappings behind one contract (a read port with two cycles of latency: the address
-register, then the memory's own read; and an optional write port for run-time loads):
+register, then the memory's own read; three for a store deeper than one block RAM, see
+below; and an optional write port for run-time loads):
 
 - ``"bram"``: :class:`amaranth.lib.memory.Memory` initialised from the model; Yosys puts
   it in block RAM (iCE40 EBR, ECP5 DP16KD), which the bitstream initialises. Elaborated
@@ -14,6 +15,14 @@ register, then the memory's own read; and an optional write port for run-time lo
   The read address is registered in copies (:class:`rtl.replica.RegisterCopy`), one per
   :data:`SLICES_PER_COPY` slices: one register driving all 172 blocks' addresses took
   20 ns to route across the ULX3S-85F.
+  A store deeper than :data:`PART_DEPTH` words (the deepest block, an ECP5 DP16KD as
+  16,384 x 1) is built with three cycles of latency (:func:`weight_store_latency`): each
+  slice is cut into parts of at most :data:`PART_DEPTH` words, each its own memory with
+  a registered output, and the part is chosen after those registers by the address's top
+  bits, delayed to match. Left to Yosys, the two blocks of a slice fed a multiplexer
+  straight from their outputs: clock-to-out, a route across the die and the multiplexer
+  held MNIST 784-256-256's 9-lane training build (30,160 words) to 61 MHz. Simulation has
+  the same parts and registers, so the latency is the same everywhere.
 - ``"spram"``: the iCE40 UP5K's single-port RAMs, 16K x 16 bits each, side by side: four
   deliver 64 bits a cycle, exactly the 8 int8 weights 8 MAC lanes consume. SPRAM is not
   initialised at configuration, so this mapping is always writable and starts empty: the
@@ -39,8 +48,9 @@ from rtl.board import fpga_family
 from rtl.params import check_positive_int
 from rtl.replica import REPLICA_PREFIX, RegisterCopy
 
-__all__ = ["BRAM_SHAPES", "SLICED_FAMILIES", "SLICES_PER_COPY", "SPRAM_DEPTH", "SPRAM_WIDTH",
-           "WEIGHT_STORE_KINDS", "WeightStore", "bram_slices", "spram_blocks"]
+__all__ = ["BRAM_SHAPES", "PART_DEPTH", "SLICED_FAMILIES", "SLICES_PER_COPY", "SPRAM_DEPTH",
+           "SPRAM_WIDTH", "WEIGHT_STORE_KINDS", "WeightStore", "bram_slices", "spram_blocks",
+           "weight_store_latency"]
 
 #: Mappings of the weight store.
 WEIGHT_STORE_KINDS = ("bram", "spram")
@@ -53,6 +63,19 @@ _UP5K_SPRAMS = 4
 BRAM_SHAPES = {"ice40": ((256, 16), (512, 8), (1024, 4), (2048, 2)),
                "ecp5": ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2),
                         (16384, 1))}
+#: Words of one part of a deep ``"bram"`` store: the deepest ECP5 block configuration.
+PART_DEPTH = BRAM_SHAPES["ecp5"][-1][0]
+#: Address bits within a part (the part number is the bits above).
+_PART_BITS = PART_DEPTH.bit_length() - 1
+
+
+def weight_store_latency(depth: int) -> int:
+    """Read latency of a weight store of ``depth`` words: 2 (address copies, the memory's
+    read) when one block RAM is deep enough, 3 (and an output register per part) beyond
+    :data:`PART_DEPTH`. Decided from the depth alone, not the platform, so that the
+    simulated core and the synthesized one take the same cycles."""
+    check_positive_int("Weight store depth", depth)
+    return 2 if depth <= PART_DEPTH else 3
 
 
 def spram_blocks(*, width: int, depth: int) -> int:
@@ -113,7 +136,7 @@ def bram_slices(family: str, *, depth: int, width: int) -> list[int]:
 
 
 class WeightStore(wiring.Component):
-    """``depth`` words of ``width`` bits, read with two cycles of latency.
+    """``depth`` words of ``width`` bits, read with two (or three) cycles of latency.
 
     Parameters
     ----------
@@ -127,24 +150,35 @@ class WeightStore(wiring.Component):
         Initial words; ``"bram"`` only (SPRAM comes up uninitialised).
     writable : bool
         Give the store a write port. ``"spram"`` is always writable.
+    latency : {2, 3}
+        Cycles from ``read.addr`` to ``read.data`` (:func:`weight_store_latency` of the
+        depth is the one that meets timing): 3 adds a register after each part of at most
+        :data:`PART_DEPTH` words (``"bram"`` only).
 
     Members
     -------
     read : In(wiring.Signature({"addr": Out(range(depth)), "data": In(unsigned(width))}))
-        ``data`` is the word at the ``addr`` of two cycles before (:attr:`LATENCY`).
+        ``data`` is the word at the ``addr`` of :attr:`latency` cycles before.
     write : In(wiring.Signature({"addr": Out(range(depth)), "data": Out(unsigned(width)),
     "en": Out(1)}))
         Only when writable: the word is stored at the clock edge while ``en`` is high.
     """
 
     def __init__(self, *, width: int, depth: int, kind: str, init: list[int] | None = None,
-                 writable: bool = False) -> None:
+                 writable: bool = False, latency: int = 2) -> None:
         self.width = check_positive_int("Weight word width", width)
         self.depth = check_positive_int("Weight store depth", depth, minimum=2)
         if kind not in WEIGHT_STORE_KINDS:
             raise ValueError(f"Weight store kind must be one of "
                              f"{', '.join(WEIGHT_STORE_KINDS)}, not {kind!r}")
         self.kind = kind
+        if latency not in (self.LATENCY, self.DEEP_LATENCY) or isinstance(latency, bool):
+            raise ValueError(f"Weight store latency must be {self.LATENCY} or "
+                             f"{self.DEEP_LATENCY}, not {latency!r}")
+        if kind == "spram" and latency != self.LATENCY:
+            raise ValueError(f"An SPRAM weight store reads with latency {self.LATENCY} "
+                             f"(its words fit one SPRAM deep), not {latency}")
+        self._latency = latency
         init = list(init or [])
         if kind == "spram":
             if init:
@@ -165,13 +199,16 @@ class WeightStore(wiring.Component):
                                                      "en": Out(1)}))
         super().__init__(members)
 
-    #: Cycles from ``read.addr`` to ``read.data``: the address copies, the memory's read.
+    #: Cycles from ``read.addr`` to ``read.data`` of a store one block deep: the address
+    #: copies, the memory's read.
     LATENCY = 2
+    #: The same for a store in parts: the address copies, the read, the part's register.
+    DEEP_LATENCY = 3
 
     @property
     def latency(self) -> int:
-        """Cycles from ``read.addr`` to ``read.data`` (:attr:`LATENCY`)."""
-        return self.LATENCY
+        """Cycles from ``read.addr`` to ``read.data``."""
+        return self._latency
 
     def _read_addresses(self, m: Module, count: int) -> list:
         """``count`` copies of the registered read address, each in a module of its own."""
@@ -208,6 +245,9 @@ class WeightStore(wiring.Component):
         slices = (bram_slices(family, depth=self.depth, width=self.width)
                   if family in BRAM_SHAPES else [self.width])
         read_addrs = self._read_addresses(m, -(-len(slices) // SLICES_PER_COPY))
+        if self._latency == self.DEEP_LATENCY:
+            self._parts(m, slices, read_addrs)
+            return m
         for i, (lo, bits) in enumerate(zip(accumulate([0, *slices[:-1]]), slices,
                                            strict=True)):
             mask = (1 << bits) - 1
@@ -223,3 +263,52 @@ class WeightStore(wiring.Component):
                              write.data.eq(self.write.data[lo:lo + bits]),
                              write.en.eq(self.write.en)]
         return m
+
+    def _parts(self, m: Module, slices: list[int], read_addrs: list) -> None:
+        """The slices of a deep store, each a module ``replica_slice_I`` of memories
+        ``part_J`` (words J x PART_DEPTH on) with registered outputs, chosen by the part
+        number delayed as long as the read.
+
+        Each slice keeps its own module in synthesis (:data:`REPLICA_PREFIX`): flattened
+        into the top, Yosys 0.70's ABC9 failed an internal assertion (``GetSize(conn.first)
+        == GetSize(conn.second)`` in ABC_OPS_REINTEGRATE) on the MNIST 784-256-256
+        training build, and each slice's select registers stay its own. The ECP5
+        floorplan (``ffcl_hw.flows.floorplan``, cores of many lanes, whose stores are one
+        block deep) does not see the blocks of kept modules.
+        """
+        parts = -(-self.depth // PART_DEPTH)
+        for i, (lo, bits) in enumerate(zip(accumulate([0, *slices[:-1]]), slices,
+                                           strict=True)):
+            m.submodules[f"{REPLICA_PREFIX}slice_{i}"] = part_module = Module()
+            addr = read_addrs[i // SLICES_PER_COPY]
+            mask = (1 << bits) - 1
+            # The part of the word being read: with the memory's read, then with its
+            # output register (one copy per slice, beside its blocks).
+            select_read = Signal(range(parts), name=f"part_read_{i}", reset_less=True)
+            select_out = Signal(range(parts), name=f"part_out_{i}", reset_less=True)
+            part_module.d.sync += [select_read.eq(addr >> _PART_BITS),
+                                   select_out.eq(select_read)]
+            outputs = []
+            for j in range(parts):
+                first = j * PART_DEPTH
+                words = min(PART_DEPTH, self.depth - first)
+                part_module.submodules[f"part_{j}"] = mem = memory.Memory(
+                    shape=unsigned(bits), depth=max(2, words),
+                    init=[(word >> lo) & mask for word in self.init[first:first + words]])
+                read = mem.read_port()
+                # Registered beside the block: the route across the die starts here.
+                out = Signal(bits, name=f"part_{j}_q", reset_less=True)
+                part_module.d.comb += read.addr.eq(addr[:len(read.addr)])
+                part_module.d.sync += out.eq(read.data)
+                outputs.append(out)
+                if self.writable:
+                    write = mem.write_port()
+                    part_module.d.comb += [
+                        write.addr.eq(self.write.addr[:len(write.addr)]),
+                        write.data.eq(self.write.data[lo:lo + bits]),
+                        write.en.eq(self.write.en
+                                    & ((self.write.addr >> _PART_BITS) == j))]
+            chosen = outputs[0]
+            for j in range(1, parts):
+                chosen = Mux(select_out == j, outputs[j], chosen)
+            part_module.d.comb += self.read.data[lo:lo + bits].eq(chosen)

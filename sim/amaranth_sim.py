@@ -26,7 +26,7 @@ from amaranth.sim import Simulator
 
 from rtl.core import Core
 from rtl.program import PHASES
-from rtl.training_core import READ_LATENCY, TrainingCore
+from rtl.training_core import TrainingCore
 from sim.train_check import TrainingChecker, TrainingRun
 
 __all__ = ["CoreResult", "run_core", "run_training"]
@@ -212,11 +212,12 @@ def run_training(core: TrainingCore, checker: TrainingChecker, images: np.ndarra
         for name, target, count in checker.read_plan():
             ctx.set(core.read.target, target)
             got = []
-            for t in range(count + READ_LATENCY - 1):
+            latency = core.read_latency
+            for t in range(count + latency - 1):
                 if t < count:
                     ctx.set(core.read.addr, t)
                 await ctx.tick()
-                if t >= READ_LATENCY - 1:
+                if t >= latency - 1:
                     got.append(int(ctx.get(core.read_data)))
             words[name] = got
         return words

@@ -37,7 +37,7 @@ from cocotb.triggers import (
 
 from golden.intmodelio import load_int_model
 from golden.inttrain import TrainRule
-from rtl.training_core import READ_LATENCY, TrainingCore, done_layout, sample_layout
+from rtl.training_core import TrainingCore, done_layout, sample_layout
 from sim.train_check import TrainingChecker, TrainMismatch
 
 #: The clock period in nanoseconds.
@@ -129,17 +129,18 @@ class TB:
         return tuple(self._done_field(word, name) for name in ("label", "wrong", "cycles"))
 
     async def read_back(self) -> dict[str, list[int]]:
-        """Every stored word through ``read`` (one address a cycle, READ_LATENCY deep)."""
+        """Every stored word through ``read`` (one address a cycle, read_latency deep)."""
         dut = self.dut
         words = {}
         for name, target, count in self.checker.read_plan():
             dut.read__target.value = target
             got = []
-            for t in range(count + READ_LATENCY - 1):
+            latency = self.core.read_latency
+            for t in range(count + latency - 1):
                 if t < count:
                     dut.read__addr.value = t
                 await FallingEdge(dut.clk)
-                if t >= READ_LATENCY - 1:
+                if t >= latency - 1:
                     got.append(int(dut.read_data.value))
             words[name] = got
         return words

@@ -36,9 +36,9 @@ from ffcl_hw.runs import RunError
 from golden.intmodel import IntModel
 from golden.inttrain import IntTrainer, TrainRule, default_lr_shift
 from rtl.board import BOARDS
+from rtl.program import build_program
 from rtl.training_estimate import estimate_training
 from rtl.update_lane import UpdateLane
-from rtl.weight_store import WeightStore
 
 __all__ = ["bench_training", "run_rule", "slice_lane_utilization", "training_speedups"]
 
@@ -76,12 +76,14 @@ def slice_lane_utilization(model: IntModel, lanes: int) -> float:
     (P + 2), the pass (n_in) and the drain (weight store + update lane + 1), the terms of
     ``TrainingCore.training_cycles``; N n_in entries updated per layer."""
     config = model.config
+    # The weight store's latency: 2, or 3 for a store deeper than one block RAM.
+    latency = build_program(model, lanes=lanes).weight_latency
     busy = lane_cycles = 0
     for i, n in enumerate(config.hidden):
         n_in = config.input_size if i == 0 else config.hidden[i - 1]
         tiles = -(-n // lanes)
         busy += n * n_in
-        lane_cycles += lanes * tiles * ((lanes + 2) + n_in + WeightStore.LATENCY
+        lane_cycles += lanes * tiles * ((lanes + 2) + n_in + latency
                                         + UpdateLane.latency_for(None) + 1)
     return busy / lane_cycles
 

@@ -328,3 +328,17 @@ def test_a_one_neuron_feedback_source_keeps_its_sweeps_apart(lanes):
                for op in program.ops)
     images = np.random.default_rng(7).integers(0, 17, size=(3, 9))
     _check(model, images, lanes)
+
+
+def test_a_core_on_a_deep_weight_store_matches_the_integer_model():
+    # 784 x 21 weights on one lane: 16,527 words, past one ECP5 block RAM's 16,384, so the
+    # weight store reads in 3 cycles and the element takes a second operand stage (the
+    # cheapest model that deep; MNIST 784-256-256 on 9 lanes is 30,160 words).
+    config = ModelConfig(algo="ffdl", input_size=784, num_classes=4, hidden=(21, 3),
+                         theta=0.5)
+    rng = np.random.default_rng(3)
+    model = quantize(config, random_params(config, 3), rng.uniform(0, 1, (16, 784)),
+                     input_max=16)
+    core = _check(model, rng.integers(0, 17, size=(1, 784)), lanes=1)
+    assert (len(core.program.weight_words), core.program.weight_latency) == (16527, 3)
+    assert (core.program.operand_stages, core.program.mac_drain) == (2, MAC_DRAIN + 1)

@@ -19,7 +19,7 @@ from golden.intmodel import IntLayer, IntModel
 from golden.inttrain import IntTrainer, TrainRule, default_lr_shift, initial_model
 from golden.lfsr import Lfsr
 from rtl.core import LOAD_TARGETS, Core, memory_images
-from rtl.training_core import READ_LATENCY, TrainingCore
+from rtl.training_core import TrainingCore
 from tests.rtl.helpers import PERIOD, simulate
 
 SEED = 2024
@@ -59,12 +59,12 @@ async def read_stored(ctx, dut: TrainingCore) -> dict[str, list[int]]:
                          ("U", LOAD_TARGETS["labels"])):
         count = len(images[name])
         got = []
-        for t in range(count + READ_LATENCY):
+        for t in range(count + dut.read_latency):
             if t < count:
                 ctx.set(dut.read.target, target)
                 ctx.set(dut.read.addr, t)
             await ctx.tick()
-            if t >= READ_LATENCY - 1 and len(got) < count:
+            if t >= dut.read_latency - 1 and len(got) < count:
                 got.append(int(ctx.get(dut.read_data)))
         words[name] = got
     return words
@@ -419,3 +419,20 @@ def test_a_stored_core_starts_at_the_middle_of_every_forward_code():
     assert images["weights"] == expected["W"]
     assert images["bias"] == expected["b"]
     assert images["labels"] == expected["U"]
+
+
+def test_a_training_core_on_a_deep_weight_store_trains_like_the_golden_trainer():
+    # 784 x 21 weights on one lane: 16,464 words, past one ECP5 block RAM, so the store
+    # reads in 3 cycles (its parts' output registers): the W pass's lanes, the forward
+    # pass's operand and the read-back all wait a cycle more.
+    config = ModelConfig(algo="ffdl", input_size=784, num_classes=K, theta=0.5, hidden=(21,))
+    model = make_model(config, SEED)
+    rule = TrainRule(epochs=1, seed=7, lr_shift=4)
+    trainer = IntTrainer(model, rule)
+    dut = TrainingCore(model, rule, lanes=1)
+    assert (dut.core.program.weight_latency, dut.read_latency) == (3, 3)
+    rng = np.random.default_rng(SEED)
+    samples = [(rng.integers(0, X + 1, 784).astype(np.int64), int(rng.integers(0, K)))]
+    # One sample (about 30 s of CPU): every stored word is compared after it.
+    cycles, _ = run_samples(dut, trainer, samples)
+    assert cycles == [dut.training_cycles()]

@@ -12,7 +12,13 @@ from amaranth.hdl import Fragment
 from ffcl_hw.flows.simulate import check_results
 from rtl.board import BOARDS
 from rtl.core import Core
-from rtl.weight_store import WeightStore, bram_slices, spram_blocks
+from rtl.weight_store import (
+    PART_DEPTH,
+    WeightStore,
+    bram_slices,
+    spram_blocks,
+    weight_store_latency,
+)
 from sim.amaranth_sim import run_core
 from tests.rtl.helpers import simulate
 from tests.rtl.test_core import _random_model
@@ -155,3 +161,57 @@ def test_an_spram_core_without_its_weights_gives_other_results():
     images = np.random.default_rng(31).integers(0, 17, size=(3, 9))
     results = run_core(core, images)
     assert check_results(results, model.run(images), core.cycles_per_inference())
+
+
+def test_the_latency_follows_the_depth():
+    # One block RAM deep (an ECP5 DP16KD as 16,384 x 1): 2, as every existing build.
+    assert [weight_store_latency(d) for d in (2, PART_DEPTH, PART_DEPTH + 1)] == [2, 2, 3]
+    with pytest.raises(ValueError, match="latency must be 2 or 3, not 4"):
+        WeightStore(width=8, depth=4, kind="bram", latency=4)
+    with pytest.raises(ValueError, match="SPRAM weight store reads with latency 2"):
+        WeightStore(width=8, depth=4, kind="spram", latency=3)
+
+
+@pytest.mark.parametrize("platform", [None, "ulx3s-85f"])
+def test_a_deep_store_reads_a_new_word_every_cycle_across_its_parts(platform):
+    # 16,384 + 6 words of 3 bits: two parts (the second 6 words deep), three 1-bit slices
+    # for ECP5. A new address every cycle, hopping between the parts, catches a part
+    # select taken a cycle early or late; the writes must reach the right part.
+    depth = PART_DEPTH + 6
+    rng = np.random.default_rng(7)
+    words = [int(v) for v in rng.integers(0, 8, size=depth)]
+    dut = WeightStore(width=3, depth=depth, kind="bram", init=words, writable=True,
+                      latency=3)
+    assert dut.latency == 3
+    fragment = (Fragment.get(dut, BOARDS[platform].make_platform()) if platform else dut)
+    if platform:
+        names = sorted(name for _, name, _ in fragment.subfragments)
+        assert names == ["replica_0", *(f"replica_slice_{i}" for i in range(3))]
+    reads = [0, depth - 1, 1, PART_DEPTH, PART_DEPTH - 1, depth - 2, 5, PART_DEPTH + 1,
+             PART_DEPTH + 1, 2, depth - 1]
+    # Both parts' same local address 3 with different words: only the part tells them apart.
+    replaced = {3: words[3] ^ 7, PART_DEPTH + 3: words[PART_DEPTH + 3] ^ 5,
+                PART_DEPTH - 1: words[PART_DEPTH - 1] ^ 2}
+
+    async def read_all(ctx, expected):
+        got = []
+        for t in range(len(reads) + dut.latency):
+            if t < len(reads):
+                ctx.set(dut.read.addr, reads[t])
+            await ctx.tick()
+            if t >= dut.latency - 1 and len(got) < len(reads):
+                got.append(ctx.get(dut.read.data))
+        assert got == [expected[a] for a in reads]
+
+    async def bench(ctx):
+        await read_all(ctx, words)
+        for addr, word in replaced.items():
+            ctx.set(dut.write.en, 1)
+            ctx.set(dut.write.addr, addr)
+            ctx.set(dut.write.data, word)
+            await ctx.tick()
+        ctx.set(dut.write.en, 0)
+        reads.extend(replaced)
+        await read_all(ctx, {**dict(enumerate(words)), **replaced})
+
+    simulate(fragment, bench)
