@@ -422,27 +422,7 @@ class Core(wiring.Component):
                          store.label_data.eq(memories.labels.data),
                          seq.hold.eq(store.hold)]
         wiring.connect(m, sweep.pre, pre_mem.write_port())
-        if shared:
-            # The borrowed lanes: the sweep's operands (lanes 0-2); in a scan the goodness
-            # datapath has lanes 0..G-1. Operands count only while no element is given
-            # to the lanes, which the sequencer guarantees during both.
-            for p in range(lanes.shared_lanes):
-                a, b = (sweep.a[p], sweep.b[p]) if p < SHARED_OPERANDS else (0, 0)
-                if p < G:
-                    a = Mux(seq.scanning, goodness.factor[p], a)
-                    b = Mux(seq.scanning, goodness.factor[p], b)
-                m.d.comb += [lanes.a[p].eq(a), lanes.b[p].eq(b)]
-            m.d.comb += [sweep.product[p].eq(lanes.side[p]) for p in range(SHARED_OPERANDS)]
-            m.d.comb += [goodness.product[q].eq(lanes.side[q]) for q in range(G)]
-
-        if self.lend_enabled:
-            # Every lane's multiplier, for the training engine. MacLanes takes the side
-            # operands only in cycles without an element, and the engine gives them only
-            # while this core idles or is held before an op (the W pass runs between the
-            # result, or the hold, and the next sample's first element): no cycle has two
-            # users, and the engine's operands need no gate here.
-            m.d.comb += [lanes.a.eq(self.lend.a), lanes.b.eq(self.lend.b),
-                         self.lend.product.eq(lanes.side)]
+        self._side_operands(m, lanes, sweep, goodness, seq)
 
         # -- scan issue -> goodness datapath -> argmax ---------------------------------
         pre_read = pre_mem.read_port()
@@ -480,6 +460,33 @@ class Core(wiring.Component):
                 self.observe.act_data.eq(sweep.buffer.data),
             ]
         return m
+
+    def _side_operands(self, m: Module, lanes: MacLanes, sweep: Sweep,
+                       goodness: GoodnessDatapath, seq: Sequencer) -> None:
+        """Who multiplies on the lanes' side ports: with shared multipliers the sweep and
+        the label scan, with ``lend`` the training engine."""
+        G = self.program.label_lanes
+        if self.program.shared:
+            # The borrowed lanes: the sweep's operands (lanes 0-2); in a scan the goodness
+            # datapath has lanes 0..G-1. Operands count only while no element is given
+            # to the lanes, which the sequencer guarantees during both.
+            for p in range(lanes.shared_lanes):
+                a, b = (sweep.a[p], sweep.b[p]) if p < SHARED_OPERANDS else (0, 0)
+                if p < G:
+                    a = Mux(seq.scanning, goodness.factor[p], a)
+                    b = Mux(seq.scanning, goodness.factor[p], b)
+                m.d.comb += [lanes.a[p].eq(a), lanes.b[p].eq(b)]
+            m.d.comb += [sweep.product[p].eq(lanes.side[p]) for p in range(SHARED_OPERANDS)]
+            m.d.comb += [goodness.product[q].eq(lanes.side[q]) for q in range(G)]
+
+        if self.lend_enabled:
+            # Every lane's multiplier, for the training engine. MacLanes takes the side
+            # operands only in cycles without an element, and the engine gives them only
+            # while this core idles or is held before an op (the W pass runs between the
+            # result, or the hold, and the next sample's first element): no cycle has two
+            # users, and the engine's operands need no gate here.
+            m.d.comb += [lanes.a.eq(self.lend.a), lanes.b.eq(self.lend.b),
+                         self.lend.product.eq(lanes.side)]
 
     def _check_latencies(self, memories: ModelMemory, lanes: MacLanes, sweep: Sweep,
                          goodness: GoodnessDatapath) -> None:

@@ -24,6 +24,15 @@ from tests.rtl.helpers import simulate
 from tests.rtl.test_core import _random_model
 
 
+async def _write(ctx, dut, words: dict[int, int]) -> None:
+    """Store ``words`` (address: word) through the write port, one per cycle."""
+    for addr, word in words.items():
+        ctx.set(dut.write.en, 1)
+        ctx.set(dut.write.addr, addr)
+        ctx.set(dut.write.data, word)
+        await ctx.tick()
+    ctx.set(dut.write.en, 0)
+
 @pytest.mark.parametrize(("kwargs", "error", "message"), [
     (dict(width=64, depth=16, kind="flash"), ValueError,
      "Weight store kind must be one of bram, spram, not 'flash'"),
@@ -120,12 +129,7 @@ def test_a_sliced_store_reads_the_same_words(writable):
             await ctx.tick().repeat(dut.latency)
             assert ctx.get(dut.read.data) == words[addr], addr
         if writable:
-            for addr, word in replaced.items():
-                ctx.set(dut.write.en, 1)
-                ctx.set(dut.write.addr, addr)
-                ctx.set(dut.write.data, word)
-                await ctx.tick()
-            ctx.set(dut.write.en, 0)
+            await _write(ctx, dut, replaced)
             for addr, word in replaced.items():
                 ctx.set(dut.read.addr, addr)
                 await ctx.tick().repeat(dut.latency)
@@ -205,12 +209,7 @@ def test_a_deep_store_reads_a_new_word_every_cycle_across_its_parts(platform):
 
     async def bench(ctx):
         await read_all(ctx, words)
-        for addr, word in replaced.items():
-            ctx.set(dut.write.en, 1)
-            ctx.set(dut.write.addr, addr)
-            ctx.set(dut.write.data, word)
-            await ctx.tick()
-        ctx.set(dut.write.en, 0)
+        await _write(ctx, dut, replaced)
         reads.extend(replaced)
         await read_all(ctx, {**dict(enumerate(words)), **replaced})
 
