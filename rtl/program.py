@@ -162,7 +162,7 @@ class Program:
         """Cycles from the weight store's address to its word
         (:func:`rtl.weight_store.weight_store_latency` of the word count): 2, or 3 for a
         store deeper than one block RAM."""
-        return weight_store_latency(max(2, len(self.weight_words)))
+        return _weight_latency(len(self.weight_words))
 
     @property
     def operand_stages(self) -> int:
@@ -174,7 +174,7 @@ class Program:
     def mac_drain(self) -> int:
         """Cycles from a pass's last element read until its products are all accumulated:
         the operand stages and the lanes (:data:`MAC_DRAIN` for a store one block deep)."""
-        return self.operand_stages + MacLanes.LATENCY
+        return _mac_drain(len(self.weight_words))
 
     @property
     def stored_weight_bits(self) -> int:
@@ -322,6 +322,18 @@ def pack_rows(matrix, lanes: int) -> list[list[int]]:
     return words
 
 
+def _weight_latency(weight_words: int) -> int:
+    """The weight store's latency for ``weight_words`` words (a store has at least 2)."""
+    return weight_store_latency(max(2, weight_words))
+
+
+def _mac_drain(weight_words: int) -> int:
+    """:attr:`Program.mac_drain` for a store of ``weight_words`` words: its operand stages
+    (the store's latency less the memory's read) and the lanes. ``build_program`` needs it
+    before the program exists."""
+    return _weight_latency(weight_words) - 1 + MacLanes.LATENCY
+
+
 def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None,
                   shared: bool = False, fine_bits: int = 0,
                   layer1_cache: bool = True) -> Program:
@@ -459,8 +471,7 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
     # earliest, so only a slower table needs extra cycles before the pass.
     rsqrt = Rsqrt(sq_bits=widths.sq, index_bits=fmt.rsqrt_index_bits,
                   frac_bits=fmt.rsqrt_frac_bits)
-    mac_drain = weight_store_latency(max(2, len(weight_words))) - 1 + MacLanes.LATENCY
-    prep = max(0, rsqrt.latency - (mac_drain + 1))
+    prep = max(0, rsqrt.latency - (_mac_drain(len(weight_words)) + 1))
     if not isinstance(shared, bool):
         raise TypeError(f"Shared multipliers must be True or False, not {shared!r}")
     if shared:

@@ -155,7 +155,7 @@ def multipliers_needed(program: Program, family: str, *, lent: bool = False) -> 
     w = program.widths
     lane_cost = _chunks(SIDE_BITS, tile) ** 2
     if program.shared:
-        return {"mac_lanes": program.lanes * _chunks(SIDE_BITS, tile) ** 2, "scaler": 0,
+        return {"mac_lanes": program.lanes * lane_cost, "scaler": 0,
                 "goodness_squares": 0, "activation_square": 0}
 
     def cost(a: int, b: int) -> int:

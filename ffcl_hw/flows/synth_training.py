@@ -89,9 +89,10 @@ def choose_training_core(model, rule: TrainRule, board: str, lanes: int | None =
     # The stored width is what training adds to the weights: find the largest that fits
     # (B_m >= B_w, the forward pass's width, is the rule's floor), first with at least
     # half the first count's lanes (MNIST 784-256-256 on the 85F: 11 bits fit on 1 lane
-    # only, 10 on 9 lanes), then with any.
+    # only, 10 on 9 lanes), then with the others.
     widths = range(rule.store_bits - 1, model.fmt.weight_bits - 1, -1)
-    for counts in ([c for c in candidates if 2 * c >= candidates[0]], candidates):
+    wide = [c for c in candidates if 2 * c >= candidates[0]]
+    for counts in (wide, [c for c in candidates if c not in wide]):
         for store_bits in widths:
             smaller = replace(rule, store_bits=store_bits)
             for count in counts:
