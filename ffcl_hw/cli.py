@@ -326,7 +326,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lanes", type=_positive, metavar="P",
                    help="MAC lanes (default: the fewest cycles per inference that fit "
                         "the board's multipliers and RAM; with --train 8, capped at the "
-                        "widest layer)")
+                        "widest layer, or else the first of 9..16, then 7..1, that fits)")
     p.add_argument("--label-lanes", type=_positive, metavar="G",
                    help="labels scanned per cycle (default: chosen with the lanes)")
     p.add_argument("--weights", choices=WEIGHT_MEMORIES,
