@@ -5,7 +5,10 @@ After the weight passes, every neuron i of the layer moves b_i by step(-d_i, rho
 kappa^b), U[i, y] by step(-dp_i, rho_i + kappa^+) and U[i, y'] by step(-dn_i, rho_i +
 kappa^-) (v = 1: three multiplier-free uses of :class:`rtl.update_lane.UpdateLane`).
 The bias and the label word of a neuron are two writes through the one load port, so a
-neuron is issued every other cycle.
+neuron is issued every other cycle. The label read port is then free every other cycle:
+there the pass reads the neuron's label word again, just before its lanes finish, to merge
+the two updated fields into it, instead of carrying K x B_m bits through the lanes'
+latency (960 flip-flops for digits, docs/training-engine.md "Logic of the components").
 """
 
 from __future__ import annotations
@@ -128,10 +131,16 @@ class BiasLabelPass(wiring.Component):
         # One neuron every other cycle (two core loads per neuron).
         issue = Signal()
         neuron = count >> 1
+        # Odd cycles re-read the label word of the neuron issued REREAD cycles before, so
+        # that it arrives as that neuron's lanes finish (issue c, lanes c + 1 .. c + lat,
+        # re-read c + lat - 1, held at c + lat, merged at c + 1 + lat).
+        reread = lat - 1
+        assert reread % 2 == 1, "the re-read must fall in the cycles between issues"
         m.d.comb += [issue.eq(self.run & ~count[0] & (count < 2 * self.neurons)),
                      self.errors.addr.eq(neuron), self.rho.addr.eq(neuron),
                      self.bias.addr.eq(self.base + neuron),
-                     self.labels.addr.eq(self.base + neuron)]
+                     self.labels.addr.eq(self.base + Mux(count[0],
+                                                         (count - reread)[1:], neuron))]
         in_lane, in_addr = Signal(), Signal.like(self.bias.addr)
         m.d.sync += [in_lane.eq(issue), in_addr.eq(self.bias.addr)]
         u_field = Array(stored_field(self.labels.data, q, B_m) for q in range(K))
@@ -143,12 +152,16 @@ class BiasLabelPass(wiring.Component):
             m.d.comb += [lane.en.eq(in_lane), lane.c.eq(c), lane.d.eq(d),
                          lane.rho.eq(self.rho.data), lane.kappa.eq(kappa), lane.k.eq(k),
                          lane.select.eq(STORED_KINDS.index(kind))]
-        u_old, out_addr = self.labels.data, in_addr
+        out_addr = in_addr
         for i in range(lat):
-            reg_u = Signal.like(self.labels.data, name=f"u_old_{i}")
             reg_a = Signal.like(in_addr, name=f"bu_addr_{i}")
-            m.d.sync += [reg_u.eq(u_old), reg_a.eq(out_addr)]
-            u_old, out_addr = reg_u, reg_a
+            m.d.sync += reg_a.eq(out_addr)
+            out_addr = reg_a
+        # The re-read word arrives in an even cycle (its address was an odd cycle's) and is
+        # held for the next, in which the lanes' outputs are valid.
+        u_old = Signal.like(self.labels.data)
+        with m.If(~count[0]):
+            m.d.sync += u_old.eq(self.labels.data)
         new_u = Cat(Mux(y == q, lane_pos.out,
                         Mux(y_neg == q, lane_neg.out, stored_field(u_old, q, B_m)))[:B_m]
                     for q in range(K))
