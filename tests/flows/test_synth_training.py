@@ -37,6 +37,7 @@ def _nothing_written(run) -> bool:
     # Every training core is too big for the UP5K's 8 multipliers.
     (["--board", "icebreaker"], "multipliers (mac lanes"),
     (["--board", "icebreaker", "--lanes", "1"], "the training engine alone takes 9"),
+    (["--board", "icebreaker", "--lanes", "2"], "the training engine alone takes 9"),
     (["--board", "icebreaker", "--lanes", "1", "--multipliers", "dedicated"],
      "the training engine alone takes 10"),
     (["--board", "ulx3s-85f", "--weights", "rom"], "--weights does not go with --train"),
@@ -57,6 +58,12 @@ def test_refusals_exit_2_before_any_tool(int_run, capsys, argv, message):
         assert "--store-bits" not in err
         # Only a dedicated build is told it could borrow the MAC lanes' multipliers.
         assert ("--multipliers shared" in err) == ("dedicated" in argv)
+        # Fewer --lanes is offered only while a smaller count is left: not after every
+        # count was tried (which the message then says), not at one lane.
+        lanes = int(argv[argv.index("--lanes") + 1]) if "--lanes" in argv else None
+        assert ("fewer --lanes" in err) == (lanes == 2)
+        if lanes is None:
+            assert "ulx3s-85f 156). No lane count from 1 to 6 fits either" in err
     assert _nothing_written(int_run)
 
 
