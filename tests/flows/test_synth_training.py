@@ -170,6 +170,35 @@ def test_a_stored_width_that_fits_on_the_given_lanes_is_named():
     assert message.endswith("Trained with --store-bits 9 the core fits on 4 lanes")
 
 
+def test_a_stored_width_on_fewer_than_half_the_lanes_is_named_last(monkeypatch):
+    # The search's second pass: FFDL 300-6-5 (lanes tried 6, 5, 4, 3, then 2, 1) on a
+    # ULX3S-85F cut to 6 block RAMs. At B_m = 10 every count takes 7 or more; at 9 and 8
+    # the counts of at least half the first (6 to 3) still take 7 or more, and 2 lanes
+    # take 6 at 9 bits: named only because the narrow counts are tried at all.
+    import numpy as np
+
+    from golden.config import ModelConfig
+    from golden.inttrain import TrainRule, initial_model
+    from rtl.board import BOARDS
+
+    monkeypatch.setitem(BOARDS, "ulx3s-85f",
+                        replace(BOARDS["ulx3s-85f"], bram_bits=6 * 18 * 1024))
+    config = ModelConfig(algo="ffdl", input_size=300, num_classes=10, hidden=(6, 5),
+                         theta=0.25)
+    model = initial_model(config, np.random.default_rng(0).random((20, 300)) * 16,
+                          input_max=16, seed=0)
+    rule = TrainRule(epochs=2, lr_shift=6, lr_steps=(1,), store_bits=10)
+    with pytest.raises(FitError) as refused:
+        choose_training_core(model, rule, "ulx3s-85f")
+    message = str(refused.value)
+    assert "estimated 7 block RAMs" in message and "ulx3s-85f has 6" in message
+    assert "No lane count from 1 to 6 fits either" in message
+    assert message.endswith("Trained with --store-bits 9 the core fits on 2 lanes")
+    # What the message says holds: that core fits the cut board.
+    narrow, needs = choose_training_core(model, replace(rule, store_bits=9), "ulx3s-85f")
+    assert narrow.lanes == 2 and needs["block_rams"]["needed"] == 6
+
+
 @pytest.mark.slow
 def test_a_stored_width_that_fits_nowhere_names_one_that_does():
     # B_m = 12 fits no lane count from 1 to 16; 11 fits on fewer than 4 lanes only (the
