@@ -5,12 +5,13 @@ tests/flows/test_synth.py's Yosys cell counts of a training core)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import replace
 
 import pytest
 
-from ffcl_hw.cli import main
+from ffcl_hw.cli import _core_line, _print_synth, main
 from ffcl_hw.flows.synth import FitError, _build_command, find_reports, synthesis_table
 from ffcl_hw.flows.synth_training import (
     choose_training_core,
@@ -80,7 +81,7 @@ def test_an_ffl_run_is_refused_for_training(tmp_path, capsys):
 
 
 @pytest.mark.usefixtures("fake_tools")
-def test_the_training_build_reports_the_engine_and_the_cost_of_learning(int_run):
+def test_the_training_build_reports_the_engine_and_the_cost_of_learning(int_run, capsys):
     report = synth_training_run(int_run, board="ulx3s-85f")
     # One placement seed unless asked (a sweep waits for its slowest router1 run).
     assert [s["seed"] for s in report["seeds"]] == [1]
@@ -119,6 +120,32 @@ def test_the_training_build_reports_the_engine_and_the_cost_of_learning(int_run)
     # A dedicated build's command says so (shared is the default, left out).
     dedicated = {**saved, "training": {**saved["training"], "multipliers": "dedicated"}}
     assert _build_command(dedicated).endswith("--train --seeds 1 --multipliers dedicated")
+    # What synth prints of it: the MAC lanes lent to the update lanes.
+    capsys.readouterr()
+    _print_synth(argparse.Namespace(run=int_run), report)
+    assert (f"  core           6 MAC lanes (the training engine's update lanes borrow their "
+            f"multipliers), {report['label_lanes']} label lanes, the scaler and squares on "
+            f"dedicated multipliers") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("training", "line"), [
+    (None, "8 MAC lanes, 5 label lanes, shared multipliers, 5,530 cycles per inference"),
+    ({"multipliers": "shared"},
+     "8 MAC lanes (the training engine's update lanes borrow their multipliers), 5 label "
+     "lanes, the scaler and squares on dedicated multipliers, 5,530 cycles per inference"),
+    ({"multipliers": "dedicated"},
+     "8 MAC lanes, 5 label lanes, the scaler and squares on dedicated multipliers, 5,530 "
+     "cycles per inference"),
+])
+def test_the_core_line_says_who_uses_the_mac_lanes_multipliers(training, line):
+    # synth's summary of an inference build names where the scaler and squares multiply;
+    # a training build's core is "dedicated" there (the training report's multipliers)
+    # while its update lanes may borrow the MAC lanes': the line says both.
+    report = {"lanes": 8, "label_lanes": 5, "cycles_per_inference": 5530,
+              "multipliers": "shared" if training is None else "dedicated"}
+    if training is not None:
+        report["training"] = training
+    assert _core_line(report) == line
 
 
 def _model_and_rule_of(run):
