@@ -778,6 +778,23 @@ def _synth(args: argparse.Namespace) -> int:
     return _print_synth(args, r)
 
 
+def _core_line(r: dict) -> str:
+    """The ``core`` line of ``synth``'s summary: lanes, where the products are made,
+    cycles per inference. A report's ``multipliers`` says where the scaler's and the
+    squares' products are made; in a training build whose update lanes borrow the MAC
+    lanes' multipliers (``training.multipliers`` shared) the line says so too, rather
+    than call every multiplier of the core dedicated."""
+    labels = f"{r['label_lanes']} label lane{'s' if r['label_lanes'] > 1 else ''}"
+    lanes = f"{r['lanes']} MAC lanes"
+    products = f"{r['multipliers']} multipliers"
+    training = r.get("training")
+    if training is not None:
+        products = f"the scaler and squares on {r['multipliers']} multipliers"
+        if training.get("multipliers", "dedicated") == "shared":
+            lanes += " (the training engine's update lanes borrow their multipliers)"
+    return f"{lanes}, {labels}, {products}, {r['cycles_per_inference']:,} cycles per inference"
+
+
 def _print_synth(args: argparse.Namespace, r: dict) -> int:
     """What ``synth`` prints about a build's report (inference or training)."""
     if r["chosen"]["options"]:
@@ -790,10 +807,7 @@ def _print_synth(args: argparse.Namespace, r: dict) -> int:
     seeds = ", ".join(f"{s['seed']}: {s['fmax_mhz']:.1f}" for s in r["seeds"]
                       if s["fmax_mhz"] is not None)
     print(f"  seeds          {seeds} MHz (kept {r['seed']})")
-    print(f"  core           {r['lanes']} MAC lanes, {r['label_lanes']} label "
-          f"lane{'s' if r['label_lanes'] > 1 else ''}, "
-          f"{r['multipliers']} multipliers, {r['cycles_per_inference']:,} cycles per "
-          "inference")
+    print(f"  core           {_core_line(r)}")
     for name, use in r["utilization"].items():
         print(f"  {name:14s} {use['used']:6,} / {use['available']:,}")
     if r["floorplan"]:

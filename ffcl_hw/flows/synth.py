@@ -348,7 +348,8 @@ def default_multipliers(board: str) -> str:
 def check_fit(model_or_core: IntModel | Core | TrainingCore, board: str, *,
               lanes: int | None = None,
               label_lanes: int | None = None, weights: str | None = None,
-              shared: bool = False, banks: int | None = None) -> dict[str, Any]:
+              shared: bool = False, banks: int | None = None,
+              lanes_tried: bool = False) -> dict[str, Any]:
     """Refuse a model that cannot fit ``board``; return what it needs.
 
     Parameters
@@ -369,6 +370,10 @@ def check_fit(model_or_core: IntModel | Core | TrainingCore, board: str, *,
     banks : {1, 2}, optional
         Copies of the model memories (``Core(banks=2)``; default: the core's, 1 for a
         model).
+    lanes_tried : bool
+        The caller has tried every lane count (:func:`ffcl_hw.flows.synth_training.
+        choose_training_core` without ``--lanes``): a training core's refusal does not
+        suggest fewer ``--lanes``, nor does one of a single lane. Default False.
 
     Returns
     -------
@@ -451,7 +456,11 @@ def check_fit(model_or_core: IntModel | Core | TrainingCore, board: str, *,
             hint = (f"the training engine alone takes {engine} ({units}), beside the "
                     f"inference core's "
                     f"{m['needed'] - engine}: train on a board with more multipliers "
-                    f"(ECP5: ulx3s-25f has 28, ulx3s-85f 156) or with fewer --lanes")
+                    f"(ECP5: ulx3s-25f has 28, ulx3s-85f 156)")
+            # Only while a smaller count is left to try: after every count (the caller
+            # says so) or at one lane, the hint would contradict what follows it.
+            if not lanes_tried and program.lanes > 1:
+                hint += " or with fewer --lanes"
             if model_or_core.multipliers == "dedicated":
                 hint += " (or --multipliers shared: the update lanes borrow the MAC lanes')"
         elif not program.shared:

@@ -78,7 +78,8 @@ def choose_training_core(model, rule: TrainRule, board: str, lanes: int | None =
     for count in candidates:
         core = TrainingCore(model, rule, lanes=count, multipliers=multipliers)
         try:
-            return core, check_fit(core, board)
+            # Without --lanes the refusal kept is raised only after every count failed.
+            return core, check_fit(core, board, lanes_tried=not lanes)
         except FitError as error:
             refusal = refusal or error
     needs = refusal.needs

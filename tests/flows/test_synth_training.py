@@ -5,12 +5,13 @@ tests/flows/test_synth.py's Yosys cell counts of a training core)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import replace
 
 import pytest
 
-from ffcl_hw.cli import main
+from ffcl_hw.cli import _core_line, _print_synth, main
 from ffcl_hw.flows.synth import FitError, _build_command, find_reports, synthesis_table
 from ffcl_hw.flows.synth_training import (
     choose_training_core,
@@ -37,6 +38,7 @@ def _nothing_written(run) -> bool:
     # Every training core is too big for the UP5K's 8 multipliers.
     (["--board", "icebreaker"], "multipliers (mac lanes"),
     (["--board", "icebreaker", "--lanes", "1"], "the training engine alone takes 9"),
+    (["--board", "icebreaker", "--lanes", "2"], "the training engine alone takes 9"),
     (["--board", "icebreaker", "--lanes", "1", "--multipliers", "dedicated"],
      "the training engine alone takes 10"),
     (["--board", "ulx3s-85f", "--weights", "rom"], "--weights does not go with --train"),
@@ -57,6 +59,12 @@ def test_refusals_exit_2_before_any_tool(int_run, capsys, argv, message):
         assert "--store-bits" not in err
         # Only a dedicated build is told it could borrow the MAC lanes' multipliers.
         assert ("--multipliers shared" in err) == ("dedicated" in argv)
+        # Fewer --lanes is offered only while a smaller count is left: not after every
+        # count was tried (which the message then says), not at one lane.
+        lanes = int(argv[argv.index("--lanes") + 1]) if "--lanes" in argv else None
+        assert ("fewer --lanes" in err) == (lanes == 2)
+        if lanes is None:
+            assert "ulx3s-85f 156). No lane count from 1 to 6 fits either" in err
     assert _nothing_written(int_run)
 
 
@@ -73,7 +81,7 @@ def test_an_ffl_run_is_refused_for_training(tmp_path, capsys):
 
 
 @pytest.mark.usefixtures("fake_tools")
-def test_the_training_build_reports_the_engine_and_the_cost_of_learning(int_run):
+def test_the_training_build_reports_the_engine_and_the_cost_of_learning(int_run, capsys):
     report = synth_training_run(int_run, board="ulx3s-85f")
     # One placement seed unless asked (a sweep waits for its slowest router1 run).
     assert [s["seed"] for s in report["seeds"]] == [1]
@@ -112,6 +120,32 @@ def test_the_training_build_reports_the_engine_and_the_cost_of_learning(int_run)
     # A dedicated build's command says so (shared is the default, left out).
     dedicated = {**saved, "training": {**saved["training"], "multipliers": "dedicated"}}
     assert _build_command(dedicated).endswith("--train --seeds 1 --multipliers dedicated")
+    # What synth prints of it: the MAC lanes lent to the update lanes.
+    capsys.readouterr()
+    _print_synth(argparse.Namespace(run=int_run), report)
+    assert (f"  core           6 MAC lanes (the training engine's update lanes borrow their "
+            f"multipliers), {report['label_lanes']} label lanes, the scaler and squares on "
+            f"dedicated multipliers") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("training", "line"), [
+    (None, "8 MAC lanes, 5 label lanes, shared multipliers, 5,530 cycles per inference"),
+    ({"multipliers": "shared"},
+     "8 MAC lanes (the training engine's update lanes borrow their multipliers), 5 label "
+     "lanes, the scaler and squares on dedicated multipliers, 5,530 cycles per inference"),
+    ({"multipliers": "dedicated"},
+     "8 MAC lanes, 5 label lanes, the scaler and squares on dedicated multipliers, 5,530 "
+     "cycles per inference"),
+])
+def test_the_core_line_says_who_uses_the_mac_lanes_multipliers(training, line):
+    # synth's summary of an inference build names where the scaler and squares multiply;
+    # a training build's core is "dedicated" there (the training report's multipliers)
+    # while its update lanes may borrow the MAC lanes': the line says both.
+    report = {"lanes": 8, "label_lanes": 5, "cycles_per_inference": 5530,
+              "multipliers": "shared" if training is None else "dedicated"}
+    if training is not None:
+        report["training"] = training
+    assert _core_line(report) == line
 
 
 def _model_and_rule_of(run):
@@ -161,6 +195,35 @@ def test_a_stored_width_that_fits_on_the_given_lanes_is_named():
     # Only the given count was tried, and nothing is said of the others.
     assert "No lane count" not in message
     assert message.endswith("Trained with --store-bits 9 the core fits on 4 lanes")
+
+
+def test_a_stored_width_on_fewer_than_half_the_lanes_is_named_last(monkeypatch):
+    # The search's second pass: FFDL 300-6-5 (lanes tried 6, 5, 4, 3, then 2, 1) on a
+    # ULX3S-85F cut to 6 block RAMs. At B_m = 10 every count takes 7 or more; at 9 and 8
+    # the counts of at least half the first (6 to 3) still take 7 or more, and 2 lanes
+    # take 6 at 9 bits: named only because the narrow counts are tried at all.
+    import numpy as np
+
+    from golden.config import ModelConfig
+    from golden.inttrain import TrainRule, initial_model
+    from rtl.board import BOARDS
+
+    monkeypatch.setitem(BOARDS, "ulx3s-85f",
+                        replace(BOARDS["ulx3s-85f"], bram_bits=6 * 18 * 1024))
+    config = ModelConfig(algo="ffdl", input_size=300, num_classes=10, hidden=(6, 5),
+                         theta=0.25)
+    model = initial_model(config, np.random.default_rng(0).random((20, 300)) * 16,
+                          input_max=16, seed=0)
+    rule = TrainRule(epochs=2, lr_shift=6, lr_steps=(1,), store_bits=10)
+    with pytest.raises(FitError) as refused:
+        choose_training_core(model, rule, "ulx3s-85f")
+    message = str(refused.value)
+    assert "estimated 7 block RAMs" in message and "ulx3s-85f has 6" in message
+    assert "No lane count from 1 to 6 fits either" in message
+    assert message.endswith("Trained with --store-bits 9 the core fits on 2 lanes")
+    # What the message says holds: that core fits the cut board.
+    narrow, needs = choose_training_core(model, replace(rule, store_bits=9), "ulx3s-85f")
+    assert narrow.lanes == 2 and needs["block_rams"]["needed"] == 6
 
 
 @pytest.mark.slow

@@ -165,7 +165,9 @@ FFCL_CASES = {
     "ffcl_adjacent_t3_p8": (dict(hidden=(6, 9, 3), loops=3, topology="adjacent"),
                             dict(store_bits=12, rounding="nearest"), 8),
     # top, T = 2, on 2 lanes, the piecewise sigmoid (the core builds feedback 'state'
-    # only: 'goodness' runs in the golden models)
+    # only: 'goodness' runs in the golden models). Layer 2's 5 neurons are 3 tiles of 2
+    # lanes (so are layer 3's in ffcl_all_top_t3_p2): they hold WeightPass's running
+    # first neuron (a step of P - 1 fails both, and test_lambda's 2-tile layer)
     "ffcl_top_t2_p2": (dict(hidden=(3, 5), loops=2, topology="top"),
                        dict(sigmoid="piecewise"), 2),
 }

@@ -176,12 +176,15 @@ def test_the_latency_follows_the_depth():
         WeightStore(width=8, depth=4, kind="spram", latency=3)
 
 
+@pytest.mark.parametrize("parts", [2, 3])
 @pytest.mark.parametrize("platform", [None, "ulx3s-85f"])
-def test_a_deep_store_reads_a_new_word_every_cycle_across_its_parts(platform):
-    # 16,384 + 6 words of 3 bits: two parts (the second 6 words deep), three 1-bit slices
-    # for ECP5. A new address every cycle, hopping between the parts, catches a part
-    # select taken a cycle early or late; the writes must reach the right part.
-    depth = PART_DEPTH + 6
+def test_a_deep_store_reads_a_new_word_every_cycle_across_its_parts(platform, parts):
+    # (parts - 1) x 16,384 + 6 words of 3 bits: the last part 6 words deep, three 1-bit
+    # slices for ECP5. A new address every cycle, hopping between the parts, catches a
+    # part select taken a cycle early or late; three parts catch one that reads only the
+    # lowest bit of the part number (part 2 is 0b10); the writes must reach the right part.
+    last = (parts - 1) * PART_DEPTH
+    depth = last + 6
     rng = np.random.default_rng(7)
     words = [int(v) for v in rng.integers(0, 8, size=depth)]
     dut = WeightStore(width=3, depth=depth, kind="bram", init=words, writable=True,
@@ -191,11 +194,15 @@ def test_a_deep_store_reads_a_new_word_every_cycle_across_its_parts(platform):
     if platform:
         names = sorted(name for _, name, _ in fragment.subfragments)
         assert names == ["replica_0", *(f"replica_slice_{i}" for i in range(3))]
-    reads = [0, depth - 1, 1, PART_DEPTH, PART_DEPTH - 1, depth - 2, 5, PART_DEPTH + 1,
-             PART_DEPTH + 1, 2, depth - 1]
-    # Both parts' same local address 3 with different words: only the part tells them apart.
-    replaced = {3: words[3] ^ 7, PART_DEPTH + 3: words[PART_DEPTH + 3] ^ 5,
-                PART_DEPTH - 1: words[PART_DEPTH - 1] ^ 2}
+    # Every part's first, last and a middle word, in an order where consecutive reads
+    # change part.
+    ends = [(j * PART_DEPTH, min((j + 1) * PART_DEPTH, depth) - 1) for j in range(parts)]
+    reads = [0, depth - 1, 1, PART_DEPTH, PART_DEPTH - 1, depth - 2, 5, last + 1, last + 1,
+             2, depth - 1, *(a for end in ends for a in (end[1], end[0] + 3, end[0]))]
+    # Every part's same local address 3 with different words: only the part tells them
+    # apart.
+    replaced = {first + 3: words[first + 3] ^ (j + 5) for j, (first, _) in enumerate(ends)}
+    replaced[PART_DEPTH - 1] = words[PART_DEPTH - 1] ^ 2
 
     async def read_all(ctx, expected):
         got = []

@@ -1,0 +1,129 @@
+# amaranth: UnusedElaboratable=no
+"""The lend port of ``Core(lend=True)``: the MAC lanes' multipliers for the training
+engine's update lanes (``MacLanes(shared_lanes=P)``).
+
+The bit-exact training tests see a lend fault only where it changes an accumulator or an
+update. Here the port is checked directly: operands offered while the core classifies
+must change nothing (not a score, not a cycle), and operands offered while it idles
+must come back as their products :data:`rtl.program.SIDE_LATENCY` cycles later.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from rtl.core import Core
+from rtl.program import SIDE_BITS, SIDE_LATENCY
+from tests.rtl.helpers import PERIOD
+from tests.rtl.test_core import _random_model
+
+LOW, HIGH = -(1 << (SIDE_BITS - 1)), 1 << (SIDE_BITS - 1)
+
+
+def _operands(rng: np.random.Generator, lanes: int) -> tuple[list[int], list[int]]:
+    """Random full-range signed operands a and b for every lane."""
+    a, b = rng.integers(LOW, HIGH, size=(2, lanes))
+    return [int(v) for v in a], [int(v) for v in b]
+
+
+def _offer(ctx, core: Core, a: list[int], b: list[int]) -> None:
+    for p, (x, y) in enumerate(zip(a, b, strict=True)):
+        ctx.set(core.lend.a[p], x)
+        ctx.set(core.lend.b[p], y)
+
+
+async def _classify(ctx, core: Core, image) -> tuple[int, tuple[int, ...], int]:
+    """One image in, its result record (label, scores, cycles) out."""
+    K = core.model.config.num_classes
+    for value in image:
+        ctx.set(core.image.payload, int(value))
+        ctx.set(core.image.valid, 1)
+        await ctx.tick().until(core.image.ready)
+    ctx.set(core.image.valid, 0)
+    payload, = await ctx.tick().sample(core.result.payload).until(core.result.valid)
+    return (int(payload.label), tuple(int(payload.scores[k]) for k in range(K)),
+            int(payload.cycles))
+
+
+async def _check_products(ctx, core: Core, rng: np.random.Generator, cycles: int) -> None:
+    """New operands every cycle; each product read exactly SIDE_LATENCY cycles later."""
+    P = core.lanes
+    offered = []
+    for t in range(cycles + SIDE_LATENCY):
+        if t < cycles:
+            offered.append(_operands(rng, P))
+            _offer(ctx, core, *offered[-1])
+        await ctx.tick()
+        # After the edge ending cycle t: the product of cycle t - SIDE_LATENCY + 1.
+        c = t - SIDE_LATENCY + 1
+        if 0 <= c < cycles:
+            a, b = offered[c]
+            got = [int(ctx.get(core.lend.product[p])) for p in range(P)]
+            assert got == [x * y for x, y in zip(a, b, strict=True)], f"cycle {c}"
+
+
+@pytest.mark.parametrize(("name", "lanes"), [("ffdl", 3), ("ffcl-adjacent-T3", 3),
+                                             ("ffcl-top-T2", 8)])
+def test_operands_offered_while_the_core_classifies_change_nothing(name, lanes):
+    # Random full-range operands on every lane in every cycle, whatever the core does: a
+    # lend select that leaks them into the MAC lanes while elements flow (forced, or a
+    # cycle late at a pass's start) changes scores or cycles.
+    seed = 5 * lanes + len(name)
+    model = _random_model(name, seed)
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, model.fmt.input_max + 1, size=(3, model.config.input_size))
+    core = Core(model, lanes=lanes, weights="loadable", lend=True)
+    plain = Core(model, lanes=lanes, weights="loadable")
+    golden = model.run(images)
+    results = []
+
+    async def garbage(ctx) -> None:
+        async for _ in ctx.tick():
+            _offer(ctx, core, *_operands(rng, lanes))
+
+    async def testbench(ctx) -> None:
+        ctx.set(core.result.ready, 1)
+        for image in images:
+            results.append(await _classify(ctx, core, image))
+
+    sim = Simulator(core)
+    sim.add_clock(PERIOD)
+    sim.add_testbench(garbage, background=True)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert [r[0] for r in results] == golden.labels.tolist()
+    assert [r[1] for r in results] == [tuple(int(s) for s in row) for row in golden.scores]
+    # The same cycles as a core that cannot lend (the closed form both share).
+    assert core.cycles_per_inference() == plain.cycles_per_inference()
+    assert [r[2] for r in results] == [plain.cycles_per_inference()] * len(images)
+
+
+def test_lent_products_come_back_side_latency_cycles_later_while_idle():
+    # Idle after reset, and idle again after an inference (the lanes' last elements
+    # gone): every lane multiplies full-range 16-bit operands, new ones every cycle, so a
+    # product a cycle early or late, or a lane that keeps the MAC element, is a mismatch.
+    model = _random_model("ffcl-adjacent-T3", 4)
+    core = Core(model, lanes=3, weights="loadable", lend=True)
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, model.fmt.input_max + 1, size=model.config.input_size)
+    extremes = [LOW, HIGH - 1, LOW, -1]
+
+    async def testbench(ctx) -> None:
+        ctx.set(core.result.ready, 1)
+        await _check_products(ctx, core, rng, 24)
+        label, scores, _ = await _classify(ctx, core, image)
+        assert (label, scores) == (int(model.run(image[None]).labels[0]),
+                                   tuple(int(s) for s in model.run(image[None]).scores[0]))
+        await _check_products(ctx, core, rng, 24)
+        # The extremes: -2^15 squared is the widest product (2^30).
+        for a in extremes:
+            _offer(ctx, core, [a] * 3, [a] * 3)
+            await ctx.tick().repeat(SIDE_LATENCY)
+            assert [int(ctx.get(core.lend.product[p])) for p in range(3)] == [a * a] * 3
+
+    sim = Simulator(core)
+    sim.add_clock(PERIOD)
+    sim.add_testbench(testbench)
+    sim.run()
