@@ -2,8 +2,10 @@
 """The training core: labelled samples in, the integer rule's updates of every weight.
 
 docs/training-engine.md's engine for FFDL and FFCL (feedback into the state, both
-topologies), with dedicated multipliers and block-RAM-style memories. Per sample (image
-+ label on ``samples``, lambda on ``lr_shift_in``):
+topologies), its update lanes on the MAC lanes' multipliers or their own, the stored
+weights in block RAM or (``weights="spram"``) iCE40 SPRAM, whose single port the W and V
+passes share by reading every other cycle. Per sample (image + label on ``samples``,
+lambda on ``lr_shift_in``):
 
 1. The pixels go to the inference :class:`rtl.core.Core` (a submodule, unchanged in its
    datapath), which runs its program. Within an iteration no forward pass reads a weight
