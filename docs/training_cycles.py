@@ -27,39 +27,46 @@ from golden.inttrain import TrainRule, initial_model  # noqa: E402
 from rtl.learning_signal import LearningSignalUnit  # noqa: E402
 from rtl.program import SIDE_LATENCY  # noqa: E402
 from rtl.training_core import TrainingCore  # noqa: E402
-from rtl.training_estimate import RMW_DRAIN, SPRAM_BITS_PER_CYCLE, estimate_training  # noqa: E402
-from rtl.weight_store import SPRAM_WIDTH  # noqa: E402
+from rtl.training_estimate import RMW_DRAIN, estimate_training  # noqa: E402
+from rtl.weight_store import SPRAM_WIDTH, SPRAM_WORD_BITS  # noqa: E402
 
 #: Bits of the memory the weights live in: UP5K SPRAM (4 x 256 Kb), ECP5-85F block RAM
 #: (208 DP16KD of 18 Kb); the boards' other memories (EBR, distributed RAM) are left out.
 MEMORY_BITS = {"spram": 4 * 16384 * SPRAM_WIDTH, "bram": 208 * 18432}
 
 CONFIGS = [
-    # name, config, pixels 0..X, lanes, shared multipliers, memory
+    # name, config, pixels 0..X, lanes, shared multipliers, memory, B_m. On SPRAM a word of
+    # P stored weights is at most 64 bits (TrainingCore refuses more): 8 lanes x 8 bits.
     ("digits FFDL 64-64 (iCEBreaker)", dict(algo="ffdl", input_size=64, hidden=(64, 64)),
-     16, 8, True, "spram"),
+     16, 8, True, "spram", 8),
+    ("digits FFDL 64-64 (iCEBreaker, 4 lanes)",
+     dict(algo="ffdl", input_size=64, hidden=(64, 64)), 16, 4, True, "spram", 16),
     ("digits FFCL 64-64 T=3 (iCEBreaker)",
-     dict(algo="ffcl", input_size=64, hidden=(64, 64), loops=3), 16, 8, True, "spram"),
+     dict(algo="ffcl", input_size=64, hidden=(64, 64), loops=3), 16, 8, True, "spram", 8),
     ("MNIST 14x14 FFDL 196-64-64 (iCEBreaker)",
-     dict(algo="ffdl", input_size=196, hidden=(64, 64)), 255, 8, True, "spram"),
+     dict(algo="ffdl", input_size=196, hidden=(64, 64)), 255, 8, True, "spram", 8),
     ("digits FFDL 64-64 (ECP5, 8 lanes)", dict(algo="ffdl", input_size=64, hidden=(64, 64)),
-     16, 8, False, "bram"),
+     16, 8, False, "bram", 16),
     ("MNIST FFDL 784-256-256 (ULX3S-85F)",
-     dict(algo="ffdl", input_size=784, hidden=(256, 256)), 255, 86, False, "bram"),
+     dict(algo="ffdl", input_size=784, hidden=(256, 256)), 255, 86, False, "bram", 16),
     ("MNIST FFCL 784-256-256 T=3 (ULX3S-85F)",
-     dict(algo="ffcl", input_size=784, hidden=(256, 256), loops=3), 255, 86, False, "bram"),
+     dict(algo="ffcl", input_size=784, hidden=(256, 256), loops=3), 255, 86, False, "bram", 16),
 ]
+
+
+def _model(config: ModelConfig, input_max: int):
+    """Seeded weights of ``config`` (the cycles do not depend on the weights)."""
+    rng = np.random.default_rng(0)
+    return initial_model(config, rng.random((16, config.input_size)), input_max=input_max,
+                         seed=0)
 
 
 def estimate(config: ModelConfig, input_max: int, lanes: int, shared: bool, memory: str,
              store_bits: int = 16) -> dict[str, float]:
-    """rtl.training_estimate.estimate_training on seeded weights of ``config`` (the
-    cycles do not depend on the weights), with every label scanned per cycle (2 with
-    shared multipliers), and the memory it lives in."""
-    rng = np.random.default_rng(0)
-    x = rng.random((16, config.input_size))
-    model = initial_model(config, x, input_max=input_max, seed=0)
-    e = estimate_training(model, lanes=lanes, label_lanes=2 if shared else config.num_classes,
+    """rtl.training_estimate.estimate_training on seeded weights of ``config``, with every
+    label scanned per cycle (2 with shared multipliers), and the memory it lives in."""
+    e = estimate_training(_model(config, input_max), lanes=lanes,
+                          label_lanes=2 if shared else config.num_classes,
                           shared=shared, memory=memory, store_bits=store_bits)
     return {"stored_bits": e.stored_bits, "forward_bits": e.forward_bits,
             "memory_bits": MEMORY_BITS[memory], "inference": e.inference,
@@ -76,33 +83,50 @@ def largest_fit(e: dict[str, float]) -> int:
 
 def main() -> None:
     print(f"RMW drain {RMW_DRAIN} cycles, learning-signal gap {LearningSignalUnit.GAP} "
-          f"cycles ({LearningSignalUnit.gap_for(SIDE_LATENCY)} with borrowed multipliers), "
-          f"stored weights 16 bits")
-    print("| model | P | memory | inference | training: forward | update | total "
+          f"cycles ({LearningSignalUnit.gap_for(SIDE_LATENCY)} with borrowed multipliers)")
+    print("| model | P | memory | B_m | inference | training: forward | update | total "
           "| update-pass lane utilisation |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, fields, input_max, lanes, shared, memory in CONFIGS:
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, fields, input_max, lanes, shared, memory, store_bits in CONFIGS:
         config = ModelConfig(num_classes=10, theta=0.25, **fields)
-        e = estimate(config, input_max, lanes, shared, memory)
-        print(f"| {name} | {lanes}{' shared' if shared else ''} | {memory} | "
+        e = estimate(config, input_max, lanes, shared, memory, store_bits)
+        print(f"| {name} | {lanes}{' shared' if shared else ''} | {memory} | {store_bits} | "
               f"{e['inference']:,} | {e['forward']:,} | {e['update']:,} | {e['total']:,} "
               f"| {100 * e['utilisation']:.1f}% |")
     print()
     print("| model | weights at B_w = 8 (inference) | stored at B_m = 16 | memory | "
           "stored / memory | largest B_m within the memory |")
     print("|---|---|---|---|---|---|")
-    for name, fields, input_max, lanes, shared, memory in CONFIGS:
+    seen = set()
+    for name, fields, input_max, lanes, shared, memory, _ in CONFIGS:
+        if (str(fields), memory) in seen:
+            continue
+        seen.add((str(fields), memory))
         config = ModelConfig(num_classes=10, theta=0.25, **fields)
-        e = estimate(config, input_max, lanes, shared, memory)
+        # The sizes at B_m = 16 whatever the memory's word allows.
+        e = {**estimate(config, input_max, lanes, shared, "bram"),
+             "memory_bits": MEMORY_BITS[memory]}
         print(f"| {name} | {e['forward_bits'] / 1024:,.0f} Kb | "
               f"{e['stored_bits'] / 1024:,.0f} Kb | {e['memory_bits'] / 1024:,.0f} Kb | "
               f"{e['stored_bits'] / e['memory_bits']:.0%} | {largest_fit(e)} |")
     print()
-    print("iCE40 alternatives (update-pass lane utilisation of the 8 MAC lanes, "
-          "bound 64 / (2 P B_m)):")
-    for store_bits, lanes in ((16, 8), (12, 8), (8, 8), (16, 2), (8, 4)):
-        print(f"  B_m = {store_bits:2d}, P = {lanes}: "
-              f"{min(1.0, SPRAM_BITS_PER_CYCLE / (2 * lanes * store_bits)):.0%}")
+    print("The built training core's W-pass lane utilisation, digits FFDL 64-64 "
+          "(TrainingCore.pass_lane_utilization: N n_in entries over P x the passes' cycles, "
+          "shadow loads and drains included; tests/rtl/test_training_spram.py counts both "
+          "in simulation), and its training cycles per sample:")
+    print("| P | B_m | SPRAM (one port) | block RAM (dual port) | SPRAM bound 64 / (2 P B_m) "
+          "| cycles per sample, SPRAM | block RAM |")
+    print("|---|---|---|---|---|---|---|")
+    digits = _model(ModelConfig(algo="ffdl", input_size=64, num_classes=10, hidden=(64, 64),
+                                theta=0.25), 16)
+    for lanes, store_bits in ((8, 8), (4, 16), (2, 16)):
+        rule = TrainRule(epochs=1, lr_shift=6, store_bits=store_bits)
+        spram = TrainingCore(digits, rule, lanes=lanes, weights="spram")
+        bram = TrainingCore(digits, rule, lanes=lanes)
+        bound = min(1.0, SPRAM_WORD_BITS / (2 * lanes * store_bits))
+        print(f"| {lanes} | {store_bits} | {spram.pass_lane_utilization():.1%} | "
+              f"{bram.pass_lane_utilization():.1%} | {bound:.0%} | "
+              f"{spram.training_cycles():,} | {bram.training_cycles():,} |")
     print()
     print("The built training core (rtl.training_core, block RAM; the update lanes on the "
           "MAC lanes' multipliers or their own, the same cycles): its counter's closed form, "

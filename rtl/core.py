@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The accelerator core: image stream in, result record out.
 
 The core is the composition of its units, connected where their ports meet:
@@ -179,7 +180,9 @@ class Core(wiring.Component):
         B_m: the memories hold stored weights of B_m bits (biases B_s + B_m - B_w), as
         a trainer starts them from ``model`` (:func:`rtl.program.build_program`'s
         ``fine_bits``), and the forward pass reads their top B_w (B_s) bits. Needs
-        ``weights="loadable"`` and one bank. Default: the forward width, no ``store``.
+        ``weights="loadable"`` or ``"spram"`` (whose stored weights start empty, the
+        biases and label weights in block RAM as loadable) and one bank. Default: the
+        forward width, no ``store``.
     observe : bool
         Add the ``observe`` port (default False).
     layer1_cache : bool
@@ -245,9 +248,9 @@ class Core(wiring.Component):
                     or store_bits < B_w):
                 raise ValueError(f"Stored weight width must be an integer of at least the "
                                  f"forward weight width {B_w}, not {store_bits!r}")
-            if weights != "loadable" or banks != 1:
-                raise ValueError("Stored weights need weights='loadable' and one bank (the "
-                                 "training engine writes them through load)")
+            if weights not in ("loadable", "spram") or banks != 1:
+                raise ValueError("Stored weights need weights='loadable' or 'spram' and one "
+                                 "bank (the training engine writes them through load)")
             fine_bits = store_bits - B_w
         self.program: Program = build_program(model, lanes=lanes, label_lanes=label_lanes,
                                               shared=shared, fine_bits=fine_bits,
@@ -256,6 +259,8 @@ class Core(wiring.Component):
         self.model = model
         self.weights = weights
         self.banks = banks
+        #: The model memories (made here: a testbench fills an SPRAM store through them).
+        self.memories = ModelMemory(self.program, weights=weights, banks=banks)
         w = self.program.widths
         K = model.config.num_classes
         members = {
@@ -358,8 +363,7 @@ class Core(wiring.Component):
             operand_bits=SIDE_BITS)
         m.submodules.argmax = argmax = Argmax(labels=K, score_bits=w.score)
         m.submodules.sequencer = seq = Sequencer(prog)
-        m.submodules.memories = memories = ModelMemory(prog, weights=self.weights,
-                                                       banks=self.banks)
+        m.submodules.memories = memories = self.memories
         # Every depth is at least 2: a one-entry memory has a zero-width address, which
         # Verilog spells [-1:0].
         m.submodules.image_mem = image_mem = memory.Memory(

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The model memories: the program (ops), the weights, the biases and the label weights.
 
 One place knows how the model is stored; the rest of the core sees read ports only:
@@ -115,6 +116,9 @@ class ModelMemory(wiring.Component):
         ``weights`` (the member of that name is the weights' read port).
     word_bits : dict of str to int
         Bits per word of each memory (ops, weights, bias, labels).
+    weight_store : rtl.weight_store.WeightStore
+        The weight memory (made here, so that a testbench reaches an SPRAM store's
+        :attr:`~rtl.weight_store.WeightStore.simulated` contents).
 
     Members
     -------
@@ -170,6 +174,14 @@ class ModelMemory(wiring.Component):
         if banks == 2:
             members["bank"] = In(1)
         super().__init__(members)
+        if weights == "spram":
+            self.weight_store = WeightStore(width=self.word_bits["weights"],
+                                            depth=self.depth("weights"), kind="spram")
+        else:
+            self.weight_store = WeightStore(
+                width=self.word_bits["weights"], depth=self.depth("weights"), kind="bram",
+                init=self._init("weights"), writable=weights == "loadable",
+                latency=self.weight_latency)
 
     @property
     def weight_latency(self) -> int:
@@ -203,16 +215,10 @@ class ModelMemory(wiring.Component):
             m.d.comb += [read.en.eq(port.en), read.addr.eq(self._address(port.addr, bank)),
                          port.data.eq(read.data)]
             memories[name] = mem
-        if self.mapping == "spram":
-            m.submodules.weight_store = store = WeightStore(
-                width=self.word_bits["weights"], depth=self.depth("weights"), kind="spram",
-                init=[], writable=True)
-        else:
-            # Named as before the split: the ECP5 floorplan finds its slices by this name.
-            m.submodules.weight_rom = store = WeightStore(
-                width=self.word_bits["weights"], depth=self.depth("weights"), kind="bram",
-                init=self._init("weights"), writable=self.mapping == "loadable",
-                latency=self.weight_latency)
+        store = self.weight_store
+        # A "bram" store is named as before the split: the ECP5 floorplan finds its
+        # slices by this name.
+        m.submodules["weight_store" if self.mapping == "spram" else "weight_rom"] = store
         m.d.comb += [store.read.addr.eq(self._address(self.weights.addr, bank)),
                      self.weights.data.eq(store.read.data)]
         if self.mapping == "rom":

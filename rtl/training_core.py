@@ -2,8 +2,10 @@
 """The training core: labelled samples in, the integer rule's updates of every weight.
 
 docs/training-engine.md's engine for FFDL and FFCL (feedback into the state, both
-topologies), with dedicated multipliers and block-RAM-style memories. Per sample (image
-+ label on ``samples``, lambda on ``lr_shift_in``):
+topologies), its update lanes on the MAC lanes' multipliers or their own, the stored
+weights in block RAM or (``weights="spram"``) iCE40 SPRAM, whose single port the W and V
+passes share by reading every other cycle. Per sample (image + label on ``samples``,
+lambda on ``lr_shift_in``):
 
 1. The pixels go to the inference :class:`rtl.core.Core` (a submodule, unchanged in its
    datapath), which runs its program. Within an iteration no forward pass reads a weight
@@ -72,12 +74,18 @@ from rtl.resources import MemoryShape, Product
 from rtl.sequencer import CYCLE_BITS
 from rtl.update_words import UpdateWords
 from rtl.weight_pass import WeightPass
+from rtl.weight_store import check_spram_word
 
-__all__ = ["MULTIPLIERS", "READ_LATENCY", "TrainingCore", "done_layout", "sample_layout"]
+__all__ = ["MULTIPLIERS", "READ_LATENCY", "WEIGHT_KINDS", "TrainingCore", "done_layout",
+           "sample_layout"]
 
 #: Where the W and V passes' update lanes multiply: the MAC lanes' multipliers, which
 #: idle while the passes run, or one of their own each.
 MULTIPLIERS = ("shared", "dedicated")
+
+#: Where the stored weight words live: the core's block RAM (dual port, initialised) or
+#: iCE40 SPRAM (one port, empty at configuration).
+WEIGHT_KINDS = ("loadable", "spram")
 
 #: Cycles from ``read`` to ``read_data`` of a core whose weight store is one block RAM
 #: deep (the store's latency; bias and label words wait a cycle to match).
@@ -132,6 +140,15 @@ class TrainingCore(wiring.Component):
         after it, both while the core idles or is held), 6 MULT18X18D fewer on ECP5 and
         2 L = 4 more cycles per scan (``LearningSignalUnit.gap_for``), which the closed
         form follows. Default ``"dedicated"``: its own.
+    weights : {"loadable", "spram"}, optional
+        Where the stored weight words live (the core's ``Core(weights=...)``):
+        ``"loadable"`` (default), dual-port block RAM initialised with the starting
+        words, one word read and one written per cycle of the W and V passes;
+        ``"spram"``, iCE40 SPRAM (:class:`rtl.weight_store.WeightStore`): one port and
+        no initial contents (the words must be written in before the first sample, as
+        the host link's loads would), so the passes read a word every other cycle
+        (:class:`rtl.weight_pass.WeightPass` with ``single_port``). A word of P x B_m
+        bits must fit the SPRAM's 64. Biases and label weights stay in block RAM.
 
     Attributes
     ----------
@@ -171,7 +188,8 @@ class TrainingCore(wiring.Component):
     """
 
     def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int,
-                 multipliers: str = "shared", signal_multipliers: str = "dedicated") -> None:
+                 multipliers: str = "shared", signal_multipliers: str = "dedicated",
+                 weights: str = "loadable") -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -190,7 +208,14 @@ class TrainingCore(wiring.Component):
             raise ValueError(f"The learning signal borrows MAC lanes 0 and 1: it needs "
                              f"multipliers='shared' and at least 2 lanes, not "
                              f"{multipliers!r} and {lanes}")
+        if weights not in WEIGHT_KINDS:
+            raise ValueError(f"Weights must be one of {', '.join(WEIGHT_KINDS)}, "
+                             f"not {weights!r}")
+        if weights == "spram":
+            check_spram_word(lanes=lanes, store_bits=rule.store_bits,
+                             weight_bits=model.fmt.weight_bits)
         self.multipliers, self.signal_multipliers = multipliers, signal_multipliers
+        self.weights = weights
         shared = multipliers == "shared"
         self.trainer = trainer = IntTrainer(model, rule)
         self.model, self.rule, self.lanes = model, rule, lanes
@@ -198,7 +223,7 @@ class TrainingCore(wiring.Component):
         #: Iterations updated: every one (loss_iterations 'all'), or only the last.
         self.trained_iterations = (config.loops if rule.loss_iterations == "all" else 1)
         # Layer 1's cached W_1 x is stale once W_1 changed within the sample.
-        self.core = Core(model, lanes=lanes, weights="loadable", observe=True,
+        self.core = Core(model, lanes=lanes, weights=weights, observe=True,
                          store_bits=rule.store_bits,
                          layer1_cache=self.trained_iterations == 1, lend=shared)
         self.fine = trainer.fine_bits
@@ -226,7 +251,8 @@ class TrainingCore(wiring.Component):
                                       words=len(self.core.program.weight_words),
                                       product_latency=SIDE_LATENCY if shared else None,
                                       operand_bits=SIDE_BITS,
-                                      weight_latency=self.core.program.weight_latency)
+                                      weight_latency=self.core.program.weight_latency,
+                                      single_port=weights == "spram")
         self.bias_label = BiasLabelPass(model, rule)
         K = model.config.num_classes
         prog = self.core.program
@@ -281,7 +307,8 @@ class TrainingCore(wiring.Component):
         the loop the v of its feedback (each :meth:`rtl.input_scaler.InputScaler.cycles`:
         SQUARES n + 4, RSQRT its latency + 1, SCALE n + the scaler's latency + 2); per
         tile TILE (P + 2), PASS (n_in + N_src) and DRAIN (the weight store's latency, 2 or
-        3 deep, + lane latency + 1), and BU (2 N + lane latency + 3). FFCL with
+        3 deep, + lane latency + 1; on SPRAM the pass reads a word every other cycle,
+        2 (n_in + N_src) - 1), and BU (2 N + lane latency + 3). FFCL with
         loss_iterations 'last': the whole program of T iterations, then
         one update per layer; with 'all', the program without layer 1's cache, held before
         each iteration t + 1 for iteration t's updates (2 cycles more each: the held
@@ -302,6 +329,19 @@ class TrainingCore(wiring.Component):
         # updates, and the cycle the engine lets it go.
         between = (self.trained_iterations - 1) * (update + 2)
         return self.core.program.cycles() + 1 + 1 + update + between
+
+    def pass_lane_utilization(self) -> float:
+        """Busy lane-cycles over lane-cycles of the W and V passes: every entry of W and
+        V is updated once per trained iteration, N (n_in + N_src) per layer, over P times
+        the passes' cycles (:meth:`rtl.weight_pass.WeightPass.cycles`: per tile the
+        shadow load, the pass and the drain). The tests count both in simulation."""
+        config = self.model.config
+        entries = cycles = 0
+        for i, n in enumerate(config.hidden):
+            columns = (config.input_size if i == 0 else config.hidden[i - 1]) + self.n_src[i]
+            entries += n * columns
+            cycles += self.weight_pass.cycles(n, columns)
+        return entries / (self.lanes * cycles)
 
     def elaborate(self, platform) -> Module:
         m = Module()

@@ -30,7 +30,7 @@ from rtl.program import (
     build_program,
 )
 from rtl.update_lane import UpdateLane
-from rtl.weight_store import SPRAM_WIDTH, WeightStore
+from rtl.weight_store import SPRAM_WORD_BITS, WeightStore, check_spram_word
 
 __all__ = ["MEMORY_KINDS", "RMW_DRAIN", "SPRAM_BITS_PER_CYCLE", "TrainingEstimate",
            "estimate_training"]
@@ -40,9 +40,10 @@ __all__ = ["MEMORY_KINDS", "RMW_DRAIN", "SPRAM_BITS_PER_CYCLE", "TrainingEstimat
 #: store deeper than one block RAM reads a cycle later (Program.weight_latency).
 RMW_DRAIN = WeightStore.LATENCY + OPERAND_STAGES + UpdateLane.latency_for(None)
 #: iCE40 UP5K: four SB_SPRAM256KA side by side, one 16-bit access each per cycle.
-SPRAM_BITS_PER_CYCLE = 4 * SPRAM_WIDTH
+SPRAM_BITS_PER_CYCLE = SPRAM_WORD_BITS
 #: Where the stored weights live: dual-port block RAM (one word read and one written per
-#: cycle) or the UP5K's single-port SPRAM (64 bits a cycle, one direction).
+#: cycle) or the UP5K's single-port SPRAM (one word of at most 64 bits a cycle, read or
+#: written: the built engine reads every other cycle, rtl.weight_pass).
 MEMORY_KINDS = ("bram", "spram")
 
 
@@ -89,17 +90,23 @@ def estimate_training(model: IntModel, *, lanes: int, label_lanes: int | None = 
     lanes, label_lanes, shared
         The core's configuration, as :func:`rtl.program.build_program` takes it.
     memory : {"bram", "spram"}
-        Where the stored weights live (:data:`MEMORY_KINDS`).
+        Where the stored weights live (:data:`MEMORY_KINDS`). ``"spram"`` follows the
+        built engine (``TrainingCore(weights="spram")``): a word of P stored weights
+        (at most 64 bits) read every other cycle and written in the others.
     store_bits : int
         B_m, the width of a stored weight.
 
     Raises
     ------
     ValueError
-        For an unknown memory kind, or a configuration ``build_program`` refuses.
+        For an unknown memory kind, a configuration ``build_program`` refuses, or on
+        SPRAM a word of P x B_m bits wider than 64 (the built engine's refusal).
     """
     if memory not in MEMORY_KINDS:
         raise ValueError(f"Memory must be one of {', '.join(MEMORY_KINDS)}, not {memory!r}")
+    if memory == "spram":
+        check_spram_word(lanes=lanes, store_bits=store_bits,
+                         weight_bits=model.fmt.weight_bits)
     config = model.config
     program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
     # With shared multipliers the learning signal borrows the lanes' too.
@@ -128,13 +135,10 @@ def estimate_training(model: IntModel, *, lanes: int, label_lanes: int | None = 
         norm_cycles = norm + program.scale_latency if norm else 0
         prep = signal + norm_cycles if shared else max(signal, norm_cycles)
         words = tiles * (n_in + n_src)
-        if memory == "bram":
-            # Dual port: one word read and one written per cycle.
-            pass_cycles = words
-        else:
-            # Single-port SPRAM: every weight read and written once, 64 bits a cycle.
-            weights_per_access = SPRAM_BITS_PER_CYCLE // store_bits
-            pass_cycles = 2 * -(-tiles * lanes // weights_per_access) * (n_in + n_src)
+        # Dual port: one word read and one written per cycle. Single-port SPRAM: a word
+        # read every other cycle, written in the others (the tiles back to back, the
+        # last one ending with its read).
+        pass_cycles = words if memory == "bram" else 2 * words - 1
         # b and U (one word per neuron, v = 1, no multiplier) run beside the W pass on
         # their own memories' ports; they only count if longer.
         small = max(0, 2 * n - pass_cycles)

@@ -11,6 +11,15 @@ broadcast, and written back :attr:`WeightPass.WRITE_DELAY` cycles after its read
 feed-forward columns (W, v from the image for layer 1, else from the v buffer) come
 first, then the feedback columns (V, v of the feedback source), as the golden trainer
 draws their kappa: the replay continues from kappa^W_n_in to kappa^V_1.
+
+On a single-port store (iCE40 SPRAM, ``single_port``) a cycle reads or writes. The pass
+then reads a word every other cycle: the read issued in pass cycle 2 i reaches the
+memory in cycle 2 i + 1 (the store's address register) and its word is written in cycle
+2 i + :attr:`WeightPass.write_delay`, an even number (2 + 6), so reads take the odd
+cycles and writes the even ones: the port is busy in every cycle of the pass, each word
+read once and written once, and the lanes take a word every other cycle (what one port
+allows whatever the schedule). Bursts of write_delay - 1 reads, then as many cycles for
+their writes, would be as fast in the steady state but end each tile with a longer tail.
 """
 
 from __future__ import annotations
@@ -63,6 +72,10 @@ class WeightPass(wiring.Component):
         Cycles from ``weights.addr`` to ``weights.data``: the weight store's latency
         (:attr:`rtl.program.Program.weight_latency`; default
         :data:`rtl.weight_store.WeightStore.LATENCY`).
+    single_port : bool, optional
+        The weight store reads or writes in a cycle, never both (``WeightStore`` of kind
+        ``"spram"``): a word is read every other cycle (module docstring). Default False:
+        a word read and another written every cycle (dual-port block RAM).
 
     The P :class:`rtl.update_lane.UpdateLane` and the replay generator (a
     :class:`rtl.lfsr.WordGenerator` without seeding, ``restore``d to kappa^W_1 at every
@@ -71,8 +84,8 @@ class WeightPass(wiring.Component):
     Members
     -------
     run : In(1)
-        Held high while the step runs: per tile P + 2 (shadow load), columns (the pass)
-        and the drain (:attr:`DRAIN` cycles).
+        Held high while the step runs: per tile P + 2 (shadow load), the pass
+        (:meth:`pass_cycles`) and the drain (:attr:`drain` cycles).
     done : Out(1)
         The last tile's drain ends this cycle (its last word is written).
     tiles, neurons : In(...)
@@ -105,7 +118,8 @@ class WeightPass(wiring.Component):
 
     def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int, words: int,
                  product_latency: int | None = None, operand_bits: int = 16,
-                 weight_latency: int = WeightStore.LATENCY) -> None:
+                 weight_latency: int = WeightStore.LATENCY,
+                 single_port: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -118,6 +132,9 @@ class WeightPass(wiring.Component):
             raise ValueError(f"Weight latency must be {WeightStore.LATENCY} or "
                              f"{WeightStore.DEEP_LATENCY}, not {weight_latency!r}")
         self.weight_latency = weight_latency
+        if not isinstance(single_port, bool):
+            raise TypeError(f"Single port must be True or False, not {single_port!r}")
+        self.single_port = single_port
         config, fmt = model.config, model.fmt
         hidden = config.hidden
         self.max_columns = max(config.input_size, *hidden)
@@ -158,6 +175,13 @@ class WeightPass(wiring.Component):
             **borrowed,
         })
         self.replay = WordGenerator(offset=0, seed_bits=0)
+        # The read of pass cycle c meets the memory in cycle c + weight_latency - 1, its
+        # write comes in cycle c + write_delay: reads on even cycles miss the writes only
+        # if those two are an odd number of cycles apart.
+        if single_port and (self.write_delay - self.weight_latency + 1) % 2 == 0:
+            raise RuntimeError(f"A single-port pass reads every other cycle and needs an "
+                               f"odd distance from a read to a write, not "
+                               f"{self.write_delay - self.weight_latency + 1}")
 
     def products(self) -> list[Product]:
         """The P lanes' multipliers (none when borrowed). The addresses multiply nothing:
@@ -181,10 +205,15 @@ class WeightPass(wiring.Component):
         """Cycles after a tile's last read until the next tile may start."""
         return self.write_delay + 1
 
+    def pass_cycles(self, columns: int) -> int:
+        """Cycles of one tile's pass over ``columns`` words: one a cycle, or on a single
+        port one every other cycle (the pass ends with its last read)."""
+        return 2 * columns - 1 if self.single_port else columns
+
     def cycles(self, neurons: int, columns: int) -> int:
         """Cycles of the step for a layer of ``neurons`` over ``columns`` columns."""
         tiles = -(-neurons // self.P)
-        return tiles * ((self.P + 2) + columns + self.drain)
+        return tiles * ((self.P + 2) + self.pass_cycles(columns) + self.drain)
 
     def elaborate(self, platform) -> Module:  # noqa: C901 (pipeline registers)
         m = Module()
@@ -292,11 +321,22 @@ class WeightPass(wiring.Component):
                         m.d.sync += [issued.eq(0), count.eq(0)]
                         m.next = "PASS"
             with m.State("PASS"):
-                m.d.comb += [issue.eq(1), replay.words.ready.eq(1)]
-                m.d.sync += count.eq(count + 1)
-                with m.If(count == ff + fb - 1):
-                    m.d.sync += [count.eq(0), drain.eq(0)]
-                    m.next = "DRAIN"
+                if self.single_port:
+                    # One port: the odd cycles of the pass are the writes' (module
+                    # docstring), no read is issued then.
+                    write_slot = Signal()
+                    m.d.sync += write_slot.eq(~write_slot)
+                    m.d.comb += issue.eq(~write_slot)
+                else:
+                    m.d.comb += issue.eq(1)
+                m.d.comb += replay.words.ready.eq(issue)
+                with m.If(issue):
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count == ff + fb - 1):
+                        m.d.sync += [count.eq(0), drain.eq(0)]
+                        if self.single_port:
+                            m.d.sync += write_slot.eq(0)
+                        m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.sync += drain.eq(drain + 1)
                 with m.If(drain == self.drain - 1):

@@ -30,10 +30,19 @@ below; and an optional write port for run-time loads):
   platform for which :func:`rtl.board.fpga_family` gives ``"ice40"``, e.g. iCEBreaker's) it
   instantiates ``SB_SPRAM256KA``; elaborated anywhere else (Amaranth's simulator, the
   Verilog for cocotb) it is an uninitialised :class:`~amaranth.lib.memory.Memory` with
-  the same timing, so the tests load weights and check results bit for bit.
+  the same timing and the same single port (below), so the tests load weights and check
+  results bit for bit; its contents are :attr:`WeightStore.simulated`, which a testbench
+  may fill as the host link's loads would.
 
-A single-port RAM cannot read and write in the same cycle; the core writes only while
-idle, when it reads nothing.
+A single-port RAM reads or writes in a cycle, never both. ``SB_SPRAM256KA`` takes one
+ADDRESS; with WREN high it writes DATAIN there and its DATAOUT register takes no word
+(Yosys's simulation model of the cell, share/ice40/cells_sim.v, sets it to x). The
+hardware mapping gives the write the address (the read of that cycle is lost); the
+simulation model returns :data:`SPRAM_POISON` (all ones) for the read whose address
+meets the memory in a write cycle, so a schedule that overlaps a read with a write
+gives wrong words in the tests, as it would on the board. The inference core writes
+only while idle, when it reads nothing; the training core's W and V passes read and
+write on alternate cycles (:class:`rtl.weight_pass.WeightPass` with ``single_port``).
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from __future__ import annotations
 from itertools import accumulate
 
 from amaranth import ClockSignal, Instance, Module, Mux, Signal, unsigned
+from amaranth.hdl import MemoryData
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -49,7 +59,8 @@ from rtl.params import check_positive_int
 from rtl.replica import REPLICA_PREFIX, RegisterCopy
 
 __all__ = ["BRAM_SHAPES", "PART_DEPTH", "SLICED_FAMILIES", "SLICES_PER_COPY", "SPRAM_DEPTH",
-           "SPRAM_WIDTH", "WEIGHT_STORE_KINDS", "WeightStore", "bram_slices", "spram_blocks",
+           "SPRAM_POISON", "SPRAM_WIDTH", "SPRAM_WORD_BITS", "WEIGHT_STORE_KINDS",
+           "WeightStore", "bram_slices", "check_spram_word", "spram_blocks",
            "weight_store_latency"]
 
 #: Mappings of the weight store.
@@ -58,6 +69,11 @@ WEIGHT_STORE_KINDS = ("bram", "spram")
 SPRAM_DEPTH, SPRAM_WIDTH = 16384, 16
 #: SPRAM blocks of the UP5K.
 _UP5K_SPRAMS = 4
+#: Bits of the widest SPRAM weight word: the UP5K's four SPRAMs side by side.
+SPRAM_WORD_BITS = _UP5K_SPRAMS * SPRAM_WIDTH
+#: What the simulated SPRAM returns for a read overlapping a write (all ones, cut to the
+#: word: the board's DATAOUT is undefined then, and a word updated from it is wrong).
+SPRAM_POISON = (1 << SPRAM_WORD_BITS) - 1
 #: (depth, width) configurations of one block RAM per family, shallowest first: iCE40
 #: SB_RAM40_4K, ECP5 DP16KD (36 bits wide as a read-only PDPW16KD).
 BRAM_SHAPES = {"ice40": ((256, 16), (512, 8), (1024, 4), (2048, 2)),
@@ -93,9 +109,28 @@ def spram_blocks(*, width: int, depth: int) -> int:
                          f"not {depth}")
     blocks = -(-width // SPRAM_WIDTH)
     if blocks > _UP5K_SPRAMS:
-        raise ValueError(f"An SPRAM weight word is at most {_UP5K_SPRAMS * SPRAM_WIDTH} bits "
+        raise ValueError(f"An SPRAM weight word is at most {SPRAM_WORD_BITS} bits "
                          f"(four SPRAMs side by side), not {width}")
     return blocks
+
+
+def check_spram_word(*, lanes: int, store_bits: int, weight_bits: int) -> None:
+    """Raise ValueError unless a word of ``lanes`` stored weights of ``store_bits`` bits
+    fits an SPRAM word (:data:`SPRAM_WORD_BITS`); the message names both numbers and
+    the stored width or the lane count that would fit (a stored width is at least the
+    forward ``weight_bits``)."""
+    check_positive_int("Lane count", lanes)
+    check_positive_int("Stored weight width", store_bits)
+    bits = lanes * store_bits
+    if bits <= SPRAM_WORD_BITS:
+        return
+    fixes = []
+    if SPRAM_WORD_BITS // lanes >= weight_bits:
+        fixes.append(f"store_bits {SPRAM_WORD_BITS // lanes} (rule.store_bits)")
+    if SPRAM_WORD_BITS // store_bits:
+        fixes.append(f"at most {SPRAM_WORD_BITS // store_bits} lanes")
+    raise ValueError(f"{lanes} lanes x {store_bits} stored bits = {bits} bits; SPRAM words "
+                     f"hold {SPRAM_WORD_BITS}: use {' or '.join(fixes)}")
 
 
 #: Block RAM slices that share one copy of the registered read address (on the ULX3S-85F,
@@ -149,11 +184,21 @@ class WeightStore(wiring.Component):
     init : list of int, optional
         Initial words; ``"bram"`` only (SPRAM comes up uninitialised).
     writable : bool
-        Give the store a write port. ``"spram"`` is always writable.
+        Give the store a write port. ``"spram"`` is always writable, and a cycle that
+        writes returns no word: the read whose address reaches the memory in that cycle
+        (the one given :attr:`latency` - 1 cycles before) gives :data:`SPRAM_POISON` in
+        simulation, and is lost on the board (module docstring).
     latency : {2, 3}
         Cycles from ``read.addr`` to ``read.data`` (:func:`weight_store_latency` of the
         depth is the one that meets timing): 3 adds a register after each part of at most
         :data:`PART_DEPTH` words (``"bram"`` only).
+
+    Attributes
+    ----------
+    simulated : amaranth.hdl.MemoryData or None
+        ``"spram"`` only: the contents of the simulation model (the memory elaborated
+        without an iCE40 platform), empty at reset like the SPRAM; a testbench may write
+        words into it (``ctx.set(store.simulated[addr], word)``) instead of loading them.
 
     Members
     -------
@@ -191,6 +236,8 @@ class WeightStore(wiring.Component):
                              f"words, not {len(init)}")
         self.init = init
         self.writable = bool(writable)
+        self.simulated = (MemoryData(shape=unsigned(width), depth=depth, init=[])
+                          if kind == "spram" else None)
         members = {"read": In(wiring.Signature({"addr": Out(range(depth)),
                                                  "data": In(unsigned(width))}))}
         if self.writable:
@@ -240,6 +287,9 @@ class WeightStore(wiring.Component):
                     i_STANDBY=0, i_SLEEP=0, i_POWEROFF=1,
                     o_DATAOUT=data_out)
             return m
+        if self.kind == "spram":
+            self._single_port(m)
+            return m
         family = fpga_family(platform)
         # Simulation and Verilog for cocotb: one memory (the slices behave the same).
         slices = (bram_slices(family, depth=self.depth, width=self.width)
@@ -263,6 +313,22 @@ class WeightStore(wiring.Component):
                              write.data.eq(self.write.data[lo:lo + bits]),
                              write.en.eq(self.write.en)]
         return m
+
+    def _single_port(self, m: Module) -> None:
+        """The SPRAM's simulation model: one memory (:attr:`simulated`) read at the
+        registered address, whose read in a cycle that writes is :data:`SPRAM_POISON`."""
+        [read_addr] = self._read_addresses(m, 1)
+        m.submodules.spram = mem = memory.Memory(data=self.simulated)
+        read, write = mem.read_port(), mem.write_port()
+        # The SPRAM's DATAOUT takes no word in a write cycle: the read answered in the
+        # next cycle is poison, not the old or the new word.
+        wrote = Signal()
+        m.d.sync += wrote.eq(self.write.en)
+        m.d.comb += [read.addr.eq(read_addr),
+                     write.addr.eq(self.write.addr), write.data.eq(self.write.data),
+                     write.en.eq(self.write.en),
+                     self.read.data.eq(Mux(wrote, SPRAM_POISON & ((1 << self.width) - 1),
+                                           read.data))]
 
     def _parts(self, m: Module, slices: list[int], read_addrs: list) -> None:
         """The slices of a deep store, each a module ``replica_slice_I`` of memories

@@ -82,8 +82,11 @@ async def check_stored(ctx, dut: TrainingCore, trainer: IntTrainer, where: str) 
 
 
 def run_samples(dut: TrainingCore, trainer: IntTrainer, samples, *, classify=(),
-                lambdas=None):
+                lambdas=None, prepare=None):
     """Feed ``samples`` (x, y) for training, then ``classify`` images (train 0).
+
+    ``prepare``: an ``async def (ctx)`` run before the first pixel (an SPRAM core's
+    starting words are written in there).
 
     ``lambdas``: per sample, (the value set on ``lr_shift_in`` with its pixels, the lambda
     the golden trainer takes); the port changes to another value right after the last
@@ -116,6 +119,8 @@ def run_samples(dut: TrainingCore, trainer: IntTrainer, samples, *, classify=(),
         return record
 
     async def testbench(ctx):
+        if prepare is not None:
+            await prepare(ctx)
         for number, ((x, y), (lam_set, lam)) in enumerate(zip(samples, lambdas, strict=True)):
             record = await feed(ctx, x, int(y), 1, lam_set)
             # The record is the golden trainer's report: the label of the training pass
@@ -360,8 +365,9 @@ def test_training_core_and_stored_core_refuse_what_they_cannot_do():
     for kwargs, message in (
             (dict(store_bits=7), "at least the forward weight width 8"),
             (dict(store_bits=True), "at least the forward weight width 8"),
-            (dict(store_bits=12, weights="rom"), "weights='loadable' and one bank"),
-            (dict(store_bits=12, weights="loadable", banks=2), "weights='loadable' and one bank")):
+            (dict(store_bits=12, weights="rom"), "weights='loadable' or 'spram' and one bank"),
+            (dict(store_bits=12, weights="loadable", banks=2),
+             "weights='loadable' or 'spram' and one bank")):
         with pytest.raises(ValueError, match=message):
             Core(fmt_model, lanes=2, **kwargs)
     goodness = make_model(ModelConfig(algo="ffcl", input_size=D, num_classes=K, hidden=(3, 2),

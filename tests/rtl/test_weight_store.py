@@ -11,7 +11,7 @@ from amaranth.hdl import Fragment
 
 from ffcl_hw.flows.simulate import check_results
 from rtl.board import BOARDS
-from rtl.core import Core
+from rtl.core import LOAD_TARGETS, Core
 from rtl.weight_store import (
     PART_DEPTH,
     WeightStore,
@@ -19,7 +19,7 @@ from rtl.weight_store import (
     spram_blocks,
     weight_store_latency,
 )
-from sim.amaranth_sim import run_core
+from sim.amaranth_sim import CoreResult, run_core
 from tests.rtl.helpers import simulate
 from tests.rtl.test_core import _random_model
 
@@ -221,3 +221,76 @@ def test_a_deep_store_reads_a_new_word_every_cycle_across_its_parts(platform, pa
         await read_all(ctx, {**dict(enumerate(words)), **replaced})
 
     simulate(fragment, bench)
+
+
+@pytest.mark.parametrize("kind", ["spram", "bram"])
+def test_a_read_in_a_cycle_that_writes_gives_poison_on_spram_only(kind):
+    # SB_SPRAM256KA has one port: with WREN high its DATAOUT takes no word. The read whose
+    # registered address meets the memory in a write cycle (given the cycle before) is
+    # all ones in simulation; the reads around it, and the written word, are intact. A
+    # dual-port block RAM answers it.
+    dut = WeightStore(width=48, depth=8, kind=kind, writable=True)
+    words = {addr: 0x1111_2222_3333 * (addr + 1) for addr in range(4)}
+
+    async def bench(ctx):
+        await _write(ctx, dut, words)
+        got = []
+        for cycle, addr in enumerate((0, 1, 3, 2)):
+            ctx.set(dut.read.addr, addr)
+            # The read of address 1 reaches the memory in the next cycle, with a write.
+            ctx.set(dut.write.en, cycle == 2)
+            ctx.set(dut.write.addr, 5)
+            ctx.set(dut.write.data, 0xABCD)
+            await ctx.tick()
+            got.append(ctx.get(dut.read.data))
+        ctx.set(dut.write.en, 0)
+        await ctx.tick()
+        got.append(ctx.get(dut.read.data))
+        # Data of the reads given in cycles 0, 1, 2, 3 (one cycle after each tick above).
+        poison = (1 << 48) - 1 if kind == "spram" else words[1]
+        assert got[1:] == [words[0], poison, words[3], words[2]]
+        ctx.set(dut.read.addr, 5)
+        await ctx.tick().repeat(dut.latency)
+        assert ctx.get(dut.read.data) == 0xABCD
+
+    simulate(dut, bench)
+
+
+def test_a_load_offered_during_an_spram_inference_waits_for_the_core_to_idle():
+    # A load offered while the core infers (here a weight word rewritten with its own
+    # value, which a dual-port memory would not notice) is taken only once the core
+    # idles: a write between the forward pass's reads would take their port, and the
+    # simulated SPRAM answers such a read with poison.
+    model = _random_model("ffdl", 32)
+    core = Core(model, lanes=3, weights="spram")
+    words = core.load_words_for(model)
+    weight_word = next(w for w in words if w[0] == LOAD_TARGETS["weights"])
+    images = np.random.default_rng(32).integers(0, 17, size=(2, 9))
+    results = []
+
+    async def bench(ctx):
+        ctx.set(core.result.ready, 1)
+        for target, addr, word in words:
+            ctx.set(core.load.payload, {"target": target, "addr": addr, "data": word})
+            ctx.set(core.load.valid, 1)
+            await ctx.tick().until(core.load.ready)
+        ctx.set(core.load.valid, 0)
+        for image in images:
+            for value in image:
+                ctx.set(core.image.payload, int(value))
+                ctx.set(core.image.valid, 1)
+                await ctx.tick().until(core.image.ready)
+            ctx.set(core.image.valid, 0)
+            # Offered from the first cycle of the inference until it is taken.
+            target, addr, word = weight_word
+            ctx.set(core.load.payload, {"target": target, "addr": addr, "data": word})
+            ctx.set(core.load.valid, 1)
+            payload, = await ctx.tick().sample(core.result.payload).until(core.result.valid)
+            results.append(CoreResult(label=int(payload.label),
+                                      scores=tuple(int(s) for s in payload.scores),
+                                      cycles=int(payload.cycles)))
+            await ctx.tick().until(core.load.ready)
+            ctx.set(core.load.valid, 0)
+
+    simulate(core, bench)
+    assert not check_results(results, model.run(images), core.cycles_per_inference())

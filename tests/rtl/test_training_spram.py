@@ -1,0 +1,175 @@
+# amaranth: UnusedElaboratable=no
+"""The training core with its stored weights in (simulated) iCE40 SPRAM, against IntTrainer.
+
+SPRAM has one port and comes up empty: the testbench writes the starting words (the
+block RAM core's initial contents, ``memory_images``) into the simulated memory before
+the first sample, and the simulated SPRAM returns poison for a read in a cycle that
+writes (``rtl.weight_store``), so a W or V pass whose reads and writes overlap stores
+wrong words. After every sample every stored W, V, b, U word and both generators must
+equal the golden trainer's, and the counter its closed form.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from golden.config import ModelConfig
+from golden.datasets import load_dataset
+from golden.inttrain import IntTrainer, TrainRule, initial_model
+from rtl.core import memory_images
+from rtl.training_core import TrainingCore
+from tests.rtl.helpers import PERIOD
+from tests.rtl.test_training_core import SEED, D, K, X, make_model, run_samples
+
+
+def write_starting_words(dut: TrainingCore):
+    """An ``async def (ctx)`` that writes the starting stored words, (w << f) + 2^(f-1)
+    as the block RAM core's initial contents, into the simulated SPRAM (what the host
+    link's loads would do on the board)."""
+    store = dut.core.memories.weight_store
+
+    async def prepare(ctx):
+        for addr, word in enumerate(memory_images(dut.core.program)["weights"]):
+            ctx.set(store.simulated[addr], word)
+
+    return prepare
+
+
+#: name: (config fields, rule fields, lanes). D = 9 inputs: no width is a multiple of the
+#: lane count; every word fits SPRAM's 64 bits.
+CASES = {
+    # one layer on one lane, 16-bit stored weights
+    "ffdl_p1_b16": (dict(algo="ffdl", hidden=(5,)), dict(store_bits=16), 1),
+    # 3 x 16 = 48 bits, ragged tiles (7 and 5 neurons)
+    "ffdl_p3_b16": (dict(algo="ffdl", hidden=(7, 5)), dict(store_bits=16), 3),
+    # 8 x 8 = 64 bits (f = 0): the whole SPRAM word
+    "ffdl_p8_b8": (dict(algo="ffdl", hidden=(10, 9)), dict(store_bits=8), 8),
+    # FFCL T = 2, every iteration trained: the core infers between the updates, and the
+    # V pass follows the W pass in the same tiles
+    "ffcl_all_t2_p3_b16": (dict(algo="ffcl", hidden=(5, 4), loops=2, topology="adjacent"),
+                           dict(store_bits=16, loss_iterations="all"), 3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_an_spram_training_core_trains_like_the_golden_trainer(name):
+    fields, rule_fields, lanes = CASES[name]
+    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
+    model = make_model(config, SEED + len(name))
+    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    trainer = IntTrainer(model, rule)
+    dut = TrainingCore(model, rule, lanes=lanes, weights="spram")
+    rng = np.random.default_rng(SEED)
+    samples = [(rng.integers(0, X + 1, D).astype(np.int64), int(rng.integers(0, K)))
+               for _ in range(3)]
+    test_images = rng.integers(0, X + 1, (3, D)).astype(np.int64)
+    cycles, labels = run_samples(dut, trainer, samples, classify=test_images,
+                                 prepare=write_starting_words(dut))
+    assert labels == trainer.model.run(test_images).labels.tolist()
+    assert cycles == [dut.training_cycles()] * len(cycles)
+    # One word every other cycle: each tile's pass takes columns - 1 cycles more than on
+    # block RAM (2 columns - 1 instead of columns), nothing else changes.
+    bram = TrainingCore(model, rule, lanes=lanes)
+    columns = [(D if i == 0 else config.hidden[i - 1])
+               + (0 if (s := config.feedback_source(i)) is None else config.hidden[s])
+               for i in range(config.num_layers)]
+    extra = sum(-(-n // lanes) * (c - 1) for n, c in zip(config.hidden, columns, strict=True))
+    assert dut.training_cycles() == bram.training_cycles() + dut.trained_iterations * extra
+
+
+def test_the_update_passes_keep_the_lanes_busy_as_the_closed_form_says():
+    # Measured in simulation: the cycles the W passes take (weight_pass.run high) and the
+    # words they write, for FFDL on 8 lanes (B_m 8) and 3 lanes (B_m 16), ragged tiles.
+    # Every entry is updated once per sample (N n_in per layer), so the lanes'
+    # utilisation is N n_in over P x the measured cycles: the closed form's.
+    config = ModelConfig(algo="ffdl", input_size=D, num_classes=K, theta=0.5, hidden=(10, 9))
+    model = make_model(config, SEED)
+    entries = 10 * D + 9 * 10
+    for lanes, store_bits in ((8, 8), (3, 16)):
+        rule = TrainRule(epochs=1, seed=7, lr_shift=4, store_bits=store_bits)
+        words = -(-10 // lanes) * D + -(-9 // lanes) * 10
+        dut = TrainingCore(model, rule, lanes=lanes, weights="spram")
+        written, cycles = _measure_passes(dut)
+        assert written == words, lanes
+        assert entries / (lanes * cycles) == dut.pass_lane_utilization(), lanes
+    # 8 lanes on SPRAM: two tiles per layer (10 and 9 neurons) of (8 + 2) + (2 x 9 - 1)
+    # + 9 and (8 + 2) + (2 x 10 - 1) + 9 cycles.
+    spram = TrainingCore(model, TrainRule(epochs=1, store_bits=8), lanes=8, weights="spram")
+    assert spram.pass_lane_utilization() == entries / (8 * 2 * (36 + 38))
+
+
+def _measure_passes(dut: TrainingCore, pixels: int = D) -> tuple[int, int]:
+    """Words written and cycles of the W passes of one training sample."""
+    counts = {"written": 0, "cycles": 0}
+    wpass = dut.weight_pass
+    x = np.random.default_rng(SEED + 9).integers(0, X + 1, pixels)
+
+    async def feed(ctx):
+        if dut.weights == "spram":
+            await write_starting_words(dut)(ctx)
+        for pixel in x:
+            ctx.set(dut.samples.payload, {"pixel": int(pixel), "label": 1, "train": 1})
+            ctx.set(dut.samples.valid, 1)
+            await ctx.tick().until(dut.samples.ready)
+        ctx.set(dut.samples.valid, 0)
+
+    async def count(ctx):
+        async for _, _, run, valid, done in ctx.tick().sample(
+                wpass.run, wpass.write.valid, dut.done.valid):
+            if done:
+                break
+            counts["cycles"] += run
+            counts["written"] += valid
+
+    sim = Simulator(dut)
+    sim.add_clock(PERIOD)
+    sim.add_testbench(feed)
+    sim.add_testbench(count)
+    sim.run()
+    return counts["written"], counts["cycles"]
+
+
+def test_digits_update_passes_on_spram_keep_the_lanes_less_than_half_busy():
+    # The figures of docs/training-engine.md, counted in simulation: digits FFDL 64-64 on
+    # 8 lanes x 8 bits and 4 lanes x 16 bits (both 64-bit words), a word every other
+    # cycle, so at most 50 %, less each tile's shadow load (P + 2) and drain (9); block
+    # RAM on 8 lanes for comparison.
+    config = ModelConfig(algo="ffdl", input_size=64, num_classes=10, hidden=(64, 64),
+                         theta=0.5)
+    model = initial_model(config, load_dataset("digits").x_train[:50], input_max=16, seed=0)
+    entries = 2 * 64 * 64
+    for lanes, store_bits, weights, tile in ((8, 8, "spram", 10 + 127 + 9),
+                                             (4, 16, "spram", 6 + 127 + 9),
+                                             (8, 8, "loadable", 10 + 64 + 9)):
+        dut = TrainingCore(model, TrainRule(epochs=1, store_bits=store_bits), lanes=lanes,
+                           weights=weights)
+        tiles = 2 * 64 // lanes
+        written, cycles = _measure_passes(dut, pixels=64)
+        assert (written, cycles) == (tiles * 64, tiles * tile), (lanes, weights)
+        assert entries / (lanes * cycles) == dut.pass_lane_utilization()
+    # 43.8 %, 45.1 % and 77.1 %.
+    assert [round(100 * entries / (p * 2 * 64 // p * t), 1)
+            for p, t in ((8, 146), (4, 142), (8, 83))] == [43.8, 45.1, 77.1]
+
+
+@pytest.mark.parametrize(("lanes", "store_bits", "message"), [
+    (8, 16, "8 lanes x 16 stored bits = 128 bits; SPRAM words hold 64: use store_bits 8 "
+            "(rule.store_bits) or at most 4 lanes"),
+    (5, 16, "5 lanes x 16 stored bits = 80 bits; SPRAM words hold 64: use store_bits 12 "
+            "(rule.store_bits) or at most 4 lanes"),
+    # No stored width of at least the forward 8 bits fits 9 lanes.
+    (9, 8, "9 lanes x 8 stored bits = 72 bits; SPRAM words hold 64: use at most 8 lanes"),
+])
+def test_an_spram_training_core_refuses_words_wider_than_spram(lanes, store_bits, message):
+    model = make_model(ModelConfig(algo="ffdl", input_size=D, num_classes=K, hidden=(3,)),
+                       SEED)
+    with pytest.raises(ValueError, match=rf"^{message}$".replace("(", r"\(").replace(")", r"\)")):
+        TrainingCore(model, TrainRule(epochs=1, store_bits=store_bits), lanes=lanes,
+                     weights="spram")
+    # Block RAM takes any width.
+    TrainingCore(model, TrainRule(epochs=1, store_bits=store_bits), lanes=lanes)
+    with pytest.raises(ValueError, match=r"^Weights must be one of loadable, spram, "
+                                         r"not 'rom'$"):
+        TrainingCore(model, TrainRule(epochs=1), lanes=2, weights="rom")
