@@ -5,10 +5,12 @@ After the weight passes, every neuron i of the layer moves b_i by step(-d_i, rho
 kappa^b), U[i, y] by step(-dp_i, rho_i + kappa^+) and U[i, y'] by step(-dn_i, rho_i +
 kappa^-) (v = 1: three multiplier-free uses of :class:`rtl.update_lane.UpdateLane`).
 The bias and the label word of a neuron are two writes through the one load port, so a
-neuron is issued every other cycle. The label read port is then free every other cycle:
-there the pass reads the neuron's label word again, just before its lanes finish, to merge
-the two updated fields into it, instead of carrying K x B_m bits through the lanes'
-latency (960 flip-flops for digits, docs/training-engine.md "Logic of the components").
+neuron is issued every other cycle, and the label read port serves each neuron twice:
+the word for its lanes a cycle early, registered before the field select, and the word
+again just before its lanes finish, to merge the two updated fields into it instead of
+carrying K x B_m bits through the lanes' latency (960 flip-flops for digits,
+docs/training-engine.md "Logic of the components"). It reads neuron 0's word in the
+cycle before ``run``: the label port must be this pass's then.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ class BiasLabelPass(wiring.Component):
         The error and rho buffers, read one cycle after the address.
     bias : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(B_s + f)))
     labels : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(K * B_m)))
-        The stored bias and label words, read one cycle after the address.
+        The stored bias and label words, read one cycle after the address. The label
+        port must be this pass's in the cycle before ``run`` too (neuron 0's word).
     write : Out(wiring.Signature({"valid", "label", "addr", "data": Out}))
         A word to store: a bias (``label`` 0) or a label word (``label`` 1).
     """
@@ -131,19 +134,32 @@ class BiasLabelPass(wiring.Component):
         # One neuron every other cycle (two core loads per neuron).
         issue = Signal()
         neuron = count >> 1
-        # Odd cycles re-read the label word of the neuron issued REREAD cycles before, so
-        # that it arrives as that neuron's lanes finish (issue c, lanes c + 1 .. c + lat,
-        # re-read c + lat - 1, held at c + lat, merged at c + 1 + lat).
-        reread = lat - 1
-        assert reread % 2 == 1, "the re-read must fall in the cycles between issues"
+        # The label port reads twice per neuron, never in an issue's own cycle: the word
+        # for the lanes in the cycle before the issue (the idle cycle before ``run`` for
+        # neuron 0), held in ``u_raw`` so that a block RAM's slow output meets a register
+        # before the field select (MNIST 784-256-256 on the ULX3S-85F: label ROM, select,
+        # lane input was its slowest path); and the word again, REREAD cycles after the
+        # issue, held in ``u_old`` to merge the two updated fields back as the lanes
+        # finish (issue c, lanes c + 1 .. c + lat, re-read c + lat - 2, merged c + 1 + lat),
+        # instead of carrying K x B_m bits through the lanes' latency.
+        reread = lat - 2
+        assert reread % 2 == 0, "the re-read must fall in an issue's cycle"
+        early = count[0] | ~self.run
         m.d.comb += [issue.eq(self.run & ~count[0] & (count < 2 * self.neurons)),
                      self.errors.addr.eq(neuron), self.rho.addr.eq(neuron),
                      self.bias.addr.eq(self.base + neuron),
-                     self.labels.addr.eq(self.base + Mux(count[0],
-                                                         (count - reread)[1:], neuron))]
+                     self.labels.addr.eq(self.base + Mux(early, (count + 1)[1:],
+                                                         (count - reread)[1:]))]
         in_lane, in_addr = Signal(), Signal.like(self.bias.addr)
         m.d.sync += [in_lane.eq(issue), in_addr.eq(self.bias.addr)]
-        u_field = Array(stored_field(self.labels.data, q, B_m) for q in range(K))
+        # A word read in an odd (or idle) cycle arrives in an even one, a re-read word in
+        # an odd one.
+        u_raw, u_old = Signal.like(self.labels.data), Signal.like(self.labels.data)
+        with m.If(count[0]):
+            m.d.sync += u_old.eq(self.labels.data)
+        with m.Else():
+            m.d.sync += u_raw.eq(self.labels.data)
+        u_field = Array(stored_field(u_raw, q, B_m) for q in range(K))
         errors = self.errors.data
         for lane, d, kappa, k, kind, c in (
                 (lane_b, errors.d, self.kappa_b, self.k_b, "b", self.bias.data.as_signed()),
@@ -157,11 +173,6 @@ class BiasLabelPass(wiring.Component):
             reg_a = Signal.like(in_addr, name=f"bu_addr_{i}")
             m.d.sync += reg_a.eq(out_addr)
             out_addr = reg_a
-        # The re-read word arrives in an even cycle (its address was an odd cycle's) and is
-        # held for the next, in which the lanes' outputs are valid.
-        u_old = Signal.like(self.labels.data)
-        with m.If(~count[0]):
-            m.d.sync += u_old.eq(self.labels.data)
         new_u = Cat(Mux(y == q, lane_pos.out,
                         Mux(y_neg == q, lane_neg.out, stored_field(u_old, q, B_m)))[:B_m]
                     for q in range(K))
