@@ -74,7 +74,9 @@ def _training_lines(training: dict[str, Any] | None, speedup: dict[str, Any]) ->
     else:
         lines.append(f"| accelerator (training core, {acc['lanes']} lanes) | cycles | "
                      f"{_n(acc['cycles_per_sample'])} | closed form of its counter "
-                     f"(TrainingCore.training_cycles); W-pass lane utilisation "
+                     f"(TrainingCore.training_cycles, weights in "
+                     f"{'SPRAM' if acc.get('weights') == 'spram' else 'block RAM'}); "
+                     f"W/V-pass lane utilisation "
                      f"{100 * acc['lane_utilization']:.1f}% |")
     if design["cycles_per_sample"] is None:
         lines.append(f"| accelerator, design | cycles | not available | "

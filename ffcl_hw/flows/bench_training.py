@@ -2,15 +2,18 @@
 """The bench's training rows: one integer training sample on the accelerator and on CPUs.
 
 - ``cycles_per_sample``: the closed form of the training core's cycle counter,
-  ``TrainingCore(model, rule, lanes=P).training_cycles()`` (tests/rtl/test_training_core.py
-  holds it equal to the counter; the bench does not simulate the training core). The
-  core is the first slice of docs/training-engine.md: update lanes on the MAC lanes'
-  multipliers (the same cycles as their own), block-RAM style memories, its steps one
-  after another. A model it cannot train yet (FFCL today) gets ``None`` and the reason.
+  ``TrainingCore(model, rule, lanes=P, weights=W).training_cycles()``
+  (tests/rtl/test_training_core.py and test_training_spram.py hold it equal to the
+  counter; the bench does not simulate the training core), its weights in the board's
+  memory (``"spram"`` on a board with SPRAM, single port: a word every other cycle;
+  block RAM otherwise), update lanes on the MAC lanes' multipliers (the same cycles as
+  their own), its steps one after another. A model it cannot train there (an SPRAM word
+  wider than 64 bits) gets ``None`` and the reason.
 - ``ideal_cycles``: the design's figure for the run's configuration and board memory
   (:func:`rtl.training_estimate.estimate_training`: the steps overlapped as designed).
-- ``lane_utilization``: the slice's W passes, busy lane-cycles over lane-cycles (each
-  tile's shadow load, pass and drain); the design's in ``design.lane_utilization``.
+- ``lane_utilization``: the core's W and V passes, busy lane-cycles over lane-cycles
+  (``TrainingCore.pass_lane_utilization``: each tile's shadow load, pass and drain); the
+  design's in ``design.lane_utilization``.
 - ``rv32im_instructions_per_sample`` and ``host_ns_per_sample``: the same integer step
   (golden/inttrain.c) on RV32IM and on the host, checked against ``IntTrainer``
   (:mod:`ffcl_hw.cpu.training`).
@@ -36,11 +39,9 @@ from ffcl_hw.runs import RunError
 from golden.intmodel import IntModel
 from golden.inttrain import IntTrainer, TrainRule, default_lr_shift
 from rtl.board import BOARDS
-from rtl.program import build_program
 from rtl.training_estimate import estimate_training
-from rtl.update_lane import UpdateLane
 
-__all__ = ["bench_training", "run_rule", "slice_lane_utilization", "training_speedups"]
+__all__ = ["bench_training", "run_rule", "training_speedups"]
 
 #: A CPU baseline failed in a way the user must hear about (not a skipped row).
 _CPU_ERRORS = (cpu.GoldenMismatch, cpu.CompileError, cpu.CompilerMissing)
@@ -69,23 +70,6 @@ def run_rule(run: Path, x_train: np.ndarray) -> tuple[TrainRule, str]:
             pass
     return (TrainRule(epochs=1, lr_shift=default_lr_shift(x_train)),
             "train --arith int's defaults (lambda from the training images)")
-
-
-def slice_lane_utilization(model: IntModel, lanes: int) -> float:
-    """Busy lane-cycles over lane-cycles of the slice's W passes: per tile the shadow load
-    (P + 2), the pass (n_in) and the drain (weight store + update lane + 1), the terms of
-    ``TrainingCore.training_cycles``; N n_in entries updated per layer."""
-    config = model.config
-    # The weight store's latency: 2, or 3 for a store deeper than one block RAM.
-    latency = build_program(model, lanes=lanes).weight_latency
-    busy = lane_cycles = 0
-    for i, n in enumerate(config.hidden):
-        n_in = config.input_size if i == 0 else config.hidden[i - 1]
-        tiles = -(-n // lanes)
-        busy += n * n_in
-        lane_cycles += lanes * tiles * ((lanes + 2) + n_in + latency
-                                        + UpdateLane.latency_for(None) + 1)
-    return busy / lane_cycles
 
 
 def _training_build(run: Path, board: str) -> tuple[Path, dict[str, Any]] | None:
@@ -117,23 +101,25 @@ def _clock(run: Path, board: str | None, synth: dict[str, Any] | None) -> tuple[
                  f"synth {run} --board {board}` for its Fmax)")
 
 
-def _accelerator(model: IntModel, rule: TrainRule, lanes: int) -> dict[str, Any]:
+def _accelerator(model: IntModel, rule: TrainRule, lanes: int, memory: str) -> dict[str, Any]:
     from rtl.training_core import TrainingCore
 
+    weights = "spram" if memory == "spram" else "loadable"
     try:
-        core = TrainingCore(model, rule, lanes=lanes)
+        core = TrainingCore(model, rule, lanes=lanes, weights=weights)
     except ValueError as error:
-        return {"cycles_per_sample": None, "lane_utilization": None,
-                "not_available": f"the training core cannot train this model yet: {error}"}
+        return {"cycles_per_sample": None, "lane_utilization": None, "weights": weights,
+                "not_available": f"the training core cannot train this model here: {error}"}
     return {
         "cycles_per_sample": core.training_cycles(),
-        "lane_utilization": slice_lane_utilization(model, lanes),
-        "lanes": lanes,
-        "how": "TrainingCore(model, rule, lanes=P).training_cycles(): the closed form of the "
-               "training core's counter, which tests/rtl/test_training_core.py holds equal to "
-               "it; the slice of docs/training-engine.md (update lanes on the MAC lanes' "
-               "multipliers, block-RAM style memories, every label per cycle, steps not "
-               "overlapped); not simulated here",
+        "lane_utilization": core.pass_lane_utilization(),
+        "lanes": lanes, "weights": weights,
+        "how": "TrainingCore(model, rule, lanes=P, weights=W).training_cycles(): the closed "
+               "form of the training core's counter, which tests/rtl/test_training_core.py "
+               "and test_training_spram.py hold equal to it; the weights in the board's "
+               "memory (block RAM, or SPRAM on the iCE40 UP5K: single port), update lanes "
+               "on the MAC lanes' multipliers, every label per cycle, steps not "
+               "overlapped; not simulated here",
     }
 
 
@@ -187,7 +173,7 @@ def bench_training(run: Path, model: IntModel, x_train: np.ndarray, y_train: np.
         # The training build chose its own lanes (synth --train may widen them for the
         # block RAM): its cycles are the ones its Fmax turns into samples per second.
         lanes = trained[1]["lanes"]
-    accelerator = _accelerator(model, rule, lanes)
+    accelerator = _accelerator(model, rule, lanes, memory)
     design = _design(model, rule, lanes=lanes, label_lanes=label_lanes, shared=shared,
                      memory=memory)
     section.update(accelerator=accelerator, design=design,

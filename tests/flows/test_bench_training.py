@@ -19,7 +19,6 @@ from ffcl_hw.flows.bench_report import _training_lines
 from ffcl_hw.flows.bench_training import (
     bench_training,
     run_rule,
-    slice_lane_utilization,
     training_speedups,
 )
 from golden.inttrain import TrainRule
@@ -55,17 +54,23 @@ def test_ffdl_rows_are_the_closed_form_and_the_design(tmp_path):
     assert t["rule_source"].startswith("train --arith int's defaults")
     rule = TrainRule(epochs=1, lr_shift=t["rule"]["lr_shift"])
     assert rule.to_dict() == t["rule"]
-    # The training core's counter, in closed form, for the run's lanes.
-    assert t["cycles_per_sample"] == TrainingCore(model, rule, lanes=3).training_cycles()
-    assert t["accelerator"]["lanes"] == 3
+    # The training core's counter, in closed form, for the run's lanes and the board's
+    # memory: on the iCEBreaker its weights in SPRAM (3 x 16 bits fit one 64-bit word),
+    # read and written on one port (a word every other cycle: more cycles than block RAM).
+    core = TrainingCore(model, rule, lanes=3, weights="spram")
+    assert t["cycles_per_sample"] == core.training_cycles()
+    assert t["cycles_per_sample"] > TrainingCore(model, rule, lanes=3).training_cycles()
+    assert t["accelerator"]["lanes"] == 3 and t["accelerator"]["weights"] == "spram"
     # The design's figure for the iCEBreaker's memory (single-port SPRAM).
     design = estimate_training(model, lanes=3, label_lanes=None, shared=False,
                                memory="spram", store_bits=rule.store_bits)
     assert t["ideal_cycles"] == design.total and t["design"]["memory"] == "spram"
     assert t["design"]["lane_utilization"] == design.utilisation
-    assert t["lane_utilization"] == slice_lane_utilization(model, 3)
-    # W passes of 5x6 and 4x5 entries on 3 lanes: 2 tiles each of (3 + 2) + n_in + 9.
-    assert slice_lane_utilization(model, 3) == (5 * 6 + 4 * 5) / (3 * (2 * 20 + 2 * 19))
+    # W passes of 5x6 and 4x5 entries on 3 lanes, 2 tiles each of (3 + 2) shadow loads,
+    # 2 n_in - 1 cycles of single-port pass and the drain.
+    assert t["lane_utilization"] == core.pass_lane_utilization()
+    assert t["lane_utilization"] == (5 * 6 + 4 * 5) / (3 * core.weight_pass.cycles(5, 6)
+                                                       + 3 * core.weight_pass.cycles(4, 5))
     # No synthesis report: the board's target clock, said so.
     assert t["clock_mhz"] == 30.0 and "target clock" in t["clock_source"]
     assert t["samples_per_second"] == pytest.approx(30e6 / t["cycles_per_sample"])
@@ -81,12 +86,24 @@ def test_ffdl_rows_are_the_closed_form_and_the_design(tmp_path):
         t["rv32im_instructions_per_sample"] / t["ideal_cycles"])
 
 
+def test_a_core_whose_spram_word_is_too_wide_is_not_available_and_says_why(tmp_path):
+    # 5 lanes x 16 stored bits = 80: the iCEBreaker's SPRAM word holds 64.
+    _, t = _bench(tmp_path, "ffdl", lanes=5, board="icebreaker")
+    assert t["cycles_per_sample"] is None and t["samples_per_second"] is None
+    assert "5 lanes x 16 stored bits = 80 bits; SPRAM words hold 64" \
+        in t["accelerator"]["not_available"]
+    assert training_speedups(t)["training_vs_rv32im_instructions"] is None
+
+
 def test_samples_per_second_use_the_synthesized_fmax(tmp_path):
     _, t = _bench(tmp_path, "ffdl", board="ulx3s-85f", synth={"fmax_mhz": 80.0})
     assert t["clock_mhz"] == 80.0 and "Fmax" in t["clock_source"]
     assert "the inference build; no training build" in t["clock_source"]
-    assert t["design"]["memory"] == "bram"
+    assert t["design"]["memory"] == "bram" and t["accelerator"]["weights"] == "loadable"
     assert t["samples_per_second"] == pytest.approx(80e6 / t["cycles_per_sample"])
+    # Block RAM: a word read and one written every cycle of a pass (5x6 and 4x5 entries on
+    # 3 lanes: 2 tiles each of (3 + 2) + n_in + the drain of 9).
+    assert t["lane_utilization"] == (5 * 6 + 4 * 5) / (3 * (2 * 20 + 2 * 19))
 
 
 def test_samples_per_second_prefer_the_training_build_s_fmax(tmp_path):
