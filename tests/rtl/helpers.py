@@ -66,3 +66,17 @@ def run_pipeline(dut: Any, inputs: list[dict[str, int]], outputs: tuple[str, ...
     simulate(dut, testbench)
     assert len(observed) == len(inputs)
     return observed
+
+
+async def classify(ctx: Any, core: Any, image) -> tuple[int, tuple[int, ...], int]:
+    """One image into an :class:`rtl.core.Core`, its result record (label, scores,
+    cycles) out."""
+    K = core.model.config.num_classes
+    for value in image:
+        ctx.set(core.image.payload, int(value))
+        ctx.set(core.image.valid, 1)
+        await ctx.tick().until(core.image.ready)
+    ctx.set(core.image.valid, 0)
+    payload, = await ctx.tick().sample(core.result.payload).until(core.result.valid)
+    return (int(payload.label), tuple(int(payload.scores[k]) for k in range(K)),
+            int(payload.cycles))

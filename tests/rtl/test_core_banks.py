@@ -11,19 +11,8 @@ from amaranth.sim import Simulator
 from golden.intmodel import IntModel
 from rtl.core import Core
 from tests.golden.variants import reweighted
-from tests.rtl.helpers import PERIOD
+from tests.rtl.helpers import PERIOD, classify
 from tests.rtl.test_core import _random_model
-
-
-async def _infer(ctx, core: Core, image, K: int) -> tuple[int, tuple[int, ...], int]:
-    for value in image:
-        ctx.set(core.image.payload, int(value))
-        ctx.set(core.image.valid, 1)
-        await ctx.tick().until(core.image.ready)
-    ctx.set(core.image.valid, 0)
-    payload, = await ctx.tick().sample(core.result.payload).until(core.result.valid)
-    return int(payload.label), tuple(int(payload.scores[k]) for k in range(K)), \
-        int(payload.cycles)
 
 
 def _golden(model: IntModel, image) -> tuple[int, tuple[int, ...]]:
@@ -37,7 +26,6 @@ def test_loads_write_the_bank_not_in_use_and_bank_selects_the_model():
     core = Core(model_a, lanes=3, weights="loadable", banks=2)
     image = np.random.default_rng(3).integers(0, 17, size=9)
     assert _golden(model_a, image) != _golden(model_b, image)
-    K = model_a.config.num_classes
     seen = []
     sim = Simulator(core)
     sim.add_clock(PERIOD)
@@ -50,11 +38,11 @@ def test_loads_write_the_bank_not_in_use_and_bank_selects_the_model():
             ctx.set(core.load.valid, 1)
             await ctx.tick().until(core.load.ready)
         ctx.set(core.load.valid, 0)
-        seen.append(await _infer(ctx, core, image, K))
+        seen.append(await classify(ctx, core, image))
         ctx.set(core.bank, 1)
-        seen.append(await _infer(ctx, core, image, K))
+        seen.append(await classify(ctx, core, image))
         ctx.set(core.bank, 0)
-        seen.append(await _infer(ctx, core, image, K))
+        seen.append(await classify(ctx, core, image))
 
     sim.add_testbench(testbench)
     sim.run()

@@ -16,7 +16,7 @@ from amaranth.sim import Simulator
 
 from rtl.core import Core
 from rtl.program import SIDE_BITS, SIDE_LATENCY
-from tests.rtl.helpers import PERIOD
+from tests.rtl.helpers import PERIOD, classify
 from tests.rtl.test_core import _random_model
 
 LOW, HIGH = -(1 << (SIDE_BITS - 1)), 1 << (SIDE_BITS - 1)
@@ -32,19 +32,6 @@ def _offer(ctx, core: Core, a: list[int], b: list[int]) -> None:
     for p, (x, y) in enumerate(zip(a, b, strict=True)):
         ctx.set(core.lend.a[p], x)
         ctx.set(core.lend.b[p], y)
-
-
-async def _classify(ctx, core: Core, image) -> tuple[int, tuple[int, ...], int]:
-    """One image in, its result record (label, scores, cycles) out."""
-    K = core.model.config.num_classes
-    for value in image:
-        ctx.set(core.image.payload, int(value))
-        ctx.set(core.image.valid, 1)
-        await ctx.tick().until(core.image.ready)
-    ctx.set(core.image.valid, 0)
-    payload, = await ctx.tick().sample(core.result.payload).until(core.result.valid)
-    return (int(payload.label), tuple(int(payload.scores[k]) for k in range(K)),
-            int(payload.cycles))
 
 
 async def _check_products(ctx, core: Core, rng: np.random.Generator, cycles: int) -> None:
@@ -86,7 +73,7 @@ def test_operands_offered_while_the_core_classifies_change_nothing(name, lanes):
     async def testbench(ctx) -> None:
         ctx.set(core.result.ready, 1)
         for image in images:
-            results.append(await _classify(ctx, core, image))
+            results.append(await classify(ctx, core, image))
 
     sim = Simulator(core)
     sim.add_clock(PERIOD)
@@ -113,7 +100,7 @@ def test_lent_products_come_back_side_latency_cycles_later_while_idle():
     async def testbench(ctx) -> None:
         ctx.set(core.result.ready, 1)
         await _check_products(ctx, core, rng, 24)
-        label, scores, _ = await _classify(ctx, core, image)
+        label, scores, _ = await classify(ctx, core, image)
         assert (label, scores) == (int(model.run(image[None]).labels[0]),
                                    tuple(int(s) for s in model.run(image[None]).scores[0]))
         await _check_products(ctx, core, rng, 24)
