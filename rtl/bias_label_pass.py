@@ -5,12 +5,7 @@ After the weight passes, every neuron i of the layer moves b_i by step(-d_i, rho
 kappa^b), U[i, y] by step(-dp_i, rho_i + kappa^+) and U[i, y'] by step(-dn_i, rho_i +
 kappa^-) (v = 1: three multiplier-free uses of :class:`rtl.update_lane.UpdateLane`).
 The bias and the label word of a neuron are two writes through the one load port, so a
-neuron is issued every other cycle, and the label read port serves each neuron twice:
-the word for its lanes a cycle early, registered before the field select, and the word
-again just before its lanes finish, to merge the two updated fields into it instead of
-carrying K x B_m bits through the lanes' latency (960 flip-flops for digits,
-docs/training-engine.md "Logic of the components"). It reads neuron 0's word in the
-cycle before ``run``: the label port must be this pass's then.
+neuron is issued every other cycle.
 """
 
 from __future__ import annotations
@@ -64,8 +59,7 @@ class BiasLabelPass(wiring.Component):
         The error and rho buffers, read one cycle after the address.
     bias : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(B_s + f)))
     labels : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(K * B_m)))
-        The stored bias and label words, read one cycle after the address. The label
-        port must be this pass's in the cycle before ``run`` too (neuron 0's word).
+        The stored bias and label words, read one cycle after the address.
     write : Out(wiring.Signature({"valid", "label", "addr", "data": Out}))
         A word to store: a bias (``label`` 0) or a label word (``label`` 1).
     """
@@ -134,32 +128,13 @@ class BiasLabelPass(wiring.Component):
         # One neuron every other cycle (two core loads per neuron).
         issue = Signal()
         neuron = count >> 1
-        # The label port reads twice per neuron, never in an issue's own cycle: the word
-        # for the lanes in the cycle before the issue (the idle cycle before ``run`` for
-        # neuron 0), held in ``u_raw`` so that a block RAM's slow output meets a register
-        # before the field select (MNIST 784-256-256 on the ULX3S-85F: label ROM, select,
-        # lane input was its slowest path); and the word again, REREAD cycles after the
-        # issue, held in ``u_old`` to merge the two updated fields back as the lanes
-        # finish (issue c, lanes c + 1 .. c + lat, re-read c + lat - 2, merged c + 1 + lat),
-        # instead of carrying K x B_m bits through the lanes' latency.
-        reread = lat - 2
-        assert reread % 2 == 0, "the re-read must fall in an issue's cycle"
-        early = count[0] | ~self.run
         m.d.comb += [issue.eq(self.run & ~count[0] & (count < 2 * self.neurons)),
                      self.errors.addr.eq(neuron), self.rho.addr.eq(neuron),
                      self.bias.addr.eq(self.base + neuron),
-                     self.labels.addr.eq(self.base + Mux(early, (count + 1)[1:],
-                                                         (count - reread)[1:]))]
+                     self.labels.addr.eq(self.base + neuron)]
         in_lane, in_addr = Signal(), Signal.like(self.bias.addr)
         m.d.sync += [in_lane.eq(issue), in_addr.eq(self.bias.addr)]
-        # A word read in an odd (or idle) cycle arrives in an even one, a re-read word in
-        # an odd one.
-        u_raw, u_old = Signal.like(self.labels.data), Signal.like(self.labels.data)
-        with m.If(count[0]):
-            m.d.sync += u_old.eq(self.labels.data)
-        with m.Else():
-            m.d.sync += u_raw.eq(self.labels.data)
-        u_field = Array(stored_field(u_raw, q, B_m) for q in range(K))
+        u_field = Array(stored_field(self.labels.data, q, B_m) for q in range(K))
         errors = self.errors.data
         for lane, d, kappa, k, kind, c in (
                 (lane_b, errors.d, self.kappa_b, self.k_b, "b", self.bias.data.as_signed()),
@@ -168,11 +143,12 @@ class BiasLabelPass(wiring.Component):
             m.d.comb += [lane.en.eq(in_lane), lane.c.eq(c), lane.d.eq(d),
                          lane.rho.eq(self.rho.data), lane.kappa.eq(kappa), lane.k.eq(k),
                          lane.select.eq(STORED_KINDS.index(kind))]
-        out_addr = in_addr
+        u_old, out_addr = self.labels.data, in_addr
         for i in range(lat):
+            reg_u = Signal.like(self.labels.data, name=f"u_old_{i}")
             reg_a = Signal.like(in_addr, name=f"bu_addr_{i}")
-            m.d.sync += reg_a.eq(out_addr)
-            out_addr = reg_a
+            m.d.sync += [reg_u.eq(u_old), reg_a.eq(out_addr)]
+            u_old, out_addr = reg_u, reg_a
         new_u = Cat(Mux(y == q, lane_pos.out,
                         Mux(y_neg == q, lane_neg.out, stored_field(u_old, q, B_m)))[:B_m]
                     for q in range(K))

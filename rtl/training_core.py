@@ -399,10 +399,8 @@ class TrainingCore(wiring.Component):
             wpass.weights.data.eq(store.weight_data),
             store.bias_addr.eq(Mux(reading, self.read.addr, bias_label.bias.addr)),
             bias_label.bias.data.eq(store.bias_data),
-            # The b/U pass reads neuron 0's label word in the cycle before it runs, so the
-            # label port is the scan's only while the scan runs.
             store.label_addr.eq(Mux(reading, self.read.addr,
-                                    Mux(scan.run, scan.labels.addr, bias_label.labels.addr))),
+                                    Mux(bu_running, bias_label.labels.addr, scan.labels.addr))),
             bias_label.labels.data.eq(store.label_data), scan.labels.data.eq(store.label_data),
         ]
         # Every updated word goes through the core's load port. Its ready is high
