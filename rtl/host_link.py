@@ -469,14 +469,6 @@ class HostLink(wiring.Component):
         """Payload bytes of a LOAD frame: target, address (2), data."""
         return 3 + self.identity.load_data_bytes
 
-    def memories(self) -> list[MemoryShape]:
-        """The link's own memories (:func:`link_memories`)."""
-        return link_memories(self.core, train_block=self.train_block)
-
-    def products(self) -> list[Product]:
-        """What the link itself multiplies (:func:`link_products`)."""
-        return link_products(self.core, train_block=self.train_block)
-
     def elaborate(self, platform) -> Module:
         m = Module()
         core, inner, ident = self.core, self.inner, self.identity
