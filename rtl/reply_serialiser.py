@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import types
 
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -54,13 +54,15 @@ class ReplySerialiser(wiring.Component):
     ``identity`` with the model flag and checksum of the moment; a RESULT reply the record
     on ``result``, which is taken (``result.ready``) as its last byte goes out, so the
     core holds it until then. A TRAIN or READ reply's payload is ``body_length`` bytes
-    taken from ``body`` in order.
+    taken from ``body`` in order; a serialiser whose identity does not train has no such
+    replies (a request for one sends a single zero byte: the host link never makes it).
 
     Parameters
     ----------
     identity : rtl.host_link.LinkIdentity
         What IDENT reports, but for its model-loaded flag and weights checksum (from
-        ``model_ok`` and ``checksum``).
+        ``model_ok`` and ``checksum``); whether it ``trains`` decides whether the TRAIN and
+        READ replies exist (:attr:`streamed`).
     result_layout : data.StructLayout
         The core's result record (``label``, ``scores``, ``cycles``).
 
@@ -108,11 +110,12 @@ class ReplySerialiser(wiring.Component):
             "done": Out(1),
         })
 
-    def _frames(self, error_code) -> dict:
-        """Each reply frame's bytes but the crc, as 8-bit values."""
-        def frame(code: int, payload: list) -> list:
+    def _frames(self, reply, error_code) -> list[tuple[tuple, list, Value]]:
+        """The reply frames' bytes but the crc, as 8-bit values: (the replies that send
+        them, the bytes, the crc byte's index)."""
+        def frame(code, payload: list) -> list:
             n = len(payload)
-            return [Const(SYNC, 8), Const(code, 8), self.tag, Const(n & 0xFF, 8),
+            return [Const(SYNC, 8), code, self.tag, Const(n & 0xFF, 8),
                     Const(n >> 8, 8), *payload]
 
         ident, result = self.identity, self.result.payload
@@ -124,46 +127,65 @@ class ReplySerialiser(wiring.Component):
                        for j in range(ident.score_bytes)]
         words = {"cycles": result.cycles, "checksum": self.checksum, "trained": self.trained}
         le = {name: [word[8 * j:8 * j + 8] for j in range(4)] for name, word in words.items()}
-
-        def streamed(code: int) -> list:
+        frames = []
+        for kind, payload in (
+                (ReplyFrame.IDENT, [
+                    *(Const(b, 8) for b in constant[:14]), Cat(self.model_ok, Const(0, 7)),
+                    *le["checksum"], *(Const(b, 8) for b in constant[19:-4]),
+                    *le["trained"]]),
+                (ReplyFrame.RESULT, [result.label, *scores, *le["cycles"]])):
+            items = frame(Const(kind.code, 8), payload)
+            frames.append(((kind,), items, Const(len(items))))
+        # The three load acks and ERROR share one frame, their code byte chosen by the
+        # reply and ERROR's code after the header: 0xA5, code, tag, (1 | 0), 0, error. One
+        # picked register for four frames (three fewer, and their multiplexers) gives the
+        # iCEBreaker inference build the logic cells the UP5K lacked.
+        short = (ReplyFrame.LOAD, ReplyFrame.LOAD_BEGIN, ReplyFrame.LOAD_COMMIT,
+                 ReplyFrame.ERROR)
+        is_error = reply == ReplyFrame.ERROR
+        code = Const(ReplyFrame.ERROR.code, 8)
+        for kind in short[:-1]:
+            code = Mux(reply == kind, kind.code, code)
+        header = frame(code, [])
+        header[3] = Cat(is_error, Const(0, 7))     # the payload's length, low byte
+        frames.append((short, [*header, error_code], Mux(is_error, 6, 5)))
+        for kind in self.streamed:
             # The header only: the payload follows from the body stream.
-            return [Const(SYNC, 8), Const(code, 8), self.tag, self.body_length[:8],
-                    self.body_length[8:]]
+            frames.append(((kind,), [Const(SYNC, 8), Const(kind.code, 8), self.tag,
+                                     self.body_length[:8], self.body_length[8:]],
+                           HEADER_SIZE + self.body_length))
+        return frames
 
-        payloads = {
-            ReplyFrame.IDENT: [
-                *(Const(b, 8) for b in constant[:14]), Cat(self.model_ok, Const(0, 7)),
-                *le["checksum"], *(Const(b, 8) for b in constant[19:-4]), *le["trained"]],
-            ReplyFrame.RESULT: [result.label, *scores, *le["cycles"]],
-            ReplyFrame.LOAD: [],
-            ReplyFrame.LOAD_BEGIN: [],
-            ReplyFrame.LOAD_COMMIT: [],
-            ReplyFrame.ERROR: [error_code],
-        }
-        return {**{kind: frame(kind.code, payload) for kind, payload in payloads.items()},
-                **{kind: streamed(kind.code) for kind in STREAMED}}
+    @property
+    def streamed(self) -> tuple:
+        """The streamed replies this serialiser sends: :data:`STREAMED` if the identity
+        trains, else none (an inference link answers TRAIN and READ with an ERROR)."""
+        return STREAMED if self.identity.trains else ()
 
     def elaborate(self, platform) -> Module:
         m = Module()
         reply = Signal(ReplyFrame, init=ReplyFrame.ERROR)
         error_code = Signal(8)
-        frames = self._frames(error_code)
+        frames = self._frames(reply, error_code)
         # Up to one past the crc byte's index, the frame's length (a streamed payload may
-        # have 65535 bytes).
-        send_index = Signal(range(max(len(f) for f in frames.values()) + 0x10000 + 2))
+        # have 65535 bytes). Without streamed replies the index is 6 bits, not 17: the
+        # wider counter, its compare and the body-length adder took 86 LUT4 and 27 carries,
+        # which the iCEBreaker inference build (5,279 of 5,280 logic cells before) has not.
+        longest = max(len(items) for _, items, _ in frames) + (0x10000 if self.streamed else 0)
+        send_index = Signal(range(longest + 2))
         send_crc = Signal(8)
         chosen = Const(0, 8)
         last = Const(0, 8)
-        for kind, items in frames.items():
+        for kinds, items, size in frames:
             # Each frame's byte at send_index is picked into a register, and the reply's
             # own is chosen a cycle later: the byte select and the choice of frame in one
             # cycle were the iCE40 build's slowest path.
-            picked = Signal(8, name=f"picked_{kind.name.lower()}")
+            picked = Signal(8, name=f"picked_{kinds[0].name.lower()}")
             m.d.sync += picked.eq(select(items, send_index))
-            chosen = Mux(reply == kind, picked, chosen)
-            # The crc goes out at index len(items), right after the frame's last byte.
-            size = len(items) + self.body_length if kind in STREAMED else len(items)
-            last = Mux(reply == kind, size, last)
+            sent = Cat(*(reply == kind for kind in kinds)).any()
+            chosen = Mux(sent, picked, chosen)
+            # The crc goes out right after the frame's last byte.
+            last = Mux(sent, size, last)
         # The crc's index is registered: reply and body_length are stable from the cycle
         # after the request is taken, and the first byte is fetched a cycle after that
         # (picking). The adder and the choice of frame before the compare, then the body
@@ -175,8 +197,9 @@ class ReplySerialiser(wiring.Component):
         m.d.comb += is_last.eq(send_index == last_index)
         # A streamed reply's payload bytes come from ``body``, not from the picked ones.
         from_body = Signal()
-        m.d.comb += from_body.eq(((reply == ReplyFrame.TRAIN) | (reply == ReplyFrame.READ))
-                                 & (send_index >= HEADER_SIZE) & ~is_last)
+        if self.streamed:
+            m.d.comb += from_body.eq(((reply == ReplyFrame.TRAIN) | (reply == ReplyFrame.READ))
+                                     & (send_index >= HEADER_SIZE) & ~is_last)
         # The reply goes out through a one-byte register: the byte for send_index is
         # fetched in one cycle and handed to the UART from the register, and the crc
         # absorbs the registered byte when the UART takes it. The frame multiplexer and the

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 import time
 from importlib import metadata
@@ -23,7 +24,8 @@ from amaranth._toolchain import tool_env_var
 from ffcl_hw.runs import RunError
 from sim.tools import console_script
 
-__all__ = ["YOWASP_TOOLS", "SynthError", "run_step", "tool_version", "toolchain_env"]
+__all__ = ["YOWASP_TOOLS", "SynthError", "diagnose", "run_step", "tool_version",
+           "toolchain_env"]
 
 #: The YoWASP program for each tool Amaranth's Lattice templates invoke.
 YOWASP_TOOLS = {
@@ -81,6 +83,21 @@ def tool_version(program: str) -> str:
     return f"{lines[0]} ({wheel})" if lines else wheel
 
 
+#: nextpnr-ice40's placer, when the logic cells do not fit the whole part: the region it
+#: failed to grow is the die, and the count is the packed design's.
+_ICE40_LOGIC_OVERFLOW = re.compile(r"Failed to expand region .* of (\d+) ICESTORM_LCs")
+
+
+def diagnose(log_text: str) -> str | None:
+    """What a failed tool's log means, where it is a known failure with a known fix, in
+    words that name both; None otherwise."""
+    found = _ICE40_LOGIC_OVERFLOW.search(log_text)
+    if found:
+        return (f"The design needs {int(found[1]):,} logic cells after packing, more than the "
+                f"iCE40 part has: build a smaller core (fewer --lanes, or --label-lanes 1).")
+    return None
+
+
 def run_step(command: list[str], cwd: Path, log_name: str, env: dict[str, str]) -> float:
     """Run one command of an Amaranth build plan in ``cwd`` and log it.
 
@@ -109,8 +126,11 @@ def run_step(command: list[str], cwd: Path, log_name: str, env: dict[str, str]) 
         done = subprocess.run([program, *args], cwd=cwd, stdout=out,
                               stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0:
-        tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+        text = log.read_text(errors="replace")
+        tail = text.strip().splitlines()[-5:]
         name = Path(program).name
+        meaning = diagnose(text)
         raise SynthError(name, log, f"{name} failed with exit status {done.returncode}; "
-                         f"its log is {log}. Last lines:\n  " + "\n  ".join(tail))
+                         f"its log is {log}. Last lines:\n  " + "\n  ".join(tail)
+                         + (f"\n{meaning}" if meaning else ""))
     return time.perf_counter() - start

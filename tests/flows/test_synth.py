@@ -31,6 +31,7 @@ from ffcl_hw.flows.synth import (
     netlist_cells,
     synth,
 )
+from ffcl_hw.flows.toolchain import run_step
 from golden.config import ModelConfig
 from golden.quantize import quantize
 from rtl.board import BOARDS, BoardTop, ecp5_pll, ice40_pll
@@ -358,6 +359,26 @@ def test_a_failing_tool_names_itself_and_its_log(tmp_path):
     assert failed.value.log.is_file() and str(failed.value.log) in str(failed.value)
     assert failed.value.log.parent == tmp_path / "out.failed"
     assert not out.exists()
+
+
+
+@pytest.mark.parametrize("printed, meaning", [
+    # nextpnr-ice40's own words when the packed design is bigger than the die (the
+    # iCEBreaker inference build at 5,333 logic cells, before the serialiser shrank)
+    ("ERROR: Failed to expand region (0, 0) |_> (25, 31) of 5333 ICESTORM_LCs",
+     "The design needs 5,333 logic cells after packing, more than the iCE40 part has: "
+     "build a smaller core (fewer --lanes, or --label-lanes 1)."),
+    ("ERROR: something else went wrong", None)])
+def test_a_failing_tool_says_what_a_known_failure_means(tmp_path, printed, meaning):
+    command = ["nextpnr-ice40", "-c", f"print({printed!r}); raise SystemExit(125)"]
+    with pytest.raises(SynthError, match="failed with exit status 125") as failed:
+        run_step(command, tmp_path, "nextpnr.log", {"NEXTPNR_ICE40": sys.executable})
+    lines = str(failed.value).splitlines()
+    assert printed in lines[-2 if meaning else -1]
+    if meaning:
+        assert lines[-1] == meaning
+    else:
+        assert "logic cells" not in str(failed.value)
 
 
 # -- the table of builds ------------------------------------------------------------------
