@@ -29,9 +29,10 @@ from ffcl_hw.flows.synth import (
     _overrides,
     check_fit,
     netlist_cells,
+    prepare_build,
     synth,
 )
-from ffcl_hw.flows.toolchain import run_step
+from ffcl_hw.flows.toolchain import run_step, toolchain_env
 from golden.config import ModelConfig
 from golden.quantize import quantize
 from rtl.board import BOARDS, BoardTop, ecp5_pll, ice40_pll
@@ -336,6 +337,31 @@ def test_smoke_synthesis_of_a_small_core(board, mhz, dsp_cell, weights, lanes, s
     # Nothing is left beside the result: the staging folder became it.
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
     assert not (out / "seeds").exists() or not any((out / "seeds").iterdir())
+
+
+# About 40 s (Yosys on the whole board design, then nextpnr's packer alone).
+@needs_yowasp
+def test_the_icebreaker_default_core_fits_the_up5k_after_packing(tmp_path):
+    # The digits FFCL 64-64-64 core the iCEBreaker gets with no flag, in its host link:
+    # the fit check counts multipliers and RAM, not logic cells, and this build once
+    # outgrew the UP5K unnoticed (5,333 cells) when the link learnt to train.
+    from ffcl_hw.flows.choose import choose_core
+    from rtl.host_link import HostLink
+
+    model = _model(64, (64, 64))
+    choice = choose_core(model, "icebreaker")
+    core = Core(model, lanes=choice.lanes, label_lanes=choice.label_lanes,
+                weights=choice.weights, shared=choice.multipliers == "shared")
+    top = BoardTop(HostLink(core, divisor=260, initialised=False), board="icebreaker")
+    (yosys, _, _), pcf = prepare_build(top, tmp_path)
+    env = toolchain_env()
+    run_step(yosys, tmp_path, "yosys.log", env)
+    run_step(["nextpnr-ice40", "--up5k", "--package", "sg48", "--json", f"{TOP_NAME}.json",
+              "--pcf", pcf, "--pack-only"], tmp_path, "pack.log", env)
+    used, available = map(int, re.search(r"ICESTORM_LC:\s+(\d+)/\s*(\d+)",
+                                         (tmp_path / "pack.log").read_text()).groups())
+    assert available == BOARDS["icebreaker"].logic_cells
+    assert used <= available
 
 
 class _Unknown(wiring.Component):
