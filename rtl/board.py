@@ -78,8 +78,9 @@ class Board:
         GPIO0, so that the ESP32 cannot reset the FPGA.
     max_label_lanes : int or None
         Most label lanes a flow chooses by default where logic, not multipliers, limits
-        them (iCEBreaker: the digits core with 2 label lanes takes 5,162 of the UP5K's
-        5,280 logic cells, docs/synthesis.md); None: as many as the multipliers allow.
+        them (iCEBreaker: the digits core with 2 label lanes and its host link take 5,265
+        of the UP5K's 5,280 logic cells, docs/synthesis.md); None: as many as the
+        multipliers allow.
     constraints : str
         The constraint file under ``constraints/`` for people using other flows (the
         synthesis flow writes its own from the platform; a test checks that they agree).
