@@ -285,7 +285,9 @@ def _build_parser() -> argparse.ArgumentParser:
                         "multiply, shared (default: the MAC lanes') or dedicated")
     p.add_argument("--weights", choices=WEIGHT_MEMORIES,
                    help="with --netlist: where the weights live (default: the board's "
-                        "choice, spram on icebreaker)")
+                        "choice, spram on icebreaker). With --train: loadable (block RAM, "
+                        "default) or spram (loaded through the core's load port first; "
+                        "lanes x stored bits <= 64)")
     p.add_argument("--waves", type=Path, metavar="FILE",
                    help="write a waveform: FST for verilator and icarus, VCD for amaranth")
     p.add_argument("--train", action="store_true",
@@ -643,11 +645,14 @@ def _sim_train(args: argparse.Namespace) -> int:
     """``sim --train``: the training core learns in simulation (:mod:`ffcl_hw.flows.train_sim`)."""
     for option, why in (("netlist", "the netlist simulation classifies only"),
                         ("label_lanes", "the training core scans every label at once"),
-                        ("weights", "the training core holds its weights in block RAM"),
                         ("waves", "the training simulation writes no waveform")):
         if getattr(args, option) is not None:
             name = "--" + option.replace("_", "-")
             raise RunError(f"{name} does not go with --train ({why}); leave out {name}")
+    if args.weights == "rom":
+        raise RunError("--weights rom does not go with --train (the training core writes "
+                       "its weights, a ROM cannot change); use --weights loadable (block "
+                       "RAM, the default) or spram")
     simulator = args.simulator or "verilator"
     bar = None
     if not args.quiet:
@@ -664,13 +669,16 @@ def _sim_train(args: argparse.Namespace) -> int:
         r = train_sim_run(args.run, simulator=simulator, samples=args.samples,
                           check_every=args.check_every, lanes=args.lanes or 8,
                           lr_shift=args.lr_shift, multipliers=args.multipliers or "shared",
+                          weights=args.weights or "loadable",
                           progress=None if bar is None else progress)
     finally:
         if bar is not None:
             bar.close()
+    where = ("SPRAM (loaded through the load port)" if r["weights"] == "spram"
+             else "block RAM")
     print(f"{simulator} simulation of the training core, {r['lanes']} lanes (update lanes on "
-          f"{r['multipliers']} multipliers), {r['samples']} training samples from "
-          f"{args.run / INT_MODEL_FILE}")
+          f"{r['multipliers']} multipliers), weights in {where}, {r['samples']} training "
+          f"samples from {args.run / INT_MODEL_FILE}")
     rule = r["rule"]
     low, high = r["lr_range"]
     print(f"  rule              {r['rule_source']}: lr 2^-{r['lr_shift']} (range 2^-{low}.."
@@ -711,8 +719,8 @@ def _sim(args: argparse.Namespace) -> int:
         report = _sim_netlist(args)
     else:
         if args.weights is not None:
-            raise RunError("--weights goes with --netlist BOARD only (the exported core "
-                           "holds its weights in block RAM)")
+            raise RunError("--weights goes with --netlist BOARD or --train only (the "
+                           "exported inference core holds its weights in block RAM)")
         simulator = args.simulator or "verilator"
         with _image_progress(args, f"sim ({simulator})") as progress:
             report = simulate_run(args.run, simulator=simulator, samples=args.samples,

@@ -45,7 +45,9 @@ weight, bias and label memories hold stored words (a weight word is P x B_m bits
 forward pass reads the top bits of each field (c >> f, a slice: nothing else in the
 inference datapath changes), and its ``store`` port lends this engine the three read
 ports while the core idles; the engine writes the updated words through the core's
-``load`` port. So the datapath and the weights are the core's, not copies. What is kept
+``load`` port; an SPRAM core's own ``load`` port (its starting words: SPRAM comes up
+empty) is switched onto the same port while the core waits for a sample. So the datapath
+and the weights are the core's, not copies. What is kept
 twice: the pixels, the pre-activations and the activations, which this core copies from
 the ``observe`` port into buffers of its own (reading the core's image, pre-activation and
 feedback memories through their ports instead is listed in docs/training-engine.md as
@@ -64,7 +66,7 @@ from amaranth.lib.wiring import In, Out
 from golden.intmodel import IntModel
 from golden.inttrain import LABEL_SEED_OFFSET, IntTrainer, TrainRule
 from rtl.bias_label_pass import BiasLabelPass
-from rtl.core import LOAD_TARGETS, Core
+from rtl.core import LOAD_TARGETS, Core, load_layout, load_words
 from rtl.error_scan import ErrorScan, error_entry_layout
 from rtl.input_scaler import V_BITS, InputScaler
 from rtl.lfsr import WordGenerator
@@ -145,8 +147,8 @@ class TrainingCore(wiring.Component):
         ``"loadable"`` (default), dual-port block RAM initialised with the starting
         words, one word read and one written per cycle of the W and V passes;
         ``"spram"``, iCE40 SPRAM (:class:`rtl.weight_store.WeightStore`): one port and
-        no initial contents (the words must be written in before the first sample, as
-        the host link's loads would), so the passes read a word every other cycle
+        no initial contents (the starting words come in through ``load`` before the
+        first sample, :meth:`starting_loads`), so the passes read a word every other cycle
         (:class:`rtl.weight_pass.WeightPass` with ``single_port``). A word of P x B_m
         bits must fit the SPRAM's 64. Biases and label weights stay in block RAM.
 
@@ -185,6 +187,16 @@ class TrainingCore(wiring.Component):
         The core is built for the rule's schedule, lambda_0 = ``rule.lr_shift_at(0)``
         to lambda_last = ``rule.lr_shift_at(epochs - 1)`` (:attr:`lr_range`); a value
         outside is clamped to it.
+    load : In(stream.Signature(rtl.core.load_layout(core.program)))
+        Only with ``weights="spram"``: writes of stored words, the inference core's
+        ``load`` (``target`` a :data:`rtl.core.LOAD_TARGETS` code of weights, bias or
+        labels, ``addr`` the word, ``data`` the stored word, fields (w << f) + 2^(f-1):
+        :meth:`starting_loads` gives the starting model's). Taken only while the core
+        waits for a sample's first pixel (no pixel of a sample taken, no inference or
+        pass running, the record taken); ``ready`` is low otherwise, so a load offered
+        during a sample waits, writing nothing, until the sample's record is taken. A
+        write of the program (``ops``) is taken and ignored: an SPRAM core's program is
+        a ROM.
     """
 
     def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int,
@@ -258,14 +270,19 @@ class TrainingCore(wiring.Component):
         prog = self.core.program
         read_words = max(2, len(prog.weight_words), sum(model.config.hidden))
         read_bits = max(lanes, K) * prog.stored_weight_bits + prog.stored_bias_bits
-        super().__init__({
+        members = {
             "samples": In(stream.Signature(sample_layout(fmt.input_bits, K))),
             "done": Out(stream.Signature(done_layout(K))),
             "busy": Out(1),
             "read": In(wiring.Signature({"target": Out(3), "addr": Out(range(read_words))})),
             "read_data": Out(unsigned(read_bits)),
             "lr_shift_in": In(range(self.lr_range[1] + 1), init=self.lr_range[0]),
-        })
+        }
+        if weights == "spram":
+            # SPRAM comes up empty: the starting words come in through this port. Block
+            # RAM is initialised by the bitstream, and its core keeps its netlist.
+            members["load"] = In(stream.Signature(load_layout(prog)))
+        super().__init__(members)
         self.labels_gen = WordGenerator(offset=LABEL_SEED_OFFSET, reset_seed=rule.seed)
         self.words_gen = WordGenerator(offset=0, reset_seed=rule.seed)
 
@@ -288,6 +305,24 @@ class TrainingCore(wiring.Component):
             words["b"] += [int(v) & ((1 << w["bias"]) - 1) for v in layer["b"]]
             words["U"] += [_pack(row, w["stored"]) for row in layer["U"]]
         return words
+
+    def starting_loads(self) -> list[tuple[int, int, int]]:
+        """(target, address, word) writes of ``load`` that put the starting model's stored
+        words in: every weight word (W, then V, per layer), bias and label word, as
+        :func:`rtl.core.memory_images` packs them (the program, a ROM, is not written).
+        An SPRAM core needs its weight words before its first sample; the bias and label
+        words are the block RAMs' initial contents again.
+
+        Raises
+        ------
+        ValueError
+            On a block RAM core (``weights="loadable"``), which has no ``load`` port.
+        """
+        if self.weights != "spram":
+            raise ValueError(f"Only an SPRAM training core takes starting loads; this one "
+                             f"holds its weights in {self.weights!r} block RAM, initialised "
+                             f"by the bitstream")
+        return [w for w in load_words(self.core.program) if w[0] != LOAD_TARGETS["ops"]]
 
     @property
     def read_latency(self) -> int:
@@ -407,16 +442,28 @@ class TrainingCore(wiring.Component):
         # whenever the core idles or is held, which it is from LABEL (which waits for
         # ready) until the updates end: the engine offers no pixel and holds the core.
         load = core.load.payload
-        m.d.comb += core.load.valid.eq(wpass.write.valid | bias_label.write.valid)
+        engine_writes = wpass.write.valid | bias_label.write.valid
+        idle = Signal()
+        if self.weights == "spram":
+            # The outside's loads go to the same port, only while the core waits for a
+            # sample (the engine writes nothing then, and the inference reads nothing).
+            outside = self.load.valid & idle
+            m.d.comb += [self.load.ready.eq(idle & core.load.ready),
+                         core.load.valid.eq(engine_writes | outside)]
+        else:
+            m.d.comb += core.load.valid.eq(engine_writes)
         with m.If(wpass.write.valid):
             m.d.comb += [load.target.eq(LOAD_TARGETS["weights"]), load.addr.eq(wpass.write.addr),
                          load.data.eq(wpass.write.data)]
+        if self.weights == "spram":
+            with m.Elif(outside):
+                m.d.comb += load.eq(self.load.payload)
         with m.Else():
             m.d.comb += [load.target.eq(Mux(bias_label.write.label, LOAD_TARGETS["labels"],
                                             LOAD_TARGETS["bias"])),
                          load.addr.eq(bias_label.write.addr), load.data.eq(bias_label.write.data)]
         self._read_back(m)
-        self._sequence(m, state, reading)
+        self._sequence(m, state, reading, idle)
         return m
 
     def _buffer_shapes(self) -> dict:
@@ -589,9 +636,10 @@ class TrainingCore(wiring.Component):
                                        Mux(has_src[prepare_layer], 1, 2)))]
         return words_done, scan_done, v_step
 
-    def _sequence(self, m: Module, state: dict, reading: Signal) -> None:
+    def _sequence(self, m: Module, state: dict, reading: Signal, idle: Signal) -> None:
         """The sample's state machine: pixels in, the inference, the wrong label, then
-        per layer the steps (words, learning signal, v, W pass, b/U pass), the record."""
+        per layer the steps (words, learning signal, v, W pass, b/U pass), the record.
+        ``idle`` (driven for an SPRAM core only): waiting for a sample's first pixel."""
         core, config = self.core, self.model.config
         K, D, L = config.num_classes, config.input_size, config.num_layers
         layer, y, y_neg = state["layer"], state["y"], state["y_neg"]
@@ -697,6 +745,8 @@ class TrainingCore(wiring.Component):
         # The engine claims the core's stored-word read ports from the result on, or from
         # a hold between iterations, when the core idles (it is offered no pixels until
         # the record is taken, and holds its next op until the updates are done).
+        if self.weights == "spram":
+            m.d.comb += idle.eq(fsm.ongoing("SAMPLE") & (pixel == 0))
         updating = ~fsm.ongoing("SAMPLE") & ~fsm.ongoing("INFER")
         m.d.comb += core.store.claim.eq(updating)
         with m.If(updating & ~core.result.valid & ~fsm.ongoing("DONE")):

@@ -191,7 +191,8 @@ def run_core(core: Core, images: np.ndarray, *, progress: Callable[[int], None] 
 def run_training(core: TrainingCore, checker: TrainingChecker, images: np.ndarray,
                  labels: np.ndarray, *, progress: Callable[[int], None] | None = None,
                  vcd: str | None = None) -> TrainingRun:
-    """Train ``core`` on ``images`` (shape (n, D)) with ``labels`` in simulation.
+    """Train ``core`` on ``images`` (shape (n, D)) with ``labels`` in simulation; an
+    SPRAM core is first given its starting words through ``load``.
 
     Each sample's record goes to ``checker`` (which trains the golden trainer on it), and
     at its check points every stored word is read back through ``read`` while the record
@@ -225,6 +226,13 @@ def run_training(core: TrainingCore, checker: TrainingChecker, images: np.ndarra
     async def testbench(ctx) -> None:
         # lambda for every sample (sampled with each last pixel).
         ctx.set(core.lr_shift_in, checker.lr_shift)
+        if core.weights == "spram":
+            # SPRAM comes up empty: the starting words go in through the load port.
+            for target, addr, word in core.starting_loads():
+                ctx.set(core.load.payload, {"target": target, "addr": addr, "data": word})
+                ctx.set(core.load.valid, 1)
+                await ctx.tick().until(core.load.ready)
+            ctx.set(core.load.valid, 0)
         for i, (image, label) in enumerate(zip(images, labels, strict=True)):
             if interrupted:
                 return

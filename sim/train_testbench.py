@@ -2,7 +2,8 @@
 """cocotb bench of the exported training core, checked against the golden trainer.
 
 Drives :class:`rtl.training_core.TrainingCore`'s Verilog through its ports: the pixels of
-each labelled sample into ``samples`` (the label and ``train`` with the last), the ``done``
+each labelled sample into ``samples`` (the label and ``train`` with the last; an SPRAM
+core's starting words into ``load`` before the first sample), the ``done``
 record taken when it appears, and at the check points every stored word read back through
 ``read``/``read_data`` while the record is offered. The golden side is
 :class:`sim.train_check.TrainingChecker`, the same one the Amaranth simulation uses; the
@@ -12,8 +13,9 @@ the updates, so Verilator sets the pace.
 
 Everything comes from environment variables set by :mod:`ffcl_hw.flows.train_sim`:
 
-- FFCL_MODEL: the starting integer model; FFCL_TRAIN: a JSON of the rule, lanes, check
-  interval and lambda (``lr_shift``, driven on ``lr_shift_in``)
+- FFCL_MODEL: the starting integer model; FFCL_TRAIN: a JSON of the rule, lanes,
+  multipliers, weight memory, check interval and lambda (``lr_shift``, driven on
+  ``lr_shift_in``)
 - FFCL_IMAGES, FFCL_LABELS: .npy files of the training samples in the order to train
 - FFCL_REPORT: where ``train_samples`` writes the :class:`sim.train_check.TrainingRun`
 """
@@ -37,6 +39,7 @@ from cocotb.triggers import (
 
 from golden.intmodelio import load_int_model
 from golden.inttrain import TrainRule
+from rtl.core import load_layout
 from rtl.training_core import TrainingCore, done_layout, sample_layout
 from sim.train_check import TrainingChecker, TrainMismatch
 
@@ -61,7 +64,8 @@ class TB:
         # The core object is only a description here (no elaboration): widths, read
         # layout and the closed form of the counter.
         self.core = TrainingCore(model, rule, lanes=setup["lanes"],
-                                 multipliers=setup["multipliers"])
+                                 multipliers=setup["multipliers"],
+                                 weights=setup["weights"])
         self.images = np.load(os.environ["FFCL_IMAGES"])
         self.labels = np.load(os.environ["FFCL_LABELS"])
         self.checker = TrainingChecker(self.core, check_every=setup["check_every"],
@@ -69,6 +73,7 @@ class TB:
         config = model.config
         self.sample_fields = _fields(sample_layout(model.fmt.input_bits, config.num_classes))
         self.done_fields = _fields(done_layout(config.num_classes))
+        self.load_fields = _fields(load_layout(self.core.core.program))
 
     async def start(self) -> None:
         dut = self.dut
@@ -78,6 +83,8 @@ class TB:
         dut.done__ready.value = 0
         dut.read__target.value = 0
         dut.read__addr.value = 0
+        if self.core.weights == "spram":
+            dut.load__valid.value = 0
         # Driven throughout: an undriven input is X under Icarus.
         dut.lr_shift_in.value = self.checker.lr_shift
         await ClockCycles(dut.clk, 3)
@@ -92,6 +99,24 @@ class TB:
     def _done_field(self, word: int, name: str) -> int:
         offset, width = self.done_fields[name]
         return (word >> offset) & ((1 << width) - 1)
+
+    async def load(self) -> None:
+        """Offer the starting stored words on ``load`` (an SPRAM core: SPRAM comes up
+        empty), one a cycle, each held until ``ready`` (read once the inputs settle)."""
+        dut = self.dut
+        dut.load__valid.value = 1
+        for write in self.core.starting_loads():
+            word = 0
+            for name, value in zip(("target", "addr", "data"), write, strict=True):
+                word |= value << self.load_fields[name][0]
+            dut.load__payload.value = word
+            while True:
+                await ReadOnly()
+                taken = bool(dut.load__ready.value)
+                await FallingEdge(dut.clk)
+                if taken:
+                    break
+        dut.load__valid.value = 0
 
     async def send(self, image: np.ndarray, label: int) -> None:
         """Offer the pixels on falling edges; each moves at the rising edge that sees
@@ -157,6 +182,8 @@ async def train_samples(dut) -> None:
     """Train on FFCL_IMAGES/FFCL_LABELS, checking as FFCL_TRAIN says; report to FFCL_REPORT."""
     tb = TB(dut)
     await tb.start()
+    if tb.core.weights == "spram":
+        await tb.load()
     checker = tb.checker
     count = len(tb.images)
     step = max(1, count // 20)

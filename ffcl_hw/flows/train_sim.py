@@ -12,6 +12,12 @@ the last, every stored word (W, V, b, U) read back through the core's ``read`` p
 golden predicted label and wrong label, and its cycle count the closed form. The first
 mismatch ends the run. ``RUN/train_sim.json`` is written (atomically) either way.
 
+With ``weights="spram"`` (``--weights spram``) the simulated core keeps its stored
+weights in (simulated) iCE40 SPRAM, which comes up empty: every simulator loads the
+starting words through the core's ``load`` port before sample 0
+(:meth:`rtl.training_core.TrainingCore.starting_loads`), as a board's host would. An
+SPRAM word holds 64 bits, so lanes x the rule's stored width must fit.
+
 lambda (``lr_shift_in``, the same for the golden trainer) is ``--lr-shift`` within the
 core's range (:attr:`TrainingCore.lr_range`: the rule's first to last epoch's), by default
 the last epoch's (:func:`default_lr_shift_for`): the run continues a deployed model, which
@@ -37,7 +43,8 @@ from ffcl_hw.runs import RunError, write_json
 from golden.intmodel import IntModel
 from golden.inttrain import TrainRule, default_lr_shift
 from golden.modelio import load_model
-from rtl.training_core import TrainingCore
+from rtl.training_core import WEIGHT_KINDS, TrainingCore
+from rtl.weight_store import SPRAM_WORD_BITS
 from sim.amaranth_sim import run_training
 from sim.train_check import TrainingChecker, TrainingRun
 
@@ -106,6 +113,21 @@ def model_and_rule(run: Path) -> tuple[IntModel, TrainRule, str, Any]:
         raise RunError(f"{run / 'model.int.npz'}: {error}") from None
 
 
+def _check_spram_fit(model: IntModel, rule: TrainRule, lanes: int) -> None:
+    """Refuse a word of ``lanes`` stored weights wider than an SPRAM word, naming the
+    lane count and the stored width (an integer run's ``--store-bits``) that fit."""
+    bits = lanes * rule.store_bits
+    if bits <= SPRAM_WORD_BITS:
+        return
+    fixes = [f"--lanes {SPRAM_WORD_BITS // rule.store_bits}"]
+    if SPRAM_WORD_BITS // lanes >= model.fmt.weight_bits:
+        fixes.append(f"a run trained with `train --arith int --store-bits "
+                     f"{SPRAM_WORD_BITS // lanes}`")
+    raise RunError(f"--weights spram: {lanes} lanes x {rule.store_bits}-bit stored weights = "
+                   f"{bits} bits, more than an SPRAM word's {SPRAM_WORD_BITS}; use "
+                   f"{' or '.join(fixes)}")
+
+
 def _simulate_cocotb(core: TrainingCore, simulator: str, run: Path, rule: TrainRule,
                      lr_shift: int, images: np.ndarray, labels: np.ndarray, check_every: int,
                      progress: Callable[[int], None] | None) -> tuple[TrainingRun, float]:
@@ -126,8 +148,8 @@ def _simulate_cocotb(core: TrainingCore, simulator: str, run: Path, rule: TrainR
     np.save(work / "images.npy", images)
     np.save(work / "labels.npy", labels)
     setup = {"rule": {f.name: getattr(rule, f.name) for f in fields(TrainRule)},
-             "lanes": core.lanes, "multipliers": core.multipliers, "check_every": check_every,
-             "lr_shift": lr_shift}
+             "lanes": core.lanes, "multipliers": core.multipliers, "weights": core.weights,
+             "check_every": check_every, "lr_shift": lr_shift}
     (work / "train.json").write_text(json.dumps(setup))
     report = work / "report.json"
     report.unlink(missing_ok=True)
@@ -147,11 +169,14 @@ def _simulate_cocotb(core: TrainingCore, simulator: str, run: Path, rule: TrainR
 def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
                   check_every: int | None = None, lanes: int = 8,
                   lr_shift: int | None = None, multipliers: str = "shared",
+                  weights: str = "loadable",
                   progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Train the simulated core on ``samples`` training samples; write ``RUN/train_sim.json``.
 
     ``lr_shift`` is lambda for every sample (default :func:`default_lr_shift_for`);
-    ``multipliers`` where the update lanes multiply (:class:`rtl.training_core.TrainingCore`).
+    ``multipliers`` where the update lanes multiply and ``weights`` where the stored
+    weights live (:class:`rtl.training_core.TrainingCore`; ``"spram"``: loaded through
+    the core's ``load`` port before the first sample).
 
     Returns
     -------
@@ -161,9 +186,9 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
     Raises
     ------
     RunError
-        Bad input (simulator, sample count, interval, lanes, lambda outside the core's
-        range; a model the training core cannot train), checked before anything is
-        simulated.
+        Bad input (simulator, sample count, interval, lanes, weight memory, lambda
+        outside the core's range; SPRAM words narrower than lanes x stored bits; a model
+        the training core cannot train), checked before anything is simulated.
     """
     if simulator not in SIMULATORS:
         raise RunError(f"--simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
@@ -173,6 +198,9 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
         raise RunError(f"--check-every must be a positive integer, not {check_every!r}")
     if not isinstance(lanes, int) or lanes < 1:
         raise RunError(f"--lanes must be a positive integer, not {lanes!r}")
+    if weights not in WEIGHT_KINDS:
+        raise RunError(f"--weights must be one of {', '.join(WEIGHT_KINDS)} with --train, "
+                       f"not {weights!r}")
     model, rule, rule_source, data = model_and_rule(run)
     if samples > data.n_train:
         raise RunError(f"--samples {samples} is more than the {data.n_train} training "
@@ -182,6 +210,8 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
         raise RunError(f"--lanes {lanes} is more than the widest layer's {widest} neurons, "
                        f"so {lanes - widest} lanes would never update; use --lanes "
                        f"{widest} or fewer")
+    if weights == "spram":
+        _check_spram_fit(model, rule, lanes)
     check_every = check_every or default_check_every(samples)
     low, high = rule.lr_range
     if lr_shift is None:
@@ -192,7 +222,8 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
                        f"{low}..{high} (lambda of the rule's first to last epoch); use "
                        f"--lr-shift {low} to {high}")
     try:
-        core = TrainingCore(model, rule, lanes=lanes, multipliers=multipliers)
+        core = TrainingCore(model, rule, lanes=lanes, multipliers=multipliers,
+                            weights=weights)
         checker = TrainingChecker(core, check_every=check_every, samples=samples,
                                   lr_shift=lr_shift)
     except ValueError as error:
@@ -218,6 +249,7 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
         "checked_samples": len(result.checked),
         "lanes": lanes,
         "multipliers": multipliers,
+        "weights": weights,
         "rule": rule.to_dict(),
         "rule_source": rule_source,
         "lr_shift": lr_shift,

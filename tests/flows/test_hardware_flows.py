@@ -295,7 +295,7 @@ def test_ctrl_c_in_the_amaranth_simulation_stops_it_cleanly(small_run, monkeypat
     (["--netlist", "icebreaker", "--simulator", "icarus"],
      "--simulator does not go with --netlist"),
     (["--netlist", "ulx3s-25f", "--waves", "w.fst"], "--waves does not go with --netlist"),
-    (["--weights", "rom"], "--weights goes with --netlist BOARD only"),
+    (["--weights", "rom"], "--weights goes with --netlist BOARD or --train only"),
 ])
 def test_sim_refuses_options_the_netlist_simulation_does_not_take(small_run, capsys, argv,
                                                                   message):

@@ -172,6 +172,15 @@ def _lr_range(run):
     (["--multipliers", "banana"], "invalid choice: 'banana'"),
     (["--lanes", "7", "--simulator", "amaranth"], "--lanes 7 is more than the widest "
                                                   "layer's 6 neurons"),
+    # The run's 16-bit stored weights: 4 lanes fill an SPRAM word, and 5 lanes' 12 bits
+    # hold the 8 forward ones.
+    (["--weights", "spram", "--lanes", "5", "--simulator", "amaranth"],
+     "--weights spram: 5 lanes x 16-bit stored weights = 80 bits, more than an SPRAM "
+     "word's 64; use --lanes 4 or a run trained with `train --arith int --store-bits 12`"),
+    (["--weights", "rom"], "--weights rom does not go with --train (the training core "
+                           "writes its weights, a ROM cannot change); use --weights "
+                           "loadable (block RAM, the default) or spram"),
+    (["--weights", "flash"], "invalid choice: 'flash'"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tiny_int_run, capsys, argv, message):
     status, _, err = _sim_train(capsys, tiny_int_run, *argv)
@@ -192,12 +201,36 @@ def test_ffcl_trains_bit_exact_at_the_last_epochs_lambda_by_default(ffcl_int_run
                                   "--samples", "2", *option)
     assert status == 0, out + err
     assert f"lr 2^-{high} (range 2^-{low}..2^-{high})" in out
-    assert f"update lanes on {multipliers or 'shared'} multipliers" in out
+    assert f"update lanes on {multipliers or 'shared'} multipliers), weights in block RAM" in out
     report = json.loads((ffcl_int_run / "train_sim.json").read_text())
     assert report["multipliers"] == (multipliers or "shared")
+    assert report["weights"] == "loadable"
     assert report["lr_shift"] == high and report["checked_samples"] == 2
     assert report["weight_mismatches"] == 0
     assert report["cycles_per_sample"]["max"] == report["cycles_formula"]
+    assert report["test_accuracy"] == report["golden_test_accuracy"]
+
+
+def test_an_spram_core_loads_its_words_then_trains_bit_exact(tiny_int_run, capsys):
+    # SPRAM comes up empty: the bench must load the starting words through the core's
+    # load port before sample 0, or the first check fails. One word a cycle is slower on
+    # 3 lanes than block RAM's: the closed form says by how much.
+    status, out, err = _sim_train(capsys, tiny_int_run, "--simulator", "amaranth",
+                                  "--samples", "2", "--weights", "spram")
+    assert status == 0, out + err
+    assert ("3 lanes (update lanes on shared multipliers), weights in SPRAM (loaded "
+            "through the load port), 2 training samples") in out
+    report = json.loads((tiny_int_run / "train_sim.json").read_text())
+    assert report["weights"] == "spram" and report["checked_samples"] == 2
+    assert report["weight_mismatches"] == 0
+    saved = load_int_model(tiny_int_run / "model.int.npz")
+    rule = TrainRule(**{k: v for k, v in saved.source["trained"]["rule"].items()
+                        if k in TrainRule.__dataclass_fields__})
+    spram = TrainingCore(saved.model, rule, lanes=3, weights="spram")
+    bram = TrainingCore(saved.model, rule, lanes=3)
+    assert spram.training_cycles() > bram.training_cycles()
+    assert report["cycles_per_sample"]["max"] == report["cycles_formula"] \
+        == spram.training_cycles()
     assert report["test_accuracy"] == report["golden_test_accuracy"]
 
 
@@ -248,19 +281,25 @@ def test_train_order_is_train_ints_first_epoch():
     assert np.array_equal(train_order(rule, 10), np.random.default_rng(3).permutation(10))
 
 
-@pytest.mark.parametrize("simulator", [
-    pytest.param("icarus", marks=pytest.mark.skipif("icarus" not in available_simulators(),
-                                                    reason="Icarus missing")),
-    pytest.param("verilator", marks=pytest.mark.slow),
+_ICARUS = pytest.mark.skipif("icarus" not in available_simulators(), reason="Icarus missing")
+
+
+@pytest.mark.parametrize(("simulator", "weights"), [
+    pytest.param("icarus", "loadable", marks=_ICARUS),
+    pytest.param("icarus", "spram", marks=_ICARUS),
+    pytest.param("verilator", "loadable", marks=pytest.mark.slow),
+    pytest.param("verilator", "spram", marks=pytest.mark.slow),
 ])
-def test_the_verilog_trains_bit_exact_under_cocotb(ffcl_int_run, capsys, simulator):
+def test_the_verilog_trains_bit_exact_under_cocotb(ffcl_int_run, capsys, simulator, weights):
     # Verilator's build of the training core takes one to two minutes: opt-in. FFCL at
-    # its last epoch's lambda: the bench drives lr_shift_in and reads V back.
+    # its last epoch's lambda: the bench drives lr_shift_in and reads V back; on SPRAM
+    # it first loads the starting words through the load port.
     status, out, err = _sim_train(capsys, ffcl_int_run, "--simulator", simulator,
-                                  "--samples", "2")
+                                  "--samples", "2", "--weights", weights)
     assert status == 0, out + err
     report = json.loads((ffcl_int_run / "train_sim.json").read_text())
     assert report["simulator"] == simulator and report["checked_samples"] == 2
+    assert report["weights"] == weights
     assert report["lr_shift"] == _lr_range(ffcl_int_run)[1]
     assert report["cycles_per_sample"]["max"] == report["cycles_formula"]
     assert report["test_accuracy"] == report["golden_test_accuracy"]

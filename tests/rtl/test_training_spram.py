@@ -1,12 +1,14 @@
 # amaranth: UnusedElaboratable=no
 """The training core with its stored weights in (simulated) iCE40 SPRAM, against IntTrainer.
 
-SPRAM has one port and comes up empty: the testbench writes the starting words (the
-block RAM core's initial contents, ``memory_images``) into the simulated memory before
-the first sample, and the simulated SPRAM returns poison for a read in a cycle that
-writes (``rtl.weight_store``), so a W or V pass whose reads and writes overlap stores
-wrong words. After every sample every stored W, V, b, U word and both generators must
-equal the golden trainer's, and the counter its closed form.
+SPRAM has one port and comes up empty: the testbench loads the starting words through
+the core's ``load`` port before the first sample (as the host link would on the board;
+one measurement writes them straight into the simulated memory instead), and the
+simulated SPRAM returns poison for a read in a cycle that writes (``rtl.weight_store``),
+so a W or V pass whose reads and writes overlap stores wrong words. After every sample
+every stored W, V, b, U word and both generators must equal the golden trainer's, and
+the counter its closed form. A load offered while the core is busy must wait, writing
+nothing, until the sample's record is taken.
 """
 
 from __future__ import annotations
@@ -18,22 +20,47 @@ from amaranth.sim import Simulator
 from golden.config import ModelConfig
 from golden.datasets import load_dataset
 from golden.inttrain import IntTrainer, TrainRule, initial_model
-from rtl.core import memory_images
+from rtl.core import LOAD_TARGETS, memory_images
 from rtl.training_core import TrainingCore
 from tests.rtl.helpers import PERIOD
-from tests.rtl.test_training_core import SEED, D, K, X, make_model, run_samples
+from tests.rtl.test_training_core import (
+    SEED,
+    D,
+    K,
+    X,
+    check_stored,
+    make_model,
+    read_stored,
+    run_samples,
+)
 
 
 def write_starting_words(dut: TrainingCore):
     """An ``async def (ctx)`` that writes the starting stored words, (w << f) + 2^(f-1)
-    as the block RAM core's initial contents, into the simulated SPRAM (what the host
-    link's loads would do on the board)."""
+    as the block RAM core's initial contents, straight into the simulated SPRAM (what
+    the loads would write, without their cycles)."""
     store = dut.core.memories.weight_store
 
     async def prepare(ctx):
         for addr, word in enumerate(memory_images(dut.core.program)["weights"]):
             ctx.set(store.simulated[addr], word)
 
+    return prepare
+
+
+async def load(ctx, dut: TrainingCore, writes) -> None:
+    """Offer each (target, address, word) on ``load`` until it is taken."""
+    for target, addr, word in writes:
+        ctx.set(dut.load.payload, {"target": target, "addr": addr, "data": word})
+        ctx.set(dut.load.valid, 1)
+        await ctx.tick().until(dut.load.ready)
+    ctx.set(dut.load.valid, 0)
+
+
+def loading(dut: TrainingCore, writes):
+    """``run_samples``'s ``prepare``: :func:`load` of ``writes``."""
+    async def prepare(ctx):
+        await load(ctx, dut, writes)
     return prepare
 
 
@@ -60,13 +87,21 @@ def test_an_spram_training_core_trains_like_the_golden_trainer(name):
     model = make_model(config, SEED + len(name))
     rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
     trainer = IntTrainer(model, rule)
-    dut = TrainingCore(model, rule, lanes=lanes, weights="spram")
+    # The core is built for another model of the same shape (its biases and label
+    # weights in block RAM are that model's): it trains like the golden trainer of
+    # ``model`` only if every load lands, the biases' and label weights' included, in
+    # the memory and at the address its target and address name.
+    other = make_model(config, SEED + len(name) + 1)
+    dut = TrainingCore(other, rule, lanes=lanes, weights="spram")
+    writes = TrainingCore(model, rule, lanes=lanes, weights="spram").starting_loads()
+    assert {target for target, _, _ in writes} == {LOAD_TARGETS[name]
+                                                   for name in ("weights", "bias", "labels")}
     rng = np.random.default_rng(SEED)
     samples = [(rng.integers(0, X + 1, D).astype(np.int64), int(rng.integers(0, K)))
                for _ in range(3)]
     test_images = rng.integers(0, X + 1, (3, D)).astype(np.int64)
     cycles, labels = run_samples(dut, trainer, samples, classify=test_images,
-                                 prepare=write_starting_words(dut))
+                                 prepare=loading(dut, writes))
     assert labels == trainer.model.run(test_images).labels.tolist()
     assert cycles == [dut.training_cycles()] * len(cycles)
     # One word every other cycle: each tile's pass takes columns - 1 cycles more than on
@@ -77,6 +112,115 @@ def test_an_spram_training_core_trains_like_the_golden_trainer(name):
                for i in range(config.num_layers)]
     extra = sum(-(-n // lanes) * (c - 1) for n, c in zip(config.hidden, columns, strict=True))
     assert dut.training_cycles() == bram.training_cycles() + dut.trained_iterations * extra
+
+
+#: Where in a training sample the load is offered: right after the sample's first pixel
+#: (the core then still takes pixels), after its last (the inference runs), or once the
+#: first W pass runs (the engine writes through the inference core's load port, which
+#: is ready then). FFCL with every iteration trained: the inference core is held, ready
+#: for loads, between the iterations.
+OFFERS = {
+    "first_pixel": ("ffdl_p3_b16", lambda dut: None),
+    "inference": ("ffdl_p3_b16", lambda dut: dut.busy),
+    "pass": ("ffdl_p3_b16", lambda dut: dut.weight_pass.run),
+    "pass_between_iterations": ("ffcl_all_t2_p3_b16", lambda dut: dut.weight_pass.run),
+}
+
+
+@pytest.mark.parametrize("offer", sorted(OFFERS))
+def test_a_load_offered_while_busy_waits_until_the_record_is_taken(offer):
+    name, start = OFFERS[offer]
+    fields, rule_fields, lanes = CASES[name]
+    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
+    model = make_model(config, SEED)
+    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    trainer = IntTrainer(model, rule)
+    dut = TrainingCore(model, rule, lanes=lanes, weights="spram")
+    rng = np.random.default_rng(SEED + 1)
+    x, y = rng.integers(0, X + 1, D).astype(np.int64), 2
+    events = []
+    addr = 1
+
+    async def watch(ctx):
+        # In order: every load taken and every record taken, by the clock edge.
+        tick = 0
+        async for _, _, load_valid, load_ready, done_valid, done_ready in ctx.tick().sample(
+                dut.load.valid, dut.load.ready, dut.done.valid, dut.done.ready):
+            tick += 1
+            if load_valid and load_ready:
+                events.append(("load", tick))
+            if done_valid and done_ready:
+                events.append(("record", tick))
+
+    # A word the sample's updates never store: the stored word's lowest fine bit flipped
+    # (the forward pass reads only the top bits).
+    trainer.train_sample(x, y, dut.lr_shift)
+    expected = dut.stored_images(trainer.stored)
+    word = expected["W"][addr] ^ 1
+
+    async def testbench(ctx):
+        await load(ctx, dut, dut.starting_loads())
+        # A cycle later the watcher has seen the last of those loads: forget them.
+        await ctx.tick()
+        del events[:]
+        ctx.set(dut.load.payload, {"target": LOAD_TARGETS["weights"], "addr": addr,
+                                   "data": word})
+        for i, pixel in enumerate(x):
+            ctx.set(dut.samples.payload, {"pixel": int(pixel), "label": y, "train": 1})
+            ctx.set(dut.samples.valid, 1)
+            await ctx.tick().until(dut.samples.ready)
+            if i == 0 and offer == "first_pixel":
+                ctx.set(dut.load.valid, 1)
+        ctx.set(dut.samples.valid, 0)
+        if offer != "first_pixel":
+            await ctx.tick().until(start(dut))
+            ctx.set(dut.load.valid, 1)
+        await ctx.tick().until(dut.done.valid)
+        # Nothing was taken or written while the sample ran.
+        assert events == []
+        await check_stored(ctx, dut, trainer, "with the load waiting")
+        ctx.set(dut.done.ready, 1)
+        await ctx.tick()
+        ctx.set(dut.done.ready, 0)
+        await ctx.tick().until(dut.load.ready)
+        ctx.set(dut.load.valid, 0)
+        await ctx.tick()
+        # Taken in the first cycle after the record, once.
+        [(first, taken), (second, loaded)] = events
+        assert (first, second, loaded) == ("record", "load", taken + 1)
+        # Classify a sample (nothing is trained) and read the loaded word back with the
+        # rest unchanged.
+        for pixel in x:
+            ctx.set(dut.samples.payload, {"pixel": int(pixel), "label": 0, "train": 0})
+            ctx.set(dut.samples.valid, 1)
+            await ctx.tick().until(dut.samples.ready)
+        ctx.set(dut.samples.valid, 0)
+        await ctx.tick().until(dut.done.valid)
+        expected["W"][addr] = word
+        assert await read_stored(ctx, dut) == expected
+
+    sim = Simulator(dut)
+    sim.add_clock(PERIOD)
+    sim.add_testbench(testbench)
+    sim.add_testbench(watch, background=True)
+    sim.run()
+
+
+def test_starting_loads_are_an_spram_cores_only():
+    model = make_model(ModelConfig(algo="ffdl", input_size=D, num_classes=K, hidden=(3,)),
+                       SEED)
+    rule = TrainRule(epochs=1)
+    core = TrainingCore(model, rule, lanes=2, weights="spram")
+    images = memory_images(core.core.program)
+    assert core.starting_loads() == [
+        (LOAD_TARGETS[name], a, word) for name in ("weights", "bias", "labels")
+        for a, word in enumerate(images[name])]
+    bram = TrainingCore(model, rule, lanes=2)
+    assert "load" not in bram.signature.members
+    with pytest.raises(ValueError, match=r"^Only an SPRAM training core takes starting loads; "
+                                         r"this one holds its weights in 'loadable' block "
+                                         r"RAM, initialised by the bitstream$"):
+        bram.starting_loads()
 
 
 def test_the_update_passes_keep_the_lanes_busy_as_the_closed_form_says():
