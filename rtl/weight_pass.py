@@ -52,7 +52,7 @@ from rtl.resources import Product
 from rtl.update_lane import STORED_KINDS, UpdateLane
 from rtl.weight_store import WeightStore
 
-__all__ = ["SHIFT_SHAPE", "WeightPass"]
+__all__ = ["SHIFT_SHAPE", "WeightPass", "load_interval", "read_cycles", "tile_cycles"]
 
 #: An update shift k as the passes take it: every k an UpdateLane accepts (-64..32).
 SHIFT_SHAPE = signed(8)
@@ -60,6 +60,35 @@ SHIFT_SHAPE = signed(8)
 
 def _width(depth: int) -> int:
     return Shape.cast(range(max(2, depth))).width
+
+
+def load_interval(lanes: int, *, weight_latency: int, single_port: bool) -> int:
+    """Fewest cycles from a tile's first read to the next tile's: the next tile's shadow
+    load starts with this tile's bank switch (``weight_latency - 1`` cycles after its
+    first read) and takes P = ``lanes`` cycles; on a single port rounded up to even, so
+    reads keep their slots."""
+    interval = weight_latency - 1 + lanes
+    return interval + interval % 2 if single_port else interval
+
+
+def tile_cycles(lanes: int, columns: int, *, weight_latency: int, single_port: bool) -> int:
+    """Cycles from a tile's first read to the next tile's: its ``columns`` reads back to
+    back (one a cycle, or every other cycle on a single port), unless the next tile's
+    shadow load takes longer (:func:`load_interval`)."""
+    reads = 2 * columns if single_port else columns
+    return max(reads, load_interval(lanes, weight_latency=weight_latency,
+                                    single_port=single_port))
+
+
+def read_cycles(lanes: int, neurons: int, columns: int, *, weight_latency: int,
+                single_port: bool) -> int:
+    """Cycles from a layer's first read to its last (both counted): the tiles back to
+    back (:func:`tile_cycles`), the last one's ``columns`` reads (on a single port
+    2 ``columns`` - 1 cycles)."""
+    tiles = -(-neurons // lanes)
+    last = 2 * columns - 1 if single_port else columns
+    return (tiles - 1) * tile_cycles(lanes, columns, weight_latency=weight_latency,
+                                     single_port=single_port) + last
 
 
 class WeightPass(wiring.Component):
@@ -230,12 +259,9 @@ class WeightPass(wiring.Component):
 
     @property
     def load_interval(self) -> int:
-        """Fewest cycles from a tile's first read to the next tile's: the next tile's
-        shadow load waits for this tile's bank switch (``weight_latency - 1`` cycles
-        after its first read), starts the cycle after, and takes P cycles; on a single
-        port rounded up to even, so reads keep their slots."""
-        interval = self.weight_latency + self.P
-        return interval + interval % 2 if self.single_port else interval
+        """Fewest cycles from a tile's first read to the next tile's (:func:`load_interval`)."""
+        return load_interval(self.P, weight_latency=self.weight_latency,
+                             single_port=self.single_port)
 
     def pass_cycles(self, columns: int) -> int:
         """Cycles from a tile's first read to its last over ``columns`` words: one a
@@ -243,19 +269,18 @@ class WeightPass(wiring.Component):
         return 2 * columns - 1 if self.single_port else columns
 
     def tile_cycles(self, columns: int) -> int:
-        """Cycles from a tile's first read to the next tile's: its reads back to back
-        (:meth:`pass_cycles` + 1, or + 2 on a single port: the next read's slot), unless
-        the next tile's shadow load takes longer (:attr:`load_interval`)."""
-        reads = 2 * columns if self.single_port else columns
-        return max(reads, self.load_interval)
+        """Cycles from a tile's first read to the next tile's (:func:`tile_cycles`)."""
+        return tile_cycles(self.P, columns, weight_latency=self.weight_latency,
+                           single_port=self.single_port)
 
     def cycles(self, neurons: int, columns: int) -> int:
         """Cycles of the step for a layer of ``neurons`` over ``columns`` columns: the
         first tile's shadow load, the tiles back to back, the last tile's pass and the
         drain (module docstring)."""
-        tiles = -(-neurons // self.P)
-        return (self.shadow_load + (tiles - 1) * self.tile_cycles(columns)
-                + self.pass_cycles(columns) + self.drain)
+        return (self.shadow_load
+                + read_cycles(self.P, neurons, columns, weight_latency=self.weight_latency,
+                              single_port=self.single_port)
+                + self.drain)
 
     def elaborate(self, platform) -> Module:  # noqa: C901 (pipeline registers)
         m = Module()
@@ -394,17 +419,27 @@ class WeightPass(wiring.Component):
                     m.d.sync += [load_count.eq(0), load_first.eq(load_first + P),
                                  load_tile.eq(load_tile + 1)]
                     m.next = "FULL"
+            # The next load's first d and rho land the cycle after the bank switch, so it
+            # starts in the switch's cycle (weight_latency - 1 after the tile's first
+            # read): the transition is one cycle before.
+
+            def after_switch():
+                m.next = "IDLE"
+                with m.If(load_tile != self.tiles):
+                    m.next = "LOAD"
+
             with m.State("FULL"):
                 # The tile may start: its last d and rho land before its bank switch.
                 m.d.comb += loaded.eq(1)
                 with m.If(tile_start):
-                    m.next = "TAKEN"
-            with m.State("TAKEN"):
-                # Not before the switch: the shadow still holds what the lanes will take.
-                with m.If(switch):
-                    m.next = "IDLE"
-                    with m.If(load_tile != self.tiles):
-                        m.next = "LOAD"
+                    if wl == WeightStore.LATENCY:
+                        after_switch()
+                    else:
+                        m.next = "TAKEN"
+            if wl != WeightStore.LATENCY:
+                with m.State("TAKEN"):
+                    # The cycle after a deep store's first read.
+                    after_switch()
 
         with m.FSM(name="pass"):
             with m.State("IDLE"):
