@@ -112,7 +112,8 @@ def main() -> None:
     print()
     print("The built training core's W-pass lane utilisation, digits FFDL 64-64 "
           "(TrainingCore.pass_lane_utilization: N n_in entries over P x the passes' cycles, "
-          "shadow loads and drains included; tests/rtl/test_training_spram.py counts both "
+          "the tiles back to back, each layer's first shadow load and drain included; "
+          "tests/rtl/test_training_spram.py counts both "
           "in simulation), and its training cycles per sample:")
     print("| P | B_m | SPRAM (one port) | block RAM (dual port) | SPRAM bound 64 / (2 P B_m) "
           "| cycles per sample, SPRAM | block RAM |")

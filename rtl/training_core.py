@@ -340,10 +340,12 @@ class TrainingCore(wiring.Component):
         side: WORDS (n_in + N_src + 3 + N words), SCAN and ERRORS (2 N + the unit's
         gap), and for a layer above the first the v of its inputs then for one that hears
         the loop the v of its feedback (each :meth:`rtl.input_scaler.InputScaler.cycles`:
-        SQUARES n + 4, RSQRT its latency + 1, SCALE n + the scaler's latency + 2); per
-        tile TILE (P + 2), PASS (n_in + N_src) and DRAIN (the weight store's latency, 2 or
-        3 deep, + lane latency + 1; on SPRAM the pass reads a word every other cycle,
-        2 (n_in + N_src) - 1), and BU (2 N + lane latency + 3). FFCL with
+        SQUARES n + 4, RSQRT its latency + 1, SCALE n + the scaler's latency + 2); WPASS
+        (:meth:`rtl.weight_pass.WeightPass.cycles`: the first tile's shadow load P + 1,
+        the tiles back to back, n_in + N_src cycles each or, on SPRAM, which reads a word
+        every other cycle, 2 (n_in + N_src), unless the next tile's shadow load takes
+        longer, the last tile's reads, one drain of the weight store's latency, 2 or 3
+        deep, + lane latency + 1), and BU (2 N + lane latency + 3). FFCL with
         loss_iterations 'last': the whole program of T iterations, then
         one update per layer; with 'all', the program without layer 1's cache, held before
         each iteration t + 1 for iteration t's updates (2 cycles more each: the held
@@ -368,8 +370,9 @@ class TrainingCore(wiring.Component):
     def pass_lane_utilization(self) -> float:
         """Busy lane-cycles over lane-cycles of the W and V passes: every entry of W and
         V is updated once per trained iteration, N (n_in + N_src) per layer, over P times
-        the passes' cycles (:meth:`rtl.weight_pass.WeightPass.cycles`: per tile the
-        shadow load, the pass and the drain). The tests count both in simulation."""
+        the passes' cycles (:meth:`rtl.weight_pass.WeightPass.cycles`: the first tile's
+        shadow load, the tiles back to back, the drain). The tests count both in
+        simulation."""
         config = self.model.config
         entries = cycles = 0
         for i, n in enumerate(config.hidden):

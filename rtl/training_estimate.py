@@ -30,6 +30,7 @@ from rtl.program import (
     build_program,
 )
 from rtl.update_lane import UpdateLane
+from rtl.weight_pass import read_cycles
 from rtl.weight_store import SPRAM_WORD_BITS, WeightStore, check_spram_word
 
 __all__ = ["MEMORY_KINDS", "RMW_DRAIN", "SPRAM_BITS_PER_CYCLE", "TrainingEstimate",
@@ -123,7 +124,6 @@ def estimate_training(model: IntModel, *, lanes: int, label_lanes: int | None = 
         n, n_in = op.n_out, config.input_size if op.layer == 0 else config.hidden[op.layer - 1]
         source = config.feedback_source(op.layer)
         n_src = 0 if source is None else config.hidden[source]
-        tiles = program.tiles(n)
         # The learning signal (scan, sigma, z, errors), and the normalised inputs v through
         # the scaler (layers above the first, and V's): overlapped with dedicated
         # multipliers, after it when the scaler borrows the lanes.
@@ -134,11 +134,15 @@ def estimate_training(model: IntModel, *, lanes: int, label_lanes: int | None = 
         norm = (0 if op.layer == 0 else n_in) + n_src
         norm_cycles = norm + program.scale_latency if norm else 0
         prep = signal + norm_cycles if shared else max(signal, norm_cycles)
-        words = tiles * (n_in + n_src)
-        # Dual port: one word read and one written per cycle. Single-port SPRAM: a word
-        # read every other cycle, written in the others (the tiles back to back, the
-        # last one ending with its read).
-        pass_cycles = words if memory == "bram" else 2 * words - 1
+        # The built pass's schedule (rtl.weight_pass): the tiles back to back, each next
+        # tile's d and rho loaded while the current one runs. Dual port: one word read
+        # and one written per cycle. Single-port SPRAM: a word read every other cycle,
+        # written in the others. The first tile's shadow load, which the built engine
+        # runs after PREPARE, is taken as overlapped with the learning signal (the
+        # errors come out in neuron order).
+        pass_cycles = read_cycles(lanes, n, n_in + n_src,
+                                  weight_latency=program.weight_latency,
+                                  single_port=memory == "spram")
         # b and U (one word per neuron, v = 1, no multiplier) run beside the W pass on
         # their own memories' ports; they only count if longer.
         small = max(0, 2 * n - pass_cycles)

@@ -3,14 +3,25 @@
 
 docs/training-engine.md ("UPDATE"): the weight words are laid out as the forward pass
 reads them (word j of tile tau holds W[tau P + p, j] for lane p, ``pack_rows``), so a
-pass walks them tile by tile. Per tile: the d and rho of the tile's P neurons go into
-shadow registers (lane p keeps neuron tau P + p's for the whole tile), the replay
-generator is restored to kappa^W_1, then every column of the tile is one stored word of
-P entries: read, updated by P :class:`rtl.update_lane.UpdateLane` with v_j and kappa_j
-broadcast, and written back :attr:`WeightPass.WRITE_DELAY` cycles after its read. The
-feed-forward columns (W, v from the image for layer 1, else from the v buffer) come
-first, then the feedback columns (V, v of the feedback source), as the golden trainer
-draws their kappa: the replay continues from kappa^W_n_in to kappa^V_1.
+pass walks them tile by tile. Per tile: lane p takes the d and rho of neuron tau P + p
+for the whole tile, the replay generator is restored to kappa^W_1, then every column of
+the tile is one stored word of P entries: read, updated by P
+:class:`rtl.update_lane.UpdateLane` with v_j and kappa_j broadcast, and written back
+:attr:`WeightPass.write_delay` cycles after its read. The feed-forward columns (W, v from
+the image for layer 1, else from the v buffer) come first, then the feedback columns (V,
+v of the feedback source), as the golden trainer draws their kappa: the replay continues
+from kappa^W_n_in to kappa^V_1.
+
+The tiles run back to back. The d and rho come from two banks of P registers: the lanes
+read their own bank while the shadow bank is loaded with the next tile's (one neuron a
+cycle from the error and rho buffers), and the shadow is copied into the lanes' bank in
+the cycle before the next tile's first word reaches the lanes, so the current tile's
+last word and the next tile's first take their own neurons' values in consecutive
+cycles. The next tile's first read issues right after the current tile's last (its
+writes still drain: different words), and the replay is restored in the cycle of that
+last read. Only the first tile waits for a whole shadow load (:attr:`shadow_load`), and a
+tile of fewer columns than a shadow load takes waits for it (:attr:`load_interval`); the
+drain is paid once per layer (:meth:`WeightPass.cycles`).
 
 On a single-port store (iCE40 SPRAM, ``single_port``) a cycle reads or writes. The pass
 then reads a word every other cycle: the read issued in pass cycle 2 i reaches the
@@ -18,8 +29,10 @@ memory in cycle 2 i + 1 (the store's address register) and its word is written i
 2 i + :attr:`WeightPass.write_delay`, an even number (2 + 6), so reads take the odd
 cycles and writes the even ones: the port is busy in every cycle of the pass, each word
 read once and written once, and the lanes take a word every other cycle (what one port
-allows whatever the schedule). Bursts of write_delay - 1 reads, then as many cycles for
-their writes, would be as fast in the steady state but end each tile with a longer tail.
+allows whatever the schedule). The slots run from the layer's first read to its last,
+across the tiles (a tile that waits for its shadow waits an even number of cycles).
+Bursts of write_delay - 1 reads, then as many cycles for their writes, would be as fast
+in the steady state but end the layer with a longer tail.
 """
 
 from __future__ import annotations
@@ -39,7 +52,7 @@ from rtl.resources import Product
 from rtl.update_lane import STORED_KINDS, UpdateLane
 from rtl.weight_store import WeightStore
 
-__all__ = ["SHIFT_SHAPE", "WeightPass"]
+__all__ = ["SHIFT_SHAPE", "WeightPass", "load_interval", "read_cycles", "tile_cycles"]
 
 #: An update shift k as the passes take it: every k an UpdateLane accepts (-64..32).
 SHIFT_SHAPE = signed(8)
@@ -47,6 +60,35 @@ SHIFT_SHAPE = signed(8)
 
 def _width(depth: int) -> int:
     return Shape.cast(range(max(2, depth))).width
+
+
+def load_interval(lanes: int, *, weight_latency: int, single_port: bool) -> int:
+    """Fewest cycles from a tile's first read to the next tile's: the next tile's shadow
+    load starts with this tile's bank switch (``weight_latency - 1`` cycles after its
+    first read) and takes P = ``lanes`` cycles; on a single port rounded up to even, so
+    reads keep their slots."""
+    interval = weight_latency - 1 + lanes
+    return interval + interval % 2 if single_port else interval
+
+
+def tile_cycles(lanes: int, columns: int, *, weight_latency: int, single_port: bool) -> int:
+    """Cycles from a tile's first read to the next tile's: its ``columns`` reads back to
+    back (one a cycle, or every other cycle on a single port), unless the next tile's
+    shadow load takes longer (:func:`load_interval`)."""
+    reads = 2 * columns if single_port else columns
+    return max(reads, load_interval(lanes, weight_latency=weight_latency,
+                                    single_port=single_port))
+
+
+def read_cycles(lanes: int, neurons: int, columns: int, *, weight_latency: int,
+                single_port: bool) -> int:
+    """Cycles from a layer's first read to its last (both counted): the tiles back to
+    back (:func:`tile_cycles`), the last one's ``columns`` reads (on a single port
+    2 ``columns`` - 1 cycles)."""
+    tiles = -(-neurons // lanes)
+    last = 2 * columns - 1 if single_port else columns
+    return (tiles - 1) * tile_cycles(lanes, columns, weight_latency=weight_latency,
+                                     single_port=single_port) + last
 
 
 class WeightPass(wiring.Component):
@@ -79,13 +121,15 @@ class WeightPass(wiring.Component):
 
     The P :class:`rtl.update_lane.UpdateLane` and the replay generator (a
     :class:`rtl.lfsr.WordGenerator` without seeding, ``restore``d to kappa^W_1 at every
-    tile) are its submodules.
+    tile) are its submodules. Beside the pipeline it holds two banks of P d and rho
+    registers (d's 16 bits and rho's low ``max_shift`` bits, all a lane uses) and the
+    last tile's lane mask.
 
     Members
     -------
     run : In(1)
-        Held high while the step runs: per tile P + 2 (shadow load), the pass
-        (:meth:`pass_cycles`) and the drain (:attr:`drain` cycles).
+        Held high while the step runs (:meth:`cycles`): the first tile's shadow load,
+        the tiles' passes back to back, the drain (:attr:`drain` cycles).
     done : Out(1)
         The last tile's drain ends this cycle (its last word is written).
     tiles, neurons : In(...)
@@ -202,18 +246,41 @@ class WeightPass(wiring.Component):
 
     @property
     def drain(self) -> int:
-        """Cycles after a tile's last read until the next tile may start."""
+        """Cycles after the last tile's last read until ``done`` (the cycle after its
+        write)."""
         return self.write_delay + 1
 
+    @property
+    def shadow_load(self) -> int:
+        """Cycles from ``run`` to the first tile's first read: the cycle ``run`` rises,
+        then the P shadow reads (the last one's d and rho land in time for the lanes'
+        bank, ``weight_latency - 1`` cycles after the read)."""
+        return self.P + 1
+
+    @property
+    def load_interval(self) -> int:
+        """Fewest cycles from a tile's first read to the next tile's (:func:`load_interval`)."""
+        return load_interval(self.P, weight_latency=self.weight_latency,
+                             single_port=self.single_port)
+
     def pass_cycles(self, columns: int) -> int:
-        """Cycles of one tile's pass over ``columns`` words: one a cycle, or on a single
-        port one every other cycle (the pass ends with its last read)."""
+        """Cycles from a tile's first read to its last over ``columns`` words: one a
+        cycle, or on a single port one every other cycle."""
         return 2 * columns - 1 if self.single_port else columns
 
+    def tile_cycles(self, columns: int) -> int:
+        """Cycles from a tile's first read to the next tile's (:func:`tile_cycles`)."""
+        return tile_cycles(self.P, columns, weight_latency=self.weight_latency,
+                           single_port=self.single_port)
+
     def cycles(self, neurons: int, columns: int) -> int:
-        """Cycles of the step for a layer of ``neurons`` over ``columns`` columns."""
-        tiles = -(-neurons // self.P)
-        return tiles * ((self.P + 2) + self.pass_cycles(columns) + self.drain)
+        """Cycles of the step for a layer of ``neurons`` over ``columns`` columns: the
+        first tile's shadow load, the tiles back to back, the last tile's pass and the
+        drain (module docstring)."""
+        return (self.shadow_load
+                + read_cycles(self.P, neurons, columns, weight_latency=self.weight_latency,
+                              single_port=self.single_port)
+                + self.drain)
 
     def elaborate(self, platform) -> Module:  # noqa: C901 (pipeline registers)
         m = Module()
@@ -225,127 +292,200 @@ class WeightPass(wiring.Component):
             if self.product_latency is not None:
                 m.d.comb += [self.a[p].eq(lane.a), self.b[p].eq(lane.b),
                              lane.product.eq(self.product[p])]
-        lat = self.lane_latency
-        count = Signal(range(2 * self.max_columns + 1))
-        issued = Signal(range(P + 2))
-        tile = Signal(range(max(2, -(-max(self.model.config.hidden) // P) + 1)))
-        drain = Signal(range(lat + 16))
+        lat, wl = self.lane_latency, self.weight_latency
+        hidden = self.model.config.hidden
+        most_tiles = -(-max(hidden) // P)
         ff, fb = self.ff_columns, self.fb_columns
-        shadow_d = Array(Signal(signed(16), name=f"shadow_d_{p}") for p in range(P))
-        shadow_rho = Array(Signal(LFSR_WIDTH, name=f"shadow_rho_{p}") for p in range(P))
 
-        # Shadow registers: d and rho of the tile's neurons, one lane per cycle.
-        shadow_index, shadow_take = Signal.like(issued), Signal()
-        m.d.sync += [shadow_take.eq(0), shadow_index.eq(issued)]
+        # The pass side: count (the column of the tile being read), tile, the running
+        # W and V word addresses. The loader side, one tile ahead: load_count (the lane
+        # whose d and rho are read), load_first (the tile's first neuron), load_tile.
+        count = Signal(range(2 * self.max_columns + 1))
+        tile = Signal(range(max(2, most_tiles + 1)))
+        drain = Signal(range(self.drain + 1))
+        load_count = Signal(range(P + 1))
+        load_first = Signal(range(max(hidden) + P + 1))
+        load_tile = Signal(range(max(2, most_tiles + 1)))
+
+        # Two banks: the shadow registers are loaded with the next tile's d and rho while
+        # the lanes take the current tile's from their own bank, which is switched (the
+        # shadow copied in) in the cycle before the next tile's first word reaches the
+        # lanes. The lanes read a register as before: no logic is added on their inputs.
+        # A lane uses rho's low max_shift bits only (R never has more bits than k).
+        d_shape, rho_bits = lanes[0].d.shape(), lanes[0].max_shift
+        shadow_d = Array(Signal(d_shape, name=f"shadow_d_{p}") for p in range(P))
+        shadow_rho = Array(Signal(rho_bits, name=f"shadow_rho_{p}") for p in range(P))
+        lane_d = [Signal(d_shape, name=f"lane_d_{p}") for p in range(P)]
+        lane_rho = [Signal(rho_bits, name=f"lane_rho_{p}") for p in range(P)]
+
+        # Shadow registers: d and rho of the next tile's neurons, one lane per cycle (the
+        # buffers answer a cycle after the address).
+        shadow_index, shadow_take = Signal.like(load_count), Signal()
+        m.d.sync += shadow_take.eq(0)
         with m.If(shadow_take):
             m.d.sync += [shadow_d[shadow_index].eq(self.errors.data.d),
-                         shadow_rho[shadow_index].eq(self.rho.data)]
+                         shadow_rho[shadow_index].eq(self.rho.data[:rho_bits])]
         # The tile's first neuron, tile x P as a running sum: the product was a real
         # multiplier for P not a power of two, and held MNIST 784-256-256's 9-lane
         # training build to 53.2 MHz (tile -> x 9 -> rho buffer address, 18.8 ns).
-        first = Signal(range(max(self.model.config.hidden) + P + 1))
-        m.d.comb += [self.errors.addr.eq(first + issued), self.rho.addr.eq(first + issued)]
+        m.d.comb += [self.errors.addr.eq(load_first + load_count),
+                     self.rho.addr.eq(load_first + load_count)]
+        # Lanes beyond the layer's last neuron keep the padding 0. Only the last tile has
+        # such lanes (every earlier one is full), so one mask, set while the last tile's
+        # shadow loads, and a bit per word saying it is the last tile's.
+        ragged = Signal(P)
 
         # Issue (address) -> data + lanes -> lat -> write. The weight store answers in
         # weight_latency (2, or 3 deep) cycles, the v and image buffers in one: their
-        # data waits in v_value (and v_late); the column kind (W or V) travels with the
-        # address.
-        issue = Signal()
+        # data waits in v_value (and v_late); the column kind (W or V), the tile's first
+        # word and the last tile travel with the address.
+        issue, loaded, tile_start = Signal(), Signal(), Signal()
         feedback = count >= ff
-        # The tile's first W word and its first V word less ff, as running sums registered
-        # during TILE (P + 2 cycles before the first read): tile x column count in the
-        # address held the FFCL training build to 69.9 MHz (a multiplier and two adders
-        # before the weight memory's address register).
-        ff_offset, fb_offset = Signal.like(self.weights.addr), Signal.like(self.weights.addr)
-        ff_row, fb_row = Signal.like(self.weights.addr), Signal.like(self.weights.addr)
-        m.d.sync += [ff_row.eq(self.ff_base + ff_offset),
-                     fb_row.eq(self.fb_base + fb_offset - ff)]
-        m.d.comb += [self.weights.addr.eq(Mux(feedback, fb_row + count, ff_row + count)),
+        last_tile = tile == self.tiles - 1
+        # The next W and V word, running: the tiles' words follow each other (tile tau's
+        # W words at ff_base + tau n_in + j), so no tile x column count sits before the
+        # weight memory's address (it held the FFCL training build to 69.9 MHz).
+        ff_addr, fb_addr = Signal.like(self.weights.addr), Signal.like(self.weights.addr)
+        m.d.comb += [self.weights.addr.eq(Mux(feedback, fb_addr, ff_addr)),
                      # Layer 1's feedback v start the v buffer (its inputs are the pixels).
                      self.v.addr.eq(Mux(self.first_layer, count - ff, count)),
                      self.image.addr.eq(count)]
         issued_1, in_lane = Signal(), Signal()
         addr_1, in_addr = Signal.like(self.weights.addr), Signal.like(self.weights.addr)
         fb_1, in_fb, image_1 = Signal(), Signal(), Signal()
+        start_1, last_1, in_last = Signal(), Signal(), Signal()
         kappa_1, in_kappa = Signal(LFSR_WIDTH), Signal(LFSR_WIDTH)
         v_value = Signal(lanes[0].v.shape())
         v_late = v_value
-        if self.weight_latency == WeightStore.LATENCY:
+        if wl == WeightStore.LATENCY:
             m.d.sync += [issued_1.eq(issue), in_lane.eq(issued_1),
                          addr_1.eq(self.weights.addr), in_addr.eq(addr_1),
                          fb_1.eq(feedback), in_fb.eq(fb_1),
+                         start_1.eq(tile_start),
+                         last_1.eq(last_tile), in_last.eq(last_1),
                          image_1.eq(self.first_layer & ~feedback),
                          kappa_1.eq(replay.words.payload), in_kappa.eq(kappa_1),
                          v_value.eq(Mux(image_1, self.image.data, self.v.data))]
+            # The tile's first word is a cycle from the lanes: switch their bank.
+            switch = start_1
         else:
             # A deep store's word comes a cycle later: so do its column's companions.
             issued_2, addr_2 = Signal(), Signal.like(self.weights.addr)
-            fb_2, kappa_2 = Signal(), Signal(LFSR_WIDTH)
+            fb_2, kappa_2, start_2, last_2 = Signal(), Signal(LFSR_WIDTH), Signal(), Signal()
             v_late = Signal.like(v_value, name="v_late")
             m.d.sync += [issued_1.eq(issue), issued_2.eq(issued_1), in_lane.eq(issued_2),
                          addr_1.eq(self.weights.addr), addr_2.eq(addr_1), in_addr.eq(addr_2),
                          fb_1.eq(feedback), fb_2.eq(fb_1), in_fb.eq(fb_2),
+                         start_1.eq(tile_start), start_2.eq(start_1),
+                         last_1.eq(last_tile), last_2.eq(last_1), in_last.eq(last_2),
                          image_1.eq(self.first_layer & ~feedback),
                          kappa_1.eq(replay.words.payload), kappa_2.eq(kappa_1),
                          in_kappa.eq(kappa_2),
                          v_value.eq(Mux(image_1, self.image.data, self.v.data)),
                          v_late.eq(v_value)]
+            switch = start_2
+        with m.If(switch):
+            m.d.sync += [lane_d[p].eq(shadow_d[p]) for p in range(P)]
+            m.d.sync += [lane_rho[p].eq(shadow_rho[p]) for p in range(P)]
         for p, lane in enumerate(lanes):
             m.d.comb += [lane.en.eq(in_lane),
                          lane.c.eq(self.weights.data[p * B_m:(p + 1) * B_m].as_signed()),
-                         lane.d.eq(shadow_d[p]), lane.v.eq(v_late), lane.rho.eq(shadow_rho[p]),
+                         lane.d.eq(lane_d[p]), lane.v.eq(v_late), lane.rho.eq(lane_rho[p]),
                          lane.kappa.eq(in_kappa), lane.k.eq(Mux(in_fb, self.k_fb, self.k_ff)),
                          lane.select.eq(STORED_KINDS.index("W"))]
-        out_addr = in_addr
+        out_addr, out_last = in_addr, in_last
         for i in range(lat):
             reg = Signal.like(in_addr, name=f"w_addr_{i}")
-            m.d.sync += reg.eq(out_addr)
-            out_addr = reg
-        # Lanes beyond the layer's last neuron keep the padding 0.
-        live = Cat(first + p < self.neurons for p in range(P))
-        for i in range(lat + 2):
-            reg = Signal(P, name=f"live_{i}")
-            m.d.sync += reg.eq(live)
-            live = reg
+            last = Signal(name=f"w_last_{i}")
+            m.d.sync += [reg.eq(out_addr), last.eq(out_last)]
+            out_addr, out_last = reg, last
         m.d.comb += [self.write.valid.eq(lanes[0].valid), self.write.addr.eq(out_addr),
-                     self.write.data.eq(Cat(Mux(live[p], lanes[p].out, 0)[:B_m]
+                     self.write.data.eq(Cat(Mux(~out_last | ragged[p], lanes[p].out, 0)[:B_m]
                                             for p in range(P)))]
 
-        with m.FSM():
-            with m.State("TILE"):
-                # Shadow d and rho of the tile's lanes, one per cycle; rewind the replay.
+        # The loader: the first tile's d and rho when the step starts, then each next
+        # tile's once the lanes have taken the shadow's (the bank switch).
+        idle = Signal()
+        with m.FSM(name="loader"):
+            with m.State("IDLE"):
+                with m.If(self.run & idle):
+                    m.d.sync += [load_count.eq(0), load_first.eq(0), load_tile.eq(0)]
+                    m.next = "LOAD"
+            with m.State("LOAD"):
+                m.d.sync += [shadow_take.eq(1), shadow_index.eq(load_count),
+                             load_count.eq(load_count + 1),
+                             ragged.eq(Cat(load_first + p < self.neurons for p in range(P)))]
+                with m.If(load_count == P - 1):
+                    m.d.sync += [load_count.eq(0), load_first.eq(load_first + P),
+                                 load_tile.eq(load_tile + 1)]
+                    m.next = "FULL"
+            # The next load's first d and rho land the cycle after the bank switch, so it
+            # starts in the switch's cycle (weight_latency - 1 after the tile's first
+            # read): the transition is one cycle before.
+
+            def after_switch():
+                m.next = "IDLE"
+                with m.If(load_tile != self.tiles):
+                    m.next = "LOAD"
+
+            with m.State("FULL"):
+                # The tile may start: its last d and rho land before its bank switch.
+                m.d.comb += loaded.eq(1)
+                with m.If(tile_start):
+                    if wl == WeightStore.LATENCY:
+                        after_switch()
+                    else:
+                        m.next = "TAKEN"
+            if wl != WeightStore.LATENCY:
+                with m.State("TAKEN"):
+                    # The cycle after a deep store's first read.
+                    after_switch()
+
+        with m.FSM(name="pass"):
+            with m.State("IDLE"):
+                m.d.comb += idle.eq(1)
                 with m.If(self.run):
-                    m.d.comb += [replay.restore.eq(1), replay.restore_word.eq(self.first)]
-                    m.d.sync += [issued.eq(issued + 1), shadow_take.eq(issued < P)]
-                    with m.If(issued == P + 1):
-                        m.d.sync += [issued.eq(0), count.eq(0)]
-                        m.next = "PASS"
+                    m.d.sync += [count.eq(0), tile.eq(0), ff_addr.eq(self.ff_base),
+                                 fb_addr.eq(self.fb_base)]
+                    m.next = "PASS"
             with m.State("PASS"):
+                # A tile's first word waits for its shadow load; then a word per cycle.
+                can_issue = (count != 0) | loaded
                 if self.single_port:
-                    # One port: the odd cycles of the pass are the writes' (module
-                    # docstring), no read is issued then.
+                    # One port: every other cycle is a write's (module docstring), from
+                    # the layer's first read on, so a tile that waited for its shadow
+                    # keeps the slots.
                     write_slot = Signal()
-                    m.d.sync += write_slot.eq(~write_slot)
-                    m.d.comb += issue.eq(~write_slot)
+                    with m.If(issue | (count != 0) | (tile != 0)):
+                        m.d.sync += write_slot.eq(~write_slot)
+                    m.d.comb += issue.eq(can_issue & ~write_slot)
                 else:
-                    m.d.comb += issue.eq(1)
-                m.d.comb += replay.words.ready.eq(issue)
+                    m.d.comb += issue.eq(can_issue)
+                last_column = count == ff + fb - 1
+                # Rewind the replay to kappa^W_1 before each tile's first word: with the
+                # previous tile's last word (restore wins over the transfer), or while
+                # the tile waits.
+                m.d.comb += [replay.words.ready.eq(issue),
+                             replay.restore.eq(Mux(issue, last_column, count == 0)),
+                             replay.restore_word.eq(self.first),
+                             tile_start.eq(issue & (count == 0))]
                 with m.If(issue):
                     m.d.sync += count.eq(count + 1)
-                    with m.If(count == ff + fb - 1):
-                        m.d.sync += [count.eq(0), drain.eq(0)]
-                        if self.single_port:
-                            m.d.sync += write_slot.eq(0)
-                        m.next = "DRAIN"
+                    with m.If(feedback):
+                        m.d.sync += fb_addr.eq(fb_addr + 1)
+                    with m.Else():
+                        m.d.sync += ff_addr.eq(ff_addr + 1)
+                    with m.If(last_column):
+                        m.d.sync += [count.eq(0), tile.eq(tile + 1)]
+                        with m.If(last_tile):
+                            m.d.sync += drain.eq(0)
+                            if self.single_port:
+                                m.d.sync += write_slot.eq(0)
+                            m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.sync += drain.eq(drain + 1)
                 with m.If(drain == self.drain - 1):
-                    m.d.sync += [tile.eq(tile + 1), first.eq(first + P),
-                                 ff_offset.eq(ff_offset + ff),
-                                 fb_offset.eq(fb_offset + fb)]
-                    m.next = "TILE"
-                    with m.If(tile == self.tiles - 1):
-                        m.d.sync += [tile.eq(0), first.eq(0), ff_offset.eq(0),
-                                     fb_offset.eq(0)]
-                        m.d.comb += self.done.eq(1)
+                    m.d.comb += self.done.eq(1)
+                    m.next = "IDLE"
         return m
+

@@ -66,8 +66,9 @@ def test_ffdl_rows_are_the_closed_form_and_the_design(tmp_path):
                                memory="spram", store_bits=rule.store_bits)
     assert t["ideal_cycles"] == design.total and t["design"]["memory"] == "spram"
     assert t["design"]["lane_utilization"] == design.utilisation
-    # W passes of 5x6 and 4x5 entries on 3 lanes, 2 tiles each of (3 + 2) shadow loads,
-    # 2 n_in - 1 cycles of single-port pass and the drain.
+    # W passes of 5x6 and 4x5 entries on 3 lanes, 2 tiles each back to back: the first
+    # tile's shadow load (3 + 1), 2 n_in cycles of single-port reads per tile (the last
+    # 2 n_in - 1) and the drain.
     assert t["lane_utilization"] == core.pass_lane_utilization()
     assert t["lane_utilization"] == (5 * 6 + 4 * 5) / (3 * core.weight_pass.cycles(5, 6)
                                                        + 3 * core.weight_pass.cycles(4, 5))
@@ -102,8 +103,9 @@ def test_samples_per_second_use_the_synthesized_fmax(tmp_path):
     assert t["design"]["memory"] == "bram" and t["accelerator"]["weights"] == "loadable"
     assert t["samples_per_second"] == pytest.approx(80e6 / t["cycles_per_sample"])
     # Block RAM: a word read and one written every cycle of a pass (5x6 and 4x5 entries on
-    # 3 lanes: 2 tiles each of (3 + 2) + n_in + the drain of 9).
-    assert t["lane_utilization"] == (5 * 6 + 4 * 5) / (3 * (2 * 20 + 2 * 19))
+    # 3 lanes: the first tile's shadow load 3 + 1, 2 tiles of n_in back to back, the
+    # drain of 9).
+    assert t["lane_utilization"] == (5 * 6 + 4 * 5) / (3 * ((4 + 2 * 6 + 9) + (4 + 2 * 5 + 9)))
 
 
 def test_samples_per_second_prefer_the_training_build_s_fmax(tmp_path):
