@@ -7,12 +7,14 @@
   counter; the bench does not simulate the training core), its weights in the board's
   memory (``"spram"`` on a board with SPRAM, single port: a word every other cycle;
   block RAM otherwise), update lanes on the MAC lanes' multipliers (the same cycles as
-  their own), its steps one after another. A model it cannot train there (an SPRAM word
-  wider than 64 bits) gets ``None`` and the reason.
+  their own), its steps one after another (the tiles of a W/V pass back to back). A
+  model it cannot train there (an SPRAM word wider than 64 bits) gets ``None`` and the
+  reason.
 - ``ideal_cycles``: the design's figure for the run's configuration and board memory
   (:func:`rtl.training_estimate.estimate_training`: the steps overlapped as designed).
 - ``lane_utilization``: the core's W and V passes, busy lane-cycles over lane-cycles
-  (``TrainingCore.pass_lane_utilization``: each tile's shadow load, pass and drain); the
+  (``TrainingCore.pass_lane_utilization``: each layer's first shadow load, its tiles
+  back to back and one drain); the
   design's in ``design.lane_utilization``.
 - ``rv32im_instructions_per_sample`` and ``host_ns_per_sample``: the same integer step
   (golden/inttrain.c) on RV32IM and on the host, checked against ``IntTrainer``
@@ -118,8 +120,8 @@ def _accelerator(model: IntModel, rule: TrainRule, lanes: int, memory: str) -> d
                "form of the training core's counter, which tests/rtl/test_training_core.py "
                "and test_training_spram.py hold equal to it; the weights in the board's "
                "memory (block RAM, or SPRAM on the iCE40 UP5K: single port), update lanes "
-               "on the MAC lanes' multipliers, every label per cycle, steps not "
-               "overlapped; not simulated here",
+               "on the MAC lanes' multipliers, every label per cycle, its steps one after "
+               "another (the tiles of a pass back to back); not simulated here",
     }
 
 
