@@ -43,8 +43,9 @@ from ffcl_hw.runs import RunError, write_json
 from golden.intmodel import IntModel
 from golden.inttrain import TrainRule, default_lr_shift
 from golden.modelio import load_model
+from rtl.program import build_program
 from rtl.training_core import WEIGHT_KINDS, TrainingCore
-from rtl.weight_store import SPRAM_WORD_BITS
+from rtl.weight_store import SPRAM_DEPTH, SPRAM_WORD_BITS
 from sim.amaranth_sim import run_training
 from sim.train_check import TrainingChecker, TrainingRun
 
@@ -126,6 +127,25 @@ def _check_spram_fit(model: IntModel, rule: TrainRule, lanes: int) -> None:
     raise RunError(f"--weights spram: {lanes} lanes x {rule.store_bits}-bit stored weights = "
                    f"{bits} bits, more than an SPRAM word's {SPRAM_WORD_BITS}; use "
                    f"{' or '.join(fixes)}")
+
+
+def _check_spram_depth(model: IntModel, lanes: int, store_bits: int) -> None:
+    """Refuse a weight memory deeper than an SPRAM (its words, one per tile and column,
+    fall as lanes are added), naming the lane count that fits or, if none does within an
+    SPRAM word, block RAM."""
+    def words(p: int) -> int:
+        return len(build_program(model, lanes=p).weight_words)
+
+    needed = words(lanes)
+    if needed <= SPRAM_DEPTH:
+        return
+    widest = SPRAM_WORD_BITS // store_bits
+    fit = next((p for p in range(lanes + 1, widest + 1) if words(p) <= SPRAM_DEPTH), None)
+    fix = (f"use --lanes {fit}" if fit is not None else
+           f"no lane count up to the {widest} an SPRAM word holds fits: simulate it in "
+           f"block RAM (--weights loadable)")
+    raise RunError(f"--weights spram: on {lanes} lanes the weight memory is {needed:,} "
+                   f"words, more than an SPRAM's {SPRAM_DEPTH:,}; {fix}")
 
 
 def _simulate_cocotb(core: TrainingCore, simulator: str, run: Path, rule: TrainRule,
@@ -212,6 +232,7 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
                        f"{widest} or fewer")
     if weights == "spram":
         _check_spram_fit(model, rule, lanes)
+        _check_spram_depth(model, lanes, rule.store_bits)
     check_every = check_every or default_check_every(samples)
     low, high = rule.lr_range
     if lr_shift is None:

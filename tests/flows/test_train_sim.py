@@ -12,6 +12,7 @@ import pytest
 import sim.train_check
 from ffcl_hw.cli import main
 from ffcl_hw.flows.train_sim import train_order
+from ffcl_hw.runs import RunError
 from golden.datasets import load_dataset
 from golden.intmodelio import load_int_model
 from golden.inttrain import IntTrainer, TrainRule, train_int
@@ -373,3 +374,28 @@ def test_ffcl_labels_come_from_the_training_pass(ffcl_int_run, capsys):
     status, out, err = _sim_train(capsys, ffcl_int_run, "--simulator", "amaranth",
                                   "--samples", "2", "--lr-shift", str(low))
     assert status == 0, out + err
+
+
+def test_an_spram_memory_deeper_than_an_spram_is_refused_with_the_lanes_that_fit(
+        monkeypatch):
+    # The SPRAM's depth cut to what this small model needs on 4 lanes: 2 lanes (more
+    # tiles, more words) are refused naming 4 (3 needs more words too); cut one word
+    # lower, no lane count up to the 4 that 16-bit words allow fits.
+    from ffcl_hw.flows import train_sim
+    from rtl.program import build_program
+    from tests.flows.test_synth import _model
+
+    model = _model(64, (64, 64))
+    words = {p: len(build_program(model, lanes=p).weight_words) for p in (2, 3, 4)}
+    assert words[2] > words[3] > words[4]
+    monkeypatch.setattr(train_sim, "SPRAM_DEPTH", words[4])
+    train_sim._check_spram_depth(model, 4, 16)
+    with pytest.raises(RunError, match=rf"^--weights spram: on 2 lanes the weight memory "
+                                       rf"is {words[2]:,} words, more than an SPRAM's "
+                                       rf"{words[4]:,}; use --lanes 4$"):
+        train_sim._check_spram_depth(model, 2, 16)
+    monkeypatch.setattr(train_sim, "SPRAM_DEPTH", words[4] - 1)
+    with pytest.raises(RunError, match=r"no lane count up to the 4 an SPRAM word holds "
+                                       r"fits: simulate it in block RAM \(--weights "
+                                       r"loadable\)$"):
+        train_sim._check_spram_depth(model, 2, 16)
