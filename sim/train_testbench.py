@@ -103,35 +103,35 @@ class TB:
     async def load(self) -> None:
         """Offer the starting stored words on ``load`` (an SPRAM core: SPRAM comes up
         empty), one a cycle, each held until ``ready`` (read once the inputs settle)."""
-        dut = self.dut
-        dut.load__valid.value = 1
+        words = []
         for write in self.core.starting_loads():
             word = 0
             for name, value in zip(("target", "addr", "data"), write, strict=True):
                 word |= value << self.load_fields[name][0]
-            dut.load__payload.value = word
-            while True:
-                await ReadOnly()
-                taken = bool(dut.load__ready.value)
-                await FallingEdge(dut.clk)
-                if taken:
-                    break
-        dut.load__valid.value = 0
+            words.append(word)
+        await self._offer("load", words)
 
     async def send(self, image: np.ndarray, label: int) -> None:
         """Offer the pixels on falling edges; each moves at the rising edge that sees
         ``ready`` (read once the inputs have settled)."""
-        dut = self.dut
-        dut.samples__valid.value = 1
-        for pixel in image:
-            dut.samples__payload.value = self._sample_word(pixel, label)
+        await self._offer("samples", [self._sample_word(pixel, label) for pixel in image])
+
+    async def _offer(self, port: str, words: list[int]) -> None:
+        """Offer ``words`` on the stream ``port`` one after another, from falling edges,
+        each held until the rising edge that sees ``ready`` (read once the inputs have
+        settled)."""
+        valid, payload, ready = (getattr(self.dut, f"{port}__{name}")
+                                 for name in ("valid", "payload", "ready"))
+        valid.value = 1
+        for word in words:
+            payload.value = word
             while True:
                 await ReadOnly()
-                taken = bool(dut.samples__ready.value)
-                await FallingEdge(dut.clk)
+                taken = bool(ready.value)
+                await FallingEdge(self.dut.clk)
                 if taken:
                     break
-        dut.samples__valid.value = 0
+        valid.value = 0
 
     @property
     def timeout(self) -> int:
