@@ -953,7 +953,9 @@ def _build_command(report: dict[str, Any]) -> str:
     seeds = [s["seed"] for s in report.get("seeds", [{"seed": report["seed"]}])]
     if min(seeds) != 1:
         command += f" --seed {min(seeds)}"
-    if len(seeds) != default_seeds(board):
+    if training:
+        from ffcl_hw.flows.synth_training import TRAINING_SEEDS
+    if len(seeds) != (TRAINING_SEEDS if training else default_seeds(board)):
         command += f" --seeds {len(seeds)}"
     if training:
         # The training build fixes the rest (ffcl_hw.flows.synth_training) but where the
@@ -992,14 +994,16 @@ def design_space(reports: list[dict[str, Any]]) -> list[str]:
     clock (if met), and every seed's Fmax."""
     best: dict[tuple, dict[str, Any]] = {}
     for r in reports:
+        # A training build is a core of its own (the inference core and the engine).
+        weights = r.get("weights", "?") + (", training core" if "training" in r else "")
         key = (r["board"], r.get("lanes", 0), r.get("label_lanes", 0),
-               r.get("multipliers", "dedicated"), r.get("weights", "?"))
+               r.get("multipliers", "dedicated"), weights)
         if key not in best or (r["fmax_mhz"] or 0) > (best[key]["fmax_mhz"] or 0):
             best[key] = r
     header = ["board", "P", "G", "products", "weights", "Fmax MHz (seeds)", "logic cells",
               "multipliers", "cycles", "µs at Fmax", "µs at clock"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for key in sorted(best, key=lambda k: (k[0], k[1], k[2], k[3])):
+    for key in sorted(best, key=lambda k: (k[0], k[1], k[2], k[3], k[4])):
         r = best[key]
         cycles, fmax = r.get("cycles_per_inference"), r["fmax_mhz"]
         at_fmax = f"{cycles / fmax:.1f}" if cycles and fmax else "-"

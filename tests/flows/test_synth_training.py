@@ -117,10 +117,15 @@ def test_the_training_build_reports_the_engine_and_the_cost_of_learning(int_run,
     # synth-table finds it beside an inference build and names the command.
     assert find_reports([int_run]) == [out / "report.json"]
     page = synthesis_table(find_reports([int_run]), command="ffcl-hw synth-table RUN")
-    assert f"`ffcl-hw synth {int_run} --board ulx3s-85f --train --seeds 1`" in page
+    # One seed is a training build's default: left out, as the user left it.
+    assert f"`ffcl-hw synth {int_run} --board ulx3s-85f --train`" in page
+    # The design space keeps a training core apart from an inference core of its lanes.
+    assert "| loadable, training core |" in page
     # A dedicated build's command says so (shared is the default, left out).
     dedicated = {**saved, "training": {**saved["training"], "multipliers": "dedicated"}}
-    assert _build_command(dedicated).endswith("--train --seeds 1 --multipliers dedicated")
+    assert _build_command(dedicated).endswith("--train --multipliers dedicated")
+    two = {**saved, "seeds": [{**saved["seeds"][0], "seed": s} for s in (1, 2)]}
+    assert _build_command(two).endswith("--train --seeds 2")
     # What synth prints of it: the MAC lanes lent to the update lanes.
     capsys.readouterr()
     _print_synth(argparse.Namespace(run=int_run), report)
