@@ -37,6 +37,8 @@ in the steady state but end the layer with a longer tail.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth import Array, Cat, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
@@ -282,20 +284,19 @@ class WeightPass(wiring.Component):
                               single_port=self.single_port)
                 + self.drain)
 
-    def elaborate(self, platform) -> Module:  # noqa: C901 (pipeline registers)
+    def elaborate(self, platform) -> Module:
         m = Module()
-        P, B_m = self.P, self.rule.store_bits
-        m.submodules.replay = replay = self.replay
+        P = self.P
+        m.submodules.replay = self.replay
         lanes = self.lanes
         for p, lane in enumerate(lanes):
             m.submodules[f"lane_{p}"] = lane
             if self.product_latency is not None:
                 m.d.comb += [self.a[p].eq(lane.a), self.b[p].eq(lane.b),
                              lane.product.eq(self.product[p])]
-        lat, wl = self.lane_latency, self.weight_latency
         hidden = self.model.config.hidden
         most_tiles = -(-max(hidden) // P)
-        ff, fb = self.ff_columns, self.fb_columns
+        ff = self.ff_columns
 
         # The pass side: count (the column of the tile being read), tile, the running
         # W and V word addresses. The loader side, one tile ahead: load_count (the lane
@@ -335,17 +336,42 @@ class WeightPass(wiring.Component):
         # shadow loads, and a bit per word saying it is the last tile's.
         ragged = Signal(P)
 
-        # Issue (address) -> data + lanes -> lat -> write. The weight store answers in
-        # weight_latency (2, or 3 deep) cycles, the v and image buffers in one: their
-        # data waits in v_value (and v_late); the column kind (W or V), the tile's first
-        # word and the last tile travel with the address.
         issue, loaded, tile_start = Signal(), Signal(), Signal()
+        idle = Signal()
         feedback = count >= ff
         last_tile = tile == self.tiles - 1
         # The next W and V word, running: the tiles' words follow each other (tile tau's
         # W words at ff_base + tau n_in + j), so no tile x column count sits before the
         # weight memory's address (it held the FFCL training build to 69.9 MHz).
         ff_addr, fb_addr = Signal.like(self.weights.addr), Signal.like(self.weights.addr)
+        # What the column pipeline, the loader and the pass share: the pass drives issue
+        # and tile_start (and idles), the loader says when a tile's shadow is loaded.
+        st = SimpleNamespace(
+            count=count, tile=tile, drain=drain, load_count=load_count,
+            load_first=load_first, load_tile=load_tile, shadow_d=shadow_d,
+            shadow_rho=shadow_rho, lane_d=lane_d, lane_rho=lane_rho,
+            shadow_index=shadow_index, shadow_take=shadow_take, ragged=ragged, issue=issue,
+            loaded=loaded, tile_start=tile_start, idle=idle, feedback=feedback,
+            last_tile=last_tile, ff_addr=ff_addr, fb_addr=fb_addr)
+        self._columns(m, st)
+        self._loader(m, st)
+        self._pass(m, st)
+        return m
+
+    def _columns(self, m: Module, st: SimpleNamespace) -> None:
+        """The column pipeline: a word's address issued, its data with v and kappa into
+        the lanes (from the bank of d and rho switched in at the tile's first word), the
+        updated word written ``lane_latency`` cycles later."""
+        P, B_m, lanes, replay = self.P, self.rule.store_bits, self.lanes, self.replay
+        lat, wl, ff = self.lane_latency, self.weight_latency, self.ff_columns
+        count, issue, tile_start, feedback = st.count, st.issue, st.tile_start, st.feedback
+        last_tile, ff_addr, fb_addr = st.last_tile, st.ff_addr, st.fb_addr
+        shadow_d, shadow_rho, lane_d, lane_rho = st.shadow_d, st.shadow_rho, st.lane_d, st.lane_rho
+        ragged = st.ragged
+        # Issue (address) -> data + lanes -> lat -> write. The weight store answers in
+        # weight_latency (2, or 3 deep) cycles, the v and image buffers in one: their
+        # data waits in v_value (and v_late); the column kind (W or V), the tile's first
+        # word and the last tile travel with the address.
         m.d.comb += [self.weights.addr.eq(Mux(feedback, fb_addr, ff_addr)),
                      # Layer 1's feedback v start the v buffer (its inputs are the pixels).
                      self.v.addr.eq(Mux(self.first_layer, count - ff, count)),
@@ -403,9 +429,15 @@ class WeightPass(wiring.Component):
                      self.write.data.eq(Cat(Mux(~out_last | ragged[p], lanes[p].out, 0)[:B_m]
                                             for p in range(P)))]
 
+
+    def _loader(self, m: Module, st: SimpleNamespace) -> None:
+        """The loader: each tile's d and rho into the shadow bank, one lane a cycle."""
+        P, wl = self.P, self.weight_latency
+        load_count, load_first, load_tile = st.load_count, st.load_first, st.load_tile
+        shadow_take, shadow_index, ragged = st.shadow_take, st.shadow_index, st.ragged
+        loaded, tile_start, idle = st.loaded, st.tile_start, st.idle
         # The loader: the first tile's d and rho when the step starts, then each next
         # tile's once the lanes have taken the shadow's (the bank switch).
-        idle = Signal()
         with m.FSM(name="loader"):
             with m.State("IDLE"):
                 with m.If(self.run & idle):
@@ -441,6 +473,14 @@ class WeightPass(wiring.Component):
                     # The cycle after a deep store's first read.
                     after_switch()
 
+
+    def _pass(self, m: Module, st: SimpleNamespace) -> None:
+        """The pass: a word issued a cycle (every other cycle on a single port), tile after
+        tile, the replay rewound for each, then the drain."""
+        replay, ff, fb = self.replay, self.ff_columns, self.fb_columns
+        count, tile, drain, issue, loaded = st.count, st.tile, st.drain, st.issue, st.loaded
+        tile_start, idle, feedback, last_tile = st.tile_start, st.idle, st.feedback, st.last_tile
+        ff_addr, fb_addr = st.ff_addr, st.fb_addr
         with m.FSM(name="pass"):
             with m.State("IDLE"):
                 m.d.comb += idle.eq(1)
@@ -487,5 +527,4 @@ class WeightPass(wiring.Component):
                 with m.If(drain == self.drain - 1):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
-        return m
 
