@@ -29,7 +29,7 @@ from rtl.program import PHASES
 from rtl.training_core import TrainingCore
 from sim.train_check import TrainingChecker, TrainingRun
 
-__all__ = ["CoreResult", "run_core", "run_training"]
+__all__ = ["CoreResult", "classify", "run_core", "run_training"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,22 @@ def _run(sim: Simulator, vcd, interrupted: list[int]) -> None:
         raise KeyboardInterrupt
 
 
+async def classify(ctx, core: Core, image) -> CoreResult:
+    """In an Amaranth testbench: one image into ``core``'s ``image`` stream, each pixel
+    held until taken, and the result record it answers with (``result.ready`` is the
+    caller's)."""
+    for value in image:
+        ctx.set(core.image.payload, int(value))
+        ctx.set(core.image.valid, 1)
+        await ctx.tick().until(core.image.ready)
+    ctx.set(core.image.valid, 0)
+    payload, = await ctx.tick().sample(core.result.payload).until(core.result.valid)
+    return CoreResult(label=int(payload.label),
+                      scores=tuple(int(payload.scores[k])
+                                   for k in range(core.model.config.num_classes)),
+                      cycles=int(payload.cycles))
+
+
 def run_core(core: Core, images: np.ndarray, *, progress: Callable[[int], None] | None = None,
              vcd: str | None = None,
              load: list[tuple[int, int, int]] | None = None) -> list[CoreResult]:
@@ -129,7 +145,6 @@ def run_core(core: Core, images: np.ndarray, *, progress: Callable[[int], None] 
     KeyboardInterrupt
         After Ctrl-C (or SIGTERM): the simulation ends after the image in flight.
     """
-    K = core.model.config.num_classes
     results: list[CoreResult] = []
     # Phase counts of finished inferences, in order; an inference finishes when the phase
     # returns to 0 (the result is offered), in the same cycle its record appears.
@@ -164,15 +179,7 @@ def run_core(core: Core, images: np.ndarray, *, progress: Callable[[int], None] 
                 # Ctrl-C: end here, between images, so that the simulator unwinds with
                 # no coroutine suspended inside it (see _interrupts_deferred).
                 return
-            for value in image:
-                ctx.set(core.image.payload, int(value))
-                ctx.set(core.image.valid, 1)
-                await ctx.tick().until(core.image.ready)
-            ctx.set(core.image.valid, 0)
-            payload, = await ctx.tick().sample(core.result.payload).until(core.result.valid)
-            results.append(CoreResult(label=int(payload.label),
-                                      scores=tuple(int(payload.scores[k]) for k in range(K)),
-                                      cycles=int(payload.cycles)))
+            results.append(await classify(ctx, core, image))
             if progress is not None:
                 progress(len(results))
         # One more cycle, so the phase process has seen the last result's too.

@@ -7,6 +7,8 @@ from typing import Any
 
 from amaranth.sim import Simulator
 
+from sim.amaranth_sim import classify as sim_classify
+
 __all__ = ["PERIOD", "get_array", "run_pipeline", "signed_range", "simulate", "unsigned_max"]
 
 #: The clock period given to every simulation (100 MHz; only cycle counts matter here).
@@ -70,13 +72,6 @@ def run_pipeline(dut: Any, inputs: list[dict[str, int]], outputs: tuple[str, ...
 
 async def classify(ctx: Any, core: Any, image) -> tuple[int, tuple[int, ...], int]:
     """One image into an :class:`rtl.core.Core`, its result record (label, scores,
-    cycles) out."""
-    K = core.model.config.num_classes
-    for value in image:
-        ctx.set(core.image.payload, int(value))
-        ctx.set(core.image.valid, 1)
-        await ctx.tick().until(core.image.ready)
-    ctx.set(core.image.valid, 0)
-    payload, = await ctx.tick().sample(core.result.payload).until(core.result.valid)
-    return (int(payload.label), tuple(int(payload.scores[k]) for k in range(K)),
-            int(payload.cycles))
+    cycles) out (:func:`sim.amaranth_sim.classify`, as a tuple)."""
+    result = await sim_classify(ctx, core, image)
+    return result.label, result.scores, result.cycles
