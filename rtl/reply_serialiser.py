@@ -146,9 +146,8 @@ class ReplySerialiser(wiring.Component):
         code = Const(ReplyFrame.ERROR.code, 8)
         for kind in short[:-1]:
             code = Mux(reply == kind, kind.code, code)
-        header = frame(code, [])
-        header[3] = Cat(is_error, Const(0, 7))     # the payload's length, low byte
-        frames.append((short, [*header, error_code], Mux(is_error, 6, 5)))
+        frames.append((short, [Const(SYNC, 8), code, self.tag, Cat(is_error, Const(0, 7)),
+                               Const(0, 8), error_code], Mux(is_error, 6, 5)))
         for kind in self.streamed:
             # The header only: the payload follows from the body stream.
             frames.append(((kind,), [Const(SYNC, 8), Const(kind.code, 8), self.tag,
