@@ -953,9 +953,10 @@ def _build_command(report: dict[str, Any]) -> str:
     seeds = [s["seed"] for s in report.get("seeds", [{"seed": report["seed"]}])]
     if min(seeds) != 1:
         command += f" --seed {min(seeds)}"
+    default = default_seeds(board)
     if training:
-        from ffcl_hw.flows.synth_training import TRAINING_SEEDS
-    if len(seeds) != (TRAINING_SEEDS if training else default_seeds(board)):
+        from ffcl_hw.flows.synth_training import TRAINING_SEEDS as default
+    if len(seeds) != default:
         command += f" --seeds {len(seeds)}"
     if training:
         # The training build fixes the rest (ffcl_hw.flows.synth_training) but where the
@@ -1003,7 +1004,7 @@ def design_space(reports: list[dict[str, Any]]) -> list[str]:
     header = ["board", "P", "G", "products", "weights", "Fmax MHz (seeds)", "logic cells",
               "multipliers", "cycles", "µs at Fmax", "µs at clock"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for key in sorted(best, key=lambda k: (k[0], k[1], k[2], k[3], k[4])):
+    for key in sorted(best, key=lambda k: k[:4]):
         r = best[key]
         cycles, fmax = r.get("cycles_per_inference"), r["fmax_mhz"]
         at_fmax = f"{cycles / fmax:.1f}" if cycles and fmax else "-"
