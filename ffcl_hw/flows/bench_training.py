@@ -14,8 +14,7 @@
   (:func:`rtl.training_estimate.estimate_training`: the steps overlapped as designed).
 - ``lane_utilization``: the core's W and V passes, busy lane-cycles over lane-cycles
   (``TrainingCore.pass_lane_utilization``: each layer's first shadow load, its tiles
-  back to back and one drain); the
-  design's in ``design.lane_utilization``.
+  back to back and one drain); the design's in ``design.lane_utilization``.
 - ``rv32im_instructions_per_sample`` and ``host_ns_per_sample``: the same integer step
   (golden/inttrain.c) on RV32IM and on the host, checked against ``IntTrainer``
   (:mod:`ffcl_hw.cpu.training`).
