@@ -36,11 +36,14 @@ MEMORY_BITS = {"spram": 4 * 16384 * SPRAM_WIDTH, "bram": 208 * 18432}
 
 CONFIGS = [
     # name, config, pixels 0..X, lanes, shared multipliers, memory, B_m. On SPRAM a word of
-    # P stored weights is at most 64 bits (TrainingCore refuses more): 8 lanes x 8 bits.
+    # P stored weights is at most 64 bits (TrainingCore refuses more): 8 lanes x 8 bits;
+    # one of at most 32 bits is kept in two banks, read a word a cycle: 4 lanes x 8 bits.
     ("digits FFDL 64-64 (iCEBreaker)", dict(algo="ffdl", input_size=64, hidden=(64, 64)),
      16, 8, True, "spram", 8),
     ("digits FFDL 64-64 (iCEBreaker, 4 lanes)",
      dict(algo="ffdl", input_size=64, hidden=(64, 64)), 16, 4, True, "spram", 16),
+    ("digits FFDL 64-64 (iCEBreaker, 4 lanes, two banks)",
+     dict(algo="ffdl", input_size=64, hidden=(64, 64)), 16, 4, True, "spram", 8),
     ("digits FFCL 64-64 T=3 (iCEBreaker)",
      dict(algo="ffcl", input_size=64, hidden=(64, 64), loops=3), 16, 8, True, "spram", 8),
     ("MNIST 14x14 FFDL 196-64-64 (iCEBreaker)",
@@ -115,17 +118,18 @@ def main() -> None:
           "the tiles back to back, each layer's first shadow load and drain included; "
           "tests/rtl/test_training_spram.py counts both "
           "in simulation), and its training cycles per sample:")
-    print("| P | B_m | SPRAM (one port) | block RAM (dual port) | SPRAM bound 64 / (2 P B_m) "
-          "| cycles per sample, SPRAM | block RAM |")
-    print("|---|---|---|---|---|---|---|")
+    print("| P | B_m | SPRAM banks | SPRAM | block RAM (dual port) | SPRAM bound "
+          "(one bank 64 / (2 P B_m), two 100 %) | cycles per sample, SPRAM | block RAM |")
+    print("|---|---|---|---|---|---|---|---|")
     digits = _model(ModelConfig(algo="ffdl", input_size=64, num_classes=10, hidden=(64, 64),
                                 theta=0.25), 16)
-    for lanes, store_bits in ((8, 8), (4, 16), (2, 16)):
+    for lanes, store_bits in ((8, 8), (4, 16), (4, 8), (2, 16)):
         rule = TrainRule(epochs=1, lr_shift=6, store_bits=store_bits)
         spram = TrainingCore(digits, rule, lanes=lanes, weights="spram")
         bram = TrainingCore(digits, rule, lanes=lanes)
-        bound = min(1.0, SPRAM_WORD_BITS / (2 * lanes * store_bits))
-        print(f"| {lanes} | {store_bits} | {spram.pass_lane_utilization():.1%} | "
+        banks = spram.core.memories.weight_store.banks
+        bound = 1.0 if banks == 2 else min(1.0, SPRAM_WORD_BITS / (2 * lanes * store_bits))
+        print(f"| {lanes} | {store_bits} | {banks} | {spram.pass_lane_utilization():.1%} | "
               f"{bram.pass_lane_utilization():.1%} | {bound:.0%} | "
               f"{spram.training_cycles():,} | {bram.training_cycles():,} |")
     print()

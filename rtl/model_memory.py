@@ -182,6 +182,11 @@ class ModelMemory(wiring.Component):
                 width=self.word_bits["weights"], depth=self.depth("weights"), kind="bram",
                 init=self._init("weights"), writable=weights == "loadable",
                 latency=self.weight_latency)
+        # The sequencer and the training passes time their reads by the program's
+        # latency: a store answering at another would feed them the wrong words.
+        if self.weight_store.latency != self.weight_latency:
+            raise RuntimeError(f"The weight store reads in {self.weight_store.latency} "
+                               f"cycles, the program expects {self.weight_latency}")
 
     @property
     def weight_latency(self) -> int:

@@ -146,11 +146,14 @@ class TrainingCore(wiring.Component):
         Where the stored weight words live (the core's ``Core(weights=...)``):
         ``"loadable"`` (default), dual-port block RAM initialised with the starting
         words, one word read and one written per cycle of the W and V passes;
-        ``"spram"``, iCE40 SPRAM (:class:`rtl.weight_store.WeightStore`): one port and
-        no initial contents (the starting words come in through ``load`` before the
-        first sample, :meth:`starting_loads`), so the passes read a word every other cycle
-        (:class:`rtl.weight_pass.WeightPass` with ``single_port``). A word of P x B_m
-        bits must fit the SPRAM's 64. Biases and label weights stay in block RAM.
+        ``"spram"``, iCE40 SPRAM (:class:`rtl.weight_store.WeightStore`): one port per
+        bank and no initial contents (the starting words come in through ``load`` before
+        the first sample, :meth:`starting_loads`). A word of P x B_m bits must fit the
+        UP5K's 64; one of at most 32 is kept in two banks (even and odd words), and the
+        passes read a word a cycle, each in its bank's slot, as on block RAM; a wider
+        one in one bank, and they read a word every other cycle
+        (:class:`rtl.weight_pass.WeightPass` with ``port="banked"`` or ``"single"``).
+        Biases and label weights stay in block RAM.
 
     Attributes
     ----------
@@ -264,7 +267,7 @@ class TrainingCore(wiring.Component):
                                       product_latency=SIDE_LATENCY if shared else None,
                                       operand_bits=SIDE_BITS,
                                       weight_latency=self.core.program.weight_latency,
-                                      single_port=weights == "spram")
+                                      port=self.core.memories.weight_store.port)
         self.bias_label = BiasLabelPass(model, rule)
         K = model.config.num_classes
         prog = self.core.program
@@ -342,14 +345,15 @@ class TrainingCore(wiring.Component):
         the loop the v of its feedback (each :meth:`rtl.input_scaler.InputScaler.cycles`:
         SQUARES n + 4, RSQRT its latency + 1, SCALE n + the scaler's latency + 2); WPASS
         (:meth:`rtl.weight_pass.WeightPass.cycles`: the first tile's shadow load P + 1,
-        the tiles back to back, n_in + N_src cycles each or, on SPRAM, which reads a word
-        every other cycle, 2 (n_in + N_src), unless the next tile's shadow load takes
-        longer, the last tile's reads, one drain of the weight store's latency, 2 or 3
-        deep, + lane latency + 1), and BU (2 N + lane latency + 3). FFCL with
-        loss_iterations 'last': the whole program of T iterations, then
-        one update per layer; with 'all', the program without layer 1's cache, held before
-        each iteration t + 1 for iteration t's updates (2 cycles more each: the held
-        FETCH and LABEL), the last iteration's after the result.
+        the tiles back to back, n_in + N_src cycles each or, on one SPRAM bank, which
+        reads a word every other cycle, 2 (n_in + N_src), unless the next tile's shadow
+        load takes longer, the last tile's reads, one drain of the weight store's
+        latency, 2 or 3 deep, + lane latency + 1; on two SPRAM banks a cycle more for
+        each run of words that starts out of its bank's slot), and BU (2 N + lane
+        latency + 3). FFCL with loss_iterations 'last': the whole program of T
+        iterations, then one update per layer; with 'all', the program without layer
+        1's cache, held before each iteration t + 1 for iteration t's updates (2 cycles
+        more each: the held FETCH and LABEL), the last iteration's after the result.
         """
         config = self.model.config
         update = 0
@@ -360,7 +364,7 @@ class TrainingCore(wiring.Component):
             v = ((InputScaler.cycles(n_in) if i else 0)
                  + (InputScaler.cycles(n_src) if n_src else 0))
             update += max(words, self.scan.cycles(n), v)            # PREPARE
-            update += self.weight_pass.cycles(n, n_in + n_src)      # WPASS
+            update += self._pass_cycles(i)                         # WPASS
             update += self.bias_label.cycles(n)                     # BU
         # Between iterations: the cycle the sequencer is held in FETCH, LABEL, the
         # updates, and the cycle the engine lets it go.
@@ -378,8 +382,16 @@ class TrainingCore(wiring.Component):
         for i, n in enumerate(config.hidden):
             columns = (config.input_size if i == 0 else config.hidden[i - 1]) + self.n_src[i]
             entries += n * columns
-            cycles += self.weight_pass.cycles(n, columns)
+            cycles += self._pass_cycles(i)
         return entries / (self.lanes * cycles)
+
+    def _pass_cycles(self, layer: int) -> int:
+        """:meth:`rtl.weight_pass.WeightPass.cycles` of ``layer``'s W and V words."""
+        config = self.model.config
+        op = [op for op in self.core.program.ops if op.kind.name == "LAYER"][layer]
+        n_in = config.input_size if layer == 0 else config.hidden[layer - 1]
+        return self.weight_pass.cycles(config.hidden[layer], n_in, self.n_src[layer],
+                                       ff_base=op.ff_wbase, fb_base=op.fb_wbase)
 
     def elaborate(self, platform) -> Module:
         m = Module()

@@ -31,7 +31,7 @@ from rtl.program import (
 )
 from rtl.update_lane import UpdateLane
 from rtl.weight_pass import read_cycles
-from rtl.weight_store import SPRAM_WORD_BITS, WeightStore, check_spram_word
+from rtl.weight_store import SPRAM_WORD_BITS, WeightStore, check_spram_word, store_port
 
 __all__ = ["MEMORY_KINDS", "RMW_DRAIN", "SPRAM_BITS_PER_CYCLE", "TrainingEstimate",
            "estimate_training"]
@@ -44,7 +44,8 @@ RMW_DRAIN = WeightStore.LATENCY + OPERAND_STAGES + UpdateLane.latency_for(None)
 SPRAM_BITS_PER_CYCLE = SPRAM_WORD_BITS
 #: Where the stored weights live: dual-port block RAM (one word read and one written per
 #: cycle) or the UP5K's single-port SPRAM (one word of at most 64 bits a cycle, read or
-#: written: the built engine reads every other cycle, rtl.weight_pass).
+#: written: the built engine reads every other cycle; a word of at most 32 bits in two
+#: banks, one read and one written a cycle, rtl.weight_pass).
 MEMORY_KINDS = ("bram", "spram")
 
 
@@ -92,8 +93,9 @@ def estimate_training(model: IntModel, *, lanes: int, label_lanes: int | None = 
         The core's configuration, as :func:`rtl.program.build_program` takes it.
     memory : {"bram", "spram"}
         Where the stored weights live (:data:`MEMORY_KINDS`). ``"spram"`` follows the
-        built engine (``TrainingCore(weights="spram")``): a word of P stored weights
-        (at most 64 bits) read every other cycle and written in the others.
+        built engine (``TrainingCore(weights="spram")``): a word of P stored weights (at
+        most 64 bits) read every other cycle and written in the others, or, at most 32
+        bits, in two banks: read every cycle in its bank's slot.
     store_bits : int
         B_m, the width of a stored weight.
 
@@ -110,6 +112,7 @@ def estimate_training(model: IntModel, *, lanes: int, label_lanes: int | None = 
                          weight_bits=model.fmt.weight_bits)
     config = model.config
     program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
+    port = store_port("bram" if memory == "bram" else "spram", lanes * store_bits)
     # With shared multipliers the learning signal borrows the lanes' too.
     gap = LearningSignalUnit.gap_for(SIDE_LATENCY if shared else None)
     rmw_drain = RMW_DRAIN + program.weight_latency - WeightStore.LATENCY
@@ -137,12 +140,11 @@ def estimate_training(model: IntModel, *, lanes: int, label_lanes: int | None = 
         # The built pass's schedule (rtl.weight_pass): the tiles back to back, each next
         # tile's d and rho loaded while the current one runs. Dual port: one word read
         # and one written per cycle. Single-port SPRAM: a word read every other cycle,
-        # written in the others. The first tile's shadow load, which the built engine
-        # runs after PREPARE, is taken as overlapped with the learning signal (the
-        # errors come out in neuron order).
-        pass_cycles = read_cycles(lanes, n, n_in + n_src,
-                                  weight_latency=program.weight_latency,
-                                  single_port=memory == "spram")
+        # written in the others; two banks: each word read in its bank's slot. The first
+        # tile's shadow load, which the built engine runs after PREPARE, is taken as
+        # overlapped with the learning signal (the errors come out in neuron order).
+        pass_cycles = read_cycles(lanes, n, n_in, n_src, weight_latency=program.weight_latency,
+                                  port=port, ff_base=op.ff_wbase, fb_base=op.fb_wbase)
         # b and U (one word per neuron, v = 1, no multiplier) run beside the W pass on
         # their own memories' ports; they only count if longer.
         small = max(0, 2 * n - pass_cycles)

@@ -23,8 +23,8 @@ last read. Only the first tile waits for a whole shadow load (:attr:`shadow_load
 tile of fewer columns than a shadow load takes waits for it (:attr:`load_interval`); the
 drain is paid once per layer (:meth:`WeightPass.cycles`).
 
-On a single-port store (iCE40 SPRAM, ``single_port``) a cycle reads or writes. The pass
-then reads a word every other cycle: the read issued in pass cycle 2 i reaches the
+On a single-port store (iCE40 SPRAM in one bank, ``port="single"``) a cycle reads or
+writes. The pass then reads a word every other cycle: the read issued in pass cycle 2 i reaches the
 memory in cycle 2 i + 1 (the store's address register) and its word is written in cycle
 2 i + :attr:`WeightPass.write_delay`, an even number (2 + 6), so reads take the odd
 cycles and writes the even ones: the port is busy in every cycle of the pass, each word
@@ -33,6 +33,16 @@ allows whatever the schedule). The slots run from the layer's first read to its 
 across the tiles (a tile that waits for its shadow waits an even number of cycles).
 Bursts of write_delay - 1 reads, then as many cycles for their writes, would be as fast
 in the steady state but end the layer with a longer tail.
+
+On two SPRAM banks (even and odd addresses, ``port="banked"``) a cycle may read one bank
+and write the other. The pass cycles alternate between the banks' *slots*: a word is
+read only in a cycle of its bank's slot (even words in the pass's even cycles, counted
+from ``run``, odd words in the odd ones), so a run of consecutive words is read one a
+cycle, and a word that breaks the alternation (the first of a layer, of its V columns,
+of a tile, or after a wait) waits at most a cycle. Its write comes write_delay cycles
+later, an even number, in a cycle of the other bank's slot: a read never meets a write
+of its bank, whatever the words, and the lanes are busy in nearly every cycle, as on
+block RAM (:func:`banked_read_cycles`).
 """
 
 from __future__ import annotations
@@ -52,9 +62,10 @@ from rtl.lfsr import WordGenerator
 from rtl.params import check_positive_int
 from rtl.resources import Product
 from rtl.update_lane import STORED_KINDS, UpdateLane
-from rtl.weight_store import WeightStore
+from rtl.weight_store import PORTS, WeightStore
 
-__all__ = ["SHIFT_SHAPE", "WeightPass", "load_interval", "read_cycles", "tile_cycles"]
+__all__ = ["SHIFT_SHAPE", "WeightPass", "banked_read_cycles", "load_interval", "read_cycles",
+           "tile_cycles"]
 
 #: An update shift k as the passes take it: every k an UpdateLane accepts (-64..32).
 SHIFT_SHAPE = signed(8)
@@ -64,33 +75,71 @@ def _width(depth: int) -> int:
     return Shape.cast(range(max(2, depth))).width
 
 
-def load_interval(lanes: int, *, weight_latency: int, single_port: bool) -> int:
+def _check_port(port: str) -> str:
+    if port not in PORTS:
+        raise ValueError(f"Port must be one of {', '.join(PORTS)}, not {port!r}")
+    return port
+
+
+def load_interval(lanes: int, *, weight_latency: int, port: str) -> int:
     """Fewest cycles from a tile's first read to the next tile's: the next tile's shadow
     load starts with this tile's bank switch (``weight_latency - 1`` cycles after its
     first read) and takes P = ``lanes`` cycles; on a single port rounded up to even, so
-    reads keep their slots."""
+    reads keep their slots (two banks align each read to its slot instead,
+    :func:`banked_read_cycles`)."""
     interval = weight_latency - 1 + lanes
-    return interval + interval % 2 if single_port else interval
+    return interval + interval % 2 if _check_port(port) == "single" else interval
 
 
-def tile_cycles(lanes: int, columns: int, *, weight_latency: int, single_port: bool) -> int:
-    """Cycles from a tile's first read to the next tile's: its ``columns`` reads back to
-    back (one a cycle, or every other cycle on a single port), unless the next tile's
-    shadow load takes longer (:func:`load_interval`)."""
-    reads = 2 * columns if single_port else columns
-    return max(reads, load_interval(lanes, weight_latency=weight_latency,
-                                    single_port=single_port))
+def tile_cycles(lanes: int, columns: int, *, weight_latency: int, port: str) -> int:
+    """Cycles from a tile's first read to the next tile's on a ``"dual"`` or ``"single"``
+    port: its ``columns`` reads back to back (one a cycle, or every other cycle on a
+    single port), unless the next tile's shadow load takes longer (:func:`load_interval`)."""
+    reads = 2 * columns if _check_port(port) == "single" else columns
+    return max(reads, load_interval(lanes, weight_latency=weight_latency, port=port))
 
 
-def read_cycles(lanes: int, neurons: int, columns: int, *, weight_latency: int,
-                single_port: bool) -> int:
-    """Cycles from a layer's first read to its last (both counted): the tiles back to
-    back (:func:`tile_cycles`), the last one's ``columns`` reads (on a single port
-    2 ``columns`` - 1 cycles)."""
+def banked_read_cycles(lanes: int, neurons: int, ff_columns: int, fb_columns: int = 0, *,
+                       weight_latency: int, ff_base: int = 0, fb_base: int = 0) -> int:
+    """:func:`read_cycles` on two banks: the tiles' runs of consecutive words (tile tau's
+    W words from ``ff_base`` + tau ``ff_columns``, its V words from ``fb_base`` + tau
+    ``fb_columns``), each starting in its first word's slot (the pass's cycle c, counted
+    from ``run`` at 0, is the slot of the words of parity (c - 1) mod 2), a tile no
+    sooner than :func:`load_interval` after the one before. The earliest first read is
+    in cycle P + 1 (:attr:`WeightPass.shadow_load`): cycles from it to the last read."""
+    interval = load_interval(lanes, weight_latency=weight_latency, port="banked")
+    earliest = cycle = lanes + 1
+    last = cycle
+    for tile in range(-(-neurons // lanes)):
+        first = None
+        for base, length in ((ff_base + tile * ff_columns, ff_columns),
+                             (fb_base + tile * fb_columns, fb_columns)):
+            if not length:
+                continue
+            cycle += (cycle - 1 - base) % 2                  # the word's slot
+            first = cycle if first is None else first
+            cycle += length
+        last = cycle - 1
+        cycle = max(cycle, first + interval)                # the next tile's shadow
+    return last - earliest + 1
+
+
+def read_cycles(lanes: int, neurons: int, ff_columns: int, fb_columns: int = 0, *,
+                weight_latency: int, port: str, ff_base: int = 0, fb_base: int = 0) -> int:
+    """Cycles from a layer's first read to its last (both counted) over ``ff_columns`` W
+    and ``fb_columns`` V words a tile: the tiles back to back (:func:`tile_cycles`), the
+    last one's reads (on a single port 2 columns - 1 cycles); on two banks from the
+    earliest first read, by :func:`banked_read_cycles` (the only one the words'
+    addresses ``ff_base`` and ``fb_base`` matter to)."""
+    if _check_port(port) == "banked":
+        return banked_read_cycles(lanes, neurons, ff_columns, fb_columns,
+                                  weight_latency=weight_latency, ff_base=ff_base,
+                                  fb_base=fb_base)
+    columns = ff_columns + fb_columns
     tiles = -(-neurons // lanes)
-    last = 2 * columns - 1 if single_port else columns
+    last = 2 * columns - 1 if port == "single" else columns
     return (tiles - 1) * tile_cycles(lanes, columns, weight_latency=weight_latency,
-                                     single_port=single_port) + last
+                                     port=port) + last
 
 
 class WeightPass(wiring.Component):
@@ -116,10 +165,12 @@ class WeightPass(wiring.Component):
         Cycles from ``weights.addr`` to ``weights.data``: the weight store's latency
         (:attr:`rtl.program.Program.weight_latency`; default
         :data:`rtl.weight_store.WeightStore.LATENCY`).
-    single_port : bool, optional
-        The weight store reads or writes in a cycle, never both (``WeightStore`` of kind
-        ``"spram"``): a word is read every other cycle (module docstring). Default False:
-        a word read and another written every cycle (dual-port block RAM).
+    port : {"dual", "single", "banked"}, optional
+        What a cycle of the weight store may do (:attr:`rtl.weight_store.WeightStore.port`):
+        ``"dual"`` (the default, block RAM) a word read and another written every cycle;
+        ``"single"`` (one SPRAM bank) a read or a write, so a word is read every other
+        cycle; ``"banked"`` (two SPRAM banks) a read of one bank and a write of the
+        other, each word read in its bank's slot (module docstring).
 
     The P :class:`rtl.update_lane.UpdateLane` and the replay generator (a
     :class:`rtl.lfsr.WordGenerator` without seeding, ``restore``d to kappa^W_1 at every
@@ -164,8 +215,7 @@ class WeightPass(wiring.Component):
 
     def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int, words: int,
                  product_latency: int | None = None, operand_bits: int = 16,
-                 weight_latency: int = WeightStore.LATENCY,
-                 single_port: bool = False) -> None:
+                 weight_latency: int = WeightStore.LATENCY, port: str = "dual") -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -178,9 +228,7 @@ class WeightPass(wiring.Component):
             raise ValueError(f"Weight latency must be {WeightStore.LATENCY} or "
                              f"{WeightStore.DEEP_LATENCY}, not {weight_latency!r}")
         self.weight_latency = weight_latency
-        if not isinstance(single_port, bool):
-            raise TypeError(f"Single port must be True or False, not {single_port!r}")
-        self.single_port = single_port
+        self.port = _check_port(port)
         config, fmt = model.config, model.fmt
         hidden = config.hidden
         self.max_columns = max(config.input_size, *hidden)
@@ -222,11 +270,12 @@ class WeightPass(wiring.Component):
         })
         self.replay = WordGenerator(offset=0, seed_bits=0)
         # The read of pass cycle c meets the memory in cycle c + weight_latency - 1, its
-        # write comes in cycle c + write_delay: reads on even cycles miss the writes only
-        # if those two are an odd number of cycles apart.
-        if single_port and (self.write_delay - self.weight_latency + 1) % 2 == 0:
-            raise RuntimeError(f"A single-port pass reads every other cycle and needs an "
-                               f"odd distance from a read to a write, not "
+        # write comes in cycle c + write_delay: reads on even cycles (or in their bank's
+        # slots) miss the writes (of their bank) only if those two are an odd number of
+        # cycles apart.
+        if port != "dual" and (self.write_delay - self.weight_latency + 1) % 2 == 0:
+            raise RuntimeError(f"A {port} pass reads in every other cycle's slot and needs "
+                               f"an odd distance from a read to a write, not "
                                f"{self.write_delay - self.weight_latency + 1}")
 
     def products(self) -> list[Product]:
@@ -262,26 +311,30 @@ class WeightPass(wiring.Component):
     @property
     def load_interval(self) -> int:
         """Fewest cycles from a tile's first read to the next tile's (:func:`load_interval`)."""
-        return load_interval(self.P, weight_latency=self.weight_latency,
-                             single_port=self.single_port)
+        return load_interval(self.P, weight_latency=self.weight_latency, port=self.port)
 
     def pass_cycles(self, columns: int) -> int:
         """Cycles from a tile's first read to its last over ``columns`` words: one a
-        cycle, or on a single port one every other cycle."""
-        return 2 * columns - 1 if self.single_port else columns
+        cycle, or on a single port one every other cycle (on two banks, one a cycle
+        once in its slot)."""
+        return 2 * columns - 1 if self.port == "single" else columns
 
     def tile_cycles(self, columns: int) -> int:
-        """Cycles from a tile's first read to the next tile's (:func:`tile_cycles`)."""
+        """Cycles from a tile's first read to the next tile's (:func:`tile_cycles`; on
+        two banks without the slots' waits, which :meth:`cycles` counts)."""
         return tile_cycles(self.P, columns, weight_latency=self.weight_latency,
-                           single_port=self.single_port)
+                           port="dual" if self.port == "banked" else self.port)
 
-    def cycles(self, neurons: int, columns: int) -> int:
-        """Cycles of the step for a layer of ``neurons`` over ``columns`` columns: the
-        first tile's shadow load, the tiles back to back, the last tile's pass and the
-        drain (module docstring)."""
+    def cycles(self, neurons: int, ff_columns: int, fb_columns: int = 0, *,
+               ff_base: int = 0, fb_base: int = 0) -> int:
+        """Cycles of the step for a layer of ``neurons`` over ``ff_columns`` W and
+        ``fb_columns`` V columns (their first words at ``ff_base`` and ``fb_base``,
+        which only two banks' slots depend on): the first tile's shadow load, the
+        tiles back to back, the last tile's pass and the drain (module docstring)."""
         return (self.shadow_load
-                + read_cycles(self.P, neurons, columns, weight_latency=self.weight_latency,
-                              single_port=self.single_port)
+                + read_cycles(self.P, neurons, ff_columns, fb_columns,
+                              weight_latency=self.weight_latency, port=self.port,
+                              ff_base=ff_base, fb_base=fb_base)
                 + self.drain)
 
     def elaborate(self, platform) -> Module:
@@ -481,17 +534,27 @@ class WeightPass(wiring.Component):
         count, tile, drain, issue, loaded = st.count, st.tile, st.drain, st.issue, st.loaded
         tile_start, idle, feedback, last_tile = st.tile_start, st.idle, st.feedback, st.last_tile
         ff_addr, fb_addr = st.ff_addr, st.fb_addr
+        # Two banks: the slot of the pass's cycle c is words of parity (c - 1) mod 2.
+        slot = Signal() if self.port == "banked" else None
         with m.FSM(name="pass"):
             with m.State("IDLE"):
                 m.d.comb += idle.eq(1)
                 with m.If(self.run):
                     m.d.sync += [count.eq(0), tile.eq(0), ff_addr.eq(self.ff_base),
                                  fb_addr.eq(self.fb_base)]
+                    if self.port == "banked":
+                        m.d.sync += slot.eq(0)
                     m.next = "PASS"
             with m.State("PASS"):
+                if self.port == "banked":
+                    m.d.sync += slot.eq(~slot)
                 # A tile's first word waits for its shadow load; then a word per cycle.
                 can_issue = (count != 0) | loaded
-                if self.single_port:
+                if self.port == "banked":
+                    # Two banks: a word is read in its bank's slot, the pass's cycles
+                    # alternating from run on (module docstring).
+                    m.d.comb += issue.eq(can_issue & (self.weights.addr[0] == slot))
+                elif self.port == "single":
                     # One port: every other cycle is a write's (module docstring), from
                     # the layer's first read on, so a tile that waited for its shadow
                     # keeps the slots.
@@ -519,7 +582,7 @@ class WeightPass(wiring.Component):
                         m.d.sync += [count.eq(0), tile.eq(tile + 1)]
                         with m.If(last_tile):
                             m.d.sync += drain.eq(0)
-                            if self.single_port:
+                            if self.port == "single":
                                 m.d.sync += write_slot.eq(0)
                             m.next = "DRAIN"
             with m.State("DRAIN"):

@@ -24,7 +24,12 @@ below; and an optional write port for run-time loads):
   held MNIST 784-256-256's 9-lane training build (30,160 words) to 61 MHz. Simulation has
   the same parts and registers, so the latency is the same everywhere.
 - ``"spram"``: the iCE40 UP5K's single-port RAMs, 16K x 16 bits each, side by side: four
-  deliver 64 bits a cycle, exactly the 8 int8 weights 8 MAC lanes consume. SPRAM is not
+  deliver 64 bits a cycle, exactly the 8 int8 weights 8 MAC lanes consume. A word of at
+  most 32 bits is kept in two *banks* (:func:`spram_banks`), even addresses in one and odd
+  in the other, each its own SPRAMs side by side: a cycle may then read a word in one
+  bank and write another in the other, which the training core's W and V passes use to
+  read and write every cycle (:class:`rtl.weight_pass.WeightPass`, ``port="banked"``;
+  one bank of 64 bits lets them read only every other cycle). SPRAM is not
   initialised at configuration, so this mapping is always writable and starts empty: the
   board loads the weights through its host link. Elaborated for iCE40 synthesis (a
   platform for which :func:`rtl.board.fpga_family` gives ``"ice40"``, e.g. iCEBreaker's) it
@@ -39,10 +44,11 @@ ADDRESS; with WREN high it writes DATAIN there and its DATAOUT register takes no
 (Yosys's simulation model of the cell, share/ice40/cells_sim.v, sets it to x). The
 hardware mapping gives the write the address (the read of that cycle is lost); the
 simulation model returns :data:`SPRAM_POISON` (all ones) for the read whose address
-meets the memory in a write cycle, so a schedule that overlaps a read with a write
-gives wrong words in the tests, as it would on the board. The inference core writes
-only while idle, when it reads nothing; the training core's W and V passes read and
-write on alternate cycles (:class:`rtl.weight_pass.WeightPass` with ``single_port``).
+meets its bank in a write cycle of that bank, so a schedule that overlaps a read with a
+write of the same bank gives wrong words in the tests, as it would on the board. The
+inference core writes only while idle, when it reads nothing; the training core's W and
+V passes read and write on alternate cycles on one bank (``port="single"``) and read one
+bank while writing the other on two (``port="banked"``), :attr:`WeightStore.port`.
 """
 
 from __future__ import annotations
@@ -58,10 +64,10 @@ from rtl.board import fpga_family
 from rtl.params import check_positive_int
 from rtl.replica import REPLICA_PREFIX, RegisterCopy
 
-__all__ = ["BRAM_SHAPES", "PART_DEPTH", "SLICED_FAMILIES", "SLICES_PER_COPY", "SPRAM_DEPTH",
-           "SPRAM_POISON", "SPRAM_WIDTH", "SPRAM_WORD_BITS", "WEIGHT_STORE_KINDS",
-           "WeightStore", "bram_slices", "check_spram_word", "spram_blocks",
-           "weight_store_latency"]
+__all__ = ["BRAM_SHAPES", "PART_DEPTH", "PORTS", "SLICED_FAMILIES", "SLICES_PER_COPY",
+           "SPRAM_DEPTH", "SPRAM_POISON", "SPRAM_WIDTH", "SPRAM_WORD_BITS",
+           "WEIGHT_STORE_KINDS", "WeightStore", "bram_slices", "check_spram_word",
+           "spram_banks", "spram_blocks", "store_port", "weight_store_latency"]
 
 #: Mappings of the weight store.
 WEIGHT_STORE_KINDS = ("bram", "spram")
@@ -94,24 +100,55 @@ def weight_store_latency(depth: int) -> int:
     return 2 if depth <= PART_DEPTH else 3
 
 
+#: How a store's cycles may be shared by a read and a write (what the training core's W
+#: and V passes schedule, :class:`rtl.weight_pass.WeightPass`): ``"dual"``, a read and a
+#: write in every cycle (block RAM); ``"single"``, one or the other (one SPRAM bank);
+#: ``"banked"``, a read of one bank and a write of the other (two SPRAM banks, by the
+#: address's lowest bit).
+PORTS = ("dual", "single", "banked")
+
+
+def spram_banks(width: int) -> int:
+    """Banks of an SPRAM weight store of ``width``-bit words: 2 (even and odd addresses)
+    when two of them fit the UP5K's SPRAMs side by side, i.e. at most
+    :data:`SPRAM_WORD_BITS` / 2 bits, else 1."""
+    check_positive_int("Weight word width", width)
+    return 2 if width <= SPRAM_WORD_BITS // 2 else 1
+
+
+def store_port(kind: str, width: int) -> str:
+    """The :data:`PORTS` kind of a weight store of ``kind`` and ``width``-bit words."""
+    if kind not in WEIGHT_STORE_KINDS:
+        raise ValueError(f"Weight store kind must be one of "
+                         f"{', '.join(WEIGHT_STORE_KINDS)}, not {kind!r}")
+    if kind == "bram":
+        return "dual"
+    return "banked" if spram_banks(width) == 2 else "single"
+
+
 def spram_blocks(*, width: int, depth: int) -> int:
-    """SB_SPRAM256KA blocks a ``depth`` x ``width`` weight store takes (side by side).
+    """SB_SPRAM256KA blocks a ``depth`` x ``width`` weight store takes: its
+    :func:`spram_banks`, each of ``width`` / 16 SPRAMs side by side.
 
     Raises
     ------
     ValueError
-        If the store is deeper than one SPRAM or wider than the UP5K's four together.
+        If the store is deeper than one SPRAM (16,384 words, with one bank or two) or
+        wider than the UP5K's four SPRAMs together.
     """
     check_positive_int("Weight word width", width)
     check_positive_int("Weight store depth", depth)
-    if depth > SPRAM_DEPTH:
-        raise ValueError(f"An SPRAM weight store holds at most {SPRAM_DEPTH} words, "
-                         f"not {depth}")
     blocks = -(-width // SPRAM_WIDTH)
     if blocks > _UP5K_SPRAMS:
         raise ValueError(f"An SPRAM weight word is at most {SPRAM_WORD_BITS} bits "
                          f"(four SPRAMs side by side), not {width}")
-    return blocks
+    # Two banks would hold twice the words, but a store deeper than one SPRAM would
+    # read with the deep store's latency (rtl.program's weight_latency follows the word
+    # count): the banks are for bandwidth only.
+    if depth > SPRAM_DEPTH:
+        raise ValueError(f"An SPRAM weight store holds at most {SPRAM_DEPTH} words, "
+                         f"not {depth}")
+    return spram_banks(width) * blocks
 
 
 def check_spram_word(*, lanes: int, store_bits: int, weight_bits: int) -> None:
@@ -185,9 +222,9 @@ class WeightStore(wiring.Component):
         Initial words; ``"bram"`` only (SPRAM comes up uninitialised).
     writable : bool
         Give the store a write port. ``"spram"`` is always writable, and a cycle that
-        writes returns no word: the read whose address reaches the memory in that cycle
-        (the one given :attr:`latency` - 1 cycles before) gives :data:`SPRAM_POISON` in
-        simulation, and is lost on the board (module docstring).
+        writes a bank returns no word of it: the read whose address reaches that bank in
+        that cycle (the one given :attr:`latency` - 1 cycles before) gives
+        :data:`SPRAM_POISON` in simulation, and is lost on the board (module docstring).
     latency : {2, 3}
         Cycles from ``read.addr`` to ``read.data`` (:func:`weight_store_latency` of the
         depth is the one that meets timing): 3 adds a register after each part of at most
@@ -195,6 +232,10 @@ class WeightStore(wiring.Component):
 
     Attributes
     ----------
+    banks : int
+        ``"spram"``: its banks (:func:`spram_banks`); ``"bram"``: 1.
+    port : str
+        What a cycle may do (:data:`PORTS`, :func:`store_port`).
     simulated : amaranth.hdl.MemoryData or None
         ``"spram"`` only: the contents of the simulation model (the memory elaborated
         without an iCE40 platform), empty at reset like the SPRAM; a testbench may write
@@ -231,6 +272,8 @@ class WeightStore(wiring.Component):
                                  "empty at configuration); load the weights instead")
             self.blocks = spram_blocks(width=width, depth=depth)
             writable = True
+        self.banks = spram_banks(width) if kind == "spram" else 1
+        self.port = store_port(kind, width)
         if len(init) > depth:
             raise ValueError(f"Weight store initial contents must have at most {depth} "
                              f"words, not {len(init)}")
@@ -269,23 +312,7 @@ class WeightStore(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         if self.kind == "spram" and fpga_family(platform) == "ice40":
-            # One address for both directions: writes happen only while nothing is read.
-            addr = Signal(14)
-            [read_addr] = self._read_addresses(m, 1)
-            m.d.comb += addr.eq(Mux(self.write.en, self.write.addr, read_addr))
-            for i in range(self.blocks):
-                lo, hi = i * SPRAM_WIDTH, min((i + 1) * SPRAM_WIDTH, self.width)
-                data_in, data_out = Signal(SPRAM_WIDTH, name=f"din_{i}"), \
-                    Signal(SPRAM_WIDTH, name=f"dout_{i}")
-                m.d.comb += [data_in.eq(self.write.data[lo:hi]),
-                             self.read.data[lo:hi].eq(data_out)]
-                m.submodules[f"spram_{i}"] = Instance(
-                    "SB_SPRAM256KA",
-                    i_ADDRESS=addr, i_DATAIN=data_in, i_MASKWREN=0b1111,
-                    i_WREN=self.write.en, i_CHIPSELECT=1, i_CLOCK=ClockSignal("sync"),
-                    # Awake and powered (POWEROFF is active low).
-                    i_STANDBY=0, i_SLEEP=0, i_POWEROFF=1,
-                    o_DATAOUT=data_out)
+            self._sprams(m)
             return m
         if self.kind == "spram":
             self._single_port(m)
@@ -314,16 +341,61 @@ class WeightStore(wiring.Component):
                              write.en.eq(self.write.en)]
         return m
 
+    def _sprams(self, m: Module) -> None:
+        """The SB_SPRAM256KA instances: per bank, its blocks side by side, one address for
+        both directions (the write's while it writes that bank, else the read's); the
+        word out is the bank the read address named a cycle before."""
+        [read_addr] = self._read_addresses(m, 1)
+        per_bank = self.blocks // self.banks
+        # Two banks: the address's lowest bit picks the bank, the rest the word in it.
+        bank_bits = self.banks.bit_length() - 1
+        outputs = []
+        for b in range(self.banks):
+            # One bank keeps the names (and the netlist) of the store before the banks.
+            suffix = f"_{b}" if bank_bits else ""
+            if bank_bits:
+                writes = self.write.en & (self.write.addr[0] == b)
+                rows = (self.write.addr[1:], read_addr[1:])
+                word = Signal(self.width, name=f"bank_{b}")
+            else:
+                writes, rows, word = self.write.en, (self.write.addr, read_addr), self.read.data
+            addr = Signal(14, name=f"addr{suffix}")
+            m.d.comb += addr.eq(Mux(writes, *rows))
+            for i in range(per_bank):
+                lo, hi = i * SPRAM_WIDTH, min((i + 1) * SPRAM_WIDTH, self.width)
+                data_in, data_out = Signal(SPRAM_WIDTH, name=f"din{suffix}_{i}"), \
+                    Signal(SPRAM_WIDTH, name=f"dout{suffix}_{i}")
+                m.d.comb += [data_in.eq(self.write.data[lo:hi]), word[lo:hi].eq(data_out)]
+                m.submodules[f"spram_{b * per_bank + i}"] = Instance(
+                    "SB_SPRAM256KA",
+                    i_ADDRESS=addr, i_DATAIN=data_in, i_MASKWREN=0b1111,
+                    i_WREN=writes, i_CHIPSELECT=1, i_CLOCK=ClockSignal("sync"),
+                    # Awake and powered (POWEROFF is active low).
+                    i_STANDBY=0, i_SLEEP=0, i_POWEROFF=1,
+                    o_DATAOUT=data_out)
+            outputs.append(word)
+        if self.banks == 1:
+            return
+        # DATAOUT follows ADDRESS by a clock: so does the bank choice.
+        bank = Signal(name="read_bank")
+        m.d.sync += bank.eq(read_addr[0])
+        m.d.comb += self.read.data.eq(Mux(bank, outputs[1], outputs[0]))
+
     def _single_port(self, m: Module) -> None:
         """The SPRAM's simulation model: one memory (:attr:`simulated`) read at the
-        registered address, whose read in a cycle that writes is :data:`SPRAM_POISON`."""
+        registered address, whose read meeting a write of its bank (the only bank, or
+        the one the address's lowest bit names) is :data:`SPRAM_POISON`."""
         [read_addr] = self._read_addresses(m, 1)
         m.submodules.spram = mem = memory.Memory(data=self.simulated)
         read, write = mem.read_port(), mem.write_port()
         # The SPRAM's DATAOUT takes no word in a write cycle: the read answered in the
-        # next cycle is poison, not the old or the new word.
+        # next cycle is poison, not the old or the new word. With two banks only a write
+        # of the read's bank does that.
+        collides = self.write.en
+        if self.banks == 2:
+            collides = self.write.en & (self.write.addr[0] == read_addr[0])
         wrote = Signal()
-        m.d.sync += wrote.eq(self.write.en)
+        m.d.sync += wrote.eq(collides)
         m.d.comb += [read.addr.eq(read_addr),
                      write.addr.eq(self.write.addr), write.data.eq(self.write.data),
                      write.en.eq(self.write.en),

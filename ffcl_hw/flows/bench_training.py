@@ -5,11 +5,11 @@
   ``TrainingCore(model, rule, lanes=P, weights=W).training_cycles()``
   (tests/rtl/test_training_core.py and test_training_spram.py hold it equal to the
   counter; the bench does not simulate the training core), its weights in the board's
-  memory (``"spram"`` on a board with SPRAM, single port: a word every other cycle;
-  block RAM otherwise), update lanes on the MAC lanes' multipliers (the same cycles as
-  their own), its steps one after another (the tiles of a W/V pass back to back). A
-  model it cannot train there (an SPRAM word wider than 64 bits) gets ``None`` and the
-  reason.
+  memory (``"spram"`` on a board with SPRAM, single port: a word every other cycle, or
+  a word a cycle in two banks when it is at most 32 bits; block RAM otherwise), update
+  lanes on the MAC lanes' multipliers (the same cycles as their own), its steps one
+  after another (the tiles of a W/V pass back to back). A model it cannot train there
+  (an SPRAM word wider than 64 bits) gets ``None`` and the reason.
 - ``ideal_cycles``: the design's figure for the run's configuration and board memory
   (:func:`rtl.training_estimate.estimate_training`: the steps overlapped as designed).
 - ``lane_utilization``: the core's W and V passes, busy lane-cycles over lane-cycles
@@ -118,9 +118,10 @@ def _accelerator(model: IntModel, rule: TrainRule, lanes: int, memory: str) -> d
         "how": "TrainingCore(model, rule, lanes=P, weights=W).training_cycles(): the closed "
                "form of the training core's counter, which tests/rtl/test_training_core.py "
                "and test_training_spram.py hold equal to it; the weights in the board's "
-               "memory (block RAM, or SPRAM on the iCE40 UP5K: single port), update lanes "
-               "on the MAC lanes' multipliers, every label per cycle, its steps one after "
-               "another (the tiles of a pass back to back); not simulated here",
+               "memory (block RAM, or SPRAM on the iCE40 UP5K: single port, two banks for a "
+               "word of at most 32 bits), update lanes on the MAC lanes' multipliers, "
+               "every label per cycle, its steps one after another (the tiles of a pass "
+               "back to back); not simulated here",
     }
 
 

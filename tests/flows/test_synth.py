@@ -139,13 +139,13 @@ def test_pll_refuses_impossible_frequencies(calculator, f_in, f_out, message):
     ("icebreaker", (64, (64, 64)), 2, 1, "rom", "estimated 36 block RAMs"),
     ("ulx3s-25f", (64, (64, 64)), 8, None, "rom", None),
     # 784-128-128: too big for UP5K block RAM, and with 2 lanes its 66,560 16-bit weight
-    # words are deeper than an SPRAM (16,384 words).
+    # words are deeper than an SPRAM (16,384 words, with one bank or two).
     ("icebreaker", (784, (128, 128)), 2, 1, "rom", "bits of block RAM"),
     ("icebreaker", (784, (128, 128)), 2, 1, "loadable", "bits of block RAM"),
     ("icebreaker", (784, (128, 128)), 2, 1, "spram", "at most 16384 words, not 66560"),
-    # 32x32 with 4 lanes: 32-bit weight words in two SPRAMs side by side.
+    # 32x32 with 4 lanes: 32-bit weight words in two banks of two SPRAMs side by side.
     ("icebreaker", (64, (32, 32)), 4, 1, "spram", None),
-    ("ulx3s-25f", (64, (32, 32)), 4, 1, "spram", "need 2 SPRAM blocks and ulx3s-25f has 0"),
+    ("ulx3s-25f", (64, (32, 32)), 4, 1, "spram", "need 4 SPRAM blocks and ulx3s-25f has 0"),
 ])
 def test_fit_check_table(board, shape, lanes, label_lanes, weights, refusal):
     model = _model(shape[0], shape[1])
@@ -154,7 +154,7 @@ def test_fit_check_table(board, shape, lanes, label_lanes, weights, refusal):
         assert 0 < needs["multipliers"]["needed"] <= BOARDS[board].multipliers
         assert 0 < needs["memory_bits"]["needed"] <= needs["memory_bits"]["available"]
         assert needs["weights"] == weights
-        assert needs["spram"]["needed"] == (2 if weights == "spram" else 0)
+        assert needs["spram"]["needed"] == (4 if weights == "spram" else 0)
         # Weights in SPRAM leave block RAM.
         assert ("weights" in needs["block_rams"]["detail"]) == (weights != "spram")
     else:
@@ -322,9 +322,9 @@ def test_smoke_synthesis_of_a_small_core(board, mhz, dsp_cell, weights, lanes, s
     # So does the block RAM estimate, and on iCE40 the weights are in SPRAM blocks.
     assert used["block_ram"]["used"] == report["fit"]["block_rams"]["needed"]
     if weights == "spram":
-        # 3 lanes x 8 bits: two SPRAMs side by side.
+        # 3 lanes x 8 bits: two banks (even and odd words) of two SPRAMs side by side.
         assert report["netlist_cells"]["SB_SPRAM256KA"] == used["spram"]["used"] \
-            == report["fit"]["spram"]["needed"] == 2
+            == report["fit"]["spram"]["needed"] == 4
     assert used["multipliers"]["available"] == BOARDS[board].multipliers
     bitstream = Path(report["bitstream"])
     assert bitstream.parent == out and bitstream.stat().st_size > 0

@@ -65,10 +65,16 @@ def loading(dut: TrainingCore, writes):
 
 
 #: name: (config fields, rule fields, lanes). D = 9 inputs: no width is a multiple of the
-#: lane count; every word fits SPRAM's 64 bits.
+#: lane count; every word fits SPRAM's 64 bits, those of at most 32 in two banks.
 CASES = {
-    # one layer on one lane, 16-bit stored weights
+    # one layer on one lane, 16-bit stored weights: two banks
     "ffdl_p1_b16": (dict(algo="ffdl", hidden=(5,)), dict(store_bits=16), 1),
+    # 4 x 8 = 32 bits, two banks, ragged tiles
+    "ffdl_p4_b8": (dict(algo="ffdl", hidden=(10, 9)), dict(store_bits=8), 4),
+    # FFCL on two banks: a tile's 9 W words and 4 V words are two runs, each starting in
+    # its bank's slot (V's first word's parity changes from tile to tile)
+    "ffcl_all_t2_p2_b16": (dict(algo="ffcl", hidden=(5, 4), loops=2, topology="adjacent"),
+                           dict(store_bits=16, loss_iterations="all"), 2),
     # 3 x 16 = 48 bits, ragged tiles (7 and 5 neurons)
     "ffdl_p3_b16": (dict(algo="ffdl", hidden=(7, 5)), dict(store_bits=16), 3),
     # 8 x 8 = 64 bits (f = 0): the whole SPRAM word
@@ -116,18 +122,49 @@ def test_an_spram_training_core_trains_like_the_golden_trainer(name):
     config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
     rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
     dut = _train(name, config, rule, lanes)
-    # One word every other cycle, nothing else changes: a tile's reads take 2 columns
-    # cycles instead of columns (the last tile's 2 columns - 1), or the next tile's
-    # shadow load (P lanes + 1: the store answers in 2 cycles; on SPRAM rounded up to
-    # even) if longer.
     bram = TrainingCore(dut.model, rule, lanes=lanes)
     columns = [(D if i == 0 else config.hidden[i - 1])
                + (0 if (s := config.feedback_source(i)) is None else config.hidden[s])
                for i in range(config.num_layers)]
     load = lanes + 1
-    extra = sum((-(-n // lanes) - 1) * (max(2 * c, load + load % 2) - max(c, load)) + c - 1
-                for n, c in zip(config.hidden, columns, strict=True))
+    if lanes * rule.store_bits <= 32:
+        # Two banks: as on block RAM, but for the cycles a word waits for its slot.
+        assert dut.weight_pass.port == "banked"
+        extra = _slot_waits(dut)
+    else:
+        # One word every other cycle, nothing else changes: a tile's reads take 2
+        # columns cycles instead of columns (the last tile's 2 columns - 1), or the next
+        # tile's shadow load (P lanes + 1: the store answers in 2 cycles; on SPRAM
+        # rounded up to even) if longer.
+        assert dut.weight_pass.port == "single"
+        extra = sum((-(-n // lanes) - 1) * (max(2 * c, load + load % 2) - max(c, load))
+                    + c - 1 for n, c in zip(config.hidden, columns, strict=True))
     assert dut.training_cycles() == bram.training_cycles() + dut.trained_iterations * extra
+
+
+def _slot_waits(dut: TrainingCore) -> int:
+    """Cycles the W and V passes of two SPRAM banks wait for their words' slots, word by
+    word: the pass's cycle c (from ``run`` at 0) reads only words of parity (c - 1) mod 2,
+    the first tile's first read no sooner than P + 1, each next tile's no sooner than
+    P + 1 after the one before (its shadow load); a wait is a cycle that could read but
+    whose word is out of its slot."""
+    config, lanes = dut.model.config, dut.lanes
+    ops = [op for op in dut.core.program.ops if op.kind.name == "LAYER"]
+    waits = 0
+    for i, n in enumerate(config.hidden):
+        n_in = D if i == 0 else config.hidden[i - 1]
+        n_src = dut.n_src[i]
+        cycle = first = lanes + 1
+        for tile in range(-(-n // lanes)):
+            words = ([ops[i].ff_wbase + tile * n_in + j for j in range(n_in)]
+                     + [ops[i].fb_wbase + tile * n_src + j for j in range(n_src)])
+            for j, word in enumerate(words):
+                while (cycle - 1) % 2 != word % 2:
+                    cycle, waits = cycle + 1, waits + 1
+                first = cycle if j == 0 else first
+                cycle += 1
+            cycle = max(cycle, first + lanes + 1)
+    return waits
 
 
 #: Where in a training sample the load is offered: right after the sample's first pixel
@@ -239,32 +276,45 @@ def test_starting_loads_are_an_spram_cores_only():
         bram.starting_loads()
 
 
-@pytest.mark.parametrize("weights", ["spram", "loadable"])
-def test_tiles_that_wait_for_their_shadow_load_train_like_the_golden_trainer(weights):
+@pytest.mark.parametrize(("weights", "store_bits"), [("spram", 16), ("spram", 8),
+                                                    ("loadable", 16)])
+def test_tiles_that_wait_for_their_shadow_load_train_like_the_golden_trainer(weights,
+                                                                             store_bits):
     # Layer 3: 9 neurons on 4 lanes (three tiles, the last of one neuron) over 2 columns.
     # Each next tile's shadow load (4 + 1 cycles from the previous tile's first read)
-    # takes longer than the tile's reads (2, on SPRAM 4): the tile waits for it, on
-    # SPRAM until 6 to keep the read slots. With no cycle to spare between the bank
-    # switch and the load, a switch or a load a cycle off takes the wrong neurons' d and
-    # rho, and a read out of its slot meets a write (poison).
+    # takes longer than the tile's reads (2, on one SPRAM bank 4): the tile waits for it,
+    # on one bank until 6 to keep the read slots, on two (4 x 8 bits) until its first
+    # word's slot. With no cycle to spare between the bank switch and the load, a switch
+    # or a load a cycle off takes the wrong neurons' d and rho, and a read out of its
+    # slot meets a write (poison).
     config = ModelConfig(algo="ffdl", input_size=D, num_classes=K, theta=0.5,
                          hidden=(9, 2, 9))
-    rule = TrainRule(epochs=1, seed=7, lr_shift=4, store_bits=16)
+    rule = TrainRule(epochs=1, seed=7, lr_shift=4, store_bits=store_bits)
     dut = _train("narrow", config, rule, 4, weights)
     wpass = dut.weight_pass
-    assert wpass.tile_cycles(2) == wpass.load_interval == (6 if weights == "spram" else 5)
-    assert wpass.cycles(9, 2) == 5 + 2 * wpass.load_interval + wpass.pass_cycles(2) + 9
+    if wpass.port == "banked":
+        # Layer 3's words are 36 to 41 (27 and 9 before it). Its tiles could start in
+        # cycles 5, 10 and 16 from run; words 36, 38 and 40 are read in the even words'
+        # slots, the odd cycles: 5, 11 and 17. Two waits, then the drain.
+        assert (wpass.tile_cycles(2), wpass.load_interval) == (5, 5)
+        ops = [op for op in dut.core.program.ops if op.kind.name == "LAYER"]
+        assert ops[2].ff_wbase == 36
+        assert wpass.cycles(9, 2, ff_base=36) == 5 + (2 * 5 + 2) + 2 + 9
+    else:
+        assert wpass.tile_cycles(2) == wpass.load_interval == (6 if weights == "spram" else 5)
+        assert wpass.cycles(9, 2) == 5 + 2 * wpass.load_interval + wpass.pass_cycles(2) + 9
 
 
 def test_the_update_passes_keep_the_lanes_busy_as_the_closed_form_says():
     # Measured in simulation: the cycles the W passes take (weight_pass.run high) and the
-    # words they write, for FFDL on 8 lanes (B_m 8) and 3 lanes (B_m 16), ragged tiles.
+    # words they write, for FFDL on 8 lanes (B_m 8) and 3 lanes (B_m 16), one SPRAM
+    # bank, and on 4 lanes (B_m 8), two banks; ragged tiles.
     # Every entry is updated once per sample (N n_in per layer), so the lanes'
     # utilisation is N n_in over P x the measured cycles: the closed form's.
     config = ModelConfig(algo="ffdl", input_size=D, num_classes=K, theta=0.5, hidden=(10, 9))
     model = make_model(config, SEED)
     entries = 10 * D + 9 * 10
-    for lanes, store_bits in ((8, 8), (3, 16)):
+    for lanes, store_bits in ((8, 8), (3, 16), (4, 8)):
         rule = TrainRule(epochs=1, seed=7, lr_shift=4, store_bits=store_bits)
         words = -(-10 // lanes) * D + -(-9 // lanes) * 10
         dut = TrainingCore(model, rule, lanes=lanes, weights="spram")
@@ -310,19 +360,22 @@ def _measure_passes(dut: TrainingCore, pixels: int = D) -> tuple[int, int]:
     return counts["written"], counts["cycles"]
 
 
-def test_digits_update_passes_on_spram_keep_the_lanes_less_than_half_busy():
+def test_digits_update_passes_on_spram_keep_the_lanes_busy_only_on_two_banks():
     # The figures of docs/training-engine.md, counted in simulation: digits FFDL 64-64 on
-    # 8 lanes x 8 bits and 4 lanes x 16 bits (both 64-bit words), a word every other
-    # cycle, so at most 50 %, less the first tile's shadow load (P + 1) and the drain (9)
-    # of each layer; block RAM on 8 lanes for comparison. A layer: the shadow load, the
-    # tiles' reads back to back (2 x 64 cycles each on SPRAM, the last 2 x 64 - 1; 64 on
-    # block RAM), the drain.
+    # 8 lanes x 8 bits and 4 lanes x 16 bits (both 64-bit words, one bank), a word every
+    # other cycle, so at most 50 %, less the first tile's shadow load (P + 1) and the
+    # drain (9) of each layer; on 4 lanes x 8 bits (32-bit words, two banks) a word a
+    # cycle, each in its slot (both layers' first words are even and read in the even
+    # slot, cycle P + 1 = 5); block RAM on 8 lanes for comparison. A layer: the shadow
+    # load, the tiles' reads back to back (2 x 64 cycles each on one bank, the last
+    # 2 x 64 - 1; 64 on two banks and on block RAM), the drain.
     config = ModelConfig(algo="ffdl", input_size=64, num_classes=10, hidden=(64, 64),
                          theta=0.5)
     model = initial_model(config, load_dataset("digits").x_train[:50], input_max=16, seed=0)
     entries = 2 * 64 * 64
     for lanes, store_bits, weights, layer in ((8, 8, "spram", 9 + 7 * 128 + 127 + 9),
                                               (4, 16, "spram", 5 + 15 * 128 + 127 + 9),
+                                              (4, 8, "spram", 5 + 16 * 64 + 9),
                                               (8, 8, "loadable", 9 + 8 * 64 + 9)):
         dut = TrainingCore(model, TrainRule(epochs=1, store_bits=store_bits), lanes=lanes,
                            weights=weights)
@@ -330,9 +383,9 @@ def test_digits_update_passes_on_spram_keep_the_lanes_less_than_half_busy():
         written, cycles = _measure_passes(dut, pixels=64)
         assert (written, cycles) == (tiles * 64, 2 * layer), (lanes, weights)
         assert entries / (lanes * cycles) == dut.pass_lane_utilization()
-    # 49.2 %, 49.7 % and 96.6 %.
+    # 49.2 %, 49.7 %, 98.7 % and 96.6 %.
     assert [round(100 * entries / (p * 2 * t), 1)
-            for p, t in ((8, 1041), (4, 2061), (8, 530))] == [49.2, 49.7, 96.6]
+            for p, t in ((8, 1041), (4, 2061), (4, 1038), (8, 530))] == [49.2, 49.7, 98.7, 96.6]
 
 
 @pytest.mark.parametrize(("lanes", "store_bits", "message"), [

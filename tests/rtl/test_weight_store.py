@@ -16,7 +16,9 @@ from rtl.weight_store import (
     PART_DEPTH,
     WeightStore,
     bram_slices,
+    spram_banks,
     spram_blocks,
+    store_port,
     weight_store_latency,
 )
 from sim.amaranth_sim import CoreResult, run_core
@@ -41,6 +43,8 @@ async def _write(ctx, dut, words: dict[int, int]) -> None:
     (dict(width=64, depth=4, kind="spram", init=[1]), ValueError, "cannot be initialised"),
     (dict(width=64, depth=2, kind="bram", init=[1, 2, 3]), ValueError, "at most 2 words"),
     (dict(width=80, depth=16, kind="spram"), ValueError, "at most 64 bits"),
+    (dict(width=48, depth=16385, kind="spram"), ValueError, "at most 16384 words"),
+    # Two banks, no more words: a deeper store would need the deep latency.
     (dict(width=16, depth=16385, kind="spram"), ValueError, "at most 16384 words"),
 ])
 def test_weight_store_refuses_bad_parameters(kwargs, error, message):
@@ -48,7 +52,8 @@ def test_weight_store_refuses_bad_parameters(kwargs, error, message):
         WeightStore(**kwargs)
 
 
-@pytest.mark.parametrize(("width", "blocks"), [(64, 4), (48, 3), (17, 2), (8, 1)])
+# Side by side in each bank; words of at most 32 bits in two banks.
+@pytest.mark.parametrize(("width", "blocks"), [(64, 4), (48, 3), (33, 3), (17, 4), (8, 2)])
 def test_spram_blocks_side_by_side(width, blocks):
     assert spram_blocks(width=width, depth=1536) == blocks
 
@@ -254,6 +259,46 @@ def test_a_read_in_a_cycle_that_writes_gives_poison_on_spram_only(kind):
         assert ctx.get(dut.read.data) == 0xABCD
 
     simulate(dut, bench)
+
+
+def test_two_spram_banks_lose_only_a_read_of_the_bank_being_written():
+    # A word of 32 bits is kept in two banks, even and odd addresses (spram_banks): a read
+    # meeting a write of the other bank gets its word, one meeting a write of its own bank
+    # gets poison, as one SPRAM would give. The training core's W and V passes rely on
+    # the first; a model with banks of no consequence would hide a schedule's collisions.
+    dut = WeightStore(width=32, depth=8, kind="spram")
+    assert (dut.banks, dut.port, dut.blocks) == (2, "banked", 4)
+    words = {addr: 0x1111_1111 * (addr + 1) for addr in range(6)}
+
+    async def bench(ctx):
+        await _write(ctx, dut, words)
+        got = []
+        # Each read meets a write of address 5 (odd) in the memory a cycle later.
+        for addr in (2, 3, 4, 1):
+            ctx.set(dut.read.addr, addr)
+            await ctx.tick()
+            ctx.set(dut.write.en, 1)
+            ctx.set(dut.write.addr, 5)
+            ctx.set(dut.write.data, 0xABCD)
+            await ctx.tick()
+            ctx.set(dut.write.en, 0)
+            got.append(ctx.get(dut.read.data))
+        assert got == [words[2], 2**32 - 1, words[4], 2**32 - 1]
+        ctx.set(dut.read.addr, 5)
+        await ctx.tick().repeat(dut.latency)
+        assert ctx.get(dut.read.data) == 0xABCD
+
+    simulate(dut, bench)
+
+
+@pytest.mark.parametrize(("width", "banks", "port"), [(64, 1, "single"), (33, 1, "single"),
+                                                      (32, 2, "banked"), (8, 2, "banked")])
+def test_spram_words_of_at_most_32_bits_take_two_banks(width, banks, port):
+    assert spram_banks(width) == banks
+    assert store_port("spram", width) == port
+    assert spram_blocks(width=width, depth=16384) == banks * -(-width // 16)
+    with pytest.raises(ValueError, match="holds at most 16384 words"):
+        spram_blocks(width=width, depth=16385)
 
 
 def test_a_load_offered_during_an_spram_inference_waits_for_the_core_to_idle():

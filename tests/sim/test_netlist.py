@@ -73,8 +73,8 @@ def _check_bit_exact(bench: dict, model, images: np.ndarray, core: Core) -> None
 
 @pytest.fixture(scope="module")
 def ice40(build_root):
-    # FFL 4-4 with 3 labels: 15 load writes, the fewest that still fill two SPRAMs side by
-    # side (4 lanes x 8 bits) at several addresses.
+    # FFL 4-4 with 3 labels: 15 load writes, the fewest that still fill both banks (even
+    # and odd words) of two SPRAMs side by side (4 lanes x 8 bits) at several addresses.
     config = ModelConfig(algo="ffl", input_size=4, num_classes=3, hidden=(4,), theta=0.5)
     model = quantize(config, random_params(config, 7 + SEED),
                      np.random.default_rng(SEED).uniform(0, 1, (64, 4)), input_max=16)
@@ -90,7 +90,8 @@ def test_the_ice40_netlist_instantiates_the_vendor_cells(ice40):
     # Shared multipliers: one SB_MAC16 per lane and nothing else multiplies.
     assert cells["SB_MAC16"] == core.program.lanes == \
         sum(multipliers_needed(core.program, "ice40").values())
-    assert cells["SB_SPRAM256KA"] == spram_blocks(width=4 * 8, depth=2) == 2
+    # Two banks (a word of 32 bits) of two SPRAMs each.
+    assert cells["SB_SPRAM256KA"] == spram_blocks(width=4 * 8, depth=2) == 4
     assert cells["SB_RAM40_4K"] >= 1
     assert cells["SB_PLL40_PAD"] == 1
     assert cells["SB_IO"] >= 2
@@ -112,7 +113,7 @@ def test_a_wrong_spram_write_mask_fails_the_ice40_netlist(ice40, build_root, tmp
     # passes it (they model SPRAM as an Amaranth memory), the netlist's does not.
     core, synthesised = ice40
     text = Path(synthesised["netlist"]).read_text()
-    assert text.count(".MASKWREN(4'hf)") == 2
+    assert text.count(".MASKWREN(4'hf)") == 4
     mutant = tmp_path / "mask.v"
     mutant.write_text(text.replace(".MASKWREN(4'hf)", ".MASKWREN(4'h7)"))
     images = _images(core.model, 2)
