@@ -260,11 +260,14 @@ def build_netlist(netlist: Path, *, family: str, top: str, pins: NetlistPins, ro
                        waves=waves, runner=runner, toplevel=HARNESS_TOP)
 
 
-def build_probe(probe: str, toplevel: str, model: Path, root: Path) -> BuiltDesign:
+def build_probe(probe: str, toplevel: str, model: Path, root: Path, *,
+                family: str | None = None) -> BuiltDesign:
     """Compile a probe module (:func:`mult18x18d_probe_verilog`,
-    :func:`dp16kd_probe_verilog`) around a cell ``model`` file under Icarus, in a folder
-    under ``root`` named after both, for the cell benches
-    (:mod:`sim.mult18x18d_testbench`, :mod:`sim.dp16kd_testbench`)."""
+    :func:`dp16kd_probe_verilog`, or Amaranth's Verilog of a design instantiating vendor
+    cells) around a cell ``model`` file under Icarus, in a folder under ``root`` named
+    after both, for the cell benches (:mod:`sim.mult18x18d_testbench`,
+    :mod:`sim.dp16kd_testbench`, :mod:`sim.spram_store_testbench`). ``family`` adds the
+    macros its cell library needs (a library of :func:`cell_sources`)."""
     if not icarus_available():
         raise ToolMissing("Icarus Verilog is not installed; `sudo apt-get install iverilog`")
     from cocotb_tools.runner import get_runner
@@ -277,6 +280,7 @@ def build_probe(probe: str, toplevel: str, model: Path, root: Path) -> BuiltDesi
     source.write_text(probe)
     runner = get_runner("icarus")
     runner.build(sources=[source, model], hdl_toplevel=toplevel, build_dir=build_dir,
+                 defines=_DEFINES[family] if family is not None else {},
                  timescale=("1ns", "1ps"), always=False, log_file=build_dir / "build.log")
     return BuiltDesign(simulator="icarus", build_dir=build_dir, verilog=source, waves=False,
                        runner=runner, toplevel=toplevel)
