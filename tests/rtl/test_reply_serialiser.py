@@ -3,7 +3,10 @@
 
 Every frame is compared byte for byte with the host library's encoder
 (ffcl_hw.device.encode_frame), under a transmitter that takes bytes at once and one that
-holds ``ready`` low for long stretches.
+holds ``ready`` low for long stretches. A serialiser of a training identity also sends the
+TRAIN and READ replies, their payload taken from the ``body`` stream (offered at once or
+now and then), up to the longest body its 16-bit length field carries; one of an inference
+identity has no such replies.
 """
 
 from __future__ import annotations
@@ -14,53 +17,90 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from ffcl_hw.device import encode_frame
+from ffcl_hw.device import FrameReader, encode_frame
+from golden.config import ModelConfig
+from golden.inttrain import TrainRule
 from rtl.core import result_layout
 from rtl.host_link import link_identity
 from rtl.protocol import ErrorCode, Reply
-from rtl.reply_serialiser import ReplyFrame, ReplySerialiser
+from rtl.reply_serialiser import STREAMED, ReplyFrame, ReplySerialiser
 from tests.rtl.helpers import PERIOD
 from tests.rtl.test_core import _random_model
+from tests.rtl.test_training_core import D, K, make_model
 
 IDENTITY = link_identity(_random_model("ffdl", 7), lanes=2, loadable=True)
 LAYOUT = result_layout(IDENTITY.labels, IDENTITY.score_bits)
+#: A training core's link identity, as tests/rtl/test_host_link_training.py builds it:
+#: it trains (TRAIN and READ replies exist), takes two samples a frame, reads 8-byte words.
+TRAINING = link_identity(
+    make_model(ModelConfig(algo="ffdl", input_size=D, num_classes=K, hidden=(7, 5),
+                           theta=0.5), 11),
+    lanes=3, rule=TrainRule(epochs=1, lr_shift=4, seed=7), train_block=2)
+#: The longest payload a streamed reply can have: all its 16-bit length field holds.
+LONGEST_BODY = 0xFFFF
 #: The command's tag every reply must echo (the sync byte's value: it is a header field,
 #: not a frame start, and a serialiser sending a constant shows).
 TAG = 0xA5
 
 
-def result_record(seed: int) -> dict:
+def result_record(seed: int, identity=IDENTITY) -> dict:
     rng = random.Random(seed)
-    return {"label": rng.randrange(IDENTITY.labels),
-            "scores": [rng.randrange(1 << IDENTITY.score_bits) for _ in range(IDENTITY.labels)],
+    return {"label": rng.randrange(identity.labels),
+            "scores": [rng.randrange(1 << identity.score_bits) for _ in range(identity.labels)],
             "cycles": rng.randrange(1 << 32)}
 
 
+def train_body(seed: int, samples: int) -> bytes:
+    """A TRAIN reply's payload as the host reads it: per sample the label of its training
+    pass, the wrong label drawn, the cycles (LE32)."""
+    rng = random.Random(seed)
+    return b"".join(bytes([rng.randrange(K), rng.randrange(K)])
+                    + rng.randrange(1 << 32).to_bytes(4, "little") for _ in range(samples))
+
+
+def read_body(seed: int, words: int, identity=TRAINING) -> bytes:
+    """A READ reply's payload: ``words`` stored words, ``read_bytes`` each, LE."""
+    rng = random.Random(seed)
+    n = identity.read_bytes
+    return b"".join(rng.randrange(1 << 8 * n).to_bytes(n, "little") for _ in range(words))
+
+
 def expected_frame(kind: ReplyFrame, *, error: int, record: dict, model_ok: int,
-                   checksum: int) -> bytes:
+                   checksum: int, body: bytes = b"", identity=IDENTITY,
+                   trained: int = 0) -> bytes:
     if kind == ReplyFrame.IDENT:
-        ident = dataclasses.replace(IDENTITY, model_loaded=bool(model_ok),
-                                    weights_checksum=checksum)
+        ident = dataclasses.replace(identity, model_loaded=bool(model_ok),
+                                    weights_checksum=checksum, trained=trained)
         return encode_frame(Reply.IDENT, ident.to_bytes(), tag=TAG)
     if kind == ReplyFrame.RESULT:
-        scores = b"".join(s.to_bytes(IDENTITY.score_bytes, "little") for s in record["scores"])
+        scores = b"".join(s.to_bytes(identity.score_bytes, "little") for s in record["scores"])
         return encode_frame(Reply.RESULT, bytes([record["label"]]) + scores
                             + record["cycles"].to_bytes(4, "little"), tag=TAG)
     if kind == ReplyFrame.ERROR:
         return encode_frame(Reply.ERROR, bytes([error]), tag=TAG)
-    return encode_frame(kind.code, tag=TAG)
+    return encode_frame(kind.code, body, tag=TAG)
 
 
-def serialise(requests, *, pauses: str, seed: int = 0, back_to_back: bool = False):
-    """Send each (kind, error) request, held until taken, after the previous reply's
-    ``done`` (or at once: ``back_to_back``); returns the bytes taken, the byte counts at
-    each ``done`` and at each result.ready, and any byte that changed while on offer."""
-    dut = ReplySerialiser(identity=IDENTITY, result_layout=LAYOUT)
+def serialise(requests, *, pauses: str, seed: int = 0, back_to_back: bool = False,
+              identity=IDENTITY, trained: int = 0):
+    """Send each (kind, error, body) request, held until taken, after the previous reply's
+    ``done`` (or at once: ``back_to_back``), its body offered on ``body`` (and its length
+    on ``body_length``) from the cycle after it is taken; returns the bytes taken, the
+    byte counts at each ``done`` and at each result.ready, any byte that changed while on
+    offer, and the body bytes taken by each ``done``."""
+    dut = ReplySerialiser(identity=identity,
+                          result_layout=result_layout(identity.labels, identity.score_bits))
     rng = random.Random(seed)
+    feed_rng = random.Random(seed + 1)
     sent = bytearray()
     at_done: list[int] = []
     result_taken: list[int] = []
     unstable = []
+    pending = bytearray()             # body bytes not yet taken
+    body_taken = [0]
+    body_at_done: list[int] = []
+    # Cycles to wait for a reply: 3 a byte with no pauses, some 13 with the sink's.
+    budget = 20_000 + (4 if pauses == "none" else 20) * sum(len(body) for _, _, body in requests)
 
     async def sink(ctx) -> None:
         # The transmitter: ready now and then (or always); a byte on offer must stay the
@@ -78,55 +118,86 @@ def serialise(requests, *, pauses: str, seed: int = 0, back_to_back: bool = Fals
                 sent.append(byte)
             if ctx.get(dut.done):
                 at_done.append(len(sent))
+                body_at_done.append(body_taken[0])
             if ctx.get(dut.result.ready):
                 result_taken.append(len(sent))
+            await ctx.tick()
+
+    async def feeder(ctx) -> None:
+        # The body's source: a byte, once offered, stays on offer until it is taken.
+        offered = False
+        while True:
+            offered = offered or bool(pending) and (pauses == "none"
+                                                    or feed_rng.random() < 0.3)
+            ctx.set(dut.body.valid, offered)
+            ctx.set(dut.body.payload, pending[0] if offered else 0)
+            await ctx.delay(PERIOD / 4)
+            if offered and ctx.get(dut.body.ready):
+                del pending[0]
+                body_taken[0] += 1
+                offered = False
             await ctx.tick()
 
     async def source(ctx) -> None:
         ctx.set(dut.tag, TAG)
         ctx.set(dut.model_ok, 1)
         ctx.set(dut.checksum, 0xCAFE_F00D)
+        ctx.set(dut.trained, trained)
         ctx.set(dut.result.valid, 1)
-        ctx.set(dut.result.payload, result_record(seed))
-        for kind, error in requests:
+        ctx.set(dut.result.payload, result_record(seed, identity))
+        for kind, error, body in requests:
             ctx.set(dut.request.valid, 1)
             ctx.set(dut.request.payload, {"reply": kind, "error": error})
-            while True:
+            if not back_to_back:
+                # Not the length yet (the previous reply is out): a serialiser must not
+                # take it with the request.
+                ctx.set(dut.body_length, len(body) ^ 0x5555)
+            for _ in range(budget):
                 taken = ctx.get(dut.request.ready)
                 await ctx.tick()
                 if taken:
                     break
+            else:
+                return                    # stuck: the caller's checks say where
             ctx.set(dut.request.valid, 0)
-            if not back_to_back:
-                await until_done(ctx, len(at_done) + 1)
+            ctx.set(dut.body_length, len(body))
+            pending.extend(body)
+            if not back_to_back and not await until_done(ctx, len(at_done) + 1):
+                return
         await until_done(ctx, len(requests))
 
-    async def until_done(ctx, count: int) -> None:
-        for _ in range(20_000):
+    async def until_done(ctx, count: int) -> bool:
+        """Wait for the ``count``-th ``done``; False if it does not come."""
+        for _ in range(budget):
             if len(at_done) >= count:
                 break
             await ctx.tick()
+        else:
+            return False
         # Long enough for a serialiser that does not stop to send another byte.
         await ctx.tick().repeat(20)
+        return True
 
     sim = Simulator(dut)
     sim.add_clock(PERIOD)
     sim.add_testbench(sink, background=True)
+    sim.add_testbench(feeder, background=True)
     sim.add_testbench(source)
     sim.run()
-    return bytes(sent), at_done, result_taken, unstable
+    return bytes(sent), at_done, result_taken, unstable, body_at_done
 
 
 @pytest.mark.parametrize("back_to_back", [False, True])
 @pytest.mark.parametrize("pauses", ["none", "often"])
 def test_every_reply_frame_goes_out_byte_for_byte(pauses, back_to_back):
-    requests = [(ReplyFrame.IDENT, 0), (ReplyFrame.RESULT, 0), (ReplyFrame.LOAD, 0),
-                (ReplyFrame.LOAD_BEGIN, 0), (ReplyFrame.LOAD_COMMIT, 0),
-                *((ReplyFrame.ERROR, code) for code in ErrorCode)]
-    sent, at_done, result_taken, unstable = serialise(requests, pauses=pauses, seed=3,
-                                                      back_to_back=back_to_back)
+    requests = [(ReplyFrame.IDENT, 0, b""), (ReplyFrame.RESULT, 0, b""),
+                (ReplyFrame.LOAD, 0, b""), (ReplyFrame.LOAD_BEGIN, 0, b""),
+                (ReplyFrame.LOAD_COMMIT, 0, b""),
+                *((ReplyFrame.ERROR, code, b"") for code in ErrorCode)]
+    sent, at_done, result_taken, unstable, _ = serialise(requests, pauses=pauses, seed=3,
+                                                         back_to_back=back_to_back)
     frames = [expected_frame(kind, error=error, record=result_record(3), model_ok=1,
-                             checksum=0xCAFE_F00D) for kind, error in requests]
+                             checksum=0xCAFE_F00D) for kind, error, _ in requests]
     assert sent == b"".join(frames)
     # `done` pulses once per reply, with its last byte.
     ends = [sum(len(f) for f in frames[:i + 1]) for i in range(len(frames))]
@@ -139,7 +210,7 @@ def test_every_reply_frame_goes_out_byte_for_byte(pauses, back_to_back):
 
 def test_the_serialiser_idles_after_a_reply():
     # Nothing more comes out after the last reply: no byte without a request.
-    sent, at_done, _, _ = serialise([(ReplyFrame.LOAD, 0)], pauses="none")
+    sent, at_done, _, _, _ = serialise([(ReplyFrame.LOAD, 0, b"")], pauses="none")
     assert sent == encode_frame(Reply.LOAD, tag=TAG) and len(at_done) == 1
 
 
@@ -150,3 +221,76 @@ def test_reply_frame_codes_are_the_protocols():
 def test_reply_serialiser_refuses_a_layout_that_is_not_a_struct():
     with pytest.raises(TypeError, match="^Result layout must be a data.StructLayout, not 8$"):
         ReplySerialiser(identity=IDENTITY, result_layout=8)
+
+
+def streamed_requests(seed: int) -> list[tuple[ReplyFrame, int, bytes]]:
+    """Replies of a training link, the streamed ones with bodies of one record or
+    word, the most records a TRAIN frame has, and a READ whose length needs both bytes
+    of its field; IDENT and RESULT between them show a streamed reply ends where it
+    should."""
+    return [(ReplyFrame.TRAIN, 0, train_body(seed, 1)),
+            (ReplyFrame.IDENT, 0, b""),
+            (ReplyFrame.TRAIN, 0, train_body(seed + 1, TRAINING.train_block)),
+            (ReplyFrame.READ, 0, read_body(seed, 1)),
+            (ReplyFrame.RESULT, 0, b""),
+            (ReplyFrame.READ, 0, read_body(seed + 1, 37)),
+            (ReplyFrame.ERROR, ErrorCode.LABEL, b""),
+            (ReplyFrame.LOAD, 0, b"")]
+
+
+@pytest.mark.parametrize("back_to_back", [False, True])
+@pytest.mark.parametrize("pauses", ["none", "often"])
+def test_a_training_link_sends_train_and_read_replies_byte_for_byte(pauses, back_to_back):
+    requests = streamed_requests(5)
+    # 296 bytes: the length field's high byte is not 0.
+    assert len(requests[5][2]) == 296
+    sent, at_done, result_taken, unstable, body_at_done = serialise(
+        requests, pauses=pauses, seed=5, back_to_back=back_to_back, identity=TRAINING,
+        trained=0x1234_5678)
+    frames = [expected_frame(kind, error=error, record=result_record(5, TRAINING), model_ok=1,
+                             checksum=0xCAFE_F00D, body=body, identity=TRAINING,
+                             trained=0x1234_5678) for kind, error, body in requests]
+    assert sent == b"".join(frames)
+    ends = [sum(len(f) for f in frames[:i + 1]) for i in range(len(frames))]
+    assert at_done == ends
+    assert result_taken == [ends[4]]
+    assert unstable == []
+    # Each streamed reply takes its body's bytes and no more, before its crc goes out.
+    assert body_at_done == [sum(len(body) for _, _, body in requests[:i + 1])
+                            for i in range(len(requests))]
+    # The host's parser takes every frame (its crc checked), the streamed ones with the
+    # records and words the core sent.
+    parsed = FrameReader().frames(sent)
+    assert len(parsed) == len(requests)
+    assert [(f.cmd, f.tag, f.payload) for f in parsed if f.cmd in (Reply.TRAIN, Reply.READ)] \
+        == [(kind.code, TAG, body) for kind, _, body in requests if kind in STREAMED]
+
+
+# 25-32 s of simulation on the shared cores (some 200,000 cycles): opt-in. The default
+# run's longest body, 296 bytes, has both length bytes but not the send index's 17th bit.
+@pytest.mark.slow
+def test_the_longest_read_reply_goes_out_whole():
+    # 65,535 payload bytes: the crc byte's index, 65,540, takes the send index's 17th bit.
+    body = bytes(random.Random(9).randrange(256) for _ in range(LONGEST_BODY))
+    sent, at_done, _, unstable, body_at_done = serialise(
+        [(ReplyFrame.READ, 0, body), (ReplyFrame.LOAD, 0, b"")], pauses="none",
+        identity=TRAINING)
+    frame = encode_frame(Reply.READ, body, tag=TAG)
+    assert sent[:5] == bytes([0xA5, Reply.READ, TAG, 0xFF, 0xFF])
+    assert sent == frame + encode_frame(Reply.LOAD, tag=TAG)
+    assert at_done == [len(frame), len(frame) + 6] and unstable == []
+    assert body_at_done == [LONGEST_BODY] * 2
+
+
+@pytest.mark.parametrize("kind", STREAMED)
+def test_an_inference_link_has_no_streamed_replies(kind):
+    # The host link answers TRAIN and READ with ERROR 10 on an inference core and never
+    # asks for these replies; asked anyway, the serialiser sends no frame (its one byte
+    # is the crc of nothing) and takes no body byte.
+    assert ReplySerialiser(identity=IDENTITY, result_layout=LAYOUT).streamed == ()
+    assert ReplySerialiser(identity=TRAINING, result_layout=result_layout(
+        TRAINING.labels, TRAINING.score_bits)).streamed == STREAMED
+    sent, at_done, _, _, body_at_done = serialise(
+        [(kind, 0, read_body(1, 2)), (ReplyFrame.LOAD, 0, b"")], pauses="none")
+    assert sent == b"\x00" + encode_frame(Reply.LOAD, tag=TAG)
+    assert at_done == [1, 7] and body_at_done == [0, 0]
