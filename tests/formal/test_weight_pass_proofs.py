@@ -1,0 +1,87 @@
+# amaranth: UnusedElaboratable=no
+"""Formal proof (SymbiYosys + Boolector, bounded) that the W/V pass never reads a weight
+word in the cycle a write takes its SPRAM.
+
+``rtl.weight_pass.WeightPass`` on SPRAM: one bank (``port="single"``) reads in every
+other cycle and writes in the others; two banks (``port="banked"``) read a word in its
+bank's slot, its write landing in the other bank's. The simulation tests show it on the
+configurations they train; here every input of the pass is free (run, the layer's tiles,
+neurons, W and V columns, the first words' addresses, the d, rho, v and products), so
+the solver looks for any layer shape and any moment that breaks it. The read issued in
+cycle t - 1 meets the store in cycle t (its address register), with the write of cycle
+t: the two must not share a bank (one bank: must not both happen).
+"""
+
+from __future__ import annotations
+
+import pytest
+from amaranth import Signal
+from amaranth.hdl import Assert
+
+from golden.config import ModelConfig
+from golden.inttrain import TrainRule
+from rtl.program import SIDE_LATENCY
+from rtl.weight_pass import WeightPass
+from sim.formal import internal_signal, module_variant, prove
+from sim.properties import StreamContract
+from tests.formal.test_proofs import _tiny_model
+
+
+def _no_read_meets_a_write_of_its_bank(m, wpass: WeightPass, fragment) -> None:
+    # A word is read exactly when the replay generator gives its kappa (the pass drives
+    # the generator's ready with its issue), which names no signal of its own.
+    issue = internal_signal(fragment, "words__ready")
+    issued, address = Signal(), Signal.like(wpass.weights.addr)
+    m.d.sync += [issued.eq(issue), address.eq(wpass.weights.addr)]
+    meets = issued & wpass.write.valid
+    if wpass.port == "banked":
+        meets &= address[0] == wpass.write.addr[0]
+    m.d.comb += Assert(~meets)
+
+
+def _pass(port: str, lanes: int, *, module=None) -> WeightPass:
+    # FFCL, two layers, feedback: W and V columns; the ports range over every shape up
+    # to its widths (3 inputs, 3 neurons).
+    model = _tiny_model("ffcl", hidden=(3, 3), loops=2)
+    assert isinstance(model.config, ModelConfig)
+    rule = TrainRule(epochs=1, lr_shift=4, store_bits=16)
+    cls = WeightPass if module is None else module.WeightPass
+    return cls(model, rule, lanes=lanes, words=24, product_latency=SIDE_LATENCY,
+               weight_latency=2, port=port)
+
+
+#: Depth: the first write comes 8 cycles after the first read, P + 1 after run; 24
+#: cycles see tiles of one column back to back and the slots' waits.
+DEPTH = 24
+
+
+@pytest.mark.parametrize(("port", "lanes"), [("banked", 1), ("banked", 2), ("single", 3)])
+def test_no_read_meets_a_write_of_its_spram_bank(port, lanes, tmp_path):
+    wpass = _pass(port, lanes)
+    harness = StreamContract(wpass, extra=_no_read_meets_a_write_of_its_bank)
+    result = prove(harness, name=f"wpass_{port}_p{lanes}", depth=DEPTH, folder=tmp_path)
+    assert result.passed, f"{result.status}: see {result.log}"
+
+
+#: Seeded schedule bugs, each a read that can meet a write of its bank.
+BUGS = {
+    # Two banks: the read issued whatever its slot.
+    "banked-ignores-slot": ("banked", 2, {
+        "issue.eq(can_issue & (self.weights.addr[0] == slot))": "issue.eq(can_issue)"}),
+    # Two banks: the slot flips only when a word is read, not every cycle.
+    "banked-slot-per-read": ("banked", 1, {
+        "                    m.d.sync += slot.eq(~slot)":
+            "                    m.d.sync += slot.eq(slot ^ issue)"}),
+    # One bank: a read in every cycle, as on block RAM.
+    "single-reads-every-cycle": ("single", 3, {
+        "m.d.comb += issue.eq(can_issue & ~write_slot)": "m.d.comb += issue.eq(can_issue)"}),
+}
+
+
+@pytest.mark.parametrize("bug", list(BUGS))
+def test_the_bank_harness_catches(bug, tmp_path):
+    port, lanes, replacements = BUGS[bug]
+    wpass = _pass(port, lanes, module=module_variant("rtl.weight_pass", replacements))
+    harness = StreamContract(wpass, extra=_no_read_meets_a_write_of_its_bank)
+    result = prove(harness, name=f"wpass_{bug}", depth=DEPTH, folder=tmp_path)
+    assert result.status == "FAIL", f"{result.status}: see {result.log}"
