@@ -285,18 +285,21 @@ def test_train_order_is_train_ints_first_epoch():
 _ICARUS = pytest.mark.skipif("icarus" not in available_simulators(), reason="Icarus missing")
 
 
-@pytest.mark.parametrize(("simulator", "weights"), [
-    pytest.param("icarus", "loadable", marks=_ICARUS),
-    pytest.param("icarus", "spram", marks=_ICARUS),
-    pytest.param("verilator", "loadable", marks=pytest.mark.slow),
-    pytest.param("verilator", "spram", marks=pytest.mark.slow),
+@pytest.mark.parametrize(("simulator", "weights", "lanes"), [
+    pytest.param("icarus", "loadable", 3, marks=_ICARUS),
+    pytest.param("icarus", "spram", 3, marks=_ICARUS),
+    # 2 lanes x 16 bits: two SPRAM banks, a read beside a write every cycle of the passes.
+    pytest.param("icarus", "spram", 2, marks=_ICARUS),
+    pytest.param("verilator", "loadable", 3, marks=pytest.mark.slow),
+    pytest.param("verilator", "spram", 3, marks=pytest.mark.slow),
 ])
-def test_the_verilog_trains_bit_exact_under_cocotb(ffcl_int_run, capsys, simulator, weights):
+def test_the_verilog_trains_bit_exact_under_cocotb(ffcl_int_run, capsys, simulator, weights,
+                                                   lanes):
     # Verilator's build of the training core takes one to two minutes: opt-in. FFCL at
     # its last epoch's lambda: the bench drives lr_shift_in and reads V back; on SPRAM
     # it first loads the starting words through the load port.
     status, out, err = _sim_train(capsys, ffcl_int_run, "--simulator", simulator,
-                                  "--samples", "2", "--weights", weights)
+                                  "--samples", "2", "--weights", weights, lanes=lanes)
     assert status == 0, out + err
     report = json.loads((ffcl_int_run / "train_sim.json").read_text())
     assert report["simulator"] == simulator and report["checked_samples"] == 2
