@@ -287,7 +287,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="with --netlist: where the weights live (default: the board's "
                         "choice, spram on icebreaker). With --train: loadable (block RAM, "
                         "default) or spram (loaded through the core's load port first; "
-                        "lanes x stored bits <= 64)")
+                        "lanes x stored bits <= 64, and <= 32 keeps the word in two SPRAM "
+                        "banks: the update passes read a word every cycle, not every other)")
     p.add_argument("--waves", type=Path, metavar="FILE",
                    help="write a waveform: FST for verilator and icarus, VCD for amaranth")
     p.add_argument("--train", action="store_true",
@@ -674,7 +675,8 @@ def _sim_train(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    where = ("SPRAM (loaded through the load port)" if r["weights"] == "spram"
+    banks = " in two banks" if r["weight_banks"] == 2 else ""
+    where = (f"SPRAM{banks} (loaded through the load port)" if r["weights"] == "spram"
              else "block RAM")
     print(f"{simulator} simulation of the training core, {r['lanes']} lanes (update lanes on "
           f"{r['multipliers']} multipliers), weights in {where}, {r['samples']} training "

@@ -271,6 +271,8 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
         "lanes": lanes,
         "multipliers": multipliers,
         "weights": weights,
+        # SPRAM: one bank (a word every other cycle) or two (a word a cycle).
+        "weight_banks": core.core.memories.weight_store.banks,
         "rule": rule.to_dict(),
         "rule_source": rule_source,
         "lr_shift": lr_shift,

@@ -304,6 +304,9 @@ def test_the_verilog_trains_bit_exact_under_cocotb(ffcl_int_run, capsys, simulat
     report = json.loads((ffcl_int_run / "train_sim.json").read_text())
     assert report["simulator"] == simulator and report["checked_samples"] == 2
     assert report["weights"] == weights
+    # 2 lanes x 16 bits in two SPRAM banks, 3 x 16 in one.
+    assert report["weight_banks"] == (2 if weights == "spram" and lanes == 2 else 1)
+    assert (" in two banks " in out) == (report["weight_banks"] == 2)
     assert report["lr_shift"] == _lr_range(ffcl_int_run)[1]
     assert report["cycles_per_sample"]["max"] == report["cycles_formula"]
     assert report["test_accuracy"] == report["golden_test_accuracy"]
