@@ -24,25 +24,25 @@ tile of fewer columns than a shadow load takes waits for it (:attr:`load_interva
 drain is paid once per layer (:meth:`WeightPass.cycles`).
 
 On a single-port store (iCE40 SPRAM in one bank, ``port="single"``) a cycle reads or
-writes. The pass then reads a word every other cycle: the read issued in pass cycle 2 i reaches the
-memory in cycle 2 i + 1 (the store's address register) and its word is written in cycle
-2 i + :attr:`WeightPass.write_delay`, an even number (2 + 6), so reads take the odd
-cycles and writes the even ones: the port is busy in every cycle of the pass, each word
-read once and written once, and the lanes take a word every other cycle (what one port
-allows whatever the schedule). The slots run from the layer's first read to its last,
-across the tiles (a tile that waits for its shadow waits an even number of cycles).
-Bursts of write_delay - 1 reads, then as many cycles for their writes, would be as fast
-in the steady state but end the layer with a longer tail.
+writes. The pass then reads a word every other cycle: the read issued in pass cycle 2 i
+reaches the memory in cycle 2 i + 1 (the store's address register) and its word is
+written in cycle 2 i + :attr:`WeightPass.write_delay`, an even number (2 + 6), so reads
+take the odd cycles and writes the even ones: the port is busy in every cycle of the
+pass, each word read once and written once, and the lanes take a word every other cycle
+(what one port allows whatever the schedule). The slots run from the layer's first read
+to its last, across the tiles (a tile that waits for its shadow waits an even number of
+cycles). Bursts of write_delay - 1 reads, then as many cycles for their writes, would be
+as fast in the steady state but end the layer with a longer tail.
 
 On two SPRAM banks (even and odd addresses, ``port="banked"``) a cycle may read one bank
 and write the other. The pass cycles alternate between the banks' *slots*: a word is
-read only in a cycle of its bank's slot (even words in the pass's even cycles, counted
-from ``run``, odd words in the odd ones), so a run of consecutive words is read one a
-cycle, and a word that breaks the alternation (the first of a layer, of its V columns,
-of a tile, or after a wait) waits at most a cycle. Its write comes write_delay cycles
-later, an even number, in a cycle of the other bank's slot: a read never meets a write
-of its bank, whatever the words, and the lanes are busy in nearly every cycle, as on
-block RAM (:func:`banked_read_cycles`).
+read only in a cycle of its bank's slot (cycle c, counted from ``run`` at 0, reads the
+words of parity (c - 1) mod 2), so a run of consecutive words is read one a cycle, and a
+word that breaks the alternation (the first of a layer, of its V columns, of a tile, or
+after a wait) waits at most a cycle. Its write comes write_delay cycles later, an even
+number, in a cycle of the other bank's slot: a read never meets a write of its bank,
+whatever the words, and the lanes are busy in nearly every cycle, as on block RAM
+(:func:`banked_read_cycles`).
 """
 
 from __future__ import annotations
