@@ -1,23 +1,41 @@
-"""cocotb: the host library trains the host link's Verilog over a training core and reads
-the model back, through the UART pins.
+"""cocotb: the host library trains a training link through the UART pins and reads the
+model back, checked bit for bit against the golden trainer.
 
-The design is ``HostLink(TrainingCore(model, rule, lanes=P), train_block=B)`` exported as
-the top. As in :mod:`sim.hostlink_testbench`, a UART source and sink on ``rx``/``tx`` at the
-link's bit time stand behind a pyserial-like port, and the unchanged, blocking ``Device``
-runs in a :func:`cocotb.task.bridge` thread. One test, in order, because the device's
-state is the point: every TRAIN record (the label of the training pass, wrong label drawn,
-cycles) and every stored word read back (W, FFCL's V, b, U) must equal what
-:class:`golden.inttrain.IntTrainer` reports and holds after the same samples; refused
-frames (bad crc, another lambda, a label out of range, too many samples, a READ beyond a
-memory) must change nothing, which the next sample's record and a second read-back show;
-an image is classified with the trained weights.
+Two designs share this bench, both behind ``clk``/``rst``/``rx``/``tx``: the host link's
+Verilog, ``HostLink(TrainingCore(model, rule, lanes=P), train_block=B)`` exported as the
+top (tests/sim/test_hostlink_cocotb.py), and the gate-level netlist of a training
+bitstream, the board top with PLL, reset synchroniser and pin buffers around the same
+link, synthesised for ECP5 and simulated with the vendor cells' models
+(:func:`ffcl_hw.flows.netlist.simulate_training_netlist`). As in
+:mod:`sim.hostlink_testbench`, a UART source and sink on ``rx``/``tx`` at the link's bit
+time stand behind a pyserial-like port, and the unchanged, blocking ``Device`` runs in a
+:func:`cocotb.task.bridge` thread. The reset is the netlist bench's
+(:mod:`sim.netlist_testbench`): long enough for the board top's reset synchroniser.
 
-Set by tests/sim/test_hostlink_cocotb.py through :mod:`sim.runner`:
+Two tests, each in order, because the device's state is the point:
+
+``train_read_back_and_refusals`` (the RTL)
+    Every TRAIN record (the label of the training pass, wrong label drawn, cycles) and
+    every stored word read back (W, FFCL's V, b, U) must equal what
+    :class:`golden.inttrain.IntTrainer` reports and holds after the same samples; refused
+    frames (bad crc, another lambda, a label out of range, too many samples, a READ
+    beyond a memory) must change nothing, which the next sample's record and a second
+    read-back show; an image is classified with the trained weights.
+``train_and_read_back`` (the netlist: each byte costs thousands of gate-level events)
+    The given samples trained in TRAIN frames of up to B, every record checked, every
+    stored word read back once at the end and compared, an image classified with the
+    trained weights; the outcome goes to FFCL_REPORT.
+
+Set through :mod:`sim.runner`:
 
 - FFCL_HOST_LIBRARY: the host library's module (``ffcl_hw.device``), named by the runner so
   that sim/ does not import the floor above it.
 - FFCL_TRAIN: JSON ``{"model": path, "rule": TrainRule fields, "lanes": P, "block": B,
-  "divisor": ..., "timeout_bits": ..., "seed": ...}``.
+  "divisor": ..., "timeout_bits": ..., "seed": ...}``; for ``train_and_read_back`` also
+  ``"images"``, ``"labels"`` (.npy paths), ``"lr_shift"`` and ``"report"`` (a JSON path:
+  ``records``, ``error`` (the first disagreement, or null), ``trained``, ``read_back``,
+  ``entries_differing`` (stored entries unlike the trainer's, null before the read-back),
+  ``sim_cycles``, ``seconds``).
 """
 
 from __future__ import annotations
@@ -25,12 +43,14 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import time
 
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.task import bridge
 from cocotb.triggers import ClockCycles
+from cocotb.utils import get_sim_time
 
 from golden.intmodelio import load_int_model
 from golden.inttrain import IntTrainer, TrainRule
@@ -38,9 +58,9 @@ from rtl.core import LOAD_TARGETS
 from rtl.host_link import link_identity
 from rtl.protocol import Command, ErrorCode, Reply
 from rtl.training_core import TrainingCore
+from sim.netlist_testbench import CLOCK_NS, RESET_CYCLES, SETTLE_CYCLES
+from sim.train_check import first_stored_difference
 from sim.uart import SimulatedSerial, UartSink, UartSource
-
-CLOCK_NS = 10
 
 _host = importlib.import_module(os.environ["FFCL_HOST_LIBRARY"])
 Device, FrameReader, encode_frame = _host.Device, _host.FrameReader, _host.encode_frame
@@ -53,29 +73,59 @@ def golden_records(trainer: IntTrainer, x, y, lam: int) -> list[tuple[int, int]]
             for xi, yi in zip(x, y, strict=True)]
 
 
-@cocotb.test()
-async def train_read_back_and_refusals(dut) -> None:
-    setup = json.loads(os.environ["FFCL_TRAIN"])
-    model = load_int_model(setup["model"]).model
-    rule = TrainRule(**setup["rule"])
-    lanes, block, divisor = setup["lanes"], setup["block"], setup["divisor"]
-    config = model.config
-    D, K = config.input_size, config.num_classes
-    core = TrainingCore(model, rule, lanes=lanes)
-    rng = np.random.default_rng(setup["seed"])
-    dut._log.info("seed %d", setup["seed"])
-
+async def _link(dut, setup: dict, core: TrainingCore) -> SimulatedSerial:
+    """Reset the design and return a serial port on its UART pins."""
+    divisor, block = setup["divisor"], setup["block"]
     dut.rx.value = 1
     cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
+    # A netlist's PLL stub stays unlocked while rst is high; the board top's reset
+    # synchroniser and the rx synchronisers then settle before the first start bit.
     dut.rst.value = 1
-    await ClockCycles(dut.clk, 3)
+    await ClockCycles(dut.clk, RESET_CYCLES)
     dut.rst.value = 0
-    await ClockCycles(dut.clk, 2)
+    await ClockCycles(dut.clk, SETTLE_CYCLES)
+    # Started after the reset, so that tx's first rise is not read as a byte.
     source = UartSource(dut.rx, dut.clk, divisor=divisor, period_ns=CLOCK_NS)
     sink = UartSink(dut.tx, dut.clk, divisor=divisor, period_ns=CLOCK_NS)
     # A read waits for a block of training samples and a reply of up to 64 bytes.
-    port = SimulatedSerial(source, sink, timeout_cycles=block * core.training_cycles()
+    return SimulatedSerial(source, sink, timeout_cycles=block * core.training_cycles()
                            + 64 * 10 * divisor)
+
+
+def _setup() -> tuple[dict, object, TrainRule, TrainingCore]:
+    setup = json.loads(os.environ["FFCL_TRAIN"])
+    model = load_int_model(setup["model"]).model
+    rule = TrainRule(**setup["rule"])
+    return setup, model, rule, TrainingCore(model, rule, lanes=setup["lanes"])
+
+
+def _check_identity(device, model, rule: TrainRule, setup: dict):
+    identity = device.identify()
+    want = link_identity(model, lanes=setup["lanes"], rule=rule, train_block=setup["block"])
+    assert identity == want, (identity, want)
+    return identity
+
+
+def _check_classify(device, trainer: IntTrainer, image, core: TrainingCore) -> None:
+    """One image classified with the trained weights, as the trainer's model does."""
+    label, scores, cycles = device.classify(image)
+    golden = trainer.model.run(image[None])
+    want = (int(golden.labels[0]), [int(s) for s in golden.scores[0]])
+    assert (label, scores) == want, \
+        f"classified ({label}, {scores}) with the trained weights, golden {want}"
+    assert cycles == core.core.cycles_per_inference(), \
+        f"classified in {cycles} cycles, closed form {core.core.cycles_per_inference()}"
+
+
+@cocotb.test()
+async def train_read_back_and_refusals(dut) -> None:
+    setup, model, rule, core = _setup()
+    block = setup["block"]
+    config = model.config
+    D, K = config.input_size, config.num_classes
+    rng = np.random.default_rng(setup["seed"])
+    dut._log.info("seed %d", setup["seed"])
+    port = await _link(dut, setup, core)
     device = Device(port)
 
     def exchange(frame: bytes) -> list[tuple[int, bytes]]:
@@ -86,17 +136,13 @@ async def train_read_back_and_refusals(dut) -> None:
         return [(f.cmd, f.payload) for f in frames]
 
     def check_stored(trainer: IntTrainer, where: str) -> None:
-        forward, stored = device.read_model(model)
-        for layer, (got, want) in enumerate(zip(stored, trainer.stored, strict=True)):
-            # FFCL's V comes back with W (the weight memory holds both).
-            assert set(got) == set(want), f"{where}: layer {layer} holds {set(got)}"
-            for name in want:
-                assert np.array_equal(got[name], want[name]), f"{where}: layer {layer} {name}"
+        _, stored = device.read_model(model)
+        # FFCL's V comes back with W (the weight memory holds both).
+        difference = first_stored_difference(stored, trainer.stored, where="in the design")
+        assert difference is None, f"{where}: {difference}"
 
     def scenario() -> None:
-        identity = device.identify()
-        assert identity == link_identity(model, lanes=lanes, rule=rule, train_block=block), \
-            identity
+        identity = _check_identity(device, model, rule, setup)
         lam = rule.lr_shift_at(0)
         x = rng.integers(0, model.fmt.input_max + 1, (3, D))
         y = rng.integers(0, K, 3)
@@ -107,11 +153,7 @@ async def train_read_back_and_refusals(dut) -> None:
         assert [r.cycles for r in records] == [core.training_cycles()] * 3, records
         check_stored(trainer, "after 3 samples")
         assert device.identify().trained == 3
-        image = x[0]
-        label, scores, cycles = device.classify(image)
-        golden = trainer.model.run(image[None])
-        assert (label, scores) == (int(golden.labels[0]), [int(s) for s in golden.scores[0]])
-        assert cycles == core.core.cycles_per_inference()
+        _check_classify(device, trainer, x[0], core)
 
         def train_frame(lam_, xs, ys) -> bytes:
             return encode_frame(Command.TRAIN, bytes([lam_]) + b"".join(
@@ -143,3 +185,66 @@ async def train_read_back_and_refusals(dut) -> None:
         check_stored(trainer, "after the refused frames and one more sample")
 
     await bridge(scenario)()
+
+
+@cocotb.test()
+async def train_and_read_back(dut) -> None:
+    setup, model, rule, core = _setup()
+    images = np.load(setup["images"])
+    labels = np.load(setup["labels"])
+    lam = setup["lr_shift"]
+    port = await _link(dut, setup, core)
+    device = Device(port)
+    trainer = IntTrainer(model, rule)
+    report = {"records": [], "error": None, "trained": 0, "read_back": False,
+              "entries_differing": None}
+
+    def cycles_now() -> int:
+        return round(get_sim_time("ns")) // CLOCK_NS
+
+    def fail(problem: str) -> None:
+        raise AssertionError(problem)
+
+    def scenario() -> None:
+        try:
+            steps()
+        except Exception as error:
+            # The flow names the first problem; the log holds the traceback.
+            report["error"] = f"{type(error).__name__}: {error}"
+            raise
+
+    def steps() -> None:
+        _check_identity(device, model, rule, setup)
+        step = max(1, len(images) // 10)
+        for first in range(0, len(images), setup["block"]):
+            x, y = images[first:first + setup["block"]], labels[first:first + setup["block"]]
+            records = device.train(x, y, lam)
+            for n, (record, xi, yi) in enumerate(zip(records, x, y, strict=True)):
+                report["records"].append(list(record))
+                report["trained"] += 1
+                result = trainer.train_sample(xi, int(yi), lam)
+                want = (result.label, result.wrong, core.training_cycles())
+                if tuple(record) != want:
+                    fail(f"sample {first + n}: record (label, wrong, cycles) {tuple(record)} "
+                         f"in the design, {want} from the golden trainer and the closed form")
+            if report["trained"] % step < len(x) or report["trained"] == len(images):
+                dut._log.info("trained %d/%d samples", report["trained"], len(images))
+        _, stored = device.read_model(model)
+        report["read_back"] = True
+        report["entries_differing"] = sum(
+            int(np.sum(got[name] != want[name])) if np.shape(got.get(name)) == np.shape(want[name])
+            else int(np.size(want[name]))
+            for got, want in zip(stored, trainer.stored, strict=True) for name in want)
+        difference = first_stored_difference(stored, trainer.stored, where="in the design")
+        if difference is not None:
+            fail(f"after {len(images)} samples: {difference}")
+        _check_classify(device, trainer, images[0], core)
+
+    start = time.perf_counter()
+    try:
+        await bridge(scenario)()
+    finally:
+        report["seconds"] = time.perf_counter() - start
+        report["sim_cycles"] = cycles_now()
+        with open(setup["report"], "w") as stream:
+            json.dump(report, stream)

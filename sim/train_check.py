@@ -25,7 +25,8 @@ from golden.inttrain import IntTrainer
 from rtl.core import LOAD_TARGETS
 from rtl.training_core import TrainingCore
 
-__all__ = ["READ_TARGETS", "TrainMismatch", "TrainingChecker", "TrainingRun", "check_points"]
+__all__ = ["READ_TARGETS", "TrainMismatch", "TrainingChecker", "TrainingRun", "check_points",
+           "first_stored_difference"]
 
 #: The ``read`` port's target code of each stored memory, in read-back order. The weight
 #: memory holds each layer's W words, then (FFCL) its V words: "W" reads both.
@@ -44,6 +45,29 @@ def check_points(samples: int, check_every: int) -> list[int]:
     if not points or points[-1] != samples - 1:
         points.append(samples - 1)
     return points
+
+
+def first_stored_difference(got: list[dict], want: list[dict], *,
+                            where: str = "on the board") -> str | None:
+    """The first stored entry of ``got`` (per layer, the arrays W, V, b, U as
+    :class:`golden.inttrain.IntTrainer` keeps them and ``ffcl_hw.device.Device.read_model``
+    returns them) that differs from ``want``'s, named with both values; None if every
+    entry is equal. ``where`` says where ``got`` came from."""
+    for layer, (g, w) in enumerate(zip(got, want, strict=True)):
+        for name in ("W", "V", "b", "U"):
+            if name not in w:
+                continue
+            if name not in g:
+                return f"layer {layer + 1} has no stored {name} {where}"
+            if np.shape(g[name]) != np.shape(w[name]):
+                return (f"layer {layer + 1} stored {name} has shape {np.shape(g[name])} "
+                        f"{where}, {np.shape(w[name])} in the golden trainer")
+            found = np.argwhere(g[name] != w[name])
+            if found.size:
+                index = tuple(int(i) for i in found[0])
+                return (f"layer {layer + 1} stored {name}{list(index)} is {int(g[name][index])} "
+                        f"{where}, {int(w[name][index])} in the golden trainer")
+    return None
 
 
 @dataclass(frozen=True)

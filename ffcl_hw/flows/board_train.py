@@ -47,6 +47,7 @@ from golden.intmodelio import save_int_model
 from golden.inttrain import IntTrainer, TrainRule, default_lr_shift
 from golden.modelio import SavedModel, save_model
 from rtl.host_link import LinkIdentity, link_identity
+from sim.train_check import first_stored_difference
 
 __all__ = ["BOARD_TRAIN_FILE", "TRAINABLE", "board_read", "board_train", "run_rule"]
 
@@ -98,19 +99,6 @@ def _training_board(device: Device, port: str, baud: int, timeout: float, model:
         raise RunError(f"the device on {port} holds another model than {run}: {error}. "
                        "Build and flash this run's training bitstream") from None
     return identity
-
-
-def _first_difference(got: list[dict], want: list[dict]) -> str | None:
-    for layer, (g, w) in enumerate(zip(got, want, strict=True)):
-        for name in ("W", "V", "b", "U"):
-            if name not in w:
-                continue
-            where = np.argwhere(g[name] != w[name])
-            if where.size:
-                index = tuple(int(i) for i in where[0])
-                return (f"layer {layer + 1} stored {name}{list(index)} is {int(g[name][index])} "
-                        f"on the board, {int(w[name][index])} in the golden trainer")
-    return None
 
 
 def board_train(run: Path, *, port: str, epochs: int = 1, baud: int = BAUD,
@@ -220,7 +208,7 @@ def board_train(run: Path, *, port: str, epochs: int = 1, baud: int = BAUD,
         if hasattr(serial_port, "close"):
             serial_port.close()
 
-    difference = _first_difference(stored, trainer.stored)
+    difference = first_stored_difference(stored, trainer.stored)
     x_test = model.quantize_input(data.x_test)
     accuracy = float((forward.run(x_test).labels == data.y_test).mean())
     golden_accuracy = float((trainer.model.run(x_test).labels == data.y_test).mean())

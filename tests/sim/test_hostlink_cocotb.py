@@ -97,7 +97,9 @@ def test_the_host_library_trains_the_training_link_verilog(algo, tmp_path, build
     setup = {"model": str(tmp_path / "model.int.npz"),
              "rule": {"epochs": 1, "lr_shift": rule.lr_shift, "seed": rule.seed},
              "lanes": 3, "block": 2, "seed": SEED, **LINK}
+    # The bench's other test is the gate-level one (tests/sim/test_netlist_training.py).
     run = run_tests(built, "sim.hostlink_training_testbench", name=f"train-{algo}-seed{SEED}",
+                    testcase="train_read_back_and_refusals",
                     env={"FFCL_TRAIN": json.dumps(setup), "FFCL_HOST_LIBRARY": "ffcl_hw.device"})
     assert run.tests == 1, f"{run.tests} tests ran; see {run.log}"
     assert run.failed == 0, f"see {run.log}"
