@@ -31,6 +31,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +46,12 @@ from ffcl_hw.runs import RunError, write_json
 from golden.costs import inference_cost
 from rtl.board import BOARDS, BoardTop, board_info
 from rtl.core import Core
-from rtl.host_link import HostLink
+from rtl.host_link import TRAIN_BLOCK, HostLink
+from rtl.training_core import TrainingCore
 from sim.amaranth_sim import CoreResult
 
-__all__ = ["SIM_DIVISOR", "VENDOR_CELLS", "netlist_sim_run", "simulate_netlist",
-           "synth_netlist"]
+__all__ = ["SIM_DIVISOR", "VENDOR_CELLS", "netlist_sim_run", "netlist_train_run",
+           "simulate_netlist", "simulate_training_netlist", "synth_netlist"]
 
 #: The UART bit time of the simulated design, in clock cycles (the least rtl.uart takes).
 SIM_DIVISOR = 4
@@ -74,9 +76,14 @@ def _pins(board: str, netlist_json: Path) -> dict[str, str]:
     return pins
 
 
-def synth_netlist(core: Core, *, board: str, out_dir: Path,
+def synth_netlist(core: Core | TrainingCore, *, board: str, out_dir: Path,
                   divisor: int = SIM_DIVISOR) -> dict[str, Any]:
     """Synthesise ``BoardTop(HostLink(core))`` for ``board`` into a Verilog netlist.
+
+    A :class:`rtl.training_core.TrainingCore` gets the link ``ffcl-hw synth --train``
+    gives it (:func:`ffcl_hw.flows.synth_training.synth_training_run`: the default
+    :data:`rtl.host_link.TRAIN_BLOCK` samples a TRAIN frame), its fit check counting the
+    training engine.
 
     The platform's build plan (:func:`ffcl_hw.flows.synth.prepare_build`) goes to
     ``out_dir``; its Yosys step writes ``ffcl_top.json``, which a second Yosys call turns
@@ -191,6 +198,80 @@ def simulate_netlist(synthesised: dict[str, Any], core: Core, images: np.ndarray
     return bench
 
 
+def simulate_training_netlist(synthesised: dict[str, Any], core: TrainingCore,
+                              images: np.ndarray, labels: np.ndarray, *, board: str,
+                              root: Path, lr_shift: int | None = None,
+                              models: dict[str, Path] | None = None,
+                              progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Train a :func:`synth_netlist` training netlist on ``images`` and ``labels`` through
+    the host link, read the model back and compare it with the golden trainer
+    (:mod:`sim.hostlink_training_testbench`, test ``train_and_read_back``).
+
+    Every TRAIN record (the label of the training pass, the wrong label, the cycles) is
+    checked against :class:`golden.inttrain.IntTrainer` and the closed form as it
+    arrives; every stored word (W, FFCL's V, b, U) is read back once, after the last
+    sample (a read-back of the digits model is thousands of link bytes, each hundreds of
+    gate-level cycles); then ``images[0]`` is classified with the trained weights.
+    ``lr_shift`` is lambda of every sample (default: the rule's first epoch's).
+
+    Returns
+    -------
+    dict
+        ``records`` ([label, wrong, cycles] per sample trained), ``error`` (the first
+        disagreement or failure, None when every check passed), ``trained``,
+        ``read_back``, ``sim_cycles``, with ``tests``/``failed`` (cocotb's counts),
+        ``log``, ``build_seconds`` and ``simulation_seconds``.
+
+    Raises
+    ------
+    RunError
+        If Icarus is missing or the simulation crashed before its test ran.
+    """
+    from golden.intmodelio import save_int_model
+    from sim.netlist import NetlistPins, build_netlist
+    from sim.runner import run_tests
+    from sim.tools import ToolMissing
+
+    start = time.perf_counter()
+    try:
+        built = build_netlist(Path(synthesised["netlist"]), family=board_info(board).family,
+                              top=TOP_NAME, pins=NetlistPins(**synthesised["pins"]),
+                              root=root, models=models)
+    except ToolMissing as error:
+        raise RunError(str(error)) from None
+    build_seconds = time.perf_counter() - start
+    work = built.build_dir / "train"
+    work.mkdir(exist_ok=True)
+    save_int_model(work / "model.int.npz", core.model)
+    np.save(work / "images.npy", np.asarray(images, dtype=np.int64))
+    np.save(work / "labels.npy", np.asarray(labels, dtype=np.int64))
+    report_file = work / "report.json"
+    report_file.unlink(missing_ok=True)
+    rule = core.rule
+    setup = {"model": str(work / "model.int.npz"),
+             "rule": {f.name: getattr(rule, f.name) for f in fields(rule)},
+             "lanes": core.lanes, "block": TRAIN_BLOCK, "divisor": synthesised["divisor"],
+             "seed": 0, "images": str(work / "images.npy"),
+             "labels": str(work / "labels.npy"),
+             "lr_shift": rule.lr_shift_at(0) if lr_shift is None else lr_shift,
+             "report": str(report_file)}
+    start = time.perf_counter()
+    try:
+        run = run_tests(built, "sim.hostlink_training_testbench", name="train",
+                        testcase="train_and_read_back", progress=progress,
+                        env={"FFCL_HOST_LIBRARY": "ffcl_hw.device",
+                             "FFCL_TRAIN": json.dumps(setup)})
+    except RuntimeError as error:
+        raise RunError(str(error)) from None
+    bench = json.loads(report_file.read_text()) if report_file.exists() else {
+        "records": [], "error": "the bench ended without a report", "trained": 0,
+        "read_back": False, "sim_cycles": None}
+    bench.update(tests=run.tests, failed=run.failed, log=str(run.log),
+                 build_seconds=build_seconds,
+                 simulation_seconds=time.perf_counter() - start)
+    return bench
+
+
 def netlist_sim_run(run: Path, *, board: str, samples: int = 20, lanes: int | None = None,
                     label_lanes: int | None = None, multipliers: str | None = None,
                     weights: str | None = None, models: dict[str, Path] | None = None,
@@ -283,4 +364,136 @@ def netlist_sim_run(run: Path, *, board: str, samples: int = 20, lanes: int | No
     }
     if write:
         write_json(run / "sim.json", report)
+    return report
+
+
+def netlist_train_run(run: Path, *, board: str, samples: int = 20, lanes: int | None = None,
+                      lr_shift: int | None = None, multipliers: str = "shared",
+                      models: dict[str, Path] | None = None,
+                      progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Synthesise ``RUN``'s training bitstream for an ECP5 ``board`` and train its
+    netlist on the first ``samples`` training samples; write ``RUN/train_sim.json``.
+
+    The core is the one ``ffcl-hw synth RUN --board BOARD --train`` builds
+    (:func:`ffcl_hw.flows.synth_training.choose_training_core`: ``lanes`` or the first
+    count that fits, block RAM, the run's rule); the samples, their order and lambda are
+    those of ``sim --train`` (:mod:`ffcl_hw.flows.train_sim`). Every record is checked
+    as it arrives; every stored word is read back once, after the last sample
+    (:func:`simulate_training_netlist`). The netlist and the simulation's build live in
+    ``RUN/netlist/BOARD-train``.
+
+    Returns
+    -------
+    dict
+        The report written: ``sim --train``'s fields (``check_every`` is ``samples``: one
+        read-back; ``weight_mismatches`` counts the stored entries that differ) with
+        ``"simulator": "netlist-BOARD"``, ``board``, ``netlist`` (path, cells, pins, UART
+        divisor), ``sim_cycles``, ``synth_seconds``, ``build_seconds`` and
+        ``simulation_seconds``. The accuracies are those of the golden trainer's model,
+        which the read-back equals when ``mismatch`` is None.
+
+    Raises
+    ------
+    RunError
+        Bad input (an iCE40 board, samples, lanes, lambda, an FFL run, a core that does
+        not fit), before any tool runs.
+    """
+    from ffcl_hw.flows.synth_training import choose_training_core
+    from ffcl_hw.flows.train_sim import (
+        TRAIN_SIM_FILE,
+        default_lr_shift_for,
+        model_and_rule,
+        train_order,
+    )
+    from golden.inttrain import IntTrainer
+
+    if board not in BOARDS:
+        raise RunError(f"--netlist must be one of {', '.join(BOARDS)}, not {board!r}")
+    if board_info(board).family != "ecp5":
+        ecp5 = [name for name in BOARDS if board_info(name).family == "ecp5"]
+        raise RunError(f"--train --netlist {board}: training bitstreams exist for ECP5 only "
+                       f"(the training engine does not fit the iCE40 UP5K); use --netlist "
+                       f"{' or '.join(ecp5)}")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise RunError(f"--samples must be a positive integer, not {samples!r}")
+    if lanes is not None and (isinstance(lanes, bool) or not isinstance(lanes, int)
+                              or lanes < 1):
+        raise RunError(f"--lanes must be a positive integer, not {lanes!r}")
+    model, rule, rule_source, data = model_and_rule(Path(run))
+    config = model.config
+    if config.algo not in ("ffdl", "ffcl"):
+        raise RunError(f"{run} is an {config.algo.upper()} run: the training core trains "
+                       f"FFDL and FFCL models (train one with ffcl-hw train --arith int "
+                       f"--algo ffdl or --algo ffcl)")
+    if samples > data.n_train:
+        raise RunError(f"--samples {samples} is more than the {data.n_train} training "
+                       f"samples of {data.name}; use --samples {data.n_train} or fewer")
+    low, high = rule.lr_range
+    if lr_shift is None:
+        lr_shift = default_lr_shift_for(rule)
+    elif (isinstance(lr_shift, bool) or not isinstance(lr_shift, int)
+          or not low <= lr_shift <= high):
+        raise RunError(f"--lr-shift {lr_shift} is outside the training core's range "
+                       f"{low}..{high} (lambda of the rule's first to last epoch); use "
+                       f"--lr-shift {low} to {high}")
+    try:
+        core, _ = choose_training_core(model, rule, board, lanes, multipliers)
+    except (TypeError, ValueError) as error:
+        raise RunError(str(error)) from None
+    order = train_order(rule, data.n_train)[:samples]
+    images = model.quantize_input(data.x_train[order]).astype(np.int64)
+    labels = data.y_train[order].astype(np.int64)
+
+    folder = Path(run) / "netlist" / f"{board}-train"
+    start = time.perf_counter()
+    synthesised = synth_netlist(core, board=board, out_dir=folder)
+    synth_seconds = time.perf_counter() - start
+    bench = simulate_training_netlist(synthesised, core, images, labels, board=board,
+                                      root=folder / "sim", lr_shift=lr_shift, models=models,
+                                      progress=progress)
+    error = bench["error"]
+    if error is None and bench["failed"]:
+        error = f"the simulation failed; see {bench['log']}"
+    records = bench["records"]
+    report: dict[str, Any] = {
+        "simulator": f"netlist-{board}",
+        "samples": samples,
+        "samples_trained": len(records),
+        "check_every": samples,
+        "checked_samples": 1 if bench["read_back"] else 0,
+        "lanes": core.lanes,
+        "multipliers": core.multipliers,
+        "weights": core.weights,
+        "rule": rule.to_dict(),
+        "rule_source": rule_source,
+        "lr_shift": lr_shift,
+        "lr_range": [low, high],
+        "weight_mismatches": bench.get("entries_differing") or 0,
+        "mismatch": error,
+        "cycles_per_sample": None, "cycles_formula": core.training_cycles(),
+        "test_accuracy": None, "golden_test_accuracy": None, "initial_test_accuracy": None,
+        "board": board,
+        "netlist": {key: synthesised[key] for key in ("netlist", "cells", "pins", "divisor")},
+        "sim_cycles": bench.get("sim_cycles"),
+        "synth_seconds": round(synth_seconds, 3),
+        "build_seconds": round(bench["build_seconds"], 3),
+        "wall_seconds": round(bench["simulation_seconds"], 3),
+        "samples_per_second": None,
+    }
+    if error is None:
+        # Counted only when every record and every stored word matched.
+        trainer = IntTrainer(model, rule)
+        for image, label in zip(images, labels, strict=True):
+            trainer.train_sample(image, int(label), lr_shift)
+        x_test = model.quantize_input(data.x_test)
+        golden = float((trainer.model.run(x_test).labels == data.y_test).mean())
+        cycles = np.array([r[2] for r in records])
+        report.update({
+            "cycles_per_sample": {"min": int(cycles.min()), "mean": float(cycles.mean()),
+                                  "max": int(cycles.max())},
+            "test_accuracy": golden, "golden_test_accuracy": golden,
+            "initial_test_accuracy": float((model.run(x_test).labels == data.y_test).mean()),
+            "samples_per_second": samples / bench["simulation_seconds"],
+        })
+    write_json(Path(run) / TRAIN_SIM_FILE, report)
     return report
