@@ -271,7 +271,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="instead: synthesise the board's design as `synth` does and "
                         "simulate its gate-level netlist with the vendor cell models under "
                         "cocotb + Icarus, loading loadable weights over the host link "
-                        f"({', '.join(BOARD_NAMES)})")
+                        f"({', '.join(BOARD_NAMES)}). With --train (ECP5 boards): the "
+                        "training bitstream's netlist, trained over the link and read back "
+                        "after the last sample")
     p.add_argument("--samples", type=_positive, default=20, metavar="N")
     p.add_argument("--lanes", type=_positive, metavar="P",
                    help="MAC lanes (default 8; with --netlist the board's choice)")
@@ -642,10 +644,58 @@ def _sim_netlist(args: argparse.Namespace) -> dict:
     return report
 
 
+def _sim_train_netlist(args: argparse.Namespace) -> int:
+    """``sim --train --netlist BOARD``: a training bitstream's netlist learns at gate level
+    (:func:`ffcl_hw.flows.netlist.netlist_train_run`)."""
+    from ffcl_hw.flows.netlist import netlist_train_run
+
+    for option, why in (("simulator", "the netlist simulates under Icarus"),
+                        ("waves", "the netlist simulation writes no waveform"),
+                        ("check_every", "the netlist is read back once, after the last "
+                                        "sample: each read-back is thousands of link bytes"),
+                        ("label_lanes", "the training core scans every label at once")):
+        if getattr(args, option) is not None:
+            name = "--" + option.replace("_", "-")
+            raise RunError(f"{name} does not go with --train --netlist ({why}); leave out "
+                           f"{name}")
+    if args.weights not in (None, "loadable"):
+        raise RunError(f"--weights {args.weights} does not go with --train --netlist (a "
+                       "training bitstream keeps its weights in block RAM); leave out "
+                       "--weights")
+    with _image_progress(args, f"sim --train (netlist-{args.netlist})") as progress:
+        r = netlist_train_run(args.run, board=args.netlist, samples=args.samples,
+                              lanes=args.lanes, lr_shift=args.lr_shift,
+                              multipliers=args.multipliers or "shared", progress=progress)
+    cells = ", ".join(f"{count} {cell}" for cell, count in r["netlist"]["cells"].items()
+                      if count)
+    print(f"gate-level simulation of the {args.netlist} training netlist ({cells}), "
+          f"{r['lanes']} lanes, {r['samples']} training samples from "
+          f"{args.run / INT_MODEL_FILE} at lr 2^-{r['lr_shift']} ({r['rule_source']})")
+    written = f"  written           {args.run / TRAIN_SIM_FILE}"
+    if r["mismatch"]:
+        print(f"  MISMATCH with the golden trainer after {r['samples_trained']} of "
+              f"{r['samples']} samples: {r['mismatch']}", file=sys.stderr)
+        print(written)
+        return 1
+    c = r["cycles_per_sample"]
+    print("  bit-exact with the golden trainer: every record, and every stored word read "
+          "back after the last sample")
+    print(f"  test accuracy     {_percent(r['test_accuracy'])} (the golden trainer's model, "
+          f"which the read-back equals; before {_percent(r['initial_test_accuracy'])})")
+    print(f"  cycles/sample     {c['mean']:,.0f} (min {c['min']:,}, max {c['max']:,}; "
+          f"formula {r['cycles_formula']:,})")
+    print(f"  simulation        {r['sim_cycles']:,} cycles in {r['wall_seconds']:.0f} s, "
+          f"after {r['synth_seconds']:.1f} s of synthesis and a {r['build_seconds']:.1f} s "
+          f"build")
+    print(written)
+    return 0
+
+
 def _sim_train(args: argparse.Namespace) -> int:
     """``sim --train``: the training core learns in simulation (:mod:`ffcl_hw.flows.train_sim`)."""
-    for option, why in (("netlist", "the netlist simulation classifies only"),
-                        ("label_lanes", "the training core scans every label at once"),
+    if args.netlist is not None:
+        return _sim_train_netlist(args)
+    for option, why in (("label_lanes", "the training core scans every label at once"),
                         ("waves", "the training simulation writes no waveform")):
         if getattr(args, option) is not None:
             name = "--" + option.replace("_", "-")

@@ -169,7 +169,18 @@ def _lr_range(run):
     (["--samples", "1348"], "--samples 1348 is more than the 1347 training samples of "
                             "digits; use --samples 1347 or fewer"),
     (["--simulator", "modelsim"], "invalid choice: 'modelsim'"),
-    (["--netlist", "icebreaker"], "--netlist does not go with --train"),
+    # A training netlist is ECP5 only; these are refused before any tool runs.
+    (["--netlist", "icebreaker"], "--train --netlist icebreaker: training bitstreams exist "
+                                  "for ECP5 only (the training engine does not fit the iCE40 "
+                                  "UP5K); use --netlist ulx3s-25f or ulx3s-45f or ulx3s-85f"),
+    (["--netlist", "ulx3s-85f", "--check-every", "2"],
+     "--check-every does not go with --train --netlist (the netlist is read back once"),
+    (["--netlist", "ulx3s-85f", "--weights", "spram"],
+     "--weights spram does not go with --train --netlist"),
+    (["--netlist", "ulx3s-85f", "--simulator", "icarus"],
+     "--simulator does not go with --train --netlist"),
+    (["--netlist", "ulx3s-85f", "--samples", "1348"],
+     "--samples 1348 is more than the 1347 training samples of digits"),
     (["--multipliers", "banana"], "invalid choice: 'banana'"),
     (["--lanes", "7", "--simulator", "amaranth"], "--lanes 7 is more than the widest "
                                                   "layer's 6 neurons"),
