@@ -452,8 +452,11 @@ def netlist_train_run(run: Path, *, board: str, samples: int = 20, lanes: int | 
                                       root=folder / "sim", lr_shift=lr_shift, models=models,
                                       progress=progress)
     error = bench["error"]
-    if error is None and bench["failed"]:
-        error = f"the simulation failed; see {bench['log']}"
+    if error is None and (bench["failed"] or not bench["read_back"]):
+        # Not a disagreement with the golden trainer: the simulation stopped early.
+        raise RunError(f"the {board} training netlist simulation ended after "
+                       f"{bench['trained']} of {samples} samples without its checks "
+                       f"finishing; see {bench['log']}")
     records = bench["records"]
     report: dict[str, Any] = {
         "simulator": f"netlist-{board}",

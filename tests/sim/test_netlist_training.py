@@ -10,9 +10,10 @@ trains it through the UART pins, reads every stored word back and classifies an 
 equal the golden trainer's.
 
 All opt-in (``pytest -m slow``): the training netlist is about three times the inference
-netlist of tests/sim/test_netlist.py, Icarus runs it at under a hundred cycles a second
-on these machines, and the read-back alone is some 20,000 cycles (see the report of
-the branch that added this file for the measured times). On these tiny models Yosys maps
+netlist of tests/sim/test_netlist.py, Icarus runs it at about 150 cycles per CPU second,
+and one test is some 30,000 cycles, most of them the read-back's 440 link bytes: Yosys
+24 s, the Icarus build 9 s, the simulation about 3 CPU minutes (README, Reliability).
+On these tiny models Yosys maps
 the writable weight memory to distributed RAM (TRELLIS_DPR16X4) and the lookup tables to
 DP16KD; the seeded bugs are a weight-memory cell whose write enable is tied off and an
 update lane's multiplier with one operand bit tied off, both invisible to every RTL
@@ -21,6 +22,7 @@ simulation (they never see the vendor cells).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -140,3 +142,22 @@ def test_a_broken_cell_fails_the_training_netlist(name, ffdl, tmp_path):
     bench = _train(core, {**synthesised, "netlist": str(mutant)}, tmp_path / "sim")
     assert bench["failed"] == 1, f"see {bench['log']}"
     assert "golden" in (bench["error"] or ""), bench["error"]
+
+
+def test_sim_train_netlist_trains_a_run_bit_exact(tmp_path, capsys):
+    # The command on a run: digits at 3 x 3 pixels, FFDL 9-5-4 with the integer rule, the
+    # first 3 samples of train_int's order on 2 lanes (one TRAIN frame).
+    from ffcl_hw.cli import main
+
+    run = tmp_path / "r3"
+    assert main(["train", "--arith", "int", "--algo", "ffdl", "--resize", "3", "--hidden",
+                 "5,4", "--epochs", "1", "--quiet", "--out", str(run)]) == 0
+    status = main(["sim", str(run), "--train", "--netlist", BOARD, "--samples", "3",
+                   "--lanes", "2", "--quiet"])
+    out, err = capsys.readouterr()
+    assert status == 0, out + err
+    assert "bit-exact with the golden trainer: every record, and every stored word" in out
+    report = json.loads((run / "train_sim.json").read_text())
+    assert report["simulator"] == f"netlist-{BOARD}" and report["samples_trained"] == 3
+    assert report["weight_mismatches"] == 0 and report["mismatch"] is None
+    assert report["cycles_per_sample"]["max"] == report["cycles_formula"]
