@@ -136,6 +136,31 @@ def synth_netlist(core: Core | TrainingCore, *, board: str, out_dir: Path,
             "reused": reused}
 
 
+def _build(synthesised: dict[str, Any], *, board: str, root: Path,
+           models: dict[str, Path] | None, folder: str):
+    """Compile a :func:`synth_netlist` netlist with its cell models (both benches):
+    (the built design, its work folder ``folder``, the build's seconds).
+
+    Raises
+    ------
+    RunError
+        If Icarus is missing.
+    """
+    from sim.netlist import NetlistPins, build_netlist
+    from sim.tools import ToolMissing
+
+    start = time.perf_counter()
+    try:
+        built = build_netlist(Path(synthesised["netlist"]), family=board_info(board).family,
+                              top=TOP_NAME, pins=NetlistPins(**synthesised["pins"]),
+                              root=root, models=models)
+    except ToolMissing as error:
+        raise RunError(str(error)) from None
+    work = built.build_dir / folder
+    work.mkdir(exist_ok=True)
+    return built, work, time.perf_counter() - start
+
+
 def simulate_netlist(synthesised: dict[str, Any], core: Core, images: np.ndarray, *,
                      board: str, root: Path, models: dict[str, Path] | None = None,
                      progress: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -157,20 +182,10 @@ def simulate_netlist(synthesised: dict[str, Any], core: Core, images: np.ndarray
         If Icarus is missing or the simulation crashed before its test ran.
     """
     from golden.intmodelio import save_int_model
-    from sim.netlist import NetlistPins, build_netlist
     from sim.runner import run_tests
-    from sim.tools import ToolMissing
 
-    start = time.perf_counter()
-    try:
-        built = build_netlist(Path(synthesised["netlist"]), family=board_info(board).family,
-                              top=TOP_NAME, pins=NetlistPins(**synthesised["pins"]),
-                              root=root, models=models)
-    except ToolMissing as error:
-        raise RunError(str(error)) from None
-    build_seconds = time.perf_counter() - start
-    work = built.build_dir / "run"
-    work.mkdir(exist_ok=True)
+    built, work, build_seconds = _build(synthesised, board=board, root=root, models=models,
+                                        folder="run")
     save_int_model(work / "model.int.npz", core.model)
     program = core.program
     (work / "core.json").write_text(json.dumps(
@@ -228,20 +243,10 @@ def simulate_training_netlist(synthesised: dict[str, Any], core: TrainingCore,
         If Icarus is missing or the simulation crashed before its test ran.
     """
     from golden.intmodelio import save_int_model
-    from sim.netlist import NetlistPins, build_netlist
     from sim.runner import run_tests
-    from sim.tools import ToolMissing
 
-    start = time.perf_counter()
-    try:
-        built = build_netlist(Path(synthesised["netlist"]), family=board_info(board).family,
-                              top=TOP_NAME, pins=NetlistPins(**synthesised["pins"]),
-                              root=root, models=models)
-    except ToolMissing as error:
-        raise RunError(str(error)) from None
-    build_seconds = time.perf_counter() - start
-    work = built.build_dir / "train"
-    work.mkdir(exist_ok=True)
+    built, work, build_seconds = _build(synthesised, board=board, root=root, models=models,
+                                        folder="train")
     save_int_model(work / "model.int.npz", core.model)
     np.save(work / "images.npy", np.asarray(images, dtype=np.int64))
     np.save(work / "labels.npy", np.asarray(labels, dtype=np.int64))
