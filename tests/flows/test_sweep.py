@@ -143,6 +143,10 @@ def test_seed_counts_are_validated(seeds, tmp_path):
 
 
 # About 1-2 minutes on a 2-core machine: one synthesis, two placements side by side.
+# Opt-in: the fake-tool tests above hold the sweep's logic (seeds, the kept one, the
+# reports), and the default run's smoke synthesis (tests/flows/test_synth.py) runs the
+# real tools at one seed.
+@pytest.mark.slow
 @needs_yowasp
 def test_a_real_two_seed_sweep_on_a_tiny_core(tmp_path):
     from rtl.core import Core
