@@ -385,10 +385,17 @@ class TrainingCore(wiring.Component):
             cycles += self._pass_cycles(i)
         return entries / (self.lanes * cycles)
 
+    @property
+    def layer_ops(self) -> list:
+        """The program's first LAYER op of each layer, in layer order: where the layer's
+        W and V words start (``ff_wbase``, ``fb_wbase``) for its update."""
+        layers = [op for op in self.core.program.ops if op.kind.name == "LAYER"]
+        return layers[:self.model.config.num_layers]
+
     def _pass_cycles(self, layer: int) -> int:
         """:meth:`rtl.weight_pass.WeightPass.cycles` of ``layer``'s W and V words."""
         config = self.model.config
-        op = [op for op in self.core.program.ops if op.kind.name == "LAYER"][layer]
+        op = self.layer_ops[layer]
         n_in = config.input_size if layer == 0 else config.hidden[layer - 1]
         return self.weight_pass.cycles(config.hidden[layer], n_in, self.n_src[layer],
                                        ff_base=op.ff_wbase, fb_base=op.fb_wbase)
@@ -547,7 +554,7 @@ class TrainingCore(wiring.Component):
         offsets = [sum(hidden[:i]) for i in range(L)]
         n_ins = [config.input_size] + list(hidden[:-1])
         n_src = self.n_src
-        ops = [op for op in self.core.program.ops if op.kind.name == "LAYER"][:L]
+        ops = self.layer_ops
 
         def table(values, shape=None):
             return Array(Const(v, shape) if shape is not None else Const(v) for v in values)[layer]

@@ -149,7 +149,7 @@ def _slot_waits(dut: TrainingCore) -> int:
     P + 1 after the one before (its shadow load); a wait is a cycle that could read but
     whose word is out of its slot."""
     config, lanes = dut.model.config, dut.lanes
-    ops = [op for op in dut.core.program.ops if op.kind.name == "LAYER"]
+    ops = dut.layer_ops
     waits = 0
     for i, n in enumerate(config.hidden):
         n_in = D if i == 0 else config.hidden[i - 1]
@@ -297,8 +297,7 @@ def test_tiles_that_wait_for_their_shadow_load_train_like_the_golden_trainer(wei
         # cycles 5, 10 and 16 from run; words 36, 38 and 40 are read in the even words'
         # slots, the odd cycles: 5, 11 and 17. Two waits, then the drain.
         assert (wpass.tile_cycles(2), wpass.load_interval) == (5, 5)
-        ops = [op for op in dut.core.program.ops if op.kind.name == "LAYER"]
-        assert ops[2].ff_wbase == 36
+        assert dut.layer_ops[2].ff_wbase == 36
         assert wpass.cycles(9, 2, ff_base=36) == 5 + (2 * 5 + 2) + 2 + 9
     else:
         assert wpass.tile_cycles(2) == wpass.load_interval == (6 if weights == "spram" else 5)
