@@ -10,6 +10,8 @@ update passes read. The block exponent z is kept for the update shifts k = k + z
 
 from __future__ import annotations
 
+import contextlib
+
 from amaranth import Array, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
@@ -146,10 +148,8 @@ class ErrorScan(wiring.Component):
         return (self.groups.reads + 1) * neurons + self.signal.gap + SCAN_STAGES
 
     def elaborate(self, platform) -> Module:
-        if self.groups.count > 1:
-            return self._elaborate_groups()
         m = Module()
-        fmt, K = self.model.fmt, self.model.config.num_classes
+        fmt, groups = self.model.fmt, self.groups
         B_m, f = self.store_bits, self.store_bits - fmt.weight_bits
         m.submodules.signal = signal = self.signal
         if self.product_latency is not None:
@@ -157,7 +157,6 @@ class ErrorScan(wiring.Component):
                          signal.product.eq(self.product)]
         count = Signal(range(max(self.model.config.hidden) + 1))
         neurons = self.neurons
-        u_field = Array(stored_field(self.labels.data, q, B_m) for q in range(K))
 
         def top(value):
             # c >> f of a stored field: the forward U the learning signal sees.
@@ -169,12 +168,26 @@ class ErrorScan(wiring.Component):
         neuron_valid, neuron_last = Signal(), Signal()
         pre = Signal.like(self.pre.data)
         u_pos, u_neg = Signal(fmt.weight_bits), Signal(fmt.weight_bits)
-        m.d.sync += [pre.eq(self.pre.data), u_pos.eq(top(u_field[self.y])),
-                     u_neg.eq(top(u_field[self.y_neg])),
+        # With two label words a neuron, y's word is read with pre, y''s the cycle after
+        # (``second``), and the first read's pre and U[i, y] wait a cycle for it.
+        second = Signal()
+        if groups.count == 1:
+            u_field = Array(stored_field(self.labels.data, q, B_m)
+                            for q in range(groups.labels))
+            pre_read, u_pos_read = self.pre.data, top(u_field[self.y])
+            u_neg_read, label_addr = top(u_field[self.y_neg]), self.base + count
+        else:
+            pre_read, u_pos_read = Signal.like(self.pre.data), Signal(fmt.weight_bits)
+            with m.If(second):
+                m.d.sync += [pre_read.eq(self.pre.data),
+                             u_pos_read.eq(top(groups.field(self.labels.data, self.y, B_m)))]
+            u_neg_read = top(groups.field(self.labels.data, self.y_neg, B_m))
+            label_addr = groups.word(self.base + count, Mux(second, self.y_neg, self.y))
+        m.d.sync += [pre.eq(pre_read), u_pos.eq(u_pos_read), u_neg.eq(u_neg_read),
                      neuron_valid.eq(read_valid), neuron_last.eq(read_last)]
         m.d.comb += [
             signal.theta.eq(self.theta),
-            self.pre.addr.eq(self.base + count), self.labels.addr.eq(self.base + count),
+            self.pre.addr.eq(self.base + count), self.labels.addr.eq(label_addr),
             signal.neurons.valid.eq(neuron_valid),
             signal.neurons.payload.pre.eq(pre),
             signal.neurons.payload.u_pos.eq(u_pos.as_signed()),
@@ -188,84 +201,20 @@ class ErrorScan(wiring.Component):
         m.d.sync += [read_valid.eq(0), read_last.eq(0)]
         with m.FSM():
             with m.State("SCAN"):
-                # Neuron ``count``: pre and U read now, offered to the unit two cycles later.
+                # Neuron ``count``: pre and U read now, offered to the unit two cycles later
+                # (with two words, once its second read is issued).
                 with m.If(self.run):
-                    m.d.sync += [read_valid.eq(1), read_last.eq(count == neurons - 1),
-                                 count.eq(count + 1)]
-                    with m.If(count == neurons - 1):
-                        m.d.sync += count.eq(0)
-                        m.next = "ERRORS"
-            with m.State("ERRORS"):
-                # With borrowed multipliers the errors are always taken (the unit cannot
-                # stall them); they come only after the last neuron, in this state.
-                if self.product_latency is None:
-                    m.d.comb += signal.errors.ready.eq(1)
-                m.d.comb += self.errors.en.eq(signal.errors.valid)
-                with m.If(signal.errors.valid):
-                    m.d.sync += [count.eq(count + 1), self.z.eq(signal.z)]
-                    with m.If(count == neurons - 1):
-                        m.d.sync += count.eq(0)
-                        m.d.comb += self.done.eq(1)
-                        m.next = "SCAN"
-        return m
-
-    def _elaborate_groups(self) -> Module:
-        """The scan with U[i, y] and U[i, y'] in their label words, ceil(K / G) a neuron:
-        two reads a neuron (y's word with pre, then y''s), then the errors as above."""
-        m = Module()
-        fmt, B_m = self.model.fmt, self.store_bits
-        f = B_m - fmt.weight_bits
-        groups = self.groups
-        m.submodules.signal = signal = self.signal
-        if self.product_latency is not None:
-            m.d.comb += [self.a.eq(signal.a), self.b.eq(signal.b),
-                         signal.product.eq(self.product)]
-        count = Signal(range(max(self.model.config.hidden) + 1))
-        neurons = self.neurons
-        second = Signal()   # the neuron's second read (y''s word) is issued this cycle
-
-        def top(value):
-            return (value >> f)[:fmt.weight_bits]
-
-        # The first read's pre and U[i, y] wait a cycle for the second's U[i, y'].
-        pre_first, u_first = Signal.like(self.pre.data), Signal(fmt.weight_bits)
-        with m.If(second):
-            m.d.sync += [pre_first.eq(self.pre.data),
-                         u_first.eq(top(groups.field(self.labels.data, self.y, B_m)))]
-        read_valid, read_last = Signal(), Signal()
-        neuron_valid, neuron_last = Signal(), Signal()
-        pre = Signal.like(self.pre.data)
-        u_pos, u_neg = Signal(fmt.weight_bits), Signal(fmt.weight_bits)
-        m.d.sync += [pre.eq(pre_first), u_pos.eq(u_first),
-                     u_neg.eq(top(groups.field(self.labels.data, self.y_neg, B_m))),
-                     neuron_valid.eq(read_valid), neuron_last.eq(read_last)]
-        neuron = self.base + count
-        m.d.comb += [
-            signal.theta.eq(self.theta),
-            self.pre.addr.eq(neuron),
-            self.labels.addr.eq(groups.word(neuron, Mux(second, self.y_neg, self.y))),
-            signal.neurons.valid.eq(neuron_valid),
-            signal.neurons.payload.pre.eq(pre),
-            signal.neurons.payload.u_pos.eq(u_pos.as_signed()),
-            signal.neurons.payload.u_neg.eq(u_neg.as_signed()),
-            signal.neurons.payload.last.eq(neuron_last),
-            self.errors.addr.eq(count),
-            self.errors.data.d.eq(signal.errors.payload.d),
-            self.errors.data.dp.eq(signal.errors.payload.dp),
-            self.errors.data.dn.eq(signal.errors.payload.dn),
-        ]
-        m.d.sync += [read_valid.eq(0), read_last.eq(0)]
-        with m.FSM():
-            with m.State("SCAN"):
-                with m.If(self.run):
-                    m.d.sync += second.eq(~second)
-                    with m.If(second):
+                    if groups.count > 1:
+                        m.d.sync += second.eq(~second)
+                    with m.If(second) if groups.count > 1 else contextlib.nullcontext():
                         m.d.sync += [read_valid.eq(1), read_last.eq(count == neurons - 1),
                                      count.eq(count + 1)]
                         with m.If(count == neurons - 1):
                             m.d.sync += count.eq(0)
                             m.next = "ERRORS"
             with m.State("ERRORS"):
+                # With borrowed multipliers the errors are always taken (the unit cannot
+                # stall them); they come only after the last neuron, in this state.
                 if self.product_latency is None:
                     m.d.comb += signal.errors.ready.eq(1)
                 m.d.comb += self.errors.en.eq(signal.errors.valid)
