@@ -15,10 +15,10 @@ lanes (update lanes on the MAC lanes' multipliers; on 2 lanes the learning signa
 ``signal_multipliers="shared"``), and on 4 lanes with 8-bit stored weights in SPRAM (two
 banks), three b and U lanes or one time-shared (``bias_label_lanes=1``), and that with
 every multiplier a MAC lane's (``forward_multipliers="shared"``, G = 4 label weights a
-word), through ``synth_ice40 -dsp``, to set against the UP5K's 5,280 logic cells, 8
-SB_MAC16 and 30 EBR.
+word; and on 3 lanes, G = 3), through ``synth_ice40 -dsp``, to set against the UP5K's
+5,280 logic cells, 8 SB_MAC16 and 30 EBR.
 
-``--ice40-parts``: the last core of ``--ice40`` (every multiplier a MAC lane's) kept
+``--ice40-parts``: the 4-lane core of ``--ice40`` with every multiplier a MAC lane's, kept
 hierarchical (``synth_ice40 -dsp -noflatten -noabc``: Yosys 0.70's ABC9 fails an
 assertion on the hierarchical netlist, so the LUTs are mapped by Yosys's own
 techmapping, about 30 % more of them than ABC9 makes of the flattened core), summed per
@@ -134,6 +134,11 @@ def ice40_designs() -> dict:
                                  lanes=4, weights="spram", bias_label_lanes=1,
                                  forward_multipliers="shared", signal_multipliers="shared",
                                  label_lanes=4),
+        "TrainingCore, the same on 3 lanes, 3 label weights a word":
+            lambda: TrainingCore(model, TrainRule(epochs=1, lr_shift=6, store_bits=8),
+                                 lanes=3, weights="spram", bias_label_lanes=1,
+                                 forward_multipliers="shared", signal_multipliers="shared",
+                                 label_lanes=3),
     }
 
 
@@ -183,7 +188,7 @@ def parts(stat: str) -> list[tuple[str, list[int]]]:
 
 
 def ice40_parts() -> None:
-    name, make = list(ice40_designs().items())[-1]
+    name, make = list(ice40_designs().items())[-2]
     design = make()
     ports = [Value.cast(value) for _, _, value in design.signature.flatten(design)
              if isinstance(Value.cast(value), Signal)]

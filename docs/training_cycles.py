@@ -159,6 +159,22 @@ def main() -> None:
         print(f"| {name} | {lanes} | {core.core.program.cycles():,} | "
               f"{core.training_cycles():,} | {signal.training_cycles():,} | "
               f"{'' if design is None else f'{design:,}'} |")
+    print()
+    print("The small-part options (TrainingCore: bias_label_lanes=1, "
+          "forward_multipliers='shared', signal_multipliers='shared', label_lanes=G; "
+          "docs/training-engine.md), digits FFDL 64-64 in SPRAM at B_m = 8, against the "
+          "same lanes without them:")
+    print("| P | G | inference | training sample | without the options (inference, sample) |")
+    print("|---|---|---|---|---|")
+    rule = TrainRule(epochs=1, lr_shift=6, store_bits=8)
+    for lanes in (4, 3):
+        small = TrainingCore(digits, rule, lanes=lanes, weights="spram", bias_label_lanes=1,
+                             forward_multipliers="shared", signal_multipliers="shared",
+                             label_lanes=lanes)
+        plain = TrainingCore(digits, rule, lanes=lanes, weights="spram")
+        print(f"| {lanes} | {lanes} | {small.core.program.cycles():,} | "
+              f"{small.training_cycles():,} | {plain.core.program.cycles():,}, "
+              f"{plain.training_cycles():,} |")
 
 
 if __name__ == "__main__":
