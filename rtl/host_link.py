@@ -131,7 +131,7 @@ class LinkIdentity:
         ``lr_shift_at(epochs - 1)``, which the update lanes' shifters are built for);
         0 when not training.
     trained : int
-        Samples trained since configuration or the last committed load (mod 2^32).
+        Samples trained since configuration (mod 2^32); a reset or a load keeps it.
     """
 
     version: int
