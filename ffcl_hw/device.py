@@ -340,7 +340,8 @@ class Device:
         ValueError
             If a write's target is not one of :data:`rtl.core.LOAD_TARGETS` or its
             address is at or beyond that memory's depth (IDENT's ``depths``), which the
-            device would refuse with error 4 or 9; nothing is sent.
+            device would refuse with error 4 or 9, or a Core of other stored widths is
+            given for a training device; nothing is sent.
         HostLinkError
             If the device is not loadable or refuses a frame; in particular error 5 for
             weights of another configuration (nothing written, the old model kept) and
@@ -358,6 +359,12 @@ class Device:
             if model_hash is not None:
                 raise ValueError("model_hash is given only with a list of writes")
             int_model = model if isinstance(model, IntModel) else model.model
+            if (ident.trains and isinstance(model, Core)
+                    and model.store_bits != ident.stored_bits):
+                raise ValueError(f"the training device holds {ident.stored_bits}-bit stored "
+                                 f"weights; pass the IntModel (its stored words are made "
+                                 f"for the device) or a Core built with store_bits="
+                                 f"{ident.stored_bits}")
             # A training device holds stored words: the model as its trainer starts.
             program = model.program if isinstance(model, Core) else link_program(
                 model, lanes=ident.lanes, label_lanes=ident.label_lanes, shared=ident.shared,
