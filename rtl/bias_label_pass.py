@@ -3,9 +3,15 @@
 
 After the weight passes, every neuron i of the layer moves b_i by step(-d_i, rho_i +
 kappa^b), U[i, y] by step(-dp_i, rho_i + kappa^+) and U[i, y'] by step(-dn_i, rho_i +
-kappa^-) (v = 1: three multiplier-free uses of :class:`rtl.update_lane.UpdateLane`).
+kappa^-) (v = 1: multiplier-free uses of :class:`rtl.update_lane.UpdateLane`).
 The bias and the label word of a neuron are two writes through the one load port, so a
-neuron is issued every other cycle.
+neuron is issued every other cycle on three lanes, one each for b, U+ and U-.
+
+One lane time-shared by the three (``lanes=1``, for a part as small as the iCE40 UP5K)
+takes a neuron every third cycle, N cycles more per layer. It also reads the label word
+a second time, just before its write, instead of carrying it through the lane's
+pipeline: the read port is free two cycles in three, and a carried word is K x B_m
+flip-flops per pipeline stage (960 for digits at B_m = 16).
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from amaranth.lib.wiring import In, Out
 from golden.intmodel import IntModel
 from golden.inttrain import TrainRule
 from golden.lfsr import LFSR_WIDTH
-from rtl.error_scan import error_entry_layout, stored_field
+from rtl.error_scan import error_entry_layout
+from rtl.label_groups import LabelGroups, stored_field
 from rtl.resources import Product
 from rtl.update_lane import STORED_KINDS, UpdateLane
 from rtl.weight_pass import SHIFT_SHAPE
@@ -38,13 +45,20 @@ class BiasLabelPass(wiring.Component):
         The model: layer sizes, labels, formats.
     rule : TrainRule
         The rule (stored widths, rounding, shifts).
-
-    Its three :class:`rtl.update_lane.UpdateLane` (b, U[:, y], U[:, y']) are submodules.
+    lanes : {3, 1}, optional
+        Three :class:`rtl.update_lane.UpdateLane` (b, U[:, y], U[:, y']; default), a
+        neuron every other cycle; or one, time-shared, a neuron every third cycle (its
+        label word read again before the write), every fourth with two label words. The
+        lanes are submodules.
+    label_lanes : int, optional
+        G, label weights a label word (:class:`rtl.label_groups.LabelGroups`); below K
+        (one lane only) U[i, y] and U[i, y'] are in two words, each read, updated and
+        written. Default K.
 
     Members
     -------
     run : In(1)
-        Held high while the step runs: 2 N + :attr:`DRAIN` cycles.
+        Held high while the step runs: :meth:`cycles`.
     done : Out(1)
         The last cycle (the last label word is written).
     neurons : In(range(N_max + 1))
@@ -58,23 +72,36 @@ class BiasLabelPass(wiring.Component):
     rho : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(32)))
         The error and rho buffers, read one cycle after the address.
     bias : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(B_s + f)))
-    labels : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(K * B_m)))
+    labels : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(G * B_m)))
         The stored bias and label words, read one cycle after the address.
     write : Out(wiring.Signature({"valid", "label", "addr", "data": Out}))
         A word to store: a bias (``label`` 0) or a label word (``label`` 1).
     """
 
-    def __init__(self, model: IntModel, rule: TrainRule) -> None:
+    #: The lane counts built: one lane per stored value of a neuron, or one time-shared.
+    LANES = (3, 1)
+
+    def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int = 3,
+                 label_lanes: int | None = None) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
             raise TypeError(f"Rule must be a golden.inttrain.TrainRule, not {rule!r}")
+        if lanes not in self.LANES or isinstance(lanes, bool):
+            raise ValueError(f"Bias and label lanes must be 3 (one per stored value) or 1 "
+                             f"(time-shared), not {lanes!r}")
         self.model, self.rule = model, rule
         config, fmt = model.config, model.fmt
         K, hidden = config.num_classes, config.hidden
+        self.groups = groups = LabelGroups(K, label_lanes)
+        if groups.count > 1 and lanes != 1:
+            raise ValueError(f"{groups.lanes} label lanes of {K} labels put U[i, y] and "
+                             f"U[i, y'] in two words, which only one time-shared b and U "
+                             f"lane updates: build it with lanes=1")
         fine = rule.store_bits - fmt.weight_bits
         self.bias_bits = fmt.state_bits + fine
-        label_bits = K * rule.store_bits
+        label_bits = groups.lanes * rule.store_bits
+        label_words = max(2, sum(hidden) * groups.count)
         k_shape = SHIFT_SHAPE
         super().__init__({
             "run": In(1), "done": Out(1),
@@ -90,33 +117,50 @@ class BiasLabelPass(wiring.Component):
                                                 shape=unsigned(LFSR_WIDTH))),
             "bias": In(memory.ReadPort.Signature(addr_width=_width(sum(hidden)),
                                                  shape=unsigned(self.bias_bits))),
-            "labels": In(memory.ReadPort.Signature(addr_width=_width(sum(hidden)),
+            "labels": In(memory.ReadPort.Signature(addr_width=_width(label_words),
                                                    shape=unsigned(label_bits))),
             "write": Out(wiring.Signature({
-                "valid": Out(1), "label": Out(1), "addr": Out(range(max(2, sum(hidden)))),
+                "valid": Out(1), "label": Out(1), "addr": Out(range(label_words)),
                 "data": Out(unsigned(max(label_bits, self.bias_bits)))})),
         })
         # Made here, not in elaborate, so the fit check can ask them what they need.
         # v = 1: lanes without a multiplier (a constant 1 behind an input register that
         # resets to 0 kept one each, 3 MULT18X18D on ECP5).
         self.lanes = tuple(UpdateLane.for_model(model, rule, unit_input=True)
-                           for _ in range(3))
+                           for _ in range(lanes))
+        # One lane: a label word is read again where no issue reads one
+        # (_elaborate_shared): latency mod 3 != 2 with one word, = 2 mod 4 with two.
+        latency = UpdateLane.latency_for(None)
+        if lanes == 1 and (latency % 3 == 2 if groups.count == 1 else latency % 4 != 2):
+            raise ValueError(f"A time-shared lane of latency {latency} would read a label "
+                             f"word again in an issue slot")
 
     def products(self) -> list[Product]:
-        """The three lanes' multipliers: none (unit inputs, ``UpdateLane(unit_input=True)``)."""
+        """The lanes' multipliers: none (unit inputs, ``UpdateLane(unit_input=True)``)."""
         return [product for lane in self.lanes for product in lane.products()]
 
     @property
     def drain(self) -> int:
-        """Cycles after the last neuron's issue slot pair until the step ends: the read,
-        the lane and the label word's write a cycle after the bias's."""
+        """Cycles after the last neuron's issue slots until the step ends: the read, the
+        lane and the second write a cycle after the first (the label word after the bias
+        on three lanes, the bias after the label word on one)."""
         return UpdateLane.latency_for(None) + 3
+
+    @property
+    def issue_period(self) -> int:
+        """Cycles between two neurons' issues: two writes each on three lanes, three
+        entries through the one lane, and a fourth for the two label words' two reads."""
+        if len(self.lanes) == 3:
+            return 2
+        return 3 if self.groups.count == 1 else 4
 
     def cycles(self, neurons: int) -> int:
         """Cycles of the step for a layer of ``neurons``."""
-        return 2 * neurons + self.drain
+        return self.issue_period * neurons + self.drain
 
     def elaborate(self, platform) -> Module:
+        if len(self.lanes) == 1:
+            return self._elaborate_shared()
         m = Module()
         K, B_m = self.model.config.num_classes, self.rule.store_bits
         lane_b, lane_pos, lane_neg = self.lanes
@@ -168,5 +212,122 @@ class BiasLabelPass(wiring.Component):
             m.d.sync += count.eq(count + 1)
             with m.If(count == 2 * self.neurons + self.drain - 1):
                 m.d.sync += count.eq(0)
+                m.d.comb += self.done.eq(1)
+        return m
+
+    def _elaborate_shared(self) -> Module:
+        """One lane for U+, U- and b in turn, a neuron issued every :attr:`issue_period`
+        cycles at t, its bias, error and rho addresses held until the next.
+
+        One label word a neuron (period 3): the word is read at t only; U+ enters at
+        t+1 from it, U- at t+2 from its field kept since t+1, b at t+3 (the bias read
+        still shows t+2's address). With the lane's latency L the word is read again as
+        U+ leaves (t+L+1, never an issue slot: L mod 3 != 2) and written with both new
+        fields as U- leaves, U+'s kept a cycle; the bias is written as b leaves.
+
+        Two words (G < K, period 4): y's word is read at t, y''s at t+1; U+ enters at
+        t+1, U- at t+2, each from its word, b at t+3. Each word is read again the cycle
+        before its entry leaves the lane (t+L and t+L+1, never an issue slot: L mod 4 =
+        2) and written as it leaves with its new field, y''s word with U+'s too when both
+        labels share it (its second read may miss the first write)."""
+        m = Module()
+        B_m, groups = self.rule.store_bits, self.groups
+        G = groups.lanes
+        y, y_neg = self.y, self.y_neg
+        m.submodules.lane = lane = self.lanes[0]
+        lat = lane.latency
+        period = self.issue_period
+        slot = Signal(range(period))
+        neuron = Signal(range(max(self.model.config.hidden) + 1))
+        count = Signal(range(period * max(self.model.config.hidden) + self.drain + 1))
+        issuing = Signal()
+        address = self.base + neuron
+        m.d.comb += [issuing.eq(self.run & (neuron < self.neurons)),
+                     self.errors.addr.eq(neuron), self.rho.addr.eq(neuron),
+                     self.bias.addr.eq(address)]
+        # The entry's kind, a cycle after its slot: 0 U+, 1 U-, 2 b, NONE no entry.
+        NONE = 3
+        kind = Signal(range(4), init=NONE)
+        m.d.sync += kind.eq(Mux(issuing & (slot < 3), slot, NONE))
+        errors = self.errors.data
+        if groups.count == 1:
+            u_neg = Signal(B_m)
+            with m.If(kind == 0):
+                m.d.sync += u_neg.eq(groups.field(self.labels.data, y_neg, B_m))
+            c_neg = u_neg.as_signed()
+        else:
+            c_neg = groups.field(self.labels.data, y_neg, B_m)
+        m.d.comb += [lane.en.eq(kind != NONE), lane.rho.eq(self.rho.data)]
+        with m.Switch(kind):
+            with m.Case(0):
+                m.d.comb += [lane.c.eq(groups.field(self.labels.data, y, B_m)),
+                             lane.d.eq(errors.dp), lane.kappa.eq(self.kappa_pos),
+                             lane.k.eq(self.k_u), lane.select.eq(STORED_KINDS.index("W"))]
+            with m.Case(1):
+                m.d.comb += [lane.c.eq(c_neg), lane.d.eq(errors.dn),
+                             lane.kappa.eq(self.kappa_neg), lane.k.eq(self.k_u),
+                             lane.select.eq(STORED_KINDS.index("W"))]
+            with m.Default():
+                m.d.comb += [lane.c.eq(self.bias.data.as_signed()), lane.d.eq(errors.d),
+                             lane.kappa.eq(self.kappa_b), lane.k.eq(self.k_b),
+                             lane.select.eq(STORED_KINDS.index("b"))]
+        # Each entry's kind and neuron, carried beside the lane: stages[i] is i + 1
+        # cycles after its entry, stages[-1] leaves with it.
+        entry_addr = Signal.like(self.bias.addr)
+        m.d.sync += entry_addr.eq(self.bias.addr)
+        stages, stage = [], (kind, entry_addr)
+        for i in range(lat):
+            reg = (Signal.like(kind, name=f"bu_kind_{i}"),
+                   Signal.like(entry_addr, name=f"bu_addr_{i}"))
+            m.d.sync += [reg[0].eq(stage[0]), reg[1].eq(stage[1])]
+            stages.append(reg)
+            stage = reg
+        (out_kind, out_addr), (next_kind, next_addr) = stages[-1], stages[-2]
+        u_pos = Signal(B_m)
+        with m.If(out_kind == 0):
+            m.d.sync += u_pos.eq(lane.out[:B_m])
+        new_field = lane.out[:B_m]
+        issue_word = groups.word(address, Mux(slot == 1, y_neg, y))
+        if groups.count == 1:
+            # Read the word again as U+ leaves; write it as U- leaves.
+            with m.If(out_kind == 0):
+                m.d.comb += self.labels.addr.eq(out_addr)
+            with m.Else():
+                m.d.comb += self.labels.addr.eq(issue_word)
+            label_write = out_kind == 1
+            fields = [Mux(y == q, u_pos, Mux(y_neg == q, new_field,
+                                             stored_field(self.labels.data, q, B_m)))[:B_m]
+                      for q in range(G)]
+        else:
+            # Read each word again the cycle before its entry leaves; write it as it does.
+            with m.If((next_kind == 0) | (next_kind == 1)):
+                m.d.comb += self.labels.addr.eq(
+                    groups.word(next_addr, Mux(next_kind == 0, y, y_neg)))
+            with m.Else():
+                m.d.comb += self.labels.addr.eq(issue_word)
+            label_write = (out_kind == 0) | (out_kind == 1)
+            same_word = groups.group(y) == groups.group(y_neg)
+            own = Mux(out_kind == 0, groups.place(y), groups.place(y_neg))
+            fields = [Mux(own == j, new_field,
+                          Mux((out_kind == 1) & same_word & (groups.place(y) == j), u_pos,
+                              stored_field(self.labels.data, j, B_m)))[:B_m]
+                      for j in range(G)]
+        out_word = Mux(out_kind == 0, y, y_neg)
+        with m.If(label_write):
+            m.d.comb += [self.write.valid.eq(1), self.write.label.eq(1),
+                         self.write.addr.eq(groups.word(out_addr, out_word)),
+                         self.write.data.eq(Cat(fields))]
+        with m.Elif(out_kind == 2):
+            m.d.comb += [self.write.valid.eq(1), self.write.label.eq(0),
+                         self.write.addr.eq(out_addr),
+                         self.write.data.eq(lane.out[:self.bias_bits])]
+        with m.If(self.run):
+            m.d.sync += count.eq(count + 1)
+            with m.If(issuing):
+                m.d.sync += slot.eq(slot + 1)
+                with m.If(slot == period - 1):
+                    m.d.sync += [slot.eq(0), neuron.eq(neuron + 1)]
+            with m.If(count == period * self.neurons + self.drain - 1):
+                m.d.sync += [count.eq(0), neuron.eq(0), slot.eq(0)]
                 m.d.comb += self.done.eq(1)
         return m

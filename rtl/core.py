@@ -192,8 +192,9 @@ class Core(wiring.Component):
         Add the ``lend`` port: every MAC lane's multiplier takes the port's operands in
         the cycles it is given no element (``MacLanes(shared_lanes=P)``; each lane then
         multiplies 16 x 16, still one DSP). For the training engine's update lanes, which
-        only run while the core idles or is held. Not with ``shared`` (the sweep and the
-        label scan already borrow lanes 0..max(3, G) - 1). Default False.
+        only run while the core idles or is held. With ``shared`` the sweep and the
+        label scan borrow lanes 0..max(3, G) - 1 while the core runs, the port's user
+        every lane while it idles or is held (``accept_load``). Default False.
 
     Members
     -------
@@ -238,9 +239,6 @@ class Core(wiring.Component):
         check_mapping(weights, banks)
         if not isinstance(lend, bool):
             raise TypeError(f"Lend must be True or False, not {lend!r}")
-        if lend and shared:
-            raise ValueError("A core with shared multipliers cannot lend its lanes (the sweep "
-                             "and the label scan borrow them): build it with shared=False")
         fine_bits = 0
         if store_bits is not None:
             B_w = model.fmt.weight_bits
@@ -468,7 +466,7 @@ class Core(wiring.Component):
     def _side_operands(self, m: Module, lanes: MacLanes, sweep: Sweep,
                        goodness: GoodnessDatapath, seq: Sequencer) -> None:
         """Who multiplies on the lanes' side ports: with shared multipliers the sweep and
-        the label scan, with ``lend`` the training engine."""
+        the label scan, with ``lend`` the training engine (with both, each in turn)."""
         G = self.program.label_lanes
         if self.program.shared:
             # The borrowed lanes: the sweep's operands (lanes 0-2); in a scan the goodness
@@ -479,11 +477,20 @@ class Core(wiring.Component):
                 if p < G:
                     a = Mux(seq.scanning, goodness.factor[p], a)
                     b = Mux(seq.scanning, goodness.factor[p], b)
+                if self.lend_enabled:
+                    # Lending too: the sweep and the scan have the lanes while the core
+                    # runs, the engine while it idles or is held (accept_load), when
+                    # neither runs nor is in flight (a pass's sweep and the scan end
+                    # before the result; a hold comes after a result).
+                    a = Mux(seq.accept_load, self.lend.a[p], a)
+                    b = Mux(seq.accept_load, self.lend.b[p], b)
                 m.d.comb += [lanes.a[p].eq(a), lanes.b[p].eq(b)]
             m.d.comb += [sweep.product[p].eq(lanes.side[p]) for p in range(SHARED_OPERANDS)]
             m.d.comb += [goodness.product[q].eq(lanes.side[q]) for q in range(G)]
+            if self.lend_enabled:
+                m.d.comb += self.lend.product.eq(lanes.side)
 
-        if self.lend_enabled:
+        elif self.lend_enabled:
             # Every lane's multiplier, for the training engine. MacLanes takes the side
             # operands only in cycles without an element, and the engine gives them only
             # while this core idles or is held before an op (the W pass runs between the

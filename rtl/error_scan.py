@@ -10,17 +10,18 @@ update passes read. The block exponent z is kept for the update shifts k = k + z
 
 from __future__ import annotations
 
-from amaranth import Array, Module, Shape, Signal, signed, unsigned
+from amaranth import Array, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.intmodel import IntModel
 from golden.inttrain import DELTA_BITS, SIGMOID_FRAC_BITS, threshold
+from rtl.label_groups import LabelGroups, stored_field
 from rtl.learning_signal import LearningSignalUnit
 from rtl.params import check_positive_int
 from rtl.resources import MemoryShape, Product
 
-__all__ = ["ErrorScan", "error_entry_layout", "stored_field"]
+__all__ = ["ErrorScan", "error_entry_layout"]
 
 #: Registers between the reads of a neuron (its pre-activation, its label words) and the
 #: learning-signal unit: one, so the block RAMs' outputs (5.8 ns clock-to-out on ECP5
@@ -32,11 +33,6 @@ SCAN_STAGES = 1
 def error_entry_layout() -> data.StructLayout:
     """One neuron's errors in the error buffer (16-bit signed multiplier inputs)."""
     return data.StructLayout({"d": signed(16), "dp": signed(16), "dn": signed(16)})
-
-
-def stored_field(word, index: int, stored_bits: int):
-    """Field ``index`` of a memory word of ``stored_bits``-bit stored fields, signed."""
-    return word[index * stored_bits:(index + 1) * stored_bits].as_signed()
 
 
 class ErrorScan(wiring.Component):
@@ -53,6 +49,10 @@ class ErrorScan(wiring.Component):
     product_latency : int, optional
         The unit borrows two multipliers (``a``/``b``/``product``) that answer this many
         cycles later, which lengthens its gap (:meth:`cycles`). Default: its own.
+    label_lanes : int, optional
+        G, label weights per label word (:func:`rtl.program.build_program`): a neuron's
+        K label weights in ceil(K / G) words, word g holding labels g G .. g G + G - 1.
+        Below K, U[i, y] and U[i, y'] are two reads a neuron (:meth:`cycles`). Default K.
 
     Its :class:`rtl.learning_signal.LearningSignalUnit` is a submodule.
 
@@ -72,8 +72,9 @@ class ErrorScan(wiring.Component):
         The true and the wrong label.
     pre : In(memory.ReadPort.Signature(addr_width=..., shape=signed(state_bits)))
         The pre-activation buffer (read one cycle after the address).
-    labels : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(K * B_m)))
-        The stored label words, one per neuron (read one cycle after the address).
+    labels : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(G * B_m)))
+        The stored label words, ceil(K / G) per neuron (read one cycle after the
+        address).
     errors : In(memory.WritePort.Signature(addr_width=..., shape=error_entry_layout()))
         The error buffer: neuron i of the layer at address i.
     z : Out(range(z_max + 1))
@@ -85,9 +86,10 @@ class ErrorScan(wiring.Component):
     """
 
     def __init__(self, model: IntModel, *, store_bits: int, sigmoid: str,
-                 product_latency: int | None = None) -> None:
+                 product_latency: int | None = None, label_lanes: int | None = None) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
+        self.groups = LabelGroups(model.config.num_classes, label_lanes)
         self.store_bits = check_positive_int("Stored weight width", store_bits,
                                              minimum=model.fmt.weight_bits)
         self.model = model
@@ -120,8 +122,9 @@ class ErrorScan(wiring.Component):
             "y": In(range(K)), "y_neg": In(range(K)),
             "pre": In(memory.ReadPort.Signature(addr_width=width(sum(hidden)),
                                                 shape=signed(fmt.state_bits))),
-            "labels": In(memory.ReadPort.Signature(addr_width=width(sum(hidden)),
-                                                   shape=unsigned(K * store_bits))),
+            "labels": In(memory.ReadPort.Signature(
+                addr_width=width(sum(hidden) * self.groups.count),
+                shape=unsigned(self.groups.lanes * store_bits))),
             "errors": In(memory.WritePort.Signature(addr_width=width(max(hidden)),
                                                     shape=error_entry_layout())),
             "z": Out(range(self.z_max + 1)),
@@ -140,9 +143,11 @@ class ErrorScan(wiring.Component):
         """Cycles of the step for a layer of ``neurons``: the scan, the unit's gap, the
         errors (:attr:`rtl.learning_signal.LearningSignalUnit.gap`: 13, or 11 + 3 L with
         borrowed multipliers of latency L)."""
-        return 2 * neurons + self.signal.gap + SCAN_STAGES
+        return (self.groups.reads + 1) * neurons + self.signal.gap + SCAN_STAGES
 
     def elaborate(self, platform) -> Module:
+        if self.groups.count > 1:
+            return self._elaborate_groups()
         m = Module()
         fmt, K = self.model.fmt, self.model.config.num_classes
         B_m, f = self.store_bits, self.store_bits - fmt.weight_bits
@@ -193,6 +198,74 @@ class ErrorScan(wiring.Component):
             with m.State("ERRORS"):
                 # With borrowed multipliers the errors are always taken (the unit cannot
                 # stall them); they come only after the last neuron, in this state.
+                if self.product_latency is None:
+                    m.d.comb += signal.errors.ready.eq(1)
+                m.d.comb += self.errors.en.eq(signal.errors.valid)
+                with m.If(signal.errors.valid):
+                    m.d.sync += [count.eq(count + 1), self.z.eq(signal.z)]
+                    with m.If(count == neurons - 1):
+                        m.d.sync += count.eq(0)
+                        m.d.comb += self.done.eq(1)
+                        m.next = "SCAN"
+        return m
+
+    def _elaborate_groups(self) -> Module:
+        """The scan with U[i, y] and U[i, y'] in their label words, ceil(K / G) a neuron:
+        two reads a neuron (y's word with pre, then y''s), then the errors as above."""
+        m = Module()
+        fmt, B_m = self.model.fmt, self.store_bits
+        f = B_m - fmt.weight_bits
+        groups = self.groups
+        m.submodules.signal = signal = self.signal
+        if self.product_latency is not None:
+            m.d.comb += [self.a.eq(signal.a), self.b.eq(signal.b),
+                         signal.product.eq(self.product)]
+        count = Signal(range(max(self.model.config.hidden) + 1))
+        neurons = self.neurons
+        second = Signal()   # the neuron's second read (y''s word) is issued this cycle
+
+        def top(value):
+            return (value >> f)[:fmt.weight_bits]
+
+        # The first read's pre and U[i, y] wait a cycle for the second's U[i, y'].
+        pre_first, u_first = Signal.like(self.pre.data), Signal(fmt.weight_bits)
+        with m.If(second):
+            m.d.sync += [pre_first.eq(self.pre.data),
+                         u_first.eq(top(groups.field(self.labels.data, self.y, B_m)))]
+        read_valid, read_last = Signal(), Signal()
+        neuron_valid, neuron_last = Signal(), Signal()
+        pre = Signal.like(self.pre.data)
+        u_pos, u_neg = Signal(fmt.weight_bits), Signal(fmt.weight_bits)
+        m.d.sync += [pre.eq(pre_first), u_pos.eq(u_first),
+                     u_neg.eq(top(groups.field(self.labels.data, self.y_neg, B_m))),
+                     neuron_valid.eq(read_valid), neuron_last.eq(read_last)]
+        neuron = self.base + count
+        m.d.comb += [
+            signal.theta.eq(self.theta),
+            self.pre.addr.eq(neuron),
+            self.labels.addr.eq(groups.word(neuron, Mux(second, self.y_neg, self.y))),
+            signal.neurons.valid.eq(neuron_valid),
+            signal.neurons.payload.pre.eq(pre),
+            signal.neurons.payload.u_pos.eq(u_pos.as_signed()),
+            signal.neurons.payload.u_neg.eq(u_neg.as_signed()),
+            signal.neurons.payload.last.eq(neuron_last),
+            self.errors.addr.eq(count),
+            self.errors.data.d.eq(signal.errors.payload.d),
+            self.errors.data.dp.eq(signal.errors.payload.dp),
+            self.errors.data.dn.eq(signal.errors.payload.dn),
+        ]
+        m.d.sync += [read_valid.eq(0), read_last.eq(0)]
+        with m.FSM():
+            with m.State("SCAN"):
+                with m.If(self.run):
+                    m.d.sync += second.eq(~second)
+                    with m.If(second):
+                        m.d.sync += [read_valid.eq(1), read_last.eq(count == neurons - 1),
+                                     count.eq(count + 1)]
+                        with m.If(count == neurons - 1):
+                            m.d.sync += count.eq(0)
+                            m.next = "ERRORS"
+            with m.State("ERRORS"):
                 if self.product_latency is None:
                     m.d.comb += signal.errors.ready.eq(1)
                 m.d.comb += self.errors.en.eq(signal.errors.valid)

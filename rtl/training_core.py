@@ -69,6 +69,7 @@ from rtl.bias_label_pass import BiasLabelPass
 from rtl.core import LOAD_TARGETS, Core, load_layout, load_words
 from rtl.error_scan import ErrorScan, error_entry_layout
 from rtl.input_scaler import V_BITS, InputScaler
+from rtl.label_groups import LabelGroups
 from rtl.lfsr import WordGenerator
 from rtl.params import check_positive_int
 from rtl.program import SIDE_BITS, SIDE_LATENCY, pack_rows
@@ -142,6 +143,13 @@ class TrainingCore(wiring.Component):
         after it, both while the core idles or is held), 6 MULT18X18D fewer on ECP5 and
         2 L = 4 more cycles per scan (``LearningSignalUnit.gap_for``), which the closed
         form follows. Default ``"dedicated"``: its own.
+    forward_multipliers : {"dedicated", "shared"}, optional
+        ``"shared"``: the inference core's sweep and label scan borrow its MAC lanes'
+        multipliers too (``Core(shared=True)``, at least 3 lanes), the update lanes and
+        the learning signal have them while the core idles or is held; the core then
+        needs no multiplier beyond its P lanes, as on the iCE40 UP5K, and its inference
+        takes the shared core's cycles (:meth:`rtl.program.Program.cycles`), which the
+        closed form follows. Default ``"dedicated"``.
     weights : {"loadable", "spram"}, optional
         Where the stored weight words live (the core's ``Core(weights=...)``):
         ``"loadable"`` (default), dual-port block RAM initialised with the starting
@@ -154,6 +162,18 @@ class TrainingCore(wiring.Component):
         one in one bank, and they read a word every other cycle
         (:class:`rtl.weight_pass.WeightPass` with ``port="banked"`` or ``"single"``).
         Biases and label weights stay in block RAM.
+    label_lanes : int, optional
+        G, label weights a label word (the inference core's ``label_lanes``; a shared
+        core scans on G of its lanes, so G <= P). Below K, U[i, y] and U[i, y'] are two
+        reads a neuron in the learning signal's scan and two words the b and U pass
+        reads and writes, which needs ``bias_label_lanes=1`` (a neuron every fourth
+        cycle). Default K.
+    bias_label_lanes : {3, 1}, optional
+        Update lanes of the b and U pass (:class:`rtl.bias_label_pass.BiasLabelPass`):
+        3 (default), one per stored value of a neuron, a neuron every other cycle; 1,
+        time-shared, a neuron every third cycle (N cycles more per layer; two lanes and
+        the carried label words fewer, for a part as small as the UP5K: the figures are
+        in docs/training-engine.md, "Logic of the components"). The same weights.
 
     Attributes
     ----------
@@ -204,7 +224,8 @@ class TrainingCore(wiring.Component):
 
     def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int,
                  multipliers: str = "shared", signal_multipliers: str = "dedicated",
-                 weights: str = "loadable") -> None:
+                 forward_multipliers: str = "dedicated", weights: str = "loadable",
+                 label_lanes: int | None = None, bias_label_lanes: int = 3) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -223,6 +244,9 @@ class TrainingCore(wiring.Component):
             raise ValueError(f"The learning signal borrows MAC lanes 0 and 1: it needs "
                              f"multipliers='shared' and at least 2 lanes, not "
                              f"{multipliers!r} and {lanes}")
+        if forward_multipliers not in MULTIPLIERS:
+            raise ValueError(f"Forward multipliers must be one of "
+                             f"{', '.join(MULTIPLIERS)}, not {forward_multipliers!r}")
         if weights not in WEIGHT_KINDS:
             raise ValueError(f"Weights must be one of {', '.join(WEIGHT_KINDS)}, "
                              f"not {weights!r}")
@@ -230,6 +254,7 @@ class TrainingCore(wiring.Component):
             check_spram_word(lanes=lanes, store_bits=rule.store_bits,
                              weight_bits=model.fmt.weight_bits)
         self.multipliers, self.signal_multipliers = multipliers, signal_multipliers
+        self.forward_multipliers = forward_multipliers
         self.weights = weights
         shared = multipliers == "shared"
         self.trainer = trainer = IntTrainer(model, rule)
@@ -240,7 +265,9 @@ class TrainingCore(wiring.Component):
         # Layer 1's cached W_1 x is stale once W_1 changed within the sample.
         self.core = Core(model, lanes=lanes, weights=weights, observe=True,
                          store_bits=rule.store_bits,
-                         layer1_cache=self.trained_iterations == 1, lend=shared)
+                         layer1_cache=self.trained_iterations == 1, lend=shared,
+                         shared=forward_multipliers == "shared", label_lanes=label_lanes)
+        self.label_groups = LabelGroups(config.num_classes, self.core.program.label_lanes)
         self.fine = trainer.fine_bits
         #: lambda of the first epoch: the ``lr_shift_in`` port's reset value.
         self.lr_shift = rule.lr_shift_at(0)
@@ -259,7 +286,8 @@ class TrainingCore(wiring.Component):
                                  max_rows=max(hidden))
         self.scan = ErrorScan(model, store_bits=rule.store_bits, sigmoid=rule.sigmoid,
                               product_latency=(SIDE_LATENCY if signal_multipliers == "shared"
-                                               else None))
+                                               else None),
+                              label_lanes=self.label_groups.lanes)
         self.scaler = InputScaler(fmt, sq_bits=self.core.program.widths.sq,
                                   activations=2 * sum(hidden), max_inputs=max(2, self.v_depth))
         self.weight_pass = WeightPass(model, rule, lanes=lanes,
@@ -268,10 +296,11 @@ class TrainingCore(wiring.Component):
                                       operand_bits=SIDE_BITS,
                                       weight_latency=self.core.program.weight_latency,
                                       port=self.core.memories.weight_store.port)
-        self.bias_label = BiasLabelPass(model, rule)
+        self.bias_label = BiasLabelPass(model, rule, lanes=bias_label_lanes,
+                                        label_lanes=self.label_groups.lanes)
         K = model.config.num_classes
         prog = self.core.program
-        read_words = max(2, len(prog.weight_words), sum(model.config.hidden))
+        read_words = max(2, len(prog.weight_words), len(prog.label_words))
         read_bits = max(lanes, K) * prog.stored_weight_bits + prog.stored_bias_bits
         members = {
             "samples": In(stream.Signature(sample_layout(fmt.input_bits, K))),
@@ -306,7 +335,10 @@ class TrainingCore(wiring.Component):
                     words["W"] += [_pack(row, w["stored"])
                                    for row in pack_rows(layer[name], self.lanes)]
             words["b"] += [int(v) & ((1 << w["bias"]) - 1) for v in layer["b"]]
-            words["U"] += [_pack(row, w["stored"]) for row in layer["U"]]
+            # A neuron's label words, G label weights each (zeros past K).
+            G = self.label_groups.lanes
+            words["U"] += [_pack(row[g * G:(g + 1) * G], w["stored"]) for row in layer["U"]
+                           for g in range(self.label_groups.count)]
         return words
 
     def starting_loads(self) -> list[tuple[int, int, int]]:
@@ -349,11 +381,13 @@ class TrainingCore(wiring.Component):
         reads a word every other cycle, 2 (n_in + N_src), unless the next tile's shadow
         load takes longer, the last tile's reads, one drain of the weight store's
         latency, 2 or 3 deep, + lane latency + 1; on two SPRAM banks a cycle more for
-        each run of words that starts out of its bank's slot), and BU (2 N + lane
-        latency + 3). FFCL with loss_iterations 'last': the whole program of T
-        iterations, then one update per layer; with 'all', the program without layer
-        1's cache, held before each iteration t + 1 for iteration t's updates (2 cycles
-        more each: the held FETCH and LABEL), the last iteration's after the result.
+        each run of words that starts out of its bank's slot), and BU
+        (:meth:`rtl.bias_label_pass.BiasLabelPass.cycles`: 2 N, or 3 N on one
+        time-shared lane, + lane latency + 3). FFCL with loss_iterations 'last': the
+        whole program of T iterations, then one update per layer; with 'all', the
+        program without layer 1's cache, held before each iteration t + 1 for iteration
+        t's updates (2 cycles more each: the held FETCH and LABEL), the last iteration's
+        after the result.
         """
         config = self.model.config
         update = 0

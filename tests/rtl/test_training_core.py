@@ -19,6 +19,7 @@ from golden.intmodel import IntLayer, IntModel
 from golden.inttrain import IntTrainer, TrainRule, default_lr_shift, initial_model
 from golden.lfsr import Lfsr
 from rtl.core import LOAD_TARGETS, Core, memory_images
+from rtl.label_groups import LabelGroups
 from rtl.training_core import TrainingCore
 from tests.rtl.helpers import PERIOD, simulate
 
@@ -82,7 +83,7 @@ async def check_stored(ctx, dut: TrainingCore, trainer: IntTrainer, where: str) 
 
 
 def run_samples(dut: TrainingCore, trainer: IntTrainer, samples, *, classify=(),
-                lambdas=None, prepare=None):
+                lambdas=None, prepare=None, labels_drawn=None):
     """Feed ``samples`` (x, y) for training, then ``classify`` images (train 0).
 
     ``prepare``: an ``async def (ctx)`` run before the first pixel (an SPRAM core's
@@ -91,6 +92,7 @@ def run_samples(dut: TrainingCore, trainer: IntTrainer, samples, *, classify=(),
     ``lambdas``: per sample, (the value set on ``lr_shift_in`` with its pixels, the lambda
     the golden trainer takes); the port changes to another value right after the last
     pixel, which the sample must not see. Default: lambda_0 throughout.
+    ``labels_drawn``: a list to which each training sample's (y, wrong label) is added.
     Returns the cycles of every training sample and the labels of the classified ones.
     Compares the stored memories and generators with ``trainer`` after every sample.
     """
@@ -129,6 +131,8 @@ def run_samples(dut: TrainingCore, trainer: IntTrainer, samples, *, classify=(),
             result = trainer.train_sample(x, int(y), lam)
             assert (record.label, record.wrong) == (result.label, result.wrong), \
                 f"sample {number}"
+            if labels_drawn is not None:
+                labels_drawn.append((int(y), result.wrong))
             cycles.append(int(record.cycles))
             await check_stored(ctx, dut, trainer, f"sample {number}")
             ctx.set(dut.done.ready, 1)
@@ -189,8 +193,85 @@ OTHER_MULTIPLIER_CASES = ("two_layers_p3", "ffcl_all_adjacent_t2_p3")
                          + [(name, setting) for name in OTHER_MULTIPLIER_CASES
                             for setting in ("dedicated", "signal")])
 def test_training_core_trains_like_the_golden_trainer(name, multipliers):
-    fields, rule_fields, lanes = CASES[name] if name in CASES else FFCL_CASES[name]
-    algo = "ffcl" if name in FFCL_CASES else "ffdl"
+    check_case(name, multipliers)
+
+
+#: One lane time-shared by b, U+ and U- (``bias_label_lanes=1``): a neuron every third
+#: cycle, its label word read again before the write. Layers of 1 to 9 neurons on 1 to 8
+#: MAC lanes, FFDL and FFCL with updates between iterations, B_m 12 and 16, K = 4 labels
+#: so the two updated fields sit beside two kept ones.
+ONE_LANE_CASES = ("one_layer_p1", "two_layers_p3_b12", "ffcl_all_adjacent_t2_p3",
+                  "ffcl_adjacent_t3_p8")
+
+
+@pytest.mark.parametrize("name", ONE_LANE_CASES)
+def test_one_time_shared_bias_label_lane_trains_like_the_golden_trainer(name):
+    check_case(name, "shared", bias_label_lanes=1)
+
+
+#: The inference core's sweep and label scan on its MAC lanes too (``Core(shared=True)``,
+#: at least 3 lanes), the small part's arrangement, with one or three b and U lanes and
+#: the learning signal on the lanes or not: every multiplier of the core is a MAC lane's.
+#: The label scan of a shared core takes a lane per label: K = 4 labels, 4 lanes or more.
+SHARED_FORWARD_CASES = {
+    "ffdl_p4": ((dict(hidden=(7, 5)), dict(), 4), "shared", 3),
+    "ffdl_p4_b12_one_lane": ((dict(hidden=(4, 9)),
+                              dict(store_bits=12, lr_shift=0, rounding="nearest",
+                                   sigmoid="piecewise"), 4), "dedicated", 1),
+    "ffcl_all_adjacent_t2_p5": ((dict(hidden=(6, 4), loops=2, topology="adjacent"),
+                                 dict(loss_iterations="all"), 5), "signal", 1),
+    "ffcl_adjacent_t3_p8": (FFCL_CASES["ffcl_adjacent_t3_p8"], "signal", 3),
+}
+
+
+#: G < K label weights a word (one time-shared b and U lane): U[i, y] and U[i, y'] in
+#: two words, or in one when both labels share it. name: (case, multipliers, G, forward
+#: multipliers, samples). K = 4: G = 2 (two full words), 3 (a word of 3 and one of 1 and
+#: two zeros), 1 (a word per label).
+LABEL_GROUP_CASES = {
+    "ffdl_p4_g2_shared": (SHARED_FORWARD_CASES["ffdl_p4"][0], "signal", 2, "shared", 8),
+    "ffdl_p3_g3": (CASES["two_layers_p3_b12"], "shared", 3, "dedicated", 6),
+    "ffcl_all_p5_g1_shared": (SHARED_FORWARD_CASES["ffcl_all_adjacent_t2_p5"][0], "shared",
+                              1, "shared", 3),
+    "ffcl_top_p2_g2": (FFCL_CASES["ffcl_top_t2_p2"], "dedicated", 2, "dedicated", 6),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LABEL_GROUP_CASES))
+def test_label_weights_in_several_words_train_like_the_golden_trainer(name):
+    case, multipliers, label_lanes, forward, samples = LABEL_GROUP_CASES[name]
+    drawn = []
+    dut = check_case(name, multipliers, 1, forward_multipliers=forward, case=case,
+                     label_lanes=label_lanes, samples=samples, labels_drawn=drawn)
+    assert dut.label_groups.count == -(-K // label_lanes) > 1
+    if label_lanes > 1:
+        # Both ways of the two labels were trained: in one word and in two.
+        same = [y // label_lanes == wrong // label_lanes for y, wrong in drawn]
+        assert any(same) and not all(same), drawn
+    # Two reads a neuron in the scan, four cycles a neuron in the b and U pass (against
+    # one read and three cycles with every label in one word).
+    one_word = TrainingCore(dut.model, dut.rule, lanes=dut.lanes, bias_label_lanes=1,
+                            multipliers=dut.multipliers,
+                            signal_multipliers=dut.signal_multipliers,
+                            forward_multipliers=forward)
+    assert dut.scan.cycles(5) == one_word.scan.cycles(5) + 5
+    assert dut.bias_label.cycles(5) == one_word.bias_label.cycles(5) + 5
+
+
+@pytest.mark.parametrize("name", sorted(SHARED_FORWARD_CASES))
+def test_a_training_core_on_a_shared_core_trains_like_the_golden_trainer(name):
+    case, multipliers, bias_label_lanes = SHARED_FORWARD_CASES[name]
+    check_case(name, multipliers, bias_label_lanes, forward_multipliers="shared", case=case)
+
+
+def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
+               forward_multipliers: str = "dedicated", case=None, label_lanes=None,
+               samples: int = 3, labels_drawn=None) -> TrainingCore:
+    """``samples`` training samples of case ``name`` (or ``case``: config fields, rule
+    fields, lanes) then three images classified, against IntTrainer; the counter against
+    the closed form. Returns the core."""
+    fields, rule_fields, lanes = case or (CASES[name] if name in CASES else FFCL_CASES[name])
+    algo = "ffcl" if "loops" in fields else "ffdl"
     if algo == "ffcl":
         rule_fields = {"loss_iterations": "last", **rule_fields}
     config = ModelConfig(algo=algo, input_size=D, num_classes=K, theta=0.5, **fields)
@@ -199,26 +280,44 @@ def test_training_core_trains_like_the_golden_trainer(name, multipliers):
     trainer = IntTrainer(model, rule)
     signal = "shared" if multipliers == "signal" else "dedicated"
     dut = TrainingCore(model, rule, lanes=lanes, signal_multipliers=signal,
-                       multipliers="shared" if multipliers == "signal" else multipliers)
+                       multipliers="shared" if multipliers == "signal" else multipliers,
+                       bias_label_lanes=bias_label_lanes,
+                       forward_multipliers=forward_multipliers, label_lanes=label_lanes)
     rng = np.random.default_rng(SEED)
     samples = [(rng.integers(0, X + 1, D).astype(np.int64), int(rng.integers(0, K)))
-               for _ in range(3)]
+               for _ in range(samples)]
     test_images = rng.integers(0, X + 1, (3, D)).astype(np.int64)
-    cycles, labels = run_samples(dut, trainer, samples, classify=test_images)
+    cycles, labels = run_samples(dut, trainer, samples, classify=test_images,
+                                 labels_drawn=labels_drawn)
     # Inference after training: the golden IntModel of the trained weights.
     assert labels == trainer.model.run(test_images).labels.tolist()
     start = IntTrainer(make_model(config, SEED + len(name)), rule).stored
     assert any(not np.array_equal(a[key], b[key])
                for a, b in zip(trainer.stored, start, strict=True) for key in a)
     assert cycles == [dut.training_cycles()] * len(cycles)
+    if forward_multipliers == "shared":
+        assert dut.core.program.shared and dut.core.lend_enabled == (multipliers != "dedicated")
     # Borrowed or own, the update lanes take the same cycles: one closed form; the
     # learning signal's borrowed multipliers add 2 L = 4 cycles to each scan.
+    options = dict(forward_multipliers=forward_multipliers, bias_label_lanes=bias_label_lanes,
+                   label_lanes=label_lanes)
     other = TrainingCore(model, rule, lanes=lanes,
-                         multipliers="dedicated" if multipliers == "shared" else "shared")
+                         multipliers="dedicated" if multipliers == "shared" else "shared",
+                         **options)
     if multipliers == "signal":
         assert dut.scan.cycles(4) == other.scan.cycles(4) + 4
     else:
         assert other.training_cycles() == dut.training_cycles()
+    if bias_label_lanes == 1:
+        # A neuron every third cycle instead of every other: N cycles more per layer
+        # and trained iteration (T - 1 updates between FFCL 'all' iterations, one after).
+        if dut.label_groups.count == 1:
+            three = TrainingCore(model, rule, lanes=lanes, signal_multipliers=signal,
+                                 multipliers="shared" if multipliers == "signal"
+                                 else multipliers, forward_multipliers=forward_multipliers)
+            assert (dut.training_cycles() - three.training_cycles()
+                    == dut.trained_iterations * sum(config.hidden))
+    return dut
 
 
 def _stream(dut: TrainingCore, trainer: IntTrainer, samples, classify):
@@ -379,11 +478,26 @@ def test_training_core_and_stored_core_refuse_what_they_cannot_do():
     with pytest.raises(ValueError, match=r"^Multipliers must be one of shared, dedicated, "
                                          r"not 'own'$"):
         TrainingCore(fmt_model, TrainRule(epochs=1), lanes=2, multipliers="own")
-    with pytest.raises(ValueError, match=r"^A core with shared multipliers cannot lend its "
-                                         r"lanes"):
-        Core(fmt_model, lanes=3, shared=True, lend=True)
+    with pytest.raises(ValueError, match=r"^2 label lanes of 4 labels put U\[i, y\] and "
+                                         r"U\[i, y'\] in two words, which only one "
+                                         r"time-shared b and U lane updates: build it with "
+                                         r"lanes=1$"):
+        TrainingCore(fmt_model, TrainRule(epochs=1), lanes=2, label_lanes=2)
+    with pytest.raises(ValueError, match=r"^Label lane count must be at most the label "
+                                         r"count 4, not 5$"):
+        LabelGroups(4, 5)
+    with pytest.raises(ValueError, match="Forward multipliers must be one of shared, "
+                                         r"dedicated, not 'lent'$"):
+        TrainingCore(fmt_model, TrainRule(epochs=1), lanes=4, forward_multipliers="lent")
+    with pytest.raises(ValueError, match=r"^shared multipliers need at least 3 MAC lanes"):
+        TrainingCore(fmt_model, TrainRule(epochs=1), lanes=2, forward_multipliers="shared")
     with pytest.raises(TypeError, match=r"^Lend must be True or False, not 1$"):
         Core(fmt_model, lanes=2, lend=1)
+    for value in (2, 0, True, "1"):
+        with pytest.raises(ValueError, match=r"^Bias and label lanes must be 3 \(one per "
+                                             rf"stored value\) or 1 \(time-shared\), not "
+                                             rf"{value!r}$"):
+            TrainingCore(fmt_model, TrainRule(epochs=1), lanes=2, bias_label_lanes=value)
     with pytest.raises(ValueError, match=r"^Signal multipliers must be one of shared, "
                                          r"dedicated, not 'own'$"):
         TrainingCore(fmt_model, TrainRule(epochs=1), lanes=2, signal_multipliers="own")

@@ -87,9 +87,10 @@ CASES = {
 
 
 def _train(name: str, config: ModelConfig, rule: TrainRule, lanes: int,
-           weights: str = "spram") -> TrainingCore:
+           weights: str = "spram", **options) -> TrainingCore:
     """Three training samples, then three classified, against IntTrainer (run_samples
-    checks every stored word after every sample); the counter against the closed form."""
+    checks every stored word after every sample); the counter against the closed form.
+    ``options``: more of TrainingCore's parameters."""
     model = make_model(config, SEED + len(name))
     trainer = IntTrainer(model, rule)
     if weights == "spram":
@@ -98,12 +99,12 @@ def _train(name: str, config: ModelConfig, rule: TrainRule, lanes: int,
         # ``model`` only if every load lands, the biases' and label weights' included,
         # in the memory and at the address its target and address name.
         other = make_model(config, SEED + len(name) + 1)
-        dut = TrainingCore(other, rule, lanes=lanes, weights="spram")
+        dut = TrainingCore(other, rule, lanes=lanes, weights="spram", **options)
         writes = TrainingCore(model, rule, lanes=lanes, weights="spram").starting_loads()
         assert {target for target, _, _ in writes} == {
             LOAD_TARGETS[name] for name in ("weights", "bias", "labels")}
     else:
-        dut = TrainingCore(model, rule, lanes=lanes, weights=weights)
+        dut = TrainingCore(model, rule, lanes=lanes, weights=weights, **options)
     rng = np.random.default_rng(SEED)
     samples = [(rng.integers(0, X + 1, D).astype(np.int64), int(rng.integers(0, K)))
                for _ in range(3)]
@@ -140,6 +141,20 @@ def test_an_spram_training_core_trains_like_the_golden_trainer(name):
         extra = sum((-(-n // lanes) - 1) * (max(2 * c, load + load % 2) - max(c, load))
                     + c - 1 for n, c in zip(config.hidden, columns, strict=True))
     assert dut.training_cycles() == bram.training_cycles() + dut.trained_iterations * extra
+
+
+@pytest.mark.parametrize("name", ["ffdl_p4_b8", "ffcl_all_t2_p2_b16"])
+def test_an_spram_core_with_one_bias_label_lane_trains_like_the_golden_trainer(name):
+    # The small part's engine: two SPRAM banks and one lane time-shared by b, U+ and U-
+    # (its label word read again from block RAM while the W pass's writes go to SPRAM).
+    fields, rule_fields, lanes = CASES[name]
+    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
+    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    dut = _train(name, config, rule, lanes, bias_label_lanes=1)
+    three = TrainingCore(dut.model, rule, lanes=lanes, weights="spram")
+    assert len(dut.bias_label.lanes) == 1
+    assert (dut.training_cycles() - three.training_cycles()
+            == dut.trained_iterations * sum(config.hidden))
 
 
 def _slot_waits(dut: TrainingCore) -> int:
