@@ -518,7 +518,8 @@ class Device:
         try:
             stored = unpack_stored(words, model, lanes=ident.lanes,
                                    store_bits=ident.stored_bits,
-                                   bias_bits=ident.stored_bias_bits)
+                                   bias_bits=ident.stored_bias_bits,
+                                   label_lanes=ident.label_lanes)
         except ValueError as error:
             raise HostLinkError(f"the device's memories do not hold this configuration: "
                                 f"{error}") from None

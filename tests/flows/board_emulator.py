@@ -291,7 +291,8 @@ class EmulatedBoard:
         """The words of the stored W (with FFCL's V), b and U memories now."""
         ident = self.identity
         return stored_words(self.trainer.stored, lanes=ident.lanes,
-                            store_bits=ident.stored_bits, bias_bits=ident.stored_bias_bits)
+                            store_bits=ident.stored_bits, bias_bits=ident.stored_bias_bits,
+                            label_lanes=ident.label_lanes)
 
     def _read(self, payload: bytes) -> bytes:
         ident = self.identity

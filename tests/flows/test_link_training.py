@@ -90,18 +90,22 @@ def test_train_then_read_back_equals_the_golden_trainer(any_model, block):
     assert device.identify().trained == 5
 
 
-def test_stored_words_are_the_training_cores_and_unpack_back(any_model):
+# Label lanes G = K (a U row a word), and G = 3 < K = 4: two words a row, the second with
+# one field and zeros (the small-part option, with one b and U lane).
+@pytest.mark.parametrize("label_lanes", [None, 3])
+def test_stored_words_are_the_training_cores_and_unpack_back(any_model, label_lanes):
     model = any_model
     trainer = IntTrainer(model, RULE)
     # Trained a little, so that no array is its starting one (V starts at random here).
     for xi, yi in zip(*samples(2), strict=True):
         trainer.train_sample(xi, int(yi), RULE.lr_shift)
-    core = TrainingCore(model, RULE, lanes=3)
+    core = TrainingCore(model, RULE, lanes=3, label_lanes=label_lanes,
+                        bias_label_lanes=3 if label_lanes is None else 1)
     words = stored_words(trainer.stored, lanes=3, store_bits=RULE.store_bits,
-                         bias_bits=core.widths["bias"])
+                         bias_bits=core.widths["bias"], label_lanes=label_lanes)
     assert words == core.stored_images(trainer.stored)
     back = unpack_stored(words, model, lanes=3, store_bits=RULE.store_bits,
-                         bias_bits=core.widths["bias"])
+                         bias_bits=core.widths["bias"], label_lanes=label_lanes)
     assert [set(a) for a in back] == [set(b) for b in trainer.stored]
     assert all(np.array_equal(a[k], b[k]) for a, b in zip(back, trainer.stored, strict=True)
                for k in b)
