@@ -105,7 +105,8 @@ def _setup() -> tuple[dict, object, TrainRule, TrainingCore]:
     model = load_int_model(setup["model"]).model
     rule = TrainRule(**setup["rule"])
     return setup, model, rule, TrainingCore(model, rule, lanes=setup["lanes"],
-                                            weights=setup.get("weights", "loadable"))
+                                            weights=setup.get("weights", "loadable"),
+                                            **setup.get("options", {}))
 
 
 def _check_identity(device, model, rule: TrainRule, setup: dict, *, loaded: bool = True):
@@ -113,9 +114,11 @@ def _check_identity(device, model, rule: TrainRule, setup: dict, *, loaded: bool
     until a load commits, holds no model."""
     identity = device.identify()
     spram = setup.get("weights") == "spram"
+    options = setup.get("options", {})
     want = dataclasses.replace(
-        link_identity(model, lanes=setup["lanes"], rule=rule, train_block=setup["block"],
-                      loadable=spram), model_loaded=loaded)
+        link_identity(model, lanes=setup["lanes"], label_lanes=options.get("label_lanes"),
+                      shared=options.get("forward_multipliers") == "shared", rule=rule,
+                      train_block=setup["block"], loadable=spram), model_loaded=loaded)
     assert identity == want, (identity, want)
     return identity
 
@@ -247,6 +250,7 @@ async def load_then_train(dut) -> None:
         identity = _check_identity(device, model, rule, setup, loaded=False)
         writes = load_words(link_program(model, lanes=identity.lanes,
                                          label_lanes=identity.label_lanes,
+                                         shared=identity.shared,
                                          store_bits=identity.stored_bits))
         refused_without_a_model("before any load")
         # A transaction open after its first write, then void for its checksum.
