@@ -915,8 +915,9 @@ def _synth_table(args: argparse.Namespace) -> int:
 
 def _run_training(args: argparse.Namespace) -> int:
     if args.load:
-        raise RunError("--load goes without --train and --read: a training bitstream takes "
-                       "no loads yet (it starts from the model it was built with)")
+        raise RunError("--load goes without --train and --read: --train loads the run's "
+                       "starting model itself into a training core whose weights are in "
+                       "SPRAM, and a block RAM one starts from the model it was built with")
     kept: dict = {}
     status = 0
     if args.train:
@@ -929,9 +930,13 @@ def _run_training(args: argparse.Namespace) -> int:
                                                file=sys.stderr, disable=None))
                 progress = lambda done: bar.update(done - bar.n)  # noqa: E731
             r = board_train(args.run, port=args.port, epochs=args.epochs or 1, baud=args.baud,
-                            timeout=args.timeout, progress=progress, keep=kept)
+                            timeout=args.timeout, progress=progress, keep=kept,
+                            log=lambda line: print(line, file=sys.stderr))
         print(f"board on {r['port']}: trained {r['samples']} samples in {r['epochs']} epochs "
               f"(lambda {', '.join(map(str, r['lr_shifts']))})")
+        if r["loaded"]:
+            print(f"  starting model    loaded first: {r['loaded']} writes in "
+                  f"{r['load_seconds']:.2f} s (its weights are in SPRAM)")
         if r["mismatches"] or not r["model_equal"]:
             print(f"  MISMATCH with the golden trainer: {r['mismatches']} records; "
                   f"first: {r['first_mismatch'] or r['first_difference']}", file=sys.stderr)

@@ -20,12 +20,12 @@ from rtl.core import LOAD_TARGETS, Core, load_words
 from rtl.host_link import (
     LinkIdentity,
     link_identity,
+    link_program,
     load_checksum,
     load_data_bytes,
     load_payload,
 )
 from rtl.host_link import model_hash as hash_of_model
-from rtl.program import build_program
 from rtl.protocol import (
     FRAME_CRC,
     PROTOCOL_VERSION,
@@ -315,12 +315,18 @@ class Device:
         LOAD_BEGIN with the model's hash and whole-model checksum, one acknowledged LOAD
         frame per memory write, LOAD_COMMIT.
 
+        On a training device (IDENT's trains flag: an SPRAM training core) an integer
+        model goes in as the stored words it starts training from, B_m bits a weight,
+        (w << f) + 2^(f-1) (:func:`rtl.host_link.link_program` with IDENT's
+        ``stored_bits``), not the inference words: after the commit IDENT's checksum is
+        that of ``link_identity(model, ..., rule=...)``.
+
         Parameters
         ----------
         model : IntModel, Core or iterable of (target, address, word)
-            An integer model (its writes for the device's lane counts), a Core (its own
-            model, :func:`rtl.core.load_words`) or the writes themselves
-            (:meth:`Core.load_words_for`).
+            An integer model (its writes for the device's lane counts and, training, its
+            stored width), a Core (its own model, :func:`rtl.core.load_words`) or the
+            writes themselves (:meth:`Core.load_words_for`).
         model_hash : int, optional
             Only with writes: the hash to announce (default: the device's own).
 
@@ -334,7 +340,8 @@ class Device:
         ValueError
             If a write's target is not one of :data:`rtl.core.LOAD_TARGETS` or its
             address is at or beyond that memory's depth (IDENT's ``depths``), which the
-            device would refuse with error 4 or 9; nothing is sent.
+            device would refuse with error 4 or 9, or a Core of other stored widths is
+            given for a training device; nothing is sent.
         HostLinkError
             If the device is not loadable or refuses a frame; in particular error 5 for
             weights of another configuration (nothing written, the old model kept) and
@@ -343,14 +350,25 @@ class Device:
         """
         ident = self.identity
         if not ident.loadable:
-            raise HostLinkError("device's core is not loadable (built with weights='rom')")
+            raise HostLinkError(
+                "device's training core keeps its weights in block RAM, which the bitstream "
+                "initialises: it takes no load (build it with weights='spram' to load)"
+                if ident.trains else "device's core is not loadable (built with weights='rom')")
         n = ident.load_data_bytes
         if isinstance(model, IntModel | Core):
             if model_hash is not None:
                 raise ValueError("model_hash is given only with a list of writes")
             int_model = model if isinstance(model, IntModel) else model.model
-            program = model.program if isinstance(model, Core) else build_program(
-                model, lanes=ident.lanes, label_lanes=ident.label_lanes, shared=ident.shared)
+            if (ident.trains and isinstance(model, Core)
+                    and model.store_bits != ident.stored_bits):
+                raise ValueError(f"the training device holds {ident.stored_bits}-bit stored "
+                                 f"weights; pass the IntModel (its stored words are made "
+                                 f"for the device) or a Core built with store_bits="
+                                 f"{ident.stored_bits}")
+            # A training device holds stored words: the model as its trainer starts.
+            program = model.program if isinstance(model, Core) else link_program(
+                model, lanes=ident.lanes, label_lanes=ident.label_lanes, shared=ident.shared,
+                store_bits=ident.stored_bits if ident.trains else None)
             writes, n_model = load_words(program), load_data_bytes(program)
             announced = hash_of_model(int_model)
         else:
@@ -500,7 +518,8 @@ class Device:
         try:
             stored = unpack_stored(words, model, lanes=ident.lanes,
                                    store_bits=ident.stored_bits,
-                                   bias_bits=ident.stored_bias_bits)
+                                   bias_bits=ident.stored_bias_bits,
+                                   label_lanes=ident.label_lanes)
         except ValueError as error:
             raise HostLinkError(f"the device's memories do not hold this configuration: "
                                 f"{error}") from None

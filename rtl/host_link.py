@@ -33,7 +33,7 @@ from golden.inttrain import TrainRule
 from rtl.core import LOAD_TARGETS, Core, load_depths, load_words
 from rtl.frame_parser import FrameParser
 from rtl.load_transaction import LoadTransaction, load_data_bytes
-from rtl.program import build_program
+from rtl.program import Program, build_program
 from rtl.protocol import (
     LOAD_CHECKSUM,
     PROTOCOL_VERSION,
@@ -50,8 +50,8 @@ from rtl.uart import UartRx, UartTx, check_divisor
 
 __all__ = [
     "TRAIN_BLOCK", "HostLink", "LinkIdentity", "check_depths", "link_identity",
-    "link_memories", "link_products", "load_checksum", "load_data_bytes", "load_payload",
-    "model_hash", "read_bytes", "sample_buffer_depth",
+    "link_memories", "link_program", "link_products", "load_checksum", "load_data_bytes",
+    "load_payload", "model_hash", "read_bytes", "sample_buffer_depth",
 ]
 
 def load_payload(target: int, addr: int, word: int, data_bytes: int) -> bytes:
@@ -131,7 +131,7 @@ class LinkIdentity:
         ``lr_shift_at(epochs - 1)``, which the update lanes' shifters are built for);
         0 when not training.
     trained : int
-        Samples trained since configuration or the last committed load (mod 2^32).
+        Samples trained since configuration (mod 2^32); a reset or a load keeps it.
     """
 
     version: int
@@ -233,6 +233,20 @@ def check_depths(depths) -> None:
                 f"wider words)")
 
 
+def link_program(model: IntModel, *, lanes: int, label_lanes: int | None = None,
+                 shared: bool = False, store_bits: int | None = None) -> Program:
+    """The program whose :func:`rtl.core.load_words` a load transaction writes and IDENT's
+    weights checksum covers (:func:`load_checksum`): ``model`` at the core's lane counts
+    and, for a training core (``store_bits``, IDENT's ``stored_bits``), as stored words,
+    B_m bits a weight, each (w << f) + 2^(f-1) with f = B_m - weight bits. A host builds
+    it from IDENT's fields and the model alone (the sequencer program's words, target 1,
+    are in it with FFCL's layer 1 cache: an SPRAM training core's program is a ROM and
+    ignores them, but they count in the checksum like every write)."""
+    fine = 0 if store_bits is None else store_bits - model.fmt.weight_bits
+    return build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared,
+                         fine_bits=fine)
+
+
 def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None,
                   loadable: bool = False, shared: bool = False,
                   rule: TrainRule | None = None, train_block: int = 0) -> LinkIdentity:
@@ -240,9 +254,8 @@ def link_identity(model: IntModel, *, lanes: int, label_lanes: int | None = None
     ``rule``, over ``TrainingCore(model, rule, lanes=...)`` taking ``train_block``
     samples a frame, with any lambda of the rule's schedule) reports after configuration
     (with the built-in model in its memories)."""
-    fine = 0 if rule is None else rule.store_bits - model.fmt.weight_bits
-    program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared,
-                            fine_bits=fine)
+    program = link_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared,
+                           store_bits=None if rule is None else rule.store_bits)
     data_bytes = load_data_bytes(program)
     check_depths(tuple(load_depths(program).values()))
     training = {}
@@ -375,9 +388,12 @@ class HostLink(wiring.Component):
     core : Core or TrainingCore
         The core to serve; it becomes a submodule. Its pixels must be at most 8 bits, its
         K, P and G at most 255 and D at most 65535 (they are bytes of the IDENT reply).
-        A :class:`~rtl.training_core.TrainingCore` adds TRAIN and READ; its memories are
-        written by its own updates only (it has no host write port yet, so LOAD gets
-        error 4).
+        A :class:`~rtl.training_core.TrainingCore` adds TRAIN and READ. Built with
+        ``weights="spram"`` it is loadable: its weight words come up empty, and a load
+        transaction writes the stored words (B_m-bit fields, (w << f) + 2^(f-1) for a
+        starting model) through its ``load`` port; its IDENT checksum is that of the
+        stored words (:func:`link_identity`). A block RAM training core is written by
+        its own updates only: LOAD gets error 4.
     divisor : int
         Clock cycles per UART bit, at least 4.
     timeout_bits : int
@@ -453,15 +469,21 @@ class HostLink(wiring.Component):
         training = {}
         if self.training:
             training = dict(rule=core.rule, train_block=train_block)
+        # A training core takes loads through its own ``load`` port, which only an
+        # SPRAM one has (its weights come up empty); a block RAM one keeps its netlist.
+        loadable = (core.weights == "spram" if self.training else inner.weights != "rom")
         # LinkIdentity refuses, by name, a memory deeper than the 16-bit addresses.
         self.identity = dataclasses.replace(
             link_identity(inner.model, lanes=program.lanes, label_lanes=program.label_lanes,
-                          loadable=inner.weights != "rom" and not self.training,
-                          shared=program.shared, **training),
+                          loadable=loadable, shared=program.shared, **training),
             model_loaded=initialised)
         if not initialised and not self.identity.loadable:
             raise ValueError("A core whose memories start empty must be loadable "
                              "(weights='loadable' or 'spram')")
+        if self.training and core.weights == "spram" and initialised:
+            # Its TRAIN frames would update words that were never written.
+            raise ValueError("An SPRAM training core's weights come up empty: build its "
+                             "link with initialised=False")
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
 
     @property

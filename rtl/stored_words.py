@@ -4,8 +4,9 @@ memories hold them, and back.
 A :class:`rtl.training_core.TrainingCore` keeps every weight with the rule's fine bits
 (``store_bits`` wide, biases ``state_bits + f``): its weight memory holds W tile-major,
 P fields a word (:func:`rtl.program.pack_rows`), then for an FFCL layer that hears the
-loop its V the same way, its bias memory one bias a word and its label memory one row of
-U (K fields) a word, layer after layer from address 0. The host
+loop its V the same way, its bias memory one bias a word and its label memory a row of
+U in ceil(K / G) words of G fields (label lanes G, K by default: one word a row; fields
+past K are 0), layer after layer from address 0. The host
 reads them back over the link (READ, docs/host-link.md) and reassembles the trainer's
 arrays with :func:`unpack_stored`; :func:`forward_model` is the model they stand for
 (the top bits, ``stored >> f``).
@@ -37,22 +38,27 @@ def _field(word: int, index: int, bits: int) -> int:
     return value - (1 << bits) if value >> (bits - 1) else value
 
 
-def stored_words(stored: list[dict], *, lanes: int, store_bits: int,
-                 bias_bits: int) -> dict[str, list[int]]:
+def stored_words(stored: list[dict], *, lanes: int, store_bits: int, bias_bits: int,
+                 label_lanes: int | None = None) -> dict[str, list[int]]:
     """The words of the W (each layer's W, then its V), b and U memories for
-    IntTrainer-style ``stored`` arrays."""
+    IntTrainer-style ``stored`` arrays (``label_lanes`` G label weights a U word; default
+    a whole row)."""
     words: dict[str, list[int]] = {"W": [], "b": [], "U": []}
     for layer in stored:
         for name in ("W", "V"):
             if name in layer:
                 words["W"] += [_pack(row, store_bits) for row in pack_rows(layer[name], lanes)]
         words["b"] += [int(v) & ((1 << bias_bits) - 1) for v in layer["b"]]
-        words["U"] += [_pack(row, store_bits) for row in layer["U"]]
+        K = np.shape(layer["U"])[1]
+        G = K if label_lanes is None else label_lanes
+        words["U"] += [_pack(row[g:g + G], store_bits) for row in layer["U"]
+                       for g in range(0, K, G)]
     return words
 
 
 def unpack_stored(words: dict[str, list[int]], model: IntModel, *, lanes: int,
-                  store_bits: int, bias_bits: int) -> list[dict]:
+                  store_bits: int, bias_bits: int,
+                  label_lanes: int | None = None) -> list[dict]:
     """IntTrainer-style stored arrays from the memories' ``words`` (:func:`stored_words`'s
     inverse) for ``model``'s configuration.
 
@@ -63,13 +69,15 @@ def unpack_stored(words: dict[str, list[int]], model: IntModel, *, lanes: int,
     """
     config = model.config
     K = config.num_classes
+    G = K if label_lanes is None else label_lanes
+    groups = -(-K // G)
     n_ins = [config.input_size, *config.hidden[:-1]]
     n_srcs = [0 if (source := config.feedback_source(i)) is None else config.hidden[source]
               for i in range(config.num_layers)]
     tiles = [-(-n // lanes) for n in config.hidden]
     need = {"W": sum(t * (n_in + n_src)
                      for t, n_in, n_src in zip(tiles, n_ins, n_srcs, strict=True)),
-            "b": sum(config.hidden), "U": sum(config.hidden)}
+            "b": sum(config.hidden), "U": groups * sum(config.hidden)}
     for name, count in need.items():
         if len(words[name]) != count:
             raise ValueError(f"the {STORED_MEMORIES[name]} memory of this configuration has "
@@ -93,8 +101,11 @@ def unpack_stored(words: dict[str, list[int]], model: IntModel, *, lanes: int,
             layer["V"] = rows(w_at + t * n_in, n, n_src)
         layer["b"] = np.array([_field(v, 0, bias_bits) for v in words["b"][n_at:n_at + n]],
                               np.int64)
-        layer["U"] = np.array([[_field(v, q, store_bits) for q in range(K)]
-                               for v in words["U"][n_at:n_at + n]], np.int64).reshape(n, K)
+        # A neuron's row: its ``groups`` words of G fields, the fields past K dropped.
+        label = words["U"][groups * n_at:groups * (n_at + n)]
+        layer["U"] = np.array([[_field(label[groups * i + k // G], k % G, store_bits)
+                                for k in range(K)] for i in range(n)],
+                              np.int64).reshape(n, K)
         stored.append(layer)
         w_at += t * (n_in + n_src)
         n_at += n

@@ -12,7 +12,7 @@ time stand behind a pyserial-like port, and the unchanged, blocking ``Device`` r
 :func:`cocotb.task.bridge` thread. The reset is the netlist bench's
 (:mod:`sim.netlist_testbench`): long enough for the board top's reset synchroniser.
 
-Two tests, each in order, because the device's state is the point:
+Three tests, each in order, because the device's state is the point:
 
 ``train_read_back_and_refusals`` (the RTL)
     Every TRAIN record (the label of the training pass, wrong label drawn, cycles) and
@@ -21,6 +21,12 @@ Two tests, each in order, because the device's state is the point:
     frames (bad crc, another lambda, a label out of range, too many samples, a READ
     beyond a memory) must change nothing, which the next sample's record and a second
     read-back show; an image is classified with the trained weights.
+``load_then_train`` (the RTL of a link over ``TrainingCore(..., weights="spram")``)
+    The weights come up empty: TRAIN, IMAGE and READ are refused with error 8 before any
+    load, inside an open one and after one void for its checksum (error 7); then
+    ``Device.load_model`` loads the starting model's stored words, IDENT's checksum is
+    :func:`rtl.host_link.link_identity`'s, and the records, every stored word read back
+    and an image classified follow the golden trainer.
 ``train_and_read_back`` (the netlist: each byte costs thousands of gate-level events)
     The given samples trained in TRAIN frames of up to B, every record checked, every
     stored word read back once at the end and compared, an image classified with the
@@ -31,7 +37,8 @@ Set through :mod:`sim.runner`:
 - FFCL_HOST_LIBRARY: the host library's module (``ffcl_hw.device``), named by the runner so
   that sim/ does not import the floor above it.
 - FFCL_TRAIN: JSON ``{"model": path, "rule": TrainRule fields, "lanes": P, "block": B,
-  "divisor": ..., "timeout_bits": ..., "seed": ...}``; for ``train_and_read_back`` also
+  "divisor": ..., "timeout_bits": ..., "seed": ...}`` and ``"weights": "spram"`` for
+  ``load_then_train``; for ``train_and_read_back`` also
   ``"images"``, ``"labels"`` (.npy paths), ``"lr_shift"`` and ``"report"`` (a JSON path:
   ``records``, ``error`` (the first disagreement, or null), ``trained``, ``read_back``,
   ``entries_differing`` (stored entries unlike the trainer's, null before the read-back),
@@ -40,6 +47,7 @@ Set through :mod:`sim.runner`:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -54,8 +62,8 @@ from cocotb.utils import get_sim_time
 
 from golden.intmodelio import load_int_model
 from golden.inttrain import IntTrainer, TrainRule
-from rtl.core import LOAD_TARGETS
-from rtl.host_link import link_identity
+from rtl.core import LOAD_TARGETS, load_words
+from rtl.host_link import link_identity, link_program, load_checksum, load_payload
 from rtl.protocol import Command, ErrorCode, Reply
 from rtl.training_core import TrainingCore
 from sim.netlist_testbench import CLOCK_NS, RESET_CYCLES, SETTLE_CYCLES
@@ -96,14 +104,46 @@ def _setup() -> tuple[dict, object, TrainRule, TrainingCore]:
     setup = json.loads(os.environ["FFCL_TRAIN"])
     model = load_int_model(setup["model"]).model
     rule = TrainRule(**setup["rule"])
-    return setup, model, rule, TrainingCore(model, rule, lanes=setup["lanes"])
+    return setup, model, rule, TrainingCore(model, rule, lanes=setup["lanes"],
+                                            weights=setup.get("weights", "loadable"),
+                                            **setup.get("options", {}))
 
 
-def _check_identity(device, model, rule: TrainRule, setup: dict):
+def _check_identity(device, model, rule: TrainRule, setup: dict, *, loaded: bool = True):
+    """IDENT as :func:`rtl.host_link.link_identity` says; an SPRAM core is loadable and,
+    until a load commits, holds no model."""
     identity = device.identify()
-    want = link_identity(model, lanes=setup["lanes"], rule=rule, train_block=setup["block"])
+    spram = setup.get("weights") == "spram"
+    options = setup.get("options", {})
+    want = dataclasses.replace(
+        link_identity(model, lanes=setup["lanes"], label_lanes=options.get("label_lanes"),
+                      shared=options.get("forward_multipliers") == "shared", rule=rule,
+                      train_block=setup["block"], loadable=spram), model_loaded=loaded)
     assert identity == want, (identity, want)
     return identity
+
+
+def _exchange(port, frame: bytes) -> list[tuple[int, bytes]]:
+    """Send ``frame`` as it is (the host library would refuse to send a bad one) and
+    return the reply frames as (cmd, payload)."""
+    port.write(frame)
+    reader, frames = FrameReader(), []
+    while not frames and (byte := port.read(1)):
+        frames += reader.frames(byte)
+    return [(f.cmd, f.payload) for f in frames]
+
+
+def _check_stored(device, model, trainer: IntTrainer, where: str) -> None:
+    """Every stored word read back equals the trainer's."""
+    _, stored = device.read_model(model)
+    # FFCL's V comes back with W (the weight memory holds both).
+    difference = first_stored_difference(stored, trainer.stored, where="in the design")
+    assert difference is None, f"{where}: {difference}"
+
+
+def _train_frame(lam: int, xs, ys) -> bytes:
+    return encode_frame(Command.TRAIN, bytes([lam]) + b"".join(
+        bytes([int(v)]) + bytes(int(p) for p in xi) for xi, v in zip(xs, ys, strict=True)))
 
 
 def _check_classify(device, trainer: IntTrainer, image, core: TrainingCore) -> None:
@@ -129,17 +169,10 @@ async def train_read_back_and_refusals(dut) -> None:
     device = Device(port)
 
     def exchange(frame: bytes) -> list[tuple[int, bytes]]:
-        port.write(frame)
-        reader, frames = FrameReader(), []
-        while not frames and (byte := port.read(1)):
-            frames += reader.frames(byte)
-        return [(f.cmd, f.payload) for f in frames]
+        return _exchange(port, frame)
 
     def check_stored(trainer: IntTrainer, where: str) -> None:
-        _, stored = device.read_model(model)
-        # FFCL's V comes back with W (the weight memory holds both).
-        difference = first_stored_difference(stored, trainer.stored, where="in the design")
-        assert difference is None, f"{where}: {difference}"
+        _check_stored(device, model, trainer, where)
 
     def scenario() -> None:
         identity = _check_identity(device, model, rule, setup)
@@ -155,9 +188,7 @@ async def train_read_back_and_refusals(dut) -> None:
         assert device.identify().trained == 3
         _check_classify(device, trainer, x[0], core)
 
-        def train_frame(lam_, xs, ys) -> bytes:
-            return encode_frame(Command.TRAIN, bytes([lam_]) + b"".join(
-                bytes([int(v)]) + bytes(int(p) for p in xi) for xi, v in zip(xs, ys, strict=True)))
+        train_frame = _train_frame
 
         bias_depth = identity.depths[LOAD_TARGETS["bias"] - 1]
         for name, frame, code in (
@@ -183,6 +214,67 @@ async def train_read_back_and_refusals(dut) -> None:
         records = device.train(x[1:2], y[1:2], lam)
         assert [(r.label, r.wrong) for r in records] == expected, (records, expected)
         check_stored(trainer, "after the refused frames and one more sample")
+
+    await bridge(scenario)()
+
+
+@cocotb.test()
+async def load_then_train(dut) -> None:
+    """An SPRAM training core (``weights="spram"``, ``HostLink(initialised=False)``): its
+    weights come up empty. Nothing trains, classifies or reads before a load of the
+    stored words commits (error 8: before any load, inside an open one, after one void
+    for its checksum); ``Device.load_model`` then loads the starting model's stored
+    words, and the records and every stored word follow the golden trainer."""
+    setup, model, rule, core = _setup()
+    config = model.config
+    D, K = config.input_size, config.num_classes
+    rng = np.random.default_rng(setup["seed"])
+    dut._log.info("seed %d", setup["seed"])
+    port = await _link(dut, setup, core)
+    device = Device(port)
+    lam = rule.lr_shift_at(0)
+    x = rng.integers(0, model.fmt.input_max + 1, (3, D))
+    y = rng.integers(0, K, 3)
+    no_model = [(Reply.ERROR, bytes([ErrorCode.NO_MODEL]))]
+
+    def refused_without_a_model(where: str) -> None:
+        for name, frame in (
+                ("TRAIN", _train_frame(lam, x[:1], y[:1])),
+                ("IMAGE", encode_frame(Command.IMAGE, bytes(int(p) for p in x[0]))),
+                ("READ", encode_frame(Command.READ, bytes([LOAD_TARGETS["weights"], 0, 0,
+                                                          1, 0])))):
+            got = _exchange(port, frame)
+            assert got == no_model, (where, name, got)
+
+    def scenario() -> None:
+        identity = _check_identity(device, model, rule, setup, loaded=False)
+        writes = load_words(link_program(model, lanes=identity.lanes,
+                                         label_lanes=identity.label_lanes,
+                                         shared=identity.shared,
+                                         store_bits=identity.stored_bits))
+        refused_without_a_model("before any load")
+        # A transaction open after its first write, then void for its checksum.
+        n = identity.load_data_bytes
+        begin = (identity.model_hash.to_bytes(4, "little")
+                 + load_checksum(writes, n).to_bytes(4, "little"))
+        assert _exchange(port, encode_frame(Command.LOAD_BEGIN, begin)) == \
+            [(Reply.LOAD_BEGIN, b"")]
+        assert _exchange(port, encode_frame(Command.LOAD, load_payload(*writes[0], n))) == \
+            [(Reply.LOAD, b"")]
+        refused_without_a_model("inside an open load")
+        assert _exchange(port, encode_frame(Command.LOAD_COMMIT)) == \
+            [(Reply.ERROR, bytes([ErrorCode.CHECKSUM]))]
+        refused_without_a_model("after a void load")
+        assert device.load_model(model) == len(writes)
+        identity = _check_identity(device, model, rule, setup)
+        trainer = IntTrainer(model, rule)
+        expected = golden_records(trainer, x, y, lam)
+        records = device.train(x, y, lam)
+        assert [(r.label, r.wrong) for r in records] == expected, (records, expected)
+        assert [r.cycles for r in records] == [core.training_cycles()] * 3, records
+        _check_stored(device, model, trainer, "after the load and 3 samples")
+        assert device.identify().trained == 3
+        _check_classify(device, trainer, x[0], core)
 
     await bridge(scenario)()
 

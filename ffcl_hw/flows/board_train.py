@@ -10,7 +10,9 @@ label) is checked against what the trainer reports for the sample
 (:class:`golden.inttrain.SampleResult`), and at the end every stored word read back (W,
 FFCL's V, b, U) must equal the trainer's.
 From a freshly configured board (IDENT: nothing trained, the run's weights), the board's
-model is then train_int's for the same seed and epochs. ``RUN/board_train.json`` holds the
+model is then train_int's for the same seed and epochs. A training core that keeps its
+weights in SPRAM (IDENT: loadable, empty at configuration) is first loaded with the run's
+starting model, its stored words, in one load transaction. ``RUN/board_train.json`` holds the
 report. ``--read [--out NEW]`` saves the model the board holds as an integer run (the
 forward weights in ``model.int.npz`` with their provenance, its dequantized twin
 ``model.npz`` and ``metrics.json``), so that ``evaluate``, ``sim`` and ``bench`` take it.
@@ -104,7 +106,8 @@ def _training_board(device: Device, port: str, baud: int, timeout: float, model:
 def board_train(run: Path, *, port: str, epochs: int = 1, baud: int = BAUD,
                 timeout: float = 2.0, connect: Callable[[str], Port] | None = None,
                 progress: Callable[[int], None] | None = None,
-                keep: dict[str, Any] | None = None) -> dict[str, Any]:
+                keep: dict[str, Any] | None = None,
+                log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train the board at ``port`` on ``run``'s training set for ``epochs`` epochs and
     write ``RUN/board_train.json`` (module docstring).
 
@@ -113,6 +116,9 @@ def board_train(run: Path, *, port: str, epochs: int = 1, baud: int = BAUD,
     keep : dict, optional
         Filled with ``model`` (the forward model read back), ``stored``, ``identity`` and
         ``rule``, for :func:`board_read` after training.
+    log : callable, optional
+        Told, in a sentence, of a step that is not training: loading the run's starting
+        model into a device whose training core keeps its weights in SPRAM.
 
     Returns
     -------
@@ -126,7 +132,8 @@ def board_train(run: Path, *, port: str, epochs: int = 1, baud: int = BAUD,
     RunError
         For a bad ``epochs``, a model the training core cannot train (FFL), a board that
         does not train, holds another model, has trained since it was configured, or
-        takes another stored width or lambda than the rule's; the message says the fix.
+        takes another stored width or lambda than the rule's, or refuses the load of the
+        starting model; the message says the fix.
     """
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise RunError(f"--epochs must be a positive integer, not {epochs!r}")
@@ -165,6 +172,25 @@ def board_train(run: Path, *, port: str, epochs: int = 1, baud: int = BAUD,
                            "bitstream) to train from the run's model")
         expected = link_identity(model, lanes=identity.lanes, label_lanes=identity.label_lanes,
                                  rule=rule, train_block=identity.train_block)
+        loaded, load_seconds = 0, None
+        if identity.loadable and (not identity.model_loaded
+                                  or identity.weights_checksum != expected.weights_checksum):
+            # An SPRAM training core comes up empty: the run's starting stored words go in
+            # first, in one load transaction.
+            if log is not None:
+                log(f"loading {run}'s starting model into the device on {port} (its weights "
+                    "are in SPRAM, which starts empty)")
+            start = time.perf_counter()
+            try:
+                loaded = device.load_model(model)
+            except HostLinkError as error:
+                raise RunError(f"loading {run}'s starting model into the device on {port}: "
+                               f"{error}") from None
+            load_seconds = time.perf_counter() - start
+            identity = device.identify()
+        if not identity.model_loaded:
+            raise RunError(f"the device on {port} holds no complete model (a load is open or "
+                           "failed); configure the FPGA again")
         if identity.weights_checksum != expected.weights_checksum:
             raise RunError(f"the device on {port} holds other weights than {run} (weights "
                            f"checksum 0x{identity.weights_checksum:08X}, the run's stored "
@@ -218,6 +244,9 @@ def board_train(run: Path, *, port: str, epochs: int = 1, baud: int = BAUD,
     c = np.array(cycles)
     report: dict[str, Any] = {
         "port": port, "baud": baud, "epochs": epochs, "samples": done,
+        # Writes of the starting model's load (an SPRAM training core), 0 without one.
+        "loaded": loaded,
+        "load_seconds": None if load_seconds is None else round(load_seconds, 3),
         "lr_shifts": schedule, "rule": rule.to_dict(), "device": dataclasses.asdict(identity),
         # Training stops at the block of the first record that differs.
         "mismatches": len(mismatches),

@@ -186,7 +186,9 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
                           if lanes < DEFAULT_TRAINING_LANES else ""))
     out_dir = training_folder(run, board)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    report = synth(lambda hz: HostLink(core, divisor=max(4, round(hz / BAUD))),
+    # SPRAM comes up empty: such a link refuses TRAIN until a load has committed.
+    report = synth(lambda hz: HostLink(core, divisor=max(4, round(hz / BAUD)),
+                                       initialised=core.weights != "spram"),
                    board=board, freq_mhz=freq_mhz, seed=seed,
                    seeds=TRAINING_SEEDS if seeds is None else seeds, out_dir=out_dir,
                    fit=core, floorplan=False, executor=executor, scheduler=scheduler,

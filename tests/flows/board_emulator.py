@@ -29,6 +29,7 @@ from golden.inttrain import IntTrainer, TrainRule
 from rtl.core import LOAD_TARGETS, load_words
 from rtl.host_link import (
     link_identity,
+    link_program,
     load_data_bytes,
 )
 from rtl.program import build_program
@@ -64,7 +65,10 @@ class EmulatedBoard:
         The core's P and G.
     loadable, initialised, shared : bool
         As ``Core(weights="loadable")``, ``HostLink(initialised=...)`` and
-        ``Core(shared=True)`` (the cycle count of a core on borrowed multipliers).
+        ``Core(shared=True)`` (the cycle count of a core on borrowed multipliers). With
+        ``rule``, ``loadable=True, initialised=False`` is an SPRAM training core
+        (``TrainingCore(weights="spram")``): it trains once a load of stored words
+        commits.
     banks : {1, 2}
         As ``Core(banks=...)``: with two, a load writes the bank not in use, so the model
         in use stays in use until a good commit (and after a failed one).
@@ -105,18 +109,22 @@ class EmulatedBoard:
                           shared=shared, rule=rule, train_block=train_block if rule else 0),
             model_loaded=initialised)
         self.program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
+        self.rule = rule
         self.trainer = None if rule is None else IntTrainer(model, rule)
         self.trained = 0
+        # What a load writes: a training board's are stored words (IDENT's stored_bits).
+        shape = dict(lanes=lanes, label_lanes=label_lanes, shared=shared,
+                     store_bits=None if rule is None else rule.store_bits)
+        self.n = load_data_bytes(link_program(model, **shape))
+        # The model memories as (target, address) -> word, one dict per bank; a commit
+        # puts in use the known model whose words the bank holds.
+        self.known = [(m, self._words(m, shape)) for m in (model, *known)]
         if rule is not None:
             from rtl.training_core import TrainingCore
 
             self.train_cycles = TrainingCore(model, rule, lanes=lanes).training_cycles()
             # The forward model the trainer keeps current is what IMAGE classifies with.
             model = self.trainer.model
-        self.n = load_data_bytes(self.program)
-        # The model memories as (target, address) -> word, one dict per bank; a commit
-        # puts in use the known model whose words the bank holds.
-        self.known = [(m, self._words(m, lanes, label_lanes, shared)) for m in (model, *known)]
         built_in = dict(self.known[0][1]) if initialised else {}
         self.memory = [dict(built_in) for _ in range(banks)]
         self.bank = 0
@@ -126,9 +134,9 @@ class EmulatedBoard:
         self.written, self.announced = b"", 0
 
     @staticmethod
-    def _words(model: IntModel, lanes, label_lanes, shared) -> dict[tuple[int, int], int]:
-        program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
-        return {(target, addr): word for target, addr, word in load_words(program)}
+    def _words(model: IntModel, shape: dict) -> dict[tuple[int, int], int]:
+        return {(target, addr): word
+                for target, addr, word in load_words(link_program(model, **shape))}
 
     # -- the line ------------------------------------------------------------------
     def receive(self, data: bytes) -> bytes:
@@ -244,8 +252,14 @@ class EmulatedBoard:
             raise ValueError("the double knows no model with the words committed; pass it "
                              "in known=")
         self.model = models[0]
+        if self.trainer is not None:
+            # The stored words are the model's as a trainer starts; the generators go on
+            # from where they are, and ``trained`` counts on (as the gateware's do).
+            trainer = IntTrainer(self.model, self.rule)
+            trainer.rounding_lfsr = self.trainer.rounding_lfsr
+            trainer.label_lfsr = self.trainer.label_lfsr
+            self.trainer, self.model = trainer, trainer.model
         self.weights_checksum = self.announced
-        self.trained = 0
         return self._reply(Reply.LOAD_COMMIT)
 
     # -- training (the checks in the gateware's order) -------------------------------
@@ -277,7 +291,8 @@ class EmulatedBoard:
         """The words of the stored W (with FFCL's V), b and U memories now."""
         ident = self.identity
         return stored_words(self.trainer.stored, lanes=ident.lanes,
-                            store_bits=ident.stored_bits, bias_bits=ident.stored_bias_bits)
+                            store_bits=ident.stored_bits, bias_bits=ident.stored_bias_bits,
+                            label_lanes=ident.label_lanes)
 
     def _read(self, payload: bytes) -> bytes:
         ident = self.identity

@@ -43,7 +43,7 @@ def _board(run, model, epochs=1, lr_shift=None, **kwargs) -> EmulatedBoard:
     rule = run_rule(run, epochs, load_dataset("digits").x_train)
     if lr_shift is not None:
         rule = dataclasses.replace(rule, lr_shift=lr_shift)
-    return EmulatedBoard(model, lanes=LANES, loadable=False, rule=rule, **kwargs)
+    return EmulatedBoard(model, lanes=LANES, rule=rule, **{"loadable": False, **kwargs})
 
 
 def _cli(run, port, *extra) -> int:
@@ -75,6 +75,24 @@ def test_train_and_read_give_train_ints_model(run, model, tmp_path, capsys):
     assert metrics["int_test_accuracy"] == report["accuracy"] == report["golden_int_accuracy"]
 
 
+def test_an_spram_board_is_loaded_with_the_starting_model_then_trained(run, model, capsys):
+    # An SPRAM training core comes up empty: IDENT says loadable, no model, and TRAIN is
+    # refused (error 8) until the run's stored words have committed.
+    board = _board(run, model, loadable=True, initialised=False)
+    with serve_pty(board) as port:
+        assert _cli(run, port, "--train") == 0
+    captured = capsys.readouterr()
+    assert "loading" in captured.err and "starting model into the device" in captured.err
+    assert "every record and every stored word equal the golden trainer's" in captured.out
+    assert "starting model    loaded first" in captured.out
+    report = json.loads((run / "board_train.json").read_text())
+    assert report["mismatches"] == 0 and report["model_equal"]
+    # Every stored word (W, b, U) and the sequencer program's words, which count in the
+    # checksum (rtl.host_link.link_program).
+    assert report["loaded"] == sum(board.identity.depths)
+    assert report["device"]["weights_checksum"] == board.identity.weights_checksum
+
+
 def test_read_alone_saves_the_boards_model(run, model, tmp_path, capsys):
     board = _board(run, model)
     with serve_pty(board) as port:
@@ -91,6 +109,8 @@ def test_read_alone_saves_the_boards_model(run, model, tmp_path, capsys):
     ("inference board", "does not train: its bitstream holds the inference core only"),
     ("lambda", "trains with lambda 3 only (the schedule its bitstream was built for)"),
     ("trained", "has trained 1 samples since it was configured"),
+    # Checked before the load: a load does not take the generators back to the seed.
+    ("trained spram", "has trained 1 samples since it was configured"),
     ("faulty", None),
 ])
 def test_train_refuses_a_board_it_cannot_train_as_the_golden_trainer(run, model, case,
@@ -99,8 +119,9 @@ def test_train_refuses_a_board_it_cannot_train_as_the_golden_trainer(run, model,
         board = EmulatedBoard(model, lanes=LANES)
     elif case == "lambda":
         board = _board(run, model, lr_shift=3)
-    elif case == "trained":
-        board = _board(run, model)
+    elif case.startswith("trained"):
+        board = (_board(run, model, loadable=True, initialised=False) if "spram" in case
+                 else _board(run, model))
         board.trained = 1
     else:
         # A board whose generator was seeded otherwise: its records differ (exit 1).

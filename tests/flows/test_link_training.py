@@ -16,7 +16,7 @@ import pytest
 from ffcl_hw.device import Device, FrameReader, HostLinkError, encode_frame
 from golden.config import ModelConfig
 from golden.inttrain import IntTrainer, TrainRule
-from rtl.core import LOAD_TARGETS
+from rtl.core import LOAD_TARGETS, Core
 from rtl.host_link import LinkIdentity, link_identity, model_hash
 from rtl.protocol import Command, ErrorCode, Reply
 from rtl.stored_words import forward_model, stored_words, unpack_stored
@@ -90,18 +90,22 @@ def test_train_then_read_back_equals_the_golden_trainer(any_model, block):
     assert device.identify().trained == 5
 
 
-def test_stored_words_are_the_training_cores_and_unpack_back(any_model):
+# Label lanes G = K (a U row a word), and G = 3 < K = 4: two words a row, the second with
+# one field and zeros (the small-part option, with one b and U lane).
+@pytest.mark.parametrize("label_lanes", [None, 3])
+def test_stored_words_are_the_training_cores_and_unpack_back(any_model, label_lanes):
     model = any_model
     trainer = IntTrainer(model, RULE)
     # Trained a little, so that no array is its starting one (V starts at random here).
     for xi, yi in zip(*samples(2), strict=True):
         trainer.train_sample(xi, int(yi), RULE.lr_shift)
-    core = TrainingCore(model, RULE, lanes=3)
+    core = TrainingCore(model, RULE, lanes=3, label_lanes=label_lanes,
+                        bias_label_lanes=3 if label_lanes is None else 1)
     words = stored_words(trainer.stored, lanes=3, store_bits=RULE.store_bits,
-                         bias_bits=core.widths["bias"])
+                         bias_bits=core.widths["bias"], label_lanes=label_lanes)
     assert words == core.stored_images(trainer.stored)
     back = unpack_stored(words, model, lanes=3, store_bits=RULE.store_bits,
-                         bias_bits=core.widths["bias"])
+                         bias_bits=core.widths["bias"], label_lanes=label_lanes)
     assert [set(a) for a in back] == [set(b) for b in trainer.stored]
     assert all(np.array_equal(a[k], b[k]) for a, b in zip(back, trainer.stored, strict=True)
                for k in b)
@@ -176,6 +180,34 @@ def test_refused_train_frames_change_nothing(model, banks):
     trainer = IntTrainer(model, RULE)
     assert board.trainer.label_lfsr.state == trainer.label_lfsr.state
     assert board.trainer.rounding_lfsr.state == trainer.rounding_lfsr.state
+
+
+def test_an_spram_training_board_trains_once_the_stored_words_are_loaded(model):
+    # The double of HostLink(TrainingCore(..., weights="spram"), initialised=False).
+    board = EmulatedBoard(model, lanes=3, rule=RULE, loadable=True, initialised=False)
+    device = Device(BoardPort(board))
+    x, y = samples(3)
+    with pytest.raises(HostLinkError, match="error 8"):
+        device.train(x, y, RULE.lr_shift)
+    sent = board.received
+    with pytest.raises(ValueError, match="holds 16-bit stored weights; pass the IntModel"):
+        device.load_model(Core(model, lanes=3, weights="loadable"))
+    assert board.received == sent
+    device.load_model(model)
+    ident = device.identify()
+    assert ident.model_loaded and ident.weights_checksum == link_identity(
+        model, lanes=3, rule=RULE, train_block=ident.train_block).weights_checksum
+    trainer = IntTrainer(model, RULE)
+    assert [(r.label, r.wrong) for r in device.train(x, y, RULE.lr_shift)] == [
+        ((r := trainer.train_sample(xi, int(yi), RULE.lr_shift)).label, r.wrong)
+        for xi, yi in zip(x, y, strict=True)]
+    _, stored = device.read_model(model)
+    for got, want in zip(stored, trainer.stored, strict=True):
+        assert all(np.array_equal(got[name], want[name]) for name in want)
+    # A block RAM training board is initialised by its bitstream: no load.
+    with pytest.raises(HostLinkError, match="keeps its weights in block RAM"):
+        Device(BoardPort(EmulatedBoard(model, lanes=3, loadable=False, rule=RULE))
+               ).load_model(model)
 
 
 def test_a_board_that_does_not_train_refuses_train_and_read(model):

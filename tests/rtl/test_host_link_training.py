@@ -12,6 +12,8 @@ run; this end-to-end one is opt-in, ``pytest -m slow``).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -19,8 +21,14 @@ from ffcl_hw.device import Device, FrameReader, HostLinkError, encode_frame
 from golden.config import ModelConfig
 from golden.inttrain import IntTrainer, TrainRule
 from golden.lfsr import Lfsr, draw_negative
-from rtl.core import LOAD_TARGETS, Core
-from rtl.host_link import HostLink, LinkIdentity, link_identity
+from rtl.core import LOAD_TARGETS, Core, load_words
+from rtl.host_link import (
+    HostLink,
+    LinkIdentity,
+    link_identity,
+    link_program,
+    load_checksum,
+)
 from rtl.protocol import Command, ErrorCode, Reply
 from rtl.training_core import TrainingCore
 from tests.rtl.test_host_link import DIVISOR, TIMEOUT_BITS, SimulatedBoard
@@ -143,3 +151,25 @@ def test_a_memory_deeper_than_the_links_addresses_is_refused_by_name():
     with pytest.raises(ValueError, match="the weights memory has 70560 words, more than the "
                                          "host link's 16-bit addresses reach"):
         HostLink(Core(deep, lanes=1, weights="loadable"), divisor=DIVISOR)
+
+
+def test_only_an_spram_training_link_takes_loads_of_the_stored_words(model):
+    # Block RAM is initialised by the bitstream: no load. SPRAM comes up empty: loadable,
+    # no model until a load commits, and the link must be told so.
+    assert not HostLink(TrainingCore(model, RULE, lanes=2), divisor=DIVISOR).identity.loadable
+    spram = TrainingCore(model, RULE, lanes=2, weights="spram")
+    with pytest.raises(ValueError, match=r"^An SPRAM training core's weights come up empty: "
+                                         r"build its link with initialised=False$"):
+        HostLink(spram, divisor=DIVISOR)
+    ident = HostLink(spram, divisor=DIVISOR, initialised=False).identity
+    assert ident.loadable and not ident.model_loaded
+    # The checksum is over the stored words, (w << f) + 2^(f-1), and the sequencer
+    # program's: what Device.load_model sends a training device.
+    stored = load_words(link_program(model, lanes=2, store_bits=RULE.store_bits))
+    assert [w for w in stored if w[0] != LOAD_TARGETS["ops"]] == spram.starting_loads()
+    assert ident.weights_checksum == load_checksum(stored, ident.load_data_bytes)
+    forward = load_words(link_program(model, lanes=2))
+    assert ident.weights_checksum != load_checksum(forward, ident.load_data_bytes)
+    assert ident == dataclasses.replace(link_identity(
+        model, lanes=2, rule=RULE, train_block=ident.train_block, loadable=True),
+        model_loaded=False)

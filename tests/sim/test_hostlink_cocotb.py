@@ -103,3 +103,49 @@ def test_the_host_library_trains_the_training_link_verilog(algo, tmp_path, build
                     env={"FFCL_TRAIN": json.dumps(setup), "FFCL_HOST_LIBRARY": "ffcl_hw.device"})
     assert run.tests == 1, f"{run.tests} tests ran; see {run.log}"
     assert run.failed == 0, f"see {run.log}"
+
+
+#: SPRAM training links on a 9-5-4 FFDL model: (lanes, store_bits, TrainingCore options).
+#: 2 lanes of 16 bits make a 32-bit word, kept in two banks (even and odd words); 4 a
+#: 64-bit word in one; the small-part options (every multiplier on the MAC lanes, label
+#: lanes G = 2 < K, one b and U lane) with 4 lanes of 8 bits, two banks.
+SPRAM_CORES = {
+    "banked": (2, 16, {}),
+    "single": (4, 16, {}),
+    "small-part": (4, 8, {"forward_multipliers": "shared", "signal_multipliers": "shared",
+                          "label_lanes": 2, "bias_label_lanes": 1}),
+}
+#: Their line: 4 cycles a bit (no skewed sender here), since the load's bytes are most of
+#: the simulated time (Icarus: 42 s of simulation at divisor 8).
+SPRAM_LINK = {"divisor": 4, "timeout_bits": 24}
+
+
+@pytest.mark.parametrize("simulator", [
+    "icarus", pytest.param("verilator", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("case", ["banked", pytest.param("single", marks=pytest.mark.slow),
+                                  pytest.param("small-part", marks=pytest.mark.slow)])
+def test_the_host_library_loads_then_trains_an_spram_training_link(case, simulator, tmp_path,
+                                                                   build_root):
+    if simulator not in available_simulators():
+        pytest.skip(f"{simulator} missing")
+    config = ModelConfig(algo="ffdl", input_size=D, num_classes=K, hidden=(5, 4), theta=0.5)
+    model = make_model(config, 13 + SEED)
+    lanes, store_bits, options = SPRAM_CORES[case]
+    rule = TrainRule(epochs=1, lr_shift=4, seed=7 + SEED, store_bits=store_bits)
+    core = TrainingCore(model, rule, lanes=lanes, weights="spram", **options)
+    assert core.core.memories.weight_store.port == ("single" if case == "single" else "banked")
+    # SPRAM comes up empty: the link refuses TRAIN, IMAGE and READ until a load commits.
+    top = HostLink(core, train_block=2, initialised=False, **SPRAM_LINK)
+    built = build_design(top, simulator, build_root / f"host-link-training-spram-{case}",
+                         toplevel="ffcl_host_link_training")
+    save_int_model(tmp_path / "model.int.npz", model)
+    setup = {"model": str(tmp_path / "model.int.npz"),
+             "rule": {"epochs": 1, "lr_shift": rule.lr_shift, "seed": rule.seed,
+                      "store_bits": store_bits},
+             "lanes": lanes, "block": 2, "seed": SEED, "weights": "spram",
+             "options": options, **SPRAM_LINK}
+    run = run_tests(built, "sim.hostlink_training_testbench",
+                    name=f"train-spram-{case}-{simulator}-seed{SEED}", testcase="load_then_train",
+                    env={"FFCL_TRAIN": json.dumps(setup), "FFCL_HOST_LIBRARY": "ffcl_hw.device"})
+    assert run.tests == 1, f"{run.tests} tests ran; see {run.log}"
+    assert run.failed == 0, f"see {run.log}"
