@@ -293,6 +293,11 @@ def _build_parser() -> argparse.ArgumentParser:
                         "banks: the update passes read a word every cycle, not every other)")
     p.add_argument("--waves", type=Path, metavar="FILE",
                    help="write a waveform: FST for verilator and icarus, VCD for amaranth")
+    p.add_argument("--board", choices=BOARD_NAMES,
+                   help="with --train, instead of --weights: the training core that "
+                        "`synth --train --board BOARD` builds (on icebreaker: SPRAM, one "
+                        "b/U lane, every multiplier a MAC lane's, min(K, P) label weights "
+                        "a word); --lanes default: that build's choice")
     p.add_argument("--train", action="store_true",
                    help="instead: train the simulated training core on the first N training "
                         "samples (epoch 0's order) from RUN/model.int.npz, every stored "
@@ -653,7 +658,8 @@ def _sim_train_netlist(args: argparse.Namespace) -> int:
                         ("waves", "the netlist simulation writes no waveform"),
                         ("check_every", "the netlist is read back once, after the last "
                                         "sample: each read-back is thousands of link bytes"),
-                        ("label_lanes", "the training core scans every label at once")):
+                        ("label_lanes", "the training core scans every label at once"),
+                        ("board", "--netlist names the board")):
         if getattr(args, option) is not None:
             name = "--" + option.replace("_", "-")
             raise RunError(f"{name} does not go with --train --netlist ({why}); leave out "
@@ -700,6 +706,9 @@ def _sim_train(args: argparse.Namespace) -> int:
         if getattr(args, option) is not None:
             name = "--" + option.replace("_", "-")
             raise RunError(f"{name} does not go with --train ({why}); leave out {name}")
+    if args.board is not None and args.weights is not None:
+        raise RunError("--weights does not go with --board (the board's training build "
+                       "decides where its weights live); leave out --weights or --board")
     if args.weights == "rom":
         raise RunError("--weights rom does not go with --train (the training core writes "
                        "its weights, a ROM cannot change); use --weights loadable (block "
@@ -718,9 +727,9 @@ def _sim_train(args: argparse.Namespace) -> int:
 
     try:
         r = train_sim_run(args.run, simulator=simulator, samples=args.samples,
-                          check_every=args.check_every, lanes=args.lanes or 8,
+                          check_every=args.check_every, lanes=args.lanes,
                           lr_shift=args.lr_shift, multipliers=args.multipliers or "shared",
-                          weights=args.weights or "loadable",
+                          weights=args.weights or "loadable", board=args.board,
                           progress=None if bar is None else progress)
     finally:
         if bar is not None:
@@ -731,6 +740,12 @@ def _sim_train(args: argparse.Namespace) -> int:
     print(f"{simulator} simulation of the training core, {r['lanes']} lanes (update lanes on "
           f"{r['multipliers']} multipliers), weights in {where}, {r['samples']} training "
           f"samples from {args.run / INT_MODEL_FILE}")
+    if r["board"] is not None:
+        print(f"  as {r['board']}'s training build makes it: {r['label_lanes']} label weights "
+              f"a word, {r['bias_label_lanes']} b/U lane"
+              f"{'s' if r['bias_label_lanes'] != 1 else ''}, the forward pass on "
+              f"{r['forward_multipliers']} multipliers, the learning signal on "
+              f"{r['signal_multipliers']}")
     rule = r["rule"]
     low, high = r["lr_range"]
     print(f"  rule              {r['rule_source']}: lr 2^-{r['lr_shift']} (range 2^-{low}.."
@@ -763,6 +778,9 @@ def _sim_train(args: argparse.Namespace) -> int:
 def _sim(args: argparse.Namespace) -> int:
     if args.train:
         return _sim_train(args)
+    if args.board is not None:
+        raise RunError("--board goes with --train only (the training core a board's build "
+                       "makes); for a board's inference netlist use --netlist BOARD")
     for option in ("check_every", "lr_shift"):
         if getattr(args, option) is not None:
             name = "--" + option.replace("_", "-")

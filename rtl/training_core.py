@@ -72,9 +72,10 @@ from rtl.input_scaler import V_BITS, InputScaler
 from rtl.label_groups import LabelGroups
 from rtl.lfsr import WordGenerator
 from rtl.params import check_positive_int
-from rtl.program import SIDE_BITS, SIDE_LATENCY, pack_rows
+from rtl.program import SIDE_BITS, SIDE_LATENCY
 from rtl.resources import MemoryShape, Product
 from rtl.sequencer import CYCLE_BITS
+from rtl.stored_words import stored_words
 from rtl.update_words import UpdateWords
 from rtl.weight_pass import WeightPass
 from rtl.weight_store import check_spram_word
@@ -109,13 +110,6 @@ def done_layout(labels: int) -> data.StructLayout:
     from the last pixel to this record."""
     return data.StructLayout({"label": range(labels), "wrong": range(labels),
                               "cycles": unsigned(CYCLE_BITS)})
-
-
-def _pack(values, bits: int) -> int:
-    word = 0
-    for i, v in enumerate(values):
-        word |= (int(v) & ((1 << bits) - 1)) << (i * bits)
-    return word
 
 
 class TrainingCore(wiring.Component):
@@ -319,27 +313,28 @@ class TrainingCore(wiring.Component):
         self.words_gen = WordGenerator(offset=0, reset_seed=rule.seed)
 
     @property
+    def options(self) -> dict:
+        """The keyword parameters this core was built with beyond ``lanes``: with
+        ``model``, ``rule`` and ``lanes`` they rebuild it (a cocotb bench describes the
+        Verilog it drives so)."""
+        return {"multipliers": self.multipliers, "signal_multipliers": self.signal_multipliers,
+                "forward_multipliers": self.forward_multipliers, "weights": self.weights,
+                "label_lanes": self.label_groups.lanes,
+                "bias_label_lanes": len(self.bias_label.lanes)}
+
+    @property
     def widths(self) -> dict[str, int]:
         """Stored widths: ``stored`` (W, U) and ``bias``."""
         return {"stored": self.rule.store_bits,
                 "bias": self.model.fmt.state_bits + self.fine}
 
     def stored_images(self, stored: list[dict]) -> dict[str, list[int]]:
-        """The words of the stored memories for IntTrainer-style ``stored`` arrays."""
+        """The words of the stored memories for IntTrainer-style ``stored`` arrays
+        (:func:`rtl.stored_words.stored_words`: W then V per layer, b, and G label
+        weights a U word)."""
         w = self.widths
-        words = {"W": [], "b": [], "U": []}
-        for layer in stored:
-            # The weight memory holds each layer's W words, then its V words.
-            for name in ("W", "V"):
-                if name in layer:
-                    words["W"] += [_pack(row, w["stored"])
-                                   for row in pack_rows(layer[name], self.lanes)]
-            words["b"] += [int(v) & ((1 << w["bias"]) - 1) for v in layer["b"]]
-            # A neuron's label words, G label weights each (zeros past K).
-            G = self.label_groups.lanes
-            words["U"] += [_pack(row[g * G:(g + 1) * G], w["stored"]) for row in layer["U"]
-                           for g in range(self.label_groups.count)]
-        return words
+        return stored_words(stored, lanes=self.lanes, store_bits=w["stored"],
+                            bias_bits=w["bias"], label_lanes=self.label_groups.lanes)
 
     def starting_loads(self) -> list[tuple[int, int, int]]:
         """(target, address, word) writes of ``load`` that put the starting model's stored

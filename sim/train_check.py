@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from golden.intmodel import IntLayer, IntModel
+from golden.intmodel import IntModel
 from golden.inttrain import IntTrainer
 from rtl.core import LOAD_TARGETS
+from rtl.stored_words import forward_model, unpack_stored
 from rtl.training_core import TrainingCore
 
 __all__ = ["READ_TARGETS", "TrainMismatch", "TrainingChecker", "TrainingRun", "check_points",
@@ -134,18 +135,6 @@ def _signed(value: int, bits: int) -> int:
     return value - (1 << bits) if value >> (bits - 1) else value
 
 
-def _unpack_rows(words: list[int], rows: int, columns: int, lanes: int,
-                 bits: int) -> np.ndarray:
-    """The matrix :func:`rtl.program.pack_rows` packed into ``words`` (fields of ``bits``)."""
-    matrix = np.zeros((rows, columns), dtype=np.int64)
-    for a, word in enumerate(words):
-        tile, c = divmod(a, columns)
-        for p in range(lanes):
-            if tile * lanes + p < rows:
-                matrix[tile * lanes + p, c] = _signed(word >> (p * bits), bits)
-    return matrix
-
-
 class TrainingChecker:
     """The golden trainer beside a simulated :class:`TrainingCore`, and its checks.
 
@@ -200,7 +189,8 @@ class TrainingChecker:
         self._layer_words = {
             "W": [ff + -(-n // P) * s for ff, n, s in zip(self._ff_words, config.hidden,
                                                            core.n_src, strict=True)],
-            "b": list(config.hidden), "U": list(config.hidden)}
+            "b": list(config.hidden),
+            "U": [n * core.label_groups.count for n in config.hidden]}
 
     # -- what to read ------------------------------------------------------------------
     def read_plan(self) -> list[tuple[str, int, int]]:
@@ -272,7 +262,7 @@ class TrainingChecker:
             entry, bits, fields = f"b[{local}]", widths["bias"], 1
         else:
             bits = widths["stored"]
-            fields = P if name == "W" else config.num_classes
+            fields = P if name == "W" else self.core.label_groups.lanes
         mask = (1 << bits) - 1
         q = next(q for q in range(fields)
                  if (got >> (q * bits)) & mask != (want >> (q * bits)) & mask)
@@ -281,7 +271,9 @@ class TrainingChecker:
                     if memory == "W" else self.core.n_src[layer])
             entry = f"{memory}[{local // n_in * P + q}, {local % n_in}] (lane {q})"
         elif name == "U":
-            entry = f"U[{local}, {q}]"
+            # A neuron's label words, G labels each.
+            groups = self.core.label_groups
+            entry = f"U[{local // groups.count}, {local % groups.count * groups.lanes + q}]"
         digits = -(-fields * bits // 4)
         return TrainMismatch(
             sample,
@@ -300,24 +292,10 @@ class TrainingChecker:
     # -- the model the words hold ------------------------------------------------------
     def model_from_words(self, words: dict[str, list[int]]) -> IntModel:
         """The forward model (top bits of the stored entries) that ``words`` hold."""
-        model, P, f = self.core.model, self.core.lanes, self.core.fine
-        config, widths = model.config, self.core.widths
-        K, B = config.num_classes, widths["stored"]
-        starts = {name: np.cumsum([0, *counts]) for name, counts in self._layer_words.items()}
-        layers = []
-        for i, (lay, n) in enumerate(zip(model.layers, config.hidden, strict=True)):
-            n_in = config.input_size if i == 0 else config.hidden[i - 1]
-            w_words = words["W"][starts["W"][i]:starts["W"][i + 1]]
-            ff = self._ff_words[i]
-            W = _unpack_rows(w_words[:ff], n, n_in, P, B)
-            n_src = self.core.n_src[i]
-            V = _unpack_rows(w_words[ff:], n, n_src, P, B) if n_src else None
-            b = np.array([_signed(w, widths["bias"])
-                          for w in words["b"][starts["b"][i]:starts["b"][i + 1]]], np.int64)
-            U = np.array([[_signed(w >> (q * B), B) for q in range(K)]
-                          for w in words["U"][starts["U"][i]:starts["U"][i + 1]]], np.int64)
-            layers.append(IntLayer(W=W >> f, w_exp=lay.w_exp, b=b >> f, U=U >> f,
-                                   V=None if V is None else V >> f, v_exp=lay.v_exp))
-        result = IntModel(config=config, fmt=model.fmt, layers=layers)
+        core = self.core
+        stored = unpack_stored(words, core.model, lanes=core.lanes,
+                               store_bits=core.widths["stored"], bias_bits=core.widths["bias"],
+                               label_lanes=core.label_groups.lanes)
+        result = forward_model(core.model, stored, store_bits=core.widths["stored"])
         result.check()
         return result

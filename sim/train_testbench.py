@@ -13,9 +13,9 @@ the updates, so Verilator sets the pace.
 
 Everything comes from environment variables set by :mod:`ffcl_hw.flows.train_sim`:
 
-- FFCL_MODEL: the starting integer model; FFCL_TRAIN: a JSON of the rule, lanes,
-  multipliers, weight memory, check interval and lambda (``lr_shift``, driven on
-  ``lr_shift_in``)
+- FFCL_MODEL: the starting integer model; FFCL_TRAIN: a JSON of the rule, lanes, the
+  core's other parameters (``TrainingCore.options``), check interval and lambda
+  (``lr_shift``, driven on ``lr_shift_in``)
 - FFCL_IMAGES, FFCL_LABELS: .npy files of the training samples in the order to train
 - FFCL_REPORT: where ``train_samples`` writes the :class:`sim.train_check.TrainingRun`
 """
@@ -63,9 +63,7 @@ class TB:
         rule = TrainRule(**setup["rule"])
         # The core object is only a description here (no elaboration): widths, read
         # layout and the closed form of the counter.
-        self.core = TrainingCore(model, rule, lanes=setup["lanes"],
-                                 multipliers=setup["multipliers"],
-                                 weights=setup["weights"])
+        self.core = TrainingCore(model, rule, lanes=setup["lanes"], **setup["options"])
         self.images = np.load(os.environ["FFCL_IMAGES"])
         self.labels = np.load(os.environ["FFCL_LABELS"])
         self.checker = TrainingChecker(self.core, check_every=setup["check_every"],

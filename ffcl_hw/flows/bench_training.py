@@ -2,14 +2,16 @@
 """The bench's training rows: one integer training sample on the accelerator and on CPUs.
 
 - ``cycles_per_sample``: the closed form of the training core's cycle counter,
-  ``TrainingCore(model, rule, lanes=P, weights=W).training_cycles()``
-  (tests/rtl/test_training_core.py and test_training_spram.py hold it equal to the
-  counter; the bench does not simulate the training core), its weights in the board's
-  memory (``"spram"`` on a board with SPRAM, single port: a word every other cycle, or
-  a word a cycle in two banks when it is at most 32 bits; block RAM otherwise), update
-  lanes on the MAC lanes' multipliers (the same cycles as their own), its steps one
-  after another (the tiles of a W/V pass back to back). A model it cannot train there
-  (an SPRAM word wider than 64 bits) gets ``None`` and the reason.
+  ``training_cycles()`` (tests/rtl/test_training_core.py and test_training_spram.py
+  hold it equal to the counter; the bench does not simulate the training core) of the
+  core the board's training build makes (:func:`ffcl_hw.flows.synth_training.training_core`):
+  on a board with SPRAM (the iCEBreaker) its weights there (single port: a word every
+  other cycle, or a word a cycle in two banks when it is at most 32 bits) with the
+  small-part options (one b and U lane, every multiplier a MAC lane's, G = min(K, P)
+  label weights a word); block RAM and the defaults otherwise; update lanes on the MAC
+  lanes' multipliers (the same cycles as their own), its steps one after another (the
+  tiles of a W/V pass back to back). A model it cannot train there (an SPRAM word wider
+  than 64 bits, fewer than 3 lanes on SPRAM) gets ``None`` and the reason.
 - ``ideal_cycles``: the design's figure for the run's configuration and board memory
   (:func:`rtl.training_estimate.estimate_training`: the steps overlapped as designed).
 - ``lane_utilization``: the core's W and V passes, busy lane-cycles over lane-cycles
@@ -102,12 +104,14 @@ def _clock(run: Path, board: str | None, synth: dict[str, Any] | None) -> tuple[
                  f"synth {run} --board {board}` for its Fmax)")
 
 
-def _accelerator(model: IntModel, rule: TrainRule, lanes: int, memory: str) -> dict[str, Any]:
-    from rtl.training_core import TrainingCore
+def _accelerator(model: IntModel, rule: TrainRule, lanes: int,
+                 board: str | None) -> dict[str, Any]:
+    from ffcl_hw.flows.synth_training import training_core
 
-    weights = "spram" if memory == "spram" else "loadable"
+    small = board is not None and BOARDS[board].spram_bits > 0
+    weights = "spram" if small else "loadable"
     try:
-        core = TrainingCore(model, rule, lanes=lanes, weights=weights)
+        core = training_core(model, rule, board, lanes)
     except ValueError as error:
         return {"cycles_per_sample": None, "lane_utilization": None, "weights": weights,
                 "not_available": f"the training core cannot train this model here: {error}"}
@@ -115,13 +119,18 @@ def _accelerator(model: IntModel, rule: TrainRule, lanes: int, memory: str) -> d
         "cycles_per_sample": core.training_cycles(),
         "lane_utilization": core.pass_lane_utilization(),
         "lanes": lanes, "weights": weights,
-        "how": "TrainingCore(model, rule, lanes=P, weights=W).training_cycles(): the closed "
-               "form of the training core's counter, which tests/rtl/test_training_core.py "
-               "and test_training_spram.py hold equal to it; the weights in the board's "
-               "memory (block RAM, or SPRAM on the iCE40 UP5K: single port, two banks for a "
-               "word of at most 32 bits), update lanes on the MAC lanes' multipliers, "
-               "every label per cycle, its steps one after another (the tiles of a pass "
-               "back to back); not simulated here",
+        "label_lanes": core.label_groups.lanes,
+        "bias_label_lanes": len(core.bias_label.lanes),
+        "forward_multipliers": core.forward_multipliers,
+        "how": "training_cycles() of the core `ffcl-hw synth RUN --board B --train` builds "
+               "(ffcl_hw.flows.synth_training.training_core): the closed form of its "
+               "counter, which tests/rtl/test_training_core.py and test_training_spram.py "
+               "hold equal to it; the weights in the board's memory (block RAM, or SPRAM "
+               "on the iCE40 UP5K: single port, two banks for a word of at most 32 bits, "
+               "with the small-part options there: one b and U lane, every multiplier a "
+               "MAC lane's, G = min(K, P) label weights a word), update lanes on the MAC "
+               "lanes' multipliers, its steps one after another (the tiles of a pass back "
+               "to back); not simulated here",
     }
 
 
@@ -175,7 +184,7 @@ def bench_training(run: Path, model: IntModel, x_train: np.ndarray, y_train: np.
         # The training build chose its own lanes (synth --train may widen them for the
         # block RAM): its cycles are the ones its Fmax turns into samples per second.
         lanes = trained[1]["lanes"]
-    accelerator = _accelerator(model, rule, lanes, memory)
+    accelerator = _accelerator(model, rule, lanes, board)
     design = _design(model, rule, lanes=lanes, label_lanes=label_lanes, shared=shared,
                      memory=memory)
     section.update(accelerator=accelerator, design=design,

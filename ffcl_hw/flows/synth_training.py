@@ -26,8 +26,8 @@ from golden.inttrain import TrainRule
 from rtl.board import board_info
 
 __all__ = ["DEFAULT_TRAINING_LANES", "TRAINING_ROUTER", "TRAINING_SEEDS",
-           "choose_training_core", "synth_training_run", "training_lane_candidates",
-           "training_folder"]
+           "choose_training_core", "ice40_lane_candidates", "synth_training_run",
+           "training_core", "training_folder", "training_lane_candidates"]
 
 #: Update lanes of a training build unless ``--lanes`` (capped at the widest layer): the
 #: ECP5 builds so far (docs/training-engine.md) use 8.
@@ -58,11 +58,39 @@ def training_lane_candidates(widest: int) -> list[int]:
     return [first, *wider, *range(first - 1, 0, -1)]
 
 
+def ice40_lane_candidates(store_bits: int) -> list[int]:
+    """The lane counts an iCE40 (SPRAM) training build tries, in order, when ``--lanes``
+    is not given: at least 3 (the forward pass scales on two lanes and squares on a
+    third), the most whose word of P x B_m bits fits two SPRAM banks (32 bits: a word a
+    cycle), then the fewest whose word fits one (64 bits: a word every other cycle)."""
+    two = [p for p in range(32 // store_bits, 2, -1)]
+    one = [p for p in range(3, 64 // store_bits + 1) if p * store_bits > 32]
+    return two + one
+
+
+def training_core(model, rule: TrainRule, board: str | None, lanes: int,
+                  multipliers: str = "shared"):
+    """The :class:`rtl.training_core.TrainingCore` a training build for ``board`` makes:
+    on an SPRAM board (the iCEBreaker's UP5K) its weights in SPRAM with the small-part
+    options (one b and U lane, every multiplier a MAC lane's, G = min(K, P) label weights
+    a word; docs/training-engine.md), else (or for no board) in block RAM with the
+    defaults."""
+    from rtl.training_core import TrainingCore
+
+    if board is None or not board_info(board).spram_bits:
+        return TrainingCore(model, rule, lanes=lanes, multipliers=multipliers)
+    return TrainingCore(model, rule, lanes=lanes, multipliers=multipliers, weights="spram",
+                        bias_label_lanes=1, forward_multipliers="shared",
+                        signal_multipliers="shared" if multipliers == "shared" else "dedicated",
+                        label_lanes=min(model.config.num_classes, lanes))
+
+
 def choose_training_core(model, rule: TrainRule, board: str, lanes: int | None = None,
                          multipliers: str = "shared"):
-    """The training core for ``board`` and :func:`ffcl_hw.flows.synth.check_fit`'s needs:
-    with ``lanes`` that many, else the first of :func:`training_lane_candidates` that fits;
-    ``multipliers`` as :class:`rtl.training_core.TrainingCore`'s.
+    """The training core for ``board`` (:func:`training_core`) and
+    :func:`ffcl_hw.flows.synth.check_fit`'s needs: with ``lanes`` that many, else the
+    first of :func:`training_lane_candidates` (:func:`ice40_lane_candidates` on an SPRAM
+    board) that fits; ``multipliers`` as :class:`rtl.training_core.TrainingCore`'s.
 
     Raises
     ------
@@ -73,6 +101,23 @@ def choose_training_core(model, rule: TrainRule, board: str, lanes: int | None =
     """
     from rtl.training_core import TrainingCore
 
+    if board_info(board).spram_bits:
+        if lanes is not None and lanes < 3:
+            raise FitError(f"A training core for {board} needs at least 3 lanes, not {lanes}: "
+                           f"its forward pass scales on two MAC lanes' multipliers and "
+                           f"squares on a third (the part has no others to spare); use "
+                           f"--lanes 3 or more, or leave --lanes out", None)
+        # No count at all (B_m > 21): 3 lanes, whose refusal names the SPRAM word.
+        candidates = [lanes] if lanes else ice40_lane_candidates(rule.store_bits) or [3]
+        refusal = None
+        for count in candidates:
+            core = training_core(model, rule, board, count, multipliers)
+            try:
+                return core, check_fit(core, board, lanes_tried=not lanes)
+            except FitError as error:
+                refusal = refusal or error
+        tried = "" if lanes else f". Neither {' nor '.join(map(str, candidates))} lanes fit"
+        raise FitError(f"{refusal}{tried}", refusal.needs) from None
     candidates = [lanes] if lanes else training_lane_candidates(max(model.config.hidden))
     refusal = None
     for count in candidates:
@@ -173,7 +218,12 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
         raise RunError(str(error)) from None
     chosen: dict[str, Any] = {}
     why = []
-    if lanes is None:
+    if lanes is None and board_info(board).spram_bits:
+        lanes = chosen["lanes"] = core.lanes
+        why.append(f"{lanes} lanes: the first of {ice40_lane_candidates(rule.store_bits)} "
+                   f"(at least 3, a {rule.store_bits}-bit stored weight a lane, SPRAM words "
+                   f"in two banks first) whose training core fits {board}")
+    elif lanes is None:
         lanes = chosen["lanes"] = core.lanes
         default = min(DEFAULT_TRAINING_LANES, max(config.hidden))
         if lanes != default:
@@ -201,12 +251,17 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
         "model": {"algo": config.algo, "shape": [config.input_size, *config.hidden],
                   "labels": config.num_classes, "loops": config.loops},
         "lanes": program.lanes, "label_lanes": program.label_lanes,
-        "weights": core.core.weights, "multipliers": "dedicated", "banks": 1,
+        "weights": core.core.weights,
+        "multipliers": "shared" if program.shared else "dedicated", "banks": 1,
         "cycles_per_inference": program.cycles(),
         "chosen": {"options": chosen, "why": "; ".join(why)},
         "training": {
             "lanes": lanes,
             "multipliers": multipliers,
+            # The small-part options (docs/training-engine.md), as the core was built.
+            "bias_label_lanes": len(core.bias_label.lanes),
+            "forward_multipliers": core.forward_multipliers,
+            "signal_multipliers": core.signal_multipliers,
             "cycles_per_sample": cycles,
             "samples_per_second": (round(fmax * 1e6 / cycles, 1) if fmax else None),
             "rule": {**{f.name: getattr(rule, f.name) for f in fields(TrainRule)},

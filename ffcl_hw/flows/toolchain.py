@@ -86,6 +86,8 @@ def tool_version(program: str) -> str:
 #: nextpnr-ice40's placer, when the logic cells do not fit the whole part: the region it
 #: failed to grow is the die, and the count is the packed design's.
 _ICE40_LOGIC_OVERFLOW = re.compile(r"Failed to expand region .* of (\d+) ICESTORM_LCs")
+#: nextpnr's placer, out of logic cells before it counts them (a design far too large).
+_ICE40_NO_LOGIC_LEFT = re.compile(r"no BELs remaining to implement cell type 'ICESTORM_LC'")
 
 
 def diagnose(log_text: str) -> str | None:
@@ -95,6 +97,11 @@ def diagnose(log_text: str) -> str | None:
     if found:
         return (f"The design needs {int(found[1]):,} logic cells after packing, more than the "
                 f"iCE40 part has: build a smaller core (fewer --lanes, or --label-lanes 1).")
+    if _ICE40_NO_LOGIC_LEFT.search(log_text):
+        return ("The design needs more logic cells than the iCE40 part has (the placer ran "
+                "out of them): build a smaller core (fewer --lanes, or --label-lanes 1); a "
+                "training core does not fit the UP5K yet (docs/training-engine.md, \"Logic "
+                "of the components\"): train on an ECP5 board (--board ulx3s-85f).")
     return None
 
 

@@ -43,6 +43,7 @@ from ffcl_hw.runs import RunError, write_json
 from golden.intmodel import IntModel
 from golden.inttrain import TrainRule, default_lr_shift
 from golden.modelio import load_model
+from rtl.board import board_info
 from rtl.program import build_program
 from rtl.training_core import WEIGHT_KINDS, TrainingCore
 from rtl.weight_store import SPRAM_DEPTH, SPRAM_WORD_BITS
@@ -168,7 +169,7 @@ def _simulate_cocotb(core: TrainingCore, simulator: str, run: Path, rule: TrainR
     np.save(work / "images.npy", images)
     np.save(work / "labels.npy", labels)
     setup = {"rule": {f.name: getattr(rule, f.name) for f in fields(TrainRule)},
-             "lanes": core.lanes, "multipliers": core.multipliers, "weights": core.weights,
+             "lanes": core.lanes, "options": core.options,
              "check_every": check_every, "lr_shift": lr_shift}
     (work / "train.json").write_text(json.dumps(setup))
     report = work / "report.json"
@@ -187,16 +188,19 @@ def _simulate_cocotb(core: TrainingCore, simulator: str, run: Path, rule: TrainR
 
 
 def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
-                  check_every: int | None = None, lanes: int = 8,
+                  check_every: int | None = None, lanes: int | None = None,
                   lr_shift: int | None = None, multipliers: str = "shared",
-                  weights: str = "loadable",
+                  weights: str = "loadable", board: str | None = None,
                   progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Train the simulated core on ``samples`` training samples; write ``RUN/train_sim.json``.
 
     ``lr_shift`` is lambda for every sample (default :func:`default_lr_shift_for`);
     ``multipliers`` where the update lanes multiply and ``weights`` where the stored
     weights live (:class:`rtl.training_core.TrainingCore`; ``"spram"``: loaded through
-    the core's ``load`` port before the first sample).
+    the core's ``load`` port before the first sample). ``board``: instead of
+    ``weights``, the core ``board``'s training build makes
+    (:func:`ffcl_hw.flows.synth_training.training_core`: on the iCEBreaker SPRAM with
+    the small-part options). ``lanes``: default 8, or with ``board`` that build's choice.
 
     Returns
     -------
@@ -216,7 +220,7 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
         raise RunError(f"--samples must be a positive integer, not {samples!r}")
     if check_every is not None and (not isinstance(check_every, int) or check_every < 1):
         raise RunError(f"--check-every must be a positive integer, not {check_every!r}")
-    if not isinstance(lanes, int) or lanes < 1:
+    if lanes is not None and (not isinstance(lanes, int) or lanes < 1):
         raise RunError(f"--lanes must be a positive integer, not {lanes!r}")
     if weights not in WEIGHT_KINDS:
         raise RunError(f"--weights must be one of {', '.join(WEIGHT_KINDS)} with --train, "
@@ -225,6 +229,15 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
     if samples > data.n_train:
         raise RunError(f"--samples {samples} is more than the {data.n_train} training "
                        f"samples of {data.name}; use --samples {data.n_train} or fewer")
+    if board is not None:
+        from ffcl_hw.flows.synth_training import choose_training_core, training_core
+
+        board_info(board)
+        weights = "spram" if board_info(board).spram_bits else "loadable"
+        # The build's own choice of lanes, or the given ones, through its fit check (a
+        # refusal says why).
+        lanes = choose_training_core(model, rule, board, lanes, multipliers)[0].lanes
+    lanes = 8 if lanes is None else lanes
     widest = max(model.config.hidden)
     if lanes > widest:
         raise RunError(f"--lanes {lanes} is more than the widest layer's {widest} neurons, "
@@ -243,8 +256,9 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
                        f"{low}..{high} (lambda of the rule's first to last epoch); use "
                        f"--lr-shift {low} to {high}")
     try:
-        core = TrainingCore(model, rule, lanes=lanes, multipliers=multipliers,
-                            weights=weights)
+        core = (TrainingCore(model, rule, lanes=lanes, multipliers=multipliers,
+                             weights=weights) if board is None else
+                training_core(model, rule, board, lanes, multipliers))
         checker = TrainingChecker(core, check_every=check_every, samples=samples,
                                   lr_shift=lr_shift)
     except ValueError as error:
@@ -273,6 +287,13 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
         "weights": weights,
         # SPRAM: one bank (a word every other cycle) or two (a word a cycle).
         "weight_banks": core.core.memories.weight_store.banks,
+        # The board whose training build's core this is (None: the options above), and
+        # the options that make it (docs/training-engine.md, "The training core").
+        "board": board,
+        "label_lanes": core.label_groups.lanes,
+        "bias_label_lanes": len(core.bias_label.lanes),
+        "forward_multipliers": core.forward_multipliers,
+        "signal_multipliers": core.signal_multipliers,
         "rule": rule.to_dict(),
         "rule_source": rule_source,
         "lr_shift": lr_shift,

@@ -394,6 +394,14 @@ def test_a_failing_tool_names_itself_and_its_log(tmp_path):
     ("ERROR: Failed to expand region (0, 0) |_> (25, 31) of 5333 ICESTORM_LCs",
      "The design needs 5,333 logic cells after packing, more than the iCE40 part has: "
      "build a smaller core (fewer --lanes, or --label-lanes 1)."),
+    # Its placer's words when it runs out before counting (the iCEBreaker training build
+    # of the small-part core: 13,435 logic cells after packing)
+    ("ERROR: Unable to place cell 'design.core.rho_buf.0.1_RDATA_5_SB_DFF_Q_DFFLC', no BELs "
+     "remaining to implement cell type 'ICESTORM_LC'",
+     "The design needs more logic cells than the iCE40 part has (the placer ran out of "
+     "them): build a smaller core (fewer --lanes, or --label-lanes 1); a training core "
+     "does not fit the UP5K yet (docs/training-engine.md, \"Logic of the components\"): "
+     "train on an ECP5 board (--board ulx3s-85f)."),
     ("ERROR: something else went wrong", None)])
 def test_a_failing_tool_says_what_a_known_failure_means(tmp_path, printed, meaning):
     command = ["nextpnr-ice40", "-c", f"print({printed!r}); raise SystemExit(125)"]
@@ -645,7 +653,7 @@ def test_the_fit_check_counts_the_training_engine(multipliers):
                                           "memory_bits": 78_349}
 
 
-def test_no_training_core_fits_the_icebreaker():
+def test_no_block_ram_training_core_fits_the_icebreaker():
     with pytest.raises(FitError) as refused:
         check_fit(_digits_training_core(multipliers="dedicated"), "icebreaker")
     message = str(refused.value)

@@ -15,6 +15,7 @@ from ffcl_hw.cli import _core_line, _print_synth, main
 from ffcl_hw.flows.synth import FitError, _build_command, find_reports, synthesis_table
 from ffcl_hw.flows.synth_training import (
     choose_training_core,
+    ice40_lane_candidates,
     synth_training_run,
     training_folder,
     training_lane_candidates,
@@ -35,12 +36,13 @@ def _nothing_written(run) -> bool:
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    # Every training core is too big for the UP5K's 8 multipliers.
-    (["--board", "icebreaker"], "multipliers (mac lanes"),
-    (["--board", "icebreaker", "--lanes", "1"], "the training engine alone takes 9"),
-    (["--board", "icebreaker", "--lanes", "2"], "the training engine alone takes 9"),
-    (["--board", "icebreaker", "--lanes", "1", "--multipliers", "dedicated"],
-     "the training engine alone takes 10"),
+    # On the UP5K the forward pass borrows three MAC lanes; update lanes of their own
+    # are too many multipliers for its 8.
+    (["--board", "icebreaker", "--lanes", "2"],
+     "needs at least 3 lanes, not 2: its forward pass scales on two MAC lanes' "
+     "multipliers and squares on a third"),
+    (["--board", "icebreaker", "--multipliers", "dedicated"],
+     "needs 16 multipliers (mac lanes 3, update lanes 3, learning signal 6"),
     (["--board", "ulx3s-85f", "--weights", "rom"], "--weights does not go with --train"),
     (["--board", "ulx3s-85f", "--label-lanes", "2"], "--label-lanes does not go with --train"),
     (["--board", "ulx3s-85f", "--banks", "2"], "--banks does not go with --train"),
@@ -51,20 +53,11 @@ def test_refusals_exit_2_before_any_tool(int_run, capsys, argv, message):
     assert main(["synth", str(int_run), "--train", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err
-    if "icebreaker" in argv:
-        assert "icebreaker has 8" in err and "ulx3s-85f" in err
-        # Without --lanes every lane count was tried; the block RAM fits, so the stored
-        # width is not the problem and no other is offered.
-        assert ("No lane count from 1 to 6 fits either" in err) == ("--lanes" not in argv)
-        assert "--store-bits" not in err
-        # Only a dedicated build is told it could borrow the MAC lanes' multipliers.
-        assert ("--multipliers shared" in err) == ("dedicated" in argv)
-        # Fewer --lanes is offered only while a smaller count is left: not after every
-        # count was tried (which the message then says), not at one lane.
-        lanes = int(argv[argv.index("--lanes") + 1]) if "--lanes" in argv else None
-        assert ("fewer --lanes" in err) == (lanes == 2)
-        if lanes is None:
-            assert "ulx3s-85f 156). No lane count from 1 to 6 fits either" in err
+    if "dedicated" in argv:
+        # Both SPRAM lane counts were tried (16-bit stored weights: 48 and 64-bit words);
+        # the build is told to borrow the MAC lanes' multipliers.
+        assert "icebreaker has 8" in err and "--multipliers shared" in err
+        assert err.rstrip().endswith("Neither 3 nor 4 lanes fit")
     assert _nothing_written(int_run)
 
 
@@ -178,6 +171,35 @@ def test_the_lane_candidates_start_at_the_default_then_wider_then_narrower():
     assert training_lane_candidates(256) == [8, *range(9, 17), *range(7, 0, -1)]
     assert training_lane_candidates(10) == [8, 9, 10, 7, 6, 5, 4, 3, 2, 1]
     assert training_lane_candidates(6) == [6, 5, 4, 3, 2, 1]
+
+
+def test_the_icebreaker_lane_candidates_keep_two_spram_banks_first():
+    # At least 3 lanes; the most whose word fits 32 bits (two banks), then one bank.
+    assert ice40_lane_candidates(8) == [4, 3, 5, 6, 7, 8]
+    assert ice40_lane_candidates(10) == [3, 4, 5, 6]
+    assert ice40_lane_candidates(16) == [3, 4]
+    assert ice40_lane_candidates(21) == [3] and ice40_lane_candidates(22) == []
+
+
+@pytest.mark.usefixtures("fake_tools")
+def test_an_icebreaker_training_build_takes_the_small_part_core(int_run):
+    # The UP5K: weights in SPRAM (loaded over the link), one b and U lane, every
+    # multiplier a MAC lane's, G = min(K, P); its cycles are that core's closed form.
+    report = synth_training_run(int_run, board="icebreaker")
+    model, rule = _model_and_rule_of(int_run)
+    assert rule.store_bits == 16 and report["lanes"] == 3 == report["label_lanes"]
+    assert report["chosen"]["options"] == {"lanes": 3}
+    assert "the first of [3, 4]" in report["chosen"]["why"]
+    assert report["weights"] == "spram" and report["multipliers"] == "shared"
+    training = report["training"]
+    assert (training["bias_label_lanes"], training["forward_multipliers"],
+            training["signal_multipliers"]) == (1, "shared", "shared")
+    small = TrainingCore(model, rule, lanes=3, weights="spram", bias_label_lanes=1,
+                         forward_multipliers="shared", signal_multipliers="shared",
+                         label_lanes=3)
+    assert training["cycles_per_sample"] == small.training_cycles() \
+        != TrainingCore(model, rule, lanes=3, weights="spram").training_cycles()
+    assert report["fit"]["multipliers"]["needed"] <= 8
 
 
 def test_the_default_lanes_move_to_a_count_whose_weights_fit():

@@ -193,6 +193,14 @@ def _lr_range(run):
                            "writes its weights, a ROM cannot change); use --weights "
                            "loadable (block RAM, the default) or spram"),
     (["--weights", "flash"], "invalid choice: 'flash'"),
+    # The core a board's training build makes: its own memory, at least 3 lanes on SPRAM.
+    (["--board", "icebreaker", "--weights", "spram"],
+     "--weights does not go with --board (the board's training build decides where its "
+     "weights live)"),
+    (["--board", "icebreaker", "--lanes", "2", "--simulator", "amaranth"],
+     "A training core for icebreaker needs at least 3 lanes, not 2"),
+    (["--netlist", "ulx3s-85f", "--board", "icebreaker"],
+     "--board does not go with --train --netlist (--netlist names the board)"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tiny_int_run, capsys, argv, message):
     status, _, err = _sim_train(capsys, tiny_int_run, *argv)
@@ -244,6 +252,35 @@ def test_an_spram_core_loads_its_words_then_trains_bit_exact(tiny_int_run, capsy
     assert report["cycles_per_sample"]["max"] == report["cycles_formula"] \
         == spram.training_cycles()
     assert report["test_accuracy"] == report["golden_test_accuracy"]
+
+
+def test_the_icebreaker_builds_core_trains_bit_exact(tiny_int_run, capsys):
+    # --board icebreaker: the core `synth --train --board icebreaker` builds (its lane
+    # choice: 3 for 16-bit stored weights), SPRAM loaded first, one b/U lane, every
+    # multiplier a MAC lane's, 3 of the 10 labels a word (4 label words a neuron).
+    status, out, err = _sim_train(capsys, tiny_int_run, "--simulator", "amaranth",
+                                  "--samples", "2", "--board", "icebreaker")
+    assert status == 0, out + err
+    assert ("as icebreaker's training build makes it: 3 label weights a word, 1 b/U lane, "
+            "the forward pass on shared multipliers, the learning signal on shared") in out
+    report = json.loads((tiny_int_run / "train_sim.json").read_text())
+    assert (report["board"], report["lanes"], report["weights"], report["label_lanes"],
+            report["bias_label_lanes"]) == ("icebreaker", 3, "spram", 3, 1)
+    assert report["checked_samples"] == 2 and report["weight_mismatches"] == 0
+    saved = load_int_model(tiny_int_run / "model.int.npz")
+    rule = TrainRule(**{k: v for k, v in saved.source["trained"]["rule"].items()
+                        if k in TrainRule.__dataclass_fields__})
+    small = TrainingCore(saved.model, rule, lanes=3, weights="spram", bias_label_lanes=1,
+                         forward_multipliers="shared", signal_multipliers="shared",
+                         label_lanes=3)
+    assert report["cycles_per_sample"]["max"] == report["cycles_formula"] \
+        == small.training_cycles()
+    assert report["test_accuracy"] == report["golden_test_accuracy"]
+
+
+def test_board_needs_train(tiny_int_run, capsys):
+    assert main(["sim", str(tiny_int_run), "--board", "icebreaker", "--quiet"]) == 2
+    assert "--board goes with --train only" in capsys.readouterr().err
 
 
 def test_a_wrong_stored_v_word_is_named(ffcl_int_run, capsys, monkeypatch):
@@ -321,6 +358,22 @@ def test_the_verilog_trains_bit_exact_under_cocotb(ffcl_int_run, capsys, simulat
     assert report["lr_shift"] == _lr_range(ffcl_int_run)[1]
     assert report["cycles_per_sample"]["max"] == report["cycles_formula"]
     assert report["test_accuracy"] == report["golden_test_accuracy"]
+
+
+@_ICARUS
+def test_the_icebreaker_builds_core_trains_bit_exact_in_icarus(ffcl_int_run, capsys):
+    # The cocotb bench rebuilds its description of the core (starting loads, read-back
+    # layout, closed form) from train.json: every option of the board's core must reach
+    # it, or the bench loads and reads another layout than the Verilog's (FFCL, 3 lanes,
+    # 3 of 10 labels a word: 4 label words a neuron).
+    status, out, err = _sim_train(capsys, ffcl_int_run, "--simulator", "icarus",
+                                  "--samples", "2", "--board", "icebreaker")
+    assert status == 0, out + err
+    report = json.loads((ffcl_int_run / "train_sim.json").read_text())
+    assert (report["label_lanes"], report["bias_label_lanes"],
+            report["forward_multipliers"]) == (3, 1, "shared")
+    assert report["checked_samples"] == 2 and report["weight_mismatches"] == 0
+    assert report["cycles_per_sample"]["max"] == report["cycles_formula"]
 
 
 @pytest.mark.slow
