@@ -60,7 +60,7 @@ class BiasLabelPass(wiring.Component):
     run : In(1)
         Held high while the step runs: :meth:`cycles`.
     done : Out(1)
-        The last cycle (the last label word is written).
+        The step's last cycle (every bias and label word is written).
     neurons : In(range(N_max + 1))
     base : In(range(sum N))
         The layer's first neuron in the bias and label memories.
