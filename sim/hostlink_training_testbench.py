@@ -157,16 +157,21 @@ def _check_classify(device, trainer: IntTrainer, image, core: TrainingCore) -> N
         f"classified in {cycles} cycles, closed form {core.core.cycles_per_inference()}"
 
 
-@cocotb.test()
-async def train_read_back_and_refusals(dut) -> None:
+async def _start(dut):
+    """The bench's setup, its random generator (seed logged), the link to ``dut`` and the
+    host library's device on it."""
     setup, model, rule, core = _setup()
-    block = setup["block"]
-    config = model.config
-    D, K = config.input_size, config.num_classes
     rng = np.random.default_rng(setup["seed"])
     dut._log.info("seed %d", setup["seed"])
     port = await _link(dut, setup, core)
-    device = Device(port)
+    return setup, model, rule, core, rng, port, Device(port)
+
+
+@cocotb.test()
+async def train_read_back_and_refusals(dut) -> None:
+    setup, model, rule, core, rng, port, device = await _start(dut)
+    block = setup["block"]
+    D, K = model.config.input_size, model.config.num_classes
 
     def exchange(frame: bytes) -> list[tuple[int, bytes]]:
         return _exchange(port, frame)
@@ -225,13 +230,8 @@ async def load_then_train(dut) -> None:
     stored words commits (error 8: before any load, inside an open one, after one void
     for its checksum); ``Device.load_model`` then loads the starting model's stored
     words, and the records and every stored word follow the golden trainer."""
-    setup, model, rule, core = _setup()
-    config = model.config
-    D, K = config.input_size, config.num_classes
-    rng = np.random.default_rng(setup["seed"])
-    dut._log.info("seed %d", setup["seed"])
-    port = await _link(dut, setup, core)
-    device = Device(port)
+    setup, model, rule, core, rng, port, device = await _start(dut)
+    D, K = model.config.input_size, model.config.num_classes
     lam = rule.lr_shift_at(0)
     x = rng.integers(0, model.fmt.input_max + 1, (3, D))
     y = rng.integers(0, K, 3)

@@ -22,6 +22,14 @@ from sim.train_check import TrainingChecker, check_points
 from tests.flows.conftest import TINY
 
 
+def _saved_model_and_rule(run):
+    """The run's saved integer model and the rule it was trained with."""
+    saved = load_int_model(run / "model.int.npz")
+    rule = TrainRule(**{k: v for k, v in saved.source["trained"]["rule"].items()
+                        if k in TrainRule.__dataclass_fields__})
+    return saved, rule
+
+
 def _sim_train(capsys, run, *argv, lanes=3):
     """``sim RUN --train`` on ``lanes`` lanes: (status, out, err); argparse's exit too."""
     (run / "train_sim.json").unlink(missing_ok=True)
@@ -53,9 +61,7 @@ def test_amaranth_trains_bit_exact_in_train_int_order(tiny_int_run, capsys, monk
     assert "every stored word after every sample (3 checks)" in out
     flow, seen[:] = list(seen), []
     # ... are the first three train_int takes in its first epoch (its own order generator).
-    saved = load_int_model(tiny_int_run / "model.int.npz")
-    rule = TrainRule(**{k: v for k, v in saved.source["trained"]["rule"].items()
-                        if k in TrainRule.__dataclass_fields__})
+    saved, rule = _saved_model_and_rule(tiny_int_run)
     data = load_dataset("digits")
     limit = 2
     with pytest.raises(StopIteration):
@@ -243,9 +249,7 @@ def test_an_spram_core_loads_its_words_then_trains_bit_exact(tiny_int_run, capsy
     report = json.loads((tiny_int_run / "train_sim.json").read_text())
     assert report["weights"] == "spram" and report["checked_samples"] == 2
     assert report["weight_mismatches"] == 0
-    saved = load_int_model(tiny_int_run / "model.int.npz")
-    rule = TrainRule(**{k: v for k, v in saved.source["trained"]["rule"].items()
-                        if k in TrainRule.__dataclass_fields__})
+    saved, rule = _saved_model_and_rule(tiny_int_run)
     spram = TrainingCore(saved.model, rule, lanes=3, weights="spram")
     bram = TrainingCore(saved.model, rule, lanes=3)
     assert spram.training_cycles() > bram.training_cycles()
@@ -267,9 +271,7 @@ def test_the_icebreaker_builds_core_trains_bit_exact(tiny_int_run, capsys):
     assert (report["board"], report["lanes"], report["weights"], report["label_lanes"],
             report["bias_label_lanes"]) == ("icebreaker", 3, "spram", 3, 1)
     assert report["checked_samples"] == 2 and report["weight_mismatches"] == 0
-    saved = load_int_model(tiny_int_run / "model.int.npz")
-    rule = TrainRule(**{k: v for k, v in saved.source["trained"]["rule"].items()
-                        if k in TrainRule.__dataclass_fields__})
+    saved, rule = _saved_model_and_rule(tiny_int_run)
     small = TrainingCore(saved.model, rule, lanes=3, weights="spram", bias_label_lanes=1,
                          forward_multipliers="shared", signal_multipliers="shared",
                          label_lanes=3)
@@ -407,9 +409,7 @@ def test_a_stored_memory_the_read_back_does_not_know_is_refused(tiny_int_run, mo
 def test_the_model_rebuilt_from_the_words_is_the_golden_trainers(ffcl_int_run):
     # The accuracy of the chip-trained model is measured on this rebuild: every array,
     # V included, must be the trained one (not the starting one).
-    saved = load_int_model(ffcl_int_run / "model.int.npz")
-    rule = TrainRule(**{k: v for k, v in saved.source["trained"]["rule"].items()
-                        if k in TrainRule.__dataclass_fields__})
+    saved, rule = _saved_model_and_rule(ffcl_int_run)
     core = TrainingCore(saved.model, rule, lanes=3)
     checker = TrainingChecker(core, check_every=1, samples=1)
     trainer = IntTrainer(saved.model, rule)
@@ -431,9 +431,7 @@ def test_ffcl_labels_come_from_the_training_pass(ffcl_int_run, capsys):
     # epoch's lambda, sample 1's differs from the label of the weights before the sample
     # (5), so a checker expecting that one fails here.
     low, _ = _lr_range(ffcl_int_run)
-    saved = load_int_model(ffcl_int_run / "model.int.npz")
-    rule = TrainRule(**{k: v for k, v in saved.source["trained"]["rule"].items()
-                        if k in TrainRule.__dataclass_fields__})
+    saved, rule = _saved_model_and_rule(ffcl_int_run)
     trainer = IntTrainer(saved.model, rule)
     order = train_order(rule, 1347)[:2]
     data = load_dataset("digits")
