@@ -441,10 +441,7 @@ def netlist_train_run(run: Path, *, board: str, samples: int = 20, lanes: int | 
         raise RunError(f"--lr-shift {lr_shift} is outside the training core's range "
                        f"{low}..{high} (lambda of the rule's first to last epoch); use "
                        f"--lr-shift {low} to {high}")
-    try:
-        core, _ = choose_training_core(model, rule, board, lanes, multipliers)
-    except (TypeError, ValueError) as error:
-        raise RunError(str(error)) from None
+    core, _ = choose_training_core(model, rule, board, lanes, multipliers)
     order = train_order(rule, data.n_train)[:samples]
     images = model.quantize_input(data.x_train[order]).astype(np.int64)
     labels = data.y_train[order].astype(np.int64)

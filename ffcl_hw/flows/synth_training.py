@@ -98,7 +98,18 @@ def choose_training_core(model, rule: TrainRule, board: str, lanes: int | None =
         Nothing fits: the refusal of ``lanes`` (or of the default lane count). When block
         RAM is what overflows, the message adds the largest stored width
         (``--store-bits``) that fits with the lane counts tried, or says that none does.
+    RunError
+        A core the RTL does not build (an SPRAM word wider than 64 bits, bad
+        multipliers), with its message.
     """
+    try:
+        return _choose_training_core(model, rule, board, lanes, multipliers)
+    except (TypeError, ValueError) as error:
+        raise RunError(str(error)) from None
+
+
+def _choose_training_core(model, rule: TrainRule, board: str, lanes: int | None,
+                          multipliers: str):
     from rtl.training_core import TrainingCore
 
     if board_info(board).spram_bits:
@@ -212,10 +223,7 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
                        f"FFDL and FFCL models (train one with ffcl-hw train --arith int "
                        f"--algo ffdl or --algo ffcl), or synthesise this one for inference "
                        f"without --train")
-    try:
-        core, needs = choose_training_core(model, rule, board, lanes, multipliers)
-    except (TypeError, ValueError) as error:
-        raise RunError(str(error)) from None
+    core, needs = choose_training_core(model, rule, board, lanes, multipliers)
     chosen: dict[str, Any] = {}
     why = []
     if lanes is None and board_info(board).spram_bits:

@@ -205,6 +205,9 @@ def _lr_range(run):
      "weights live)"),
     (["--board", "icebreaker", "--lanes", "2", "--simulator", "amaranth"],
      "A training core for icebreaker needs at least 3 lanes, not 2"),
+    # The core's own refusal, not a traceback: 5 x 16 bits is wider than an SPRAM word.
+    (["--board", "icebreaker", "--lanes", "5", "--simulator", "amaranth"],
+     "5 lanes x 16 stored bits = 80 bits"),
     (["--netlist", "ulx3s-85f", "--board", "icebreaker"],
      "--board does not go with --train --netlist (--netlist names the board)"),
 ])
