@@ -99,9 +99,10 @@ def diagnose(log_text: str) -> str | None:
                 f"iCE40 part has: build a smaller core (fewer --lanes, or --label-lanes 1).")
     if _ICE40_NO_LOGIC_LEFT.search(log_text):
         return ("The design needs more logic cells than the iCE40 part has (the placer ran "
-                "out of them): build a smaller core (fewer --lanes, or --label-lanes 1); a "
-                "training core does not fit the UP5K yet (docs/training-engine.md, \"Logic "
-                "of the components\"): train on an ECP5 board (--board ulx3s-85f).")
+                "out of them): for inference build a smaller core (fewer --lanes, or "
+                "--label-lanes 1); a training core does not fit the UP5K yet "
+                "(docs/training-engine.md, \"Logic of the components\"): train on an ECP5 "
+                "board (--board ulx3s-85f).")
     return None
 
 

@@ -399,9 +399,9 @@ def test_a_failing_tool_names_itself_and_its_log(tmp_path):
     ("ERROR: Unable to place cell 'design.core.rho_buf.0.1_RDATA_5_SB_DFF_Q_DFFLC', no BELs "
      "remaining to implement cell type 'ICESTORM_LC'",
      "The design needs more logic cells than the iCE40 part has (the placer ran out of "
-     "them): build a smaller core (fewer --lanes, or --label-lanes 1); a training core "
-     "does not fit the UP5K yet (docs/training-engine.md, \"Logic of the components\"): "
-     "train on an ECP5 board (--board ulx3s-85f)."),
+     "them): for inference build a smaller core (fewer --lanes, or --label-lanes 1); a "
+     "training core does not fit the UP5K yet (docs/training-engine.md, \"Logic of the "
+     "components\"): train on an ECP5 board (--board ulx3s-85f)."),
     ("ERROR: something else went wrong", None)])
 def test_a_failing_tool_says_what_a_known_failure_means(tmp_path, printed, meaning):
     command = ["nextpnr-ice40", "-c", f"print({printed!r}); raise SystemExit(125)"]
