@@ -112,32 +112,30 @@ def _choose_training_core(model, rule: TrainRule, board: str, lanes: int | None,
                           multipliers: str):
     from rtl.training_core import TrainingCore
 
-    if board_info(board).spram_bits:
-        if lanes is not None and lanes < 3:
-            raise FitError(f"A training core for {board} needs at least 3 lanes, not {lanes}: "
-                           f"its forward pass scales on two MAC lanes' multipliers and "
-                           f"squares on a third (the part has no others to spare); use "
-                           f"--lanes 3 or more, or leave --lanes out", None)
+    spram = bool(board_info(board).spram_bits)
+    if spram and lanes is not None and lanes < 3:
+        raise FitError(f"A training core for {board} needs at least 3 lanes, not {lanes}: "
+                       f"its forward pass scales on two MAC lanes' multipliers and "
+                       f"squares on a third (the part has no others to spare); use "
+                       f"--lanes 3 or more, or leave --lanes out", None)
+    if lanes:
+        candidates = [lanes]
+    elif spram:
         # No count at all (B_m > 21): 3 lanes, whose refusal names the SPRAM word.
-        candidates = [lanes] if lanes else ice40_lane_candidates(rule.store_bits) or [3]
-        refusal = None
-        for count in candidates:
-            core = training_core(model, rule, board, count, multipliers)
-            try:
-                return core, check_fit(core, board, lanes_tried=not lanes)
-            except FitError as error:
-                refusal = refusal or error
-        tried = "" if lanes else f". Neither {' nor '.join(map(str, candidates))} lanes fit"
-        raise FitError(f"{refusal}{tried}", refusal.needs) from None
-    candidates = [lanes] if lanes else training_lane_candidates(max(model.config.hidden))
+        candidates = ice40_lane_candidates(rule.store_bits) or [3]
+    else:
+        candidates = training_lane_candidates(max(model.config.hidden))
     refusal = None
     for count in candidates:
-        core = TrainingCore(model, rule, lanes=count, multipliers=multipliers)
+        core = training_core(model, rule, board, count, multipliers)
         try:
             # Without --lanes the refusal kept is raised only after every count failed.
             return core, check_fit(core, board, lanes_tried=not lanes)
         except FitError as error:
             refusal = refusal or error
+    if spram:
+        tried = "" if lanes else f". Neither {' nor '.join(map(str, candidates))} lanes fit"
+        raise FitError(f"{refusal}{tried}", refusal.needs) from None
     needs = refusal.needs
     tried = "" if lanes else f". No lane count from 1 to {max(candidates)} fits either"
     if not any(needs[kind]["needed"] > needs[kind]["available"]
@@ -226,15 +224,15 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
     core, needs = choose_training_core(model, rule, board, lanes, multipliers)
     chosen: dict[str, Any] = {}
     why = []
-    if lanes is None and board_info(board).spram_bits:
-        lanes = chosen["lanes"] = core.lanes
-        why.append(f"{lanes} lanes: the first of {ice40_lane_candidates(rule.store_bits)} "
-                   f"(at least 3, a {rule.store_bits}-bit stored weight a lane, SPRAM words "
-                   f"in two banks first) whose training core fits {board}")
-    elif lanes is None:
+    if lanes is None:
         lanes = chosen["lanes"] = core.lanes
         default = min(DEFAULT_TRAINING_LANES, max(config.hidden))
-        if lanes != default:
+        if board_info(board).spram_bits:
+            why.append(f"{lanes} lanes: the first of "
+                       f"{ice40_lane_candidates(rule.store_bits)} (at least 3, a "
+                       f"{rule.store_bits}-bit stored weight a lane, SPRAM words in two banks "
+                       f"first) whose training core fits {board}")
+        elif lanes != default:
             why.append(f"{lanes} lanes: the first count from {default} (the default "
                        f"{DEFAULT_TRAINING_LANES}, capped at the widest layer) whose "
                        f"training core fits {board}")

@@ -43,7 +43,6 @@ from ffcl_hw.runs import RunError, write_json
 from golden.intmodel import IntModel
 from golden.inttrain import TrainRule, default_lr_shift
 from golden.modelio import load_model
-from rtl.board import board_info
 from rtl.program import build_program
 from rtl.training_core import WEIGHT_KINDS, TrainingCore
 from rtl.weight_store import SPRAM_DEPTH, SPRAM_WORD_BITS
@@ -229,14 +228,14 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
     if samples > data.n_train:
         raise RunError(f"--samples {samples} is more than the {data.n_train} training "
                        f"samples of {data.name}; use --samples {data.n_train} or fewer")
+    board_core = None
     if board is not None:
-        from ffcl_hw.flows.synth_training import choose_training_core, training_core
+        from ffcl_hw.flows.synth_training import choose_training_core
 
-        board_info(board)
-        weights = "spram" if board_info(board).spram_bits else "loadable"
-        # The build's own choice of lanes, or the given ones, through its fit check (a
-        # refusal says why).
-        lanes = choose_training_core(model, rule, board, lanes, multipliers)[0].lanes
+        # The build's own core: its choice of lanes, or the given ones, through its fit
+        # check (a refusal says why).
+        board_core = choose_training_core(model, rule, board, lanes, multipliers)[0]
+        lanes, weights = board_core.lanes, board_core.weights
     lanes = 8 if lanes is None else lanes
     widest = max(model.config.hidden)
     if lanes > widest:
@@ -256,9 +255,8 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
                        f"{low}..{high} (lambda of the rule's first to last epoch); use "
                        f"--lr-shift {low} to {high}")
     try:
-        core = (TrainingCore(model, rule, lanes=lanes, multipliers=multipliers,
-                             weights=weights) if board is None else
-                training_core(model, rule, board, lanes, multipliers))
+        core = board_core or TrainingCore(model, rule, lanes=lanes, multipliers=multipliers,
+                                          weights=weights)
         checker = TrainingChecker(core, check_every=check_every, samples=samples,
                                   lr_shift=lr_shift)
     except ValueError as error:
@@ -283,17 +281,13 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
         "check_every": check_every,
         "checked_samples": len(result.checked),
         "lanes": lanes,
-        "multipliers": multipliers,
-        "weights": weights,
+        # The core's parameters (multipliers, weights, label lanes, the small-part
+        # options: docs/training-engine.md, "The training core").
+        **core.options,
         # SPRAM: one bank (a word every other cycle) or two (a word a cycle).
         "weight_banks": core.core.memories.weight_store.banks,
-        # The board whose training build's core this is (None: the options above), and
-        # the options that make it (docs/training-engine.md, "The training core").
+        # The board whose training build's core this is (None: the options given).
         "board": board,
-        "label_lanes": core.label_groups.lanes,
-        "bias_label_lanes": len(core.bias_label.lanes),
-        "forward_multipliers": core.forward_multipliers,
-        "signal_multipliers": core.signal_multipliers,
         "rule": rule.to_dict(),
         "rule_source": rule_source,
         "lr_shift": lr_shift,
