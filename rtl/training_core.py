@@ -377,8 +377,9 @@ class TrainingCore(wiring.Component):
         load takes longer, the last tile's reads, one drain of the weight store's
         latency, 2 or 3 deep, + lane latency + 1; on two SPRAM banks a cycle more for
         each run of words that starts out of its bank's slot), and BU
-        (:meth:`rtl.bias_label_pass.BiasLabelPass.cycles`: 2 N, or 3 N on one
-        time-shared lane, + lane latency + 3). FFCL with loss_iterations 'last': the
+        (:meth:`rtl.bias_label_pass.BiasLabelPass.cycles`: 2 N, or on one time-shared
+        lane 3 N, 4 N with two label words a neuron, + lane latency + 3; and two label
+        words make SCAN N cycles longer). FFCL with loss_iterations 'last': the
         whole program of T iterations, then one update per layer; with 'all', the
         program without layer 1's cache, held before each iteration t + 1 for iteration
         t's updates (2 cycles more each: the held FETCH and LABEL), the last iteration's
