@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from golden.intmodel import IntLayer, IntModel
+from rtl.label_groups import LabelGroups
 from rtl.program import pack_rows
 
 __all__ = ["STORED_MEMORIES", "forward_model", "stored_words", "unpack_stored"]
@@ -49,10 +50,9 @@ def stored_words(stored: list[dict], *, lanes: int, store_bits: int, bias_bits: 
             if name in layer:
                 words["W"] += [_pack(row, store_bits) for row in pack_rows(layer[name], lanes)]
         words["b"] += [int(v) & ((1 << bias_bits) - 1) for v in layer["b"]]
-        K = np.shape(layer["U"])[1]
-        G = K if label_lanes is None else label_lanes
+        G = LabelGroups(np.shape(layer["U"])[1], label_lanes).lanes
         words["U"] += [_pack(row[g:g + G], store_bits) for row in layer["U"]
-                       for g in range(0, K, G)]
+                       for g in range(0, len(row), G)]
     return words
 
 
@@ -69,8 +69,8 @@ def unpack_stored(words: dict[str, list[int]], model: IntModel, *, lanes: int,
     """
     config = model.config
     K = config.num_classes
-    G = K if label_lanes is None else label_lanes
-    groups = -(-K // G)
+    label_groups = LabelGroups(K, label_lanes)
+    G, groups = label_groups.lanes, label_groups.count
     n_ins = [config.input_size, *config.hidden[:-1]]
     n_srcs = [0 if (source := config.feedback_source(i)) is None else config.hidden[source]
               for i in range(config.num_layers)]

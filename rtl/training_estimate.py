@@ -19,6 +19,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from golden.intmodel import IntModel
+from rtl.label_groups import LabelGroups
 from rtl.learning_signal import LearningSignalUnit
 from rtl.program import (
     FETCH_DECODE,
@@ -132,7 +133,7 @@ def estimate_training(model: IntModel, *, lanes: int, label_lanes: int | None = 
         # multipliers, after it when the scaler borrows the lanes.
         # The scan reads U[i, y] and U[i, y'] from the label memory, G labels a word: two
         # reads per neuron unless every label is in one word (G = K).
-        reads = 1 if program.groups == 1 else 2
+        reads = LabelGroups(config.num_classes, program.label_lanes).reads
         signal = reads * n + n + gap
         norm = (0 if op.layer == 0 else n_in) + n_src
         norm_cycles = norm + program.scale_latency if norm else 0
