@@ -51,14 +51,12 @@ import dataclasses
 import importlib
 import json
 import os
-import time
 
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.task import bridge
 from cocotb.triggers import ClockCycles
-from cocotb.utils import get_sim_time
 
 from golden.intmodelio import load_int_model
 from golden.inttrain import IntTrainer, TrainRule
@@ -66,7 +64,7 @@ from rtl.core import LOAD_TARGETS, load_words
 from rtl.host_link import link_identity, link_program, load_checksum, load_payload
 from rtl.protocol import Command, ErrorCode, Reply
 from rtl.training_core import TrainingCore
-from sim.netlist_testbench import CLOCK_NS, RESET_CYCLES, SETTLE_CYCLES
+from sim.netlist_testbench import CLOCK_NS, RESET_CYCLES, SETTLE_CYCLES, run_and_report
 from sim.train_check import first_stored_difference
 from sim.uart import SimulatedSerial, UartSink, UartSource
 
@@ -291,9 +289,6 @@ async def train_and_read_back(dut) -> None:
     report = {"records": [], "error": None, "trained": 0, "read_back": False,
               "entries_differing": None}
 
-    def cycles_now() -> int:
-        return round(get_sim_time("ns")) // CLOCK_NS
-
     def fail(problem: str) -> None:
         raise AssertionError(problem)
 
@@ -332,11 +327,4 @@ async def train_and_read_back(dut) -> None:
             fail(f"after {len(images)} samples: {difference}")
         _check_classify(device, trainer, images[0], core)
 
-    start = time.perf_counter()
-    try:
-        await bridge(scenario)()
-    finally:
-        report["seconds"] = time.perf_counter() - start
-        report["sim_cycles"] = cycles_now()
-        with open(setup["report"], "w") as stream:
-            json.dump(report, stream)
+    await run_and_report(scenario, report, setup["report"])

@@ -49,6 +49,25 @@ RESET_CYCLES = 4
 SETTLE_CYCLES = 8
 
 
+def cycles_now() -> int:
+    """Clock cycles of simulated time so far."""
+    return round(get_sim_time("ns")) // CLOCK_NS
+
+
+async def run_and_report(scenario, report: dict, path: str) -> None:
+    """Run the blocking ``scenario`` (the host library's calls) beside the simulator,
+    then write ``report`` to ``path`` with its wall ``seconds`` and ``sim_cycles``, even
+    when the scenario fails, so the flow can say how far it got."""
+    start = time.perf_counter()
+    try:
+        await bridge(scenario)()
+    finally:
+        report["seconds"] = time.perf_counter() - start
+        report["sim_cycles"] = cycles_now()
+        with open(path, "w") as stream:
+            json.dump(report, stream)
+
+
 @cocotb.test()
 async def load_and_classify(dut) -> None:
     host = importlib.import_module(os.environ["FFCL_HOST_LIBRARY"])
@@ -75,9 +94,6 @@ async def load_and_classify(dut) -> None:
     golden = model.run(images)
     report = {"samples": len(images), "labels": [], "scores": [], "cycles": [],
               "load_cycles": None, "errors": 0, "first_error": None}
-
-    def cycles_now() -> int:
-        return round(get_sim_time("ns")) // CLOCK_NS
 
     def scenario() -> None:
         device = host.Device(port)
@@ -110,12 +126,5 @@ async def load_and_classify(dut) -> None:
                 dut._log.info("sent %d/%d images, %d errors", i + 1, len(images),
                               report["errors"])
 
-    start = time.perf_counter()
-    try:
-        await bridge(scenario)()
-    finally:
-        report["seconds"] = time.perf_counter() - start
-        report["sim_cycles"] = cycles_now()
-        with open(os.environ["FFCL_REPORT"], "w") as stream:
-            json.dump(report, stream)
+    await run_and_report(scenario, report, os.environ["FFCL_REPORT"])
     assert report["errors"] == 0, report["first_error"]
