@@ -34,6 +34,36 @@ def _offer(ctx, core: Core, a: list[int], b: list[int]) -> None:
         ctx.set(core.lend.b[p], y)
 
 
+def _classify_under_garbage(core: Core, images: np.ndarray, rng: np.random.Generator,
+                            *others) -> list[tuple[int, tuple[int, ...], int]]:
+    """Classify ``images`` with random full-range operands on every lane of the lend port
+    in every cycle (and the ``others`` testbenches in the background); the results."""
+    results = []
+
+    async def garbage(ctx) -> None:
+        async for _ in ctx.tick():
+            _offer(ctx, core, *_operands(rng, core.lanes))
+
+    async def testbench(ctx) -> None:
+        ctx.set(core.result.ready, 1)
+        for image in images:
+            results.append(await classify(ctx, core, image))
+
+    sim = Simulator(core)
+    sim.add_clock(PERIOD)
+    for background in (garbage, *others):
+        sim.add_testbench(background, background=True)
+    sim.add_testbench(testbench)
+    sim.run()
+    return results
+
+
+def _assert_golden(results, model, images: np.ndarray) -> None:
+    golden = model.run(images)
+    assert [r[0] for r in results] == golden.labels.tolist()
+    assert [r[1] for r in results] == [tuple(int(s) for s in row) for row in golden.scores]
+
+
 async def _check_products(ctx, core: Core, rng: np.random.Generator, cycles: int) -> None:
     """New operands every cycle; each product read exactly SIDE_LATENCY cycles later."""
     P = core.lanes
@@ -63,25 +93,8 @@ def test_operands_offered_while_the_core_classifies_change_nothing(name, lanes):
     images = rng.integers(0, model.fmt.input_max + 1, size=(3, model.config.input_size))
     core = Core(model, lanes=lanes, weights="loadable", lend=True)
     plain = Core(model, lanes=lanes, weights="loadable")
-    golden = model.run(images)
-    results = []
-
-    async def garbage(ctx) -> None:
-        async for _ in ctx.tick():
-            _offer(ctx, core, *_operands(rng, lanes))
-
-    async def testbench(ctx) -> None:
-        ctx.set(core.result.ready, 1)
-        for image in images:
-            results.append(await classify(ctx, core, image))
-
-    sim = Simulator(core)
-    sim.add_clock(PERIOD)
-    sim.add_testbench(garbage, background=True)
-    sim.add_testbench(testbench)
-    sim.run()
-    assert [r[0] for r in results] == golden.labels.tolist()
-    assert [r[1] for r in results] == [tuple(int(s) for s in row) for row in golden.scores]
+    results = _classify_under_garbage(core, images, rng)
+    _assert_golden(results, model, images)
     # The same cycles as a core that cannot lend (the closed form both share).
     assert core.cycles_per_inference() == plain.cycles_per_inference()
     assert [r[2] for r in results] == [plain.cycles_per_inference()] * len(images)
@@ -132,12 +145,7 @@ def test_a_shared_core_holds_at_any_op_without_lending_a_lane_in_use(name, lanes
     images = rng.integers(0, model.fmt.input_max + 1, size=(3, model.config.input_size))
     core = Core(model, lanes=lanes, label_lanes=label_lanes, weights="loadable",
                 shared=True, lend=True, observe=True, store_bits=model.fmt.weight_bits)
-    golden = model.run(images)
-    results, holds = [], []
-
-    async def garbage(ctx) -> None:
-        async for _ in ctx.tick():
-            _offer(ctx, core, *_operands(rng, lanes))
+    holds = []
 
     async def hold(ctx) -> None:
         # Bursts of 1 to 12 cycles of hold, about half of the time: many land on a FETCH
@@ -151,17 +159,6 @@ def test_a_shared_core_holds_at_any_op_without_lending_a_lane_in_use(name, lanes
                 remaining = int(rng.integers(1, 13))
                 ctx.set(core.store.hold, rng.random() < 0.5)
 
-    async def testbench(ctx) -> None:
-        ctx.set(core.result.ready, 1)
-        for image in images:
-            results.append(await classify(ctx, core, image))
-
-    sim = Simulator(core)
-    sim.add_clock(PERIOD)
-    sim.add_testbench(garbage, background=True)
-    sim.add_testbench(hold, background=True)
-    sim.add_testbench(testbench)
-    sim.run()
+    results = _classify_under_garbage(core, images, rng, hold)
     assert sum(holds) >= 20
-    assert [r[0] for r in results] == golden.labels.tolist()
-    assert [r[1] for r in results] == [tuple(int(s) for s in row) for row in golden.scores]
+    _assert_golden(results, model, images)
