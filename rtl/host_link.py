@@ -529,6 +529,12 @@ class HostLink(wiring.Component):
                          replies.checksum.eq(load.checksum)]
             if self.banked:
                 m.d.comb += core.bank.eq(load.bank)
+            if self.training:
+                # A model committed trains from the seed, as IntTrainer(model, rule) does:
+                # the link decides only in IDLE, after the last record was taken, so the
+                # training core waits for a sample and takes the restart.
+                m.d.comb += core.restart.eq(
+                    load.decide & (load.verdict.reply == ReplyFrame.LOAD_COMMIT))
         else:
             m.d.comb += [replies.model_ok.eq(1), replies.checksum.eq(ident.weights_checksum)]
         self._sequence(m, parser, replies, load)

@@ -110,6 +110,14 @@ class WordGenerator(wiring.Component):
         super().__init__(members)
 
     @property
+    def reset_word(self) -> int:
+        """The first word after reset (of ``reset_seed``): a ``restore`` of it puts the
+        generator back where reset leaves it."""
+        first = Lfsr(0)
+        first.state = seed_state(self.reset_seed, self.offset)
+        return first.word()
+
+    @property
     def load_latency(self) -> int:
         """Cycles from ``load`` to the first word being offered (:attr:`LOAD_LATENCY`)."""
         return self.LOAD_LATENCY
@@ -125,9 +133,7 @@ class WordGenerator(wiring.Component):
                                 Const(0, 1))
                          for i in range(LFSR_WIDTH)))
 
-        first = Lfsr(0)
-        first.state = seed_state(self.reset_seed, self.offset)
-        word = Signal(unsigned(LFSR_WIDTH), init=first.word())
+        word = Signal(unsigned(LFSR_WIDTH), init=self.reset_word)
         valid = Signal(init=1)
         m.d.comb += [self.words.payload.eq(word), self.words.valid.eq(valid)]
         take = self.words.valid & self.words.ready

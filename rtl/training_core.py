@@ -214,6 +214,15 @@ class TrainingCore(wiring.Component):
         during a sample waits, writing nothing, until the sample's record is taken. A
         write of the program (``ops``) is taken and ignored: an SPRAM core's program is
         a ROM.
+    restart : In(1)
+        Only with ``weights="spram"``: train from here as from configuration. Both
+        generators go back to where reset leaves them (``rule.seed``: a ``restore`` of
+        each one's first word, offered from the next cycle on), so that after the
+        starting words of a model M have come in through ``load``, the core trains as
+        ``IntTrainer(M, rule)`` fresh. Taken in a cycle the core waits for a sample's
+        first pixel (as ``load``; the pixel may come in the same cycle) and ignored in
+        any other, so a pulse during a sample changes nothing of it. The host link
+        pulses it when a load commits.
     """
 
     def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int,
@@ -308,6 +317,9 @@ class TrainingCore(wiring.Component):
             # SPRAM comes up empty: the starting words come in through this port. Block
             # RAM is initialised by the bitstream, and its core keeps its netlist.
             members["load"] = In(stream.Signature(load_layout(prog)))
+            # A loaded model trains from the seed: the load's commit restarts the
+            # generators (block RAM cores take no loads, and keep their netlist).
+            members["restart"] = In(1)
         super().__init__(members)
         self.labels_gen = WordGenerator(offset=LABEL_SEED_OFFSET, reset_seed=rule.seed)
         self.words_gen = WordGenerator(offset=0, reset_seed=rule.seed)
@@ -516,6 +528,14 @@ class TrainingCore(wiring.Component):
                          load.addr.eq(bias_label.write.addr), load.data.eq(bias_label.write.data)]
         self._read_back(m)
         self._sequence(m, state, reading, idle)
+        if self.weights == "spram":
+            # A restart only between samples (a sample's draws and rounding words come
+            # from one run of the generators). Restoring the constant first word is
+            # reset's state in one cycle, with no seeding adders; the sample that may
+            # start in the same cycle draws nothing before its last pixel.
+            restart = self.restart & idle
+            for gen in (self.labels_gen, self.words_gen):
+                m.d.comb += [gen.restore.eq(restart), gen.restore_word.eq(gen.reset_word)]
         return m
 
     def _buffer_shapes(self) -> dict:
