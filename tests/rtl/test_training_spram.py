@@ -22,7 +22,7 @@ from golden.datasets import load_dataset
 from golden.inttrain import IntTrainer, TrainRule, initial_model
 from rtl.core import LOAD_TARGETS, memory_images
 from rtl.training_core import TrainingCore
-from tests.rtl.helpers import PERIOD
+from tests.rtl.helpers import PERIOD, simulate
 from tests.rtl.test_training_core import (
     SEED,
     D,
@@ -421,3 +421,67 @@ def test_an_spram_training_core_refuses_words_wider_than_spram(lanes, store_bits
     with pytest.raises(ValueError, match=r"^Weights must be one of loadable, spram, "
                                          r"not 'rom'$"):
         TrainingCore(model, TrainRule(epochs=1), lanes=2, weights="rom")
+
+
+#: name: (case of CASES, TrainingCore options): the restart on two SPRAM banks, and on
+#: FFCL with every iteration trained (the core held between iterations, ready for loads
+#: and so a place a restart could slip in) on one bank with the small part's options
+#: (ffcl_hw.flows.synth_training.training_core; G = 3 of K = 4: two label words).
+RESTARTS = {
+    "ffdl_p4_b8": ("ffdl_p4_b8", {}),
+    "ffcl_all_t2_p3_b16_small_part": ("ffcl_all_t2_p3_b16", dict(
+        bias_label_lanes=1, forward_multipliers="shared", signal_multipliers="shared",
+        label_lanes=3)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RESTARTS))
+def test_a_restart_after_a_load_trains_the_loaded_model_as_a_fresh_golden_trainer(name):
+    # The board's use: trained from a model A, then loaded with a model M and restarted
+    # (the host link's commit), it must train as IntTrainer(M, rule) from the seed, not
+    # go on with A's generators. The restart comes in the cycle that takes the next
+    # sample's first pixel (the earliest a sample can follow it); later, one held high
+    # through a whole sample (inference, passes, held between iterations) must change
+    # nothing of that sample.
+    case, options = RESTARTS[name]
+    fields, rule_fields, lanes = CASES[case]
+    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
+    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    first, loaded = make_model(config, SEED + 3), make_model(config, SEED + 4)
+    dut = TrainingCore(first, rule, lanes=lanes, weights="spram", **options)
+    trainers = [IntTrainer(first, rule), IntTrainer(loaded, rule)]
+    rng = np.random.default_rng(SEED + 5)
+    samples = [(rng.integers(0, X + 1, D).astype(np.int64), int(rng.integers(0, K)))
+               for _ in range(4)]
+    # The restart in each sample: before it (with its first pixel), or held through it.
+    plan = [(0, None), (0, None), (1, "with_first_pixel"), (1, "held_through")]
+
+    async def testbench(ctx):
+        await load(ctx, dut, dut.starting_loads())
+        for number, ((x, y), (which, restart)) in enumerate(zip(samples, plan, strict=True)):
+            if restart == "with_first_pixel":
+                await load(ctx, dut, TrainingCore(loaded, rule, lanes=lanes, weights="spram",
+                                                  **options).starting_loads())
+            for i, pixel in enumerate(x):
+                ctx.set(dut.samples.payload, {"pixel": int(pixel), "label": y, "train": 1})
+                ctx.set(dut.samples.valid, 1)
+                if i == 0 and restart == "with_first_pixel":
+                    # Taken in this very cycle, the pixel too.
+                    assert ctx.get(dut.samples.ready)
+                    ctx.set(dut.restart, 1)
+                await ctx.tick().until(dut.samples.ready)
+                ctx.set(dut.restart, int(restart == "held_through"))
+            ctx.set(dut.samples.valid, 0)
+            await ctx.tick().until(dut.done.valid)
+            ctx.set(dut.restart, 0)
+            record = ctx.get(dut.done.payload)
+            result = trainers[which].train_sample(x, y, dut.lr_shift)
+            assert (record.label, record.wrong) == (result.label, result.wrong), \
+                f"sample {number}"
+            assert record.cycles == dut.training_cycles(), f"sample {number}"
+            await check_stored(ctx, dut, trainers[which], f"sample {number} ({restart})")
+            ctx.set(dut.done.ready, 1)
+            await ctx.tick()
+            ctx.set(dut.done.ready, 0)
+
+    simulate(dut, testbench)
