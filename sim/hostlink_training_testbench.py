@@ -26,7 +26,8 @@ Three tests, each in order, because the device's state is the point:
     load, inside an open one and after one void for its checksum (error 7); then
     ``Device.load_model`` loads the starting model's stored words, IDENT's checksum is
     :func:`rtl.host_link.link_identity`'s, and the records, every stored word read back
-    and an image classified follow the golden trainer.
+    and an image classified follow the golden trainer; the model loaded again, the same
+    samples train as on a fresh trainer (the commit restarts the generators).
 ``train_and_read_back`` (the netlist: each byte costs thousands of gate-level events)
     The given samples trained in TRAIN frames of up to B, every record checked, every
     stored word read back once at the end and compared, an image classified with the
@@ -227,7 +228,9 @@ async def load_then_train(dut) -> None:
     weights come up empty. Nothing trains, classifies or reads before a load of the
     stored words commits (error 8: before any load, inside an open one, after one void
     for its checksum); ``Device.load_model`` then loads the starting model's stored
-    words, and the records and every stored word follow the golden trainer."""
+    words, and the records and every stored word follow the golden trainer; loaded
+    again, the board trains the same samples as a fresh golden trainer (the commit
+    restarts the generators)."""
     setup, model, rule, core, rng, port, device = await _start(dut)
     D, K = model.config.input_size, model.config.num_classes
     lam = rule.lr_shift_at(0)
@@ -273,6 +276,17 @@ async def load_then_train(dut) -> None:
         _check_stored(device, model, trainer, "after the load and 3 samples")
         assert device.identify().trained == 3
         _check_classify(device, trainer, x[0], core)
+        # Loaded again, the board trains from the seed: the commit restarts both
+        # generators, so the same samples give a fresh trainer's records and words, not
+        # those of generators gone on from the first run. ``trained`` counts on.
+        assert device.load_model(model) == len(writes)
+        trainer = IntTrainer(model, rule)
+        expected = golden_records(trainer, x[:2], y[:2], lam)
+        records = device.train(x[:2], y[:2], lam)
+        assert [(r.label, r.wrong) for r in records] == expected, \
+            ("after the second load", records, expected)
+        _check_stored(device, model, trainer, "after the second load and 2 samples")
+        assert device.identify().trained == 5
 
     await bridge(scenario)()
 
