@@ -45,6 +45,13 @@ from rtl.protocol import (
 from rtl.stored_words import STORED_MEMORIES, stored_words
 
 
+class UnknownWords(ValueError):
+    """A load committed words of no model the double knows (``known=``). The gateware
+    would answer LOAD_COMMIT and run them; the double cannot, so the test fails with this,
+    naming the first word that differs (:func:`serve_pty` and :func:`serve_socket`
+    raise it when the test leaves them, instead of letting the host time out)."""
+
+
 class EmulatedBoard:
     """Bytes in, reply bytes out, as a board with ``model`` built in would answer.
 
@@ -249,18 +256,38 @@ class EmulatedBoard:
         held = self.memory[self.bank]
         models = [m for m, words in self.known if words == held]
         if not models:
-            raise ValueError("the double knows no model with the words committed; pass it "
-                             "in known=")
+            # The gateware commits any words whose checksum matches; the double can only
+            # run a model it knows, so the test fails here, naming the word.
+            raise UnknownWords(self._unknown_word(held))
         self.model = models[0]
         if self.trainer is not None:
-            # The stored words are the model's as a trainer starts; the generators go on
-            # from where they are, and ``trained`` counts on (as the gateware's do).
-            trainer = IntTrainer(self.model, self.rule)
-            trainer.rounding_lfsr = self.trainer.rounding_lfsr
-            trainer.label_lfsr = self.trainer.label_lfsr
-            self.trainer, self.model = trainer, trainer.model
+            # The stored words are the model's as a trainer starts, and the commit
+            # restarts the generators from the seed (TrainingCore's restart): the board
+            # trains as IntTrainer(model, rule) fresh. ``trained`` counts on.
+            self.trainer = IntTrainer(self.model, self.rule)
+            self.model = self.trainer.model
         self.weights_checksum = self.announced
         return self._reply(Reply.LOAD_COMMIT)
+
+    def _unknown_word(self, held: dict[tuple[int, int], int]) -> str:
+        """What :class:`UnknownWords` says: the first word held that differs from the
+        known model nearest the words held (the fewest words differ)."""
+        names = {code: name for name, code in LOAD_TARGETS.items()}
+
+        def differing(words: dict) -> list[tuple[int, int]]:
+            return sorted(k for k in words.keys() | held.keys() if words.get(k) != held.get(k))
+
+        nearest = min((words for _, words in self.known), key=lambda w: len(differing(w)))
+        wrong = differing(nearest)
+        target, addr = wrong[0]
+        got, want = held.get((target, addr)), nearest.get((target, addr))
+        return (f"the double knows no model with the words committed: {names[target]} word "
+                f"{addr} "
+                + ("was never written" if got is None else f"is 0x{got:X}")
+                + ", " + ("none" if want is None else f"0x{want:X}")
+                + f" in the nearest known model ({len(wrong)} word"
+                + ("s differ" if len(wrong) != 1 else " differs")
+                + "); pass the model the load brings in known=")
 
     # -- training (the checks in the gateware's order) -------------------------------
     def _train(self, payload: bytes) -> bytes:
@@ -313,6 +340,22 @@ class EmulatedBoard:
                                                 for w in words))
 
 
+def _answer(board: EmulatedBoard, data: bytes, failures: list[Exception]) -> bytes | None:
+    """``board.receive(data)``, or None once the double has failed (kept in
+    ``failures``): the serving thread stops answering, and the context manager raises
+    the failure when the test leaves it."""
+    try:
+        return board.receive(data)
+    except Exception as error:      # re-raised in the test's thread
+        failures.append(error)
+        return None
+
+
+def _raise_failure(failures: list[Exception]) -> None:
+    if failures:
+        raise failures[0]
+
+
 @contextlib.contextmanager
 def serve_pty(board: EmulatedBoard, *, baud: int = 115200) -> Iterator[str]:
     """Yield the path of a pseudo-terminal whose far end is ``board`` (the time between
@@ -332,10 +375,13 @@ def serve_pty(board: EmulatedBoard, *, baud: int = 115200) -> Iterator[str]:
                 now = time.monotonic()
                 board.idle((now - last) * baud)
                 last = now
-                reply = board.receive(data)
+                reply = _answer(board, data, failures)
+                if reply is None:
+                    return
                 if reply:
                     os.write(master, reply)
 
+    failures: list[Exception] = []
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
@@ -345,6 +391,7 @@ def serve_pty(board: EmulatedBoard, *, baud: int = 115200) -> Iterator[str]:
         thread.join()
         os.close(master)
         os.close(slave)
+        _raise_failure(failures)
 
 
 @contextlib.contextmanager
@@ -374,10 +421,13 @@ def serve_socket(board: EmulatedBoard, *, baud: int = 115200) -> Iterator[str]:
                     now = time.monotonic()
                     board.idle((now - last) * baud)
                     last = now
-                    reply = board.receive(data)
+                    reply = _answer(board, data, failures)
+                    if reply is None:
+                        return
                     if reply:
                         conn.sendall(reply)
 
+    failures: list[Exception] = []
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
@@ -386,3 +436,4 @@ def serve_socket(board: EmulatedBoard, *, baud: int = 115200) -> Iterator[str]:
         stop.set()
         thread.join()
         server.close()
+        _raise_failure(failures)

@@ -16,6 +16,7 @@ import pytest
 from ffcl_hw.device import Device, FrameReader, HostLinkError, encode_frame
 from golden.config import ModelConfig
 from golden.inttrain import IntTrainer, TrainRule
+from golden.random_model import reweighted
 from rtl.core import LOAD_TARGETS, Core
 from rtl.host_link import LinkIdentity, link_identity, model_hash
 from rtl.protocol import Command, ErrorCode, Reply
@@ -208,6 +209,28 @@ def test_an_spram_training_board_trains_once_the_stored_words_are_loaded(model):
     with pytest.raises(HostLinkError, match="keeps its weights in block RAM"):
         Device(BoardPort(EmulatedBoard(model, lanes=3, loadable=False, rule=RULE))
                ).load_model(model)
+
+
+def test_a_load_restarts_an_spram_training_board_from_the_seed(model):
+    # As the gateware (TrainingCore's restart on the commit): trained, then loaded with
+    # a model, the board trains as IntTrainer(that model, rule) fresh, its generators
+    # back at the seed; ``trained`` counts on.
+    board = EmulatedBoard(model, lanes=3, rule=RULE, loadable=True, initialised=False,
+                          known=(reweighted(model, 5),))
+    device = Device(BoardPort(board))
+    x, y = samples(3)
+    device.load_model(model)
+    device.train(x, y, RULE.lr_shift)
+    for start in (model, reweighted(model, 5)):
+        device.load_model(start)
+        trainer = IntTrainer(start, RULE)
+        assert [(r.label, r.wrong) for r in device.train(x, y, RULE.lr_shift)] == [
+            ((r := trainer.train_sample(xi, int(yi), RULE.lr_shift)).label, r.wrong)
+            for xi, yi in zip(x, y, strict=True)]
+        _, stored = device.read_model(start)
+        for got, want in zip(stored, trainer.stored, strict=True):
+            assert all(np.array_equal(got[name], want[name]) for name in want)
+    assert device.identify().trained == 9
 
 
 def test_a_board_that_does_not_train_refuses_train_and_read(model):
