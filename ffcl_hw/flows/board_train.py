@@ -12,10 +12,13 @@ FFCL's V, b, U) must equal the trainer's.
 From a freshly configured board (IDENT: nothing trained, the run's weights), the board's
 model is then train_int's for the same seed and epochs. A training core that keeps its
 weights in SPRAM (IDENT: loadable, empty at configuration) is first loaded with the run's
-starting model, its stored words, in one load transaction. ``RUN/board_train.json`` holds the
-report. ``--read [--out NEW]`` saves the model the board holds as an integer run (the
-forward weights in ``model.int.npz`` with their provenance, its dequantized twin
-``model.npz`` and ``metrics.json``), so that ``evaluate``, ``sim`` and ``bench`` take it.
+starting model, its stored words, in one load transaction (again if it has trained since
+configuration: the commit restarts its generators from the seed, so a used board trains
+as a fresh one; a block RAM training core that has trained must be configured again).
+``RUN/board_train.json`` holds the report. ``--read [--out NEW]`` saves the model the
+board holds as an integer run (the forward weights in ``model.int.npz`` with their
+provenance, its dequantized twin ``model.npz`` and ``metrics.json``), so that
+``evaluate``, ``sim`` and ``bench`` take it.
 
 The rule is the run's (``metrics.json``'s ``rule``, written by ``train --arith int``) with
 ``epochs`` from ``--epochs``; a quantized float run has none, and gets the rule ``train
@@ -131,7 +134,8 @@ def board_train(run: Path, *, port: str, epochs: int = 1, baud: int = BAUD,
     ------
     RunError
         For a bad ``epochs``, a model the training core cannot train (FFL), a board that
-        does not train, holds another model, has trained since it was configured, or
+        does not train, holds another model, has trained since it was configured (block
+        RAM: an SPRAM board is loaded again instead), or
         takes another stored width or lambda than the rule's, or refuses the load of the
         starting model; the message says the fix.
     """
@@ -165,7 +169,7 @@ def board_train(run: Path, *, port: str, epochs: int = 1, baud: int = BAUD,
                     f"epoch {epoch + 1}. "
                     + (f"Pass --epochs {epoch} or fewer, or build" if epoch else "Build")
                     + " the bitstream with the run's rule")
-        if identity.trained:
+        if identity.trained and not identity.loadable:
             raise RunError(f"the device on {port} has trained {identity.trained} samples "
                            "since it was configured: its weights and generators are no longer "
                            f"{run}'s starting point. Configure the FPGA again (flash the "
@@ -173,13 +177,17 @@ def board_train(run: Path, *, port: str, epochs: int = 1, baud: int = BAUD,
         expected = link_identity(model, lanes=identity.lanes, label_lanes=identity.label_lanes,
                                  rule=rule, train_block=identity.train_block)
         loaded, load_seconds = 0, None
-        if identity.loadable and (not identity.model_loaded
+        # IDENT's checksum is the last commit's, whatever was trained since: a board
+        # that has trained is loaded again, and the commit restarts its generators.
+        if identity.loadable and (not identity.model_loaded or identity.trained
                                   or identity.weights_checksum != expected.weights_checksum):
             # An SPRAM training core comes up empty: the run's starting stored words go in
-            # first, in one load transaction.
+            # first, in one load transaction, which also restarts training from the seed.
             if log is not None:
-                log(f"loading {run}'s starting model into the device on {port} (its weights "
-                    "are in SPRAM, which starts empty)")
+                log(f"loading {run}'s starting model into the device on {port} ("
+                    + (f"it has trained {identity.trained} samples: the load's commit "
+                       "restarts it from the rule's seed" if identity.trained else
+                       "its weights are in SPRAM, which starts empty") + ")")
             start = time.perf_counter()
             try:
                 loaded = device.load_model(model)

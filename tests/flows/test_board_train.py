@@ -16,11 +16,13 @@ import numpy as np
 import pytest
 
 from ffcl_hw.cli import main
+from ffcl_hw.device import Device
 from ffcl_hw.flows.board_train import run_rule
 from golden.datasets import load_dataset
 from golden.intmodelio import load_int_model
 from golden.inttrain import train_int
 from tests.flows.board_emulator import EmulatedBoard, serve_pty
+from tests.flows.test_link_training import BoardPort
 
 LANES = 3
 
@@ -93,6 +95,29 @@ def test_an_spram_board_is_loaded_with_the_starting_model_then_trained(run, mode
     assert report["device"]["weights_checksum"] == board.identity.weights_checksum
 
 
+def test_an_spram_board_that_has_trained_is_loaded_again_and_trains_as_a_fresh_one(
+        run, model, capsys):
+    # Loaded with the run's model and trained on a few samples, the board's IDENT still
+    # has the run's checksum (the last commit's), but its weights and generators have
+    # moved on: --train loads the run's model again, whose commit restarts the
+    # generators, and the board then trains as train_int does.
+    board = _board(run, model, loadable=True, initialised=False)
+    device = Device(BoardPort(board))
+    device.load_model(model)
+    data = load_dataset("digits")
+    device.train(model.quantize_input(data.x_train[:3]), data.y_train[:3],
+                 board.rule.lr_shift_at(0))
+    assert device.identify().weights_checksum == board.identity.weights_checksum
+    with serve_pty(board) as port:
+        assert _cli(run, port, "--train") == 0
+    captured = capsys.readouterr()
+    assert ("it has trained 3 samples: the load's commit restarts it from the rule's seed"
+            in captured.err)
+    report = json.loads((run / "board_train.json").read_text())
+    assert report["mismatches"] == 0 and report["model_equal"]
+    assert report["loaded"] == sum(board.identity.depths)
+
+
 def test_read_alone_saves_the_boards_model(run, model, tmp_path, capsys):
     board = _board(run, model)
     with serve_pty(board) as port:
@@ -108,9 +133,8 @@ def test_read_alone_saves_the_boards_model(run, model, tmp_path, capsys):
 @pytest.mark.parametrize(("case", "message"), [
     ("inference board", "does not train: its bitstream holds the inference core only"),
     ("lambda", "trains with lambda 3 only (the schedule its bitstream was built for)"),
+    # Block RAM: no load takes it back (an SPRAM board is loaded again, below).
     ("trained", "has trained 1 samples since it was configured"),
-    # Checked before the load: a load does not take the generators back to the seed.
-    ("trained spram", "has trained 1 samples since it was configured"),
     ("faulty", None),
 ])
 def test_train_refuses_a_board_it_cannot_train_as_the_golden_trainer(run, model, case,
@@ -119,9 +143,8 @@ def test_train_refuses_a_board_it_cannot_train_as_the_golden_trainer(run, model,
         board = EmulatedBoard(model, lanes=LANES)
     elif case == "lambda":
         board = _board(run, model, lr_shift=3)
-    elif case.startswith("trained"):
-        board = (_board(run, model, loadable=True, initialised=False) if "spram" in case
-                 else _board(run, model))
+    elif case == "trained":
+        board = _board(run, model)
         board.trained = 1
     else:
         # A board whose generator was seeded otherwise: its records differ (exit 1).
