@@ -391,9 +391,10 @@ class HostLink(wiring.Component):
         A :class:`~rtl.training_core.TrainingCore` adds TRAIN and READ. Built with
         ``weights="spram"`` it is loadable: its weight words come up empty, and a load
         transaction writes the stored words (B_m-bit fields, (w << f) + 2^(f-1) for a
-        starting model) through its ``load`` port; its IDENT checksum is that of the
-        stored words (:func:`link_identity`). A block RAM training core is written by
-        its own updates only: LOAD gets error 4.
+        starting model) through its ``load`` port, and its commit pulses the core's
+        ``restart`` (training from the model loaded starts at the rule's seed); its IDENT
+        checksum is that of the stored words (:func:`link_identity`). A block RAM
+        training core is written by its own updates only: LOAD gets error 4.
     divisor : int
         Clock cycles per UART bit, at least 4.
     timeout_bits : int

@@ -75,14 +75,15 @@ class EmulatedBoard:
         ``Core(shared=True)`` (the cycle count of a core on borrowed multipliers). With
         ``rule``, ``loadable=True, initialised=False`` is an SPRAM training core
         (``TrainingCore(weights="spram")``): it trains once a load of stored words
-        commits.
+        commits, and every commit restarts its generators from the seed.
     banks : {1, 2}
         As ``Core(banks=...)``: with two, a load writes the bank not in use, so the model
         in use stays in use until a good commit (and after a failed one).
     timeout_bits : int
         The idle timeout, as ``HostLink(timeout_bits=...)``.
     known : list of IntModel
-        Models a load may bring (a load is recognised by its checksum).
+        Models a load may bring (a commit is recognised by the words it leaves; words of
+        none of them raise :class:`UnknownWords`).
     faulty : bool
         Add 1 to the score of label 0 of every second image (a broken board).
     rule : TrainRule, optional

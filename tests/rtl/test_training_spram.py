@@ -8,7 +8,8 @@ simulated SPRAM returns poison for a read in a cycle that writes (``rtl.weight_s
 so a W or V pass whose reads and writes overlap stores wrong words. After every sample
 every stored W, V, b, U word and both generators must equal the golden trainer's, and
 the counter its closed form. A load offered while the core is busy must wait, writing
-nothing, until the sample's record is taken.
+nothing, until the sample's record is taken. A restart after a load (the host link's
+commit) must make the core train as a fresh golden trainer of the model loaded.
 """
 
 from __future__ import annotations
