@@ -5,6 +5,7 @@
     python docs/training_cost.py --ice40  # the smallest training cores against the UP5K
     python docs/training_cost.py --ice40-parts  # where the smallest one's cells go
     python docs/training_cost.py --ice40-inference-parts  # the same for an inference link
+    python docs/training_cost.py --restart  # what a committed load's restart costs
 
 ``--cores``: ``rtl.training_core.TrainingCore`` (B_m = 16; update lanes on the MAC lanes'
 multipliers, the default, and on their own) and the inference ``rtl.core.Core`` it
@@ -18,6 +19,11 @@ banks), three b and U lanes or one time-shared (``bias_label_lanes=1``), and tha
 every multiplier a MAC lane's (``forward_multipliers="shared"``, G = 4 label weights a
 word; and on 3 lanes, G = 3), through ``synth_ice40 -dsp``, to set against the UP5K's
 5,280 logic cells, 8 SB_MAC16 and 30 EBR.
+
+``--restart``: the 4-lane core of ``--ice40`` with every multiplier a MAC lane's (the
+small part's, flattened as there) with its ``restart`` input and with the input tied to
+0, the netlist it had before (what restores the two generators on a committed load,
+``TrainingCore.restart``).
 
 ``--ice40-parts``: the 4-lane core of ``--ice40`` with every multiplier a MAC lane's, kept
 hierarchical (``synth_ice40 -dsp -noflatten -noabc``: Yosys 0.70's ABC9 fails an
@@ -48,7 +54,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from amaranth import Signal, Value  # noqa: E402
+from amaranth import Module, Signal, Value  # noqa: E402
 from amaranth.back import rtlil  # noqa: E402
 from amaranth_boards.icebreaker import ICEBreakerPlatform  # noqa: E402
 
@@ -247,6 +253,34 @@ def ice40_parts(name: str, design, rows_of: dict[str, str]) -> None:
         print(f"| {what} | {' / '.join(f'{c:,}' for c in cells)} |")
 
 
+def restart_cost() -> None:
+    """``--restart``: the small-part core of ``--ice40-parts`` (flattened, ABC9) with its
+    ``restart`` input, and with it tied to 0 (Yosys then folds away what it drives: the
+    netlist the core had before it)."""
+    name, make = list(ice40_designs().items())[-2]
+    print(f"{name}\n")
+    print("| restart | iCE40: LUT4 / carry / FF / SB_MAC16 / EBR |")
+    print("|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for tied in (True, False):
+            design = make()
+            m = Module()
+            m.submodules.core = design
+            if tied:
+                m.d.comb += design.restart.eq(0)
+            ports = [Value.cast(value) for path, _, value in design.signature.flatten(design)
+                     if isinstance(Value.cast(value), Signal)
+                     and not (tied and path == ("restart",))]
+            (Path(tmp) / "design.il").write_text(rtlil.convert(
+                m, name="top", ports=ports, platform=ICEBreakerPlatform()))
+            subprocess.run([YOSYS, "-q", "-p", "read_rtlil design.il; synth_ice40 -dsp -top "
+                            "top; tee -q -o stat.txt stat"], cwd=tmp, capture_output=True,
+                           text=True, check=True)
+            out = (Path(tmp) / "stat.txt").read_text()
+            print(f"| {'tied to 0' if tied else 'an input'} | "
+                  + " / ".join(f"{count(out, cell):,}" for cell in CELLS["ice40"]) + " |")
+
+
 def main() -> None:
     if "--ice40-parts" in sys.argv[1:]:
         name, make = list(ice40_designs().items())[-2]
@@ -255,6 +289,9 @@ def main() -> None:
     if "--ice40-inference-parts" in sys.argv[1:]:
         ice40_parts("HostLink over a 1-lane inference Core, digits FFDL 64-64, SPRAM, "
                     "dedicated multipliers", inference_link(), INFERENCE_PARTS)
+        return
+    if "--restart" in sys.argv[1:]:
+        restart_cost()
         return
     cores = "--cores" in sys.argv[1:]
     ice40 = "--ice40" in sys.argv[1:]
