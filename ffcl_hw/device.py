@@ -319,7 +319,8 @@ class Device:
         model goes in as the stored words it starts training from, B_m bits a weight,
         (w << f) + 2^(f-1) (:func:`rtl.host_link.link_program` with IDENT's
         ``stored_bits``), not the inference words: after the commit IDENT's checksum is
-        that of ``link_identity(model, ..., rule=...)``.
+        that of ``link_identity(model, ..., rule=...)``, and the device trains as
+        ``IntTrainer(model, rule)`` fresh (the commit restarts its generators).
 
         Parameters
         ----------
