@@ -286,6 +286,8 @@ def test_starting_loads_are_an_spram_cores_only():
         for a, word in enumerate(images[name])]
     bram = TrainingCore(model, rule, lanes=2)
     assert "load" not in bram.signature.members
+    # Nor a restart: it keeps its netlist (the generators start at the seed on reset).
+    assert "restart" in core.signature.members and "restart" not in bram.signature.members
     with pytest.raises(ValueError, match=r"^Only an SPRAM training core takes starting loads; "
                                          r"this one holds its weights in 'loadable' block "
                                          r"RAM, initialised by the bitstream$"):
