@@ -19,6 +19,13 @@ the writable weight memory to distributed RAM (TRELLIS_DPR16X4) and the lookup t
 DP16KD; the seeded bugs are a weight-memory cell whose write enable is tied off and an
 update lane's multiplier with one operand bit tied off, both invisible to every RTL
 simulation (they never see the vendor cells).
+
+The iCEBreaker's training netlist (``sim RUN --train --netlist icebreaker`` on a tiny run:
+the ``synth --train`` chooser's SPRAM core, 4 lanes x 8 bits in two banks, its starting
+stored words loaded over the UART first) does not place on the UP5K: it is simulated
+logic, not a bitstream. Its seeded bug is a first-SPRAM data-in bit stuck at 0 (it fails
+at sample 0's record). Both runs: 12 minutes wall on the shared 2-core machine, Yosys
+about 100 s, each simulation some 87,000 cycles, most of them the load's 64 LOAD writes.
 """
 
 from __future__ import annotations
