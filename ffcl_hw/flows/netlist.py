@@ -488,8 +488,8 @@ def netlist_train_run(run: Path, *, board: str, samples: int = 20, lanes: int | 
     bench = simulate_training_netlist(synthesised, core, images, labels, board=board,
                                       root=folder / "sim", lr_shift=lr_shift, models=models,
                                       progress=progress)
-    luts = cell_counts(Path(synthesised["netlist"]), (LUT_CELLS[info.family],))
-    luts = luts[LUT_CELLS[info.family]]
+    lut = LUT_CELLS[info.family]
+    luts = cell_counts(Path(synthesised["netlist"]), (lut,))[lut]
     error = bench["error"]
     if error is None and (bench["failed"] or not bench["read_back"]):
         # Not a disagreement with the golden trainer: the simulation stopped early.
