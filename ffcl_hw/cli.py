@@ -271,9 +271,10 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="instead: synthesise the board's design as `synth` does and "
                         "simulate its gate-level netlist with the vendor cell models under "
                         "cocotb + Icarus, loading loadable weights over the host link "
-                        f"({', '.join(BOARD_NAMES)}). With --train (ECP5 boards): the "
-                        "training bitstream's netlist, trained over the link and read back "
-                        "after the last sample")
+                        f"({', '.join(BOARD_NAMES)}). With --train: the training build's "
+                        "netlist (icebreaker: SPRAM loaded over the link first; it does not "
+                        "place on the UP5K, no bitstream), trained over the link and read "
+                        "back after the last sample")
     p.add_argument("--samples", type=_positive, default=20, metavar="N")
     p.add_argument("--lanes", type=_positive, metavar="P",
                    help="MAC lanes (default 8; with --netlist the board's choice)")
@@ -664,10 +665,13 @@ def _sim_train_netlist(args: argparse.Namespace) -> int:
             name = "--" + option.replace("_", "-")
             raise RunError(f"{name} does not go with --train --netlist ({why}); leave out "
                            f"{name}")
-    if args.weights not in (None, "loadable"):
-        raise RunError(f"--weights {args.weights} does not go with --train --netlist (a "
-                       "training bitstream keeps its weights in block RAM); leave out "
-                       "--weights")
+    # The board's training build decides where its weights live.
+    kept = "spram" if BOARDS[args.netlist].spram_bits else "loadable"
+    if args.weights not in (None, kept):
+        where = "SPRAM" if kept == "spram" else "block RAM"
+        raise RunError(f"--weights {args.weights} does not go with --train --netlist "
+                       f"{args.netlist} (its training build keeps its weights in {where}); "
+                       f"leave out --weights")
     with _image_progress(args, f"sim --train (netlist-{args.netlist})") as progress:
         r = netlist_train_run(args.run, board=args.netlist, samples=args.samples,
                               lanes=args.lanes, lr_shift=args.lr_shift,
@@ -677,6 +681,11 @@ def _sim_train_netlist(args: argparse.Namespace) -> int:
     print(f"gate-level simulation of the {args.netlist} training netlist ({cells}), "
           f"{r['lanes']} lanes, {r['samples']} training samples from "
           f"{args.run / INT_MODEL_FILE} at lr 2^-{r['lr_shift']} ({r['rule_source']})")
+    if r["placement"]:
+        print(f"  {r['placement']}")
+    if r["load_writes"] is not None:
+        print(f"  loaded            {r['load_writes']:,} stored words over the link in "
+              f"{r['load_cycles']:,} cycles")
     written = f"  written           {args.run / TRAIN_SIM_FILE}"
     if r["mismatch"]:
         print(f"  MISMATCH with the golden trainer after {r['samples_trained']} of "

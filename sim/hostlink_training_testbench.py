@@ -5,7 +5,7 @@ Two designs share this bench, both behind ``clk``/``rst``/``rx``/``tx``: the hos
 Verilog, ``HostLink(TrainingCore(model, rule, lanes=P), train_block=B)`` exported as the
 top (tests/sim/test_hostlink_cocotb.py), and the gate-level netlist of a training
 bitstream, the board top with PLL, reset synchroniser and pin buffers around the same
-link, synthesised for ECP5 and simulated with the vendor cells' models
+link, synthesised for ECP5 or the iCEBreaker and simulated with the vendor cells' models
 (:func:`ffcl_hw.flows.netlist.simulate_training_netlist`). As in
 :mod:`sim.hostlink_testbench`, a UART source and sink on ``rx``/``tx`` at the link's bit
 time stand behind a pyserial-like port, and the unchanged, blocking ``Device`` runs in a
@@ -29,21 +29,24 @@ Three tests, each in order, because the device's state is the point:
     and an image classified follow the golden trainer; the model loaded again, the same
     samples train as on a fresh trainer (the commit restarts the generators).
 ``train_and_read_back`` (the netlist: each byte costs thousands of gate-level events)
-    The given samples trained in TRAIN frames of up to B, every record checked, every
-    stored word read back once at the end and compared, an image classified with the
-    trained weights; the outcome goes to FFCL_REPORT.
+    An SPRAM core (the iCEBreaker's) first reports no model and is loaded with the
+    starting stored words (``Device.load_model``); then the given samples trained in
+    TRAIN frames of up to B, every record checked, every stored word read back once at
+    the end and compared, an image classified with the trained weights; the outcome goes
+    to FFCL_REPORT.
 
 Set through :mod:`sim.runner`:
 
 - FFCL_HOST_LIBRARY: the host library's module (``ffcl_hw.device``), named by the runner so
   that sim/ does not import the floor above it.
 - FFCL_TRAIN: JSON ``{"model": path, "rule": TrainRule fields, "lanes": P, "block": B,
-  "divisor": ..., "timeout_bits": ..., "seed": ...}`` and ``"weights": "spram"`` for
-  ``load_then_train``; for ``train_and_read_back`` also
+  "divisor": ..., "timeout_bits": ..., "seed": ...}``, ``"weights": "spram"`` for
+  ``load_then_train`` and ``"options"`` (TrainingCore keyword parameters, as
+  :attr:`rtl.training_core.TrainingCore.options` gives them); for ``train_and_read_back`` also
   ``"images"``, ``"labels"`` (.npy paths), ``"lr_shift"`` and ``"report"`` (a JSON path:
   ``records``, ``error`` (the first disagreement, or null), ``trained``, ``read_back``,
   ``entries_differing`` (stored entries unlike the trainer's, null before the read-back),
-  ``sim_cycles``, ``seconds``).
+  ``load_writes`` and ``load_cycles`` (null without a load), ``sim_cycles``, ``seconds``).
 """
 
 from __future__ import annotations
@@ -65,7 +68,13 @@ from rtl.core import LOAD_TARGETS, load_words
 from rtl.host_link import link_identity, link_program, load_checksum, load_payload
 from rtl.protocol import Command, ErrorCode, Reply
 from rtl.training_core import TrainingCore
-from sim.netlist_testbench import CLOCK_NS, RESET_CYCLES, SETTLE_CYCLES, run_and_report
+from sim.netlist_testbench import (
+    CLOCK_NS,
+    RESET_CYCLES,
+    SETTLE_CYCLES,
+    cycles_now,
+    run_and_report,
+)
 from sim.train_check import first_stored_difference
 from sim.uart import SimulatedSerial, UartSink, UartSource
 
@@ -103,17 +112,17 @@ def _setup() -> tuple[dict, object, TrainRule, TrainingCore]:
     setup = json.loads(os.environ["FFCL_TRAIN"])
     model = load_int_model(setup["model"]).model
     rule = TrainRule(**setup["rule"])
-    return setup, model, rule, TrainingCore(model, rule, lanes=setup["lanes"],
-                                            weights=setup.get("weights", "loadable"),
-                                            **setup.get("options", {}))
+    # ``options`` may be a core's own (TrainingCore.options, weights included).
+    options = {"weights": setup.get("weights", "loadable"), **setup.get("options", {})}
+    return setup, model, rule, TrainingCore(model, rule, lanes=setup["lanes"], **options)
 
 
 def _check_identity(device, model, rule: TrainRule, setup: dict, *, loaded: bool = True):
     """IDENT as :func:`rtl.host_link.link_identity` says; an SPRAM core is loadable and,
     until a load commits, holds no model."""
     identity = device.identify()
-    spram = setup.get("weights") == "spram"
     options = setup.get("options", {})
+    spram = options.get("weights", setup.get("weights")) == "spram"
     want = dataclasses.replace(
         link_identity(model, lanes=setup["lanes"], label_lanes=options.get("label_lanes"),
                       shared=options.get("forward_multipliers") == "shared", rule=rule,
@@ -301,7 +310,7 @@ async def train_and_read_back(dut) -> None:
     device = Device(port)
     trainer = IntTrainer(model, rule)
     report = {"records": [], "error": None, "trained": 0, "read_back": False,
-              "entries_differing": None}
+              "entries_differing": None, "load_writes": None, "load_cycles": None}
 
     def fail(problem: str) -> None:
         raise AssertionError(problem)
@@ -315,6 +324,15 @@ async def train_and_read_back(dut) -> None:
             raise
 
     def steps() -> None:
+        if core.weights == "spram":
+            # SPRAM comes up empty: the starting stored words go in over the link first,
+            # as ``ffcl-hw run --train`` loads a board.
+            _check_identity(device, model, rule, setup, loaded=False)
+            start = cycles_now()
+            report["load_writes"] = device.load_model(model)
+            report["load_cycles"] = cycles_now() - start
+            dut._log.info("loaded %d words in %d cycles", report["load_writes"],
+                          report["load_cycles"])
         _check_identity(device, model, rule, setup)
         step = max(1, len(images) // 10)
         for first in range(0, len(images), setup["block"]):

@@ -60,7 +60,30 @@ VENDOR_CELLS = {
     "ice40": ("SB_MAC16", "SB_SPRAM256KA", "SB_RAM40_4K", "SB_PLL40_PAD", "SB_IO"),
     "ecp5": ("MULT18X18D", "DP16KD", "PDPW16KD", "TRELLIS_DPR16X4", "EHXPLLL", "TRELLIS_IO"),
 }
+#: Each family's LUT cell, counted in a training netlist's report.
+LUT_CELLS = {"ice40": "SB_LUT4", "ecp5": "LUT4"}
 NETLIST = f"{TOP_NAME}_netlist.v"
+
+
+def _placement(board: str, luts: int) -> str | None:
+    """What a training netlist for ``board`` with ``luts`` LUTs is not, said plainly:
+    None on ECP5 (``synth --train`` places and routes its training cores); on an SPRAM
+    board (the iCEBreaker's UP5K) that no bitstream of it exists."""
+    info = board_info(board)
+    if not info.spram_bits:
+        return None
+    # nextpnr is not run here; each logic cell holds one LUT4, so the LUTs bound the
+    # cells from below.
+    where = "docs/training-engine.md, Logic of the components"
+    if luts > info.logic_cells:
+        why = (f"this netlist does not place on the UP5K ({luts:,} SB_LUT4 alone are "
+               f"{luts / info.logic_cells:.0%} of its {info.logic_cells:,} logic cells; "
+               f"{where})")
+    else:
+        why = (f"nextpnr is not run on this netlist ({luts:,} SB_LUT4 for the UP5K's "
+               f"{info.logic_cells:,} logic cells; the digits training core does not place: "
+               f"{where})")
+    return f"no bitstream: {why}; the simulation proves the netlist's logic, not a build"
 
 
 def _pins(board: str, netlist_json: Path) -> dict[str, str]:
@@ -222,11 +245,14 @@ def simulate_training_netlist(synthesised: dict[str, Any], core: TrainingCore,
     the host link, read the model back and compare it with the golden trainer
     (:mod:`sim.hostlink_training_testbench`, test ``train_and_read_back``).
 
-    Every TRAIN record (the label of the training pass, the wrong label, the cycles) is
-    checked against :class:`golden.inttrain.IntTrainer` and the closed form as it
-    arrives; every stored word (W, FFCL's V, b, U) is read back once, after the last
-    sample (a read-back of the digits model is thousands of link bytes, each hundreds of
-    gate-level cycles); then ``images[0]`` is classified with the trained weights.
+    An SPRAM core (``weights="spram"``, the iCEBreaker's) comes up empty: the bench first
+    loads the starting stored words over the link (``Device.load_model``, as ``ffcl-hw
+    run --train`` loads a board). Every TRAIN record (the label of the training pass,
+    the wrong label, the cycles) is checked against :class:`golden.inttrain.IntTrainer`
+    and the closed form as it arrives; every stored word (W, FFCL's V, b, U) is read
+    back once, after the last sample (a read-back of the digits model is thousands of
+    link bytes, each hundreds of gate-level cycles); then ``images[0]`` is classified
+    with the trained weights.
     ``lr_shift`` is lambda of every sample (default: the rule's first epoch's).
 
     Returns
@@ -234,7 +260,8 @@ def simulate_training_netlist(synthesised: dict[str, Any], core: TrainingCore,
     dict
         ``records`` ([label, wrong, cycles] per sample trained), ``error`` (the first
         disagreement or failure, None when every check passed), ``trained``,
-        ``read_back``, ``sim_cycles``, with ``tests``/``failed`` (cocotb's counts),
+        ``read_back``, ``load_writes`` and ``load_cycles`` (None without a load),
+        ``sim_cycles``, with ``tests``/``failed`` (cocotb's counts),
         ``log``, ``build_seconds`` and ``simulation_seconds``.
 
     Raises
@@ -255,7 +282,8 @@ def simulate_training_netlist(synthesised: dict[str, Any], core: TrainingCore,
     rule = core.rule
     setup = {"model": str(work / "model.int.npz"),
              "rule": {f.name: getattr(rule, f.name) for f in fields(rule)},
-             "lanes": core.lanes, "block": TRAIN_BLOCK, "divisor": synthesised["divisor"],
+             "lanes": core.lanes, "options": core.options, "block": TRAIN_BLOCK,
+             "divisor": synthesised["divisor"],
              "seed": 0, "images": str(work / "images.npy"),
              "labels": str(work / "labels.npy"),
              "lr_shift": rule.lr_shift_at(0) if lr_shift is None else lr_shift,
@@ -270,7 +298,7 @@ def simulate_training_netlist(synthesised: dict[str, Any], core: TrainingCore,
         raise RunError(str(error)) from None
     bench = json.loads(report_file.read_text()) if report_file.exists() else {
         "records": [], "error": "the bench ended without a report", "trained": 0,
-        "read_back": False, "sim_cycles": None}
+        "read_back": False, "load_writes": None, "load_cycles": None, "sim_cycles": None}
     bench.update(tests=run.tests, failed=run.failed, log=str(run.log),
                  build_seconds=build_seconds,
                  simulation_seconds=time.perf_counter() - start)
@@ -376,32 +404,42 @@ def netlist_train_run(run: Path, *, board: str, samples: int = 20, lanes: int | 
                       lr_shift: int | None = None, multipliers: str = "shared",
                       models: dict[str, Path] | None = None,
                       progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Synthesise ``RUN``'s training bitstream for an ECP5 ``board`` and train its
-    netlist on the first ``samples`` training samples; write ``RUN/train_sim.json``.
+    """Synthesise ``RUN``'s training design for ``board`` and train its netlist on the
+    first ``samples`` training samples; write ``RUN/train_sim.json``.
 
     The core is the one ``ffcl-hw synth RUN --board BOARD --train`` builds
     (:func:`ffcl_hw.flows.synth_training.choose_training_core`: ``lanes`` or the first
-    count that fits, block RAM, the run's rule); the samples, their order and lambda are
-    those of ``sim --train`` (:mod:`ffcl_hw.flows.train_sim`). Every record is checked
-    as it arrives; every stored word is read back once, after the last sample
+    count that fits, the run's rule; block RAM on ECP5, on the iCEBreaker the small-part
+    core with its weights in SPRAM, which the bench loads over the link first); the
+    samples, their order and lambda are those of ``sim --train``
+    (:mod:`ffcl_hw.flows.train_sim`). Every record is checked as it arrives; every
+    stored word is read back once, after the last sample
     (:func:`simulate_training_netlist`). The netlist and the simulation's build live in
     ``RUN/netlist/BOARD-train``.
+
+    On the iCEBreaker this proves the netlist's logic, not a build: the training core
+    does not place on the UP5K (docs/training-engine.md, "Logic of the components"), so
+    no bitstream of it exists; ``placement`` in the report says so with the netlist's
+    LUT count.
 
     Returns
     -------
     dict
         The report written: ``sim --train``'s fields (``check_every`` is ``samples``: one
         read-back; ``weight_mismatches`` counts the stored entries that differ) with
-        ``"simulator": "netlist-BOARD"``, ``board``, ``netlist`` (path, cells, pins, UART
-        divisor), ``sim_cycles``, ``synth_seconds``, ``build_seconds`` and
+        ``"simulator": "netlist-BOARD"``, ``board``, ``netlist`` (path, cells, ``luts``,
+        pins, UART divisor), ``placement`` (None on ECP5; on the iCEBreaker the sentence
+        that no bitstream of this core exists), ``load_writes`` and ``load_cycles``
+        (None without a load), ``sim_cycles``, ``synth_seconds``, ``build_seconds`` and
         ``simulation_seconds``. The accuracies are those of the golden trainer's model,
         which the read-back equals when ``mismatch`` is None.
 
     Raises
     ------
     RunError
-        Bad input (an iCE40 board, samples, lanes, lambda, an FFL run, a core that does
-        not fit), before any tool runs.
+        Bad input (samples, lanes, lambda, an FFL run, a core that does not fit or
+        that the RTL does not build: on the iCEBreaker fewer than 3 lanes, or an SPRAM
+        word wider than 64 bits), before any tool runs.
     """
     from ffcl_hw.flows.synth_training import choose_training_core
     from ffcl_hw.flows.train_sim import (
@@ -411,14 +449,11 @@ def netlist_train_run(run: Path, *, board: str, samples: int = 20, lanes: int | 
         train_order,
     )
     from golden.inttrain import IntTrainer
+    from sim.netlist import cell_counts
 
     if board not in BOARDS:
         raise RunError(f"--netlist must be one of {', '.join(BOARDS)}, not {board!r}")
-    if board_info(board).family != "ecp5":
-        ecp5 = [name for name in BOARDS if board_info(name).family == "ecp5"]
-        raise RunError(f"--train --netlist {board}: training bitstreams exist for ECP5 only "
-                       f"(the training engine does not fit the iCE40 UP5K); use --netlist "
-                       f"{' or '.join(ecp5)}")
+    info = board_info(board)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise RunError(f"--samples must be a positive integer, not {samples!r}")
     if lanes is not None and (isinstance(lanes, bool) or not isinstance(lanes, int)
@@ -453,6 +488,8 @@ def netlist_train_run(run: Path, *, board: str, samples: int = 20, lanes: int | 
     bench = simulate_training_netlist(synthesised, core, images, labels, board=board,
                                       root=folder / "sim", lr_shift=lr_shift, models=models,
                                       progress=progress)
+    lut = LUT_CELLS[info.family]
+    luts = cell_counts(Path(synthesised["netlist"]), (lut,))[lut]
     error = bench["error"]
     if error is None and (bench["failed"] or not bench["read_back"]):
         # Not a disagreement with the golden trainer: the simulation stopped early.
@@ -478,7 +515,11 @@ def netlist_train_run(run: Path, *, board: str, samples: int = 20, lanes: int | 
         "cycles_per_sample": None, "cycles_formula": core.training_cycles(),
         "test_accuracy": None, "golden_test_accuracy": None, "initial_test_accuracy": None,
         "board": board,
-        "netlist": {key: synthesised[key] for key in ("netlist", "cells", "pins", "divisor")},
+        "netlist": {**{key: synthesised[key] for key in ("netlist", "cells", "pins", "divisor")},
+                    "luts": luts},
+        "placement": _placement(board, luts),
+        "load_writes": bench.get("load_writes"),
+        "load_cycles": bench.get("load_cycles"),
         "sim_cycles": bench.get("sim_cycles"),
         "synth_seconds": round(synth_seconds, 3),
         "build_seconds": round(bench["build_seconds"], 3),

@@ -175,14 +175,23 @@ def _lr_range(run):
     (["--samples", "1348"], "--samples 1348 is more than the 1347 training samples of "
                             "digits; use --samples 1347 or fewer"),
     (["--simulator", "modelsim"], "invalid choice: 'modelsim'"),
-    # A training netlist is ECP5 only; these are refused before any tool runs.
-    (["--netlist", "icebreaker"], "--train --netlist icebreaker: training bitstreams exist "
-                                  "for ECP5 only (the training engine does not fit the iCE40 "
-                                  "UP5K); use --netlist ulx3s-25f or ulx3s-45f or ulx3s-85f"),
+    # A training netlist's core is the board's training build's; what cannot work is
+    # refused before any tool runs. The iCEBreaker's: at least 3 lanes, an SPRAM word of
+    # at most 64 bits, its weights in SPRAM.
+    (["--netlist", "icebreaker", "--lanes", "2"],
+     "A training core for icebreaker needs at least 3 lanes, not 2: its forward pass scales "
+     "on two MAC lanes' multipliers and squares on a third"),
+    (["--netlist", "icebreaker", "--lanes", "5"], "5 lanes x 16 stored bits = 80 bits"),
+    (["--netlist", "icebreaker", "--weights", "loadable"],
+     "--weights loadable does not go with --train --netlist icebreaker (its training build "
+     "keeps its weights in SPRAM); leave out --weights"),
+    (["--netlist", "icebreaker", "--label-lanes", "2"],
+     "--label-lanes does not go with --train --netlist"),
     (["--netlist", "ulx3s-85f", "--check-every", "2"],
      "--check-every does not go with --train --netlist (the netlist is read back once"),
     (["--netlist", "ulx3s-85f", "--weights", "spram"],
-     "--weights spram does not go with --train --netlist"),
+     "--weights spram does not go with --train --netlist ulx3s-85f (its training build "
+     "keeps its weights in block RAM); leave out --weights"),
     (["--netlist", "ulx3s-85f", "--simulator", "icarus"],
      "--simulator does not go with --train --netlist"),
     (["--netlist", "ulx3s-85f", "--samples", "1348"],

@@ -1,4 +1,5 @@
-"""Gate-level simulation of a training bitstream: the ECP5 netlist of HostLink(TrainingCore).
+"""Gate-level simulation of a training design: the netlist of HostLink(TrainingCore), on
+ECP5 (a training bitstream) and on the iCEBreaker (no bitstream: it does not place).
 
 The design is the board top ``ffcl-hw synth RUN --board ulx3s-85f --train`` builds (PLL,
 reset synchroniser, pin buffers, ``HostLink(TrainingCore)`` with the default TRAIN block),
@@ -18,10 +19,19 @@ the writable weight memory to distributed RAM (TRELLIS_DPR16X4) and the lookup t
 DP16KD; the seeded bugs are a weight-memory cell whose write enable is tied off and an
 update lane's multiplier with one operand bit tied off, both invisible to every RTL
 simulation (they never see the vendor cells).
+
+The iCEBreaker's training netlist (``sim RUN --train --netlist icebreaker`` on a tiny run:
+the ``synth --train`` chooser's SPRAM core, 4 lanes x 8 bits in two banks, its starting
+stored words loaded over the UART first) does not place on the UP5K: it is simulated
+logic, not a bitstream. Its seeded bug is a first-SPRAM data-in bit stuck at 0 (it fails
+at sample 0's record). Both runs: 12 minutes wall on the shared 2-core machine, Yosys
+about 100 s, each simulation some 87,000 cycles, most of them the load's 64 LOAD writes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -161,3 +171,93 @@ def test_sim_train_netlist_trains_a_run_bit_exact(tmp_path, capsys):
     assert report["simulator"] == f"netlist-{BOARD}" and report["samples_trained"] == 3
     assert report["weight_mismatches"] == 0 and report["mismatch"] is None
     assert report["cycles_per_sample"]["max"] == report["cycles_formula"]
+
+
+# -- The iCEBreaker's training netlist: SPRAM loaded over the link, no bitstream ----------
+
+ICE40 = "icebreaker"
+#: The tiny run's command: digits at 3 x 3 pixels, FFDL 9-5-4 with the integer rule and
+#: 8-bit stored weights, so that the board's chooser makes the digits build's core (4
+#: lanes x 8 bits, an SPRAM word in two banks; one b and U lane; label lanes G = 4 < K).
+ICE40_RUN = ["train", "--arith", "int", "--algo", "ffdl", "--resize", "3", "--hidden", "5,4",
+             "--epochs", "1", "--store-bits", "8", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def ice40_run(tmp_path_factory):
+    """``sim RUN --train --netlist icebreaker --samples 3`` on the tiny run: (run, exit
+    status, stdout + stderr)."""
+    from ffcl_hw.cli import main
+
+    run = tmp_path_factory.mktemp("ice40-train") / "r3"
+    assert main([*ICE40_RUN, "--out", str(run)]) == 0
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        status = main(["sim", str(run), "--train", "--netlist", ICE40, "--samples", "3",
+                       "--quiet"])
+    return run, status, out.getvalue()
+
+
+def test_sim_train_netlist_loads_and_trains_the_icebreaker_core_bit_exact(ice40_run):
+    run, status, out = ice40_run
+    assert status == 0, out
+    assert "bit-exact with the golden trainer: every record, and every stored word" in out
+    report = json.loads((run / "train_sim.json").read_text())
+    assert report["simulator"] == f"netlist-{ICE40}" and report["samples_trained"] == 3
+    assert report["weight_mismatches"] == 0 and report["mismatch"] is None
+    assert report["cycles_per_sample"]["max"] == report["cycles_formula"]
+    # The board's chooser's core: SPRAM, 4 lanes of 8 bits, the small-part options.
+    assert (report["weights"], report["lanes"]) == ("spram", 4)
+    cells = report["netlist"]["cells"]
+    assert cells["SB_SPRAM256KA"] == 4 and cells["SB_PLL40_PAD"] == 1
+    assert 3 <= cells["SB_MAC16"] <= 8
+    # SPRAM comes up empty: the starting stored words went in over the link first.
+    assert report["load_writes"] > 0 and report["load_cycles"] > report["load_writes"]
+    # Said plainly: the logic, not a build (the tiny core's LUTs alone overflow the UP5K).
+    assert report["netlist"]["luts"] > 5280
+    assert report["placement"].startswith("no bitstream: this netlist does not place on "
+                                          "the UP5K")
+    assert report["placement"] in out
+
+
+def _tie_bit(text: str, instance: str, port: str, bit: int) -> str:
+    """``text`` with bit ``bit`` of the concatenation on ``port`` of ``instance`` driven
+    by a constant 0."""
+    start = text.index(f"\\{instance} ")
+    end = text.index(");\n", start)
+    block = text[start:end]
+    found = re.search(rf"\.{port}\(\{{ (.*?) \}}\)", block)
+    assert found, f"{instance} has no concatenation on {port}"
+    # Escaped names end with a space; the elements are given from the top bit down.
+    parts = found.group(1).split(" , ")
+    parts[len(parts) - 1 - bit] = "1'h0"
+    changed = block.replace(found.group(0), f".{port}({{ {' , '.join(parts)} }})")
+    return text[:start] + changed + text[end:]
+
+
+def test_a_stuck_spram_data_bit_fails_the_icebreaker_training_netlist(ice40_run, tmp_path):
+    # Bit 6 of the first SPRAM's data in stuck at 0: lane 0's stored weights lose their
+    # bit 6 as they are loaded and as they are written back. Every RTL simulation models
+    # SPRAM as an Amaranth memory and cannot see it.
+    from ffcl_hw.flows.synth_training import choose_training_core
+    from ffcl_hw.flows.train_sim import model_and_rule, train_order
+
+    run, status, _ = ice40_run
+    assert status == 0
+    model, rule, _, data = model_and_rule(run)
+    core, _ = choose_training_core(model, rule, ICE40)
+    synthesised = json.loads((run / "train_sim.json").read_text())["netlist"]
+    text = Path(synthesised["netlist"]).read_text()
+    mutant = tmp_path / "mutant.v"
+    mutant.write_text(_tie_bit(text, "design.core.core.memories.weight_store.spram_0",
+                               "DATAIN", 6))
+    order = train_order(rule, data.n_train)[:3]
+    bench = simulate_training_netlist(
+        {**synthesised, "netlist": str(mutant)}, core,
+        model.quantize_input(data.x_train[order]), data.y_train[order], board=ICE40,
+        root=tmp_path / "sim")
+    assert bench["failed"] == 1, f"see {bench['log']}"
+    # The first disagreement, named: a sample's record or a stored word's address.
+    assert re.search(r"sample \d+: record|layer \d stored \w\[", bench["error"] or ""), \
+        bench["error"]
+    assert "golden" in bench["error"]
