@@ -18,8 +18,8 @@ __all__ = ["UartRx", "UartTx", "check_divisor"]
 
 class _RxState(enum.Enum, shape=3):
     # No state is encoded as 0: Amaranth lowers a test for 0 to a multi-bit logical NOT,
-    # which Verilator's -Wall reports (see rtl.select); sim.lint waives that only for the
-    # core's sequencer.
+    # which Verilator's -Wall reports (see rtl.select); sim.lint waives that only for an
+    # Amaranth FSM's own state register.
     IDLE = 1
     START = 2
     DATA = 3

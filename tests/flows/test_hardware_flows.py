@@ -6,9 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from amaranth import Module, Signal
+from amaranth.back import verilog
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 from ffcl_hw.cli import main
-from sim.lint import lint_verilog
+from sim.lint import fsm_zero_test_lines, lint_verilog
 from sim.runner import available_simulators
 
 FAST = ["--epochs", "3", "--hidden", "12,10"]
@@ -70,6 +74,46 @@ def test_lint_still_reports_real_problems(tmp_path):
     bad.write_text("module bad(input [7:0] a, output [3:0] y);\n  assign y = a;\nendmodule\n")
     status, messages = lint_verilog(bad)
     assert status != 0 and "WIDTHTRUNC" in messages
+
+
+class _ThreeStates(wiring.Component):
+    """An Amaranth FSM of three states (a 2-bit state register), with or without a test
+    of its own 3-bit counter for 0."""
+
+    def __init__(self, *, own_zero_test: bool) -> None:
+        self.own_zero_test = own_zero_test
+        super().__init__({"go": In(1), "busy": Out(1), "first": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        count = Signal(3)
+        m.d.sync += count.eq(count + 1)
+        m.d.comb += self.first.eq(count == 0 if self.own_zero_test else count == 1)
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.go):
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += self.busy.eq(1)
+                m.next = "DONE"
+            with m.State("DONE"):
+                m.next = "IDLE"
+        return m
+
+
+def test_lint_waives_only_the_fsms_own_test_for_state_0(tmp_path):
+    # Amaranth writes the FSM's "state == 0" as a logical NOT of the 2-bit register: waived
+    # on that line only, so the design's own "count == 0", written the same way, is not.
+    path = tmp_path / "fsm.v"
+    path.write_text(verilog.convert(_ThreeStates(own_zero_test=False), name="fsm"))
+    assert len(fsm_zero_test_lines(path.read_text())) == 1
+    status, messages = lint_verilog(path)
+    assert status == 0 and "%Warning" not in messages, messages
+    path.write_text(verilog.convert(_ThreeStates(own_zero_test=True), name="fsm"))
+    status, messages = lint_verilog(path)
+    warnings = [line for line in messages.splitlines() if line.startswith("%Warning")]
+    assert status != 0 and len(warnings) == 1, messages
+    assert "WIDTHTRUNC" in warnings[0] and "'count'" in warnings[0], messages
 
 
 @pytest.mark.parametrize("simulator", ["amaranth", *available_simulators()])
