@@ -26,6 +26,7 @@ from golden.lfsr import LFSR_WIDTH
 from rtl.error_scan import error_entry_layout
 from rtl.label_groups import LabelGroups, stored_field
 from rtl.resources import Product
+from rtl.select import equals
 from rtl.update_lane import STORED_KINDS, UpdateLane
 from rtl.weight_pass import SHIFT_SHAPE
 
@@ -193,8 +194,8 @@ class BiasLabelPass(wiring.Component):
             reg_a = Signal.like(in_addr, name=f"bu_addr_{i}")
             m.d.sync += [reg_u.eq(u_old), reg_a.eq(out_addr)]
             u_old, out_addr = reg_u, reg_a
-        new_u = Cat(Mux(y == q, lane_pos.out,
-                        Mux(y_neg == q, lane_neg.out, stored_field(u_old, q, B_m)))[:B_m]
+        new_u = Cat(Mux(equals(y, q), lane_pos.out,
+                        Mux(equals(y_neg, q), lane_neg.out, stored_field(u_old, q, B_m)))[:B_m]
                     for q in range(K))
         # The label word goes to the memory one cycle after the bias (one write a cycle).
         pending, pending_addr = Signal(), Signal.like(in_addr)
@@ -245,25 +246,27 @@ class BiasLabelPass(wiring.Component):
         m.d.comb += [issuing.eq(self.run & (neuron < self.neurons)),
                      self.errors.addr.eq(neuron), self.rho.addr.eq(neuron),
                      self.bias.addr.eq(address)]
-        # The entry's kind, a cycle after its slot: 0 U+, 1 U-, 2 b, NONE no entry.
-        NONE = 3
+        # The entry's kind, a cycle after its slot: its slot's number (U+, U-, b), NONE
+        # for no entry. Tests for a kind or a label go through rtl.select.equals: Amaranth
+        # writes "== 0" as a multi-bit logical NOT, which Verilator's -Wall reports.
+        U_POS, U_NEG, BIAS, NONE = range(4)
         kind = Signal(range(4), init=NONE)
         m.d.sync += kind.eq(Mux(issuing & (slot < 3), slot, NONE))
         errors = self.errors.data
         if groups.count == 1:
             u_neg = Signal(B_m)
-            with m.If(kind == 0):
+            with m.If(equals(kind, U_POS)):
                 m.d.sync += u_neg.eq(groups.field(self.labels.data, y_neg, B_m))
             c_neg = u_neg.as_signed()
         else:
             c_neg = groups.field(self.labels.data, y_neg, B_m)
         m.d.comb += [lane.en.eq(kind != NONE), lane.rho.eq(self.rho.data)]
         with m.Switch(kind):
-            with m.Case(0):
+            with m.Case(U_POS):
                 m.d.comb += [lane.c.eq(groups.field(self.labels.data, y, B_m)),
                              lane.d.eq(errors.dp), lane.kappa.eq(self.kappa_pos),
                              lane.k.eq(self.k_u), lane.select.eq(STORED_KINDS.index("W"))]
-            with m.Case(1):
+            with m.Case(U_NEG):
                 m.d.comb += [lane.c.eq(c_neg), lane.d.eq(errors.dn),
                              lane.kappa.eq(self.kappa_neg), lane.k.eq(self.k_u),
                              lane.select.eq(STORED_KINDS.index("W"))]
@@ -284,40 +287,42 @@ class BiasLabelPass(wiring.Component):
             stage = reg
         (out_kind, out_addr), (next_kind, next_addr) = stages[-1], stages[-2]
         u_pos = Signal(B_m)
-        with m.If(out_kind == 0):
+        with m.If(equals(out_kind, U_POS)):
             m.d.sync += u_pos.eq(lane.out[:B_m])
         new_field = lane.out[:B_m]
         issue_word = groups.word(address, Mux(slot == 1, y_neg, y))
         if groups.count == 1:
             # Read the word again as U+ leaves; write it as U- leaves.
-            with m.If(out_kind == 0):
+            with m.If(equals(out_kind, U_POS)):
                 m.d.comb += self.labels.addr.eq(out_addr)
             with m.Else():
                 m.d.comb += self.labels.addr.eq(issue_word)
-            label_write = out_kind == 1
-            fields = [Mux(y == q, u_pos, Mux(y_neg == q, new_field,
-                                             stored_field(self.labels.data, q, B_m)))[:B_m]
+            label_write = equals(out_kind, U_NEG)
+            fields = [Mux(equals(y, q), u_pos,
+                          Mux(equals(y_neg, q), new_field,
+                              stored_field(self.labels.data, q, B_m)))[:B_m]
                       for q in range(G)]
         else:
             # Read each word again the cycle before its entry leaves; write it as it does.
-            with m.If((next_kind == 0) | (next_kind == 1)):
+            with m.If(equals(next_kind, U_POS) | equals(next_kind, U_NEG)):
                 m.d.comb += self.labels.addr.eq(
-                    groups.word(next_addr, Mux(next_kind == 0, y, y_neg)))
+                    groups.word(next_addr, Mux(equals(next_kind, U_POS), y, y_neg)))
             with m.Else():
                 m.d.comb += self.labels.addr.eq(issue_word)
-            label_write = (out_kind == 0) | (out_kind == 1)
+            label_write = equals(out_kind, U_POS) | equals(out_kind, U_NEG)
             same_word = groups.group(y) == groups.group(y_neg)
-            own = Mux(out_kind == 0, groups.place(y), groups.place(y_neg))
-            fields = [Mux(own == j, new_field,
-                          Mux((out_kind == 1) & same_word & (groups.place(y) == j), u_pos,
+            own = Mux(equals(out_kind, U_POS), groups.place(y), groups.place(y_neg))
+            fields = [Mux(equals(own, j), new_field,
+                          Mux(equals(out_kind, U_NEG) & same_word
+                              & equals(groups.place(y), j), u_pos,
                               stored_field(self.labels.data, j, B_m)))[:B_m]
                       for j in range(G)]
-        out_word = Mux(out_kind == 0, y, y_neg)
+        out_word = Mux(equals(out_kind, U_POS), y, y_neg)
         with m.If(label_write):
             m.d.comb += [self.write.valid.eq(1), self.write.label.eq(1),
                          self.write.addr.eq(groups.word(out_addr, out_word)),
                          self.write.data.eq(Cat(fields))]
-        with m.Elif(out_kind == 2):
+        with m.Elif(equals(out_kind, BIAS)):
             m.d.comb += [self.write.valid.eq(1), self.write.label.eq(0),
                          self.write.addr.eq(out_addr),
                          self.write.data.eq(lane.out[:self.bias_bits])]

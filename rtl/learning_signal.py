@@ -55,13 +55,14 @@ def error_layout() -> data.StructLayout:
 
 
 class _Phase(enum.Enum, shape=3):
-    SCAN = 0       # taking neurons
-    DRAIN = 1      # the last neuron's square on its way into g
-    MARGIN = 2     # the table indices of Theta - g+ and g- - Theta
-    LOOKUP = 3     # the table read
-    PRODUCT = 4    # sigma times the maxima
-    EXPONENT = 5   # z from the larger product
-    ERRORS = 6     # the second pass
+    # No phase is 0: a test for 0 lowers to a lint-unclean multi-bit NOT (rtl.select).
+    SCAN = 1       # taking neurons
+    DRAIN = 2      # the last neuron's square on its way into g
+    MARGIN = 3     # the table indices of Theta - g+ and g- - Theta
+    LOOKUP = 4     # the table read
+    PRODUCT = 5    # sigma times the maxima
+    EXPONENT = 6   # z from the larger product
+    ERRORS = 7     # the second pass
 
 
 class LearningSignalUnit(wiring.Component):
@@ -235,7 +236,7 @@ class LearningSignalUnit(wiring.Component):
         write, read = buffer.write_port(), buffer.read_port()
         # What the three stages share: the phase, the neurons counted, the goodness, the
         # maxima and each neuron's h (scan), sigma and z (between the passes).
-        phase = Signal(_Phase)
+        phase = Signal(_Phase, init=_Phase.SCAN)
         count = Signal(range(self.depth + 1))      # neurons of this update so far
         g_pos, g_neg = Signal(self.g_bits), Signal(self.g_bits)
         top_pos, top_neg = Signal(h_shape), Signal(h_shape)

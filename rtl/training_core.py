@@ -74,6 +74,7 @@ from rtl.lfsr import WordGenerator
 from rtl.params import check_positive_int
 from rtl.program import SIDE_BITS, SIDE_LATENCY
 from rtl.resources import MemoryShape, Product
+from rtl.select import is_zero
 from rtl.sequencer import CYCLE_BITS
 from rtl.stored_words import stored_words
 from rtl.update_words import UpdateWords
@@ -640,13 +641,13 @@ class TrainingCore(wiring.Component):
                                  bank_last + table([0] + offsets[:-1]))),
             scaler.dest.eq(Mux(feedback, table([0] + n_ins[1:]), 0)),
             # Iteration 1 hears n(0) = 0 (the golden trainer's prev starts at zeros).
-            scaler.zero.eq(feedback & (iteration == 0)),
+            scaler.zero.eq(feedback & is_zero(iteration)),
             wpass.tiles.eq(table([-(-n // P) for n in hidden])), wpass.neurons.eq(table(hidden)),
             wpass.ff_columns.eq(table(n_ins)), wpass.fb_columns.eq(table(n_src)),
             wpass.ff_base.eq(table([op.ff_wbase for op in ops])),
             wpass.fb_base.eq(table([op.fb_wbase for op in ops])),
             wpass.k_ff.eq(k("W")), wpass.k_fb.eq(k("V")),
-            wpass.first.eq(words.first), wpass.first_layer.eq(layer == 0),
+            wpass.first.eq(words.first), wpass.first_layer.eq(is_zero(layer)),
             bias_label.neurons.eq(table(hidden)), bias_label.base.eq(table(offsets)),
             bias_label.kappa_b.eq(words.kappa_b), bias_label.kappa_pos.eq(words.kappa_pos),
             bias_label.kappa_neg.eq(words.kappa_neg),
@@ -818,7 +819,7 @@ class TrainingCore(wiring.Component):
         # a hold between iterations, when the core idles (it is offered no pixels until
         # the record is taken, and holds its next op until the updates are done).
         if self.weights == "spram":
-            m.d.comb += idle.eq(fsm.ongoing("SAMPLE") & (pixel == 0))
+            m.d.comb += idle.eq(fsm.ongoing("SAMPLE") & is_zero(pixel))
         updating = ~fsm.ongoing("SAMPLE") & ~fsm.ongoing("INFER")
         m.d.comb += core.store.claim.eq(updating)
         with m.If(updating & ~core.result.valid & ~fsm.ongoing("DONE")):

@@ -16,6 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.lfsr import LFSR_WIDTH
 from rtl.params import check_positive_int
+from rtl.select import is_zero
 
 __all__ = ["UpdateWords"]
 
@@ -74,7 +75,7 @@ class UpdateWords(wiring.Component):
         with m.If(self.run & self.words.valid):
             m.d.sync += count.eq(count + 1)
             # Spec order: kappa^W_1..., kappa^V..., kappa^b, kappa^+, kappa^-, rho_1..N.
-            with m.If(count == 0):
+            with m.If(is_zero(count)):
                 m.d.sync += self.first.eq(word)
             with m.If(count == columns):
                 m.d.sync += self.kappa_b.eq(word)

@@ -61,6 +61,7 @@ from rtl.input_scaler import V_BITS
 from rtl.lfsr import WordGenerator
 from rtl.params import check_positive_int
 from rtl.resources import Product
+from rtl.select import is_zero
 from rtl.update_lane import STORED_KINDS, UpdateLane
 from rtl.weight_store import PORTS, WeightStore
 
@@ -569,9 +570,9 @@ class WeightPass(wiring.Component):
                 # previous tile's last word (restore wins over the transfer), or while
                 # the tile waits.
                 m.d.comb += [replay.words.ready.eq(issue),
-                             replay.restore.eq(Mux(issue, last_column, count == 0)),
+                             replay.restore.eq(Mux(issue, last_column, is_zero(count))),
                              replay.restore_word.eq(self.first),
-                             tile_start.eq(issue & (count == 0))]
+                             tile_start.eq(issue & is_zero(count))]
                 with m.If(issue):
                     m.d.sync += count.eq(count + 1)
                     with m.If(feedback):
