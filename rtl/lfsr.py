@@ -67,7 +67,8 @@ class WordGenerator(wiring.Component):
     seed_bits : int, optional
         Width of the ``seed`` input (default 64, the rule's seeds go up to 2^63); 0 for a
         generator without ``load`` and ``seed`` (the replay generator, which is only
-        restored: the seeding's adders are a quarter of the generator's logic).
+        restored, and the training core's two, which keep their ``reset_seed``: the
+        seeding's adders are a quarter of the generator's logic).
     reset_seed : int, optional
         The seed (0..2^64 - 1) the generator holds after reset (default 0).
 

@@ -181,7 +181,8 @@ class TrainingCore(wiring.Component):
     lr_range : tuple of int
         (lambda_0, lambda of the last epoch): what ``lr_shift_in`` is clamped to.
     labels_gen, words_gen : rtl.lfsr.WordGenerator
-        The label and rounding generators (their ``words.payload`` is the next word).
+        The label and rounding generators (their ``words.payload`` is the next word),
+        without seeding: they start from ``rule.seed`` at reset.
 
     Members
     -------
@@ -322,8 +323,13 @@ class TrainingCore(wiring.Component):
             # generators (block RAM cores take no loads, and keep their netlist).
             members["restart"] = In(1)
         super().__init__(members)
-        self.labels_gen = WordGenerator(offset=LABEL_SEED_OFFSET, reset_seed=rule.seed)
-        self.words_gen = WordGenerator(offset=0, reset_seed=rule.seed)
+        # Both start from rule.seed at reset and are never seeded again: no seeding
+        # logic (with ``load`` tied low, the seedable generator's If/Elif chain lowers
+        # to a casez on a partly constant selector, which Verilator reports as
+        # CASEOVERLAP).
+        self.labels_gen = WordGenerator(offset=LABEL_SEED_OFFSET, reset_seed=rule.seed,
+                                        seed_bits=0)
+        self.words_gen = WordGenerator(offset=0, reset_seed=rule.seed, seed_bits=0)
 
     @property
     def options(self) -> dict:
