@@ -199,12 +199,18 @@ class Sweep(wiring.Component):
         with m.If(capture.valid):
             m.d.comb += [sweep_valid.eq(1), sweep_fb.eq(capture.fb), sweep_final.eq(capture.final),
                          sweep_neuron.eq(capture.neuron)]
-            m.d.sync += [sweep_left.eq(capture.count - 1), sweep_next.eq(capture.neuron + 1),
-                         sweep_fb_r.eq(capture.fb), sweep_final_r.eq(capture.final)]
-        with m.Elif(sweep_left.any()):
-            m.d.comb += [sweep_valid.eq(1), sweep_fb.eq(sweep_fb_r), sweep_final.eq(sweep_final_r),
-                         sweep_neuron.eq(sweep_next)]
-            m.d.sync += [sweep_left.eq(sweep_left - 1), sweep_next.eq(sweep_next + 1)]
+            if P > 1:
+                m.d.sync += [sweep_left.eq(capture.count - 1),
+                             sweep_next.eq(capture.neuron + 1),
+                             sweep_fb_r.eq(capture.fb), sweep_final_r.eq(capture.final)]
+        if P > 1:
+            # The tile's other lanes, a sum a cycle. (On one lane a tile is one sum: no
+            # counter, which would be zero bits wide, and Verilog can only write that as
+            # [-1:0]: ASCRANGE under Verilator's -Wall.)
+            with m.Elif(sweep_left.any()):
+                m.d.comb += [sweep_valid.eq(1), sweep_fb.eq(sweep_fb_r),
+                             sweep_final.eq(sweep_final_r), sweep_neuron.eq(sweep_next)]
+                m.d.sync += [sweep_left.eq(sweep_left - 1), sweep_next.eq(sweep_next + 1)]
 
         # -- sweep pipeline: issue (p) -> scaler (S) -> offset, sum, saturate (3) -> write
         S = scaler.latency

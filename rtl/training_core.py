@@ -200,7 +200,7 @@ class TrainingCore(wiring.Component):
     read_data : Out(unsigned(...))
         The word, :attr:`read_latency` cycles after its ``read`` (as
         :meth:`stored_images` packs it).
-    lr_shift_in : In(range(lambda_last + 1), init=lambda_0)
+    lr_shift_in : In(range(max(2, lambda_last + 1)), init=lambda_0)
         lambda (the learning rate 2^-lambda), sampled with the last pixel of a sample
         (in the cycle it is transferred) and used for all of that sample's updates.
         The core is built for the rule's schedule, lambda_0 = ``rule.lr_shift_at(0)``
@@ -279,6 +279,9 @@ class TrainingCore(wiring.Component):
         #: The lambdas of the rule's schedule (it only grows): the update lanes' shifters
         #: are built for k over exactly these (UpdateLane.for_model).
         self.lr_range = rule.lr_range
+        # At least one bit: with lambda 0 throughout, range(1) would be a zero-width port,
+        # which Verilog can only write as [-1:0] (Verilator's -Wall: ASCRANGE).
+        self._lambda_shape = range(max(2, self.lr_range[1] + 1))
         fmt, config = model.fmt, model.config
         hidden = config.hidden
         n_ins = [config.input_size] + list(hidden[:-1])
@@ -313,7 +316,7 @@ class TrainingCore(wiring.Component):
             "busy": Out(1),
             "read": In(wiring.Signature({"target": Out(3), "addr": Out(range(read_words))})),
             "read_data": Out(unsigned(read_bits)),
-            "lr_shift_in": In(range(self.lr_range[1] + 1), init=self.lr_range[0]),
+            "lr_shift_in": In(self._lambda_shape, init=self.lr_range[0]),
         }
         if weights == "spram":
             # SPRAM comes up empty: the starting words come in through this port. Block
@@ -487,7 +490,7 @@ class TrainingCore(wiring.Component):
                  "y_neg": Signal(range(self.model.config.num_classes)),
                  "feedback": Signal(),
                  "iteration": Signal(range(max(2, self.model.config.loops))),
-                 "lam": Signal(range(self.lr_range[1] + 1), init=self.lr_range[0])}
+                 "lam": Signal(self._lambda_shape, init=self.lr_range[0])}
         self._layer_inputs(m, state)
         # Shared read ports: the error and rho buffers (W pass, then the b/U pass), the
         # core's stored words (the passes, the scan's labels, then the read-back).
@@ -733,9 +736,14 @@ class TrainingCore(wiring.Component):
             boundary = Array(Const(i) for i in first_ops[1:])[iteration]
             m.d.comb += at_boundary.eq(obs.fetch & (obs.op_index == boundary)
                                        & (iteration < T - 1))
+        # lambda clamped to the rule's range, by the comparisons that can be true (a
+        # constant one, "< 0" above all, is what Verilator's -Wall reports as UNSIGNED).
         low, high = self.lr_range
-        lam_in = Mux(self.lr_shift_in < low, low,
-                     Mux(self.lr_shift_in > high, high, self.lr_shift_in))
+        lam_in = self.lr_shift_in
+        if high < (1 << len(lam_in)) - 1:
+            lam_in = Mux(lam_in > high, high, lam_in)
+        if low > 0:
+            lam_in = Mux(lam_in < low, low, lam_in)
         cycles, counting = Signal(CYCLE_BITS), Signal()
         with m.If(counting):
             m.d.sync += cycles.eq(cycles + 1)

@@ -255,10 +255,16 @@ class UpdateLane(wiring.Component):
         shifted = Signal(signed(len(total) + left_limit))
         k2, c2, select2, en2 = Signal.like(k), Signal.like(c), Signal.like(select), Signal()
         right = Signal(range(self.max_shift + 1))
-        left = Signal(range(left_limit + 1))
-        m.d.comb += [right.eq(Mux(k1 > 0, k1, 0)),
-                     left.eq(Mux(k1 < 0, Mux(-k1 > left_limit, left_limit, -k1), 0))]
-        m.d.sync += [shifted.eq(Mux(k1 > 0, total >> right, total << left)),
+        m.d.comb += right.eq(Mux(k1 > 0, k1, 0))
+        if left_limit:
+            left = Signal(range(left_limit + 1))
+            m.d.comb += left.eq(Mux(k1 < 0, Mux(-k1 > left_limit, left_limit, -k1), 0))
+            not_right = total << left
+        else:
+            # No k below 0: no left shift (its amount would be a zero-width signal, which
+            # Verilog can only write as [-1:0]: ASCRANGE under Verilator's -Wall).
+            not_right = total
+        m.d.sync += [shifted.eq(Mux(k1 > 0, total >> right, not_right)),
                      k2.eq(k1), c2.eq(c1), select2.eq(select1), en2.eq(en1)]
         # Stage 3: saturate the step to stored width + 1 bits.
         step_bits = self.stored_bits + 1
