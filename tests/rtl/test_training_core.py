@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth.back import verilog
 from amaranth.sim import Simulator
 
+from ffcl_hw.flows.synth_training import training_core
 from golden.config import ModelConfig
 from golden.datasets import load_dataset
 from golden.intformat import IntFormat
@@ -19,8 +21,10 @@ from golden.intmodel import IntLayer, IntModel
 from golden.inttrain import IntTrainer, TrainRule, default_lr_shift, initial_model
 from golden.lfsr import Lfsr
 from rtl.core import LOAD_TARGETS, Core, memory_images
+from rtl.host_link import HostLink
 from rtl.label_groups import LabelGroups
 from rtl.training_core import TrainingCore
+from sim.lint import lint_verilog
 from tests.rtl.helpers import PERIOD, simulate
 
 SEED = 2024
@@ -558,3 +562,52 @@ def test_a_training_core_on_a_deep_weight_store_trains_like_the_golden_trainer()
     # One sample (about 30 s of CPU): every stored word is compared after it.
     cycles, _ = run_samples(dut, trainer, samples)
     assert cycles == [dut.training_cycles()]
+
+
+def _lint_model(algo: str, hidden: tuple[int, ...], **fields) -> IntModel:
+    config = ModelConfig(algo=algo, input_size=D, num_classes=K, theta=0.5, hidden=hidden,
+                         **fields)
+    return make_model(config, SEED)
+
+
+def _lint_rule(**fields) -> TrainRule:
+    return TrainRule(epochs=1, seed=7, **{"lr_shift": 4, **fields})
+
+
+#: The training core's Verilog, as the flows export it, linted like the inference core's
+#: (sim.lint: verilator --lint-only -Wall with the waivers of docs/toolchain.md). Each
+#: case builds what it names; the comment says which of its constructs once warned.
+LINT_CASES = {
+    # Block RAM, 3 lanes (the ECP5 builds): the generators' seeding with `load` tied
+    # low (CASEOVERLAP), "== 0" tests of counters, labels and the learning signal's
+    # phase (WIDTHTRUNC).
+    "ffdl_block_ram_p3": lambda: TrainingCore(_lint_model("ffdl", (7, 5)), _lint_rule(),
+                                              lanes=3),
+    # FFCL, T = 3, every iteration trained: "layer == 0" and "iteration == 0" of a
+    # 2-bit layer and iteration.
+    "ffcl_all_t3_p3": lambda: TrainingCore(
+        _lint_model("ffcl", (5, 4, 3), loops=3, topology="adjacent"),
+        _lint_rule(loss_iterations="all"), lanes=3),
+    # The iCEBreaker flow's small-part core (SPRAM, one b and U lane, every multiplier
+    # a MAC lane's), B_m = 8: the one lane's kind chain, "pixel == 0", and the update
+    # lanes' zero-width left shift (no k below 0).
+    "ffdl_icebreaker_spram_p4_b8": lambda: training_core(
+        _lint_model("ffdl", (7, 5)), _lint_rule(store_bits=8), "icebreaker", 4),
+    # One lane, lambda 0 throughout: the one-lane sweep's counter and the lambda port
+    # (zero-width: ASCRANGE), the clamp of lambda below 0 (UNSIGNED).
+    "ffdl_p1_lambda_0": lambda: TrainingCore(_lint_model("ffdl", (4, 5)),
+                                             _lint_rule(lr_shift=0, store_bits=12), lanes=1),
+    # The host link over a training core (the training boards' top).
+    "host_link_ffdl_p3": lambda: HostLink(
+        TrainingCore(_lint_model("ffdl", (7, 5)), _lint_rule(), lanes=3), divisor=4,
+        train_block=2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LINT_CASES))
+def test_the_training_core_exports_lint_clean_verilog(name, tmp_path):
+    path = tmp_path / f"{name}.v"
+    path.write_text(verilog.convert(LINT_CASES[name](), name=name))
+    status, messages = lint_verilog(path)
+    assert status == 0, messages
+    assert "%Warning" not in messages and "%Error" not in messages, messages
