@@ -198,17 +198,23 @@ def test_an_spram_training_board_trains_once_the_stored_words_are_loaded(model):
     ident = device.identify()
     assert ident.model_loaded and ident.weights_checksum == link_identity(
         model, lanes=3, rule=RULE, train_block=ident.train_block).weights_checksum
-    trainer = IntTrainer(model, RULE)
-    assert [(r.label, r.wrong) for r in device.train(x, y, RULE.lr_shift)] == [
-        ((r := trainer.train_sample(xi, int(yi), RULE.lr_shift)).label, r.wrong)
-        for xi, yi in zip(x, y, strict=True)]
-    _, stored = device.read_model(model)
-    for got, want in zip(stored, trainer.stored, strict=True):
-        assert all(np.array_equal(got[name], want[name]) for name in want)
+    _trains_as_a_fresh_trainer(device, model, x, y)
     # A block RAM training board is initialised by its bitstream: no load.
     with pytest.raises(HostLinkError, match="keeps its weights in block RAM"):
         Device(BoardPort(EmulatedBoard(model, lanes=3, loadable=False, rule=RULE))
                ).load_model(model)
+
+
+def _trains_as_a_fresh_trainer(device: Device, start, x, y) -> None:
+    """``device`` trains ``x``, ``y`` as IntTrainer(start, RULE) fresh: the records, then
+    every stored word read back."""
+    trainer = IntTrainer(start, RULE)
+    assert [(r.label, r.wrong) for r in device.train(x, y, RULE.lr_shift)] == [
+        ((r := trainer.train_sample(xi, int(yi), RULE.lr_shift)).label, r.wrong)
+        for xi, yi in zip(x, y, strict=True)]
+    _, stored = device.read_model(start)
+    for got, want in zip(stored, trainer.stored, strict=True):
+        assert all(np.array_equal(got[name], want[name]) for name in want)
 
 
 def test_a_load_restarts_an_spram_training_board_from_the_seed(model):
@@ -223,13 +229,7 @@ def test_a_load_restarts_an_spram_training_board_from_the_seed(model):
     device.train(x, y, RULE.lr_shift)
     for start in (model, reweighted(model, 5)):
         device.load_model(start)
-        trainer = IntTrainer(start, RULE)
-        assert [(r.label, r.wrong) for r in device.train(x, y, RULE.lr_shift)] == [
-            ((r := trainer.train_sample(xi, int(yi), RULE.lr_shift)).label, r.wrong)
-            for xi, yi in zip(x, y, strict=True)]
-        _, stored = device.read_model(start)
-        for got, want in zip(stored, trainer.stored, strict=True):
-            assert all(np.array_equal(got[name], want[name]) for name in want)
+        _trains_as_a_fresh_trainer(device, start, x, y)
     assert device.identify().trained == 9
 
 
