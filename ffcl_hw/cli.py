@@ -47,7 +47,7 @@ from ffcl_hw.progress import EpochBar
 from ffcl_hw.runs import RunError
 from golden.config import ALGORITHMS, ConfigError, ModelConfig, TrainConfig
 from golden.datasets import DatasetError, load_dataset, parse_dataset_spec
-from golden.inttrain import TrainRule, default_lr_shift
+from golden.inttrain import TrainRule, default_lr_shift, default_lr_steps
 from golden.modelio import ModelFileError
 from rtl.board import BOARDS
 from rtl.core import WEIGHT_MEMORIES
@@ -167,12 +167,6 @@ def _lr_steps(text: str) -> tuple[int, ...]:
     return steps
 
 
-def _default_lr_steps(epochs: int) -> tuple[int, int]:
-    """``train --arith int``'s learning-rate steps without ``--lr-steps`` (and compare
-    --with-int's): at half and three quarters of the epochs."""
-    return (epochs // 2, 3 * epochs // 4)
-
-
 def _add_int_train_options(parser: argparse.ArgumentParser) -> None:
     """``train --arith int``: the on-chip learning rule (docs/integer-training.md)."""
     group = parser.add_argument_group("integer training (--arith int)")
@@ -187,7 +181,7 @@ def _add_int_train_options(parser: argparse.ArgumentParser) -> None:
                             "image norm)): 6 on digits, 7 on MNIST 14x14, 9 on MNIST)")
     group.add_argument("--lr-steps", type=_lr_steps, metavar="E1,E2,...",
                        help="0-based epochs where L grows by one (default: half and three "
-                            "quarters of the epochs; '' for none)")
+                            "quarters of the epochs, none at epoch 0; '' for none)")
     group.add_argument("--store-bits", type=_bits(2, 24), default=16, metavar="B",
                        help="width of a stored weight (default 16)")
     group.add_argument("--weight-bits", type=_bits(2, 16), default=8, metavar="B",
@@ -510,7 +504,7 @@ def _train_int(args: argparse.Namespace, dataset) -> int:
             dataset, config, resize=args.resize, seed=args.seed, weight_bits=args.weight_bits,
             state_bits=args.state_bits, frac_bits=args.frac_bits)
     epochs = args.epochs or preset.epochs
-    steps = args.lr_steps if args.lr_steps is not None else _default_lr_steps(epochs)
+    steps = args.lr_steps if args.lr_steps is not None else default_lr_steps(epochs)
     try:
         rule = TrainRule(epochs=epochs, lr_shift=default_lr_shift(dataset.x_train)
                          if args.lr_shift is None else args.lr_shift, lr_steps=steps,
@@ -573,7 +567,7 @@ def _compare(args: argparse.Namespace) -> int:
         model = seed_model(dataset, config, resize=args.resize, seed=args.seed, weight_bits=8,
                            state_bits=16, frac_bits=None)
         rule = TrainRule(epochs=preset.epochs, lr_shift=default_lr_shift(dataset.x_train),
-                         lr_steps=_default_lr_steps(preset.epochs), seed=args.seed)
+                         lr_steps=default_lr_steps(preset.epochs), seed=args.seed)
         return train_int_run(dataset, model, rule, folder, resize=args.resize,
                              callback=EpochBar(algo.upper() + " int", quiet=args.quiet)).metrics
 

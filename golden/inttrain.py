@@ -54,6 +54,7 @@ __all__ = [
     "SampleResult",
     "TrainRule",
     "default_lr_shift",
+    "default_lr_steps",
     "initial_model",
     "input_frac_bits",
     "learning_signal",
@@ -536,6 +537,16 @@ class IntTrainer:
             prev = current
         scores = goodness[list(config.scoring_layers())].sum(axis=0)
         return SampleResult(label=int(argmax(scores)), wrong=y_neg, layer_loss=losses)
+
+
+def default_lr_steps(epochs: int) -> tuple[int, ...]:
+    """The default schedule's steps: lambda grows by one at half and at three quarters of
+    ``epochs`` (0-based epochs ``epochs // 2`` and ``3 * epochs // 4``).
+
+    A step that would fall at epoch 0 is left out: it would raise lambda from the start,
+    so one epoch would train at lambda_0 + 2, not at the lambda_0 asked for.
+    """
+    return tuple(step for step in (epochs // 2, 3 * epochs // 4) if step > 0)
 
 
 def default_lr_shift(x_train: np.ndarray) -> int:

@@ -49,7 +49,7 @@ from ffcl_hw.flows.train_int import dequantize
 from ffcl_hw.runs import RunError, staged_run, write_json
 from golden.intmodel import IntModel
 from golden.intmodelio import save_int_model
-from golden.inttrain import IntTrainer, TrainRule, default_lr_shift
+from golden.inttrain import IntTrainer, TrainRule, default_lr_shift, default_lr_steps
 from golden.modelio import SavedModel, save_model
 from rtl.host_link import LinkIdentity, link_identity
 from sim.train_check import first_stored_difference
@@ -75,7 +75,7 @@ def run_rule(run: Path, epochs: int, x_train: np.ndarray) -> TrainRule:
     try:
         if stored is None:
             return TrainRule(epochs=epochs, lr_shift=default_lr_shift(x_train),
-                             lr_steps=(epochs // 2, 3 * epochs // 4))
+                             lr_steps=default_lr_steps(epochs))
         fields = ("lr_shift", "lr_steps", "store_bits", "rounding", "sigmoid",
                   "loss_iterations", "seed", "upper_lr_boost")
         return TrainRule(epochs=epochs, **{k: stored[k] for k in fields if k in stored})

@@ -41,7 +41,7 @@ from ffcl_hw.flows.simulate import SIMULATORS
 from ffcl_hw.presets import int_preset_for
 from ffcl_hw.runs import RunError, write_json
 from golden.intmodel import IntModel
-from golden.inttrain import TrainRule, default_lr_shift
+from golden.inttrain import TrainRule, default_lr_shift, default_lr_steps
 from golden.modelio import load_model
 from rtl.program import build_program
 from rtl.training_core import WEIGHT_KINDS, TrainingCore
@@ -74,7 +74,7 @@ def default_rule(x_train: np.ndarray, dataset: str) -> TrainRule:
     epochs, lambda_0 from the images, steps at half and three quarters, seed 0."""
     epochs = int_preset_for(dataset).epochs
     return TrainRule(epochs=epochs, lr_shift=default_lr_shift(x_train),
-                     lr_steps=(epochs // 2, 3 * epochs // 4))
+                     lr_steps=default_lr_steps(epochs))
 
 
 def default_lr_shift_for(rule: TrainRule) -> int:

@@ -20,6 +20,7 @@ from golden.intmodel import IntLayer, IntModel
 from golden.inttrain import (
     IntTrainer,
     TrainRule,
+    default_lr_steps,
     initial_model,
     sigmoid_table,
     train_int,
@@ -521,3 +522,15 @@ def test_float_twin_with_the_same_schedule_learns() -> None:
                                         data.x_train[:400], data.y_train[:400])
     assert evaluate(config, params, data.x_test, data.y_test).accuracy > 0.6
     assert losses[1] < losses[0]
+
+
+@pytest.mark.parametrize(("epochs", "steps"), [(1, ()), (2, (1, 1)), (3, (1, 2)),
+                                               (30, (15, 22))])
+def test_the_default_schedule_steps_at_half_and_three_quarters_never_at_epoch_0(epochs,
+                                                                                  steps):
+    # With one epoch both steps would land at epoch 0 and one epoch would train at
+    # lambda_0 + 2, not the lambda_0 asked for (--lr-shift).
+    assert default_lr_steps(epochs) == steps
+    rule = TrainRule(epochs=epochs, lr_shift=3, lr_steps=default_lr_steps(epochs))
+    assert rule.lr_shift_at(0) == 3
+    assert rule.lr_range[1] == 3 + len(steps)
