@@ -249,47 +249,52 @@ def test_ffcl_trains_bit_exact_at_the_last_epochs_lambda_by_default(ffcl_int_run
     assert report["test_accuracy"] == report["golden_test_accuracy"]
 
 
+def _trains_bit_exact_as(capsys, run, argv, message: str, **options) -> dict:
+    """``sim RUN --train --simulator amaranth --samples 2`` with ``argv``: exit 0,
+    ``message`` printed, both samples checked without a mismatch, the counter at the
+    closed form of ``TrainingCore(model, rule, lanes=3, **options)``, the golden
+    trainer's accuracy. Returns the report."""
+    status, out, err = _sim_train(capsys, run, "--simulator", "amaranth", "--samples", "2",
+                                  *argv)
+    assert status == 0, out + err
+    assert message in out
+    report = json.loads((run / "train_sim.json").read_text())
+    assert report["checked_samples"] == 2 and report["weight_mismatches"] == 0
+    saved, rule = _saved_model_and_rule(run)
+    core = TrainingCore(saved.model, rule, lanes=3, **options)
+    assert report["cycles_per_sample"]["max"] == report["cycles_formula"] \
+        == core.training_cycles()
+    assert report["test_accuracy"] == report["golden_test_accuracy"]
+    return report
+
+
 def test_an_spram_core_loads_its_words_then_trains_bit_exact(tiny_int_run, capsys):
     # SPRAM comes up empty: the bench must load the starting words through the core's
     # load port before sample 0, or the first check fails. One word a cycle is slower on
     # 3 lanes than block RAM's: the closed form says by how much.
-    status, out, err = _sim_train(capsys, tiny_int_run, "--simulator", "amaranth",
-                                  "--samples", "2", "--weights", "spram")
-    assert status == 0, out + err
-    assert ("3 lanes (update lanes on shared multipliers), weights in SPRAM (loaded "
-            "through the load port), 2 training samples") in out
-    report = json.loads((tiny_int_run / "train_sim.json").read_text())
-    assert report["weights"] == "spram" and report["checked_samples"] == 2
-    assert report["weight_mismatches"] == 0
+    report = _trains_bit_exact_as(
+        capsys, tiny_int_run, ["--weights", "spram"],
+        "3 lanes (update lanes on shared multipliers), weights in SPRAM (loaded through the "
+        "load port), 2 training samples", weights="spram")
+    assert report["weights"] == "spram"
     saved, rule = _saved_model_and_rule(tiny_int_run)
     spram = TrainingCore(saved.model, rule, lanes=3, weights="spram")
     bram = TrainingCore(saved.model, rule, lanes=3)
     assert spram.training_cycles() > bram.training_cycles()
-    assert report["cycles_per_sample"]["max"] == report["cycles_formula"] \
-        == spram.training_cycles()
-    assert report["test_accuracy"] == report["golden_test_accuracy"]
 
 
 def test_the_icebreaker_builds_core_trains_bit_exact(tiny_int_run, capsys):
     # --board icebreaker: the core `synth --train --board icebreaker` builds (its lane
     # choice: 3 for 16-bit stored weights), SPRAM loaded first, one b/U lane, every
     # multiplier a MAC lane's, 3 of the 10 labels a word (4 label words a neuron).
-    status, out, err = _sim_train(capsys, tiny_int_run, "--simulator", "amaranth",
-                                  "--samples", "2", "--board", "icebreaker")
-    assert status == 0, out + err
-    assert ("as icebreaker's training build makes it: 3 label weights a word, 1 b/U lane, "
-            "the forward pass on shared multipliers, the learning signal on shared") in out
-    report = json.loads((tiny_int_run / "train_sim.json").read_text())
+    report = _trains_bit_exact_as(
+        capsys, tiny_int_run, ["--board", "icebreaker"],
+        "as icebreaker's training build makes it: 3 label weights a word, 1 b/U lane, "
+        "the forward pass on shared multipliers, the learning signal on shared",
+        weights="spram", bias_label_lanes=1, forward_multipliers="shared",
+        signal_multipliers="shared", label_lanes=3)
     assert (report["board"], report["lanes"], report["weights"], report["label_lanes"],
             report["bias_label_lanes"]) == ("icebreaker", 3, "spram", 3, 1)
-    assert report["checked_samples"] == 2 and report["weight_mismatches"] == 0
-    saved, rule = _saved_model_and_rule(tiny_int_run)
-    small = TrainingCore(saved.model, rule, lanes=3, weights="spram", bias_label_lanes=1,
-                         forward_multipliers="shared", signal_multipliers="shared",
-                         label_lanes=3)
-    assert report["cycles_per_sample"]["max"] == report["cycles_formula"] \
-        == small.training_cycles()
-    assert report["test_accuracy"] == report["golden_test_accuracy"]
 
 
 def test_board_needs_train(tiny_int_run, capsys):
