@@ -86,6 +86,14 @@ def designs() -> dict:
                                                     min_shift=-5, max_shift=22),
         "UpdateLane, k -5..22, borrowed multiplier": lambda: UpdateLane(
             limits=limits, input_bits=15, min_shift=-5, max_shift=22, product_latency=2),
+        "UpdateLane, k -5..22, borrowed multiplier, compact": lambda: UpdateLane(
+            limits=limits, input_bits=15, min_shift=-5, max_shift=22, product_latency=2,
+            compact=True),
+        "UpdateLane, k -5..22, unit input (b, U)": lambda: UpdateLane(
+            limits=limits, input_bits=1, min_shift=-5, max_shift=22, unit_input=True),
+        "UpdateLane, k -5..22, unit input, compact": lambda: UpdateLane(
+            limits=limits, input_bits=1, min_shift=-5, max_shift=22, unit_input=True,
+            compact=True),
     }
 
 

@@ -169,6 +169,11 @@ class TrainingCore(wiring.Component):
         time-shared, a neuron every third cycle (N cycles more per layer; two lanes and
         the carried label words fewer, for a part as small as the UP5K: the figures are
         in docs/training-engine.md, "Logic of the components"). The same weights.
+    compact_lanes : bool, optional
+        Every update lane (the W and V pass's, the b and U pass's) in its small-part
+        form, ``UpdateLane(compact=True)``: R formed as an entry comes in, and a
+        selection of the kept bits instead of a barrel shifter, for a part as small as
+        the UP5K. The same weights in the same cycles. Default False.
 
     Attributes
     ----------
@@ -230,7 +235,8 @@ class TrainingCore(wiring.Component):
     def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int,
                  multipliers: str = "shared", signal_multipliers: str = "dedicated",
                  forward_multipliers: str = "dedicated", weights: str = "loadable",
-                 label_lanes: int | None = None, bias_label_lanes: int = 3) -> None:
+                 label_lanes: int | None = None, bias_label_lanes: int = 3,
+                 compact_lanes: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -242,6 +248,8 @@ class TrainingCore(wiring.Component):
         if multipliers not in MULTIPLIERS:
             raise ValueError(f"Multipliers must be one of {', '.join(MULTIPLIERS)}, "
                              f"not {multipliers!r}")
+        if not isinstance(compact_lanes, bool):
+            raise TypeError(f"Compact lanes must be True or False, not {compact_lanes!r}")
         if signal_multipliers not in MULTIPLIERS:
             raise ValueError(f"Signal multipliers must be one of {', '.join(MULTIPLIERS)}, "
                              f"not {signal_multipliers!r}")
@@ -303,9 +311,11 @@ class TrainingCore(wiring.Component):
                                       product_latency=SIDE_LATENCY if shared else None,
                                       operand_bits=SIDE_BITS,
                                       weight_latency=self.core.program.weight_latency,
-                                      port=self.core.memories.weight_store.port)
+                                      port=self.core.memories.weight_store.port,
+                                      compact_lanes=compact_lanes)
         self.bias_label = BiasLabelPass(model, rule, lanes=bias_label_lanes,
-                                        label_lanes=self.label_groups.lanes)
+                                        label_lanes=self.label_groups.lanes,
+                                        compact_lanes=compact_lanes)
         K = model.config.num_classes
         prog = self.core.program
         read_words = max(2, len(prog.weight_words), len(prog.label_words))
@@ -342,7 +352,8 @@ class TrainingCore(wiring.Component):
         return {"multipliers": self.multipliers, "signal_multipliers": self.signal_multipliers,
                 "forward_multipliers": self.forward_multipliers, "weights": self.weights,
                 "label_lanes": self.label_groups.lanes,
-                "bias_label_lanes": len(self.bias_label.lanes)}
+                "bias_label_lanes": len(self.bias_label.lanes),
+                "compact_lanes": self.bias_label.lanes[0].compact}
 
     @property
     def widths(self) -> dict[str, int]:

@@ -122,6 +122,7 @@ def _accelerator(model: IntModel, rule: TrainRule, lanes: int,
         "label_lanes": core.label_groups.lanes,
         "bias_label_lanes": len(core.bias_label.lanes),
         "forward_multipliers": core.forward_multipliers,
+        "compact_lanes": core.options["compact_lanes"],
         "how": "training_cycles() of the core `ffcl-hw synth RUN --board B --train` builds "
                "(ffcl_hw.flows.synth_training.training_core): the closed form of its "
                "counter, which tests/rtl/test_training_core.py and test_training_spram.py "

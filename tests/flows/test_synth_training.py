@@ -193,10 +193,11 @@ def test_an_icebreaker_training_build_takes_the_small_part_core(int_run):
     assert report["weights"] == "spram" and report["multipliers"] == "shared"
     training = report["training"]
     assert (training["bias_label_lanes"], training["forward_multipliers"],
-            training["signal_multipliers"]) == (1, "shared", "shared")
+            training["signal_multipliers"], training["compact_lanes"]) == (1, "shared",
+                                                                          "shared", True)
     small = TrainingCore(model, rule, lanes=3, weights="spram", bias_label_lanes=1,
                          forward_multipliers="shared", signal_multipliers="shared",
-                         label_lanes=3)
+                         label_lanes=3, compact_lanes=True)
     assert training["cycles_per_sample"] == small.training_cycles() \
         != TrainingCore(model, rule, lanes=3, weights="spram").training_cycles()
     assert report["fit"]["multipliers"]["needed"] <= 8

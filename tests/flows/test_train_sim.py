@@ -290,11 +290,13 @@ def test_the_icebreaker_builds_core_trains_bit_exact(tiny_int_run, capsys):
     report = _trains_bit_exact_as(
         capsys, tiny_int_run, ["--board", "icebreaker"],
         "as icebreaker's training build makes it: 3 label weights a word, 1 b/U lane, "
-        "the forward pass on shared multipliers, the learning signal on shared",
+        "the forward pass on shared multipliers, the learning signal on shared, compact "
+        "update lanes",
         weights="spram", bias_label_lanes=1, forward_multipliers="shared",
-        signal_multipliers="shared", label_lanes=3)
+        signal_multipliers="shared", label_lanes=3, compact_lanes=True)
     assert (report["board"], report["lanes"], report["weights"], report["label_lanes"],
-            report["bias_label_lanes"]) == ("icebreaker", 3, "spram", 3, 1)
+            report["bias_label_lanes"], report["compact_lanes"]) == ("icebreaker", 3, "spram",
+                                                                     3, 1, True)
 
 
 def test_board_needs_train(tiny_int_run, capsys):
@@ -390,7 +392,7 @@ def test_the_icebreaker_builds_core_trains_bit_exact_in_icarus(ffcl_int_run, cap
     assert status == 0, out + err
     report = json.loads((ffcl_int_run / "train_sim.json").read_text())
     assert (report["label_lanes"], report["bias_label_lanes"],
-            report["forward_multipliers"]) == (3, 1, "shared")
+            report["forward_multipliers"], report["compact_lanes"]) == (3, 1, "shared", True)
     assert report["checked_samples"] == 2 and report["weight_mismatches"] == 0
     assert report["cycles_per_sample"]["max"] == report["cycles_formula"]
 

@@ -151,9 +151,11 @@ def test_an_spram_core_with_one_bias_label_lane_trains_like_the_golden_trainer(n
     fields, rule_fields, lanes = CASES[name]
     config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
     rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
-    dut = _train(name, config, rule, lanes, bias_label_lanes=1)
+    # Compact lanes, as the small part builds them: the same weights in the same cycles.
+    dut = _train(name, config, rule, lanes, bias_label_lanes=1, compact_lanes=True)
     three = TrainingCore(dut.model, rule, lanes=lanes, weights="spram")
     assert len(dut.bias_label.lanes) == 1
+    assert all(lane.compact for lane in (*dut.weight_pass.lanes, *dut.bias_label.lanes))
     assert (dut.training_cycles() - three.training_cycles()
             == dut.trained_iterations * sum(config.hidden))
 
@@ -434,7 +436,7 @@ RESTARTS = {
     "ffdl_p4_b8": ("ffdl_p4_b8", {}),
     "ffcl_all_t2_p3_b16_small_part": ("ffcl_all_t2_p3_b16", dict(
         bias_label_lanes=1, forward_multipliers="shared", signal_multipliers="shared",
-        label_lanes=3)),
+        label_lanes=3, compact_lanes=True)),
 }
 
 
