@@ -52,6 +52,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.intmodel import IntModel
 from rtl.argmax import Argmax
+from rtl.collisions import COLLISIONS_UNUSED
 from rtl.feedback_buffer import FeedbackBuffer
 from rtl.goodness import GoodnessDatapath
 from rtl.mac_lanes import MacLanes
@@ -365,9 +366,10 @@ class Core(wiring.Component):
         # Every depth is at least 2: a one-entry memory has a zero-width address, which
         # Verilog spells [-1:0].
         m.submodules.image_mem = image_mem = memory.Memory(
-            shape=unsigned(w.input), depth=max(2, D), init=[])
+            shape=unsigned(w.input), depth=max(2, D), init=[], attrs=COLLISIONS_UNUSED)
         m.submodules.pre_mem = pre_mem = memory.Memory(
-            shape=signed(w.state), depth=max(2, *config.hidden), init=[])
+            shape=signed(w.state), depth=max(2, *config.hidden), init=[],
+            attrs=COLLISIONS_UNUSED)
         self._check_latencies(memories, lanes, sweep, goodness)
 
         # -- the sequencer: image in, model loads, program, result out -------------------

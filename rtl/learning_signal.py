@@ -33,6 +33,7 @@ from golden.inttrain import (
     sigmoid_table,
     threshold,
 )
+from rtl.collisions import COLLISIONS_UNUSED
 from rtl.params import check_positive_int
 from rtl.resources import MemoryShape, Product
 
@@ -232,7 +233,7 @@ class LearningSignalUnit(wiring.Component):
         h_shape = unsigned(self.h_bits)
         m.submodules.buffer = buffer = memory.Memory(
             shape=data.StructLayout({"pos": h_shape, "neg": h_shape}), depth=self.depth,
-            init=[])
+            init=[], attrs=COLLISIONS_UNUSED)
         write, read = buffer.write_port(), buffer.read_port()
         # What the three stages share: the phase, the neurons counted, the goodness, the
         # maxima and each neuron's h (scan), sigma and z (between the passes).

@@ -66,6 +66,7 @@ from amaranth.lib.wiring import In, Out
 from golden.intmodel import IntModel
 from golden.inttrain import LABEL_SEED_OFFSET, IntTrainer, TrainRule
 from rtl.bias_label_pass import BiasLabelPass
+from rtl.collisions import COLLISIONS_UNUSED
 from rtl.core import LOAD_TARGETS, Core, load_layout, load_words
 from rtl.error_scan import ErrorScan, error_entry_layout
 from rtl.input_scaler import V_BITS, InputScaler
@@ -595,7 +596,7 @@ class TrainingCore(wiring.Component):
         buffers (errors, rho words, v)."""
         config = self.model.config
         hidden, total = config.hidden, sum(config.hidden)
-        mems = {name: memory.Memory(shape=shape, depth=depth, init=[])
+        mems = {name: memory.Memory(shape=shape, depth=depth, init=[], attrs=COLLISIONS_UNUSED)
                 for name, (shape, depth) in self._buffer_shapes().items()}
         ports = {}
         for name, mem in mems.items():
