@@ -24,6 +24,7 @@ from golden.inttrain import DELTA_BITS, NORM_FRAC_BITS, IntTrainer, TrainRule
 from golden.lfsr import LFSR_WIDTH
 from rtl.params import check_positive_int
 from rtl.resources import Product
+from rtl.select import select
 
 __all__ = ["ROUNDINGS", "STORED_KINDS", "UpdateLane"]
 
@@ -236,14 +237,17 @@ class UpdateLane(wiring.Component):
         extended = Cat(C(0, left_limit), total, sign.replicate(step_bits))
         offset_bits = Shape.cast(range(left_limit + self.max_shift + 1)).width
         offset = Mux(k < -left_limit, 0, k + left_limit).as_unsigned()[:offset_bits]
-        window = extended.bit_select(offset, step_bits)
+        offsets = range(left_limit + self.max_shift + 1)
+        # rtl.select, not bit_select: a variable part-select is a wide shift in Verilog,
+        # which Verilator's -Wall reports (WIDTHTRUNC).
+        window = select([extended[o:o + step_bits] for o in offsets], offset)
         # differs_from[i]: a bit at i or above differs from the sign (0 past the sum).
         differs = [extended[i] ^ sign for i in range(left_limit + len(total))]
         differs_from = [C(0, 1)] * (max(len(differs), left_limit + self.max_shift + step_bits)
                                     + 1)
         for i in reversed(range(len(differs))):
             differs_from[i] = differs[i] | differs_from[i + 1]
-        lost = Cat(*differs_from).bit_select(offset + (step_bits - 1), 1)
+        lost = select([differs_from[o + step_bits - 1] for o in offsets], offset)
         return window, lost
 
     def elaborate(self, platform) -> Module:

@@ -125,13 +125,14 @@ def test_a_used_collided_read_is_flipped(flipped_collisions):
 
 
 #: The small part's options (ffcl_hw.flows.synth_training.training_core), on FFDL with
-#: two SPRAM banks (B_m = 8, 4 lanes, as the iCEBreaker digits build) and on one bank
-#: (B_m = 16, 3 lanes, G = 3 of K = 4: two label words).
+#: two SPRAM banks (B_m = 8, 4 lanes, as the iCEBreaker digits build), and on FFCL with
+#: every iteration trained in one bank (B_m = 16, 3 lanes, G = 3 of K = 4: two label
+#: words a neuron; the loop-feedback buffer).
 SMALL_PART = dict(bias_label_lanes=1, forward_multipliers="shared",
                   signal_multipliers="shared", compact_lanes=True)
 
 
-@pytest.mark.parametrize("name", ["ffdl_p4_b8", "ffdl_p3_b16"])
+@pytest.mark.parametrize("name", ["ffdl_p4_b8", "ffcl_all_t2_p3_b16"])
 def test_the_small_part_core_uses_no_collided_read(flipped_collisions, name):
     fields, rule_fields, lanes = CASES[name]
     config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)

@@ -101,7 +101,9 @@ def _train(name: str, config: ModelConfig, rule: TrainRule, lanes: int,
         # in the memory and at the address its target and address name.
         other = make_model(config, SEED + len(name) + 1)
         dut = TrainingCore(other, rule, lanes=lanes, weights="spram", **options)
-        writes = TrainingCore(model, rule, lanes=lanes, weights="spram").starting_loads()
+        # Built with the same options: G label weights a word lay the label words out.
+        writes = TrainingCore(model, rule, lanes=lanes, weights="spram",
+                              **options).starting_loads()
         assert {target for target, _, _ in writes} == {
             LOAD_TARGETS[name] for name in ("weights", "bias", "labels")}
     else:
