@@ -12,8 +12,9 @@ build applies it itself (:func:`ffcl_hw.flows.synth.ignore_marked_collisions`).
 
 The mark is a checked claim: tests/rtl/test_memory_collisions.py flips every bit of a
 marked memory's collided reads and trains the small part's core, and a host link over a
-training core, bit-exact. The label weights are not marked: the time-shared b and U lane
-with two label words a neuron reads a word in the cycle a write of it lands and uses it.
+training core, bit-exact. The label weights are not marked: with two label words a
+neuron (G < K) a word is read in the cycle a write of it lands and used (marked, the
+test's G = 3 of K = 4 case fails).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from golden.inttrain import DELTA_BITS, NORM_FRAC_BITS, IntTrainer, TrainRule
 from golden.lfsr import LFSR_WIDTH
 from rtl.params import check_positive_int
 from rtl.resources import Product
-from rtl.select import select
+from rtl.select import window
 
 __all__ = ["ROUNDINGS", "STORED_KINDS", "UpdateLane"]
 
@@ -221,34 +221,38 @@ class UpdateLane(wiring.Component):
             return (rho + kappa)[:self.max_shift] & ~(ones << right)[:self.max_shift]
         return Cat(*(k == i + 1 for i in range(self.max_shift)))
 
-    def _kept_bits(self, total, k, left_limit: int, step_bits: int):
+    def _kept_bits(self, m: Module, total, k, left_limit: int, step_bits: int):
         """The compact shift: (the low ``step_bits`` bits of ``total`` shifted right by
         k, or left by min(-k, ``left_limit``); whether any bit above them differs from
         the sign, so that the shifted sum does not fit ``step_bits`` signed bits).
 
         Below ``total`` go ``left_limit`` zeros and above it copies of its sign: bit j of
         the shifted sum is then bit o + j of that vector, o = k + left_limit (0 for a k
-        below -left_limit), so one selection of ``step_bits`` bits replaces the shifter
-        (a (max_shift + left_limit + 1)-way choice a bit, not a shifter as wide as the
-        sum), and one choice among the suffix ORs of (bit xor sign) replaces the two
-        comparisons of the whole shifted sum with the saturation bounds.
+        below -left_limit), so a shifter that keeps only ``step_bits`` bits
+        (:func:`rtl.select.window`) replaces one as wide as the sum, and one bit chosen
+        the same way among the suffix ORs of (bit xor sign) replaces the two comparisons
+        of the whole shifted sum with the saturation bounds.
         """
         sign = total[-1]
         extended = Cat(C(0, left_limit), total, sign.replicate(step_bits))
         offset_bits = Shape.cast(range(left_limit + self.max_shift + 1)).width
         offset = Mux(k < -left_limit, 0, k + left_limit).as_unsigned()[:offset_bits]
-        offsets = range(left_limit + self.max_shift + 1)
-        # rtl.select, not bit_select: a variable part-select is a wide shift in Verilog,
-        # which Verilator's -Wall reports (WIDTHTRUNC).
-        window = select([extended[o:o + step_bits] for o in offsets], offset)
+        # rtl.select.window, not bit_select: a variable part-select is a wide shift in
+        # Verilog, which Verilator's -Wall reports (WIDTHTRUNC).
+        reach = (1 << offset_bits) - 1
+        extended = Cat(extended, sign.replicate(max(0, reach + step_bits - len(extended))))
+        kept = window(m, extended, offset, step_bits)
         # differs_from[i]: a bit at i or above differs from the sign (0 past the sum).
-        differs = [extended[i] ^ sign for i in range(left_limit + len(total))]
-        differs_from = [C(0, 1)] * (max(len(differs), left_limit + self.max_shift + step_bits)
-                                    + 1)
+        differs = Signal(left_limit + len(total))
+        m.d.comb += differs.eq(extended[:len(differs)] ^ sign.replicate(len(differs)))
+        differs_from = [C(0, 1)] * (max(len(differs), reach + step_bits) + 1)
         for i in reversed(range(len(differs))):
-            differs_from[i] = differs[i] | differs_from[i + 1]
-        lost = select([differs_from[o + step_bits - 1] for o in offsets], offset)
-        return window, lost
+            # A signal each: as nested expressions the simulator would evaluate the
+            # chain once per bit.
+            differs_from[i] = Signal(name=f"differs_from_{i}")
+            m.d.comb += differs_from[i].eq(differs[i] | differs_from[i + 1])
+        lost = window(m, Cat(*differs_from[step_bits - 1:]), offset, 1)
+        return kept, lost
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -319,12 +323,12 @@ class UpdateLane(wiring.Component):
         if self.compact:
             # Stage 2: the step_bits bits of the shifted sum the saturation keeps, and
             # whether any bit above them differs from the sign (the step saturates).
-            window, lost = self._kept_bits(total, k1, left_limit, step_bits)
+            selected, lost = self._kept_bits(m, total, k1, left_limit, step_bits)
             kept, saturates, negative = Signal(signed(step_bits)), Signal(), Signal()
             c2, select2, en2 = Signal.like(c), Signal.like(select), Signal()
             step = Signal(signed(step_bits))
             c3, select3, en3 = Signal.like(c), Signal.like(select), Signal()
-            m.d.sync += [kept.eq(window), saturates.eq(lost), negative.eq(total[-1]),
+            m.d.sync += [kept.eq(selected), saturates.eq(lost), negative.eq(total[-1]),
                          c2.eq(c1), select2.eq(select1), en2.eq(en1)]
             # Stage 3: the step, saturated to stored width + 1 bits.
             m.d.sync += [step.eq(Mux(saturates, Mux(negative, step_low, step_high), kept)),

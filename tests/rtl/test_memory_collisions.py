@@ -31,7 +31,7 @@ from tests.rtl.helpers import PERIOD
 from tests.rtl.test_host_link_training import (
     test_the_link_trains_like_the_golden_trainer_and_reads_the_model_back as link_trains,
 )
-from tests.rtl.test_training_core import D, K, make_model
+from tests.rtl.test_training_core import LABEL_GROUP_CASES, D, K, check_case, make_model
 from tests.rtl.test_training_spram import CASES, _train
 
 #: The flip registers of the memories elaborated since the fixture was set up: high in
@@ -140,6 +140,17 @@ def test_the_small_part_core_uses_no_collided_read(flipped_collisions, name):
     # Bit-exact after every sample (run_samples), whatever the collided reads returned.
     _train(name, config, rule, lanes, label_lanes=min(lanes, K), **SMALL_PART)
     # The run had collided reads (the test is not vacuous): reads the design ignores.
+    assert sum(flipped_collisions) > 0
+
+
+def test_label_words_in_several_words_use_no_collided_read_of_a_marked_memory(
+        flipped_collisions):
+    # G = 3 of K = 4 with block RAM weights, the case whose label words are read in the
+    # cycle a write of them lands (and used): the label memory is not marked, and with
+    # it marked this case fails. Every marked memory's collided reads go unused here too.
+    case, multipliers, label_lanes, forward, samples = LABEL_GROUP_CASES["ffdl_p3_g3"]
+    check_case("ffdl_p3_g3", multipliers, 1, forward_multipliers=forward, case=case,
+               label_lanes=label_lanes, samples=samples)
     assert sum(flipped_collisions) > 0
 
 
