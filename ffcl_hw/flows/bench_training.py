@@ -122,13 +122,15 @@ def _accelerator(model: IntModel, rule: TrainRule, lanes: int,
         "label_lanes": core.label_groups.lanes,
         "bias_label_lanes": len(core.bias_label.lanes),
         "forward_multipliers": core.forward_multipliers,
+        "input_norm": core.input_norm,
         "how": "training_cycles() of the core `ffcl-hw synth RUN --board B --train` builds "
                "(ffcl_hw.flows.synth_training.training_core): the closed form of its "
                "counter, which tests/rtl/test_training_core.py and test_training_spram.py "
                "hold equal to it; the weights in the board's memory (block RAM, or SPRAM "
                "on the iCE40 UP5K: single port, two banks for a word of at most 32 bits, "
                "with the small-part options there: one b and U lane, every multiplier a "
-               "MAC lane's, G = min(K, P) label weights a word), update lanes on the MAC "
+               "MAC lane's, G = min(K, P) label weights a word, the update's input norms "
+               "from the forward pass), update lanes on the MAC "
                "lanes' multipliers, its steps one after another (the tiles of a pass back "
                "to back); not simulated here",
     }

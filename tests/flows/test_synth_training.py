@@ -184,7 +184,8 @@ def test_the_icebreaker_lane_candidates_keep_two_spram_banks_first():
 @pytest.mark.usefixtures("fake_tools")
 def test_an_icebreaker_training_build_takes_the_small_part_core(int_run):
     # The UP5K: weights in SPRAM (loaded over the link), one b and U lane, every
-    # multiplier a MAC lane's, G = min(K, P); its cycles are that core's closed form.
+    # multiplier a MAC lane's, G = min(K, P), the update's input norms from the forward
+    # pass; its cycles are that core's closed form.
     report = synth_training_run(int_run, board="icebreaker")
     model, rule = _model_and_rule_of(int_run)
     assert rule.store_bits == 16 and report["lanes"] == 3 == report["label_lanes"]
@@ -193,10 +194,11 @@ def test_an_icebreaker_training_build_takes_the_small_part_core(int_run):
     assert report["weights"] == "spram" and report["multipliers"] == "shared"
     training = report["training"]
     assert (training["bias_label_lanes"], training["forward_multipliers"],
-            training["signal_multipliers"]) == (1, "shared", "shared")
+            training["signal_multipliers"], training["input_norm"]) == (
+                1, "shared", "shared", "forward")
     small = TrainingCore(model, rule, lanes=3, weights="spram", bias_label_lanes=1,
                          forward_multipliers="shared", signal_multipliers="shared",
-                         label_lanes=3)
+                         label_lanes=3, input_norm="forward")
     assert training["cycles_per_sample"] == small.training_cycles() \
         != TrainingCore(model, rule, lanes=3, weights="spram").training_cycles()
     assert report["fit"]["multipliers"]["needed"] <= 8
