@@ -12,11 +12,18 @@ from dataclasses import replace
 import pytest
 
 from ffcl_hw.cli import _core_line, _print_synth, main
-from ffcl_hw.flows.synth import FitError, _build_command, find_reports, synthesis_table
+from ffcl_hw.flows.synth import (
+    FitError,
+    _build_command,
+    check_fit,
+    find_reports,
+    synthesis_table,
+)
 from ffcl_hw.flows.synth_training import (
     choose_training_core,
     ice40_lane_candidates,
     synth_training_run,
+    training_core,
     training_folder,
     training_lane_candidates,
 )
@@ -202,6 +209,33 @@ def test_an_icebreaker_training_build_takes_the_small_part_core(int_run):
     assert training["cycles_per_sample"] == small.training_cycles() \
         != TrainingCore(model, rule, lanes=3, weights="spram").training_cycles()
     assert report["fit"]["multipliers"]["needed"] <= 8
+
+
+def test_forward_norms_need_one_multiplier_and_one_block_ram_fewer_on_the_icebreaker():
+    # The fit check counts what the engine declares: without the input scaler's square
+    # and Rsqrt table, one SB_MAC16 and one EBR fewer (the digits build: 7 -> 6 and
+    # 25 -> 24); every other count the same.
+    import numpy as np
+
+    from golden.config import ModelConfig
+    from golden.inttrain import TrainRule, initial_model
+
+    config = ModelConfig(algo="ffdl", input_size=64, num_classes=10, hidden=(64, 64),
+                         theta=0.5)
+    model = initial_model(config, np.random.default_rng(0).random((50, 64)), input_max=16,
+                          seed=0)
+    rule = TrainRule(epochs=1, lr_shift=6, store_bits=8)
+    core = training_core(model, rule, "icebreaker", 4)
+    assert core.input_norm == "forward"
+    own = TrainingCore(model, rule, lanes=4, **{**core.options, "input_norm": "own"})
+    needs, own_needs = check_fit(core, "icebreaker"), check_fit(own, "icebreaker")
+    assert own_needs["multipliers"]["needed"] - needs["multipliers"]["needed"] == 1
+    assert own_needs["block_rams"]["needed"] - needs["block_rams"]["needed"] == 1
+    assert (own_needs["multipliers"]["detail"]["input_scaler"]
+            - needs["multipliers"]["detail"]["input_scaler"]) == 1
+    assert "training_rsqrt_table" in own_needs["block_rams"]["detail"]
+    assert "training_rsqrt_table" not in needs["block_rams"]["detail"]
+    assert needs["multipliers"]["needed"] == 6 and needs["block_rams"]["needed"] == 24
 
 
 def test_the_default_lanes_move_to_a_count_whose_weights_fit():
