@@ -275,10 +275,13 @@ def test_a_training_core_on_a_shared_core_trains_like_the_golden_trainer(name):
 #: hear the loop; top on 1 lane: layer 1 hears layer 3, through its cached-product op)
 #: and with 'all' (updates between the iterations: each one's r, not the previous
 #: iteration's); and the small part's arrangement (every multiplier a MAC lane's, one b
-#: and U lane, G = 2 < K). Each name: (case, multipliers, b/U lanes, forward
-#: multipliers, G).
+#: and U lane, G = 2 < K); and a layer of 2 neurons over 16, whose v step stays
+#: PREPARE's longest even when it only scales (so the counter times that step). Each
+#: name: (case, multipliers, b/U lanes, forward multipliers, G).
 FORWARD_NORM_CASES = {
     "two_layers_p3": (CASES["two_layers_p3"], "shared", 3, "dedicated", None),
+    "wide_then_narrow_p3": ((dict(hidden=(16, 2)), dict(), 3), "shared", 3, "dedicated",
+                            None),
     "ffcl_adjacent_t3_p8": (FFCL_CASES["ffcl_adjacent_t3_p8"], "shared", 3, "dedicated",
                             None),
     "ffcl_top_t3_p1": (FFCL_CASES["ffcl_top_t3_p1"], "shared", 3, "dedicated", None),
@@ -312,6 +315,11 @@ def test_normalised_inputs_from_the_forward_pass_train_like_the_golden_trainer(n
         # 7 inputs to layer 2: the own v step (2 x 7 + 15 = 29) was PREPARE's longest,
         # the learning signal's 2 x 5 + 14 = 24 is now: 5 cycles fewer.
         assert own.training_cycles() - dut.training_cycles() == 29 - 24
+    if name == "wide_then_narrow_p3":
+        # Layer 2's v step, 16 + 6 = 22 cycles, is longer than its words (16 + 3 + 2)
+        # and its learning signal (2 x 2 + 14): the counter holds the step's length.
+        assert dut.scaler.cycles(16) == 22 > max(16 + 3 + 2, dut.scan.cycles(2))
+        assert own.training_cycles() - dut.training_cycles() == own.scaler.cycles(16) - 22
 
 
 def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
