@@ -22,9 +22,10 @@ lambda on ``lr_shift_in``):
    registers, rho into the rho buffer, the other kappa^W and kappa^V dropped); the
    :class:`rtl.learning_signal.LearningSignalUnit` scan (pre, U[i, y], U[i, y'] top
    bits) and its errors into the error buffer; the normalised inputs v (sum of squares,
-   :class:`rtl.normaliser.Rsqrt`, :class:`rtl.normaliser.Scaler`) of a layer above the
-   first, then of the feedback of a layer that hears the loop (iteration t - 1's
-   activations; zero at t = 1), into the v buffer. Then the W and V pass tile by tile,
+   :class:`rtl.normaliser.Rsqrt`, :class:`rtl.normaliser.Scaler`; with
+   ``input_norm="forward"`` the Scaler alone, on (r, sh) kept from the forward pass) of a
+   layer above the first, then of the feedback of a layer that hears the loop (iteration
+   t - 1's activations; zero at t = 1), into the v buffer. Then the W and V pass tile by tile,
    the replay generator restored to kappa^W_1 at every tile, P
    :class:`rtl.update_lane.UpdateLane` read-modify-writing one stored word of P weights
    per cycle; then b and U's two columns, neuron by neuron, through three more lanes
