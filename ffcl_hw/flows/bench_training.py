@@ -8,8 +8,9 @@
   on a board with SPRAM (the iCEBreaker) its weights there (single port: a word every
   other cycle, or a word a cycle in two banks when it is at most 32 bits) with the
   small-part options (one b and U lane, every multiplier a MAC lane's, G = min(K, P)
-  label weights a word, the update's input norms from the forward pass); block RAM and the defaults otherwise; update lanes on the MAC
-  lanes' multipliers (the same cycles as their own), its steps one after another (the
+  label weights a word, the update's input norms from the forward pass); block RAM and
+  the defaults otherwise; update lanes on the MAC lanes' multipliers (the same cycles as
+  their own), its steps one after another (the
   tiles of a W/V pass back to back). A model it cannot train there (an SPRAM word wider
   than 64 bits, fewer than 3 lanes on SPRAM) gets ``None`` and the reason.
 - ``ideal_cycles``: the design's figure for the run's configuration and board memory
