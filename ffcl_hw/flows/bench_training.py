@@ -10,9 +10,9 @@
   small-part options (one b and U lane, every multiplier a MAC lane's, G = min(K, P)
   label weights a word, the update's input norms from the forward pass); block RAM and
   the defaults otherwise; update lanes on the MAC lanes' multipliers (the same cycles as
-  their own), its steps one after another (the
-  tiles of a W/V pass back to back). A model it cannot train there (an SPRAM word wider
-  than 64 bits, fewer than 3 lanes on SPRAM) gets ``None`` and the reason.
+  their own), its steps one after another (the tiles of a W/V pass back to back). A
+  model it cannot train there (an SPRAM word wider than 64 bits, fewer than 3 lanes on
+  SPRAM) gets ``None`` and the reason.
 - ``ideal_cycles``: the design's figure for the run's configuration and board memory
   (:func:`rtl.training_estimate.estimate_training`: the steps overlapped as designed).
 - ``lane_utilization``: the core's W and V passes, busy lane-cycles over lane-cycles
