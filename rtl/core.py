@@ -238,9 +238,9 @@ class Core(wiring.Component):
     norms : Out(norms_signature(program))
         Only with ``norms=True``: (r, sh) of the running op's inputs, the feed-forward
         input's (layers above the first) and the feedback's; valid from
-        :attr:`rtl.normaliser.Rsqrt.LATENCY` cycles after the op's DECODE to its end, so
-        in every cycle the sweep writes one of the op's activations (``observe.act``),
-        which it scales with them.
+        :attr:`rtl.normaliser.Rsqrt.LATENCY` cycles after the op is latched (in DECODE)
+        to its end, so in every cycle the sweep writes one of the op's activations
+        (``observe.act``), which it scales with them.
     observe : Out(observe_signature(program))
         Only with ``observe=True``: what the forward pass computes, as it is computed
         (the training core, :mod:`rtl.training_core`, keeps what its update needs):
