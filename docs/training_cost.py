@@ -1,9 +1,11 @@
+# amaranth: UnusedElaboratable=no
 """Logic of the training components, from Yosys alone (no place and route).
 
     python docs/training_cost.py          # about a minute per family on one core
     python docs/training_cost.py --cores  # the training core against the inference core
     python docs/training_cost.py --ice40  # the smallest training cores against the UP5K
     python docs/training_cost.py --ice40-parts  # where the smallest one's cells go
+    python docs/training_cost.py --ice40-parts --forward-norm  # the same, input_norm="forward"
     python docs/training_cost.py --ice40-inference-parts  # the same for an inference link
     python docs/training_cost.py --restart  # what a committed load's restart costs
 
@@ -30,7 +32,9 @@ hierarchical (``synth_ice40 -dsp -noflatten -noabc``: Yosys 0.70's ABC9 fails an
 assertion on the hierarchical netlist, so the LUTs are mapped by Yosys's own
 techmapping, about 30 % more of them than ABC9 makes of the flattened core), summed per
 part of the design (each row includes its submodules): where the cells go, not what a
-build would take.
+build would take. With ``--forward-norm`` the same core takes the update's input norms
+from the forward pass (``input_norm="forward"``: the InputScaler without its square, sum
+and Rsqrt; the kept (r, sh) registers are the TrainingCore's own).
 
 ``--ice40-inference-parts``: the same for the inference-only design a UP5K trainer would
 sit beside, the host link over a 1-lane core with SPRAM weights and dedicated multipliers
@@ -177,7 +181,7 @@ PARTS = {
     "top.bias_label": "BiasLabelPass (its lane included)",
     "top.bias_label.lane": "  its UpdateLane",
     "top.weight_pass": "WeightPass (its lane and the replay generator included)",
-    "top.scaler": "InputScaler (rsqrt, scaler)",
+    "top.scaler": "InputScaler (rsqrt unless input_norm='forward', scaler)",
     "top.labels_gen": "label WordGenerator",
     "top.words_gen": "rounding WordGenerator",
     "top.words": "UpdateWords",
@@ -292,7 +296,14 @@ def restart_cost() -> None:
 def main() -> None:
     if "--ice40-parts" in sys.argv[1:]:
         name, make = list(ice40_designs().items())[-2]
-        ice40_parts(name, make(), PARTS)
+        design = make()
+        if "--forward-norm" in sys.argv[1:]:
+            from rtl.training_core import TrainingCore
+
+            design = TrainingCore(design.model, design.rule, lanes=design.lanes,
+                                  **{**design.options, "input_norm": "forward"})
+            name += ", the update's input norms from the forward pass"
+        ice40_parts(name, design, PARTS)
         return
     if "--ice40-inference-parts" in sys.argv[1:]:
         ice40_parts("HostLink over a 1-lane inference Core, digits FFDL 64-64, SPRAM, "

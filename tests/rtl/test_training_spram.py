@@ -101,7 +101,7 @@ def _train(name: str, config: ModelConfig, rule: TrainRule, lanes: int,
         # in the memory and at the address its target and address name.
         other = make_model(config, SEED + len(name) + 1)
         dut = TrainingCore(other, rule, lanes=lanes, weights="spram", **options)
-        # Built with the same options: G label weights a word lay the label words out.
+        # The words as this core lays them out (G label weights a word).
         writes = TrainingCore(model, rule, lanes=lanes, weights="spram",
                               **options).starting_loads()
         assert {target for target, _, _ in writes} == {
@@ -160,6 +160,31 @@ def test_an_spram_core_with_one_bias_label_lane_trains_like_the_golden_trainer(n
     assert all(lane.compact for lane in (*dut.weight_pass.lanes, *dut.bias_label.lanes))
     assert (dut.training_cycles() - three.training_cycles()
             == dut.trained_iterations * sum(config.hidden))
+
+
+#: The iCEBreaker build's core (ffcl_hw.flows.synth_training.training_core): one b and U
+#: lane, every multiplier a MAC lane's, G = min(K, P) label weights a word, and the
+#: update's input norms from the forward pass.
+SMALL_PART = dict(bias_label_lanes=1, forward_multipliers="shared",
+                  signal_multipliers="shared", input_norm="forward")
+
+
+@pytest.mark.parametrize("name", ["ffdl_p4_b8", "ffcl_all_t2_p3_b16"])
+def test_an_spram_core_with_the_forward_passs_norms_trains_like_the_golden_trainer(name):
+    # The small part's engine with (r, sh) of every layer input (and of the feedback
+    # source) kept from the forward pass: FFDL on two banks, FFCL with every iteration
+    # trained on one bank and G = 3 < K (each iteration's own r, the feedback's from
+    # the other bank). Every stored word after every sample, the counter at the closed
+    # form (_train).
+    fields, rule_fields, lanes = CASES[name]
+    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
+    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    options = dict(SMALL_PART, label_lanes=min(K, lanes))
+    dut = _train(name, config, rule, lanes, **options)
+    own = TrainingCore(dut.model, rule, lanes=lanes, weights="spram",
+                       **{**options, "input_norm": "own"})
+    assert dut.scaler.reciprocal == "given" and own.scaler.reciprocal == "own"
+    assert dut.training_cycles() <= own.training_cycles()
 
 
 def _slot_waits(dut: TrainingCore) -> int:
@@ -438,7 +463,7 @@ RESTARTS = {
     "ffdl_p4_b8": ("ffdl_p4_b8", {}),
     "ffcl_all_t2_p3_b16_small_part": ("ffcl_all_t2_p3_b16", dict(
         bias_label_lanes=1, forward_multipliers="shared", signal_multipliers="shared",
-        label_lanes=3, compact_lanes=True)),
+        label_lanes=3, input_norm="forward", compact_lanes=True)),
 }
 
 
