@@ -6,6 +6,7 @@
     python docs/training_cost.py --ice40  # the smallest training cores against the UP5K
     python docs/training_cost.py --ice40-parts  # where the smallest one's cells go
     python docs/training_cost.py --ice40-parts --forward-norm  # the same, input_norm="forward"
+    python docs/training_cost.py --ice40-parts --as-built  # the iCEBreaker build's core
     python docs/training_cost.py --ice40-inference-parts  # the same for an inference link
     python docs/training_cost.py --restart  # what a committed load's restart costs
 
@@ -34,7 +35,11 @@ techmapping, about 30 % more of them than ABC9 makes of the flattened core), sum
 part of the design (each row includes its submodules): where the cells go, not what a
 build would take. With ``--forward-norm`` the same core takes the update's input norms
 from the forward pass (``input_norm="forward"``: the InputScaler without its square, sum
-and Rsqrt; the kept (r, sh) registers are the TrainingCore's own).
+and Rsqrt; the kept (r, sh) registers are the TrainingCore's own). With ``--as-built``
+the core the iCEBreaker training build makes (``ffcl_hw.flows.synth_training.
+training_core``: compact update lanes and the forward pass's input norms too), its RTLIL
+with the build's collision marks applied (``ffcl_hw.flows.synth.
+ignore_marked_collisions``): where today's build's cells go.
 
 ``--ice40-inference-parts``: the same for the inference-only design a UP5K trainer would
 sit beside, the host link over a 1-lane core with SPRAM weights and dedicated multipliers
@@ -248,12 +253,17 @@ def inference_link():
     return HostLink(Core(model, lanes=1, label_lanes=2, weights="spram"), divisor=260)
 
 
-def ice40_parts(name: str, design, rows_of: dict[str, str]) -> None:
+def ice40_parts(name: str, design, rows_of: dict[str, str], *,
+                collisions_marked: bool = False) -> None:
+    from ffcl_hw.flows.synth import ignore_marked_collisions
+
     ports = [Value.cast(value) for _, _, value in design.signature.flatten(design)
              if isinstance(Value.cast(value), Signal)]
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "design.il").write_text(rtlil.convert(design, name="top", ports=ports,
-                                                           platform=ICEBreakerPlatform()))
+        text = rtlil.convert(design, name="top", ports=ports, platform=ICEBreakerPlatform())
+        if collisions_marked:
+            text = ignore_marked_collisions(text)
+        (Path(tmp) / "design.il").write_text(text)
         subprocess.run([YOSYS, "-q", "-p", "read_rtlil design.il; synth_ice40 -dsp -noflatten "
                         "-noabc -top top; tee -q -o stat.txt stat"], cwd=tmp,
                        capture_output=True, text=True, check=True)
@@ -297,13 +307,20 @@ def main() -> None:
     if "--ice40-parts" in sys.argv[1:]:
         name, make = list(ice40_designs().items())[-2]
         design = make()
-        if "--forward-norm" in sys.argv[1:]:
-            from rtl.training_core import TrainingCore
+        from rtl.training_core import TrainingCore
 
+        as_built = "--as-built" in sys.argv[1:]
+        if as_built:
+            design = TrainingCore(design.model, design.rule, lanes=design.lanes,
+                                  **{**design.options, "input_norm": "forward",
+                                     "compact_lanes": True})
+            name += (", compact update lanes, the input norms from the forward pass, the "
+                     "build's collision marks")
+        elif "--forward-norm" in sys.argv[1:]:
             design = TrainingCore(design.model, design.rule, lanes=design.lanes,
                                   **{**design.options, "input_norm": "forward"})
             name += ", the update's input norms from the forward pass"
-        ice40_parts(name, design, PARTS)
+        ice40_parts(name, design, PARTS, collisions_marked=as_built)
         return
     if "--ice40-inference-parts" in sys.argv[1:]:
         ice40_parts("HostLink over a 1-lane inference Core, digits FFDL 64-64, SPRAM, "
