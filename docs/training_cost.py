@@ -141,16 +141,16 @@ def ice40_designs() -> dict:
             lambda: TrainingCore(model, TrainRule(epochs=1, lr_shift=6, store_bits=8),
                                  lanes=4, weights="spram", bias_label_lanes=1),
         "TrainingCore, the same, the forward pass and the learning signal on the lanes too, "
-        "4 label weights a word":
+        "4 label weights a word, the lean learning signal":
             lambda: TrainingCore(model, TrainRule(epochs=1, lr_shift=6, store_bits=8),
                                  lanes=4, weights="spram", bias_label_lanes=1,
                                  forward_multipliers="shared", signal_multipliers="shared",
-                                 label_lanes=4),
+                                 label_lanes=4, lean_signal=True),
         "TrainingCore, the same on 3 lanes, 3 label weights a word":
             lambda: TrainingCore(model, TrainRule(epochs=1, lr_shift=6, store_bits=8),
                                  lanes=3, weights="spram", bias_label_lanes=1,
                                  forward_multipliers="shared", signal_multipliers="shared",
-                                 label_lanes=3),
+                                 label_lanes=3, lean_signal=True),
     }
 
 

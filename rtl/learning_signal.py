@@ -34,6 +34,7 @@ from golden.inttrain import (
     threshold,
 )
 from rtl.params import check_positive_int
+from rtl.ram_ports import NO_RW_CHECK, unchecked_read_port
 from rtl.resources import MemoryShape, Product
 
 __all__ = ["SIGMOIDS", "LearningSignalUnit", "error_layout", "neuron_layout"]
@@ -107,6 +108,11 @@ class LearningSignalUnit(wiring.Component):
         Borrow two multipliers with this latency (default: the unit's own).
     operand_bits : int, optional
         Width of a borrowed multiplier's signed inputs (default 16, SB_MAC16).
+    lean : bool, optional
+        The small-part form (default False): the h buffer is read through
+        :func:`rtl.ram_ports.unchecked_read_port` (its reads, in the second pass, never
+        meet its writes, in the scan), without the read-first logic Yosys adds on iCE40.
+        The same errors in the same cycles.
 
     Members
     -------
@@ -139,7 +145,8 @@ class LearningSignalUnit(wiring.Component):
 
     def __init__(self, *, state_bits: int, weight_bits: int, frac_bits: int,
                  theta_bits: int, depth: int, sigmoid: str = "table",
-                 product_latency: int | None = None, operand_bits: int = 16) -> None:
+                 product_latency: int | None = None, operand_bits: int = 16,
+                 lean: bool = False) -> None:
         self.state_bits = check_positive_int("State width", state_bits, minimum=2)
         self.weight_bits = check_positive_int("Weight width", weight_bits, minimum=2)
         self.frac_bits = check_positive_int("Fractional bits", frac_bits, minimum=2)
@@ -165,6 +172,9 @@ class LearningSignalUnit(wiring.Component):
                                  f"(at most {operand_bits} bits)")
         self.product_latency = product_latency
         self.operand_bits = operand_bits
+        if not isinstance(lean, bool):
+            raise TypeError(f"Lean must be a bool, not {lean!r}")
+        self.lean = lean
         members = {
             "neurons": In(stream.Signature(neuron_layout(state_bits, weight_bits))),
             "theta": In(unsigned(theta_bits)),
@@ -184,7 +194,8 @@ class LearningSignalUnit(wiring.Component):
 
     @classmethod
     def for_model(cls, model: IntModel, *, sigmoid: str = "table",
-                  product_latency: int | None = None) -> LearningSignalUnit:
+                  product_latency: int | None = None, lean: bool = False
+                  ) -> LearningSignalUnit:
         """The unit for every layer of ``model``: widths from its formats (the spec's width
         table), Theta wide enough for every layer, a buffer for the widest layer."""
         fmt, config = model.fmt, model.config
@@ -193,7 +204,7 @@ class LearningSignalUnit(wiring.Component):
         return cls(state_bits=fmt.state_bits, weight_bits=fmt.weight_bits,
                    frac_bits=fmt.frac_bits, theta_bits=theta_bits,
                    depth=max(config.hidden), sigmoid=sigmoid,
-                   product_latency=product_latency)
+                   product_latency=product_latency, lean=lean)
 
     @classmethod
     def gap_for(cls, product_latency: int | None = None) -> int:
@@ -232,8 +243,13 @@ class LearningSignalUnit(wiring.Component):
         h_shape = unsigned(self.h_bits)
         m.submodules.buffer = buffer = memory.Memory(
             shape=data.StructLayout({"pos": h_shape, "neg": h_shape}), depth=self.depth,
-            init=[])
-        write, read = buffer.write_port(), buffer.read_port()
+            init=[], attrs=NO_RW_CHECK if self.lean else None)
+        if self.lean:
+            # The scan writes, the second pass reads: a word read while its address is
+            # written (the read port idles at address 0 in the scan) is never used.
+            write, read = buffer.write_port(), unchecked_read_port(m, buffer)
+        else:
+            write, read = buffer.write_port(), buffer.read_port()
         # What the three stages share: the phase, the neurons counted, the goodness, the
         # maxima and each neuron's h (scan), sigma and z (between the passes).
         phase = Signal(_Phase, init=_Phase.SCAN)

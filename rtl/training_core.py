@@ -73,6 +73,7 @@ from rtl.label_groups import LabelGroups
 from rtl.lfsr import WordGenerator
 from rtl.params import check_positive_int
 from rtl.program import SIDE_BITS, SIDE_LATENCY
+from rtl.ram_ports import NO_RW_CHECK, unchecked_read_port
 from rtl.resources import MemoryShape, Product
 from rtl.select import is_zero
 from rtl.sequencer import CYCLE_BITS
@@ -169,6 +170,13 @@ class TrainingCore(wiring.Component):
         time-shared, a neuron every third cycle (N cycles more per layer; two lanes and
         the carried label words fewer, for a part as small as the UP5K: the figures are
         in docs/training-engine.md, "Logic of the components"). The same weights.
+    lean_signal : bool, optional
+        The learning signal's small-part form (default False, for a part as small as the
+        UP5K): ``ErrorScan(lean=True)``, and the error buffer read through
+        :func:`rtl.ram_ports.unchecked_read_port` (the scan writes it before the passes
+        read it), without the read-first logic Yosys adds on iCE40. The same weights in
+        the same cycles (the figures are in docs/training-engine.md, "Logic of the
+        components").
 
     Attributes
     ----------
@@ -230,7 +238,8 @@ class TrainingCore(wiring.Component):
     def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int,
                  multipliers: str = "shared", signal_multipliers: str = "dedicated",
                  forward_multipliers: str = "dedicated", weights: str = "loadable",
-                 label_lanes: int | None = None, bias_label_lanes: int = 3) -> None:
+                 label_lanes: int | None = None, bias_label_lanes: int = 3,
+                 lean_signal: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -261,6 +270,9 @@ class TrainingCore(wiring.Component):
         self.multipliers, self.signal_multipliers = multipliers, signal_multipliers
         self.forward_multipliers = forward_multipliers
         self.weights = weights
+        if not isinstance(lean_signal, bool):
+            raise TypeError(f"Lean signal must be a bool, not {lean_signal!r}")
+        self.lean_signal = lean_signal
         shared = multipliers == "shared"
         self.trainer = trainer = IntTrainer(model, rule)
         self.model, self.rule, self.lanes = model, rule, lanes
@@ -295,7 +307,7 @@ class TrainingCore(wiring.Component):
         self.scan = ErrorScan(model, store_bits=rule.store_bits, sigmoid=rule.sigmoid,
                               product_latency=(SIDE_LATENCY if signal_multipliers == "shared"
                                                else None),
-                              label_lanes=self.label_groups.lanes)
+                              label_lanes=self.label_groups.lanes, lean=lean_signal)
         self.scaler = InputScaler(fmt, sq_bits=self.core.program.widths.sq,
                                   activations=2 * sum(hidden), max_inputs=max(2, self.v_depth))
         self.weight_pass = WeightPass(model, rule, lanes=lanes,
@@ -342,7 +354,8 @@ class TrainingCore(wiring.Component):
         return {"multipliers": self.multipliers, "signal_multipliers": self.signal_multipliers,
                 "forward_multipliers": self.forward_multipliers, "weights": self.weights,
                 "label_lanes": self.label_groups.lanes,
-                "bias_label_lanes": len(self.bias_label.lanes)}
+                "bias_label_lanes": len(self.bias_label.lanes),
+                "lean_signal": self.lean_signal}
 
     @property
     def widths(self) -> dict[str, int]:
@@ -584,12 +597,20 @@ class TrainingCore(wiring.Component):
         buffers (errors, rho words, v)."""
         config = self.model.config
         hidden, total = config.hidden, sum(config.hidden)
-        mems = {name: memory.Memory(shape=shape, depth=depth, init=[])
+        # The error buffer is written by the scan (PREPARE) and read by the passes after
+        # it, never both in a cycle: lean, it needs no read-first logic.
+        unchecked = {"err"} if self.lean_signal else set()
+        mems = {name: memory.Memory(shape=shape, depth=depth, init=[],
+                                    attrs=NO_RW_CHECK if name in unchecked else None)
                 for name, (shape, depth) in self._buffer_shapes().items()}
         ports = {}
         for name, mem in mems.items():
             m.submodules[f"{name}_buf"] = mem
-            ports[f"{name}_w"], ports[f"{name}_r"] = mem.write_port(), mem.read_port()
+            if name in unchecked:
+                ports[f"{name}_w"], ports[f"{name}_r"] = (mem.write_port(),
+                                                          unchecked_read_port(m, mem))
+            else:
+                ports[f"{name}_w"], ports[f"{name}_r"] = mem.write_port(), mem.read_port()
         obs = self.core.observe
         offsets = [sum(hidden[:i]) for i in range(config.num_layers)]
         pre_w, act_w = ports["pre_w"], ports["act_w"]

@@ -82,7 +82,7 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
     return TrainingCore(model, rule, lanes=lanes, multipliers=multipliers, weights="spram",
                         bias_label_lanes=1, forward_multipliers="shared",
                         signal_multipliers="shared" if multipliers == "shared" else "dedicated",
-                        label_lanes=min(model.config.num_classes, lanes))
+                        label_lanes=min(model.config.num_classes, lanes), lean_signal=True)
 
 
 def choose_training_core(model, rule: TrainRule, board: str, lanes: int | None = None,
