@@ -259,14 +259,15 @@ class LearningSignalUnit(wiring.Component):
         m.d.comb += [self.g_pos.eq(g_pos), self.g_neg.eq(g_neg)]
         shared = SimpleNamespace(phase=phase, count=count, g=(g_pos, g_neg),
                                  top=(top_pos, top_neg))
-        self._scan(m, shared, write)
+        self._scan(m, shared, write, read)
         self._signal(m, shared)
         self._errors(m, shared, read)
         return m
 
-    def _scan(self, m: Module, shared: SimpleNamespace, write) -> None:
+    def _scan(self, m: Module, shared: SimpleNamespace, write, read) -> None:
         """First pass: h, its square and the running maximum, the goodness; sets
-        ``shared.take``, ``shared.h`` and ``shared.sq_last``."""
+        ``shared.take``, ``shared.h``, ``shared.sq_last`` and ``shared.again`` (the
+        buffer's read address in the scan, or None)."""
         phase, count = shared.phase, shared.count
         (g_pos, g_neg), (top_pos, top_neg) = shared.g, shared.top
         h_shape = unsigned(self.h_bits)
@@ -287,14 +288,24 @@ class LearningSignalUnit(wiring.Component):
         sq_pos, sq_neg = Signal(2 * self.h_bits), Signal(2 * self.h_bits)
         sq_valid, sq_last = Signal(), Signal()
         latency = self.product_latency
+        shared.again = None
         if latency is None:
             m.d.sync += [sq_pos.eq(h_pos * h_pos), sq_neg.eq(h_neg * h_neg),
                          sq_valid.eq(h_valid), sq_last.eq(h_last)]
         else:
             # h^2 = 4 f^2 + e (4 f + 1): the borrowed multiplier squares f = h >> 1.
-            odd_pos, odd_neg = _delayed(m, h_pos[0], latency), _delayed(m, h_neg[0], latency)
-            half_pos = _delayed(m, h_pos >> 1, latency)
-            half_neg = _delayed(m, h_neg >> 1, latency)
+            if self.lean and latency >= 2:
+                # h comes back with its square from the buffer (idle in the scan), read
+                # latency - 1 cycles after its write (never in its cycle): an address
+                # delayed instead of h (16 bits a side) through ``latency`` registers.
+                shared.again = _delayed(m, address, latency - 1)
+                odd_pos, odd_neg = read.data.pos[0], read.data.neg[0]
+                half_pos, half_neg = read.data.pos >> 1, read.data.neg >> 1
+            else:
+                odd_pos = _delayed(m, h_pos[0], latency)
+                odd_neg = _delayed(m, h_neg[0], latency)
+                half_pos = _delayed(m, h_pos >> 1, latency)
+                half_neg = _delayed(m, h_neg >> 1, latency)
             m.d.sync += [
                 sq_pos.eq((self.product[0] << 2) + Mux(odd_pos, (half_pos << 2) + 1, 0)),
                 sq_neg.eq((self.product[1] << 2) + Mux(odd_neg, (half_neg << 2) + 1, 0)),
@@ -398,7 +409,12 @@ class LearningSignalUnit(wiring.Component):
         issued = Signal.like(count)
         issue = (phase == _Phase.ERRORS) & (issued != count)
         read_valid, read_last = Signal(), Signal()
-        m.d.comb += [read.addr.eq(issued), read.en.eq(advance)]
+        if shared.again is None:
+            m.d.comb += [read.addr.eq(issued), read.en.eq(advance)]
+        else:
+            # Before the second pass the scan reads h back (shared.again).
+            m.d.comb += [read.addr.eq(Mux(phase == _Phase.ERRORS, issued, shared.again)),
+                         read.en.eq(advance)]
         product_pos = Signal(signed(self.largest_bits + 1))
         product_neg = Signal(signed(self.largest_bits + 1))
         product_valid, product_last = Signal(), Signal()
