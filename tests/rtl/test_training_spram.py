@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment, MemoryInstance
+from amaranth.lib import memory
 from amaranth.sim import Simulator
 
 from golden.config import ModelConfig
@@ -101,7 +103,9 @@ def _train(name: str, config: ModelConfig, rule: TrainRule, lanes: int,
         # in the memory and at the address its target and address name.
         other = make_model(config, SEED + len(name) + 1)
         dut = TrainingCore(other, rule, lanes=lanes, weights="spram", **options)
-        writes = TrainingCore(model, rule, lanes=lanes, weights="spram").starting_loads()
+        # (With the same options: G label weights a word lay out the label words.)
+        writes = TrainingCore(model, rule, lanes=lanes, weights="spram",
+                              **options).starting_loads()
         assert {target for target, _, _ in writes} == {
             LOAD_TARGETS[name] for name in ("weights", "bias", "labels")}
     else:
@@ -156,6 +160,65 @@ def test_an_spram_core_with_one_bias_label_lane_trains_like_the_golden_trainer(n
     assert len(dut.bias_label.lanes) == 1
     assert (dut.training_cycles() - three.training_cycles()
             == dut.trained_iterations * sum(config.hidden))
+
+
+#: The small part's options beside SPRAM (ffcl_hw.flows.synth_training.training_core).
+SMALL_PART = dict(bias_label_lanes=1, forward_multipliers="shared",
+                  signal_multipliers="shared")
+
+
+@pytest.mark.parametrize(("name", "label_lanes"), [
+    # G = K = 4: one label word a neuron (the scan's one-word path).
+    ("ffdl_p4_b8", 4),
+    # G = 3 of K = 4: two label words a neuron, FFCL with every iteration trained (the
+    # scan's two-word path without its waiting registers).
+    ("ffcl_all_t2_p3_b16", 3)])
+def test_a_small_part_core_with_the_lean_learning_signal_trains_like_the_golden_trainer(
+        name, label_lanes):
+    # lean_signal: the h and error buffers read without read-first logic, h read back
+    # from its buffer for the squares, the two-word scan's pre-activation taken from its
+    # port a cycle later: the same weights in the same cycles as without it.
+    fields, rule_fields, lanes = CASES[name]
+    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
+    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    dut = _train(name, config, rule, lanes, **SMALL_PART, label_lanes=label_lanes,
+                 lean_signal=True)
+    full = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **SMALL_PART,
+                        label_lanes=label_lanes)
+    assert dut.scan.lean and dut.scan.signal.lean and not full.scan.lean
+    assert dut.training_cycles() == full.training_cycles()
+
+
+def test_only_the_lean_learning_signal_leaves_its_buffers_unchecked():
+    # The attribute that lets Yosys drop the read-first logic is on the h buffer and the
+    # error buffer of a lean core only: every other memory (the pre-activations, which
+    # the forward pass writes while nothing reads them, included) keeps its promise.
+    fields, rule_fields, lanes = CASES["ffdl_p4_b8"]
+    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
+    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    model = make_model(config, SEED)
+
+    def unchecked(dut):
+        fragment = Fragment.get(dut, None)
+        return sorted(".".join(name) for mem, name in _memories(fragment)
+                      if mem.attrs and mem.attrs.get("no_rw_check"))
+
+    lean = TrainingCore(model, rule, lanes=lanes, weights="spram", **SMALL_PART,
+                        lean_signal=True)
+    assert unchecked(lean) == ["err_buf", "scan.signal.buffer"]
+    assert unchecked(TrainingCore(model, rule, lanes=lanes, weights="spram",
+                                  **SMALL_PART)) == []
+    with pytest.raises(TypeError, match=r"^Lean signal must be a bool, not 1$"):
+        TrainingCore(model, rule, lanes=lanes, lean_signal=1)
+
+
+def _memories(fragment, path=()):
+    """(lib.memory.Memory, hierarchical name) of every memory below ``fragment``."""
+    for sub, sub_name, _ in fragment.subfragments:
+        name = (*path, sub_name)
+        if isinstance(sub, MemoryInstance):
+            yield next(o for o in sub.origins if isinstance(o, memory.Memory)), name
+        yield from _memories(sub, name)
 
 
 def _slot_waits(dut: TrainingCore) -> int:
