@@ -389,9 +389,17 @@ class LearningSignalUnit(wiring.Component):
                 largest = Mux(largest_pos > largest_neg, largest_pos, largest_neg)
                 # z = max(0, bits(M) - 14) = the number of j < z_max with M >= 2^(14 + j):
                 # a sum over a thermometer code instead of a priority chain.
-                m.d.sync += [z.eq(sum(largest[DELTA_BITS + j:].any()
-                                      for j in range(self.z_max))),
-                             phase.eq(_Phase.ERRORS)]
+                m.d.sync += z.eq(sum(largest[DELTA_BITS + j:].any()
+                                     for j in range(self.z_max)))
+                if self.lean:
+                    # Two cycles (z the same in both): the cycle the errors' output
+                    # register no longer takes (_errors), so the gap stays GAP.
+                    waited = Signal()
+                    m.d.sync += waited.eq(~waited)
+                    with m.If(waited):
+                        m.d.sync += phase.eq(_Phase.ERRORS)
+                else:
+                    m.d.sync += phase.eq(_Phase.ERRORS)
         shared.sigma, shared.table, shared.z = ((sigma_pos, sigma_neg),
                                                 (table_pos, table_neg), z)
 
@@ -461,12 +469,24 @@ class LearningSignalUnit(wiring.Component):
                 # dp is round_shift(-(sigma+ h+), z): the negation comes before the
                 # rounding (half up is not symmetric).
                 product_pos.eq(-scaled_pos), product_neg.eq(scaled_neg),
-                product_valid.eq(scaled_valid), product_last.eq(scaled_last),
-                dp.eq(_round_shift(product_pos, z)), dn.eq(_round_shift(product_neg, z)),
-                error_valid.eq(product_valid), error_last.eq(product_last),
-                out.dp.eq(dp), out.dn.eq(dn), out.d.eq(dp + dn), out.last.eq(error_last),
-                self.errors.valid.eq(error_valid),
-            ]
+                product_valid.eq(scaled_valid), product_last.eq(scaled_last)]
+            if self.lean:
+                # The rounding, its sum and the output in one cycle (a 30 MHz part has
+                # the time): no register that only copies dp and dn (32 flip-flops each
+                # fed by a flip-flop, a logic cell each on the UP5K). d's low bits are
+                # those of the truncated dp + dn.
+                rounded_pos = _round_shift(product_pos, z)
+                rounded_neg = _round_shift(product_neg, z)
+                m.d.sync += [out.dp.eq(rounded_pos), out.dn.eq(rounded_neg),
+                             out.d.eq(rounded_pos + rounded_neg), out.last.eq(product_last),
+                             self.errors.valid.eq(product_valid)]
+            else:
+                m.d.sync += [
+                    dp.eq(_round_shift(product_pos, z)), dn.eq(_round_shift(product_neg, z)),
+                    error_valid.eq(product_valid), error_last.eq(product_last),
+                    out.dp.eq(dp), out.dn.eq(dn), out.d.eq(dp + dn), out.last.eq(error_last),
+                    self.errors.valid.eq(error_valid),
+                ]
         taken = self.errors.valid if latency is not None else \
             self.errors.valid & self.errors.ready
         with m.If(taken & out.last):
