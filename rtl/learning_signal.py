@@ -331,7 +331,8 @@ class LearningSignalUnit(wiring.Component):
         m.d.comb += [margin_pos.eq(self.theta - g_pos), margin_neg.eq(g_neg - self.theta)]
         index_pos, index_neg = Signal(SIGMOID_INDEX_BITS), Signal(SIGMOID_INDEX_BITS)
         sigma_pos, sigma_neg = Signal(sigma_shape), Signal(sigma_shape)
-        m.d.comb += [self.sigma_pos.eq(sigma_pos), self.sigma_neg.eq(sigma_neg)]
+        if not self.lean:
+            m.d.comb += [self.sigma_pos.eq(sigma_pos), self.sigma_neg.eq(sigma_neg)]
         largest_pos = Signal(self.largest_bits)
         largest_neg = Signal(self.largest_bits)
         z = Signal.like(self.z)
@@ -348,6 +349,13 @@ class LearningSignalUnit(wiring.Component):
             table_pos, table_neg = Signal(sigma_shape), Signal(sigma_shape)
             m.d.sync += [table_pos.eq(_piecewise(index_pos)),
                          table_neg.eq(_piecewise(index_neg))]
+        if self.lean:
+            # The table's read register follows the index, which changes only in MARGIN:
+            # it holds sigma until the next update's MARGIN, so it is sigma, with no
+            # register of its own (18 flip-flops fed by block RAM, a logic cell each on
+            # the UP5K).
+            sigma_pos, sigma_neg = table_pos, table_neg
+            m.d.comb += [self.sigma_pos.eq(sigma_pos), self.sigma_neg.eq(sigma_neg)]
 
         with m.Switch(phase):
             with m.Case(_Phase.SCAN):
@@ -367,8 +375,9 @@ class LearningSignalUnit(wiring.Component):
             with m.Case(_Phase.PRODUCT):
                 if latency is None:
                     # sigma is held a cycle before its products (GAP).
-                    m.d.sync += [sigma_pos.eq(table_pos), sigma_neg.eq(table_neg),
-                                 held.eq(held + 1)]
+                    if not self.lean:
+                        m.d.sync += [sigma_pos.eq(table_pos), sigma_neg.eq(table_neg)]
+                    m.d.sync += held.eq(held + 1)
                     with m.If(held == 1):
                         m.d.sync += [largest_pos.eq(sigma_pos * top_pos),
                                      largest_neg.eq(sigma_neg * top_neg),
@@ -378,8 +387,9 @@ class LearningSignalUnit(wiring.Component):
                     # sigma h = 2 sigma f + e sigma.
                     m.d.sync += held.eq(held + 1)
                     with m.If(held == latency):
+                        if not self.lean:
+                            m.d.sync += [sigma_pos.eq(table_pos), sigma_neg.eq(table_neg)]
                         m.d.sync += [
-                            sigma_pos.eq(table_pos), sigma_neg.eq(table_neg),
                             largest_pos.eq((self.product[0] << 1)
                                            + Mux(top_pos[0], table_pos, 0)),
                             largest_neg.eq((self.product[1] << 1)
@@ -471,15 +481,12 @@ class LearningSignalUnit(wiring.Component):
                 product_pos.eq(-scaled_pos), product_neg.eq(scaled_neg),
                 product_valid.eq(scaled_valid), product_last.eq(scaled_last)]
             if self.lean:
-                # The rounding, its sum and the output in one cycle (a 30 MHz part has
-                # the time): no register that only copies dp and dn (32 flip-flops each
-                # fed by a flip-flop, a logic cell each on the UP5K). d's low bits are
-                # those of the truncated dp + dn.
-                rounded_pos = _round_shift(product_pos, z)
-                rounded_neg = _round_shift(product_neg, z)
-                m.d.sync += [out.dp.eq(rounded_pos), out.dn.eq(rounded_neg),
-                             out.d.eq(rounded_pos + rounded_neg), out.last.eq(product_last),
-                             self.errors.valid.eq(product_valid)]
+                # dp and dn are the output registers, d their sum after them: no register
+                # that only copies dp and dn (32 flip-flops fed by flip-flops, a logic
+                # cell each on the UP5K), and each rounding LUT feeds one flip-flop.
+                m.d.sync += [dp.eq(_round_shift(product_pos, z)),
+                             dn.eq(_round_shift(product_neg, z)),
+                             error_last.eq(product_last), self.errors.valid.eq(product_valid)]
             else:
                 m.d.sync += [
                     dp.eq(_round_shift(product_pos, z)), dn.eq(_round_shift(product_neg, z)),
@@ -487,6 +494,9 @@ class LearningSignalUnit(wiring.Component):
                     out.dp.eq(dp), out.dn.eq(dn), out.d.eq(dp + dn), out.last.eq(error_last),
                     self.errors.valid.eq(error_valid),
                 ]
+        if self.lean:
+            m.d.comb += [out.dp.eq(dp), out.dn.eq(dn), out.d.eq(dp + dn),
+                         out.last.eq(error_last)]
         taken = self.errors.valid if latency is not None else \
             self.errors.valid & self.errors.ready
         with m.If(taken & out.last):
