@@ -17,20 +17,21 @@ lanes (update lanes on the MAC lanes' multipliers; on 2 lanes the learning signa
 ``signal_multipliers="shared"``), and on 4 lanes with 8-bit stored weights in SPRAM (two
 banks), three b and U lanes or one time-shared (``bias_label_lanes=1``), and that with
 every multiplier a MAC lane's (``forward_multipliers="shared"``, G = 4 label weights a
-word; and on 3 lanes, G = 3), through ``synth_ice40 -dsp``, to set against the UP5K's
-5,280 logic cells, 8 SB_MAC16 and 30 EBR.
+word; and on 3 lanes, G = 3), and the 4-lane one with the lean learning signal
+(``lean_signal=True``, as the iCEBreaker's training build makes it), through
+``synth_ice40 -dsp``, to set against the UP5K's 5,280 logic cells, 8 SB_MAC16 and 30 EBR.
 
 ``--restart``: the 4-lane core of ``--ice40`` with every multiplier a MAC lane's (the
 small part's, flattened as there) with its ``restart`` input and with the input tied to
 0, the netlist it had before (what restores the two generators on a committed load,
 ``TrainingCore.restart``).
 
-``--ice40-parts``: the 4-lane core of ``--ice40`` with every multiplier a MAC lane's, kept
-hierarchical (``synth_ice40 -dsp -noflatten -noabc``: Yosys 0.70's ABC9 fails an
-assertion on the hierarchical netlist, so the LUTs are mapped by Yosys's own
-techmapping, about 30 % more of them than ABC9 makes of the flattened core), summed per
-part of the design (each row includes its submodules): where the cells go, not what a
-build would take.
+``--ice40-parts``: the 4-lane core of ``--ice40`` with every multiplier a MAC lane's and
+the lean learning signal (the last row), kept hierarchical (``synth_ice40 -dsp -noflatten
+-noabc``: Yosys 0.70's ABC9 fails an assertion on the hierarchical netlist, so the LUTs
+are mapped by Yosys's own techmapping, about 30 % more of them than ABC9 makes of the
+flattened core), summed per part of the design (each row includes its submodules): where
+the cells go, not what a build would take.
 
 ``--ice40-inference-parts``: the same for the inference-only design a UP5K trainer would
 sit beside, the host link over a 1-lane core with SPRAM weights and dedicated multipliers
@@ -117,6 +118,11 @@ def core_designs() -> dict:
     }
 
 
+#: The small-part core as the iCEBreaker's training build makes it (``--ice40-parts``).
+LEAN = ("TrainingCore, the same 4 lanes, 4 label weights a word, the lean learning signal "
+        "(lean_signal=True)")
+
+
 def ice40_designs() -> dict:
     import numpy as np
 
@@ -141,17 +147,22 @@ def ice40_designs() -> dict:
             lambda: TrainingCore(model, TrainRule(epochs=1, lr_shift=6, store_bits=8),
                                  lanes=4, weights="spram", bias_label_lanes=1),
         "TrainingCore, the same, the forward pass and the learning signal on the lanes too, "
-        "4 label weights a word, the lean learning signal":
+        "4 label weights a word":
             lambda: TrainingCore(model, TrainRule(epochs=1, lr_shift=6, store_bits=8),
                                  lanes=4, weights="spram", bias_label_lanes=1,
                                  forward_multipliers="shared", signal_multipliers="shared",
-                                 label_lanes=4, lean_signal=True),
+                                 label_lanes=4),
         "TrainingCore, the same on 3 lanes, 3 label weights a word":
             lambda: TrainingCore(model, TrainRule(epochs=1, lr_shift=6, store_bits=8),
                                  lanes=3, weights="spram", bias_label_lanes=1,
                                  forward_multipliers="shared", signal_multipliers="shared",
-                                 label_lanes=3, lean_signal=True),
+                                 label_lanes=3),
+        LEAN: lambda: TrainingCore(model, TrainRule(epochs=1, lr_shift=6, store_bits=8),
+                                   lanes=4, weights="spram", bias_label_lanes=1,
+                                   forward_multipliers="shared", signal_multipliers="shared",
+                                   label_lanes=4, lean_signal=True),
     }
+
 
 
 #: Rows of ``--ice40-parts``: a submodule of the small-part training core (with everything
@@ -283,8 +294,7 @@ def restart_cost() -> None:
 
 def main() -> None:
     if "--ice40-parts" in sys.argv[1:]:
-        name, make = list(ice40_designs().items())[-2]
-        ice40_parts(name, make(), PARTS)
+        ice40_parts(LEAN, ice40_designs()[LEAN](), PARTS)
         return
     if "--ice40-inference-parts" in sys.argv[1:]:
         ice40_parts("HostLink over a 1-lane inference Core, digits FFDL 64-64, SPRAM, "

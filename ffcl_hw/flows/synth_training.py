@@ -73,8 +73,8 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
     """The :class:`rtl.training_core.TrainingCore` a training build for ``board`` makes:
     on an SPRAM board (the iCEBreaker's UP5K) its weights in SPRAM with the small-part
     options (one b and U lane, every multiplier a MAC lane's, G = min(K, P) label weights
-    a word; docs/training-engine.md), else (or for no board) in block RAM with the
-    defaults."""
+    a word, the lean learning signal; docs/training-engine.md), else (or for no board) in
+    block RAM with the defaults."""
     from rtl.training_core import TrainingCore
 
     if board is None or not board_info(board).spram_bits:
@@ -268,6 +268,7 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
             "bias_label_lanes": len(core.bias_label.lanes),
             "forward_multipliers": core.forward_multipliers,
             "signal_multipliers": core.signal_multipliers,
+            "lean_signal": core.lean_signal,
             "cycles_per_sample": cycles,
             "samples_per_second": (round(fmax * 1e6 / cycles, 1) if fmax else None),
             "rule": {**{f.name: getattr(rule, f.name) for f in fields(TrainRule)},

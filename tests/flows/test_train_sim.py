@@ -292,9 +292,10 @@ def test_the_icebreaker_builds_core_trains_bit_exact(tiny_int_run, capsys):
         "as icebreaker's training build makes it: 3 label weights a word, 1 b/U lane, "
         "the forward pass on shared multipliers, the learning signal on shared",
         weights="spram", bias_label_lanes=1, forward_multipliers="shared",
-        signal_multipliers="shared", label_lanes=3)
+        signal_multipliers="shared", label_lanes=3, lean_signal=True)
     assert (report["board"], report["lanes"], report["weights"], report["label_lanes"],
-            report["bias_label_lanes"]) == ("icebreaker", 3, "spram", 3, 1)
+            report["bias_label_lanes"], report["lean_signal"]) == ("icebreaker", 3, "spram",
+                                                                   3, 1, True)
 
 
 def test_board_needs_train(tiny_int_run, capsys):
