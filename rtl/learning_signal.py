@@ -109,10 +109,14 @@ class LearningSignalUnit(wiring.Component):
     operand_bits : int, optional
         Width of a borrowed multiplier's signed inputs (default 16, SB_MAC16).
     lean : bool, optional
-        The small-part form (default False): the h buffer is read through
-        :func:`rtl.ram_ports.unchecked_read_port` (its reads, in the second pass, never
-        meet its writes, in the scan), without the read-first logic Yosys adds on iCE40.
-        The same errors in the same cycles.
+        The small-part form (default False), without the registers a 30 MHz part does not
+        need; the same errors in the same cycles (:attr:`gap`). The h buffer is read
+        through :func:`rtl.ram_ports.unchecked_read_port` (its reads, in the second pass,
+        never meet its writes, in the scan), without the read-first logic Yosys adds on
+        iCE40; with ``product_latency`` of 2 or more the squares' odd part reads h back
+        from it instead of delaying h; the errors leave from the dp and dn registers,
+        d summed after them (z's cycle taken twice for the stage saved); sigma is the
+        table's read register.
 
     Members
     -------
