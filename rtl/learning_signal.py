@@ -251,7 +251,8 @@ class LearningSignalUnit(wiring.Component):
         if self.lean:
             # The scan writes, the second pass reads: a word read while its address is
             # written (the read port idles at address 0 in the scan) is never used.
-            write, read = buffer.write_port(), unchecked_read_port(m, buffer)
+            write = buffer.write_port()
+            read = unchecked_read_port(m, buffer, write, platform)
         else:
             write, read = buffer.write_port(), buffer.read_port()
         # What the three stages share: the phase, the neurons counted, the goodness, the

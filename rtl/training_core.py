@@ -475,7 +475,7 @@ class TrainingCore(wiring.Component):
         m.submodules.scaler = scaler = self.scaler
         m.submodules.weight_pass = wpass = self.weight_pass
         m.submodules.bias_label = bias_label = self.bias_label
-        ports = self._buffers(m)
+        ports = self._buffers(m, platform)
         wiring.connect(m, self.words_gen.words, words.words)
         wiring.connect(m, ports["rho_w"], words.rho)
         wiring.connect(m, ports["err_w"], scan.errors)
@@ -591,15 +591,17 @@ class TrainingCore(wiring.Component):
                   for name, (shape, depth) in self._buffer_shapes().items()]
         return shapes + self.scan.memories() + self.scaler.memories()
 
-    def _buffers(self, m: Module) -> dict:
+    def _buffers(self, m: Module, platform) -> dict:
         """The engine's memories and their ports: what it keeps from the forward pass
         (pixels, pre-activations, activations, filled from the ``observe`` port) and its
-        buffers (errors, rho words, v)."""
+        buffers (errors, rho words, v); ``platform`` as ``elaborate``'s."""
         config = self.model.config
         hidden, total = config.hidden, sum(config.hidden)
-        # The error buffer is written by the scan (PREPARE) and read by the passes after
-        # it, never both in a cycle: lean, it needs no read-first logic.
-        unchecked = {"err"} if self.lean_signal else set()
+        # The learning signal's buffers, lean, need no read-first logic: the errors are
+        # written by the scan (PREPARE) and read by the passes after it; the
+        # pre-activations are written by the sweep (the inference) and read by the scan
+        # only while the core idles or is held. No read uses a word written in its cycle.
+        unchecked = {"err", "pre"} if self.lean_signal else set()
         mems = {name: memory.Memory(shape=shape, depth=depth, init=[],
                                     attrs=NO_RW_CHECK if name in unchecked else None)
                 for name, (shape, depth) in self._buffer_shapes().items()}
@@ -607,8 +609,8 @@ class TrainingCore(wiring.Component):
         for name, mem in mems.items():
             m.submodules[f"{name}_buf"] = mem
             if name in unchecked:
-                ports[f"{name}_w"], ports[f"{name}_r"] = (mem.write_port(),
-                                                          unchecked_read_port(m, mem))
+                ports[f"{name}_w"] = mem.write_port()
+                ports[f"{name}_r"] = unchecked_read_port(m, mem, ports[f"{name}_w"], platform)
             else:
                 ports[f"{name}_w"], ports[f"{name}_r"] = mem.write_port(), mem.read_port()
         obs = self.core.observe
