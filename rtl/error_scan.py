@@ -58,9 +58,9 @@ class ErrorScan(wiring.Component):
     lean : bool, optional
         The small-part form (default False): the unit's (``LearningSignalUnit(lean=True)``)
         and, with two label words a neuron, no register for the pre-activation or
-        U[i, y] that only waits (the pre-activation buffer's port still holds the
-        neuron's word when y''s label word arrives, and U[i, y] holds until the unit
-        takes it). The same errors in the same cycles.
+        U[i, y] that only waits (the pre-activation port reads only at a neuron's second
+        read, ``pre.en``, and holds the word until the unit takes it; U[i, y] is taken
+        then and held as long). The same errors in the same cycles.
 
     Its :class:`rtl.learning_signal.LearningSignalUnit` is a submodule.
 
@@ -79,7 +79,8 @@ class ErrorScan(wiring.Component):
     y, y_neg : In(range(K))
         The true and the wrong label.
     pre : In(memory.ReadPort.Signature(addr_width=..., shape=signed(state_bits)))
-        The pre-activation buffer (read one cycle after the address).
+        The pre-activation buffer (read one cycle after the address; lean with two label
+        words a neuron, ``en`` only at a neuron's second read).
     labels : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(G * B_m)))
         The stored label words, ceil(K / G) per neuron (read one cycle after the
         address).
@@ -188,12 +189,14 @@ class ErrorScan(wiring.Component):
             pre_read, u_pos_read = self.pre.data, top(u_field[self.y])
             u_neg_read, label_addr = top(u_field[self.y_neg]), self.base + count
         elif self.lean:
-            # The pre-activation's address holds through ``second``, so its port still
-            # has the neuron's word when y''s label word arrives; U[i, y], taken at
-            # ``second``, holds until the next ``second``, the cycle the unit takes it.
+            # The pre-activation port reads only at ``second`` (its address is the
+            # neuron's then): its word holds until the next ``second``, the cycle the
+            # unit takes the neuron, so it needs no register of its own; nor does
+            # U[i, y], taken at ``second`` and held as long.
+            m.d.comb += self.pre.en.eq(second)
             with m.If(second):
                 m.d.sync += u_pos.eq(top(groups.field(self.labels.data, self.y, B_m)))
-            pre_read, u_pos_read = self.pre.data, None
+            pre, pre_read, u_pos_read = self.pre.data, None, None
             u_neg_read = top(groups.field(self.labels.data, self.y_neg, B_m))
             label_addr = groups.word(self.base + count, Mux(second, self.y_neg, self.y))
         else:
@@ -203,9 +206,12 @@ class ErrorScan(wiring.Component):
                              u_pos_read.eq(top(groups.field(self.labels.data, self.y, B_m)))]
             u_neg_read = top(groups.field(self.labels.data, self.y_neg, B_m))
             label_addr = groups.word(self.base + count, Mux(second, self.y_neg, self.y))
-        m.d.sync += [pre.eq(pre_read), *([] if u_pos_read is None else [u_pos.eq(u_pos_read)]),
-                     u_neg.eq(u_neg_read), neuron_valid.eq(read_valid),
-                     neuron_last.eq(read_last)]
+        if pre_read is None:
+            m.d.sync += [u_neg.eq(u_neg_read), neuron_valid.eq(read_valid),
+                         neuron_last.eq(read_last)]
+        else:
+            m.d.sync += [pre.eq(pre_read), u_pos.eq(u_pos_read), u_neg.eq(u_neg_read),
+                         neuron_valid.eq(read_valid), neuron_last.eq(read_last)]
         m.d.comb += [
             signal.theta.eq(self.theta),
             self.pre.addr.eq(self.base + count), self.labels.addr.eq(label_addr),
