@@ -249,8 +249,9 @@ class LearningSignalUnit(wiring.Component):
             shape=data.StructLayout({"pos": h_shape, "neg": h_shape}), depth=self.depth,
             init=[], attrs=NO_RW_CHECK if self.lean else None)
         if self.lean:
-            # The scan writes, the second pass reads: a word read while its address is
-            # written (the read port idles at address 0 in the scan) is never used.
+            # The scan writes, the second pass reads; in the scan the port idles or reads
+            # h back a cycle after its write (_scan): a word read in the cycle its
+            # address is written is never used.
             write = buffer.write_port()
             read = unchecked_read_port(m, buffer, write, platform)
         else:

@@ -172,11 +172,12 @@ class TrainingCore(wiring.Component):
         in docs/training-engine.md, "Logic of the components"). The same weights.
     lean_signal : bool, optional
         The learning signal's small-part form (default False, for a part as small as the
-        UP5K): ``ErrorScan(lean=True)``, and the error buffer read through
-        :func:`rtl.ram_ports.unchecked_read_port` (the scan writes it before the passes
-        read it), without the read-first logic Yosys adds on iCE40. The same weights in
-        the same cycles (the figures are in docs/training-engine.md, "Logic of the
-        components").
+        UP5K): ``ErrorScan(lean=True)``, and the error and pre-activation buffers read
+        through :func:`rtl.ram_ports.unchecked_read_port` (the scan writes the errors
+        before the passes read them, and reads the pre-activations only while the core
+        idles or is held), without the read-first logic Yosys adds on iCE40. The same
+        weights in the same cycles (the figures are in docs/training-engine.md, "Logic of
+        the components").
 
     Attributes
     ----------
