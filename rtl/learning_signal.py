@@ -270,6 +270,13 @@ class LearningSignalUnit(wiring.Component):
         self._errors(m, shared, read)
         return m
 
+    def _centred(self, h):
+        """s = h - 2^(B-1) as a signed B-bit operand of a borrowed multiplier (B =
+        ``operand_bits``; 0 <= h < 2^B): h with its bit B - 1 flipped. The lean unit
+        multiplies s where the full one multiplies h >> 1, so that h^2 and sigma h need
+        an addition only above their low B - 1 bits, and no odd bit."""
+        return (h ^ (1 << (self.operand_bits - 1)))[:self.operand_bits].as_signed()
+
     def _scan(self, m: Module, shared: SimpleNamespace, write, read) -> None:
         """First pass: h, its square and the running maximum, the goodness; sets
         ``shared.take``, ``shared.h``, ``shared.sq_last`` and ``shared.again`` (the
@@ -298,20 +305,28 @@ class LearningSignalUnit(wiring.Component):
         if latency is None:
             m.d.sync += [sq_pos.eq(h_pos * h_pos), sq_neg.eq(h_neg * h_neg),
                          sq_valid.eq(h_valid), sq_last.eq(h_last)]
-        else:
-            # h^2 = 4 f^2 + e (4 f + 1): the borrowed multiplier squares f = h >> 1.
-            if self.lean and latency >= 2:
+        elif self.lean:
+            # h^2 = s^2 + 2^B (h - 2^(B-2)): the borrowed multiplier squares s = h - 2^(B-1)
+            # (_centred), and only the top B + 1 bits take an addition.
+            if latency >= 2:
                 # h comes back with its square from the buffer (idle in the scan), read
                 # latency - 1 cycles after its write (never in its cycle): an address
                 # delayed instead of h (16 bits a side) through ``latency`` registers.
                 shared.again = _delayed(m, address, latency - 1)
-                odd_pos, odd_neg = read.data.pos[0], read.data.neg[0]
-                half_pos, half_neg = read.data.pos >> 1, read.data.neg >> 1
+                back_pos, back_neg = read.data.pos, read.data.neg
             else:
-                odd_pos = _delayed(m, h_pos[0], latency)
-                odd_neg = _delayed(m, h_neg[0], latency)
-                half_pos = _delayed(m, h_pos >> 1, latency)
-                half_neg = _delayed(m, h_neg >> 1, latency)
+                back_pos, back_neg = _delayed(m, h_pos, latency), _delayed(m, h_neg, latency)
+            quarter = 1 << (self.operand_bits - 2)
+            m.d.sync += [
+                sq_pos.eq(self.product[0] + ((back_pos - quarter) << self.operand_bits)),
+                sq_neg.eq(self.product[1] + ((back_neg - quarter) << self.operand_bits)),
+                sq_valid.eq(_delayed(m, h_valid, latency)),
+                sq_last.eq(_delayed(m, h_last, latency))]
+        else:
+            # h^2 = 4 f^2 + e (4 f + 1): the borrowed multiplier squares f = h >> 1.
+            odd_pos, odd_neg = _delayed(m, h_pos[0], latency), _delayed(m, h_neg[0], latency)
+            half_pos = _delayed(m, h_pos >> 1, latency)
+            half_neg = _delayed(m, h_neg >> 1, latency)
             m.d.sync += [
                 sq_pos.eq((self.product[0] << 2) + Mux(odd_pos, (half_pos << 2) + 1, 0)),
                 sq_neg.eq((self.product[1] << 2) + Mux(odd_neg, (half_neg << 2) + 1, 0)),
@@ -395,12 +410,20 @@ class LearningSignalUnit(wiring.Component):
                     with m.If(held == latency):
                         if not self.lean:
                             m.d.sync += [sigma_pos.eq(table_pos), sigma_neg.eq(table_neg)]
-                        m.d.sync += [
-                            largest_pos.eq((self.product[0] << 1)
-                                           + Mux(top_pos[0], table_pos, 0)),
-                            largest_neg.eq((self.product[1] << 1)
-                                           + Mux(top_neg[0], table_neg, 0)),
-                            phase.eq(_Phase.EXPONENT)]
+                        if self.lean:
+                            # sigma h = sigma s + 2^(B-1) sigma (_centred).
+                            centre = self.operand_bits - 1
+                            m.d.sync += [
+                                largest_pos.eq(self.product[0] + (table_pos << centre)),
+                                largest_neg.eq(self.product[1] + (table_neg << centre)),
+                                phase.eq(_Phase.EXPONENT)]
+                        else:
+                            m.d.sync += [
+                                largest_pos.eq((self.product[0] << 1)
+                                               + Mux(top_pos[0], table_pos, 0)),
+                                largest_neg.eq((self.product[1] << 1)
+                                               + Mux(top_neg[0], table_neg, 0)),
+                                phase.eq(_Phase.EXPONENT)]
             with m.Case(_Phase.EXPONENT):
                 largest = Mux(largest_pos > largest_neg, largest_pos, largest_neg)
                 # z = max(0, bits(M) - 14) = the number of j < z_max with M >= 2^(14 + j):
@@ -459,10 +482,16 @@ class LearningSignalUnit(wiring.Component):
         else:
             # Without stalls (errors always ready) the borrowed products and what travels
             # beside them are plain delay lines.
-            scaled_pos = (self.product[0] << 1) + Mux(
-                _delayed(m, read.data.pos[0], latency), sigma_pos, 0)
-            scaled_neg = (self.product[1] << 1) + Mux(
-                _delayed(m, read.data.neg[0], latency), sigma_neg, 0)
+            if self.lean:
+                # sigma h = sigma s + 2^(B-1) sigma (_centred): no odd bit to carry along.
+                centre = self.operand_bits - 1
+                scaled_pos = self.product[0] + (sigma_pos << centre)
+                scaled_neg = self.product[1] + (sigma_neg << centre)
+            else:
+                scaled_pos = (self.product[0] << 1) + Mux(
+                    _delayed(m, read.data.pos[0], latency), sigma_pos, 0)
+                scaled_neg = (self.product[1] << 1) + Mux(
+                    _delayed(m, read.data.neg[0], latency), sigma_neg, 0)
             scaled_valid = _delayed(m, read_valid, latency)
             scaled_last = _delayed(m, read_last, latency)
             # The borrowed multipliers' operands, by phase: the squares in the scan,
@@ -470,13 +499,15 @@ class LearningSignalUnit(wiring.Component):
             for q, (h_now, top, table, sigma, stored) in enumerate((
                     (h_pos, top_pos, table_pos, sigma_pos, read.data.pos),
                     (h_neg, top_neg, table_neg, sigma_neg, read.data.neg))):
+                # Lean: h enters as s = h - 2^(B-1) (_centred), not as h >> 1.
+                operand = self._centred if self.lean else (lambda h: h >> 1)
                 with m.Switch(phase):
                     with m.Case(_Phase.PRODUCT):
-                        m.d.comb += [self.a[q].eq(table), self.b[q].eq(top >> 1)]
+                        m.d.comb += [self.a[q].eq(table), self.b[q].eq(operand(top))]
                     with m.Case(_Phase.ERRORS):
-                        m.d.comb += [self.a[q].eq(sigma), self.b[q].eq(stored >> 1)]
+                        m.d.comb += [self.a[q].eq(sigma), self.b[q].eq(operand(stored))]
                     with m.Default():
-                        m.d.comb += [self.a[q].eq(h_now >> 1), self.b[q].eq(h_now >> 1)]
+                        m.d.comb += [self.a[q].eq(operand(h_now)), self.b[q].eq(operand(h_now))]
         with m.If(advance):
             with m.If(issue):
                 m.d.sync += issued.eq(issued + 1)
