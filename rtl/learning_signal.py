@@ -317,11 +317,14 @@ class LearningSignalUnit(wiring.Component):
             else:
                 back_pos, back_neg = _delayed(m, h_pos, latency), _delayed(m, h_neg, latency)
             quarter = 1 << (self.operand_bits - 2)
-            m.d.sync += [
+            # Into g as the product arrives, without a register between (its low bits
+            # would be flip-flops fed by the multiplier, a logic cell each on the UP5K);
+            # ``sq_last`` a cycle later, so that the scan ends when it did.
+            m.d.comb += [
                 sq_pos.eq(self.product[0] + ((back_pos - quarter) << self.operand_bits)),
                 sq_neg.eq(self.product[1] + ((back_neg - quarter) << self.operand_bits)),
                 sq_valid.eq(_delayed(m, h_valid, latency)),
-                sq_last.eq(_delayed(m, h_last, latency))]
+                sq_last.eq(_delayed(m, h_last, latency + 1))]
         else:
             # h^2 = 4 f^2 + e (4 f + 1): the borrowed multiplier squares f = h >> 1.
             odd_pos, odd_neg = _delayed(m, h_pos[0], latency), _delayed(m, h_neg[0], latency)
