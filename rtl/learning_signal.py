@@ -85,7 +85,9 @@ class LearningSignalUnit(wiring.Component):
     of h+ and h- in the scan, sigma times the maxima, then sigma+ h+ and sigma- h- in the
     second pass. h can exceed a signed 16-bit input (amax + wmax = 2^15 + 126), so the
     unit multiplies f = h >> 1 and adds the odd part: h^2 = 4 f^2 + e (4 f + 1),
-    sigma h = 2 sigma f + e sigma, e = h & 1 (the goodness datapath's form). The errors
+    sigma h = 2 sigma f + e sigma, e = h & 1 (the goodness datapath's form); the lean
+    unit multiplies s = h - 2^15 instead: h^2 = s^2 + 2^16 (h - 2^14), sigma h =
+    sigma s + 2^15 sigma. The errors
     then leave without back-pressure (``errors`` is always ready: the engine writes them
     into a memory), since borrowed multipliers cannot be stalled.
 
@@ -113,10 +115,13 @@ class LearningSignalUnit(wiring.Component):
         need; the same errors in the same cycles (:attr:`gap`). The h buffer is read
         through :func:`rtl.ram_ports.unchecked_read_port` (its reads, in the second pass,
         never meet its writes, in the scan), without the read-first logic Yosys adds on
-        iCE40; with ``product_latency`` of 2 or more the squares' odd part reads h back
-        from it instead of delaying h; the errors leave from the dp and dn registers,
-        d summed after them (z's cycle taken twice for the stage saved); sigma is the
-        table's read register.
+        iCE40; with ``product_latency``, h enters the multipliers centred (s = h -
+        2^(B-1), :meth:`_centred`) instead of as h >> 1, so its products need an addition
+        only above their low B - 1 bits and no odd bit, the squares go into g as they
+        arrive (the scan's end signalled a cycle later, as before), and with a latency of
+        2 or more h comes back for the squares from the buffer instead of through delay
+        lines; the errors leave from the dp and dn registers, d summed after them (z's
+        cycle taken twice for the stage saved); sigma is the table's read register.
 
     Members
     -------
