@@ -1,9 +1,12 @@
+# amaranth: UnusedElaboratable=no
 """Logic of the training components, from Yosys alone (no place and route).
 
     python docs/training_cost.py          # about a minute per family on one core
     python docs/training_cost.py --cores  # the training core against the inference core
     python docs/training_cost.py --ice40  # the smallest training cores against the UP5K
     python docs/training_cost.py --ice40-parts  # where the smallest one's cells go
+    python docs/training_cost.py --ice40-parts --forward-norm  # the same, input_norm="forward"
+    python docs/training_cost.py --ice40-parts --lean-signal  # the same, lean_signal=True
     python docs/training_cost.py --ice40-inference-parts  # the same for an inference link
     python docs/training_cost.py --restart  # what a committed load's restart costs
 
@@ -17,21 +20,23 @@ lanes (update lanes on the MAC lanes' multipliers; on 2 lanes the learning signa
 ``signal_multipliers="shared"``), and on 4 lanes with 8-bit stored weights in SPRAM (two
 banks), three b and U lanes or one time-shared (``bias_label_lanes=1``), and that with
 every multiplier a MAC lane's (``forward_multipliers="shared"``, G = 4 label weights a
-word; and on 3 lanes, G = 3), and the 4-lane one with the lean learning signal
-(``lean_signal=True``, as the iCEBreaker's training build makes it), through
-``synth_ice40 -dsp``, to set against the UP5K's 5,280 logic cells, 8 SB_MAC16 and 30 EBR.
+word; and on 3 lanes, G = 3), through ``synth_ice40 -dsp``, to set against the UP5K's
+5,280 logic cells, 8 SB_MAC16 and 30 EBR.
 
 ``--restart``: the 4-lane core of ``--ice40`` with every multiplier a MAC lane's (the
 small part's, flattened as there) with its ``restart`` input and with the input tied to
 0, the netlist it had before (what restores the two generators on a committed load,
 ``TrainingCore.restart``).
 
-``--ice40-parts``: the 4-lane core of ``--ice40`` with every multiplier a MAC lane's and
-the lean learning signal (the last row), kept hierarchical (``synth_ice40 -dsp -noflatten
--noabc``: Yosys 0.70's ABC9 fails an assertion on the hierarchical netlist, so the LUTs
-are mapped by Yosys's own techmapping, about 30 % more of them than ABC9 makes of the
-flattened core), summed per part of the design (each row includes its submodules): where
-the cells go, not what a build would take.
+``--ice40-parts``: the 4-lane core of ``--ice40`` with every multiplier a MAC lane's, kept
+hierarchical (``synth_ice40 -dsp -noflatten -noabc``: Yosys 0.70's ABC9 fails an
+assertion on the hierarchical netlist, so the LUTs are mapped by Yosys's own
+techmapping, about 30 % more of them than ABC9 makes of the flattened core), summed per
+part of the design (each row includes its submodules): where the cells go, not what a
+build would take. With ``--forward-norm`` the same core takes the update's input norms
+from the forward pass (``input_norm="forward"``: the InputScaler without its square, sum
+and Rsqrt; the kept (r, sh) registers are the TrainingCore's own); with ``--lean-signal``
+the learning signal in its small-part form (``lean_signal=True``; both flags combine).
 
 ``--ice40-inference-parts``: the same for the inference-only design a UP5K trainer would
 sit beside, the host link over a 1-lane core with SPRAM weights and dedicated multipliers
@@ -87,6 +92,14 @@ def designs() -> dict:
                                                     min_shift=-5, max_shift=22),
         "UpdateLane, k -5..22, borrowed multiplier": lambda: UpdateLane(
             limits=limits, input_bits=15, min_shift=-5, max_shift=22, product_latency=2),
+        "UpdateLane, k -5..22, borrowed multiplier, compact": lambda: UpdateLane(
+            limits=limits, input_bits=15, min_shift=-5, max_shift=22, product_latency=2,
+            compact=True),
+        "UpdateLane, k -5..22, unit input (b, U)": lambda: UpdateLane(
+            limits=limits, input_bits=1, min_shift=-5, max_shift=22, unit_input=True),
+        "UpdateLane, k -5..22, unit input, compact": lambda: UpdateLane(
+            limits=limits, input_bits=1, min_shift=-5, max_shift=22, unit_input=True,
+            compact=True),
     }
 
 
@@ -116,11 +129,6 @@ def core_designs() -> dict:
         "TrainingCore, the same, B_m = 16, dedicated multipliers": lambda: TrainingCore(
             model, TrainRule(epochs=1, lr_shift=6), lanes=8, multipliers="dedicated"),
     }
-
-
-#: The small-part core as the iCEBreaker's training build makes it (``--ice40-parts``).
-LEAN = ("TrainingCore, the same 4 lanes, 4 label weights a word, the lean learning signal "
-        "(lean_signal=True)")
 
 
 def ice40_designs() -> dict:
@@ -157,12 +165,7 @@ def ice40_designs() -> dict:
                                  lanes=3, weights="spram", bias_label_lanes=1,
                                  forward_multipliers="shared", signal_multipliers="shared",
                                  label_lanes=3),
-        LEAN: lambda: TrainingCore(model, TrainRule(epochs=1, lr_shift=6, store_bits=8),
-                                   lanes=4, weights="spram", bias_label_lanes=1,
-                                   forward_multipliers="shared", signal_multipliers="shared",
-                                   label_lanes=4, lean_signal=True),
     }
-
 
 
 #: Rows of ``--ice40-parts``: a submodule of the small-part training core (with everything
@@ -180,7 +183,7 @@ PARTS = {
     "top.bias_label": "BiasLabelPass (its lane included)",
     "top.bias_label.lane": "  its UpdateLane",
     "top.weight_pass": "WeightPass (its lane and the replay generator included)",
-    "top.scaler": "InputScaler (rsqrt, scaler)",
+    "top.scaler": "InputScaler (rsqrt unless input_norm='forward', scaler)",
     "top.labels_gen": "label WordGenerator",
     "top.words_gen": "rounding WordGenerator",
     "top.words": "UpdateWords",
@@ -294,7 +297,21 @@ def restart_cost() -> None:
 
 def main() -> None:
     if "--ice40-parts" in sys.argv[1:]:
-        ice40_parts(LEAN, ice40_designs()[LEAN](), PARTS)
+        name, make = list(ice40_designs().items())[-2]
+        design = make()
+        if "--forward-norm" in sys.argv[1:]:
+            from rtl.training_core import TrainingCore
+
+            design = TrainingCore(design.model, design.rule, lanes=design.lanes,
+                                  **{**design.options, "input_norm": "forward"})
+            name += ", the update's input norms from the forward pass"
+        if "--lean-signal" in sys.argv[1:]:
+            from rtl.training_core import TrainingCore
+
+            design = TrainingCore(design.model, design.rule, lanes=design.lanes,
+                                  **{**design.options, "lean_signal": True})
+            name += ", the lean learning signal"
+        ice40_parts(name, design, PARTS)
         return
     if "--ice40-inference-parts" in sys.argv[1:]:
         ice40_parts("HostLink over a 1-lane inference Core, digits FFDL 64-64, SPRAM, "

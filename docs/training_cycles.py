@@ -16,6 +16,7 @@ check against its counter in simulation; nothing here is measured on a board.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -162,19 +163,27 @@ def main() -> None:
     print()
     print("The small-part options (TrainingCore: bias_label_lanes=1, "
           "forward_multipliers='shared', signal_multipliers='shared', label_lanes=G; "
-          "docs/training-engine.md), digits FFDL 64-64 in SPRAM at B_m = 8, against the "
-          "same lanes without them:")
-    print("| P | G | inference | training sample | without the options (inference, sample) |")
-    print("|---|---|---|---|---|")
-    rule = TrainRule(epochs=1, lr_shift=6, store_bits=8)
-    for lanes in (4, 3):
-        small = TrainingCore(digits, rule, lanes=lanes, weights="spram", bias_label_lanes=1,
-                             forward_multipliers="shared", signal_multipliers="shared",
-                             label_lanes=lanes)
-        plain = TrainingCore(digits, rule, lanes=lanes, weights="spram")
-        print(f"| {lanes} | {lanes} | {small.core.program.cycles():,} | "
-              f"{small.training_cycles():,} | {plain.core.program.cycles():,}, "
-              f"{plain.training_cycles():,} |")
+          "docs/training-engine.md), digits FFDL 64-64 and FFCL 64-64 T=3 (every iteration "
+          "trained) in SPRAM at B_m = 8, against the same lanes without them; and with the "
+          "update's input norms from the forward pass too (input_norm='forward', as the "
+          "iCEBreaker build):")
+    print("| model | P | G | inference | training sample | with input_norm='forward' "
+          "| without the options (inference, sample) |")
+    print("|---|---|---|---|---|---|---|")
+    b8 = TrainRule(epochs=1, lr_shift=6, store_bits=8)
+    ffcl = _model(ModelConfig(algo="ffcl", input_size=64, num_classes=10, hidden=(64, 64),
+                              theta=0.25, loops=3), 16)
+    for name, model, rule, lanes in (
+            ("digits FFDL 64-64", digits, b8, 4), ("digits FFDL 64-64", digits, b8, 3),
+            ("digits FFCL 64-64 T=3", ffcl, replace(b8, loss_iterations="all"), 4)):
+        options = dict(weights="spram", bias_label_lanes=1, forward_multipliers="shared",
+                       signal_multipliers="shared", label_lanes=lanes)
+        small = TrainingCore(model, rule, lanes=lanes, **options)
+        forward = TrainingCore(model, rule, lanes=lanes, **options, input_norm="forward")
+        plain = TrainingCore(model, rule, lanes=lanes, weights="spram")
+        print(f"| {name} | {lanes} | {lanes} | {small.core.program.cycles():,} | "
+              f"{small.training_cycles():,} | {forward.training_cycles():,} | "
+              f"{plain.core.program.cycles():,}, {plain.training_cycles():,} |")
 
 
 if __name__ == "__main__":

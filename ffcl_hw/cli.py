@@ -748,7 +748,9 @@ def _sim_train(args: argparse.Namespace) -> int:
               f"a word, {r['bias_label_lanes']} b/U lane"
               f"{'s' if r['bias_label_lanes'] != 1 else ''}, the forward pass on "
               f"{r['forward_multipliers']} multipliers, the learning signal on "
-              f"{r['signal_multipliers']}")
+              f"{r['signal_multipliers']}, the update's input norms "
+              f"{'from the forward pass' if r['input_norm'] == 'forward' else 'its own'}"
+              f"{', compact update lanes' if r['compact_lanes'] else ''}")
     rule = r["rule"]
     low, high = r["lr_range"]
     print(f"  rule              {r['rule_source']}: lr 2^-{r['lr_shift']} (range 2^-{low}.."

@@ -55,6 +55,9 @@ class BiasLabelPass(wiring.Component):
         G, label weights a label word (:class:`rtl.label_groups.LabelGroups`); below K
         (one lane only) U[i, y] and U[i, y'] are in two words, each read, updated and
         written. Default K.
+    compact_lanes : bool, optional
+        Lanes in their small-part form (``UpdateLane(compact=True)``): the same words in
+        the same cycles. Default False.
 
     Members
     -------
@@ -83,7 +86,7 @@ class BiasLabelPass(wiring.Component):
     LANES = (3, 1)
 
     def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int = 3,
-                 label_lanes: int | None = None) -> None:
+                 label_lanes: int | None = None, compact_lanes: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -127,7 +130,8 @@ class BiasLabelPass(wiring.Component):
         # Made here, not in elaborate, so the fit check can ask them what they need.
         # v = 1: lanes without a multiplier (a constant 1 behind an input register that
         # resets to 0 kept one each, 3 MULT18X18D on ECP5).
-        self.lanes = tuple(UpdateLane.for_model(model, rule, unit_input=True)
+        self.lanes = tuple(UpdateLane.for_model(model, rule, unit_input=True,
+                                                compact=compact_lanes)
                            for _ in range(lanes))
         # One lane: a label word is read again where no issue reads one
         # (_elaborate_shared): latency mod 3 != 2 with one word, = 2 mod 4 with two.

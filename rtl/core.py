@@ -52,6 +52,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.intmodel import IntModel
 from rtl.argmax import Argmax
+from rtl.collisions import COLLISIONS_UNUSED
 from rtl.feedback_buffer import FeedbackBuffer
 from rtl.goodness import GoodnessDatapath
 from rtl.mac_lanes import MacLanes
@@ -82,8 +83,8 @@ from rtl.sweep import SHARED_OPERANDS, Sweep
 from rtl.weight_store import bram_slices
 
 __all__ = ["LOAD_TARGETS", "WEIGHT_MEMORIES", "Core", "lend_signature", "load_depths",
-           "load_layout", "load_words", "memory_images", "observe_signature", "result_layout",
-           "store_signature"]
+           "load_layout", "load_words", "memory_images", "norms_signature",
+           "observe_signature", "result_layout", "store_signature"]
 
 
 def result_layout(labels: int, score_bits: int) -> data.StructLayout:
@@ -145,6 +146,18 @@ def observe_signature(program: Program) -> wiring.Signature:
     })
 
 
+def norms_signature(program: Program) -> wiring.Signature:
+    """The ``norms`` port of a core built with ``norms=True`` (see :class:`Core`): the
+    two reciprocal square roots' outputs, (r, sh) of the running op's feed-forward input
+    (``ff_r``, ``ff_sh``) and of its feedback input (``fb_r``, ``fb_sh``), as
+    :class:`rtl.normaliser.Rsqrt` gives them."""
+    w = program.widths
+    return wiring.Signature({
+        "ff_r": Out(unsigned(w.r)), "ff_sh": Out(range(w.sq + 2)),
+        "fb_r": Out(unsigned(w.r)), "fb_sh": Out(range(w.sq + 2)),
+    })
+
+
 class Core(wiring.Component):
     """The Forward-Forward inference core for one integer model.
 
@@ -195,6 +208,12 @@ class Core(wiring.Component):
         only run while the core idles or is held. With ``shared`` the sweep and the
         label scan borrow lanes 0..max(3, G) - 1 while the core runs, the port's user
         every lane while it idles or is held (``accept_load``). Default False.
+    norms : bool
+        Add the ``norms`` port (default False): for the training engine, which takes the
+        reciprocal square roots of a layer's inputs from the forward pass instead of
+        computing them again (``TrainingCore(input_norm="forward")``). A separate port,
+        not part of ``observe``: a submodule's outputs that nothing reads stay in its
+        RTLIL as named wires, so every core without it keeps its netlist.
 
     Members
     -------
@@ -217,6 +236,12 @@ class Core(wiring.Component):
         while the core idles (``load`` writes them).
     lend : In(lend_signature(P))
         Only with ``lend=True``: the lanes' multipliers for another unit's operands.
+    norms : Out(norms_signature(program))
+        Only with ``norms=True``: (r, sh) of the running op's inputs, the feed-forward
+        input's (layers above the first) and the feedback's; valid from
+        :attr:`rtl.normaliser.Rsqrt.LATENCY` cycles after the op is latched (in DECODE)
+        to its end, so in every cycle the sweep writes one of the op's activations
+        (``observe.act``), which it scales with them.
     observe : Out(observe_signature(program))
         Only with ``observe=True``: what the forward pass computes, as it is computed
         (the training core, :mod:`rtl.training_core`, keeps what its update needs):
@@ -233,7 +258,7 @@ class Core(wiring.Component):
     def __init__(self, model: IntModel, *, lanes: int, label_lanes: int | None = None,
                  weights: str = "rom", banks: int = 1, shared: bool = False,
                  observe: bool = False, store_bits: int | None = None,
-                 layer1_cache: bool = True, lend: bool = False) -> None:
+                 layer1_cache: bool = True, lend: bool = False, norms: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         check_mapping(weights, banks)
@@ -281,6 +306,11 @@ class Core(wiring.Component):
         self.lend_enabled = lend
         if lend:
             members["lend"] = In(lend_signature(self.program.lanes))
+        if not isinstance(norms, bool):
+            raise TypeError(f"Norms must be True or False, not {norms!r}")
+        self.norms_enabled = norms
+        if norms:
+            members["norms"] = Out(norms_signature(self.program))
         super().__init__(members)
 
     @property
@@ -365,9 +395,10 @@ class Core(wiring.Component):
         # Every depth is at least 2: a one-entry memory has a zero-width address, which
         # Verilog spells [-1:0].
         m.submodules.image_mem = image_mem = memory.Memory(
-            shape=unsigned(w.input), depth=max(2, D), init=[])
+            shape=unsigned(w.input), depth=max(2, D), init=[], attrs=COLLISIONS_UNUSED)
         m.submodules.pre_mem = pre_mem = memory.Memory(
-            shape=signed(w.state), depth=max(2, *config.hidden), init=[])
+            shape=signed(w.state), depth=max(2, *config.hidden), init=[],
+            attrs=COLLISIONS_UNUSED)
         self._check_latencies(memories, lanes, sweep, goodness)
 
         # -- the sequencer: image in, model loads, program, result out -------------------
@@ -461,6 +492,9 @@ class Core(wiring.Component):
                 self.observe.fetch.eq(seq.fetch), self.observe.op_index.eq(seq.op_index),
                 self.observe.act_data.eq(sweep.buffer.data),
             ]
+        if self.norms_enabled:
+            m.d.comb += [self.norms.ff_r.eq(rsqrt_ff.r), self.norms.ff_sh.eq(rsqrt_ff.sh),
+                         self.norms.fb_r.eq(rsqrt_fb.r), self.norms.fb_sh.eq(rsqrt_fb.sh)]
         return m
 
     def _side_operands(self, m: Module, lanes: MacLanes, sweep: Sweep,

@@ -11,6 +11,7 @@ from amaranth import Module, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from rtl.collisions import COLLISIONS_UNUSED
 from rtl.params import check_positive_int
 
 __all__ = ["FeedbackBuffer"]
@@ -59,7 +60,8 @@ class FeedbackBuffer(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         m.submodules.banks = banks = memory.Memory(
-            shape=unsigned(self.width), depth=2 * self.depth, init=[])
+            shape=unsigned(self.width), depth=2 * self.depth, init=[],
+            attrs=COLLISIONS_UNUSED)
         read = banks.read_port()
         write = banks.write_port()
         # The bank is the address's top part: one memory, so both banks share block RAMs.

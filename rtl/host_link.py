@@ -30,6 +30,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.intmodel import IntModel
 from golden.inttrain import TrainRule
+from rtl.collisions import COLLISIONS_UNUSED
 from rtl.core import LOAD_TARGETS, Core, load_depths, load_words
 from rtl.frame_parser import FrameParser
 from rtl.load_transaction import LoadTransaction, load_data_bytes
@@ -566,7 +567,8 @@ class HostLink(wiring.Component):
         # -- the sample buffer: pixels (IMAGE) or labelled samples (TRAIN) wait here
         # until the crc is known -------------------------------------------------------
         depth = sample_buffer_depth(D, B if training else 0)
-        m.submodules.image_buffer = image_mem = memory.Memory(shape=8, depth=depth, init=[])
+        m.submodules.image_buffer = image_mem = memory.Memory(shape=8, depth=depth, init=[],
+                                                              attrs=COLLISIONS_UNUSED)
         image_write, image_read = image_mem.write_port(), image_mem.read_port()
         pixel = Signal(range(D + 1))
         index = parser.payload.payload.index
@@ -776,7 +778,7 @@ class HostLink(wiring.Component):
         read_bytes = self.identity.read_bytes
         r_target, r_count = tr.r_target, tr.r_count
         m.submodules.records = record_mem = memory.Memory(shape=_RECORD, depth=max(2, B),
-                                                          init=[])
+                                                          init=[], attrs=COLLISIONS_UNUSED)
         record_write, record_read = record_mem.write_port(), record_mem.read_port()
         # Samples trained since configuration: kept through a reset, like the memories.
         trained = Signal(32, reset_less=True)

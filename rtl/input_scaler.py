@@ -6,6 +6,11 @@ unit norm with NORM_FRAC_BITS fractional bits (``IntTrainer._normalised``): the 
 squares of the activations, its reciprocal square root (:class:`rtl.normaliser.Rsqrt`,
 the forward pass's table) and one scaled value per activation
 (:class:`rtl.normaliser.Scaler`) into the v buffer, which the update passes read.
+
+Built with ``reciprocal="given"`` it scales only: (r, sh) come in on its ``r`` and ``sh``
+ports (the training core keeps them from the forward pass, which computed the same
+reciprocal square root of the same activations: ``TrainingCore(input_norm="forward")``),
+and the square, the sum and the table are not built.
 """
 
 from __future__ import annotations
@@ -20,17 +25,20 @@ from rtl.normaliser import Rsqrt, Scaler
 from rtl.params import check_positive_int
 from rtl.resources import MemoryShape, Product
 
-__all__ = ["InputScaler"]
+__all__ = ["RECIPROCALS", "InputScaler"]
 
 #: Width of a normalised input: v <= 2^14 (1 + 0.98 %) fits 15 bits unsigned.
 V_BITS = 15
 #: Registers between an activation read and its square's sum: the activation and the
 #: product (InputScaler.elaborate).
 SQUARE_STAGES = 2
+#: Where (r, sh) come from: the scaler's own sum of squares and Rsqrt, or its ports.
+RECIPROCALS = ("own", "given")
 
 
 class InputScaler(wiring.Component):
-    """Reads ``count`` activations twice: their squares summed, then each one scaled.
+    """Reads ``count`` activations twice: their squares summed, then each one scaled
+    (once, only scaled, with ``reciprocal="given"``).
 
     Parameters
     ----------
@@ -42,12 +50,17 @@ class InputScaler(wiring.Component):
         Depth of the activation buffer (sum of N).
     max_inputs : int
         The most activations of one step (depth of the v buffer).
+    reciprocal : {"own", "given"}, optional
+        ``"own"`` (default): (r, sh) from the step's own sum of squares and
+        :class:`rtl.normaliser.Rsqrt`. ``"given"``: from the ``r`` and ``sh`` ports; the
+        step is SCALE alone, with no square multiplier, sum or table.
 
     Members
     -------
     run : In(1)
         Held high while the step runs: SQUARES (count + 4), RSQRT (Rsqrt latency + 1)
-        and SCALE (count + Scaler latency + 2) cycles.
+        and SCALE (count + Scaler latency + 2) cycles; SCALE alone with
+        ``reciprocal="given"`` (:meth:`cycles`).
     done : Out(1)
         The step's last cycle (every v is written).
     count : In(range(max_inputs + 1))
@@ -62,10 +75,14 @@ class InputScaler(wiring.Component):
         The activation buffer (read one cycle after the address).
     v : In(memory.WritePort.Signature(addr_width=..., shape=unsigned(15)))
         The v buffer.
+    r : In(unsigned(rsqrt_frac_bits + 1))
+        Only with ``reciprocal="given"``: r of the activations, stable while ``run``.
+    sh : In(range(sq_bits + 2))
+        Only with ``reciprocal="given"``: their (even) sh, as :class:`Rsqrt` gives it.
     """
 
     def __init__(self, fmt: IntFormat, *, sq_bits: int, activations: int,
-                 max_inputs: int) -> None:
+                 max_inputs: int, reciprocal: str = "own") -> None:
         if not isinstance(fmt, IntFormat):
             raise TypeError(f"Format must be a golden.intformat.IntFormat, not {fmt!r}")
         if fmt.rsqrt_frac_bits > NORM_FRAC_BITS + 30:
@@ -75,7 +92,11 @@ class InputScaler(wiring.Component):
         self.sq_bits = check_positive_int("Sum of squares width", sq_bits)
         self.activations = check_positive_int("Activation count", activations)
         self.max_inputs = check_positive_int("Input count", max_inputs)
-        super().__init__({
+        if reciprocal not in RECIPROCALS:
+            raise ValueError(f"Reciprocal must be one of {', '.join(RECIPROCALS)}, "
+                             f"not {reciprocal!r}")
+        self.reciprocal = reciprocal
+        members = {
             "run": In(1), "done": Out(1),
             "count": In(range(max_inputs + 1)),
             "source": In(range(max(2, activations))),
@@ -87,30 +108,42 @@ class InputScaler(wiring.Component):
             "v": In(memory.WritePort.Signature(
                 addr_width=Shape.cast(range(max(2, max_inputs))).width,
                 shape=unsigned(V_BITS))),
-        })
+        }
+        if reciprocal == "given":
+            members["r"] = In(unsigned(fmt.rsqrt_frac_bits + 1))
+            members["sh"] = In(range(sq_bits + 2))
+        super().__init__(members)
         # Made here, not in elaborate, so the fit check can ask them what they need.
-        self.rsqrt = Rsqrt(sq_bits=sq_bits, index_bits=fmt.rsqrt_index_bits,
-                           frac_bits=fmt.rsqrt_frac_bits)
+        self.rsqrt = (Rsqrt(sq_bits=sq_bits, index_bits=fmt.rsqrt_index_bits,
+                            frac_bits=fmt.rsqrt_frac_bits) if reciprocal == "own" else None)
         # A shift below zero is a left shift: pre-shift a by e and add e to the shift.
         self._pre_shift = e = max(0, NORM_FRAC_BITS - fmt.rsqrt_frac_bits)
         self.scaler = Scaler(acc_bits=fmt.act_bits + e + 1, r_bits=fmt.rsqrt_frac_bits + 1,
                              shift_bits=7)
 
-    @staticmethod
-    def cycles(count: int) -> int:
-        """Cycles of one step over ``count`` activations."""
-        return (count + 2 + SQUARE_STAGES) + (Rsqrt.LATENCY + 1) + (count + Scaler.LATENCY + 2)
+    def cycles(self, count: int) -> int:
+        """Cycles of one step over ``count`` activations: SQUARES, RSQRT and SCALE, or
+        SCALE alone with ``reciprocal="given"``."""
+        scale = count + Scaler.LATENCY + 2
+        if self.reciprocal == "given":
+            return scale
+        return (count + 2 + SQUARE_STAGES) + (Rsqrt.LATENCY + 1) + scale
 
     def products(self) -> list[Product]:
-        """The square a * a of the sum of squares, and the scaler's product."""
+        """The square a * a of the sum of squares (not with ``reciprocal="given"``), and
+        the scaler's product."""
+        if self.reciprocal == "given":
+            return self.scaler.products()
         act = self.fmt.act_bits
         return [Product("square", act, act), *self.scaler.products()]
 
     def memories(self) -> list[MemoryShape]:
-        """The reciprocal square root's table."""
-        return self.rsqrt.memories()
+        """The reciprocal square root's table (none with ``reciprocal="given"``)."""
+        return [] if self.rsqrt is None else self.rsqrt.memories()
 
     def elaborate(self, platform) -> Module:
+        if self.reciprocal == "given":
+            return self._elaborate_given()
         m = Module()
         fmt = self.fmt
         m.submodules.rsqrt = rsqrt = self.rsqrt
@@ -169,4 +202,37 @@ class InputScaler(wiring.Component):
                     m.d.sync += [count.eq(0), sq.eq(0)]
                     m.d.comb += self.done.eq(1)
                     m.next = "SQUARES"
+        return m
+
+    def _elaborate_given(self) -> Module:
+        """SCALE alone: each activation read once and scaled by the given (r, sh)."""
+        m = Module()
+        fmt, e = self.fmt, self._pre_shift
+        m.submodules.scaler = scaler = self.scaler
+        count = Signal(range(self.max_inputs + Scaler.LATENCY + 3))
+        n = self.count
+        a = Mux(self.zero, 0, self.act.data)
+        m.d.comb += [scaler.r.eq(self.r),
+                     scaler.shift.eq((self.sh >> 1) + fmt.rsqrt_frac_bits - NORM_FRAC_BITS + e),
+                     scaler.acc.eq(a << e),
+                     self.act.addr.eq(self.source + count)]
+        # act_valid: the activation read last cycle is in act.data now; it and its index
+        # go through the scaler's latency beside it to the v buffer's write.
+        act_valid, v_index = Signal(), Signal.like(count)
+        v_valid, v_addr = act_valid, v_index
+        for i in range(Scaler.LATENCY):
+            rv, ra = Signal(name=f"v_valid_{i}"), Signal.like(v_index, name=f"v_addr_{i}")
+            m.d.sync += [rv.eq(v_valid), ra.eq(v_addr)]
+            v_valid, v_addr = rv, ra
+        # The step's last write comes a cycle before ``done``: nothing is in flight when
+        # the next step (other source, other dest) starts.
+        m.d.comb += [self.v.en.eq(v_valid), self.v.addr.eq(self.dest + v_addr),
+                     self.v.data.eq(scaler.out)]
+        m.d.sync += act_valid.eq(0)
+        with m.If(self.run):
+            m.d.sync += [act_valid.eq(count < n), v_index.eq(count), count.eq(count + 1)]
+            with m.If(count == n + Scaler.LATENCY + 1):
+                # Every v is written; the next step starts from its first activation.
+                m.d.sync += count.eq(0)
+                m.d.comb += self.done.eq(1)
         return m

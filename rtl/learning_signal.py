@@ -33,8 +33,8 @@ from golden.inttrain import (
     sigmoid_table,
     threshold,
 )
+from rtl.collisions import COLLISIONS_UNUSED
 from rtl.params import check_positive_int
-from rtl.ram_ports import NO_RW_CHECK, unchecked_read_port
 from rtl.resources import MemoryShape, Product
 
 __all__ = ["SIGMOIDS", "LearningSignalUnit", "error_layout", "neuron_layout"]
@@ -112,10 +112,8 @@ class LearningSignalUnit(wiring.Component):
         Width of a borrowed multiplier's signed inputs (default 16, SB_MAC16).
     lean : bool, optional
         The small-part form (default False), without the registers a 30 MHz part does not
-        need; the same errors in the same cycles (:attr:`gap`). The h buffer is read
-        through :func:`rtl.ram_ports.unchecked_read_port` (its reads, in the second pass,
-        never meet its writes, in the scan), without the read-first logic Yosys adds on
-        iCE40; with ``product_latency``, h enters the multipliers centred (s = h -
+        need; the same errors in the same cycles (:attr:`gap`). With
+        ``product_latency``, h enters the multipliers centred (s = h -
         2^(B-1), :meth:`_centred`) instead of as h >> 1, so its products need an addition
         only above their low B - 1 bits and no odd bit, the squares go into g as they
         arrive (the scan's end signalled a cycle later, as before), and with a latency of
@@ -252,15 +250,8 @@ class LearningSignalUnit(wiring.Component):
         h_shape = unsigned(self.h_bits)
         m.submodules.buffer = buffer = memory.Memory(
             shape=data.StructLayout({"pos": h_shape, "neg": h_shape}), depth=self.depth,
-            init=[], attrs=NO_RW_CHECK if self.lean else None)
-        if self.lean:
-            # The scan writes, the second pass reads; in the scan the port idles or reads
-            # h back a cycle after its write (_scan): a word read in the cycle its
-            # address is written is never used.
-            write = buffer.write_port()
-            read = unchecked_read_port(m, buffer, write, platform)
-        else:
-            write, read = buffer.write_port(), buffer.read_port()
+            init=[], attrs=COLLISIONS_UNUSED)
+        write, read = buffer.write_port(), buffer.read_port()
         # What the three stages share: the phase, the neurons counted, the goodness, the
         # maxima and each neuron's h (scan), sigma and z (between the passes).
         phase = Signal(_Phase, init=_Phase.SCAN)

@@ -21,6 +21,7 @@ from amaranth import Cat, Module, Shape, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from rtl.collisions import COLLISIONS_UNUSED
 from rtl.program import Program, op_layout
 from rtl.weight_store import WeightStore
 
@@ -213,9 +214,10 @@ class ModelMemory(wiring.Component):
         memories = {}
         for name, submodule in (("ops", "op_rom"), ("bias", "bias_rom"),
                                 ("labels", "label_rom")):
+            # The label words' collided reads are used (rtl.collisions).
             m.submodules[submodule] = mem = memory.Memory(
                 shape=unsigned(self.word_bits[name]), depth=self.depth(name),
-                init=self._init(name))
+                init=self._init(name), attrs=COLLISIONS_UNUSED if name == "bias" else None)
             port, read = getattr(self, name), mem.read_port()
             m.d.comb += [read.en.eq(port.en), read.addr.eq(self._address(port.addr, bank)),
                          port.data.eq(read.data)]

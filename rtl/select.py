@@ -7,9 +7,9 @@ same thing with a reduction and a one-hot multiplexer instead.
 
 from __future__ import annotations
 
-from amaranth import Const, Mux, Value
+from amaranth import Const, Module, Mux, Signal, Value
 
-__all__ = ["equals", "is_zero", "one_hot", "select"]
+__all__ = ["equals", "is_zero", "one_hot", "select", "window"]
 
 
 def is_zero(value: Value) -> Value:
@@ -47,3 +47,25 @@ def select(items: list, index: Value) -> Value:
         # Indices from 2^bits up select items[0], as the padding below 2^bits does.
         result = Mux(index[bits:].any(), items[0], result)
     return result
+
+
+def window(m: Module, value: Value, offset: Value, width: int) -> Value:
+    """``value.bit_select(offset, width)`` as a logarithmic shifter of 2:1 multiplexers
+    on the bits of ``offset``, narrowed after each stage to the bits a larger offset can
+    still reach (what Yosys makes of the part-select, without the wide shift Verilog
+    writes for it). Each stage is a signal of ``m`` (as one expression each stage would
+    hold the last one twice, and the simulator would evaluate 2^stages copies).
+    ``value`` must have ``width`` bits past the largest offset."""
+    value = Value.cast(value)
+    reach = (1 << len(offset)) - 1
+    if len(value) < reach + width:
+        raise ValueError(f"A window of {width} bits at offsets up to {reach} needs "
+                         f"{reach + width} bits, not {len(value)}")
+    for b in range(len(offset)):
+        step = 1 << b
+        # Offsets left to apply after this stage: a multiple of 2 step, at most this.
+        kept = ((reach >> (b + 1)) << (b + 1)) + width
+        stage = Signal(kept, name=f"window_{b}")
+        m.d.comb += stage.eq(Mux(offset[b], value[step:step + kept], value[:kept]))
+        value = stage
+    return value[:width]

@@ -22,9 +22,10 @@ lambda on ``lr_shift_in``):
    registers, rho into the rho buffer, the other kappa^W and kappa^V dropped); the
    :class:`rtl.learning_signal.LearningSignalUnit` scan (pre, U[i, y], U[i, y'] top
    bits) and its errors into the error buffer; the normalised inputs v (sum of squares,
-   :class:`rtl.normaliser.Rsqrt`, :class:`rtl.normaliser.Scaler`) of a layer above the
-   first, then of the feedback of a layer that hears the loop (iteration t - 1's
-   activations; zero at t = 1), into the v buffer. Then the W and V pass tile by tile,
+   :class:`rtl.normaliser.Rsqrt`, :class:`rtl.normaliser.Scaler`; with
+   ``input_norm="forward"`` the Scaler alone, on (r, sh) kept from the forward pass) of a
+   layer above the first, then of the feedback of a layer that hears the loop (iteration
+   t - 1's activations; zero at t = 1), into the v buffer. Then the W and V pass tile by tile,
    the replay generator restored to kappa^W_1 at every tile, P
    :class:`rtl.update_lane.UpdateLane` read-modify-writing one stored word of P weights
    per cycle; then b and U's two columns, neuron by neuron, through three more lanes
@@ -59,13 +60,14 @@ offered; :meth:`TrainingCore.training_cycles` is its closed form.
 
 from __future__ import annotations
 
-from amaranth import Array, Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.intmodel import IntModel
 from golden.inttrain import LABEL_SEED_OFFSET, IntTrainer, TrainRule
 from rtl.bias_label_pass import BiasLabelPass
+from rtl.collisions import COLLISIONS_UNUSED
 from rtl.core import LOAD_TARGETS, Core, load_layout, load_words
 from rtl.error_scan import ErrorScan, error_entry_layout
 from rtl.input_scaler import V_BITS, InputScaler
@@ -73,7 +75,6 @@ from rtl.label_groups import LabelGroups
 from rtl.lfsr import WordGenerator
 from rtl.params import check_positive_int
 from rtl.program import SIDE_BITS, SIDE_LATENCY
-from rtl.ram_ports import NO_RW_CHECK, unchecked_read_port
 from rtl.resources import MemoryShape, Product
 from rtl.select import is_zero
 from rtl.sequencer import CYCLE_BITS
@@ -82,8 +83,8 @@ from rtl.update_words import UpdateWords
 from rtl.weight_pass import WeightPass
 from rtl.weight_store import check_spram_word
 
-__all__ = ["MULTIPLIERS", "READ_LATENCY", "WEIGHT_KINDS", "TrainingCore", "done_layout",
-           "sample_layout"]
+__all__ = ["INPUT_NORMS", "MULTIPLIERS", "READ_LATENCY", "WEIGHT_KINDS", "TrainingCore",
+           "done_layout", "sample_layout"]
 
 #: Where the W and V passes' update lanes multiply: the MAC lanes' multipliers, which
 #: idle while the passes run, or one of their own each.
@@ -92,6 +93,10 @@ MULTIPLIERS = ("shared", "dedicated")
 #: Where the stored weight words live: the core's block RAM (dual port, initialised) or
 #: iCE40 SPRAM (one port, empty at configuration).
 WEIGHT_KINDS = ("loadable", "spram")
+
+#: Where the update's normalised inputs take their reciprocal square roots (r, sh) from:
+#: the input scaler's own sum of squares and table, or the forward pass's.
+INPUT_NORMS = ("own", "forward")
 
 #: Cycles from ``read`` to ``read_data`` of a core whose weight store is one block RAM
 #: deep (the store's latency; bias and label words wait a cycle to match).
@@ -170,14 +175,38 @@ class TrainingCore(wiring.Component):
         time-shared, a neuron every third cycle (N cycles more per layer; two lanes and
         the carried label words fewer, for a part as small as the UP5K: the figures are
         in docs/training-engine.md, "Logic of the components"). The same weights.
+    compact_lanes : bool, optional
+        Every update lane (the W and V pass's, the b and U pass's) in its small-part
+        form, ``UpdateLane(compact=True)``: R formed as an entry comes in, and a
+        selection of the kept bits instead of a barrel shifter, for a part as small as
+        the UP5K. The same weights in the same cycles. Default False.
+    input_norm : {"own", "forward"}, optional
+        Where the normalised inputs v_j = round_shift(a_j r, sh/2 + Q - 14) of a layer
+        above the first (and of a feedback source) take (r, sh) = rsqrt(sum a^2) from.
+        ``"own"`` (default): the :class:`rtl.input_scaler.InputScaler` reads the
+        activations twice, its own square multiplier and sum of squares, then its own
+        :class:`rtl.normaliser.Rsqrt` (a block RAM table), then scales. ``"forward"``:
+        the forward pass's. The golden trainer updates layer l of iteration t from the
+        very u and f its forward pass of layer l at iteration t read
+        (``IntTrainer.train_sample`` passes the same arrays to ``_forward`` and
+        ``_update``), and both normalise with the same function of the same integer:
+        ``IntModel._product(u, W, w_exp, normalise=True)`` takes ``rsqrt(u . u)``, and
+        ``IntTrainer._normalised(u)`` ``rsqrt(int(u @ u))``, the same table
+        (f likewise through V). The core's op for layer l at iteration t feeds its
+        reciprocal square roots those sums (the sweep's, stored per layer and bank:
+        a_{l-1} of iteration t, the source of iteration t - 1), and the last such op
+        before layer l's update is that iteration's (the updates follow the result, or
+        with 'all' the hold before iteration t + 1). So this core keeps (r, sh) of each
+        layer's inputs (``Core(norms=True)``), taken while the sweep writes that op's
+        activations (it scales them with these), and the scaler only scales: no square
+        multiplier, no sum and no table, each v step n + its scaler's latency + 2 cycles
+        instead of 2 n + 15. Iteration 1's feedback pass is skipped (its r is of no
+        sum): its v is n(0) = 0 whatever r is (the scaler's ``zero``). The same weights.
     lean_signal : bool, optional
         The learning signal's small-part form (default False, for a part as small as the
-        UP5K): ``ErrorScan(lean=True)``, and the error and pre-activation buffers read
-        through :func:`rtl.ram_ports.unchecked_read_port` (the scan writes the errors
-        before the passes read them, and reads the pre-activations only while the core
-        idles or is held), without the read-first logic Yosys adds on iCE40. The same
-        weights in the same cycles (the figures are in docs/training-engine.md, "Logic of
-        the components").
+        UP5K): ``ErrorScan(lean=True)`` and its ``LearningSignalUnit(lean=True)``, without
+        the registers a 30 MHz part does not need. The same weights in the same cycles
+        (the figures are in docs/training-engine.md, "Logic of the components").
 
     Attributes
     ----------
@@ -240,6 +269,7 @@ class TrainingCore(wiring.Component):
                  multipliers: str = "shared", signal_multipliers: str = "dedicated",
                  forward_multipliers: str = "dedicated", weights: str = "loadable",
                  label_lanes: int | None = None, bias_label_lanes: int = 3,
+                 input_norm: str = "own", compact_lanes: bool = False,
                  lean_signal: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
@@ -252,6 +282,8 @@ class TrainingCore(wiring.Component):
         if multipliers not in MULTIPLIERS:
             raise ValueError(f"Multipliers must be one of {', '.join(MULTIPLIERS)}, "
                              f"not {multipliers!r}")
+        if not isinstance(compact_lanes, bool):
+            raise TypeError(f"Compact lanes must be True or False, not {compact_lanes!r}")
         if signal_multipliers not in MULTIPLIERS:
             raise ValueError(f"Signal multipliers must be one of {', '.join(MULTIPLIERS)}, "
                              f"not {signal_multipliers!r}")
@@ -268,6 +300,10 @@ class TrainingCore(wiring.Component):
         if weights == "spram":
             check_spram_word(lanes=lanes, store_bits=rule.store_bits,
                              weight_bits=model.fmt.weight_bits)
+        if input_norm not in INPUT_NORMS:
+            raise ValueError(f"Input norm must be one of {', '.join(INPUT_NORMS)}, "
+                             f"not {input_norm!r}")
+        self.input_norm = input_norm
         self.multipliers, self.signal_multipliers = multipliers, signal_multipliers
         self.forward_multipliers = forward_multipliers
         self.weights = weights
@@ -284,7 +320,8 @@ class TrainingCore(wiring.Component):
         self.core = Core(model, lanes=lanes, weights=weights, observe=True,
                          store_bits=rule.store_bits,
                          layer1_cache=self.trained_iterations == 1, lend=shared,
-                         shared=forward_multipliers == "shared", label_lanes=label_lanes)
+                         shared=forward_multipliers == "shared", label_lanes=label_lanes,
+                         norms=input_norm == "forward")
         self.label_groups = LabelGroups(config.num_classes, self.core.program.label_lanes)
         self.fine = trainer.fine_bits
         #: lambda of the first epoch: the ``lr_shift_in`` port's reset value.
@@ -310,15 +347,18 @@ class TrainingCore(wiring.Component):
                                                else None),
                               label_lanes=self.label_groups.lanes, lean=lean_signal)
         self.scaler = InputScaler(fmt, sq_bits=self.core.program.widths.sq,
-                                  activations=2 * sum(hidden), max_inputs=max(2, self.v_depth))
+                                  activations=2 * sum(hidden), max_inputs=max(2, self.v_depth),
+                                  reciprocal="given" if input_norm == "forward" else "own")
         self.weight_pass = WeightPass(model, rule, lanes=lanes,
                                       words=len(self.core.program.weight_words),
                                       product_latency=SIDE_LATENCY if shared else None,
                                       operand_bits=SIDE_BITS,
                                       weight_latency=self.core.program.weight_latency,
-                                      port=self.core.memories.weight_store.port)
+                                      port=self.core.memories.weight_store.port,
+                                      compact_lanes=compact_lanes)
         self.bias_label = BiasLabelPass(model, rule, lanes=bias_label_lanes,
-                                        label_lanes=self.label_groups.lanes)
+                                        label_lanes=self.label_groups.lanes,
+                                        compact_lanes=compact_lanes)
         K = model.config.num_classes
         prog = self.core.program
         read_words = max(2, len(prog.weight_words), len(prog.label_words))
@@ -355,7 +395,8 @@ class TrainingCore(wiring.Component):
         return {"multipliers": self.multipliers, "signal_multipliers": self.signal_multipliers,
                 "forward_multipliers": self.forward_multipliers, "weights": self.weights,
                 "label_lanes": self.label_groups.lanes,
-                "bias_label_lanes": len(self.bias_label.lanes),
+                "bias_label_lanes": len(self.bias_label.lanes), "input_norm": self.input_norm,
+                "compact_lanes": self.bias_label.lanes[0].compact,
                 "lean_signal": self.lean_signal}
 
     @property
@@ -406,7 +447,8 @@ class TrainingCore(wiring.Component):
         side: WORDS (n_in + N_src + 3 + N words), SCAN and ERRORS (2 N + the unit's
         gap), and for a layer above the first the v of its inputs then for one that hears
         the loop the v of its feedback (each :meth:`rtl.input_scaler.InputScaler.cycles`:
-        SQUARES n + 4, RSQRT its latency + 1, SCALE n + the scaler's latency + 2); WPASS
+        SQUARES n + 4, RSQRT its latency + 1, SCALE n + the scaler's latency + 2; SCALE
+        alone with ``input_norm="forward"``); WPASS
         (:meth:`rtl.weight_pass.WeightPass.cycles`: the first tile's shadow load P + 1,
         the tiles back to back, n_in + N_src cycles each or, on one SPRAM bank, which
         reads a word every other cycle, 2 (n_in + N_src), unless the next tile's shadow
@@ -427,8 +469,8 @@ class TrainingCore(wiring.Component):
             n_in = config.input_size if i == 0 else config.hidden[i - 1]
             n_src = self.n_src[i]
             words = n_in + n_src + 3 + n
-            v = ((InputScaler.cycles(n_in) if i else 0)
-                 + (InputScaler.cycles(n_src) if n_src else 0))
+            v = ((self.scaler.cycles(n_in) if i else 0)
+                 + (self.scaler.cycles(n_src) if n_src else 0))
             update += max(words, self.scan.cycles(n), v)            # PREPARE
             update += self._pass_cycles(i)                         # WPASS
             update += self.bias_label.cycles(n)                     # BU
@@ -476,7 +518,7 @@ class TrainingCore(wiring.Component):
         m.submodules.scaler = scaler = self.scaler
         m.submodules.weight_pass = wpass = self.weight_pass
         m.submodules.bias_label = bias_label = self.bias_label
-        ports = self._buffers(m, platform)
+        ports = self._buffers(m)
         wiring.connect(m, self.words_gen.words, words.words)
         wiring.connect(m, ports["rho_w"], words.rho)
         wiring.connect(m, ports["err_w"], scan.errors)
@@ -506,6 +548,8 @@ class TrainingCore(wiring.Component):
                  "iteration": Signal(range(max(2, self.model.config.loops))),
                  "lam": Signal(self._lambda_shape, init=self.lr_range[0])}
         self._layer_inputs(m, state)
+        if self.input_norm == "forward":
+            self._forward_norms(m, state)
         # Shared read ports: the error and rho buffers (W pass, then the b/U pass), the
         # core's stored words (the passes, the scan's labels, then the read-back).
         bu_running = bias_label.run
@@ -592,28 +636,18 @@ class TrainingCore(wiring.Component):
                   for name, (shape, depth) in self._buffer_shapes().items()]
         return shapes + self.scan.memories() + self.scaler.memories()
 
-    def _buffers(self, m: Module, platform) -> dict:
+    def _buffers(self, m: Module) -> dict:
         """The engine's memories and their ports: what it keeps from the forward pass
         (pixels, pre-activations, activations, filled from the ``observe`` port) and its
-        buffers (errors, rho words, v); ``platform`` as ``elaborate``'s."""
+        buffers (errors, rho words, v)."""
         config = self.model.config
         hidden, total = config.hidden, sum(config.hidden)
-        # The learning signal's buffers, lean, need no read-first logic: the errors are
-        # written by the scan (PREPARE) and read by the passes after it; the
-        # pre-activations are written by the sweep (the inference) and read by the scan
-        # only while the core idles or is held. No read uses a word written in its cycle.
-        unchecked = {"err", "pre"} if self.lean_signal else set()
-        mems = {name: memory.Memory(shape=shape, depth=depth, init=[],
-                                    attrs=NO_RW_CHECK if name in unchecked else None)
+        mems = {name: memory.Memory(shape=shape, depth=depth, init=[], attrs=COLLISIONS_UNUSED)
                 for name, (shape, depth) in self._buffer_shapes().items()}
         ports = {}
         for name, mem in mems.items():
             m.submodules[f"{name}_buf"] = mem
-            if name in unchecked:
-                ports[f"{name}_w"] = mem.write_port()
-                ports[f"{name}_r"] = unchecked_read_port(m, mem, ports[f"{name}_w"], platform)
-            else:
-                ports[f"{name}_w"], ports[f"{name}_r"] = mem.write_port(), mem.read_port()
+            ports[f"{name}_w"], ports[f"{name}_r"] = mem.write_port(), mem.read_port()
         obs = self.core.observe
         offsets = [sum(hidden[:i]) for i in range(config.num_layers)]
         pre_w, act_w = ports["pre_w"], ports["act_w"]
@@ -686,6 +720,47 @@ class TrainingCore(wiring.Component):
             bias_label.kappa_neg.eq(words.kappa_neg),
             bias_label.k_b.eq(k("b")), bias_label.k_u.eq(k("U")),
             bias_label.y.eq(state["y"]), bias_label.y_neg.eq(state["y_neg"]),
+        ]
+
+    def _forward_norms(self, m: Module, state: dict) -> None:
+        """``input_norm="forward"``: (r, sh/2) of each layer's inputs, kept from its last
+        forward op (the one whose inputs its update normalises: the class docstring says
+        why), and the input scaler's (r, sh) from them."""
+        config, obs, norms = self.model.config, self.core.observe, self.core.norms
+        L = config.num_layers
+        # Registers only where an update reads them: the feed-forward input of a layer
+        # above the first, the feedback of a layer that hears the loop. sh is even: its
+        # half is kept.
+        ff_r, ff_half, fb_r, fb_half = [], [], [], []
+        for i in range(L):
+            kept = {}
+            for name, wanted, r, sh in (("ff", i > 0, norms.ff_r, norms.ff_sh),
+                                        ("fb", self.sources[i] is not None, norms.fb_r,
+                                         norms.fb_sh)):
+                if not wanted:
+                    kept[name] = (Const(0, len(r)), Const(0, len(sh) - 1))
+                    continue
+                kept_r = Signal.like(r, name=f"{name}_r_{i}")
+                kept_half = Signal(len(sh) - 1, name=f"{name}_sh_half_{i}")
+                # While the sweep writes one of layer i's activations the op is layer
+                # i's and its reciprocal square roots are settled (the sweep scales with
+                # them): each write of the op keeps the same values.
+                with m.If(obs.act & (obs.layer == i)):
+                    m.d.sync += [kept_r.eq(r), kept_half.eq(sh[1:])]
+                kept[name] = (kept_r, kept_half)
+            ff_r.append(kept["ff"][0])
+            ff_half.append(kept["ff"][1])
+            fb_r.append(kept["fb"][0])
+            fb_half.append(kept["fb"][1])
+        layer, feedback = state["layer"], state["feedback"]
+
+        def pick(values):
+            return values[0] if L == 1 else Array(values)[layer]
+
+        scaler = self.scaler
+        m.d.comb += [
+            scaler.r.eq(Mux(feedback, pick(fb_r), pick(ff_r))),
+            scaler.sh.eq(Cat(Const(0, 1), Mux(feedback, pick(fb_half), pick(ff_half)))),
         ]
 
     def _read_back(self, m: Module) -> None:

@@ -172,6 +172,9 @@ class WeightPass(wiring.Component):
         ``"single"`` (one SPRAM bank) a read or a write, so a word is read every other
         cycle; ``"banked"`` (two SPRAM banks) a read of one bank and a write of the
         other, each word read in its bank's slot (module docstring).
+    compact_lanes : bool, optional
+        Lanes in their small-part form (``UpdateLane(compact=True)``): the same words in
+        the same cycles. Default False.
 
     The P :class:`rtl.update_lane.UpdateLane` and the replay generator (a
     :class:`rtl.lfsr.WordGenerator` without seeding, ``restore``d to kappa^W_1 at every
@@ -216,7 +219,8 @@ class WeightPass(wiring.Component):
 
     def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int, words: int,
                  product_latency: int | None = None, operand_bits: int = 16,
-                 weight_latency: int = WeightStore.LATENCY, port: str = "dual") -> None:
+                 weight_latency: int = WeightStore.LATENCY, port: str = "dual",
+                 compact_lanes: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -237,7 +241,8 @@ class WeightPass(wiring.Component):
         word_bits = lanes * rule.store_bits
         # Made here, not in elaborate, so the fit check can ask them what they need (and
         # the lanes validate the borrowed multiplier's widths).
-        self.lanes = [UpdateLane.for_model(model, rule, product_latency=product_latency)
+        self.lanes = [UpdateLane.for_model(model, rule, product_latency=product_latency,
+                                           compact=compact_lanes)
                       for _ in range(lanes)]
         self.product_latency = product_latency
         borrowed = {}

@@ -8,10 +8,11 @@
   on a board with SPRAM (the iCEBreaker) its weights there (single port: a word every
   other cycle, or a word a cycle in two banks when it is at most 32 bits) with the
   small-part options (one b and U lane, every multiplier a MAC lane's, G = min(K, P)
-  label weights a word); block RAM and the defaults otherwise; update lanes on the MAC
-  lanes' multipliers (the same cycles as their own), its steps one after another (the
-  tiles of a W/V pass back to back). A model it cannot train there (an SPRAM word wider
-  than 64 bits, fewer than 3 lanes on SPRAM) gets ``None`` and the reason.
+  label weights a word, the update's input norms from the forward pass); block RAM and
+  the defaults otherwise; update lanes on the MAC lanes' multipliers (the same cycles as
+  their own), its steps one after another (the tiles of a W/V pass back to back). A
+  model it cannot train there (an SPRAM word wider than 64 bits, fewer than 3 lanes on
+  SPRAM) gets ``None`` and the reason.
 - ``ideal_cycles``: the design's figure for the run's configuration and board memory
   (:func:`rtl.training_estimate.estimate_training`: the steps overlapped as designed).
 - ``lane_utilization``: the core's W and V passes, busy lane-cycles over lane-cycles
@@ -122,13 +123,16 @@ def _accelerator(model: IntModel, rule: TrainRule, lanes: int,
         "label_lanes": core.label_groups.lanes,
         "bias_label_lanes": len(core.bias_label.lanes),
         "forward_multipliers": core.forward_multipliers,
+        "compact_lanes": core.options["compact_lanes"],
+        "input_norm": core.input_norm,
         "how": "training_cycles() of the core `ffcl-hw synth RUN --board B --train` builds "
                "(ffcl_hw.flows.synth_training.training_core): the closed form of its "
                "counter, which tests/rtl/test_training_core.py and test_training_spram.py "
                "hold equal to it; the weights in the board's memory (block RAM, or SPRAM "
                "on the iCE40 UP5K: single port, two banks for a word of at most 32 bits, "
                "with the small-part options there: one b and U lane, every multiplier a "
-               "MAC lane's, G = min(K, P) label weights a word), update lanes on the MAC "
+               "MAC lane's, G = min(K, P) label weights a word, the update's input norms "
+               "from the forward pass), update lanes on the MAC "
                "lanes' multipliers, its steps one after another (the tiles of a pass back "
                "to back); not simulated here",
     }

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -58,8 +59,9 @@ from rtl.weight_store import (
 
 __all__ = ["CONSTRAINTS", "MULTIPLIERS", "TOP_NAME", "FitError", "SynthError",
            "block_ram_estimate", "check_fit", "check_lanes_option", "default_multipliers",
-           "default_seeds", "default_weights", "find_reports", "multipliers_needed",
-           "netlist_cells", "prepare_build", "synth", "synth_run", "synthesis_table"]
+           "default_seeds", "default_weights", "find_reports", "ignore_marked_collisions",
+           "multipliers_needed", "netlist_cells", "prepare_build", "synth", "synth_run",
+           "synthesis_table"]
 
 #: Module name of the synthesised board top.
 TOP_NAME = "ffcl_top"
@@ -580,6 +582,52 @@ def _find_core(design) -> Core | None:
 ROUTERS = ("router1", "router2")
 
 
+def ignore_marked_collisions(rtlil: str) -> str:
+    """``rtlil`` with every memory marked ``no_rw_check``
+    (:data:`rtl.collisions.COLLISIONS_UNUSED`) read as Yosys's own ``memory_dff
+    -no-rw-check`` leaves a port it merged: the ``COLLISION_X_MASK`` of each of its
+    synchronous, non-transparent read ports all ones (a read that meets a write of its
+    address may return anything), so no bypass logic is built for it. Other memories,
+    and transparent reads, are left as they are."""
+    modules = re.split(r"(?m)^(?=module )", rtlil)
+    return "".join(_ignore_in_module(module) for module in modules)
+
+
+def _ignore_in_module(module: str) -> str:
+    """:func:`ignore_marked_collisions` within one RTLIL module."""
+    marked = set(re.findall(r"(?m)^\s*attribute \\no_rw_check 1\n"
+                            r"(?:\s*attribute [^\n]*\n)*\s*memory [^\n]*?(\S+)\n", module))
+    if not marked:
+        return module
+
+    def cell(match: re.Match) -> str:
+        text = match.group(0)
+        memid = re.search(r'parameter \\MEMID "\\\\(\S+)"', text)
+        transparency = re.search(r"parameter \\TRANSPARENCY_MASK \d+'([01]*)", text)
+        if (memid is None or f"\\{memid.group(1)}" not in marked or transparency is None
+                or "1" in transparency.group(1) or not _is_sync_read(text)):
+            return text
+        return re.sub(r"(parameter \\COLLISION_X_MASK )(\d+)'[01]*",
+                      lambda m: f"{m.group(1)}{m.group(2)}'{'1' * int(m.group(2))}", text)
+
+    return re.sub(r"(?ms)^\s*cell \$memrd_v2 .*?^\s*end$", cell, module)
+
+
+def _is_sync_read(cell: str) -> bool:
+    """A ``$memrd_v2`` cell's text is a clocked read."""
+    # Written 1 by Amaranth, 1'1 by Yosys.
+    return re.search(r"(?m)parameter \\CLK_ENABLE (?:1')?1$", cell) is not None
+
+
+def _ignores_collisions(design, family: str) -> bool:
+    """Whether the build of ``design`` applies :func:`ignore_marked_collisions`: a host
+    link over a training core on iCE40, the designs tests/rtl/test_memory_collisions.py
+    checks (ECP5 builds, and inference builds, keep their netlists and figures)."""
+    from rtl.training_core import TrainingCore
+
+    return family == "ice40" and isinstance(getattr(design, "core", None), TrainingCore)
+
+
 def _overrides(family: str, clock_mhz: float, router: str | None = None) -> dict[str, str]:
     """What this flow adds to Amaranth's Lattice templates (the overrides they take)."""
     # The MAC lanes' replicated broadcast registers stay in their own modules, or Yosys
@@ -625,7 +673,10 @@ def prepare_build(top: BoardTop, folder: Path,
     plan = info.make_platform().prepare(top, name=TOP_NAME,
                                         **_overrides(info.family, top.pll.achieved_mhz,
                                                      router))
+    ignore = _ignores_collisions(top.design, info.family)
     for name, content in plan.files.items():
+        if ignore and name == f"{TOP_NAME}.il":
+            content = ignore_marked_collisions(content)
         mode = "wb" if isinstance(content, bytes) else "w"
         with open(Path(folder) / name, mode) as out:
             out.write(content)

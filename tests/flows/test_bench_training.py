@@ -57,16 +57,18 @@ def test_ffdl_rows_are_the_closed_form_and_the_design(tmp_path):
     # The training core's counter, in closed form, for the run's lanes and the core the
     # iCEBreaker's training build makes: its weights in SPRAM (3 x 16 bits fit one 64-bit
     # word), read and written on one port (a word every other cycle: more cycles than
-    # block RAM), one b and U lane, every multiplier a MAC lane's, 3 label weights a word.
+    # block RAM), one b and U lane, every multiplier a MAC lane's, 3 label weights a word,
+    # the update's input norms from the forward pass.
     core = TrainingCore(model, rule, lanes=3, weights="spram", bias_label_lanes=1,
                         forward_multipliers="shared", signal_multipliers="shared",
-                        label_lanes=3)
+                        label_lanes=3, input_norm="forward")
     assert t["cycles_per_sample"] == core.training_cycles()
     assert t["cycles_per_sample"] > TrainingCore(model, rule, lanes=3,
                                                  weights="spram").training_cycles()
     assert t["accelerator"]["lanes"] == 3 and t["accelerator"]["weights"] == "spram"
     assert (t["accelerator"]["label_lanes"], t["accelerator"]["bias_label_lanes"],
-            t["accelerator"]["forward_multipliers"]) == (3, 1, "shared")
+            t["accelerator"]["forward_multipliers"], t["accelerator"]["input_norm"],
+            t["accelerator"]["compact_lanes"]) == (3, 1, "shared", "forward", True)
     # The design's figure for the iCEBreaker's memory (single-port SPRAM).
     design = estimate_training(model, lanes=3, label_lanes=None, shared=False,
                                memory="spram", store_bits=rule.store_bits)

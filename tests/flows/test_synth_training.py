@@ -12,11 +12,18 @@ from dataclasses import replace
 import pytest
 
 from ffcl_hw.cli import _core_line, _print_synth, main
-from ffcl_hw.flows.synth import FitError, _build_command, find_reports, synthesis_table
+from ffcl_hw.flows.synth import (
+    FitError,
+    _build_command,
+    check_fit,
+    find_reports,
+    synthesis_table,
+)
 from ffcl_hw.flows.synth_training import (
     choose_training_core,
     ice40_lane_candidates,
     synth_training_run,
+    training_core,
     training_folder,
     training_lane_candidates,
 )
@@ -41,8 +48,9 @@ def _nothing_written(run) -> bool:
     (["--board", "icebreaker", "--lanes", "2"],
      "needs at least 3 lanes, not 2: its forward pass scales on two MAC lanes' "
      "multipliers and squares on a third"),
+    # (The input scaler only scales there: input_norm="forward", 2 multipliers.)
     (["--board", "icebreaker", "--multipliers", "dedicated"],
-     "needs 16 multipliers (mac lanes 3, update lanes 3, learning signal 6"),
+     "needs 15 multipliers (mac lanes 3, update lanes 3, learning signal 6, input scaler 2"),
     (["--board", "ulx3s-85f", "--weights", "rom"], "--weights does not go with --train"),
     (["--board", "ulx3s-85f", "--label-lanes", "2"], "--label-lanes does not go with --train"),
     (["--board", "ulx3s-85f", "--banks", "2"], "--banks does not go with --train"),
@@ -184,7 +192,8 @@ def test_the_icebreaker_lane_candidates_keep_two_spram_banks_first():
 @pytest.mark.usefixtures("fake_tools")
 def test_an_icebreaker_training_build_takes_the_small_part_core(int_run):
     # The UP5K: weights in SPRAM (loaded over the link), one b and U lane, every
-    # multiplier a MAC lane's, G = min(K, P); its cycles are that core's closed form.
+    # multiplier a MAC lane's, G = min(K, P), the update's input norms from the forward
+    # pass; its cycles are that core's closed form.
     report = synth_training_run(int_run, board="icebreaker")
     model, rule = _model_and_rule_of(int_run)
     assert rule.store_bits == 16 and report["lanes"] == 3 == report["label_lanes"]
@@ -193,14 +202,43 @@ def test_an_icebreaker_training_build_takes_the_small_part_core(int_run):
     assert report["weights"] == "spram" and report["multipliers"] == "shared"
     training = report["training"]
     assert (training["bias_label_lanes"], training["forward_multipliers"],
-            training["signal_multipliers"], training["lean_signal"]) == (1, "shared",
-                                                                          "shared", True)
+            training["signal_multipliers"], training["input_norm"],
+            training["compact_lanes"], training["lean_signal"]) == (1, "shared", "shared",
+                                                                    "forward", True, True)
     small = TrainingCore(model, rule, lanes=3, weights="spram", bias_label_lanes=1,
                          forward_multipliers="shared", signal_multipliers="shared",
-                         label_lanes=3)
+                         label_lanes=3, input_norm="forward", compact_lanes=True,
+                         lean_signal=True)
     assert training["cycles_per_sample"] == small.training_cycles() \
         != TrainingCore(model, rule, lanes=3, weights="spram").training_cycles()
     assert report["fit"]["multipliers"]["needed"] <= 8
+
+
+def test_forward_norms_need_one_multiplier_and_one_block_ram_fewer_on_the_icebreaker():
+    # The fit check counts what the engine declares: without the input scaler's square
+    # and Rsqrt table, one SB_MAC16 and one EBR fewer (the digits build: 7 -> 6 and
+    # 25 -> 24); every other count the same.
+    import numpy as np
+
+    from golden.config import ModelConfig
+    from golden.inttrain import TrainRule, initial_model
+
+    config = ModelConfig(algo="ffdl", input_size=64, num_classes=10, hidden=(64, 64),
+                         theta=0.5)
+    model = initial_model(config, np.random.default_rng(0).random((50, 64)), input_max=16,
+                          seed=0)
+    rule = TrainRule(epochs=1, lr_shift=6, store_bits=8)
+    core = training_core(model, rule, "icebreaker", 4)
+    assert core.input_norm == "forward"
+    own = TrainingCore(model, rule, lanes=4, **{**core.options, "input_norm": "own"})
+    needs, own_needs = check_fit(core, "icebreaker"), check_fit(own, "icebreaker")
+    assert own_needs["multipliers"]["needed"] - needs["multipliers"]["needed"] == 1
+    assert own_needs["block_rams"]["needed"] - needs["block_rams"]["needed"] == 1
+    assert (own_needs["multipliers"]["detail"]["input_scaler"]
+            - needs["multipliers"]["detail"]["input_scaler"]) == 1
+    assert "training_rsqrt_table" in own_needs["block_rams"]["detail"]
+    assert "training_rsqrt_table" not in needs["block_rams"]["detail"]
+    assert needs["multipliers"]["needed"] == 6 and needs["block_rams"]["needed"] == 24
 
 
 def test_the_default_lanes_move_to_a_count_whose_weights_fit():

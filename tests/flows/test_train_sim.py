@@ -286,16 +286,19 @@ def test_an_spram_core_loads_its_words_then_trains_bit_exact(tiny_int_run, capsy
 def test_the_icebreaker_builds_core_trains_bit_exact(tiny_int_run, capsys):
     # --board icebreaker: the core `synth --train --board icebreaker` builds (its lane
     # choice: 3 for 16-bit stored weights), SPRAM loaded first, one b/U lane, every
-    # multiplier a MAC lane's, 3 of the 10 labels a word (4 label words a neuron).
+    # multiplier a MAC lane's, 3 of the 10 labels a word (4 label words a neuron), the
+    # update's input norms from the forward pass.
     report = _trains_bit_exact_as(
         capsys, tiny_int_run, ["--board", "icebreaker"],
         "as icebreaker's training build makes it: 3 label weights a word, 1 b/U lane, "
-        "the forward pass on shared multipliers, the learning signal on shared",
+        "the forward pass on shared multipliers, the learning signal on shared, the "
+        "update's input norms from the forward pass, compact update lanes",
         weights="spram", bias_label_lanes=1, forward_multipliers="shared",
-        signal_multipliers="shared", label_lanes=3, lean_signal=True)
+        signal_multipliers="shared", label_lanes=3, input_norm="forward", compact_lanes=True,
+        lean_signal=True)
     assert (report["board"], report["lanes"], report["weights"], report["label_lanes"],
-            report["bias_label_lanes"], report["lean_signal"]) == ("icebreaker", 3, "spram",
-                                                                   3, 1, True)
+            report["bias_label_lanes"], report["input_norm"], report["compact_lanes"],
+            report["lean_signal"]) == ("icebreaker", 3, "spram", 3, 1, "forward", True, True)
 
 
 def test_board_needs_train(tiny_int_run, capsys):
@@ -391,7 +394,8 @@ def test_the_icebreaker_builds_core_trains_bit_exact_in_icarus(ffcl_int_run, cap
     assert status == 0, out + err
     report = json.loads((ffcl_int_run / "train_sim.json").read_text())
     assert (report["label_lanes"], report["bias_label_lanes"],
-            report["forward_multipliers"]) == (3, 1, "shared")
+            report["forward_multipliers"], report["input_norm"], report["compact_lanes"]) == (
+                3, 1, "shared", "forward", True)
     assert report["checked_samples"] == 2 and report["weight_mismatches"] == 0
     assert report["cycles_per_sample"]["max"] == report["cycles_formula"]
 

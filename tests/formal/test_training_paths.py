@@ -28,7 +28,8 @@ DESIGNS = {
     "ffdl_small_part_spram": (dict(algo="ffdl", hidden=(5, 4)), dict(store_bits=12),
                               dict(lanes=4, weights="spram", bias_label_lanes=1,
                                    forward_multipliers="shared",
-                                   signal_multipliers="shared", label_lanes=2)),
+                                   signal_multipliers="shared", label_lanes=2,
+                                   input_norm="forward")),
 }
 
 

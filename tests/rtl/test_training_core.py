@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.back import verilog
+from amaranth.back import rtlil, verilog
 from amaranth.sim import Simulator
 
 from ffcl_hw.flows.synth_training import training_core
@@ -22,7 +22,9 @@ from golden.inttrain import IntTrainer, TrainRule, default_lr_shift, initial_mod
 from golden.lfsr import Lfsr
 from rtl.core import LOAD_TARGETS, Core, memory_images
 from rtl.host_link import HostLink
+from rtl.input_scaler import SQUARE_STAGES, InputScaler
 from rtl.label_groups import LabelGroups
+from rtl.normaliser import Rsqrt, Scaler
 from rtl.training_core import TrainingCore
 from sim.lint import lint_verilog
 from tests.rtl.helpers import PERIOD, simulate
@@ -268,9 +270,61 @@ def test_a_training_core_on_a_shared_core_trains_like_the_golden_trainer(name):
     check_case(name, multipliers, bias_label_lanes, forward_multipliers="shared", case=case)
 
 
+#: The update's normalised inputs with (r, sh) kept from the forward pass
+#: (``input_norm="forward"``): FFDL; FFCL with 'last' (adjacent on 8 lanes: two layers
+#: hear the loop; top on 1 lane: layer 1 hears layer 3, through its cached-product op)
+#: and with 'all' (updates between the iterations: each one's r, not the previous
+#: iteration's); and the small part's arrangement (every multiplier a MAC lane's, one b
+#: and U lane, G = 2 < K); and a layer of 2 neurons over 16, whose v step stays
+#: PREPARE's longest even when it only scales (so the counter times that step). Each
+#: name: (case, multipliers, b/U lanes, forward multipliers, G).
+FORWARD_NORM_CASES = {
+    "two_layers_p3": (CASES["two_layers_p3"], "shared", 3, "dedicated", None),
+    "wide_then_narrow_p3": ((dict(hidden=(16, 2)), dict(), 3), "shared", 3, "dedicated",
+                            None),
+    "ffcl_adjacent_t3_p8": (FFCL_CASES["ffcl_adjacent_t3_p8"], "shared", 3, "dedicated",
+                            None),
+    "ffcl_top_t3_p1": (FFCL_CASES["ffcl_top_t3_p1"], "shared", 3, "dedicated", None),
+    "ffcl_all_adjacent_t2_p3": (FFCL_CASES["ffcl_all_adjacent_t2_p3"], "shared", 3,
+                                "dedicated", None),
+    "ffcl_all_top_t3_p2": (FFCL_CASES["ffcl_all_top_t3_p2"], "shared", 3, "dedicated", None),
+    "ffcl_all_adjacent_t2_p5_small_part": (SHARED_FORWARD_CASES["ffcl_all_adjacent_t2_p5"][0],
+                                           "signal", 1, "shared", 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORWARD_NORM_CASES))
+def test_normalised_inputs_from_the_forward_pass_train_like_the_golden_trainer(name):
+    case, multipliers, bias_label_lanes, forward, label_lanes = FORWARD_NORM_CASES[name]
+    dut = check_case(name, multipliers, bias_label_lanes, forward_multipliers=forward,
+                     case=case, label_lanes=label_lanes, input_norm="forward")
+    assert dut.scaler.reciprocal == "given" and dut.core.norms_enabled
+    # A v step is SCALE alone: n + the scaler's latency + 2 cycles, against the own
+    # step's SQUARES (n + 4) and RSQRT (the table's latency + 1) before it. The counter
+    # equals the closed form (check_case), which takes the shorter step; PREPARE runs
+    # it beside the learning signal and the words, so a layer gains only where the v
+    # steps were the longest of the three.
+    own = TrainingCore(dut.model, dut.rule, lanes=dut.lanes,
+                       **{**dut.options, "input_norm": "own"})
+    for n in (1, 5, 9):
+        assert dut.scaler.cycles(n) == n + Scaler.LATENCY + 2
+        assert own.scaler.cycles(n) == (n + 2 + SQUARE_STAGES) + (Rsqrt.LATENCY + 1) \
+            + dut.scaler.cycles(n)
+    assert dut.training_cycles() <= own.training_cycles()
+    if name == "two_layers_p3":
+        # 7 inputs to layer 2: the own v step (2 x 7 + 15 = 29) was PREPARE's longest,
+        # the learning signal's 2 x 5 + 14 = 24 is now: 5 cycles fewer.
+        assert own.training_cycles() - dut.training_cycles() == 29 - 24
+    if name == "wide_then_narrow_p3":
+        # Layer 2's v step, 16 + 6 = 22 cycles, is longer than its words (16 + 3 + 2)
+        # and its learning signal (2 x 2 + 14): the counter holds the step's length.
+        assert dut.scaler.cycles(16) == 22 > max(16 + 3 + 2, dut.scan.cycles(2))
+        assert own.training_cycles() - dut.training_cycles() == own.scaler.cycles(16) - 22
+
+
 def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
                forward_multipliers: str = "dedicated", case=None, label_lanes=None,
-               samples: int = 3, labels_drawn=None) -> TrainingCore:
+               samples: int = 3, labels_drawn=None, input_norm: str = "own") -> TrainingCore:
     """``samples`` training samples of case ``name`` (or ``case``: config fields, rule
     fields, lanes) then three images classified, against IntTrainer; the counter against
     the closed form. Returns the core."""
@@ -286,7 +340,8 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
     dut = TrainingCore(model, rule, lanes=lanes, signal_multipliers=signal,
                        multipliers="shared" if multipliers == "signal" else multipliers,
                        bias_label_lanes=bias_label_lanes,
-                       forward_multipliers=forward_multipliers, label_lanes=label_lanes)
+                       forward_multipliers=forward_multipliers, label_lanes=label_lanes,
+                       input_norm=input_norm)
     rng = np.random.default_rng(SEED)
     samples = [(rng.integers(0, X + 1, D).astype(np.int64), int(rng.integers(0, K)))
                for _ in range(samples)]
@@ -304,7 +359,7 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
     # Borrowed or own, the update lanes take the same cycles: one closed form; the
     # learning signal's borrowed multipliers add 2 L = 4 cycles to each scan.
     options = dict(forward_multipliers=forward_multipliers, bias_label_lanes=bias_label_lanes,
-                   label_lanes=label_lanes)
+                   label_lanes=label_lanes, input_norm=input_norm)
     other = TrainingCore(model, rule, lanes=lanes,
                          multipliers="dedicated" if multipliers == "shared" else "shared",
                          **options)
@@ -318,7 +373,8 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
         if dut.label_groups.count == 1:
             three = TrainingCore(model, rule, lanes=lanes, signal_multipliers=signal,
                                  multipliers="shared" if multipliers == "signal"
-                                 else multipliers, forward_multipliers=forward_multipliers)
+                                 else multipliers, forward_multipliers=forward_multipliers,
+                                 input_norm=input_norm)
             assert (dut.training_cycles() - three.training_cycles()
                     == dut.trained_iterations * sum(config.hidden))
     return dut
@@ -512,6 +568,72 @@ def test_training_core_and_stored_core_refuse_what_they_cannot_do():
                                              rf"2 lanes, not {given}$"):
             TrainingCore(fmt_model, TrainRule(epochs=1), signal_multipliers="shared",
                          **kwargs)
+
+
+def test_forward_norms_take_the_input_scalers_square_sum_and_table_away():
+    # input_norm="forward": the InputScaler has no square multiplier and no Rsqrt table
+    # (one product and one block RAM fewer for the fit check), the inference core a
+    # norms port; with "own" (the default) neither changes.
+    model = make_model(ModelConfig(algo="ffcl", input_size=D, num_classes=K, hidden=(5, 4),
+                                   loops=2), SEED)
+    own = TrainingCore(model, TrainRule(epochs=1), lanes=3)
+    forward = TrainingCore(model, TrainRule(epochs=1), lanes=3, input_norm="forward")
+    assert own.input_norm == "own" and own.options["input_norm"] == "own"
+    assert forward.options["input_norm"] == "forward"
+    square = [p for p in own.products()["input_scaler"] if p.unit == "square"]
+    assert len(square) == 1
+    assert forward.products()["input_scaler"] == [
+        p for p in own.products()["input_scaler"] if p.unit != "square"]
+    assert [s for s in own.memories() if s.name == "rsqrt_table"] == own.scaler.memories()
+    assert len(own.scaler.memories()) == 1 and forward.scaler.memories() == []
+    assert [s for s in own.memories() if s not in own.scaler.memories()] == forward.memories()
+    assert forward.scaler.rsqrt is None and isinstance(own.scaler.rsqrt, Rsqrt)
+    assert not own.core.norms_enabled and not hasattr(own.core, "norms")
+    assert forward.core.norms_enabled and hasattr(forward.core, "norms")
+    assert not hasattr(own.scaler, "r") and hasattr(forward.scaler, "r")
+    with pytest.raises(ValueError, match=r"^Input norm must be one of own, forward, "
+                                         r"not 'given'$"):
+        TrainingCore(model, TrainRule(epochs=1), lanes=3, input_norm="given")
+    with pytest.raises(ValueError, match=r"^Reciprocal must be one of own, given, "
+                                         r"not 'forward'$"):
+        InputScaler(model.fmt, sq_bits=10, activations=9, max_inputs=9, reciprocal="forward")
+    with pytest.raises(TypeError, match=r"^Norms must be True or False, not 1$"):
+        Core(model, lanes=3, norms=1)
+
+
+#: The option's own names in the RTLIL (the core's ``norms`` port, the kept registers):
+#: none may appear in a build without it.
+_FORWARD_NORM_NAMES = ("norms__", "ff_r_", "fb_r_", "sh_half_")
+
+
+@pytest.mark.parametrize("name", ["training_ffcl_all_own", "training_small_part_own",
+                                  "inference_rom", "inference_spram_shared"])
+def test_without_forward_norms_the_netlist_has_nothing_of_them(name):
+    # A submodule's output that nothing reads stays in Amaranth's RTLIL as a named wire,
+    # so a norms port built (or driven) always would change every netlist: the port and
+    # the kept registers exist only with input_norm="forward". (Byte for byte: the RTLIL
+    # of these cores, src attributes aside, equals main's before the option; the
+    # "forward" core carries every name, so the test can tell.)
+    config = ModelConfig(algo="ffcl", input_size=D, num_classes=K, hidden=(5, 4), loops=2,
+                         topology="adjacent")
+    model = make_model(config, SEED)
+    rule = TrainRule(epochs=1, store_bits=16, loss_iterations="all")
+    small = dict(weights="spram", bias_label_lanes=1, forward_multipliers="shared",
+                 signal_multipliers="shared", label_lanes=3)
+    make = {
+        "training_ffcl_all_own": lambda **kw: TrainingCore(model, rule, lanes=3, **kw),
+        "training_small_part_own": lambda **kw: TrainingCore(model, rule, lanes=3, **small,
+                                                             **kw),
+        "inference_rom": lambda **kw: Core(model, lanes=3, **kw),
+        "inference_spram_shared": lambda **kw: Core(model, lanes=3, weights="spram",
+                                                    shared=True, label_lanes=3, **kw),
+    }[name]
+    text = rtlil.convert(make(), name="top")
+    assert [n for n in _FORWARD_NORM_NAMES if n in text] == []
+    with_option = rtlil.convert(make(**({"norms": True} if name.startswith("inference")
+                                        else {"input_norm": "forward"})), name="top")
+    expected = _FORWARD_NORM_NAMES[:1] if name.startswith("inference") else _FORWARD_NORM_NAMES
+    assert [n for n in expected if n in with_option] == list(expected)
 
 
 def test_shared_update_lanes_borrow_the_mac_lanes_multipliers():

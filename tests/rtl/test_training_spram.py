@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.hdl import Fragment, MemoryInstance
-from amaranth.lib import memory
 from amaranth.sim import Simulator
 
 from golden.config import ModelConfig
@@ -103,7 +101,7 @@ def _train(name: str, config: ModelConfig, rule: TrainRule, lanes: int,
         # in the memory and at the address its target and address name.
         other = make_model(config, SEED + len(name) + 1)
         dut = TrainingCore(other, rule, lanes=lanes, weights="spram", **options)
-        # (With the same options: G label weights a word lay out the label words.)
+        # The words as this core lays them out (G label weights a word).
         writes = TrainingCore(model, rule, lanes=lanes, weights="spram",
                               **options).starting_loads()
         assert {target for target, _, _ in writes} == {
@@ -155,71 +153,38 @@ def test_an_spram_core_with_one_bias_label_lane_trains_like_the_golden_trainer(n
     fields, rule_fields, lanes = CASES[name]
     config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
     rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
-    dut = _train(name, config, rule, lanes, bias_label_lanes=1)
+    # Compact lanes, as the small part builds them: the same weights in the same cycles.
+    dut = _train(name, config, rule, lanes, bias_label_lanes=1, compact_lanes=True)
     three = TrainingCore(dut.model, rule, lanes=lanes, weights="spram")
     assert len(dut.bias_label.lanes) == 1
+    assert all(lane.compact for lane in (*dut.weight_pass.lanes, *dut.bias_label.lanes))
     assert (dut.training_cycles() - three.training_cycles()
             == dut.trained_iterations * sum(config.hidden))
 
 
-#: The small part's options beside SPRAM (ffcl_hw.flows.synth_training.training_core).
+#: The iCEBreaker build's core (ffcl_hw.flows.synth_training.training_core): one b and U
+#: lane, every multiplier a MAC lane's, G = min(K, P) label weights a word, and the
+#: update's input norms from the forward pass.
 SMALL_PART = dict(bias_label_lanes=1, forward_multipliers="shared",
-                  signal_multipliers="shared")
+                  signal_multipliers="shared", input_norm="forward")
 
 
-@pytest.mark.parametrize(("name", "label_lanes"), [
-    # G = K = 4: one label word a neuron (the scan's one-word path).
-    ("ffdl_p4_b8", 4),
-    # G = 3 of K = 4: two label words a neuron, FFCL with every iteration trained (the
-    # scan's two-word path without its waiting registers).
-    ("ffcl_all_t2_p3_b16", 3)])
-def test_a_small_part_core_with_the_lean_learning_signal_trains_like_the_golden_trainer(
-        name, label_lanes):
-    # lean_signal: the h and error buffers read without read-first logic, h read back
-    # from its buffer for the squares, the two-word scan's pre-activation taken from its
-    # port a cycle later: the same weights in the same cycles as without it.
+@pytest.mark.parametrize("name", ["ffdl_p4_b8", "ffcl_all_t2_p3_b16"])
+def test_an_spram_core_with_the_forward_passs_norms_trains_like_the_golden_trainer(name):
+    # The small part's engine with (r, sh) of every layer input (and of the feedback
+    # source) kept from the forward pass: FFDL on two banks, FFCL with every iteration
+    # trained on one bank and G = 3 < K (each iteration's own r, the feedback's from
+    # the other bank). Every stored word after every sample, the counter at the closed
+    # form (_train).
     fields, rule_fields, lanes = CASES[name]
     config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
     rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
-    dut = _train(name, config, rule, lanes, **SMALL_PART, label_lanes=label_lanes,
-                 lean_signal=True)
-    full = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **SMALL_PART,
-                        label_lanes=label_lanes)
-    assert dut.scan.lean and dut.scan.signal.lean and not full.scan.lean
-    assert dut.training_cycles() == full.training_cycles()
-
-
-def test_only_the_lean_learning_signal_leaves_its_buffers_unchecked():
-    # The attribute that lets Yosys drop the read-first logic is on the learning signal's
-    # buffers of a lean core only (h, the errors, the pre-activations it scans): every
-    # other memory keeps its promise. (The simulated ports poison a read that meets a
-    # write of its address: the training tests above would fail on one that is used.)
-    fields, rule_fields, lanes = CASES["ffdl_p4_b8"]
-    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
-    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
-    model = make_model(config, SEED)
-
-    def unchecked(dut):
-        fragment = Fragment.get(dut, None)
-        return sorted(".".join(name) for mem, name in _memories(fragment)
-                      if mem.attrs and mem.attrs.get("no_rw_check"))
-
-    lean = TrainingCore(model, rule, lanes=lanes, weights="spram", **SMALL_PART,
-                        lean_signal=True)
-    assert unchecked(lean) == ["err_buf", "pre_buf", "scan.signal.buffer"]
-    assert unchecked(TrainingCore(model, rule, lanes=lanes, weights="spram",
-                                  **SMALL_PART)) == []
-    with pytest.raises(TypeError, match=r"^Lean signal must be a bool, not 1$"):
-        TrainingCore(model, rule, lanes=lanes, lean_signal=1)
-
-
-def _memories(fragment, path=()):
-    """(lib.memory.Memory, hierarchical name) of every memory below ``fragment``."""
-    for sub, sub_name, _ in fragment.subfragments:
-        name = (*path, sub_name)
-        if isinstance(sub, MemoryInstance):
-            yield next(o for o in sub.origins if isinstance(o, memory.Memory)), name
-        yield from _memories(sub, name)
+    options = dict(SMALL_PART, label_lanes=min(K, lanes))
+    dut = _train(name, config, rule, lanes, **options)
+    own = TrainingCore(dut.model, rule, lanes=lanes, weights="spram",
+                       **{**options, "input_norm": "own"})
+    assert dut.scaler.reciprocal == "given" and own.scaler.reciprocal == "own"
+    assert dut.training_cycles() <= own.training_cycles()
 
 
 def _slot_waits(dut: TrainingCore) -> int:
@@ -498,7 +463,7 @@ RESTARTS = {
     "ffdl_p4_b8": ("ffdl_p4_b8", {}),
     "ffcl_all_t2_p3_b16_small_part": ("ffcl_all_t2_p3_b16", dict(
         bias_label_lanes=1, forward_multipliers="shared", signal_multipliers="shared",
-        label_lanes=3)),
+        label_lanes=3, input_norm="forward", compact_lanes=True)),
 }
 
 
@@ -552,3 +517,28 @@ def test_a_restart_after_a_load_trains_the_loaded_model_as_a_fresh_golden_traine
             ctx.set(dut.done.ready, 0)
 
     simulate(dut, testbench)
+
+
+@pytest.mark.parametrize(("name", "label_lanes"), [
+    # G = K = 4: one label word a neuron (the scan's one-word path).
+    ("ffdl_p4_b8", 4),
+    # G = 3 of K = 4: two label words a neuron, FFCL with every iteration trained (the
+    # scan's two-word path without its waiting registers).
+    ("ffcl_all_t2_p3_b16", 3)])
+def test_a_small_part_core_with_the_lean_learning_signal_trains_like_the_golden_trainer(
+        name, label_lanes):
+    # lean_signal: h centred in the borrowed multipliers and read back from its buffer
+    # for the squares, no square or output copy register, sigma from the table's
+    # register, the two-word scan without its waiting registers: the same weights in
+    # the same cycles as without it.
+    fields, rule_fields, lanes = CASES[name]
+    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
+    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    dut = _train(name, config, rule, lanes, **SMALL_PART, label_lanes=label_lanes,
+                 lean_signal=True)
+    full = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **SMALL_PART,
+                        label_lanes=label_lanes)
+    assert dut.scan.lean and dut.scan.signal.lean and not full.scan.lean
+    assert dut.training_cycles() == full.training_cycles()
+    with pytest.raises(TypeError, match=r"^Lean signal must be a bool, not 1$"):
+        TrainingCore(dut.model, rule, lanes=lanes, lean_signal=1)

@@ -115,10 +115,11 @@ class _BorrowedMultiplier(wiring.Component):
         return m
 
 
-def make_lane(rounding: str, borrowed: bool, store_bits: int = 16):
+def make_lane(rounding: str, borrowed: bool, store_bits: int = 16, compact: bool = False,
+              **shifts: int):
     limits = stored_limits(FORMAT, store_bits)
     lane = UpdateLane(limits=[limits["W"], limits["b"]], input_bits=15, rounding=rounding,
-                      product_latency=2 if borrowed else None)
+                      product_latency=2 if borrowed else None, compact=compact, **shifts)
     return _BorrowedMultiplier(lane) if borrowed else lane
 
 
@@ -129,24 +130,48 @@ def check(lane, entries: list[dict[str, int]], seed: int) -> None:
         assert out == {"valid": 1, "out": want}, f"seed {seed}: {entry}: got {out}, golden {want}"
 
 
+@pytest.mark.parametrize("compact", [False, True], ids=["wide", "compact"])
 @pytest.mark.parametrize("borrowed", [False, True], ids=["own", "borrowed"])
 @pytest.mark.parametrize("rounding", ["stochastic", "nearest"])
-def test_every_shift_at_the_extremes_matches_golden(rounding: str, borrowed: bool) -> None:
+def test_every_shift_at_the_extremes_matches_golden(rounding: str, borrowed: bool,
+                                                    compact: bool) -> None:
     seed = SEED + 2 * borrowed + (rounding == "nearest")
     rng = np.random.default_rng(seed)
-    lane = make_lane(rounding, borrowed)
+    lane = make_lane(rounding, borrowed, compact=compact)
     check(lane, corner_entries(lane, rng), seed)
 
 
+@pytest.mark.parametrize(("min_shift", "max_shift", "store_bits"),
+                         [(0, 1, 8), (0, 30, 8), (-3, 5, 12), (-32, 32, 8), (-9, 20, 8)])
 @pytest.mark.parametrize("rounding", ["stochastic", "nearest"])
-def test_unit_input_matches_golden_with_v_one(rounding: str) -> None:
+def test_a_compact_lane_matches_golden_over_any_shift_range(
+        rounding: str, min_shift: int, max_shift: int, store_bits: int) -> None:
+    # The compact shift selects its bits at k + left_limit, left_limit = min(-min_shift,
+    # store_bits + 1): no left shift at all, a left limit below the stored width, a
+    # clamped one (k down to -32, the spec's bound, with 9 kept bits), and a largest k
+    # far below the sum's width (the saturation test then reaches past the selectable
+    # offsets).
+    seed = SEED + 31 * max_shift - min_shift + (rounding == "nearest")
+    rng = np.random.default_rng(seed)
+    lane = make_lane(rounding, True, store_bits, compact=True, min_shift=min_shift,
+                     max_shift=max_shift)
+    entries = corner_entries(lane, rng) + random_entries(lane, rng, 300)
+    for entry in entries:
+        # k outside the lane's range is outside its contract.
+        entry["k"] = min(max(entry["k"], min_shift), max_shift)
+    check(lane, entries, seed)
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["wide", "compact"])
+@pytest.mark.parametrize("rounding", ["stochastic", "nearest"])
+def test_unit_input_matches_golden_with_v_one(rounding: str, compact: bool) -> None:
     # b and U (BiasLabelPass): no multiplier, the same latency as an own multiplier, and
     # every shift at the extremes plus random entries as update_step with v = 1.
     seed = SEED + 7 + (rounding == "nearest")
     rng = np.random.default_rng(seed)
     limits = stored_limits(FORMAT, 16)
     lane = UpdateLane(limits=[limits["W"], limits["b"]], input_bits=1, rounding=rounding,
-                      unit_input=True)
+                      unit_input=True, compact=compact)
     assert lane.latency == UpdateLane.latency_for(None)
     assert lane.products() == [] and not hasattr(lane, "v")
     entries = corner_entries(lane, rng) + random_entries(lane, rng, 500)
@@ -155,12 +180,13 @@ def test_unit_input_matches_golden_with_v_one(rounding: str) -> None:
     check(lane, entries, seed)
 
 
+@pytest.mark.parametrize("compact", [False, True], ids=["wide", "compact"])
 @pytest.mark.parametrize("store_bits", [8, 12, 16])
 @pytest.mark.parametrize("rounding", ["stochastic", "nearest"])
-def test_random_entries_match_golden(rounding: str, store_bits: int) -> None:
+def test_random_entries_match_golden(rounding: str, store_bits: int, compact: bool) -> None:
     seed = SEED + store_bits * 10 + (rounding == "nearest")
     rng = np.random.default_rng(seed)
-    lane = make_lane(rounding, False, store_bits)
+    lane = make_lane(rounding, False, store_bits, compact=compact)
     check(lane, random_entries(lane, rng, 1000), seed)
 
 
