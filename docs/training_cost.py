@@ -7,6 +7,7 @@
     python docs/training_cost.py --ice40-parts  # where the smallest one's cells go
     python docs/training_cost.py --ice40-parts --forward-norm  # the same, input_norm="forward"
     python docs/training_cost.py --ice40-parts --as-built  # the iCEBreaker build's core
+    python docs/training_cost.py --ice40-parts --lean-signal  # the same, lean_signal=True
     python docs/training_cost.py --ice40-inference-parts  # the same for an inference link
     python docs/training_cost.py --restart  # what a committed load's restart costs
 
@@ -35,11 +36,13 @@ techmapping, about 30 % more of them than ABC9 makes of the flattened core), sum
 part of the design (each row includes its submodules): where the cells go, not what a
 build would take. With ``--forward-norm`` the same core takes the update's input norms
 from the forward pass (``input_norm="forward"``: the InputScaler without its square, sum
-and Rsqrt; the kept (r, sh) registers are the TrainingCore's own). With ``--as-built``
-the core the iCEBreaker training build makes (``ffcl_hw.flows.synth_training.
-training_core``: compact update lanes and the forward pass's input norms too), its RTLIL
-with the build's collision marks applied (``ffcl_hw.flows.synth.
-ignore_marked_collisions``): where today's build's cells go.
+and Rsqrt; the kept (r, sh) registers are the TrainingCore's own); with ``--lean-signal``
+the learning signal in its small-part form (``lean_signal=True``; both flags combine).
+With ``--as-built`` the core the iCEBreaker training build makes
+(``ffcl_hw.flows.synth_training.training_core``: compact update lanes, the forward
+pass's input norms and the lean learning signal too), its RTLIL with the build's
+collision marks applied (``ffcl_hw.flows.synth.ignore_marked_collisions``): where
+today's build's cells go.
 
 ``--ice40-inference-parts``: the same for the inference-only design a UP5K trainer would
 sit beside, the host link over a 1-lane core with SPRAM weights and dedicated multipliers
@@ -313,13 +316,17 @@ def main() -> None:
         if as_built:
             design = TrainingCore(design.model, design.rule, lanes=design.lanes,
                                   **{**design.options, "input_norm": "forward",
-                                     "compact_lanes": True})
+                                     "compact_lanes": True, "lean_signal": True})
             name += (", compact update lanes, the input norms from the forward pass, the "
-                     "build's collision marks")
+                     "lean learning signal, the build's collision marks")
         elif "--forward-norm" in sys.argv[1:]:
             design = TrainingCore(design.model, design.rule, lanes=design.lanes,
                                   **{**design.options, "input_norm": "forward"})
             name += ", the update's input norms from the forward pass"
+        if "--lean-signal" in sys.argv[1:] and not as_built:
+            design = TrainingCore(design.model, design.rule, lanes=design.lanes,
+                                  **{**design.options, "lean_signal": True})
+            name += ", the lean learning signal"
         ice40_parts(name, design, PARTS, collisions_marked=as_built)
         return
     if "--ice40-inference-parts" in sys.argv[1:]:

@@ -55,6 +55,12 @@ class ErrorScan(wiring.Component):
         G, label weights per label word (:func:`rtl.program.build_program`): a neuron's
         K label weights in ceil(K / G) words, word g holding labels g G .. g G + G - 1.
         Below K, U[i, y] and U[i, y'] are two reads a neuron (:meth:`cycles`). Default K.
+    lean : bool, optional
+        The small-part form (default False): the unit's (``LearningSignalUnit(lean=True)``)
+        and, with two label words a neuron, no register for the pre-activation or
+        U[i, y] that only waits (the pre-activation port reads only at a neuron's second
+        read, ``pre.en``, and holds the word until the unit takes it; U[i, y] is taken
+        then and held as long). The same errors in the same cycles.
 
     Its :class:`rtl.learning_signal.LearningSignalUnit` is a submodule.
 
@@ -73,7 +79,8 @@ class ErrorScan(wiring.Component):
     y, y_neg : In(range(K))
         The true and the wrong label.
     pre : In(memory.ReadPort.Signature(addr_width=..., shape=signed(state_bits)))
-        The pre-activation buffer (read one cycle after the address).
+        The pre-activation buffer (read one cycle after the address; lean with two label
+        words a neuron, ``en`` only at a neuron's second read).
     labels : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(G * B_m)))
         The stored label words, ceil(K / G) per neuron (read one cycle after the
         address).
@@ -88,7 +95,8 @@ class ErrorScan(wiring.Component):
     """
 
     def __init__(self, model: IntModel, *, store_bits: int, sigmoid: str,
-                 product_latency: int | None = None, label_lanes: int | None = None) -> None:
+                 product_latency: int | None = None, label_lanes: int | None = None,
+                 lean: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         self.groups = LabelGroups(model.config.num_classes, label_lanes)
@@ -98,6 +106,9 @@ class ErrorScan(wiring.Component):
         if sigmoid not in ("table", "piecewise"):
             raise ValueError(f"Sigmoid must be 'table' or 'piecewise', not {sigmoid!r}")
         self.sigmoid = sigmoid
+        if not isinstance(lean, bool):
+            raise TypeError(f"Lean must be a bool, not {lean!r}")
+        self.lean = lean
         config, fmt = model.config, model.fmt
         # LearningSignalUnit.for_model's widths: Theta of every layer, z up to its largest.
         h_max = (1 << (fmt.state_bits - 1)) - 1 + fmt.weight_max
@@ -110,7 +121,8 @@ class ErrorScan(wiring.Component):
 
         # Made here, not in elaborate, so the fit check can ask it what it needs.
         self.signal = signal = LearningSignalUnit.for_model(model, sigmoid=sigmoid,
-                                                            product_latency=product_latency)
+                                                            product_latency=product_latency,
+                                                            lean=lean)
         self.product_latency = product_latency
         borrowed = {}
         if product_latency is not None:
@@ -176,6 +188,17 @@ class ErrorScan(wiring.Component):
                             for q in range(groups.labels))
             pre_read, u_pos_read = self.pre.data, top(u_field[self.y])
             u_neg_read, label_addr = top(u_field[self.y_neg]), self.base + count
+        elif self.lean:
+            # The pre-activation port reads only at ``second`` (its address is the
+            # neuron's then): its word holds until the next ``second``, the cycle the
+            # unit takes the neuron, so it needs no register of its own; nor does
+            # U[i, y], taken at ``second`` and held as long.
+            m.d.comb += self.pre.en.eq(second)
+            with m.If(second):
+                m.d.sync += u_pos.eq(top(groups.field(self.labels.data, self.y, B_m)))
+            pre, pre_read, u_pos_read = self.pre.data, None, None
+            u_neg_read = top(groups.field(self.labels.data, self.y_neg, B_m))
+            label_addr = groups.word(self.base + count, Mux(second, self.y_neg, self.y))
         else:
             pre_read, u_pos_read = Signal.like(self.pre.data), Signal(fmt.weight_bits)
             with m.If(second):
@@ -183,8 +206,12 @@ class ErrorScan(wiring.Component):
                              u_pos_read.eq(top(groups.field(self.labels.data, self.y, B_m)))]
             u_neg_read = top(groups.field(self.labels.data, self.y_neg, B_m))
             label_addr = groups.word(self.base + count, Mux(second, self.y_neg, self.y))
-        m.d.sync += [pre.eq(pre_read), u_pos.eq(u_pos_read), u_neg.eq(u_neg_read),
-                     neuron_valid.eq(read_valid), neuron_last.eq(read_last)]
+        if pre_read is None:
+            m.d.sync += [u_neg.eq(u_neg_read), neuron_valid.eq(read_valid),
+                         neuron_last.eq(read_last)]
+        else:
+            m.d.sync += [pre.eq(pre_read), u_pos.eq(u_pos_read), u_neg.eq(u_neg_read),
+                         neuron_valid.eq(read_valid), neuron_last.eq(read_last)]
         m.d.comb += [
             signal.theta.eq(self.theta),
             self.pre.addr.eq(self.base + count), self.labels.addr.eq(label_addr),

@@ -85,7 +85,9 @@ class LearningSignalUnit(wiring.Component):
     of h+ and h- in the scan, sigma times the maxima, then sigma+ h+ and sigma- h- in the
     second pass. h can exceed a signed 16-bit input (amax + wmax = 2^15 + 126), so the
     unit multiplies f = h >> 1 and adds the odd part: h^2 = 4 f^2 + e (4 f + 1),
-    sigma h = 2 sigma f + e sigma, e = h & 1 (the goodness datapath's form). The errors
+    sigma h = 2 sigma f + e sigma, e = h & 1 (the goodness datapath's form); the lean
+    unit multiplies s = h - 2^15 instead: h^2 = s^2 + 2^16 (h - 2^14), sigma h =
+    sigma s + 2^15 sigma. The errors
     then leave without back-pressure (``errors`` is always ready: the engine writes them
     into a memory), since borrowed multipliers cannot be stalled.
 
@@ -108,6 +110,16 @@ class LearningSignalUnit(wiring.Component):
         Borrow two multipliers with this latency (default: the unit's own).
     operand_bits : int, optional
         Width of a borrowed multiplier's signed inputs (default 16, SB_MAC16).
+    lean : bool, optional
+        The small-part form (default False), without the registers a 30 MHz part does not
+        need; the same errors in the same cycles (:attr:`gap`). With
+        ``product_latency``, h enters the multipliers centred (s = h -
+        2^(B-1), :meth:`_centred`) instead of as h >> 1, so its products need an addition
+        only above their low B - 1 bits and no odd bit, the squares go into g as they
+        arrive (the scan's end signalled a cycle later, as before), and with a latency of
+        2 or more h comes back for the squares from the buffer instead of through delay
+        lines; the errors leave from the dp and dn registers, d summed after them (z's
+        cycle taken twice for the stage saved); sigma is the table's read register.
 
     Members
     -------
@@ -140,7 +152,8 @@ class LearningSignalUnit(wiring.Component):
 
     def __init__(self, *, state_bits: int, weight_bits: int, frac_bits: int,
                  theta_bits: int, depth: int, sigmoid: str = "table",
-                 product_latency: int | None = None, operand_bits: int = 16) -> None:
+                 product_latency: int | None = None, operand_bits: int = 16,
+                 lean: bool = False) -> None:
         self.state_bits = check_positive_int("State width", state_bits, minimum=2)
         self.weight_bits = check_positive_int("Weight width", weight_bits, minimum=2)
         self.frac_bits = check_positive_int("Fractional bits", frac_bits, minimum=2)
@@ -166,6 +179,9 @@ class LearningSignalUnit(wiring.Component):
                                  f"(at most {operand_bits} bits)")
         self.product_latency = product_latency
         self.operand_bits = operand_bits
+        if not isinstance(lean, bool):
+            raise TypeError(f"Lean must be a bool, not {lean!r}")
+        self.lean = lean
         members = {
             "neurons": In(stream.Signature(neuron_layout(state_bits, weight_bits))),
             "theta": In(unsigned(theta_bits)),
@@ -185,7 +201,8 @@ class LearningSignalUnit(wiring.Component):
 
     @classmethod
     def for_model(cls, model: IntModel, *, sigmoid: str = "table",
-                  product_latency: int | None = None) -> LearningSignalUnit:
+                  product_latency: int | None = None, lean: bool = False
+                  ) -> LearningSignalUnit:
         """The unit for every layer of ``model``: widths from its formats (the spec's width
         table), Theta wide enough for every layer, a buffer for the widest layer."""
         fmt, config = model.fmt, model.config
@@ -194,7 +211,7 @@ class LearningSignalUnit(wiring.Component):
         return cls(state_bits=fmt.state_bits, weight_bits=fmt.weight_bits,
                    frac_bits=fmt.frac_bits, theta_bits=theta_bits,
                    depth=max(config.hidden), sigmoid=sigmoid,
-                   product_latency=product_latency)
+                   product_latency=product_latency, lean=lean)
 
     @classmethod
     def gap_for(cls, product_latency: int | None = None) -> int:
@@ -244,14 +261,22 @@ class LearningSignalUnit(wiring.Component):
         m.d.comb += [self.g_pos.eq(g_pos), self.g_neg.eq(g_neg)]
         shared = SimpleNamespace(phase=phase, count=count, g=(g_pos, g_neg),
                                  top=(top_pos, top_neg))
-        self._scan(m, shared, write)
+        self._scan(m, shared, write, read)
         self._signal(m, shared)
         self._errors(m, shared, read)
         return m
 
-    def _scan(self, m: Module, shared: SimpleNamespace, write) -> None:
+    def _centred(self, h):
+        """s = h - 2^(B-1) as a signed B-bit operand of a borrowed multiplier (B =
+        ``operand_bits``; 0 <= h < 2^B): h with its bit B - 1 flipped. The lean unit
+        multiplies s where the full one multiplies h >> 1, so that h^2 and sigma h need
+        an addition only above their low B - 1 bits, and no odd bit."""
+        return (h ^ (1 << (self.operand_bits - 1)))[:self.operand_bits].as_signed()
+
+    def _scan(self, m: Module, shared: SimpleNamespace, write, read) -> None:
         """First pass: h, its square and the running maximum, the goodness; sets
-        ``shared.take``, ``shared.h`` and ``shared.sq_last``."""
+        ``shared.take``, ``shared.h``, ``shared.sq_last`` and ``shared.again`` (the
+        buffer's read address in the scan, or None)."""
         phase, count = shared.phase, shared.count
         (g_pos, g_neg), (top_pos, top_neg) = shared.g, shared.top
         h_shape = unsigned(self.h_bits)
@@ -272,9 +297,30 @@ class LearningSignalUnit(wiring.Component):
         sq_pos, sq_neg = Signal(2 * self.h_bits), Signal(2 * self.h_bits)
         sq_valid, sq_last = Signal(), Signal()
         latency = self.product_latency
+        shared.again = None
         if latency is None:
             m.d.sync += [sq_pos.eq(h_pos * h_pos), sq_neg.eq(h_neg * h_neg),
                          sq_valid.eq(h_valid), sq_last.eq(h_last)]
+        elif self.lean:
+            # h^2 = s^2 + 2^B (h - 2^(B-2)): the borrowed multiplier squares s = h - 2^(B-1)
+            # (_centred), and only the top B + 1 bits take an addition.
+            if latency >= 2:
+                # h comes back with its square from the buffer (idle in the scan), read
+                # latency - 1 cycles after its write (never in its cycle): an address
+                # delayed instead of h (16 bits a side) through ``latency`` registers.
+                shared.again = _delayed(m, address, latency - 1)
+                back_pos, back_neg = read.data.pos, read.data.neg
+            else:
+                back_pos, back_neg = _delayed(m, h_pos, latency), _delayed(m, h_neg, latency)
+            quarter = 1 << (self.operand_bits - 2)
+            # Into g as the product arrives, without a register between (its low bits
+            # would be flip-flops fed by the multiplier, a logic cell each on the UP5K);
+            # ``sq_last`` a cycle later, so that the scan ends when it did.
+            m.d.comb += [
+                sq_pos.eq(self.product[0] + ((back_pos - quarter) << self.operand_bits)),
+                sq_neg.eq(self.product[1] + ((back_neg - quarter) << self.operand_bits)),
+                sq_valid.eq(_delayed(m, h_valid, latency)),
+                sq_last.eq(_delayed(m, h_last, latency + 1))]
         else:
             # h^2 = 4 f^2 + e (4 f + 1): the borrowed multiplier squares f = h >> 1.
             odd_pos, odd_neg = _delayed(m, h_pos[0], latency), _delayed(m, h_neg[0], latency)
@@ -305,7 +351,8 @@ class LearningSignalUnit(wiring.Component):
         m.d.comb += [margin_pos.eq(self.theta - g_pos), margin_neg.eq(g_neg - self.theta)]
         index_pos, index_neg = Signal(SIGMOID_INDEX_BITS), Signal(SIGMOID_INDEX_BITS)
         sigma_pos, sigma_neg = Signal(sigma_shape), Signal(sigma_shape)
-        m.d.comb += [self.sigma_pos.eq(sigma_pos), self.sigma_neg.eq(sigma_neg)]
+        if not self.lean:
+            m.d.comb += [self.sigma_pos.eq(sigma_pos), self.sigma_neg.eq(sigma_neg)]
         largest_pos = Signal(self.largest_bits)
         largest_neg = Signal(self.largest_bits)
         z = Signal.like(self.z)
@@ -322,6 +369,13 @@ class LearningSignalUnit(wiring.Component):
             table_pos, table_neg = Signal(sigma_shape), Signal(sigma_shape)
             m.d.sync += [table_pos.eq(_piecewise(index_pos)),
                          table_neg.eq(_piecewise(index_neg))]
+        if self.lean:
+            # The table's read register follows the index, which changes only in MARGIN:
+            # it holds sigma until the next update's MARGIN, so it is sigma, with no
+            # register of its own (18 flip-flops fed by block RAM, a logic cell each on
+            # the UP5K).
+            sigma_pos, sigma_neg = table_pos, table_neg
+            m.d.comb += [self.sigma_pos.eq(sigma_pos), self.sigma_neg.eq(sigma_neg)]
 
         with m.Switch(phase):
             with m.Case(_Phase.SCAN):
@@ -341,8 +395,9 @@ class LearningSignalUnit(wiring.Component):
             with m.Case(_Phase.PRODUCT):
                 if latency is None:
                     # sigma is held a cycle before its products (GAP).
-                    m.d.sync += [sigma_pos.eq(table_pos), sigma_neg.eq(table_neg),
-                                 held.eq(held + 1)]
+                    if not self.lean:
+                        m.d.sync += [sigma_pos.eq(table_pos), sigma_neg.eq(table_neg)]
+                    m.d.sync += held.eq(held + 1)
                     with m.If(held == 1):
                         m.d.sync += [largest_pos.eq(sigma_pos * top_pos),
                                      largest_neg.eq(sigma_neg * top_neg),
@@ -352,20 +407,37 @@ class LearningSignalUnit(wiring.Component):
                     # sigma h = 2 sigma f + e sigma.
                     m.d.sync += held.eq(held + 1)
                     with m.If(held == latency):
-                        m.d.sync += [
-                            sigma_pos.eq(table_pos), sigma_neg.eq(table_neg),
-                            largest_pos.eq((self.product[0] << 1)
-                                           + Mux(top_pos[0], table_pos, 0)),
-                            largest_neg.eq((self.product[1] << 1)
-                                           + Mux(top_neg[0], table_neg, 0)),
-                            phase.eq(_Phase.EXPONENT)]
+                        if not self.lean:
+                            m.d.sync += [sigma_pos.eq(table_pos), sigma_neg.eq(table_neg)]
+                        if self.lean:
+                            # sigma h = sigma s + 2^(B-1) sigma (_centred).
+                            centre = self.operand_bits - 1
+                            m.d.sync += [
+                                largest_pos.eq(self.product[0] + (table_pos << centre)),
+                                largest_neg.eq(self.product[1] + (table_neg << centre)),
+                                phase.eq(_Phase.EXPONENT)]
+                        else:
+                            m.d.sync += [
+                                largest_pos.eq((self.product[0] << 1)
+                                               + Mux(top_pos[0], table_pos, 0)),
+                                largest_neg.eq((self.product[1] << 1)
+                                               + Mux(top_neg[0], table_neg, 0)),
+                                phase.eq(_Phase.EXPONENT)]
             with m.Case(_Phase.EXPONENT):
                 largest = Mux(largest_pos > largest_neg, largest_pos, largest_neg)
                 # z = max(0, bits(M) - 14) = the number of j < z_max with M >= 2^(14 + j):
                 # a sum over a thermometer code instead of a priority chain.
-                m.d.sync += [z.eq(sum(largest[DELTA_BITS + j:].any()
-                                      for j in range(self.z_max))),
-                             phase.eq(_Phase.ERRORS)]
+                m.d.sync += z.eq(sum(largest[DELTA_BITS + j:].any()
+                                     for j in range(self.z_max)))
+                if self.lean:
+                    # Two cycles (z the same in both): the cycle the errors' output
+                    # register no longer takes (_errors), so the gap stays GAP.
+                    waited = Signal()
+                    m.d.sync += waited.eq(~waited)
+                    with m.If(waited):
+                        m.d.sync += phase.eq(_Phase.ERRORS)
+                else:
+                    m.d.sync += phase.eq(_Phase.ERRORS)
         shared.sigma, shared.table, shared.z = ((sigma_pos, sigma_neg),
                                                 (table_pos, table_neg), z)
 
@@ -383,7 +455,12 @@ class LearningSignalUnit(wiring.Component):
         issued = Signal.like(count)
         issue = (phase == _Phase.ERRORS) & (issued != count)
         read_valid, read_last = Signal(), Signal()
-        m.d.comb += [read.addr.eq(issued), read.en.eq(advance)]
+        if shared.again is None:
+            m.d.comb += [read.addr.eq(issued), read.en.eq(advance)]
+        else:
+            # Before the second pass the scan reads h back (shared.again).
+            m.d.comb += [read.addr.eq(Mux(phase == _Phase.ERRORS, issued, shared.again)),
+                         read.en.eq(advance)]
         product_pos = Signal(signed(self.largest_bits + 1))
         product_neg = Signal(signed(self.largest_bits + 1))
         product_valid, product_last = Signal(), Signal()
@@ -404,10 +481,16 @@ class LearningSignalUnit(wiring.Component):
         else:
             # Without stalls (errors always ready) the borrowed products and what travels
             # beside them are plain delay lines.
-            scaled_pos = (self.product[0] << 1) + Mux(
-                _delayed(m, read.data.pos[0], latency), sigma_pos, 0)
-            scaled_neg = (self.product[1] << 1) + Mux(
-                _delayed(m, read.data.neg[0], latency), sigma_neg, 0)
+            if self.lean:
+                # sigma h = sigma s + 2^(B-1) sigma (_centred): no odd bit to carry along.
+                centre = self.operand_bits - 1
+                scaled_pos = self.product[0] + (sigma_pos << centre)
+                scaled_neg = self.product[1] + (sigma_neg << centre)
+            else:
+                scaled_pos = (self.product[0] << 1) + Mux(
+                    _delayed(m, read.data.pos[0], latency), sigma_pos, 0)
+                scaled_neg = (self.product[1] << 1) + Mux(
+                    _delayed(m, read.data.neg[0], latency), sigma_neg, 0)
             scaled_valid = _delayed(m, read_valid, latency)
             scaled_last = _delayed(m, read_last, latency)
             # The borrowed multipliers' operands, by phase: the squares in the scan,
@@ -415,13 +498,15 @@ class LearningSignalUnit(wiring.Component):
             for q, (h_now, top, table, sigma, stored) in enumerate((
                     (h_pos, top_pos, table_pos, sigma_pos, read.data.pos),
                     (h_neg, top_neg, table_neg, sigma_neg, read.data.neg))):
+                # Lean: h enters as s = h - 2^(B-1) (_centred), not as h >> 1.
+                operand = self._centred if self.lean else (lambda h: h >> 1)
                 with m.Switch(phase):
                     with m.Case(_Phase.PRODUCT):
-                        m.d.comb += [self.a[q].eq(table), self.b[q].eq(top >> 1)]
+                        m.d.comb += [self.a[q].eq(table), self.b[q].eq(operand(top))]
                     with m.Case(_Phase.ERRORS):
-                        m.d.comb += [self.a[q].eq(sigma), self.b[q].eq(stored >> 1)]
+                        m.d.comb += [self.a[q].eq(sigma), self.b[q].eq(operand(stored))]
                     with m.Default():
-                        m.d.comb += [self.a[q].eq(h_now >> 1), self.b[q].eq(h_now >> 1)]
+                        m.d.comb += [self.a[q].eq(operand(h_now)), self.b[q].eq(operand(h_now))]
         with m.If(advance):
             with m.If(issue):
                 m.d.sync += issued.eq(issued + 1)
@@ -430,12 +515,24 @@ class LearningSignalUnit(wiring.Component):
                 # dp is round_shift(-(sigma+ h+), z): the negation comes before the
                 # rounding (half up is not symmetric).
                 product_pos.eq(-scaled_pos), product_neg.eq(scaled_neg),
-                product_valid.eq(scaled_valid), product_last.eq(scaled_last),
-                dp.eq(_round_shift(product_pos, z)), dn.eq(_round_shift(product_neg, z)),
-                error_valid.eq(product_valid), error_last.eq(product_last),
-                out.dp.eq(dp), out.dn.eq(dn), out.d.eq(dp + dn), out.last.eq(error_last),
-                self.errors.valid.eq(error_valid),
-            ]
+                product_valid.eq(scaled_valid), product_last.eq(scaled_last)]
+            if self.lean:
+                # dp and dn are the output registers, d their sum after them: no register
+                # that only copies dp and dn (32 flip-flops fed by flip-flops, a logic
+                # cell each on the UP5K), and each rounding LUT feeds one flip-flop.
+                m.d.sync += [dp.eq(_round_shift(product_pos, z)),
+                             dn.eq(_round_shift(product_neg, z)),
+                             error_last.eq(product_last), self.errors.valid.eq(product_valid)]
+            else:
+                m.d.sync += [
+                    dp.eq(_round_shift(product_pos, z)), dn.eq(_round_shift(product_neg, z)),
+                    error_valid.eq(product_valid), error_last.eq(product_last),
+                    out.dp.eq(dp), out.dn.eq(dn), out.d.eq(dp + dn), out.last.eq(error_last),
+                    self.errors.valid.eq(error_valid),
+                ]
+        if self.lean:
+            m.d.comb += [out.dp.eq(dp), out.dn.eq(dn), out.d.eq(dp + dn),
+                         out.last.eq(error_last)]
         taken = self.errors.valid if latency is not None else \
             self.errors.valid & self.errors.ready
         with m.If(taken & out.last):

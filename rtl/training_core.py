@@ -202,6 +202,11 @@ class TrainingCore(wiring.Component):
         multiplier, no sum and no table, each v step n + its scaler's latency + 2 cycles
         instead of 2 n + 15. Iteration 1's feedback pass is skipped (its r is of no
         sum): its v is n(0) = 0 whatever r is (the scaler's ``zero``). The same weights.
+    lean_signal : bool, optional
+        The learning signal's small-part form (default False, for a part as small as the
+        UP5K): ``ErrorScan(lean=True)`` and its ``LearningSignalUnit(lean=True)``, without
+        the registers a 30 MHz part does not need. The same weights in the same cycles
+        (the figures are in docs/training-engine.md, "Logic of the components").
 
     Attributes
     ----------
@@ -264,7 +269,8 @@ class TrainingCore(wiring.Component):
                  multipliers: str = "shared", signal_multipliers: str = "dedicated",
                  forward_multipliers: str = "dedicated", weights: str = "loadable",
                  label_lanes: int | None = None, bias_label_lanes: int = 3,
-                 input_norm: str = "own", compact_lanes: bool = False) -> None:
+                 input_norm: str = "own", compact_lanes: bool = False,
+                 lean_signal: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -301,6 +307,9 @@ class TrainingCore(wiring.Component):
         self.multipliers, self.signal_multipliers = multipliers, signal_multipliers
         self.forward_multipliers = forward_multipliers
         self.weights = weights
+        if not isinstance(lean_signal, bool):
+            raise TypeError(f"Lean signal must be a bool, not {lean_signal!r}")
+        self.lean_signal = lean_signal
         shared = multipliers == "shared"
         self.trainer = trainer = IntTrainer(model, rule)
         self.model, self.rule, self.lanes = model, rule, lanes
@@ -336,7 +345,7 @@ class TrainingCore(wiring.Component):
         self.scan = ErrorScan(model, store_bits=rule.store_bits, sigmoid=rule.sigmoid,
                               product_latency=(SIDE_LATENCY if signal_multipliers == "shared"
                                                else None),
-                              label_lanes=self.label_groups.lanes)
+                              label_lanes=self.label_groups.lanes, lean=lean_signal)
         self.scaler = InputScaler(fmt, sq_bits=self.core.program.widths.sq,
                                   activations=2 * sum(hidden), max_inputs=max(2, self.v_depth),
                                   reciprocal="given" if input_norm == "forward" else "own")
@@ -387,7 +396,8 @@ class TrainingCore(wiring.Component):
                 "forward_multipliers": self.forward_multipliers, "weights": self.weights,
                 "label_lanes": self.label_groups.lanes,
                 "bias_label_lanes": len(self.bias_label.lanes), "input_norm": self.input_norm,
-                "compact_lanes": self.bias_label.lanes[0].compact}
+                "compact_lanes": self.bias_label.lanes[0].compact,
+                "lean_signal": self.lean_signal}
 
     @property
     def widths(self) -> dict[str, int]:

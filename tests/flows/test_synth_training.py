@@ -94,8 +94,8 @@ def test_the_training_build_reports_the_engine_and_the_cost_of_learning(int_run,
     assert report["lanes"] == 6 and report["chosen"]["options"] == {"lanes": 6}
     assert "capped at the widest layer (6 neurons)" in report["chosen"]["why"]
     training = report["training"]
-    # The update lanes on the MAC lanes' multipliers unless asked.
-    assert training["multipliers"] == "shared"
+    # The update lanes on the MAC lanes' multipliers unless asked; no small-part option.
+    assert training["multipliers"] == "shared" and training["lean_signal"] is False
     assert training["fit"]["update_multipliers"] == "shared"
     assert training["fit"]["multipliers"]["update_lanes"] == 0
     model, rule = _model_and_rule_of(int_run)
@@ -203,10 +203,12 @@ def test_an_icebreaker_training_build_takes_the_small_part_core(int_run):
     training = report["training"]
     assert (training["bias_label_lanes"], training["forward_multipliers"],
             training["signal_multipliers"], training["input_norm"],
-            training["compact_lanes"]) == (1, "shared", "shared", "forward", True)
+            training["compact_lanes"], training["lean_signal"]) == (1, "shared", "shared",
+                                                                    "forward", True, True)
     small = TrainingCore(model, rule, lanes=3, weights="spram", bias_label_lanes=1,
                          forward_multipliers="shared", signal_multipliers="shared",
-                         label_lanes=3, input_norm="forward", compact_lanes=True)
+                         label_lanes=3, input_norm="forward", compact_lanes=True,
+                         lean_signal=True)
     assert training["cycles_per_sample"] == small.training_cycles() \
         != TrainingCore(model, rule, lanes=3, weights="spram").training_cycles()
     assert report["fit"]["multipliers"]["needed"] <= 8

@@ -294,10 +294,11 @@ def test_the_icebreaker_builds_core_trains_bit_exact(tiny_int_run, capsys):
         "the forward pass on shared multipliers, the learning signal on shared, the "
         "update's input norms from the forward pass, compact update lanes",
         weights="spram", bias_label_lanes=1, forward_multipliers="shared",
-        signal_multipliers="shared", label_lanes=3, input_norm="forward", compact_lanes=True)
+        signal_multipliers="shared", label_lanes=3, input_norm="forward", compact_lanes=True,
+        lean_signal=True)
     assert (report["board"], report["lanes"], report["weights"], report["label_lanes"],
-            report["bias_label_lanes"], report["input_norm"], report["compact_lanes"]) == (
-                "icebreaker", 3, "spram", 3, 1, "forward", True)
+            report["bias_label_lanes"], report["input_norm"], report["compact_lanes"],
+            report["lean_signal"]) == ("icebreaker", 3, "spram", 3, 1, "forward", True, True)
 
 
 def test_board_needs_train(tiny_int_run, capsys):

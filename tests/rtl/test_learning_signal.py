@@ -178,6 +178,15 @@ CONFIGS = {
     "borrowed_2": dict(model=dict(), sigmoid="table", product_latency=2),
     "borrowed_1_narrow": dict(model=dict(state_bits=8, weight_bits=3, frac_bits=2),
                               sigmoid="piecewise", product_latency=1),
+    # The small-part form (lean): the h buffer's unchecked read port; with borrowed
+    # multipliers of latency 2 or more, h read back from it in the scan for the squares'
+    # odd part (latency 1 would read it in its write's cycle: the delay lines stay).
+    "lean_own": dict(model=dict(), sigmoid="table", lean=True),
+    "lean_borrowed_2": dict(model=dict(), sigmoid="table", product_latency=2, lean=True),
+    "lean_borrowed_3_wide": dict(model=dict(state_bits=14, weight_bits=10, frac_bits=4),
+                                 sigmoid="piecewise", product_latency=3, lean=True),
+    "lean_borrowed_1_narrow": dict(model=dict(state_bits=8, weight_bits=3, frac_bits=2),
+                                   sigmoid="piecewise", product_latency=1, lean=True),
 }
 
 
@@ -185,7 +194,8 @@ def make_dut(name: str) -> LearningSignalUnit:
     spec = CONFIGS[name]
     return LearningSignalUnit.for_model(digits_like_model(**spec["model"]),
                                         sigmoid=spec["sigmoid"],
-                                        product_latency=spec.get("product_latency"))
+                                        product_latency=spec.get("product_latency"),
+                                        lean=spec.get("lean", False))
 
 
 class _WithMultipliers(Elaboratable):
@@ -224,7 +234,7 @@ def test_random_updates_match_golden(name: str, idle: float, stall: float) -> No
         assert {r["first"] for r in results} == {dut.gap}
 
 
-@pytest.mark.parametrize("name", ["model_table", "borrowed_2"])
+@pytest.mark.parametrize("name", ["model_table", "borrowed_2", "lean_borrowed_2"])
 def test_extremes_reach_the_widths(name: str) -> None:
     # h = H on every neuron (z at its largest), h = 2^15 - 1 with sigma = 256 (sigma h =
     # 2^23 - 256: dn rounds up to the error's top, 2^14), all h zero (z = 0, no error),

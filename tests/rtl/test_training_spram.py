@@ -517,3 +517,28 @@ def test_a_restart_after_a_load_trains_the_loaded_model_as_a_fresh_golden_traine
             ctx.set(dut.done.ready, 0)
 
     simulate(dut, testbench)
+
+
+@pytest.mark.parametrize(("name", "label_lanes"), [
+    # G = K = 4: one label word a neuron (the scan's one-word path).
+    ("ffdl_p4_b8", 4),
+    # G = 3 of K = 4: two label words a neuron, FFCL with every iteration trained (the
+    # scan's two-word path without its waiting registers).
+    ("ffcl_all_t2_p3_b16", 3)])
+def test_a_small_part_core_with_the_lean_learning_signal_trains_like_the_golden_trainer(
+        name, label_lanes):
+    # lean_signal: h centred in the borrowed multipliers and read back from its buffer
+    # for the squares, no square or output copy register, sigma from the table's
+    # register, the two-word scan without its waiting registers: the same weights in
+    # the same cycles as without it.
+    fields, rule_fields, lanes = CASES[name]
+    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
+    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    dut = _train(name, config, rule, lanes, **SMALL_PART, label_lanes=label_lanes,
+                 lean_signal=True)
+    full = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **SMALL_PART,
+                        label_lanes=label_lanes)
+    assert dut.scan.lean and dut.scan.signal.lean and not full.scan.lean
+    assert dut.training_cycles() == full.training_cycles()
+    with pytest.raises(TypeError, match=r"^Lean signal must be a bool, not 1$"):
+        TrainingCore(dut.model, rule, lanes=lanes, lean_signal=1)
