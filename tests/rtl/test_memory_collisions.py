@@ -129,7 +129,8 @@ def test_a_used_collided_read_is_flipped(flipped_collisions):
 #: every iteration trained in one bank (B_m = 16, 3 lanes, G = 3 of K = 4: two label
 #: words a neuron; the loop-feedback buffer).
 SMALL_PART = dict(bias_label_lanes=1, forward_multipliers="shared",
-                  signal_multipliers="shared", compact_lanes=True)
+                  signal_multipliers="shared", compact_lanes=True, input_norm="forward",
+                  lean_signal=True)
 
 
 @pytest.mark.parametrize("name", ["ffdl_p4_b8", "ffcl_all_t2_p3_b16"])
