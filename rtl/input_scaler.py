@@ -171,11 +171,7 @@ class InputScaler(wiring.Component):
                      square_valid.eq(a_valid)]
         v_index = Signal.like(count)
         m.d.sync += act_valid.eq(0)
-        v_valid, v_addr = act_valid, v_index
-        for i in range(Scaler.LATENCY):
-            rv, ra = Signal(name=f"v_valid_{i}"), Signal.like(v_index, name=f"v_addr_{i}")
-            m.d.sync += [rv.eq(v_valid), ra.eq(v_addr)]
-            v_valid, v_addr = rv, ra
+        v_valid, v_addr = self._beside_scaler(m, act_valid, v_index)
         scaling = Signal()
         m.d.comb += [self.v.en.eq(v_valid & scaling), self.v.addr.eq(self.dest + v_addr),
                      self.v.data.eq(scaler.out)]
@@ -204,6 +200,17 @@ class InputScaler(wiring.Component):
                     m.next = "SQUARES"
         return m
 
+    @staticmethod
+    def _beside_scaler(m: Module, act_valid: Signal, v_index: Signal):
+        """An activation's valid bit and index carried through the scaler's latency, so
+        that they reach the v buffer's write with its scaled value."""
+        v_valid, v_addr = act_valid, v_index
+        for i in range(Scaler.LATENCY):
+            rv, ra = Signal(name=f"v_valid_{i}"), Signal.like(v_index, name=f"v_addr_{i}")
+            m.d.sync += [rv.eq(v_valid), ra.eq(v_addr)]
+            v_valid, v_addr = rv, ra
+        return v_valid, v_addr
+
     def _elaborate_given(self) -> Module:
         """SCALE alone: each activation read once and scaled by the given (r, sh)."""
         m = Module()
@@ -219,13 +226,9 @@ class InputScaler(wiring.Component):
         # act_valid: the activation read last cycle is in act.data now; it and its index
         # go through the scaler's latency beside it to the v buffer's write.
         act_valid, v_index = Signal(), Signal.like(count)
-        v_valid, v_addr = act_valid, v_index
-        for i in range(Scaler.LATENCY):
-            rv, ra = Signal(name=f"v_valid_{i}"), Signal.like(v_index, name=f"v_addr_{i}")
-            m.d.sync += [rv.eq(v_valid), ra.eq(v_addr)]
-            v_valid, v_addr = rv, ra
         # The step's last write comes a cycle before ``done``: nothing is in flight when
         # the next step (other source, other dest) starts.
+        v_valid, v_addr = self._beside_scaler(m, act_valid, v_index)
         m.d.comb += [self.v.en.eq(v_valid), self.v.addr.eq(self.dest + v_addr),
                      self.v.data.eq(scaler.out)]
         m.d.sync += act_valid.eq(0)

@@ -234,13 +234,14 @@ class UpdateLane(wiring.Component):
         of the whole shifted sum with the saturation bounds.
         """
         sign = total[-1]
-        extended = Cat(C(0, left_limit), total, sign.replicate(step_bits))
         offset_bits = Shape.cast(range(left_limit + self.max_shift + 1)).width
         offset = Mux(k < -left_limit, 0, k + left_limit).as_unsigned()[:offset_bits]
+        # Sign copies up to the last bit any offset's window reaches.
+        reach = (1 << offset_bits) - 1
+        above = max(step_bits, reach + step_bits - left_limit - len(total))
+        extended = Cat(C(0, left_limit), total, sign.replicate(above))
         # rtl.select.window, not bit_select: a variable part-select is a wide shift in
         # Verilog, which Verilator's -Wall reports (WIDTHTRUNC).
-        reach = (1 << offset_bits) - 1
-        extended = Cat(extended, sign.replicate(max(0, reach + step_bits - len(extended))))
         kept = window(m, extended, offset, step_bits)
         # differs_from[i]: a bit at i or above differs from the sign (0 past the sum).
         differs = Signal(left_limit + len(total))
