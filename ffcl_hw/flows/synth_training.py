@@ -60,12 +60,16 @@ def training_lane_candidates(widest: int) -> list[int]:
 
 def ice40_lane_candidates(store_bits: int) -> list[int]:
     """The lane counts an iCE40 (SPRAM) training build tries, in order, when ``--lanes``
-    is not given: at least 3 (the forward pass scales on two lanes and squares on a
-    third), the most whose word of P x B_m bits fits two SPRAM banks (32 bits: a word a
-    cycle), then the fewest whose word fits one (64 bits: a word every other cycle)."""
-    two = [p for p in range(32 // store_bits, 2, -1)]
-    one = [p for p in range(3, 64 // store_bits + 1) if p * store_bits > 32]
-    return two + one
+    is not given: from 3 (the forward pass scales on two lanes and squares on a third)
+    up to the most whose word of P x B_m bits fits one SPRAM bank (64 bits).
+
+    The fewest first because the UP5K's logic cells are what a training core runs out
+    of, not its multipliers or memory, and every lane costs some 750 of them (the digits
+    build packs to 10,787 cells on 3 lanes against 11,541 on 4, docs/training-engine.md);
+    a word of at most 32 bits takes two banks (a word a cycle), a wider one a bank (a
+    word every other cycle). More lanes are tried only when fewer do not fit: a narrow
+    word wastes SPRAM bits (3 x 8 of a bank's 32), so a model may fit on 4 lanes only."""
+    return list(range(3, 64 // store_bits + 1))
 
 
 def training_core(model, rule: TrainRule, board: str | None, lanes: int,
@@ -231,9 +235,9 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
         default = min(DEFAULT_TRAINING_LANES, max(config.hidden))
         if board_info(board).spram_bits:
             why.append(f"{lanes} lanes: the first of "
-                       f"{ice40_lane_candidates(rule.store_bits)} (at least 3, a "
-                       f"{rule.store_bits}-bit stored weight a lane, SPRAM words in two banks "
-                       f"first) whose training core fits {board}")
+                       f"{ice40_lane_candidates(rule.store_bits)} (at least 3, the fewest first: "
+                       f"logic cells are what the part runs out of) whose training core fits "
+                       f"{board}")
         elif lanes != default:
             why.append(f"{lanes} lanes: the first count from {default} (the default "
                        f"{DEFAULT_TRAINING_LANES}, capped at the widest layer) whose "

@@ -181,9 +181,9 @@ def test_the_lane_candidates_start_at_the_default_then_wider_then_narrower():
     assert training_lane_candidates(6) == [6, 5, 4, 3, 2, 1]
 
 
-def test_the_icebreaker_lane_candidates_keep_two_spram_banks_first():
-    # At least 3 lanes; the most whose word fits 32 bits (two banks), then one bank.
-    assert ice40_lane_candidates(8) == [4, 3, 5, 6, 7, 8]
+def test_the_icebreaker_lane_candidates_take_the_fewest_lanes_first():
+    # At least 3 lanes, then up to the most whose word fits 64 bits (one bank).
+    assert ice40_lane_candidates(8) == [3, 4, 5, 6, 7, 8]
     assert ice40_lane_candidates(10) == [3, 4, 5, 6]
     assert ice40_lane_candidates(16) == [3, 4]
     assert ice40_lane_candidates(21) == [3] and ice40_lane_candidates(22) == []
