@@ -207,6 +207,12 @@ class TrainingCore(wiring.Component):
         UP5K): ``ErrorScan(lean=True)`` and its ``LearningSignalUnit(lean=True)``, without
         the registers a 30 MHz part does not need. The same weights in the same cycles
         (the figures are in docs/training-engine.md, "Logic of the components").
+    serial_weight_pass : bool, optional
+        One update lane in the W and V pass instead of P (default False, for a part as
+        small as the UP5K: ``WeightPass(serial=True)``), taking a word's P entries in P
+        consecutive cycles: a word every P cycles, so the pass takes about P times as
+        long; P - 1 lanes fewer. The same weights; the cycles are the pass's closed form
+        (:meth:`training_cycles`). Needs at least 2 lanes.
 
     Attributes
     ----------
@@ -270,7 +276,7 @@ class TrainingCore(wiring.Component):
                  forward_multipliers: str = "dedicated", weights: str = "loadable",
                  label_lanes: int | None = None, bias_label_lanes: int = 3,
                  input_norm: str = "own", compact_lanes: bool = False,
-                 lean_signal: bool = False) -> None:
+                 lean_signal: bool = False, serial_weight_pass: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -355,7 +361,7 @@ class TrainingCore(wiring.Component):
                                       operand_bits=SIDE_BITS,
                                       weight_latency=self.core.program.weight_latency,
                                       port=self.core.memories.weight_store.port,
-                                      compact_lanes=compact_lanes)
+                                      compact_lanes=compact_lanes, serial=serial_weight_pass)
         self.bias_label = BiasLabelPass(model, rule, lanes=bias_label_lanes,
                                         label_lanes=self.label_groups.lanes,
                                         compact_lanes=compact_lanes)
@@ -397,7 +403,7 @@ class TrainingCore(wiring.Component):
                 "label_lanes": self.label_groups.lanes,
                 "bias_label_lanes": len(self.bias_label.lanes), "input_norm": self.input_norm,
                 "compact_lanes": self.bias_label.lanes[0].compact,
-                "lean_signal": self.lean_signal}
+                "lean_signal": self.lean_signal, "serial_weight_pass": self.weight_pass.serial}
 
     @property
     def widths(self) -> dict[str, int]:
@@ -481,9 +487,10 @@ class TrainingCore(wiring.Component):
 
     def pass_lane_utilization(self) -> float:
         """Busy lane-cycles over lane-cycles of the W and V passes: every entry of W and
-        V is updated once per trained iteration, N (n_in + N_src) per layer, over P times
-        the passes' cycles (:meth:`rtl.weight_pass.WeightPass.cycles`: the first tile's
-        shadow load, the tiles back to back, the drain). The tests count both in
+        V is updated once per trained iteration, N (n_in + N_src) per layer, over the
+        update lanes (P, or one in a serial pass) times the passes' cycles
+        (:meth:`rtl.weight_pass.WeightPass.cycles`: the first tile's shadow load, the
+        tiles back to back, the drain). The tests count both in
         simulation."""
         config = self.model.config
         entries = cycles = 0
@@ -491,7 +498,7 @@ class TrainingCore(wiring.Component):
             columns = (config.input_size if i == 0 else config.hidden[i - 1]) + self.n_src[i]
             entries += n * columns
             cycles += self._pass_cycles(i)
-        return entries / (self.lanes * cycles)
+        return entries / (len(self.weight_pass.lanes) * cycles)
 
     @property
     def layer_ops(self) -> list:

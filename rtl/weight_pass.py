@@ -82,33 +82,52 @@ def _check_port(port: str) -> str:
     return port
 
 
-def load_interval(lanes: int, *, weight_latency: int, port: str) -> int:
+def _spacing(port: str, spacing: int | None) -> int:
+    """The fewest cycles from a read to the next: ``spacing``, by default a cycle, or two
+    on a single port (a write between)."""
+    return (2 if _check_port(port) == "single" else 1) if spacing is None else spacing
+
+
+def load_interval(lanes: int, *, weight_latency: int, port: str,
+                  spacing: int | None = None) -> int:
     """Fewest cycles from a tile's first read to the next tile's: the next tile's shadow
     load starts with this tile's bank switch (``weight_latency - 1`` cycles after its
-    first read) and takes P = ``lanes`` cycles; on a single port rounded up to even, so
+    first read) and takes P = ``lanes`` cycles; on a single port rounded up to a multiple
+    of the reads' ``spacing`` (two unless a serial pass's, :attr:`WeightPass.spacing`), so
     reads keep their slots (two banks align each read to its slot instead,
     :func:`banked_read_cycles`)."""
     interval = weight_latency - 1 + lanes
-    return interval + interval % 2 if _check_port(port) == "single" else interval
+    if _check_port(port) != "single":
+        return interval
+    step = _spacing(port, spacing)
+    return -(-interval // step) * step
 
 
-def tile_cycles(lanes: int, columns: int, *, weight_latency: int, port: str) -> int:
+def tile_cycles(lanes: int, columns: int, *, weight_latency: int, port: str,
+                spacing: int | None = None) -> int:
     """Cycles from a tile's first read to the next tile's on a ``"dual"`` or ``"single"``
     port: its ``columns`` reads back to back (one a cycle, or every other cycle on a
-    single port), unless the next tile's shadow load takes longer (:func:`load_interval`)."""
-    reads = 2 * columns if _check_port(port) == "single" else columns
-    return max(reads, load_interval(lanes, weight_latency=weight_latency, port=port))
+    single port; every ``spacing`` cycles if given), unless the next tile's shadow load
+    takes longer (:func:`load_interval`)."""
+    reads = _spacing(port, spacing) * columns
+    return max(reads, load_interval(lanes, weight_latency=weight_latency, port=port,
+                                    spacing=spacing))
 
 
 def banked_read_cycles(lanes: int, neurons: int, ff_columns: int, fb_columns: int = 0, *,
-                       weight_latency: int, ff_base: int = 0, fb_base: int = 0) -> int:
+                       weight_latency: int, ff_base: int = 0, fb_base: int = 0,
+                       spacing: int = 1) -> int:
     """:func:`read_cycles` on two banks: the tiles' runs of consecutive words (tile tau's
     W words from ``ff_base`` + tau ``ff_columns``, its V words from ``fb_base`` + tau
     ``fb_columns``), each starting in its first word's slot (the pass's cycle c, counted
     from ``run`` at 0, is the slot of the words of parity (c - 1) mod 2), a tile no
-    sooner than :func:`load_interval` after the one before. The earliest first read is
-    in cycle P + 1 (:attr:`WeightPass.shadow_load`): cycles from it to the last read."""
+    sooner than :func:`load_interval` after the one before. Reads are at least
+    ``spacing`` cycles apart (a serial pass's P): within a run every ``spacing`` cycles
+    if it is odd, the words' slots alternating with them, else a cycle more. The earliest
+    first read is in cycle P + 1 (:attr:`WeightPass.shadow_load`): cycles from it to the
+    last read."""
     interval = load_interval(lanes, weight_latency=weight_latency, port="banked")
+    step = spacing + 1 - spacing % 2
     earliest = cycle = lanes + 1
     last = cycle
     for tile in range(-(-neurons // lanes)):
@@ -119,28 +138,30 @@ def banked_read_cycles(lanes: int, neurons: int, ff_columns: int, fb_columns: in
                 continue
             cycle += (cycle - 1 - base) % 2                  # the word's slot
             first = cycle if first is None else first
-            cycle += length
-        last = cycle - 1
+            last = cycle + (length - 1) * step
+            cycle = last + spacing
         cycle = max(cycle, first + interval)                # the next tile's shadow
     return last - earliest + 1
 
 
 def read_cycles(lanes: int, neurons: int, ff_columns: int, fb_columns: int = 0, *,
-                weight_latency: int, port: str, ff_base: int = 0, fb_base: int = 0) -> int:
+                weight_latency: int, port: str, ff_base: int = 0, fb_base: int = 0,
+                spacing: int | None = None) -> int:
     """Cycles from a layer's first read to its last (both counted) over ``ff_columns`` W
     and ``fb_columns`` V words a tile: the tiles back to back (:func:`tile_cycles`), the
-    last one's reads (on a single port 2 columns - 1 cycles); on two banks from the
-    earliest first read, by :func:`banked_read_cycles` (the only one the words'
-    addresses ``ff_base`` and ``fb_base`` matter to)."""
+    last one's reads (on a single port 2 columns - 1 cycles; ``spacing`` (columns - 1) +
+    1 if given); on two banks from the earliest first read, by
+    :func:`banked_read_cycles` (the only one the words' addresses ``ff_base`` and
+    ``fb_base`` matter to)."""
     if _check_port(port) == "banked":
         return banked_read_cycles(lanes, neurons, ff_columns, fb_columns,
                                   weight_latency=weight_latency, ff_base=ff_base,
-                                  fb_base=fb_base)
+                                  fb_base=fb_base, spacing=_spacing(port, spacing))
     columns = ff_columns + fb_columns
     tiles = -(-neurons // lanes)
-    last = 2 * columns - 1 if port == "single" else columns
+    last = _spacing(port, spacing) * (columns - 1) + 1
     return (tiles - 1) * tile_cycles(lanes, columns, weight_latency=weight_latency,
-                                     port=port) + last
+                                     port=port, spacing=spacing) + last
 
 
 class WeightPass(wiring.Component):
@@ -175,8 +196,14 @@ class WeightPass(wiring.Component):
     compact_lanes : bool, optional
         Lanes in their small-part form (``UpdateLane(compact=True)``): the same words in
         the same cycles. Default False.
+    serial : bool, optional
+        One update lane, which takes a word's P entries in P consecutive cycles (the
+        small part's: a lane is some 500 of the UP5K's logic cells), instead of P lanes
+        taking them in one; a word is read every P cycles (:attr:`spacing`), and written
+        P - 1 cycles later than P lanes would (a cycle more where a port's slots need it,
+        :attr:`write_delay`). The words and the kappa are the same. Default False.
 
-    The P :class:`rtl.update_lane.UpdateLane` and the replay generator (a
+    The P :class:`rtl.update_lane.UpdateLane` (one if ``serial``) and the replay generator (a
     :class:`rtl.lfsr.WordGenerator` without seeding, ``restore``d to kappa^W_1 at every
     tile) are its submodules. Beside the pipeline it holds two banks of P d and rho
     registers (d's 16 bits and rho's low ``max_shift`` bits, all a lane uses) and the
@@ -220,7 +247,7 @@ class WeightPass(wiring.Component):
     def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int, words: int,
                  product_latency: int | None = None, operand_bits: int = 16,
                  weight_latency: int = WeightStore.LATENCY, port: str = "dual",
-                 compact_lanes: bool = False) -> None:
+                 compact_lanes: bool = False, serial: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -234,6 +261,12 @@ class WeightPass(wiring.Component):
                              f"{WeightStore.DEEP_LATENCY}, not {weight_latency!r}")
         self.weight_latency = weight_latency
         self.port = _check_port(port)
+        if not isinstance(serial, bool):
+            raise TypeError(f"Serial must be a bool, not {serial!r}")
+        if serial and lanes < 2:
+            raise ValueError(f"A serial pass takes the entries of a word of at least 2 "
+                             f"lanes, not {lanes}: one lane is serial already")
+        self.serial = serial
         config, fmt = model.config, model.fmt
         hidden = config.hidden
         self.max_columns = max(config.input_size, *hidden)
@@ -243,7 +276,7 @@ class WeightPass(wiring.Component):
         # the lanes validate the borrowed multiplier's widths).
         self.lanes = [UpdateLane.for_model(model, rule, product_latency=product_latency,
                                            compact=compact_lanes)
-                      for _ in range(lanes)]
+                      for _ in range(1 if serial else lanes)]
         self.product_latency = product_latency
         borrowed = {}
         if product_latency is not None:
@@ -278,11 +311,21 @@ class WeightPass(wiring.Component):
         # The read of pass cycle c meets the memory in cycle c + weight_latency - 1, its
         # write comes in cycle c + write_delay: reads on even cycles (or in their bank's
         # slots) miss the writes (of their bank) only if those two are an odd number of
-        # cycles apart.
-        if port != "dual" and (self.write_delay - self.weight_latency + 1) % 2 == 0:
-            raise RuntimeError(f"A {port} pass reads in every other cycle's slot and needs "
-                               f"an odd distance from a read to a write, not "
+        # cycles apart; on one port read every S cycles (a serial pass's spacing), if
+        # they are not a multiple of S apart.
+        if not self._slots_apart(self.write_delay):
+            raise RuntimeError(f"A {port} pass reads in slots of {self.spacing} cycles and "
+                               f"needs a distance from a read to a write that is not a "
+                               f"multiple of {2 if port == 'banked' else self.spacing}, not "
                                f"{self.write_delay - self.weight_latency + 1}")
+
+    def _slots_apart(self, write_delay: int) -> bool:
+        """Whether a write ``write_delay`` cycles after its read's address never meets a
+        read of its bank (module docstring)."""
+        distance = write_delay - self.weight_latency + 1
+        if self.port == "banked":
+            return distance % 2 == 1
+        return self.port == "dual" or distance % self.spacing != 0
 
     def products(self) -> list[Product]:
         """The P lanes' multipliers (none when borrowed). The addresses multiply nothing:
@@ -296,10 +339,27 @@ class WeightPass(wiring.Component):
         return UpdateLane.latency_for(self.product_latency)
 
     @property
+    def spacing(self) -> int:
+        """Fewest cycles from a read to the next: one, or two on a single port (a write
+        between); a serial pass's P, or at least two on a single port."""
+        return max(2 if self.port == "single" else 1, self.P if self.serial else 1)
+
+    @property
+    def write_pad(self) -> int:
+        """Cycles a serial pass holds a finished word before its write so that the write
+        misses the reads of its bank (0 or 1; 0 unless serial)."""
+        if not self.serial:
+            return 0
+        unpadded = self.weight_latency + self.lane_latency + self.P - 1
+        return 0 if self._slots_apart(unpadded) else 1
+
+    @property
     def write_delay(self) -> int:
         """Cycles from a word's read address to its write: the weight store's latency,
-        the lanes' input stage and the lane."""
-        return self.weight_latency + self.lane_latency
+        the lanes' input stage and the lane; a serial pass's lane takes the word's last
+        entry P - 1 cycles after its first, then :attr:`write_pad`."""
+        serial = self.P - 1 + self.write_pad if self.serial else 0
+        return self.weight_latency + self.lane_latency + serial
 
     @property
     def drain(self) -> int:
@@ -317,19 +377,24 @@ class WeightPass(wiring.Component):
     @property
     def load_interval(self) -> int:
         """Fewest cycles from a tile's first read to the next tile's (:func:`load_interval`)."""
-        return load_interval(self.P, weight_latency=self.weight_latency, port=self.port)
+        return load_interval(self.P, weight_latency=self.weight_latency, port=self.port,
+                             spacing=self.spacing)
 
     def pass_cycles(self, columns: int) -> int:
-        """Cycles from a tile's first read to its last over ``columns`` words: one a
-        cycle, or on a single port one every other cycle (on two banks, one a cycle
-        once in its slot)."""
-        return 2 * columns - 1 if self.port == "single" else columns
+        """Cycles from a tile's first read to its last over ``columns`` words: one every
+        :attr:`spacing` cycles (on two banks, once in its slot; with an even spacing, a
+        cycle more each)."""
+        step = self.spacing
+        if self.port == "banked":
+            step += 1 - step % 2
+        return step * (columns - 1) + 1
 
     def tile_cycles(self, columns: int) -> int:
         """Cycles from a tile's first read to the next tile's (:func:`tile_cycles`; on
         two banks without the slots' waits, which :meth:`cycles` counts)."""
         return tile_cycles(self.P, columns, weight_latency=self.weight_latency,
-                           port="dual" if self.port == "banked" else self.port)
+                           port="dual" if self.port == "banked" else self.port,
+                           spacing=self.spacing)
 
     def cycles(self, neurons: int, ff_columns: int, fb_columns: int = 0, *,
                ff_base: int = 0, fb_base: int = 0) -> int:
@@ -340,7 +405,7 @@ class WeightPass(wiring.Component):
         return (self.shadow_load
                 + read_cycles(self.P, neurons, ff_columns, fb_columns,
                               weight_latency=self.weight_latency, port=self.port,
-                              ff_base=ff_base, fb_base=fb_base)
+                              ff_base=ff_base, fb_base=fb_base, spacing=self.spacing)
                 + self.drain)
 
     def elaborate(self, platform) -> Module:
@@ -442,15 +507,21 @@ class WeightPass(wiring.Component):
         kappa_1, in_kappa = Signal(LFSR_WIDTH), Signal(LFSR_WIDTH)
         v_value = Signal(lanes[0].v.shape())
         v_late = v_value
+        # A serial pass's lane takes a word's entries over P cycles: the registers it reads
+        # (the column's companions as they reach it) hold them until the next word's
+        # arrive (``held``, by the stage whose valid bit loads them); the stages before
+        # are sampled only in their word's cycle.
+        held = {}
         if wl == WeightStore.LATENCY:
-            m.d.sync += [issued_1.eq(issue), in_lane.eq(issued_1),
-                         addr_1.eq(self.weights.addr), in_addr.eq(addr_1),
-                         fb_1.eq(feedback), in_fb.eq(fb_1),
-                         start_1.eq(tile_start),
-                         last_1.eq(last_tile), in_last.eq(last_1),
-                         image_1.eq(self.first_layer & ~feedback),
-                         kappa_1.eq(replay.words.payload), in_kappa.eq(kappa_1),
-                         v_value.eq(Mux(image_1, self.image.data, self.v.data))]
+            pipeline = [(None, issued_1.eq(issue)), (None, in_lane.eq(issued_1)),
+                        (None, addr_1.eq(self.weights.addr)), (issued_1, in_addr.eq(addr_1)),
+                        (None, fb_1.eq(feedback)), (issued_1, in_fb.eq(fb_1)),
+                        (None, start_1.eq(tile_start)),
+                        (None, last_1.eq(last_tile)), (issued_1, in_last.eq(last_1)),
+                        (None, image_1.eq(self.first_layer & ~feedback)),
+                        (None, kappa_1.eq(replay.words.payload)),
+                        (issued_1, in_kappa.eq(kappa_1)),
+                        (issued_1, v_value.eq(Mux(image_1, self.image.data, self.v.data)))]
             # The tile's first word is a cycle from the lanes: switch their bank.
             switch = start_1
         else:
@@ -458,17 +529,39 @@ class WeightPass(wiring.Component):
             issued_2, addr_2 = Signal(), Signal.like(self.weights.addr)
             fb_2, kappa_2, start_2, last_2 = Signal(), Signal(LFSR_WIDTH), Signal(), Signal()
             v_late = Signal.like(v_value, name="v_late")
-            m.d.sync += [issued_1.eq(issue), issued_2.eq(issued_1), in_lane.eq(issued_2),
-                         addr_1.eq(self.weights.addr), addr_2.eq(addr_1), in_addr.eq(addr_2),
-                         fb_1.eq(feedback), fb_2.eq(fb_1), in_fb.eq(fb_2),
-                         start_1.eq(tile_start), start_2.eq(start_1),
-                         last_1.eq(last_tile), last_2.eq(last_1), in_last.eq(last_2),
-                         image_1.eq(self.first_layer & ~feedback),
-                         kappa_1.eq(replay.words.payload), kappa_2.eq(kappa_1),
-                         in_kappa.eq(kappa_2),
-                         v_value.eq(Mux(image_1, self.image.data, self.v.data)),
-                         v_late.eq(v_value)]
+            pipeline = [(None, issued_1.eq(issue)), (None, issued_2.eq(issued_1)),
+                        (None, in_lane.eq(issued_2)),
+                        (None, addr_1.eq(self.weights.addr)), (None, addr_2.eq(addr_1)),
+                        (issued_2, in_addr.eq(addr_2)),
+                        (None, fb_1.eq(feedback)), (None, fb_2.eq(fb_1)),
+                        (issued_2, in_fb.eq(fb_2)),
+                        (None, start_1.eq(tile_start)), (None, start_2.eq(start_1)),
+                        (None, last_1.eq(last_tile)), (None, last_2.eq(last_1)),
+                        (issued_2, in_last.eq(last_2)),
+                        (None, image_1.eq(self.first_layer & ~feedback)),
+                        (None, kappa_1.eq(replay.words.payload)),
+                        (None, kappa_2.eq(kappa_1)), (issued_2, in_kappa.eq(kappa_2)),
+                        (None, v_value.eq(Mux(image_1, self.image.data, self.v.data))),
+                        (issued_2, v_late.eq(v_value))]
             switch = start_2
+        if not self.serial:
+            m.d.sync += [statement for _, statement in pipeline]
+        else:
+            for when, statement in pipeline:
+                held.setdefault(None if when is None else id(when), (when, []))[1].append(
+                    statement)
+            for when, statements in held.values():
+                if when is None:
+                    m.d.sync += statements
+                else:
+                    with m.If(when):
+                        m.d.sync += statements
+        column = SimpleNamespace(in_lane=in_lane, in_addr=in_addr, in_fb=in_fb,
+                                 in_last=in_last, in_kappa=in_kappa, v_late=v_late,
+                                 switch=switch)
+        if self.serial:
+            self._serial_lane(m, st, column)
+            return
         with m.If(switch):
             m.d.sync += [lane_d[p].eq(shadow_d[p]) for p in range(P)]
             m.d.sync += [lane_rho[p].eq(shadow_rho[p]) for p in range(P)]
@@ -487,6 +580,65 @@ class WeightPass(wiring.Component):
         m.d.comb += [self.write.valid.eq(lanes[0].valid), self.write.addr.eq(out_addr),
                      self.write.data.eq(Cat(Mux(~out_last | ragged[p], lanes[p].out, 0)[:B_m]
                                             for p in range(P)))]
+
+    def _serial_lane(self, m: Module, st: SimpleNamespace, column: SimpleNamespace) -> None:
+        """A serial pass's one lane: a word's P entries into it in P consecutive cycles
+        (entry p with lane p's d and rho: the bank rotates a place per entry, back where
+        it was after the word), their new values gathered into the word, which is written
+        after the last (``write_pad`` cycles later)."""
+        P, B_m, lat = self.P, self.rule.store_bits, self.lane_latency
+        lane = self.lanes[0]
+        lane_d, lane_rho, ragged = st.lane_d, st.lane_rho, st.ragged
+        # entry: the entry the lane takes (0 in the word's cycle, ``in_lane``); rest: the
+        # word's other entries, shifted down one a cycle.
+        entry = Signal(range(P), name="entry")
+        rest = Signal((P - 1) * B_m, name="rest")
+        enter = Signal()
+        m.d.comb += enter.eq(column.in_lane | ~is_zero(entry))
+        with m.If(enter):
+            m.d.sync += entry.eq(Mux(entry == P - 1, 0, entry + 1))
+        with m.If(column.in_lane):
+            m.d.sync += rest.eq(self.weights.data[B_m:])
+        with m.Else():
+            m.d.sync += rest.eq(rest[B_m:])
+        with m.If(column.switch):
+            m.d.sync += [lane_d[p].eq(st.shadow_d[p]) for p in range(P)]
+            m.d.sync += [lane_rho[p].eq(st.shadow_rho[p]) for p in range(P)]
+        with m.Elif(enter):
+            m.d.sync += [lane_d[p].eq(lane_d[(p + 1) % P]) for p in range(P)]
+            m.d.sync += [lane_rho[p].eq(lane_rho[(p + 1) % P]) for p in range(P)]
+        value = Mux(column.in_lane, self.weights.data[:B_m], rest[:B_m])
+        m.d.comb += [lane.en.eq(enter), lane.c.eq(value.as_signed()),
+                     lane.d.eq(lane_d[0]), lane.v.eq(column.v_late), lane.rho.eq(lane_rho[0]),
+                     lane.kappa.eq(column.in_kappa),
+                     lane.k.eq(Mux(column.in_fb, self.k_fb, self.k_ff)),
+                     lane.select.eq(STORED_KINDS.index("W"))]
+        # The word's address and last-tile flag, held for its P entries, reach the lane's
+        # output with the first new value and stay until the last.
+        out_addr, out_last = column.in_addr, column.in_last
+        for i in range(lat):
+            reg = Signal.like(column.in_addr, name=f"w_addr_{i}")
+            last = Signal(name=f"w_last_{i}")
+            m.d.sync += [reg.eq(out_addr), last.eq(out_last)]
+            out_addr, out_last = reg, last
+        leave = Signal(range(P), name="leave")
+        with m.If(lane.valid):
+            m.d.sync += leave.eq(Mux(leave == P - 1, 0, leave + 1))
+        new = Mux(~out_last | ragged.bit_select(leave, 1), lane.out, 0)[:B_m]
+        gathered = Signal((P - 1 + self.write_pad) * B_m, name="gathered")
+        with m.If(lane.valid):
+            m.d.sync += gathered.eq(Cat(gathered[B_m:], new))
+        last_entry = lane.valid & (leave == P - 1)
+        if not self.write_pad:
+            m.d.comb += [self.write.valid.eq(last_entry), self.write.addr.eq(out_addr),
+                         self.write.data.eq(Cat(gathered, new))]
+            return
+        # A cycle later, so that the write misses the reads of its bank.
+        write_addr = Signal.like(out_addr, name="write_addr")
+        valid = Signal(name="write_valid")
+        m.d.sync += [valid.eq(last_entry), write_addr.eq(out_addr)]
+        m.d.comb += [self.write.valid.eq(valid), self.write.addr.eq(write_addr),
+                     self.write.data.eq(gathered)]
 
 
     def _loader(self, m: Module, st: SimpleNamespace) -> None:
@@ -533,6 +685,16 @@ class WeightPass(wiring.Component):
                     after_switch()
 
 
+    def _spaced(self, m: Module, issue: Signal) -> Signal:
+        """High when :attr:`spacing` cycles have passed since the last read (a serial
+        pass's lane is still taking the last word's entries until then)."""
+        wait = Signal(range(self.spacing), name="wait")
+        with m.If(issue):
+            m.d.sync += wait.eq(self.spacing - 1)
+        with m.Elif(~is_zero(wait)):
+            m.d.sync += wait.eq(wait - 1)
+        return is_zero(wait)
+
     def _pass(self, m: Module, st: SimpleNamespace) -> None:
         """The pass: a word issued a cycle (every other cycle on a single port), tile after
         tile, the replay rewound for each, then the drain."""
@@ -556,10 +718,22 @@ class WeightPass(wiring.Component):
                     m.d.sync += slot.eq(~slot)
                 # A tile's first word waits for its shadow load; then a word per cycle.
                 can_issue = (count != 0) | loaded
+                if self.serial and self.port != "single":
+                    # One lane: a word every P cycles at most (the slots of one port
+                    # space a serial pass's reads themselves, below).
+                    can_issue &= self._spaced(m, issue)
                 if self.port == "banked":
                     # Two banks: a word is read in its bank's slot, the pass's cycles
                     # alternating from run on (module docstring).
                     m.d.comb += issue.eq(can_issue & (self.weights.addr[0] == slot))
+                elif self.port == "single" and self.spacing > 2:
+                    # One port, a serial pass: a read every S = P cycles, from the layer's
+                    # first read on, and the writes in other cycles (write_delay).
+                    write_slot = Signal(range(self.spacing))
+                    with m.If(issue | (count != 0) | (tile != 0)):
+                        m.d.sync += write_slot.eq(Mux(write_slot == self.spacing - 1, 0,
+                                                      write_slot + 1))
+                    m.d.comb += issue.eq(can_issue & is_zero(write_slot))
                 elif self.port == "single":
                     # One port: every other cycle is a write's (module docstring), from
                     # the layer's first read on, so a tile that waited for its shadow

@@ -50,7 +50,7 @@ def _nothing_written(run) -> bool:
      "multipliers and squares on a third"),
     # (The input scaler only scales there: input_norm="forward", 2 multipliers.)
     (["--board", "icebreaker", "--multipliers", "dedicated"],
-     "needs 15 multipliers (mac lanes 3, update lanes 3, learning signal 6, input scaler 2"),
+     "needs 13 multipliers (mac lanes 3, update lanes 1, learning signal 6, input scaler 2"),
     (["--board", "ulx3s-85f", "--weights", "rom"], "--weights does not go with --train"),
     (["--board", "ulx3s-85f", "--label-lanes", "2"], "--label-lanes does not go with --train"),
     (["--board", "ulx3s-85f", "--banks", "2"], "--banks does not go with --train"),
@@ -203,12 +203,13 @@ def test_an_icebreaker_training_build_takes_the_small_part_core(int_run):
     training = report["training"]
     assert (training["bias_label_lanes"], training["forward_multipliers"],
             training["signal_multipliers"], training["input_norm"],
-            training["compact_lanes"], training["lean_signal"]) == (1, "shared", "shared",
-                                                                    "forward", True, True)
+            training["compact_lanes"], training["lean_signal"],
+            training["serial_weight_pass"]) == (1, "shared", "shared", "forward", True, True,
+                                                True)
     small = TrainingCore(model, rule, lanes=3, weights="spram", bias_label_lanes=1,
                          forward_multipliers="shared", signal_multipliers="shared",
                          label_lanes=3, input_norm="forward", compact_lanes=True,
-                         lean_signal=True)
+                         lean_signal=True, serial_weight_pass=True)
     assert training["cycles_per_sample"] == small.training_cycles() \
         != TrainingCore(model, rule, lanes=3, weights="spram").training_cycles()
     assert report["fit"]["multipliers"]["needed"] <= 8

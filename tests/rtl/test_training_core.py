@@ -322,9 +322,40 @@ def test_normalised_inputs_from_the_forward_pass_train_like_the_golden_trainer(n
         assert own.training_cycles() - dut.training_cycles() == own.scaler.cycles(16) - 22
 
 
+#: One update lane in the W and V pass (``serial_weight_pass``), taking each word's P
+#: entries in turn, on block RAM: 2, 3 and 8 lanes (ragged tiles), nearest rounding with
+#: saturation, FFCL with V columns after the W columns of each tile (top: layer 1's V
+#: words from layer 2; 'all': updates between the iterations).
+SERIAL_CASES = ("two_layers_p3_b12", "ffcl_top_t2_p2", "ffcl_adjacent_t3_p8",
+                "ffcl_all_adjacent_t2_p3")
+
+
+@pytest.mark.parametrize("name", SERIAL_CASES)
+def test_one_serial_weight_lane_trains_like_the_golden_trainer(name):
+    dut = check_case(name, "shared", serial_weight_pass=True)
+    parallel = TrainingCore(dut.model, dut.rule, lanes=dut.lanes)
+    wpass, lanes = dut.weight_pass, dut.lanes
+    assert len(wpass.lanes) == 1 and len(parallel.weight_pass.lanes) == lanes
+    # A word every P cycles, written P - 1 cycles later than P lanes write it (block
+    # RAM: no slots to pad for); each tile's reads take P columns cycles unless its
+    # shadow load is longer.
+    assert (wpass.spacing, wpass.write_pad) == (lanes, 0)
+    assert wpass.write_delay == parallel.weight_pass.write_delay + lanes - 1
+    for columns in (1, 5, 9):
+        assert wpass.tile_cycles(columns) == max(lanes * columns, wpass.load_interval)
+        assert wpass.pass_cycles(columns) == lanes * (columns - 1) + 1
+    assert dut.training_cycles() > parallel.training_cycles()
+    with pytest.raises(ValueError, match=r"^A serial pass takes the entries of a word of "
+                                         r"at least 2 lanes, not 1"):
+        TrainingCore(dut.model, dut.rule, lanes=1, serial_weight_pass=True)
+    with pytest.raises(TypeError, match=r"^Serial must be a bool, not 1$"):
+        TrainingCore(dut.model, dut.rule, lanes=lanes, serial_weight_pass=1)
+
+
 def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
                forward_multipliers: str = "dedicated", case=None, label_lanes=None,
-               samples: int = 3, labels_drawn=None, input_norm: str = "own") -> TrainingCore:
+               samples: int = 3, labels_drawn=None, input_norm: str = "own",
+               serial_weight_pass: bool = False) -> TrainingCore:
     """``samples`` training samples of case ``name`` (or ``case``: config fields, rule
     fields, lanes) then three images classified, against IntTrainer; the counter against
     the closed form. Returns the core."""
@@ -341,7 +372,7 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
                        multipliers="shared" if multipliers == "signal" else multipliers,
                        bias_label_lanes=bias_label_lanes,
                        forward_multipliers=forward_multipliers, label_lanes=label_lanes,
-                       input_norm=input_norm)
+                       input_norm=input_norm, serial_weight_pass=serial_weight_pass)
     rng = np.random.default_rng(SEED)
     samples = [(rng.integers(0, X + 1, D).astype(np.int64), int(rng.integers(0, K)))
                for _ in range(samples)]
@@ -359,7 +390,8 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
     # Borrowed or own, the update lanes take the same cycles: one closed form; the
     # learning signal's borrowed multipliers add 2 L = 4 cycles to each scan.
     options = dict(forward_multipliers=forward_multipliers, bias_label_lanes=bias_label_lanes,
-                   label_lanes=label_lanes, input_norm=input_norm)
+                   label_lanes=label_lanes, input_norm=input_norm,
+                   serial_weight_pass=serial_weight_pass)
     other = TrainingCore(model, rule, lanes=lanes,
                          multipliers="dedicated" if multipliers == "shared" else "shared",
                          **options)
