@@ -89,13 +89,16 @@ def _spacing(port: str, spacing: int | None) -> int:
 
 
 def load_interval(lanes: int, *, weight_latency: int, port: str,
-                  spacing: int | None = None) -> int:
+                  spacing: int | None = None, shadow: bool = True) -> int:
     """Fewest cycles from a tile's first read to the next tile's: the next tile's shadow
     load starts with this tile's bank switch (``weight_latency - 1`` cycles after its
     first read) and takes P = ``lanes`` cycles; on a single port rounded up to a multiple
     of the reads' ``spacing`` (two unless a serial pass's, :attr:`WeightPass.spacing`), so
     reads keep their slots (two banks align each read to its slot instead,
-    :func:`banked_read_cycles`)."""
+    :func:`banked_read_cycles`). Without a ``shadow`` load (a serial pass reads d and rho
+    as its lane takes them) nothing but the reads holds a tile back: 0."""
+    if not shadow:
+        return 0
     interval = weight_latency - 1 + lanes
     if _check_port(port) != "single":
         return interval
@@ -104,19 +107,19 @@ def load_interval(lanes: int, *, weight_latency: int, port: str,
 
 
 def tile_cycles(lanes: int, columns: int, *, weight_latency: int, port: str,
-                spacing: int | None = None) -> int:
+                spacing: int | None = None, shadow: bool = True) -> int:
     """Cycles from a tile's first read to the next tile's on a ``"dual"`` or ``"single"``
     port: its ``columns`` reads back to back (one a cycle, or every other cycle on a
     single port; every ``spacing`` cycles if given), unless the next tile's shadow load
-    takes longer (:func:`load_interval`)."""
+    takes longer (:func:`load_interval`; none without a ``shadow`` load)."""
     reads = _spacing(port, spacing) * columns
     return max(reads, load_interval(lanes, weight_latency=weight_latency, port=port,
-                                    spacing=spacing))
+                                    spacing=spacing, shadow=shadow))
 
 
 def banked_read_cycles(lanes: int, neurons: int, ff_columns: int, fb_columns: int = 0, *,
                        weight_latency: int, ff_base: int = 0, fb_base: int = 0,
-                       spacing: int = 1) -> int:
+                       spacing: int = 1, shadow: bool = True) -> int:
     """:func:`read_cycles` on two banks: the tiles' runs of consecutive words (tile tau's
     W words from ``ff_base`` + tau ``ff_columns``, its V words from ``fb_base`` + tau
     ``fb_columns``), each starting in its first word's slot (the pass's cycle c, counted
@@ -124,11 +127,12 @@ def banked_read_cycles(lanes: int, neurons: int, ff_columns: int, fb_columns: in
     sooner than :func:`load_interval` after the one before. Reads are at least
     ``spacing`` cycles apart (a serial pass's P): within a run every ``spacing`` cycles
     if it is odd, the words' slots alternating with them, else a cycle more. The earliest
-    first read is in cycle P + 1 (:attr:`WeightPass.shadow_load`): cycles from it to the
-    last read."""
-    interval = load_interval(lanes, weight_latency=weight_latency, port="banked")
+    first read is in cycle P + 1 (:attr:`WeightPass.shadow_load`; 1 without a ``shadow``
+    load): cycles from it to the last read."""
+    interval = load_interval(lanes, weight_latency=weight_latency, port="banked",
+                             shadow=shadow)
     step = spacing + 1 - spacing % 2
-    earliest = cycle = lanes + 1
+    earliest = cycle = lanes + 1 if shadow else 1
     last = cycle
     for tile in range(-(-neurons // lanes)):
         first = None
@@ -146,7 +150,7 @@ def banked_read_cycles(lanes: int, neurons: int, ff_columns: int, fb_columns: in
 
 def read_cycles(lanes: int, neurons: int, ff_columns: int, fb_columns: int = 0, *,
                 weight_latency: int, port: str, ff_base: int = 0, fb_base: int = 0,
-                spacing: int | None = None) -> int:
+                spacing: int | None = None, shadow: bool = True) -> int:
     """Cycles from a layer's first read to its last (both counted) over ``ff_columns`` W
     and ``fb_columns`` V words a tile: the tiles back to back (:func:`tile_cycles`), the
     last one's reads (on a single port 2 columns - 1 cycles; ``spacing`` (columns - 1) +
@@ -156,12 +160,13 @@ def read_cycles(lanes: int, neurons: int, ff_columns: int, fb_columns: int = 0, 
     if _check_port(port) == "banked":
         return banked_read_cycles(lanes, neurons, ff_columns, fb_columns,
                                   weight_latency=weight_latency, ff_base=ff_base,
-                                  fb_base=fb_base, spacing=_spacing(port, spacing))
+                                  fb_base=fb_base, spacing=_spacing(port, spacing),
+                                  shadow=shadow)
     columns = ff_columns + fb_columns
     tiles = -(-neurons // lanes)
     last = _spacing(port, spacing) * (columns - 1) + 1
     return (tiles - 1) * tile_cycles(lanes, columns, weight_latency=weight_latency,
-                                     port=port, spacing=spacing) + last
+                                     port=port, spacing=spacing, shadow=shadow) + last
 
 
 class WeightPass(wiring.Component):
@@ -201,7 +206,10 @@ class WeightPass(wiring.Component):
         small part's: a lane is some 500 of the UP5K's logic cells), instead of P lanes
         taking them in one; a word is read every P cycles (:attr:`spacing`), and written
         P - 1 cycles later than P lanes would (a cycle more where a port's slots need it,
-        :attr:`write_delay`). The words and the kappa are the same. Default False.
+        :attr:`write_delay`). Each entry's d and rho are read from their buffers as it
+        goes in (a neuron a cycle, as the shadow load reads them), so there are no banks
+        of d and rho registers and no shadow load to wait for. The words and the kappa
+        are the same. Default False.
 
     The P :class:`rtl.update_lane.UpdateLane` (one if ``serial``) and the replay generator (a
     :class:`rtl.lfsr.WordGenerator` without seeding, ``restore``d to kappa^W_1 at every
@@ -371,14 +379,15 @@ class WeightPass(wiring.Component):
     def shadow_load(self) -> int:
         """Cycles from ``run`` to the first tile's first read: the cycle ``run`` rises,
         then the P shadow reads (the last one's d and rho land in time for the lanes'
-        bank, ``weight_latency - 1`` cycles after the read)."""
-        return self.P + 1
+        bank, ``weight_latency - 1`` cycles after the read); a serial pass loads no
+        shadow: the first cycle only."""
+        return 1 if self.serial else self.P + 1
 
     @property
     def load_interval(self) -> int:
         """Fewest cycles from a tile's first read to the next tile's (:func:`load_interval`)."""
         return load_interval(self.P, weight_latency=self.weight_latency, port=self.port,
-                             spacing=self.spacing)
+                             spacing=self.spacing, shadow=not self.serial)
 
     def pass_cycles(self, columns: int) -> int:
         """Cycles from a tile's first read to its last over ``columns`` words: one every
@@ -394,7 +403,7 @@ class WeightPass(wiring.Component):
         two banks without the slots' waits, which :meth:`cycles` counts)."""
         return tile_cycles(self.P, columns, weight_latency=self.weight_latency,
                            port="dual" if self.port == "banked" else self.port,
-                           spacing=self.spacing)
+                           spacing=self.spacing, shadow=not self.serial)
 
     def cycles(self, neurons: int, ff_columns: int, fb_columns: int = 0, *,
                ff_base: int = 0, fb_base: int = 0) -> int:
@@ -405,7 +414,8 @@ class WeightPass(wiring.Component):
         return (self.shadow_load
                 + read_cycles(self.P, neurons, ff_columns, fb_columns,
                               weight_latency=self.weight_latency, port=self.port,
-                              ff_base=ff_base, fb_base=fb_base, spacing=self.spacing)
+                              ff_base=ff_base, fb_base=fb_base, spacing=self.spacing,
+                              shadow=not self.serial)
                 + self.drain)
 
     def elaborate(self, platform) -> Module:
@@ -477,8 +487,14 @@ class WeightPass(wiring.Component):
             shadow_index=shadow_index, shadow_take=shadow_take, ragged=ragged, issue=issue,
             loaded=loaded, tile_start=tile_start, idle=idle, feedback=feedback,
             last_tile=last_tile, ff_addr=ff_addr, fb_addr=fb_addr)
+        if self.serial:
+            # The tile's first neuron as the pass reads it (tile x P, running): a serial
+            # lane reads its entries' d and rho itself (no shadow, nothing to wait for).
+            st.pass_first = Signal.like(load_first, name="pass_first")
+            m.d.comb += loaded.eq(1)
         self._columns(m, st)
-        self._loader(m, st)
+        if not self.serial:
+            self._loader(m, st)
         self._pass(m, st)
         return m
 
@@ -524,6 +540,7 @@ class WeightPass(wiring.Component):
                         (issued_1, v_value.eq(Mux(image_1, self.image.data, self.v.data)))]
             # The tile's first word is a cycle from the lanes: switch their bank.
             switch = start_1
+            ahead = issued_1
         else:
             # A deep store's word comes a cycle later: so do its column's companions.
             issued_2, addr_2 = Signal(), Signal.like(self.weights.addr)
@@ -544,6 +561,7 @@ class WeightPass(wiring.Component):
                         (None, v_value.eq(Mux(image_1, self.image.data, self.v.data))),
                         (issued_2, v_late.eq(v_value))]
             switch = start_2
+            ahead = issued_2
         if not self.serial:
             m.d.sync += [statement for _, statement in pipeline]
         else:
@@ -556,10 +574,19 @@ class WeightPass(wiring.Component):
                 else:
                     with m.If(when):
                         m.d.sync += statements
-        column = SimpleNamespace(in_lane=in_lane, in_addr=in_addr, in_fb=in_fb,
-                                 in_last=in_last, in_kappa=in_kappa, v_late=v_late,
-                                 switch=switch)
         if self.serial:
+            # The word's first neuron, beside its address: the lane reads its entries'
+            # d and rho from it, the first a cycle ahead (``ahead``: the word's stage
+            # before the lane), when the base is still a stage back.
+            bases = [Signal.like(st.pass_first, name=f"base_{i}") for i in range(wl - 1)]
+            in_base = Signal.like(st.pass_first, name="in_base")
+            m.d.sync += bases[0].eq(st.pass_first)
+            m.d.sync += [bases[i].eq(bases[i - 1]) for i in range(1, wl - 1)]
+            with m.If(ahead):
+                m.d.sync += in_base.eq(bases[-1])
+            column = SimpleNamespace(in_lane=in_lane, in_addr=in_addr, in_fb=in_fb,
+                                     in_last=in_last, in_kappa=in_kappa, v_late=v_late,
+                                     ahead=ahead, ahead_base=bases[-1], in_base=in_base)
             self._serial_lane(m, st, column)
             return
         with m.If(switch):
@@ -582,13 +609,12 @@ class WeightPass(wiring.Component):
                                             for p in range(P)))]
 
     def _serial_lane(self, m: Module, st: SimpleNamespace, column: SimpleNamespace) -> None:
-        """A serial pass's one lane: a word's P entries into it in P consecutive cycles
-        (entry p with lane p's d and rho: the bank rotates a place per entry, back where
-        it was after the word), their new values gathered into the word, which is written
+        """A serial pass's one lane: a word's P entries into it in P consecutive cycles,
+        entry p with neuron (the word's first) + p's d and rho, read from their buffers
+        the cycle before; their new values gathered into the word, which is written
         after the last (``write_pad`` cycles later)."""
         P, B_m, lat = self.P, self.rule.store_bits, self.lane_latency
         lane = self.lanes[0]
-        lane_d, lane_rho, ragged = st.lane_d, st.lane_rho, st.ragged
         # entry: the entry the lane takes (0 in the word's cycle, ``in_lane``); rest: the
         # word's other entries, shifted down one a cycle.
         entry = Signal(range(P), name="entry")
@@ -601,30 +627,33 @@ class WeightPass(wiring.Component):
             m.d.sync += rest.eq(self.weights.data[B_m:])
         with m.Else():
             m.d.sync += rest.eq(rest[B_m:])
-        with m.If(column.switch):
-            m.d.sync += [lane_d[p].eq(st.shadow_d[p]) for p in range(P)]
-            m.d.sync += [lane_rho[p].eq(st.shadow_rho[p]) for p in range(P)]
-        with m.Elif(enter):
-            m.d.sync += [lane_d[p].eq(lane_d[(p + 1) % P]) for p in range(P)]
-            m.d.sync += [lane_rho[p].eq(lane_rho[(p + 1) % P]) for p in range(P)]
+        # The buffers answer a cycle after the address: the next entry's neuron, which is
+        # the next word's first when that word is a cycle from the lane (its entry 0
+        # follows the last entry of the word before, or nothing).
+        neuron = Mux(column.ahead, column.ahead_base, column.in_base + entry + 1)
+        m.d.comb += [self.errors.addr.eq(neuron), self.rho.addr.eq(neuron)]
         value = Mux(column.in_lane, self.weights.data[:B_m], rest[:B_m])
         m.d.comb += [lane.en.eq(enter), lane.c.eq(value.as_signed()),
-                     lane.d.eq(lane_d[0]), lane.v.eq(column.v_late), lane.rho.eq(lane_rho[0]),
+                     lane.d.eq(self.errors.data.d),
+                     lane.v.eq(column.v_late), lane.rho.eq(self.rho.data[:lane.max_shift]),
                      lane.kappa.eq(column.in_kappa),
                      lane.k.eq(Mux(column.in_fb, self.k_fb, self.k_ff)),
                      lane.select.eq(STORED_KINDS.index("W"))]
-        # The word's address and last-tile flag, held for its P entries, reach the lane's
-        # output with the first new value and stay until the last.
-        out_addr, out_last = column.in_addr, column.in_last
+        # The word's address, held for its P entries, reaches the lane's output with the
+        # first new value and stays until the last; beside each entry, whether it is a
+        # neuron of the layer (the last tile's others write their padding 0).
+        real = Signal(name="real")
+        m.d.comb += real.eq(column.in_base + entry < self.neurons)
+        out_addr, out_real = column.in_addr, real
         for i in range(lat):
             reg = Signal.like(column.in_addr, name=f"w_addr_{i}")
-            last = Signal(name=f"w_last_{i}")
-            m.d.sync += [reg.eq(out_addr), last.eq(out_last)]
-            out_addr, out_last = reg, last
+            kept = Signal(name=f"w_real_{i}")
+            m.d.sync += [reg.eq(out_addr), kept.eq(out_real)]
+            out_addr, out_real = reg, kept
         leave = Signal(range(P), name="leave")
         with m.If(lane.valid):
             m.d.sync += leave.eq(Mux(leave == P - 1, 0, leave + 1))
-        new = Mux(~out_last | ragged.bit_select(leave, 1), lane.out, 0)[:B_m]
+        new = Mux(out_real, lane.out, 0)[:B_m]
         gathered = Signal((P - 1 + self.write_pad) * B_m, name="gathered")
         with m.If(lane.valid):
             m.d.sync += gathered.eq(Cat(gathered[B_m:], new))
@@ -638,7 +667,7 @@ class WeightPass(wiring.Component):
         valid = Signal(name="write_valid")
         m.d.sync += [valid.eq(last_entry), write_addr.eq(out_addr)]
         m.d.comb += [self.write.valid.eq(valid), self.write.addr.eq(write_addr),
-                     self.write.data.eq(gathered)]
+                     self.write.data.eq(Cat(gathered))]
 
 
     def _loader(self, m: Module, st: SimpleNamespace) -> None:
@@ -704,12 +733,20 @@ class WeightPass(wiring.Component):
         ff_addr, fb_addr = st.ff_addr, st.fb_addr
         # Two banks: the slot of the pass's cycle c is words of parity (c - 1) mod 2.
         slot = Signal() if self.port == "banked" else None
+        # One lane: a word every P cycles at most, counted in every state (the slots of one
+        # port space a serial pass's reads themselves, below).
+        spaced = self._spaced(m, issue) if self.serial and self.port != "single" else None
         with m.FSM(name="pass"):
             with m.State("IDLE"):
                 m.d.comb += idle.eq(1)
                 with m.If(self.run):
                     m.d.sync += [count.eq(0), tile.eq(0), ff_addr.eq(self.ff_base),
                                  fb_addr.eq(self.fb_base)]
+                    if self.serial:
+                        # No shadow load to wait through: the replay is rewound to
+                        # kappa^W_1 now, for a first read in PASS's first cycle.
+                        m.d.sync += st.pass_first.eq(0)
+                        m.d.comb += [replay.restore.eq(1), replay.restore_word.eq(self.first)]
                     if self.port == "banked":
                         m.d.sync += slot.eq(0)
                     m.next = "PASS"
@@ -718,10 +755,8 @@ class WeightPass(wiring.Component):
                     m.d.sync += slot.eq(~slot)
                 # A tile's first word waits for its shadow load; then a word per cycle.
                 can_issue = (count != 0) | loaded
-                if self.serial and self.port != "single":
-                    # One lane: a word every P cycles at most (the slots of one port
-                    # space a serial pass's reads themselves, below).
-                    can_issue &= self._spaced(m, issue)
+                if spaced is not None:
+                    can_issue &= spaced
                 if self.port == "banked":
                     # Two banks: a word is read in its bank's slot, the pass's cycles
                     # alternating from run on (module docstring).
@@ -760,6 +795,8 @@ class WeightPass(wiring.Component):
                         m.d.sync += ff_addr.eq(ff_addr + 1)
                     with m.If(last_column):
                         m.d.sync += [count.eq(0), tile.eq(tile + 1)]
+                        if self.serial:
+                            m.d.sync += st.pass_first.eq(st.pass_first + self.P)
                         with m.If(last_tile):
                             m.d.sync += drain.eq(0)
                             if self.port == "single":

@@ -109,7 +109,7 @@ SERIAL_BUGS = {
         "return 0 if self._slots_apart(unpadded) else 1": "return 0", **_UNCHECKED}),
     # Two banks: reads every cycle of their slot, as P lanes read (the lane still busy).
     "serial-banked-unspaced": ("banked", 3, {
-        "can_issue &= self._spaced(m, issue)": "can_issue &= 1"}),
+        "can_issue &= spaced": "can_issue &= 1"}),
 }
 
 

@@ -384,7 +384,7 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
     start = IntTrainer(make_model(config, SEED + len(name)), rule).stored
     assert any(not np.array_equal(a[key], b[key])
                for a, b in zip(trainer.stored, start, strict=True) for key in a)
-    assert cycles == [dut.training_cycles()] * len(cycles)
+    assert cycles == [dut.training_cycles()] * len(cycles), (cycles, dut.training_cycles())
     if forward_multipliers == "shared":
         assert dut.core.program.shared and dut.core.lend_enabled == (multipliers != "dedicated")
     # Borrowed or own, the update lanes take the same cycles: one closed form; the
