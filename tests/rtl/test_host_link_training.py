@@ -79,9 +79,12 @@ def train_frame(lam: int, x, y) -> bytes:
 # 52 to 104 s of Amaranth simulation (some 700 reply bytes at the bit time): opt-in; the
 # default run checks the same through the UART pins under Verilator (tests/sim).
 @pytest.mark.slow
-def test_the_link_trains_like_the_golden_trainer_and_reads_the_model_back(model):
+@pytest.mark.parametrize("lean", [False, True])
+def test_the_link_trains_like_the_golden_trainer_and_reads_the_model_back(model, lean):
+    # lean: the records written into the sample buffer and the replies read from there.
     core = TrainingCore(model, RULE, lanes=LANES)
-    link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS, train_block=BLOCK)
+    link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS, train_block=BLOCK,
+                    lean=lean)
     port = SimulatedBoard(link, budget_cycles=40_000)
     device = Device(port)
     assert device.identify() == link_identity(model, lanes=LANES, rule=RULE,
