@@ -255,8 +255,14 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
                           if lanes < DEFAULT_TRAINING_LANES else ""))
     out_dir = training_folder(run, board)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # SPRAM comes up empty: such a link refuses TRAIN until a load has committed.
-    report = synth(lambda hz: training_link(core, board, max(4, round(hz / BAUD))),
+    links = []
+
+    def link(hz: float):
+        # SPRAM comes up empty: such a link refuses TRAIN until a load has committed.
+        links.append(training_link(core, board, max(4, round(hz / BAUD))))
+        return links[-1]
+
+    report = synth(link,
                    board=board, freq_mhz=freq_mhz, seed=seed,
                    seeds=TRAINING_SEEDS if seeds is None else seeds, out_dir=out_dir,
                    fit=core, floorplan=False, executor=executor, scheduler=scheduler,
@@ -283,6 +289,8 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
             "compact_lanes": core.options["compact_lanes"],
             "input_norm": core.input_norm,
             "lean_signal": core.lean_signal,
+            # The link's (HostLink's lean: the TRAIN records in the sample buffer).
+            "lean_link": links[-1].lean,
             "cycles_per_sample": cycles,
             "samples_per_second": (round(fmax * 1e6 / cycles, 1) if fmax else None),
             "rule": {**{f.name: getattr(rule, f.name) for f in fields(TrainRule)},
