@@ -417,12 +417,7 @@ class HostLink(wiring.Component):
         instead of a record memory that Yosys keeps in flip-flops (40 bits a sample on
         the digits build, each flip-flop a logic cell of its own). The same bytes on the
         wire; a sample's record is taken 6 cycles after it is offered (its cycle count
-        ends when it is offered). A loadable core's load transaction is lean too
-        (:class:`~rtl.load_transaction.LoadTransaction`'s ``lean``: a LOAD frame's
-        checksum counted from its held payload after the write, not kept as it
-        arrives), which needs the payload counted before the next frame's can arrive:
-        at most 40 payload bytes a bit time of ``divisor`` (the acknowledgement's first
-        five bytes, 50 bit times, go out first). Default False.
+        ends when it is offered). Default False.
 
     Members
     -------
@@ -512,10 +507,6 @@ class HostLink(wiring.Component):
             # Its TRAIN frames would update words that were never written.
             raise ValueError("An SPRAM training core's weights come up empty: build its "
                              "link with initialised=False")
-        if lean and self.identity.loadable and self.load_size > 40 * self.divisor:
-            raise ValueError(f"A lean link counts a LOAD payload a byte a cycle before "
-                             f"the next frame's can arrive: at most {40 * self.divisor} "
-                             f"bytes at divisor {self.divisor}, not {self.load_size}")
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
 
     @property
@@ -552,8 +543,7 @@ class HostLink(wiring.Component):
         if ident.loadable:
             m.submodules.transaction = load = LoadTransaction(
                 inner.program, model_hash=ident.model_hash, checksum=ident.weights_checksum,
-                model_loaded=ident.model_loaded, banked=self.banked,
-                **({"lean": True} if self.lean else {}))
+                model_loaded=ident.model_loaded, banked=self.banked)
             wiring.connect(m, parser.payload, load.payload)
             m.d.comb += [load.cmd.eq(parser.frame.payload.cmd),
                          load.length.eq(parser.frame.payload.length),

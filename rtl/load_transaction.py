@@ -53,12 +53,6 @@ class LoadTransaction(wiring.Component):
     banked : bool
         The core has two banks: a load writes the one not in use, and a good commit
         switches to it (one bank: the model is gone from LOAD_BEGIN until a good commit).
-    lean : bool
-        The small part's form (:class:`rtl.host_link.HostLink`'s ``lean``): no register
-        of the checksum a LOAD frame would make as its bytes arrive; once the write is
-        made, the held payload is shifted through the running checksum a byte a cycle
-        (:attr:`load_size` cycles, during which no frame's payload may arrive: the link's
-        reply and the next header take far longer). The same verdicts. Default False.
 
     Members
     -------
@@ -87,7 +81,7 @@ class LoadTransaction(wiring.Component):
     """
 
     def __init__(self, program, *, model_hash: int, checksum: int, model_loaded: bool,
-                 banked: bool, lean: bool = False) -> None:
+                 banked: bool) -> None:
         for name, value in (("Model hash", model_hash), ("Checksum", checksum)):
             if not isinstance(value, int) or not 0 <= value < 1 << 32:
                 raise ValueError(f"{name} must be a 32-bit unsigned integer, not {value!r}")
@@ -96,9 +90,6 @@ class LoadTransaction(wiring.Component):
         self.initial_checksum = checksum
         self.model_loaded = model_loaded
         self.banked = banked
-        if not isinstance(lean, bool):
-            raise TypeError(f"Lean must be True or False, not {lean!r}")
-        self.lean = lean
         super().__init__({
             "cmd": In(8), "length": In(16), "header": In(1),
             "payload": In(stream.Signature(PAYLOAD_LAYOUT, always_ready=True)),
@@ -127,12 +118,6 @@ class LoadTransaction(wiring.Component):
         ]
         is_load = self.cmd == Command.LOAD
         byte = self.payload.payload
-        # Lean: LOAD payload bytes still to go through the running checksum.
-        absorb = Signal(range(self.load_size + 1), name="absorb") if self.lean else None
-        if self.lean:
-            with m.If(~is_zero(absorb)):
-                # The held payload moves down a byte: regs[0] is the next to count.
-                m.d.sync += [regs[i].eq(regs[i + 1]) for i in range(self.load_size - 1)]
         for i, reg in enumerate(regs):
             with m.If(self.payload.valid & (is_load | (self.cmd == Command.LOAD_BEGIN))
                       & equals(byte.index, i)):
@@ -150,23 +135,14 @@ class LoadTransaction(wiring.Component):
         loading = Signal()                 # between a good LOAD_BEGIN and LOAD_COMMIT
         announced = Signal(32)             # LOAD_BEGIN's checksum
         running = Signal(32)               # CRC-32 of the writes made in this transaction
-        if self.lean:
-            # The write made, its payload (still held) counts a byte a cycle: 32
-            # flip-flops fewer than a second checksum kept as the bytes arrive.
-            with m.If(~is_zero(absorb)):
-                m.d.sync += [running.eq(crc_tree(LOAD_CHECKSUM, running, regs[0])),
-                             absorb.eq(absorb - 1)]
-            with m.If(self.written):
-                m.d.sync += absorb.eq(self.load_size)
-        else:
-            pending = Signal(32)           # ... and of the LOAD frame being received
-            with m.If(self.header):
-                m.d.sync += pending.eq(running)
-            with m.If(self.payload.valid & is_load):
-                # The checksum this write would make; it counts once the write is made.
-                m.d.sync += pending.eq(crc_tree(LOAD_CHECKSUM, pending, byte.data))
-            with m.If(self.written):
-                m.d.sync += running.eq(pending)
+        pending = Signal(32)               # ... and of the LOAD frame being received
+        with m.If(self.header):
+            m.d.sync += pending.eq(running)
+        with m.If(self.payload.valid & is_load):
+            # The checksum this write would make; it counts once the write is made.
+            m.d.sync += pending.eq(crc_tree(LOAD_CHECKSUM, pending, byte.data))
+        with m.If(self.written):
+            m.d.sync += running.eq(pending)
 
         # -- what the verdict looks at, registered every cycle --------------------------
         # The fields are stable from the payload's last byte on, a UART byte before the

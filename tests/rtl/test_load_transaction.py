@@ -40,19 +40,12 @@ def load(write) -> tuple[int, bytes]:
 COMMIT = (Command.LOAD_COMMIT, b"")
 
 
-@pytest.fixture(params=[False, True], ids=["kept", "lean"])
-def lean(request) -> bool:
-    """The transaction's form: a LOAD frame's checksum kept as its bytes arrive, or (lean)
-    counted from the held payload once the write is made."""
-    return request.param
-
-
-def play(frames, *, banked: bool, write_made=lambda i: True, lean: bool = False):
+def play(frames, *, banked: bool, write_made=lambda i: True):
     """Each frame as the parser and the link present it; returns per frame the verdict
     (reply, error, write), the write's fields when it was a write, and the state after
     (model_ok, checksum, bank)."""
     dut = LoadTransaction(PROGRAM, model_hash=HASH, checksum=BUILT_IN, model_loaded=True,
-                          banked=banked, lean=lean)
+                          banked=banked)
     out = []
 
     async def testbench(ctx) -> None:
@@ -85,10 +78,6 @@ def play(frames, *, banked: bool, write_made=lambda i: True, lean: bool = False)
                 ctx.set(dut.written, 1)
                 await ctx.tick()
                 ctx.set(dut.written, 0)
-                if lean:
-                    # The held payload is counted a byte a cycle (the link's reply and
-                    # the next header take hundreds of cycles).
-                    await ctx.tick().repeat(dut.load_size)
             await ctx.tick().repeat(2)
             reply = verdict.reply
             out.append(((reply, verdict.error if reply == ReplyFrame.ERROR else 0,
@@ -112,9 +101,8 @@ def error(code: ErrorCode):
 
 
 @pytest.mark.parametrize("banked", [False, True])
-def test_a_good_transaction_writes_every_word_and_commits(banked, lean):
-    result = play([begin(WRITES), *(load(w) for w in WRITES), COMMIT], banked=banked,
-                  lean=lean)
+def test_a_good_transaction_writes_every_word_and_commits(banked):
+    result = play([begin(WRITES), *(load(w) for w in WRITES), COMMIT], banked=banked)
     assert [r[0] for r in result] == [ACK_BEGIN, *[WRITE] * len(WRITES), ACK_COMMIT]
     assert [r[1] for r in result[1:-1]] == WRITES
     # One bank: no complete model from LOAD_BEGIN until the commit.
@@ -124,7 +112,7 @@ def test_a_good_transaction_writes_every_word_and_commits(banked, lean):
 
 @pytest.mark.parametrize("banked", [False, True])
 @pytest.mark.parametrize("fault", ["lost", "twice", "changed", "not-made"])
-def test_a_commit_with_a_wrong_checksum_does_not_switch_banks(banked, fault, lean):
+def test_a_commit_with_a_wrong_checksum_does_not_switch_banks(banked, fault):
     loads = [load(w) for w in WRITES]
     made = lambda i: True  # noqa: E731
     if fault == "lost":
@@ -139,7 +127,7 @@ def test_a_commit_with_a_wrong_checksum_does_not_switch_banks(banked, fault, lea
         # count (the running checksum advances on `written`, not on the verdict).
         made = lambda i: i != 2  # noqa: E731
     result = play([begin(WRITES), *loads, COMMIT, COMMIT], banked=banked,
-                  write_made=made, lean=lean)
+                  write_made=made)
     assert result[-2][0] == error(ErrorCode.CHECKSUM)
     # The transaction is void: a second commit is out of sequence.
     assert result[-1][0] == error(ErrorCode.SEQUENCE)
@@ -164,12 +152,11 @@ def test_another_models_hash_is_refused_before_anything_changes():
     ((Command.LOAD, load_payload(2, 0xFFFF, 0, N)), ErrorCode.ADDRESS),
     ((Command.LOAD_COMMIT, b"\x00"), ErrorCode.LENGTH),
 ])
-def test_a_refused_frame_inside_a_transaction_neither_writes_nor_counts(frame, code, lean):
+def test_a_refused_frame_inside_a_transaction_neither_writes_nor_counts(frame, code):
     # In a transaction of WRITES: the refused frame between the writes must leave the
     # checksum alone, so the commit still matches.
     loads = [load(w) for w in WRITES]
-    result = play([begin(WRITES), loads[0], frame, *loads[1:], COMMIT], banked=True,
-                  lean=lean)
+    result = play([begin(WRITES), loads[0], frame, *loads[1:], COMMIT], banked=True)
     assert result[2][0] == error(code)
     assert result[-1][0] == ACK_COMMIT
 
@@ -187,30 +174,11 @@ def test_a_load_at_the_target_memorys_depth_is_refused(target):
     assert result[1][1] == last
 
 
-def test_a_second_begin_starts_the_transaction_again(lean):
+def test_a_second_begin_starts_the_transaction_again():
     result = play([begin(WRITES), load(WRITES[0]), begin(WRITES[1:]),
-                   *(load(w) for w in WRITES[1:]), COMMIT], banked=True, lean=lean)
+                   *(load(w) for w in WRITES[1:]), COMMIT], banked=True)
     assert result[-1][0] == ACK_COMMIT
     assert result[-1][2] == (1, load_checksum(WRITES[1:], N), 1)
-
-
-def test_a_lean_transaction_keeps_no_checksum_of_the_frame_in_hand():
-    # Lean: no second 32-bit checksum register (what the option removes), and asked for
-    # by a bool.
-    from amaranth import Module
-    from amaranth.back import rtlil
-
-    def text(lean: bool) -> str:
-        m = Module()
-        m.submodules.transaction = LoadTransaction(
-            PROGRAM, model_hash=HASH, checksum=BUILT_IN, model_loaded=True, banked=False,
-            lean=lean)
-        return rtlil.convert(m, ports=[])
-    assert "pending" in text(False) and "absorb" not in text(False)
-    assert "pending" not in text(True) and "absorb" in text(True)
-    with pytest.raises(TypeError, match=r"^Lean must be True or False, not 1$"):
-        LoadTransaction(PROGRAM, model_hash=HASH, checksum=0, model_loaded=True,
-                        banked=False, lean=1)
 
 
 def test_load_transaction_refuses_a_hash_wider_than_32_bits():

@@ -139,7 +139,7 @@ def test_the_host_library_loads_then_trains_an_spram_training_link(case, simulat
     # SPRAM comes up empty: the link refuses TRAIN, IMAGE and READ until a load commits.
     # The link is lean, as the one the flows build around an SPRAM core
     # (ffcl_hw.flows.synth_training.training_link: the TRAIN records in the sample
-    # buffer, a LOAD's checksum counted from its held payload).
+    # buffer).
     top = HostLink(core, train_block=2, initialised=False, lean=True, **SPRAM_LINK)
     built = build_design(top, simulator, build_root / f"host-link-training-spram-{case}",
                          toplevel="ffcl_host_link_training")
