@@ -27,7 +27,7 @@ from rtl.board import board_info
 
 __all__ = ["DEFAULT_TRAINING_LANES", "TRAINING_ROUTER", "TRAINING_SEEDS",
            "choose_training_core", "ice40_lane_candidates", "synth_training_run",
-           "training_core", "training_folder", "training_lane_candidates"]
+           "training_core", "training_folder", "training_lane_candidates", "training_link"]
 
 #: Update lanes of a training build unless ``--lanes`` (capped at the widest layer): the
 #: ECP5 builds so far (docs/training-engine.md) use 8.
@@ -90,6 +90,18 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
                         label_lanes=min(model.config.num_classes, lanes),
                         input_norm="forward", compact_lanes=True, lean_signal=True,
                         serial_weight_pass=True)
+
+
+def training_link(core, board: str | None, divisor: int):
+    """The :class:`rtl.host_link.HostLink` a training build for ``board`` puts around
+    ``core`` (a :func:`training_core`): SPRAM weights come up empty (``initialised``
+    False: no TRAIN until a load commits), and on an SPRAM board (the iCEBreaker's UP5K)
+    the link's small-part form, ``lean`` (the TRAIN records in the sample buffer;
+    docs/training-engine.md)."""
+    from rtl.host_link import HostLink
+
+    return HostLink(core, divisor=divisor, initialised=core.weights != "spram",
+                    lean=board is not None and bool(board_info(board).spram_bits))
 
 
 def choose_training_core(model, rule: TrainRule, board: str, lanes: int | None = None,
@@ -217,7 +229,6 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
         does not fit (:class:`ffcl_hw.flows.synth.FitError`), before any tool runs.
     """
     from ffcl_hw.flows.train_sim import model_and_rule
-    from rtl.host_link import HostLink
 
     board_info(board)
     check_lanes_option(lanes)
@@ -249,9 +260,14 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
                           if lanes < DEFAULT_TRAINING_LANES else ""))
     out_dir = training_folder(run, board)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # SPRAM comes up empty: such a link refuses TRAIN until a load has committed.
-    report = synth(lambda hz: HostLink(core, divisor=max(4, round(hz / BAUD)),
-                                       initialised=core.weights != "spram"),
+    links = []
+
+    def link(hz: float):
+        # SPRAM comes up empty: such a link refuses TRAIN until a load has committed.
+        links.append(training_link(core, board, max(4, round(hz / BAUD))))
+        return links[-1]
+
+    report = synth(link,
                    board=board, freq_mhz=freq_mhz, seed=seed,
                    seeds=TRAINING_SEEDS if seeds is None else seeds, out_dir=out_dir,
                    fit=core, floorplan=False, executor=executor, scheduler=scheduler,
@@ -279,6 +295,8 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
             "input_norm": core.input_norm,
             "lean_signal": core.lean_signal,
             "serial_weight_pass": core.weight_pass.serial,
+            # The link's (HostLink's lean: the TRAIN records in the sample buffer).
+            "lean_link": links[-1].lean,
             "cycles_per_sample": cycles,
             "samples_per_second": (round(fmax * 1e6 / cycles, 1) if fmax else None),
             "rule": {**{f.name: getattr(rule, f.name) for f in fields(TrainRule)},

@@ -755,6 +755,11 @@ LINT_CASES = {
     "host_link_ffdl_p3": lambda: HostLink(
         TrainingCore(_lint_model("ffdl", (7, 5)), _lint_rule(), lanes=3), divisor=4,
         train_block=2),
+    # The iCEBreaker build's link (lean: the TRAIN records written into the sample
+    # buffer) over its small-part core.
+    "host_link_icebreaker_lean": lambda: HostLink(
+        training_core(_lint_model("ffdl", (7, 5)), _lint_rule(store_bits=8), "icebreaker",
+                      4), divisor=4, train_block=2, initialised=False, lean=True),
 }
 
 
