@@ -352,11 +352,14 @@ def main() -> None:
 
         as_built = "--as-built" in sys.argv[1:]
         if as_built:
-            design = TrainingCore(design.model, design.rule, lanes=design.lanes,
-                                  **{**design.options, "input_norm": "forward",
-                                     "compact_lanes": True, "lean_signal": True})
-            name += (", compact update lanes, the input norms from the forward pass, the "
-                     "lean learning signal, the build's collision marks")
+            from ffcl_hw.flows.synth_training import ice40_lane_candidates, training_core
+
+            # The build's own choice: the fewest lanes, every small-part option.
+            lanes = ice40_lane_candidates(design.rule.store_bits)[0]
+            design = training_core(design.model, design.rule, "icebreaker", lanes)
+            name = (f"the iCEBreaker training build's core ({lanes} lanes, "
+                    f"{', '.join(k for k, v in design.options.items() if v is True)}, "
+                    f"the build's collision marks)")
         elif "--forward-norm" in sys.argv[1:]:
             design = TrainingCore(design.model, design.rule, lanes=design.lanes,
                                   **{**design.options, "input_norm": "forward"})

@@ -66,13 +66,14 @@ from amaranth.lib.wiring import In, Out
 
 from golden.intmodel import IntModel
 from golden.inttrain import LABEL_SEED_OFFSET, IntTrainer, TrainRule
+from golden.lfsr import LFSR_WIDTH
 from rtl.bias_label_pass import BiasLabelPass
 from rtl.collisions import COLLISIONS_UNUSED
 from rtl.core import LOAD_TARGETS, Core, load_layout, load_words
 from rtl.error_scan import ErrorScan, error_entry_layout
 from rtl.input_scaler import V_BITS, InputScaler
 from rtl.label_groups import LabelGroups
-from rtl.lfsr import WordGenerator
+from rtl.lfsr import WordGenerator, next_word
 from rtl.params import check_positive_int
 from rtl.program import SIDE_BITS, SIDE_LATENCY
 from rtl.resources import MemoryShape, Product
@@ -213,6 +214,13 @@ class TrainingCore(wiring.Component):
         consecutive cycles: a word every P cycles, so the pass takes about P times as
         long; P - 1 lanes fewer. The same weights; the cycles are the pass's closed form
         (:meth:`training_cycles`). Needs at least 2 lanes.
+    shared_word_network : bool, optional
+        One leap-ahead network (:func:`rtl.lfsr.next_word`) for the label, rounding and
+        replay generators instead of one each (default False, for a part as small as the
+        UP5K): they never step in the same cycle (the label draw is in before the
+        updates start; the rounding words are taken in PREPARE, the replay's in the W and
+        V pass), so the network steps whichever takes a word, each generator keeping its
+        own word. The same words in the same cycles.
 
     Attributes
     ----------
@@ -276,7 +284,8 @@ class TrainingCore(wiring.Component):
                  forward_multipliers: str = "dedicated", weights: str = "loadable",
                  label_lanes: int | None = None, bias_label_lanes: int = 3,
                  input_norm: str = "own", compact_lanes: bool = False,
-                 lean_signal: bool = False, serial_weight_pass: bool = False) -> None:
+                 lean_signal: bool = False, serial_weight_pass: bool = False,
+                 shared_word_network: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -315,6 +324,10 @@ class TrainingCore(wiring.Component):
         self.weights = weights
         if not isinstance(lean_signal, bool):
             raise TypeError(f"Lean signal must be a bool, not {lean_signal!r}")
+        if not isinstance(shared_word_network, bool):
+            raise TypeError(f"Shared word network must be a bool, not "
+                            f"{shared_word_network!r}")
+        own = not shared_word_network
         self.lean_signal = lean_signal
         shared = multipliers == "shared"
         self.trainer = trainer = IntTrainer(model, rule)
@@ -361,7 +374,8 @@ class TrainingCore(wiring.Component):
                                       operand_bits=SIDE_BITS,
                                       weight_latency=self.core.program.weight_latency,
                                       port=self.core.memories.weight_store.port,
-                                      compact_lanes=compact_lanes, serial=serial_weight_pass)
+                                      compact_lanes=compact_lanes, serial=serial_weight_pass,
+                                      replay_network=own)
         self.bias_label = BiasLabelPass(model, rule, lanes=bias_label_lanes,
                                         label_lanes=self.label_groups.lanes,
                                         compact_lanes=compact_lanes)
@@ -390,8 +404,9 @@ class TrainingCore(wiring.Component):
         # to a casez on a partly constant selector, which Verilator reports as
         # CASEOVERLAP).
         self.labels_gen = WordGenerator(offset=LABEL_SEED_OFFSET, reset_seed=rule.seed,
-                                        seed_bits=0)
-        self.words_gen = WordGenerator(offset=0, reset_seed=rule.seed, seed_bits=0)
+                                        seed_bits=0, network=own)
+        self.words_gen = WordGenerator(offset=0, reset_seed=rule.seed, seed_bits=0,
+                                       network=own)
 
     @property
     def options(self) -> dict:
@@ -403,7 +418,8 @@ class TrainingCore(wiring.Component):
                 "label_lanes": self.label_groups.lanes,
                 "bias_label_lanes": len(self.bias_label.lanes), "input_norm": self.input_norm,
                 "compact_lanes": self.bias_label.lanes[0].compact,
-                "lean_signal": self.lean_signal, "serial_weight_pass": self.weight_pass.serial}
+                "lean_signal": self.lean_signal, "serial_weight_pass": self.weight_pass.serial,
+                "shared_word_network": not self.words_gen.network}
 
     @property
     def widths(self) -> dict[str, int]:
@@ -515,6 +531,19 @@ class TrainingCore(wiring.Component):
         return self.weight_pass.cycles(config.hidden[layer], n_in, self.n_src[layer],
                                        ff_base=op.ff_wbase, fb_base=op.fb_wbase)
 
+    def _word_network(self, m: Module) -> None:
+        """One leap-ahead network for the three generators (``shared_word_network``):
+        it steps the replay's word in the W and V pass, the rounding words in PREPARE,
+        else the label generator's (whose draw is in before the updates start)."""
+        wpass, rounding = self.weight_pass, self.words_gen.words
+        step_rounding = rounding.valid & rounding.ready
+        word = Mux(wpass.replay_take, wpass.replay_word,
+                   Mux(step_rounding, rounding.payload, self.labels_gen.words.payload))
+        following = Signal(LFSR_WIDTH, name="following")
+        m.d.comb += [following.eq(next_word(word)), wpass.replay_following.eq(following),
+                     self.words_gen.following.eq(following),
+                     self.labels_gen.following.eq(following)]
+
     def elaborate(self, platform) -> Module:
         m = Module()
         m.submodules.core = core = self.core
@@ -527,6 +556,8 @@ class TrainingCore(wiring.Component):
         m.submodules.bias_label = bias_label = self.bias_label
         ports = self._buffers(m)
         wiring.connect(m, self.words_gen.words, words.words)
+        if not self.words_gen.network:
+            self._word_network(m)
         wiring.connect(m, ports["rho_w"], words.rho)
         wiring.connect(m, ports["err_w"], scan.errors)
         wiring.connect(m, ports["pre_r"], scan.pre)

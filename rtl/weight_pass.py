@@ -210,6 +210,11 @@ class WeightPass(wiring.Component):
         goes in (a neuron a cycle, as the shadow load reads them), so there are no banks
         of d and rho registers and no shadow load to wait for. The words and the kappa
         are the same. Default False.
+    replay_network : bool, optional
+        Whether the replay generator has its own leap-ahead network (default True);
+        without it the pass shows the replay's word and when it steps
+        (``replay_word``, ``replay_take``) and takes the word after it on
+        ``replay_following`` (:class:`rtl.lfsr.WordGenerator` ``network``).
 
     The P :class:`rtl.update_lane.UpdateLane` (one if ``serial``) and the replay generator (a
     :class:`rtl.lfsr.WordGenerator` without seeding, ``restore``d to kappa^W_1 at every
@@ -255,7 +260,8 @@ class WeightPass(wiring.Component):
     def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int, words: int,
                  product_latency: int | None = None, operand_bits: int = 16,
                  weight_latency: int = WeightStore.LATENCY, port: str = "dual",
-                 compact_lanes: bool = False, serial: bool = False) -> None:
+                 compact_lanes: bool = False, serial: bool = False,
+                 replay_network: bool = True) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -314,8 +320,10 @@ class WeightPass(wiring.Component):
             "write": Out(wiring.Signature({"valid": Out(1), "addr": Out(range(max(2, words))),
                                            "data": Out(unsigned(word_bits))})),
             **borrowed,
+            **({} if replay_network else {"replay_word": Out(LFSR_WIDTH), "replay_take": Out(1),
+                                          "replay_following": In(LFSR_WIDTH)}),
         })
-        self.replay = WordGenerator(offset=0, seed_bits=0)
+        self.replay = WordGenerator(offset=0, seed_bits=0, network=replay_network)
         # The read of pass cycle c meets the memory in cycle c + weight_latency - 1, its
         # write comes in cycle c + write_delay: reads on even cycles (or in their bank's
         # slots) miss the writes (of their bank) only if those two are an odd number of
@@ -422,6 +430,11 @@ class WeightPass(wiring.Component):
         m = Module()
         P = self.P
         m.submodules.replay = self.replay
+        if not self.replay.network:
+            replay = self.replay.words
+            m.d.comb += [self.replay_word.eq(replay.payload),
+                         self.replay_take.eq(replay.valid & replay.ready),
+                         self.replay.following.eq(self.replay_following)]
         lanes = self.lanes
         for p, lane in enumerate(lanes):
             m.submodules[f"lane_{p}"] = lane

@@ -78,8 +78,9 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
     on an SPRAM board (the iCEBreaker's UP5K) its weights in SPRAM with the small-part
     options (one b and U lane, every multiplier a MAC lane's, G = min(K, P) label weights
     a word, compact update lanes, the update's input norms from the forward pass, the
-    lean learning signal, one update lane taking each word's P weights in turn;
-    docs/training-engine.md), else (or for no board) in block RAM with the defaults."""
+    lean learning signal, one update lane taking each word's P weights in turn, one
+    leap-ahead network for the three word generators; docs/training-engine.md), else
+    (or for no board) in block RAM with the defaults."""
     from rtl.training_core import TrainingCore
 
     if board is None or not board_info(board).spram_bits:
@@ -89,7 +90,7 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
                         signal_multipliers="shared" if multipliers == "shared" else "dedicated",
                         label_lanes=min(model.config.num_classes, lanes),
                         input_norm="forward", compact_lanes=True, lean_signal=True,
-                        serial_weight_pass=True)
+                        serial_weight_pass=True, shared_word_network=True)
 
 
 def training_link(core, board: str | None, divisor: int):

@@ -352,10 +352,27 @@ def test_one_serial_weight_lane_trains_like_the_golden_trainer(name):
         TrainingCore(dut.model, dut.rule, lanes=lanes, serial_weight_pass=1)
 
 
+#: One leap-ahead network for the label, rounding and replay generators
+#: (``shared_word_network``): FFDL, and FFCL with updates between the iterations (a label
+#: draw per sample, rounding and replay words per layer and iteration). check_case
+#: compares both generators' next words with the golden trainer's after every sample.
+@pytest.mark.parametrize("name", ["two_layers_p3", "ffcl_all_adjacent_t2_p3"])
+def test_one_word_network_for_the_generators_trains_like_the_golden_trainer(name):
+    dut = check_case(name, "shared", shared_word_network=True)
+    assert not (dut.labels_gen.network or dut.words_gen.network
+                or dut.weight_pass.replay.network)
+    assert dut.options["shared_word_network"]
+    assert TrainingCore(dut.model, dut.rule, lanes=dut.lanes).options[
+        "shared_word_network"] is False
+    with pytest.raises(TypeError, match=r"^Shared word network must be a bool, not 1$"):
+        TrainingCore(dut.model, dut.rule, lanes=dut.lanes, shared_word_network=1)
+
+
 def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
                forward_multipliers: str = "dedicated", case=None, label_lanes=None,
                samples: int = 3, labels_drawn=None, input_norm: str = "own",
-               serial_weight_pass: bool = False) -> TrainingCore:
+               serial_weight_pass: bool = False,
+               shared_word_network: bool = False) -> TrainingCore:
     """``samples`` training samples of case ``name`` (or ``case``: config fields, rule
     fields, lanes) then three images classified, against IntTrainer; the counter against
     the closed form. Returns the core."""
@@ -372,7 +389,8 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
                        multipliers="shared" if multipliers == "signal" else multipliers,
                        bias_label_lanes=bias_label_lanes,
                        forward_multipliers=forward_multipliers, label_lanes=label_lanes,
-                       input_norm=input_norm, serial_weight_pass=serial_weight_pass)
+                       input_norm=input_norm, serial_weight_pass=serial_weight_pass,
+                       shared_word_network=shared_word_network)
     rng = np.random.default_rng(SEED)
     samples = [(rng.integers(0, X + 1, D).astype(np.int64), int(rng.integers(0, K)))
                for _ in range(samples)]

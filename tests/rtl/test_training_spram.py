@@ -212,8 +212,9 @@ def test_a_small_part_core_with_one_serial_weight_lane_trains_like_the_golden_tr
     (fields, rule_fields, lanes), spacing, pad = SERIAL_CASES[name]
     config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
     rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    # With every other option of the build (one network for the three generators too).
     options = dict(SMALL_PART, label_lanes=min(K, lanes), compact_lanes=True,
-                   lean_signal=True)
+                   lean_signal=True, shared_word_network=True)
     dut = _train(name, config, rule, lanes, serial_weight_pass=True, **options)
     wpass = dut.weight_pass
     assert (len(wpass.lanes), wpass.spacing, wpass.write_pad) == (1, spacing, pad)
