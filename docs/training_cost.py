@@ -40,7 +40,7 @@ and Rsqrt; the kept (r, sh) registers are the TrainingCore's own); with ``--lean
 the learning signal in its small-part form (``lean_signal=True``; both flags combine).
 With ``--as-built`` the core the iCEBreaker training build makes
 (``ffcl_hw.flows.synth_training.training_core``: compact update lanes, the forward
-pass's input norms and the lean learning signal too), its RTLIL with the build's
+pass's input norms, the lean learning signal and the lean forward datapath too), its RTLIL with the build's
 collision marks applied (``ffcl_hw.flows.synth.ignore_marked_collisions``): where
 today's build's cells go.
 
@@ -316,9 +316,11 @@ def main() -> None:
         if as_built:
             design = TrainingCore(design.model, design.rule, lanes=design.lanes,
                                   **{**design.options, "input_norm": "forward",
-                                     "compact_lanes": True, "lean_signal": True})
+                                     "compact_lanes": True, "lean_signal": True,
+                                     "lean_forward": True})
             name += (", compact update lanes, the input norms from the forward pass, the "
-                     "lean learning signal, the build's collision marks")
+                     "lean learning signal, the lean forward datapath, the build's "
+                     "collision marks")
         elif "--forward-norm" in sys.argv[1:]:
             design = TrainingCore(design.model, design.rule, lanes=design.lanes,
                                   **{**design.options, "input_norm": "forward"})

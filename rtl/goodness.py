@@ -10,7 +10,7 @@ score through ``add``.
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -43,6 +43,14 @@ class GoodnessDatapath(wiring.Component):
         ``operand_bits`` input when state and weight widths are at most ``operand_bits``.
     operand_bits : int, optional
         Width of a borrowed multiplier's signed input (default 16, SB_MAC16).
+    lean : bool, optional
+        Only with ``product_latency``: the small-part form (default False). Lane q's
+        multiplier gets f and f + e (``cofactor``) instead of f twice: h^2 = 4 f (f + e)
+        + e, so only e waits beside the product instead of e (4 f + 1), which on iCE40 is
+        a flip-flop of its own for every bit and cycle of the wait (the odd part's line
+        was 96 of the digits training build's cells), and the product and e need no
+        adder (4 f (f + e) has no bit below bit 2). f + e = ceil(h / 2) fits the signed
+        input as f does (h <= 2^operand_bits - 2). The same scores in the same cycles.
 
     Members
     -------
@@ -63,13 +71,16 @@ class GoodnessDatapath(wiring.Component):
         Valid ``latency`` cycles after the last element.
     factor : Out(ArrayLayout(signed(operand_bits), lanes))
         Only with ``product_latency``: what lane q needs squared.
+    cofactor : Out(ArrayLayout(signed(operand_bits), lanes))
+        Only with ``lean``: lane q's second operand (``factor[q]`` otherwise).
     product : In(ArrayLayout(signed(2 * operand_bits), lanes))
-        Only with ``product_latency``: ``factor[q]`` squared, ``product_latency`` later.
+        Only with ``product_latency``: ``factor[q]`` times ``factor[q]`` (``lean``:
+        times ``cofactor[q]``), ``product_latency`` cycles later.
     """
 
     def __init__(self, *, labels: int, lanes: int, state_bits: int, weight_bits: int,
                  score_bits: int, product_latency: int | None = None,
-                 operand_bits: int = 16) -> None:
+                 operand_bits: int = 16, lean: bool = False) -> None:
         self.labels = check_positive_int("Label count", labels, minimum=2)
         self.lanes = check_positive_int("Label lane count", lanes)
         if lanes > labels:
@@ -80,6 +91,12 @@ class GoodnessDatapath(wiring.Component):
         self.score_bits = check_positive_int("Score width", score_bits)
         self.product_latency = product_latency
         self.operand_bits = check_positive_int("Operand width", operand_bits, minimum=2)
+        if not isinstance(lean, bool):
+            raise TypeError(f"Lean must be True or False, not {lean!r}")
+        if lean and product_latency is None:
+            raise ValueError("The lean goodness datapath borrows its multipliers: it needs "
+                             "a product latency")
+        self.lean = lean
         members = {
             "clear": In(1),
             "en": In(1),
@@ -101,6 +118,8 @@ class GoodnessDatapath(wiring.Component):
                 "factor": Out(data.ArrayLayout(signed(operand_bits), lanes)),
                 "product": In(data.ArrayLayout(signed(2 * operand_bits), lanes)),
             })
+            if lean:
+                members["cofactor"] = Out(data.ArrayLayout(signed(operand_bits), lanes))
         super().__init__(members)
 
     @property
@@ -142,6 +161,8 @@ class GoodnessDatapath(wiring.Component):
             m.d.sync += h.eq(Mux(z[-1], 0, z))
             if self.product_latency is None:
                 m.d.sync += square.eq(h * h)
+            elif self.lean:
+                m.d.sync += square.eq(self._lean_square(m, q, h))
             else:
                 m.d.sync += square.eq(self._borrowed_square(m, q, h))
             # The lane's scores add either its square or FFL's ``add_value`` (the sequencer
@@ -171,3 +192,15 @@ class GoodnessDatapath(wiring.Component):
             m.d.sync += delayed.eq(odd)
             odd = delayed
         return (self.product[q].as_unsigned() << 2) + odd
+
+    def _lean_square(self, m: Module, q: int, h):
+        """h^2 from the borrowed product f (f + e), f = h >> 1, e = h & 1: 4 f (f + e) + e,
+        the product's bits above two bits of which only the lowest, e, is not zero."""
+        f, e = h[1:], h[0]
+        m.d.comb += [self.factor[q].eq(f), self.cofactor[q].eq(f + e)]
+        # Only e waits beside the product.
+        for i in range(self.product_latency):
+            delayed = Signal(name=f"e_{q}_{i}")
+            m.d.sync += delayed.eq(e)
+            e = delayed
+        return Cat(e, C(0, 1), self.product[q].as_unsigned())

@@ -74,8 +74,8 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
     on an SPRAM board (the iCEBreaker's UP5K) its weights in SPRAM with the small-part
     options (one b and U lane, every multiplier a MAC lane's, G = min(K, P) label weights
     a word, compact update lanes, the update's input norms from the forward pass, the
-    lean learning signal; docs/training-engine.md), else (or for no board) in block RAM
-    with the defaults."""
+    lean learning signal, the lean forward datapath; docs/training-engine.md), else (or
+    for no board) in block RAM with the defaults."""
     from rtl.training_core import TrainingCore
 
     if board is None or not board_info(board).spram_bits:
@@ -84,7 +84,8 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
                         bias_label_lanes=1, forward_multipliers="shared",
                         signal_multipliers="shared" if multipliers == "shared" else "dedicated",
                         label_lanes=min(model.config.num_classes, lanes),
-                        input_norm="forward", compact_lanes=True, lean_signal=True)
+                        input_norm="forward", compact_lanes=True, lean_signal=True,
+                        lean_forward=True)
 
 
 def choose_training_core(model, rule: TrainRule, board: str, lanes: int | None = None,
@@ -273,6 +274,7 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
             "compact_lanes": core.options["compact_lanes"],
             "input_norm": core.input_norm,
             "lean_signal": core.lean_signal,
+            "lean_forward": core.lean_forward,
             "cycles_per_sample": cycles,
             "samples_per_second": (round(fmax * 1e6 / cycles, 1) if fmax else None),
             "rule": {**{f.name: getattr(rule, f.name) for f in fields(TrainRule)},
