@@ -46,11 +46,13 @@ class GoodnessDatapath(wiring.Component):
     lean : bool, optional
         Only with ``product_latency``: the small-part form (default False). Lane q's
         multiplier gets f and f + e (``cofactor``) instead of f twice: h^2 = 4 f (f + e)
-        + e, so only e waits beside the product instead of e (4 f + 1), which on iCE40 is
-        a flip-flop of its own for every bit and cycle of the wait (the odd part's line
-        was 96 of the digits training build's cells), and the product and e need no
-        adder (4 f (f + e) has no bit below bit 2). f + e = ceil(h / 2) fits the signed
-        input as f does (h <= 2^operand_bits - 2). The same scores in the same cycles.
+        + e, so only e waits beside the product instead of e (4 f + 1), and the product
+        and e need no adder (4 f (f + e) has no bit below bit 2), so no square register
+        either: the stages are the add, the ReLU and the halves (c = f + e = ceil(h / 2)
+        and f = c - e, which fit the signed input as f does: h <= 2^operand_bits - 2),
+        the product, the score. On iCE40 a flip-flop fed by a memory, a multiplier or a
+        flip-flop takes a logic cell of its own; the input registers, the odd part's line
+        and the square register were such. The same scores in the same cycles.
 
     Members
     -------
@@ -130,8 +132,8 @@ class GoodnessDatapath(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from an element at the inputs to its square in ``scores``: the input
-        registers, the ReLU, the square (borrowed: the product, then 4 f^2 + e (4 f + 1)),
-        the score."""
+        registers, the ReLU, the square (borrowed: the product, then 4 f^2 + e (4 f + 1);
+        ``lean``: the add, the ReLU, the halves, the product), the score."""
         return 4 if self.product_latency is None else self.product_latency + 4
 
     def elaborate(self, platform) -> Module:
@@ -148,23 +150,25 @@ class GoodnessDatapath(wiring.Component):
         # registered before the add, the read (5.8 ns on an ECP5 -6) and the route from
         # the memory are a cycle of their own (together with the add and the ReLU they
         # were the ULX3S-85F build's slowest path, 18 ns).
-        pre = Signal.like(self.pre, reset_less=True)
-        u = Signal.like(self.u, reset_less=True)
-        m.d.sync += [pre.eq(self.pre), u.eq(self.u)]
+        if not self.lean:
+            pre = Signal.like(self.pre, reset_less=True)
+            u = Signal.like(self.u, reset_less=True)
+            m.d.sync += [pre.eq(self.pre), u.eq(self.u)]
         addends = []
         for q in range(self.lanes):
-            z = Signal(signed(h_bits + 1), name=f"z_{q}")
-            h = Signal(unsigned(h_bits), name=f"h_{q}")
-            square = Signal(unsigned(2 * h_bits), name=f"square_{q}")
-            m.d.comb += z.eq(pre + u[q])
-            # ReLU, then square: each stage registered.
-            m.d.sync += h.eq(Mux(z[-1], 0, z))
-            if self.product_latency is None:
-                m.d.sync += square.eq(h * h)
-            elif self.lean:
-                m.d.sync += square.eq(self._lean_square(m, q, h))
+            if self.lean:
+                square = self._lean_square(m, q, h_bits)
             else:
-                m.d.sync += square.eq(self._borrowed_square(m, q, h))
+                z = Signal(signed(h_bits + 1), name=f"z_{q}")
+                h = Signal(unsigned(h_bits), name=f"h_{q}")
+                square = Signal(unsigned(2 * h_bits), name=f"square_{q}")
+                m.d.comb += z.eq(pre + u[q])
+                # ReLU, then square: each stage registered.
+                m.d.sync += h.eq(Mux(z[-1], 0, z))
+                if self.product_latency is None:
+                    m.d.sync += square.eq(h * h)
+                else:
+                    m.d.sync += square.eq(self._borrowed_square(m, q, h))
             # The lane's scores add either its square or FFL's ``add_value`` (the sequencer
             # never asks for both in one cycle; ``add`` would win): one multiplexer per
             # lane, and one adder per score, keep the logic small on iCE40.
@@ -193,14 +197,28 @@ class GoodnessDatapath(wiring.Component):
             odd = delayed
         return (self.product[q].as_unsigned() << 2) + odd
 
-    def _lean_square(self, m: Module, q: int, h):
-        """h^2 from the borrowed product f (f + e), f = h >> 1, e = h & 1: 4 f (f + e) + e,
-        the product's bits above two bits of which only the lowest, e, is not zero."""
-        f, e = h[1:], h[0]
-        m.d.comb += [self.factor[q].eq(f), self.cofactor[q].eq(f + e)]
+    def _lean_square(self, m: Module, q: int, h_bits: int):
+        """Lane q's h^2 in the small-part form (``lean``), valid in the cycle it is added:
+        z = pre + u (registered), h = max(z, 0) (registered), c = ceil(h / 2) and
+        e = h & 1 (registered), then the borrowed product f c with f = c - e = h >> 1:
+        h^2 = 4 f (f + e) + e = 4 f c + e, whose bits are the product's above e and a
+        zero. Every register is fed by the logic of its stage, none by a memory, a
+        multiplier or another register, save e's line beside the product (on iCE40 each
+        of those would take a logic cell of its own): the same stages as the full form,
+        whose input registers, odd part and square register were such flip-flops."""
+        z = Signal(signed(h_bits + 1), name=f"z_{q}")
+        h = Signal(unsigned(h_bits), name=f"h_{q}")
+        # c <= 2^(h_bits - 2) - 1, as h <= 2^(h_bits - 1) - 2 (two signed values' sum).
+        c = Signal(unsigned(h_bits - 1), name=f"c_{q}")
+        e = Signal(name=f"e_{q}")
+        m.d.sync += [z.eq(self.pre + self.u[q]), h.eq(Mux(z[-1], 0, z)),
+                     c.eq((h + 1) >> 1), e.eq(h[0])]
+        m.d.comb += [self.factor[q].eq(c - e), self.cofactor[q].eq(c)]
         # Only e waits beside the product.
         for i in range(self.product_latency):
             delayed = Signal(name=f"e_{q}_{i}")
             m.d.sync += delayed.eq(e)
             e = delayed
-        return Cat(e, C(0, 1), self.product[q].as_unsigned())
+        square = Signal(unsigned(2 * h_bits), name=f"square_{q}")
+        m.d.comb += square.eq(Cat(e, C(0, 1), self.product[q].as_unsigned()))
+        return square
