@@ -295,10 +295,11 @@ def test_the_icebreaker_builds_core_trains_bit_exact(tiny_int_run, capsys):
         "update's input norms from the forward pass, compact update lanes",
         weights="spram", bias_label_lanes=1, forward_multipliers="shared",
         signal_multipliers="shared", label_lanes=3, input_norm="forward", compact_lanes=True,
-        lean_signal=True)
+        lean_signal=True, lean_forward=True)
     assert (report["board"], report["lanes"], report["weights"], report["label_lanes"],
             report["bias_label_lanes"], report["input_norm"], report["compact_lanes"],
-            report["lean_signal"]) == ("icebreaker", 3, "spram", 3, 1, "forward", True, True)
+            report["lean_signal"], report["lean_forward"]) == (
+        "icebreaker", 3, "spram", 3, 1, "forward", True, True, True)
 
 
 def test_board_needs_train(tiny_int_run, capsys):
