@@ -221,7 +221,8 @@ class Core(wiring.Component):
         part) when the scaled sum arrives instead of carrying it beside the scaler, and
         with ``shared`` also ``GoodnessDatapath(lean=True)``, whose borrowed multipliers
         compute f (f + e) so that one bit instead of the odd part waits beside them. The
-        same results in the same cycles.
+        same results in the same cycles. Its two reciprocal square roots are
+        ``Rsqrt(held=True)``: the op's input sums hold for the whole op.
 
     Members
     -------
@@ -390,10 +391,14 @@ class Core(wiring.Component):
             # Shared: passes never follow back to back (GAP), so the other lanes may clear
             # ahead and keep their accumulators in the DSPs.
             clear_ahead=shared)
+        # Lean: their inputs, the op's input sums, hold for the whole op (see below).
+        held = {"held": True} if self.lean else {}
         m.submodules.rsqrt_ff = rsqrt_ff = Rsqrt(
-            sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits)
+            sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits,
+            **held)
         m.submodules.rsqrt_fb = rsqrt_fb = Rsqrt(
-            sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits)
+            sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits,
+            **held)
         m.submodules.sweep = sweep = Sweep(
             prog, product_latency=lanes.side_latency if shared else None, lean=self.lean)
         m.submodules.buffer = buffer = FeedbackBuffer(depth=total, width=w.act)
