@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-
 from amaranth import Elaboratable, Module, Signal, signed
 from amaranth.back import rtlil
 

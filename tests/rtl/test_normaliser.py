@@ -6,13 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from amaranth import Module, Signal
+from amaranth.back import rtlil
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.intformat import round_shift, rsqrt, rsqrt_table, scale
 from rtl.normaliser import Rsqrt, Scaler, SplitScaler
-from amaranth.back import rtlil
-
 from tests.rtl.helpers import run_pipeline, signed_range, simulate, unsigned_max
 
 SEED = 1618
