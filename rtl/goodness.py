@@ -202,10 +202,14 @@ class GoodnessDatapath(wiring.Component):
         z = pre + u (registered), h = max(z, 0) (registered), c = ceil(h / 2) and
         e = h & 1 (registered), then the borrowed product f c with f = c - e = h >> 1:
         h^2 = 4 f (f + e) + e = 4 f c + e, whose bits are the product's above e and a
-        zero. Every register is fed by the logic of its stage, none by a memory, a
-        multiplier or another register, save e's line beside the product (on iCE40 each
-        of those would take a logic cell of its own): the same stages as the full form,
-        whose input registers, odd part and square register were such flip-flops."""
+        zero. The same stages as the full form, whose input registers, odd part and
+        square register were flip-flops fed by a memory, the multiplier or a flip-flop
+        (on iCE40 a logic cell each); here only e's line is, and h (Yosys maps the ReLU
+        onto the register's synchronous reset, so z feeds it: a cell a bit, measured in
+        the digits training build, as in the full form its input registers). The
+        memories' outputs go into the add unregistered, the product into the scores: a
+        30 MHz part's margin, not timed yet (the small part's training build does not
+        place); on ECP5 the read into the add was the slowest path (see ``elaborate``)."""
         z = Signal(signed(h_bits + 1), name=f"z_{q}")
         h = Signal(unsigned(h_bits), name=f"h_{q}")
         # c <= 2^(h_bits - 2) - 1, as h <= 2^(h_bits - 1) - 2 (two signed values' sum).

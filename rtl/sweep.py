@@ -332,8 +332,10 @@ class Sweep(wiring.Component):
             partial_write = partial_mem.write_port()
             # Read and written a cycle later than in :meth:`_sum`, both: the feedback
             # sweep (SWEEP_SPACING or more after the feed-forward one) may read a neuron
-            # in the cycle its kept part is written, so the read stays transparent.
-            # Unregistered, the read meets the add a cycle later (fine at 30 MHz).
+            # in the cycle its kept part is written, so the read stays transparent. The
+            # read goes into the add unregistered, as the bias's does: on ECP5 such a
+            # path was the slowest (see :meth:`_sum`); the small part's 30 MHz on iCE40
+            # is not timed yet (its training build does not place).
             partial_read = partial_mem.read_port(transparent_for=(partial_write,))
             m.d.comb += [
                 partial_read.addr.eq(self.out_off + pipe[S - 2]["neuron"]),
