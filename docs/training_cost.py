@@ -42,9 +42,9 @@ and Rsqrt; the kept (r, sh) registers are the TrainingCore's own); with ``--lean
 the learning signal in its small-part form (``lean_signal=True``; both flags combine).
 With ``--as-built`` the core the iCEBreaker training build makes
 (``ffcl_hw.flows.synth_training.training_core``: compact update lanes, the forward
-pass's input norms and the lean learning signal too), its RTLIL with the build's
-collision marks applied (``ffcl_hw.flows.synth.ignore_marked_collisions``): where
-today's build's cells go.
+pass's input norms, the lean learning signal and the lean forward datapath too), its
+RTLIL with the build's collision marks applied
+(``ffcl_hw.flows.synth.ignore_marked_collisions``): where today's build's cells go.
 
 ``--ice40-inference-parts``: the same for the inference-only design a UP5K trainer would
 sit beside, the host link over a 1-lane core with SPRAM weights and dedicated multipliers

@@ -208,6 +208,12 @@ class TrainingCore(wiring.Component):
         UP5K): ``ErrorScan(lean=True)`` and its ``LearningSignalUnit(lean=True)``, without
         the registers a 30 MHz part does not need. The same weights in the same cycles
         (the figures are in docs/training-engine.md, "Logic of the components").
+    lean_forward : bool, optional
+        The forward datapath's small-part form (default False, for a part as small as
+        the UP5K): ``Core(lean=True)``, its sweep and (with shared forward multipliers)
+        its label scan without the delay lines a memory read or a borrowed multiplier
+        can do without. The same weights in the same cycles (the figures are in
+        docs/training-engine.md, "Logic of the components").
     serial_weight_pass : bool, optional
         One update lane in the W and V pass instead of P (default False, for a part as
         small as the UP5K: ``WeightPass(serial=True)``), taking a word's P entries in P
@@ -284,8 +290,8 @@ class TrainingCore(wiring.Component):
                  forward_multipliers: str = "dedicated", weights: str = "loadable",
                  label_lanes: int | None = None, bias_label_lanes: int = 3,
                  input_norm: str = "own", compact_lanes: bool = False,
-                 lean_signal: bool = False, serial_weight_pass: bool = False,
-                 shared_word_network: bool = False) -> None:
+                 lean_signal: bool = False, lean_forward: bool = False,
+                 serial_weight_pass: bool = False, shared_word_network: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -329,6 +335,9 @@ class TrainingCore(wiring.Component):
                             f"{shared_word_network!r}")
         own = not shared_word_network
         self.lean_signal = lean_signal
+        if not isinstance(lean_forward, bool):
+            raise TypeError(f"Lean forward must be a bool, not {lean_forward!r}")
+        self.lean_forward = lean_forward
         shared = multipliers == "shared"
         self.trainer = trainer = IntTrainer(model, rule)
         self.model, self.rule, self.lanes = model, rule, lanes
@@ -340,7 +349,7 @@ class TrainingCore(wiring.Component):
                          store_bits=rule.store_bits,
                          layer1_cache=self.trained_iterations == 1, lend=shared,
                          shared=forward_multipliers == "shared", label_lanes=label_lanes,
-                         norms=input_norm == "forward")
+                         norms=input_norm == "forward", lean=lean_forward)
         self.label_groups = LabelGroups(config.num_classes, self.core.program.label_lanes)
         self.fine = trainer.fine_bits
         #: lambda of the first epoch: the ``lr_shift_in`` port's reset value.
@@ -418,7 +427,8 @@ class TrainingCore(wiring.Component):
                 "label_lanes": self.label_groups.lanes,
                 "bias_label_lanes": len(self.bias_label.lanes), "input_norm": self.input_norm,
                 "compact_lanes": self.bias_label.lanes[0].compact,
-                "lean_signal": self.lean_signal, "serial_weight_pass": self.weight_pass.serial,
+                "lean_signal": self.lean_signal, "lean_forward": self.lean_forward,
+                "serial_weight_pass": self.weight_pass.serial,
                 "shared_word_network": not self.words_gen.network}
 
     @property

@@ -78,9 +78,9 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
     on an SPRAM board (the iCEBreaker's UP5K) its weights in SPRAM with the small-part
     options (one b and U lane, every multiplier a MAC lane's, G = min(K, P) label weights
     a word, compact update lanes, the update's input norms from the forward pass, the
-    lean learning signal, one update lane taking each word's P weights in turn, one
-    leap-ahead network for the three word generators; docs/training-engine.md), else
-    (or for no board) in block RAM with the defaults."""
+    lean learning signal, the lean forward datapath, one update lane taking each word's P
+    weights in turn, one leap-ahead network for the three word generators;
+    docs/training-engine.md), else (or for no board) in block RAM with the defaults."""
     from rtl.training_core import TrainingCore
 
     if board is None or not board_info(board).spram_bits:
@@ -90,7 +90,8 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
                         signal_multipliers="shared" if multipliers == "shared" else "dedicated",
                         label_lanes=min(model.config.num_classes, lanes),
                         input_norm="forward", compact_lanes=True, lean_signal=True,
-                        serial_weight_pass=True, shared_word_network=True)
+                        lean_forward=True, serial_weight_pass=True,
+                        shared_word_network=True)
 
 
 def training_link(core, board: str | None, divisor: int):
@@ -295,7 +296,9 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
             "compact_lanes": core.options["compact_lanes"],
             "input_norm": core.input_norm,
             "lean_signal": core.lean_signal,
+            "lean_forward": core.lean_forward,
             "serial_weight_pass": core.weight_pass.serial,
+            "shared_word_network": core.options["shared_word_network"],
             # The link's (HostLink's lean: the TRAIN records in the sample buffer).
             "lean_link": links[-1].lean,
             "cycles_per_sample": cycles,

@@ -765,6 +765,11 @@ LINT_CASES = {
     # lanes' zero-width left shift (no k below 0).
     "ffdl_icebreaker_spram_p4_b8": lambda: training_core(
         _lint_model("ffdl", (7, 5)), _lint_rule(store_bits=8), "icebreaker", 4),
+    # FFCL, T = 3, the last iteration trained, on the iCEBreaker flow's small-part core
+    # (every option on: the lean sweep's biased kept parts, layer 1's cache).
+    "ffcl_last_t3_icebreaker_spram_p3": lambda: training_core(
+        _lint_model("ffcl", (5, 4), loops=3, topology="adjacent"),
+        _lint_rule(loss_iterations="last"), "icebreaker", 3),
     # One lane, lambda 0 throughout: the one-lane sweep's counter and the lambda port
     # (zero-width: ASCRANGE), the clamp of lambda below 0 (UNSIGNED).
     "ffdl_p1_lambda_0": lambda: TrainingCore(_lint_model("ffdl", (4, 5)),

@@ -590,3 +590,37 @@ def test_a_small_part_core_with_the_lean_learning_signal_trains_like_the_golden_
     assert dut.training_cycles() == full.training_cycles()
     with pytest.raises(TypeError, match=r"^Lean signal must be a bool, not 1$"):
         TrainingCore(dut.model, rule, lanes=lanes, lean_signal=1)
+
+
+@pytest.mark.parametrize(("name", "label_lanes"), [
+    # The iCEBreaker digits build's kind: FFDL on two banks, G = K = 4.
+    ("ffdl_p4_b8", 4),
+    # FFCL with every iteration trained: the core infers between the updates, its
+    # feedback sweeps read the kept feed-forward parts (biased in the lean sweep); G = 3
+    # of K = 4 (two label words a neuron).
+    ("ffcl_all_t2_p3_b16", 3),
+    # FFCL T = 3 with the last iteration trained: layer 1's kept parts (with the bias
+    # they now include) serve the later iterations (the cache), and the bias changes
+    # between samples.
+    ("ffcl_last_t3_p3_b16", 3)])
+def test_a_small_part_core_with_the_lean_forward_datapath_trains_like_the_golden_trainer(
+        name, label_lanes):
+    # lean_forward: the sweep reads its bias (and the kept parts) as the scaled sum
+    # arrives, the scan squares h as 4 f (f + e) + e on the borrowed multipliers: the
+    # same weights, labels and cycles as the small part without it (every other option
+    # of the iCEBreaker build on).
+    fields, rule_fields, lanes = CASES.get(name) or (
+        dict(algo="ffcl", hidden=(5, 4), loops=3, topology="adjacent"),
+        dict(store_bits=16, loss_iterations="last"), 3)
+    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
+    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    options = dict(SMALL_PART, label_lanes=label_lanes, compact_lanes=True,
+                   lean_signal=True)
+    dut = _train(name, config, rule, lanes, **options, lean_forward=True)
+    full = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)
+    assert dut.core.lean and not full.core.lean and dut.options["lean_forward"]
+    if name == "ffcl_last_t3_p3_b16":
+        assert dut.core.program.layer1_cache and dut.trained_iterations == 1
+    assert dut.training_cycles() == full.training_cycles()
+    with pytest.raises(TypeError, match=r"^Lean forward must be a bool, not 1$"):
+        TrainingCore(dut.model, rule, lanes=lanes, lean_forward=1)
