@@ -175,6 +175,12 @@ class WeightPass(wiring.Component):
     compact_lanes : bool, optional
         Lanes in their small-part form (``UpdateLane(compact=True)``): the same words in
         the same cycles. Default False.
+    lend_lane : bool, optional
+        Lend lane 0 to another unit while this pass idles (the b and U pass, which runs
+        after it: ``rtl.bias_label_pass.BiasLabelPass(borrowed_lane=...)``), through the
+        ``guest`` port, so that unit needs no lane of its own (for a part as small as
+        the UP5K). While ``guest.run`` is high the lane takes the guest's entries, with
+        v = 1, and this pass writes nothing. Default False.
 
     The P :class:`rtl.update_lane.UpdateLane` and the replay generator (a
     :class:`rtl.lfsr.WordGenerator` without seeding, ``restore``d to kappa^W_1 at every
@@ -215,12 +221,15 @@ class WeightPass(wiring.Component):
         Only with ``product_latency``: lane p's multiplier operands (-d, v).
     product : In(ArrayLayout(signed(2 * operand_bits), P))
         Only with ``product_latency``: ``a[p] * b[p]``, ``product_latency`` cycles later.
+    guest : In(lanes[0].guest_signature)
+        Only with ``lend_lane``: lane 0 for another unit
+        (:attr:`rtl.update_lane.UpdateLane.guest_signature`), never while ``run``.
     """
 
     def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int, words: int,
                  product_latency: int | None = None, operand_bits: int = 16,
                  weight_latency: int = WeightStore.LATENCY, port: str = "dual",
-                 compact_lanes: bool = False) -> None:
+                 compact_lanes: bool = False, lend_lane: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -245,6 +254,9 @@ class WeightPass(wiring.Component):
                                            compact=compact_lanes)
                       for _ in range(lanes)]
         self.product_latency = product_latency
+        if not isinstance(lend_lane, bool):
+            raise TypeError(f"Lend lane must be True or False, not {lend_lane!r}")
+        self.lend_lane = lend_lane
         borrowed = {}
         if product_latency is not None:
             operands = data.ArrayLayout(signed(operand_bits), lanes)
@@ -273,6 +285,7 @@ class WeightPass(wiring.Component):
             "write": Out(wiring.Signature({"valid": Out(1), "addr": Out(range(max(2, words))),
                                            "data": Out(unsigned(word_bits))})),
             **borrowed,
+            **({"guest": In(self.lanes[0].guest_signature)} if lend_lane else {}),
         })
         self.replay = WordGenerator(offset=0, seed_bits=0)
         # The read of pass cycle c meets the memory in cycle c + weight_latency - 1, its
@@ -469,22 +482,41 @@ class WeightPass(wiring.Component):
                          v_value.eq(Mux(image_1, self.image.data, self.v.data)),
                          v_late.eq(v_value)]
             switch = start_2
+        if self.lend_lane:
+            # v = 1 for the guest's entries: the register the lanes read is set while
+            # the guest runs (from its first cycle on, before its first entry, which
+            # comes a cycle later at the earliest). A synchronous set costs no LUT on
+            # iCE40 (SB_DFFSS, SB_DFFSR), where a multiplexer after it costs one a bit.
+            with m.If(self.guest.run):
+                m.d.sync += v_late.eq(1)
         with m.If(switch):
             m.d.sync += [lane_d[p].eq(shadow_d[p]) for p in range(P)]
             m.d.sync += [lane_rho[p].eq(shadow_rho[p]) for p in range(P)]
         for p, lane in enumerate(lanes):
-            m.d.comb += [lane.en.eq(in_lane),
-                         lane.c.eq(self.weights.data[p * B_m:(p + 1) * B_m].as_signed()),
-                         lane.d.eq(lane_d[p]), lane.v.eq(v_late), lane.rho.eq(lane_rho[p]),
-                         lane.kappa.eq(in_kappa), lane.k.eq(Mux(in_fb, self.k_fb, self.k_ff)),
-                         lane.select.eq(STORED_KINDS.index("W"))]
+            entry = {"en": in_lane,
+                     "c": self.weights.data[p * B_m:(p + 1) * B_m].as_signed(),
+                     "d": lane_d[p], "v": v_late, "rho": lane_rho[p], "kappa": in_kappa,
+                     "k": Mux(in_fb, self.k_fb, self.k_ff),
+                     "select": STORED_KINDS.index("W")}
+            if p == 0 and self.lend_lane:
+                # The guest's entries while it runs (this pass idles then: no entry of
+                # its own is in the lane).
+                entry = {name: value if name == "v"
+                         else Mux(self.guest.run, getattr(self.guest, name), value)
+                         for name, value in entry.items()}
+                m.d.comb += [self.guest.valid.eq(lane.valid), self.guest.out.eq(lane.out)]
+            m.d.comb += [getattr(lane, name).eq(value) for name, value in entry.items()]
         out_addr, out_last = in_addr, in_last
         for i in range(lat):
             reg = Signal.like(in_addr, name=f"w_addr_{i}")
             last = Signal(name=f"w_last_{i}")
             m.d.sync += [reg.eq(out_addr), last.eq(out_last)]
             out_addr, out_last = reg, last
-        m.d.comb += [self.write.valid.eq(lanes[0].valid), self.write.addr.eq(out_addr),
+        valid = lanes[0].valid
+        if self.lend_lane:
+            # Lane 0's new values are the guest's while it runs.
+            valid = valid & ~self.guest.run
+        m.d.comb += [self.write.valid.eq(valid), self.write.addr.eq(out_addr),
                      self.write.data.eq(Cat(Mux(~out_last | ragged[p], lanes[p].out, 0)[:B_m]
                                             for p in range(P)))]
 
