@@ -40,7 +40,8 @@ and Rsqrt; the kept (r, sh) registers are the TrainingCore's own); with ``--lean
 the learning signal in its small-part form (``lean_signal=True``; both flags combine).
 With ``--as-built`` the core the iCEBreaker training build makes
 (``ffcl_hw.flows.synth_training.training_core``: compact update lanes, the forward
-pass's input norms and the lean learning signal too), its RTLIL with the build's
+pass's input norms, the lean learning signal and the b and U pass on the W pass's lane
+0 too), its RTLIL with the build's
 collision marks applied (``ffcl_hw.flows.synth.ignore_marked_collisions``): where
 today's build's cells go.
 
@@ -187,7 +188,7 @@ PARTS = {
     "top.core.memories": "  its memories (weights, biases, labels, program)",
     "top.scan": "ErrorScan (LearningSignalUnit included)",
     "top.bias_label": "BiasLabelPass (its lane included)",
-    "top.bias_label.lane": "  its UpdateLane",
+    "top.bias_label.lane": "  its UpdateLane (none with shared_update_lane)",
     "top.weight_pass": "WeightPass (its lane and the replay generator included)",
     "top.scaler": "InputScaler (rsqrt unless input_norm='forward', scaler)",
     "top.labels_gen": "label WordGenerator",
@@ -316,9 +317,11 @@ def main() -> None:
         if as_built:
             design = TrainingCore(design.model, design.rule, lanes=design.lanes,
                                   **{**design.options, "input_norm": "forward",
-                                     "compact_lanes": True, "lean_signal": True})
+                                     "compact_lanes": True, "lean_signal": True,
+                                     "shared_update_lane": True})
             name += (", compact update lanes, the input norms from the forward pass, the "
-                     "lean learning signal, the build's collision marks")
+                     "lean learning signal, the b and U pass on a W pass lane, the build's "
+                     "collision marks")
         elif "--forward-norm" in sys.argv[1:]:
             design = TrainingCore(design.model, design.rule, lanes=design.lanes,
                                   **{**design.options, "input_norm": "forward"})

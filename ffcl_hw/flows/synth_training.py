@@ -72,10 +72,10 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
                   multipliers: str = "shared"):
     """The :class:`rtl.training_core.TrainingCore` a training build for ``board`` makes:
     on an SPRAM board (the iCEBreaker's UP5K) its weights in SPRAM with the small-part
-    options (one b and U lane, every multiplier a MAC lane's, G = min(K, P) label weights
-    a word, compact update lanes, the update's input norms from the forward pass, the
-    lean learning signal; docs/training-engine.md), else (or for no board) in block RAM
-    with the defaults."""
+    options (one b and U lane, on a W pass lane, every multiplier a MAC lane's, G =
+    min(K, P) label weights a word, compact update lanes, the update's input norms from
+    the forward pass, the lean learning signal; docs/training-engine.md), else (or for
+    no board) in block RAM with the defaults."""
     from rtl.training_core import TrainingCore
 
     if board is None or not board_info(board).spram_bits:
@@ -84,7 +84,8 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
                         bias_label_lanes=1, forward_multipliers="shared",
                         signal_multipliers="shared" if multipliers == "shared" else "dedicated",
                         label_lanes=min(model.config.num_classes, lanes),
-                        input_norm="forward", compact_lanes=True, lean_signal=True)
+                        input_norm="forward", compact_lanes=True, lean_signal=True,
+                        shared_update_lane=True)
 
 
 def choose_training_core(model, rule: TrainRule, board: str, lanes: int | None = None,
