@@ -301,7 +301,12 @@ class BiasLabelPass(wiring.Component):
             c_neg = u_neg.as_signed()
         else:
             c_neg = groups.field(self.labels.data, y_neg, B_m)
-        m.d.comb += [lane.en.eq(kind != NONE), lane.rho.eq(self.rho.data)]
+        if self.borrowed:
+            # A borrowed lane's en is its owner's (UpdateLane.guest_signature): the
+            # entries' kinds carried beside the lane say when each leaves, not valid.
+            m.d.comb += lane.rho.eq(self.rho.data)
+        else:
+            m.d.comb += [lane.en.eq(kind != NONE), lane.rho.eq(self.rho.data)]
         with m.Switch(kind):
             with m.Case(U_POS):
                 m.d.comb += [lane.c.eq(groups.field(self.labels.data, y, B_m)),

@@ -215,13 +215,16 @@ class UpdateLane(wiring.Component):
         """This lane as a unit that borrows it sees it (a b and U pass on a W pass's
         lane: ``rtl.weight_pass.WeightPass(lend_lane=True)``'s ``guest`` port): ``run``,
         the guest has the lane this cycle (its entries go in, with v = 1); the entry's
-        members but ``v`` out; ``valid`` and ``out`` in."""
+        members but ``en`` and ``v`` out; ``out`` in. ``en`` and ``valid`` stay the
+        owner's: the guest knows when its entries leave (it carries what each one is
+        beside the lane), and the owner, which gives no entry of its own then, sees no
+        ``valid``."""
         return wiring.Signature({
-            "run": Out(1), "en": Out(1), "c": Out(signed(self.stored_bits)),
+            "run": Out(1), "c": Out(signed(self.stored_bits)),
             "d": Out(signed(self.error_bits)), "rho": Out(unsigned(LFSR_WIDTH)),
             "kappa": Out(unsigned(LFSR_WIDTH)), "k": Out(signed(self.shift_bits)),
             "select": Out(range(max(2, len(self.limits)))),
-            "valid": In(1), "out": In(signed(self.stored_bits))})
+            "out": In(signed(self.stored_bits))})
 
     def _rounding(self, rho, kappa, k):
         """R of an entry: (rho + kappa) mod 2^k, or 2^(k-1) for ``nearest``, as a value

@@ -180,7 +180,8 @@ class WeightPass(wiring.Component):
         after it: ``rtl.bias_label_pass.BiasLabelPass(borrowed_lane=...)``), through the
         ``guest`` port, so that unit needs no lane of its own (for a part as small as
         the UP5K). While ``guest.run`` is high the lane takes the guest's entries, with
-        v = 1, and this pass writes nothing. Default False.
+        v = 1; its ``en`` stays this pass's (low: no word is read then), so this pass
+        writes nothing. Default False.
 
     The P :class:`rtl.update_lane.UpdateLane` and the replay generator (a
     :class:`rtl.lfsr.WordGenerator` without seeding, ``restore``d to kappa^W_1 at every
@@ -501,10 +502,12 @@ class WeightPass(wiring.Component):
             if p == 0 and self.lend_lane:
                 # The guest's entries while it runs (this pass idles then: no entry of
                 # its own is in the lane).
-                entry = {name: value if name == "v"
+                # en stays the pass's: low while the guest runs, so valid is too and the
+                # pass writes nothing (the guest times its entries' results itself).
+                entry = {name: value if name in ("en", "v")
                          else Mux(self.guest.run, getattr(self.guest, name), value)
                          for name, value in entry.items()}
-                m.d.comb += [self.guest.valid.eq(lane.valid), self.guest.out.eq(lane.out)]
+                m.d.comb += self.guest.out.eq(lane.out)
             m.d.comb += [getattr(lane, name).eq(value) for name, value in entry.items()]
         out_addr, out_last = in_addr, in_last
         for i in range(lat):
@@ -512,11 +515,7 @@ class WeightPass(wiring.Component):
             last = Signal(name=f"w_last_{i}")
             m.d.sync += [reg.eq(out_addr), last.eq(out_last)]
             out_addr, out_last = reg, last
-        valid = lanes[0].valid
-        if self.lend_lane:
-            # Lane 0's new values are the guest's while it runs.
-            valid = valid & ~self.guest.run
-        m.d.comb += [self.write.valid.eq(valid), self.write.addr.eq(out_addr),
+        m.d.comb += [self.write.valid.eq(lanes[0].valid), self.write.addr.eq(out_addr),
                      self.write.data.eq(Cat(Mux(~out_last | ragged[p], lanes[p].out, 0)[:B_m]
                                             for p in range(P)))]
 
