@@ -750,7 +750,8 @@ def _sim_train(args: argparse.Namespace) -> int:
               f"{r['forward_multipliers']} multipliers, the learning signal on "
               f"{r['signal_multipliers']}, the update's input norms "
               f"{'from the forward pass' if r['input_norm'] == 'forward' else 'its own'}"
-              f"{', compact update lanes' if r['compact_lanes'] else ''}")
+              f"{', compact update lanes' if r['compact_lanes'] else ''}"
+              f"{', the b/U lane a W lane' if r.get('shared_update_lane') else ''}")
     rule = r["rule"]
     low, high = r["lr_range"]
     print(f"  rule              {r['rule_source']}: lr 2^-{r['lr_shift']} (range 2^-{low}.."

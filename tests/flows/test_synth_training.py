@@ -203,12 +203,13 @@ def test_an_icebreaker_training_build_takes_the_small_part_core(int_run):
     training = report["training"]
     assert (training["bias_label_lanes"], training["forward_multipliers"],
             training["signal_multipliers"], training["input_norm"],
-            training["compact_lanes"], training["lean_signal"]) == (1, "shared", "shared",
-                                                                    "forward", True, True)
+            training["compact_lanes"], training["lean_signal"],
+            training["shared_update_lane"]) == (1, "shared", "shared", "forward", True, True,
+                                                True)
     small = TrainingCore(model, rule, lanes=3, weights="spram", bias_label_lanes=1,
                          forward_multipliers="shared", signal_multipliers="shared",
                          label_lanes=3, input_norm="forward", compact_lanes=True,
-                         lean_signal=True)
+                         lean_signal=True, shared_update_lane=True)
     assert training["cycles_per_sample"] == small.training_cycles() \
         != TrainingCore(model, rule, lanes=3, weights="spram").training_cycles()
     assert report["fit"]["multipliers"]["needed"] <= 8

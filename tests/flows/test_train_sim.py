@@ -292,13 +292,15 @@ def test_the_icebreaker_builds_core_trains_bit_exact(tiny_int_run, capsys):
         capsys, tiny_int_run, ["--board", "icebreaker"],
         "as icebreaker's training build makes it: 3 label weights a word, 1 b/U lane, "
         "the forward pass on shared multipliers, the learning signal on shared, the "
-        "update's input norms from the forward pass, compact update lanes",
+        "update's input norms from the forward pass, compact update lanes, the b/U lane a "
+        "W lane",
         weights="spram", bias_label_lanes=1, forward_multipliers="shared",
         signal_multipliers="shared", label_lanes=3, input_norm="forward", compact_lanes=True,
-        lean_signal=True)
+        lean_signal=True, shared_update_lane=True)
     assert (report["board"], report["lanes"], report["weights"], report["label_lanes"],
             report["bias_label_lanes"], report["input_norm"], report["compact_lanes"],
-            report["lean_signal"]) == ("icebreaker", 3, "spram", 3, 1, "forward", True, True)
+            report["lean_signal"], report["shared_update_lane"]) == (
+        "icebreaker", 3, "spram", 3, 1, "forward", True, True, True)
 
 
 def test_board_needs_train(tiny_int_run, capsys):
