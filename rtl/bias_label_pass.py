@@ -28,7 +28,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.intmodel import IntModel
-from golden.inttrain import TrainRule
+from golden.inttrain import IntTrainer, TrainRule
 from golden.lfsr import LFSR_WIDTH
 from rtl.error_scan import error_entry_layout
 from rtl.label_groups import LabelGroups, stored_field
@@ -153,6 +153,18 @@ class BiasLabelPass(wiring.Component):
         # Made here, not in elaborate, so the fit check can ask them what they need.
         # v = 1: lanes without a multiplier (a constant 1 behind an input register that
         # resets to 0 kept one each, 3 MULT18X18D on ECP5).
+        #: With a borrowed lane: the bits of rho and kappa that b and U's R can take, the
+        #: largest k of b and U in the rule's schedule (k = base - z, the base growing
+        #: with lambda), which may be fewer than a W lane's max_shift. The rest go to the
+        #: lane as zeros, so no register or multiplexer keeps them (an own lane's
+        #: shifter has only b and U's k: Yosys finds that itself).
+        self.rounding_bits = None
+        if self.borrowed:
+            trainer = IntTrainer(model, rule)
+            self.rounding_bits = min(borrowed_lane.max_shift, max(
+                1, *(trainer.base_shifts(layer, rule.lr_shift_at(epoch))[name]
+                     for epoch in (0, rule.epochs - 1) for layer in range(len(hidden))
+                     for name in ("b", "U"))))
         self.lanes = (borrowed_lane,) if self.borrowed else tuple(
             UpdateLane.for_model(model, rule, unit_input=True, compact=compact_lanes)
             for _ in range(lanes))
@@ -304,21 +316,28 @@ class BiasLabelPass(wiring.Component):
         if self.borrowed:
             # A borrowed lane's en is its owner's (UpdateLane.guest_signature): the
             # entries' kinds carried beside the lane say when each leaves, not valid.
-            m.d.comb += lane.rho.eq(self.rho.data)
+            # rho and kappa only as wide as b and U's largest k (rounding_bits).
+            m.d.comb += lane.rho.eq(self.rho.data[:self.rounding_bits])
+
+            def kappa(word):
+                return word[:self.rounding_bits]
         else:
             m.d.comb += [lane.en.eq(kind != NONE), lane.rho.eq(self.rho.data)]
+
+            def kappa(word):
+                return word
         with m.Switch(kind):
             with m.Case(U_POS):
                 m.d.comb += [lane.c.eq(groups.field(self.labels.data, y, B_m)),
-                             lane.d.eq(errors.dp), lane.kappa.eq(self.kappa_pos),
+                             lane.d.eq(errors.dp), lane.kappa.eq(kappa(self.kappa_pos)),
                              lane.k.eq(self.k_u), lane.select.eq(STORED_KINDS.index("W"))]
             with m.Case(U_NEG):
                 m.d.comb += [lane.c.eq(c_neg), lane.d.eq(errors.dn),
-                             lane.kappa.eq(self.kappa_neg), lane.k.eq(self.k_u),
+                             lane.kappa.eq(kappa(self.kappa_neg)), lane.k.eq(self.k_u),
                              lane.select.eq(STORED_KINDS.index("W"))]
             with m.Default():
                 m.d.comb += [lane.c.eq(self.bias.data.as_signed()), lane.d.eq(errors.d),
-                             lane.kappa.eq(self.kappa_b), lane.k.eq(self.k_b),
+                             lane.kappa.eq(kappa(self.kappa_b)), lane.k.eq(self.k_b),
                              lane.select.eq(STORED_KINDS.index("b"))]
         # Each entry's kind and neuron, carried beside the lane: stages[i] is i + 1
         # cycles after its entry, stages[-1] leaves with it.

@@ -130,7 +130,7 @@ def test_a_used_collided_read_is_flipped(flipped_collisions):
 #: words a neuron; the loop-feedback buffer).
 SMALL_PART = dict(bias_label_lanes=1, forward_multipliers="shared",
                   signal_multipliers="shared", compact_lanes=True, input_norm="forward",
-                  lean_signal=True)
+                  lean_signal=True, shared_update_lane=True)
 
 
 @pytest.mark.parametrize("name", ["ffdl_p4_b8", "ffcl_all_t2_p3_b16"])
