@@ -553,16 +553,27 @@ def test_training_core_on_digits_samples(algo, samples):
     assert cycles == [dut.training_cycles()] * samples
 
 
-def test_lambda_is_taken_per_sample_at_run_time():
+@pytest.mark.parametrize("shared_update_lane", [False, True], ids=["own", "shared_lane"])
+def test_lambda_is_taken_per_sample_at_run_time(shared_update_lane):
     # The rule's schedule lambda 3..5 (epochs 0, 1, 2); the core takes lambda with each
     # sample's last pixel: changes between samples equal IntTrainer with that lambda,
-    # values outside the schedule are clamped to it (the shifters are built for it).
+    # values outside the schedule are clamped to it (the shifters are built for it; with
+    # a shared update lane, the b and U pass's rho and kappa bits too, for the last
+    # epoch's largest k).
     config = ModelConfig(algo="ffdl", input_size=D, num_classes=K, theta=0.5, hidden=(4, 3))
     model = make_model(config, SEED + 1)
     rule = TrainRule(epochs=3, lr_shift=3, lr_steps=(1, 2), seed=3)
     trainer = IntTrainer(model, rule)
-    dut = TrainingCore(model, rule, lanes=2)
+    options = dict(bias_label_lanes=1, shared_update_lane=True) if shared_update_lane else {}
+    dut = TrainingCore(model, rule, lanes=2, **options)
     assert dut.lr_range == (3, 5)
+    if shared_update_lane:
+        # b and U's largest k, lambda 5's (the last epoch's), is below a W lane's: the b
+        # and U pass's rho and kappa are cut to it. (The samples below never reach it,
+        # z > 0: a cut at lambda 3's survives them.)
+        largest = trainer.base_shifts(0, 5)["b"]
+        assert dut.bias_label.rounding_bits == largest < dut.weight_pass.lanes[0].max_shift
+        assert largest == trainer.base_shifts(0, 3)["U"] + 2
     rng = np.random.default_rng(SEED + 2)
     samples = [(rng.integers(0, X + 1, D).astype(np.int64), int(rng.integers(0, K)))
                for _ in range(5)]
