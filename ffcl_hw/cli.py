@@ -740,7 +740,9 @@ def _sim_train(args: argparse.Namespace) -> int:
     banks = " in two banks" if r["weight_banks"] == 2 else ""
     where = (f"SPRAM{banks} (loaded through the load port)" if r["weights"] == "spram"
              else "block RAM")
-    print(f"{simulator} simulation of the training core, {r['lanes']} lanes (update lanes on "
+    update = ("one update lane, a word's weights in turn," if r["serial_weight_pass"]
+              else "update lanes")
+    print(f"{simulator} simulation of the training core, {r['lanes']} lanes ({update} on "
           f"{r['multipliers']} multipliers), weights in {where}, {r['samples']} training "
           f"samples from {args.run / INT_MODEL_FILE}")
     if r["board"] is not None:
@@ -751,6 +753,10 @@ def _sim_train(args: argparse.Namespace) -> int:
               f"{r['signal_multipliers']}, the update's input norms "
               f"{'from the forward pass' if r['input_norm'] == 'forward' else 'its own'}"
               f"{', compact update lanes' if r['compact_lanes'] else ''}"
+              f"{', the lean learning signal' if r['lean_signal'] else ''}"
+              f"{', the lean forward datapath' if r['lean_forward'] else ''}"
+              f"{', one W/V update lane' if r['serial_weight_pass'] else ''}"
+              f"{', one network for the word generators' if r['shared_word_network'] else ''}"
               f"{', the b/U lane a W lane' if r.get('shared_update_lane') else ''}")
     rule = r["rule"]
     low, high = r["lr_range"]

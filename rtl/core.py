@@ -214,6 +214,15 @@ class Core(wiring.Component):
         computing them again (``TrainingCore(input_norm="forward")``). A separate port,
         not part of ``observe``: a submodule's outputs that nothing reads stay in its
         RTLIL as named wires, so every core without it keeps its netlist.
+    lean : bool
+        The forward datapath's small-part form (default False, for a part as small as
+        the UP5K, where a flip-flop fed by a flip-flop or a memory takes a logic cell of
+        its own): ``Sweep(lean=True)``, which reads the bias (and a feedback sweep's kept
+        part) when the scaled sum arrives instead of carrying it beside the scaler, and
+        with ``shared`` also ``GoodnessDatapath(lean=True)``, whose borrowed multipliers
+        compute f (f + e) so that one bit instead of the odd part waits beside them. The
+        same results in the same cycles. Its two reciprocal square roots are
+        ``Rsqrt(held=True)``: the op's input sums hold for the whole op.
 
     Members
     -------
@@ -258,12 +267,16 @@ class Core(wiring.Component):
     def __init__(self, model: IntModel, *, lanes: int, label_lanes: int | None = None,
                  weights: str = "rom", banks: int = 1, shared: bool = False,
                  observe: bool = False, store_bits: int | None = None,
-                 layer1_cache: bool = True, lend: bool = False, norms: bool = False) -> None:
+                 layer1_cache: bool = True, lend: bool = False, norms: bool = False,
+                 lean: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         check_mapping(weights, banks)
         if not isinstance(lend, bool):
             raise TypeError(f"Lend must be True or False, not {lend!r}")
+        if not isinstance(lean, bool):
+            raise TypeError(f"Lean must be True or False, not {lean!r}")
+        self.lean = lean
         fine_bits = 0
         if store_bits is not None:
             B_w = model.fmt.weight_bits
@@ -378,17 +391,21 @@ class Core(wiring.Component):
             # Shared: passes never follow back to back (GAP), so the other lanes may clear
             # ahead and keep their accumulators in the DSPs.
             clear_ahead=shared)
+        # Lean: their inputs, the op's input sums, hold for the whole op (see below).
+        held = {"held": True} if self.lean else {}
         m.submodules.rsqrt_ff = rsqrt_ff = Rsqrt(
-            sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits)
+            sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits,
+            **held)
         m.submodules.rsqrt_fb = rsqrt_fb = Rsqrt(
-            sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits)
+            sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits,
+            **held)
         m.submodules.sweep = sweep = Sweep(
-            prog, product_latency=lanes.side_latency if shared else None)
+            prog, product_latency=lanes.side_latency if shared else None, lean=self.lean)
         m.submodules.buffer = buffer = FeedbackBuffer(depth=total, width=w.act)
         m.submodules.goodness = goodness = GoodnessDatapath(
             labels=K, lanes=G, state_bits=w.state, weight_bits=w.weight,
             score_bits=w.score, product_latency=lanes.side_latency if shared else None,
-            operand_bits=SIDE_BITS)
+            operand_bits=SIDE_BITS, lean=self.lean and shared)
         m.submodules.argmax = argmax = Argmax(labels=K, score_bits=w.score)
         m.submodules.sequencer = seq = Sequencer(prog)
         m.submodules.memories = memories = self.memories
@@ -510,7 +527,8 @@ class Core(wiring.Component):
                 a, b = (sweep.a[p], sweep.b[p]) if p < SHARED_OPERANDS else (0, 0)
                 if p < G:
                     a = Mux(seq.scanning, goodness.factor[p], a)
-                    b = Mux(seq.scanning, goodness.factor[p], b)
+                    b = Mux(seq.scanning, (goodness.cofactor if goodness.lean
+                                           else goodness.factor)[p], b)
                 if self.lend_enabled:
                     # Lending too: the sweep and the scan have the lanes while the core
                     # runs, the engine while it idles or is held (accept_load), when

@@ -10,7 +10,7 @@ score through ``add``.
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -43,6 +43,16 @@ class GoodnessDatapath(wiring.Component):
         ``operand_bits`` input when state and weight widths are at most ``operand_bits``.
     operand_bits : int, optional
         Width of a borrowed multiplier's signed input (default 16, SB_MAC16).
+    lean : bool, optional
+        Only with ``product_latency``: the small-part form (default False). Lane q's
+        multiplier gets f and f + e (``cofactor``) instead of f twice: h^2 = 4 f (f + e)
+        + e, so only e waits beside the product instead of e (4 f + 1), and the product
+        and e need no adder (4 f (f + e) has no bit below bit 2), so no square register
+        either: the stages are the add, the ReLU and the halves (c = f + e = ceil(h / 2)
+        and f = c - e, which fit the signed input as f does: h <= 2^operand_bits - 2),
+        the product, the score. On iCE40 a flip-flop fed by a memory, a multiplier or a
+        flip-flop takes a logic cell of its own; the input registers, the odd part's line
+        and the square register were such. The same scores in the same cycles.
 
     Members
     -------
@@ -63,13 +73,16 @@ class GoodnessDatapath(wiring.Component):
         Valid ``latency`` cycles after the last element.
     factor : Out(ArrayLayout(signed(operand_bits), lanes))
         Only with ``product_latency``: what lane q needs squared.
+    cofactor : Out(ArrayLayout(signed(operand_bits), lanes))
+        Only with ``lean``: lane q's second operand (``factor[q]`` otherwise).
     product : In(ArrayLayout(signed(2 * operand_bits), lanes))
-        Only with ``product_latency``: ``factor[q]`` squared, ``product_latency`` later.
+        Only with ``product_latency``: ``factor[q]`` times ``factor[q]`` (``lean``:
+        times ``cofactor[q]``), ``product_latency`` cycles later.
     """
 
     def __init__(self, *, labels: int, lanes: int, state_bits: int, weight_bits: int,
                  score_bits: int, product_latency: int | None = None,
-                 operand_bits: int = 16) -> None:
+                 operand_bits: int = 16, lean: bool = False) -> None:
         self.labels = check_positive_int("Label count", labels, minimum=2)
         self.lanes = check_positive_int("Label lane count", lanes)
         if lanes > labels:
@@ -80,6 +93,12 @@ class GoodnessDatapath(wiring.Component):
         self.score_bits = check_positive_int("Score width", score_bits)
         self.product_latency = product_latency
         self.operand_bits = check_positive_int("Operand width", operand_bits, minimum=2)
+        if not isinstance(lean, bool):
+            raise TypeError(f"Lean must be True or False, not {lean!r}")
+        if lean and product_latency is None:
+            raise ValueError("The lean goodness datapath borrows its multipliers: it needs "
+                             "a product latency")
+        self.lean = lean
         members = {
             "clear": In(1),
             "en": In(1),
@@ -101,6 +120,8 @@ class GoodnessDatapath(wiring.Component):
                 "factor": Out(data.ArrayLayout(signed(operand_bits), lanes)),
                 "product": In(data.ArrayLayout(signed(2 * operand_bits), lanes)),
             })
+            if lean:
+                members["cofactor"] = Out(data.ArrayLayout(signed(operand_bits), lanes))
         super().__init__(members)
 
     @property
@@ -111,8 +132,8 @@ class GoodnessDatapath(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from an element at the inputs to its square in ``scores``: the input
-        registers, the ReLU, the square (borrowed: the product, then 4 f^2 + e (4 f + 1)),
-        the score."""
+        registers, the ReLU, the square (borrowed: the product, then 4 f^2 + e (4 f + 1);
+        ``lean``: the add, the ReLU, the halves, the product), the score."""
         return 4 if self.product_latency is None else self.product_latency + 4
 
     def elaborate(self, platform) -> Module:
@@ -129,21 +150,25 @@ class GoodnessDatapath(wiring.Component):
         # registered before the add, the read (5.8 ns on an ECP5 -6) and the route from
         # the memory are a cycle of their own (together with the add and the ReLU they
         # were the ULX3S-85F build's slowest path, 18 ns).
-        pre = Signal.like(self.pre, reset_less=True)
-        u = Signal.like(self.u, reset_less=True)
-        m.d.sync += [pre.eq(self.pre), u.eq(self.u)]
+        if not self.lean:
+            pre = Signal.like(self.pre, reset_less=True)
+            u = Signal.like(self.u, reset_less=True)
+            m.d.sync += [pre.eq(self.pre), u.eq(self.u)]
         addends = []
         for q in range(self.lanes):
-            z = Signal(signed(h_bits + 1), name=f"z_{q}")
-            h = Signal(unsigned(h_bits), name=f"h_{q}")
-            square = Signal(unsigned(2 * h_bits), name=f"square_{q}")
-            m.d.comb += z.eq(pre + u[q])
-            # ReLU, then square: each stage registered.
-            m.d.sync += h.eq(Mux(z[-1], 0, z))
-            if self.product_latency is None:
-                m.d.sync += square.eq(h * h)
+            if self.lean:
+                square = self._lean_square(m, q, h_bits)
             else:
-                m.d.sync += square.eq(self._borrowed_square(m, q, h))
+                z = Signal(signed(h_bits + 1), name=f"z_{q}")
+                h = Signal(unsigned(h_bits), name=f"h_{q}")
+                square = Signal(unsigned(2 * h_bits), name=f"square_{q}")
+                m.d.comb += z.eq(pre + u[q])
+                # ReLU, then square: each stage registered.
+                m.d.sync += h.eq(Mux(z[-1], 0, z))
+                if self.product_latency is None:
+                    m.d.sync += square.eq(h * h)
+                else:
+                    m.d.sync += square.eq(self._borrowed_square(m, q, h))
             # The lane's scores add either its square or FFL's ``add_value`` (the sequencer
             # never asks for both in one cycle; ``add`` would win): one multiplexer per
             # lane, and one adder per score, keep the logic small on iCE40.
@@ -171,3 +196,33 @@ class GoodnessDatapath(wiring.Component):
             m.d.sync += delayed.eq(odd)
             odd = delayed
         return (self.product[q].as_unsigned() << 2) + odd
+
+    def _lean_square(self, m: Module, q: int, h_bits: int):
+        """Lane q's h^2 in the small-part form (``lean``), valid in the cycle it is added:
+        z = pre + u (registered), h = max(z, 0) (registered), c = ceil(h / 2) and
+        e = h & 1 (registered), then the borrowed product f c with f = c - e = h >> 1:
+        h^2 = 4 f (f + e) + e = 4 f c + e, whose bits are the product's above e and a
+        zero. The same stages as the full form, whose input registers, odd part and
+        square register were flip-flops fed by a memory, the multiplier or a flip-flop
+        (on iCE40 a logic cell each); here only e's line is, and h (Yosys maps the ReLU
+        onto the register's synchronous reset, so z feeds it: a cell a bit, measured in
+        the digits training build, as in the full form its input registers). The
+        memories' outputs go into the add unregistered, the product into the scores: a
+        30 MHz part's margin, not timed yet (the small part's training build does not
+        place); on ECP5 the read into the add was the slowest path (see ``elaborate``)."""
+        z = Signal(signed(h_bits + 1), name=f"z_{q}")
+        h = Signal(unsigned(h_bits), name=f"h_{q}")
+        # c <= 2^(h_bits - 2) - 1, as h <= 2^(h_bits - 1) - 2 (two signed values' sum).
+        c = Signal(unsigned(h_bits - 1), name=f"c_{q}")
+        e = Signal(name=f"e_{q}")
+        m.d.sync += [z.eq(self.pre + self.u[q]), h.eq(Mux(z[-1], 0, z)),
+                     c.eq((h + 1) >> 1), e.eq(h[0])]
+        m.d.comb += [self.factor[q].eq(c - e), self.cofactor[q].eq(c)]
+        # Only e waits beside the product.
+        for i in range(self.product_latency):
+            delayed = Signal(name=f"e_{q}_{i}")
+            m.d.sync += delayed.eq(e)
+            e = delayed
+        square = Signal(unsigned(2 * h_bits), name=f"square_{q}")
+        m.d.comb += square.eq(Cat(e, C(0, 1), self.product[q].as_unsigned()))
+        return square

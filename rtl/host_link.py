@@ -44,7 +44,7 @@ from rtl.protocol import (
 )
 from rtl.reply_serialiser import ReplyFrame, ReplySerialiser
 from rtl.resources import MemoryShape, Product
-from rtl.select import equals, is_zero
+from rtl.select import equals, is_zero, select
 from rtl.stored_words import STORED_MEMORIES
 from rtl.training_core import TrainingCore
 from rtl.uart import UartRx, UartTx, check_divisor
@@ -370,6 +370,7 @@ class _Train:
     raddr: Signal | None = None
     read_length: Signal | None = None
     answer_body: Callable[..., None] | None = None
+    body_addr: Signal | None = None
 
 
 class HostLink(wiring.Component):
@@ -408,6 +409,15 @@ class HostLink(wiring.Component):
     train_block : int
         A training core: the most samples one TRAIN frame may carry, 1..255 (the sample
         buffer holds ``train_block * (D + 1)`` bytes).
+    lean : bool
+        The small part's link (the iCEBreaker training build): a training core's TRAIN
+        records are written, a byte a cycle, into the sample buffer over the samples
+        already trained (record j at bytes 6 j..6 j + 5, below sample j + 1's label at
+        (j + 1)(D + 1), so D must be at least 5) and the reply's body is read from there,
+        instead of a record memory that Yosys keeps in flip-flops (40 bits a sample on
+        the digits build, each flip-flop a logic cell of its own). The same bytes on the
+        wire; a sample's record is taken 6 cycles after it is offered (its cycle count
+        ends when it is offered). Default False.
 
     Members
     -------
@@ -430,10 +440,13 @@ class HostLink(wiring.Component):
         The core has two banks (a load writes the one not in use).
     load_size : int
         Payload bytes of a LOAD frame.
+    lean : bool
+        The small part's link (the parameter).
     """
 
     def __init__(self, core: Core | TrainingCore, *, divisor: int, timeout_bits: int = 200,
-                 initialised: bool = True, train_block: int = TRAIN_BLOCK) -> None:
+                 initialised: bool = True, train_block: int = TRAIN_BLOCK,
+                 lean: bool = False) -> None:
         if not isinstance(core, Core | TrainingCore):
             raise TypeError(f"Core must be an rtl.core.Core or an rtl.training_core."
                             f"TrainingCore, not {core!r}")
@@ -449,6 +462,8 @@ class HostLink(wiring.Component):
                 or not 1 <= train_block <= 255):
             raise ValueError(f"Train block must be an integer in 1..255 samples, "
                              f"not {train_block!r}")
+        if not isinstance(lean, bool):
+            raise TypeError(f"Lean must be True or False, not {lean!r}")
         self.training = isinstance(core, TrainingCore)
         inner = core.core if self.training else core
         program = inner.program
@@ -463,9 +478,15 @@ class HostLink(wiring.Component):
             if value > limit:
                 raise ValueError(f"{name} must be at most {limit} for the host link, "
                                  f"not {value}")
+        if lean and self.training and config.input_size < _RECORD.size // 8 - 1:
+            # Record j's bytes would overwrite sample j + 1's label before it is read.
+            raise ValueError(f"A lean link keeps the TRAIN records in the sample buffer, "
+                             f"which needs an input size of at least "
+                             f"{_RECORD.size // 8 - 1}, not {config.input_size}")
         self.core = core
         self.inner = inner
         self.train_block = train_block
+        self.lean = lean
         #: The core has two banks: a load writes the one not in use.
         self.banked = getattr(inner, "banks", 1) == 2
         training = {}
@@ -598,7 +619,7 @@ class HostLink(wiring.Component):
 
         if training:
             lam_ok = self._lambda(m, tr.lam)
-            self._reply_body(m, replies, answer, image_write, tr)
+            self._reply_body(m, replies, answer, image_write, image_read, tr)
 
         model_ok = replies.model_ok
         with m.Switch(step):
@@ -644,6 +665,9 @@ class HostLink(wiring.Component):
                             with m.Else():
                                 m.d.sync += [step.eq(_Step.TRAIN_PRIME), tr.raddr.eq(0),
                                              tr.t_sample.eq(0)]
+                                if self.lean:
+                                    # The records' write address (the body's, later).
+                                    m.d.sync += tr.body_addr.eq(0)
                     with m.Elif(flags.read):
                         if not training:
                             answer(ReplyFrame.ERROR, ErrorCode.TRAIN)
@@ -690,9 +714,12 @@ class HostLink(wiring.Component):
                         answer(ReplyFrame.LOAD)
 
             if training:
-                self._training_steps(m, step, pixels_in, image_read, pixel, tr)
+                self._training_steps(m, step, pixels_in, image_read, image_write, pixel, tr)
 
             with m.Case(_Step.SEND):
+                if training and self.lean:
+                    # A TRAIN reply's body: its records, from the sample buffer.
+                    m.d.comb += image_read.addr.eq(tr.body_addr)
                 with m.If(replies.done):
                     # The frame has been answered: the parser may take the next.
                     m.d.comb += parser.frame.ready.eq(1)
@@ -771,15 +798,17 @@ class HostLink(wiring.Component):
         return flags
 
     def _reply_body(self, m: Module, replies: ReplySerialiser, answer, image_write,
-                    tr: _Train) -> None:
+                    image_read, tr: _Train) -> None:
         """The record buffer, the samples-trained count and the body stream of the TRAIN
         and READ replies; sets the rest of ``tr``."""
         core, B = self.core, self.train_block
         read_bytes = self.identity.read_bytes
         r_target, r_count = tr.r_target, tr.r_count
-        m.submodules.records = record_mem = memory.Memory(shape=_RECORD, depth=max(2, B),
-                                                          init=[], attrs=COLLISIONS_UNUSED)
-        record_write, record_read = record_mem.write_port(), record_mem.read_port()
+        record_write = record_read = None
+        if not self.lean:
+            m.submodules.records = record_mem = memory.Memory(
+                shape=_RECORD, depth=max(2, B), init=[], attrs=COLLISIONS_UNUSED)
+            record_write, record_read = record_mem.write_port(), record_mem.read_port()
         # Samples trained since configuration: kept through a reset, like the memories.
         trained = Signal(32, reset_less=True)
         m.d.comb += replies.trained.eq(trained)
@@ -787,32 +816,39 @@ class HostLink(wiring.Component):
         t_label = Signal(8)
         raddr = Signal.like(image_write.addr)
         done = core.done
-        m.d.comb += [record_write.addr.eq(t_sample),
-                     record_write.data.label.eq(done.payload.label),
-                     record_write.data.wrong.eq(done.payload.wrong),
-                     record_write.data.cycles.eq(done.payload.cycles)]
+        record_size = _RECORD.size // 8
+        if not self.lean:
+            m.d.comb += [record_write.addr.eq(t_sample),
+                         record_write.data.label.eq(done.payload.label),
+                         record_write.data.wrong.eq(done.payload.wrong),
+                         record_write.data.cycles.eq(done.payload.cycles)]
         # The body: words (records, or stored words through the core's read port) a
         # byte at a time, least significant first.
         body_read = Signal()              # stored words, not records
         fetching, shifting = Signal(), Signal()
         body_addr, words_left = Signal(16), Signal(16)
-        word_bytes = max(_RECORD.size // 8, read_bytes)
+        # Lean, a record is read from the sample buffer a byte (a word) at a time.
+        word_bytes = max(1 if self.lean else record_size, read_bytes)
         body_word = Signal(8 * word_bytes)
         bytes_left = Signal(range(word_bytes + 1))
         read_latency = core.read_latency
         wait = Signal(range(read_latency + 1))
         read_length = Signal(16)
         m.d.sync += read_length.eq(r_count * read_bytes)
-        m.d.comb += [core.read.target.eq(r_target), core.read.addr.eq(body_addr),
-                     record_read.addr.eq(body_addr)]
+        m.d.comb += [core.read.target.eq(r_target), core.read.addr.eq(body_addr)]
+        if self.lean:
+            record_data, record_bytes = image_read.data, 1
+        else:
+            m.d.comb += record_read.addr.eq(body_addr)
+            record_data, record_bytes = record_read.data, record_size
         with m.If(fetching):
             # The address is held: the word is there read_latency cycles on (a
             # record one cycle on).
             m.d.sync += wait.eq(wait + 1)
             with m.If(wait == read_latency):
                 m.d.sync += [
-                    body_word.eq(Mux(body_read, core.read_data, record_read.data)),
-                    bytes_left.eq(Mux(body_read, read_bytes, _RECORD.size // 8)),
+                    body_word.eq(Mux(body_read, core.read_data, record_data)),
+                    bytes_left.eq(Mux(body_read, read_bytes, record_bytes)),
                     fetching.eq(0), shifting.eq(1), wait.eq(0)]
         with m.If(shifting):
             m.d.comb += [replies.body.valid.eq(1), replies.body.payload.eq(body_word[:8])]
@@ -834,10 +870,29 @@ class HostLink(wiring.Component):
 
         tr.record_write, tr.trained, tr.t_sample = record_write, trained, t_sample
         tr.t_label, tr.raddr, tr.read_length = t_label, raddr, read_length
-        tr.answer_body = answer_body
+        tr.answer_body, tr.body_addr = answer_body, body_addr
 
-    def _training_steps(self, m: Module, step: Signal, pixels_in, image_read, pixel: Signal,
-                        tr: _Train) -> None:
+    def _record_into_buffer(self, m: Module, done, image_write, address: Signal) -> Signal:
+        """Lean (:class:`HostLink`'s ``lean``): while ``done`` offers a record, write its
+        bytes (label, wrong, cycles little-endian: the reply's) into the sample buffer at
+        ``address`` on, one a cycle, ``address`` counting; the byte being written, from 0
+        (the record is taken with its last)."""
+        record_byte = Signal(range(_RECORD.size // 8))
+        payload = done.payload
+        cycles = payload.cycles
+        items = [payload.label, payload.wrong, *(cycles[8 * j:8 * j + 8] for j in range(4))]
+        with m.If(done.valid):
+            # Over the parser's write: the parser holds the frame, so it writes nothing.
+            m.d.comb += [image_write.en.eq(1),
+                         image_write.addr.eq(address[:len(image_write.addr)]),
+                         image_write.data.eq(select(items, record_byte))]
+            m.d.sync += [address.eq(address + 1),
+                         record_byte.eq(Mux(record_byte == len(items) - 1, 0,
+                                            record_byte + 1))]
+        return record_byte
+
+    def _training_steps(self, m: Module, step: Signal, pixels_in, image_read, image_write,
+                        pixel: Signal, tr: _Train) -> None:
         """The steps of a TRAIN (the buffered samples one after the other) and of a READ
         (a sample classified, then the stored words streamed): cases of
         :meth:`_sequence`'s switch."""
@@ -867,13 +922,26 @@ class HostLink(wiring.Component):
 
         with m.Case(_Step.TRAIN_DONE):
             # The sample's updates are made once its record is offered.
-            with m.If(done.valid):
-                m.d.comb += [done.ready.eq(1), record_write.en.eq(1)]
+            taken = done.valid
+            if self.lean:
+                record_byte = self._record_into_buffer(m, done, image_write, tr.body_addr)
+                taken = done.valid & equals(record_byte, _RECORD.size // 8 - 1)
+            with m.If(taken):
+                m.d.comb += done.ready.eq(1)
+                if not self.lean:
+                    m.d.comb += record_write.en.eq(1)
                 m.d.sync += [trained.eq(trained + 1), t_sample.eq(t_sample + 1),
                              step.eq(_Step.TRAIN_PRIME)]
                 with m.If(t_sample == t_count - 1):
-                    answer_body(ReplyFrame.TRAIN, read=False, first=0, count=t_count,
-                                length=t_count * (_RECORD.size // 8))
+                    if self.lean:
+                        # The records are the body, a byte a word, from buffer address 0.
+                        size = Signal(16)
+                        m.d.comb += size.eq(t_count * (_RECORD.size // 8))
+                        answer_body(ReplyFrame.TRAIN, read=False, first=0, count=size,
+                                    length=size)
+                    else:
+                        answer_body(ReplyFrame.TRAIN, read=False, first=0, count=t_count,
+                                    length=t_count * (_RECORD.size // 8))
 
         with m.Case(_Step.READ_PRIME):
             # Classify whatever the buffer holds (a sample that does not train

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from functools import reduce
 
-from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.lfsr import LFSR_WIDTH, Lfsr
 from rtl.params import check_positive_int
 
-__all__ = ["WordGenerator", "seed_state", "word_columns"]
+__all__ = ["WordGenerator", "next_word", "seed_state", "word_columns"]
 
 #: The state space's size: a state is 1 + a residue modulo 2^32 - 1 (never 0).
 _PERIOD = (1 << LFSR_WIDTH) - 1
@@ -38,6 +38,16 @@ def word_columns() -> tuple[int, ...]:
         lfsr.state = 1 << b
         columns.append(lfsr.word())
     return tuple(columns)
+
+
+def next_word(state: Value) -> Value:
+    """The word after ``state`` (32 bits): bit i of A s, the XOR of the state bits whose
+    column of A has bit i (:func:`word_columns`)."""
+    columns = word_columns()
+    return Cat(*(reduce(lambda a, b: a ^ b,
+                        [state[b] for b in range(LFSR_WIDTH) if columns[b] >> i & 1],
+                        Const(0, 1))
+                 for i in range(LFSR_WIDTH)))
 
 
 def seed_state(seed: int, offset: int) -> int:
@@ -71,6 +81,11 @@ class WordGenerator(wiring.Component):
         seeding's adders are a quarter of the generator's logic).
     reset_seed : int, optional
         The seed (0..2^64 - 1) the generator holds after reset (default 0).
+    network : bool, optional
+        Whether it has its own leap-ahead network (default True). Without it (and
+        without seeding), the word after ``words.payload`` comes in on ``following``:
+        generators that never step in the same cycle can share one network (the
+        training core's three, for a part as small as the UP5K).
 
     Members
     -------
@@ -87,14 +102,24 @@ class WordGenerator(wiring.Component):
         the consumer rewinds the generator: the update replays the column words kappa for
         every tile). ``load`` takes precedence.
     restore_word : In(unsigned(32))
+    following : In(unsigned(32))
+        Only without ``network``: :func:`next_word` of ``words.payload``, taken with a
+        transfer.
     """
 
     #: Cycles from ``load`` to the first word's ``valid``: the chunk sum, the fold, the
     #: first word.
     LOAD_LATENCY = 3
 
-    def __init__(self, *, offset: int, seed_bits: int = 64, reset_seed: int = 0) -> None:
+    def __init__(self, *, offset: int, seed_bits: int = 64, reset_seed: int = 0,
+                 network: bool = True) -> None:
         self.seed_bits = check_positive_int("Seed width", seed_bits, minimum=0)
+        if not isinstance(network, bool):
+            raise TypeError(f"Network must be a bool, not {network!r}")
+        if not network and seed_bits:
+            raise ValueError("A generator without its own network cannot be seeded "
+                             "(seed_bits=0): the seed's first word needs the network")
+        self.network = network
         if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset < 1 << 32:
             raise TypeError(f"Seed offset must be an integer in 0..{(1 << 32) - 1}, "
                             f"not {offset!r}")
@@ -108,6 +133,8 @@ class WordGenerator(wiring.Component):
         if seed_bits:
             members.update({"load": In(1), "seed": In(unsigned(seed_bits))})
         members.update({"restore": In(1), "restore_word": In(unsigned(LFSR_WIDTH))})
+        if not network:
+            members["following"] = In(unsigned(LFSR_WIDTH))
         super().__init__(members)
 
     @property
@@ -125,15 +152,6 @@ class WordGenerator(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        columns = word_columns()
-
-        def next_word(state: Signal):
-            # Bit i of A s: the XOR of the state bits whose column has bit i.
-            return Cat(*(reduce(lambda a, b: a ^ b,
-                                [state[b] for b in range(LFSR_WIDTH) if columns[b] >> i & 1],
-                                Const(0, 1))
-                         for i in range(LFSR_WIDTH)))
-
         word = Signal(unsigned(LFSR_WIDTH), init=self.reset_word)
         valid = Signal(init=1)
         m.d.comb += [self.words.payload.eq(word), self.words.valid.eq(valid)]
@@ -142,7 +160,7 @@ class WordGenerator(wiring.Component):
             with m.If(self.restore):
                 m.d.sync += [word.eq(self.restore_word), valid.eq(1)]
             with m.Elif(take):
-                m.d.sync += word.eq(next_word(word))
+                m.d.sync += word.eq(next_word(word) if self.network else self.following)
             return m
 
         # The seeding, one register per step. (seed + offset) mod M as the sum of the

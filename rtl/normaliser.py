@@ -34,6 +34,14 @@ class Rsqrt(wiring.Component):
         Width of the unsigned sum of squares.
     index_bits, frac_bits : int
         The table's index width and the precision Q of its entries.
+    held : bool, optional
+        The small-part form (default False), for a ``sq`` that holds for
+        :attr:`LATENCY` cycles or more (the core's: an op's input sums change only
+        between ops): the normalising shift takes the input register's value instead of
+        a copy of it carried beside bit_length (on iCE40 a flip-flop fed by a flip-flop
+        takes a logic cell of its own: the copy is ``sq_bits`` of them). ``r`` and
+        ``sh`` are right from :attr:`LATENCY` cycles after ``sq`` settles while it holds,
+        not for a ``sq`` that changes every cycle.
 
     Members
     -------
@@ -44,7 +52,11 @@ class Rsqrt(wiring.Component):
         The even shift, aligned with ``r``.
     """
 
-    def __init__(self, *, sq_bits: int, index_bits: int, frac_bits: int) -> None:
+    def __init__(self, *, sq_bits: int, index_bits: int, frac_bits: int,
+                 held: bool = False) -> None:
+        if not isinstance(held, bool):
+            raise TypeError(f"Held must be True or False, not {held!r}")
+        self.held = held
         self.sq_bits = check_positive_int("Sum-of-squares width", sq_bits)
         self.index_bits = check_positive_int("Table index width", index_bits, minimum=2)
         self.frac_bits = check_positive_int("Table precision", frac_bits)
@@ -79,8 +91,13 @@ class Rsqrt(wiring.Component):
         given = Signal.like(self.sq)
         m.d.sync += given.eq(self.sq)
         length = Signal(range(self.sq_bits + 1))
-        sq = Signal.like(self.sq)
-        m.d.sync += [length.eq(_bit_length(given)), sq.eq(given)]
+        if self.held:
+            # The input holds: stage 2 takes the register stage 1 read.
+            sq = given
+            m.d.sync += length.eq(_bit_length(given))
+        else:
+            sq = Signal.like(self.sq)
+            m.d.sync += [length.eq(_bit_length(given)), sq.eq(given)]
         # Stage 2: the even shift and the table address sq >> shift (index_bits wide by
         # construction).
         excess = Signal(range(self.sq_bits + 2))

@@ -17,7 +17,7 @@ shared multipliers the scaler and the square borrow lanes 0-2 (``a``, ``b``,
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Shape, Signal, signed, unsigned
+from amaranth import Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -53,6 +53,16 @@ class Sweep(wiring.Component):
         Widths, lanes, layer sizes and whether multipliers are shared.
     product_latency : int, optional
         Only with shared multipliers: cycles from ``a``, ``b`` to ``product``.
+    lean : bool, optional
+        The small-part form (default False): the bias, and a feedback sweep's kept
+        feed-forward part, are read in the cycle before the scaled sum comes out of the
+        scaler (instead of with the sweep, the bias then carried beside the scaler) and
+        added to it at once, and a feed-forward sweep keeps its biased sum; the
+        saturated sum waits a cycle before the write, the ReLU after it. On iCE40 a
+        flip-flop fed by a flip-flop or a memory takes a logic cell of its own: the
+        bias's delay line, the offset and the scaled sum's copy were 123 of the digits
+        training build's cells, the saturated sum's wait is 16. The same values in the
+        same cycles.
 
     Members
     -------
@@ -90,13 +100,16 @@ class Sweep(wiring.Component):
         Only with shared multipliers: ``a[p] * b[p]``, ``product_latency`` cycles later.
     """
 
-    def __init__(self, program: Program, *, product_latency: int | None = None) -> None:
+    def __init__(self, program: Program, *, product_latency: int | None = None,
+                 lean: bool = False) -> None:
         if not isinstance(program, Program):
             raise TypeError(f"Program must be an rtl.program.Program, not {program!r}")
         if program.shared != (product_latency is not None):
             raise ValueError(f"A product latency is needed exactly with shared multipliers "
                              f"(shared={program.shared}), not {product_latency!r}")
-        self.program, self.product_latency = program, product_latency
+        if not isinstance(lean, bool):
+            raise TypeError(f"Lean must be True or False, not {lean!r}")
+        self.program, self.product_latency, self.lean = program, product_latency, lean
         w, config = program.widths, program.model.config
         total = sum(config.hidden)
         members = {
@@ -218,8 +231,9 @@ class Sweep(wiring.Component):
             scaler.acc.eq(sweep_acc),
             scaler.r.eq(Mux(sweep_fb, self.fb_r, self.ff_r)),
             scaler.shift.eq(Mux(sweep_fb, self.fb_shift, self.ff_shift)),
-            self.bias.addr.eq(self.out_off + sweep_neuron),
         ]
+        if not self.lean:
+            m.d.comb += self.bias.addr.eq(self.out_off + sweep_neuron)
         pipe = [dict(valid=Signal(name=f"sw_valid_{i}"), final=Signal(name=f"sw_final_{i}"),
                      fb=Signal(name=f"sw_fb_{i}"),
                      neuron=Signal(range(max(config.hidden) + P), name=f"sw_neuron_{i}"))
@@ -228,6 +242,29 @@ class Sweep(wiring.Component):
                                                     ("fb", sweep_fb), ("neuron", sweep_neuron))]
         for i in range(1, len(pipe)):
             m.d.sync += [pipe[i][k].eq(pipe[i - 1][k]) for k in pipe[i]]
+        if self.lean:
+            s_value, activation = self._lean_sum(m, scaler, pipe)
+        else:
+            s_value, activation = self._sum(m, scaler, pipe)
+        # Stage S + 3 (pipe[-1]): write pre-activation and activation, square.
+        write_now = pipe[-1]["valid"] & pipe[-1]["final"]
+        m.d.comb += [
+            self.pre.en.eq(write_now),
+            self.pre.addr.eq(pipe[-1]["neuron"]),
+            self.pre.data.eq(s_value),
+            self.buffer.en.eq(write_now),
+            self.buffer.bank.eq(self.bank),
+            self.buffer.addr.eq(self.out_off + pipe[-1]["neuron"]),
+            self.buffer.data.eq(activation),
+        ]
+        self._square(m, scaler, activation, write_now)
+        return m
+
+    def _sum(self, m: Module, scaler, pipe: list[dict]) -> tuple[Signal, Signal]:
+        """Stages S + 1 to S + 3: the scaled sum plus the bias (and a feedback sweep's kept
+        part), saturated; returns the pre-activation and the activation of pipe[-1]."""
+        prog, w = self.program, self.program.widths
+        S = scaler.latency
         # The bias is read with the sweep and waits for the scaler.
         bias_delayed = [Signal(signed(w.state), name=f"bias_{i}") for i in range(S - 1)]
         m.d.sync += bias_delayed[0].eq(self.bias.data)
@@ -273,19 +310,50 @@ class Sweep(wiring.Component):
         activation = Signal(unsigned(w.act))
         m.d.sync += activation.eq(Mux(total_sum[-1], 0, Mux(total_sum > s_max, s_max,
                                                              total_sum)))
-        # Stage S + 3 (pipe[-1]): write pre-activation and activation, square.
-        write_now = pipe[-1]["valid"] & pipe[-1]["final"]
-        m.d.comb += [
-            self.pre.en.eq(write_now),
-            self.pre.addr.eq(pipe[-1]["neuron"]),
-            self.pre.data.eq(s_value),
-            self.buffer.en.eq(write_now),
-            self.buffer.bank.eq(self.bank),
-            self.buffer.addr.eq(self.out_off + pipe[-1]["neuron"]),
-            self.buffer.data.eq(activation),
-        ]
-        self._square(m, scaler, activation, write_now)
-        return m
+        return s_value, activation
+
+    def _lean_sum(self, m: Module, scaler, pipe: list[dict]) -> tuple[Signal, Value]:
+        """:meth:`_sum` in the small-part form (``lean``): the same values in the same
+        stages, without the bias's delay line, the offset or the scaled sum's copy."""
+        prog, w = self.program, self.program.widths
+        S = scaler.latency
+        scaled, scaled_stage = scaler.out, pipe[S - 1]
+        # The bias (the top bits of a stored word, signed) is read in the cycle before
+        # the scaled sum arrives, so the memory's output meets it.
+        m.d.comb += self.bias.addr.eq(self.out_off + pipe[S - 2]["neuron"])
+        addend = self.bias.data.as_signed()
+        # Stage S + 1: the scaled sum plus the bias or, in a feedback sweep, plus what the
+        # feed-forward sweep of its tile kept: that sweep's scaled sum plus the bias (the
+        # bias then added once), one bit wider than the scaled sum.
+        total_sum = Signal(signed(len(scaled) + 2))
+        if prog.partial_entries:
+            m.submodules.partial_mem = partial_mem = memory.Memory(
+                shape=signed(len(scaled) + 1), depth=max(2, prog.partial_entries), init=[])
+            partial_write = partial_mem.write_port()
+            # Read and written a cycle later than in :meth:`_sum`, both: the feedback
+            # sweep (SWEEP_SPACING or more after the feed-forward one) may read a neuron
+            # in the cycle its kept part is written, so the read stays transparent. The
+            # read goes into the add unregistered, as the bias's does: on ECP5 such a
+            # path was the slowest (see :meth:`_sum`); the small part's 30 MHz on iCE40
+            # is not timed yet (its training build does not place).
+            partial_read = partial_mem.read_port(transparent_for=(partial_write,))
+            m.d.comb += [
+                partial_read.addr.eq(self.out_off + pipe[S - 2]["neuron"]),
+                partial_write.en.eq(pipe[S]["valid"] & ~pipe[S]["fb"]),
+                partial_write.addr.eq(self.out_off + pipe[S]["neuron"]),
+                partial_write.data.eq(total_sum),
+            ]
+            addend = Mux(scaled_stage["fb"], partial_read.data, addend)
+        m.d.sync += total_sum.eq(scaled + addend)
+        # Stage S + 2: saturation; stage S + 3 (pipe[-1]): the saturated sum waits a cycle,
+        # and the ReLU of it feeds the write and the square.
+        s_max, s_min = (1 << (w.state - 1)) - 1, -(1 << (w.state - 1))
+        saturated = Signal(signed(w.state))
+        m.d.sync += saturated.eq(Mux(total_sum > s_max, s_max,
+                                     Mux(total_sum < s_min, s_min, total_sum)))
+        s_value = Signal(signed(w.state))
+        m.d.sync += s_value.eq(saturated)
+        return s_value, Mux(s_value[-1], 0, s_value)[:w.act]
 
     def _square(self, m: Module, scaler, activation: Signal, write_now) -> None:
         """The activation's square into ``sq``; with shared multipliers the borrowed

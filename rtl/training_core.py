@@ -66,13 +66,14 @@ from amaranth.lib.wiring import In, Out
 
 from golden.intmodel import IntModel
 from golden.inttrain import LABEL_SEED_OFFSET, IntTrainer, TrainRule
+from golden.lfsr import LFSR_WIDTH
 from rtl.bias_label_pass import BiasLabelPass
 from rtl.collisions import COLLISIONS_UNUSED
 from rtl.core import LOAD_TARGETS, Core, load_layout, load_words
 from rtl.error_scan import ErrorScan, error_entry_layout
 from rtl.input_scaler import V_BITS, InputScaler
 from rtl.label_groups import LabelGroups
-from rtl.lfsr import WordGenerator
+from rtl.lfsr import WordGenerator, next_word
 from rtl.params import check_positive_int
 from rtl.program import SIDE_BITS, SIDE_LATENCY
 from rtl.resources import MemoryShape, Product
@@ -214,6 +215,25 @@ class TrainingCore(wiring.Component):
         UP5K): ``ErrorScan(lean=True)`` and its ``LearningSignalUnit(lean=True)``, without
         the registers a 30 MHz part does not need. The same weights in the same cycles
         (the figures are in docs/training-engine.md, "Logic of the components").
+    lean_forward : bool, optional
+        The forward datapath's small-part form (default False, for a part as small as
+        the UP5K): ``Core(lean=True)``, its sweep and (with shared forward multipliers)
+        its label scan without the delay lines a memory read or a borrowed multiplier
+        can do without. The same weights in the same cycles (the figures are in
+        docs/training-engine.md, "Logic of the components").
+    serial_weight_pass : bool, optional
+        One update lane in the W and V pass instead of P (default False, for a part as
+        small as the UP5K: ``WeightPass(serial=True)``), taking a word's P entries in P
+        consecutive cycles: a word every P cycles, so the pass takes about P times as
+        long; P - 1 lanes fewer. The same weights; the cycles are the pass's closed form
+        (:meth:`training_cycles`). Needs at least 2 lanes.
+    shared_word_network : bool, optional
+        One leap-ahead network (:func:`rtl.lfsr.next_word`) for the label, rounding and
+        replay generators instead of one each (default False, for a part as small as the
+        UP5K): they never step in the same cycle (the label draw is in before the
+        updates start; the rounding words are taken in PREPARE, the replay's in the W and
+        V pass), so the network steps whichever takes a word, each generator keeping its
+        own word. The same words in the same cycles.
 
     Attributes
     ----------
@@ -277,7 +297,9 @@ class TrainingCore(wiring.Component):
                  forward_multipliers: str = "dedicated", weights: str = "loadable",
                  label_lanes: int | None = None, bias_label_lanes: int = 3,
                  input_norm: str = "own", compact_lanes: bool = False,
-                 lean_signal: bool = False, shared_update_lane: bool = False) -> None:
+                 lean_signal: bool = False, lean_forward: bool = False,
+                 serial_weight_pass: bool = False, shared_word_network: bool = False,
+                 shared_update_lane: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -323,7 +345,14 @@ class TrainingCore(wiring.Component):
         self.weights = weights
         if not isinstance(lean_signal, bool):
             raise TypeError(f"Lean signal must be a bool, not {lean_signal!r}")
+        if not isinstance(shared_word_network, bool):
+            raise TypeError(f"Shared word network must be a bool, not "
+                            f"{shared_word_network!r}")
+        own = not shared_word_network
         self.lean_signal = lean_signal
+        if not isinstance(lean_forward, bool):
+            raise TypeError(f"Lean forward must be a bool, not {lean_forward!r}")
+        self.lean_forward = lean_forward
         shared = multipliers == "shared"
         self.trainer = trainer = IntTrainer(model, rule)
         self.model, self.rule, self.lanes = model, rule, lanes
@@ -335,7 +364,7 @@ class TrainingCore(wiring.Component):
                          store_bits=rule.store_bits,
                          layer1_cache=self.trained_iterations == 1, lend=shared,
                          shared=forward_multipliers == "shared", label_lanes=label_lanes,
-                         norms=input_norm == "forward")
+                         norms=input_norm == "forward", lean=lean_forward)
         self.label_groups = LabelGroups(config.num_classes, self.core.program.label_lanes)
         self.fine = trainer.fine_bits
         #: lambda of the first epoch: the ``lr_shift_in`` port's reset value.
@@ -369,8 +398,8 @@ class TrainingCore(wiring.Component):
                                       operand_bits=SIDE_BITS,
                                       weight_latency=self.core.program.weight_latency,
                                       port=self.core.memories.weight_store.port,
-                                      compact_lanes=compact_lanes,
-                                      lend_lane=shared_update_lane)
+                                      compact_lanes=compact_lanes, serial=serial_weight_pass,
+                                      replay_network=own, lend_lane=shared_update_lane)
         self.bias_label = BiasLabelPass(
             model, rule, lanes=bias_label_lanes, label_lanes=self.label_groups.lanes,
             compact_lanes=compact_lanes,
@@ -400,8 +429,9 @@ class TrainingCore(wiring.Component):
         # to a casez on a partly constant selector, which Verilator reports as
         # CASEOVERLAP).
         self.labels_gen = WordGenerator(offset=LABEL_SEED_OFFSET, reset_seed=rule.seed,
-                                        seed_bits=0)
-        self.words_gen = WordGenerator(offset=0, reset_seed=rule.seed, seed_bits=0)
+                                        seed_bits=0, network=own)
+        self.words_gen = WordGenerator(offset=0, reset_seed=rule.seed, seed_bits=0,
+                                       network=own)
 
     @property
     def options(self) -> dict:
@@ -413,7 +443,10 @@ class TrainingCore(wiring.Component):
                 "label_lanes": self.label_groups.lanes,
                 "bias_label_lanes": len(self.bias_label.lanes), "input_norm": self.input_norm,
                 "compact_lanes": self.bias_label.lanes[0].compact,
-                "lean_signal": self.lean_signal, "shared_update_lane": self.shared_update_lane}
+                "lean_signal": self.lean_signal, "lean_forward": self.lean_forward,
+                "serial_weight_pass": self.weight_pass.serial,
+                "shared_word_network": not self.words_gen.network,
+                "shared_update_lane": self.shared_update_lane}
 
     @property
     def widths(self) -> dict[str, int]:
@@ -497,9 +530,10 @@ class TrainingCore(wiring.Component):
 
     def pass_lane_utilization(self) -> float:
         """Busy lane-cycles over lane-cycles of the W and V passes: every entry of W and
-        V is updated once per trained iteration, N (n_in + N_src) per layer, over P times
-        the passes' cycles (:meth:`rtl.weight_pass.WeightPass.cycles`: the first tile's
-        shadow load, the tiles back to back, the drain). The tests count both in
+        V is updated once per trained iteration, N (n_in + N_src) per layer, over the
+        update lanes (P, or one in a serial pass) times the passes' cycles
+        (:meth:`rtl.weight_pass.WeightPass.cycles`: the first tile's shadow load, the
+        tiles back to back, the drain). The tests count both in
         simulation."""
         config = self.model.config
         entries = cycles = 0
@@ -507,7 +541,7 @@ class TrainingCore(wiring.Component):
             columns = (config.input_size if i == 0 else config.hidden[i - 1]) + self.n_src[i]
             entries += n * columns
             cycles += self._pass_cycles(i)
-        return entries / (self.lanes * cycles)
+        return entries / (len(self.weight_pass.lanes) * cycles)
 
     @property
     def layer_ops(self) -> list:
@@ -524,6 +558,19 @@ class TrainingCore(wiring.Component):
         return self.weight_pass.cycles(config.hidden[layer], n_in, self.n_src[layer],
                                        ff_base=op.ff_wbase, fb_base=op.fb_wbase)
 
+    def _word_network(self, m: Module) -> None:
+        """One leap-ahead network for the three generators (``shared_word_network``):
+        it steps the replay's word in the W and V pass, the rounding words in PREPARE,
+        else the label generator's (whose draw is in before the updates start)."""
+        wpass, rounding = self.weight_pass, self.words_gen.words
+        step_rounding = rounding.valid & rounding.ready
+        word = Mux(wpass.replay_take, wpass.replay_word,
+                   Mux(step_rounding, rounding.payload, self.labels_gen.words.payload))
+        following = Signal(LFSR_WIDTH, name="following")
+        m.d.comb += [following.eq(next_word(word)), wpass.replay_following.eq(following),
+                     self.words_gen.following.eq(following),
+                     self.labels_gen.following.eq(following)]
+
     def elaborate(self, platform) -> Module:
         m = Module()
         m.submodules.core = core = self.core
@@ -539,6 +586,8 @@ class TrainingCore(wiring.Component):
             # The b and U pass's entries on the W pass's lane 0.
             wiring.connect(m, bias_label.lane, wpass.guest)
         wiring.connect(m, self.words_gen.words, words.words)
+        if not self.words_gen.network:
+            self._word_network(m)
         wiring.connect(m, ports["rho_w"], words.rho)
         wiring.connect(m, ports["err_w"], scan.errors)
         wiring.connect(m, ports["pre_r"], scan.pre)

@@ -82,34 +82,57 @@ def _check_port(port: str) -> str:
     return port
 
 
-def load_interval(lanes: int, *, weight_latency: int, port: str) -> int:
+def _spacing(port: str, spacing: int | None) -> int:
+    """The fewest cycles from a read to the next: ``spacing``, by default a cycle, or two
+    on a single port (a write between)."""
+    return (2 if _check_port(port) == "single" else 1) if spacing is None else spacing
+
+
+def load_interval(lanes: int, *, weight_latency: int, port: str,
+                  spacing: int | None = None, shadow: bool = True) -> int:
     """Fewest cycles from a tile's first read to the next tile's: the next tile's shadow
     load starts with this tile's bank switch (``weight_latency - 1`` cycles after its
-    first read) and takes P = ``lanes`` cycles; on a single port rounded up to even, so
+    first read) and takes P = ``lanes`` cycles; on a single port rounded up to a multiple
+    of the reads' ``spacing`` (two unless a serial pass's, :attr:`WeightPass.spacing`), so
     reads keep their slots (two banks align each read to its slot instead,
-    :func:`banked_read_cycles`)."""
+    :func:`banked_read_cycles`). Without a ``shadow`` load (a serial pass reads d and rho
+    as its lane takes them) nothing but the reads holds a tile back: 0."""
+    if not shadow:
+        return 0
     interval = weight_latency - 1 + lanes
-    return interval + interval % 2 if _check_port(port) == "single" else interval
+    if _check_port(port) != "single":
+        return interval
+    step = _spacing(port, spacing)
+    return -(-interval // step) * step
 
 
-def tile_cycles(lanes: int, columns: int, *, weight_latency: int, port: str) -> int:
+def tile_cycles(lanes: int, columns: int, *, weight_latency: int, port: str,
+                spacing: int | None = None, shadow: bool = True) -> int:
     """Cycles from a tile's first read to the next tile's on a ``"dual"`` or ``"single"``
     port: its ``columns`` reads back to back (one a cycle, or every other cycle on a
-    single port), unless the next tile's shadow load takes longer (:func:`load_interval`)."""
-    reads = 2 * columns if _check_port(port) == "single" else columns
-    return max(reads, load_interval(lanes, weight_latency=weight_latency, port=port))
+    single port; every ``spacing`` cycles if given), unless the next tile's shadow load
+    takes longer (:func:`load_interval`; none without a ``shadow`` load)."""
+    reads = _spacing(port, spacing) * columns
+    return max(reads, load_interval(lanes, weight_latency=weight_latency, port=port,
+                                    spacing=spacing, shadow=shadow))
 
 
 def banked_read_cycles(lanes: int, neurons: int, ff_columns: int, fb_columns: int = 0, *,
-                       weight_latency: int, ff_base: int = 0, fb_base: int = 0) -> int:
+                       weight_latency: int, ff_base: int = 0, fb_base: int = 0,
+                       spacing: int = 1, shadow: bool = True) -> int:
     """:func:`read_cycles` on two banks: the tiles' runs of consecutive words (tile tau's
     W words from ``ff_base`` + tau ``ff_columns``, its V words from ``fb_base`` + tau
     ``fb_columns``), each starting in its first word's slot (the pass's cycle c, counted
     from ``run`` at 0, is the slot of the words of parity (c - 1) mod 2), a tile no
-    sooner than :func:`load_interval` after the one before. The earliest first read is
-    in cycle P + 1 (:attr:`WeightPass.shadow_load`): cycles from it to the last read."""
-    interval = load_interval(lanes, weight_latency=weight_latency, port="banked")
-    earliest = cycle = lanes + 1
+    sooner than :func:`load_interval` after the one before. Reads are at least
+    ``spacing`` cycles apart (a serial pass's P): within a run every ``spacing`` cycles
+    if it is odd, the words' slots alternating with them, else a cycle more. The earliest
+    first read is in cycle P + 1 (:attr:`WeightPass.shadow_load`; 1 without a ``shadow``
+    load): cycles from it to the last read."""
+    interval = load_interval(lanes, weight_latency=weight_latency, port="banked",
+                             shadow=shadow)
+    step = spacing + 1 - spacing % 2
+    earliest = cycle = lanes + 1 if shadow else 1
     last = cycle
     for tile in range(-(-neurons // lanes)):
         first = None
@@ -119,28 +142,31 @@ def banked_read_cycles(lanes: int, neurons: int, ff_columns: int, fb_columns: in
                 continue
             cycle += (cycle - 1 - base) % 2                  # the word's slot
             first = cycle if first is None else first
-            cycle += length
-        last = cycle - 1
+            last = cycle + (length - 1) * step
+            cycle = last + spacing
         cycle = max(cycle, first + interval)                # the next tile's shadow
     return last - earliest + 1
 
 
 def read_cycles(lanes: int, neurons: int, ff_columns: int, fb_columns: int = 0, *,
-                weight_latency: int, port: str, ff_base: int = 0, fb_base: int = 0) -> int:
+                weight_latency: int, port: str, ff_base: int = 0, fb_base: int = 0,
+                spacing: int | None = None, shadow: bool = True) -> int:
     """Cycles from a layer's first read to its last (both counted) over ``ff_columns`` W
     and ``fb_columns`` V words a tile: the tiles back to back (:func:`tile_cycles`), the
-    last one's reads (on a single port 2 columns - 1 cycles); on two banks from the
-    earliest first read, by :func:`banked_read_cycles` (the only one the words'
-    addresses ``ff_base`` and ``fb_base`` matter to)."""
+    last one's reads (on a single port 2 columns - 1 cycles; ``spacing`` (columns - 1) +
+    1 if given); on two banks from the earliest first read, by
+    :func:`banked_read_cycles` (the only one the words' addresses ``ff_base`` and
+    ``fb_base`` matter to)."""
     if _check_port(port) == "banked":
         return banked_read_cycles(lanes, neurons, ff_columns, fb_columns,
                                   weight_latency=weight_latency, ff_base=ff_base,
-                                  fb_base=fb_base)
+                                  fb_base=fb_base, spacing=_spacing(port, spacing),
+                                  shadow=shadow)
     columns = ff_columns + fb_columns
     tiles = -(-neurons // lanes)
-    last = 2 * columns - 1 if port == "single" else columns
+    last = _spacing(port, spacing) * (columns - 1) + 1
     return (tiles - 1) * tile_cycles(lanes, columns, weight_latency=weight_latency,
-                                     port=port) + last
+                                     port=port, spacing=spacing, shadow=shadow) + last
 
 
 class WeightPass(wiring.Component):
@@ -182,8 +208,22 @@ class WeightPass(wiring.Component):
         the UP5K). While ``guest.run`` is high the lane takes the guest's entries, with
         v = 1; its ``en`` stays this pass's (low: no word is read then), so this pass
         writes nothing. Default False.
+    serial : bool, optional
+        One update lane, which takes a word's P entries in P consecutive cycles (the
+        small part's: a lane is some 500 of the UP5K's logic cells), instead of P lanes
+        taking them in one; a word is read every P cycles (:attr:`spacing`), and written
+        P - 1 cycles later than P lanes would (a cycle more where a port's slots need it,
+        :attr:`write_delay`). Each entry's d and rho are read from their buffers as it
+        goes in (a neuron a cycle, as the shadow load reads them), so there are no banks
+        of d and rho registers and no shadow load to wait for. The words and the kappa
+        are the same. Default False.
+    replay_network : bool, optional
+        Whether the replay generator has its own leap-ahead network (default True);
+        without it the pass shows the replay's word and when it steps
+        (``replay_word``, ``replay_take``) and takes the word after it on
+        ``replay_following`` (:class:`rtl.lfsr.WordGenerator` ``network``).
 
-    The P :class:`rtl.update_lane.UpdateLane` and the replay generator (a
+    The P :class:`rtl.update_lane.UpdateLane` (one if ``serial``) and the replay generator (a
     :class:`rtl.lfsr.WordGenerator` without seeding, ``restore``d to kappa^W_1 at every
     tile) are its submodules. Beside the pipeline it holds two banks of P d and rho
     registers (d's 16 bits and rho's low ``max_shift`` bits, all a lane uses) and the
@@ -230,7 +270,8 @@ class WeightPass(wiring.Component):
     def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int, words: int,
                  product_latency: int | None = None, operand_bits: int = 16,
                  weight_latency: int = WeightStore.LATENCY, port: str = "dual",
-                 compact_lanes: bool = False, lend_lane: bool = False) -> None:
+                 compact_lanes: bool = False, serial: bool = False,
+                 replay_network: bool = True, lend_lane: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -244,6 +285,12 @@ class WeightPass(wiring.Component):
                              f"{WeightStore.DEEP_LATENCY}, not {weight_latency!r}")
         self.weight_latency = weight_latency
         self.port = _check_port(port)
+        if not isinstance(serial, bool):
+            raise TypeError(f"Serial must be a bool, not {serial!r}")
+        if serial and lanes < 2:
+            raise ValueError(f"A serial pass takes the entries of a word of at least 2 "
+                             f"lanes, not {lanes}: one lane is serial already")
+        self.serial = serial
         config, fmt = model.config, model.fmt
         hidden = config.hidden
         self.max_columns = max(config.input_size, *hidden)
@@ -253,7 +300,7 @@ class WeightPass(wiring.Component):
         # the lanes validate the borrowed multiplier's widths).
         self.lanes = [UpdateLane.for_model(model, rule, product_latency=product_latency,
                                            compact=compact_lanes)
-                      for _ in range(lanes)]
+                      for _ in range(1 if serial else lanes)]
         self.product_latency = product_latency
         if not isinstance(lend_lane, bool):
             raise TypeError(f"Lend lane must be True or False, not {lend_lane!r}")
@@ -286,17 +333,29 @@ class WeightPass(wiring.Component):
             "write": Out(wiring.Signature({"valid": Out(1), "addr": Out(range(max(2, words))),
                                            "data": Out(unsigned(word_bits))})),
             **borrowed,
+            **({} if replay_network else {"replay_word": Out(LFSR_WIDTH), "replay_take": Out(1),
+                                          "replay_following": In(LFSR_WIDTH)}),
             **({"guest": In(self.lanes[0].guest_signature)} if lend_lane else {}),
         })
-        self.replay = WordGenerator(offset=0, seed_bits=0)
+        self.replay = WordGenerator(offset=0, seed_bits=0, network=replay_network)
         # The read of pass cycle c meets the memory in cycle c + weight_latency - 1, its
         # write comes in cycle c + write_delay: reads on even cycles (or in their bank's
         # slots) miss the writes (of their bank) only if those two are an odd number of
-        # cycles apart.
-        if port != "dual" and (self.write_delay - self.weight_latency + 1) % 2 == 0:
-            raise RuntimeError(f"A {port} pass reads in every other cycle's slot and needs "
-                               f"an odd distance from a read to a write, not "
+        # cycles apart; on one port read every S cycles (a serial pass's spacing), if
+        # they are not a multiple of S apart.
+        if not self._slots_apart(self.write_delay):
+            raise RuntimeError(f"A {port} pass reads in slots of {self.spacing} cycles and "
+                               f"needs a distance from a read to a write that is not a "
+                               f"multiple of {2 if port == 'banked' else self.spacing}, not "
                                f"{self.write_delay - self.weight_latency + 1}")
+
+    def _slots_apart(self, write_delay: int) -> bool:
+        """Whether a write ``write_delay`` cycles after its read's address never meets a
+        read of its bank (module docstring)."""
+        distance = write_delay - self.weight_latency + 1
+        if self.port == "banked":
+            return distance % 2 == 1
+        return self.port == "dual" or distance % self.spacing != 0
 
     def products(self) -> list[Product]:
         """The P lanes' multipliers (none when borrowed). The addresses multiply nothing:
@@ -310,10 +369,27 @@ class WeightPass(wiring.Component):
         return UpdateLane.latency_for(self.product_latency)
 
     @property
+    def spacing(self) -> int:
+        """Fewest cycles from a read to the next: one, or two on a single port (a write
+        between); a serial pass's P, or at least two on a single port."""
+        return max(2 if self.port == "single" else 1, self.P if self.serial else 1)
+
+    @property
+    def write_pad(self) -> int:
+        """Cycles a serial pass holds a finished word before its write so that the write
+        misses the reads of its bank (0 or 1; 0 unless serial)."""
+        if not self.serial:
+            return 0
+        unpadded = self.weight_latency + self.lane_latency + self.P - 1
+        return 0 if self._slots_apart(unpadded) else 1
+
+    @property
     def write_delay(self) -> int:
         """Cycles from a word's read address to its write: the weight store's latency,
-        the lanes' input stage and the lane."""
-        return self.weight_latency + self.lane_latency
+        the lanes' input stage and the lane; a serial pass's lane takes the word's last
+        entry P - 1 cycles after its first, then :attr:`write_pad`."""
+        serial = self.P - 1 + self.write_pad if self.serial else 0
+        return self.weight_latency + self.lane_latency + serial
 
     @property
     def drain(self) -> int:
@@ -325,25 +401,31 @@ class WeightPass(wiring.Component):
     def shadow_load(self) -> int:
         """Cycles from ``run`` to the first tile's first read: the cycle ``run`` rises,
         then the P shadow reads (the last one's d and rho land in time for the lanes'
-        bank, ``weight_latency - 1`` cycles after the read)."""
-        return self.P + 1
+        bank, ``weight_latency - 1`` cycles after the read); a serial pass loads no
+        shadow: the first cycle only."""
+        return 1 if self.serial else self.P + 1
 
     @property
     def load_interval(self) -> int:
         """Fewest cycles from a tile's first read to the next tile's (:func:`load_interval`)."""
-        return load_interval(self.P, weight_latency=self.weight_latency, port=self.port)
+        return load_interval(self.P, weight_latency=self.weight_latency, port=self.port,
+                             spacing=self.spacing, shadow=not self.serial)
 
     def pass_cycles(self, columns: int) -> int:
-        """Cycles from a tile's first read to its last over ``columns`` words: one a
-        cycle, or on a single port one every other cycle (on two banks, one a cycle
-        once in its slot)."""
-        return 2 * columns - 1 if self.port == "single" else columns
+        """Cycles from a tile's first read to its last over ``columns`` words: one every
+        :attr:`spacing` cycles (on two banks, once in its slot; with an even spacing, a
+        cycle more each)."""
+        step = self.spacing
+        if self.port == "banked":
+            step += 1 - step % 2
+        return step * (columns - 1) + 1
 
     def tile_cycles(self, columns: int) -> int:
         """Cycles from a tile's first read to the next tile's (:func:`tile_cycles`; on
         two banks without the slots' waits, which :meth:`cycles` counts)."""
         return tile_cycles(self.P, columns, weight_latency=self.weight_latency,
-                           port="dual" if self.port == "banked" else self.port)
+                           port="dual" if self.port == "banked" else self.port,
+                           spacing=self.spacing, shadow=not self.serial)
 
     def cycles(self, neurons: int, ff_columns: int, fb_columns: int = 0, *,
                ff_base: int = 0, fb_base: int = 0) -> int:
@@ -354,13 +436,19 @@ class WeightPass(wiring.Component):
         return (self.shadow_load
                 + read_cycles(self.P, neurons, ff_columns, fb_columns,
                               weight_latency=self.weight_latency, port=self.port,
-                              ff_base=ff_base, fb_base=fb_base)
+                              ff_base=ff_base, fb_base=fb_base, spacing=self.spacing,
+                              shadow=not self.serial)
                 + self.drain)
 
     def elaborate(self, platform) -> Module:
         m = Module()
         P = self.P
         m.submodules.replay = self.replay
+        if not self.replay.network:
+            replay = self.replay.words
+            m.d.comb += [self.replay_word.eq(replay.payload),
+                         self.replay_take.eq(replay.valid & replay.ready),
+                         self.replay.following.eq(self.replay_following)]
         lanes = self.lanes
         for p, lane in enumerate(lanes):
             m.submodules[f"lane_{p}"] = lane
@@ -426,8 +514,14 @@ class WeightPass(wiring.Component):
             shadow_index=shadow_index, shadow_take=shadow_take, ragged=ragged, issue=issue,
             loaded=loaded, tile_start=tile_start, idle=idle, feedback=feedback,
             last_tile=last_tile, ff_addr=ff_addr, fb_addr=fb_addr)
+        if self.serial:
+            # The tile's first neuron as the pass reads it (tile x P, running): a serial
+            # lane reads its entries' d and rho itself (no shadow, nothing to wait for).
+            st.pass_first = Signal.like(load_first, name="pass_first")
+            m.d.comb += loaded.eq(1)
         self._columns(m, st)
-        self._loader(m, st)
+        if not self.serial:
+            self._loader(m, st)
         self._pass(m, st)
         return m
 
@@ -456,33 +550,57 @@ class WeightPass(wiring.Component):
         kappa_1, in_kappa = Signal(LFSR_WIDTH), Signal(LFSR_WIDTH)
         v_value = Signal(lanes[0].v.shape())
         v_late = v_value
+        # A serial pass's lane takes a word's entries over P cycles: the registers it reads
+        # (the column's companions as they reach it) hold them until the next word's
+        # arrive (``held``, by the stage whose valid bit loads them); the stages before
+        # are sampled only in their word's cycle.
+        held = {}
         if wl == WeightStore.LATENCY:
-            m.d.sync += [issued_1.eq(issue), in_lane.eq(issued_1),
-                         addr_1.eq(self.weights.addr), in_addr.eq(addr_1),
-                         fb_1.eq(feedback), in_fb.eq(fb_1),
-                         start_1.eq(tile_start),
-                         last_1.eq(last_tile), in_last.eq(last_1),
-                         image_1.eq(self.first_layer & ~feedback),
-                         kappa_1.eq(replay.words.payload), in_kappa.eq(kappa_1),
-                         v_value.eq(Mux(image_1, self.image.data, self.v.data))]
+            pipeline = [(None, issued_1.eq(issue)), (None, in_lane.eq(issued_1)),
+                        (None, addr_1.eq(self.weights.addr)), (issued_1, in_addr.eq(addr_1)),
+                        (None, fb_1.eq(feedback)), (issued_1, in_fb.eq(fb_1)),
+                        (None, start_1.eq(tile_start)),
+                        (None, last_1.eq(last_tile)), (issued_1, in_last.eq(last_1)),
+                        (None, image_1.eq(self.first_layer & ~feedback)),
+                        (None, kappa_1.eq(replay.words.payload)),
+                        (issued_1, in_kappa.eq(kappa_1)),
+                        (issued_1, v_value.eq(Mux(image_1, self.image.data, self.v.data)))]
             # The tile's first word is a cycle from the lanes: switch their bank.
             switch = start_1
+            ahead = issued_1
         else:
             # A deep store's word comes a cycle later: so do its column's companions.
             issued_2, addr_2 = Signal(), Signal.like(self.weights.addr)
             fb_2, kappa_2, start_2, last_2 = Signal(), Signal(LFSR_WIDTH), Signal(), Signal()
             v_late = Signal.like(v_value, name="v_late")
-            m.d.sync += [issued_1.eq(issue), issued_2.eq(issued_1), in_lane.eq(issued_2),
-                         addr_1.eq(self.weights.addr), addr_2.eq(addr_1), in_addr.eq(addr_2),
-                         fb_1.eq(feedback), fb_2.eq(fb_1), in_fb.eq(fb_2),
-                         start_1.eq(tile_start), start_2.eq(start_1),
-                         last_1.eq(last_tile), last_2.eq(last_1), in_last.eq(last_2),
-                         image_1.eq(self.first_layer & ~feedback),
-                         kappa_1.eq(replay.words.payload), kappa_2.eq(kappa_1),
-                         in_kappa.eq(kappa_2),
-                         v_value.eq(Mux(image_1, self.image.data, self.v.data)),
-                         v_late.eq(v_value)]
+            pipeline = [(None, issued_1.eq(issue)), (None, issued_2.eq(issued_1)),
+                        (None, in_lane.eq(issued_2)),
+                        (None, addr_1.eq(self.weights.addr)), (None, addr_2.eq(addr_1)),
+                        (issued_2, in_addr.eq(addr_2)),
+                        (None, fb_1.eq(feedback)), (None, fb_2.eq(fb_1)),
+                        (issued_2, in_fb.eq(fb_2)),
+                        (None, start_1.eq(tile_start)), (None, start_2.eq(start_1)),
+                        (None, last_1.eq(last_tile)), (None, last_2.eq(last_1)),
+                        (issued_2, in_last.eq(last_2)),
+                        (None, image_1.eq(self.first_layer & ~feedback)),
+                        (None, kappa_1.eq(replay.words.payload)),
+                        (None, kappa_2.eq(kappa_1)), (issued_2, in_kappa.eq(kappa_2)),
+                        (None, v_value.eq(Mux(image_1, self.image.data, self.v.data))),
+                        (issued_2, v_late.eq(v_value))]
             switch = start_2
+            ahead = issued_2
+        if not self.serial:
+            m.d.sync += [statement for _, statement in pipeline]
+        else:
+            for when, statement in pipeline:
+                held.setdefault(None if when is None else id(when), (when, []))[1].append(
+                    statement)
+            for when, statements in held.values():
+                if when is None:
+                    m.d.sync += statements
+                else:
+                    with m.If(when):
+                        m.d.sync += statements
         if self.lend_lane:
             # v = 1 for the guest's entries: the register the lanes read is set while
             # the guest runs (from its first cycle on, before its first entry, which
@@ -490,6 +608,21 @@ class WeightPass(wiring.Component):
             # iCE40 (SB_DFFSS, SB_DFFSR), where a multiplexer after it costs one a bit.
             with m.If(self.guest.run):
                 m.d.sync += v_late.eq(1)
+        if self.serial:
+            # The word's first neuron, beside its address: the lane reads its entries'
+            # d and rho from it, the first a cycle ahead (``ahead``: the word's stage
+            # before the lane), when the base is still a stage back.
+            bases = [Signal.like(st.pass_first, name=f"base_{i}") for i in range(wl - 1)]
+            in_base = Signal.like(st.pass_first, name="in_base")
+            m.d.sync += bases[0].eq(st.pass_first)
+            m.d.sync += [bases[i].eq(bases[i - 1]) for i in range(1, wl - 1)]
+            with m.If(ahead):
+                m.d.sync += in_base.eq(bases[-1])
+            column = SimpleNamespace(in_lane=in_lane, in_addr=in_addr, in_fb=in_fb,
+                                     in_last=in_last, in_kappa=in_kappa, v_late=v_late,
+                                     ahead=ahead, ahead_base=bases[-1], in_base=in_base)
+            self._serial_lane(m, st, column)
+            return
         with m.If(switch):
             m.d.sync += [lane_d[p].eq(shadow_d[p]) for p in range(P)]
             m.d.sync += [lane_rho[p].eq(shadow_rho[p]) for p in range(P)]
@@ -499,15 +632,9 @@ class WeightPass(wiring.Component):
                      "d": lane_d[p], "v": v_late, "rho": lane_rho[p], "kappa": in_kappa,
                      "k": Mux(in_fb, self.k_fb, self.k_ff),
                      "select": STORED_KINDS.index("W")}
-            if p == 0 and self.lend_lane:
-                # The guest's entries while it runs (this pass idles then: no entry of
-                # its own is in the lane).
-                # en stays the pass's: low while the guest runs, so valid is too and the
-                # pass writes nothing (the guest times its entries' results itself).
-                entry = {name: value if name in ("en", "v")
-                         else Mux(self.guest.run, getattr(self.guest, name), value)
+            if p == 0:
+                entry = {name: self._lent(m, lane, name, value)
                          for name, value in entry.items()}
-                m.d.comb += self.guest.out.eq(lane.out)
             m.d.comb += [getattr(lane, name).eq(value) for name, value in entry.items()]
         out_addr, out_last = in_addr, in_last
         for i in range(lat):
@@ -518,6 +645,79 @@ class WeightPass(wiring.Component):
         m.d.comb += [self.write.valid.eq(lanes[0].valid), self.write.addr.eq(out_addr),
                      self.write.data.eq(Cat(Mux(~out_last | ragged[p], lanes[p].out, 0)[:B_m]
                                             for p in range(P)))]
+
+    def _lent(self, m: Module, lane: UpdateLane, name: str, value):
+        """What lane 0's input ``name`` takes: ``value``, or with ``lend_lane`` the
+        guest's while it runs (this pass idles then; the lane's ``out`` goes to the
+        guest). en stays the pass's: low while the guest runs, so valid is too and the
+        pass writes nothing (the guest times its entries' results itself); v is the
+        pass's register, set to 1 then."""
+        if not self.lend_lane or name in ("en", "v"):
+            return value
+        if name == "c":
+            m.d.comb += self.guest.out.eq(lane.out)
+        return Mux(self.guest.run, getattr(self.guest, name), value)
+
+    def _serial_lane(self, m: Module, st: SimpleNamespace, column: SimpleNamespace) -> None:
+        """A serial pass's one lane: a word's P entries into it in P consecutive cycles,
+        entry p with neuron (the word's first) + p's d and rho, read from their buffers
+        the cycle before; their new values gathered into the word, which is written
+        after the last (``write_pad`` cycles later)."""
+        P, B_m, lat = self.P, self.rule.store_bits, self.lane_latency
+        lane = self.lanes[0]
+        # entry: the entry the lane takes (0 in the word's cycle, ``in_lane``); rest: the
+        # word's other entries, shifted down one a cycle.
+        entry = Signal(range(P), name="entry")
+        rest = Signal((P - 1) * B_m, name="rest")
+        enter = Signal()
+        m.d.comb += enter.eq(column.in_lane | ~is_zero(entry))
+        with m.If(enter):
+            m.d.sync += entry.eq(Mux(entry == P - 1, 0, entry + 1))
+        with m.If(column.in_lane):
+            m.d.sync += rest.eq(self.weights.data[B_m:])
+        with m.Else():
+            m.d.sync += rest.eq(rest[B_m:])
+        # The buffers answer a cycle after the address: the next entry's neuron, which is
+        # the next word's first when that word is a cycle from the lane (its entry 0
+        # follows the last entry of the word before, or nothing).
+        neuron = Mux(column.ahead, column.ahead_base, column.in_base + entry + 1)
+        m.d.comb += [self.errors.addr.eq(neuron), self.rho.addr.eq(neuron)]
+        value = Mux(column.in_lane, self.weights.data[:B_m], rest[:B_m])
+        entries = {"en": enter, "c": value.as_signed(), "d": self.errors.data.d,
+                   "v": column.v_late, "rho": self.rho.data[:lane.max_shift],
+                   "kappa": column.in_kappa, "k": Mux(column.in_fb, self.k_fb, self.k_ff),
+                   "select": STORED_KINDS.index("W")}
+        m.d.comb += [getattr(lane, name).eq(self._lent(m, lane, name, value))
+                     for name, value in entries.items()]
+        # The word's address, held for its P entries, reaches the lane's output with the
+        # first new value and stays until the last; beside each entry, whether it is a
+        # neuron of the layer (the last tile's others write their padding 0).
+        real = Signal(name="real")
+        m.d.comb += real.eq(column.in_base + entry < self.neurons)
+        out_addr, out_real = column.in_addr, real
+        for i in range(lat):
+            reg = Signal.like(column.in_addr, name=f"w_addr_{i}")
+            kept = Signal(name=f"w_real_{i}")
+            m.d.sync += [reg.eq(out_addr), kept.eq(out_real)]
+            out_addr, out_real = reg, kept
+        leave = Signal(range(P), name="leave")
+        with m.If(lane.valid):
+            m.d.sync += leave.eq(Mux(leave == P - 1, 0, leave + 1))
+        new = Mux(out_real, lane.out, 0)[:B_m]
+        gathered = Signal((P - 1 + self.write_pad) * B_m, name="gathered")
+        with m.If(lane.valid):
+            m.d.sync += gathered.eq(Cat(gathered[B_m:], new))
+        last_entry = lane.valid & (leave == P - 1)
+        if not self.write_pad:
+            m.d.comb += [self.write.valid.eq(last_entry), self.write.addr.eq(out_addr),
+                         self.write.data.eq(Cat(gathered, new))]
+            return
+        # A cycle later, so that the write misses the reads of its bank.
+        write_addr = Signal.like(out_addr, name="write_addr")
+        valid = Signal(name="write_valid")
+        m.d.sync += [valid.eq(last_entry), write_addr.eq(out_addr)]
+        m.d.comb += [self.write.valid.eq(valid), self.write.addr.eq(write_addr),
+                     self.write.data.eq(Cat(gathered))]
 
 
     def _loader(self, m: Module, st: SimpleNamespace) -> None:
@@ -564,6 +764,16 @@ class WeightPass(wiring.Component):
                     after_switch()
 
 
+    def _spaced(self, m: Module, issue: Signal) -> Signal:
+        """High when :attr:`spacing` cycles have passed since the last read (a serial
+        pass's lane is still taking the last word's entries until then)."""
+        wait = Signal(range(self.spacing), name="wait")
+        with m.If(issue):
+            m.d.sync += wait.eq(self.spacing - 1)
+        with m.Elif(~is_zero(wait)):
+            m.d.sync += wait.eq(wait - 1)
+        return is_zero(wait)
+
     def _pass(self, m: Module, st: SimpleNamespace) -> None:
         """The pass: a word issued a cycle (every other cycle on a single port), tile after
         tile, the replay rewound for each, then the drain."""
@@ -573,12 +783,20 @@ class WeightPass(wiring.Component):
         ff_addr, fb_addr = st.ff_addr, st.fb_addr
         # Two banks: the slot of the pass's cycle c is words of parity (c - 1) mod 2.
         slot = Signal() if self.port == "banked" else None
+        # One lane: a word every P cycles at most, counted in every state (the slots of one
+        # port space a serial pass's reads themselves, below).
+        spaced = self._spaced(m, issue) if self.serial and self.port != "single" else None
         with m.FSM(name="pass"):
             with m.State("IDLE"):
                 m.d.comb += idle.eq(1)
                 with m.If(self.run):
                     m.d.sync += [count.eq(0), tile.eq(0), ff_addr.eq(self.ff_base),
                                  fb_addr.eq(self.fb_base)]
+                    if self.serial:
+                        # No shadow load to wait through: the replay is rewound to
+                        # kappa^W_1 now, for a first read in PASS's first cycle.
+                        m.d.sync += st.pass_first.eq(0)
+                        m.d.comb += [replay.restore.eq(1), replay.restore_word.eq(self.first)]
                     if self.port == "banked":
                         m.d.sync += slot.eq(0)
                     m.next = "PASS"
@@ -587,10 +805,20 @@ class WeightPass(wiring.Component):
                     m.d.sync += slot.eq(~slot)
                 # A tile's first word waits for its shadow load; then a word per cycle.
                 can_issue = (count != 0) | loaded
+                if spaced is not None:
+                    can_issue &= spaced
                 if self.port == "banked":
                     # Two banks: a word is read in its bank's slot, the pass's cycles
                     # alternating from run on (module docstring).
                     m.d.comb += issue.eq(can_issue & (self.weights.addr[0] == slot))
+                elif self.port == "single" and self.spacing > 2:
+                    # One port, a serial pass: a read every S = P cycles, from the layer's
+                    # first read on, and the writes in other cycles (write_delay).
+                    write_slot = Signal(range(self.spacing))
+                    with m.If(issue | (count != 0) | (tile != 0)):
+                        m.d.sync += write_slot.eq(Mux(write_slot == self.spacing - 1, 0,
+                                                      write_slot + 1))
+                    m.d.comb += issue.eq(can_issue & is_zero(write_slot))
                 elif self.port == "single":
                     # One port: every other cycle is a write's (module docstring), from
                     # the layer's first read on, so a tile that waited for its shadow
@@ -617,6 +845,8 @@ class WeightPass(wiring.Component):
                         m.d.sync += ff_addr.eq(ff_addr + 1)
                     with m.If(last_column):
                         m.d.sync += [count.eq(0), tile.eq(tile + 1)]
+                        if self.serial:
+                            m.d.sync += st.pass_first.eq(st.pass_first + self.P)
                         with m.If(last_tile):
                             m.d.sync += drain.eq(0)
                             if self.port == "single":

@@ -104,9 +104,9 @@ def synth_netlist(core: Core | TrainingCore, *, board: str, out_dir: Path,
     """Synthesise ``BoardTop(HostLink(core))`` for ``board`` into a Verilog netlist.
 
     A :class:`rtl.training_core.TrainingCore` gets the link ``ffcl-hw synth --train``
-    gives it (:func:`ffcl_hw.flows.synth_training.synth_training_run`: the default
-    :data:`rtl.host_link.TRAIN_BLOCK` samples a TRAIN frame), its fit check counting the
-    training engine.
+    gives it (:func:`ffcl_hw.flows.synth_training.training_link`: the default
+    :data:`rtl.host_link.TRAIN_BLOCK` samples a TRAIN frame, lean on an SPRAM board),
+    its fit check counting the training engine.
 
     The platform's build plan (:func:`ffcl_hw.flows.synth.prepare_build`) goes to
     ``out_dir``; its Yosys step writes ``ffcl_top.json``, which a second Yosys call turns
@@ -126,8 +126,13 @@ def synth_netlist(core: Core | TrainingCore, *, board: str, out_dir: Path,
 
     info = board_info(board)
     check_fit(core, board)
-    top = BoardTop(HostLink(core, divisor=divisor, initialised=core.weights != "spram"),
-                   board=board)
+    if isinstance(core, TrainingCore):
+        from ffcl_hw.flows.synth_training import training_link
+
+        link = training_link(core, board, divisor)
+    else:
+        link = HostLink(core, divisor=divisor, initialised=core.weights != "spram")
+    top = BoardTop(link, board=board)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stage = out_dir / "plan"

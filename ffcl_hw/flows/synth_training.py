@@ -27,7 +27,7 @@ from rtl.board import board_info
 
 __all__ = ["DEFAULT_TRAINING_LANES", "TRAINING_ROUTER", "TRAINING_SEEDS",
            "choose_training_core", "ice40_lane_candidates", "synth_training_run",
-           "training_core", "training_folder", "training_lane_candidates"]
+           "training_core", "training_folder", "training_lane_candidates", "training_link"]
 
 #: Update lanes of a training build unless ``--lanes`` (capped at the widest layer): the
 #: ECP5 builds so far (docs/training-engine.md) use 8.
@@ -60,22 +60,28 @@ def training_lane_candidates(widest: int) -> list[int]:
 
 def ice40_lane_candidates(store_bits: int) -> list[int]:
     """The lane counts an iCE40 (SPRAM) training build tries, in order, when ``--lanes``
-    is not given: at least 3 (the forward pass scales on two lanes and squares on a
-    third), the most whose word of P x B_m bits fits two SPRAM banks (32 bits: a word a
-    cycle), then the fewest whose word fits one (64 bits: a word every other cycle)."""
-    two = [p for p in range(32 // store_bits, 2, -1)]
-    one = [p for p in range(3, 64 // store_bits + 1) if p * store_bits > 32]
-    return two + one
+    is not given: from 3 (the forward pass scales on two lanes and squares on a third)
+    up to the most whose word of P x B_m bits fits one SPRAM bank (64 bits).
+
+    The fewest first because the UP5K's logic cells are what a training core runs out
+    of, not its multipliers or memory, and every lane costs some 750 of them (the digits
+    build packs to 10,787 cells on 3 lanes against 11,541 on 4, docs/training-engine.md);
+    a word of at most 32 bits takes two banks (a word a cycle), a wider one a bank (a
+    word every other cycle). More lanes are tried only when fewer do not fit: a narrow
+    word wastes SPRAM bits (3 x 8 of a bank's 32), so a model may fit on 4 lanes only."""
+    return list(range(3, 64 // store_bits + 1))
 
 
 def training_core(model, rule: TrainRule, board: str | None, lanes: int,
                   multipliers: str = "shared"):
     """The :class:`rtl.training_core.TrainingCore` a training build for ``board`` makes:
     on an SPRAM board (the iCEBreaker's UP5K) its weights in SPRAM with the small-part
-    options (one b and U lane, on a W pass lane, every multiplier a MAC lane's, G =
+    options (one b and U lane, on the W pass's lane, every multiplier a MAC lane's, G =
     min(K, P) label weights a word, compact update lanes, the update's input norms from
-    the forward pass, the lean learning signal; docs/training-engine.md), else (or for
-    no board) in block RAM with the defaults."""
+    the forward pass, the lean learning signal, the lean forward datapath, one update
+    lane taking each word's P weights in turn, one leap-ahead network for the three word
+    generators; docs/training-engine.md), else (or for no board) in block RAM with the
+    defaults."""
     from rtl.training_core import TrainingCore
 
     if board is None or not board_info(board).spram_bits:
@@ -85,7 +91,20 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
                         signal_multipliers="shared" if multipliers == "shared" else "dedicated",
                         label_lanes=min(model.config.num_classes, lanes),
                         input_norm="forward", compact_lanes=True, lean_signal=True,
-                        shared_update_lane=True)
+                        lean_forward=True, serial_weight_pass=True,
+                        shared_word_network=True, shared_update_lane=True)
+
+
+def training_link(core, board: str | None, divisor: int):
+    """The :class:`rtl.host_link.HostLink` a training build for ``board`` puts around
+    ``core`` (a :func:`training_core`): SPRAM weights come up empty (``initialised``
+    False: no TRAIN until a load commits), and on an SPRAM board (the iCEBreaker's UP5K)
+    the link's small-part form, ``lean`` (the TRAIN records in the sample buffer;
+    docs/training-engine.md)."""
+    from rtl.host_link import HostLink
+
+    return HostLink(core, divisor=divisor, initialised=core.weights != "spram",
+                    lean=board is not None and bool(board_info(board).spram_bits))
 
 
 def choose_training_core(model, rule: TrainRule, board: str, lanes: int | None = None,
@@ -213,7 +232,6 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
         does not fit (:class:`ffcl_hw.flows.synth.FitError`), before any tool runs.
     """
     from ffcl_hw.flows.train_sim import model_and_rule
-    from rtl.host_link import HostLink
 
     board_info(board)
     check_lanes_option(lanes)
@@ -232,9 +250,9 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
         default = min(DEFAULT_TRAINING_LANES, max(config.hidden))
         if board_info(board).spram_bits:
             why.append(f"{lanes} lanes: the first of "
-                       f"{ice40_lane_candidates(rule.store_bits)} (at least 3, a "
-                       f"{rule.store_bits}-bit stored weight a lane, SPRAM words in two banks "
-                       f"first) whose training core fits {board}")
+                       f"{ice40_lane_candidates(rule.store_bits)} (at least 3, the fewest first: "
+                       f"logic cells are what the part runs out of) whose training core fits "
+                       f"{board}")
         elif lanes != default:
             why.append(f"{lanes} lanes: the first count from {default} (the default "
                        f"{DEFAULT_TRAINING_LANES}, capped at the widest layer) whose "
@@ -245,9 +263,14 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
                           if lanes < DEFAULT_TRAINING_LANES else ""))
     out_dir = training_folder(run, board)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # SPRAM comes up empty: such a link refuses TRAIN until a load has committed.
-    report = synth(lambda hz: HostLink(core, divisor=max(4, round(hz / BAUD)),
-                                       initialised=core.weights != "spram"),
+    links = []
+
+    def link(hz: float):
+        # SPRAM comes up empty: such a link refuses TRAIN until a load has committed.
+        links.append(training_link(core, board, max(4, round(hz / BAUD))))
+        return links[-1]
+
+    report = synth(link,
                    board=board, freq_mhz=freq_mhz, seed=seed,
                    seeds=TRAINING_SEEDS if seeds is None else seeds, out_dir=out_dir,
                    fit=core, floorplan=False, executor=executor, scheduler=scheduler,
@@ -274,6 +297,11 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
             "compact_lanes": core.options["compact_lanes"],
             "input_norm": core.input_norm,
             "lean_signal": core.lean_signal,
+            "lean_forward": core.lean_forward,
+            "serial_weight_pass": core.weight_pass.serial,
+            "shared_word_network": core.options["shared_word_network"],
+            # The link's (HostLink's lean: the TRAIN records in the sample buffer).
+            "lean_link": links[-1].lean,
             "shared_update_lane": core.shared_update_lane,
             "cycles_per_sample": cycles,
             "samples_per_second": (round(fmax * 1e6 / cycles, 1) if fmax else None),

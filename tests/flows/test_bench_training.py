@@ -58,10 +58,10 @@ def test_ffdl_rows_are_the_closed_form_and_the_design(tmp_path):
     # iCEBreaker's training build makes: its weights in SPRAM (3 x 16 bits fit one 64-bit
     # word), read and written on one port (a word every other cycle: more cycles than
     # block RAM), one b and U lane, every multiplier a MAC lane's, 3 label weights a word,
-    # the update's input norms from the forward pass.
+    # the update's input norms from the forward pass, one W/V update lane.
     core = TrainingCore(model, rule, lanes=3, weights="spram", bias_label_lanes=1,
                         forward_multipliers="shared", signal_multipliers="shared",
-                        label_lanes=3, input_norm="forward")
+                        label_lanes=3, input_norm="forward", serial_weight_pass=True)
     assert t["cycles_per_sample"] == core.training_cycles()
     assert t["cycles_per_sample"] > TrainingCore(model, rule, lanes=3,
                                                  weights="spram").training_cycles()
@@ -75,12 +75,12 @@ def test_ffdl_rows_are_the_closed_form_and_the_design(tmp_path):
                                memory="spram", store_bits=rule.store_bits)
     assert t["ideal_cycles"] == design.total and t["design"]["memory"] == "spram"
     assert t["design"]["lane_utilization"] == design.utilisation
-    # W passes of 5x6 and 4x5 entries on 3 lanes, 2 tiles each back to back: the first
-    # tile's shadow load (3 + 1), 2 n_in cycles of single-port reads per tile (the last
-    # 2 n_in - 1) and the drain.
+    # W passes of 5x6 and 4x5 entries on one update lane, 2 tiles each back to back: the
+    # first tile's shadow load (3 + 1), a single-port read every 3 cycles (the lane takes
+    # a word's 3 entries in turn; the last tile's reads 3 (n_in - 1) + 1) and the drain.
     assert t["lane_utilization"] == core.pass_lane_utilization()
-    assert t["lane_utilization"] == (5 * 6 + 4 * 5) / (3 * core.weight_pass.cycles(5, 6)
-                                                       + 3 * core.weight_pass.cycles(4, 5))
+    assert t["lane_utilization"] == (5 * 6 + 4 * 5) / (core.weight_pass.cycles(5, 6)
+                                                       + core.weight_pass.cycles(4, 5))
     # No synthesis report: the board's target clock, said so.
     assert t["clock_mhz"] == 30.0 and "target clock" in t["clock_source"]
     assert t["samples_per_second"] == pytest.approx(30e6 / t["cycles_per_sample"])

@@ -50,7 +50,7 @@ def _nothing_written(run) -> bool:
      "multipliers and squares on a third"),
     # (The input scaler only scales there: input_norm="forward", 2 multipliers.)
     (["--board", "icebreaker", "--multipliers", "dedicated"],
-     "needs 15 multipliers (mac lanes 3, update lanes 3, learning signal 6, input scaler 2"),
+     "needs 13 multipliers (mac lanes 3, update lanes 1, learning signal 6, input scaler 2"),
     (["--board", "ulx3s-85f", "--weights", "rom"], "--weights does not go with --train"),
     (["--board", "ulx3s-85f", "--label-lanes", "2"], "--label-lanes does not go with --train"),
     (["--board", "ulx3s-85f", "--banks", "2"], "--banks does not go with --train"),
@@ -96,6 +96,7 @@ def test_the_training_build_reports_the_engine_and_the_cost_of_learning(int_run,
     training = report["training"]
     # The update lanes on the MAC lanes' multipliers unless asked; no small-part option.
     assert training["multipliers"] == "shared" and training["lean_signal"] is False
+    assert training["lean_link"] is False
     assert training["fit"]["update_multipliers"] == "shared"
     assert training["fit"]["multipliers"]["update_lanes"] == 0
     model, rule = _model_and_rule_of(int_run)
@@ -181,9 +182,9 @@ def test_the_lane_candidates_start_at_the_default_then_wider_then_narrower():
     assert training_lane_candidates(6) == [6, 5, 4, 3, 2, 1]
 
 
-def test_the_icebreaker_lane_candidates_keep_two_spram_banks_first():
-    # At least 3 lanes; the most whose word fits 32 bits (two banks), then one bank.
-    assert ice40_lane_candidates(8) == [4, 3, 5, 6, 7, 8]
+def test_the_icebreaker_lane_candidates_take_the_fewest_lanes_first():
+    # At least 3 lanes, then up to the most whose word fits 64 bits (one bank).
+    assert ice40_lane_candidates(8) == [3, 4, 5, 6, 7, 8]
     assert ice40_lane_candidates(10) == [3, 4, 5, 6]
     assert ice40_lane_candidates(16) == [3, 4]
     assert ice40_lane_candidates(21) == [3] and ice40_lane_candidates(22) == []
@@ -204,15 +205,19 @@ def test_an_icebreaker_training_build_takes_the_small_part_core(int_run):
     assert (training["bias_label_lanes"], training["forward_multipliers"],
             training["signal_multipliers"], training["input_norm"],
             training["compact_lanes"], training["lean_signal"],
-            training["shared_update_lane"]) == (1, "shared", "shared", "forward", True, True,
-                                                True)
+            training["lean_forward"], training["serial_weight_pass"],
+            training["shared_word_network"], training["shared_update_lane"]) == (
+                1, "shared", "shared", "forward", True, True, True, True, True, True)
     small = TrainingCore(model, rule, lanes=3, weights="spram", bias_label_lanes=1,
                          forward_multipliers="shared", signal_multipliers="shared",
                          label_lanes=3, input_norm="forward", compact_lanes=True,
-                         lean_signal=True, shared_update_lane=True)
+                         lean_signal=True, lean_forward=True, serial_weight_pass=True,
+                         shared_word_network=True, shared_update_lane=True)
     assert training["cycles_per_sample"] == small.training_cycles() \
         != TrainingCore(model, rule, lanes=3, weights="spram").training_cycles()
     assert report["fit"]["multipliers"]["needed"] <= 8
+    # The link's small-part form too (the TRAIN records in its sample buffer).
+    assert training["lean_link"] is True
 
 
 def test_forward_norms_need_one_multiplier_and_one_block_ram_fewer_on_the_icebreaker():

@@ -39,7 +39,7 @@ def _no_read_meets_a_write_of_its_bank(m, wpass: WeightPass, fragment) -> None:
     m.d.comb += Assert(~meets)
 
 
-def _pass(port: str, lanes: int, *, module=None) -> WeightPass:
+def _pass(port: str, lanes: int, *, module=None, serial: bool = False) -> WeightPass:
     # FFCL, two layers, feedback: W and V columns; the ports range over every shape up
     # to its widths (3 inputs, 3 neurons).
     model = _tiny_model("ffcl", hidden=(3, 3), loops=2)
@@ -47,7 +47,7 @@ def _pass(port: str, lanes: int, *, module=None) -> WeightPass:
     rule = TrainRule(epochs=1, lr_shift=4, store_bits=16)
     cls = WeightPass if module is None else module.WeightPass
     return cls(model, rule, lanes=lanes, words=24, product_latency=SIDE_LATENCY,
-               weight_latency=2, port=port)
+               weight_latency=2, port=port, serial=serial)
 
 
 #: Depth: the first write comes 8 cycles after the first read, P + 1 after run; 24
@@ -60,6 +60,26 @@ def test_no_read_meets_a_write_of_its_spram_bank(port, lanes, tmp_path):
     wpass = _pass(port, lanes)
     harness = StreamContract(wpass, extra=_no_read_meets_a_write_of_its_bank)
     result = prove(harness, name=f"wpass_{port}_p{lanes}", depth=DEPTH, folder=tmp_path)
+    assert result.passed, f"{result.status}: see {result.log}"
+
+
+#: Depth of a serial pass's proofs: its first write comes P - 1 (+ 1) cycles later, and
+#: its reads every P cycles (3 here: the small part's), so 30 cycles see the writes of a
+#: tile's words meet the reads of the next tile's.
+SERIAL_DEPTH = 30
+
+
+@pytest.mark.parametrize(("port", "lanes"), [("banked", 3), ("banked", 2), ("single", 3)])
+def test_no_read_of_a_serial_pass_meets_a_write_of_its_spram_bank(port, lanes, tmp_path):
+    # One lane: a word every P cycles (two banks: odd P keeps the slots' alternation, an
+    # even one waits a cycle more; one bank: the slots every P cycles), its write P - 1
+    # cycles later than P lanes', a cycle more where the slots need it.
+    wpass = _pass(port, lanes, serial=True)
+    assert (wpass.spacing, wpass.write_pad) == {("banked", 3): (3, 0), ("banked", 2): (2, 1),
+                                                ("single", 3): (3, 1)}[port, lanes]
+    harness = StreamContract(wpass, extra=_no_read_meets_a_write_of_its_bank)
+    result = prove(harness, name=f"wpass_serial_{port}_p{lanes}", depth=SERIAL_DEPTH,
+                   folder=tmp_path)
     assert result.passed, f"{result.status}: see {result.log}"
 
 
@@ -77,11 +97,29 @@ BUGS = {
         "m.d.comb += issue.eq(can_issue & ~write_slot)": "m.d.comb += issue.eq(can_issue)"}),
 }
 
+#: Seeded bugs of a serial pass, each a read that can meet a write of its bank.
+#: (The constructor refuses such a distance itself: each bug takes that check away too.)
+_UNCHECKED = {"if not self._slots_apart(self.write_delay):": "if False:"}
+SERIAL_BUGS = {
+    # One bank: no cycle's pad before the write (its distance a multiple of the slots').
+    "serial-single-no-pad": ("single", 3, {
+        "return 0 if self._slots_apart(unpadded) else 1": "return 0", **_UNCHECKED}),
+    # Two banks, even P: the pad's cycle forgotten (the write lands in its own bank's slot).
+    "serial-banked-no-pad": ("banked", 2, {
+        "return 0 if self._slots_apart(unpadded) else 1": "return 0", **_UNCHECKED}),
+    # Two banks: reads every cycle of their slot, as P lanes read (the lane still busy).
+    "serial-banked-unspaced": ("banked", 3, {
+        "can_issue &= spaced": "can_issue &= 1"}),
+}
 
-@pytest.mark.parametrize("bug", list(BUGS))
+
+@pytest.mark.parametrize("bug", list(BUGS) + list(SERIAL_BUGS))
 def test_the_bank_harness_catches(bug, tmp_path):
-    port, lanes, replacements = BUGS[bug]
-    wpass = _pass(port, lanes, module=module_variant("rtl.weight_pass", replacements))
+    serial = bug in SERIAL_BUGS
+    port, lanes, replacements = (SERIAL_BUGS if serial else BUGS)[bug]
+    wpass = _pass(port, lanes, module=module_variant("rtl.weight_pass", replacements),
+                  serial=serial)
     harness = StreamContract(wpass, extra=_no_read_meets_a_write_of_its_bank)
-    result = prove(harness, name=f"wpass_{bug}", depth=DEPTH, folder=tmp_path)
+    result = prove(harness, name=f"wpass_{bug}", depth=SERIAL_DEPTH if serial else DEPTH,
+                   folder=tmp_path)
     assert result.status == "FAIL", f"{result.status}: see {result.log}"

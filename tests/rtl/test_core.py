@@ -13,6 +13,7 @@ import itertools
 
 import numpy as np
 import pytest
+from amaranth.back import rtlil
 
 from ffcl_hw.flows.simulate import check_results
 from golden.config import ModelConfig, TrainConfig
@@ -35,8 +36,8 @@ def _random_model(name: str, seed: int, **overrides) -> IntModel:
 
 
 def _check(model: IntModel, images: np.ndarray, lanes: int, label_lanes=None,
-           shared: bool = False) -> Core:
-    core = Core(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
+           shared: bool = False, lean: bool = False) -> Core:
+    core = Core(model, lanes=lanes, label_lanes=label_lanes, shared=shared, lean=lean)
     results = run_core(core, images)
     golden = model.run(images)
     phases = core.program.phase_cycles()
@@ -283,6 +284,54 @@ def test_shared_multipliers_on_digits_test_images(digits_model):
     assert (program.scale_latency, program.sweep_drain) == (5, 10)
     assert program.pass_gap(8) == 18
     assert program.phase_cycles()["normalisation"] == 6 * (7 * 18 + 4 + 8 + 10 + 1)
+
+
+# -- the lean forward datapath (Core(lean=True), the small part's) ---------------------
+
+@pytest.mark.parametrize(("shared", "lanes", "label_lanes"), [(False, 2, None), (True, 3, 3),
+                                                              (True, 3, 2)])
+@pytest.mark.parametrize("name", ["ffl", "ffdl", "ffdl-3layers", "ffcl-adjacent-T3",
+                                  "ffcl-top-T2", "ffcl-last"])
+def test_the_lean_forward_datapath_matches_the_integer_model(name, shared, lanes,
+                                                             label_lanes):
+    # The sweep's bias read late, FFCL's kept feed-forward parts biased (the later
+    # iterations' layer 1 reads them again: the cache), the scan's lean squares on the
+    # borrowed multipliers: the same results in the closed form's cycles (_check).
+    seed = 11 * lanes + len(name) + shared
+    model = _random_model(name, seed)
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, model.fmt.input_max + 1, size=(3, model.config.input_size))
+    core = _check(model, images, lanes, label_lanes, shared=shared, lean=True)
+    assert core.lean
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("name", ["ffl", "ffdl", "ffcl-adjacent-T3", "ffcl-top-T2"])
+def test_the_lean_forward_datapath_holds_the_extremes(name, shared):
+    # Full-magnitude weights and state-extreme biases: the largest h = pre + U, whose
+    # halves are the widest the borrowed multipliers take, and saturated states.
+    for model in (_random_model(name, 9), _extreme_model(name)):
+        D, X = model.config.input_size, model.fmt.input_max
+        images = np.stack([np.zeros(D, dtype=np.int64), np.full(D, X)])
+        _check(model, images, lanes=3, label_lanes=3 if shared else None, shared=shared,
+               lean=True)
+
+
+def test_lean_is_a_bool():
+    with pytest.raises(TypeError, match=r"^Lean must be True or False, not 1$"):
+        Core(_random_model("ffdl", 1), lanes=3, lean=1)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_lean_core_builds_the_lean_sweep_and_scan(shared):
+    # The same results either way, so only the netlist tells whether the option reached
+    # the units: the sweep's bias line and (shared) the scan's second operand.
+    model = _random_model("ffcl-adjacent-T3", 3)
+    texts = {lean: rtlil.convert(Core(model, lanes=3, label_lanes=3 if shared else None,
+                                      shared=shared, lean=lean), name="top")
+             for lean in (False, True)}
+    assert ["\\bias_0" in texts[lean] for lean in (False, True)] == [True, False]
+    assert ["cofactor" in texts[lean] for lean in (False, True)] == [False, shared]
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

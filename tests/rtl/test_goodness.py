@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """GoodnessDatapath against a cycle model of its score registers, compared every cycle."""
 
 from __future__ import annotations
@@ -7,6 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from amaranth import Elaboratable, Module, Signal, signed
+from amaranth.back import rtlil
 
 from golden.intformat import unsigned_bits
 from rtl.goodness import GoodnessDatapath
@@ -74,8 +77,30 @@ class GoodnessModel:
         return list(self.scores)
 
 
+class _Borrowed(Elaboratable):
+    """A datapath with borrowed multipliers and a stand-in for them: lane q's product of
+    ``factor[q]`` and ``factor[q]`` (``lean``: ``cofactor[q]``), ``latency`` cycles
+    later, as the MAC lanes' side ports give it."""
+
+    def __init__(self, dut: GoodnessDatapath) -> None:
+        self.dut = dut
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        for q in range(dut.lanes):
+            product = dut.factor[q] * (dut.cofactor if dut.lean else dut.factor)[q]
+            for i in range(dut.product_latency):
+                delayed = Signal(signed(2 * dut.operand_bits), name=f"product_{q}_{i}")
+                m.d.sync += delayed.eq(product)
+                product = delayed
+            m.d.comb += dut.product[q].eq(product)
+        return m
+
+
 def run_goodness(dut: GoodnessDatapath, steps: list[Step], seed: int) -> list[list[int]]:
-    """Drive ``steps`` one per cycle plus a drain, comparing ``scores`` every cycle.
+    """Drive ``steps`` one per cycle plus a drain, comparing ``scores`` every cycle (with
+    borrowed multipliers, a stand-in gives the products).
 
     Returns the scores observed after every cycle (each already checked).
     """
@@ -99,7 +124,7 @@ def run_goodness(dut: GoodnessDatapath, steps: list[Step], seed: int) -> list[li
                 f"expected {expected}")
             observed.append(got)
 
-    simulate(dut, testbench)
+    simulate(dut if dut.product_latency is None else _Borrowed(dut), testbench)
     assert len(observed) == len(schedule), f"seed {seed}: testbench ended early"
     return observed
 
@@ -243,3 +268,62 @@ def test_extremes_derived_width_does_not_wrap(labels: int, lanes: int, state_bit
     # Every score reaches the bound exactly, and the bound needs every bit of the width.
     assert final == [bound] * labels
     assert bound >= 1 << (score_bits - 1)
+
+
+#: Borrowed multipliers: the full form and the small-part one (``lean``), the MAC lanes'
+#: side latency and another.
+BORROWED = [dict(product_latency=2), dict(product_latency=2, lean=True),
+            dict(product_latency=3, lean=True)]
+
+
+@pytest.mark.parametrize("borrowed", BORROWED, ids=lambda b: "-".join(map(str, b.values())))
+@pytest.mark.parametrize(("state_bits", "weight_bits"), [(16, 8), (16, 16), (4, 2)])
+@pytest.mark.parametrize(("labels", "lanes"), [(10, 3), (4, 1), (2, 2)])
+def test_borrowed_multipliers_give_the_same_scores(labels, lanes, state_bits, weight_bits,
+                                                   borrowed):
+    # Random scans (odd and even h, gaps, FFL adds, clears), then every lane at the
+    # extremes: with 16-bit states and weights h reaches 2^16 - 2, whose halves are the
+    # widest a signed 16-bit multiplier input takes (2^15 - 1); h = 1 and 3 are the
+    # smallest odd ones (f = 0: the square is e alone).
+    seed = SEED + 7 * labels + lanes + state_bits + weight_bits
+    rng = np.random.default_rng(seed)
+    pre_low, pre_high = signed_range(state_bits)
+    u_low, u_high = signed_range(weight_bits)
+    h_max = pre_high + u_high
+    neurons, add_max = 30, 1 << 12
+    dut = GoodnessDatapath(labels=labels, lanes=lanes, state_bits=state_bits,
+                           weight_bits=weight_bits, operand_bits=16,
+                           score_bits=unsigned_bits((neurons + 4) * groups_of(labels, lanes)
+                                                    * h_max ** 2 + neurons * add_max),
+                           **borrowed)
+    assert dut.latency == borrowed["product_latency"] + 4
+    steps = random_steps(rng, labels, lanes, state_bits, weight_bits, neurons=neurons,
+                         add_max=add_max, latency=dut.latency)
+    groups = groups_of(labels, lanes)
+    for pre, u in ((pre_high, u_high), (1, 0), (pre_high, u_high - 1), (2, 1)):
+        steps += [Step(en=1, pre=pre, u=(u,) * lanes, group=g) for g in range(groups)]
+    observed = run_goodness(dut, steps, seed)
+    assert max(max(o) for o in observed) > h_max ** 2
+
+
+def test_lean_is_for_borrowed_multipliers_only():
+    kwargs = dict(labels=4, lanes=2, state_bits=16, weight_bits=8, score_bits=20)
+    with pytest.raises(ValueError, match=r"^The lean goodness datapath borrows its "
+                                         r"multipliers: it needs a product latency$"):
+        GoodnessDatapath(**kwargs, lean=True)
+    with pytest.raises(TypeError, match=r"^Lean must be True or False, not 1$"):
+        GoodnessDatapath(**kwargs, product_latency=2, lean=1)
+
+
+def test_lean_carries_one_bit_beside_the_product():
+    # The small-part form's registers: per lane the add, the ReLU, the halves and e's
+    # line beside the product (1 bit a cycle), no input, odd-part or square register.
+    dut = GoodnessDatapath(labels=10, lanes=3, state_bits=16, weight_bits=8, score_bits=36,
+                           product_latency=2, lean=True)
+    wires = {line.split()[-1]: line.split()[2] for line in
+             rtlil.convert(dut, name="top").splitlines() if line.startswith("  wire width")}
+    for q in range(3):
+        assert [wires.get(f"\\{name}") for name in (f"z_{q}", f"h_{q}", f"c_{q}", f"e_{q}",
+                                                      f"e_{q}_0", f"e_{q}_1")] == \
+            ["18", "17", "16", "1", "1", "1"]
+    assert not [name for name in wires if "odd" in name]

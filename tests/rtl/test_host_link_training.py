@@ -16,6 +16,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from amaranth.back import rtlil
 
 from ffcl_hw.device import Device, FrameReader, HostLinkError, encode_frame
 from golden.config import ModelConfig
@@ -79,9 +80,12 @@ def train_frame(lam: int, x, y) -> bytes:
 # 52 to 104 s of Amaranth simulation (some 700 reply bytes at the bit time): opt-in; the
 # default run checks the same through the UART pins under Verilator (tests/sim).
 @pytest.mark.slow
-def test_the_link_trains_like_the_golden_trainer_and_reads_the_model_back(model):
+@pytest.mark.parametrize("lean", [False, True])
+def test_the_link_trains_like_the_golden_trainer_and_reads_the_model_back(model, lean):
+    # lean: the records written into the sample buffer and the replies read from there.
     core = TrainingCore(model, RULE, lanes=LANES)
-    link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS, train_block=BLOCK)
+    link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS, train_block=BLOCK,
+                    lean=lean)
     port = SimulatedBoard(link, budget_cycles=40_000)
     device = Device(port)
     assert device.identify() == link_identity(model, lanes=LANES, rule=RULE,
@@ -141,6 +145,38 @@ def test_the_link_ident_refuses_a_block_it_cannot_hold(model):
         Device(BoardPort(EmulatedBoard(model, lanes=LANES))).read_model(model)
     assert LinkIdentity.from_bytes(link_identity(model, lanes=LANES, rule=RULE,
                                                  train_block=BLOCK).to_bytes()).trains
+
+
+def test_a_lean_link_is_asked_for_by_a_bool_and_needs_room_for_its_records():
+    # Record j takes buffer bytes 6 j..6 j + 5, below sample j + 1's label at
+    # (j + 1)(D + 1): D = 5 just fits, D = 4 would overwrite the next label unread.
+    def core(inputs: int) -> TrainingCore:
+        return TrainingCore(make_model(ModelConfig(algo="ffdl", input_size=inputs,
+                                                   num_classes=K, hidden=(4,), theta=0.5),
+                                       11), RULE, lanes=2)
+    with pytest.raises(TypeError, match=r"^Lean must be True or False, not 1$"):
+        HostLink(core(D), divisor=DIVISOR, lean=1)
+    with pytest.raises(ValueError, match=r"^A lean link keeps the TRAIN records in the "
+                                         r"sample buffer, which needs an input size of at "
+                                         r"least 5, not 4$"):
+        HostLink(core(4), divisor=DIVISOR, lean=True)
+    assert HostLink(core(5), divisor=DIVISOR, lean=True).lean
+    # An inference link has no records: lean changes nothing there (and D = 4 is fine).
+    assert HostLink(core(4).core, divisor=DIVISOR, lean=True).lean
+
+
+def test_the_record_memory_exists_only_without_lean(model):
+    # Off, the link's RTLIL is what it was before the option (compared byte for byte, src
+    # attributes aside, with main's when the option came in: the block RAM and
+    # small-part training links, two inference links); on, the records go into the
+    # sample buffer: no record memory, and the byte counter that writes them.
+    def text(lean: bool) -> str:
+        link = HostLink(TrainingCore(model, RULE, lanes=LANES), divisor=DIVISOR,
+                        train_block=BLOCK, lean=lean)
+        return rtlil.convert(link, name="top")
+    off, on = text(False), text(True)
+    assert " \\records\n" in off and "record_byte" not in off
+    assert "records" not in on and "record_byte" in on
 
 
 def test_a_memory_deeper_than_the_links_addresses_is_refused_by_name():

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from amaranth import Module
+from amaranth import Cat, Module, Mux
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -219,6 +219,60 @@ def test_parameters_are_validated() -> None:
     with pytest.raises(TypeError, match=r"^Reset seed must be an integer in "
                                         r"0\.\.18446744073709551615, not -1$"):
         WordGenerator(offset=0, reset_seed=-1)
+
+
+class _SharedNetwork(wiring.Component):
+    """Two generators without a network of their own (``network=False``) and the one
+    network they share: it steps the word of whichever takes a word (never both)."""
+
+    def __init__(self, *, first_seed: int, second_seed: int) -> None:
+        super().__init__({"take": In(2), "words": Out(64)})
+        self.first = WordGenerator(offset=0, reset_seed=first_seed, seed_bits=0,
+                                   network=False)
+        self.second = WordGenerator(offset=LABEL_SEED_OFFSET, reset_seed=second_seed,
+                                    seed_bits=0, network=False)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.first, m.submodules.second = first, second = self.first, self.second
+        following = rtl.lfsr.next_word(Mux(self.take[0], first.words.payload,
+                                           second.words.payload))
+        m.d.comb += [first.words.ready.eq(self.take[0]), second.words.ready.eq(self.take[1]),
+                     first.following.eq(following), second.following.eq(following),
+                     self.words.eq(Cat(first.words.payload, second.words.payload))]
+        return m
+
+
+def test_generators_sharing_a_network_keep_their_own_sequences() -> None:
+    # Two generators take words in turns of random length (one at a time, or neither):
+    # each gives its golden sequence, the other's steps in between changing nothing.
+    dut = _SharedNetwork(first_seed=11, second_seed=12)
+    rng = np.random.default_rng(SEED)
+    turns = rng.integers(0, 3, 600)
+    got = ([], [])
+
+    async def testbench(ctx) -> None:
+        for turn in turns:
+            take = int(turn)        # 0 neither, 1 the first, 2 the second
+            ctx.set(dut.take, take)
+            word = ctx.get(dut.words)
+            if take:
+                got[take - 1].append(word >> (32 * (take - 1)) & 0xFFFFFFFF)
+            await ctx.tick()
+
+    simulate(dut, testbench)
+    assert got[0] == [int(w) for w in Lfsr(11).words(len(got[0]))]
+    assert got[1] == [int(w) for w in Lfsr(12 + LABEL_SEED_OFFSET).words(len(got[1]))]
+    assert min(map(len, got)) > 150
+
+
+def test_a_generator_without_its_network_is_validated() -> None:
+    with pytest.raises(TypeError, match=r"^Network must be a bool, not 0$"):
+        WordGenerator(offset=0, seed_bits=0, network=0)
+    with pytest.raises(ValueError, match=r"^A generator without its own network cannot be "
+                                         r"seeded \(seed_bits=0\)"):
+        WordGenerator(offset=0, network=False)
+    assert "following" not in WordGenerator(offset=0, seed_bits=0).signature.members
 
 
 # -- mutants: each must make one of the checks above fail ----------------------------------

@@ -130,7 +130,8 @@ def test_a_used_collided_read_is_flipped(flipped_collisions):
 #: words a neuron; the loop-feedback buffer).
 SMALL_PART = dict(bias_label_lanes=1, forward_multipliers="shared",
                   signal_multipliers="shared", compact_lanes=True, input_norm="forward",
-                  lean_signal=True, shared_update_lane=True)
+                  lean_signal=True, lean_forward=True, serial_weight_pass=True,
+                  shared_word_network=True, shared_update_lane=True)
 
 
 @pytest.mark.parametrize("name", ["ffdl_p4_b8", "ffcl_all_t2_p3_b16"])
@@ -156,7 +157,8 @@ def test_label_words_in_several_words_use_no_collided_read_of_a_marked_memory(
 
 
 def test_a_training_host_link_uses_no_collided_read(flipped_collisions):
-    # The link's own memories (the sample buffer, the TRAIN records) beside a core's: the
-    # link test's model and checks (records, read-back, refused frames).
+    # The link's own memory (the sample buffer, which the lean link the iCE40 build
+    # makes also writes the TRAIN records into) beside a core's: the link test's model
+    # and checks (records, read-back, refused frames).
     link_trains(make_model(ModelConfig(algo="ffdl", input_size=D, num_classes=K,
-                                       hidden=(7, 5), theta=0.5), 11))
+                                       hidden=(7, 5), theta=0.5), 11), lean=True)

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Rsqrt and Scaler against golden.intformat, one input per cycle, latency from the parts."""
 
 from __future__ import annotations
@@ -5,12 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from amaranth import Module, Signal
+from amaranth.back import rtlil
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.intformat import round_shift, rsqrt, rsqrt_table, scale
 from rtl.normaliser import Rsqrt, Scaler, SplitScaler
-from tests.rtl.helpers import run_pipeline, signed_range, unsigned_max
+from tests.rtl.helpers import run_pipeline, signed_range, simulate, unsigned_max
 
 SEED = 1618
 
@@ -46,6 +48,42 @@ def test_rsqrt_matches_golden(sq_bits: int, index_bits: int, frac_bits: int) -> 
     for v, out, r, sh in zip(sq, got, r_expected, sh_expected, strict=True):
         assert (out["r"], out["sh"]) == (r, sh), (
             f"seed {seed}: sq={v}: got r={out['r']} sh={out['sh']}, golden r={r} sh={sh}")
+
+
+@pytest.mark.parametrize(("sq_bits", "index_bits", "frac_bits"), [(33, 8, 12), (13, 5, 7)])
+def test_a_held_rsqrt_matches_golden_while_its_input_holds(sq_bits, index_bits, frac_bits):
+    # Rsqrt(held=True), as the core's (an op's input sums hold for the op): every value
+    # held LATENCY cycles or a few more; r and sh are golden's from LATENCY cycles after
+    # the change to the end of the hold, whatever came before.
+    seed = SEED + sq_bits
+    rng = np.random.default_rng(seed)
+    dut = Rsqrt(sq_bits=sq_bits, index_bits=index_bits, frac_bits=frac_bits, held=True)
+    assert dut.held and dut.latency == Rsqrt.LATENCY
+    values = [int(v) for v in rng.permutation(rsqrt_inputs(sq_bits, rng))[:300]]
+    r_expected, sh_expected = rsqrt(np.array(values), rsqrt_table(index_bits, frac_bits),
+                                    index_bits)
+    checked = []
+
+    async def testbench(ctx):
+        for v, r, sh in zip(values, r_expected, sh_expected, strict=True):
+            ctx.set(dut.sq, v)
+            hold = dut.latency + int(rng.integers(0, 3))
+            for cycle in range(1, hold + 1):
+                await ctx.tick()
+                if cycle >= dut.latency:
+                    got = (ctx.get(dut.r), ctx.get(dut.sh))
+                    assert got == (r, sh), f"seed {seed}: sq={v}, {cycle} cycles held: {got}"
+                    checked.append(v)
+
+    simulate(dut, testbench)
+    assert len(set(checked)) == len(set(values))
+    # No copy of the input beside bit_length: one register of sq_bits (the input's).
+    named = sorted(line.split()[-1] for line in rtlil.convert(dut, name="top").splitlines()
+                   if line.startswith("  wire width ") and line.split()[2] == str(sq_bits)
+                   and line.split()[-1].startswith("\\"))
+    assert named == ["\\given", "\\sq"]      # the input register and the port
+    with pytest.raises(TypeError, match=r"^Held must be True or False, not 1$"):
+        Rsqrt(sq_bits=sq_bits, index_bits=index_bits, frac_bits=frac_bits, held=1)
 
 
 def test_rsqrt_zero_gives_zero() -> None:

@@ -20,9 +20,10 @@ from tests.rtl.test_core import _random_model
 class _Bench(Elaboratable):
     """The sweep with a bias memory, a pre-activation memory and (shared) multipliers."""
 
-    def __init__(self, program, bias: list[int]) -> None:
+    def __init__(self, program, bias: list[int], lean: bool = False) -> None:
         self.program = program
-        self.dut = Sweep(program, product_latency=SIDE_LATENCY if program.shared else None)
+        self.dut = Sweep(program, product_latency=SIDE_LATENCY if program.shared else None,
+                         lean=lean)
         self.bias = bias
 
     def elaborate(self, platform) -> Module:
@@ -62,9 +63,10 @@ def _expected(program, scaled: list[int], bias: list[int]) -> tuple[list[int], l
     return pre, [max(0, v) for v in pre]
 
 
-def _run(program, bias: list[int], steps: dict[int, dict], cycles: int) -> list[dict]:
+def _run(program, bias: list[int], steps: dict[int, dict], cycles: int,
+         lean: bool = False) -> list[dict]:
     """Set ``steps[c]`` (member path -> value) in cycle c; record every cycle's outputs."""
-    bench = _Bench(program, bias)
+    bench = _Bench(program, bias, lean)
     dut = bench.dut
     record = []
 
@@ -92,8 +94,9 @@ def _tag(neuron: int, count: int, *, fb: int = 0, final: int = 1) -> dict:
     return {"tag": {"valid": 1, "fb": fb, "final": final, "neuron": neuron, "count": count}}
 
 
+@pytest.mark.parametrize("lean", [False, True])
 @pytest.mark.parametrize("shared", [False, True])
-def test_a_final_sweep_writes_scaled_biased_saturated_values_and_sums_squares(shared):
+def test_a_final_sweep_writes_scaled_biased_saturated_values_and_sums_squares(shared, lean):
     program = _program(shared)
     w = program.widths
     rng = np.random.default_rng(3 + shared)
@@ -109,10 +112,10 @@ def test_a_final_sweep_writes_scaled_biased_saturated_values_and_sums_squares(sh
              1: {"tag": {"valid": 0}}}
     for i, acc in enumerate(accs):
         steps[start + i] = {"acc": acc}
-    dut = Sweep(program, product_latency=SIDE_LATENCY if shared else None)
+    dut = Sweep(program, product_latency=SIDE_LATENCY if shared else None, lean=lean)
     assert dut.latency == program.sweep_drain
     assert dut.scale_latency == program.scale_latency
-    record = _run(program, bias, steps, start + count + dut.latency + 4)
+    record = _run(program, bias, steps, start + count + dut.latency + 4, lean)
     scaled = [int(v) for v in scale(np.array(accs), r, shift)]
     pre, act = _expected(program, scaled, bias[out_off + neuron:out_off + neuron + count])
     writes = [c for c, row in enumerate(record) if row["buffer"]]
@@ -142,26 +145,37 @@ def test_free_and_last_follow_the_tag(count):
         [1] + [0] * (held - 1) + [1, 1]
 
 
-def test_a_feedback_sweep_adds_the_kept_feed_forward_part():
-    # Feed-forward pass (not final: no write), its feedback pass right after (final).
-    program = _program(False)
+@pytest.mark.parametrize(("shared", "lean"), [(False, False), (False, True), (True, True)])
+def test_a_feedback_sweep_adds_the_kept_feed_forward_part(shared, lean):
+    # Feed-forward pass (not final: no write), its feedback pass right after (final),
+    # SWEEP_SPACING after it: the feedback sweep reads the first neuron's kept part in the
+    # cycle it is written. (Lean: the kept part includes the bias, which the feedback
+    # sweep must then not add again; the biases differ per neuron, so a bias read a
+    # cycle early or late shows.)
+    program = _program(shared)
     w = program.widths
-    bias = [5 * i - 20 for i in range(sum(program.model.config.hidden))]
+    bias = [5 * i - 20 + 37 * (i % 3) for i in range(sum(program.model.config.hidden))]
     count, neuron, out_off = 2, 0, 3
-    ff_acc, fb_acc = [100, -300], [-7, 900]
+    # Sums that land inside the state's range (none saturates, so each part shows), one
+    # of them below zero (the ReLU).
+    ff_acc, fb_acc = [100, -3000], [-7, 900]
     start = 1 + MAC_DRAIN
-    context = {"ff_r": 1 << (w.r - 1), "ff_shift": 2, "fb_r": (1 << (w.r - 1)) + 1,
-               "fb_shift": 3, "out_off": out_off, "bank": 0}
-    steps = {0: {**_tag(neuron, count, final=0), **context},
+    context = {"ff_r": 1 << (w.r - 1), "ff_shift": w.r + 1, "fb_r": (1 << (w.r - 1)) + 1,
+               "fb_shift": w.r, "out_off": out_off, "bank": 0}
+    assert count == SWEEP_SPACING
+    # (Each tag is valid for one cycle: the first one held for two would sweep neuron 0
+    # twice, which saturated sums used to hide.)
+    steps = {0: {**_tag(neuron, count, final=0), **context}, 1: {"tag": {"valid": 0}},
              count: _tag(neuron, count, fb=1, final=1), count + 1: {"tag": {"valid": 0}}}
     for i in range(count):
         steps[start + i] = {"acc": ff_acc[i]}
         steps[start + count + i] = {"acc": fb_acc[i]}
-    record = _run(program, bias, steps, start + 2 * count + 20)
+    record = _run(program, bias, steps, start + 2 * count + 20, lean)
     scaled = [int(a) + int(b) for a, b in zip(
         scale(np.array(ff_acc), context["ff_r"], context["ff_shift"]),
         scale(np.array(fb_acc), context["fb_r"], context["fb_shift"]), strict=True)]
     pre, act = _expected(program, scaled, bias[out_off + neuron:out_off + neuron + count])
+    assert pre[0] > 0 > pre[1] > -(1 << (w.state - 1))
     assert [row["buffer"] for row in record if row["buffer"]] == \
         [(out_off + neuron + i, act[i], 0) for i in range(count)]
     assert [row["pre"] for row in record if row["pre"]] == \
@@ -175,6 +189,11 @@ def test_clear_restarts_the_sum_of_squares():
              21: {"clear_sq": 0}}
     record = _run(program, [0] * 16, steps, 23)
     assert record[20]["sq"] == 400 and record[22]["sq"] == 0
+
+
+def test_lean_is_a_bool():
+    with pytest.raises(TypeError, match=r"^Lean must be True or False, not 1$"):
+        Sweep(_program(False), lean=1)
 
 
 def test_a_product_latency_goes_with_shared_multipliers_only():

@@ -426,9 +426,57 @@ def test_without_a_shared_update_lane_the_netlist_has_nothing_of_it(name):
     assert _OWN_LANE_MODULE not in with_option
 
 
+#: One update lane in the W and V pass (``serial_weight_pass``), taking each word's P
+#: entries in turn, on block RAM: 2, 3 and 8 lanes (ragged tiles), nearest rounding with
+#: saturation, FFCL with V columns after the W columns of each tile (top: layer 1's V
+#: words from layer 2; 'all': updates between the iterations).
+SERIAL_CASES = ("two_layers_p3_b12", "ffcl_top_t2_p2", "ffcl_adjacent_t3_p8",
+                "ffcl_all_adjacent_t2_p3")
+
+
+@pytest.mark.parametrize("name", SERIAL_CASES)
+def test_one_serial_weight_lane_trains_like_the_golden_trainer(name):
+    dut = check_case(name, "shared", serial_weight_pass=True)
+    parallel = TrainingCore(dut.model, dut.rule, lanes=dut.lanes)
+    wpass, lanes = dut.weight_pass, dut.lanes
+    assert len(wpass.lanes) == 1 and len(parallel.weight_pass.lanes) == lanes
+    # A word every P cycles, written P - 1 cycles later than P lanes write it (block
+    # RAM: no slots to pad for); each tile's reads take P columns cycles unless its
+    # shadow load is longer.
+    assert (wpass.spacing, wpass.write_pad) == (lanes, 0)
+    assert wpass.write_delay == parallel.weight_pass.write_delay + lanes - 1
+    for columns in (1, 5, 9):
+        assert wpass.tile_cycles(columns) == max(lanes * columns, wpass.load_interval)
+        assert wpass.pass_cycles(columns) == lanes * (columns - 1) + 1
+    assert dut.training_cycles() > parallel.training_cycles()
+    with pytest.raises(ValueError, match=r"^A serial pass takes the entries of a word of "
+                                         r"at least 2 lanes, not 1"):
+        TrainingCore(dut.model, dut.rule, lanes=1, serial_weight_pass=True)
+    with pytest.raises(TypeError, match=r"^Serial must be a bool, not 1$"):
+        TrainingCore(dut.model, dut.rule, lanes=lanes, serial_weight_pass=1)
+
+
+#: One leap-ahead network for the label, rounding and replay generators
+#: (``shared_word_network``): FFDL, and FFCL with updates between the iterations (a label
+#: draw per sample, rounding and replay words per layer and iteration). check_case
+#: compares both generators' next words with the golden trainer's after every sample.
+@pytest.mark.parametrize("name", ["two_layers_p3", "ffcl_all_adjacent_t2_p3"])
+def test_one_word_network_for_the_generators_trains_like_the_golden_trainer(name):
+    dut = check_case(name, "shared", shared_word_network=True)
+    assert not (dut.labels_gen.network or dut.words_gen.network
+                or dut.weight_pass.replay.network)
+    assert dut.options["shared_word_network"]
+    assert TrainingCore(dut.model, dut.rule, lanes=dut.lanes).options[
+        "shared_word_network"] is False
+    with pytest.raises(TypeError, match=r"^Shared word network must be a bool, not 1$"):
+        TrainingCore(dut.model, dut.rule, lanes=dut.lanes, shared_word_network=1)
+
+
 def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
                forward_multipliers: str = "dedicated", case=None, label_lanes=None,
                samples: int = 3, labels_drawn=None, input_norm: str = "own",
+               serial_weight_pass: bool = False,
+               shared_word_network: bool = False,
                shared_update_lane: bool = False) -> TrainingCore:
     """``samples`` training samples of case ``name`` (or ``case``: config fields, rule
     fields, lanes) then three images classified, against IntTrainer; the counter against
@@ -446,7 +494,9 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
                        multipliers="shared" if multipliers == "signal" else multipliers,
                        bias_label_lanes=bias_label_lanes,
                        forward_multipliers=forward_multipliers, label_lanes=label_lanes,
-                       input_norm=input_norm, shared_update_lane=shared_update_lane)
+                       input_norm=input_norm, serial_weight_pass=serial_weight_pass,
+                       shared_word_network=shared_word_network,
+                       shared_update_lane=shared_update_lane)
     rng = np.random.default_rng(SEED)
     samples = [(rng.integers(0, X + 1, D).astype(np.int64), int(rng.integers(0, K)))
                for _ in range(samples)]
@@ -458,13 +508,14 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
     start = IntTrainer(make_model(config, SEED + len(name)), rule).stored
     assert any(not np.array_equal(a[key], b[key])
                for a, b in zip(trainer.stored, start, strict=True) for key in a)
-    assert cycles == [dut.training_cycles()] * len(cycles)
+    assert cycles == [dut.training_cycles()] * len(cycles), (cycles, dut.training_cycles())
     if forward_multipliers == "shared":
         assert dut.core.program.shared and dut.core.lend_enabled == (multipliers != "dedicated")
     # Borrowed or own, the update lanes take the same cycles: one closed form; the
     # learning signal's borrowed multipliers add 2 L = 4 cycles to each scan.
     options = dict(forward_multipliers=forward_multipliers, bias_label_lanes=bias_label_lanes,
                    label_lanes=label_lanes, input_norm=input_norm,
+                   serial_weight_pass=serial_weight_pass,
                    shared_update_lane=shared_update_lane)
     other = TrainingCore(model, rule, lanes=lanes,
                          multipliers="dedicated" if multipliers == "shared" else "shared",
@@ -832,6 +883,11 @@ LINT_CASES = {
     # lanes' zero-width left shift (no k below 0).
     "ffdl_icebreaker_spram_p4_b8": lambda: training_core(
         _lint_model("ffdl", (7, 5)), _lint_rule(store_bits=8), "icebreaker", 4),
+    # FFCL, T = 3, the last iteration trained, on the iCEBreaker flow's small-part core
+    # (every option on: the lean sweep's biased kept parts, layer 1's cache).
+    "ffcl_last_t3_icebreaker_spram_p3": lambda: training_core(
+        _lint_model("ffcl", (5, 4), loops=3, topology="adjacent"),
+        _lint_rule(loss_iterations="last"), "icebreaker", 3),
     # One lane, lambda 0 throughout: the one-lane sweep's counter and the lambda port
     # (zero-width: ASCRANGE), the clamp of lambda below 0 (UNSIGNED).
     "ffdl_p1_lambda_0": lambda: TrainingCore(_lint_model("ffdl", (4, 5)),
@@ -840,6 +896,11 @@ LINT_CASES = {
     "host_link_ffdl_p3": lambda: HostLink(
         TrainingCore(_lint_model("ffdl", (7, 5)), _lint_rule(), lanes=3), divisor=4,
         train_block=2),
+    # The iCEBreaker build's link (lean: the TRAIN records written into the sample
+    # buffer) over its small-part core.
+    "host_link_icebreaker_lean": lambda: HostLink(
+        training_core(_lint_model("ffdl", (7, 5)), _lint_rule(store_bits=8), "icebreaker",
+                      4), divisor=4, train_block=2, initialised=False, lean=True),
 }
 
 

@@ -188,6 +188,42 @@ def test_an_spram_core_with_the_forward_passs_norms_trains_like_the_golden_train
     assert dut.training_cycles() <= own.training_cycles()
 
 
+#: One serial update lane (``serial_weight_pass``) with every other small-part option.
+#: name: (case, spacing, pad). The iCEBreaker's digits words (3 x 8 bits, two banks: an
+#: odd P keeps the slots' alternation, no pad); 4 x 8 bits in two banks (an even P: a
+#: word every P + 1 cycles, the write a cycle later); one bank (3 x 16 bits, MNIST
+#: 14x14's: slots every 3 cycles, a pad), FFCL with every iteration trained; and tiles
+#: that wait for their shadow load (layer 3: 9 neurons over 2 columns) on both.
+SERIAL_CASES = {
+    "ffdl_p3_b8": ((dict(algo="ffdl", hidden=(7, 5)), dict(store_bits=8), 3), 3, 0),
+    "ffdl_p4_b8": (CASES["ffdl_p4_b8"], 4, 1),
+    "ffcl_all_t2_p3_b16": (CASES["ffcl_all_t2_p3_b16"], 3, 1),
+    "narrow_p3_b8": ((dict(algo="ffdl", hidden=(9, 2, 9)), dict(store_bits=8), 3), 3, 0),
+    "narrow_p3_b16": ((dict(algo="ffdl", hidden=(9, 2, 9)), dict(store_bits=16), 3), 3, 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SERIAL_CASES))
+def test_a_small_part_core_with_one_serial_weight_lane_trains_like_the_golden_trainer(name):
+    # Every stored word after every sample and the counter at the closed form (_train):
+    # entry p of a word takes neuron (its first) + p's d and rho, read from their buffers
+    # the cycle before, the word's v and kappa held for its P entries, the new values
+    # gathered in order, the last tile's padding entries written 0, the write in a cycle
+    # no read of its bank takes.
+    (fields, rule_fields, lanes), spacing, pad = SERIAL_CASES[name]
+    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
+    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    # With every other option of the build (one network for the three generators too).
+    options = dict(SMALL_PART, label_lanes=min(K, lanes), compact_lanes=True,
+                   lean_signal=True, shared_word_network=True)
+    dut = _train(name, config, rule, lanes, serial_weight_pass=True, **options)
+    wpass = dut.weight_pass
+    assert (len(wpass.lanes), wpass.spacing, wpass.write_pad) == (1, spacing, pad)
+    parallel = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)
+    assert wpass.write_delay == parallel.weight_pass.write_delay + lanes - 1 + pad
+    assert dut.training_cycles() > parallel.training_cycles()
+
+
 def _slot_waits(dut: TrainingCore) -> int:
     """Cycles the W and V passes of two SPRAM banks wait for their words' slots, word by
     word: the pass's cycle c (from ``run`` at 0) reads only words of parity (c - 1) mod 2,
@@ -361,13 +397,18 @@ def test_the_update_passes_keep_the_lanes_busy_as_the_closed_form_says():
     config = ModelConfig(algo="ffdl", input_size=D, num_classes=K, theta=0.5, hidden=(10, 9))
     model = make_model(config, SEED)
     entries = 10 * D + 9 * 10
-    for lanes, store_bits in ((8, 8), (3, 16), (4, 8)):
+    # One serial lane too, on 3 x 16 bits (one bank) and 3 x 8 (two banks): its
+    # utilisation is over the one lane.
+    for lanes, store_bits, serial in ((8, 8, False), (3, 16, False), (4, 8, False),
+                                      (3, 16, True), (3, 8, True)):
         rule = TrainRule(epochs=1, seed=7, lr_shift=4, store_bits=store_bits)
         words = -(-10 // lanes) * D + -(-9 // lanes) * 10
-        dut = TrainingCore(model, rule, lanes=lanes, weights="spram")
+        dut = TrainingCore(model, rule, lanes=lanes, weights="spram",
+                           serial_weight_pass=serial)
         written, cycles = _measure_passes(dut)
         assert written == words, lanes
-        assert entries / (lanes * cycles) == dut.pass_lane_utilization(), lanes
+        update_lanes = 1 if serial else lanes
+        assert entries / (update_lanes * cycles) == dut.pass_lane_utilization(), lanes
     # 8 lanes on SPRAM: two tiles per layer (10 and 9 neurons) back to back: the first
     # tile's shadow load (8 + 1), its reads (2 x 9, then 2 x 10), the second tile's
     # (2 x 9 - 1, 2 x 10 - 1) and one drain (9).
@@ -420,19 +461,26 @@ def test_digits_update_passes_on_spram_keep_the_lanes_busy_only_on_two_banks():
                          theta=0.5)
     model = initial_model(config, load_dataset("digits").x_train[:50], input_max=16, seed=0)
     entries = 2 * 64 * 64
-    for lanes, store_bits, weights, layer in ((8, 8, "spram", 9 + 7 * 128 + 127 + 9),
-                                              (4, 16, "spram", 5 + 15 * 128 + 127 + 9),
-                                              (4, 8, "spram", 5 + 16 * 64 + 9),
-                                              (8, 8, "loadable", 9 + 8 * 64 + 9)):
+    # One serial lane on 3 x 8 bits in two banks (the iCEBreaker build's): no shadow
+    # load, 22 tiles of 64 words, a word every 3 cycles (the first in cycle 1, its even
+    # word's slot), each next tile's first 3 cycles after the last's, the drain of
+    # 2 + 6 + 2 + 1.
+    for lanes, store_bits, weights, serial, layer in (
+            (8, 8, "spram", False, 9 + 7 * 128 + 127 + 9),
+            (4, 16, "spram", False, 5 + 15 * 128 + 127 + 9),
+            (4, 8, "spram", False, 5 + 16 * 64 + 9),
+            (8, 8, "loadable", False, 9 + 8 * 64 + 9),
+            (3, 8, "spram", True, 1 + 21 * 192 + 190 + 11)):
         dut = TrainingCore(model, TrainRule(epochs=1, store_bits=store_bits), lanes=lanes,
-                           weights=weights)
-        tiles = 2 * 64 // lanes
+                           weights=weights, serial_weight_pass=serial)
+        tiles = -(-64 // lanes) * 2
         written, cycles = _measure_passes(dut, pixels=64)
         assert (written, cycles) == (tiles * 64, 2 * layer), (lanes, weights)
-        assert entries / (lanes * cycles) == dut.pass_lane_utilization()
-    # 49.2 %, 49.7 %, 98.7 % and 96.6 %.
+        assert entries / ((1 if serial else lanes) * cycles) == dut.pass_lane_utilization()
+    # 49.2 %, 49.7 %, 98.7 %, 96.6 % and 96.7 %.
     assert [round(100 * entries / (p * 2 * t), 1)
-            for p, t in ((8, 1041), (4, 2061), (4, 1038), (8, 530))] == [49.2, 49.7, 98.7, 96.6]
+            for p, t in ((8, 1041), (4, 2061), (4, 1038), (8, 530), (1, 4234))] == [
+                49.2, 49.7, 98.7, 96.6, 96.7]
 
 
 @pytest.mark.parametrize(("lanes", "store_bits", "message"), [
@@ -546,6 +594,40 @@ def test_a_small_part_core_with_the_lean_learning_signal_trains_like_the_golden_
 
 
 @pytest.mark.parametrize(("name", "label_lanes"), [
+    # The iCEBreaker digits build's kind: FFDL on two banks, G = K = 4.
+    ("ffdl_p4_b8", 4),
+    # FFCL with every iteration trained: the core infers between the updates, its
+    # feedback sweeps read the kept feed-forward parts (biased in the lean sweep); G = 3
+    # of K = 4 (two label words a neuron).
+    ("ffcl_all_t2_p3_b16", 3),
+    # FFCL T = 3 with the last iteration trained: layer 1's kept parts (with the bias
+    # they now include) serve the later iterations (the cache), and the bias changes
+    # between samples.
+    ("ffcl_last_t3_p3_b16", 3)])
+def test_a_small_part_core_with_the_lean_forward_datapath_trains_like_the_golden_trainer(
+        name, label_lanes):
+    # lean_forward: the sweep reads its bias (and the kept parts) as the scaled sum
+    # arrives, the scan squares h as 4 f (f + e) + e on the borrowed multipliers: the
+    # same weights, labels and cycles as the small part without it (every other option
+    # of the iCEBreaker build on).
+    fields, rule_fields, lanes = CASES.get(name) or (
+        dict(algo="ffcl", hidden=(5, 4), loops=3, topology="adjacent"),
+        dict(store_bits=16, loss_iterations="last"), 3)
+    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
+    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    options = dict(SMALL_PART, label_lanes=label_lanes, compact_lanes=True,
+                   lean_signal=True)
+    dut = _train(name, config, rule, lanes, **options, lean_forward=True)
+    full = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)
+    assert dut.core.lean and not full.core.lean and dut.options["lean_forward"]
+    if name == "ffcl_last_t3_p3_b16":
+        assert dut.core.program.layer1_cache and dut.trained_iterations == 1
+    assert dut.training_cycles() == full.training_cycles()
+    with pytest.raises(TypeError, match=r"^Lean forward must be a bool, not 1$"):
+        TrainingCore(dut.model, rule, lanes=lanes, lean_forward=1)
+
+
+@pytest.mark.parametrize(("name", "label_lanes"), [
     # G = K = 4 on two SPRAM banks: one label word a neuron, a neuron every third cycle.
     ("ffdl_p4_b8", 4),
     # G = 3 of K = 4 on one bank, FFCL with every iteration trained: two label words a
@@ -560,7 +642,8 @@ def test_the_icebreaker_core_with_b_and_u_on_a_weight_pass_lane_trains_like_the_
     fields, rule_fields, lanes = CASES[name]
     config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
     rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
-    options = dict(SMALL_PART, label_lanes=label_lanes, compact_lanes=True, lean_signal=True)
+    options = dict(SMALL_PART, label_lanes=label_lanes, compact_lanes=True, lean_signal=True,
+                   lean_forward=True, serial_weight_pass=True, shared_word_network=True)
     dut = _train(name, config, rule, lanes, **options, shared_update_lane=True)
     assert dut.options == training_core(dut.model, rule, "icebreaker", lanes).options
     own = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)

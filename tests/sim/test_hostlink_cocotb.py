@@ -137,7 +137,10 @@ def test_the_host_library_loads_then_trains_an_spram_training_link(case, simulat
     core = TrainingCore(model, rule, lanes=lanes, weights="spram", **options)
     assert core.core.memories.weight_store.port == ("single" if case == "single" else "banked")
     # SPRAM comes up empty: the link refuses TRAIN, IMAGE and READ until a load commits.
-    top = HostLink(core, train_block=2, initialised=False, **SPRAM_LINK)
+    # The link is lean, as the one the flows build around an SPRAM core
+    # (ffcl_hw.flows.synth_training.training_link: the TRAIN records in the sample
+    # buffer).
+    top = HostLink(core, train_block=2, initialised=False, lean=True, **SPRAM_LINK)
     built = build_design(top, simulator, build_root / f"host-link-training-spram-{case}",
                          toplevel="ffcl_host_link_training")
     save_int_model(tmp_path / "model.int.npz", model)
