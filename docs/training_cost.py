@@ -42,8 +42,8 @@ and Rsqrt; the kept (r, sh) registers are the TrainingCore's own); with ``--lean
 the learning signal in its small-part form (``lean_signal=True``; both flags combine).
 With ``--as-built`` the core the iCEBreaker training build makes
 (``ffcl_hw.flows.synth_training.training_core``: compact update lanes, the forward
-pass's input norms, the lean learning signal and the lean forward datapath too), its
-RTLIL with the build's collision marks applied
+pass's input norms, the lean learning signal, the lean forward datapath and the b and
+U pass on the W pass's lane too), its RTLIL with the build's collision marks applied
 (``ffcl_hw.flows.synth.ignore_marked_collisions``): where today's build's cells go.
 
 ``--ice40-inference-parts``: the same for the inference-only design a UP5K trainer would
@@ -195,7 +195,7 @@ PARTS = {
     "top.core.memories": "  its memories (weights, biases, labels, program)",
     "top.scan": "ErrorScan (LearningSignalUnit included)",
     "top.bias_label": "BiasLabelPass (its lane included)",
-    "top.bias_label.lane": "  its UpdateLane",
+    "top.bias_label.lane": "  its UpdateLane (none with shared_update_lane)",
     "top.weight_pass": "WeightPass (its lane and the replay generator included)",
     "top.scaler": "InputScaler (rsqrt unless input_norm='forward', scaler)",
     "top.labels_gen": "label WordGenerator",

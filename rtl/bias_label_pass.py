@@ -12,6 +12,13 @@ takes a neuron every third cycle, N cycles more per layer. It also reads the lab
 a second time, just before its write, instead of carrying it through the lane's
 pipeline: the read port is free two cycles in three, and a carried word is K x B_m
 flip-flops per pipeline stage (960 for digits at B_m = 16).
+
+That one lane may be borrowed (``borrowed_lane``): the W and V pass's lane 0, which
+idles while this pass runs (the passes are sequential), already holds b's range beside
+W's (:meth:`rtl.update_lane.UpdateLane.for_model` builds every lane for both kinds, the
+widest stored width) and takes v = 1 from its pass while lent, so -d v is -d on its
+multiplier, own or borrowed, in the same cycles as a unit lane's registers
+(:attr:`rtl.update_lane.UpdateLane.latency` is 2 + 4 either way).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.intmodel import IntModel
-from golden.inttrain import TrainRule
+from golden.inttrain import IntTrainer, TrainRule
 from golden.lfsr import LFSR_WIDTH
 from rtl.error_scan import error_entry_layout
 from rtl.label_groups import LabelGroups, stored_field
@@ -58,6 +65,14 @@ class BiasLabelPass(wiring.Component):
     compact_lanes : bool, optional
         Lanes in their small-part form (``UpdateLane(compact=True)``): the same words in
         the same cycles. Default False.
+    borrowed_lane : UpdateLane, optional
+        With ``lanes=1``: no lane of its own, this one instead (a
+        :class:`rtl.weight_pass.WeightPass` built with ``lend_lane=True`` lends its lane
+        0), driven through the ``lane`` port. It must take the entries the own lane
+        would: the same stored ranges in the same order, rounding, error width and
+        shift range (``UpdateLane.for_model`` of the same model and rule, as every W
+        pass lane is), and a latency the time-shared schedule allows. Default None:
+        a lane of its own (``compact_lanes`` says its form), a submodule.
 
     Members
     -------
@@ -80,13 +95,17 @@ class BiasLabelPass(wiring.Component):
         The stored bias and label words, read one cycle after the address.
     write : Out(wiring.Signature({"valid", "label", "addr", "data": Out}))
         A word to store: a bias (``label`` 0) or a label word (``label`` 1).
+    lane : Out(borrowed_lane.guest_signature)
+        Only with ``borrowed_lane``: its entries, and ``run`` while this pass runs
+        (:attr:`rtl.update_lane.UpdateLane.guest_signature`).
     """
 
     #: The lane counts built: one lane per stored value of a neuron, or one time-shared.
     LANES = (3, 1)
 
     def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int = 3,
-                 label_lanes: int | None = None, compact_lanes: bool = False) -> None:
+                 label_lanes: int | None = None, compact_lanes: bool = False,
+                 borrowed_lane: UpdateLane | None = None) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -107,6 +126,9 @@ class BiasLabelPass(wiring.Component):
         label_bits = groups.lanes * rule.store_bits
         label_words = max(2, sum(hidden) * groups.count)
         k_shape = SHIFT_SHAPE
+        if borrowed_lane is not None:
+            _check_borrowed(borrowed_lane, model, rule, lanes)
+        self.borrowed = borrowed_lane is not None
         super().__init__({
             "run": In(1), "done": Out(1),
             "neurons": In(range(max(hidden) + 1)),
@@ -126,30 +148,52 @@ class BiasLabelPass(wiring.Component):
             "write": Out(wiring.Signature({
                 "valid": Out(1), "label": Out(1), "addr": Out(range(label_words)),
                 "data": Out(unsigned(max(label_bits, self.bias_bits)))})),
+            **({"lane": Out(borrowed_lane.guest_signature)} if self.borrowed else {}),
         })
         # Made here, not in elaborate, so the fit check can ask them what they need.
         # v = 1: lanes without a multiplier (a constant 1 behind an input register that
         # resets to 0 kept one each, 3 MULT18X18D on ECP5).
-        self.lanes = tuple(UpdateLane.for_model(model, rule, unit_input=True,
-                                                compact=compact_lanes)
-                           for _ in range(lanes))
+        #: With a borrowed lane: the bits of rho and kappa that b and U's R can take, the
+        #: largest k of b and U in the rule's schedule (k = base - z, the base growing
+        #: with lambda), which may be fewer than a W lane's max_shift. The rest go to the
+        #: lane as zeros, so no register or multiplexer keeps them (an own lane's
+        #: shifter has only b and U's k: Yosys finds that itself).
+        self.rounding_bits = None
+        if self.borrowed:
+            trainer = IntTrainer(model, rule)
+            self.rounding_bits = min(borrowed_lane.max_shift, max(
+                1, *(trainer.base_shifts(layer, rule.lr_shift_at(epoch))[name]
+                     for epoch in (0, rule.epochs - 1) for layer in range(len(hidden))
+                     for name in ("b", "U"))))
+        self.lanes = (borrowed_lane,) if self.borrowed else tuple(
+            UpdateLane.for_model(model, rule, unit_input=True, compact=compact_lanes)
+            for _ in range(lanes))
         # One lane: a label word is read again where no issue reads one
         # (_elaborate_shared): latency mod 3 != 2 with one word, = 2 mod 4 with two.
-        latency = UpdateLane.latency_for(None)
+        latency = self.lane_latency
         if lanes == 1 and (latency % 3 == 2 if groups.count == 1 else latency % 4 != 2):
             raise ValueError(f"A time-shared lane of latency {latency} would read a label "
                              f"word again in an issue slot")
 
     def products(self) -> list[Product]:
-        """The lanes' multipliers: none (unit inputs, ``UpdateLane(unit_input=True)``)."""
+        """The lanes' multipliers: none (unit inputs, ``UpdateLane(unit_input=True)``; a
+        borrowed lane's are its owner's)."""
+        if self.borrowed:
+            return []
         return [product for lane in self.lanes for product in lane.products()]
+
+    @property
+    def lane_latency(self) -> int:
+        """Cycles of the lanes (:attr:`rtl.update_lane.UpdateLane.latency`): a unit
+        lane's, or the borrowed lane's."""
+        return self.lanes[0].latency
 
     @property
     def drain(self) -> int:
         """Cycles after the last neuron's issue slots until the step ends: the read, the
         lane and the second write a cycle after the first (the label word after the bias
         on three lanes, the bias after the label word on one)."""
-        return UpdateLane.latency_for(None) + 3
+        return self.lane_latency + 3
 
     @property
     def issue_period(self) -> int:
@@ -239,8 +283,13 @@ class BiasLabelPass(wiring.Component):
         B_m, groups = self.rule.store_bits, self.groups
         G = groups.lanes
         y, y_neg = self.y, self.y_neg
-        m.submodules.lane = lane = self.lanes[0]
-        lat = lane.latency
+        lat = self.lane_latency
+        if self.borrowed:
+            # The lane's members through the port (its owner has the lane itself).
+            lane = self.lane
+            m.d.comb += lane.run.eq(self.run)
+        else:
+            m.submodules.lane = lane = self.lanes[0]
         period = self.issue_period
         slot = Signal(range(period))
         neuron = Signal(range(max(self.model.config.hidden) + 1))
@@ -264,19 +313,31 @@ class BiasLabelPass(wiring.Component):
             c_neg = u_neg.as_signed()
         else:
             c_neg = groups.field(self.labels.data, y_neg, B_m)
-        m.d.comb += [lane.en.eq(kind != NONE), lane.rho.eq(self.rho.data)]
+        if self.borrowed:
+            # A borrowed lane's en is its owner's (UpdateLane.guest_signature): the
+            # entries' kinds carried beside the lane say when each leaves, not valid.
+            # rho and kappa only as wide as b and U's largest k (rounding_bits).
+            m.d.comb += lane.rho.eq(self.rho.data[:self.rounding_bits])
+
+            def kappa(word):
+                return word[:self.rounding_bits]
+        else:
+            m.d.comb += [lane.en.eq(kind != NONE), lane.rho.eq(self.rho.data)]
+
+            def kappa(word):
+                return word
         with m.Switch(kind):
             with m.Case(U_POS):
                 m.d.comb += [lane.c.eq(groups.field(self.labels.data, y, B_m)),
-                             lane.d.eq(errors.dp), lane.kappa.eq(self.kappa_pos),
+                             lane.d.eq(errors.dp), lane.kappa.eq(kappa(self.kappa_pos)),
                              lane.k.eq(self.k_u), lane.select.eq(STORED_KINDS.index("W"))]
             with m.Case(U_NEG):
                 m.d.comb += [lane.c.eq(c_neg), lane.d.eq(errors.dn),
-                             lane.kappa.eq(self.kappa_neg), lane.k.eq(self.k_u),
+                             lane.kappa.eq(kappa(self.kappa_neg)), lane.k.eq(self.k_u),
                              lane.select.eq(STORED_KINDS.index("W"))]
             with m.Default():
                 m.d.comb += [lane.c.eq(self.bias.data.as_signed()), lane.d.eq(errors.d),
-                             lane.kappa.eq(self.kappa_b), lane.k.eq(self.k_b),
+                             lane.kappa.eq(kappa(self.kappa_b)), lane.k.eq(self.k_b),
                              lane.select.eq(STORED_KINDS.index("b"))]
         # Each entry's kind and neuron, carried beside the lane: stages[i] is i + 1
         # cycles after its entry, stages[-1] leaves with it.
@@ -340,3 +401,21 @@ class BiasLabelPass(wiring.Component):
                 m.d.sync += [count.eq(0), neuron.eq(0), slot.eq(0)]
                 m.d.comb += self.done.eq(1)
         return m
+
+
+def _check_borrowed(lane, model: IntModel, rule: TrainRule, lanes: int) -> None:
+    """Raise unless ``lane`` takes a b and U entry as the pass's own lane would."""
+    if not isinstance(lane, UpdateLane):
+        raise TypeError(f"Borrowed lane must be an rtl.update_lane.UpdateLane, not {lane!r}")
+    if lanes != 1 or isinstance(lanes, bool):
+        raise ValueError(f"A borrowed lane is one time-shared lane: build the pass with "
+                         f"lanes=1, not {lanes!r}")
+    own = UpdateLane.for_model(model, rule, unit_input=True)
+    for what, theirs, ours in (("stored ranges", lane.limits, own.limits),
+                               ("rounding", lane.rounding, own.rounding),
+                               ("error width", lane.error_bits, own.error_bits),
+                               ("shift range", (lane.min_shift, lane.max_shift),
+                                (own.min_shift, own.max_shift))):
+        if theirs != ours:
+            raise ValueError(f"A borrowed lane must have the b and U lane's {what}, "
+                             f"{ours!r}, not {theirs!r}")

@@ -181,6 +181,13 @@ class TrainingCore(wiring.Component):
         form, ``UpdateLane(compact=True)``: R formed as an entry comes in, and a
         selection of the kept bits instead of a barrel shifter, for a part as small as
         the UP5K. The same weights in the same cycles. Default False.
+    shared_update_lane : bool, optional
+        With ``bias_label_lanes=1``: the b and U pass has no lane of its own but borrows
+        the W and V pass's lane 0, idle while it runs
+        (``BiasLabelPass(borrowed_lane=...)``, ``WeightPass(lend_lane=True)``): v = 1
+        through that lane's multiplier, in the same cycles, for a part as small as the
+        UP5K (the figures are in docs/training-engine.md, "Logic of the components").
+        The same weights in the same cycles. Default False.
     input_norm : {"own", "forward"}, optional
         Where the normalised inputs v_j = round_shift(a_j r, sh/2 + Q - 14) of a layer
         above the first (and of a feedback source) take (r, sh) = rsqrt(sum a^2) from.
@@ -291,7 +298,8 @@ class TrainingCore(wiring.Component):
                  label_lanes: int | None = None, bias_label_lanes: int = 3,
                  input_norm: str = "own", compact_lanes: bool = False,
                  lean_signal: bool = False, lean_forward: bool = False,
-                 serial_weight_pass: bool = False, shared_word_network: bool = False) -> None:
+                 serial_weight_pass: bool = False, shared_word_network: bool = False,
+                 shared_update_lane: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -305,6 +313,13 @@ class TrainingCore(wiring.Component):
                              f"not {multipliers!r}")
         if not isinstance(compact_lanes, bool):
             raise TypeError(f"Compact lanes must be True or False, not {compact_lanes!r}")
+        if not isinstance(shared_update_lane, bool):
+            raise TypeError(f"Shared update lane must be True or False, not "
+                            f"{shared_update_lane!r}")
+        if shared_update_lane and bias_label_lanes != 1:
+            raise ValueError(f"The b and U pass borrows one lane of the W pass: a shared "
+                             f"update lane needs bias_label_lanes=1, not {bias_label_lanes!r}")
+        self.shared_update_lane = shared_update_lane
         if signal_multipliers not in MULTIPLIERS:
             raise ValueError(f"Signal multipliers must be one of {', '.join(MULTIPLIERS)}, "
                              f"not {signal_multipliers!r}")
@@ -384,10 +399,11 @@ class TrainingCore(wiring.Component):
                                       weight_latency=self.core.program.weight_latency,
                                       port=self.core.memories.weight_store.port,
                                       compact_lanes=compact_lanes, serial=serial_weight_pass,
-                                      replay_network=own)
-        self.bias_label = BiasLabelPass(model, rule, lanes=bias_label_lanes,
-                                        label_lanes=self.label_groups.lanes,
-                                        compact_lanes=compact_lanes)
+                                      replay_network=own, lend_lane=shared_update_lane)
+        self.bias_label = BiasLabelPass(
+            model, rule, lanes=bias_label_lanes, label_lanes=self.label_groups.lanes,
+            compact_lanes=compact_lanes,
+            borrowed_lane=self.weight_pass.lanes[0] if shared_update_lane else None)
         K = model.config.num_classes
         prog = self.core.program
         read_words = max(2, len(prog.weight_words), len(prog.label_words))
@@ -429,7 +445,8 @@ class TrainingCore(wiring.Component):
                 "compact_lanes": self.bias_label.lanes[0].compact,
                 "lean_signal": self.lean_signal, "lean_forward": self.lean_forward,
                 "serial_weight_pass": self.weight_pass.serial,
-                "shared_word_network": not self.words_gen.network}
+                "shared_word_network": not self.words_gen.network,
+                "shared_update_lane": self.shared_update_lane}
 
     @property
     def widths(self) -> dict[str, int]:
@@ -565,6 +582,9 @@ class TrainingCore(wiring.Component):
         m.submodules.weight_pass = wpass = self.weight_pass
         m.submodules.bias_label = bias_label = self.bias_label
         ports = self._buffers(m)
+        if self.shared_update_lane:
+            # The b and U pass's entries on the W pass's lane 0.
+            wiring.connect(m, bias_label.lane, wpass.guest)
         wiring.connect(m, self.words_gen.words, words.words)
         if not self.words_gen.network:
             self._word_network(m)
@@ -584,10 +604,15 @@ class TrainingCore(wiring.Component):
             if self.signal_multipliers == "shared":
                 # The learning signal on lanes 0 and 1: its scan runs in PREPARE, the W
                 # pass (run) after it, so the two never need a lane in the same cycle.
+                # With a shared update lane the b and U pass (after the W pass) runs on
+                # the W pass's lane 0, so on MAC lane 0 too.
                 for q in range(2):
+                    passes = wpass.run
+                    if self.shared_update_lane and q == 0:
+                        passes = wpass.run | bias_label.run
                     m.d.comb += [
-                        core.lend.a[q].eq(Mux(wpass.run, wpass.a[q], scan.a[q])),
-                        core.lend.b[q].eq(Mux(wpass.run, wpass.b[q], scan.b[q])),
+                        core.lend.a[q].eq(Mux(passes, wpass.a[q], scan.a[q])),
+                        core.lend.b[q].eq(Mux(passes, wpass.b[q], scan.b[q])),
                         scan.product[q].eq(core.lend.product[q])]
         state = {"layer": Signal(range(max(2, self.model.config.num_layers))),
                  "y": Signal(range(self.model.config.num_classes)),

@@ -210,6 +210,22 @@ class UpdateLane(wiring.Component):
         """Cycles from an entry at the inputs to its new value in ``out``."""
         return self.latency_for(self.product_latency)
 
+    @property
+    def guest_signature(self) -> wiring.Signature:
+        """This lane as a unit that borrows it sees it (a b and U pass on a W pass's
+        lane: ``rtl.weight_pass.WeightPass(lend_lane=True)``'s ``guest`` port): ``run``,
+        the guest has the lane this cycle (its entries go in, with v = 1); the entry's
+        members but ``en`` and ``v`` out; ``out`` in. ``en`` and ``valid`` stay the
+        owner's: the guest knows when its entries leave (it carries what each one is
+        beside the lane), and the owner, which gives no entry of its own then, sees no
+        ``valid``."""
+        return wiring.Signature({
+            "run": Out(1), "c": Out(signed(self.stored_bits)),
+            "d": Out(signed(self.error_bits)), "rho": Out(unsigned(LFSR_WIDTH)),
+            "kappa": Out(unsigned(LFSR_WIDTH)), "k": Out(signed(self.shift_bits)),
+            "select": Out(range(max(2, len(self.limits)))),
+            "out": In(signed(self.stored_bits))})
+
     def _rounding(self, rho, kappa, k):
         """R of an entry: (rho + kappa) mod 2^k, or 2^(k-1) for ``nearest``, as a value
         of ``max_shift`` bits (0 for k <= 0)."""

@@ -201,6 +201,13 @@ class WeightPass(wiring.Component):
     compact_lanes : bool, optional
         Lanes in their small-part form (``UpdateLane(compact=True)``): the same words in
         the same cycles. Default False.
+    lend_lane : bool, optional
+        Lend lane 0 to another unit while this pass idles (the b and U pass, which runs
+        after it: ``rtl.bias_label_pass.BiasLabelPass(borrowed_lane=...)``), through the
+        ``guest`` port, so that unit needs no lane of its own (for a part as small as
+        the UP5K). While ``guest.run`` is high the lane takes the guest's entries, with
+        v = 1; its ``en`` stays this pass's (low: no word is read then), so this pass
+        writes nothing. Default False.
     serial : bool, optional
         One update lane, which takes a word's P entries in P consecutive cycles (the
         small part's: a lane is some 500 of the UP5K's logic cells), instead of P lanes
@@ -255,13 +262,16 @@ class WeightPass(wiring.Component):
         Only with ``product_latency``: lane p's multiplier operands (-d, v).
     product : In(ArrayLayout(signed(2 * operand_bits), P))
         Only with ``product_latency``: ``a[p] * b[p]``, ``product_latency`` cycles later.
+    guest : In(lanes[0].guest_signature)
+        Only with ``lend_lane``: lane 0 for another unit
+        (:attr:`rtl.update_lane.UpdateLane.guest_signature`), never while ``run``.
     """
 
     def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int, words: int,
                  product_latency: int | None = None, operand_bits: int = 16,
                  weight_latency: int = WeightStore.LATENCY, port: str = "dual",
                  compact_lanes: bool = False, serial: bool = False,
-                 replay_network: bool = True) -> None:
+                 replay_network: bool = True, lend_lane: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -292,6 +302,9 @@ class WeightPass(wiring.Component):
                                            compact=compact_lanes)
                       for _ in range(1 if serial else lanes)]
         self.product_latency = product_latency
+        if not isinstance(lend_lane, bool):
+            raise TypeError(f"Lend lane must be True or False, not {lend_lane!r}")
+        self.lend_lane = lend_lane
         borrowed = {}
         if product_latency is not None:
             operands = data.ArrayLayout(signed(operand_bits), lanes)
@@ -322,6 +335,7 @@ class WeightPass(wiring.Component):
             **borrowed,
             **({} if replay_network else {"replay_word": Out(LFSR_WIDTH), "replay_take": Out(1),
                                           "replay_following": In(LFSR_WIDTH)}),
+            **({"guest": In(self.lanes[0].guest_signature)} if lend_lane else {}),
         })
         self.replay = WordGenerator(offset=0, seed_bits=0, network=replay_network)
         # The read of pass cycle c meets the memory in cycle c + weight_latency - 1, its
@@ -587,6 +601,13 @@ class WeightPass(wiring.Component):
                 else:
                     with m.If(when):
                         m.d.sync += statements
+        if self.lend_lane:
+            # v = 1 for the guest's entries: the register the lanes read is set while
+            # the guest runs (from its first cycle on, before its first entry, which
+            # comes a cycle later at the earliest). A synchronous set costs no LUT on
+            # iCE40 (SB_DFFSS, SB_DFFSR), where a multiplexer after it costs one a bit.
+            with m.If(self.guest.run):
+                m.d.sync += v_late.eq(1)
         if self.serial:
             # The word's first neuron, beside its address: the lane reads its entries'
             # d and rho from it, the first a cycle ahead (``ahead``: the word's stage
@@ -606,11 +627,15 @@ class WeightPass(wiring.Component):
             m.d.sync += [lane_d[p].eq(shadow_d[p]) for p in range(P)]
             m.d.sync += [lane_rho[p].eq(shadow_rho[p]) for p in range(P)]
         for p, lane in enumerate(lanes):
-            m.d.comb += [lane.en.eq(in_lane),
-                         lane.c.eq(self.weights.data[p * B_m:(p + 1) * B_m].as_signed()),
-                         lane.d.eq(lane_d[p]), lane.v.eq(v_late), lane.rho.eq(lane_rho[p]),
-                         lane.kappa.eq(in_kappa), lane.k.eq(Mux(in_fb, self.k_fb, self.k_ff)),
-                         lane.select.eq(STORED_KINDS.index("W"))]
+            entry = {"en": in_lane,
+                     "c": self.weights.data[p * B_m:(p + 1) * B_m].as_signed(),
+                     "d": lane_d[p], "v": v_late, "rho": lane_rho[p], "kappa": in_kappa,
+                     "k": Mux(in_fb, self.k_fb, self.k_ff),
+                     "select": STORED_KINDS.index("W")}
+            if p == 0:
+                entry = {name: self._lent(m, lane, name, value)
+                         for name, value in entry.items()}
+            m.d.comb += [getattr(lane, name).eq(value) for name, value in entry.items()]
         out_addr, out_last = in_addr, in_last
         for i in range(lat):
             reg = Signal.like(in_addr, name=f"w_addr_{i}")
@@ -620,6 +645,18 @@ class WeightPass(wiring.Component):
         m.d.comb += [self.write.valid.eq(lanes[0].valid), self.write.addr.eq(out_addr),
                      self.write.data.eq(Cat(Mux(~out_last | ragged[p], lanes[p].out, 0)[:B_m]
                                             for p in range(P)))]
+
+    def _lent(self, m: Module, lane: UpdateLane, name: str, value):
+        """What lane 0's input ``name`` takes: ``value``, or with ``lend_lane`` the
+        guest's while it runs (this pass idles then; the lane's ``out`` goes to the
+        guest). en stays the pass's: low while the guest runs, so valid is too and the
+        pass writes nothing (the guest times its entries' results itself); v is the
+        pass's register, set to 1 then."""
+        if not self.lend_lane or name in ("en", "v"):
+            return value
+        if name == "c":
+            m.d.comb += self.guest.out.eq(lane.out)
+        return Mux(self.guest.run, getattr(self.guest, name), value)
 
     def _serial_lane(self, m: Module, st: SimpleNamespace, column: SimpleNamespace) -> None:
         """A serial pass's one lane: a word's P entries into it in P consecutive cycles,
@@ -646,12 +683,12 @@ class WeightPass(wiring.Component):
         neuron = Mux(column.ahead, column.ahead_base, column.in_base + entry + 1)
         m.d.comb += [self.errors.addr.eq(neuron), self.rho.addr.eq(neuron)]
         value = Mux(column.in_lane, self.weights.data[:B_m], rest[:B_m])
-        m.d.comb += [lane.en.eq(enter), lane.c.eq(value.as_signed()),
-                     lane.d.eq(self.errors.data.d),
-                     lane.v.eq(column.v_late), lane.rho.eq(self.rho.data[:lane.max_shift]),
-                     lane.kappa.eq(column.in_kappa),
-                     lane.k.eq(Mux(column.in_fb, self.k_fb, self.k_ff)),
-                     lane.select.eq(STORED_KINDS.index("W"))]
+        entries = {"en": enter, "c": value.as_signed(), "d": self.errors.data.d,
+                   "v": column.v_late, "rho": self.rho.data[:lane.max_shift],
+                   "kappa": column.in_kappa, "k": Mux(column.in_fb, self.k_fb, self.k_ff),
+                   "select": STORED_KINDS.index("W")}
+        m.d.comb += [getattr(lane, name).eq(self._lent(m, lane, name, value))
+                     for name, value in entries.items()]
         # The word's address, held for its P entries, reaches the lane's output with the
         # first new value and stays until the last; beside each entry, whether it is a
         # neuron of the layer (the last tile's others write their padding 0).

@@ -124,6 +124,7 @@ def _accelerator(model: IntModel, rule: TrainRule, lanes: int,
         "bias_label_lanes": len(core.bias_label.lanes),
         "forward_multipliers": core.forward_multipliers,
         "compact_lanes": core.options["compact_lanes"],
+        "shared_update_lane": core.shared_update_lane,
         "input_norm": core.input_norm,
         "how": "training_cycles() of the core `ffcl-hw synth RUN --board B --train` builds "
                "(ffcl_hw.flows.synth_training.training_core): the closed form of its "

@@ -68,7 +68,8 @@ def test_ffdl_rows_are_the_closed_form_and_the_design(tmp_path):
     assert t["accelerator"]["lanes"] == 3 and t["accelerator"]["weights"] == "spram"
     assert (t["accelerator"]["label_lanes"], t["accelerator"]["bias_label_lanes"],
             t["accelerator"]["forward_multipliers"], t["accelerator"]["input_norm"],
-            t["accelerator"]["compact_lanes"]) == (3, 1, "shared", "forward", True)
+            t["accelerator"]["compact_lanes"], t["accelerator"]["shared_update_lane"]) == (
+        3, 1, "shared", "forward", True, True)
     # The design's figure for the iCEBreaker's memory (single-port SPRAM).
     design = estimate_training(model, lanes=3, label_lanes=None, shared=False,
                                memory="spram", store_bits=rule.store_bits)

@@ -20,12 +20,15 @@ from golden.intformat import IntFormat
 from golden.intmodel import IntLayer, IntModel
 from golden.inttrain import IntTrainer, TrainRule, default_lr_shift, initial_model
 from golden.lfsr import Lfsr
+from rtl.bias_label_pass import BiasLabelPass
 from rtl.core import LOAD_TARGETS, Core, memory_images
 from rtl.host_link import HostLink
 from rtl.input_scaler import SQUARE_STAGES, InputScaler
 from rtl.label_groups import LabelGroups
 from rtl.normaliser import Rsqrt, Scaler
 from rtl.training_core import TrainingCore
+from rtl.update_lane import UpdateLane
+from rtl.weight_pass import WeightPass
 from sim.lint import lint_verilog
 from tests.rtl.helpers import PERIOD, simulate
 
@@ -322,6 +325,107 @@ def test_normalised_inputs_from_the_forward_pass_train_like_the_golden_trainer(n
         assert own.training_cycles() - dut.training_cycles() == own.scaler.cycles(16) - 22
 
 
+#: The b and U pass on the W pass's lane 0 (``shared_update_lane``), no lane of its own:
+#: name: (case, multipliers, G). One MAC lane (lane 0 the W pass's only lane); a
+#: multiplier per update lane (v = 1 into the lane's own multiplier's register), nearest
+#: rounding, B_m 12 with saturation and k <= 0 (lr_shift 0); the learning signal on MAC
+#: lanes 0 and 1 too (MAC lane 0 then serves the scan, the W pass and the b and U pass in
+#: turn), FFCL with updates between the iterations; G = 2 < K (two label words, a neuron
+#: every fourth cycle) on a shared core.
+SHARED_LANE_CASES = {
+    "one_layer_p1": (CASES["one_layer_p1"], "shared", None),
+    "two_layers_p3_b12_dedicated": (CASES["two_layers_p3_b12"], "dedicated", None),
+    "ffcl_all_adjacent_t2_p3_signal": (FFCL_CASES["ffcl_all_adjacent_t2_p3"], "signal", None),
+    "ffdl_p4_g2_signal": (SHARED_FORWARD_CASES["ffdl_p4"][0], "signal", 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHARED_LANE_CASES))
+def test_the_bias_label_pass_on_a_weight_pass_lane_trains_like_the_golden_trainer(name):
+    # Every stored word after every sample and the counter at the closed form
+    # (check_case): the bias's range and the label weights' on the one lane, -d through
+    # the W lane's multiplier with v = 1, and the W pass's writes quiet while the b and
+    # U pass has its lane.
+    case, multipliers, label_lanes = SHARED_LANE_CASES[name]
+    forward = "shared" if label_lanes else "dedicated"
+    dut = check_case(name, multipliers, 1, case=case, label_lanes=label_lanes,
+                     forward_multipliers=forward, shared_update_lane=True)
+    assert dut.shared_update_lane and dut.options["shared_update_lane"]
+    assert dut.bias_label.lanes == (dut.weight_pass.lanes[0],)
+    assert dut.bias_label.products() == []
+    # The same cycles as on a lane of its own: the W lane's latency is a unit lane's.
+    own = TrainingCore(dut.model, dut.rule, lanes=dut.lanes,
+                       **{**dut.options, "shared_update_lane": False})
+    assert own.bias_label.lanes[0] is not dut.weight_pass.lanes[0]
+    assert dut.bias_label.drain == own.bias_label.drain
+    assert dut.training_cycles() == own.training_cycles()
+    assert dut.products() == own.products()
+
+
+def test_a_shared_update_lane_refuses_what_it_cannot_do():
+    model = make_model(ModelConfig(algo="ffdl", input_size=D, num_classes=K, hidden=(5, 4)),
+                       SEED)
+    rule = TrainRule(epochs=1)
+    with pytest.raises(TypeError, match=r"^Shared update lane must be True or False, "
+                                        r"not 1$"):
+        TrainingCore(model, rule, lanes=2, bias_label_lanes=1, shared_update_lane=1)
+    with pytest.raises(ValueError, match=r"^The b and U pass borrows one lane of the W pass: "
+                                         r"a shared update lane needs bias_label_lanes=1, "
+                                         r"not 3$"):
+        TrainingCore(model, rule, lanes=2, shared_update_lane=True)
+    with pytest.raises(TypeError, match=r"^Lend lane must be True or False, not 'yes'$"):
+        WeightPass(model, rule, lanes=2, words=16, lend_lane="yes")
+    lane = WeightPass(model, rule, lanes=2, words=16, lend_lane=True).lanes[0]
+    BiasLabelPass(model, rule, lanes=1, borrowed_lane=lane)
+    with pytest.raises(TypeError, match=r"^Borrowed lane must be an rtl.update_lane.UpdateLane, "
+                                        r"not 3$"):
+        BiasLabelPass(model, rule, lanes=1, borrowed_lane=3)
+    with pytest.raises(ValueError, match=r"^A borrowed lane is one time-shared lane: build "
+                                         r"the pass with lanes=1, not 3$"):
+        BiasLabelPass(model, rule, lanes=3, borrowed_lane=lane)
+    # A lane of another rule: stored widths (W's 13 bits), rounding, shifts.
+    for other, what in ((TrainRule(epochs=1, store_bits=13), "stored ranges"),
+                        (TrainRule(epochs=1, rounding="nearest"), "rounding"),
+                        (TrainRule(epochs=1, lr_shift=2), "shift range")):
+        stranger = UpdateLane.for_model(model, other, product_latency=2)
+        with pytest.raises(ValueError, match=rf"^A borrowed lane must have the b and U "
+                                             rf"lane's {what}, "):
+            BiasLabelPass(model, rule, lanes=1, borrowed_lane=stranger)
+    # A latency the time-shared schedule cannot take (the label word's second read
+    # would fall in an issue slot: L mod 3 = 2).
+    slow = UpdateLane.for_model(model, rule, product_latency=4)
+    with pytest.raises(ValueError, match=r"^A time-shared lane of latency 8 would read a "
+                                         r"label word again in an issue slot$"):
+        BiasLabelPass(model, rule, lanes=1, borrowed_lane=slow)
+
+
+#: The option's own names in the RTLIL (the W pass's ``guest`` port, the b and U pass's
+#: ``lane`` port), and the b and U pass's own lane module, which only a core without it has.
+_SHARED_LANE_NAMES = ("guest__", "lane__run")
+_OWN_LANE_MODULE = "top.bias_label.lane"
+
+
+@pytest.mark.parametrize("name", ["training_ffcl_all_one_lane", "training_small_part"])
+def test_without_a_shared_update_lane_the_netlist_has_nothing_of_it(name):
+    # Off, the ports and the muxes are not built at all (a port nothing reads stays in
+    # the RTLIL as a named wire), so every other netlist is the one it was: byte for
+    # byte, src attributes aside, these cores' RTLIL equals main's before the option.
+    config = ModelConfig(algo="ffcl", input_size=D, num_classes=K, hidden=(5, 4), loops=2,
+                         topology="adjacent")
+    model = make_model(config, SEED)
+    rule = TrainRule(epochs=1, store_bits=16, loss_iterations="all")
+    small = dict(weights="spram", forward_multipliers="shared", signal_multipliers="shared",
+                 label_lanes=3, compact_lanes=True, input_norm="forward", lean_signal=True)
+    options = dict(bias_label_lanes=1, **(small if name == "training_small_part" else {}))
+    text = rtlil.convert(TrainingCore(model, rule, lanes=3, **options), name="top")
+    assert [n for n in _SHARED_LANE_NAMES if n in text] == []
+    assert _OWN_LANE_MODULE in text
+    with_option = rtlil.convert(TrainingCore(model, rule, lanes=3, **options,
+                                             shared_update_lane=True), name="top")
+    assert [n for n in _SHARED_LANE_NAMES if n in with_option] == list(_SHARED_LANE_NAMES)
+    assert _OWN_LANE_MODULE not in with_option
+
+
 #: One update lane in the W and V pass (``serial_weight_pass``), taking each word's P
 #: entries in turn, on block RAM: 2, 3 and 8 lanes (ragged tiles), nearest rounding with
 #: saturation, FFCL with V columns after the W columns of each tile (top: layer 1's V
@@ -372,7 +476,8 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
                forward_multipliers: str = "dedicated", case=None, label_lanes=None,
                samples: int = 3, labels_drawn=None, input_norm: str = "own",
                serial_weight_pass: bool = False,
-               shared_word_network: bool = False) -> TrainingCore:
+               shared_word_network: bool = False,
+               shared_update_lane: bool = False) -> TrainingCore:
     """``samples`` training samples of case ``name`` (or ``case``: config fields, rule
     fields, lanes) then three images classified, against IntTrainer; the counter against
     the closed form. Returns the core."""
@@ -390,7 +495,8 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
                        bias_label_lanes=bias_label_lanes,
                        forward_multipliers=forward_multipliers, label_lanes=label_lanes,
                        input_norm=input_norm, serial_weight_pass=serial_weight_pass,
-                       shared_word_network=shared_word_network)
+                       shared_word_network=shared_word_network,
+                       shared_update_lane=shared_update_lane)
     rng = np.random.default_rng(SEED)
     samples = [(rng.integers(0, X + 1, D).astype(np.int64), int(rng.integers(0, K)))
                for _ in range(samples)]
@@ -409,7 +515,8 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
     # learning signal's borrowed multipliers add 2 L = 4 cycles to each scan.
     options = dict(forward_multipliers=forward_multipliers, bias_label_lanes=bias_label_lanes,
                    label_lanes=label_lanes, input_norm=input_norm,
-                   serial_weight_pass=serial_weight_pass)
+                   serial_weight_pass=serial_weight_pass,
+                   shared_update_lane=shared_update_lane)
     other = TrainingCore(model, rule, lanes=lanes,
                          multipliers="dedicated" if multipliers == "shared" else "shared",
                          **options)
@@ -497,16 +604,27 @@ def test_training_core_on_digits_samples(algo, samples):
     assert cycles == [dut.training_cycles()] * samples
 
 
-def test_lambda_is_taken_per_sample_at_run_time():
+@pytest.mark.parametrize("shared_update_lane", [False, True], ids=["own", "shared_lane"])
+def test_lambda_is_taken_per_sample_at_run_time(shared_update_lane):
     # The rule's schedule lambda 3..5 (epochs 0, 1, 2); the core takes lambda with each
     # sample's last pixel: changes between samples equal IntTrainer with that lambda,
-    # values outside the schedule are clamped to it (the shifters are built for it).
+    # values outside the schedule are clamped to it (the shifters are built for it; with
+    # a shared update lane, the b and U pass's rho and kappa bits too, for the last
+    # epoch's largest k).
     config = ModelConfig(algo="ffdl", input_size=D, num_classes=K, theta=0.5, hidden=(4, 3))
     model = make_model(config, SEED + 1)
     rule = TrainRule(epochs=3, lr_shift=3, lr_steps=(1, 2), seed=3)
     trainer = IntTrainer(model, rule)
-    dut = TrainingCore(model, rule, lanes=2)
+    options = dict(bias_label_lanes=1, shared_update_lane=True) if shared_update_lane else {}
+    dut = TrainingCore(model, rule, lanes=2, **options)
     assert dut.lr_range == (3, 5)
+    if shared_update_lane:
+        # b and U's largest k, lambda 5's (the last epoch's), is below a W lane's: the b
+        # and U pass's rho and kappa are cut to it. (The samples below never reach it,
+        # z > 0: a cut at lambda 3's survives them.)
+        largest = trainer.base_shifts(0, 5)["b"]
+        assert dut.bias_label.rounding_bits == largest < dut.weight_pass.lanes[0].max_shift
+        assert largest == trainer.base_shifts(0, 3)["U"] + 2
     rng = np.random.default_rng(SEED + 2)
     samples = [(rng.integers(0, X + 1, D).astype(np.int64), int(rng.integers(0, K)))
                for _ in range(5)]

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from ffcl_hw.flows.synth_training import training_core
 from golden.config import ModelConfig
 from golden.datasets import load_dataset
 from golden.inttrain import IntTrainer, TrainRule, initial_model
@@ -624,3 +625,29 @@ def test_a_small_part_core_with_the_lean_forward_datapath_trains_like_the_golden
     assert dut.training_cycles() == full.training_cycles()
     with pytest.raises(TypeError, match=r"^Lean forward must be a bool, not 1$"):
         TrainingCore(dut.model, rule, lanes=lanes, lean_forward=1)
+
+
+@pytest.mark.parametrize(("name", "label_lanes"), [
+    # G = K = 4 on two SPRAM banks: one label word a neuron, a neuron every third cycle.
+    ("ffdl_p4_b8", 4),
+    # G = 3 of K = 4 on one bank, FFCL with every iteration trained: two label words a
+    # neuron, every fourth cycle, the b and U pass between the iterations too.
+    ("ffcl_all_t2_p3_b16", 3)])
+def test_the_icebreaker_core_with_b_and_u_on_a_weight_pass_lane_trains_like_the_golden_trainer(
+        name, label_lanes):
+    # Every option the iCEBreaker build takes (ffcl_hw.flows.synth_training.training_core),
+    # shared_update_lane among them: the b and U pass's entries on the W pass's compact
+    # lane 0, -d through MAC lane 0's multiplier (v = 1), which the learning signal
+    # borrows in PREPARE: the same weights in the same cycles as on a lane of its own.
+    fields, rule_fields, lanes = CASES[name]
+    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
+    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    options = dict(SMALL_PART, label_lanes=label_lanes, compact_lanes=True, lean_signal=True,
+                   lean_forward=True, serial_weight_pass=True, shared_word_network=True)
+    dut = _train(name, config, rule, lanes, **options, shared_update_lane=True)
+    assert dut.options == training_core(dut.model, rule, "icebreaker", lanes).options
+    own = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)
+    assert dut.bias_label.lanes == (dut.weight_pass.lanes[0],)
+    assert dut.weight_pass.lanes[0].compact and dut.weight_pass.lend_lane
+    assert not own.weight_pass.lend_lane and not own.shared_update_lane
+    assert dut.training_cycles() == own.training_cycles()
