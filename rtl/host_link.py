@@ -654,34 +654,12 @@ class HostLink(wiring.Component):
                         if not training:
                             answer(ReplyFrame.ERROR, ErrorCode.TRAIN)
                         else:
-                            with m.If(~flags.train_length):
-                                answer(ReplyFrame.ERROR, ErrorCode.LENGTH)
-                            with m.Elif(~model_ok):
-                                answer(ReplyFrame.ERROR, ErrorCode.NO_MODEL)
-                            with m.Elif(~lam_ok):
-                                answer(ReplyFrame.ERROR, ErrorCode.LAMBDA)
-                            with m.Elif(tr.bad_label):
-                                answer(ReplyFrame.ERROR, ErrorCode.LABEL)
-                            with m.Else():
-                                m.d.sync += [step.eq(_Step.TRAIN_PRIME), tr.raddr.eq(0),
-                                             tr.t_sample.eq(0)]
-                                if self.lean:
-                                    # The records' write address (the body's, later).
-                                    m.d.sync += tr.body_addr.eq(0)
+                            self._decide_train(m, flags, tr, answer, lam_ok, model_ok, step)
                     with m.Elif(flags.read):
                         if not training:
                             answer(ReplyFrame.ERROR, ErrorCode.TRAIN)
                         else:
-                            with m.If(~flags.read_length):
-                                answer(ReplyFrame.ERROR, ErrorCode.LENGTH)
-                            with m.Elif(~model_ok):
-                                answer(ReplyFrame.ERROR, ErrorCode.NO_MODEL)
-                            with m.Elif(~flags.read_range):
-                                answer(ReplyFrame.ERROR, ErrorCode.ADDRESS)
-                            with m.Elif(~flags.read_fits):
-                                answer(ReplyFrame.ERROR, ErrorCode.LENGTH)
-                            with m.Else():
-                                m.d.sync += [step.eq(_Step.READ_PRIME), pixel.eq(0)]
+                            self._decide_read(m, flags, answer, model_ok, step, pixel)
                     with m.Else():
                         answer(ReplyFrame.ERROR, ErrorCode.COMMAND)
 
@@ -727,6 +705,39 @@ class HostLink(wiring.Component):
                     if training:
                         # A RESULT's or READ's record, held while the reply went out.
                         m.d.comb += core.done.ready.eq(core.done.valid)
+
+    def _decide_train(self, m: Module, flags, tr: _Train, answer, lam_ok, model_ok,
+                      step: Signal) -> None:
+        """A TRAIN frame in IDLE (a training core's): its refusal, in the protocol's
+        order, or its first step."""
+        with m.If(~flags.train_length):
+            answer(ReplyFrame.ERROR, ErrorCode.LENGTH)
+        with m.Elif(~model_ok):
+            answer(ReplyFrame.ERROR, ErrorCode.NO_MODEL)
+        with m.Elif(~lam_ok):
+            answer(ReplyFrame.ERROR, ErrorCode.LAMBDA)
+        with m.Elif(tr.bad_label):
+            answer(ReplyFrame.ERROR, ErrorCode.LABEL)
+        with m.Else():
+            m.d.sync += [step.eq(_Step.TRAIN_PRIME), tr.raddr.eq(0), tr.t_sample.eq(0)]
+            if self.lean:
+                # The records' write address (the body's, later).
+                m.d.sync += tr.body_addr.eq(0)
+
+    def _decide_read(self, m: Module, flags, answer, model_ok, step: Signal,
+                     pixel: Signal) -> None:
+        """A READ frame in IDLE (a training core's): its refusal, in the protocol's
+        order, or its first step."""
+        with m.If(~flags.read_length):
+            answer(ReplyFrame.ERROR, ErrorCode.LENGTH)
+        with m.Elif(~model_ok):
+            answer(ReplyFrame.ERROR, ErrorCode.NO_MODEL)
+        with m.Elif(~flags.read_range):
+            answer(ReplyFrame.ERROR, ErrorCode.ADDRESS)
+        with m.Elif(~flags.read_fits):
+            answer(ReplyFrame.ERROR, ErrorCode.LENGTH)
+        with m.Else():
+            m.d.sync += [step.eq(_Step.READ_PRIME), pixel.eq(0)]
 
     def _capture(self, m: Module, parser: FrameParser, is_train, cmd) -> _Train:
         """The fields of a TRAIN or READ payload as its bytes arrive (training cores)."""
