@@ -41,10 +41,10 @@ from the forward pass (``input_norm="forward"``: the InputScaler without its squ
 and Rsqrt; the kept (r, sh) registers are the TrainingCore's own); with ``--lean-signal``
 the learning signal in its small-part form (``lean_signal=True``; both flags combine).
 With ``--as-built`` the core the iCEBreaker training build makes
-(``ffcl_hw.flows.synth_training.training_core``: compact update lanes, the forward
-pass's input norms, the lean learning signal, the lean forward datapath and the b and
-U pass on the W pass's lane too), its RTLIL with the build's collision marks applied
-(``ffcl_hw.flows.synth.ignore_marked_collisions``): where today's build's cells go.
+(``ffcl_hw.flows.synth_training.training_core`` on the build's lane choice for 8-bit
+stored weights, 3, with every small-part option it takes), its RTLIL with the build's
+collision marks applied (``ffcl_hw.flows.synth.ignore_marked_collisions``): where
+today's build's cells go.
 
 ``--ice40-inference-parts``: the same for the inference-only design a UP5K trainer would
 sit beside, the host link over a 1-lane core with SPRAM weights and dedicated multipliers
