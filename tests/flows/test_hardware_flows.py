@@ -209,6 +209,9 @@ def test_demo_trains_quantizes_and_simulates(tmp_path, capsys, monkeypatch):
     run = tmp_path / "demo"
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"int_test_accuracy", "float_test_accuracy"} <= set(metrics)
+    # The digits target: the default FFCL model reaches at least 96 %.
+    assert metrics["algo"] == "ffcl" and metrics["loops"] == 3
+    assert metrics["test_accuracy"] >= 0.96
     report = json.loads((run / "sim.json").read_text())
     assert report["mismatches"] == 0 and report["samples"] == 2
     assert np.isclose(report["lane_utilization"], 3072 / report["matrix_cycles"])

@@ -113,7 +113,8 @@ SERIAL_BUGS = {
 }
 
 
-@pytest.mark.parametrize("bug", list(BUGS) + list(SERIAL_BUGS))
+@pytest.mark.parametrize("bug", list(BUGS) + [pytest.param(bug, marks=pytest.mark.slow)
+                                              for bug in SERIAL_BUGS])
 def test_the_bank_harness_catches(bug, tmp_path):
     serial = bug in SERIAL_BUGS
     port, lanes, replacements = (SERIAL_BUGS if serial else BUGS)[bug]

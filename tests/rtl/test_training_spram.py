@@ -203,7 +203,9 @@ SERIAL_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(SERIAL_CASES))
+@pytest.mark.parametrize("name", [
+    name if name != "narrow_p3_b8" else pytest.param(name, marks=pytest.mark.slow)
+    for name in sorted(SERIAL_CASES)])
 def test_a_small_part_core_with_one_serial_weight_lane_trains_like_the_golden_trainer(name):
     # Every stored word after every sample and the counter at the closed form (_train):
     # entry p of a word takes neuron (its first) + p's d and rho, read from their buffers
