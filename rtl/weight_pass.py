@@ -88,6 +88,12 @@ def _spacing(port: str, spacing: int | None) -> int:
     return (2 if _check_port(port) == "single" else 1) if spacing is None else spacing
 
 
+def _banked_step(spacing: int) -> int:
+    """Cycles between two consecutive words' reads on two banks: ``spacing``, or a cycle
+    more when it is even (consecutive words alternate banks, and so must their slots)."""
+    return spacing + 1 - spacing % 2
+
+
 def load_interval(lanes: int, *, weight_latency: int, port: str,
                   spacing: int | None = None, shadow: bool = True) -> int:
     """Fewest cycles from a tile's first read to the next tile's: the next tile's shadow
@@ -131,7 +137,7 @@ def banked_read_cycles(lanes: int, neurons: int, ff_columns: int, fb_columns: in
     load): cycles from it to the last read."""
     interval = load_interval(lanes, weight_latency=weight_latency, port="banked",
                              shadow=shadow)
-    step = spacing + 1 - spacing % 2
+    step = _banked_step(spacing)
     earliest = cycle = lanes + 1 if shadow else 1
     last = cycle
     for tile in range(-(-neurons // lanes)):
@@ -415,9 +421,7 @@ class WeightPass(wiring.Component):
         """Cycles from a tile's first read to its last over ``columns`` words: one every
         :attr:`spacing` cycles (on two banks, once in its slot; with an even spacing, a
         cycle more each)."""
-        step = self.spacing
-        if self.port == "banked":
-            step += 1 - step % 2
+        step = _banked_step(self.spacing) if self.port == "banked" else self.spacing
         return step * (columns - 1) + 1
 
     def tile_cycles(self, columns: int) -> int:
@@ -552,9 +556,8 @@ class WeightPass(wiring.Component):
         v_late = v_value
         # A serial pass's lane takes a word's entries over P cycles: the registers it reads
         # (the column's companions as they reach it) hold them until the next word's
-        # arrive (``held``, by the stage whose valid bit loads them); the stages before
+        # arrive (loaded by the valid bit of the stage they are in); the stages before
         # are sampled only in their word's cycle.
-        held = {}
         if wl == WeightStore.LATENCY:
             pipeline = [(None, issued_1.eq(issue)), (None, in_lane.eq(issued_1)),
                         (None, addr_1.eq(self.weights.addr)), (issued_1, in_addr.eq(addr_1)),
@@ -593,14 +596,11 @@ class WeightPass(wiring.Component):
             m.d.sync += [statement for _, statement in pipeline]
         else:
             for when, statement in pipeline:
-                held.setdefault(None if when is None else id(when), (when, []))[1].append(
-                    statement)
-            for when, statements in held.values():
                 if when is None:
-                    m.d.sync += statements
+                    m.d.sync += statement
                 else:
                     with m.If(when):
-                        m.d.sync += statements
+                        m.d.sync += statement
         if self.lend_lane:
             # v = 1 for the guest's entries: the register the lanes read is set while
             # the guest runs (from its first cycle on, before its first entry, which
@@ -717,7 +717,7 @@ class WeightPass(wiring.Component):
         valid = Signal(name="write_valid")
         m.d.sync += [valid.eq(last_entry), write_addr.eq(out_addr)]
         m.d.comb += [self.write.valid.eq(valid), self.write.addr.eq(write_addr),
-                     self.write.data.eq(Cat(gathered))]
+                     self.write.data.eq(gathered)]
 
 
     def _loader(self, m: Module, st: SimpleNamespace) -> None:
