@@ -61,6 +61,11 @@ class ErrorScan(wiring.Component):
         U[i, y] that only waits (the pre-activation port reads only at a neuron's second
         read, ``pre.en``, and holds the word until the unit takes it; U[i, y] is taken
         then and held as long). The same errors in the same cycles.
+    compact : bool, optional
+        The smaller small-part form (default False; needs ``lean`` and
+        ``product_latency``): the unit's (``LearningSignalUnit(compact=True)``: an error
+        every other cycle through one datapath, margins as wide as Theta). The same
+        errors; N - 1 cycles more a layer of N (:meth:`cycles`).
 
     Its :class:`rtl.learning_signal.LearningSignalUnit` is a submodule.
 
@@ -96,7 +101,7 @@ class ErrorScan(wiring.Component):
 
     def __init__(self, model: IntModel, *, store_bits: int, sigmoid: str,
                  product_latency: int | None = None, label_lanes: int | None = None,
-                 lean: bool = False) -> None:
+                 lean: bool = False, compact: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         self.groups = LabelGroups(model.config.num_classes, label_lanes)
@@ -109,6 +114,8 @@ class ErrorScan(wiring.Component):
         if not isinstance(lean, bool):
             raise TypeError(f"Lean must be a bool, not {lean!r}")
         self.lean = lean
+        # Validated by the unit (LearningSignalUnit's messages).
+        self.compact = compact
         config, fmt = model.config, model.fmt
         # LearningSignalUnit.for_model's widths: Theta of every layer, z up to its largest.
         h_max = (1 << (fmt.state_bits - 1)) - 1 + fmt.weight_max
@@ -122,7 +129,7 @@ class ErrorScan(wiring.Component):
         # Made here, not in elaborate, so the fit check can ask it what it needs.
         self.signal = signal = LearningSignalUnit.for_model(model, sigmoid=sigmoid,
                                                             product_latency=product_latency,
-                                                            lean=lean)
+                                                            lean=lean, compact=compact)
         self.product_latency = product_latency
         borrowed = {}
         if product_latency is not None:
@@ -156,8 +163,10 @@ class ErrorScan(wiring.Component):
     def cycles(self, neurons: int) -> int:
         """Cycles of the step for a layer of ``neurons``: the scan, the unit's gap, the
         errors (:attr:`rtl.learning_signal.LearningSignalUnit.gap`: 13, or 11 + 3 L with
-        borrowed multipliers of latency L)."""
-        return (self.groups.reads + 1) * neurons + self.signal.gap + SCAN_STAGES
+        borrowed multipliers of latency L; :meth:`~rtl.learning_signal.LearningSignalUnit.\
+error_cycles`: N, or 2 N - 1 compact)."""
+        return (self.groups.reads * neurons + self.signal.error_cycles(neurons)
+                + self.signal.gap + SCAN_STAGES)
 
     def elaborate(self, platform) -> Module:
         m = Module()

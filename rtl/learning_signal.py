@@ -17,6 +17,7 @@ pass reads them back in neuron order.
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 from amaranth import Module, Mux, Signal, signed, unsigned
@@ -120,6 +121,14 @@ class LearningSignalUnit(wiring.Component):
         2 or more h comes back for the squares from the buffer instead of through delay
         lines; the errors leave from the dp and dn registers, d summed after them (z's
         cycle taken twice for the stage saved); sigma is the table's read register.
+    compact : bool, optional
+        The smaller small-part form (default False; needs ``lean`` and
+        ``product_latency``): the errors one every other cycle through one datapath
+        (:meth:`_compact_errors`), a neuron's dp then its dn, so one sum, one rounding
+        shifter and no 25-bit negation (the borrowed multiplier takes -sigma+ for dp);
+        and the margins only as wide as Theta (:meth:`_compact_index`). The same errors,
+        g, sigma and z, with the same :attr:`gap`; the errors of N neurons take N - 1
+        cycles more (:meth:`error_cycles`).
 
     Members
     -------
@@ -130,9 +139,11 @@ class LearningSignalUnit(wiring.Component):
     z : Out(range(z_max + 1))
         The block exponent.
     g_pos, g_neg : Out(unsigned(g_bits))
+        Compact: min(g, 2^W) (:attr:`g_kept`), all the margins need.
     sigma_pos, sigma_neg : Out(unsigned(SIGMOID_FRAC_BITS + 1))
     a, b : Out(ArrayLayout(signed(operand_bits), 2))
-        Only with ``product_latency``: the operands of the two borrowed multipliers.
+        Only with ``product_latency``: the operands of the two borrowed multipliers
+        (compact: ``a[0]`` is -sigma+ in the second pass).
     product : In(ArrayLayout(signed(2 * operand_bits), 2))
         Only with ``product_latency``: ``a[q] * b[q]``, ``product_latency`` cycles later.
     """
@@ -153,7 +164,7 @@ class LearningSignalUnit(wiring.Component):
     def __init__(self, *, state_bits: int, weight_bits: int, frac_bits: int,
                  theta_bits: int, depth: int, sigmoid: str = "table",
                  product_latency: int | None = None, operand_bits: int = 16,
-                 lean: bool = False) -> None:
+                 lean: bool = False, compact: bool = False) -> None:
         self.state_bits = check_positive_int("State width", state_bits, minimum=2)
         self.weight_bits = check_positive_int("Weight width", weight_bits, minimum=2)
         self.frac_bits = check_positive_int("Fractional bits", frac_bits, minimum=2)
@@ -182,6 +193,19 @@ class LearningSignalUnit(wiring.Component):
         if not isinstance(lean, bool):
             raise TypeError(f"Lean must be a bool, not {lean!r}")
         self.lean = lean
+        if not isinstance(compact, bool):
+            raise TypeError(f"Compact must be a bool, not {compact!r}")
+        if compact and not (lean and product_latency is not None):
+            raise ValueError("Compact needs the lean form with borrowed multipliers "
+                             "(lean=True and a product latency)")
+        self.compact = compact
+        #: The bits of g the unit keeps: all of them, or compact W = max(theta_bits, 2S +
+        #: 3) + 1, enough for the margins (:meth:`_compact_index`), and a mark of a g of
+        #: 2^W or more.
+        self.g_kept = self.g_bits
+        if compact:
+            shift = 2 * frac_bits - SIGMOID_INPUT_FRAC_BITS
+            self.g_kept = min(max(theta_bits, shift + SIGMOID_INDEX_BITS - 1) + 1, self.g_bits)
         members = {
             "neurons": In(stream.Signature(neuron_layout(state_bits, weight_bits))),
             "theta": In(unsigned(theta_bits)),
@@ -201,8 +225,8 @@ class LearningSignalUnit(wiring.Component):
 
     @classmethod
     def for_model(cls, model: IntModel, *, sigmoid: str = "table",
-                  product_latency: int | None = None, lean: bool = False
-                  ) -> LearningSignalUnit:
+                  product_latency: int | None = None, lean: bool = False,
+                  compact: bool = False) -> LearningSignalUnit:
         """The unit for every layer of ``model``: widths from its formats (the spec's width
         table), Theta wide enough for every layer, a buffer for the widest layer."""
         fmt, config = model.fmt, model.config
@@ -211,7 +235,7 @@ class LearningSignalUnit(wiring.Component):
         return cls(state_bits=fmt.state_bits, weight_bits=fmt.weight_bits,
                    frac_bits=fmt.frac_bits, theta_bits=theta_bits,
                    depth=max(config.hidden), sigmoid=sigmoid,
-                   product_latency=product_latency, lean=lean)
+                   product_latency=product_latency, lean=lean, compact=compact)
 
     @classmethod
     def gap_for(cls, product_latency: int | None = None) -> int:
@@ -245,6 +269,11 @@ class LearningSignalUnit(wiring.Component):
         """Cycles from the last neuron taken to the first error offered (:meth:`gap_for`)."""
         return self.gap_for(self.product_latency)
 
+    def error_cycles(self, neurons: int) -> int:
+        """Cycles from the first error offered to the last, that one included, without
+        stalls: ``neurons``, or 2 ``neurons`` - 1 compact (an error every other cycle)."""
+        return 2 * neurons - 1 if self.compact else neurons
+
     def elaborate(self, platform) -> Module:
         m = Module()
         h_shape = unsigned(self.h_bits)
@@ -256,11 +285,17 @@ class LearningSignalUnit(wiring.Component):
         # maxima and each neuron's h (scan), sigma and z (between the passes).
         phase = Signal(_Phase, init=_Phase.SCAN)
         count = Signal(range(self.depth + 1))      # neurons of this update so far
-        g_pos, g_neg = Signal(self.g_bits), Signal(self.g_bits)
+        g_pos, g_neg = Signal(self.g_kept), Signal(self.g_kept)
         top_pos, top_neg = Signal(h_shape), Signal(h_shape)
-        m.d.comb += [self.g_pos.eq(g_pos), self.g_neg.eq(g_neg)]
+        # Compact: g reached 2^W (g_kept), its kept bits no longer g's.
+        beyond_pos, beyond_neg = Signal(), Signal()
+        if self.g_kept < self.g_bits:
+            m.d.comb += [self.g_pos.eq(Mux(beyond_pos, 1 << self.g_kept, g_pos)),
+                         self.g_neg.eq(Mux(beyond_neg, 1 << self.g_kept, g_neg))]
+        else:
+            m.d.comb += [self.g_pos.eq(g_pos), self.g_neg.eq(g_neg)]
         shared = SimpleNamespace(phase=phase, count=count, g=(g_pos, g_neg),
-                                 top=(top_pos, top_neg))
+                                 top=(top_pos, top_neg), beyond=(beyond_pos, beyond_neg))
         self._scan(m, shared, write, read)
         self._signal(m, shared)
         self._errors(m, shared, read)
@@ -313,6 +348,13 @@ class LearningSignalUnit(wiring.Component):
             else:
                 back_pos, back_neg = _delayed(m, h_pos, latency), _delayed(m, h_neg, latency)
             quarter = 1 << (self.operand_bits - 2)
+            if self.compact:
+                # Only g's low W bits (g_kept) are kept, so only the square's: the sum
+                # above its low B bits only as wide as W - B, and h >= c (the least c
+                # with c^2 >= 2^W) marks a square beyond them.
+                sq_pos, sq_neg = Signal(self.g_kept), Signal(self.g_kept)
+                least = math.isqrt((1 << self.g_kept) - 1) + 1
+                shared.big = (back_pos >= least, back_neg >= least)
             # Into g as the product arrives, without a register between (its low bits
             # would be flip-flops fed by the multiplier, a logic cell each on the UP5K);
             # ``sq_last`` a cycle later, so that the scan ends when it did.
@@ -335,7 +377,16 @@ class LearningSignalUnit(wiring.Component):
             m.d.sync += [top_pos.eq(Mux(h_pos > top_pos, h_pos, top_pos)),
                          top_neg.eq(Mux(h_neg > top_neg, h_neg, top_neg))]
         with m.If(sq_valid):
-            m.d.sync += [g_pos.eq(g_pos + sq_pos), g_neg.eq(g_neg + sq_neg)]
+            if self.compact:
+                # g + h^2 >= 2^W: a carry out of the kept bits or a square beyond them.
+                for g, sq, big, beyond in zip(shared.g, (sq_pos, sq_neg), shared.big,
+                                              shared.beyond, strict=True):
+                    total = g + sq
+                    m.d.sync += g.eq(total[:self.g_kept])
+                    if self.g_kept < self.g_bits:
+                        m.d.sync += beyond.eq(beyond | total[self.g_kept] | big)
+            else:
+                m.d.sync += [g_pos.eq(g_pos + sq_pos), g_neg.eq(g_neg + sq_neg)]
         shared.take, shared.h, shared.sq_last = take, (h_pos, h_neg), sq_last
 
     def _signal(self, m: Module, shared: SimpleNamespace) -> None:
@@ -346,10 +397,16 @@ class LearningSignalUnit(wiring.Component):
         (g_pos, g_neg), (top_pos, top_neg) = shared.g, shared.top
         sigma_shape = unsigned(SIGMOID_FRAC_BITS + 1)
         latency = self.product_latency
-        margin_bits = max(self.theta_bits, self.g_bits) + 1
-        margin_pos, margin_neg = Signal(signed(margin_bits)), Signal(signed(margin_bits))
-        m.d.comb += [margin_pos.eq(self.theta - g_pos), margin_neg.eq(g_neg - self.theta)]
         index_pos, index_neg = Signal(SIGMOID_INDEX_BITS), Signal(SIGMOID_INDEX_BITS)
+        if self.compact:
+            next_pos, next_neg = self._compact_index(m, shared)
+        else:
+            margin_bits = max(self.theta_bits, self.g_bits) + 1
+            margin_pos = Signal(signed(margin_bits))
+            margin_neg = Signal(signed(margin_bits))
+            m.d.comb += [margin_pos.eq(self.theta - g_pos), margin_neg.eq(g_neg - self.theta)]
+            next_pos = _index(margin_pos, self.frac_bits)
+            next_neg = _index(margin_neg, self.frac_bits)
         sigma_pos, sigma_neg = Signal(sigma_shape), Signal(sigma_shape)
         if not self.lean:
             m.d.comb += [self.sigma_pos.eq(sigma_pos), self.sigma_neg.eq(sigma_neg)]
@@ -386,8 +443,7 @@ class LearningSignalUnit(wiring.Component):
                 with m.If(sq_last):
                     m.d.sync += phase.eq(_Phase.MARGIN)
             with m.Case(_Phase.MARGIN):
-                m.d.sync += [index_pos.eq(_index(margin_pos, self.frac_bits)),
-                             index_neg.eq(_index(margin_neg, self.frac_bits)),
+                m.d.sync += [index_pos.eq(next_pos), index_neg.eq(next_neg),
                              phase.eq(_Phase.LOOKUP)]
             with m.Case(_Phase.LOOKUP):
                 # The ROM's read register (or the piecewise form's) fills in this cycle.
@@ -424,14 +480,20 @@ class LearningSignalUnit(wiring.Component):
                                                + Mux(top_neg[0], table_neg, 0)),
                                 phase.eq(_Phase.EXPONENT)]
             with m.Case(_Phase.EXPONENT):
-                largest = Mux(largest_pos > largest_neg, largest_pos, largest_neg)
+                if self.compact:
+                    # max(a, b) >= 2^k iff (a | b) >= 2^k: the thermometer code of the OR
+                    # is that of the larger, with no comparator and no multiplexer.
+                    largest = largest_pos | largest_neg
+                else:
+                    largest = Mux(largest_pos > largest_neg, largest_pos, largest_neg)
                 # z = max(0, bits(M) - 14) = the number of j < z_max with M >= 2^(14 + j):
                 # a sum over a thermometer code instead of a priority chain.
                 m.d.sync += z.eq(sum(largest[DELTA_BITS + j:].any()
                                      for j in range(self.z_max)))
-                if self.lean:
+                if self.lean and not self.compact:
                     # Two cycles (z the same in both): the cycle the errors' output
-                    # register no longer takes (_errors), so the gap stays GAP.
+                    # register no longer takes (_errors), so the gap stays GAP. (The
+                    # compact errors take that cycle again: _compact_errors.)
                     waited = Signal()
                     m.d.sync += waited.eq(~waited)
                     with m.If(waited):
@@ -441,9 +503,105 @@ class LearningSignalUnit(wiring.Component):
         shared.sigma, shared.table, shared.z = ((sigma_pos, sigma_neg),
                                                 (table_pos, table_neg), z)
 
+    def _compact_index(self, m: Module, shared: SimpleNamespace) -> tuple:
+        """The table indices of Theta - g+ and g- - Theta (compact) from margins as wide
+        as Theta, not as g (37 bits for B_s = 16 and 64 neurons), with no adder in the
+        clamp (:func:`_clamped_index`).
+
+        With W = max(theta_bits, 2S - 4 + 7) + 1: a g of 2^W or more lies beyond Theta
+        (below 2^(W-1)) by more than 2^(W-1) >= 128 2^(2S-4), where :func:`_index`
+        clamps Theta - g+ to 0 and g- - Theta to 255; a g below 2^W leaves both margins
+        within W + 1 signed bits (W: :attr:`g_kept`, the bits of g kept)."""
+        shift = 2 * self.frac_bits - SIGMOID_INPUT_FRAC_BITS
+        (g_pos, g_neg), (beyond_pos, beyond_neg) = shared.g, shared.beyond
+        width = self.g_kept
+        margin_pos, margin_neg = Signal(signed(width + 1)), Signal(signed(width + 1))
+        m.d.comb += [margin_pos.eq(self.theta - g_pos), margin_neg.eq(g_neg - self.theta)]
+        top = (1 << SIGMOID_INDEX_BITS) - 1
+        return (Mux(beyond_pos, 0, _clamped_index(margin_pos, shift)),
+                Mux(beyond_neg, top, _clamped_index(margin_neg, shift)))
+
+    def _compact_errors(self, m: Module, shared: SimpleNamespace, read) -> None:
+        """Second pass, compact: an error every other cycle, a neuron's dp then its dn
+        through one sum and one rounding shifter; at the last error, clears what the next
+        scan accumulates.
+
+        Neuron k is issued (its h read) at cycle t and stays in the buffer's read
+        register through t + 2 (no read at t + 1), so both borrowed multipliers see it at
+        t + 1 and t + 2: multiplier 0's -sigma+ s+ (``a[0]`` = -sigma+: sigma h = sigma s
+        + 2^(B-1) sigma, :meth:`_centred`, with sigma negated, so dp needs no negation of
+        its 25-bit product) enters the one product register at t + 1 + L, multiplier 1's
+        sigma- s- at t + 2 + L; dp is rounded from it at t + 2 + L, dn at t + 3 + L, and
+        the error offered at t + 4 + L, a cycle later than lean (EXPONENT gives that
+        cycle back)."""
+        phase, count, z = shared.phase, shared.count, shared.z
+        (g_pos, g_neg), (top_pos, top_neg) = shared.g, shared.top
+        (h_pos, h_neg), (sigma_pos, sigma_neg) = shared.h, shared.sigma
+        table_pos, table_neg = shared.table
+        beyond_pos, beyond_neg = shared.beyond
+        latency = self.product_latency
+        centre = self.operand_bits - 1
+        issued = Signal.like(count)
+        # The cycle after an issue: no read (the neuron's h stays for multiplier 1), no issue.
+        holding = Signal()
+        issue = (phase == _Phase.ERRORS) & (issued != count) & ~holding
+        read_valid, read_last = Signal(), Signal()
+        m.d.comb += read.en.eq(~holding)
+        if shared.again is None:
+            m.d.comb += read.addr.eq(issued)
+        else:
+            # Before the second pass the scan reads h back (shared.again).
+            m.d.comb += read.addr.eq(Mux(phase == _Phase.ERRORS, issued, shared.again))
+        with m.If(issue):
+            m.d.sync += issued.eq(issued + 1)
+        m.d.sync += [holding.eq(issue), read_valid.eq(issue),
+                     read_last.eq(issue & (issued == count - 1))]
+        negated = Signal(signed(SIGMOID_FRAC_BITS + 2))
+        m.d.comb += negated.eq(-sigma_pos)
+        # first: multiplier 0's product of a neuron is here; second: multiplier 1's, a
+        # cycle later (and the product register holds the first's); third: the second's.
+        first = _delayed(m, read_valid, latency)
+        second, third = Signal(), Signal()
+        m.d.sync += [second.eq(first), third.eq(second)]
+        last = _delayed(m, read_last, latency + 2)
+        scaled = Signal(signed(self.largest_bits + 1))
+        m.d.sync += scaled.eq(Mux(second, self.product[1], self.product[0])
+                              + (Mux(second, sigma_neg, negated) << centre))
+        rounded = _round_shift(scaled, z)
+        dp, dn = Signal(signed(DELTA_BITS + 2)), Signal(signed(DELTA_BITS + 2))
+        error_last = Signal()
+        with m.If(second):
+            m.d.sync += dp.eq(rounded)
+        with m.If(third):
+            m.d.sync += dn.eq(rounded)
+        m.d.sync += [self.errors.valid.eq(third), error_last.eq(last)]
+        out = self.errors.payload
+        m.d.comb += [out.dp.eq(dp), out.dn.eq(dn), out.d.eq(dp + dn), out.last.eq(error_last)]
+        # The borrowed multipliers' operands, by phase: the squares in the scan, sigma
+        # times the maxima, then (-)sigma times each neuron's h.
+        for q, (h_now, top, table, sigma, stored) in enumerate((
+                (h_pos, top_pos, table_pos, negated, read.data.pos),
+                (h_neg, top_neg, table_neg, sigma_neg, read.data.neg))):
+            with m.Switch(phase):
+                with m.Case(_Phase.PRODUCT):
+                    m.d.comb += [self.a[q].eq(table), self.b[q].eq(self._centred(top))]
+                with m.Case(_Phase.ERRORS):
+                    m.d.comb += [self.a[q].eq(sigma), self.b[q].eq(self._centred(stored))]
+                with m.Default():
+                    m.d.comb += [self.a[q].eq(self._centred(h_now)),
+                                 self.b[q].eq(self._centred(h_now))]
+        with m.If(self.errors.valid & out.last):
+            # The update is over: clear what the next scan accumulates.
+            m.d.sync += [phase.eq(_Phase.SCAN), count.eq(0), issued.eq(0),
+                         g_pos.eq(0), g_neg.eq(0), top_pos.eq(0), top_neg.eq(0),
+                         beyond_pos.eq(0), beyond_neg.eq(0)]
+
     def _errors(self, m: Module, shared: SimpleNamespace, read) -> None:
         """Second pass: the errors, through a pipeline that stalls as a whole; at the
         last error taken, clears what the next scan accumulates."""
+        if self.compact:
+            self._compact_errors(m, shared, read)
+            return
         phase, count, z = shared.phase, shared.count, shared.z
         (g_pos, g_neg), (top_pos, top_neg) = shared.g, shared.top
         (h_pos, h_neg), (sigma_pos, sigma_neg) = shared.h, shared.sigma
@@ -547,6 +705,17 @@ def _index(margin, frac_bits: int):
     top = (1 << SIGMOID_INDEX_BITS) - 1
     shifted = (margin >> (2 * frac_bits - SIGMOID_INPUT_FRAC_BITS)) + half
     return Mux(shifted < 0, 0, Mux(shifted > top, top, shifted))[:SIGMOID_INDEX_BITS]
+
+
+def _clamped_index(margin, shift: int):
+    """:func:`_index` without an adder: (m >> shift) + 128 lies in 0..255 iff m >> shift
+    lies in -128..127 (its bits from bit 7 up all equal), and is then its low 8 bits with
+    the top one flipped; else 0 for a negative m, 255 for a positive one."""
+    shifted = margin[shift:]
+    upper = shifted[SIGMOID_INDEX_BITS - 1:]
+    inside = upper.all() | ~upper.any()
+    half, top = 1 << (SIGMOID_INDEX_BITS - 1), (1 << SIGMOID_INDEX_BITS) - 1
+    return Mux(inside, shifted[:SIGMOID_INDEX_BITS] ^ half, Mux(margin[-1], 0, top))
 
 
 def _piecewise(index):

@@ -215,6 +215,14 @@ class TrainingCore(wiring.Component):
         UP5K): ``ErrorScan(lean=True)`` and its ``LearningSignalUnit(lean=True)``, without
         the registers a 30 MHz part does not need. The same weights in the same cycles
         (the figures are in docs/training-engine.md, "Logic of the components").
+    compact_signal : bool, optional
+        With ``lean_signal`` and ``signal_multipliers="shared"``: the learning signal's
+        smaller form (default False, for a part as small as the UP5K):
+        ``ErrorScan(compact=True)``, its ``LearningSignalUnit(compact=True)`` giving an
+        error every other cycle through one sum and one rounding shifter, its margins
+        only as wide as Theta. The same weights; SCAN and ERRORS N - 1 cycles longer a
+        layer of N (:meth:`training_cycles`; the figures are in
+        docs/training-engine.md, "Logic of the components").
     lean_forward : bool, optional
         The forward datapath's small-part form (default False, for a part as small as
         the UP5K): ``Core(lean=True)``, its sweep and (with shared forward multipliers)
@@ -299,7 +307,7 @@ class TrainingCore(wiring.Component):
                  input_norm: str = "own", compact_lanes: bool = False,
                  lean_signal: bool = False, lean_forward: bool = False,
                  serial_weight_pass: bool = False, shared_word_network: bool = False,
-                 shared_update_lane: bool = False) -> None:
+                 shared_update_lane: bool = False, compact_signal: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -350,6 +358,13 @@ class TrainingCore(wiring.Component):
                             f"{shared_word_network!r}")
         own = not shared_word_network
         self.lean_signal = lean_signal
+        if not isinstance(compact_signal, bool):
+            raise TypeError(f"Compact signal must be True or False, not {compact_signal!r}")
+        if compact_signal and not (lean_signal and signal_multipliers == "shared"):
+            raise ValueError("The compact learning signal is the lean one on borrowed "
+                             "multipliers: it needs lean_signal=True and "
+                             "signal_multipliers='shared'")
+        self.compact_signal = compact_signal
         if not isinstance(lean_forward, bool):
             raise TypeError(f"Lean forward must be a bool, not {lean_forward!r}")
         self.lean_forward = lean_forward
@@ -388,7 +403,8 @@ class TrainingCore(wiring.Component):
         self.scan = ErrorScan(model, store_bits=rule.store_bits, sigmoid=rule.sigmoid,
                               product_latency=(SIDE_LATENCY if signal_multipliers == "shared"
                                                else None),
-                              label_lanes=self.label_groups.lanes, lean=lean_signal)
+                              label_lanes=self.label_groups.lanes, lean=lean_signal,
+                              compact=compact_signal)
         self.scaler = InputScaler(fmt, sq_bits=self.core.program.widths.sq,
                                   activations=2 * sum(hidden), max_inputs=max(2, self.v_depth),
                                   reciprocal="given" if input_norm == "forward" else "own")
@@ -446,7 +462,8 @@ class TrainingCore(wiring.Component):
                 "lean_signal": self.lean_signal, "lean_forward": self.lean_forward,
                 "serial_weight_pass": self.weight_pass.serial,
                 "shared_word_network": not self.words_gen.network,
-                "shared_update_lane": self.shared_update_lane}
+                "shared_update_lane": self.shared_update_lane,
+                "compact_signal": self.compact_signal}
 
     @property
     def widths(self) -> dict[str, int]:
@@ -494,7 +511,7 @@ class TrainingCore(wiring.Component):
         The inference (:meth:`rtl.program.Program.cycles`) and the cycle its result is
         taken, LABEL (1), then per layer: PREPARE, the longest of three steps side by
         side: WORDS (n_in + N_src + 3 + N words), SCAN and ERRORS (2 N + the unit's
-        gap), and for a layer above the first the v of its inputs then for one that hears
+        gap, N - 1 more with ``compact_signal``), and for a layer above the first the v of its inputs then for one that hears
         the loop the v of its feedback (each :meth:`rtl.input_scaler.InputScaler.cycles`:
         SQUARES n + 4, RSQRT its latency + 1, SCALE n + the scaler's latency + 2; SCALE
         alone with ``input_norm="forward"``); WPASS

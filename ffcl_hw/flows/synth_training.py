@@ -78,10 +78,10 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
     on an SPRAM board (the iCEBreaker's UP5K) its weights in SPRAM with the small-part
     options (one b and U lane, on the W pass's lane, every multiplier a MAC lane's, G =
     min(K, P) label weights a word, compact update lanes, the update's input norms from
-    the forward pass, the lean learning signal, the lean forward datapath, one update
-    lane taking each word's P weights in turn, one leap-ahead network for the three word
-    generators; docs/training-engine.md), else (or for no board) in block RAM with the
-    defaults."""
+    the forward pass, the lean learning signal (compact on the MAC lanes' multipliers),
+    the lean forward datapath, one update lane taking each word's P weights in turn, one
+    leap-ahead network for the three word generators; docs/training-engine.md), else (or
+    for no board) in block RAM with the defaults."""
     from rtl.training_core import TrainingCore
 
     if board is None or not board_info(board).spram_bits:
@@ -92,7 +92,8 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
                         label_lanes=min(model.config.num_classes, lanes),
                         input_norm="forward", compact_lanes=True, lean_signal=True,
                         lean_forward=True, serial_weight_pass=True,
-                        shared_word_network=True, shared_update_lane=True)
+                        shared_word_network=True, shared_update_lane=True,
+                        compact_signal=multipliers == "shared")
 
 
 def training_link(core, board: str | None, divisor: int):
@@ -303,6 +304,7 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
             # The link's (HostLink's lean: the TRAIN records in the sample buffer).
             "lean_link": links[-1].lean,
             "shared_update_lane": core.shared_update_lane,
+            "compact_signal": core.compact_signal,
             "cycles_per_sample": cycles,
             "samples_per_second": (round(fmax * 1e6 / cycles, 1) if fmax else None),
             "rule": {**{f.name: getattr(rule, f.name) for f in fields(TrainRule)},

@@ -101,7 +101,10 @@ def check(dut: LearningSignalUnit, updates: list[Update], results: list[dict],
     for number, (update, got) in enumerate(zip(updates, results, strict=True)):
         want = golden(dut, update)
         where = f"seed {seed}, update {number} (N = {update.pre.size}, theta {update.theta})"
-        assert (got["g_pos"], got["g_neg"]) == (want.g_pos, want.g_neg), where
+        # g itself (below 2^g_bits), or compact min(g, 2^W): what the margins need.
+        kept = 1 << dut.g_kept
+        assert (got["g_pos"], got["g_neg"]) == (min(want.g_pos, kept),
+                                                min(want.g_neg, kept)), where
         assert (got["sigma_pos"], got["sigma_neg"]) == (want.sigma_pos, want.sigma_neg), where
         assert got["z"] == want.z, where
         for name in ("dp", "dn", "d"):
@@ -187,6 +190,14 @@ CONFIGS = {
                                  sigmoid="piecewise", product_latency=3, lean=True),
     "lean_borrowed_1_narrow": dict(model=dict(state_bits=8, weight_bits=3, frac_bits=2),
                                    sigmoid="piecewise", product_latency=1, lean=True),
+    # Compact (the UP5K's): an error every other cycle through one datapath, margins as
+    # wide as Theta (37-bit g, 17-bit margins here; narrow: no g bit beyond them).
+    "compact_2": dict(model=dict(), sigmoid="table", product_latency=2, lean=True,
+                      compact=True),
+    "compact_3_wide": dict(model=dict(state_bits=14, weight_bits=10, frac_bits=4),
+                           sigmoid="piecewise", product_latency=3, lean=True, compact=True),
+    "compact_1_narrow": dict(model=dict(state_bits=8, weight_bits=3, frac_bits=2),
+                             sigmoid="table", product_latency=1, lean=True, compact=True),
 }
 
 
@@ -195,7 +206,8 @@ def make_dut(name: str) -> LearningSignalUnit:
     return LearningSignalUnit.for_model(digits_like_model(**spec["model"]),
                                         sigmoid=spec["sigmoid"],
                                         product_latency=spec.get("product_latency"),
-                                        lean=spec.get("lean", False))
+                                        lean=spec.get("lean", False),
+                                        compact=spec.get("compact", False))
 
 
 class _WithMultipliers(Elaboratable):
