@@ -402,8 +402,7 @@ class LearningSignalUnit(wiring.Component):
             next_pos, next_neg = self._compact_index(m, shared)
         else:
             margin_bits = max(self.theta_bits, self.g_bits) + 1
-            margin_pos = Signal(signed(margin_bits))
-            margin_neg = Signal(signed(margin_bits))
+            margin_pos, margin_neg = Signal(signed(margin_bits)), Signal(signed(margin_bits))
             m.d.comb += [margin_pos.eq(self.theta - g_pos), margin_neg.eq(g_neg - self.theta)]
             next_pos = _index(margin_pos, self.frac_bits)
             next_neg = _index(margin_neg, self.frac_bits)

@@ -645,7 +645,8 @@ def test_the_icebreaker_core_with_b_and_u_on_a_weight_pass_lane_trains_like_the_
     config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
     rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
     options = dict(SMALL_PART, label_lanes=label_lanes, compact_lanes=True, lean_signal=True,
-                   lean_forward=True, serial_weight_pass=True, shared_word_network=True)
+                   lean_forward=True, serial_weight_pass=True, shared_word_network=True,
+                   compact_signal=True)
     dut = _train(name, config, rule, lanes, **options, shared_update_lane=True)
     assert dut.options == training_core(dut.model, rule, "icebreaker", lanes).options
     own = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)
@@ -653,3 +654,33 @@ def test_the_icebreaker_core_with_b_and_u_on_a_weight_pass_lane_trains_like_the_
     assert dut.weight_pass.lanes[0].compact and dut.weight_pass.lend_lane
     assert not own.weight_pass.lend_lane and not own.shared_update_lane
     assert dut.training_cycles() == own.training_cycles()
+
+
+@pytest.mark.parametrize(("name", "label_lanes"), [
+    # G = K = 4 on two SPRAM banks: one label word a neuron (a neuron every cycle).
+    ("ffdl_p4_b8", 4),
+    # G = 3 of K = 4, FFCL with every iteration trained: two label words a neuron.
+    ("ffcl_all_t2_p3_b16", 3)])
+def test_a_small_part_core_with_the_compact_learning_signal_trains_like_the_golden_trainer(
+        name, label_lanes):
+    # compact_signal: the errors every other cycle through one sum and one rounding
+    # shifter, -sigma+ through MAC lane 0's multiplier, g kept to Theta's width: the
+    # same weights as the lean signal, the counter as the closed form says (_train), the
+    # scan N - 1 cycles longer a layer of N.
+    fields, rule_fields, lanes = CASES[name]
+    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
+    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    options = dict(SMALL_PART, label_lanes=label_lanes, lean_signal=True)
+    dut = _train(name, config, rule, lanes, **options, compact_signal=True)
+    lean = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)
+    assert dut.scan.signal.compact and not lean.scan.signal.compact
+    assert dut.options["compact_signal"] and not lean.options["compact_signal"]
+    for n in config.hidden:
+        assert dut.scan.cycles(n) == lean.scan.cycles(n) + n - 1
+    with pytest.raises(TypeError, match=r"^Compact signal must be True or False, not 1$"):
+        TrainingCore(dut.model, rule, lanes=lanes, compact_signal=1)
+    with pytest.raises(ValueError, match=r"^The compact learning signal is the lean one on "
+                                         r"borrowed multipliers: it needs lean_signal=True "
+                                         r"and signal_multipliers='shared'$"):
+        TrainingCore(dut.model, rule, lanes=lanes, **{**options, "lean_signal": False},
+                     compact_signal=True)
