@@ -288,7 +288,8 @@ class LearningSignalUnit(wiring.Component):
         g_pos, g_neg = Signal(self.g_kept), Signal(self.g_kept)
         top_pos, top_neg = Signal(h_shape), Signal(h_shape)
         # Compact: g reached 2^W (g_kept), its kept bits no longer g's.
-        beyond_pos, beyond_neg = Signal(), Signal()
+        beyond_pos = Signal()
+        beyond_neg = Signal()
         if self.g_kept < self.g_bits:
             m.d.comb += [self.g_pos.eq(Mux(beyond_pos, 1 << self.g_kept, g_pos)),
                          self.g_neg.eq(Mux(beyond_neg, 1 << self.g_kept, g_neg))]
@@ -514,7 +515,8 @@ class LearningSignalUnit(wiring.Component):
         shift = 2 * self.frac_bits - SIGMOID_INPUT_FRAC_BITS
         (g_pos, g_neg), (beyond_pos, beyond_neg) = shared.g, shared.beyond
         width = self.g_kept
-        margin_pos, margin_neg = Signal(signed(width + 1)), Signal(signed(width + 1))
+        margin_pos = Signal(signed(width + 1))
+        margin_neg = Signal(signed(width + 1))
         m.d.comb += [margin_pos.eq(self.theta - g_pos), margin_neg.eq(g_neg - self.theta)]
         top = (1 << SIGMOID_INDEX_BITS) - 1
         return (Mux(beyond_pos, 0, _clamped_index(margin_pos, shift)),
@@ -555,19 +557,21 @@ class LearningSignalUnit(wiring.Component):
             m.d.sync += issued.eq(issued + 1)
         m.d.sync += [holding.eq(issue), read_valid.eq(issue),
                      read_last.eq(issue & (issued == count - 1))]
-        negated = Signal(signed(SIGMOID_FRAC_BITS + 2))
-        m.d.comb += negated.eq(-sigma_pos)
+        minus_sigma = Signal(signed(SIGMOID_FRAC_BITS + 2))
+        m.d.comb += minus_sigma.eq(-sigma_pos)
         # first: multiplier 0's product of a neuron is here; second: multiplier 1's, a
         # cycle later (and the product register holds the first's); third: the second's.
         first = _delayed(m, read_valid, latency)
-        second, third = Signal(), Signal()
+        second = Signal()
+        third = Signal()
         m.d.sync += [second.eq(first), third.eq(second)]
         last = _delayed(m, read_last, latency + 2)
         scaled = Signal(signed(self.largest_bits + 1))
         m.d.sync += scaled.eq(Mux(second, self.product[1], self.product[0])
-                              + (Mux(second, sigma_neg, negated) << centre))
+                              + (Mux(second, sigma_neg, minus_sigma) << centre))
         rounded = _round_shift(scaled, z)
-        dp, dn = Signal(signed(DELTA_BITS + 2)), Signal(signed(DELTA_BITS + 2))
+        dp = Signal(signed(DELTA_BITS + 2))
+        dn = Signal(signed(DELTA_BITS + 2))
         error_last = Signal()
         with m.If(second):
             m.d.sync += dp.eq(rounded)
@@ -579,7 +583,7 @@ class LearningSignalUnit(wiring.Component):
         # The borrowed multipliers' operands, by phase: the squares in the scan, sigma
         # times the maxima, then (-)sigma times each neuron's h.
         for q, (h_now, top, table, sigma, stored) in enumerate((
-                (h_pos, top_pos, table_pos, negated, read.data.pos),
+                (h_pos, top_pos, table_pos, minus_sigma, read.data.pos),
                 (h_neg, top_neg, table_neg, sigma_neg, read.data.neg))):
             with m.Switch(phase):
                 with m.Case(_Phase.PRODUCT):

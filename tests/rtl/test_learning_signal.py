@@ -246,7 +246,7 @@ def test_random_updates_match_golden(name: str, idle: float, stall: float) -> No
         assert {r["first"] for r in results} == {dut.gap}
 
 
-@pytest.mark.parametrize("name", ["model_table", "borrowed_2", "lean_borrowed_2"])
+@pytest.mark.parametrize("name", ["model_table", "borrowed_2", "lean_borrowed_2", "compact_2"])
 def test_extremes_reach_the_widths(name: str) -> None:
     # h = H on every neuron (z at its largest), h = 2^15 - 1 with sigma = 256 (sigma h =
     # 2^23 - 256: dn rounds up to the error's top, 2^14), all h zero (z = 0, no error),
@@ -306,3 +306,53 @@ def test_parameters_are_validated() -> None:
     with pytest.raises(ValueError, match=r"^Borrowed multipliers take 16-bit signed operands: "
                                          r"h of 20 bits does not fit"):
         LearningSignalUnit(**{**base, "state_bits": 20}, product_latency=2)
+    with pytest.raises(TypeError, match=r"^Compact must be a bool, not 1$"):
+        LearningSignalUnit(**base, product_latency=2, lean=True, compact=1)
+    for kept in (dict(product_latency=2), dict(lean=True)):
+        with pytest.raises(ValueError, match=r"^Compact needs the lean form with borrowed "
+                                             r"multipliers \(lean=True and a product "
+                                             r"latency\)$"):
+            LearningSignalUnit(**base, **kept, compact=True)
+
+
+@pytest.mark.parametrize("name", ["compact_2", "compact_3_wide", "compact_1_narrow"])
+def test_compact_errors_come_every_other_cycle_and_g_is_kept_to_the_margins(name) -> None:
+    # Compact: the errors of N neurons over 2 N - 1 cycles (error_cycles, what
+    # ErrorScan.cycles adds up), the same gap as lean; g kept to W = max(theta_bits,
+    # 2S + 3) + 1 bits (17 of 35 for the default formats: the kept g and its mark
+    # are what the margins see).
+    dut = make_dut(name)
+    lean = LearningSignalUnit.for_model(digits_like_model(**CONFIGS[name]["model"]),
+                                        sigmoid=dut.sigmoid,
+                                        product_latency=dut.product_latency, lean=True)
+    assert dut.gap == lean.gap and dut.g_bits == lean.g_bits
+    assert dut.g_kept == min(max(dut.theta_bits, 2 * dut.frac_bits + 3) + 1, dut.g_bits)
+    assert [dut.error_cycles(n) for n in (1, 5)] == [1, 9]
+    assert [lean.error_cycles(n) for n in (1, 5)] == [1, 5]
+    rng = np.random.default_rng(SEED)
+    updates = random_updates(dut, rng, count=4)
+    offered = []
+
+    async def testbench(ctx) -> None:
+        for update in updates:
+            ctx.set(dut.theta, update.theta)
+            for i in range(update.pre.size):
+                ctx.set(dut.neurons.valid, 1)
+                ctx.set(dut.neurons.payload, {
+                    "pre": int(update.pre[i]), "u_pos": int(update.u_pos[i]),
+                    "u_neg": int(update.u_neg[i]), "last": i == update.pre.size - 1})
+                await ctx.tick()
+            ctx.set(dut.neurons.valid, 0)
+            cycles = []
+            for cycle in range(dut.gap + 2 * update.pre.size + 2):
+                if ctx.get(dut.errors.valid):
+                    cycles.append(cycle)
+                await ctx.tick()
+            offered.append(cycles)
+
+    simulate(_WithMultipliers(dut), testbench)
+    for update, cycles in zip(updates, offered, strict=True):
+        n = update.pre.size
+        assert cycles == list(range(dut.gap - 1, dut.gap - 1 + 2 * n, 2)), n
+    if name == "compact_2":
+        assert (dut.g_kept, dut.g_bits) == (17, 35)

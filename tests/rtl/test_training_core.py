@@ -426,6 +426,32 @@ def test_without_a_shared_update_lane_the_netlist_has_nothing_of_it(name):
     assert _OWN_LANE_MODULE not in with_option
 
 
+#: The compact learning signal's own names in the RTLIL: the mark of a g beyond its kept
+#: bits, the read port held for the second multiplier, -sigma+ into the first.
+_COMPACT_SIGNAL_NAMES = ("beyond_pos", "holding", "minus_sigma")
+
+
+@pytest.mark.parametrize("name", ["training_small_part", "training_icebreaker"])
+def test_without_the_compact_learning_signal_the_netlist_has_nothing_of_it(name):
+    # Off, the lean unit is built as before (byte for byte, src attributes aside, these
+    # cores' RTLIL equals main's before the option); on, its names are there.
+    config = ModelConfig(algo="ffcl", input_size=D, num_classes=K, hidden=(5, 4), loops=2,
+                         topology="adjacent")
+    model = make_model(config, SEED)
+    rule = TrainRule(epochs=1, store_bits=16, loss_iterations="all")
+    options = dict(weights="spram", forward_multipliers="shared", signal_multipliers="shared",
+                   label_lanes=3, compact_lanes=True, input_norm="forward", lean_signal=True,
+                   bias_label_lanes=1)
+    if name == "training_icebreaker":
+        options.update(lean_forward=True, serial_weight_pass=True, shared_word_network=True,
+                       shared_update_lane=True)
+    text = rtlil.convert(TrainingCore(model, rule, lanes=3, **options), name="top")
+    assert [n for n in _COMPACT_SIGNAL_NAMES if n in text] == []
+    with_option = rtlil.convert(TrainingCore(model, rule, lanes=3, **options,
+                                             compact_signal=True), name="top")
+    assert [n for n in _COMPACT_SIGNAL_NAMES if n in with_option] == list(_COMPACT_SIGNAL_NAMES)
+
+
 #: One update lane in the W and V pass (``serial_weight_pass``), taking each word's P
 #: entries in turn, on block RAM: 2, 3 and 8 lanes (ragged tiles), nearest rounding with
 #: saturation, FFCL with V columns after the W columns of each tile (top: layer 1's V
