@@ -754,6 +754,7 @@ def _sim_train(args: argparse.Namespace) -> int:
               f"{'from the forward pass' if r['input_norm'] == 'forward' else 'its own'}"
               f"{', compact update lanes' if r['compact_lanes'] else ''}"
               f"{', the lean learning signal' if r['lean_signal'] else ''}"
+              f"{' (compact)' if r.get('compact_signal') else ''}"
               f"{', the lean forward datapath' if r['lean_forward'] else ''}"
               f"{', one W/V update lane' if r['serial_weight_pass'] else ''}"
               f"{', one network for the word generators' if r['shared_word_network'] else ''}"

@@ -125,6 +125,7 @@ def _accelerator(model: IntModel, rule: TrainRule, lanes: int,
         "forward_multipliers": core.forward_multipliers,
         "compact_lanes": core.options["compact_lanes"],
         "shared_update_lane": core.shared_update_lane,
+        "compact_signal": core.compact_signal,
         "input_norm": core.input_norm,
         "how": "training_cycles() of the core `ffcl-hw synth RUN --board B --train` builds "
                "(ffcl_hw.flows.synth_training.training_core): the closed form of its "

@@ -58,18 +58,20 @@ def test_ffdl_rows_are_the_closed_form_and_the_design(tmp_path):
     # iCEBreaker's training build makes: its weights in SPRAM (3 x 16 bits fit one 64-bit
     # word), read and written on one port (a word every other cycle: more cycles than
     # block RAM), one b and U lane, every multiplier a MAC lane's, 3 label weights a word,
-    # the update's input norms from the forward pass, one W/V update lane.
+    # the update's input norms from the forward pass, one W/V update lane, the compact
+    # learning signal (an error every other cycle).
     core = TrainingCore(model, rule, lanes=3, weights="spram", bias_label_lanes=1,
                         forward_multipliers="shared", signal_multipliers="shared",
-                        label_lanes=3, input_norm="forward", serial_weight_pass=True)
+                        label_lanes=3, input_norm="forward", serial_weight_pass=True,
+                        lean_signal=True, compact_signal=True)
     assert t["cycles_per_sample"] == core.training_cycles()
     assert t["cycles_per_sample"] > TrainingCore(model, rule, lanes=3,
                                                  weights="spram").training_cycles()
     assert t["accelerator"]["lanes"] == 3 and t["accelerator"]["weights"] == "spram"
     assert (t["accelerator"]["label_lanes"], t["accelerator"]["bias_label_lanes"],
             t["accelerator"]["forward_multipliers"], t["accelerator"]["input_norm"],
-            t["accelerator"]["compact_lanes"], t["accelerator"]["shared_update_lane"]) == (
-        3, 1, "shared", "forward", True, True)
+            t["accelerator"]["compact_lanes"], t["accelerator"]["shared_update_lane"],
+            t["accelerator"]["compact_signal"]) == (3, 1, "shared", "forward", True, True, True)
     # The design's figure for the iCEBreaker's memory (single-port SPRAM).
     design = estimate_training(model, lanes=3, label_lanes=None, shared=False,
                                memory="spram", store_bits=rule.store_bits)

@@ -131,7 +131,7 @@ def test_a_used_collided_read_is_flipped(flipped_collisions):
 SMALL_PART = dict(bias_label_lanes=1, forward_multipliers="shared",
                   signal_multipliers="shared", compact_lanes=True, input_norm="forward",
                   lean_signal=True, lean_forward=True, serial_weight_pass=True,
-                  shared_word_network=True, shared_update_lane=True)
+                  shared_word_network=True, shared_update_lane=True, compact_signal=True)
 
 
 @pytest.mark.parametrize("name", ["ffdl_p4_b8", "ffcl_all_t2_p3_b16"])
