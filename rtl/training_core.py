@@ -511,10 +511,11 @@ class TrainingCore(wiring.Component):
         The inference (:meth:`rtl.program.Program.cycles`) and the cycle its result is
         taken, LABEL (1), then per layer: PREPARE, the longest of three steps side by
         side: WORDS (n_in + N_src + 3 + N words), SCAN and ERRORS (2 N + the unit's
-        gap, N - 1 more with ``compact_signal``), and for a layer above the first the v of its inputs then for one that hears
-        the loop the v of its feedback (each :meth:`rtl.input_scaler.InputScaler.cycles`:
-        SQUARES n + 4, RSQRT its latency + 1, SCALE n + the scaler's latency + 2; SCALE
-        alone with ``input_norm="forward"``); WPASS
+        gap, N - 1 more with ``compact_signal``), and for a layer above the first the v
+        of its inputs then for one that hears the loop the v of its feedback (each
+        :meth:`rtl.input_scaler.InputScaler.cycles`: SQUARES n + 4, RSQRT its latency
+        + 1, SCALE n + the scaler's latency + 2; SCALE alone with
+        ``input_norm="forward"``); WPASS
         (:meth:`rtl.weight_pass.WeightPass.cycles`: the first tile's shadow load P + 1,
         the tiles back to back, n_in + N_src cycles each or, on one SPRAM bank, which
         reads a word every other cycle, 2 (n_in + N_src), unless the next tile's shadow

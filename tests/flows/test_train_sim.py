@@ -293,8 +293,8 @@ def test_the_icebreaker_builds_core_trains_bit_exact(tiny_int_run, capsys):
         "as icebreaker's training build makes it: 3 label weights a word, 1 b/U lane, "
         "the forward pass on shared multipliers, the learning signal on shared, the "
         "update's input norms from the forward pass, compact update lanes, the lean "
-        "learning signal (compact), the lean forward datapath, one W/V update lane, one network for "
-        "the word generators, the b/U lane a W lane",
+        "learning signal (compact), the lean forward datapath, one W/V update lane, one "
+        "network for the word generators, the b/U lane a W lane",
         weights="spram", bias_label_lanes=1, forward_multipliers="shared",
         signal_multipliers="shared", label_lanes=3, input_norm="forward", compact_lanes=True,
         lean_signal=True, lean_forward=True, serial_weight_pass=True,
