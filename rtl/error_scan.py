@@ -64,8 +64,9 @@ class ErrorScan(wiring.Component):
     compact : bool, optional
         The smaller small-part form (default False; needs ``lean`` and
         ``product_latency``): the unit's (``LearningSignalUnit(compact=True)``: an error
-        every other cycle through one datapath, margins as wide as Theta). The same
-        errors; N - 1 cycles more a layer of N (:meth:`cycles`).
+        every other cycle through one datapath, z from a pass over the h buffer, g and
+        the margins as wide as Theta). The same errors; 3 N cycles more a layer of N
+        (:meth:`cycles`).
 
     Its :class:`rtl.learning_signal.LearningSignalUnit` is a submodule.
 
@@ -162,11 +163,11 @@ class ErrorScan(wiring.Component):
 
     def cycles(self, neurons: int) -> int:
         """Cycles of the step for a layer of ``neurons``: the scan, the unit's gap, the
-        errors (:attr:`rtl.learning_signal.LearningSignalUnit.gap`: 13, or 11 + 3 L with
-        borrowed multipliers of latency L; :meth:`~rtl.learning_signal.LearningSignalUnit.\
+        errors (:meth:`rtl.learning_signal.LearningSignalUnit.gap_of`: 13, or 11 + 3 L
+        with borrowed multipliers of latency L, 2 N + 1 more compact; :meth:`~rtl.learning_signal.LearningSignalUnit.\
 error_cycles`: N, or 2 N - 1 compact)."""
         return (self.groups.reads * neurons + self.signal.error_cycles(neurons)
-                + self.signal.gap + SCAN_STAGES)
+                + self.signal.gap_of(neurons) + SCAN_STAGES)
 
     def elaborate(self, platform) -> Module:
         m = Module()

@@ -125,10 +125,12 @@ class LearningSignalUnit(wiring.Component):
         The smaller small-part form (default False; needs ``lean`` and
         ``product_latency``): the errors one every other cycle through one datapath
         (:meth:`_compact_errors`), a neuron's dp then its dn, so one sum, one rounding
-        shifter and no 25-bit negation (the borrowed multiplier takes -sigma+ for dp);
-        and the margins only as wide as Theta (:meth:`_compact_index`). The same errors,
-        g, sigma and z, with the same :attr:`gap`; the errors of N neurons take N - 1
-        cycles more (:meth:`error_cycles`).
+        shifter and no 25-bit negation (the borrowed multiplier takes -sigma+ for dp); z
+        from a pass over the h buffer through the same datapath (the OR of every sigma
+        h) instead of the maxima of h; g kept and the margins only as wide as Theta
+        (:meth:`_compact_index`). The same errors, g up to 2^W (:attr:`g_kept`), sigma
+        and z; the first error 2 N + 1 cycles later (:meth:`gap_of`), the errors of N
+        neurons over 2 N - 1 cycles (:meth:`error_cycles`).
 
     Members
     -------
@@ -269,6 +271,11 @@ class LearningSignalUnit(wiring.Component):
         """Cycles from the last neuron taken to the first error offered (:meth:`gap_for`)."""
         return self.gap_for(self.product_latency)
 
+    def gap_of(self, neurons: int) -> int:
+        """Cycles from the last of ``neurons`` taken to the first error offered: :attr:`gap`,
+        or compact 2 ``neurons`` + 1 more (the maxima pass, :meth:`_compact_errors`)."""
+        return self.gap + (2 * neurons + 1 if self.compact else 0)
+
     def error_cycles(self, neurons: int) -> int:
         """Cycles from the first error offered to the last, that one included, without
         stalls: ``neurons``, or 2 ``neurons`` - 1 compact (an error every other cycle)."""
@@ -374,9 +381,11 @@ class LearningSignalUnit(wiring.Component):
                 sq_neg.eq((self.product[1] << 2) + Mux(odd_neg, (half_neg << 2) + 1, 0)),
                 sq_valid.eq(_delayed(m, h_valid, latency)),
                 sq_last.eq(_delayed(m, h_last, latency))]
-        with m.If(h_valid):
-            m.d.sync += [top_pos.eq(Mux(h_pos > top_pos, h_pos, top_pos)),
-                         top_neg.eq(Mux(h_neg > top_neg, h_neg, top_neg))]
+        if not self.compact:
+            # (Compact: no maxima; z from a pass over the h buffer, _compact_errors.)
+            with m.If(h_valid):
+                m.d.sync += [top_pos.eq(Mux(h_pos > top_pos, h_pos, top_pos)),
+                             top_neg.eq(Mux(h_neg > top_neg, h_neg, top_neg))]
         with m.If(sq_valid):
             if self.compact:
                 # g + h^2 >= 2^W: a carry out of the kept bits or a square beyond them.
@@ -401,6 +410,8 @@ class LearningSignalUnit(wiring.Component):
         index_pos, index_neg = Signal(SIGMOID_INDEX_BITS), Signal(SIGMOID_INDEX_BITS)
         if self.compact:
             next_pos, next_neg = self._compact_index(m, shared)
+            # The OR of sigma h over the neurons and both sides (_compact_errors).
+            shared.largest = Signal(self.largest_bits, name="sigma_h_or")
         else:
             margin_bits = max(self.theta_bits, self.g_bits) + 1
             margin_pos, margin_neg = Signal(signed(margin_bits)), Signal(signed(margin_bits))
@@ -449,7 +460,10 @@ class LearningSignalUnit(wiring.Component):
                 # The ROM's read register (or the piecewise form's) fills in this cycle.
                 m.d.sync += [phase.eq(_Phase.PRODUCT), held.eq(0)]
             with m.Case(_Phase.PRODUCT):
-                if latency is None:
+                if self.compact:
+                    # The maxima pass (_compact_errors) ends this phase.
+                    pass
+                elif latency is None:
                     # sigma is held a cycle before its products (GAP).
                     if not self.lean:
                         m.d.sync += [sigma_pos.eq(table_pos), sigma_neg.eq(table_neg)]
@@ -481,9 +495,8 @@ class LearningSignalUnit(wiring.Component):
                                 phase.eq(_Phase.EXPONENT)]
             with m.Case(_Phase.EXPONENT):
                 if self.compact:
-                    # max(a, b) >= 2^k iff (a | b) >= 2^k: the thermometer code of the OR
-                    # is that of the larger, with no comparator and no multiplexer.
-                    largest = largest_pos | largest_neg
+                    # The OR of every sigma h (_compact_errors): max >= 2^k iff OR >= 2^k.
+                    largest = shared.largest
                 else:
                     largest = Mux(largest_pos > largest_neg, largest_pos, largest_neg)
                 # z = max(0, bits(M) - 14) = the number of j < z_max with M >= 2^(14 + j):
@@ -523,9 +536,12 @@ class LearningSignalUnit(wiring.Component):
                 Mux(beyond_neg, top, _clamped_index(margin_neg, shift)))
 
     def _compact_errors(self, m: Module, shared: SimpleNamespace, read) -> None:
-        """Second pass, compact: an error every other cycle, a neuron's dp then its dn
-        through one sum and one rounding shifter; at the last error, clears what the next
-        scan accumulates.
+        """The passes over the h buffer, compact: in PRODUCT the maxima pass, the OR of
+        sigma+ h+ and sigma- h- of every neuron (max >= 2^k iff OR >= 2^k: z's
+        thermometer code, with neither maxima nor comparators in the scan), then in
+        ERRORS the errors; each a neuron every other cycle, a neuron's two products
+        through one sum (and in ERRORS one rounding shifter, dp then dn); at the last
+        error, clears what the next scan accumulates.
 
         Neuron k is issued (its h read) at cycle t and stays in the buffer's read
         register through t + 2 (no read at t + 1), so both borrowed multipliers see it at
@@ -534,31 +550,34 @@ class LearningSignalUnit(wiring.Component):
         its 25-bit product) enters the one product register at t + 1 + L, multiplier 1's
         sigma- s- at t + 2 + L; dp is rounded from it at t + 2 + L, dn at t + 3 + L, and
         the error offered at t + 4 + L, a cycle later than lean (EXPONENT gives that
-        cycle back)."""
+        cycle back). The maxima pass takes the same path with +sigma+ (its products are
+        ORed at t + 2 + L and t + 3 + L) and ends with the last neuron's second: 2 N + 1
+        cycles more than lean's PRODUCT (:meth:`gap_of`)."""
         phase, count, z = shared.phase, shared.count, shared.z
-        (g_pos, g_neg), (top_pos, top_neg) = shared.g, shared.top
+        g_pos, g_neg = shared.g
         (h_pos, h_neg), (sigma_pos, sigma_neg) = shared.h, shared.sigma
-        table_pos, table_neg = shared.table
         beyond_pos, beyond_neg = shared.beyond
         latency = self.product_latency
         centre = self.operand_bits - 1
         issued = Signal.like(count)
         # The cycle after an issue: no read (the neuron's h stays for multiplier 1), no issue.
         holding = Signal()
-        issue = (phase == _Phase.ERRORS) & (issued != count) & ~holding
+        passes = (phase == _Phase.PRODUCT) | (phase == _Phase.ERRORS)
+        issue = passes & (issued != count) & ~holding
         read_valid, read_last = Signal(), Signal()
         m.d.comb += read.en.eq(~holding)
         if shared.again is None:
             m.d.comb += read.addr.eq(issued)
         else:
-            # Before the second pass the scan reads h back (shared.again).
-            m.d.comb += read.addr.eq(Mux(phase == _Phase.ERRORS, issued, shared.again))
+            # Before the passes the scan reads h back (shared.again).
+            m.d.comb += read.addr.eq(Mux(passes, issued, shared.again))
         with m.If(issue):
             m.d.sync += issued.eq(issued + 1)
         m.d.sync += [holding.eq(issue), read_valid.eq(issue),
                      read_last.eq(issue & (issued == count - 1))]
+        # -sigma+ for dp in ERRORS, +sigma+ for the maxima in PRODUCT.
         minus_sigma = Signal(signed(SIGMOID_FRAC_BITS + 2))
-        m.d.comb += minus_sigma.eq(-sigma_pos)
+        m.d.comb += minus_sigma.eq(Mux(phase == _Phase.ERRORS, -sigma_pos, sigma_pos))
         # first: multiplier 0's product of a neuron is here; second: multiplier 1's, a
         # cycle later (and the product register holds the first's); third: the second's.
         first = _delayed(m, read_valid, latency)
@@ -577,18 +596,24 @@ class LearningSignalUnit(wiring.Component):
             m.d.sync += dp.eq(rounded)
         with m.If(third):
             m.d.sync += dn.eq(rounded)
-        m.d.sync += [self.errors.valid.eq(third), error_last.eq(last)]
+        m.d.sync += [self.errors.valid.eq(third & (phase == _Phase.ERRORS)),
+                     error_last.eq(last)]
+        largest = shared.largest
+        with m.If(phase == _Phase.PRODUCT):
+            with m.If(second | third):
+                # Only the bits z's thermometer code reads (the rest is left to Yosys).
+                m.d.sync += largest.eq(largest | scaled)
+            with m.If(third & last):
+                # The last neuron's sigma- h- is ORed in this cycle: z next (EXPONENT).
+                m.d.sync += [phase.eq(_Phase.EXPONENT), issued.eq(0)]
         out = self.errors.payload
         m.d.comb += [out.dp.eq(dp), out.dn.eq(dn), out.d.eq(dp + dn), out.last.eq(error_last)]
-        # The borrowed multipliers' operands, by phase: the squares in the scan, sigma
-        # times the maxima, then (-)sigma times each neuron's h.
-        for q, (h_now, top, table, sigma, stored) in enumerate((
-                (h_pos, top_pos, table_pos, minus_sigma, read.data.pos),
-                (h_neg, top_neg, table_neg, sigma_neg, read.data.neg))):
+        # The borrowed multipliers' operands, by phase: the squares in the scan, then
+        # (-)sigma times each neuron's h in both passes.
+        for q, (h_now, sigma, stored) in enumerate((
+                (h_pos, minus_sigma, read.data.pos), (h_neg, sigma_neg, read.data.neg))):
             with m.Switch(phase):
-                with m.Case(_Phase.PRODUCT):
-                    m.d.comb += [self.a[q].eq(table), self.b[q].eq(self._centred(top))]
-                with m.Case(_Phase.ERRORS):
+                with m.Case(_Phase.PRODUCT, _Phase.ERRORS):
                     m.d.comb += [self.a[q].eq(sigma), self.b[q].eq(self._centred(stored))]
                 with m.Default():
                     m.d.comb += [self.a[q].eq(self._centred(h_now)),
@@ -596,7 +621,7 @@ class LearningSignalUnit(wiring.Component):
         with m.If(self.errors.valid & out.last):
             # The update is over: clear what the next scan accumulates.
             m.d.sync += [phase.eq(_Phase.SCAN), count.eq(0), issued.eq(0),
-                         g_pos.eq(0), g_neg.eq(0), top_pos.eq(0), top_neg.eq(0),
+                         g_pos.eq(0), g_neg.eq(0), largest.eq(0),
                          beyond_pos.eq(0), beyond_neg.eq(0)]
 
     def _errors(self, m: Module, shared: SimpleNamespace, read) -> None:

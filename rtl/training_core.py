@@ -219,8 +219,9 @@ class TrainingCore(wiring.Component):
         With ``lean_signal`` and ``signal_multipliers="shared"``: the learning signal's
         smaller form (default False, for a part as small as the UP5K):
         ``ErrorScan(compact=True)``, its ``LearningSignalUnit(compact=True)`` giving an
-        error every other cycle through one sum and one rounding shifter, its margins
-        only as wide as Theta. The same weights; SCAN and ERRORS N - 1 cycles longer a
+        error every other cycle through one sum and one rounding shifter, z from a pass
+        over the h buffer through them instead of the maxima of h, g and its margins
+        only as wide as Theta. The same weights; SCAN and ERRORS 3 N cycles longer a
         layer of N (:meth:`training_cycles`; the figures are in
         docs/training-engine.md, "Logic of the components").
     lean_forward : bool, optional
@@ -511,7 +512,7 @@ class TrainingCore(wiring.Component):
         The inference (:meth:`rtl.program.Program.cycles`) and the cycle its result is
         taken, LABEL (1), then per layer: PREPARE, the longest of three steps side by
         side: WORDS (n_in + N_src + 3 + N words), SCAN and ERRORS (2 N + the unit's
-        gap, N - 1 more with ``compact_signal``), and for a layer above the first the v
+        gap, 3 N more with ``compact_signal``), and for a layer above the first the v
         of its inputs then for one that hears the loop the v of its feedback (each
         :meth:`rtl.input_scaler.InputScaler.cycles`: SQUARES n + 4, RSQRT its latency
         + 1, SCALE n + the scaler's latency + 2; SCALE alone with

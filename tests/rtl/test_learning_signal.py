@@ -243,7 +243,7 @@ def test_random_updates_match_golden(name: str, idle: float, stall: float) -> No
     check(dut, updates, results, seed)
     if idle == 0 and stall == 0:
         # Without stalls the gap is the documented one.
-        assert {r["first"] for r in results} == {dut.gap}
+        assert [r["first"] for r in results] == [dut.gap_of(u.pre.size) for u in updates]
 
 
 @pytest.mark.parametrize("name", ["model_table", "borrowed_2", "lean_borrowed_2", "compact_2"])
@@ -326,6 +326,7 @@ def test_compact_errors_come_every_other_cycle_and_g_is_kept_to_the_margins(name
                                         sigmoid=dut.sigmoid,
                                         product_latency=dut.product_latency, lean=True)
     assert dut.gap == lean.gap and dut.g_bits == lean.g_bits
+    assert [dut.gap_of(n) - lean.gap_of(n) for n in (1, 5)] == [3, 11]
     assert dut.g_kept == min(max(dut.theta_bits, 2 * dut.frac_bits + 3) + 1, dut.g_bits)
     assert [dut.error_cycles(n) for n in (1, 5)] == [1, 9]
     assert [lean.error_cycles(n) for n in (1, 5)] == [1, 5]
@@ -344,7 +345,7 @@ def test_compact_errors_come_every_other_cycle_and_g_is_kept_to_the_margins(name
                 await ctx.tick()
             ctx.set(dut.neurons.valid, 0)
             cycles = []
-            for cycle in range(dut.gap + 2 * update.pre.size + 2):
+            for cycle in range(dut.gap_of(update.pre.size) + 2 * update.pre.size + 2):
                 if ctx.get(dut.errors.valid):
                     cycles.append(cycle)
                 await ctx.tick()
@@ -353,6 +354,7 @@ def test_compact_errors_come_every_other_cycle_and_g_is_kept_to_the_margins(name
     simulate(_WithMultipliers(dut), testbench)
     for update, cycles in zip(updates, offered, strict=True):
         n = update.pre.size
-        assert cycles == list(range(dut.gap - 1, dut.gap - 1 + 2 * n, 2)), n
+        first = dut.gap_of(n) - 1
+        assert cycles == list(range(first, first + 2 * n, 2)), n
     if name == "compact_2":
         assert (dut.g_kept, dut.g_bits) == (17, 35)

@@ -666,7 +666,7 @@ def test_a_small_part_core_with_the_compact_learning_signal_trains_like_the_gold
     # compact_signal: the errors every other cycle through one sum and one rounding
     # shifter, -sigma+ through MAC lane 0's multiplier, g kept to Theta's width: the
     # same weights as the lean signal, the counter as the closed form says (_train), the
-    # scan N - 1 cycles longer a layer of N.
+    # scan 3 N cycles longer a layer of N (the maxima pass 2 N + 1, the errors N - 1).
     fields, rule_fields, lanes = CASES[name]
     config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
     rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
@@ -676,7 +676,7 @@ def test_a_small_part_core_with_the_compact_learning_signal_trains_like_the_gold
     assert dut.scan.signal.compact and not lean.scan.signal.compact
     assert dut.options["compact_signal"] and not lean.options["compact_signal"]
     for n in config.hidden:
-        assert dut.scan.cycles(n) == lean.scan.cycles(n) + n - 1
+        assert dut.scan.cycles(n) == lean.scan.cycles(n) + 3 * n
     with pytest.raises(TypeError, match=r"^Compact signal must be True or False, not 1$"):
         TrainingCore(dut.model, rule, lanes=lanes, compact_signal=1)
     with pytest.raises(ValueError, match=r"^The compact learning signal is the lean one on "
