@@ -62,7 +62,7 @@ class _Phase(enum.Enum, shape=3):
     DRAIN = 2      # the last neuron's square on its way into g
     MARGIN = 3     # the table indices of Theta - g+ and g- - Theta
     LOOKUP = 4     # the table read
-    PRODUCT = 5    # sigma times the maxima
+    PRODUCT = 5    # sigma times the maxima (compact: times every h, OR-ed)
     EXPONENT = 6   # z from the larger product
     ERRORS = 7     # the second pass
 
@@ -78,7 +78,8 @@ class LearningSignalUnit(wiring.Component):
     the next update's last neuron.
 
     Cycles of an update of N neurons without stalls: N to take the neurons (one per
-    cycle), :attr:`gap` from the last neuron taken to the first error offered, N errors.
+    cycle), :attr:`gap` from the last neuron taken to the first error offered, N errors
+    (compact: :meth:`gap_of`, then an error every other cycle, :meth:`error_cycles`).
 
     With ``product_latency`` the unit has no multiplier of its own (iCE40: the MAC lanes'
     SB_MAC16 lend theirs, idle while the unit works): two multipliers receive ``a[q]`` and
