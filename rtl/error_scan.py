@@ -164,8 +164,9 @@ class ErrorScan(wiring.Component):
     def cycles(self, neurons: int) -> int:
         """Cycles of the step for a layer of ``neurons``: the scan, the unit's gap, the
         errors (:meth:`rtl.learning_signal.LearningSignalUnit.gap_of`: 13, or 11 + 3 L
-        with borrowed multipliers of latency L, 2 N + 1 more compact; :meth:`~rtl.learning_signal.LearningSignalUnit.\
-error_cycles`: N, or 2 N - 1 compact)."""
+        with borrowed multipliers of latency L, 2 N + 1 more compact;
+        :meth:`~rtl.learning_signal.LearningSignalUnit.error_cycles`: N, or 2 N - 1
+        compact)."""
         return (self.groups.reads * neurons + self.signal.error_cycles(neurons)
                 + self.signal.gap_of(neurons) + SCAN_STAGES)
 
