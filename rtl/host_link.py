@@ -523,9 +523,14 @@ class HostLink(wiring.Component):
             timeout_cycles=self.timeout_bits * self.divisor)
         # The core holds its result record until the reply has gone out (a copy here would
         # cost ~430 flip-flops, a tenth of an iCE40 UP5K).
+        # A core with a score port (Core(score_port=True)) gives a RESULT's scores
+        # through its argmax's select, one score at a time.
         m.submodules.replies = replies = ReplySerialiser(
-            identity=ident, result_layout=inner.result.payload.shape())
+            identity=ident, result_layout=inner.result.payload.shape(),
+            score_port=inner.score_port_enabled)
         m.submodules.core = core
+        if inner.score_port_enabled:
+            wiring.connect(m, inner.score, replies.score)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), parser.rx_busy.eq(urx.busy),
                      replies.tag.eq(parser.frame.payload.tag)]
         wiring.connect(m, urx.data, parser.rx)
