@@ -82,14 +82,17 @@ def expected_frame(kind: ReplyFrame, *, error: int, record: dict, model_ok: int,
 
 
 def serialise(requests, *, pauses: str, seed: int = 0, back_to_back: bool = False,
-              identity=IDENTITY, trained: int = 0):
+              identity=IDENTITY, trained: int = 0, score_port: bool = False):
     """Send each (kind, error, body) request, held until taken, after the previous reply's
     ``done`` (or at once: ``back_to_back``), its body offered on ``body`` (and its length
     on ``body_length``) from the cycle after it is taken; returns the bytes taken, the
     byte counts at each ``done`` and at each result.ready, any byte that changed while on
-    offer, and the body bytes taken by each ``done``."""
+    offer, and the body bytes taken by each ``done``. With ``score_port`` the record's
+    scores are only on the ``score`` port (a synchronous read, as the core's), the
+    record's own all zero."""
     dut = ReplySerialiser(identity=identity,
-                          result_layout=result_layout(identity.labels, identity.score_bits))
+                          result_layout=result_layout(identity.labels, identity.score_bits),
+                          score_port=score_port)
     rng = random.Random(seed)
     feed_rng = random.Random(seed + 1)
     sent = bytearray()
@@ -138,13 +141,25 @@ def serialise(requests, *, pauses: str, seed: int = 0, back_to_back: bool = Fals
                 offered = False
             await ctx.tick()
 
+    async def score_reads(ctx) -> None:
+        # The core's score read port: the score of the address of the cycle before, the
+        # first label's beyond the last (Argmax's ``read``).
+        scores = result_record(seed, identity)["scores"]
+        while True:
+            addr = ctx.get(dut.score.addr)
+            await ctx.tick()
+            ctx.set(dut.score.data, scores[addr] if addr < len(scores) else scores[0])
+
     async def source(ctx) -> None:
         ctx.set(dut.tag, TAG)
         ctx.set(dut.model_ok, 1)
         ctx.set(dut.checksum, 0xCAFE_F00D)
         ctx.set(dut.trained, trained)
         ctx.set(dut.result.valid, 1)
-        ctx.set(dut.result.payload, result_record(seed, identity))
+        record = result_record(seed, identity)
+        if score_port:
+            record["scores"] = [0] * identity.labels
+        ctx.set(dut.result.payload, record)
         for kind, error, body in requests:
             ctx.set(dut.request.valid, 1)
             ctx.set(dut.request.payload, {"reply": kind, "error": error})
@@ -182,20 +197,25 @@ def serialise(requests, *, pauses: str, seed: int = 0, back_to_back: bool = Fals
     sim.add_clock(PERIOD)
     sim.add_testbench(sink, background=True)
     sim.add_testbench(feeder, background=True)
+    if score_port:
+        sim.add_testbench(score_reads, background=True)
     sim.add_testbench(source)
     sim.run()
     return bytes(sent), at_done, result_taken, unstable, body_at_done
 
 
+@pytest.mark.parametrize("score_port", [False, True])
 @pytest.mark.parametrize("back_to_back", [False, True])
 @pytest.mark.parametrize("pauses", ["none", "often"])
-def test_every_reply_frame_goes_out_byte_for_byte(pauses, back_to_back):
+def test_every_reply_frame_goes_out_byte_for_byte(pauses, back_to_back, score_port):
+    # score_port: the RESULT's scores read through the port, a score at a time.
     requests = [(ReplyFrame.IDENT, 0, b""), (ReplyFrame.RESULT, 0, b""),
                 (ReplyFrame.LOAD, 0, b""), (ReplyFrame.LOAD_BEGIN, 0, b""),
                 (ReplyFrame.LOAD_COMMIT, 0, b""),
                 *((ReplyFrame.ERROR, code, b"") for code in ErrorCode)]
     sent, at_done, result_taken, unstable, _ = serialise(requests, pauses=pauses, seed=3,
-                                                         back_to_back=back_to_back)
+                                                         back_to_back=back_to_back,
+                                                         score_port=score_port)
     frames = [expected_frame(kind, error=error, record=result_record(3), model_ok=1,
                              checksum=0xCAFE_F00D) for kind, error, _ in requests]
     assert sent == b"".join(frames)
@@ -238,15 +258,17 @@ def streamed_requests(seed: int) -> list[tuple[ReplyFrame, int, bytes]]:
             (ReplyFrame.LOAD, 0, b"")]
 
 
+@pytest.mark.parametrize("score_port", [False, True])
 @pytest.mark.parametrize("back_to_back", [False, True])
 @pytest.mark.parametrize("pauses", ["none", "often"])
-def test_a_training_link_sends_train_and_read_replies_byte_for_byte(pauses, back_to_back):
+def test_a_training_link_sends_train_and_read_replies_byte_for_byte(pauses, back_to_back,
+                                                                   score_port):
     requests = streamed_requests(5)
     # 296 bytes: the length field's high byte is not 0.
     assert len(requests[5][2]) == 296
     sent, at_done, result_taken, unstable, body_at_done = serialise(
         requests, pauses=pauses, seed=5, back_to_back=back_to_back, identity=TRAINING,
-        trained=0x1234_5678)
+        trained=0x1234_5678, score_port=score_port)
     frames = [expected_frame(kind, error=error, record=result_record(5, TRAINING), model_ok=1,
                              checksum=0xCAFE_F00D, body=body, identity=TRAINING,
                              trained=0x1234_5678) for kind, error, body in requests]
