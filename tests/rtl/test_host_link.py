@@ -445,9 +445,12 @@ def test_a_refused_load_leaves_the_weights_alone(case, code, two_models):
     assert_golden(core, model_a, images, replies[3])
 
 
-@pytest.mark.parametrize(("weights", "banks"), [("rom", 1), ("loadable", 1), ("loadable", 2)])
-def test_the_host_link_exports_lint_clean_verilog(weights, banks, tmp_path):
-    core = Core(_random_model("ffcl-adjacent-T3", 1), lanes=2, weights=weights, banks=banks)
+@pytest.mark.parametrize(("weights", "banks", "score_port"), [
+    ("rom", 1, False), ("loadable", 1, False), ("loadable", 2, False), ("rom", 1, True)])
+def test_the_host_link_exports_lint_clean_verilog(weights, banks, score_port, tmp_path):
+    # score_port: the tables and the byte select of a RESULT's scores lint-clean too.
+    core = Core(_random_model("ffcl-adjacent-T3", 1), lanes=2, weights=weights, banks=banks,
+                score_port=score_port)
     path = tmp_path / "host_link.v"
     path.write_text(verilog.convert(HostLink(core, divisor=4), name="host_link"))
     status, messages = lint_verilog(Path(path))
