@@ -415,9 +415,11 @@ class HostLink(wiring.Component):
         already trained (record j at bytes 6 j..6 j + 5, below sample j + 1's label at
         (j + 1)(D + 1), so D must be at least 5) and the reply's body is read from there,
         instead of a record memory that Yosys keeps in flip-flops (40 bits a sample on
-        the digits build, each flip-flop a logic cell of its own). The same bytes on the
-        wire; a sample's record is taken 6 cycles after it is offered (its cycle count
-        ends when it is offered). Default False.
+        the digits build, each flip-flop a logic cell of its own); and the reply
+        serialiser picks every frame's header from one select
+        (``ReplySerialiser(shared_header=True)``). The same bytes on the wire; a
+        sample's record is taken 6 cycles after it is offered (its cycle count ends when
+        it is offered). Default False.
 
     Members
     -------
@@ -527,7 +529,7 @@ class HostLink(wiring.Component):
         # through its argmax's select, one score at a time.
         m.submodules.replies = replies = ReplySerialiser(
             identity=ident, result_layout=inner.result.payload.shape(),
-            score_port=inner.score_port_enabled)
+            score_port=inner.score_port_enabled, shared_header=self.lean)
         m.submodules.core = core
         if inner.score_port_enabled:
             wiring.connect(m, inner.score, replies.score)

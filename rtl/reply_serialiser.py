@@ -71,6 +71,12 @@ class ReplySerialiser(wiring.Component):
         K-way select) gives the score a byte is of, and the serialiser picks the byte
         within it, instead of a select of every score byte (60:1 on the digits build)
         over ``result.scores``, which is then not read. The same bytes on the wire.
+    shared_header : bool, optional
+        One header for every frame (default False, for a part as small as the UP5K):
+        bytes 0-4 (sync, code, tag, length) are picked from one five-byte select, the
+        code and the length chosen by the reply, instead of within each frame's own
+        select (five frames, five copies of the tag and of the sync byte's constant).
+        The same bytes on the wire.
 
     Members
     -------
@@ -104,11 +110,14 @@ class ReplySerialiser(wiring.Component):
     """
 
     def __init__(self, *, identity, result_layout: data.StructLayout,
-                 score_port: bool = False) -> None:
+                 score_port: bool = False, shared_header: bool = False) -> None:
         if not isinstance(result_layout, data.StructLayout):
             raise TypeError(f"Result layout must be a data.StructLayout, not {result_layout!r}")
         if not isinstance(score_port, bool):
             raise TypeError(f"Score port must be True or False, not {score_port!r}")
+        if not isinstance(shared_header, bool):
+            raise TypeError(f"Shared header must be True or False, not {shared_header!r}")
+        self.shared_header = shared_header
         self.identity = identity
         self.result_layout = result_layout
         self.score_port = score_port
@@ -212,6 +221,26 @@ class ReplySerialiser(wiring.Component):
             [data[8 * j:min(8 * j + 8, ident.score_bits)] for j in range(S)],
             select([Const(j, range(S)) for j in offset], low)))
 
+    def _header(self, m: Module, reply, frames: list, send_index: Signal) -> tuple:
+        """With ``shared_header``: a register that takes the header byte at
+        ``send_index`` (the reply's code and length), as the frames' picked registers
+        take theirs, and one that says whether that is a header byte; the frames' own
+        header bytes become zero (so their selects shrink). Returns both registers."""
+        # Every reply is some frame's: the starting values are never sent.
+        code, length = Const(ReplyFrame.ERROR.code, 8), Const(0, 16)
+        for kinds, items, _ in frames:
+            for kind in kinds:
+                code = Mux(reply == kind, kind.code, code)
+                # The frame's length field, as its own header has it.
+                length = Mux(reply == kind, Cat(items[3], items[4]), length)
+        header = [Const(SYNC, 8), code, self.tag, length[:8], length[8:]]
+        byte, in_header = Signal(8, name="picked_header"), Signal()
+        m.d.sync += [byte.eq(select(header, send_index[:3])),
+                     in_header.eq(send_index < HEADER_SIZE)]
+        for i, (kinds, items, size) in enumerate(frames):
+            frames[i] = (kinds, [Const(0, 8)] * HEADER_SIZE + list(items[HEADER_SIZE:]), size)
+        return byte, in_header
+
     def elaborate(self, platform) -> Module:
         m = Module()
         reply = Signal(ReplyFrame, init=ReplyFrame.ERROR)
@@ -228,6 +257,8 @@ class ReplySerialiser(wiring.Component):
         send_crc = Signal(8)
         if self.score_port:
             self._score_bytes(m, send_index, score_byte)
+        if self.shared_header:
+            header_byte, in_header = self._header(m, reply, frames, send_index)
         chosen = Const(0, 8)
         last = Const(0, 8)
         for kinds, items, size in frames:
@@ -240,6 +271,8 @@ class ReplySerialiser(wiring.Component):
             chosen = Mux(sent, picked, chosen)
             # The crc goes out right after the frame's last byte.
             last = Mux(sent, size, last)
+        if self.shared_header:
+            chosen = Mux(in_header, header_byte, chosen)
         # The crc's index is registered: reply and body_length are stable from the cycle
         # after the request is taken, and the first byte is fetched a cycle after that
         # (picking). The adder and the choice of frame before the compare, then the body

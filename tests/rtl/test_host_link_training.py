@@ -184,7 +184,8 @@ def test_a_lean_link_is_asked_for_by_a_bool_and_needs_room_for_its_records():
                                          r"least 5, not 4$"):
         HostLink(core(4), divisor=DIVISOR, lean=True)
     assert HostLink(core(5), divisor=DIVISOR, lean=True).lean
-    # An inference link has no records: lean changes nothing there (and D = 4 is fine).
+    # An inference link has no records: lean is only its serialiser's shared header there
+    # (and D = 4 is fine).
     assert HostLink(core(4).core, divisor=DIVISOR, lean=True).lean
 
 
@@ -200,6 +201,8 @@ def test_the_record_memory_exists_only_without_lean(model):
     off, on = text(False), text(True)
     assert " \\records\n" in off and "record_byte" not in off
     assert "records" not in on and "record_byte" in on
+    # The serialiser's one header select (ReplySerialiser(shared_header=True)) too.
+    assert "picked_header" not in off and "picked_header" in on
 
 
 def test_a_memory_deeper_than_the_links_addresses_is_refused_by_name():
