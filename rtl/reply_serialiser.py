@@ -117,10 +117,10 @@ class ReplySerialiser(wiring.Component):
             raise TypeError(f"Score port must be True or False, not {score_port!r}")
         if not isinstance(shared_header, bool):
             raise TypeError(f"Shared header must be True or False, not {shared_header!r}")
-        self.shared_header = shared_header
         self.identity = identity
         self.result_layout = result_layout
         self.score_port = score_port
+        self.shared_header = shared_header
         members = {
             "request": In(stream.Signature(REQUEST_LAYOUT)),
             "tag": In(8),
@@ -272,6 +272,7 @@ class ReplySerialiser(wiring.Component):
             # The crc goes out right after the frame's last byte.
             last = Mux(sent, size, last)
         if self.shared_header:
+            # Bytes 0-4 from the one header register, whichever the frame.
             chosen = Mux(in_header, header_byte, chosen)
         # The crc's index is registered: reply and body_length are stable from the cycle
         # after the request is taken, and the first byte is fetched a cycle after that
