@@ -188,6 +188,11 @@ class TrainingCore(wiring.Component):
         through that lane's multiplier, in the same cycles, for a part as small as the
         UP5K (the figures are in docs/training-engine.md, "Logic of the components").
         The same weights in the same cycles. Default False.
+    score_port : bool, optional
+        The inference core's score read port (``Core(score_port=True)``, default False,
+        for a part as small as the UP5K): a host link around this core reads a RESULT's
+        scores through the argmax's select, idle once the result is in, instead of a
+        select of its own over every score byte. The same weights, results and cycles.
     input_norm : {"own", "forward"}, optional
         Where the normalised inputs v_j = round_shift(a_j r, sh/2 + Q - 14) of a layer
         above the first (and of a feedback source) take (r, sh) = rsqrt(sum a^2) from.
@@ -308,7 +313,8 @@ class TrainingCore(wiring.Component):
                  input_norm: str = "own", compact_lanes: bool = False,
                  lean_signal: bool = False, lean_forward: bool = False,
                  serial_weight_pass: bool = False, shared_word_network: bool = False,
-                 shared_update_lane: bool = False, compact_signal: bool = False) -> None:
+                 shared_update_lane: bool = False, score_port: bool = False,
+                 compact_signal: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -380,7 +386,8 @@ class TrainingCore(wiring.Component):
                          store_bits=rule.store_bits,
                          layer1_cache=self.trained_iterations == 1, lend=shared,
                          shared=forward_multipliers == "shared", label_lanes=label_lanes,
-                         norms=input_norm == "forward", lean=lean_forward)
+                         norms=input_norm == "forward", lean=lean_forward,
+                         score_port=score_port)
         self.label_groups = LabelGroups(config.num_classes, self.core.program.label_lanes)
         self.fine = trainer.fine_bits
         #: lambda of the first epoch: the ``lr_shift_in`` port's reset value.
@@ -464,6 +471,7 @@ class TrainingCore(wiring.Component):
                 "serial_weight_pass": self.weight_pass.serial,
                 "shared_word_network": not self.words_gen.network,
                 "shared_update_lane": self.shared_update_lane,
+                "score_port": self.core.score_port_enabled,
                 "compact_signal": self.compact_signal}
 
     @property

@@ -80,8 +80,9 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
     min(K, P) label weights a word, compact update lanes, the update's input norms from
     the forward pass, the lean learning signal (compact on the MAC lanes' multipliers),
     the lean forward datapath, one update lane taking each word's P weights in turn, one
-    leap-ahead network for the three word generators; docs/training-engine.md), else (or
-    for no board) in block RAM with the defaults."""
+    leap-ahead network for the three word generators, the score read port its link's
+    RESULT replies read; docs/training-engine.md), else (or for no board) in block RAM
+    with the defaults."""
     from rtl.training_core import TrainingCore
 
     if board is None or not board_info(board).spram_bits:
@@ -92,7 +93,7 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
                         label_lanes=min(model.config.num_classes, lanes),
                         input_norm="forward", compact_lanes=True, lean_signal=True,
                         lean_forward=True, serial_weight_pass=True,
-                        shared_word_network=True, shared_update_lane=True,
+                        shared_word_network=True, shared_update_lane=True, score_port=True,
                         compact_signal=multipliers == "shared")
 
 
@@ -304,6 +305,8 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
             # The link's (HostLink's lean: the TRAIN records in the sample buffer).
             "lean_link": links[-1].lean,
             "shared_update_lane": core.shared_update_lane,
+            # The score read port the link's RESULT replies read (Core's score_port).
+            "score_port": core.core.score_port_enabled,
             "compact_signal": core.compact_signal,
             "cycles_per_sample": cycles,
             "samples_per_second": (round(fmax * 1e6 / cycles, 1) if fmax else None),
