@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -223,6 +223,16 @@ class Core(wiring.Component):
         compute f (f + e) so that one bit instead of the odd part waits beside them. The
         same results in the same cycles. Its two reciprocal square roots are
         ``Rsqrt(held=True)``: the op's input sums hold for the whole op.
+    stored_norms : bool
+        Another small-part option (default False): one reciprocal square root, of the
+        sweep's sum of squares when an op finishes (``Sequencer(stored_norms=True)``),
+        and per layer and loop bank the (r, sh / 2) of it instead of the sum of squares,
+        kept only where an op reads it (:attr:`rtl.program.Program.norm_reads`): the
+        feed-forward and feedback inputs' norms are those of the layers' outputs, so one
+        unit computes each once, instead of two units recomputing them from stored
+        sums for every op. ``Rsqrt(held=True, input_register=False)``: the sum is a
+        register and holds until the next op is decoded. The same results in the same
+        cycles; the ``norms`` port's values are valid from the op's first cycle.
 
     Members
     -------
@@ -268,7 +278,7 @@ class Core(wiring.Component):
                  weights: str = "rom", banks: int = 1, shared: bool = False,
                  observe: bool = False, store_bits: int | None = None,
                  layer1_cache: bool = True, lend: bool = False, norms: bool = False,
-                 lean: bool = False) -> None:
+                 lean: bool = False, stored_norms: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         check_mapping(weights, banks)
@@ -276,7 +286,10 @@ class Core(wiring.Component):
             raise TypeError(f"Lend must be True or False, not {lend!r}")
         if not isinstance(lean, bool):
             raise TypeError(f"Lean must be True or False, not {lean!r}")
+        if not isinstance(stored_norms, bool):
+            raise TypeError(f"Stored norms must be True or False, not {stored_norms!r}")
         self.lean = lean
+        self.stored_norms = stored_norms
         fine_bits = 0
         if store_bits is not None:
             B_w = model.fmt.weight_bits
@@ -393,12 +406,13 @@ class Core(wiring.Component):
             clear_ahead=shared)
         # Lean: their inputs, the op's input sums, hold for the whole op (see below).
         held = {"held": True} if self.lean else {}
-        m.submodules.rsqrt_ff = rsqrt_ff = Rsqrt(
-            sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits,
-            **held)
-        m.submodules.rsqrt_fb = rsqrt_fb = Rsqrt(
-            sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits,
-            **held)
+        if not self.stored_norms:
+            m.submodules.rsqrt_ff = rsqrt_ff = Rsqrt(
+                sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits,
+                **held)
+            m.submodules.rsqrt_fb = rsqrt_fb = Rsqrt(
+                sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits,
+                **held)
         m.submodules.sweep = sweep = Sweep(
             prog, product_latency=lanes.side_latency if shared else None, lean=self.lean)
         m.submodules.buffer = buffer = FeedbackBuffer(depth=total, width=w.act)
@@ -407,7 +421,8 @@ class Core(wiring.Component):
             score_bits=w.score, product_latency=lanes.side_latency if shared else None,
             operand_bits=SIDE_BITS, lean=self.lean and shared)
         m.submodules.argmax = argmax = Argmax(labels=K, score_bits=w.score)
-        m.submodules.sequencer = seq = Sequencer(prog)
+        m.submodules.sequencer = seq = Sequencer(
+            prog, **({"stored_norms": True} if self.stored_norms else {}))
         m.submodules.memories = memories = self.memories
         # Every depth is at least 2: a one-entry memory has a zero-width address, which
         # Verilog spells [-1:0].
@@ -442,11 +457,16 @@ class Core(wiring.Component):
         # FINISH), so the units' registered outputs are used directly.
         first_layer = is_zero(op.layer)
         unit_r = 1 << fmt.rsqrt_frac_bits
+        if self.stored_norms:
+            ff_r, ff_half, fb_r, fb_half = self._stored_norms(m, seq, sweep)
+        else:
+            m.d.comb += [rsqrt_ff.sq.eq(seq.ff_sq), rsqrt_fb.sq.eq(seq.fb_sq)]
+            ff_r, ff_half = rsqrt_ff.r, rsqrt_ff.sh >> 1
+            fb_r, fb_half = rsqrt_fb.r, rsqrt_fb.sh >> 1
         m.d.comb += [
-            rsqrt_ff.sq.eq(seq.ff_sq), rsqrt_fb.sq.eq(seq.fb_sq),
-            sweep.ff_r.eq(Mux(first_layer, unit_r, rsqrt_ff.r)),
-            sweep.ff_shift.eq(op.ff_shift + Mux(first_layer, 0, rsqrt_ff.sh >> 1)),
-            sweep.fb_r.eq(rsqrt_fb.r), sweep.fb_shift.eq(op.fb_shift + (rsqrt_fb.sh >> 1)),
+            sweep.ff_r.eq(Mux(first_layer, unit_r, ff_r)),
+            sweep.ff_shift.eq(op.ff_shift + Mux(first_layer, 0, ff_half)),
+            sweep.fb_r.eq(fb_r), sweep.fb_shift.eq(op.fb_shift + fb_half),
             sweep.out_off.eq(op.out_off), sweep.bank.eq(op.bank),
             sweep.tag.eq(seq.tag), seq.free.eq(sweep.free),
             lanes.last.eq(sweep.last), sweep.acc.eq(lanes.out),
@@ -510,9 +530,65 @@ class Core(wiring.Component):
                 self.observe.act_data.eq(sweep.buffer.data),
             ]
         if self.norms_enabled:
-            m.d.comb += [self.norms.ff_r.eq(rsqrt_ff.r), self.norms.ff_sh.eq(rsqrt_ff.sh),
-                         self.norms.fb_r.eq(rsqrt_fb.r), self.norms.fb_sh.eq(rsqrt_fb.sh)]
+            if self.stored_norms:
+                m.d.comb += [self.norms.ff_r.eq(ff_r), self.norms.ff_sh.eq(ff_half << 1),
+                             self.norms.fb_r.eq(fb_r), self.norms.fb_sh.eq(fb_half << 1)]
+            else:
+                m.d.comb += [self.norms.ff_r.eq(rsqrt_ff.r), self.norms.ff_sh.eq(rsqrt_ff.sh),
+                             self.norms.fb_r.eq(rsqrt_fb.r), self.norms.fb_sh.eq(rsqrt_fb.sh)]
         return m
+
+    def _stored_norms(self, m: Module, seq: Sequencer, sweep: Sweep) -> tuple:
+        """``stored_norms``: the reciprocal square root of each finished layer's sum of
+        squares, kept per (bank, layer) that an op reads; returns (r, sh / 2) of the
+        running op's feed-forward input and of its feedback."""
+        prog, fmt, w = self.program, self.model.fmt, self.program.widths
+        op = seq.op
+        m.submodules.rsqrt = rsqrt = Rsqrt(
+            sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits,
+            held=True, input_register=False)
+        # The sweep's sum is a register, final in FINISH and held until the next op is
+        # decoded (two cycles at least: FINISH, FETCH), as the unit needs.
+        m.d.comb += rsqrt.sq.eq(sweep.sq)
+        # Its (r, sh) come rsqrt.latency cycles after FINISH, when the next op may run:
+        # the finished layer and bank wait in a register, FINISH's strobe in a delay line.
+        target_bank, target_layer = Signal(), Signal.like(op.layer)
+        with m.If(seq.finish):
+            m.d.sync += [target_bank.eq(op.bank), target_layer.eq(op.layer)]
+        strobe = seq.finish
+        for i in range(rsqrt.latency):
+            delayed = Signal(name=f"norm_strobe_{i}")
+            m.d.sync += delayed.eq(strobe)
+            strobe = delayed
+        ff_reads, fb_reads = prog.norm_reads
+        # sh is even (Rsqrt): its half is kept. A (bank, layer) that no op reads has no
+        # register; before its first write one reads rsqrt(0) = (0, 0), as the stored
+        # sums' reset value gave.
+        kept = {}
+        for bank, layer in sorted(ff_reads | fb_reads):
+            r = Signal.like(rsqrt.r, name=f"norm_r_b{bank}_l{layer}")
+            half = Signal(len(rsqrt.sh) - 1, name=f"norm_sh_half_b{bank}_l{layer}")
+            with m.If(strobe & (target_bank == bank) & (target_layer == layer)):
+                m.d.sync += [r.eq(rsqrt.r), half.eq(rsqrt.sh[1:])]
+            kept[bank, layer] = (r, half)
+
+        def pick(reads, bank, layer):
+            """The kept pair of (bank, layer) among ``reads``: an op reads only those, so
+            the last one needs no comparison (nor does a single one)."""
+            if not reads:
+                return Const(0, len(rsqrt.r)), Const(0, len(rsqrt.sh) - 1)
+            pairs = sorted(reads)
+            r, half = kept[pairs[-1]]
+            for b, i in pairs[:-1]:
+                hit = (bank == b) & (layer == i)
+                r, half = Mux(hit, kept[b, i][0], r), Mux(hit, kept[b, i][1], half)
+            return r, half
+
+        # The feed-forward input of layer l > 0 is layer l - 1's output in the op's bank
+        # (the first layer's is the image: the caller's unit reciprocal).
+        ff_r, ff_half = pick(ff_reads, op.bank, op.layer - 1)
+        fb_r, fb_half = pick(fb_reads, ~op.bank, op.fb_src)
+        return ff_r, ff_half, fb_r, fb_half
 
     def _side_operands(self, m: Module, lanes: MacLanes, sweep: Sweep,
                        goodness: GoodnessDatapath, seq: Sequencer) -> None:

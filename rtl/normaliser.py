@@ -42,21 +42,30 @@ class Rsqrt(wiring.Component):
         takes a logic cell of its own: the copy is ``sq_bits`` of them). ``r`` and
         ``sh`` are right from :attr:`LATENCY` cycles after ``sq`` settles while it holds,
         not for a ``sq`` that changes every cycle.
+    input_register : bool, optional
+        Register ``sq`` before bit_length (default True). False, for a ``sq`` that is a
+        register's output (nothing to keep off the bit_length path): bit_length reads
+        the port, one flip-flop per bit fewer (on iCE40 each a logic cell of its own,
+        fed by a flip-flop) and :attr:`latency` one cycle shorter. With ``held`` the
+        port must then hold for ``latency - 1`` cycles.
 
     Members
     -------
     sq : In(unsigned(sq_bits))
     r : Out(unsigned(frac_bits + 1))
-        Valid ``latency`` cycles after ``sq``.
+        Valid :attr:`latency` cycles after ``sq``.
     sh : Out(range(sq_bits + 2))
         The even shift, aligned with ``r``.
     """
 
     def __init__(self, *, sq_bits: int, index_bits: int, frac_bits: int,
-                 held: bool = False) -> None:
+                 held: bool = False, input_register: bool = True) -> None:
         if not isinstance(held, bool):
             raise TypeError(f"Held must be True or False, not {held!r}")
+        if not isinstance(input_register, bool):
+            raise TypeError(f"Input register must be True or False, not {input_register!r}")
         self.held = held
+        self.input_register = input_register
         self.sq_bits = check_positive_int("Sum-of-squares width", sq_bits)
         self.index_bits = check_positive_int("Table index width", index_bits, minimum=2)
         self.frac_bits = check_positive_int("Table precision", frac_bits)
@@ -75,8 +84,9 @@ class Rsqrt(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from ``sq`` to ``r`` and ``sh`` (:attr:`LATENCY`)."""
-        return self.LATENCY
+        """Cycles from ``sq`` to ``r`` and ``sh`` (:attr:`LATENCY`, one fewer without the
+        input register)."""
+        return self.LATENCY if self.input_register else self.LATENCY - 1
 
     def memories(self) -> list[MemoryShape]:
         """The reciprocal square root table."""
@@ -88,8 +98,12 @@ class Rsqrt(wiring.Component):
             shape=unsigned(self.frac_bits + 1), depth=len(self.table), init=self.table)
         port = rom.read_port()
         # Stage 1: bit_length(sq), by a tree of halves (log2(sq_bits) multiplexers deep).
-        given = Signal.like(self.sq)
-        m.d.sync += given.eq(self.sq)
+        if self.input_register:
+            given = Signal.like(self.sq)
+            m.d.sync += given.eq(self.sq)
+        else:
+            # sq is a register already: bit_length reads it.
+            given = self.sq
         length = Signal(range(self.sq_bits + 1))
         if self.held:
             # The input holds: stage 2 takes the register stage 1 read.

@@ -231,6 +231,19 @@ class Program:
             return sum(self.model.config.hidden)
         return 0
 
+    @property
+    def norm_reads(self) -> tuple[frozenset, frozenset]:
+        """The (bank, layer) pairs whose input norm the ``LAYER`` ops read: as the
+        feed-forward input (the layer below, in the op's bank) and as the feedback (the
+        source, in the other bank) of a layer that hears the loop (``fb_n_in``), also in
+        its first iteration, whose feedback pass is skipped (the training engine keeps
+        that norm too). A layer's output norm that no op reads need not be kept."""
+        ff = frozenset((op.bank, op.layer - 1) for op in self.ops
+                       if op.kind == LAYER and op.layer > 0)
+        fb = frozenset((1 - op.bank, op.fb_src) for op in self.ops
+                       if op.kind == LAYER and op.fb_n_in)
+        return ff, fb
+
     def tiles(self, n: int) -> int:
         """ceil(n / P)."""
         return -(-n // self.lanes)

@@ -234,6 +234,14 @@ class TrainingCore(wiring.Component):
         updates start; the rounding words are taken in PREPARE, the replay's in the W and
         V pass), so the network steps whichever takes a word, each generator keeping its
         own word. The same words in the same cycles.
+    stored_norms : bool, optional
+        The inference core's norms in their small-part form (default False, for a part
+        as small as the UP5K): ``Core(stored_norms=True)``, one reciprocal square root
+        of each layer's output when its op finishes, kept per layer and bank where an op
+        reads it, instead of stored sums of squares and two units recomputing them per
+        op (an FFDL or FFL core, which reads no feedback norm, keeps no feedback unit).
+        The same weights in the same cycles (the figures are in
+        docs/training-engine.md, "Logic of the components").
 
     Attributes
     ----------
@@ -299,7 +307,7 @@ class TrainingCore(wiring.Component):
                  input_norm: str = "own", compact_lanes: bool = False,
                  lean_signal: bool = False, lean_forward: bool = False,
                  serial_weight_pass: bool = False, shared_word_network: bool = False,
-                 shared_update_lane: bool = False) -> None:
+                 shared_update_lane: bool = False, stored_norms: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -353,6 +361,8 @@ class TrainingCore(wiring.Component):
         if not isinstance(lean_forward, bool):
             raise TypeError(f"Lean forward must be a bool, not {lean_forward!r}")
         self.lean_forward = lean_forward
+        if not isinstance(stored_norms, bool):
+            raise TypeError(f"Stored norms must be a bool, not {stored_norms!r}")
         shared = multipliers == "shared"
         self.trainer = trainer = IntTrainer(model, rule)
         self.model, self.rule, self.lanes = model, rule, lanes
@@ -364,7 +374,8 @@ class TrainingCore(wiring.Component):
                          store_bits=rule.store_bits,
                          layer1_cache=self.trained_iterations == 1, lend=shared,
                          shared=forward_multipliers == "shared", label_lanes=label_lanes,
-                         norms=input_norm == "forward", lean=lean_forward)
+                         norms=input_norm == "forward", lean=lean_forward,
+                         **({"stored_norms": True} if stored_norms else {}))
         self.label_groups = LabelGroups(config.num_classes, self.core.program.label_lanes)
         self.fine = trainer.fine_bits
         #: lambda of the first epoch: the ``lr_shift_in`` port's reset value.
@@ -446,7 +457,8 @@ class TrainingCore(wiring.Component):
                 "lean_signal": self.lean_signal, "lean_forward": self.lean_forward,
                 "serial_weight_pass": self.weight_pass.serial,
                 "shared_word_network": not self.words_gen.network,
-                "shared_update_lane": self.shared_update_lane}
+                "shared_update_lane": self.shared_update_lane,
+                "stored_norms": self.core.stored_norms}
 
     @property
     def widths(self) -> dict[str, int]:

@@ -80,7 +80,8 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
     min(K, P) label weights a word, compact update lanes, the update's input norms from
     the forward pass, the lean learning signal, the lean forward datapath, one update
     lane taking each word's P weights in turn, one leap-ahead network for the three word
-    generators; docs/training-engine.md), else (or for no board) in block RAM with the
+    generators, the layers' norms kept from one reciprocal square root;
+    docs/training-engine.md), else (or for no board) in block RAM with the
     defaults."""
     from rtl.training_core import TrainingCore
 
@@ -92,7 +93,8 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
                         label_lanes=min(model.config.num_classes, lanes),
                         input_norm="forward", compact_lanes=True, lean_signal=True,
                         lean_forward=True, serial_weight_pass=True,
-                        shared_word_network=True, shared_update_lane=True)
+                        shared_word_network=True, shared_update_lane=True,
+                        stored_norms=True)
 
 
 def training_link(core, board: str | None, divisor: int):
@@ -303,6 +305,7 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
             # The link's (HostLink's lean: the TRAIN records in the sample buffer).
             "lean_link": links[-1].lean,
             "shared_update_lane": core.shared_update_lane,
+            "stored_norms": core.options["stored_norms"],
             "cycles_per_sample": cycles,
             "samples_per_second": (round(fmax * 1e6 / cycles, 1) if fmax else None),
             "rule": {**{f.name: getattr(rule, f.name) for f in fields(TrainRule)},

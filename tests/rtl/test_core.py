@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -36,8 +37,9 @@ def _random_model(name: str, seed: int, **overrides) -> IntModel:
 
 
 def _check(model: IntModel, images: np.ndarray, lanes: int, label_lanes=None,
-           shared: bool = False, lean: bool = False) -> Core:
-    core = Core(model, lanes=lanes, label_lanes=label_lanes, shared=shared, lean=lean)
+           shared: bool = False, lean: bool = False, **options) -> Core:
+    core = Core(model, lanes=lanes, label_lanes=label_lanes, shared=shared, lean=lean,
+                **options)
     results = run_core(core, images)
     golden = model.run(images)
     phases = core.program.phase_cycles()
@@ -335,6 +337,58 @@ def test_a_lean_core_builds_the_lean_sweep_and_scan(shared):
              for lean in (False, True)}
     assert ["\\bias_0" in texts[lean] for lean in (False, True)] == [True, False]
     assert ["cofactor" in texts[lean] for lean in (False, True)] == [False, shared]
+
+
+# -- the stored norms (Core(stored_norms=True), the small part's) -----------------------
+
+@pytest.mark.parametrize(("shared", "lanes", "label_lanes"), [(False, 2, None), (True, 3, 3)])
+@pytest.mark.parametrize("name", ["ffl", "ffdl", "ffdl-3layers", "ffcl-adjacent-T3",
+                                  "ffcl-top-T2", "ffcl-last"])
+def test_stored_norms_match_the_integer_model(name, shared, lanes, label_lanes):
+    # One reciprocal square root of each finished layer's sum, kept per (bank, layer)
+    # read: FFL's label passes, FFDL's three layers (two feed-forward norms kept), FFCL's
+    # feedback from the other bank and from the top layer or the next one: the same
+    # results in the closed form's cycles (_check), with and without the lean datapath.
+    seed = 13 * lanes + len(name) + shared
+    model = _random_model(name, seed)
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, model.fmt.input_max + 1, size=(3, model.config.input_size))
+    core = _check(model, images, lanes, label_lanes, shared=shared, lean=shared,
+                  stored_norms=True)
+    assert core.stored_norms
+
+
+@pytest.mark.parametrize("name", ["ffdl", "ffcl-adjacent-T3"])
+def test_stored_norms_hold_the_extremes(name):
+    # Full-magnitude weights and state-extreme biases: the widest sums of squares (the
+    # longest bit_length) and zero ones (r = 0) into the kept registers.
+    for model in (_random_model(name, 9), _extreme_model(name)):
+        D, X = model.config.input_size, model.fmt.input_max
+        images = np.stack([np.zeros(D, dtype=np.int64), np.full(D, X),
+                           np.zeros(D, dtype=np.int64)])
+        _check(model, images, lanes=3, label_lanes=3, shared=True, lean=True,
+               stored_norms=True)
+
+
+def test_stored_norms_is_a_bool():
+    with pytest.raises(TypeError, match=r"^Stored norms must be True or False, not 1$"):
+        Core(_random_model("ffdl", 1), lanes=3, stored_norms=1)
+
+
+@pytest.mark.parametrize(("name", "kept", "units"), [
+    # FFDL, two layers: only layer 1's input norm, layer 0's in bank 0; no feedback.
+    ("ffdl", ["b0_l0"], 1),
+    # FFCL T = 3, two layers, adjacent: both banks' layer 0 (feed-forward) and layer 1
+    # (layer 0's feedback source), read from the other bank.
+    ("ffcl-adjacent-T3", ["b0_l0", "b0_l1", "b1_l0", "b1_l1"], 1)])
+def test_stored_norms_keep_only_what_the_program_reads(name, kept, units):
+    model = _random_model(name, 3)
+    text = rtlil.convert(Core(model, lanes=3, stored_norms=True), name="top")
+    assert sorted(set(re.findall(r"norm_r_(b\d_l\d)", text))) == kept
+    assert text.count("rsqrt_ff") == text.count("rsqrt_fb") == 0
+    assert "sq_b0_l0" not in text and "sequencer.sq_b" not in text
+    plain = rtlil.convert(Core(model, lanes=3), name="top")
+    assert "sq_b0_l0" in plain and "norm_r_" not in plain
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
