@@ -226,13 +226,15 @@ class Core(wiring.Component):
     stored_norms : bool
         Another small-part option (default False): one reciprocal square root, of the
         sweep's sum of squares when an op finishes (``Sequencer(stored_norms=True)``),
-        and per layer and loop bank the (r, sh / 2) of it instead of the sum of squares,
-        kept only where an op reads it (:attr:`rtl.program.Program.norm_reads`): the
-        feed-forward and feedback inputs' norms are those of the layers' outputs, so one
-        unit computes each once, instead of two units recomputing them from stored
-        sums for every op. ``Rsqrt(held=True, input_register=False)``: the sum is a
+        and per layer the latest (r, sh / 2) of it instead of the sums of squares of
+        every layer in both loop banks, kept only for a layer an op reads
+        (:attr:`rtl.program.Program.norm_reads`, which shows that a read never needs the
+        other bank's): the feed-forward and feedback inputs' norms are those of the
+        layers' outputs, so one unit computes each once, instead of two units
+        recomputing them from the stored sums for every op. ``Rsqrt(held=True, input_register=False)``: the sum is a
         register and holds until the next op is decoded. The same results in the same
-        cycles; the ``norms`` port's values are valid from the op's first cycle.
+        cycles; the ``norms`` port's values are valid from the op's first cycle, its
+        feedback values only for an op whose feedback pass runs (``fb_en``).
 
     Members
     -------
@@ -540,8 +542,8 @@ class Core(wiring.Component):
 
     def _stored_norms(self, m: Module, seq: Sequencer, sweep: Sweep) -> tuple:
         """``stored_norms``: the reciprocal square root of each finished layer's sum of
-        squares, kept per (bank, layer) that an op reads; returns (r, sh / 2) of the
-        running op's feed-forward input and of its feedback."""
+        squares, kept per layer that an op reads; returns (r, sh / 2) of the running
+        op's feed-forward input and of its feedback."""
         prog, fmt, w = self.program, self.model.fmt, self.program.widths
         op = seq.op
         m.submodules.rsqrt = rsqrt = Rsqrt(
@@ -551,43 +553,44 @@ class Core(wiring.Component):
         # decoded (two cycles at least: FINISH, FETCH), as the unit needs.
         m.d.comb += rsqrt.sq.eq(sweep.sq)
         # Its (r, sh) come rsqrt.latency cycles after FINISH, when the next op may run:
-        # the finished layer and bank wait in a register, FINISH's strobe in a delay line.
-        target_bank, target_layer = Signal(), Signal.like(op.layer)
+        # the finished layer waits in a register, FINISH's strobe in a delay line.
+        target = Signal.like(op.layer)
         with m.If(seq.finish):
-            m.d.sync += [target_bank.eq(op.bank), target_layer.eq(op.layer)]
+            m.d.sync += target.eq(op.layer)
         strobe = seq.finish
         for i in range(rsqrt.latency):
             delayed = Signal(name=f"norm_strobe_{i}")
             m.d.sync += delayed.eq(strobe)
             strobe = delayed
-        ff_reads, fb_reads = prog.norm_reads
-        # sh is even (Rsqrt): its half is kept. A (bank, layer) that no op reads has no
-        # register; before its first write one reads rsqrt(0) = (0, 0), as the stored
+        # One (r, sh / 2) per layer read, its latest (Program.norm_reads: a read never
+        # needs the other loop bank's); sh is even (Rsqrt). A layer no op reads has no
+        # register. Before its first write one reads rsqrt(0) = (0, 0), as the stored
         # sums' reset value gave.
+        ff_reads, fb_reads = prog.norm_reads
         kept = {}
-        for bank, layer in sorted(ff_reads | fb_reads):
-            r = Signal.like(rsqrt.r, name=f"norm_r_b{bank}_l{layer}")
-            half = Signal(len(rsqrt.sh) - 1, name=f"norm_sh_half_b{bank}_l{layer}")
-            with m.If(strobe & (target_bank == bank) & (target_layer == layer)):
+        for layer in sorted(ff_reads | fb_reads):
+            r = Signal.like(rsqrt.r, name=f"norm_r_l{layer}")
+            half = Signal(len(rsqrt.sh) - 1, name=f"norm_sh_half_l{layer}")
+            with m.If(strobe & (target == layer)):
                 m.d.sync += [r.eq(rsqrt.r), half.eq(rsqrt.sh[1:])]
-            kept[bank, layer] = (r, half)
+            kept[layer] = (r, half)
 
-        def pick(reads, bank, layer):
-            """The kept pair of (bank, layer) among ``reads``: an op reads only those, so
-            the last one needs no comparison (nor does a single one)."""
+        def pick(reads, layer):
+            """The kept pair of ``layer`` among ``reads``: an op reads only those, so the
+            last one needs no comparison (nor does a single one)."""
             if not reads:
                 return Const(0, len(rsqrt.r)), Const(0, len(rsqrt.sh) - 1)
-            pairs = sorted(reads)
-            r, half = kept[pairs[-1]]
-            for b, i in pairs[:-1]:
-                hit = (bank == b) & (layer == i)
-                r, half = Mux(hit, kept[b, i][0], r), Mux(hit, kept[b, i][1], half)
+            layers = sorted(reads)
+            r, half = kept[layers[-1]]
+            for i in layers[:-1]:
+                hit = layer == i
+                r, half = Mux(hit, kept[i][0], r), Mux(hit, kept[i][1], half)
             return r, half
 
-        # The feed-forward input of layer l > 0 is layer l - 1's output in the op's bank
-        # (the first layer's is the image: the caller's unit reciprocal).
-        ff_r, ff_half = pick(ff_reads, op.bank, op.layer - 1)
-        fb_r, fb_half = pick(fb_reads, ~op.bank, op.fb_src)
+        # The feed-forward input of layer l > 0 is layer l - 1's output (the first
+        # layer's is the image: the caller's unit reciprocal).
+        ff_r, ff_half = pick(ff_reads, op.layer - 1)
+        fb_r, fb_half = pick(fb_reads, op.fb_src)
         return ff_r, ff_half, fb_r, fb_half
 
     def _side_operands(self, m: Module, lanes: MacLanes, sweep: Sweep,

@@ -233,15 +233,31 @@ class Program:
 
     @property
     def norm_reads(self) -> tuple[frozenset, frozenset]:
-        """The (bank, layer) pairs whose input norm the ``LAYER`` ops read: as the
-        feed-forward input (the layer below, in the op's bank) and as the feedback (the
-        source, in the other bank) of a layer that hears the loop (``fb_n_in``), also in
-        its first iteration, whose feedback pass is skipped (the training engine keeps
-        that norm too). A layer's output norm that no op reads need not be kept."""
-        ff = frozenset((op.bank, op.layer - 1) for op in self.ops
-                       if op.kind == LAYER and op.layer > 0)
-        fb = frozenset((1 - op.bank, op.fb_src) for op in self.ops
-                       if op.kind == LAYER and op.fb_n_in)
+        """The layers whose output norm the ``LAYER`` ops read: as the feed-forward input
+        (the layer below, this iteration's) and as the feedback (the source, the previous
+        iteration's) of an op whose feedback pass runs (``fb_en``).
+
+        Each read is of the layer's latest output: a feedback source is above the layer
+        that hears it (:meth:`golden.config.ModelConfig.feedback_source`), so it has not
+        run yet in the iteration; the loop banks need not be told apart (a core keeps one
+        norm per layer read). Raises RuntimeError for a program in which that fails.
+        """
+        ff = frozenset(op.layer - 1 for op in self.ops if op.kind == LAYER and op.layer > 0)
+        fb = frozenset(op.fb_src for op in self.ops if op.kind == LAYER and op.fb_en)
+        # The bank each layer last wrote, over two inferences (the second starts with the
+        # first's last writes): every read must find the bank it reads.
+        latest: dict[int, int] = {}
+        for index, op in enumerate(self.ops * 2):
+            if op.kind != LAYER:
+                continue
+            reads = ([(op.layer - 1, op.bank)] if op.layer > 0 else []) + \
+                ([(op.fb_src, 1 - op.bank)] if op.fb_en else [])
+            for layer, bank in reads:
+                if latest.get(layer, bank) != bank:
+                    raise RuntimeError(f"op {index % len(self.ops)} (layer {op.layer}, bank "
+                                       f"{op.bank}) reads layer {layer}'s norm of bank {bank}, "
+                                       f"but the layer last wrote bank {latest[layer]}")
+            latest[op.layer] = op.bank
         return ff, fb
 
     def tiles(self, n: int) -> int:

@@ -345,9 +345,9 @@ def test_a_lean_core_builds_the_lean_sweep_and_scan(shared):
 @pytest.mark.parametrize("name", ["ffl", "ffdl", "ffdl-3layers", "ffcl-adjacent-T3",
                                   "ffcl-top-T2", "ffcl-last"])
 def test_stored_norms_match_the_integer_model(name, shared, lanes, label_lanes):
-    # One reciprocal square root of each finished layer's sum, kept per (bank, layer)
-    # read: FFL's label passes, FFDL's three layers (two feed-forward norms kept), FFCL's
-    # feedback from the other bank and from the top layer or the next one: the same
+    # One reciprocal square root of each finished layer's sum, kept per layer read: FFL's
+    # label passes, FFDL's three layers (two feed-forward norms kept), FFCL's feedback
+    # (the previous iteration's) from the top layer or the next one: the same
     # results in the closed form's cycles (_check), with and without the lean datapath.
     seed = 13 * lanes + len(name) + shared
     model = _random_model(name, seed)
@@ -375,20 +375,39 @@ def test_stored_norms_is_a_bool():
         Core(_random_model("ffdl", 1), lanes=3, stored_norms=1)
 
 
-@pytest.mark.parametrize(("name", "kept", "units"), [
-    # FFDL, two layers: only layer 1's input norm, layer 0's in bank 0; no feedback.
-    ("ffdl", ["b0_l0"], 1),
-    # FFCL T = 3, two layers, adjacent: both banks' layer 0 (feed-forward) and layer 1
-    # (layer 0's feedback source), read from the other bank.
-    ("ffcl-adjacent-T3", ["b0_l0", "b0_l1", "b1_l0", "b1_l1"], 1)])
-def test_stored_norms_keep_only_what_the_program_reads(name, kept, units):
+@pytest.mark.parametrize(("name", "kept"), [
+    # FFDL, two layers: only layer 1's input norm, layer 0's; no feedback.
+    ("ffdl", [0]),
+    # FFDL, three layers: layers 0 and 1 (the inputs of layers 1 and 2), not the top.
+    ("ffdl-3layers", [0, 1]),
+    # FFCL T = 3, two layers, adjacent: layer 0 (layer 1's input) and layer 1 (layer
+    # 0's feedback source), each its latest (no per-bank copies).
+    ("ffcl-adjacent-T3", [0, 1])])
+def test_stored_norms_keep_only_what_the_program_reads(name, kept):
     model = _random_model(name, 3)
     text = rtlil.convert(Core(model, lanes=3, stored_norms=True), name="top")
-    assert sorted(set(re.findall(r"norm_r_(b\d_l\d)", text))) == kept
-    assert text.count("rsqrt_ff") == text.count("rsqrt_fb") == 0
-    assert "sq_b0_l0" not in text and "sequencer.sq_b" not in text
+    assert sorted({int(i) for i in re.findall(r"norm_r_l(\d)", text)}) == kept
+    assert "rsqrt_ff" not in text and "rsqrt_fb" not in text
+    assert "sq_b0_l0" not in text
     plain = rtlil.convert(Core(model, lanes=3), name="top")
     assert "sq_b0_l0" in plain and "norm_r_" not in plain
+
+
+def test_a_norm_read_of_the_other_bank_is_refused():
+    # Program.norm_reads proves that each read finds its bank's norm as the layer's
+    # latest; an order in which it would not (a layer's feedback source run before it
+    # in the iteration) is refused rather than built wrong.
+    program = build_program(_random_model("ffcl-adjacent-T3", 3), lanes=3)
+    ff, fb = program.norm_reads
+    assert (ff, fb) == ({0}, {1})
+    layers = [i for i, op in enumerate(program.ops) if op.kind == LAYER]
+    ops = list(program.ops)
+    # Iteration 2: layer 1 (the source) before layer 0, which would read the previous
+    # iteration's layer 0 as its input.
+    ops[layers[2]], ops[layers[3]] = ops[layers[3]], ops[layers[2]]
+    with pytest.raises(RuntimeError, match=r"^op 4 \(layer 1, bank 1\) reads layer 0's norm "
+                                           r"of bank 1, but the layer last wrote bank 0$"):
+        dataclasses.replace(program, ops=ops).norm_reads
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -22,7 +22,8 @@ from rtl.params import check_positive_int
 MINIMAL: dict[type, dict[str, Any]] = {
     MacLanes: {"lanes": 1, "weight_bits": 2, "input_bits": 1, "acc_bits": 2,
                "shared_lanes": 0, "side_bits": 2, "clear_ahead": False},
-    Rsqrt: {"sq_bits": 1, "index_bits": 2, "frac_bits": 1, "held": False},
+    Rsqrt: {"sq_bits": 1, "index_bits": 2, "frac_bits": 1, "held": False,
+            "input_register": True},
     Scaler: {"acc_bits": 2, "r_bits": 1, "shift_bits": 1},
     SplitScaler: {"acc_bits": 2, "r_bits": 1, "shift_bits": 1, "operand_bits": 2,
                   "product_latency": 1},
@@ -73,6 +74,7 @@ REFUSALS: list[tuple[type, dict[str, Any], type[Exception], str]] = [
      "Table index width must be an integer of at least 2, not 1"),
     (Rsqrt, {"frac_bits": 0}, TypeError, "Table precision must be a positive integer, not 0"),
     (Rsqrt, {"held": 1}, TypeError, "Held must be True or False, not 1"),
+    (Rsqrt, {"input_register": 1}, TypeError, "Input register must be True or False, not 1"),
     (Scaler, {"acc_bits": 1}, TypeError,
      "Accumulator width must be an integer of at least 2, not 1"),
     (Scaler, {"r_bits": 0}, TypeError, "Reciprocal width must be a positive integer, not 0"),

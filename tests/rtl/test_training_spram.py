@@ -645,7 +645,8 @@ def test_the_icebreaker_core_with_b_and_u_on_a_weight_pass_lane_trains_like_the_
     config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
     rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
     options = dict(SMALL_PART, label_lanes=label_lanes, compact_lanes=True, lean_signal=True,
-                   lean_forward=True, serial_weight_pass=True, shared_word_network=True)
+                   lean_forward=True, serial_weight_pass=True, shared_word_network=True,
+                   stored_norms=True)
     dut = _train(name, config, rule, lanes, **options, shared_update_lane=True)
     assert dut.options == training_core(dut.model, rule, "icebreaker", lanes).options
     own = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)
@@ -653,3 +654,36 @@ def test_the_icebreaker_core_with_b_and_u_on_a_weight_pass_lane_trains_like_the_
     assert dut.weight_pass.lanes[0].compact and dut.weight_pass.lend_lane
     assert not own.weight_pass.lend_lane and not own.shared_update_lane
     assert dut.training_cycles() == own.training_cycles()
+
+
+@pytest.mark.parametrize(("name", "label_lanes"), [
+    # The iCEBreaker digits build's kind: FFDL on two banks (no feedback norm kept).
+    ("ffdl_p4_b8", 4),
+    # FFCL with every iteration trained: the feedback norms of both banks, the core
+    # inferring between the updates (the held FETCH between the norm's FINISH and its
+    # next read).
+    ("ffcl_all_t2_p3_b16", 3),
+    # FFCL T = 3 with the last iteration trained and layer 1's cache: every (bank,
+    # layer) kept, read as feed-forward and as feedback norms.
+    ("ffcl_last_t3_p3_b16", 3)])
+def test_a_small_part_core_with_stored_norms_trains_like_the_golden_trainer(name,
+                                                                            label_lanes):
+    # stored_norms: one reciprocal square root of each finished layer's sum of squares,
+    # kept per (bank, layer) an op reads, the update's input norms taken from them (the
+    # norms port): the same weights, labels and cycles as the small part without it
+    # (every other option of the iCEBreaker build on).
+    fields, rule_fields, lanes = CASES.get(name) or (
+        dict(algo="ffcl", hidden=(5, 4), loops=3, topology="adjacent"),
+        dict(store_bits=16, loss_iterations="last"), 3)
+    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
+    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    options = dict(SMALL_PART, label_lanes=label_lanes, compact_lanes=True,
+                   lean_signal=True, lean_forward=True, serial_weight_pass=True,
+                   shared_word_network=True, shared_update_lane=True)
+    dut = _train(name, config, rule, lanes, **options, stored_norms=True)
+    plain = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)
+    assert dut.core.stored_norms and not plain.core.stored_norms
+    assert dut.options["stored_norms"] and not plain.options["stored_norms"]
+    assert dut.training_cycles() == plain.training_cycles()
+    with pytest.raises(TypeError, match=r"^Stored norms must be a bool, not 1$"):
+        TrainingCore(dut.model, rule, lanes=lanes, stored_norms=1)
