@@ -235,6 +235,10 @@ class Core(wiring.Component):
         register and holds until the next op is decoded. The same results in the same
         cycles; the ``norms`` port's values are valid from the op's first cycle, its
         feedback values only for an op whose feedback pass runs (``fb_en``).
+    tag_memory : bool
+        Another small-part option (default False): ``Sweep(tag_memory=True)``, the
+        passes' tags on their way to the sweep in a block RAM (one more) instead of
+        flip-flops. The same results in the same cycles.
 
     Members
     -------
@@ -280,7 +284,8 @@ class Core(wiring.Component):
                  weights: str = "rom", banks: int = 1, shared: bool = False,
                  observe: bool = False, store_bits: int | None = None,
                  layer1_cache: bool = True, lend: bool = False, norms: bool = False,
-                 lean: bool = False, stored_norms: bool = False) -> None:
+                 lean: bool = False, stored_norms: bool = False,
+                 tag_memory: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         check_mapping(weights, banks)
@@ -290,8 +295,11 @@ class Core(wiring.Component):
             raise TypeError(f"Lean must be True or False, not {lean!r}")
         if not isinstance(stored_norms, bool):
             raise TypeError(f"Stored norms must be True or False, not {stored_norms!r}")
+        if not isinstance(tag_memory, bool):
+            raise TypeError(f"Tag memory must be True or False, not {tag_memory!r}")
         self.lean = lean
         self.stored_norms = stored_norms
+        self.tag_memory = tag_memory
         fine_bits = 0
         if store_bits is not None:
             B_w = model.fmt.weight_bits
@@ -416,7 +424,8 @@ class Core(wiring.Component):
                 sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits,
                 **held)
         m.submodules.sweep = sweep = Sweep(
-            prog, product_latency=lanes.side_latency if shared else None, lean=self.lean)
+            prog, product_latency=lanes.side_latency if shared else None, lean=self.lean,
+            **({"tag_memory": True} if self.tag_memory else {}))
         m.submodules.buffer = buffer = FeedbackBuffer(depth=total, width=w.act)
         m.submodules.goodness = goodness = GoodnessDatapath(
             labels=K, lanes=G, state_bits=w.state, weight_bits=w.weight,
