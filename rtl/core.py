@@ -555,34 +555,48 @@ class Core(wiring.Component):
         op's feed-forward input and of its feedback."""
         prog, fmt, w = self.program, self.model.fmt, self.program.widths
         op = seq.op
+        ff_reads, fb_reads = prog.norm_reads
+        # A core whose ops read one layer's norm (FFDL and FFL on two layers: the digits
+        # and MNIST builds) keeps it in the unit's output registers, updated only when
+        # that layer finishes: no register fed by the table's block RAM.
+        single = len(ff_reads | fb_reads) == 1
         m.submodules.rsqrt = rsqrt = Rsqrt(
             sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits,
-            held=True, input_register=False)
+            held=True, input_register=False, **({"keep": True} if single else {}))
         # The sweep's sum is a register, final in FINISH and held until the next op is
         # decoded (two cycles at least: FINISH, FETCH), as the unit needs.
         m.d.comb += rsqrt.sq.eq(sweep.sq)
-        # Its (r, sh) come rsqrt.latency cycles after FINISH, when the next op may run:
-        # the finished layer waits in a register, FINISH's strobe in a delay line.
-        target = Signal.like(op.layer)
-        with m.If(seq.finish):
-            m.d.sync += target.eq(op.layer)
-        strobe = seq.finish
-        for i in range(rsqrt.latency):
-            delayed = Signal(name=f"norm_strobe_{i}")
-            m.d.sync += delayed.eq(strobe)
-            strobe = delayed
-        # One (r, sh / 2) per layer read, its latest (Program.norm_reads: a read never
-        # needs the other loop bank's); sh is even (Rsqrt). A layer no op reads has no
-        # register. Before its first write one reads rsqrt(0) = (0, 0), as the stored
-        # sums' reset value gave.
-        ff_reads, fb_reads = prog.norm_reads
         kept = {}
-        for layer in sorted(ff_reads | fb_reads):
-            r = Signal.like(rsqrt.r, name=f"norm_r_l{layer}")
-            half = Signal(len(rsqrt.sh) - 1, name=f"norm_sh_half_l{layer}")
-            with m.If(strobe & (target == layer)):
-                m.d.sync += [r.eq(rsqrt.r), half.eq(rsqrt.sh[1:])]
-            kept[layer] = (r, half)
+        if single:
+            (layer,) = ff_reads | fb_reads
+            # The table is read rsqrt.latency - 1 cycles after that layer's FINISH.
+            strobe = seq.finish & (op.layer == layer)
+            for i in range(rsqrt.latency - 1):
+                delayed = Signal(name=f"norm_strobe_{i}")
+                m.d.sync += delayed.eq(strobe)
+                strobe = delayed
+            m.d.comb += rsqrt.update.eq(strobe)
+            kept[layer] = (rsqrt.r, rsqrt.sh[1:])
+        else:
+            # Its (r, sh) come rsqrt.latency cycles after FINISH, when the next op may
+            # run: the finished layer waits in a register, FINISH's strobe in a delay line.
+            target = Signal.like(op.layer)
+            with m.If(seq.finish):
+                m.d.sync += target.eq(op.layer)
+            strobe = seq.finish
+            for i in range(rsqrt.latency):
+                delayed = Signal(name=f"norm_strobe_{i}")
+                m.d.sync += delayed.eq(strobe)
+                strobe = delayed
+            # One (r, sh / 2) per layer read, its latest (Program.norm_reads: a read never
+            # needs the other loop bank's, nor a value from before the layer ran); sh is
+            # even (Rsqrt). A layer no op reads has no register.
+            for layer in sorted(ff_reads | fb_reads):
+                r = Signal.like(rsqrt.r, name=f"norm_r_l{layer}")
+                half = Signal(len(rsqrt.sh) - 1, name=f"norm_sh_half_l{layer}")
+                with m.If(strobe & (target == layer)):
+                    m.d.sync += [r.eq(rsqrt.r), half.eq(rsqrt.sh[1:])]
+                kept[layer] = (r, half)
 
         def pick(reads, layer):
             """The kept pair of ``layer`` among ``reads``: an op reads only those, so the

@@ -237,26 +237,31 @@ class Program:
         (the layer below, this iteration's) and as the feedback (the source, the previous
         iteration's) of an op whose feedback pass runs (``fb_en``).
 
-        Each read is of the layer's latest output: a feedback source is above the layer
-        that hears it (:meth:`golden.config.ModelConfig.feedback_source`), so it has not
-        run yet in the iteration; the loop banks need not be told apart (a core keeps one
-        norm per layer read). Raises RuntimeError for a program in which that fails.
+        Each read is of the layer's output written earlier in the same inference, and of
+        its latest: a feedback source is above the layer that hears it
+        (:meth:`golden.config.ModelConfig.feedback_source`), so it has not run yet in the
+        iteration; the loop banks need not be told apart (a core keeps one norm per
+        layer read, and no reset value is ever read). Raises RuntimeError for a program
+        in which that fails.
         """
         ff = frozenset(op.layer - 1 for op in self.ops if op.kind == LAYER and op.layer > 0)
         fb = frozenset(op.fb_src for op in self.ops if op.kind == LAYER and op.fb_en)
-        # The bank each layer last wrote, over two inferences (the second starts with the
-        # first's last writes): every read must find the bank it reads.
+        # The bank each layer last wrote in the inference: every read must find the bank
+        # it reads.
         latest: dict[int, int] = {}
-        for index, op in enumerate(self.ops * 2):
+        for index, op in enumerate(self.ops):
             if op.kind != LAYER:
                 continue
             reads = ([(op.layer - 1, op.bank)] if op.layer > 0 else []) + \
                 ([(op.fb_src, 1 - op.bank)] if op.fb_en else [])
             for layer, bank in reads:
-                if latest.get(layer, bank) != bank:
-                    raise RuntimeError(f"op {index % len(self.ops)} (layer {op.layer}, bank "
-                                       f"{op.bank}) reads layer {layer}'s norm of bank {bank}, "
-                                       f"but the layer last wrote bank {latest[layer]}")
+                if layer not in latest:
+                    raise RuntimeError(f"op {index} (layer {op.layer}, bank {op.bank}) reads "
+                                       f"layer {layer}'s norm before the layer ran")
+                if latest[layer] != bank:
+                    raise RuntimeError(f"op {index} (layer {op.layer}, bank {op.bank}) reads "
+                                       f"layer {layer}'s norm of bank {bank}, but the layer "
+                                       f"last wrote bank {latest[layer]}")
             latest[op.layer] = op.bank
         return ff, fb
 

@@ -376,8 +376,9 @@ def test_stored_norms_is_a_bool():
 
 
 @pytest.mark.parametrize(("name", "kept"), [
-    # FFDL, two layers: only layer 1's input norm, layer 0's; no feedback.
-    ("ffdl", [0]),
+    # FFDL, two layers: only layer 1's input norm, layer 0's; no feedback. One norm: the
+    # unit's output registers keep it (Rsqrt(keep=True)), no register of its own.
+    ("ffdl", []),
     # FFDL, three layers: layers 0 and 1 (the inputs of layers 1 and 2), not the top.
     ("ffdl-3layers", [0, 1]),
     # FFCL T = 3, two layers, adjacent: layer 0 (layer 1's input) and layer 1 (layer
@@ -385,12 +386,14 @@ def test_stored_norms_is_a_bool():
     ("ffcl-adjacent-T3", [0, 1])])
 def test_stored_norms_keep_only_what_the_program_reads(name, kept):
     model = _random_model(name, 3)
-    text = rtlil.convert(Core(model, lanes=3, stored_norms=True), name="top")
+    core = Core(model, lanes=3, stored_norms=True)
+    text = rtlil.convert(core, name="top")
     assert sorted({int(i) for i in re.findall(r"norm_r_l(\d)", text)}) == kept
+    assert ("\\update" in text) == (not kept)
     assert "rsqrt_ff" not in text and "rsqrt_fb" not in text
     assert "sq_b0_l0" not in text
     plain = rtlil.convert(Core(model, lanes=3), name="top")
-    assert "sq_b0_l0" in plain and "norm_r_" not in plain
+    assert "sq_b0_l0" in plain and "norm_r_" not in plain and "\\update" not in plain
 
 
 def test_a_norm_read_of_the_other_bank_is_refused():
@@ -408,6 +411,11 @@ def test_a_norm_read_of_the_other_bank_is_refused():
     with pytest.raises(RuntimeError, match=r"^op 4 \(layer 1, bank 1\) reads layer 0's norm "
                                            r"of bank 1, but the layer last wrote bank 0$"):
         dataclasses.replace(program, ops=ops).norm_reads
+    # Nor may an op read a norm before its layer ran in the inference (a kept norm's
+    # reset value, or the last inference's, is never read): here layer 0's first op gone.
+    with pytest.raises(RuntimeError, match=r"^op 1 \(layer 1, bank 0\) reads layer 0's norm "
+                                           r"before the layer ran$"):
+        dataclasses.replace(program, ops=program.ops[1:]).norm_reads
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

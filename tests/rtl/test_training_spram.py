@@ -646,7 +646,7 @@ def test_the_icebreaker_core_with_b_and_u_on_a_weight_pass_lane_trains_like_the_
     rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
     options = dict(SMALL_PART, label_lanes=label_lanes, compact_lanes=True, lean_signal=True,
                    lean_forward=True, serial_weight_pass=True, shared_word_network=True,
-                   stored_norms=True)
+                   stored_norms=True, tag_memory=True)
     dut = _train(name, config, rule, lanes, **options, shared_update_lane=True)
     assert dut.options == training_core(dut.model, rule, "icebreaker", lanes).options
     own = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)
@@ -669,9 +669,10 @@ def test_the_icebreaker_core_with_b_and_u_on_a_weight_pass_lane_trains_like_the_
 def test_a_small_part_core_with_stored_norms_trains_like_the_golden_trainer(name,
                                                                             label_lanes):
     # stored_norms: one reciprocal square root of each finished layer's sum of squares,
-    # kept per (bank, layer) an op reads, the update's input norms taken from them (the
-    # norms port): the same weights, labels and cycles as the small part without it
-    # (every other option of the iCEBreaker build on).
+    # kept per layer an op reads (FFDL's one in the unit's output registers), the
+    # update's input norms taken from them (the norms port); tag_memory: the sweep's
+    # tags through a block RAM. The same weights, labels and cycles as the small part
+    # without them (every other option of the iCEBreaker build on).
     fields, rule_fields, lanes = CASES.get(name) or (
         dict(algo="ffcl", hidden=(5, 4), loops=3, topology="adjacent"),
         dict(store_bits=16, loss_iterations="last"), 3)
@@ -680,10 +681,14 @@ def test_a_small_part_core_with_stored_norms_trains_like_the_golden_trainer(name
     options = dict(SMALL_PART, label_lanes=label_lanes, compact_lanes=True,
                    lean_signal=True, lean_forward=True, serial_weight_pass=True,
                    shared_word_network=True, shared_update_lane=True)
-    dut = _train(name, config, rule, lanes, **options, stored_norms=True)
+    dut = _train(name, config, rule, lanes, **options, stored_norms=True, tag_memory=True)
     plain = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)
     assert dut.core.stored_norms and not plain.core.stored_norms
-    assert dut.options["stored_norms"] and not plain.options["stored_norms"]
+    assert dut.core.tag_memory and not plain.core.tag_memory
+    assert [dut.options[k] for k in ("stored_norms", "tag_memory")] == [True, True]
+    assert [plain.options[k] for k in ("stored_norms", "tag_memory")] == [False, False]
     assert dut.training_cycles() == plain.training_cycles()
     with pytest.raises(TypeError, match=r"^Stored norms must be a bool, not 1$"):
         TrainingCore(dut.model, rule, lanes=lanes, stored_norms=1)
+    with pytest.raises(TypeError, match=r"^Tag memory must be a bool, not 1$"):
+        TrainingCore(dut.model, rule, lanes=lanes, tag_memory=1)
