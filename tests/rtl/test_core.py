@@ -358,6 +358,23 @@ def test_stored_norms_match_the_integer_model(name, shared, lanes, label_lanes):
     assert core.stored_norms
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_stored_norms_of_three_adjacent_layers_match_the_integer_model(shared):
+    # FFCL adjacent on three layers: layers 0 and 1 hear layers 1 and 2, so two feedback
+    # norms (and two feed-forward ones) are kept and each op picks its own source's.
+    seed = 23 + shared
+    config = ModelConfig(algo="ffcl", input_size=9, num_classes=4, hidden=(6, 5, 4), loops=3,
+                         topology="adjacent", theta=0.5)
+    model = quantize(config, random_params(config, seed),
+                     np.random.default_rng(seed).uniform(0, 1, (64, 9)), input_max=16)
+    ff, fb = build_program(model, lanes=3).norm_reads
+    assert (ff, fb) == ({0, 1}, {1, 2})
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, model.fmt.input_max + 1, size=(3, model.config.input_size))
+    _check(model, images, 3, 3 if shared else None, shared=shared, lean=shared,
+           stored_norms=True, tag_memory=True)
+
+
 @pytest.mark.parametrize("name", ["ffdl", "ffcl-adjacent-T3"])
 def test_stored_norms_hold_the_extremes(name):
     # Full-magnitude weights and state-extreme biases: the widest sums of squares (the
@@ -394,6 +411,39 @@ def test_stored_norms_keep_only_what_the_program_reads(name, kept):
     assert "sq_b0_l0" not in text
     plain = rtlil.convert(Core(model, lanes=3), name="top")
     assert "sq_b0_l0" in plain and "norm_r_" not in plain and "\\update" not in plain
+
+
+#: Names only the small-part options stored_norms and tag_memory put in the RTLIL.
+_OPTION_NAMES = ("norm_strobe", "norm_r_", "\\update", "tag_mem", "tag_valid_", "\\finish")
+
+
+@pytest.mark.parametrize("name", ["rom_ffcl", "spram_shared_lean_ffdl", "training_small_part"])
+def test_without_stored_norms_or_tag_memory_the_netlist_has_nothing_of_them(name):
+    # Off, nothing of either option is built (a port nothing reads stays in the RTLIL as
+    # a named wire), so every other netlist is the one it was: byte for byte, src
+    # attributes aside, these cores' RTLIL equals main's before the options.
+    from golden.inttrain import TrainRule
+    from rtl.training_core import TrainingCore
+
+    model = _random_model("ffcl-adjacent-T3" if name == "rom_ffcl" else "ffdl", 3)
+    make = {
+        "rom_ffcl": lambda **kw: Core(model, lanes=3, **kw),
+        "spram_shared_lean_ffdl": lambda **kw: Core(model, lanes=3, weights="spram",
+                                                    shared=True, label_lanes=3, lean=True,
+                                                    **kw),
+        "training_small_part": lambda **kw: TrainingCore(
+            model, TrainRule(epochs=1, store_bits=8), lanes=3, weights="spram",
+            bias_label_lanes=1, forward_multipliers="shared", signal_multipliers="shared",
+            label_lanes=3, input_norm="forward", lean_forward=True, **kw),
+    }[name]
+    text = rtlil.convert(make(), name="top")
+    assert [n for n in _OPTION_NAMES if n in text] == []
+    assert "rsqrt_fb" in text and "tag_0" in text
+    with_options = rtlil.convert(make(stored_norms=True, tag_memory=True), name="top")
+    expected = [n for n in _OPTION_NAMES if n != ("norm_r_" if "ffdl" in name or
+                                                  name.startswith("training") else "\\update")]
+    assert [n for n in _OPTION_NAMES if n in with_options] == expected
+    assert "rsqrt_fb" not in with_options and "tag_0" not in with_options
 
 
 def test_a_norm_read_of_the_other_bank_is_refused():
