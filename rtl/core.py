@@ -77,7 +77,7 @@ from rtl.program import (
     build_program,
     op_layout,
 )
-from rtl.select import is_zero
+from rtl.select import equals, is_zero
 from rtl.sequencer import CYCLE_BITS, Sequencer
 from rtl.sweep import SHARED_OPERANDS, Sweep
 from rtl.weight_store import bram_slices
@@ -570,7 +570,7 @@ class Core(wiring.Component):
         if single:
             (layer,) = ff_reads | fb_reads
             # The table is read rsqrt.latency - 1 cycles after that layer's FINISH.
-            strobe = seq.finish & (op.layer == layer)
+            strobe = seq.finish & equals(op.layer, layer)
             for i in range(rsqrt.latency - 1):
                 delayed = Signal(name=f"norm_strobe_{i}")
                 m.d.sync += delayed.eq(strobe)
@@ -594,26 +594,26 @@ class Core(wiring.Component):
             for layer in sorted(ff_reads | fb_reads):
                 r = Signal.like(rsqrt.r, name=f"norm_r_l{layer}")
                 half = Signal(len(rsqrt.sh) - 1, name=f"norm_sh_half_l{layer}")
-                with m.If(strobe & (target == layer)):
+                with m.If(strobe & equals(target, layer)):
                     m.d.sync += [r.eq(rsqrt.r), half.eq(rsqrt.sh[1:])]
                 kept[layer] = (r, half)
 
-        def pick(reads, layer):
-            """The kept pair of ``layer`` among ``reads``: an op reads only those, so the
-            last one needs no comparison (nor does a single one)."""
+        def pick(reads, field, offset):
+            """The kept pair of layer ``field - offset`` among ``reads``: an op reads only
+            those, so the last one needs no comparison (nor does a single one)."""
             if not reads:
                 return Const(0, len(rsqrt.r)), Const(0, len(rsqrt.sh) - 1)
             layers = sorted(reads)
             r, half = kept[layers[-1]]
             for i in layers[:-1]:
-                hit = layer == i
+                hit = equals(field, i + offset)
                 r, half = Mux(hit, kept[i][0], r), Mux(hit, kept[i][1], half)
             return r, half
 
         # The feed-forward input of layer l > 0 is layer l - 1's output (the first
         # layer's is the image: the caller's unit reciprocal).
-        ff_r, ff_half = pick(ff_reads, op.layer - 1)
-        fb_r, fb_half = pick(fb_reads, op.fb_src)
+        ff_r, ff_half = pick(ff_reads, op.layer, 1)
+        fb_r, fb_half = pick(fb_reads, op.fb_src, 0)
         return ff_r, ff_half, fb_r, fb_half
 
     def _side_operands(self, m: Module, lanes: MacLanes, sweep: Sweep,
