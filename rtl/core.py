@@ -231,10 +231,12 @@ class Core(wiring.Component):
         (:attr:`rtl.program.Program.norm_reads`, which shows that a read never needs the
         other bank's): the feed-forward and feedback inputs' norms are those of the
         layers' outputs, so one unit computes each once, instead of two units
-        recomputing them from the stored sums for every op. ``Rsqrt(held=True, input_register=False)``: the sum is a
-        register and holds until the next op is decoded. The same results in the same
-        cycles; the ``norms`` port's values are valid from the op's first cycle, its
-        feedback values only for an op whose feedback pass runs (``fb_en``).
+        recomputing them from the stored sums for every op. The unit is
+        ``Rsqrt(held=True, input_register=False)`` (the sum is a register and holds until
+        the next op is decoded), with ``keep=True`` when one layer's norm is read: its
+        output registers keep it. The same results in the same cycles; the ``norms``
+        port's values are valid from the op's first cycle, its feedback values only for
+        an op whose feedback pass runs (``fb_en``).
     tag_memory : bool
         Another small-part option (default False): ``Sweep(tag_memory=True)``, the
         passes' tags on their way to the sweep in a block RAM (one more) instead of

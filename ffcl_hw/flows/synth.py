@@ -47,8 +47,8 @@ from rtl.core import WEIGHT_MEMORIES, Core, memory_images
 from rtl.host_link import link_memories, link_products
 from rtl.program import SIDE_BITS, Program, build_program, op_layout
 from rtl.replica import REPLICA_PREFIX
-from rtl.sweep import tag_layout
 from rtl.resources import MemoryShape
+from rtl.sweep import tag_layout
 from rtl.training_core import TrainingCore
 from rtl.weight_store import (
     BRAM_SHAPES,

@@ -460,12 +460,12 @@ def test_a_norm_read_of_the_other_bank_is_refused():
     ops[layers[2]], ops[layers[3]] = ops[layers[3]], ops[layers[2]]
     with pytest.raises(RuntimeError, match=r"^op 4 \(layer 1, bank 1\) reads layer 0's norm "
                                            r"of bank 1, but the layer last wrote bank 0$"):
-        dataclasses.replace(program, ops=ops).norm_reads
+        _ = dataclasses.replace(program, ops=ops).norm_reads
     # Nor may an op read a norm before its layer ran in the inference (a kept norm's
     # reset value, or the last inference's, is never read): here layer 0's first op gone.
     with pytest.raises(RuntimeError, match=r"^op 1 \(layer 1, bank 0\) reads layer 0's norm "
                                            r"before the layer ran$"):
-        dataclasses.replace(program, ops=program.ops[1:]).norm_reads
+        _ = dataclasses.replace(program, ops=program.ops[1:]).norm_reads
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
