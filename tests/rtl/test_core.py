@@ -375,6 +375,18 @@ def test_stored_norms_of_three_adjacent_layers_match_the_integer_model(shared):
            stored_norms=True, tag_memory=True)
 
 
+@pytest.mark.parametrize("algo", ["ffdl", "ffl"])
+def test_stored_norms_of_one_layer_keep_none(algo):
+    # One layer: no op reads a norm (its input is the image), so none is kept.
+    config = ModelConfig(algo=algo, input_size=9, num_classes=4, hidden=(6,), theta=0.5)
+    model = quantize(config, random_params(config, 3),
+                     np.random.default_rng(3).uniform(0, 1, (64, 9)), input_max=16)
+    images = np.random.default_rng(1).integers(0, model.fmt.input_max + 1, size=(3, 9))
+    core = _check(model, images, 3, 3, shared=True, lean=True, stored_norms=True,
+                  tag_memory=True)
+    assert core.program.norm_reads == (frozenset(), frozenset())
+
+
 @pytest.mark.parametrize("name", ["ffdl", "ffcl-adjacent-T3"])
 def test_stored_norms_hold_the_extremes(name):
     # Full-magnitude weights and state-extreme biases: the widest sums of squares (the
