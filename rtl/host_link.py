@@ -415,9 +415,11 @@ class HostLink(wiring.Component):
         already trained (record j at bytes 6 j..6 j + 5, below sample j + 1's label at
         (j + 1)(D + 1), so D must be at least 5) and the reply's body is read from there,
         instead of a record memory that Yosys keeps in flip-flops (40 bits a sample on
-        the digits build, each flip-flop a logic cell of its own). The same bytes on the
-        wire; a sample's record is taken 6 cycles after it is offered (its cycle count
-        ends when it is offered). Default False.
+        the digits build, each flip-flop a logic cell of its own); and the reply
+        serialiser picks every frame's header from one select
+        (``ReplySerialiser(shared_header=True)``). The same bytes on the wire; a
+        sample's record is taken 6 cycles after it is offered (its cycle count ends when
+        it is offered). Default False.
 
     Members
     -------
@@ -523,9 +525,14 @@ class HostLink(wiring.Component):
             timeout_cycles=self.timeout_bits * self.divisor)
         # The core holds its result record until the reply has gone out (a copy here would
         # cost ~430 flip-flops, a tenth of an iCE40 UP5K).
+        # A core with a score port (Core(score_port=True)) gives a RESULT's scores
+        # through its argmax's select, one score at a time.
         m.submodules.replies = replies = ReplySerialiser(
-            identity=ident, result_layout=inner.result.payload.shape())
+            identity=ident, result_layout=inner.result.payload.shape(),
+            score_port=inner.score_port_enabled, shared_header=self.lean)
         m.submodules.core = core
+        if inner.score_port_enabled:
+            wiring.connect(m, inner.score, replies.score)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), parser.rx_busy.eq(urx.busy),
                      replies.tag.eq(parser.frame.payload.tag)]
         wiring.connect(m, urx.data, parser.rx)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import types
 
-from amaranth import Cat, Const, Module, Mux, Signal, Value
-from amaranth.lib import data, enum, stream, wiring
+from amaranth import Cat, Const, Module, Mux, Signal, Value, unsigned
+from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.crc_tree import crc_tree
@@ -65,6 +65,18 @@ class ReplySerialiser(wiring.Component):
         READ replies exist (:attr:`streamed`).
     result_layout : data.StructLayout
         The core's result record (``label``, ``scores``, ``cycles``).
+    score_port : bool, optional
+        Read a RESULT's scores through ``score`` (default False, for a part as small as
+        the UP5K): a core's score read port (``Core(score_port=True)``, the argmax's
+        K-way select) gives the score a byte is of, and the serialiser picks the byte
+        within it, instead of a select of every score byte (60:1 on the digits build)
+        over ``result.scores``, which is then not read. The same bytes on the wire.
+    shared_header : bool, optional
+        One header for every frame (default False, for a part as small as the UP5K):
+        bytes 0-4 (sync, code, tag, length) are picked from one five-byte select, the
+        code and the length chosen by the reply, instead of within each frame's own
+        select (five frames, five copies of the tag and of the sync byte's constant).
+        The same bytes on the wire.
 
     Members
     -------
@@ -86,18 +98,30 @@ class ReplySerialiser(wiring.Component):
         Their count, from the cycle after the request until the reply is out.
     result : In(stream.Signature(result_layout))
         The record a RESULT reply reports; taken when that reply's crc byte is.
+    score : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(score_bits)))
+        Only with ``score_port``: the record's scores, ``score.data`` that of label
+        ``score.addr`` of the cycle before (a synchronous read; ``score.en`` stays 1).
+        The address follows the byte being sent; a score is used two cycles after its
+        address is given, at the earliest.
     tx : Out(stream.Signature(8))
         Bytes to the UART transmitter; a byte stays on offer until ``tx.ready``.
     done : Out(1)
         Pulses as the reply's last (crc) byte is taken.
     """
 
-    def __init__(self, *, identity, result_layout: data.StructLayout) -> None:
+    def __init__(self, *, identity, result_layout: data.StructLayout,
+                 score_port: bool = False, shared_header: bool = False) -> None:
         if not isinstance(result_layout, data.StructLayout):
             raise TypeError(f"Result layout must be a data.StructLayout, not {result_layout!r}")
+        if not isinstance(score_port, bool):
+            raise TypeError(f"Score port must be True or False, not {score_port!r}")
+        if not isinstance(shared_header, bool):
+            raise TypeError(f"Shared header must be True or False, not {shared_header!r}")
         self.identity = identity
         self.result_layout = result_layout
-        super().__init__({
+        self.score_port = score_port
+        self.shared_header = shared_header
+        members = {
             "request": In(stream.Signature(REQUEST_LAYOUT)),
             "tag": In(8),
             "model_ok": In(1),
@@ -108,11 +132,17 @@ class ReplySerialiser(wiring.Component):
             "result": In(stream.Signature(result_layout)),
             "tx": Out(stream.Signature(8)),
             "done": Out(1),
-        })
+        }
+        if score_port:
+            members["score"] = In(memory.ReadPort.Signature(
+                addr_width=(identity.labels - 1).bit_length(),
+                shape=unsigned(identity.score_bits)))
+        super().__init__(members)
 
-    def _frames(self, reply, error_code) -> list[tuple[tuple, list, Value]]:
+    def _frames(self, reply, error_code, score_byte=None) -> list[tuple[tuple, list, Value]]:
         """The reply frames' bytes but the crc, as 8-bit values: (the replies that send
-        them, the bytes, the crc byte's index)."""
+        them, the bytes, the crc byte's index). With ``score_port`` every score byte of a
+        RESULT is ``score_byte`` (:meth:`_score_bytes`)."""
         def frame(code, payload: list) -> list:
             n = len(payload)
             return [Const(SYNC, 8), code, self.tag, Const(n & 0xFF, 8),
@@ -122,6 +152,9 @@ class ReplySerialiser(wiring.Component):
         constant = ident.to_bytes()
         scores = []
         for k in range(ident.labels):
+            if self.score_port:
+                scores += [score_byte] * ident.score_bytes
+                continue
             score = result.scores[k]
             scores += [score[8 * j:min(8 * j + 8, ident.score_bits)]
                        for j in range(ident.score_bytes)]
@@ -161,11 +194,59 @@ class ReplySerialiser(wiring.Component):
         trains, else none (an inference link answers TRAIN and READ with an ERROR)."""
         return STREAMED if self.identity.trains else ()
 
+    def _score_bytes(self, m: Module, send_index: Signal, score_byte: Signal) -> None:
+        """With ``score_port``: drive ``score_byte``, the byte of a RESULT at
+        ``send_index`` if it is a score's, and the port's address, the score it is of.
+
+        Byte p of the scores (frame byte 6 + p, after the header and the label) is byte
+        p mod S of score p div S, S = ``score_bytes``. Both come from tables over the
+        index's low bits (a RESULT has fewer than 2^b bytes), nothing new to hold: the
+        index is set as the previous byte is fetched, the port's data follows a cycle
+        later, and the byte is picked the cycle after that at the earliest (the fetched
+        byte takes a cycle in ``out_byte``, then ``picking`` one), so the picked byte is
+        the score's read for this index, never the last one's."""
+        ident = self.identity
+        S, first = ident.score_bytes, HEADER_SIZE + 1
+        positions = range(ident.labels * S)
+        bits = (first + len(positions) - 1).bit_length()
+        low = send_index[:bits]
+        # Other bytes of the frame read label 0's byte 0: not picked.
+        label = [0] * first + [p // S for p in positions]
+        offset = [0] * first + [p % S for p in positions]
+        m.d.comb += self.score.addr.eq(select([Const(k, len(self.score.addr)) for k in label],
+                                              low))
+        data = self.score.data
+        # The last byte of a score may be short: zero above its top bit.
+        m.d.comb += score_byte.eq(select(
+            [data[8 * j:min(8 * j + 8, ident.score_bits)] for j in range(S)],
+            select([Const(j, range(S)) for j in offset], low)))
+
+    def _header(self, m: Module, reply, frames: list, send_index: Signal) -> tuple:
+        """With ``shared_header``: a register that takes the header byte at
+        ``send_index`` (the reply's code and length), as the frames' picked registers
+        take theirs, and one that says whether that is a header byte; the frames' own
+        header bytes become zero (so their selects shrink). Returns both registers."""
+        # Every reply is some frame's: the starting values are never sent.
+        code, length = Const(ReplyFrame.ERROR.code, 8), Const(0, 16)
+        for kinds, items, _ in frames:
+            for kind in kinds:
+                code = Mux(reply == kind, kind.code, code)
+                # The frame's length field, as its own header has it.
+                length = Mux(reply == kind, Cat(items[3], items[4]), length)
+        header = [Const(SYNC, 8), code, self.tag, length[:8], length[8:]]
+        byte, in_header = Signal(8, name="picked_header"), Signal()
+        m.d.sync += [byte.eq(select(header, send_index[:3])),
+                     in_header.eq(send_index < HEADER_SIZE)]
+        for i, (kinds, items, size) in enumerate(frames):
+            frames[i] = (kinds, [Const(0, 8)] * HEADER_SIZE + list(items[HEADER_SIZE:]), size)
+        return byte, in_header
+
     def elaborate(self, platform) -> Module:
         m = Module()
         reply = Signal(ReplyFrame, init=ReplyFrame.ERROR)
         error_code = Signal(8)
-        frames = self._frames(reply, error_code)
+        score_byte = Signal(8) if self.score_port else None
+        frames = self._frames(reply, error_code, score_byte)
         # Up to one past the crc byte's index, the frame's length (a streamed payload may
         # have 65535 bytes). Without streamed replies the index is 6 bits, not 17: the
         # wider counter, its compare and the body-length adder took 86 LUT4 and 27 carries
@@ -174,6 +255,10 @@ class ReplySerialiser(wiring.Component):
         longest = max(len(items) for _, items, _ in frames) + (0x10000 if self.streamed else 0)
         send_index = Signal(range(longest + 2))
         send_crc = Signal(8)
+        if self.score_port:
+            self._score_bytes(m, send_index, score_byte)
+        if self.shared_header:
+            header_byte, in_header = self._header(m, reply, frames, send_index)
         chosen = Const(0, 8)
         last = Const(0, 8)
         for kinds, items, size in frames:
@@ -186,6 +271,9 @@ class ReplySerialiser(wiring.Component):
             chosen = Mux(sent, picked, chosen)
             # The crc goes out right after the frame's last byte.
             last = Mux(sent, size, last)
+        if self.shared_header:
+            # Bytes 0-4 from the one header register, whichever the frame.
+            chosen = Mux(in_header, header_byte, chosen)
         # The crc's index is registered: reply and body_length are stable from the cycle
         # after the request is taken, and the first byte is fetched a cycle after that
         # (picking). The adder and the choice of frame before the compare, then the body

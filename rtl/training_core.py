@@ -188,6 +188,11 @@ class TrainingCore(wiring.Component):
         through that lane's multiplier, in the same cycles, for a part as small as the
         UP5K (the figures are in docs/training-engine.md, "Logic of the components").
         The same weights in the same cycles. Default False.
+    score_port : bool, optional
+        The inference core's score read port (``Core(score_port=True)``, default False,
+        for a part as small as the UP5K): a host link around this core reads a RESULT's
+        scores through the argmax's select, idle once the result is in, instead of a
+        select of its own over every score byte. The same weights, results and cycles.
     input_norm : {"own", "forward"}, optional
         Where the normalised inputs v_j = round_shift(a_j r, sh/2 + Q - 14) of a layer
         above the first (and of a feedback source) take (r, sh) = rsqrt(sum a^2) from.
@@ -313,7 +318,7 @@ class TrainingCore(wiring.Component):
                  lean_signal: bool = False, lean_forward: bool = False,
                  serial_weight_pass: bool = False, shared_word_network: bool = False,
                  shared_update_lane: bool = False, stored_norms: bool = False,
-                 tag_memory: bool = False) -> None:
+                 tag_memory: bool = False, score_port: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -383,6 +388,7 @@ class TrainingCore(wiring.Component):
                          layer1_cache=self.trained_iterations == 1, lend=shared,
                          shared=forward_multipliers == "shared", label_lanes=label_lanes,
                          norms=input_norm == "forward", lean=lean_forward,
+                         score_port=score_port,
                          **({"stored_norms": True} if stored_norms else {}),
                          **({"tag_memory": True} if tag_memory else {}))
         self.label_groups = LabelGroups(config.num_classes, self.core.program.label_lanes)
@@ -467,7 +473,8 @@ class TrainingCore(wiring.Component):
                 "serial_weight_pass": self.weight_pass.serial,
                 "shared_word_network": not self.words_gen.network,
                 "shared_update_lane": self.shared_update_lane,
-                "stored_norms": self.core.stored_norms, "tag_memory": self.core.tag_memory}
+                "stored_norms": self.core.stored_norms, "tag_memory": self.core.tag_memory,
+                "score_port": self.core.score_port_enabled}
 
     @property
     def widths(self) -> dict[str, int]:

@@ -81,7 +81,7 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
     the forward pass, the lean learning signal, the lean forward datapath, one update
     lane taking each word's P weights in turn, one leap-ahead network for the three word
     generators, the layers' norms kept from one reciprocal square root, the sweep's
-    tags in a block RAM;
+    tags in a block RAM, the score read port its link's RESULT replies read;
     docs/training-engine.md), else (or for no board) in block RAM with the
     defaults."""
     from rtl.training_core import TrainingCore
@@ -95,7 +95,7 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
                         input_norm="forward", compact_lanes=True, lean_signal=True,
                         lean_forward=True, serial_weight_pass=True,
                         shared_word_network=True, shared_update_lane=True,
-                        stored_norms=True, tag_memory=True)
+                        stored_norms=True, tag_memory=True, score_port=True)
 
 
 def training_link(core, board: str | None, divisor: int):
@@ -308,6 +308,8 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
             "shared_update_lane": core.shared_update_lane,
             "stored_norms": core.options["stored_norms"],
             "tag_memory": core.options["tag_memory"],
+            # The score read port the link's RESULT replies read (Core's score_port).
+            "score_port": core.core.score_port_enabled,
             "cycles_per_sample": cycles,
             "samples_per_second": (round(fmax * 1e6 / cycles, 1) if fmax else None),
             "rule": {**{f.name: getattr(rule, f.name) for f in fields(TrainRule)},

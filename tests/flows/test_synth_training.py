@@ -96,7 +96,7 @@ def test_the_training_build_reports_the_engine_and_the_cost_of_learning(int_run,
     training = report["training"]
     # The update lanes on the MAC lanes' multipliers unless asked; no small-part option.
     assert training["multipliers"] == "shared" and training["lean_signal"] is False
-    assert training["lean_link"] is False
+    assert training["lean_link"] is False and training["score_port"] is False
     assert training["fit"]["update_multipliers"] == "shared"
     assert training["fit"]["multipliers"]["update_lanes"] == 0
     model, rule = _model_and_rule_of(int_run)
@@ -219,8 +219,9 @@ def test_an_icebreaker_training_build_takes_the_small_part_core(int_run):
     assert training["cycles_per_sample"] == small.training_cycles() \
         != TrainingCore(model, rule, lanes=3, weights="spram").training_cycles()
     assert report["fit"]["multipliers"]["needed"] <= 8
-    # The link's small-part form too (the TRAIN records in its sample buffer).
-    assert training["lean_link"] is True
+    # The link's small-part form too (the TRAIN records in its sample buffer), and its
+    # RESULT scores through the core's score read port.
+    assert training["lean_link"] is True and training["score_port"] is True
 
 
 def test_forward_norms_need_one_multiplier_and_one_block_ram_fewer_on_the_icebreaker():

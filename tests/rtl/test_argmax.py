@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Argmax against golden.intformat.argmax, with ``done`` checked on every cycle."""
 
 from __future__ import annotations
@@ -108,3 +109,62 @@ def test_cycles_is_label_count(labels: int) -> None:
     dut = Argmax(labels=labels, score_bits=4)
     assert dut.cycles == labels
     run_searches(dut, [[0] * labels], [5], seed=0)
+
+
+def read_between_searches(dut: Argmax, searches: list[list[int]], seed: int) -> None:
+    """Each search with ``read.addr`` random in every cycle (the search owns the select
+    and must not see it), then every address (those beyond the last label too) read
+    in a random order, one a cycle: ``read.data`` must be the score of the address of
+    the cycle before, scores[0] beyond the last label."""
+    rng = np.random.default_rng(seed)
+    addresses = 1 << len(dut.read.addr)
+
+    async def testbench(ctx) -> None:
+        for index, scores in enumerate(searches):
+            ctx.set(dut.scores, scores)
+            ctx.set(dut.start, 1)
+            for _ in range(dut.cycles):
+                ctx.set(dut.read.addr, int(rng.integers(addresses)))
+                await ctx.tick()
+                ctx.set(dut.start, 0)
+            assert ctx.get(dut.done), f"seed {seed}: search {index} not done"
+            expected = int(argmax(np.array(scores)))
+            assert ctx.get(dut.label) == expected, (
+                f"seed {seed}: search {index} {scores}: label {ctx.get(dut.label)}, golden "
+                f"{expected} (the read port's addresses reached the search)")
+            # The reads start in the cycle done is high (the core's result.valid rises
+            # later); the last address is read twice (a held address keeps its score).
+            order = [int(a) for a in rng.permutation(addresses)]
+            reads = [*order, order[-1]]
+            ctx.set(dut.read.addr, reads[0])
+            for i, previous in enumerate(reads):
+                await ctx.tick()
+                # The next address is given before the data is looked at: a read that
+                # is not registered shows.
+                ctx.set(dut.read.addr, reads[i + 1] if i + 1 < len(reads)
+                        else (previous + 1) % addresses)
+                want = scores[previous] if previous < dut.labels else scores[0]
+                got = ctx.get(dut.read.data)
+                assert got == want, (f"seed {seed}: search {index} {scores}: read "
+                                     f"{previous} gave {got}, not {want}")
+
+    simulate(dut, testbench)
+
+
+@pytest.mark.parametrize("labels", [2, 3, 10, 16])
+def test_the_read_port_reads_the_scores_between_searches(labels: int) -> None:
+    seed = SEED + labels
+    rng = np.random.default_rng(seed)
+    searches = [[int(v) for v in rng.integers(0, unsigned_max(12), size=labels,
+                                              endpoint=True)] for _ in range(6)]
+    dut = Argmax(labels=labels, score_bits=12, read_port=True)
+    read_between_searches(dut, searches, seed)
+    # The search itself, under the harness without the port (back to back, pauses).
+    run_searches(dut, searches, [0, 2, 0, 1, 0, 3], seed)
+
+
+def test_the_read_port_is_asked_for_by_a_bool() -> None:
+    with pytest.raises(TypeError, match=r"^Read port must be True or False, not 1$"):
+        Argmax(labels=3, score_bits=4, read_port=1)
+    assert not hasattr(Argmax(labels=3, score_bits=4), "read")
+    assert len(Argmax(labels=10, score_bits=4, read_port=True).read.addr) == 4

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from amaranth.back import verilog
+from amaranth.back import rtlil, verilog
 from amaranth.sim import Simulator
 
 from ffcl_hw.device import (
@@ -445,9 +445,12 @@ def test_a_refused_load_leaves_the_weights_alone(case, code, two_models):
     assert_golden(core, model_a, images, replies[3])
 
 
-@pytest.mark.parametrize(("weights", "banks"), [("rom", 1), ("loadable", 1), ("loadable", 2)])
-def test_the_host_link_exports_lint_clean_verilog(weights, banks, tmp_path):
-    core = Core(_random_model("ffcl-adjacent-T3", 1), lanes=2, weights=weights, banks=banks)
+@pytest.mark.parametrize(("weights", "banks", "score_port"), [
+    ("rom", 1, False), ("loadable", 1, False), ("loadable", 2, False), ("rom", 1, True)])
+def test_the_host_link_exports_lint_clean_verilog(weights, banks, score_port, tmp_path):
+    # score_port: the tables and the byte select of a RESULT's scores lint-clean too.
+    core = Core(_random_model("ffcl-adjacent-T3", 1), lanes=2, weights=weights, banks=banks,
+                score_port=score_port)
     path = tmp_path / "host_link.v"
     path.write_text(verilog.convert(HostLink(core, divisor=4), name="host_link"))
     status, messages = lint_verilog(Path(path))
@@ -538,3 +541,50 @@ def test_the_host_library_drives_the_simulated_board():
             assert cycles == core.cycles_per_inference()
     with pytest.raises(HostLinkError, match="device has lanes = 8, the model needs 3"):
         device.check(model_a, lanes=3)
+
+
+def test_a_core_with_a_score_port_answers_images_like_the_golden_model():
+    # Core(score_port=True): the link reads each RESULT's scores through the argmax's
+    # select, idle once the result is in, instead of the record's (not read at all).
+    # Four images of labels 2, 1, 1, 2 (never 0, what a search that lost its select to
+    # the port reports): each reply's scores must be its own inference's.
+    model = _random_model("ffcl-adjacent-T3", 7)
+    core = Core(model, lanes=3, score_port=True)
+    link = HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS)
+    images = images_for(model, 4, 9)
+    assert list(model.run(images).labels) == [2, 1, 1, 2]
+    replies = exchange(link, [Step(image_frame(image)) for image in images])
+    assert_golden(core, model, images, [r[0] for r in replies])
+
+
+def _module_ports(text: str) -> dict[str, set[str]]:
+    """Each RTLIL module's port names."""
+    ports: dict[str, set[str]] = {}
+    for chunk in text.split("\nmodule ")[1:]:
+        name, _, body = chunk.partition("\n")
+        ports[name] = {line.split()[-1] for line in body.splitlines()
+                       if line.startswith("  wire ") and (" input " in line or " output " in line)}
+    return ports
+
+
+def test_the_score_port_exists_only_with_the_option():
+    # Off (every build but the iCEBreaker training build's), the argmax reads nothing
+    # between searches and the serialiser picks the score bytes from the record: the
+    # RTLIL of the argmax, two cores and four links (inference and training, block RAM
+    # and small-part) was compared byte for byte, src attributes aside, with main's
+    # when the option came in. On: the core's port, its argmax's, and the link's
+    # serialiser reads it.
+    model = _random_model("ffdl", 7)
+    for on in (False, True):
+        core = Core(model, lanes=3, score_port=on)
+        assert core.score_port_enabled == on and hasattr(core, "score") == on
+        ports = _module_ports(rtlil.convert(HostLink(core, divisor=DIVISOR), name="top"))
+        # (An input port takes its RTLIL name from what drives it: the core's address is
+        # ``read__addr``, its argmax's.)
+        for module, port in (("\\top.core", "\\score__data"),
+                             ("\\top.core.argmax", "\\read__addr"),
+                             ("\\top.replies", "\\score__addr"),
+                             ("\\top.replies", "\\score__data")):
+            assert (port in ports[module]) == on, (on, module, port)
+    with pytest.raises(TypeError, match=r"^Score port must be True or False, not 1$"):
+        Core(model, lanes=3, score_port=1)

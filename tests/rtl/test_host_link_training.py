@@ -134,6 +134,29 @@ def test_the_link_trains_like_the_golden_trainer_and_reads_the_model_back(model,
     assert_stored(device, model, trainer)
 
 
+def test_a_score_port_link_reports_each_inferences_scores(model):
+    # TrainingCore(score_port=True), as the iCEBreaker build's: a RESULT's scores come
+    # through the argmax's select, which the training passes' inferences used in between;
+    # each classification must report its own scores with the weights trained so far.
+    core = TrainingCore(model, RULE, lanes=LANES, score_port=True)
+    assert core.options["score_port"] and core.core.score_port_enabled
+    device = Device(SimulatedBoard(HostLink(core, divisor=DIVISOR, timeout_bits=TIMEOUT_BITS,
+                                            train_block=BLOCK), budget_cycles=40_000))
+    rng = np.random.default_rng(8)
+    x, y = rng.integers(0, X + 1, (2, D)), rng.integers(0, K, 2)
+    images = rng.integers(0, X + 1, (3, D))
+    trainer = IntTrainer(model, RULE)
+    for step in ("before", "after"):
+        if step == "after":
+            golden_records(trainer, x, y, RULE.lr_shift)
+            device.train(x, y, RULE.lr_shift)
+        golden = trainer.model.run(images)
+        for i, image in enumerate(images):
+            label, scores, cycles = device.classify(image)
+            assert (label, scores) == (int(golden.labels[i]),
+                                       [int(s) for s in golden.scores[i]]), (step, i)
+
+
 def test_the_link_ident_refuses_a_block_it_cannot_hold(model):
     core = TrainingCore(model, RULE, lanes=LANES)
     for block in (0, 256, True):
@@ -161,7 +184,8 @@ def test_a_lean_link_is_asked_for_by_a_bool_and_needs_room_for_its_records():
                                          r"least 5, not 4$"):
         HostLink(core(4), divisor=DIVISOR, lean=True)
     assert HostLink(core(5), divisor=DIVISOR, lean=True).lean
-    # An inference link has no records: lean changes nothing there (and D = 4 is fine).
+    # An inference link has no records: lean is only its serialiser's shared header there
+    # (and D = 4 is fine).
     assert HostLink(core(4).core, divisor=DIVISOR, lean=True).lean
 
 
@@ -177,6 +201,8 @@ def test_the_record_memory_exists_only_without_lean(model):
     off, on = text(False), text(True)
     assert " \\records\n" in off and "record_byte" not in off
     assert "records" not in on and "record_byte" in on
+    # The serialiser's one header select (ReplySerialiser(shared_header=True)) too.
+    assert "picked_header" not in off and "picked_header" in on
 
 
 def test_a_memory_deeper_than_the_links_addresses_is_refused_by_name():

@@ -67,29 +67,33 @@ def read_body(seed: int, words: int, identity=TRAINING) -> bytes:
 
 def expected_frame(kind: ReplyFrame, *, error: int, record: dict, model_ok: int,
                    checksum: int, body: bytes = b"", identity=IDENTITY,
-                   trained: int = 0) -> bytes:
+                   trained: int = 0, tag: int = TAG) -> bytes:
     if kind == ReplyFrame.IDENT:
         ident = dataclasses.replace(identity, model_loaded=bool(model_ok),
                                     weights_checksum=checksum, trained=trained)
-        return encode_frame(Reply.IDENT, ident.to_bytes(), tag=TAG)
+        return encode_frame(Reply.IDENT, ident.to_bytes(), tag=tag)
     if kind == ReplyFrame.RESULT:
         scores = b"".join(s.to_bytes(identity.score_bytes, "little") for s in record["scores"])
         return encode_frame(Reply.RESULT, bytes([record["label"]]) + scores
-                            + record["cycles"].to_bytes(4, "little"), tag=TAG)
+                            + record["cycles"].to_bytes(4, "little"), tag=tag)
     if kind == ReplyFrame.ERROR:
-        return encode_frame(Reply.ERROR, bytes([error]), tag=TAG)
-    return encode_frame(kind.code, body, tag=TAG)
+        return encode_frame(Reply.ERROR, bytes([error]), tag=tag)
+    return encode_frame(kind.code, body, tag=tag)
 
 
 def serialise(requests, *, pauses: str, seed: int = 0, back_to_back: bool = False,
-              identity=IDENTITY, trained: int = 0):
+              identity=IDENTITY, trained: int = 0, score_port: bool = False,
+              shared_header: bool = False, tag: int = TAG):
     """Send each (kind, error, body) request, held until taken, after the previous reply's
     ``done`` (or at once: ``back_to_back``), its body offered on ``body`` (and its length
     on ``body_length``) from the cycle after it is taken; returns the bytes taken, the
     byte counts at each ``done`` and at each result.ready, any byte that changed while on
-    offer, and the body bytes taken by each ``done``."""
+    offer, and the body bytes taken by each ``done``. With ``score_port`` the record's
+    scores are only on the ``score`` port (a synchronous read, as the core's), the
+    record's own all zero. ``shared_header``: the serialiser's one header select."""
     dut = ReplySerialiser(identity=identity,
-                          result_layout=result_layout(identity.labels, identity.score_bits))
+                          result_layout=result_layout(identity.labels, identity.score_bits),
+                          score_port=score_port, shared_header=shared_header)
     rng = random.Random(seed)
     feed_rng = random.Random(seed + 1)
     sent = bytearray()
@@ -138,13 +142,25 @@ def serialise(requests, *, pauses: str, seed: int = 0, back_to_back: bool = Fals
                 offered = False
             await ctx.tick()
 
+    async def score_reads(ctx) -> None:
+        # The core's score read port: the score of the address of the cycle before, the
+        # first label's beyond the last (Argmax's ``read``).
+        scores = result_record(seed, identity)["scores"]
+        while True:
+            addr = ctx.get(dut.score.addr)
+            await ctx.tick()
+            ctx.set(dut.score.data, scores[addr] if addr < len(scores) else scores[0])
+
     async def source(ctx) -> None:
-        ctx.set(dut.tag, TAG)
+        ctx.set(dut.tag, tag)
         ctx.set(dut.model_ok, 1)
         ctx.set(dut.checksum, 0xCAFE_F00D)
         ctx.set(dut.trained, trained)
         ctx.set(dut.result.valid, 1)
-        ctx.set(dut.result.payload, result_record(seed, identity))
+        record = result_record(seed, identity)
+        if score_port:
+            record["scores"] = [0] * identity.labels
+        ctx.set(dut.result.payload, record)
         for kind, error, body in requests:
             ctx.set(dut.request.valid, 1)
             ctx.set(dut.request.payload, {"reply": kind, "error": error})
@@ -182,20 +198,29 @@ def serialise(requests, *, pauses: str, seed: int = 0, back_to_back: bool = Fals
     sim.add_clock(PERIOD)
     sim.add_testbench(sink, background=True)
     sim.add_testbench(feeder, background=True)
+    if score_port:
+        sim.add_testbench(score_reads, background=True)
     sim.add_testbench(source)
     sim.run()
     return bytes(sent), at_done, result_taken, unstable, body_at_done
 
 
+@pytest.mark.parametrize("shared_header", [False, True])
+@pytest.mark.parametrize("score_port", [False, True])
 @pytest.mark.parametrize("back_to_back", [False, True])
 @pytest.mark.parametrize("pauses", ["none", "often"])
-def test_every_reply_frame_goes_out_byte_for_byte(pauses, back_to_back):
+def test_every_reply_frame_goes_out_byte_for_byte(pauses, back_to_back, score_port,
+                                                  shared_header):
+    # score_port: the RESULT's scores read through the port, a score at a time;
+    # shared_header: every frame's header from one select.
     requests = [(ReplyFrame.IDENT, 0, b""), (ReplyFrame.RESULT, 0, b""),
                 (ReplyFrame.LOAD, 0, b""), (ReplyFrame.LOAD_BEGIN, 0, b""),
                 (ReplyFrame.LOAD_COMMIT, 0, b""),
                 *((ReplyFrame.ERROR, code, b"") for code in ErrorCode)]
     sent, at_done, result_taken, unstable, _ = serialise(requests, pauses=pauses, seed=3,
-                                                         back_to_back=back_to_back)
+                                                         back_to_back=back_to_back,
+                                                         score_port=score_port,
+                                                         shared_header=shared_header)
     frames = [expected_frame(kind, error=error, record=result_record(3), model_ok=1,
                              checksum=0xCAFE_F00D) for kind, error, _ in requests]
     assert sent == b"".join(frames)
@@ -206,6 +231,21 @@ def test_every_reply_frame_goes_out_byte_for_byte(pauses, back_to_back):
     assert result_taken == [ends[1]]
     # A byte on offer stays on offer, unchanged, until the transmitter takes it.
     assert unstable == []
+
+
+@pytest.mark.parametrize("shared_header", [False, True])
+def test_every_frame_echoes_the_tag_it_is_given(shared_header):
+    # Another tag than the sync byte's value: a header that sends a constant (the sync
+    # byte's, say) where the tag belongs shows.
+    requests = [(ReplyFrame.IDENT, 0, b""), (ReplyFrame.RESULT, 0, b""),
+                (ReplyFrame.LOAD_COMMIT, 0, b""), (ReplyFrame.ERROR, ErrorCode.CRC, b""),
+                (ReplyFrame.TRAIN, 0, train_body(2, 1)), (ReplyFrame.READ, 0, read_body(2, 3))]
+    sent, *_ = serialise(requests, pauses="none", seed=2, identity=TRAINING,
+                         shared_header=shared_header, tag=0x3C)
+    assert sent == b"".join(expected_frame(kind, error=error, record=result_record(2, TRAINING),
+                                           model_ok=1, checksum=0xCAFE_F00D, body=body,
+                                           identity=TRAINING, tag=0x3C)
+                            for kind, error, body in requests)
 
 
 def test_the_serialiser_idles_after_a_reply():
@@ -223,6 +263,13 @@ def test_reply_serialiser_refuses_a_layout_that_is_not_a_struct():
         ReplySerialiser(identity=IDENTITY, result_layout=8)
 
 
+@pytest.mark.parametrize(("option", "message"), [("score_port", "Score port"),
+                                                 ("shared_header", "Shared header")])
+def test_the_small_part_options_are_asked_for_by_a_bool(option, message):
+    with pytest.raises(TypeError, match=f"^{message} must be True or False, not 1$"):
+        ReplySerialiser(identity=IDENTITY, result_layout=LAYOUT, **{option: 1})
+
+
 def streamed_requests(seed: int) -> list[tuple[ReplyFrame, int, bytes]]:
     """Replies of a training link, the streamed ones with bodies of one record or
     word, the most records a TRAIN frame has, and a READ whose length needs both bytes
@@ -238,15 +285,18 @@ def streamed_requests(seed: int) -> list[tuple[ReplyFrame, int, bytes]]:
             (ReplyFrame.LOAD, 0, b"")]
 
 
+@pytest.mark.parametrize("shared_header", [False, True])
+@pytest.mark.parametrize("score_port", [False, True])
 @pytest.mark.parametrize("back_to_back", [False, True])
 @pytest.mark.parametrize("pauses", ["none", "often"])
-def test_a_training_link_sends_train_and_read_replies_byte_for_byte(pauses, back_to_back):
+def test_a_training_link_sends_train_and_read_replies_byte_for_byte(pauses, back_to_back,
+                                                                   score_port, shared_header):
     requests = streamed_requests(5)
     # 296 bytes: the length field's high byte is not 0.
     assert len(requests[5][2]) == 296
     sent, at_done, result_taken, unstable, body_at_done = serialise(
         requests, pauses=pauses, seed=5, back_to_back=back_to_back, identity=TRAINING,
-        trained=0x1234_5678)
+        trained=0x1234_5678, score_port=score_port, shared_header=shared_header)
     frames = [expected_frame(kind, error=error, record=result_record(5, TRAINING), model_ok=1,
                              checksum=0xCAFE_F00D, body=body, identity=TRAINING,
                              trained=0x1234_5678) for kind, error, body in requests]

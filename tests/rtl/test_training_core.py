@@ -582,7 +582,7 @@ def _stream(dut: TrainingCore, trainer: IntTrainer, samples, classify):
 
 
 @pytest.mark.parametrize("algo, samples", [
-    ("ffdl", 24), pytest.param("ffdl", 200, marks=pytest.mark.slow),
+    ("ffdl", 12), pytest.param("ffdl", 200, marks=pytest.mark.slow),
     pytest.param("ffcl", 200, marks=pytest.mark.slow)])
 def test_training_core_on_digits_samples(algo, samples):
     # A small digits net (64-10-7, 3 lanes: 10 and 7 are not multiples of 3),
@@ -837,6 +837,9 @@ def test_a_stored_core_starts_at_the_middle_of_every_forward_code():
     assert images["labels"] == expected["U"]
 
 
+# About 30 s of CPU for its one sample: opt-in (``-m slow``); the default run keeps the
+# inference core on a deep store (tests/rtl/test_core.py) and the store's own tests.
+@pytest.mark.slow
 def test_a_training_core_on_a_deep_weight_store_trains_like_the_golden_trainer():
     # 784 x 21 weights on one lane: 16,464 words, past one ECP5 block RAM, so the store
     # reads in 3 cycles (its parts' output registers): the W pass's lanes, the forward

@@ -647,7 +647,10 @@ def test_the_icebreaker_core_with_b_and_u_on_a_weight_pass_lane_trains_like_the_
     options = dict(SMALL_PART, label_lanes=label_lanes, compact_lanes=True, lean_signal=True,
                    lean_forward=True, serial_weight_pass=True, shared_word_network=True,
                    stored_norms=True, tag_memory=True)
-    dut = _train(name, config, rule, lanes, **options, shared_update_lane=True)
+    # (score_port: the build's core has the score read port for its link; it changes
+    # no weight and no cycle.)
+    dut = _train(name, config, rule, lanes, **options, shared_update_lane=True,
+                 score_port=True)
     assert dut.options == training_core(dut.model, rule, "icebreaker", lanes).options
     own = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)
     assert dut.bias_label.lanes == (dut.weight_pass.lanes[0],)

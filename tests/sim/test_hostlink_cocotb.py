@@ -108,14 +108,14 @@ def test_the_host_library_trains_the_training_link_verilog(algo, tmp_path, build
 #: SPRAM training links on a 9-5-4 FFDL model: (lanes, store_bits, TrainingCore options).
 #: 2 lanes of 16 bits make a 32-bit word, kept in two banks (even and odd words); 4 a
 #: 64-bit word in one; the small-part options (every multiplier on the MAC lanes, label
-#: lanes G = 2 < K, one b and U lane, the update's input norms from the forward pass)
-#: with 4 lanes of 8 bits, two banks.
+#: lanes G = 2 < K, one b and U lane, the update's input norms from the forward pass, a
+#: RESULT's scores read through the argmax's select) with 4 lanes of 8 bits, two banks.
 SPRAM_CORES = {
     "banked": (2, 16, {}),
     "single": (4, 16, {}),
     "small-part": (4, 8, {"forward_multipliers": "shared", "signal_multipliers": "shared",
                           "label_lanes": 2, "bias_label_lanes": 1,
-                          "input_norm": "forward"}),
+                          "input_norm": "forward", "score_port": True}),
 }
 #: Their line: 4 cycles a bit (no skewed sender here), since the load's bytes are most of
 #: the simulated time (Icarus: 42 s of simulation at divisor 8).
