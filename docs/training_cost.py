@@ -195,6 +195,7 @@ PARTS = {
     "top.core.argmax": "  its argmax",
     "top.core.sweep": "  its sweep (scaler included)",
     "top.core.rsqrt_": "  its two rsqrt units",
+    "top.core.rsqrt": "  its one rsqrt unit (stored_norms)",
     "top.core.memories": "  its memories (weights, biases, labels, program)",
     "top.scan": "ErrorScan (LearningSignalUnit included)",
     "top.bias_label": "BiasLabelPass (its lane included)",

@@ -758,7 +758,9 @@ def _sim_train(args: argparse.Namespace) -> int:
               f"{', the lean forward datapath' if r['lean_forward'] else ''}"
               f"{', one W/V update lane' if r['serial_weight_pass'] else ''}"
               f"{', one network for the word generators' if r['shared_word_network'] else ''}"
-              f"{', the b/U lane a W lane' if r.get('shared_update_lane') else ''}")
+              f"{', the b/U lane a W lane' if r.get('shared_update_lane') else ''}"
+              f"{', one norm unit, the norms kept' if r.get('stored_norms') else ''}"
+              f"{', the sweep tags in block RAM' if r.get('tag_memory') else ''}")
     rule = r["rule"]
     low, high = r["lr_range"]
     print(f"  rule              {r['rule_source']}: lr 2^-{r['lr_shift']} (range 2^-{low}.."

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -77,7 +77,7 @@ from rtl.program import (
     build_program,
     op_layout,
 )
-from rtl.select import is_zero
+from rtl.select import equals, is_zero
 from rtl.sequencer import CYCLE_BITS, Sequencer
 from rtl.sweep import SHARED_OPERANDS, Sweep
 from rtl.weight_store import bram_slices
@@ -223,6 +223,24 @@ class Core(wiring.Component):
         compute f (f + e) so that one bit instead of the odd part waits beside them. The
         same results in the same cycles. Its two reciprocal square roots are
         ``Rsqrt(held=True)``: the op's input sums hold for the whole op.
+    stored_norms : bool
+        Another small-part option (default False): one reciprocal square root, of the
+        sweep's sum of squares when an op finishes (``Sequencer(stored_norms=True)``),
+        and per layer the latest (r, sh / 2) of it instead of the sums of squares of
+        every layer in both loop banks, kept only for a layer an op reads
+        (:attr:`rtl.program.Program.norm_reads`, which shows that a read never needs the
+        other bank's): the feed-forward and feedback inputs' norms are those of the
+        layers' outputs, so one unit computes each once, instead of two units
+        recomputing them from the stored sums for every op. The unit is
+        ``Rsqrt(held=True, input_register=False)`` (the sum is a register and holds until
+        the next op is decoded), with ``keep=True`` when one layer's norm is read: its
+        output registers keep it. The same results in the same cycles; the ``norms``
+        port's values are valid from the op's first cycle, its feedback values only for
+        an op whose feedback pass runs (``fb_en``).
+    tag_memory : bool
+        Another small-part option (default False): ``Sweep(tag_memory=True)``, the
+        passes' tags on their way to the sweep in a block RAM (one more) instead of
+        flip-flops. The same results in the same cycles.
     score_port : bool
         Add the ``score`` port (default False, for a part as small as the UP5K): the
         argmax's score select (``Argmax(read_port=True)``) read between searches, so that
@@ -280,7 +298,8 @@ class Core(wiring.Component):
                  weights: str = "rom", banks: int = 1, shared: bool = False,
                  observe: bool = False, store_bits: int | None = None,
                  layer1_cache: bool = True, lend: bool = False, norms: bool = False,
-                 lean: bool = False, score_port: bool = False) -> None:
+                 lean: bool = False, stored_norms: bool = False,
+                 tag_memory: bool = False, score_port: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         check_mapping(weights, banks)
@@ -288,7 +307,13 @@ class Core(wiring.Component):
             raise TypeError(f"Lend must be True or False, not {lend!r}")
         if not isinstance(lean, bool):
             raise TypeError(f"Lean must be True or False, not {lean!r}")
+        if not isinstance(stored_norms, bool):
+            raise TypeError(f"Stored norms must be True or False, not {stored_norms!r}")
+        if not isinstance(tag_memory, bool):
+            raise TypeError(f"Tag memory must be True or False, not {tag_memory!r}")
         self.lean = lean
+        self.stored_norms = stored_norms
+        self.tag_memory = tag_memory
         fine_bits = 0
         if store_bits is not None:
             B_w = model.fmt.weight_bits
@@ -411,14 +436,16 @@ class Core(wiring.Component):
             clear_ahead=shared)
         # Lean: their inputs, the op's input sums, hold for the whole op (see below).
         held = {"held": True} if self.lean else {}
-        m.submodules.rsqrt_ff = rsqrt_ff = Rsqrt(
-            sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits,
-            **held)
-        m.submodules.rsqrt_fb = rsqrt_fb = Rsqrt(
-            sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits,
-            **held)
+        if not self.stored_norms:
+            m.submodules.rsqrt_ff = rsqrt_ff = Rsqrt(
+                sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits,
+                **held)
+            m.submodules.rsqrt_fb = rsqrt_fb = Rsqrt(
+                sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits,
+                **held)
         m.submodules.sweep = sweep = Sweep(
-            prog, product_latency=lanes.side_latency if shared else None, lean=self.lean)
+            prog, product_latency=lanes.side_latency if shared else None, lean=self.lean,
+            **({"tag_memory": True} if self.tag_memory else {}))
         m.submodules.buffer = buffer = FeedbackBuffer(depth=total, width=w.act)
         m.submodules.goodness = goodness = GoodnessDatapath(
             labels=K, lanes=G, state_bits=w.state, weight_bits=w.weight,
@@ -426,7 +453,8 @@ class Core(wiring.Component):
             operand_bits=SIDE_BITS, lean=self.lean and shared)
         m.submodules.argmax = argmax = Argmax(labels=K, score_bits=w.score,
                                               read_port=self.score_port_enabled)
-        m.submodules.sequencer = seq = Sequencer(prog)
+        m.submodules.sequencer = seq = Sequencer(
+            prog, **({"stored_norms": True} if self.stored_norms else {}))
         m.submodules.memories = memories = self.memories
         # Every depth is at least 2: a one-entry memory has a zero-width address, which
         # Verilog spells [-1:0].
@@ -461,11 +489,16 @@ class Core(wiring.Component):
         # FINISH), so the units' registered outputs are used directly.
         first_layer = is_zero(op.layer)
         unit_r = 1 << fmt.rsqrt_frac_bits
+        if self.stored_norms:
+            ff_r, ff_half, fb_r, fb_half = self._stored_norms(m, seq, sweep)
+        else:
+            m.d.comb += [rsqrt_ff.sq.eq(seq.ff_sq), rsqrt_fb.sq.eq(seq.fb_sq)]
+            ff_r, ff_half = rsqrt_ff.r, rsqrt_ff.sh >> 1
+            fb_r, fb_half = rsqrt_fb.r, rsqrt_fb.sh >> 1
         m.d.comb += [
-            rsqrt_ff.sq.eq(seq.ff_sq), rsqrt_fb.sq.eq(seq.fb_sq),
-            sweep.ff_r.eq(Mux(first_layer, unit_r, rsqrt_ff.r)),
-            sweep.ff_shift.eq(op.ff_shift + Mux(first_layer, 0, rsqrt_ff.sh >> 1)),
-            sweep.fb_r.eq(rsqrt_fb.r), sweep.fb_shift.eq(op.fb_shift + (rsqrt_fb.sh >> 1)),
+            sweep.ff_r.eq(Mux(first_layer, unit_r, ff_r)),
+            sweep.ff_shift.eq(op.ff_shift + Mux(first_layer, 0, ff_half)),
+            sweep.fb_r.eq(fb_r), sweep.fb_shift.eq(op.fb_shift + fb_half),
             sweep.out_off.eq(op.out_off), sweep.bank.eq(op.bank),
             sweep.tag.eq(seq.tag), seq.free.eq(sweep.free),
             lanes.last.eq(sweep.last), sweep.acc.eq(lanes.out),
@@ -531,9 +564,80 @@ class Core(wiring.Component):
                 self.observe.act_data.eq(sweep.buffer.data),
             ]
         if self.norms_enabled:
-            m.d.comb += [self.norms.ff_r.eq(rsqrt_ff.r), self.norms.ff_sh.eq(rsqrt_ff.sh),
-                         self.norms.fb_r.eq(rsqrt_fb.r), self.norms.fb_sh.eq(rsqrt_fb.sh)]
+            if self.stored_norms:
+                m.d.comb += [self.norms.ff_r.eq(ff_r), self.norms.ff_sh.eq(ff_half << 1),
+                             self.norms.fb_r.eq(fb_r), self.norms.fb_sh.eq(fb_half << 1)]
+            else:
+                m.d.comb += [self.norms.ff_r.eq(rsqrt_ff.r), self.norms.ff_sh.eq(rsqrt_ff.sh),
+                             self.norms.fb_r.eq(rsqrt_fb.r), self.norms.fb_sh.eq(rsqrt_fb.sh)]
         return m
+
+    def _stored_norms(self, m: Module, seq: Sequencer, sweep: Sweep) -> tuple:
+        """``stored_norms``: the reciprocal square root of each finished layer's sum of
+        squares, kept per layer that an op reads; returns (r, sh / 2) of the running
+        op's feed-forward input and of its feedback."""
+        prog, fmt, w = self.program, self.model.fmt, self.program.widths
+        op = seq.op
+        ff_reads, fb_reads = prog.norm_reads
+        # A core whose ops read one layer's norm (FFDL and FFL on two layers: the digits
+        # and MNIST builds) keeps it in the unit's output registers, updated only when
+        # that layer finishes: no register fed by the table's block RAM.
+        single = len(ff_reads | fb_reads) == 1
+        m.submodules.rsqrt = rsqrt = Rsqrt(
+            sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits,
+            held=True, input_register=False, **({"keep": True} if single else {}))
+        # The sweep's sum is a register, final in FINISH and held until the next op is
+        # decoded (two cycles at least: FINISH, FETCH), as the unit needs.
+        m.d.comb += rsqrt.sq.eq(sweep.sq)
+        kept = {}
+        if single:
+            (layer,) = ff_reads | fb_reads
+            # The table is read rsqrt.latency - 1 cycles after that layer's FINISH.
+            strobe = seq.finish & equals(op.layer, layer)
+            for i in range(rsqrt.latency - 1):
+                delayed = Signal(name=f"norm_strobe_{i}")
+                m.d.sync += delayed.eq(strobe)
+                strobe = delayed
+            m.d.comb += rsqrt.update.eq(strobe)
+            kept[layer] = (rsqrt.r, rsqrt.sh[1:])
+        else:
+            # Its (r, sh) come rsqrt.latency cycles after FINISH, when the next op may
+            # run: the finished layer waits in a register, FINISH's strobe in a delay line.
+            target = Signal.like(op.layer)
+            with m.If(seq.finish):
+                m.d.sync += target.eq(op.layer)
+            strobe = seq.finish
+            for i in range(rsqrt.latency):
+                delayed = Signal(name=f"norm_strobe_{i}")
+                m.d.sync += delayed.eq(strobe)
+                strobe = delayed
+            # One (r, sh / 2) per layer read, its latest (Program.norm_reads: a read never
+            # needs the other loop bank's, nor a value from before the layer ran); sh is
+            # even (Rsqrt). A layer no op reads has no register.
+            for layer in sorted(ff_reads | fb_reads):
+                r = Signal.like(rsqrt.r, name=f"norm_r_l{layer}")
+                half = Signal(len(rsqrt.sh) - 1, name=f"norm_sh_half_l{layer}")
+                with m.If(strobe & equals(target, layer)):
+                    m.d.sync += [r.eq(rsqrt.r), half.eq(rsqrt.sh[1:])]
+                kept[layer] = (r, half)
+
+        def pick(reads, field, offset):
+            """The kept pair of layer ``field - offset`` among ``reads``: an op reads only
+            those, so the last one needs no comparison (nor does a single one)."""
+            if not reads:
+                return Const(0, len(rsqrt.r)), Const(0, len(rsqrt.sh) - 1)
+            layers = sorted(reads)
+            r, half = kept[layers[-1]]
+            for i in layers[:-1]:
+                hit = equals(field, i + offset)
+                r, half = Mux(hit, kept[i][0], r), Mux(hit, kept[i][1], half)
+            return r, half
+
+        # The feed-forward input of layer l > 0 is layer l - 1's output (the first
+        # layer's is the image: the caller's unit reciprocal).
+        ff_r, ff_half = pick(ff_reads, op.layer, 1)
+        fb_r, fb_half = pick(fb_reads, op.fb_src, 0)
+        return ff_r, ff_half, fb_r, fb_half
 
     def _side_operands(self, m: Module, lanes: MacLanes, sweep: Sweep,
                        goodness: GoodnessDatapath, seq: Sequencer) -> None:

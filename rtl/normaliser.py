@@ -42,30 +42,56 @@ class Rsqrt(wiring.Component):
         takes a logic cell of its own: the copy is ``sq_bits`` of them). ``r`` and
         ``sh`` are right from :attr:`LATENCY` cycles after ``sq`` settles while it holds,
         not for a ``sq`` that changes every cycle.
+    input_register : bool, optional
+        Register ``sq`` before bit_length (default True). False, for a ``sq`` that is a
+        register's output (nothing to keep off the bit_length path): bit_length reads
+        the port, one flip-flop per bit fewer (on iCE40 each a logic cell of its own,
+        fed by a flip-flop) and :attr:`latency` one cycle shorter. With ``held`` the
+        port must then hold for ``latency - 1`` cycles.
+    keep : bool, optional
+        Add the ``update`` input (default False): ``r`` and ``sh`` take a new result
+        only in the cycle after one with ``update`` high and keep it otherwise (the
+        table's read port and the ``sh`` register are enabled by it), so the unit's
+        output registers keep a result, for a core that keeps one norm
+        (``Core(stored_norms=True)``): on iCE40 a register fed by the table's block RAM
+        takes a logic cell a bit.
 
     Members
     -------
     sq : In(unsigned(sq_bits))
     r : Out(unsigned(frac_bits + 1))
-        Valid ``latency`` cycles after ``sq``.
+        Valid :attr:`latency` cycles after ``sq``.
     sh : Out(range(sq_bits + 2))
         The even shift, aligned with ``r``.
+    update : In(1)
+        Only with ``keep``: take the result of ``sq`` given :attr:`latency` - 1 cycles
+        before (``r`` and ``sh`` have it in the next cycle, and keep it).
     """
 
     def __init__(self, *, sq_bits: int, index_bits: int, frac_bits: int,
-                 held: bool = False) -> None:
+                 held: bool = False, input_register: bool = True,
+                 keep: bool = False) -> None:
         if not isinstance(held, bool):
             raise TypeError(f"Held must be True or False, not {held!r}")
+        if not isinstance(input_register, bool):
+            raise TypeError(f"Input register must be True or False, not {input_register!r}")
+        if not isinstance(keep, bool):
+            raise TypeError(f"Keep must be True or False, not {keep!r}")
         self.held = held
+        self.input_register = input_register
+        self.keep = keep
         self.sq_bits = check_positive_int("Sum-of-squares width", sq_bits)
         self.index_bits = check_positive_int("Table index width", index_bits, minimum=2)
         self.frac_bits = check_positive_int("Table precision", frac_bits)
         self.table = [int(v) for v in rsqrt_table(index_bits, frac_bits)]
-        super().__init__({
+        members = {
             "sq": In(unsigned(sq_bits)),
             "r": Out(unsigned(frac_bits + 1)),
             "sh": Out(range(sq_bits + 2)),
-        })
+        }
+        if keep:
+            members["update"] = In(1)
+        super().__init__(members)
 
     #: Cycles from ``sq`` to ``r`` and ``sh``: an input register (the caller's multiplexer
     #: of stored sums stays out of the next stage), bit_length, then the normalising
@@ -75,8 +101,9 @@ class Rsqrt(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from ``sq`` to ``r`` and ``sh`` (:attr:`LATENCY`)."""
-        return self.LATENCY
+        """Cycles from ``sq`` to ``r`` and ``sh`` (:attr:`LATENCY`, one fewer without the
+        input register)."""
+        return self.LATENCY if self.input_register else self.LATENCY - 1
 
     def memories(self) -> list[MemoryShape]:
         """The reciprocal square root table."""
@@ -88,8 +115,12 @@ class Rsqrt(wiring.Component):
             shape=unsigned(self.frac_bits + 1), depth=len(self.table), init=self.table)
         port = rom.read_port()
         # Stage 1: bit_length(sq), by a tree of halves (log2(sq_bits) multiplexers deep).
-        given = Signal.like(self.sq)
-        m.d.sync += given.eq(self.sq)
+        if self.input_register:
+            given = Signal.like(self.sq)
+            m.d.sync += given.eq(self.sq)
+        else:
+            # sq is a register already: bit_length reads it.
+            given = self.sq
         length = Signal(range(self.sq_bits + 1))
         if self.held:
             # The input holds: stage 2 takes the register stage 1 read.
@@ -109,7 +140,12 @@ class Rsqrt(wiring.Component):
         m.d.sync += [addr.eq(sq >> shift), early_sh.eq(shift)]
         # Stage 3: the table (the read port's register is the stage's); sh waits for it.
         m.d.comb += [port.addr.eq(addr), self.r.eq(port.data)]
-        m.d.sync += self.sh.eq(early_sh)
+        if self.keep:
+            m.d.comb += port.en.eq(self.update)
+            with m.If(self.update):
+                m.d.sync += self.sh.eq(early_sh)
+        else:
+            m.d.sync += self.sh.eq(early_sh)
         return m
 
 

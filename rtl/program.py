@@ -231,6 +231,40 @@ class Program:
             return sum(self.model.config.hidden)
         return 0
 
+    @property
+    def norm_reads(self) -> tuple[frozenset, frozenset]:
+        """The layers whose output norm the ``LAYER`` ops read: as the feed-forward input
+        (the layer below, this iteration's) and as the feedback (the source, the previous
+        iteration's) of an op whose feedback pass runs (``fb_en``).
+
+        Each read is of the layer's output written earlier in the same inference, and of
+        its latest: a feedback source is above the layer that hears it
+        (:meth:`golden.config.ModelConfig.feedback_source`), so it has not run yet in the
+        iteration; the loop banks need not be told apart (a core keeps one norm per
+        layer read, and no reset value is ever read). Raises RuntimeError for a program
+        in which that fails.
+        """
+        ff = frozenset(op.layer - 1 for op in self.ops if op.kind == LAYER and op.layer > 0)
+        fb = frozenset(op.fb_src for op in self.ops if op.kind == LAYER and op.fb_en)
+        # The bank each layer last wrote in the inference: every read must find the bank
+        # it reads.
+        latest: dict[int, int] = {}
+        for index, op in enumerate(self.ops):
+            if op.kind != LAYER:
+                continue
+            reads = ([(op.layer - 1, op.bank)] if op.layer > 0 else []) + \
+                ([(op.fb_src, 1 - op.bank)] if op.fb_en else [])
+            for layer, bank in reads:
+                if layer not in latest:
+                    raise RuntimeError(f"op {index} (layer {op.layer}, bank {op.bank}) reads "
+                                       f"layer {layer}'s norm before the layer ran")
+                if latest[layer] != bank:
+                    raise RuntimeError(f"op {index} (layer {op.layer}, bank {op.bank}) reads "
+                                       f"layer {layer}'s norm of bank {bank}, but the layer "
+                                       f"last wrote bank {latest[layer]}")
+            latest[op.layer] = op.bank
+        return ff, fb
+
     def tiles(self, n: int) -> int:
         """ceil(n / P)."""
         return -(-n // self.lanes)

@@ -87,6 +87,11 @@ class Sequencer(wiring.Component):
     program : Program
         The ops, sizes and latencies (``prep``, ``sweep_drain``, ``scan_drain``,
         ``pass_gap``) the state machine follows.
+    stored_norms : bool, optional
+        The small-part form (default False): no stored sums of squares (nor ``ff_sq``
+        and ``fb_sq``); ``finish`` says when the sweep's ``sq`` is the op's, for a core
+        that keeps the reciprocal square roots of the layers' outputs instead
+        (``Core(stored_norms=True)``). The same states in the same cycles.
 
     Members
     -------
@@ -131,8 +136,11 @@ class Sequencer(wiring.Component):
     sq : In(unsigned(sq_bits))
         The sweep's sum of squares, stored per layer and bank in FINISH.
     ff_sq, fb_sq : Out(unsigned(sq_bits))
-        The stored sums of squares of the op's feed-forward input (0 for the first
-        layer) and of its feedback source.
+        Without ``stored_norms``: the stored sums of squares of the op's feed-forward
+        input (0 for the first layer) and of its feedback source.
+    finish : Out(1)
+        Only with ``stored_norms``: FINISH, ``sq`` is the sum of squares of layer
+        ``op.layer``'s outputs in bank ``op.bank``; it holds in the next cycle too.
     clear_scores : Out(1)
         An inference starts.
     add_score : Out(StructLayout({"en": 1, "label": range(K), "value": unsigned(score)}))
@@ -151,10 +159,13 @@ class Sequencer(wiring.Component):
         The label weight word of the pair.
     """
 
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program, *, stored_norms: bool = False) -> None:
         if not isinstance(program, Program):
             raise TypeError(f"Program must be an rtl.program.Program, not {program!r}")
+        if not isinstance(stored_norms, bool):
+            raise TypeError(f"Stored norms must be True or False, not {stored_norms!r}")
         self.program = program
+        self.stored_norms = stored_norms
         w, config = program.widths, program.model.config
         P, K, D = program.lanes, config.num_classes, config.input_size
         total = sum(config.hidden)
@@ -162,7 +173,7 @@ class Sequencer(wiring.Component):
         self._column = range(max(D + K, max(config.hidden)) + program.mac_drain + P
                              + program.sweep_drain)
         self._weight_addr = range(len(program.weight_words) + max(D + K, total) + 1)
-        super().__init__({
+        members = {
             "image": In(stream.Signature(unsigned(w.input))),
             "image_write": In(memory.WritePort.Signature(addr_width=_addr_width(D),
                                                          shape=unsigned(w.input))),
@@ -196,7 +207,11 @@ class Sequencer(wiring.Component):
             "scan_group": Out(range(max(2, program.groups))),
             "pre_addr": Out(range(max(2, *config.hidden))),
             "label_addr": Out(range(max(1, len(program.label_words)) + 1)),
-        })
+        }
+        if stored_norms:
+            del members["ff_sq"], members["fb_sq"]
+            members["finish"] = Out(1)
+        super().__init__(members)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -217,7 +232,8 @@ class Sequencer(wiring.Component):
             weight_addr=self.weight_addr,
             feedback_pass=self.feedback,
             gap=Signal(range(prog.pass_gap(P) + 1)),
-            sq_regs=[[Signal(unsigned(w.sq), name=f"sq_b{b}_l{i}") for i in range(L)]
+            sq_regs=[] if self.stored_norms else
+                    [[Signal(unsigned(w.sq), name=f"sq_b{b}_l{i}") for i in range(L)]
                      for b in range(2)],
             valid_lanes=Signal(range(P + 1)),
             scan_group=self.scan_group,
@@ -232,13 +248,14 @@ class Sequencer(wiring.Component):
             per_bank = [select(r.sq_regs[b], layer) for b in range(2)]
             return Mux(bank, per_bank[1], per_bank[0])
 
-        # The reciprocals of the op's inputs: stable for the whole op (sq changes only in
-        # FINISH), so the units' registered outputs are used directly.
-        m.d.comb += [
-            self.ff_sq.eq(Mux(is_zero(op.layer), 0,
-                              sq_of(op.bank, (op.layer - 1)[:len(op.layer)]))),
-            self.fb_sq.eq(sq_of(~op.bank, op.fb_src)),
-        ]
+        if not self.stored_norms:
+            # The reciprocals of the op's inputs: stable for the whole op (sq changes only
+            # in FINISH), so the units' registered outputs are used directly.
+            m.d.comb += [
+                self.ff_sq.eq(Mux(is_zero(op.layer), 0,
+                                  sq_of(op.bank, (op.layer - 1)[:len(op.layer)]))),
+                self.fb_sq.eq(sq_of(~op.bank, op.fb_src)),
+            ]
         m.d.comb += [self.image_write.addr.eq(r.pixel),
                      self.image_write.data.eq(self.image.payload)]
 
@@ -359,11 +376,15 @@ class Sequencer(wiring.Component):
 
         with m.State("FINISH"):
             self._set_phase(m, Phase.NORMALISATION)
-            layer_hot = one_hot(op.layer, prog.model.config.num_layers)
-            for b in range(2):
-                for i in range(prog.model.config.num_layers):
-                    with m.If((op.bank if b else ~op.bank) & layer_hot[i]):
-                        m.d.sync += r.sq_regs[b][i].eq(self.sq)
+            if self.stored_norms:
+                # The core keeps the norm of the sum (the sweep's sq holds through FETCH).
+                m.d.comb += self.finish.eq(1)
+            else:
+                layer_hot = one_hot(op.layer, prog.model.config.num_layers)
+                for b in range(2):
+                    for i in range(prog.model.config.num_layers):
+                        with m.If((op.bank if b else ~op.bank) & layer_hot[i]):
+                            m.d.sync += r.sq_regs[b][i].eq(self.sq)
             with m.If(op.ffl_add):
                 m.d.comb += [self.add_score.en.eq(1), self.add_score.label.eq(op.label),
                              self.add_score.value.eq(self.sq)]

@@ -17,10 +17,11 @@ shared multipliers the scaler and the square borrow lanes 0-2 (``a``, ``b``,
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth import Cat, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from rtl.collisions import COLLISIONS_UNUSED
 from rtl.normaliser import Scaler, SplitScaler
 from rtl.program import (
     SIDE_BITS,
@@ -63,6 +64,12 @@ class Sweep(wiring.Component):
         bias's delay line, the offset and the scaled sum's copy were 123 of the digits
         training build's cells, the saturated sum's wait is 16. The same values in the
         same cycles.
+    tag_memory : bool, optional
+        Another small-part option (default False): the tags' way to the lanes and the
+        shift-out (``1 + mac_drain`` cycles) in a block RAM written and read in turn,
+        only ``valid`` in flip-flops, instead of a line of whole tags in flip-flops, each
+        of which takes a logic cell of its own on iCE40 (fed by a flip-flop). The same
+        values in the same cycles, for one block RAM.
 
     Members
     -------
@@ -101,7 +108,7 @@ class Sweep(wiring.Component):
     """
 
     def __init__(self, program: Program, *, product_latency: int | None = None,
-                 lean: bool = False) -> None:
+                 lean: bool = False, tag_memory: bool = False) -> None:
         if not isinstance(program, Program):
             raise TypeError(f"Program must be an rtl.program.Program, not {program!r}")
         if program.shared != (product_latency is not None):
@@ -109,7 +116,10 @@ class Sweep(wiring.Component):
                              f"(shared={program.shared}), not {product_latency!r}")
         if not isinstance(lean, bool):
             raise TypeError(f"Lean must be True or False, not {lean!r}")
+        if not isinstance(tag_memory, bool):
+            raise TypeError(f"Tag memory must be True or False, not {tag_memory!r}")
         self.program, self.product_latency, self.lean = program, product_latency, lean
+        self.tag_memory = tag_memory
         w, config = program.widths, program.model.config
         total = sum(config.hidden)
         members = {
@@ -165,13 +175,22 @@ class Sweep(wiring.Component):
         # The last element issued in cycle c is in the accumulators in cycle
         # c + 1 + mac_drain (memory read, operand stages, the lanes); the next pass's first
         # element, issued from c + 1 on, restarts them only at the end of that cycle.
-        tags = [Signal(tag_layout(self.program), name=f"tag_{i}") for i in range(1 + drain)]
-        m.d.sync += tags[0].eq(self.tag)
-        m.d.sync += [tags[i].eq(tags[i - 1]) for i in range(1, len(tags))]
+        if self.tag_memory:
+            valids, rest = self._tag_memory(m, drain)
+            # The tag that reaches the sweep: its valid bit from the line, the rest from
+            # the memory, in the same cycle.
+            captured = tag_layout(self.program)(Cat(valids[-1], rest))
+        else:
+            tags = [Signal(tag_layout(self.program), name=f"tag_{i}")
+                    for i in range(1 + drain)]
+            m.d.sync += tags[0].eq(self.tag)
+            m.d.sync += [tags[i].eq(tags[i - 1]) for i in range(1, len(tags))]
+            valids = [tag.valid for tag in tags]
+            captured = tags[-1]
         # The tag of a pass's last element reaches the lanes with the element (the memory
         # read and the operand stage), and the sweep with its sums, when the lanes'
         # shift-out gives lane 0's.
-        m.d.comb += self.last.eq(tags[self.program.operand_stages].valid)
+        m.d.comb += self.last.eq(valids[self.program.operand_stages])
         # Cycles until the sweep has taken its last accumulator, counting handed-over
         # passes still on their way: a pass may issue its last element only if the sweep
         # is free when that element's products arrive.
@@ -182,7 +201,31 @@ class Sweep(wiring.Component):
         with m.Elif(sweep_busy.any()):
             m.d.sync += sweep_busy.eq(sweep_busy - 1)
         m.d.comb += self.free.eq(sweep_busy <= drain + 1)
-        return tags[-1]
+        return captured
+
+    def _tag_memory(self, m: Module, drain: int) -> tuple[list[Signal], Value]:
+        """``tag_memory``: the tags but ``valid`` through a block RAM, 1 + ``drain``
+        cycles; returns the line of ``valid`` bits and the rest of the last one."""
+        layout = tag_layout(self.program)
+        valids = [Signal(name=f"tag_valid_{i}") for i in range(1 + drain)]
+        m.d.sync += valids[0].eq(self.tag.valid)
+        m.d.sync += [valids[i].eq(valids[i - 1]) for i in range(1, len(valids))]
+        # The rest of the tag is written every cycle at a running address and read
+        # drain cycles later, so it leaves the port's register with valids[-1]: a tag
+        # read is never the one written in the same cycle (the depth is above drain).
+        # The memory's contents after a reset do not matter: only a valid tag is read.
+        # Block RAM, though a few words: in flip-flops it would be the line again.
+        depth = 1 << max(1, drain.bit_length())
+        m.submodules.tag_mem = tag_mem = memory.Memory(
+            shape=unsigned(layout.size - 1), depth=depth, init=[],
+            attrs={**COLLISIONS_UNUSED, "ram_style": "block"})
+        write, read = tag_mem.write_port(), tag_mem.read_port()
+        address = Signal(range(depth))
+        m.d.sync += address.eq(address + 1)
+        m.d.comb += [write.en.eq(1), write.addr.eq(address),
+                     write.data.eq(self.tag.as_value()[1:]),
+                     read.addr.eq(address - drain)]
+        return valids, read.data
 
     def elaborate(self, platform) -> Module:
         m = Module()

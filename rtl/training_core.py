@@ -248,6 +248,19 @@ class TrainingCore(wiring.Component):
         updates start; the rounding words are taken in PREPARE, the replay's in the W and
         V pass), so the network steps whichever takes a word, each generator keeping its
         own word. The same words in the same cycles.
+    stored_norms : bool, optional
+        The inference core's norms in their small-part form (default False, for a part
+        as small as the UP5K): ``Core(stored_norms=True)``, one reciprocal square root
+        of each layer's output when its op finishes, kept per layer and bank where an op
+        reads it, instead of stored sums of squares and two units recomputing them per
+        op (an FFDL or FFL core, which reads no feedback norm, keeps no feedback unit).
+        The same weights in the same cycles (the figures are in
+        docs/training-engine.md, "Logic of the components").
+    tag_memory : bool, optional
+        The inference core's sweep tags in a block RAM (default False, for a part as
+        small as the UP5K, where a flip-flop fed by a flip-flop takes a logic cell of its
+        own, with block RAMs to spare): ``Core(tag_memory=True)``. The same weights in
+        the same cycles, one block RAM more.
 
     Attributes
     ----------
@@ -313,7 +326,8 @@ class TrainingCore(wiring.Component):
                  input_norm: str = "own", compact_lanes: bool = False,
                  lean_signal: bool = False, lean_forward: bool = False,
                  serial_weight_pass: bool = False, shared_word_network: bool = False,
-                 shared_update_lane: bool = False, score_port: bool = False,
+                 shared_update_lane: bool = False, stored_norms: bool = False,
+                 tag_memory: bool = False, score_port: bool = False,
                  compact_signal: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
@@ -375,6 +389,10 @@ class TrainingCore(wiring.Component):
         if not isinstance(lean_forward, bool):
             raise TypeError(f"Lean forward must be a bool, not {lean_forward!r}")
         self.lean_forward = lean_forward
+        if not isinstance(stored_norms, bool):
+            raise TypeError(f"Stored norms must be a bool, not {stored_norms!r}")
+        if not isinstance(tag_memory, bool):
+            raise TypeError(f"Tag memory must be a bool, not {tag_memory!r}")
         shared = multipliers == "shared"
         self.trainer = trainer = IntTrainer(model, rule)
         self.model, self.rule, self.lanes = model, rule, lanes
@@ -387,7 +405,9 @@ class TrainingCore(wiring.Component):
                          layer1_cache=self.trained_iterations == 1, lend=shared,
                          shared=forward_multipliers == "shared", label_lanes=label_lanes,
                          norms=input_norm == "forward", lean=lean_forward,
-                         score_port=score_port)
+                         score_port=score_port,
+                         **({"stored_norms": True} if stored_norms else {}),
+                         **({"tag_memory": True} if tag_memory else {}))
         self.label_groups = LabelGroups(config.num_classes, self.core.program.label_lanes)
         self.fine = trainer.fine_bits
         #: lambda of the first epoch: the ``lr_shift_in`` port's reset value.
@@ -471,6 +491,7 @@ class TrainingCore(wiring.Component):
                 "serial_weight_pass": self.weight_pass.serial,
                 "shared_word_network": not self.words_gen.network,
                 "shared_update_lane": self.shared_update_lane,
+                "stored_norms": self.core.stored_norms, "tag_memory": self.core.tag_memory,
                 "score_port": self.core.score_port_enabled,
                 "compact_signal": self.compact_signal}
 

@@ -48,6 +48,7 @@ from rtl.host_link import link_memories, link_products
 from rtl.program import SIDE_BITS, Program, build_program, op_layout
 from rtl.replica import REPLICA_PREFIX
 from rtl.resources import MemoryShape
+from rtl.sweep import tag_layout
 from rtl.training_core import TrainingCore
 from rtl.weight_store import (
     BRAM_SHAPES,
@@ -202,13 +203,15 @@ def _training_needs(core: TrainingCore, family: str) -> dict[str, Any]:
     }
 
 
-def _memory_shapes(program: Program,
-                   banks: int = 1) -> dict[str, dict[str, tuple[int, int, int]]]:
+def _memory_shapes(program: Program, banks: int = 1, *, stored_norms: bool = False,
+                   tag_memory: bool = False) -> dict[str, dict[str, tuple[int, int, int]]]:
     """(count, depth, width) of every memory of the core: model memories (initialised at
     configuration; with two banks each twice as deep) and working ones, as rtl/core.py
     declares them. The model memories hold stored words: B_m-bit weights and
     (B_s + f)-bit biases in a training core's (``Program.stored_weight_bits``,
-    ``stored_bias_bits``), the forward widths otherwise."""
+    ``stored_bias_bits``), the forward widths otherwise. A core built with
+    ``stored_norms`` has one reciprocal square root table, not two; with
+    ``tag_memory`` the sweep's tag memory (``sweep_tags``) too."""
     w, config = program.widths, program.model.config
     images = memory_images(program)
     fmt = program.model.fmt
@@ -225,7 +228,10 @@ def _memory_shapes(program: Program,
             "feedback_buffer": (1, 2 * sum(config.hidden), w.act),
             "pre_activations": (1, max(config.hidden), w.state),
             "partials": (1, program.partial_entries, w.acc + w.r + 1),
-            "rsqrt_tables": (2, 1 << fmt.rsqrt_index_bits, fmt.rsqrt_frac_bits + 1),
+            "rsqrt_tables": (1 if stored_norms else 2, 1 << fmt.rsqrt_index_bits,
+                             fmt.rsqrt_frac_bits + 1),
+            **({"sweep_tags": (1, 1 << max(1, program.mac_drain.bit_length()),
+                               tag_layout(program).size - 1)} if tag_memory else {}),
         },
     }
 
@@ -236,7 +242,8 @@ def _blocks(depth: int, width: int, family: str) -> int:
 
 
 def block_ram_estimate(program: Program, family: str, *, weights: str = "rom",
-                       banks: int = 1) -> dict[str, int]:
+                       banks: int = 1, stored_norms: bool = False,
+                       tag_memory: bool = False) -> dict[str, int]:
     """Block RAMs the core's memories take, memory by memory, as Yosys maps them.
 
     Counted in whole blocks in the best of the family's aspect ratios, which is what
@@ -244,10 +251,14 @@ def block_ram_estimate(program: Program, family: str, *, weights: str = "rom",
     holding 896 bits. Which memories use blocks follows what Yosys did with this core
     (``_BRAM_ROM_MIN``, ``_BRAM_RAM_BITS_PER_BLOCK``). With ``weights="spram"`` the
     weight words are in SPRAM, not block RAM; with two ``banks`` every model memory is
-    twice as deep.
+    twice as deep. ``stored_norms`` and ``tag_memory``: the core's options
+    (:func:`_memory_shapes`); the tag memory asks for block RAM (``ram_style``), however
+    small.
     """
     blocks = {}
-    for group, shapes in _memory_shapes(program, banks).items():
+    shapes_of = _memory_shapes(program, banks, stored_norms=stored_norms,
+                               tag_memory=tag_memory)
+    for group, shapes in shapes_of.items():
         for name, (count, depth, width) in shapes.items():
             if name == "weights" and weights == "spram":
                 continue
@@ -261,7 +272,8 @@ def block_ram_estimate(program: Program, family: str, *, weights: str = "rom",
                 n = _blocks(depth, bits, family)
                 size = depth if measure == "depth" else depth * bits
                 if (size >= least if rom
-                        else depth * bits >= _BRAM_RAM_BITS_PER_BLOCK[family] * n):
+                        else name == "sweep_tags"
+                        or depth * bits >= _BRAM_RAM_BITS_PER_BLOCK[family] * n):
                     total += count * n
             if total:
                 blocks[name] = total
@@ -420,13 +432,15 @@ def check_fit(model_or_core: IntModel | Core | TrainingCore, board: str, *,
     core = (model_or_core.core if isinstance(model_or_core, TrainingCore) else model_or_core)
     mults = multipliers_needed(program, info.family,
                                lent=isinstance(core, Core) and core.lend_enabled)
-    shapes = _memory_shapes(program, banks)
+    options = ({"stored_norms": core.stored_norms, "tag_memory": core.tag_memory}
+               if isinstance(core, Core) else {})
+    shapes = _memory_shapes(program, banks, **options)
     memory = {group: {name: count * depth * width
                       for name, (count, depth, width) in group_shapes.items()}
               for group, group_shapes in shapes.items()}
     in_bram = {k: v for k, v in memory["model"].items()
                if not (k == "weights" and mapping == "spram")}
-    blocks = block_ram_estimate(program, info.family, weights=mapping, banks=banks)
+    blocks = block_ram_estimate(program, info.family, weights=mapping, banks=banks, **options)
     training = None
     if isinstance(model_or_core, TrainingCore):
         training = _training_needs(model_or_core, info.family)

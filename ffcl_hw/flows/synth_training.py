@@ -80,9 +80,10 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
     min(K, P) label weights a word, compact update lanes, the update's input norms from
     the forward pass, the lean learning signal (compact on the MAC lanes' multipliers),
     the lean forward datapath, one update lane taking each word's P weights in turn, one
-    leap-ahead network for the three word generators, the score read port its link's
-    RESULT replies read; docs/training-engine.md), else (or for no board) in block RAM
-    with the defaults."""
+    leap-ahead network for the three word generators, the layers' norms kept from one
+    reciprocal square root, the sweep's tags in a block RAM, the score read port its
+    link's RESULT replies read; docs/training-engine.md), else (or for no board) in block
+    RAM with the defaults."""
     from rtl.training_core import TrainingCore
 
     if board is None or not board_info(board).spram_bits:
@@ -93,7 +94,8 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
                         label_lanes=min(model.config.num_classes, lanes),
                         input_norm="forward", compact_lanes=True, lean_signal=True,
                         lean_forward=True, serial_weight_pass=True,
-                        shared_word_network=True, shared_update_lane=True, score_port=True,
+                        shared_word_network=True, shared_update_lane=True,
+                        stored_norms=True, tag_memory=True, score_port=True,
                         compact_signal=multipliers == "shared")
 
 
@@ -305,6 +307,8 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
             # The link's (HostLink's lean: the TRAIN records in the sample buffer).
             "lean_link": links[-1].lean,
             "shared_update_lane": core.shared_update_lane,
+            "stored_norms": core.options["stored_norms"],
+            "tag_memory": core.options["tag_memory"],
             # The score read port the link's RESULT replies read (Core's score_port).
             "score_port": core.core.score_port_enabled,
             "compact_signal": core.compact_signal,

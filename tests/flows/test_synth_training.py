@@ -207,14 +207,16 @@ def test_an_icebreaker_training_build_takes_the_small_part_core(int_run):
             training["compact_lanes"], training["lean_signal"],
             training["lean_forward"], training["serial_weight_pass"],
             training["shared_word_network"], training["shared_update_lane"],
+            training["stored_norms"], training["tag_memory"],
             training["compact_signal"]) == (
-                1, "shared", "shared", "forward", True, True, True, True, True, True, True)
+                1, "shared", "shared", "forward", True, True, True, True, True, True, True,
+                True, True)
     small = TrainingCore(model, rule, lanes=3, weights="spram", bias_label_lanes=1,
                          forward_multipliers="shared", signal_multipliers="shared",
                          label_lanes=3, input_norm="forward", compact_lanes=True,
                          lean_signal=True, lean_forward=True, serial_weight_pass=True,
                          shared_word_network=True, shared_update_lane=True,
-                         compact_signal=True)
+                         stored_norms=True, tag_memory=True, compact_signal=True)
     assert training["cycles_per_sample"] == small.training_cycles() \
         != TrainingCore(model, rule, lanes=3, weights="spram").training_cycles()
     assert report["fit"]["multipliers"]["needed"] <= 8
@@ -248,6 +250,17 @@ def test_forward_norms_need_one_multiplier_and_one_block_ram_fewer_on_the_icebre
     assert "training_rsqrt_table" in own_needs["block_rams"]["detail"]
     assert "training_rsqrt_table" not in needs["block_rams"]["detail"]
     assert needs["multipliers"]["needed"] == 6 and needs["block_rams"]["needed"] == 24
+    # The stored norms: one rsqrt table, not two; the tag memory one block more (the
+    # digits build: 22 and 23 of 30 blocks, as packed).
+    assert core.options["stored_norms"] and core.options["tag_memory"]
+    plain = TrainingCore(model, rule, lanes=4, **{**core.options, "stored_norms": False,
+                                                  "tag_memory": False})
+    plain_needs = check_fit(plain, "icebreaker")
+    assert plain_needs["block_rams"]["detail"]["rsqrt_tables"] == 2
+    assert needs["block_rams"]["detail"]["rsqrt_tables"] == 1
+    assert needs["block_rams"]["detail"]["sweep_tags"] == 1
+    assert "sweep_tags" not in plain_needs["block_rams"]["detail"]
+    assert plain_needs["block_rams"]["needed"] == needs["block_rams"]["needed"]
 
 
 def test_the_default_lanes_move_to_a_count_whose_weights_fit():

@@ -287,25 +287,28 @@ def test_the_icebreaker_builds_core_trains_bit_exact(tiny_int_run, capsys):
     # --board icebreaker: the core `synth --train --board icebreaker` builds (its lane
     # choice: 3 for 16-bit stored weights), SPRAM loaded first, one b/U lane, every
     # multiplier a MAC lane's, 3 of the 10 labels a word (4 label words a neuron), the
-    # update's input norms from the forward pass.
+    # update's input norms from the forward pass, the layers' norms kept from one unit,
+    # the sweep's tags in block RAM.
     report = _trains_bit_exact_as(
         capsys, tiny_int_run, ["--board", "icebreaker"],
         "as icebreaker's training build makes it: 3 label weights a word, 1 b/U lane, "
         "the forward pass on shared multipliers, the learning signal on shared, the "
         "update's input norms from the forward pass, compact update lanes, the lean "
         "learning signal (compact), the lean forward datapath, one W/V update lane, one "
-        "network for the word generators, the b/U lane a W lane",
+        "network for the word generators, the b/U lane a W lane, one norm unit, the norms "
+        "kept, the sweep tags in block RAM",
         weights="spram", bias_label_lanes=1, forward_multipliers="shared",
         signal_multipliers="shared", label_lanes=3, input_norm="forward", compact_lanes=True,
         lean_signal=True, lean_forward=True, serial_weight_pass=True,
-        shared_word_network=True, shared_update_lane=True, compact_signal=True)
+        shared_word_network=True, shared_update_lane=True, stored_norms=True,
+        tag_memory=True, compact_signal=True)
     assert (report["board"], report["lanes"], report["weights"], report["label_lanes"],
             report["bias_label_lanes"], report["input_norm"], report["compact_lanes"],
             report["lean_signal"], report["lean_forward"], report["serial_weight_pass"],
             report["shared_word_network"], report["shared_update_lane"],
-            report["compact_signal"]) == (
+            report["stored_norms"], report["tag_memory"], report["compact_signal"]) == (
                 "icebreaker", 3, "spram", 3, 1, "forward", True, True, True, True, True,
-                True, True)
+                True, True, True, True)
 
 
 def test_board_needs_train(tiny_int_run, capsys):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -36,8 +37,9 @@ def _random_model(name: str, seed: int, **overrides) -> IntModel:
 
 
 def _check(model: IntModel, images: np.ndarray, lanes: int, label_lanes=None,
-           shared: bool = False, lean: bool = False) -> Core:
-    core = Core(model, lanes=lanes, label_lanes=label_lanes, shared=shared, lean=lean)
+           shared: bool = False, lean: bool = False, **options) -> Core:
+    core = Core(model, lanes=lanes, label_lanes=label_lanes, shared=shared, lean=lean,
+                **options)
     results = run_core(core, images)
     golden = model.run(images)
     phases = core.program.phase_cycles()
@@ -335,6 +337,147 @@ def test_a_lean_core_builds_the_lean_sweep_and_scan(shared):
              for lean in (False, True)}
     assert ["\\bias_0" in texts[lean] for lean in (False, True)] == [True, False]
     assert ["cofactor" in texts[lean] for lean in (False, True)] == [False, shared]
+
+
+# -- the stored norms (Core(stored_norms=True), the small part's) -----------------------
+
+@pytest.mark.parametrize(("shared", "lanes", "label_lanes"), [(False, 2, None), (True, 3, 3)])
+@pytest.mark.parametrize("name", ["ffl", "ffdl", "ffdl-3layers", "ffcl-adjacent-T3",
+                                  "ffcl-top-T2", "ffcl-last"])
+def test_stored_norms_match_the_integer_model(name, shared, lanes, label_lanes):
+    # One reciprocal square root of each finished layer's sum, kept per layer read: FFL's
+    # label passes, FFDL's three layers (two feed-forward norms kept), FFCL's feedback
+    # (the previous iteration's) from the top layer or the next one: the same
+    # results in the closed form's cycles (_check), with and without the lean datapath.
+    seed = 13 * lanes + len(name) + shared
+    model = _random_model(name, seed)
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, model.fmt.input_max + 1, size=(3, model.config.input_size))
+    core = _check(model, images, lanes, label_lanes, shared=shared, lean=shared,
+                  stored_norms=True)
+    assert core.stored_norms
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_stored_norms_of_three_adjacent_layers_match_the_integer_model(shared):
+    # FFCL adjacent on three layers: layers 0 and 1 hear layers 1 and 2, so two feedback
+    # norms (and two feed-forward ones) are kept and each op picks its own source's.
+    seed = 23 + shared
+    config = ModelConfig(algo="ffcl", input_size=9, num_classes=4, hidden=(6, 5, 4), loops=3,
+                         topology="adjacent", theta=0.5)
+    model = quantize(config, random_params(config, seed),
+                     np.random.default_rng(seed).uniform(0, 1, (64, 9)), input_max=16)
+    ff, fb = build_program(model, lanes=3).norm_reads
+    assert (ff, fb) == ({0, 1}, {1, 2})
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, model.fmt.input_max + 1, size=(3, model.config.input_size))
+    _check(model, images, 3, 3 if shared else None, shared=shared, lean=shared,
+           stored_norms=True, tag_memory=True)
+
+
+@pytest.mark.parametrize("algo", ["ffdl", "ffl"])
+def test_stored_norms_of_one_layer_keep_none(algo):
+    # One layer: no op reads a norm (its input is the image), so none is kept.
+    config = ModelConfig(algo=algo, input_size=9, num_classes=4, hidden=(6,), theta=0.5)
+    model = quantize(config, random_params(config, 3),
+                     np.random.default_rng(3).uniform(0, 1, (64, 9)), input_max=16)
+    images = np.random.default_rng(1).integers(0, model.fmt.input_max + 1, size=(3, 9))
+    core = _check(model, images, 3, 3, shared=True, lean=True, stored_norms=True,
+                  tag_memory=True)
+    assert core.program.norm_reads == (frozenset(), frozenset())
+
+
+@pytest.mark.parametrize("name", ["ffdl", "ffcl-adjacent-T3"])
+def test_stored_norms_hold_the_extremes(name):
+    # Full-magnitude weights and state-extreme biases: the widest sums of squares (the
+    # longest bit_length) and zero ones (r = 0) into the kept registers.
+    for model in (_random_model(name, 9), _extreme_model(name)):
+        D, X = model.config.input_size, model.fmt.input_max
+        images = np.stack([np.zeros(D, dtype=np.int64), np.full(D, X),
+                           np.zeros(D, dtype=np.int64)])
+        _check(model, images, lanes=3, label_lanes=3, shared=True, lean=True,
+               stored_norms=True)
+
+
+def test_stored_norms_is_a_bool():
+    with pytest.raises(TypeError, match=r"^Stored norms must be True or False, not 1$"):
+        Core(_random_model("ffdl", 1), lanes=3, stored_norms=1)
+
+
+@pytest.mark.parametrize(("name", "kept"), [
+    # FFDL, two layers: only layer 1's input norm, layer 0's; no feedback. One norm: the
+    # unit's output registers keep it (Rsqrt(keep=True)), no register of its own.
+    ("ffdl", []),
+    # FFDL, three layers: layers 0 and 1 (the inputs of layers 1 and 2), not the top.
+    ("ffdl-3layers", [0, 1]),
+    # FFCL T = 3, two layers, adjacent: layer 0 (layer 1's input) and layer 1 (layer
+    # 0's feedback source), each its latest (no per-bank copies).
+    ("ffcl-adjacent-T3", [0, 1])])
+def test_stored_norms_keep_only_what_the_program_reads(name, kept):
+    model = _random_model(name, 3)
+    core = Core(model, lanes=3, stored_norms=True)
+    text = rtlil.convert(core, name="top")
+    assert sorted({int(i) for i in re.findall(r"norm_r_l(\d)", text)}) == kept
+    assert ("\\update" in text) == (not kept)
+    assert "rsqrt_ff" not in text and "rsqrt_fb" not in text
+    assert "sq_b0_l0" not in text
+    plain = rtlil.convert(Core(model, lanes=3), name="top")
+    assert "sq_b0_l0" in plain and "norm_r_" not in plain and "\\update" not in plain
+
+
+#: Names only the small-part options stored_norms and tag_memory put in the RTLIL.
+_OPTION_NAMES = ("norm_strobe", "norm_r_", "\\update", "tag_mem", "tag_valid_", "\\finish")
+
+
+@pytest.mark.parametrize("name", ["rom_ffcl", "spram_shared_lean_ffdl", "training_small_part"])
+def test_without_stored_norms_or_tag_memory_the_netlist_has_nothing_of_them(name):
+    # Off, nothing of either option is built (a port nothing reads stays in the RTLIL as
+    # a named wire), so every other netlist is the one it was: byte for byte, src
+    # attributes aside, these cores' RTLIL equals main's before the options.
+    from golden.inttrain import TrainRule
+    from rtl.training_core import TrainingCore
+
+    model = _random_model("ffcl-adjacent-T3" if name == "rom_ffcl" else "ffdl", 3)
+    make = {
+        "rom_ffcl": lambda **kw: Core(model, lanes=3, **kw),
+        "spram_shared_lean_ffdl": lambda **kw: Core(model, lanes=3, weights="spram",
+                                                    shared=True, label_lanes=3, lean=True,
+                                                    **kw),
+        "training_small_part": lambda **kw: TrainingCore(
+            model, TrainRule(epochs=1, store_bits=8), lanes=3, weights="spram",
+            bias_label_lanes=1, forward_multipliers="shared", signal_multipliers="shared",
+            label_lanes=3, input_norm="forward", lean_forward=True, **kw),
+    }[name]
+    text = rtlil.convert(make(), name="top")
+    assert [n for n in _OPTION_NAMES if n in text] == []
+    assert "rsqrt_fb" in text and "tag_0" in text
+    with_options = rtlil.convert(make(stored_norms=True, tag_memory=True), name="top")
+    expected = [n for n in _OPTION_NAMES if n != ("norm_r_" if "ffdl" in name or
+                                                  name.startswith("training") else "\\update")]
+    assert [n for n in _OPTION_NAMES if n in with_options] == expected
+    assert "rsqrt_fb" not in with_options and "tag_0" not in with_options
+
+
+def test_a_norm_read_of_the_other_bank_is_refused():
+    # Program.norm_reads proves that each read finds its bank's norm as the layer's
+    # latest; an order in which it would not (a layer's feedback source run before it
+    # in the iteration) is refused rather than built wrong.
+    program = build_program(_random_model("ffcl-adjacent-T3", 3), lanes=3)
+    ff, fb = program.norm_reads
+    assert (ff, fb) == ({0}, {1})
+    layers = [i for i, op in enumerate(program.ops) if op.kind == LAYER]
+    ops = list(program.ops)
+    # Iteration 2: layer 1 (the source) before layer 0, which would read the previous
+    # iteration's layer 0 as its input.
+    ops[layers[2]], ops[layers[3]] = ops[layers[3]], ops[layers[2]]
+    with pytest.raises(RuntimeError, match=r"^op 4 \(layer 1, bank 1\) reads layer 0's norm "
+                                           r"of bank 1, but the layer last wrote bank 0$"):
+        _ = dataclasses.replace(program, ops=ops).norm_reads
+    # Nor may an op read a norm before its layer ran in the inference (a kept norm's
+    # reset value, or the last inference's, is never read): here layer 0's first op gone.
+    with pytest.raises(RuntimeError, match=r"^op 1 \(layer 1, bank 0\) reads layer 0's norm "
+                                           r"before the layer ran$"):
+        _ = dataclasses.replace(program, ops=program.ops[1:]).norm_reads
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -50,40 +50,94 @@ def test_rsqrt_matches_golden(sq_bits: int, index_bits: int, frac_bits: int) -> 
             f"seed {seed}: sq={v}: got r={out['r']} sh={out['sh']}, golden r={r} sh={sh}")
 
 
+@pytest.mark.parametrize("input_register", [True, False])
 @pytest.mark.parametrize(("sq_bits", "index_bits", "frac_bits"), [(33, 8, 12), (13, 5, 7)])
-def test_a_held_rsqrt_matches_golden_while_its_input_holds(sq_bits, index_bits, frac_bits):
+def test_a_held_rsqrt_matches_golden_while_its_input_holds(sq_bits, index_bits, frac_bits,
+                                                           input_register):
     # Rsqrt(held=True), as the core's (an op's input sums hold for the op): every value
     # held LATENCY cycles or a few more; r and sh are golden's from LATENCY cycles after
-    # the change to the end of the hold, whatever came before.
+    # the change to the end of the hold, whatever came before. Without the input
+    # register (Core(stored_norms=True): the sweep's sum, a register, holds two cycles
+    # after the op's FINISH) the latency is a cycle shorter and a value held latency - 1
+    # cycles is enough.
     seed = SEED + sq_bits
     rng = np.random.default_rng(seed)
-    dut = Rsqrt(sq_bits=sq_bits, index_bits=index_bits, frac_bits=frac_bits, held=True)
-    assert dut.held and dut.latency == Rsqrt.LATENCY
+    dut = Rsqrt(sq_bits=sq_bits, index_bits=index_bits, frac_bits=frac_bits, held=True,
+                input_register=input_register)
+    assert dut.held and dut.latency == Rsqrt.LATENCY - (not input_register)
     values = [int(v) for v in rng.permutation(rsqrt_inputs(sq_bits, rng))[:300]]
     r_expected, sh_expected = rsqrt(np.array(values), rsqrt_table(index_bits, frac_bits),
                                     index_bits)
     checked = []
+    # How long a value must hold: while the stages read it (the input register's
+    # copy, one cycle later, with it).
+    least = dut.latency if input_register else dut.latency - 1
 
     async def testbench(ctx):
         for v, r, sh in zip(values, r_expected, sh_expected, strict=True):
             ctx.set(dut.sq, v)
-            hold = dut.latency + int(rng.integers(0, 3))
+            hold = least + int(rng.integers(0, 3))
             for cycle in range(1, hold + 1):
                 await ctx.tick()
                 if cycle >= dut.latency:
                     got = (ctx.get(dut.r), ctx.get(dut.sh))
                     assert got == (r, sh), f"seed {seed}: sq={v}, {cycle} cycles held: {got}"
-                    checked.append(v)
+            if hold < dut.latency:
+                # Held latency - 1 cycles only: r and sh are right in the next cycle
+                # (the stored norms take them then), whatever the input is by then.
+                ctx.set(dut.sq, int(rng.integers(0, 1 << sq_bits)))
+                await ctx.tick()
+                got = (ctx.get(dut.r), ctx.get(dut.sh))
+                assert got == (r, sh), f"seed {seed}: sq={v}, held {hold} cycles: {got}"
+            checked.append(v)
 
     simulate(dut, testbench)
     assert len(set(checked)) == len(set(values))
-    # No copy of the input beside bit_length: one register of sq_bits (the input's).
+    # No copy of the input beside bit_length: one register of sq_bits (the input's), or
+    # none without it.
     named = sorted(line.split()[-1] for line in rtlil.convert(dut, name="top").splitlines()
                    if line.startswith("  wire width ") and line.split()[2] == str(sq_bits)
                    and line.split()[-1].startswith("\\"))
-    assert named == ["\\given", "\\sq"]      # the input register and the port
+    assert named == (["\\given", "\\sq"] if input_register else ["\\sq"])
     with pytest.raises(TypeError, match=r"^Held must be True or False, not 1$"):
         Rsqrt(sq_bits=sq_bits, index_bits=index_bits, frac_bits=frac_bits, held=1)
+
+
+@pytest.mark.parametrize(("sq_bits", "index_bits", "frac_bits"), [(33, 8, 12), (13, 5, 7)])
+def test_a_kept_rsqrt_keeps_the_result_it_was_told_to_take(sq_bits, index_bits, frac_bits):
+    # Rsqrt(keep=True), as Core(stored_norms=True) uses it for its one kept norm: the
+    # input changes every cycle (the sweep's running sum); in random cycles ``update``
+    # takes the result of the input given latency - 1 cycles before, which r and sh
+    # show from the next cycle until the next update, whatever the input does.
+    seed = SEED + 7 * sq_bits
+    rng = np.random.default_rng(seed)
+    dut = Rsqrt(sq_bits=sq_bits, index_bits=index_bits, frac_bits=frac_bits, held=True,
+                input_register=False, keep=True)
+    assert dut.keep and dut.latency == Rsqrt.LATENCY - 1
+    values = [int(v) for v in rng.permutation(rsqrt_inputs(sq_bits, rng))[:400]]
+    table = rsqrt_table(index_bits, frac_bits)
+    given, expected, checked = [], None, []
+
+    async def testbench(ctx):
+        nonlocal expected
+        for cycle, v in enumerate(values):
+            # A held rsqrt reads its input in two cycles: update takes a value given
+            # latency - 1 cycles before that held since.
+            update = cycle >= 2 and given[-1] == given[-2] and bool(rng.integers(0, 2))
+            ctx.set(dut.update, update)
+            v = given[-1] if cycle and rng.integers(0, 3) == 0 else v
+            ctx.set(dut.sq, v)
+            given.append(v)
+            await ctx.tick()
+            if update:
+                r, sh = rsqrt(np.array([given[-3]]), table, index_bits)
+                expected = (int(r[0]), int(sh[0]))
+            if expected is not None:
+                assert (ctx.get(dut.r), ctx.get(dut.sh)) == expected, f"seed {seed}: cycle {cycle}"
+                checked.append(update)
+
+    simulate(dut, testbench)
+    assert sum(checked) > 20 and len(checked) - sum(checked) > 100
 
 
 def test_rsqrt_zero_gives_zero() -> None:

@@ -20,9 +20,9 @@ from tests.rtl.test_core import _random_model
 class _Bench(Elaboratable):
     """The sequencer with its program ROM and image memory."""
 
-    def __init__(self, program) -> None:
+    def __init__(self, program, **options) -> None:
         self.program = program
-        self.dut = Sequencer(program)
+        self.dut = Sequencer(program, **options)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -43,14 +43,15 @@ def _no_held_passes(program) -> bool:
                for before, after in itertools.pairwise(program.passes(op)))
 
 
-def _run(program, *, free=lambda cycle: 1, argmax_cycles: int | None = None) -> dict:
+def _run(program, *, free=lambda cycle: 1, argmax_cycles: int | None = None,
+         stored_norms: bool = False) -> dict:
     """One inference: send the image, answer ``free`` and the argmax, record everything."""
-    bench = _Bench(program)
+    bench = _Bench(program, **({"stored_norms": True} if stored_norms else {}))
     dut = bench.dut
     K = program.model.config.num_classes
     argmax_cycles = K if argmax_cycles is None else argmax_cycles
     seen = {"phases": dict.fromkeys(PHASES, 0), "elements": [], "tags": [], "scan": 0,
-            "writes": [], "clears": 0, "trace": []}
+            "writes": [], "clears": 0, "trace": [], "finish": []}
 
     async def testbench(ctx):
         ctx.set(dut.done.ready, 1)
@@ -72,9 +73,12 @@ def _run(program, *, free=lambda cycle: 1, argmax_cycles: int | None = None) -> 
             # Every cycle until the result has a phase, named as rtl.program.PHASES does.
             phase = ctx.get(dut.phase).name.lower()
             op = ctx.get(dut.op)
+            sums = ((None, None) if stored_norms
+                    else (ctx.get(dut.ff_sq), ctx.get(dut.fb_sq)))
             seen["trace"].append((phase, op.kind, op.layer, op.bank, op.fb_src,
-                                  op.fb_en, ctx.get(dut.ff_sq), ctx.get(dut.fb_sq),
-                                  ctx.get(dut.element.valid)))
+                                  op.fb_en, *sums, ctx.get(dut.element.valid)))
+            if stored_norms and ctx.get(dut.finish):
+                seen["finish"].append((cycle, op.bank, op.layer))
             assert phase in PHASES and ctx.get(dut.busy)
             seen["phases"][phase] += 1
             element = ctx.get(dut.element)
@@ -163,6 +167,29 @@ def test_the_reciprocals_read_the_sums_of_squares_stored_for_the_op(name, lanes)
         if finishing:
             stored[(bank, layer)] = 1000 + cycle
     assert checked and len(stored) > 1
+
+
+@pytest.mark.parametrize(("name", "lanes"), [("ffdl-3layers", 2), ("ffcl-adjacent-T3", 3),
+                                             ("ffl", 2)])
+def test_with_stored_norms_the_sequencer_says_when_each_layer_finishes(name, lanes):
+    # Sequencer(stored_norms=True), Core(stored_norms=True)'s: no stored sums of squares
+    # (nor their ports), the same walk in the same cycles, and ``finish`` exactly in the
+    # cycles the plain sequencer stores a layer's sum, with that op's bank and layer.
+    program = build_program(_random_model(name, 6), lanes=lanes)
+    plain, lean = _run(program), _run(program, stored_norms=True)
+    for key in ("phases", "elements", "tags", "scan", "cycles", "counted"):
+        assert lean[key] == plain[key], key
+    stores = [(cycle, bank, layer) for cycle, (phase, kind, layer, bank, *_) in
+              enumerate(plain["trace"])
+              if kind == LAYER and phase == "normalisation" and cycle + 1 < len(plain["trace"])
+              and plain["trace"][cycle + 1][0] == "control"]
+    assert lean["finish"] == stores and len(stores) == sum(op.kind == LAYER
+                                                           for op in program.ops)
+    dut = Sequencer(program, stored_norms=True)
+    assert not hasattr(dut, "ff_sq") and not hasattr(dut, "fb_sq")
+    assert not hasattr(Sequencer(program), "finish")
+    with pytest.raises(TypeError, match=r"^Stored norms must be True or False, not 1$"):
+        Sequencer(program, stored_norms=1)
 
 
 def test_a_pass_waits_for_the_sweep_to_be_free():

@@ -20,10 +20,10 @@ from tests.rtl.test_core import _random_model
 class _Bench(Elaboratable):
     """The sweep with a bias memory, a pre-activation memory and (shared) multipliers."""
 
-    def __init__(self, program, bias: list[int], lean: bool = False) -> None:
+    def __init__(self, program, bias: list[int], lean: bool = False, **options) -> None:
         self.program = program
         self.dut = Sweep(program, product_latency=SIDE_LATENCY if program.shared else None,
-                         lean=lean)
+                         lean=lean, **options)
         self.bias = bias
 
     def elaborate(self, platform) -> Module:
@@ -64,9 +64,9 @@ def _expected(program, scaled: list[int], bias: list[int]) -> tuple[list[int], l
 
 
 def _run(program, bias: list[int], steps: dict[int, dict], cycles: int,
-         lean: bool = False) -> list[dict]:
+         lean: bool = False, **options) -> list[dict]:
     """Set ``steps[c]`` (member path -> value) in cycle c; record every cycle's outputs."""
-    bench = _Bench(program, bias, lean)
+    bench = _Bench(program, bias, lean, **options)
     dut = bench.dut
     record = []
 
@@ -180,6 +180,42 @@ def test_a_feedback_sweep_adds_the_kept_feed_forward_part(shared, lean):
         [(out_off + neuron + i, act[i], 0) for i in range(count)]
     assert [row["pre"] for row in record if row["pre"]] == \
         [(neuron + i, pre[i]) for i in range(count)]
+
+
+@pytest.mark.parametrize(("shared", "lean"), [(False, False), (True, True)])
+def test_tags_through_a_block_ram_sweep_the_same(shared, lean):
+    # Sweep(tag_memory=True): the tags but valid through a block RAM written every cycle
+    # at a running address. Passes of every kind (feed-forward not final, feedback
+    # final, feed-forward final), 1 to 3 neurons, as close as the sweep lets them
+    # (SWEEP_SPACING or their count apart) and far apart, for more cycles than the
+    # memory has words: every cycle's outputs equal the flip-flop line's.
+    program = _program(shared)
+    w = program.widths
+    rng = np.random.default_rng(11 + shared)
+    total = sum(program.model.config.hidden)
+    bias = [int(v) for v in rng.integers(-300, 300, size=total)]
+    steps = {0: {"ff_r": (1 << (w.r - 1)) + 3, "ff_shift": w.r, "fb_r": 1 << (w.r - 1),
+                 "fb_shift": w.r + 1, "out_off": 2, "bank": 1}}
+    cycle = 1
+    for i in range(12):
+        count = int(rng.integers(1, 4))
+        neuron = int(rng.integers(0, max(program.model.config.hidden) - count + 1))
+        fb, final = [(0, 0), (1, 1), (0, 1)][i % 3]
+        steps.setdefault(cycle, {}).update(_tag(neuron, count, fb=fb, final=final))
+        steps[cycle + 1] = {"tag": {"valid": 0}}
+        for j in range(count):
+            steps.setdefault(cycle + 1 + MAC_DRAIN + j, {})["acc"] = int(
+                rng.integers(-5000, 5000))
+        cycle += max(count, SWEEP_SPACING) + (int(rng.integers(0, 9)) if i % 4 == 3 else 0)
+    cycles = cycle + 30
+    lines = _run(program, bias, steps, cycles, lean)
+    memory_ = _run(program, bias, steps, cycles, lean, tag_memory=True)
+    assert memory_ == lines
+    assert sum(row["buffer"] is not None for row in lines) >= 12
+    assert Sweep(program, product_latency=SIDE_LATENCY if shared else None,
+                 tag_memory=True).tag_memory
+    with pytest.raises(TypeError, match=r"^Tag memory must be True or False, not 1$"):
+        Sweep(_program(False), tag_memory=1)
 
 
 def test_clear_restarts_the_sum_of_squares():

@@ -646,7 +646,7 @@ def test_the_icebreaker_core_with_b_and_u_on_a_weight_pass_lane_trains_like_the_
     rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
     options = dict(SMALL_PART, label_lanes=label_lanes, compact_lanes=True, lean_signal=True,
                    lean_forward=True, serial_weight_pass=True, shared_word_network=True,
-                   compact_signal=True)
+                   stored_norms=True, tag_memory=True, compact_signal=True)
     # (score_port: the build's core has the score read port for its link; it changes
     # no weight and no cycle.)
     dut = _train(name, config, rule, lanes, **options, shared_update_lane=True,
@@ -687,3 +687,41 @@ def test_a_small_part_core_with_the_compact_learning_signal_trains_like_the_gold
                                          r"and signal_multipliers='shared'$"):
         TrainingCore(dut.model, rule, lanes=lanes, **{**options, "lean_signal": False},
                      compact_signal=True)
+
+
+@pytest.mark.parametrize(("name", "label_lanes"), [
+    # The iCEBreaker digits build's kind: FFDL on two banks (no feedback norm kept).
+    ("ffdl_p4_b8", 4),
+    # FFCL with every iteration trained: the feedback norms of both banks, the core
+    # inferring between the updates (the held FETCH between the norm's FINISH and its
+    # next read).
+    ("ffcl_all_t2_p3_b16", 3),
+    # FFCL T = 3 with the last iteration trained and layer 1's cache: every (bank,
+    # layer) kept, read as feed-forward and as feedback norms.
+    ("ffcl_last_t3_p3_b16", 3)])
+def test_a_small_part_core_with_stored_norms_trains_like_the_golden_trainer(name,
+                                                                            label_lanes):
+    # stored_norms: one reciprocal square root of each finished layer's sum of squares,
+    # kept per layer an op reads (FFDL's one in the unit's output registers), the
+    # update's input norms taken from them (the norms port); tag_memory: the sweep's
+    # tags through a block RAM. The same weights, labels and cycles as the small part
+    # without them (every other option of the iCEBreaker build on).
+    fields, rule_fields, lanes = CASES.get(name) or (
+        dict(algo="ffcl", hidden=(5, 4), loops=3, topology="adjacent"),
+        dict(store_bits=16, loss_iterations="last"), 3)
+    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
+    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    options = dict(SMALL_PART, label_lanes=label_lanes, compact_lanes=True,
+                   lean_signal=True, lean_forward=True, serial_weight_pass=True,
+                   shared_word_network=True, shared_update_lane=True)
+    dut = _train(name, config, rule, lanes, **options, stored_norms=True, tag_memory=True)
+    plain = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)
+    assert dut.core.stored_norms and not plain.core.stored_norms
+    assert dut.core.tag_memory and not plain.core.tag_memory
+    assert [dut.options[k] for k in ("stored_norms", "tag_memory")] == [True, True]
+    assert [plain.options[k] for k in ("stored_norms", "tag_memory")] == [False, False]
+    assert dut.training_cycles() == plain.training_cycles()
+    with pytest.raises(TypeError, match=r"^Stored norms must be a bool, not 1$"):
+        TrainingCore(dut.model, rule, lanes=lanes, stored_norms=1)
+    with pytest.raises(TypeError, match=r"^Tag memory must be a bool, not 1$"):
+        TrainingCore(dut.model, rule, lanes=lanes, tag_memory=1)
