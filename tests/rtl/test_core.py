@@ -537,3 +537,53 @@ def test_a_core_on_a_deep_weight_store_matches_the_integer_model():
     core = _check(model, rng.integers(0, 17, size=(1, 784)), lanes=1)
     assert (len(core.program.weight_words), core.program.weight_latency) == (16527, 3)
     assert (core.program.operand_stages, core.program.mac_drain) == (2, MAC_DRAIN + 1)
+
+
+@pytest.mark.parametrize(("name", "lanes", "label_lanes", "shared"), [
+    # The iCEBreaker build's form: borrowed multipliers, lean, G = 3 of K labels.
+    ("ffdl", 3, 3, True),
+    ("ffdl-3layers", 3, 2, True),
+    # FFCL, own multipliers, every label in one group.
+    ("ffcl-adjacent-T3", 2, None, False)])
+def test_scan_only_scores_match_the_integer_model(name, lanes, label_lanes, shared):
+    # scan_only_scores: the goodness datapath without FFL's add path. The same labels,
+    # scores and cycles as the golden model, random and full-magnitude models (the
+    # widest squares), three images each (the scores cleared between inferences).
+    for model in (_random_model(name, 5), _extreme_model(name)):
+        D, X = model.config.input_size, model.fmt.input_max
+        images = np.stack([np.random.default_rng(2).integers(0, X + 1, D), np.full(D, X),
+                           np.zeros(D, dtype=np.int64)])
+        core = _check(model, images, lanes, label_lanes, shared=shared, lean=shared,
+                      scan_only_scores=True)
+        assert core.scan_only_scores
+        plain = Core(model, lanes=lanes, label_lanes=label_lanes, shared=shared, lean=shared)
+        assert not plain.scan_only_scores
+        assert core.cycles_per_inference() == plain.cycles_per_inference()
+
+
+def test_scan_only_scores_refuse_ffl_and_non_bools():
+    # FFL's program adds each pass's goodness to a score: the option has no add path.
+    with pytest.raises(ValueError, match=r"^Scan-only scores need a program that adds no "
+                                         r"pass's goodness to a score; FFL's does$"):
+        Core(_random_model("ffl", 1), lanes=3, scan_only_scores=True)
+    with pytest.raises(TypeError, match=r"^Scan-only scores must be True or False, not 1$"):
+        Core(_random_model("ffdl", 1), lanes=3, scan_only_scores=1)
+
+
+@pytest.mark.parametrize("name", ["rom_ffl", "spram_shared_lean_ffdl"])
+def test_without_scan_only_scores_the_core_keeps_its_add_path(name):
+    # Off (the default, and False given), the RTLIL is the one it was; on, the goodness
+    # datapath has no add multiplexer and no add port.
+    model = _random_model("ffl" if name == "rom_ffl" else "ffdl", 3)
+    make = {
+        "rom_ffl": lambda **kw: Core(model, lanes=3, **kw),
+        "spram_shared_lean_ffdl": lambda **kw: Core(model, lanes=3, weights="spram",
+                                                    shared=True, label_lanes=3, lean=True,
+                                                    score_port=True, **kw),
+    }[name]
+    text = rtlil.convert(make(), name="top")
+    assert text == rtlil.convert(make(scan_only_scores=False), name="top")
+    assert "addend_0" in text and "add_value" in text
+    if name != "rom_ffl":
+        on = rtlil.convert(make(scan_only_scores=True), name="top")
+        assert "addend_" not in on and "add_value" not in on and "add_label" not in on
