@@ -648,12 +648,9 @@ def test_the_icebreaker_core_with_b_and_u_on_a_weight_pass_lane_trains_like_the_
                    lean_forward=True, serial_weight_pass=True, shared_word_network=True,
                    stored_norms=True, tag_memory=True, compact_signal=True)
     # (score_port: the build's core has the score read port for its link; it changes
-    # no weight and no cycle. scan_only_scores: its goodness datapath has no FFL add
-    # path, which no training program uses; the same scores, so the same labels and
-    # weights, in the same cycles.)
+    # no weight and no cycle.)
     dut = _train(name, config, rule, lanes, **options, shared_update_lane=True,
-                 score_port=True, scan_only_scores=True)
-    assert dut.core.scan_only_scores and dut.options["scan_only_scores"]
+                 score_port=True)
     assert dut.options == training_core(dut.model, rule, "icebreaker", lanes).options
     own = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)
     assert dut.bias_label.lanes == (dut.weight_pass.lanes[0],)
