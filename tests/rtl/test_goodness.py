@@ -112,10 +112,6 @@ def run_goodness(dut: GoodnessDatapath, steps: list[Step], seed: int) -> list[li
     async def testbench(ctx) -> None:
         for cycle, step in enumerate(schedule):
             for name in ("en", "pre", "group", "clear", "add", "add_label", "add_value"):
-                if dut.scan_only and name.startswith("add"):
-                    # No add port: the stream must not ask for one.
-                    assert not step.add, f"seed {seed}: an add for a scan-only datapath"
-                    continue
                 ctx.set(getattr(dut, name), getattr(step, name))
             ctx.set(dut.u, list(step.u))
             expected = model.step(step)
@@ -139,10 +135,8 @@ def groups_of(labels: int, lanes: int) -> int:
 
 
 def random_steps(rng: np.random.Generator, labels: int, lanes: int, state_bits: int,
-                 weight_bits: int, neurons: int, add_max: int, latency: int,
-                 adds: bool = True) -> list[Step]:
-    """Neurons scanned group by group with random gaps, FFL adds (unless ``adds`` is
-    false: clears instead) and clears in between.
+                 weight_bits: int, neurons: int, add_max: int, latency: int) -> list[Step]:
+    """Neurons scanned group by group with random gaps, FFL adds and clears in between.
 
     ``add`` and ``clear`` are only placed where the contract allows them: with no square
     in flight (the model keeps the element history that decides this).
@@ -184,7 +178,7 @@ def random_steps(rng: np.random.Generator, labels: int, lanes: int, state_bits: 
         if roll < 0.25 or middle:
             while tracker.in_flight():
                 emit(idle())
-            if roll < 0.05 or middle or not adds:
+            if roll < 0.05 or middle:
                 emit(Step(u=(0,) * lanes, clear=1))
             else:
                 emit(Step(u=(0,) * lanes, add=1, add_label=int(rng.integers(0, labels)),
@@ -333,52 +327,3 @@ def test_lean_carries_one_bit_beside_the_product():
                                                       f"e_{q}_0", f"e_{q}_1")] == \
             ["18", "17", "16", "1", "1", "1"]
     assert not [name for name in wires if "odd" in name]
-
-
-#: The forms a scan-only datapath comes in: own multipliers, borrowed, lean.
-FORMS = [{}, dict(product_latency=2), dict(product_latency=2, lean=True)]
-
-
-@pytest.mark.parametrize("form", FORMS, ids=["own", "borrowed", "lean"])
-@pytest.mark.parametrize(("labels", "lanes"), LABELS_LANES)
-def test_scan_only_gives_the_same_scores(labels, lanes, form):
-    # scan_only: random scans (gaps, idle garbage, clears between neurons), then every
-    # lane at the extremes and a small odd h, compared every cycle with the model. A
-    # square written to the next group's label, a lane's square to its neighbour's
-    # label, a clear ignored (the scores would carry the last inference's into the
-    # next's first neuron) or a score taking squares when not scanned all show.
-    seed = SEED + 11 * labels + lanes + len(form)
-    rng = np.random.default_rng(seed)
-    state_bits, weight_bits, neurons = 16, 8, 30
-    h_max = signed_range(state_bits)[1] + signed_range(weight_bits)[1]
-    groups = groups_of(labels, lanes)
-    dut = GoodnessDatapath(labels=labels, lanes=lanes, state_bits=state_bits,
-                           weight_bits=weight_bits,
-                           score_bits=unsigned_bits((neurons + 2) * groups * h_max ** 2),
-                           scan_only=True, **form)
-    assert dut.scan_only and not hasattr(dut, "add") and not hasattr(dut, "add_value")
-    steps = random_steps(rng, labels, lanes, state_bits, weight_bits, neurons=neurons,
-                         add_max=0, latency=dut.latency, adds=False)
-    for pre, u in ((signed_range(state_bits)[1], signed_range(weight_bits)[1]), (2, 1)):
-        steps += [Step(en=1, pre=pre, u=(u,) * lanes, group=g) for g in range(groups)]
-    # Distinct weights per lane and group: a square one lane or group off differs.
-    steps += [Step(en=1, pre=3, u=tuple(g * lanes + q for q in range(lanes)), group=g)
-              for g in range(groups)]
-    observed = run_goodness(dut, steps, seed)
-    assert sum(s.clear for s in steps) >= 3, f"seed {seed}"
-    assert max(max(o) for o in observed) > h_max ** 2
-
-
-def test_scan_only_is_a_bool_and_off_builds_the_add_path():
-    kwargs = dict(labels=10, lanes=3, state_bits=16, weight_bits=8, score_bits=38,
-                  product_latency=2, lean=True)
-    with pytest.raises(TypeError, match=r"^Scan only must be True or False, not 1$"):
-        GoodnessDatapath(**kwargs, scan_only=1)
-    plain = GoodnessDatapath(**kwargs)
-    assert not plain.scan_only and hasattr(plain, "add_label")
-    # Off: the add path's multiplexers; on, none (the squares go to the adders as they are).
-    off = rtlil.convert(plain, name="top")
-    on = rtlil.convert(GoodnessDatapath(**kwargs, scan_only=True), name="top")
-    assert off == rtlil.convert(GoodnessDatapath(**kwargs, scan_only=False), name="top")
-    assert [f"addend_{q}" in off for q in range(3)] == [True] * 3
-    assert "addend_" not in on and "add_label" not in on and "add_value" not in on
