@@ -247,12 +247,6 @@ class Core(wiring.Component):
         a host link's reply serialiser picks a RESULT's scores through it instead of a
         K-way select of its own. A separate port, as ``norms``: every core without it
         keeps its netlist.
-    scan_only_scores : bool
-        Another small-part option (default False): ``GoodnessDatapath(scan_only=True)``,
-        the scores without FFL's add path (a pass's goodness added to a label's score),
-        which a program without FFL's ops (FFDL, FFCL: every training core's) never
-        uses; the program is a ROM, so it stays so. Each lane's square goes into its
-        scores' adders directly. The same results in the same cycles.
 
     Members
     -------
@@ -305,8 +299,7 @@ class Core(wiring.Component):
                  observe: bool = False, store_bits: int | None = None,
                  layer1_cache: bool = True, lend: bool = False, norms: bool = False,
                  lean: bool = False, stored_norms: bool = False,
-                 tag_memory: bool = False, score_port: bool = False,
-                 scan_only_scores: bool = False) -> None:
+                 tag_memory: bool = False, score_port: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         check_mapping(weights, banks)
@@ -335,13 +328,6 @@ class Core(wiring.Component):
         self.program: Program = build_program(model, lanes=lanes, label_lanes=label_lanes,
                                               shared=shared, fine_bits=fine_bits,
                                               layer1_cache=layer1_cache)
-        if not isinstance(scan_only_scores, bool):
-            raise TypeError(f"Scan-only scores must be True or False, not "
-                            f"{scan_only_scores!r}")
-        if scan_only_scores and any(op.ffl_add for op in self.program.ops):
-            raise ValueError(f"Scan-only scores need a program that adds no pass's goodness "
-                             f"to a score; {model.config.algo.upper()}'s does")
-        self.scan_only_scores = scan_only_scores
         self.store_bits = store_bits
         self.model = model
         self.weights = weights
@@ -464,8 +450,7 @@ class Core(wiring.Component):
         m.submodules.goodness = goodness = GoodnessDatapath(
             labels=K, lanes=G, state_bits=w.state, weight_bits=w.weight,
             score_bits=w.score, product_latency=lanes.side_latency if shared else None,
-            operand_bits=SIDE_BITS, lean=self.lean and shared,
-            **({"scan_only": True} if self.scan_only_scores else {}))
+            operand_bits=SIDE_BITS, lean=self.lean and shared)
         m.submodules.argmax = argmax = Argmax(labels=K, score_bits=w.score,
                                               read_port=self.score_port_enabled)
         m.submodules.sequencer = seq = Sequencer(
@@ -551,10 +536,9 @@ class Core(wiring.Component):
             memories.labels.addr.eq(seq.label_addr if store is None
                                     else Mux(store.claim, store.label_addr, seq.label_addr)),
             goodness.clear.eq(seq.clear_scores),
-            *([] if self.scan_only_scores else [
-                goodness.add.eq(seq.add_score.en),
-                goodness.add_label.eq(seq.add_score.label),
-                goodness.add_value.eq(seq.add_score.value)]),
+            goodness.add.eq(seq.add_score.en),
+            goodness.add_label.eq(seq.add_score.label),
+            goodness.add_value.eq(seq.add_score.value),
             goodness.en.eq(scan_valid),
             goodness.pre.eq(pre_read.data),
             goodness.u.eq(self._top_fields(memories.labels.data, G)),

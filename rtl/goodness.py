@@ -53,14 +53,6 @@ class GoodnessDatapath(wiring.Component):
         the product, the score. On iCE40 a flip-flop fed by a memory, a multiplier or a
         flip-flop takes a logic cell of its own; the input registers, the odd part's line
         and the square register were such. The same scores in the same cycles.
-    scan_only : bool, optional
-        No ``add`` port (default False; for a part as small as the UP5K, whose training
-        core's program never adds a pass's goodness to a score: FFDL and FFCL score by
-        the label scan alone). The scores take only the scan's squares, so a lane's
-        square goes into its scores' adders directly instead of through a multiplexer
-        with ``add_value`` as wide as a score (a LUT4 a bit, a logic cell of its own on
-        iCE40), and a score's enable needs no decoded ``add_label``. The same scores in
-        the same cycles.
 
     Members
     -------
@@ -73,13 +65,10 @@ class GoodnessDatapath(wiring.Component):
         U[i, group * G + q] for lane q (zero beyond K).
     group : In(range(max(2, ceil(K / G))))
     add : In(1)
-        Not with ``scan_only``. Add ``add_value`` to ``score[add_label]`` (FFL); takes
-        effect next cycle. Never while scan squares are still arriving (the sequencer
-        keeps them apart).
+        Add ``add_value`` to ``score[add_label]`` (FFL); takes effect next cycle. Never
+        while scan squares are still arriving (the sequencer keeps them apart).
     add_label : In(range(K))
-        Not with ``scan_only``.
     add_value : In(unsigned(score_bits))
-        Not with ``scan_only``.
     scores : Out(ArrayLayout(unsigned(score_bits), labels))
         Valid ``latency`` cycles after the last element.
     factor : Out(ArrayLayout(signed(operand_bits), lanes))
@@ -93,7 +82,7 @@ class GoodnessDatapath(wiring.Component):
 
     def __init__(self, *, labels: int, lanes: int, state_bits: int, weight_bits: int,
                  score_bits: int, product_latency: int | None = None,
-                 operand_bits: int = 16, lean: bool = False, scan_only: bool = False) -> None:
+                 operand_bits: int = 16, lean: bool = False) -> None:
         self.labels = check_positive_int("Label count", labels, minimum=2)
         self.lanes = check_positive_int("Label lane count", lanes)
         if lanes > labels:
@@ -110,23 +99,17 @@ class GoodnessDatapath(wiring.Component):
             raise ValueError("The lean goodness datapath borrows its multipliers: it needs "
                              "a product latency")
         self.lean = lean
-        if not isinstance(scan_only, bool):
-            raise TypeError(f"Scan only must be True or False, not {scan_only!r}")
-        self.scan_only = scan_only
         members = {
             "clear": In(1),
             "en": In(1),
             "pre": In(signed(state_bits)),
             "u": In(data.ArrayLayout(signed(weight_bits), lanes)),
             "group": In(range(max(2, self.groups))),
+            "add": In(1),
+            "add_label": In(range(labels)),
+            "add_value": In(unsigned(score_bits)),
+            "scores": Out(data.ArrayLayout(unsigned(score_bits), labels)),
         }
-        if not scan_only:
-            members.update({
-                "add": In(1),
-                "add_label": In(range(labels)),
-                "add_value": In(unsigned(score_bits)),
-            })
-        members["scores"] = Out(data.ArrayLayout(unsigned(score_bits), labels))
         if product_latency is not None:
             check_positive_int("Product latency", product_latency)
             if max(state_bits, weight_bits) > operand_bits:
@@ -162,8 +145,7 @@ class GoodnessDatapath(wiring.Component):
         group = [Signal(range(max(2, self.groups)), name=f"group_{i}") for i in range(depth)]
         m.d.sync += [valid.eq(valid << 1 | self.en), group[0].eq(self.group)]
         m.d.sync += [group[i].eq(group[i - 1]) for i in range(1, depth)]
-        if not self.scan_only:
-            target = one_hot(self.add_label, self.labels)
+        target = one_hot(self.add_label, self.labels)
         # The pre-activation and the label weights arrive straight from block RAM reads;
         # registered before the add, the read (5.8 ns on an ECP5 -6) and the route from
         # the memory are a cycle of their own (together with the add and the ReLU they
@@ -187,10 +169,6 @@ class GoodnessDatapath(wiring.Component):
                     m.d.sync += square.eq(h * h)
                 else:
                     m.d.sync += square.eq(self._borrowed_square(m, q, h))
-            if self.scan_only:
-                # Nothing else is added: the square goes straight into the lane's adders.
-                addends.append(square)
-                continue
             # The lane's scores add either its square or FFL's ``add_value`` (the sequencer
             # never asks for both in one cycle; ``add`` would win): one multiplexer per
             # lane, and one adder per score, keep the logic small on iCE40.
@@ -200,10 +178,9 @@ class GoodnessDatapath(wiring.Component):
         group_hot = one_hot(group[-1], self.groups)
         for k in range(self.labels):
             g, q = divmod(k, self.lanes)
-            scanned = valid[-1] & group_hot[g]
             with m.If(self.clear):
                 m.d.sync += self.scores[k].eq(0)
-            with m.Elif(scanned if self.scan_only else Mux(self.add, target[k], scanned)):
+            with m.Elif(Mux(self.add, target[k], valid[-1] & group_hot[g])):
                 m.d.sync += self.scores[k].eq(self.scores[k] + addends[q])
         return m
 

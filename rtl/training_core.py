@@ -193,11 +193,6 @@ class TrainingCore(wiring.Component):
         for a part as small as the UP5K): a host link around this core reads a RESULT's
         scores through the argmax's select, idle once the result is in, instead of a
         select of its own over every score byte. The same weights, results and cycles.
-    scan_only_scores : bool, optional
-        The inference core's scores without FFL's add path (``Core(scan_only_scores=True)``,
-        default False, for a part as small as the UP5K): a training core's program (FFDL,
-        FFCL) never adds a pass's goodness to a score. The same weights, results and
-        cycles.
     input_norm : {"own", "forward"}, optional
         Where the normalised inputs v_j = round_shift(a_j r, sh/2 + Q - 14) of a layer
         above the first (and of a feedback source) take (r, sh) = rsqrt(sum a^2) from.
@@ -333,7 +328,7 @@ class TrainingCore(wiring.Component):
                  serial_weight_pass: bool = False, shared_word_network: bool = False,
                  shared_update_lane: bool = False, stored_norms: bool = False,
                  tag_memory: bool = False, score_port: bool = False,
-                 compact_signal: bool = False, scan_only_scores: bool = False) -> None:
+                 compact_signal: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -411,7 +406,6 @@ class TrainingCore(wiring.Component):
                          shared=forward_multipliers == "shared", label_lanes=label_lanes,
                          norms=input_norm == "forward", lean=lean_forward,
                          score_port=score_port,
-                         scan_only_scores=scan_only_scores,
                          **({"stored_norms": True} if stored_norms else {}),
                          **({"tag_memory": True} if tag_memory else {}))
         self.label_groups = LabelGroups(config.num_classes, self.core.program.label_lanes)
@@ -499,8 +493,7 @@ class TrainingCore(wiring.Component):
                 "shared_update_lane": self.shared_update_lane,
                 "stored_norms": self.core.stored_norms, "tag_memory": self.core.tag_memory,
                 "score_port": self.core.score_port_enabled,
-                "compact_signal": self.compact_signal,
-                "scan_only_scores": self.core.scan_only_scores}
+                "compact_signal": self.compact_signal}
 
     @property
     def widths(self) -> dict[str, int]:

@@ -82,8 +82,8 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
     the lean forward datapath, one update lane taking each word's P weights in turn, one
     leap-ahead network for the three word generators, the layers' norms kept from one
     reciprocal square root, the sweep's tags in a block RAM, the score read port its
-    link's RESULT replies read, the scores without FFL's add path;
-    docs/training-engine.md), else (or for no board) in block RAM with the defaults."""
+    link's RESULT replies read; docs/training-engine.md), else (or for no board) in block
+    RAM with the defaults."""
     from rtl.training_core import TrainingCore
 
     if board is None or not board_info(board).spram_bits:
@@ -96,7 +96,6 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
                         lean_forward=True, serial_weight_pass=True,
                         shared_word_network=True, shared_update_lane=True,
                         stored_norms=True, tag_memory=True, score_port=True,
-                        scan_only_scores=True,
                         compact_signal=multipliers == "shared")
 
 
