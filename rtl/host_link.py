@@ -415,9 +415,11 @@ class HostLink(wiring.Component):
         already trained (record j at bytes 6 j..6 j + 5, below sample j + 1's label at
         (j + 1)(D + 1), so D must be at least 5) and the reply's body is read from there,
         instead of a record memory that Yosys keeps in flip-flops (40 bits a sample on
-        the digits build, each flip-flop a logic cell of its own); and the reply
+        the digits build, each flip-flop a logic cell of its own); the reply
         serialiser picks every frame's header from one select
-        (``ReplySerialiser(shared_header=True)``). The same bytes on the wire; a
+        (``ReplySerialiser(shared_header=True)``); and, training, the link marks the
+        reply body's last byte, so that the serialiser's send index counts the frames'
+        own bytes only (``ReplySerialiser(short_index=True)``). The same bytes on the wire; a
         sample's record is taken 6 cycles after it is offered (its cycle count ends when
         it is offered). Default False.
 
@@ -529,7 +531,8 @@ class HostLink(wiring.Component):
         # through its argmax's select, one score at a time.
         m.submodules.replies = replies = ReplySerialiser(
             identity=ident, result_layout=inner.result.payload.shape(),
-            score_port=inner.score_port_enabled, shared_header=self.lean)
+            score_port=inner.score_port_enabled, shared_header=self.lean,
+            short_index=self.lean and self.training)
         m.submodules.core = core
         if inner.score_port_enabled:
             wiring.connect(m, inner.score, replies.score)
@@ -879,6 +882,11 @@ class HostLink(wiring.Component):
 
         body_length = Signal(16)
         m.d.comb += replies.body_length.eq(body_length)
+        if self.lean:
+            # The body's last byte: the serialiser's send index need not count the body
+            # (ReplySerialiser(short_index=True)). A body is never empty (a TRAIN
+            # trains a sample at least, a READ reads a word at least).
+            m.d.comb += replies.body_last.eq(equals(bytes_left, 1) & equals(words_left, 1))
 
         def answer_body(kind, *, read: bool, first, count, length) -> None:
             answer(kind)

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from rtl.crc_tree import crc_tree
 from rtl.protocol import FRAME_CRC, SYNC, Reply
-from rtl.select import is_zero, select
+from rtl.select import equals, is_zero, select
 
 __all__ = ["HEADER_SIZE", "REQUEST_LAYOUT", "STREAMED", "ReplyFrame", "ReplySerialiser"]
 
@@ -77,6 +77,14 @@ class ReplySerialiser(wiring.Component):
         code and the length chosen by the reply, instead of within each frame's own
         select (five frames, five copies of the tag and of the sync byte's constant).
         The same bytes on the wire.
+    short_index : bool, optional
+        The ``body`` stream's source marks its last byte (``body_last``; default False,
+        for a part as small as the UP5K): a TRAIN or READ reply's payload is sent at one
+        place of the frame, the send index held there until the body's last byte is
+        taken, instead of at indices 5 to 4 + ``body_length``. The send index and the
+        crc byte's index then count the frames' own bytes only (6 bits on the digits
+        build, not 17), with no adder of the body length. Only a training identity has
+        a body. The same bytes on the wire.
 
     Members
     -------
@@ -96,6 +104,8 @@ class ReplySerialiser(wiring.Component):
         The payload bytes of a TRAIN or READ reply, in order.
     body_length : In(16)
         Their count, from the cycle after the request until the reply is out.
+    body_last : In(1)
+        Only with ``short_index``: the byte on offer on ``body`` is the reply's last.
     result : In(stream.Signature(result_layout))
         The record a RESULT reply reports; taken when that reply's crc byte is.
     score : In(memory.ReadPort.Signature(addr_width=..., shape=unsigned(score_bits)))
@@ -110,17 +120,21 @@ class ReplySerialiser(wiring.Component):
     """
 
     def __init__(self, *, identity, result_layout: data.StructLayout,
-                 score_port: bool = False, shared_header: bool = False) -> None:
+                 score_port: bool = False, shared_header: bool = False,
+                 short_index: bool = False) -> None:
         if not isinstance(result_layout, data.StructLayout):
             raise TypeError(f"Result layout must be a data.StructLayout, not {result_layout!r}")
         if not isinstance(score_port, bool):
             raise TypeError(f"Score port must be True or False, not {score_port!r}")
         if not isinstance(shared_header, bool):
             raise TypeError(f"Shared header must be True or False, not {shared_header!r}")
+        if not isinstance(short_index, bool):
+            raise TypeError(f"Short index must be True or False, not {short_index!r}")
         self.identity = identity
         self.result_layout = result_layout
         self.score_port = score_port
         self.shared_header = shared_header
+        self.short_index = short_index
         members = {
             "request": In(stream.Signature(REQUEST_LAYOUT)),
             "tag": In(8),
@@ -133,6 +147,8 @@ class ReplySerialiser(wiring.Component):
             "tx": Out(stream.Signature(8)),
             "done": Out(1),
         }
+        if short_index:
+            members["body_last"] = In(1)
         if score_port:
             members["score"] = In(memory.ReadPort.Signature(
                 addr_width=(identity.labels - 1).bit_length(),
@@ -182,10 +198,12 @@ class ReplySerialiser(wiring.Component):
         frames.append((short, [Const(SYNC, 8), code, self.tag, Cat(is_error, Const(0, 7)),
                                Const(0, 8), error_code], Mux(is_error, 6, 5)))
         for kind in self.streamed:
-            # The header only: the payload follows from the body stream.
+            # The header only: the payload follows from the body stream (with
+            # ``short_index``, all of it at index 5, the crc at 6).
             frames.append(((kind,), [Const(SYNC, 8), Const(kind.code, 8), self.tag,
                                      self.body_length[:8], self.body_length[8:]],
-                           HEADER_SIZE + self.body_length))
+                           Const(HEADER_SIZE + 1) if self.short_index
+                           else HEADER_SIZE + self.body_length))
         return frames
 
     @property
@@ -252,7 +270,11 @@ class ReplySerialiser(wiring.Component):
         # wider counter, its compare and the body-length adder took 86 LUT4 and 27 carries
         # (hierarchical Yosys, the digits link), which the iCEBreaker inference build (5,279
         # of 5,280 logic cells before) has not.
-        longest = max(len(items) for _, items, _ in frames) + (0x10000 if self.streamed else 0)
+        # With ``short_index`` a streamed reply's crc is at index 6, within the longest
+        # frame's bytes: the 17-bit index, its compare and adder (some 70 LUT4, 22
+        # flip-flops on the iCEBreaker training build) are not needed.
+        long_body = bool(self.streamed) and not self.short_index
+        longest = max(len(items) for _, items, _ in frames) + (0x10000 if long_body else 0)
         send_index = Signal(range(longest + 2))
         send_crc = Signal(8)
         if self.score_port:
@@ -285,7 +307,11 @@ class ReplySerialiser(wiring.Component):
         m.d.comb += is_last.eq(send_index == last_index)
         # A streamed reply's payload bytes come from ``body``, not from the picked ones.
         from_body = Signal()
-        if self.streamed:
+        if self.streamed and self.short_index:
+            # The payload's one place: the index stays there until the body's last byte.
+            m.d.comb += from_body.eq(((reply == ReplyFrame.TRAIN) | (reply == ReplyFrame.READ))
+                                     & equals(send_index, HEADER_SIZE))
+        elif self.streamed:
             m.d.comb += from_body.eq(((reply == ReplyFrame.TRAIN) | (reply == ReplyFrame.READ))
                                      & (send_index >= HEADER_SIZE) & ~is_last)
         # The reply goes out through a one-byte register: the byte for send_index is
@@ -315,8 +341,11 @@ class ReplySerialiser(wiring.Component):
             # A payload byte of a TRAIN or READ reply, once its source offers it.
             m.d.comb += self.body.ready.eq(1)
             with m.If(self.body.valid):
+                next_index = send_index + 1
+                if self.short_index:
+                    next_index = Mux(self.body_last, next_index, send_index)
                 m.d.sync += [out_byte.eq(self.body.payload), out_full.eq(1), out_first.eq(0),
-                             out_last.eq(0), send_index.eq(send_index + 1), picking.eq(0)]
+                             out_last.eq(0), send_index.eq(next_index), picking.eq(0)]
         with m.Elif(~out_full):
             # Fetch the next byte; the crc byte is the crc of all before it.
             m.d.sync += [out_byte.eq(Mux(is_last, send_crc, chosen)), out_full.eq(1),

@@ -203,6 +203,8 @@ def test_the_record_memory_exists_only_without_lean(model):
     assert "records" not in on and "record_byte" in on
     # The serialiser's one header select (ReplySerialiser(shared_header=True)) too.
     assert "picked_header" not in off and "picked_header" in on
+    # And the body's last byte marked for its short send index (short_index=True).
+    assert "body_last" not in off and "body_last" in on
 
 
 def test_a_memory_deeper_than_the_links_addresses_is_refused_by_name():

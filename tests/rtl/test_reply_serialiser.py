@@ -15,6 +15,7 @@ import dataclasses
 import random
 
 import pytest
+from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
 from ffcl_hw.device import FrameReader, encode_frame
@@ -83,17 +84,19 @@ def expected_frame(kind: ReplyFrame, *, error: int, record: dict, model_ok: int,
 
 def serialise(requests, *, pauses: str, seed: int = 0, back_to_back: bool = False,
               identity=IDENTITY, trained: int = 0, score_port: bool = False,
-              shared_header: bool = False, tag: int = TAG):
+              shared_header: bool = False, short_index: bool = False, tag: int = TAG):
     """Send each (kind, error, body) request, held until taken, after the previous reply's
     ``done`` (or at once: ``back_to_back``), its body offered on ``body`` (and its length
     on ``body_length``) from the cycle after it is taken; returns the bytes taken, the
     byte counts at each ``done`` and at each result.ready, any byte that changed while on
     offer, and the body bytes taken by each ``done``. With ``score_port`` the record's
     scores are only on the ``score`` port (a synchronous read, as the core's), the
-    record's own all zero. ``shared_header``: the serialiser's one header select."""
+    record's own all zero. ``shared_header``: the serialiser's one header select.
+    ``short_index``: the body's last byte marked on ``body_last``."""
     dut = ReplySerialiser(identity=identity,
                           result_layout=result_layout(identity.labels, identity.score_bits),
-                          score_port=score_port, shared_header=shared_header)
+                          score_port=score_port, shared_header=shared_header,
+                          short_index=short_index)
     rng = random.Random(seed)
     feed_rng = random.Random(seed + 1)
     sent = bytearray()
@@ -135,6 +138,9 @@ def serialise(requests, *, pauses: str, seed: int = 0, back_to_back: bool = Fals
                                                     or feed_rng.random() < 0.3)
             ctx.set(dut.body.valid, offered)
             ctx.set(dut.body.payload, pending[0] if offered else 0)
+            if short_index:
+                # One body waits at a time (a request is taken once the last is out).
+                ctx.set(dut.body_last, offered and len(pending) == 1)
             await ctx.delay(PERIOD / 4)
             if offered and ctx.get(dut.body.ready):
                 del pending[0]
@@ -233,15 +239,16 @@ def test_every_reply_frame_goes_out_byte_for_byte(pauses, back_to_back, score_po
     assert unstable == []
 
 
-@pytest.mark.parametrize("shared_header", [False, True])
-def test_every_frame_echoes_the_tag_it_is_given(shared_header):
+@pytest.mark.parametrize(("shared_header", "short_index"), [(False, False), (True, False),
+                                                           (True, True)])
+def test_every_frame_echoes_the_tag_it_is_given(shared_header, short_index):
     # Another tag than the sync byte's value: a header that sends a constant (the sync
     # byte's, say) where the tag belongs shows.
     requests = [(ReplyFrame.IDENT, 0, b""), (ReplyFrame.RESULT, 0, b""),
                 (ReplyFrame.LOAD_COMMIT, 0, b""), (ReplyFrame.ERROR, ErrorCode.CRC, b""),
                 (ReplyFrame.TRAIN, 0, train_body(2, 1)), (ReplyFrame.READ, 0, read_body(2, 3))]
     sent, *_ = serialise(requests, pauses="none", seed=2, identity=TRAINING,
-                         shared_header=shared_header, tag=0x3C)
+                         shared_header=shared_header, short_index=short_index, tag=0x3C)
     assert sent == b"".join(expected_frame(kind, error=error, record=result_record(2, TRAINING),
                                            model_ok=1, checksum=0xCAFE_F00D, body=body,
                                            identity=TRAINING, tag=0x3C)
@@ -264,7 +271,8 @@ def test_reply_serialiser_refuses_a_layout_that_is_not_a_struct():
 
 
 @pytest.mark.parametrize(("option", "message"), [("score_port", "Score port"),
-                                                 ("shared_header", "Shared header")])
+                                                 ("shared_header", "Shared header"),
+                                                 ("short_index", "Short index")])
 def test_the_small_part_options_are_asked_for_by_a_bool(option, message):
     with pytest.raises(TypeError, match=f"^{message} must be True or False, not 1$"):
         ReplySerialiser(identity=IDENTITY, result_layout=LAYOUT, **{option: 1})
@@ -285,18 +293,23 @@ def streamed_requests(seed: int) -> list[tuple[ReplyFrame, int, bytes]]:
             (ReplyFrame.LOAD, 0, b"")]
 
 
+@pytest.mark.parametrize("short_index", [False, True])
 @pytest.mark.parametrize("shared_header", [False, True])
 @pytest.mark.parametrize("score_port", [False, True])
 @pytest.mark.parametrize("back_to_back", [False, True])
 @pytest.mark.parametrize("pauses", ["none", "often"])
 def test_a_training_link_sends_train_and_read_replies_byte_for_byte(pauses, back_to_back,
-                                                                   score_port, shared_header):
+                                                                   score_port, shared_header,
+                                                                   short_index):
+    # short_index: the body's last byte marked, the send index held while the body
+    # goes out.
     requests = streamed_requests(5)
     # 296 bytes: the length field's high byte is not 0.
     assert len(requests[5][2]) == 296
     sent, at_done, result_taken, unstable, body_at_done = serialise(
         requests, pauses=pauses, seed=5, back_to_back=back_to_back, identity=TRAINING,
-        trained=0x1234_5678, score_port=score_port, shared_header=shared_header)
+        trained=0x1234_5678, score_port=score_port, shared_header=shared_header,
+        short_index=short_index)
     frames = [expected_frame(kind, error=error, record=result_record(5, TRAINING), model_ok=1,
                              checksum=0xCAFE_F00D, body=body, identity=TRAINING,
                              trained=0x1234_5678) for kind, error, body in requests]
@@ -319,12 +332,14 @@ def test_a_training_link_sends_train_and_read_replies_byte_for_byte(pauses, back
 # 25-32 s of simulation on the shared cores (some 200,000 cycles): opt-in. The default
 # run's longest body, 296 bytes, has both length bytes but not the send index's 17th bit.
 @pytest.mark.slow
-def test_the_longest_read_reply_goes_out_whole():
-    # 65,535 payload bytes: the crc byte's index, 65,540, takes the send index's 17th bit.
+@pytest.mark.parametrize("short_index", [False, True])
+def test_the_longest_read_reply_goes_out_whole(short_index):
+    # 65,535 payload bytes: the crc byte's index, 65,540, takes the send index's 17th bit
+    # (short_index: the index stays at 5 while they go out).
     body = bytes(random.Random(9).randrange(256) for _ in range(LONGEST_BODY))
     sent, at_done, _, unstable, body_at_done = serialise(
         [(ReplyFrame.READ, 0, body), (ReplyFrame.LOAD, 0, b"")], pauses="none",
-        identity=TRAINING)
+        identity=TRAINING, short_index=short_index)
     frame = encode_frame(Reply.READ, body, tag=TAG)
     assert sent[:5] == bytes([0xA5, Reply.READ, TAG, 0xFF, 0xFF])
     assert sent == frame + encode_frame(Reply.LOAD, tag=TAG)
@@ -344,3 +359,17 @@ def test_an_inference_link_has_no_streamed_replies(kind):
         [(kind, 0, read_body(1, 2)), (ReplyFrame.LOAD, 0, b"")], pauses="none")
     assert sent == b"\x00" + encode_frame(Reply.LOAD, tag=TAG)
     assert at_done == [1, 7] and body_at_done == [0, 0]
+
+
+def test_the_short_index_counts_the_frames_own_bytes():
+    # Off, the send index reaches a 65,535-byte body's crc (17 bits) and the body's
+    # length is added to the header's; on, the longest frame's bytes (the IDENT reply's 42
+    # and its crc) fit 6 bits, and the crc's index is a constant.
+    def text(short_index: bool) -> str:
+        return rtlil.convert(ReplySerialiser(
+            identity=TRAINING, result_layout=result_layout(TRAINING.labels,
+                                                           TRAINING.score_bits),
+            shared_header=True, short_index=short_index), name="top")
+    off, on = text(False), text(True)
+    assert "wire width 17 \\send_index\n" in off and "body_last" not in off
+    assert "wire width 6 \\send_index\n" in on and " \\body_last\n" in on
