@@ -228,6 +228,15 @@ class WeightPass(wiring.Component):
         without it the pass shows the replay's word and when it steps
         (``replay_word``, ``replay_take``) and takes the word after it on
         ``replay_following`` (:class:`rtl.lfsr.WordGenerator` ``network``).
+    held_addresses : bool, optional
+        Only with ``serial``: each word's address held for its write in
+        ceil(:attr:`write_delay` / :attr:`spacing`) registers, each loaded once a word
+        (the reads are at least :attr:`spacing` cycles apart, so a register loaded
+        ``spacing`` cycles after the one before still holds the same word), instead of a
+        register per cycle of the delay (each a logic cell of its own on iCE40, for a
+        part as small as the UP5K: on the iCEBreaker's digits build 4 of 12 bits and a
+        line of 9 one-bit loads instead of 8 of 12 bits). The same words in the same
+        cycles. Default False.
 
     The P :class:`rtl.update_lane.UpdateLane` (one if ``serial``) and the replay generator (a
     :class:`rtl.lfsr.WordGenerator` without seeding, ``restore``d to kappa^W_1 at every
@@ -277,7 +286,8 @@ class WeightPass(wiring.Component):
                  product_latency: int | None = None, operand_bits: int = 16,
                  weight_latency: int = WeightStore.LATENCY, port: str = "dual",
                  compact_lanes: bool = False, serial: bool = False,
-                 replay_network: bool = True, lend_lane: bool = False) -> None:
+                 replay_network: bool = True, lend_lane: bool = False,
+                 held_addresses: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -297,6 +307,11 @@ class WeightPass(wiring.Component):
             raise ValueError(f"A serial pass takes the entries of a word of at least 2 "
                              f"lanes, not {lanes}: one lane is serial already")
         self.serial = serial
+        if not isinstance(held_addresses, bool):
+            raise TypeError(f"Held addresses must be a bool, not {held_addresses!r}")
+        if held_addresses and not serial:
+            raise ValueError("Held addresses are a serial pass's: they need serial=True")
+        self.held_addresses = held_addresses
         config, fmt = model.config, model.fmt
         hidden = config.hidden
         self.max_columns = max(config.input_size, *hidden)
@@ -696,29 +711,65 @@ class WeightPass(wiring.Component):
         m.d.comb += real.eq(column.in_base + entry < self.neurons)
         out_addr, out_real = column.in_addr, real
         for i in range(lat):
+            if self.held_addresses:
+                # The address is held apart (_held_address), a register a word.
+                kept = Signal(name=f"w_real_{i}")
+                m.d.sync += kept.eq(out_real)
+                out_real = kept
+                continue
             reg = Signal.like(column.in_addr, name=f"w_addr_{i}")
             kept = Signal(name=f"w_real_{i}")
             m.d.sync += [reg.eq(out_addr), kept.eq(out_real)]
             out_addr, out_real = reg, kept
+        if self.held_addresses:
+            out_addr = self._held_address(m, st)
         leave = Signal(range(P), name="leave")
         with m.If(lane.valid):
             m.d.sync += leave.eq(Mux(leave == P - 1, 0, leave + 1))
+        last_entry = lane.valid & (leave == P - 1)
         new = Mux(out_real, lane.out, 0)[:B_m]
         gathered = Signal((P - 1 + self.write_pad) * B_m, name="gathered")
         with m.If(lane.valid):
             m.d.sync += gathered.eq(Cat(gathered[B_m:], new))
-        last_entry = lane.valid & (leave == P - 1)
         if not self.write_pad:
             m.d.comb += [self.write.valid.eq(last_entry), self.write.addr.eq(out_addr),
                          self.write.data.eq(Cat(gathered, new))]
             return
-        # A cycle later, so that the write misses the reads of its bank.
-        write_addr = Signal.like(out_addr, name="write_addr")
-        valid = Signal(name="write_valid")
-        m.d.sync += [valid.eq(last_entry), write_addr.eq(out_addr)]
+        # A cycle later, so that the write misses the reads of its bank (held addresses
+        # are held until then).
+        if self.held_addresses:
+            write_addr, valid = out_addr, Signal(name="write_valid")
+            m.d.sync += valid.eq(last_entry)
+        else:
+            write_addr = Signal.like(out_addr, name="write_addr")
+            valid = Signal(name="write_valid")
+            m.d.sync += [valid.eq(last_entry), write_addr.eq(out_addr)]
         m.d.comb += [self.write.valid.eq(valid), self.write.addr.eq(write_addr),
                      self.write.data.eq(gathered)]
 
+
+    def _held_address(self, m: Module, st: SimpleNamespace) -> Signal:
+        """A serial pass's written word's address (``held_addresses``), held through
+        :attr:`write_delay` cycles from its read: ``n`` = ceil(write_delay / S)
+        registers, S = :attr:`spacing`, the k-th loaded from the one before k S cycles
+        after the read (from the read address in the read's cycle). A read is at least
+        S cycles after the one before, so the k-th register holds the word from cycle
+        k S + 1 after its read to (k + 1) S, and the last one in its write's cycle."""
+        S, delay = self.spacing, self.write_delay
+        count = max(1, -(-delay // S))
+        # When each register loads: the read (issue), delayed 1 to (n - 1) S cycles.
+        loads = [st.issue]
+        for i in range((count - 1) * S):
+            late = Signal(name=f"issued_late_{i + 1}")
+            m.d.sync += late.eq(loads[-1])
+            loads.append(late)
+        held = self.weights.addr
+        for k in range(count):
+            reg = Signal.like(self.weights.addr, name=f"held_addr_{k}")
+            with m.If(loads[k * S]):
+                m.d.sync += reg.eq(held)
+            held = reg
+        return held
 
     def _loader(self, m: Module, st: SimpleNamespace) -> None:
         """The loader: each tile's d and rho into the shadow bank, one lane a cycle."""

@@ -226,6 +226,31 @@ def test_a_small_part_core_with_one_serial_weight_lane_trains_like_the_golden_tr
     assert dut.training_cycles() > parallel.training_cycles()
 
 
+@pytest.mark.parametrize("name", ["ffdl_p3_b8", "ffdl_p4_b8", "ffcl_all_t2_p3_b16",
+                                  "narrow_p3_b16"])
+def test_a_serial_pass_with_held_addresses_trains_like_the_golden_trainer(name):
+    # The serial pass's written words' addresses held a register a word (held_addresses)
+    # on two banks (P = 3: a read every 3 cycles, the write 10 after it, 4 registers;
+    # P = 4: every 4, the write 12 after, 3, with a pad) and one bank (every 3, 11, 4,
+    # with a pad; FFCL), tiles that wait: every stored word after every sample, so a
+    # write to a word other than the one read (a register loaded a cycle early or late,
+    # one too few) fails.
+    (fields, rule_fields, lanes), spacing, pad = SERIAL_CASES[name]
+    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
+    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    options = dict(SMALL_PART, label_lanes=min(K, lanes), compact_lanes=True,
+                   lean_signal=True, shared_word_network=True, serial_weight_pass=True)
+    dut = _train(name, config, rule, lanes, held_addresses=True, **options)
+    wpass = dut.weight_pass
+    assert wpass.held_addresses and dut.options["held_addresses"]
+    assert (wpass.spacing, wpass.write_pad) == (spacing, pad)
+    assert wpass.write_delay == {"ffdl_p3_b8": 10, "ffdl_p4_b8": 12}.get(name, 11)
+    # The same cycles as the delay line's.
+    lined = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)
+    assert not lined.weight_pass.held_addresses
+    assert dut.training_cycles() == lined.training_cycles()
+
+
 def _slot_waits(dut: TrainingCore) -> int:
     """Cycles the W and V passes of two SPRAM banks wait for their words' slots, word by
     word: the pass's cycle c (from ``run`` at 0) reads only words of parity (c - 1) mod 2,
