@@ -261,6 +261,17 @@ class TrainingCore(wiring.Component):
         small as the UP5K, where a flip-flop fed by a flip-flop takes a logic cell of its
         own, with block RAMs to spare): ``Core(tag_memory=True)``. The same weights in
         the same cycles, one block RAM more.
+    held_addresses : bool, optional
+        Only with ``serial_weight_pass``: the serial pass holds each word's address for
+        its write in a register per P cycles of the delay instead of one per cycle
+        (default False, for a part as small as the UP5K:
+        ``WeightPass(held_addresses=True)``). The same weights in the same cycles (the
+        figures are in docs/training-engine.md, "Logic of the components").
+    late_replay : bool, optional
+        Only with ``serial_weight_pass``: the serial pass's lane takes kappa from the
+        replay generator, stepped as the lane takes each word's last entry, instead of
+        a copy carried with the word (default False, for a part as small as the UP5K:
+        ``WeightPass(late_replay=True)``). The same weights in the same cycles.
 
     Attributes
     ----------
@@ -328,7 +339,8 @@ class TrainingCore(wiring.Component):
                  serial_weight_pass: bool = False, shared_word_network: bool = False,
                  shared_update_lane: bool = False, stored_norms: bool = False,
                  tag_memory: bool = False, score_port: bool = False,
-                 compact_signal: bool = False) -> None:
+                 compact_signal: bool = False, held_addresses: bool = False,
+                 late_replay: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -443,7 +455,9 @@ class TrainingCore(wiring.Component):
                                       weight_latency=self.core.program.weight_latency,
                                       port=self.core.memories.weight_store.port,
                                       compact_lanes=compact_lanes, serial=serial_weight_pass,
-                                      replay_network=own, lend_lane=shared_update_lane)
+                                      replay_network=own, lend_lane=shared_update_lane,
+                                      held_addresses=held_addresses,
+                                      late_replay=late_replay)
         self.bias_label = BiasLabelPass(
             model, rule, lanes=bias_label_lanes, label_lanes=self.label_groups.lanes,
             compact_lanes=compact_lanes,
@@ -493,7 +507,9 @@ class TrainingCore(wiring.Component):
                 "shared_update_lane": self.shared_update_lane,
                 "stored_norms": self.core.stored_norms, "tag_memory": self.core.tag_memory,
                 "score_port": self.core.score_port_enabled,
-                "compact_signal": self.compact_signal}
+                "compact_signal": self.compact_signal,
+                "held_addresses": self.weight_pass.held_addresses,
+                "late_replay": self.weight_pass.late_replay}
 
     @property
     def widths(self) -> dict[str, int]:

@@ -228,6 +228,22 @@ class WeightPass(wiring.Component):
         without it the pass shows the replay's word and when it steps
         (``replay_word``, ``replay_take``) and takes the word after it on
         ``replay_following`` (:class:`rtl.lfsr.WordGenerator` ``network``).
+    held_addresses : bool, optional
+        Only with ``serial``: each word's address held for its write in
+        ceil(:attr:`write_delay` / :attr:`spacing`) registers, each loaded once a word
+        (the reads are at least :attr:`spacing` cycles apart, so a register loaded
+        ``spacing`` cycles after the one before still holds the same word), instead of a
+        register per cycle of the delay (each a logic cell of its own on iCE40, for a
+        part as small as the UP5K: on the iCEBreaker's digits build 4 of 12 bits and a
+        line of 9 one-bit loads instead of 8 of 12 bits). The same words in the same
+        cycles. Default False.
+    late_replay : bool, optional
+        Only with ``serial``: the lane takes kappa from the replay generator's register,
+        which steps when the lane takes a word's last entry (and is rewound with a
+        tile's last word's), instead of a copy of it carried with the word's address
+        (two registers of 32 bits, fed by registers: each bit a logic cell of its own on
+        iCE40, for a part as small as the UP5K). The same words in the same cycles.
+        Default False.
 
     The P :class:`rtl.update_lane.UpdateLane` (one if ``serial``) and the replay generator (a
     :class:`rtl.lfsr.WordGenerator` without seeding, ``restore``d to kappa^W_1 at every
@@ -277,7 +293,8 @@ class WeightPass(wiring.Component):
                  product_latency: int | None = None, operand_bits: int = 16,
                  weight_latency: int = WeightStore.LATENCY, port: str = "dual",
                  compact_lanes: bool = False, serial: bool = False,
-                 replay_network: bool = True, lend_lane: bool = False) -> None:
+                 replay_network: bool = True, lend_lane: bool = False,
+                 held_addresses: bool = False, late_replay: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -297,6 +314,16 @@ class WeightPass(wiring.Component):
             raise ValueError(f"A serial pass takes the entries of a word of at least 2 "
                              f"lanes, not {lanes}: one lane is serial already")
         self.serial = serial
+        if not isinstance(held_addresses, bool):
+            raise TypeError(f"Held addresses must be a bool, not {held_addresses!r}")
+        if held_addresses and not serial:
+            raise ValueError("Held addresses are a serial pass's: they need serial=True")
+        self.held_addresses = held_addresses
+        if not isinstance(late_replay, bool):
+            raise TypeError(f"Late replay must be a bool, not {late_replay!r}")
+        if late_replay and not serial:
+            raise ValueError("A late replay is a serial pass's: it needs serial=True")
+        self.late_replay = late_replay
         config, fmt = model.config, model.fmt
         hidden = config.hidden
         self.max_columns = max(config.input_size, *hidden)
@@ -523,6 +550,9 @@ class WeightPass(wiring.Component):
             # lane reads its entries' d and rho itself (no shadow, nothing to wait for).
             st.pass_first = Signal.like(load_first, name="pass_first")
             m.d.comb += loaded.eq(1)
+        if self.late_replay:
+            # Whether the word read is its tile's last (the pass drives it).
+            st.last_column = Signal(name="last_column")
         self._columns(m, st)
         if not self.serial:
             self._loader(m, st)
@@ -683,9 +713,12 @@ class WeightPass(wiring.Component):
         neuron = Mux(column.ahead, column.ahead_base, column.in_base + entry + 1)
         m.d.comb += [self.errors.addr.eq(neuron), self.rho.addr.eq(neuron)]
         value = Mux(column.in_lane, self.weights.data[:B_m], rest[:B_m])
+        kappa = column.in_kappa
+        if self.late_replay:
+            kappa = self._late_replay(m, st, column, enter & (entry == P - 1))
         entries = {"en": enter, "c": value.as_signed(), "d": self.errors.data.d,
                    "v": column.v_late, "rho": self.rho.data[:lane.max_shift],
-                   "kappa": column.in_kappa, "k": Mux(column.in_fb, self.k_fb, self.k_ff),
+                   "kappa": kappa, "k": Mux(column.in_fb, self.k_fb, self.k_ff),
                    "select": STORED_KINDS.index("W")}
         m.d.comb += [getattr(lane, name).eq(self._lent(m, lane, name, value))
                      for name, value in entries.items()]
@@ -696,29 +729,87 @@ class WeightPass(wiring.Component):
         m.d.comb += real.eq(column.in_base + entry < self.neurons)
         out_addr, out_real = column.in_addr, real
         for i in range(lat):
+            if self.held_addresses:
+                # The address is held apart (_held_address), a register a word.
+                kept = Signal(name=f"w_real_{i}")
+                m.d.sync += kept.eq(out_real)
+                out_real = kept
+                continue
             reg = Signal.like(column.in_addr, name=f"w_addr_{i}")
             kept = Signal(name=f"w_real_{i}")
             m.d.sync += [reg.eq(out_addr), kept.eq(out_real)]
             out_addr, out_real = reg, kept
+        if self.held_addresses:
+            out_addr = self._held_address(m, st)
         leave = Signal(range(P), name="leave")
         with m.If(lane.valid):
             m.d.sync += leave.eq(Mux(leave == P - 1, 0, leave + 1))
+        last_entry = lane.valid & (leave == P - 1)
         new = Mux(out_real, lane.out, 0)[:B_m]
         gathered = Signal((P - 1 + self.write_pad) * B_m, name="gathered")
         with m.If(lane.valid):
             m.d.sync += gathered.eq(Cat(gathered[B_m:], new))
-        last_entry = lane.valid & (leave == P - 1)
         if not self.write_pad:
             m.d.comb += [self.write.valid.eq(last_entry), self.write.addr.eq(out_addr),
                          self.write.data.eq(Cat(gathered, new))]
             return
-        # A cycle later, so that the write misses the reads of its bank.
-        write_addr = Signal.like(out_addr, name="write_addr")
-        valid = Signal(name="write_valid")
-        m.d.sync += [valid.eq(last_entry), write_addr.eq(out_addr)]
+        # A cycle later, so that the write misses the reads of its bank (held addresses
+        # are held until then).
+        if self.held_addresses:
+            write_addr, valid = out_addr, Signal(name="write_valid")
+            m.d.sync += valid.eq(last_entry)
+        else:
+            write_addr = Signal.like(out_addr, name="write_addr")
+            valid = Signal(name="write_valid")
+            m.d.sync += [valid.eq(last_entry), write_addr.eq(out_addr)]
         m.d.comb += [self.write.valid.eq(valid), self.write.addr.eq(write_addr),
                      self.write.data.eq(gathered)]
 
+
+    def _late_replay(self, m: Module, st: SimpleNamespace, column: SimpleNamespace,
+                     last_entry):
+        """A serial pass's kappa with ``late_replay``: the replay's word itself, stepped
+        as the lane takes a word's last entry, rewound to kappa^W_1 then if the word is
+        its tile's last (and as ``run`` rises, :meth:`_pass`). A word's first entry
+        comes at the earliest a cycle after the last entry of the word before, so the
+        replay shows each word's kappa through its P entries; no copy of it travels with
+        the word's address."""
+        replay = self.replay
+        # The tile's last word, beside its address (loaded as the others are: the
+        # pass's last_column in the word's read).
+        ahead = [Signal(name=f"last_column_{i + 1}") for i in range(self.weight_latency - 1)]
+        in_last_column = Signal(name="in_last_column")
+        m.d.sync += ahead[0].eq(st.last_column)
+        m.d.sync += [ahead[i].eq(ahead[i - 1]) for i in range(1, len(ahead))]
+        with m.If(column.ahead):
+            m.d.sync += in_last_column.eq(ahead[-1])
+        m.d.comb += [replay.words.ready.eq(last_entry),
+                     replay.restore.eq(last_entry & in_last_column),
+                     replay.restore_word.eq(self.first)]
+        return replay.words.payload
+
+    def _held_address(self, m: Module, st: SimpleNamespace) -> Signal:
+        """A serial pass's written word's address (``held_addresses``), held through
+        :attr:`write_delay` cycles from its read: ``n`` = ceil(write_delay / S)
+        registers, S = :attr:`spacing`, the k-th loaded from the one before k S cycles
+        after the read (from the read address in the read's cycle). A read is at least
+        S cycles after the one before, so the k-th register holds the word from cycle
+        k S + 1 after its read to (k + 1) S, and the last one in its write's cycle."""
+        S, delay = self.spacing, self.write_delay
+        count = max(1, -(-delay // S))
+        # When each register loads: the read (issue), delayed 1 to (n - 1) S cycles.
+        loads = [st.issue]
+        for i in range((count - 1) * S):
+            late = Signal(name=f"issued_late_{i + 1}")
+            m.d.sync += late.eq(loads[-1])
+            loads.append(late)
+        held = self.weights.addr
+        for k in range(count):
+            reg = Signal.like(self.weights.addr, name=f"held_addr_{k}")
+            with m.If(loads[k * S]):
+                m.d.sync += reg.eq(held)
+            held = reg
+        return held
 
     def _loader(self, m: Module, st: SimpleNamespace) -> None:
         """The loader: each tile's d and rho into the shadow bank, one lane a cycle."""
@@ -833,10 +924,15 @@ class WeightPass(wiring.Component):
                 # Rewind the replay to kappa^W_1 before each tile's first word: with the
                 # previous tile's last word (restore wins over the transfer), or while
                 # the tile waits.
-                m.d.comb += [replay.words.ready.eq(issue),
-                             replay.restore.eq(Mux(issue, last_column, is_zero(count))),
-                             replay.restore_word.eq(self.first),
-                             tile_start.eq(issue & is_zero(count))]
+                if self.late_replay:
+                    # The lane steps and rewinds the replay (_late_replay).
+                    m.d.comb += [st.last_column.eq(last_column),
+                                 tile_start.eq(issue & is_zero(count))]
+                else:
+                    m.d.comb += [replay.words.ready.eq(issue),
+                                 replay.restore.eq(Mux(issue, last_column, is_zero(count))),
+                                 replay.restore_word.eq(self.first),
+                                 tile_start.eq(issue & is_zero(count))]
                 with m.If(issue):
                     m.d.sync += count.eq(count + 1)
                     with m.If(feedback):

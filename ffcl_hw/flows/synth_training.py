@@ -82,8 +82,9 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
     the lean forward datapath, one update lane taking each word's P weights in turn, one
     leap-ahead network for the three word generators, the layers' norms kept from one
     reciprocal square root, the sweep's tags in a block RAM, the score read port its
-    link's RESULT replies read; docs/training-engine.md), else (or for no board) in block
-    RAM with the defaults."""
+    link's RESULT replies read, the serial pass's write addresses held a register a word
+    and its kappa the replay's own; docs/training-engine.md), else (or for no board) in
+    block RAM with the defaults."""
     from rtl.training_core import TrainingCore
 
     if board is None or not board_info(board).spram_bits:
@@ -96,7 +97,8 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
                         lean_forward=True, serial_weight_pass=True,
                         shared_word_network=True, shared_update_lane=True,
                         stored_norms=True, tag_memory=True, score_port=True,
-                        compact_signal=multipliers == "shared")
+                        compact_signal=multipliers == "shared", held_addresses=True,
+                        late_replay=True)
 
 
 def training_link(core, board: str | None, divisor: int):
@@ -312,6 +314,8 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
             # The score read port the link's RESULT replies read (Core's score_port).
             "score_port": core.core.score_port_enabled,
             "compact_signal": core.compact_signal,
+            "held_addresses": core.weight_pass.held_addresses,
+            "late_replay": core.weight_pass.late_replay,
             "cycles_per_sample": cycles,
             "samples_per_second": (round(fmax * 1e6 / cycles, 1) if fmax else None),
             "rule": {**{f.name: getattr(rule, f.name) for f in fields(TrainRule)},

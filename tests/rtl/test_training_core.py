@@ -482,6 +482,85 @@ def test_one_serial_weight_lane_trains_like_the_golden_trainer(name):
         TrainingCore(dut.model, dut.rule, lanes=lanes, serial_weight_pass=1)
 
 
+@pytest.mark.parametrize("name", ["ffcl_top_t2_p2", "ffcl_all_adjacent_t2_p3"])
+def test_a_serial_pass_with_held_addresses_on_block_ram_trains_like_the_golden_trainer(name):
+    # The written words' addresses held a register a word (held_addresses) on block RAM
+    # (a read every P cycles, no pad): P = 2 (the write 9 cycles after its read: 5
+    # registers) and P = 3 (10 cycles: 4), FFCL with layer 1's V words from layer 2 and
+    # with updates between the iterations; every stored word after every sample.
+    dut = check_case(name, "shared", serial_weight_pass=True, held_addresses=True)
+    wpass = dut.weight_pass
+    assert wpass.held_addresses and dut.options["held_addresses"]
+    assert (wpass.spacing, wpass.write_delay) == {"ffcl_top_t2_p2": (2, 9),
+                                                  "ffcl_all_adjacent_t2_p3": (3, 10)}[name]
+    assert TrainingCore(dut.model, dut.rule, lanes=dut.lanes).options[
+        "held_addresses"] is False
+    with pytest.raises(TypeError, match=r"^Held addresses must be a bool, not 1$"):
+        TrainingCore(dut.model, dut.rule, lanes=dut.lanes, serial_weight_pass=True,
+                     held_addresses=1)
+    with pytest.raises(ValueError, match=r"^Held addresses are a serial pass's: they "
+                                         r"need serial=True$"):
+        TrainingCore(dut.model, dut.rule, lanes=dut.lanes, held_addresses=True)
+
+
+@pytest.mark.parametrize("name", ["ffcl_top_t2_p2", "ffcl_all_adjacent_t2_p3"])
+def test_a_serial_pass_with_a_late_replay_on_block_ram_trains_like_the_golden_trainer(name):
+    # The serial lane's kappa from the replay itself (late_replay) on block RAM: FFCL
+    # with V words from layer 2 and with updates between the iterations, P = 2 and 3
+    # (a word every P cycles: its first entry right after the last of the word before).
+    dut = check_case(name, "shared", serial_weight_pass=True, late_replay=True)
+    assert dut.weight_pass.late_replay and dut.options["late_replay"]
+    assert TrainingCore(dut.model, dut.rule, lanes=dut.lanes).options["late_replay"] is False
+    with pytest.raises(TypeError, match=r"^Late replay must be a bool, not 1$"):
+        TrainingCore(dut.model, dut.rule, lanes=dut.lanes, serial_weight_pass=True,
+                     late_replay=1)
+    with pytest.raises(ValueError, match=r"^A late replay is a serial pass's: it needs "
+                                         r"serial=True$"):
+        TrainingCore(dut.model, dut.rule, lanes=dut.lanes, late_replay=True)
+
+
+def test_without_a_late_replay_the_netlist_has_nothing_of_it():
+    # Off, the serial pass carries kappa with the word as before (byte for byte, src
+    # attributes aside, the cores' RTLIL equals main's before the option); on, the
+    # tile's-last-word bit the lane rewinds the replay with is there.
+    config = ModelConfig(algo="ffcl", input_size=D, num_classes=K, hidden=(5, 4), loops=2,
+                         topology="adjacent")
+    model = make_model(config, SEED)
+    rule = TrainRule(epochs=1, store_bits=16, loss_iterations="all")
+    options = dict(weights="spram", forward_multipliers="shared", signal_multipliers="shared",
+                   label_lanes=3, compact_lanes=True, input_norm="forward", lean_signal=True,
+                   bias_label_lanes=1, serial_weight_pass=True)
+    text = rtlil.convert(TrainingCore(model, rule, lanes=3, **options), name="top")
+    assert "in_last_column" not in text
+    with_option = rtlil.convert(TrainingCore(model, rule, lanes=3, **options,
+                                             late_replay=True), name="top")
+    assert "in_last_column" in with_option
+
+
+#: The held addresses' own names in the RTLIL (the registers' loads, the first register).
+_HELD_ADDRESS_NAMES = ("issued_late_1", "held_addr_0")
+
+
+def test_without_held_addresses_the_netlist_has_nothing_of_them():
+    # Off, the serial pass carries its addresses down the delay line as before (byte for
+    # byte, src attributes aside, the cores' RTLIL equals main's before the option); on,
+    # the held registers are there and the address delay line is not.
+    config = ModelConfig(algo="ffcl", input_size=D, num_classes=K, hidden=(5, 4), loops=2,
+                         topology="adjacent")
+    model = make_model(config, SEED)
+    rule = TrainRule(epochs=1, store_bits=16, loss_iterations="all")
+    options = dict(weights="spram", forward_multipliers="shared", signal_multipliers="shared",
+                   label_lanes=3, compact_lanes=True, input_norm="forward", lean_signal=True,
+                   bias_label_lanes=1, serial_weight_pass=True)
+    text = rtlil.convert(TrainingCore(model, rule, lanes=3, **options), name="top")
+    assert [n for n in _HELD_ADDRESS_NAMES if n in text] == []
+    assert "w_addr_0" in text
+    with_option = rtlil.convert(TrainingCore(model, rule, lanes=3, **options,
+                                             held_addresses=True), name="top")
+    assert [n for n in _HELD_ADDRESS_NAMES if n in with_option] == list(_HELD_ADDRESS_NAMES)
+    assert "w_addr_0" not in with_option
+
+
 #: One leap-ahead network for the label, rounding and replay generators
 #: (``shared_word_network``): FFDL, and FFCL with updates between the iterations (a label
 #: draw per sample, rounding and replay words per layer and iteration). check_case
@@ -503,7 +582,8 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
                samples: int = 3, labels_drawn=None, input_norm: str = "own",
                serial_weight_pass: bool = False,
                shared_word_network: bool = False,
-               shared_update_lane: bool = False) -> TrainingCore:
+               shared_update_lane: bool = False,
+               held_addresses: bool = False, late_replay: bool = False) -> TrainingCore:
     """``samples`` training samples of case ``name`` (or ``case``: config fields, rule
     fields, lanes) then three images classified, against IntTrainer; the counter against
     the closed form. Returns the core."""
@@ -522,7 +602,8 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
                        forward_multipliers=forward_multipliers, label_lanes=label_lanes,
                        input_norm=input_norm, serial_weight_pass=serial_weight_pass,
                        shared_word_network=shared_word_network,
-                       shared_update_lane=shared_update_lane)
+                       shared_update_lane=shared_update_lane, held_addresses=held_addresses,
+                       late_replay=late_replay)
     rng = np.random.default_rng(SEED)
     samples = [(rng.integers(0, X + 1, D).astype(np.int64), int(rng.integers(0, K)))
                for _ in range(samples)]
@@ -542,7 +623,8 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
     options = dict(forward_multipliers=forward_multipliers, bias_label_lanes=bias_label_lanes,
                    label_lanes=label_lanes, input_norm=input_norm,
                    serial_weight_pass=serial_weight_pass,
-                   shared_update_lane=shared_update_lane)
+                   shared_update_lane=shared_update_lane, held_addresses=held_addresses,
+                   late_replay=late_replay)
     other = TrainingCore(model, rule, lanes=lanes,
                          multipliers="dedicated" if multipliers == "shared" else "shared",
                          **options)

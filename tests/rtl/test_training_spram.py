@@ -226,6 +226,52 @@ def test_a_small_part_core_with_one_serial_weight_lane_trains_like_the_golden_tr
     assert dut.training_cycles() > parallel.training_cycles()
 
 
+@pytest.mark.parametrize("name", ["ffdl_p3_b8", "ffdl_p4_b8", "ffcl_all_t2_p3_b16",
+                                  "narrow_p3_b16"])
+def test_a_serial_pass_with_held_addresses_trains_like_the_golden_trainer(name):
+    # The serial pass's written words' addresses held a register a word (held_addresses)
+    # on two banks (P = 3: a read every 3 cycles, the write 10 after it, 4 registers;
+    # P = 4: every 4, the write 12 after, 3, with a pad) and one bank (every 3, 11, 4,
+    # with a pad; FFCL), tiles that wait: every stored word after every sample, so a
+    # write to a word other than the one read (a register loaded a cycle early or late,
+    # one too few) fails.
+    (fields, rule_fields, lanes), spacing, pad = SERIAL_CASES[name]
+    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
+    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    options = dict(SMALL_PART, label_lanes=min(K, lanes), compact_lanes=True,
+                   lean_signal=True, shared_word_network=True, serial_weight_pass=True)
+    dut = _train(name, config, rule, lanes, held_addresses=True, **options)
+    wpass = dut.weight_pass
+    assert wpass.held_addresses and dut.options["held_addresses"]
+    assert (wpass.spacing, wpass.write_pad) == (spacing, pad)
+    assert wpass.write_delay == {"ffdl_p3_b8": 10, "ffdl_p4_b8": 12}.get(name, 11)
+    # The same cycles as the delay line's.
+    lined = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)
+    assert not lined.weight_pass.held_addresses
+    assert dut.training_cycles() == lined.training_cycles()
+
+
+@pytest.mark.parametrize("name", ["ffdl_p3_b8", "ffdl_p4_b8", "ffcl_all_t2_p3_b16",
+                                  "narrow_p3_b16"])
+def test_a_serial_pass_with_a_late_replay_trains_like_the_golden_trainer(name):
+    # The serial lane's kappa from the replay itself (late_replay), stepped at each
+    # word's last entry and rewound at each tile's last word's: two banks (a word every
+    # 3 cycles: the next word's first entry right after the last; every 5), one bank
+    # (FFCL: the replay continues from the W columns' into the V columns'), tiles that
+    # wait; every stored word after every sample, so a kappa a word early or late, or
+    # not rewound for a tile, fails.
+    (fields, rule_fields, lanes), spacing, pad = SERIAL_CASES[name]
+    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
+    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    options = dict(SMALL_PART, label_lanes=min(K, lanes), compact_lanes=True,
+                   lean_signal=True, shared_word_network=True, serial_weight_pass=True)
+    dut = _train(name, config, rule, lanes, late_replay=True, **options)
+    assert dut.weight_pass.late_replay and dut.options["late_replay"]
+    carried = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)
+    assert not carried.weight_pass.late_replay
+    assert dut.training_cycles() == carried.training_cycles()
+
+
 def _slot_waits(dut: TrainingCore) -> int:
     """Cycles the W and V passes of two SPRAM banks wait for their words' slots, word by
     word: the pass's cycle c (from ``run`` at 0) reads only words of parity (c - 1) mod 2,
@@ -649,8 +695,10 @@ def test_the_icebreaker_core_with_b_and_u_on_a_weight_pass_lane_trains_like_the_
                    stored_norms=True, tag_memory=True, compact_signal=True)
     # (score_port: the build's core has the score read port for its link; it changes
     # no weight and no cycle.)
+    # (held_addresses, late_replay: the serial pass's write addresses held a register a
+    # word, its kappa the replay's own.)
     dut = _train(name, config, rule, lanes, **options, shared_update_lane=True,
-                 score_port=True)
+                 score_port=True, held_addresses=True, late_replay=True)
     assert dut.options == training_core(dut.model, rule, "icebreaker", lanes).options
     own = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)
     assert dut.bias_label.lanes == (dut.weight_pass.lanes[0],)
