@@ -120,6 +120,65 @@ def done_layout(labels: int) -> data.StructLayout:
                               "cycles": unsigned(CYCLE_BITS)})
 
 
+
+def _check_options(model: IntModel, rule: TrainRule, *, lanes: int, multipliers: str,
+                   signal_multipliers: str, forward_multipliers: str, weights: str,
+                   bias_label_lanes: int, input_norm: str, compact_lanes: bool,
+                   lean_signal: bool, lean_forward: bool, shared_word_network: bool,
+                   shared_update_lane: bool, stored_norms: bool, tag_memory: bool,
+                   compact_signal: bool) -> None:
+    """Refuse a :class:`TrainingCore` configuration that cannot be built, naming the
+    parameter and the fix (the components check their own parameters again)."""
+    check_positive_int("Lane count", lanes)
+    if multipliers not in MULTIPLIERS:
+        raise ValueError(f"Multipliers must be one of {', '.join(MULTIPLIERS)}, "
+                         f"not {multipliers!r}")
+    if not isinstance(compact_lanes, bool):
+        raise TypeError(f"Compact lanes must be True or False, not {compact_lanes!r}")
+    if not isinstance(shared_update_lane, bool):
+        raise TypeError(f"Shared update lane must be True or False, not "
+                        f"{shared_update_lane!r}")
+    if shared_update_lane and bias_label_lanes != 1:
+        raise ValueError(f"The b and U pass borrows one lane of the W pass: a shared "
+                         f"update lane needs bias_label_lanes=1, not {bias_label_lanes!r}")
+    if signal_multipliers not in MULTIPLIERS:
+        raise ValueError(f"Signal multipliers must be one of {', '.join(MULTIPLIERS)}, "
+                         f"not {signal_multipliers!r}")
+    if signal_multipliers == "shared" and (multipliers != "shared" or lanes < 2):
+        raise ValueError(f"The learning signal borrows MAC lanes 0 and 1: it needs "
+                         f"multipliers='shared' and at least 2 lanes, not "
+                         f"{multipliers!r} and {lanes}")
+    if forward_multipliers not in MULTIPLIERS:
+        raise ValueError(f"Forward multipliers must be one of "
+                         f"{', '.join(MULTIPLIERS)}, not {forward_multipliers!r}")
+    if weights not in WEIGHT_KINDS:
+        raise ValueError(f"Weights must be one of {', '.join(WEIGHT_KINDS)}, "
+                         f"not {weights!r}")
+    if weights == "spram":
+        check_spram_word(lanes=lanes, store_bits=rule.store_bits,
+                         weight_bits=model.fmt.weight_bits)
+    if input_norm not in INPUT_NORMS:
+        raise ValueError(f"Input norm must be one of {', '.join(INPUT_NORMS)}, "
+                         f"not {input_norm!r}")
+    if not isinstance(lean_signal, bool):
+        raise TypeError(f"Lean signal must be a bool, not {lean_signal!r}")
+    if not isinstance(shared_word_network, bool):
+        raise TypeError(f"Shared word network must be a bool, not "
+                        f"{shared_word_network!r}")
+    if not isinstance(compact_signal, bool):
+        raise TypeError(f"Compact signal must be True or False, not {compact_signal!r}")
+    if compact_signal and not (lean_signal and signal_multipliers == "shared"):
+        raise ValueError("The compact learning signal is the lean one on borrowed "
+                         "multipliers: it needs lean_signal=True and "
+                         "signal_multipliers='shared'")
+    if not isinstance(lean_forward, bool):
+        raise TypeError(f"Lean forward must be a bool, not {lean_forward!r}")
+    if not isinstance(stored_norms, bool):
+        raise TypeError(f"Stored norms must be a bool, not {stored_norms!r}")
+    if not isinstance(tag_memory, bool):
+        raise TypeError(f"Tag memory must be a bool, not {tag_memory!r}")
+
+
 class TrainingCore(wiring.Component):
     """An FFDL or FFCL core that trains on chip with the integer rule (module docstring).
 
@@ -348,63 +407,23 @@ class TrainingCore(wiring.Component):
         if model.config.algo not in ("ffdl", "ffcl"):
             raise ValueError(f"the training core trains FFDL and FFCL models, not "
                              f"{model.config.algo.upper()}")
-        check_positive_int("Lane count", lanes)
-        if multipliers not in MULTIPLIERS:
-            raise ValueError(f"Multipliers must be one of {', '.join(MULTIPLIERS)}, "
-                             f"not {multipliers!r}")
-        if not isinstance(compact_lanes, bool):
-            raise TypeError(f"Compact lanes must be True or False, not {compact_lanes!r}")
-        if not isinstance(shared_update_lane, bool):
-            raise TypeError(f"Shared update lane must be True or False, not "
-                            f"{shared_update_lane!r}")
-        if shared_update_lane and bias_label_lanes != 1:
-            raise ValueError(f"The b and U pass borrows one lane of the W pass: a shared "
-                             f"update lane needs bias_label_lanes=1, not {bias_label_lanes!r}")
+        _check_options(model, rule, lanes=lanes, multipliers=multipliers,
+                       signal_multipliers=signal_multipliers,
+                       forward_multipliers=forward_multipliers, weights=weights,
+                       bias_label_lanes=bias_label_lanes, input_norm=input_norm,
+                       compact_lanes=compact_lanes, lean_signal=lean_signal,
+                       lean_forward=lean_forward, shared_word_network=shared_word_network,
+                       shared_update_lane=shared_update_lane, stored_norms=stored_norms,
+                       tag_memory=tag_memory, compact_signal=compact_signal)
         self.shared_update_lane = shared_update_lane
-        if signal_multipliers not in MULTIPLIERS:
-            raise ValueError(f"Signal multipliers must be one of {', '.join(MULTIPLIERS)}, "
-                             f"not {signal_multipliers!r}")
-        if signal_multipliers == "shared" and (multipliers != "shared" or lanes < 2):
-            raise ValueError(f"The learning signal borrows MAC lanes 0 and 1: it needs "
-                             f"multipliers='shared' and at least 2 lanes, not "
-                             f"{multipliers!r} and {lanes}")
-        if forward_multipliers not in MULTIPLIERS:
-            raise ValueError(f"Forward multipliers must be one of "
-                             f"{', '.join(MULTIPLIERS)}, not {forward_multipliers!r}")
-        if weights not in WEIGHT_KINDS:
-            raise ValueError(f"Weights must be one of {', '.join(WEIGHT_KINDS)}, "
-                             f"not {weights!r}")
-        if weights == "spram":
-            check_spram_word(lanes=lanes, store_bits=rule.store_bits,
-                             weight_bits=model.fmt.weight_bits)
-        if input_norm not in INPUT_NORMS:
-            raise ValueError(f"Input norm must be one of {', '.join(INPUT_NORMS)}, "
-                             f"not {input_norm!r}")
         self.input_norm = input_norm
         self.multipliers, self.signal_multipliers = multipliers, signal_multipliers
         self.forward_multipliers = forward_multipliers
         self.weights = weights
-        if not isinstance(lean_signal, bool):
-            raise TypeError(f"Lean signal must be a bool, not {lean_signal!r}")
-        if not isinstance(shared_word_network, bool):
-            raise TypeError(f"Shared word network must be a bool, not "
-                            f"{shared_word_network!r}")
         own = not shared_word_network
         self.lean_signal = lean_signal
-        if not isinstance(compact_signal, bool):
-            raise TypeError(f"Compact signal must be True or False, not {compact_signal!r}")
-        if compact_signal and not (lean_signal and signal_multipliers == "shared"):
-            raise ValueError("The compact learning signal is the lean one on borrowed "
-                             "multipliers: it needs lean_signal=True and "
-                             "signal_multipliers='shared'")
         self.compact_signal = compact_signal
-        if not isinstance(lean_forward, bool):
-            raise TypeError(f"Lean forward must be a bool, not {lean_forward!r}")
         self.lean_forward = lean_forward
-        if not isinstance(stored_norms, bool):
-            raise TypeError(f"Stored norms must be a bool, not {stored_norms!r}")
-        if not isinstance(tag_memory, bool):
-            raise TypeError(f"Tag memory must be a bool, not {tag_memory!r}")
         shared = multipliers == "shared"
         self.trainer = trainer = IntTrainer(model, rule)
         self.model, self.rule, self.lanes = model, rule, lanes
