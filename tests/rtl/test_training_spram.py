@@ -88,6 +88,12 @@ CASES = {
 }
 
 
+def _config_and_rule(fields: dict, rule_fields: dict) -> tuple[ModelConfig, TrainRule]:
+    """A case's model configuration (D inputs, K labels) and the tests' rule."""
+    return (ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields),
+            TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields))
+
+
 def _train(name: str, config: ModelConfig, rule: TrainRule, lanes: int,
            weights: str = "spram", **options) -> TrainingCore:
     """Three training samples, then three classified, against IntTrainer (run_samples
@@ -124,8 +130,7 @@ def _train(name: str, config: ModelConfig, rule: TrainRule, lanes: int,
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_an_spram_training_core_trains_like_the_golden_trainer(name):
     fields, rule_fields, lanes = CASES[name]
-    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
-    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    config, rule = _config_and_rule(fields, rule_fields)
     dut = _train(name, config, rule, lanes)
     bram = TrainingCore(dut.model, rule, lanes=lanes)
     columns = [(D if i == 0 else config.hidden[i - 1])
@@ -152,8 +157,7 @@ def test_an_spram_core_with_one_bias_label_lane_trains_like_the_golden_trainer(n
     # The small part's engine: two SPRAM banks and one lane time-shared by b, U+ and U-
     # (its label word read again from block RAM while the W pass's writes go to SPRAM).
     fields, rule_fields, lanes = CASES[name]
-    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
-    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    config, rule = _config_and_rule(fields, rule_fields)
     # Compact lanes, as the small part builds them: the same weights in the same cycles.
     dut = _train(name, config, rule, lanes, bias_label_lanes=1, compact_lanes=True)
     three = TrainingCore(dut.model, rule, lanes=lanes, weights="spram")
@@ -178,8 +182,7 @@ def test_an_spram_core_with_the_forward_passs_norms_trains_like_the_golden_train
     # the other bank). Every stored word after every sample, the counter at the closed
     # form (_train).
     fields, rule_fields, lanes = CASES[name]
-    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
-    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    config, rule = _config_and_rule(fields, rule_fields)
     options = dict(SMALL_PART, label_lanes=min(K, lanes))
     dut = _train(name, config, rule, lanes, **options)
     own = TrainingCore(dut.model, rule, lanes=lanes, weights="spram",
@@ -213,8 +216,7 @@ def test_a_small_part_core_with_one_serial_weight_lane_trains_like_the_golden_tr
     # gathered in order, the last tile's padding entries written 0, the write in a cycle
     # no read of its bank takes.
     (fields, rule_fields, lanes), spacing, pad = SERIAL_CASES[name]
-    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
-    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    config, rule = _config_and_rule(fields, rule_fields)
     # With every other option of the build (one network for the three generators too).
     options = dict(SMALL_PART, label_lanes=min(K, lanes), compact_lanes=True,
                    lean_signal=True, shared_word_network=True)
@@ -226,6 +228,13 @@ def test_a_small_part_core_with_one_serial_weight_lane_trains_like_the_golden_tr
     assert dut.training_cycles() > parallel.training_cycles()
 
 
+
+def _serial_build(lanes: int) -> dict:
+    """The small part's options with one serial W/V lane, as the iCEBreaker build has them
+    before the serial pass's own register cuts (held addresses, late replay)."""
+    return dict(SMALL_PART, label_lanes=min(K, lanes), compact_lanes=True, lean_signal=True,
+                shared_word_network=True, serial_weight_pass=True)
+
 @pytest.mark.parametrize("name", ["ffdl_p3_b8", "ffdl_p4_b8", "ffcl_all_t2_p3_b16",
                                   "narrow_p3_b16"])
 def test_a_serial_pass_with_held_addresses_trains_like_the_golden_trainer(name):
@@ -236,10 +245,8 @@ def test_a_serial_pass_with_held_addresses_trains_like_the_golden_trainer(name):
     # write to a word other than the one read (a register loaded a cycle early or late,
     # one too few) fails.
     (fields, rule_fields, lanes), spacing, pad = SERIAL_CASES[name]
-    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
-    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
-    options = dict(SMALL_PART, label_lanes=min(K, lanes), compact_lanes=True,
-                   lean_signal=True, shared_word_network=True, serial_weight_pass=True)
+    config, rule = _config_and_rule(fields, rule_fields)
+    options = _serial_build(lanes)
     dut = _train(name, config, rule, lanes, held_addresses=True, **options)
     wpass = dut.weight_pass
     assert wpass.held_addresses and dut.options["held_addresses"]
@@ -261,10 +268,8 @@ def test_a_serial_pass_with_a_late_replay_trains_like_the_golden_trainer(name):
     # wait; every stored word after every sample, so a kappa a word early or late, or
     # not rewound for a tile, fails.
     (fields, rule_fields, lanes), spacing, pad = SERIAL_CASES[name]
-    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
-    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
-    options = dict(SMALL_PART, label_lanes=min(K, lanes), compact_lanes=True,
-                   lean_signal=True, shared_word_network=True, serial_weight_pass=True)
+    config, rule = _config_and_rule(fields, rule_fields)
+    options = _serial_build(lanes)
     dut = _train(name, config, rule, lanes, late_replay=True, **options)
     assert dut.weight_pass.late_replay and dut.options["late_replay"]
     carried = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)
@@ -574,8 +579,7 @@ def test_a_restart_after_a_load_trains_the_loaded_model_as_a_fresh_golden_traine
     # nothing of that sample.
     case, options = RESTARTS[name]
     fields, rule_fields, lanes = CASES[case]
-    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
-    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    config, rule = _config_and_rule(fields, rule_fields)
     first, loaded = make_model(config, SEED + 3), make_model(config, SEED + 4)
     dut = TrainingCore(first, rule, lanes=lanes, weights="spram", **options)
     trainers = [IntTrainer(first, rule), IntTrainer(loaded, rule)]
@@ -629,8 +633,7 @@ def test_a_small_part_core_with_the_lean_learning_signal_trains_like_the_golden_
     # register, the two-word scan without its waiting registers: the same weights in
     # the same cycles as without it.
     fields, rule_fields, lanes = CASES[name]
-    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
-    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    config, rule = _config_and_rule(fields, rule_fields)
     dut = _train(name, config, rule, lanes, **SMALL_PART, label_lanes=label_lanes,
                  lean_signal=True)
     full = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **SMALL_PART,
@@ -661,8 +664,7 @@ def test_a_small_part_core_with_the_lean_forward_datapath_trains_like_the_golden
     fields, rule_fields, lanes = CASES.get(name) or (
         dict(algo="ffcl", hidden=(5, 4), loops=3, topology="adjacent"),
         dict(store_bits=16, loss_iterations="last"), 3)
-    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
-    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    config, rule = _config_and_rule(fields, rule_fields)
     options = dict(SMALL_PART, label_lanes=label_lanes, compact_lanes=True,
                    lean_signal=True)
     dut = _train(name, config, rule, lanes, **options, lean_forward=True)
@@ -688,8 +690,7 @@ def test_the_icebreaker_core_with_b_and_u_on_a_weight_pass_lane_trains_like_the_
     # lane 0, -d through MAC lane 0's multiplier (v = 1), which the learning signal
     # borrows in PREPARE: the same weights in the same cycles as on a lane of its own.
     fields, rule_fields, lanes = CASES[name]
-    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
-    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    config, rule = _config_and_rule(fields, rule_fields)
     options = dict(SMALL_PART, label_lanes=label_lanes, compact_lanes=True, lean_signal=True,
                    lean_forward=True, serial_weight_pass=True, shared_word_network=True,
                    stored_norms=True, tag_memory=True, compact_signal=True)
@@ -719,8 +720,7 @@ def test_a_small_part_core_with_the_compact_learning_signal_trains_like_the_gold
     # same weights as the lean signal, the counter as the closed form says (_train), the
     # scan 3 N cycles longer a layer of N (the maxima pass 2 N + 1, the errors N - 1).
     fields, rule_fields, lanes = CASES[name]
-    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
-    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    config, rule = _config_and_rule(fields, rule_fields)
     options = dict(SMALL_PART, label_lanes=label_lanes, lean_signal=True)
     dut = _train(name, config, rule, lanes, **options, compact_signal=True)
     lean = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)
@@ -757,8 +757,7 @@ def test_a_small_part_core_with_stored_norms_trains_like_the_golden_trainer(name
     fields, rule_fields, lanes = CASES.get(name) or (
         dict(algo="ffcl", hidden=(5, 4), loops=3, topology="adjacent"),
         dict(store_bits=16, loss_iterations="last"), 3)
-    config = ModelConfig(input_size=D, num_classes=K, theta=0.5, **fields)
-    rule = TrainRule(epochs=1, seed=7, lr_shift=4, **rule_fields)
+    config, rule = _config_and_rule(fields, rule_fields)
     options = dict(SMALL_PART, label_lanes=label_lanes, compact_lanes=True,
                    lean_signal=True, lean_forward=True, serial_weight_pass=True,
                    shared_word_network=True, shared_update_lane=True)
