@@ -426,6 +426,22 @@ def test_without_a_shared_update_lane_the_netlist_has_nothing_of_it(name):
     assert _OWN_LANE_MODULE not in with_option
 
 
+
+def _small_part_rtlil(option: str, **extra) -> tuple[str, str]:
+    """The RTLIL of a small-part core (FFCL adjacent T = 2, every iteration trained, 3
+    lanes, SPRAM, every multiplier a MAC lane's, G = 3, compact lanes, the forward pass's
+    input norms, the lean signal, one b and U lane; plus ``extra``) without and with the
+    boolean ``option``."""
+    config = ModelConfig(algo="ffcl", input_size=D, num_classes=K, hidden=(5, 4), loops=2,
+                         topology="adjacent")
+    model = make_model(config, SEED)
+    rule = TrainRule(epochs=1, store_bits=16, loss_iterations="all")
+    options = dict(weights="spram", forward_multipliers="shared", signal_multipliers="shared",
+                   label_lanes=3, compact_lanes=True, input_norm="forward", lean_signal=True,
+                   bias_label_lanes=1, **extra)
+    return tuple(rtlil.convert(TrainingCore(model, rule, lanes=3, **options, **flag),
+                               name="top") for flag in ({}, {option: True}))
+
 #: The compact learning signal's own names in the RTLIL: the mark of a g beyond its kept
 #: bits, the read port held for the second multiplier, -sigma+ into the first.
 _COMPACT_SIGNAL_NAMES = ("beyond_pos", "holding", "minus_sigma")
@@ -435,20 +451,10 @@ _COMPACT_SIGNAL_NAMES = ("beyond_pos", "holding", "minus_sigma")
 def test_without_the_compact_learning_signal_the_netlist_has_nothing_of_it(name):
     # Off, the lean unit is built as before (byte for byte, src attributes aside, these
     # cores' RTLIL equals main's before the option); on, its names are there.
-    config = ModelConfig(algo="ffcl", input_size=D, num_classes=K, hidden=(5, 4), loops=2,
-                         topology="adjacent")
-    model = make_model(config, SEED)
-    rule = TrainRule(epochs=1, store_bits=16, loss_iterations="all")
-    options = dict(weights="spram", forward_multipliers="shared", signal_multipliers="shared",
-                   label_lanes=3, compact_lanes=True, input_norm="forward", lean_signal=True,
-                   bias_label_lanes=1)
-    if name == "training_icebreaker":
-        options.update(lean_forward=True, serial_weight_pass=True, shared_word_network=True,
-                       shared_update_lane=True)
-    text = rtlil.convert(TrainingCore(model, rule, lanes=3, **options), name="top")
+    extra = (dict(lean_forward=True, serial_weight_pass=True, shared_word_network=True,
+                  shared_update_lane=True) if name == "training_icebreaker" else {})
+    text, with_option = _small_part_rtlil("compact_signal", **extra)
     assert [n for n in _COMPACT_SIGNAL_NAMES if n in text] == []
-    with_option = rtlil.convert(TrainingCore(model, rule, lanes=3, **options,
-                                             compact_signal=True), name="top")
     assert [n for n in _COMPACT_SIGNAL_NAMES if n in with_option] == list(_COMPACT_SIGNAL_NAMES)
 
 
@@ -523,17 +529,8 @@ def test_without_a_late_replay_the_netlist_has_nothing_of_it():
     # Off, the serial pass carries kappa with the word as before (byte for byte, src
     # attributes aside, the cores' RTLIL equals main's before the option); on, the
     # tile's-last-word bit the lane rewinds the replay with is there.
-    config = ModelConfig(algo="ffcl", input_size=D, num_classes=K, hidden=(5, 4), loops=2,
-                         topology="adjacent")
-    model = make_model(config, SEED)
-    rule = TrainRule(epochs=1, store_bits=16, loss_iterations="all")
-    options = dict(weights="spram", forward_multipliers="shared", signal_multipliers="shared",
-                   label_lanes=3, compact_lanes=True, input_norm="forward", lean_signal=True,
-                   bias_label_lanes=1, serial_weight_pass=True)
-    text = rtlil.convert(TrainingCore(model, rule, lanes=3, **options), name="top")
+    text, with_option = _small_part_rtlil("late_replay", serial_weight_pass=True)
     assert "in_last_column" not in text
-    with_option = rtlil.convert(TrainingCore(model, rule, lanes=3, **options,
-                                             late_replay=True), name="top")
     assert "in_last_column" in with_option
 
 
@@ -545,18 +542,9 @@ def test_without_held_addresses_the_netlist_has_nothing_of_them():
     # Off, the serial pass carries its addresses down the delay line as before (byte for
     # byte, src attributes aside, the cores' RTLIL equals main's before the option); on,
     # the held registers are there and the address delay line is not.
-    config = ModelConfig(algo="ffcl", input_size=D, num_classes=K, hidden=(5, 4), loops=2,
-                         topology="adjacent")
-    model = make_model(config, SEED)
-    rule = TrainRule(epochs=1, store_bits=16, loss_iterations="all")
-    options = dict(weights="spram", forward_multipliers="shared", signal_multipliers="shared",
-                   label_lanes=3, compact_lanes=True, input_norm="forward", lean_signal=True,
-                   bias_label_lanes=1, serial_weight_pass=True)
-    text = rtlil.convert(TrainingCore(model, rule, lanes=3, **options), name="top")
+    text, with_option = _small_part_rtlil("held_addresses", serial_weight_pass=True)
     assert [n for n in _HELD_ADDRESS_NAMES if n in text] == []
     assert "w_addr_0" in text
-    with_option = rtlil.convert(TrainingCore(model, rule, lanes=3, **options,
-                                             held_addresses=True), name="top")
     assert [n for n in _HELD_ADDRESS_NAMES if n in with_option] == list(_HELD_ADDRESS_NAMES)
     assert "w_addr_0" not in with_option
 
