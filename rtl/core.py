@@ -550,19 +550,7 @@ class Core(wiring.Component):
         if self.score_port_enabled:
             wiring.connect(m, wiring.flipped(self.score), argmax.read)
         if self.observe_enabled:
-            neuron_d = Signal.like(seq.pre_addr)
-            m.d.sync += neuron_d.eq(seq.pre_addr)
-            m.d.comb += [
-                self.observe.scan.eq(scan_valid & is_zero(scan_group_d)),
-                self.observe.layer.eq(op.layer), self.observe.neuron.eq(neuron_d),
-                self.observe.pre.eq(pre_read.data),
-                self.observe.act.eq(sweep.buffer.en), self.observe.act_bank.eq(sweep.buffer.bank),
-                self.observe.act_addr.eq(sweep.buffer.addr),
-                self.observe.pre_write.eq(sweep.pre.en), self.observe.pre_addr.eq(sweep.pre.addr),
-                self.observe.pre_data.eq(sweep.pre.data),
-                self.observe.fetch.eq(seq.fetch), self.observe.op_index.eq(seq.op_index),
-                self.observe.act_data.eq(sweep.buffer.data),
-            ]
+            self._observe(m, seq, sweep, pre_read.data, scan_valid & is_zero(scan_group_d))
         if self.norms_enabled:
             if self.stored_norms:
                 m.d.comb += [self.norms.ff_r.eq(ff_r), self.norms.ff_sh.eq(ff_half << 1),
@@ -571,6 +559,25 @@ class Core(wiring.Component):
                 m.d.comb += [self.norms.ff_r.eq(rsqrt_ff.r), self.norms.ff_sh.eq(rsqrt_ff.sh),
                              self.norms.fb_r.eq(rsqrt_fb.r), self.norms.fb_sh.eq(rsqrt_fb.sh)]
         return m
+
+    def _observe(self, m: Module, seq: Sequencer, sweep: Sweep, pre, scan) -> None:
+        """Drive ``observe`` (the training engine's view of the forward pass): ``scan``
+        (the first label group of a scanned neuron, with its pre-activation ``pre``),
+        that neuron's index a cycle late as the pre-activation read, the sweep's writes,
+        the op fetches."""
+        neuron_d = Signal.like(seq.pre_addr)
+        m.d.sync += neuron_d.eq(seq.pre_addr)
+        m.d.comb += [
+            self.observe.scan.eq(scan),
+            self.observe.layer.eq(seq.op.layer), self.observe.neuron.eq(neuron_d),
+            self.observe.pre.eq(pre),
+            self.observe.act.eq(sweep.buffer.en), self.observe.act_bank.eq(sweep.buffer.bank),
+            self.observe.act_addr.eq(sweep.buffer.addr),
+            self.observe.pre_write.eq(sweep.pre.en), self.observe.pre_addr.eq(sweep.pre.addr),
+            self.observe.pre_data.eq(sweep.pre.data),
+            self.observe.fetch.eq(seq.fetch), self.observe.op_index.eq(seq.op_index),
+            self.observe.act_data.eq(sweep.buffer.data),
+        ]
 
     def _stored_norms(self, m: Module, seq: Sequencer, sweep: Sweep) -> tuple:
         """``stored_norms``: the reciprocal square root of each finished layer's sum of
