@@ -14,14 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from amaranth import C, Cat, Module, Mux, Shape, Signal, signed, unsigned
-from amaranth.lib import wiring
+from amaranth import C, Cat, Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.intformat import signed_bits
 from golden.intmodel import IntModel
 from golden.inttrain import DELTA_BITS, NORM_FRAC_BITS, IntTrainer, TrainRule
 from golden.lfsr import LFSR_WIDTH
+from rtl.collisions import COLLISIONS_UNUSED
 from rtl.params import check_positive_int
 from rtl.resources import Product
 from rtl.select import window
@@ -75,6 +76,12 @@ class UpdateLane(wiring.Component):
         1 bits the saturation keeps, beside a test that nothing above them is lost.
         Default False: R formed in the cycle before the product, the full shift (R's
         adder off the input registers' cycle, for the ECP5 builds' clock).
+    c_memory : bool, optional
+        Another small-part option: the stored value's way to the add (``latency`` - 1
+        cycles) through a block RAM written every cycle and read that many cycles later
+        (one more block RAM), instead of a line of registers as wide as the widest
+        stored value, each of which takes an iCE40 logic cell of its own (fed by a
+        flip-flop). The same results in the same cycles. Default False.
 
     Members
     -------
@@ -104,7 +111,8 @@ class UpdateLane(wiring.Component):
                  error_bits: int = DELTA_BITS + 2, rounding: str = "stochastic",
                  min_shift: int = -LFSR_WIDTH, max_shift: int = LFSR_WIDTH,
                  product_latency: int | None = None, operand_bits: int = 16,
-                 unit_input: bool = False, compact: bool = False) -> None:
+                 unit_input: bool = False, compact: bool = False,
+                 c_memory: bool = False) -> None:
         limits = tuple(tuple(pair) for pair in limits)
         if not limits or any(len(pair) != 2 or not all(isinstance(x, int) for x in pair)
                              or pair[0] > pair[1] for pair in limits):
@@ -143,6 +151,9 @@ class UpdateLane(wiring.Component):
         if not isinstance(compact, bool):
             raise TypeError(f"Compact must be True or False, not {compact!r}")
         self.compact = compact
+        if not isinstance(c_memory, bool):
+            raise TypeError(f"C memory must be True or False, not {c_memory!r}")
+        self.c_memory = c_memory
         self.product_latency = product_latency
         self.operand_bits = operand_bits
         #: The product -d v: signed, the error's width plus the input's.
@@ -168,14 +179,14 @@ class UpdateLane(wiring.Component):
     @classmethod
     def for_model(cls, model: IntModel, rule: TrainRule, *,
                   product_latency: int | None = None, unit_input: bool = False,
-                  compact: bool = False) -> UpdateLane:
+                  compact: bool = False, c_memory: bool = False) -> UpdateLane:
         """A lane for every array of ``model`` trained with ``rule``: W/U/V's range
         (``select`` 0) and b's (``select`` 1, see :data:`STORED_KINDS`), inputs as wide
         as a pixel or a normalised input (15 bits), and shifts only over the range the
         rule's k takes in this run (every layer and array, lambda of the first and the
         last epoch, z from 0 to its largest), so the shifters are no wider than needed.
         With ``unit_input`` (b and U) the input is 1 bit and there is no multiplier;
-        ``compact`` as the constructor's."""
+        ``compact`` and ``c_memory`` as the constructor's."""
         trainer = IntTrainer(model, rule)
         bases = [k for epoch in (0, rule.epochs - 1)
                  for layer in range(len(model.layers))
@@ -185,7 +196,7 @@ class UpdateLane(wiring.Component):
                    input_bits=1 if unit_input else max(model.fmt.input_bits,
                                                         NORM_FRAC_BITS + 1),
                    rounding=rule.rounding, product_latency=product_latency,
-                   unit_input=unit_input, compact=compact,
+                   unit_input=unit_input, compact=compact, c_memory=c_memory,
                    min_shift=min(0, min(bases) - trainer.max_block_shift),
                    max_shift=max(1, max(bases)))
 
@@ -271,6 +282,24 @@ class UpdateLane(wiring.Component):
         lost = window(m, Cat(*differs_from[step_bits - 1:]), offset, 1)
         return kept, lost
 
+    def _c_memory(self, m: Module, delay: int) -> Value:
+        """``c_memory``: the entry's stored value ``delay`` cycles after it came in, from
+        a block RAM. It is written every cycle at a running address and read ``delay``
+        - 1 cycles later (its read port's register is the last cycle), so a value read
+        is never the one written in that cycle (the depth is at least ``delay``). Its
+        contents after a reset do not matter: ``valid`` says which results are new.
+        Block RAM, though a few words: in flip-flops it would be the line again."""
+        depth = 1 << max(1, (delay - 1).bit_length())
+        m.submodules.c_mem = c_mem = memory.Memory(
+            shape=self.c.shape(), depth=depth, init=[],
+            attrs={**COLLISIONS_UNUSED, "ram_style": "block"})
+        write, read = c_mem.write_port(), c_mem.read_port()
+        address = Signal(range(depth), name="c_address")
+        m.d.sync += address.eq(address + 1)
+        m.d.comb += [write.en.eq(1), write.addr.eq(address), write.data.eq(self.c),
+                     read.addr.eq(address - (delay - 1))]
+        return read.data
+
     def elaborate(self, platform) -> Module:
         m = Module()
         product_latency = self.product_latency or 2
@@ -303,7 +332,13 @@ class UpdateLane(wiring.Component):
         # bit, and a max_shift-bit add: R never has more bits than the largest k, so the
         # words' upper bits are not carried.
         en = delayed(self.en, product_latency, "en")
-        c = delayed(self.c, product_latency, "c")
+        # c_memory: the stored value waits in a block RAM instead (_c_memory), so the
+        # line of c's registers below is not built.
+        c = self.c if self.c_memory else delayed(self.c, product_latency, "c")
+
+        def carry(reg, value) -> list:
+            return [] if self.c_memory else [reg.eq(value)]
+
         select = delayed(self.select, product_latency, "select")
         if self.compact:
             # R from the words as they come in: one register of max_shift bits a stage
@@ -332,7 +367,7 @@ class UpdateLane(wiring.Component):
         # Stage 1: q = p + R.
         total = Signal(signed(max(self.product_bits, self.max_shift + 1) + 1))
         k1, c1, select1, en1 = Signal.like(k), Signal.like(c), Signal.like(select), Signal()
-        m.d.sync += [total.eq(product + rounding_bits), k1.eq(k), c1.eq(c),
+        m.d.sync += [total.eq(product + rounding_bits), k1.eq(k), *carry(c1, c),
                      select1.eq(select), en1.eq(en)]
         left_limit = min(-self.min_shift, self.stored_bits + 1)
         step_bits = self.stored_bits + 1
@@ -346,10 +381,10 @@ class UpdateLane(wiring.Component):
             step = Signal(signed(step_bits))
             c3, select3, en3 = Signal.like(c), Signal.like(select), Signal()
             m.d.sync += [kept.eq(selected), saturates.eq(lost), negative.eq(total[-1]),
-                         c2.eq(c1), select2.eq(select1), en2.eq(en1)]
+                         *carry(c2, c1), select2.eq(select1), en2.eq(en1)]
             # Stage 3: the step, saturated to stored width + 1 bits.
             m.d.sync += [step.eq(Mux(saturates, Mux(negative, step_low, step_high), kept)),
-                         c3.eq(c2), select3.eq(select2), en3.eq(en2)]
+                         *carry(c3, c2), select3.eq(select2), en3.eq(en2)]
         else:
             # Stage 2: the shift: right by k, or left by -k but never beyond stored width + 1
             # positions (any non-zero p is then past the saturation bound already).
@@ -366,15 +401,17 @@ class UpdateLane(wiring.Component):
                 # Verilog can only write as [-1:0]: ASCRANGE under Verilator's -Wall).
                 not_right = total
             m.d.sync += [shifted.eq(Mux(k1 > 0, total >> right, not_right)),
-                         k2.eq(k1), c2.eq(c1), select2.eq(select1), en2.eq(en1)]
+                         k2.eq(k1), *carry(c2, c1), select2.eq(select1), en2.eq(en1)]
             # Stage 3: saturate the step to stored width + 1 bits.
             step = Signal(signed(step_bits))
             c3, select3, en3 = Signal.like(c), Signal.like(select), Signal()
             m.d.sync += [step.eq(Mux(shifted < step_low, step_low,
                                      Mux(shifted > step_high, step_high, shifted))),
-                         c3.eq(c2), select3.eq(select2), en3.eq(en2)]
+                         *carry(c3, c2), select3.eq(select2), en3.eq(en2)]
         # Stage 4: the add and the clamp to the entry's range.
         new = Signal(signed(step_bits + 1))
+        if self.c_memory:
+            c3 = self._c_memory(m, product_latency + 3)
         m.d.comb += new.eq(c3 + step)
         clamped = Signal.like(self.out)
         m.d.comb += clamped.eq(new)

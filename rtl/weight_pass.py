@@ -244,6 +244,11 @@ class WeightPass(wiring.Component):
         (two registers of 32 bits, fed by registers: each bit a logic cell of its own on
         iCE40, for a part as small as the UP5K). The same words in the same cycles.
         Default False.
+    c_memory : bool, optional
+        Only with ``serial``: the lane's stored values on their way to its add in a
+        block RAM (``UpdateLane(c_memory=True)``, one block RAM more) instead of a line
+        of registers (each bit a logic cell of its own on iCE40, for a part as small as
+        the UP5K). The same words in the same cycles. Default False.
 
     The P :class:`rtl.update_lane.UpdateLane` (one if ``serial``) and the replay generator (a
     :class:`rtl.lfsr.WordGenerator` without seeding, ``restore``d to kappa^W_1 at every
@@ -294,7 +299,8 @@ class WeightPass(wiring.Component):
                  weight_latency: int = WeightStore.LATENCY, port: str = "dual",
                  compact_lanes: bool = False, serial: bool = False,
                  replay_network: bool = True, lend_lane: bool = False,
-                 held_addresses: bool = False, late_replay: bool = False) -> None:
+                 held_addresses: bool = False, late_replay: bool = False,
+                 c_memory: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -324,6 +330,12 @@ class WeightPass(wiring.Component):
         if late_replay and not serial:
             raise ValueError("A late replay is a serial pass's: it needs serial=True")
         self.late_replay = late_replay
+        if not isinstance(c_memory, bool):
+            raise TypeError(f"C memory must be a bool, not {c_memory!r}")
+        if c_memory and not serial:
+            raise ValueError("A lane's c memory is a serial pass's (one block RAM for its "
+                             "one lane): it needs serial=True")
+        self.c_memory = c_memory
         config, fmt = model.config, model.fmt
         hidden = config.hidden
         self.max_columns = max(config.input_size, *hidden)
@@ -332,7 +344,7 @@ class WeightPass(wiring.Component):
         # Made here, not in elaborate, so the fit check can ask them what they need (and
         # the lanes validate the borrowed multiplier's widths).
         self.lanes = [UpdateLane.for_model(model, rule, product_latency=product_latency,
-                                           compact=compact_lanes)
+                                           compact=compact_lanes, c_memory=c_memory)
                       for _ in range(1 if serial else lanes)]
         self.product_latency = product_latency
         if not isinstance(lend_lane, bool):

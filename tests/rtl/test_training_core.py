@@ -534,6 +534,36 @@ def test_without_a_late_replay_the_netlist_has_nothing_of_it():
     assert "in_last_column" in with_option
 
 
+def test_a_serial_lane_with_its_stored_values_in_a_memory_trains_like_the_golden_trainer():
+    # c_memory: the serial lane's c through a block RAM, for the W and V words (a word's
+    # P entries back to back) and, lent to the b and U pass, for b and U (b wider than
+    # W: the memory is as wide as the widest); FFCL with V words from layer 2, P = 2,
+    # two label weights a word (U[i, y] and U[i, y'] read in turn).
+    dut = check_case("ffcl_top_t2_p2", "shared", bias_label_lanes=1, label_lanes=2,
+                     serial_weight_pass=True, shared_update_lane=True, c_memory=True)
+    assert dut.weight_pass.lanes[0].c_memory and dut.options["c_memory"]
+    assert dut.bias_label.lanes[0] is dut.weight_pass.lanes[0]
+    assert TrainingCore(dut.model, dut.rule, lanes=dut.lanes).options["c_memory"] is False
+    with pytest.raises(TypeError, match=r"^C memory must be a bool, not 1$"):
+        TrainingCore(dut.model, dut.rule, lanes=dut.lanes, serial_weight_pass=True,
+                     c_memory=1)
+    with pytest.raises(ValueError, match=r"^A lane's c memory is a serial pass's \(one "
+                                         r"block RAM for its one lane\): it needs "
+                                         r"serial=True$"):
+        TrainingCore(dut.model, dut.rule, lanes=dut.lanes, c_memory=True)
+
+
+def test_without_a_c_memory_the_netlist_has_nothing_of_it():
+    # Off, the lane carries c in registers as before (byte for byte, src attributes
+    # aside, the cores' RTLIL equals main's before the option); on, the memory is there
+    # and the line of c registers is not.
+    text, with_option = _small_part_rtlil("c_memory", serial_weight_pass=True,
+                                          shared_update_lane=True)
+    assert "c_mem" not in text and "c_address" not in text and "\\c_1\n" in text
+    assert "c_mem" in with_option and "c_address" in with_option
+    assert "\\c_1\n" not in with_option
+
+
 #: The held addresses' own names in the RTLIL (the registers' loads, the first register).
 _HELD_ADDRESS_NAMES = ("issued_late_1", "held_addr_0")
 
@@ -571,7 +601,8 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
                serial_weight_pass: bool = False,
                shared_word_network: bool = False,
                shared_update_lane: bool = False,
-               held_addresses: bool = False, late_replay: bool = False) -> TrainingCore:
+               held_addresses: bool = False, late_replay: bool = False,
+               c_memory: bool = False) -> TrainingCore:
     """``samples`` training samples of case ``name`` (or ``case``: config fields, rule
     fields, lanes) then three images classified, against IntTrainer; the counter against
     the closed form. Returns the core."""
@@ -591,7 +622,7 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
                        input_norm=input_norm, serial_weight_pass=serial_weight_pass,
                        shared_word_network=shared_word_network,
                        shared_update_lane=shared_update_lane, held_addresses=held_addresses,
-                       late_replay=late_replay)
+                       late_replay=late_replay, c_memory=c_memory)
     rng = np.random.default_rng(SEED)
     samples = [(rng.integers(0, X + 1, D).astype(np.int64), int(rng.integers(0, K)))
                for _ in range(samples)]
@@ -612,7 +643,7 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
                    label_lanes=label_lanes, input_norm=input_norm,
                    serial_weight_pass=serial_weight_pass,
                    shared_update_lane=shared_update_lane, held_addresses=held_addresses,
-                   late_replay=late_replay)
+                   late_replay=late_replay, c_memory=c_memory)
     other = TrainingCore(model, rule, lanes=lanes,
                          multipliers="dedicated" if multipliers == "shared" else "shared",
                          **options)

@@ -6,10 +6,12 @@ modes, both stored ranges, an own and a borrowed multiplier."""
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
 from amaranth import Module, Signal
+from amaranth.back import rtlil
 from amaranth.hdl import Fragment
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -116,10 +118,11 @@ class _BorrowedMultiplier(wiring.Component):
 
 
 def make_lane(rounding: str, borrowed: bool, store_bits: int = 16, compact: bool = False,
-              **shifts: int):
+              c_memory: bool = False, **shifts: int):
     limits = stored_limits(FORMAT, store_bits)
     lane = UpdateLane(limits=[limits["W"], limits["b"]], input_bits=15, rounding=rounding,
-                      product_latency=2 if borrowed else None, compact=compact, **shifts)
+                      product_latency=2 if borrowed else None, compact=compact,
+                      c_memory=c_memory, **shifts)
     return _BorrowedMultiplier(lane) if borrowed else lane
 
 
@@ -188,6 +191,31 @@ def test_random_entries_match_golden(rounding: str, store_bits: int, compact: bo
     rng = np.random.default_rng(seed)
     lane = make_lane(rounding, False, store_bits, compact=compact)
     check(lane, random_entries(lane, rng, 1000), seed)
+
+
+@pytest.mark.parametrize(("borrowed", "compact"), [(True, True), (False, False)],
+                         ids=["borrowed-compact", "own-wide"])
+def test_a_lane_with_its_stored_values_in_a_memory_matches_golden(borrowed: bool,
+                                                                  compact: bool) -> None:
+    # c_memory: c read from a block RAM latency - 1 cycles after its entry, an entry
+    # every cycle, so a read a cycle early or late (or a depth that lets a later write
+    # overtake the read) gives a neighbour's c.
+    seed = SEED + 97 + borrowed
+    rng = np.random.default_rng(seed)
+    lane = make_lane("stochastic", borrowed, compact=compact, c_memory=True)
+    entries = random_entries(lane, rng, 200)
+    check(lane, entries, seed)
+    inner = lane.lane if borrowed else lane
+    # At least latency - 1 words, so a read never meets the write of its own address
+    # (which the simulator reads as the old word, a block RAM without collision
+    # logic may not).
+    found = re.search(r"memory width (\d+) size (\d+) \\c_mem\n",
+                      rtlil.convert(inner, name="top"))
+    assert found and int(found[1]) == inner.stored_bits
+    assert int(found[2]) >= inner.latency - 1
+    assert "c_mem" not in rtlil.convert(make_lane("stochastic", False), name="top")
+    with pytest.raises(TypeError, match=r"^C memory must be True or False, not 1$"):
+        make_lane("stochastic", False, c_memory=1)
 
 
 def test_saturates_both_sides_and_stochastic_rounding_is_unbiased() -> None:
