@@ -296,8 +296,17 @@ class BiasLabelPass(wiring.Component):
         count = Signal(range(period * max(self.model.config.hidden) + self.drain + 1))
         issuing = Signal()
         address = self.base + neuron
+        # A borrowed lane with a late rounding takes rho and kappa a cycle after their
+        # entry (UpdateLane(late_rounding=True)): rho from the neuron's address a cycle
+        # old when the neuron's last entry comes in the cycle its next one is addressed
+        # (a neuron every third cycle), and kappa by the entry's kind a cycle old.
+        late = self.borrowed and self.lanes[0].late_rounding
+        rho_neuron = neuron
+        if late and period == 3:
+            rho_neuron = Signal.like(neuron, name="rho_neuron")
+            m.d.sync += rho_neuron.eq(neuron)
         m.d.comb += [issuing.eq(self.run & (neuron < self.neurons)),
-                     self.errors.addr.eq(neuron), self.rho.addr.eq(neuron),
+                     self.errors.addr.eq(neuron), self.rho.addr.eq(rho_neuron),
                      self.bias.addr.eq(address)]
         # The entry's kind, a cycle after its slot: its slot's number (U+, U-, b), NONE
         # for no entry. Tests for a kind or a label go through rtl.select.equals: Amaranth
@@ -326,18 +335,22 @@ class BiasLabelPass(wiring.Component):
 
             def kappa(word):
                 return word
+        def kappa_now(word) -> list:
+            # Late, kappa follows the entry's kind a cycle later (below).
+            return [] if late else [lane.kappa.eq(kappa(word))]
+
         with m.Switch(kind):
             with m.Case(U_POS):
                 m.d.comb += [lane.c.eq(groups.field(self.labels.data, y, B_m)),
-                             lane.d.eq(errors.dp), lane.kappa.eq(kappa(self.kappa_pos)),
+                             lane.d.eq(errors.dp), *kappa_now(self.kappa_pos),
                              lane.k.eq(self.k_u), lane.select.eq(STORED_KINDS.index("W"))]
             with m.Case(U_NEG):
                 m.d.comb += [lane.c.eq(c_neg), lane.d.eq(errors.dn),
-                             lane.kappa.eq(kappa(self.kappa_neg)), lane.k.eq(self.k_u),
+                             *kappa_now(self.kappa_neg), lane.k.eq(self.k_u),
                              lane.select.eq(STORED_KINDS.index("W"))]
             with m.Default():
                 m.d.comb += [lane.c.eq(self.bias.data.as_signed()), lane.d.eq(errors.d),
-                             lane.kappa.eq(kappa(self.kappa_b)), lane.k.eq(self.k_b),
+                             *kappa_now(self.kappa_b), lane.k.eq(self.k_b),
                              lane.select.eq(STORED_KINDS.index("b"))]
         # Each entry's kind and neuron, carried beside the lane: stages[i] is i + 1
         # cycles after its entry, stages[-1] leaves with it.
@@ -351,6 +364,14 @@ class BiasLabelPass(wiring.Component):
             stages.append(reg)
             stage = reg
         (out_kind, out_addr), (next_kind, next_addr) = stages[-1], stages[-2]
+        if late:
+            with m.Switch(stages[0][0]):
+                with m.Case(U_POS):
+                    m.d.comb += lane.kappa.eq(kappa(self.kappa_pos))
+                with m.Case(U_NEG):
+                    m.d.comb += lane.kappa.eq(kappa(self.kappa_neg))
+                with m.Default():
+                    m.d.comb += lane.kappa.eq(kappa(self.kappa_b))
         u_pos = Signal(B_m)
         with m.If(equals(out_kind, U_POS)):
             m.d.sync += u_pos.eq(lane.out[:B_m])

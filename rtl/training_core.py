@@ -331,6 +331,12 @@ class TrainingCore(wiring.Component):
         replay generator, stepped as the lane takes each word's last entry, instead of
         a copy carried with the word (default False, for a part as small as the UP5K:
         ``WeightPass(late_replay=True)``). The same weights in the same cycles.
+    late_rounding : bool, optional
+        Only with ``late_replay`` and ``compact_lanes``: the serial pass's lane (and
+        with ``shared_update_lane`` the b and U pass's, the same) takes each entry's rho
+        and kappa a cycle after the entry, and keeps R in one register instead of two
+        (default False, for a part as small as the UP5K:
+        ``WeightPass(late_rounding=True)``). The same weights in the same cycles.
     c_memory : bool, optional
         Only with ``serial_weight_pass``: the serial pass's lane (and with
         ``shared_update_lane`` the b and U pass's, the same) carries each entry's stored
@@ -406,7 +412,8 @@ class TrainingCore(wiring.Component):
                  shared_update_lane: bool = False, stored_norms: bool = False,
                  tag_memory: bool = False, score_port: bool = False,
                  compact_signal: bool = False, held_addresses: bool = False,
-                 late_replay: bool = False, c_memory: bool = False) -> None:
+                 late_replay: bool = False, c_memory: bool = False,
+                 late_rounding: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -483,7 +490,8 @@ class TrainingCore(wiring.Component):
                                       compact_lanes=compact_lanes, serial=serial_weight_pass,
                                       replay_network=own, lend_lane=shared_update_lane,
                                       held_addresses=held_addresses,
-                                      late_replay=late_replay, c_memory=c_memory)
+                                      late_replay=late_replay, c_memory=c_memory,
+                                      late_rounding=late_rounding)
         self.bias_label = BiasLabelPass(
             model, rule, lanes=bias_label_lanes, label_lanes=self.label_groups.lanes,
             compact_lanes=compact_lanes,
@@ -536,7 +544,8 @@ class TrainingCore(wiring.Component):
                 "compact_signal": self.compact_signal,
                 "held_addresses": self.weight_pass.held_addresses,
                 "late_replay": self.weight_pass.late_replay,
-                "c_memory": self.weight_pass.c_memory}
+                "c_memory": self.weight_pass.c_memory,
+                "late_rounding": self.weight_pass.late_rounding}
 
     @property
     def widths(self) -> dict[str, int]:

@@ -76,6 +76,12 @@ class UpdateLane(wiring.Component):
         1 bits the saturation keeps, beside a test that nothing above them is lost.
         Default False: R formed in the cycle before the product, the full shift (R's
         adder off the input registers' cycle, for the ECP5 builds' clock).
+    late_rounding : bool, optional
+        Only with ``compact``: ``rho`` and ``kappa`` are given a cycle after their
+        entry (its other members), and R is formed from them then, into one register
+        before the add instead of two (the second fed by the first: a logic cell a bit
+        of its own on iCE40, for a part as small as the UP5K). The same results in the
+        same cycles. Default False.
     c_memory : bool, optional
         Another small-part option: the stored value's way to the add (``latency`` - 1
         cycles) through a block RAM written every cycle and read that many cycles later
@@ -93,7 +99,8 @@ class UpdateLane(wiring.Component):
     v : In(unsigned(input_bits))
         Not with ``unit_input``.
     rho, kappa : In(unsigned(32))
-        The generator words of the entry's row and column.
+        The generator words of the entry's row and column (with ``late_rounding`` a
+        cycle after the entry).
     k : In(signed(shift_bits))
         In ``min_shift``..``max_shift`` (outside it the result is undefined).
     select : In(range(len(limits)))
@@ -112,7 +119,7 @@ class UpdateLane(wiring.Component):
                  min_shift: int = -LFSR_WIDTH, max_shift: int = LFSR_WIDTH,
                  product_latency: int | None = None, operand_bits: int = 16,
                  unit_input: bool = False, compact: bool = False,
-                 c_memory: bool = False) -> None:
+                 c_memory: bool = False, late_rounding: bool = False) -> None:
         limits = tuple(tuple(pair) for pair in limits)
         if not limits or any(len(pair) != 2 or not all(isinstance(x, int) for x in pair)
                              or pair[0] > pair[1] for pair in limits):
@@ -154,6 +161,11 @@ class UpdateLane(wiring.Component):
         if not isinstance(c_memory, bool):
             raise TypeError(f"C memory must be True or False, not {c_memory!r}")
         self.c_memory = c_memory
+        if not isinstance(late_rounding, bool):
+            raise TypeError(f"Late rounding must be True or False, not {late_rounding!r}")
+        if late_rounding and not compact:
+            raise ValueError("Late rounding is a compact lane's: it needs compact=True")
+        self.late_rounding = late_rounding
         self.product_latency = product_latency
         self.operand_bits = operand_bits
         #: The product -d v: signed, the error's width plus the input's.
@@ -179,14 +191,15 @@ class UpdateLane(wiring.Component):
     @classmethod
     def for_model(cls, model: IntModel, rule: TrainRule, *,
                   product_latency: int | None = None, unit_input: bool = False,
-                  compact: bool = False, c_memory: bool = False) -> UpdateLane:
+                  compact: bool = False, c_memory: bool = False,
+                  late_rounding: bool = False) -> UpdateLane:
         """A lane for every array of ``model`` trained with ``rule``: W/U/V's range
         (``select`` 0) and b's (``select`` 1, see :data:`STORED_KINDS`), inputs as wide
         as a pixel or a normalised input (15 bits), and shifts only over the range the
         rule's k takes in this run (every layer and array, lambda of the first and the
         last epoch, z from 0 to its largest), so the shifters are no wider than needed.
         With ``unit_input`` (b and U) the input is 1 bit and there is no multiplier;
-        ``compact`` and ``c_memory`` as the constructor's."""
+        ``compact``, ``c_memory`` and ``late_rounding`` as the constructor's."""
         trainer = IntTrainer(model, rule)
         bases = [k for epoch in (0, rule.epochs - 1)
                  for layer in range(len(model.layers))
@@ -197,6 +210,7 @@ class UpdateLane(wiring.Component):
                                                         NORM_FRAC_BITS + 1),
                    rounding=rule.rounding, product_latency=product_latency,
                    unit_input=unit_input, compact=compact, c_memory=c_memory,
+                   late_rounding=late_rounding,
                    min_shift=min(0, min(bases) - trainer.max_block_shift),
                    max_shift=max(1, max(bases)))
 
@@ -340,7 +354,15 @@ class UpdateLane(wiring.Component):
             return [] if self.c_memory else [reg.eq(value)]
 
         select = delayed(self.select, product_latency, "select")
-        if self.compact:
+        if self.late_rounding:
+            # rho and kappa come a cycle after their entry, beside its k's first
+            # register: R from them into the one register before the add.
+            k_first = delayed(self.k, 1, "k_first")
+            k = delayed(k_first, product_latency - 1, "k")
+            rounding_bits = delayed(self._rounding(self.rho[:self.max_shift],
+                                                   self.kappa[:self.max_shift], k_first),
+                                    product_latency - 1, "r")
+        elif self.compact:
             # R from the words as they come in: one register of max_shift bits a stage
             # instead of two (rho and kappa), on a part with time for the add.
             k = delayed(self.k, product_latency, "k")

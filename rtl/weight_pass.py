@@ -244,6 +244,13 @@ class WeightPass(wiring.Component):
         (two registers of 32 bits, fed by registers: each bit a logic cell of its own on
         iCE40, for a part as small as the UP5K). The same words in the same cycles.
         Default False.
+    late_rounding : bool, optional
+        Only with ``late_replay``: the lane takes each entry's rho and kappa a cycle
+        after the entry (``UpdateLane(late_rounding=True)``): rho read at the entry's
+        own neuron, the replay stepped and rewound a cycle after the word's last entry.
+        R then waits in one register instead of two (a logic cell a bit of its own on
+        iCE40, for a part as small as the UP5K). The same words in the same cycles.
+        Default False.
     c_memory : bool, optional
         Only with ``serial``: the lane's stored values on their way to its add in a
         block RAM (``UpdateLane(c_memory=True)``, one block RAM more) instead of a line
@@ -300,7 +307,7 @@ class WeightPass(wiring.Component):
                  compact_lanes: bool = False, serial: bool = False,
                  replay_network: bool = True, lend_lane: bool = False,
                  held_addresses: bool = False, late_replay: bool = False,
-                 c_memory: bool = False) -> None:
+                 c_memory: bool = False, late_rounding: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -336,6 +343,12 @@ class WeightPass(wiring.Component):
             raise ValueError("A lane's c memory is a serial pass's (one block RAM for its "
                              "one lane): it needs serial=True")
         self.c_memory = c_memory
+        if not isinstance(late_rounding, bool):
+            raise TypeError(f"Late rounding must be a bool, not {late_rounding!r}")
+        if late_rounding and not (late_replay and compact_lanes):
+            raise ValueError("Late rounding takes kappa from a late replay into a compact "
+                             "lane: it needs late_replay=True and compact_lanes=True")
+        self.late_rounding = late_rounding
         config, fmt = model.config, model.fmt
         hidden = config.hidden
         self.max_columns = max(config.input_size, *hidden)
@@ -344,7 +357,8 @@ class WeightPass(wiring.Component):
         # Made here, not in elaborate, so the fit check can ask them what they need (and
         # the lanes validate the borrowed multiplier's widths).
         self.lanes = [UpdateLane.for_model(model, rule, product_latency=product_latency,
-                                           compact=compact_lanes, c_memory=c_memory)
+                                           compact=compact_lanes, c_memory=c_memory,
+                                           late_rounding=late_rounding)
                       for _ in range(1 if serial else lanes)]
         self.product_latency = product_latency
         if not isinstance(lend_lane, bool):
@@ -723,7 +737,11 @@ class WeightPass(wiring.Component):
         # the next word's first when that word is a cycle from the lane (its entry 0
         # follows the last entry of the word before, or nothing).
         neuron = Mux(column.ahead, column.ahead_base, column.in_base + entry + 1)
-        m.d.comb += [self.errors.addr.eq(neuron), self.rho.addr.eq(neuron)]
+        # A late rounding's rho comes a cycle after its entry: read at the entry's own
+        # neuron (the one its padding test compares, below).
+        m.d.comb += [self.errors.addr.eq(neuron),
+                     self.rho.addr.eq(column.in_base + entry if self.late_rounding
+                                      else neuron)]
         value = Mux(column.in_lane, self.weights.data[:B_m], rest[:B_m])
         kappa = column.in_kappa
         if self.late_replay:
@@ -795,8 +813,13 @@ class WeightPass(wiring.Component):
         m.d.sync += [ahead[i].eq(ahead[i - 1]) for i in range(1, len(ahead))]
         with m.If(column.ahead):
             m.d.sync += in_last_column.eq(ahead[-1])
-        m.d.comb += [replay.words.ready.eq(last_entry),
-                     replay.restore.eq(last_entry & in_last_column),
+        step, rewind = last_entry, last_entry & in_last_column
+        if self.late_rounding:
+            # The lane takes the last entry's kappa a cycle later: step (and rewind) a
+            # cycle later, the word's last bit kept for it (the next word's may be in).
+            step, rewind = Signal(name="step_late"), Signal(name="rewind_late")
+            m.d.sync += [step.eq(last_entry), rewind.eq(last_entry & in_last_column)]
+        m.d.comb += [replay.words.ready.eq(step), replay.restore.eq(rewind),
                      replay.restore_word.eq(self.first)]
         return replay.words.payload
 

@@ -553,6 +553,41 @@ def test_a_serial_lane_with_its_stored_values_in_a_memory_trains_like_the_golden
         TrainingCore(dut.model, dut.rule, lanes=dut.lanes, c_memory=True)
 
 
+@pytest.mark.parametrize(("name", "label_lanes"), [("ffcl_top_t2_p2", None),
+                                                   ("ffcl_all_adjacent_t2_p3", 2)])
+def test_a_serial_lane_with_late_rounding_trains_like_the_golden_trainer(name, label_lanes):
+    # late_rounding: the serial lane's rho and kappa a cycle after their entry (rho at
+    # the entry's own neuron, the replay stepped and rewound a cycle later), lent to the
+    # b and U pass, which gives them a cycle late too: a neuron every third cycle (one
+    # label word, rho's address kept a cycle) and every fourth (G = 2); FFCL with V
+    # words from layer 2, FFCL 'all' (updates between iterations), P = 2 and 3. Eight
+    # samples: with three, no stored b depends on a neuron's R being its neighbour's.
+    dut = check_case(name, "shared", bias_label_lanes=1, label_lanes=label_lanes,
+                     serial_weight_pass=True, shared_update_lane=True, late_replay=True,
+                     late_rounding=True, samples=8)
+    assert dut.bias_label.issue_period == (3 if label_lanes is None else 4)
+    assert dut.weight_pass.lanes[0].late_rounding and dut.options["late_rounding"]
+    assert TrainingCore(dut.model, dut.rule, lanes=dut.lanes).options["late_rounding"] is False
+    with pytest.raises(TypeError, match=r"^Late rounding must be a bool, not 1$"):
+        TrainingCore(dut.model, dut.rule, lanes=dut.lanes, serial_weight_pass=True,
+                     late_replay=True, compact_lanes=True, late_rounding=1)
+    with pytest.raises(ValueError, match=r"^Late rounding takes kappa from a late replay "
+                                         r"into a compact lane: it needs late_replay=True "
+                                         r"and compact_lanes=True$"):
+        TrainingCore(dut.model, dut.rule, lanes=dut.lanes, serial_weight_pass=True,
+                     compact_lanes=True, late_rounding=True)
+
+
+def test_without_late_rounding_the_netlist_has_nothing_of_it():
+    # Off, the lane forms R as its entry comes in (byte for byte, src attributes aside,
+    # the cores' RTLIL equals main's before the option); on, its names are there.
+    text, with_option = _small_part_rtlil("late_rounding", serial_weight_pass=True,
+                                          shared_update_lane=True, late_replay=True)
+    names = ("k_first", "step_late", "rewind_late")
+    assert [n for n in names if n in text] == []
+    assert [n for n in names if n in with_option] == list(names)
+
+
 def test_without_a_c_memory_the_netlist_has_nothing_of_it():
     # Off, the lane carries c in registers as before (byte for byte, src attributes
     # aside, the cores' RTLIL equals main's before the option); on, the memory is there
@@ -602,7 +637,7 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
                shared_word_network: bool = False,
                shared_update_lane: bool = False,
                held_addresses: bool = False, late_replay: bool = False,
-               c_memory: bool = False) -> TrainingCore:
+               c_memory: bool = False, late_rounding: bool = False) -> TrainingCore:
     """``samples`` training samples of case ``name`` (or ``case``: config fields, rule
     fields, lanes) then three images classified, against IntTrainer; the counter against
     the closed form. Returns the core."""
@@ -622,7 +657,8 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
                        input_norm=input_norm, serial_weight_pass=serial_weight_pass,
                        shared_word_network=shared_word_network,
                        shared_update_lane=shared_update_lane, held_addresses=held_addresses,
-                       late_replay=late_replay, c_memory=c_memory)
+                       late_replay=late_replay, c_memory=c_memory,
+                       compact_lanes=late_rounding, late_rounding=late_rounding)
     rng = np.random.default_rng(SEED)
     samples = [(rng.integers(0, X + 1, D).astype(np.int64), int(rng.integers(0, K)))
                for _ in range(samples)]
@@ -643,7 +679,8 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
                    label_lanes=label_lanes, input_norm=input_norm,
                    serial_weight_pass=serial_weight_pass,
                    shared_update_lane=shared_update_lane, held_addresses=held_addresses,
-                   late_replay=late_replay, c_memory=c_memory)
+                   late_replay=late_replay, c_memory=c_memory,
+                   compact_lanes=late_rounding, late_rounding=late_rounding)
     other = TrainingCore(model, rule, lanes=lanes,
                          multipliers="dedicated" if multipliers == "shared" else "shared",
                          **options)
@@ -653,8 +690,9 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
         assert other.training_cycles() == dut.training_cycles()
     if bias_label_lanes == 1:
         # A neuron every third cycle instead of every other: N cycles more per layer
-        # and trained iteration (T - 1 updates between FFCL 'all' iterations, one after).
-        if dut.label_groups.count == 1:
+        # and trained iteration (T - 1 updates between FFCL 'all' iterations, one after;
+        # against P lanes in the W and V pass).
+        if dut.label_groups.count == 1 and not serial_weight_pass:
             three = TrainingCore(model, rule, lanes=lanes, signal_multipliers=signal,
                                  multipliers="shared" if multipliers == "signal"
                                  else multipliers, forward_multipliers=forward_multipliers,

@@ -118,11 +118,11 @@ class _BorrowedMultiplier(wiring.Component):
 
 
 def make_lane(rounding: str, borrowed: bool, store_bits: int = 16, compact: bool = False,
-              c_memory: bool = False, **shifts: int):
+              c_memory: bool = False, late_rounding: bool = False, **shifts: int):
     limits = stored_limits(FORMAT, store_bits)
     lane = UpdateLane(limits=[limits["W"], limits["b"]], input_bits=15, rounding=rounding,
                       product_latency=2 if borrowed else None, compact=compact,
-                      c_memory=c_memory, **shifts)
+                      c_memory=c_memory, late_rounding=late_rounding, **shifts)
     return _BorrowedMultiplier(lane) if borrowed else lane
 
 
@@ -216,6 +216,32 @@ def test_a_lane_with_its_stored_values_in_a_memory_matches_golden(borrowed: bool
     assert "c_mem" not in rtlil.convert(make_lane("stochastic", False), name="top")
     with pytest.raises(TypeError, match=r"^C memory must be True or False, not 1$"):
         make_lane("stochastic", False, c_memory=1)
+
+
+@pytest.mark.parametrize("rounding", ["stochastic", "nearest"])
+def test_a_lane_with_late_rounding_words_matches_golden(rounding: str) -> None:
+    # late_rounding: each entry's rho and kappa a cycle after its other members (and k),
+    # entries back to back, so words taken a cycle early or late (or R formed with the
+    # next entry's k) are a neighbour's.
+    seed = SEED + 53 + (rounding == "nearest")
+    rng = np.random.default_rng(seed)
+    lane = make_lane(rounding, True, compact=True, late_rounding=True)
+    entries = corner_entries(lane, rng)[::7] + random_entries(lane, rng, 200)
+    words = [{name: entry[name] for name in ("rho", "kappa")} for entry in entries]
+    inputs = [{**entry, **(words[i - 1] if i else {"rho": 0, "kappa": 0})}
+              for i, entry in enumerate(entries)] + [{"en": 0, **words[-1]}]
+    got = run_pipeline(lane, inputs, ("valid", "out"), lane.latency)[:-1]
+    for entry, out in zip(entries, got, strict=True):
+        want = golden_new(lane, entry)
+        assert out == {"valid": 1, "out": want}, f"seed {seed}: {entry}: got {out}, golden {want}"
+    assert lane.lane.late_rounding and "k_first" in rtlil.convert(lane.lane, name="top")
+    assert "k_first" not in rtlil.convert(make_lane(rounding, True, compact=True).lane,
+                                          name="top")
+    with pytest.raises(TypeError, match=r"^Late rounding must be True or False, not 1$"):
+        make_lane(rounding, True, compact=True, late_rounding=1)
+    with pytest.raises(ValueError, match=r"^Late rounding is a compact lane's: it needs "
+                                         r"compact=True$"):
+        make_lane(rounding, True, late_rounding=True)
 
 
 def test_saturates_both_sides_and_stochastic_rounding_is_unbiased() -> None:
