@@ -73,6 +73,14 @@ class BiasLabelPass(wiring.Component):
         shift range (``UpdateLane.for_model`` of the same model and rule, as every W
         pass lane is), and a latency the time-shared schedule allows. Default None:
         a lane of its own (``compact_lanes`` says its form), a submodule.
+    kappa_ring : bool, optional
+        With ``lanes=1``: keep kappa^b, kappa^+ and kappa^- itself, in three registers
+        loaded from ``kappa_word`` as the update takes them (``kappa_load``, from
+        ``rtl.update_words.UpdateWords(kept_scalars=False)``) and rotated with each entry,
+        so the lane reads one of them, not a selection of three (only the bits its R
+        takes). A small-part option (on iCE40 a register copied from a register takes a
+        logic cell of its own; a register loaded through its own LUT does not). The same
+        words in the same cycles. Default False.
 
     Members
     -------
@@ -84,6 +92,11 @@ class BiasLabelPass(wiring.Component):
     base : In(range(sum N))
         The layer's first neuron in the bias and label memories.
     kappa_b, kappa_pos, kappa_neg : In(unsigned(32))
+        Not with ``kappa_ring``.
+    kappa_word : In(unsigned(32))
+    kappa_load : In(3)
+        Only with ``kappa_ring``: bit i says ``kappa_word`` is kappa^b, kappa^+ or
+        kappa^- (i = 0, 1, 2), to keep until the next.
     k_b, k_u : In(signed(...))
         The update shifts of b and U (z applied).
     y, y_neg : In(range(K))
@@ -105,7 +118,7 @@ class BiasLabelPass(wiring.Component):
 
     def __init__(self, model: IntModel, rule: TrainRule, *, lanes: int = 3,
                  label_lanes: int | None = None, compact_lanes: bool = False,
-                 borrowed_lane: UpdateLane | None = None) -> None:
+                 borrowed_lane: UpdateLane | None = None, kappa_ring: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -129,12 +142,18 @@ class BiasLabelPass(wiring.Component):
         if borrowed_lane is not None:
             _check_borrowed(borrowed_lane, model, rule, lanes)
         self.borrowed = borrowed_lane is not None
+        if not isinstance(kappa_ring, bool):
+            raise TypeError(f"Kappa ring must be True or False, not {kappa_ring!r}")
+        if kappa_ring and lanes != 1:
+            raise ValueError("A kappa ring is a time-shared lane's: it needs lanes=1")
+        self.kappa_ring = kappa_ring
         super().__init__({
             "run": In(1), "done": Out(1),
             "neurons": In(range(max(hidden) + 1)),
             "base": In(range(max(2, sum(hidden)))),
-            "kappa_b": In(LFSR_WIDTH), "kappa_pos": In(LFSR_WIDTH),
-            "kappa_neg": In(LFSR_WIDTH),
+            **({"kappa_word": In(LFSR_WIDTH), "kappa_load": In(3)} if kappa_ring else
+               {"kappa_b": In(LFSR_WIDTH), "kappa_pos": In(LFSR_WIDTH),
+                "kappa_neg": In(LFSR_WIDTH)}),
             "k_b": In(k_shape), "k_u": In(k_shape),
             "y": In(range(K)), "y_neg": In(range(K)),
             "errors": In(memory.ReadPort.Signature(addr_width=_width(max(hidden)),
@@ -335,22 +354,25 @@ class BiasLabelPass(wiring.Component):
 
             def kappa(word):
                 return word
-        def kappa_now(word) -> list:
-            # Late, kappa follows the entry's kind a cycle later (below).
-            return [] if late else [lane.kappa.eq(kappa(word))]
+        def kappa_now(name: str) -> list:
+            # Late, kappa follows the entry's kind a cycle later; a ring's is its head
+            # (below).
+            if late or self.kappa_ring:
+                return []
+            return [lane.kappa.eq(kappa(getattr(self, name)))]
 
         with m.Switch(kind):
             with m.Case(U_POS):
                 m.d.comb += [lane.c.eq(groups.field(self.labels.data, y, B_m)),
-                             lane.d.eq(errors.dp), *kappa_now(self.kappa_pos),
+                             lane.d.eq(errors.dp), *kappa_now("kappa_pos"),
                              lane.k.eq(self.k_u), lane.select.eq(STORED_KINDS.index("W"))]
             with m.Case(U_NEG):
                 m.d.comb += [lane.c.eq(c_neg), lane.d.eq(errors.dn),
-                             *kappa_now(self.kappa_neg), lane.k.eq(self.k_u),
+                             *kappa_now("kappa_neg"), lane.k.eq(self.k_u),
                              lane.select.eq(STORED_KINDS.index("W"))]
             with m.Default():
                 m.d.comb += [lane.c.eq(self.bias.data.as_signed()), lane.d.eq(errors.d),
-                             *kappa_now(self.kappa_b), lane.k.eq(self.k_b),
+                             *kappa_now("kappa_b"), lane.k.eq(self.k_b),
                              lane.select.eq(STORED_KINDS.index("b"))]
         # Each entry's kind and neuron, carried beside the lane: stages[i] is i + 1
         # cycles after its entry, stages[-1] leaves with it.
@@ -364,7 +386,9 @@ class BiasLabelPass(wiring.Component):
             stages.append(reg)
             stage = reg
         (out_kind, out_addr), (next_kind, next_addr) = stages[-1], stages[-2]
-        if late:
+        if self.kappa_ring:
+            self._kappa_ring(m, stages[0][0] if late else kind, NONE)
+        elif late:
             with m.Switch(stages[0][0]):
                 with m.Case(U_POS):
                     m.d.comb += lane.kappa.eq(kappa(self.kappa_pos))
@@ -422,6 +446,24 @@ class BiasLabelPass(wiring.Component):
                 m.d.sync += [count.eq(0), neuron.eq(0), slot.eq(0)]
                 m.d.comb += self.done.eq(1)
         return m
+
+
+    def _kappa_ring(self, m: Module, taken, none: int) -> None:
+        """``kappa_ring``: kappa^b, kappa^+ and kappa^- in three registers, each loaded
+        through its own LUT (``kappa_load``), and rotated as the lane takes the head's
+        (``taken``, the kind of the entry whose kappa the lane takes this cycle, is not
+        ``none``): U+, U-, b, U+, ... as the entries come. A pass takes 3 N, back where
+        it started."""
+        lane = self.lane if self.borrowed else self.lanes[0]
+        width = self.rounding_bits or LFSR_WIDTH
+        ring_b, ring_pos, ring_neg = ring = [Signal(width, name=f"kappa_ring_{name}")
+                                             for name in ("b", "pos", "neg")]
+        with m.If(~equals(taken, none)):
+            m.d.sync += [ring_pos.eq(ring_neg), ring_neg.eq(ring_b), ring_b.eq(ring_pos)]
+        for i, reg in enumerate(ring):
+            with m.If(self.kappa_load[i]):
+                m.d.sync += reg.eq(self.kappa_word[:width])
+        m.d.comb += lane.kappa.eq(ring_pos)
 
 
 def _check_borrowed(lane, model: IntModel, rule: TrainRule, lanes: int) -> None:

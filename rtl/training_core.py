@@ -337,6 +337,12 @@ class TrainingCore(wiring.Component):
         and kappa a cycle after the entry, and keeps R in one register instead of two
         (default False, for a part as small as the UP5K:
         ``WeightPass(late_rounding=True)``). The same weights in the same cycles.
+    kappa_ring : bool, optional
+        With ``bias_label_lanes=1``: the b and U pass keeps kappa^b, kappa^+ and kappa^-
+        in three registers it rotates with its entries, loaded as the update takes the
+        words (``BiasLabelPass(kappa_ring=True)``, ``UpdateWords(kept_scalars=False)``),
+        instead of copies in the update's registers and a selection of three (default
+        False, for a part as small as the UP5K). The same weights in the same cycles.
     c_memory : bool, optional
         Only with ``serial_weight_pass``: the serial pass's lane (and with
         ``shared_update_lane`` the b and U pass's, the same) carries each entry's stored
@@ -413,7 +419,7 @@ class TrainingCore(wiring.Component):
                  tag_memory: bool = False, score_port: bool = False,
                  compact_signal: bool = False, held_addresses: bool = False,
                  late_replay: bool = False, c_memory: bool = False,
-                 late_rounding: bool = False) -> None:
+                 late_rounding: bool = False, kappa_ring: bool = False) -> None:
         if not isinstance(model, IntModel):
             raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
         if not isinstance(rule, TrainRule):
@@ -472,7 +478,7 @@ class TrainingCore(wiring.Component):
         self.v_depth = max((n_ins[i] if i else 0) + n_src[i] for i in range(config.num_layers))
         # The steps of a layer update, in order (docs/training-engine.md).
         self.words = UpdateWords(max_columns=max(n + s for n, s in zip(n_ins, n_src, strict=True)),
-                                 max_rows=max(hidden))
+                                 max_rows=max(hidden), kept_scalars=not kappa_ring)
         self.scan = ErrorScan(model, store_bits=rule.store_bits, sigmoid=rule.sigmoid,
                               product_latency=(SIDE_LATENCY if signal_multipliers == "shared"
                                                else None),
@@ -495,7 +501,8 @@ class TrainingCore(wiring.Component):
         self.bias_label = BiasLabelPass(
             model, rule, lanes=bias_label_lanes, label_lanes=self.label_groups.lanes,
             compact_lanes=compact_lanes,
-            borrowed_lane=self.weight_pass.lanes[0] if shared_update_lane else None)
+            borrowed_lane=self.weight_pass.lanes[0] if shared_update_lane else None,
+            kappa_ring=kappa_ring)
         K = model.config.num_classes
         prog = self.core.program
         read_words = max(2, len(prog.weight_words), len(prog.label_words))
@@ -545,7 +552,8 @@ class TrainingCore(wiring.Component):
                 "held_addresses": self.weight_pass.held_addresses,
                 "late_replay": self.weight_pass.late_replay,
                 "c_memory": self.weight_pass.c_memory,
-                "late_rounding": self.weight_pass.late_rounding}
+                "late_rounding": self.weight_pass.late_rounding,
+                "kappa_ring": self.bias_label.kappa_ring}
 
     @property
     def widths(self) -> dict[str, int]:
@@ -889,8 +897,10 @@ class TrainingCore(wiring.Component):
             wpass.k_ff.eq(k("W")), wpass.k_fb.eq(k("V")),
             wpass.first.eq(words.first), wpass.first_layer.eq(is_zero(layer)),
             bias_label.neurons.eq(table(hidden)), bias_label.base.eq(table(offsets)),
-            bias_label.kappa_b.eq(words.kappa_b), bias_label.kappa_pos.eq(words.kappa_pos),
-            bias_label.kappa_neg.eq(words.kappa_neg),
+            *([bias_label.kappa_word.eq(words.words.payload),
+               bias_label.kappa_load.eq(words.scalar)] if self.bias_label.kappa_ring else
+              [bias_label.kappa_b.eq(words.kappa_b), bias_label.kappa_pos.eq(words.kappa_pos),
+               bias_label.kappa_neg.eq(words.kappa_neg)]),
             bias_label.k_b.eq(k("b")), bias_label.k_u.eq(k("U")),
             bias_label.y.eq(state["y"]), bias_label.y_neg.eq(state["y_neg"]),
         ]

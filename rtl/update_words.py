@@ -10,7 +10,7 @@ row words, written into the rho buffer. The other column words are dropped (repl
 
 from __future__ import annotations
 
-from amaranth import Module, Shape, Signal
+from amaranth import Cat, Module, Shape, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -30,6 +30,10 @@ class UpdateWords(wiring.Component):
         The most column words of a layer (n_in + N_src).
     max_rows : int
         The most neurons of a layer (rho buffer depth).
+    kept_scalars : bool, optional
+        Keep kappa^b, kappa^+ and kappa^- in registers of their own (default True).
+        False (a small-part option, ``rtl.bias_label_pass.BiasLabelPass(kappa_ring=True)``
+        keeps them): say when each is taken instead (``scalar``).
 
     Members
     -------
@@ -46,21 +50,29 @@ class UpdateWords(wiring.Component):
     first : Out(unsigned(32))
         kappa^W_1, held until the next step.
     kappa_b, kappa_pos, kappa_neg : Out(unsigned(32))
-        kappa^b, kappa^+, kappa^-, held until the next step.
+        kappa^b, kappa^+, kappa^-, held until the next step (only with
+        ``kept_scalars``).
+    scalar : Out(3)
+        Only without ``kept_scalars``: bit i is high in the cycle kappa^b, kappa^+ or
+        kappa^- (i = 0, 1, 2) is taken (``words.payload``).
     rho : In(memory.WritePort.Signature(addr_width=..., shape=unsigned(32)))
         rho_i is written at address i - 1 of the rho buffer.
     """
 
-    def __init__(self, *, max_columns: int, max_rows: int) -> None:
+    def __init__(self, *, max_columns: int, max_rows: int, kept_scalars: bool = True) -> None:
         self.max_columns = check_positive_int("Column count", max_columns)
         self.max_rows = check_positive_int("Row count", max_rows)
+        if not isinstance(kept_scalars, bool):
+            raise TypeError(f"Kept scalars must be True or False, not {kept_scalars!r}")
+        self.kept_scalars = kept_scalars
         word = LFSR_WIDTH
         super().__init__({
             "run": In(1), "done": Out(1),
             "columns": In(range(max_columns + 1)), "rows": In(range(max_rows + 1)),
             "words": In(stream.Signature(word)),
-            "first": Out(word), "kappa_b": Out(word), "kappa_pos": Out(word),
-            "kappa_neg": Out(word),
+            "first": Out(word),
+            **({"kappa_b": Out(word), "kappa_pos": Out(word), "kappa_neg": Out(word)}
+               if kept_scalars else {"scalar": Out(3)}),
             "rho": In(memory.WritePort.Signature(
                 addr_width=Shape.cast(range(max(2, max_rows))).width, shape=word)),
         })
@@ -77,12 +89,15 @@ class UpdateWords(wiring.Component):
             # Spec order: kappa^W_1..., kappa^V..., kappa^b, kappa^+, kappa^-, rho_1..N.
             with m.If(is_zero(count)):
                 m.d.sync += self.first.eq(word)
-            with m.If(count == columns):
-                m.d.sync += self.kappa_b.eq(word)
-            with m.If(count == columns + 1):
-                m.d.sync += self.kappa_pos.eq(word)
-            with m.If(count == columns + 2):
-                m.d.sync += self.kappa_neg.eq(word)
+            if self.kept_scalars:
+                with m.If(count == columns):
+                    m.d.sync += self.kappa_b.eq(word)
+                with m.If(count == columns + 1):
+                    m.d.sync += self.kappa_pos.eq(word)
+                with m.If(count == columns + 2):
+                    m.d.sync += self.kappa_neg.eq(word)
+            else:
+                m.d.comb += self.scalar.eq(Cat(count == columns + i for i in range(3)))
             m.d.comb += self.rho.en.eq(count >= columns + 3)
             with m.If(count == columns + 2 + rows):
                 m.d.sync += count.eq(0)

@@ -84,7 +84,7 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
     reciprocal square root, the sweep's tags in a block RAM, the score read port its
     link's RESULT replies read, the serial pass's write addresses held a register a word,
     its kappa the replay's own, its lane's stored values in a block RAM and its rho and
-    kappa taken a cycle late;
+    kappa taken a cycle late, the b and U pass's kappa words in a ring of its own;
     docs/training-engine.md), else (or for no board) in block RAM with the defaults."""
     from rtl.training_core import TrainingCore
 
@@ -99,7 +99,8 @@ def training_core(model, rule: TrainRule, board: str | None, lanes: int,
                         shared_word_network=True, shared_update_lane=True,
                         stored_norms=True, tag_memory=True, score_port=True,
                         compact_signal=multipliers == "shared", held_addresses=True,
-                        late_replay=True, c_memory=True, late_rounding=True)
+                        late_replay=True, c_memory=True, late_rounding=True,
+                        kappa_ring=True)
 
 
 def training_link(core, board: str | None, divisor: int):
@@ -319,6 +320,7 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
             "late_replay": core.weight_pass.late_replay,
             "c_memory": core.weight_pass.c_memory,
             "late_rounding": core.weight_pass.late_rounding,
+            "kappa_ring": core.bias_label.kappa_ring,
             "cycles_per_sample": cycles,
             "samples_per_second": (round(fmax * 1e6 / cycles, 1) if fmax else None),
             "rule": {**{f.name: getattr(rule, f.name) for f in fields(TrainRule)},

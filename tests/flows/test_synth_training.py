@@ -209,9 +209,10 @@ def test_an_icebreaker_training_build_takes_the_small_part_core(int_run):
             training["shared_word_network"], training["shared_update_lane"],
             training["stored_norms"], training["tag_memory"],
             training["compact_signal"], training["held_addresses"],
-            training["late_replay"], training["c_memory"], training["late_rounding"]) == (
+            training["late_replay"], training["c_memory"], training["late_rounding"],
+            training["kappa_ring"]) == (
                 1, "shared", "shared", "forward", True, True, True, True, True, True, True,
-                True, True, True, True, True, True)
+                True, True, True, True, True, True, True)
     small = TrainingCore(model, rule, lanes=3, weights="spram", bias_label_lanes=1,
                          forward_multipliers="shared", signal_multipliers="shared",
                          label_lanes=3, input_norm="forward", compact_lanes=True,
@@ -219,7 +220,7 @@ def test_an_icebreaker_training_build_takes_the_small_part_core(int_run):
                          shared_word_network=True, shared_update_lane=True,
                          stored_norms=True, tag_memory=True, compact_signal=True,
                          held_addresses=True, late_replay=True, c_memory=True,
-                         late_rounding=True)
+                         late_rounding=True, kappa_ring=True)
     assert training["cycles_per_sample"] == small.training_cycles() \
         != TrainingCore(model, rule, lanes=3, weights="spram").training_cycles()
     assert report["fit"]["multipliers"]["needed"] <= 8

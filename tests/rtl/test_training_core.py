@@ -28,6 +28,7 @@ from rtl.label_groups import LabelGroups
 from rtl.normaliser import Rsqrt, Scaler
 from rtl.training_core import TrainingCore
 from rtl.update_lane import UpdateLane
+from rtl.update_words import UpdateWords
 from rtl.weight_pass import WeightPass
 from sim.lint import lint_verilog
 from tests.rtl.helpers import PERIOD, simulate
@@ -588,6 +589,43 @@ def test_without_late_rounding_the_netlist_has_nothing_of_it():
     assert [n for n in names if n in with_option] == list(names)
 
 
+@pytest.mark.parametrize(("name", "label_lanes", "lent"), [("ffcl_top_t2_p2", None, True),
+                                                           ("ffcl_all_adjacent_t2_p3", 2, False)])
+def test_a_kappa_ring_trains_like_the_golden_trainer(name, label_lanes, lent):
+    # kappa_ring: kappa^b, kappa^+, kappa^- loaded into the b and U pass's ring as the
+    # update takes them, rotated with each entry: on the W pass's lane with its late
+    # rounding (the ring turns a cycle after each entry's kind), a neuron every third
+    # cycle (P = 2, FFCL with V words from layer 2), and on a lane of its own (the ring
+    # turns with the kind), every fourth (G = 2, FFCL 'all': the pass between the
+    # iterations too); eight samples, every stored word after every sample.
+    lent_options = (dict(serial_weight_pass=True, shared_update_lane=True, late_replay=True,
+                         late_rounding=True) if lent else {})
+    dut = check_case(name, "shared", bias_label_lanes=1, label_lanes=label_lanes,
+                     kappa_ring=True, samples=8, **lent_options)
+    assert dut.bias_label.issue_period == (3 if label_lanes is None else 4)
+    assert dut.bias_label.kappa_ring and dut.options["kappa_ring"]
+    assert not dut.words.kept_scalars and not hasattr(dut.words, "kappa_b")
+    assert TrainingCore(dut.model, dut.rule, lanes=dut.lanes).options["kappa_ring"] is False
+    with pytest.raises(TypeError, match=r"^Kappa ring must be True or False, not 1$"):
+        TrainingCore(dut.model, dut.rule, lanes=dut.lanes, bias_label_lanes=1, kappa_ring=1)
+    with pytest.raises(ValueError, match=r"^A kappa ring is a time-shared lane's: it needs "
+                                         r"lanes=1$"):
+        TrainingCore(dut.model, dut.rule, lanes=dut.lanes, kappa_ring=True)
+    with pytest.raises(TypeError, match=r"^Kept scalars must be True or False, not 0$"):
+        UpdateWords(max_columns=3, max_rows=3, kept_scalars=0)
+
+
+def test_without_a_kappa_ring_the_netlist_has_nothing_of_it():
+    # Off, the update keeps the three words and the pass selects one (byte for byte,
+    # src attributes aside, the cores' RTLIL equals main's before the option); on, the
+    # ring is there and the update's registers are not.
+    text, with_option = _small_part_rtlil("kappa_ring", serial_weight_pass=True,
+                                          shared_update_lane=True, late_replay=True,
+                                          late_rounding=True)
+    assert "kappa_ring_" not in text and "\\kappa_b\n" in text
+    assert "kappa_ring_pos" in with_option and "\\kappa_b\n" not in with_option
+
+
 def test_without_a_c_memory_the_netlist_has_nothing_of_it():
     # Off, the lane carries c in registers as before (byte for byte, src attributes
     # aside, the cores' RTLIL equals main's before the option); on, the memory is there
@@ -637,7 +675,8 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
                shared_word_network: bool = False,
                shared_update_lane: bool = False,
                held_addresses: bool = False, late_replay: bool = False,
-               c_memory: bool = False, late_rounding: bool = False) -> TrainingCore:
+               c_memory: bool = False, late_rounding: bool = False,
+               kappa_ring: bool = False) -> TrainingCore:
     """``samples`` training samples of case ``name`` (or ``case``: config fields, rule
     fields, lanes) then three images classified, against IntTrainer; the counter against
     the closed form. Returns the core."""
@@ -658,7 +697,8 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
                        shared_word_network=shared_word_network,
                        shared_update_lane=shared_update_lane, held_addresses=held_addresses,
                        late_replay=late_replay, c_memory=c_memory,
-                       compact_lanes=late_rounding, late_rounding=late_rounding)
+                       compact_lanes=late_rounding, late_rounding=late_rounding,
+                       kappa_ring=kappa_ring)
     rng = np.random.default_rng(SEED)
     samples = [(rng.integers(0, X + 1, D).astype(np.int64), int(rng.integers(0, K)))
                for _ in range(samples)]
@@ -680,7 +720,8 @@ def check_case(name: str, multipliers: str, bias_label_lanes: int = 3,
                    serial_weight_pass=serial_weight_pass,
                    shared_update_lane=shared_update_lane, held_addresses=held_addresses,
                    late_replay=late_replay, c_memory=c_memory,
-                   compact_lanes=late_rounding, late_rounding=late_rounding)
+                   compact_lanes=late_rounding, late_rounding=late_rounding,
+                   kappa_ring=kappa_ring)
     other = TrainingCore(model, rule, lanes=lanes,
                          multipliers="dedicated" if multipliers == "shared" else "shared",
                          **options)

@@ -696,12 +696,13 @@ def test_the_icebreaker_core_with_b_and_u_on_a_weight_pass_lane_trains_like_the_
                    stored_norms=True, tag_memory=True, compact_signal=True)
     # (score_port: the build's core has the score read port for its link; it changes
     # no weight and no cycle.)
-    # (held_addresses, late_replay, c_memory, late_rounding: the serial pass's write
-    # addresses held a register a word, its kappa the replay's own, its lane's c in a
-    # block RAM, its rho and kappa a cycle after their entry.)
+    # (held_addresses, late_replay, c_memory, late_rounding, kappa_ring: the serial
+    # pass's write addresses held a register a word, its kappa the replay's own, its
+    # lane's c in a block RAM, its rho and kappa a cycle after their entry; the b and U
+    # pass's kappa words in its own ring.)
     dut = _train(name, config, rule, lanes, **options, shared_update_lane=True,
                  score_port=True, held_addresses=True, late_replay=True, c_memory=True,
-                 late_rounding=True)
+                 late_rounding=True, kappa_ring=True)
     assert dut.options == training_core(dut.model, rule, "icebreaker", lanes).options
     own = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)
     assert dut.bias_label.lanes == (dut.weight_pass.lanes[0],)
