@@ -554,19 +554,17 @@ def test_a_serial_lane_with_its_stored_values_in_a_memory_trains_like_the_golden
         TrainingCore(dut.model, dut.rule, lanes=dut.lanes, c_memory=True)
 
 
-@pytest.mark.parametrize(("name", "label_lanes"), [("ffcl_top_t2_p2", None),
-                                                   ("ffcl_all_adjacent_t2_p3", 2)])
-def test_a_serial_lane_with_late_rounding_trains_like_the_golden_trainer(name, label_lanes):
+def test_a_serial_lane_with_late_rounding_trains_like_the_golden_trainer():
     # late_rounding: the serial lane's rho and kappa a cycle after their entry (rho at
     # the entry's own neuron, the replay stepped and rewound a cycle later), lent to the
-    # b and U pass, which gives them a cycle late too: a neuron every third cycle (one
-    # label word, rho's address kept a cycle) and every fourth (G = 2); FFCL with V
-    # words from layer 2, FFCL 'all' (updates between iterations), P = 2 and 3. Eight
-    # samples: with three, no stored b depends on a neuron's R being its neighbour's.
-    dut = check_case(name, "shared", bias_label_lanes=1, label_lanes=label_lanes,
+    # b and U pass, which gives them a cycle late too (kappa by the kind a cycle old), a
+    # neuron every fourth cycle (G = 2); FFCL 'all' (updates between iterations), P = 3,
+    # eight samples. A neuron every third cycle (rho's address kept a cycle): the kappa
+    # ring's test, on this lane.
+    dut = check_case("ffcl_all_adjacent_t2_p3", "shared", bias_label_lanes=1, label_lanes=2,
                      serial_weight_pass=True, shared_update_lane=True, late_replay=True,
                      late_rounding=True, samples=8)
-    assert dut.bias_label.issue_period == (3 if label_lanes is None else 4)
+    assert dut.bias_label.issue_period == 4
     assert dut.weight_pass.lanes[0].late_rounding and dut.options["late_rounding"]
     assert TrainingCore(dut.model, dut.rule, lanes=dut.lanes).options["late_rounding"] is False
     with pytest.raises(TypeError, match=r"^Late rounding must be a bool, not 1$"):
@@ -579,16 +577,6 @@ def test_a_serial_lane_with_late_rounding_trains_like_the_golden_trainer(name, l
                      compact_lanes=True, late_rounding=True)
 
 
-def test_without_late_rounding_the_netlist_has_nothing_of_it():
-    # Off, the lane forms R as its entry comes in (byte for byte, src attributes aside,
-    # the cores' RTLIL equals main's before the option); on, its names are there.
-    text, with_option = _small_part_rtlil("late_rounding", serial_weight_pass=True,
-                                          shared_update_lane=True, late_replay=True)
-    names = ("k_first", "step_late", "rewind_late")
-    assert [n for n in names if n in text] == []
-    assert [n for n in names if n in with_option] == list(names)
-
-
 @pytest.mark.parametrize(("name", "label_lanes", "lent"), [("ffcl_top_t2_p2", None, True),
                                                            ("ffcl_all_adjacent_t2_p3", 2, False)])
 def test_a_kappa_ring_trains_like_the_golden_trainer(name, label_lanes, lent):
@@ -597,7 +585,8 @@ def test_a_kappa_ring_trains_like_the_golden_trainer(name, label_lanes, lent):
     # rounding (the ring turns a cycle after each entry's kind), a neuron every third
     # cycle (P = 2, FFCL with V words from layer 2), and on a lane of its own (the ring
     # turns with the kind), every fourth (G = 2, FFCL 'all': the pass between the
-    # iterations too); eight samples, every stored word after every sample.
+    # iterations too); eight samples, every stored word after every sample (with three,
+    # no stored b depends on a neuron's R being its neighbour's: the late lane's rho).
     lent_options = (dict(serial_weight_pass=True, shared_update_lane=True, late_replay=True,
                          late_rounding=True) if lent else {})
     dut = check_case(name, "shared", bias_label_lanes=1, label_lanes=label_lanes,
@@ -615,26 +604,29 @@ def test_a_kappa_ring_trains_like_the_golden_trainer(name, label_lanes, lent):
         UpdateWords(max_columns=3, max_rows=3, kept_scalars=0)
 
 
-def test_without_a_kappa_ring_the_netlist_has_nothing_of_it():
-    # Off, the update keeps the three words and the pass selects one (byte for byte,
-    # src attributes aside, the cores' RTLIL equals main's before the option); on, the
-    # ring is there and the update's registers are not.
-    text, with_option = _small_part_rtlil("kappa_ring", serial_weight_pass=True,
-                                          shared_update_lane=True, late_replay=True,
-                                          late_rounding=True)
-    assert "kappa_ring_" not in text and "\\kappa_b\n" in text
-    assert "kappa_ring_pos" in with_option and "\\kappa_b\n" not in with_option
-
-
-def test_without_a_c_memory_the_netlist_has_nothing_of_it():
-    # Off, the lane carries c in registers as before (byte for byte, src attributes
-    # aside, the cores' RTLIL equals main's before the option); on, the memory is there
-    # and the line of c registers is not.
-    text, with_option = _small_part_rtlil("c_memory", serial_weight_pass=True,
-                                          shared_update_lane=True)
-    assert "c_mem" not in text and "c_address" not in text and "\\c_1\n" in text
-    assert "c_mem" in with_option and "c_address" in with_option
-    assert "\\c_1\n" not in with_option
+def test_without_the_lane_options_the_netlist_has_nothing_of_them():
+    # Off, the lane carries c and R in registers and the update keeps the three scalar
+    # words (byte for byte, src attributes aside, the cores' RTLIL equals main's before
+    # the options); on, each option's names are there and what it replaces is not:
+    # c_memory the memory and no c line, late_rounding its registers, kappa_ring the
+    # ring and not the update's registers.
+    config = ModelConfig(algo="ffcl", input_size=D, num_classes=K, hidden=(5, 4), loops=2,
+                         topology="adjacent")
+    model = make_model(config, SEED)
+    rule = TrainRule(epochs=1, store_bits=16, loss_iterations="all")
+    options = dict(weights="spram", forward_multipliers="shared", signal_multipliers="shared",
+                   label_lanes=3, compact_lanes=True, input_norm="forward", lean_signal=True,
+                   bias_label_lanes=1, serial_weight_pass=True, shared_update_lane=True,
+                   late_replay=True)
+    text, memory, late, ring = (
+        rtlil.convert(TrainingCore(model, rule, lanes=3, **options, **flags), name="top")
+        for flags in ({}, {"c_memory": True}, {"late_rounding": True}, {"kappa_ring": True}))
+    late_names = ("k_first", "step_late", "rewind_late")
+    assert [n for n in ("c_mem", "c_address", "kappa_ring_", *late_names) if n in text] == []
+    assert "\\c_1\n" in text and "\\kappa_b\n" in text
+    assert "c_mem" in memory and "c_address" in memory and "\\c_1\n" not in memory
+    assert [n for n in late_names if n in late] == list(late_names)
+    assert "kappa_ring_pos" in ring and "\\kappa_b\n" not in ring
 
 
 #: The held addresses' own names in the RTLIL (the registers' loads, the first register).
