@@ -85,9 +85,10 @@ class UpdateLane(wiring.Component):
     c_memory : bool, optional
         Another small-part option: the stored value's way to the add (``latency`` - 1
         cycles) through a block RAM written every cycle and read that many cycles later
-        (one more block RAM), instead of a line of registers as wide as the widest
-        stored value, each of which takes an iCE40 logic cell of its own (fed by a
-        flip-flop). The same results in the same cycles. Default False.
+        (one more block RAM, :attr:`C_MEMORY_BITS` wide), instead of a line of registers
+        as wide as the widest stored value, each of which takes an iCE40 logic cell of
+        its own (fed by a flip-flop). The same results in the same cycles. Default
+        False.
 
     Members
     -------
@@ -296,23 +297,39 @@ class UpdateLane(wiring.Component):
         lost = window(m, Cat(*differs_from[step_bits - 1:]), offset, 1)
         return kept, lost
 
+    #: The widest value ``c_memory`` keeps in its block RAM: an iCE40 block RAM's widest
+    #: port (256 x 16). The bits of a wider stored value (b's at B_m = 16, 24 bits)
+    #: above them go through registers, so the option costs one block RAM, not two.
+    C_MEMORY_BITS = 16
+
     def _c_memory(self, m: Module, delay: int) -> Value:
         """``c_memory``: the entry's stored value ``delay`` cycles after it came in, from
-        a block RAM. It is written every cycle at a running address and read ``delay``
+        a block RAM (its low :attr:`C_MEMORY_BITS` bits; the rest through a line of
+        registers). It is written every cycle at a running address and read ``delay``
         - 1 cycles later (its read port's register is the last cycle), so a value read
         is never the one written in that cycle (the depth is at least ``delay``). Its
         contents after a reset do not matter: ``valid`` says which results are new.
         Block RAM, though a few words: in flip-flops it would be the line again."""
         depth = 1 << max(1, (delay - 1).bit_length())
+        kept = min(len(self.c), self.C_MEMORY_BITS)
+        whole = kept == len(self.c)
         m.submodules.c_mem = c_mem = memory.Memory(
-            shape=self.c.shape(), depth=depth, init=[],
+            shape=self.c.shape() if whole else unsigned(kept), depth=depth, init=[],
             attrs={**COLLISIONS_UNUSED, "ram_style": "block"})
         write, read = c_mem.write_port(), c_mem.read_port()
         address = Signal(range(depth), name="c_address")
         m.d.sync += address.eq(address + 1)
-        m.d.comb += [write.en.eq(1), write.addr.eq(address), write.data.eq(self.c),
+        m.d.comb += [write.en.eq(1), write.addr.eq(address),
+                     write.data.eq(self.c if whole else self.c[:kept]),
                      read.addr.eq(address - (delay - 1))]
-        return read.data
+        if whole:
+            return read.data
+        high = self.c[kept:]
+        for i in range(delay):
+            reg = Signal(len(high), name=f"c_high_{i}")
+            m.d.sync += reg.eq(high)
+            high = reg
+        return Cat(read.data, high).as_signed()
 
     def elaborate(self, platform) -> Module:
         m = Module()

@@ -205,13 +205,19 @@ def test_a_lane_with_its_stored_values_in_a_memory_matches_golden(borrowed: bool
     lane = make_lane("stochastic", borrowed, compact=compact, c_memory=True)
     entries = random_entries(lane, rng, 200)
     check(lane, entries, seed)
+    # As narrow as one block RAM (W and b of B_m = 8 and 12 bits): all of c in it.
+    narrow = make_lane("stochastic", borrowed, 8, compact=compact, c_memory=True)
+    assert (narrow.lane if borrowed else narrow).stored_bits <= 16
+    check(narrow, random_entries(narrow, rng, 100), seed)
     inner = lane.lane if borrowed else lane
     # At least latency - 1 words, so a read never meets the write of its own address
     # (which the simulator reads as the old word, a block RAM without collision
     # logic may not).
     found = re.search(r"memory width (\d+) size (\d+) \\c_mem\n",
                       rtlil.convert(inner, name="top"))
-    assert found and int(found[1]) == inner.stored_bits
+    # (24 bits here: the low 16 in the block RAM, the rest in registers.)
+    assert inner.stored_bits == 24
+    assert found and int(found[1]) == UpdateLane.C_MEMORY_BITS == 16
     assert int(found[2]) >= inner.latency - 1
     assert "c_mem" not in rtlil.convert(make_lane("stochastic", False), name="top")
     with pytest.raises(TypeError, match=r"^C memory must be True or False, not 1$"):
