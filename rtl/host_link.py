@@ -371,6 +371,7 @@ class _Train:
     read_length: Signal | None = None
     answer_body: Callable[..., None] | None = None
     body_addr: Signal | None = None
+    body_length: Signal | None = None
 
 
 class HostLink(wiring.Component):
@@ -518,6 +519,12 @@ class HostLink(wiring.Component):
         """Payload bytes of a LOAD frame: target, address (2), data."""
         return 3 + self.identity.load_data_bytes
 
+    @property
+    def _holds_read(self) -> bool:
+        # Lean, a loadable training link's READ payload waits in the load transaction's
+        # registers (LoadTransaction(holds_read=True)), not in registers of its own.
+        return self.lean and self.training and self.identity.loadable
+
     def elaborate(self, platform) -> Module:
         m = Module()
         core, inner, ident = self.core, self.inner, self.identity
@@ -553,7 +560,8 @@ class HostLink(wiring.Component):
         if ident.loadable:
             m.submodules.transaction = load = LoadTransaction(
                 inner.program, model_hash=ident.model_hash, checksum=ident.weights_checksum,
-                model_loaded=ident.model_loaded, banked=self.banked)
+                model_loaded=ident.model_loaded, banked=self.banked,
+                holds_read=self._holds_read)
             wiring.connect(m, parser.payload, load.payload)
             m.d.comb += [load.cmd.eq(parser.frame.payload.cmd),
                          load.length.eq(parser.frame.payload.length),
@@ -617,7 +625,8 @@ class HostLink(wiring.Component):
         else:
             m.d.comb += pixels_in.payload.eq(image_read.data)
 
-        tr = self._capture(m, parser, is_train, cmd)
+        tr = self._capture(m, parser, is_train, cmd,
+                           load.held if self._holds_read else None)
         flags = self._flags(m, cmd, frame, is_image, tr)
 
         # The serialiser is idle whenever the link answers (the link waits for each reply
@@ -669,7 +678,7 @@ class HostLink(wiring.Component):
                         if not training:
                             answer(ReplyFrame.ERROR, ErrorCode.TRAIN)
                         else:
-                            self._decide_read(m, flags, answer, model_ok, step, pixel)
+                            self._decide_read(m, flags, tr, answer, model_ok, step, pixel)
                     with m.Else():
                         answer(ReplyFrame.ERROR, ErrorCode.COMMAND)
 
@@ -734,7 +743,7 @@ class HostLink(wiring.Component):
                 # The records' write address (the body's, later).
                 m.d.sync += tr.body_addr.eq(0)
 
-    def _decide_read(self, m: Module, flags, answer, model_ok, step: Signal,
+    def _decide_read(self, m: Module, flags, tr: _Train, answer, model_ok, step: Signal,
                      pixel: Signal) -> None:
         """A READ frame in IDLE (a training core's): its refusal, in the protocol's
         order, or its first step."""
@@ -748,9 +757,15 @@ class HostLink(wiring.Component):
             answer(ReplyFrame.ERROR, ErrorCode.LENGTH)
         with m.Else():
             m.d.sync += [step.eq(_Step.READ_PRIME), pixel.eq(0)]
+            if self.lean:
+                # The reply's length, from the product itself: no register of it
+                # (16 flip-flops after a DSP, each a logic cell of its own on the iCE40).
+                m.d.sync += tr.body_length.eq(tr.r_count * self.identity.read_bytes)
 
-    def _capture(self, m: Module, parser: FrameParser, is_train, cmd) -> _Train:
-        """The fields of a TRAIN or READ payload as its bytes arrive (training cores)."""
+    def _capture(self, m: Module, parser: FrameParser, is_train, cmd,
+                 held: Value | None = None) -> _Train:
+        """The fields of a TRAIN or READ payload as its bytes arrive (training cores); a
+        READ's from ``held`` (the load transaction's registers) when given."""
         D, K, B = self.identity.input_size, self.identity.labels, self.train_block
         index = parser.payload.payload.index
         byte = parser.payload.payload.data
@@ -761,7 +776,10 @@ class HostLink(wiring.Component):
         t_count = Signal(range(B + 2))      # samples begun, up to B + 1 (too many)
         bad_label = Signal()
         # -- a READ payload: target, address, count ---------------------------------------
-        r_regs = [Signal(8, name=f"read_byte_{i}") for i in range(READ_SIZE)]
+        if held is None:
+            r_regs = [Signal(8, name=f"read_byte_{i}") for i in range(READ_SIZE)]
+        else:
+            r_regs = [held[8 * i:8 * i + 8] for i in range(READ_SIZE)]
         tr = _Train(lam=lam, t_pos=t_pos, t_count=t_count, bad_label=bad_label,
                     r_target=r_regs[0], r_addr=Cat(r_regs[1], r_regs[2]),
                     r_count=Cat(r_regs[3], r_regs[4]))
@@ -778,9 +796,10 @@ class HostLink(wiring.Component):
                     m.d.sync += t_count.eq(Mux(t_count == B + 1, t_count, t_count + 1))
                     with m.If(byte >= K):
                         m.d.sync += bad_label.eq(1)
-        for i, reg in enumerate(r_regs):
-            with m.If(parser.payload.valid & (cmd == Command.READ) & equals(index, i)):
-                m.d.sync += reg.eq(byte)
+        if held is None:
+            for i, reg in enumerate(r_regs):
+                with m.If(parser.payload.valid & (cmd == Command.READ) & equals(index, i)):
+                    m.d.sync += reg.eq(byte)
         return tr
 
     def _flags(self, m: Module, cmd, frame, is_image, tr: _Train) -> Signal:
@@ -854,8 +873,10 @@ class HostLink(wiring.Component):
         bytes_left = Signal(range(word_bytes + 1))
         read_latency = core.read_latency
         wait = Signal(range(read_latency + 1))
-        read_length = Signal(16)
-        m.d.sync += read_length.eq(r_count * read_bytes)
+        read_length = None
+        if not self.lean:
+            read_length = Signal(16)
+            m.d.sync += read_length.eq(r_count * read_bytes)
         m.d.comb += [core.read.target.eq(r_target), core.read.addr.eq(body_addr)]
         if self.lean:
             record_data, record_bytes = image_read.data, 1
@@ -889,14 +910,16 @@ class HostLink(wiring.Component):
             m.d.comb += replies.body_last.eq(equals(bytes_left, 1) & equals(words_left, 1))
 
         def answer_body(kind, *, read: bool, first, count, length) -> None:
+            # ``length`` None: body_length holds it already (a lean READ's, _decide_read).
             answer(kind)
-            m.d.sync += [body_length.eq(length), body_read.eq(int(read)),
-                         body_addr.eq(first), words_left.eq(count), fetching.eq(1),
-                         wait.eq(0)]
+            if length is not None:
+                m.d.sync += body_length.eq(length)
+            m.d.sync += [body_read.eq(int(read)), body_addr.eq(first), words_left.eq(count),
+                         fetching.eq(1), wait.eq(0)]
 
         tr.record_write, tr.trained, tr.t_sample = record_write, trained, t_sample
         tr.t_label, tr.raddr, tr.read_length = t_label, raddr, read_length
-        tr.answer_body, tr.body_addr = answer_body, body_addr
+        tr.answer_body, tr.body_addr, tr.body_length = answer_body, body_addr, body_length
 
     def _record_into_buffer(self, m: Module, done, image_write, address: Signal) -> Signal:
         """Lean (:class:`HostLink`'s ``lean``): while ``done`` offers a record, write its

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from rtl.core import LOAD_TARGETS, load_depths, load_layout
 from rtl.crc_tree import crc_tree
 from rtl.frame_parser import PAYLOAD_LAYOUT
-from rtl.protocol import LOAD_BEGIN_SIZE, LOAD_CHECKSUM, Command, ErrorCode
+from rtl.protocol import LOAD_BEGIN_SIZE, LOAD_CHECKSUM, READ_SIZE, Command, ErrorCode
 from rtl.reply_serialiser import ReplyFrame
 from rtl.select import equals, is_zero
 
@@ -53,6 +53,15 @@ class LoadTransaction(wiring.Component):
     banked : bool
         The core has two banks: a load writes the one not in use, and a good commit
         switches to it (one bank: the model is gone from LOAD_BEGIN until a good commit).
+    holds_read : bool
+        The small part's option (a lean training link, :class:`rtl.host_link.HostLink`):
+        the payload registers also take a READ frame's payload (target, address, count),
+        which ``held`` gives, so that the link keeps no registers of its own for it
+        (40 flip-flops, each fed by the UART's byte register and so a logic cell of its
+        own on the iCE40). A READ leaves the transaction as it was: its bytes land in
+        registers that hold a LOAD frame only until its write is made, and LOAD_BEGIN's
+        only until its checksum is copied, both before the parser takes the next frame.
+        Default False.
 
     Members
     -------
@@ -78,10 +87,14 @@ class LoadTransaction(wiring.Component):
         The whole-model checksum of that model.
     bank : Out(1)
         The bank in use (two banks).
+    held : Out(8 * READ_SIZE)
+        Only with ``holds_read``: the last READ payload's bytes, byte 0 lowest.
     """
 
     def __init__(self, program, *, model_hash: int, checksum: int, model_loaded: bool,
-                 banked: bool) -> None:
+                 banked: bool, holds_read: bool = False) -> None:
+        if not isinstance(holds_read, bool):
+            raise TypeError(f"Holds read must be True or False, not {holds_read!r}")
         for name, value in (("Model hash", model_hash), ("Checksum", checksum)):
             if not isinstance(value, int) or not 0 <= value < 1 << 32:
                 raise ValueError(f"{name} must be a 32-bit unsigned integer, not {value!r}")
@@ -90,13 +103,17 @@ class LoadTransaction(wiring.Component):
         self.initial_checksum = checksum
         self.model_loaded = model_loaded
         self.banked = banked
-        super().__init__({
+        self.holds_read = holds_read
+        members = {
             "cmd": In(8), "length": In(16), "header": In(1),
             "payload": In(stream.Signature(PAYLOAD_LAYOUT, always_ready=True)),
             "decide": In(1), "verdict": Out(VERDICT_LAYOUT),
             "write": Out(load_layout(program)), "written": In(1),
             "model_ok": Out(1), "checksum": Out(32), "bank": Out(1),
-        })
+        }
+        if holds_read:
+            members["held"] = Out(8 * READ_SIZE)
+        super().__init__(members)
 
     @property
     def load_size(self) -> int:
@@ -118,9 +135,13 @@ class LoadTransaction(wiring.Component):
         ]
         is_load = self.cmd == Command.LOAD
         byte = self.payload.payload
+        if self.holds_read:
+            m.d.comb += self.held.eq(Cat(*regs[:READ_SIZE]))
         for i, reg in enumerate(regs):
-            with m.If(self.payload.valid & (is_load | (self.cmd == Command.LOAD_BEGIN))
-                      & equals(byte.index, i)):
+            takes = is_load | (self.cmd == Command.LOAD_BEGIN)
+            if self.holds_read and i < READ_SIZE:
+                takes = takes | (self.cmd == Command.READ)
+            with m.If(self.payload.valid & takes & equals(byte.index, i)):
                 m.d.sync += reg.eq(byte.data)
 
         # -- the transaction ----------------------------------------------------------

@@ -14,7 +14,7 @@ from amaranth.sim import Simulator
 from rtl.core import LOAD_TARGETS, Core, load_depths, load_words
 from rtl.host_link import load_checksum, load_payload, model_hash
 from rtl.load_transaction import LoadTransaction, load_data_bytes
-from rtl.protocol import Command, ErrorCode
+from rtl.protocol import READ_SIZE, Command, ErrorCode
 from rtl.reply_serialiser import ReplyFrame
 from tests.rtl.helpers import PERIOD
 from tests.rtl.test_core import _random_model
@@ -40,12 +40,13 @@ def load(write) -> tuple[int, bytes]:
 COMMIT = (Command.LOAD_COMMIT, b"")
 
 
-def play(frames, *, banked: bool, write_made=lambda i: True):
+def play(frames, *, banked: bool, write_made=lambda i: True, holds_read: bool = False):
     """Each frame as the parser and the link present it; returns per frame the verdict
     (reply, error, write), the write's fields when it was a write, and the state after
-    (model_ok, checksum, bank)."""
+    (model_ok, checksum, bank), and with ``holds_read`` also ``held`` after it. The link
+    decides on the load commands only (not on a READ)."""
     dut = LoadTransaction(PROGRAM, model_hash=HASH, checksum=BUILT_IN, model_loaded=True,
-                          banked=banked)
+                          banked=banked, holds_read=holds_read)
     out = []
 
     async def testbench(ctx) -> None:
@@ -69,7 +70,7 @@ def play(frames, *, banked: bool, write_made=lambda i: True):
             if verdict.write:
                 write = (ctx.get(dut.write.target), ctx.get(dut.write.addr),
                          ctx.get(dut.write.data))
-            ctx.set(dut.decide, 1)
+            ctx.set(dut.decide, cmd != Command.READ)
             await ctx.tick()
             ctx.set(dut.decide, 0)
             if verdict.write and write_made(i):
@@ -82,7 +83,8 @@ def play(frames, *, banked: bool, write_made=lambda i: True):
             reply = verdict.reply
             out.append(((reply, verdict.error if reply == ReplyFrame.ERROR else 0,
                          bool(verdict.write)), write,
-                        (ctx.get(dut.model_ok), ctx.get(dut.checksum), ctx.get(dut.bank))))
+                        (ctx.get(dut.model_ok), ctx.get(dut.checksum), ctx.get(dut.bank)),
+                        *([ctx.get(dut.held)] if holds_read else [])))
 
     sim = Simulator(dut)
     sim.add_clock(PERIOD)
@@ -186,3 +188,33 @@ def test_load_transaction_refuses_a_hash_wider_than_32_bits():
                                          "not 4294967296$"):
         LoadTransaction(PROGRAM, model_hash=1 << 32, checksum=0, model_loaded=True,
                         banked=False)
+
+
+def read(target: int, addr: int, count: int) -> tuple[int, bytes]:
+    return Command.READ, bytes([target]) + addr.to_bytes(2, "little") + count.to_bytes(2,
+                                                                                     "little")
+
+
+@pytest.mark.parametrize("banked", [False, True])
+def test_a_read_held_in_the_payload_registers_leaves_the_transaction_alone(banked):
+    # holds_read (the lean training link's): a READ's payload lands in the registers a
+    # LOAD's and LOAD_BEGIN's use, and ``held`` gives it; READs before, inside and
+    # between the frames of a transaction neither count in its checksum nor change a
+    # write, and the commit still matches.
+    reads = [read(2, 0x0102, 0x0304), read(3, 0xA5C3, 0x7E81), read(4, 0xFFFF, 0xFFFF)]
+    loads = [load(w) for w in WRITES]
+    frames = [reads[0], begin(WRITES), reads[1], loads[0], reads[2], *loads[1:], reads[0],
+              COMMIT]
+    result = play(frames, banked=banked, holds_read=True)
+    for (cmd, payload), (_, _, _, held) in zip(frames, result, strict=True):
+        if cmd == Command.READ:
+            assert held.to_bytes(READ_SIZE, "little") == payload
+    assert [r[1] for r in result if r[1] is not None] == WRITES
+    assert result[-1][0] == ACK_COMMIT
+    assert result[-1][2] == (1, load_checksum(WRITES, N), int(banked))
+
+
+def test_load_transaction_holds_read_is_a_bool():
+    with pytest.raises(TypeError, match="^Holds read must be True or False, not 1$"):
+        LoadTransaction(PROGRAM, model_hash=0, checksum=0, model_loaded=True, banked=False,
+                        holds_read=1)
