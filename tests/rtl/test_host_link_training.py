@@ -13,6 +13,7 @@ run; this end-to-end one is opt-in, ``pytest -m slow``).
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -205,6 +206,25 @@ def test_the_record_memory_exists_only_without_lean(model):
     assert "picked_header" not in off and "picked_header" in on
     # And the body's last byte marked for its short send index (short_index=True).
     assert "body_last" not in off and "body_last" in on
+
+
+def test_a_lean_spram_link_keeps_its_read_in_the_load_registers(model):
+    # Off, an SPRAM training link's RTLIL is main's (the byte-for-byte check of the lean
+    # option above covers the block RAM one). On, a READ's payload waits in the load
+    # transaction's registers (LoadTransaction(holds_read=True)) and its reply length is
+    # made from the product at the decision: no READ registers of the link's own, no
+    # read_length register.
+    def text(lean: bool) -> str:
+        core = TrainingCore(model, dataclasses.replace(RULE, store_bits=16), lanes=4,
+                            weights="spram")
+        link = HostLink(core, divisor=DIVISOR, train_block=BLOCK, initialised=False,
+                        lean=lean)
+        return rtlil.convert(link, name="top")
+    off, on = text(False), text(True)
+    assert "read_byte_0" in off and "read_byte_0" not in on
+    assert " \\read_length\n" in off and " \\read_length\n" not in on
+    held = re.compile(r"wire width 40 \\held\n")
+    assert not held.search(off) and held.search(on)
 
 
 def test_a_memory_deeper_than_the_links_addresses_is_refused_by_name():
