@@ -531,7 +531,7 @@ class HostLink(wiring.Component):
         m.submodules.uart_rx = urx = UartRx(divisor=self.divisor)
         m.submodules.uart_tx = utx = UartTx(divisor=self.divisor)
         m.submodules.parser = parser = FrameParser(
-            timeout_cycles=self.timeout_bits * self.divisor)
+            timeout_cycles=self.timeout_bits * self.divisor, crc_in_payload=self.lean)
         # The core holds its result record until the reply has gone out (a copy here would
         # cost ~430 flip-flops, a tenth of an iCE40 UP5K).
         # A core with a score port (Core(score_port=True)) gives a RESULT's scores
