@@ -420,9 +420,14 @@ class HostLink(wiring.Component):
         serialiser picks every frame's header from one select
         (``ReplySerialiser(shared_header=True)``); and, training, the link marks the
         reply body's last byte, so that the serialiser's send index counts the frames'
-        own bytes only (``ReplySerialiser(short_index=True)``). The same bytes on the wire; a
-        sample's record is taken 6 cycles after it is offered (its cycle count ends when
-        it is offered). Default False.
+        own bytes only (``ReplySerialiser(short_index=True)``); the parser takes the crc
+        byte in its payload state (``FrameParser(crc_in_payload=True)``: no register of
+        the length minus one); training, the READ reply's length register is made from
+        the product when the READ is decided (no register of the product), and over an
+        SPRAM core a READ's payload waits in the load transaction's registers
+        (``LoadTransaction(holds_read=True)``), not in registers of the link's own. The
+        same bytes on the wire; a sample's record is taken 6 cycles after it is offered
+        (its cycle count ends when it is offered). Default False.
 
     Members
     -------

@@ -209,11 +209,13 @@ def test_the_record_memory_exists_only_without_lean(model):
 
 
 def test_a_lean_spram_link_keeps_its_read_in_the_load_registers(model):
-    # Off, an SPRAM training link's RTLIL is main's (the byte-for-byte check of the lean
-    # option above covers the block RAM one). On, a READ's payload waits in the load
+    # Off, the link's RTLIL is what it was before these options (compared byte for byte,
+    # src attributes aside, with main's when they came in: the block RAM and SPRAM
+    # training links, two inference links). On, a READ's payload waits in the load
     # transaction's registers (LoadTransaction(holds_read=True)) and its reply length is
     # made from the product at the decision: no READ registers of the link's own, no
-    # read_length register.
+    # read_length register; and the parser takes the crc byte in its payload state
+    # (FrameParser(crc_in_payload=True)): no last_count.
     def text(lean: bool) -> str:
         core = TrainingCore(model, dataclasses.replace(RULE, store_bits=16), lanes=4,
                             weights="spram")
@@ -225,6 +227,7 @@ def test_a_lean_spram_link_keeps_its_read_in_the_load_registers(model):
     assert " \\read_length\n" in off and " \\read_length\n" not in on
     held = re.compile(r"wire width 40 \\held\n")
     assert not held.search(off) and held.search(on)
+    assert " \\last_count\n" in off and "last_count" not in on
 
 
 def test_a_memory_deeper_than_the_links_addresses_is_refused_by_name():
