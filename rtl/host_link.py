@@ -525,9 +525,10 @@ class HostLink(wiring.Component):
         return 3 + self.identity.load_data_bytes
 
     @property
-    def _holds_read(self) -> bool:
+    def _lean_transaction(self) -> bool:
         # Lean, a loadable training link's READ payload waits in the load transaction's
-        # registers (LoadTransaction(holds_read=True)), not in registers of its own.
+        # registers (LoadTransaction(holds_read=True)), not in registers of its own, and
+        # a LOAD's bytes count in its checksum a bit a cycle (serial_checksum=True).
         return self.lean and self.training and self.identity.loadable
 
     def elaborate(self, platform) -> Module:
@@ -566,7 +567,7 @@ class HostLink(wiring.Component):
             m.submodules.transaction = load = LoadTransaction(
                 inner.program, model_hash=ident.model_hash, checksum=ident.weights_checksum,
                 model_loaded=ident.model_loaded, banked=self.banked,
-                holds_read=self._holds_read)
+                holds_read=self._lean_transaction, serial_checksum=self._lean_transaction)
             wiring.connect(m, parser.payload, load.payload)
             m.d.comb += [load.cmd.eq(parser.frame.payload.cmd),
                          load.length.eq(parser.frame.payload.length),
@@ -631,7 +632,7 @@ class HostLink(wiring.Component):
             m.d.comb += pixels_in.payload.eq(image_read.data)
 
         tr = self._capture(m, parser, is_train, cmd,
-                           load.held if self._holds_read else None)
+                           load.held if self._lean_transaction else None)
         flags = self._flags(m, cmd, frame, is_image, tr)
 
         # The serialiser is idle whenever the link answers (the link waits for each reply

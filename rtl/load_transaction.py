@@ -22,6 +22,9 @@ from rtl.select import equals, is_zero
 
 __all__ = ["VERDICT_LAYOUT", "LoadTransaction", "load_data_bytes"]
 
+#: The load checksum a bit at a time (no reflection: a byte's most significant bit first).
+_CHECKSUM_BIT = LOAD_CHECKSUM.algorithm(data_width=1)
+
 #: What the transaction would do with the load command in hand: the reply (with its
 #: error code) or, for a LOAD that checks out, ``write`` (the reply follows the write).
 VERDICT_LAYOUT = data.StructLayout({"reply": ReplyFrame, "error": 8, "write": 1})
@@ -62,6 +65,12 @@ class LoadTransaction(wiring.Component):
         registers that hold a LOAD frame only until its write is made, and LOAD_BEGIN's
         only until its checksum is copied, both before the parser takes the next frame.
         Default False.
+    serial_checksum : bool
+        The small part's option too: a LOAD byte counts in the pending checksum a bit a
+        cycle over the 8 cycles after it arrives (a shift register's step, one XOR per
+        polynomial tap), instead of at once through the CRC-32's byte-wide XOR trees.
+        The next byte comes a UART byte later, and the write (``written``) after the
+        frame's crc byte. Default False.
 
     Members
     -------
@@ -92,9 +101,11 @@ class LoadTransaction(wiring.Component):
     """
 
     def __init__(self, program, *, model_hash: int, checksum: int, model_loaded: bool,
-                 banked: bool, holds_read: bool = False) -> None:
-        if not isinstance(holds_read, bool):
-            raise TypeError(f"Holds read must be True or False, not {holds_read!r}")
+                 banked: bool, holds_read: bool = False,
+                 serial_checksum: bool = False) -> None:
+        for name, flag in (("Holds read", holds_read), ("Serial checksum", serial_checksum)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True or False, not {flag!r}")
         for name, value in (("Model hash", model_hash), ("Checksum", checksum)):
             if not isinstance(value, int) or not 0 <= value < 1 << 32:
                 raise ValueError(f"{name} must be a 32-bit unsigned integer, not {value!r}")
@@ -104,6 +115,7 @@ class LoadTransaction(wiring.Component):
         self.model_loaded = model_loaded
         self.banked = banked
         self.holds_read = holds_read
+        self.serial_checksum = serial_checksum
         members = {
             "cmd": In(8), "length": In(16), "header": In(1),
             "payload": In(stream.Signature(PAYLOAD_LAYOUT, always_ready=True)),
@@ -159,9 +171,12 @@ class LoadTransaction(wiring.Component):
         pending = Signal(32)               # ... and of the LOAD frame being received
         with m.If(self.header):
             m.d.sync += pending.eq(running)
-        with m.If(self.payload.valid & is_load):
-            # The checksum this write would make; it counts once the write is made.
-            m.d.sync += pending.eq(crc_tree(LOAD_CHECKSUM, pending, byte.data))
+        if self.serial_checksum:
+            self._serial_checksum(m, pending, self.payload.valid & is_load, byte.data)
+        else:
+            with m.If(self.payload.valid & is_load):
+                # The checksum this write would make; it counts once the write is made.
+                m.d.sync += pending.eq(crc_tree(LOAD_CHECKSUM, pending, byte.data))
         with m.If(self.written):
             m.d.sync += running.eq(pending)
 
@@ -235,5 +250,16 @@ class LoadTransaction(wiring.Component):
                     if self.banked:
                         m.d.sync += bank.eq(~bank)
         return m
+
+    def _serial_checksum(self, m: Module, pending: Signal, take, data) -> None:
+        """``serial_checksum``: each LOAD byte (``data`` when ``take``) counts in
+        ``pending`` a bit a cycle, most significant first, over the 8 cycles after it."""
+        bits = Signal(8, name="bits_to_count")
+        left = Signal(range(9), name="bits_left")
+        with m.If(take):
+            m.d.sync += [bits.eq(data), left.eq(8)]
+        with m.Elif(~is_zero(left)):
+            m.d.sync += [pending.eq(crc_tree(_CHECKSUM_BIT, pending, bits[7])),
+                         bits.eq(bits << 1), left.eq(left - 1)]
 
 
