@@ -425,7 +425,9 @@ class HostLink(wiring.Component):
         the length minus one); training, the READ reply's length register is made from
         the product when the READ is decided (no register of the product), and over an
         SPRAM core a READ's payload waits in the load transaction's registers
-        (``LoadTransaction(holds_read=True)``), not in registers of the link's own. The
+        (``LoadTransaction(holds_read=True)``), not in registers of the link's own, and
+        a LOAD's bytes count in its checksum a bit a cycle
+        (``LoadTransaction(serial_checksum=True)``). The
         same bytes on the wire; a sample's record is taken 6 cycles after it is offered
         (its cycle count ends when it is offered). Default False.
 
