@@ -569,7 +569,8 @@ class HostLink(wiring.Component):
             m.submodules.transaction = load = LoadTransaction(
                 inner.program, model_hash=ident.model_hash, checksum=ident.weights_checksum,
                 model_loaded=ident.model_loaded, banked=self.banked,
-                holds_read=self._lean_transaction, serial_checksum=self._lean_transaction)
+                holds_read=self._lean_transaction, serial_checksum=self._lean_transaction,
+                one_bound=self._lean_transaction)
             wiring.connect(m, parser.payload, load.payload)
             m.d.comb += [load.cmd.eq(parser.frame.payload.cmd),
                          load.length.eq(parser.frame.payload.length),
@@ -838,12 +839,25 @@ class HostLink(wiring.Component):
                 # 1 + n (D + 1) bytes with 1 <= n <= B: the last sample is whole.
                 flags.train_length.eq(is_zero(t_pos) & ~is_zero(t_count) & (t_count <= B)),
                 flags.read_length.eq(frame.length == READ_SIZE),
-                flags.read_range.eq(~is_zero(r_count) & Cat(*(
-                    (r_target == code) & (r_addr + r_count <= self.identity.depths[code - 1])
-                    for code in readable)).any()),
+                flags.read_range.eq(~is_zero(r_count) & self._read_range(r_target, r_addr,
+                                                                         r_count, readable)),
                 flags.read_fits.eq(r_count <= 0xFFFF // read_bytes),
             ]
         return flags
+
+    def _read_range(self, target: Value, addr: Value, count: Value, readable) -> Value:
+        """Whether words ``addr`` to ``addr + count - 1`` of memory ``target`` exist and
+        it is one of the ``readable`` codes. Lean, one comparison with the target's depth
+        picked by the target (as ``LoadTransaction(one_bound=True)``), not one per
+        memory (a carry chain each on the iCE40)."""
+        depths = self.identity.depths
+        if not self.lean:
+            return Cat(*((target == code) & (addr + count <= depths[code - 1])
+                         for code in readable)).any()
+        bound = Const(0, 16)
+        for code in readable:
+            bound = Mux(target == code, depths[code - 1], bound)
+        return Cat(*(target == code for code in readable)).any() & (addr + count <= bound)
 
     def _reply_body(self, m: Module, replies: ReplySerialiser, answer, image_write,
                     image_read, tr: _Train) -> None:

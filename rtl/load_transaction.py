@@ -9,7 +9,7 @@ banks: switches to the bank just written).
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -71,6 +71,11 @@ class LoadTransaction(wiring.Component):
         polynomial tap), instead of at once through the CRC-32's byte-wide XOR trees.
         The next byte comes a UART byte later, and the write (``written``) after the
         frame's crc byte. Default False.
+    one_bound : bool
+        The small part's option too: a LOAD's address is compared once, with its
+        target's depth picked from the constants by the target, instead of with each
+        memory's depth (a comparison with a constant is an iCE40 carry chain of 17 cells,
+        its LUTs unused). The same verdict for every target and address. Default False.
 
     Members
     -------
@@ -101,9 +106,10 @@ class LoadTransaction(wiring.Component):
     """
 
     def __init__(self, program, *, model_hash: int, checksum: int, model_loaded: bool,
-                 banked: bool, holds_read: bool = False,
-                 serial_checksum: bool = False) -> None:
-        for name, flag in (("Holds read", holds_read), ("Serial checksum", serial_checksum)):
+                 banked: bool, holds_read: bool = False, serial_checksum: bool = False,
+                 one_bound: bool = False) -> None:
+        for name, flag in (("Holds read", holds_read), ("Serial checksum", serial_checksum),
+                           ("One bound", one_bound)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be True or False, not {flag!r}")
         for name, value in (("Model hash", model_hash), ("Checksum", checksum)):
@@ -116,6 +122,7 @@ class LoadTransaction(wiring.Component):
         self.banked = banked
         self.holds_read = holds_read
         self.serial_checksum = serial_checksum
+        self.one_bound = one_bound
         members = {
             "cmd": In(8), "length": In(16), "header": In(1),
             "payload": In(stream.Signature(PAYLOAD_LAYOUT, always_ready=True)),
@@ -199,9 +206,7 @@ class LoadTransaction(wiring.Component):
             # Each memory's own bound, all 16 address bits compared: a write beyond it
             # would otherwise land on a low word of a shallower memory (its address
             # port keeps only the bits it has), e.g. ops address 8 of 5 on op 0.
-            address_ok.eq(Cat(*((target == code) & (address < depth)
-                                for code, depth in load_depths(self.program).items()
-                                if depth)).any()),
+            address_ok.eq(self._bound_check(target, address)),
             hash_ok.eq(Cat(*regs[:4]) == self.model_hash),
             checksum_ok.eq(running == announced),
         ]
@@ -250,6 +255,19 @@ class LoadTransaction(wiring.Component):
                     if self.banked:
                         m.d.sync += bank.eq(~bank)
         return m
+
+    def _bound_check(self, target: Value, address: Value) -> Value:
+        """Whether ``address`` lies below the depth of memory ``target`` (0 for a target
+        of no memory). ``one_bound``: one comparison with the target's depth, picked
+        from the constants by the target, instead of one per memory."""
+        depths = {code: depth for code, depth in load_depths(self.program).items() if depth}
+        if not self.one_bound:
+            return Cat(*((target == code) & (address < depth)
+                         for code, depth in depths.items())).any()
+        bound = Const(0, 16)
+        for code, depth in depths.items():
+            bound = Mux(target == code, depth, bound)
+        return address < bound
 
     def _serial_checksum(self, m: Module, pending: Signal, take, data) -> None:
         """``serial_checksum``: each LOAD byte (``data`` when ``take``) counts in
