@@ -41,14 +41,14 @@ COMMIT = (Command.LOAD_COMMIT, b"")
 
 
 def play(frames, *, banked: bool, write_made=lambda i: True, holds_read: bool = False,
-         serial_checksum: bool = False):
+         serial_checksum: bool = False, one_bound: bool = False):
     """Each frame as the parser and the link present it; returns per frame the verdict
     (reply, error, write), the write's fields when it was a write, and the state after
     (model_ok, checksum, bank), and with ``holds_read`` also ``held`` after it. The link
     decides on the load commands only (not on a READ)."""
     dut = LoadTransaction(PROGRAM, model_hash=HASH, checksum=BUILT_IN, model_loaded=True,
                           banked=banked, holds_read=holds_read,
-                          serial_checksum=serial_checksum)
+                          serial_checksum=serial_checksum, one_bound=one_bound)
     out = []
 
     async def testbench(ctx) -> None:
@@ -156,6 +156,10 @@ def test_another_models_hash_is_refused_before_anything_changes():
     assert result[-1][2] == (1, BUILT_IN, 0)
 
 
+#: Each memory's bound compared, or the target's picked (one_bound, the lean link's).
+BOUNDS = pytest.mark.parametrize("one_bound", [False, True], ids=["bounds", "one_bound"])
+
+
 @pytest.mark.parametrize(("frame", "code"), [
     ((Command.LOAD_BEGIN, bytes(7)), ErrorCode.LENGTH),
     ((Command.LOAD_BEGIN, bytes(9)), ErrorCode.LENGTH),
@@ -166,27 +170,31 @@ def test_another_models_hash_is_refused_before_anything_changes():
     ((Command.LOAD, load_payload(2, 0xFFFF, 0, N)), ErrorCode.ADDRESS),
     ((Command.LOAD_COMMIT, b"\x00"), ErrorCode.LENGTH),
 ])
+@BOUNDS
 @COUNTING
 def test_a_refused_frame_inside_a_transaction_neither_writes_nor_counts(frame, code,
-                                                                       serial_checksum):
+                                                                       serial_checksum,
+                                                                       one_bound):
     # In a transaction of WRITES: the refused frame between the writes must leave the
     # checksum alone, so the commit still matches.
     loads = [load(w) for w in WRITES]
     result = play([begin(WRITES), loads[0], frame, *loads[1:], COMMIT], banked=True,
-                  serial_checksum=serial_checksum)
+                  serial_checksum=serial_checksum, one_bound=one_bound)
     assert result[2][0] == error(code)
     assert result[-1][0] == ACK_COMMIT
 
 
+@BOUNDS
 @pytest.mark.parametrize("target", sorted(LOAD_TARGETS.values()))
-def test_a_load_at_the_target_memorys_depth_is_refused(target):
+def test_a_load_at_the_target_memorys_depth_is_refused(target, one_bound):
     # The last word of each memory is written; the word after it (inside the largest
     # memory's range, so the address field takes it) is refused with error 9 and does
     # not count, so the commit of the one good write still matches.
     depth = load_depths(PROGRAM)[target]
     assert depth < max(load_depths(PROGRAM).values()) or target == 2
     last, beyond = (target, depth - 1, 1), (target, depth, 1)
-    result = play([begin([last]), load(last), load(beyond), COMMIT], banked=False)
+    result = play([begin([last]), load(last), load(beyond), COMMIT], banked=False,
+                  one_bound=one_bound)
     assert [r[0] for r in result] == [ACK_BEGIN, WRITE, error(ErrorCode.ADDRESS), ACK_COMMIT]
     assert result[1][1] == last
 
@@ -232,7 +240,8 @@ def test_a_read_held_in_the_payload_registers_leaves_the_transaction_alone(banke
 
 
 @pytest.mark.parametrize(("option", "name"), [("holds_read", "Holds read"),
-                                              ("serial_checksum", "Serial checksum")])
+                                              ("serial_checksum", "Serial checksum"),
+                                              ("one_bound", "One bound")])
 def test_load_transaction_small_part_options_are_bools(option, name):
     with pytest.raises(TypeError, match=f"^{name} must be True or False, not 1$"):
         LoadTransaction(PROGRAM, model_hash=0, checksum=0, model_loaded=True, banked=False,
