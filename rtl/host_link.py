@@ -822,7 +822,6 @@ class HostLink(wiring.Component):
         # single bits (with the comparisons, it and the answer's registers were the iCE40
         # build's slowest path). The load commands' own are the transaction's.
         flags = Signal(_FLAGS, name="flag")
-        read_bytes = self.identity.read_bytes
         m.d.sync += [
             flags.ident.eq(cmd == Command.IDENT),
             flags.image.eq(is_image),
@@ -841,9 +840,19 @@ class HostLink(wiring.Component):
                 flags.read_length.eq(frame.length == READ_SIZE),
                 flags.read_range.eq(~is_zero(r_count) & self._read_range(r_target, r_addr,
                                                                          r_count, readable)),
-                flags.read_fits.eq(r_count <= 0xFFFF // read_bytes),
+                flags.read_fits.eq(self._read_fits(r_count)),
             ]
         return flags
+
+    def _read_fits(self, count: Value) -> Value:
+        """Whether a READ reply of ``count`` words fits the 16-bit length field. Lean,
+        from the product that makes the reply's length (:meth:`_decide_read`; one
+        multiplier for both), its high bits zero, not a comparison with a constant (an
+        iCE40 carry chain)."""
+        read_bytes = self.identity.read_bytes
+        if not self.lean:
+            return count <= 0xFFFF // read_bytes
+        return is_zero((count * read_bytes)[16:])
 
     def _read_range(self, target: Value, addr: Value, count: Value, readable) -> Value:
         """Whether words ``addr`` to ``addr + count - 1`` of memory ``target`` exist and
