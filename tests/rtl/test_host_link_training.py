@@ -17,7 +17,9 @@ import re
 
 import numpy as np
 import pytest
+from amaranth import Module, Signal
 from amaranth.back import rtlil
+from amaranth.sim import Simulator
 
 from ffcl_hw.device import Device, FrameReader, HostLinkError, encode_frame
 from golden.config import ModelConfig
@@ -228,6 +230,31 @@ def test_a_lean_spram_link_keeps_its_read_in_the_load_registers(model):
     held = re.compile(r"wire width 40 \\held\n")
     assert not held.search(off) and held.search(on)
     assert " \\last_count\n" in off and "last_count" not in on
+
+
+@pytest.mark.parametrize("lean", [False, True])
+def test_a_read_fits_its_reply_exactly_when_its_length_field_holds_it(model, lean):
+    # READ_fits (error 3 after the range): lean, the product's high bits, not a
+    # comparison. Unreachable through the test models' shallow memories (the range
+    # refuses first), so the decision's expression is simulated on its own at the edges.
+    link = HostLink(TrainingCore(model, RULE, lanes=LANES), divisor=DIVISOR,
+                    train_block=BLOCK, lean=lean)
+    read_bytes = link.identity.read_bytes
+    limit = 0xFFFF // read_bytes
+    counts = [0, 1, limit - 1, limit, limit + 1, 0x8000, 0xFFFF]
+    m, count, fits = Module(), Signal(16), Signal()
+    m.d.comb += fits.eq(link._read_fits(count))
+    got = []
+
+    async def testbench(ctx) -> None:
+        for value in counts:
+            ctx.set(count, value)
+            got.append(ctx.get(fits))
+
+    sim = Simulator(m)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert got == [int(value * read_bytes <= 0xFFFF) for value in counts]
 
 
 def test_a_memory_deeper_than_the_links_addresses_is_refused_by_name():
