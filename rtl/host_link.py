@@ -427,7 +427,9 @@ class HostLink(wiring.Component):
         SPRAM core a READ's payload waits in the load transaction's registers
         (``LoadTransaction(holds_read=True)``), not in registers of the link's own, and
         a LOAD's bytes count in its checksum a bit a cycle
-        (``LoadTransaction(serial_checksum=True)``). The
+        (``LoadTransaction(serial_checksum=True)``) and its address is compared with
+        one bound (``one_bound=True``); a READ's end is compared with one bound too, and
+        its fit in the length field read off the product that makes the length. The
         same bytes on the wire; a sample's record is taken 6 cycles after it is offered
         (its cycle count ends when it is offered). Default False.
 
