@@ -50,6 +50,14 @@ class FrameParser(wiring.Component):
     timeout_cycles : int
         Clock cycles of silence (``rx_busy`` low and no byte waiting) after which a frame
         is abandoned; at least 2.
+    crc_in_payload : bool
+        The small part's parser (a lean :class:`rtl.host_link.HostLink`'s): the crc byte
+        is the byte taken in the payload state when the payload's index equals the
+        length (both registers), instead of a byte of a crc state entered when the index
+        equals the length minus one, a register of its own made by a subtractor at the
+        length's second byte (16 flip-flops and a 16-bit carry chain on the iCE40). The
+        same bytes taken, passed on and compared; the comparison now gates
+        ``payload.valid``. Default False.
 
     Members
     -------
@@ -70,12 +78,15 @@ class FrameParser(wiring.Component):
         decides, and the reply echoes the tag.
     """
 
-    def __init__(self, *, timeout_cycles: int) -> None:
+    def __init__(self, *, timeout_cycles: int, crc_in_payload: bool = False) -> None:
         if (not isinstance(timeout_cycles, int) or isinstance(timeout_cycles, bool)
                 or timeout_cycles < 2):
             raise ValueError(f"Timeout must be an integer of at least 2 cycles, not "
                              f"{timeout_cycles!r}")
+        if not isinstance(crc_in_payload, bool):
+            raise TypeError(f"Crc in payload must be True or False, not {crc_in_payload!r}")
         self.timeout_cycles = timeout_cycles
+        self.crc_in_payload = crc_in_payload
         super().__init__({
             "rx": In(stream.Signature(8)),
             "rx_busy": In(1),
@@ -95,7 +106,8 @@ class FrameParser(wiring.Component):
         count = self.payload.payload.index
         # length - 1, computed once per frame: the payload's end is then an equality test,
         # not an increment and a compare in one cycle (an iCE40 critical path).
-        last_count = Signal(16)
+        if not self.crc_in_payload:
+            last_count = Signal(16)
         crc = Signal(8)
         crc_next = crc_tree(FRAME_CRC, crc, byte)
         m.d.comb += [self.payload.payload.data.eq(byte),
@@ -141,21 +153,36 @@ class FrameParser(wiring.Component):
                 m.d.comb += [self.rx.ready.eq(1), mid_frame.eq(1)]
                 with m.If(got):
                     m.d.comb += self.header.eq(1)
-                    m.d.sync += [length[8:].eq(byte), crc.eq(crc_next), count.eq(0),
-                                 last_count.eq(Cat(length[:8], byte) - 1)]
-                    # An empty payload goes straight to the crc byte.
-                    m.d.sync += state.eq(Mux(is_zero(Cat(length[:8], byte)), _State.CRC,
-                                             _State.PAYLOAD))
+                    if self.crc_in_payload:
+                        # The payload state takes the crc byte too (an empty payload's
+                        # first byte).
+                        m.d.sync += [length[8:].eq(byte), crc.eq(crc_next), count.eq(0),
+                                     state.eq(_State.PAYLOAD)]
+                    else:
+                        m.d.sync += [length[8:].eq(byte), crc.eq(crc_next), count.eq(0),
+                                     last_count.eq(Cat(length[:8], byte) - 1)]
+                        # An empty payload goes straight to the crc byte.
+                        m.d.sync += state.eq(Mux(is_zero(Cat(length[:8], byte)),
+                                                 _State.CRC, _State.PAYLOAD))
 
             with m.Case(_State.PAYLOAD):
                 m.d.comb += [self.rx.ready.eq(1), mid_frame.eq(1)]
-                with m.If(got):
-                    # Every byte is passed on; a wrong length is refused later, after
-                    # the crc, so that the whole frame is consumed first.
-                    m.d.comb += self.payload.valid.eq(1)
-                    m.d.sync += [count.eq(count + 1), crc.eq(crc_next)]
-                    with m.If(count == last_count):
-                        m.d.sync += state.eq(_State.CRC)
+                if self.crc_in_payload:
+                    with m.If(got & (count == length)):
+                        # ``length`` bytes passed on: this is the crc byte (as in CRC).
+                        m.d.sync += [self.frame.payload.crc_ok.eq(byte == crc),
+                                     state.eq(_State.HELD)]
+                    with m.Elif(got):
+                        m.d.comb += self.payload.valid.eq(1)
+                        m.d.sync += [count.eq(count + 1), crc.eq(crc_next)]
+                else:
+                    with m.If(got):
+                        # Every byte is passed on; a wrong length is refused later, after
+                        # the crc, so that the whole frame is consumed first.
+                        m.d.comb += self.payload.valid.eq(1)
+                        m.d.sync += [count.eq(count + 1), crc.eq(crc_next)]
+                        with m.If(count == last_count):
+                            m.d.sync += state.eq(_State.CRC)
 
             with m.Case(_State.CRC):
                 m.d.comb += [self.rx.ready.eq(1), mid_frame.eq(1)]

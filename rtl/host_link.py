@@ -371,6 +371,7 @@ class _Train:
     read_length: Signal | None = None
     answer_body: Callable[..., None] | None = None
     body_addr: Signal | None = None
+    body_length: Signal | None = None
 
 
 class HostLink(wiring.Component):
@@ -419,9 +420,18 @@ class HostLink(wiring.Component):
         serialiser picks every frame's header from one select
         (``ReplySerialiser(shared_header=True)``); and, training, the link marks the
         reply body's last byte, so that the serialiser's send index counts the frames'
-        own bytes only (``ReplySerialiser(short_index=True)``). The same bytes on the wire; a
-        sample's record is taken 6 cycles after it is offered (its cycle count ends when
-        it is offered). Default False.
+        own bytes only (``ReplySerialiser(short_index=True)``); the parser takes the crc
+        byte in its payload state (``FrameParser(crc_in_payload=True)``: no register of
+        the length minus one); training, the READ reply's length register is made from
+        the product when the READ is decided (no register of the product), and over an
+        SPRAM core a READ's payload waits in the load transaction's registers
+        (``LoadTransaction(holds_read=True)``), not in registers of the link's own, and
+        a LOAD's bytes count in its checksum a bit a cycle
+        (``LoadTransaction(serial_checksum=True)``) and its address is compared with
+        one bound (``one_bound=True``); a READ's end is compared with one bound too, and
+        its fit in the length field read off the product that makes the length. The
+        same bytes on the wire; a sample's record is taken 6 cycles after it is offered
+        (its cycle count ends when it is offered). Default False.
 
     Members
     -------
@@ -518,13 +528,20 @@ class HostLink(wiring.Component):
         """Payload bytes of a LOAD frame: target, address (2), data."""
         return 3 + self.identity.load_data_bytes
 
+    @property
+    def _lean_transaction(self) -> bool:
+        # Lean, a loadable training link's READ payload waits in the load transaction's
+        # registers (LoadTransaction(holds_read=True)), not in registers of its own, and
+        # a LOAD's bytes count in its checksum a bit a cycle (serial_checksum=True).
+        return self.lean and self.training and self.identity.loadable
+
     def elaborate(self, platform) -> Module:
         m = Module()
         core, inner, ident = self.core, self.inner, self.identity
         m.submodules.uart_rx = urx = UartRx(divisor=self.divisor)
         m.submodules.uart_tx = utx = UartTx(divisor=self.divisor)
         m.submodules.parser = parser = FrameParser(
-            timeout_cycles=self.timeout_bits * self.divisor)
+            timeout_cycles=self.timeout_bits * self.divisor, crc_in_payload=self.lean)
         # The core holds its result record until the reply has gone out (a copy here would
         # cost ~430 flip-flops, a tenth of an iCE40 UP5K).
         # A core with a score port (Core(score_port=True)) gives a RESULT's scores
@@ -553,7 +570,9 @@ class HostLink(wiring.Component):
         if ident.loadable:
             m.submodules.transaction = load = LoadTransaction(
                 inner.program, model_hash=ident.model_hash, checksum=ident.weights_checksum,
-                model_loaded=ident.model_loaded, banked=self.banked)
+                model_loaded=ident.model_loaded, banked=self.banked,
+                holds_read=self._lean_transaction, serial_checksum=self._lean_transaction,
+                one_bound=self._lean_transaction)
             wiring.connect(m, parser.payload, load.payload)
             m.d.comb += [load.cmd.eq(parser.frame.payload.cmd),
                          load.length.eq(parser.frame.payload.length),
@@ -617,7 +636,8 @@ class HostLink(wiring.Component):
         else:
             m.d.comb += pixels_in.payload.eq(image_read.data)
 
-        tr = self._capture(m, parser, is_train, cmd)
+        tr = self._capture(m, parser, is_train, cmd,
+                           load.held if self._lean_transaction else None)
         flags = self._flags(m, cmd, frame, is_image, tr)
 
         # The serialiser is idle whenever the link answers (the link waits for each reply
@@ -669,7 +689,7 @@ class HostLink(wiring.Component):
                         if not training:
                             answer(ReplyFrame.ERROR, ErrorCode.TRAIN)
                         else:
-                            self._decide_read(m, flags, answer, model_ok, step, pixel)
+                            self._decide_read(m, flags, tr, answer, model_ok, step, pixel)
                     with m.Else():
                         answer(ReplyFrame.ERROR, ErrorCode.COMMAND)
 
@@ -734,7 +754,7 @@ class HostLink(wiring.Component):
                 # The records' write address (the body's, later).
                 m.d.sync += tr.body_addr.eq(0)
 
-    def _decide_read(self, m: Module, flags, answer, model_ok, step: Signal,
+    def _decide_read(self, m: Module, flags, tr: _Train, answer, model_ok, step: Signal,
                      pixel: Signal) -> None:
         """A READ frame in IDLE (a training core's): its refusal, in the protocol's
         order, or its first step."""
@@ -748,9 +768,15 @@ class HostLink(wiring.Component):
             answer(ReplyFrame.ERROR, ErrorCode.LENGTH)
         with m.Else():
             m.d.sync += [step.eq(_Step.READ_PRIME), pixel.eq(0)]
+            if self.lean:
+                # The reply's length, from the product itself: no register of it
+                # (16 flip-flops after a DSP, each a logic cell of its own on the iCE40).
+                m.d.sync += tr.body_length.eq(tr.r_count * self.identity.read_bytes)
 
-    def _capture(self, m: Module, parser: FrameParser, is_train, cmd) -> _Train:
-        """The fields of a TRAIN or READ payload as its bytes arrive (training cores)."""
+    def _capture(self, m: Module, parser: FrameParser, is_train, cmd,
+                 held: Value | None = None) -> _Train:
+        """The fields of a TRAIN or READ payload as its bytes arrive (training cores); a
+        READ's from ``held`` (the load transaction's registers) when given."""
         D, K, B = self.identity.input_size, self.identity.labels, self.train_block
         index = parser.payload.payload.index
         byte = parser.payload.payload.data
@@ -761,7 +787,10 @@ class HostLink(wiring.Component):
         t_count = Signal(range(B + 2))      # samples begun, up to B + 1 (too many)
         bad_label = Signal()
         # -- a READ payload: target, address, count ---------------------------------------
-        r_regs = [Signal(8, name=f"read_byte_{i}") for i in range(READ_SIZE)]
+        if held is None:
+            r_regs = [Signal(8, name=f"read_byte_{i}") for i in range(READ_SIZE)]
+        else:
+            r_regs = [held[8 * i:8 * i + 8] for i in range(READ_SIZE)]
         tr = _Train(lam=lam, t_pos=t_pos, t_count=t_count, bad_label=bad_label,
                     r_target=r_regs[0], r_addr=Cat(r_regs[1], r_regs[2]),
                     r_count=Cat(r_regs[3], r_regs[4]))
@@ -778,9 +807,10 @@ class HostLink(wiring.Component):
                     m.d.sync += t_count.eq(Mux(t_count == B + 1, t_count, t_count + 1))
                     with m.If(byte >= K):
                         m.d.sync += bad_label.eq(1)
-        for i, reg in enumerate(r_regs):
-            with m.If(parser.payload.valid & (cmd == Command.READ) & equals(index, i)):
-                m.d.sync += reg.eq(byte)
+        if held is None:
+            for i, reg in enumerate(r_regs):
+                with m.If(parser.payload.valid & (cmd == Command.READ) & equals(index, i)):
+                    m.d.sync += reg.eq(byte)
         return tr
 
     def _flags(self, m: Module, cmd, frame, is_image, tr: _Train) -> Signal:
@@ -794,7 +824,6 @@ class HostLink(wiring.Component):
         # single bits (with the comparisons, it and the answer's registers were the iCE40
         # build's slowest path). The load commands' own are the transaction's.
         flags = Signal(_FLAGS, name="flag")
-        read_bytes = self.identity.read_bytes
         m.d.sync += [
             flags.ident.eq(cmd == Command.IDENT),
             flags.image.eq(is_image),
@@ -811,12 +840,35 @@ class HostLink(wiring.Component):
                 # 1 + n (D + 1) bytes with 1 <= n <= B: the last sample is whole.
                 flags.train_length.eq(is_zero(t_pos) & ~is_zero(t_count) & (t_count <= B)),
                 flags.read_length.eq(frame.length == READ_SIZE),
-                flags.read_range.eq(~is_zero(r_count) & Cat(*(
-                    (r_target == code) & (r_addr + r_count <= self.identity.depths[code - 1])
-                    for code in readable)).any()),
-                flags.read_fits.eq(r_count <= 0xFFFF // read_bytes),
+                flags.read_range.eq(~is_zero(r_count) & self._read_range(r_target, r_addr,
+                                                                         r_count, readable)),
+                flags.read_fits.eq(self._read_fits(r_count)),
             ]
         return flags
+
+    def _read_fits(self, count: Value) -> Value:
+        """Whether a READ reply of ``count`` words fits the 16-bit length field. Lean,
+        from the product that makes the reply's length (:meth:`_decide_read`; one
+        multiplier for both), its high bits zero, not a comparison with a constant (an
+        iCE40 carry chain)."""
+        read_bytes = self.identity.read_bytes
+        if not self.lean:
+            return count <= 0xFFFF // read_bytes
+        return is_zero((count * read_bytes)[16:])
+
+    def _read_range(self, target: Value, addr: Value, count: Value, readable) -> Value:
+        """Whether words ``addr`` to ``addr + count - 1`` of memory ``target`` exist and
+        it is one of the ``readable`` codes. Lean, one comparison with the target's depth
+        picked by the target (as ``LoadTransaction(one_bound=True)``), not one per
+        memory (a carry chain each on the iCE40)."""
+        depths = self.identity.depths
+        if not self.lean:
+            return Cat(*((target == code) & (addr + count <= depths[code - 1])
+                         for code in readable)).any()
+        bound = Const(0, 16)
+        for code in readable:
+            bound = Mux(target == code, depths[code - 1], bound)
+        return Cat(*(target == code for code in readable)).any() & (addr + count <= bound)
 
     def _reply_body(self, m: Module, replies: ReplySerialiser, answer, image_write,
                     image_read, tr: _Train) -> None:
@@ -854,8 +906,10 @@ class HostLink(wiring.Component):
         bytes_left = Signal(range(word_bytes + 1))
         read_latency = core.read_latency
         wait = Signal(range(read_latency + 1))
-        read_length = Signal(16)
-        m.d.sync += read_length.eq(r_count * read_bytes)
+        read_length = None
+        if not self.lean:
+            read_length = Signal(16)
+            m.d.sync += read_length.eq(r_count * read_bytes)
         m.d.comb += [core.read.target.eq(r_target), core.read.addr.eq(body_addr)]
         if self.lean:
             record_data, record_bytes = image_read.data, 1
@@ -889,14 +943,16 @@ class HostLink(wiring.Component):
             m.d.comb += replies.body_last.eq(equals(bytes_left, 1) & equals(words_left, 1))
 
         def answer_body(kind, *, read: bool, first, count, length) -> None:
+            # ``length`` None: body_length holds it already (a lean READ's, _decide_read).
             answer(kind)
-            m.d.sync += [body_length.eq(length), body_read.eq(int(read)),
-                         body_addr.eq(first), words_left.eq(count), fetching.eq(1),
-                         wait.eq(0)]
+            if length is not None:
+                m.d.sync += body_length.eq(length)
+            m.d.sync += [body_read.eq(int(read)), body_addr.eq(first), words_left.eq(count),
+                         fetching.eq(1), wait.eq(0)]
 
         tr.record_write, tr.trained, tr.t_sample = record_write, trained, t_sample
         tr.t_label, tr.raddr, tr.read_length = t_label, raddr, read_length
-        tr.answer_body, tr.body_addr = answer_body, body_addr
+        tr.answer_body, tr.body_addr, tr.body_length = answer_body, body_addr, body_length
 
     def _record_into_buffer(self, m: Module, done, image_write, address: Signal) -> Signal:
         """Lean (:class:`HostLink`'s ``lean``): while ``done`` offers a record, write its

@@ -9,18 +9,21 @@ banks: switches to the bank just written).
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.core import LOAD_TARGETS, load_depths, load_layout
 from rtl.crc_tree import crc_tree
 from rtl.frame_parser import PAYLOAD_LAYOUT
-from rtl.protocol import LOAD_BEGIN_SIZE, LOAD_CHECKSUM, Command, ErrorCode
+from rtl.protocol import LOAD_BEGIN_SIZE, LOAD_CHECKSUM, READ_SIZE, Command, ErrorCode
 from rtl.reply_serialiser import ReplyFrame
 from rtl.select import equals, is_zero
 
 __all__ = ["VERDICT_LAYOUT", "LoadTransaction", "load_data_bytes"]
+
+#: The load checksum a bit at a time (no reflection: a byte's most significant bit first).
+_CHECKSUM_BIT = LOAD_CHECKSUM.algorithm(data_width=1)
 
 #: What the transaction would do with the load command in hand: the reply (with its
 #: error code) or, for a LOAD that checks out, ``write`` (the reply follows the write).
@@ -53,6 +56,26 @@ class LoadTransaction(wiring.Component):
     banked : bool
         The core has two banks: a load writes the one not in use, and a good commit
         switches to it (one bank: the model is gone from LOAD_BEGIN until a good commit).
+    holds_read : bool
+        The small part's option (a lean training link, :class:`rtl.host_link.HostLink`):
+        the payload registers also take a READ frame's payload (target, address, count),
+        which ``held`` gives, so that the link keeps no registers of its own for it
+        (40 flip-flops, each fed by the UART's byte register and so a logic cell of its
+        own on the iCE40). A READ leaves the transaction as it was: its bytes land in
+        registers that hold a LOAD frame only until its write is made, and LOAD_BEGIN's
+        only until its checksum is copied, both before the parser takes the next frame.
+        Default False.
+    serial_checksum : bool
+        The small part's option too: a LOAD byte counts in the pending checksum a bit a
+        cycle over the 8 cycles after it arrives (a shift register's step, one XOR per
+        polynomial tap), instead of at once through the CRC-32's byte-wide XOR trees.
+        The next byte comes a UART byte later, and the write (``written``) after the
+        frame's crc byte. Default False.
+    one_bound : bool
+        The small part's option too: a LOAD's address is compared once, with its
+        target's depth picked from the constants by the target, instead of with each
+        memory's depth (a comparison with a constant is an iCE40 carry chain of 17 cells,
+        its LUTs unused). The same verdict for every target and address. Default False.
 
     Members
     -------
@@ -78,10 +101,17 @@ class LoadTransaction(wiring.Component):
         The whole-model checksum of that model.
     bank : Out(1)
         The bank in use (two banks).
+    held : Out(8 * READ_SIZE)
+        Only with ``holds_read``: the last READ payload's bytes, byte 0 lowest.
     """
 
     def __init__(self, program, *, model_hash: int, checksum: int, model_loaded: bool,
-                 banked: bool) -> None:
+                 banked: bool, holds_read: bool = False, serial_checksum: bool = False,
+                 one_bound: bool = False) -> None:
+        for name, flag in (("Holds read", holds_read), ("Serial checksum", serial_checksum),
+                           ("One bound", one_bound)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True or False, not {flag!r}")
         for name, value in (("Model hash", model_hash), ("Checksum", checksum)):
             if not isinstance(value, int) or not 0 <= value < 1 << 32:
                 raise ValueError(f"{name} must be a 32-bit unsigned integer, not {value!r}")
@@ -90,13 +120,19 @@ class LoadTransaction(wiring.Component):
         self.initial_checksum = checksum
         self.model_loaded = model_loaded
         self.banked = banked
-        super().__init__({
+        self.holds_read = holds_read
+        self.serial_checksum = serial_checksum
+        self.one_bound = one_bound
+        members = {
             "cmd": In(8), "length": In(16), "header": In(1),
             "payload": In(stream.Signature(PAYLOAD_LAYOUT, always_ready=True)),
             "decide": In(1), "verdict": Out(VERDICT_LAYOUT),
             "write": Out(load_layout(program)), "written": In(1),
             "model_ok": Out(1), "checksum": Out(32), "bank": Out(1),
-        })
+        }
+        if holds_read:
+            members["held"] = Out(8 * READ_SIZE)
+        super().__init__(members)
 
     @property
     def load_size(self) -> int:
@@ -118,9 +154,13 @@ class LoadTransaction(wiring.Component):
         ]
         is_load = self.cmd == Command.LOAD
         byte = self.payload.payload
+        if self.holds_read:
+            m.d.comb += self.held.eq(Cat(*regs[:READ_SIZE]))
         for i, reg in enumerate(regs):
-            with m.If(self.payload.valid & (is_load | (self.cmd == Command.LOAD_BEGIN))
-                      & equals(byte.index, i)):
+            takes = is_load | (self.cmd == Command.LOAD_BEGIN)
+            if self.holds_read and i < READ_SIZE:
+                takes = takes | (self.cmd == Command.READ)
+            with m.If(self.payload.valid & takes & equals(byte.index, i)):
                 m.d.sync += reg.eq(byte.data)
 
         # -- the transaction ----------------------------------------------------------
@@ -138,9 +178,12 @@ class LoadTransaction(wiring.Component):
         pending = Signal(32)               # ... and of the LOAD frame being received
         with m.If(self.header):
             m.d.sync += pending.eq(running)
-        with m.If(self.payload.valid & is_load):
-            # The checksum this write would make; it counts once the write is made.
-            m.d.sync += pending.eq(crc_tree(LOAD_CHECKSUM, pending, byte.data))
+        if self.serial_checksum:
+            self._serial_checksum(m, pending, self.payload.valid & is_load, byte.data)
+        else:
+            with m.If(self.payload.valid & is_load):
+                # The checksum this write would make; it counts once the write is made.
+                m.d.sync += pending.eq(crc_tree(LOAD_CHECKSUM, pending, byte.data))
         with m.If(self.written):
             m.d.sync += running.eq(pending)
 
@@ -163,9 +206,7 @@ class LoadTransaction(wiring.Component):
             # Each memory's own bound, all 16 address bits compared: a write beyond it
             # would otherwise land on a low word of a shallower memory (its address
             # port keeps only the bits it has), e.g. ops address 8 of 5 on op 0.
-            address_ok.eq(Cat(*((target == code) & (address < depth)
-                                for code, depth in load_depths(self.program).items()
-                                if depth)).any()),
+            address_ok.eq(self._bound_check(target, address)),
             hash_ok.eq(Cat(*regs[:4]) == self.model_hash),
             checksum_ok.eq(running == announced),
         ]
@@ -214,5 +255,29 @@ class LoadTransaction(wiring.Component):
                     if self.banked:
                         m.d.sync += bank.eq(~bank)
         return m
+
+    def _bound_check(self, target: Value, address: Value) -> Value:
+        """Whether ``address`` lies below the depth of memory ``target`` (0 for a target
+        of no memory). ``one_bound``: one comparison with the target's depth, picked
+        from the constants by the target, instead of one per memory."""
+        depths = {code: depth for code, depth in load_depths(self.program).items() if depth}
+        if not self.one_bound:
+            return Cat(*((target == code) & (address < depth)
+                         for code, depth in depths.items())).any()
+        bound = Const(0, 16)
+        for code, depth in depths.items():
+            bound = Mux(target == code, depth, bound)
+        return address < bound
+
+    def _serial_checksum(self, m: Module, pending: Signal, take, data) -> None:
+        """``serial_checksum``: each LOAD byte (``data`` when ``take``) counts in
+        ``pending`` a bit a cycle, most significant first, over the 8 cycles after it."""
+        bits = Signal(8, name="bits_to_count")
+        left = Signal(range(9), name="bits_left")
+        with m.If(take):
+            m.d.sync += [bits.eq(data), left.eq(8)]
+        with m.Elif(~is_zero(left)):
+            m.d.sync += [pending.eq(crc_tree(_CHECKSUM_BIT, pending, bits[7])),
+                         bits.eq(bits << 1), left.eq(left - 1)]
 
 

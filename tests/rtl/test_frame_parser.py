@@ -82,8 +82,8 @@ class Harness:
 
 
 def run(data_steps: list[tuple[bytes, int]], *, release: int = 2,
-        settle: int = 3 * TIMEOUT) -> Harness:
-    dut = FrameParser(timeout_cycles=TIMEOUT)
+        settle: int = 3 * TIMEOUT, crc_in_payload: bool = False) -> Harness:
+    dut = FrameParser(timeout_cycles=TIMEOUT, crc_in_payload=crc_in_payload)
     harness = Harness(dut, release=release)
 
     async def testbench(ctx) -> None:
@@ -100,13 +100,19 @@ def run(data_steps: list[tuple[bytes, int]], *, release: int = 2,
     return harness
 
 
+#: The crc byte taken in a crc state, or in the payload state (the lean link's).
+CRC_BYTE = pytest.mark.parametrize("crc_in_payload", [False, True], ids=["crc", "payload"])
+
+
+@CRC_BYTE
 @pytest.mark.parametrize("length", [0, 1, 2, 7, 300])
-def test_a_frame_comes_out_with_its_fields_and_every_payload_byte(length):
+def test_a_frame_comes_out_with_its_fields_and_every_payload_byte(length, crc_in_payload):
     rng = random.Random(length)
     payload = bytes(rng.randrange(256) for _ in range(length))
     # The first tag is the sync byte's value: a header field, not a frame start.
     harness = run([(encode_frame(Command.IMAGE, payload, tag=SYNC), 0),
-                   (encode_frame(Command.IDENT, tag=length % 256), 5)])
+                   (encode_frame(Command.IDENT, tag=length % 256), 5)],
+                  crc_in_payload=crc_in_payload)
     assert harness.frames == [(Command.IMAGE, length, True), (Command.IDENT, 0, True)]
     assert harness.tags == [SYNC, length % 256]
     assert harness.payloads[0] == list(enumerate(payload))
@@ -114,15 +120,18 @@ def test_a_frame_comes_out_with_its_fields_and_every_payload_byte(length):
     assert harness.headers == 2
 
 
-def test_noise_between_frames_is_skipped_and_a_bad_crc_is_reported():
+@CRC_BYTE
+def test_noise_between_frames_is_skipped_and_a_bad_crc_is_reported(crc_in_payload):
     good = encode_frame(Command.LOAD, b"\x01\x02\x03")
     bad = good[:-1] + bytes([good[-1] ^ 0x80])
-    harness = run([(b"\x00\x13\xff", 0), (bad, 0), (b"\x5a", 0), (good, 0)])
+    harness = run([(b"\x00\x13\xff", 0), (bad, 0), (b"\x5a", 0), (good, 0)],
+                  crc_in_payload=crc_in_payload)
     assert harness.frames == [(Command.LOAD, 3, False), (Command.LOAD, 3, True)]
 
 
+@CRC_BYTE
 @pytest.mark.parametrize("offset", [-1, +1])
-def test_the_payload_ends_where_the_length_field_says(offset):
+def test_the_payload_ends_where_the_length_field_says(offset, crc_in_payload):
     # A length field one off: the parser must count exactly `length` payload bytes. One
     # short, the last payload byte is taken as the crc (mismatch) and the real crc byte is
     # noise; one long, the crc byte is taken as payload and the frame is cut by the
@@ -132,7 +141,7 @@ def test_the_payload_ends_where_the_length_field_says(offset):
     body = bytes([Command.IMAGE, 0]) + length.to_bytes(2, "little") + payload
     frame = bytes([SYNC]) + body + bytes([crc8(body)])
     after = encode_frame(Command.IDENT)
-    harness = run([(frame, 0), (after, 2 * TIMEOUT)])
+    harness = run([(frame, 0), (after, 2 * TIMEOUT)], crc_in_payload=crc_in_payload)
     if offset < 0:
         assert harness.frames[0] == (Command.IMAGE, length, False)
         assert harness.payloads[0] == list(enumerate(payload[:length]))
@@ -143,12 +152,13 @@ def test_the_payload_ends_where_the_length_field_says(offset):
         assert harness.payloads[0] == list(enumerate(payload + frame[-1:]))
 
 
+@CRC_BYTE
 @pytest.mark.parametrize("release", [1, 25])
-def test_a_held_frame_blocks_the_next_until_released(release):
+def test_a_held_frame_blocks_the_next_until_released(release, crc_in_payload):
     # While the link answers a frame, the parser takes no byte; the next frame is parsed
     # whole once it is released (the bytes waited, none was lost).
     first, second = encode_frame(Command.IDENT), encode_frame(Command.IMAGE, b"\x07")
-    harness = run([(first + second, 0)], release=release)
+    harness = run([(first + second, 0)], release=release, crc_in_payload=crc_in_payload)
     assert harness.frames == [(Command.IDENT, 0, True), (Command.IMAGE, 1, True)]
     assert harness.payloads[1] == [(0, 7)]
     assert harness.taken_while_held == 0
@@ -157,12 +167,13 @@ def test_a_held_frame_blocks_the_next_until_released(release):
     assert (harness.refused > 0) == (release > GAP)
 
 
+@CRC_BYTE
 @pytest.mark.parametrize(("pause", "kept"), [(TIMEOUT - 2, True), (TIMEOUT + 2, False)])
-def test_silence_inside_a_frame_up_to_the_timeout_is_tolerated(pause, kept):
+def test_silence_inside_a_frame_up_to_the_timeout_is_tolerated(pause, kept, crc_in_payload):
     frame = encode_frame(Command.IMAGE, b"\x01\x02\x03")
     # GAP cycles of silence follow each byte already: the pause adds to them.
     harness = run([(frame[:4], 0), (frame[4:], pause - GAP),
-                   (encode_frame(Command.IDENT), 2 * TIMEOUT)])
+                   (encode_frame(Command.IDENT), 2 * TIMEOUT)], crc_in_payload=crc_in_payload)
     expected = [(Command.IMAGE, 3, True)] if kept else []
     assert harness.frames == [*expected, (Command.IDENT, 0, True)]
 
@@ -171,3 +182,8 @@ def test_frame_parser_refuses_a_bad_timeout():
     with pytest.raises(ValueError, match="^Timeout must be an integer of at least 2 cycles, "
                                          "not 1$"):
         FrameParser(timeout_cycles=1)
+
+
+def test_frame_parser_crc_in_payload_is_a_bool():
+    with pytest.raises(TypeError, match="^Crc in payload must be True or False, not 1$"):
+        FrameParser(timeout_cycles=2, crc_in_payload=1)

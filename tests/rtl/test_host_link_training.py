@@ -13,10 +13,13 @@ run; this end-to-end one is opt-in, ``pytest -m slow``).
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
+from amaranth import Module, Signal
 from amaranth.back import rtlil
+from amaranth.sim import Simulator
 
 from ffcl_hw.device import Device, FrameReader, HostLinkError, encode_frame
 from golden.config import ModelConfig
@@ -205,6 +208,53 @@ def test_the_record_memory_exists_only_without_lean(model):
     assert "picked_header" not in off and "picked_header" in on
     # And the body's last byte marked for its short send index (short_index=True).
     assert "body_last" not in off and "body_last" in on
+
+
+def test_a_lean_spram_link_keeps_its_read_in_the_load_registers(model):
+    # Off, the link's RTLIL is what it was before these options (compared byte for byte,
+    # src attributes aside, with main's when they came in: the block RAM and SPRAM
+    # training links, two inference links). On, a READ's payload waits in the load
+    # transaction's registers (LoadTransaction(holds_read=True)) and its reply length is
+    # made from the product at the decision: no READ registers of the link's own, no
+    # read_length register; and the parser takes the crc byte in its payload state
+    # (FrameParser(crc_in_payload=True)): no last_count.
+    def text(lean: bool) -> str:
+        core = TrainingCore(model, dataclasses.replace(RULE, store_bits=16), lanes=4,
+                            weights="spram")
+        link = HostLink(core, divisor=DIVISOR, train_block=BLOCK, initialised=False,
+                        lean=lean)
+        return rtlil.convert(link, name="top")
+    off, on = text(False), text(True)
+    assert "read_byte_0" in off and "read_byte_0" not in on
+    assert " \\read_length\n" in off and " \\read_length\n" not in on
+    held = re.compile(r"wire width 40 \\held\n")
+    assert not held.search(off) and held.search(on)
+    assert " \\last_count\n" in off and "last_count" not in on
+
+
+@pytest.mark.parametrize("lean", [False, True])
+def test_a_read_fits_its_reply_exactly_when_its_length_field_holds_it(model, lean):
+    # READ_fits (error 3 after the range): lean, the product's high bits, not a
+    # comparison. Unreachable through the test models' shallow memories (the range
+    # refuses first), so the decision's expression is simulated on its own at the edges.
+    link = HostLink(TrainingCore(model, RULE, lanes=LANES), divisor=DIVISOR,
+                    train_block=BLOCK, lean=lean)
+    read_bytes = link.identity.read_bytes
+    limit = 0xFFFF // read_bytes
+    counts = [0, 1, limit - 1, limit, limit + 1, 0x8000, 0xFFFF]
+    m, count, fits = Module(), Signal(16), Signal()
+    m.d.comb += fits.eq(link._read_fits(count))
+    got = []
+
+    async def testbench(ctx) -> None:
+        for value in counts:
+            ctx.set(count, value)
+            got.append(ctx.get(fits))
+
+    sim = Simulator(m)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert got == [int(value * read_bytes <= 0xFFFF) for value in counts]
 
 
 def test_a_memory_deeper_than_the_links_addresses_is_refused_by_name():
