@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import pytest
 from amaranth.sim import Simulator
 
 from sim.amaranth_sim import classify as sim_classify
 
-__all__ = ["PERIOD", "get_array", "run_pipeline", "signed_range", "simulate", "unsigned_max"]
+__all__ = ["PERIOD", "get_array", "one_by_default", "run_pipeline", "signed_range", "simulate",
+           "unsigned_max"]
 
 #: The clock period given to every simulation (100 MHz; only cycle counts matter here).
 PERIOD = 1e-8
@@ -24,6 +26,21 @@ def simulate(dut: Any, testbench: Callable[[Any], Coroutine[Any, Any, None]]) ->
     sim.add_clock(PERIOD)
     sim.add_testbench(testbench)
     sim.run()
+
+
+def one_by_default(params: list, *keep: str) -> list:
+    """``params`` (case names, or tuples that start with one) with every case but those
+    in ``keep`` opt-in (``pytest -m slow``), to keep the default run under 15 minutes.
+
+    For the tests of one small-part option (or one arrangement of the update engine) on
+    top of the options before it: the builds' own cores run every case by default
+    (test_training_spram's iCEBreaker core test, test_training_core's main cases), and
+    such a test keeps the case where its option differs most.
+    """
+    return [p if (p[0] if isinstance(p, tuple) else p) in keep
+            else pytest.param(*(p if isinstance(p, tuple) else (p,)),
+                              marks=pytest.mark.slow)
+            for p in params]
 
 
 def get_array(ctx: Any, view: Any, length: int) -> list[int]:

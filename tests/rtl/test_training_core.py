@@ -8,6 +8,8 @@ IntModel of the trained weights; the cycle counter must equal the closed form.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from amaranth.back import rtlil, verilog
@@ -31,7 +33,7 @@ from rtl.update_lane import UpdateLane
 from rtl.update_words import UpdateWords
 from rtl.weight_pass import WeightPass
 from sim.lint import lint_verilog
-from tests.rtl.helpers import PERIOD, simulate
+from tests.rtl.helpers import PERIOD, one_by_default, simulate
 
 SEED = 2024
 D, K, X = 9, 4, 16
@@ -214,7 +216,7 @@ ONE_LANE_CASES = ("one_layer_p1", "two_layers_p3_b12", "ffcl_all_adjacent_t2_p3"
                   "ffcl_adjacent_t3_p8")
 
 
-@pytest.mark.parametrize("name", ONE_LANE_CASES)
+@pytest.mark.parametrize("name", one_by_default(list(ONE_LANE_CASES), "ffcl_all_adjacent_t2_p3"))
 def test_one_time_shared_bias_label_lane_trains_like_the_golden_trainer(name):
     check_case(name, "shared", bias_label_lanes=1)
 
@@ -247,7 +249,7 @@ LABEL_GROUP_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(LABEL_GROUP_CASES))
+@pytest.mark.parametrize("name", one_by_default(sorted(LABEL_GROUP_CASES), "ffdl_p3_g3"))
 def test_label_weights_in_several_words_train_like_the_golden_trainer(name):
     case, multipliers, label_lanes, forward, samples = LABEL_GROUP_CASES[name]
     drawn = []
@@ -268,7 +270,8 @@ def test_label_weights_in_several_words_train_like_the_golden_trainer(name):
     assert dut.bias_label.cycles(5) == one_word.bias_label.cycles(5) + 5
 
 
-@pytest.mark.parametrize("name", sorted(SHARED_FORWARD_CASES))
+@pytest.mark.parametrize("name", one_by_default(sorted(SHARED_FORWARD_CASES),
+                                                "ffcl_all_adjacent_t2_p5"))
 def test_a_training_core_on_a_shared_core_trains_like_the_golden_trainer(name):
     case, multipliers, bias_label_lanes = SHARED_FORWARD_CASES[name]
     check_case(name, multipliers, bias_label_lanes, forward_multipliers="shared", case=case)
@@ -297,7 +300,8 @@ FORWARD_NORM_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(FORWARD_NORM_CASES))
+@pytest.mark.parametrize("name", one_by_default(sorted(FORWARD_NORM_CASES), "two_layers_p3",
+                                                "wide_then_narrow_p3"))
 def test_normalised_inputs_from_the_forward_pass_train_like_the_golden_trainer(name):
     case, multipliers, bias_label_lanes, forward, label_lanes = FORWARD_NORM_CASES[name]
     dut = check_case(name, multipliers, bias_label_lanes, forward_multipliers=forward,
@@ -341,7 +345,8 @@ SHARED_LANE_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(SHARED_LANE_CASES))
+@pytest.mark.parametrize("name", one_by_default(sorted(SHARED_LANE_CASES),
+                                                "ffcl_all_adjacent_t2_p3_signal"))
 def test_the_bias_label_pass_on_a_weight_pass_lane_trains_like_the_golden_trainer(name):
     # Every stored word after every sample and the counter at the closed form
     # (check_case): the bias's range and the label weights' on the one lane, -d through
@@ -433,15 +438,23 @@ def _small_part_rtlil(option: str, **extra) -> tuple[str, str]:
     lanes, SPRAM, every multiplier a MAC lane's, G = 3, compact lanes, the forward pass's
     input norms, the lean signal, one b and U lane; plus ``extra``) without and with the
     boolean ``option``."""
+    return _small_part_text(tuple(sorted(extra.items()))), _small_part_text(
+        tuple(sorted({**extra, option: True}.items())))
+
+
+@functools.cache
+def _small_part_text(extra: tuple) -> str:
+    """The RTLIL of :func:`_small_part_rtlil`'s core with the options ``extra`` (sorted
+    (name, value) pairs), converted once a process: several tests take the same core
+    without their option (a conversion takes seconds)."""
     config = ModelConfig(algo="ffcl", input_size=D, num_classes=K, hidden=(5, 4), loops=2,
                          topology="adjacent")
     model = make_model(config, SEED)
     rule = TrainRule(epochs=1, store_bits=16, loss_iterations="all")
     options = dict(weights="spram", forward_multipliers="shared", signal_multipliers="shared",
                    label_lanes=3, compact_lanes=True, input_norm="forward", lean_signal=True,
-                   bias_label_lanes=1, **extra)
-    return tuple(rtlil.convert(TrainingCore(model, rule, lanes=3, **options, **flag),
-                               name="top") for flag in ({}, {option: True}))
+                   bias_label_lanes=1, **dict(extra))
+    return rtlil.convert(TrainingCore(model, rule, lanes=3, **options), name="top")
 
 #: The compact learning signal's own names in the RTLIL: the mark of a g beyond its kept
 #: bits, the read port held for the second multiplier, -sigma+ into the first.
@@ -467,7 +480,8 @@ SERIAL_CASES = ("two_layers_p3_b12", "ffcl_top_t2_p2", "ffcl_adjacent_t3_p8",
                 "ffcl_all_adjacent_t2_p3")
 
 
-@pytest.mark.parametrize("name", SERIAL_CASES)
+@pytest.mark.parametrize("name", one_by_default(list(SERIAL_CASES), "two_layers_p3_b12",
+                                                "ffcl_adjacent_t3_p8"))
 def test_one_serial_weight_lane_trains_like_the_golden_trainer(name):
     dut = check_case(name, "shared", serial_weight_pass=True)
     parallel = TrainingCore(dut.model, dut.rule, lanes=dut.lanes)
@@ -489,7 +503,8 @@ def test_one_serial_weight_lane_trains_like_the_golden_trainer(name):
         TrainingCore(dut.model, dut.rule, lanes=lanes, serial_weight_pass=1)
 
 
-@pytest.mark.parametrize("name", ["ffcl_top_t2_p2", "ffcl_all_adjacent_t2_p3"])
+@pytest.mark.parametrize("name", one_by_default(["ffcl_top_t2_p2", "ffcl_all_adjacent_t2_p3"],
+                                                "ffcl_top_t2_p2"))
 def test_a_serial_pass_with_held_addresses_on_block_ram_trains_like_the_golden_trainer(name):
     # The written words' addresses held a register a word (held_addresses) on block RAM
     # (a read every P cycles, no pad): P = 2 (the write 9 cycles after its read: 5
@@ -510,7 +525,8 @@ def test_a_serial_pass_with_held_addresses_on_block_ram_trains_like_the_golden_t
         TrainingCore(dut.model, dut.rule, lanes=dut.lanes, held_addresses=True)
 
 
-@pytest.mark.parametrize("name", ["ffcl_top_t2_p2", "ffcl_all_adjacent_t2_p3"])
+@pytest.mark.parametrize("name", one_by_default(["ffcl_top_t2_p2", "ffcl_all_adjacent_t2_p3"],
+                                                "ffcl_top_t2_p2"))
 def test_a_serial_pass_with_a_late_replay_on_block_ram_trains_like_the_golden_trainer(name):
     # The serial lane's kappa from the replay itself (late_replay) on block RAM: FFCL
     # with V words from layer 2 and with updates between the iterations, P = 2 and 3
@@ -610,16 +626,9 @@ def test_without_the_lane_options_the_netlist_has_nothing_of_them():
     # the options); on, each option's names are there and what it replaces is not:
     # c_memory the memory and no c line, late_rounding its registers, kappa_ring the
     # ring and not the update's registers.
-    config = ModelConfig(algo="ffcl", input_size=D, num_classes=K, hidden=(5, 4), loops=2,
-                         topology="adjacent")
-    model = make_model(config, SEED)
-    rule = TrainRule(epochs=1, store_bits=16, loss_iterations="all")
-    options = dict(weights="spram", forward_multipliers="shared", signal_multipliers="shared",
-                   label_lanes=3, compact_lanes=True, input_norm="forward", lean_signal=True,
-                   bias_label_lanes=1, serial_weight_pass=True, shared_update_lane=True,
-                   late_replay=True)
+    extra = dict(serial_weight_pass=True, shared_update_lane=True, late_replay=True)
     text, memory, late, ring = (
-        rtlil.convert(TrainingCore(model, rule, lanes=3, **options, **flags), name="top")
+        _small_part_text(tuple(sorted({**extra, **flags}.items())))
         for flags in ({}, {"c_memory": True}, {"late_rounding": True}, {"kappa_ring": True}))
     late_names = ("k_first", "step_late", "rewind_late")
     assert [n for n in ("c_mem", "c_address", "kappa_ring_", *late_names) if n in text] == []
@@ -648,7 +657,8 @@ def test_without_held_addresses_the_netlist_has_nothing_of_them():
 #: (``shared_word_network``): FFDL, and FFCL with updates between the iterations (a label
 #: draw per sample, rounding and replay words per layer and iteration). check_case
 #: compares both generators' next words with the golden trainer's after every sample.
-@pytest.mark.parametrize("name", ["two_layers_p3", "ffcl_all_adjacent_t2_p3"])
+@pytest.mark.parametrize("name", one_by_default(["two_layers_p3", "ffcl_all_adjacent_t2_p3"],
+                                                "ffcl_all_adjacent_t2_p3"))
 def test_one_word_network_for_the_generators_trains_like_the_golden_trainer(name):
     dut = check_case(name, "shared", shared_word_network=True)
     assert not (dut.labels_gen.network or dut.words_gen.network

@@ -24,7 +24,7 @@ from golden.datasets import load_dataset
 from golden.inttrain import IntTrainer, TrainRule, initial_model
 from rtl.core import LOAD_TARGETS, memory_images
 from rtl.training_core import TrainingCore
-from tests.rtl.helpers import PERIOD, simulate
+from tests.rtl.helpers import PERIOD, one_by_default, simulate
 from tests.rtl.test_training_core import (
     SEED,
     D,
@@ -152,7 +152,8 @@ def test_an_spram_training_core_trains_like_the_golden_trainer(name):
     assert dut.training_cycles() == bram.training_cycles() + dut.trained_iterations * extra
 
 
-@pytest.mark.parametrize("name", ["ffdl_p4_b8", "ffcl_all_t2_p2_b16"])
+@pytest.mark.parametrize("name", one_by_default(["ffdl_p4_b8", "ffcl_all_t2_p2_b16"],
+                                                "ffcl_all_t2_p2_b16"))
 def test_an_spram_core_with_one_bias_label_lane_trains_like_the_golden_trainer(name):
     # The small part's engine: two SPRAM banks and one lane time-shared by b, U+ and U-
     # (its label word read again from block RAM while the W pass's writes go to SPRAM).
@@ -174,7 +175,8 @@ SMALL_PART = dict(bias_label_lanes=1, forward_multipliers="shared",
                   signal_multipliers="shared", input_norm="forward")
 
 
-@pytest.mark.parametrize("name", ["ffdl_p4_b8", "ffcl_all_t2_p3_b16"])
+@pytest.mark.parametrize("name", one_by_default(["ffdl_p4_b8", "ffcl_all_t2_p3_b16"],
+                                                "ffcl_all_t2_p3_b16"))
 def test_an_spram_core_with_the_forward_passs_norms_trains_like_the_golden_trainer(name):
     # The small part's engine with (r, sh) of every layer input (and of the feedback
     # source) kept from the forward pass: FFDL on two banks, FFCL with every iteration
@@ -206,9 +208,16 @@ SERIAL_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", [
-    name if name != "narrow_p3_b8" else pytest.param(name, marks=pytest.mark.slow)
-    for name in sorted(SERIAL_CASES)])
+#: FFCL T = 3 with the last iteration trained (layer 1's cache), three lanes.
+LAST_T3 = (dict(algo="ffcl", hidden=(5, 4), loops=3, topology="adjacent"),
+           dict(store_bits=16, loss_iterations="last"), 3)
+
+#: Every case the small-part option tests use: the iCEBreaker core's test runs them all.
+BUILD_CASES = {**CASES, **{name: case for name, (case, _, _) in SERIAL_CASES.items()},
+               "ffcl_last_t3_p3_b16": LAST_T3}
+
+
+@pytest.mark.parametrize("name", one_by_default(sorted(SERIAL_CASES), "ffcl_all_t2_p3_b16"))
 def test_a_small_part_core_with_one_serial_weight_lane_trains_like_the_golden_trainer(name):
     # Every stored word after every sample and the counter at the closed form (_train):
     # entry p of a word takes neuron (its first) + p's d and rho, read from their buffers
@@ -235,8 +244,8 @@ def _serial_build(lanes: int) -> dict:
     return dict(SMALL_PART, label_lanes=min(K, lanes), compact_lanes=True, lean_signal=True,
                 shared_word_network=True, serial_weight_pass=True)
 
-@pytest.mark.parametrize("name", ["ffdl_p3_b8", "ffdl_p4_b8", "ffcl_all_t2_p3_b16",
-                                  "narrow_p3_b16"])
+@pytest.mark.parametrize("name", one_by_default(
+    ["ffdl_p3_b8", "ffdl_p4_b8", "ffcl_all_t2_p3_b16", "narrow_p3_b16"], "ffdl_p4_b8"))
 def test_a_serial_pass_with_held_addresses_trains_like_the_golden_trainer(name):
     # The serial pass's written words' addresses held a register a word (held_addresses)
     # on two banks (P = 3: a read every 3 cycles, the write 10 after it, 4 registers;
@@ -258,8 +267,8 @@ def test_a_serial_pass_with_held_addresses_trains_like_the_golden_trainer(name):
     assert dut.training_cycles() == lined.training_cycles()
 
 
-@pytest.mark.parametrize("name", ["ffdl_p3_b8", "ffdl_p4_b8", "ffcl_all_t2_p3_b16",
-                                  "narrow_p3_b16"])
+@pytest.mark.parametrize("name", one_by_default(
+    ["ffdl_p3_b8", "ffdl_p4_b8", "ffcl_all_t2_p3_b16", "narrow_p3_b16"], "ffcl_all_t2_p3_b16"))
 def test_a_serial_pass_with_a_late_replay_trains_like_the_golden_trainer(name):
     # The serial lane's kappa from the replay itself (late_replay), stepped at each
     # word's last entry and rewound at each tile's last word's: two banks (a word every
@@ -620,12 +629,12 @@ def test_a_restart_after_a_load_trains_the_loaded_model_as_a_fresh_golden_traine
     simulate(dut, testbench)
 
 
-@pytest.mark.parametrize(("name", "label_lanes"), [
+@pytest.mark.parametrize(("name", "label_lanes"), one_by_default([
     # G = K = 4: one label word a neuron (the scan's one-word path).
     ("ffdl_p4_b8", 4),
     # G = 3 of K = 4: two label words a neuron, FFCL with every iteration trained (the
     # scan's two-word path without its waiting registers).
-    ("ffcl_all_t2_p3_b16", 3)])
+    ("ffcl_all_t2_p3_b16", 3)], "ffcl_all_t2_p3_b16"))
 def test_a_small_part_core_with_the_lean_learning_signal_trains_like_the_golden_trainer(
         name, label_lanes):
     # lean_signal: h centred in the borrowed multipliers and read back from its buffer
@@ -644,7 +653,7 @@ def test_a_small_part_core_with_the_lean_learning_signal_trains_like_the_golden_
         TrainingCore(dut.model, rule, lanes=lanes, lean_signal=1)
 
 
-@pytest.mark.parametrize(("name", "label_lanes"), [
+@pytest.mark.parametrize(("name", "label_lanes"), one_by_default([
     # The iCEBreaker digits build's kind: FFDL on two banks, G = K = 4.
     ("ffdl_p4_b8", 4),
     # FFCL with every iteration trained: the core infers between the updates, its
@@ -654,16 +663,14 @@ def test_a_small_part_core_with_the_lean_learning_signal_trains_like_the_golden_
     # FFCL T = 3 with the last iteration trained: layer 1's kept parts (with the bias
     # they now include) serve the later iterations (the cache), and the bias changes
     # between samples.
-    ("ffcl_last_t3_p3_b16", 3)])
+    ("ffcl_last_t3_p3_b16", 3)], "ffcl_last_t3_p3_b16"))
 def test_a_small_part_core_with_the_lean_forward_datapath_trains_like_the_golden_trainer(
         name, label_lanes):
     # lean_forward: the sweep reads its bias (and the kept parts) as the scaled sum
     # arrives, the scan squares h as 4 f (f + e) + e on the borrowed multipliers: the
     # same weights, labels and cycles as the small part without it (every other option
     # of the iCEBreaker build on).
-    fields, rule_fields, lanes = CASES.get(name) or (
-        dict(algo="ffcl", hidden=(5, 4), loops=3, topology="adjacent"),
-        dict(store_bits=16, loss_iterations="last"), 3)
+    fields, rule_fields, lanes = BUILD_CASES[name]
     config, rule = _config_and_rule(fields, rule_fields)
     options = dict(SMALL_PART, label_lanes=label_lanes, compact_lanes=True,
                    lean_signal=True)
@@ -682,14 +689,22 @@ def test_a_small_part_core_with_the_lean_forward_datapath_trains_like_the_golden
     ("ffdl_p4_b8", 4),
     # G = 3 of K = 4 on one bank, FFCL with every iteration trained: two label words a
     # neuron, every fourth cycle, the b and U pass between the iterations too.
-    ("ffcl_all_t2_p3_b16", 3)])
+    ("ffcl_all_t2_p3_b16", 3),
+    # The iCEBreaker's digits words (3 x 8 bits on two banks: an odd P, no pad).
+    ("ffdl_p3_b8", 3),
+    # Tiles that wait for their shadow load (a layer of 9 over one of 2), one bank.
+    ("narrow_p3_b16", 3),
+    # FFCL T = 3 with the last iteration trained: layer 1's cache, every (bank, layer)
+    # norm kept.
+    ("ffcl_last_t3_p3_b16", 3)])
 def test_the_icebreaker_core_with_b_and_u_on_a_weight_pass_lane_trains_like_the_golden_trainer(
         name, label_lanes):
     # Every option the iCEBreaker build takes (ffcl_hw.flows.synth_training.training_core),
     # shared_update_lane among them: the b and U pass's entries on the W pass's compact
     # lane 0, -d through MAC lane 0's multiplier (v = 1), which the learning signal
     # borrows in PREPARE: the same weights in the same cycles as on a lane of its own.
-    fields, rule_fields, lanes = CASES[name]
+    # Every case of the option tests below runs here (they keep one each by default).
+    fields, rule_fields, lanes = BUILD_CASES[name]
     config, rule = _config_and_rule(fields, rule_fields)
     options = dict(SMALL_PART, label_lanes=label_lanes, compact_lanes=True, lean_signal=True,
                    lean_forward=True, serial_weight_pass=True, shared_word_network=True,
@@ -711,11 +726,11 @@ def test_the_icebreaker_core_with_b_and_u_on_a_weight_pass_lane_trains_like_the_
     assert dut.training_cycles() == own.training_cycles()
 
 
-@pytest.mark.parametrize(("name", "label_lanes"), [
+@pytest.mark.parametrize(("name", "label_lanes"), one_by_default([
     # G = K = 4 on two SPRAM banks: one label word a neuron (a neuron every cycle).
     ("ffdl_p4_b8", 4),
     # G = 3 of K = 4, FFCL with every iteration trained: two label words a neuron.
-    ("ffcl_all_t2_p3_b16", 3)])
+    ("ffcl_all_t2_p3_b16", 3)], "ffcl_all_t2_p3_b16"))
 def test_a_small_part_core_with_the_compact_learning_signal_trains_like_the_golden_trainer(
         name, label_lanes):
     # compact_signal: the errors every other cycle through one sum and one rounding
@@ -740,7 +755,7 @@ def test_a_small_part_core_with_the_compact_learning_signal_trains_like_the_gold
                      compact_signal=True)
 
 
-@pytest.mark.parametrize(("name", "label_lanes"), [
+@pytest.mark.parametrize(("name", "label_lanes"), one_by_default([
     # The iCEBreaker digits build's kind: FFDL on two banks (no feedback norm kept).
     ("ffdl_p4_b8", 4),
     # FFCL with every iteration trained: the feedback norms of both banks, the core
@@ -749,7 +764,7 @@ def test_a_small_part_core_with_the_compact_learning_signal_trains_like_the_gold
     ("ffcl_all_t2_p3_b16", 3),
     # FFCL T = 3 with the last iteration trained and layer 1's cache: every (bank,
     # layer) kept, read as feed-forward and as feedback norms.
-    ("ffcl_last_t3_p3_b16", 3)])
+    ("ffcl_last_t3_p3_b16", 3)], "ffcl_last_t3_p3_b16"))
 def test_a_small_part_core_with_stored_norms_trains_like_the_golden_trainer(name,
                                                                             label_lanes):
     # stored_norms: one reciprocal square root of each finished layer's sum of squares,
@@ -757,9 +772,7 @@ def test_a_small_part_core_with_stored_norms_trains_like_the_golden_trainer(name
     # update's input norms taken from them (the norms port); tag_memory: the sweep's
     # tags through a block RAM. The same weights, labels and cycles as the small part
     # without them (every other option of the iCEBreaker build on).
-    fields, rule_fields, lanes = CASES.get(name) or (
-        dict(algo="ffcl", hidden=(5, 4), loops=3, topology="adjacent"),
-        dict(store_bits=16, loss_iterations="last"), 3)
+    fields, rule_fields, lanes = BUILD_CASES[name]
     config, rule = _config_and_rule(fields, rule_fields)
     options = dict(SMALL_PART, label_lanes=label_lanes, compact_lanes=True,
                    lean_signal=True, lean_forward=True, serial_weight_pass=True,
