@@ -222,7 +222,9 @@ class Core(wiring.Component):
         with ``shared`` also ``GoodnessDatapath(lean=True)``, whose borrowed multipliers
         compute f (f + e) so that one bit instead of the odd part waits beside them. The
         same results in the same cycles. Its two reciprocal square roots are
-        ``Rsqrt(held=True)``: the op's input sums hold for the whole op.
+        ``Rsqrt(held=True)``: the op's input sums hold for the whole op. With ``shared``
+        the lanes are ``MacLanes(held_sums=True)``: the GAP between passes keeps the
+        finished sums in the accumulators, and the shift-out needs no top entry.
     stored_norms : bool
         Another small-part option (default False): one reciprocal square root, of the
         sweep's sum of squares when an op finishes (``Sequencer(stored_norms=True)``),
@@ -433,7 +435,10 @@ class Core(wiring.Component):
             side_bits=SIDE_BITS,
             # Shared: passes never follow back to back (GAP), so the other lanes may clear
             # ahead and keep their accumulators in the DSPs.
-            clear_ahead=shared)
+            clear_ahead=shared,
+            # Lean and shared: GAP (Program.pass_gap, checked below) leaves the finished
+            # sums in the accumulators long enough to shift out without a top entry.
+            **({"held_sums": True} if self.lean and shared else {}))
         # Lean: their inputs, the op's input sums, hold for the whole op (see below).
         held = {"held": True} if self.lean else {}
         if not self.stored_norms:
@@ -694,6 +699,9 @@ class Core(wiring.Component):
             raise RuntimeError(f"Program.operand_stages is {prog.operand_stages}, but the "
                                f"weight store's latency is {memories.weight_latency}; it must "
                                f"be one memory read plus the operand stages")
+        if lanes.held_sums and prog.pass_gap(0) < 2:
+            raise RuntimeError(f"Held sums need two cycles without an element between "
+                               f"passes; Program.pass_gap(0) is {prog.pass_gap(0)}")
         for what, closed, unit in (
                 ("Program.mac_drain", prog.mac_drain, prog.operand_stages + lanes.latency),
                 ("SIDE_LATENCY", SIDE_LATENCY, lanes.side_latency),

@@ -21,7 +21,7 @@ from rtl.params import check_positive_int
 # The smallest parameters each component accepts; every refusal below changes one of them.
 MINIMAL: dict[type, dict[str, Any]] = {
     MacLanes: {"lanes": 1, "weight_bits": 2, "input_bits": 1, "acc_bits": 2,
-               "shared_lanes": 0, "side_bits": 2, "clear_ahead": False},
+               "shared_lanes": 0, "side_bits": 2, "clear_ahead": False, "held_sums": False},
     Rsqrt: {"sq_bits": 1, "index_bits": 2, "frac_bits": 1, "held": False,
             "input_register": True, "keep": False},
     Scaler: {"acc_bits": 2, "r_bits": 1, "shift_bits": 1},
@@ -53,6 +53,7 @@ REFUSALS: list[tuple[type, dict[str, Any], type[Exception], str]] = [
     (MacLanes, {"side_bits": 1}, TypeError,
      "Side operand width must be an integer of at least 2, not 1"),
     (MacLanes, {"clear_ahead": 1}, TypeError, "Clear ahead must be True or False, not 1"),
+    (MacLanes, {"held_sums": 1}, TypeError, "Held sums must be True or False, not 1"),
     (MacLanes, {"shared_lanes": 1, "input_bits": 2}, ValueError,
      "Shared lanes multiply 2-bit signed operands: weights of 2 bits and inputs of 2 bits "
      "do not fit (at most 2 and 1)"),
