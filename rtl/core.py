@@ -224,7 +224,9 @@ class Core(wiring.Component):
         same results in the same cycles. Its two reciprocal square roots are
         ``Rsqrt(held=True)``: the op's input sums hold for the whole op. With ``shared``
         the lanes are ``MacLanes(held_sums=True)``: the GAP between passes keeps the
-        finished sums in the accumulators, and the shift-out needs no top entry.
+        finished sums in the accumulators, and the shift-out needs no top entry; and the
+        scan is ``GoodnessDatapath(fused_relu=True)``, a stage shorter: its scores are
+        final a cycle before the scan's drain ends (the same cycles).
     stored_norms : bool
         Another small-part option (default False): one reciprocal square root, of the
         sweep's sum of squares when an op finishes (``Sequencer(stored_norms=True)``),
@@ -455,7 +457,8 @@ class Core(wiring.Component):
         m.submodules.goodness = goodness = GoodnessDatapath(
             labels=K, lanes=G, state_bits=w.state, weight_bits=w.weight,
             score_bits=w.score, product_latency=lanes.side_latency if shared else None,
-            operand_bits=SIDE_BITS, lean=self.lean and shared)
+            operand_bits=SIDE_BITS, lean=self.lean and shared,
+            **({"fused_relu": True} if self.lean and shared else {}))
         m.submodules.argmax = argmax = Argmax(labels=K, score_bits=w.score,
                                               read_port=self.score_port_enabled)
         m.submodules.sequencer = seq = Sequencer(
@@ -707,7 +710,10 @@ class Core(wiring.Component):
                 ("SIDE_LATENCY", SIDE_LATENCY, lanes.side_latency),
                 ("Program.scale_latency", prog.scale_latency, sweep.scale_latency),
                 ("Program.sweep_drain", prog.sweep_drain, sweep.latency),
-                ("Program.scan_drain", prog.scan_drain, goodness.latency)):
+                # A fused ReLU's datapath is a stage shorter: the drain keeps the cycle,
+                # so the closed forms (and every count) stay.
+                ("Program.scan_drain", prog.scan_drain,
+                 goodness.latency + goodness.fused_relu)):
             if closed != unit:
                 raise RuntimeError(f"rtl.program's {what} is {closed}, but the unit's "
                                    f"latency is {unit}; the closed form must follow it")

@@ -29,7 +29,7 @@ MINIMAL: dict[type, dict[str, Any]] = {
                   "product_latency": 1},
     GoodnessDatapath: {"labels": 2, "lanes": 1, "state_bits": 2, "weight_bits": 2,
                        "score_bits": 1, "product_latency": 1, "operand_bits": 2,
-                       "lean": False},
+                       "lean": False, "fused_relu": False},
     Argmax: {"labels": 2, "score_bits": 1, "read_port": False},
     FeedbackBuffer: {"depth": 1, "width": 1},
 }
@@ -84,6 +84,7 @@ REFUSALS: list[tuple[type, dict[str, Any], type[Exception], str]] = [
     (GoodnessDatapath, {"labels": 1}, TypeError,
      "Label count must be an integer of at least 2, not 1"),
     (GoodnessDatapath, {"lean": "yes"}, TypeError, "Lean must be True or False, not 'yes'"),
+    (GoodnessDatapath, {"fused_relu": 1}, TypeError, "Fused ReLU must be True or False, not 1"),
     (GoodnessDatapath, {"lanes": 0}, TypeError,
      "Label lane count must be a positive integer, not 0"),
     (GoodnessDatapath, {"labels": 10, "lanes": 11}, ValueError,
