@@ -226,7 +226,9 @@ class Core(wiring.Component):
         the lanes are ``MacLanes(held_sums=True)``: the GAP between passes keeps the
         finished sums in the accumulators, and the shift-out needs no top entry; and the
         scan is ``GoodnessDatapath(fused_relu=True)``, a stage shorter: its scores are
-        final a cycle before the scan's drain ends (the same cycles).
+        final a cycle before the scan's drain ends (the same cycles); and the sweep is
+        ``Sweep(spaced_passes=True)``: GAP keeps one pass at a time in its pipeline, so
+        its stages count their neuron index instead of carrying it.
     stored_norms : bool
         Another small-part option (default False): one reciprocal square root, of the
         sweep's sum of squares when an op finishes (``Sequencer(stored_norms=True)``),
@@ -452,7 +454,9 @@ class Core(wiring.Component):
                 **held)
         m.submodules.sweep = sweep = Sweep(
             prog, product_latency=lanes.side_latency if shared else None, lean=self.lean,
-            **({"tag_memory": True} if self.tag_memory else {}))
+            **({"tag_memory": True} if self.tag_memory else {}),
+            # Lean and shared: GAP spaces the passes (checked below).
+            **({"spaced_passes": True} if self.lean and shared else {}))
         m.submodules.buffer = buffer = FeedbackBuffer(depth=total, width=w.act)
         m.submodules.goodness = goodness = GoodnessDatapath(
             labels=K, lanes=G, state_bits=w.state, weight_bits=w.weight,
@@ -705,6 +709,11 @@ class Core(wiring.Component):
         if lanes.held_sums and prog.pass_gap(0) < 2:
             raise RuntimeError(f"Held sums need two cycles without an element between "
                                f"passes; Program.pass_gap(0) is {prog.pass_gap(0)}")
+        # A pass's tag comes pass_gap(0) + count + n_in cycles after the previous one's.
+        if sweep.spaced_passes and prog.pass_gap(0) + 1 < sweep.pass_spacing(0):
+            raise RuntimeError(f"Spaced passes need their tags {sweep.pass_spacing(0)} "
+                               f"cycles apart plus the count; Program.pass_gap(0) + 1 is "
+                               f"{prog.pass_gap(0) + 1}")
         for what, closed, unit in (
                 ("Program.mac_drain", prog.mac_drain, prog.operand_stages + lanes.latency),
                 ("SIDE_LATENCY", SIDE_LATENCY, lanes.side_latency),
