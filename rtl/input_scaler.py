@@ -60,8 +60,8 @@ class InputScaler(wiring.Component):
         first) instead of an index carried beside the scaler (a line of flip-flops fed by
         flip-flops, a logic cell each on iCE40); ``zero`` gives v = 0 at the write
         instead of a zero activation at the read (``zero`` holds for the step, as
-        ``dest`` does); and the scaler is ``Scaler(no_reset=True)``. The same v in the
-        same cycles.
+        ``dest`` does); and the scaler is ``Scaler(no_reset=True, held_r=True)`` (``r``
+        holds while ``run``). The same v in the same cycles.
     Members
     -------
     run : In(1)
@@ -132,7 +132,8 @@ class InputScaler(wiring.Component):
         # A shift below zero is a left shift: pre-shift a by e and add e to the shift.
         self._pre_shift = e = max(0, NORM_FRAC_BITS - fmt.rsqrt_frac_bits)
         self.scaler = Scaler(acc_bits=fmt.act_bits + e + 1, r_bits=fmt.rsqrt_frac_bits + 1,
-                             shift_bits=7, **({"no_reset": True} if lean else {}))
+                             shift_bits=7,
+                             **({"no_reset": True, "held_r": True} if lean else {}))
 
     def cycles(self, count: int) -> int:
         """Cycles of one step over ``count`` activations: SQUARES, RSQRT and SCALE, or

@@ -347,3 +347,22 @@ def test_a_scaler_without_reset_matches_golden():
     assert reset_registers(no_reset=True) < reset_registers()
     with pytest.raises(TypeError, match=r"^No reset must be True or False, not 1$"):
         Scaler(acc_bits=16, r_bits=13, shift_bits=7, no_reset=1)
+
+
+def test_a_scaler_with_a_held_r_matches_golden_and_keeps_no_copy():
+    # Scaler(held_r=True): r holds for the inputs (the input scaler's, for a step), and
+    # goes into the product unregistered: the same values, one register fewer.
+    dut = Scaler(acc_bits=16, r_bits=13, shift_bits=7, no_reset=True, held_r=True)
+    rng = np.random.default_rng(SEED + 45)
+    inputs = [dict(i, r=5000) for i in scaler_inputs(16, 13, 7, rng, count=60)]
+    expected = scale(np.array([i["acc"] for i in inputs]), 5000,
+                     np.array([i["shift"] for i in inputs]))
+    got = run_pipeline(dut, inputs, ("out",), dut.latency)
+    assert [g["out"] for g in got] == [int(v) for v in expected]
+
+    def registers(**options) -> int:
+        text = rtlil.convert(Scaler(acc_bits=16, r_bits=13, shift_bits=7, **options),
+                             name="top")
+        return text.count("connect \\Q ")
+
+    assert registers(held_r=True) == registers() - 1
