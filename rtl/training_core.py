@@ -293,9 +293,10 @@ class TrainingCore(wiring.Component):
         the UP5K): ``Core(lean=True)``, its sweep and (with shared forward multipliers)
         its label scan without the delay lines a memory read or a borrowed multiplier
         can do without; with ``input_norm="forward"`` also ``InputScaler(lean=True)``,
-        the scaler of the forward pass's activations without its index line and with
-        its multiplier's registers in the DSP. The same weights in the same cycles (the
-        figures are in docs/training-engine.md, "Logic of the components").
+        the scaler of the forward pass's activations without its index line, its
+        scaler's registers without a reset and its r taken as given. The same weights
+        in the same cycles (the figures are in docs/training-engine.md, "Logic of the
+        components").
     serial_weight_pass : bool, optional
         One update lane in the W and V pass instead of P (default False, for a part as
         small as the UP5K: ``WeightPass(serial=True)``), taking a word's P entries in P
