@@ -222,7 +222,13 @@ class Core(wiring.Component):
         with ``shared`` also ``GoodnessDatapath(lean=True)``, whose borrowed multipliers
         compute f (f + e) so that one bit instead of the odd part waits beside them. The
         same results in the same cycles. Its two reciprocal square roots are
-        ``Rsqrt(held=True)``: the op's input sums hold for the whole op.
+        ``Rsqrt(held=True)``: the op's input sums hold for the whole op. With ``shared``
+        the lanes are ``MacLanes(held_sums=True)``: the GAP between passes keeps the
+        finished sums in the accumulators, and the shift-out needs no top entry; and the
+        scan is ``GoodnessDatapath(fused_relu=True)``, a stage shorter: its scores are
+        final a cycle before the scan's drain ends (the same cycles); and the sweep is
+        ``Sweep(spaced_passes=True)``: GAP keeps one pass at a time in its pipeline, so
+        its stages count their neuron index instead of carrying it.
     stored_norms : bool
         Another small-part option (default False): one reciprocal square root, of the
         sweep's sum of squares when an op finishes (``Sequencer(stored_norms=True)``),
@@ -433,7 +439,10 @@ class Core(wiring.Component):
             side_bits=SIDE_BITS,
             # Shared: passes never follow back to back (GAP), so the other lanes may clear
             # ahead and keep their accumulators in the DSPs.
-            clear_ahead=shared)
+            clear_ahead=shared,
+            # Lean and shared: GAP (Program.pass_gap, checked below) leaves the finished
+            # sums in the accumulators long enough to shift out without a top entry.
+            **({"held_sums": True} if self.lean and shared else {}))
         # Lean: their inputs, the op's input sums, hold for the whole op (see below).
         held = {"held": True} if self.lean else {}
         if not self.stored_norms:
@@ -445,12 +454,15 @@ class Core(wiring.Component):
                 **held)
         m.submodules.sweep = sweep = Sweep(
             prog, product_latency=lanes.side_latency if shared else None, lean=self.lean,
-            **({"tag_memory": True} if self.tag_memory else {}))
+            **({"tag_memory": True} if self.tag_memory else {}),
+            # Lean and shared: GAP spaces the passes (checked below).
+            **({"spaced_passes": True} if self.lean and shared else {}))
         m.submodules.buffer = buffer = FeedbackBuffer(depth=total, width=w.act)
         m.submodules.goodness = goodness = GoodnessDatapath(
             labels=K, lanes=G, state_bits=w.state, weight_bits=w.weight,
             score_bits=w.score, product_latency=lanes.side_latency if shared else None,
-            operand_bits=SIDE_BITS, lean=self.lean and shared)
+            operand_bits=SIDE_BITS, lean=self.lean and shared,
+            **({"fused_relu": True} if self.lean and shared else {}))
         m.submodules.argmax = argmax = Argmax(labels=K, score_bits=w.score,
                                               read_port=self.score_port_enabled)
         m.submodules.sequencer = seq = Sequencer(
@@ -694,12 +706,23 @@ class Core(wiring.Component):
             raise RuntimeError(f"Program.operand_stages is {prog.operand_stages}, but the "
                                f"weight store's latency is {memories.weight_latency}; it must "
                                f"be one memory read plus the operand stages")
+        if lanes.held_sums and prog.pass_gap(0) < 2:
+            raise RuntimeError(f"Held sums need two cycles without an element between "
+                               f"passes; Program.pass_gap(0) is {prog.pass_gap(0)}")
+        # A pass's tag comes pass_gap(0) + count + n_in cycles after the previous one's.
+        if sweep.spaced_passes and prog.pass_gap(0) + 1 < sweep.pass_spacing(0):
+            raise RuntimeError(f"Spaced passes need their tags {sweep.pass_spacing(0)} "
+                               f"cycles apart plus the count; Program.pass_gap(0) + 1 is "
+                               f"{prog.pass_gap(0) + 1}")
         for what, closed, unit in (
                 ("Program.mac_drain", prog.mac_drain, prog.operand_stages + lanes.latency),
                 ("SIDE_LATENCY", SIDE_LATENCY, lanes.side_latency),
                 ("Program.scale_latency", prog.scale_latency, sweep.scale_latency),
                 ("Program.sweep_drain", prog.sweep_drain, sweep.latency),
-                ("Program.scan_drain", prog.scan_drain, goodness.latency)):
+                # A fused ReLU's datapath is a stage shorter: the drain keeps the cycle,
+                # so the closed forms (and every count) stay.
+                ("Program.scan_drain", prog.scan_drain,
+                 goodness.latency + goodness.fused_relu)):
             if closed != unit:
                 raise RuntimeError(f"rtl.program's {what} is {closed}, but the unit's "
                                    f"latency is {unit}; the closed form must follow it")

@@ -53,6 +53,16 @@ class GoodnessDatapath(wiring.Component):
         the product, the score. On iCE40 a flip-flop fed by a memory, a multiplier or a
         flip-flop takes a logic cell of its own; the input registers, the odd part's line
         and the square register were such. The same scores in the same cycles.
+    fused_relu : bool, optional
+        Only with ``lean``: another small-part option (default False). The add and the
+        ReLU are one stage, h = max(pre + u, 0) registered from the sum, instead of z
+        registered and h = max(z, 0) after it, which Yosys maps onto h's synchronous
+        reset with z at its input: a flip-flop fed by a flip-flop, a logic cell a bit
+        (17 a lane in the digits training build). One stage fewer (``latency``
+        ``product_latency + 3``): :class:`rtl.core.Core` keeps the scan's drain (the
+        closed form's ``scan_drain``, a cycle more than it needs), so the scan's cycles
+        stay. The memories' outputs and the add now feed h's flip-flops and their reset
+        (the sign) in one cycle: the 30 MHz part's margin, not timed yet.
 
     Members
     -------
@@ -82,7 +92,8 @@ class GoodnessDatapath(wiring.Component):
 
     def __init__(self, *, labels: int, lanes: int, state_bits: int, weight_bits: int,
                  score_bits: int, product_latency: int | None = None,
-                 operand_bits: int = 16, lean: bool = False) -> None:
+                 operand_bits: int = 16, lean: bool = False,
+                 fused_relu: bool = False) -> None:
         self.labels = check_positive_int("Label count", labels, minimum=2)
         self.lanes = check_positive_int("Label lane count", lanes)
         if lanes > labels:
@@ -99,6 +110,12 @@ class GoodnessDatapath(wiring.Component):
             raise ValueError("The lean goodness datapath borrows its multipliers: it needs "
                              "a product latency")
         self.lean = lean
+        if not isinstance(fused_relu, bool):
+            raise TypeError(f"Fused ReLU must be True or False, not {fused_relu!r}")
+        if fused_relu and not lean:
+            raise ValueError("The fused ReLU is a form of the lean goodness datapath: it "
+                             "needs lean=True")
+        self.fused_relu = fused_relu
         members = {
             "clear": In(1),
             "en": In(1),
@@ -133,8 +150,11 @@ class GoodnessDatapath(wiring.Component):
     def latency(self) -> int:
         """Cycles from an element at the inputs to its square in ``scores``: the input
         registers, the ReLU, the square (borrowed: the product, then 4 f^2 + e (4 f + 1);
-        ``lean``: the add, the ReLU, the halves, the product), the score."""
-        return 4 if self.product_latency is None else self.product_latency + 4
+        ``lean``: the add, the ReLU, the halves, the product; ``fused_relu``: the add and
+        the ReLU in one), the score."""
+        if self.product_latency is None:
+            return 4
+        return self.product_latency + (3 if self.fused_relu else 4)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -215,8 +235,13 @@ class GoodnessDatapath(wiring.Component):
         # c <= 2^(h_bits - 2) - 1, as h <= 2^(h_bits - 1) - 2 (two signed values' sum).
         c = Signal(unsigned(h_bits - 1), name=f"c_{q}")
         e = Signal(name=f"e_{q}")
-        m.d.sync += [z.eq(self.pre + self.u[q]), h.eq(Mux(z[-1], 0, z)),
-                     c.eq((h + 1) >> 1), e.eq(h[0])]
+        if self.fused_relu:
+            # The sum is not registered: h's synchronous reset (the ReLU) comes from its
+            # sign, and each bit of h from its own LUT of the adder.
+            m.d.comb += z.eq(self.pre + self.u[q])
+        else:
+            m.d.sync += z.eq(self.pre + self.u[q])
+        m.d.sync += [h.eq(Mux(z[-1], 0, z)), c.eq((h + 1) >> 1), e.eq(h[0])]
         m.d.comb += [self.factor[q].eq(c - e), self.cofactor[q].eq(c)]
         # Only e waits beside the product.
         for i in range(self.product_latency):

@@ -54,7 +54,14 @@ class InputScaler(wiring.Component):
         ``"own"`` (default): (r, sh) from the step's own sum of squares and
         :class:`rtl.normaliser.Rsqrt`. ``"given"``: from the ``r`` and ``sh`` ports; the
         step is SCALE alone, with no square multiplier, sum or table.
-
+    lean : bool, optional
+        Only with ``reciprocal="given"``: the small-part form (default False). The v
+        buffer's write address counts the writes (they come in order, from the step's
+        first) instead of an index carried beside the scaler (a line of flip-flops fed by
+        flip-flops, a logic cell each on iCE40); ``zero`` gives v = 0 at the write
+        instead of a zero activation at the read (``zero`` holds for the step, as
+        ``dest`` does); and the scaler is ``Scaler(no_reset=True, held_r=True)`` (``r``
+        holds while ``run``). The same v in the same cycles.
     Members
     -------
     run : In(1)
@@ -82,7 +89,7 @@ class InputScaler(wiring.Component):
     """
 
     def __init__(self, fmt: IntFormat, *, sq_bits: int, activations: int,
-                 max_inputs: int, reciprocal: str = "own") -> None:
+                 max_inputs: int, reciprocal: str = "own", lean: bool = False) -> None:
         if not isinstance(fmt, IntFormat):
             raise TypeError(f"Format must be a golden.intformat.IntFormat, not {fmt!r}")
         if fmt.rsqrt_frac_bits > NORM_FRAC_BITS + 30:
@@ -96,6 +103,12 @@ class InputScaler(wiring.Component):
             raise ValueError(f"Reciprocal must be one of {', '.join(RECIPROCALS)}, "
                              f"not {reciprocal!r}")
         self.reciprocal = reciprocal
+        if not isinstance(lean, bool):
+            raise TypeError(f"Lean must be True or False, not {lean!r}")
+        if lean and reciprocal != "given":
+            raise ValueError("The lean input scaler scales only: it needs "
+                             "reciprocal='given'")
+        self.lean = lean
         members = {
             "run": In(1), "done": Out(1),
             "count": In(range(max_inputs + 1)),
@@ -119,7 +132,8 @@ class InputScaler(wiring.Component):
         # A shift below zero is a left shift: pre-shift a by e and add e to the shift.
         self._pre_shift = e = max(0, NORM_FRAC_BITS - fmt.rsqrt_frac_bits)
         self.scaler = Scaler(acc_bits=fmt.act_bits + e + 1, r_bits=fmt.rsqrt_frac_bits + 1,
-                             shift_bits=7)
+                             shift_bits=7,
+                             **({"no_reset": True, "held_r": True} if lean else {}))
 
     def cycles(self, count: int) -> int:
         """Cycles of one step over ``count`` activations: SQUARES, RSQRT and SCALE, or
@@ -211,6 +225,22 @@ class InputScaler(wiring.Component):
             v_valid, v_addr = rv, ra
         return v_valid, v_addr
 
+    def _counted_writes(self, m: Module, act_valid: Signal):
+        """``lean``: the activation's valid bit carried through the scaler's latency, and
+        the write's index counted: the step writes v of its activations in order, so the
+        index is the writes so far (back to 0 at the step's end, ``done``)."""
+        v_valid = act_valid
+        for i in range(Scaler.LATENCY):
+            delayed = Signal(name=f"v_valid_{i}")
+            m.d.sync += delayed.eq(v_valid)
+            v_valid = delayed
+        written = Signal(range(self.max_inputs + 1), name="v_written")
+        with m.If(self.done):
+            m.d.sync += written.eq(0)
+        with m.Elif(v_valid):
+            m.d.sync += written.eq(written + 1)
+        return v_valid, written
+
     def _elaborate_given(self) -> Module:
         """SCALE alone: each activation read once and scaled by the given (r, sh)."""
         m = Module()
@@ -218,7 +248,9 @@ class InputScaler(wiring.Component):
         m.submodules.scaler = scaler = self.scaler
         count = Signal(range(self.max_inputs + Scaler.LATENCY + 3))
         n = self.count
-        a = Mux(self.zero, 0, self.act.data)
+        # Lean: zero at the write (zero holds for the step, as dest does), so the
+        # activation read goes into the scaler's (DSP) input register as it is.
+        a = self.act.data if self.lean else Mux(self.zero, 0, self.act.data)
         m.d.comb += [scaler.r.eq(self.r),
                      scaler.shift.eq((self.sh >> 1) + fmt.rsqrt_frac_bits - NORM_FRAC_BITS + e),
                      scaler.acc.eq(a << e),
@@ -228,12 +260,18 @@ class InputScaler(wiring.Component):
         act_valid, v_index = Signal(), Signal.like(count)
         # The step's last write comes a cycle before ``done``: nothing is in flight when
         # the next step (other source, other dest) starts.
-        v_valid, v_addr = self._beside_scaler(m, act_valid, v_index)
+        if self.lean:
+            v_valid, v_addr = self._counted_writes(m, act_valid)
+        else:
+            v_valid, v_addr = self._beside_scaler(m, act_valid, v_index)
         m.d.comb += [self.v.en.eq(v_valid), self.v.addr.eq(self.dest + v_addr),
-                     self.v.data.eq(scaler.out)]
+                     self.v.data.eq(Mux(self.zero, 0, scaler.out) if self.lean
+                                    else scaler.out)]
         m.d.sync += act_valid.eq(0)
         with m.If(self.run):
-            m.d.sync += [act_valid.eq(count < n), v_index.eq(count), count.eq(count + 1)]
+            # (Lean: no index line, the write counts.)
+            m.d.sync += [act_valid.eq(count < n),
+                         *([] if self.lean else [v_index.eq(count)]), count.eq(count + 1)]
             with m.If(count == n + Scaler.LATENCY + 1):
                 # Every v is written; the next step starts from its first activation.
                 m.d.sync += count.eq(0)

@@ -58,6 +58,15 @@ class MacLanes(wiring.Component):
         first product instead of choosing between restart and sum, the pattern Yosys
         folds into an iCE40 SB_MAC16's own accumulator (about 30 logic cells a lane).
         Default False.
+    held_sums : bool, optional
+        A small-part option (default False): the caller leaves at least two cycles
+        without an element between a pass's last element and the next pass's first (the
+        core's GAP with shared multipliers leaves many more), so every accumulator keeps
+        its finished sum for one cycle after ``out`` gives lane 0's. The shift-out bank
+        then has no top entry: the entry below it takes the last lane's sum straight from
+        its accumulator, a cycle after it takes its own lane's. On iCE40 that entry was a
+        flip-flop fed by a flip-flop (the accumulator, or a constant-zero reset), a logic
+        cell each (29 in the digits training build). The same ``out`` in the same cycles.
 
     Members
     -------
@@ -84,7 +93,7 @@ class MacLanes(wiring.Component):
 
     def __init__(self, *, lanes: int, weight_bits: int, input_bits: int, acc_bits: int,
                  shared_lanes: int = 0, side_bits: int = 16,
-                 clear_ahead: bool = False) -> None:
+                 clear_ahead: bool = False, held_sums: bool = False) -> None:
         self.lanes = check_positive_int("Lane count", lanes)
         self.weight_bits = check_positive_int("Weight width", weight_bits, minimum=2)
         self.input_bits = check_positive_int("Input width", input_bits)
@@ -94,6 +103,9 @@ class MacLanes(wiring.Component):
         if not isinstance(clear_ahead, bool):
             raise TypeError(f"Clear ahead must be True or False, not {clear_ahead!r}")
         self.clear_ahead = clear_ahead
+        if not isinstance(held_sums, bool):
+            raise TypeError(f"Held sums must be True or False, not {held_sums!r}")
+        self.held_sums = held_sums
         if shared_lanes > lanes:
             raise ValueError(f"Shared lane count must be at most the lane count {lanes}, "
                              f"not {shared_lanes}")
@@ -193,13 +205,17 @@ class MacLanes(wiring.Component):
                     m.d.sync += acc.eq(acc + product)
         # The shift-out bank: entry p takes lane p + 1's sum when that lane's group sees
         # the sums finished, and otherwise its upper neighbour's entry. Its registers
-        # need no reset: entries are only read after a load.
+        # need no reset: entries are only read after a load. Held sums: the last lane's
+        # accumulator is the top entry (it holds a cycle after the load, unshifted).
+        entries = self.lanes - 2 if self.held_sums else self.lanes - 1
         bank = [Signal(signed(self.acc_bits), name=f"shift_{p}", reset_less=True)
-                for p in range(self.lanes - 1)]
+                for p in range(max(0, entries))]
+        top = accs[-1] if self.held_sums else 0
         for p, entry in enumerate(bank):
-            above = bank[p + 1] if p + 1 < len(bank) else 0
+            above = bank[p + 1] if p + 1 < len(bank) else top
             m.d.sync += entry.eq(Mux(groups[(p + 1) // self.GROUP].done, accs[p + 1], above))
-        m.d.comb += self.out.eq(Mux(groups[0].done, accs[0], bank[0] if bank else 0))
+        below = bank[0] if bank else top if self.lanes > 1 else 0
+        m.d.comb += self.out.eq(Mux(groups[0].done, accs[0], below))
         return m
 
 

@@ -175,6 +175,19 @@ class Scaler(wiring.Component):
         Width of the unsigned reciprocal.
     shift_bits : int
         Width of the unsigned shift amount.
+    no_reset : bool, optional
+        A small-part option (default False): the input and product registers have no
+        reset (what they hold before the first input is never used: the caller times its
+        use of ``out``). Measured in the digits training build (the input scaler's,
+        ``InputScaler(lean=True)``): Yosys then maps the product onto one SB_MAC16
+        instead of two, and the build packs into 51 logic cells fewer; the registers
+        stay flip-flops there. The same values in the same cycles.
+    held_r : bool, optional
+        Another small-part option (default False): the caller holds ``r`` for as long as
+        the scaler takes inputs (and a cycle after the last), so it goes into the product
+        unregistered: no copy of a register the caller keeps anyway (on iCE40 a
+        flip-flop fed by a flip-flop takes a logic cell of its own). The same values in
+        the same cycles.
 
     Members
     -------
@@ -185,10 +198,17 @@ class Scaler(wiring.Component):
         The scaled value, ``latency`` cycles after the inputs.
     """
 
-    def __init__(self, *, acc_bits: int, r_bits: int, shift_bits: int) -> None:
+    def __init__(self, *, acc_bits: int, r_bits: int, shift_bits: int,
+                 no_reset: bool = False, held_r: bool = False) -> None:
         self.acc_bits = check_positive_int("Accumulator width", acc_bits, minimum=2)
         self.r_bits = check_positive_int("Reciprocal width", r_bits)
         self.shift_bits = check_positive_int("Shift width", shift_bits)
+        if not isinstance(no_reset, bool):
+            raise TypeError(f"No reset must be True or False, not {no_reset!r}")
+        self.no_reset = no_reset
+        if not isinstance(held_r, bool):
+            raise TypeError(f"Held r must be True or False, not {held_r!r}")
+        self.held_r = held_r
         super().__init__({
             "acc": In(signed(acc_bits)),
             "r": In(unsigned(r_bits)),
@@ -214,11 +234,15 @@ class Scaler(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        acc = Signal.like(self.acc)
-        r = Signal.like(self.r)
+        # No reset: what they hold before the first input is never used.
+        plain = {"reset_less": True} if self.no_reset else {}
+        acc = Signal.like(self.acc, **plain)
+        # Held r: the product reads it as given (it holds), no register.
+        r = self.r if self.held_r else Signal.like(self.r, **plain)
         shift = Signal.like(self.shift)
-        m.d.sync += [acc.eq(self.acc), r.eq(self.r), shift.eq(self.shift)]
-        product = Signal(signed(self.acc_bits + self.r_bits + 1))
+        m.d.sync += [acc.eq(self.acc), *([] if self.held_r else [r.eq(self.r)]),
+                     shift.eq(self.shift)]
+        product = Signal(signed(self.acc_bits + self.r_bits + 1), **plain)
         m.d.sync += product.eq(acc * r)
         _round_shift_stages(m, product, shift, self.out)
         return m

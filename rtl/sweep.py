@@ -70,6 +70,15 @@ class Sweep(wiring.Component):
         only ``valid`` in flip-flops, instead of a line of whole tags in flip-flops, each
         of which takes a logic cell of its own on iCE40 (fed by a flip-flop). The same
         values in the same cycles, for one block RAM.
+    spaced_passes : bool, optional
+        Only with ``lean``: another small-part option (default False). The caller gives
+        a pass's tag at least :meth:`pass_spacing` cycles after the previous pass's (the
+        core's GAP with shared multipliers leaves more), so one pass at a time is in the
+        pipeline: instead of a line of neuron indices, ``final`` and ``fb`` beside the
+        scaler and the sum stages (flip-flops fed by flip-flops, a logic cell each on
+        iCE40), the stages that use a neuron index count it from the tag's, and ``final``
+        and ``fb`` are the pass's, kept from its tag; only ``valid`` travels. The same
+        values in the same cycles.
 
     Members
     -------
@@ -108,7 +117,8 @@ class Sweep(wiring.Component):
     """
 
     def __init__(self, program: Program, *, product_latency: int | None = None,
-                 lean: bool = False, tag_memory: bool = False) -> None:
+                 lean: bool = False, tag_memory: bool = False,
+                 spaced_passes: bool = False) -> None:
         if not isinstance(program, Program):
             raise TypeError(f"Program must be an rtl.program.Program, not {program!r}")
         if program.shared != (product_latency is not None):
@@ -120,6 +130,12 @@ class Sweep(wiring.Component):
             raise TypeError(f"Tag memory must be True or False, not {tag_memory!r}")
         self.program, self.product_latency, self.lean = program, product_latency, lean
         self.tag_memory = tag_memory
+        if not isinstance(spaced_passes, bool):
+            raise TypeError(f"Spaced passes must be True or False, not {spaced_passes!r}")
+        if spaced_passes and not lean:
+            raise ValueError("Spaced passes are a form of the lean sweep: they need "
+                             "lean=True")
+        self.spaced_passes = spaced_passes
         w, config = program.widths, program.model.config
         total = sum(config.hidden)
         members = {
@@ -167,6 +183,12 @@ class Sweep(wiring.Component):
         """Cycles from the last swept sum until its square is in ``sq``: the scaler,
         offset, sum, saturation, the square."""
         return self.scale_latency + SUM_STAGES + self.square_latency
+
+    def pass_spacing(self, count: int) -> int:
+        """With ``spaced_passes``: the fewest cycles from the tag of a pass of ``count``
+        sums to the next pass's tag (its last sum then leaves the last stage no later
+        than the next pass's tag reaches the sweep)."""
+        return count + self.scale_latency + SUM_STAGES - 1
 
     def _hand_over(self, m: Module) -> data.View:
         """The tags' way to the lanes and the shift-out; ``free``. Returns the tag that
@@ -252,9 +274,13 @@ class Sweep(wiring.Component):
         sweep_neuron = Signal(range(max(config.hidden) + P))
         sweep_acc = Signal(signed(w.acc))
         m.d.comb += sweep_acc.eq(self.acc)
+        spaced = self.spaced_passes
         with m.If(capture.valid):
             m.d.comb += [sweep_valid.eq(1), sweep_fb.eq(capture.fb), sweep_final.eq(capture.final),
                          sweep_neuron.eq(capture.neuron)]
+            # Spaced passes: the pass's fb and final, kept for every stage.
+            if spaced:
+                m.d.sync += [sweep_fb_r.eq(capture.fb), sweep_final_r.eq(capture.final)]
             if P > 1:
                 m.d.sync += [sweep_left.eq(capture.count - 1),
                              sweep_next.eq(capture.neuron + 1),
@@ -280,11 +306,15 @@ class Sweep(wiring.Component):
         pipe = [dict(valid=Signal(name=f"sw_valid_{i}"), final=Signal(name=f"sw_final_{i}"),
                      fb=Signal(name=f"sw_fb_{i}"),
                      neuron=Signal(range(max(config.hidden) + P), name=f"sw_neuron_{i}"))
+                if not spaced else dict(valid=Signal(name=f"sw_valid_{i}"))
                 for i in range(S + SUM_STAGES)]
         m.d.sync += [pipe[0][k].eq(v) for k, v in (("valid", sweep_valid), ("final", sweep_final),
-                                                    ("fb", sweep_fb), ("neuron", sweep_neuron))]
+                                                    ("fb", sweep_fb), ("neuron", sweep_neuron))
+                     if k in pipe[0]]
         for i in range(1, len(pipe)):
             m.d.sync += [pipe[i][k].eq(pipe[i - 1][k]) for k in pipe[i]]
+        if spaced:
+            self._counted_neurons(m, pipe, capture, sweep_fb_r, sweep_final_r)
         if self.lean:
             s_value, activation = self._lean_sum(m, scaler, pipe)
         else:
@@ -302,6 +332,24 @@ class Sweep(wiring.Component):
         ]
         self._square(m, scaler, activation, write_now)
         return m
+
+    def _counted_neurons(self, m: Module, pipe: list[dict], capture, fb, final) -> None:
+        """``spaced_passes``: fill in ``pipe``'s ``fb`` and ``final`` (the pass's, kept
+        from its tag) and, at the stages :meth:`_lean_sum` and the write read it, its
+        ``neuron``: a counter loaded with the tag's first neuron and stepped by each sum
+        the stage takes (the pass's previous sums have left every stage by then)."""
+        prog, S = self.program, self.scale_latency
+        stages = {S - 2, len(pipe) - 1} | ({S} if prog.partial_entries else set())
+        for i, stage in enumerate(pipe):
+            stage.update(fb=fb, final=final)
+            if i in stages:
+                neuron = Signal(range(max(prog.model.config.hidden) + prog.lanes),
+                                name=f"sw_count_{i}")
+                with m.If(capture.valid):
+                    m.d.sync += neuron.eq(capture.neuron)
+                with m.Elif(stage["valid"]):
+                    m.d.sync += neuron.eq(neuron + 1)
+                stage["neuron"] = neuron
 
     def _sum(self, m: Module, scaler, pipe: list[dict]) -> tuple[Signal, Signal]:
         """Stages S + 1 to S + 3: the scaled sum plus the bias (and a feedback sweep's kept

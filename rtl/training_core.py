@@ -292,8 +292,11 @@ class TrainingCore(wiring.Component):
         The forward datapath's small-part form (default False, for a part as small as
         the UP5K): ``Core(lean=True)``, its sweep and (with shared forward multipliers)
         its label scan without the delay lines a memory read or a borrowed multiplier
-        can do without. The same weights in the same cycles (the figures are in
-        docs/training-engine.md, "Logic of the components").
+        can do without; with ``input_norm="forward"`` also ``InputScaler(lean=True)``,
+        the scaler of the forward pass's activations without its index line, its
+        scaler's registers without a reset and its r taken as given. The same weights
+        in the same cycles (the figures are in docs/training-engine.md, "Logic of the
+        components").
     serial_weight_pass : bool, optional
         One update lane in the W and V pass instead of P (default False, for a part as
         small as the UP5K: ``WeightPass(serial=True)``), taking a word's P entries in P
@@ -486,7 +489,11 @@ class TrainingCore(wiring.Component):
                               compact=compact_signal)
         self.scaler = InputScaler(fmt, sq_bits=self.core.program.widths.sq,
                                   activations=2 * sum(hidden), max_inputs=max(2, self.v_depth),
-                                  reciprocal="given" if input_norm == "forward" else "own")
+                                  reciprocal="given" if input_norm == "forward" else "own",
+                                  # lean_forward: the scaler of the forward pass's
+                                  # activations in its small-part form too.
+                                  **({"lean": True} if lean_forward and input_norm == "forward"
+                                     else {}))
         self.weight_pass = WeightPass(model, rule, lanes=lanes,
                                       words=len(self.core.program.weight_words),
                                       product_latency=SIDE_LATENCY if shared else None,

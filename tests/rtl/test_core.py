@@ -337,6 +337,14 @@ def test_a_lean_core_builds_the_lean_sweep_and_scan(shared):
              for lean in (False, True)}
     assert ["\\bias_0" in texts[lean] for lean in (False, True)] == [True, False]
     assert ["cofactor" in texts[lean] for lean in (False, True)] == [False, shared]
+    # Shared: the lanes' shift-out without its top entry (MacLanes(held_sums=True)).
+    lanes = {lean: texts[lean].split("module \\top.lanes\n")[1].split("\nend\n")[0]
+             for lean in (False, True)}
+    assert ["\\shift_1" in lanes[lean] for lean in (False, True)] == [True, not shared]
+    # Shared: the scan's fused ReLU (GoodnessDatapath(fused_relu=True)), no z register.
+    scan = {lean: texts[lean].split("module \\top.goodness\n")[1].split("\nend\n")[0]
+            for lean in (False, True)}
+    assert ["connect \\Q \\z_0" in scan[lean] for lean in (False, True)] == [False, False]
 
 
 # -- the stored norms (Core(stored_norms=True), the small part's) -----------------------

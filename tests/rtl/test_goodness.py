@@ -270,10 +270,11 @@ def test_extremes_derived_width_does_not_wrap(labels: int, lanes: int, state_bit
     assert bound >= 1 << (score_bits - 1)
 
 
-#: Borrowed multipliers: the full form and the small-part one (``lean``), the MAC lanes'
-#: side latency and another.
+#: Borrowed multipliers: the full form and the small-part one (``lean``, and with the
+#: add and the ReLU in one stage, ``fused_relu``), the MAC lanes' side latency and another.
 BORROWED = [dict(product_latency=2), dict(product_latency=2, lean=True),
-            dict(product_latency=3, lean=True)]
+            dict(product_latency=3, lean=True),
+            dict(product_latency=2, lean=True, fused_relu=True)]
 
 
 @pytest.mark.parametrize("borrowed", BORROWED, ids=lambda b: "-".join(map(str, b.values())))
@@ -296,7 +297,7 @@ def test_borrowed_multipliers_give_the_same_scores(labels, lanes, state_bits, we
                            score_bits=unsigned_bits((neurons + 4) * groups_of(labels, lanes)
                                                     * h_max ** 2 + neurons * add_max),
                            **borrowed)
-    assert dut.latency == borrowed["product_latency"] + 4
+    assert dut.latency == borrowed["product_latency"] + 4 - borrowed.get("fused_relu", False)
     steps = random_steps(rng, labels, lanes, state_bits, weight_bits, neurons=neurons,
                          add_max=add_max, latency=dut.latency)
     groups = groups_of(labels, lanes)
@@ -313,6 +314,9 @@ def test_lean_is_for_borrowed_multipliers_only():
         GoodnessDatapath(**kwargs, lean=True)
     with pytest.raises(TypeError, match=r"^Lean must be True or False, not 1$"):
         GoodnessDatapath(**kwargs, product_latency=2, lean=1)
+    with pytest.raises(ValueError, match=r"^The fused ReLU is a form of the lean goodness "
+                                         r"datapath: it needs lean=True$"):
+        GoodnessDatapath(**kwargs, product_latency=2, fused_relu=True)
 
 
 def test_lean_carries_one_bit_beside_the_product():
@@ -327,3 +331,18 @@ def test_lean_carries_one_bit_beside_the_product():
                                                       f"e_{q}_0", f"e_{q}_1")] == \
             ["18", "17", "16", "1", "1", "1"]
     assert not [name for name in wires if "odd" in name]
+
+
+def test_fused_relu_registers_h_from_the_sum():
+    # The add and the ReLU in one stage: z is the adder's output, not a register (the
+    # register Yosys fed h from, through h's synchronous reset); h, c, e and e's line stay.
+    def registers(**options) -> set[str]:
+        dut = GoodnessDatapath(labels=10, lanes=3, state_bits=16, weight_bits=8,
+                               score_bits=36, product_latency=2, lean=True, **options)
+        return {line.split()[-1] for line in rtlil.convert(dut, name="top").splitlines()
+                if line.strip().startswith("connect \\Q ")}
+
+    plain, fused = registers(), registers(fused_relu=True)
+    assert {"\\z_0", "\\h_0", "\\c_0", "\\e_0", "\\e_0_1"} <= plain
+    # One stage fewer: the line of label groups is a register shorter.
+    assert plain - fused == {"\\z_0", "\\z_1", "\\z_2", "\\group_4"}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from amaranth.back import rtlil
 
 from golden.intformat import signed_bits
 from rtl.mac_lanes import MacLanes
@@ -177,15 +178,25 @@ def test_derived_width_does_not_overflow(lanes: int, weight_bits: int, input_bit
     assert final == [wi * n_in * x_max for wi in w]
 
 
-@pytest.mark.parametrize(("lanes", "gap"), [(1, 0), (5, 0), (8, 0), (9, 3), (22, 1)])
-def test_finished_sums_shift_out_one_lane_per_cycle(lanes: int, gap: int) -> None:
+#: (lanes, idle cycles between dot products, options). Held sums (the small part's
+#: shift-out without a top entry) at the fewest idle cycles they allow, two: on 3 lanes
+#: (the iCEBreaker's), 2 (no bank at all), 6 (a lane of a second group is the top), and
+#: with lanes that clear ahead (their accumulators clear a cycle before the first product).
+SHIFT_OUT_CASES = [(1, 0, {}), (5, 0, {}), (8, 0, {}), (9, 3, {}), (22, 1, {}),
+                   (3, 2, {"held_sums": True}), (2, 2, {"held_sums": True}),
+                   (6, 2, {"held_sums": True, "clear_ahead": True})]
+
+
+@pytest.mark.parametrize(("lanes", "gap", "options"), SHIFT_OUT_CASES)
+def test_finished_sums_shift_out_one_lane_per_cycle(lanes: int, gap: int,
+                                                    options: dict) -> None:
     # Dot products back to back (or with idle cycles between them): `latency` cycles after
     # the element given with `last`, `out` is lane 0's sum, then lane 1's, ... while the
     # accumulators already hold the next dot product's first products. Lane counts above
     # MacLanes.GROUP put the bank's loads in several groups.
     rng = np.random.default_rng(SEED + 7 * lanes + gap)
     acc_bits = signed_bits(64 * 128 * 255)
-    dut = MacLanes(lanes=lanes, weight_bits=8, input_bits=8, acc_bits=acc_bits)
+    dut = MacLanes(lanes=lanes, weight_bits=8, input_bits=8, acc_bits=acc_bits, **options)
     schedule: list[dict[str, object]] = []
     sums: list[list[int]] = []
     for _ in range(6):
@@ -219,3 +230,13 @@ def test_finished_sums_shift_out_one_lane_per_cycle(lanes: int, gap: int) -> Non
     simulate(dut, testbench)
     assert seen == expected
     assert len(expected) == 6 * lanes
+
+
+def test_held_sums_drop_the_top_entry():
+    # The shift-out's registers: P - 1 entries, P - 2 with held sums (none on 2 lanes).
+    def entries(lanes: int, **options) -> int:
+        dut = MacLanes(lanes=lanes, weight_bits=8, input_bits=8, acc_bits=20, **options)
+        return sum(1 for line in rtlil.convert(dut, name="top").splitlines()
+                   if line.startswith("  wire width") and "\\shift_" in line)
+
+    assert [entries(3), entries(3, held_sums=True), entries(2, held_sums=True)] == [2, 1, 0]

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth import Module, Signal
+from amaranth import Module, Signal, unsigned
 from amaranth.back import rtlil
-from amaranth.lib import wiring
+from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.intformat import round_shift, rsqrt, rsqrt_table, scale
+from golden.intformat import IntFormat, round_shift, rsqrt, rsqrt_table, scale
+from rtl.input_scaler import InputScaler
 from rtl.normaliser import Rsqrt, Scaler, SplitScaler
-from tests.rtl.helpers import run_pipeline, signed_range, simulate, unsigned_max
+from tests.rtl.helpers import PERIOD, run_pipeline, signed_range, simulate, unsigned_max
 
 SEED = 1618
 
@@ -252,3 +253,116 @@ def test_split_scaler_matches_golden(acc_bits, r_bits, shift_bits, operand_bits)
     got = run_pipeline(dut, inputs, ("out",), dut.latency)
     for given, out, want in zip(inputs, got, expected, strict=True):
         assert out["out"] == want, f"seed {seed}: {given}: got {out['out']}, golden {want}"
+
+
+class _GivenScaler(wiring.Component):
+    """InputScaler(reciprocal="given") with its activation buffer (``acts``) and the v
+    buffer's write port brought out."""
+
+    def __init__(self, fmt, acts: list[int], lean: bool) -> None:
+        self.scaler = InputScaler(fmt, sq_bits=20, activations=len(acts), max_inputs=8,
+                                  reciprocal="given", lean=lean)
+        self.acts = acts
+        ports = {name: In(self.scaler.signature.members[name].shape)
+                 for name in ("run", "count", "source", "dest", "zero", "r", "sh")}
+        super().__init__({**ports, "done": Out(1), "v_en": Out(1), "v_addr": Out(3),
+                          "v_data": Out(15)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.scaler = scaler = self.scaler
+        m.submodules.acts = acts = memory.Memory(shape=unsigned(self.scaler.fmt.act_bits),
+                                                 depth=len(self.acts), init=self.acts)
+        wiring.connect(m, acts.read_port(), scaler.act)
+        m.d.comb += [getattr(scaler, name).eq(getattr(self, name))
+                     for name in ("run", "count", "source", "dest", "zero", "r", "sh")]
+        m.d.comb += [self.done.eq(scaler.done), self.v_en.eq(scaler.v.en),
+                     self.v_addr.eq(scaler.v.addr), self.v_data.eq(scaler.v.data)]
+        return m
+
+
+def _given_writes(lean: bool, acts: list[int], steps: list[dict]) -> list[tuple]:
+    """Every cycle's v write (or None) of ``steps`` run one after the other."""
+    fmt = IntFormat(weight_bits=8, state_bits=16, frac_bits=6, input_max=16)
+    dut = _GivenScaler(fmt, acts, lean)
+    writes = []
+
+    async def testbench(ctx):
+        for step in steps:
+            for name, value in step.items():
+                ctx.set(getattr(dut, name), value)
+            ctx.set(dut.run, 1)
+            while True:
+                await ctx.delay(PERIOD / 4)
+                writes.append((ctx.get(dut.v_addr), ctx.get(dut.v_data))
+                              if ctx.get(dut.v_en) else None)
+                done = ctx.get(dut.done)
+                await ctx.tick()
+                if done:
+                    break
+            ctx.set(dut.run, 0)
+            await ctx.tick()
+
+    simulate(dut, testbench)
+    return writes
+
+
+def test_a_lean_input_scaler_writes_the_same_v_in_the_same_cycles():
+    # InputScaler(lean=True): the write index counted, zero at the write, the scaler's
+    # registers without reset. Steps of 1 to 8 activations at other sources and
+    # destinations, with zero (v = 0), against the plain form's writes cycle by cycle.
+    rng = np.random.default_rng(SEED + 33)
+    acts = [int(a) for a in rng.integers(0, 1 << 8, size=16)]
+    steps = [dict(count=count, source=int(rng.integers(0, 16 - count + 1)),
+                  dest=int(rng.integers(0, 8 - count + 1)), zero=zero,
+                  r=int(rng.integers(1 << 12, 1 << 13)), sh=2 * int(rng.integers(0, 8)))
+             for count, zero in ((3, 0), (8, 0), (1, 0), (5, 1), (2, 0))]
+    plain, lean = _given_writes(False, acts, steps), _given_writes(True, acts, steps)
+    assert lean == plain
+    assert sum(w is not None for w in plain) == 19
+    assert any(w is not None and w[1] != 0 for w in plain)
+    with pytest.raises(ValueError, match=r"^The lean input scaler scales only: it needs "
+                                         r"reciprocal='given'$"):
+        InputScaler(IntFormat(weight_bits=8, state_bits=16, frac_bits=6, input_max=16), sq_bits=20,
+                    activations=16, max_inputs=8, lean=True)
+
+
+def test_a_scaler_without_reset_matches_golden():
+    # Scaler(no_reset=True): the input and product registers without a reset (the
+    # small part's input scaler: one SB_MAC16 instead of two); the same values in the
+    # same cycles.
+    dut = Scaler(acc_bits=16, r_bits=13, shift_bits=7, no_reset=True)
+    rng = np.random.default_rng(SEED + 44)
+    inputs = scaler_inputs(16, 13, 7, rng, count=100)
+    expected = scale(np.array([i["acc"] for i in inputs]), np.array([i["r"] for i in inputs]),
+                     np.array([i["shift"] for i in inputs]))
+    got = run_pipeline(dut, inputs, ("out",), dut.latency)
+    assert [g["out"] for g in got] == [int(v) for v in expected]
+
+    def reset_registers(**options) -> int:
+        text = rtlil.convert(Scaler(acc_bits=16, r_bits=13, shift_bits=7, **options),
+                             name="top")
+        return text.count("connect \\ARST") + text.count("\\rst")
+
+    assert reset_registers(no_reset=True) < reset_registers()
+    with pytest.raises(TypeError, match=r"^No reset must be True or False, not 1$"):
+        Scaler(acc_bits=16, r_bits=13, shift_bits=7, no_reset=1)
+
+
+def test_a_scaler_with_a_held_r_matches_golden_and_keeps_no_copy():
+    # Scaler(held_r=True): r holds for the inputs (the input scaler's, for a step), and
+    # goes into the product unregistered: the same values, one register fewer.
+    dut = Scaler(acc_bits=16, r_bits=13, shift_bits=7, no_reset=True, held_r=True)
+    rng = np.random.default_rng(SEED + 45)
+    inputs = [dict(i, r=5000) for i in scaler_inputs(16, 13, 7, rng, count=60)]
+    expected = scale(np.array([i["acc"] for i in inputs]), 5000,
+                     np.array([i["shift"] for i in inputs]))
+    got = run_pipeline(dut, inputs, ("out",), dut.latency)
+    assert [g["out"] for g in got] == [int(v) for v in expected]
+
+    def registers(**options) -> int:
+        text = rtlil.convert(Scaler(acc_bits=16, r_bits=13, shift_bits=7, **options),
+                             name="top")
+        return text.count("connect \\Q ")
+
+    assert registers(held_r=True) == registers() - 1

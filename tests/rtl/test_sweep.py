@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from amaranth import Elaboratable, Module, Signal, signed
+from amaranth.back import rtlil
 from amaranth.lib import memory, wiring
 
 from golden.intformat import scale
@@ -237,3 +238,53 @@ def test_a_product_latency_goes_with_shared_multipliers_only():
         Sweep(_program(False), product_latency=SIDE_LATENCY)
     with pytest.raises(ValueError, match="exactly with shared multipliers"):
         Sweep(_program(True))
+
+
+@pytest.mark.parametrize("tag_memory", [False, True])
+def test_spaced_passes_sweep_the_same(tag_memory):
+    # Sweep(spaced_passes=True): each stage counts its neuron index from the tag's, and
+    # fb and final are the pass's. Passes of every kind (feed-forward not final, feedback
+    # final, feed-forward final), 1 to 3 neurons, as close as the option allows
+    # (pass_spacing) and farther: every cycle's outputs equal the lean sweep's.
+    program = _program(True)
+    w = program.widths
+    rng = np.random.default_rng(13 + tag_memory)
+    total = sum(program.model.config.hidden)
+    bias = [int(v) for v in rng.integers(-300, 300, size=total)]
+    dut = Sweep(program, product_latency=SIDE_LATENCY, lean=True, spaced_passes=True)
+    steps = {0: {"ff_r": (1 << (w.r - 1)) + 3, "ff_shift": w.r, "fb_r": 1 << (w.r - 1),
+                 "fb_shift": w.r + 1, "out_off": 2, "bank": 1}}
+    cycle = 1
+    for i in range(9):
+        count = int(rng.integers(1, 4))
+        neuron = int(rng.integers(0, max(program.model.config.hidden) - count + 1))
+        fb, final = [(0, 0), (1, 1), (0, 1)][i % 3]
+        steps.setdefault(cycle, {}).update(_tag(neuron, count, fb=fb, final=final))
+        steps[cycle + 1] = {"tag": {"valid": 0}}
+        for j in range(count):
+            steps.setdefault(cycle + 1 + MAC_DRAIN + j, {})["acc"] = int(
+                rng.integers(-5000, 5000))
+        cycle += dut.pass_spacing(count) + (int(rng.integers(1, 5)) if i % 4 == 3 else 0)
+    cycles = cycle + 30
+    options = {"tag_memory": True} if tag_memory else {}
+    lines = _run(program, bias, steps, cycles, True, **options)
+    spaced = _run(program, bias, steps, cycles, True, spaced_passes=True, **options)
+    assert spaced == lines
+    assert sum(row["buffer"] is not None for row in lines) >= 9
+
+
+def test_spaced_passes_keep_only_valid_in_a_line():
+    # The line's registers: valid at every stage; neuron, fb and final at none.
+    def registers(**options) -> set[str]:
+        dut = Sweep(_program(True), product_latency=SIDE_LATENCY, lean=True, **options)
+        return {line.split()[-1] for line in rtlil.convert(dut, name="top").splitlines()
+                if line.strip().startswith("connect \\Q \\sw_")}
+
+    plain, spaced = registers(), registers(spaced_passes=True)
+    assert {"\\sw_neuron_1", "\\sw_final_1", "\\sw_fb_1", "\\sw_valid_1"} <= plain
+    assert [r for r in spaced if not r.startswith(("\\sw_valid_", "\\sw_count_"))] == []
+    with pytest.raises(ValueError, match=r"^Spaced passes are a form of the lean sweep: "
+                                         r"they need lean=True$"):
+        Sweep(_program(True), product_latency=SIDE_LATENCY, spaced_passes=True)
+    with pytest.raises(TypeError, match=r"^Spaced passes must be True or False, not 1$"):
+        Sweep(_program(True), product_latency=SIDE_LATENCY, lean=True, spaced_passes=1)

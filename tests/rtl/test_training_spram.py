@@ -677,6 +677,7 @@ def test_a_small_part_core_with_the_lean_forward_datapath_trains_like_the_golden
     dut = _train(name, config, rule, lanes, **options, lean_forward=True)
     full = TrainingCore(dut.model, rule, lanes=lanes, weights="spram", **options)
     assert dut.core.lean and not full.core.lean and dut.options["lean_forward"]
+    assert dut.scaler.lean and not full.scaler.lean
     if name == "ffcl_last_t3_p3_b16":
         assert dut.core.program.layer1_cache and dut.trained_iterations == 1
     assert dut.training_cycles() == full.training_cycles()
