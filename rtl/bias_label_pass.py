@@ -300,7 +300,6 @@ class BiasLabelPass(wiring.Component):
         labels share it (its second read may miss the first write)."""
         m = Module()
         B_m, groups = self.rule.store_bits, self.groups
-        G = groups.lanes
         y, y_neg = self.y, self.y_neg
         lat = self.lane_latency
         if self.borrowed:
@@ -396,11 +395,35 @@ class BiasLabelPass(wiring.Component):
                     m.d.comb += lane.kappa.eq(kappa(self.kappa_neg))
                 with m.Default():
                     m.d.comb += lane.kappa.eq(kappa(self.kappa_b))
+        self._write_back(m, lane.out, (out_kind, out_addr), (next_kind, next_addr),
+                         groups.word(address, Mux(slot == 1, y_neg, y)))
+        with m.If(self.run):
+            m.d.sync += count.eq(count + 1)
+            with m.If(issuing):
+                m.d.sync += slot.eq(slot + 1)
+                with m.If(slot == period - 1):
+                    m.d.sync += [slot.eq(0), neuron.eq(neuron + 1)]
+            with m.If(count == period * self.neurons + self.drain - 1):
+                m.d.sync += [count.eq(0), neuron.eq(0), slot.eq(0)]
+                m.d.comb += self.done.eq(1)
+        return m
+
+
+    def _write_back(self, m: Module, out, leaving, next_out, issue_word) -> None:
+        """The shared lane's results written back (:meth:`_elaborate_shared`): the label
+        word read again and written with its new fields as U+ and U- leave the lane
+        (``leaving``: the kind and neuron address leaving; ``next_out``: those leaving
+        next cycle), the bias as b leaves; ``issue_word`` the label word the issue reads
+        otherwise."""
+        B_m, groups = self.rule.store_bits, self.groups
+        G = groups.lanes
+        y, y_neg = self.y, self.y_neg
+        U_POS, U_NEG, BIAS = range(3)
+        (out_kind, out_addr), (next_kind, next_addr) = leaving, next_out
         u_pos = Signal(B_m)
         with m.If(equals(out_kind, U_POS)):
-            m.d.sync += u_pos.eq(lane.out[:B_m])
-        new_field = lane.out[:B_m]
-        issue_word = groups.word(address, Mux(slot == 1, y_neg, y))
+            m.d.sync += u_pos.eq(out[:B_m])
+        new_field = out[:B_m]
         if groups.count == 1:
             # Read the word again as U+ leaves; write it as U- leaves.
             with m.If(equals(out_kind, U_POS)):
@@ -435,18 +458,7 @@ class BiasLabelPass(wiring.Component):
         with m.Elif(equals(out_kind, BIAS)):
             m.d.comb += [self.write.valid.eq(1), self.write.label.eq(0),
                          self.write.addr.eq(out_addr),
-                         self.write.data.eq(lane.out[:self.bias_bits])]
-        with m.If(self.run):
-            m.d.sync += count.eq(count + 1)
-            with m.If(issuing):
-                m.d.sync += slot.eq(slot + 1)
-                with m.If(slot == period - 1):
-                    m.d.sync += [slot.eq(0), neuron.eq(neuron + 1)]
-            with m.If(count == period * self.neurons + self.drain - 1):
-                m.d.sync += [count.eq(0), neuron.eq(0), slot.eq(0)]
-                m.d.comb += self.done.eq(1)
-        return m
-
+                         self.write.data.eq(out[:self.bias_bits])]
 
     def _kappa_ring(self, m: Module, taken, none: int) -> None:
         """``kappa_ring``: kappa^b, kappa^+ and kappa^- in three registers, each loaded

@@ -341,8 +341,16 @@ TRANSACTIONS = ["good", "a-write-lost", "a-write-twice", "image-while-loading",
                 "begin-too-short", "commit-with-payload"]
 
 
-@pytest.mark.parametrize("banks", [1, 2])
-@pytest.mark.parametrize("case", TRANSACTIONS)
+#: The cases that also run on one bank by default (the rest with ``-m slow``): a good
+#: load, a lost write (one bank: no model to classify with after it) and an image while
+#: loading (one bank: refused, no model in use).
+ONE_BANK_DEFAULT = ("good", "a-write-lost", "image-while-loading")
+
+
+@pytest.mark.parametrize(("case", "banks"), [
+    (case, banks) if banks == 2 or case in ONE_BANK_DEFAULT
+    else pytest.param(case, banks, marks=pytest.mark.slow)
+    for case in TRANSACTIONS for banks in (1, 2)])
 def test_a_load_transaction_commits_only_with_the_whole_model_checksum(case, banks, two_models):
     model_a, model_b, images = two_models
     core = Core(model_a, lanes=8, weights="loadable", banks=banks)

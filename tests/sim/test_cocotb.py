@@ -78,10 +78,12 @@ pytestmark = pytest.mark.skipif(not SIMULATORS, reason="no cocotb simulator inst
 
 
 #: Icarus (the slower simulator) runs every configuration with ``-m slow``; the default
-#: run keeps two of them there, and every one but ``ffcl-held-p8`` in Verilator (its
-#: shared-multiplier twin holds the same passes), to stay under 15 minutes.
-ICARUS_DEFAULT = ("ffcl-held-p8-shared", "ffl-p3")
-VERILATOR_SLOW = ("ffcl-held-p8",)
+#: run keeps one of them there (the iCE40 mapping's shared multipliers), and in Verilator
+#: every one but ``ffcl-held-p8`` (its shared-multiplier twin holds the same passes) and
+#: ``ffcl-top-T2-p8`` (the top topology on 8 lanes: the regression's random cases and the
+#: Amaranth simulator's tests cover it), to stay under 15 minutes.
+ICARUS_DEFAULT = ("ffcl-held-p8-shared",)
+VERILATOR_SLOW = ("ffcl-held-p8", "ffcl-top-T2-p8")
 
 
 @pytest.mark.parametrize(("config", "simulator"), [
