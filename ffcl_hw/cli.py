@@ -61,6 +61,9 @@ BOARD_NAMES = tuple(BOARDS)
 DEMO_TRAIN_SAMPLES = 100
 DEMO_TRAIN_SIMULATOR = "verilator"
 
+#: Timed seconds per host C build and for NumPy in `bench` (its --cpu-seconds default).
+BENCH_CPU_SECONDS = 2.0
+
 #: Errors that mean "the input was wrong": reported without a traceback, status 2.
 _USER_ERRORS = (DatasetError, ConfigError, ModelFileError, RunError)
 
@@ -401,8 +404,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rv32im-samples", type=_positive, default=3, metavar="N",
                    help="test images run in the RV32IM simulator, and training samples "
                         "trained there (default 3)")
-    p.add_argument("--cpu-seconds", type=_positive_float, default=2.0, metavar="S",
-                   help="timed seconds per host C build and for NumPy (default 2)")
+    p.add_argument("--cpu-seconds", type=_positive_float, default=BENCH_CPU_SECONDS,
+                   metavar="S", help="timed seconds per host C build and for NumPy "
+                                     f"(default {BENCH_CPU_SECONDS:g})")
     p.add_argument("--lanes", type=_positive, default=8, metavar="P")
     p.add_argument("--label-lanes", type=_positive, metavar="G",
                    help="labels scanned per cycle (default: all)")

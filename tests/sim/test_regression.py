@@ -22,10 +22,11 @@ from sim.runner import available_simulators
 SEED = int(os.environ.get("FFCL_REGRESS_SEED", "1"))
 CONFIGS = int(os.environ.get("FFCL_REGRESS_CONFIGS", "50"))
 INFERENCES = int(os.environ.get("FFCL_REGRESS_INFERENCES", "200"))
-#: Cases of seed 1 in the default run: FFCL (adjacent, T = 3, last-iteration readout) on
-#: shared multipliers with two banks, loaded and switched; FFL of three layers on dedicated
-#: multipliers with its weights loaded into SPRAM. Both have widths that are not multiples
-#: of their lane counts.
+#: Cases of seed 1: FFCL (adjacent, T = 3, last-iteration readout) on shared multipliers
+#: with two banks, loaded and switched (the default run); FFL of three layers on dedicated
+#: multipliers with its weights loaded into SPRAM (``-m slow``; the SPRAM loads run by
+#: default in the netlist and host-link benches). Both have widths that are not
+#: multiples of their lane counts.
 SLICE = (53, 13)
 SLICE_INFERENCES = 8
 
@@ -84,7 +85,8 @@ def test_draw_case_refuses_bad_arguments(arg, value, message):
 
 
 @needs_verilator
-@pytest.mark.parametrize("index", SLICE)
+@pytest.mark.parametrize("index", [SLICE[0], *(pytest.param(i, marks=pytest.mark.slow)
+                                              for i in SLICE[1:])])
 def test_a_slice_of_the_regression_is_bit_exact(index, build_root):
     case = draw_case(SEED, index, SLICE_INFERENCES)
     result = run_case(case, build_root / "regression", keep=True)
