@@ -64,6 +64,26 @@ DEMO_TRAIN_SIMULATOR = "verilator"
 #: Timed seconds per host C build and for NumPy in `bench` (its --cpu-seconds default).
 BENCH_CPU_SECONDS = 2.0
 
+#: How `sim --train` names each small-part option of a board's training core that its
+#: report says is on (ffcl_hw.flows.synth_training.training_core; docs/training-engine.md).
+_SMALL_PART_PHRASES = (
+    ("compact_lanes", ", compact update lanes"),
+    ("lean_signal", ", the lean learning signal"),
+    ("compact_signal", " (compact)"),
+    ("lean_forward", ", the lean forward datapath"),
+    ("serial_weight_pass", ", one W/V update lane"),
+    ("shared_word_network", ", one network for the word generators"),
+    ("shared_update_lane", ", the b/U lane a W lane"),
+    ("stored_norms", ", one norm unit, the norms kept"),
+    ("tag_memory", ", the sweep tags in block RAM"),
+    ("score_port", ", the scores read through the argmax"),
+    ("held_addresses", ", the W/V write addresses held a word"),
+    ("late_replay", ", kappa from the replay"),
+    ("c_memory", ", the lane's stored values in block RAM"),
+    ("late_rounding", ", its rounding a cycle late"),
+    ("kappa_ring", ", the b/U kappa in a ring"),
+)
+
 #: Errors that mean "the input was wrong": reported without a traceback, status 2.
 _USER_ERRORS = (DatasetError, ConfigError, ModelFileError, RunError)
 
@@ -756,15 +776,7 @@ def _sim_train(args: argparse.Namespace) -> int:
               f"{r['forward_multipliers']} multipliers, the learning signal on "
               f"{r['signal_multipliers']}, the update's input norms "
               f"{'from the forward pass' if r['input_norm'] == 'forward' else 'its own'}"
-              f"{', compact update lanes' if r['compact_lanes'] else ''}"
-              f"{', the lean learning signal' if r['lean_signal'] else ''}"
-              f"{' (compact)' if r.get('compact_signal') else ''}"
-              f"{', the lean forward datapath' if r['lean_forward'] else ''}"
-              f"{', one W/V update lane' if r['serial_weight_pass'] else ''}"
-              f"{', one network for the word generators' if r['shared_word_network'] else ''}"
-              f"{', the b/U lane a W lane' if r.get('shared_update_lane') else ''}"
-              f"{', one norm unit, the norms kept' if r.get('stored_norms') else ''}"
-              f"{', the sweep tags in block RAM' if r.get('tag_memory') else ''}")
+              + "".join(phrase for key, phrase in _SMALL_PART_PHRASES if r.get(key)))
     rule = r["rule"]
     low, high = r["lr_range"]
     print(f"  rule              {r['rule_source']}: lr 2^-{r['lr_shift']} (range 2^-{low}.."

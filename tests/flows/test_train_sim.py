@@ -296,7 +296,9 @@ def test_the_icebreaker_builds_core_trains_bit_exact(tiny_int_run, capsys):
         "update's input norms from the forward pass, compact update lanes, the lean "
         "learning signal (compact), the lean forward datapath, one W/V update lane, one "
         "network for the word generators, the b/U lane a W lane, one norm unit, the norms "
-        "kept, the sweep tags in block RAM",
+        "kept, the sweep tags in block RAM, the scores read through the argmax, the W/V "
+        "write addresses held a word, kappa from the replay, the lane's stored values in "
+        "block RAM, its rounding a cycle late, the b/U kappa in a ring\n",
         weights="spram", bias_label_lanes=1, forward_multipliers="shared",
         signal_multipliers="shared", label_lanes=3, input_norm="forward", compact_lanes=True,
         lean_signal=True, lean_forward=True, serial_weight_pass=True,
