@@ -191,24 +191,9 @@ def test_tags_through_a_block_ram_sweep_the_same(shared, lean):
     # (SWEEP_SPACING or their count apart) and far apart, for more cycles than the
     # memory has words: every cycle's outputs equal the flip-flop line's.
     program = _program(shared)
-    w = program.widths
-    rng = np.random.default_rng(11 + shared)
-    total = sum(program.model.config.hidden)
-    bias = [int(v) for v in rng.integers(-300, 300, size=total)]
-    steps = {0: {"ff_r": (1 << (w.r - 1)) + 3, "ff_shift": w.r, "fb_r": 1 << (w.r - 1),
-                 "fb_shift": w.r + 1, "out_off": 2, "bank": 1}}
-    cycle = 1
-    for i in range(12):
-        count = int(rng.integers(1, 4))
-        neuron = int(rng.integers(0, max(program.model.config.hidden) - count + 1))
-        fb, final = [(0, 0), (1, 1), (0, 1)][i % 3]
-        steps.setdefault(cycle, {}).update(_tag(neuron, count, fb=fb, final=final))
-        steps[cycle + 1] = {"tag": {"valid": 0}}
-        for j in range(count):
-            steps.setdefault(cycle + 1 + MAC_DRAIN + j, {})["acc"] = int(
-                rng.integers(-5000, 5000))
-        cycle += max(count, SWEEP_SPACING) + (int(rng.integers(0, 9)) if i % 4 == 3 else 0)
-    cycles = cycle + 30
+    bias, steps, cycles = _random_passes(
+        program, np.random.default_rng(11 + shared), 12,
+        lambda count: max(count, SWEEP_SPACING), (0, 9))
     lines = _run(program, bias, steps, cycles, lean)
     memory_ = _run(program, bias, steps, cycles, lean, tag_memory=True)
     assert memory_ == lines
@@ -217,6 +202,30 @@ def test_tags_through_a_block_ram_sweep_the_same(shared, lean):
                  tag_memory=True).tag_memory
     with pytest.raises(TypeError, match=r"^Tag memory must be True or False, not 1$"):
         Sweep(_program(False), tag_memory=1)
+
+
+def _random_passes(program, rng, passes: int, spacing, extra: tuple[int, int]):
+    """(biases, steps, cycles) of ``passes`` random passes for :func:`_run`: every kind
+    in turn (feed-forward not final, feedback final, feed-forward final), 1 to 3 neurons
+    each, the next ``spacing(count)`` cycles later, every fourth a random ``extra``
+    (low, high) cycles later still; the sums arrive MAC_DRAIN cycles after their tag."""
+    w = program.widths
+    total = sum(program.model.config.hidden)
+    bias = [int(v) for v in rng.integers(-300, 300, size=total)]
+    steps = {0: {"ff_r": (1 << (w.r - 1)) + 3, "ff_shift": w.r, "fb_r": 1 << (w.r - 1),
+                 "fb_shift": w.r + 1, "out_off": 2, "bank": 1}}
+    cycle = 1
+    for i in range(passes):
+        count = int(rng.integers(1, 4))
+        neuron = int(rng.integers(0, max(program.model.config.hidden) - count + 1))
+        fb, final = [(0, 0), (1, 1), (0, 1)][i % 3]
+        steps.setdefault(cycle, {}).update(_tag(neuron, count, fb=fb, final=final))
+        steps[cycle + 1] = {"tag": {"valid": 0}}
+        for j in range(count):
+            steps.setdefault(cycle + 1 + MAC_DRAIN + j, {})["acc"] = int(
+                rng.integers(-5000, 5000))
+        cycle += spacing(count) + (int(rng.integers(*extra)) if i % 4 == 3 else 0)
+    return bias, steps, cycle + 30
 
 
 def test_clear_restarts_the_sum_of_squares():
@@ -247,25 +256,9 @@ def test_spaced_passes_sweep_the_same(tag_memory):
     # final, feed-forward final), 1 to 3 neurons, as close as the option allows
     # (pass_spacing) and farther: every cycle's outputs equal the lean sweep's.
     program = _program(True)
-    w = program.widths
-    rng = np.random.default_rng(13 + tag_memory)
-    total = sum(program.model.config.hidden)
-    bias = [int(v) for v in rng.integers(-300, 300, size=total)]
     dut = Sweep(program, product_latency=SIDE_LATENCY, lean=True, spaced_passes=True)
-    steps = {0: {"ff_r": (1 << (w.r - 1)) + 3, "ff_shift": w.r, "fb_r": 1 << (w.r - 1),
-                 "fb_shift": w.r + 1, "out_off": 2, "bank": 1}}
-    cycle = 1
-    for i in range(9):
-        count = int(rng.integers(1, 4))
-        neuron = int(rng.integers(0, max(program.model.config.hidden) - count + 1))
-        fb, final = [(0, 0), (1, 1), (0, 1)][i % 3]
-        steps.setdefault(cycle, {}).update(_tag(neuron, count, fb=fb, final=final))
-        steps[cycle + 1] = {"tag": {"valid": 0}}
-        for j in range(count):
-            steps.setdefault(cycle + 1 + MAC_DRAIN + j, {})["acc"] = int(
-                rng.integers(-5000, 5000))
-        cycle += dut.pass_spacing(count) + (int(rng.integers(1, 5)) if i % 4 == 3 else 0)
-    cycles = cycle + 30
+    bias, steps, cycles = _random_passes(program, np.random.default_rng(13 + tag_memory), 9,
+                                         dut.pass_spacing, (1, 5))
     options = {"tag_memory": True} if tag_memory else {}
     lines = _run(program, bias, steps, cycles, True, **options)
     spaced = _run(program, bias, steps, cycles, True, spaced_passes=True, **options)
