@@ -29,6 +29,8 @@ from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_25F_Platform, ULX3S_45F_Platform, ULX3S_85F_Platform
 
+from rtl.params import check_choice
+
 __all__ = ["BOARDS", "Board", "BoardTop", "Ecp5Pll", "Ice40Pll", "board_info", "ecp5_pll",
            "fpga_family", "ice40_pll", "plan_pll"]
 
@@ -171,8 +173,7 @@ def board_info(board: str) -> Board:
     ValueError
         If the board is not one of :data:`BOARDS`, naming those that are.
     """
-    if board not in BOARDS:
-        raise ValueError(f"Board must be one of {', '.join(BOARDS)}, not {board!r}")
+    check_choice("Board", board, BOARDS)
     return BOARDS[board]
 
 

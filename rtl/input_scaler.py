@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 from golden.intformat import IntFormat
 from golden.inttrain import NORM_FRAC_BITS
 from rtl.normaliser import Rsqrt, Scaler
-from rtl.params import check_positive_int
+from rtl.params import check_choice, check_positive_int
 from rtl.resources import MemoryShape, Product
 
 __all__ = ["RECIPROCALS", "InputScaler"]
@@ -99,9 +99,7 @@ class InputScaler(wiring.Component):
         self.sq_bits = check_positive_int("Sum of squares width", sq_bits)
         self.activations = check_positive_int("Activation count", activations)
         self.max_inputs = check_positive_int("Input count", max_inputs)
-        if reciprocal not in RECIPROCALS:
-            raise ValueError(f"Reciprocal must be one of {', '.join(RECIPROCALS)}, "
-                             f"not {reciprocal!r}")
+        check_choice("Reciprocal", reciprocal, RECIPROCALS)
         self.reciprocal = reciprocal
         if not isinstance(lean, bool):
             raise TypeError(f"Lean must be True or False, not {lean!r}")

@@ -35,7 +35,7 @@ from golden.inttrain import (
     threshold,
 )
 from rtl.collisions import COLLISIONS_UNUSED
-from rtl.params import check_positive_int
+from rtl.params import check_choice, check_positive_int
 from rtl.resources import MemoryShape, Product
 
 __all__ = ["SIGMOIDS", "LearningSignalUnit", "error_layout", "neuron_layout"]
@@ -173,8 +173,7 @@ class LearningSignalUnit(wiring.Component):
         self.frac_bits = check_positive_int("Fractional bits", frac_bits, minimum=2)
         self.theta_bits = check_positive_int("Threshold width", theta_bits)
         self.depth = check_positive_int("Neuron count", depth)
-        if sigmoid not in SIGMOIDS:
-            raise ValueError(f"Sigmoid must be one of {', '.join(SIGMOIDS)}, not {sigmoid!r}")
+        check_choice("Sigmoid", sigmoid, SIGMOIDS)
         self.sigmoid = sigmoid
         amax = (1 << (state_bits - 1)) - 1
         wmax = (1 << (weight_bits - 1)) - 1

@@ -22,6 +22,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.collisions import COLLISIONS_UNUSED
+from rtl.params import check_choice
 from rtl.program import Program, op_layout
 from rtl.weight_store import WeightStore
 
@@ -89,9 +90,7 @@ def _pack(values: list[int], bits: int) -> int:
 
 def check_mapping(weights: object, banks: object) -> None:
     """Raise ValueError for a mapping :class:`ModelMemory` does not implement."""
-    if weights not in WEIGHT_MEMORIES:
-        raise ValueError(f"Weight memory must be one of {', '.join(WEIGHT_MEMORIES)}, "
-                         f"not {weights!r}")
+    check_choice("Weight memory", weights, WEIGHT_MEMORIES)
     if banks not in (1, 2) or isinstance(banks, bool):
         raise ValueError(f"Weight banks must be 1 or 2, not {banks!r}")
     if banks == 2 and weights != "loadable":

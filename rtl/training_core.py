@@ -74,7 +74,7 @@ from rtl.error_scan import ErrorScan, error_entry_layout
 from rtl.input_scaler import V_BITS, InputScaler
 from rtl.label_groups import LabelGroups
 from rtl.lfsr import WordGenerator, next_word
-from rtl.params import check_positive_int
+from rtl.params import check_choice, check_positive_int
 from rtl.program import SIDE_BITS, SIDE_LATENCY
 from rtl.resources import MemoryShape, Product
 from rtl.select import is_zero
@@ -130,9 +130,7 @@ def _check_options(model: IntModel, rule: TrainRule, *, lanes: int, multipliers:
     """Refuse a :class:`TrainingCore` configuration that cannot be built, naming the
     parameter and the fix (the components check their own parameters again)."""
     check_positive_int("Lane count", lanes)
-    if multipliers not in MULTIPLIERS:
-        raise ValueError(f"Multipliers must be one of {', '.join(MULTIPLIERS)}, "
-                         f"not {multipliers!r}")
+    check_choice("Multipliers", multipliers, MULTIPLIERS)
     if not isinstance(compact_lanes, bool):
         raise TypeError(f"Compact lanes must be True or False, not {compact_lanes!r}")
     if not isinstance(shared_update_lane, bool):
@@ -141,25 +139,17 @@ def _check_options(model: IntModel, rule: TrainRule, *, lanes: int, multipliers:
     if shared_update_lane and bias_label_lanes != 1:
         raise ValueError(f"The b and U pass borrows one lane of the W pass: a shared "
                          f"update lane needs bias_label_lanes=1, not {bias_label_lanes!r}")
-    if signal_multipliers not in MULTIPLIERS:
-        raise ValueError(f"Signal multipliers must be one of {', '.join(MULTIPLIERS)}, "
-                         f"not {signal_multipliers!r}")
+    check_choice("Signal multipliers", signal_multipliers, MULTIPLIERS)
     if signal_multipliers == "shared" and (multipliers != "shared" or lanes < 2):
         raise ValueError(f"The learning signal borrows MAC lanes 0 and 1: it needs "
                          f"multipliers='shared' and at least 2 lanes, not "
                          f"{multipliers!r} and {lanes}")
-    if forward_multipliers not in MULTIPLIERS:
-        raise ValueError(f"Forward multipliers must be one of "
-                         f"{', '.join(MULTIPLIERS)}, not {forward_multipliers!r}")
-    if weights not in WEIGHT_KINDS:
-        raise ValueError(f"Weights must be one of {', '.join(WEIGHT_KINDS)}, "
-                         f"not {weights!r}")
+    check_choice("Forward multipliers", forward_multipliers, MULTIPLIERS)
+    check_choice("Weights", weights, WEIGHT_KINDS)
     if weights == "spram":
         check_spram_word(lanes=lanes, store_bits=rule.store_bits,
                          weight_bits=model.fmt.weight_bits)
-    if input_norm not in INPUT_NORMS:
-        raise ValueError(f"Input norm must be one of {', '.join(INPUT_NORMS)}, "
-                         f"not {input_norm!r}")
+    check_choice("Input norm", input_norm, INPUT_NORMS)
     if not isinstance(lean_signal, bool):
         raise TypeError(f"Lean signal must be a bool, not {lean_signal!r}")
     if not isinstance(shared_word_network, bool):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from golden.intmodel import IntModel
 from rtl.label_groups import LabelGroups
 from rtl.learning_signal import LearningSignalUnit
+from rtl.params import check_choice
 from rtl.program import (
     FETCH_DECODE,
     LAYER,
@@ -106,8 +107,7 @@ def estimate_training(model: IntModel, *, lanes: int, label_lanes: int | None = 
         For an unknown memory kind, a configuration ``build_program`` refuses, or on
         SPRAM a word of P x B_m bits wider than 64 (the built engine's refusal).
     """
-    if memory not in MEMORY_KINDS:
-        raise ValueError(f"Memory must be one of {', '.join(MEMORY_KINDS)}, not {memory!r}")
+    check_choice("Memory", memory, MEMORY_KINDS)
     if memory == "spram":
         check_spram_word(lanes=lanes, store_bits=store_bits,
                          weight_bits=model.fmt.weight_bits)

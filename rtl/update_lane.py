@@ -23,7 +23,7 @@ from golden.intmodel import IntModel
 from golden.inttrain import DELTA_BITS, NORM_FRAC_BITS, IntTrainer, TrainRule
 from golden.lfsr import LFSR_WIDTH
 from rtl.collisions import COLLISIONS_UNUSED
-from rtl.params import check_positive_int
+from rtl.params import check_choice, check_positive_int
 from rtl.resources import Product
 from rtl.select import window
 
@@ -129,8 +129,7 @@ class UpdateLane(wiring.Component):
         self.limits = limits
         self.input_bits = check_positive_int("Input width", input_bits)
         self.error_bits = check_positive_int("Error width", error_bits, minimum=2)
-        if rounding not in ROUNDINGS:
-            raise ValueError(f"Rounding must be one of {', '.join(ROUNDINGS)}, not {rounding!r}")
+        check_choice("Rounding", rounding, ROUNDINGS)
         self.rounding = rounding
         if (not isinstance(max_shift, int) or isinstance(max_shift, bool)
                 or not 1 <= max_shift <= LFSR_WIDTH):

@@ -59,7 +59,7 @@ from golden.lfsr import LFSR_WIDTH
 from rtl.error_scan import error_entry_layout
 from rtl.input_scaler import V_BITS
 from rtl.lfsr import WordGenerator
-from rtl.params import check_positive_int
+from rtl.params import check_choice, check_positive_int
 from rtl.resources import Product
 from rtl.select import is_zero
 from rtl.update_lane import STORED_KINDS, UpdateLane
@@ -77,8 +77,7 @@ def _width(depth: int) -> int:
 
 
 def _check_port(port: str) -> str:
-    if port not in PORTS:
-        raise ValueError(f"Port must be one of {', '.join(PORTS)}, not {port!r}")
+    check_choice("Port", port, PORTS)
     return port
 
 

@@ -61,7 +61,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.board import fpga_family
-from rtl.params import check_positive_int
+from rtl.params import check_choice, check_positive_int
 from rtl.replica import REPLICA_PREFIX, RegisterCopy
 
 __all__ = ["BRAM_SHAPES", "PART_DEPTH", "PORTS", "SLICED_FAMILIES", "SLICES_PER_COPY",
@@ -118,9 +118,7 @@ def spram_banks(width: int) -> int:
 
 def store_port(kind: str, width: int) -> str:
     """The :data:`PORTS` kind of a weight store of ``kind`` and ``width``-bit words."""
-    if kind not in WEIGHT_STORE_KINDS:
-        raise ValueError(f"Weight store kind must be one of "
-                         f"{', '.join(WEIGHT_STORE_KINDS)}, not {kind!r}")
+    check_choice("Weight store kind", kind, WEIGHT_STORE_KINDS)
     if kind == "bram":
         return "dual"
     return "banked" if spram_banks(width) == 2 else "single"
@@ -193,9 +191,7 @@ def bram_slices(family: str, *, depth: int, width: int) -> list[int]:
     ValueError
         For a family without block RAM shapes.
     """
-    if family not in BRAM_SHAPES:
-        raise ValueError(f"Block RAM family must be one of {', '.join(BRAM_SHAPES)}, "
-                         f"not {family!r}")
+    check_choice("Block RAM family", family, BRAM_SHAPES)
     check_positive_int("Weight store depth", depth)
     check_positive_int("Weight word width", width)
     if family not in SLICED_FAMILIES:
@@ -254,9 +250,7 @@ class WeightStore(wiring.Component):
                  writable: bool = False, latency: int = 2) -> None:
         self.width = check_positive_int("Weight word width", width)
         self.depth = check_positive_int("Weight store depth", depth, minimum=2)
-        if kind not in WEIGHT_STORE_KINDS:
-            raise ValueError(f"Weight store kind must be one of "
-                             f"{', '.join(WEIGHT_STORE_KINDS)}, not {kind!r}")
+        check_choice("Weight store kind", kind, WEIGHT_STORE_KINDS)
         self.kind = kind
         if latency not in (self.LATENCY, self.DEEP_LATENCY) or isinstance(latency, bool):
             raise ValueError(f"Weight store latency must be {self.LATENCY} or "

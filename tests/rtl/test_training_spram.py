@@ -244,6 +244,7 @@ def _serial_build(lanes: int) -> dict:
     return dict(SMALL_PART, label_lanes=min(K, lanes), compact_lanes=True, lean_signal=True,
                 shared_word_network=True, serial_weight_pass=True)
 
+
 @pytest.mark.parametrize("name", one_by_default(
     ["ffdl_p3_b8", "ffdl_p4_b8", "ffcl_all_t2_p3_b16", "narrow_p3_b16"], "ffdl_p4_b8"))
 def test_a_serial_pass_with_held_addresses_trains_like_the_golden_trainer(name):
