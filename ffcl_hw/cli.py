@@ -87,6 +87,9 @@ _SMALL_PART_PHRASES = (
 #: Errors that mean "the input was wrong": reported without a traceback, status 2.
 _USER_ERRORS = (DatasetError, ConfigError, ModelFileError, RunError)
 
+#: What :func:`_build_parser` adds a sub-command to (``parser.add_subparsers()``).
+_Subparsers = argparse._SubParsersAction
+
 
 def _hidden(text: str) -> tuple[int, ...]:
     try:
@@ -227,13 +230,8 @@ def _multipliers_option(parser: argparse.ArgumentParser, when: str = "") -> None
                              + (f"; {when}" if when else "") + ")")
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ffcl-hw",
-        description="Forward-Forward (FFL, FFDL, FFCL) golden model and FPGA accelerator.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_train_parser(sub: _Subparsers) -> None:
+    """``ffcl-hw train``: a float or integer model trained into a new run."""
     p = sub.add_parser("train", help="train a model and write RUN/model.npz and metrics.json")
     _add_data_options(p, default="digits")
     p.add_argument("--algo", choices=ALGORITHMS, default="ffcl")
@@ -243,11 +241,17 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing RUN")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
+def _add_evaluate_parser(sub: _Subparsers) -> None:
+    """``ffcl-hw evaluate``: a trained run's test accuracy."""
     p = sub.add_parser("evaluate", help="test accuracy of a trained run")
     p.add_argument("run", type=Path, metavar="RUN")
     _add_data_options(p, default=None)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
+
+def _add_compare_parser(sub: _Subparsers) -> None:
+    """``ffcl-hw compare``: FFL, FFDL and FFCL trained with the same budget."""
     p = sub.add_parser("compare", help="train FFL, FFDL and FFCL with the same budget")
     _add_data_options(p, default="digits")
     _add_model_options(p)
@@ -258,6 +262,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="also train FFDL and FFCL with the on-chip integer rule "
                         "(train --arith int defaults) into DIR/ALGO-int")
 
+
+def _add_quantize_parser(sub: _Subparsers) -> None:
+    """``ffcl-hw quantize``: a trained run's integer model."""
     p = sub.add_parser("quantize", help="integer model of a trained run: write "
                        "RUN/model.int.npz, add integer accuracy to metrics.json")
     p.add_argument("run", type=Path, metavar="RUN")
@@ -268,6 +275,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", type=_positive, default=1000, metavar="N",
                    help="training images that set the pre-activation range (default 1000)")
 
+
+def _add_export_verilog_parser(sub: _Subparsers) -> None:
+    """``ffcl-hw export-verilog``: the core's Verilog and port description."""
     p = sub.add_parser("export-verilog", help="write the core's Verilog and a JSON "
                        "description of its ports and parameters")
     p.add_argument("run", type=Path, metavar="RUN")
@@ -278,6 +288,10 @@ def _build_parser() -> argparse.ArgumentParser:
     _multipliers_option(p)
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
 
+
+def _add_sim_parser(sub: _Subparsers) -> None:
+    """``ffcl-hw sim``: the core (or its netlist, or its training core) simulated
+    against the golden integer model."""
     p = sub.add_parser("sim", help="simulate the core on test images against the golden "
                        "integer model; write RUN/sim.json")
     p.add_argument("run", type=Path, metavar="RUN")
@@ -330,6 +344,9 @@ def _build_parser() -> argparse.ArgumentParser:
                         "continue a trained model at the rate it converged at)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
+def _add_synth_parser(sub: _Subparsers) -> None:
+    """``ffcl-hw synth``: the core with its host link synthesized for a board."""
     p = sub.add_parser("synth", help="synthesize the core with its UART host link for a "
                        "board; write RUN/synth/BOARD/report.json and the bitstream")
     p.add_argument("run", type=Path, metavar="RUN")
@@ -374,6 +391,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="on ECP5, pin the MAC lanes and their weight block RAMs side by side "
                         f"(auto: for {FLOORPLAN_MIN_LANES} lanes or more)")
 
+
+def _add_synth_table_parser(sub: _Subparsers) -> None:
+    """``ffcl-hw synth-table``: a Markdown table of synthesis reports."""
     p = sub.add_parser("synth-table", help="a Markdown table of every synthesis report's "
                        "Fmax and utilisation")
     p.add_argument("paths", type=Path, nargs="+", metavar="RUN|REPORT",
@@ -381,6 +401,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, metavar="FILE", help="write the page here (default: "
                    "print it)")
 
+
+def _add_run_parser(sub: _Subparsers) -> None:
+    """``ffcl-hw run``: a board classifying, training or read over its host link."""
     p = sub.add_parser("run", help="classify test images on a board over its UART host link "
                        "and check them against the golden integer model; write RUN/board.json "
                        "(--train: train a training bitstream; --read: save its model)")
@@ -409,6 +432,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="with --read: the new run folder (default RUN-board beside RUN)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
+def _add_bench_parser(sub: _Subparsers) -> None:
+    """``ffcl-hw bench``: accelerator cycles against host C, NumPy and RV32IM."""
     p = sub.add_parser("bench", help="accelerator cycles per inference and per training "
                        "sample against host C, NumPy and RV32IM; write RUN/bench.json, "
                        "RUN/bench.md, RUN/bench/*.png")
@@ -433,6 +459,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _multipliers_option(p, "without --board (a board's build says)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
+def _add_regress_parser(sub: _Subparsers) -> None:
+    """``ffcl-hw regress``: random core configurations against the golden model."""
     p = sub.add_parser("regress", help="random regression: random core configurations "
                        "under Verilator, every inference against the golden integer model")
     p.add_argument("--seed", type=_non_negative, default=1, metavar="S",
@@ -450,6 +479,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true",
                    help="keep every build folder (default: only those of failed cases)")
 
+
+def _add_demo_parser(sub: _Subparsers) -> None:
+    """``ffcl-hw demo``: the main job on the built-in digits data."""
     p = sub.add_parser("demo", help="the main job on the built-in digits data")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="RUN",
                    help="where the demo run goes (replaced on every demo); default runs/demo")
@@ -459,6 +491,34 @@ def _build_parser() -> argparse.ArgumentParser:
                    metavar="N", help="training samples the simulated training core learns "
                    f"from in the last step (default {DEMO_TRAIN_SAMPLES}; 0 leaves it out)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+#: What adds each sub-command's parser, in the order ``ffcl-hw --help`` lists them.
+_COMMAND_PARSERS: tuple[Callable[[_Subparsers], None], ...] = (
+    _add_train_parser,
+    _add_evaluate_parser,
+    _add_compare_parser,
+    _add_quantize_parser,
+    _add_export_verilog_parser,
+    _add_sim_parser,
+    _add_synth_parser,
+    _add_synth_table_parser,
+    _add_run_parser,
+    _add_bench_parser,
+    _add_regress_parser,
+    _add_demo_parser,
+)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    """The ``ffcl-hw`` parser: one sub-parser per command (:data:`_COMMAND_PARSERS`)."""
+    parser = argparse.ArgumentParser(
+        prog="ffcl-hw",
+        description="Forward-Forward (FFL, FFDL, FFCL) golden model and FPGA accelerator.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_parser in _COMMAND_PARSERS:
+        add_parser(sub)
     return parser
 
 
