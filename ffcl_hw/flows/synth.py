@@ -27,13 +27,14 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from amaranth._toolchain import tool_env_var
 
 from ffcl_hw.flows.floorplan import ECP5_GRIDS, apply_floorplan, wants_floorplan
 from ffcl_hw.flows.sweep import (
     PNR_REPORT,
+    Placement,
     best_placement,
     executor_for,
     fmax_of,
@@ -42,7 +43,7 @@ from ffcl_hw.flows.sweep import (
 from ffcl_hw.flows.toolchain import SynthError, run_step, tool_version, toolchain_env
 from ffcl_hw.runs import RunError
 from golden.intmodel import IntModel
-from rtl.board import BoardTop, board_info, plan_pll
+from rtl.board import Board, BoardTop, Ecp5Pll, Ice40Pll, board_info, plan_pll
 from rtl.core import WEIGHT_MEMORIES, Core, memory_images
 from rtl.host_link import link_memories, link_products
 from rtl.program import SIDE_BITS, Program, build_program, op_layout
@@ -365,6 +366,168 @@ def default_multipliers(board: str) -> str:
     return "shared" if board_info(board).family == "ice40" else "dedicated"
 
 
+def _fit_needs(model_or_core: IntModel | Core | TrainingCore, program: Program, info: Board,
+               mapping: str, banks: int) -> tuple[dict[str, Any], list[str]]:
+    """What :func:`check_fit` returns for ``program`` on ``info``'s part.
+
+    Returns
+    -------
+    (needs, problems)
+        The counts, and the one problem found while counting: weight words that no
+        arrangement of SPRAM blocks holds (:func:`_spram_needed`).
+    """
+    core = (model_or_core.core if isinstance(model_or_core, TrainingCore) else model_or_core)
+    mults = multipliers_needed(program, info.family,
+                               lent=isinstance(core, Core) and core.lend_enabled)
+    options = ({"stored_norms": core.stored_norms, "tag_memory": core.tag_memory}
+               if isinstance(core, Core) else {})
+    shapes = _memory_shapes(program, banks, **options)
+    memory = {group: {name: count * depth * width
+                      for name, (count, depth, width) in group_shapes.items()}
+              for group, group_shapes in shapes.items()}
+    in_bram = {k: v for k, v in memory["model"].items()
+               if not (k == "weights" and mapping == "spram")}
+    blocks = block_ram_estimate(program, info.family, weights=mapping, banks=banks, **options)
+    training = None
+    if isinstance(model_or_core, TrainingCore):
+        # The engine's units and the host link's join the inference core's in the totals.
+        training = _training_needs(model_or_core, info.family)
+        mults = {**mults, **training["multipliers"], "host_link": training["link_multipliers"]}
+        blocks = {**blocks, **{f"training_{k}": v for k, v in training["block_rams"].items()},
+                  **{f"link_{k}": v for k, v in training["link_block_rams"].items()}}
+    block_bits = 4096 if info.family == "ice40" else 18 * 1024
+    spram_available = info.spram_bits // (SPRAM_DEPTH * SPRAM_WIDTH)
+    spram_needed, problems = _spram_needed(shapes, mapping)
+    needs = {
+        "weights": mapping,
+        "banks": banks,
+        "multipliers": {"needed": sum(mults.values()), "available": info.multipliers,
+                        "detail": mults},
+        "memory_bits": {"needed": sum(in_bram.values()), "available": info.bram_bits,
+                        "detail": in_bram},
+        "working_memory_bits": memory["working"],
+        "block_rams": {"needed": sum(blocks.values()),
+                       "available": info.bram_bits // block_bits, "detail": blocks},
+        "spram": {"needed": spram_needed, "available": spram_available,
+                  "detail": {"weights": spram_needed}},
+    }
+    if training is not None:
+        needs["training"] = training
+    return needs, problems
+
+
+def _spram_needed(shapes: dict[str, dict[str, tuple[int, int, int]]],
+                  mapping: str) -> tuple[int, list[str]]:
+    """SPRAM blocks the weight words take with ``mapping`` (0 outside SPRAM), and the
+    problem if no arrangement of blocks holds them (then 0)."""
+    if mapping != "spram":
+        return 0, []
+    _, depth, width = shapes["model"]["weights"]
+    try:
+        return spram_blocks(width=width, depth=max(2, depth)), []
+    except ValueError as error:
+        return 0, [f"its weight words ({depth:,} x {width} bits) do not fit SPRAM: {error}"]
+
+
+def _multiplier_problems(needs: dict[str, Any], model_or_core: IntModel | Core | TrainingCore,
+                         program: Program, info: Board, *, lanes_tried: bool) -> list[str]:
+    """The multipliers :func:`check_fit` refuses, with the fix that applies (none: [])."""
+    m = needs["multipliers"]
+    if not m["needed"] > m["available"]:
+        return []
+    mults, training = m["detail"], needs.get("training")
+    detail = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in mults.items() if v)
+    hint = "use fewer --lanes or label lanes"
+    if training is not None:
+        hint = _training_multiplier_hint(training, m["needed"], model_or_core, program,
+                                         lanes_tried=lanes_tried)
+    elif not program.shared:
+        hint += " (or --multipliers shared: the scaler and squares borrow the lanes')"
+    return [f"it needs {m['needed']} multipliers ({detail}) and {info.name} has "
+            f"{m['available']}; {hint}"]
+
+
+def _training_multiplier_hint(training: dict[str, Any], needed: int, core: TrainingCore,
+                              program: Program, *, lanes_tried: bool) -> str:
+    """What to do about a training core with too many multipliers: what its engine takes
+    beside the inference core and the host link, and the boards, lanes or sharing that
+    would fit."""
+    engine = sum(training["multipliers"].values())
+    link = training["link_multipliers"]
+    units = ", ".join(f"{k.replace('_', ' ')} {v}"
+                      for k, v in training["multipliers"].items() if v)
+    hint = (f"the training engine alone takes {engine} ({units}), beside the "
+            f"inference core's {needed - engine - link}"
+            + (f" and the host link's {link}" if link else "")
+            + ": train on a board with more multipliers "
+            "(ECP5: ulx3s-25f has 28, ulx3s-85f 156)")
+    # Only while a smaller count is left to try: after every count (the caller
+    # says so) or at one lane, the hint would contradict what follows it.
+    if not lanes_tried and program.lanes > 1:
+        hint += " or with fewer --lanes"
+    if core.multipliers == "dedicated":
+        hint += " (or --multipliers shared: the update lanes borrow the MAC lanes')"
+    return hint
+
+
+def _memory_short(needs: dict[str, Any]) -> bool:
+    """Whether the model memories' bits or the block RAMs are more than the part has."""
+    b, r = needs["memory_bits"], needs["block_rams"]
+    return b["needed"] > b["available"] or r["needed"] > r["available"]
+
+
+def _memory_problems(needs: dict[str, Any], program: Program, info: Board) -> list[str]:
+    """The memories :func:`check_fit` refuses (model memory bits, SPRAM blocks, block
+    RAMs), and for a training core the stored width that would shrink them."""
+    problems = []
+    mapping = needs["weights"]
+    b = needs["memory_bits"]
+    if b["needed"] > b["available"]:
+        detail = ", ".join(f"{k} {v:,}" for k, v in b["detail"].items())
+        where = f"{info.bram_bits:,} bits of block RAM"
+        if info.spram_bits and mapping != "spram":
+            where += (f" (its {info.spram_bits:,} bits of SPRAM are not initialised at "
+                      "configuration: only weights='spram', loaded over the host link, "
+                      "can use them)")
+        problems.append(f"its model memories need {b['needed']:,} bits ({detail}) and "
+                        f"{info.name} has {where}")
+    spram = needs["spram"]
+    if mapping == "spram" and spram["needed"] > spram["available"]:
+        problems.append(f"its weights need {spram['needed']} SPRAM blocks and {info.name} "
+                        f"has {spram['available']}")
+    r = needs["block_rams"]
+    if r["needed"] > r["available"]:
+        detail = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in r["detail"].items())
+        problems.append(f"its memories take an estimated {r['needed']} block RAMs ({detail}) "
+                        f"and {info.name} has {r['available']}")
+    if "training" in needs and _memory_short(needs):
+        stored = program.stored_weight_bits
+        problems.append(f"its stored weights are {stored} bits each (the rule's B_m; "
+                        f"{program.widths.weight} are read by the forward pass): train the run "
+                        f"with a smaller stored width (ffcl-hw train --arith int "
+                        f"--store-bits B, B >= {program.widths.weight}), or fewer or "
+                        f"narrower layers")
+    return problems
+
+
+def _fit_error(needs: dict[str, Any], problems: list[str], program: Program,
+               info: Board) -> FitError:
+    """The :class:`FitError` naming the model, its lanes and ``problems`` (one bank's
+    saving added for a two-bank core short of memory)."""
+    config = program.model.config
+    shape = "-".join(str(n) for n in (config.input_size, *config.hidden))
+    banks = needs["banks"]
+    copies = " and two banks of its model memories" if banks == 2 else ""
+    if "training" in needs:
+        copies = " trained on chip (its training core)"
+    if banks == 2 and _memory_short(needs):
+        problems = [*problems, "one bank (--banks 1) needs half the model memory, at the "
+                    "cost of refusing images after a failed load"]
+    return FitError(f"The {config.algo.upper()} model {shape} with {program.lanes} lanes"
+                    f"{copies} does not fit {info.name} ({info.device}): "
+                    + "; ".join(problems), needs)
+
+
 def check_fit(model_or_core: IntModel | Core | TrainingCore, board: str, *,
               lanes: int | None = None,
               label_lanes: int | None = None, weights: str | None = None,
@@ -429,112 +592,13 @@ def check_fit(model_or_core: IntModel | Core | TrainingCore, board: str, *,
     if mapping not in WEIGHT_MEMORIES:
         raise ValueError(f"Weight memory must be one of {', '.join(WEIGHT_MEMORIES)}, "
                          f"not {mapping!r}")
-    core = (model_or_core.core if isinstance(model_or_core, TrainingCore) else model_or_core)
-    mults = multipliers_needed(program, info.family,
-                               lent=isinstance(core, Core) and core.lend_enabled)
-    options = ({"stored_norms": core.stored_norms, "tag_memory": core.tag_memory}
-               if isinstance(core, Core) else {})
-    shapes = _memory_shapes(program, banks, **options)
-    memory = {group: {name: count * depth * width
-                      for name, (count, depth, width) in group_shapes.items()}
-              for group, group_shapes in shapes.items()}
-    in_bram = {k: v for k, v in memory["model"].items()
-               if not (k == "weights" and mapping == "spram")}
-    blocks = block_ram_estimate(program, info.family, weights=mapping, banks=banks, **options)
-    training = None
-    if isinstance(model_or_core, TrainingCore):
-        training = _training_needs(model_or_core, info.family)
-        mults = {**mults, **training["multipliers"], "host_link": training["link_multipliers"]}
-        blocks = {**blocks, **{f"training_{k}": v for k, v in training["block_rams"].items()},
-                  **{f"link_{k}": v for k, v in training["link_block_rams"].items()}}
-    block_bits = 4096 if info.family == "ice40" else 18 * 1024
-    spram_available = info.spram_bits // (SPRAM_DEPTH * SPRAM_WIDTH)
-    problems = []
-    spram_needed = 0
-    if mapping == "spram":
-        _, depth, width = shapes["model"]["weights"]
-        try:
-            spram_needed = spram_blocks(width=width, depth=max(2, depth))
-        except ValueError as error:
-            problems.append(f"its weight words ({depth:,} x {width} bits) do not fit SPRAM: "
-                            f"{error}")
-    needs = {
-        "weights": mapping,
-        "banks": banks,
-        "multipliers": {"needed": sum(mults.values()), "available": info.multipliers,
-                        "detail": mults},
-        "memory_bits": {"needed": sum(in_bram.values()), "available": info.bram_bits,
-                        "detail": in_bram},
-        "working_memory_bits": memory["working"],
-        "block_rams": {"needed": sum(blocks.values()),
-                       "available": info.bram_bits // block_bits, "detail": blocks},
-        "spram": {"needed": spram_needed, "available": spram_available,
-                  "detail": {"weights": spram_needed}},
-    }
-    if training is not None:
-        needs["training"] = training
-    m = needs["multipliers"]
-    if m["needed"] > m["available"]:
-        detail = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in mults.items() if v)
-        hint = "use fewer --lanes or label lanes"
-        if training is not None:
-            engine = sum(training["multipliers"].values())
-            link = training["link_multipliers"]
-            units = ", ".join(f"{k.replace('_', ' ')} {v}"
-                              for k, v in training["multipliers"].items() if v)
-            hint = (f"the training engine alone takes {engine} ({units}), beside the "
-                    f"inference core's {m['needed'] - engine - link}"
-                    + (f" and the host link's {link}" if link else "")
-                    + ": train on a board with more multipliers "
-                    "(ECP5: ulx3s-25f has 28, ulx3s-85f 156)")
-            # Only while a smaller count is left to try: after every count (the caller
-            # says so) or at one lane, the hint would contradict what follows it.
-            if not lanes_tried and program.lanes > 1:
-                hint += " or with fewer --lanes"
-            if model_or_core.multipliers == "dedicated":
-                hint += " (or --multipliers shared: the update lanes borrow the MAC lanes')"
-        elif not program.shared:
-            hint += " (or --multipliers shared: the scaler and squares borrow the lanes')"
-        problems.append(f"it needs {m['needed']} multipliers ({detail}) and {info.name} has "
-                        f"{m['available']}; {hint}")
-    b = needs["memory_bits"]
-    if b["needed"] > b["available"]:
-        detail = ", ".join(f"{k} {v:,}" for k, v in in_bram.items())
-        where = f"{info.bram_bits:,} bits of block RAM"
-        if info.spram_bits and mapping != "spram":
-            where += (f" (its {info.spram_bits:,} bits of SPRAM are not initialised at "
-                      "configuration: only weights='spram', loaded over the host link, "
-                      "can use them)")
-        problems.append(f"its model memories need {b['needed']:,} bits ({detail}) and "
-                        f"{info.name} has {where}")
-    spram = needs["spram"]
-    if mapping == "spram" and spram["needed"] > spram["available"]:
-        problems.append(f"its weights need {spram['needed']} SPRAM blocks and {info.name} "
-                        f"has {spram['available']}")
-    r = needs["block_rams"]
-    if r["needed"] > r["available"]:
-        detail = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in blocks.items())
-        problems.append(f"its memories take an estimated {r['needed']} block RAMs ({detail}) "
-                        f"and {info.name} has {r['available']}")
-    if training is not None and (b["needed"] > b["available"] or r["needed"] > r["available"]):
-        stored = program.stored_weight_bits
-        problems.append(f"its stored weights are {stored} bits each (the rule's B_m; "
-                        f"{program.widths.weight} are read by the forward pass): train the run "
-                        f"with a smaller stored width (ffcl-hw train --arith int "
-                        f"--store-bits B, B >= {program.widths.weight}), or fewer or "
-                        f"narrower layers")
+    needs, problems = _fit_needs(model_or_core, program, info, mapping, banks)
+    # In the order the message has always named them: multipliers, then memories.
+    problems += _multiplier_problems(needs, model_or_core, program, info,
+                                     lanes_tried=lanes_tried)
+    problems += _memory_problems(needs, program, info)
     if problems:
-        config = program.model.config
-        shape = "-".join(str(n) for n in (config.input_size, *config.hidden))
-        copies = " and two banks of its model memories" if banks == 2 else ""
-        if training is not None:
-            copies = " trained on chip (its training core)"
-        if banks == 2 and (b["needed"] > b["available"] or r["needed"] > r["available"]):
-            problems.append("one bank (--banks 1) needs half the model memory, at the cost "
-                            "of refusing images after a failed load")
-        raise FitError(f"The {config.algo.upper()} model {shape} with {program.lanes} lanes"
-                       f"{copies} does not fit {info.name} ({info.device}): "
-                       + "; ".join(problems), needs)
+        raise _fit_error(needs, problems, program, info)
     return needs
 
 
@@ -699,6 +763,191 @@ def prepare_build(top: BoardTop, folder: Path,
     return commands, constraints
 
 
+class _ToolRun(NamedTuple):
+    """What :func:`_run_tools` did in the staging folder, for the report."""
+
+    #: The staging folder.
+    stage: Path
+    #: The platform's Yosys, nextpnr and packer commands.
+    commands: tuple[list[str], list[str], list[str]]
+    #: What the ECP5 floorplan pinned (:func:`_pin_lanes`), or None.
+    pinned: dict[str, Any] | None
+    #: Every seed's place and route, and the kept (fastest) one.
+    placements: list[Placement]
+    best: Placement
+    #: Seconds per step: ``export``, ``yosys``, ``nextpnr`` (the sweep's wall time),
+    #: ``pack``.
+    seconds: dict[str, float]
+
+
+def _design_that_fits(design_factory: Callable[[float], Any], board: str,
+                      freq_mhz: float | None, fit: IntModel | Core | None
+                      ) -> tuple[Ice40Pll | Ecp5Pll, BoardTop, Core | None, dict[str, Any] | None]:
+    """The design at the clock the PLL achieves, checked to fit ``board`` (:func:`check_fit`
+    of ``fit``, by default the core found in the design), in its board top.
+
+    Returns
+    -------
+    (pll, top, core, fit_report)
+        The PLL plan, the board top, the core inside the design (or None) and what the
+        fit check returned (None if there was nothing to check).
+    """
+    pll = plan_pll(board, freq_mhz)
+    design = design_factory(pll.achieved_mhz * 1e6)
+    core = _find_core(design)
+    fit = fit if fit is not None else core
+    fit_report = check_fit(fit, board) if fit is not None else None
+    # Made only for a design that fits: an unused top warns when it is collected.
+    top = BoardTop(design, board=board, freq_mhz=freq_mhz)
+    return pll, top, core, fit_report
+
+
+def _run_tools(top: BoardTop, core: Core | None, info: Board, stage: Path,
+               env: dict[str, str], seeds: list[int], *, floorplan: bool | None,
+               executor: Executor | None, scheduler: str | None, workers: int,
+               router: str | None) -> _ToolRun:
+    """The platform's build plan, Yosys once, the ECP5 floorplan, nextpnr once per seed
+    and the packer for the fastest seed, all in ``stage`` (:func:`synth`)."""
+    seconds: dict[str, float] = {}
+
+    # -- the platform's build plan ----------------------------------------------------
+    start = time.perf_counter()
+    (yosys, nextpnr, pack), constraints = prepare_build(top, stage, router)
+    seconds["export"] = time.perf_counter() - start
+
+    # -- Yosys, once ------------------------------------------------------------------
+    seconds["yosys"] = run_step(yosys, stage, "yosys.log", env)
+
+    # -- the floorplan: BEL attributes in the netlist ------------------------------------
+    pinned = _pin_lanes(stage, core, info, floorplan)
+
+    # -- nextpnr, once per seed ----------------------------------------------------------
+    start = time.perf_counter()
+    placements = _place_seeds(stage, seeds, nextpnr, constraints, env, executor=executor,
+                              scheduler=scheduler, workers=workers)
+    seconds["nextpnr"] = time.perf_counter() - start
+    best = _keep_fastest(stage, placements, constraints)
+
+    # -- the packer, for the kept seed -----------------------------------------------------
+    seconds["pack"] = run_step(pack, stage, f"{pack[0]}.log", env)
+    return _ToolRun(stage, (yosys, nextpnr, pack), pinned, placements, best, seconds)
+
+
+def _pin_lanes(stage: Path, core: Core | None, info: Board,
+               floorplan: bool | None) -> dict[str, Any] | None:
+    """Pin the core's MAC lanes and their weight block RAMs in the netlist in ``stage``
+    (:func:`ffcl_hw.flows.floorplan.apply_floorplan`) on ECP5 when ``floorplan`` asks
+    (None: :func:`~ffcl_hw.flows.floorplan.wants_floorplan`); return what was pinned,
+    or None."""
+    if floorplan is None and core is not None:
+        floorplan = wants_floorplan(core.program.lanes)
+    # SPRAM weights have no block RAMs to pin, and iCE40 has no floorplan grid.
+    if not (floorplan and core is not None and info.family == "ecp5"
+            and core.weights != "spram"):
+        return None
+    program = core.program
+    return apply_floorplan(
+        stage / f"{TOP_NAME}.json", grid=ECP5_GRIDS[info.nextpnr_device],
+        lanes=program.lanes, weight_bits=program.widths.weight,
+        slices=core.weight_slices(info.family), top=TOP_NAME)
+
+
+def _place_seeds(stage: Path, seeds: list[int], nextpnr: list[str], constraints: str,
+                 env: dict[str, str], *, executor: Executor | None, scheduler: str | None,
+                 workers: int) -> list[Placement]:
+    """nextpnr once per seed (:func:`ffcl_hw.flows.sweep.sweep_seeds`): on ``executor``,
+    else here for a single seed, else on a pool of ``workers`` processes or the Dask
+    cluster at ``scheduler``."""
+    sweep = functools.partial(sweep_seeds, seeds, stage=stage, command=nextpnr,
+                              inputs=[f"{TOP_NAME}.json", constraints], env=env)
+    if executor is not None or (len(seeds) == 1 and scheduler is None):
+        return sweep(executor=executor)
+    with executor_for(scheduler=scheduler, workers=min(workers, len(seeds))) as pool:
+        return sweep(executor=pool)
+
+
+def _keep_fastest(stage: Path, placements: list[Placement], constraints: str) -> Placement:
+    """Move the fastest placement's outputs up into ``stage``; leave every other seed's
+    folder its report and logs only (their inputs and unpacked outputs removed)."""
+    best = best_placement(placements)
+    # The kept seed's outputs move up beside the netlist; the others keep their
+    # report and logs.
+    for path in Path(best.folder).iterdir():
+        if path.name not in (f"{TOP_NAME}.json", constraints):
+            path.rename(stage / path.name)
+    for placement in placements:
+        for path in Path(placement.folder).iterdir():
+            if path.name in (f"{TOP_NAME}.json", constraints) \
+                    or path.suffix in (".asc", ".config"):
+                path.unlink()
+    shutil.rmtree(best.folder)
+    return best
+
+
+def _synth_report(tools: _ToolRun, info: Board, pll: Ice40Pll | Ecp5Pll, *,
+                  freq_mhz: float | None, fit_report: dict[str, Any] | None,
+                  out_dir: Path, env: dict[str, str]) -> dict[str, Any]:
+    """The report :func:`synth` writes, from nextpnr's report and the netlist in the
+    staging folder (its fields: :func:`synth`'s Returns)."""
+    stage, (yosys, nextpnr, pack) = tools.stage, tools.commands
+    clock = pll.achieved_mhz
+    bitstream = pack[-1] if info.family == "ice40" else f"{TOP_NAME}.bit"
+    pnr = json.loads((stage / PNR_REPORT).read_text())
+    fmax, clocks = fmax_of(pnr)
+    cells = netlist_cells(stage / f"{TOP_NAME}.json")
+    programs = [env[tool_env_var(command[0])] for command in (yosys, nextpnr, pack)]
+    return {
+        "board": info.name,
+        "device": info.device,
+        "package": info.package,
+        "platform": f"{info.platform.__module__}.{info.platform.__name__}",
+        "target_mhz": float(freq_mhz if freq_mhz is not None else info.default_mhz),
+        "clock_mhz": clock,
+        "pll": dict(vars(pll)),
+        "fmax_mhz": fmax,
+        "clocks": clocks,
+        "meets_timing": fmax is not None and fmax >= clock,
+        "critical_path": _critical_path(pnr, clocks),
+        "utilization": _utilization(pnr, info.family),
+        "netlist_cells": {name: cells.get(name, 0) for name in _PRIMITIVES[info.family]},
+        "fit": fit_report,
+        "floorplan": tools.pinned,
+        "bitstream": str(out_dir / bitstream),
+        "seed": tools.best.seed,
+        "seeds": [p.summary(clock) for p in tools.placements],
+        "tools": {Path(p).name: tool_version(p) for p in programs},
+        "seconds": {k: round(v, 2) for k, v in tools.seconds.items()},
+    }
+
+
+def _keep_failed(stage: Path, out_dir: Path) -> Path:
+    """Keep a failed build's staging folder as ``<out_dir>.failed`` (replacing an older
+    one) for inspection; return where it is."""
+    failed = out_dir.with_name(out_dir.name + ".failed")
+    shutil.rmtree(failed, ignore_errors=True)
+    stage.rename(failed)
+    return failed
+
+
+def _log_moved(error: SynthError, stage: Path, failed: Path) -> SynthError:
+    """``error`` naming its log where it is after the staging folder became ``failed``."""
+    log = failed / Path(error.log).relative_to(stage) \
+        if Path(error.log).is_relative_to(stage) else Path(error.log)
+    return SynthError(error.tool, log, str(error).replace(str(error.log), str(log)))
+
+
+def _publish(stage: Path, out_dir: Path) -> None:
+    """Move the finished ``stage`` to ``out_dir``."""
+    # Swap the finished folder in: the old result disappears only once the new one exists.
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        out_dir.rename(old / "previous")
+    stage.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def synth(design_factory: Callable[[float], Any], *, board: str,
           freq_mhz: float | None = None, seed: int = 1, seeds: int | None = None,
           out_dir: Path, fit: IntModel | Core | None = None, floorplan: bool | None = None,
@@ -772,7 +1021,6 @@ def synth(design_factory: Callable[[float], Any], *, board: str,
     if router is not None and router not in ROUTERS:
         raise ValueError(f"Router must be one of {', '.join(ROUTERS)}, not {router!r}")
     out_dir = Path(out_dir)
-    seconds: dict[str, float] = {}
     seeds = default_seeds(board) if seeds is None else seeds
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise RunError(f"--seeds must be a positive integer, not {seeds!r}")
@@ -780,116 +1028,27 @@ def synth(design_factory: Callable[[float], Any], *, board: str,
         raise TypeError("Expected a design factory (clock Hz -> design with rx/tx), not "
                         f"{design_factory!r}")
     seed_list = list(range(seed, seed + seeds))
-
-    # -- the design, its fit ------------------------------------------------------
-    pll = plan_pll(board, freq_mhz)
-    design = design_factory(pll.achieved_mhz * 1e6)
-    core = _find_core(design)
-    fit = fit if fit is not None else core
-    fit_report = check_fit(fit, board) if fit is not None else None
-    # Made only for a design that fits: an unused top warns when it is collected.
-    top = BoardTop(design, board=board, freq_mhz=freq_mhz)
-    clock = pll.achieved_mhz
+    pll, top, core, fit_report = _design_that_fits(design_factory, board, freq_mhz, fit)
     env = toolchain_env()
 
+    # Everything is built in a staging folder beside out_dir, so that out_dir never holds
+    # half a result.
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
     try:
-        # -- the platform's build plan ----------------------------------------------
-        start = time.perf_counter()
-        (yosys, nextpnr, pack), constraints = prepare_build(top, stage, router)
-        seconds["export"] = time.perf_counter() - start
-
-        # -- Yosys, once --------------------------------------------------------------
-        seconds["yosys"] = run_step(yosys, stage, "yosys.log", env)
-
-        # -- the floorplan: BEL attributes in the netlist --------------------------------
-        pinned = None
-        if floorplan is None and core is not None:
-            floorplan = wants_floorplan(core.program.lanes)
-        if floorplan and core is not None and info.family == "ecp5" \
-                and core.weights != "spram":
-            program = core.program
-            pinned = apply_floorplan(
-                stage / f"{TOP_NAME}.json", grid=ECP5_GRIDS[info.nextpnr_device],
-                lanes=program.lanes, weight_bits=program.widths.weight,
-                slices=core.weight_slices(info.family), top=TOP_NAME)
-
-        # -- nextpnr, once per seed ------------------------------------------------------
-        start = time.perf_counter()
-        sweep = functools.partial(sweep_seeds, seed_list, stage=stage, command=nextpnr,
-                                  inputs=[f"{TOP_NAME}.json", constraints], env=env)
-        if executor is not None or (len(seed_list) == 1 and scheduler is None):
-            placements = sweep(executor=executor)
-        else:
-            with executor_for(scheduler=scheduler,
-                              workers=min(workers, len(seed_list))) as pool:
-                placements = sweep(executor=pool)
-        seconds["nextpnr"] = time.perf_counter() - start
-        best = best_placement(placements)
-        # The kept seed's outputs move up beside the netlist; the others keep their
-        # report and logs.
-        for path in Path(best.folder).iterdir():
-            if path.name not in (f"{TOP_NAME}.json", constraints):
-                path.rename(stage / path.name)
-        for placement in placements:
-            for path in Path(placement.folder).iterdir():
-                if path.name in (f"{TOP_NAME}.json", constraints) \
-                        or path.suffix in (".asc", ".config"):
-                    path.unlink()
-        shutil.rmtree(best.folder)
-
-        # -- the packer, for the kept seed -------------------------------------------------
-        seconds["pack"] = run_step(pack, stage, f"{pack[0]}.log", env)
-        bitstream = pack[-1] if info.family == "ice40" else f"{TOP_NAME}.bit"
-
-        # -- the report ---------------------------------------------------------------
-        pnr = json.loads((stage / PNR_REPORT).read_text())
-        fmax, clocks = fmax_of(pnr)
-        cells = netlist_cells(stage / f"{TOP_NAME}.json")
-        programs = [env[tool_env_var(command[0])] for command in (yosys, nextpnr, pack)]
-        report = {
-            "board": info.name,
-            "device": info.device,
-            "package": info.package,
-            "platform": f"{info.platform.__module__}.{info.platform.__name__}",
-            "target_mhz": float(freq_mhz if freq_mhz is not None else info.default_mhz),
-            "clock_mhz": clock,
-            "pll": dict(vars(pll)),
-            "fmax_mhz": fmax,
-            "clocks": clocks,
-            "meets_timing": fmax is not None and fmax >= clock,
-            "critical_path": _critical_path(pnr, clocks),
-            "utilization": _utilization(pnr, info.family),
-            "netlist_cells": {name: cells.get(name, 0) for name in _PRIMITIVES[info.family]},
-            "fit": fit_report,
-            "floorplan": pinned,
-            "bitstream": str(out_dir / bitstream),
-            "seed": best.seed,
-            "seeds": [p.summary(clock) for p in placements],
-            "tools": {Path(p).name: tool_version(p) for p in programs},
-            "seconds": {k: round(v, 2) for k, v in seconds.items()},
-        }
+        tools = _run_tools(top, core, info, stage, env, seed_list, floorplan=floorplan,
+                           executor=executor, scheduler=scheduler, workers=workers,
+                           router=router)
+        report = _synth_report(tools, info, pll, freq_mhz=freq_mhz, fit_report=fit_report,
+                               out_dir=out_dir, env=env)
         (stage / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     except BaseException as error:
-        failed = out_dir.with_name(out_dir.name + ".failed")
-        shutil.rmtree(failed, ignore_errors=True)
-        stage.rename(failed)
+        failed = _keep_failed(stage, out_dir)
         if isinstance(error, SynthError):
             # Point at the log where it now lives.
-            log = failed / Path(error.log).relative_to(stage) \
-                if Path(error.log).is_relative_to(stage) else Path(error.log)
-            raise SynthError(error.tool, log, str(error).replace(str(error.log), str(log))) \
-                from None
+            raise _log_moved(error, stage, failed) from None
         raise
-    # Swap the finished folder in: the old result disappears only once the new one exists.
-    old = None
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        out_dir.rename(old / "previous")
-    stage.rename(out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    _publish(stage, out_dir)
     return report
 
 
