@@ -87,8 +87,8 @@ async def load_and_classify(dut) -> None:
     dut.rst.value = 0
     await ClockCycles(dut.clk, SETTLE_CYCLES)
     # Started after the reset, so that tx's first rise is not read as a byte.
-    source = UartSource(dut.rx, dut.clk, divisor=divisor)
-    sink = UartSink(dut.tx, dut.clk, divisor=divisor)
+    source = UartSource(dut.rx, dut.clk, divisor=divisor, period_ns=CLOCK_NS)
+    sink = UartSink(dut.tx, dut.clk, divisor=divisor, period_ns=CLOCK_NS)
     port = SimulatedSerial(source, sink,
                            timeout_cycles=program.cycles() + 64 * 10 * divisor)
     golden = model.run(images)

@@ -6,17 +6,24 @@
 (checking each start bit at its middle and each stop bit, so that a malformed byte from
 the design is caught), and :class:`SimulatedSerial` gives them pyserial's blocking
 ``write``/``read`` for host code running in a :func:`cocotb.task.bridge` thread.
+
+Given the clock's ``period_ns``, they wait a bit time with one timer instead of counting
+``divisor`` clock edges: each edge woke a Python coroutine, and those wake-ups, not the
+simulator, were most of a host-link test's time. The source then changes the line on a
+falling clock edge and the sink reads it half a cycle after a rising one, so that neither
+shares a time step with the edge the design samples on.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from itertools import groupby
 from typing import Any
 
 import cocotb
 from cocotb.queue import Queue
 from cocotb.task import resume
-from cocotb.triggers import ClockCycles, Event, FallingEdge, RisingEdge, Timer
+from cocotb.triggers import ClockCycles, Event, FallingEdge, First, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 __all__ = ["SimulatedSerial", "UartSink", "UartSource"]
@@ -49,6 +56,8 @@ class UartSource:
         self.divisor = divisor
         self.period_ns = period_ns
         self._queue: Queue[tuple[int, float, bool]] = Queue()
+        #: Whether the line's last change was on a falling clock edge (timed bits keep it).
+        self._aligned = False
         self._idle = Event()
         self._idle.set()
         self.pin.value = 1
@@ -81,24 +90,38 @@ class UartSource:
     async def wait(self) -> None:
         await self._idle.wait()
 
+    def idle_trigger(self) -> Any:
+        """A trigger that fires once everything queued has gone out (for ``First``)."""
+        return self._idle.wait()
+
     async def _run(self) -> None:
         while True:
+            if self._queue.empty():
+                self._aligned = False
             byte, skew, bad = await self._queue.get()
-            for bit in [0, *((byte >> i) & 1 for i in range(8)), int(not bad)]:
+            if skew:
+                self._aligned = False
+            elif self.period_ns is not None and not self._aligned:
+                await FallingEdge(self.clock)
+                self._aligned = True
+            # A framing error's low stop bit is followed by two idle bits.
+            bits = [0, *((byte >> i) & 1 for i in range(8)), *((0, 1, 1) if bad else (1,))]
+            # One wait per run of equal bits: the line changes only between runs.
+            for bit, run in groupby(bits):
                 self.pin.value = bit
-                await self._bit(skew)
-            if bad:
-                self.pin.value = 1
-                await self._bit(skew)
-                await self._bit(skew)
+                await self._bits(len(list(run)), skew)
             if self._queue.empty():
                 self._idle.set()
 
-    async def _bit(self, skew: float) -> None:
+    async def _bits(self, count: int, skew: float) -> None:
+        """``count`` bit times (each rounded to a picosecond as one bit's alone)."""
         if skew:
-            await Timer(round(self.divisor * self.period_ns * 1000 * (1 + skew)), unit="ps")
+            await Timer(count * round(self.divisor * self.period_ns * 1000 * (1 + skew)),
+                        unit="ps")
+        elif self.period_ns is not None:
+            await Timer(count * round(self.divisor * self.period_ns * 1000), unit="ps")
         else:
-            await ClockCycles(self.clock, self.divisor)
+            await ClockCycles(self.clock, count * self.divisor)
 
 
 class UartSink:
@@ -129,6 +152,8 @@ class UartSink:
         #: transmitter that is that much fast or slow; needs ``period_ns``).
         self.skew = 0.0
         self.received: deque[int] = deque()
+        #: Set with every byte received (a reader clears it before it waits).
+        self.arrived = Event()
         self.errors: list[str] = []
         self._task = cocotb.start_soon(self._run())
 
@@ -145,8 +170,14 @@ class UartSink:
         """Up to ``size`` of the bytes received, oldest first."""
         return bytes(self.received.popleft() for _ in range(min(size, len(self.received))))
 
-    async def _wait(self, bits: float, skew: float) -> None:
-        """``bits`` of this receiver's bit times (whole clock cycles when not skewed)."""
+    async def _wait(self, bits: float, skew: float, *, off_edge: bool = False) -> None:
+        """``bits`` of this receiver's bit times (whole clock cycles when not skewed);
+        ``off_edge``: half a cycle more with ``period_ns``, so that this and the frame's
+        later reads fall between clock edges (see the module)."""
+        if not skew and self.period_ns is not None:
+            cycles = int(self.divisor * bits) + (0.5 if off_edge else 0)
+            await Timer(round(cycles * self.period_ns * 1000), unit="ps")
+            return
         if not skew:
             await ClockCycles(self.clock, int(self.divisor * bits))
             return
@@ -160,7 +191,7 @@ class UartSink:
             await FallingEdge(pin)
             skew = self.skew
             # The middle of the start bit, then the middle of each following bit.
-            await self._wait(0.5, skew)
+            await self._wait(0.5, skew, off_edge=True)
             levels = [pin.value]
             if levels[0] == 1:
                 self._error(f"{pin._name}: start bit shorter than half a bit")
@@ -186,6 +217,7 @@ class UartSink:
                 await RisingEdge(pin)
                 continue
             self.received.append(value)
+            self.arrived.set()
 
     async def _until_idle(self) -> None:
         """Wait until the line is high (idle or a stop bit): the next falling edge may
@@ -233,12 +265,28 @@ class SimulatedSerial:
         return len(data)
 
     async def _read(self, size: int) -> bytes:
-        source, sink, waited = self.source, self.sink, 0
-        bit = source.divisor
-        while sink.count() < size and (not source.idle() or waited < self.timeout_cycles):
-            await ClockCycles(source.clock, bit)
-            if source.idle():
-                waited += bit
+        source, sink = self.source, self.sink
+        if source.period_ns is None:
+            waited, bit = 0, source.divisor
+            while sink.count() < size and (not source.idle() or waited < self.timeout_cycles):
+                await ClockCycles(source.clock, bit)
+                if source.idle():
+                    waited += bit
+            return sink.read_nowait(size)
+        # With the clock's period: woken by a byte, the last byte sent or the timeout, not
+        # polled every bit time (those wake-ups were a host-link test's largest cost).
+        limit = round(self.timeout_cycles * source.period_ns * 1000)
+        waited = 0
+        while sink.count() < size:
+            sink.arrived.clear()
+            if not source.idle():
+                await First(sink.arrived.wait(), source.idle_trigger())
+                continue
+            if waited >= limit:
+                break
+            start = get_sim_time("ps")
+            await First(sink.arrived.wait(), Timer(limit - waited, unit="ps"))
+            waited += get_sim_time("ps") - start
         return sink.read_nowait(size)
 
     async def _idle(self, bits: int) -> None:
