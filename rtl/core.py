@@ -158,6 +158,25 @@ def norms_signature(program: Program) -> wiring.Signature:
     })
 
 
+@dataclasses.dataclass
+class _Units:
+    """The units :meth:`Core.elaborate` makes (:meth:`Core._units`), for the helpers that
+    connect them. ``rsqrt_ff`` and ``rsqrt_fb`` are None with stored norms (one unit,
+    :meth:`Core._stored_norms`, makes both inputs' reciprocals)."""
+
+    lanes: MacLanes
+    rsqrt_ff: Rsqrt | None
+    rsqrt_fb: Rsqrt | None
+    sweep: Sweep
+    buffer: FeedbackBuffer
+    goodness: GoodnessDatapath
+    argmax: Argmax
+    seq: Sequencer
+    memories: ModelMemory
+    image_mem: memory.Memory
+    pre_mem: memory.Memory
+
+
 class Core(wiring.Component):
     """The Forward-Forward inference core for one integer model.
 
@@ -425,12 +444,39 @@ class Core(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
+        units = self._units(m)
+        self._check_latencies(units.memories, units.lanes, units.sweep, units.goodness)
+        seq = units.seq
+
+        # -- the sequencer: image in, model loads, program, result out -------------------
+        self._sequencer_ports(m, units)
+
+        # -- MAC issue -> lanes (memory read, then the operand stage) ------------------
+        self._operand_stage(m, seq, units.lanes, units.memories, units.image_mem,
+                            units.buffer)
+
+        # -- the sweep: the lanes' sums -> scale, offset, saturate, write, square --------
+        input_norms = self._sweep_inputs(m, units)
+        self._bias_and_store(m, units)
+        wiring.connect(m, units.sweep.pre, units.pre_mem.write_port())
+        self._side_operands(m, units.lanes, units.sweep, units.goodness, seq)
+
+        # -- scan issue -> goodness datapath -> argmax ---------------------------------
+        pre, scan = self._scan(m, units)
+        if self.score_port_enabled:
+            wiring.connect(m, wiring.flipped(self.score), units.argmax.read)
+        if self.observe_enabled:
+            self._observe(m, seq, units.sweep, pre, scan)
+        if self.norms_enabled:
+            self._norms_port(m, units, input_norms)
+        return m
+
+    def _units(self, m: Module) -> _Units:
+        """Make the core's units, each a submodule of ``m``."""
         prog, model = self.program, self.model
         config, fmt, w = model.config, model.fmt, prog.widths
         P, G, K, D = prog.lanes, prog.label_lanes, config.num_classes, config.input_size
         total = sum(config.hidden)
-
-        # -- units --------------------------------------------------------------------
         shared = prog.shared
         # Shared: lanes 0 and 1 scale, lane 2 squares activations, lanes 0..G-1 scan.
         m.submodules.lanes = lanes = MacLanes(
@@ -440,11 +486,13 @@ class Core(wiring.Component):
             # Shared: passes never follow back to back (GAP), so the other lanes may clear
             # ahead and keep their accumulators in the DSPs.
             clear_ahead=shared,
-            # Lean and shared: GAP (Program.pass_gap, checked below) leaves the finished
-            # sums in the accumulators long enough to shift out without a top entry.
+            # Lean and shared: GAP (Program.pass_gap, checked by _check_latencies) leaves
+            # the finished sums in the accumulators long enough to shift out without a top
+            # entry.
             **({"held_sums": True} if self.lean and shared else {}))
-        # Lean: their inputs, the op's input sums, hold for the whole op (see below).
+        # Lean: their inputs, the op's input sums, hold for the whole op (_sweep_inputs).
         held = {"held": True} if self.lean else {}
+        rsqrt_ff = rsqrt_fb = None
         if not self.stored_norms:
             m.submodules.rsqrt_ff = rsqrt_ff = Rsqrt(
                 sq_bits=w.sq, index_bits=fmt.rsqrt_index_bits, frac_bits=fmt.rsqrt_frac_bits,
@@ -455,7 +503,7 @@ class Core(wiring.Component):
         m.submodules.sweep = sweep = Sweep(
             prog, product_latency=lanes.side_latency if shared else None, lean=self.lean,
             **({"tag_memory": True} if self.tag_memory else {}),
-            # Lean and shared: GAP spaces the passes (checked below).
+            # Lean and shared: GAP spaces the passes (checked by _check_latencies).
             **({"spaced_passes": True} if self.lean and shared else {}))
         m.submodules.buffer = buffer = FeedbackBuffer(depth=total, width=w.act)
         m.submodules.goodness = goodness = GoodnessDatapath(
@@ -475,28 +523,36 @@ class Core(wiring.Component):
         m.submodules.pre_mem = pre_mem = memory.Memory(
             shape=signed(w.state), depth=max(2, *config.hidden), init=[],
             attrs=COLLISIONS_UNUSED)
-        self._check_latencies(memories, lanes, sweep, goodness)
+        return _Units(lanes=lanes, rsqrt_ff=rsqrt_ff, rsqrt_fb=rsqrt_fb, sweep=sweep,
+                      buffer=buffer, goodness=goodness, argmax=argmax, seq=seq,
+                      memories=memories, image_mem=image_mem, pre_mem=pre_mem)
 
-        # -- the sequencer: image in, model loads, program, result out -------------------
+    def _sequencer_ports(self, m: Module, units: _Units) -> None:
+        """Connect the sequencer to the image stream, the model memories and their loads,
+        and the result stream (whose record is the scores, the argmax's label and the
+        sequencer's cycle count)."""
+        seq, memories = units.seq, units.memories
+        K, w = self.model.config.num_classes, self.program.widths
         wiring.connect(m, wiring.flipped(self.image), seq.image)
-        wiring.connect(m, seq.image_write, image_mem.write_port())
+        wiring.connect(m, seq.image_write, units.image_mem.write_port())
         wiring.connect(m, memories.ops, seq.ops)
         if self.weights != "rom":
             wiring.connect(m, wiring.flipped(self.load), memories.load)
             m.d.comb += memories.accept.eq(seq.accept_load)
         if self.banks == 2:
             m.d.comb += memories.bank.eq(self.bank)
-        op = seq.op
         m.d.comb += [self.phase.eq(seq.phase), self.busy.eq(seq.busy),
                      self.result.valid.eq(seq.done.valid), seq.done.ready.eq(self.result.ready)]
         result = Signal(result_layout(K, w.score))
-        m.d.comb += [self.result.payload.eq(result), result.scores.eq(goodness.scores),
-                     result.label.eq(argmax.label), result.cycles.eq(seq.done.payload)]
+        m.d.comb += [self.result.payload.eq(result), result.scores.eq(units.goodness.scores),
+                     result.label.eq(units.argmax.label), result.cycles.eq(seq.done.payload)]
 
-        # -- MAC issue -> lanes (memory read, then the operand stage) ------------------
-        self._operand_stage(m, seq, lanes, memories, image_mem, buffer)
-
-        # -- the sweep: the lanes' sums -> scale, offset, saturate, write, square --------
+    def _sweep_inputs(self, m: Module, units: _Units) -> tuple:
+        """Drive the sweep from the sequencer's op, the lanes' sums and the reciprocals of
+        the op's inputs, and its writes into the loop-feedback buffer; returns those
+        reciprocals, (r, sh / 2) of the feed-forward input and of the feedback."""
+        seq, sweep, lanes, buffer = units.seq, units.sweep, units.lanes, units.buffer
+        fmt, op = self.model.fmt, seq.op
         # The reciprocals of the op's inputs: stable for the whole op (sq changes only in
         # FINISH), so the units' registered outputs are used directly.
         first_layer = is_zero(op.layer)
@@ -504,6 +560,7 @@ class Core(wiring.Component):
         if self.stored_norms:
             ff_r, ff_half, fb_r, fb_half = self._stored_norms(m, seq, sweep)
         else:
+            rsqrt_ff, rsqrt_fb = units.rsqrt_ff, units.rsqrt_fb
             m.d.comb += [rsqrt_ff.sq.eq(seq.ff_sq), rsqrt_fb.sq.eq(seq.fb_sq)]
             ff_r, ff_half = rsqrt_ff.r, rsqrt_ff.sh >> 1
             fb_r, fb_half = rsqrt_fb.r, rsqrt_fb.sh >> 1
@@ -520,7 +577,13 @@ class Core(wiring.Component):
             buffer.write_addr.eq(sweep.buffer.addr),
             buffer.write_data.eq(sweep.buffer.data),
         ]
-        f = prog.fine_bits
+        return ff_r, ff_half, fb_r, fb_half
+
+    def _bias_and_store(self, m: Module, units: _Units) -> None:
+        """The bias memory's read port to the sweep; with ``store_bits``, the forward
+        fields of the stored words and the ``store`` port's claim and hold."""
+        memories, sweep, seq = units.memories, units.sweep, units.seq
+        f = self.program.fine_bits
         store = self.store if self.store_bits is not None else None
         if store is None:
             wiring.connect(m, memories.bias, sweep.bias)
@@ -535,11 +598,15 @@ class Core(wiring.Component):
                          store.weight_data.eq(memories.weights.data),
                          store.label_data.eq(memories.labels.data),
                          seq.hold.eq(store.hold)]
-        wiring.connect(m, sweep.pre, pre_mem.write_port())
-        self._side_operands(m, lanes, sweep, goodness, seq)
 
-        # -- scan issue -> goodness datapath -> argmax ---------------------------------
-        pre_read = pre_mem.read_port()
+    def _scan(self, m: Module, units: _Units) -> tuple:
+        """The label scan: the sequencer's (pre-activation, label weights) reads into the
+        goodness datapath, its scores into the argmax; returns the pre-activation read and
+        whether this cycle scans a neuron's first label group (for ``observe``)."""
+        seq, memories, goodness = units.seq, units.memories, units.goodness
+        G = self.program.label_lanes
+        store = self.store if self.store_bits is not None else None
+        pre_read = units.pre_mem.read_port()
         scan_valid = Signal()
         scan_group_d = Signal.like(seq.scan_group)
         m.d.sync += [scan_valid.eq(seq.scan_issue), scan_group_d.eq(seq.scan_group)]
@@ -555,22 +622,23 @@ class Core(wiring.Component):
             goodness.pre.eq(pre_read.data),
             goodness.u.eq(self._top_fields(memories.labels.data, G)),
             goodness.group.eq(scan_group_d),
-            argmax.scores.eq(goodness.scores),
-            argmax.start.eq(seq.start_argmax),
-            seq.argmax_done.eq(argmax.done),
+            units.argmax.scores.eq(goodness.scores),
+            units.argmax.start.eq(seq.start_argmax),
+            seq.argmax_done.eq(units.argmax.done),
         ]
-        if self.score_port_enabled:
-            wiring.connect(m, wiring.flipped(self.score), argmax.read)
-        if self.observe_enabled:
-            self._observe(m, seq, sweep, pre_read.data, scan_valid & is_zero(scan_group_d))
-        if self.norms_enabled:
-            if self.stored_norms:
-                m.d.comb += [self.norms.ff_r.eq(ff_r), self.norms.ff_sh.eq(ff_half << 1),
-                             self.norms.fb_r.eq(fb_r), self.norms.fb_sh.eq(fb_half << 1)]
-            else:
-                m.d.comb += [self.norms.ff_r.eq(rsqrt_ff.r), self.norms.ff_sh.eq(rsqrt_ff.sh),
-                             self.norms.fb_r.eq(rsqrt_fb.r), self.norms.fb_sh.eq(rsqrt_fb.sh)]
-        return m
+        return pre_read.data, scan_valid & is_zero(scan_group_d)
+
+    def _norms_port(self, m: Module, units: _Units, input_norms: tuple) -> None:
+        """Drive ``norms`` with the reciprocals of the op's inputs (:meth:`_sweep_inputs`):
+        the kept (r, sh / 2) with stored norms, else the two units' outputs."""
+        if self.stored_norms:
+            ff_r, ff_half, fb_r, fb_half = input_norms
+            m.d.comb += [self.norms.ff_r.eq(ff_r), self.norms.ff_sh.eq(ff_half << 1),
+                         self.norms.fb_r.eq(fb_r), self.norms.fb_sh.eq(fb_half << 1)]
+        else:
+            rsqrt_ff, rsqrt_fb = units.rsqrt_ff, units.rsqrt_fb
+            m.d.comb += [self.norms.ff_r.eq(rsqrt_ff.r), self.norms.ff_sh.eq(rsqrt_ff.sh),
+                         self.norms.fb_r.eq(rsqrt_fb.r), self.norms.fb_sh.eq(rsqrt_fb.sh)]
 
     def _observe(self, m: Module, seq: Sequencer, sweep: Sweep, pre, scan) -> None:
         """Drive ``observe`` (the training engine's view of the forward pass): ``scan``

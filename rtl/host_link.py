@@ -326,7 +326,7 @@ def read_bytes(program) -> int:
 
 class _Step(enum.Enum, shape=4):
     # No step is 0: a test for 0 lowers to a lint-unclean multi-bit NOT (rtl.select).
-    IDLE = 1          # the parser takes a frame; once it has one, decide (see _sequence)
+    IDLE = 1          # the parser takes a frame; once it has one, decide (see _decide)
     PRIME = 2         # first read of the image buffer
     STREAM = 3        # buffered pixels -> core
     RESULT = 4        # wait for the core's result record
@@ -609,32 +609,15 @@ class HostLink(wiring.Component):
         the core, or make a memory write, or train or read (a training core), then
         answer."""
         core, D = self.core, self.identity.input_size
-        training, B = self.training, self.train_block
+        training = self.training
         frame = parser.frame.payload
         step = Signal(_Step, init=_Step.IDLE)
         pixels_in = core.samples if training else core.image
-
-        # -- the sample buffer: pixels (IMAGE) or labelled samples (TRAIN) wait here
-        # until the crc is known -------------------------------------------------------
-        depth = sample_buffer_depth(D, B if training else 0)
-        m.submodules.image_buffer = image_mem = memory.Memory(shape=8, depth=depth, init=[],
-                                                              attrs=COLLISIONS_UNUSED)
-        image_write, image_read = image_mem.write_port(), image_mem.read_port()
-        pixel = Signal(range(D + 1))
-        index = parser.payload.payload.index
-        byte = parser.payload.payload.data
         cmd = frame.cmd
         is_image = cmd == Command.IMAGE
         is_train = (cmd == Command.TRAIN) if training else Const(0)
-        m.d.comb += [image_write.data.eq(byte),
-                     image_write.en.eq(parser.payload.valid & (
-                         (is_image & (index < D))
-                         | (is_train & ~is_zero(index) & (index <= B * (D + 1))))),
-                     image_write.addr.eq(Mux(is_train, index - 1, index)[:len(image_write.addr)])]
-        if training:
-            m.d.comb += pixels_in.payload.pixel.eq(image_read.data)
-        else:
-            m.d.comb += pixels_in.payload.eq(image_read.data)
+        image_write, image_read = self._sample_buffer(m, parser, is_image, is_train, pixels_in)
+        pixel = Signal(range(D + 1))
 
         tr = self._capture(m, parser, is_train, cmd,
                            load.held if self._lean_transaction else None)
@@ -647,51 +630,17 @@ class HostLink(wiring.Component):
                          replies.request.payload.error.eq(code)]
             m.d.sync += step.eq(_Step.SEND)
 
+        lam_ok = None
         if training:
             lam_ok = self._lambda(m, tr.lam)
             self._reply_body(m, replies, answer, image_write, image_read, tr)
 
-        model_ok = replies.model_ok
         with m.Switch(step):
             with m.Case(_Step.IDLE):
                 # A frame whose crc byte has been compared a cycle ago.
                 with m.If(parser.frame.valid):
-                    with m.If(~frame.crc_ok):
-                        answer(ReplyFrame.ERROR, ErrorCode.CRC)
-                    with m.Elif(flags.ident):
-                        with m.If(flags.no_payload):
-                            answer(ReplyFrame.IDENT)
-                        with m.Else():
-                            answer(ReplyFrame.ERROR, ErrorCode.LENGTH)
-                    with m.Elif(flags.image):
-                        with m.If(~flags.image_length):
-                            answer(ReplyFrame.ERROR, ErrorCode.LENGTH)
-                        with m.Elif(~model_ok):
-                            # Never an inference with a half-loaded mix of two models.
-                            answer(ReplyFrame.ERROR, ErrorCode.NO_MODEL)
-                        with m.Else():
-                            m.d.sync += step.eq(_Step.PRIME)
-                    with m.Elif(flags.load_family):
-                        if load is None:
-                            answer(ReplyFrame.ERROR, ErrorCode.LOAD)
-                        else:
-                            m.d.comb += load.decide.eq(1)
-                            with m.If(load.verdict.write):
-                                m.d.sync += step.eq(_Step.LOAD)
-                            with m.Else():
-                                answer(load.verdict.reply, load.verdict.error)
-                    with m.Elif(flags.train):
-                        if not training:
-                            answer(ReplyFrame.ERROR, ErrorCode.TRAIN)
-                        else:
-                            self._decide_train(m, flags, tr, answer, lam_ok, model_ok, step)
-                    with m.Elif(flags.read):
-                        if not training:
-                            answer(ReplyFrame.ERROR, ErrorCode.TRAIN)
-                        else:
-                            self._decide_read(m, flags, tr, answer, model_ok, step, pixel)
-                    with m.Else():
-                        answer(ReplyFrame.ERROR, ErrorCode.COMMAND)
+                    self._decide(m, frame, flags, tr, answer, load, lam_ok,
+                                 replies.model_ok, step, pixel)
 
             with m.Case(_Step.PRIME):
                 # The buffer's read port has one cycle of latency: fetch pixel 0 first.
@@ -735,6 +684,71 @@ class HostLink(wiring.Component):
                     if training:
                         # A RESULT's or READ's record, held while the reply went out.
                         m.d.comb += core.done.ready.eq(core.done.valid)
+
+    def _sample_buffer(self, m: Module, parser: FrameParser, is_image, is_train,
+                       pixels_in) -> tuple:
+        """The sample buffer: an IMAGE's pixels or a TRAIN's labelled samples wait here
+        until the crc is known; its read port gives ``pixels_in`` (the core's) its pixels.
+        Returns the buffer's write and read ports."""
+        D, B = self.identity.input_size, self.train_block
+        depth = sample_buffer_depth(D, B if self.training else 0)
+        m.submodules.image_buffer = image_mem = memory.Memory(shape=8, depth=depth, init=[],
+                                                              attrs=COLLISIONS_UNUSED)
+        image_write, image_read = image_mem.write_port(), image_mem.read_port()
+        index = parser.payload.payload.index
+        byte = parser.payload.payload.data
+        m.d.comb += [image_write.data.eq(byte),
+                     image_write.en.eq(parser.payload.valid & (
+                         (is_image & (index < D))
+                         | (is_train & ~is_zero(index) & (index <= B * (D + 1))))),
+                     image_write.addr.eq(Mux(is_train, index - 1, index)[:len(image_write.addr)])]
+        if self.training:
+            m.d.comb += pixels_in.payload.pixel.eq(image_read.data)
+        else:
+            m.d.comb += pixels_in.payload.eq(image_read.data)
+        return image_write, image_read
+
+    def _decide(self, m: Module, frame, flags, tr: _Train, answer,
+                load: LoadTransaction | None, lam_ok, model_ok, step: Signal,
+                pixel: Signal) -> None:
+        """A frame in IDLE: its answer, in the protocol's order (the crc first), or its
+        first step."""
+        with m.If(~frame.crc_ok):
+            answer(ReplyFrame.ERROR, ErrorCode.CRC)
+        with m.Elif(flags.ident):
+            with m.If(flags.no_payload):
+                answer(ReplyFrame.IDENT)
+            with m.Else():
+                answer(ReplyFrame.ERROR, ErrorCode.LENGTH)
+        with m.Elif(flags.image):
+            with m.If(~flags.image_length):
+                answer(ReplyFrame.ERROR, ErrorCode.LENGTH)
+            with m.Elif(~model_ok):
+                # Never an inference with a half-loaded mix of two models.
+                answer(ReplyFrame.ERROR, ErrorCode.NO_MODEL)
+            with m.Else():
+                m.d.sync += step.eq(_Step.PRIME)
+        with m.Elif(flags.load_family):
+            if load is None:
+                answer(ReplyFrame.ERROR, ErrorCode.LOAD)
+            else:
+                m.d.comb += load.decide.eq(1)
+                with m.If(load.verdict.write):
+                    m.d.sync += step.eq(_Step.LOAD)
+                with m.Else():
+                    answer(load.verdict.reply, load.verdict.error)
+        with m.Elif(flags.train):
+            if not self.training:
+                answer(ReplyFrame.ERROR, ErrorCode.TRAIN)
+            else:
+                self._decide_train(m, flags, tr, answer, lam_ok, model_ok, step)
+        with m.Elif(flags.read):
+            if not self.training:
+                answer(ReplyFrame.ERROR, ErrorCode.TRAIN)
+            else:
+                self._decide_read(m, flags, tr, answer, model_ok, step, pixel)
+        with m.Else():
+            answer(ReplyFrame.ERROR, ErrorCode.COMMAND)
 
     def _decide_train(self, m: Module, flags, tr: _Train, answer, lam_ok, model_ok,
                       step: Signal) -> None:

@@ -403,6 +403,29 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
         too wide for the lanes' multipliers.
     """
     config = model.config
+    label_lanes = _check_build_arguments(config, lanes, label_lanes, fine_bits, layer1_cache)
+    offsets = [sum(config.hidden[:i]) for i in range(config.num_layers)]
+    weight_words, ff_base, fb_base = _weight_words(model, lanes, fine_bits)
+    label_words, u_base = _label_words(model, label_lanes, fine_bits)
+    bias = [int(_stored(v, fine_bits)) for layer in model.layers for v in layer.b]
+    ops = _ops(model, _Bases(offsets=offsets, ff=ff_base, fb=fb_base, u=u_base),
+               layer1_cache)
+    widths = _widths(model, ops)
+    prep = _prep(model, widths, len(weight_words))
+    if not isinstance(shared, bool):
+        raise TypeError(f"Shared multipliers must be True or False, not {shared!r}")
+    if shared:
+        _check_shared(lanes, label_lanes, widths)
+    return Program(model=model, lanes=lanes, label_lanes=label_lanes, ops=ops,
+                   weight_words=weight_words, bias=bias, label_words=label_words,
+                   layer_offsets=offsets, widths=widths, prep=prep, shared=shared,
+                   fine_bits=fine_bits, layer1_cache=layer1_cache)
+
+
+def _check_build_arguments(config, lanes: int, label_lanes: int | None, fine_bits: int,
+                           layer1_cache: bool) -> int:
+    """Raise as :func:`build_program` does for its arguments but ``shared`` (checked once
+    the widths are known); returns G, ``label_lanes`` or every label."""
     check_positive_int("Lane count", lanes)
     K = config.num_classes
     label_lanes = K if label_lanes is None else label_lanes
@@ -416,22 +439,36 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
     check_positive_int("Fine bit count", fine_bits, minimum=0)
     if not isinstance(layer1_cache, bool):
         raise TypeError(f"Layer 1 cache must be True or False, not {layer1_cache!r}")
+    return label_lanes
+
+
+def _stored(values, fine_bits: int):
+    """A trainer's starting stored values of forward ``values`` (rule.md: the middle
+    of the forward code)."""
     half = (1 << fine_bits) >> 1
+    return (values << fine_bits) + half
 
-    def stored(values):
-        """A trainer's starting stored values of forward ``values`` (rule.md: the middle
-        of the forward code)."""
-        return (values << fine_bits) + half
 
-    offsets = [sum(config.hidden[:i]) for i in range(config.num_layers)]
+def _weight_words(model: IntModel, lanes: int,
+                  fine_bits: int) -> tuple[list[list[int]], list[int], list[int]]:
+    """The weight memory's words (per layer its W rows, then its V rows, ``lanes`` weights
+    a word) and each layer's first W and first V word."""
     weight_words: list[list[int]] = []
     ff_base, fb_base = [], []
     for layer in model.layers:
         ff_base.append(len(weight_words))
-        weight_words += pack_rows(stored(layer.W), lanes)
+        weight_words += pack_rows(_stored(layer.W, fine_bits), lanes)
         fb_base.append(len(weight_words))
         if layer.V is not None:
-            weight_words += pack_rows(stored(layer.V), lanes)
+            weight_words += pack_rows(_stored(layer.V, fine_bits), lanes)
+    return weight_words, ff_base, fb_base
+
+
+def _label_words(model: IntModel, label_lanes: int,
+                 fine_bits: int) -> tuple[list[list[int]], list[int]]:
+    """The label memory's words (per neuron of a scored layer its K label weights,
+    ``label_lanes`` a word, the last word zero-padded) and each layer's first word."""
+    K = model.config.num_classes
     groups = -(-K // label_lanes)
     label_words: list[list[int]] = []
     u_base = []
@@ -441,10 +478,28 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
             continue
         for i in range(layer.U.shape[0]):
             for g in range(groups):
-                label_words.append([int(stored(layer.U[i, g * label_lanes + q]))
+                label_words.append([int(_stored(layer.U[i, g * label_lanes + q], fine_bits))
                                     if g * label_lanes + q < K else 0
                                     for q in range(label_lanes)])
-    bias = [int(stored(v)) for layer in model.layers for v in layer.b]
+    return label_words, u_base
+
+
+@dataclass(frozen=True)
+class _Bases:
+    """Where each layer's data starts: its activations in the loop-feedback buffer
+    (``offsets``), its W and V words (``ff``, ``fb``) and its label words (``u``)."""
+
+    offsets: list[int]
+    ff: list[int]
+    fb: list[int]
+    u: list[int]
+
+
+def _ops(model: IntModel, bases: _Bases, layer1_cache: bool) -> list[Op]:
+    """The sequencer's program: FFL's layers once per candidate label, else every
+    iteration's layers, each followed by its SCAN where the readout reads it; then DONE."""
+    config = model.config
+    offsets, ff_base, fb_base, u_base = bases.offsets, bases.ff, bases.fb, bases.u
 
     def layer_op(i: int, t: int, label: int = 0) -> Op:
         layer = model.layers[i]
@@ -473,7 +528,7 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
 
     ops: list[Op] = []
     if config.algo == "ffl":
-        for k in range(K):
+        for k in range(config.num_classes):
             ops += [layer_op(i, 0, k) for i in range(config.num_layers)]
     else:
         for t in range(config.loops):
@@ -484,11 +539,16 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
                     ops.append(Op(kind=SCAN, layer=i, n_out=config.hidden[i],
                                   u_base=u_base[i]))
     ops.append(Op(kind=DONE))
+    return ops
+
+
+def _widths(model: IntModel, ops: list[Op]) -> Widths:
+    """The datapath widths of ``model`` running ``ops``."""
     fmt = model.fmt
     sq_bits = model.sq_bits()
     # The largest shift: the biggest constant plus half the largest normalising shift.
     max_const = max([op.ff_shift for op in ops] + [op.fb_shift for op in ops] + [0])
-    widths = Widths(
+    return Widths(
         weight=fmt.weight_bits,
         state=fmt.state_bits,
         act=fmt.act_bits,
@@ -500,20 +560,18 @@ def build_program(model: IntModel, *, lanes: int, label_lanes: int | None = None
         r=fmt.rsqrt_frac_bits + 1,
         shift=(max_const + (sq_bits + 1) // 2 + 1).bit_length(),
     )
+
+
+def _prep(model: IntModel, widths: Widths, weight_words: int) -> int:
+    """:attr:`Program.prep`: cycles between DECODE and a layer's first pass, for a weight
+    store of ``weight_words`` words."""
+    fmt = model.fmt
     # The reciprocal square roots of a layer's inputs settle from the cycle after DECODE;
     # the first sweep comes mac_drain + 1 cycles after the first pass starts at the
     # earliest, so only a slower table needs extra cycles before the pass.
     rsqrt = Rsqrt(sq_bits=widths.sq, index_bits=fmt.rsqrt_index_bits,
                   frac_bits=fmt.rsqrt_frac_bits)
-    prep = max(0, rsqrt.latency - (_mac_drain(len(weight_words)) + 1))
-    if not isinstance(shared, bool):
-        raise TypeError(f"Shared multipliers must be True or False, not {shared!r}")
-    if shared:
-        _check_shared(lanes, label_lanes, widths)
-    return Program(model=model, lanes=lanes, label_lanes=label_lanes, ops=ops,
-                   weight_words=weight_words, bias=bias, label_words=label_words,
-                   layer_offsets=offsets, widths=widths, prep=prep, shared=shared,
-                   fine_bits=fine_bits, layer1_cache=layer1_cache)
+    return max(0, rsqrt.latency - (_mac_drain(weight_words) + 1))
 
 
 #: Width of a MAC lane multiplier's signed inputs when other units borrow it (SB_MAC16).
