@@ -22,8 +22,8 @@ SEED = int(os.environ.get("FFCL_SEED", "0"))
 SIMULATORS = available_simulators()
 DIVISOR = 7
 #: Cocotb tests in sim/uart_testbench.py, parametrisations counted (and one skipped under
-#: Verilator, which has no X or Z).
-SCENARIOS = 5
+#: Verilator, which has no X or Z): the two streams of bytes each with both timings.
+SCENARIOS = 8
 
 
 class UartLoop(wiring.Component):
