@@ -202,6 +202,101 @@ def check_timing(min_seconds: float, repeats: int) -> None:
         raise ValueError(f"repeats must be a positive integer, not {repeats!r}")
 
 
+def _compile_and_run(path: str, source: str, x_q: np.ndarray, pixel: type[np.integer],
+                     opt: str, flags: list[str], min_seconds: float, repeats: int,
+                     build_dir: str | Path | None) -> tuple[np.ndarray, str]:
+    """Write model.c, the harness and the images into ``build_dir`` (default a temporary
+    folder, removed), compile and run the harness; return the numbers it wrote to
+    results.bin and its stdout."""
+    n = x_q.shape[0]
+    with tempfile.TemporaryDirectory(prefix="ffcl-host-c-") as tmp:
+        folder = Path(build_dir) if build_dir is not None else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "model.c").write_text(source)
+        (folder / "host_bench.c").write_text(HOST_HARNESS)
+        x_q.astype(pixel).tofile(folder / "images.bin")
+        args = ["-std=c11", opt, *flags, "-o", "host_bench", "host_bench.c"]
+        compile_c(path, args, cwd=folder)
+        run = subprocess.run(
+            ["./host_bench", "images.bin", str(n), "results.bin", repr(float(min_seconds)),
+             str(repeats)],
+            cwd=folder, capture_output=True, text=True, check=False)
+        if run.returncode != 0:
+            raise RuntimeError(f"the host C harness failed (exit {run.returncode}): "
+                               f"{run.stderr.strip()}")
+        raw = np.fromfile(folder / "results.bin", dtype=np.int64)
+    return raw, run.stdout
+
+
+def _check_results(what: str, raw: np.ndarray, golden: Any, n: int, L: int, K: int) -> None:
+    """Refuse results.bin of the wrong size, or any label, goodness or score that differs
+    from the golden model's (``raw``: per image label, goodness[L][K], scores[K])."""
+    record = 1 + L * K + K
+    if raw.size != n * record:
+        raise RuntimeError(f"the host C harness wrote {raw.size} numbers, not {n * record}")
+    raw = raw.reshape(n, record)
+    check_against_golden(what, golden, labels=raw[:, 0],
+                         goodness=raw[:, 1:1 + L * K].reshape(n, L, K),
+                         scores=raw[:, 1 + L * K:])
+
+
+def _timings(stdout: str, repeats: int) -> tuple[list[tuple[int, float, int]], str,
+                                                  float | None]:
+    """The harness's measurements, the counter's status and the fewest hardware cycles
+    per inference (None when the counter is missing, read 0 or was multiplexed)."""
+    measurements, status, available = _parse(stdout)
+    if len(measurements) != repeats:
+        raise RuntimeError(f"the host C harness reported {len(measurements)} measurements, "
+                           f"not {repeats}: {stdout!r}")
+    hardware = None
+    if available:
+        cycles = [c / count for count, _, c in measurements if c >= 0]
+        if len(cycles) == repeats and min(cycles) > 0:
+            hardware = min(cycles)
+        else:
+            status += " (but it read 0 or was multiplexed; not used)"
+    return measurements, status, hardware
+
+
+def _host_c_result(path: str, compiler: str, opt: str, flags: list[str], n: int,
+                   measurements: list[tuple[int, float, int]], status: str,
+                   hardware: float | None, min_seconds: float, repeats: int,
+                   cpuinfo: str | Path, config: Any) -> dict[str, Any]:
+    """:func:`measure_host_c`'s result from the checked run's measurements: the fastest
+    and median ns per inference, the cycles estimated from the nominal clock and read from
+    the counter, and how each was obtained."""
+    per = [ns / count for count, ns, _ in measurements]
+    clock = nominal_clock(cpuinfo)
+    best = min(per)
+    cost = inference_cost(config)
+    return {
+        "what": "host CPU, generated C",
+        "compiler": compiler_version(path),
+        "compiler_path": path,
+        "flags": ["-std=c11", opt, *flags],
+        "opt": opt,
+        "golden_check": f"passed: label, scores and per-layer goodness of {n} images "
+                        "bit-exact against IntModel.run",
+        "images": n,
+        "method": (f"model_infer over the {n} images in a loop, {measurements[0][0]} "
+                   f"inferences per measurement, {repeats} measurements of at least "
+                   f"{min_seconds / repeats:.3g} s each (CLOCK_MONOTONIC), single thread; "
+                   "ns_per_inference is the fastest measurement"),
+        "inferences_per_measurement": measurements[0][0],
+        "repeats": repeats,
+        "ns_per_inference": best,
+        "ns_per_inference_median": statistics.median(per),
+        "ns_per_inference_all": per,
+        **clock.to_dict(),
+        "estimated_cycles_per_inference": best * clock.hz / 1e9 if clock.hz else None,
+        "estimated_cycles_method": ("ns_per_inference x nominal clock" if clock.hz
+                                    else "not available: no nominal clock"),
+        "hardware_cycles_per_inference": hardware,
+        "hardware_cycles": status,
+        "macs_per_inference": cost.macs,
+    }
+
+
 def measure_host_c(model: IntModel, images: np.ndarray, *, opt: str = "-O2",
                    min_seconds: float = 2.0, repeats: int = 10, compiler: str = "gcc",
                    flags: Sequence[str] = (), build_dir: str | Path | None = None,
@@ -264,69 +359,9 @@ def measure_host_c(model: IntModel, images: np.ndarray, *, opt: str = "-O2",
     config = model.config
     L, K, n = config.num_layers, config.num_classes, x_q.shape[0]
 
-    with tempfile.TemporaryDirectory(prefix="ffcl-host-c-") as tmp:
-        folder = Path(build_dir) if build_dir is not None else Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "model.c").write_text(source)
-        (folder / "host_bench.c").write_text(HOST_HARNESS)
-        x_q.astype(pixel).tofile(folder / "images.bin")
-        args = ["-std=c11", opt, *flags, "-o", "host_bench", "host_bench.c"]
-        compile_c(path, args, cwd=folder)
-        run = subprocess.run(
-            ["./host_bench", "images.bin", str(n), "results.bin", repr(float(min_seconds)),
-             str(repeats)],
-            cwd=folder, capture_output=True, text=True, check=False)
-        if run.returncode != 0:
-            raise RuntimeError(f"the host C harness failed (exit {run.returncode}): "
-                               f"{run.stderr.strip()}")
-        raw = np.fromfile(folder / "results.bin", dtype=np.int64)
-    record = 1 + L * K + K
-    if raw.size != n * record:
-        raise RuntimeError(f"the host C harness wrote {raw.size} numbers, not {n * record}")
-    raw = raw.reshape(n, record)
-    what = f"host C ({compiler} {opt})"
-    check_against_golden(what, golden, labels=raw[:, 0],
-                         goodness=raw[:, 1:1 + L * K].reshape(n, L, K),
-                         scores=raw[:, 1 + L * K:])
-
-    measurements, status, available = _parse(run.stdout)
-    if len(measurements) != repeats:
-        raise RuntimeError(f"the host C harness reported {len(measurements)} measurements, "
-                           f"not {repeats}: {run.stdout!r}")
-    per = [ns / count for count, ns, _ in measurements]
-    clock = nominal_clock(cpuinfo)
-    best = min(per)
-    hardware = None
-    if available:
-        cycles = [c / count for count, _, c in measurements if c >= 0]
-        if len(cycles) == repeats and min(cycles) > 0:
-            hardware = min(cycles)
-        else:
-            status += " (but it read 0 or was multiplexed; not used)"
-    cost = inference_cost(config)
-    return {
-        "what": "host CPU, generated C",
-        "compiler": compiler_version(path),
-        "compiler_path": path,
-        "flags": ["-std=c11", opt, *flags],
-        "opt": opt,
-        "golden_check": f"passed: label, scores and per-layer goodness of {n} images "
-                        "bit-exact against IntModel.run",
-        "images": n,
-        "method": (f"model_infer over the {n} images in a loop, {measurements[0][0]} "
-                   f"inferences per measurement, {repeats} measurements of at least "
-                   f"{min_seconds / repeats:.3g} s each (CLOCK_MONOTONIC), single thread; "
-                   "ns_per_inference is the fastest measurement"),
-        "inferences_per_measurement": measurements[0][0],
-        "repeats": repeats,
-        "ns_per_inference": best,
-        "ns_per_inference_median": statistics.median(per),
-        "ns_per_inference_all": per,
-        **clock.to_dict(),
-        "estimated_cycles_per_inference": best * clock.hz / 1e9 if clock.hz else None,
-        "estimated_cycles_method": ("ns_per_inference x nominal clock" if clock.hz
-                                    else "not available: no nominal clock"),
-        "hardware_cycles_per_inference": hardware,
-        "hardware_cycles": status,
-        "macs_per_inference": cost.macs,
-    }
+    raw, stdout = _compile_and_run(path, source, x_q, pixel, opt, flags, min_seconds,
+                                   repeats, build_dir)
+    _check_results(f"host C ({compiler} {opt})", raw, golden, n, L, K)
+    measurements, status, hardware = _timings(stdout, repeats)
+    return _host_c_result(path, compiler, opt, flags, n, measurements, status, hardware,
+                          min_seconds, repeats, cpuinfo, config)

@@ -44,7 +44,9 @@ from ffcl_hw.flows.synth import TOP_NAME, check_fit, prepare_build
 from ffcl_hw.flows.toolchain import run_step, toolchain_env
 from ffcl_hw.runs import RunError, write_json
 from golden.costs import inference_cost
-from rtl.board import BOARDS, BoardTop, board_info
+from golden.intmodel import IntModel
+from golden.inttrain import TrainRule
+from rtl.board import BOARDS, Board, BoardTop, board_info
 from rtl.core import Core
 from rtl.host_link import TRAIN_BLOCK, HostLink
 from rtl.training_core import TrainingCore
@@ -405,6 +407,99 @@ def netlist_sim_run(run: Path, *, board: str, samples: int = 20, lanes: int | No
     return report
 
 
+def _check_netlist_train_options(board: str, samples: int, lanes: int | None) -> Board:
+    """Refuse a bad ``--netlist`` board, ``--samples`` or ``--lanes`` (in that order);
+    return the board's :class:`rtl.board.Board`."""
+    if board not in BOARDS:
+        raise RunError(f"--netlist must be one of {', '.join(BOARDS)}, not {board!r}")
+    info = board_info(board)
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise RunError(f"--samples must be a positive integer, not {samples!r}")
+    if lanes is not None and (isinstance(lanes, bool) or not isinstance(lanes, int)
+                              or lanes < 1):
+        raise RunError(f"--lanes must be a positive integer, not {lanes!r}")
+    return info
+
+
+def _netlist_train_model(run: Path, samples: int,
+                         lr_shift: int | None) -> tuple[IntModel, TrainRule, str, Any, int]:
+    """The model, rule, rule source and data set ``sim --train`` trains, and lambda;
+    refuse an FFL run, more samples than the training set holds, or a lambda outside the
+    rule's range (in that order)."""
+    from ffcl_hw.flows.train_sim import _checked_lr_shift, model_and_rule
+
+    model, rule, rule_source, data = model_and_rule(Path(run))
+    config = model.config
+    if config.algo not in ("ffdl", "ffcl"):
+        raise RunError(f"{run} is an {config.algo.upper()} run: the training core trains "
+                       f"FFDL and FFCL models (train one with ffcl-hw train --arith int "
+                       f"--algo ffdl or --algo ffcl)")
+    if samples > data.n_train:
+        raise RunError(f"--samples {samples} is more than the {data.n_train} training "
+                       f"samples of {data.name}; use --samples {data.n_train} or fewer")
+    return model, rule, rule_source, data, _checked_lr_shift(rule, lr_shift)
+
+
+def _netlist_train_report(board: str, samples: int, core: TrainingCore, rule: TrainRule,
+                          rule_source: str, lr_shift: int, synthesised: dict[str, Any],
+                          luts: int, synth_seconds: float,
+                          bench: dict[str, Any]) -> dict[str, Any]:
+    """The report of a training netlist simulation, before the golden trainer's results
+    (``cycles_per_sample``, the accuracies and ``samples_per_second`` are None)."""
+    low, high = rule.lr_range
+    return {
+        "simulator": f"netlist-{board}",
+        "samples": samples,
+        "samples_trained": len(bench["records"]),
+        "check_every": samples,
+        "checked_samples": 1 if bench["read_back"] else 0,
+        "lanes": core.lanes,
+        "multipliers": core.multipliers,
+        "weights": core.weights,
+        "rule": rule.to_dict(),
+        "rule_source": rule_source,
+        "lr_shift": lr_shift,
+        "lr_range": [low, high],
+        "weight_mismatches": bench.get("entries_differing") or 0,
+        "mismatch": bench["error"],
+        "cycles_per_sample": None, "cycles_formula": core.training_cycles(),
+        "test_accuracy": None, "golden_test_accuracy": None, "initial_test_accuracy": None,
+        "board": board,
+        "netlist": {**{key: synthesised[key] for key in ("netlist", "cells", "pins", "divisor")},
+                    "luts": luts},
+        "placement": _placement(board, luts),
+        "load_writes": bench.get("load_writes"),
+        "load_cycles": bench.get("load_cycles"),
+        "sim_cycles": bench.get("sim_cycles"),
+        "synth_seconds": round(synth_seconds, 3),
+        "build_seconds": round(bench["build_seconds"], 3),
+        "wall_seconds": round(bench["simulation_seconds"], 3),
+        "samples_per_second": None,
+    }
+
+
+def _golden_training_results(model: IntModel, rule: TrainRule, data: Any,
+                             images: np.ndarray, labels: np.ndarray, lr_shift: int,
+                             bench: dict[str, Any]) -> dict[str, Any]:
+    """The report's cycles, accuracies and rate of a netlist simulation whose records and
+    stored words all matched: the golden trainer's model, trained on the same samples."""
+    from golden.inttrain import IntTrainer
+
+    trainer = IntTrainer(model, rule)
+    for image, label in zip(images, labels, strict=True):
+        trainer.train_sample(image, int(label), lr_shift)
+    x_test = model.quantize_input(data.x_test)
+    golden = float((trainer.model.run(x_test).labels == data.y_test).mean())
+    cycles = np.array([r[2] for r in bench["records"]])
+    return {
+        "cycles_per_sample": {"min": int(cycles.min()), "mean": float(cycles.mean()),
+                              "max": int(cycles.max())},
+        "test_accuracy": golden, "golden_test_accuracy": golden,
+        "initial_test_accuracy": float((model.run(x_test).labels == data.y_test).mean()),
+        "samples_per_second": len(images) / bench["simulation_seconds"],
+    }
+
+
 def netlist_train_run(run: Path, *, board: str, samples: int = 20, lanes: int | None = None,
                       lr_shift: int | None = None, multipliers: str = "shared",
                       models: dict[str, Path] | None = None,
@@ -447,44 +542,13 @@ def netlist_train_run(run: Path, *, board: str, samples: int = 20, lanes: int | 
         word wider than 64 bits), before any tool runs.
     """
     from ffcl_hw.flows.synth_training import choose_training_core
-    from ffcl_hw.flows.train_sim import (
-        TRAIN_SIM_FILE,
-        default_lr_shift_for,
-        model_and_rule,
-        train_order,
-    )
-    from golden.inttrain import IntTrainer
+    from ffcl_hw.flows.train_sim import TRAIN_SIM_FILE, _training_samples
     from sim.netlist import cell_counts
 
-    if board not in BOARDS:
-        raise RunError(f"--netlist must be one of {', '.join(BOARDS)}, not {board!r}")
-    info = board_info(board)
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise RunError(f"--samples must be a positive integer, not {samples!r}")
-    if lanes is not None and (isinstance(lanes, bool) or not isinstance(lanes, int)
-                              or lanes < 1):
-        raise RunError(f"--lanes must be a positive integer, not {lanes!r}")
-    model, rule, rule_source, data = model_and_rule(Path(run))
-    config = model.config
-    if config.algo not in ("ffdl", "ffcl"):
-        raise RunError(f"{run} is an {config.algo.upper()} run: the training core trains "
-                       f"FFDL and FFCL models (train one with ffcl-hw train --arith int "
-                       f"--algo ffdl or --algo ffcl)")
-    if samples > data.n_train:
-        raise RunError(f"--samples {samples} is more than the {data.n_train} training "
-                       f"samples of {data.name}; use --samples {data.n_train} or fewer")
-    low, high = rule.lr_range
-    if lr_shift is None:
-        lr_shift = default_lr_shift_for(rule)
-    elif (isinstance(lr_shift, bool) or not isinstance(lr_shift, int)
-          or not low <= lr_shift <= high):
-        raise RunError(f"--lr-shift {lr_shift} is outside the training core's range "
-                       f"{low}..{high} (lambda of the rule's first to last epoch); use "
-                       f"--lr-shift {low} to {high}")
+    info = _check_netlist_train_options(board, samples, lanes)
+    model, rule, rule_source, data, lr_shift = _netlist_train_model(run, samples, lr_shift)
     core, _ = choose_training_core(model, rule, board, lanes, multipliers)
-    order = train_order(rule, data.n_train)[:samples]
-    images = model.quantize_input(data.x_train[order]).astype(np.int64)
-    labels = data.y_train[order].astype(np.int64)
+    images, labels = _training_samples(model, rule, data, samples)
 
     folder = Path(run) / "netlist" / f"{board}-train"
     start = time.perf_counter()
@@ -501,50 +565,11 @@ def netlist_train_run(run: Path, *, board: str, samples: int = 20, lanes: int | 
         raise RunError(f"the {board} training netlist simulation ended after "
                        f"{bench['trained']} of {samples} samples without its checks "
                        f"finishing; see {bench['log']}")
-    records = bench["records"]
-    report: dict[str, Any] = {
-        "simulator": f"netlist-{board}",
-        "samples": samples,
-        "samples_trained": len(records),
-        "check_every": samples,
-        "checked_samples": 1 if bench["read_back"] else 0,
-        "lanes": core.lanes,
-        "multipliers": core.multipliers,
-        "weights": core.weights,
-        "rule": rule.to_dict(),
-        "rule_source": rule_source,
-        "lr_shift": lr_shift,
-        "lr_range": [low, high],
-        "weight_mismatches": bench.get("entries_differing") or 0,
-        "mismatch": error,
-        "cycles_per_sample": None, "cycles_formula": core.training_cycles(),
-        "test_accuracy": None, "golden_test_accuracy": None, "initial_test_accuracy": None,
-        "board": board,
-        "netlist": {**{key: synthesised[key] for key in ("netlist", "cells", "pins", "divisor")},
-                    "luts": luts},
-        "placement": _placement(board, luts),
-        "load_writes": bench.get("load_writes"),
-        "load_cycles": bench.get("load_cycles"),
-        "sim_cycles": bench.get("sim_cycles"),
-        "synth_seconds": round(synth_seconds, 3),
-        "build_seconds": round(bench["build_seconds"], 3),
-        "wall_seconds": round(bench["simulation_seconds"], 3),
-        "samples_per_second": None,
-    }
+    report = _netlist_train_report(board, samples, core, rule, rule_source, lr_shift,
+                                   synthesised, luts, synth_seconds, bench)
     if error is None:
         # Counted only when every record and every stored word matched.
-        trainer = IntTrainer(model, rule)
-        for image, label in zip(images, labels, strict=True):
-            trainer.train_sample(image, int(label), lr_shift)
-        x_test = model.quantize_input(data.x_test)
-        golden = float((trainer.model.run(x_test).labels == data.y_test).mean())
-        cycles = np.array([r[2] for r in records])
-        report.update({
-            "cycles_per_sample": {"min": int(cycles.min()), "mean": float(cycles.mean()),
-                                  "max": int(cycles.max())},
-            "test_accuracy": golden, "golden_test_accuracy": golden,
-            "initial_test_accuracy": float((model.run(x_test).labels == data.y_test).mean()),
-            "samples_per_second": samples / bench["simulation_seconds"],
-        })
+        report.update(_golden_training_results(model, rule, data, images, labels, lr_shift,
+                                               bench))
     write_json(Path(run) / TRAIN_SIM_FILE, report)
     return report

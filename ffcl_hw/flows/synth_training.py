@@ -18,12 +18,16 @@ import json
 from concurrent.futures import Executor
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ffcl_hw.flows.synth import BAUD, FitError, check_fit, check_lanes_option, synth
 from ffcl_hw.runs import RunError
 from golden.inttrain import TrainRule
 from rtl.board import board_info
+
+if TYPE_CHECKING:
+    from rtl.host_link import HostLink
+    from rtl.training_core import TrainingCore
 
 __all__ = ["DEFAULT_TRAINING_LANES", "TRAINING_ROUTER", "TRAINING_SEEDS",
            "choose_training_core", "ice40_lane_candidates", "synth_training_run",
@@ -197,6 +201,83 @@ def training_folder(run: Path, board: str) -> Path:
     return Path(run) / "synth" / f"{board}-train"
 
 
+def _chosen_lanes_why(core: TrainingCore, rule: TrainRule, board: str, widest: int) -> str:
+    """Why the training build chose ``core``'s lanes when ``--lanes`` was left out
+    (``widest``: the widest layer's neurons)."""
+    lanes = core.lanes
+    default = min(DEFAULT_TRAINING_LANES, widest)
+    if board_info(board).spram_bits:
+        return (f"{lanes} lanes: the first of "
+                f"{ice40_lane_candidates(rule.store_bits)} (at least 3, the fewest first: "
+                f"logic cells are what the part runs out of) whose training core fits "
+                f"{board}")
+    if lanes != default:
+        return (f"{lanes} lanes: the first count from {default} (the default "
+                f"{DEFAULT_TRAINING_LANES}, capped at the widest layer) whose "
+                f"training core fits {board}")
+    return (f"{lanes} lanes: the default {DEFAULT_TRAINING_LANES}"
+            + (f", capped at the widest layer ({widest} neurons)"
+               if lanes < DEFAULT_TRAINING_LANES else ""))
+
+
+def _build_fields(run: Path, config: Any, core: TrainingCore, chosen: dict[str, Any],
+                  why: list[str]) -> dict[str, Any]:
+    """The report's fields that describe the build: the run, the model's shape, the
+    inference core inside ``core`` (lanes, weights, multipliers, cycles) and what was
+    chosen for the options left out, and why."""
+    program = core.core.program
+    return {
+        "run": str(run),
+        "model": {"algo": config.algo, "shape": [config.input_size, *config.hidden],
+                  "labels": config.num_classes, "loops": config.loops},
+        "lanes": program.lanes, "label_lanes": program.label_lanes,
+        "weights": core.core.weights,
+        "multipliers": "shared" if program.shared else "dedicated", "banks": 1,
+        "cycles_per_inference": program.cycles(),
+        "chosen": {"options": chosen, "why": "; ".join(why)},
+    }
+
+
+def _training_fields(core: TrainingCore, link: HostLink, lanes: int, multipliers: str,
+                     fmax: float | None, rule: TrainRule, rule_source: str,
+                     fit: dict[str, Any]) -> dict[str, Any]:
+    """The report's ``training`` part: the core's lanes and options as built, the link's
+    form, the cycles and samples per second at ``fmax``, the rule and the fit."""
+    cycles = core.training_cycles()
+    return {
+        "lanes": lanes,
+        "multipliers": multipliers,
+        # The small-part options (docs/training-engine.md), as the core was built.
+        "bias_label_lanes": len(core.bias_label.lanes),
+        "forward_multipliers": core.forward_multipliers,
+        "signal_multipliers": core.signal_multipliers,
+        "compact_lanes": core.options["compact_lanes"],
+        "input_norm": core.input_norm,
+        "lean_signal": core.lean_signal,
+        "lean_forward": core.lean_forward,
+        "serial_weight_pass": core.weight_pass.serial,
+        "shared_word_network": core.options["shared_word_network"],
+        # The link's (HostLink's lean: the TRAIN records in the sample buffer).
+        "lean_link": link.lean,
+        "shared_update_lane": core.shared_update_lane,
+        "stored_norms": core.options["stored_norms"],
+        "tag_memory": core.options["tag_memory"],
+        # The score read port the link's RESULT replies read (Core's score_port).
+        "score_port": core.core.score_port_enabled,
+        "compact_signal": core.compact_signal,
+        "held_addresses": core.weight_pass.held_addresses,
+        "late_replay": core.weight_pass.late_replay,
+        "c_memory": core.weight_pass.c_memory,
+        "late_rounding": core.weight_pass.late_rounding,
+        "kappa_ring": core.bias_label.kappa_ring,
+        "cycles_per_sample": cycles,
+        "samples_per_second": (round(fmax * 1e6 / cycles, 1) if fmax else None),
+        "rule": {**{f.name: getattr(rule, f.name) for f in fields(TrainRule)},
+                 "source": rule_source},
+        "fit": fit,
+    }
+
+
 def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
                        freq_mhz: float | None = None, seed: int = 1,
                        seeds: int | None = None, executor: Executor | None = None,
@@ -255,20 +336,7 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
     why = []
     if lanes is None:
         lanes = chosen["lanes"] = core.lanes
-        default = min(DEFAULT_TRAINING_LANES, max(config.hidden))
-        if board_info(board).spram_bits:
-            why.append(f"{lanes} lanes: the first of "
-                       f"{ice40_lane_candidates(rule.store_bits)} (at least 3, the fewest first: "
-                       f"logic cells are what the part runs out of) whose training core fits "
-                       f"{board}")
-        elif lanes != default:
-            why.append(f"{lanes} lanes: the first count from {default} (the default "
-                       f"{DEFAULT_TRAINING_LANES}, capped at the widest layer) whose "
-                       f"training core fits {board}")
-        else:
-            why.append(f"{lanes} lanes: the default {DEFAULT_TRAINING_LANES}"
-                       + (f", capped at the widest layer ({max(config.hidden)} neurons)"
-                          if lanes < DEFAULT_TRAINING_LANES else ""))
+        why.append(_chosen_lanes_why(core, rule, board, max(config.hidden)))
     out_dir = training_folder(run, board)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     links = []
@@ -283,50 +351,10 @@ def synth_training_run(run: Path, *, board: str, lanes: int | None = None,
                    seeds=TRAINING_SEEDS if seeds is None else seeds, out_dir=out_dir,
                    fit=core, floorplan=False, executor=executor, scheduler=scheduler,
                    workers=workers, router=TRAINING_ROUTER)
-    program = core.core.program
-    cycles = core.training_cycles()
-    fmax = report["fmax_mhz"]
     report.update({
-        "run": str(run),
-        "model": {"algo": config.algo, "shape": [config.input_size, *config.hidden],
-                  "labels": config.num_classes, "loops": config.loops},
-        "lanes": program.lanes, "label_lanes": program.label_lanes,
-        "weights": core.core.weights,
-        "multipliers": "shared" if program.shared else "dedicated", "banks": 1,
-        "cycles_per_inference": program.cycles(),
-        "chosen": {"options": chosen, "why": "; ".join(why)},
-        "training": {
-            "lanes": lanes,
-            "multipliers": multipliers,
-            # The small-part options (docs/training-engine.md), as the core was built.
-            "bias_label_lanes": len(core.bias_label.lanes),
-            "forward_multipliers": core.forward_multipliers,
-            "signal_multipliers": core.signal_multipliers,
-            "compact_lanes": core.options["compact_lanes"],
-            "input_norm": core.input_norm,
-            "lean_signal": core.lean_signal,
-            "lean_forward": core.lean_forward,
-            "serial_weight_pass": core.weight_pass.serial,
-            "shared_word_network": core.options["shared_word_network"],
-            # The link's (HostLink's lean: the TRAIN records in the sample buffer).
-            "lean_link": links[-1].lean,
-            "shared_update_lane": core.shared_update_lane,
-            "stored_norms": core.options["stored_norms"],
-            "tag_memory": core.options["tag_memory"],
-            # The score read port the link's RESULT replies read (Core's score_port).
-            "score_port": core.core.score_port_enabled,
-            "compact_signal": core.compact_signal,
-            "held_addresses": core.weight_pass.held_addresses,
-            "late_replay": core.weight_pass.late_replay,
-            "c_memory": core.weight_pass.c_memory,
-            "late_rounding": core.weight_pass.late_rounding,
-            "kappa_ring": core.bias_label.kappa_ring,
-            "cycles_per_sample": cycles,
-            "samples_per_second": (round(fmax * 1e6 / cycles, 1) if fmax else None),
-            "rule": {**{f.name: getattr(rule, f.name) for f in fields(TrainRule)},
-                     "source": rule_source},
-            "fit": needs["training"],
-        },
+        **_build_fields(run, config, core, chosen, why),
+        "training": _training_fields(core, links[-1], lanes, multipliers, report["fmax_mhz"],
+                                     rule, rule_source, needs["training"]),
     })
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     report["report"] = str(out_dir / "report.json")

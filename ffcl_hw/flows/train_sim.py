@@ -186,6 +186,114 @@ def _simulate_cocotb(core: TrainingCore, simulator: str, run: Path, rule: TrainR
     return TrainingRun.from_json(json.loads(report.read_text())), build_seconds
 
 
+def _check_train_sim_options(simulator: str, samples: int, check_every: int | None,
+                             lanes: int | None, weights: str) -> None:
+    """Refuse a bad simulator, sample count, interval, lane count or weight memory (in
+    that order)."""
+    if simulator not in SIMULATORS:
+        raise RunError(f"--simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise RunError(f"--samples must be a positive integer, not {samples!r}")
+    if check_every is not None and (not isinstance(check_every, int) or check_every < 1):
+        raise RunError(f"--check-every must be a positive integer, not {check_every!r}")
+    if lanes is not None and (not isinstance(lanes, int) or lanes < 1):
+        raise RunError(f"--lanes must be a positive integer, not {lanes!r}")
+    if weights not in WEIGHT_KINDS:
+        raise RunError(f"--weights must be one of {', '.join(WEIGHT_KINDS)} with --train, "
+                       f"not {weights!r}")
+
+
+def _check_lanes_fit(model: IntModel, rule: TrainRule, lanes: int, weights: str) -> None:
+    """Refuse more lanes than the widest layer has neurons, or (``weights="spram"``) a
+    word or a weight memory an SPRAM does not hold."""
+    widest = max(model.config.hidden)
+    if lanes > widest:
+        raise RunError(f"--lanes {lanes} is more than the widest layer's {widest} neurons, "
+                       f"so {lanes - widest} lanes would never update; use --lanes "
+                       f"{widest} or fewer")
+    if weights == "spram":
+        _check_spram_fit(model, rule, lanes)
+        _check_spram_depth(model, lanes, rule.store_bits)
+
+
+def _checked_lr_shift(rule: TrainRule, lr_shift: int | None) -> int:
+    """lambda: ``lr_shift``, or :func:`default_lr_shift_for` when None; refuse one outside
+    the training core's range (:attr:`golden.inttrain.TrainRule.lr_range`)."""
+    low, high = rule.lr_range
+    if lr_shift is None:
+        return default_lr_shift_for(rule)
+    if (not isinstance(lr_shift, int) or isinstance(lr_shift, bool)
+            or not low <= lr_shift <= high):
+        raise RunError(f"--lr-shift {lr_shift} is outside the training core's range "
+                       f"{low}..{high} (lambda of the rule's first to last epoch); use "
+                       f"--lr-shift {low} to {high}")
+    return lr_shift
+
+
+def _training_samples(model: IntModel, rule: TrainRule, data: Any,
+                      samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``samples`` training images (quantized) and labels, in epoch 0's order
+    (:func:`train_order`), as int64."""
+    order = train_order(rule, data.n_train)[:samples]
+    images = model.quantize_input(data.x_train[order]).astype(np.int64)
+    labels = data.y_train[order].astype(np.int64)
+    return images, labels
+
+
+def _train_sim_report(simulator: str, samples: int, check_every: int, lanes: int,
+                      core: TrainingCore, board: str | None, rule: TrainRule,
+                      rule_source: str, lr_shift: int, result: TrainingRun,
+                      build_seconds: float, seconds: float) -> dict[str, Any]:
+    """The report of a training simulation, before the results that count only when
+    every check passed (``cycles_per_sample``, the accuracies, ``samples_per_second``)."""
+    mismatch = result.mismatch
+    return {
+        "simulator": simulator,
+        "samples": samples,
+        "samples_trained": len(result.records),
+        "check_every": check_every,
+        "checked_samples": len(result.checked),
+        "lanes": lanes,
+        # The core's parameters (multipliers, weights, label lanes, the small-part
+        # options: docs/training-engine.md, "The training core").
+        **core.options,
+        # SPRAM: one bank (a word every other cycle) or two (a word a cycle).
+        "weight_banks": core.core.memories.weight_store.banks,
+        # The board whose training build's core this is (None: the options given).
+        "board": board,
+        "rule": rule.to_dict(),
+        "rule_source": rule_source,
+        "lr_shift": lr_shift,
+        "lr_range": list(core.lr_range),
+        "weight_mismatches": 0 if mismatch is None else mismatch.words,
+        "mismatch": None if mismatch is None else str(mismatch),
+        "cycles_per_sample": None, "cycles_formula": core.training_cycles(),
+        "test_accuracy": None, "golden_test_accuracy": None,
+        "initial_test_accuracy": None,
+        "build_seconds": round(build_seconds, 3),
+        "wall_seconds": round(seconds, 3),
+        "samples_per_second": None,
+    }
+
+
+def _passed_results(model: IntModel, data: Any, checker: TrainingChecker,
+                    result: TrainingRun, samples: int, seconds: float) -> dict[str, Any]:
+    """Cycle counts and accuracies of a run whose every check passed: the trained and
+    the golden trainer's models, and the starting one, on the test set."""
+    x_test = model.quantize_input(data.x_test)
+    trained = checker.model_from_words(result.words)
+    golden = checker.model_from_words(result.golden_words)
+    cycles = np.array([r[2] for r in result.records])
+    return {
+        "cycles_per_sample": {"min": int(cycles.min()), "mean": float(cycles.mean()),
+                              "max": int(cycles.max())},
+        "test_accuracy": float((trained.run(x_test).labels == data.y_test).mean()),
+        "golden_test_accuracy": float((golden.run(x_test).labels == data.y_test).mean()),
+        "initial_test_accuracy": float((model.run(x_test).labels == data.y_test).mean()),
+        "samples_per_second": samples / seconds if seconds > 0 else None,
+    }
+
+
 def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
                   check_every: int | None = None, lanes: int | None = None,
                   lr_shift: int | None = None, multipliers: str = "shared",
@@ -213,17 +321,7 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
         outside the core's range; SPRAM words narrower than lanes x stored bits; a model
         the training core cannot train), checked before anything is simulated.
     """
-    if simulator not in SIMULATORS:
-        raise RunError(f"--simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
-    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
-        raise RunError(f"--samples must be a positive integer, not {samples!r}")
-    if check_every is not None and (not isinstance(check_every, int) or check_every < 1):
-        raise RunError(f"--check-every must be a positive integer, not {check_every!r}")
-    if lanes is not None and (not isinstance(lanes, int) or lanes < 1):
-        raise RunError(f"--lanes must be a positive integer, not {lanes!r}")
-    if weights not in WEIGHT_KINDS:
-        raise RunError(f"--weights must be one of {', '.join(WEIGHT_KINDS)} with --train, "
-                       f"not {weights!r}")
+    _check_train_sim_options(simulator, samples, check_every, lanes, weights)
     model, rule, rule_source, data = model_and_rule(run)
     if samples > data.n_train:
         raise RunError(f"--samples {samples} is more than the {data.n_train} training "
@@ -237,23 +335,9 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
         board_core = choose_training_core(model, rule, board, lanes, multipliers)[0]
         lanes, weights = board_core.lanes, board_core.weights
     lanes = 8 if lanes is None else lanes
-    widest = max(model.config.hidden)
-    if lanes > widest:
-        raise RunError(f"--lanes {lanes} is more than the widest layer's {widest} neurons, "
-                       f"so {lanes - widest} lanes would never update; use --lanes "
-                       f"{widest} or fewer")
-    if weights == "spram":
-        _check_spram_fit(model, rule, lanes)
-        _check_spram_depth(model, lanes, rule.store_bits)
+    _check_lanes_fit(model, rule, lanes, weights)
     check_every = check_every or default_check_every(samples)
-    low, high = rule.lr_range
-    if lr_shift is None:
-        lr_shift = default_lr_shift_for(rule)
-    elif (not isinstance(lr_shift, int) or isinstance(lr_shift, bool)
-          or not low <= lr_shift <= high):
-        raise RunError(f"--lr-shift {lr_shift} is outside the training core's range "
-                       f"{low}..{high} (lambda of the rule's first to last epoch); use "
-                       f"--lr-shift {low} to {high}")
+    lr_shift = _checked_lr_shift(rule, lr_shift)
     try:
         core = board_core or TrainingCore(model, rule, lanes=lanes, multipliers=multipliers,
                                           weights=weights)
@@ -261,9 +345,7 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
                                   lr_shift=lr_shift)
     except ValueError as error:
         raise RunError(f"--train: {error}") from None
-    order = train_order(rule, data.n_train)[:samples]
-    images = model.quantize_input(data.x_train[order]).astype(np.int64)
-    labels = data.y_train[order].astype(np.int64)
+    images, labels = _training_samples(model, rule, data, samples)
 
     start = time.perf_counter()
     if simulator == "amaranth":
@@ -273,47 +355,10 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
         result, build_seconds = _simulate_cocotb(core, simulator, run, rule, lr_shift,
                                                  images, labels, check_every, progress)
     seconds = time.perf_counter() - start - build_seconds
-    mismatch = result.mismatch
-    report: dict[str, Any] = {
-        "simulator": simulator,
-        "samples": samples,
-        "samples_trained": len(result.records),
-        "check_every": check_every,
-        "checked_samples": len(result.checked),
-        "lanes": lanes,
-        # The core's parameters (multipliers, weights, label lanes, the small-part
-        # options: docs/training-engine.md, "The training core").
-        **core.options,
-        # SPRAM: one bank (a word every other cycle) or two (a word a cycle).
-        "weight_banks": core.core.memories.weight_store.banks,
-        # The board whose training build's core this is (None: the options given).
-        "board": board,
-        "rule": rule.to_dict(),
-        "rule_source": rule_source,
-        "lr_shift": lr_shift,
-        "lr_range": list(core.lr_range),
-        "weight_mismatches": 0 if mismatch is None else mismatch.words,
-        "mismatch": None if mismatch is None else str(mismatch),
-        "cycles_per_sample": None, "cycles_formula": core.training_cycles(),
-        "test_accuracy": None, "golden_test_accuracy": None,
-        "initial_test_accuracy": None,
-        "build_seconds": round(build_seconds, 3),
-        "wall_seconds": round(seconds, 3),
-        "samples_per_second": None,
-    }
-    if mismatch is None:
+    report = _train_sim_report(simulator, samples, check_every, lanes, core, board, rule,
+                               rule_source, lr_shift, result, build_seconds, seconds)
+    if result.mismatch is None:
         # Cycle counts and accuracies count only when every check passed.
-        x_test = model.quantize_input(data.x_test)
-        trained = checker.model_from_words(result.words)
-        golden = checker.model_from_words(result.golden_words)
-        cycles = np.array([r[2] for r in result.records])
-        report.update({
-            "cycles_per_sample": {"min": int(cycles.min()), "mean": float(cycles.mean()),
-                                  "max": int(cycles.max())},
-            "test_accuracy": float((trained.run(x_test).labels == data.y_test).mean()),
-            "golden_test_accuracy": float((golden.run(x_test).labels == data.y_test).mean()),
-            "initial_test_accuracy": float((model.run(x_test).labels == data.y_test).mean()),
-            "samples_per_second": samples / seconds if seconds > 0 else None,
-        })
+        report.update(_passed_results(model, data, checker, result, samples, seconds))
     write_json(run / TRAIN_SIM_FILE, report)
     return report
