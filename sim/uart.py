@@ -114,12 +114,11 @@ class UartSource:
                 self._idle.set()
 
     async def _bits(self, count: int, skew: float) -> None:
-        """``count`` bit times (each rounded to a picosecond as one bit's alone)."""
-        if skew:
+        """``count`` bit times (each rounded to a picosecond as one bit's alone); a skew
+        needs ``period_ns``, which ``write_nowait`` checks."""
+        if self.period_ns is not None:
             await Timer(count * round(self.divisor * self.period_ns * 1000 * (1 + skew)),
                         unit="ps")
-        elif self.period_ns is not None:
-            await Timer(count * round(self.divisor * self.period_ns * 1000), unit="ps")
         else:
             await ClockCycles(self.clock, count * self.divisor)
 
@@ -233,7 +232,8 @@ class SimulatedSerial:
     ``write`` queues the bytes and returns, as an OS serial driver does. ``read(n)`` lets
     the simulation run until ``n`` bytes have arrived or, once everything written has gone
     out, ``timeout_cycles`` have passed; then it returns what it has, as a port whose
-    timeout expired does.
+    timeout expired does. The source needs the clock's ``period_ns``: a read waits for a
+    byte, the last byte sent or the timeout, not clock edges.
 
     Members
     -------
@@ -246,6 +246,9 @@ class SimulatedSerial:
         if source.divisor != sink.divisor:
             raise ValueError(f"UART source and sink must share a divisor, not "
                              f"{source.divisor} and {sink.divisor}")
+        if source.period_ns is None:
+            raise ValueError("a simulated serial port needs a UART source with the clock's "
+                             "period_ns (its reads wait with timers)")
         self.source = source
         self.sink = sink
         self.timeout_cycles = timeout_cycles
@@ -266,15 +269,8 @@ class SimulatedSerial:
 
     async def _read(self, size: int) -> bytes:
         source, sink = self.source, self.sink
-        if source.period_ns is None:
-            waited, bit = 0, source.divisor
-            while sink.count() < size and (not source.idle() or waited < self.timeout_cycles):
-                await ClockCycles(source.clock, bit)
-                if source.idle():
-                    waited += bit
-            return sink.read_nowait(size)
-        # With the clock's period: woken by a byte, the last byte sent or the timeout, not
-        # polled every bit time (those wake-ups were a host-link test's largest cost).
+        # Woken by a byte, the last byte sent or the timeout, not polled every bit time
+        # (those wake-ups were a host-link test's largest cost).
         limit = round(self.timeout_cycles * source.period_ns * 1000)
         waited = 0
         while sink.count() < size:

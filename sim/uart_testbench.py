@@ -29,7 +29,7 @@ from cocotb.types import Logic
 from cocotb.utils import get_sim_time
 
 from sim.streams import PAUSES, StreamMonitor, StreamSink, StreamSource
-from sim.uart import UartSink, UartSource
+from sim.uart import SimulatedSerial, UartSink, UartSource
 
 PERIOD_NS = 10
 COUNT = 12
@@ -94,6 +94,15 @@ async def uart_source_into_the_gateware_receiver(dut, timing: str) -> None:
     errors = _ErrorCount(dut)
     sink = StreamSink(dut, "received", dut.clk, reset=dut.rst)
     source = UartSource(dut.rx, dut.clk, divisor=_divisor(), period_ns=TIMINGS[timing])
+    if TIMINGS[timing] is None:
+        # A serial port's reads wait with timers: a source without the period is refused.
+        try:
+            SimulatedSerial(source, UartSink(dut.tx, dut.clk, divisor=_divisor()),
+                            timeout_cycles=1)
+        except ValueError as error:
+            assert "period_ns" in str(error), error
+        else:
+            raise AssertionError("SimulatedSerial took a UART source without period_ns")
     await with_timeout(source.write(data), _frames(len(data)) * PERIOD_NS, "ns")
     await ClockCycles(dut.clk, 2 * _divisor())
     got = bytes(sink.recv_nowait() for _ in range(sink.count()))
