@@ -426,7 +426,7 @@ def _netlist_train_model(run: Path, samples: int,
     """The model, rule, rule source and data set ``sim --train`` trains, and lambda;
     refuse an FFL run, more samples than the training set holds, or a lambda outside the
     rule's range (in that order)."""
-    from ffcl_hw.flows.train_sim import _checked_lr_shift, model_and_rule
+    from ffcl_hw.flows.train_sim import checked_lr_shift, model_and_rule
 
     model, rule, rule_source, data = model_and_rule(Path(run))
     config = model.config
@@ -437,7 +437,7 @@ def _netlist_train_model(run: Path, samples: int,
     if samples > data.n_train:
         raise RunError(f"--samples {samples} is more than the {data.n_train} training "
                        f"samples of {data.name}; use --samples {data.n_train} or fewer")
-    return model, rule, rule_source, data, _checked_lr_shift(rule, lr_shift)
+    return model, rule, rule_source, data, checked_lr_shift(rule, lr_shift)
 
 
 def _netlist_train_report(board: str, samples: int, core: TrainingCore, rule: TrainRule,
@@ -542,13 +542,13 @@ def netlist_train_run(run: Path, *, board: str, samples: int = 20, lanes: int | 
         word wider than 64 bits), before any tool runs.
     """
     from ffcl_hw.flows.synth_training import choose_training_core
-    from ffcl_hw.flows.train_sim import TRAIN_SIM_FILE, _training_samples
+    from ffcl_hw.flows.train_sim import TRAIN_SIM_FILE, training_samples
     from sim.netlist import cell_counts
 
     info = _check_netlist_train_options(board, samples, lanes)
     model, rule, rule_source, data, lr_shift = _netlist_train_model(run, samples, lr_shift)
     core, _ = choose_training_core(model, rule, board, lanes, multipliers)
-    images, labels = _training_samples(model, rule, data, samples)
+    images, labels = training_samples(model, rule, data, samples)
 
     folder = Path(run) / "netlist" / f"{board}-train"
     start = time.perf_counter()

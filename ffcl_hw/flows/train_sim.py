@@ -50,8 +50,8 @@ from sim.amaranth_sim import run_training
 from sim.train_check import TrainingChecker, TrainingRun
 
 __all__ = ["FULL_CHECK_SAMPLES", "LONG_RUN_CHECK_EVERY", "TRAIN_SIM_FILE", "TOP_NAME",
-           "default_check_every", "default_lr_shift_for", "default_rule", "model_and_rule",
-           "train_order", "train_sim_run"]
+           "checked_lr_shift", "default_check_every", "default_lr_shift_for", "default_rule",
+           "model_and_rule", "train_order", "train_sim_run", "training_samples"]
 
 #: Where the report goes inside the run.
 TRAIN_SIM_FILE = "train_sim.json"
@@ -216,7 +216,7 @@ def _check_lanes_fit(model: IntModel, rule: TrainRule, lanes: int, weights: str)
         _check_spram_depth(model, lanes, rule.store_bits)
 
 
-def _checked_lr_shift(rule: TrainRule, lr_shift: int | None) -> int:
+def checked_lr_shift(rule: TrainRule, lr_shift: int | None) -> int:
     """lambda: ``lr_shift``, or :func:`default_lr_shift_for` when None; refuse one outside
     the training core's range (:attr:`golden.inttrain.TrainRule.lr_range`)."""
     low, high = rule.lr_range
@@ -230,8 +230,8 @@ def _checked_lr_shift(rule: TrainRule, lr_shift: int | None) -> int:
     return lr_shift
 
 
-def _training_samples(model: IntModel, rule: TrainRule, data: Any,
-                      samples: int) -> tuple[np.ndarray, np.ndarray]:
+def training_samples(model: IntModel, rule: TrainRule, data: Any,
+                     samples: int) -> tuple[np.ndarray, np.ndarray]:
     """The first ``samples`` training images (quantized) and labels, in epoch 0's order
     (:func:`train_order`), as int64."""
     order = train_order(rule, data.n_train)[:samples]
@@ -337,7 +337,7 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
     lanes = 8 if lanes is None else lanes
     _check_lanes_fit(model, rule, lanes, weights)
     check_every = check_every or default_check_every(samples)
-    lr_shift = _checked_lr_shift(rule, lr_shift)
+    lr_shift = checked_lr_shift(rule, lr_shift)
     try:
         core = board_core or TrainingCore(model, rule, lanes=lanes, multipliers=multipliers,
                                           weights=weights)
@@ -345,7 +345,7 @@ def train_sim_run(run: Path, *, simulator: str = "verilator", samples: int,
                                   lr_shift=lr_shift)
     except ValueError as error:
         raise RunError(f"--train: {error}") from None
-    images, labels = _training_samples(model, rule, data, samples)
+    images, labels = training_samples(model, rule, data, samples)
 
     start = time.perf_counter()
     if simulator == "amaranth":
