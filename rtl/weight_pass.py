@@ -553,7 +553,9 @@ class WeightPass(wiring.Component):
         # shadow loads, and a bit per word saying it is the last tile's.
         ragged = Signal(P)
 
-        issue, loaded, tile_start = Signal(), Signal(), Signal()
+        # issue: a word's read (its address on weights.addr, the store's register takes
+        # it); named, so a harness finds it in every configuration (a name only).
+        issue, loaded, tile_start = Signal(name="issue"), Signal(), Signal()
         idle = Signal()
         feedback = count >= ff
         last_tile = tile == self.tiles - 1
