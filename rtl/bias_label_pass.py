@@ -40,6 +40,11 @@ from rtl.weight_pass import SHIFT_SHAPE
 __all__ = ["BiasLabelPass"]
 
 
+#: The kinds of the shared lane's entries, in issue order, and no entry
+#: (:meth:`BiasLabelPass._entry_kind`).
+_U_POS, _U_NEG, _BIAS, _NONE = range(4)
+
+
 def _width(depth: int) -> int:
     return Shape.cast(range(max(2, depth))).width
 
@@ -299,9 +304,8 @@ class BiasLabelPass(wiring.Component):
         2) and written as it leaves with its new field, y''s word with U+'s too when both
         labels share it (its second read may miss the first write)."""
         m = Module()
-        B_m, groups = self.rule.store_bits, self.groups
+        groups = self.groups
         y, y_neg = self.y, self.y_neg
-        lat = self.lane_latency
         if self.borrowed:
             # The lane's members through the port (its owner has the lane itself).
             lane = self.lane
@@ -309,6 +313,33 @@ class BiasLabelPass(wiring.Component):
         else:
             m.submodules.lane = lane = self.lanes[0]
         period = self.issue_period
+        slot, neuron, count, issuing, address, late = self._shared_issue(m, period)
+        kind = self._entry_kind(m, issuing, slot)
+        self._shared_entries(m, lane, kind, late)
+        stages = self._carried_stages(m, kind)
+        (out_kind, out_addr), (next_kind, next_addr) = stages[-1], stages[-2]
+        if self.kappa_ring:
+            self._kappa_ring(m, stages[0][0] if late else kind, _NONE)
+        elif late:
+            self._late_kappa(m, lane, stages[0][0])
+        self._write_back(m, lane.out, (out_kind, out_addr), (next_kind, next_addr),
+                         groups.word(address, Mux(slot == 1, y_neg, y)))
+        with m.If(self.run):
+            m.d.sync += count.eq(count + 1)
+            with m.If(issuing):
+                m.d.sync += slot.eq(slot + 1)
+                with m.If(slot == period - 1):
+                    m.d.sync += [slot.eq(0), neuron.eq(neuron + 1)]
+            with m.If(count == period * self.neurons + self.drain - 1):
+                m.d.sync += [count.eq(0), neuron.eq(0), slot.eq(0)]
+                m.d.comb += self.done.eq(1)
+        return m
+
+    def _shared_issue(self, m: Module, period: int) -> tuple:
+        """The shared lane's issue (:meth:`_elaborate_shared`): the slot within a
+        neuron's ``period`` cycles, the neuron, the cycle count, whether a neuron is being
+        issued, its bias address, and whether the lane takes rho and kappa late; the error,
+        rho and bias addresses driven."""
         slot = Signal(range(period))
         neuron = Signal(range(max(self.model.config.hidden) + 1))
         count = Signal(range(period * max(self.model.config.hidden) + self.drain + 1))
@@ -326,16 +357,31 @@ class BiasLabelPass(wiring.Component):
         m.d.comb += [issuing.eq(self.run & (neuron < self.neurons)),
                      self.errors.addr.eq(neuron), self.rho.addr.eq(rho_neuron),
                      self.bias.addr.eq(address)]
+        return slot, neuron, count, issuing, address, late
+
+    def _entry_kind(self, m: Module, issuing, slot) -> Signal:
+        """The kind of the entry the shared lane takes, a cycle after its slot."""
         # The entry's kind, a cycle after its slot: its slot's number (U+, U-, b), NONE
         # for no entry. Tests for a kind or a label go through rtl.select.equals: Amaranth
         # writes "== 0" as a multi-bit logical NOT, which Verilator's -Wall reports.
-        U_POS, U_NEG, BIAS, NONE = range(4)
-        kind = Signal(range(4), init=NONE)
-        m.d.sync += kind.eq(Mux(issuing & (slot < 3), slot, NONE))
+        kind = Signal(range(4), init=_NONE)
+        m.d.sync += kind.eq(Mux(issuing & (slot < 3), slot, _NONE))
+        return kind
+
+    def _lane_kappa(self, word):
+        """A kappa word as the shared lane takes it: a borrowed lane only the bits b and
+        U's R can take (:attr:`rounding_bits`)."""
+        return word[:self.rounding_bits] if self.borrowed else word
+
+    def _shared_entries(self, m: Module, lane, kind, late: bool) -> None:
+        """The shared lane's entry by ``kind``: U+ from y's field, U- from y''s, b from the
+        bias, each with its error, k and kind, rho and (unless ``late`` or a ring) kappa."""
+        B_m, groups = self.rule.store_bits, self.groups
+        y, y_neg = self.y, self.y_neg
         errors = self.errors.data
         if groups.count == 1:
             u_neg = Signal(B_m)
-            with m.If(equals(kind, U_POS)):
+            with m.If(equals(kind, _U_POS)):
                 m.d.sync += u_neg.eq(groups.field(self.labels.data, y_neg, B_m))
             c_neg = u_neg.as_signed()
         else:
@@ -345,27 +391,22 @@ class BiasLabelPass(wiring.Component):
             # entries' kinds carried beside the lane say when each leaves, not valid.
             # rho and kappa only as wide as b and U's largest k (rounding_bits).
             m.d.comb += lane.rho.eq(self.rho.data[:self.rounding_bits])
-
-            def kappa(word):
-                return word[:self.rounding_bits]
         else:
-            m.d.comb += [lane.en.eq(kind != NONE), lane.rho.eq(self.rho.data)]
+            m.d.comb += [lane.en.eq(kind != _NONE), lane.rho.eq(self.rho.data)]
 
-            def kappa(word):
-                return word
         def kappa_now(name: str) -> list:
             # Late, kappa follows the entry's kind a cycle later; a ring's is its head
             # (below).
             if late or self.kappa_ring:
                 return []
-            return [lane.kappa.eq(kappa(getattr(self, name)))]
+            return [lane.kappa.eq(self._lane_kappa(getattr(self, name)))]
 
         with m.Switch(kind):
-            with m.Case(U_POS):
+            with m.Case(_U_POS):
                 m.d.comb += [lane.c.eq(groups.field(self.labels.data, y, B_m)),
                              lane.d.eq(errors.dp), *kappa_now("kappa_pos"),
                              lane.k.eq(self.k_u), lane.select.eq(STORED_KINDS.index("W"))]
-            with m.Case(U_NEG):
+            with m.Case(_U_NEG):
                 m.d.comb += [lane.c.eq(c_neg), lane.d.eq(errors.dn),
                              *kappa_now("kappa_neg"), lane.k.eq(self.k_u),
                              lane.select.eq(STORED_KINDS.index("W"))]
@@ -373,41 +414,32 @@ class BiasLabelPass(wiring.Component):
                 m.d.comb += [lane.c.eq(self.bias.data.as_signed()), lane.d.eq(errors.d),
                              *kappa_now("kappa_b"), lane.k.eq(self.k_b),
                              lane.select.eq(STORED_KINDS.index("b"))]
+
+    def _carried_stages(self, m: Module, kind) -> list:
+        """The kind and bias address of each entry, carried beside the shared lane."""
         # Each entry's kind and neuron, carried beside the lane: stages[i] is i + 1
         # cycles after its entry, stages[-1] leaves with it.
         entry_addr = Signal.like(self.bias.addr)
         m.d.sync += entry_addr.eq(self.bias.addr)
         stages, stage = [], (kind, entry_addr)
-        for i in range(lat):
+        for i in range(self.lane_latency):
             reg = (Signal.like(kind, name=f"bu_kind_{i}"),
                    Signal.like(entry_addr, name=f"bu_addr_{i}"))
             m.d.sync += [reg[0].eq(stage[0]), reg[1].eq(stage[1])]
             stages.append(reg)
             stage = reg
-        (out_kind, out_addr), (next_kind, next_addr) = stages[-1], stages[-2]
-        if self.kappa_ring:
-            self._kappa_ring(m, stages[0][0] if late else kind, NONE)
-        elif late:
-            with m.Switch(stages[0][0]):
-                with m.Case(U_POS):
-                    m.d.comb += lane.kappa.eq(kappa(self.kappa_pos))
-                with m.Case(U_NEG):
-                    m.d.comb += lane.kappa.eq(kappa(self.kappa_neg))
-                with m.Default():
-                    m.d.comb += lane.kappa.eq(kappa(self.kappa_b))
-        self._write_back(m, lane.out, (out_kind, out_addr), (next_kind, next_addr),
-                         groups.word(address, Mux(slot == 1, y_neg, y)))
-        with m.If(self.run):
-            m.d.sync += count.eq(count + 1)
-            with m.If(issuing):
-                m.d.sync += slot.eq(slot + 1)
-                with m.If(slot == period - 1):
-                    m.d.sync += [slot.eq(0), neuron.eq(neuron + 1)]
-            with m.If(count == period * self.neurons + self.drain - 1):
-                m.d.sync += [count.eq(0), neuron.eq(0), slot.eq(0)]
-                m.d.comb += self.done.eq(1)
-        return m
+        return stages
 
+    def _late_kappa(self, m: Module, lane, late_kind) -> None:
+        """A late lane's kappa (no ring), by ``late_kind``, its entry's kind a cycle
+        old."""
+        with m.Switch(late_kind):
+            with m.Case(_U_POS):
+                m.d.comb += lane.kappa.eq(self._lane_kappa(self.kappa_pos))
+            with m.Case(_U_NEG):
+                m.d.comb += lane.kappa.eq(self._lane_kappa(self.kappa_neg))
+            with m.Default():
+                m.d.comb += lane.kappa.eq(self._lane_kappa(self.kappa_b))
 
     def _write_back(self, m: Module, out, leaving, next_out, issue_word) -> None:
         """The shared lane's results written back (:meth:`_elaborate_shared`): the label

@@ -169,6 +169,17 @@ def _check_options(model: IntModel, rule: TrainRule, *, lanes: int, multipliers:
         raise TypeError(f"Tag memory must be a bool, not {tag_memory!r}")
 
 
+def _check_model(model: IntModel, rule: TrainRule) -> None:
+    """Refuse a model or rule of the wrong type, or a model this core does not train."""
+    if not isinstance(model, IntModel):
+        raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
+    if not isinstance(rule, TrainRule):
+        raise TypeError(f"Rule must be a golden.inttrain.TrainRule, not {rule!r}")
+    if model.config.algo not in ("ffdl", "ffcl"):
+        raise ValueError(f"the training core trains FFDL and FFCL models, not "
+                         f"{model.config.algo.upper()}")
+
+
 class TrainingCore(wiring.Component):
     """An FFDL or FFCL core that trains on chip with the integer rule (module docstring).
 
@@ -413,13 +424,7 @@ class TrainingCore(wiring.Component):
                  compact_signal: bool = False, held_addresses: bool = False,
                  late_replay: bool = False, c_memory: bool = False,
                  late_rounding: bool = False, kappa_ring: bool = False) -> None:
-        if not isinstance(model, IntModel):
-            raise TypeError(f"Model must be a golden.intmodel.IntModel, not {model!r}")
-        if not isinstance(rule, TrainRule):
-            raise TypeError(f"Rule must be a golden.inttrain.TrainRule, not {rule!r}")
-        if model.config.algo not in ("ffdl", "ffcl"):
-            raise ValueError(f"the training core trains FFDL and FFCL models, not "
-                             f"{model.config.algo.upper()}")
+        _check_model(model, rule)
         _check_options(model, rule, lanes=lanes, multipliers=multipliers,
                        signal_multipliers=signal_multipliers,
                        forward_multipliers=forward_multipliers, weights=weights,
@@ -437,23 +442,45 @@ class TrainingCore(wiring.Component):
         self.lean_signal = lean_signal
         self.compact_signal = compact_signal
         self.lean_forward = lean_forward
-        shared = multipliers == "shared"
-        self.trainer = trainer = IntTrainer(model, rule)
+        self.trainer = IntTrainer(model, rule)
         self.model, self.rule, self.lanes = model, rule, lanes
-        config = model.config
+        self._make_core(label_lanes=label_lanes, stored_norms=stored_norms,
+                        tag_memory=tag_memory, score_port=score_port)
+        self._make_steps(bias_label_lanes=bias_label_lanes, compact_lanes=compact_lanes,
+                         serial_weight_pass=serial_weight_pass, replay_network=own,
+                         held_addresses=held_addresses, late_replay=late_replay,
+                         c_memory=c_memory, late_rounding=late_rounding,
+                         kappa_ring=kappa_ring)
+        super().__init__(self._members())
+        # Both start from rule.seed at reset and are never seeded again: no seeding
+        # logic (with ``load`` tied low, the seedable generator's If/Elif chain lowers
+        # to a casez on a partly constant selector, which Verilator reports as
+        # CASEOVERLAP).
+        self.labels_gen = WordGenerator(offset=LABEL_SEED_OFFSET, reset_seed=rule.seed,
+                                        seed_bits=0, network=own)
+        self.words_gen = WordGenerator(offset=0, reset_seed=rule.seed, seed_bits=0,
+                                       network=own)
+
+    def _make_core(self, *, label_lanes: int | None, stored_norms: bool, tag_memory: bool,
+                   score_port: bool) -> None:
+        """The inference core (:attr:`core`) with stored weights, its label groups, and
+        the iterations and lambdas the engine is built for (``__init__``'s parameters of
+        the same names)."""
+        model, rule, config = self.model, self.rule, self.model.config
         #: Iterations updated: every one (loss_iterations 'all'), or only the last.
         self.trained_iterations = (config.loops if rule.loss_iterations == "all" else 1)
         # Layer 1's cached W_1 x is stale once W_1 changed within the sample.
-        self.core = Core(model, lanes=lanes, weights=weights, observe=True,
+        self.core = Core(model, lanes=self.lanes, weights=self.weights, observe=True,
                          store_bits=rule.store_bits,
-                         layer1_cache=self.trained_iterations == 1, lend=shared,
-                         shared=forward_multipliers == "shared", label_lanes=label_lanes,
-                         norms=input_norm == "forward", lean=lean_forward,
-                         score_port=score_port,
+                         layer1_cache=self.trained_iterations == 1,
+                         lend=self.multipliers == "shared",
+                         shared=self.forward_multipliers == "shared",
+                         label_lanes=label_lanes, norms=self.input_norm == "forward",
+                         lean=self.lean_forward, score_port=score_port,
                          **({"stored_norms": True} if stored_norms else {}),
                          **({"tag_memory": True} if tag_memory else {}))
         self.label_groups = LabelGroups(config.num_classes, self.core.program.label_lanes)
-        self.fine = trainer.fine_bits
+        self.fine = self.trainer.fine_bits
         #: lambda of the first epoch: the ``lr_shift_in`` port's reset value.
         self.lr_shift = rule.lr_shift_at(0)
         #: The lambdas of the rule's schedule (it only grows): the update lanes' shifters
@@ -462,6 +489,17 @@ class TrainingCore(wiring.Component):
         # At least one bit: with lambda 0 throughout, range(1) would be a zero-width port,
         # which Verilog can only write as [-1:0] (Verilator's -Wall: ASCRANGE).
         self._lambda_shape = range(max(2, self.lr_range[1] + 1))
+
+    def _make_steps(self, *, bias_label_lanes: int, compact_lanes: bool,
+                    serial_weight_pass: bool, replay_network: bool, held_addresses: bool,
+                    late_replay: bool, c_memory: bool, late_rounding: bool,
+                    kappa_ring: bool) -> None:
+        """The steps of a layer update (:attr:`words`, :attr:`scan`, :attr:`scaler`,
+        :attr:`weight_pass`, :attr:`bias_label`) and the layers' feedback sources and v
+        buffer depth they are sized by (``__init__``'s parameters of the same names;
+        ``replay_network``: the replay generator keeps its own leap-ahead network)."""
+        model, rule, lanes = self.model, self.rule, self.lanes
+        shared = self.multipliers == "shared"
         fmt, config = model.fmt, model.config
         hidden = config.hidden
         n_ins = [config.input_size] + list(hidden[:-1])
@@ -473,16 +511,17 @@ class TrainingCore(wiring.Component):
         self.words = UpdateWords(max_columns=max(n + s for n, s in zip(n_ins, n_src, strict=True)),
                                  max_rows=max(hidden), kept_scalars=not kappa_ring)
         self.scan = ErrorScan(model, store_bits=rule.store_bits, sigmoid=rule.sigmoid,
-                              product_latency=(SIDE_LATENCY if signal_multipliers == "shared"
+                              product_latency=(SIDE_LATENCY if self.signal_multipliers == "shared"
                                                else None),
-                              label_lanes=self.label_groups.lanes, lean=lean_signal,
-                              compact=compact_signal)
+                              label_lanes=self.label_groups.lanes, lean=self.lean_signal,
+                              compact=self.compact_signal)
         self.scaler = InputScaler(fmt, sq_bits=self.core.program.widths.sq,
                                   activations=2 * sum(hidden), max_inputs=max(2, self.v_depth),
-                                  reciprocal="given" if input_norm == "forward" else "own",
+                                  reciprocal="given" if self.input_norm == "forward" else "own",
                                   # lean_forward: the scaler of the forward pass's
                                   # activations in its small-part form too.
-                                  **({"lean": True} if lean_forward and input_norm == "forward"
+                                  **({"lean": True}
+                                     if self.lean_forward and self.input_norm == "forward"
                                      else {}))
         self.weight_pass = WeightPass(model, rule, lanes=lanes,
                                       words=len(self.core.program.weight_words),
@@ -491,43 +530,39 @@ class TrainingCore(wiring.Component):
                                       weight_latency=self.core.program.weight_latency,
                                       port=self.core.memories.weight_store.port,
                                       compact_lanes=compact_lanes, serial=serial_weight_pass,
-                                      replay_network=own, lend_lane=shared_update_lane,
+                                      replay_network=replay_network,
+                                      lend_lane=self.shared_update_lane,
                                       held_addresses=held_addresses,
                                       late_replay=late_replay, c_memory=c_memory,
                                       late_rounding=late_rounding)
         self.bias_label = BiasLabelPass(
             model, rule, lanes=bias_label_lanes, label_lanes=self.label_groups.lanes,
             compact_lanes=compact_lanes,
-            borrowed_lane=self.weight_pass.lanes[0] if shared_update_lane else None,
+            borrowed_lane=self.weight_pass.lanes[0] if self.shared_update_lane else None,
             kappa_ring=kappa_ring)
-        K = model.config.num_classes
+
+    def _members(self) -> dict:
+        """The members of this core's signature (the class docstring's Members)."""
+        K = self.model.config.num_classes
         prog = self.core.program
         read_words = max(2, len(prog.weight_words), len(prog.label_words))
-        read_bits = max(lanes, K) * prog.stored_weight_bits + prog.stored_bias_bits
+        read_bits = max(self.lanes, K) * prog.stored_weight_bits + prog.stored_bias_bits
         members = {
-            "samples": In(stream.Signature(sample_layout(fmt.input_bits, K))),
+            "samples": In(stream.Signature(sample_layout(self.model.fmt.input_bits, K))),
             "done": Out(stream.Signature(done_layout(K))),
             "busy": Out(1),
             "read": In(wiring.Signature({"target": Out(3), "addr": Out(range(read_words))})),
             "read_data": Out(unsigned(read_bits)),
             "lr_shift_in": In(self._lambda_shape, init=self.lr_range[0]),
         }
-        if weights == "spram":
+        if self.weights == "spram":
             # SPRAM comes up empty: the starting words come in through this port. Block
             # RAM is initialised by the bitstream, and its core keeps its netlist.
             members["load"] = In(stream.Signature(load_layout(prog)))
             # A loaded model trains from the seed: the load's commit restarts the
             # generators (block RAM cores take no loads, and keep their netlist).
             members["restart"] = In(1)
-        super().__init__(members)
-        # Both start from rule.seed at reset and are never seeded again: no seeding
-        # logic (with ``load`` tied low, the seedable generator's If/Elif chain lowers
-        # to a casez on a partly constant selector, which Verilator reports as
-        # CASEOVERLAP).
-        self.labels_gen = WordGenerator(offset=LABEL_SEED_OFFSET, reset_seed=rule.seed,
-                                        seed_bits=0, network=own)
-        self.words_gen = WordGenerator(offset=0, reset_seed=rule.seed, seed_bits=0,
-                                       network=own)
+        return members
 
     @property
     def options(self) -> dict:
@@ -1002,27 +1037,9 @@ class TrainingCore(wiring.Component):
         per layer the steps (words, learning signal, v, W pass, b/U pass), the record.
         ``idle`` (driven for an SPRAM core only): waiting for a sample's first pixel."""
         core, config = self.core, self.model.config
-        K, D, L = config.num_classes, config.input_size, config.num_layers
-        layer, y, y_neg = state["layer"], state["y"], state["y_neg"]
-        iteration, T = state["iteration"], config.loops
-        # Updates between iterations: the sequencer is held before the first op of
-        # iteration t + 1 while iteration t's updates run (loss_iterations 'all').
-        first_ops = [i for i, op in enumerate(core.program.ops)
-                     if op.kind.name == "LAYER" and op.layer == 0]
-        obs = core.observe
-        at_boundary = Signal()
-        if self.trained_iterations > 1:
-            boundary = Array(Const(i) for i in first_ops[1:])[iteration]
-            m.d.comb += at_boundary.eq(obs.fetch & (obs.op_index == boundary)
-                                       & (iteration < T - 1))
-        # lambda clamped to the rule's range, by the comparisons that can be true (a
-        # constant one, "< 0" above all, is what Verilator's -Wall reports as UNSIGNED).
-        low, high = self.lr_range
-        lam_in = self.lr_shift_in
-        if high < (1 << len(lam_in)) - 1:
-            lam_in = Mux(lam_in > high, high, lam_in)
-        if low > 0:
-            lam_in = Mux(lam_in < low, low, lam_in)
+        K, D = config.num_classes, config.input_size
+        at_boundary = self._iteration_boundary(m, state["iteration"])
+        lam_in = self._clamped_lambda()
         cycles, counting = Signal(CYCLE_BITS), Signal()
         with m.If(counting):
             m.d.sync += cycles.eq(cycles + 1)
@@ -1031,79 +1048,27 @@ class TrainingCore(wiring.Component):
         train, predicted = Signal(), Signal(range(K))
 
         # The wrong label, by rejection, while the core infers.
-        draw_pending, draw_r = Signal(), Signal(range(max(2, K)))
-        mask_bits = (K - 2).bit_length()
-        labels_gen = self.labels_gen.words
-        m.d.comb += labels_gen.ready.eq(draw_pending)
-        with m.If(draw_pending & labels_gen.valid):
-            r = labels_gen.payload[:mask_bits] if mask_bits else Const(0, 1)
-            with m.If(r < K - 1):
-                m.d.sync += [draw_pending.eq(0), draw_r.eq(r)]
+        draw_pending, draw_r = self._wrong_label_draw(m)
 
         # PREPARE starts next cycle, for layer prepare_layer (0 from LABEL).
-        prepare, prepare_layer = Signal(), Signal.like(layer)
+        prepare, prepare_layer = Signal(), Signal.like(state["layer"])
         done_flags = self._prepare_flags(m, prepare, prepare_layer)
         record = self.done.payload
-        m.d.comb += [record.label.eq(predicted), record.wrong.eq(y_neg), record.cycles.eq(cycles)]
+        m.d.comb += [record.label.eq(predicted), record.wrong.eq(state["y_neg"]),
+                     record.cycles.eq(cycles)]
         m.d.comb += core.result.ready.eq(0)
-        image_w, samples = self._image_w, self.samples
+        # The sequence's own registers and flags, which its states share.
+        seq = {"pixel": pixel, "train": train, "predicted": predicted, "cycles": cycles,
+               "counting": counting, "draw_pending": draw_pending, "draw_r": draw_r,
+               "prepare": prepare, "prepare_layer": prepare_layer, "lam_in": lam_in,
+               "at_boundary": at_boundary}
         with m.FSM() as fsm:
-            with m.State("SAMPLE"):
-                m.d.comb += [core.image.valid.eq(samples.valid),
-                             core.image.payload.eq(samples.payload.pixel),
-                             samples.ready.eq(core.image.ready),
-                             image_w.en.eq(samples.valid & core.image.ready),
-                             image_w.addr.eq(pixel), image_w.data.eq(samples.payload.pixel)]
-                with m.If(samples.valid & core.image.ready):
-                    m.d.sync += pixel.eq(pixel + 1)
-                    with m.If(pixel == D - 1):
-                        m.d.sync += [pixel.eq(0), y.eq(samples.payload.label),
-                                     train.eq(samples.payload.train),
-                                     iteration.eq(T - self.trained_iterations),
-                                     state["lam"].eq(lam_in),
-                                     draw_pending.eq(samples.payload.train),
-                                     cycles.eq(0), counting.eq(1)]
-                        m.next = "INFER"
-            with m.State("INFER"):
-                with m.If(train & at_boundary):
-                    # Iteration t's forward pass is done: update before t + 1.
-                    m.d.comb += core.store.hold.eq(1)
-                    m.next = "LABEL"
-                with m.If(core.result.valid):
-                    m.d.comb += core.result.ready.eq(1)
-                    m.d.sync += predicted.eq(core.result.payload.label)
-                    m.next = "LABEL"
-            with m.State("LABEL"):
-                # y' = (y + 1 + r) mod K once the draw is in; the updates start once the
-                # core takes loads (idle, or held between iterations: it then stays
-                # ready until the engine lets it go, so no write of a pass is refused).
-                with m.If(~draw_pending & core.load.ready):
-                    wrong = y + 1 + draw_r
-                    m.d.sync += [y_neg.eq(Mux(wrong >= K, wrong - K, wrong)), layer.eq(0)]
-                    m.d.comb += prepare.eq(1)
-                    m.next = "PREPARE"
-                    with m.If(~train):
-                        m.d.sync += counting.eq(0)
-                        m.next = "DONE"
+            self._sample_state(m, state, seq)
+            self._infer_and_label_states(m, state, seq)
             # Per layer: PREPARE (words, learning signal and v side by side), the W/V
             # pass, the b/U pass.
             self._prepare_state(m, state, done_flags)
-            with m.State("WPASS"):
-                m.d.comb += self.weight_pass.run.eq(1)
-                with m.If(self.weight_pass.done):
-                    m.next = "BU"
-            with m.State("BU"):
-                m.d.comb += self.bias_label.run.eq(1)
-                with m.If(self.bias_label.done):
-                    m.d.sync += layer.eq(layer + 1)
-                    m.d.comb += [prepare.eq(1), prepare_layer.eq(layer + 1)]
-                    m.next = "PREPARE"
-                    with m.If(layer == L - 1):
-                        m.d.sync += iteration.eq(iteration + 1)
-                        m.next = "INFER"
-                        with m.If(iteration == T - 1):
-                            m.d.sync += counting.eq(0)
-                            m.next = "DONE"
+            self._pass_states(m, state, seq)
             with m.State("DONE"):
                 m.d.comb += [self.done.valid.eq(1), reading.eq(1)]
                 with m.If(self.done.ready):
@@ -1117,3 +1082,119 @@ class TrainingCore(wiring.Component):
         m.d.comb += core.store.claim.eq(updating)
         with m.If(updating & ~core.result.valid & ~fsm.ongoing("DONE")):
             m.d.comb += core.store.hold.eq(1)
+
+    def _iteration_boundary(self, m: Module, iteration: Signal) -> Signal:
+        """High while the inference core fetches the first op of the iteration after
+        ``iteration`` (only with updates between iterations; else never)."""
+        core, T = self.core, self.model.config.loops
+        # Updates between iterations: the sequencer is held before the first op of
+        # iteration t + 1 while iteration t's updates run (loss_iterations 'all').
+        first_ops = [i for i, op in enumerate(core.program.ops)
+                     if op.kind.name == "LAYER" and op.layer == 0]
+        obs = core.observe
+        at_boundary = Signal()
+        if self.trained_iterations > 1:
+            boundary = Array(Const(i) for i in first_ops[1:])[iteration]
+            m.d.comb += at_boundary.eq(obs.fetch & (obs.op_index == boundary)
+                                       & (iteration < T - 1))
+        return at_boundary
+
+    def _clamped_lambda(self):
+        """``lr_shift_in`` clamped to :attr:`lr_range`."""
+        # lambda clamped to the rule's range, by the comparisons that can be true (a
+        # constant one, "< 0" above all, is what Verilator's -Wall reports as UNSIGNED).
+        low, high = self.lr_range
+        lam_in = self.lr_shift_in
+        if high < (1 << len(lam_in)) - 1:
+            lam_in = Mux(lam_in > high, high, lam_in)
+        if low > 0:
+            lam_in = Mux(lam_in < low, low, lam_in)
+        return lam_in
+
+    def _wrong_label_draw(self, m: Module) -> tuple[Signal, Signal]:
+        """The label generator's draw of r for y' (by rejection, r < K - 1): (a draw is
+        pending, r); the sequence sets the pending flag with a training sample's last
+        pixel."""
+        K = self.model.config.num_classes
+        draw_pending, draw_r = Signal(), Signal(range(max(2, K)))
+        mask_bits = (K - 2).bit_length()
+        labels_gen = self.labels_gen.words
+        m.d.comb += labels_gen.ready.eq(draw_pending)
+        with m.If(draw_pending & labels_gen.valid):
+            r = labels_gen.payload[:mask_bits] if mask_bits else Const(0, 1)
+            with m.If(r < K - 1):
+                m.d.sync += [draw_pending.eq(0), draw_r.eq(r)]
+        return draw_pending, draw_r
+
+    def _sample_state(self, m: Module, state: dict, seq: dict) -> None:
+        """SAMPLE: the pixels to the inference core and into the image buffer; with the
+        last, the label, whether to train, lambda, and the cycle counter started."""
+        core, config = self.core, self.model.config
+        D, T = config.input_size, config.loops
+        image_w, samples, pixel = self._image_w, self.samples, seq["pixel"]
+        with m.State("SAMPLE"):
+            m.d.comb += [core.image.valid.eq(samples.valid),
+                         core.image.payload.eq(samples.payload.pixel),
+                         samples.ready.eq(core.image.ready),
+                         image_w.en.eq(samples.valid & core.image.ready),
+                         image_w.addr.eq(pixel), image_w.data.eq(samples.payload.pixel)]
+            with m.If(samples.valid & core.image.ready):
+                m.d.sync += pixel.eq(pixel + 1)
+                with m.If(pixel == D - 1):
+                    m.d.sync += [pixel.eq(0), state["y"].eq(samples.payload.label),
+                                 seq["train"].eq(samples.payload.train),
+                                 state["iteration"].eq(T - self.trained_iterations),
+                                 state["lam"].eq(seq["lam_in"]),
+                                 seq["draw_pending"].eq(samples.payload.train),
+                                 seq["cycles"].eq(0), seq["counting"].eq(1)]
+                    m.next = "INFER"
+
+    def _infer_and_label_states(self, m: Module, state: dict, seq: dict) -> None:
+        """INFER (the inference, or its iteration until the boundary) and LABEL (y' once
+        drawn; the updates start, or an untrained sample's record)."""
+        core, K = self.core, self.model.config.num_classes
+        train = seq["train"]
+        with m.State("INFER"):
+            with m.If(train & seq["at_boundary"]):
+                # Iteration t's forward pass is done: update before t + 1.
+                m.d.comb += core.store.hold.eq(1)
+                m.next = "LABEL"
+            with m.If(core.result.valid):
+                m.d.comb += core.result.ready.eq(1)
+                m.d.sync += seq["predicted"].eq(core.result.payload.label)
+                m.next = "LABEL"
+        with m.State("LABEL"):
+            # y' = (y + 1 + r) mod K once the draw is in; the updates start once the
+            # core takes loads (idle, or held between iterations: it then stays
+            # ready until the engine lets it go, so no write of a pass is refused).
+            with m.If(~seq["draw_pending"] & core.load.ready):
+                wrong = state["y"] + 1 + seq["draw_r"]
+                m.d.sync += [state["y_neg"].eq(Mux(wrong >= K, wrong - K, wrong)),
+                             state["layer"].eq(0)]
+                m.d.comb += seq["prepare"].eq(1)
+                m.next = "PREPARE"
+                with m.If(~train):
+                    m.d.sync += seq["counting"].eq(0)
+                    m.next = "DONE"
+
+    def _pass_states(self, m: Module, state: dict, seq: dict) -> None:
+        """WPASS and BU, the W/V and b/U passes of a layer; after the last layer's, the
+        next iteration's inference or (after the last iteration) the record."""
+        L, T = self.model.config.num_layers, self.model.config.loops
+        layer, iteration = state["layer"], state["iteration"]
+        with m.State("WPASS"):
+            m.d.comb += self.weight_pass.run.eq(1)
+            with m.If(self.weight_pass.done):
+                m.next = "BU"
+        with m.State("BU"):
+            m.d.comb += self.bias_label.run.eq(1)
+            with m.If(self.bias_label.done):
+                m.d.sync += layer.eq(layer + 1)
+                m.d.comb += [seq["prepare"].eq(1), seq["prepare_layer"].eq(layer + 1)]
+                m.next = "PREPARE"
+                with m.If(layer == L - 1):
+                    m.d.sync += iteration.eq(iteration + 1)
+                    m.next = "INFER"
+                    with m.If(iteration == T - 1):
+                        m.d.sync += seq["counting"].eq(0)
+                        m.next = "DONE"

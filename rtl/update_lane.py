@@ -333,6 +333,41 @@ class UpdateLane(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         product_latency = self.product_latency or 2
+        product = self._product(m)
+        # Everything else travels beside the product; R is formed in the cycle before
+        # the product arrives (compact: as the entry comes in) from a k-bit mask or one
+        # bit, and a max_shift-bit add: R never has more bits than the largest k, so the
+        # words' upper bits are not carried.
+        en = _delayed(m, self.en, product_latency, "en")
+        # c_memory: the stored value waits in a block RAM instead (_c_memory), so the
+        # line of c's registers below is not built.
+        c = self.c if self.c_memory else _delayed(m, self.c, product_latency, "c")
+        select = _delayed(m, self.select, product_latency, "select")
+        k, rounding_bits = self._rounding_line(m, product_latency)
+
+        # Stage 1: q = p + R.
+        total = Signal(signed(max(self.product_bits, self.max_shift + 1) + 1))
+        k1, c1, select1, en1 = Signal.like(k), Signal.like(c), Signal.like(select), Signal()
+        m.d.sync += [total.eq(product + rounding_bits), k1.eq(k), *self._carry(c1, c),
+                     select1.eq(select), en1.eq(en)]
+        left_limit = min(-self.min_shift, self.stored_bits + 1)
+        step_bits = self.stored_bits + 1
+        stage1 = (total, k1, c1, select1, en1)
+        if self.compact:
+            step, c3, select3, en3 = self._compact_step(m, stage1, left_limit, step_bits)
+        else:
+            step, c3, select3, en3 = self._shifted_step(m, stage1, left_limit, step_bits)
+        self._add_and_clamp(m, (step, c3, select3, en3), product_latency)
+        return m
+
+    def _carry(self, reg, value) -> list:
+        """The statement that carries c one stage on (none with ``c_memory``)."""
+        return [] if self.c_memory else [reg.eq(value)]
+
+    def _product(self, m: Module) -> Signal:
+        """The product p = -d v, ``product_latency`` (own multiplier: 2) cycles after
+        its entry: from the lane's own registers and multiplier, the borrowed
+        multiplier's ports, or (``unit_input``) -d itself."""
         # -d: |d| <= 2^(error_bits - 2), so the negation fits the error's width.
         negated = Signal(signed(self.error_bits))
         m.d.comb += negated.eq(-self.d)
@@ -349,46 +384,31 @@ class UpdateLane(wiring.Component):
             m.d.sync += product.eq(a * b)
         else:
             m.d.comb += [self.a.eq(negated), self.b.eq(self.v), product.eq(self.product)]
+        return product
 
-        def delayed(value, cycles: int, name: str):
-            for i in range(cycles):
-                reg = Signal.like(value, name=f"{name}_{i}")
-                m.d.sync += reg.eq(value)
-                value = reg
-            return value
-
-        # Everything else travels beside the product; R is formed in the cycle before
-        # the product arrives (compact: as the entry comes in) from a k-bit mask or one
-        # bit, and a max_shift-bit add: R never has more bits than the largest k, so the
-        # words' upper bits are not carried.
-        en = delayed(self.en, product_latency, "en")
-        # c_memory: the stored value waits in a block RAM instead (_c_memory), so the
-        # line of c's registers below is not built.
-        c = self.c if self.c_memory else delayed(self.c, product_latency, "c")
-
-        def carry(reg, value) -> list:
-            return [] if self.c_memory else [reg.eq(value)]
-
-        select = delayed(self.select, product_latency, "select")
+    def _rounding_line(self, m: Module, product_latency: int) -> tuple:
+        """(k, R) as the product arrives: k carried beside it, R formed from rho, kappa
+        and k in the cycle before (compact: as the entry comes in; ``late_rounding``: a
+        cycle after it)."""
         if self.late_rounding:
             # rho and kappa come a cycle after their entry, beside its k's first
             # register: R from them into the one register before the add.
-            k_first = delayed(self.k, 1, "k_first")
-            k = delayed(k_first, product_latency - 1, "k")
-            rounding_bits = delayed(self._rounding(self.rho[:self.max_shift],
-                                                   self.kappa[:self.max_shift], k_first),
-                                    product_latency - 1, "r")
+            k_first = _delayed(m, self.k, 1, "k_first")
+            k = _delayed(m, k_first, product_latency - 1, "k")
+            rounding_bits = _delayed(m, self._rounding(self.rho[:self.max_shift],
+                                                       self.kappa[:self.max_shift], k_first),
+                                     product_latency - 1, "r")
         elif self.compact:
             # R from the words as they come in: one register of max_shift bits a stage
             # instead of two (rho and kappa), on a part with time for the add.
-            k = delayed(self.k, product_latency, "k")
-            rounding_bits = delayed(self._rounding(self.rho[:self.max_shift],
-                                                   self.kappa[:self.max_shift], self.k),
-                                    product_latency, "r")
+            k = _delayed(m, self.k, product_latency, "k")
+            rounding_bits = _delayed(m, self._rounding(self.rho[:self.max_shift],
+                                                       self.kappa[:self.max_shift], self.k),
+                                     product_latency, "r")
         else:
-            k_early = delayed(self.k, product_latency - 1, "k")
-            rho = delayed(self.rho[:self.max_shift], product_latency - 1, "rho")
-            kappa = delayed(self.kappa[:self.max_shift], product_latency - 1, "kappa")
+            k_early = _delayed(m, self.k, product_latency - 1, "k")
+            rho = _delayed(m, self.rho[:self.max_shift], product_latency - 1, "rho")
+            kappa = _delayed(m, self.kappa[:self.max_shift], product_latency - 1, "kappa")
             k = Signal.like(self.k)
             rounding_bits = Signal(self.max_shift)
             m.d.sync += k.eq(k_early)
@@ -401,53 +421,66 @@ class UpdateLane(wiring.Component):
                     Cat(*(word[i] & (k_early > i) for i in positions)))
             else:
                 m.d.sync += rounding_bits.eq(Cat(*(k_early == i + 1 for i in positions)))
+        return k, rounding_bits
 
-        # Stage 1: q = p + R.
-        total = Signal(signed(max(self.product_bits, self.max_shift + 1) + 1))
-        k1, c1, select1, en1 = Signal.like(k), Signal.like(c), Signal.like(select), Signal()
-        m.d.sync += [total.eq(product + rounding_bits), k1.eq(k), *carry(c1, c),
-                     select1.eq(select), en1.eq(en)]
-        left_limit = min(-self.min_shift, self.stored_bits + 1)
-        step_bits = self.stored_bits + 1
+    def _compact_step(self, m: Module, stage1: tuple, left_limit: int,
+                      step_bits: int) -> tuple:
+        """Stages 2 and 3 of a compact lane, from stage 1's (q, k, c, select, en): the
+        step (the shifted q saturated to ``step_bits`` bits) and c, select and en
+        beside it."""
+        total, k1, c1, select1, en1 = stage1
         step_low, step_high = -(1 << (step_bits - 1)), (1 << (step_bits - 1)) - 1
-        if self.compact:
-            # Stage 2: the step_bits bits of the shifted sum the saturation keeps, and
-            # whether any bit above them differs from the sign (the step saturates).
-            selected, lost = self._kept_bits(m, total, k1, left_limit, step_bits)
-            kept, saturates, negative = Signal(signed(step_bits)), Signal(), Signal()
-            c2, select2, en2 = Signal.like(c), Signal.like(select), Signal()
-            step = Signal(signed(step_bits))
-            c3, select3, en3 = Signal.like(c), Signal.like(select), Signal()
-            m.d.sync += [kept.eq(selected), saturates.eq(lost), negative.eq(total[-1]),
-                         *carry(c2, c1), select2.eq(select1), en2.eq(en1)]
-            # Stage 3: the step, saturated to stored width + 1 bits.
-            m.d.sync += [step.eq(Mux(saturates, Mux(negative, step_low, step_high), kept)),
-                         *carry(c3, c2), select3.eq(select2), en3.eq(en2)]
+        # Stage 2: the step_bits bits of the shifted sum the saturation keeps, and
+        # whether any bit above them differs from the sign (the step saturates).
+        selected, lost = self._kept_bits(m, total, k1, left_limit, step_bits)
+        kept, saturates, negative = Signal(signed(step_bits)), Signal(), Signal()
+        c2, select2, en2 = Signal.like(c1), Signal.like(select1), Signal()
+        step = Signal(signed(step_bits))
+        c3, select3, en3 = Signal.like(c1), Signal.like(select1), Signal()
+        m.d.sync += [kept.eq(selected), saturates.eq(lost), negative.eq(total[-1]),
+                     *self._carry(c2, c1), select2.eq(select1), en2.eq(en1)]
+        # Stage 3: the step, saturated to stored width + 1 bits.
+        m.d.sync += [step.eq(Mux(saturates, Mux(negative, step_low, step_high), kept)),
+                     *self._carry(c3, c2), select3.eq(select2), en3.eq(en2)]
+        return step, c3, select3, en3
+
+    def _shifted_step(self, m: Module, stage1: tuple, left_limit: int,
+                      step_bits: int) -> tuple:
+        """Stages 2 and 3 of a lane with a barrel shifter, from stage 1's (q, k, c,
+        select, en): the step (q shifted, then saturated to ``step_bits`` bits) and c,
+        select and en beside it."""
+        total, k1, c1, select1, en1 = stage1
+        step_low, step_high = -(1 << (step_bits - 1)), (1 << (step_bits - 1)) - 1
+        # Stage 2: the shift: right by k, or left by -k but never beyond stored width + 1
+        # positions (any non-zero p is then past the saturation bound already).
+        shifted = Signal(signed(len(total) + left_limit))
+        k2, c2, select2, en2 = Signal.like(k1), Signal.like(c1), Signal.like(select1), Signal()
+        right = Signal(range(self.max_shift + 1))
+        m.d.comb += right.eq(Mux(k1 > 0, k1, 0))
+        if left_limit:
+            left = Signal(range(left_limit + 1))
+            m.d.comb += left.eq(Mux(k1 < 0, Mux(-k1 > left_limit, left_limit, -k1), 0))
+            not_right = total << left
         else:
-            # Stage 2: the shift: right by k, or left by -k but never beyond stored width + 1
-            # positions (any non-zero p is then past the saturation bound already).
-            shifted = Signal(signed(len(total) + left_limit))
-            k2, c2, select2, en2 = Signal.like(k), Signal.like(c), Signal.like(select), Signal()
-            right = Signal(range(self.max_shift + 1))
-            m.d.comb += right.eq(Mux(k1 > 0, k1, 0))
-            if left_limit:
-                left = Signal(range(left_limit + 1))
-                m.d.comb += left.eq(Mux(k1 < 0, Mux(-k1 > left_limit, left_limit, -k1), 0))
-                not_right = total << left
-            else:
-                # No k below 0: no left shift (its amount would be a zero-width signal, which
-                # Verilog can only write as [-1:0]: ASCRANGE under Verilator's -Wall).
-                not_right = total
-            m.d.sync += [shifted.eq(Mux(k1 > 0, total >> right, not_right)),
-                         k2.eq(k1), *carry(c2, c1), select2.eq(select1), en2.eq(en1)]
-            # Stage 3: saturate the step to stored width + 1 bits.
-            step = Signal(signed(step_bits))
-            c3, select3, en3 = Signal.like(c), Signal.like(select), Signal()
-            m.d.sync += [step.eq(Mux(shifted < step_low, step_low,
-                                     Mux(shifted > step_high, step_high, shifted))),
-                         *carry(c3, c2), select3.eq(select2), en3.eq(en2)]
+            # No k below 0: no left shift (its amount would be a zero-width signal, which
+            # Verilog can only write as [-1:0]: ASCRANGE under Verilator's -Wall).
+            not_right = total
+        m.d.sync += [shifted.eq(Mux(k1 > 0, total >> right, not_right)),
+                     k2.eq(k1), *self._carry(c2, c1), select2.eq(select1), en2.eq(en1)]
+        # Stage 3: saturate the step to stored width + 1 bits.
+        step = Signal(signed(step_bits))
+        c3, select3, en3 = Signal.like(c1), Signal.like(select1), Signal()
+        m.d.sync += [step.eq(Mux(shifted < step_low, step_low,
+                                 Mux(shifted > step_high, step_high, shifted))),
+                     *self._carry(c3, c2), select3.eq(select2), en3.eq(en2)]
+        return step, c3, select3, en3
+
+    def _add_and_clamp(self, m: Module, stage3: tuple, product_latency: int) -> None:
+        """Stage 4, from stage 3's (step, c, select, en): c + step clamped to the
+        entry's range into ``out``, ``valid`` beside it."""
+        step, c3, select3, en3 = stage3
         # Stage 4: the add and the clamp to the entry's range.
-        new = Signal(signed(step_bits + 1))
+        new = Signal(signed(step.shape().width + 1))
         if self.c_memory:
             c3 = self._c_memory(m, product_latency + 3)
         m.d.comb += new.eq(c3 + step)
@@ -457,8 +490,15 @@ class UpdateLane(wiring.Component):
             with m.If(select3 == index):
                 m.d.comb += clamped.eq(Mux(new < low, low, Mux(new > high, high, new)))
         m.d.sync += [self.out.eq(clamped), self.valid.eq(en3)]
-        return m
 
+
+def _delayed(m: Module, value, cycles: int, name: str):
+    """``value`` through ``cycles`` registers named ``name``_0, ``name``_1, ..."""
+    for i in range(cycles):
+        reg = Signal.like(value, name=f"{name}_{i}")
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
 
 def _width(value: int) -> int:
     """The signed width that holds ``value``."""

@@ -151,39 +151,88 @@ def _pick_tag(first: int, condition) -> int:
 
 def fault_table(case: LinkCase) -> list[Fault]:
     """The rows of :data:`FAULTS` for one device (see the module docstring)."""
-    ident, image, other = case.identity, case.images[0], case.images[1]
-    D, n, quiet = ident.input_size, ident.load_data_bytes, case.timeout_bits + 2
+    frames = _Frames(case)
     in_use = "a"          # the model in use after every row (loads rewrite A or fail)
     none_loaded = None if not case.banked else in_use
-
-    def image_frame(tag: int, pixels: bytes = image) -> bytes:
-        return encode(Command.IMAGE, pixels, tag=tag)
-
-    def result(tag: int, model: str = "a", index: int = 0) -> Expect:
-        return Expect(Reply.RESULT, tag, result=model, image=index)
-
-    def error(tag: int, code: ErrorCode) -> Expect:
-        return Expect(Reply.ERROR, tag, payload=bytes([code]))
-
-    def ack(code: int, tag: int) -> Expect:
-        return Expect(code, tag, payload=b"")
-
-    def tail(model: str | None) -> tuple:
-        # After every row: the device is in step again and holds `model` (or none).
-        t_ident, t_image = case.final_tags
-        image_reply = (result(t_image, model, 1) if model is not None
-                       else error(t_image, ErrorCode.NO_MODEL))
-        return ((Send(encode(Command.IDENT, tag=t_ident), gap_bits=quiet),
-                 (Expect(Reply.IDENT, t_ident, loaded=model is not None),)),
-                (Send(image_frame(t_image, other)), (image_reply,)))
-
-    def no_sync(data: bytes) -> bool:
-        return SYNC not in data
-
     rows: dict[str, tuple] = {}
+    rows.update(_noise_rows(frames, in_use))
+    rows.update(_framing_rows(frames, in_use))
+    rows["LOAD at depth - 1 and at depth"] = _load_at_depth_row(frames, in_use)
 
+    # A byte of the frame is lost to a framing error: the frame ends one byte short and
+    # the timeout drops it.
+    rows["framing error inside a frame"] = (
+        (Send(frames.image_frame(14), framing_error_at=6), ()),
+        (Send(frames.image_frame(15), gap_bits=frames.quiet), (_result(15),)),
+        *frames.tail(in_use))
+    rows["load interrupted halfway"] = _interrupted_load_row(frames, none_loaded)
+
+    for name, skew, tag in (("sender 3 % fast", -0.03, 18), ("sender 3 % slow", 0.03, 19),
+                            ("sender 2 % fast", -0.02, 30), ("sender 2 % slow", 0.02, 31)):
+        rows[name] = ((Send(frames.image_frame(tag), skew=skew), (_result(tag),)),
+                      (Send(encode(Command.IDENT, tag=tag + 1), skew=skew),
+                       (Expect(Reply.IDENT, tag + 1, loaded=True),)), *frames.tail(in_use))
+
+    table = [Fault(name, tuple(steps)) for name, steps in rows.items()]
+    for name, skew in (("host reads a 3 % fast transmitter", -0.03),
+                       ("host reads a 3 % slow transmitter", 0.03)):
+        table.append(Fault(name, ((Send(frames.image_frame(32)), (_result(32),)),
+                                  *frames.tail(in_use)), host_skew=skew))
+    assert tuple(f.name for f in table) == FAULTS
+    return table
+
+
+def _result(tag: int, model: str = "a", index: int = 0) -> Expect:
+    """A RESULT of ``model`` for image ``index``."""
+    return Expect(Reply.RESULT, tag, result=model, image=index)
+
+
+def _error(tag: int, code: ErrorCode) -> Expect:
+    """An ERROR with ``code``."""
+    return Expect(Reply.ERROR, tag, payload=bytes([code]))
+
+
+def _ack(code: int, tag: int) -> Expect:
+    """A reply ``code`` with no payload (a load's acknowledgement)."""
+    return Expect(code, tag, payload=b"")
+
+
+def _no_sync(data: bytes) -> bool:
+    """No byte of ``data`` is the sync byte (no frame starts in it)."""
+    return SYNC not in data
+
+
+class _Frames:
+    """The frames of one device's rows (:func:`fault_table`): its image frames and the
+    tail every row ends with."""
+
+    def __init__(self, case: LinkCase) -> None:
+        self.case = case
+        self.ident, self.image, self.other = case.identity, case.images[0], case.images[1]
+        self.D, self.n = self.ident.input_size, self.ident.load_data_bytes
+        self.quiet = case.timeout_bits + 2
+
+    def image_frame(self, tag: int, pixels: bytes | None = None) -> bytes:
+        """An IMAGE frame of ``pixels`` (default: the first image)."""
+        return encode(Command.IMAGE, self.image if pixels is None else pixels, tag=tag)
+
+    def tail(self, model: str | None) -> tuple:
+        """The steps every row ends with."""
+        # After every row: the device is in step again and holds `model` (or none).
+        t_ident, t_image = self.case.final_tags
+        image_reply = (_result(t_image, model, 1) if model is not None
+                       else _error(t_image, ErrorCode.NO_MODEL))
+        return ((Send(encode(Command.IDENT, tag=t_ident), gap_bits=self.quiet),
+                 (Expect(Reply.IDENT, t_ident, loaded=model is not None),)),
+                (Send(self.image_frame(t_image, self.other)), (image_reply,)))
+
+
+def _noise_rows(frames: _Frames, in_use: str) -> dict[str, tuple]:
+    """The rows of noise before a frame, plain and ending in a stray sync byte."""
+    D, quiet, image_frame = frames.D, frames.quiet, frames.image_frame
+    rows = {}
     rows["noise before a frame"] = (
-        (Send(b"\x00\x13\xff\x5a" + image_frame(1)), (result(1),)), *tail(in_use))
+        (Send(b"\x00\x13\xff\x5a" + image_frame(1)), (_result(1),)), *frames.tail(in_use))
 
     # The stray 0xA5 starts a frame: the real sync byte is its cmd, the real cmd its tag,
     # and the length field (tag, image length's low byte) exceeds the bytes that follow,
@@ -191,7 +240,15 @@ def fault_table(case: LinkCase) -> list[Fault]:
     assert 2 + 256 * (D & 0xFF) > D + 2, "the stray frame's length must exceed the bytes"
     rows["noise ending in 0xA5 before a frame"] = (
         (Send(b"\x13" + bytes([SYNC]) + image_frame(2)), ()),
-        (Send(image_frame(3), gap_bits=quiet), (result(3),)), *tail(in_use))
+        (Send(image_frame(3), gap_bits=quiet), (_result(3),)), *frames.tail(in_use))
+    return rows
+
+
+def _framing_rows(frames: _Frames, in_use: str) -> dict[str, tuple]:
+    """The rows of frames cut or mislabelled: a frame after a truncated one, and length
+    fields one too long and one too short."""
+    D, quiet, image, image_frame = frames.D, frames.quiet, frames.image, frames.image_frame
+    rows = {}
 
     # The next frame continues the truncated one's payload; the byte that lands on its
     # crc does not match, so one ERROR with the first tag, and the rest is noise.
@@ -200,31 +257,36 @@ def fault_table(case: LinkCase) -> list[Fault]:
         stream = cut + nxt
         crc_at = 5 + D
         return (_crc8(stream[1:crc_at]) != stream[crc_at]
-                and no_sync(stream[crc_at + 1:]))
+                and _no_sync(stream[crc_at + 1:]))
     t = _pick_tag(5, continues)
     rows["a frame within the timeout after a truncated one"] = (
         (Send(image_frame(4)[:7]), ()),
-        (Send(image_frame(t)), (error(4, ErrorCode.CRC),)),
-        (Send(image_frame(6), gap_bits=quiet), (result(6),)), *tail(in_use))
+        (Send(image_frame(t)), (_error(4, ErrorCode.CRC),)),
+        (Send(image_frame(6), gap_bits=quiet), (_result(6),)), *frames.tail(in_use))
 
     # One too long: the crc byte is read as the last pixel and the next frame's sync byte
     # as the crc; the rest of that frame is noise.
     long_frame = encode(Command.IMAGE, image, tag=7, length=D + 1)
-    t = _pick_tag(8, lambda tag: no_sync(image_frame(tag)[1:])
+    t = _pick_tag(8, lambda tag: _no_sync(image_frame(tag)[1:])
                   and _crc8(long_frame[1:]) != SYNC)
     rows["length field one too long"] = (
         (Send(long_frame), ()),
-        (Send(image_frame(t)), (error(7, ErrorCode.CRC),)),
-        (Send(image_frame(9), gap_bits=quiet), (result(9),)), *tail(in_use))
+        (Send(image_frame(t)), (_error(7, ErrorCode.CRC),)),
+        (Send(image_frame(9), gap_bits=quiet), (_result(9),)), *frames.tail(in_use))
 
     # One too short: the last pixel is read as the crc, the real crc byte is noise.
     t = _pick_tag(10, lambda tag: (
         _crc8(encode(Command.IMAGE, image, tag=tag, length=D - 1)[1:5 + D - 1]) != image[-1]
         and encode(Command.IMAGE, image, tag=tag, length=D - 1)[-1] != SYNC))
     rows["length field one too short"] = (
-        (Send(encode(Command.IMAGE, image, tag=t, length=D - 1)), (error(t, ErrorCode.CRC),)),
-        (Send(image_frame(11), gap_bits=quiet), (result(11),)), *tail(in_use))
+        (Send(encode(Command.IMAGE, image, tag=t, length=D - 1)), (_error(t, ErrorCode.CRC),)),
+        (Send(image_frame(11), gap_bits=quiet), (_result(11),)), *frames.tail(in_use))
+    return rows
 
+
+def _load_at_depth_row(frames: _Frames, in_use: str) -> tuple:
+    """The row "LOAD at depth - 1 and at depth"."""
+    case, ident, n = frames.case, frames.ident, frames.n
     # The last word of every memory rewritten as it is (the model stays A), and a write
     # one past it refused with error 9 and not counted.
     last = {target: max((w for w in case.built_in if w[0] == target), key=lambda w: w[1])
@@ -232,47 +294,31 @@ def fault_table(case: LinkCase) -> list[Fault]:
     writes = list(last.values())
     begin = ident.model_hash.to_bytes(4, "little") + \
         load_checksum(writes, n).to_bytes(4, "little")
-    steps = [(Send(encode(Command.LOAD_BEGIN, begin, tag=12)), (ack(Reply.LOAD_BEGIN, 12),))]
+    steps = [(Send(encode(Command.LOAD_BEGIN, begin, tag=12)), (_ack(Reply.LOAD_BEGIN, 12),))]
     for i, (target, addr, word) in enumerate(writes):
         assert addr == ident.depths[target - 1] - 1
         steps += [
             (Send(encode(Command.LOAD, load_payload(target, addr, word, n), tag=20 + 2 * i)),
-             (ack(Reply.LOAD, 20 + 2 * i),)),
+             (_ack(Reply.LOAD, 20 + 2 * i),)),
             (Send(encode(Command.LOAD, load_payload(target, addr + 1, word, n),
-                         tag=21 + 2 * i)), (error(21 + 2 * i, ErrorCode.ADDRESS),))]
-    steps.append((Send(encode(Command.LOAD_COMMIT, tag=13)), (ack(Reply.LOAD_COMMIT, 13),)))
-    rows["LOAD at depth - 1 and at depth"] = (*steps, *tail(in_use))
+                         tag=21 + 2 * i)), (_error(21 + 2 * i, ErrorCode.ADDRESS),))]
+    steps.append((Send(encode(Command.LOAD_COMMIT, tag=13)), (_ack(Reply.LOAD_COMMIT, 13),)))
+    return (*steps, *frames.tail(in_use))
 
-    # A byte of the frame is lost to a framing error: the frame ends one byte short and
-    # the timeout drops it.
-    rows["framing error inside a frame"] = (
-        (Send(image_frame(14), framing_error_at=6), ()),
-        (Send(image_frame(15), gap_bits=quiet), (result(15),)), *tail(in_use))
 
+def _interrupted_load_row(frames: _Frames, none_loaded: str | None) -> tuple:
+    """The row "load interrupted halfway"."""
+    case, ident, n = frames.case, frames.ident, frames.n
     # The host gives up half way through a load of B, in the middle of a LOAD frame.
     half = max(1, len(case.to_b) // 2)
     begin_b = ident.model_hash.to_bytes(4, "little") + \
         load_checksum(case.to_b, n).to_bytes(4, "little")
-    steps = [(Send(encode(Command.LOAD_BEGIN, begin_b, tag=16)), (ack(Reply.LOAD_BEGIN, 16),))]
+    steps = [(Send(encode(Command.LOAD_BEGIN, begin_b, tag=16)), (_ack(Reply.LOAD_BEGIN, 16),))]
     steps += [(Send(encode(Command.LOAD, load_payload(*w, n), tag=(40 + i) & 0xFF)),
-               (ack(Reply.LOAD, (40 + i) & 0xFF),)) for i, w in enumerate(case.to_b[:half])]
+               (_ack(Reply.LOAD, (40 + i) & 0xFF),)) for i, w in enumerate(case.to_b[:half])]
     cut = encode(Command.LOAD, load_payload(*case.to_b[half % len(case.to_b)], n), tag=17)
     steps.append((Send(cut[:len(cut) // 2]), ()))
-    rows["load interrupted halfway"] = (*steps, *tail(none_loaded))
-
-    for name, skew, tag in (("sender 3 % fast", -0.03, 18), ("sender 3 % slow", 0.03, 19),
-                            ("sender 2 % fast", -0.02, 30), ("sender 2 % slow", 0.02, 31)):
-        rows[name] = ((Send(image_frame(tag), skew=skew), (result(tag),)),
-                      (Send(encode(Command.IDENT, tag=tag + 1), skew=skew),
-                       (Expect(Reply.IDENT, tag + 1, loaded=True),)), *tail(in_use))
-
-    table = [Fault(name, tuple(steps)) for name, steps in rows.items()]
-    for name, skew in (("host reads a 3 % fast transmitter", -0.03),
-                       ("host reads a 3 % slow transmitter", 0.03)):
-        table.append(Fault(name, ((Send(image_frame(32)), (result(32),)), *tail(in_use)),
-                           host_skew=skew))
-    assert tuple(f.name for f in table) == FAULTS
-    return table
+    return (*steps, *frames.tail(none_loaded))
 
 
 def late_reply(device, images, golden, *, short_reads, timeout_error) -> None:
