@@ -73,6 +73,10 @@ def compiler_version(path: str) -> str:
 #: What a compile reads from its folder besides the compiler: sources, headers, linker
 #: scripts (the key of :func:`compile_c`'s cache holds every such file of the folder).
 _COMPILE_INPUTS = (".c", ".h", ".S", ".s", ".ld", ".inc")
+#: The environment variables that change where GCC looks for headers, libraries and its
+#: own programs (also in the key).
+_COMPILER_ENVIRONMENT = ("CPATH", "C_INCLUDE_PATH", "LIBRARY_PATH", "COMPILER_PATH",
+                         "GCC_EXEC_PREFIX")
 
 
 def _this_cpu() -> str:
@@ -90,13 +94,15 @@ def _this_cpu() -> str:
 
 def _cache_key(compiler: str, args: Sequence[str], cwd: Path) -> str:
     """A digest of everything a compile's output depends on: the compiler's path and its
-    full ``--version`` text, this machine's CPU (``-march=native``), the arguments, and
-    the name and bytes of every source, header and linker script in ``cwd``."""
+    full ``--version`` text, this machine's CPU (``-march=native``), GCC's search-path
+    variables, the arguments, and the name and bytes of every source, header and linker
+    script in ``cwd``."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
                              check=False)
     digest = hashlib.sha256()
+    search = [f"{name}={os.environ.get(name, '')}" for name in _COMPILER_ENVIRONMENT]
     for part in (str(Path(compiler).resolve()), version.stdout, version.stderr,
-                 str(version.returncode), _this_cpu(), *args):
+                 str(version.returncode), _this_cpu(), *search, *args):
         digest.update(part.encode() + b"\0")
     for path in sorted(cwd.iterdir()):
         if path.is_file() and path.suffix in _COMPILE_INPUTS:
@@ -111,10 +117,10 @@ def compile_c(compiler: str, args: Sequence[str], *, cwd: Path,
     With ``cache`` (a folder), the output (``-o NAME``) is taken from
     ``cache/KEY/NAME`` when an identical compile put it there, and put there otherwise.
     ``KEY`` (:func:`_cache_key`) digests the compiler's resolved path and ``--version``,
-    this machine's CPU, the arguments and every source, header and linker script in
-    ``cwd``: a change to any of them is a new key, and so a new compile. Entries are
-    written aside and renamed, so concurrent processes may share a cache; deleting the
-    folder empties it.
+    this machine's CPU, GCC's search-path variables, the arguments and every source,
+    header and linker script in ``cwd``: a change to any of them is a new key, and so a
+    new compile. Entries are written aside and renamed, so concurrent processes may
+    share a cache; deleting the folder empties it.
 
     Raises
     ------
