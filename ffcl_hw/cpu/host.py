@@ -204,7 +204,8 @@ def check_timing(min_seconds: float, repeats: int) -> None:
 
 def _compile_and_run(path: str, source: str, x_q: np.ndarray, pixel: type[np.integer],
                      opt: str, flags: list[str], min_seconds: float, repeats: int,
-                     build_dir: str | Path | None) -> tuple[np.ndarray, str]:
+                     build_dir: str | Path | None,
+                     cache_dir: str | Path | None = None) -> tuple[np.ndarray, str]:
     """Write model.c, the harness and the images into ``build_dir`` (default a temporary
     folder, removed), compile and run the harness; return the numbers it wrote to
     results.bin and its stdout."""
@@ -216,7 +217,7 @@ def _compile_and_run(path: str, source: str, x_q: np.ndarray, pixel: type[np.int
         (folder / "host_bench.c").write_text(HOST_HARNESS)
         x_q.astype(pixel).tofile(folder / "images.bin")
         args = ["-std=c11", opt, *flags, "-o", "host_bench", "host_bench.c"]
-        compile_c(path, args, cwd=folder)
+        compile_c(path, args, cwd=folder, cache=cache_dir)
         run = subprocess.run(
             ["./host_bench", "images.bin", str(n), "results.bin", repr(float(min_seconds)),
              str(repeats)],
@@ -300,7 +301,8 @@ def _host_c_result(path: str, compiler: str, opt: str, flags: list[str], n: int,
 def measure_host_c(model: IntModel, images: np.ndarray, *, opt: str = "-O2",
                    min_seconds: float = 2.0, repeats: int = 10, compiler: str = "gcc",
                    flags: Sequence[str] = (), build_dir: str | Path | None = None,
-                   cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
+                   cpuinfo: str | Path = "/proc/cpuinfo",
+                   cache_dir: str | Path | None = None) -> dict[str, Any]:
     """Compile the model's C for the host, check it bit-exact and time it.
 
     Parameters
@@ -326,6 +328,9 @@ def measure_host_c(model: IntModel, images: np.ndarray, *, opt: str = "-O2",
         folder that is removed.
     cpuinfo : path
         Read for the nominal clock.
+    cache_dir : path, optional
+        Reuse the harness binary an identical compile left there (and leave this one):
+        :func:`ffcl_hw.cpu.toolchain.compile_c`. It is still checked and timed.
 
     Returns
     -------
@@ -360,7 +365,7 @@ def measure_host_c(model: IntModel, images: np.ndarray, *, opt: str = "-O2",
     L, K, n = config.num_layers, config.num_classes, x_q.shape[0]
 
     raw, stdout = _compile_and_run(path, source, x_q, pixel, opt, flags, min_seconds,
-                                   repeats, build_dir)
+                                   repeats, build_dir, cache_dir)
     _check_results(f"host C ({compiler} {opt})", raw, golden, n, L, K)
     measurements, status, hardware = _timings(stdout, repeats)
     return _host_c_result(path, compiler, opt, flags, n, measurements, status, hardware,

@@ -94,8 +94,8 @@ _PAGE = 0x1000
 _TIMEOUT_S = 600
 
 
-def _build(model: IntModel, folder: Path, opt: str,
-           extra: Sequence[str]) -> tuple[str, list[str], Path]:
+def _build(model: IntModel, folder: Path, opt: str, extra: Sequence[str],
+           cache_dir: str | Path | None = None) -> tuple[str, list[str], Path]:
     path = find_compiler(CROSS_COMPILER)
     (folder / "model.c").write_text(generate_c(model))
     (folder / "rv32_harness.c").write_text(HARNESS)
@@ -103,7 +103,7 @@ def _build(model: IntModel, folder: Path, opt: str,
     (folder / "rv32.ld").write_text(LINKER_SCRIPT)
     flags = [*RV32_FLAGS, opt, *extra]
     compile_c(path, [*flags, "-T", "rv32.ld", "-o", "model.elf", "crt0.S", "rv32_harness.c",
-                     "-lgcc"], cwd=folder)
+                     "-lgcc"], cwd=folder, cache=cache_dir)
     return path, flags, folder / "model.elf"
 
 
@@ -160,7 +160,8 @@ class Machine:
 
 def measure_rv32im(model: IntModel, images: np.ndarray, *, opt: str = "-O2",
                    method: str = "block", flags: Sequence[str] = (),
-                   build_dir: str | Path | None = None) -> dict[str, Any]:
+                   build_dir: str | Path | None = None,
+                   cache_dir: str | Path | None = None) -> dict[str, Any]:
     """Run the model's C on RV32IM in Unicorn: check it bit-exact, count instructions.
 
     Parameters
@@ -178,6 +179,9 @@ def measure_rv32im(model: IntModel, images: np.ndarray, *, opt: str = "-O2",
         Extra compiler flags (e.g. ``("-funroll-loops",)``), recorded in the result.
     build_dir : path, optional
         Where to write the sources and model.elf (kept); default a temporary folder.
+    cache_dir : path, optional
+        Reuse the program an identical compile left there (and leave this one):
+        :func:`ffcl_hw.cpu.toolchain.compile_c`. It is still checked and counted.
 
     Returns
     -------
@@ -210,7 +214,8 @@ def measure_rv32im(model: IntModel, images: np.ndarray, *, opt: str = "-O2",
     with tempfile.TemporaryDirectory(prefix="ffcl-rv32im-") as tmp:
         folder = Path(build_dir) if build_dir is not None else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        path, flags, elf_path = _build(model, folder, opt, [str(f) for f in flags])
+        path, flags, elf_path = _build(model, folder, opt, [str(f) for f in flags],
+                                       cache_dir)
         elf = Elf32(elf_path)
     if elf.machine != 243:
         raise RuntimeError(f"{elf_path} is not a RISC-V program (e_machine {elf.machine})")

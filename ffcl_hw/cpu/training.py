@@ -373,7 +373,8 @@ def _write_sources(folder: Path, trainer: IntTrainer, lr_shift: int) -> None:
 def measure_training_rv32im(model: IntModel, rule: TrainRule, images: np.ndarray,
                             labels: np.ndarray, *, lr_shift: int | None = None,
                             opt: str = "-O2", method: str = "block",
-                            build_dir: str | Path | None = None) -> dict[str, Any]:
+                            build_dir: str | Path | None = None,
+                            cache_dir: str | Path | None = None) -> dict[str, Any]:
     """Train on ``images`` in order on RV32IM in Unicorn, checked after every sample.
 
     Parameters
@@ -392,6 +393,9 @@ def measure_training_rv32im(model: IntModel, rule: TrainRule, images: np.ndarray
         How instructions are counted (:mod:`ffcl_hw.cpu.rv32im`).
     build_dir : path, optional
         Where the sources and train.elf are written (kept); default a temporary folder.
+    cache_dir : path, optional
+        Reuse the program an identical compile left there (and leave this one):
+        :func:`ffcl_hw.cpu.toolchain.compile_c`. It is still checked and counted.
 
     Returns
     -------
@@ -425,7 +429,7 @@ def measure_training_rv32im(model: IntModel, rule: TrainRule, images: np.ndarray
         (folder / "rv32.ld").write_text(LINKER_SCRIPT)
         flags = [*RV32_FLAGS, opt]
         compile_c(path, [*flags, "-T", "rv32.ld", "-o", "train.elf", "crt0.S",
-                         "rv32_harness.c", "-lgcc"], cwd=folder)
+                         "rv32_harness.c", "-lgcc"], cwd=folder, cache=cache_dir)
         elf = Elf32(folder / "train.elf")
     machine = Machine(elf, method, timeout_s=_TIMEOUT_S)
     words = len(start_state) - 2
@@ -482,12 +486,15 @@ def measure_training_host(model: IntModel, rule: TrainRule, images: np.ndarray,
                           lr_shift: int | None = None, opt: str = "-O3",
                           flags: Sequence[str] = ("-march=native",), compiler: str = "gcc",
                           min_seconds: float = 2.0, repeats: int = 10,
-                          build_dir: str | Path | None = None) -> dict[str, Any]:
+                          build_dir: str | Path | None = None,
+                          cache_dir: str | Path | None = None) -> dict[str, Any]:
     """Time the training step on the host, after checking it bit-exact.
 
     The first ``check_samples`` samples are trained once and the state compared with
     ``IntTrainer.train_sample``'s; then ``train_step`` runs over all the samples in a loop
     for at least ``min_seconds`` (split over ``repeats`` measurements, the fastest kept).
+    With ``cache_dir``, the harness binary an identical compile left there is reused (and
+    this one left there): :func:`ffcl_hw.cpu.toolchain.compile_c`.
 
     Raises
     ------
@@ -516,7 +523,8 @@ def measure_training_host(model: IntModel, rule: TrainRule, images: np.ndarray,
         start_state.tofile(folder / "state.bin")
         np.concatenate([x, y[:, None]], axis=1).tofile(folder / "samples.bin")
         args = ["-std=c11", opt, *flags]
-        compile_c(path, [*args, "-o", "train_bench", "train_bench.c"], cwd=folder)
+        compile_c(path, [*args, "-o", "train_bench", "train_bench.c"], cwd=folder,
+                  cache=cache_dir)
         run = subprocess.run(
             ["./train_bench", "state.bin", "samples.bin", str(x.shape[0]), str(check_samples),
              "checked.bin", repr(float(min_seconds)), str(repeats)],

@@ -23,6 +23,10 @@ What is measured (docs/bench.md says how each figure is obtained):
 
 Everything lands in ``RUN/bench.json``, ``RUN/bench.md`` and ``RUN/bench/*.png``, written
 all at once.
+The compiled CPU programs are kept in ``RUN/sim_build/c`` (beside the simulator builds)
+and reused by the next bench of the run when nothing they depend on changed
+(:func:`ffcl_hw.flows.bench_training.compiled_cache`); they are checked and timed anew
+every time.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import numpy as np
 
 from ffcl_hw import cpu
 from ffcl_hw.flows.bench_report import markdown_report, plot_report
-from ffcl_hw.flows.bench_training import bench_training, training_speedups
+from ffcl_hw.flows.bench_training import bench_training, compiled_cache, training_speedups
 from ffcl_hw.flows.evaluate import load_run_dataset
 from ffcl_hw.flows.quantize import load_quantized_run
 from ffcl_hw.flows.simulate import simulate_run
@@ -173,8 +177,8 @@ def _accelerator(run: Path, model: IntModel, *, samples: int, lanes: int,
 
 
 def _variants(models: dict[str, IntModel], images: np.ndarray, *, lanes: int,
-              label_lanes: int | None, shared: bool, rv32im: bool,
-              build: Path) -> list[dict[str, Any]]:
+              label_lanes: int | None, shared: bool, rv32im: bool, build: Path,
+              cache: Path | None = None) -> list[dict[str, Any]]:
     rows = []
     for algo, model in models.items():
         program = build_program(model, lanes=lanes, label_lanes=label_lanes, shared=shared)
@@ -190,7 +194,8 @@ def _variants(models: dict[str, IntModel], images: np.ndarray, *, lanes: int,
         }
         if rv32im:
             try:
-                measured = cpu.measure_rv32im(model, images, build_dir=build / f"rv32im-{algo}")
+                measured = cpu.measure_rv32im(model, images, build_dir=build / f"rv32im-{algo}",
+                                              cache_dir=cache)
             except _CPU_ERRORS as error:
                 raise RunError(f"RV32IM, {algo.upper()} variant: {error}") from None
             row["rv32im_instructions"] = measured["instructions_per_inference"]
@@ -274,14 +279,16 @@ def bench_run(run: Path, *, board: str | None = None, samples: int = 20, lanes: 
             report["host_c"] = {
                 name: cpu.measure_host_c(model, images, opt=opt, flags=flags,
                                          min_seconds=cpu_seconds,
-                                         build_dir=build / f"host{i}")
+                                         build_dir=build / f"host{i}",
+                                         cache_dir=compiled_cache(run))
                 for i, (name, (opt, flags)) in enumerate(HOST_BUILDS.items())}
         except _CPU_ERRORS as error:
             raise RunError(f"host C: {error}") from None
         report["numpy"] = cpu.measure_numpy(model, images, min_seconds=cpu_seconds)
         try:
             report["rv32im"] = cpu.measure_rv32im(model, images[:rv32im_samples],
-                                                  build_dir=build / "rv32im")
+                                                  build_dir=build / "rv32im",
+                                                  cache_dir=compiled_cache(run))
             has_rv32im = True
         except cpu.CrossCompilerMissing as error:
             report["rv32im"] = {"skipped": str(error)}
@@ -291,7 +298,8 @@ def bench_run(run: Path, *, board: str | None = None, samples: int = 20, lanes: 
         models = variant_models(model, data.x_train[:200])
         report["variants"] = _variants(models, images[:1], lanes=lanes,
                                        label_lanes=label_lanes, shared=shared,
-                                       rv32im=has_rv32im, build=build)
+                                       rv32im=has_rv32im, build=build,
+                                       cache=compiled_cache(run))
         n_train = max(cpu_samples, rv32im_samples)
         report["training"] = bench_training(
             run, model, model.quantize_input(data.x_train[:n_train]), data.y_train[:n_train],

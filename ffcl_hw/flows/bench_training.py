@@ -45,10 +45,18 @@ from golden.inttrain import IntTrainer, TrainRule, default_lr_shift
 from rtl.board import BOARDS
 from rtl.training_estimate import estimate_training
 
-__all__ = ["bench_training", "run_rule", "training_speedups"]
+__all__ = ["bench_training", "compiled_cache", "run_rule", "training_speedups"]
 
 #: A CPU baseline failed in a way the user must hear about (not a skipped row).
 _CPU_ERRORS = (cpu.GoldenMismatch, cpu.CompileError, cpu.CompilerMissing)
+
+
+def compiled_cache(run: Path) -> Path:
+    """Where the bench keeps the CPU baselines' compiled programs of ``run``, beside its
+    simulator builds (``RUN/sim_build``), so that benching the run again compiles only
+    what changed (:func:`ffcl_hw.cpu.toolchain.compile_c` keys each program on its
+    sources, flags, compiler and CPU). Deleting the folder empties the cache."""
+    return run / "sim_build" / "c"
 
 
 def run_rule(run: Path, x_train: np.ndarray) -> tuple[TrainRule, str]:
@@ -200,7 +208,8 @@ def bench_training(run: Path, model: IntModel, x_train: np.ndarray, y_train: np.
     n = min(rv32im_samples, x_train.shape[0])
     try:
         section["rv32im"] = measure_training_rv32im(model, rule, x_train[:n], y_train[:n],
-                                                    build_dir=build / "rv32im-train")
+                                                    build_dir=build / "rv32im-train",
+                                                    cache_dir=compiled_cache(run))
         section["rv32im_instructions_per_sample"] = \
             section["rv32im"]["instructions_per_sample"]
     except cpu.CrossCompilerMissing as error:
@@ -211,7 +220,8 @@ def bench_training(run: Path, model: IntModel, x_train: np.ndarray, y_train: np.
     try:
         section["host_c"] = measure_training_host(
             model, rule, x_train[:m], y_train[:m], check_samples=min(n, m),
-            min_seconds=cpu_seconds, build_dir=build / "host-train")
+            min_seconds=cpu_seconds, build_dir=build / "host-train",
+            cache_dir=compiled_cache(run))
         section["host_ns_per_sample"] = section["host_c"]["ns_per_sample"]
     except _CPU_ERRORS as error:
         raise RunError(f"host C training step: {error}") from None

@@ -319,3 +319,41 @@ def test_the_module_command_prints_every_cpu_row(tmp_path, capsys):
         assert report["rv32im"]["images"] == 1
     else:
         assert "apt-get install gcc-riscv64-unknown-elf" in report["rv32im"]["skipped"]
+
+
+@needs_gcc
+def test_the_compile_cache_reuses_only_an_identical_compile(tmp_path, monkeypatch):
+    # The bench's cache of compiled programs (RUN/sim_build/c): the same sources, flags
+    # and compiler give the cached program without running the compiler; a changed
+    # source, header or flag compiles again.
+    import subprocess
+
+    from ffcl_hw.cpu import toolchain
+
+    compiles = []
+    real_run = subprocess.run
+
+    def recording(command, *args, **kwargs):
+        if "-o" in command:
+            compiles.append(command)
+        return real_run(command, *args, **kwargs)
+
+    monkeypatch.setattr(toolchain.subprocess, "run", recording)
+    gcc, cache = find_compiler("gcc"), tmp_path / "cache"
+
+    def build(folder, source, header="#define EXTRA 0\n", flags=("-O2",)):
+        folder.mkdir(exist_ok=True)
+        (folder / "prog.c").write_text(source)
+        (folder / "extra.h").write_text(header)
+        before = len(compiles)
+        toolchain.compile_c(gcc, [*flags, "-o", "prog", "prog.c"], cwd=folder, cache=cache)
+        status = real_run([str(folder / "prog")], check=False).returncode
+        return status, len(compiles) - before
+
+    three = '#include "extra.h"\nint main(void) { return 3 + EXTRA; }\n'
+    assert build(tmp_path / "a", three) == (3, 1)
+    assert build(tmp_path / "b", three) == (3, 0)       # from the cache
+    assert build(tmp_path / "c", three.replace("3 +", "4 +")) == (4, 1)
+    assert build(tmp_path / "d", three, header="#define EXTRA 2\n") == (5, 1)
+    assert build(tmp_path / "e", three, flags=("-O1",)) == (3, 1)
+    assert build(tmp_path / "f", three, flags=("-O1",)) == (3, 0)

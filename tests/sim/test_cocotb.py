@@ -118,15 +118,17 @@ def test_the_bench_fails_when_hardware_model_or_phases_disagree(build_root, tmp_
     # The checker must be able to fail: give the bench a golden model whose last label
     # weights differ from the ones baked into the hardware (a copy: the build folder's
     # own files stay as built, for the next test that reuses it). One build for both
-    # checks (two tests of one design built it once on each pytest-xdist worker).
+    # checks, and the design is test_random_weights_on_every_scenario's ffdl-p2 (the
+    # same model, lanes and folder): a pytest-xdist worker that runs both builds it once.
     import json
 
     from golden.intmodelio import load_int_model, save_int_model
 
-    model = _random_model("ffdl-3layers", SEED + 1)
-    core = Core(model, lanes=2)
+    variant, lanes, label_lanes = CONFIGS["ffdl-p2"]
+    model = _random_model(variant, SEED + len("ffdl-p2"))
+    core = Core(model, lanes=lanes, label_lanes=label_lanes)
     images = np.random.default_rng(SEED).integers(0, 17, size=(2, 9))
-    built = build_core(core, "verilator", build_root / f"tamper-seed{SEED}")
+    built = build_core(core, "verilator", build_root / f"ffdl-p2-seed{SEED}")
     tampered = load_int_model(built.model_file).model
     tampered.layers[-1].U[:, 0] += 1
     save_int_model(tmp_path / "tampered.int.npz", tampered)
