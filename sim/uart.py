@@ -11,7 +11,9 @@ Given the clock's ``period_ns``, they wait a bit time with one timer instead of 
 ``divisor`` clock edges: each edge woke a Python coroutine, and those wake-ups, not the
 simulator, were most of a host-link test's time. The source then changes the line on a
 falling clock edge and the sink reads it half a cycle after a rising one, so that neither
-shares a time step with the edge the design samples on.
+shares a time step with the edge the design samples on; ``SimulatedSerial.idle``'s gap is
+one timer too. ``UartSink.sample_times`` records where the sink read the last frame;
+:mod:`sim.uart_testbench` checks those instants and the idle gap to the picosecond.
 """
 
 from __future__ import annotations
@@ -137,6 +139,15 @@ class UartSink:
         Bytes read and not yet taken, oldest first.
     errors : list of str
         Malformed frames, in order.
+    sample_times : list of int
+        The simulation times (ps) at which the last frame's bits were read: the start
+        bit's middle, then the eight data bits' and the stop bit's (one entry if the
+        start bit was high again at its middle). Unskewed, with ``period_ns`` = T, bit
+        ``i`` is read at ``t + (i * divisor + divisor // 2) * T + T / 2``, ``t`` the
+        line's falling edge: ``divisor // 2`` whole cycles into the start bit and half a
+        cycle more, then every ``divisor`` cycles. Without ``period_ns`` the half cycle
+        is not added: ``divisor // 2`` rising clock edges after the falling edge, then
+        every ``divisor`` edges.
     """
 
     def __init__(self, pin: Any, clock: Any, *, divisor: int, strict: bool = True,
@@ -154,6 +165,7 @@ class UartSink:
         #: Set with every byte received (a reader clears it before it waits).
         self.arrived = Event()
         self.errors: list[str] = []
+        self.sample_times: list[int] = []
         self._task = cocotb.start_soon(self._run())
 
     def _error(self, message: str) -> None:
@@ -192,21 +204,21 @@ class UartSink:
             # The middle of the start bit, then the middle of each following bit.
             await self._wait(0.5, skew, off_edge=True)
             levels = [pin.value]
+            self.sample_times = times = [round(get_sim_time("ps"))]
             if levels[0] == 1:
                 self._error(f"{pin._name}: start bit shorter than half a bit")
                 continue
-            times = [get_sim_time("ns")]
             for _ in range(9):
                 await self._wait(1, skew)
                 levels.append(pin.value)
-                times.append(get_sim_time("ns"))
+                times.append(round(get_sim_time("ps")))
             # A four-state simulator can put X or Z on the line (an undriven or
             # uninitialised output): named where it was read, not taken for a bit.
             unknown = next((i for i, level in enumerate(levels) if not level.is_resolvable),
                            None)
             if unknown is not None:
                 self._error(f"{pin._name}: the line is {levels[unknown]} in the middle of "
-                            f"{_BIT_NAMES[unknown]} at {times[unknown]:g} ns, not 0 or 1")
+                            f"{_BIT_NAMES[unknown]} at {times[unknown] / 1000:g} ns, not 0 or 1")
                 await self._until_idle()
                 continue
             value = sum(int(level) << i for i, level in enumerate(levels[1:9]))
@@ -260,7 +272,10 @@ class SimulatedSerial:
         return resume(self._read)(size)
 
     def idle(self, bits: int) -> None:
-        """Leave the line quiet for ``bits`` bit times (after what is queued)."""
+        """Leave the line quiet for ``bits`` bit times (after what is queued): the next
+        frame written starts exactly ``bits`` bit times after the last stop bit queued
+        ends (one timer; the source's frames start on a falling clock edge and last whole
+        cycles, so the gap ends on one too)."""
         resume(self._idle)(bits)
 
     async def _write(self, data: bytes) -> int:
@@ -286,5 +301,11 @@ class SimulatedSerial:
         return sink.read_nowait(size)
 
     async def _idle(self, bits: int) -> None:
-        await self.source.wait()
-        await ClockCycles(self.source.clock, bits * self.source.divisor)
+        source = self.source
+        await source.wait()
+        # One timer of whole bit times (each rounded as the source rounds one): the line
+        # is quiet from the end of the last stop bit queued until the next start bit.
+        # The timer ends in the time step of a falling clock edge, where the source starts
+        # the next frame; it wakes before that edge, under Verilator and Icarus alike (a
+        # gap a cycle long would show in sim.uart_testbench).
+        await Timer(bits * round(source.divisor * source.period_ns * 1000), unit="ps")

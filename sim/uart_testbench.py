@@ -5,7 +5,10 @@ pin and the ``received`` stream, and ``rtl.uart.UartTx`` between the ``send`` st
 the ``tx`` pin; ``rx_error`` is the receiver's framing-error pulse. So the UART source's
 bit timing is checked by the gateware receiver, the UART sink's by the gateware
 transmitter, and a stream source is held back by a genuinely slow consumer (the
-transmitter takes a byte only every ten bit times).
+transmitter takes a byte only every ten bit times). The timing is pinned to the
+picosecond against the lines' own edges, measured here: each bit the UART sink reads from
+UartTx at the instant ``UartSink.sample_times`` documents, and ``SimulatedSerial.idle``'s
+gap on ``rx`` (a sink one cycle early or late, or a gap a cycle short or long, fails).
 
 The checks must be able to fail: a frame driven by hand with its stop bit low must be
 reported by the UART sink (listening on ``rx``) and by the receiver's ``rx_error``, and
@@ -24,6 +27,7 @@ import re
 
 import cocotb
 from cocotb.clock import Clock
+from cocotb.task import bridge
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 from cocotb.types import Logic
 from cocotb.utils import get_sim_time
@@ -202,3 +206,95 @@ async def an_unknown_level_on_the_line_is_named(dut) -> None:
     await ClockCycles(dut.clk, 2 * divisor)
     assert checker.read_nowait(2) == b"\x3c"
     assert not checker.errors, checker.errors
+
+
+class _Edges:
+    """The times (ps) and new levels of every change of ``pin``, as the line shows them
+    (measured here, not by the UART classes)."""
+
+    def __init__(self, pin) -> None:
+        self.changes: list[tuple[int, int]] = []
+        self._pin = pin
+        cocotb.start_soon(self._run())
+
+    def falls(self) -> list[int]:
+        return [time for time, level in self.changes if level == 0]
+
+    def rises(self) -> list[int]:
+        return [time for time, level in self.changes if level == 1]
+
+    async def _run(self) -> None:
+        while True:
+            await self._pin.value_change
+            self.changes.append((round(get_sim_time("ps")), int(self._pin.value)))
+
+
+@cocotb.test()
+@cocotb.parametrize(timing=list(TIMINGS))
+async def the_uart_sink_reads_each_bit_at_its_documented_instant(dut, timing: str) -> None:
+    """Frames from UartTx one at a time: the UART sink reads bit i (start, 8 data, stop)
+    at exactly the instant ``UartSink.sample_times`` documents, from the line's own
+    falling edge: ``(i * divisor + divisor // 2)`` cycles, and half a cycle more with a
+    timer. A sink reading one cycle early or late (still inside the bit) fails here."""
+    await _start(dut)
+    divisor = _divisor()
+    period_ps = PERIOD_NS * 1000
+    uart = UartSink(dut.tx, dut.clk, divisor=divisor, period_ns=TIMINGS[timing])
+    source = StreamSource(dut, "send", dut.clk, reset=dut.rst)
+    edges = _Edges(dut.tx)
+    half = period_ps // 2 if TIMINGS[timing] is not None else 0
+    for byte in _data(dut):
+        edges.changes.clear()
+        uart.arrived.clear()
+        await source.send([byte])
+        await with_timeout(uart.arrived.wait(), _frames(1) * PERIOD_NS, "ns")
+        fall = edges.falls()[0]
+        expected = [fall + (i * divisor + divisor // 2) * period_ps + half for i in range(10)]
+        assert uart.sample_times == expected, (
+            f"byte {byte:#04x}, start bit falling at {fall} ps: the sink read at "
+            f"{[t - fall for t in uart.sample_times]} ps after it, the rule says "
+            f"{[t - fall for t in expected]}")
+        assert uart.read_nowait(2) == bytes([byte])
+    assert not uart.errors, uart.errors
+
+
+#: The serial port's writes and the idle gaps (bit times) after each; 0x00 frames, so the
+#: line falls at each start bit and rises at each stop bit.
+IDLE_STEPS = ((b"\x00", 1), (b"\x00\x00", 4), (b"\x00", 2), (b"\x00", None))
+
+
+@cocotb.test()
+async def the_serial_port_idle_gap_is_exact(dut) -> None:
+    """SimulatedSerial.idle(bits) after what is queued: the next frame's start bit falls
+    exactly ``bits`` bit times after the previous stop bit ends (the stop bit rises 9 bit
+    times after its start bit falls and lasts one); frames written together follow each
+    other without a gap. A gap one cycle short or long fails here."""
+    await _start(dut)
+    divisor = _divisor()
+    bit_ps = divisor * PERIOD_NS * 1000
+    source = UartSource(dut.rx, dut.clk, divisor=divisor, period_ns=PERIOD_NS)
+    port = SimulatedSerial(source, UartSink(dut.tx, dut.clk, divisor=divisor,
+                                            period_ns=PERIOD_NS), timeout_cycles=divisor)
+    edges = _Edges(dut.rx)
+
+    def host() -> None:
+        for data, gap in IDLE_STEPS:
+            port.write(data)
+            if gap is not None:
+                port.idle(gap)
+
+    frames = sum(len(data) for data, _ in IDLE_STEPS)
+    quiet = sum(gap or 0 for _, gap in IDLE_STEPS)
+    await with_timeout(bridge(host)(), (_frames(frames) + quiet * divisor) * PERIOD_NS, "ns")
+    await source.wait()
+    falls, rises = edges.falls(), edges.rises()
+    assert len(falls) == len(rises) == frames, edges.changes
+    gaps = [0 if i + 1 < len(data) else gap
+            for data, gap in IDLE_STEPS[:-1] for i in range(len(data))]
+    for k, (fall, rise) in enumerate(zip(falls, rises, strict=True)):
+        assert rise - fall == 9 * bit_ps, f"frame {k}: stop bit {rise - fall} ps after start"
+        if k + 1 < frames:
+            quiet_ps = falls[k + 1] - (rise + bit_ps)
+            assert quiet_ps == gaps[k] * bit_ps, (
+                f"after frame {k}: the line was quiet {quiet_ps} ps, not {gaps[k]} bit "
+                f"times ({gaps[k] * bit_ps} ps)")

@@ -2,7 +2,8 @@
 
 The cocotb side is :mod:`sim.uart_testbench`; the design is :class:`UartLoop`, built once
 per simulator under build/cocotb/<xdist worker>. An odd divisor, so that the half-bit
-sampling points of both sides are rounded.
+sampling points of both sides are rounded (the UART sink's exact instants and the serial
+port's idle gap are asserted in picoseconds there).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ SEED = int(os.environ.get("FFCL_SEED", "0"))
 SIMULATORS = available_simulators()
 DIVISOR = 7
 #: Cocotb tests in sim/uart_testbench.py, parametrisations counted (and one skipped under
-#: Verilator, which has no X or Z): the two streams of bytes each with both timings.
-SCENARIOS = 8
+#: Verilator, which has no X or Z): the two streams of bytes each with both timings, the
+#: sink's sampling instants with both, and the serial port's idle gap.
+SCENARIOS = 11
 
 
 class UartLoop(wiring.Component):
