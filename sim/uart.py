@@ -303,9 +303,10 @@ class SimulatedSerial:
     async def _idle(self, bits: int) -> None:
         source = self.source
         await source.wait()
-        # One timer of whole bit times (each rounded as the source rounds one): the line
-        # is quiet from the end of the last stop bit queued until the next start bit.
-        # The timer ends in the time step of a falling clock edge, where the source starts
-        # the next frame; it wakes before that edge, under Verilator and Icarus alike (a
-        # gap a cycle long would show in sim.uart_testbench).
-        await Timer(bits * round(source.divisor * source.period_ns * 1000), unit="ps")
+        # Whole bit times (each rounded as the source rounds one): the line is quiet from
+        # the end of the last stop bit queued (a falling clock edge) until the next start
+        # bit, which the source begins on a falling edge. The timer ends half a cycle
+        # before that edge, not in its time step, so the gap does not depend on which of
+        # the two a simulator wakes first (sim.uart_testbench checks it to the ps).
+        period_ps = source.period_ns * 1000
+        await Timer(bits * round(source.divisor * period_ps) - round(period_ps / 2), unit="ps")
