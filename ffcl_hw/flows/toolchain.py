@@ -88,22 +88,60 @@ def tool_version(program: str) -> str:
 _ICE40_LOGIC_OVERFLOW = re.compile(r"Failed to expand region .* of (\d+) ICESTORM_LCs")
 #: nextpnr's placer, out of logic cells before it counts them (a design far too large).
 _ICE40_NO_LOGIC_LEFT = re.compile(r"no BELs remaining to implement cell type 'ICESTORM_LC'")
+#: nextpnr-ice40's utilisation line: logic cells used / the part's.
+_ICE40_LOGIC_USED = re.compile(r"ICESTORM_LC:\s*(\d+)/\s*(\d+)")
+#: The log of :func:`_packed_logic_cells`'s rerun, beside the failed run's.
+PACK_LOG = "nextpnr-pack.log"
+#: Options of a nextpnr command that name an output (dropped from the pack-only rerun, so
+#: that it overwrites none of the failed run's files).
+_OUTPUT_OPTIONS = ("--log", "--report", "--asc", "--placed-svg", "--routed-svg")
 
 
-def diagnose(log_text: str) -> str | None:
+def diagnose(log_text: str, packed: tuple[int, int] | None = None) -> str | None:
     """What a failed tool's log means, where it is a known failure with a known fix, in
-    words that name both; None otherwise."""
+    words that name both; None otherwise.
+
+    ``packed``: (logic cells the packed design takes, the part's), when nextpnr-ice40's
+    placer ran out of logic cells and a pack-only rerun counted them
+    (:func:`_packed_logic_cells`).
+    """
     found = _ICE40_LOGIC_OVERFLOW.search(log_text)
     if found:
         return (f"The design needs {int(found[1]):,} logic cells after packing, more than the "
                 f"iCE40 part has: build a smaller core (fewer --lanes, or --label-lanes 1).")
     if _ICE40_NO_LOGIC_LEFT.search(log_text):
-        return ("The design needs more logic cells than the iCE40 part has (the placer ran "
-                "out of them): for inference build a smaller core (fewer --lanes, or "
-                "--label-lanes 1); a training core does not fit the UP5K yet "
-                "(docs/training-engine.md, \"Logic of the components\"): train on an ECP5 "
-                "board (--board ulx3s-85f).")
+        needs = ("more logic cells than the iCE40 part has" if packed is None else
+                 f"{packed[0]:,} logic cells after packing, {packed[0] / packed[1]:.0%} of "
+                 f"the iCE40 part's {packed[1]:,}")
+        return (f"The design needs {needs} (the placer ran out of them): for inference "
+                "build a smaller core (fewer --lanes, or --label-lanes 1); a training core "
+                "does not fit the UP5K yet (docs/training-engine.md, \"Logic of the "
+                "components\"): train on an ECP5 board (--board ulx3s-85f).")
     return None
+
+
+def _packed_logic_cells(program: str, args: list[str], cwd: Path) -> tuple[int, int] | None:
+    """Rerun a failed nextpnr-ice40 command with ``--pack-only`` (about a second) and read
+    the logic cells of the packed design and of the part from its log (:data:`PACK_LOG`):
+    the placer, out of cells, never prints them. None if the rerun fails or says nothing.
+    """
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _OUTPUT_OPTIONS:
+            skip = True
+        else:
+            kept.append(arg)
+    log = Path(cwd) / PACK_LOG
+    try:
+        subprocess.run([program, *kept, "--pack-only", "--log", PACK_LOG], cwd=cwd,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
+                       timeout=600)
+        found = _ICE40_LOGIC_USED.search(log.read_text(errors="replace"))
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (int(found[1]), int(found[2])) if found else None
 
 
 def run_step(command: list[str], cwd: Path, log_name: str, env: dict[str, str]) -> float:
@@ -137,7 +175,10 @@ def run_step(command: list[str], cwd: Path, log_name: str, env: dict[str, str]) 
         text = log.read_text(errors="replace")
         tail = text.strip().splitlines()[-5:]
         name = Path(program).name
-        meaning = diagnose(text)
+        packed = None
+        if tool == "nextpnr-ice40" and _ICE40_NO_LOGIC_LEFT.search(text):
+            packed = _packed_logic_cells(program, args, cwd)
+        meaning = diagnose(text, packed)
         raise SynthError(name, log, f"{name} failed with exit status {done.returncode}; "
                          f"its log is {log}. Last lines:\n  " + "\n  ".join(tail)
                          + (f"\n{meaning}" if meaning else ""))

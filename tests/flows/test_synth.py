@@ -415,6 +415,48 @@ def test_a_failing_tool_says_what_a_known_failure_means(tmp_path, printed, meani
         assert "logic cells" not in str(failed.value)
 
 
+
+#: A stand-in nextpnr-ice40: records each call's arguments; placing, it runs out of logic
+#: cells (exit 125); with --pack-only it logs the packed design's utilisation (exit 0).
+_OUT_OF_CELLS = """
+import json, sys
+from pathlib import Path
+args = sys.argv[1:]
+with open("calls.jsonl", "a") as calls:
+    calls.write(json.dumps(args) + "\\n")
+if "--pack-only" in args:
+    log = args[len(args) - 1 - args[::-1].index("--log") + 1]
+    Path(log).write_text("Info: Device utilisation:\\n"
+                         "Info: \\t ICESTORM_LC:    7135/   5280   135%\\n")
+    raise SystemExit(0)
+print("ERROR: Unable to place cell 'x_LC', no BELs remaining to implement cell type 'ICESTORM_LC'")
+raise SystemExit(125)
+"""
+
+
+@pytest.mark.parametrize("tool", ["nextpnr-ice40", "nextpnr-ecp5"])
+def test_a_placer_out_of_logic_cells_counts_the_packed_design(tmp_path, tool):
+    # The placer, out of cells, prints no count: a pack-only rerun (its own log, none of
+    # the failed run's outputs) gives the figure the message names. Only nextpnr-ice40's.
+    script = tmp_path / "nextpnr.py"
+    script.write_text(_OUT_OF_CELLS)
+    command = [tool, str(script), "--up5k", "--json", "top.json", "--log", "top.tim",
+               "--asc", "top.asc", "--report", "nextpnr.json", "--seed", "1"]
+    with pytest.raises(SynthError, match="failed with exit status 125") as failed:
+        run_step(command, tmp_path, "nextpnr.log",
+                 {"NEXTPNR_ICE40": sys.executable, "NEXTPNR_ECP5": sys.executable})
+    calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    if tool != "nextpnr-ice40":
+        assert len(calls) == 1 and "logic cells after packing" not in str(failed.value)
+        return
+    assert len(calls) == 2
+    assert calls[1] == ["--up5k", "--json", "top.json", "--seed", "1", "--pack-only", "--log",
+                        "nextpnr-pack.log"]
+    assert str(failed.value).splitlines()[-1].startswith(
+        "The design needs 7,135 logic cells after packing, 135% of the iCE40 part's 5,280 "
+        "(the placer ran out of them): for inference build a smaller core")
+
+
 # -- the table of builds ------------------------------------------------------------------
 
 def _fake_report(path: Path, *, board: str, fmax: float, meets: bool, **extra) -> Path:
