@@ -404,20 +404,9 @@ class LearningSignalUnit(wiring.Component):
         products and z; sets ``shared.sigma``, ``shared.table`` and ``shared.z``."""
         phase, take, sq_last = shared.phase, shared.take, shared.sq_last
         given = self.neurons.payload
-        (g_pos, g_neg), (top_pos, top_neg) = shared.g, shared.top
         sigma_shape = unsigned(SIGMOID_FRAC_BITS + 1)
-        latency = self.product_latency
         index_pos, index_neg = Signal(SIGMOID_INDEX_BITS), Signal(SIGMOID_INDEX_BITS)
-        if self.compact:
-            next_pos, next_neg = self._compact_index(m, shared)
-            # The OR of sigma h over the neurons and both sides (_compact_errors).
-            shared.largest = Signal(self.largest_bits, name="sigma_h_or")
-        else:
-            margin_bits = max(self.theta_bits, self.g_bits) + 1
-            margin_pos, margin_neg = Signal(signed(margin_bits)), Signal(signed(margin_bits))
-            m.d.comb += [margin_pos.eq(self.theta - g_pos), margin_neg.eq(g_neg - self.theta)]
-            next_pos = _index(margin_pos, self.frac_bits)
-            next_neg = _index(margin_neg, self.frac_bits)
+        next_pos, next_neg = self._next_indices(m, shared)
         sigma_pos, sigma_neg = Signal(sigma_shape), Signal(sigma_shape)
         if not self.lean:
             m.d.comb += [self.sigma_pos.eq(sigma_pos), self.sigma_neg.eq(sigma_neg)]
@@ -426,17 +415,7 @@ class LearningSignalUnit(wiring.Component):
         z = Signal.like(self.z)
         m.d.comb += self.z.eq(z)
         held = Signal(range((self.product_latency or 1) + 1))
-        if self.sigmoid == "table":
-            m.submodules.table = table = memory.Memory(
-                shape=sigma_shape, depth=1 << SIGMOID_INDEX_BITS,
-                init=[int(v) for v in sigmoid_table("table")])
-            look_pos, look_neg = table.read_port(), table.read_port()
-            m.d.comb += [look_pos.addr.eq(index_pos), look_neg.addr.eq(index_neg)]
-            table_pos, table_neg = look_pos.data, look_neg.data
-        else:
-            table_pos, table_neg = Signal(sigma_shape), Signal(sigma_shape)
-            m.d.sync += [table_pos.eq(_piecewise(index_pos)),
-                         table_neg.eq(_piecewise(index_neg))]
+        table_pos, table_neg = self._sigmoid_table(m, index_pos, index_neg, sigma_shape)
         if self.lean:
             # The table's read register follows the index, which changes only in MARGIN:
             # it holds sigma until the next update's MARGIN, so it is sigma, with no
@@ -444,7 +423,9 @@ class LearningSignalUnit(wiring.Component):
             # the UP5K).
             sigma_pos, sigma_neg = table_pos, table_neg
             m.d.comb += [self.sigma_pos.eq(sigma_pos), self.sigma_neg.eq(sigma_neg)]
-
+        sig = SimpleNamespace(sigma=(sigma_pos, sigma_neg), table=(table_pos, table_neg),
+                              largest=(largest_pos, largest_neg), top=shared.top, z=z,
+                              held=held)
         with m.Switch(phase):
             with m.Case(_Phase.SCAN):
                 with m.If(take & given.last):
@@ -460,61 +441,110 @@ class LearningSignalUnit(wiring.Component):
                 # The ROM's read register (or the piecewise form's) fills in this cycle.
                 m.d.sync += [phase.eq(_Phase.PRODUCT), held.eq(0)]
             with m.Case(_Phase.PRODUCT):
-                if self.compact:
-                    # The maxima pass (_compact_errors) ends this phase.
-                    pass
-                elif latency is None:
-                    # sigma is held a cycle before its products (GAP).
-                    if not self.lean:
-                        m.d.sync += [sigma_pos.eq(table_pos), sigma_neg.eq(table_neg)]
-                    m.d.sync += held.eq(held + 1)
-                    with m.If(held == 1):
-                        m.d.sync += [largest_pos.eq(sigma_pos * top_pos),
-                                     largest_neg.eq(sigma_neg * top_neg),
-                                     phase.eq(_Phase.EXPONENT)]
-                else:
-                    # The operands wait in the borrowed multipliers for their products;
-                    # sigma h = 2 sigma f + e sigma.
-                    m.d.sync += held.eq(held + 1)
-                    with m.If(held == latency):
-                        if not self.lean:
-                            m.d.sync += [sigma_pos.eq(table_pos), sigma_neg.eq(table_neg)]
-                        if self.lean:
-                            # sigma h = sigma s + 2^(B-1) sigma (_centred).
-                            centre = self.operand_bits - 1
-                            m.d.sync += [
-                                largest_pos.eq(self.product[0] + (table_pos << centre)),
-                                largest_neg.eq(self.product[1] + (table_neg << centre)),
-                                phase.eq(_Phase.EXPONENT)]
-                        else:
-                            m.d.sync += [
-                                largest_pos.eq((self.product[0] << 1)
-                                               + Mux(top_pos[0], table_pos, 0)),
-                                largest_neg.eq((self.product[1] << 1)
-                                               + Mux(top_neg[0], table_neg, 0)),
-                                phase.eq(_Phase.EXPONENT)]
+                # Compact: the maxima pass (_compact_errors) ends this phase.
+                if not self.compact:
+                    self._products(m, phase, sig)
             with m.Case(_Phase.EXPONENT):
-                if self.compact:
-                    # The OR of every sigma h (_compact_errors): max >= 2^k iff OR >= 2^k.
-                    largest = shared.largest
-                else:
-                    largest = Mux(largest_pos > largest_neg, largest_pos, largest_neg)
-                # z = max(0, bits(M) - 14) = the number of j < z_max with M >= 2^(14 + j):
-                # a sum over a thermometer code instead of a priority chain.
-                m.d.sync += z.eq(sum(largest[DELTA_BITS + j:].any()
-                                     for j in range(self.z_max)))
-                if self.lean and not self.compact:
-                    # Two cycles (z the same in both): the cycle the errors' output
-                    # register no longer takes (_errors), so the gap stays GAP. (The
-                    # compact errors take that cycle again: _compact_errors.)
-                    waited = Signal()
-                    m.d.sync += waited.eq(~waited)
-                    with m.If(waited):
-                        m.d.sync += phase.eq(_Phase.ERRORS)
-                else:
-                    m.d.sync += phase.eq(_Phase.ERRORS)
+                self._exponent(m, shared, phase, sig)
         shared.sigma, shared.table, shared.z = ((sigma_pos, sigma_neg),
                                                 (table_pos, table_neg), z)
+
+    def _next_indices(self, m: Module, shared: SimpleNamespace) -> tuple:
+        """The table indices MARGIN takes: of Theta - g+ and g- - Theta (compact: from
+        margins as wide as Theta, :meth:`_compact_index`, and ``shared.largest`` set)."""
+        g_pos, g_neg = shared.g
+        if self.compact:
+            next_pos, next_neg = self._compact_index(m, shared)
+            # The OR of sigma h over the neurons and both sides (_compact_errors).
+            shared.largest = Signal(self.largest_bits, name="sigma_h_or")
+        else:
+            margin_bits = max(self.theta_bits, self.g_bits) + 1
+            margin_pos, margin_neg = Signal(signed(margin_bits)), Signal(signed(margin_bits))
+            m.d.comb += [margin_pos.eq(self.theta - g_pos), margin_neg.eq(g_neg - self.theta)]
+            next_pos = _index(margin_pos, self.frac_bits)
+            next_neg = _index(margin_neg, self.frac_bits)
+        return next_pos, next_neg
+
+    def _sigmoid_table(self, m: Module, index_pos: Signal, index_neg: Signal,
+                       sigma_shape) -> tuple:
+        """sigma of both indices a cycle after them: the table's read ports (``table``)
+        or registers of the piecewise form."""
+        if self.sigmoid == "table":
+            m.submodules.table = table = memory.Memory(
+                shape=sigma_shape, depth=1 << SIGMOID_INDEX_BITS,
+                init=[int(v) for v in sigmoid_table("table")])
+            look_pos, look_neg = table.read_port(), table.read_port()
+            m.d.comb += [look_pos.addr.eq(index_pos), look_neg.addr.eq(index_neg)]
+            table_pos, table_neg = look_pos.data, look_neg.data
+        else:
+            table_pos, table_neg = Signal(sigma_shape), Signal(sigma_shape)
+            m.d.sync += [table_pos.eq(_piecewise(index_pos)),
+                         table_neg.eq(_piecewise(index_neg))]
+        return table_pos, table_neg
+
+    def _products(self, m: Module, phase: Signal, sig: SimpleNamespace) -> None:
+        """PRODUCT (not compact): sigma held and the maxima's products sigma h, by the
+        unit's own multipliers (a cycle's hold first) or the borrowed ones (their
+        latency's wait), then EXPONENT."""
+        latency, held = self.product_latency, sig.held
+        (sigma_pos, sigma_neg), (table_pos, table_neg) = sig.sigma, sig.table
+        largest_pos, largest_neg = sig.largest
+        top_pos, top_neg = sig.top
+        if latency is None:
+            # sigma is held a cycle before its products (GAP).
+            if not self.lean:
+                m.d.sync += [sigma_pos.eq(table_pos), sigma_neg.eq(table_neg)]
+            m.d.sync += held.eq(held + 1)
+            with m.If(held == 1):
+                m.d.sync += [largest_pos.eq(sigma_pos * top_pos),
+                             largest_neg.eq(sigma_neg * top_neg),
+                             phase.eq(_Phase.EXPONENT)]
+        else:
+            # The operands wait in the borrowed multipliers for their products;
+            # sigma h = 2 sigma f + e sigma.
+            m.d.sync += held.eq(held + 1)
+            with m.If(held == latency):
+                if not self.lean:
+                    m.d.sync += [sigma_pos.eq(table_pos), sigma_neg.eq(table_neg)]
+                if self.lean:
+                    # sigma h = sigma s + 2^(B-1) sigma (_centred).
+                    centre = self.operand_bits - 1
+                    m.d.sync += [
+                        largest_pos.eq(self.product[0] + (table_pos << centre)),
+                        largest_neg.eq(self.product[1] + (table_neg << centre)),
+                        phase.eq(_Phase.EXPONENT)]
+                else:
+                    m.d.sync += [
+                        largest_pos.eq((self.product[0] << 1)
+                                       + Mux(top_pos[0], table_pos, 0)),
+                        largest_neg.eq((self.product[1] << 1)
+                                       + Mux(top_neg[0], table_neg, 0)),
+                        phase.eq(_Phase.EXPONENT)]
+
+    def _exponent(self, m: Module, shared: SimpleNamespace, phase: Signal,
+                  sig: SimpleNamespace) -> None:
+        """EXPONENT: z from the larger maximum (compact: from the OR of every sigma h),
+        then ERRORS."""
+        largest_pos, largest_neg = sig.largest
+        z = sig.z
+        if self.compact:
+            # The OR of every sigma h (_compact_errors): max >= 2^k iff OR >= 2^k.
+            largest = shared.largest
+        else:
+            largest = Mux(largest_pos > largest_neg, largest_pos, largest_neg)
+        # z = max(0, bits(M) - 14) = the number of j < z_max with M >= 2^(14 + j):
+        # a sum over a thermometer code instead of a priority chain.
+        m.d.sync += z.eq(sum(largest[DELTA_BITS + j:].any() for j in range(self.z_max)))
+        if self.lean and not self.compact:
+            # Two cycles (z the same in both): the cycle the errors' output register no
+            # longer takes (_errors), so the gap stays GAP. (The compact errors take that
+            # cycle again: _compact_errors.)
+            waited = Signal()
+            m.d.sync += waited.eq(~waited)
+            with m.If(waited):
+                m.d.sync += phase.eq(_Phase.ERRORS)
+        else:
+            m.d.sync += phase.eq(_Phase.ERRORS)
 
     def _compact_index(self, m: Module, shared: SimpleNamespace) -> tuple:
         """The table indices of Theta - g+ and g- - Theta (compact) from margins as wide
