@@ -9,6 +9,8 @@ banks: switches to the bank just written).
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -141,6 +143,17 @@ class LoadTransaction(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
+        is_load = self.cmd == Command.LOAD
+        regs, target, address = self._hold_payload(m, is_load)
+        state = self._transaction_state(m, is_load)
+        flags = self._registered_checks(m, regs, target, address, is_load, state)
+        self._verdict(m, regs, state, flags)
+        return m
+
+    def _hold_payload(self, m: Module, is_load: Value) -> tuple[list[Signal], Value, Value]:
+        """The payload registers, each taking its byte of a LOAD or LOAD_BEGIN frame (and
+        with ``holds_read`` a READ's), and the write they make; returns the registers,
+        the LOAD's target and its address."""
         # -- the LOAD payload (target, addr, data) or LOAD_BEGIN's (model hash, checksum),
         # held until the crc is known -------------------------------------------------
         regs = [Signal(8, name=f"load_byte_{i}")
@@ -152,7 +165,6 @@ class LoadTransaction(wiring.Component):
             self.write.addr.eq(address[:layout["addr"].width]),
             self.write.data.eq(Cat(*regs[3:self.load_size])[:layout["data"].width]),
         ]
-        is_load = self.cmd == Command.LOAD
         byte = self.payload.payload
         if self.holds_read:
             m.d.comb += self.held.eq(Cat(*regs[:READ_SIZE]))
@@ -162,7 +174,12 @@ class LoadTransaction(wiring.Component):
                 takes = takes | (self.cmd == Command.READ)
             with m.If(self.payload.valid & takes & equals(byte.index, i)):
                 m.d.sync += reg.eq(byte.data)
+        return regs, target, address
 
+    def _transaction_state(self, m: Module, is_load: Value) -> SimpleNamespace:
+        """The transaction's state (model flag, its checksum, bank, whether a load is
+        open, the announced checksum) and the running checksum of the writes made."""
+        byte = self.payload.payload
         # -- the transaction ----------------------------------------------------------
         # Whether the memories hold a complete model, that model's checksum and (two
         # banks) which bank holds it: set at configuration like the memories themselves,
@@ -186,7 +203,15 @@ class LoadTransaction(wiring.Component):
                 m.d.sync += pending.eq(crc_tree(LOAD_CHECKSUM, pending, byte.data))
         with m.If(self.written):
             m.d.sync += running.eq(pending)
+        return SimpleNamespace(model_ok=model_ok, weights_sum=weights_sum, bank=bank,
+                               loading=loading, announced=announced, running=running)
 
+    def _registered_checks(self, m: Module, regs: list[Signal], target: Value,
+                           address: Value, is_load: Value,
+                           state: SimpleNamespace) -> SimpleNamespace:
+        """The command, length, target, address, model hash and checksum checks the
+        verdict looks at, each a register (the fields are stable a UART byte ahead)."""
+        running, announced = state.running, state.announced
         # -- what the verdict looks at, registered every cycle --------------------------
         # The fields are stable from the payload's last byte on, a UART byte before the
         # decision: the comparisons of the command, the length, the model hash and the
@@ -210,7 +235,21 @@ class LoadTransaction(wiring.Component):
             hash_ok.eq(Cat(*regs[:4]) == self.model_hash),
             checksum_ok.eq(running == announced),
         ]
+        return SimpleNamespace(begin=begin, load=load, no_payload=no_payload,
+                               begin_length=begin_length, load_length=load_length,
+                               target_ok=target_ok, address_ok=address_ok, hash_ok=hash_ok,
+                               checksum_ok=checksum_ok)
 
+    def _verdict(self, m: Module, regs: list[Signal], state: SimpleNamespace,
+                 flags: SimpleNamespace) -> None:
+        """The verdict on the frame in hand (the first failing check's error, or the
+        reply), and on ``decide`` the transaction's next state."""
+        model_ok, weights_sum, bank = state.model_ok, state.weights_sum, state.bank
+        loading, announced, running = state.loading, state.announced, state.running
+        begin, load, checksum_ok = flags.begin, flags.load, flags.checksum_ok
+        begin_length, load_length = flags.begin_length, flags.load_length
+        target_ok, address_ok = flags.target_ok, flags.address_ok
+        hash_ok, no_payload = flags.hash_ok, flags.no_payload
         # -- the verdict, and on ``decide`` the transaction's next state -----------------
         verdict = self.verdict
 
@@ -254,7 +293,6 @@ class LoadTransaction(wiring.Component):
                     m.d.sync += [loading.eq(0), model_ok.eq(1), weights_sum.eq(announced)]
                     if self.banked:
                         m.d.sync += bank.eq(~bank)
-        return m
 
     def _bound_check(self, target: Value, address: Value) -> Value:
         """Whether ``address`` lies below the depth of memory ``target`` (0 for a target
