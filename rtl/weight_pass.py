@@ -590,12 +590,8 @@ class WeightPass(wiring.Component):
         """The column pipeline: a word's address issued, its data with v and kappa into
         the lanes (from the bank of d and rho switched in at the tile's first word), the
         updated word written ``lane_latency`` cycles later."""
-        P, B_m, lanes, replay = self.P, self.rule.store_bits, self.lanes, self.replay
-        lat, wl, ff = self.lane_latency, self.weight_latency, self.ff_columns
-        count, issue, tile_start, feedback = st.count, st.issue, st.tile_start, st.feedback
-        last_tile, ff_addr, fb_addr = st.last_tile, st.ff_addr, st.fb_addr
-        shadow_d, shadow_rho, lane_d, lane_rho = st.shadow_d, st.shadow_rho, st.lane_d, st.lane_rho
-        ragged = st.ragged
+        count, feedback, ff = st.count, st.feedback, self.ff_columns
+        ff_addr, fb_addr = st.ff_addr, st.fb_addr
         # Issue (address) -> data + lanes -> lat -> write. The weight store answers in
         # weight_latency (2, or 3 deep) cycles, the v and image buffers in one: their
         # data waits in v_value (and v_late); the column kind (W or V), the tile's first
@@ -604,6 +600,21 @@ class WeightPass(wiring.Component):
                      # Layer 1's feedback v start the v buffer (its inputs are the pixels).
                      self.v.addr.eq(Mux(self.first_layer, count - ff, count)),
                      self.image.addr.eq(count)]
+        stages = self._column_stages(m, st)
+        if self.serial:
+            self._serial_column(m, st, stages)
+            return
+        self._lane_columns(m, st, stages)
+
+    def _column_stages(self, m: Module, st: SimpleNamespace) -> SimpleNamespace:
+        """The stages from a word's address to the lanes: its kind (W or V), address, v
+        and kappa, the tile's first word and the last tile travel with it, a stage per
+        cycle of the weight store's latency; returns what reaches the lanes, the bank
+        switch (the tile's first word a cycle from the lanes) and the stage before them
+        (``ahead``)."""
+        replay, lanes, wl = self.replay, self.lanes, self.weight_latency
+        issue, tile_start, feedback = st.issue, st.tile_start, st.feedback
+        last_tile = st.last_tile
         issued_1, in_lane = Signal(), Signal()
         addr_1, in_addr = Signal.like(self.weights.addr), Signal.like(self.weights.addr)
         fb_1, in_fb, image_1 = Signal(), Signal(), Signal()
@@ -665,21 +676,39 @@ class WeightPass(wiring.Component):
             # iCE40 (SB_DFFSS, SB_DFFSR), where a multiplexer after it costs one a bit.
             with m.If(self.guest.run):
                 m.d.sync += v_late.eq(1)
-        if self.serial:
-            # The word's first neuron, beside its address: the lane reads its entries'
-            # d and rho from it, the first a cycle ahead (``ahead``: the word's stage
-            # before the lane), when the base is still a stage back.
-            bases = [Signal.like(st.pass_first, name=f"base_{i}") for i in range(wl - 1)]
-            in_base = Signal.like(st.pass_first, name="in_base")
-            m.d.sync += bases[0].eq(st.pass_first)
-            m.d.sync += [bases[i].eq(bases[i - 1]) for i in range(1, wl - 1)]
-            with m.If(ahead):
-                m.d.sync += in_base.eq(bases[-1])
-            column = SimpleNamespace(in_lane=in_lane, in_addr=in_addr, in_fb=in_fb,
-                                     in_last=in_last, in_kappa=in_kappa, v_late=v_late,
-                                     ahead=ahead, ahead_base=bases[-1], in_base=in_base)
-            self._serial_lane(m, st, column)
-            return
+        return SimpleNamespace(in_lane=in_lane, in_addr=in_addr, in_fb=in_fb,
+                               in_last=in_last, in_kappa=in_kappa, v_late=v_late,
+                               switch=switch, ahead=ahead)
+
+    def _serial_column(self, m: Module, st: SimpleNamespace, stages: SimpleNamespace) -> None:
+        """A serial pass's column: the word's first neuron travels beside its address to
+        the one lane (:meth:`_serial_lane`)."""
+        wl, ahead = self.weight_latency, stages.ahead
+        in_lane, in_addr, in_fb = stages.in_lane, stages.in_addr, stages.in_fb
+        in_last, in_kappa, v_late = stages.in_last, stages.in_kappa, stages.v_late
+        # The word's first neuron, beside its address: the lane reads its entries'
+        # d and rho from it, the first a cycle ahead (``ahead``: the word's stage
+        # before the lane), when the base is still a stage back.
+        bases = [Signal.like(st.pass_first, name=f"base_{i}") for i in range(wl - 1)]
+        in_base = Signal.like(st.pass_first, name="in_base")
+        m.d.sync += bases[0].eq(st.pass_first)
+        m.d.sync += [bases[i].eq(bases[i - 1]) for i in range(1, wl - 1)]
+        with m.If(ahead):
+            m.d.sync += in_base.eq(bases[-1])
+        column = SimpleNamespace(in_lane=in_lane, in_addr=in_addr, in_fb=in_fb,
+                                 in_last=in_last, in_kappa=in_kappa, v_late=v_late,
+                                 ahead=ahead, ahead_base=bases[-1], in_base=in_base)
+        self._serial_lane(m, st, column)
+
+    def _lane_columns(self, m: Module, st: SimpleNamespace, stages: SimpleNamespace) -> None:
+        """The P lanes' inputs (each its slice of the word, its neuron's d and rho from
+        the bank switched in at the tile's first word) and the updated word's write,
+        ``lane_latency`` cycles later (the last tile's padding lanes written as 0)."""
+        P, B_m, lanes, lat = self.P, self.rule.store_bits, self.lanes, self.lane_latency
+        shadow_d, shadow_rho, lane_d, lane_rho = st.shadow_d, st.shadow_rho, st.lane_d, st.lane_rho
+        ragged, switch, v_late = st.ragged, stages.switch, stages.v_late
+        in_lane, in_addr, in_fb = stages.in_lane, stages.in_addr, stages.in_fb
+        in_last, in_kappa = stages.in_last, stages.in_kappa
         with m.If(switch):
             m.d.sync += [lane_d[p].eq(shadow_d[p]) for p in range(P)]
             m.d.sync += [lane_rho[p].eq(shadow_rho[p]) for p in range(P)]
