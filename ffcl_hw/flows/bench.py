@@ -242,16 +242,8 @@ def bench_run(run: Path, *, board: str | None = None, samples: int = 20, lanes: 
     RunError
         Bad options, a missing or mismatched model, a golden mismatch on any target.
     """
-    for name, value in (("--samples", samples), ("--cpu-samples", cpu_samples),
-                        ("--rv32im-samples", rv32im_samples), ("--lanes", lanes)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise RunError(f"{name} must be a positive integer, not {value!r}")
-    if not isinstance(cpu_seconds, int | float) or not cpu_seconds > 0:
-        raise RunError(f"cpu_seconds must be a positive number, not {cpu_seconds!r}")
-    if not run.is_dir():
-        raise RunError(f"no run folder at {run}; train one with `ffcl-hw train --out RUN`")
-    if not (run / "model.int.npz").exists():
-        raise RunError(f"{run} has no integer model; run `ffcl-hw quantize {run}` first")
+    _check_bench_options(run, samples=samples, cpu_samples=cpu_samples,
+                         rv32im_samples=rv32im_samples, lanes=lanes, cpu_seconds=cpu_seconds)
     synth = _synth_report(run, board)
     if synth is not None and "lanes" in synth:
         # Measure the configuration that was synthesized.
@@ -309,9 +301,36 @@ def bench_run(run: Path, *, board: str | None = None, samples: int = 20, lanes: 
     finally:
         shutil.rmtree(build, ignore_errors=True)
     report["speedup"] = _speedups(report)
+    _publish(run, report)
+    return report
 
-    # All files or none: the plots and the table go to a staging folder first.
-    staging = Path(tempfile.mkdtemp(prefix=f".{run.name}.bench-out.", dir=parent))
+
+def _check_bench_options(run: Path, *, samples: int, cpu_samples: int, rv32im_samples: int,
+                         lanes: int, cpu_seconds: float) -> None:
+    """Refuse :func:`bench_run`'s bad counts and a run it cannot bench (no folder, no
+    integer model), each message naming the fix.
+
+    Raises
+    ------
+    RunError
+    """
+    for name, value in (("--samples", samples), ("--cpu-samples", cpu_samples),
+                        ("--rv32im-samples", rv32im_samples), ("--lanes", lanes)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise RunError(f"{name} must be a positive integer, not {value!r}")
+    if not isinstance(cpu_seconds, int | float) or not cpu_seconds > 0:
+        raise RunError(f"cpu_seconds must be a positive number, not {cpu_seconds!r}")
+    if not run.is_dir():
+        raise RunError(f"no run folder at {run}; train one with `ffcl-hw train --out RUN`")
+    if not (run / "model.int.npz").exists():
+        raise RunError(f"{run} has no integer model; run `ffcl-hw quantize {run}` first")
+
+
+def _publish(run: Path, report: dict[str, Any]) -> None:
+    """Write the plots, ``bench.md`` and ``bench.json`` into ``run`` (adding the plots'
+    paths to ``report``): all files or none, through a staging folder beside the run."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{run.name}.bench-out.",
+                                    dir=run.resolve().parent))
     try:
         (staging / "bench").mkdir()
         plots = plot_report(report, staging / "bench")
@@ -324,7 +343,6 @@ def bench_run(run: Path, *, board: str | None = None, samples: int = 20, lanes: 
             os.replace(staging / name, run / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return report
 
 
 def _speedups(report: dict[str, Any]) -> dict[str, Any]:
