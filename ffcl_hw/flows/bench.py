@@ -266,13 +266,14 @@ def bench_run(run: Path, *, board: str | None = None, samples: int = 20, lanes: 
                                          board=board, progress=progress)
     parent = run.resolve().parent
     build = Path(tempfile.mkdtemp(prefix=f".{run.name}.bench.", dir=parent))
+    cache = compiled_cache(run)
     try:
         try:
             report["host_c"] = {
                 name: cpu.measure_host_c(model, images, opt=opt, flags=flags,
                                          min_seconds=cpu_seconds,
                                          build_dir=build / f"host{i}",
-                                         cache_dir=compiled_cache(run))
+                                         cache_dir=cache)
                 for i, (name, (opt, flags)) in enumerate(HOST_BUILDS.items())}
         except _CPU_ERRORS as error:
             raise RunError(f"host C: {error}") from None
@@ -280,7 +281,7 @@ def bench_run(run: Path, *, board: str | None = None, samples: int = 20, lanes: 
         try:
             report["rv32im"] = cpu.measure_rv32im(model, images[:rv32im_samples],
                                                   build_dir=build / "rv32im",
-                                                  cache_dir=compiled_cache(run))
+                                                  cache_dir=cache)
             has_rv32im = True
         except cpu.CrossCompilerMissing as error:
             report["rv32im"] = {"skipped": str(error)}
@@ -291,7 +292,7 @@ def bench_run(run: Path, *, board: str | None = None, samples: int = 20, lanes: 
         report["variants"] = _variants(models, images[:1], lanes=lanes,
                                        label_lanes=label_lanes, shared=shared,
                                        rv32im=has_rv32im, build=build,
-                                       cache=compiled_cache(run))
+                                       cache=cache)
         n_train = max(cpu_samples, rv32im_samples)
         report["training"] = bench_training(
             run, model, model.quantize_input(data.x_train[:n_train]), data.y_train[:n_train],
