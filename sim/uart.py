@@ -115,12 +115,16 @@ class UartSource:
             if self._queue.empty():
                 self._idle.set()
 
+    def bit_ps(self, skew: float = 0.0) -> int:
+        """One bit time in picoseconds, rounded (needs ``period_ns``): runs of bits and
+        ``SimulatedSerial.idle``'s gaps are whole multiples of it."""
+        return round(self.divisor * self.period_ns * 1000 * (1 + skew))
+
     async def _bits(self, count: int, skew: float) -> None:
         """``count`` bit times (each rounded to a picosecond as one bit's alone); a skew
         needs ``period_ns``, which ``write_nowait`` checks."""
         if self.period_ns is not None:
-            await Timer(count * round(self.divisor * self.period_ns * 1000 * (1 + skew)),
-                        unit="ps")
+            await Timer(count * self.bit_ps(skew), unit="ps")
         else:
             await ClockCycles(self.clock, count * self.divisor)
 
@@ -303,10 +307,9 @@ class SimulatedSerial:
     async def _idle(self, bits: int) -> None:
         source = self.source
         await source.wait()
-        # Whole bit times (each rounded as the source rounds one): the line is quiet from
-        # the end of the last stop bit queued (a falling clock edge) until the next start
-        # bit, which the source begins on a falling edge. The timer ends half a cycle
-        # before that edge, not in its time step, so the gap does not depend on which of
-        # the two a simulator wakes first (sim.uart_testbench checks it to the ps).
-        period_ps = source.period_ns * 1000
-        await Timer(bits * round(source.divisor * period_ps) - round(period_ps / 2), unit="ps")
+        # Whole bit times of the source's: the line is quiet from the end of the last stop
+        # bit queued (a falling clock edge) until the next start bit, which the source
+        # begins on a falling edge. The timer ends half a cycle before that edge, not in
+        # its time step, so the gap does not depend on which of the two a simulator wakes
+        # first (sim.uart_testbench checks it to the ps).
+        await Timer(bits * source.bit_ps() - round(source.period_ns * 1000 / 2), unit="ps")
