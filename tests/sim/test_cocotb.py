@@ -92,12 +92,19 @@ VERILATOR_SLOW = ("ffcl-held-p8", "ffcl-top-T2-p8")
     or (simulator == "verilator" and config in VERILATOR_SLOW) else (config, simulator)
     for config in sorted(CONFIGS) for simulator in SIMULATORS])
 def test_random_weights_on_every_scenario(simulator, config, build_root):
-    variant, lanes, label_lanes, *shared = CONFIGS[config]
-    model = _random_model(variant, SEED + len(config))
+    core = _scenario_core(config)
+    model = core.model
     rng = np.random.default_rng(SEED)
     images = rng.integers(0, model.fmt.input_max + 1, size=(SAMPLES, model.config.input_size))
-    core = Core(model, lanes=lanes, label_lanes=label_lanes, shared=bool(shared))
     _run(simulator, core, images, build_root / f"{config}-seed{SEED}")
+
+
+def _scenario_core(config: str) -> Core:
+    """The core of ``CONFIGS[config]``, its random model drawn from the config's seed (so
+    a test that takes the same config builds the same design, into the same folder)."""
+    variant, lanes, label_lanes, *shared = CONFIGS[config]
+    model = _random_model(variant, SEED + len(config))
+    return Core(model, lanes=lanes, label_lanes=label_lanes, shared=bool(shared))
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
@@ -124,9 +131,7 @@ def test_the_bench_fails_when_hardware_model_or_phases_disagree(build_root, tmp_
 
     from golden.intmodelio import load_int_model, save_int_model
 
-    variant, lanes, label_lanes = CONFIGS["ffdl-p2"]
-    model = _random_model(variant, SEED + len("ffdl-p2"))
-    core = Core(model, lanes=lanes, label_lanes=label_lanes)
+    core = _scenario_core("ffdl-p2")
     images = np.random.default_rng(SEED).integers(0, 17, size=(2, 9))
     built = build_core(core, "verilator", build_root / f"ffdl-p2-seed{SEED}")
     tampered = load_int_model(built.model_file).model
