@@ -135,6 +135,8 @@ def _packed_logic_cells(program: str, args: list[str], cwd: Path) -> tuple[int, 
             kept.append(arg)
     log = Path(cwd) / PACK_LOG
     try:
+        # A log left by an earlier rerun in this folder must not answer for this one.
+        log.unlink(missing_ok=True)
         subprocess.run([program, *kept, "--pack-only", "--log", PACK_LOG], cwd=cwd,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
                        timeout=600)
