@@ -184,6 +184,36 @@ def main() -> None:
         print(f"| {name} | {lanes} | {lanes} | {small.core.program.cycles():,} | "
               f"{small.training_cycles():,} | {forward.training_cycles():,} | "
               f"{plain.core.program.cycles():,}, {plain.training_cycles():,} |")
+    print()
+    phase_table(digits, ffcl, b8)
+
+
+def phase_table(digits, ffcl, rule: TrainRule) -> None:
+    """Where a training sample's cycles go on the boards' training cores
+    (:func:`ffcl_hw.flows.synth_training.training_core`): ``training_phase_cycles``, the
+    split the core's ``phase`` output shows (the tests count it in simulation)."""
+    from ffcl_hw.flows.synth_training import training_core
+
+    print("A training sample's cycles per phase of the training core's phase output "
+          "(TrainingCore.training_phase_cycles; tests/rtl/test_training_core.py and "
+          "test_training_spram.py count them in simulation), B_m = 8, on the boards' "
+          "training cores (ffcl_hw.flows.synth_training.training_core):")
+    builds = (("digits FFDL 64-64, iCEBreaker, 3 lanes", digits, rule, "icebreaker", 3),
+              ("digits FFCL 64-64 T=3 (all), iCEBreaker, 3 lanes", ffcl,
+               replace(rule, loss_iterations="all"), "icebreaker", 3),
+              ("digits FFDL 64-64, ULX3S-85F, 8 lanes", digits, rule, "ulx3s-85f", 8))
+    cores = [(name, training_core(model, r, board, lanes))
+             for name, model, r, board, lanes in builds]
+    names = list(cores[0][1].training_phase_cycles())
+    print("| phase | " + " | ".join(name for name, _ in cores) + " |")
+    print("|---|" + "---|" * len(cores))
+    for phase in [*names, "total"]:
+        cells = []
+        for _, core in cores:
+            split = core.training_phase_cycles()
+            count = core.training_cycles() if phase == "total" else split[phase]
+            cells.append(f"{count:,} ({count / core.training_cycles():.1%})")
+        print(f"| {phase} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

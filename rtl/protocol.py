@@ -14,7 +14,7 @@ from amaranth.lib import crc, enum
 __all__ = [
     "FRAME_CRC", "LOAD_BEGIN_SIZE", "LOAD_CHECKSUM", "PROTOCOL_VERSION",
     "READ_SIZE", "SYNC", "TRAIN_RECORD_SIZE", "Command",
-    "ErrorCode", "OpKind", "Phase", "Reply",
+    "ErrorCode", "OpKind", "Phase", "Reply", "TrainingPhase",
 ]
 
 # -- the host link ------------------------------------------------------------------------
@@ -152,3 +152,30 @@ class Phase(enum.Enum, shape=3):
     NORMALISATION = 3
     LABEL_SCAN = 4
     CONTROL = 5
+
+
+class TrainingPhase(enum.Enum, shape=4):
+    """What a cycle of the training core is for: its ``phase`` output
+    (:class:`rtl.training_core.TrainingCore`).
+
+    - ``IDLE``: not counted: no sample, its pixels still coming in, or its record
+      offered
+    - ``MATRIX_VECTOR`` to ``CONTROL``: the inference (its iteration, between updates),
+      as the inference core's :class:`Phase` says, with the same codes (a hold of the
+      inference core before the next iteration's first op is ``CONTROL``)
+    - ``WRONG_LABEL``: the inference's result taken, then y' (waiting for its draw)
+    - ``PREPARE``: a layer's words, learning signal and inputs' v, side by side
+    - ``WEIGHT_PASS``: a layer's W and V read-modify-write pass
+    - ``BIAS_LABEL_PASS``: a layer's b and U pass
+    """
+
+    IDLE = Phase.IDLE.value
+    MATRIX_VECTOR = Phase.MATRIX_VECTOR.value
+    LOOP_FEEDBACK = Phase.LOOP_FEEDBACK.value
+    NORMALISATION = Phase.NORMALISATION.value
+    LABEL_SCAN = Phase.LABEL_SCAN.value
+    CONTROL = Phase.CONTROL.value
+    WRONG_LABEL = 6
+    PREPARE = 7
+    WEIGHT_PASS = 8
+    BIAS_LABEL_PASS = 9

@@ -76,6 +76,7 @@ from rtl.label_groups import LabelGroups
 from rtl.lfsr import WordGenerator, next_word
 from rtl.params import check_choice, check_positive_int
 from rtl.program import SIDE_BITS, SIDE_LATENCY
+from rtl.protocol import TrainingPhase
 from rtl.resources import MemoryShape, Product
 from rtl.select import is_zero
 from rtl.sequencer import CYCLE_BITS
@@ -84,8 +85,9 @@ from rtl.update_words import UpdateWords
 from rtl.weight_pass import WeightPass
 from rtl.weight_store import check_spram_word
 
-__all__ = ["INPUT_NORMS", "MULTIPLIERS", "READ_LATENCY", "WEIGHT_KINDS", "TrainingCore",
-           "done_layout", "sample_layout"]
+__all__ = ["INPUT_NORMS", "MULTIPLIERS", "READ_LATENCY", "TRAINING_PHASES",
+           "TRAINING_PHASE_BITS", "WEIGHT_KINDS", "TrainingCore", "done_layout",
+           "sample_layout"]
 
 #: Where the W and V passes' update lanes multiply: the MAC lanes' multipliers, which
 #: idle while the passes run, or one of their own each.
@@ -103,6 +105,13 @@ INPUT_NORMS = ("own", "forward")
 #: deep (the store's latency; bias and label words wait a cycle to match).
 #: :attr:`TrainingCore.read_latency` is the core's (3 for a deep store).
 READ_LATENCY = 2
+
+#: Codes of the training core's ``phase`` output by name (:class:`rtl.protocol.TrainingPhase`,
+#: whose ``IDLE``, 0, is not counted): the inference core's :data:`rtl.program.PHASES`,
+#: then ``wrong_label``, ``prepare``, ``weight_pass``, ``bias_label_pass``.
+TRAINING_PHASES = {phase.name.lower(): phase.value for phase in TrainingPhase
+                   if phase is not TrainingPhase.IDLE}
+TRAINING_PHASE_BITS = Shape.cast(TrainingPhase).width
 
 
 def sample_layout(input_bits: int, labels: int) -> data.StructLayout:
@@ -378,6 +387,10 @@ class TrainingCore(wiring.Component):
         One record per sample, after its updates.
     busy : Out(1)
         A sample is being processed (the cycle counter counts this cycle).
+    phase : Out(TRAINING_PHASE_BITS)
+        What this cycle is for: a :class:`rtl.protocol.TrainingPhase` code (``IDLE``, 0,
+        while not ``busy``); :data:`TRAINING_PHASES` names them and
+        :meth:`training_phase_cycles` counts them.
     read : In(wiring.Signature({"target": Out(3), "addr": Out(range(words))}))
         Read-back of the stored words while ``done`` is offered: ``target`` a
         :data:`rtl.core.LOAD_TARGETS` code of weights (each layer's W words, then its V
@@ -551,6 +564,7 @@ class TrainingCore(wiring.Component):
             "samples": In(stream.Signature(sample_layout(self.model.fmt.input_bits, K))),
             "done": Out(stream.Signature(done_layout(K))),
             "busy": Out(1),
+            "phase": Out(TRAINING_PHASE_BITS),
             "read": In(wiring.Signature({"target": Out(3), "addr": Out(range(read_words))})),
             "read_data": Out(unsigned(read_bits)),
             "lr_shift_in": In(self._lambda_shape, init=self.lr_range[0]),
@@ -650,23 +664,39 @@ class TrainingCore(wiring.Component):
         whole program of T iterations, then one update per layer; with 'all', the
         program without layer 1's cache, held before each iteration t + 1 for iteration
         t's updates (2 cycles more each: the held FETCH and LABEL), the last iteration's
-        after the result.
+        after the result. The sum of :meth:`training_phase_cycles`.
+        """
+        return sum(self.training_phase_cycles().values())
+
+    def training_phase_cycles(self) -> dict[str, int]:
+        """Cycles of a training sample per phase of :data:`TRAINING_PHASES` (for the
+        sample :meth:`training_cycles` counts, to which they add up), as the ``phase``
+        output shows them.
+
+        The inference's phases are :meth:`rtl.program.Program.phase_cycles`, with one
+        ``control`` cycle more per hold before an iteration's first op (updates between
+        iterations); ``wrong_label`` is the cycle the result is taken and LABEL, once per
+        trained iteration; ``prepare``, ``weight_pass`` and ``bias_label_pass`` are each
+        layer's PREPARE, WPASS and BU, once per trained iteration.
         """
         config = self.model.config
-        update = 0
+        holds = self.trained_iterations - 1
+        steps = dict.fromkeys(("prepare", "weight_pass", "bias_label_pass"), 0)
         for i, n in enumerate(config.hidden):
             n_in = config.input_size if i == 0 else config.hidden[i - 1]
             n_src = self.n_src[i]
-            words = n_in + n_src + 3 + n
             v = ((self.scaler.cycles(n_in) if i else 0)
                  + (self.scaler.cycles(n_src) if n_src else 0))
-            update += max(words, self.scan.cycles(n), v)            # PREPARE
-            update += self._pass_cycles(i)                         # WPASS
-            update += self.bias_label.cycles(n)                     # BU
-        # Between iterations: the cycle the sequencer is held in FETCH, LABEL, the
-        # updates, and the cycle the engine lets it go.
-        between = (self.trained_iterations - 1) * (update + 2)
-        return self.core.program.cycles() + 1 + 1 + update + between
+            steps["prepare"] += max(n_in + n_src + 3 + n, self.scan.cycles(n), v)
+            steps["weight_pass"] += self._pass_cycles(i)
+            steps["bias_label_pass"] += self.bias_label.cycles(n)
+        phases = dict.fromkeys(TRAINING_PHASES, 0)
+        phases.update(self.core.program.phase_cycles())
+        phases["control"] += holds
+        phases["wrong_label"] = 1 + self.trained_iterations
+        for name, count in steps.items():
+            phases[name] = self.trained_iterations * count
+        return phases
 
     def pass_lane_utilization(self) -> float:
         """Busy lane-cycles over lane-cycles of the W and V passes: every entry of W and
@@ -1078,10 +1108,27 @@ class TrainingCore(wiring.Component):
         # the record is taken, and holds its next op until the updates are done).
         if self.weights == "spram":
             m.d.comb += idle.eq(fsm.ongoing("SAMPLE") & is_zero(pixel))
+        self._phase(m, fsm, counting)
         updating = ~fsm.ongoing("SAMPLE") & ~fsm.ongoing("INFER")
         m.d.comb += core.store.claim.eq(updating)
         with m.If(updating & ~core.result.valid & ~fsm.ongoing("DONE")):
             m.d.comb += core.store.hold.eq(1)
+
+    def _phase(self, m: Module, fsm, counting: Signal) -> None:
+        """The ``phase`` output: in INFER the inference core's (whose ``IDLE`` there is
+        the cycle its result is taken, counted as ``WRONG_LABEL``), else the step's."""
+        steps = {"LABEL": TrainingPhase.WRONG_LABEL, "PREPARE": TrainingPhase.PREPARE,
+                 "WPASS": TrainingPhase.WEIGHT_PASS, "BU": TrainingPhase.BIAS_LABEL_PASS}
+        inner = self.core.phase
+        with m.If(counting):
+            with m.If(fsm.ongoing("INFER")):
+                # (A reduction, not "== IDLE": Yosys writes that as a logical not of
+                # the 3 bits, which Verilator's -Wall reports as WIDTHTRUNC.)
+                m.d.comb += self.phase.eq(Mux(inner.any(), inner,
+                                              TrainingPhase.WRONG_LABEL))
+            for state, code in steps.items():
+                with m.Elif(fsm.ongoing(state)):
+                    m.d.comb += self.phase.eq(code)
 
     def _iteration_boundary(self, m: Module, iteration: Signal) -> Signal:
         """High while the inference core fetches the first op of the iteration after

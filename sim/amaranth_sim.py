@@ -8,7 +8,8 @@ cycles the core's ``phase`` output spends on each phase.
 
 :func:`run_training` drives the training core the same way, sample by sample, and hands
 each record and read-back to a :class:`sim.train_check.TrainingChecker` (the one the cocotb
-bench :mod:`sim.train_testbench` uses too).
+bench :mod:`sim.train_testbench` uses too); :func:`count_training_phases` counts a training
+sample's cycles per phase of the training core's ``phase`` output.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from amaranth.sim import Simulator
 
 from rtl.core import Core
 from rtl.program import PHASES
-from rtl.training_core import TrainingCore
-from sim.train_check import TrainingChecker, TrainingRun
+from rtl.training_core import TRAINING_PHASES, TrainingCore
+from sim.train_check import TrainingChecker, TrainingRun, phase_name
 
-__all__ = ["CoreResult", "classify", "run_core", "run_training"]
+__all__ = ["CoreResult", "classify", "count_training_phases", "run_core", "run_training"]
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,21 @@ def run_core(core: Core, images: np.ndarray, *, progress: Callable[[int], None] 
             for result, phases in zip(results, finished, strict=True)]
 
 
+async def count_training_phases(ctx, core: TrainingCore) -> dict[str, int]:
+    """Tick until ``core`` offers its ``done`` record (from the cycle after a sample's
+    last pixel): the cycles its ``phase`` output spent on each phase of
+    :data:`rtl.training_core.TRAINING_PHASES` meanwhile (:func:`phase_name` names a
+    code it does not have)."""
+    phases = dict.fromkeys(TRAINING_PHASES, 0)
+    async for _, _, code, valid in ctx.tick().sample(core.phase, core.done.valid):
+        if valid:
+            return phases
+        if code:
+            name = phase_name(code)
+            phases[name] = phases.get(name, 0) + 1
+    raise AssertionError("a simulation's ticks do not end")
+
+
 def run_training(core: TrainingCore, checker: TrainingChecker, images: np.ndarray,
                  labels: np.ndarray, *, progress: Callable[[int], None] | None = None,
                  vcd: str | None = None) -> TrainingRun:
@@ -249,9 +265,17 @@ def run_training(core: TrainingCore, checker: TrainingChecker, images: np.ndarra
                 ctx.set(core.samples.valid, 1)
                 await ctx.tick().until(core.samples.ready)
             ctx.set(core.samples.valid, 0)
-            record, = await ctx.tick().sample(core.done.payload).until(core.done.valid)
+            # The first sample's phases, cycle by cycle; the others' records only.
+            phases = None
+            if i == 0:
+                phases = await count_training_phases(ctx, core)
+                record = ctx.get(core.done.payload)    # offered until it is taken
+            else:
+                record, = await ctx.tick().sample(core.done.payload).until(core.done.valid)
             mismatch = checker.record(i, image, int(label), int(record.label),
                                       int(record.wrong), int(record.cycles))
+            if mismatch is None and phases is not None:
+                mismatch = checker.phases(i, phases)
             if mismatch is None and checker.due(i):
                 mismatch = checker.compare(i, await read_back(ctx))
             if mismatch is not None:

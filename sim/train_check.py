@@ -6,7 +6,9 @@ cocotb bench :mod:`sim.train_testbench` under Verilator or Icarus) feeds the sam
 :class:`TrainingChecker`: the ``done`` record of each training sample is compared with
 what the golden trainer reports when it trains on the sample (the label of its training
 pass, the wrong label its label generator drew) and the cycle count with the closed
-form (:meth:`TrainingCore.training_cycles`); at the check points every stored word read
+form (:meth:`TrainingCore.training_cycles`), and the first sample's cycles per phase of
+the ``phase`` output with :meth:`TrainingCore.training_phase_cycles` (counting every
+sample's would have Python wake every cycle); at the check points every stored word read
 back through ``read`` is compared with the golden trainer's
 (:meth:`TrainingCore.stored_images`). The first disagreement is a :class:`TrainMismatch`
 naming the sample, the memory and layer, the address and both values.
@@ -24,15 +26,25 @@ from golden.intmodel import IntModel
 from golden.inttrain import IntTrainer
 from rtl.core import LOAD_TARGETS
 from rtl.stored_words import forward_model, unpack_stored
-from rtl.training_core import TrainingCore
+from rtl.training_core import TRAINING_PHASES, TrainingCore
 
 __all__ = ["READ_TARGETS", "TrainMismatch", "TrainingChecker", "TrainingRun", "check_points",
-           "first_stored_difference"]
+           "first_stored_difference", "phase_name"]
 
 #: The ``read`` port's target code of each stored memory, in read-back order. The weight
 #: memory holds each layer's W words, then (FFCL) its V words: "W" reads both.
 READ_TARGETS = {"W": LOAD_TARGETS["weights"], "b": LOAD_TARGETS["bias"],
                 "U": LOAD_TARGETS["labels"]}
+
+
+def phase_name(code: int) -> str:
+    """The name of a training core's ``phase`` code in
+    :data:`rtl.training_core.TRAINING_PHASES`, or ``code N`` for one it does not name (a
+    count under such a name is a mismatch of :meth:`TrainingChecker.phases`)."""
+    for name, value in TRAINING_PHASES.items():
+        if value == code:
+            return name
+    return f"code {code}"
 
 
 def check_points(samples: int, check_every: int) -> list[int]:
@@ -105,8 +117,9 @@ class TrainMismatch:
 @dataclass
 class TrainingRun:
     """What a simulator reported: one ``(label, wrong, cycles)`` record per sample, the
-    samples checked word by word, the first mismatch (the run stops there), and the
-    hardware's and the golden trainer's stored words at the last check."""
+    first sample's cycles per phase of the ``phase`` output, the samples checked word by
+    word, the first mismatch (the run stops there), and the hardware's and the golden
+    trainer's stored words at the last check."""
 
     records: list[tuple[int, int, int]] = field(default_factory=list)
     checked: list[int] = field(default_factory=list)
@@ -114,12 +127,13 @@ class TrainingRun:
     words: dict[str, list[int]] | None = None
     golden_words: dict[str, list[int]] | None = None
     seconds: float = 0.0
+    phase_cycles: dict[str, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"records": [list(r) for r in self.records], "checked": self.checked,
                 "mismatch": None if self.mismatch is None else self.mismatch.to_json(),
                 "words": self.words, "golden_words": self.golden_words,
-                "seconds": self.seconds}
+                "seconds": self.seconds, "phase_cycles": self.phase_cycles}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainingRun:
@@ -127,7 +141,7 @@ class TrainingRun:
         return cls(records=[tuple(r) for r in data["records"]], checked=data["checked"],
                    mismatch=None if mismatch is None else TrainMismatch.from_json(mismatch),
                    words=data["words"], golden_words=data["golden_words"],
-                   seconds=data["seconds"])
+                   seconds=data["seconds"], phase_cycles=data["phase_cycles"])
 
 
 def _signed(value: int, bits: int) -> int:
@@ -227,6 +241,23 @@ class TrainingChecker:
                                      "by the closed form (TrainingCore.training_cycles)")
         self.run.mismatch = mismatch
         return mismatch
+
+    def phases(self, sample: int, counted: dict[str, int]) -> TrainMismatch | None:
+        """Check training sample ``sample``'s cycles per phase, ``counted`` from the
+        ``phase`` output (by :func:`phase_name`),
+        against :meth:`TrainingCore.training_phase_cycles`, after :meth:`record` found its
+        cycles equal to the closed form; the first sample's go into the run."""
+        if sample == 0:
+            self.run.phase_cycles = dict(counted)
+        want = self.core.training_phase_cycles()
+        for name in [*want, *sorted(set(counted) - set(want))]:
+            if counted.get(name, 0) != want.get(name, 0):
+                mismatch = TrainMismatch(
+                    sample, f"cycles of phase {name}", counted.get(name, 0),
+                    want.get(name, 0), "by the closed form (TrainingCore.training_phase_cycles)")
+                self.run.mismatch = mismatch
+                return mismatch
+        return None
 
     def compare(self, sample: int, words: dict[str, list[int]]) -> TrainMismatch | None:
         """Compare the stored words read back after ``sample`` with the golden trainer's."""

@@ -8,8 +8,9 @@ record taken when it appears, and at the check points every stored word read bac
 ``read``/``read_data`` while the record is offered. The golden side is
 :class:`sim.train_check.TrainingChecker`, the same one the Amaranth simulation uses; the
 run stops at the first mismatch. Python runs per cycle only while pixels or read-back
-addresses move: the bench sleeps on ``done__valid`` through the thousands of cycles of
-the updates, so Verilator sets the pace.
+addresses move, and through the first sample, whose cycles per ``phase`` it counts: the
+bench sleeps on ``done__valid`` through the thousands of cycles of the other samples'
+updates, so Verilator sets the pace.
 
 Everything comes from environment variables set by :mod:`ffcl_hw.flows.train_sim`:
 
@@ -40,8 +41,8 @@ from cocotb.triggers import (
 from golden.intmodelio import load_int_model
 from golden.inttrain import TrainRule
 from rtl.core import load_layout
-from rtl.training_core import TrainingCore, done_layout, sample_layout
-from sim.train_check import TrainingChecker, TrainMismatch
+from rtl.training_core import TRAINING_PHASES, TrainingCore, done_layout, sample_layout
+from sim.train_check import TrainingChecker, TrainMismatch, phase_name
 
 #: The clock period in nanoseconds.
 PERIOD_NS = 10
@@ -154,6 +155,29 @@ class TB:
         word = int(dut.done__payload.value)
         return tuple(self._done_field(word, name) for name in ("label", "wrong", "cycles"))
 
+    async def phases(self) -> dict[str, int]:
+        """From the falling edge after a sample's last pixel, one a cycle until the
+        ``done`` record appears: the cycles the ``phase`` output spent on each phase
+        (:func:`sim.train_check.phase_name`). Python wakes every cycle here, so the bench
+        counts the first sample's only.
+
+        Raises
+        ------
+        SimTimeoutError
+            If no record appears within :attr:`timeout` cycles.
+        """
+        dut = self.dut
+        counted = dict.fromkeys(TRAINING_PHASES, 0)
+        for _ in range(self.timeout):
+            if dut.done__valid.value:
+                return counted
+            code = int(dut.phase.value)
+            if code:
+                name = phase_name(code)
+                counted[name] = counted.get(name, 0) + 1
+            await FallingEdge(dut.clk)
+        raise SimTimeoutError(f"no done record within {self.timeout} cycles")
+
     async def read_back(self) -> dict[str, list[int]]:
         """Every stored word through ``read`` (one address a cycle, read_latency deep)."""
         dut = self.dut
@@ -191,7 +215,10 @@ async def train_samples(dut) -> None:
     for i, (image, label) in enumerate(zip(tb.images, tb.labels, strict=True)):
         await tb.send(image, int(label))
         try:
+            phases = await tb.phases() if i == 0 else None
             mismatch = checker.record(i, image, int(label), *await tb.record())
+            if mismatch is None and phases is not None:
+                mismatch = checker.phases(i, phases)
         except SimTimeoutError:
             # A hung core is a mismatch of the counter: reported like one, exit 1.
             mismatch = checker.run.mismatch = TrainMismatch(

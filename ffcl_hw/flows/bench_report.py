@@ -112,6 +112,13 @@ def _training_lines(training: dict[str, Any] | None, speedup: dict[str, Any]) ->
               f"{_n(speedup.get('training_design_vs_rv32im_instructions'), 1)} |",
               "", f"Training samples: the run's first training images, in order; rule from "
               f"{training['rule_source']}.", ""]
+    phases = acc.get("phase_cycles")
+    if phases:
+        total = sum(phases.values())
+        lines += ["| training core phase | cycles | share |", "|---|---|---|"]
+        lines += [f"| {name.replace('_', ' ')} | {_n(count)} | {100 * count / total:.1f}% |"
+                  for name, count in phases.items() if count]
+        lines.append("")
     return lines
 
 

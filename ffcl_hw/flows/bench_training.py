@@ -13,6 +13,8 @@
   their own), its steps one after another (the tiles of a W/V pass back to back). A
   model it cannot train there (an SPRAM word wider than 64 bits, fewer than 3 lanes on
   SPRAM) gets ``None`` and the reason.
+  ``accelerator.phase_cycles`` splits them by the core's ``phase`` output
+  (``training_phase_cycles()``, which the same tests count in simulation).
 - ``ideal_cycles``: the design's figure for the run's configuration and board memory
   (:func:`rtl.training_estimate.estimate_training`: the steps overlapped as designed).
 - ``lane_utilization``: the core's W and V passes, busy lane-cycles over lane-cycles
@@ -126,6 +128,8 @@ def _accelerator(model: IntModel, rule: TrainRule, lanes: int,
                 "not_available": f"the training core cannot train this model here: {error}"}
     return {
         "cycles_per_sample": core.training_cycles(),
+        # Where they go: the split of the core's phase output (its closed form).
+        "phase_cycles": core.training_phase_cycles(),
         "lane_utilization": core.pass_lane_utilization(),
         "lanes": lanes, "weights": weights,
         "label_lanes": core.label_groups.lanes,

@@ -9,8 +9,11 @@ recorded (``train --arith int``); a quantized float run gets the defaults of
 ``train --arith int`` (:func:`default_rule`). After every ``check_every``-th sample and
 the last, every stored word (W, V, b, U) read back through the core's ``read`` port must equal
 :class:`golden.inttrain.IntTrainer`'s; every sample's ``done`` record must carry the
-golden predicted label and wrong label, and its cycle count the closed form. The first
-mismatch ends the run. ``RUN/train_sim.json`` is written (atomically) either way.
+golden predicted label and wrong label, and its cycle count the closed form; the first
+sample's cycles per phase of the core's ``phase`` output must equal
+:meth:`~rtl.training_core.TrainingCore.training_phase_cycles` (the report's
+``phase_cycles``). The first mismatch ends the run. ``RUN/train_sim.json`` is written
+(atomically) either way.
 
 With ``weights="spram"`` (``--weights spram``) the simulated core keeps its stored
 weights in (simulated) iCE40 SPRAM, which comes up empty: every simulator loads the
@@ -268,6 +271,10 @@ def _train_sim_report(simulator: str, samples: int, check_every: int, lanes: int
         "weight_mismatches": 0 if mismatch is None else mismatch.words,
         "mismatch": None if mismatch is None else str(mismatch),
         "cycles_per_sample": None, "cycles_formula": core.training_cycles(),
+        # The first sample's cycles per phase of the core's phase output (checked
+        # against the closed form beside it; counted on the first sample only).
+        "phase_cycles": result.phase_cycles,
+        "phase_cycles_formula": core.training_phase_cycles(),
         "test_accuracy": None, "golden_test_accuracy": None,
         "initial_test_accuracy": None,
         "build_seconds": round(build_seconds, 3),

@@ -65,6 +65,7 @@ def test_ffdl_rows_are_the_closed_form_and_the_design(tmp_path):
                         label_lanes=3, input_norm="forward", serial_weight_pass=True,
                         lean_signal=True, compact_signal=True)
     assert t["cycles_per_sample"] == core.training_cycles()
+    assert t["accelerator"]["phase_cycles"] == core.training_phase_cycles()
     assert t["cycles_per_sample"] > TrainingCore(model, rule, lanes=3,
                                                  weights="spram").training_cycles()
     assert t["accelerator"]["lanes"] == 3 and t["accelerator"]["weights"] == "spram"
@@ -169,6 +170,16 @@ def test_the_table_shows_the_training_rows():
     assert "| accelerator (design) at 30.0 MHz | samples/s | 30,000 | target |" in text
     assert "| RV32IM | instructions | skipped | no cross compiler |" in text
     assert "| RV32IM instructions / training core cycles | n/a |" in text
+    assert "training core phase" not in text
+    # A built core's cycles, split by its phase output (phases with no cycles left out).
+    training["accelerator"] = {"cycles_per_sample": 300, "lanes": 3, "weights": "spram",
+                               "lane_utilization": 0.5, "phase_cycles": {
+                                   "matrix_vector": 100, "loop_feedback": 0,
+                                   "weight_pass": 200}}
+    text = "\n".join(_training_lines(training, training_speedups(training)))
+    assert "| training core phase | cycles | share |" in text
+    assert "| matrix vector | 100 | 33.3% |" in text and "| weight pass | 200 | 66.7% |" in text
+    assert "loop feedback" not in text
 
 
 def test_an_ffl_run_gets_rows_that_say_why_not(tmp_path):

@@ -16,9 +16,9 @@ from ffcl_hw.runs import RunError
 from golden.datasets import load_dataset
 from golden.intmodelio import load_int_model
 from golden.inttrain import IntTrainer, TrainRule, train_int
-from rtl.training_core import TrainingCore
+from rtl.training_core import TRAINING_PHASES, TrainingCore
 from sim.runner import available_simulators
-from sim.train_check import TrainingChecker, check_points
+from sim.train_check import TrainingChecker, check_points, phase_name
 from tests.flows.conftest import TINY
 
 
@@ -76,6 +76,7 @@ def test_amaranth_trains_bit_exact_in_train_int_order(tiny_int_run, capsys, monk
     assert report["weight_mismatches"] == 0 and report["mismatch"] is None
     c = report["cycles_per_sample"]
     assert c["min"] == c["max"] == report["cycles_formula"] > 0
+    _assert_phases_counted(report)
     assert report["test_accuracy"] == report["golden_test_accuracy"]
     assert report["simulator"] == "amaranth" and report["wall_seconds"] > 0
 
@@ -142,6 +143,33 @@ def test_a_wrong_cycle_count_exits_1(tiny_int_run, capsys, monkeypatch):
     # The counter's value and the (shifted) closed form's, one apart.
     found = re.search(r"sample 0: cycles is (\d+) in the hardware, (\d+) by the closed form", err)
     assert found and int(found[2]) == int(found[1]) + 1
+
+
+def _assert_phases_counted(report: dict) -> None:
+    """The first sample's cycles per phase, counted from the core's phase output, are in
+    the report, equal to the closed form, and add up to the sample's cycles (the flow
+    stops at a mismatch, so a run that passed has them equal; this checks the report)."""
+    assert report["phase_cycles"] == report["phase_cycles_formula"]
+    assert sum(report["phase_cycles"].values()) == report["cycles_formula"]
+    assert report["phase_cycles"]["weight_pass"] > 0 and report["phase_cycles"]["prepare"] > 0
+
+
+def test_the_checker_names_a_wrong_phase_count(tiny_int_run):
+    saved = load_int_model(tiny_int_run / "model.int.npz")
+    core = TrainingCore(saved.model, TrainRule(epochs=1), lanes=3)
+    checker = TrainingChecker(core, check_every=1, samples=2)
+    want = core.training_phase_cycles()
+    assert checker.phases(0, dict(want)) is None and checker.run.phase_cycles == want
+    # A cycle of the W pass shown as PREPARE: the first phase that differs is named.
+    shifted = {**want, "prepare": want["prepare"] + 1, "weight_pass": want["weight_pass"] - 1}
+    assert str(checker.phases(1, shifted)) == (
+        f"sample 1: cycles of phase prepare is {want['prepare'] + 1} in the hardware, "
+        f"{want['prepare']} by the closed form (TrainingCore.training_phase_cycles)")
+    # A code no phase has is counted under its own name, and is a mismatch.
+    assert phase_name(TRAINING_PHASES["bias_label_pass"]) == "bias_label_pass"
+    unnamed = {**want, "weight_pass": 0, phase_name(15): want["weight_pass"]}
+    assert "cycles of phase weight_pass is 0 in the hardware" in str(checker.phases(1, unnamed))
+    assert "cycles of phase code 15 is" in str(checker.phases(1, {**want, "code 15": 2}))
 
 
 def test_the_checker_names_a_wrong_record(tiny_int_run):
@@ -392,6 +420,7 @@ def test_the_verilog_trains_bit_exact_under_cocotb(ffcl_int_run, capsys, simulat
     assert (" in two banks " in out) == (report["weight_banks"] == 2)
     assert report["lr_shift"] == _lr_range(ffcl_int_run)[1]
     assert report["cycles_per_sample"]["max"] == report["cycles_formula"]
+    _assert_phases_counted(report)
     assert report["test_accuracy"] == report["golden_test_accuracy"]
 
 
@@ -410,6 +439,7 @@ def test_the_icebreaker_builds_core_trains_bit_exact_in_icarus(ffcl_int_run, cap
                 3, 1, "shared", "forward", True)
     assert report["checked_samples"] == 2 and report["weight_mismatches"] == 0
     assert report["cycles_per_sample"]["max"] == report["cycles_formula"]
+    _assert_phases_counted(report)
 
 
 @pytest.mark.slow

@@ -32,6 +32,7 @@ from rtl.training_core import TrainingCore
 from rtl.update_lane import UpdateLane
 from rtl.update_words import UpdateWords
 from rtl.weight_pass import WeightPass
+from sim.amaranth_sim import count_training_phases
 from sim.lint import lint_verilog
 from tests.rtl.helpers import PERIOD, one_by_default, simulate
 
@@ -124,8 +125,14 @@ def run_samples(dut: TrainingCore, trainer: IntTrainer, samples, *, classify=(),
             # Sampled with the last pixel: a change now is the next sample's.
             low, high = dut.lr_range
             ctx.set(dut.lr_shift_in, high if lam <= low else low)
-        await ctx.tick().until(dut.done.valid)
+        phases = await count_training_phases(ctx, dut)
         record = ctx.get(dut.done.payload)
+        # The phase output is a counted code exactly while the counter counts; for the
+        # sample the closed forms describe (the callers hold the cycles to it) each phase
+        # takes the cycles training_phase_cycles says.
+        assert sum(phases.values()) == record.cycles, (phases, record.cycles)
+        if train and record.cycles == dut.training_cycles():
+            assert phases == dut.training_phase_cycles(), phases
         if not train:
             ctx.set(dut.done.ready, 1)
             await ctx.tick()
