@@ -33,6 +33,23 @@ pytestmark = [
 ]
 
 
+@pytest.fixture(scope="module")
+def compiled_programs(tmp_path_factory):
+    """One cache of compiled CPU programs for this module's bench runs: the FFDL tests
+    train the same model on the same samples, so their programs compile once
+    (:func:`ffcl_hw.cpu.toolchain.compile_c` keys each on its sources, flags, compiler
+    and CPU; every run still checks and times its programs)."""
+    return tmp_path_factory.mktemp("compiled")
+
+
+@pytest.fixture(autouse=True)
+def _shared_compile_cache(tmp_path, compiled_programs):
+    """``tmp_path / "run"``'s compiled-program cache (RUN/sim_build/c) is the module's."""
+    cache = tmp_path / "run" / "sim_build" / "c"
+    cache.parent.mkdir(parents=True)
+    cache.symlink_to(compiled_programs, target_is_directory=True)
+
+
 def _bench(tmp_path, name: str, *, lanes: int = 3, board: str | None = None,
            synth: dict | None = None, shared: bool = False):
     run = tmp_path / "run"

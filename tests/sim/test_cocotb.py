@@ -78,12 +78,18 @@ pytestmark = pytest.mark.skipif(not SIMULATORS, reason="no cocotb simulator inst
 
 
 #: Icarus (the slower simulator) runs every configuration with ``-m slow``; the default
-#: run keeps one of them there (the iCE40 mapping's shared multipliers), and in Verilator
-#: every one but ``ffcl-held-p8`` (its shared-multiplier twin holds the same passes) and
-#: ``ffcl-top-T2-p8`` (the top topology on 8 lanes: the regression's random cases and the
-#: Amaranth simulator's tests cover it), to stay under 15 minutes.
-ICARUS_DEFAULT = ("ffcl-held-p8-shared",)
-VERILATOR_SLOW = ("ffcl-held-p8", "ffcl-top-T2-p8")
+#: run keeps two of them there (the iCE40 mapping's shared multipliers, and FFCL adjacent
+#: T = 3 with label lanes G = 2 < K), and in Verilator FFL and FFDL. The scenarios of 3
+#: images simulate in well under a second: the cost is the build, a few seconds in
+#: Icarus and 13 or more in Verilator; so each FFCL configuration runs by default under
+#: one simulator only, Icarus. Opt-in in Verilator: ``ffcl-held-p8`` (its shared-multiplier
+#: twin holds the same passes), ``ffcl-top-T2-p8`` (the top topology on 8 lanes: the
+#: regression's random cases and the Amaranth simulator's tests cover it), and the two
+#: that Icarus runs by default (FFCL adjacent T = 3 under Verilator by default too: the
+#: regression slice's case 53, tests/sim/test_regression.py, and the same model on 3 MAC
+#: and 2 label lanes behind the host link, tests/sim/test_hostlink_cocotb.py).
+ICARUS_DEFAULT = ("ffcl-held-p8-shared", "ffcl-adjacent-T3-p3")
+VERILATOR_SLOW = ("ffcl-held-p8", "ffcl-top-T2-p8", *ICARUS_DEFAULT)
 
 
 @pytest.mark.parametrize(("config", "simulator"), [
@@ -107,7 +113,12 @@ def _scenario_core(config: str) -> Core:
     return Core(model, lanes=lanes, label_lanes=label_lanes, shared=bool(shared))
 
 
-@pytest.mark.parametrize("simulator", SIMULATORS)
+# Under Verilator opt-in: test_digits_test_images_on_every_scenario[icarus] runs the same
+# design and images (a digits core under Verilator by default: test_hardware_flows.py's
+# demo test).
+@pytest.mark.parametrize("simulator", [
+    pytest.param(simulator, marks=pytest.mark.slow) if simulator == "verilator" else simulator
+    for simulator in SIMULATORS])
 def test_digits_test_images_on_every_scenario(simulator, digits, build_root):
     model, images = digits
     _run(simulator, Core(model, lanes=8), images, build_root / f"digits-ffcl-p8-seed{SEED}")
