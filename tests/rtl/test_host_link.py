@@ -528,6 +528,13 @@ class SimulatedBoard:
         return out
 
 
+# Opt-in (-m slow): the same scenario (ffcl_hw.device: identify, check, classify, load
+# another model, classify with it, a wrong lane count refused) runs by default under
+# Verilator on the link's Verilog, tests/sim/test_hostlink_cocotb.py::
+# test_the_host_library_drives_the_host_link_verilog[2] (identify,
+# load_another_model_at_run_time); SimulatedBoard stays in the default run through
+# tests/rtl/test_host_link_training.py and tests/rtl/test_link_faults.py.
+@pytest.mark.slow
 def test_the_host_library_drives_the_simulated_board():
     # ffcl_hw.device.Device end to end: check the identity, classify, load another
     # model, classify with it; every result bit for bit against the golden model.
