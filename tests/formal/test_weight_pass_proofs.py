@@ -236,8 +236,12 @@ SERIAL_BUGS = {
 }
 
 
-@pytest.mark.parametrize("bug", list(BUGS) + [pytest.param(bug, marks=pytest.mark.slow)
-                                              for bug in SERIAL_BUGS])
+@pytest.mark.parametrize("bug", [
+    bug if bug != "banked-slot-per-read"
+    # Opt-in (-m slow): [banked-ignores-slot] keeps a banked case by default, and the
+    # default proof test_no_read_meets_a_write_of_its_spram_bank[banked-2] fails on it.
+    else pytest.param(bug, marks=pytest.mark.slow) for bug in BUGS]
+    + [pytest.param(bug, marks=pytest.mark.slow) for bug in SERIAL_BUGS])
 def test_the_bank_harness_catches(bug, tmp_path):
     serial = bug in SERIAL_BUGS
     port, lanes, replacements = (SERIAL_BUGS if serial else BUGS)[bug]

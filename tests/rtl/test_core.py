@@ -278,7 +278,7 @@ def test_shared_multipliers_hold_the_extremes(name):
 def test_shared_multipliers_on_digits_test_images(digits_model):
     # The iCEBreaker configuration: 8 lanes whose multipliers also scale and square.
     model, data = digits_model
-    images = model.quantize_input(data.x_test[:8])
+    images = model.quantize_input(data.x_test[:4])
     core = _check(model, images, lanes=8, label_lanes=5, shared=True)
     # docs/cycles.md: 48 passes of 8 neurons, each but a layer op's last followed by a
     # gap of the lanes' latency + 8 + scale latency + 2 = 3 + 8 + 5 + 2 cycles (the

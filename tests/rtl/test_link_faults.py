@@ -144,13 +144,15 @@ def play(banked: bool, fault) -> None:
     assert reader.skipped == 0, "noise on tx"
 
 
-#: The default run: the line faults with two banks, and the interrupted load with one
-#: (two banks: cocotb). The 2 % senders (the 3 % ones cover them), plain noise, the host
-#: reading a skewed transmitter (cocotb) and the rest with one bank are opt-in
-#: (``pytest -m slow``); cocotb (two banks) and the double run every row by default.
-DEFAULT = {(name, 2) for name in FAULTS if "2 %" not in name and "host" not in name
-           and name not in ("noise before a frame", "load interrupted halfway")} | {
-    ("load interrupted halfway", 1)}
+#: The default run: in this simulator, the sender 3 % fast (the row the divisor is chosen
+#: for) and a framing error inside a frame with two banks, and the interrupted load with
+#: one (two banks: cocotb). The other rows with two banks, the 2 % senders (the 3 % ones
+#: cover them), plain noise, the host reading a skewed transmitter and the rest with one
+#: bank are opt-in (``pytest -m slow``): cocotb (two banks,
+#: tests/sim/test_hostlink_cocotb.py::test_the_host_library_drives_the_host_link_verilog[2])
+#: and the double (tests/flows/test_link_faults.py) run every row by default.
+DEFAULT = {("sender 3 % fast", 2), ("framing error inside a frame", 2),
+           ("load interrupted halfway", 1)}
 
 
 @pytest.mark.parametrize(("name", "banks"), [

@@ -293,11 +293,33 @@ def streamed_requests(seed: int) -> list[tuple[ReplyFrame, int, bytes]]:
             (ReplyFrame.LOAD, 0, b"")]
 
 
-@pytest.mark.parametrize("short_index", [False, True])
-@pytest.mark.parametrize("shared_header", [False, True])
-@pytest.mark.parametrize("score_port", [False, True])
-@pytest.mark.parametrize("back_to_back", [False, True])
-@pytest.mark.parametrize("pauses", ["none", "often"])
+#: The serialiser options of the training links the boards build (HostLink: score_port
+#: from the core, shared_header = lean, short_index = lean and training): the ECP5 link
+#: (none) and the iCEBreaker's lean link (all three) run every pacing by default; every
+#: other mix of the options runs by default with pauses and requests back to back, the
+#: rest of its pacings with ``-m slow``.
+BUILT_OPTIONS = ((False, False, False), (True, True, True))
+
+
+def _training_link_cases() -> list:
+    cases = []
+    for pauses in ("none", "often"):
+        for back_to_back in (False, True):
+            for score_port in (False, True):
+                for shared_header in (False, True):
+                    for short_index in (False, True):
+                        case = (pauses, back_to_back, score_port, shared_header, short_index)
+                        default = ((score_port, shared_header, short_index) in BUILT_OPTIONS
+                                   or (pauses, back_to_back) == ("often", True))
+                        # covered by default: this option mix's [often-True-...] case and
+                        # the built mixes' cases of this pacing
+                        cases.append(case if default
+                                     else pytest.param(*case, marks=pytest.mark.slow))
+    return cases
+
+
+@pytest.mark.parametrize(("pauses", "back_to_back", "score_port", "shared_header",
+                          "short_index"), _training_link_cases())
 def test_a_training_link_sends_train_and_read_replies_byte_for_byte(pauses, back_to_back,
                                                                    score_port, shared_header,
                                                                    short_index):

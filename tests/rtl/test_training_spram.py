@@ -127,7 +127,14 @@ def _train(name: str, config: ModelConfig, rule: TrainRule, lanes: int,
     return dut
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", [
+    name if name != "ffdl_p4_b8"
+    # Opt-in (-m slow): the default
+    # test_a_restart_after_a_load_trains_the_loaded_model_as_a_fresh_golden_trainer
+    # [ffdl_p4_b8] trains this core (no options, loaded through ``load``) bit-exact in the
+    # closed form's cycles; [ffdl_p1_b16] and [ffcl_all_t2_p2_b16] keep the two banks'
+    # slot waits against block RAM.
+    else pytest.param(name, marks=pytest.mark.slow) for name in sorted(CASES)])
 def test_an_spram_training_core_trains_like_the_golden_trainer(name):
     fields, rule_fields, lanes = CASES[name]
     config, rule = _config_and_rule(fields, rule_fields)
