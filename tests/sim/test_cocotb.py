@@ -82,8 +82,10 @@ pytestmark = pytest.mark.skipif(not SIMULATORS, reason="no cocotb simulator inst
 #: T = 3 with label lanes G = 2 < K), and in Verilator FFL and FFDL. The scenarios of 3
 #: images simulate in well under a second: the cost is the build, a few seconds in
 #: Icarus and 13 or more in Verilator; so each FFCL configuration runs by default under
-#: one simulator only, Icarus. Opt-in in Verilator: ``ffcl-held-p8`` (its shared-multiplier
-#: twin holds the same passes), ``ffcl-top-T2-p8`` (the top topology on 8 lanes: the
+#: one simulator only, Icarus. Opt-in in Verilator: ``ffcl-held-p8`` (whose passes wait for
+#: the sweep: by default only Amaranth's simulator holds passes,
+#: tests/rtl/test_core.py::test_held_passes_match_the_integer_model; its shared-multiplier
+#: twin passes with a sweep that never holds a pass, tried), ``ffcl-top-T2-p8`` (the top topology on 8 lanes: the
 #: regression's random cases and the Amaranth simulator's tests cover it), and the two
 #: that Icarus runs by default (FFCL adjacent T = 3 under Verilator by default too: the
 #: regression slice's case 53, tests/sim/test_regression.py, and the same model on 3 MAC
