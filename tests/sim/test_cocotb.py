@@ -85,11 +85,12 @@ pytestmark = pytest.mark.skipif(not SIMULATORS, reason="no cocotb simulator inst
 #: one simulator only, Icarus. Opt-in in Verilator: ``ffcl-held-p8`` (whose passes wait for
 #: the sweep: by default only Amaranth's simulator holds passes,
 #: tests/rtl/test_core.py::test_held_passes_match_the_integer_model; its shared-multiplier
-#: twin passes with a sweep that never holds a pass, tried), ``ffcl-top-T2-p8`` (the top topology on 8 lanes: the
-#: regression's random cases and the Amaranth simulator's tests cover it), and the two
-#: that Icarus runs by default (FFCL adjacent T = 3 under Verilator by default too: the
-#: regression slice's case 53, tests/sim/test_regression.py, and the same model on 3 MAC
-#: and 2 label lanes behind the host link, tests/sim/test_hostlink_cocotb.py).
+#: twin passes with a sweep that never holds a pass, tried), ``ffcl-top-T2-p8`` (the top
+#: topology on 8 lanes: the regression's random cases and the Amaranth simulator's tests
+#: cover it), and the two that Icarus runs by default (FFCL adjacent T = 3 under
+#: Verilator by default too: the regression slice's case 53, tests/sim/test_regression.py,
+#: and the same model on 3 MAC and 2 label lanes behind the host link,
+#: tests/sim/test_hostlink_cocotb.py).
 ICARUS_DEFAULT = ("ffcl-held-p8-shared", "ffcl-adjacent-T3-p3")
 VERILATOR_SLOW = ("ffcl-held-p8", "ffcl-top-T2-p8", *ICARUS_DEFAULT)
 
