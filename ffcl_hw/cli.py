@@ -860,6 +860,11 @@ def _sim_train(args: argparse.Namespace) -> int:
           f"{_percent(r['initial_test_accuracy'])})")
     print(f"  cycles/sample     {c['mean']:,.0f} (min {c['min']:,}, max {c['max']:,}; "
           f"formula {r['cycles_formula']:,})")
+    if r.get("phase_cycles"):
+        # The first sample's, from the phase output (the netlist's link has none).
+        print("  cycles per phase  " + ", ".join(
+            f"{name.replace('_', ' ')} {count:,}" for name, count in r["phase_cycles"].items()
+            if count) + " (the first sample)")
     print(f"  simulation        {r['wall_seconds']:.1f} s, {r['samples_per_second']:.3g} "
           f"samples/s (after a {r['build_seconds']:.1f} s build)")
     print(written)

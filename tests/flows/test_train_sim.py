@@ -59,6 +59,8 @@ def test_amaranth_trains_bit_exact_in_train_int_order(tiny_int_run, capsys, monk
     assert status == 0, out
     assert "the rule this integer run was trained with" in out
     assert "every stored word after every sample (3 checks)" in out
+    assert re.search(r"cycles per phase  matrix vector [\d,]+, .*weight pass [\d,]+, "
+                     r"bias label pass [\d,]+ \(the first sample\)", out), out
     flow, seen[:] = list(seen), []
     # ... are the first three train_int takes in its first epoch (its own order generator).
     saved, rule = _saved_model_and_rule(tiny_int_run)
