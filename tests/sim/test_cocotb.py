@@ -78,21 +78,19 @@ pytestmark = pytest.mark.skipif(not SIMULATORS, reason="no cocotb simulator inst
 
 
 #: Icarus (the slower simulator) runs every configuration with ``-m slow``; the default
-#: run keeps two of them there (the iCE40 mapping's shared multipliers, and FFCL adjacent
-#: T = 3 with label lanes G = 2 < K), and in Verilator FFL and FFDL. The scenarios of 3
-#: images simulate in well under a second: the cost is the build, a few seconds in
-#: Icarus and 13 or more in Verilator; so each FFCL configuration runs by default under
-#: one simulator only, Icarus. Opt-in in Verilator: ``ffcl-held-p8`` (whose passes wait for
-#: the sweep: by default only Amaranth's simulator holds passes,
-#: tests/rtl/test_core.py::test_held_passes_match_the_integer_model; its shared-multiplier
-#: twin passes with a sweep that never holds a pass, tried), ``ffcl-top-T2-p8`` (the top
-#: topology on 8 lanes: the regression's random cases and the Amaranth simulator's tests
-#: cover it), and the two that Icarus runs by default (FFCL adjacent T = 3 under
-#: Verilator by default too: the regression slice's case 53, tests/sim/test_regression.py,
-#: and the same model on 3 MAC and 2 label lanes behind the host link,
-#: tests/sim/test_hostlink_cocotb.py).
-ICARUS_DEFAULT = ("ffcl-held-p8-shared", "ffcl-adjacent-T3-p3")
-VERILATOR_SLOW = ("ffcl-held-p8", "ffcl-top-T2-p8", *ICARUS_DEFAULT)
+#: run keeps three of them there (the iCE40 mapping's shared multipliers; ``ffcl-held-p8``,
+#: whose passes wait for the sweep: its shared-multiplier twin passes with a sweep that
+#: never holds a pass, tried, and this one fails; and FFCL adjacent T = 3 with label lanes
+#: G = 2 < K), and in Verilator FFL and FFDL. The scenarios of 3 images simulate in well
+#: under a second: the cost is the build, a few seconds in Icarus and 13 or more in
+#: Verilator; so each FFCL configuration runs by default under one simulator only,
+#: Icarus. Opt-in in Verilator: ``ffcl-top-T2-p8`` (the top topology on 8 lanes: the
+#: regression's random cases and the Amaranth simulator's tests cover it) and the three
+#: that Icarus runs by default (FFCL adjacent T = 3 under Verilator by default too: the
+#: regression slice's case 53, tests/sim/test_regression.py, and the same model on 3 MAC
+#: and 2 label lanes behind the host link, tests/sim/test_hostlink_cocotb.py).
+ICARUS_DEFAULT = ("ffcl-held-p8-shared", "ffcl-held-p8", "ffcl-adjacent-T3-p3")
+VERILATOR_SLOW = ("ffcl-top-T2-p8", *ICARUS_DEFAULT)
 
 
 @pytest.mark.parametrize(("config", "simulator"), [
