@@ -862,13 +862,16 @@ def _sim_train(args: argparse.Namespace) -> int:
           f"formula {r['cycles_formula']:,})")
     if r.get("phase_cycles"):
         # The first sample's, from the phase output (the netlist's link has none).
-        print("  cycles per phase  " + ", ".join(
-            f"{name.replace('_', ' ')} {count:,}" for name, count in r["phase_cycles"].items()
-            if count) + " (the first sample)")
+        print(f"  cycles per phase  {_phases_text(r['phase_cycles'])} (the first sample)")
     print(f"  simulation        {r['wall_seconds']:.1f} s, {r['samples_per_second']:.3g} "
           f"samples/s (after a {r['build_seconds']:.1f} s build)")
     print(written)
     return 0
+
+
+def _phases_text(phases: dict[str, int]) -> str:
+    """A core's cycles per phase (``sim`` and ``sim --train`` reports), for the console."""
+    return ", ".join(f"{name.replace('_', ' ')} {count:,}" for name, count in phases.items())
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -908,8 +911,7 @@ def _sim(args: argparse.Namespace) -> int:
     print(f"  lane utilization  {100 * report['lane_utilization']:.1f}% of the matrix phases "
           f"({report['macs_per_inference']:,} MACs)")
     if report["phase_cycles"] is not None:
-        print("  cycles per phase  " + ", ".join(f"{name.replace('_', ' ')} {count:,}"
-                                                for name, count in report["phase_cycles"].items()))
+        print(f"  cycles per phase  {_phases_text(report['phase_cycles'])}")
     if "sim_cycles" in report:
         # Gate level: the load and the UART frames take most of the cycles.
         print(f"  simulation        {report['sim_cycles']:,} cycles in "
